@@ -1,0 +1,64 @@
+# omen's build, run, test and benchmark entry points. See README.md.
+GO          ?= go
+BIN         := bin/omen
+PKGS        := ./...
+SHARED      ?= ../shared
+APT_UPDATED := /tmp/.omen-apt-updated
+
+.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest fuzz soak deps-e2e deps-ui clean
+
+all: build
+
+VERSION     ?= $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+REVISION    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
+               -X github.com/prometheus/common/version.Revision=$(REVISION) \
+               -X github.com/prometheus/common/version.Branch=main
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/omen
+
+run: build
+	./$(BIN) serve --web.listen-address=:9201 --storage.tsdb.path=./data
+
+# deps-e2e installs the real tools the end-to-end tests talk to, from Debian's packages.
+deps-e2e:
+	@missing=""; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
+	if [ -n "$$missing" ]; then \
+		[ -f $(APT_UPDATED) ] || { apt-get update && touch $(APT_UPDATED); }; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+deps-ui:
+	@command -v chromium >/dev/null 2>&1 || { \
+		[ -f $(APT_UPDATED) ] || { apt-get update && touch $(APT_UPDATED); }; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+test: deps-e2e deps-ui
+	OMEN_E2E=1 $(GO) test -count=1 -timeout 14m $(PKGS)
+
+test-ui: deps-ui build
+	OMEN_E2E=1 $(GO) test -count=1 -run 'TestUI' ./web/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bench-nab: build
+	bash scripts/bench-nab.sh $(SHARED)/nab
+
+bench-m4: build
+	bash scripts/bench-m4.sh $(SHARED)/m4hourly
+
+bench-ingest: deps-e2e build
+	bash scripts/bench-ingest.sh
+
+fuzz:
+	bash scripts/fuzz.sh 60s
+
+soak: deps-e2e build
+	bash scripts/soak.sh
+
+clean:
+	rm -rf bin data

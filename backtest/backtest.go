@@ -1,0 +1,80 @@
+// Package backtest runs the detector over a CSV series the way the live
+// sidecar runs it over remote-written samples, and writes the scores.
+package backtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/omen-sidecar/omen/csvio"
+	"github.com/omen-sidecar/omen/detect"
+)
+
+// OutputColumns are appended to the input's columns.
+var OutputColumns = []string{"anomaly_score", "yhat", "yhat_lower", "yhat_upper"}
+
+// File scores the series in inPath and writes it, with OutputColumns
+// appended, to outPath, creating its directory. sc is borrowed for the
+// run; nil means fresh buffers.
+func File(ctx context.Context, inPath, outPath string, opts detect.Options, sc *detect.Scratch) error {
+	s, err := csvio.ReadFile(inPath)
+	if err != nil {
+		return err
+	}
+	d, err := detect.NewWithScratch(opts, sc)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(outPath), 0o755); err != nil {
+		return fmt.Errorf("create output directory: %w", err)
+	}
+	f, err := os.Create(outPath)
+	if err != nil {
+		return fmt.Errorf("create output: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<16)
+	w := csv.NewWriter(bw)
+	if err := write(ctx, w, s, d); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", outPath, err)
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", outPath, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", outPath, err)
+	}
+	return nil
+}
+
+func write(ctx context.Context, w *csv.Writer, s *csvio.Series, d *detect.Detector) error {
+	header := append(append([]string(nil), s.Header...), OutputColumns...)
+	if err := w.Write(header); err != nil {
+		return err
+	}
+	width := len(s.Header)
+	var rec []string
+	for i, row := range s.Rows {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r := d.Update(s.Times[i], s.Values[i])
+		// Pad short rows so that the appended columns line up.
+		rec = append(rec[:0], row...)
+		for len(rec) < width {
+			rec = append(rec, "")
+		}
+		rec = append(rec, csvio.FormatFloat(r.Score), csvio.FormatFloat(r.Yhat),
+			csvio.FormatFloat(r.YhatLower), csvio.FormatFloat(r.YhatUpper))
+		if err := w.Write(rec); err != nil {
+			return err
+		}
+	}
+	w.Flush()
+	return w.Error()
+}

@@ -1,0 +1,134 @@
+package backtest
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/detect"
+)
+
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(body), 0o644))
+}
+
+func csvBody(n int, extra bool) string {
+	var b strings.Builder
+	if extra {
+		b.WriteString("timestamp,value,host\n")
+	} else {
+		b.WriteString("timestamp,value\n")
+	}
+	for i := range n {
+		v := 10 + math.Sin(float64(i)/7)
+		if i == n-10 {
+			v = 100
+		}
+		fmt.Fprintf(&b, "%d,%g", 1_700_000_000+i*60, v)
+		if extra {
+			b.WriteString(",a")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func TestRunMirrorsTree(t *testing.T) {
+	in, out := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(in, "a.csv"), csvBody(600, false))
+	writeFile(t, filepath.Join(in, "sub", "deeper", "b.csv"), csvBody(600, true))
+	writeFile(t, filepath.Join(in, "notes.txt"), "not a series")
+	var calls int
+	sum, err := Run(context.Background(), Config{Input: in, Output: out, Workers: 2, Detect: detect.DefaultOptions(),
+		Progress: func(done, total int) { calls++; require.Equal(t, 2, total) }})
+	require.NoError(t, err)
+	require.Equal(t, Summary{Files: 2}, sum)
+	require.Equal(t, 2, calls)
+
+	f, err := os.Open(filepath.Join(out, "sub", "deeper", "b.csv"))
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, []string{"timestamp", "value", "host", "anomaly_score", "yhat", "yhat_lower", "yhat_upper"}, recs[0])
+	require.Len(t, recs, 601)
+	require.Equal(t, "a", recs[1][2])
+	_, err = os.Stat(filepath.Join(out, "notes.txt"))
+	require.True(t, os.IsNotExist(err))
+}
+
+func TestRunSingleFile(t *testing.T) {
+	dir, out := t.TempDir(), t.TempDir()
+	in := filepath.Join(dir, "one.csv")
+	writeFile(t, in, csvBody(300, false))
+	sum, err := Run(context.Background(), Config{Input: in, Output: out, Detect: detect.DefaultOptions()})
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Files)
+	_, err = os.Stat(filepath.Join(out, "one.csv"))
+	require.NoError(t, err)
+}
+
+func TestRunBadRows(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want string // substring of the error: file and line
+	}{
+		{name: "bad value", body: "timestamp,value\n1700000000,1\n1700000060,abc\n", want: "bad.csv:3"},
+		{name: "bad timestamp", body: "timestamp,value\n1700000000,1\nyesterday,2\n", want: "bad.csv:3"},
+		{name: "short row", body: "timestamp,value\n1700000000\n", want: "bad.csv:2"},
+		{name: "empty", body: "", want: "bad.csv"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, out := t.TempDir(), t.TempDir()
+			writeFile(t, filepath.Join(in, "bad.csv"), tt.body)
+			writeFile(t, filepath.Join(in, "good.csv"), csvBody(100, false))
+			sum, err := Run(context.Background(), Config{Input: in, Output: out, Detect: detect.DefaultOptions()})
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.want)
+			// The good file is still scored.
+			require.Equal(t, Summary{Files: 2, Failed: 1}, sum)
+			_, err = os.Stat(filepath.Join(out, "good.csv"))
+			require.NoError(t, err)
+		})
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	_, err := Run(context.Background(), Config{Input: filepath.Join(t.TempDir(), "missing"), Output: t.TempDir(), Detect: detect.DefaultOptions()})
+	require.Error(t, err)
+	_, err = Run(context.Background(), Config{Input: t.TempDir(), Output: t.TempDir(), Detect: detect.DefaultOptions()})
+	require.ErrorContains(t, err, "no .csv files")
+	bad := detect.DefaultOptions()
+	bad.FalseAlarmRate = 2
+	_, err = Run(context.Background(), Config{Input: t.TempDir(), Output: t.TempDir(), Detect: bad})
+	require.ErrorContains(t, err, "false-alarm rate")
+}
+
+func TestFileFlagsSpike(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out", "in.csv")
+	writeFile(t, in, csvBody(800, false))
+	require.NoError(t, File(context.Background(), in, out, detect.DefaultOptions(), nil))
+	f, err := os.Open(out)
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	spike := recs[800-10+1] // header, then rows
+	require.Equal(t, "100", spike[1])
+	var s float64
+	_, err = fmt.Sscan(spike[2], &s)
+	require.NoError(t, err)
+	require.Greater(t, s, 1.0)
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/alecthomas/kingpin/v2"
+	"golang.org/x/term"
+
+	"github.com/omen-sidecar/omen/forecast"
+	"github.com/omen-sidecar/omen/forecastcli"
+)
+
+// registerForecast registers `omen forecast`: forecast every CSV series
+// under --input for --horizon steps after its last point.
+func registerForecast(app *kingpin.Application, lc *logConfig) command {
+	cl := app.Command("forecast", "Forecast CSV series: one timestamp,yhat,yhat_lower,yhat_upper file per input file.")
+	input := cl.Flag("input", "CSV file, or folder searched recursively for .csv files (header, then timestamp,value rows).").Required().String()
+	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree.").Required().String()
+	horizon := cl.Flag("horizon", "Steps to forecast after the last input point; the step is inferred from the data.").Default("48").Int()
+	coverage := cl.Flag("coverage", "Nominal coverage of the prediction interval.").Default("0.95").Float64()
+	history := cl.Flag("history", "Most recent samples each model fits on.").Default(fmt.Sprint(forecast.DefaultOptions().History)).Int()
+	workers := cl.Flag("workers", "Files forecast in parallel.").Default(fmt.Sprint(runtime.GOMAXPROCS(0))).Int()
+	return command{clause: cl, run: func(ctx context.Context) error {
+		cfg := forecastcli.Config{Horizon: *horizon, Options: forecast.Options{Coverage: *coverage, History: *history}}
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		var progress io.Writer
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			progress = os.Stderr
+		}
+		sum, err := forecastcli.Run(ctx, lc.logger(), *input, *output, *workers, progress, cfg)
+		if err != nil {
+			return err
+		}
+		lc.logger().Info("forecast done", "files", sum.Files, "failed", sum.Failed)
+		if sum.Failed > 0 {
+			return fmt.Errorf("%d of %d files failed", sum.Failed, sum.Files)
+		}
+		return nil
+	}}
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/pprof"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/omen-sidecar/omen/loadgen"
+)
+
+// registerLoadgen adds `omen loadgen`, the remote-write load generator of
+// `make bench-ingest`.
+func registerLoadgen(app *kingpin.Application, lc *logConfig) command {
+	cl := app.Command("loadgen", "Send remote-write load to a receiver and report the accepted samples/s, latency and errors.")
+	o := loadgen.DefaultOptions()
+	cl.Flag("url", "Remote-write endpoint.").Default("http://127.0.0.1:9201/api/v1/write").StringVar(&o.URL)
+	cl.Flag("protocol", "Remote-write protocol version: 1 (1.0, prometheus.WriteRequest) or 2 (2.0, io.prometheus.write.v2.Request).").
+		Default("1").IntVar(&o.Protocol)
+	cl.Flag("series", "Active series.").Default("100000").IntVar(&o.Series)
+	cl.Flag("samples-per-series", "Samples of each series in one request.").Default("1").IntVar(&o.SamplesPerSeries)
+	cl.Flag("batch", "Samples per request at most (Prometheus's max_samples_per_send).").Default(fmt.Sprint(o.Batch)).IntVar(&o.Batch)
+	cl.Flag("concurrency", "Workers, each owning a slice of the series with one request in flight.").
+		Default(fmt.Sprint(o.Concurrency)).IntVar(&o.Concurrency)
+	var durationSet bool
+	cl.Flag("duration", "Measured time (after the warm-up).").Default(o.Duration.String()).IsSetByUser(&durationSet).DurationVar(&o.Duration)
+	cl.Flag("rounds", "Stop after this many rounds over all series (0: run for --duration).").Default("0").IntVar(&o.Rounds)
+	cl.Flag("warmup", "Send one unmeasured round first, so the measured rounds append to existing series.").
+		Default("true").BoolVar(&o.Warmup)
+	cl.Flag("timeout", "Per-request timeout.").Default(o.Timeout.String()).DurationVar(&o.Timeout)
+	cl.Flag("ahead", "Requests each worker builds ahead of sending.").Default(fmt.Sprint(o.Ahead)).IntVar(&o.Ahead)
+	cl.Flag("seed", "Seed of the sample values.").Default(fmt.Sprint(o.Seed)).Uint64Var(&o.Seed)
+	var cpuProfile string
+	cl.Flag("cpuprofile", "Write the generator's own CPU profile of the run to this file.").StringVar(&cpuProfile)
+	return command{clause: cl, run: func(ctx context.Context) error {
+		if cpuProfile != "" {
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return fmt.Errorf("create CPU profile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				_ = f.Close()
+				return fmt.Errorf("start CPU profile: %w", err)
+			}
+			defer func() {
+				pprof.StopCPUProfile()
+				if err := f.Close(); err != nil {
+					fmt.Fprintf(os.Stderr, "omen loadgen: close CPU profile: %v\n", err)
+				}
+			}()
+		}
+		if o.Rounds > 0 && !durationSet {
+			o.Duration = 0
+		}
+		res, err := loadgen.Run(ctx, lc.logger(), o)
+		if res != nil && res.Measured != nil {
+			// People read the summary; scripts read the last line.
+			fmt.Fprint(os.Stdout, res.String())
+			fmt.Fprintln(os.Stdout, res.JSON())
+		}
+		return err
+	}}
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/omen-sidecar/omen/pipeline"
+)
+
+// pipelineFlags registers the scoring pipeline's flags on the serve command
+// and returns the options they fill once kingpin has parsed the arguments.
+// SnapshotPath, Now, Stats and Build are left for serve.go to set.
+func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
+	o := pipeline.DefaultOptions()
+	o.Families = nil // filled by the flag's default
+	cl.Flag("detect.max-series", "Most series scored at once; new series beyond it are counted in omen_series_over_budget_total and skipped.").
+		Default(fmt.Sprint(o.MaxSeries)).IntVar(&o.MaxSeries)
+	cl.Flag("forecast.max-series", "Most series that also get a forecaster (each holds ~10 KiB).").
+		Default(fmt.Sprint(o.ForecastMaxSeries)).IntVar(&o.ForecastMaxSeries)
+	cl.Flag("forecast.interval", "Sample time between a series' forecasts (and forecast series samples).").
+		Default(o.ForecastEvery.String()).DurationVar(&o.ForecastEvery)
+	cl.Flag("detect.workers", "Scorer goroutines (0: one per CPU).").
+		Default("0").IntVar(&o.Workers)
+	cl.Flag("detect.queue-size", "Committed write batches each scorer queues; beyond it batches are dropped and counted in omen_scoring_dropped_total.").
+		Default(fmt.Sprint(o.QueueSize)).IntVar(&o.QueueSize)
+	cl.Flag("detect.stale-after", "Drop a series' models after this long without a sample.").
+		Default(o.StaleAfter.String()).DurationVar(&o.StaleAfter)
+	cl.Flag("output.families", "Output families exposed on /metrics, comma separated. Repeatable. Choices: "+strings.Join(pipeline.AllFamilies, ",")+".").
+		Default(pipeline.AllFamilies...).StringsVar(&o.Families)
+	cl.Flag("output.tsdb-families", "Output families appended to the embedded TSDB and remote-written, comma separated. Repeatable. Each costs one TSDB append per input sample.").
+		Default(pipeline.AllFamilies...).StringsVar(&o.StoreFamilies)
+	cl.Flag("output.score-floor", "Expose on /metrics only series whose anomaly_score is at least this (0: all).").
+		Default("0").Float64Var(&o.ScoreFloor)
+	cl.Flag("remote-write.url", "Remote-write the outputs to this URL too (Thanos Receive, Mimir, VictoriaMetrics). Repeatable.").
+		StringsVar(&o.RemoteWriteURLs)
+	cl.Flag("backfill.remote-read-url", "Remote-read URL of an upstream Prometheus or Thanos to warm new series from.").
+		Default("").StringVar(&o.BackfillRemoteReadURL)
+	cl.Flag("backfill.max-points", "Most history samples replayed into a new series' models.").
+		Default(fmt.Sprint(o.BackfillMaxPoints)).IntVar(&o.BackfillMaxPoints)
+	cl.Flag("backfill.max-age", "How far back a new series' warm start reads.").
+		Default(o.BackfillMaxAge.String()).DurationVar(&o.BackfillMaxAge)
+	cl.Flag("snapshot.interval", "Time between model state snapshots (also taken at shutdown).").
+		Default(o.SnapshotInterval.String()).DurationVar(&o.SnapshotInterval)
+	return &o
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/pipeline"
+)
+
+func TestPipelineFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		check func(*testing.T, *pipeline.Options)
+	}{
+		{"defaults", nil, func(t *testing.T, o *pipeline.Options) {
+			d := pipeline.DefaultOptions()
+			require.Equal(t, d.MaxSeries, o.MaxSeries)
+			require.Equal(t, d.SnapshotInterval, o.SnapshotInterval)
+			require.Equal(t, pipeline.AllFamilies, o.Families)
+			require.Equal(t, pipeline.AllFamilies, o.StoreFamilies)
+			require.Empty(t, o.RemoteWriteURLs)
+		}},
+		{"set", []string{
+			"--detect.max-series=5", "--detect.workers=3", "--output.families=anomaly_score,yhat",
+			"--output.score-floor=0.5", "--remote-write.url=http://a/api/v1/write", "--remote-write.url=http://b/api/v1/write",
+			"--backfill.remote-read-url=http://up/api/v1/read", "--backfill.max-points=10", "--snapshot.interval=1m",
+			"--forecast.interval=5m", "--output.tsdb-families=anomaly_score",
+		}, func(t *testing.T, o *pipeline.Options) {
+			require.Equal(t, 5, o.MaxSeries)
+			require.Equal(t, 3, o.Workers)
+			require.Equal(t, []string{"anomaly_score,yhat"}, o.Families, "split by pipeline.New")
+			require.Equal(t, 0.5, o.ScoreFloor)
+			require.Equal(t, []string{"http://a/api/v1/write", "http://b/api/v1/write"}, o.RemoteWriteURLs)
+			require.Equal(t, "http://up/api/v1/read", o.BackfillRemoteReadURL)
+			require.Equal(t, 10, o.BackfillMaxPoints)
+			require.Equal(t, time.Minute, o.SnapshotInterval)
+			require.Equal(t, 5*time.Minute, o.ForecastEvery)
+			require.Equal(t, []string{"anomaly_score"}, o.StoreFamilies)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			app := kingpin.New("omen", "")
+			o := pipelineFlags(app.Command("serve", "").Default())
+			_, err := app.Parse(append([]string{"serve"}, tc.args...))
+			require.NoError(t, err)
+			tc.check(t, o)
+		})
+	}
+}

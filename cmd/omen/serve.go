@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/omen-sidecar/omen/server"
+	"github.com/omen-sidecar/omen/tsdb"
+)
+
+type serveFlags struct {
+	listen        []string
+	webConfig     string
+	maxReqBytes   units.Base2Bytes
+	configFile    string
+	tsdbPath      string
+	retentionTime model.Duration
+	retentionSize units.Base2Bytes
+	oooWindow     model.Duration
+	queryTimeout  model.Duration
+	maxSamples    int
+	shutdownGrace time.Duration
+	write         tsdb.WriteOptions
+	maxInflightB  units.Base2Bytes
+}
+
+func registerServe(app *kingpin.Application, lc *logConfig) command {
+	cl := app.Command("serve", "Run the sidecar: receive remote write, store, score, forecast and serve.").Default()
+	f := &serveFlags{}
+	cl.Flag("web.listen-address", "Address to listen on for remote write, the API, the UI and /metrics. Repeatable.").
+		Default(":9201").StringsVar(&f.listen)
+	cl.Flag("web.config.file", "Path to a web configuration file (exporter-toolkit format) enabling TLS or authentication.").
+		Default("").StringVar(&f.webConfig)
+	cl.Flag("web.max-request-bytes", "Largest compressed remote-write request accepted; larger ones get 413.").
+		Default("32MiB").BytesVar(&f.maxReqBytes)
+	cl.Flag("config.file", "omen configuration file (YAML). Re-read on SIGHUP and POST /-/reload.").
+		Default("").StringVar(&f.configFile)
+	cl.Flag("storage.tsdb.path", "Base path for the embedded TSDB and model state.").
+		Default("data/").StringVar(&f.tsdbPath)
+	cl.Flag("storage.tsdb.retention.time", "How long to retain samples in storage.").
+		Default("15d").SetValue(&f.retentionTime)
+	cl.Flag("storage.tsdb.retention.size", "Maximum number of bytes of blocks to retain (0: unlimited). Units: KB, MB, GB, ...").
+		Default("0").BytesVar(&f.retentionSize)
+	cl.Flag("storage.tsdb.out-of-order-time-window", "How far back out-of-order samples are still accepted (0: none).").
+		Default("0s").SetValue(&f.oooWindow)
+	cl.Flag("query.timeout", "Maximum time a query may take before being aborted.").
+		Default("2m").SetValue(&f.queryTimeout)
+	cl.Flag("query.max-samples", "Maximum number of samples a single query can load into memory.").
+		Default("50000000").IntVar(&f.maxSamples)
+	cl.Flag("web.shutdown-grace", "How long in-flight requests get to finish on shutdown.").
+		Default("10s").DurationVar(&f.shutdownGrace)
+	d := tsdb.DefaultWriteOptions()
+	cl.Flag("write.max-inflight-requests", "Remote-write requests handled at once; beyond it omen answers 503 with Retry-After, which Prometheus retries.").
+		Default(fmt.Sprint(d.MaxInflightRequests)).IntVar(&f.write.MaxInflightRequests)
+	cl.Flag("write.max-inflight-bytes", "Compressed remote-write bytes handled at once; beyond it, 503 with Retry-After.").
+		Default("256MiB").BytesVar(&f.maxInflightB)
+	cl.Flag("write.max-series-per-request", "Series one remote-write request may carry (400 beyond).").
+		Default(fmt.Sprint(d.MaxSeriesPerRequest)).IntVar(&f.write.MaxSeriesPerRequest)
+	cl.Flag("write.max-labels-per-series", "Labels one series may have (400 beyond).").
+		Default(fmt.Sprint(d.Labels.MaxLabels)).IntVar(&f.write.Labels.MaxLabels)
+	cl.Flag("write.max-label-name-length", "Bytes of one label name (400 beyond).").
+		Default(fmt.Sprint(d.Labels.MaxNameLength)).IntVar(&f.write.Labels.MaxNameLength)
+	cl.Flag("write.max-label-value-length", "Bytes of one label value (400 beyond).").
+		Default(fmt.Sprint(d.Labels.MaxValueLength)).IntVar(&f.write.Labels.MaxValueLength)
+	return command{clause: cl, run: func(ctx context.Context) error { return runServe(ctx, lc.logger(), f) }}
+}
+
+func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
+	logger.Info("Starting omen", "version", versionString())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("omen"),
+	)
+
+	cfgLoader, err := server.NewConfigLoader(logger, reg, f.configFile)
+	if err != nil {
+		return err
+	}
+	store := tsdb.NewStorage(logger, reg, tsdb.Options{
+		Path:                 f.tsdbPath,
+		RetentionTime:        time.Duration(f.retentionTime),
+		RetentionSize:        int64(f.retentionSize),
+		OutOfOrderTimeWindow: time.Duration(f.oooWindow),
+		MaxExemplars:         tsdb.DefaultOptions().MaxExemplars,
+	})
+	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "omen_tsdb_head_series", Help: "Series in the embedded TSDB's head block.",
+	}, func() float64 { return float64(store.HeadSeries()) })
+
+	apiOpts := tsdb.DefaultAPIOptions()
+	apiOpts.QueryTimeout = time.Duration(f.queryTimeout)
+	apiOpts.MaxSamples = f.maxSamples
+	apiOpts.ListenAddress = f.listen[0]
+	engine := tsdb.NewEngine(logger, reg, apiOpts)
+
+	var appendable = tsdb.AppendableV2(store)
+	ready := store.Ready
+
+	mux := server.NewMux(reg)
+	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload}.Register(mux)
+	mux.Handle("/metrics", "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
+	f.write.MaxRequestBytes = int64(f.maxReqBytes)
+	f.write.MaxInflightBytes = int64(f.maxInflightB)
+	mux.Handle("/api/v1/write", "/api/v1/write", tsdb.NewWriteHandler(logger, reg, appendable, f.write))
+	mux.Handle("/api/v1/", "/api/v1", tsdb.NewAPI(logger, reg, reg, store, engine, apiOpts, server.RequireReady(ready)))
+	mux.HandlePprof()
+
+	var g run.Group
+	{
+		// Termination: main's context is cancelled on SIGINT and SIGTERM.
+		cctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			<-cctx.Done()
+			if ctx.Err() != nil {
+				logger.Info("Received termination signal, shutting down")
+			}
+			return nil
+		}, func(error) { cancel() })
+	}
+	{
+		// Reload on SIGHUP.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		done := make(chan struct{})
+		g.Add(func() error {
+			for {
+				select {
+				case <-hup:
+					_ = cfgLoader.Reload()
+				case <-done:
+					return nil
+				}
+			}
+		}, func(error) { signal.Stop(hup); close(done) })
+	}
+	{
+		// HTTP first among the interrupts, so in-flight writes finish before
+		// the TSDB closes.
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
+		flags := &web.FlagConfig{WebListenAddresses: &f.listen, WebSystemdSocket: new(bool), WebConfigFile: &f.webConfig}
+		g.Add(func() error {
+			if err := web.ListenAndServe(srv, flags, logger); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("HTTP server: %w", err)
+			}
+			return nil
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				logger.Warn("HTTP shutdown", "err", err)
+			}
+		})
+	}
+	{
+		// The TSDB opens (replaying its WAL) while the server already
+		// answers /-/healthy, and closes last.
+		stop := make(chan struct{})
+		g.Add(func() error {
+			if err := store.Open(); err != nil {
+				return err
+			}
+			<-stop
+			return nil
+		}, func(error) {
+			close(stop)
+		})
+		defer func() {
+			if err := store.Close(); err != nil {
+				logger.Error("Closing TSDB", "err", err)
+			}
+		}()
+	}
+	err = g.Run()
+	logger.Info("omen stopped")
+	return err
+}

@@ -1,0 +1,141 @@
+// Package csvio reads the CSV series that omen's batch commands (backtest,
+// forecast) take: a header, then rows whose first two columns are a
+// timestamp and a value. Other columns are kept as they are.
+package csvio
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Series is one CSV file held in memory.
+type Series struct {
+	Header []string   // the header row as read
+	Rows   [][]string // the records after the header, as read
+	Times  []int64    // Rows[i][0] as unix milliseconds
+	Values []float64  // Rows[i][1]; an empty cell is NaN
+}
+
+// ReadFile reads the series in path. Errors name the file and line.
+func ReadFile(path string) (*Series, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return Read(f, path)
+}
+
+// Read reads a series from r; name is used in error messages.
+//
+// Rows are kept in file order, which is the order the streaming engines see
+// them in, as they would see samples arrive. A timestamp that goes back is
+// kept rather than rejected or reordered: real exports have them (NAB's
+// machine_temperature_system_failure.csv does), and reordering would show
+// the engines a sequence that never happened.
+func Read(r io.Reader, name string) (*Series, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = false
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: empty file: want a header row", name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(header) < 2 {
+		return nil, fmt.Errorf("%s:1: header has %d column(s), want at least timestamp,value", name, len(header))
+	}
+	s := &Series{Header: header}
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		line, _ := cr.FieldPos(0) // only valid for a record read without error
+		if len(rec) < 2 {
+			return nil, fmt.Errorf("%s:%d: row has %d column(s), want at least 2", name, line, len(rec))
+		}
+		ts, err := ParseTime(rec[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		v, err := ParseValue(rec[1])
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		s.Rows = append(s.Rows, rec)
+		s.Times = append(s.Times, ts)
+		s.Values = append(s.Values, v)
+	}
+	return s, nil
+}
+
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02 15:04:05",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04",
+	"2006-01-02",
+}
+
+// ParseTime parses unix seconds (possibly fractional), RFC 3339 or
+// "YYYY-MM-DD HH:MM:SS" (taken as UTC) into unix milliseconds.
+func ParseTime(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty timestamp")
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
+			return 0, fmt.Errorf("timestamp %q: want unix seconds", s)
+		}
+		return int64(math.Round(f * 1000)), nil
+	}
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UnixMilli(), nil
+		}
+	}
+	return 0, fmt.Errorf("timestamp %q: want unix seconds, RFC 3339 or YYYY-MM-DD HH:MM:SS", s)
+}
+
+// ParseValue parses a sample value. An empty cell is a missing value (NaN);
+// Prometheus's spellings NaN, +Inf and -Inf are accepted.
+func ParseValue(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return math.NaN(), nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("value %q is not a number", s)
+	}
+	return v, nil
+}
+
+// FormatFloat formats v the way Prometheus's text format does, so that
+// output CSVs round-trip through ParseValue.
+func FormatFloat(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "NaN"
+	case math.IsInf(v, 1):
+		return "+Inf"
+	case math.IsInf(v, -1):
+		return "-Inf"
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}

@@ -1,0 +1,56 @@
+package csvio
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestRead(t *testing.T) {
+	s, err := Read(strings.NewReader("timestamp,value,label\n1700000000,1.5,a\n2023-11-14 22:13:21,,b\n2023-11-14T22:13:22Z,NaN,c\n"), "x.csv")
+	require.NoError(t, err)
+	require.Equal(t, []string{"timestamp", "value", "label"}, s.Header)
+	require.Equal(t, []int64{1700000000000, 1700000001000, 1700000002000}, s.Times)
+	require.Equal(t, 1.5, s.Values[0])
+	require.True(t, math.IsNaN(s.Values[1]))
+	require.True(t, math.IsNaN(s.Values[2]))
+	require.Equal(t, "c", s.Rows[2][2])
+}
+
+func TestReadKeepsFileOrder(t *testing.T) {
+	s, err := Read(strings.NewReader("t,v\n5,2\n3,1\n"), "x.csv")
+	require.NoError(t, err)
+	require.Equal(t, []int64{5000, 3000}, s.Times)
+}
+
+func TestReadErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"empty", "", "x.csv: empty file"},
+		{"one column header", "timestamp\n", "x.csv:1: header has 1 column"},
+		{"bad time", "t,v\n1,2\nyesterday,3\n", `x.csv:3: timestamp "yesterday"`},
+		{"bad value", "t,v\n1,2\n2,abc\n", `x.csv:3: value "abc" is not a number`},
+		{"short row", "t,v\n1,2\n3\n", "x.csv:3: row has 1 column(s)"},
+		{"bad quote", "t,v\n1,\"2\n", "x.csv:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Read(strings.NewReader(tc.in), "x.csv")
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestFormatFloatRoundTrip(t *testing.T) {
+	for _, v := range []float64{0, -1.25, 1e-300, math.Inf(1), math.Inf(-1), 123456789.123} {
+		got, err := ParseValue(FormatFloat(v))
+		require.NoError(t, err)
+		require.Equal(t, v, got)
+	}
+	got, err := ParseValue(FormatFloat(math.NaN()))
+	require.NoError(t, err)
+	require.True(t, math.IsNaN(got))
+}

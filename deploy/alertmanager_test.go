@@ -1,0 +1,148 @@
+package deploy
+
+import (
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/omen-sidecar/omen/rules"
+)
+
+const amConfig = "alertmanager/alertmanager.yml"
+
+// TestAmtoolCheckConfig validates the routing tree with Alertmanager's own
+// parser.
+func TestAmtoolCheckConfig(t *testing.T) {
+	amtool := tool(t, "amtool", "prometheus-alertmanager")
+	out := run(t, "alertmanager", amtool, "check-config", "alertmanager.yml")
+	require.Contains(t, string(out), "SUCCESS")
+}
+
+// TestAlertmanagerRoutes asks amtool where alerts with the labels omen's
+// rules put on them are routed.
+func TestAlertmanagerRoutes(t *testing.T) {
+	amtool := tool(t, "amtool", "prometheus-alertmanager")
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   string
+	}{
+		{"series anomaly is a ticket", []string{"alertname=" + rules.AlertSeriesAnomalous, "omen_alert=anomaly", "severity=warning", "namespace=shop", "job=api"}, "anomaly-tickets"},
+		{"group anomaly pages and triggers automation", []string{"alertname=" + rules.AlertAnomalyCritical, "omen_alert=anomaly", "severity=critical", "namespace=shop", "job=api"}, "automation-webhook,pagerduty"},
+		{"capacity forecast is a ticket", []string{"alertname=DiskFullSoon", "omen_alert=capacity", "severity=warning"}, "anomaly-tickets"},
+		{"labelled action goes to the webhook too", []string{"alertname=DiskFullSoon", "omen_alert=capacity", "severity=warning", "omen_action=scale"}, "automation-webhook,anomaly-tickets"},
+		{"health warning to the platform team", []string{"alertname=OmenScoringLagging", "omen_alert=health", "severity=warning"}, "platform-team"},
+		{"health critical pages the platform team", []string{"alertname=OmenDown", "omen_alert=health", "severity=critical"}, "platform-pagerduty"},
+		{"other alerts keep the default", []string{"alertname=NodeDown", "severity=critical"}, "default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := run(t, "alertmanager", append([]string{amtool, "config", "routes", "test", "--config.file=alertmanager.yml"}, tc.labels...)...)
+			require.Equal(t, tc.want, strings.TrimSpace(string(out)))
+		})
+	}
+}
+
+// TestInhibitionsMatchGeneratedRules checks the inhibit rules name alerts
+// and labels the generated rules produce: the page on a group silences its
+// single-series tickets only if both carry the group's labels.
+func TestInhibitionsMatchGeneratedRules(t *testing.T) {
+	var am struct {
+		InhibitRules []struct {
+			Source []string `yaml:"source_matchers"`
+			Target []string `yaml:"target_matchers"`
+			Equal  []string `yaml:"equal"`
+		} `yaml:"inhibit_rules"`
+	}
+	require.NoError(t, yaml.Unmarshal(read(t, amConfig), &am))
+	rg := baseRules(t)
+	alerts := map[string]map[string]string{} // name -> static labels
+	for _, g := range rg.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				alerts[r.Alert] = r.Labels
+			}
+		}
+	}
+	matcher := regexp.MustCompile(`^(\w+)(=~|!=|=)"(.*)"$`)
+	matchesSome := func(ms []string) {
+		for _, m := range ms {
+			p := matcher.FindStringSubmatch(m)
+			require.NotNil(t, p, "matcher %q", m)
+			name, op, val := p[1], p[2], p[3]
+			if op == "!=" {
+				continue
+			}
+			re := regexp.MustCompile("^(?:" + val + ")$")
+			found := false
+			for alert, ls := range alerts {
+				v := ls[name]
+				if name == "alertname" {
+					v = alert
+				}
+				found = found || re.MatchString(v)
+			}
+			require.True(t, found, "matcher %s matches no generated alert", m)
+		}
+	}
+	require.NotEmpty(t, am.InhibitRules)
+	var groupInhibit bool
+	for _, ir := range am.InhibitRules {
+		matchesSome(ir.Source)
+		matchesSome(ir.Target)
+		if slices.Contains(ir.Source, `alertname="`+rules.AlertAnomalyCritical+`"`) {
+			groupInhibit = true
+			require.Contains(t, ir.Target, `alertname="`+rules.AlertSeriesAnomalous+`"`)
+			// The critical alert aggregates by group_by: those are the only
+			// labels it has to compare.
+			require.ElementsMatch(t, []string{"namespace", "job"}, ir.Equal)
+			crit, ok := findRule(rg, rules.AlertAnomalyCritical)
+			require.True(t, ok)
+			require.Contains(t, crit.Expr, "by (namespace, job)")
+		}
+	}
+	require.True(t, groupInhibit, "no inhibition of series anomalies by their group's page")
+}
+
+// TestAlertmanagerTemplatesRender renders every notification template of
+// the receivers with amtool against Alertmanager's example alerts, so a
+// field that does not exist in Alertmanager's data fails here and not when
+// the first page goes out.
+func TestAlertmanagerTemplatesRender(t *testing.T) {
+	amtool := tool(t, "amtool", "prometheus-alertmanager")
+	var am struct {
+		Receivers []map[string]any `yaml:"receivers"`
+	}
+	require.NoError(t, yaml.Unmarshal(read(t, amConfig), &am))
+	var tmpls []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		case string:
+			if strings.Contains(v, "{{") {
+				tmpls = append(tmpls, v)
+			}
+		}
+	}
+	for _, r := range am.Receivers {
+		walk(r)
+	}
+	require.GreaterOrEqual(t, len(tmpls), 6)
+	glob := filepath.Join(t.TempDir(), "none.tmpl")
+	write(t, glob, nil)
+	for _, tm := range tmpls {
+		run(t, "", amtool, "template", "render", "--template.glob="+glob, "--template.text="+tm)
+	}
+}

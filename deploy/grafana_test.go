@@ -1,0 +1,307 @@
+package deploy
+
+import (
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/stretchr/testify/require"
+)
+
+// omenMetrics are the series `omen serve` exposes (outputs and self-monitoring);
+// a dashboard naming anything else shows an empty panel.
+var omenMetrics = []string{
+	"anomaly_score", "yhat", "yhat_lower", "yhat_upper", "forecast", "forecast_lower", "forecast_upper",
+	"omen_http_requests_total", "omen_remote_write_samples_received_total", "omen_remote_write_samples_appended_total",
+	"omen_remote_write_samples_rejected_total", "omen_remote_write_requests_inflight", "omen_tsdb_head_series",
+	"omen_series_scored", "omen_series_over_budget_total", "omen_models_warming", "omen_model_ready",
+	"omen_anomalies_total", "omen_scoring_queue_length", "omen_scoring_dropped_total", "omen_scoring_lag_seconds",
+	"omen_snapshot_failures_total", "omen_snapshot_last_success_timestamp_seconds", "omen_forecast_mase",
+	"omen_forecast_interval_coverage_ratio", "omen_build_info",
+	// client_golang's Go and process collectors, registered by omen serve.
+	"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines",
+}
+
+// omenHistograms are exposed as _bucket, _sum and _count.
+var omenHistograms = []string{"omen_http_request_duration_seconds", "omen_inference_duration_seconds"}
+
+// prometheusMetrics are Prometheus's own: the scrape's up, the alerts' state.
+var prometheusMetrics = []string{"up", "ALERTS", "ALERTS_FOR_STATE"}
+
+// varValue stands for a query variable's value; as a metric name it means
+// the user picks the metric (the drill-down's input).
+const varValue = "VAR"
+
+// knownMetric reports whether a dashboard may name metric.
+func knownMetric(t *testing.T, name string) bool {
+	t.Helper()
+	if name == varValue || strings.HasPrefix(name, "prometheus_tsdb_") {
+		return true
+	}
+	for _, lists := range [][]string{omenMetrics, prometheusMetrics} {
+		for _, m := range lists {
+			if m == name {
+				return true
+			}
+		}
+	}
+	for _, h := range omenHistograms {
+		for _, s := range []string{"_bucket", "_sum", "_count"} {
+			if h+s == name {
+				return true
+			}
+		}
+	}
+	_, ok := findRule(baseRules(t), name)
+	return ok
+}
+
+type dashboard struct {
+	UID        string   `json:"uid"`
+	Title      string   `json:"title"`
+	Tags       []string `json:"tags"`
+	Panels     []gpanel `json:"panels"`
+	Templating struct {
+		List []gvar `json:"list"`
+	} `json:"templating"`
+}
+
+type gpanel struct {
+	ID         int    `json:"id"`
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Datasource *struct {
+		Type string `json:"type"`
+		UID  string `json:"uid"`
+	} `json:"datasource"`
+	GridPos struct{ X, Y, W, H int } `json:"gridPos"`
+	Targets []struct {
+		Expr  string `json:"expr"`
+		RefID string `json:"refId"`
+	} `json:"targets"`
+	Panels      []gpanel        `json:"panels"`
+	FieldConfig json.RawMessage `json:"fieldConfig"`
+}
+
+type gvar struct {
+	Name    string          `json:"name"`
+	Type    string          `json:"type"`
+	Query   json.RawMessage `json:"query"`
+	Options []struct {
+		Value string `json:"value"`
+	} `json:"options"`
+}
+
+// varRef matches $var, ${var} and ${var:format} in an expression.
+var varRef = regexp.MustCompile(`\$(?:\{(\w+)(?::\w+)?\}|(\w+))`)
+
+// substitute replaces Grafana's variables with values PromQL accepts where
+// they stand: durations for intervals and custom horizons, varValue for
+// label values.
+func substitute(t *testing.T, expr string, vars map[string]gvar) string {
+	t.Helper()
+	return varRef.ReplaceAllStringFunc(expr, func(ref string) string {
+		m := varRef.FindStringSubmatch(ref)
+		name := m[1] + m[2]
+		switch name {
+		case "__rate_interval", "__interval":
+			return "1m"
+		case "__range":
+			return "1h"
+		}
+		v, ok := vars[name]
+		require.True(t, ok, "expression %q uses undefined variable $%s", expr, name)
+		if v.Type == "custom" {
+			require.NotEmpty(t, v.Options)
+			return v.Options[0].Value
+		}
+		return varValue
+	})
+}
+
+func checkExpr(t *testing.T, where, expr string, vars map[string]gvar) {
+	t.Helper()
+	q := substitute(t, expr, vars)
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+	require.NoError(t, err, "%s: %s", where, q)
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		vs, ok := n.(*parser.VectorSelector)
+		if !ok {
+			return nil
+		}
+		name := vs.Name
+		if name == "" {
+			for _, m := range vs.LabelMatchers {
+				if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+					name = m.Value
+				}
+			}
+		}
+		require.True(t, knownMetric(t, name), "%s: %q selects %q, which neither omen nor Prometheus produces", where, expr, name)
+		return nil
+	})
+}
+
+// labelValues matches Grafana's label_values(selector, label) variable query.
+var labelValues = regexp.MustCompile(`^label_values\((.+),\s*(\w+)\)$`)
+
+// TestDashboards loads every dashboard, parses every panel's and variable's
+// PromQL with Prometheus's parser, and checks each metric it names is one
+// omen or Prometheus produces.
+func TestDashboards(t *testing.T) {
+	files, err := filepath.Glob("grafana/dashboards/*.json")
+	require.NoError(t, err)
+	require.Len(t, files, 3, "overview, series drill-down, health")
+	uids := map[string]bool{}
+	var all []dashboard
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			var d dashboard
+			require.NoError(t, json.Unmarshal(read(t, f), &d))
+			require.NotEmpty(t, d.Title)
+			require.Regexp(t, `^[a-z0-9-]{1,40}$`, d.UID)
+			require.False(t, uids[d.UID], "uid %s used twice", d.UID)
+			uids[d.UID] = true
+			require.Contains(t, d.Tags, "omen")
+
+			vars := map[string]gvar{}
+			for _, v := range d.Templating.List {
+				vars[v.Name] = v
+			}
+			require.Equal(t, "datasource", vars["datasource"].Type, "panels pick the data source through $datasource")
+			for _, v := range d.Templating.List {
+				if v.Type != "query" {
+					continue
+				}
+				var q struct {
+					Query string `json:"query"`
+				}
+				require.NoError(t, json.Unmarshal(v.Query, &q))
+				m := labelValues.FindStringSubmatch(q.Query)
+				require.NotNil(t, m, "variable %s: want label_values(selector, label), got %q", v.Name, q.Query)
+				checkExpr(t, "variable "+v.Name, m[1], vars)
+			}
+
+			ids := map[int]bool{}
+			var walk func(ps []gpanel)
+			n := 0
+			walk = func(ps []gpanel) {
+				for _, p := range ps {
+					require.False(t, ids[p.ID], "panel id %d used twice", p.ID)
+					ids[p.ID] = true
+					require.LessOrEqual(t, p.GridPos.X+p.GridPos.W, 24, "panel %q wider than the grid", p.Title)
+					walk(p.Panels)
+					if p.Type == "row" || p.Type == "text" {
+						continue
+					}
+					require.NotEmpty(t, p.Targets, "panel %q has no query", p.Title)
+					require.NotNil(t, p.Datasource)
+					require.Equal(t, "${datasource}", p.Datasource.UID, "panel %q", p.Title)
+					for _, tg := range p.Targets {
+						require.NotEmpty(t, tg.Expr, "panel %q target %s", p.Title, tg.RefID)
+						checkExpr(t, "panel "+p.Title, tg.Expr, vars)
+						n++
+					}
+				}
+			}
+			walk(d.Panels)
+			require.GreaterOrEqual(t, n, 5)
+			all = append(all, d)
+		})
+	}
+	// Links between dashboards point at dashboards that exist.
+	for _, f := range files {
+		for _, m := range regexp.MustCompile(`/d/([a-z0-9-]+)/`).FindAllStringSubmatch(string(read(t, f)), -1) {
+			require.True(t, uids[m[1]], "%s links to unknown dashboard %s", f, m[1])
+		}
+	}
+	require.Len(t, all, 3)
+}
+
+// TestDashboardsShowWhatTheIssueAsks checks the series drill-down plots the
+// value, the band, the forecast and the score, and the overview the top
+// anomalies and anomalies per namespace and job.
+func TestDashboardsShowWhatTheIssueAsks(t *testing.T) {
+	exprs := func(f string) string {
+		var d dashboard
+		require.NoError(t, json.Unmarshal(read(t, f), &d))
+		var b strings.Builder
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				b.WriteString(tg.Expr + "\n")
+			}
+		}
+		return b.String()
+	}
+	series := exprs("grafana/dashboards/omen-series.json")
+	for _, want := range []string{`{__name__="$for"`, "yhat{", "yhat_lower{", "yhat_upper{", "forecast{", "forecast_upper{", "anomaly_score{"} {
+		require.Contains(t, series, want)
+	}
+	overview := exprs("grafana/dashboards/omen-overview.json")
+	for _, want := range []string{"topk(", "sum by (namespace)", "namespace_job:omen_anomalous_series:count"} {
+		require.Contains(t, overview, want)
+	}
+	health := exprs("grafana/dashboards/omen-health.json")
+	for _, m := range []string{"omen_remote_write_samples_rejected_total", "omen_scoring_lag_seconds", "omen_snapshot_last_success_timestamp_seconds", "omen_models_warming", "omen_series_over_budget_total"} {
+		require.Contains(t, health, m)
+	}
+}
+
+// TestGrafanaProvisioning decodes the provisioning files strictly into the
+// fields Grafana reads and checks they point at omen and the dashboards.
+func TestGrafanaProvisioning(t *testing.T) {
+	var ds struct {
+		APIVersion  int `json:"apiVersion"`
+		Datasources []struct {
+			Name      string         `json:"name"`
+			UID       string         `json:"uid"`
+			Type      string         `json:"type"`
+			Access    string         `json:"access"`
+			URL       string         `json:"url"`
+			IsDefault bool           `json:"isDefault"`
+			JSONData  map[string]any `json:"jsonData"`
+		} `json:"datasources"`
+	}
+	require.NoError(t, strictYAML(read(t, "grafana/provisioning/datasources/omen.yaml"), &ds))
+	require.Equal(t, 1, ds.APIVersion)
+	var omen bool
+	for _, d := range ds.Datasources {
+		require.Equal(t, "prometheus", d.Type, "the dashboards need Prometheus-type data sources")
+		u, err := url.Parse(d.URL)
+		require.NoError(t, err)
+		if d.UID == "omen" {
+			omen = true
+			require.Equal(t, "omen.omen.svc:9201", u.Host, "omen's Service in the Kubernetes base")
+		}
+	}
+	require.True(t, omen)
+
+	var dp struct {
+		APIVersion int `json:"apiVersion"`
+		Providers  []struct {
+			Name                  string `json:"name"`
+			OrgID                 int    `json:"orgId"`
+			Folder                string `json:"folder"`
+			Type                  string `json:"type"`
+			DisableDeletion       bool   `json:"disableDeletion"`
+			AllowUIUpdates        bool   `json:"allowUiUpdates"`
+			UpdateIntervalSeconds int    `json:"updateIntervalSeconds"`
+			Options               struct {
+				Path                      string `json:"path"`
+				FoldersFromFilesStructure bool   `json:"foldersFromFilesStructure"`
+			} `json:"options"`
+		} `json:"providers"`
+	}
+	require.NoError(t, strictYAML(read(t, "grafana/provisioning/dashboards/omen.yaml"), &dp))
+	require.Len(t, dp.Providers, 1)
+	require.Equal(t, "file", dp.Providers[0].Type)
+	require.True(t, filepath.IsAbs(dp.Providers[0].Options.Path))
+	_, err := os.Stat("grafana/dashboards")
+	require.NoError(t, err)
+}

@@ -1,0 +1,603 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	omenconfig "github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/rules"
+)
+
+// kinds are the only resources omen's manifests may contain, each decoded
+// into its Kubernetes API type (or the CRD mirror of crd_test.go). RBAC kinds
+// are absent on purpose: omen needs no API permissions.
+var kinds = map[string]func() any{
+	"v1/Namespace":                            func() any { return &corev1.Namespace{} },
+	"v1/ServiceAccount":                       func() any { return &corev1.ServiceAccount{} },
+	"v1/Service":                              func() any { return &corev1.Service{} },
+	"v1/ConfigMap":                            func() any { return &corev1.ConfigMap{} },
+	"apps/v1/StatefulSet":                     func() any { return &appsv1.StatefulSet{} },
+	"networking.k8s.io/v1/NetworkPolicy":      func() any { return &networkingv1.NetworkPolicy{} },
+	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },
+	"autoscaling/v2/HorizontalPodAutoscaler":  func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &serviceMonitor{} },
+	"monitoring.coreos.com/v1/PrometheusRule": func() any { return &prometheusRule{} },
+	"keda.sh/v1alpha1/ScaledObject":           func() any { return &scaledObject{} },
+}
+
+type object struct {
+	kind, name, namespace string
+	obj                   any
+}
+
+// strict converts a decoded YAML document to JSON and decodes it into v,
+// refusing unknown fields, as the API server's strict field validation does.
+func strict(doc any, v any) error {
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// strictYAML decodes one YAML document strictly into v.
+func strictYAML(b []byte, v any) error {
+	var doc any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	return strict(doc, v)
+}
+
+// decodeManifests decodes every document of a YAML stream into its type.
+func decodeManifests(b []byte) ([]object, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var out []object
+	for {
+		var doc map[string]any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if doc == nil {
+			continue
+		}
+		av, _ := doc["apiVersion"].(string)
+		k, _ := doc["kind"].(string)
+		mk, ok := kinds[av+"/"+k]
+		if !ok {
+			return nil, fmt.Errorf("unexpected resource %s %s", av, k)
+		}
+		obj := mk()
+		if err := strict(doc, obj); err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		meta, _ := doc["metadata"].(map[string]any)
+		name, _ := meta["name"].(string)
+		ns, _ := meta["namespace"].(string)
+		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+			return nil, fmt.Errorf("%s name %q: %s", k, name, strings.Join(errs, "; "))
+		}
+		out = append(out, object{kind: k, name: name, namespace: ns, obj: obj})
+	}
+}
+
+// notManifests are YAML files under deploy/kubernetes that Kubernetes never
+// sees, each decoded strictly into the type of the tool that reads it.
+var notManifests = map[string]func() any{
+	"overlays/logs/loki-ruler.yaml": func() any { return &lokiRuler{} },
+}
+
+// TestManifestFilesDecode decodes every manifest file on its own, so the
+// check holds without kustomize too.
+func TestManifestFilesDecode(t *testing.T) {
+	n := 0
+	err := filepath.WalkDir("kubernetes", func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(p) != ".yaml" || d.Name() == "kustomization.yaml" {
+			return err
+		}
+		rel, _ := filepath.Rel("kubernetes", p)
+		t.Run(filepath.ToSlash(rel), func(t *testing.T) {
+			if mk, ok := notManifests[filepath.ToSlash(rel)]; ok {
+				require.NoError(t, strictYAML(read(t, p), mk()))
+				return
+			}
+			objs, err := decodeManifests(read(t, p))
+			require.NoError(t, err)
+			require.NotEmpty(t, objs)
+			n += len(objs)
+		})
+		return nil
+	})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, 13, "manifests decoded")
+}
+
+// kustomizations are the folders `kubectl apply -k` is meant for.
+var kustomizations = []string{
+	"kubernetes/base",
+	"kubernetes/overlays/sharded",
+	"kubernetes/overlays/predictive-scaling-keda",
+	"kubernetes/overlays/predictive-scaling-hpa",
+	"kubernetes/overlays/logs",
+	"grafana",
+}
+
+// TestEveryOverlayListed keeps kustomizations complete.
+func TestEveryOverlayListed(t *testing.T) {
+	dirs, err := filepath.Glob("kubernetes/overlays/*")
+	require.NoError(t, err)
+	for _, d := range dirs {
+		require.Contains(t, kustomizations, filepath.ToSlash(d))
+	}
+}
+
+func build(t *testing.T, dir string) []object {
+	t.Helper()
+	out := run(t, "", append(kustomizeCmd(t), dir)...)
+	objs, err := decodeManifests(out)
+	require.NoError(t, err, "%s:\n%s", dir, out)
+	return objs
+}
+
+// TestKustomizeBuild builds every kustomization with kustomize, decodes the
+// output into the API types and checks how the pieces fit together.
+func TestKustomizeBuild(t *testing.T) {
+	kustomizeCmd(t)
+	checks := map[string]func(t *testing.T, objs []object, d deployment){
+		"kubernetes/base":                             func(*testing.T, []object, deployment) {},
+		"kubernetes/overlays/sharded":                 checkSharded,
+		"kubernetes/overlays/predictive-scaling-keda": checkKEDA,
+		"kubernetes/overlays/predictive-scaling-hpa":  checkHPA,
+		"kubernetes/overlays/logs":                    checkLogs,
+	}
+	for _, dir := range kustomizations {
+		t.Run(dir, func(t *testing.T) {
+			objs := build(t, dir)
+			if dir == "grafana" {
+				checkGrafanaConfigMaps(t, objs)
+				return
+			}
+			check, ok := checks[dir]
+			require.True(t, ok, "no check for %s", dir)
+			check(t, objs, checkOmen(t, objs))
+		})
+	}
+}
+
+func find[T any](t *testing.T, objs []object, kind, name string) T {
+	t.Helper()
+	for _, o := range objs {
+		if o.kind == kind && o.name == name {
+			return o.obj.(T)
+		}
+	}
+	require.Failf(t, "missing object", "%s %s", kind, name)
+	var zero T
+	return zero
+}
+
+func all[T any](objs []object, kind string) []T {
+	var out []T
+	for _, o := range objs {
+		if o.kind == kind {
+			out = append(out, o.obj.(T))
+		}
+	}
+	return out
+}
+
+// subset reports whether every label of sel is in ls.
+func subset(sel, ls map[string]string) bool {
+	for k, v := range sel {
+		if ls[k] != v {
+			return false
+		}
+	}
+	return len(sel) > 0
+}
+
+// deployment is what checkOmen learnt about the built omen.
+type deployment struct {
+	sts     *appsv1.StatefulSet
+	args    map[string][]string
+	config  *omenconfig.Config
+	service *corev1.Service
+	netpol  *networkingv1.NetworkPolicy
+}
+
+// checkOmen checks the omen parts every kustomization shares.
+func checkOmen(t *testing.T, objs []object) deployment {
+	t.Helper()
+	const ns = "omen"
+	for _, o := range objs {
+		if o.kind != "Namespace" && o.kind != "ScaledObject" && o.kind != "HorizontalPodAutoscaler" && !(o.kind == "ConfigMap" && o.namespace != ns) {
+			require.Equal(t, ns, o.namespace, "%s %s", o.kind, o.name)
+		}
+	}
+	nsObj := find[*corev1.Namespace](t, objs, "Namespace", ns)
+	require.Equal(t, "restricted", nsObj.Labels["pod-security.kubernetes.io/enforce"])
+
+	sts := find[*appsv1.StatefulSet](t, objs, "StatefulSet", "omen")
+	pod := sts.Spec.Template
+	require.NotNil(t, sts.Spec.Selector)
+	require.True(t, subset(sts.Spec.Selector.MatchLabels, pod.Labels), "StatefulSet selector must select its pods")
+
+	// No API access: a ServiceAccount without token, and no RBAC objects
+	// (kinds refuses them).
+	sa := find[*corev1.ServiceAccount](t, objs, "ServiceAccount", pod.Spec.ServiceAccountName)
+	require.NotNil(t, sa.AutomountServiceAccountToken)
+	require.False(t, *sa.AutomountServiceAccountToken)
+	require.NotNil(t, pod.Spec.AutomountServiceAccountToken)
+	require.False(t, *pod.Spec.AutomountServiceAccountToken)
+
+	psc := pod.Spec.SecurityContext
+	require.NotNil(t, psc)
+	require.True(t, psc.RunAsNonRoot != nil && *psc.RunAsNonRoot)
+	require.True(t, psc.RunAsUser != nil && *psc.RunAsUser > 0)
+	require.True(t, psc.SeccompProfile != nil && psc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault)
+
+	require.Len(t, pod.Spec.Containers, 1)
+	c := pod.Spec.Containers[0]
+	sc := c.SecurityContext
+	require.NotNil(t, sc)
+	require.True(t, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, "read-only root filesystem")
+	require.True(t, sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation)
+	require.True(t, sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL"))
+
+	repo, tag, ok := strings.Cut(path.Base(c.Image), ":")
+	require.True(t, ok && tag != "" && tag != "latest", "image %q must be pinned", c.Image)
+	require.Equal(t, "omen", repo)
+
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	require.Equal(t, int32(9201), ports["http"])
+	for probe, want := range map[*corev1.Probe]string{c.StartupProbe: "/-/healthy", c.LivenessProbe: "/-/healthy", c.ReadinessProbe: "/-/ready"} {
+		require.NotNil(t, probe)
+		require.NotNil(t, probe.HTTPGet)
+		require.Equal(t, want, probe.HTTPGet.Path)
+		require.Equal(t, "http", probe.HTTPGet.Port.String())
+	}
+	req := c.Resources.Requests
+	require.False(t, req.Cpu().IsZero(), "cpu request")
+	require.False(t, req.Memory().IsZero(), "memory request")
+	require.GreaterOrEqual(t, c.Resources.Limits.Memory().Cmp(*req.Memory()), 0, "memory limit below request")
+
+	require.Equal(t, "serve", c.Args[0])
+	args := map[string][]string{}
+	for _, a := range c.Args[1:] {
+		k, v, ok := strings.Cut(a, "=")
+		require.True(t, ok && strings.HasPrefix(k, "--"), "argument %q: want --flag=value", a)
+		args[k] = append(args[k], v)
+	}
+	_, port, ok := strings.Cut(args["--web.listen-address"][0], ":")
+	require.True(t, ok)
+	require.Equal(t, strconv.Itoa(int(ports["http"])), port)
+
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m
+	}
+	// The TSDB lives on the claim of each replica.
+	require.Len(t, sts.Spec.VolumeClaimTemplates, 1)
+	claim := sts.Spec.VolumeClaimTemplates[0]
+	require.Equal(t, args["--storage.tsdb.path"][0], mounts[claim.Name].MountPath)
+	size := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+	require.Positive(t, size.Cmp(resource.MustParse("1Gi")))
+
+	// Every other writable path is an emptyDir, as the root is read-only.
+	var config *omenconfig.Config
+	for _, v := range pod.Spec.Volumes {
+		m, ok := mounts[v.Name]
+		require.True(t, ok, "volume %s not mounted", v.Name)
+		switch {
+		case v.ConfigMap != nil:
+			require.True(t, m.ReadOnly)
+			cm := find[*corev1.ConfigMap](t, objs, "ConfigMap", v.ConfigMap.Name)
+			file := args["--config.file"][0]
+			require.Equal(t, m.MountPath, path.Dir(file), "--config.file must be in the config volume")
+			data, ok := cm.Data[path.Base(file)]
+			require.True(t, ok, "ConfigMap %s has no %s", cm.Name, path.Base(file))
+			var err error
+			config, err = omenconfig.Load([]byte(data))
+			require.NoError(t, err, "omen configuration in ConfigMap %s", cm.Name)
+		case v.EmptyDir != nil:
+		default:
+			require.Failf(t, "unexpected volume", "%s", v.Name)
+		}
+	}
+	require.NotNil(t, config, "no configuration mounted")
+
+	// Services select the pods and target a named container port; the
+	// headless one gives each replica its DNS name.
+	for _, svc := range all[*corev1.Service](objs, "Service") {
+		require.True(t, subset(svc.Spec.Selector, pod.Labels), "Service %s selects no omen pod", svc.Name)
+		for _, p := range svc.Spec.Ports {
+			_, ok := ports[p.TargetPort.String()]
+			require.True(t, ok, "Service %s targets unknown port %s", svc.Name, p.TargetPort.String())
+		}
+	}
+	headless := find[*corev1.Service](t, objs, "Service", sts.Spec.ServiceName)
+	require.Equal(t, corev1.ClusterIPNone, headless.Spec.ClusterIP)
+	svc := find[*corev1.Service](t, objs, "Service", "omen")
+
+	pdb := find[*policyv1.PodDisruptionBudget](t, objs, "PodDisruptionBudget", "omen")
+	require.True(t, subset(pdb.Spec.Selector.MatchLabels, pod.Labels))
+
+	// Only Prometheus and Grafana (and in the logs overlay Loki) get in.
+	np := find[*networkingv1.NetworkPolicy](t, objs, "NetworkPolicy", "omen")
+	require.True(t, subset(np.Spec.PodSelector.MatchLabels, pod.Labels))
+	require.Equal(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}, np.Spec.PolicyTypes)
+	require.Len(t, np.Spec.Ingress, 1)
+	in := np.Spec.Ingress[0]
+	require.Len(t, in.Ports, 1)
+	require.Equal(t, "http", in.Ports[0].Port.String())
+	peers := peerApps(np)
+	require.Subset(t, peers, []string{"prometheus", "grafana"})
+	for _, p := range in.From {
+		require.NotNil(t, p.NamespaceSelector, "peers must name their namespace")
+		require.NotNil(t, p.PodSelector, "peers must name their pods")
+		require.Nil(t, p.IPBlock)
+	}
+
+	// The ServiceMonitor scrapes the omen Service with honor_labels and the
+	// job the health rules select.
+	sm := find[*serviceMonitor](t, objs, "ServiceMonitor", "omen")
+	require.True(t, subset(sm.Spec.Selector.MatchLabels, svc.Labels))
+	require.Len(t, sm.Spec.Endpoints, 1)
+	ep := sm.Spec.Endpoints[0]
+	require.True(t, slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port }))
+	require.True(t, ep.HonorLabels)
+	require.True(t, slices.ContainsFunc(ep.Relabelings, func(r relabeling) bool {
+		return r.TargetLabel == "job" && r.Replacement != nil && *r.Replacement == rules.OmenJob
+	}), "ServiceMonitor must set job=%s", rules.OmenJob)
+
+	pr := find[*prometheusRule](t, objs, "PrometheusRule", "omen")
+	require.Equal(t, "prometheus", pr.Labels["release"])
+	require.Len(t, pr.Spec.Groups, len(baseRules(t).Groups))
+
+	return deployment{sts: sts, args: args, config: config, service: svc, netpol: np}
+}
+
+// peerApps lists the app.kubernetes.io/name of the NetworkPolicy's peers.
+func peerApps(np *networkingv1.NetworkPolicy) []string {
+	var out []string
+	for _, in := range np.Spec.Ingress {
+		for _, p := range in.From {
+			if p.PodSelector != nil {
+				out = append(out, p.PodSelector.MatchLabels["app.kubernetes.io/name"])
+			}
+		}
+	}
+	return out
+}
+
+func checkSharded(t *testing.T, _ []object, d deployment) {
+	require.Equal(t, int32(shardedReplicas(t)), *d.sts.Spec.Replicas)
+	require.Equal(t, appsv1.ParallelPodManagement, d.sts.Spec.PodManagementPolicy)
+	urls := d.args["--remote-write.url"]
+	require.Len(t, urls, 1, "each shard forwards its output to the global store")
+	u, err := url.Parse(urls[0])
+	require.NoError(t, err)
+	require.Contains(t, []string{"http", "https"}, u.Scheme)
+	require.NotEmpty(t, u.Host)
+}
+
+// selectors returns the vector selectors of a PromQL expression.
+func selectors(t *testing.T, expr string) []*parser.VectorSelector {
+	t.Helper()
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	require.NoError(t, err, expr)
+	var out []*parser.VectorSelector
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok {
+			out = append(out, vs)
+		}
+		return nil
+	})
+	return out
+}
+
+func matcherValue(vs *parser.VectorSelector, name string) string {
+	for _, m := range vs.LabelMatchers {
+		if m.Name == name {
+			return m.Value
+		}
+	}
+	return ""
+}
+
+// checkForecastInput checks a forecast selector names a derived input of
+// config and one of its horizons.
+func checkForecastInput(t *testing.T, config *omenconfig.Config, forName, horizon string) {
+	t.Helper()
+	i := slices.IndexFunc(config.Derived, func(d omenconfig.Derived) bool { return d.Name == forName })
+	require.GreaterOrEqual(t, i, 0, "for=%q is no derived input of the overlay's omen configuration", forName)
+	var hs []string
+	for _, h := range config.Derived[i].ForecastHorizons {
+		hs = append(hs, h.String())
+	}
+	require.Contains(t, hs, horizon, "horizon %s is not forecast for %s", horizon, forName)
+}
+
+func checkKEDA(t *testing.T, objs []object, d deployment) {
+	sos := all[*scaledObject](objs, "ScaledObject")
+	require.Len(t, sos, 1)
+	so := sos[0]
+	require.Equal(t, "Deployment", so.Spec.ScaleTargetRef.Kind)
+	require.NotEqual(t, "omen", so.Namespace, "a ScaledObject lives beside the Deployment it scales")
+	require.Less(t, *so.Spec.MinReplicaCount, *so.Spec.MaxReplicaCount)
+	require.Len(t, so.Spec.Triggers, 1)
+	tr := so.Spec.Triggers[0]
+	require.Equal(t, "prometheus", tr.Type)
+	known := []string{"serverAddress", "query", "threshold", "activationThreshold", "ignoreNullValues", "namespace", "unsafeSsl", "customHeaders", "queryParameters"}
+	for k := range tr.Metadata {
+		require.Contains(t, known, k, "unknown prometheus scaler field")
+	}
+	u, err := url.Parse(tr.Metadata["serverAddress"])
+	require.NoError(t, err)
+	require.Equal(t, "http", u.Scheme)
+	th, err := strconv.ParseFloat(tr.Metadata["threshold"], 64)
+	require.NoError(t, err)
+	require.Positive(t, th)
+	var forecasts int
+	for _, vs := range selectors(t, tr.Metadata["query"]) {
+		if vs.Name == "forecast" || vs.Name == "forecast_upper" {
+			forecasts++
+			checkForecastInput(t, d.config, matcherValue(vs, "for"), matcherValue(vs, "horizon"))
+		}
+	}
+	require.Equal(t, 1, forecasts, "the query scales on one forecast")
+}
+
+func checkHPA(t *testing.T, objs []object, d deployment) {
+	hpas := all[*autoscalingv2.HorizontalPodAutoscaler](objs, "HorizontalPodAutoscaler")
+	require.Len(t, hpas, 1)
+	hpa := hpas[0]
+	require.Equal(t, "Deployment", hpa.Spec.ScaleTargetRef.Kind)
+	require.NotEqual(t, "omen", hpa.Namespace)
+	require.Less(t, *hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas)
+
+	cm := find[*corev1.ConfigMap](t, objs, "ConfigMap", "prometheus-adapter-omen")
+	var ac adapterConfig
+	require.NoError(t, strictYAML([]byte(cm.Data["config.yaml"]), &ac))
+	metrics := map[string]string{} // external name -> horizon it serves
+	for _, r := range ac.ExternalRules {
+		sel, err := parser.NewParser(parser.Options{}).ParseMetricSelector(r.SeriesQuery)
+		require.NoError(t, err, r.SeriesQuery)
+		var series, horizon string
+		for _, m := range sel {
+			switch m.Name {
+			case "__name__":
+				series = m.Value
+			case "horizon":
+				horizon = m.Value
+			}
+		}
+		re, err := regexp.Compile(r.Name.Matches)
+		require.NoError(t, err)
+		require.True(t, re.MatchString(series), "name.matches %s must match %s", r.Name.Matches, series)
+		// prometheus-adapter fills the template; parse what it would send.
+		q := strings.NewReplacer("<<.GroupBy>>", "namespace", "<<.Series>>", series, "<<.LabelMatchers>>", `namespace="shop",for="x"`).Replace(r.MetricsQuery)
+		for _, vs := range selectors(t, q) {
+			require.Equal(t, series, vs.Name)
+			require.Equal(t, horizon, matcherValue(vs, "horizon"))
+		}
+		metrics[r.Name.As] = horizon
+	}
+	var external int
+	for _, m := range hpa.Spec.Metrics {
+		if m.Type != autoscalingv2.ExternalMetricSourceType {
+			continue
+		}
+		external++
+		horizon, ok := metrics[m.External.Metric.Name]
+		require.True(t, ok, "external metric %s is not served by prometheus-adapter", m.External.Metric.Name)
+		require.NotNil(t, m.External.Metric.Selector)
+		checkForecastInput(t, d.config, m.External.Metric.Selector.MatchLabels["for"], horizon)
+		require.Equal(t, autoscalingv2.AverageValueMetricType, m.External.Target.Type)
+		require.False(t, m.External.Target.AverageValue.IsZero())
+	}
+	require.Equal(t, 1, external)
+}
+
+// streamSelector finds the LogQL stream selector of a metric query; its
+// syntax is PromQL's series selector without a metric name.
+var streamSelector = regexp.MustCompile(`\{[^{}]*\}`)
+
+func checkLogs(t *testing.T, objs []object, d deployment) {
+	require.Contains(t, peerApps(d.netpol), "loki", "Loki's ruler must be let in")
+
+	cm := find[*corev1.ConfigMap](t, objs, "ConfigMap", "loki-omen-rules")
+	require.Equal(t, "1", cm.Labels["loki_rule"])
+	require.Len(t, cm.Data, 1)
+	for _, data := range cm.Data {
+		var rg lokiRuleGroups
+		require.NoError(t, strictYAML([]byte(data), &rg))
+		var records []string
+		for _, g := range rg.Groups {
+			_, err := model.ParseDuration(g.Interval)
+			require.NoError(t, err)
+			for _, r := range g.Rules {
+				require.True(t, model.LegacyValidation.IsValidMetricName(r.Record), "record %q", r.Record)
+				records = append(records, r.Record)
+				sel := streamSelector.FindString(r.Expr)
+				require.NotEmpty(t, sel, "no stream selector in %s", r.Expr)
+				_, err := parser.NewParser(parser.Options{}).ParseMetricSelector(sel)
+				require.NoError(t, err, "stream selector %s", sel)
+				require.Contains(t, r.Expr, "rate(", "a LogQL metric query")
+			}
+		}
+		require.Contains(t, records, "namespace_pod:log_error_lines:rate1m")
+		require.Contains(t, records, "namespace:log_error_lines:rate1m")
+		// omen scores them unless its configuration excludes them.
+		for _, rec := range records {
+			require.True(t, d.config.Selected(labelsOf(rec)), "%s is excluded by omen's configuration", rec)
+		}
+	}
+
+	var lr lokiRuler
+	require.NoError(t, strictYAML(read(t, "kubernetes/overlays/logs/loki-ruler.yaml"), &lr))
+	require.True(t, lr.Ruler.RemoteWrite.Enabled)
+	require.Len(t, lr.Ruler.RemoteWrite.Clients, 1)
+	for _, c := range lr.Ruler.RemoteWrite.Clients {
+		u, err := url.Parse(c.URL)
+		require.NoError(t, err)
+		want := fmt.Sprintf("%s.%s.svc:%d", d.service.Name, d.service.Namespace, d.service.Spec.Ports[0].Port)
+		require.Equal(t, want, u.Host, "Loki must write to omen's Service")
+		require.Equal(t, "/api/v1/write", u.Path)
+	}
+}
+
+func checkGrafanaConfigMaps(t *testing.T, objs []object) {
+	files, err := filepath.Glob("grafana/dashboards/*.json")
+	require.NoError(t, err)
+	require.Len(t, objs, len(files), "one ConfigMap per dashboard")
+	for _, f := range files {
+		found := false
+		for _, cm := range all[*corev1.ConfigMap](objs, "ConfigMap") {
+			if data, ok := cm.Data[filepath.Base(f)]; ok {
+				found = true
+				require.Equal(t, string(read(t, f)), data)
+				require.Equal(t, "1", cm.Labels["grafana_dashboard"])
+				require.Equal(t, "monitoring", cm.Namespace)
+			}
+		}
+		require.True(t, found, "%s is in no ConfigMap", f)
+	}
+}
+
+// labelsOf is the label set of a series with only a metric name.
+func labelsOf(name string) labels.Labels { return labels.FromStrings(labels.MetricName, name) }

@@ -1,0 +1,411 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+)
+
+// member indices, in the order of the Member* flags.
+const (
+	mLevel = iota
+	mSeasonal
+	mLag
+	mShift
+	mVariance
+	mSpectral
+	mForest
+	mRange
+	nMembers
+)
+
+// memberNames and featureNames explain a score; static so that Update does
+// not allocate.
+var (
+	memberNames  = [nMembers]string{"level", "seasonal", "lag", "shift", "variance", "spectral", "forest", "range"}
+	featureNames = [nMembers]string{"value", "value_season_ago", "value_prev", "mean_short", "std_short", "saliency", "feature_vector", "value_range"}
+)
+
+const (
+	recentLen   = 32   // recent raw samples kept
+	srWin       = 27   // spectral residual window: with its 5-point extension, a 32-point FFT
+	srEvery     = 4    // samples between spectral residual transforms
+	rangeForget = 1e-4 // per-sample pull of the range ends towards the level
+	rangeMode   = 0
+	otherK      = 1.0
+	rangeBase   = 0.8
+	rangeMin    = 0.01
+	shortWin    = 16   // rolling window for the short-term mean and spread
+	levelSpan   = 4096 // time constant of the level and scales, samples
+	tailSpan    = 8192 // time constant of the calibration, samples
+	shiftAlpha  = 0.25 // EWMA weight of the short-term mean
+	refractDamp = 0.25 // factor on scores inside the refractory period
+)
+
+// Scratch holds the buffers a Detector needs only while it computes: the
+// FFT machinery of the period search and the spectral residual. Detectors
+// used from one goroutine may share one Scratch, which keeps per-series
+// memory to the state proper. A Scratch is not safe for concurrent use.
+type Scratch struct {
+	seas    *Seasonality
+	lin     []float64
+	periods []Period
+	sr      *SpectralResidual
+	win     []float64
+}
+
+// NewScratch returns buffers for Detectors.
+func NewScratch() *Scratch {
+	return &Scratch{
+		seas:    NewSeasonality(seasonLen),
+		lin:     make([]float64, seasonLen),
+		periods: make([]Period, 0, 1),
+		sr:      NewSpectralResidual(srWin),
+		win:     make([]float64, srWin),
+	}
+}
+
+// state is everything a Detector learns, in fixed-size fields so that it
+// encodes with encoding/binary and its size is the per-series memory.
+type state struct {
+	N         uint64
+	Seen      uint64 // samples scored or learnt, NaNs and out-of-range excluded
+	Level     Robust // location and scale of the value
+	LagStat   Robust // of the first difference
+	SeasStat  Robust // of the residual against the seasonal baseline
+	VarStat   Robust // of ln(short-window std / level std)
+	SRStat    Robust // of the spectral residual statistic
+	Fast      float64
+	Prev      float64
+	Recent    [recentLen]float32
+	RecentN   uint16
+	RecentPos uint16
+	Short     Rolling
+	Season    season
+	Tails     [nMembers]Tail
+	Forest    Forest
+	RefLeft   uint32
+	Lo, Hi    float64 // range of the values seen
+}
+
+// Detector scores one series. It is not safe for concurrent use.
+type Detector struct {
+	opts Options
+	st   state
+	sc   *Scratch
+	// srRaw carries the spectral residual statistic from features to
+	// learn, so the transform runs once per sample.
+	srRaw float64
+	srOK  bool
+}
+
+// New returns a Detector with its own Scratch.
+func New(opts Options) (*Detector, error) { return NewWithScratch(opts, nil) }
+
+// NewWithScratch returns a Detector that borrows sc for its computations; sc
+// must not be used concurrently by other goroutines while this Detector's
+// methods run. A nil sc means a Scratch of its own.
+func NewWithScratch(opts Options, sc *Scratch) (*Detector, error) {
+	if opts.Members == 0 {
+		opts.Members = MemberDefault
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("detector options: %w", err)
+	}
+	if sc == nil {
+		sc = NewScratch()
+	}
+	d := &Detector{opts: opts, sc: sc}
+	d.Reset()
+	return d, nil
+}
+
+// Reset forgets everything learnt.
+func (d *Detector) Reset() {
+	d.st = state{}
+	st := &d.st
+	for _, r := range []*Robust{&st.Level, &st.LagStat, &st.SeasStat, &st.VarStat, &st.SRStat} {
+		r.Alpha = 1.0 / levelSpan
+	}
+	n := 0
+	for m := range nMembers {
+		if d.opts.Members&(1<<m) != 0 {
+			n++
+		}
+	}
+	// Each member scores above 1 when it breaks its record over its window
+	// of N samples, which happens with probability 1/N on normal data. The
+	// members are correlated (a spike moves level, lag and spectral alike),
+	// so splitting the budget n ways (Bonferroni) would be too strict: the
+	// members behave like about √n independent ones, which the calibration
+	// test confirms.
+	window := int(math.Ceil(math.Sqrt(float64(n)) / d.opts.FalseAlarmRate))
+	for i := range st.Tails {
+		st.Tails[i] = newTail(window, tailSpan)
+	}
+	st.Forest.RNG = d.opts.Seed*0x9E3779B97F4A7C15 + 1
+
+}
+
+// Ready reports whether the warm-up is over.
+func (d *Detector) Ready() bool { return d.st.Seen > uint64(d.opts.WarmupSamples) }
+
+// Result is the outcome of one sample.
+type Result struct {
+	// Score is the calibrated anomaly score: >= 0, above 1 is anomalous;
+	// 0 while warming up.
+	Score float64
+	// Yhat is the expected value and [YhatLower, YhatUpper] the band outside
+	// which the driving residual member alone would score above 1.
+	Yhat, YhatLower, YhatUpper float64
+	// Ready is false during the warm-up.
+	Ready bool
+	// Member and Feature name what drove the score.
+	Member, Feature string
+}
+
+// Update scores the sample (tsMillis, v) against what was seen before it,
+// then learns from it. NaN and ±Inf samples are skipped (score 0, state
+// untouched). Amortised O(1); no allocation.
+func (d *Detector) Update(tsMillis int64, v float64) Result {
+	st := &d.st
+	st.N++
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return Result{Yhat: math.NaN(), YhatLower: math.NaN(), YhatUpper: math.NaN(), Ready: d.Ready()}
+	}
+	if v < d.opts.ValidMin || v > d.opts.ValidMax {
+		r := d.expect()
+		r.Ready = d.Ready()
+		if r.Ready {
+			r.Score, r.Member, r.Feature = OutOfRangeScore, "range", "value"
+		}
+		return r
+	}
+	if st.Seen > 0 && st.Season.gap(tsMillis, d.sc) {
+		// After a gap the short-term memory describes another time of day:
+		// restart it from the expectation for now, so the jump between the
+		// last sample before the gap and the first after it is not scored
+		// as a change.
+		base, ok := st.Season.baseline()
+		if !ok {
+			base = st.Level.M
+		}
+		st.Fast, st.Prev = base, base
+	}
+	res := d.expect()
+	var z [nMembers]float64
+	var fv [ifDims]float64
+	valid := d.features(v, &z, &fv)
+
+	best, bestM := 0.0, -1
+	for m := range nMembers {
+		if d.opts.Members&(1<<m) == 0 {
+			continue
+		}
+		if s := st.Tails[m].Score(z[m]); s > best {
+			best, bestM = s, m
+		}
+	}
+	if d.opts.Members&MemberForest != 0 {
+		st.Forest.Update(&fv)
+	}
+	for m := range nMembers {
+		if valid&(1<<m) != 0 {
+			st.Tails[m].Update(z[m])
+		}
+	}
+	d.learn(tsMillis, v)
+
+	st.Seen++
+	res.Ready = d.Ready()
+	if !res.Ready {
+		return res
+	}
+	dev := v - res.Yhat
+	switch {
+	case d.opts.Direction == Up && dev < 0, d.opts.Direction == Down && dev > 0:
+		best = 0
+	case math.Abs(dev) < max(d.opts.MinDeviationAbs, d.opts.MinDeviationRel*math.Abs(res.Yhat)):
+		best = min(best, ScoreCapBelowMinDeviation)
+	}
+	driver := bestM
+	// Refractory period: one event, one alert. Inside the period every
+	// score is damped: the follow-ups of an event (the level catching up,
+	// a shift's second edge) would otherwise each raise an alert of their
+	// own, and costly false alarms on NAB are mostly such follow-ups.
+	if st.RefLeft > 0 {
+		st.RefLeft--
+		best *= refractDamp
+		bestM = -1
+	}
+	if bestM >= 0 && best > 1 && d.opts.RefractorySamples > 0 {
+		st.RefLeft = uint32(d.opts.RefractorySamples)
+	}
+	res.Score = best
+	if driver >= 0 {
+		res.Member, res.Feature = memberNames[driver], featureNames[driver]
+	}
+	return res
+}
+
+// scaleFloor keeps z-scores finite on flat stretches: a relative 1e-9 of the
+// level plus an absolute 1e-12.
+func scaleFloor(level float64) float64 { return 1e-9*math.Abs(level) + 1e-12 }
+
+// expect returns yhat and its band from the state before the sample.
+func (d *Detector) expect() Result {
+	st := &d.st
+	yhat, sigma, m := st.Level.M, st.Level.Sigma(), mLevel
+	if base, ok := st.Season.baseline(); ok && d.opts.Members&MemberSeasonal != 0 && st.SeasStat.N > 16 {
+		if s := st.SeasStat.Sigma(); s < sigma {
+			yhat, sigma, m = base+st.SeasStat.M, s, mSeasonal
+		}
+	}
+	sigma = max(sigma, scaleFloor(yhat))
+	half := sigma * 3
+	if t := &st.Tails[m]; t.Ready() {
+		half = sigma * float64(t.Z1) // Threshold(1), cached
+	}
+	if st.Seen == 0 {
+		return Result{Yhat: math.NaN(), YhatLower: math.NaN(), YhatUpper: math.NaN()}
+	}
+	return Result{Yhat: yhat, YhatLower: yhat - half, YhatUpper: yhat + half}
+}
+
+// features computes each member's statistic for v (non-negative, larger is
+// more surprising) and the Isolation Forest's feature vector, all from the
+// state before v.
+//
+// It returns the set of members whose statistic was available: only those
+// are calibrated, so a member that starts late (the seasonal one waits for a
+// period) does not start with a distribution full of zeros.
+func (d *Detector) features(v float64, z *[nMembers]float64, fv *[ifDims]float64) (valid int) {
+	st := &d.st
+	if st.Seen == 0 {
+		return 0
+	}
+	valid = MemberLevel | MemberLag | MemberShift
+	floor := scaleFloor(st.Level.M)
+	zl := st.Level.Z(v, floor)
+	z[mLevel] = math.Abs(zl)
+
+	var zs float64
+	if base, ok := st.Season.baseline(); ok && st.SeasStat.N > 16 {
+		zs = st.SeasStat.Z(v-base, floor)
+		z[mSeasonal] = math.Abs(zs)
+		valid |= MemberSeasonal
+	}
+
+	// Lag and variance feed their members and the forest's vector; skip
+	// them when none of those is on.
+	var zd float64
+	if d.opts.Members&(MemberLag|MemberForest) != 0 {
+		zd = st.LagStat.Z(v-st.Prev, floor)
+		z[mLag] = math.Abs(zd)
+	}
+
+	// The short-term mean after this sample against the level, in units
+	// of the EWMA's own standard deviation under independent noise,
+	// σ·√(a/(2-a)).
+	fast := st.Fast + shiftAlpha*(v-st.Fast)
+	zf := (fast - st.Level.M) / max(st.Level.Sigma()*math.Sqrt(shiftAlpha/(2-shiftAlpha)), floor)
+	z[mShift] = math.Abs(zf)
+
+	// Spread of the last shortWin samples (this one included) against the
+	// level's, on a log scale so that bursts and flatlines both stand out.
+	var zv float64
+	if st.Short.N >= shortWin-1 && d.opts.Members&(MemberVariance|MemberForest) != 0 {
+		out := float64(st.Recent[(int(st.RecentPos)+recentLen-shortWin+1)%recentLen])
+		r := st.Short
+		in := float64(float32(v))
+		r.Update(in, out, r.N >= shortWin)
+		lr := math.Log((r.Std() + floor) / (st.Level.Sigma() + floor))
+		zv = st.VarStat.Z(lr, 1e-3)
+		z[mVariance] = math.Abs(zv)
+		valid |= MemberVariance
+	}
+
+	// The transform runs every srEvery samples and reports the most salient
+	// of the samples since the last run: a spike is flagged at most
+	// srEvery-1 samples late, at a quarter of the cost.
+	if d.opts.Members&MemberSpectral != 0 && st.RecentN >= recentLen && st.Seen%srEvery == 0 {
+		// The last srWin-1 samples, oldest first, then v.
+		w := d.sc.win
+		for i := range srWin - 1 {
+			w[i] = float64(st.Recent[(int(st.RecentPos)+recentLen-srWin+2+i)%recentLen])
+		}
+		w[srWin-1] = v
+		d.srRaw = d.sc.sr.Newest(w, srEvery)
+		d.srOK = true
+		z[mSpectral] = math.Max(0, st.SRStat.Z(d.srRaw, 1e-3))
+		valid |= MemberSpectral
+	}
+
+	fv[0], fv[1], fv[2], fv[3], fv[4] = clip8(zl), clip8(zd), clip8(zf), clip8(zv), clip8(zs)
+	if d.opts.Members&MemberForest != 0 && st.Forest.Fitted {
+		z[mForest] = st.Forest.Score(fv)
+		valid |= MemberForest
+	}
+	// Breakout: how far v lies outside every value seen so far, in units of
+	// that range. Unlike the residual members it has no scale to adapt and
+	// no memory to lose, so a level that was never reached stands out
+	// however slowly it was approached.
+	if st.Seen > 1 && st.Hi > st.Lo {
+		z[mRange] = max(0, v-st.Hi, st.Lo-v) / (st.Hi - st.Lo)
+		valid |= MemberRange
+	}
+	return valid & d.opts.Members
+}
+
+func clip8(x float64) float64 { return max(-8, min(x, 8)) }
+
+// learn updates the state with v after it was scored.
+func (d *Detector) learn(ts int64, v float64) {
+	st := &d.st
+	if st.Seen == 0 {
+		st.Fast, st.Prev = v, v
+	}
+	if base, ok := st.Season.baseline(); ok {
+		st.SeasStat.Update(v - base)
+	}
+	if d.opts.Members&(MemberLag|MemberForest) != 0 {
+		st.LagStat.Update(v - st.Prev)
+	}
+	floor := scaleFloor(st.Level.M)
+	lvlSigma := st.Level.Sigma()
+
+	// Recent ring and the rolling window over its last shortWin values.
+	in := float64(float32(v))
+	out := float64(st.Recent[(int(st.RecentPos)+recentLen-shortWin+1)%recentLen])
+	st.RecentPos = (st.RecentPos + 1) % recentLen
+	st.Recent[st.RecentPos] = float32(v)
+	st.RecentN = min(st.RecentN+1, recentLen)
+	st.Short.Update(in, out, st.Short.N >= shortWin)
+	if st.Short.Updates >= rollingRebase {
+		var win [shortWin]float32
+		for i := range win {
+			win[i] = st.Recent[(int(st.RecentPos)+recentLen-shortWin+1+i)%recentLen]
+		}
+		st.Short.Rebase(win[:])
+	}
+	if st.Short.N >= shortWin && d.opts.Members&(MemberVariance|MemberForest) != 0 {
+		st.VarStat.Update(math.Log((st.Short.Std() + floor) / (lvlSigma + floor)))
+	}
+	if d.srOK {
+		st.SRStat.Update(d.srRaw)
+		d.srOK = false
+	}
+
+	if st.Seen == 0 {
+		st.Lo, st.Hi = v, v
+	}
+	// The range forgets slowly (time constant 10⁴ samples, a month of
+	// 5-minute samples), so a long-running series is not judged forever
+	// against one old extreme.
+	st.Lo, st.Hi = min(st.Lo, v), max(st.Hi, v)
+	st.Lo += (st.Level.M - st.Lo) * rangeForget
+	st.Hi -= (st.Hi - st.Level.M) * rangeForget
+	st.Level.Update(v)
+	st.Fast += shiftAlpha * (v - st.Fast)
+	st.Prev = v
+	st.Season.add(ts, v, d.sc)
+}

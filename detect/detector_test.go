@@ -1,0 +1,425 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// series generates n samples, 5 minutes apart, of a daily cycle with noise
+// and planted anomalies at the given indexes.
+func series(seed uint64, n int, noise float64, spikes ...int) ([]int64, []float64) {
+	rng := rand.New(rand.NewPCG(seed, 42))
+	ts := make([]int64, n)
+	v := make([]float64, n)
+	for i := range n {
+		ts[i] = 1_600_000_000_000 + int64(i)*300_000
+		v[i] = 100 + 20*math.Sin(2*math.Pi*float64(i)/288) + noise*rng.NormFloat64()
+	}
+	for _, s := range spikes {
+		v[s] += 50 * noise
+	}
+	return ts, v
+}
+
+func mustNew(t testing.TB, o Options) *Detector {
+	d, err := New(o)
+	require.NoError(t, err)
+	return d
+}
+
+func TestDetectorFindsPlantedSpike(t *testing.T) {
+	ts, v := series(1, 3000, 2, 2500)
+	d := mustNew(t, DefaultOptions())
+	var at2500 Result
+	maxElsewhere := 0.0
+	for i := range ts {
+		r := d.Update(ts[i], v[i])
+		require.GreaterOrEqual(t, r.Score, 0.0)
+		if i == 2500 {
+			at2500 = r
+		} else if i > 1000 {
+			maxElsewhere = max(maxElsewhere, r.Score)
+		}
+	}
+	require.Greater(t, at2500.Score, 1.0)
+	require.Greater(t, at2500.Score, maxElsewhere)
+	require.NotEmpty(t, at2500.Member)
+	require.Less(t, at2500.YhatLower, at2500.Yhat)
+	require.Greater(t, at2500.YhatUpper, at2500.Yhat)
+	require.Greater(t, v[2500], at2500.YhatUpper)
+}
+
+func TestDetectorWarmup(t *testing.T) {
+	o := DefaultOptions()
+	o.WarmupSamples = 100
+	d := mustNew(t, o)
+	ts, v := series(2, 200, 1)
+	for i := range ts {
+		r := d.Update(ts[i], v[i])
+		if i < 100 {
+			require.Zero(t, r.Score, "sample %d", i)
+			require.False(t, r.Ready)
+		} else {
+			require.True(t, r.Ready)
+		}
+	}
+}
+
+func TestDetectorOptions(t *testing.T) {
+	tests := []struct {
+		name  string
+		opts  func(*Options)
+		value float64 // appended after a quiet series
+		check func(t *testing.T, r Result)
+	}{
+		{name: "both/up", opts: func(*Options) {}, value: 1000, check: func(t *testing.T, r Result) { require.Greater(t, r.Score, 1.0) }},
+		{name: "up ignores drop", opts: func(o *Options) { o.Direction = Up }, value: -1000, check: func(t *testing.T, r Result) { require.Zero(t, r.Score) }},
+		{name: "down ignores rise", opts: func(o *Options) { o.Direction = Down }, value: 1000, check: func(t *testing.T, r Result) { require.Zero(t, r.Score) }},
+		{name: "min deviation caps", opts: func(o *Options) { o.MinDeviationAbs = 1e6 }, value: 1000, check: func(t *testing.T, r Result) { require.LessOrEqual(t, r.Score, ScoreCapBelowMinDeviation) }},
+		{name: "out of range", opts: func(o *Options) { o.ValidMax = 500 }, value: 1000, check: func(t *testing.T, r Result) {
+			require.Equal(t, OutOfRangeScore, r.Score)
+			require.Equal(t, "range", r.Member)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tt.opts(&o)
+			d := mustNew(t, o)
+			ts, v := series(3, 1500, 1)
+			for i := range ts {
+				d.Update(ts[i], v[i])
+			}
+			tt.check(t, d.Update(ts[len(ts)-1]+300_000, tt.value))
+		})
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Options)
+		ok   bool
+	}{
+		{name: "default", mod: func(*Options) {}, ok: true},
+		{name: "bad direction", mod: func(o *Options) { o.Direction = 7 }},
+		{name: "negative deviation", mod: func(o *Options) { o.MinDeviationAbs = -1 }},
+		{name: "empty range", mod: func(o *Options) { o.ValidMin, o.ValidMax = 1, 1 }},
+		{name: "budget zero", mod: func(o *Options) { o.FalseAlarmRate = 0 }},
+		{name: "budget too large", mod: func(o *Options) { o.FalseAlarmRate = 0.7 }},
+		{name: "negative warm-up", mod: func(o *Options) { o.WarmupSamples = -1 }},
+		{name: "unknown member", mod: func(o *Options) { o.Members = 1 << 20 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tt.mod(&o)
+			err := o.Validate()
+			if tt.ok {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err)
+				_, err = New(o)
+				require.Error(t, err)
+			}
+		})
+	}
+}
+
+func TestDetectorSkipsNaN(t *testing.T) {
+	d := mustNew(t, DefaultOptions())
+	ts, v := series(4, 500, 1)
+	for i := range ts {
+		d.Update(ts[i], v[i])
+	}
+	before, err := d.MarshalBinary()
+	require.NoError(t, err)
+	r := d.Update(ts[len(ts)-1]+1, math.NaN())
+	require.Zero(t, r.Score)
+	r = d.Update(ts[len(ts)-1]+2, math.Inf(1))
+	require.Zero(t, r.Score)
+	after, err := d.MarshalBinary()
+	require.NoError(t, err)
+	// Only the sample counter moved.
+	require.Equal(t, len(before), len(after))
+}
+
+// TestNoLookahead checks that scoring never looks ahead: the results for a
+// prefix are the same whether or not more samples follow, and a detector
+// restored from a snapshot continues exactly as the original.
+func TestNoLookahead(t *testing.T) {
+	for seed := range uint64(5) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			ts, v := series(seed, 2500, 1+float64(seed), 1800, 2100)
+			full := mustNew(t, DefaultOptions())
+			all := make([]Result, len(ts))
+			for i := range ts {
+				all[i] = full.Update(ts[i], v[i])
+			}
+			cut := 1000 + int(seed)*250
+			prefix := mustNew(t, DefaultOptions())
+			for i := range cut {
+				sameResult(t, all[i], prefix.Update(ts[i], v[i]), i)
+			}
+			snap, err := prefix.MarshalBinary()
+			require.NoError(t, err)
+			var restored Detector
+			require.NoError(t, restored.UnmarshalBinary(snap))
+			for i := cut; i < len(ts); i++ {
+				sameResult(t, all[i], restored.Update(ts[i], v[i]), i)
+			}
+		})
+	}
+}
+
+// sameResult compares results bit for bit, NaN equal to NaN (yhat is NaN
+// before the first sample).
+func sameResult(t *testing.T, want, got Result, i int) {
+	t.Helper()
+	for _, p := range [][2]float64{{want.Score, got.Score}, {want.Yhat, got.Yhat}, {want.YhatLower, got.YhatLower}, {want.YhatUpper, got.YhatUpper}} {
+		require.Equal(t, math.Float64bits(p[0]), math.Float64bits(p[1]), "sample %d: %+v vs %+v", i, want, got)
+	}
+	require.Equal(t, want.Ready, got.Ready, "sample %d", i)
+	require.Equal(t, want.Member, got.Member, "sample %d", i)
+}
+
+func TestUnmarshalRejects(t *testing.T) {
+	d := mustNew(t, DefaultOptions())
+	ts, v := series(5, 300, 1)
+	for i := range ts {
+		d.Update(ts[i], v[i])
+	}
+	good, err := d.MarshalBinary()
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		mod  func([]byte) []byte
+	}{
+		{name: "empty", mod: func([]byte) []byte { return nil }},
+		{name: "magic", mod: func(b []byte) []byte { b[0] = 'x'; return b }},
+		{name: "version", mod: func(b []byte) []byte { b[4] = 99; return b }},
+		{name: "truncated", mod: func(b []byte) []byte { return b[:len(b)-10] }},
+		{name: "flipped bit", mod: func(b []byte) []byte { b[len(b)/2] ^= 1; return b }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var x Detector
+			require.Error(t, x.UnmarshalBinary(tt.mod(append([]byte(nil), good...))))
+		})
+	}
+}
+
+// TestCalibration checks that on normal data (no anomalies) the fraction of
+// scores above 1 is close to the false-alarm budget, on a quiet and on a
+// noisy, skewed series alike, with the default members and with every
+// member on. The expected count is budget × samples; the tolerance is a
+// factor of 2.5 either way, wide enough for the Poisson spread of a few
+// dozen events (and for the floor of ln(M/z_q), tailMinLog, which makes
+// light tails a little conservative), narrow enough to catch a calibration
+// off by an order of magnitude.
+func TestCalibration(t *testing.T) {
+	const n = 60000
+	tests := []struct {
+		name string
+		gen  func(rng *rand.Rand, i int) float64
+	}{
+		{name: "quiet gaussian", gen: func(rng *rand.Rand, _ int) float64 { return 10 + 0.01*rng.NormFloat64() }},
+		{name: "noisy lognormal", gen: func(rng *rand.Rand, _ int) float64 { return 1000 * math.Exp(rng.NormFloat64()) }},
+		{name: "seasonal", gen: func(rng *rand.Rand, i int) float64 {
+			return 50 + 10*math.Sin(2*math.Pi*float64(i)/288) + rng.NormFloat64()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rate := func(members int) float64 {
+				o := DefaultOptions()
+				o.FalseAlarmRate = 2e-3
+				o.RefractorySamples = 0
+				o.Members = members
+				d := mustNew(t, o)
+				rng := rand.New(rand.NewPCG(11, 12))
+				above, scored := 0, 0
+				for i := range n {
+					r := d.Update(int64(i)*300_000, tt.gen(rng, i))
+					if i >= 20000 { // past the first window
+						scored++
+						if r.Score > 1 {
+							above++
+						}
+					}
+				}
+				return float64(above) / float64(scored)
+			}
+			const budget = 2e-3
+			all, def := rate(MemberAll), rate(MemberDefault)
+			t.Logf("rate: all members %.2e, default members %.2e, budget %.2e", all, def, budget)
+			require.InDelta(t, math.Log(budget), math.Log(max(all, 1e-9)), math.Log(2.5))
+			require.InDelta(t, math.Log(budget), math.Log(max(def, 1e-9)), math.Log(2.5))
+		})
+	}
+}
+
+func TestDetectorAllocs(t *testing.T) {
+	d := mustNew(t, DefaultOptions())
+	ts, v := series(6, 5000, 1)
+	for i := range 2000 {
+		d.Update(ts[i], v[i])
+	}
+	i := 2000
+	allocs := testing.AllocsPerRun(2000, func() {
+		d.Update(ts[i], v[i])
+		i++
+	})
+	require.Zero(t, allocs)
+}
+
+func TestStateSize(t *testing.T) {
+	require.Positive(t, StateSize())
+	require.LessOrEqual(t, StateSize(), 4096)
+}
+
+func TestRollingMatchesTwoPass(t *testing.T) {
+	for _, w := range []int{2, 5, 16} {
+		t.Run(fmt.Sprintf("window=%d", w), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			var r Rolling
+			var xs []float32
+			for i := range 1000 {
+				x := float32(1e4 + 100*rng.NormFloat64())
+				var out float64
+				evict := len(xs) >= w
+				if evict {
+					out = float64(xs[len(xs)-w])
+				}
+				r.Update(float64(x), out, evict)
+				xs = append(xs, x)
+				if i%97 == 0 {
+					r.Rebase(xs[max(0, len(xs)-w):])
+				}
+				win := xs[max(0, len(xs)-w):]
+				var mean float64
+				for _, v := range win {
+					mean += float64(v)
+				}
+				mean /= float64(len(win))
+				var ss float64
+				for _, v := range win {
+					ss += (float64(v) - mean) * (float64(v) - mean)
+				}
+				require.InDelta(t, mean, r.Mean(), 1e-9*1e4)
+				if len(win) > 1 {
+					// Running sums of values near 1e4 lose about 1e8·ε ≈ 1e-8
+					// of the sum of squares per update.
+					require.InDelta(t, ss/float64(len(win)-1), r.Var(), 1e-4)
+				}
+			}
+		})
+	}
+}
+
+func TestRobustMatchesDirect(t *testing.T) {
+	// On a linear ramp of slope 1 every residual is far inside the clipping
+	// band after the start, so the location follows the plain recursion
+	// M += a(x-M), a = max(α, 1/n); compare with a direct computation.
+	e := Robust{Alpha: 0.1}
+	var m, s float64
+	for i := 1; i <= 200; i++ {
+		x := float64(i % 7) // bounded, so |x-M| stays within 4·S
+		e.Update(x)
+		a := max(float64(float32(0.1)), 1/float64(i))
+		if i == 1 {
+			m, s = x, 0
+		} else {
+			r := x - m
+			if i > 8 {
+				r = max(-huberK*s, min(r, huberK*s))
+			}
+			m += a * r
+			s += a * (math.Abs(r) - s)
+		}
+		require.InDelta(t, m, e.M, 1e-12)
+		require.InDelta(t, s, e.S, 1e-12)
+	}
+	// One huge outlier moves the location by at most α·k·S.
+	before, scale := e.M, e.S
+	e.Update(1e9)
+	require.LessOrEqual(t, math.Abs(e.M-before), float64(e.Alpha)*huberK*scale+1e-9)
+}
+
+func TestTailScoresRecords(t *testing.T) {
+	tl := newTail(100, 1000)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for range 500 {
+		tl.Update(math.Abs(rng.NormFloat64()))
+	}
+	// A record beats both the window maximum and the floor e^MinLog·z_q.
+	m := max(tl.windowMax(), float64(tl.Zq)*math.Exp(float64(tl.MinLog)))
+	require.Less(t, tl.Score(m*0.99), 1.0)
+	require.Greater(t, tl.Score(m*1.01), 1.0)
+	require.InDelta(t, 1.0, tl.Score(tl.Threshold(1)), 1e-9)
+	require.InDelta(t, 0.3, tl.Score(tl.Threshold(0.3)), 1e-9)
+}
+
+func TestForestIsolatesOutlier(t *testing.T) {
+	var f Forest
+	f.RNG = 1
+	rng := rand.New(rand.NewPCG(2, 2))
+	var v [ifDims]float64
+	for range 1000 {
+		for i := range v {
+			v[i] = rng.NormFloat64()
+		}
+		f.Update(&v)
+	}
+	for i := range v {
+		v[i] = 0
+	}
+	normal := f.Score(&v)
+	v[0], v[1] = 7, -7
+	outlier := f.Score(&v)
+	// Depth-limited trees over a 32-vector subsample: the outlier's mean
+	// path is shorter by about a quarter.
+	require.Greater(t, outlier, normal*1.2)
+}
+
+func ExampleDetector() {
+	d, err := New(DefaultOptions())
+	if err != nil {
+		panic(err)
+	}
+	t0 := int64(1_700_000_000_000)
+	var r Result
+	for i := range 2000 {
+		v := 10 + math.Sin(float64(i)/5) // a steady cycle
+		if i == 1999 {
+			v = 30 // then a spike
+		}
+		r = d.Update(t0+int64(i)*60_000, v)
+	}
+	fmt.Printf("anomalous=%v yhat≈%.0f\n", r.Score > 1, r.Yhat)
+	// Output: anomalous=true yhat≈10
+}
+
+// TestGapKeepsSeasonPhase drops a third of a day from a strongly daily
+// series: the samples after the gap must still be expected at their phase
+// (yhat near the true curve) and raise no alarm.
+func TestGapKeepsSeasonPhase(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	d := mustNew(t, DefaultOptions())
+	truth := func(i int) float64 { return 100 + 30*math.Sin(2*math.Pi*float64(i)/288) }
+	const gapFrom, gapLen = 4000, 96
+	for i := range 5200 {
+		if i >= gapFrom && i < gapFrom+gapLen {
+			continue
+		}
+		r := d.Update(int64(i)*300_000, truth(i)+0.5*rng.NormFloat64())
+		if i >= gapFrom+gapLen && i < gapFrom+gapLen+600 {
+			require.Less(t, r.Score, 1.0, "sample %d", i)
+			require.InDelta(t, truth(i), r.Yhat, 6, "sample %d", i)
+		}
+	}
+}

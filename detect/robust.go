@@ -1,0 +1,51 @@
+package detect
+
+import "math"
+
+// huberK is where Robust clips a residual, in units of its mean absolute
+// deviation S (about 3.2 standard deviations for normal data): far enough
+// out that normal data is barely touched, close enough that one spike moves
+// neither the location nor the scale much.
+const huberK = 4
+
+// Robust tracks an exponentially weighted, outlier-resistant location M and
+// scale S of a stream:
+//
+//	r   = clamp(x - M, -k·S, k·S)
+//	M  += a·r
+//	S  += a·(|r| - S)
+//
+// with a = max(Alpha, 1/n), so the first samples are a plain running mean,
+// and k = 4. S estimates the mean absolute deviation; Sigma converts it to a
+// standard deviation (×√(π/2), exact for normal data).
+type Robust struct {
+	M, S  float64
+	N     uint32
+	Alpha float32
+}
+
+// Update adds x.
+func (e *Robust) Update(x float64) {
+	e.N++
+	if e.N == 1 {
+		e.M, e.S = x, 0
+		return
+	}
+	a := max(float64(e.Alpha), 1/float64(e.N))
+	r := x - e.M
+	if e.S > 0 && e.N > 8 {
+		c := huberK * e.S
+		r = max(-c, min(r, c))
+	}
+	e.M += a * r
+	e.S += a * (math.Abs(r) - e.S)
+}
+
+// Sigma returns the scale as a standard deviation.
+func (e *Robust) Sigma() float64 { return math.Sqrt(math.Pi/2) * e.S }
+
+// Z returns the standardised distance of x from M, with the scale floored at
+// floor so a flat stream does not divide by zero.
+func (e *Robust) Z(x, floor float64) float64 {
+	return (x - e.M) / max(e.Sigma(), floor)
+}

@@ -1,0 +1,157 @@
+package detect
+
+import "math"
+
+const (
+	seasonLen      = 256             // buckets of history kept for the FFT
+	seasonSpanMs   = 3 * 86400 * 1e3 // history the buckets should span: three days
+	seasonMaxD     = 16              // most samples per bucket
+	seasonDecideN  = 16              // samples after which the bucket width is chosen
+	seasonMinP     = 4               // shortest period searched, in buckets
+	seasonReEst    = seasonLen / 2   // buckets between period searches
+	seasonMinStr   = 0.4             // weakest autocorrelation used as a season
+	seasonMedianOf = 3               // past seasons in the median baseline
+)
+
+// season keeps a downsampled history of a series and the period found in it.
+//
+// Samples are averaged into buckets of D samples; the last seasonLen buckets
+// are kept. D is chosen once, after seasonDecideN samples, from the median
+// sampling interval so that the buckets span about three days: enough for
+// three cycles of a daily season, the usual one in infrastructure metrics,
+// in a fixed 1 KiB. Every seasonReEst buckets the period is searched with
+// Seasonality (amortised: two 512-point FFTs per 128 buckets), and the seasonal baseline
+// for a new sample is the median of the buckets one, two and three periods
+// back, which keeps a past spike from echoing into the baseline.
+type season struct {
+	Ring     [seasonLen]float32
+	Head     uint16 // next bucket written
+	Count    uint16 // buckets held
+	D        uint16 // samples per bucket; 0 until chosen
+	AccN     uint16 // samples in the open bucket
+	Acc      float64
+	Period   uint16 // in buckets; 0 = none
+	SinceEst uint16
+	Strength float32
+	N        uint32
+	LastTs   int64
+	DtMs     int64                // median sampling interval, once D is chosen
+	Dts      [seasonDecideN]int32 // sampling intervals until D is chosen, seconds
+}
+
+// gap reports whether ts comes after a gap, at least twice the median
+// sampling interval since the previous sample, and if a season is known
+// fills the samples that should have arrived with the seasonal baseline, so
+// the ring keeps its phase and the season found before the gap still lines
+// up after it. The fill is bounded by the ring's span. Call it before
+// baseline for the sample at ts.
+func (s *season) gap(ts int64, sc *Scratch) bool {
+	if s.D == 0 || s.DtMs <= 0 {
+		return false
+	}
+	missed := (ts-s.LastTs)/s.DtMs - 1
+	if missed <= 0 {
+		return false
+	}
+	if s.Period > 0 {
+		missed = min(missed, int64(seasonLen)*int64(s.D))
+		for range missed {
+			fill, _ := s.baseline()
+			s.push(fill, sc)
+		}
+	}
+	return true
+}
+
+// add puts x into the history. sc provides the period search.
+func (s *season) add(ts int64, x float64, sc *Scratch) {
+	s.N++
+	if s.D == 0 {
+		if s.N > 1 && int(s.N-2) < len(s.Dts) {
+			s.Dts[s.N-2] = int32(max(0, min((ts-s.LastTs)/1000, math.MaxInt32)))
+		}
+		if s.N > seasonDecideN {
+			s.D, s.DtMs = chooseD(s.Dts[:seasonDecideN-1])
+			s.Count, s.Head, s.AccN, s.Acc = 0, 0, 0, 0
+		}
+	}
+	s.LastTs = ts
+	s.push(x, sc)
+}
+
+// push adds one sample to the open bucket.
+func (s *season) push(x float64, sc *Scratch) {
+	s.Acc += x
+	s.AccN++
+	if s.D == 0 || s.AccN < s.D {
+		return
+	}
+	s.Ring[s.Head] = float32(s.Acc / float64(s.AccN))
+	s.Head = (s.Head + 1) % seasonLen
+	s.Count = min(s.Count+1, seasonLen)
+	s.Acc, s.AccN = 0, 0
+	s.SinceEst++
+	if s.Count >= seasonLen/2 && s.SinceEst >= seasonReEst && sc != nil {
+		s.SinceEst = 0
+		s.estimate(sc)
+	}
+}
+
+// chooseD picks the bucket width from sampling intervals in seconds and
+// returns it with the median interval in milliseconds (0 if unknown).
+func chooseD(dts []int32) (uint16, int64) {
+	var buf [seasonDecideN]int32
+	n := copy(buf[:], dts)
+	b := buf[:n]
+	// Insertion sort: 15 values.
+	for i := 1; i < len(b); i++ {
+		for j := i; j > 0 && b[j] < b[j-1]; j-- {
+			b[j], b[j-1] = b[j-1], b[j]
+		}
+	}
+	med := float64(b[len(b)/2]) * 1000
+	if !(med > 0) {
+		return 4, 0
+	}
+	d := math.Ceil(seasonSpanMs / (med * seasonLen))
+	return uint16(max(1, min(d, seasonMaxD))), int64(med)
+}
+
+// estimate searches the history for its dominant period.
+func (s *season) estimate(sc *Scratch) {
+	n := int(s.Count)
+	lin := sc.lin[:n]
+	start := (int(s.Head) - n + seasonLen) % seasonLen
+	for i := range lin {
+		lin[i] = float64(s.Ring[(start+i)%seasonLen])
+	}
+	sc.periods = sc.seas.Find(sc.periods, lin, seasonMinP, seasonLen/seasonMedianOf, 1)
+	s.Period, s.Strength = 0, 0
+	if len(sc.periods) > 0 && sc.periods[0].Strength >= seasonMinStr {
+		s.Period = uint16(sc.periods[0].Samples)
+		s.Strength = float32(sc.periods[0].Strength)
+	}
+}
+
+// baseline returns the seasonal expectation for the next sample, or false
+// if no period is known.
+func (s *season) baseline() (float64, bool) {
+	if s.Period == 0 || s.D == 0 {
+		return 0, false
+	}
+	p := int(s.Period)
+	var v [seasonMedianOf]float64
+	k := 0
+	for j := 1; j <= seasonMedianOf && j*p <= int(s.Count); j++ {
+		v[k] = float64(s.Ring[(int(s.Head)-j*p+seasonLen*seasonMedianOf)%seasonLen])
+		k++
+	}
+	switch k {
+	case 0, 1:
+		// One season back alone echoes every past spike; wait for two.
+		return 0, false
+	case 2:
+		return (v[0] + v[1]) / 2, true
+	}
+	return max(min(v[0], v[1]), min(max(v[0], v[1]), v[2])), true
+}

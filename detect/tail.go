@@ -1,0 +1,191 @@
+package detect
+
+import "math"
+
+const (
+	tailBins    = 28   // histogram bins over log2 z
+	tailLogMin  = -6.0 // log2 z of the lower edge of bin 1; bin 0 holds everything below
+	tailBinW    = 0.5  // bin width in log2 units
+	tailQ       = 0.98 // quantile that anchors the score's log scale
+	tailMinN    = 48   // samples before the calibration is trusted
+	tailRefresh = 16   // samples between quantile recomputations
+	tailZFloor  = 1.0 / 256
+	tailBlocks  = 8   // blocks of the sliding-window maximum
+	tailMinLog  = 0.5 // smallest ln(max/z_q) used, so a flat history does not make every wiggle a record
+)
+
+// Tail turns a non-negative statistic z into a calibrated score online.
+//
+// The score compares z with the largest z of roughly the last N samples
+// (the Detector uses N = √n/budget for n members), on a log scale anchored
+// at the q-quantile z_q (q = 0.98):
+//
+//	s = ½ · z/z_q                              for z ≤ z_q
+//	s = ½ + ½ · ln(z/z_q) / ln(M_N/z_q)        for z > z_q
+//
+// where M_N is the sliding-window maximum, and ln(M_N/z_q) is floored at
+// tailMinLog. So s > 1 when z beats every value of the window (and z_q by
+// at least e^0.5), which for a stationary stream happens with probability
+// at most 1/(N+1) per sample, whatever the distribution of z: the rate of
+// scores above 1 follows the window length on quiet and noisy series alike,
+// without assuming a tail shape. The floor keeps discrete or flat histories,
+// where the maximum equals the quantile, from turning every uptick into a
+// record; on light tails it makes the rate lower than 1/N. How far above 1
+// a score goes says by how much, in log terms relative to the normal
+// spread, the record is broken.
+//
+// M_N is kept as the maxima of tailBlocks blocks of N/tailBlocks samples
+// (the window is N to N(1+1/tailBlocks) samples long), z_q is read every
+// tailRefresh samples from an exponentially forgetting histogram of log2 z.
+// All state is in fixed-size fields, so a Tail encodes with encoding/binary.
+type Tail struct {
+	Hist     [tailBins]float32 // forgetting counts; a sample adds W
+	W        float32           // weight of the next sample; grows by 1/(1-λ) per sample
+	Total    float32           // sum of Hist
+	N        uint32            // samples seen
+	Since    uint32            // samples since Zq was recomputed
+	Zq       float32           // the tailQ quantile of z
+	Forget   float32           // λ
+	Blocks   [tailBlocks]float32
+	BlockLen uint32  // samples per block
+	InBlock  uint32  // samples in the current block
+	Block    uint8   // index of the current block
+	MinLog   float32 // floor of ln(M_N/z_q)
+	LogRange float32 // ln(M_N/z_q) floored at MinLog, kept up to date by Update
+	Z1       float32 // Threshold(1) = z_q·e^LogRange, the z that scores 1
+}
+
+// newTail returns a Tail whose window is n samples and whose histogram
+// forgets with time constant span samples.
+func newTail(n, span int) Tail {
+	return Tail{W: 1, Forget: 1 / float32(span), Zq: 1, BlockLen: uint32(max(1, (n+tailBlocks-1)/tailBlocks)), MinLog: tailMinLog, LogRange: tailMinLog, Z1: float32(math.Exp(tailMinLog))}
+}
+
+// Ready reports whether enough samples were seen to calibrate.
+func (t *Tail) Ready() bool { return t.N >= tailMinN }
+
+// windowMax returns M_N.
+func (t *Tail) windowMax() float64 {
+	m := t.Blocks[0]
+	for _, b := range t.Blocks[1:] {
+		m = max(m, b)
+	}
+	return float64(m)
+}
+
+// logRange returns ln(M_N/z_q), floored at MinLog.
+func (t *Tail) logRange() float64 { return float64(t.LogRange) }
+
+// refreshRange recomputes LogRange after the maximum or z_q changed.
+func (t *Tail) refreshRange() {
+	t.LogRange = float32(max(math.Log(t.windowMax()/float64(t.Zq)), float64(t.MinLog)))
+	t.Z1 = float32(float64(t.Zq) * math.Exp(float64(t.LogRange)))
+}
+
+// Score returns the calibrated score of z against the samples seen so far
+// (not including z).
+func (t *Tail) Score(z float64) float64 {
+	if !(z > 0) || t.N < tailMinN {
+		return 0
+	}
+	zq := float64(t.Zq)
+	if z <= zq {
+		return 0.5 * z / zq
+	}
+	return 0.5 + 0.5*math.Log(z/zq)/t.logRange()
+}
+
+// Threshold returns the z at which Score reaches s.
+func (t *Tail) Threshold(s float64) float64 {
+	zq := float64(t.Zq)
+	if s <= 0.5 {
+		return 2 * s * zq
+	}
+	return zq * math.Exp((s-0.5)*2*t.logRange())
+}
+
+// Update adds z to the distribution.
+func (t *Tail) Update(z float64) {
+	if math.IsNaN(z) || z < 0 {
+		return
+	}
+	b := 0
+	if z > 0 {
+		b = max(0, min(halfLog2(z)-2*tailLogMin+1, tailBins-1))
+	}
+	if t.N == tailMinN {
+		t.Zq = float32(max(t.quantile(tailQ), tailZFloor))
+		t.refreshRange()
+	}
+	t.Hist[b] += t.W
+	t.Total += t.W
+	t.W /= 1 - t.Forget
+	if t.W > 1e20 {
+		// Rescale so the weights stay finite; O(bins) once per ~46/λ samples.
+		inv := 1 / t.W
+		for i := range t.Hist {
+			t.Hist[i] *= inv
+		}
+		t.Total *= inv
+		t.W = 1
+	}
+	t.N++
+	if t.N <= tailMinN {
+		// The first statistics come from scales estimated on a handful of
+		// samples; a record among them would mute the series for a whole
+		// window.
+		return
+	}
+	changed := false
+	if t.InBlock >= t.BlockLen {
+		t.Block = (t.Block + 1) % tailBlocks
+		changed = t.Blocks[t.Block] > 0
+		t.Blocks[t.Block] = 0
+		t.InBlock = 0
+	}
+	if float32(z) > t.Blocks[t.Block] {
+		t.Blocks[t.Block] = float32(z)
+		changed = true
+	}
+	t.InBlock++
+	t.Since++
+	if t.Since >= tailRefresh {
+		t.Since = 0
+		t.Zq = float32(max(t.quantile(tailQ), tailZFloor))
+		changed = true
+	}
+	if changed {
+		t.refreshRange()
+	}
+}
+
+// halfLog2 returns ⌊2·log2 z⌋ for z > 0 from the float's bits: the
+// exponent, plus one if the mantissa is at least √2. It is the histogram's
+// bin index (bins are half a power of two wide) without a logarithm.
+func halfLog2(z float64) int {
+	frac, exp := math.Frexp(z) // z = frac·2^exp, frac in [0.5, 1)
+	h := 2 * (exp - 1)
+	if frac >= math.Sqrt2/2 {
+		h++
+	}
+	return h
+}
+
+// quantile reads the q-quantile of z from the histogram, interpolating
+// geometrically within a bin.
+func (t *Tail) quantile(q float64) float64 {
+	target := float64(t.Total) * q
+	var cum float64
+	for i, h := range t.Hist {
+		next := cum + float64(h)
+		if next >= target && h > 0 {
+			if i == 0 {
+				return math.Exp2(tailLogMin)
+			}
+			frac := (target - cum) / float64(h)
+			return math.Exp2(tailLogMin + (float64(i-1)+frac)*tailBinW)
+		}
+		cum = next
+	}
+	return math.Exp2(tailLogMin + float64(tailBins-1)*tailBinW)
+}

@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// need skips the test when tool is not on PATH, or fails it under
+// OMEN_E2E=1 (make test), where the Makefile has installed it.
+func need(t testing.TB, tool string) string {
+	t.Helper()
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		if os.Getenv("OMEN_E2E") == "1" {
+			t.Fatalf("%s not found on PATH; make deps-e2e installs it", tool)
+		}
+		t.Skipf("%s not found on PATH (set OMEN_E2E=1 to make this a failure)", tool)
+	}
+	return p
+}
+
+var (
+	buildOnce sync.Once
+	omenBin   string
+	buildErr  error
+)
+
+// omenBinary builds cmd/omen once per test binary.
+func omenBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "omen-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		omenBin = filepath.Join(dir, "omen")
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Dir(filepath.Dir(file))
+		cmd := exec.Command("go", "build", "-o", omenBin, "./cmd/omen")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return omenBin
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a server process started by a test, with its log kept in a file
+// that is printed when the test fails.
+type proc struct {
+	t    testing.TB
+	name string
+	cmd  *exec.Cmd
+	URL  string
+	Addr string
+	log  string
+	done chan struct{}
+}
+
+func start(t testing.TB, name string, port int, bin string, args ...string) *proc {
+	t.Helper()
+	logf := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logf)
+	require.NoError(t, err)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p := &proc{t: t, name: name, cmd: cmd, URL: "http://" + addr, Addr: addr, log: logf, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf)
+			t.Logf("--- %s log ---\n%s", name, tail(b, 8000))
+		}
+	})
+	return p
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// WaitReady polls /-/ready until it answers 200.
+func (p *proc) WaitReady(timeout time.Duration) {
+	p.t.Helper()
+	waitFor(p.t, timeout, p.name+" ready", func() bool {
+		select {
+		case <-p.done:
+			b, _ := os.ReadFile(p.log)
+			p.t.Fatalf("%s exited before it was ready:\n%s", p.name, tail(b, 4000))
+		default:
+		}
+		resp, err := http.Get(p.URL + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (p *proc) Stop() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s did not stop within 30s of SIGTERM", p.name)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// startOmen starts `omen serve` on a free port with storage in dir (a new
+// temporary directory when empty) and waits until it is ready.
+func startOmen(t testing.TB, dir string, args ...string) *proc {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	port := freePort(t)
+	all := append([]string{"serve", "--web.listen-address=127.0.0.1:" + strconv.Itoa(port), "--storage.tsdb.path=" + dir, "--log.level=debug"}, args...)
+	p := start(t, "omen", port, omenBinary(t), all...)
+	p.WaitReady(60 * time.Second)
+	return p
+}
+
+// startPrometheus starts the real Prometheus with the configuration that
+// cfg returns for Prometheus's own listen address, and waits until it is
+// ready.
+func startPrometheus(t testing.TB, cfg func(addr string) string, extra ...string) *proc {
+	t.Helper()
+	bin := need(t, "prometheus")
+	dir := t.TempDir()
+	port := freePort(t)
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg("127.0.0.1:"+strconv.Itoa(port))), 0o644))
+	args := append([]string{
+		"--config.file=" + cfgFile, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=127.0.0.1:" + strconv.Itoa(port),
+	}, extra...)
+	p := start(t, "prometheus", port, bin, args...)
+	p.WaitReady(60 * time.Second)
+	return p
+}
+
+// waitFor polls cond every 200ms until it holds or timeout passes. The
+// timeout is a bound on a wait for an event, never a performance target.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// apiResponse is the envelope of Prometheus's HTTP API.
+type apiResponse struct {
+	Status    string          `json:"status"`
+	Data      json.RawMessage `json:"data"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+}
+
+// vectorSample is one element of an instant-vector result.
+type vectorSample struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+}
+
+// F is the sample's value as a float.
+func (s vectorSample) F() float64 {
+	str, _ := s.Value[1].(string)
+	f, _ := strconv.ParseFloat(str, 64)
+	return f
+}
+
+// apiGet calls a Prometheus-style API endpoint and returns its data.
+func apiGet(t testing.TB, base, path string, params url.Values) (json.RawMessage, error) {
+	t.Helper()
+	resp, err := http.Get(base + path + "?" + params.Encode())
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	var r apiResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: status %d, body %q: %w", path, resp.StatusCode, tail(b, 300), err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("%s: %s: %s", path, r.ErrorType, r.Error)
+	}
+	return r.Data, nil
+}
+
+// query runs an instant query and returns the vector (nil on error).
+func query(t testing.TB, base, q string, at time.Time) ([]vectorSample, error) {
+	t.Helper()
+	p := url.Values{"query": {q}}
+	if !at.IsZero() {
+		p.Set("time", strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64))
+	}
+	data, err := apiGet(t, base, "/api/v1/query", p)
+	if err != nil {
+		return nil, err
+	}
+	var res struct {
+		ResultType string         `json:"resultType"`
+		Result     []vectorSample `json:"result"`
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, err
+	}
+	if res.ResultType != "vector" {
+		return nil, fmt.Errorf("result type %q, want vector", res.ResultType)
+	}
+	return res.Result, nil
+}
+
+// postJSON is a small helper for endpoints that take POST.
+func postEmpty(t testing.TB, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(u, "text/plain", bytes.NewReader(nil))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// The two series of the test exporter: a seasonal one (period 10 minutes)
+// that gets the spike, and a control. Both carry deterministic noise, so a
+// run repeats.
+const (
+	seasonalName = "e2e_seasonal_value"
+	controlName  = "e2e_control_value"
+	spikeSize    = 1000.0
+)
+
+func noise(name string, tMs int64) float64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", name, tMs/1000)
+	return float64(h.Sum64()%2001)/1000 - 1 // uniform in [-1, 1]
+}
+
+func seasonalAt(tMs int64) float64 {
+	return 100 + 20*math.Sin(2*math.Pi*float64(tMs)/600000) + noise(seasonalName, tMs)
+}
+
+func controlAt(tMs int64) float64 { return 50 + noise(controlName, tMs) }
+
+// exporter serves the two series at the time of each scrape.
+type exporter struct {
+	spike atomic.Bool
+}
+
+func (e *exporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	now := time.Now().UnixMilli()
+	s := seasonalAt(now)
+	if e.spike.Load() {
+		s += spikeSize
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprintf(w, "# TYPE %s gauge\n%s %g\n# TYPE %s gauge\n%s %g\n", seasonalName, seasonalName, s, controlName, controlName, controlAt(now))
+}
+
+// writeHistory remote-writes a day of past-dated samples, one a second,
+// for both series with the labels Prometheus's scrape will give them, so
+// the live samples continue the same series.
+func writeHistory(t *testing.T, base, instance string, end time.Time) {
+	const perRequest = 20000
+	start := end.Add(-24 * time.Hour).UnixMilli()
+	stop := end.UnixMilli()
+	for from := start; from < stop; from += perRequest * 1000 {
+		var req prompb.WriteRequest
+		for _, s := range []struct {
+			name string
+			f    func(int64) float64
+		}{{seasonalName, seasonalAt}, {controlName, controlAt}} {
+			ts := prompb.TimeSeries{Labels: []prompb.Label{
+				{Name: "__name__", Value: s.name}, {Name: "instance", Value: instance}, {Name: "job", Value: "exporter"},
+			}}
+			for tm := from; tm < min(from+perRequest*1000, stop); tm += 1000 {
+				ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: tm, Value: s.f(tm)})
+			}
+			req.Timeseries = append(req.Timeseries, ts)
+		}
+		code, body := remoteWriteV1(t, base, &req)
+		require.Equal(t, http.StatusNoContent, code, body)
+	}
+}
+
+// anomalies reads omen's /api/v1/anomalies for the input series named.
+type e2eAnomaly struct {
+	Labels    map[string]string `json:"labels"`
+	Score     float64           `json:"score"`
+	Value     float64           `json:"value"`
+	Yhat      *float64          `json:"yhat"`
+	YhatLower *float64          `json:"yhat_lower"`
+	YhatUpper *float64          `json:"yhat_upper"`
+	Ready     bool              `json:"ready"`
+	Timestamp time.Time         `json:"timestamp"`
+}
+
+func anomaliesOf(t testing.TB, base, name string) []e2eAnomaly {
+	t.Helper()
+	data, err := apiGet(t, base, "/api/v1/anomalies", url.Values{"match[]": {name}})
+	require.NoError(t, err)
+	var r struct {
+		Anomalies []e2eAnomaly `json:"anomalies"`
+	}
+	require.NoError(t, json.Unmarshal(data, &r))
+	return r.Anomalies
+}
+
+// metricsGauge returns the value of family{for=name} (of the family's only
+// series if name is "") on omen's /metrics, or NaN if absent.
+func metricsGauge(t testing.TB, base, family, name string) float64 {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(metricsText(t, base)))
+	require.NoError(t, err)
+	mf := fams[family]
+	if mf == nil {
+		return math.NaN()
+	}
+	for _, m := range mf.GetMetric() {
+		if name == "" {
+			return m.GetGauge().GetValue()
+		}
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "for" && l.GetValue() == name {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return math.NaN()
+}
+
+// requirePipeline fails fast, with the reason, if `omen serve` does not run
+// the scoring pipeline (cmd/omen/serve.go wires pipeline.New).
+func requirePipeline(t *testing.T, base string) {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v1/status/omen")
+	require.NoError(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/status/omen: %s; is the pipeline wired into cmd/omen/serve.go?", resp.Status)
+	}
+}
+
+// TestScoringEndToEnd is issue 5's test: the real Prometheus scrapes a test
+// exporter every second and remote-writes to omen, whose TSDB already holds
+// a day of history of both series; a spike in one series must score above
+// 1 on omen's /metrics, in omen's TSDB and in Prometheus (which scrapes
+// omen), while the control stays below 1 inside its band. Then omen is
+// restarted and must score without a new warm-up.
+func TestScoringEndToEnd(t *testing.T) {
+	need(t, "prometheus")
+	exp := &exporter{}
+	srv := httptest.NewServer(exp)
+	defer srv.Close()
+	instance := strings.TrimPrefix(srv.URL, "http://")
+
+	dir := t.TempDir()
+	omenArgs := []string{"--storage.tsdb.out-of-order-time-window=2d", "--snapshot.interval=1h"}
+	omen := startOmen(t, dir, omenArgs...)
+	requirePipeline(t, omen.URL)
+	writeHistory(t, omen.URL, instance, time.Now().Add(-2*time.Second))
+
+	// The history went through the scorer: both inputs are warm.
+	waitFor(t, 120*time.Second, "the history to be scored", func() bool {
+		for _, n := range []string{seasonalName, controlName} {
+			a := anomaliesOf(t, omen.URL, n)
+			if len(a) != 1 || !a[0].Ready {
+				return false
+			}
+		}
+		return true
+	})
+
+	prom := startPrometheus(t, func(addr string) string {
+		return fmt.Sprintf(`
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: exporter
+    static_configs: [{targets: ['%s']}]
+  - job_name: omen
+    static_configs: [{targets: ['%s']}]
+remote_write:
+  - url: %s/api/v1/write
+    queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
+    write_relabel_configs:
+      - {source_labels: [job], regex: exporter, action: keep}
+`, instance, omen.Addr, omen.URL)
+	})
+
+	// Live samples arrive and are scored; the control is quiet.
+	waitFor(t, 60*time.Second, "live samples scored", func() bool {
+		a := anomaliesOf(t, omen.URL, controlName)
+		return len(a) == 1 && time.Since(a[0].Timestamp) < 5*time.Second
+	})
+
+	exp.spike.Store(true)
+	spikeAt := time.Now()
+	var score float64
+	waitFor(t, 30*time.Second, "anomaly_score > 1 on omen's /metrics", func() bool {
+		score = metricsGauge(t, omen.URL, "anomaly_score", seasonalName)
+		return score > 1
+	})
+	t.Logf("anomaly_score{for=%q} = %g on /metrics %s after the spike", seasonalName, score, time.Since(spikeAt).Round(time.Millisecond))
+
+	// The control at the same moment: below 1, value inside its band.
+	c := anomaliesOf(t, omen.URL, controlName)
+	require.Len(t, c, 1)
+	require.True(t, c[0].Ready)
+	require.Less(t, c[0].Score, 1.0)
+	require.NotNil(t, c[0].YhatLower)
+	require.NotNil(t, c[0].YhatUpper)
+	require.LessOrEqual(t, *c[0].YhatLower, c[0].Value)
+	require.LessOrEqual(t, c[0].Value, *c[0].YhatUpper)
+	require.Less(t, metricsGauge(t, omen.URL, "anomaly_score", controlName), 1.0)
+
+	// In omen's TSDB, through its query API.
+	q := fmt.Sprintf(`max_over_time(anomaly_score{for=%q, job="exporter"}[1m])`, seasonalName)
+	waitFor(t, 30*time.Second, "anomaly_score > 1 in omen's TSDB", func() bool {
+		res, err := query(t, omen.URL, q, time.Time{})
+		return err == nil && len(res) == 1 && res[0].F() > 1
+	})
+	// The control's latest score (a maximum over many samples would be
+	// above 1 at the false-alarm rate now and then, by design).
+	res, err := query(t, omen.URL, fmt.Sprintf(`anomaly_score{for=%q}`, controlName), time.Time{})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Less(t, res[0].F(), 1.0, "control in omen's TSDB")
+
+	// In Prometheus, which scrapes omen's /metrics.
+	pq := fmt.Sprintf(`max_over_time(anomaly_score{job="omen", for=%q}[1m])`, seasonalName)
+	waitFor(t, 30*time.Second, "anomaly_score > 1 in Prometheus", func() bool {
+		res, err := query(t, prom.URL, pq, time.Time{})
+		return err == nil && len(res) == 1 && res[0].F() > 1
+	})
+
+	// Restart: SIGTERM writes the final snapshot; the restarted omen
+	// restores it and its first scores need no warm-up (and no history).
+	exp.spike.Store(false)
+	omen.Stop()
+	restartAt := time.Now()
+	omen2 := startOmen(t, dir, append(omenArgs, "--web.listen-address="+omen.Addr)...)
+	waitFor(t, 60*time.Second, "scores after the restart", func() bool {
+		for _, n := range []string{seasonalName, controlName} {
+			a := anomaliesOf(t, omen2.URL, n)
+			if len(a) != 1 || a[0].Timestamp.Before(restartAt) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range []string{seasonalName, controlName} {
+		a := anomaliesOf(t, omen2.URL, n)
+		require.True(t, a[0].Ready, "%s needed a new warm-up after the restart", n)
+		require.Equal(t, 1.0, metricsGauge(t, omen2.URL, "omen_model_ready", n))
+	}
+	require.Contains(t, string(metricsText(t, omen2.URL)), "omen_warm_start_samples_total 0\n", "state came from the snapshot, not from history")
+}

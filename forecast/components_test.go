@@ -1,0 +1,150 @@
+package forecast
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// planted returns n+h values of level + slope·t + a daily (24) season of
+// amplitude amp plus Gaussian noise of sd noise, from a fixed seed.
+func planted(n, h int, level, slope, amp, noise float64) []float64 {
+	rng := rand.New(rand.NewPCG(1, 2))
+	y := make([]float64, n+h)
+	for t := range y {
+		y[t] = level + slope*float64(t) + amp*math.Sin(2*math.Pi*float64(t)/24) + 0.5*amp*math.Cos(4*math.Pi*float64(t)/24) + noise*rng.NormFloat64()
+	}
+	return y
+}
+
+// TestComponentsRecoverPlanted fits each model on a planted series and
+// checks its 48-step forecast against the noise-free continuation. The
+// tolerance is a fraction of the seasonal amplitude (10): the noise sd is
+// 0.2, and the estimated season and trend carry errors of about that size.
+func TestComponentsRecoverPlanted(t *testing.T) {
+	const n, H = 720, 48
+	cases := []struct {
+		name  string
+		slope float64
+		comp  func() component
+		tol   float64
+	}{
+		{"snaive/level+season", 0, func() component { return newSeasonalNaive(24) }, 1.2},
+		{"hw-add/level+season", 0, func() component { return newHoltWinters(false, []int{24}, H) }, 0.5},
+		{"hw-add/trend+season", 0.05, func() component { return newHoltWinters(false, []int{24}, H) }, 1.0},
+		{"hw-mul/trend+season", 0.05, func() component { return newHoltWinters(true, []int{24}, H) }, 1.0},
+		{"hw-add-2/trend+season", 0.05, func() component { return newHoltWinters(false, []int{24, 168}, H) }, 1.0},
+		{"theta/level+season", 0, func() component { return newTheta(24, H) }, 0.5},
+		{"fourier/level+season", 0, func() component { return newFourierReg([]int{24}, H) }, 0.5},
+		{"fourier-2/level+season", 0, func() component { return newFourierReg([]int{24, 168}, H) }, 0.5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			y := planted(n, H, 100, tc.slope, 10, 0.2)
+			truth := planted(n, H, 100, tc.slope, 10, 0)[n:]
+			c := tc.comp()
+			require.True(t, c.fit(y[:n]))
+			fc := make([]float64, H)
+			c.forecast(fc)
+			for h := range fc {
+				require.InDelta(t, truth[h], fc[h], tc.tol, "h=%d", h+1)
+			}
+		})
+	}
+}
+
+// TestThetaHalfTrend checks Theta's defining property: it extrapolates half
+// the least-squares slope of the seasonally adjusted series (θ = 2 line
+// averaged with the θ = 0 line), on top of the recovered season.
+func TestThetaHalfTrend(t *testing.T) {
+	const n, H = 720, 48
+	y := planted(n, H, 100, 0.05, 10, 0)
+	th := newTheta(24, H)
+	require.True(t, th.fit(y[:n]))
+	require.InDelta(t, 0.025, th.drift, 1e-3)
+	fc := make([]float64, H)
+	th.forecast(fc)
+	// One full season apart the seasonal terms cancel: the forecast rises by
+	// 24 half-slopes.
+	require.InDelta(t, 24*0.025, fc[30]-fc[6], 1e-6)
+	// The level is the last value's adjusted level: the first step is on the line.
+	require.InDelta(t, y[n], fc[0], 0.2)
+}
+
+// TestComponentsUpdateMatchesRefit checks that advancing a fitted model by
+// update gives forecasts consistent with the data: after feeding the next
+// 24 values of a noise-free planted series the forecasts stay on it.
+func TestComponentsUpdateMatchesRefit(t *testing.T) {
+	const n, H = 720, 48
+	y := planted(n, H+24, 50, 0, 5, 0)
+	for _, c := range []component{newSeasonalNaive(24), newHoltWinters(false, []int{24}, H), newTheta(24, H), newFourierReg([]int{24}, H)} {
+		t.Run(c.name(), func(t *testing.T) {
+			require.True(t, c.fit(y[:n]))
+			for _, v := range y[n : n+24] {
+				c.update(v)
+			}
+			fc := make([]float64, H)
+			c.forecast(fc)
+			for h := range fc {
+				require.InDelta(t, y[n+24+h], fc[h], 0.05, "h=%d", h+1)
+			}
+		})
+	}
+}
+
+func TestComponentsRejectShortHistory(t *testing.T) {
+	y := planted(30, 0, 10, 0, 1, 0)
+	for _, c := range []component{newSeasonalNaive(48), newHoltWinters(false, []int{24}, 48), newTheta(24, 48), newFourierReg([]int{24}, 48)} {
+		require.False(t, c.fit(y), c.name())
+	}
+	require.False(t, newHoltWinters(true, []int{4}, 4).fit(append([]float64{-1}, planted(100, 0, 10, 0, 1, 0)...)), "multiplicative needs positive data")
+}
+
+func TestDetectSeasons(t *testing.T) {
+	// Hourly-like: a daily cycle whose height changes on the weekend.
+	y := make([]float64, 1000)
+	for i := range y {
+		day := (i / 24) % 7
+		week := 1.0
+		if day >= 5 {
+			week = 0.5
+		}
+		y[i] = 10 + week*5*math.Sin(2*math.Pi*float64(i)/24)
+	}
+	require.Equal(t, []int{24, 168}, detectSeasons(y, 500))
+	flat := make([]float64, 500)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range flat {
+		flat[i] = rng.NormFloat64()
+	}
+	require.Empty(t, detectSeasons(flat, 250))
+}
+
+func TestConformalWidensWithHorizon(t *testing.T) {
+	// Errors of a random walk: spread grows like sqrt(h).
+	const origins, H = 40, 24
+	rng := rand.New(rand.NewPCG(5, 6))
+	err := make([]float64, origins*H)
+	for o := range origins {
+		var s float64
+		for h := range H {
+			s += rng.NormFloat64()
+			err[o*H+h] = s
+		}
+	}
+	lo, hi := conformal(err, origins, H, 0.9)
+	for h := 1; h < H; h++ {
+		require.LessOrEqual(t, lo[h], lo[h-1])
+		require.GreaterOrEqual(t, hi[h], hi[h-1])
+	}
+	require.Greater(t, hi[H-1]-lo[H-1], 2*(hi[0]-lo[0]))
+}
+
+func TestNelderMeadQuadratic(t *testing.T) {
+	// Minimum of (x-1)² + 10(y+2)² is at (1, -2).
+	x := nelderMead(func(p []float64) float64 { return (p[0]-1)*(p[0]-1) + 10*(p[1]+2)*(p[1]+2) }, []float64{0, 0}, 1, 400)
+	require.InDelta(t, 1, x[0], 1e-3)
+	require.InDelta(t, -2, x[1], 1e-3)
+}

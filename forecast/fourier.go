@@ -1,0 +1,232 @@
+package forecast
+
+import (
+	"fmt"
+	"math"
+)
+
+// Fourier regression settings. The daily cycle of hourly data needs all
+// its 12 harmonics to follow sharp peaks; a longer season only adds the
+// harmonics that the shorter one does not already have.
+const (
+	fourierMaxHarmonics = 12    // per season
+	fourierHalfLife     = 336.0 // samples; weights of the least-squares fit
+	fourierRidge        = 1e-6  // relative ridge on the normal equations
+)
+
+// fourierReg is a multi-seasonal harmonic regression with a smoothed level
+// correction:
+//
+//	f(t) = c + Σ_p Σ_{k=1..K_p} a_pk cos(2πkt/p) + b_pk sin(2πkt/p)
+//	r ← φr + α(y_t − f(t) − φr)          (the damped residual level)
+//	ŷ_{n+h} = f(n+h) + φ^h·r
+//
+// The coefficients are weighted least squares with weights halving every
+// fourierHalfLife samples back from the end, so the profile follows slow
+// changes; α and φ minimise the multi-step error of the residual level. Harmonics
+// of a long season that coincide with a shorter season's are left out, so
+// a daily plus weekly fit stays full rank.
+type fourierReg struct {
+	periods []int
+	H       int       // horizon the level correction is fitted for
+	freqs   []float64 // angular frequency of each harmonic pair
+	coef    []float64 // c, then (a, b) per frequency
+	prof    []float64 // f over one cycle of the longest season
+	pos     int       // index in prof of the next observation
+	r       float64
+	alpha   float64
+	phi     float64
+}
+
+func newFourierReg(periods []int, H int) *fourierReg {
+	f := &fourierReg{periods: append([]int(nil), periods...), H: H}
+	seen := map[[2]int]bool{}
+	for _, p := range periods {
+		K := min(p/2, fourierMaxHarmonics)
+		if len(f.freqs) > 0 {
+			// A longer season gets as many new harmonics as fit its ratio to
+			// the shortest.
+			K = min(p/2, fourierMaxHarmonics+2*(p/periods[0]))
+		}
+		for k := 1; k <= K; k++ {
+			g := gcd(k, p)
+			key := [2]int{k / g, p / g}
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			f.freqs = append(f.freqs, 2*math.Pi*float64(k)/float64(p))
+		}
+	}
+	f.coef = make([]float64, 1+2*len(f.freqs))
+	// The seasons are nested (each a multiple of the first), so f repeats
+	// with the longest one and is tabulated over it once per fit: update
+	// and forecast then cost a lookup instead of a sum of sines.
+	f.prof = make([]float64, periods[len(periods)-1])
+	return f
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+func (f *fourierReg) name() string { return fmt.Sprintf("fourier-%v", f.periods) }
+
+// row writes the regressors at time t into x.
+func (f *fourierReg) row(x []float64, t int64) {
+	x[0] = 1
+	for j, w := range f.freqs {
+		s, c := math.Sincos(w * float64(t))
+		x[1+2*j] = c
+		x[2+2*j] = s
+	}
+}
+
+func (f *fourierReg) value(t int64, x []float64) float64 {
+	f.row(x, t)
+	var s float64
+	for i, c := range f.coef {
+		s += c * x[i]
+	}
+	return s
+}
+
+func (f *fourierReg) fit(y []float64) bool {
+	n := len(y)
+	p := len(f.coef)
+	if n < 2*p || n < 2*f.periods[0] {
+		return false
+	}
+	// The regressors repeat with the longest season L, so the normal
+	// equations only need the weights and weighted values summed per phase:
+	// XᵀWX = Σ_j (Σ_{t≡j} w_t)·x_j x_jᵀ, O(L·p²) instead of O(n·p²).
+	L := len(f.prof)
+	wsum := make([]float64, L)
+	wy := make([]float64, L)
+	lam := math.Exp2(-1 / fourierHalfLife)
+	w := 1.0
+	for t := n - 1; t >= 0; t-- {
+		wsum[t%L] += w
+		wy[t%L] += w * y[t]
+		w *= lam
+	}
+	ata := make([]float64, p*p)
+	atb := make([]float64, p)
+	x := make([]float64, p)
+	for j := range L {
+		if wsum[j] == 0 {
+			continue
+		}
+		f.row(x, int64(j))
+		for i := 0; i < p; i++ {
+			wi := wsum[j] * x[i]
+			atb[i] += wy[j] * x[i]
+			for k := 0; k <= i; k++ {
+				ata[i*p+k] += wi * x[k]
+			}
+		}
+	}
+	var tr float64
+	for i := 0; i < p; i++ {
+		tr += ata[i*p+i]
+	}
+	for i := 0; i < p; i++ {
+		ata[i*p+i] += fourierRidge * tr / float64(p)
+	}
+	if !cholSolve(ata, atb, p) {
+		return false
+	}
+	copy(f.coef, atb)
+	// Residual level: α and φ on a coarse grid, by the mean absolute error
+	// of the 1..H step forecasts from origins every fitStride samples.
+	for j := range f.prof {
+		f.prof[j] = f.value(int64(j), x)
+	}
+	res := make([]float64, n)
+	for t := range res {
+		res[t] = y[t] - f.prof[t%L]
+	}
+	best := math.Inf(1)
+	warm := min(n/2, L)
+	for _, phi := range []float64{0.9, 0.97, 0.99, 1} {
+		for _, a := range []float64{0, 0.01, 0.03, 0.1, 0.3, 0.6} {
+			var r, s float64
+			for t, e := range res {
+				if t >= warm && (t-warm)%fitStride == 0 && t+f.H <= n {
+					rk := r
+					for k := range f.H {
+						rk *= phi
+						s += math.Abs(res[t+k] - rk)
+					}
+				}
+				r = phi*r + a*(e-phi*r)
+			}
+			if s < best {
+				best, f.alpha, f.phi, f.r = s, a, phi, r
+			}
+		}
+	}
+	f.pos = n % L
+	return true
+}
+
+func (f *fourierReg) update(v float64) {
+	e := v - f.prof[f.pos]
+	f.r = f.phi*f.r + f.alpha*(e-f.phi*f.r)
+	if f.pos++; f.pos == len(f.prof) {
+		f.pos = 0
+	}
+}
+
+func (f *fourierReg) forecast(dst []float64) {
+	r := f.r
+	p := f.pos
+	for k := range dst {
+		r *= f.phi
+		dst[k] = f.prof[p] + r
+		if p++; p == len(f.prof) {
+			p = 0
+		}
+	}
+}
+
+// cholSolve solves A x = b in place (x into b) for a symmetric positive
+// definite A of which the lower triangle is filled (row-major p×p).
+func cholSolve(a, b []float64, p int) bool {
+	for j := 0; j < p; j++ {
+		d := a[j*p+j]
+		for k := 0; k < j; k++ {
+			d -= a[j*p+k] * a[j*p+k]
+		}
+		if !(d > 0) {
+			return false
+		}
+		d = math.Sqrt(d)
+		a[j*p+j] = d
+		for i := j + 1; i < p; i++ {
+			s := a[i*p+j]
+			for k := 0; k < j; k++ {
+				s -= a[i*p+k] * a[j*p+k]
+			}
+			a[i*p+j] = s / d
+		}
+	}
+	for i := 0; i < p; i++ {
+		s := b[i]
+		for k := 0; k < i; k++ {
+			s -= a[i*p+k] * b[k]
+		}
+		b[i] = s / a[i*p+i]
+	}
+	for i := p - 1; i >= 0; i-- {
+		s := b[i]
+		for k := i + 1; k < p; k++ {
+			s -= a[k*p+i] * b[k]
+		}
+		b[i] = s / a[i*p+i]
+	}
+	return true
+}

@@ -1,0 +1,126 @@
+package forecast
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// marshalVersion is the version of MarshalBinary's format.
+const marshalVersion = 1
+
+var marshalMagic = [3]byte{'O', 'M', 'F'}
+
+// MarshalBinary encodes the model: its options, its kept history and its
+// counters. The fitted parameters are not stored: every fit is a
+// deterministic function of the history window it was made on, and the
+// history kept (History+RefitEvery values) always contains that window, so
+// UnmarshalBinary refits on it and replays the samples that came after,
+// which restores the same forecasts in a fraction of the bytes.
+func (m *Model) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 96+8*m.count)
+	b = append(b, marshalMagic[:]...)
+	b = append(b, marshalVersion)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(m.opts.Coverage))
+	for _, v := range []int{m.opts.MaxHorizon, m.opts.History, m.opts.MinSamples, m.opts.RefitEvery, m.opts.MaxPeriod} {
+		b = binary.LittleEndian.AppendUint32(b, uint32(v))
+	}
+	b = binary.LittleEndian.AppendUint64(b, m.n)
+	b = binary.LittleEndian.AppendUint64(b, uint64(m.lastTs))
+	b = append(b, byte(m.steps.n), byte(m.steps.next))
+	for _, d := range m.steps.diffs {
+		b = binary.LittleEndian.AppendUint64(b, uint64(d))
+	}
+	fitted := byte(0)
+	if m.fitted {
+		fitted = 1
+	}
+	b = append(b, fitted)
+	b = binary.LittleEndian.AppendUint32(b, uint32(m.sinceFit))
+	b = binary.LittleEndian.AppendUint32(b, uint32(m.count))
+	start := m.head - m.count
+	if start < 0 {
+		start += len(m.ring)
+	}
+	for i := range m.count {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(m.ring[(start+i)%len(m.ring)]))
+	}
+	return b, nil
+}
+
+// UnmarshalBinary restores a model encoded by MarshalBinary, replacing m's
+// state and options.
+func (m *Model) UnmarshalBinary(data []byte) error {
+	r := reader{b: data}
+	var magic [3]byte
+	copy(magic[:], r.next(3))
+	if r.err != nil || magic != marshalMagic {
+		return errors.New("decode forecast model: not a forecast model")
+	}
+	if v := r.u8(); v != marshalVersion {
+		return fmt.Errorf("decode forecast model: version %d, want %d", v, marshalVersion)
+	}
+	var o Options
+	o.Coverage = math.Float64frombits(r.u64())
+	o.MaxHorizon, o.History, o.MinSamples, o.RefitEvery, o.MaxPeriod = int(r.u32()), int(r.u32()), int(r.u32()), int(r.u32()), int(r.u32())
+	if r.err != nil {
+		return fmt.Errorf("decode forecast model: %w", r.err)
+	}
+	if err := o.fill(); err != nil {
+		return fmt.Errorf("decode forecast model: %w", err)
+	}
+	nm, _ := New(o)
+	nm.n = r.u64()
+	nm.lastTs = int64(r.u64())
+	nm.steps.n, nm.steps.next = int(r.u8()), int(r.u8())
+	for i := range nm.steps.diffs {
+		nm.steps.diffs[i] = int64(r.u64())
+	}
+	fitted := r.u8() == 1
+	since := int(r.u32())
+	count := int(r.u32())
+	if r.err != nil {
+		return fmt.Errorf("decode forecast model: %w", r.err)
+	}
+	if count > len(nm.ring) || nm.steps.n > stepWindow || nm.steps.next >= stepWindow || since > count || uint64(count) > nm.n {
+		return errors.New("decode forecast model: inconsistent counters")
+	}
+	for i := range count {
+		nm.ring[i] = math.Float64frombits(r.u64())
+	}
+	if r.err != nil {
+		return fmt.Errorf("decode forecast model: %w", r.err)
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("decode forecast model: %d trailing bytes", len(r.b))
+	}
+	nm.count = count
+	nm.head = count % len(nm.ring)
+	if fitted && since < o.RefitEvery {
+		// Rebuild the last fit from its window, then replay what followed.
+		nm.fitAt(min(count-since, o.History), since)
+	}
+	*m = *nm
+	return nil
+}
+
+// reader decodes little-endian fields, remembering the first short read.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) next(n int) []byte {
+	if r.err != nil || len(r.b) < n {
+		r.err = errors.New("truncated")
+		return make([]byte, n)
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() uint8   { return r.next(1)[0] }
+func (r *reader) u32() uint32 { return binary.LittleEndian.Uint32(r.next(4)) }
+func (r *reader) u64() uint64 { return binary.LittleEndian.Uint64(r.next(8)) }

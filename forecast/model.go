@@ -1,0 +1,224 @@
+package forecast
+
+import (
+	"fmt"
+	"math"
+)
+
+// Point is one forecast step: the point forecast Yhat and the prediction
+// interval [Lower, Upper] at the model's coverage, for the time TsMillis.
+type Point struct {
+	TsMillis           int64
+	Yhat, Lower, Upper float64
+}
+
+// Model forecasts one series. It keeps the last History samples and a
+// per-series ensemble of Holt-Winters, Theta, Fourier regression and
+// seasonal naive models, chosen and weighted by rolling-origin validation
+// on the series' own history, with conformal prediction intervals.
+//
+// Update is O(1) and allocation-free: it stores the sample and advances
+// the fitted models by their recursions. Every RefitEvery samples the next
+// Forecast re-detects the seasons, re-fits and re-validates the models on
+// the kept history (O(History) work, amortised over RefitEvery samples);
+// other Forecasts are O(h) and allocation-free.
+//
+// A Model is not safe for concurrent use.
+type Model struct {
+	opts Options
+
+	// ring holds the last History+RefitEvery raw values, so that the window
+	// of the last fit can always be rebuilt (see UnmarshalBinary).
+	ring  []float64
+	head  int // index of the next write
+	count int // values held
+
+	n        uint64 // values accepted since New, including gap fills
+	lastTs   int64
+	steps    stepEstimator
+	fitted   bool
+	sinceFit int // values since the last fit
+
+	ens      *ensemble // nil if the last fit found nothing to fit
+	logScale bool
+	seasons  []int
+	fc       []float64 // scratch for Forecast, MaxHorizon long
+}
+
+// New returns an empty Model. Zero fields of opts take their defaults.
+func New(opts Options) (*Model, error) {
+	if err := opts.fill(); err != nil {
+		return nil, fmt.Errorf("forecast options: %w", err)
+	}
+	return &Model{
+		opts: opts,
+		ring: make([]float64, opts.History+opts.RefitEvery),
+		fc:   make([]float64, opts.MaxHorizon),
+	}, nil
+}
+
+// Options returns the options in effect, defaults filled in.
+func (m *Model) Options() Options { return m.opts }
+
+// Update adds the sample v at time tsMillis. Samples must arrive in time
+// order: one at or before the last accepted timestamp is ignored, as is a
+// NaN or infinite value (Prometheus's staleness marker is a NaN). A gap of
+// k > 1 inferred steps is filled by linear interpolation (at most History
+// values), because every model here assumes evenly spaced samples.
+func (m *Model) Update(tsMillis int64, v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	if m.n > 0 {
+		if tsMillis <= m.lastTs {
+			return
+		}
+		d := tsMillis - m.lastTs
+		if st := m.steps.step(); st > 0 && m.steps.n >= 3 && 2*d > 3*st {
+			k := min((d+st/2)/st, int64(m.opts.History))
+			last := m.last()
+			for i := int64(1); i < k; i++ {
+				m.push(last + (v-last)*float64(i)/float64(k))
+			}
+		}
+		m.steps.add(d)
+	}
+	m.lastTs = tsMillis
+	m.push(v)
+}
+
+func (m *Model) push(v float64) {
+	m.ring[m.head] = v
+	if m.head++; m.head == len(m.ring) {
+		m.head = 0
+	}
+	m.count = min(m.count+1, len(m.ring))
+	m.n++
+	if !m.fitted {
+		return
+	}
+	m.sinceFit++
+	if m.logScale && !(v > 0) {
+		// The log scale no longer fits; the next Forecast refits.
+		m.fitted, m.ens = false, nil
+		return
+	}
+	if m.ens != nil {
+		m.ens.update(m.fwd(v))
+	}
+}
+
+func (m *Model) last() float64 {
+	i := m.head - 1
+	if i < 0 {
+		i = len(m.ring) - 1
+	}
+	return m.ring[i]
+}
+
+// Count returns the number of values held (at most History+RefitEvery),
+// gap fills included.
+func (m *Model) Count() int { return m.count }
+
+// Ready reports whether the model has seen MinSamples samples.
+func (m *Model) Ready() bool { return m.count >= m.opts.MinSamples }
+
+// Step returns the inferred sampling interval in milliseconds, 0 before two
+// samples.
+func (m *Model) Step() int64 { return m.steps.step() }
+
+// Seasons returns the seasons, in samples, of the last fit.
+func (m *Model) Seasons() []int { return m.seasons }
+
+// Forecast appends to dst[:0] the forecasts for the h steps after the last
+// sample and returns it; h is capped at MaxHorizon. It returns dst[:0]
+// before the model is Ready.
+func (m *Model) Forecast(dst []Point, h int) []Point {
+	dst = dst[:0]
+	h = min(h, m.opts.MaxHorizon)
+	if !m.Ready() || h <= 0 {
+		return dst
+	}
+	if !m.fitted || m.sinceFit >= m.opts.RefitEvery {
+		m.fitAt(min(m.count, m.opts.History), 0)
+	}
+	st := m.Step()
+	fc := m.fc[:h]
+	if m.ens == nil {
+		// Nothing could be fitted (a constant series, say): carry the last
+		// value forward with a zero-width interval.
+		v := m.last()
+		for i := range h {
+			dst = append(dst, Point{TsMillis: m.lastTs + int64(i+1)*st, Yhat: v, Lower: v, Upper: v})
+		}
+		return dst
+	}
+	m.ens.forecast(fc)
+	for i, f := range fc {
+		dst = append(dst, Point{
+			TsMillis: m.lastTs + int64(i+1)*st,
+			Yhat:     m.inv(f),
+			Lower:    m.inv(f + m.ens.lo[i]),
+			Upper:    m.inv(f + m.ens.hi[i]),
+		})
+	}
+	return dst
+}
+
+// window copies the last k raw values, oldest first, into dst.
+func (m *Model) window(dst []float64, k int) []float64 {
+	dst = dst[:0]
+	start := m.head - k
+	if start < 0 {
+		start += len(m.ring)
+	}
+	for i := range k {
+		dst = append(dst, m.ring[(start+i)%len(m.ring)])
+	}
+	return dst
+}
+
+// fitAt fits on the k values that end skip values before the newest, then
+// replays the skipped ones.
+func (m *Model) fitAt(k, skip int) {
+	all := m.window(make([]float64, 0, k+skip), k+skip)
+	y := all[:k]
+	m.logScale = true
+	for _, v := range y {
+		if !(v > 0) {
+			m.logScale = false
+			break
+		}
+	}
+	t := make([]float64, k)
+	for i, v := range y {
+		t[i] = m.fwd(v)
+	}
+	m.seasons = detectSeasons(t, m.opts.MaxPeriod)
+	m.ens = fitEnsemble(t, m.seasons, m.logScale, m.opts.MaxHorizon, m.opts.Coverage, defaultCombiner)
+	m.fitted, m.sinceFit = true, 0
+	for _, v := range all[k:] {
+		m.sinceFit++
+		if m.ens != nil {
+			m.ens.update(m.fwd(v))
+		}
+	}
+}
+
+// fwd and inv map values to and from the scale the models work on: the
+// logarithm when every value in the fitted window is positive (seasonal
+// swings of traffic scale with its level, so they are additive on the log
+// scale), the values themselves otherwise.
+func (m *Model) fwd(v float64) float64 {
+	if m.logScale {
+		return math.Log(v)
+	}
+	return v
+}
+
+func (m *Model) inv(v float64) float64 {
+	if m.logScale {
+		return math.Exp(v)
+	}
+	return v
+}

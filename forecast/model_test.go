@@ -1,0 +1,252 @@
+package forecast
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const hourMs = int64(3600_000)
+
+func feed(m *Model, y []float64, t0 int64) {
+	for i, v := range y {
+		m.Update(t0+int64(i)*hourMs, v)
+	}
+}
+
+// TestModelPureSine checks that a pure sine is forecast exactly: every model
+// in the pool represents it without error, so whichever validation picks
+// must continue it. Tolerance 1e-3 of the amplitude.
+func TestModelPureSine(t *testing.T) {
+	m, err := New(DefaultOptions())
+	require.NoError(t, err)
+	sine := func(i int) float64 { return 50 + 10*math.Sin(2*math.Pi*float64(i)/24) }
+	y := make([]float64, 600)
+	for i := range y {
+		y[i] = sine(i)
+	}
+	feed(m, y, 0)
+	require.True(t, m.Ready())
+	require.Equal(t, hourMs, m.Step())
+	pts := m.Forecast(nil, 48)
+	require.Len(t, pts, 48)
+	require.Equal(t, []int{24}, m.Seasons())
+	for h, p := range pts {
+		require.Equal(t, int64(600+h)*hourMs, p.TsMillis)
+		require.InDelta(t, sine(600+h), p.Yhat, 1e-2, "h=%d", h+1)
+		require.LessOrEqual(t, p.Lower, p.Yhat)
+		require.GreaterOrEqual(t, p.Upper, p.Yhat)
+	}
+}
+
+// TestModelIntervalsWiden checks on a noisy random walk with a season that
+// the interval never narrows with the horizon and is clearly wider at 48
+// steps than at 1. The series is positive, so the models work on the log
+// scale and the interval's half-widths are compared as log ratios.
+func TestModelIntervalsWiden(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	y := make([]float64, 900)
+	lvl := 100.0
+	for i := range y {
+		lvl += rng.NormFloat64()
+		y[i] = lvl + 5*math.Sin(2*math.Pi*float64(i)/24) + rng.NormFloat64()
+	}
+	m, err := New(Options{RefitEvery: 1000})
+	require.NoError(t, err)
+	feed(m, y[:800], 0)
+	pts := m.Forecast(nil, 48)
+	for h := 1; h < len(pts); h++ {
+		up := func(p Point) float64 { return math.Log(p.Upper / p.Yhat) }
+		down := func(p Point) float64 { return math.Log(p.Yhat / p.Lower) }
+		require.GreaterOrEqual(t, up(pts[h]), up(pts[h-1])-1e-12)
+		require.GreaterOrEqual(t, down(pts[h]), down(pts[h-1])-1e-12)
+	}
+	require.Greater(t, math.Log(pts[47].Upper/pts[47].Lower), 2*math.Log(pts[0].Upper/pts[0].Lower))
+}
+
+// TestModelStateBounded checks that memory does not grow with the length of
+// the series: the encoded state of a model that saw 5000 samples is as large
+// as one that saw 50000, and Update does not allocate.
+func TestModelStateBounded(t *testing.T) {
+	opts := Options{History: 512}
+	sizes := map[int]int{}
+	for _, n := range []int{5000, 50000} {
+		m, err := New(opts)
+		require.NoError(t, err)
+		for i := range n {
+			m.Update(int64(i)*hourMs, 10+math.Sin(float64(i)))
+			if i%1000 == 999 {
+				m.Forecast(nil, 48)
+			}
+		}
+		require.LessOrEqual(t, m.Count(), 512+24)
+		b, err := m.MarshalBinary()
+		require.NoError(t, err)
+		sizes[n] = len(b)
+	}
+	require.Equal(t, sizes[5000], sizes[50000])
+
+	m, _ := New(opts)
+	y := planted(600, 0, 100, 0, 10, 1)
+	feed(m, y, 0)
+	m.Forecast(nil, 48)
+	ts := int64(600) * hourMs
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		m.Update(ts, y[i%600])
+		ts += hourMs
+		i++
+	})
+	require.Zero(t, allocs)
+	dst := make([]Point, 0, 48)
+	allocs = testing.AllocsPerRun(10, func() { dst = m.Forecast(dst, 48) })
+	require.Zero(t, allocs, "a Forecast between refits")
+}
+
+func TestModelInputHandling(t *testing.T) {
+	m, err := New(Options{MinSamples: 100})
+	require.NoError(t, err)
+	require.Empty(t, m.Forecast(nil, 10), "not ready")
+	y := planted(200, 0, 100, 0, 10, 0)
+	feed(m, y[:100], 0)
+	n := m.Count()
+	m.Update(99*hourMs, 5)           // duplicate timestamp
+	m.Update(50*hourMs, 5)           // out of order
+	m.Update(100*hourMs, math.NaN()) // staleness marker
+	m.Update(100*hourMs, math.Inf(1))
+	require.Equal(t, n, m.Count())
+	// A gap of three steps is filled with two interpolated values.
+	m.Update(102*hourMs, y[102])
+	require.Equal(t, n+3, m.Count())
+	require.Equal(t, hourMs, m.Step())
+	pts := m.Forecast(nil, 1000)
+	require.Len(t, pts, m.Options().MaxHorizon, "h is capped at MaxHorizon")
+	require.Equal(t, 103*hourMs, pts[0].TsMillis)
+
+	// A non-positive value after a log-scale fit forces a refit on the
+	// value scale instead of a NaN forecast.
+	m.Update(103*hourMs, -5)
+	for _, p := range m.Forecast(nil, 48) {
+		require.False(t, math.IsNaN(p.Yhat) || math.IsNaN(p.Lower) || math.IsNaN(p.Upper))
+	}
+	// A constant series cannot be fitted but still gets a forecast.
+	c, _ := New(DefaultOptions())
+	for i := range 200 {
+		c.Update(int64(i)*1000, 7)
+	}
+	for _, p := range c.Forecast(nil, 5) {
+		require.Equal(t, 7.0, p.Yhat)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	require.NoError(t, DefaultOptions().Validate())
+	require.NoError(t, Options{}.Validate(), "zero means defaults")
+	for _, tc := range []struct {
+		name string
+		o    Options
+		msg  string
+	}{
+		{"coverage", Options{Coverage: 1.5}, "coverage 1.5"},
+		{"coverage nan", Options{Coverage: math.NaN()}, "coverage NaN"},
+		{"horizon", Options{MaxHorizon: -1}, "max horizon -1"},
+		{"history", Options{History: 8}, "history 8"},
+		{"min samples", Options{History: 100, MinSamples: 200}, "min samples 200"},
+		{"refit", Options{RefitEvery: -3}, "refit every -3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.Validate()
+			require.ErrorContains(t, err, tc.msg)
+			_, err = New(tc.o)
+			require.ErrorContains(t, err, tc.msg)
+		})
+	}
+}
+
+// TestMarshalRoundTrip checks that a restored model forecasts exactly like
+// the original, both right after a fit and some samples later, and keeps
+// doing so as both see the same new samples.
+func TestMarshalRoundTrip(t *testing.T) {
+	y := planted(1200, 0, 100, 0.01, 10, 1)
+	for _, extra := range []int{0, 7, 30} {
+		m, _ := New(DefaultOptions())
+		feed(m, y[:1100], 0)
+		m.Forecast(nil, 48)
+		feed(m, y[1100:1100+extra], 1100*hourMs)
+		b, err := m.MarshalBinary()
+		require.NoError(t, err)
+		var r Model
+		require.NoError(t, r.UnmarshalBinary(b))
+		require.Equal(t, m.Forecast(nil, 48), r.Forecast(nil, 48), "extra=%d", extra)
+		feed(m, y[1100+extra:1150+extra], int64(1100+extra)*hourMs)
+		feed(&r, y[1100+extra:1150+extra], int64(1100+extra)*hourMs)
+		require.Equal(t, m.Forecast(nil, 48), r.Forecast(nil, 48), "extra=%d, later", extra)
+	}
+	var r Model
+	require.ErrorContains(t, r.UnmarshalBinary([]byte("nope")), "not a forecast model")
+	m, _ := New(DefaultOptions())
+	b, _ := m.MarshalBinary()
+	b[3] = 99
+	require.ErrorContains(t, r.UnmarshalBinary(b), "version 99")
+	b[3] = marshalVersion
+	require.ErrorContains(t, r.UnmarshalBinary(b[:len(b)-2]), "truncated")
+}
+
+// TestModelShapes runs the whole model on series without a season, with
+// negative values and with a pure trend, and checks that forecasts are
+// finite, bracketed by their intervals and near the planted continuation.
+// Tolerances: the noise sd is 1; the damped trend (φ ≤ 0.995) gives up at
+// most 12% of a trend's rise over 48 steps.
+func TestModelShapes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	cases := []struct {
+		name  string
+		f     func(i int) float64
+		noise float64
+		tol   float64
+	}{
+		{"trend, no season", func(i int) float64 { return 50 + 0.2*float64(i) }, 0.5, 3},
+		{"negative with season", func(i int) float64 { return -20 + 5*math.Sin(2*math.Pi*float64(i)/24) }, 0.5, 2},
+		{"flat noise", func(i int) float64 { return 10 }, 1, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := New(DefaultOptions())
+			require.NoError(t, err)
+			for i := range 800 {
+				m.Update(int64(i)*hourMs, tc.f(i)+tc.noise*rng.NormFloat64())
+			}
+			pts := m.Forecast(nil, 48)
+			require.Len(t, pts, 48)
+			for h, p := range pts {
+				require.False(t, math.IsNaN(p.Yhat) || math.IsInf(p.Yhat, 0))
+				require.LessOrEqual(t, p.Lower, p.Yhat)
+				require.GreaterOrEqual(t, p.Upper, p.Yhat)
+				require.InDelta(t, tc.f(800+h), p.Yhat, tc.tol, "h=%d", h+1)
+			}
+		})
+	}
+}
+
+// TestModelLongHorizonShortHistory checks a configuration where the horizon
+// is a quarter of the history (as a live pipeline may use): validation
+// shrinks its origins to fit, and 128-step forecasts stay on a noisy
+// seasonal series (tolerance: 4 noise sd).
+func TestModelLongHorizonShortHistory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	f := func(i int) float64 { return 200 + 40*math.Sin(2*math.Pi*float64(i)/60) }
+	m, err := New(Options{MaxHorizon: 128, History: 512, RefitEvery: 64, MinSamples: 288})
+	require.NoError(t, err)
+	for i := range 1000 {
+		m.Update(int64(i)*15_000, f(i)+2*rng.NormFloat64())
+	}
+	pts := m.Forecast(nil, 128)
+	require.Len(t, pts, 128)
+	require.Equal(t, int64(15_000), m.Step())
+	for h, p := range pts {
+		require.InDelta(t, f(1000+h), p.Yhat, 8, "h=%d", h+1)
+		require.Less(t, p.Lower, p.Upper)
+	}
+}

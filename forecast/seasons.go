@@ -1,0 +1,101 @@
+package forecast
+
+import (
+	"math"
+	"slices"
+
+	"github.com/omen-sidecar/omen/detect"
+)
+
+// maxLongSeasons is the most long-season candidates detectSeasons offers.
+const maxLongSeasons = 1
+
+// detectSeasons returns the seasons of y, in samples: first the dominant
+// period found by detect's FFT seasonality, then up to maxLongSeasons
+// candidates for a longer season that is a whole multiple of it (weekly
+// over daily), each an alternative to the others; or none.
+//
+// The FFT peak of the dominant period is refined to the integer lag with the
+// highest autocorrelation nearby (the periodogram's bins are coarse and a
+// 24-sample cycle can come out as 23). The longer season is either another
+// detected period within 3% of a multiple of the first, snapped to it, or
+// the period detected in the series summed over blocks of the first period
+// (a weekly cycle in hourly data is a 7-block cycle of daily sums, which is
+// far easier to see than the weak 168-sample line in the raw spectrum).
+func detectSeasons(y []float64, maxPeriod int) []int {
+	n := len(y)
+	maxPeriod = min(maxPeriod, n/2)
+	if n < 16 || maxPeriod < 2 {
+		return nil
+	}
+	s := detect.NewSeasonality(n)
+	ps := s.Periods(nil, y, 2, maxPeriod, 4)
+	if len(ps) == 0 {
+		return nil
+	}
+	p1 := refinePeriod(y, ps[0])
+	seasons := []int{p1}
+	add := func(p int) {
+		// Two-season models need two long cycles to start and more to validate.
+		if p <= p1 || p > maxPeriod || 3*p > n || len(seasons) > maxLongSeasons || slices.Contains(seasons, p) {
+			return
+		}
+		seasons = append(seasons, p)
+	}
+	for _, q := range ps[1:] {
+		k := float64(q) / float64(p1)
+		kr := math.Round(k)
+		if kr >= 2 && math.Abs(k-kr) <= 0.03*kr {
+			add(int(kr) * p1)
+		}
+	}
+	if n/p1 >= 8 {
+		nb := n / p1
+		agg := make([]float64, nb)
+		off := n - nb*p1
+		for b := range agg {
+			for _, v := range y[off+b*p1 : off+(b+1)*p1] {
+				agg[b] += v
+			}
+		}
+		// The block series is short (a month of days is ~30 points), too
+		// short for a significance test to pass a weekly cycle reliably, so
+		// the strongest periodogram peaks are taken as they are: a wrong
+		// candidate costs only validation time, the rolling-origin errors
+		// decide whether it is used. Periods of 2 blocks sit at the Nyquist
+		// frequency, where the windowed periodogram cannot resolve a peak.
+		sb := detect.NewSeasonality(nb)
+		sb.SignificanceExtra = -math.Log(float64(nb) / 2)
+		for _, q := range sb.Periods(nil, agg, 3, nb/2, maxLongSeasons) {
+			add(q * p1)
+		}
+	}
+	return seasons
+}
+
+// refinePeriod returns the lag within ±2 of p (±p/12 for long periods) at
+// which the autocorrelation of y, minus its mean, is highest.
+func refinePeriod(y []float64, p int) int {
+	n := len(y)
+	var mean float64
+	for _, v := range y {
+		mean += v
+	}
+	mean /= float64(n)
+	w := max(2, p/12)
+	best, bestR := p, math.Inf(-1)
+	for lag := max(2, p-w); lag <= p+w && lag < n/2; lag++ {
+		var s, ss float64
+		for t := lag; t < n; t++ {
+			s += (y[t] - mean) * (y[t-lag] - mean)
+		}
+		for t := 0; t < n; t++ {
+			ss += (y[t] - mean) * (y[t] - mean)
+		}
+		r := s / ss * float64(n) / float64(n-lag)
+		if r > bestR {
+			best, bestR = lag, r
+		}
+	}
+	return best
+}

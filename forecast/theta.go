@@ -1,0 +1,172 @@
+package forecast
+
+import (
+	"fmt"
+	"math"
+)
+
+// theta is the Theta method (Assimakopoulos & Nikolopoulos 2000) in the
+// form of Hyndman & Billah (2003): simple exponential smoothing with a drift
+// of half the least-squares slope, on a seasonally adjusted series:
+//
+//	d_t = y_t − s[t mod m]                     (classical additive decomposition)
+//	ℓ ← ℓ + α(d_t − ℓ)
+//	ŷ_{n+h} = ℓ + (b/2)·(h − 1 + 1/α) + s[(n+h) mod m]
+//
+// with b the slope of the line fitted to d and α minimising the multi-step
+// forecast error over the history. On the log scale the additive decomposition is the
+// multiplicative one the M4 benchmark uses.
+type theta struct {
+	m     int
+	H     int // horizon α is fitted for
+	seas  []float64
+	pos   int // season index of the next observation
+	alpha float64
+	level float64
+	drift float64 // b/2
+}
+
+func newTheta(m, H int) *theta {
+	return &theta{m: m, H: H, seas: make([]float64, max(m, 1))}
+}
+
+func (th *theta) name() string { return fmt.Sprintf("theta-%d", th.m) }
+
+func (th *theta) fit(y []float64) bool {
+	n := len(y)
+	if n < 3*max(th.m, 4) || n < 2*th.H+16 {
+		return false
+	}
+	clear(th.seas)
+	if th.m > 1 {
+		seasonalIndices(th.seas, y)
+	}
+	d := make([]float64, n)
+	for t, v := range y {
+		d[t] = v - th.seas[t%len(th.seas)]
+	}
+	th.drift = slope(d) / 2
+	// Golden-section search for α on the mean absolute error of the 1..H
+	// step forecasts from origins every fitStride samples (see
+	// holtWinters.run for why not the one-step error).
+	warm := max(th.m, 16)
+	sse := func(a float64) float64 {
+		l := d[0]
+		var s float64
+		var cnt int
+		for t := 1; t < n; t++ {
+			if t >= warm && (t-warm)%fitStride == 0 && t+th.H <= n {
+				for k := range th.H {
+					s += math.Abs(d[t+k] - l - th.drift*(float64(k)+1/a))
+				}
+				cnt += th.H
+			}
+			l += a * (d[t] - l)
+		}
+		return s / float64(max(cnt, 1))
+	}
+	th.alpha = golden(sse, 0.01, 1)
+	l := d[0]
+	for _, v := range d[1:] {
+		l += th.alpha * (v - l)
+	}
+	th.level = l
+	th.pos = n % len(th.seas)
+	return !math.IsNaN(l)
+}
+
+func (th *theta) update(v float64) {
+	d := v - th.seas[th.pos]
+	th.level += th.alpha * (d - th.level)
+	if th.pos++; th.pos == len(th.seas) {
+		th.pos = 0
+	}
+}
+
+func (th *theta) forecast(dst []float64) {
+	p := th.pos
+	for k := range dst {
+		dst[k] = th.level + th.drift*(float64(k)+1/th.alpha) + th.seas[p]
+		if p++; p == len(th.seas) {
+			p = 0
+		}
+	}
+}
+
+// seasonalIndices writes additive seasonal indices for positions t mod m
+// (t counted from y[0]) into s, m = len(s): the per-position mean of y minus
+// its centred moving average of order m (2×m when m is even), centred to
+// sum zero.
+func seasonalIndices(s, y []float64) {
+	m := len(s)
+	n := len(y)
+	half := m / 2
+	cnt := make([]int, m)
+	pre := make([]float64, n+1) // pre[i] = y[0] + … + y[i−1]
+	for i, v := range y {
+		pre[i+1] = pre[i] + v
+	}
+	clear(s)
+	for t := half; t+half < n; t++ {
+		var ma float64
+		if m%2 == 0 {
+			ma = (pre[t+half] - pre[t-half+1] + 0.5*(y[t-half]+y[t+half])) / float64(m)
+		} else {
+			ma = (pre[t+half+1] - pre[t-half]) / float64(m)
+		}
+		s[t%m] += y[t] - ma
+		cnt[t%m]++
+	}
+	var mean float64
+	for j := range s {
+		if cnt[j] > 0 {
+			s[j] /= float64(cnt[j])
+		}
+		mean += s[j]
+	}
+	mean /= float64(m)
+	for j := range s {
+		s[j] -= mean
+	}
+}
+
+// slope is the least-squares slope of y against 0..len(y)−1.
+func slope(y []float64) float64 {
+	n := float64(len(y))
+	tm := (n - 1) / 2
+	var ym float64
+	for _, v := range y {
+		ym += v
+	}
+	ym /= n
+	var sxy, sxx float64
+	for i, v := range y {
+		d := float64(i) - tm
+		sxy += d * (v - ym)
+		sxx += d * d
+	}
+	if sxx == 0 {
+		return 0
+	}
+	return sxy / sxx
+}
+
+// golden minimises a unimodal f on [a, b] by golden-section search to a
+// bracket of 1e-4.
+func golden(f func(float64) float64, a, b float64) float64 {
+	const r = 0.6180339887498949
+	c, d := b-r*(b-a), a+r*(b-a)
+	fc, fd := f(c), f(d)
+	for b-a > 1e-4 {
+		if fc < fd {
+			b, d, fd = d, c, fc
+			c = b - r*(b-a)
+			fc = f(c)
+		} else {
+			a, c, fc = c, d, fd
+			d = a + r*(b-a)
+			fd = f(d)
+		}
+	}
+	return (a + b) / 2
+}

@@ -1,0 +1,101 @@
+// Package forecastcli is the per-file logic of `omen forecast`: read one
+// CSV series, feed it to a forecast.Model and write the forecast for the
+// steps after its last point.
+package forecastcli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/omen-sidecar/omen/csvio"
+	"github.com/omen-sidecar/omen/forecast"
+)
+
+// Config is what every file is forecast with.
+type Config struct {
+	Horizon int              // steps to forecast
+	Options forecast.Options // model options; MaxHorizon is raised to Horizon
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.Horizon < 1 {
+		return fmt.Errorf("horizon %d: want at least 1", c.Horizon)
+	}
+	o := c.Options
+	o.MaxHorizon = max(o.MaxHorizon, c.Horizon)
+	return o.Validate()
+}
+
+// File forecasts the series in inPath and writes
+// timestamp,yhat,yhat_lower,yhat_upper for the Horizon steps after its last
+// point to outPath, creating its directory. Timestamps are written in the
+// style of the input's first one: unix seconds if it was a number, RFC 3339
+// in UTC otherwise.
+func File(ctx context.Context, inPath, outPath string, cfg Config) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s, err := csvio.ReadFile(inPath)
+	if err != nil {
+		return err
+	}
+	opts := cfg.Options
+	opts.MaxHorizon = max(opts.MaxHorizon, cfg.Horizon)
+	m, err := forecast.New(opts)
+	if err != nil {
+		return err
+	}
+	for i, ts := range s.Times {
+		m.Update(ts, s.Values[i])
+	}
+	if !m.Ready() {
+		return fmt.Errorf("%s: %d usable samples, need at least %d to forecast", inPath, m.Count(), m.Options().MinSamples)
+	}
+	pts := m.Forecast(nil, cfg.Horizon)
+	numeric := false
+	if len(s.Rows) > 0 {
+		_, perr := strconv.ParseFloat(strings.TrimSpace(s.Rows[0][0]), 64)
+		numeric = perr == nil
+	}
+	return writeFile(outPath, pts, numeric)
+}
+
+func writeFile(path string, pts []forecast.Point, numeric bool) (err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create output directory: %w", err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create output: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", path, cerr)
+		}
+	}()
+	w := bufio.NewWriter(f)
+	w.WriteString("timestamp,yhat,yhat_lower,yhat_upper\n")
+	for _, p := range pts {
+		if numeric {
+			w.WriteString(strconv.FormatFloat(float64(p.TsMillis)/1000, 'f', -1, 64))
+		} else {
+			w.WriteString(time.UnixMilli(p.TsMillis).UTC().Format(time.RFC3339Nano))
+		}
+		for _, v := range []float64{p.Yhat, p.Lower, p.Upper} {
+			w.WriteByte(',')
+			w.WriteString(csvio.FormatFloat(v))
+		}
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

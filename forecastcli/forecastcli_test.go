@@ -1,0 +1,96 @@
+package forecastcli
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/csvio"
+)
+
+// writeSeries writes n hourly samples of a daily sine to path, with unix
+// second timestamps or, if rfc, "YYYY-MM-DD HH:MM:SS" ones.
+func writeSeries(t *testing.T, path string, n int, rfc bool) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	var b strings.Builder
+	b.WriteString("timestamp,value\n")
+	for i := range n {
+		ts := int64(1_600_000_000 + 3600*i)
+		v := 100 + 30*math.Sin(2*math.Pi*float64(i)/24)
+		if rfc {
+			fmt.Fprintf(&b, "%s,%g\n", time.Unix(ts, 0).UTC().Format(time.DateTime), v)
+		} else {
+			fmt.Fprintf(&b, "%d,%g\n", ts, v)
+		}
+	}
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+}
+
+func TestFile(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.csv")
+	writeSeries(t, in, 400, false)
+	out := filepath.Join(dir, "out", "in.csv")
+	require.NoError(t, File(context.Background(), in, out, Config{Horizon: 6}))
+	s, err := csvio.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, []string{"timestamp", "yhat", "yhat_lower", "yhat_upper"}, s.Header)
+	require.Len(t, s.Rows, 6)
+	for i, row := range s.Rows {
+		require.Equal(t, fmt.Sprint(1_600_000_000+3600*(400+i)), row[0], "unix seconds in, unix seconds out, one step apart")
+		want := 100 + 30*math.Sin(2*math.Pi*float64(400+i)/24)
+		require.InDelta(t, want, s.Values[i], 0.5)
+	}
+}
+
+func TestFileDateTimestamps(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.csv")
+	writeSeries(t, in, 300, true)
+	out := filepath.Join(dir, "out.csv")
+	require.NoError(t, File(context.Background(), in, out, Config{Horizon: 2}))
+	s, err := csvio.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, time.Unix(1_600_000_000+3600*300, 0).UTC().Format(time.RFC3339), s.Rows[0][0])
+}
+
+func TestFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	require.NoError(t, os.WriteFile(bad, []byte("timestamp,value\n1600000000,1\n1600003600,abc\n"), 0o644))
+	err := File(context.Background(), bad, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
+	require.ErrorContains(t, err, "bad.csv:3")
+	require.ErrorContains(t, err, `"abc"`)
+
+	short := filepath.Join(dir, "short.csv")
+	writeSeries(t, short, 20, false)
+	err = File(context.Background(), short, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
+	require.ErrorContains(t, err, "20 usable samples")
+
+	require.ErrorContains(t, Config{Horizon: 0}.Validate(), "horizon 0")
+}
+
+func TestRunMirrorsTree(t *testing.T) {
+	dir := t.TempDir()
+	writeSeries(t, filepath.Join(dir, "in", "a.csv"), 300, false)
+	writeSeries(t, filepath.Join(dir, "in", "sub", "b.csv"), 300, false)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "in", "sub", "broken.csv"), []byte("timestamp,value\nx,1\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "in", "notes.txt"), []byte("ignored"), 0o644))
+	sum, err := Run(context.Background(), nil, filepath.Join(dir, "in"), filepath.Join(dir, "out"), 2, nil, Config{Horizon: 4})
+	require.NoError(t, err)
+	require.Equal(t, Summary{Files: 3, Failed: 1}, sum)
+	require.FileExists(t, filepath.Join(dir, "out", "a.csv"))
+	require.FileExists(t, filepath.Join(dir, "out", "sub", "b.csv"))
+	require.NoFileExists(t, filepath.Join(dir, "out", "sub", "broken.csv"))
+
+	_, err = Run(context.Background(), nil, filepath.Join(dir, "nope"), filepath.Join(dir, "out"), 1, nil, Config{Horizon: 4})
+	require.ErrorContains(t, err, "read input")
+}

@@ -1,0 +1,371 @@
+// Package loadgen drives a remote-write receiver (omen, Prometheus, or any
+// other) with realistic series at a sustained rate and measures what it
+// accepts.
+//
+// Series have 6 to 10 labels in the shapes node_exporter, cAdvisor,
+// kube-state-metrics and instrumented services expose, 7 families of 12
+// counters.
+// Each worker owns a disjoint slice of the series and sends them in order,
+// one round after another; a round's timestamps are the wall clock or, if a
+// worker is faster than a millisecond per round, one past the previous
+// round's, so a receiver never sees a sample out of order.
+//
+// Requests are built ahead of the sender by a builder per worker, from
+// label bytes encoded once and buffers reused, so that the generator costs
+// far less CPU than the receiver it measures; Result reports its own CPU
+// time so that claim can be checked.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/golang/snappy"
+)
+
+// Options configure a run. The zero value of a field means its default
+// (DefaultOptions); Series and URL must be set.
+type Options struct {
+	URL              string
+	Protocol         int           // 1: remote-write 1.0, 2: remote-write 2.0
+	Series           int           // distinct series
+	SamplesPerSeries int           // samples of each series in one request
+	Batch            int           // samples per request at most (Prometheus's max_samples_per_send)
+	Concurrency      int           // workers, each with one request in flight
+	Duration         time.Duration // measured time; 0 with Rounds > 0: until Rounds are sent
+	Rounds           int           // stop after this many rounds over all series (0: until Duration)
+	Warmup           bool          // send one round first, unmeasured: it creates the series
+	Timeout          time.Duration // per request
+	Ahead            int           // requests each worker builds ahead of its sender
+	Seed             uint64
+	Now              func() time.Time // clock for sample timestamps
+	Client           *http.Client     // nil: a keep-alive client sized to Concurrency
+}
+
+// DefaultOptions returns the defaults validate fills in.
+func DefaultOptions() Options {
+	return Options{
+		Protocol:         1,
+		SamplesPerSeries: 1,
+		Batch:            2000,
+		Concurrency:      4,
+		Duration:         time.Minute,
+		Timeout:          30 * time.Second,
+		Ahead:            2,
+		Seed:             1,
+		Now:              time.Now,
+	}
+}
+
+// maxSeries keeps every series' instance label distinct (see seriesLabels).
+const maxSeries = 1 << 23
+
+// maxAhead is how far a round's timestamps may run ahead of the clock.
+// Prometheus rejects samples more than 10 minutes in the future.
+const maxAhead = 5 * time.Minute
+
+func (o *Options) validate() error {
+	d := DefaultOptions()
+	if o.Protocol == 0 {
+		o.Protocol = d.Protocol
+	}
+	if o.SamplesPerSeries == 0 {
+		o.SamplesPerSeries = d.SamplesPerSeries
+	}
+	if o.Batch == 0 {
+		o.Batch = d.Batch
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = d.Concurrency
+	}
+	if o.Duration == 0 && o.Rounds == 0 {
+		o.Duration = d.Duration
+	}
+	if o.Timeout == 0 {
+		o.Timeout = d.Timeout
+	}
+	if o.Ahead == 0 {
+		o.Ahead = d.Ahead
+	}
+	if o.Now == nil {
+		o.Now = d.Now
+	}
+	switch {
+	case o.URL == "":
+		return errors.New("no URL")
+	case o.Protocol != 1 && o.Protocol != 2:
+		return fmt.Errorf("protocol %d: want 1 or 2", o.Protocol)
+	case o.Series < 1 || o.Series > maxSeries:
+		return fmt.Errorf("series %d: want 1 to %d", o.Series, maxSeries)
+	case o.SamplesPerSeries < 1 || o.SamplesPerSeries > 1000:
+		return fmt.Errorf("samples per series %d: want 1 to 1000", o.SamplesPerSeries)
+	case o.Batch < o.SamplesPerSeries:
+		return fmt.Errorf("batch %d smaller than samples per series %d", o.Batch, o.SamplesPerSeries)
+	case o.Concurrency < 1 || o.Concurrency > o.Series:
+		return fmt.Errorf("concurrency %d: want 1 to the number of series (%d)", o.Concurrency, o.Series)
+	case o.Duration < 0 || o.Rounds < 0 || o.Timeout < 0 || o.Ahead < 0:
+		return errors.New("negative duration, rounds, timeout or ahead")
+	}
+	return nil
+}
+
+// reqBuf is one request's body, owned by the builder until it is sent on
+// ready and by the sender until it is returned on free.
+type reqBuf struct {
+	body    []byte
+	samples int
+}
+
+// worker owns series [lo, hi): only it sends them, in order.
+type worker struct {
+	batches []*batch
+	vals    *values
+	last    int64 // last timestamp sent, ms
+	stats   stats
+}
+
+// nextRound returns the first timestamp of a new round.
+func (w *worker) nextRound(now time.Time, sps int) (int64, error) {
+	t := now.UnixMilli()
+	if t <= w.last {
+		t = w.last + 1
+	}
+	if ahead := time.Duration(t-now.UnixMilli()) * time.Millisecond; ahead > maxAhead {
+		return 0, fmt.Errorf("timestamps would run %v ahead of the clock: more than 1000 rounds/s per worker; use more series or fewer workers", ahead)
+	}
+	w.last = t + int64(sps) - 1
+	return t, nil
+}
+
+// build fills rb with the batch's request for the round at ts, from the
+// batch's compressed template (made on first use).
+func (w *worker) build(rb *reqBuf, b *batch, ts int64, sps int) {
+	rb.samples = b.nSamples
+	if b.tmpl != nil {
+		var ok bool
+		if rb.body, ok = b.tmpl.fill(rb.body, b, ts, sps, w.vals); ok {
+			return
+		}
+	}
+	b.tmpl = newTemplate(b, ts, sps)
+	var ok bool
+	if rb.body, ok = b.tmpl.fill(rb.body, b, ts, sps, w.vals); !ok {
+		// The round's own timestamps straddle a varint length (once in
+		// decades): encode and compress it the plain way.
+		b.tmpl = nil
+		rb.body = snappy.Encode(rb.body[:cap(rb.body)], b.appendRequest(nil, ts, sps, w.vals, nil))
+	}
+}
+
+// Run sends load as configured until the duration passes, the rounds are
+// sent or ctx is cancelled, and returns what was measured. Errors returned
+// are about the configuration or the generator; the receiver's answers,
+// failures included, are in the Result.
+func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("loadgen options: %w", err)
+	}
+	client := opts.Client
+	if client == nil {
+		client = &http.Client{Timeout: opts.Timeout, Transport: &http.Transport{
+			MaxIdleConnsPerHost: opts.Concurrency,
+			DisableCompression:  true,
+		}}
+		defer client.CloseIdleConnections()
+	}
+	s := &sender{opts: &opts, client: client, logger: logger, logged: map[string]bool{}}
+	workers := newWorkers(&opts)
+
+	res := &Result{Protocol: opts.Protocol, Series: opts.Series, SamplesPerSeries: opts.SamplesPerSeries,
+		Batch: opts.Batch, Concurrency: opts.Concurrency}
+	if opts.Warmup {
+		start := time.Now()
+		var wg sync.WaitGroup
+		warm := make([]stats, len(workers))
+		for i, w := range workers {
+			wg.Go(func() {
+				ts, err := w.nextRound(opts.Now(), opts.SamplesPerSeries)
+				if err != nil {
+					warm[i].genErr = err
+					return
+				}
+				rb := &reqBuf{}
+				for _, b := range w.batches {
+					if ctx.Err() != nil {
+						return
+					}
+					w.build(rb, b, ts, opts.SamplesPerSeries)
+					s.send(ctx, rb, &warm[i])
+				}
+			})
+		}
+		wg.Wait()
+		res.Warmup = summarize(warm, time.Since(start), 0)
+		if err := firstGenErr(warm); err != nil {
+			return res, err
+		}
+	}
+
+	cpu0 := cpuTime()
+	start := time.Now()
+	lctx, cancel := context.WithCancel(ctx)
+	if opts.Duration > 0 {
+		lctx, cancel = context.WithTimeout(ctx, opts.Duration)
+	}
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() { w.run(ctx, lctx, s) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := make([]stats, len(workers))
+	for i, w := range workers {
+		all[i] = w.stats
+	}
+	res.Measured = summarize(all, elapsed, cpuTime()-cpu0)
+	return res, firstGenErr(all)
+}
+
+// newWorkers splits the series into opts.Concurrency contiguous slices and
+// each slice into requests of at most opts.Batch samples.
+func newWorkers(opts *Options) []*worker {
+	perReq := max(1, opts.Batch/opts.SamplesPerSeries)
+	workers := make([]*worker, opts.Concurrency)
+	for wi := range workers {
+		lo, hi := wi*opts.Series/opts.Concurrency, (wi+1)*opts.Series/opts.Concurrency
+		counter := make([]bool, hi-lo)
+		w := &worker{vals: nil}
+		for first := lo; first < hi; first += perReq {
+			end := min(first+perReq, hi)
+			sets := make([][]label, end-first)
+			for i := range sets {
+				sets[i], counter[first-lo+i] = seriesLabels(first + i)
+			}
+			b := newBatch(opts.Protocol, first, sets, counter[first-lo:end-lo])
+			b.nSamples = len(sets) * opts.SamplesPerSeries
+			w.batches = append(w.batches, b)
+		}
+		w.vals = newValues(lo, counter, opts.Seed)
+		workers[wi] = w
+	}
+	return workers
+}
+
+// run sends rounds until lctx ends or the rounds are done. Requests
+// already in flight when lctx ends finish (under ctx) and count.
+func (w *worker) run(ctx, lctx context.Context, s *sender) {
+	sps := s.opts.SamplesPerSeries
+	free := make(chan *reqBuf, s.opts.Ahead+1)
+	for range s.opts.Ahead + 1 {
+		free <- &reqBuf{}
+	}
+	ready := make(chan *reqBuf, s.opts.Ahead)
+	go func() {
+		defer close(ready)
+		for round := 0; s.opts.Rounds == 0 || round < s.opts.Rounds; round++ {
+			ts, err := w.nextRound(s.opts.Now(), sps)
+			if err != nil {
+				w.stats.genErr = err // read after ready is closed
+				return
+			}
+			for _, b := range w.batches {
+				var rb *reqBuf
+				select {
+				case rb = <-free:
+				case <-lctx.Done():
+					return
+				}
+				w.build(rb, b, ts, sps)
+				select {
+				case ready <- rb:
+				case <-lctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	for rb := range ready {
+		if lctx.Err() == nil {
+			s.send(ctx, rb, &w.stats)
+		}
+		free <- rb
+	}
+}
+
+// sender posts requests and records the answers.
+type sender struct {
+	opts   *Options
+	client *http.Client
+	logger *slog.Logger
+	mu     sync.Mutex
+	logged map[string]bool // error classes already logged once
+}
+
+func (s *sender) send(ctx context.Context, rb *reqBuf, st *stats) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.opts.URL, bytes.NewReader(rb.body))
+	if err != nil {
+		st.fail("request", err.Error(), s)
+		return
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("User-Agent", "omen-loadgen")
+	if s.opts.Protocol == 1 {
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	} else {
+		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	}
+	t0 := time.Now()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			st.fail("transport", err.Error(), s)
+		}
+		return
+	}
+	var msg []byte
+	if resp.StatusCode/100 != 2 {
+		msg, _ = io.ReadAll(io.LimitReader(resp.Body, 512))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close() // a response body's close error tells nothing more
+	st.latencies = append(st.latencies, time.Since(t0))
+	st.requests++
+	st.samples += int64(rb.samples)
+	if resp.StatusCode/100 != 2 {
+		st.fail(strconv.Itoa(resp.StatusCode), string(bytes.TrimSpace(msg)), s)
+		return
+	}
+	accepted := int64(rb.samples)
+	if h := resp.Header.Get("X-Prometheus-Remote-Write-Samples-Written"); h != "" {
+		if n, err := strconv.ParseInt(h, 10, 64); err == nil {
+			accepted = n
+		}
+	}
+	st.accepted += accepted
+}
+
+// logOnce logs the first error of each class, so a failing receiver says
+// why without flooding the output.
+func (s *sender) logOnce(class, msg string) {
+	s.mu.Lock()
+	first := !s.logged[class]
+	s.logged[class] = true
+	s.mu.Unlock()
+	if first {
+		s.logger.Warn("Remote write failed (logged once per status)", "status", class, "msg", msg)
+	}
+}

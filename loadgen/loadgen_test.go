@@ -1,0 +1,264 @@
+package loadgen
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/stretchr/testify/require"
+)
+
+// received is one series' samples as a test receiver decoded them.
+type received struct {
+	labels  []string // name=value, in the order sent
+	counter bool
+	ts      []int64
+	vs      []float64
+}
+
+// receiver is an httptest handler that decodes every request with
+// Prometheus's own generated types and checks the headers.
+type receiver struct {
+	t        *testing.T
+	protocol int
+	fail     func(n int) int // status for the n-th request (0-based); nil: 204
+	mu       sync.Mutex
+	n        int
+	series   map[string]*received
+	perReq   []int // samples per request
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	require.NoError(rc.t, err)
+	raw, err := snappy.Decode(nil, body)
+	require.NoError(rc.t, err)
+	require.Equal(rc.t, "snappy", r.Header.Get("Content-Encoding"))
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	n := rc.n
+	rc.n++
+	samples := 0
+	add := func(key string, ls []string, counter bool, ts int64, v float64) {
+		s := rc.series[key]
+		if s == nil {
+			s = &received{labels: ls, counter: counter}
+			rc.series[key] = s
+		}
+		s.ts = append(s.ts, ts)
+		s.vs = append(s.vs, v)
+		samples++
+	}
+	switch rc.protocol {
+	case 1:
+		require.Equal(rc.t, "application/x-protobuf", r.Header.Get("Content-Type"))
+		require.Equal(rc.t, "0.1.0", r.Header.Get("X-Prometheus-Remote-Write-Version"))
+		var req prompb.WriteRequest
+		require.NoError(rc.t, req.Unmarshal(raw))
+		for _, ts := range req.Timeseries {
+			var ls []string
+			counter := false
+			for _, l := range ts.Labels {
+				ls = append(ls, l.Name+"="+l.Value)
+				if l.Name == "__name__" {
+					counter = strings.HasSuffix(l.Value, "_total") || strings.HasSuffix(l.Value, "_sum")
+				}
+			}
+			for _, s := range ts.Samples {
+				add(strings.Join(ls, ","), ls, counter, s.Timestamp, s.Value)
+			}
+		}
+	case 2:
+		require.Equal(rc.t, "application/x-protobuf;proto=io.prometheus.write.v2.Request", r.Header.Get("Content-Type"))
+		require.Equal(rc.t, "2.0.0", r.Header.Get("X-Prometheus-Remote-Write-Version"))
+		var req writev2.Request
+		require.NoError(rc.t, req.Unmarshal(raw))
+		require.Equal(rc.t, "", req.Symbols[0])
+		for _, ts := range req.Timeseries {
+			require.Zero(rc.t, len(ts.LabelsRefs)%2)
+			var ls []string
+			for i := 0; i < len(ts.LabelsRefs); i += 2 {
+				ls = append(ls, req.Symbols[ts.LabelsRefs[i]]+"="+req.Symbols[ts.LabelsRefs[i+1]])
+			}
+			counter := ts.Metadata.Type == writev2.Metadata_METRIC_TYPE_COUNTER
+			if !counter {
+				require.Equal(rc.t, writev2.Metadata_METRIC_TYPE_GAUGE, ts.Metadata.Type)
+			}
+			for _, s := range ts.Samples {
+				add(strings.Join(ls, ","), ls, counter, s.Timestamp, s.Value)
+			}
+		}
+	}
+	rc.perReq = append(rc.perReq, samples)
+	code := http.StatusNoContent
+	if rc.fail != nil {
+		code = rc.fail(n)
+	}
+	if code == http.StatusNoContent && rc.protocol == 2 {
+		w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", "1") // deliberately not the count: the header wins
+	}
+	if code != http.StatusNoContent {
+		http.Error(w, "test failure", code)
+		return
+	}
+	w.WriteHeader(code)
+}
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		name                         string
+		protocol, series, sps, batch int
+		concurrency, rounds          int
+		warmup                       bool
+	}{
+		{name: "v1", protocol: 1, series: 97, sps: 1, batch: 20, concurrency: 3, rounds: 4},
+		{name: "v1/samples=3/warmup", protocol: 1, series: 50, sps: 3, batch: 30, concurrency: 2, rounds: 3, warmup: true},
+		{name: "v2", protocol: 2, series: 97, sps: 1, batch: 20, concurrency: 3, rounds: 4},
+		{name: "v2/samples=2/warmup", protocol: 2, series: 40, sps: 2, batch: 7, concurrency: 4, rounds: 2, warmup: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := &receiver{t: t, protocol: tc.protocol, series: map[string]*received{}}
+			srv := httptest.NewServer(rc)
+			defer srv.Close()
+			// A frozen clock: every round must still move the timestamps on.
+			now := time.UnixMilli(1_800_000_000_000)
+			res, err := Run(context.Background(), nil, Options{
+				URL: srv.URL, Protocol: tc.protocol, Series: tc.series, SamplesPerSeries: tc.sps,
+				Batch: tc.batch, Concurrency: tc.concurrency, Rounds: tc.rounds, Warmup: tc.warmup,
+				Now: func() time.Time { return now },
+			})
+			require.NoError(t, err)
+
+			rounds := tc.rounds
+			if tc.warmup {
+				rounds++
+				require.Equal(t, int64(tc.series*tc.sps), res.Warmup.Samples)
+			}
+			require.Len(t, rc.series, tc.series, "distinct label sets")
+			for _, n := range rc.perReq {
+				require.LessOrEqual(t, n, tc.batch)
+			}
+			for key, s := range rc.series {
+				require.GreaterOrEqual(t, len(s.labels), 6, key)
+				require.LessOrEqual(t, len(s.labels), 10, key)
+				require.True(t, slices.IsSortedFunc(s.labels, func(a, b string) int {
+					return strings.Compare(a[:strings.IndexByte(a, '=')], b[:strings.IndexByte(b, '=')])
+				}), "labels sorted by name: %s", key)
+				require.Len(t, s.ts, rounds*tc.sps, key)
+				for i := 1; i < len(s.ts); i++ {
+					require.Greater(t, s.ts[i], s.ts[i-1], "timestamps increase: %s", key)
+					if s.counter {
+						require.GreaterOrEqual(t, s.vs[i], s.vs[i-1], "counter never decreases: %s", key)
+					}
+				}
+				require.GreaterOrEqual(t, s.ts[0], now.UnixMilli())
+			}
+			m := res.Measured
+			require.Equal(t, int64(tc.series*tc.sps*tc.rounds), m.Samples)
+			require.Empty(t, m.Errors)
+			if tc.protocol == 1 {
+				require.Equal(t, m.Samples, m.Accepted)
+			} else {
+				require.Equal(t, m.Requests, m.Accepted, "v2 counts the Samples-Written header")
+			}
+			require.Positive(t, m.P50)
+			require.GreaterOrEqual(t, m.P99, m.P50)
+		})
+	}
+}
+
+func TestRunCountsErrorsByStatus(t *testing.T) {
+	rc := &receiver{t: t, protocol: 1, series: map[string]*received{}, fail: func(n int) int {
+		switch n % 4 {
+		case 1:
+			return http.StatusBadRequest
+		case 2:
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	res, err := Run(context.Background(), nil, Options{URL: srv.URL, Series: 100, Batch: 10, Concurrency: 1, Rounds: 2})
+	require.NoError(t, err)
+	m := res.Measured
+	require.Equal(t, int64(20), m.Requests)
+	require.Equal(t, map[string]int64{"400": 5, "503": 5}, m.Errors)
+	require.Equal(t, int64(100), m.Accepted)
+}
+
+func TestRunStopsAtDuration(t *testing.T) {
+	rc := &receiver{t: t, protocol: 1, series: map[string]*received{}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	res, err := Run(context.Background(), nil, Options{URL: srv.URL, Series: 10, Batch: 5, Concurrency: 2, Duration: 200 * time.Millisecond})
+	require.NoError(t, err)
+	require.Positive(t, res.Measured.Requests)
+	require.Less(t, res.Measured.Seconds, 5.0)
+}
+
+func TestSeriesLabelsDistinct(t *testing.T) {
+	seen := map[string]bool{}
+	counters := 0
+	const n = 200_000
+	for i := range n {
+		ls, counter := seriesLabels(i)
+		var b strings.Builder
+		for _, l := range ls {
+			b.WriteString(l.name + "=" + l.value + ",")
+		}
+		require.False(t, seen[b.String()], "series %d repeats %s", i, b.String())
+		seen[b.String()] = true
+		if counter {
+			counters++
+		}
+	}
+	require.InDelta(t, 7.0/12, float64(counters)/n, 0.01)
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		err  string
+	}{
+		{"no URL", Options{Series: 1}, "no URL"},
+		{"protocol", Options{URL: "x", Series: 1, Protocol: 3}, "protocol 3"},
+		{"no series", Options{URL: "x"}, "series 0"},
+		{"batch", Options{URL: "x", Series: 10, SamplesPerSeries: 5, Batch: 4}, "batch 4"},
+		{"concurrency", Options{URL: "x", Series: 2, Concurrency: 3}, "concurrency 3"},
+		{"ok", Options{URL: "x", Series: 10}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.validate()
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}
+
+func TestNextRoundBoundsTheFuture(t *testing.T) {
+	w := &worker{}
+	now := time.UnixMilli(1_000_000)
+	ts, err := w.nextRound(now, 10)
+	require.NoError(t, err)
+	require.Equal(t, int64(1_000_000), ts)
+	ts, err = w.nextRound(now, 10)
+	require.NoError(t, err)
+	require.Equal(t, int64(1_000_010), ts, "after the previous round's last sample")
+	w.last = now.UnixMilli() + maxAhead.Milliseconds()
+	_, err = w.nextRound(now, 10)
+	require.ErrorContains(t, err, "ahead of the clock")
+}

@@ -1,0 +1,189 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// Register mounts GET /api/v1/anomalies and GET /api/v1/status/omen.
+func (p *Pipeline) Register(mux *http.ServeMux) {
+	mux.Handle("GET /api/v1/anomalies", p.AnomaliesHandler())
+	mux.Handle("GET /api/v1/status/omen", p.StatusHandler())
+}
+
+// Anomaly is one entry of /api/v1/anomalies.
+type Anomaly struct {
+	Labels    map[string]string `json:"labels"`
+	Score     float64           `json:"score"`
+	Since     *time.Time        `json:"since,omitempty"` // start of the current run of scores above 1
+	Value     float64           `json:"value"`
+	Yhat      jsonFloat         `json:"yhat"`
+	YhatLower jsonFloat         `json:"yhat_lower"`
+	YhatUpper jsonFloat         `json:"yhat_upper"`
+	Member    string            `json:"member"`
+	Feature   string            `json:"feature"`
+	Ready     bool              `json:"ready"`
+	Timestamp time.Time         `json:"timestamp"`
+}
+
+// jsonFloat encodes NaN and ±Inf (a band during warm-up) as null, which
+// encoding/json would refuse.
+type jsonFloat float64
+
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(f))
+}
+
+const defaultAnomalyLimit = 100
+
+// AnomaliesHandler serves the top series by current score:
+// ?limit=N (default 100) and any number of match[]=<selector> on the input
+// series (its __name__ is the input name), as Prometheus's series API.
+func (p *Pipeline) AnomaliesHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			apiError(w, http.StatusBadRequest, fmt.Errorf("parse form: %w", err))
+			return
+		}
+		limit := defaultAnomalyLimit
+		if s := r.Form.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				apiError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a positive integer", s))
+				return
+			}
+			limit = n
+		}
+		var sets [][]*labels.Matcher
+		for _, q := range r.Form["match[]"] {
+			ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector(q)
+			if err != nil {
+				apiError(w, http.StatusBadRequest, fmt.Errorf("match[] %q: %w", q, err))
+				return
+			}
+			sets = append(sets, ms)
+		}
+		list := p.Anomalies(sets)
+		if len(list) > limit {
+			list = list[:limit]
+		}
+		apiOK(w, map[string]any{"anomalies": list})
+	})
+}
+
+// Anomalies returns every scored series matching any of sets (all if none),
+// highest score first.
+func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
+	list := []Anomaly{}
+	for _, w := range p.workers {
+		w.view(func(s *series) {
+			if !s.pub.hasResult || !matchesAny(sets, s.in) {
+				return
+			}
+			a := Anomaly{
+				Labels: s.base.Map(), Score: s.pub.score, Value: s.pub.value,
+				Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
+				Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
+				Timestamp: time.UnixMilli(s.pub.t).UTC(),
+			}
+			if s.pub.since != 0 {
+				t := time.UnixMilli(s.pub.since).UTC()
+				a.Since = &t
+			}
+			list = append(list, a)
+		})
+	}
+	sort.SliceStable(list, func(i, j int) bool { return list[i].Score > list[j].Score })
+	return list
+}
+
+func matchesAny(sets [][]*labels.Matcher, ls labels.Labels) bool {
+	if len(sets) == 0 {
+		return true
+	}
+	for _, ms := range sets {
+		ok := true
+		for _, m := range ms {
+			if !m.Matches(ls.Get(m.Name)) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Status is the data of /api/v1/status/omen.
+type Status struct {
+	IngestSamplesPerSecond float64            `json:"ingest_samples_per_second"`
+	SeriesStored           int                `json:"series_stored"`
+	SeriesScored           int64              `json:"series_scored"`
+	ModelsWarming          int64              `json:"models_warming"`
+	Rejected               map[string]float64 `json:"rejected"`
+	Config                 string             `json:"config"`
+	Build                  BuildInfo          `json:"build"`
+}
+
+// Status reports the pipeline's state; series_stored and rejected come
+// from Options.Stats.
+func (p *Pipeline) Status() Status {
+	st := Status{SeriesScored: p.scored.Load(), Rejected: map[string]float64{}, Build: p.opts.Build}
+	p.rateMu.Lock()
+	st.IngestSamplesPerSecond = p.ingestPerSec
+	p.rateMu.Unlock()
+	for _, w := range p.workers {
+		w.view(func(s *series) {
+			if !s.pub.ready {
+				st.ModelsWarming++
+			}
+		})
+	}
+	if p.opts.Stats != nil {
+		n, rej := p.opts.Stats()
+		st.SeriesStored = n
+		for k, v := range rej {
+			st.Rejected[k] = v
+		}
+	}
+	if c := p.cfgYAML.Load(); c != nil {
+		st.Config = *c
+	}
+	return st
+}
+
+// StatusHandler serves /api/v1/status/omen.
+func (p *Pipeline) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apiOK(w, p.Status())
+	})
+}
+
+// apiOK and apiError write Prometheus's API envelope.
+func apiOK(w http.ResponseWriter, data any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
+}
+
+func apiError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	typ := "bad_data"
+	if code >= 500 {
+		typ = "internal"
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": "error", "errorType": typ, "error": err.Error()})
+}

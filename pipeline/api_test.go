@@ -1,0 +1,223 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+)
+
+// apiEnv has a spiky and a quiet series scored.
+func apiEnv(t *testing.T) (*env, *http.ServeMux) {
+	e := newEnv(t, "", nil, func(o *Options) {
+		o.Stats = func() (int, map[string]float64) { return 7, map[string]float64{"out_of_order": 2} }
+		o.Build = BuildInfo{Version: "1.2.3", Revision: "abc", GoVersion: "go1.26"}
+	})
+	spiky := seasonal(300, 21)
+	spiky[299] += 50
+	a := labels.FromStrings("__name__", "load", "job", "spiky")
+	b := labels.FromStrings("__name__", "load", "job", "quiet")
+	quiet := seasonal(300, 22)
+	for i := range spiky {
+		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{a, b}, []float64{spiky[i], quiet[i]})
+	}
+	e.sync()
+	mux := http.NewServeMux()
+	e.p.Register(mux)
+	return e, mux
+}
+
+func TestAnomaliesAPI(t *testing.T) {
+	_, mux := apiEnv(t)
+	type anomaly struct {
+		Labels    map[string]string `json:"labels"`
+		Score     float64           `json:"score"`
+		Since     time.Time         `json:"since"`
+		Value     float64           `json:"value"`
+		Yhat      float64           `json:"yhat"`
+		YhatLower float64           `json:"yhat_lower"`
+		YhatUpper float64           `json:"yhat_upper"`
+		Member    string            `json:"member"`
+		Feature   string            `json:"feature"`
+		Ready     bool              `json:"ready"`
+		Timestamp time.Time         `json:"timestamp"`
+	}
+	type resp struct {
+		Status string `json:"status"`
+		Data   struct {
+			Anomalies []anomaly `json:"anomalies"`
+		} `json:"data"`
+		ErrorType string `json:"errorType"`
+		Error     string `json:"error"`
+	}
+	tests := []struct {
+		name  string
+		query url.Values
+		code  int
+		jobs  []string
+	}{
+		{"all, highest first", nil, 200, []string{"spiky", "quiet"}},
+		{"limit", url.Values{"limit": {"1"}}, 200, []string{"spiky"}},
+		{"match", url.Values{"match[]": {`load{job="quiet"}`}}, 200, []string{"quiet"}},
+		{"match on for's name", url.Values{"match[]": {`{__name__="nothing"}`}}, 200, nil},
+		{"bad limit", url.Values{"limit": {"-1"}}, 400, nil},
+		{"bad selector", url.Values{"match[]": {`{job=`}}, 400, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies?"+tc.query.Encode(), nil))
+			require.Equal(t, tc.code, rec.Code, rec.Body.String())
+			require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+			var r resp
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r))
+			if tc.code != 200 {
+				require.Equal(t, "error", r.Status)
+				require.Equal(t, "bad_data", r.ErrorType)
+				require.NotEmpty(t, r.Error)
+				return
+			}
+			require.Equal(t, "success", r.Status)
+			var jobs []string
+			for _, a := range r.Data.Anomalies {
+				jobs = append(jobs, a.Labels["job"])
+				require.Equal(t, "load", a.Labels["for"])
+				require.NotContains(t, a.Labels, "__name__")
+				require.True(t, a.Ready)
+				require.Equal(t, t0.Add(299*stepMs*time.Millisecond), a.Timestamp)
+				require.LessOrEqual(t, a.YhatLower, a.Yhat)
+				require.LessOrEqual(t, a.Yhat, a.YhatUpper)
+				if a.Labels["job"] == "spiky" {
+					require.Greater(t, a.Score, 1.0)
+					require.Equal(t, a.Timestamp, a.Since)
+					require.NotEmpty(t, a.Member)
+					require.NotEmpty(t, a.Feature)
+				}
+			}
+			require.Equal(t, tc.jobs, jobs)
+		})
+	}
+}
+
+func TestStatusAPI(t *testing.T) {
+	e, mux := apiEnv(t)
+	e.p.updateIngestRate()
+	e.clock.set(t0.Add(10 * time.Second))
+	e.push(t0.UnixMilli()+300*stepMs, "", []labels.Labels{labels.FromStrings("__name__", "load", "job", "quiet")}, []float64{100})
+	e.p.updateIngestRate()
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/status/omen", nil))
+	require.Equal(t, 200, rec.Code)
+	var r struct {
+		Status string `json:"status"`
+		Data   struct {
+			Ingest   float64            `json:"ingest_samples_per_second"`
+			Stored   int                `json:"series_stored"`
+			Scored   int                `json:"series_scored"`
+			Warming  int                `json:"models_warming"`
+			Rejected map[string]float64 `json:"rejected"`
+			Config   string             `json:"config"`
+			Build    map[string]string  `json:"build"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r))
+	require.Equal(t, "success", r.Status)
+	require.InDelta(t, 0.1, r.Data.Ingest, 1e-9, "1 sample in 10 s")
+	require.Equal(t, 7, r.Data.Stored)
+	require.Equal(t, 2, r.Data.Scored)
+	require.Equal(t, 0, r.Data.Warming)
+	require.Equal(t, map[string]float64{"out_of_order": 2}, r.Data.Rejected)
+	require.Contains(t, r.Data.Config, "false_alarm_rate")
+	require.Equal(t, map[string]string{"version": "1.2.3", "revision": "abc", "goVersion": "go1.26"}, r.Data.Build)
+}
+
+// TestPromtoolCheckMetrics runs the real promtool over everything the
+// pipeline exposes: its self metrics and the output families.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("OMEN_E2E") == "1" {
+			t.Fatal("promtool not found on PATH; make deps-e2e installs it")
+		}
+		t.Skip("promtool not found on PATH (set OMEN_E2E=1 to make this a failure)")
+	}
+	e, _ := apiEnv(t)
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(e.p.Collector()))
+	for _, g := range []prometheus.Gatherer{e.reg, reg} {
+		rec := httptest.NewRecorder()
+		promhttp.HandlerFor(g, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		body := rec.Body.String()
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewBufferString(body)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "promtool: %s\n%s", out, body)
+		require.Empty(t, string(out))
+	}
+	// Every family named in the contract is there.
+	mfs, err := prometheus.Gatherers{e.reg, reg}.Gather()
+	require.NoError(t, err)
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = true
+	}
+	for _, n := range append(AllFamilies, "omen_series_scored", "omen_series_over_budget_total", "omen_models_warming",
+		"omen_model_ready", "omen_inference_duration_seconds", "omen_scoring_queue_length",
+		"omen_scoring_dropped_total", "omen_scoring_lag_seconds", "omen_snapshot_failures_total",
+		"omen_snapshot_last_success_timestamp_seconds", "omen_anomalies_total") {
+		require.True(t, have[n], n)
+	}
+}
+
+func TestFamiliesAndFloor(t *testing.T) {
+	e, _ := apiEnv(t)
+	e.p.family = map[string]bool{FamilyScore: true}
+	e.p.opts.ScoreFloor = 1
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(e.p.Collector()))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]int{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = len(mf.GetMetric())
+	}
+	require.Equal(t, map[string]int{"anomaly_score": 1, "omen_model_ready": 2}, got)
+}
+
+// TestCollectorInputLabelClash: an input label named like an output label
+// must not break the scrape.
+func TestCollectorInputLabelClash(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	e.feed(labels.FromStrings("__name__", "x", "horizon", "input", "for", "input"), model.MetricTypeGauge, seasonal(300, 9))
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(e.p.Collector()))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	seen := 0
+	for _, mf := range mfs {
+		if mf.GetName() != "forecast" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ls := map[string]string{}
+			for _, l := range m.GetLabel() {
+				ls[l.GetName()] = l.GetValue()
+			}
+			require.Equal(t, "x", ls["for"])
+			require.Contains(t, []string{"5m", "15m", "30m"}, ls["horizon"])
+			seen++
+		}
+	}
+	require.Equal(t, 3, seen)
+}

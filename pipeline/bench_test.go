@@ -1,0 +1,174 @@
+package pipeline
+
+// Run: go test -run '^$' -bench . -benchmem -count=6 ./pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/detect"
+	"github.com/omen-sidecar/omen/forecast"
+	omentsdb "github.com/omen-sidecar/omen/tsdb"
+)
+
+// BenchmarkIngest appends one sample to each of `series` series per
+// transaction (a remote-write request's worth) into a real TSDB, with the
+// tap off (the anchor: ingest alone) and on (ingest plus scoring, and
+// forecasting for the last, waited for). ns/sample on/off is the cost
+// scoring adds. Run with -benchtime=1000x or more: the first 288 samples
+// of a series are the forecaster's warm-up.
+func BenchmarkIngest(b *testing.B) {
+	for _, series := range []int{1000} {
+		for _, mode := range []string{"off", "detect", "detect-store-score", "detect+forecast"} {
+			tapOn := mode != "off"
+			b.Run(fmt.Sprintf("series=%d/scoring=%s", series, mode), func(b *testing.B) {
+				e := newEnv(b, "", nil, func(o *Options) { benchMode(o, mode) })
+				ls := make([]labels.Labels, series)
+				for i := range ls {
+					ls[i] = labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i))
+				}
+				vs := seasonal(4096, 1)
+				var app storage.AppendableV2 = e.db
+				if tapOn {
+					app = e.app
+				}
+				refs := make([]storage.SeriesRef, series)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for n := range b.N {
+					a := app.AppenderV2(context.Background())
+					ts := t0.UnixMilli() + int64(n)*stepMs
+					for i := range ls {
+						var err error
+						refs[i], err = a.Append(refs[i], ls[i], 0, ts, vs[(n+i)%len(vs)], nil, nil, storage.AOptions{})
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := a.Commit(); err != nil {
+						b.Fatal(err)
+					}
+					// Wait for the scorers, so their cost is in the figure;
+					// a queue overflow would hide it.
+					e.sync()
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*series), "ns/sample")
+				require.Zero(b, testutil.ToFloat64(e.p.m.dropped), "queue overflow")
+			})
+		}
+	}
+}
+
+// BenchmarkStatePerSeries reports the heap one scored series holds once
+// its detector and forecaster are warm (B/series), with and without the
+// forecaster. The TSDB is not involved: this is the pipeline's own state.
+func BenchmarkStatePerSeries(b *testing.B) {
+	for _, withFC := range []bool{false, true} {
+		b.Run(fmt.Sprintf("forecast=%v", withFC), func(b *testing.B) {
+			const k = 500
+			vs := seasonal(320, 2)
+			sc := detect.NewScratch()
+			buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+			for range b.N {
+				all := make([]*series, 0, k)
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				for i := range k {
+					ls := labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
+					det, err := detect.NewWithScratch(detect.DefaultOptions(), sc)
+					require.NoError(b, err)
+					s := &series{ref: storage.SeriesRef(i + 1), name: "bench_gauge", in: ls, base: baseLabels(ls, "bench_gauge"), det: det}
+					if withFC {
+						s.fc = newFcState(horizonsOf(config0().Defaults))
+					}
+					for j, v := range vs {
+						s.step(t0.UnixMilli()+int64(j)*stepMs, v, nil, &buf, time.Minute.Milliseconds())
+					}
+					all = append(all, s)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/k, "B/series")
+				runtime.KeepAlive(all)
+			}
+		})
+	}
+}
+
+// BenchmarkRemoteWrite is BenchmarkIngest through omen's remote-write
+// handler (snappy, protobuf decoding, validation, append): the anchor is
+// the whole ingest path a Prometheus sender exercises. Requests are encoded
+// before the timer.
+func BenchmarkRemoteWrite(b *testing.B) {
+	const series = 1000
+	for _, mode := range []string{"off", "detect", "detect-store-score", "detect+forecast"} {
+		b.Run(fmt.Sprintf("series=%d/scoring=%s", series, mode), func(b *testing.B) {
+			e := newEnv(b, "", nil, func(o *Options) { benchMode(o, mode) })
+			var app storage.AppendableV2 = e.db
+			if mode != "off" {
+				app = e.app
+			}
+			h := omentsdb.NewWriteHandler(nil, nil, app, omentsdb.DefaultWriteOptions())
+			vs := seasonal(4096, 1)
+			bodies := make([][]byte, b.N)
+			for n := range bodies {
+				req := prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, series)}
+				for i := range req.Timeseries {
+					req.Timeseries[i] = prompb.TimeSeries{
+						Labels:  []prompb.Label{{Name: "__name__", Value: "bench_gauge"}, {Name: "instance", Value: fmt.Sprint(i)}},
+						Samples: []prompb.Sample{{Timestamp: t0.UnixMilli() + int64(n)*stepMs, Value: vs[(n+i)%len(vs)]}},
+					}
+				}
+				raw, err := req.Marshal()
+				require.NoError(b, err)
+				bodies[n] = snappy.Encode(nil, raw)
+			}
+			e.clock.set(t0.Add(time.Duration(b.N) * stepMs * time.Millisecond))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for n := range b.N {
+				r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(bodies[n]))
+				r.Header.Set("Content-Encoding", "snappy")
+				r.Header.Set("Content-Type", "application/x-protobuf")
+				r.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				if rec.Code != http.StatusNoContent {
+					b.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+				e.sync()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*series), "ns/sample")
+			require.Zero(b, testutil.ToFloat64(e.p.m.dropped), "queue overflow")
+		})
+	}
+}
+
+// benchMode sets the options of a scoring mode: "detect" without
+// forecasters, "detect-store-score" storing only anomaly_score,
+// "detect+forecast" the defaults.
+func benchMode(o *Options, mode string) {
+	switch mode {
+	case "detect":
+		o.ForecastMaxSeries = 0
+	case "detect-store-score":
+		o.ForecastMaxSeries = 0
+		o.StoreFamilies = []string{FamilyScore}
+	}
+}

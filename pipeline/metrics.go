@@ -1,0 +1,74 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// metrics are the pipeline's self-monitoring series. Per-series ones
+// (omen_model_ready) and the forecast accuracy come from the Collector.
+type metrics struct {
+	overBudget   prometheus.Counter
+	warming      prometheus.Gauge
+	inference    prometheus.Histogram
+	anomalies    *prometheus.CounterVec
+	dropped      prometheus.Counter
+	lag          prometheus.Gauge
+	snapFailures prometheus.Counter
+	snapLast     prometheus.Gauge
+	outputErrors prometheus.Counter
+	warmed       prometheus.Counter
+	derivedErrs  *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
+	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "omen_series_scored", Help: "Series with a detector, within --detect.max-series.",
+	}, func() float64 { return float64(p.scored.Load()) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "omen_scoring_queue_length", Help: "Committed batches waiting for the scorer workers.",
+	}, func() float64 {
+		n := 0
+		for _, w := range p.workers {
+			n += len(w.queue)
+		}
+		return float64(n)
+	})
+	return &metrics{
+		overBudget: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_series_over_budget_total", Help: "New series not scored because --detect.max-series was reached.",
+		}),
+		warming: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_models_warming", Help: "Scored series whose detector is still warming up.",
+		}),
+		inference: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "omen_inference_duration_seconds", Help: "Time to score and forecast one sample.",
+			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1},
+		}),
+		anomalies: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "omen_anomalies_total", Help: "Samples scored above 1, by input.",
+		}, []string{"for"}),
+		dropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_scoring_dropped_total", Help: "Samples not scored because a scorer queue was full.",
+		}),
+		lag: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_scoring_lag_seconds", Help: "Time from a batch's commit to the end of its scoring, last batch.",
+		}),
+		snapFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_snapshot_failures_total", Help: "Model state snapshots that could not be written.",
+		}),
+		snapLast: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_snapshot_last_success_timestamp_seconds", Help: "Time of the last model state snapshot written.",
+		}),
+		outputErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_output_append_failures_total", Help: "Output samples the TSDB rejected.",
+		}),
+		warmed: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_warm_start_samples_total", Help: "History samples replayed into new series' models.",
+		}),
+		derivedErrs: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "omen_derived_evaluation_failures_total", Help: "Failed evaluations of derived inputs.",
+		}, []string{"for"}),
+	}
+}

@@ -1,0 +1,385 @@
+// Package pipeline joins ingest to scoring: a tap on the remote-write
+// appender hands every committed float sample to scorer workers, which keep
+// one detect.Detector and one forecast.Model per series and write the
+// results (anomaly_score, yhat, yhat_lower, yhat_upper, forecast,
+// forecast_lower, forecast_upper) back into the TSDB and onto /metrics.
+//
+// Data flow:
+//
+//	write handler → Tap → TSDB            (synchronous, untouched)
+//	                 └─ on Commit → shard queue (bounded, drops counted)
+//	                                  → worker: rate, warm start, score,
+//	                                    forecast → Storage (untapped)
+//
+// Model state is snapshotted to one file periodically and at shutdown and
+// restored on start; series without a snapshot warm from TSDB history.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
+	"gopkg.in/yaml.v3"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+// SnapshotFile is the snapshot's name when Options.SnapshotPath is a
+// directory.
+const SnapshotFile = "omen-models.snap"
+
+// Storage is what the pipeline needs of the embedded TSDB: appending the
+// outputs (not through the tap, so they are never scored themselves) and
+// reading history for warm starts and derived inputs.
+type Storage interface {
+	storage.AppendableV2
+	storage.Queryable
+}
+
+// Output family names. The rules, dashboards and UI rely on them.
+const (
+	FamilyScore         = "anomaly_score"
+	FamilyYhat          = "yhat"
+	FamilyYhatLower     = "yhat_lower"
+	FamilyYhatUpper     = "yhat_upper"
+	FamilyForecast      = "forecast"
+	FamilyForecastLower = "forecast_lower"
+	FamilyForecastUpper = "forecast_upper"
+)
+
+// AllFamilies lists every output family, the default of Options.Families.
+var AllFamilies = []string{FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper, FamilyForecast, FamilyForecastLower, FamilyForecastUpper}
+
+// BuildInfo is reported by /api/v1/status/omen.
+type BuildInfo struct {
+	Version   string `json:"version"`
+	Revision  string `json:"revision"`
+	GoVersion string `json:"goVersion"`
+}
+
+// Options configure a Pipeline. Start from DefaultOptions.
+type Options struct {
+	// MaxSeries is the budget of scored series; new series beyond it are
+	// counted in omen_series_over_budget_total and not scored.
+	MaxSeries int
+	// ForecastMaxSeries bounds the series that also get a forecast model.
+	// A forecaster holds ~10 KiB and refits periodically, against ~4 KiB
+	// for a detector, so it has a budget of its own.
+	ForecastMaxSeries int
+	// ForecastEvery is the sample time between forecasts of a series; the
+	// forecast series are appended at those samples only.
+	ForecastEvery time.Duration
+	// Workers is the number of scorer goroutines (series are sharded by
+	// reference). 0: GOMAXPROCS.
+	Workers int
+	// QueueSize is the number of committed batches each worker's queue
+	// holds; a batch arriving at a full queue is dropped and counted.
+	QueueSize int
+	// SnapshotPath is the model state file, or a directory to hold it as
+	// SnapshotFile; "" disables snapshots.
+	SnapshotPath string
+	// SnapshotInterval is the time between periodic snapshots.
+	SnapshotInterval time.Duration
+	// Families are the output families exposed on /metrics.
+	Families []string
+	// StoreFamilies are the output families appended to the TSDB (and
+	// remote-written). Each is one TSDB append per input sample, as costly
+	// as the input's own, so storing fewer is the main lever on CPU.
+	StoreFamilies []string
+	// ScoreFloor: only series whose last score is >= ScoreFloor are
+	// exposed on /metrics (0: all).
+	ScoreFloor float64
+	// RemoteWriteURLs receive the outputs by remote write 1.0.
+	RemoteWriteURLs []string
+	// BackfillRemoteReadURL, if set, is remote-read for the older history
+	// of a new series when the TSDB holds fewer than BackfillMaxPoints.
+	BackfillRemoteReadURL string
+	// BackfillMaxPoints bounds the samples a warm start replays.
+	BackfillMaxPoints int
+	// BackfillMaxAge bounds how far back a warm start reads.
+	BackfillMaxAge time.Duration
+	// StaleAfter: a series without a sample for this long is dropped with
+	// its state.
+	StaleAfter time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Stats, if set, reports the series stored in the TSDB and the samples
+	// rejected by reason, for /api/v1/status/omen.
+	Stats func() (seriesStored int, rejected map[string]float64)
+	// Build is reported by /api/v1/status/omen.
+	Build BuildInfo
+}
+
+// DefaultOptions returns the defaults of `omen serve`.
+func DefaultOptions() Options {
+	return Options{
+		MaxSeries:         100000,
+		ForecastMaxSeries: 10000,
+		ForecastEvery:     time.Minute,
+		QueueSize:         1024,
+		SnapshotInterval:  5 * time.Minute,
+		Families:          AllFamilies,
+		BackfillMaxPoints: 2048,
+		BackfillMaxAge:    24 * time.Hour,
+		StaleAfter:        time.Hour,
+		Build:             BuildInfo{GoVersion: runtime.Version()},
+	}
+}
+
+func (o *Options) validate() error {
+	d := DefaultOptions()
+	if o.Workers == 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = d.QueueSize
+	}
+	if o.ForecastEvery == 0 {
+		o.ForecastEvery = d.ForecastEvery
+	}
+	if o.SnapshotInterval == 0 {
+		o.SnapshotInterval = d.SnapshotInterval
+	}
+	if fi, err := os.Stat(o.SnapshotPath); o.SnapshotPath != "" && err == nil && fi.IsDir() {
+		o.SnapshotPath = filepath.Join(o.SnapshotPath, SnapshotFile)
+	}
+	if o.Families == nil {
+		o.Families = d.Families
+	}
+	if o.StoreFamilies == nil {
+		o.StoreFamilies = d.Families
+	}
+	o.Families, o.StoreFamilies = splitCommas(o.Families), splitCommas(o.StoreFamilies)
+	if o.BackfillMaxPoints == 0 {
+		o.BackfillMaxPoints = d.BackfillMaxPoints
+	}
+	if o.BackfillMaxAge == 0 {
+		o.BackfillMaxAge = d.BackfillMaxAge
+	}
+	if o.StaleAfter == 0 {
+		o.StaleAfter = d.StaleAfter
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Build.GoVersion == "" {
+		o.Build.GoVersion = runtime.Version()
+	}
+	switch {
+	case o.MaxSeries < 0:
+		return fmt.Errorf("max series %d: want >= 0", o.MaxSeries)
+	case o.ForecastMaxSeries < 0:
+		return fmt.Errorf("forecast max series %d: want >= 0", o.ForecastMaxSeries)
+	case o.Workers < 0 || o.Workers > 1024:
+		return fmt.Errorf("workers %d: want 1..1024", o.Workers)
+	case o.QueueSize < 1:
+		return fmt.Errorf("queue size %d: want >= 1", o.QueueSize)
+	case o.ForecastEvery < 0:
+		return fmt.Errorf("forecast interval %s: want > 0", o.ForecastEvery)
+	case o.SnapshotInterval < time.Second:
+		return fmt.Errorf("snapshot interval %s: want at least 1s", o.SnapshotInterval)
+	case o.StaleAfter < time.Minute:
+		return fmt.Errorf("stale-after %s: want at least 1m", o.StaleAfter)
+	case o.BackfillMaxPoints < 0:
+		return fmt.Errorf("backfill max points %d: want >= 0", o.BackfillMaxPoints)
+	}
+	for _, f := range append(o.Families[:len(o.Families):len(o.Families)], o.StoreFamilies...) {
+		if !isOutputName(f) {
+			return fmt.Errorf("output family %q: want one of %v", f, AllFamilies)
+		}
+	}
+	return nil
+}
+
+// splitCommas splits "a,b" values (as flags may give them) into a list.
+func splitCommas(in []string) []string {
+	out := []string{}
+	for _, f := range in {
+		for _, x := range strings.Split(f, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+// Pipeline scores and forecasts the series that pass through its Tap.
+type Pipeline struct {
+	logger  *slog.Logger
+	st      Storage
+	engine  promql.QueryEngine
+	opts    Options
+	m       *metrics
+	workers []*worker
+	family  map[string]bool // exposed on /metrics
+	store   map[string]bool // appended to the TSDB
+
+	cfg     atomic.Pointer[config.Config]
+	cfgGen  atomic.Uint64
+	cfgYAML atomic.Pointer[string]
+
+	scored, forecasting atomic.Int64 // series with a detector / a forecaster
+	tapped              atomic.Uint64
+	ready               atomic.Bool
+
+	restoreMu sync.Mutex
+	restored  map[uint64][]*savedSeries
+
+	fwd *forwarder
+	rr  remote.ReadClient // backfill source; nil if not configured
+
+	accOnce  sync.Once
+	accuracy *accuracy
+
+	rateMu       sync.Mutex
+	rateAt       time.Time
+	rateN        uint64
+	ingestPerSec float64
+}
+
+// New returns a Pipeline. A nil logger discards, a nil registerer registers
+// nowhere; cfg nil means config.Default().
+func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine promql.QueryEngine, cfg *config.Config, opts Options) (*Pipeline, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if st == nil {
+		return nil, errors.New("pipeline: nil storage")
+	}
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("pipeline options: %w", err)
+	}
+	p := &Pipeline{logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{}}
+	for _, f := range opts.Families {
+		p.family[f] = true
+	}
+	for _, f := range opts.StoreFamilies {
+		p.store[f] = true
+	}
+	p.m = newMetrics(reg, p)
+	for i := range opts.Workers {
+		p.workers = append(p.workers, newWorker(p, i))
+	}
+	if err := p.ApplyConfig(cfg); err != nil {
+		return nil, err
+	}
+	if opts.BackfillRemoteReadURL != "" {
+		rr, err := newRemoteReader(opts.BackfillRemoteReadURL)
+		if err != nil {
+			return nil, err
+		}
+		p.rr = rr
+	}
+	if len(opts.RemoteWriteURLs) > 0 {
+		f, err := newForwarder(logger, reg, opts.RemoteWriteURLs)
+		if err != nil {
+			return nil, err
+		}
+		p.fwd = f
+	}
+	return p, nil
+}
+
+// ApplyConfig replaces the configuration. Series that the new selectors
+// exclude are dropped; scoring options apply to series created from now on
+// (a detector's options are part of what it learnt).
+func (p *Pipeline) ApplyConfig(cfg *config.Config) error {
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	s := string(b)
+	p.cfgYAML.Store(&s)
+	p.cfg.Store(cfg)
+	p.cfgGen.Add(1)
+	return nil
+}
+
+// Ready reports whether the model state has been restored (or found
+// missing) and the scorers run.
+func (p *Pipeline) Ready() bool { return p.ready.Load() }
+
+// Run restores the snapshot, then runs the scorer workers, derived inputs,
+// periodic snapshots and remote-write forwarding until ctx is done; then it
+// takes a final snapshot and returns nil.
+func (p *Pipeline) Run(ctx context.Context) error {
+	p.restore()
+	p.ready.Store(true)
+	var wg sync.WaitGroup
+	wctx, cancel := context.WithCancel(context.Background())
+	for _, w := range p.workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(wctx) }()
+	}
+	if p.fwd != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.fwd.run(wctx) }()
+	}
+	var dwg sync.WaitGroup
+	dwg.Add(1)
+	go func() { defer dwg.Done(); p.runDerived(ctx) }()
+
+	snap := time.NewTicker(p.opts.SnapshotInterval)
+	defer snap.Stop()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-snap.C:
+			p.snapshot()
+		case <-tick.C:
+			p.updateIngestRate()
+			p.expireRestored()
+		}
+	}
+	dwg.Wait()
+	// Workers finish what is queued before the final snapshot.
+	for _, w := range p.workers {
+		w.stop()
+	}
+	cancel()
+	wg.Wait()
+	p.snapshot()
+	return nil
+}
+
+func (p *Pipeline) updateIngestRate() {
+	now := p.opts.Now()
+	n := p.tapped.Load()
+	p.rateMu.Lock()
+	defer p.rateMu.Unlock()
+	if !p.rateAt.IsZero() {
+		if dt := now.Sub(p.rateAt).Seconds(); dt > 0 {
+			p.ingestPerSec = float64(n-p.rateN) / dt
+		}
+	}
+	p.rateAt, p.rateN = now, n
+}
+
+func isOutputName(name string) bool {
+	switch name {
+	case FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper, FamilyForecast, FamilyForecastLower, FamilyForecastUpper:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,426 @@
+package pipeline
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+// t0 is the start of the generated series: a fixed, recent-looking time so
+// that the TSDB head accepts every sample.
+var t0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+
+const stepMs = 15000
+
+// env is a pipeline running over a real TSDB in a temporary directory.
+type env struct {
+	t      testing.TB
+	db     *tsdb.DB
+	p      *Pipeline
+	reg    *prometheus.Registry
+	app    storage.AppendableV2
+	cancel context.CancelFunc
+	done   chan error
+	clock  *clock
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+
+func openDB(t testing.TB, dir string) *tsdb.DB {
+	t.Helper()
+	db, err := tsdb.Open(dir, nil, nil, tsdb.DefaultOptions(), nil)
+	require.NoError(t, err)
+	return db
+}
+
+// newEnv starts a pipeline; mod adjusts its options.
+func newEnv(t testing.TB, dbDir string, cfg *config.Config, mod func(*Options)) *env {
+	t.Helper()
+	return newEnvEngine(t, dbDir, cfg, nil, mod)
+}
+
+// newEnvEngine is newEnv with a PromQL engine for derived inputs.
+func newEnvEngine(t testing.TB, dbDir string, cfg *config.Config, engine promql.QueryEngine, mod func(*Options)) *env {
+	t.Helper()
+	if dbDir == "" {
+		dbDir = t.TempDir()
+	}
+	db := openDB(t, dbDir)
+	e := &env{t: t, db: db, reg: prometheus.NewRegistry(), clock: &clock{now: t0}}
+	o := DefaultOptions()
+	o.Workers = 2
+	o.Now = e.clock.Now
+	if mod != nil {
+		mod(&o)
+	}
+	p, err := New(nil, e.reg, db, engine, cfg, o)
+	require.NoError(t, err)
+	e.p = p
+	e.app = p.Tap(db)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() { e.done <- p.Run(ctx) }()
+	t.Cleanup(func() { e.stop(); _ = db.Close() })
+	return e
+}
+
+// stop ends Run (taking the final snapshot); idempotent.
+func (e *env) stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	require.NoError(e.t, <-e.done)
+	e.cancel = nil
+}
+
+// sync waits until everything appended so far is scored.
+func (e *env) sync() {
+	for _, w := range e.p.workers {
+		w.sync()
+	}
+}
+
+// push appends one sample per series in one transaction through the tap.
+func (e *env) push(ts int64, typ model.MetricType, ls []labels.Labels, vs []float64) {
+	e.t.Helper()
+	a := e.app.AppenderV2(context.Background())
+	for i := range ls {
+		_, err := a.Append(0, ls[i], 0, ts, vs[i], nil, nil, storage.AOptions{Metadata: metadata.Metadata{Type: typ}})
+		require.NoError(e.t, err)
+	}
+	require.NoError(e.t, a.Commit())
+}
+
+// feed appends a whole series, sample by sample, one commit each.
+func (e *env) feed(ls labels.Labels, typ model.MetricType, vs []float64) {
+	for i, v := range vs {
+		e.push(t0.UnixMilli()+int64(i)*stepMs, typ, []labels.Labels{ls}, []float64{v})
+	}
+	e.sync()
+}
+
+// query returns the float samples of the series selected by ms.
+func query(t testing.TB, q storage.Queryable, ms ...*labels.Matcher) map[string][]float64 {
+	t.Helper()
+	qr, err := q.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer qr.Close()
+	out := map[string][]float64{}
+	ss := qr.Select(context.Background(), true, nil, ms...)
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			_, v := it.At()
+			out[ss.At().Labels().String()] = append(out[ss.At().Labels().String()], v)
+		}
+	}
+	require.NoError(t, ss.Err())
+	return out
+}
+
+func eq(name, value string) *labels.Matcher {
+	return labels.MustNewMatcher(labels.MatchEqual, name, value)
+}
+
+// seasonal is a daily-ish pattern (period 96 samples) with Gaussian noise,
+// seeded so runs repeat.
+func seasonal(n int, seed uint64) []float64 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	vs := make([]float64, n)
+	for i := range vs {
+		vs[i] = 100 + 20*math.Sin(2*math.Pi*float64(i)/96) + r.NormFloat64()
+	}
+	return vs
+}
+
+func TestTapPassesThroughAndScores(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	vs := seasonal(200, 1)
+	e.feed(ls, model.MetricTypeGauge, vs)
+
+	// The input is stored unchanged.
+	in := query(t, e.db, eq("__name__", "temperature"))
+	require.Equal(t, vs, in[ls.String()])
+	// Every sample was scored: one anomaly_score per input sample, with the
+	// input's labels minus __name__ plus for.
+	out := query(t, e.db, eq("__name__", "anomaly_score"))
+	want := labels.FromStrings("__name__", "anomaly_score", "for", "temperature", "job", "a")
+	require.Len(t, out[want.String()], len(vs))
+	require.Len(t, query(t, e.db, eq("__name__", "yhat"))[labels.FromStrings("__name__", "yhat", "for", "temperature", "job", "a").String()],
+		len(vs)-64, "yhat once the 64-sample warm-up is over")
+	require.Equal(t, int64(1), e.p.scored.Load())
+	// Outputs appended to the TSDB are not tapped, hence not scored.
+	require.Empty(t, query(t, e.db, eq("for", "anomaly_score")))
+}
+
+func TestNeverScored(t *testing.T) {
+	for _, name := range []string{"anomaly_score", "yhat", "forecast_upper", "omen_series_scored", ""} {
+		require.False(t, Scorable(name), name)
+	}
+	require.True(t, Scorable("up"))
+}
+
+func TestSpikeScoresAboveOne(t *testing.T) {
+	const n = 600
+	tests := []struct {
+		name    string
+		spike   float64 // added to the last sample
+		atLeast float64
+		below   float64
+	}{
+		{name: "spike", spike: 40, atLeast: 1},
+		{name: "control", spike: 0, below: 1},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, nil)
+			vs := seasonal(n, uint64(10+i))
+			vs[n-1] += tc.spike
+			ls := labels.FromStrings("__name__", "load_"+tc.name)
+			e.feed(ls, model.MetricTypeGauge, vs)
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "load_"+tc.name)}})
+			require.Len(t, got, 1)
+			a := got[0]
+			require.True(t, a.Ready)
+			if tc.atLeast > 0 {
+				require.Greater(t, a.Score, tc.atLeast)
+				require.NotNil(t, a.Since)
+				require.Greater(t, testutil.ToFloat64(e.p.m.anomalies.WithLabelValues("load_"+tc.name)), 0.0)
+			} else {
+				require.Less(t, a.Score, tc.below)
+				require.LessOrEqual(t, float64(a.YhatLower), a.Value)
+				require.GreaterOrEqual(t, float64(a.YhatUpper), a.Value)
+			}
+		})
+	}
+}
+
+func TestCountersBecomeRates(t *testing.T) {
+	tests := []struct {
+		name   string
+		metric string
+		typ    model.MetricType
+		raw    []float64
+		want   float64 // value scored for the last sample
+	}{
+		{"suffix", "requests_total", "", []float64{0, 150, 300}, 10},
+		{"metadata", "requests", model.MetricTypeCounter, []float64{0, 150, 300}, 10},
+		{"reset", "errors_total", "", []float64{100, 250, 30}, 2},
+		{"gauge by metadata despite suffix", "queue_total", model.MetricTypeGauge, []float64{1, 2, 7}, 7},
+		{"gauge", "queue_depth", "", []float64{1, 2, 7}, 7},
+		{"histogram bucket", "latency_seconds_bucket", "", []float64{0, 15, 45}, 2},
+	}
+	e := newEnv(t, "", nil, nil)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e.feed(labels.FromStrings("__name__", tc.metric), tc.typ, tc.raw)
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", tc.metric)}})
+			require.Len(t, got, 1)
+			require.InDelta(t, tc.want, got[0].Value, 1e-12)
+		})
+	}
+}
+
+func TestBudget(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries = 2 })
+	var ls []labels.Labels
+	var vs []float64
+	for i := range 5 {
+		ls = append(ls, labels.FromStrings("__name__", "g", "i", string(rune('a'+i))))
+		vs = append(vs, 1)
+	}
+	for k := range 3 {
+		e.push(t0.UnixMilli()+int64(k)*stepMs, model.MetricTypeGauge, ls, vs)
+	}
+	e.sync()
+	require.Equal(t, int64(2), e.p.scored.Load())
+	require.Equal(t, 3.0, testutil.ToFloat64(e.p.m.overBudget), "each skipped series counted once")
+	// Ingest is untouched.
+	require.Len(t, query(t, e.db, eq("__name__", "g")), 5)
+}
+
+func TestConfigSelection(t *testing.T) {
+	cfg, err := config.Load([]byte("exclude: ['{job=\"noisy\"}']\n"))
+	require.NoError(t, err)
+	e := newEnv(t, "", cfg, nil)
+	e.feed(labels.FromStrings("__name__", "x", "job", "noisy"), "", []float64{1, 2})
+	e.feed(labels.FromStrings("__name__", "x", "job", "quiet"), "", []float64{1, 2})
+	require.Equal(t, int64(1), e.p.scored.Load())
+
+	// A reload that excludes the other job drops its series.
+	cfg2, err := config.Load([]byte("exclude: ['{job=\"quiet\"}']\n"))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(cfg2))
+	e.push(t0.UnixMilli()+10*stepMs, "", []labels.Labels{labels.FromStrings("__name__", "x", "job", "noisy")}, []float64{3})
+	e.sync()
+	got := e.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.Equal(t, "noisy", got[0].Labels["job"])
+}
+
+func TestStaleSeriesDropped(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.StaleAfter = time.Hour })
+	e.feed(labels.FromStrings("__name__", "x"), "", []float64{1, 2, 3})
+	require.Equal(t, int64(1), e.p.scored.Load())
+	e.clock.set(t0.Add(2 * time.Hour))
+	for _, w := range e.p.workers {
+		w.sweep()
+	}
+	require.Equal(t, int64(0), e.p.scored.Load())
+	require.Empty(t, e.p.Anomalies(nil))
+}
+
+func TestForecastSeries(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "temperature")
+	e.feed(ls, model.MetricTypeGauge, seasonal(400, 3))
+	for _, h := range []string{"5m", "15m", "30m"} {
+		for _, fam := range []string{"forecast", "forecast_lower", "forecast_upper"} {
+			got := query(t, e.db, eq("__name__", fam), eq("for", "temperature"), eq("horizon", h))
+			require.Len(t, got, 1, "%s horizon %s", fam, h)
+			for _, vs := range got {
+				// From the sample the forecaster is ready at (the 288th)
+				// on, one forecast a minute: every 4th 15 s sample.
+				require.Len(t, vs, (400-288)/4+1, "%s horizon %s", fam, h)
+				require.InDelta(t, 100, vs[len(vs)-1], 40)
+			}
+		}
+	}
+	// Accuracy is measured once a forecast's target time has come (5m = 20
+	// samples after it was made).
+	fams, err := gather(e)
+	require.NoError(t, err)
+	require.Contains(t, fams, "omen_forecast_mase")
+	require.Contains(t, fams, "omen_forecast_interval_coverage_ratio")
+}
+
+func gather(e *env) (map[string]bool, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(e.p.Collector()); err != nil {
+		return nil, err
+	}
+	mfs, err := reg.Gather()
+	out := map[string]bool{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = true
+	}
+	return out, err
+}
+
+func TestSnapshotPath(t *testing.T) {
+	// The TSDB dir holds the snapshot file next to its own.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "omen", "models.snap")
+	e := newEnv(t, filepath.Join(dir, "tsdb"), nil, func(o *Options) { o.SnapshotPath = path })
+	e.feed(labels.FromStrings("__name__", "x"), "", []float64{1, 2, 3})
+	e.stop()
+	require.FileExists(t, path)
+	require.Greater(t, testutil.ToFloat64(e.p.m.snapLast), 0.0)
+}
+
+// Waiting on conditions (never on the clock) in the tests.
+const (
+	timeout = 10 * time.Second
+	tick    = 5 * time.Millisecond
+)
+
+func config0() *config.Config { return config.Default() }
+
+func TestOptionsValidate(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		mod     func(*Options)
+		wantErr string
+		check   func(*testing.T, Options)
+	}{
+		{"defaults", func(*Options) {}, "", func(t *testing.T, o Options) {
+			require.Positive(t, o.Workers)
+			require.Equal(t, AllFamilies, o.Families)
+		}},
+		{"snapshot dir", func(o *Options) { o.SnapshotPath = dir }, "", func(t *testing.T, o Options) {
+			require.Equal(t, filepath.Join(dir, SnapshotFile), o.SnapshotPath)
+		}},
+		{"families from one flag value", func(o *Options) { o.Families = []string{"anomaly_score, yhat"} }, "", func(t *testing.T, o Options) {
+			require.Equal(t, []string{"anomaly_score", "yhat"}, o.Families)
+		}},
+		{"unknown family", func(o *Options) { o.Families = []string{"score"} }, `output family "score"`, nil},
+		{"negative budget", func(o *Options) { o.MaxSeries = -1 }, "max series -1", nil},
+		{"short stale-after", func(o *Options) { o.StaleAfter = time.Second }, "stale-after 1s", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tc.mod(&o)
+			err := o.validate()
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, o)
+		})
+	}
+}
+
+func TestOutOfOrderNotScored(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "x")
+	e.feed(ls, "", []float64{1, 2, 3})
+	// Appended to the TSDB directly with an older timestamp (as within an
+	// out-of-order window) it would be scored out of time order.
+	e.p.enqueue([]sample{{ref: refOf(e, ls), ls: ls, t: t0.UnixMilli(), v: 100}})
+	e.sync()
+	got := e.p.Anomalies(nil)
+	require.Equal(t, 3.0, got[0].Value)
+	require.Len(t, query(t, e.db, eq("__name__", "anomaly_score"))[labels.FromStrings("__name__", "anomaly_score", "for", "x").String()], 3)
+}
+
+// refOf returns the series ref a worker scores ls under.
+func refOf(e *env, ls labels.Labels) storage.SeriesRef {
+	var ref storage.SeriesRef
+	for _, w := range e.p.workers {
+		w.view(func(s *series) {
+			if labels.Equal(s.in, ls) {
+				ref = s.ref
+			}
+		})
+	}
+	require.NotZero(e.t, ref)
+	return ref
+}
+
+func TestStoreFamilies(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.StoreFamilies = []string{FamilyScore} })
+	e.feed(labels.FromStrings("__name__", "x"), model.MetricTypeGauge, seasonal(100, 6))
+	require.Len(t, query(t, e.db, eq("__name__", "anomaly_score")), 1)
+	require.Empty(t, query(t, e.db, eq("__name__", "yhat")), "yhat not stored")
+	fams, err := gather(e)
+	require.NoError(t, err)
+	require.True(t, fams["yhat"], "but still exposed on /metrics")
+}

@@ -1,0 +1,401 @@
+package pipeline
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// The snapshot file:
+//
+//	"omsn" | version uint16
+//	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
+//	  len uint32 | detector | len uint32 | forecaster }*
+//	0 | CRC-32 (IEEE) of everything before it
+//
+// little-endian; labels are name 0xff value 0xff pairs (0xff never occurs in
+// UTF-8). Another version, a bad checksum or a truncated file is rejected as
+// a whole, and every series warms from TSDB history instead.
+const (
+	snapMagic   = "omsn"
+	snapVersion = 1
+
+	flagCounter = 1 << 0
+	flagHasPrev = 1 << 1
+)
+
+// savedSeries is one series read from a snapshot, waiting for its first
+// sample after the restart.
+type savedSeries struct {
+	ls       labels.Labels
+	flags    uint8
+	prevRaw  float64
+	prevT    int64
+	det, fc  []byte
+	loadedAt time.Time
+}
+
+type snapEncoder struct {
+	w   *bufio.Writer
+	crc hash.Hash32
+	n   int
+	buf [8]byte
+}
+
+func (e *snapEncoder) write(b []byte) error {
+	e.crc.Write(b)
+	_, err := e.w.Write(b)
+	return err
+}
+
+func (e *snapEncoder) u8(v uint8) error { e.buf[0] = v; return e.write(e.buf[:1]) }
+func (e *snapEncoder) u32(v uint32) error {
+	binary.LittleEndian.PutUint32(e.buf[:4], v)
+	return e.write(e.buf[:4])
+}
+func (e *snapEncoder) u64(v uint64) error {
+	binary.LittleEndian.PutUint64(e.buf[:8], v)
+	return e.write(e.buf[:8])
+}
+func (e *snapEncoder) bytes(b []byte) error {
+	if err := e.u32(uint32(len(b))); err != nil {
+		return err
+	}
+	return e.write(b)
+}
+
+func encodeLabels(ls labels.Labels) []byte {
+	var b strings.Builder
+	ls.Range(func(l labels.Label) {
+		b.WriteString(l.Name)
+		b.WriteByte(0xff)
+		b.WriteString(l.Value)
+		b.WriteByte(0xff)
+	})
+	return []byte(b.String())
+}
+
+func decodeLabels(b []byte) (labels.Labels, error) {
+	parts := strings.Split(string(b), "\xff")
+	if len(parts)%2 != 1 || parts[len(parts)-1] != "" {
+		return labels.EmptyLabels(), errors.New("malformed labels")
+	}
+	sb := labels.NewScratchBuilder(len(parts) / 2)
+	for i := 0; i+1 < len(parts); i += 2 {
+		sb.Add(parts[i], parts[i+1])
+	}
+	sb.Sort()
+	return sb.Labels(), nil
+}
+
+// encode writes the worker's series; it runs on the worker's goroutine.
+func (w *worker) encode(e *snapEncoder) error {
+	for _, s := range w.series {
+		if isDerived(s) {
+			continue // derived inputs are cheap to recompute and have no stable ref
+		}
+		det, err := s.det.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		var fc []byte
+		if s.fc != nil {
+			if fc, err = s.fc.m.MarshalBinary(); err != nil {
+				return err
+			}
+		}
+		var flags uint8
+		if s.counter {
+			flags |= flagCounter
+		}
+		if s.hasPrev {
+			flags |= flagHasPrev
+		}
+		for _, err := range []error{
+			e.u8(1), e.bytes(encodeLabels(s.in)), e.u8(flags),
+			e.u64(math.Float64bits(s.prevRaw)), e.u64(uint64(s.prevT)),
+			e.bytes(det), e.bytes(fc),
+		} {
+			if err != nil {
+				return err
+			}
+		}
+		e.n++
+	}
+	return nil
+}
+
+// snapshot writes every worker's state to SnapshotPath atomically: a
+// temporary file, fsynced, renamed over the old one, the directory fsynced.
+func (p *Pipeline) snapshot() {
+	if p.opts.SnapshotPath == "" {
+		return
+	}
+	start := time.Now()
+	n, err := p.writeSnapshot(p.opts.SnapshotPath)
+	if err != nil {
+		p.m.snapFailures.Inc()
+		p.logger.Error("Writing model snapshot", "path", p.opts.SnapshotPath, "err", err)
+		return
+	}
+	p.m.snapLast.Set(float64(p.opts.Now().UnixNano()) / 1e9)
+	p.logger.Info("Model snapshot written", "path", p.opts.SnapshotPath, "series", n, "duration", time.Since(start))
+}
+
+func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return 0, fmt.Errorf("create snapshot directory: %w", err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return 0, fmt.Errorf("create snapshot: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	e := &snapEncoder{w: bufio.NewWriterSize(f, 1<<16), crc: crc32.NewIEEE()}
+	if err := e.write([]byte(snapMagic)); err != nil {
+		return 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	var v [2]byte
+	binary.LittleEndian.PutUint16(v[:], snapVersion)
+	if err := e.write(v[:]); err != nil {
+		return 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	for _, w := range p.workers {
+		if err := w.encodeVia(e); err != nil {
+			return 0, fmt.Errorf("write snapshot: %w", err)
+		}
+	}
+	if err := e.u8(0); err != nil {
+		return 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	var sum [4]byte
+	binary.LittleEndian.PutUint32(sum[:], e.crc.Sum32())
+	if _, err := e.w.Write(sum[:]); err != nil {
+		return 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := e.w.Flush(); err != nil {
+		return 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("sync snapshot: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("close snapshot: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return 0, fmt.Errorf("rename snapshot: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync() // best effort: the rename is already durable on most file systems
+		_ = d.Close()
+	}
+	return e.n, nil
+}
+
+// encodeVia has the worker encode its series on its own goroutine, or
+// directly if it is not running (before Run, or after it stopped).
+func (w *worker) encodeVia(e *snapEncoder) error {
+	select {
+	case <-w.done:
+		return w.encode(e)
+	default:
+	}
+	r := snapReq{enc: e, done: make(chan error, 1)}
+	select {
+	case w.snap <- r:
+		return <-r.done
+	case <-w.done:
+		return w.encode(e)
+	}
+}
+
+// restore loads the snapshot, if any, into p.restored. Problems are logged
+// and the affected series warm from history: never a crash.
+func (p *Pipeline) restore() {
+	if p.opts.SnapshotPath == "" {
+		return
+	}
+	saved, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		p.logger.Info("No model snapshot; series warm from TSDB history", "path", p.opts.SnapshotPath)
+		return
+	case err != nil:
+		p.logger.Warn("Model snapshot unusable; series warm from TSDB history", "path", p.opts.SnapshotPath, "err", err)
+		return
+	}
+	m := make(map[uint64][]*savedSeries, len(saved))
+	for _, s := range saved {
+		h := s.ls.Hash()
+		m[h] = append(m[h], s)
+	}
+	p.restoreMu.Lock()
+	p.restored = m
+	p.restoreMu.Unlock()
+	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", len(saved))
+}
+
+func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	if size < int64(len(snapMagic))+2+1+4 {
+		return nil, fmt.Errorf("snapshot of %d bytes is truncated", size)
+	}
+	// First pass: the checksum, so nothing is decoded from a damaged file.
+	crc := crc32.NewIEEE()
+	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-4)); err != nil {
+		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	var sum [4]byte
+	if _, err := f.ReadAt(sum[:], size-4); err != nil {
+		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	if binary.LittleEndian.Uint32(sum[:]) != crc.Sum32() {
+		return nil, errors.New("snapshot checksum mismatch")
+	}
+	r := bufio.NewReader(io.NewSectionReader(f, 0, size-4))
+	head := make([]byte, len(snapMagic)+2)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	if string(head[:4]) != snapMagic {
+		return nil, errors.New("not an omen model snapshot")
+	}
+	if v := binary.LittleEndian.Uint16(head[4:]); v != snapVersion {
+		return nil, fmt.Errorf("snapshot version %d, want %d", v, snapVersion)
+	}
+	var out []*savedSeries
+	d := decoder{r: r}
+	for {
+		tag := d.u8()
+		if d.err != nil || tag == 0 {
+			break
+		}
+		ls, err := decodeLabels(d.bytes())
+		if err != nil && d.err == nil {
+			d.err = err
+		}
+		s := &savedSeries{ls: ls, flags: d.u8(), prevRaw: math.Float64frombits(d.u64()), prevT: int64(d.u64()), loadedAt: now}
+		s.det, s.fc = d.bytes(), d.bytes()
+		if d.err != nil {
+			break
+		}
+		out = append(out, s)
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("decode snapshot: %w", d.err)
+	}
+	return out, nil
+}
+
+type decoder struct {
+	r   *bufio.Reader
+	err error
+	buf [8]byte
+}
+
+func (d *decoder) read(n int) []byte {
+	if d.err != nil {
+		return d.buf[:n]
+	}
+	_, d.err = io.ReadFull(d.r, d.buf[:n])
+	return d.buf[:n]
+}
+
+func (d *decoder) u8() uint8   { return d.read(1)[0] }
+func (d *decoder) u32() uint32 { return binary.LittleEndian.Uint32(d.read(4)) }
+func (d *decoder) u64() uint64 { return binary.LittleEndian.Uint64(d.read(8)) }
+
+func (d *decoder) bytes() []byte {
+	n := d.u32()
+	if d.err != nil {
+		return nil
+	}
+	if n > 1<<26 {
+		d.err = fmt.Errorf("record of %d bytes is implausible", n)
+		return nil
+	}
+	b := make([]byte, n)
+	_, d.err = io.ReadFull(d.r, b)
+	return b
+}
+
+// takeRestored removes and returns the saved state of the series ls.
+func (p *Pipeline) takeRestored(ls labels.Labels) *savedSeries {
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	if p.restored == nil {
+		return nil
+	}
+	h := ls.Hash()
+	list := p.restored[h]
+	for i, s := range list {
+		if labels.Equal(s.ls, ls) {
+			list = append(list[:i], list[i+1:]...)
+			if len(list) == 0 {
+				delete(p.restored, h)
+			} else {
+				p.restored[h] = list
+			}
+			return s
+		}
+	}
+	return nil
+}
+
+// expireRestored forgets saved states whose series did not come back
+// within StaleAfter, and stale forecast accuracy entries.
+func (p *Pipeline) expireRestored() {
+	now := p.opts.Now()
+	p.acc().expire(now.Add(-p.opts.StaleAfter).UnixMilli())
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	for h, list := range p.restored {
+		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter {
+			delete(p.restored, h)
+		}
+	}
+}
+
+// restore loads saved state into s; false if it does not decode (another
+// detector version, say), in which case s warms from history.
+func (s *series) restore(saved *savedSeries) bool {
+	if err := s.det.UnmarshalBinary(saved.det); err != nil {
+		return false
+	}
+	if s.fc != nil && len(saved.fc) > 0 {
+		if err := s.fc.m.UnmarshalBinary(saved.fc); err != nil {
+			s.fc = newFcState(s.fc.horizons, s.fc.hname) // start the forecaster afresh
+		}
+	}
+	s.counter = saved.flags&flagCounter != 0
+	s.hasPrev = saved.flags&flagHasPrev != 0
+	s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
+	s.pub.ready = s.det.Ready()
+	return true
+}

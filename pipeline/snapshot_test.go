@@ -1,0 +1,100 @@
+package pipeline
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/detect"
+)
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	path := filepath.Join(t.TempDir(), "models.snap")
+
+	// Reference: one detector fed every sample without a restart.
+	ref, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	var want detect.Result
+	for i, v := range vs {
+		want = ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
+	}
+
+	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	e.stop()
+
+	// Restart over an empty TSDB: nothing to warm from, so only the
+	// snapshot can make the next score ready and identical.
+	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+	e2.sync()
+	got := e2.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready, "no new warm-up after a restart")
+	require.Equal(t, want.Score, got[0].Score)
+	require.Equal(t, want.Yhat, float64(got[0].Yhat))
+	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed))
+}
+
+func TestSnapshotUnusable(t *testing.T) {
+	const n = 120
+	vs := seasonal(n+1, 8)
+	ls := labels.FromStrings("__name__", "temperature")
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, path string)
+	}{
+		{"missing", func(t *testing.T, path string) { require.NoError(t, os.Remove(path)) }},
+		{"flipped byte", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			b[len(b)/2] ^= 0x55
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+		}},
+		{"truncated", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, b[:len(b)/3], 0o644))
+		}},
+		{"other version", func(t *testing.T, path string) {
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			b[4] = 99
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+		}},
+		{"garbage", func(t *testing.T, path string) {
+			require.NoError(t, os.WriteFile(path, []byte("not a snapshot"), 0o644))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "models.snap")
+			db := filepath.Join(dir, "tsdb")
+			e := newEnv(t, db, nil, func(o *Options) { o.SnapshotPath = path })
+			e.feed(ls, model.MetricTypeGauge, vs[:n])
+			e.stop()
+			require.NoError(t, e.db.Close())
+			tc.damage(t, path)
+
+			// Same TSDB: the series warms from its history instead.
+			e2 := newEnv(t, db, nil, func(o *Options) { o.SnapshotPath = path })
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+			e2.sync()
+			got := e2.p.Anomalies(nil)
+			require.Len(t, got, 1)
+			require.True(t, got[0].Ready, "warm from TSDB history")
+			require.Equal(t, float64(n), testutil.ToFloat64(e2.p.m.warmed))
+		})
+	}
+}

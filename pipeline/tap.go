@@ -1,0 +1,187 @@
+package pipeline
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+// sample is one committed float sample on its way to a worker.
+type sample struct {
+	ref     storage.SeriesRef
+	ls      labels.Labels // retained: Prometheus's appenders keep ls too (the head stores it)
+	t       int64
+	v       float64
+	counter bool
+	derived *config.Derived // non-nil for derived inputs
+}
+
+// batch is the samples of one shard from one Commit. Batches are pooled:
+// a batch belongs to the tap until enqueued, then to the worker, which
+// returns it to the pool after scoring.
+type batch struct {
+	s         []sample
+	committed time.Time
+	barrier   chan struct{} // closed by the worker when it reaches this batch (tests, shutdown)
+}
+
+var batchPool = sync.Pool{New: func() any { return &batch{s: make([]sample, 0, 64)} }}
+
+func getBatch() *batch { return batchPool.Get().(*batch) }
+
+func putBatch(b *batch) {
+	clear(b.s) // drop label references
+	b.s, b.barrier = b.s[:0], nil
+	batchPool.Put(b)
+}
+
+// Tap returns an AppendableV2 that appends to next and, when a transaction
+// commits, hands its float samples to the scorer. Append does nothing heavy
+// (a name check and a slice append); Commit enqueues without blocking: a
+// full queue drops the batch and counts it in omen_scoring_dropped_total.
+func (p *Pipeline) Tap(next storage.AppendableV2) storage.AppendableV2 {
+	return tap{p: p, next: next}
+}
+
+type tap struct {
+	p    *Pipeline
+	next storage.AppendableV2
+}
+
+func (t tap) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	a := appenderPool.Get().(*tapAppender)
+	a.p, a.next = t.p, t.next.AppenderV2(ctx)
+	return a
+}
+
+// appenderPool recycles tapAppenders and their sample buffers: an appender
+// is back in the pool after Commit or Rollback, which the AppenderV2
+// contract says end its use.
+var appenderPool = sync.Pool{New: func() any { return &tapAppender{samples: make([]sample, 0, 64)} }}
+
+func (a *tapAppender) release() {
+	clear(a.samples)
+	a.samples, a.p, a.next = a.samples[:0], nil, nil
+	appenderPool.Put(a)
+}
+
+// tapAppender implements storage.ExemplarAppenderV2 so that the write
+// handler's exemplar path keeps working through it.
+type tapAppender struct {
+	p       *Pipeline
+	next    storage.AppenderV2
+	samples []sample
+}
+
+func (a *tapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
+	ref, err := a.next.Append(ref, ls, st, t, v, h, fh, opts)
+	if err != nil || ref == 0 || h != nil || fh != nil {
+		return ref, err
+	}
+	name := ls.Get(labels.MetricName)
+	if !Scorable(name) {
+		return ref, err
+	}
+	a.samples = append(a.samples, sample{ref: ref, ls: ls, t: t, v: v, counter: isCounter(name, opts.Metadata.Type)})
+	return ref, err
+}
+
+// AppendExemplars forwards to next if it supports exemplars.
+func (a *tapAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, ex []exemplar.Exemplar) (storage.SeriesRef, error) {
+	if ea, ok := a.next.(storage.ExemplarAppenderV2); ok {
+		return ea.AppendExemplars(ref, ls, ex)
+	}
+	return ref, nil
+}
+
+func (a *tapAppender) Commit() error {
+	defer a.release()
+	if err := a.next.Commit(); err != nil {
+		return err
+	}
+	if len(a.samples) > 0 {
+		a.p.enqueue(a.samples)
+	}
+	return nil
+}
+
+func (a *tapAppender) Rollback() error {
+	defer a.release()
+	return a.next.Rollback()
+}
+
+// Scorable reports whether series of this metric name are scored: never the
+// outputs themselves nor omen's own metrics, which would feed back.
+func Scorable(name string) bool {
+	return name != "" && !isOutputName(name) && !strings.HasPrefix(name, "omen_")
+}
+
+// isCounter reports whether a series is a counter: by its remote-write 2.0
+// metadata if the sender gave one, else by the naming conventions.
+func isCounter(name string, typ model.MetricType) bool {
+	switch typ {
+	case model.MetricTypeCounter:
+		return true
+	case model.MetricTypeGauge, model.MetricTypeGaugeHistogram, model.MetricTypeStateset, model.MetricTypeInfo:
+		return false
+	case model.MetricTypeHistogram, model.MetricTypeSummary:
+		// Their _sum, _count and _bucket series are cumulative; a summary's
+		// quantiles are not.
+		return strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") || strings.HasSuffix(name, "_bucket")
+	}
+	return strings.HasSuffix(name, "_total") || strings.HasSuffix(name, "_count") ||
+		strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_bucket")
+}
+
+// enqueue counts ingested samples and dispatches them.
+func (p *Pipeline) enqueue(samples []sample) {
+	p.tapped.Add(uint64(len(samples)))
+	p.dispatch(samples)
+}
+
+// dispatch splits samples by shard and queues them without blocking.
+func (p *Pipeline) dispatch(samples []sample) {
+	now := p.opts.Now()
+	n := len(p.workers)
+	if n == 1 {
+		b := getBatch()
+		b.s = append(b.s, samples...)
+		b.committed = now
+		p.workers[0].offer(b)
+		return
+	}
+	var bs [16]*batch // the common case without a heap allocation
+	var shards []*batch
+	if n <= len(bs) {
+		shards = bs[:n]
+	} else {
+		shards = make([]*batch, n)
+	}
+	for _, s := range samples {
+		i := shardOf(s.ref, n)
+		if shards[i] == nil {
+			shards[i] = getBatch()
+			shards[i].committed = now
+		}
+		shards[i].s = append(shards[i].s, s)
+	}
+	for i, b := range shards {
+		if b != nil {
+			p.workers[i].offer(b)
+		}
+	}
+}
+
+func shardOf(ref storage.SeriesRef, n int) int {
+	// Fibonacci hashing spreads sequential head refs over the shards.
+	return int((uint64(ref) * 0x9E3779B97F4A7C15 >> 32) % uint64(n))
+}

@@ -1,0 +1,163 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"time"
+
+	config_util "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// remoteReadTimeout bounds one warm start's remote read; it runs on a
+// scorer worker, so a slow upstream delays that shard, never ingest.
+const remoteReadTimeout = 30 * time.Second
+
+func newRemoteReader(u string) (remote.ReadClient, error) {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Scheme == "" || pu.Host == "" {
+		return nil, fmt.Errorf("backfill remote-read URL %q: want an absolute http(s) URL", u)
+	}
+	c, err := remote.NewReadClient("omen-backfill", &remote.ClientConfig{
+		URL:              &config_util.URL{URL: pu},
+		Timeout:          model.Duration(remoteReadTimeout),
+		HTTPClientConfig: config_util.DefaultHTTPClientConfig,
+		ChunkedReadLimit: 50e6, // bytes per streamed frame, Prometheus's default
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backfill remote-read client: %w", err)
+	}
+	return c, nil
+}
+
+// ring keeps the last cap(t) samples it is given, so a long history costs
+// no more memory than the budget.
+type ring struct {
+	t []int64
+	v []float64
+	k int // samples added
+}
+
+func (r *ring) add(t int64, v float64) {
+	if len(r.t) < cap(r.t) {
+		r.t, r.v = append(r.t, t), append(r.v, v)
+	} else if n := len(r.t); n > 0 {
+		r.t[r.k%n], r.v[r.k%n] = t, v
+	}
+	r.k++
+}
+
+// each calls f on the kept samples, oldest first.
+func (r *ring) each(f func(t int64, v float64)) {
+	n := len(r.t)
+	start := 0
+	if r.k > n {
+		start = r.k - n
+	}
+	for i := start; i < r.k; i++ {
+		f(r.t[i%n], r.v[i%n])
+	}
+}
+
+func (r *ring) len() int { return len(r.t) }
+
+// first returns the oldest kept timestamp.
+func (r *ring) first() (int64, bool) {
+	if len(r.t) == 0 {
+		return 0, false
+	}
+	if r.k > len(r.t) {
+		return r.t[r.k%len(r.t)], true
+	}
+	return r.t[0], true
+}
+
+func (r *ring) read(ss storage.SeriesSet) error {
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			if vt == chunkenc.ValFloat {
+				r.add(it.At())
+			}
+		}
+		if err := it.Err(); err != nil {
+			return err
+		}
+	}
+	return ss.Err()
+}
+
+// warm replays the last BackfillMaxPoints samples before beforeMs (and
+// within BackfillMaxAge) through the new series' models, without writing
+// outputs: from the TSDB, and if that holds fewer, older ones from the
+// backfill remote-read URL.
+func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
+	p := w.p
+	n := p.opts.BackfillMaxPoints
+	if n == 0 || isDerived(s) {
+		return
+	}
+	mint := beforeMs - p.opts.BackfillMaxAge.Milliseconds()
+	ms := make([]*labels.Matcher, 0, s.in.Len())
+	s.in.Range(func(l labels.Label) { ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.Name, l.Value)) })
+
+	local := ring{t: w.warmT[:0], v: w.warmV[:0]}
+	if cap(local.t) < n {
+		local.t, local.v = make([]int64, 0, n), make([]float64, 0, n)
+	}
+	local.t, local.v = local.t[:0:n], local.v[:0:n]
+	if q, err := p.st.Querier(mint, beforeMs-1); err == nil {
+		if err := local.read(q.Select(ctx, false, nil, ms...)); err != nil {
+			p.logger.Debug("Warm start from the TSDB", "series", s.in.String(), "err", err)
+		}
+		_ = q.Close()
+	}
+	var older ring
+	if p.rr != nil && local.len() < n {
+		end := beforeMs
+		if t, ok := local.first(); ok {
+			end = t
+		}
+		older = ring{t: make([]int64, 0, n-local.len()), v: make([]float64, 0, n-local.len())}
+		if err := w.remoteRead(ctx, &older, mint, end-1, ms); err != nil {
+			p.logger.Warn("Warm start by remote read", "series", s.in.String(), "err", err)
+			older = ring{}
+		}
+	}
+	replay := func(t int64, v float64) {
+		if s.counter {
+			r, ok := s.rate(t, v)
+			if !ok {
+				return
+			}
+			v = r
+		}
+		s.step(t, v, nil, &w.fcBuf, p.opts.ForecastEvery.Milliseconds())
+	}
+	older.each(replay)
+	local.each(replay)
+	p.m.warmed.Add(float64(older.len() + local.len()))
+	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
+}
+
+func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms []*labels.Matcher) error {
+	if maxt < mint {
+		return nil
+	}
+	q, err := remote.ToQuery(mint, maxt, ms, nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, remoteReadTimeout)
+	defer cancel()
+	ss, err := w.p.rr.Read(ctx, q, false)
+	if err != nil {
+		return err
+	}
+	return r.read(ss)
+}

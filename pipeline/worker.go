@@ -1,0 +1,300 @@
+package pipeline
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/detect"
+	"github.com/omen-sidecar/omen/forecast"
+)
+
+// worker owns the series of one shard. Its goroutine is the only writer of
+// their state; mu guards the map and the published results against the
+// collector and the API, which only read.
+type worker struct {
+	p     *Pipeline
+	id    int
+	queue chan *batch
+	snap  chan snapReq
+	quit  chan struct{}
+	done  chan struct{}
+
+	mu      sync.RWMutex
+	series  map[storage.SeriesRef]*series
+	ignored map[storage.SeriesRef]int64 // not selected or over budget: ref → last seen (unix ms)
+
+	cfgGen  uint64
+	scratch *detect.Scratch
+	fcBuf   []forecast.Point
+	acc     *accuracy
+	// warmT and warmV are the warm start's buffers, grown to at most
+	// BackfillMaxPoints and reused.
+	warmT []int64
+	warmV []float64
+}
+
+type snapReq struct {
+	enc  *snapEncoder
+	done chan error
+}
+
+func newWorker(p *Pipeline, id int) *worker {
+	return &worker{
+		p: p, id: id,
+		queue:   make(chan *batch, p.opts.QueueSize),
+		snap:    make(chan snapReq),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		series:  map[storage.SeriesRef]*series{},
+		ignored: map[storage.SeriesRef]int64{},
+		scratch: detect.NewScratch(),
+		fcBuf:   make([]forecast.Point, 0, forecastOptions().MaxHorizon),
+		acc:     p.acc(),
+	}
+}
+
+// offer queues b without blocking; a full queue drops it.
+func (w *worker) offer(b *batch) {
+	select {
+	case w.queue <- b:
+	default:
+		w.p.m.dropped.Add(float64(len(b.s)))
+		putBatch(b)
+	}
+}
+
+// sync waits until the worker has scored everything queued before it.
+func (w *worker) sync() {
+	b := getBatch()
+	b.barrier = make(chan struct{})
+	ch := b.barrier
+	select {
+	case w.queue <- b:
+		select {
+		case <-ch:
+		case <-w.done:
+		}
+	case <-w.done:
+		putBatch(b)
+	}
+}
+
+func (w *worker) stop() {
+	close(w.quit)
+	<-w.done
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer close(w.done)
+	sweep := time.NewTicker(max(w.p.opts.StaleAfter/8, time.Second))
+	defer sweep.Stop()
+	for {
+		select {
+		case b := <-w.queue:
+			w.process(ctx, b)
+		case r := <-w.snap:
+			r.done <- w.encode(r.enc)
+		case <-sweep.C:
+			if g := w.p.cfgGen.Load(); g != w.cfgGen {
+				w.reconfigure(g)
+			}
+			w.sweep()
+		case <-w.quit:
+			// Score what is queued, then stop.
+			for {
+				select {
+				case b := <-w.queue:
+					w.process(ctx, b)
+				default:
+					return
+				}
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// process scores a batch and appends the outputs in one transaction.
+func (w *worker) process(ctx context.Context, b *batch) {
+	defer putBatch(b)
+	p := w.p
+	if g := p.cfgGen.Load(); g != w.cfgGen {
+		w.reconfigure(g)
+	}
+	if b.barrier != nil {
+		close(b.barrier)
+		return
+	}
+	now := p.opts.Now()
+	nowMs := now.UnixMilli()
+	app := p.st.AppenderV2(ctx)
+	out := outputs{app: app, p: p}
+	for i := range b.s {
+		smp := &b.s[i]
+		s := w.series[smp.ref]
+		if s == nil {
+			if _, skip := w.ignored[smp.ref]; skip {
+				w.ignored[smp.ref] = nowMs
+				continue
+			}
+			if s = w.create(ctx, smp, nowMs); s == nil {
+				continue
+			}
+		}
+		s.lastSeen = nowMs
+		if s.pub.hasResult && smp.t <= s.pub.t {
+			// Out of order (the TSDB may accept it within its
+			// out-of-order window): the models move forward in time only.
+			continue
+		}
+		v := smp.v
+		if s.counter {
+			r, ok := s.rate(smp.t, v)
+			if !ok {
+				continue
+			}
+			v = r
+		}
+		if math.IsNaN(v) {
+			continue
+		}
+		start := time.Now()
+		w.mu.Lock()
+		wasReady := s.pub.ready
+		s.step(smp.t, v, w.acc, &w.fcBuf, p.opts.ForecastEvery.Milliseconds())
+		pub := s.pub
+		w.mu.Unlock()
+		p.m.inference.Observe(time.Since(start).Seconds())
+		if pub.ready != wasReady {
+			p.m.warming.Add(-1)
+		}
+		if pub.score > 1 {
+			p.m.anomalies.WithLabelValues(s.name).Inc()
+		}
+		out.write(s, &pub)
+	}
+	if err := app.Commit(); err != nil {
+		p.logger.Debug("Appending scores", "err", err)
+		p.m.outputErrors.Inc()
+	}
+	p.m.lag.Set(p.opts.Now().Sub(b.committed).Seconds())
+}
+
+// create sets up a series on its first sample: config selection, budget,
+// restored state or a warm start from TSDB history. It returns nil if the
+// series is not scored.
+func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
+	p := w.p
+	cfg := p.cfg.Load()
+	name := smp.ls.Get(labels.MetricName)
+	var sc config.Scoring
+	if smp.derived != nil {
+		sc = smp.derived.Scoring
+	} else {
+		if !cfg.Selected(smp.ls) {
+			w.ignore(smp.ref, nowMs)
+			return nil
+		}
+		sc = cfg.ScoringFor(smp.ls)
+	}
+	if p.scored.Add(1) > int64(p.opts.MaxSeries) {
+		p.scored.Add(-1)
+		p.m.overBudget.Inc()
+		w.ignore(smp.ref, nowMs)
+		return nil
+	}
+	det, err := detect.NewWithScratch(detectOptions(sc), w.scratch)
+	if err != nil {
+		p.scored.Add(-1)
+		p.logger.Warn("Creating detector", "series", smp.ls.String(), "err", err)
+		w.ignore(smp.ref, nowMs)
+		return nil
+	}
+	s := &series{ref: smp.ref, name: name, in: smp.ls, base: baseLabels(smp.ls, name), counter: smp.counter, det: det}
+	if len(sc.ForecastHorizons) > 0 {
+		if p.forecasting.Add(1) <= int64(p.opts.ForecastMaxSeries) {
+			s.fc = newFcState(horizonsOf(sc))
+		}
+		if s.fc == nil {
+			p.forecasting.Add(-1)
+		}
+	}
+	if saved := p.takeRestored(smp.ls); saved == nil || !s.restore(saved) {
+		w.warm(ctx, s, smp.t)
+	}
+	w.mu.Lock()
+	w.series[smp.ref] = s
+	w.mu.Unlock()
+	if !s.pub.ready {
+		p.m.warming.Add(1)
+	}
+	return s
+}
+
+func (w *worker) ignore(ref storage.SeriesRef, nowMs int64) {
+	w.mu.Lock()
+	w.ignored[ref] = nowMs
+	w.mu.Unlock()
+}
+
+// reconfigure applies a new configuration: ignored series are looked at
+// again and series no longer selected are dropped.
+func (w *worker) reconfigure(gen uint64) {
+	w.cfgGen = gen
+	cfg := w.p.cfg.Load()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	clear(w.ignored)
+	for ref, s := range w.series {
+		if !isDerived(s) && !cfg.Selected(s.in) {
+			w.drop(ref, s)
+		}
+	}
+}
+
+func isDerived(s *series) bool { return s.ref&derivedRefBit != 0 }
+
+// drop forgets a series; mu must be held.
+func (w *worker) drop(ref storage.SeriesRef, s *series) {
+	delete(w.series, ref)
+	w.p.scored.Add(-1)
+	if s.fc != nil {
+		w.p.forecasting.Add(-1)
+	}
+	if !s.pub.ready {
+		w.p.m.warming.Add(-1)
+	}
+}
+
+// sweep drops the state of series not seen for StaleAfter.
+func (w *worker) sweep() {
+	cut := w.p.opts.Now().Add(-w.p.opts.StaleAfter).UnixMilli()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ref, s := range w.series {
+		if s.lastSeen < cut {
+			w.drop(ref, s)
+		}
+	}
+	for ref, t := range w.ignored {
+		if t < cut {
+			delete(w.ignored, ref)
+		}
+	}
+}
+
+// view calls f with each series under the read lock.
+func (w *worker) view(f func(*series)) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	for _, s := range w.series {
+		f(s)
+	}
+}

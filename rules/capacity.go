@@ -1,0 +1,89 @@
+package rules
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+// alertName holds capacity alert names to what users can match on in
+// Alertmanager without quoting surprises.
+var alertName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// capacityRules alert when the upper forecast bound of an input crosses its
+// limit at any horizon up to the configured one: the capacity will probably
+// be breached within that time, and the upper bound makes the warning early
+// rather than late. The horizons are the label values omen writes,
+// model.Duration strings such as 5m or 1h.
+func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([]rulefmt.Rule, error) {
+	out := make([]rulefmt.Rule, 0, len(caps))
+	for i, c := range caps {
+		where := fmt.Sprintf("alerting.capacity[%d] %q", i, c.Name)
+		if !alertName.MatchString(c.Name) {
+			return nil, fmt.Errorf("%s: name must match %s", where, alertName)
+		}
+		var within []string
+		for _, h := range hs {
+			if h <= c.Horizon {
+				within = append(within, regexp.QuoteMeta(h.String()))
+			}
+		}
+		if len(within) == 0 {
+			return nil, fmt.Errorf("%s: no forecast horizon is within %s (configured: %v)", where, c.Horizon, hs)
+		}
+		matchers := []string{fmt.Sprintf("for=%q", c.For), fmt.Sprintf("horizon=~%q", strings.Join(within, "|"))}
+		extra, err := extraMatchers(c.Match)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		sel := "forecast_upper{" + strings.Join(append(matchers, extra...), ", ") + "}"
+		limit := num(c.Limit)
+		out = append(out, rulefmt.Rule{
+			Alert: c.Name,
+			Expr:  fmt.Sprintf("max without (horizon) (%s) > %s", sel, limit),
+			// Forecasts move with every sample; holding for the warning tier's
+			// duration keeps one spike from paging.
+			For: g.warning.For,
+			Labels: map[string]string{
+				LabelSeverity: "warning",
+				LabelKind:     KindCapacity,
+			},
+			Annotations: map[string]string{
+				"summary": fmt.Sprintf(`{{ $labels.for }} is forecast to reach {{ $value | humanize }} within %s, above its limit %s.`, c.Horizon, limit),
+				"description": seriesTmpl(fmt.Sprintf(
+					`Upper forecast bound by horizon:{{ range query (printf "forecast_upper{%%shorizon=~%%q}" $sel %q) | sortByLabel "horizon" }} {{ .Labels.horizon }}: {{ .Value | humanize }}{{ end }}. Now: `,
+					strings.Join(within, "|")) + inputValue + "."),
+				"runbook_url": g.runbookURL("OmenCapacityForecast"),
+			},
+		})
+	}
+	return out, nil
+}
+
+// extraMatchers returns the matchers of the capacity's optional selector.
+// The metric name, `for` and `horizon` are set by the rule itself.
+func extraMatchers(sel string) ([]string, error) {
+	if sel == "" {
+		return nil, nil
+	}
+	ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector(sel)
+	if err != nil {
+		return nil, fmt.Errorf("match %q: %w", sel, err)
+	}
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		switch m.Name {
+		case labels.MetricName, "for", "horizon":
+			return nil, fmt.Errorf("match %q: %s is set by the rule; select on the input's labels only", sel, m.Name)
+		}
+		out = append(out, m.String())
+	}
+	return out, nil
+}

@@ -1,0 +1,117 @@
+package rules
+
+import (
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+)
+
+// OmenJob is the scrape job of omen's own /metrics in the configurations
+// under deploy/ (the ServiceMonitor sets it too).
+const OmenJob = "omen"
+
+// healthRule is one alert on omen itself.
+type healthRule struct {
+	name, expr, severity, summary string
+	for_                          time.Duration
+}
+
+// healthRules watch omen's own pipeline from ingest to snapshot. The
+// thresholds are not configurable on purpose: they describe omen failing,
+// not the user's data.
+func (g generator) healthRules() []rulefmt.Rule {
+	hs := []healthRule{
+		{
+			name: "OmenDown", severity: "critical", for_: 5 * time.Minute,
+			expr:    `up{job="` + OmenJob + `"} == 0`,
+			summary: `omen {{ $labels.instance }} has been unreachable for 5 minutes: no series are scored and its forecasts are stale.`,
+		},
+		{
+			// Prometheus sees a 5xx and retries, so ingest falls behind
+			// before anything is lost; the ratio hides a burst of retries.
+			name: "OmenRemoteWriteFailing", severity: "critical", for_: 10 * time.Minute,
+			expr: `sum by (job, instance) (rate(omen_http_requests_total{handler="/api/v1/write", code=~"5.."}[5m]))
+  / sum by (job, instance) (rate(omen_http_requests_total{handler="/api/v1/write"}[5m])) > 0.05`,
+			summary: `omen {{ $labels.instance }} fails {{ $value | humanizePercentage }} of remote-write requests.`,
+		},
+		{
+			name: "OmenNoSamplesIngested", severity: "warning", for_: 15 * time.Minute,
+			expr:    `sum by (job, instance) (rate(omen_remote_write_samples_appended_total[10m])) == 0`,
+			summary: `omen {{ $labels.instance }} has appended no sample for 25 minutes: check Prometheus's remote_write to it.`,
+		},
+		{
+			// over_budget has its own alert; the rest means the samples
+			// themselves are wrong or late.
+			name: "OmenSamplesRejected", severity: "warning", for_: 15 * time.Minute,
+			expr: `sum by (job, instance) (rate(omen_remote_write_samples_rejected_total{reason!="over_budget"}[5m]))
+  / sum by (job, instance) (rate(omen_remote_write_samples_received_total[5m])) > 0.01`,
+			summary: `omen {{ $labels.instance }} rejects {{ $value | humanizePercentage }} of the samples it receives (out of order, duplicate, too old or invalid labels).`,
+		},
+		{
+			name: "OmenSeriesOverBudget", severity: "warning", for_: 15 * time.Minute,
+			expr:    `rate(omen_series_over_budget_total[5m]) > 0`,
+			summary: `omen {{ $labels.instance }} skips new series beyond --detect.max-series: raise the budget, add shards or narrow include.`,
+		},
+		{
+			// Models warm up over a season or two of data; most series
+			// still cold after hours means they never get enough samples.
+			name: "OmenModelsNotReady", severity: "warning", for_: 2 * time.Hour,
+			// omen_model_ready carries the input's labels (job and instance
+			// included, as omen is scraped with honor_labels), so the ratio
+			// is taken over all scored series.
+			expr:    `avg(omen_model_ready) < 0.5`,
+			summary: `Only {{ $value | humanizePercentage }} of the scored series have had a ready model for 2 hours.`,
+		},
+		{
+			name: "OmenScoringLagging", severity: "warning", for_: 10 * time.Minute,
+			expr:    `omen_scoring_lag_seconds > 60`,
+			summary: `omen {{ $labels.instance }} scores samples {{ $value | humanizeDuration }} late: the scorers cannot keep up.`,
+		},
+		{
+			name: "OmenScoringDropping", severity: "warning", for_: 10 * time.Minute,
+			expr:    `rate(omen_scoring_dropped_total[5m]) > 0`,
+			summary: `omen {{ $labels.instance }} drops {{ $value | humanize }} samples/s from its full scoring queue: scores have gaps.`,
+		},
+		{
+			name: "OmenSnapshotFailing", severity: "warning", for_: 15 * time.Minute,
+			expr:    `rate(omen_snapshot_failures_total[15m]) > 0`,
+			summary: `omen {{ $labels.instance }} cannot save its model state: a restart would start the models cold.`,
+		},
+		{
+			// A zero timestamp means no snapshot yet since start.
+			name: "OmenSnapshotStale", severity: "warning", for_: 15 * time.Minute,
+			expr:    `time() - omen_snapshot_last_success_timestamp_seconds > 7200 and omen_snapshot_last_success_timestamp_seconds > 0`,
+			summary: `omen {{ $labels.instance }} last saved its model state {{ $value | humanizeDuration }} ago.`,
+		},
+		{
+			name: "OmenTSDBCompactionsFailing", severity: "warning", for_: 0,
+			expr:    `increase(prometheus_tsdb_compactions_failed_total{job="` + OmenJob + `"}[3h]) > 0`,
+			summary: `omen {{ $labels.instance }}'s embedded TSDB failed {{ $value | humanize }} compactions in 3 hours: check its volume.`,
+		},
+		{
+			// Nominal coverage is 95%; well below it means the bands are
+			// too narrow and anomaly and capacity alerts too eager.
+			name: "OmenForecastIntervalsMiscalibrated", severity: "warning", for_: 2 * time.Hour,
+			expr:    `omen_forecast_interval_coverage_ratio < 0.8`,
+			summary: `Forecast intervals of {{ $labels.for }} at {{ $labels.horizon }} cover {{ $value | humanizePercentage }} of outcomes, far below nominal.`,
+		},
+	}
+	out := make([]rulefmt.Rule, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, rulefmt.Rule{
+			Alert: h.name,
+			Expr:  h.expr,
+			For:   model.Duration(h.for_),
+			Labels: map[string]string{
+				LabelSeverity: h.severity,
+				LabelKind:     KindHealth,
+			},
+			Annotations: map[string]string{
+				"summary":     h.summary,
+				"runbook_url": g.runbookURL(h.name),
+			},
+		})
+	}
+	return out
+}

@@ -1,0 +1,198 @@
+package rules
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+// update rewrites testdata/omen.rules.yml: go test ./rules -run TestGolden -update
+var update = flag.Bool("update", false, "rewrite the golden rule file from testdata/omen.yml")
+
+// tool returns the path of an external program. Under OMEN_E2E=1 (make test)
+// a missing tool fails the test, as the Makefile is meant to install it;
+// elsewhere the test is skipped.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("OMEN_E2E") == "1" {
+			t.Fatalf("%s not found but OMEN_E2E=1: run make deps-e2e", name)
+		}
+		t.Skipf("%s not installed (Debian package prometheus); make test installs it", name)
+	}
+	return p
+}
+
+func run(t *testing.T, dir, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s %s:\n%s", name, strings.Join(args, " "), out)
+}
+
+// TestGolden keeps testdata/omen.rules.yml, which the promtool unit tests
+// load, equal to what omen generates today.
+func TestGolden(t *testing.T) {
+	cfg, err := config.LoadFile("testdata/omen.yml")
+	require.NoError(t, err)
+	got, err := Render(cfg)
+	require.NoError(t, err)
+	if *update {
+		require.NoError(t, os.WriteFile("testdata/omen.rules.yml", got, 0o644))
+	}
+	want, err := os.ReadFile("testdata/omen.rules.yml")
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(got), "generated rules changed: review, then go test ./rules -run TestGolden -update")
+}
+
+// TestPromtoolCheck runs `promtool check rules` on the rules generated from
+// several configurations.
+func TestPromtoolCheck(t *testing.T) {
+	promtool := tool(t, "promtool")
+	for _, tc := range []struct{ name, yaml string }{
+		{"default", ""},
+		{"testdata", mustRead(t, "testdata/omen.yml")},
+		{"custom group and tiers", `
+alerting:
+  warning: {score: 1.5, for: 10m}
+  critical: {score: 4, for: 30m}
+  group_by: [cluster, namespace, service]
+  capacity:
+    - {name: QueueFull, for: queue_depth, limit: 1e6, horizon: 1h}
+defaults:
+  forecast_horizons: [10m, 1h, 6h]
+`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load([]byte(tc.yaml))
+			require.NoError(t, err)
+			b, err := Render(cfg)
+			require.NoError(t, err)
+			f := filepath.Join(t.TempDir(), "omen.rules.yml")
+			require.NoError(t, os.WriteFile(f, b, 0o644))
+			run(t, "", promtool, "check", "rules", f)
+		})
+	}
+}
+
+// TestPromtoolUnit runs the promtool unit tests in testdata: each alert
+// fires on the input it should, with the annotations it should, and stays
+// silent on normal input.
+func TestPromtoolUnit(t *testing.T) {
+	promtool := tool(t, "promtool")
+	tests, err := filepath.Glob("testdata/*.test.yml")
+	require.NoError(t, err)
+	require.Len(t, tests, 3)
+	for _, f := range tests {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			run(t, "testdata", promtool, "test", "rules", filepath.Base(f))
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// find returns the rule named name (alert or record) in rg.
+func find(rg rulefmt.RuleGroups, name string) (rulefmt.Rule, bool) {
+	for _, g := range rg.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == name || r.Record == name {
+				return r, true
+			}
+		}
+	}
+	return rulefmt.Rule{}, false
+}
+
+func TestGenerateFollowsConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		rule       string
+		expr, for_ string
+	}{
+		{"default warning", "", AlertSeriesAnomalous, "anomaly_score > 1", "5m"},
+		{"default critical", "", AlertAnomalyCritical, "max by (namespace, job) (anomaly_score) > 3", "10m"},
+		{"tiers", "alerting: {warning: {score: 1.5, for: 2m}, critical: {score: 6, for: 1h}}", AlertAnomalyCritical, "max by (namespace, job) (anomaly_score) > 6", "1h"},
+		{"group_by", "alerting: {group_by: [cluster]}", "cluster:omen_anomalous_series:count", "count by (cluster) (anomaly_score > 1)", "0s"},
+		{"per label record", "", "namespace:omen_anomalous_series:count", "count by (namespace) (anomaly_score > 1)", "0s"},
+		{
+			"capacity horizons up to the limit", `
+defaults: {forecast_horizons: [5m, 1h, 2h]}
+overrides: [{match: '{job="db"}', forecast_horizons: [30m]}]
+alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
+			"Full", `max without (horizon) (forecast_upper{for="disk", horizon=~"5m|30m|1h"}) > 10`, "5m",
+		},
+		{
+			"capacity match", `alerting: {capacity: [{name: Full, for: disk, match: '{dev=~"sd.+"}', limit: 0.5}]}`,
+			"Full", `max without (horizon) (forecast_upper{for="disk", horizon=~"5m|15m|30m", dev=~"sd.+"}) > 0.5`, "5m",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load([]byte(tc.yaml))
+			require.NoError(t, err)
+			rg, err := Generate(cfg)
+			require.NoError(t, err)
+			r, ok := find(rg, tc.rule)
+			require.True(t, ok, "rule %s not generated", tc.rule)
+			require.Equal(t, tc.expr, r.Expr)
+			require.Equal(t, tc.for_, r.For.String())
+		})
+	}
+}
+
+func TestGenerateRejects(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, err string }{
+		{"name", `alerting: {capacity: [{name: "disk full", for: disk, limit: 1}]}`, "name must match"},
+		{"horizon too short", `alerting: {capacity: [{name: Full, for: disk, limit: 1, horizon: 1m}]}`, "no forecast horizon is within 1m"},
+		{"metric name in match", `alerting: {capacity: [{name: Full, for: disk, match: 'disk{a="b"}', limit: 1}]}`, "__name__ is set by the rule"},
+		{"horizon in match", `alerting: {capacity: [{name: Full, for: disk, match: '{horizon="5m"}', limit: 1}]}`, "horizon is set by the rule"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load([]byte(tc.yaml))
+			require.NoError(t, err)
+			_, err = Render(cfg)
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+	_, err := Generate(nil)
+	require.Error(t, err)
+}
+
+// TestEveryAlertHasARunbook checks each generated alert links to a section
+// of deploy/runbooks.md that exists.
+func TestEveryAlertHasARunbook(t *testing.T) {
+	cfg, err := config.Load([]byte(`alerting: {capacity: [{name: Full, for: disk, limit: 1}]}`))
+	require.NoError(t, err)
+	rg, err := Generate(cfg)
+	require.NoError(t, err)
+	book := mustRead(t, "../deploy/runbooks.md")
+	n := 0
+	for _, g := range rg.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			n++
+			url := r.Annotations["runbook_url"]
+			require.True(t, strings.HasPrefix(url, DefaultRunbookURL), url)
+			anchor := strings.TrimPrefix(url, DefaultRunbookURL)
+			require.Contains(t, book, `<a id="`+anchor+`"></a>`, "deploy/runbooks.md has no section for %s", r.Alert)
+		}
+	}
+	require.Greater(t, n, 10)
+}

@@ -1,0 +1,76 @@
+package rules
+
+import "strings"
+
+// Alert annotations query Prometheus for the context of the alert: the value
+// of the input, omen's expected band, the other anomalous series of a group.
+// Go templates cannot build a selector from a label map in one call, so each
+// annotation starts with a prelude that folds $labels into selector strings
+// (text/template allows reassigning a variable inside range since Go 1.11).
+//
+// Label values are quoted with %q: Go's quoting is a subset of what PromQL
+// string literals accept, so any label value round-trips.
+
+// preludeSeries defines, for an alert on a single scored series:
+//   - $sel: the matchers of all its labels but __name__, trailing comma
+//     included (PromQL accepts it), to select yhat, yhat_lower, ... of the same input;
+//   - $in: the selector of the input series itself: __name__ is the value of
+//     `for`, the other labels are the same minus `for`.
+const preludeSeries = `{{- $sel := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
+{{- range $k, $v := $labels -}}{{- if ne $k "__name__" -}}
+{{- $sel = printf "%s%s=%q," $sel $k $v -}}
+{{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in $k $v -}}{{- end -}}
+{{- end -}}{{- end -}}
+`
+
+// inputValue prints the current value of the input, or n/a when this
+// Prometheus does not hold it (a derived input lives in omen only).
+const inputValue = `{{ with query (printf "{%s}" $in) }}{{ . | first | value | humanize }}{{ else }}n/a{{ end }}`
+
+// expectedBand prints yhat and its band.
+const expectedBand = `{{- with query (printf "yhat{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- else -}}n/a{{- end -}}
+{{- " in [" -}}
+{{- with query (printf "yhat_lower{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- else -}}n/a{{- end -}}
+{{- ", " -}}
+{{- with query (printf "yhat_upper{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- else -}}n/a{{- end -}}
+{{- "]" -}}`
+
+// explanation says in words where the value stands against the band.
+const explanation = `{{- $v := 0.0 -}}{{- $hasV := false -}}
+{{- with query (printf "{%s}" $in) -}}{{- $v = . | first | value -}}{{- $hasV = true -}}{{- end -}}
+{{- $lo := 0.0 -}}{{- $hi := 0.0 -}}{{- $hasB := false -}}
+{{- with query (printf "yhat_lower{%s}" $sel) -}}{{- $lo = . | first | value -}}
+{{- with query (printf "yhat_upper{%s}" $sel) -}}{{- $hi = . | first | value -}}{{- $hasB = true -}}{{- end -}}
+{{- end -}}
+{{- if not $hasB -}}omen exposes no expected band for this series.
+{{- else if not $hasV -}}The input is not stored in this Prometheus (a derived input?); its expected band is [{{ $lo | humanize }}, {{ $hi | humanize }}].
+{{- else if gt $v $hi -}}The value {{ $v | humanize }} is above the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
+{{- else if lt $v $lo -}}The value {{ $v | humanize }} is below the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
+{{- else -}}The value {{ $v | humanize }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}]: the score comes from the recent pattern (a shift in level, spread or seasonality), not from this sample alone.
+{{- end -}}`
+
+// seriesTmpl prefixes body with the single-series prelude.
+func seriesTmpl(body string) string { return preludeSeries + body }
+
+// groupTmpl prefixes body with a prelude defining $sel, the matchers of the
+// group an aggregate alert is about. Every group_by label is matched, absent
+// ones as "", so the group without a namespace does not count the series of
+// every namespace.
+func groupTmpl(groupBy []string, body string) string {
+	var format, args strings.Builder
+	for _, l := range groupBy {
+		format.WriteString(l + "=%q,")
+		args.WriteString(" $labels." + l)
+	}
+	return "{{- $sel := printf \"" + format.String() + "\"" + args.String() + " -}}\n" + body
+}
+
+// groupName renders the group labels of an aggregate alert for a summary,
+// for example "namespace={{ $labels.namespace }}, job={{ $labels.job }}".
+func groupName(groupBy []string) string {
+	parts := make([]string, len(groupBy))
+	for i, l := range groupBy {
+		parts[i] = l + "={{ $labels." + l + " }}"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+// ConfigLoader holds the configuration in force and re-reads it on
+// /-/reload or SIGHUP. A file that does not load keeps the old
+// configuration, and the error says why.
+type ConfigLoader struct {
+	logger    *slog.Logger
+	path      string
+	mu        sync.RWMutex
+	cfg       *config.Config
+	listeners []func(*config.Config) error
+	success   prometheus.Gauge
+	successTS prometheus.Gauge
+	now       func() time.Time
+}
+
+// NewConfigLoader loads path (or the default config when path is empty).
+func NewConfigLoader(logger *slog.Logger, reg prometheus.Registerer, path string) (*ConfigLoader, error) {
+	f := promauto.With(reg)
+	l := &ConfigLoader{
+		logger: logger, path: path, now: time.Now,
+		success: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_config_last_reload_successful",
+			Help: "Whether the last configuration reload attempt was successful.",
+		}),
+		successTS: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_config_last_reload_success_timestamp_seconds",
+			Help: "Timestamp of the last successful configuration reload.",
+		}),
+	}
+	cfg, err := l.load()
+	if err != nil {
+		return nil, err
+	}
+	l.cfg = cfg
+	l.success.Set(1)
+	l.successTS.Set(float64(l.now().Unix()))
+	return l, nil
+}
+
+func (l *ConfigLoader) load() (*config.Config, error) {
+	if l.path == "" {
+		return config.Default(), nil
+	}
+	return config.LoadFile(l.path)
+}
+
+// Config returns the configuration in force.
+func (l *ConfigLoader) Config() *config.Config {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.cfg
+}
+
+// Path is the configuration file, "" for the defaults.
+func (l *ConfigLoader) Path() string { return l.path }
+
+// OnReload registers fn to be given every newly loaded configuration. An
+// error from fn fails the reload.
+func (l *ConfigLoader) OnReload(fn func(*config.Config) error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.listeners = append(l.listeners, fn)
+}
+
+// Reload re-reads the file and applies it.
+func (l *ConfigLoader) Reload() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cfg, err := l.load()
+	if err == nil {
+		for _, fn := range l.listeners {
+			if err = fn(cfg); err != nil {
+				err = fmt.Errorf("apply config: %w", err)
+				break
+			}
+		}
+	}
+	if err != nil {
+		l.success.Set(0)
+		l.logger.Error("Configuration reload failed; keeping the previous configuration", "file", l.path, "err", err)
+		return err
+	}
+	l.cfg = cfg
+	l.success.Set(1)
+	l.successTS.Set(float64(l.now().Unix()))
+	l.logger.Info("Configuration reloaded", "file", l.path)
+	return nil
+}

@@ -1,0 +1,109 @@
+// Package server assembles omen's HTTP surface: the lifecycle endpoints
+// (/-/healthy, /-/ready, /-/reload), /metrics, remote write and read, the
+// query API and whatever other components register, each instrumented with
+// request metrics.
+package server
+
+import (
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Mux is an http.ServeMux whose handlers are instrumented by name.
+type Mux struct {
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMux returns a Mux with request metrics registered on reg.
+func NewMux(reg prometheus.Registerer) *Mux {
+	f := promauto.With(reg)
+	return &Mux{
+		mux: http.NewServeMux(),
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "omen_http_requests_total",
+			Help: "HTTP requests by handler and status code.",
+		}, []string{"handler", "code"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "omen_http_request_duration_seconds",
+			Help:    "HTTP request latency by handler.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"handler"}),
+	}
+}
+
+// Handle registers h for pattern (http.ServeMux syntax), instrumented under
+// the handler label name.
+func (m *Mux) Handle(pattern, name string, h http.Handler) {
+	l := prometheus.Labels{"handler": name}
+	h = promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l),
+		promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l), h))
+	m.mux.Handle(pattern, h)
+}
+
+// HandleFunc is Handle for a function.
+func (m *Mux) HandleFunc(pattern, name string, h http.HandlerFunc) { m.Handle(pattern, name, h) }
+
+// HandlePprof mounts the Go profiler under /debug/pprof/.
+func (m *Mux) HandlePprof() {
+	m.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	m.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
+func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTTP(w, r) }
+
+// Lifecycle serves /-/healthy, /-/ready and /-/reload.
+type Lifecycle struct {
+	Ready  func() bool
+	Reload func() error
+}
+
+// Register mounts the lifecycle endpoints on m.
+func (lc Lifecycle) Register(m *Mux) {
+	m.HandleFunc("/-/healthy", "/-/healthy", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("omen is Healthy.\n"))
+	})
+	m.HandleFunc("/-/ready", "/-/ready", func(w http.ResponseWriter, r *http.Request) {
+		if !lc.Ready() {
+			http.Error(w, "omen is not ready: the TSDB is still opening.", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("omen is Ready.\n"))
+	})
+	m.HandleFunc("/-/reload", "/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST or PUT to reload", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := lc.Reload(); err != nil {
+			http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write([]byte("config reloaded\n"))
+	})
+}
+
+// RequireReady wraps h so that it answers 503 until ready() holds, as
+// Prometheus's API does while its TSDB opens.
+func RequireReady(ready func() bool) func(http.HandlerFunc) http.HandlerFunc {
+	return func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !ready() {
+				w.Header().Set("Retry-After", "5")
+				http.Error(w, "omen is not ready: the TSDB is still opening", http.StatusServiceUnavailable)
+				return
+			}
+			h(w, r)
+		}
+	}
+}

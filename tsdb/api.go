@@ -1,0 +1,140 @@
+package tsdb
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/grafana/regexp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/route"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/util/notifications"
+	apiv1 "github.com/prometheus/prometheus/web/api/v1"
+)
+
+// APIOptions configure the query API.
+type APIOptions struct {
+	QueryTimeout       time.Duration
+	MaxSamples         int
+	LookbackDelta      time.Duration
+	MaxConcurrent      int // concurrent remote-read requests
+	RemoteReadMaxBytes int // bytes per streamed remote-read frame
+	RemoteReadSamples  int // sample limit of a SAMPLES remote-read response
+	ListenAddress      string
+}
+
+// DefaultAPIOptions are Prometheus's defaults.
+func DefaultAPIOptions() APIOptions {
+	return APIOptions{
+		QueryTimeout: 2 * time.Minute, MaxSamples: 50000000, LookbackDelta: 5 * time.Minute,
+		MaxConcurrent: 10, RemoteReadMaxBytes: 1048576, RemoteReadSamples: 50000000,
+	}
+}
+
+// NewEngine returns the PromQL engine used by the query API and by the
+// pipeline's derived inputs.
+func NewEngine(logger *slog.Logger, reg prometheus.Registerer, o APIOptions) *promql.Engine {
+	if logger == nil {
+		logger = discard()
+	}
+	return promql.NewEngine(promql.EngineOpts{
+		Logger:               logger.With("component", "query engine"),
+		Reg:                  reg,
+		MaxSamples:           o.MaxSamples,
+		Timeout:              o.QueryTimeout,
+		LookbackDelta:        o.LookbackDelta,
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+	})
+}
+
+// NewAPI returns Prometheus's own HTTP API (query, query_range, series,
+// labels, label values, metadata, status, remote read) over the embedded
+// storage, mounted under /api/v1. Using Prometheus's implementation rather
+// than a look-alike keeps its JSON shapes, error format and edge cases, so
+// Grafana's Prometheus data source works unchanged.
+//
+// The scrape, rule and Alertmanager endpoints answer empty: omen has none.
+// Remote write is served by WriteHandler, not by this API.
+func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer, s *Storage, engine promql.QueryEngine, o APIOptions, ready func(http.HandlerFunc) http.HandlerFunc) http.Handler {
+	if logger == nil {
+		logger = discard()
+	}
+	if gatherer == nil {
+		gatherer = prometheus.NewRegistry()
+	}
+	start := time.Now()
+	cwd, _ := os.Getwd()
+	host, _ := os.Hostname()
+	api := apiv1.NewAPI(
+		engine, s, s, s,
+		func(context.Context) apiv1.ScrapePoolsRetriever { return none{} },
+		func(context.Context) apiv1.TargetRetriever { return none{} },
+		func(context.Context) apiv1.AlertmanagerRetriever { return none{} },
+		func() config.Config { return config.DefaultConfig },
+		map[string]string{},
+		apiv1.GlobalURLOptions{ListenAddress: o.ListenAddress, Host: o.ListenAddress, Scheme: "http"},
+		ready,
+		s,
+		s.opts.Path,
+		false, // admin API
+		false, 0,
+		logger.With("component", "api"),
+		func(context.Context) apiv1.RulesRetriever { return none{} },
+		o.RemoteReadSamples, o.MaxConcurrent, o.RemoteReadMaxBytes,
+		false, // agent
+		regexp.MustCompile(`^$`),
+		func() (apiv1.RuntimeInfo, error) {
+			return apiv1.RuntimeInfo{
+				StartTime: start, CWD: cwd, Hostname: host, ServerTime: time.Now().UTC(),
+				ReloadConfigSuccess: true, GoroutineCount: runtime.NumGoroutine(),
+				GOMAXPROCS: runtime.GOMAXPROCS(0), StorageRetention: s.opts.RetentionTime.String(),
+			}, nil
+		},
+		&apiv1.PrometheusVersion{
+			Version: version.Version, Revision: version.Revision, Branch: version.Branch,
+			BuildUser: version.BuildUser, BuildDate: version.BuildDate, GoVersion: version.GoVersion,
+		},
+		func() []notifications.Notification { return nil },
+		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
+		gatherer, reg,
+		nil,
+		false, nil, // remote write receiver: WriteHandler serves it
+		false, false, false,
+		o.LookbackDelta,
+		false, false,
+		nil,
+		nil,
+		apiv1.OpenAPIOptions{Version: version.Version},
+		parser.NewParser(parser.Options{}),
+		false,
+		o.QueryTimeout,
+	)
+	router := route.New()
+	api.Register(router.WithPrefix("/api/v1"))
+	return router
+}
+
+// none answers the API's scrape, rule and Alertmanager questions: omen has
+// no targets, rules or Alertmanagers of its own.
+type none struct{}
+
+func (none) ScrapePools() []string                                 { return nil }
+func (none) TargetsActive() map[string][]*scrape.Target            { return nil }
+func (none) TargetsDropped() map[string][]*scrape.Target           { return nil }
+func (none) TargetsDroppedCounts() map[string]int                  { return nil }
+func (none) ScrapePoolConfig(string) (*config.ScrapeConfig, error) { return nil, nil }
+func (none) Alertmanagers() []*url.URL                             { return nil }
+func (none) DroppedAlertmanagers() []*url.URL                      { return nil }
+func (none) RuleGroups() []*rules.Group                            { return nil }
+func (none) AlertingRules() []*rules.AlertingRule                  { return nil }

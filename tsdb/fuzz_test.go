@@ -1,0 +1,109 @@
+package tsdb
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+)
+
+// The fuzz targets feed arbitrary bytes to the decoders through the real
+// handlers: whatever the input, the answer is a status below 500 (or the
+// 503 of an overload, which cannot happen here), and nothing panics.
+// `make fuzz` runs them for longer; `go test` runs their seeds.
+
+func fuzzWrite(f *testing.F, contentType string, seeds [][]byte) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	s := openTestStorage(f)
+	h := NewWriteHandler(nil, nil, s, WriteOptions{MaxRequestBytes: 1 << 20, MaxDecodedBytes: 4 << 20})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		for _, body := range [][]byte{raw, snappy.Encode(nil, raw)} {
+			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+			r.Header.Set("Content-Encoding", "snappy")
+			r.Header.Set("Content-Type", contentType)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code >= 500 {
+				t.Fatalf("status %d for a client's bytes: %s", w.Code, w.Body.String())
+			}
+		}
+	})
+}
+
+func FuzzWriteV1(f *testing.F) {
+	ms := time.Now().UnixMilli()
+	good, _ := proto.Marshal(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		series(ms, 1, "__name__", "a", "job", "x"),
+		{Labels: []prompb.Label{{Name: "__name__", Value: "h"}}, Histograms: []prompb.Histogram{{Count: &prompb.Histogram_CountInt{CountInt: 2}, Timestamp: ms, Schema: 0, PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 1}}, PositiveDeltas: []int64{2}}}},
+	}})
+	fuzzWrite(f, "application/x-protobuf", [][]byte{good, {}, {0x0a, 0x00}, {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}})
+}
+
+func FuzzWriteV2(f *testing.F) {
+	ms := time.Now().UnixMilli()
+	good, _ := proto.Marshal(&writev2.Request{Symbols: []string{"", "__name__", "a"}, Timeseries: []writev2.TimeSeries{
+		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}},
+	}})
+	fuzzWrite(f, "application/x-protobuf;proto=io.prometheus.write.v2.Request", [][]byte{good, {}, {0x12, 0x02, 0x0a, 0x00}})
+}
+
+// FuzzRemoteRead feeds the remote-read request decoder (Prometheus's, behind
+// the API) and asserts a client's bytes never cause a 5xx.
+func FuzzRemoteRead(f *testing.F) {
+	good, _ := proto.Marshal(&prompb.ReadRequest{Queries: []*prompb.Query{{
+		StartTimestampMs: 0, EndTimestampMs: 1 << 40,
+		Matchers: []*prompb.LabelMatcher{{Type: prompb.LabelMatcher_EQ, Name: "job", Value: "a"}},
+	}}, AcceptedResponseTypes: []prompb.ReadRequest_ResponseType{prompb.ReadRequest_STREAMED_XOR_CHUNKS}})
+	for _, s := range [][]byte{good, {}, {0x0a, 0x02, 0x08, 0x01}} {
+		f.Add(s)
+	}
+	srv, _ := newTestAPI(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		resp, err := http.Post(srv.URL+"/api/v1/read", "application/x-protobuf", bytes.NewReader(snappy.Encode(nil, raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+}
+
+// FuzzQueryParams fuzzes the query API's parameter parsing.
+func FuzzQueryParams(f *testing.F) {
+	for _, s := range [][3]string{
+		{"up", "1700000000", ""}, {"rate(requests_total[1m])", "", "30s"}, {"sum(", "abc", "-1"},
+		{`{__name__=~".+"}`, "2023-11-14T22:13:20Z", "1e9"}, {"requests_total @ end()", "-1e308", "0"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	srv, _ := newTestAPI(f)
+	f.Fuzz(func(t *testing.T, q, ts, step string) {
+		for _, u := range []string{
+			srv.URL + "/api/v1/query?" + url.Values{"query": {q}, "time": {ts}}.Encode(),
+			srv.URL + "/api/v1/query_range?" + url.Values{"query": {q}, "start": {ts}, "end": {ts}, "step": {step}}.Encode(),
+			srv.URL + "/api/v1/series?" + url.Values{"match[]": {q}, "start": {ts}}.Encode(),
+		} {
+			resp, err := http.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			// 503 is the engine's timeout or cancellation, which a costly
+			// but valid query may legitimately hit.
+			if resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("%s: status %d", u, resp.StatusCode)
+			}
+		}
+	})
+}

@@ -1,0 +1,71 @@
+package tsdb
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// labelChecker validates one series' label pairs in the order the sender
+// wrote them, before they are sorted into labels.Labels (which would hide
+// an unsorted or duplicated input). The remote-write specs require names
+// sorted, unique, and a __name__.
+// LabelLimits bound one series' labels; zero fields are unlimited.
+type LabelLimits struct {
+	MaxLabels      int
+	MaxNameLength  int
+	MaxValueLength int
+}
+
+type labelChecker struct {
+	limits  LabelLimits
+	prev    string
+	n       int
+	hasName bool
+	err     error
+}
+
+func (c *labelChecker) reset() { *c = labelChecker{limits: c.limits} }
+
+func (c *labelChecker) add(name, value string) {
+	if c.err != nil {
+		return
+	}
+	switch {
+	case name == "":
+		c.err = fmt.Errorf("empty label name (value %q)", value)
+	case !utf8.ValidString(name) || !model.UTF8Validation.IsValidLabelName(name):
+		c.err = fmt.Errorf("invalid label name %q", name)
+	case !utf8.ValidString(value):
+		c.err = fmt.Errorf("label %q has a value that is not valid UTF-8", name)
+	case value == "":
+		c.err = fmt.Errorf("label %q has an empty value", name)
+	case c.limits.MaxLabels > 0 && c.n >= c.limits.MaxLabels:
+		c.err = fmt.Errorf("series has more than %d labels", c.limits.MaxLabels)
+	case c.limits.MaxNameLength > 0 && len(name) > c.limits.MaxNameLength:
+		c.err = fmt.Errorf("label name %.40q... is longer than %d bytes", name, c.limits.MaxNameLength)
+	case c.limits.MaxValueLength > 0 && len(value) > c.limits.MaxValueLength:
+		c.err = fmt.Errorf("label %q has a value longer than %d bytes", name, c.limits.MaxValueLength)
+	case c.n > 0 && name == c.prev:
+		c.err = fmt.Errorf("duplicate label name %q", name)
+	case c.n > 0 && name < c.prev:
+		c.err = fmt.Errorf("labels not sorted: %q after %q", name, c.prev)
+	}
+	if name == labels.MetricName {
+		c.hasName = true
+	}
+	c.prev = name
+	c.n++
+}
+
+func (c *labelChecker) check() error {
+	if c.err != nil {
+		return c.err
+	}
+	if !c.hasName {
+		return fmt.Errorf("series has no %s label", labels.MetricName)
+	}
+	return nil
+}

@@ -1,0 +1,594 @@
+package tsdb
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/storage"
+
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+)
+
+// WriteOptions limit what one remote-write request may carry.
+type WriteOptions struct {
+	// MaxRequestBytes bounds the compressed body; larger requests get 413.
+	MaxRequestBytes int64
+	// MaxDecodedBytes bounds the body after snappy decoding.
+	MaxDecodedBytes int
+	// MaxFutureDrift is how far past now a sample may be, as in Prometheus.
+	MaxFutureDrift time.Duration
+	// MaxInflightRequests and MaxInflightBytes bound the requests being
+	// handled at once and their compressed bytes. Beyond them omen answers
+	// 503 with Retry-After, which Prometheus retries (it drops 4xx, and
+	// retries 429 only when configured to), instead of growing memory.
+	MaxInflightRequests int
+	MaxInflightBytes    int64
+	// Limits on what one request may carry; beyond them, 400.
+	MaxSeriesPerRequest int
+	Labels              LabelLimits
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultWriteOptions match Prometheus's receiver.
+func DefaultWriteOptions() WriteOptions {
+	return WriteOptions{
+		MaxRequestBytes: 32 << 20, MaxDecodedBytes: 128 << 20, MaxFutureDrift: 10 * time.Minute,
+		MaxInflightRequests: 64, MaxInflightBytes: 256 << 20, MaxSeriesPerRequest: 1 << 20,
+		Labels: LabelLimits{MaxLabels: 64, MaxNameLength: 1024, MaxValueLength: 4096},
+	}
+}
+
+// Response headers of remote-write 2.0.
+const (
+	headerSamplesWritten    = "X-Prometheus-Remote-Write-Samples-Written"
+	headerHistogramsWritten = "X-Prometheus-Remote-Write-Histograms-Written"
+	headerExemplarsWritten  = "X-Prometheus-Remote-Write-Exemplars-Written"
+)
+
+// maxReportedErrors bounds the per-sample problems quoted in a 400 body.
+const maxReportedErrors = 5
+
+// WriteHandler receives remote-write 1.0 and 2.0 requests and appends them
+// to a storage.AppendableV2.
+//
+// Unlike Prometheus's own receiver, a request with some bad series or samples
+// stores the valid rest and answers 400 naming the problems (senders drop 4xx,
+// and retrying could not fix them); only failures that a retry can fix (TSDB
+// not ready, storage errors) are 5xx.
+type WriteHandler struct {
+	logger  *slog.Logger
+	app     storage.AppendableV2
+	opts    WriteOptions
+	metrics *writeMetrics
+	bufs    sync.Pool // *writeBuffers
+	slots   chan struct{}
+	bytes   atomic.Int64 // compressed bytes of the requests in flight
+}
+
+type writeBuffers struct {
+	compressed, decoded []byte
+	v1                  prompb.WriteRequest
+	v2                  writev2.Request
+	builder             labels.ScratchBuilder
+	exemplars           []exemplar.Exemplar
+}
+
+type writeMetrics struct {
+	received *prometheus.CounterVec
+	appended *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	inflight   prometheus.Gauge
+	overloaded prometheus.Counter
+}
+
+func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
+	f := promauto.With(reg)
+	m := &writeMetrics{
+		received: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "omen_remote_write_samples_received_total",
+			Help: "Samples received by remote write, by type (float, histogram, exemplar).",
+		}, []string{"type"}),
+		appended: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "omen_remote_write_samples_appended_total",
+			Help: "Samples appended to the TSDB from remote write, by type.",
+		}, []string{"type"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "omen_remote_write_samples_rejected_total",
+			Help: "Samples rejected from remote write, by type and reason.",
+		}, []string{"type", "reason"}),
+		inflight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_remote_write_requests_inflight",
+			Help: "Remote-write requests being handled.",
+		}),
+		overloaded: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_remote_write_overloaded_requests_total",
+			Help: "Remote-write requests refused with 503 because too many requests or bytes were in flight.",
+		}),
+	}
+	for _, t := range []string{"float", "histogram", "exemplar"} {
+		m.received.WithLabelValues(t)
+		m.appended.WithLabelValues(t)
+	}
+	return m
+}
+
+// NewWriteHandler returns the remote-write handler.
+func NewWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage.AppendableV2, opts WriteOptions) *WriteHandler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	d := DefaultWriteOptions()
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if opts.MaxDecodedBytes <= 0 {
+		opts.MaxDecodedBytes = d.MaxDecodedBytes
+	}
+	if opts.MaxFutureDrift <= 0 {
+		opts.MaxFutureDrift = d.MaxFutureDrift
+	}
+	if opts.MaxInflightRequests <= 0 {
+		opts.MaxInflightRequests = d.MaxInflightRequests
+	}
+	if opts.MaxInflightBytes <= 0 {
+		opts.MaxInflightBytes = d.MaxInflightBytes
+	}
+	if opts.MaxSeriesPerRequest <= 0 {
+		opts.MaxSeriesPerRequest = d.MaxSeriesPerRequest
+	}
+	if opts.Labels == (LabelLimits{}) {
+		opts.Labels = d.Labels
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &WriteHandler{logger: logger, app: app, opts: opts, metrics: newWriteMetrics(reg),
+		slots: make(chan struct{}, opts.MaxInflightRequests)}
+	h.bufs.New = func() any { return &writeBuffers{} }
+	return h
+}
+
+// httpError is an error with the status it is answered with.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(code int, format string, args ...any) *httpError {
+	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "remote write: method not allowed, use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/x-protobuf"
+	}
+	msgType, err := remoteapi.ParseProtoMsg(ct)
+	if err != nil {
+		http.Error(w, "remote write: unsupported Content-Type: "+err.Error(), http.StatusUnsupportedMediaType)
+		return
+	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
+		http.Error(w, fmt.Sprintf("remote write: unsupported Content-Encoding %q, want snappy", enc), http.StatusUnsupportedMediaType)
+		return
+	}
+
+	// Admission: a bounded number of requests and bytes in flight. A request
+	// beyond them is refused at once with a retriable answer, before its
+	// body is read.
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		h.overloaded(w, "too many concurrent requests")
+		return
+	}
+	size := max(r.ContentLength, 0)
+	if n := h.bytes.Add(size); n > h.opts.MaxInflightBytes && n != size {
+		h.bytes.Add(-size)
+		h.overloaded(w, "too many bytes in flight")
+		return
+	}
+	defer h.bytes.Add(-size)
+	h.metrics.inflight.Inc()
+	defer h.metrics.inflight.Dec()
+
+	b := h.bufs.Get().(*writeBuffers)
+	defer h.bufs.Put(b)
+	st, herr := h.handle(r, msgType, b)
+	if msgType == remoteapi.WriteV2MessageType {
+		w.Header().Set(headerSamplesWritten, strconv.Itoa(st.floats))
+		w.Header().Set(headerHistogramsWritten, strconv.Itoa(st.histograms))
+		w.Header().Set(headerExemplarsWritten, strconv.Itoa(st.exemplars))
+	}
+	if herr != nil {
+		if herr.code >= 500 {
+			h.logger.Warn("Remote write failed; the sender will retry", "err", herr.msg)
+			if herr.code == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "5")
+			}
+		} else {
+			h.logger.Debug("Remote write rejected", "code", herr.code, "err", herr.msg)
+		}
+		http.Error(w, "remote write: "+herr.msg, herr.code)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *WriteHandler) overloaded(w http.ResponseWriter, why string) {
+	h.metrics.overloaded.Inc()
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "remote write: overloaded, retry later: "+why, http.StatusServiceUnavailable)
+}
+
+type writeStats struct{ floats, histograms, exemplars int }
+
+func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageType, b *writeBuffers) (writeStats, *httpError) {
+	body, herr := h.readBody(r, b)
+	if herr != nil {
+		return writeStats{}, herr
+	}
+	switch msgType {
+	case remoteapi.WriteV1MessageType:
+		b.v1.Reset()
+		if err := proto.Unmarshal(body, &b.v1); err != nil {
+			return writeStats{}, errorf(http.StatusBadRequest, "decode remote-write 1.0 request: %v", err)
+		}
+		if n := len(b.v1.Timeseries); n > h.opts.MaxSeriesPerRequest {
+			return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+		}
+		return h.appendV1(r, b)
+	default:
+		b.v2.Reset()
+		if err := proto.Unmarshal(body, &b.v2); err != nil {
+			return writeStats{}, errorf(http.StatusBadRequest, "decode remote-write 2.0 request: %v", err)
+		}
+		if n := len(b.v2.Timeseries); n > h.opts.MaxSeriesPerRequest {
+			return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+		}
+		return h.appendV2(r, b)
+	}
+}
+
+// readBody reads and snappy-decodes the body into b's buffers. The result is
+// valid until b is reused.
+func (h *WriteHandler) readBody(r *http.Request, b *writeBuffers) ([]byte, *httpError) {
+	if r.ContentLength > h.opts.MaxRequestBytes {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.opts.MaxRequestBytes)
+	}
+	buf := bytes.NewBuffer(b.compressed[:0])
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.opts.MaxRequestBytes+1))
+	b.compressed = buf.Bytes()
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)
+	}
+	if n > h.opts.MaxRequestBytes {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "request body exceeds the limit of %d bytes", h.opts.MaxRequestBytes)
+	}
+	if n == 0 {
+		return nil, errorf(http.StatusBadRequest, "empty request body")
+	}
+	dlen, err := snappy.DecodedLen(b.compressed)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "decode snappy: %v", err)
+	}
+	if dlen > h.opts.MaxDecodedBytes {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "decoded body of %d bytes exceeds the limit of %d bytes", dlen, h.opts.MaxDecodedBytes)
+	}
+	if cap(b.decoded) < dlen {
+		b.decoded = make([]byte, dlen)
+	}
+	out, err := snappy.Decode(b.decoded[:cap(b.decoded)], b.compressed)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "decode snappy: %v", err)
+	}
+	return out, nil
+}
+
+// appendState collects the outcome of one request's appends.
+type appendState struct {
+	h        *WriteHandler
+	app      storage.AppenderV2
+	maxT     int64
+	stats    writeStats
+	problems []string
+	nProblem int
+	fatal    error
+}
+
+func (a *appendState) reject(typ, reason string, n int, format string, args ...any) {
+	a.h.metrics.rejected.WithLabelValues(typ, reason).Add(float64(n))
+	a.nProblem += n
+	if len(a.problems) < maxReportedErrors {
+		a.problems = append(a.problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// sample appends one float or histogram sample and classifies a failure.
+// It returns the series ref for the next append of the same series.
+func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) storage.SeriesRef {
+	typ := "float"
+	if hist != nil || fh != nil {
+		typ = "histogram"
+	}
+	if t <= 0 {
+		a.reject(typ, "invalid_timestamp", 1, "series %s: timestamp %d is not after the Unix epoch", ls, t)
+		return ref
+	}
+	if t > a.maxT {
+		a.reject(typ, "too_far_in_future", 1, "series %s: timestamp %d is more than %s in the future", ls, t, a.h.opts.MaxFutureDrift)
+		return ref
+	}
+	newRef, err := a.app.Append(ref, ls, 0, t, v, hist, fh, opts)
+	var partial *storage.AppendPartialError
+	if err != nil && !errors.As(err, &partial) {
+		reason := rejectReason(err)
+		if reason == "" {
+			a.fatal = err
+			return ref
+		}
+		a.reject(typ, reason, 1, "series %s: sample at %d: %v", ls, t, err)
+		return ref
+	}
+	if typ == "float" {
+		a.stats.floats++
+	} else {
+		a.stats.histograms++
+	}
+	return newRef
+}
+
+// rejectReason names a client error the TSDB reports, or "" for errors a
+// retry could fix.
+func rejectReason(err error) string {
+	switch {
+	case errors.Is(err, storage.ErrOutOfOrderSample):
+		return "out_of_order"
+	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+		return "duplicate"
+	case errors.Is(err, storage.ErrOutOfBounds), errors.Is(err, storage.ErrTooOldSample):
+		return "too_old"
+	case errors.Is(err, storage.ErrNativeHistogramsDisabled):
+		return "histograms_disabled"
+	}
+	var he histogram.Error
+	if errors.As(err, &he) {
+		return "invalid_histogram"
+	}
+	return ""
+}
+
+func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []exemplar.Exemplar) {
+	if len(ex) == 0 || ref == 0 {
+		return
+	}
+	ea, ok := a.app.(storage.ExemplarAppenderV2)
+	if !ok {
+		a.reject("exemplar", "unsupported", len(ex), "series %s: exemplars not supported by the storage", ls)
+		return
+	}
+	if _, err := ea.AppendExemplars(ref, ls, ex); err != nil {
+		var partial *storage.AppendPartialError
+		if errors.As(err, &partial) {
+			a.stats.exemplars += len(ex) - len(partial.ExemplarErrors)
+			a.h.metrics.rejected.WithLabelValues("exemplar", "invalid").Add(float64(len(partial.ExemplarErrors)))
+			return
+		}
+		// Exemplars are auxiliary, as in Prometheus: a failure never fails the request.
+		a.h.metrics.rejected.WithLabelValues("exemplar", "invalid").Add(float64(len(ex)))
+		return
+	}
+	a.stats.exemplars += len(ex)
+}
+
+// finish commits and turns the outcome into the answer.
+func (a *appendState) finish() (writeStats, *httpError) {
+	if a.fatal != nil {
+		_ = a.app.Rollback()
+		return writeStats{}, storageError(a.fatal)
+	}
+	if err := a.app.Commit(); err != nil {
+		return writeStats{}, storageError(err)
+	}
+	m := a.h.metrics
+	m.appended.WithLabelValues("float").Add(float64(a.stats.floats))
+	m.appended.WithLabelValues("histogram").Add(float64(a.stats.histograms))
+	m.appended.WithLabelValues("exemplar").Add(float64(a.stats.exemplars))
+	if a.nProblem > 0 {
+		more := ""
+		if a.nProblem > len(a.problems) {
+			more = fmt.Sprintf(" (and %d more)", a.nProblem-len(a.problems))
+		}
+		return a.stats, errorf(http.StatusBadRequest, "%d sample(s) rejected, the rest stored: %s%s",
+			a.nProblem, strings.Join(a.problems, "; "), more)
+	}
+	return a.stats, nil
+}
+
+func storageError(err error) *httpError {
+	// Every storage failure that is not the client's fault is worth a retry:
+	// the TSDB still opening, a full disk, a read-only path.
+	return errorf(http.StatusServiceUnavailable, "store samples: %v", err)
+}
+
+func (h *WriteHandler) begin(r *http.Request) *appendState {
+	return &appendState{
+		h:    h,
+		app:  h.app.AppenderV2(r.Context()),
+		maxT: h.opts.Now().Add(h.opts.MaxFutureDrift).UnixMilli(),
+	}
+}
+
+func (h *WriteHandler) appendV1(r *http.Request, b *writeBuffers) (writeStats, *httpError) {
+	a := h.begin(r)
+	lc := labelChecker{limits: h.opts.Labels}
+	for i := range b.v1.Timeseries {
+		ts := &b.v1.Timeseries[i]
+		h.metrics.received.WithLabelValues("float").Add(float64(len(ts.Samples)))
+		h.metrics.received.WithLabelValues("histogram").Add(float64(len(ts.Histograms)))
+		h.metrics.received.WithLabelValues("exemplar").Add(float64(len(ts.Exemplars)))
+		lc.reset()
+		for _, l := range ts.Labels {
+			lc.add(l.Name, l.Value)
+		}
+		if err := lc.check(); err != nil {
+			n := len(ts.Samples) + len(ts.Histograms)
+			a.reject("float", "invalid_labels", n, "series %d %s: %v", i, v1LabelsString(ts.Labels), err)
+			continue
+		}
+		ls := ts.ToLabels(&b.builder, nil)
+		var ref storage.SeriesRef
+		for _, s := range ts.Samples {
+			ref = a.sample(ref, ls, s.Timestamp, s.Value, nil, nil, storage.AppendV2Options{})
+			if a.fatal != nil {
+				return a.finish()
+			}
+		}
+		for _, hp := range ts.Histograms {
+			if hp.IsFloatHistogram() {
+				ref = a.sample(ref, ls, hp.Timestamp, 0, nil, hp.ToFloatHistogram(), storage.AppendV2Options{})
+			} else {
+				ref = a.sample(ref, ls, hp.Timestamp, 0, hp.ToIntHistogram(), nil, storage.AppendV2Options{})
+			}
+			if a.fatal != nil {
+				return a.finish()
+			}
+		}
+		if len(ts.Exemplars) > 0 {
+			b.exemplars = b.exemplars[:0]
+			for _, e := range ts.Exemplars {
+				b.exemplars = append(b.exemplars, e.ToExemplar(&b.builder, nil))
+			}
+			sortExemplars(b.exemplars)
+			a.exemplars(ref, ls, b.exemplars)
+		}
+	}
+	return a.finish()
+}
+
+func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *httpError) {
+	a := h.begin(r)
+	syms := b.v2.Symbols
+	if len(syms) > 0 && syms[0] != "" {
+		return writeStats{}, errorf(http.StatusBadRequest, "symbols table must start with the empty string")
+	}
+	lc := labelChecker{limits: h.opts.Labels}
+	for i := range b.v2.Timeseries {
+		ts := &b.v2.Timeseries[i]
+		h.metrics.received.WithLabelValues("float").Add(float64(len(ts.Samples)))
+		h.metrics.received.WithLabelValues("histogram").Add(float64(len(ts.Histograms)))
+		h.metrics.received.WithLabelValues("exemplar").Add(float64(len(ts.Exemplars)))
+		n := len(ts.Samples) + len(ts.Histograms)
+		refs := ts.LabelsRefs
+		if len(refs)%2 != 0 {
+			a.reject("float", "invalid_labels", n, "series %d: odd number of label references", i)
+			continue
+		}
+		lc.reset()
+		bad := false
+		for j := 0; j < len(refs); j += 2 {
+			if int(refs[j]) >= len(syms) || int(refs[j+1]) >= len(syms) {
+				bad = true
+				break
+			}
+			lc.add(syms[refs[j]], syms[refs[j+1]])
+		}
+		if bad {
+			a.reject("float", "invalid_labels", n, "series %d: label reference outside the symbols table (size %d)", i, len(syms))
+			continue
+		}
+		if err := lc.check(); err != nil {
+			a.reject("float", "invalid_labels", n, "series %d: %v", i, err)
+			continue
+		}
+		ls, _ := ts.ToLabels(&b.builder, syms)
+		var opts storage.AppendV2Options
+		if md, err := ts.ToMetadata(syms); err == nil {
+			opts.Metadata = md
+		} else {
+			opts.Metadata = metadata.Metadata{}
+		}
+		var ref storage.SeriesRef
+		for _, s := range ts.Samples {
+			ref = a.sample(ref, ls, s.Timestamp, s.Value, nil, nil, opts)
+			if a.fatal != nil {
+				return a.finish()
+			}
+		}
+		for _, hp := range ts.Histograms {
+			if hp.IsFloatHistogram() {
+				ref = a.sample(ref, ls, hp.Timestamp, 0, nil, hp.ToFloatHistogram(), opts)
+			} else {
+				ref = a.sample(ref, ls, hp.Timestamp, 0, hp.ToIntHistogram(), nil, opts)
+			}
+			if a.fatal != nil {
+				return a.finish()
+			}
+		}
+		if len(ts.Exemplars) > 0 {
+			b.exemplars = b.exemplars[:0]
+			for _, e := range ts.Exemplars {
+				ex, err := e.ToExemplar(&b.builder, syms)
+				if err != nil {
+					a.reject("exemplar", "invalid", 1, "series %s: exemplar: %v", ls, err)
+					continue
+				}
+				b.exemplars = append(b.exemplars, ex)
+			}
+			sortExemplars(b.exemplars)
+			a.exemplars(ref, ls, b.exemplars)
+		}
+	}
+	return a.finish()
+}
+
+func sortExemplars(ex []exemplar.Exemplar) {
+	for i := 1; i < len(ex); i++ {
+		for j := i; j > 0 && ex[j].Ts < ex[j-1].Ts; j-- {
+			ex[j], ex[j-1] = ex[j-1], ex[j]
+		}
+	}
+}
+
+func v1LabelsString(ls []prompb.Label) string {
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i, l := range ls {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(l.Name)
+		sb.WriteByte('=')
+		sb.WriteString(strconv.Quote(l.Value))
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}

@@ -1,0 +1,262 @@
+package tsdb
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	config_util "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/stretchr/testify/require"
+
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+)
+
+// openTestStorage opens a real TSDB in a temporary directory.
+func openTestStorage(t testing.TB) *Storage {
+	t.Helper()
+	s := NewStorage(nil, nil, Options{Path: t.TempDir(), MaxExemplars: 1000})
+	require.NoError(t, s.Open())
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	return s
+}
+
+func v1Body(t testing.TB, req *prompb.WriteRequest) []byte {
+	t.Helper()
+	b, err := proto.Marshal(req)
+	require.NoError(t, err)
+	return snappy.Encode(nil, b)
+}
+
+func series(t int64, v float64, ls ...string) prompb.TimeSeries {
+	ts := prompb.TimeSeries{Samples: []prompb.Sample{{Timestamp: t, Value: v}}}
+	for i := 0; i < len(ls); i += 2 {
+		ts.Labels = append(ts.Labels, prompb.Label{Name: ls[i], Value: ls[i+1]})
+	}
+	return ts
+}
+
+func post(t testing.TB, h http.Handler, body []byte, hdr map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+	r.Header.Set("Content-Encoding", "snappy")
+	r.Header.Set("Content-Type", "application/x-protobuf")
+	for k, v := range hdr {
+		if v == "" {
+			r.Header.Del(k)
+		} else {
+			r.Header.Set(k, v)
+		}
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// samples reads back every float sample of the series matching name.
+func samples(t testing.TB, s *Storage, name string) map[int64]float64 {
+	t.Helper()
+	q, err := s.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", name))
+	out := map[int64]float64{}
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			ts, v := it.At()
+			out[ts] = v
+		}
+		require.NoError(t, it.Err())
+	}
+	require.NoError(t, ss.Err())
+	return out
+}
+
+func TestWriteV1BadInput(t *testing.T) {
+	now := time.Now()
+	ms := now.UnixMilli()
+	s := openTestStorage(t)
+	h := NewWriteHandler(nil, nil, s, WriteOptions{MaxRequestBytes: 4096, Now: func() time.Time { return now }})
+
+	// Data accepted first must survive everything below.
+	good := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "kept", "job", "a")}})
+	require.Equal(t, http.StatusNoContent, post(t, h, good, nil).Code)
+
+	big := make([]byte, 8192) // incompressible, so over the 4096-byte limit after snappy
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(big)
+	garbage := snappy.Encode(nil, []byte{0xff, 0xff, 0xff, 0x01, 0x02})
+	for _, tc := range []struct {
+		name string
+		body []byte
+		hdr  map[string]string
+		code int
+		want string
+	}{
+		{"metadata only", v1Body(t, &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{{MetricFamilyName: "x", Type: prompb.MetricMetadata_GAUGE}}}), nil, 204, ""},
+		{"truncated snappy", good[:len(good)/2], nil, 400, "decode snappy"},
+		{"not snappy", []byte("hello there"), nil, 400, "decode snappy"},
+		{"garbage protobuf", garbage, nil, 400, "decode remote-write 1.0 request"},
+		{"empty body", nil, nil, 400, "empty request body"},
+		{"no metric name", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "job", "a")}}), nil, 400, "no __name__ label"},
+		{"duplicate label", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "x", "job", "a", "job", "b")}}), nil, 400, `duplicate label name "job"`},
+		{"unsorted labels", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "job", "a", "__name__", "x")}}), nil, 400, "labels not sorted"},
+		{"invalid label name", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "x", "b\xffad", "a")}}), nil, 400, "invalid label name"},
+		{"empty label name", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "", "v", "__name__", "x")}}), nil, 400, "empty label name"},
+		{"zero timestamp", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(0, 1, "__name__", "x")}}), nil, 400, "not after the Unix epoch"},
+		{"negative timestamp", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(-5, 1, "__name__", "x")}}), nil, 400, "not after the Unix epoch"},
+		{"far future", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms+3600_000, 1, "__name__", "x")}}), nil, 400, "in the future"},
+		{"out of order", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms-60_000, 1, "__name__", "kept", "job", "a")}}), nil, 400, "out of order"},
+		{"oversize", snappy.Encode(nil, big), nil, 413, "exceeds the limit"},
+		{"content type", good, map[string]string{"Content-Type": "application/json"}, 415, "unsupported Content-Type"},
+		{"encoding", good, map[string]string{"Content-Encoding": "gzip"}, 415, "unsupported Content-Encoding"},
+		{"unknown proto", good, map[string]string{"Content-Type": "application/x-protobuf;proto=foo.Bar"}, 415, "unsupported Content-Type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := post(t, h, tc.body, tc.hdr)
+			require.Equal(t, tc.code, w.Code, w.Body.String())
+			require.Contains(t, w.Body.String(), tc.want)
+		})
+	}
+	require.Equal(t, map[int64]float64{ms: 1}, samples(t, s, "kept"), "nothing accepted before is lost")
+
+	t.Run("method", func(t *testing.T) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/v1/write", nil))
+		require.Equal(t, http.StatusMethodNotAllowed, w.Code)
+	})
+}
+
+func TestWriteV1SpecialValuesAndPartial(t *testing.T) {
+	now := time.Now()
+	ms := now.UnixMilli()
+	s := openTestStorage(t)
+	h := NewWriteHandler(nil, nil, s, WriteOptions{Now: func() time.Time { return now }})
+
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: []prompb.Label{{Name: "__name__", Value: "special"}}, Samples: []prompb.Sample{
+			{Timestamp: ms - 3000, Value: math.NaN()}, {Timestamp: ms - 2000, Value: math.Inf(1)}, {Timestamp: ms - 1000, Value: math.Inf(-1)},
+		}},
+	}}
+	require.Equal(t, http.StatusNoContent, post(t, h, v1Body(t, req), nil).Code)
+	got := samples(t, s, "special")
+	require.Len(t, got, 3)
+	require.True(t, math.IsNaN(got[ms-3000]))
+	require.True(t, math.IsInf(got[ms-2000], 1))
+	require.True(t, math.IsInf(got[ms-1000], -1))
+
+	// One bad series among good ones: the good are stored, the answer is 400.
+	req = &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		series(ms, 1, "__name__", "good1"),
+		series(ms, 2, "job", "no-name"),
+		series(ms, 3, "__name__", "good2"),
+	}}
+	w := post(t, h, v1Body(t, req), nil)
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, w.Body.String(), "1 sample(s) rejected, the rest stored")
+	require.Equal(t, map[int64]float64{ms: 1}, samples(t, s, "good1"))
+	require.Equal(t, map[int64]float64{ms: 3}, samples(t, s, "good2"))
+}
+
+func TestWriteNotReady(t *testing.T) {
+	s := NewStorage(nil, nil, Options{Path: t.TempDir()})
+	h := NewWriteHandler(nil, nil, s, WriteOptions{})
+	body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(time.Now().UnixMilli(), 1, "__name__", "x")}})
+	w := post(t, h, body, nil)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code, "the sender must retry while the TSDB opens")
+	require.NotEmpty(t, w.Header().Get("Retry-After"))
+}
+
+// TestWriteV2FromPrometheusClient drives the handler with the prometheus
+// module's own remote-write client, as a Prometheus sending 2.0 would.
+func TestWriteV2FromPrometheusClient(t *testing.T) {
+	s := openTestStorage(t)
+	srv := httptest.NewServer(NewWriteHandler(nil, nil, s, WriteOptions{}))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	c, err := remote.NewWriteClient("test", &remote.ClientConfig{
+		URL: &config_util.URL{URL: u}, Timeout: model.Duration(5 * time.Second), WriteProtoMsg: remoteapi.WriteV2MessageType,
+	})
+	require.NoError(t, err)
+
+	ms := time.Now().UnixMilli()
+	st := writev2.NewSymbolTable()
+	h := histogram.Histogram{Count: 3, Sum: 4.5, Schema: 0, ZeroThreshold: 0.001, ZeroCount: 1,
+		PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 0}}
+	req := &writev2.Request{Timeseries: []writev2.TimeSeries{
+		{
+			LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "http_requests_total", "job", "api"), nil),
+			Samples:    []writev2.Sample{{Value: 10, Timestamp: ms - 1000}, {Value: 12, Timestamp: ms}},
+			Exemplars:  []writev2.Exemplar{{LabelsRefs: st.SymbolizeLabels(labels.FromStrings("trace_id", "abc"), nil), Value: 1, Timestamp: ms}},
+			Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: st.Symbolize("Requests.")},
+		},
+		{
+			LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "latency_seconds", "job", "api"), nil),
+			Histograms: []writev2.Histogram{writev2.FromIntHistogram(0, ms, &h)},
+			Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM},
+		},
+	}}
+	req.Symbols = st.Symbols()
+	raw, err := proto.Marshal(req)
+	require.NoError(t, err)
+	stats, err := c.Store(context.Background(), snappy.Encode(nil, raw), 0)
+	require.NoError(t, err)
+	require.Equal(t, 2, stats.Samples)
+	require.Equal(t, 1, stats.Histograms)
+	require.Equal(t, 1, stats.Exemplars)
+	require.Equal(t, map[int64]float64{ms - 1000: 10, ms: 12}, samples(t, s, "http_requests_total"))
+
+	// The histogram and the exemplar are stored, not dropped.
+	q, err := s.Querier(0, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "latency_seconds"))
+	require.True(t, ss.Next())
+	it := ss.At().Iterator(nil)
+	require.Equal(t, chunkenc.ValHistogram, it.Next())
+	_, got := it.AtHistogram(nil)
+	require.Equal(t, uint64(3), got.Count)
+	eq, err := s.ExemplarQuerier(context.Background())
+	require.NoError(t, err)
+	ex, err := eq.Select(0, math.MaxInt64, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total")})
+	require.NoError(t, err)
+	require.Len(t, ex, 1)
+	require.Equal(t, "abc", ex[0].Exemplars[0].Labels.Get("trace_id"))
+
+	// A 2.0 request with a bad series: 400 naming it, the rest stored and counted.
+	req = &writev2.Request{Symbols: []string{"", "__name__", "ok", "job"}, Timeseries: []writev2.TimeSeries{
+		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}},
+		{LabelsRefs: []uint32{3, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}},
+		{LabelsRefs: []uint32{1, 9}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}},
+	}}
+	raw, err = proto.Marshal(req)
+	require.NoError(t, err)
+	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+	r.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+	r.Header.Set("Content-Encoding", "snappy")
+	w := httptest.NewRecorder()
+	NewWriteHandler(nil, nil, s, WriteOptions{}).ServeHTTP(w, r)
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, w.Body.String(), "series 1: series has no __name__ label")
+	require.Contains(t, w.Body.String(), "series 2: label reference outside the symbols table")
+	require.Equal(t, "1", w.Header().Get(headerSamplesWritten))
+	require.Equal(t, map[int64]float64{ms: 1}, samples(t, s, "ok"))
+}
+
+var _ storage.AppendableV2 = (*Storage)(nil)

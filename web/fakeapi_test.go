@@ -1,0 +1,366 @@
+package web
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// fakeAPI implements the part of omen's HTTP API the page reads, exactly as
+// the server's contract states it, over series generated from closed-form
+// functions of time. It lets the page be tested in a browser without the
+// storage and scoring stack; selectors are parsed by the real PromQL parser so
+// the page cannot send one Prometheus would refuse.
+//
+// Every input series is an hourly sine with a little deterministic noise; the
+// model's expectation is the sine and its band ±band; the score is the
+// residual over the band's half width, so it is above 1 exactly where a spike
+// leaves the band. A planted input carries a spike from spikeFrom on.
+type fakeAPI struct {
+	t      testing.TB
+	now    func() time.Time
+	inputs []fakeInput
+	parser parser.Parser
+
+	mu         sync.Mutex
+	unexpected []string // requests outside the contract
+}
+
+type fakeInput struct {
+	name      string
+	labels    map[string]string // without __name__
+	base, amp float64
+	spike     float64
+	spikeFrom time.Time // zero: no spike
+	// member and feature explain the score, named as detect names them;
+	// empty: the seasonal member.
+	member, feature string
+}
+
+const (
+	fakePeriod  = 3600.0 // seconds
+	fakeHistory = 24 * time.Hour
+)
+
+// fakeHorizons has a fourth, non-default horizon to show the page reads
+// horizons from the label rather than assuming omen's defaults.
+var fakeHorizons = map[string]float64{"5m": 300, "15m": 900, "30m": 1800, "1h30m": 5400}
+
+func (in fakeInput) band() float64 { return 0.2 * in.amp }
+
+func (in fakeInput) expected(t float64) float64 {
+	return in.base + in.amp*math.Sin(2*math.Pi*t/fakePeriod)
+}
+
+func (in fakeInput) value(t float64) float64 {
+	v := in.expected(t) + 0.04*in.amp*math.Sin(t*0.7+in.base) + 0.03*in.amp*math.Sin(t*1.9+1)
+	if !in.spikeFrom.IsZero() && t >= float64(in.spikeFrom.Unix()) {
+		v += in.spike
+	}
+	return v
+}
+
+func (in fakeInput) score(t float64) float64 {
+	return math.Abs(in.value(t)-in.expected(t)) / in.band()
+}
+
+// since is the start of the current run of scores above 1 before t.
+func (in fakeInput) since(t float64) float64 {
+	if in.spikeFrom.IsZero() || t < float64(in.spikeFrom.Unix()) {
+		return t
+	}
+	return float64(in.spikeFrom.Unix())
+}
+
+// fakeSeries is one stored series: its full label set and its value at t.
+type fakeSeries struct {
+	labels map[string]string
+	at     func(t float64) float64
+}
+
+func newFakeAPI(t testing.TB, now func() time.Time, inputs []fakeInput) *fakeAPI {
+	return &fakeAPI{t: t, now: now, inputs: inputs, parser: parser.NewParser(parser.Options{})}
+}
+
+// series lists the inputs and every output series the contract names.
+func (f *fakeAPI) series() []fakeSeries {
+	var out []fakeSeries
+	with := func(in fakeInput, name string, extra ...string) map[string]string {
+		m := map[string]string{"__name__": name}
+		for k, v := range in.labels {
+			m[k] = v
+		}
+		if name != in.name {
+			m["for"] = in.name
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	for _, in := range f.inputs {
+		out = append(out,
+			fakeSeries{with(in, in.name), in.value},
+			fakeSeries{with(in, "yhat"), in.expected},
+			fakeSeries{with(in, "yhat_lower"), func(t float64) float64 { return in.expected(t) - in.band() }},
+			fakeSeries{with(in, "yhat_upper"), func(t float64) float64 { return in.expected(t) + in.band() }},
+			fakeSeries{with(in, "anomaly_score"), in.score},
+		)
+		for h, d := range fakeHorizons {
+			width := in.band() * (1 + d/1800)
+			out = append(out,
+				fakeSeries{with(in, "forecast", "horizon", h), func(t float64) float64 { return in.expected(t + d) }},
+				fakeSeries{with(in, "forecast_lower", "horizon", h), func(t float64) float64 { return in.expected(t+d) - width }},
+				fakeSeries{with(in, "forecast_upper", "horizon", h), func(t float64) float64 { return in.expected(t+d) + width }},
+			)
+		}
+	}
+	return out
+}
+
+func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		f.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	switch r.URL.Path {
+	case "/api/v1/anomalies":
+		f.anomalies(w, r)
+	case "/api/v1/query":
+		f.query(w, r)
+	case "/api/v1/query_range":
+		f.queryRange(w, r)
+	case "/api/v1/status/omen":
+		f.status(w)
+	default:
+		f.mu.Lock()
+		f.unexpected = append(f.unexpected, r.Method+" "+r.URL.String())
+		f.mu.Unlock()
+		f.fail(w, http.StatusNotFound, fmt.Errorf("no such endpoint %s", r.URL.Path))
+	}
+}
+
+func (f *fakeAPI) unexpectedRequests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.unexpected...)
+}
+
+func (f *fakeAPI) fail(w http.ResponseWriter, code int, err error) {
+	f.t.Logf("fake API: %d: %v", code, err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": "bad_data", "error": err.Error()})
+}
+
+func (f *fakeAPI) ok(w http.ResponseWriter, data any) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data}); err != nil {
+		f.t.Logf("fake API: encode: %v", err)
+	}
+}
+
+func matchAll(ms []*labels.Matcher, ls map[string]string) bool {
+	for _, m := range ms {
+		if !m.Matches(ls[m.Name]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *fakeAPI) selector(q string) ([]*labels.Matcher, error) {
+	ms, err := f.parser.ParseMetricSelector(q)
+	if err != nil {
+		return nil, fmt.Errorf("parse selector %q: %w", q, err)
+	}
+	return ms, nil
+}
+
+func parseTime(s string) (float64, error) {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse time %q: %w", s, err)
+	}
+	return v, nil
+}
+
+func parseStep(s string) (float64, error) {
+	if v, err := strconv.ParseFloat(s, 64); err == nil {
+		return v, nil
+	}
+	d, err := model.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("parse step %q: %w", s, err)
+	}
+	return time.Duration(d).Seconds(), nil
+}
+
+func fmtValue(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// inRange says whether a sample at t exists: generated data covers the last
+// fakeHistory up to now, never the future.
+func (f *fakeAPI) inRange(t float64) bool {
+	now := f.now()
+	return t <= float64(now.UnixMilli())/1000 && t >= float64(now.Add(-fakeHistory).Unix())
+}
+
+func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
+	ms, err := f.selector(r.Form.Get("query"))
+	if err != nil {
+		f.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	start, err1 := parseTime(r.Form.Get("start"))
+	end, err2 := parseTime(r.Form.Get("end"))
+	step, err3 := parseStep(r.Form.Get("step"))
+	for _, err := range []error{err1, err2, err3} {
+		if err != nil {
+			f.fail(w, http.StatusBadRequest, err)
+			return
+		}
+	}
+	if step <= 0 || end < start || (end-start)/step > 11000 {
+		f.fail(w, http.StatusBadRequest, fmt.Errorf("bad range start=%v end=%v step=%v", start, end, step))
+		return
+	}
+	type row struct {
+		Metric map[string]string `json:"metric"`
+		Values [][2]any          `json:"values"`
+	}
+	result := []row{}
+	for _, s := range f.series() {
+		if !matchAll(ms, s.labels) {
+			continue
+		}
+		rw := row{Metric: s.labels}
+		for t := start; t <= end; t += step {
+			if f.inRange(t) {
+				rw.Values = append(rw.Values, [2]any{t, fmtValue(s.at(t))})
+			}
+		}
+		if len(rw.Values) > 0 {
+			result = append(result, rw)
+		}
+	}
+	f.ok(w, map[string]any{"resultType": "matrix", "result": result})
+}
+
+func (f *fakeAPI) query(w http.ResponseWriter, r *http.Request) {
+	ms, err := f.selector(r.Form.Get("query"))
+	if err != nil {
+		f.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	at := float64(f.now().UnixMilli()) / 1000
+	if s := r.Form.Get("time"); s != "" {
+		if at, err = parseTime(s); err != nil {
+			f.fail(w, http.StatusBadRequest, err)
+			return
+		}
+	}
+	type row struct {
+		Metric map[string]string `json:"metric"`
+		Value  [2]any            `json:"value"`
+	}
+	result := []row{}
+	// Like Prometheus: the latest sample within the 5m lookback, stamped
+	// with the evaluation time.
+	sampleAt := math.Min(at, float64(f.now().UnixMilli())/1000)
+	if at-sampleAt <= 300 && f.inRange(sampleAt) {
+		for _, s := range f.series() {
+			if matchAll(ms, s.labels) {
+				result = append(result, row{Metric: s.labels, Value: [2]any{at, fmtValue(s.at(sampleAt))}})
+			}
+		}
+	}
+	f.ok(w, map[string]any{"resultType": "vector", "result": result})
+}
+
+func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if s := r.Form.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			f.fail(w, http.StatusBadRequest, fmt.Errorf("bad limit %q", s))
+			return
+		}
+		limit = n
+	}
+	var sets [][]*labels.Matcher
+	for _, q := range r.Form["match[]"] {
+		ms, err := f.selector(q)
+		if err != nil {
+			f.fail(w, http.StatusBadRequest, err)
+			return
+		}
+		sets = append(sets, ms)
+	}
+	now := f.now()
+	t := float64(now.Unix())
+	type anomaly struct {
+		Labels    map[string]string `json:"labels"`
+		Score     float64           `json:"score"`
+		Since     time.Time         `json:"since"`
+		Value     float64           `json:"value"`
+		Yhat      float64           `json:"yhat"`
+		YhatLower float64           `json:"yhat_lower"`
+		YhatUpper float64           `json:"yhat_upper"`
+		Member    string            `json:"member"`
+		Feature   string            `json:"feature"`
+		Ready     bool              `json:"ready"`
+		Timestamp time.Time         `json:"timestamp"`
+	}
+	list := []anomaly{}
+	for _, in := range f.inputs {
+		input := map[string]string{"__name__": in.name}
+		for k, v := range in.labels {
+			input[k] = v
+		}
+		matched := len(sets) == 0
+		for _, ms := range sets {
+			matched = matched || matchAll(ms, input)
+		}
+		if !matched {
+			continue
+		}
+		ls := map[string]string{"for": in.name}
+		for k, v := range in.labels {
+			ls[k] = v
+		}
+		e := in.expected(t)
+		list = append(list, anomaly{
+			Labels: ls, Score: in.score(t), Since: time.Unix(int64(in.since(t)), 0).UTC(),
+			Value: in.value(t), Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
+			Member: cmp.Or(in.member, "seasonal"), Feature: cmp.Or(in.feature, "value_season_ago"), Ready: true, Timestamp: now.UTC().Truncate(time.Second),
+		})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Score > list[j].Score })
+	if len(list) > limit {
+		list = list[:limit]
+	}
+	f.ok(w, map[string]any{"anomalies": list})
+}
+
+func (f *fakeAPI) status(w http.ResponseWriter) {
+	f.ok(w, map[string]any{
+		"ingest_samples_per_second": 1234.5,
+		"series_stored":             len(f.series()),
+		"series_scored":             len(f.inputs),
+		"models_warming":            1,
+		"rejected":                  map[string]int{"out_of_order": 2, "too_old": 1},
+		"config":                    "scoring:\n  threshold: 1\n",
+		"build":                     map[string]string{"version": "0.0.0-test", "revision": "0123456789abcdef", "goVersion": "go1.26"},
+	})
+}

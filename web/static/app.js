@@ -1,0 +1,541 @@
+// omen's page. Reads only omen's own API, relative to the page so a route
+// prefix keeps working: api/v1/anomalies, api/v1/query, api/v1/query_range and
+// api/v1/status/omen. State the end-to-end test reads is on window.omen.
+(function () {
+  "use strict";
+
+  var meta = function (name, dflt) {
+    var el = document.querySelector('meta[name="' + name + '"]');
+    var v = el ? Number(el.content) : NaN;
+    return isFinite(v) && v > 0 ? v : dflt;
+  };
+  var REFRESH_MS = meta("omen-refresh-ms", 15000);
+  var THRESHOLD = 1; // vmanomaly's convention: a score above 1 is anomalous.
+  // What each of detect's members looks for, shown as the explanation's
+  // tooltip.
+  var MEMBERS = {
+    level: "the value left its usual level",
+    seasonal: "the value differs from a season ago",
+    lag: "a jump from the previous sample",
+    shift: "the short-term mean shifted",
+    variance: "the short-term variance changed",
+    spectral: "a spike in the spectral residual",
+    forest: "an unusual combination of features",
+    range: "the value broke out of its recent range",
+  };
+
+  // Okabe-Ito colours; see style.css.
+  var C = {
+    value: "#1b1b1b",
+    yhat: "#0072b2",
+    band: "rgba(0,114,178,0.16)",
+    bandEdge: "rgba(0,114,178,0.45)",
+    forecast: "#00785a",
+    cone: "rgba(0,158,115,0.22)",
+    coneEdge: "rgba(0,120,90,0.55)",
+    score: "#6a3d9a",
+    threshold: "#d55e00",
+    anomaly: "rgba(213,94,0,0.13)",
+    since: "#d55e00",
+  };
+
+  var state = {
+    match: "",
+    limit: 25,
+    range: meta("omen-range-seconds", 10800),
+    live: true,
+    anomalies: [],
+    selected: null, // the selected anomaly's labels
+    selectedKey: "",
+    lastSince: null,
+  };
+  var omen = (window.omen = {
+    state: state,
+    charts: { main: null, score: null },
+    loads: { anomalies: 0, status: 0, series: 0 },
+  });
+
+  var $ = function (id) { return document.getElementById(id); };
+
+  function el(tag, attrs, kids) {
+    var e = document.createElement(tag);
+    if (attrs) Object.keys(attrs).forEach(function (k) {
+      if (k === "text") e.textContent = attrs[k];
+      else if (k === "class") e.className = attrs[k];
+      else e.setAttribute(k, attrs[k]);
+    });
+    (kids || []).forEach(function (c) {
+      if (c != null) e.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    });
+    return e;
+  }
+
+  // ---- API ----------------------------------------------------------------
+
+  function api(path, params) {
+    var qs = new URLSearchParams();
+    (params || []).forEach(function (p) { qs.append(p[0], p[1]); });
+    var url = "api/v1/" + path + (qs.toString() ? "?" + qs.toString() : "");
+    return fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
+      return r.text().then(function (body) {
+        var j = null;
+        try { j = JSON.parse(body); } catch (e) { /* not JSON: reported below */ }
+        if (!r.ok || !j || j.status !== "success") {
+          var msg = j && j.error ? j.error : body.slice(0, 200) || r.statusText;
+          throw new Error(path + ": HTTP " + r.status + ": " + msg);
+        }
+        return j.data;
+      });
+    });
+  }
+
+  var errors = {};
+  function setError(what, err) {
+    if (err) errors[what] = String(err.message || err);
+    else delete errors[what];
+    var msgs = Object.keys(errors).map(function (k) { return errors[k]; });
+    $("error").hidden = msgs.length === 0;
+    $("error").textContent = msgs.join(" · ");
+  }
+
+  // ---- PromQL selectors -----------------------------------------------------
+
+  // A PromQL string literal: JSON's escapes are a subset of PromQL's.
+  function lit(s) { return JSON.stringify(String(s)); }
+
+  // matchers renders labels as equality matchers, leaving out "for" and any
+  // names in skip.
+  function matchers(labels, skip) {
+    return Object.keys(labels).sort().filter(function (k) {
+      return k !== "__name__" && k !== "for" && !(skip && skip[k]);
+    }).map(function (k) { return k + "=" + lit(labels[k]); });
+  }
+
+  function inputSelector(labels) {
+    return "{" + ['__name__=' + lit(labels["for"])].concat(matchers(labels)).join(", ") + "}";
+  }
+
+  function outputSelector(labels, names) {
+    var ms = ['__name__=~' + lit(names.join("|")), "for=" + lit(labels["for"])];
+    return "{" + ms.concat(matchers(labels)).join(", ") + "}";
+  }
+
+  // A filter typed as job="api" is taken as the selector {job="api"}.
+  function normalizeMatch(s) {
+    s = s.trim();
+    if (!s) return "";
+    if (s.indexOf("{") < 0 && s.indexOf("=") >= 0) return "{" + s + "}";
+    return s;
+  }
+
+  function seriesKey(labels) {
+    return Object.keys(labels).sort().map(function (k) { return k + "=" + lit(labels[k]); }).join(",");
+  }
+
+  // ---- formatting -------------------------------------------------------------
+
+  function fmtNum(v) {
+    if (v == null || !isFinite(v)) return "–";
+    var a = Math.abs(v);
+    if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
+    if (a >= 1000) return v.toFixed(0);
+    if (a >= 100) return v.toFixed(1);
+    return v.toPrecision(3).replace(/\.?0+$/, "");
+  }
+
+  function fmtAgo(iso) {
+    var t = Date.parse(iso);
+    if (!isFinite(t)) return "–";
+    var s = Math.max(0, Math.round((Date.now() - t) / 1000));
+    if (s < 90) return s + "s ago";
+    if (s < 5400) return Math.round(s / 60) + "m ago";
+    if (s < 172800) return (s / 3600).toFixed(1).replace(/\.0$/, "") + "h ago";
+    return Math.round(s / 86400) + "d ago";
+  }
+
+  function fmtTime(iso) {
+    var d = new Date(iso);
+    return isFinite(d.getTime()) ? d.toLocaleString() : String(iso);
+  }
+
+  // ---- anomalies list -----------------------------------------------------------
+
+  function seriesLabel(labels) {
+    // Each label is unbreakable, so long names wrap between labels.
+    var kids = [el("span", { class: "name", text: (labels["for"] || "") + "{" })];
+    var ms = matchers(labels);
+    ms.forEach(function (m, i) {
+      var eq = m.indexOf("=");
+      kids.push(el("span", { class: "lab" }, [m.slice(0, eq + 1), el("span", { class: "lv", text: m.slice(eq + 1) }), i + 1 < ms.length ? "," : "}"]));
+      if (i + 1 < ms.length) kids.push(" ");
+    });
+    if (!ms.length) kids[0].textContent += "}";
+    return kids;
+  }
+
+  function loadAnomalies() {
+    var params = [["limit", String(state.limit)]];
+    if (state.match) params.push(["match[]", state.match]);
+    return api("anomalies", params).then(function (data) {
+      var list = (data && data.anomalies) || [];
+      // The API sorts already; sorting again keeps the page right if it ever
+      // does not.
+      list.sort(function (a, b) { return b.score - a.score; });
+      state.anomalies = list;
+      renderAnomalies();
+      omen.loads.anomalies++;
+      setError("anomalies", null);
+    }).catch(function (e) { setError("anomalies", e); });
+  }
+
+  function renderAnomalies() {
+    var tbody = $("anomalies").tBodies[0];
+    var rows = [];
+    var max = state.anomalies.reduce(function (m, a) { return Math.max(m, a.score); }, THRESHOLD * 2);
+    state.anomalies.forEach(function (a) {
+      var key = seriesKey(a.labels);
+      var hot = a.score > THRESHOLD;
+      var bar = el("span", { class: "scorebar" + (hot ? " hot" : "") }, [el("i")]);
+      bar.firstChild.style.width = Math.min(100, (100 * a.score) / max).toFixed(1) + "%";
+      var scoreCell = el("td", { class: "num score" + (hot ? " hot" : ""), title: hot ? "anomalous: score above 1" : "normal: score at most 1" }, [fmtNum(a.score), bar]);
+      var link = el("button", { type: "button", class: "series-link", "aria-label": "Show chart of " + key }, seriesLabel(a.labels));
+      var since = a.since ? el("span", { title: fmtTime(a.since), text: hot ? fmtAgo(a.since) : "–" }) : "–";
+      var sinceCell = el("td", null, [since]);
+      if (a.ready === false) sinceCell.appendChild(el("span", { class: "badge", title: "the model is still learning this series", text: "warming" }));
+      var expected = a.yhat != null ? " (" + fmtNum(a.yhat_lower) + "–" + fmtNum(a.yhat_upper) + ")" : "";
+      var valueCell = el("td", { class: "num", title: "expected " + fmtNum(a.yhat) }, [fmtNum(a.value), el("span", { class: "expl", text: expected })]);
+      var why = MEMBERS[a.member] ? MEMBERS[a.member] + ": " : "";
+      var expl = el("td", { class: "expl", title: why + "detector " + (a.member || "–") + ", feature " + (a.feature || "–") }, [
+        el("b", { text: a.member || "–" }), " / ", el("span", { text: a.feature || "–" }),
+      ]);
+      var tr = el("tr", { "data-key": key, "data-score": String(a.score) }, [scoreCell, el("td", null, [link]), sinceCell, valueCell, expl]);
+      if (key === state.selectedKey) tr.className = "selected";
+      tr.addEventListener("click", function () { select(a); });
+      rows.push(tr);
+    });
+    tbody.replaceChildren.apply(tbody, rows);
+    $("anomalies-empty").hidden = rows.length > 0;
+    $("anomalies-empty").textContent = state.match ? "No series match " + state.match + "." : "No series scored yet.";
+  }
+
+  // ---- status -------------------------------------------------------------------
+
+  function loadStatus() {
+    return api("status/omen").then(function (s) {
+      var rejected = s.rejected || {};
+      var rejectedTotal = Object.keys(rejected).reduce(function (n, k) { return n + rejected[k]; }, 0);
+      var summary = [
+        ["ingest", fmtNum(s.ingest_samples_per_second) + "/s"],
+        ["stored", fmtNum(s.series_stored)],
+        ["scored", fmtNum(s.series_scored)],
+        ["warming", fmtNum(s.models_warming)],
+        ["rejected", fmtNum(rejectedTotal)],
+      ];
+      $("summary").replaceChildren.apply($("summary"), summary.map(function (p) {
+        return el("li", null, [p[0] + " ", el("b", { text: p[1] })]);
+      }));
+      var b = s.build || {};
+      var rows = [
+        ["Ingest rate", fmtNum(s.ingest_samples_per_second) + " samples/s"],
+        ["Series stored", fmtNum(s.series_stored)],
+        ["Series scored", fmtNum(s.series_scored)],
+        ["Models warming", fmtNum(s.models_warming)],
+      ];
+      Object.keys(rejected).sort().forEach(function (k) {
+        rows.push(["Rejected: " + k.replace(/_/g, " "), fmtNum(rejected[k])]);
+      });
+      if (!Object.keys(rejected).length) rows.push(["Rejected", "0"]);
+      rows.push(["Version", b.version || "–"], ["Revision", (b.revision || "–").slice(0, 12)], ["Go", b.goVersion || "–"]);
+      $("status-list").replaceChildren.apply($("status-list"), rows.map(function (r) {
+        return el("div", null, [el("dt", { text: r[0] }), el("dd", { text: r[1] })]);
+      }));
+      $("config").textContent = s.config || "";
+      omen.loads.status++;
+      setError("status", null);
+    }).catch(function (e) { setError("status", e); });
+  }
+
+  // ---- series charts ---------------------------------------------------------------
+
+  function select(a) {
+    state.selected = a.labels;
+    state.selectedKey = seriesKey(a.labels);
+    state.lastSince = a.since || null;
+    Array.prototype.forEach.call($("anomalies").tBodies[0].rows, function (tr) {
+      tr.className = tr.getAttribute("data-key") === state.selectedKey ? "selected" : "";
+    });
+    $("series-title").replaceChildren.apply($("series-title"), seriesLabel(a.labels));
+    $("series-hint").hidden = true;
+    location.hash = "series=" + encodeURIComponent(JSON.stringify(a.labels));
+    loadSeries();
+  }
+
+  // byName indexes a query result's series by metric name (and horizon).
+  function byName(result, labels) {
+    var want = Object.keys(labels).filter(function (k) { return k !== "for"; }).length;
+    var out = {};
+    (result || []).forEach(function (s) {
+      var m = s.metric || {};
+      var n = Object.keys(m).filter(function (k) { return k !== "__name__" && k !== "for" && k !== "horizon"; }).length;
+      // Equality matchers also match series with more labels; prefer the exact one.
+      if (n !== want) return;
+      var key = m.__name__ + (m.horizon ? "@" + m.horizon : "");
+      out[key] = s;
+    });
+    return out;
+  }
+
+  function num(v) { var f = parseFloat(v); return isFinite(f) ? f : null; }
+
+  // seconds parses a Prometheus duration such as 5m or 1h30m (horizons are
+  // configurable, so the page takes them from the horizon label).
+  var UNITS = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
+  function seconds(d) {
+    var re = /(\d+)(ms|s|m|h|d|w|y)/g, total = 0, m, seen = "";
+    while ((m = re.exec(d))) { total += Number(m[1]) * UNITS[m[2]]; seen += m[0]; }
+    return seen && seen === d ? total : null;
+  }
+
+  function loadSeries() {
+    var labels = state.selected;
+    if (!labels) return Promise.resolve();
+    var key = state.selectedKey;
+    var now = Date.now() / 1000;
+    var end = now;
+    // A stale anomaly (data stopped arriving) is shown where it happened.
+    var at = Date.parse(state.anomalies.reduce(function (t, a) { return seriesKey(a.labels) === key ? a.timestamp : t; }, null));
+    if (isFinite(at) && at / 1000 < now - state.range / 2) end = at / 1000 + 600;
+    var start = end - state.range;
+    var step = Math.max(15, Math.ceil(state.range / 720));
+    var rng = function (q) {
+      return api("query_range", [["query", q], ["start", start.toFixed(3)], ["end", end.toFixed(3)], ["step", step + "s"]]);
+    };
+    $("series").setAttribute("data-state", "loading");
+    return Promise.all([
+      rng(inputSelector(labels)),
+      rng(outputSelector(labels, ["yhat", "yhat_lower", "yhat_upper", "anomaly_score"])),
+      api("query", [["query", outputSelector(labels, ["forecast", "forecast_lower", "forecast_upper"])], ["time", end.toFixed(3)]]),
+    ]).then(function (res) {
+      if (key !== state.selectedKey) return; // another series was picked meanwhile
+      var input = byName(res[0].result, labels)[labels["for"]];
+      var out = byName(res[1].result, labels);
+      var fc = byName(res[2].result, labels);
+      draw(buildData(input, out, fc, end, step), start, end);
+      omen.loads.series++;
+      setError("series", null);
+    }).catch(function (e) {
+      $("series").setAttribute("data-state", "error");
+      setError("series", e);
+    });
+  }
+
+  // buildData aligns every series on one time axis, as uPlot wants: the
+  // range queries share the step grid, the forecast cone adds the points
+  // now+horizon.
+  function buildData(input, out, fc, end, step) {
+    var cols = {}; // name -> {t: v}
+    var times = {};
+    function put(name, t, v) {
+      (cols[name] = cols[name] || {})[t] = v;
+      times[t] = true;
+    }
+    function putRange(name, s) {
+      (s ? s.values : []).forEach(function (p) { put(name, p[0], num(p[1])); });
+    }
+    putRange("value", input);
+    ["yhat", "yhat_lower", "yhat_upper", "anomaly_score"].forEach(function (n) { putRange(n, out[n]); });
+
+    // The cone starts at the last value and opens to each horizon's
+    // interval, plotted where it is due.
+    var lastT = null;
+    Object.keys(cols.value || {}).forEach(function (t) { t = Number(t); if (lastT === null || t > lastT) lastT = t; });
+    var cone = [];
+    Object.keys(fc).forEach(function (k) {
+      var h = k.slice("forecast@".length), d = seconds(h), f = fc[k];
+      if (k.indexOf("forecast@") !== 0 || d === null || !f.value) return;
+      cone.push({ t: end + d, f: num(f.value[1]),
+        lo: fc["forecast_lower@" + h] ? num(fc["forecast_lower@" + h].value[1]) : null,
+        hi: fc["forecast_upper@" + h] ? num(fc["forecast_upper@" + h].value[1]) : null });
+    });
+    cone.sort(function (a, b) { return a.t - b.t; });
+    if (cone.length && lastT !== null) {
+      var v0 = cols.value[lastT];
+      put("forecast", lastT, v0); put("forecast_lower", lastT, v0); put("forecast_upper", lastT, v0);
+    }
+    cone.forEach(function (c) {
+      put("forecast", c.t, c.f); put("forecast_lower", c.t, c.lo); put("forecast_upper", c.t, c.hi);
+    });
+
+    var xs = Object.keys(times).map(Number).sort(function (a, b) { return a - b; });
+    function col(name) {
+      var m = cols[name] || {};
+      return xs.map(function (t) { return t in m ? m[t] : null; });
+    }
+    return {
+      xs: xs,
+      main: [xs, col("value"), col("yhat"), col("yhat_lower"), col("yhat_upper"), col("forecast"), col("forecast_lower"), col("forecast_upper")],
+      score: [xs, col("anomaly_score"), xs.map(function () { return THRESHOLD; })],
+      counts: {
+        value: Object.keys(cols.value || {}).length,
+        band: Object.keys(cols.yhat_lower || {}).length,
+        score: Object.keys(cols.anomaly_score || {}).length,
+        cone: cone.length,
+      },
+      step: step,
+    };
+  }
+
+  // anomalyMarks shades the spans where the score is above the threshold and
+  // draws a line at the time the current anomaly began.
+  function anomalyMarks(u) {
+    var d = omen.data;
+    if (!d) return;
+    var ctx = u.ctx, top = u.bbox.top, h = u.bbox.height;
+    ctx.save();
+    ctx.fillStyle = C.anomaly;
+    var sc = d.score[1], xs = d.xs, half = (d.step / 2);
+    for (var i = 0; i < xs.length; i++) {
+      if (sc[i] == null || sc[i] <= THRESHOLD) continue;
+      var j = i;
+      while (j + 1 < xs.length && (sc[j + 1] == null ? false : sc[j + 1] > THRESHOLD)) j++;
+      var x0 = u.valToPos(xs[i] - half, "x", true), x1 = u.valToPos(xs[j] + half, "x", true);
+      ctx.fillRect(x0, top, Math.max(4 * devicePixelRatio, x1 - x0), h); // a one-sample anomaly stays visible
+      i = j;
+    }
+    var since = Date.parse(state.lastSince);
+    if (isFinite(since)) {
+      var x = u.valToPos(since / 1000, "x", true);
+      if (x >= u.bbox.left && x <= u.bbox.left + u.bbox.width) {
+        ctx.strokeStyle = C.since;
+        ctx.lineWidth = 2 * devicePixelRatio;
+        ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+        ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + h); ctx.stroke();
+      }
+    }
+    ctx.restore();
+  }
+
+  function chartWidth() { return Math.max(320, $("series").clientWidth - 26); }
+  // Heights follow the window so both charts fit on a laptop screen.
+  function clamp(v, lo, hi) { return Math.round(Math.min(hi, Math.max(lo, v))); }
+  function mainHeight() { return clamp(window.innerHeight * 0.36, 200, 320); }
+  function scoreHeight() { return clamp(window.innerHeight * 0.17, 110, 160); }
+
+  function draw(d, start, end) {
+    omen.data = d;
+    var main = omen.charts.main, score = omen.charts.score;
+    var xScale = { time: true, min: start, max: d.xs.length ? Math.max(end, d.xs[d.xs.length - 1]) : end };
+    if (!main) {
+      var sync = uPlot.sync("omen");
+      var cursor = { sync: { key: sync.key }, focus: { prox: 16 } };
+      main = omen.charts.main = new uPlot({
+        width: chartWidth(), height: mainHeight(), cursor: cursor,
+        scales: { x: { time: true } },
+        series: [
+          {},
+          { label: "value", stroke: C.value, width: 1.5 },
+          { label: "expected (yhat, band)", stroke: C.yhat, width: 1.5, dash: [6, 4] },
+          { label: "yhat_lower", stroke: C.bandEdge, width: 1 },
+          { label: "yhat_upper", stroke: C.bandEdge, width: 1 },
+          { label: "forecast (interval)", stroke: C.forecast, width: 2, spanGaps: true, points: { show: true, size: 5 } },
+          { label: "forecast_lower", stroke: C.coneEdge, width: 1, spanGaps: true },
+          { label: "forecast_upper", stroke: C.coneEdge, width: 1, spanGaps: true },
+        ],
+        bands: [
+          { series: [4, 3], fill: C.band },
+          { series: [7, 6], fill: C.cone },
+        ],
+        // Same axis sizes in both charts keep their time axes aligned.
+        axes: [{ space: 90 }, { size: 60, label: "value", labelSize: 16 }],
+        hooks: { drawClear: [anomalyMarks] },
+      }, d.main, $("chart-main"));
+      score = omen.charts.score = new uPlot({
+        width: chartWidth(), height: scoreHeight(), cursor: cursor,
+        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(2, (max || 0) * 1.1)]; } } },
+        series: [
+          {},
+          { label: "anomaly score", stroke: C.score, width: 1.5, fill: "rgba(106,61,154,0.08)" },
+          { label: "threshold", stroke: C.threshold, width: 1.5, dash: [5, 4], points: { show: false } },
+        ],
+        axes: [{ space: 90 }, { size: 60, label: "score", labelSize: 16 }],
+        hooks: { drawClear: [anomalyMarks] },
+      }, d.score, $("chart-score"));
+    } else {
+      main.setData(d.main, false);
+      score.setData(d.score, false);
+    }
+    main.setScale("x", { min: xScale.min, max: xScale.max });
+    score.setScale("x", { min: xScale.min, max: xScale.max });
+    var c = d.counts;
+    $("series-note").textContent = c.value + " samples, " + c.band + " with an expected band, " +
+      (c.cone ? "forecast " + c.cone + " horizons ahead" : "no forecast yet") +
+      ". Shaded: score above 1; dashed line: the anomaly's start.";
+    var sec = $("series");
+    sec.setAttribute("data-state", "ready");
+    sec.setAttribute("data-points", String(c.value));
+    sec.setAttribute("data-band-points", String(c.band));
+    sec.setAttribute("data-score-points", String(c.score));
+    sec.setAttribute("data-cone-points", String(c.cone));
+  }
+
+  // ---- wiring ---------------------------------------------------------------------
+
+  // refresh reloads everything; a tick that finds the last refresh still
+  // running skips, so a slow server is not sent a growing queue.
+  var refreshing = false;
+  omen.busy = function () { return refreshing; };
+  function refresh() {
+    if (refreshing) return Promise.resolve();
+    refreshing = true;
+    var p = [loadAnomalies(), loadStatus()];
+    if (state.selected) p.push(loadSeries());
+    return Promise.all(p).then(function () {
+      refreshing = false;
+      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    });
+  }
+
+  function restoreHash() {
+    var m = /(?:^#|&)series=([^&]*)/.exec(location.hash);
+    if (!m) return;
+    try {
+      var labels = JSON.parse(decodeURIComponent(m[1]));
+      if (labels && typeof labels === "object" && labels["for"]) {
+        select({ labels: labels, since: null });
+      }
+    } catch (e) { /* a hand-edited hash: ignore */ }
+  }
+
+  function setRange(seconds) {
+    state.range = seconds;
+    Array.prototype.forEach.call(document.querySelectorAll(".ranges button"), function (b) {
+      b.setAttribute("aria-pressed", String(Number(b.getAttribute("data-range")) === seconds));
+    });
+  }
+
+  $("filter").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    state.match = normalizeMatch($("match").value);
+    state.limit = Number($("limit").value) || 25;
+    loadAnomalies();
+  });
+  Array.prototype.forEach.call(document.querySelectorAll(".ranges button"), function (b) {
+    b.addEventListener("click", function () { setRange(Number(b.getAttribute("data-range"))); loadSeries(); });
+  });
+  $("live").addEventListener("change", function () { state.live = $("live").checked; });
+  window.addEventListener("resize", function () {
+    var w = chartWidth();
+    if (omen.charts.main) omen.charts.main.setSize({ width: w, height: mainHeight() });
+    if (omen.charts.score) omen.charts.score.setSize({ width: w, height: scoreHeight() });
+  });
+
+  setRange(state.range);
+  refresh().then(function () {
+    if (!state.selected) {
+      restoreHash();
+      // Keep a restored series' "since" once the list knows it.
+      state.anomalies.forEach(function (a) { if (seriesKey(a.labels) === state.selectedKey) state.lastSince = a.since; });
+    }
+  });
+  setInterval(function () { if (state.live && !document.hidden) refresh(); }, REFRESH_MS);
+})();

@@ -1,0 +1,226 @@
+package web
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// screenshotPath is where a UI test leaves its screenshot, a test artefact:
+// $OMEN_UI_SCREENSHOT_DIR, else web/testdata/out (gitignored). docs/ui.png
+// is a copy of one.
+func screenshotPath(t *testing.T, name string) string {
+	dir := os.Getenv("OMEN_UI_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = filepath.Join("testdata", "out")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return filepath.Join(dir, name)
+}
+
+// TestUIFakeAPI opens the page in headless Chromium against the API contract
+// served by fakeAPI, with one planted anomaly among normal series, and checks
+// what an SRE would: the anomaly is listed first, its chart draws the value,
+// the expected band, the forecast cone and the score, the label filter and
+// live refresh work, and nothing is loaded from outside omen.
+func TestUIFakeAPI(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	br := startBrowser(t, 1440, 900)
+
+	start := time.Now()
+	planted := fakeInput{
+		name: "http_requests_total", labels: map[string]string{"job": "api", "instance": "a:1"},
+		base: 100, amp: 20, spike: 16, spikeFrom: start.Add(-25 * time.Minute), member: "level", feature: "value",
+	}
+	inputs := []fakeInput{
+		{name: "http_requests_total", labels: map[string]string{"job": "api", "instance": "b:1"}, base: 100, amp: 20},
+		{name: "node_load1", labels: map[string]string{"job": "node", "instance": "n:9100"}, base: 2, amp: 0.5},
+		planted,
+		{name: "db_query_seconds", labels: map[string]string{"job": "db", "instance": "d:1"}, base: 0.3, amp: 0.05},
+		{name: "db_connections", labels: map[string]string{"job": "db", "instance": "d:2"}, base: 40, amp: 5},
+	}
+	fake := newFakeAPI(t, time.Now, inputs)
+	page, err := New(nil, Options{RefreshInterval: time.Second})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", fake)
+	mux.Handle("/", page)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	runUIChecks(t, br, srv.URL, uiCase{
+		wantFirst: `for="http_requests_total",instance="a:1",job="api"`, explanation: "level / value",
+		filter: `job="db"`, horizons: len(fakeHorizons), conePixels: 1000, shot: "ui-fake-api.png",
+		status: []string{"1235 samples/s", "out of order", "0.0.0-test", "scoring:"},
+	})
+	require.Empty(t, fake.unexpectedRequests(), "the page asked for something outside the API contract")
+}
+
+// uiCase is what runUIChecks expects of a page.
+type uiCase struct {
+	wantFirst   string   // the planted series' key: its sorted labels, as the page renders them
+	explanation string   // the first row's "member / feature"; empty: any
+	filter      string   // a label filter that excludes the planted series
+	horizons    int      // forecast horizons omen writes
+	conePixels  int      // least pixels of cone fill (its width depends on the forecaster)
+	status      []string // texts the status panel shows besides its headings
+	shot        string   // the screenshot's file name
+}
+
+// runUIChecks drives the page at base and checks it against c.
+func runUIChecks(t *testing.T, br *browser, base string, c uiCase) {
+	wantFirst, filter := c.wantFirst, c.filter
+	br.open(base + "/")
+	br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0 && omen.loads.status > 0`, 30*time.Second)
+
+	var rows []struct {
+		Key   string  `json:"key"`
+		Score float64 `json:"score"`
+		Hot   bool    `json:"hot"`
+		Text  string  `json:"text"`
+	}
+	br.eval(&rows, `return Array.from(document.querySelectorAll("#anomalies tbody tr")).map(function (tr) {
+  return {key: tr.dataset.key, score: Number(tr.dataset.score), hot: tr.cells[0].classList.contains("hot"), text: tr.innerText};
+});`)
+	require.GreaterOrEqual(t, len(rows), 2, "anomaly rows")
+	require.Equal(t, wantFirst, rows[0].Key, "the planted anomaly is listed first")
+	require.Greater(t, rows[0].Score, 1.0)
+	require.True(t, rows[0].Hot, "the first row is marked anomalous")
+	require.Regexp(t, `\w / \w`, rows[0].Text, "the explanation names detector and feature")
+	if c.explanation != "" {
+		require.Contains(t, rows[0].Text, c.explanation)
+	}
+	require.Contains(t, rows[0].Text, "ago", "the row says since when")
+	for i := 1; i < len(rows); i++ {
+		require.LessOrEqual(t, rows[i].Score, rows[i-1].Score, "rows sorted by score")
+	}
+
+	var status string
+	br.eval(&status, `return document.getElementById("status").textContent + " " + document.getElementById("summary").textContent;`)
+	for _, want := range append([]string{"Ingest rate", "Series stored", "Series scored", "Models warming", "Rejected", "Version", "Go"}, c.status...) {
+		require.Contains(t, status, want, "status panel")
+	}
+
+	// Live refresh: the list reloads on its own, then is paused so the rows
+	// stay put while the test clicks.
+	br.waitFor("a live refresh", `omen.loads.anomalies >= 2`, 30*time.Second)
+	br.click("#live")
+	br.waitFor("the last live refresh to finish", `!omen.busy()`, 30*time.Second)
+	br.click(`#anomalies tbody tr:first-child .series-link`)
+	br.waitFor("the series chart", `document.getElementById("series").dataset.state === "ready"`, 30*time.Second)
+
+	var chart struct {
+		Selected   string  `json:"selected"`
+		Series     int     `json:"series"`
+		Bands      int     `json:"bands"`
+		Values     int     `json:"values"`
+		Yhat       int     `json:"yhat"`
+		Lower      int     `json:"lower"`
+		Upper      int     `json:"upper"`
+		Above      int     `json:"above"` // lower <= upper everywhere both exist
+		Cone       int     `json:"cone"`
+		ConeOpen   int     `json:"coneOpen"` // horizons with lower < forecast < upper
+		Scores     int     `json:"scores"`
+		MaxScore   float64 `json:"maxScore"`
+		Threshold  float64 `json:"threshold"`
+		BandPixels int     `json:"bandPixels"`
+		ConePixels int     `json:"conePixels"`
+		LinePixels int     `json:"linePixels"`
+		HotPixels  int     `json:"hotPixels"`
+		Foreign    []string
+	}
+	br.eval(&chart, `
+var m = omen.charts.main, s = omen.charts.score;
+function count(a) { return a.filter(function (v) { return v != null; }).length; }
+var lo = m.data[3], hi = m.data[4], above = 0;
+for (var i = 0; i < lo.length; i++) if (lo[i] != null && hi[i] != null && lo[i] <= hi[i]) above++;
+var coneOpen = 0;
+for (var i = 0; i < m.data[5].length; i++) {
+  var f = m.data[5][i], fl = m.data[6][i], fu = m.data[7][i];
+  if (f != null && fl != null && fu != null && fl < f && f < fu) coneOpen++;
+}
+// Pixels of the band and cone fills as drawn on the canvas (translucent
+// colours over a transparent canvas), of opaque line ink, and of the
+// anomaly shading in the score chart.
+function pixels(u, want) {
+  var c = u.ctx, img = c.getImageData(0, 0, c.canvas.width, c.canvas.height).data, n = 0;
+  for (var p = 0; p < img.length; p += 4) if (want(img[p], img[p + 1], img[p + 2], img[p + 3])) n++;
+  return n;
+}
+function near(r, g, b, R, G, B) { return Math.abs(r - R) < 16 && Math.abs(g - G) < 16 && Math.abs(b - B) < 16; }
+return {
+  selected: omen.state.selectedKey, series: m.series.length, bands: (m.bands || []).length,
+  values: count(m.data[1]), yhat: count(m.data[2]), lower: count(lo), upper: count(hi), above: above,
+  cone: count(m.data[5]), coneOpen: coneOpen, scores: count(s.data[1]),
+  maxScore: Math.max.apply(null, s.data[1].filter(function (v) { return v != null; })),
+  threshold: s.data[2][0],
+  bandPixels: pixels(m, function (r, g, b, a) { return near(r, g, b, 0, 114, 178) && a > 20 && a < 70; }),
+  conePixels: pixels(m, function (r, g, b, a) { return near(r, g, b, 0, 158, 115) && a > 30 && a < 90; }),
+  linePixels: pixels(m, function (r, g, b, a) { return a > 200; }),
+  hotPixels: pixels(s, function (r, g, b, a) { return near(r, g, b, 213, 94, 0) && a > 15 && a < 60; }),
+  Foreign: performance.getEntriesByType("resource").map(function (e) { return e.name; })
+    .filter(function (u) { return u.indexOf(location.origin + "/") !== 0; })
+};`)
+	t.Logf("chart: %+v", chart)
+	// The screenshot before the chart assertions, so a failure leaves
+	// one too; live again, as an SRE would leave the page.
+	br.click("#live")
+	shot := screenshotPath(t, c.shot)
+	br.screenshot(shot)
+	t.Logf("screenshot: %s", shot)
+	// Paused again: a live refresh rebuilds the rows the steps below use.
+	br.click("#live")
+	br.waitFor("the last live refresh to finish", `!omen.busy()`, 30*time.Second)
+
+	require.Equal(t, wantFirst, chart.Selected)
+	require.Equal(t, 8, chart.Series, "value, yhat, band edges, forecast and cone edges")
+	require.Equal(t, 2, chart.Bands, "expected band and forecast cone")
+	require.Greater(t, chart.Values, 100, "value points over the range")
+	require.Greater(t, chart.Yhat, 100, "yhat points")
+	require.Greater(t, chart.Lower, 100, "band points")
+	require.Equal(t, chart.Lower, chart.Above, "band lower below upper")
+	require.Equal(t, c.horizons+1, chart.Cone, "cone: the last value and each horizon")
+	require.Greater(t, chart.Scores, 100, "score points")
+	require.Greater(t, chart.MaxScore, 1.0, "the planted anomaly scores above 1")
+	require.Equal(t, 1.0, chart.Threshold, "threshold line at 1")
+	require.Greater(t, chart.BandPixels, 1000, "the band is painted")
+	require.Equal(t, c.horizons, chart.ConeOpen, "each horizon has an interval around its forecast")
+	require.GreaterOrEqual(t, chart.ConePixels, c.conePixels, "the cone is painted")
+	require.Greater(t, chart.LinePixels, 1000, "lines are painted")
+	require.Greater(t, chart.HotPixels, 100, "the anomaly is marked")
+	require.Empty(t, chart.Foreign, "nothing loaded from outside omen")
+
+	// The label filter goes to the API as a selector and only matching
+	// series come back.
+	var before int
+	br.eval(&before, `return omen.loads.anomalies;`)
+	br.typeInto("#match", filter)
+	br.click(`#filter button[type="submit"]`)
+	br.waitFor("the filtered list", `omen.loads.anomalies > `+strconv.Itoa(before), 30*time.Second)
+	var keys []string
+	br.eval(&keys, `return Array.from(document.querySelectorAll("#anomalies tbody tr")).map(function (tr) { return tr.dataset.key; });`)
+	require.NotEmpty(t, keys, "rows matching %s", filter)
+	for _, k := range keys {
+		require.Contains(t, k, filter, "filtered rows")
+		require.NotEqual(t, wantFirst, k)
+	}
+	// Keyboard: Enter on a row's series button opens that series.
+	br.do(http.MethodPost, br.base+"/element/"+br.find(`#anomalies tbody tr:first-child .series-link`)+"/value", map[string]string{"text": "\uE007"}, nil)
+	br.waitFor("the keyboard-selected series", `omen.state.selectedKey === `+strconv.Quote(keys[0])+` && document.getElementById("series").dataset.state === "ready"`, 30*time.Second)
+
+	// A reload keeps the open series: it is in the URL's fragment.
+	br.eval(nil, `location.reload(); return null;`)
+	br.waitFor("the series after a reload", `window.omen && omen.loads.series > 0 && omen.state.selectedKey === `+strconv.Quote(keys[0]), 30*time.Second)
+
+	var errText string
+	br.eval(&errText, `return document.getElementById("error").hidden ? "" : document.getElementById("error").textContent;`)
+	require.Empty(t, errText, "the page reported an API error")
+}
