@@ -31,10 +31,15 @@ deps-e2e:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
+# deps-ui installs the browser and its WebDriver the UI tests drive.
 deps-ui:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 		[ -f $(APT_UPDATED) ] || { apt-get update && touch $(APT_UPDATED); }; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
 
 test: deps-e2e deps-ui
 	OMEN_E2E=1 $(GO) test -count=1 -timeout 14m $(PKGS)

@@ -75,7 +75,7 @@ remote_read:
 	var last string
 	waitFor(t, 90*time.Second, "omen to hold every series Prometheus scraped", func() bool {
 		at := time.Now().Add(-5 * time.Second)
-		q := `count({__name__=~".+", job="prometheus"})`
+		q := `count({__name__=~".+", job="prometheus", for=""})` // omen's outputs carry for=<input>
 		p, err1 := query(t, prom.URL, q, at)
 		o, err2 := query(t, omen.URL, q, at)
 		if err1 != nil || err2 != nil || len(p) != 1 || len(o) != 1 {

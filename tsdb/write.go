@@ -17,6 +17,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -94,9 +95,9 @@ type writeBuffers struct {
 }
 
 type writeMetrics struct {
-	received *prometheus.CounterVec
-	appended *prometheus.CounterVec
-	rejected *prometheus.CounterVec
+	received   *prometheus.CounterVec
+	appended   *prometheus.CounterVec
+	rejected   *prometheus.CounterVec
 	inflight   prometheus.Gauge
 	overloaded prometheus.Counter
 }
@@ -591,4 +592,24 @@ func v1LabelsString(ls []prompb.Label) string {
 	}
 	sb.WriteByte('}')
 	return sb.String()
+}
+
+// Rejected returns the samples rejected so far, summed by reason over the
+// sample types, for status pages.
+func (h *WriteHandler) Rejected() map[string]float64 {
+	out := map[string]float64{}
+	ch := make(chan prometheus.Metric, 16)
+	go func() { h.metrics.rejected.Collect(ch); close(ch) }()
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			continue
+		}
+		for _, lp := range pb.GetLabel() {
+			if lp.GetName() == "reason" {
+				out[lp.GetValue()] += pb.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
 }

@@ -1,57 +1,13 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-
-	"github.com/omen-sidecar/omen/pipeline"
-	"github.com/omen-sidecar/omen/server"
-	"github.com/omen-sidecar/omen/tsdb"
 )
-
-// startPipeline serves omen's real components in this process, wired as
-// `omen serve` wires them: the TSDB, remote write through the scoring
-// pipeline's tap, Prometheus's query API, the anomalies and status API and
-// the page. It stands in for the binary until `omen serve` mounts the
-// pipeline and the page.
-func startPipeline(t *testing.T) string {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	store := tsdb.NewStorage(nil, reg, tsdb.Options{Path: filepath.Join(t.TempDir(), "data"), RetentionTime: 24 * time.Hour})
-	require.NoError(t, store.Open())
-	t.Cleanup(func() { require.NoError(t, store.Close()) })
-
-	apiOpts := tsdb.DefaultAPIOptions()
-	engine := tsdb.NewEngine(nil, reg, apiOpts)
-	po := pipeline.DefaultOptions()
-	po.Workers = 1
-	po.Stats = func() (int, map[string]float64) { return int(store.HeadSeries()), nil }
-	p, err := pipeline.New(nil, reg, store, engine, nil, po)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-
-	page, err := New(nil, Options{RefreshInterval: time.Second})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	p.Register(mux)
-	mux.Handle("/api/v1/write", tsdb.NewWriteHandler(nil, reg, p.Tap(store), tsdb.DefaultWriteOptions()))
-	mux.Handle("/api/v1/", tsdb.NewAPI(nil, reg, reg, store, engine, apiOpts, server.RequireReady(store.Ready)))
-	mux.Handle("/", page)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
 
 // waitFirstAnomaly waits until omen's /api/v1/anomalies lists a series with
 // labels want first, scored above 1.
@@ -101,7 +57,7 @@ func equalMaps(a, b map[string]string) bool {
 }
 
 // TestUIRealPipeline: six hours of normal history of three series are
-// remote-written into omen's real pipeline, then one sample far outside
+// remote-written into the real `omen serve` binary, then one sample far outside
 // its band on one of them; the page must list that series first and chart
 // it from the scorer's own output series.
 func TestUIRealPipeline(t *testing.T) {
@@ -109,7 +65,7 @@ func TestUIRealPipeline(t *testing.T) {
 		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
 	}
 	br := startBrowser(t, 1440, 900)
-	base := startPipeline(t)
+	base := startOmen(t)
 
 	now := time.Now().Truncate(time.Second)
 	planted := fakeInput{name: "queue_depth", labels: map[string]string{"job": "api", "instance": "a:1"}, base: 100, amp: 20}

@@ -3,13 +3,9 @@ package web
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -112,61 +108,4 @@ func remoteWrite(t *testing.T, base string, series []fakeSeries, now time.Time, 
 	body, _ := io.ReadAll(resp.Body)
 	require.NoError(t, resp.Body.Close())
 	require.Less(t, resp.StatusCode, 300, "remote write: %s", body)
-}
-
-// TestUIRealQueryAPI runs the page against the real omen binary's storage
-// and Prometheus query API: the input series and the output series the
-// scorer would write (yhat, the band, anomaly_score and the forecasts) are
-// remote-written into omen, and the page's query and query_range requests
-// go to omen's PromQL engine. /api/v1/anomalies and /api/v1/status/omen
-// still come from fakeAPI until `omen serve` answers them; see the package
-// report in issue 9.
-func TestUIRealQueryAPI(t *testing.T) {
-	if testing.Short() && !e2e() {
-		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("needs the go tool to build omen")
-	}
-	br := startBrowser(t, 1440, 900)
-	omen := startOmen(t)
-
-	now := time.Now()
-	planted := fakeInput{
-		name: "http_requests_total", labels: map[string]string{"job": "api", "instance": "a:1"},
-		base: 100, amp: 20, spike: 16, spikeFrom: now.Add(-25 * time.Minute), member: "level", feature: "value",
-	}
-	fake := newFakeAPI(t, time.Now, []fakeInput{
-		{name: "http_requests_total", labels: map[string]string{"job": "api", "instance": "b:1"}, base: 100, amp: 20},
-		planted,
-		{name: "db_connections", labels: map[string]string{"job": "db", "instance": "d:2"}, base: 40, amp: 5},
-	})
-	remoteWrite(t, omen, fake.series(), now, 3*time.Hour, 15*time.Second)
-
-	target, err := url.Parse(omen)
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	page, err := New(nil, Options{RefreshInterval: time.Second})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/query", proxy)
-	mux.Handle("/api/v1/query_range", proxy)
-	mux.Handle("/api/v1/", fake)
-	mux.Handle("/", page)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-
-	// The query API really holds what was written.
-	resp, err := http.Get(omen + "/api/v1/query?query=" + url.QueryEscape(`count({for="http_requests_total"})`))
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	require.NoError(t, resp.Body.Close())
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
-	require.Contains(t, string(body), fmt.Sprintf(`"%d"`, 2*(4+3*len(fakeHorizons))), "outputs of two inputs stored")
-
-	runUIChecks(t, br, srv.URL, uiCase{
-		wantFirst: `for="http_requests_total",instance="a:1",job="api"`, explanation: "level / value",
-		filter: `job="db"`, horizons: len(fakeHorizons), conePixels: 1000, shot: "ui-real-query-api.png",
-	})
-	require.Empty(t, fake.unexpectedRequests())
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -20,10 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/omen-sidecar/omen/pipeline"
 	"github.com/omen-sidecar/omen/server"
 	"github.com/omen-sidecar/omen/tsdb"
+	omenweb "github.com/omen-sidecar/omen/web"
 )
 
 type serveFlags struct {
@@ -40,6 +45,7 @@ type serveFlags struct {
 	shutdownGrace time.Duration
 	write         tsdb.WriteOptions
 	maxInflightB  units.Base2Bytes
+	pipeline      *pipeline.Options
 }
 
 func registerServe(app *kingpin.Application, lc *logConfig) command {
@@ -80,6 +86,7 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default(fmt.Sprint(d.Labels.MaxNameLength)).IntVar(&f.write.Labels.MaxNameLength)
 	cl.Flag("write.max-label-value-length", "Bytes of one label value (400 beyond).").
 		Default(fmt.Sprint(d.Labels.MaxValueLength)).IntVar(&f.write.Labels.MaxValueLength)
+	f.pipeline = pipelineFlags(cl)
 	return command{clause: cl, run: func(ctx context.Context) error { return runServe(ctx, lc.logger(), f) }}
 }
 
@@ -113,16 +120,38 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	apiOpts.ListenAddress = f.listen[0]
 	engine := tsdb.NewEngine(logger, reg, apiOpts)
 
-	var appendable = tsdb.AppendableV2(store)
-	ready := store.Ready
+	popts := *f.pipeline
+	popts.SnapshotPath = filepath.Join(f.tsdbPath, pipeline.SnapshotFile)
+	popts.Build = pipeline.BuildInfo{Version: version.Version, Revision: version.Revision, GoVersion: runtime.Version()}
+	var wh *tsdb.WriteHandler // set below; Stats is only called once serving
+	popts.Stats = func() (int, map[string]float64) { return int(store.HeadSeries()), wh.Rejected() }
+	pl, err := pipeline.New(logger, reg, store, engine, cfgLoader.Config(), popts)
+	if err != nil {
+		return err
+	}
+	cfgLoader.OnReload(pl.ApplyConfig)
+	reg.MustRegister(pl.Collector())
+
+	// Every sample written is stored, then handed to the scorers on commit.
+	appendable := pl.Tap(store)
+	ready := func() bool { return store.Ready() && pl.Ready() }
 
 	mux := server.NewMux(reg)
 	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload}.Register(mux)
 	mux.Handle("/metrics", "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
-	mux.Handle("/api/v1/write", "/api/v1/write", tsdb.NewWriteHandler(logger, reg, appendable, f.write))
+	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
+	mux.Handle("/api/v1/write", "/api/v1/write", wh)
+	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.RequireReady(ready)(pl.AnomaliesHandler().ServeHTTP))
+	mux.Handle("/api/v1/status/omen", "/api/v1/status/omen", pl.StatusHandler())
 	mux.Handle("/api/v1/", "/api/v1", tsdb.NewAPI(logger, reg, reg, store, engine, apiOpts, server.RequireReady(ready)))
+	ui, err := omenweb.New(logger, omenweb.Options{})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/{$}", "/", ui)
+	mux.Handle(omenweb.StaticPrefix, omenweb.StaticPrefix, ui)
 	mux.HandlePprof()
 
 	var g run.Group
@@ -173,16 +202,20 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	}
 	{
 		// The TSDB opens (replaying its WAL) while the server already
-		// answers /-/healthy, and closes last.
-		stop := make(chan struct{})
+		// answers /-/healthy, then the pipeline restores its models and
+		// scores until shutdown. The interrupt waits for the pipeline's
+		// final snapshot; the TSDB closes after the group is done.
+		pctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
 		g.Add(func() error {
+			defer close(done)
 			if err := store.Open(); err != nil {
 				return err
 			}
-			<-stop
-			return nil
+			return pl.Run(pctx)
 		}, func(error) {
-			close(stop)
+			cancel()
+			<-done
 		})
 		defer func() {
 			if err := store.Close(); err != nil {
