@@ -92,5 +92,5 @@ func TestRunMirrorsTree(t *testing.T) {
 	require.NoFileExists(t, filepath.Join(dir, "out", "sub", "broken.csv"))
 
 	_, err = Run(context.Background(), nil, filepath.Join(dir, "nope"), filepath.Join(dir, "out"), 1, nil, Config{Horizon: 4})
-	require.ErrorContains(t, err, "read input")
+	require.ErrorContains(t, err, "input:")
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/omen-sidecar/omen/backtest"
+	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/detect"
 )
 
@@ -43,7 +44,7 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 		}
 		cfg.Detect.Direction = d
 		if term.IsTerminal(int(os.Stderr.Fd())) {
-			cfg.Progress = backtest.ProgressWriter(os.Stderr)
+			cfg.Progress = batch.Bar(os.Stderr, "backtest")
 		}
 		start := time.Now()
 		sum, err := backtest.Run(ctx, cfg)

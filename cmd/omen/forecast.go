@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 
 	"github.com/alecthomas/kingpin/v2"
 	"golang.org/x/term"
 
+	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/forecast"
 	"github.com/omen-sidecar/omen/forecastcli"
 )
@@ -29,9 +29,9 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		var progress io.Writer
+		var progress func(done, total int)
 		if term.IsTerminal(int(os.Stderr.Fd())) {
-			progress = os.Stderr
+			progress = batch.Bar(os.Stderr, "forecast")
 		}
 		sum, err := forecastcli.Run(ctx, lc.logger(), *input, *output, *workers, progress, cfg)
 		if err != nil {

@@ -1,0 +1,148 @@
+// Package batch runs a per-file job over a CSV file or a folder of them,
+// files in parallel, mirroring the input tree into an output folder. It is
+// the shared driver of `omen backtest` and `omen forecast`.
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/schollz/progressbar/v3"
+)
+
+// Options describe one run.
+type Options struct {
+	Input   string // a CSV file or a folder searched recursively for *.csv
+	Output  string // folder that mirrors Input's tree
+	Workers int    // files processed in parallel; 0 means one per CPU
+	// Progress, if not nil, is told after each file, from one goroutine at
+	// a time.
+	Progress func(done, total int)
+}
+
+// Summary counts what a run did.
+type Summary struct {
+	Files, Failed int
+}
+
+// Job processes one file, in to out. NewJob is called once per worker
+// goroutine, so a Job may keep scratch state that is not safe for
+// concurrent use.
+type Job func(ctx context.Context, in, out string) error
+
+// Run lists the files of o.Input and runs a Job on each. A failing file
+// does not stop the others: the returned error joins every file's error
+// (each naming its file) and ctx's, if it was cancelled.
+func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
+	files, root, err := List(o.Input)
+	if err != nil {
+		return Summary{}, err
+	}
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, len(files))
+
+	jobs := make(chan string)
+	var (
+		mu   sync.Mutex
+		errs []error
+		sum  Summary
+		wg   sync.WaitGroup
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			job := newJob()
+			for in := range jobs {
+				rel, _ := filepath.Rel(root, in)
+				err := job(ctx, in, filepath.Join(o.Output, rel))
+				mu.Lock()
+				sum.Files++
+				if err != nil {
+					sum.Failed++
+					errs = append(errs, fmt.Errorf("%s: %w", in, err))
+				}
+				if o.Progress != nil {
+					o.Progress(sum.Files, len(files))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, f := range files {
+		select {
+		case jobs <- f:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return sum, errors.Join(errs...)
+}
+
+// List returns the .csv files under input, sorted, and the root their
+// output paths are relative to: input itself for a folder, its parent for
+// a single file.
+func List(input string) (files []string, root string, err error) {
+	fi, err := os.Stat(input)
+	if err != nil {
+		return nil, "", fmt.Errorf("input: %w", err)
+	}
+	if !fi.IsDir() {
+		return []string{input}, filepath.Dir(input), nil
+	}
+	err = filepath.WalkDir(input, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.EqualFold(filepath.Ext(p), ".csv") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("walk input: %w", err)
+	}
+	if len(files) == 0 {
+		return nil, "", fmt.Errorf("input %s: no .csv files", input)
+	}
+	sort.Strings(files)
+	return files, input, nil
+}
+
+// Bar returns a Progress func drawing a progress bar with an ETA on w, for
+// a terminal. The bar is created at the first call, once the total is known.
+func Bar(w io.Writer, what string) func(done, total int) {
+	var bar *progressbar.ProgressBar
+	return func(done, total int) {
+		if bar == nil {
+			bar = progressbar.NewOptions(total,
+				progressbar.OptionSetWriter(w),
+				progressbar.OptionSetDescription(what),
+				progressbar.OptionShowCount(),
+				progressbar.OptionSetItsString("files"),
+				progressbar.OptionShowIts(),
+				progressbar.OptionSetPredictTime(true),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+			)
+		}
+		_ = bar.Set(done)
+	}
+}

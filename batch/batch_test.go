@@ -1,0 +1,107 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func write(t *testing.T, path, s string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(s), 0o644))
+}
+
+// copyJob copies in to out, failing on files that contain "bad".
+func copyJob(jobs *atomic.Int64) func() Job {
+	return func() Job {
+		jobs.Add(1)
+		return func(_ context.Context, in, out string) error {
+			b, err := os.ReadFile(in)
+			if err != nil {
+				return err
+			}
+			if bytes.Contains(b, []byte("bad")) {
+				return errors.New("bad content")
+			}
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(out, b, 0o644)
+		}
+	}
+}
+
+func TestRun(t *testing.T) {
+	in := t.TempDir()
+	write(t, filepath.Join(in, "a.csv"), "a")
+	write(t, filepath.Join(in, "sub", "b.CSV"), "b")
+	write(t, filepath.Join(in, "sub", "c.csv"), "bad")
+	write(t, filepath.Join(in, "notes.txt"), "ignored")
+
+	for _, tc := range []struct {
+		name    string
+		input   string
+		workers int
+		want    []string // files expected under the output
+		files   int
+		failed  int
+	}{
+		{"folder", in, 2, []string{"a.csv", "sub/b.CSV"}, 3, 1},
+		{"folder one worker", in, 1, []string{"a.csv", "sub/b.CSV"}, 3, 1},
+		{"single file", filepath.Join(in, "sub", "b.CSV"), 0, []string{"b.CSV"}, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			var jobs atomic.Int64
+			var calls []int
+			s, err := Run(context.Background(), Options{Input: tc.input, Output: out, Workers: tc.workers,
+				Progress: func(done, total int) { calls = append(calls, done); require.Equal(t, tc.files, total) }},
+				copyJob(&jobs))
+			require.Equal(t, Summary{Files: tc.files, Failed: tc.failed}, s)
+			if tc.failed > 0 {
+				require.ErrorContains(t, err, "c.csv: bad content")
+			} else {
+				require.NoError(t, err)
+			}
+			for _, w := range tc.want {
+				require.FileExists(t, filepath.Join(out, w))
+			}
+			require.Len(t, calls, tc.files)
+			require.Equal(t, tc.files, calls[len(calls)-1])
+			require.LessOrEqual(t, int(jobs.Load()), max(tc.workers, 2))
+		})
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	_, err := Run(context.Background(), Options{Input: filepath.Join(t.TempDir(), "missing")}, nil)
+	require.ErrorContains(t, err, "input:")
+	_, err = Run(context.Background(), Options{Input: t.TempDir()}, nil)
+	require.ErrorContains(t, err, "no .csv files")
+
+	in := t.TempDir()
+	write(t, filepath.Join(in, "a.csv"), "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var jobs atomic.Int64
+	_, err = Run(ctx, Options{Input: in, Output: t.TempDir()}, copyJob(&jobs))
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+func TestBar(t *testing.T) {
+	var buf bytes.Buffer
+	p := Bar(&buf, "backtest")
+	for i := 1; i <= 3; i++ {
+		p(i, 3)
+	}
+	require.True(t, strings.Contains(buf.String(), "3/3"), buf.String())
+	require.Contains(t, buf.String(), "backtest")
+}
