@@ -60,6 +60,10 @@ func (m *Mux) HandlePprof() {
 
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTTP(w, r) }
 
+// notReady is the answer while the TSDB replays its WAL, the models are
+// restored, or storage is failing.
+const notReady = "omen is not ready: storage is opening or failing, or model state is being restored."
+
 // Lifecycle serves /-/healthy, /-/ready and /-/reload.
 type Lifecycle struct {
 	Ready  func() bool
@@ -74,7 +78,7 @@ func (lc Lifecycle) Register(m *Mux) {
 	})
 	m.HandleFunc("/-/ready", "/-/ready", func(w http.ResponseWriter, r *http.Request) {
 		if !lc.Ready() {
-			http.Error(w, "omen is not ready: the TSDB is still opening.", http.StatusServiceUnavailable)
+			http.Error(w, notReady, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("omen is Ready.\n"))
@@ -100,7 +104,7 @@ func RequireReady(ready func() bool) func(http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if !ready() {
 				w.Header().Set("Retry-After", "5")
-				http.Error(w, "omen is not ready: the TSDB is still opening", http.StatusServiceUnavailable)
+				http.Error(w, notReady, http.StatusServiceUnavailable)
 				return
 			}
 			h(w, r)

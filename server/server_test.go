@@ -1,0 +1,152 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+func do(t *testing.T, h http.Handler, method, path string) (int, string, http.Header) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	b, err := io.ReadAll(rec.Result().Body)
+	require.NoError(t, err)
+	return rec.Code, string(b), rec.Result().Header
+}
+
+func TestLifecycle(t *testing.T) {
+	var ready atomic.Bool
+	reloadErr := errors.New("defaults.direction: bad")
+	var failReload atomic.Bool
+	reg := prometheus.NewRegistry()
+	m := NewMux(reg)
+	Lifecycle{Ready: ready.Load, Reload: func() error {
+		if failReload.Load() {
+			return reloadErr
+		}
+		return nil
+	}}.Register(m)
+	m.Handle("/api/v1/x", "/api/v1/x", RequireReady(ready.Load)(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+
+	for _, tc := range []struct {
+		name         string
+		ready, fail  bool
+		method, path string
+		code         int
+		body         string
+	}{
+		{"healthy while opening", false, false, "GET", "/-/healthy", 200, "Healthy"},
+		{"not ready while opening", false, false, "GET", "/-/ready", 503, "not ready"},
+		{"API 503 while opening", false, false, "GET", "/api/v1/x", 503, "not ready"},
+		{"ready", true, false, "GET", "/-/ready", 200, "Ready"},
+		{"API once ready", true, false, "GET", "/api/v1/x", 200, "ok"},
+		{"reload needs POST", true, false, "GET", "/-/reload", 405, "POST"},
+		{"reload", true, false, "POST", "/-/reload", 200, "reloaded"},
+		{"reload PUT", true, false, "PUT", "/-/reload", 200, "reloaded"},
+		{"reload failure says why", true, true, "POST", "/-/reload", 500, reloadErr.Error()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ready.Store(tc.ready)
+			failReload.Store(tc.fail)
+			code, body, hdr := do(t, m, tc.method, tc.path)
+			require.Equal(t, tc.code, code, body)
+			require.Contains(t, body, tc.body)
+			if code == 503 && tc.path == "/api/v1/x" {
+				require.NotEmpty(t, hdr.Get("Retry-After"))
+			}
+		})
+	}
+	// Every request above was counted by handler and code.
+	require.Equal(t, 1.0, testutil.ToFloat64(m.requests.WithLabelValues("/-/reload", "500")))
+	require.Equal(t, 2.0, testutil.ToFloat64(m.requests.WithLabelValues("/-/reload", "200")))
+	require.Equal(t, 1.0, testutil.ToFloat64(m.requests.WithLabelValues("/api/v1/x", "503")))
+}
+
+func TestPprof(t *testing.T) {
+	m := NewMux(prometheus.NewRegistry())
+	m.HandlePprof()
+	code, body, _ := do(t, m, "GET", "/debug/pprof/")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "goroutine")
+}
+
+func TestConfigLoader(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	path := filepath.Join(t.TempDir(), "omen.yml")
+	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o644)) }
+
+	t.Run("no file means defaults", func(t *testing.T) {
+		l, err := NewConfigLoader(logger, prometheus.NewRegistry(), "")
+		require.NoError(t, err)
+		require.Equal(t, config.Default().Defaults.Direction, l.Config().Defaults.Direction)
+		require.NoError(t, l.Reload())
+	})
+	t.Run("a bad file at start is an error", func(t *testing.T) {
+		write("defaults: {direction: sideways}\n")
+		_, err := NewConfigLoader(logger, prometheus.NewRegistry(), path)
+		require.ErrorContains(t, err, "sideways")
+	})
+
+	write("defaults: {direction: up}\n")
+	reg := prometheus.NewRegistry()
+	l, err := NewConfigLoader(logger, reg, path)
+	require.NoError(t, err)
+	require.Equal(t, "up", string(l.Config().Defaults.Direction))
+	var applied []string
+	var refuse atomic.Bool
+	l.OnReload(func(c *config.Config) error {
+		if refuse.Load() {
+			return errors.New("listener refused")
+		}
+		applied = append(applied, string(c.Defaults.Direction))
+		return nil
+	})
+	success := func() float64 {
+		return testutil.ToFloat64(l.success)
+	}
+
+	for _, tc := range []struct {
+		name, file string
+		refuse     bool
+		err        string
+		want       string // direction in force afterwards
+	}{
+		{"good reload applies", "defaults: {direction: down}\n", false, "", "down"},
+		{"bad YAML keeps the old", "{{{", false, "yaml", "down"},
+		{"invalid value keeps the old", "defaults: {direction: sideways}\n", false, "sideways", "down"},
+		{"a listener's refusal keeps the old", "defaults: {direction: up}\n", true, "listener refused", "down"},
+		{"recovers", "defaults: {direction: both}\n", false, "", "both"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			write(tc.file)
+			refuse.Store(tc.refuse)
+			err := l.Reload()
+			if tc.err != "" {
+				require.Error(t, err)
+				require.Contains(t, strings.ToLower(err.Error()), tc.err)
+				require.Equal(t, 0.0, success())
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, 1.0, success())
+			}
+			require.Equal(t, tc.want, string(l.Config().Defaults.Direction))
+		})
+	}
+	require.Equal(t, []string{"down", "both"}, applied)
+}
