@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/omen-sidecar/omen/pipeline"
 	"github.com/omen-sidecar/omen/server"
@@ -185,10 +184,11 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	{
 		// HTTP first among the interrupts, so in-flight writes finish before
 		// the TSDB closes.
+		// TLS and basic auth come from the exporter-toolkit web config;
+		// server.ListenAndServe keeps /-/healthy open without credentials.
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
-		flags := &web.FlagConfig{WebListenAddresses: &f.listen, WebSystemdSocket: new(bool), WebConfigFile: &f.webConfig}
 		g.Add(func() error {
-			if err := web.ListenAndServe(srv, flags, logger); !errors.Is(err, http.ErrServerClosed) {
+			if err := server.ListenAndServe(logger, reg, srv, f.listen, f.webConfig); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("HTTP server: %w", err)
 			}
 			return nil

@@ -1,0 +1,294 @@
+package server
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v2"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
+)
+
+// WebConfig is an exporter-toolkit web configuration file (the format of
+// Prometheus's --web.config.file: tls_server_config, http_server_config,
+// basic_auth_users with bcrypt hashes, rate_limit).
+//
+// exporter-toolkit's own server puts basic auth in front of every path, but
+// /-/healthy must answer without credentials (liveness probes carry none), so
+// omen parses the same file with the toolkit's exported types, builds TLS with
+// the toolkit's ConfigToTLSConfig and does the basic auth itself.
+//
+// Like the toolkit, the file is checked again on every request and every new
+// TLS connection: a changed file (by size or modification time) is re-read,
+// so users, passwords and certificates change without a restart or
+// /-/reload. Unlike the toolkit, a file that no longer loads keeps the last
+// good configuration in force (logged once per change) rather than answering
+// every request 500. Switching TLS on or off needs a restart, as with the
+// toolkit. It is safe for concurrent use.
+type WebConfig struct {
+	path   string
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	stamp fileStamp
+	cur   *loadedWebConfig
+}
+
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+}
+
+// loadedWebConfig is one version of the file with the passwords verified
+// against it. The cache lives and dies with the version, so it is bounded by
+// the number of configured users and a changed hash is never satisfied by a
+// stale entry.
+type loadedWebConfig struct {
+	cfg *web.Config
+	mu  sync.RWMutex
+	// verified maps user to the HMAC of the password that last matched
+	// the user's bcrypt hash.
+	verified map[string][sha256.Size]byte
+}
+
+// LoadWebConfig validates the file with exporter-toolkit's own checks (bcrypt
+// hashes, allowed headers, certificate and key) and loads it.
+func LoadWebConfig(logger *slog.Logger, path string) (*WebConfig, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &WebConfig{path: path, logger: logger}
+	if _, err := c.get(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// get returns the configuration in force, re-reading the file if it changed.
+func (c *WebConfig) get() (*loadedWebConfig, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fi, err := os.Stat(c.path)
+	if err != nil {
+		if c.cur != nil {
+			if c.stamp != (fileStamp{}) {
+				c.logger.Error("Web configuration file unreadable; keeping the previous one", "file", c.path, "err", err)
+				c.stamp = fileStamp{}
+			}
+			return c.cur, nil
+		}
+		return nil, fmt.Errorf("web config: %w", err)
+	}
+	st := fileStamp{size: fi.Size(), modTime: fi.ModTime()}
+	if c.cur != nil && st == c.stamp {
+		return c.cur, nil
+	}
+	c.stamp = st
+	cfg, err := readWebConfig(c.path)
+	if err != nil {
+		if c.cur != nil {
+			c.logger.Error("Web configuration file invalid; keeping the previous one", "file", c.path, "err", err)
+			return c.cur, nil
+		}
+		return nil, err
+	}
+	if c.cur != nil {
+		c.logger.Info("Web configuration file reloaded", "file", c.path)
+	}
+	c.cur = &loadedWebConfig{cfg: cfg, verified: make(map[string][sha256.Size]byte, len(cfg.Users))}
+	return c.cur, nil
+}
+
+// readWebConfig reads the file as exporter-toolkit does (its defaults,
+// strict YAML, relative paths against the file's directory) after the
+// toolkit's Validate has accepted it.
+func readWebConfig(path string) (*web.Config, error) {
+	if err := web.Validate(path); err != nil {
+		return nil, fmt.Errorf("web config %s: %w", path, err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("web config: %w", err)
+	}
+	cfg := &web.Config{
+		TLSConfig:  web.TLSConfig{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13},
+		HTTPConfig: web.HTTPConfig{HTTP2: true},
+	}
+	if err := yaml.UnmarshalStrict(b, cfg); err != nil {
+		return nil, fmt.Errorf("web config %s: %w", path, err)
+	}
+	cfg.TLSConfig.SetDirectory(filepath.Dir(path))
+	return cfg, nil
+}
+
+// TLSEnabled reports whether the file configures TLS.
+func (c *WebConfig) TLSEnabled() bool {
+	l, err := c.get()
+	return err == nil && l.cfg.TLSConfig.IsEnabled()
+}
+
+// tlsConfig builds the server's TLS configuration with exporter-toolkit's
+// ConfigToTLSConfig; it re-reads the file, and the toolkit the certificate
+// and key, for every new connection.
+func (c *WebConfig) tlsConfig() (*tls.Config, error) {
+	l, err := c.get()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := web.ConfigToTLSConfig(&l.cfg.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("web config %s: %w", c.path, err)
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	if l.cfg.HTTPConfig.HTTP2 {
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+	}
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		next, err := c.tlsConfig()
+		if err != nil {
+			c.logger.Error("Building TLS configuration for a new connection", "err", err)
+		}
+		return next, err
+	}
+	return cfg, nil
+}
+
+// BasicAuth is the authenticating middleware for a WebConfig.
+type BasicAuth struct {
+	conf     *WebConfig
+	exempt   map[string]bool
+	logger   *slog.Logger
+	failures prometheus.Counter
+	// macKey keys the HMAC under which verified passwords are cached, so
+	// the cache holds neither plaintext nor a plain hash of a password.
+	macKey [32]byte
+	// dummyHash is compared against when the user is unknown, so that an
+	// unknown user costs as much as a wrong password and timing does not
+	// tell which users exist.
+	dummyHash []byte
+	// bcryptMu runs one bcrypt comparison at a time: each costs tens of
+	// milliseconds of CPU, and a flood of wrong passwords must not take
+	// every core. Requests with a cached password never wait on it.
+	bcryptMu sync.Mutex
+	// limiter is the file's rate_limit, read once at start as the toolkit
+	// does; nil when unset.
+	limiter *rate.Limiter
+}
+
+// NewBasicAuth returns the middleware checking the basic_auth_users of conf
+// on every path except the exempt ones (exact paths, such as /-/healthy).
+func NewBasicAuth(logger *slog.Logger, reg prometheus.Registerer, conf *WebConfig, exempt ...string) (*BasicAuth, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &BasicAuth{conf: conf, exempt: map[string]bool{}, logger: logger,
+		failures: promauto.With(reg).NewCounter(prometheus.CounterOpts{
+			Name: "omen_http_authentication_failures_total",
+			Help: "HTTP requests refused with 401 because their basic-auth credentials were missing or wrong.",
+		})}
+	for _, p := range exempt {
+		a.exempt[p] = true
+	}
+	if _, err := rand.Read(a.macKey[:]); err != nil {
+		return nil, fmt.Errorf("basic auth: %w", err)
+	}
+	var pw [16]byte
+	if _, err := rand.Read(pw[:]); err != nil {
+		return nil, fmt.Errorf("basic auth: %w", err)
+	}
+	h, err := bcrypt.GenerateFromPassword(pw[:], bcrypt.DefaultCost)
+	if err != nil {
+		return nil, fmt.Errorf("basic auth: %w", err)
+	}
+	a.dummyHash = h
+	l, err := conf.get()
+	if err != nil {
+		return nil, err
+	}
+	if rl := l.cfg.RateLimiterConfig; rl.Interval != 0 {
+		a.limiter = rate.NewLimiter(rate.Every(rl.Interval), rl.Burst)
+		logger.Info("Rate limiter is enabled", "burst", rl.Burst, "interval", rl.Interval)
+	}
+	return a, nil
+}
+
+// Wrap returns h behind the configured headers, rate limit and basic auth.
+func (a *BasicAuth) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l, err := a.conf.get()
+		if err != nil {
+			// Only before a first good load, which LoadWebConfig ensures.
+			http.Error(w, "web configuration not loaded", http.StatusInternalServerError)
+			return
+		}
+		exempt := a.exempt[r.URL.Path]
+		if a.limiter != nil && !exempt && !a.limiter.Allow() {
+			http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
+			return
+		}
+		for k, v := range l.cfg.HTTPConfig.Header {
+			w.Header().Set(k, v)
+		}
+		if len(l.cfg.Users) == 0 || exempt || a.authenticated(l, r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		a.failures.Inc()
+		// Neither the user name (often a mistyped password) nor anything
+		// else from the Authorization header is logged.
+		a.logger.Debug("Unauthenticated request refused", "path", r.URL.Path, "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", `Basic realm="omen", charset="UTF-8"`)
+		http.Error(w, "401 Unauthorized: this endpoint needs basic-auth credentials", http.StatusUnauthorized)
+	})
+}
+
+func (a *BasicAuth) authenticated(l *loadedWebConfig, r *http.Request) bool {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	mac := hmac.New(sha256.New, a.macKey[:])
+	mac.Write([]byte(pass))
+	var sum [sha256.Size]byte
+	mac.Sum(sum[:0])
+
+	hash, known := l.cfg.Users[user]
+	if known {
+		l.mu.RLock()
+		cached, hit := l.verified[user]
+		l.mu.RUnlock()
+		if hit && hmac.Equal(cached[:], sum[:]) {
+			return true
+		}
+	}
+	hb := a.dummyHash
+	if known {
+		hb = []byte(hash)
+	}
+	a.bcryptMu.Lock()
+	err := bcrypt.CompareHashAndPassword(hb, []byte(pass))
+	a.bcryptMu.Unlock()
+	if err != nil || !known {
+		if err != nil && !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+			a.logger.Warn("Checking a basic-auth password", "err", err)
+		}
+		return false
+	}
+	l.mu.Lock()
+	l.verified[user] = sum
+	l.mu.Unlock()
+	return true
+}

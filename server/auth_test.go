@@ -1,0 +1,174 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// writeWebConfig writes a web config with the given users (plaintext
+// passwords, hashed here at bcrypt's lowest cost to keep the test quick).
+func writeWebConfig(t *testing.T, path string, users map[string]string, extra string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(extra)
+	if len(users) > 0 {
+		b.WriteString("basic_auth_users:\n")
+		for u, p := range users {
+			h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+			require.NoError(t, err)
+			fmt.Fprintf(&b, "  %s: %s\n", u, h)
+		}
+	}
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o600))
+}
+
+func newAuthServer(t *testing.T, path string) (*httptest.Server, *BasicAuth) {
+	t.Helper()
+	conf, err := LoadWebConfig(nil, path)
+	require.NoError(t, err)
+	a, err := NewBasicAuth(nil, prometheus.NewRegistry(), conf, HealthyPath)
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	for _, p := range []string{"/metrics", "/api/v1/query", "/api/v1/write", "/-/ready", HealthyPath, "/{$}"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok " + r.URL.Path)) })
+	}
+	srv := httptest.NewServer(a.Wrap(mux))
+	t.Cleanup(srv.Close)
+	return srv, a
+}
+
+func get(t *testing.T, url, user, pass string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if user != "" || pass != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp
+}
+
+func TestBasicAuth(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "web.yml")
+	writeWebConfig(t, path, map[string]string{"alice": "s3cret", "bob": "hunter2"},
+		"http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n")
+	srv, a := newAuthServer(t, path)
+
+	for _, tc := range []struct {
+		name, path, user, pass string
+		code                   int
+	}{
+		{"no credentials", "/metrics", "", "", http.StatusUnauthorized},
+		{"no credentials, root", "/", "", "", http.StatusUnauthorized},
+		{"no credentials, ready", "/-/ready", "", "", http.StatusUnauthorized},
+		{"no credentials, write", "/api/v1/write", "", "", http.StatusUnauthorized},
+		{"wrong password", "/api/v1/query", "alice", "hunter2", http.StatusUnauthorized},
+		{"unknown user", "/api/v1/query", "mallory", "s3cret", http.StatusUnauthorized},
+		{"empty password", "/api/v1/query", "alice", "", http.StatusUnauthorized},
+		{"right password", "/api/v1/query", "alice", "s3cret", http.StatusOK},
+		{"right password again (cached)", "/metrics", "alice", "s3cret", http.StatusOK},
+		{"wrong password after a cached right one", "/metrics", "alice", "s3cret!", http.StatusUnauthorized},
+		{"another user", "/-/ready", "bob", "hunter2", http.StatusOK},
+		{"healthy without credentials", "/-/healthy", "", "", http.StatusOK},
+		{"healthy with wrong credentials", "/-/healthy", "alice", "nope", http.StatusOK},
+		{"path that cleans to healthy is not exempt", "/-/ready/../healthy", "", "", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := get(t, srv.URL+tc.path, tc.user, tc.pass)
+			require.Equal(t, tc.code, resp.StatusCode)
+			require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+			if tc.code == http.StatusUnauthorized {
+				require.Contains(t, resp.Header.Get("WWW-Authenticate"), "Basic")
+			} else {
+				require.Empty(t, resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	require.Equal(t, 9.0, testutil.ToFloat64(a.failures)) // the 401 rows above
+}
+
+// TestBasicAuthReload: the file is re-read when it changes, a changed
+// password replaces the cached one, and a broken file keeps the last good
+// configuration rather than opening or closing the door.
+func TestBasicAuthReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "web.yml")
+	writeWebConfig(t, path, map[string]string{"alice": "old"}, "")
+	srv, _ := newAuthServer(t, path)
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/metrics", "alice", "old").StatusCode)
+
+	// A later modification time makes the change visible even on file
+	// systems with coarse timestamps.
+	touch := func() {
+		future := time.Now().Add(time.Hour)
+		require.NoError(t, os.Chtimes(path, future, future))
+	}
+	writeWebConfig(t, path, map[string]string{"alice": "new"}, "")
+	touch()
+	require.Equal(t, http.StatusUnauthorized, get(t, srv.URL+"/metrics", "alice", "old").StatusCode)
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/metrics", "alice", "new").StatusCode)
+
+	require.NoError(t, os.WriteFile(path, []byte("basic_auth_users: [not, a, map]\n"), 0o600))
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/metrics", "alice", "new").StatusCode)
+	require.Equal(t, http.StatusUnauthorized, get(t, srv.URL+"/metrics", "", "").StatusCode)
+
+	// No users: the toolkit's meaning is "no authentication".
+	writeWebConfig(t, path, nil, "http_server_config: {http2: true}\n")
+	touch()
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/metrics", "", "").StatusCode)
+}
+
+func TestLoadWebConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"not bcrypt", "basic_auth_users:\n  alice: plaintext\n", "hashedSecret too short"},
+		{"unknown key", "basic_auth: {}\n", "field basic_auth not found"},
+		{"header not allowed", "http_server_config:\n  headers:\n    Server: omen\n", `"Server" can not be configured`},
+		{"missing key file", "tls_server_config:\n  cert_file: c.pem\n", "missing one of key or key_file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yml")
+			require.NoError(t, os.WriteFile(p, []byte(tc.content), 0o600))
+			_, err := LoadWebConfig(nil, p)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	_, err := LoadWebConfig(nil, filepath.Join(dir, "absent.yml"))
+	require.ErrorContains(t, err, "no such file")
+}
+
+// BenchmarkBasicAuth measures the per-request cost once a password is
+// cached (no bcrypt): go test -run '^$' -bench BasicAuth -benchmem ./server/
+func BenchmarkBasicAuth(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "web.yml")
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.DefaultCost)
+	require.NoError(b, err)
+	require.NoError(b, os.WriteFile(path, []byte("basic_auth_users:\n  alice: "+string(h)+"\n"), 0o600))
+	conf, err := LoadWebConfig(nil, path)
+	require.NoError(b, err)
+	a, err := NewBasicAuth(nil, nil, conf, HealthyPath)
+	require.NoError(b, err)
+	handler := a.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.SetBasicAuth("alice", "pw")
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		handler.ServeHTTP(w, req)
+	}
+	require.Equal(b, http.StatusOK, w.Code)
+}
