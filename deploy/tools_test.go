@@ -34,22 +34,6 @@ func tool(t *testing.T, name, pkg string) string {
 	return p
 }
 
-// kustomizeCmd returns the command that builds a kustomization: kustomize
-// itself, or the copy built into kubectl. Neither is in Debian's archive, so
-// their absence skips the build tests even under OMEN_E2E=1; the manifests
-// are still decoded file by file by TestManifestFilesDecode.
-func kustomizeCmd(t *testing.T) []string {
-	t.Helper()
-	if p, err := exec.LookPath("kustomize"); err == nil {
-		return []string{p, "build"}
-	}
-	if p, err := exec.LookPath("kubectl"); err == nil {
-		return []string{p, "kustomize"}
-	}
-	t.Skip("neither kustomize nor kubectl is installed: kustomize builds not checked")
-	return nil
-}
-
 // run runs a command in dir and returns its standard output; a non-zero exit
 // fails the test with both outputs.
 func run(t *testing.T, dir string, argv ...string) []byte {
