@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Why SIGKILL loses nothing that omen acknowledged: the write handler
+// answers 2xx only after the TSDB appender's Commit returned, and Commit
+// returns only after the transaction's WAL records were written to the
+// current WAL segment with write(2) (tsdb/wlog flushes the page of the last
+// record of every Log call). A write(2) that returned is in the kernel's
+// page cache, which outlives the process: SIGKILL, a panic or an OOM kill
+// cannot take it back, and the next start replays it. Power loss or a kernel
+// crash is another matter: like Prometheus, the TSDB fsyncs a WAL segment
+// only when it is complete (every 128 MiB by default), at checkpoints and on
+// Close, so a machine crash can lose the acknowledged samples of the current
+// segment that the kernel had not written back yet (typically the last ~30 s,
+// the kernel's dirty-page expiry). These tests cover process death, which is
+// what the page cache makes safe.
+
+// TestDurabilityKillMidStream kills omen with SIGKILL three times while a
+// writer streams to it, restarts it on the same storage each time, and
+// reads every acknowledged sample back through remote read.
+func TestDurabilityKillMidStream(t *testing.T) {
+	dir, port := t.TempDir(), freePort(t)
+	p := omenAt(t, dir, port)
+	p.WaitReady(60 * time.Second)
+
+	// Scored series (no omen_ prefix): the pipeline's tap is in the path too.
+	w := newAckWriter("durability_stream", 200, 4, time.Now().Add(-30*time.Minute).UnixMilli(), 100)
+	w.rounds = 15000 // 25 minutes of 100ms rounds: never past "now"
+	w.start(p.URL)
+	defer w.stop()
+	for kill := 0; kill < 3; kill++ {
+		before := w.ackedSamples()
+		waitFor(t, 30*time.Second, "more samples acknowledged", func() bool { return w.ackedSamples() >= before+20000 })
+		p.Kill() // SIGKILL with requests in flight
+		t.Logf("kill %d: SIGKILL after %d samples acknowledged", kill+1, w.ackedSamples())
+		p = omenAt(t, dir, port)
+		p.WaitReady(60 * time.Second)
+	}
+	before := w.ackedSamples()
+	waitFor(t, 30*time.Second, "writes after the last restart", func() bool { return w.ackedSamples() >= before+5000 })
+	w.stop()
+	require.Positive(t, w.conn.Load(), "the writer never saw omen down: the kills were not mid-stream")
+	w.requireNoneLost(t, p.URL)
+}
+
+// TestDurabilityKillDuringWALReplay fills the WAL, kills omen, and kills it
+// again while the restart is still replaying that WAL (/-/ready answers 503
+// and the TSDB has logged that it is replaying): a replay that is cut short
+// must leave the WAL as it was, so the third start has every sample.
+func TestDurabilityKillDuringWALReplay(t *testing.T) {
+	dir, port := t.TempDir(), freePort(t)
+	p := omenAt(t, dir, port)
+	p.WaitReady(60 * time.Second)
+
+	// omen_-prefixed series are not scored: the two cores go to the TSDB,
+	// which is what this test is about.
+	w := newAckWriter("omen_e2e_replay", 5000, 4, time.Now().Add(-20*time.Minute).UnixMilli(), 1000)
+	w.rounds = 300 // 1.5M samples: a WAL whose replay takes long enough to be caught
+	w.start(p.URL)
+	w.wait(t, 60*time.Second)
+	w.stop()
+	p.Kill()
+
+	for kill := 0; kill < 2; kill++ {
+		p = omenAt(t, dir, port)
+		started := time.Now()
+		caught := false
+		for time.Since(started) < 60*time.Second {
+			if readyStatus(p.URL) == 503 && p.logContains("Replaying WAL") && !p.logContains("TSDB ready") {
+				// kill 0 at the first chance, kill 1 a little further in.
+				time.Sleep(time.Duration(kill) * 150 * time.Millisecond)
+				if !p.logContains("TSDB ready") {
+					p.Kill()
+					caught = !p.logContains("TSDB ready")
+				}
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		require.True(t, caught, "omen finished replaying its WAL before it could be killed mid-replay; grow the WAL")
+		t.Logf("kill %d: SIGKILL %s into the restart, during WAL replay", kill+1, time.Since(started).Round(time.Millisecond))
+	}
+	p = omenAt(t, dir, port)
+	p.WaitReady(60 * time.Second)
+	w.requireNoneLost(t, p.URL)
+}
+
+// TestDurabilityKillDuringCompaction streams samples spanning four hours,
+// so that the head (2h blocks) becomes compactable once it spans more than
+// 3h, and kills omen while the compactor is writing the block (its
+// *.tmp-for-creation directory exists). After the restart the writer
+// finishes, everything acknowledged is there, and it is still there once the
+// compaction has completed.
+func TestDurabilityKillDuringCompaction(t *testing.T) {
+	dir, port := t.TempDir(), freePort(t)
+	p := omenAt(t, dir, port)
+	p.WaitReady(60 * time.Second)
+
+	w := newAckWriter("omen_e2e_compaction", 3000, 4, time.Now().Add(-4*time.Hour).UnixMilli(), 30000)
+	w.rounds = 480 // 4h of 30s rounds: 1.44M samples
+	w.start(p.URL)
+	defer w.stop()
+
+	// A tight poll: the block takes a few hundred milliseconds to write.
+	var inFlight string
+	for deadline := time.Now().Add(60 * time.Second); inFlight == ""; time.Sleep(time.Millisecond) {
+		require.False(t, time.Now().After(deadline), "no head compaction started within 60s")
+		inFlight = compactionInFlight(dir)
+	}
+	p.Kill()
+	require.True(t, p.logContains("Replaying WAL"))
+	_, err := os.Stat(filepath.Join(dir, inFlight))
+	require.NoError(t, err, "SIGKILL should have caught the block half written")
+	t.Logf("SIGKILL while %s was being written, after %d samples acknowledged", inFlight, w.ackedSamples())
+
+	p = omenAt(t, dir, port)
+	p.WaitReady(60 * time.Second)
+	_, err = os.Stat(filepath.Join(dir, inFlight))
+	require.ErrorIs(t, err, os.ErrNotExist, "the TSDB removes a half-written block on start")
+	w.wait(t, 60*time.Second)
+	w.requireNoneLost(t, p.URL)
+
+	// The appends after the restart trigger the compaction again; once a
+	// block is on disk, the same samples are read from it and the head.
+	waitFor(t, 60*time.Second, "a persisted block", func() bool { return len(blocks(dir)) > 0 })
+	t.Logf("blocks after restart: %v", blocks(dir))
+	w.requireNoneLost(t, p.URL)
+}
+
+// compactionInFlight returns the name of a block directory the compactor is
+// writing, or "".
+func compactionInFlight(dir string) string {
+	es, _ := os.ReadDir(dir)
+	for _, e := range es {
+		if e.IsDir() && strings.HasSuffix(e.Name(), ".tmp-for-creation") {
+			return e.Name()
+		}
+	}
+	return ""
+}
+
+// blocks lists the persisted blocks (directories with a meta.json).
+func blocks(dir string) []string {
+	var out []string
+	es, _ := os.ReadDir(dir)
+	for _, e := range es {
+		if _, err := os.Stat(filepath.Join(dir, e.Name(), "meta.json")); e.IsDir() && err == nil && !strings.Contains(e.Name(), ".tmp") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
