@@ -20,11 +20,23 @@ func (p *Pipeline) Register(mux *http.ServeMux) {
 }
 
 // Anomaly is one entry of /api/v1/anomalies.
+//
+// Score is the latest sample's, as anomaly_score on /metrics. A series is
+// Active while it is in an incident: a score above 1 came within the
+// incident hold time (--detect.incident-hold, sample time) of its latest
+// sample. The detector damps the follow-ups of an event, so a sustained
+// shift scores above 1 at its start and then mostly below; the incident
+// keeps it listed, with Since its first score above 1, LastAnomalous its
+// latest and PeakScore its highest. Since and the others are absent when
+// the series is not active.
 type Anomaly struct {
-	Labels    map[string]string `json:"labels"`
-	Score     float64           `json:"score"`
-	Since     *time.Time        `json:"since,omitempty"` // start of the current run of scores above 1
-	Value     float64           `json:"value"`
+	Labels        map[string]string `json:"labels"`
+	Score         float64           `json:"score"`
+	Active        bool              `json:"active"`
+	PeakScore     float64           `json:"peak_score,omitempty"`
+	Since         *time.Time        `json:"since,omitempty"`
+	LastAnomalous *time.Time        `json:"last_anomalous,omitempty"`
+	Value         float64           `json:"value"`
 	Yhat      jsonFloat         `json:"yhat"`
 	YhatLower jsonFloat         `json:"yhat_lower"`
 	YhatUpper jsonFloat         `json:"yhat_upper"`
@@ -82,30 +94,50 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 	})
 }
 
-// Anomalies returns every scored series matching any of sets (all if none),
-// highest score first.
+// Anomalies returns every scored series matching any of sets (all if none):
+// active incidents first, by their peak score, then the others by score.
 func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 	list := []Anomaly{}
+	holdMs := p.opts.IncidentHold.Milliseconds()
 	for _, w := range p.workers {
 		w.view(func(s *series) {
 			if !s.pub.hasResult || !matchesAny(sets, s.in) {
 				return
 			}
 			a := Anomaly{
-				Labels: s.base.Map(), Score: s.pub.score, Value: s.pub.value,
+				Labels: outputLabelMap(s), Score: s.pub.score, Value: s.pub.value,
 				Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
 				Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
 				Timestamp: time.UnixMilli(s.pub.t).UTC(),
 			}
-			if s.pub.since != 0 {
-				t := time.UnixMilli(s.pub.since).UTC()
-				a.Since = &t
+			if s.pub.active(holdMs) {
+				since, last := time.UnixMilli(s.pub.since).UTC(), time.UnixMilli(s.pub.lastHot).UTC()
+				a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, s.pub.peak, &since, &last
 			}
 			list = append(list, a)
 		})
 	}
-	sort.SliceStable(list, func(i, j int) bool { return list[i].Score > list[j].Score })
+	sort.SliceStable(list, func(i, j int) bool {
+		if list[i].Active != list[j].Active {
+			return list[i].Active
+		}
+		return rank(&list[i]) > rank(&list[j])
+	})
 	return list
+}
+
+func rank(a *Anomaly) float64 { return max(a.Score, a.PeakScore) }
+
+// outputLabelMap returns the labels of s's outputs without __name__.
+func outputLabelMap(s *series) map[string]string {
+	m := make(map[string]string, s.in.Len())
+	s.in.Range(func(l labels.Label) {
+		if l.Name != labels.MetricName {
+			m[l.Name] = l.Value
+		}
+	})
+	m["for"] = s.name
+	return m
 }
 
 func matchesAny(sets [][]*labels.Matcher, ls labels.Labels) bool {

@@ -24,11 +24,12 @@ func apiEnv(t *testing.T) (*env, *http.ServeMux) {
 		o.Stats = func() (int, map[string]float64) { return 7, map[string]float64{"out_of_order": 2} }
 		o.Build = BuildInfo{Version: "1.2.3", Revision: "abc", GoVersion: "go1.26"}
 	})
-	spiky := seasonal(300, 21)
-	spiky[299] += 50
+	// 450 samples: the forecaster (30 s steps) is ready after 384.
+	spiky := seasonal(450, 21)
+	spiky[449] += 50
 	a := labels.FromStrings("__name__", "load", "job", "spiky")
 	b := labels.FromStrings("__name__", "load", "job", "quiet")
-	quiet := seasonal(300, 22)
+	quiet := seasonal(450, 22)
 	for i := range spiky {
 		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{a, b}, []float64{spiky[i], quiet[i]})
 	}
@@ -95,7 +96,7 @@ func TestAnomaliesAPI(t *testing.T) {
 				require.Equal(t, "load", a.Labels["for"])
 				require.NotContains(t, a.Labels, "__name__")
 				require.True(t, a.Ready)
-				require.Equal(t, t0.Add(299*stepMs*time.Millisecond), a.Timestamp)
+				require.Equal(t, t0.Add(449*stepMs*time.Millisecond), a.Timestamp)
 				require.LessOrEqual(t, a.YhatLower, a.Yhat)
 				require.LessOrEqual(t, a.Yhat, a.YhatUpper)
 				if a.Labels["job"] == "spiky" {
@@ -114,7 +115,7 @@ func TestStatusAPI(t *testing.T) {
 	e, mux := apiEnv(t)
 	e.p.updateIngestRate()
 	e.clock.set(t0.Add(10 * time.Second))
-	e.push(t0.UnixMilli()+300*stepMs, "", []labels.Labels{labels.FromStrings("__name__", "load", "job", "quiet")}, []float64{100})
+	e.push(t0.UnixMilli()+450*stepMs, "", []labels.Labels{labels.FromStrings("__name__", "load", "job", "quiet")}, []float64{100})
 	e.p.updateIngestRate()
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/status/omen", nil))
@@ -192,6 +193,11 @@ func TestFamiliesAndFloor(t *testing.T) {
 	for _, mf := range mfs {
 		got[mf.GetName()] = len(mf.GetMetric())
 	}
+	// The forecast accuracy is per input name and horizon, not per series:
+	// no family filter or floor applies to it.
+	require.NotZero(t, got["omen_forecast_mase"])
+	delete(got, "omen_forecast_mase")
+	delete(got, "omen_forecast_interval_coverage_ratio")
 	require.Equal(t, map[string]int{"anomaly_score": 1, "omen_model_ready": 2}, got)
 }
 
@@ -199,7 +205,7 @@ func TestFamiliesAndFloor(t *testing.T) {
 // must not break the scrape.
 func TestCollectorInputLabelClash(t *testing.T) {
 	e := newEnv(t, "", nil, nil)
-	e.feed(labels.FromStrings("__name__", "x", "horizon", "input", "for", "input"), model.MetricTypeGauge, seasonal(300, 9))
+	e.feed(labels.FromStrings("__name__", "x", "horizon", "input", "for", "input"), model.MetricTypeGauge, seasonal(450, 9))
 	reg := prometheus.NewRegistry()
 	require.NoError(t, reg.Register(e.p.Collector()))
 	mfs, err := reg.Gather()

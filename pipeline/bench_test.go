@@ -92,12 +92,12 @@ func BenchmarkStatePerSeries(b *testing.B) {
 					ls := labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
 					det, err := detect.NewWithScratch(detect.DefaultOptions(), sc)
 					require.NoError(b, err)
-					s := &series{ref: storage.SeriesRef(i + 1), name: "bench_gauge", in: ls, base: baseLabels(ls, "bench_gauge"), det: det}
+					s := &series{ref: storage.SeriesRef(i + 1), name: "bench_gauge", in: ls, det: det}
 					if withFC {
 						s.fc = newFcState(horizonsOf(config0().Defaults))
 					}
 					for j, v := range vs {
-						s.step(t0.UnixMilli()+int64(j)*stepMs, v, nil, &buf, time.Minute.Milliseconds())
+						s.step(t0.UnixMilli()+int64(j)*stepMs, v, nil, &buf, stepOpts{forecastEveryMs: time.Minute.Milliseconds(), holdMs: 5 * time.Minute.Milliseconds()})
 					}
 					all = append(all, s)
 				}

@@ -91,14 +91,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			if s.pub.ready {
 				ready = 1
 			}
-			emit(ch, "omen_model_ready", "Whether the series' detector has finished warming up (1) or not (0).", prometheus.GaugeValue, s.base, "", ready)
+			emit(ch, "omen_model_ready", "Whether the series' detector has finished warming up (1) or not (0).", prometheus.GaugeValue, s, "", ready)
 			if !s.pub.hasResult || s.pub.score < p.opts.ScoreFloor {
 				return
 			}
 			vals := [4]float64{s.pub.score, s.pub.yhat, s.pub.lower, s.pub.upper}
 			for i, v := range vals {
 				if p.family[baseFamilies[i]] && (i == 0 || s.pub.ready) {
-					emit(ch, baseFamilies[i], outputHelp[baseFamilies[i]], prometheus.GaugeValue, s.base, "", v)
+					emit(ch, baseFamilies[i], outputHelp[baseFamilies[i]], prometheus.GaugeValue, s, "", v)
 				}
 			}
 			if f := s.fc; f != nil {
@@ -109,7 +109,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 					pt := f.pts[h]
 					for j, v := range [3]float64{pt.Yhat, pt.Lower, pt.Upper} {
 						if p.family[fcFamilies[j]] {
-							emit(ch, fcFamilies[j], outputHelp[fcFamilies[j]], prometheus.GaugeValue, s.base, f.hname[h], v)
+							emit(ch, fcFamilies[j], outputHelp[fcFamilies[j]], prometheus.GaugeValue, s, f.hname[h], v)
 						}
 					}
 				}
@@ -135,22 +135,24 @@ var outputHelp = map[string]string{
 	FamilyForecastUpper: "Upper end of the forecast's prediction interval.",
 }
 
-// emit sends one const gauge with base's labels (plus horizon if set).
-// Label names vary per series, so the Desc is built per metric; this is
-// the scrape path, not the ingest path.
-func emit(ch chan<- prometheus.Metric, name, help string, typ prometheus.ValueType, base labels.Labels, horizon string, v float64) {
-	n := base.Len()
-	if horizon != "" {
-		n++
-	}
+// emit sends one const gauge with the output labels of s (its input's
+// minus __name__, plus for and horizon if set). Label names vary per
+// series, so the Desc is built per metric; this is the scrape path, not
+// the ingest path.
+func emit(ch chan<- prometheus.Metric, name, help string, typ prometheus.ValueType, s *series, horizon string, v float64) {
+	n := s.in.Len() + 1
 	names := make([]string, 0, n)
 	vals := make([]string, 0, n)
-	base.Range(func(l labels.Label) {
-		if horizon != "" && l.Name == "horizon" {
-			return // the output's horizon replaces an input label of that name, as in the TSDB
+	s.in.Range(func(l labels.Label) {
+		switch {
+		case l.Name == labels.MetricName, l.Name == "for":
+			return // for replaces an input label of that name, as in the TSDB
+		case horizon != "" && l.Name == "horizon":
+			return // so does the output's horizon
 		}
 		names, vals = append(names, l.Name), append(vals, l.Value)
 	})
+	names, vals = append(names, "for"), append(vals, s.name)
 	if horizon != "" {
 		names, vals = append(names, "horizon"), append(vals, horizon)
 	}

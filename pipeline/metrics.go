@@ -17,8 +17,11 @@ type metrics struct {
 	snapFailures prometheus.Counter
 	snapLast     prometheus.Gauge
 	outputErrors prometheus.Counter
-	warmed       prometheus.Counter
-	derivedErrs  *prometheus.CounterVec
+	// historySkipped counts input samples whose results were not stored:
+	// older than the head appends (history written in the past).
+	historySkipped prometheus.Counter
+	warmed         prometheus.Counter
+	derivedErrs    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
@@ -63,6 +66,10 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}),
 		outputErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_output_append_failures_total", Help: "Output samples the TSDB rejected.",
+		}),
+		historySkipped: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_output_history_skipped_total",
+			Help: "Scored samples whose outputs were not stored because they are older than the TSDB head appends (history written in the past); they trained the models.",
 		}),
 		warmed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_samples_total", Help: "History samples replayed into new series' models.",

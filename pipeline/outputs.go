@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
 )
 
 // outputs appends a series' results to the TSDB through the untapped
@@ -12,19 +13,36 @@ import (
 type outputs struct {
 	app storage.AppenderV2
 	p   *Pipeline
+	// minT is the oldest sample time the head appends in order (see
+	// appendableMinTime); results of older samples are not stored.
+	minT    int64
+	everyMs int64 // Options.OutputInterval
 }
 
 var baseFamilies = [4]string{FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper}
 var fcFamilies = [3]string{FamilyForecast, FamilyForecastLower, FamilyForecastUpper}
 
-// write appends the results of the sample at pub.t.
+// write appends the results of the sample at pub.t, if they are due (see
+// series.storeDue), and the new forecast if one was made.
+//
+// Results of samples older than the head's appendable window (history
+// remote-written in the past: it trains the models like any sample) are
+// counted in omen_output_history_skipped_total and not appended: the head
+// would reject them as out of bounds, one error per family.
 func (o *outputs) write(s *series, pub *published) {
-	vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
-	for i, v := range vals {
-		if i > 0 && !pub.ready {
-			break // no band before the warm-up ends
+	if pub.t < o.minT {
+		o.p.m.historySkipped.Inc()
+		return
+	}
+	if s.storeDue(pub.t, pub.score, o.everyMs) {
+		s.stored, s.storedHot = pub.t, pub.score > 1
+		vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
+		for i, v := range vals {
+			if i > 0 && !pub.ready {
+				break // no band before the warm-up ends
+			}
+			o.one(s, &s.outRef[i], baseFamilies[i], "", pub.t, v)
 		}
-		o.one(s, &s.outRef[i], baseFamilies[i], "", pub.t, v)
 	}
 	f := s.fc // read without the lock: only this worker writes it
 	if f == nil || !f.isNew {
@@ -67,4 +85,33 @@ func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string,
 	if o.p.fwd != nil {
 		o.p.fwd.add(ls, t, v)
 	}
+}
+
+// appendableMinTime returns the oldest sample time the TSDB head appends
+// in order, if the storage is a Prometheus TSDB (directly or as omen's
+// tsdb.Storage): the head's maximum time minus half a block, or the end of
+// the last block. Outputs older than that would be rejected as out of
+// bounds (or, with an out-of-order window, go through the costlier
+// out-of-order path); they are history the models learn from, not live
+// results worth storing. math.MinInt64 if unknown.
+//
+// Called right after the output appender is created: the head's bound only
+// grows, so every time at or after it is also within the appender's.
+func appendableMinTime(st Storage) int64 {
+	var h *tsdb.Head
+	switch db := st.(type) {
+	case interface{ DB() *tsdb.DB }:
+		if d := db.DB(); d != nil {
+			h = d.Head()
+		}
+	case interface{ Head() *tsdb.Head }:
+		h = db.Head()
+	}
+	if h == nil {
+		return math.MinInt64
+	}
+	if t, ok := h.AppendableMinValidTime(); ok {
+		return t
+	}
+	return math.MinInt64
 }

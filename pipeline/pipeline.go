@@ -99,6 +99,15 @@ type Options struct {
 	// remote-written). Each is one TSDB append per input sample, as costly
 	// as the input's own, so storing fewer is the main lever on CPU.
 	StoreFamilies []string
+	// OutputInterval is the sample time between the results of a series
+	// stored in the TSDB (and remote-written) while its score stays at most
+	// 1; every result above 1 and the one after are stored as well (see
+	// series.storeDue). 0 stores every sample's.
+	OutputInterval time.Duration
+	// IncidentHold: a series stays in an incident (listed as active, with
+	// its start as since, by /api/v1/anomalies) until no score above 1 came
+	// for this long of sample time.
+	IncidentHold time.Duration
 	// ScoreFloor: only series whose last score is >= ScoreFloor are
 	// exposed on /metrics (0: all).
 	ScoreFloor float64
@@ -132,6 +141,8 @@ func DefaultOptions() Options {
 		QueueSize:         1024,
 		SnapshotInterval:  5 * time.Minute,
 		Families:          AllFamilies,
+		OutputInterval:    time.Minute,
+		IncidentHold:      5 * time.Minute,
 		BackfillMaxPoints: 2048,
 		BackfillMaxAge:    24 * time.Hour,
 		StaleAfter:        time.Hour,
@@ -193,6 +204,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("snapshot interval %s: want at least 1s", o.SnapshotInterval)
 	case o.StaleAfter < time.Minute:
 		return fmt.Errorf("stale-after %s: want at least 1m", o.StaleAfter)
+	case o.OutputInterval < 0:
+		return fmt.Errorf("output interval %s: want >= 0", o.OutputInterval)
+	case o.IncidentHold < 0:
+		return fmt.Errorf("incident hold %s: want >= 0", o.IncidentHold)
 	case o.BackfillMaxPoints < 0:
 		return fmt.Errorf("backfill max points %d: want >= 0", o.BackfillMaxPoints)
 	}
@@ -361,6 +376,10 @@ loop:
 	wg.Wait()
 	p.snapshot()
 	return nil
+}
+
+func (p *Pipeline) stepOpts() stepOpts {
+	return stepOpts{forecastEveryMs: p.opts.ForecastEvery.Milliseconds(), holdMs: p.opts.IncidentHold.Milliseconds()}
 }
 
 func (p *Pipeline) updateIngestRate() {

@@ -51,7 +51,13 @@ func (c *clock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
 func openDB(t testing.TB, dir string) *tsdb.DB {
 	t.Helper()
-	db, err := tsdb.Open(dir, nil, nil, tsdb.DefaultOptions(), nil)
+	// Tests feed hours of sample time faster than the scorers follow; a
+	// day-long block keeps the head's appendable window (half a block)
+	// wider than that, so no output is skipped as history
+	// (TestHistoryOutputsSkipped uses Prometheus's default).
+	o := tsdb.DefaultOptions()
+	o.MinBlockDuration, o.MaxBlockDuration = 24*time.Hour.Milliseconds(), 24*time.Hour.Milliseconds()
+	db, err := tsdb.Open(dir, nil, nil, o, nil)
 	require.NoError(t, err)
 	return db
 }
@@ -73,6 +79,9 @@ func newEnvEngine(t testing.TB, dbDir string, cfg *config.Config, engine promql.
 	o := DefaultOptions()
 	o.Workers = 2
 	o.Now = e.clock.Now
+	// Store every sample's results, so tests can count them per input;
+	// the default cadence has tests of its own (outputs_test.go).
+	o.OutputInterval = 0
 	if mod != nil {
 		mod(&o)
 	}
@@ -298,15 +307,17 @@ func TestStaleSeriesDropped(t *testing.T) {
 func TestForecastSeries(t *testing.T) {
 	e := newEnv(t, "", nil, nil)
 	ls := labels.FromStrings("__name__", "temperature")
-	e.feed(ls, model.MetricTypeGauge, seasonal(400, 3))
+	e.feed(ls, model.MetricTypeGauge, seasonal(800, 3))
 	for _, h := range []string{"5m", "15m", "30m"} {
 		for _, fam := range []string{"forecast", "forecast_lower", "forecast_upper"} {
 			got := query(t, e.db, eq("__name__", fam), eq("for", "temperature"), eq("horizon", h))
 			require.Len(t, got, 1, "%s horizon %s", fam, h)
 			for _, vs := range got {
-				// From the sample the forecaster is ready at (the 288th)
-				// on, one forecast a minute: every 4th 15 s sample.
-				require.Len(t, vs, (400-288)/4+1, "%s horizon %s", fam, h)
+				// The forecaster takes 30 s means (two 15 s samples: the
+				// 30m horizon over 64 steps, rounded up to whole input
+				// intervals) and is ready at its 192nd, the 384th sample;
+				// from then on one forecast a minute, every 4th sample.
+				require.InDelta(t, (800-384)/4, len(vs), 2, "%s horizon %s", fam, h)
 				require.InDelta(t, 100, vs[len(vs)-1], 40)
 			}
 		}

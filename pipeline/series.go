@@ -16,10 +16,19 @@ import (
 
 // forecastOptions are the forecaster settings of the live pipeline: shorter
 // history and rarer refits than forecast's defaults bound memory (~6 KiB)
-// and refit CPU per series.
+// and refit CPU per series. The forecaster sees resampled steps (see
+// horizonSteps), so the longest horizon is at most 64 of them; MaxHorizon
+// leaves room for a step estimate below the resampling step (gaps).
 func forecastOptions() forecast.Options {
-	return forecast.Options{MaxHorizon: 128, History: 512, RefitEvery: 64, MinSamples: 288}
+	return forecast.Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32}
 }
+
+// horizonSteps is how many forecaster steps the longest horizon spans: the
+// forecaster is fed one value per step of at least longest/horizonSteps, so
+// every configured horizon fits its MaxHorizon (128) with room to spare,
+// whatever the scrape interval (1 s scrapes and a 30m horizon would
+// otherwise need 1800 steps).
+const horizonSteps = 64
 
 // published is what the collector and the API read of a series, under its
 // worker's lock.
@@ -29,8 +38,19 @@ type published struct {
 	score, yhat, lower, upper float64
 	member, feature           string
 	ready                     bool
-	since                     int64 // ms timestamp the current run of scores > 1 began, 0 if none
 	hasResult                 bool
+	// The current incident: since is the sample time of its first score
+	// above 1 (0: none), lastHot that of its latest, peak its highest
+	// score. An incident lasts while scores above 1 come less than the
+	// hold time apart: the detector damps the follow-ups of an event, so a
+	// sustained shift scores above 1 once or a few times, not throughout.
+	since, lastHot int64
+	peak           float64
+}
+
+// active reports whether the series is in an incident at its latest sample.
+func (p *published) active(holdMs int64) bool {
+	return p.since != 0 && p.t-p.lastHot <= holdMs
 }
 
 // maxHorizons bounds the forecast horizons of a series.
@@ -53,6 +73,66 @@ type fcState struct {
 	// Forecast accuracy: one pending forecast per horizon, checked when the
 	// target time arrives (O(1) memory, a sampled but unbiased check).
 	pend []pending
+	rs   resampler
+}
+
+// resampler turns the input into one value per step, the mean of the input
+// samples in it, for the forecaster. The step is the smallest multiple of
+// the input interval (from the first two samples) that is at least
+// minStepMs; with a step of one input interval the samples pass through.
+type resampler struct {
+	minStepMs int64
+	stepMs    int64 // 0 until the input interval is known
+	k         int64 // input intervals per step
+	bucket    int64 // t / stepMs of the open step
+	sum       float64
+	n         int
+	lastT     int64 // latest input sample time
+}
+
+type point struct {
+	t int64
+	v float64
+}
+
+// add takes an input sample and returns the steps it completes (at most
+// two, when the step becomes known), each at the time of its latest sample,
+// in time order. Samples at or before the latest are ignored.
+func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
+	if (r.n > 0 || r.stepMs > 0) && t <= r.lastT {
+		return out, 0
+	}
+	if r.stepMs == 0 {
+		if r.n == 0 {
+			r.sum, r.n, r.lastT = v, 1, t
+			return out, 0
+		}
+		d := t - r.lastT
+		r.k = max(1, (r.minStepMs+d-1)/d)
+		r.stepMs = r.k * d
+		r.bucket = r.lastT / r.stepMs
+		if r.k == 1 {
+			out[n] = point{r.lastT, r.sum}
+			n++
+			r.n = 0
+		}
+	}
+	if r.k == 1 {
+		r.lastT = t
+		out[n] = point{t, v}
+		return out, n + 1
+	}
+	if b := t / r.stepMs; b != r.bucket {
+		if r.n > 0 {
+			out[n] = point{r.lastT, r.sum / float64(r.n)}
+			n++
+		}
+		r.bucket, r.sum, r.n = b, 0, 0
+	}
+	r.lastT = t
+	r.sum += v
+	r.n++
+	return out, n
 }
 
 func newFcState(hs []time.Duration, names []string) *fcState {
@@ -61,19 +141,27 @@ func newFcState(hs []time.Duration, names []string) *fcState {
 		return nil // forecastOptions are constant and valid; a failure is a bug caught by the tests
 	}
 	n := len(hs)
+	var longest time.Duration
+	for _, h := range hs {
+		longest = max(longest, h)
+	}
 	return &fcState{
 		m: m, horizons: hs, hname: names,
 		pts: make([]forecast.Point, n), ok: make([]bool, n),
 		outRef: make([]storage.SeriesRef, 3*n), pend: make([]pending, n),
+		rs: resampler{minStepMs: max(1, (longest.Milliseconds()+horizonSteps-1)/horizonSteps)},
 	}
 }
 
 // series is the state of one scored input. Only its worker writes it.
 type series struct {
-	ref     storage.SeriesRef
-	name    string        // the `for` label
-	in      labels.Labels // input labels, __name__ included
-	base    labels.Labels // output labels without __name__: input minus __name__ plus for
+	ref  storage.SeriesRef
+	name string // the `for` label
+	// in is the input's labels, __name__ included; it shares its bytes
+	// with the head's series (stringlabels), so it costs a header. The
+	// outputs' labels (in minus __name__ plus for) are built from it when
+	// needed rather than kept: ~100-200 B a series.
+	in      labels.Labels
 	counter bool
 
 	det *detect.Detector
@@ -89,6 +177,10 @@ type series struct {
 	// Output series refs in the TSDB (score, yhat, lower, upper), 0 until
 	// known.
 	outRef [4]storage.SeriesRef
+	// stored is the sample time of the latest results stored in the TSDB
+	// (0: none yet), storedHot whether their score was above 1.
+	stored    int64
+	storedHot bool
 
 	absDif float64 // EWMA of |Δy| between samples, the MASE scale
 	nDif   int
@@ -150,7 +242,8 @@ func horizonsOf(sc config.Scoring) ([]time.Duration, []string) {
 	return d, n
 }
 
-// baseLabels returns in minus __name__ plus for=name.
+// baseLabels returns in minus __name__ plus for=name: the labels of the
+// outputs, without their __name__.
 func baseLabels(in labels.Labels, name string) labels.Labels {
 	b := labels.NewBuilder(in)
 	b.Del(labels.MetricName)
@@ -161,21 +254,34 @@ func baseLabels(in labels.Labels, name string) labels.Labels {
 // outLabels returns the labels of the output family with an optional
 // horizon.
 func (s *series) outLabels(family, horizon string) labels.Labels {
-	b := labels.NewBuilder(s.base)
+	b := labels.NewBuilder(s.in)
 	b.Set(labels.MetricName, family)
+	b.Set("for", s.name)
 	if horizon != "" {
 		b.Set("horizon", horizon)
 	}
 	return b.Labels()
 }
 
+// storeDue reports whether the results of the sample at t are appended to
+// the TSDB: the first, every one scoring above 1 and the one after (so an
+// alert on anomaly_score > 1 fires and resolves on time), and otherwise one
+// every everyMs of sample time. Every stored result is one TSDB append per
+// family, as costly as the input's own, so this bounds what scoring adds to
+// the TSDB; /metrics always has the latest. everyMs 0 stores every sample.
+func (s *series) storeDue(t int64, score float64, everyMs int64) bool {
+	return s.stored == 0 || score > 1 || s.storedHot || t-s.stored >= everyMs
+}
+
+// stepOpts are the per-pipeline constants of series.step.
+type stepOpts struct {
+	forecastEveryMs int64 // sample time between forecasts
+	holdMs          int64 // incident hold time, see published
+}
+
 // step scores one (already rate-converted) value and updates the
-// forecaster and its accuracy. A new forecast is made when everyMs of
-// sample time have passed since the last: the forecaster's O(h) forecast
-// and its periodic refit are most of the per-sample cost, and a forecast a
-// minute is what dashboards and capacity alerts use. buf is the worker's
-// forecast scratch.
-func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, everyMs int64) {
+// forecaster and its accuracy. buf is the worker's forecast scratch.
+func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, so stepOpts) {
 	r := s.det.Update(t, v)
 	p := &s.pub
 	if s.pub.hasResult && !math.IsNaN(v) {
@@ -187,20 +293,26 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	p.t, p.value, p.hasResult = t, v, true
 	p.score, p.yhat, p.lower, p.upper = r.Score, r.Yhat, r.YhatLower, r.YhatUpper
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
-	if r.Score > 1 {
-		if p.since == 0 {
-			p.since = t
+	switch {
+	case r.Score > 1:
+		if !p.active(so.holdMs) {
+			p.since, p.peak = t, 0
 		}
-	} else {
-		p.since = 0
+		p.lastHot, p.peak = t, max(p.peak, r.Score)
+	case p.since != 0 && !p.active(so.holdMs):
+		p.since, p.lastHot, p.peak = 0, 0, 0
 	}
 	if s.fc != nil {
-		s.fc.step(s, t, v, acc, buf, everyMs)
+		s.fc.step(s, t, v, acc, buf, so.forecastEveryMs)
 	}
 }
 
+// step checks the pending forecasts against v, feeds the resampled input
+// to the forecaster and makes a new forecast when everyMs of sample time
+// have passed since the last: the forecaster's O(h) forecast and its
+// periodic refit are most of its cost, and a forecast a minute is what
+// dashboards and capacity alerts use.
 func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]forecast.Point, everyMs int64) {
-	f.m.Update(t, v)
 	// Check pending forecasts whose target has come.
 	for i := range f.horizons {
 		pd := &f.pend[i]
@@ -212,6 +324,16 @@ func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]fore
 		}
 	}
 	f.isNew = false
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	pts, n := f.rs.add(t, v)
+	for _, pt := range pts[:n] {
+		f.m.Update(pt.t, pt.v)
+	}
+	if n == 0 {
+		return // the forecaster has not moved: the last forecast stands
+	}
 	if !f.m.Ready() {
 		clear(f.ok)
 		return
@@ -233,16 +355,16 @@ func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]fore
 		return
 	}
 	*buf = f.m.Forecast(*buf, maxH)
-	pts := *buf
+	fc := *buf
 	f.made, f.isNew = t, true
 	for i, h := range f.horizons {
 		k := int((h.Milliseconds() + stepMs/2) / stepMs)
-		if k < 1 || k > len(pts) {
+		if k < 1 || k > len(fc) {
 			continue
 		}
-		f.pts[i], f.ok[i] = pts[k-1], true
+		f.pts[i], f.ok[i] = fc[k-1], true
 		if pd := &f.pend[i]; !pd.active {
-			*pd = pending{target: t + h.Milliseconds(), yhat: pts[k-1].Yhat, lo: pts[k-1].Lower, hi: pts[k-1].Upper, active: true}
+			*pd = pending{target: fc[k-1].TsMillis, yhat: fc[k-1].Yhat, lo: fc[k-1].Lower, hi: fc[k-1].Upper, active: true}
 		}
 	}
 }

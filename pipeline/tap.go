@@ -70,7 +70,7 @@ var appenderPool = sync.Pool{New: func() any { return &tapAppender{samples: make
 
 func (a *tapAppender) release() {
 	clear(a.samples)
-	a.samples, a.p, a.next = a.samples[:0], nil, nil
+	a.samples, a.p, a.next, a.off = a.samples[:0], nil, nil, 0
 	appenderPool.Put(a)
 }
 
@@ -80,11 +80,16 @@ type tapAppender struct {
 	p       *Pipeline
 	next    storage.AppenderV2
 	samples []sample
+	off     int // samples appended while scoring is off (MaxSeries 0)
 }
 
 func (a *tapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
 	ref, err := a.next.Append(ref, ls, st, t, v, h, fh, opts)
 	if err != nil || ref == 0 || h != nil || fh != nil {
+		return ref, err
+	}
+	if a.p.opts.MaxSeries == 0 {
+		a.off++ // nothing is scored: only the ingest rate is kept
 		return ref, err
 	}
 	name := ls.Get(labels.MetricName)
@@ -111,6 +116,7 @@ func (a *tapAppender) Commit() error {
 	if len(a.samples) > 0 {
 		a.p.enqueue(a.samples)
 	}
+	a.p.tapped.Add(uint64(a.off))
 	return nil
 }
 

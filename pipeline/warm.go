@@ -137,7 +137,7 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 			}
 			v = r
 		}
-		s.step(t, v, nil, &w.fcBuf, p.opts.ForecastEvery.Milliseconds())
+		s.step(t, v, nil, &w.fcBuf, p.stepOpts())
 	}
 	older.each(replay)
 	local.each(replay)

@@ -135,7 +135,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	now := p.opts.Now()
 	nowMs := now.UnixMilli()
 	app := p.st.AppenderV2(ctx)
-	out := outputs{app: app, p: p}
+	out := outputs{app: app, p: p, minT: appendableMinTime(p.st), everyMs: p.opts.OutputInterval.Milliseconds()}
 	for i := range b.s {
 		smp := &b.s[i]
 		s := w.series[smp.ref]
@@ -168,7 +168,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		start := time.Now()
 		w.mu.Lock()
 		wasReady := s.pub.ready
-		s.step(smp.t, v, w.acc, &w.fcBuf, p.opts.ForecastEvery.Milliseconds())
+		s.step(smp.t, v, w.acc, &w.fcBuf, p.stepOpts())
 		pub := s.pub
 		w.mu.Unlock()
 		p.m.inference.Observe(time.Since(start).Seconds())
@@ -217,7 +217,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs)
 		return nil
 	}
-	s := &series{ref: smp.ref, name: name, in: smp.ls, base: baseLabels(smp.ls, name), counter: smp.counter, det: det}
+	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, det: det}
 	if len(sc.ForecastHorizons) > 0 {
 		if p.forecasting.Add(1) <= int64(p.opts.ForecastMaxSeries) {
 			s.fc = newFcState(horizonsOf(sc))
