@@ -8,10 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -22,6 +28,12 @@ import (
 // replay). The write handler answers it with 503 so that senders retry.
 var ErrNotReady = errors.New("TSDB not ready: still opening or replaying the WAL")
 
+// ErrStorageFailing is returned by Storage's appenders while the storage
+// path cannot take writes (disk full, read-only, I/O errors). The write
+// handler answers it with 503 and Retry-After so that senders retry, and
+// /-/ready fails until a probe shows the path writable again.
+var ErrStorageFailing = errors.New("storage failing")
+
 // Options configure the embedded TSDB.
 type Options struct {
 	Path                 string
@@ -29,6 +41,16 @@ type Options struct {
 	RetentionSize        int64         // bytes; 0: unlimited
 	OutOfOrderTimeWindow time.Duration
 	MaxExemplars         int64
+	// MinFreeBytes is the free space below which writes are refused (503)
+	// before the file system is actually full. 0: 5% of the file system,
+	// at most 64 MiB; negative: no free-space check. The reserve matters
+	// because the TSDB's head-chunk writer panics on a write error (it
+	// cannot fail a transaction that has already committed), so omen stops
+	// taking samples while there is still room to m-map the chunks it holds.
+	MinFreeBytes int64
+	// ProbeInterval is how often the storage path's health is checked
+	// (free space, read-only, a small test write); 0: 1s.
+	ProbeInterval time.Duration
 }
 
 // DefaultOptions are those of `omen serve` without flags.
@@ -40,12 +62,29 @@ func DefaultOptions() Options {
 // storage.Storage from construction on, and answers ErrNotReady until Open
 // has replayed the WAL. This lets the HTTP server start first and report
 // /-/ready truthfully, as Prometheus does.
+//
+// It also watches the health of its path: a failed commit or a failed probe
+// (see Options.MinFreeBytes) makes Ready false and every new appender fail
+// with ErrStorageFailing, so that writes get a retriable 503 instead of
+// half-failing inside the TSDB; the next successful probe (every
+// ProbeInterval) makes it ready again, with no restart.
 type Storage struct {
 	logger *slog.Logger
 	reg    prometheus.Registerer
 	opts   Options
 	stats  *tsdb.DBStats
 	db     atomic.Pointer[tsdb.DB]
+
+	failing atomic.Pointer[string] // why writes are refused; nil while healthy
+	healthM prometheus.Gauge
+	failM   *prometheus.CounterVec
+	stop    chan struct{}
+	probeWG sync.WaitGroup
+
+	// fault, when set (tests only), is consulted before each commit
+	// ("commit") and each probe ("probe"): a non-nil error is the fault
+	// injected there, standing in for ENOSPC or EROFS from the file system.
+	fault atomic.Pointer[func(op string) error]
 }
 
 // NewStorage returns a Storage that is not open yet.
@@ -53,7 +92,21 @@ func NewStorage(logger *slog.Logger, reg prometheus.Registerer, opts Options) *S
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Storage{logger: logger, reg: reg, opts: opts, stats: tsdb.NewDBStats()}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = time.Second
+	}
+	f := promauto.With(reg)
+	return &Storage{
+		logger: logger, reg: reg, opts: opts, stats: tsdb.NewDBStats(),
+		healthM: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_storage_writable",
+			Help: "1 while the storage path takes writes, 0 while it is failing (disk full, read-only, I/O errors) and writes are refused with 503.",
+		}),
+		failM: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "omen_storage_failures_total",
+			Help: "Storage failures that made omen refuse writes, by where they were seen (commit, probe).",
+		}, []string{"op"}),
+	}
 }
 
 // Open opens the TSDB and replays its WAL; it returns once the storage is
@@ -73,13 +126,114 @@ func (s *Storage) Open() error {
 	if err != nil {
 		return fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
 	}
+	s.probe() // start healthy only if the path is
 	s.db.Store(db)
+	s.stop = make(chan struct{})
+	s.probeWG.Add(1)
+	go s.probeLoop(s.stop)
 	s.logger.Info("TSDB ready", "path", s.opts.Path, "duration", time.Since(start))
 	return nil
 }
 
-// Ready reports whether the TSDB is open.
-func (s *Storage) Ready() bool { return s.db.Load() != nil }
+// Ready reports whether the TSDB is open and its path takes writes.
+func (s *Storage) Ready() bool { return s.db.Load() != nil && s.failing.Load() == nil }
+
+// Failing returns why writes are refused, or "" while the storage is
+// healthy.
+func (s *Storage) Failing() string {
+	if r := s.failing.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// setFailing records a failure seen at op; the first one is logged.
+func (s *Storage) setFailing(op string, err error) {
+	s.failM.WithLabelValues(op).Inc()
+	s.healthM.Set(0)
+	msg := err.Error()
+	if s.failing.Swap(&msg) == nil {
+		s.logger.Error("Storage failing: refusing writes (503) and failing /-/ready until it recovers", "path", s.opts.Path, "op", op, "err", err)
+	}
+}
+
+func (s *Storage) setHealthy() {
+	s.healthM.Set(1)
+	if old := s.failing.Swap(nil); old != nil {
+		s.logger.Info("Storage recovered: taking writes again", "path", s.opts.Path, "was", *old)
+	}
+}
+
+func (s *Storage) probeLoop(stop chan struct{}) {
+	defer s.probeWG.Done()
+	tick := time.NewTicker(s.opts.ProbeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			s.probe()
+		}
+	}
+}
+
+// probeFile is the file the probe writes and removes; the TSDB ignores
+// files in its directory that are not blocks.
+const probeFile = ".omen-write-probe"
+
+// probe checks that the storage path takes writes: not read-only, free
+// space above the reserve, and a small file can be written and removed.
+func (s *Storage) probe() {
+	if err := s.checkPath(); err != nil {
+		s.setFailing("probe", err)
+		return
+	}
+	s.setHealthy()
+}
+
+func (s *Storage) checkPath() error {
+	if f := s.fault.Load(); f != nil {
+		if err := (*f)("probe"); err != nil {
+			return err
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.opts.Path, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", s.opts.Path, err)
+	}
+	if st.Flags&stRdOnly != 0 {
+		return fmt.Errorf("%s is on a read-only file system", s.opts.Path)
+	}
+	if reserve := s.reserve(uint64(st.Blocks) * uint64(st.Bsize)); reserve > 0 {
+		if free := uint64(st.Bavail) * uint64(st.Bsize); free < reserve {
+			return fmt.Errorf("%s has %d bytes free, below the reserve of %d bytes: %w", s.opts.Path, free, reserve, syscall.ENOSPC)
+		}
+	}
+	path := filepath.Join(s.opts.Path, probeFile)
+	if err := os.WriteFile(path, []byte("omen\n"), 0o644); err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("test write: %w", err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("test write: %w", err)
+	}
+	return nil
+}
+
+// stRdOnly is ST_RDONLY, the read-only flag of statfs(2)'s f_flags.
+const stRdOnly = 0x1
+
+// reserve is the free-space floor for a file system of size bytes.
+func (s *Storage) reserve(size uint64) uint64 {
+	switch {
+	case s.opts.MinFreeBytes < 0:
+		return 0
+	case s.opts.MinFreeBytes > 0:
+		return uint64(s.opts.MinFreeBytes)
+	}
+	return min(size/20, 64<<20)
+}
 
 // DB returns the open TSDB, or nil before Open returned.
 func (s *Storage) DB() *tsdb.DB { return s.db.Load() }
@@ -87,18 +241,83 @@ func (s *Storage) DB() *tsdb.DB { return s.db.Load() }
 // Close closes the TSDB if it was opened.
 func (s *Storage) Close() error {
 	if db := s.db.Swap(nil); db != nil {
+		close(s.stop)
+		s.probeWG.Wait()
 		return db.Close()
 	}
 	return nil
 }
 
-// AppenderV2 implements storage.AppendableV2.
+// AppenderV2 implements storage.AppendableV2. While the storage is failing
+// it returns an appender that refuses every sample with ErrStorageFailing.
 func (s *Storage) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	if db := s.db.Load(); db != nil {
-		return db.AppenderV2(ctx)
+	db := s.db.Load()
+	if db == nil {
+		return notReadyAppender{}
 	}
-	return notReadyAppender{}
+	if why := s.failing.Load(); why != nil {
+		return failingAppender{err: fmt.Errorf("%w: %s", ErrStorageFailing, *why)}
+	}
+	a := healthAppenderPool.Get().(*healthAppender)
+	a.s, a.AppenderV2 = s, db.AppenderV2(ctx)
+	return a
 }
+
+// healthAppender watches Commit: a commit that fails is a storage failure
+// (the TSDB has rolled the transaction back; the sender gets a 503), and
+// makes the storage refuse writes until a probe succeeds.
+type healthAppender struct {
+	storage.AppenderV2
+	s *Storage
+}
+
+var healthAppenderPool = sync.Pool{New: func() any { return &healthAppender{} }}
+
+func (a *healthAppender) release() {
+	a.s, a.AppenderV2 = nil, nil
+	healthAppenderPool.Put(a)
+}
+
+// AppendExemplars forwards to the TSDB's appender, which has them.
+func (a *healthAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, ex []exemplar.Exemplar) (storage.SeriesRef, error) {
+	if ea, ok := a.AppenderV2.(storage.ExemplarAppenderV2); ok {
+		return ea.AppendExemplars(ref, ls, ex)
+	}
+	return ref, errors.New("exemplars not supported")
+}
+
+func (a *healthAppender) Commit() error {
+	s, app := a.s, a.AppenderV2
+	a.release()
+	if f := s.fault.Load(); f != nil {
+		if err := (*f)("commit"); err != nil {
+			// As the TSDB does when its WAL write fails.
+			_ = app.Rollback()
+			err = fmt.Errorf("write to WAL: %w", err)
+			s.setFailing("commit", err)
+			return err
+		}
+	}
+	if err := app.Commit(); err != nil {
+		s.setFailing("commit", err)
+		return err
+	}
+	return nil
+}
+
+func (a *healthAppender) Rollback() error {
+	app := a.AppenderV2
+	a.release()
+	return app.Rollback()
+}
+
+type failingAppender struct{ err error }
+
+func (a failingAppender) Append(storage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, storage.AppendV2Options) (storage.SeriesRef, error) {
+	return 0, a.err
+}
+func (a failingAppender) Commit() error   { return a.err }
+func (a failingAppender) Rollback() error { return nil }
 
 // Querier implements storage.Queryable.
 func (s *Storage) Querier(mint, maxt int64) (storage.Querier, error) {
@@ -202,3 +421,5 @@ func (notReadyAppender) Rollback() error { return nil }
 type AppendableV2 = storage.AppendableV2
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+var _ storage.ExemplarAppenderV2 = (*healthAppender)(nil)

@@ -1,0 +1,118 @@
+package tsdb
+
+import (
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+)
+
+// TestStorageFailureIsRetriableAndRecovers injects the errors a full or
+// read-only file system gives, at the storage layer's two seams (the commit
+// and the health probe), and checks the property end to end through the
+// write handler: writes answer 503 with Retry-After, Ready is false, what
+// was stored before is intact, and once the fault is gone omen takes writes
+// again by itself; after a reopen every acknowledged sample is there.
+// e2e/durability_disk_test.go checks the same against a real full tmpfs.
+func TestStorageFailureIsRetriableAndRecovers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"disk full", syscall.ENOSPC},
+		{"read-only", syscall.EROFS},
+		{"I/O error", syscall.EIO},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			reg := prometheus.NewRegistry()
+			s := NewStorage(nil, reg, Options{Path: dir, ProbeInterval: 5 * time.Millisecond})
+			require.NoError(t, s.Open())
+			defer func() { require.NoError(t, s.Close()) }()
+			require.True(t, s.Ready())
+			h := NewWriteHandler(nil, nil, s, DefaultWriteOptions())
+
+			var broken atomic.Bool
+			fault := func(string) error {
+				if broken.Load() {
+					return tc.err
+				}
+				return nil
+			}
+			s.fault.Store(&fault)
+
+			now := time.Now().UnixMilli()
+			write := func(i int) *http.Response {
+				body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(now+int64(i), float64(i), "__name__", "m")}})
+				return post(t, h, body, nil).Result()
+			}
+			acked := map[int64]float64{}
+			for i := 0; i < 10; i++ {
+				require.Equal(t, http.StatusNoContent, write(i).StatusCode)
+				acked[now+int64(i)] = float64(i)
+			}
+
+			broken.Store(true)
+			// The first write after the fault fails in Commit; the ones
+			// after it are refused up front. Both are retriable.
+			for i := 10; i < 13; i++ {
+				resp := write(i)
+				require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+				require.NotEmpty(t, resp.Header.Get("Retry-After"))
+				require.False(t, s.Ready(), "ready while the storage fails")
+			}
+			require.Contains(t, s.Failing(), tc.err.Error())
+			require.Equal(t, 0.0, testutil.ToFloat64(s.healthM))
+			// The probe keeps seeing the fault: still not ready.
+			time.Sleep(30 * time.Millisecond)
+			require.False(t, s.Ready())
+			require.Equal(t, acked, samples(t, s, "m"), "what was stored before the fault is intact")
+
+			broken.Store(false)
+			require.Eventually(t, s.Ready, 5*time.Second, 5*time.Millisecond, "recovers once the fault is gone")
+			require.Equal(t, 1.0, testutil.ToFloat64(s.healthM))
+			for i := 13; i < 16; i++ {
+				require.Equal(t, http.StatusNoContent, write(i).StatusCode)
+				acked[now+int64(i)] = float64(i)
+			}
+			got := samples(t, s, "m")
+			for ts, v := range acked {
+				require.Equal(t, v, got[ts])
+			}
+
+			// And after a restart on the same path.
+			require.NoError(t, s.Close())
+			s = NewStorage(nil, nil, Options{Path: dir})
+			require.NoError(t, s.Open())
+			got = samples(t, s, "m")
+			for ts, v := range acked {
+				require.Equal(t, v, got[ts], "acknowledged sample at %d after reopen", ts)
+			}
+		})
+	}
+}
+
+// TestStorageFreeSpaceReserve: below the free-space reserve the storage
+// refuses writes with ErrStorageFailing before the file system is full.
+func TestStorageFreeSpaceReserve(t *testing.T) {
+	s := NewStorage(nil, nil, Options{Path: t.TempDir(), MinFreeBytes: 1 << 62})
+	require.NoError(t, s.Open())
+	defer func() { require.NoError(t, s.Close()) }()
+	require.False(t, s.Ready())
+	require.Contains(t, s.Failing(), "below the reserve")
+	_, err := s.AppenderV2(t.Context()).Append(0, labels.FromStrings("__name__", "m"), 0, 1, 1, nil, nil, storage.AppendV2Options{})
+	require.True(t, errors.Is(err, ErrStorageFailing), "%v", err)
+
+	require.Equal(t, uint64(64<<20), (&Storage{}).reserve(100<<30), "large disks keep 64 MiB")
+	require.Equal(t, uint64(5<<20), (&Storage{}).reserve(100<<20), "small ones 5%")
+	require.Zero(t, (&Storage{opts: Options{MinFreeBytes: -1}}).reserve(100<<20), "negative: no check")
+}
