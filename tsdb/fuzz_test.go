@@ -2,9 +2,11 @@ package tsdb
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/stretchr/testify/require"
 )
 
 // The fuzz targets feed arbitrary bytes to the decoders through the real
@@ -106,4 +109,50 @@ func FuzzQueryParams(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSmallInputsAllocateLittle: a few bytes claiming a huge length (the
+// snappy header's decoded length, a protobuf length prefix, a packed
+// repeated field) must not make a decoder allocate what they claim. The
+// bound is generous (1 MiB for a request of a few dozen bytes); without the
+// checks, the claims below cost tens of MiB each.
+func TestSmallInputsAllocateLittle(t *testing.T) {
+	const v2ContentType = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+	s := openTestStorage(t)
+	uvarint := func(v uint64) []byte { return binary.AppendUvarint(nil, v) }
+	// A protobuf field header and a length claiming n bytes that are not there.
+	lenField := func(field int, n uint64, rest ...byte) []byte {
+		return append(append([]byte{byte(field<<3 | 2)}, uvarint(n)...), rest...)
+	}
+	for _, tc := range []struct {
+		name, contentType string
+		body              []byte // sent as is, not snappy-encoded again
+	}{
+		{"snappy header claims 100MiB", "application/x-protobuf", append(uvarint(100<<20), 0x00, 'x')},
+		{"snappy header claims 127MiB, just under the limit", "application/x-protobuf", append(uvarint(127<<20), 0xfc, 0xff, 0xff)},
+		{"v1 series of 1GiB", "application/x-protobuf", snappy.Encode(nil, lenField(1, 1<<30, 0x0a, 0x00))},
+		{"v1 label of 1GiB", "application/x-protobuf", snappy.Encode(nil, lenField(1, 10, lenField(1, 1<<30, 0x0a)...))},
+		{"v2 symbols of 1GiB", v2ContentType, snappy.Encode(nil, lenField(4, 1<<30, 'a'))},
+		{"v2 packed label refs of 1GiB", v2ContentType, snappy.Encode(nil, lenField(5, 12, lenField(1, 1<<30, 0x01, 0x02)...))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A new handler each time: its pooled buffers must not hide
+			// what the first request allocates.
+			h := NewWriteHandler(nil, nil, s, DefaultWriteOptions())
+			send := func() int {
+				r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(tc.body))
+				r.Header.Set("Content-Encoding", "snappy")
+				r.Header.Set("Content-Type", tc.contentType)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				return w.Code
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			code := send()
+			runtime.ReadMemStats(&after)
+			require.Equal(t, http.StatusBadRequest, code)
+			require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "bytes allocated by a request of %d bytes", len(tc.body))
+		})
+	}
 }

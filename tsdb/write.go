@@ -66,6 +66,9 @@ const (
 	headerExemplarsWritten  = "X-Prometheus-Remote-Write-Exemplars-Written"
 )
 
+// maxSnappyExpansion bounds snappy's decoded/encoded ratio (64/3, rounded up).
+const maxSnappyExpansion = 22
+
 // maxReportedErrors bounds the per-sample problems quoted in a 400 body.
 const maxReportedErrors = 5
 
@@ -303,6 +306,12 @@ func (h *WriteHandler) readBody(r *http.Request, b *writeBuffers) ([]byte, *http
 	}
 	if dlen > h.opts.MaxDecodedBytes {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "decoded body of %d bytes exceeds the limit of %d bytes", dlen, h.opts.MaxDecodedBytes)
+	}
+	// Snappy's densest element is a 3-byte copy of 64 bytes, so a header
+	// claiming more than 64/3 times the body is a lie; believing it would
+	// let a few bytes allocate up to MaxDecodedBytes.
+	if dlen > maxSnappyExpansion*len(b.compressed) {
+		return nil, errorf(http.StatusBadRequest, "decode snappy: header claims %d decoded bytes, more than %d compressed bytes can hold", dlen, len(b.compressed))
 	}
 	if cap(b.decoded) < dlen {
 		b.decoded = make([]byte, dlen)
