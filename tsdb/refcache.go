@@ -1,0 +1,101 @@
+package tsdb
+
+import (
+	"sync"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// refCache maps the hash of a series' raw remote-write label bytes to its
+// head reference and validated labels, so that a request for a series seen
+// before skips building the labels, validating them and the head's hash
+// lookup: the append goes straight to the series by reference.
+//
+// Correctness does not rest on the hash: a hit is used only after the raw
+// labels compare equal to the cached labels (refCache.get's caller does
+// that), so a collision is a miss that overwrites the entry.
+//
+// A cached reference may outlive its series (the head drops series without
+// samples at compaction). That is safe because head references are never
+// reused within a TSDB's life and the head's Append, given a reference it
+// does not know, falls back to the labels (tsdb/head_append_v2.go in
+// Prometheus v0.316: getByID, then getOrCreate(ls)); the new reference it
+// returns replaces the cached one. A cache therefore belongs to one TSDB
+// lifetime, like the WriteHandler that owns it.
+//
+// It is bounded: each shard keeps two generations of at most cap/shards/2
+// entries; when the current one is full it becomes the previous one and
+// the old previous one is dropped, so series not written for a generation
+// fall out while active ones are promoted back. Lookups of the current
+// generation take only a shard's read lock.
+type refCache struct {
+	shards [refCacheShards]refShard
+	limit  int // entries per shard and generation
+}
+
+const refCacheShards = 64
+
+type refEntry struct {
+	ref storage.SeriesRef
+	ls  labels.Labels
+}
+
+type refShard struct {
+	mu        sync.RWMutex
+	cur, prev map[uint64]refEntry
+	_         [40]byte // keep shards on separate cache lines
+}
+
+// newRefCache returns a cache of about size entries; size <= 0 disables it.
+func newRefCache(size int) *refCache {
+	if size <= 0 {
+		return nil
+	}
+	return &refCache{limit: max(size/refCacheShards/2, 1)}
+}
+
+func (c *refCache) shard(h uint64) *refShard { return &c.shards[h>>58] } // top 6 bits: 64 shards
+
+// get returns the entry cached under h, if any.
+func (c *refCache) get(h uint64) (refEntry, bool) {
+	s := c.shard(h)
+	s.mu.RLock()
+	e, ok := s.cur[h]
+	if ok {
+		s.mu.RUnlock()
+		return e, true
+	}
+	e, ok = s.prev[h]
+	s.mu.RUnlock()
+	if ok {
+		c.put(h, e) // promote: it is active
+	}
+	return e, ok
+}
+
+// put caches e under h, replacing what was there.
+func (c *refCache) put(h uint64, e refEntry) {
+	s := c.shard(h)
+	s.mu.Lock()
+	if s.cur == nil {
+		s.cur = make(map[uint64]refEntry, min(c.limit, 1024))
+	}
+	if _, ok := s.cur[h]; !ok && len(s.cur) >= c.limit {
+		s.prev, s.cur = s.cur, make(map[uint64]refEntry, len(s.cur))
+	}
+	s.cur[h] = e
+	s.mu.Unlock()
+}
+
+// len is the number of entries in both generations (tests, metrics).
+func (c *refCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.cur) + len(s.prev)
+		s.mu.RUnlock()
+	}
+	return n
+}

@@ -1,0 +1,156 @@
+package tsdb
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRefCacheBounded(t *testing.T) {
+	c := newRefCache(refCacheShards * 8) // 4 per shard and generation
+	for i := range uint64(10000) {
+		c.put(i*0x9E3779B97F4A7C15, refEntry{ref: storage.SeriesRef(i + 1)})
+	}
+	require.LessOrEqual(t, c.len(), refCacheShards*8)
+	// The latest entries are still there.
+	k := uint64(9999)
+	e, ok := c.get(k * 0x9E3779B97F4A7C15)
+	require.True(t, ok)
+	require.Equal(t, storage.SeriesRef(10000), e.ref)
+	require.Nil(t, newRefCache(-1))
+}
+
+func TestRefCachePromotesActive(t *testing.T) {
+	c := newRefCache(refCacheShards * 4)    // 2 per shard and generation
+	h := func(i uint64) uint64 { return i } // all in shard 0
+	c.put(h(1), refEntry{ref: 1})
+	c.put(h(2), refEntry{ref: 2})
+	c.put(h(3), refEntry{ref: 3}) // 1 and 2 become the previous generation
+	_, ok := c.get(h(1))          // promoted
+	require.True(t, ok)
+	c.put(h(4), refEntry{ref: 4}) // {3,1} full: {3,1} previous, 2 gone
+	_, ok = c.get(h(2))
+	require.False(t, ok)
+	_, ok = c.get(h(1))
+	require.True(t, ok)
+}
+
+// TestWriteRefCacheCollisions makes every series hash the same: each
+// request then hits entries of other series, and every sample must still
+// land in its own series.
+func TestWriteRefCacheCollisions(t *testing.T) {
+	for _, cache := range []int{0, -1} {
+		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) {
+			s := openTestStorage(t)
+			h := NewWriteHandler(nil, nil, s, WriteOptions{SeriesCacheSize: cache})
+			h.hash = func([]byte) uint64 { return 42 }
+			base := time.Now().Add(-time.Minute).UnixMilli()
+			const n = 5
+			for round := range int64(4) {
+				req := &prompb.WriteRequest{}
+				for i := range n {
+					// Series differing only in label values; every
+					// other round lists them in reverse order.
+					req.Timeseries = append(req.Timeseries, series(base+round, float64(10*i)+float64(round),
+						"__name__", "m", "id", fmt.Sprint(i), "x", string(make([]byte, i))+"v"))
+				}
+				if round%2 == 1 {
+					for i, j := 0, n-1; i < j; i, j = i+1, j-1 {
+						req.Timeseries[i], req.Timeseries[j] = req.Timeseries[j], req.Timeseries[i]
+					}
+				}
+				w := post(t, h, v1Body(t, req), nil)
+				require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+			}
+			got := map[string]map[int64]float64{}
+			forEachSeries(t, s, "m", func(ls labels.Labels, smp map[int64]float64) { got[ls.Get("id")] = smp })
+			require.Len(t, got, n)
+			for i := range n {
+				want := map[int64]float64{}
+				for round := range int64(4) {
+					want[base+round] = float64(10*i) + float64(round)
+				}
+				require.Equal(t, want, got[fmt.Sprint(i)], "series %d", i)
+			}
+			if cache == 0 {
+				require.Equal(t, 1, h.refs.len(), "one hash, one entry")
+			}
+		})
+	}
+}
+
+// TestWriteRefCacheStaleRef plants references the head does not know (as
+// after it dropped the series) and one of another series: appends must fall
+// back to the labels, and the cache must learn the right reference.
+func TestWriteRefCacheStaleRef(t *testing.T) {
+	s := openTestStorage(t)
+	h := NewWriteHandler(nil, nil, s, WriteOptions{})
+	ms := time.Now().UnixMilli()
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "a"), series(ms, 2, "__name__", "b")}}
+	require.Equal(t, http.StatusNoContent, post(t, h, v1Body(t, req), nil).Code)
+	require.Equal(t, 2, h.refs.len())
+
+	var hashes []uint64
+	var refs []storage.SeriesRef
+	for i := range h.refs.shards {
+		for k, e := range h.refs.shards[i].cur {
+			hashes, refs = append(hashes, k), append(refs, e.ref)
+		}
+	}
+	for _, k := range hashes {
+		e, _ := h.refs.get(k)
+		e.ref = 1 << 40 // unknown to the head
+		h.refs.put(k, e)
+	}
+	req = &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms+1, 3, "__name__", "a"), series(ms+1, 4, "__name__", "b")}}
+	require.Equal(t, http.StatusNoContent, post(t, h, v1Body(t, req), nil).Code)
+	require.Equal(t, map[int64]float64{ms: 1, ms + 1: 3}, samples(t, s, "a"))
+	require.Equal(t, map[int64]float64{ms: 2, ms + 1: 4}, samples(t, s, "b"))
+	for i, k := range hashes {
+		e, ok := h.refs.get(k)
+		require.True(t, ok)
+		require.Equal(t, refs[i], e.ref, "the head's reference is cached again")
+	}
+	require.Equal(t, uint64(2), s.HeadSeries())
+}
+
+func TestWriteRefCacheSkipsInvalid(t *testing.T) {
+	s := openTestStorage(t)
+	h := NewWriteHandler(nil, nil, s, WriteOptions{})
+	ms := time.Now().UnixMilli()
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "b", "1", "__name__", "unsorted")}}
+	for range 2 {
+		w := post(t, h, v1Body(t, req), nil)
+		require.Equal(t, http.StatusBadRequest, w.Code)
+		require.Contains(t, w.Body.String(), "labels not sorted")
+	}
+	require.Zero(t, h.refs.len())
+}
+
+// forEachSeries calls fn with every series of metric name and its samples.
+func forEachSeries(t testing.TB, s *Storage, name string, fn func(labels.Labels, map[int64]float64)) {
+	t.Helper()
+	q, err := s.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", name))
+	for ss.Next() {
+		smp := map[int64]float64{}
+		it := ss.At().Iterator(nil)
+		for it.Next() != 0 {
+			ts, v := it.At()
+			smp[ts] = v
+		}
+		require.NoError(t, it.Err())
+		fn(ss.At().Labels(), smp)
+	}
+	require.NoError(t, ss.Err())
+}
