@@ -109,6 +109,9 @@ func (w *ackWriter) run(ctx context.Context, k int) {
 				return
 			}
 			code, hdr, err := w.post(ctx, client, body)
+			if ctx.Err() != nil {
+				return // stopped: the outcome of the abandoned request is unknown
+			}
 			w.sent.Add(1)
 			if err == nil && code/100 == 2 {
 				w.acked[k].Store(r + 1)
