@@ -15,14 +15,15 @@ const (
 	mSpectral
 	mForest
 	mRange
+	mLong
 	nMembers
 )
 
 // memberNames and featureNames explain a score; static so that Update does
 // not allocate.
 var (
-	memberNames  = [nMembers]string{"level", "seasonal", "lag", "shift", "variance", "spectral", "forest", "range"}
-	featureNames = [nMembers]string{"value", "value_season_ago", "value_prev", "mean_short", "std_short", "saliency", "feature_vector", "value_range"}
+	memberNames  = [nMembers]string{"level", "seasonal", "lag", "shift", "variance", "spectral", "forest", "range", "long"}
+	featureNames = [nMembers]string{"value", "value_season_ago", "value_prev", "mean_short", "std_short", "saliency", "feature_vector", "value_range", "value_long_season_ago"}
 )
 
 const (
@@ -39,6 +40,11 @@ const (
 	tailSpan    = 8192 // time constant of the calibration, samples
 	shiftAlpha  = 0.25 // EWMA weight of the short-term mean
 	refractDamp = 0.25 // factor on scores inside the refractory period
+	// longEWMA is the weight of the EWMA of the long-season residual (in
+	// units of its scale): the long member flags a deviation that lasts a
+	// few samples (a holiday, a missing weekday peak), not a single noisy
+	// sample, which the other members judge already.
+	longEWMA = 0.25
 )
 
 // Scratch holds the buffers a Detector needs only while it computes: the
@@ -85,6 +91,9 @@ type state struct {
 	Forest    Forest
 	RefLeft   uint32
 	Lo, Hi    float64 // range of the values seen
+	Long      longSeason
+	LongStat  Robust // of the residual against the long-season baseline
+	LongFast  float64
 }
 
 // Detector scores one series. It is not safe for concurrent use.
@@ -123,12 +132,15 @@ func NewWithScratch(opts Options, sc *Scratch) (*Detector, error) {
 func (d *Detector) Reset() {
 	d.st = state{}
 	st := &d.st
-	for _, r := range []*Robust{&st.Level, &st.LagStat, &st.SeasStat, &st.VarStat, &st.SRStat} {
+	for _, r := range []*Robust{&st.Level, &st.LagStat, &st.SeasStat, &st.VarStat, &st.SRStat, &st.LongStat} {
 		r.Alpha = 1.0 / levelSpan
 	}
 	n := 0
 	for m := range nMembers {
-		if d.opts.Members&(1<<m) != 0 {
+		// The long member is left out of the count: it scores only on
+		// series with a long season, and lengthening every member's window
+		// for it cost more detections on NAB than it saved false alarms.
+		if d.opts.Members&(1<<m) != 0 && m != mLong {
 			n++
 		}
 	}
@@ -180,7 +192,12 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 		}
 		return r
 	}
-	if st.Seen > 0 && st.Season.gap(tsMillis, d.sc) {
+	var missed int64
+	if st.Seen > 0 {
+		missed = st.Season.gap(tsMillis, d.sc)
+		st.Long.fill(missed, d.shortSpan())
+	}
+	if missed > 0 {
 		// After a gap the short-term memory describes another time of day:
 		// restart it from the expectation for now, so the jump between the
 		// last sample before the gap and the first after it is not scored
@@ -247,6 +264,10 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 	return res
 }
 
+// shortSpan returns the longest period, in samples, that the fine seasonal
+// ring can use; the long ring looks only for longer ones.
+func (d *Detector) shortSpan() int { return seasonLen / seasonMedianOf * int(d.st.Season.D) }
+
 // scaleFloor keeps z-scores finite on flat stretches: a relative 1e-9 of the
 // level plus an absolute 1e-12.
 func scaleFloor(level float64) float64 { return 1e-9*math.Abs(level) + 1e-12 }
@@ -258,6 +279,11 @@ func (d *Detector) expect() Result {
 	if base, ok := st.Season.baseline(); ok && d.opts.Members&MemberSeasonal != 0 && st.SeasStat.N > 16 {
 		if s := st.SeasStat.Sigma(); s < sigma {
 			yhat, sigma, m = base+st.SeasStat.M, s, mSeasonal
+		}
+	}
+	if base, ok := st.Long.baseline(); ok && d.opts.Members&MemberLong != 0 && st.LongStat.N > 16 {
+		if s := st.LongStat.Sigma(); s < sigma {
+			yhat, sigma, m = base+st.LongStat.M, s, mLong
 		}
 	}
 	sigma = max(sigma, scaleFloor(yhat))
@@ -353,6 +379,13 @@ func (d *Detector) features(v float64, z *[nMembers]float64, fv *[ifDims]float64
 		z[mRange] = max(0, v-st.Hi, st.Lo-v) / (st.Hi - st.Lo)
 		valid |= MemberRange
 	}
+	if base, ok := st.Long.baseline(); ok && st.LongStat.N > 16 {
+		// In units of the EWMA's own standard deviation under independent
+		// residuals, as for the shift member.
+		f := st.LongFast + longEWMA*(st.LongStat.Z(v-base, floor)-st.LongFast)
+		z[mLong] = math.Abs(f) * math.Sqrt((2-longEWMA)/longEWMA)
+		valid |= MemberLong
+	}
 	return valid & d.opts.Members
 }
 
@@ -407,5 +440,18 @@ func (d *Detector) learn(ts int64, v float64) {
 	st.Level.Update(v)
 	st.Fast += shiftAlpha * (v - st.Fast)
 	st.Prev = v
+	// The long-season residual, in units of its own scale, before the
+	// long ring learns v.
+	if base, ok := st.Long.baseline(); ok {
+		if st.LongStat.N > 16 {
+			zw := st.LongStat.Z(v-base, floor)
+			st.LongFast += longEWMA * (zw - st.LongFast)
+		}
+		st.LongStat.Update(v - base)
+	}
 	st.Season.add(ts, v, d.sc)
+	if st.Long.D == 0 && st.Season.D != 0 {
+		st.Long.setD(st.Season.DtMs)
+	}
+	st.Long.push(v, d.shortSpan(), true)
 }

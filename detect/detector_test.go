@@ -418,7 +418,7 @@ func TestGapKeepsSeasonPhase(t *testing.T) {
 		}
 		r := d.Update(int64(i)*300_000, truth(i)+0.5*rng.NormFloat64())
 		if i >= gapFrom+gapLen && i < gapFrom+gapLen+600 {
-			require.Less(t, r.Score, 1.0, "sample %d", i)
+			require.Less(t, r.Score, 1.0, "sample %d (member %s)", i, r.Member)
 			require.InDelta(t, truth(i), r.Yhat, 6, "sample %d", i)
 		}
 	}

@@ -4,8 +4,8 @@ import "math"
 
 const (
 	ifDims      = 5   // features per vector
-	ifReservoir = 64  // vectors kept
-	ifTrees     = 6   // trees in the forest
+	ifReservoir = 40  // vectors kept
+	ifTrees     = 5   // trees in the forest
 	ifDepth     = 5   // maximum depth, log2 of the subsample as in the paper
 	ifSample    = 32  // vectors each tree is grown from
 	ifRefit     = 256 // samples between refits
@@ -26,7 +26,9 @@ type ifTree struct {
 // Forest is an Isolation Forest (Liu, Ting and Zhou, ICDM 2008) over
 // quantised feature vectors, refit every ifRefit samples on a bounded,
 // recency-biased reservoir. Features are clipped to ±8 and stored as int8
-// in steps of 1/16, so the whole model fits in about 1 KiB. The statistic is
+// in steps of 1/16, so the whole model fits in about 0.8 KiB (five trees and
+// a 40-vector reservoir: sized so the per-series state stays within 4 KiB
+// beside the long seasonal ring). The statistic is
 //
 //	z = c(ψ) / E[h(x)]
 //
@@ -96,7 +98,7 @@ func (f *Forest) Update(v *[ifDims]float64) {
 		f.NRes++
 	case f.next()%4 == 0:
 		// Replace a random vector with probability 1/4: the reservoir then
-		// reflects roughly the last 4·64 samples, with an exponential tail.
+		// reflects roughly the last 4·40 samples, with an exponential tail.
 		slot = int(f.next() % ifReservoir)
 	default:
 		slot = -1

@@ -19,12 +19,12 @@ const (
 // are kept. D is chosen once, after seasonDecideN samples, from the median
 // sampling interval so that the buckets span about three days: enough for
 // three cycles of a daily season, the usual one in infrastructure metrics,
-// in a fixed 1 KiB. Every seasonReEst buckets the period is searched with
+// in a fixed 0.5 KiB (int16 steps, see qRing). Every seasonReEst buckets the period is searched with
 // Seasonality (amortised: two 512-point FFTs per 128 buckets), and the seasonal baseline
 // for a new sample is the median of the buckets one, two and three periods
 // back, which keeps a past spike from echoing into the baseline.
 type season struct {
-	Ring     [seasonLen]float32
+	Ring     qRing  // seasonLen buckets
 	Head     uint16 // next bucket written
 	Count    uint16 // buckets held
 	D        uint16 // samples per bucket; 0 until chosen
@@ -39,28 +39,28 @@ type season struct {
 	Dts      [seasonDecideN]int32 // sampling intervals until D is chosen, seconds
 }
 
-// gap reports whether ts comes after a gap, at least twice the median
-// sampling interval since the previous sample, and if a season is known
+// gap reports how many samples were missed if ts comes after a gap (at
+// least twice the median sampling interval since the previous sample), and
+// 0 otherwise; if a season is known it
 // fills the samples that should have arrived with the seasonal baseline, so
 // the ring keeps its phase and the season found before the gap still lines
 // up after it. The fill is bounded by the ring's span. Call it before
 // baseline for the sample at ts.
-func (s *season) gap(ts int64, sc *Scratch) bool {
+func (s *season) gap(ts int64, sc *Scratch) int64 {
 	if s.D == 0 || s.DtMs <= 0 {
-		return false
+		return 0
 	}
 	missed := (ts-s.LastTs)/s.DtMs - 1
 	if missed <= 0 {
-		return false
+		return 0
 	}
 	if s.Period > 0 {
-		missed = min(missed, int64(seasonLen)*int64(s.D))
-		for range missed {
+		for range min(missed, int64(seasonLen)*int64(s.D)) {
 			fill, _ := s.baseline()
 			s.push(fill, sc)
 		}
 	}
-	return true
+	return missed
 }
 
 // add puts x into the history. sc provides the period search.
@@ -86,7 +86,7 @@ func (s *season) push(x float64, sc *Scratch) {
 	if s.D == 0 || s.AccN < s.D {
 		return
 	}
-	s.Ring[s.Head] = float32(s.Acc / float64(s.AccN))
+	s.Ring.Set(int(s.Head), s.Acc/float64(s.AccN))
 	s.Head = (s.Head + 1) % seasonLen
 	s.Count = min(s.Count+1, seasonLen)
 	s.Acc, s.AccN = 0, 0
@@ -123,8 +123,9 @@ func (s *season) estimate(sc *Scratch) {
 	lin := sc.lin[:n]
 	start := (int(s.Head) - n + seasonLen) % seasonLen
 	for i := range lin {
-		lin[i] = float64(s.Ring[(start+i)%seasonLen])
+		lin[i] = s.Ring.Get((start + i) % seasonLen)
 	}
+	s.Ring.Fit(func(k int) int { return (start + k) % seasonLen }, n)
 	sc.periods = sc.seas.Find(sc.periods, lin, seasonMinP, seasonLen/seasonMedianOf, 1)
 	s.Period, s.Strength = 0, 0
 	if len(sc.periods) > 0 && sc.periods[0].Strength >= seasonMinStr {
@@ -143,12 +144,18 @@ func (s *season) baseline() (float64, bool) {
 	var v [seasonMedianOf]float64
 	k := 0
 	for j := 1; j <= seasonMedianOf && j*p <= int(s.Count); j++ {
-		v[k] = float64(s.Ring[(int(s.Head)-j*p+seasonLen*seasonMedianOf)%seasonLen])
+		v[k] = s.Ring.Get((int(s.Head) - j*p + seasonLen*seasonMedianOf) % seasonLen)
 		k++
 	}
+	return pastSeasons(&v, k)
+}
+
+// pastSeasons combines the same phase of the last k seasons (v[:k]) into a
+// baseline: the median of three, the mean of two, nothing from fewer, since
+// one season back alone echoes every past spike.
+func pastSeasons(v *[seasonMedianOf]float64, k int) (float64, bool) {
 	switch k {
 	case 0, 1:
-		// One season back alone echoes every past spike; wait for two.
 		return 0, false
 	case 2:
 		return (v[0] + v[1]) / 2, true

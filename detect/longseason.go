@@ -1,0 +1,188 @@
+package detect
+
+import "math"
+
+const (
+	longLen      = 256            // coarse buckets kept
+	longBucketMs = 2 * 3600 * 1e3 // time a coarse bucket should span: two hours
+	longReEst    = 32             // coarse buckets between period searches
+	longMinCount = 2 * 7 * 12     // buckets before the first search: two weeks of two-hour buckets
+	longMinStr   = 0.5            // weakest autocorrelation used as a long season
+	longMargin   = 0.02           // autocorrelation a long period must add over the best short lag
+)
+
+// longSeason is a coarse, long-horizon history that finds seasons too long
+// for season's fine ring, above all the weekly one.
+//
+// season's 256 buckets span about three days, which holds a daily cycle
+// three times but never a week: on a weekday-weekend pattern (taxi rides,
+// office traffic) the daily baseline is wrong on every weekend and every
+// holiday looks normal. longSeason averages samples into buckets of about
+// two hours (D samples each, fixed once season has measured the sampling
+// interval) and keeps the last longLen of them: 21 days, three weeks.
+// Every longReEst buckets it runs the same FFT period search over the ring
+// and keeps the longest strong period that season cannot represent (longer
+// than a third of season's span); short periods are season's business.
+//
+// The baseline for the next sample is the median of the same phase one, two
+// and three long periods back, each interpolated linearly between bucket
+// centres, so a two-hour bucket still gives a smooth expectation inside the
+// bucket.
+//
+// The ring holds int16 steps (qRing), so the three weeks cost 0.5 KiB.
+type longSeason struct {
+	Ring   qRing  // longLen buckets
+	Head   uint16 // next bucket written
+	Count  uint16 // buckets held
+	D      uint32 // samples per bucket; 0 until chosen
+	AccN   uint32 // samples in the open bucket
+	Acc    float64
+	Period uint16 // in buckets; 0 = none
+	Since  uint16 // buckets since the last period search
+}
+
+// setD fixes the bucket width from the median sampling interval in ms.
+func (l *longSeason) setD(dtMs int64) {
+	if dtMs <= 0 {
+		l.D = 0
+		return
+	}
+	l.D = uint32(max(1, min(math.Round(longBucketMs/float64(dtMs)), 1<<20)))
+}
+
+// at returns the bucket k places before the newest complete one (k = 0 is
+// the newest).
+func (l *longSeason) at(k int) float64 {
+	return l.Ring.Get((int(l.Head) - 1 - k + 2*longLen) % longLen)
+}
+
+// push adds one sample; shortSpan is the longest period, in samples, that
+// season can use, so that only longer ones are taken here.
+func (l *longSeason) push(x float64, shortSpan int, estimate bool) {
+	if l.D == 0 {
+		return
+	}
+	l.Acc += x
+	l.AccN++
+	if l.AccN < l.D {
+		return
+	}
+	l.Ring.Set(int(l.Head), l.Acc/float64(l.AccN))
+	l.Head = (l.Head + 1) % longLen
+	l.Count = min(l.Count+1, longLen)
+	l.Acc, l.AccN = 0, 0
+	l.Since++
+	if l.Count >= longMinCount && l.Since >= longReEst && estimate {
+		l.Since = 0
+		l.estimate(shortSpan)
+	}
+}
+
+// fill stands in for missed samples after a gap: the long baseline if a
+// long period is known (so the ring keeps its phase), else nothing. The
+// fill is bounded by the ring's span.
+func (l *longSeason) fill(missed int64, shortSpan int) {
+	if l.Period == 0 || l.D == 0 {
+		return
+	}
+	for range min(missed, int64(longLen)*int64(l.D)) {
+		b, _ := l.baseline()
+		l.push(b, shortSpan, false)
+	}
+}
+
+// estimate searches the ring for a long period: the lag, among those
+// season cannot hold, with the highest autocorrelation, if that is a local
+// maximum of at least longMinStr. The autocorrelation is computed directly:
+// O(longLen²/2) once every longReEst buckets, a few hundred operations per
+// bucket. The periodogram season uses is unreliable here: a weekly cycle in
+// three weeks of data sits in the lowest few bins, where the trend's leakage
+// and the daily cycle's harmonics crowd it.
+func (l *longSeason) estimate(shortSpan int) {
+	n := int(l.Count)
+	var e [longLen]float64
+	// Detrend with a least-squares line.
+	l.Ring.Fit(func(k int) int { return (int(l.Head) - 1 - k + 2*longLen) % longLen }, n)
+	var xm float64
+	for i := range n {
+		e[i] = l.at(n - 1 - i)
+		xm += e[i]
+	}
+	xm /= float64(n)
+	tm := float64(n-1) / 2
+	var sxy, sxx float64
+	for i := range n {
+		d := float64(i) - tm
+		sxy += d * (e[i] - xm)
+		sxx += d * d
+	}
+	slope := sxy / sxx
+	var ss float64
+	for i := range n {
+		e[i] -= xm + slope*(float64(i)-tm)
+		ss += e[i] * e[i]
+	}
+	l.Period = 0
+	if !(ss > 0) {
+		return
+	}
+	minP := max(seasonMinP, shortSpan/int(l.D)+1)
+	maxP := n / 2
+	acf := func(lag int) float64 {
+		var s float64
+		for i := lag; i < n; i++ {
+			s += e[i] * e[i-lag]
+		}
+		return s / ss * float64(n) / float64(n-lag)
+	}
+	best, bestR := 0, longMinStr
+	prev, cur := acf(minP-1), acf(minP)
+	for lag := minP; lag <= maxP; lag++ {
+		next := acf(lag + 1)
+		if cur >= prev && cur >= next && cur > bestR {
+			best, bestR = lag, cur
+		}
+		prev, cur = cur, next
+	}
+	// A long period must explain clearly more than the short ones: on a
+	// purely daily series every multiple of a day correlates as well as
+	// the day itself, and the fine ring already serves the day.
+	short := -1.0
+	for lag := seasonMinP; lag < minP; lag++ {
+		short = max(short, acf(lag))
+	}
+	if best > 0 && bestR < short+longMargin {
+		best = 0
+	}
+	l.Period = uint16(best)
+}
+
+// baseline returns the long-season expectation for the next sample, or
+// false if no long period is known.
+func (l *longSeason) baseline() (float64, bool) {
+	p := int(l.Period)
+	if p == 0 || l.D == 0 {
+		return 0, false
+	}
+	// Position of the next sample inside the open bucket, relative to the
+	// bucket's centre, in buckets: -0.5 .. 0.5.
+	pos := (float64(l.AccN)+0.5)/float64(l.D) - 0.5
+	var v [seasonMedianOf]float64
+	k := 0
+	for j := 1; j <= seasonMedianOf; j++ {
+		// The open bucket is "bucket -1"; the same phase j periods back is
+		// k = j·p - 1 places before the newest complete bucket.
+		b := j*p - 1
+		if b+1 >= int(l.Count) {
+			break
+		}
+		c := l.at(b)
+		if pos < 0 {
+			v[k] = c + (c-l.at(b+1))*pos
+		} else {
+			v[k] = c + (l.at(b-1)-c)*pos
+		}
+		k++
+	}
+	return pastSeasons(&v, k)
+}
