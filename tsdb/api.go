@@ -55,6 +55,8 @@ func NewEngine(logger *slog.Logger, reg prometheus.Registerer, o APIOptions) *pr
 		LookbackDelta:        o.LookbackDelta,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
+		// Unset, a subquery without a step (`x[1h:]`) dereferences nil.
+		NoStepSubqueryIntervalFn: func(int64) int64 { return DefaultSubqueryStep.Milliseconds() },
 	})
 }
 
@@ -74,6 +76,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		gatherer = prometheus.NewRegistry()
 	}
 	start := time.Now()
+	promqlParser := parser.NewParser(parser.Options{})
 	cwd, _ := os.Getwd()
 	host, _ := os.Hostname()
 	api := apiv1.NewAPI(
@@ -116,13 +119,13 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		nil,
 		nil,
 		apiv1.OpenAPIOptions{Version: version.Version},
-		parser.NewParser(parser.Options{}),
+		promqlParser,
 		false,
 		o.QueryTimeout,
 	)
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
-	return router
+	return guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps))
 }
 
 // none answers the API's scrape, rule and Alertmanager questions: omen has

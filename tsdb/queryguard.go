@@ -1,0 +1,179 @@
+package tsdb
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage/remote"
+)
+
+// DefaultSubqueryStep is the step of a subquery written without one
+// (`x[1h:]`), Prometheus's default evaluation interval.
+const DefaultSubqueryStep = time.Minute
+
+// DefaultMaxSubquerySteps bounds the steps one subquery may evaluate. A
+// month at a one-minute step is 43,200 steps and a year at 30s about a
+// million; beyond that a subquery is a mistake or an attack.
+const DefaultMaxSubquerySteps = 1_000_000
+
+// guardSubqueries refuses, with Prometheus's 400 bad_data, a query whose
+// subquery would evaluate more than maxSteps steps, before the engine sees
+// it. Prometheus's engine allocates two int64 per subquery step up front,
+// independent of --query.max-samples and of whether any series match, so
+// `max_over_time(up[1y:1ms])` (31.5e9 steps, about 500 GB) would kill the
+// process with an out-of-memory fatal error, which no recover catches.
+// Queries the guard cannot parse go through unchanged for Prometheus to
+// report.
+func guardSubqueries(next http.Handler, p parser.Parser, maxSteps int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ranged bool
+		switch r.URL.Path {
+		case "/api/v1/query":
+		case "/api/v1/query_range":
+			ranged = true
+		default:
+			next.ServeHTTP(w, r)
+			return
+		}
+		// ParseForm keeps what it read in r.Form, where the API reads it
+		// again, so a POST body is not lost.
+		if err := r.ParseForm(); err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		expr, err := p.ParseExpr(r.Form.Get("query"))
+		if err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var span float64 // seconds between the query's first and last step
+		if ranged {
+			start, err1 := parseAPITime(r.Form.Get("start"))
+			end, err2 := parseAPITime(r.Form.Get("end"))
+			if err1 != nil || err2 != nil || end < start {
+				next.ServeHTTP(w, r)
+				return
+			}
+			span = end - start
+		}
+		if msg := subqueryTooLong(expr, span, maxSteps); msg != "" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = fmt.Fprintf(w, `{"status":"error","errorType":"bad_data","error":%s}`, strconv.Quote(msg))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// subqueryTooLong returns why expr is refused, or "". A subquery is
+// evaluated once over its parent's whole span widened by its own range, so
+// its span is the query's plus the ranges of it and every subquery around
+// it.
+func subqueryTooLong(expr parser.Expr, span float64, maxSteps int64) string {
+	var msg string
+	parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
+		sq, ok := n.(*parser.SubqueryExpr)
+		if !ok || msg != "" {
+			return nil
+		}
+		total := span + sq.Range.Seconds()
+		for _, p := range path {
+			if outer, ok := p.(*parser.SubqueryExpr); ok {
+				total += outer.Range.Seconds()
+			}
+		}
+		step := sq.Step
+		if step <= 0 {
+			step = DefaultSubqueryStep
+		}
+		if steps := total / step.Seconds(); steps > float64(maxSteps) {
+			q := sq.String()
+			if len(q) > 200 {
+				q = q[:200] + "..."
+			}
+			msg = fmt.Sprintf("subquery %s would evaluate %.3g steps, more than the limit of %d: use a longer step or a shorter range",
+				q, steps, maxSteps)
+		}
+		return nil
+	})
+	return msg
+}
+
+// parseAPITime reads the API's time format (Unix seconds or RFC 3339) as
+// seconds.
+func parseAPITime(s string) (float64, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+		return f, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, err
+	}
+	return float64(t.UnixNano()) / 1e9, nil
+}
+
+// maxReadRequestBytes is Prometheus's limit on a remote-read request, before
+// and after snappy decoding.
+const maxReadRequestBytes = 32 << 20
+
+// guardRemoteRead checks a remote-read request before Prometheus's handler
+// does: Prometheus answers 500 for a matcher whose regular expression does
+// not compile, and allocates whatever decoded size (up to 32 MiB) the snappy
+// header claims, however short the body. Both are a client's mistake, so
+// they get a 400 here; a request that passes is handed on unchanged.
+func guardRemoteRead(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/read" || r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxReadRequestBytes+1))
+		if err != nil {
+			http.Error(w, "remote read: read request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if msg := checkReadRequest(body); msg != "" {
+			http.Error(w, "remote read: "+msg, http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func checkReadRequest(body []byte) string {
+	if len(body) > maxReadRequestBytes {
+		return fmt.Sprintf("request body exceeds the limit of %d bytes", maxReadRequestBytes)
+	}
+	n, err := snappy.DecodedLen(body)
+	if err != nil {
+		return "decode snappy: " + err.Error()
+	}
+	if n > maxSnappyExpansion*len(body) || n > maxReadRequestBytes {
+		return fmt.Sprintf("decode snappy: header claims %d decoded bytes from %d compressed bytes", n, len(body))
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		return "decode snappy: " + err.Error()
+	}
+	var req prompb.ReadRequest
+	if err := proto.Unmarshal(raw, &req); err != nil {
+		return "decode read request: " + err.Error()
+	}
+	for i, q := range req.Queries {
+		if _, err := remote.FromLabelMatchers(q.Matchers); err != nil {
+			return fmt.Sprintf("query %d: invalid matcher: %v", i, err)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,106 @@
+package tsdb
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSubqueryGuard: subqueries whose step count would make Prometheus's
+// engine allocate gigabytes (before --query.max-samples can act) get a 400
+// naming the subquery; reasonable ones, and subqueries without a step
+// (which dereferenced nil before NoStepSubqueryIntervalFn was set), work.
+func TestSubqueryGuard(t *testing.T) {
+	srv, _ := newTestAPI(t)
+	for _, tc := range []struct {
+		name, path string
+		params     url.Values
+		post       bool
+		code       int
+		errPart    string
+	}{
+		{"year at 1ms", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms])"}}, false, 400, "would evaluate 3.15e+10 steps"},
+		{"as POST form", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms])"}}, true, 400, "more than the limit of 1000000"},
+		{"nested inner too fine", "/api/v1/query", url.Values{"query": {"max_over_time(max_over_time(up[1m:1ms])[1y:1h])"}}, false, 400, "subquery up[1m:1ms]"},
+		{"range query widens the span", "/api/v1/query_range", url.Values{"query": {"max_over_time(up[1m:1s])"}, "start": {"0"}, "end": {"1000000"}, "step": {"1000"}}, false, 400, "1e+06 steps"},
+		{"range query under the limit", "/api/v1/query_range", url.Values{"query": {"max_over_time(up[1m:1s])"}, "start": {"0"}, "end": {"100000"}, "step": {"1000"}}, false, 200, ""},
+		{"no step uses 1m", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[5m:])"}}, false, 200, ""},
+		{"no step, long range", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[30d:])"}}, false, 200, ""},
+		{"valid POST passes", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[1h:1m])"}}, true, 200, ""},
+		{"parse error left to Prometheus", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms]"}}, false, 400, "parse error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var resp *http.Response
+			var err error
+			if tc.post {
+				resp, err = http.Post(srv.URL+tc.path, "application/x-www-form-urlencoded", strings.NewReader(tc.params.Encode()))
+			} else {
+				resp, err = http.Get(srv.URL + tc.path + "?" + tc.params.Encode())
+			}
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, tc.code, resp.StatusCode, string(b))
+			var r struct{ Status, ErrorType, Error string }
+			require.NoError(t, json.Unmarshal(b, &r), string(b))
+			if tc.code == 200 {
+				require.Equal(t, "success", r.Status)
+				return
+			}
+			require.Equal(t, "bad_data", r.ErrorType)
+			require.Contains(t, r.Error, tc.errPart)
+		})
+	}
+}
+
+// TestRemoteReadGuard: Prometheus's read handler answers 500 for a regular
+// expression that does not compile and allocates what a snappy header
+// claims; omen answers both 400 first. A valid request still works.
+func TestRemoteReadGuard(t *testing.T) {
+	srv, end := newTestAPI(t)
+	read := func(t *testing.T, body []byte) (int, string) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+"/api/v1/read", "application/x-protobuf", bytes.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	encode := func(m ...*prompb.LabelMatcher) []byte {
+		raw, err := proto.Marshal(&prompb.ReadRequest{Queries: []*prompb.Query{{
+			StartTimestampMs: end.Add(-time.Hour).UnixMilli(), EndTimestampMs: end.UnixMilli(), Matchers: m}}})
+		require.NoError(t, err)
+		return snappy.Encode(nil, raw)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+		code int
+		want string
+	}{
+		{"bad regex", encode(&prompb.LabelMatcher{Type: prompb.LabelMatcher_RE, Name: "job", Value: "(["}), 400, "invalid matcher"},
+		{"snappy header claims 30MiB", append(binary.AppendUvarint(nil, 30<<20), 0x00), 400, "header claims 31457280 decoded bytes from 5 compressed bytes"},
+		{"not snappy", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 400, "decode snappy"},
+		{"garbage protobuf", snappy.Encode(nil, []byte{0xff, 0xff, 0xff}), 400, "decode read request"},
+		{"valid", encode(&prompb.LabelMatcher{Type: prompb.LabelMatcher_RE, Name: "job", Value: "a|b"}), 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := read(t, tc.body)
+			require.Equal(t, tc.code, code, body)
+			require.Contains(t, body, tc.want)
+		})
+	}
+}
