@@ -103,3 +103,15 @@ func seriesLabels(i int) ([]label, bool) {
 	sort.Slice(ls, func(a, b int) bool { return ls[a].name < ls[b].name })
 	return ls, f.counter
 }
+
+// SeriesLabels returns series i's sorted labels as name, value pairs, so
+// that benchmarks elsewhere (tsdb's) decode and append the same series the
+// generator sends.
+func SeriesLabels(i int) []string {
+	ls, _ := seriesLabels(i)
+	out := make([]string, 0, 2*len(ls))
+	for _, l := range ls {
+		out = append(out, l.name, l.value)
+	}
+	return out
+}

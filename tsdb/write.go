@@ -95,6 +95,7 @@ type WriteHandler struct {
 	bytes   atomic.Int64 // compressed bytes of the requests in flight
 	refs    *refCache    // nil when disabled
 	hash    func([]byte) uint64
+	generic bool // always use the generic decoder: tests and benchmarks compare the paths
 }
 
 type writeBuffers struct {
@@ -281,7 +282,7 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 	}
 	switch msgType {
 	case remoteapi.WriteV1MessageType:
-		if b.fast.decodeV1(body) {
+		if !h.generic && b.fast.decodeV1(body) {
 			if n := len(b.fast.series); n > h.opts.MaxSeriesPerRequest {
 				return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
 			}
@@ -385,8 +386,7 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, t int64, v
 		return ref
 	}
 	newRef, err := a.app.Append(ref, ls, 0, t, v, hist, fh, opts)
-	var partial *storage.AppendPartialError
-	if err != nil && !errors.As(err, &partial) {
+	if err != nil && !isPartial(err) {
 		reason := rejectReason(err)
 		if reason == "" {
 			a.fatal = err
@@ -401,6 +401,14 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, t int64, v
 		a.stats.histograms++
 	}
 	return newRef
+}
+
+// isPartial reports whether err is a storage.AppendPartialError: the
+// sample is stored. It is a function of its own so that the target of
+// errors.As, which escapes, is allocated only for an error.
+func isPartial(err error) bool {
+	var partial *storage.AppendPartialError
+	return errors.As(err, &partial)
 }
 
 // rejectReason names a client error the TSDB reports, or "" for errors a
