@@ -86,6 +86,9 @@ func writeHistory(t *testing.T, base, instance string, end time.Time) {
 type e2eAnomaly struct {
 	Labels    map[string]string `json:"labels"`
 	Score     float64           `json:"score"`
+	Active    bool              `json:"active"`
+	Since     *time.Time        `json:"since"`
+	PeakScore float64           `json:"peak_score"`
 	Value     float64           `json:"value"`
 	Yhat      *float64          `json:"yhat"`
 	YhatLower *float64          `json:"yhat_lower"`
@@ -96,7 +99,11 @@ type e2eAnomaly struct {
 
 func anomaliesOf(t testing.TB, base, name string) []e2eAnomaly {
 	t.Helper()
-	data, err := apiGet(t, base, "/api/v1/anomalies", url.Values{"match[]": {name}})
+	q := url.Values{}
+	if name != "" {
+		q.Set("match[]", name)
+	}
+	data, err := apiGet(t, base, "/api/v1/anomalies", q)
 	require.NoError(t, err)
 	var r struct {
 		Anomalies []e2eAnomaly `json:"anomalies"`
@@ -105,9 +112,17 @@ func anomaliesOf(t testing.TB, base, name string) []e2eAnomaly {
 	return r.Anomalies
 }
 
-// metricsGauge returns the value of family{for=name} (of the family's only
-// series if name is "") on omen's /metrics, or NaN if absent.
+// metricsGauge returns the value of the gauge or counter family{for=name}
+// (of the family's only series if name is "") on omen's /metrics, or NaN
+// if absent.
 func metricsGauge(t testing.TB, base, family, name string) float64 {
+	t.Helper()
+	return metricsGaugeWith(t, base, family, name, "")
+}
+
+// metricsGaugeWith is metricsGauge for the series with horizon=horizon too
+// (any if "").
+func metricsGaugeWith(t testing.TB, base, family, name, horizon string) float64 {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(bytes.NewReader(metricsText(t, base)))
@@ -117,13 +132,15 @@ func metricsGauge(t testing.TB, base, family, name string) float64 {
 		return math.NaN()
 	}
 	for _, m := range mf.GetMetric() {
-		if name == "" {
-			return m.GetGauge().GetValue()
-		}
+		ls := map[string]string{}
 		for _, l := range m.GetLabel() {
-			if l.GetName() == "for" && l.GetValue() == name {
-				return m.GetGauge().GetValue()
+			ls[l.GetName()] = l.GetValue()
+		}
+		if (name == "" || ls["for"] == name) && (horizon == "" || ls["horizon"] == horizon) {
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
 			}
+			return m.GetGauge().GetValue()
 		}
 	}
 	return math.NaN()
@@ -195,6 +212,18 @@ remote_write:
 		return len(a) == 1 && time.Since(a[0].Timestamp) < 5*time.Second
 	})
 
+	// The day of history at 1 s went through the scorers: outputs older
+	// than the head appends in order were counted, not rejected; and the
+	// forecaster (fed 29 s means) forecasts every default horizon, though
+	// 30m is 1800 samples ahead.
+	require.Positive(t, metricsGauge(t, omen.URL, "omen_output_history_skipped_total", ""))
+	require.Zero(t, metricsGauge(t, omen.URL, "omen_output_append_failures_total", ""))
+	for _, h := range []string{"5m", "15m", "30m"} {
+		f := metricsGaugeWith(t, omen.URL, "forecast", seasonalName, h)
+		require.False(t, math.IsNaN(f), "forecast{horizon=%q} on /metrics", h)
+		require.InDelta(t, 100, f, 40, "forecast{horizon=%q}", h)
+	}
+
 	exp.spike.Store(true)
 	spikeAt := time.Now()
 	var score float64
@@ -203,6 +232,22 @@ remote_write:
 		return score > 1
 	})
 	t.Logf("anomaly_score{for=%q} = %g on /metrics %s after the spike", seasonalName, score, time.Since(spikeAt).Round(time.Millisecond))
+
+	// The spike is an incident: listed first and active, since about when
+	// it began, and it stays so while the spike lasts even when the
+	// detector damps the follow-up scores below 1.
+	for range 3 {
+		top := anomaliesOf(t, omen.URL, "")
+		require.NotEmpty(t, top)
+		require.Equal(t, seasonalName, top[0].Labels["for"], "the incident is listed first")
+		require.True(t, top[0].Active)
+		require.NotNil(t, top[0].Since)
+		// Since is the incident's first score above 1: at the spike, or at
+		// a false alarm up to the hold time (5m) before it.
+		require.True(t, top[0].Since.Before(spikeAt.Add(10*time.Second)), "since %s, spike %s", top[0].Since, spikeAt)
+		require.Greater(t, top[0].PeakScore, 1.0)
+		time.Sleep(2 * time.Second)
+	}
 
 	// The control at the same moment: below 1, value inside its band.
 	c := anomaliesOf(t, omen.URL, controlName)

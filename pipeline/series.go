@@ -48,6 +48,20 @@ type published struct {
 	peak           float64
 }
 
+// incident updates the incident of p with the score of its latest sample,
+// at t (p.t already set).
+func incident(p *published, t int64, score float64, holdMs int64) {
+	switch {
+	case score > 1:
+		if !p.active(holdMs) {
+			p.since, p.peak = t, 0
+		}
+		p.lastHot, p.peak = t, max(p.peak, score)
+	case p.since != 0 && !p.active(holdMs):
+		p.since, p.lastHot, p.peak = 0, 0, 0
+	}
+}
+
 // active reports whether the series is in an incident at its latest sample.
 func (p *published) active(holdMs int64) bool {
 	return p.since != 0 && p.t-p.lastHot <= holdMs
@@ -293,15 +307,7 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	p.t, p.value, p.hasResult = t, v, true
 	p.score, p.yhat, p.lower, p.upper = r.Score, r.Yhat, r.YhatLower, r.YhatUpper
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
-	switch {
-	case r.Score > 1:
-		if !p.active(so.holdMs) {
-			p.since, p.peak = t, 0
-		}
-		p.lastHot, p.peak = t, max(p.peak, r.Score)
-	case p.since != 0 && !p.active(so.holdMs):
-		p.since, p.lastHot, p.peak = 0, 0, 0
-	}
+	incident(p, t, r.Score, so.holdMs)
 	if s.fc != nil {
 		s.fc.step(s, t, v, acc, buf, so.forecastEveryMs)
 	}
@@ -338,8 +344,10 @@ func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]fore
 		clear(f.ok)
 		return
 	}
-	if f.made != 0 && t-f.made < everyMs {
-		return // the last forecast stands until the next is due
+	if f.made != 0 && t-f.made+f.rs.stepMs/2 < everyMs {
+		// The last forecast stands until the next is due: at the step
+		// nearest everyMs after it.
+		return
 	}
 	clear(f.ok)
 	stepMs := f.m.Step()

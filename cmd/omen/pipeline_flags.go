@@ -15,7 +15,7 @@ import (
 func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 	o := pipeline.DefaultOptions()
 	o.Families = nil // filled by the flag's default
-	cl.Flag("detect.max-series", "Most series scored at once; new series beyond it are counted in omen_series_over_budget_total and skipped.").
+	cl.Flag("detect.max-series", "Most series scored at once; new series beyond it are counted in omen_series_over_budget_total and skipped. 0 turns scoring off.").
 		Default(fmt.Sprint(o.MaxSeries)).IntVar(&o.MaxSeries)
 	cl.Flag("forecast.max-series", "Most series that also get a forecaster (each holds ~10 KiB).").
 		Default(fmt.Sprint(o.ForecastMaxSeries)).IntVar(&o.ForecastMaxSeries)
@@ -29,8 +29,12 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default(o.StaleAfter.String()).DurationVar(&o.StaleAfter)
 	cl.Flag("output.families", "Output families exposed on /metrics, comma separated. Repeatable. Choices: "+strings.Join(pipeline.AllFamilies, ",")+".").
 		Default(pipeline.AllFamilies...).StringsVar(&o.Families)
-	cl.Flag("output.tsdb-families", "Output families appended to the embedded TSDB and remote-written, comma separated. Repeatable. Each costs one TSDB append per input sample.").
+	cl.Flag("output.tsdb-families", "Output families appended to the embedded TSDB and remote-written, comma separated. Repeatable. Each costs one TSDB append per stored result (see --output.tsdb-interval).").
 		Default(pipeline.AllFamilies...).StringsVar(&o.StoreFamilies)
+	cl.Flag("output.tsdb-interval", "Sample time between a series' outputs appended to the TSDB (and remote-written) while its score stays at most 1; scores above 1 and the one after are always stored. 0: every sample's. /metrics always shows the latest.").
+		Default(o.OutputInterval.String()).DurationVar(&o.OutputInterval)
+	cl.Flag("detect.incident-hold", "A series stays listed as an active incident by /api/v1/anomalies until no score above 1 came for this long.").
+		Default(o.IncidentHold.String()).DurationVar(&o.IncidentHold)
 	cl.Flag("output.score-floor", "Expose on /metrics only series whose anomaly_score is at least this (0: all).").
 		Default("0").Float64Var(&o.ScoreFloor)
 	cl.Flag("remote-write.url", "Remote-write the outputs to this URL too (Thanos Receive, Mimir, VictoriaMetrics). Repeatable.").

@@ -23,12 +23,15 @@ func TestPipelineFlags(t *testing.T) {
 			require.Equal(t, pipeline.AllFamilies, o.Families)
 			require.Equal(t, pipeline.AllFamilies, o.StoreFamilies)
 			require.Empty(t, o.RemoteWriteURLs)
+			require.Equal(t, time.Minute, o.OutputInterval)
+			require.Equal(t, 5*time.Minute, o.IncidentHold)
 		}},
 		{"set", []string{
 			"--detect.max-series=5", "--detect.workers=3", "--output.families=anomaly_score,yhat",
 			"--output.score-floor=0.5", "--remote-write.url=http://a/api/v1/write", "--remote-write.url=http://b/api/v1/write",
 			"--backfill.remote-read-url=http://up/api/v1/read", "--backfill.max-points=10", "--snapshot.interval=1m",
 			"--forecast.interval=5m", "--output.tsdb-families=anomaly_score",
+			"--output.tsdb-interval=0s", "--detect.incident-hold=10m",
 		}, func(t *testing.T, o *pipeline.Options) {
 			require.Equal(t, 5, o.MaxSeries)
 			require.Equal(t, 3, o.Workers)
@@ -40,6 +43,11 @@ func TestPipelineFlags(t *testing.T) {
 			require.Equal(t, time.Minute, o.SnapshotInterval)
 			require.Equal(t, 5*time.Minute, o.ForecastEvery)
 			require.Equal(t, []string{"anomaly_score"}, o.StoreFamilies)
+			require.Zero(t, o.OutputInterval)
+			require.Equal(t, 10*time.Minute, o.IncidentHold)
+		}},
+		{"scoring off", []string{"--detect.max-series=0"}, func(t *testing.T, o *pipeline.Options) {
+			require.Zero(t, o.MaxSeries)
 		}},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,240 @@
+package pipeline
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/stretchr/testify/require"
+)
+
+// samplesAt returns the timestamps (ms) of the samples of the one series
+// selected by ms.
+func samplesAt(t *testing.T, q storage.Queryable, ms ...*labels.Matcher) []int64 {
+	t.Helper()
+	qr, err := q.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer qr.Close()
+	var ts []int64
+	ss := qr.Select(context.Background(), true, nil, ms...)
+	n := 0
+	for ss.Next() {
+		n++
+		it := ss.At().Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			tm, _ := it.At()
+			ts = append(ts, tm)
+		}
+	}
+	require.NoError(t, ss.Err())
+	require.LessOrEqual(t, n, 1, "one series")
+	return ts
+}
+
+// TestOutputCadence: with the default --output.tsdb-interval (1m) and 15 s
+// samples, a quiet series' results are stored once a minute, while every
+// result above 1 and the one after it are stored, so alerts on
+// anomaly_score > 1 fire and resolve on time; /metrics has every sample's.
+func TestOutputCadence(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) {
+		o.OutputInterval = time.Minute
+		o.ForecastMaxSeries = 0
+	})
+	ls := labels.FromStrings("__name__", "load", "job", "a")
+	vs := seasonal(400, 5)
+	const spikeAt = 380
+	vs[spikeAt] += 200
+	e.feed(ls, model.MetricTypeGauge, vs)
+
+	score := samplesAt(t, e.db, eq("__name__", FamilyScore), eq("for", "load"))
+	yhat := samplesAt(t, e.db, eq("__name__", FamilyYhat), eq("for", "load"))
+	require.Less(t, len(score), 400/4+20, "about one stored result a minute, not one a sample")
+	require.Greater(t, len(score), 400/4-5)
+	tsOf := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+	require.Equal(t, tsOf(0), score[0], "the first result is stored")
+	require.Contains(t, score, tsOf(spikeAt), "the anomalous sample's result")
+	require.Contains(t, score, tsOf(spikeAt+1), "and the one after, so the alert resolves")
+	for i := 1; i < len(score); i++ {
+		require.LessOrEqual(t, score[i]-score[i-1], time.Minute.Milliseconds(), "never more than the interval apart")
+	}
+	// The band goes with the score once the detector is ready.
+	require.Subset(t, score, yhat)
+	require.Contains(t, yhat, tsOf(spikeAt))
+
+	// /metrics shows the latest sample's results, stored or not.
+	got := e.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.Equal(t, time.UnixMilli(tsOf(399)).UTC(), got[0].Timestamp)
+	require.Zero(t, testutil.ToFloat64(e.p.m.outputErrors))
+}
+
+// TestOutputCadenceZeroStoresAll: --output.tsdb-interval=0 stores every
+// sample's results.
+func TestOutputCadenceZeroStoresAll(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.OutputInterval = 0 })
+	e.feed(labels.FromStrings("__name__", "load"), model.MetricTypeGauge, seasonal(50, 6))
+	require.Len(t, samplesAt(t, e.db, eq("__name__", FamilyScore), eq("for", "load")), 50)
+}
+
+// TestHistoryOutputsSkipped: history remote-written in the past goes into
+// the head in one request, but the head appends outputs only within half a
+// block of its newest sample. Results older than that are counted, not
+// appended: no output errors. Prometheus's default block range here.
+func TestHistoryOutputsSkipped(t *testing.T) {
+	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	e := newEnv(t, "", nil, func(o *Options) { o.OutputInterval = 0 })
+	// Swap the env's DB for the default-options one before any sample.
+	e.stop()
+	p, err := New(nil, nil, db, nil, nil, e.p.opts)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	const n = 3 * 240 // three hours at 15 s
+	ls := labels.FromStrings("__name__", "load")
+	vs := seasonal(n, 7)
+	a := p.Tap(db).AppenderV2(context.Background())
+	for i, v := range vs {
+		_, err := a.Append(0, ls, 0, t0.UnixMilli()+int64(i)*stepMs, v, nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, a.Commit())
+	for _, w := range p.workers {
+		w.sync()
+	}
+
+	score := samplesAt(t, db, eq("__name__", FamilyScore))
+	newest := t0.UnixMilli() + (n-1)*stepMs
+	require.NotEmpty(t, score)
+	require.GreaterOrEqual(t, score[0], newest-time.Hour.Milliseconds(), "nothing older than the head appends")
+	require.Equal(t, newest, score[len(score)-1])
+	skipped := testutil.ToFloat64(p.m.historySkipped)
+	require.Equal(t, float64(n), skipped+float64(len(score)), "every sample scored: stored or counted as history")
+	require.Greater(t, skipped, float64(n)/2)
+	require.Zero(t, testutil.ToFloat64(p.m.outputErrors), "no rejected appends")
+	// The history trained the model all the same.
+	got := p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready)
+}
+
+// TestScoringOff: --detect.max-series=0 scores nothing and queues nothing,
+// while ingest goes on and is counted.
+func TestScoringOff(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries = 0 })
+	e.feed(labels.FromStrings("__name__", "load"), model.MetricTypeGauge, seasonal(20, 8))
+	require.Len(t, query(t, e.db, eq("__name__", "load")), 1, "stored")
+	require.Empty(t, query(t, e.db, eq("__name__", FamilyScore)))
+	require.Empty(t, e.p.Anomalies(nil))
+	require.Zero(t, e.p.scored.Load())
+	require.Zero(t, testutil.ToFloat64(e.p.m.overBudget), "not even looked at")
+	require.Equal(t, uint64(20), e.p.tapped.Load())
+}
+
+// TestIncidentStaysListed: a sustained level shift scores above 1 at its
+// start and then, damped, mostly below; /api/v1/anomalies keeps it active
+// and first, with since at the shift's start, for the hold time after its
+// last score above 1.
+func TestIncidentStaysListed(t *testing.T) {
+	const hold = 5 * time.Minute
+	e := newEnv(t, "", nil, func(o *Options) { o.IncidentHold = hold })
+	shifted := labels.FromStrings("__name__", "load", "job", "shifted")
+	quiet := labels.FromStrings("__name__", "load", "job", "quiet")
+	a, b := seasonal(600, 11), seasonal(600, 12)
+	const shiftAt = 500
+	for i := shiftAt; i < len(a); i++ {
+		a[i] += 80
+	}
+	tsOf := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+	holdSamples := int(hold.Milliseconds() / stepMs)
+	var list []Anomaly
+	damped := 0
+	for i := range a {
+		e.push(tsOf(i), model.MetricTypeGauge, []labels.Labels{shifted, quiet}, []float64{a[i], b[i]})
+		if i < shiftAt {
+			continue
+		}
+		e.sync()
+		list = e.p.Anomalies(nil)
+		require.Len(t, list, 2)
+		s := list[0]
+		if i == shiftAt {
+			require.Greater(t, s.Score, 1.0, "the shift scores above 1 at its start")
+		}
+		if i > shiftAt+holdSamples {
+			continue
+		}
+		require.Equal(t, "shifted", s.Labels["job"], "the incident is listed first at sample %d", i)
+		require.True(t, s.Active, "sample %d", i)
+		require.Equal(t, time.UnixMilli(tsOf(shiftAt)).UTC(), *s.Since, "since is the shift's start")
+		require.GreaterOrEqual(t, s.PeakScore, list[0].Score)
+		require.Greater(t, s.PeakScore, 1.0)
+		if s.Score <= 1 {
+			damped++
+		}
+	}
+	require.Positive(t, damped, "the detector damps the follow-ups: what the incident is for")
+	// At the end: active exactly while within the hold of the last score
+	// above 1; the others carry no incident fields.
+	for _, x := range list {
+		if x.Active {
+			require.LessOrEqual(t, tsOf(599)-x.LastAnomalous.UnixMilli(), hold.Milliseconds())
+			continue
+		}
+		require.Nil(t, x.Since)
+		require.Nil(t, x.LastAnomalous)
+		require.Zero(t, x.PeakScore)
+	}
+}
+
+// TestIncident: the incident bookkeeping of series.step on given scores,
+// one sample every 15 s, hold 5 minutes (20 samples).
+func TestIncident(t *testing.T) {
+	const holdMs = 5 * 60_000
+	tests := []struct {
+		name        string
+		scores      map[int]float64 // sample index → score (others 0.2)
+		n           int
+		wantActive  bool
+		wantSince   int
+		wantPeak    float64
+		wantLastHot int
+	}{
+		{"quiet", nil, 30, false, 0, 0, 0},
+		{"one spike, within hold", map[int]float64{10: 3}, 31, true, 10, 3, 10},
+		{"one spike, hold passed", map[int]float64{10: 3}, 40, false, 0, 0, 0},
+		{"two spikes within hold: one incident", map[int]float64{10: 3, 25: 5}, 30, true, 10, 5, 25},
+		{"two spikes apart: a new incident", map[int]float64{10: 3, 50: 2}, 55, true, 50, 2, 50},
+		{"score of exactly 1 is not anomalous", map[int]float64{10: 1}, 12, false, 0, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var p published
+			for i := range tc.n {
+				sc, ok := tc.scores[i]
+				if !ok {
+					sc = 0.2
+				}
+				p.t = int64(i) * 15_000
+				incident(&p, p.t, sc, holdMs)
+			}
+			require.Equal(t, tc.wantActive, p.active(holdMs))
+			if tc.wantActive {
+				require.Equal(t, int64(tc.wantSince)*15_000, p.since)
+				require.Equal(t, int64(tc.wantLastHot)*15_000, p.lastHot)
+				require.Equal(t, tc.wantPeak, p.peak)
+			}
+		})
+	}
+}

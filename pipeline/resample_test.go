@@ -1,0 +1,135 @@
+package pipeline
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/forecast"
+)
+
+func TestResampler(t *testing.T) {
+	tests := []struct {
+		name      string
+		minStepMs int64
+		in        []point
+		want      []point
+		wantStep  int64
+	}{
+		{
+			name: "1 s input, 29 s minimum: means of 29 samples", minStepMs: 28125,
+			in: ramp(0, 1000, 100),
+			// Buckets [0,29s), [29s,58s), [58s,87s): the fourth is open.
+			want:     []point{{28000, 14}, {57000, 43}, {86000, 72}},
+			wantStep: 29000,
+		},
+		{
+			name: "15 s input, 28.125 s minimum: pairs", minStepMs: 28125,
+			in:       ramp(0, 15000, 7),
+			want:     []point{{15000, 0.5}, {45000, 2.5}, {75000, 4.5}},
+			wantStep: 30000,
+		},
+		{
+			name: "60 s input: passes through", minStepMs: 28125,
+			in:       ramp(60000, 60000, 3),
+			want:     []point{{60000, 0}, {120000, 1}, {180000, 2}},
+			wantStep: 60000,
+		},
+		{
+			name: "out of order and repeated samples are ignored", minStepMs: 28125,
+			in:       []point{{60000, 0}, {60000, 9}, {120000, 1}, {90000, 9}, {180000, 2}},
+			want:     []point{{60000, 0}, {120000, 1}, {180000, 2}},
+			wantStep: 60000,
+		},
+		{
+			name: "a gap closes the open step", minStepMs: 28125,
+			in:       []point{{0, 1}, {15000, 3}, {300000, 5}, {315000, 7}, {330000, 9}},
+			want:     []point{{15000, 2}, {315000, 6}},
+			wantStep: 30000,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := resampler{minStepMs: tc.minStepMs}
+			var got []point
+			for _, p := range tc.in {
+				out, n := r.add(p.t, p.v)
+				got = append(got, out[:n]...)
+			}
+			require.Equal(t, tc.want, got)
+			require.Equal(t, tc.wantStep, r.stepMs)
+		})
+	}
+}
+
+// ramp returns n points from t0 every step with values 0, 1, 2, ...
+func ramp(t0, step int64, n int) []point {
+	out := make([]point, n)
+	for i := range out {
+		out[i] = point{t0 + int64(i)*step, float64(i)}
+	}
+	return out
+}
+
+// TestForecastOneSecondScrapes: with 1 s samples, the 5m, 15m and 30m
+// horizons (300 to 1800 samples ahead, beyond the forecaster's MaxHorizon)
+// are all forecast, on 29 s steps, each for about its horizon ahead.
+func TestForecastOneSecondScrapes(t *testing.T) {
+	hs, names := horizonsOf(config.Default().Defaults)
+	require.Equal(t, []string{"5m", "15m", "30m"}, names)
+	f := newFcState(hs, names)
+	s := &series{fc: f}
+	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	const n = 3 * 3600 // three hours of 1 s samples
+	vs := make([]float64, n)
+	for i := range vs {
+		vs[i] = 100 + 20*sinPeriod(i, 1200) // a 20-minute season
+	}
+	made := 0
+	for i, v := range vs {
+		tm := t0.UnixMilli() + int64(i)*1000
+		f.step(s, tm, v, nil, &buf, time.Minute.Milliseconds())
+		if !f.isNew {
+			continue
+		}
+		made++
+		for h, d := range hs {
+			require.True(t, f.ok[h], "horizon %s at sample %d", names[h], i)
+			ahead := f.pts[h].TsMillis - tm
+			require.InDelta(t, d.Milliseconds(), ahead, 30_000, "horizon %s is forecast for about now+%s", names[h], names[h])
+			require.InDelta(t, 100, f.pts[h].Yhat, 40)
+		}
+	}
+	require.Equal(t, int64(29_000), f.m.Step(), "29 s steps: 1800 s / 64 rounded up to whole seconds")
+	require.Positive(t, made)
+	// Once ready (192 steps of 29 s), one forecast at the step nearest a
+	// minute after the last: every second step, 58 s.
+	require.InDelta(t, (n-192*29)/58, made, 3)
+}
+
+func sinPeriod(i, period int) float64 {
+	return sinTable(float64(i%period) / float64(period))
+}
+
+// TestForecastHorizonsThroughPipeline: 1 s samples through the tap produce
+// forecast series for every horizon in the TSDB.
+func TestForecastHorizonsThroughPipeline(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "temperature")
+	const n = 2 * 3600
+	for i := range n {
+		e.push(t0.UnixMilli()+int64(i)*1000, model.MetricTypeGauge, []labels.Labels{ls}, []float64{100 + 20*sinPeriod(i, 1200)})
+	}
+	e.sync()
+	for _, h := range []string{"5m", "15m", "30m"} {
+		got := query(t, e.db, eq("__name__", FamilyForecast), eq("for", "temperature"), eq("horizon", h))
+		require.Len(t, got, 1, "horizon %s", h)
+	}
+}
+
+func sinTable(x float64) float64 { return math.Sin(2 * math.Pi * x) }
