@@ -41,8 +41,12 @@ deps-ui:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
+# The fuzz step runs every fuzz target for 5s (about 2 minutes in all,
+# most of it building the instrumented test binaries); `make fuzz` runs
+# them for longer.
 test: deps-e2e deps-ui
 	OMEN_E2E=1 $(GO) test -count=1 -timeout 14m $(PKGS)
+	bash scripts/fuzz.sh 5s
 
 test-ui: deps-ui build
 	OMEN_E2E=1 $(GO) test -count=1 -run 'TestUI' ./web/...
@@ -59,8 +63,9 @@ bench-m4: build
 bench-ingest: deps-e2e build
 	bash scripts/bench-ingest.sh
 
+FUZZTIME ?= 60s
 fuzz:
-	bash scripts/fuzz.sh 60s
+	bash scripts/fuzz.sh $(FUZZTIME)
 
 soak: deps-e2e build
 	bash scripts/soak.sh
