@@ -46,6 +46,14 @@ type Options struct {
 	Timeout          time.Duration // per request
 	Ahead            int           // requests each worker builds ahead of its sender
 	Seed             uint64
+	// Rate caps the samples/s sent, spread over the workers (0: as fast as
+	// the receiver answers). The probe's latency is measured at a set rate.
+	Rate float64
+	// ProbeURL, if set, is omen's base URL: every ProbeEvery during the
+	// measured phase a probe series' sample is written and the anomalies
+	// API polled until it shows the sample scored (see runProbe).
+	ProbeURL   string
+	ProbeEvery time.Duration
 	Now              func() time.Time // clock for sample timestamps
 	Client           *http.Client     // nil: a keep-alive client sized to Concurrency
 }
@@ -61,6 +69,7 @@ func DefaultOptions() Options {
 		Timeout:          30 * time.Second,
 		Ahead:            2,
 		Seed:             1,
+		ProbeEvery:       time.Second,
 		Now:              time.Now,
 	}
 }
@@ -111,6 +120,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("batch %d smaller than samples per series %d", o.Batch, o.SamplesPerSeries)
 	case o.Concurrency < 1 || o.Concurrency > o.Series:
 		return fmt.Errorf("concurrency %d: want 1 to the number of series (%d)", o.Concurrency, o.Series)
+	case o.Rate < 0:
+		return fmt.Errorf("rate %g: want >= 0", o.Rate)
+	case o.ProbeURL != "" && o.ProbeEvery <= 0:
+		return fmt.Errorf("probe interval %s: want > 0", o.ProbeEvery)
 	case o.Duration < 0 || o.Rounds < 0 || o.Timeout < 0 || o.Ahead < 0:
 		return errors.New("negative duration, rounds, timeout or ahead")
 	}
@@ -224,17 +237,32 @@ func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error
 		lctx, cancel = context.WithTimeout(ctx, opts.Duration)
 	}
 	defer cancel()
-	var wg sync.WaitGroup
+	var (
+		wg, pwg  sync.WaitGroup
+		probe    *ProbeResult
+		probeErr error
+	)
+	pctx, pcancel := context.WithCancel(lctx)
+	defer pcancel()
+	if opts.ProbeURL != "" {
+		pwg.Go(func() { probe, probeErr = runProbe(pctx, &opts, client) })
+	}
 	for _, w := range workers {
 		wg.Go(func() { w.run(ctx, lctx, s) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	pcancel()
+	pwg.Wait()
 	all := make([]stats, len(workers))
 	for i, w := range workers {
 		all[i] = w.stats
 	}
 	res.Measured = summarize(all, elapsed, cpuTime()-cpu0)
+	res.Measured.Probe = probe
+	if probeErr != nil {
+		return res, probeErr
+	}
 	return res, firstGenErr(all)
 }
 
@@ -296,7 +324,23 @@ func (w *worker) run(ctx, lctx context.Context, s *sender) {
 			}
 		}
 	}()
+	// With a rate, each worker sends its share on a schedule: a request of
+	// n samples is due n/rate seconds after the previous one.
+	var next time.Time
+	perWorker := s.opts.Rate / float64(s.opts.Concurrency)
 	for rb := range ready {
+		if perWorker > 0 {
+			if next.IsZero() {
+				next = time.Now()
+			}
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-lctx.Done():
+				}
+			}
+			next = next.Add(time.Duration(float64(rb.samples) / perWorker * float64(time.Second)))
+		}
 		if lctx.Err() == nil {
 			s.send(ctx, rb, &w.stats)
 		}

@@ -46,6 +46,7 @@ type Phase struct {
 	Max              float64          `json:"latency_max_seconds"`
 	Errors           map[string]int64 `json:"errors_by_status"`
 	CPUSeconds       float64          `json:"generator_cpu_seconds"` // user+system of this process; 0 for the warm-up
+	Probe            *ProbeResult     `json:"probe,omitempty"`
 }
 
 // Result is the outcome of Run.
@@ -110,6 +111,10 @@ func (r *Result) String() string {
 	}
 	fmt.Fprintf(&b, "measured: %s\n", r.Measured.line())
 	m := r.Measured
+	if p := m.Probe; p != nil {
+		fmt.Fprintf(&b, "probe: write acknowledged to its anomaly score published: p50 %s p99 %s max %s over %d probes, %d missed (polled every %s)\n",
+			dur(p.P50), dur(p.P99), dur(p.Max), p.Probes, p.Missed, dur(p.PollGap))
+	}
 	if m.Seconds > 0 {
 		per := 0.0
 		if m.Samples > 0 {

@@ -13,6 +13,11 @@
 # and RSS per active series. Raw loadgen output goes to ${OUT:-./out/bench-ingest}.
 #
 # Loopback only; every wait is bounded; both servers are killed on exit.
+# After the rounds, omen gets LATENCY_DURATION (default 30s) more load at
+# half its median rate with a probe (`omen loadgen --rate --probe-url`): a
+# probe series written every second, timed from the write's acknowledgement
+# to /api/v1/anomalies showing its score. Each run also records the server's
+# CPU (utime+stime from /proc) so cores per 100k samples/s can be sized.
 # PROFILE=1 also takes a 15 s CPU profile of omen under load at the largest
 # series count (omen serves /debug/pprof).
 set -euo pipefail
@@ -26,6 +31,9 @@ concurrency=${CONCURRENCY:-4}
 batch=${BATCH:-2000}
 out=${OUT:-./out/bench-ingest}
 profile=${PROFILE:-0}
+latency_duration=${LATENCY_DURATION:-30s}
+omen_args=${OMEN_ARGS:-}
+hz=$(getconf CLK_TCK)
 
 [ -x "$bin" ] || { echo "bench-ingest: $bin not found; run make build" >&2; exit 1; }
 command -v "$prom" >/dev/null || { echo "bench-ingest: $prom not found; run make deps-e2e" >&2; exit 1; }
@@ -63,28 +71,64 @@ wait_ready() {
 # kib PID FIELD: a /proc/PID/status field (VmHWM, VmRSS) in KiB.
 kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
-# load NAME PORT SERIES ROUND: one loadgen run; its JSON line goes to $out.
+# metric PORT NAME: the sum of a counter's samples on omen's /metrics.
+metric() {
+	curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%.0f\n", s }'
+}
+
+# ticks PID: the process's user+system CPU time in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# load NAME PORT SERIES ROUND PID [LOADGEN ARGS...]: one loadgen run; its
+# JSON line goes to $out, with the server's CPU cores over the whole run
+# (warm-up included) added as server_cores.
 load() {
-	local f="$out/$1-series=$3-round=$4"
-	timeout 600 "$bin" loadgen --url "http://127.0.0.1:$2/api/v1/write" --protocol 1 --series "$3" \
-		--batch "$batch" --concurrency "$concurrency" --duration "$duration" --warmup >"$f.txt" 2>"$f.log" || {
-		echo "bench-ingest: loadgen against $1 failed:" >&2
+	local name=$1 port=$2 n=$3 round=$4 pid=$5
+	shift 5
+	local f="$out/$name-series=$n-round=$round"
+	local c0 t0 c1 t1 s0=0 d0=0 s1=0 d1=0
+	if [ "$name" = omen ]; then
+		s0=$(metric "$port" omen_inference_duration_seconds_count)
+		d0=$(metric "$port" omen_scoring_dropped_total)
+	fi
+	c0=$(ticks "$pid")
+	t0=$(date +%s.%N)
+	timeout 600 "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
+		--batch "$batch" --concurrency "$concurrency" --duration "$duration" --warmup "$@" >"$f.txt" 2>"$f.log" || {
+		echo "bench-ingest: loadgen against $name failed:" >&2
 		cat "$f.log" >&2
 		exit 1
 	}
-	tail -n 1 "$f.txt" >"$f.json"
-	printf '  %-10s round %d: %s\n' "$1" "$4" "$(grep '^measured:' "$f.txt")" >&2
+	c1=$(ticks "$pid")
+	t1=$(date +%s.%N)
+	if [ "$name" = omen ]; then
+		sleep 1 # let the scorers drain their queues
+		s1=$(metric "$port" omen_inference_duration_seconds_count)
+		d1=$(metric "$port" omen_scoring_dropped_total)
+	fi
+	# scored and dropped cover the warm-up pass too (0 for Prometheus).
+	tail -n 1 "$f.txt" | jq -c --argjson cores "$(jq -n "($c1 - $c0) / $hz / ($t1 - $t0)")" \
+		--argjson scored $((s1 - s0)) --argjson dropped $((d1 - d0)) \
+		'.server_cores = $cores | .scored = $scored | .scoring_dropped = $dropped' >"$f.json"
+	printf '  %-10s round %s: %s (server %.2f cores' "$name" "$round" "$(grep '^measured:' "$f.txt")" "$(jq .server_cores "$f.json")" >&2
+	if [ "$name" = omen ]; then
+		printf '; samples scored %s, dropped by full scoring queues %s, of %s accepted incl. warm-up' "$((s1 - s0))" "$((d1 - d0))" \
+			"$(jq '.measured.samples_accepted + (.warmup.samples_accepted // 0)' "$f.json")" >&2
+	fi
+	printf ')\n' >&2
+	if grep -q '^probe:' "$f.txt"; then printf '  %-10s round %s: %s\n' "$name" "$round" "$(grep '^probe:' "$f.txt")" >&2; fi
 }
 
 echo "bench-ingest: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before the run; $rounds rounds of $duration, concurrency $concurrency, batch $batch" >&2
 summary="$out/summary.tsv"
-printf 'series\tomen_samples_per_s\tprom_samples_per_s\tratio\tomen_hwm_kib\tprom_hwm_kib\tomen_b_per_series\tprom_b_per_series\tomen_p99_s\tprom_p99_s\tomen_errors\tprom_errors\tomen_idle_kib\tprom_idle_kib\tloadgen_cores\n' >"$summary"
+printf 'series\tomen_samples_per_s\tprom_samples_per_s\tratio\tomen_hwm_kib\tprom_hwm_kib\tomen_b_per_series\tprom_b_per_series\tomen_p99_s\tprom_p99_s\tomen_errors\tprom_errors\tomen_idle_kib\tprom_idle_kib\tloadgen_cores\tomen_cores\tprom_cores\tlatency_rate\tlatency_omen_cores\tscore_p50_s\tscore_p99_s\tprobes\tprobes_missed\tomen_rss_kib\tomen_dropped_fraction\n' >"$summary"
 for n in $series_list; do
 	op=$(free_port)
 	pp=$(free_port)
 	mkdir -p "$work/omen-$n" "$work/prom-$n"
 	printf 'global:\n  scrape_interval: 1m\nscrape_configs: []\n' >"$work/prometheus.yml"
-	"$bin" serve --web.listen-address="127.0.0.1:$op" --storage.tsdb.path="$work/omen-$n" >"$work/omen.log" 2>&1 &
+	# shellcheck disable=SC2086 # OMEN_ARGS is a list of flags
+	"$bin" serve --web.listen-address="127.0.0.1:$op" --storage.tsdb.path="$work/omen-$n" $omen_args >"$work/omen.log" 2>&1 &
 	opid=$!
 	pids+=("$opid")
 	"$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom-$n" \
@@ -101,16 +145,21 @@ for n in $series_list; do
 		# Alternate who goes first, so drift in the machine's other load
 		# does not favour one side.
 		if [ $((r % 2)) -eq 1 ]; then
-			load prometheus "$pp" "$n" "$r"
-			load omen "$op" "$n" "$r"
+			load prometheus "$pp" "$n" "$r" "$ppid"
+			load omen "$op" "$n" "$r" "$opid"
 		else
-			load omen "$op" "$n" "$r"
-			load prometheus "$pp" "$n" "$r"
+			load omen "$op" "$n" "$r" "$opid"
+			load prometheus "$pp" "$n" "$r" "$ppid"
 		fi
 	done
 	# Peak RSS of the measured rounds, before any profiling load.
 	ohwm=$(kib "$opid" VmHWM)
 	phwm=$(kib "$ppid" VmHWM)
+	orss=$(kib "$opid" VmRSS)
+
+	# Scoring latency at half of omen's median rate; Prometheus is idle.
+	half=$(jq -s '[.[].measured.accepted_samples_per_second] | sort | .[length/2|floor] / 2 | floor' "$out"/omen-series="$n"-round=*.json)
+	duration=$latency_duration load omen "$op" "$n" latency "$opid" --rate "$half" --probe-url "http://127.0.0.1:$op"
 	if [ "$profile" = 1 ] && [ "$n" = "${series_list##* }" ]; then
 		echo "bench-ingest: profiling omen for 15 s under load" >&2
 		curl -sf -o "$out/omen-cpu.pprof" "http://127.0.0.1:$op/debug/pprof/profile?seconds=15" &
@@ -133,13 +182,22 @@ for n in $series_list; do
 	med() { jq -s "[.[].measured.$2] | sort | .[length/2|floor]" "$out"/"$1"-series="$n"-round=*.json; }
 	errs() { jq -s '[.[].measured.errors_by_status | to_entries[] | .value] | add // 0' "$out"/"$1"-series="$n"-round=*.json; }
 	os=$(med omen accepted_samples_per_second)
+	lat="$out/omen-series=$n-round=latency.json"
+	mv "$lat" "$out/latency-series=$n.json"
+	lat="$out/latency-series=$n.json"
 	ps=$(med prometheus accepted_samples_per_second)
-	printf '%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\n' "$n" "$os" "$ps" \
+	printf '%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$os" "$ps" \
 		"$(jq -n "if $ps > 0 then $os / $ps else 0 end")" "$ohwm" "$phwm" \
 		"$(jq -n "$ohwm * 1024 / $n")" "$(jq -n "$phwm * 1024 / $n")" \
 		"$(med omen latency_p99_seconds)" "$(med prometheus latency_p99_seconds)" \
 		"$(errs omen)" "$(errs prometheus)" "$obase" "$pbase" \
-		"$(jq -s '[.[].measured | .generator_cpu_seconds / .seconds] | max' "$out"/*-series="$n"-round=*.json)" >>"$summary"
+		"$(jq -s '[.[].measured | .generator_cpu_seconds / .seconds] | max' "$out"/*-series="$n"-round=*.json)" \
+		"$(jq -s '[.[].server_cores] | sort | .[length/2|floor]' "$out"/omen-series="$n"-round=*.json)" \
+		"$(jq -s '[.[].server_cores] | sort | .[length/2|floor]' "$out"/prometheus-series="$n"-round=*.json)" \
+		"$(jq .measured.accepted_samples_per_second "$lat")" "$(jq .server_cores "$lat")" \
+		"$(jq .measured.probe.ack_to_score_p50_seconds "$lat")" "$(jq .measured.probe.ack_to_score_p99_seconds "$lat")" \
+		"$(jq .measured.probe.probes "$lat")" "$(jq .measured.probe.missed "$lat")" "$orss" \
+		"$(jq -s '([.[].scoring_dropped] | add) / ([.[] | .measured.samples_accepted + (.warmup.samples_accepted // 0)] | add)' "$out"/omen-series="$n"-round=*.json)" >>"$summary"
 done
 
 echo "bench-ingest: load average $(cut -d' ' -f1-3 /proc/loadavg) after the run" >&2
@@ -148,4 +206,7 @@ echo "Median of $rounds rounds of $duration each (remote-write 1.0, batch $batch
 echo "(peak RSS is VmHWM; B/series is peak RSS / series, and in brackets (peak - idle RSS) / series)"
 awk -F'\t' 'NR == 1 { next } {
 	printf "series=%-7s omen %9.0f/s  prometheus %9.0f/s  ratio %.2f  |  peak RSS omen %5.0f MiB %6.0f B/series (%5.0f)  prometheus %5.0f MiB %6.0f B/series (%5.0f)  |  p99 omen %.3fs prometheus %.3fs  |  errors omen %d prometheus %d  |  loadgen at most %.2f cores\n",
-		$1, $2, $3, $4, $5/1024, $7, ($5-$13)*1024/$1, $6/1024, $8, ($6-$14)*1024/$1, $9, $10, $11, $12, $15 }' "$summary"
+		$1, $2, $3, $4, $5/1024, $7, ($5-$13)*1024/$1, $6/1024, $8, ($6-$14)*1024/$1, $9, $10, $11, $12, $15
+	printf "             server CPU during the rounds: omen %.2f cores, prometheus %.2f cores; omen dropped %.4f of its samples unscored (full scoring queues)\n", $16, $17, $25
+	printf "             omen at half its rate (%.0f samples/s, %.2f cores, RSS %.0f MiB): write acknowledged to anomaly score published p50 %.3fs p99 %.3fs (%d probes, %d missed)\n",
+		$18, $19, $24/1024, $20, $21, $22, $23 }' "$summary"

@@ -32,6 +32,10 @@ func registerLoadgen(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("timeout", "Per-request timeout.").Default(o.Timeout.String()).DurationVar(&o.Timeout)
 	cl.Flag("ahead", "Requests each worker builds ahead of sending.").Default(fmt.Sprint(o.Ahead)).IntVar(&o.Ahead)
 	cl.Flag("seed", "Seed of the sample values.").Default(fmt.Sprint(o.Seed)).Uint64Var(&o.Seed)
+	cl.Flag("rate", "Samples/s to send at most, over all workers (0: as fast as the receiver answers).").Default("0").Float64Var(&o.Rate)
+	cl.Flag("probe-url", "omen's base URL: during the measured phase, write a probe series every --probe-every and time from each write's acknowledgement to its score on /api/v1/anomalies.").
+		StringVar(&o.ProbeURL)
+	cl.Flag("probe-every", "Interval between probe writes.").Default(o.ProbeEvery.String()).DurationVar(&o.ProbeEvery)
 	var cpuProfile string
 	cl.Flag("cpuprofile", "Write the generator's own CPU profile of the run to this file.").StringVar(&cpuProfile)
 	return command{clause: cl, run: func(ctx context.Context) error {

@@ -1,0 +1,157 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// probeName is the probe series' metric name: a gauge omen scores like any
+// other (names starting omen_ are not scored).
+const probeName = "loadgen_probe"
+
+// ProbeResult is the time from a probe write's acknowledgement to omen's
+// /api/v1/anomalies showing a score for that sample: the end-to-end
+// scoring latency under the rest of the load.
+type ProbeResult struct {
+	Probes  int     `json:"probes"`
+	Missed  int     `json:"missed"` // not scored within ProbeTimeout
+	P50     float64 `json:"ack_to_score_p50_seconds"`
+	P99     float64 `json:"ack_to_score_p99_seconds"`
+	Max     float64 `json:"ack_to_score_max_seconds"`
+	PollGap float64 `json:"poll_interval_seconds"` // the resolution of the figures
+}
+
+// probeTimeout is how long a probe waits for its score before it counts as
+// missed.
+const probeTimeout = 10 * time.Second
+
+// probePoll is the interval between polls: the latency's resolution.
+const probePoll = 5 * time.Millisecond
+
+// runProbe writes one sample of the probe series every opts.ProbeEvery
+// until ctx ends, and for each acknowledged one polls the anomalies API
+// until the series' published timestamp reaches the sample's.
+func runProbe(ctx context.Context, opts *Options, client *http.Client) (*ProbeResult, error) {
+	q := url.Values{"match[]": {fmt.Sprintf(`{__name__=%q,job="loadgen"}`, probeName)}}
+	api := opts.ProbeURL + "/api/v1/anomalies?" + q.Encode()
+	res := &ProbeResult{PollGap: probePoll.Seconds()}
+	var lat []time.Duration
+	tick := time.NewTicker(opts.ProbeEvery)
+	defer tick.Stop()
+	last := int64(0)
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			res.fill(lat)
+			return res, nil
+		case <-tick.C:
+		}
+		t := max(time.Now().UnixMilli(), last+1)
+		last = t
+		body, err := proto.Marshal(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:  []prompb.Label{{Name: "__name__", Value: probeName}, {Name: "job", Value: "loadgen"}},
+			Samples: []prompb.Sample{{Timestamp: t, Value: float64(i % 10)}},
+		}}})
+		if err != nil {
+			return nil, err
+		}
+		if err := probeWrite(ctx, client, opts.URL, snappy.Encode(nil, body)); err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			return nil, fmt.Errorf("probe write: %w", err)
+		}
+		acked := time.Now()
+		res.Probes++
+		seen := false
+		for time.Since(acked) < probeTimeout && ctx.Err() == nil {
+			ts, err := probeScoredAt(ctx, client, api)
+			if err != nil && ctx.Err() == nil {
+				return nil, err
+			}
+			if ts >= t {
+				lat = append(lat, time.Since(acked))
+				seen = true
+				break
+			}
+			time.Sleep(probePoll)
+		}
+		if !seen && ctx.Err() == nil {
+			res.Missed++
+		}
+	}
+}
+
+func (r *ProbeResult) fill(lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	r.P50, r.P99, r.Max = quantile(lat, 0.5).Seconds(), quantile(lat, 0.99).Seconds(), lat[len(lat)-1].Seconds()
+}
+
+func probeWrite(ctx context.Context, client *http.Client, u string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, msg)
+	}
+	return nil
+}
+
+// probeScoredAt returns the probe series' last scored sample time (ms), or
+// 0 if it has none yet.
+func probeScoredAt(ctx context.Context, client *http.Client, api string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return 0, nil // not ready yet
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, fmt.Errorf("probe poll %s: status %d: %s", api, resp.StatusCode, msg)
+	}
+	var out struct {
+		Data struct {
+			Anomalies []struct {
+				Timestamp time.Time `json:"timestamp"`
+			} `json:"anomalies"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, fmt.Errorf("probe poll: %w", err)
+	}
+	if len(out.Data.Anomalies) == 0 {
+		return 0, nil
+	}
+	return out.Data.Anomalies[0].Timestamp.UnixMilli(), nil
+}

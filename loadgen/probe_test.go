@@ -1,0 +1,76 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// scorer fakes omen for the probe: the write endpoint is the test receiver,
+// and a probe sample's score is published delay after it arrives.
+type scorer struct {
+	rc    *receiver
+	delay time.Duration
+	mu    sync.Mutex
+	at    map[int64]time.Time // probe sample time -> when it arrived
+}
+
+func (sc *scorer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/api/v1/write" {
+		sc.rc.ServeHTTP(w, r)
+		sc.rc.mu.Lock()
+		defer sc.rc.mu.Unlock()
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		for key, s := range sc.rc.series {
+			if key == "__name__="+probeName+",job=loadgen" {
+				for _, t := range s.ts {
+					if _, ok := sc.at[t]; !ok {
+						sc.at[t] = time.Now()
+					}
+				}
+			}
+		}
+		return
+	}
+	require.Equal(sc.rc.t, `{__name__="loadgen_probe",job="loadgen"}`, r.URL.Query().Get("match[]"))
+	sc.mu.Lock()
+	var last int64
+	for t, at := range sc.at {
+		if time.Since(at) >= sc.delay && t > last {
+			last = t
+		}
+	}
+	sc.mu.Unlock()
+	type anomaly struct {
+		Timestamp time.Time `json:"timestamp"`
+	}
+	list := []anomaly{}
+	if last > 0 {
+		list = append(list, anomaly{time.UnixMilli(last).UTC()})
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"anomalies": list}})
+}
+
+func TestRunProbeAndRate(t *testing.T) {
+	sc := &scorer{rc: &receiver{t: t, protocol: 1, series: map[string]*received{}}, delay: 50 * time.Millisecond, at: map[int64]time.Time{}}
+	srv := httptest.NewServer(sc)
+	defer srv.Close()
+	res, err := Run(context.Background(), nil, Options{URL: srv.URL + "/api/v1/write", Series: 100, Batch: 50, Concurrency: 2,
+		Duration: time.Second, Rate: 1000, ProbeURL: srv.URL, ProbeEvery: 100 * time.Millisecond})
+	require.NoError(t, err)
+	p := res.Measured.Probe
+	require.NotNil(t, p)
+	require.GreaterOrEqual(t, p.Probes, 5)
+	require.Zero(t, p.Missed)
+	require.GreaterOrEqual(t, p.P50, 0.045, "the fake publishes 50 ms after the write")
+	require.Less(t, p.P99, 0.5)
+	// The rate holds the load near 1000 samples/s, not as fast as loopback.
+	require.InDelta(t, 1000, res.Measured.SamplesPerSecond, 300)
+}
