@@ -54,8 +54,8 @@ type Options struct {
 	// API polled until it shows the sample scored (see runProbe).
 	ProbeURL   string
 	ProbeEvery time.Duration
-	Now              func() time.Time // clock for sample timestamps
-	Client           *http.Client     // nil: a keep-alive client sized to Concurrency
+	Now        func() time.Time // clock for sample timestamps
+	Client     *http.Client     // nil: a keep-alive client sized to Concurrency
 }
 
 // DefaultOptions returns the defaults validate fills in.
