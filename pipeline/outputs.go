@@ -67,6 +67,7 @@ func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string,
 	if math.IsNaN(v) || math.IsInf(v, 0) || !o.p.store[family] {
 		return
 	}
+	v = storedPrecision(v)
 	var ls labels.Labels
 	if *ref == 0 || o.p.fwd != nil {
 		ls = s.outLabels(family, horizon)
@@ -85,6 +86,19 @@ func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string,
 	if o.p.fwd != nil {
 		o.p.fwd.add(ls, t, v)
 	}
+}
+
+// storedPrecision rounds v to float32's precision (24 significant bits,
+// about 7 decimal digits), far finer than any score, band or forecast is
+// accurate. The head's XOR chunks then write about half the bits for each
+// output sample: less head memory and the chunk encoding, the largest part
+// of an output append's cost, halves. Values beyond float32's range keep
+// theirs.
+func storedPrecision(v float64) float64 {
+	if math.Abs(v) > math.MaxFloat32 {
+		return v
+	}
+	return float64(float32(v))
 }
 
 // appendableMinTime returns the oldest sample time the TSDB head appends

@@ -238,3 +238,15 @@ func TestIncident(t *testing.T) {
 		})
 	}
 }
+
+func TestStoredPrecision(t *testing.T) {
+	for _, v := range []float64{0, 1, -1, 0.1234567891234, 123456.789012345, 1e-30, -7.5e12, 1e300, -1e300, math.SmallestNonzeroFloat64} {
+		got := storedPrecision(v)
+		if math.Abs(v) > math.MaxFloat32 {
+			require.Equal(t, v, got)
+			continue
+		}
+		require.InDelta(t, v, got, math.Abs(v)*1e-7+1e-44, "%g", v)
+		require.Zero(t, math.Float64bits(got)&(1<<29-1), "%g: the low mantissa bits are zero", v)
+	}
+}
