@@ -27,6 +27,12 @@ func ListenAndServe(logger *slog.Logger, reg prometheus.Registerer, srv *http.Se
 	if len(addrs) == 0 {
 		return errors.New("no listen address")
 	}
+	if srv.ErrorLog == nil {
+		// The server's own errors (TLS handshakes that fail, for a client
+		// without the CA or speaking plain HTTP) go to omen's log, not to
+		// stderr in another format.
+		srv.ErrorLog = slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)
+	}
 	var conf *WebConfig
 	if webConfigFile != "" {
 		var err error

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +103,41 @@ func TestRemoteReadGuard(t *testing.T) {
 			code, body := read(t, tc.body)
 			require.Equal(t, tc.code, code, body)
 			require.Contains(t, body, tc.want)
+		})
+	}
+}
+
+// TestQueryLimits: --query.timeout and --query.max-samples reach the engine
+// behind the API. A timeout of 1ns has passed before evaluation starts, so
+// the outcome does not depend on the machine's speed.
+func TestQueryLimits(t *testing.T) {
+	s := openTestStorage(t)
+	end := time.Now().Truncate(time.Second)
+	seed(t, s, end)
+	for _, tc := range []struct {
+		name      string
+		opts      func(*APIOptions)
+		code      int
+		errorType string
+		want      string
+	}{
+		{"timeout", func(o *APIOptions) { o.QueryTimeout = time.Nanosecond }, 503, "timeout", "query timed out"},
+		{"max samples", func(o *APIOptions) { o.MaxSamples = 1 }, 422, "execution", "query processing would load too many samples into memory"},
+		{"neither", func(*APIOptions) {}, 200, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultAPIOptions()
+			tc.opts(&o)
+			h := NewAPI(nil, nil, nil, s, NewEngine(discard(), nil, o), o, func(f http.HandlerFunc) http.HandlerFunc { return f })
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			code, r := getJSON(t, srv.URL+"/api/v1/query?"+url.Values{
+				"query": {`sum_over_time(requests_total[10m])`}, "time": {strconv.FormatInt(end.Unix(), 10)}}.Encode())
+			require.Equal(t, tc.code, code, r)
+			if tc.code != 200 {
+				require.Equal(t, tc.errorType, r["errorType"])
+				require.Contains(t, r["error"], tc.want)
+			}
 		})
 	}
 }
