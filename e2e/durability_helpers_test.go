@@ -35,6 +35,7 @@ type ackWriter struct {
 	t0      int64 // ms
 	step    int64 // ms
 	rounds  int   // rounds per worker at most; 0: until stopped
+	spr     int   // samples of each series per request; 0 means 1
 	// pace, when non-zero, is the wait between a worker's requests (the
 	// soak's rate limit).
 	pace time.Duration
@@ -47,17 +48,22 @@ type ackWriter struct {
 	conn   atomic.Int64   // connection errors (omen down)
 	bad    atomic.Value   // string: first 4xx, which must never happen
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel   context.CancelFunc
+	draining atomic.Bool
+	stopped  atomic.Bool // stop abandoned requests: one more round per worker may be stored
+	wg       sync.WaitGroup
 }
 
 func newAckWriter(name string, series, workers int, t0, step int64) *ackWriter {
-	return &ackWriter{name: name, series: series, workers: workers, t0: t0, step: step, acked: make([]atomic.Int64, workers)}
+	return &ackWriter{name: name, series: series, workers: workers, t0: t0, step: step, spr: 1, acked: make([]atomic.Int64, workers)}
 }
 
-// value is the sample value of series i in round r: exact in a float64, so
-// the read-back comparison is exact too.
-func (w *ackWriter) value(i int, r int64) float64 { return float64(r*1000 + int64(i)) }
+// value is the value of the n-th sample of series i (at t0+n*step): exact
+// in a float64, so the read-back comparison is exact too.
+func (w *ackWriter) value(i int, n int64) float64 { return float64(n*100000 + int64(i)) }
+
+// ackedOf is the number of acknowledged samples of series i.
+func (w *ackWriter) ackedOf(i int) int64 { return w.acked[i%w.workers].Load() * int64(w.spr) }
 
 func (w *ackWriter) labels(i int) []prompb.Label {
 	return []prompb.Label{{Name: "__name__", Value: w.name}, {Name: "series", Value: strconv.Itoa(i)}}
@@ -78,8 +84,17 @@ func (w *ackWriter) start(base string) {
 // stop ends the workers; a request in flight is abandoned (its outcome is
 // not counted as acknowledged, as for a sender that gave up).
 func (w *ackWriter) stop() {
+	w.stopped.Store(true)
 	w.cancel()
 	w.wg.Wait()
+}
+
+// drain ends the workers after the round each one is on has been
+// acknowledged, so that nothing was sent whose outcome is unknown.
+func (w *ackWriter) drain() {
+	w.draining.Store(true)
+	w.wg.Wait()
+	w.cancel()
 }
 
 // wait blocks until every worker has sent all its rounds.
@@ -92,12 +107,15 @@ func (w *ackWriter) run(ctx context.Context, k int) {
 	client := &http.Client{Timeout: 30 * time.Second}
 	var req prompb.WriteRequest
 	for i := k; i < w.series; i += w.workers {
-		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: w.labels(i), Samples: make([]prompb.Sample, 1)})
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: w.labels(i), Samples: make([]prompb.Sample, w.spr)})
 	}
 	var raw []byte
-	for r := int64(0); w.rounds == 0 || r < int64(w.rounds); {
+	for r := int64(0); (w.rounds == 0 || r < int64(w.rounds)) && !w.draining.Load(); {
 		for j := range req.Timeseries {
-			req.Timeseries[j].Samples[0] = prompb.Sample{Timestamp: w.t0 + r*w.step, Value: w.value(k+j*w.workers, r)}
+			for m := range req.Timeseries[j].Samples {
+				n := r*int64(w.spr) + int64(m)
+				req.Timeseries[j].Samples[m] = prompb.Sample{Timestamp: w.t0 + n*w.step, Value: w.value(k+j*w.workers, n)}
+			}
 		}
 		var err error
 		if raw, err = req.Marshal(); err != nil {
@@ -166,12 +184,8 @@ func (w *ackWriter) post(ctx context.Context, c *http.Client, body []byte) (int,
 // ackedSamples is the number of samples acknowledged so far.
 func (w *ackWriter) ackedSamples() int64 {
 	var n int64
-	for k := range w.acked {
-		per := int64(0)
-		for i := k; i < w.series; i += w.workers {
-			per++
-		}
-		n += per * w.acked[k].Load()
+	for i := 0; i < w.series; i++ {
+		n += w.ackedOf(i)
 	}
 	return n
 }
@@ -189,7 +203,7 @@ func (w *ackWriter) readBack(t testing.TB, base string) map[int]map[int64]float6
 	for k := range w.acked {
 		maxRounds = max(maxRounds, w.acked[k].Load())
 	}
-	res, err := remoteRead(base, w.t0, w.t0+(maxRounds+1)*w.step, &prompb.LabelMatcher{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: w.name})
+	res, err := remoteRead(base, w.t0, w.t0+(maxRounds+1)*int64(w.spr)*w.step, &prompb.LabelMatcher{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: w.name})
 	require.NoError(t, err)
 	out := map[int]map[int64]float64{}
 	for _, ts := range res {
@@ -217,21 +231,20 @@ func (w *ackWriter) requireNoneLost(t testing.TB, base string) {
 	var lost, wrong, checked int64
 	var first []string
 	for i := 0; i < w.series; i++ {
-		k := i % w.workers
-		for r := int64(0); r < w.acked[k].Load(); r++ {
+		for n := int64(0); n < w.ackedOf(i); n++ {
 			checked++
-			ts := w.t0 + r*w.step
+			ts := w.t0 + n*w.step
 			v, ok := got[i][ts]
 			switch {
 			case !ok:
 				lost++
-			case v != w.value(i, r):
+			case v != w.value(i, n):
 				wrong++
 			default:
 				continue
 			}
 			if len(first) < 5 {
-				first = append(first, fmt.Sprintf("series %d round %d (t=%d): found %v, want %v", i, r, ts, ok, w.value(i, r)))
+				first = append(first, fmt.Sprintf("series %d sample %d (t=%d): found %v, want %v", i, n, ts, ok, w.value(i, n)))
 			}
 		}
 	}
@@ -320,4 +333,49 @@ func rssBytes(pid int) (int64, error) {
 func (p *proc) logContains(s string) bool {
 	b, _ := os.ReadFile(p.log)
 	return bytes.Contains(b, []byte(s))
+}
+
+// requireNoneLostByQuery checks, through the query API, that each series
+// holds exactly its acknowledged samples: the count and the sum of the
+// values over the written range (exact: integer values below 2^53). It
+// suits writers too large to read back sample by sample. After stop, the
+// request a worker abandoned may have been stored or not, as a whole (a
+// request is one transaction): both are accepted, nothing in between.
+func (w *ackWriter) requireNoneLostByQuery(t testing.TB, base string) {
+	t.Helper()
+	require.Nil(t, w.bad.Load(), "a write was refused with 4xx")
+	var maxN int64
+	for i := 0; i < w.series; i++ {
+		maxN = max(maxN, w.ackedOf(i))
+	}
+	require.Positive(t, maxN, "nothing was acknowledged: the test proved nothing")
+	at := time.UnixMilli(w.t0 + (maxN-1)*w.step)
+	rng := fmt.Sprintf("[%dms]", (maxN-1)*w.step+1)
+	get := func(fn string) map[int]float64 {
+		res, err := query(t, base, fn+"("+w.name+rng+")", at)
+		require.NoError(t, err)
+		out := map[int]float64{}
+		for _, s := range res {
+			i, err := strconv.Atoi(s.Metric["series"])
+			require.NoError(t, err)
+			out[i] = s.F()
+		}
+		return out
+	}
+	counts, sums := get("count_over_time"), get("sum_over_time")
+	var total float64
+	for i := 0; i < w.series; i++ {
+		c := w.ackedOf(i)
+		if c == 0 {
+			continue
+		}
+		if w.stopped.Load() && counts[i] == float64(c+int64(w.spr)) {
+			c += int64(w.spr) // the abandoned request was stored
+		}
+		wantSum := 100000*float64(c*(c-1)/2) + float64(int64(i)*c)
+		require.Equal(t, float64(c), counts[i], "series %d: samples stored vs acknowledged", i)
+		require.Equal(t, wantSum, sums[i], "series %d: sum of the values stored vs acknowledged", i)
+		total += counts[i]
+	}
+	t.Logf("query API: %d samples stored, every acknowledged one exactly (%s)", int64(total), w)
 }
