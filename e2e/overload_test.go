@@ -88,7 +88,7 @@ remote_write:
 	// omen_-prefixed series are not scored, so omen's memory is what the
 	// write path holds plus the TSDB head, not per-series models.
 	w := newAckWriter("omen_e2e_overload", 48*100, 48, time.Now().Add(-55*time.Minute).UnixMilli(), 100)
-	w.spr = 4000  // 400,000 samples per request, ~6 MB decoded
+	w.spr = 4000 // 400,000 samples per request, ~6 MB decoded
 	// Prometheus's samples make the head's newest time "now", and the head
 	// takes samples down to an hour before that.
 	w.rounds = 8 // at most 8 x 400 s of data per series: never past "now"
