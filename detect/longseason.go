@@ -7,7 +7,7 @@ const (
 	longBucketMs = 2 * 3600 * 1e3 // time a coarse bucket should span: two hours
 	longReEst    = 32             // coarse buckets between period searches
 	longMinCount = 2 * 7 * 12     // buckets before the first search: two weeks of two-hour buckets
-	longMinStr   = 0.5            // weakest autocorrelation used as a long season
+	longMinStr   = 0.7            // weakest autocorrelation used as a long season
 	longMargin   = 0.02           // autocorrelation a long period must add over the best short lag
 )
 
