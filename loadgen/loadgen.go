@@ -124,6 +124,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("rate %g: want >= 0", o.Rate)
 	case o.ProbeURL != "" && o.ProbeEvery <= 0:
 		return fmt.Errorf("probe interval %s: want > 0", o.ProbeEvery)
+	case o.ProbeURL != "" && o.Series <= o.Concurrency:
+		return fmt.Errorf("a probe takes one of the %d series: want more than the %d workers", o.Series, o.Concurrency)
 	case o.Duration < 0 || o.Rounds < 0 || o.Timeout < 0 || o.Ahead < 0:
 		return errors.New("negative duration, rounds, timeout or ahead")
 	}
@@ -268,11 +270,16 @@ func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error
 
 // newWorkers splits the series into opts.Concurrency contiguous slices and
 // each slice into requests of at most opts.Batch samples.
+// With a probe, the last series is the probe's and no worker sends it.
 func newWorkers(opts *Options) []*worker {
 	perReq := max(1, opts.Batch/opts.SamplesPerSeries)
 	workers := make([]*worker, opts.Concurrency)
+	n := opts.Series
+	if opts.ProbeURL != "" {
+		n--
+	}
 	for wi := range workers {
-		lo, hi := wi*opts.Series/opts.Concurrency, (wi+1)*opts.Series/opts.Concurrency
+		lo, hi := wi*n/opts.Concurrency, (wi+1)*n/opts.Concurrency
 		counter := make([]bool, hi-lo)
 		w := &worker{vals: nil}
 		for first := lo; first < hi; first += perReq {

@@ -9,16 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 )
-
-// probeName is the probe series' metric name: a gauge omen scores like any
-// other (names starting omen_ are not scored).
-const probeName = "loadgen_probe"
 
 // ProbeResult is the time from a probe write's acknowledgement to omen's
 // /api/v1/anomalies showing a score for that sample: the end-to-end
@@ -42,8 +39,20 @@ const probePoll = 5 * time.Millisecond
 // runProbe writes one sample of the probe series every opts.ProbeEvery
 // until ctx ends, and for each acknowledged one polls the anomalies API
 // until the series' published timestamp reaches the sample's.
+//
+// The probe series is the load's last one (the workers leave it out), so a
+// receiver that saw the full load before already scores it: a series of its
+// own could fall outside omen's --detect.max-series budget. Its values jump
+// to 1e12 and then count up by one, which is valid for a counter too.
 func runProbe(ctx context.Context, opts *Options, client *http.Client) (*ProbeResult, error) {
-	q := url.Values{"match[]": {fmt.Sprintf(`{__name__=%q,job="loadgen"}`, probeName)}}
+	ls, _ := seriesLabels(opts.Series - 1)
+	var sel []string
+	var pls []prompb.Label
+	for _, l := range ls {
+		sel = append(sel, fmt.Sprintf("%s=%q", l.name, l.value))
+		pls = append(pls, prompb.Label{Name: l.name, Value: l.value})
+	}
+	q := url.Values{"match[]": {"{" + strings.Join(sel, ",") + "}"}}
 	api := opts.ProbeURL + "/api/v1/anomalies?" + q.Encode()
 	res := &ProbeResult{PollGap: probePoll.Seconds()}
 	var lat []time.Duration
@@ -60,8 +69,8 @@ func runProbe(ctx context.Context, opts *Options, client *http.Client) (*ProbeRe
 		t := max(time.Now().UnixMilli(), last+1)
 		last = t
 		body, err := proto.Marshal(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
-			Labels:  []prompb.Label{{Name: "__name__", Value: probeName}, {Name: "job", Value: "loadgen"}},
-			Samples: []prompb.Sample{{Timestamp: t, Value: float64(i % 10)}},
+			Labels:  pls,
+			Samples: []prompb.Sample{{Timestamp: t, Value: 1e12 + float64(i)}},
 		}}})
 		if err != nil {
 			return nil, err

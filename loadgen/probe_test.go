@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,8 +29,9 @@ func (sc *scorer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer sc.rc.mu.Unlock()
 		sc.mu.Lock()
 		defer sc.mu.Unlock()
+		probe := probeKey()
 		for key, s := range sc.rc.series {
-			if key == "__name__="+probeName+",job=loadgen" {
+			if key == probe {
 				for _, t := range s.ts {
 					if _, ok := sc.at[t]; !ok {
 						sc.at[t] = time.Now()
@@ -39,7 +41,7 @@ func (sc *scorer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	require.Equal(sc.rc.t, `{__name__="loadgen_probe",job="loadgen"}`, r.URL.Query().Get("match[]"))
+	require.Contains(sc.rc.t, r.URL.Query().Get("match[]"), `instance=`)
 	sc.mu.Lock()
 	var last int64
 	for t, at := range sc.at {
@@ -58,6 +60,16 @@ func (sc *scorer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"anomalies": list}})
 }
 
+// probeKey is the receiver's key of series 99, the probe of a 100-series run.
+func probeKey() string {
+	ls, _ := seriesLabels(99)
+	var parts []string
+	for _, l := range ls {
+		parts = append(parts, l.name+"="+l.value)
+	}
+	return strings.Join(parts, ",")
+}
+
 func TestRunProbeAndRate(t *testing.T) {
 	sc := &scorer{rc: &receiver{t: t, protocol: 1, series: map[string]*received{}}, delay: 50 * time.Millisecond, at: map[int64]time.Time{}}
 	srv := httptest.NewServer(sc)
@@ -73,4 +85,9 @@ func TestRunProbeAndRate(t *testing.T) {
 	require.Less(t, p.P99, 0.5)
 	// The rate holds the load near 1000 samples/s, not as fast as loopback.
 	require.InDelta(t, 1000, res.Measured.SamplesPerSecond, 300)
+	// The workers leave the probe's series alone: only the probe writes it.
+	sc.rc.mu.Lock()
+	defer sc.rc.mu.Unlock()
+	require.Len(t, sc.rc.series, 100)
+	require.Len(t, sc.rc.series[probeKey()].ts, p.Probes)
 }

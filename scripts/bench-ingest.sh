@@ -88,7 +88,7 @@ load() {
 	local f="$out/$name-series=$n-round=$round"
 	local c0 t0 c1 t1 s0=0 d0=0 s1=0 d1=0
 	if [ "$name" = omen ]; then
-		s0=$(metric "$port" omen_inference_duration_seconds_count)
+		s0=$(metric "$port" omen_series_over_budget_total)
 		d0=$(metric "$port" omen_scoring_dropped_total)
 	fi
 	c0=$(ticks "$pid")
@@ -101,19 +101,33 @@ load() {
 	}
 	c1=$(ticks "$pid")
 	t1=$(date +%s.%N)
+	local drain=0
 	if [ "$name" = omen ]; then
-		sleep 1 # let the scorers drain their queues
-		s1=$(metric "$port" omen_inference_duration_seconds_count)
+		# Scoring runs behind the acknowledgements, from bounded queues:
+		# wait (up to 300 s) until they are empty, and count that time.
+		local q0
+		q0=$(date +%s.%N)
+		for _ in $(seq 3000); do
+			[ "$(metric "$port" omen_scoring_queue_length)" = 0 ] && break
+			sleep 0.1
+		done
+		drain=$(jq -n "$(date +%s.%N) - $q0")
+		s1=$(metric "$port" omen_series_over_budget_total)
 		d1=$(metric "$port" omen_scoring_dropped_total)
 	fi
-	# scored and dropped cover the warm-up pass too (0 for Prometheus).
+	# Dropped samples and series over the scoring budget cover the warm-up
+	# pass too (0 for Prometheus). The pipeline has no counter of samples
+	# scored; with the queues drained, every sample tapped was scored unless
+	# dropped, NaN, a counter's first, or of a series over budget.
 	tail -n 1 "$f.txt" | jq -c --argjson cores "$(jq -n "($c1 - $c0) / $hz / ($t1 - $t0)")" \
-		--argjson scored $((s1 - s0)) --argjson dropped $((d1 - d0)) \
-		'.server_cores = $cores | .scored = $scored | .scoring_dropped = $dropped' >"$f.json"
+		--argjson over $((s1 - s0)) --argjson dropped $((d1 - d0)) --argjson drain "$drain" \
+		'.server_cores = $cores | .series_over_budget = $over | .scoring_dropped = $dropped | .drain_seconds = $drain
+		| .scored_samples_per_second = .measured.samples_accepted / (.measured.seconds + $drain)' >"$f.json"
 	printf '  %-10s round %s: %s (server %.2f cores' "$name" "$round" "$(grep '^measured:' "$f.txt")" "$(jq .server_cores "$f.json")" >&2
 	if [ "$name" = omen ]; then
-		printf '; samples scored %s, dropped by full scoring queues %s, of %s accepted incl. warm-up' "$((s1 - s0))" "$((d1 - d0))" \
-			"$(jq '.measured.samples_accepted + (.warmup.samples_accepted // 0)' "$f.json")" >&2
+		printf '; new series over the scoring budget %s; samples dropped by full scoring queues %s of %s accepted incl. warm-up; queues drained %.1f s after the load: %.0f samples/s accepted and scored' \
+			"$((s1 - s0))" "$((d1 - d0))" "$(jq '.measured.samples_accepted + (.warmup.samples_accepted // 0)' "$f.json")" \
+			"$drain" "$(jq .scored_samples_per_second "$f.json")" >&2
 	fi
 	printf ')\n' >&2
 	if grep -q '^probe:' "$f.txt"; then printf '  %-10s round %s: %s\n' "$name" "$round" "$(grep '^probe:' "$f.txt")" >&2; fi
@@ -121,7 +135,7 @@ load() {
 
 echo "bench-ingest: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before the run; $rounds rounds of $duration, concurrency $concurrency, batch $batch" >&2
 summary="$out/summary.tsv"
-printf 'series\tomen_samples_per_s\tprom_samples_per_s\tratio\tomen_hwm_kib\tprom_hwm_kib\tomen_b_per_series\tprom_b_per_series\tomen_p99_s\tprom_p99_s\tomen_errors\tprom_errors\tomen_idle_kib\tprom_idle_kib\tloadgen_cores\tomen_cores\tprom_cores\tlatency_rate\tlatency_omen_cores\tscore_p50_s\tscore_p99_s\tprobes\tprobes_missed\tomen_rss_kib\tomen_dropped_fraction\n' >"$summary"
+printf 'series\tomen_samples_per_s\tprom_samples_per_s\tratio\tomen_hwm_kib\tprom_hwm_kib\tomen_b_per_series\tprom_b_per_series\tomen_p99_s\tprom_p99_s\tomen_errors\tprom_errors\tomen_idle_kib\tprom_idle_kib\tloadgen_cores\tomen_cores\tprom_cores\tlatency_rate\tlatency_omen_cores\tscore_p50_s\tscore_p99_s\tprobes\tprobes_missed\tomen_rss_kib\tomen_dropped_fraction\tomen_scored_samples_per_s\tscored_ratio\n' >"$summary"
 for n in $series_list; do
 	op=$(free_port)
 	pp=$(free_port)
@@ -157,8 +171,9 @@ for n in $series_list; do
 	phwm=$(kib "$ppid" VmHWM)
 	orss=$(kib "$opid" VmRSS)
 
-	# Scoring latency at half of omen's median rate; Prometheus is idle.
-	half=$(jq -s '[.[].measured.accepted_samples_per_second] | sort | .[length/2|floor] / 2 | floor' "$out"/omen-series="$n"-round=*.json)
+	# Scoring latency at half of omen's median rate of accepted and scored
+	# samples (the rate it sustains); Prometheus is idle meanwhile.
+	half=$(jq -s '[.[].scored_samples_per_second] | sort | .[length/2|floor] / 2 | floor' "$out"/omen-series="$n"-round=*.json)
 	duration=$latency_duration load omen "$op" "$n" latency "$opid" --rate "$half" --probe-url "http://127.0.0.1:$op"
 	if [ "$profile" = 1 ] && [ "$n" = "${series_list##* }" ]; then
 		echo "bench-ingest: profiling omen for 15 s under load" >&2
@@ -179,14 +194,19 @@ for n in $series_list; do
 	rm -rf "$work/omen-$n" "$work/prom-$n"
 
 	# Medians over the rounds of accepted samples/s and p99 latency; errors summed.
-	med() { jq -s "[.[].measured.$2] | sort | .[length/2|floor]" "$out"/"$1"-series="$n"-round=*.json; }
+	med() {
+		case $2 in
+		scored_*) jq -s "[.[].$2] | sort | .[length/2|floor]" "$out"/"$1"-series="$n"-round=*.json ;;
+		*) jq -s "[.[].measured.$2] | sort | .[length/2|floor]" "$out"/"$1"-series="$n"-round=*.json ;;
+		esac
+	}
 	errs() { jq -s '[.[].measured.errors_by_status | to_entries[] | .value] | add // 0' "$out"/"$1"-series="$n"-round=*.json; }
 	os=$(med omen accepted_samples_per_second)
 	lat="$out/omen-series=$n-round=latency.json"
 	mv "$lat" "$out/latency-series=$n.json"
 	lat="$out/latency-series=$n.json"
 	ps=$(med prometheus accepted_samples_per_second)
-	printf '%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$os" "$ps" \
+	printf '%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.2f\n' "$n" "$os" "$ps" \
 		"$(jq -n "if $ps > 0 then $os / $ps else 0 end")" "$ohwm" "$phwm" \
 		"$(jq -n "$ohwm * 1024 / $n")" "$(jq -n "$phwm * 1024 / $n")" \
 		"$(med omen latency_p99_seconds)" "$(med prometheus latency_p99_seconds)" \
@@ -197,7 +217,8 @@ for n in $series_list; do
 		"$(jq .measured.accepted_samples_per_second "$lat")" "$(jq .server_cores "$lat")" \
 		"$(jq .measured.probe.ack_to_score_p50_seconds "$lat")" "$(jq .measured.probe.ack_to_score_p99_seconds "$lat")" \
 		"$(jq .measured.probe.probes "$lat")" "$(jq .measured.probe.missed "$lat")" "$orss" \
-		"$(jq -s '([.[].scoring_dropped] | add) / ([.[] | .measured.samples_accepted + (.warmup.samples_accepted // 0)] | add)' "$out"/omen-series="$n"-round=*.json)" >>"$summary"
+		"$(jq -s '([.[].scoring_dropped] | add) / ([.[] | .measured.samples_accepted + (.warmup.samples_accepted // 0)] | add)' "$out"/omen-series="$n"-round=*.json)" \
+		"$(med omen scored_samples_per_second)" "$(jq -n "if $ps > 0 then $(med omen scored_samples_per_second) / $ps else 0 end")" >>"$summary"
 done
 
 echo "bench-ingest: load average $(cut -d' ' -f1-3 /proc/loadavg) after the run" >&2
@@ -207,6 +228,7 @@ echo "(peak RSS is VmHWM; B/series is peak RSS / series, and in brackets (peak -
 awk -F'\t' 'NR == 1 { next } {
 	printf "series=%-7s omen %9.0f/s  prometheus %9.0f/s  ratio %.2f  |  peak RSS omen %5.0f MiB %6.0f B/series (%5.0f)  prometheus %5.0f MiB %6.0f B/series (%5.0f)  |  p99 omen %.3fs prometheus %.3fs  |  errors omen %d prometheus %d  |  loadgen at most %.2f cores\n",
 		$1, $2, $3, $4, $5/1024, $7, ($5-$13)*1024/$1, $6/1024, $8, ($6-$14)*1024/$1, $9, $10, $11, $12, $15
+	printf "             counting the time omen took to score the backlog after the load: omen %.0f samples/s accepted and scored, ratio %.2f\n", $26, $27
 	printf "             server CPU during the rounds: omen %.2f cores, prometheus %.2f cores; omen dropped %.4f of its samples unscored (full scoring queues)\n", $16, $17, $25
-	printf "             omen at half its rate (%.0f samples/s, %.2f cores, RSS %.0f MiB): write acknowledged to anomaly score published p50 %.3fs p99 %.3fs (%d probes, %d missed)\n",
+	printf "             omen at half its accepted-and-scored rate (%.0f samples/s, %.2f cores, RSS %.0f MiB): write acknowledged to anomaly score published p50 %.3fs p99 %.3fs (%d probes, %d missed)\n",
 		$18, $19, $24/1024, $20, $21, $22, $23 }' "$summary"
