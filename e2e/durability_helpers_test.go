@@ -36,9 +36,11 @@ type ackWriter struct {
 	step    int64 // ms
 	rounds  int   // rounds per worker at most; 0: until stopped
 	spr     int   // samples of each series per request; 0 means 1
-	// pace, when non-zero, is the wait between a worker's requests (the
-	// soak's rate limit).
-	pace time.Duration
+	// interval, when non-zero, is the soak's rate limit: a worker sends
+	// round r no earlier than interval*r after start (and catches up at
+	// full speed when it is behind, as Prometheus does after an outage).
+	interval time.Duration
+	begun    time.Time
 
 	url    atomic.Pointer[string]
 	acked  []atomic.Int64 // per worker: rounds acknowledged
@@ -73,6 +75,7 @@ func (w *ackWriter) setURL(base string) { s := base + "/api/v1/write"; w.url.Sto
 
 func (w *ackWriter) start(base string) {
 	w.setURL(base)
+	w.begun = time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	for k := 0; k < w.workers; k++ {
@@ -154,11 +157,11 @@ func (w *ackWriter) run(ctx context.Context, k int) {
 			}
 		}
 		r++
-		if w.pace > 0 {
+		if w.interval > 0 {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(w.pace):
+			case <-time.After(time.Until(w.begun.Add(time.Duration(r) * w.interval))):
 			}
 		}
 	}
