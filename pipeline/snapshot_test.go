@@ -98,3 +98,36 @@ func TestSnapshotUnusable(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotTornTempFile: a crash while the next snapshot is being
+// written leaves a torn temporary file beside the last complete snapshot.
+// The rename never happened, so the restart restores the complete one (no
+// warm-up, though the TSDB is empty), and the next snapshot replaces the
+// torn file.
+func TestSnapshotTornTempFile(t *testing.T) {
+	const n = 120
+	vs := seasonal(n+1, 9)
+	ls := labels.FromStrings("__name__", "temperature")
+	path := filepath.Join(t.TempDir(), "models.snap")
+	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	e.stop()
+	good, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path+".tmp", good[:len(good)/2], 0o644))
+
+	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+	e2.sync()
+	got := e2.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready, "restored from the complete snapshot")
+	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed))
+	e2.stop()
+	_, err = os.Stat(path + ".tmp")
+	require.ErrorIs(t, err, os.ErrNotExist, "the next snapshot replaced the torn temporary file")
+	saved, err := readSnapshot(path, t0)
+	require.NoError(t, err)
+	require.Len(t, saved, 1)
+}
