@@ -36,8 +36,9 @@ import (
 // so users, passwords and certificates change without a restart or
 // /-/reload. Unlike the toolkit, a file that no longer loads keeps the last
 // good configuration in force (logged once per change) rather than answering
-// every request 500. Switching TLS on or off needs a restart, as with the
-// toolkit. It is safe for concurrent use.
+// every request 500, and so does one that would turn basic auth or TLS off
+// (see weakens). Switching TLS on needs a restart, as with the toolkit. It is
+// safe for concurrent use.
 type WebConfig struct {
 	path   string
 	logger *slog.Logger
@@ -98,6 +99,9 @@ func (c *WebConfig) get() (*loadedWebConfig, error) {
 	}
 	c.stamp = st
 	cfg, err := readWebConfig(c.path)
+	if err == nil && c.cur != nil {
+		err = weakens(c.cur.cfg, cfg)
+	}
 	if err != nil {
 		if c.cur != nil {
 			c.logger.Error("Web configuration file invalid; keeping the previous one", "file", c.path, "err", err)
@@ -110,6 +114,21 @@ func (c *WebConfig) get() (*loadedWebConfig, error) {
 	}
 	c.cur = &loadedWebConfig{cfg: cfg, verified: make(map[string][sha256.Size]byte, len(cfg.Users))}
 	return c.cur, nil
+}
+
+// weakens refuses, at runtime, a new version of the file that turns basic
+// auth or TLS off. A file caught half-written (an editor truncates, then
+// writes) reads as valid YAML with no users or no TLS, and adopting it would
+// open the door until the write completes; turning either off takes a
+// restart instead.
+func weakens(old, cfg *web.Config) error {
+	if len(old.Users) > 0 && len(cfg.Users) == 0 {
+		return errors.New("basic_auth_users is now empty: turning authentication off needs a restart")
+	}
+	if old.TLSConfig.IsEnabled() && !cfg.TLSConfig.IsEnabled() {
+		return errors.New("tls_server_config is now empty: turning TLS off needs a restart")
+	}
+	return nil
 }
 
 // readWebConfig reads the file as exporter-toolkit does (its defaults,

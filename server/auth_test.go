@@ -7,11 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	config_util "github.com/prometheus/common/config"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -124,10 +127,41 @@ func TestBasicAuthReload(t *testing.T) {
 	require.Equal(t, http.StatusOK, get(t, srv.URL+"/metrics", "alice", "new").StatusCode)
 	require.Equal(t, http.StatusUnauthorized, get(t, srv.URL+"/metrics", "", "").StatusCode)
 
-	// No users: the toolkit's meaning is "no authentication".
+	// No users, as a file caught half-written reads: authentication stays
+	// on (turning it off takes a restart).
 	writeWebConfig(t, path, nil, "http_server_config: {http2: true}\n")
 	touch()
-	require.Equal(t, http.StatusOK, get(t, srv.URL+"/metrics", "", "").StatusCode)
+	require.Equal(t, http.StatusUnauthorized, get(t, srv.URL+"/metrics", "", "").StatusCode)
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	require.Equal(t, http.StatusUnauthorized, get(t, srv.URL+"/metrics", "", "").StatusCode)
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/metrics", "alice", "new").StatusCode)
+}
+
+// TestWebConfigWeakens: at runtime a new file may add or change users and
+// certificates, but not turn authentication or TLS off.
+func TestWebConfigWeakens(t *testing.T) {
+	users := &web.Config{Users: map[string]config_util.Secret{"alice": "x"}}
+	tlsOn := &web.Config{TLSConfig: web.TLSConfig{TLSCertPath: "c", TLSKeyPath: "k"}}
+	for _, tc := range []struct {
+		name     string
+		old, new *web.Config
+		want     string
+	}{
+		{"users removed", users, &web.Config{}, "turning authentication off needs a restart"},
+		{"tls removed", tlsOn, &web.Config{}, "turning TLS off needs a restart"},
+		{"users added", &web.Config{}, users, ""},
+		{"users kept", users, users, ""},
+		{"tls kept", tlsOn, tlsOn, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := weakens(tc.old, tc.new)
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
 }
 
 func TestLoadWebConfigErrors(t *testing.T) {
@@ -171,4 +205,32 @@ func BenchmarkBasicAuth(b *testing.B) {
 		handler.ServeHTTP(w, req)
 	}
 	require.Equal(b, http.StatusOK, w.Code)
+}
+
+// TestBasicAuthConcurrent runs requests with right and wrong passwords
+// while the file changes, for the race detector (go test -race).
+func TestBasicAuthConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "web.yml")
+	writeWebConfig(t, path, map[string]string{"alice": "pw"}, "")
+	srv, _ := newAuthServer(t, path)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 20 {
+				pass, want := "pw", http.StatusOK
+				if (i+j)%3 == 0 {
+					pass, want = "nope", http.StatusUnauthorized
+				}
+				require.Equal(t, want, get(t, srv.URL+"/metrics", "alice", pass).StatusCode)
+			}
+		}()
+	}
+	for i := range 5 {
+		writeWebConfig(t, path, map[string]string{"alice": "pw", "bob": fmt.Sprint(i)}, "")
+		future := time.Now().Add(time.Duration(i+1) * time.Hour)
+		require.NoError(t, os.Chtimes(path, future, future))
+	}
+	wg.Wait()
 }
