@@ -40,6 +40,10 @@ const (
 	tailSpan    = 8192 // time constant of the calibration, samples
 	shiftAlpha  = 0.25 // EWMA weight of the short-term mean
 	refractDamp = 0.25 // factor on scores inside the refractory period
+	// refractEscape: inside the refractory period a score this many times
+	// the one that opened it still alerts (on NAB: 1.2 → 69.21, 1.5 →
+	// 69.50, 1.7 → 68.78, never → 68.85 standard).
+	refractEscape = 1.5
 	// longEWMA is the weight of the EWMA of the long-season residual (in
 	// units of its scale): the long member flags a deviation that lasts a
 	// few samples (a holiday, a missing weekday peak), not a single noisy
@@ -90,6 +94,7 @@ type state struct {
 	Tails     [nMembers]Tail
 	Forest    Forest
 	RefLeft   uint32
+	RefPeak   float32 // the score that opened the refractory period
 	Lo, Hi    float64 // range of the values seen
 	Long      longSeason
 	LongStat  Robust // of the residual against the long-season baseline
@@ -248,14 +253,19 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 	// Refractory period: one event, one alert. Inside the period every
 	// score is damped: the follow-ups of an event (the level catching up,
 	// a shift's second edge) would otherwise each raise an alert of their
-	// own, and costly false alarms on NAB are mostly such follow-ups.
+	// own, and costly false alarms on NAB are mostly such follow-ups. A
+	// markedly stronger event (refractEscape times the score that opened
+	// the period) is not a follow-up: it alerts and opens a new period.
 	if st.RefLeft > 0 {
 		st.RefLeft--
-		best *= refractDamp
-		bestM = -1
+		if !(best > 1 && best > refractEscape*float64(st.RefPeak)) {
+			best *= refractDamp
+			bestM = -1
+		}
 	}
 	if bestM >= 0 && best > 1 && d.opts.RefractorySamples > 0 {
 		st.RefLeft = uint32(d.opts.RefractorySamples)
+		st.RefPeak = float32(best)
 	}
 	res.Score = best
 	if driver >= 0 {
