@@ -7,6 +7,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -194,6 +196,7 @@ type BasicAuth struct {
 	// macKey keys the HMAC under which verified passwords are cached, so
 	// the cache holds neither plaintext nor a plain hash of a password.
 	macKey [32]byte
+	macs   sync.Pool // of hash.Hash, HMAC-SHA256 under macKey
 	// dummyHash is compared against when the user is unknown, so that an
 	// unknown user costs as much as a wrong password and timing does not
 	// tell which users exist.
@@ -224,6 +227,7 @@ func NewBasicAuth(logger *slog.Logger, reg prometheus.Registerer, conf *WebConfi
 	if _, err := rand.Read(a.macKey[:]); err != nil {
 		return nil, fmt.Errorf("basic auth: %w", err)
 	}
+	a.macs.New = func() any { return hmac.New(sha256.New, a.macKey[:]) }
 	var pw [16]byte
 	if _, err := rand.Read(pw[:]); err != nil {
 		return nil, fmt.Errorf("basic auth: %w", err)
@@ -279,10 +283,12 @@ func (a *BasicAuth) authenticated(l *loadedWebConfig, r *http.Request) bool {
 	if !ok {
 		return false
 	}
-	mac := hmac.New(sha256.New, a.macKey[:])
-	mac.Write([]byte(pass))
+	mac := a.macs.Get().(hash.Hash)
+	mac.Reset()
+	_, _ = io.WriteString(mac, pass)
 	var sum [sha256.Size]byte
 	mac.Sum(sum[:0])
+	a.macs.Put(mac)
 
 	hash, known := l.cfg.Users[user]
 	if known {
