@@ -319,17 +319,31 @@ func readyStatus(base string) int {
 
 // rssBytes is the resident set size of process pid, from /proc.
 func rssBytes(pid int) (int64, error) {
+	m, err := procMem(pid)
+	return m["VmRSS"], err
+}
+
+// procMem reads the memory lines of /proc/<pid>/status (VmRSS, RssAnon,
+// RssFile, ...) in bytes.
+func procMem(pid int) (map[string]int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	out := map[string]int64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) == 3 && f[2] == "kB" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10, err
+			if err != nil {
+				return nil, err
+			}
+			out[strings.TrimSuffix(f[0], ":")] = kb << 10
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc status")
+	if _, ok := out["VmRSS"]; !ok {
+		return nil, errors.New("no VmRSS in /proc status")
+	}
+	return out, nil
 }
 
 // logContains reports whether the process's log has s in it.
@@ -352,20 +366,7 @@ func (w *ackWriter) requireNoneLostByQuery(t testing.TB, base string) {
 		maxN = max(maxN, w.ackedOf(i))
 	}
 	require.Positive(t, maxN, "nothing was acknowledged: the test proved nothing")
-	at := time.UnixMilli(w.t0 + (maxN-1)*w.step)
-	rng := fmt.Sprintf("[%dms]", (maxN-1)*w.step+1)
-	get := func(fn string) map[int]float64 {
-		res, err := query(t, base, fn+"("+w.name+rng+")", at)
-		require.NoError(t, err)
-		out := map[int]float64{}
-		for _, s := range res {
-			i, err := strconv.Atoi(s.Metric["series"])
-			require.NoError(t, err)
-			out[i] = s.F()
-		}
-		return out
-	}
-	counts, sums := get("count_over_time"), get("sum_over_time")
+	counts, sums := w.countAndSum(t, base, w.t0-1, w.t0+(maxN-1)*w.step)
 	var total float64
 	for i := 0; i < w.series; i++ {
 		c := w.ackedOf(i)
@@ -381,4 +382,22 @@ func (w *ackWriter) requireNoneLostByQuery(t testing.TB, base string) {
 		total += counts[i]
 	}
 	t.Logf("query API: %d samples stored, every acknowledged one exactly (%s)", int64(total), w)
+}
+
+// countAndSum returns, by series, how many samples omen holds in (from, to]
+// (ms) and the sum of their values, from the query API.
+func (w *ackWriter) countAndSum(t testing.TB, base string, from, to int64) (counts, sums map[int]float64) {
+	t.Helper()
+	get := func(fn string) map[int]float64 {
+		res, err := query(t, base, fmt.Sprintf("%s(%s[%dms])", fn, w.name, to-from), time.UnixMilli(to))
+		require.NoError(t, err)
+		out := map[int]float64{}
+		for _, s := range res {
+			i, err := strconv.Atoi(s.Metric["series"])
+			require.NoError(t, err)
+			out[i] = s.F()
+		}
+		return out
+	}
+	return get("count_over_time"), get("sum_over_time")
 }

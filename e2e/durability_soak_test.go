@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,10 +84,9 @@ func TestSoak(t *testing.T) {
 	w.start(p.URL)
 
 	type point struct {
-		at       time.Duration
-		rss      int64
-		restarts int
-		acked    int64
+		at                    time.Duration
+		rss, anon, file, heap int64
+		restarts              int
 	}
 	var (
 		mu       sync.Mutex
@@ -96,9 +98,11 @@ func TestSoak(t *testing.T) {
 	go func() {
 		defer close(rssDone)
 		for {
-			if b, err := rssBytes(cur.Load().cmd.Process.Pid); err == nil {
+			pr := cur.Load()
+			if m, err := procMem(pr.cmd.Process.Pid); err == nil {
+				heap, _ := metricValue(pr.URL, "go_memstats_heap_inuse_bytes")
 				mu.Lock()
-				points = append(points, point{time.Since(start), b, restarts, w.ackedSamples()})
+				points = append(points, point{time.Since(start), m["VmRSS"], m["RssAnon"], m["RssFile"], int64(heap), restarts})
 				mu.Unlock()
 			}
 			select {
@@ -132,12 +136,12 @@ func TestSoak(t *testing.T) {
 	require.Nil(t, w.bad.Load(), "a write was refused with 4xx")
 
 	mu.Lock()
-	t.Logf("SOAK RSS over time (MiB), sampled every 10s:")
+	t.Logf("SOAK RSS over time, sampled every 10s (MiB: time rss = anonymous + file-backed, Go heap in use):")
 	line := ""
 	for i, pt := range points {
-		line += fmt.Sprintf(" %s:%d", pt.at.Round(time.Second), pt.rss>>20)
-		if i%8 == 7 || i == len(points)-1 {
-			t.Logf("SOAK  %s", line)
+		line += fmt.Sprintf("  %s %d=%d+%d,%d", pt.at.Round(time.Second), pt.rss>>20, pt.anon>>20, pt.file>>20, pt.heap>>20)
+		if i%5 == 4 || i == len(points)-1 {
+			t.Logf("SOAK %s", line)
 			line = ""
 		}
 	}
@@ -176,20 +180,7 @@ func (w *ackWriter) requireNoneLostInWindows(t testing.TB, base string, perWindo
 	var total int64
 	for a := int64(0); a < maxN; a += perWindow {
 		b := min(a+perWindow, maxN) // rounds [a, b)
-		at := time.UnixMilli(w.t0 + (b-1)*w.step)
-		rng := fmt.Sprintf("[%dms]", (b-a)*w.step)
-		get := func(fn string) map[int]float64 {
-			res, err := query(t, base, fn+"("+w.name+rng+")", at)
-			require.NoError(t, err)
-			out := map[int]float64{}
-			for _, s := range res {
-				i, err := strconv.Atoi(s.Metric["series"])
-				require.NoError(t, err)
-				out[i] = s.F()
-			}
-			return out
-		}
-		counts, sums := get("count_over_time"), get("sum_over_time")
+		counts, sums := w.countAndSum(t, base, w.t0+(a-1)*w.step, w.t0+(b-1)*w.step)
 		for i := 0; i < w.series; i++ {
 			hi := min(b, w.ackedOf(i))
 			var c int64
@@ -204,4 +195,23 @@ func (w *ackWriter) requireNoneLostInWindows(t testing.TB, base string, perWindo
 		}
 	}
 	return total
+}
+
+// metricValue reads one unlabelled sample from a /metrics page.
+func metricValue(base, name string) (float64, error) {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s not on /metrics", name)
 }
