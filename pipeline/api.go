@@ -37,13 +37,13 @@ type Anomaly struct {
 	Since         *time.Time        `json:"since,omitempty"`
 	LastAnomalous *time.Time        `json:"last_anomalous,omitempty"`
 	Value         float64           `json:"value"`
-	Yhat      jsonFloat         `json:"yhat"`
-	YhatLower jsonFloat         `json:"yhat_lower"`
-	YhatUpper jsonFloat         `json:"yhat_upper"`
-	Member    string            `json:"member"`
-	Feature   string            `json:"feature"`
-	Ready     bool              `json:"ready"`
-	Timestamp time.Time         `json:"timestamp"`
+	Yhat          jsonFloat         `json:"yhat"`
+	YhatLower     jsonFloat         `json:"yhat_lower"`
+	YhatUpper     jsonFloat         `json:"yhat_upper"`
+	Member        string            `json:"member"`
+	Feature       string            `json:"feature"`
+	Ready         bool              `json:"ready"`
+	Timestamp     time.Time         `json:"timestamp"`
 }
 
 // jsonFloat encodes NaN and ±Inf (a band during warm-up) as null, which

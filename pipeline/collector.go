@@ -1,10 +1,13 @@
 package pipeline
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/omen-sidecar/omen/forecast"
 )
 
 // accuracy keeps rolling forecast accuracy per input name and horizon:
@@ -72,49 +75,86 @@ var (
 )
 
 // collector emits the output families and the per-series self metrics
-// from the workers' published state, copied under their read locks.
-type collector struct{ p *Pipeline }
+// from the workers' published state. Each worker's state is copied under
+// its read lock and emitted after: the registry takes the metrics from the
+// channel as fast as it encodes them, and a scrape of 100k series' outputs
+// takes seconds, during which the worker would otherwise wait to score.
+type collector struct {
+	p     *Pipeline
+	descs *descCache
+}
 
 // Collector returns the collector of the output families (anomaly_score,
 // yhat, ..., forecast_upper, limited by Options.Families and ScoreFloor),
 // omen_model_ready per series and the forecast accuracy. It is unchecked:
 // its series set changes as series come and go.
-func (p *Pipeline) Collector() prometheus.Collector { return collector{p} }
+func (p *Pipeline) Collector() prometheus.Collector {
+	return collector{p: p, descs: &descCache{m: map[string]*prometheus.Desc{}}}
+}
 
 func (collector) Describe(chan<- *prometheus.Desc) {}
 
+// collected is one series' state copied for a scrape; in and name of a
+// series never change, so s is only read for them.
+type collected struct {
+	s   *series
+	pub published
+	fc  int // index of its first forecast in the scrape's pts, -1: none
+}
+
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	p := c.p
+	var (
+		list []collected
+		pts  []forecast.Point
+		oks  []bool
+		ls   outLabelSet
+	)
 	for _, w := range p.workers {
+		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
+			cs := collected{s: s, pub: s.pub, fc: -1}
+			if f := s.fc; f != nil && s.pub.hasResult && s.pub.score >= p.opts.ScoreFloor {
+				cs.fc = len(pts)
+				pts, oks = append(pts, f.pts...), append(oks, f.ok...)
+			}
+			list = append(list, cs)
+		})
+		for i := range list {
+			cs := &list[i]
+			s, pub := cs.s, &cs.pub
+			ls.set(s, "")
 			ready := 0.0
-			if s.pub.ready {
+			if pub.ready {
 				ready = 1
 			}
-			emit(ch, "omen_model_ready", "Whether the series' detector has finished warming up (1) or not (0).", prometheus.GaugeValue, s, "", ready)
-			if !s.pub.hasResult || s.pub.score < p.opts.ScoreFloor {
-				return
+			c.emit(ch, "omen_model_ready", "Whether the series' detector has finished warming up (1) or not (0).", &ls, ready)
+			if !pub.hasResult || pub.score < p.opts.ScoreFloor {
+				continue
 			}
-			vals := [4]float64{s.pub.score, s.pub.yhat, s.pub.lower, s.pub.upper}
+			vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
 			for i, v := range vals {
-				if p.family[baseFamilies[i]] && (i == 0 || s.pub.ready) {
-					emit(ch, baseFamilies[i], outputHelp[baseFamilies[i]], prometheus.GaugeValue, s, "", v)
+				if p.family[baseFamilies[i]] && (i == 0 || pub.ready) {
+					c.emit(ch, baseFamilies[i], outputHelp[baseFamilies[i]], &ls, v)
 				}
 			}
-			if f := s.fc; f != nil {
-				for h := range f.horizons {
-					if !f.ok[h] {
-						continue
-					}
-					pt := f.pts[h]
-					for j, v := range [3]float64{pt.Yhat, pt.Lower, pt.Upper} {
-						if p.family[fcFamilies[j]] {
-							emit(ch, fcFamilies[j], outputHelp[fcFamilies[j]], prometheus.GaugeValue, s, f.hname[h], v)
-						}
+			if cs.fc < 0 {
+				continue
+			}
+			f := s.fc // horizons and hname never change
+			for h := range f.horizons {
+				if !oks[cs.fc+h] {
+					continue
+				}
+				pt := pts[cs.fc+h]
+				ls.set(s, f.hname[h])
+				for j, v := range [3]float64{pt.Yhat, pt.Lower, pt.Upper} {
+					if p.family[fcFamilies[j]] {
+						c.emit(ch, fcFamilies[j], outputHelp[fcFamilies[j]], &ls, v)
 					}
 				}
 			}
-		})
+		}
 	}
 	a := p.acc()
 	a.mu.Lock()
@@ -135,14 +175,16 @@ var outputHelp = map[string]string{
 	FamilyForecastUpper: "Upper end of the forecast's prediction interval.",
 }
 
-// emit sends one const gauge with the output labels of s (its input's
-// minus __name__, plus for and horizon if set). Label names vary per
-// series, so the Desc is built per metric; this is the scrape path, not
-// the ingest path.
-func emit(ch chan<- prometheus.Metric, name, help string, typ prometheus.ValueType, s *series, horizon string, v float64) {
-	n := s.in.Len() + 1
-	names := make([]string, 0, n)
-	vals := make([]string, 0, n)
+// outLabelSet is the label names and values of one series' outputs (its
+// input's minus __name__, plus for and horizon if set), with the key of
+// its names for the Desc cache. Reused from series to series.
+type outLabelSet struct {
+	names, vals []string
+	key         []byte
+}
+
+func (o *outLabelSet) set(s *series, horizon string) {
+	o.names, o.vals, o.key = o.names[:0], o.vals[:0], o.key[:0]
 	s.in.Range(func(l labels.Label) {
 		switch {
 		case l.Name == labels.MetricName, l.Name == "for":
@@ -150,13 +192,49 @@ func emit(ch chan<- prometheus.Metric, name, help string, typ prometheus.ValueTy
 		case horizon != "" && l.Name == "horizon":
 			return // so does the output's horizon
 		}
-		names, vals = append(names, l.Name), append(vals, l.Value)
+		o.names, o.vals = append(o.names, l.Name), append(o.vals, l.Value)
 	})
-	names, vals = append(names, "for"), append(vals, s.name)
+	o.names, o.vals = append(o.names, "for"), append(o.vals, s.name)
 	if horizon != "" {
-		names, vals = append(names, "horizon"), append(vals, horizon)
+		o.names, o.vals = append(o.names, "horizon"), append(o.vals, horizon)
 	}
-	m, err := prometheus.NewConstMetric(prometheus.NewDesc(name, help, names, nil), typ, v, vals...)
+	for _, n := range o.names {
+		o.key = append(append(o.key, n...), 0xff)
+	}
+}
+
+// descCache keeps one Desc per family and label name set: building a Desc
+// (name checks, hashing) per metric was most of a large scrape's cost.
+// Label name sets are those of the input metrics, so they are few; the
+// cache is dropped if it ever holds more than maxDescs.
+type descCache struct {
+	mu  sync.Mutex
+	m   map[string]*prometheus.Desc
+	buf []byte
+}
+
+const maxDescs = 10000
+
+func (d *descCache) get(name, help string, ls *outLabelSet) *prometheus.Desc {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.buf = append(append(d.buf[:0], ls.key...), name...)
+	if desc, ok := d.m[string(d.buf)]; ok {
+		return desc
+	}
+	if len(d.m) >= maxDescs {
+		clear(d.m)
+	}
+	desc := prometheus.NewDesc(name, help, slices.Clone(ls.names), nil)
+	d.m[string(d.buf)] = desc
+	return desc
+}
+
+// emit sends one const gauge of family name with the labels ls. Label
+// names vary per series, so the collector is unchecked and Descs come from
+// the cache; this is the scrape path, not the ingest path.
+func (c collector) emit(ch chan<- prometheus.Metric, name, help string, ls *outLabelSet, v float64) {
+	m, err := prometheus.NewConstMetric(c.descs.get(name, help, ls), prometheus.GaugeValue, v, ls.vals...)
 	if err != nil {
 		// Never an invalid metric: it would fail the whole scrape.
 		return
