@@ -235,3 +235,33 @@ func BenchmarkCollect(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*series*5), "ns/metric")
 }
+
+// BenchmarkSnapshot writes the model snapshot of 10000 warm series
+// (detectors only): the periodic cost of --snapshot.interval, reported per
+// series in CPU time (process, all goroutines).
+func BenchmarkSnapshot(b *testing.B) {
+	const series = 10000
+	e := newEnv(b, "", nil, func(o *Options) { o.ForecastMaxSeries = 0 })
+	ls := make([]labels.Labels, series)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
+	}
+	vs := make([]float64, series)
+	for n := range 70 {
+		for i := range vs {
+			vs[i] = float64((n + i) % 7)
+		}
+		e.push(t0.UnixMilli()+int64(n)*stepMs, "", ls, vs)
+	}
+	e.sync()
+	path := b.TempDir() + "/snap"
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for range b.N {
+		n, err := e.p.writeSnapshot(path)
+		require.NoError(b, err)
+		require.Equal(b, series, n)
+	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*series), "cpu-ns/series")
+}
