@@ -66,6 +66,14 @@ const (
 // 71.16).
 var winMul = [nMembers]float64{mLevel: 3, mSeasonal: 1, mLag: 1, mShift: 0.35, mVariance: 1, mSpectral: 1, mForest: 1, mRange: 1, mLong: 1}
 
+// minLogM is each member's floor of ln(M_N/z_q) (see Tail): how far above
+// its usual spread a record must reach before it scores 1. The level
+// residual's bursts need a little more margin (NAB standard: 0.35 / 0.5 /
+// 0.7 / 1.0 gave 70.82 / 71.16 / 71.35 / 71.35); the others are best at the
+// default (shift 0.35 / 0.7: 70.46 / 70.43; seasonal 71.06 / 70.78; range
+// 71.11 / 70.69; long 71.02 / 70.71).
+var minLogM = [nMembers]float64{mLevel: 0.7, mSeasonal: tailMinLog, mLag: tailMinLog, mShift: tailMinLog, mVariance: tailMinLog, mSpectral: tailMinLog, mForest: tailMinLog, mRange: tailMinLog, mLong: tailMinLog}
+
 // Scratch holds the buffers a Detector needs only while it computes: the
 // FFT machinery of the period search and the spectral residual. Detectors
 // used from one goroutine may share one Scratch, which keeps per-series
@@ -172,7 +180,7 @@ func (d *Detector) Reset() {
 	// test confirms.
 	window := int(math.Ceil(math.Sqrt(float64(n)) / d.opts.FalseAlarmRate))
 	for i := range st.Tails {
-		st.Tails[i] = newTail(int(float64(window)*winMul[i]), tailSpan)
+		st.Tails[i] = newTail(int(float64(window)*winMul[i]), tailSpan, minLogM[i])
 	}
 	st.Forest.RNG = d.opts.Seed*0x9E3779B97F4A7C15 + 1
 

@@ -351,7 +351,7 @@ func TestRobustMatchesDirect(t *testing.T) {
 }
 
 func TestTailScoresRecords(t *testing.T) {
-	tl := newTail(100, 1000)
+	tl := newTail(100, 1000, tailMinLog)
 	rng := rand.New(rand.NewPCG(1, 1))
 	for range 500 {
 		tl.Update(math.Abs(rng.NormFloat64()))

@@ -55,10 +55,11 @@ type Tail struct {
 	Z1       float32 // Threshold(1) = z_q·e^LogRange, the z that scores 1
 }
 
-// newTail returns a Tail whose window is n samples and whose histogram
-// forgets with time constant span samples.
-func newTail(n, span int) Tail {
-	return Tail{W: 1, Forget: 1 / float32(span), Zq: 1, BlockLen: uint32(max(1, (n+tailBlocks-1)/tailBlocks)), MinLog: tailMinLog, LogRange: tailMinLog, Z1: float32(math.Exp(tailMinLog))}
+// newTail returns a Tail whose window is n samples, whose histogram
+// forgets with time constant span samples, and whose ln(M_N/z_q) is floored
+// at minLog.
+func newTail(n, span int, minLog float64) Tail {
+	return Tail{W: 1, Forget: 1 / float32(span), Zq: 1, BlockLen: uint32(max(1, (n+tailBlocks-1)/tailBlocks)), MinLog: float32(minLog), LogRange: float32(minLog), Z1: float32(math.Exp(minLog))}
 }
 
 // Ready reports whether enough samples were seen to calibrate.
