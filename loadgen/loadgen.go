@@ -54,8 +54,14 @@ type Options struct {
 	// API polled until it shows the sample scored (see runProbe).
 	ProbeURL   string
 	ProbeEvery time.Duration
-	Now        func() time.Time // clock for sample timestamps
-	Client     *http.Client     // nil: a keep-alive client sized to Concurrency
+	// DrainURL, if set, is omen's base URL: after the measured phase, one
+	// more sample is written to each of the last drainSeries series and the
+	// time until omen has scored them all is reported as DrainSeconds.
+	// omen's scoring queues are FIFO, so by then it has scored every sample
+	// sent before (samples it dropped from a full queue aside).
+	DrainURL string
+	Now      func() time.Time // clock for sample timestamps
+	Client   *http.Client     // nil: a keep-alive client sized to Concurrency
 }
 
 // DefaultOptions returns the defaults validate fills in.
@@ -124,6 +130,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("rate %g: want >= 0", o.Rate)
 	case o.ProbeURL != "" && o.ProbeEvery <= 0:
 		return fmt.Errorf("probe interval %s: want > 0", o.ProbeEvery)
+	case o.DrainURL != "" && o.Series < drainSeries:
+		return fmt.Errorf("a drain check needs at least %d series", drainSeries)
 	case o.ProbeURL != "" && o.Series <= o.Concurrency:
 		return fmt.Errorf("a probe takes one of the %d series: want more than the %d workers", o.Series, o.Concurrency)
 	case o.Duration < 0 || o.Rounds < 0 || o.Timeout < 0 || o.Ahead < 0:
@@ -262,6 +270,17 @@ func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error
 	}
 	res.Measured = summarize(all, elapsed, cpuTime()-cpu0)
 	res.Measured.Probe = probe
+	if opts.DrainURL != "" && ctx.Err() == nil {
+		last := int64(0)
+		for _, w := range workers {
+			last = max(last, w.last)
+		}
+		d, err := drain(ctx, &opts, client, last)
+		if err != nil {
+			return res, err
+		}
+		res.Measured.DrainSeconds = d.Seconds()
+	}
 	if probeErr != nil {
 		return res, probeErr
 	}

@@ -102,6 +102,59 @@ func runProbe(ctx context.Context, opts *Options, client *http.Client) (*ProbeRe
 	}
 }
 
+// drainSeries is how many series the drain check marks: omen shards series
+// over its scorer workers by reference, and 8 series miss one of 2 workers
+// with probability 2^-7.
+const drainSeries = 8
+
+// drain writes a sample after last (ms) to each of the last drainSeries
+// series and waits until the anomalies API shows every one scored.
+func drain(ctx context.Context, opts *Options, client *http.Client, last int64) (time.Duration, error) {
+	t := max(time.Now().UnixMilli(), last+1)
+	req := &prompb.WriteRequest{}
+	var sels []string
+	for i := opts.Series - drainSeries; i < opts.Series; i++ {
+		ls, _ := seriesLabels(i)
+		var pls []prompb.Label
+		var sel []string
+		for _, l := range ls {
+			pls = append(pls, prompb.Label{Name: l.name, Value: l.value})
+			sel = append(sel, fmt.Sprintf("%s=%q", l.name, l.value))
+		}
+		sels = append(sels, "{"+strings.Join(sel, ",")+"}")
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: pls, Samples: []prompb.Sample{{Timestamp: t, Value: 2e12}}})
+	}
+	body, err := proto.Marshal(req)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := probeWrite(ctx, client, opts.URL, snappy.Encode(nil, body)); err != nil {
+		return 0, fmt.Errorf("drain check write: %w", err)
+	}
+	for _, sel := range sels {
+		api := opts.DrainURL + "/api/v1/anomalies?" + url.Values{"match[]": {sel}}.Encode()
+		for {
+			ts, err := probeScoredAt(ctx, client, api)
+			if err != nil {
+				return 0, err
+			}
+			if ts >= t {
+				break
+			}
+			if time.Since(start) > 10*time.Minute {
+				return 0, fmt.Errorf("drain check: %s not scored after 10 minutes", sel)
+			}
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return time.Since(start), nil
+}
+
 func (r *ProbeResult) fill(lat []time.Duration) {
 	if len(lat) == 0 {
 		return

@@ -19,7 +19,7 @@ type scorer struct {
 	rc    *receiver
 	delay time.Duration
 	mu    sync.Mutex
-	at    map[int64]time.Time // probe sample time -> when it arrived
+	at    map[string]map[int64]time.Time // series key, sample time -> when it arrived
 }
 
 func (sc *scorer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -29,22 +29,24 @@ func (sc *scorer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer sc.rc.mu.Unlock()
 		sc.mu.Lock()
 		defer sc.mu.Unlock()
-		probe := probeKey()
 		for key, s := range sc.rc.series {
-			if key == probe {
-				for _, t := range s.ts {
-					if _, ok := sc.at[t]; !ok {
-						sc.at[t] = time.Now()
+			for _, t := range s.ts {
+				if _, ok := sc.at[key][t]; !ok {
+					if sc.at[key] == nil {
+						sc.at[key] = map[int64]time.Time{}
 					}
+					sc.at[key][t] = time.Now()
 				}
 			}
 		}
 		return
 	}
-	require.Contains(sc.rc.t, r.URL.Query().Get("match[]"), `instance=`)
+	// The selector {a="b",c="d"} names the receiver's key a=b,c=d.
+	sel := r.URL.Query().Get("match[]")
+	key := strings.ReplaceAll(strings.Trim(sel, "{}"), `"`, "")
 	sc.mu.Lock()
 	var last int64
-	for t, at := range sc.at {
+	for t, at := range sc.at[key] {
 		if time.Since(at) >= sc.delay && t > last {
 			last = t
 		}
@@ -71,11 +73,11 @@ func probeKey() string {
 }
 
 func TestRunProbeAndRate(t *testing.T) {
-	sc := &scorer{rc: &receiver{t: t, protocol: 1, series: map[string]*received{}}, delay: 50 * time.Millisecond, at: map[int64]time.Time{}}
+	sc := &scorer{rc: &receiver{t: t, protocol: 1, series: map[string]*received{}}, delay: 50 * time.Millisecond, at: map[string]map[int64]time.Time{}}
 	srv := httptest.NewServer(sc)
 	defer srv.Close()
 	res, err := Run(context.Background(), nil, Options{URL: srv.URL + "/api/v1/write", Series: 100, Batch: 50, Concurrency: 2,
-		Duration: time.Second, Rate: 1000, ProbeURL: srv.URL, ProbeEvery: 100 * time.Millisecond})
+		Duration: time.Second, Rate: 1000, ProbeURL: srv.URL, ProbeEvery: 100 * time.Millisecond, DrainURL: srv.URL})
 	require.NoError(t, err)
 	p := res.Measured.Probe
 	require.NotNil(t, p)
@@ -85,9 +87,12 @@ func TestRunProbeAndRate(t *testing.T) {
 	require.Less(t, p.P99, 0.5)
 	// The rate holds the load near 1000 samples/s, not as fast as loopback.
 	require.InDelta(t, 1000, res.Measured.SamplesPerSecond, 300)
+	// The drain check waits for its markers, published 50 ms after arrival.
+	require.GreaterOrEqual(t, res.Measured.DrainSeconds, 0.045)
+	require.Less(t, res.Measured.DrainSeconds, 5.0)
 	// The workers leave the probe's series alone: only the probe writes it.
 	sc.rc.mu.Lock()
 	defer sc.rc.mu.Unlock()
 	require.Len(t, sc.rc.series, 100)
-	require.Len(t, sc.rc.series[probeKey()].ts, p.Probes)
+	require.Len(t, sc.rc.series[probeKey()].ts, p.Probes+1) // and the drain marker
 }

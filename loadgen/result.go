@@ -47,6 +47,7 @@ type Phase struct {
 	Errors           map[string]int64 `json:"errors_by_status"`
 	CPUSeconds       float64          `json:"generator_cpu_seconds"` // user+system of this process; 0 for the warm-up
 	Probe            *ProbeResult     `json:"probe,omitempty"`
+	DrainSeconds     float64          `json:"drain_seconds,omitempty"` // see Options.DrainURL
 }
 
 // Result is the outcome of Run.
@@ -111,6 +112,10 @@ func (r *Result) String() string {
 	}
 	fmt.Fprintf(&b, "measured: %s\n", r.Measured.line())
 	m := r.Measured
+	if m.DrainSeconds > 0 {
+		fmt.Fprintf(&b, "scored everything sent %s after the load ended: %.0f samples/s accepted and scored\n",
+			dur(m.DrainSeconds), float64(m.Accepted)/(m.Seconds+m.DrainSeconds))
+	}
 	if p := m.Probe; p != nil {
 		fmt.Fprintf(&b, "probe: write acknowledged to its anomaly score published: p50 %s p99 %s max %s over %d probes, %d missed (polled every %s)\n",
 			dur(p.P50), dur(p.P99), dur(p.Max), p.Probes, p.Missed, dur(p.PollGap))

@@ -71,9 +71,14 @@ wait_ready() {
 # kib PID FIELD: a /proc/PID/status field (VmHWM, VmRSS) in KiB.
 kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
-# metric PORT NAME: the sum of a counter's samples on omen's /metrics.
-metric() {
-	curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%.0f\n", s }'
+# counters PORT: omen_series_over_budget_total and omen_scoring_dropped_total
+# from one scrape of omen's /metrics (a costly page: it lists every scored
+# series, so it is read only before and after each run).
+counters() {
+	curl -sf "http://127.0.0.1:$1/metrics" | awk '
+		$1 == "omen_series_over_budget_total" { o += $2 }
+		$1 == "omen_scoring_dropped_total" { d += $2 }
+		END { printf "%.0f %.0f\n", o, d }'
 }
 
 # ticks PID: the process's user+system CPU time in clock ticks.
@@ -88,46 +93,41 @@ load() {
 	local f="$out/$name-series=$n-round=$round"
 	local c0 t0 c1 t1 s0=0 d0=0 s1=0 d1=0
 	if [ "$name" = omen ]; then
-		s0=$(metric "$port" omen_series_over_budget_total)
-		d0=$(metric "$port" omen_scoring_dropped_total)
+		read -r s0 d0 < <(counters "$port")
 	fi
 	c0=$(ticks "$pid")
 	t0=$(date +%s.%N)
-	timeout 600 "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
-		--batch "$batch" --concurrency "$concurrency" --duration "$duration" --warmup "$@" >"$f.txt" 2>"$f.log" || {
+	# Against omen, --drain-url also times how long omen takes, after the
+	# load, to score everything it acknowledged (scoring runs from bounded
+	# queues behind the acknowledgements), with marker samples polled on
+	# /api/v1/anomalies: polling /metrics instead would cost omen more than
+	# the scoring (it exposes every scored series).
+	local drain=()
+	if [ "$name" = omen ]; then drain=(--drain-url "http://127.0.0.1:$port"); fi
+	timeout 900 "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
+		--batch "$batch" --concurrency "$concurrency" --duration "$duration" --warmup "${drain[@]}" "$@" >"$f.txt" 2>"$f.log" || {
 		echo "bench-ingest: loadgen against $name failed:" >&2
 		cat "$f.log" >&2
 		exit 1
 	}
 	c1=$(ticks "$pid")
 	t1=$(date +%s.%N)
-	local drain=0
 	if [ "$name" = omen ]; then
-		# Scoring runs behind the acknowledgements, from bounded queues:
-		# wait (up to 300 s) until they are empty, and count that time.
-		local q0
-		q0=$(date +%s.%N)
-		for _ in $(seq 3000); do
-			[ "$(metric "$port" omen_scoring_queue_length)" = 0 ] && break
-			sleep 0.1
-		done
-		drain=$(jq -n "$(date +%s.%N) - $q0")
-		s1=$(metric "$port" omen_series_over_budget_total)
-		d1=$(metric "$port" omen_scoring_dropped_total)
+		read -r s1 d1 < <(counters "$port")
 	fi
 	# Dropped samples and series over the scoring budget cover the warm-up
 	# pass too (0 for Prometheus). The pipeline has no counter of samples
-	# scored; with the queues drained, every sample tapped was scored unless
-	# dropped, NaN, a counter's first, or of a series over budget.
+	# scored; once drained, every sample tapped was scored unless dropped,
+	# NaN, a counter's first, or of a series over budget.
 	tail -n 1 "$f.txt" | jq -c --argjson cores "$(jq -n "($c1 - $c0) / $hz / ($t1 - $t0)")" \
-		--argjson over $((s1 - s0)) --argjson dropped $((d1 - d0)) --argjson drain "$drain" \
-		'.server_cores = $cores | .series_over_budget = $over | .scoring_dropped = $dropped | .drain_seconds = $drain
-		| .scored_samples_per_second = .measured.samples_accepted / (.measured.seconds + $drain)' >"$f.json"
+		--argjson over $((s1 - s0)) --argjson dropped $((d1 - d0)) \
+		'.server_cores = $cores | .series_over_budget = $over | .scoring_dropped = $dropped
+		| .scored_samples_per_second = .measured.samples_accepted / (.measured.seconds + (.measured.drain_seconds // 0))' >"$f.json"
 	printf '  %-10s round %s: %s (server %.2f cores' "$name" "$round" "$(grep '^measured:' "$f.txt")" "$(jq .server_cores "$f.json")" >&2
 	if [ "$name" = omen ]; then
 		printf '; new series over the scoring budget %s; samples dropped by full scoring queues %s of %s accepted incl. warm-up; queues drained %.1f s after the load: %.0f samples/s accepted and scored' \
 			"$((s1 - s0))" "$((d1 - d0))" "$(jq '.measured.samples_accepted + (.warmup.samples_accepted // 0)' "$f.json")" \
-			"$drain" "$(jq .scored_samples_per_second "$f.json")" >&2
+			"$(jq '.measured.drain_seconds // 0' "$f.json")" "$(jq .scored_samples_per_second "$f.json")" >&2
 	fi
 	printf ')\n' >&2
 	if grep -q '^probe:' "$f.txt"; then printf '  %-10s round %s: %s\n' "$name" "$round" "$(grep '^probe:' "$f.txt")" >&2; fi

@@ -35,6 +35,8 @@ func registerLoadgen(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("rate", "Samples/s to send at most, over all workers (0: as fast as the receiver answers).").Default("0").Float64Var(&o.Rate)
 	cl.Flag("probe-url", "omen's base URL: during the measured phase, write a probe series every --probe-every and time from each write's acknowledgement to its score on /api/v1/anomalies.").
 		StringVar(&o.ProbeURL)
+	cl.Flag("drain-url", "omen's base URL: after the measured phase, time until omen has scored everything sent (a marker sample on the last 8 series, polled on /api/v1/anomalies).").
+		StringVar(&o.DrainURL)
 	cl.Flag("probe-every", "Interval between probe writes.").Default(o.ProbeEvery.String()).DurationVar(&o.ProbeEvery)
 	var cpuProfile string
 	cl.Flag("cpuprofile", "Write the generator's own CPU profile of the run to this file.").StringVar(&cpuProfile)
