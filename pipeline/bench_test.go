@@ -208,19 +208,7 @@ func benchMode(o *Options, mode string) {
 // registry's gathering and the text encoding included.
 func BenchmarkCollect(b *testing.B) {
 	const series = 10000
-	e := newEnv(b, "", nil, func(o *Options) { o.ForecastMaxSeries = 0 })
-	ls := make([]labels.Labels, series)
-	for i := range ls {
-		ls[i] = labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
-	}
-	vs := make([]float64, series)
-	for n := range 70 { // past the detectors' warm-up
-		for i := range vs {
-			vs[i] = float64((n + i) % 7)
-		}
-		e.push(t0.UnixMilli()+int64(n)*stepMs, "", ls, vs)
-	}
-	e.sync()
+	e := warmEnv(b, series)
 	reg := prometheus.NewRegistry()
 	require.NoError(b, reg.Register(e.p.Collector()))
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
@@ -241,19 +229,7 @@ func BenchmarkCollect(b *testing.B) {
 // series in CPU time (process, all goroutines).
 func BenchmarkSnapshot(b *testing.B) {
 	const series = 10000
-	e := newEnv(b, "", nil, func(o *Options) { o.ForecastMaxSeries = 0 })
-	ls := make([]labels.Labels, series)
-	for i := range ls {
-		ls[i] = labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
-	}
-	vs := make([]float64, series)
-	for n := range 70 {
-		for i := range vs {
-			vs[i] = float64((n + i) % 7)
-		}
-		e.push(t0.UnixMilli()+int64(n)*stepMs, "", ls, vs)
-	}
-	e.sync()
+	e := warmEnv(b, series)
 	path := b.TempDir() + "/snap"
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -264,4 +240,23 @@ func BenchmarkSnapshot(b *testing.B) {
 		require.Equal(b, series, n)
 	}
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*series), "cpu-ns/series")
+}
+
+// warmEnv returns a pipeline (no forecasters) with n series past their
+// detectors' warm-up, everything scored.
+func warmEnv(b *testing.B, n int) *env {
+	e := newEnv(b, "", nil, func(o *Options) { o.ForecastMaxSeries = 0 })
+	ls := make([]labels.Labels, n)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
+	}
+	vs := make([]float64, n)
+	for round := range 70 {
+		for i := range vs {
+			vs[i] = float64((round + i) % 7)
+		}
+		e.push(t0.UnixMilli()+int64(round)*stepMs, "", ls, vs)
+	}
+	e.sync()
+	return e
 }
