@@ -47,6 +47,13 @@ func TestResampler(t *testing.T) {
 			wantStep: 60000,
 		},
 		{
+			name: "a first interval that was a gap is estimated again", minStepMs: 28125,
+			in: []point{{0, 1}, {600000, 2}, {615000, 4}, {630000, 6}, {645000, 8}, {660000, 10}},
+			// 10m first, passed through; then 15 s: 30 s steps.
+			want:     []point{{0, 1}, {600000, 2}, {615000, 4}, {645000, 7}},
+			wantStep: 30000,
+		},
+		{
 			name: "a gap closes the open step", minStepMs: 28125,
 			in:       []point{{0, 1}, {15000, 3}, {300000, 5}, {315000, 7}, {330000, 9}},
 			want:     []point{{15000, 2}, {315000, 6}},

@@ -128,8 +128,16 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 		if r.k == 1 {
 			out[n] = point{r.lastT, r.sum}
 			n++
-			r.n = 0
+			r.sum, r.n = 0, 0
 		}
+	}
+	if r.k == 1 && 2*(t-r.lastT) < r.stepMs && r.stepMs > r.minStepMs {
+		// The first interval was a gap, not the input's: estimate the
+		// step again from this one, so fast inputs are still averaged.
+		d := t - r.lastT
+		r.k = max(1, (r.minStepMs+d-1)/d)
+		r.stepMs = r.k * d
+		r.bucket = r.lastT / r.stepMs
 	}
 	if r.k == 1 {
 		r.lastT = t
