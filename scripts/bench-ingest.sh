@@ -75,6 +75,10 @@ kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 # from one scrape of omen's /metrics (a costly page: it lists every scored
 # series, so it is read only before and after each run).
 counters() {
+	if [ "${SCRAPE:-1}" = 0 ]; then
+		echo "0 0" # SCRAPE=0: no scrape, no figures (to see omen's RSS without a scrape's garbage)
+		return
+	fi
 	curl -sf "http://127.0.0.1:$1/metrics" | awk '
 		$1 == "omen_series_over_budget_total" { o += $2 }
 		$1 == "omen_scoring_dropped_total" { d += $2 }
@@ -102,10 +106,11 @@ load() {
 	# queues behind the acknowledgements), with marker samples polled on
 	# /api/v1/anomalies: polling /metrics instead would cost omen more than
 	# the scoring (it exposes every scored series).
-	local drain=()
+	local drain=() warmup=--warmup
 	if [ "$name" = omen ]; then drain=(--drain-url "http://127.0.0.1:$port"); fi
+	if [ "$round" = latency ]; then warmup=--no-warmup; fi
 	timeout 900 "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
-		--batch "$batch" --concurrency "$concurrency" --duration "$duration" --warmup "${drain[@]}" "$@" >"$f.txt" 2>"$f.log" || {
+		--batch "$batch" --concurrency "$concurrency" --duration "$duration" "$warmup" "${drain[@]}" "$@" >"$f.txt" 2>"$f.log" || {
 		echo "bench-ingest: loadgen against $name failed:" >&2
 		cat "$f.log" >&2
 		exit 1
@@ -174,6 +179,8 @@ for n in $series_list; do
 	# Scoring latency at half of omen's median rate of accepted and scored
 	# samples (the rate it sustains); Prometheus is idle meanwhile.
 	half=$(jq -s '[.[].scored_samples_per_second] | sort | .[length/2|floor] / 2 | floor' "$out"/omen-series="$n"-round=*.json)
+	# No warm-up pass (see load): the series exist, and an unlimited pass
+	# would queue a backlog the first probes wait behind.
 	duration=$latency_duration load omen "$op" "$n" latency "$opid" --rate "$half" --probe-url "http://127.0.0.1:$op"
 	if [ "$profile" = 1 ] && [ "$n" = "${series_list##* }" ]; then
 		echo "bench-ingest: profiling omen for 15 s under load" >&2
