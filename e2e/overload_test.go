@@ -96,7 +96,9 @@ remote_write:
 	w.rounds = 2
 	start := time.Now()
 	w.start(omen.URL)
-	waitFor(t, 10*time.Second, "overload", func() bool { return w.ackedSamples() == int64(w.series*w.spr*w.rounds) || time.Since(start) > 9*time.Second })
+	waitFor(t, 10*time.Second, "overload", func() bool {
+		return w.ackedSamples() == int64(w.series*w.spr*w.rounds) || time.Since(start) > 9*time.Second
+	})
 	w.stop()
 	end := time.Now()
 	rss.close()
