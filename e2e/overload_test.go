@@ -86,13 +86,14 @@ remote_write:
 	base := rss.last.Load()
 
 	// omen_-prefixed series are not scored, so omen's memory is what the
-	// write path holds plus the TSDB head, not per-series models.
+	// write path holds plus the TSDB head, not per-series models. The
+	// samples start 55 minutes back: Prometheus's samples make the head's
+	// newest time "now", and the head takes samples down to an hour before.
 	w := newAckWriter("omen_e2e_overload", 48*100, 48, time.Now().Add(-55*time.Minute).UnixMilli(), 100)
 	w.spr = 4000 // 400,000 samples per request, ~6 MB decoded
-	// Prometheus's samples make the head's newest time "now", and the head
-	// takes samples down to an hour before that.
-	// Two rounds per writer at most (38.4M samples): what the head holds at
-	// the end does not depend on how fast this machine is.
+	// Two rounds per writer at most (38.4M samples, 2 x 400 s of data per
+	// series): what the head holds at the end does not depend on how fast
+	// this machine is.
 	w.rounds = 2
 	start := time.Now()
 	w.start(omen.URL)
