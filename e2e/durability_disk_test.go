@@ -83,6 +83,9 @@ func TestDiskFull(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(metricsText(t, p.URL)), "omen_storage_writable 0")
+	// Reads go on while writes are refused: everything acknowledged is
+	// read back through remote read while the disk is full.
+	w.requireNoneLost(t, p.URL)
 
 	// Space returns: omen recovers without a restart.
 	require.NoError(t, os.Remove(filler))

@@ -138,6 +138,10 @@ func (s *Storage) Open() error {
 // Ready reports whether the TSDB is open and its path takes writes.
 func (s *Storage) Ready() bool { return s.db.Load() != nil && s.failing.Load() == nil }
 
+// Opened reports whether the TSDB is open (its WAL replayed). Reads work
+// from then on, even while a full or read-only path refuses writes.
+func (s *Storage) Opened() bool { return s.db.Load() != nil }
+
 // Failing returns why writes are refused, or "" while the storage is
 // healthy.
 func (s *Storage) Failing() string {

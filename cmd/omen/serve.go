@@ -133,7 +133,10 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 
 	// Every sample written is stored, then handed to the scorers on commit.
 	appendable := pl.Tap(store)
+	// /-/ready also fails while storage refuses writes (disk full,
+	// read-only), so orchestrators see it; queries keep working then.
 	ready := func() bool { return store.Ready() && pl.Ready() }
+	readable := func() bool { return store.Opened() && pl.Ready() }
 
 	mux := server.NewMux(reg)
 	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload}.Register(mux)
@@ -142,9 +145,9 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
 	mux.Handle("/api/v1/write", "/api/v1/write", wh)
-	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.RequireReady(ready)(pl.AnomaliesHandler().ServeHTTP))
+	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.RequireReady(readable)(pl.AnomaliesHandler().ServeHTTP))
 	mux.Handle("/api/v1/status/omen", "/api/v1/status/omen", pl.StatusHandler())
-	mux.Handle("/api/v1/", "/api/v1", tsdb.NewAPI(logger, reg, reg, store, engine, apiOpts, server.RequireReady(ready)))
+	mux.Handle("/api/v1/", "/api/v1", tsdb.NewAPI(logger, reg, reg, store, engine, apiOpts, server.RequireReady(readable)))
 	ui, err := omenweb.New(logger, omenweb.Options{})
 	if err != nil {
 		return err
