@@ -178,9 +178,13 @@
     if (state.match) params.push(["match[]", state.match]);
     return api("anomalies", params).then(function (data) {
       var list = (data && data.anomalies) || [];
-      // The API sorts already; sorting again keeps the page right if it ever
+      // The API sorts already (ongoing incidents first, by their peak, then
+      // the rest by score); sorting again keeps the page right if it ever
       // does not.
-      list.sort(function (a, b) { return b.score - a.score; });
+      list.sort(function (a, b) {
+        if (!!a.active !== !!b.active) return a.active ? -1 : 1;
+        return rank(b) - rank(a);
+      });
       state.anomalies = list;
       renderAnomalies();
       omen.loads.anomalies++;
@@ -188,16 +192,24 @@
     }).catch(function (e) { setError("anomalies", e); });
   }
 
+  // rank orders incidents by their peak score and other series by their
+  // current one.
+  function rank(a) { return a.active && a.peak_score ? a.peak_score : a.score; }
+
   function renderAnomalies() {
     var tbody = $("anomalies").tBodies[0];
     var rows = [];
-    var max = state.anomalies.reduce(function (m, a) { return Math.max(m, a.score); }, THRESHOLD * 2);
+    var max = state.anomalies.reduce(function (m, a) { return Math.max(m, rank(a)); }, THRESHOLD * 2);
     state.anomalies.forEach(function (a) {
       var key = seriesKey(a.labels);
-      var hot = a.score > THRESHOLD;
+      // An ongoing incident stays hot while its latest sample scores lower
+      // (the detector damps repeated alarms); the bar shows its peak.
+      var hot = a.active || a.score > THRESHOLD;
       var bar = el("span", { class: "scorebar" + (hot ? " hot" : "") }, [el("i")]);
-      bar.firstChild.style.width = Math.min(100, (100 * a.score) / max).toFixed(1) + "%";
-      var scoreCell = el("td", { class: "num score" + (hot ? " hot" : ""), title: hot ? "anomalous: score above 1" : "normal: score at most 1" }, [fmtNum(a.score), bar]);
+      bar.firstChild.style.width = Math.min(100, (100 * rank(a)) / max).toFixed(1) + "%";
+      var title = hot ? "anomalous: score above 1" : "normal: score at most 1";
+      if (a.active && a.peak_score) title = "ongoing incident: peak score " + fmtNum(a.peak_score) + ", latest " + fmtNum(a.score);
+      var scoreCell = el("td", { class: "num score" + (hot ? " hot" : ""), title: title }, [fmtNum(a.active && a.peak_score ? a.peak_score : a.score), bar]);
       var link = el("button", { type: "button", class: "series-link", "aria-label": "Show chart of " + key }, seriesLabel(a.labels));
       var since = a.since ? el("span", { title: fmtTime(a.since), text: hot ? fmtAgo(a.since) : "–" }) : "–";
       var sinceCell = el("td", null, [since]);
@@ -208,7 +220,7 @@
       var expl = el("td", { class: "expl", title: why + "detector " + (a.member || "–") + ", feature " + (a.feature || "–") }, [
         el("b", { text: a.member || "–" }), " / ", el("span", { text: a.feature || "–" }),
       ]);
-      var tr = el("tr", { "data-key": key, "data-score": String(a.score) }, [scoreCell, el("td", null, [link]), sinceCell, valueCell, expl]);
+      var tr = el("tr", { "data-key": key, "data-score": String(rank(a)), "data-active": String(!!a.active) }, [scoreCell, el("td", null, [link]), sinceCell, valueCell, expl]);
       if (key === state.selectedKey) tr.className = "selected";
       tr.addEventListener("click", function () { select(a); });
       rows.push(tr);
