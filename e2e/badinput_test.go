@@ -98,6 +98,8 @@ func TestBadInput(t *testing.T) {
 			Timeseries: []writev2.TimeSeries{{LabelsRefs: []uint32{1, 99}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}}}}), 400, "outside the symbols table"},
 		{"v2 odd label refs", http.MethodPost, ctV2, "snappy", v2(&writev2.Request{Symbols: []string{"", "__name__", "a"},
 			Timeseries: []writev2.TimeSeries{{LabelsRefs: []uint32{1, 2, 1}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}}}}), 400, "label"},
+		{"v2 help ref out of range", http.MethodPost, ctV2, "snappy", v2(&writev2.Request{Symbols: []string{"", "__name__", "a"},
+			Timeseries: []writev2.TimeSeries{{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}, Metadata: writev2.Metadata{HelpRef: 77}}}}), 400, "metadata"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := http.NewRequest(tc.method, omen.URL+"/api/v1/write", bytes.NewReader(tc.body))

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage"
@@ -600,13 +599,16 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 			a.reject("float", "invalid_labels", n, "series %d: %v", i, err)
 			continue
 		}
-		ls, _ := ts.ToLabels(&b.builder, syms)
-		var opts storage.AppendV2Options
-		if md, err := ts.ToMetadata(syms); err == nil {
-			opts.Metadata = md
-		} else {
-			opts.Metadata = metadata.Metadata{}
+		// A help or unit reference outside the table is as malformed as a
+		// label reference there: the series is refused, not stored with its
+		// metadata silently dropped.
+		md, err := ts.ToMetadata(syms)
+		if err != nil {
+			a.reject("float", "invalid_metadata", n, "series %d: metadata: %v", i, err)
+			continue
 		}
+		ls, _ := ts.ToLabels(&b.builder, syms)
+		opts := storage.AppendV2Options{Metadata: md}
 		var ref storage.SeriesRef
 		for _, s := range ts.Samples {
 			ref = a.sample(ref, ls, s.Timestamp, s.Value, nil, nil, opts)

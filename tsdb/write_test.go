@@ -244,6 +244,7 @@ func TestWriteV2FromPrometheusClient(t *testing.T) {
 		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}},
 		{LabelsRefs: []uint32{3, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}},
 		{LabelsRefs: []uint32{1, 9}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}},
+		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 2, Timestamp: ms + 1}}, Metadata: writev2.Metadata{HelpRef: 40}},
 	}}
 	raw, err = proto.Marshal(req)
 	require.NoError(t, err)
@@ -255,6 +256,7 @@ func TestWriteV2FromPrometheusClient(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, w.Code)
 	require.Contains(t, w.Body.String(), "series 1: series has no __name__ label")
 	require.Contains(t, w.Body.String(), "series 2: label reference outside the symbols table")
+	require.Contains(t, w.Body.String(), "series 3: metadata:")
 	require.Equal(t, "1", w.Header().Get(headerSamplesWritten))
 	require.Equal(t, map[int64]float64{ms: 1}, samples(t, s, "ok"))
 }
