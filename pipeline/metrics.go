@@ -8,15 +8,17 @@ import (
 // metrics are the pipeline's self-monitoring series. Per-series ones
 // (omen_model_ready) and the forecast accuracy come from the Collector.
 type metrics struct {
-	overBudget   prometheus.Counter
-	warming      prometheus.Gauge
-	inference    prometheus.Histogram
-	anomalies    *prometheus.CounterVec
-	dropped      prometheus.Counter
-	lag          prometheus.Gauge
-	snapFailures prometheus.Counter
-	snapLast     prometheus.Gauge
-	outputErrors prometheus.Counter
+	overBudget prometheus.Counter
+	warming    prometheus.Gauge
+	inference  prometheus.Histogram
+	// scoredSamples counts every sample scored; inference times only some.
+	scoredSamples prometheus.Counter
+	anomalies     *prometheus.CounterVec
+	dropped       prometheus.Counter
+	lag           prometheus.Gauge
+	snapFailures  prometheus.Counter
+	snapLast      prometheus.Gauge
+	outputErrors  prometheus.Counter
 	// historySkipped counts input samples whose results were not stored:
 	// older than the head appends (history written in the past).
 	historySkipped prometheus.Counter
@@ -48,6 +50,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		inference: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "omen_inference_duration_seconds", Help: "Time to score and forecast one sample (one sample in 8 is timed).",
 			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1},
+		}),
+		scoredSamples: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_samples_scored_total", Help: "Input samples scored (after counter-to-rate conversion and out-of-order filtering).",
 		}),
 		anomalies: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "omen_anomalies_total", Help: "Samples scored above 1, by input.",

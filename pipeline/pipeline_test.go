@@ -269,6 +269,7 @@ func TestBudget(t *testing.T) {
 	e.sync()
 	require.Equal(t, int64(2), e.p.scored.Load())
 	require.Equal(t, 3.0, testutil.ToFloat64(e.p.m.overBudget), "each skipped series counted once")
+	require.Equal(t, 6.0, testutil.ToFloat64(e.p.m.scoredSamples), "3 samples of each of the 2 series in budget")
 	// Ingest is untouched.
 	require.Len(t, query(t, e.db, eq("__name__", "g")), 5)
 }
@@ -409,6 +410,7 @@ func TestOutOfOrderNotScored(t *testing.T) {
 	e.sync()
 	got := e.p.Anomalies(nil)
 	require.Equal(t, 3.0, got[0].Value)
+	require.Equal(t, 3.0, testutil.ToFloat64(e.p.m.scoredSamples), "the late sample is not scored")
 	require.Len(t, query(t, e.db, eq("__name__", "anomaly_score"))[labels.FromStrings("__name__", "anomaly_score", "for", "x").String()], 3)
 }
 

@@ -142,6 +142,8 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	app := p.st.AppenderV2(ctx)
 	so := p.stepOpts()
 	out := outputs{app: app, p: p, minT: appendableMinTime(p.st), everyMs: p.opts.OutputInterval.Milliseconds()}
+	scored := 0 // added to the counter once per batch, not per sample
+	defer func() { p.m.scoredSamples.Add(float64(scored)) }()
 	for i := range b.s {
 		smp := &b.s[i]
 		s := w.series[smp.ref]
@@ -179,6 +181,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		if timed {
 			start = time.Now()
 		}
+		scored++
 		w.mu.Lock()
 		wasReady := s.pub.ready
 		s.step(smp.t, v, w.acc, &w.fcBuf, so)
