@@ -90,7 +90,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 }
 
 func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
-	logger.Info("Starting omen", "version", versionString())
+	logger.Info("Starting omen", "version", version.Info())
+	logger.Info("Build context", "build_context", version.BuildContext())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
