@@ -80,8 +80,9 @@ var (
 // channel as fast as it encodes them, and a scrape of 100k series' outputs
 // takes seconds, during which the worker would otherwise wait to score.
 type collector struct {
-	p     *Pipeline
-	descs *descCache
+	p        *Pipeline
+	descs    *descCache
+	selfOnly bool // only the forecast accuracy; WriteOutputs streams the rest
 }
 
 // Collector returns the collector of the output families (anomaly_score,
@@ -90,6 +91,12 @@ type collector struct {
 // its series set changes as series come and go.
 func (p *Pipeline) Collector() prometheus.Collector {
 	return collector{p: p, descs: &descCache{m: map[string]*prometheus.Desc{}}}
+}
+
+// AccuracyCollector returns the collector of the forecast accuracy only,
+// for a /metrics that streams the per-series families with WriteOutputs.
+func (p *Pipeline) AccuracyCollector() prometheus.Collector {
+	return collector{p: p, selfOnly: true}
 }
 
 func (collector) Describe(chan<- *prometheus.Desc) {}
@@ -103,18 +110,40 @@ type collected struct {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	p := c.p
+	if !c.selfOnly {
+		c.p.walkOutputs("", func(name string, ls *outLabelSet, v float64) { c.emit(ch, name, outputHelp[name], ls, v) })
+	}
+	a := c.p.acc()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, v := range a.m {
+		ch <- prometheus.MustNewConstMetric(descMASE, prometheus.GaugeValue, v.mase, k.name, k.horizon)
+		ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, v.covered, k.name, k.horizon)
+	}
+}
+
+// familyModelReady is the per-series self metric walked with the outputs.
+const familyModelReady = "omen_model_ready"
+
+// walkOutputs calls fn for every per-series metric the scrape exposes:
+// omen_model_ready and the output families (limited by Options.Families
+// and ScoreFloor), or only those of family if it is not "". Each worker's
+// state is copied under its lock first and walked after, so a slow reader
+// of fn never holds up scoring. ls is reused between calls.
+func (p *Pipeline) walkOutputs(family string, fn func(name string, ls *outLabelSet, v float64)) {
 	var (
 		list []collected
 		pts  []forecast.Point
 		oks  []bool
 		ls   outLabelSet
 	)
+	want := func(name string) bool { return family == "" || family == name }
+	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
 	for _, w := range p.workers {
 		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
 			cs := collected{s: s, pub: s.pub, fc: -1}
-			if f := s.fc; f != nil && s.pub.hasResult && s.pub.score >= p.opts.ScoreFloor {
+			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && s.pub.score >= p.opts.ScoreFloor {
 				cs.fc = len(pts)
 				pts, oks = append(pts, f.pts...), append(oks, f.ok...)
 			}
@@ -124,18 +153,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			cs := &list[i]
 			s, pub := cs.s, &cs.pub
 			ls.set(s, "")
-			ready := 0.0
-			if pub.ready {
-				ready = 1
+			if want(familyModelReady) {
+				ready := 0.0
+				if pub.ready {
+					ready = 1
+				}
+				fn(familyModelReady, &ls, ready)
 			}
-			c.emit(ch, "omen_model_ready", "Whether the series' detector has finished warming up (1) or not (0).", &ls, ready)
 			if !pub.hasResult || pub.score < p.opts.ScoreFloor {
 				continue
 			}
 			vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
 			for i, v := range vals {
-				if p.family[baseFamilies[i]] && (i == 0 || pub.ready) {
-					c.emit(ch, baseFamilies[i], outputHelp[baseFamilies[i]], &ls, v)
+				if p.family[baseFamilies[i]] && want(baseFamilies[i]) && (i == 0 || pub.ready) {
+					fn(baseFamilies[i], &ls, v)
 				}
 			}
 			if cs.fc < 0 {
@@ -149,23 +180,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				pt := pts[cs.fc+h]
 				ls.set(s, f.hname[h])
 				for j, v := range [3]float64{pt.Yhat, pt.Lower, pt.Upper} {
-					if p.family[fcFamilies[j]] {
-						c.emit(ch, fcFamilies[j], outputHelp[fcFamilies[j]], &ls, v)
+					if p.family[fcFamilies[j]] && want(fcFamilies[j]) {
+						fn(fcFamilies[j], &ls, v)
 					}
 				}
 			}
 		}
 	}
-	a := p.acc()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k, v := range a.m {
-		ch <- prometheus.MustNewConstMetric(descMASE, prometheus.GaugeValue, v.mase, k.name, k.horizon)
-		ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, v.covered, k.name, k.horizon)
-	}
 }
 
 var outputHelp = map[string]string{
+	familyModelReady:    "Whether the series' detector has finished warming up (1) or not (0).",
 	FamilyScore:         "Anomaly score of the input named by `for`: >= 0, above 1 is anomalous.",
 	FamilyYhat:          "Expected value of the input.",
 	FamilyYhatLower:     "Lower end of the expected band of the input.",

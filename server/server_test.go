@@ -1,6 +1,7 @@
 package server
 
 import (
+	"compress/gzip"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
@@ -149,4 +152,39 @@ func TestConfigLoader(t *testing.T) {
 		})
 	}
 	require.Equal(t, []string{"down", "both"}, applied)
+}
+
+func TestMetricsHandler(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "omen_test_total", Help: "A test counter."})
+	reg.MustRegister(c)
+	c.Add(3)
+	stream := func(w io.Writer) error {
+		_, err := io.WriteString(w, "# HELP streamed A streamed family.\n# TYPE streamed gauge\nstreamed{for=\"x\"} 7\n")
+		return err
+	}
+	h := MetricsHandler(slog.New(slog.DiscardHandler), reg, stream)
+
+	for _, gz := range []bool{false, true} {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		if gz {
+			req.Header.Set("Accept-Encoding", "gzip")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.Contains(t, rec.Header().Get("Content-Type"), "text/plain; version=0.0.4")
+		var body io.Reader = rec.Body
+		if gz {
+			require.Equal(t, "gzip", rec.Header().Get("Content-Encoding"))
+			zr, err := gzip.NewReader(rec.Body)
+			require.NoError(t, err)
+			body = zr
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := parser.TextToMetricFamilies(body)
+		require.NoError(t, err)
+		require.Equal(t, 3.0, mfs["omen_test_total"].GetMetric()[0].GetCounter().GetValue())
+		require.Equal(t, 7.0, mfs["streamed"].GetMetric()[0].GetGauge().GetValue())
+	}
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
 
@@ -130,7 +129,9 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		return err
 	}
 	cfgLoader.OnReload(pl.ApplyConfig)
-	reg.MustRegister(pl.Collector())
+	// The per-series families (outputs, omen_model_ready) are streamed by
+	// /metrics, not built as client_golang metrics on every scrape.
+	reg.MustRegister(pl.AccuracyCollector())
 
 	// Every sample written is stored, then handed to the scorers on commit.
 	appendable := pl.Tap(store)
@@ -141,7 +142,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 
 	mux := server.NewMux(reg)
 	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload}.Register(mux)
-	mux.Handle("/metrics", "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
+	mux.Handle("/metrics", "/metrics", server.MetricsHandler(logger, reg, pl.WriteOutputs))
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)

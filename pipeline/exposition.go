@@ -1,0 +1,109 @@
+package pipeline
+
+import (
+	"bufio"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// exposedFamilies is the order WriteOutputs writes the families in.
+var exposedFamilies = [...]string{familyModelReady, FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper, FamilyForecast, FamilyForecastLower, FamilyForecastUpper}
+
+// WriteOutputs writes what Collector would give the registry for the
+// per-series families (omen_model_ready and the outputs) straight in the
+// Prometheus text format 0.0.4, one family after the other. At 100k series
+// the registry path builds half a million const metrics and their label
+// pairs per scrape (~450 MB allocated); this writes lines into w's buffer
+// and allocates per worker, not per series. Pair it with
+// AccuracyCollector on the registry.
+func (p *Pipeline) WriteOutputs(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var line []byte
+	var err error
+	for _, fam := range exposedFamilies {
+		if fam != familyModelReady && !p.family[fam] {
+			continue
+		}
+		header := false
+		p.walkOutputs(fam, func(name string, ls *outLabelSet, v float64) {
+			if err != nil {
+				return
+			}
+			if !header {
+				header = true
+				line = append(line[:0], "# HELP "...)
+				line = append(line, name...)
+				line = append(line, ' ')
+				line = appendHelp(line, outputHelp[name])
+				line = append(line, "\n# TYPE "...)
+				line = append(line, name...)
+				line = append(line, " gauge\n"...)
+				if _, err = bw.Write(line); err != nil {
+					return
+				}
+			}
+			line = appendSample(line[:0], name, ls, v)
+			_, err = bw.Write(line)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// appendSample appends `name{l="v",...} value\n`, escaped as the text
+// format wants.
+func appendSample(b []byte, name string, ls *outLabelSet, v float64) []byte {
+	b = append(b, name...)
+	if len(ls.names) > 0 {
+		b = append(b, '{')
+		for i, n := range ls.names {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, n...)
+			b = append(b, '=', '"')
+			b = appendEscaped(b, ls.vals[i], true)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ' ')
+	switch {
+	case math.IsNaN(v):
+		b = append(b, "NaN"...)
+	case math.IsInf(v, 1):
+		b = append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		b = append(b, "-Inf"...)
+	default:
+		b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	}
+	return append(b, '\n')
+}
+
+// appendEscaped escapes a backslash and a newline (and, in label values, a
+// double quote) as the text format requires.
+func appendEscaped(b []byte, s string, quote bool) []byte {
+	if !strings.ContainsAny(s, "\\\n\"") {
+		return append(b, s...)
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			b = append(b, '\\', '\\')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '"' && quote:
+			b = append(b, '\\', '"')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+func appendHelp(b []byte, help string) []byte { return appendEscaped(b, help, false) }

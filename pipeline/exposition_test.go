@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+)
+
+// flatten turns metric families into sorted `name{labels} value` lines,
+// labels sorted, so two expositions compare regardless of order.
+func flatten(mfs map[string]*dto.MetricFamily) []string {
+	var out []string
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, lp := range m.GetLabel() {
+				ls = append(ls, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
+			}
+			sort.Strings(ls)
+			v := m.GetGauge().GetValue()
+			out = append(out, fmt.Sprintf("%s{%s} %v %s", name, strings.Join(ls, ","), v, mf.GetHelp()))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestWriteOutputsMatchesCollector: the streamed exposition has exactly the
+// series, values and help of the registry path, for every family filter
+// and score floor, with label values that need escaping.
+func TestWriteOutputsMatchesCollector(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	e.feed(labels.FromStrings("__name__", "temperature", "room", `a "quoted"\ value`+"\nnext"), model.MetricTypeGauge, seasonal(800, 3))
+	e.feed(labels.FromStrings("__name__", "load", "host", "b"), model.MetricTypeGauge, seasonal(300, 5))
+	e.feed(labels.FromStrings("__name__", "fresh"), model.MetricTypeGauge, []float64{1, 2})
+
+	for _, tc := range []struct {
+		name     string
+		families []string
+		floor    float64
+	}{
+		{"all", AllFamilies, 0},
+		{"score only", []string{FamilyScore}, 0},
+		{"forecasts only", []string{FamilyForecastUpper, FamilyForecast}, 0},
+		{"floor", AllFamilies, 0.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.p.family = map[string]bool{}
+			for _, f := range tc.families {
+				e.p.family[f] = true
+			}
+			e.p.opts.ScoreFloor = tc.floor
+
+			reg := prometheus.NewRegistry()
+			require.NoError(t, reg.Register(e.p.Collector()))
+			mfs, err := reg.Gather()
+			require.NoError(t, err)
+			want := map[string]*dto.MetricFamily{}
+			for _, mf := range mfs {
+				if !strings.HasPrefix(mf.GetName(), "omen_forecast_") { // accuracy: AccuracyCollector's
+					want[mf.GetName()] = mf
+				}
+			}
+
+			var buf bytes.Buffer
+			require.NoError(t, e.p.WriteOutputs(&buf))
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			got, err := parser.TextToMetricFamilies(bytes.NewReader(buf.Bytes()))
+			require.NoError(t, err, buf.String())
+			require.NotEmpty(t, want)
+			require.Equal(t, flatten(want), flatten(got))
+		})
+	}
+}
+
+func TestWriteOutputsPassesPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not found on PATH")
+	}
+	e := newEnv(t, "", nil, nil)
+	e.feed(labels.FromStrings("__name__", "temperature", "room", `x"\`), model.MetricTypeGauge, seasonal(800, 3))
+	var buf bytes.Buffer
+	require.NoError(t, e.p.WriteOutputs(&buf))
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &buf
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Empty(t, string(out))
+}
+
+func TestAppendSampleSpecialValues(t *testing.T) {
+	ls := &outLabelSet{names: []string{"for"}, vals: []string{"x"}}
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{
+		{math.NaN(), `a{for="x"} NaN` + "\n"},
+		{math.Inf(1), `a{for="x"} +Inf` + "\n"},
+		{math.Inf(-1), `a{for="x"} -Inf` + "\n"},
+		{1.5e-7, `a{for="x"} 1.5e-07` + "\n"},
+		{42, `a{for="x"} 42` + "\n"},
+	} {
+		require.Equal(t, tc.want, string(appendSample(nil, "a", ls, tc.v)))
+	}
+}
