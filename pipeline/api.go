@@ -13,12 +13,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
-// Register mounts GET /api/v1/anomalies and GET /api/v1/status/omen.
-func (p *Pipeline) Register(mux *http.ServeMux) {
-	mux.Handle("GET /api/v1/anomalies", p.AnomaliesHandler())
-	mux.Handle("GET /api/v1/status/omen", p.StatusHandler())
-}
-
 // Anomaly is one entry of /api/v1/anomalies.
 //
 // Score is the latest sample's, as anomaly_score on /metrics. A series is

@@ -34,8 +34,9 @@ func apiEnv(t *testing.T) (*env, *http.ServeMux) {
 		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{a, b}, []float64{spiky[i], quiet[i]})
 	}
 	e.sync()
-	mux := http.NewServeMux()
-	e.p.Register(mux)
+	mux := http.NewServeMux() // as `omen serve` mounts them
+	mux.Handle("GET /api/v1/anomalies", e.p.AnomaliesHandler())
+	mux.Handle("GET /api/v1/status/omen", e.p.StatusHandler())
 	return e, mux
 }
 

@@ -264,15 +264,6 @@ func horizonsOf(sc config.Scoring) ([]time.Duration, []string) {
 	return d, n
 }
 
-// baseLabels returns in minus __name__ plus for=name: the labels of the
-// outputs, without their __name__.
-func baseLabels(in labels.Labels, name string) labels.Labels {
-	b := labels.NewBuilder(in)
-	b.Del(labels.MetricName)
-	b.Set("for", name)
-	return b.Labels()
-}
-
 // outLabels returns the labels of the output family with an optional
 // horizon.
 func (s *series) outLabels(family, horizon string) labels.Labels {

@@ -64,9 +64,6 @@ func (l *ConfigLoader) Config() *config.Config {
 	return l.cfg
 }
 
-// Path is the configuration file, "" for the defaults.
-func (l *ConfigLoader) Path() string { return l.path }
-
 // OnReload registers fn to be given every newly loaded configuration. An
 // error from fn fails the reload.
 func (l *ConfigLoader) OnReload(fn func(*config.Config) error) {
