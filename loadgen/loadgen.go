@@ -275,6 +275,9 @@ func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error
 		for _, w := range workers {
 			last = max(last, w.last)
 		}
+		if probe != nil {
+			last = max(last, probe.lastT) // the probe series is among the drain's
+		}
 		d, err := drain(ctx, &opts, client, last)
 		if err != nil {
 			return res, err

@@ -27,6 +27,9 @@ type ProbeResult struct {
 	P99     float64 `json:"ack_to_score_p99_seconds"`
 	Max     float64 `json:"ack_to_score_max_seconds"`
 	PollGap float64 `json:"poll_interval_seconds"` // the resolution of the figures
+	// lastT is the timestamp of the last probe sample written, so the
+	// drain check's marker on the same series comes after it.
+	lastT int64
 }
 
 // probeTimeout is how long a probe waits for its score before it counts as
@@ -75,10 +78,14 @@ func runProbe(ctx context.Context, opts *Options, client *http.Client) (*ProbeRe
 		if err != nil {
 			return nil, err
 		}
-		if err := probeWrite(ctx, client, opts.URL, snappy.Encode(nil, body)); err != nil {
-			if ctx.Err() != nil {
-				continue
-			}
+		// A write under way when the run stops is finished, not abandoned:
+		// the receiver may already hold it, and every sample it holds is
+		// counted here.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeTimeout)
+		err = probeWrite(wctx, client, opts.URL, snappy.Encode(nil, body))
+		cancel()
+		res.lastT = t
+		if err != nil {
 			return nil, fmt.Errorf("probe write: %w", err)
 		}
 		acked := time.Now()
