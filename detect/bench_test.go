@@ -41,7 +41,7 @@ func BenchmarkUpdate(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/sample")
-			b.ReportMetric(float64(StateSize()), "B/series")
+			b.ReportMetric(float64(StateSize(bc.members)), "B/series")
 		})
 	}
 }
@@ -63,5 +63,5 @@ func BenchmarkSnapshot(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(StateSize()), fmt.Sprintf("B/%s", "series"))
+	b.ReportMetric(float64(StateSize(0)), fmt.Sprintf("B/%s", "series"))
 }

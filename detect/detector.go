@@ -99,38 +99,64 @@ func NewScratch() *Scratch {
 	}
 }
 
-// state is everything a Detector learns, in fixed-size fields so that it
-// encodes with encoding/binary and its size is the per-series memory.
+// state is everything a Detector learns for the default members, in
+// fixed-size fields so that it encodes with encoding/binary and its size is
+// the per-series memory.
 type state struct {
-	N         uint64
-	Seen      uint64 // samples scored or learnt, NaNs and out-of-range excluded
-	Level     Robust // location and scale of the value
+	N        uint64
+	Seen     uint64 // samples scored or learnt, NaNs and out-of-range excluded
+	Level    Robust // location and scale of the value
+	SeasStat Robust // of the residual against the seasonal baseline
+	Fast     float64
+	Prev     float64
+	Season   season
+	Tails    [nCore]Tail // calibration of the core members, by coreSlot
+	RefLeft  uint32
+	RefPeak  float32 // the score that opened the refractory period
+	Lo, Hi   float64 // range of the values seen
+	Long     longSeason
+	LongStat Robust // of the residual against the long-season baseline
+	LongFast float64
+	Slow     float64 // slow EWMA of the value, for the shift member
+}
+
+// extraState is what only the opt-in members (lag, variance, spectral
+// residual, Isolation Forest) learn. A Detector allocates it only when one
+// of them is on, so the default set costs about half the memory per series.
+type extraState struct {
 	LagStat   Robust // of the first difference
-	SeasStat  Robust // of the residual against the seasonal baseline
 	VarStat   Robust // of ln(short-window std / level std)
 	SRStat    Robust // of the spectral residual statistic
-	Fast      float64
-	Prev      float64
 	Recent    [recentLen]float32
 	RecentN   uint16
 	RecentPos uint16
 	Short     Rolling
-	Season    season
-	Tails     [nMembers]Tail
 	Forest    Forest
-	RefLeft   uint32
-	RefPeak   float32 // the score that opened the refractory period
-	Lo, Hi    float64 // range of the values seen
-	Long      longSeason
-	LongStat  Robust // of the residual against the long-season baseline
-	LongFast  float64
-	Slow      float64 // slow EWMA of the value, for the shift member
+	Tails     [nMembers - nCore]Tail // calibration of the opt-in members, by extraSlot
+}
+
+// Core members keep their calibration in state, the others in extraState;
+// slot maps a member to its index in either Tails array.
+const (
+	nCore      = 5
+	extraFlags = MemberLag | MemberVariance | MemberSpectral | MemberForest
+)
+
+var slot = [nMembers]int{mLevel: 0, mSeasonal: 1, mShift: 2, mRange: 3, mLong: 4, mLag: 0, mVariance: 1, mSpectral: 2, mForest: 3}
+
+// tail returns member m's calibration; m must be on (or core).
+func (d *Detector) tail(m int) *Tail {
+	if extraFlags&(1<<m) != 0 {
+		return &d.ex.Tails[slot[m]]
+	}
+	return &d.st.Tails[slot[m]]
 }
 
 // Detector scores one series. It is not safe for concurrent use.
 type Detector struct {
 	opts Options
 	st   state
+	ex   *extraState // nil unless an opt-in member is on
 	sc   *Scratch
 	// srRaw carries the spectral residual statistic from features to
 	// learn, so the transform runs once per sample.
@@ -162,9 +188,19 @@ func NewWithScratch(opts Options, sc *Scratch) (*Detector, error) {
 // Reset forgets everything learnt.
 func (d *Detector) Reset() {
 	d.st = state{}
+	d.ex = nil
+	if d.opts.Members&extraFlags != 0 {
+		d.ex = &extraState{}
+	}
 	st := &d.st
-	for _, r := range []*Robust{&st.Level, &st.LagStat, &st.SeasStat, &st.VarStat, &st.SRStat, &st.LongStat} {
+	for _, r := range []*Robust{&st.Level, &st.SeasStat, &st.LongStat} {
 		r.Alpha = 1.0 / levelSpan
+	}
+	if ex := d.ex; ex != nil {
+		for _, r := range []*Robust{&ex.LagStat, &ex.VarStat, &ex.SRStat} {
+			r.Alpha = 1.0 / levelSpan
+		}
+		ex.Forest.RNG = d.opts.Seed*0x9E3779B97F4A7C15 + 1
 	}
 	n := 0
 	for m := range nMembers {
@@ -182,11 +218,11 @@ func (d *Detector) Reset() {
 	// members behave like about √n independent ones, which the calibration
 	// test confirms.
 	window := int(math.Ceil(math.Sqrt(float64(n)) / d.opts.FalseAlarmRate))
-	for i := range st.Tails {
-		st.Tails[i] = newTail(int(float64(window)*winMul[i]), tailSpan, minLogM[i])
+	for m := range nMembers {
+		if extraFlags&(1<<m) == 0 || d.ex != nil {
+			*d.tail(m) = newTail(int(float64(window)*winMul[m]), tailSpan, minLogM[m])
+		}
 	}
-	st.Forest.RNG = d.opts.Seed*0x9E3779B97F4A7C15 + 1
-
 }
 
 // Ready reports whether the warm-up is over.
@@ -249,16 +285,16 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 		if d.opts.Members&(1<<m) == 0 {
 			continue
 		}
-		if s := st.Tails[m].Score(z[m]); s > best {
+		if s := d.tail(m).Score(z[m]); s > best {
 			best, bestM = s, m
 		}
 	}
 	if d.opts.Members&MemberForest != 0 {
-		st.Forest.Update(&fv)
+		d.ex.Forest.Update(&fv)
 	}
 	for m := range nMembers {
 		if valid&(1<<m) != 0 {
-			st.Tails[m].Update(z[m])
+			d.tail(m).Update(z[m])
 		}
 	}
 	d.learn(tsMillis, v)
@@ -324,7 +360,7 @@ func (d *Detector) expect() Result {
 	}
 	sigma = max(sigma, scaleFloor(yhat))
 	half := sigma * 3
-	if t := &st.Tails[m]; t.Ready() {
+	if t := d.tail(m); t.Ready() {
 		half = sigma * float64(t.Z1) // Threshold(1), cached
 	}
 	if st.Seen == 0 {
@@ -341,7 +377,7 @@ func (d *Detector) expect() Result {
 // are calibrated, so a member that starts late (the seasonal one waits for a
 // period) does not start with a distribution full of zeros.
 func (d *Detector) features(v float64, z *[nMembers]float64, fv *[ifDims]float64) (valid int) {
-	st := &d.st
+	st, ex := &d.st, d.ex
 	if st.Seen == 0 {
 		return 0
 	}
@@ -361,7 +397,7 @@ func (d *Detector) features(v float64, z *[nMembers]float64, fv *[ifDims]float64
 	// them when none of those is on.
 	var zd float64
 	if d.opts.Members&(MemberLag|MemberForest) != 0 {
-		zd = st.LagStat.Z(v-st.Prev, floor)
+		zd = ex.LagStat.Z(v-st.Prev, floor)
 		z[mLag] = math.Abs(zd)
 	}
 
@@ -386,13 +422,13 @@ func (d *Detector) features(v float64, z *[nMembers]float64, fv *[ifDims]float64
 	// Spread of the last shortWin samples (this one included) against the
 	// level's, on a log scale so that bursts and flatlines both stand out.
 	var zv float64
-	if st.Short.N >= shortWin-1 && d.opts.Members&(MemberVariance|MemberForest) != 0 {
-		out := float64(st.Recent[(int(st.RecentPos)+recentLen-shortWin+1)%recentLen])
-		r := st.Short
+	if d.opts.Members&(MemberVariance|MemberForest) != 0 && ex.Short.N >= shortWin-1 {
+		out := float64(ex.Recent[(int(ex.RecentPos)+recentLen-shortWin+1)%recentLen])
+		r := ex.Short
 		in := float64(float32(v))
 		r.Update(in, out, r.N >= shortWin)
 		lr := math.Log((r.Std() + floor) / (st.Level.Sigma() + floor))
-		zv = st.VarStat.Z(lr, 1e-3)
+		zv = ex.VarStat.Z(lr, 1e-3)
 		z[mVariance] = math.Abs(zv)
 		valid |= MemberVariance
 	}
@@ -400,22 +436,22 @@ func (d *Detector) features(v float64, z *[nMembers]float64, fv *[ifDims]float64
 	// The transform runs every srEvery samples and reports the most salient
 	// of the samples since the last run: a spike is flagged at most
 	// srEvery-1 samples late, at a quarter of the cost.
-	if d.opts.Members&MemberSpectral != 0 && st.RecentN >= recentLen && st.Seen%srEvery == 0 {
+	if d.opts.Members&MemberSpectral != 0 && ex.RecentN >= recentLen && st.Seen%srEvery == 0 {
 		// The last srWin-1 samples, oldest first, then v.
 		w := d.sc.win
 		for i := range srWin - 1 {
-			w[i] = float64(st.Recent[(int(st.RecentPos)+recentLen-srWin+2+i)%recentLen])
+			w[i] = float64(ex.Recent[(int(ex.RecentPos)+recentLen-srWin+2+i)%recentLen])
 		}
 		w[srWin-1] = v
 		d.srRaw = d.sc.sr.Newest(w, srEvery)
 		d.srOK = true
-		z[mSpectral] = math.Max(0, st.SRStat.Z(d.srRaw, 1e-3))
+		z[mSpectral] = math.Max(0, ex.SRStat.Z(d.srRaw, 1e-3))
 		valid |= MemberSpectral
 	}
 
 	fv[0], fv[1], fv[2], fv[3], fv[4] = clip8(zl), clip8(zd), clip8(zf), clip8(zv), clip8(zs)
-	if d.opts.Members&MemberForest != 0 && st.Forest.Fitted {
-		z[mForest] = st.Forest.Score(fv)
+	if d.opts.Members&MemberForest != 0 && ex.Forest.Fitted {
+		z[mForest] = ex.Forest.Score(fv)
 		valid |= MemberForest
 	}
 	// Breakout: how far v lies outside every value seen so far, in units of
@@ -447,32 +483,9 @@ func (d *Detector) learn(ts int64, v float64) {
 	if base, ok := st.Season.baseline(); ok {
 		st.SeasStat.Update(v - base)
 	}
-	if d.opts.Members&(MemberLag|MemberForest) != 0 {
-		st.LagStat.Update(v - st.Prev)
-	}
 	floor := scaleFloor(st.Level.M)
-	lvlSigma := st.Level.Sigma()
-
-	// Recent ring and the rolling window over its last shortWin values.
-	in := float64(float32(v))
-	out := float64(st.Recent[(int(st.RecentPos)+recentLen-shortWin+1)%recentLen])
-	st.RecentPos = (st.RecentPos + 1) % recentLen
-	st.Recent[st.RecentPos] = float32(v)
-	st.RecentN = min(st.RecentN+1, recentLen)
-	st.Short.Update(in, out, st.Short.N >= shortWin)
-	if st.Short.Updates >= rollingRebase {
-		var win [shortWin]float32
-		for i := range win {
-			win[i] = st.Recent[(int(st.RecentPos)+recentLen-shortWin+1+i)%recentLen]
-		}
-		st.Short.Rebase(win[:])
-	}
-	if st.Short.N >= shortWin && d.opts.Members&(MemberVariance|MemberForest) != 0 {
-		st.VarStat.Update(math.Log((st.Short.Std() + floor) / (lvlSigma + floor)))
-	}
-	if d.srOK {
-		st.SRStat.Update(d.srRaw)
-		d.srOK = false
+	if ex := d.ex; ex != nil {
+		d.learnExtra(ex, v, floor)
 	}
 
 	if st.Seen == 0 {
@@ -505,4 +518,35 @@ func (d *Detector) learn(ts int64, v float64) {
 		st.Long.setD(st.Season.DtMs)
 	}
 	st.Long.push(v, d.shortSpan(), true)
+}
+
+// learnExtra updates what only the opt-in members use, before the level
+// learns v.
+func (d *Detector) learnExtra(ex *extraState, v, floor float64) {
+	if d.opts.Members&(MemberLag|MemberForest) != 0 {
+		ex.LagStat.Update(v - d.st.Prev)
+	}
+	lvlSigma := d.st.Level.Sigma()
+
+	// Recent ring and the rolling window over its last shortWin values.
+	in := float64(float32(v))
+	out := float64(ex.Recent[(int(ex.RecentPos)+recentLen-shortWin+1)%recentLen])
+	ex.RecentPos = (ex.RecentPos + 1) % recentLen
+	ex.Recent[ex.RecentPos] = float32(v)
+	ex.RecentN = min(ex.RecentN+1, recentLen)
+	ex.Short.Update(in, out, ex.Short.N >= shortWin)
+	if ex.Short.Updates >= rollingRebase {
+		var win [shortWin]float32
+		for i := range win {
+			win[i] = ex.Recent[(int(ex.RecentPos)+recentLen-shortWin+1+i)%recentLen]
+		}
+		ex.Short.Rebase(win[:])
+	}
+	if ex.Short.N >= shortWin && d.opts.Members&(MemberVariance|MemberForest) != 0 {
+		ex.VarStat.Update(math.Log((ex.Short.Std() + floor) / (lvlSigma + floor)))
+	}
+	if d.srOK {
+		ex.SRStat.Update(d.srRaw)
+		d.srOK = false
+	}
 }

@@ -278,8 +278,40 @@ func TestDetectorAllocs(t *testing.T) {
 }
 
 func TestStateSize(t *testing.T) {
-	require.Positive(t, StateSize())
-	require.LessOrEqual(t, StateSize(), 4096)
+	for _, members := range []int{0, MemberDefault, MemberAll, MemberLevel | MemberForest} {
+		require.Positive(t, StateSize(members))
+		require.LessOrEqual(t, StateSize(members), 4096, "members %d", members)
+	}
+	// The opt-in members' state is allocated only when one is on.
+	require.Less(t, StateSize(MemberDefault), StateSize(MemberAll)*2/3)
+	require.Nil(t, mustNew(t, DefaultOptions()).ex)
+}
+
+// TestSnapshotRoundTrip checks that a restored Detector carries on exactly
+// as the original, with and without the opt-in members' state.
+func TestSnapshotRoundTrip(t *testing.T) {
+	for _, members := range []int{MemberDefault, MemberAll, MemberLevel | MemberSpectral} {
+		t.Run(fmt.Sprint(members), func(t *testing.T) {
+			o := DefaultOptions()
+			o.Members = members
+			d := mustNew(t, o)
+			ts, v := series(7, 5000, 2)
+			for i := range 3000 {
+				d.Update(ts[i], v[i])
+			}
+			b, err := d.MarshalBinary()
+			require.NoError(t, err)
+			require.Len(t, b, d.snapshotSize())
+			var r Detector
+			require.NoError(t, r.UnmarshalBinary(b))
+			again, err := r.AppendBinary([]byte("prefix"))
+			require.NoError(t, err)
+			require.Equal(t, b, again[len("prefix"):])
+			for i := 3000; i < len(ts); i++ {
+				require.Equal(t, d.Update(ts[i], v[i]), r.Update(ts[i], v[i]), "sample %d", i)
+			}
+		})
+	}
 }
 
 func TestRollingMatchesTwoPass(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 // rather than misread, and the series simply warms up again.
 const (
 	snapshotMagic   = "omdt"
-	snapshotVersion = 5
+	snapshotVersion = 6
 )
 
 // wireOptions is Options with fixed-size fields, for the snapshot.
@@ -31,13 +31,20 @@ type wireOptions struct {
 
 // MarshalBinary encodes the options and everything learnt:
 //
-//	"omdt" | version uint16 | options | state | CRC-32 (IEEE) of all before it
+//	"omdt" | version uint16 | options | state | [extra state] | CRC-32 (IEEE) of all before it
 //
-// little-endian throughout.
+// little-endian throughout; the extra state is there only when the options
+// turn an opt-in member on.
 func (d *Detector) MarshalBinary() ([]byte, error) {
-	var b bytes.Buffer
-	b.Grow(len(snapshotMagic) + 2 + binary.Size(wireOptions{}) + binary.Size(&d.st) + 4)
-	b.WriteString(snapshotMagic)
+	return d.AppendBinary(make([]byte, 0, d.snapshotSize()))
+}
+
+// AppendBinary appends MarshalBinary's encoding to b, so that a caller
+// snapshotting many Detectors can reuse one buffer.
+func (d *Detector) AppendBinary(b []byte) ([]byte, error) {
+	start := len(b)
+	b = append(b, snapshotMagic...)
+	b = binary.LittleEndian.AppendUint16(b, snapshotVersion)
 	o := d.opts
 	w := wireOptions{
 		Direction: int8(o.Direction), MinDeviationAbs: o.MinDeviationAbs, MinDeviationRel: o.MinDeviationRel,
@@ -45,13 +52,26 @@ func (d *Detector) MarshalBinary() ([]byte, error) {
 		FalseAlarmRate: o.FalseAlarmRate, RefractorySamples: int64(o.RefractorySamples),
 		Members: int64(o.Members), Seed: o.Seed,
 	}
-	for _, v := range []any{uint16(snapshotVersion), &w, &d.st} {
-		if err := binary.Write(&b, binary.LittleEndian, v); err != nil {
+	parts := []any{&w, &d.st}
+	if d.ex != nil {
+		parts = append(parts, d.ex)
+	}
+	for _, v := range parts {
+		var err error
+		if b, err = binary.Append(b, binary.LittleEndian, v); err != nil {
 			return nil, fmt.Errorf("encode detector: %w", err)
 		}
 	}
-	_ = binary.Write(&b, binary.LittleEndian, crc32.ChecksumIEEE(b.Bytes()))
-	return b.Bytes(), nil
+	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b[start:])), nil
+}
+
+// snapshotSize is the length of MarshalBinary's output.
+func (d *Detector) snapshotSize() int {
+	n := len(snapshotMagic) + 2 + binary.Size(wireOptions{}) + binary.Size(&d.st) + 4
+	if d.opts.Members&extraFlags != 0 {
+		n += binary.Size(&extraState{})
+	}
+	return n
 }
 
 // UnmarshalBinary restores a Detector from MarshalBinary's output. It
@@ -65,22 +85,32 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	if v := binary.LittleEndian.Uint16(data[len(snapshotMagic):]); v != snapshotVersion {
 		return fmt.Errorf("decode detector: snapshot version %d, want %d", v, snapshotVersion)
 	}
-	want := hdr + binary.Size(wireOptions{}) + binary.Size(&d.st) + 4
-	if len(data) != want {
+	var w wireOptions
+	if len(data) < hdr+binary.Size(w) {
+		return fmt.Errorf("decode detector: %d bytes, too short", len(data))
+	}
+	if _, err := binary.Decode(data[hdr:], binary.LittleEndian, &w); err != nil {
+		return fmt.Errorf("decode detector options: %w", err)
+	}
+	probe := Detector{opts: Options{Members: int(w.Members)}}
+	if want := probe.snapshotSize(); len(data) != want {
 		return fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	if crc32.ChecksumIEEE(body) != sum {
 		return errors.New("decode detector: checksum mismatch")
 	}
-	r := bytes.NewReader(body[hdr:])
-	var w wireOptions
+	r := bytes.NewReader(body[hdr+binary.Size(w):])
 	var st state
-	if err := binary.Read(r, binary.LittleEndian, &w); err != nil {
-		return fmt.Errorf("decode detector options: %w", err)
-	}
 	if err := binary.Read(r, binary.LittleEndian, &st); err != nil {
 		return fmt.Errorf("decode detector state: %w", err)
+	}
+	var ex *extraState
+	if w.Members&extraFlags != 0 {
+		ex = &extraState{}
+		if err := binary.Read(r, binary.LittleEndian, ex); err != nil {
+			return fmt.Errorf("decode detector state: %w", err)
+		}
 	}
 	o := Options{
 		Direction: Direction(w.Direction), MinDeviationAbs: w.MinDeviationAbs, MinDeviationRel: w.MinDeviationRel,
@@ -94,13 +124,23 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	if math.IsNaN(st.Level.M) {
 		return errors.New("decode detector: corrupt state")
 	}
-	d.opts, d.st = o, st
+	d.opts, d.st, d.ex = o, st, ex
 	if d.sc == nil {
 		d.sc = NewScratch()
 	}
 	return nil
 }
 
-// StateSize returns the bytes of learnt state a Detector keeps per series,
-// excluding the Scratch it may share with other Detectors.
-func StateSize() int { return binary.Size(&state{}) }
+// StateSize returns the bytes of learnt state a Detector with the given
+// members keeps per series (0 means the default set), excluding the
+// Scratch it may share with other Detectors.
+func StateSize(members int) int {
+	if members == 0 {
+		members = MemberDefault
+	}
+	n := binary.Size(&state{})
+	if members&extraFlags != 0 {
+		n += binary.Size(&extraState{})
+	}
+	return n
+}

@@ -51,6 +51,9 @@ type snapEncoder struct {
 	crc hash.Hash32
 	n   int
 	buf [8]byte
+	// lbl and det are reused for every series, so a snapshot of many
+	// series makes no garbage per series.
+	lbl, det []byte
 }
 
 func (e *snapEncoder) write(b []byte) error {
@@ -75,15 +78,15 @@ func (e *snapEncoder) bytes(b []byte) error {
 	return e.write(b)
 }
 
-func encodeLabels(ls labels.Labels) []byte {
-	var b strings.Builder
+// appendLabels appends ls as name 0xff value 0xff pairs.
+func appendLabels(b []byte, ls labels.Labels) []byte {
 	ls.Range(func(l labels.Label) {
-		b.WriteString(l.Name)
-		b.WriteByte(0xff)
-		b.WriteString(l.Value)
-		b.WriteByte(0xff)
+		b = append(b, l.Name...)
+		b = append(b, 0xff)
+		b = append(b, l.Value...)
+		b = append(b, 0xff)
 	})
-	return []byte(b.String())
+	return b
 }
 
 func decodeLabels(b []byte) (labels.Labels, error) {
@@ -105,10 +108,11 @@ func (w *worker) encode(e *snapEncoder) error {
 		if isDerived(s) {
 			continue // derived inputs are cheap to recompute and have no stable ref
 		}
-		det, err := s.det.MarshalBinary()
-		if err != nil {
+		var err error
+		if e.det, err = s.det.AppendBinary(e.det[:0]); err != nil {
 			return err
 		}
+		e.lbl = appendLabels(e.lbl[:0], s.in)
 		var fc []byte
 		if s.fc != nil {
 			if fc, err = s.fc.m.MarshalBinary(); err != nil {
@@ -123,9 +127,9 @@ func (w *worker) encode(e *snapEncoder) error {
 			flags |= flagHasPrev
 		}
 		for _, err := range []error{
-			e.u8(1), e.bytes(encodeLabels(s.in)), e.u8(flags),
+			e.u8(1), e.bytes(e.lbl), e.u8(flags),
 			e.u64(math.Float64bits(s.prevRaw)), e.u64(uint64(s.prevT)),
-			e.bytes(det), e.bytes(fc),
+			e.bytes(e.det), e.bytes(fc),
 		} {
 			if err != nil {
 				return err
