@@ -250,3 +250,45 @@ func TestStoredPrecision(t *testing.T) {
 		require.Zero(t, math.Float64bits(got)&(1<<29-1), "%g: the low mantissa bits are zero", v)
 	}
 }
+
+// TestStoreDueStaggered: series sampled at the same instants (one target's,
+// or many created at once) store their quiet results in different parts of
+// the interval, not all in the same second, and each still once per
+// interval.
+func TestStoreDueStaggered(t *testing.T) {
+	const (
+		n       = 1000
+		everyMs = int64(60_000)
+		step    = int64(15_000)
+		start   = int64(1_700_000_000_000)
+	)
+	perSlot := map[int64]int{} // stores by sample time within the minute
+	for ref := 1; ref <= n; ref++ {
+		s := &series{ref: storage.SeriesRef(ref)}
+		stores := 0
+		for k := range int64(40) {
+			ts := start + k*step
+			if !s.storeDue(ts, 0.5, everyMs) {
+				continue
+			}
+			// The first result is stored at once, the next at the
+			// series' first period boundary, then one per period.
+			if stores >= 2 {
+				require.Equal(t, everyMs, ts-s.stored, "series %d: once per interval", ref)
+			}
+			if stores >= 1 {
+				perSlot[(ts-start)%everyMs]++
+			}
+			s.stored = ts
+			stores++
+		}
+	}
+	require.Len(t, perSlot, int(everyMs/step), "every sample time within the minute is used")
+	for slot, c := range perSlot {
+		// 9 or 10 stores per series after the first, spread over 4 slots.
+		require.InDelta(t, n*39/4/4, c, float64(n*39/4/4)/4, "slot %d ms", slot)
+	}
+	s := &series{ref: 7, stored: start}
+	require.True(t, s.storeDue(start+step, 1.5, everyMs), "a score above 1 is always stored")
+	require.True(t, s.storeDue(start+step, 0.5, 0), "interval 0 stores every result")
+}

@@ -278,12 +278,22 @@ func (s *series) outLabels(family, horizon string) labels.Labels {
 
 // storeDue reports whether the results of the sample at t are appended to
 // the TSDB: the first, every one scoring above 1 and the one after (so an
-// alert on anomaly_score > 1 fires and resolves on time), and otherwise one
-// every everyMs of sample time. Every stored result is one TSDB append per
-// family, as costly as the input's own, so this bounds what scoring adds to
-// the TSDB; /metrics always has the latest. everyMs 0 stores every sample.
+// alert on anomaly_score > 1 fires and resolves on time), and otherwise the
+// first in each everyMs of sample time. Every stored result is one TSDB
+// append per family, as costly as the input's own, so this bounds what
+// scoring adds to the TSDB; /metrics always has the latest. everyMs 0
+// stores every sample's.
+//
+// The everyMs periods of each series are offset by a hash of its
+// reference: series created together (all of a target's, or 100k at once
+// after a restart) would otherwise store in the same second of every
+// period, a burst of appends that delays the scores queued behind it.
 func (s *series) storeDue(t int64, score float64, everyMs int64) bool {
-	return s.stored == 0 || score > 1 || s.storedHot || t-s.stored >= everyMs
+	if s.stored == 0 || score > 1 || s.storedHot || everyMs <= 0 {
+		return true
+	}
+	off := int64((uint64(s.ref) * 0x9E3779B97F4A7C15 >> 32) % uint64(everyMs))
+	return (t+off)/everyMs != (s.stored+off)/everyMs
 }
 
 // stepOpts are the per-pipeline constants of series.step.

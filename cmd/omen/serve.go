@@ -44,6 +44,7 @@ type serveFlags struct {
 	write         tsdb.WriteOptions
 	maxInflightB  units.Base2Bytes
 	pipeline      *pipeline.Options
+	runtime       *runtimeFlags
 }
 
 func registerServe(app *kingpin.Application, lc *logConfig) command {
@@ -85,12 +86,16 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("write.max-label-value-length", "Bytes of one label value (400 beyond).").
 		Default(fmt.Sprint(d.Labels.MaxValueLength)).IntVar(&f.write.Labels.MaxValueLength)
 	f.pipeline = pipelineFlags(cl)
+	f.runtime = registerRuntimeFlags(cl)
 	return command{clause: cl, run: func(ctx context.Context) error { return runServe(ctx, lc.logger(), f) }}
 }
 
 func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	logger.Info("Starting omen", "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
+	if err := f.runtime.apply(logger); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+	"github.com/alecthomas/kingpin/v2"
+)
+
+// defaultGOGC is the garbage collector's target when GOGC is not set,
+// Prometheus 3's own default: the heap grows 75% past the live data
+// instead of 100%. omen's live heap is mostly long-lived models and the
+// TSDB head, so the extra collections cost little and the peak RSS is
+// lower.
+const defaultGOGC = 75
+
+type runtimeFlags struct {
+	memlimit      bool
+	memlimitRatio float64
+}
+
+// registerRuntimeFlags adds Prometheus's Go runtime flags to cl.
+func registerRuntimeFlags(cl *kingpin.CmdClause) *runtimeFlags {
+	r := &runtimeFlags{}
+	cl.Flag("auto-gomemlimit", "Set GOMEMLIMIT to the container's (cgroup) or the system's memory limit times --auto-gomemlimit.ratio, unless GOMEMLIMIT is set.").
+		Default("true").BoolVar(&r.memlimit)
+	cl.Flag("auto-gomemlimit.ratio", "Share of the detected memory limit given to GOMEMLIMIT.").
+		Default("0.9").FloatVar(&r.memlimitRatio)
+	return r
+}
+
+// apply sets GOGC (unless the environment does) and GOMEMLIMIT.
+func (r *runtimeFlags) apply(logger *slog.Logger) error {
+	if r.memlimitRatio <= 0 || r.memlimitRatio > 1 {
+		return fmt.Errorf("--auto-gomemlimit.ratio %g: want greater than 0 and at most 1", r.memlimitRatio)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
+	}
+	if !r.memlimit {
+		return nil
+	}
+	if _, err := memlimit.Set(
+		memlimit.WithRatio(r.memlimitRatio),
+		memlimit.WithProvider(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem)),
+		memlimit.WithLogger(logger.With("component", "automemlimit")),
+	); err != nil {
+		logger.Warn("Could not set GOMEMLIMIT automatically", "err", err)
+	}
+	return nil
+}
