@@ -102,7 +102,8 @@ type Options struct {
 	FalseAlarmRate float64
 	// RefractorySamples: after a score above 1, the next RefractorySamples
 	// scores are damped (×1/4), so one event raises one alert rather than a
-	// burst. 0 disables.
+	// burst; while the event goes on (scores above 0.8) the period does not
+	// end. 0 disables.
 	RefractorySamples int
 	// Members is a bit set of Member* flags; 0 means MemberDefault.
 	Members int

@@ -65,6 +65,10 @@ func newTail(n, span int, minLog float64) Tail {
 // Ready reports whether enough samples were seen to calibrate.
 func (t *Tail) Ready() bool { return t.N >= tailMinN }
 
+// Filled reports whether the record window has filled once since the
+// calibration became ready.
+func (t *Tail) Filled() bool { return t.N >= tailMinN+t.BlockLen*tailBlocks }
+
 // windowMax returns M_N.
 func (t *Tail) windowMax() float64 {
 	m := t.Blocks[0]
