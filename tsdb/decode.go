@@ -146,7 +146,8 @@ func (d *fastV1) series1(body []byte, from, to int) bool {
 			if s.rawFrom >= 0 {
 				sawSample = true
 			}
-			if !d.sample(body, pf, pt) {
+			var ok bool
+			if d.samples, ok = appendSample(d.samples, body, pf, pt, false); !ok {
 				return false
 			}
 		default:
@@ -187,34 +188,37 @@ func (d *fastV1) label(body []byte, from, to int) bool {
 	return true
 }
 
-// sample decodes a Sample.
-func (d *fastV1) sample(body []byte, from, to int) bool {
+// appendSample appends the Sample of either version in body[from:to] to
+// dst; a 2.0 sample's start timestamp (v2) is read and dropped, as
+// appendV2 drops it. It reports false for anything else.
+func appendSample(dst []fastSample, body []byte, from, to int, v2 bool) ([]fastSample, bool) {
 	var s fastSample
 	for i := from; i < to; {
 		tag, j := uvarint(body[:to], i)
 		if j < 0 {
-			return false
+			return dst, false
 		}
-		switch tag {
-		case tagSampleValue:
+		switch {
+		case tag == tagSampleValue:
 			if to-j < 8 {
-				return false
+				return dst, false
 			}
 			s.v = math.Float64frombits(binary.LittleEndian.Uint64(body[j:]))
 			i = j + 8
-		case tagSampleTime:
+		case tag == tagSampleTime, v2 && tag == tagV2SampleStart:
 			v, k := uvarint(body[:to], j)
 			if k < 0 {
-				return false
+				return dst, false
 			}
-			s.t = int64(v)
+			if tag == tagSampleTime {
+				s.t = int64(v)
+			}
 			i = k
 		default:
-			return false
+			return dst, false
 		}
 	}
-	d.samples = append(d.samples, s)
-	return true
+	return append(dst, s), true
 }
 
 // str returns body[from:to] as a string without copying. It is valid only

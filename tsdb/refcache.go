@@ -4,13 +4,16 @@ import (
 	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 )
 
-// refCache maps the hash of a series' raw remote-write label bytes to its
-// head reference and validated labels, so that a request for a series seen
-// before skips building the labels, validating them and the head's hash
-// lookup: the append goes straight to the series by reference.
+// refCache maps the hash of a series' raw remote-write label bytes (1.0)
+// or of its label strings resolved from the symbols (2.0, whose references
+// are per request) to its head reference and validated labels, so that a
+// request for a series seen before skips building the labels, validating
+// them and the head's hash lookup: the append goes straight to the series
+// by reference.
 //
 // Correctness does not rest on the hash: a hit is used only after the raw
 // labels compare equal to the cached labels (refCache.get's caller does
@@ -39,6 +42,10 @@ const refCacheShards = 64
 type refEntry struct {
 	ref storage.SeriesRef
 	ls  labels.Labels
+	// meta is the series' remote-write 2.0 metadata as last stored, its
+	// strings owned by the entry (nil for 1.0): a request whose metadata
+	// is unchanged passes it to the storage without copying it again.
+	meta *metadata.Metadata
 }
 
 type refShard struct {

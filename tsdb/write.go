@@ -19,9 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage"
@@ -99,12 +101,18 @@ type WriteHandler struct {
 
 type writeBuffers struct {
 	compressed, decoded []byte
+	limited             io.LimitedReader
 	v1                  prompb.WriteRequest
 	v2                  writev2.Request
 	builder             labels.ScratchBuilder
 	exemplars           []exemplar.Exemplar
 	fast                fastV1
+	fast2               fastV2
 	state               appendState
+	// key is the scratch of a 2.0 series' ref-cache key; metas are the
+	// metadata copied in this request, by their references.
+	key   []byte
+	metas map[fastMeta]*metadata.Metadata
 }
 
 type writeMetrics struct {
@@ -298,6 +306,12 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		}
 		return h.appendV1(r, b)
 	default:
+		if !h.generic && b.fast2.decodeV2(body) {
+			if n := len(b.fast2.series); n > h.opts.MaxSeriesPerRequest {
+				return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+			}
+			return h.appendFastV2(r, b, body)
+		}
 		b.v2.Reset()
 		if err := proto.Unmarshal(body, &b.v2); err != nil {
 			return writeStats{}, errorf(http.StatusBadRequest, "decode remote-write 2.0 request: %v", err)
@@ -316,7 +330,11 @@ func (h *WriteHandler) readBody(r *http.Request, b *writeBuffers) ([]byte, *http
 		return nil, errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.opts.MaxRequestBytes)
 	}
 	buf := bytes.NewBuffer(b.compressed[:0])
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.opts.MaxRequestBytes+1))
+	// The LimitedReader lives in b: as a local it would escape, one
+	// allocation per request.
+	b.limited = io.LimitedReader{R: r.Body, N: h.opts.MaxRequestBytes + 1}
+	n, err := buf.ReadFrom(&b.limited)
+	b.limited.R = nil
 	b.compressed = buf.Bytes()
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)
@@ -766,4 +784,136 @@ func fastLabelsString(body []byte, fl []fastLabel) string {
 		ls[i] = prompb.Label{Name: string(body[l.nameFrom:l.nameTo]), Value: string(body[l.valueFrom:l.valueTo])}
 	}
 	return v1LabelsString(ls)
+}
+
+// appendFastV2 appends a request decoded by fastV2 with appendV2's results:
+// the same checks in the same order, the same rejects and messages, the
+// same labels and metadata. As appendFastV1 does, it looks each series up
+// in the ref cache, under the hash of its label strings as resolved from
+// the symbols (references are per request; the strings are what identify
+// the series), and uses a hit only when those strings equal the cached
+// labels. The metadata passed to the storage must outlive the body (the
+// storage may keep its strings): it is copied once per request per distinct
+// metadata, and kept in the cache entry, so that a steady stream of
+// requests with unchanged metadata copies none.
+func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byte) (writeStats, *httpError) {
+	d := &b.fast2
+	if len(d.symbols) > 0 && d.symbols[0].from != d.symbols[0].to {
+		return writeStats{}, errorf(http.StatusBadRequest, "symbols table must start with the empty string")
+	}
+	h.metrics.count(len(d.samples), 0, 0)
+	a := h.begin(r, b)
+	if len(b.metas) > 0 {
+		clear(b.metas)
+	}
+	lc := labelChecker{limits: h.opts.Labels}
+	nsyms := uint32(len(d.symbols))
+	for i := range d.series {
+		s := &d.series[i]
+		n := int(s.samplesTo - s.samplesFrom)
+		refs := d.refs[s.refsFrom:s.refsTo]
+		if len(refs)%2 != 0 {
+			a.reject("float", "invalid_labels", n, "series %d: odd number of label references", i)
+			continue
+		}
+		inTable := true
+		for _, ref := range refs {
+			inTable = inTable && ref < nsyms
+		}
+		if !inTable {
+			a.reject("float", "invalid_labels", n, "series %d: label reference outside the symbols table (size %d)", i, len(d.symbols))
+			continue
+		}
+		var (
+			ref    storage.SeriesRef
+			ls     labels.Labels
+			hash   uint64
+			e      refEntry
+			cached bool
+		)
+		if h.refs != nil {
+			// 0xff is in no valid UTF-8 string: the key of valid labels
+			// is unambiguous.
+			b.key = b.key[:0]
+			for _, sr := range refs {
+				b.key = append(append(b.key, d.sym(body, sr)...), 0xff)
+			}
+			hash = h.hash(b.key)
+			var ok bool
+			if e, ok = h.refs.get(hash); ok && d.sameLabels(body, refs, e.ls) {
+				ref, ls, cached = e.ref, e.ls, true
+			}
+		}
+		if !cached {
+			lc.reset()
+			for j := 0; j < len(refs); j += 2 {
+				lc.add(d.sym(body, refs[j]), d.sym(body, refs[j+1]))
+			}
+			if err := lc.check(); err != nil {
+				a.reject("float", "invalid_labels", n, "series %d: %v", i, err)
+				continue
+			}
+		}
+		if err := d.metadataError(body, s.meta); err != nil {
+			a.reject("float", "invalid_metadata", n, "series %d: metadata: %v", i, err)
+			continue
+		}
+		if !cached {
+			// The builder copies the bytes: ls outlives the body.
+			b.builder.Reset()
+			for j := 0; j < len(refs); j += 2 {
+				b.builder.Add(d.sym(body, refs[j]), d.sym(body, refs[j+1]))
+			}
+			b.builder.Sort()
+			ls = b.builder.Labels()
+		}
+		typ, help, unit := metricType(s.meta.typ), d.sym(body, s.meta.help), d.sym(body, s.meta.unit)
+		md := e.meta
+		if !cached || md == nil || md.Type != typ || md.Help != help || md.Unit != unit {
+			md = b.metadata(s.meta, typ, help, unit)
+		}
+		opts := storage.AppendV2Options{Metadata: *md}
+		first := ref
+		for _, smp := range d.samples[s.samplesFrom:s.samplesTo] {
+			ref = a.sample(ref, ls, smp.t, smp.v, nil, nil, opts)
+			if a.fatal != nil {
+				return a.finish()
+			}
+		}
+		if h.refs != nil && ref != 0 && (ref != first || md != e.meta) {
+			h.refs.put(hash, refEntry{ref: ref, ls: ls, meta: md})
+		}
+	}
+	return a.finish()
+}
+
+// metadata returns the metadata of references m, which resolve to typ,
+// help and unit, with strings of its own, shared by the request's series.
+func (b *writeBuffers) metadata(m fastMeta, typ model.MetricType, help, unit string) *metadata.Metadata {
+	if md, ok := b.metas[m]; ok {
+		return md
+	}
+	if b.metas == nil {
+		b.metas = map[fastMeta]*metadata.Metadata{}
+	}
+	md := &metadata.Metadata{Type: typ, Help: strings.Clone(help), Unit: strings.Clone(unit)}
+	b.metas[m] = md
+	return md
+}
+
+// sameLabels reports whether the labels of refs (pairs within the table)
+// are exactly ls, in order.
+func (d *fastV2) sameLabels(body []byte, refs []uint32, ls labels.Labels) bool {
+	i, same := 0, true
+	ls.Range(func(l labels.Label) {
+		if !same {
+			return
+		}
+		if i+1 >= len(refs) || l.Name != d.sym(body, refs[i]) || l.Value != d.sym(body, refs[i+1]) {
+			same = false
+			return
+		}
+		i += 2
+	})
+	return same && i == len(refs)
 }

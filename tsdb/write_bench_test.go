@@ -11,6 +11,7 @@ import (
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/loadgen"
@@ -36,25 +37,34 @@ func benchRequest(first, n int, ms int64) *prompb.WriteRequest {
 // gogo's generic Unmarshal into a reused WriteRequest (as the handler did).
 // ns/op over 2000 is the cost per sample.
 func BenchmarkDecodeV1(b *testing.B) {
-	body, err := proto.Marshal(benchRequest(0, 2000, time.Now().UnixMilli()))
+	var d fastV1
+	benchmarkDecode(b, benchRequest(0, 2000, time.Now().UnixMilli()), d.decodeV1, &prompb.WriteRequest{})
+}
+
+// BenchmarkDecodeV2 is BenchmarkDecodeV1 for a 2000-series 2.0 request.
+func BenchmarkDecodeV2(b *testing.B) {
+	var d fastV2
+	benchmarkDecode(b, benchRequestV2(0, 2000, time.Now().UnixMilli()), d.decodeV2, &writev2.Request{})
+}
+
+func benchmarkDecode(b *testing.B, msg proto.Message, fast func([]byte) bool, into proto.Message) {
+	body, err := proto.Marshal(msg)
 	require.NoError(b, err)
 	b.Run("fast", func(b *testing.B) {
-		var d fastV1
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if !d.decodeV1(body) {
+			if !fast(body) {
 				b.Fatal("fell back")
 			}
 		}
 	})
 	b.Run("gogo", func(b *testing.B) {
-		var req prompb.WriteRequest
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()
 		for b.Loop() {
-			req.Reset()
-			if err := proto.Unmarshal(body, &req); err != nil {
+			into.Reset()
+			if err := proto.Unmarshal(body, into); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -68,6 +78,38 @@ func BenchmarkDecodeV1(b *testing.B) {
 // pays label building, validation and the head's hash lookup per series;
 // decoder=generic is the gogo path (histograms, exemplars, metadata).
 func BenchmarkWriteV1(b *testing.B) {
+	benchmarkWrite(b, "application/x-protobuf", func(first, n int, ms int64) benchReq {
+		req := benchRequest(first, n, ms)
+		return benchReq{msg: req, setTime: func(t int64) {
+			for j := range req.Timeseries {
+				req.Timeseries[j].Samples[0].Timestamp = t
+			}
+		}}
+	})
+}
+
+// BenchmarkWriteV2 is BenchmarkWriteV1 in remote-write 2.0, as Prometheus 3
+// sends it: a symbols table per request, and with every series its
+// metadata (type, help and unit). decoder=generic is appendV2 on gogo's
+// unmarshal, the only 2.0 path before fastV2.
+func BenchmarkWriteV2(b *testing.B) {
+	benchmarkWrite(b, v2ContentType, func(first, n int, ms int64) benchReq {
+		req := benchRequestV2(first, n, ms)
+		return benchReq{msg: req, setTime: func(t int64) {
+			for j := range req.Timeseries {
+				req.Timeseries[j].Samples[0].Timestamp = t
+			}
+		}}
+	})
+}
+
+// benchReq is a request of a benchmark and how to move its samples' time.
+type benchReq struct {
+	msg     proto.Message
+	setTime func(int64)
+}
+
+func benchmarkWrite(b *testing.B, contentType string, newReq func(first, n int, ms int64) benchReq) {
 	const perReq = 2000
 	for _, c := range []struct {
 		name    string
@@ -86,17 +128,15 @@ func BenchmarkWriteV1(b *testing.B) {
 				// A round's requests are encoded with the timer stopped,
 				// each round one millisecond later, so appends are in order.
 				base := time.Now().Add(-time.Hour).UnixMilli()
-				var reqs []*prompb.WriteRequest
+				var reqs []benchReq
 				for first := 0; first < nSeries; first += perReq {
-					reqs = append(reqs, benchRequest(first, perReq, base))
+					reqs = append(reqs, newReq(first, perReq, base))
 				}
 				bodies := make([][]byte, len(reqs))
 				encode := func(round int64) {
 					for i, pr := range reqs {
-						for j := range pr.Timeseries {
-							pr.Timeseries[j].Samples[0].Timestamp = base + round
-						}
-						raw, err := proto.Marshal(pr)
+						pr.setTime(base + round)
+						raw, err := proto.Marshal(pr.msg)
 						require.NoError(b, err)
 						bodies[i] = snappy.Encode(bodies[i][:0], raw)
 					}
@@ -104,7 +144,7 @@ func BenchmarkWriteV1(b *testing.B) {
 				rdr := bytes.NewReader(nil)
 				req := httptest.NewRequest(http.MethodPost, "/api/v1/write", rdr)
 				req.Header.Set("Content-Encoding", "snappy")
-				req.Header.Set("Content-Type", "application/x-protobuf")
+				req.Header.Set("Content-Type", contentType)
 				w := &discardWriter{h: http.Header{}}
 				send := func(body []byte) {
 					rdr.Reset(body)
