@@ -18,6 +18,9 @@
 # probe series written every second, timed from the write's acknowledgement
 # to /api/v1/anomalies showing its score. Each run also records the server's
 # CPU (utime+stime from /proc) so cores per 100k samples/s can be sized.
+# Then, unless SAME_LOAD=0, each server runs fresh at the same load
+# (80% of Prometheus's median rate, SAME_LOAD_DURATION), for the memory
+# comparison at equal samples (see same_load).
 # PROFILE=1 also takes a 15 s CPU profile of omen under load at the largest
 # series count (omen serves /debug/pprof).
 set -euo pipefail
@@ -138,6 +141,55 @@ load() {
 	if grep -q '^probe:' "$f.txt"; then printf '  %-10s round %s: %s\n' "$name" "$round" "$(grep '^probe:' "$f.txt")" >&2; fi
 }
 
+# start_omen PORT DIR and start_prom PORT DIR start a server with fresh
+# storage in DIR, logging to $work/NAME.log; they set opid and ppid.
+start_omen() {
+	# shellcheck disable=SC2086 # OMEN_ARGS is a list of flags
+	"$bin" serve --web.listen-address="127.0.0.1:$1" --storage.tsdb.path="$2" $omen_args >"$work/omen.log" 2>&1 &
+	opid=$!
+	pids+=("$opid")
+}
+start_prom() {
+	printf 'global:\n  scrape_interval: 1m\nscrape_configs: []\n' >"$work/prometheus.yml"
+	"$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$2" \
+		--web.listen-address="127.0.0.1:$1" --web.enable-remote-write-receiver >"$work/prometheus.log" 2>&1 &
+	ppid=$!
+	pids+=("$ppid")
+}
+
+# same_load N: memory at the same load. The rounds above run each server as
+# fast as it answers, so the faster one stores more samples in the same
+# time and its head grows with them; the issue compares RSS "at the same
+# load". Each server, fresh, gets SAME_LOAD_DURATION (default 60s) of load
+# at 80% of Prometheus's median rate (so both keep up), one after the
+# other; their peak and final RSS are recorded in $out/same-load.tsv.
+same_load() {
+	local n=$1 rate port dir name pid
+	rate=$(jq -s '[.[].measured.accepted_samples_per_second] | sort | .[length/2|floor] * 0.8 | floor' "$out"/prometheus-series="$n"-round=*.json)
+	for name in omen prometheus; do
+		port=$(free_port)
+		dir="$work/same-$name-$n"
+		mkdir -p "$dir"
+		if [ "$name" = omen ]; then start_omen "$port" "$dir"; pid=$opid; else start_prom "$port" "$dir"; pid=$ppid; fi
+		wait_ready "http://127.0.0.1:$port" "$pid" "$name"
+		local idle
+		idle=$(kib "$pid" VmRSS)
+		timeout 900 "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
+			--batch "$batch" --concurrency "$concurrency" --duration "${SAME_LOAD_DURATION:-60s}" --warmup --rate "$rate" \
+			>"$out/same-load-$name-series=$n.txt" 2>"$out/same-load-$name-series=$n.log" || {
+			echo "bench-ingest: same-load loadgen against $name failed:" >&2
+			cat "$out/same-load-$name-series=$n.log" >&2
+			exit 1
+		}
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$name" "$rate" "$(tail -n 1 "$out/same-load-$name-series=$n.txt" | jq '.measured.samples_accepted + (.warmup.samples_accepted // 0)')" \
+			"$idle" "$(kib "$pid" VmHWM)" "$(kib "$pid" VmRSS)" >>"$out/same-load.tsv"
+		echo "  $name same load: $(grep '^measured:' "$out/same-load-$name-series=$n.txt")" >&2
+		kill "$pid"
+		wait "$pid" 2>/dev/null || true
+		rm -rf "$dir"
+	done
+}
+
 echo "bench-ingest: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before the run; $rounds rounds of $duration, concurrency $concurrency, batch $batch" >&2
 summary="$out/summary.tsv"
 printf 'series\tomen_samples_per_s\tprom_samples_per_s\tratio\tomen_hwm_kib\tprom_hwm_kib\tomen_b_per_series\tprom_b_per_series\tomen_p99_s\tprom_p99_s\tomen_errors\tprom_errors\tomen_idle_kib\tprom_idle_kib\tloadgen_cores\tomen_cores\tprom_cores\tlatency_rate\tlatency_omen_cores\tscore_p50_s\tscore_p99_s\tprobes\tprobes_missed\tomen_rss_kib\tomen_dropped_fraction\tomen_scored_samples_per_s\tscored_ratio\n' >"$summary"
@@ -145,15 +197,8 @@ for n in $series_list; do
 	op=$(free_port)
 	pp=$(free_port)
 	mkdir -p "$work/omen-$n" "$work/prom-$n"
-	printf 'global:\n  scrape_interval: 1m\nscrape_configs: []\n' >"$work/prometheus.yml"
-	# shellcheck disable=SC2086 # OMEN_ARGS is a list of flags
-	"$bin" serve --web.listen-address="127.0.0.1:$op" --storage.tsdb.path="$work/omen-$n" $omen_args >"$work/omen.log" 2>&1 &
-	opid=$!
-	pids+=("$opid")
-	"$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom-$n" \
-		--web.listen-address="127.0.0.1:$pp" --web.enable-remote-write-receiver >"$work/prometheus.log" 2>&1 &
-	ppid=$!
-	pids+=("$ppid")
+	start_omen "$op" "$work/omen-$n"
+	start_prom "$pp" "$work/prom-$n"
 	wait_ready "http://127.0.0.1:$op" "$opid" omen
 	wait_ready "http://127.0.0.1:$pp" "$ppid" prometheus
 	obase=$(kib "$opid" VmRSS)
@@ -199,6 +244,7 @@ for n in $series_list; do
 	cp "$work/omen.log" "$out/omen-series=$n.log"
 	cp "$work/prometheus.log" "$out/prometheus-series=$n.log"
 	rm -rf "$work/omen-$n" "$work/prom-$n"
+	if [ "${SAME_LOAD:-1}" = 1 ]; then same_load "$n"; fi
 
 	# Medians over the rounds of accepted samples/s and p99 latency; errors summed.
 	med() {
@@ -239,3 +285,12 @@ awk -F'\t' 'NR == 1 { next } {
 	printf "             server CPU during the rounds: omen %.2f cores, prometheus %.2f cores; omen dropped %.4f of its samples unscored (full scoring queues)\n", $16, $17, $25
 	printf "             omen at half its accepted-and-scored rate (%.0f samples/s, %.2f cores, RSS %.0f MiB): write acknowledged to anomaly score published p50 %.3fs p99 %.3fs (%d probes, %d missed)\n",
 		$18, $19, $24/1024, $20, $21, $22, $23 }' "$summary"
+if [ -f "$out/same-load.tsv" ]; then
+	echo
+	echo "Memory at the same load (fresh servers, ${SAME_LOAD_DURATION:-60s} at 80% of Prometheus's median rate, one after the other):"
+	awk -F'\t' '{ k = $1 }
+		$2 == "omen" { o[k] = $6; oi[k] = $5; r[k] = $3; s[k] = $4 }
+		$2 == "prometheus" { p[k] = $6; pi[k] = $5; ps[k] = $4 }
+		END { for (k in o) printf "series=%-7s rate %d samples/s (omen stored %d, prometheus %d)  |  peak RSS omen %5.0f MiB (%6.0f B/series above idle)  prometheus %5.0f MiB (%6.0f B/series above idle)  |  omen - prometheus %6.0f B/series (target <= 4096)\n",
+			k, r[k], s[k], ps[k], o[k]/1024, (o[k]-oi[k])*1024/k, p[k]/1024, (p[k]-pi[k])*1024/k, (o[k]-p[k])*1024/k }' "$out/same-load.tsv"
+fi
