@@ -70,15 +70,16 @@ const (
 	MemberForest               // Isolation Forest over the feature vector
 	MemberRange                // breakout beyond the range seen so far
 	MemberLong                 // residual against the same phase of past long (weekly) seasons
+	MemberNovelty              // contexts of the last few samples not seen for a while
 
-	MemberAll = MemberLevel | MemberSeasonal | MemberLag | MemberShift | MemberVariance | MemberSpectral | MemberForest | MemberRange | MemberLong
+	MemberAll = MemberLevel | MemberSeasonal | MemberLag | MemberShift | MemberVariance | MemberSpectral | MemberForest | MemberRange | MemberLong | MemberNovelty
 
 	// MemberDefault is the set DefaultOptions uses: the members that
 	// together score best on NAB (see docs/benchmarks.md, ablation). The
 	// others stay available; on NAB each adds more false alarms than
 	// detections, because a spike or shift that they notice is mostly
 	// noticed by these already.
-	MemberDefault = MemberLevel | MemberSeasonal | MemberShift | MemberRange | MemberLong
+	MemberDefault = MemberLevel | MemberSeasonal | MemberShift | MemberRange | MemberLong | MemberNovelty
 )
 
 // Options configure a Detector. The zero value of a field means "default"
