@@ -7,8 +7,9 @@
 // (a level residual, a seasonal residual, lag and phase deviations, a
 // level-shift and a variance-change statistic, spectral residual saliency, an
 // Isolation Forest over the other members' features, a breakout beyond
-// the range seen so far, and a sustained deviation from the same phase of a
-// long, e.g. weekly, season kept in a coarse three-week ring); each member's
+// the range seen so far, a sustained deviation from the same phase of a
+// long, e.g. weekly, season kept in a coarse three-week ring, and a run of
+// contexts of the last few samples not seen for a while); each member's
 // statistic is calibrated online against its own recent record (see Tail),
 // and the combined score is the
 // largest of them, scaled so that on normal data the fraction of samples
