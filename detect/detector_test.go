@@ -383,13 +383,13 @@ func TestRobustMatchesDirect(t *testing.T) {
 }
 
 func TestTailScoresRecords(t *testing.T) {
-	tl := newTail(100, 1000, tailMinLog)
+	tl := newTail(100, tailMinLog)
 	rng := rand.New(rand.NewPCG(1, 1))
 	for range 500 {
 		tl.Update(math.Abs(rng.NormFloat64()))
 	}
 	// A record beats both the window maximum and the floor e^MinLog·z_q.
-	m := max(tl.windowMax(), float64(tl.Zq)*math.Exp(float64(tl.MinLog)))
+	m := max(tl.windowMax(), float64(tl.Zq)*math.Exp(float64(tl.minLog())))
 	require.Less(t, tl.Score(m*0.99), 1.0)
 	require.Greater(t, tl.Score(m*1.01), 1.0)
 	require.InDelta(t, 1.0, tl.Score(tl.Threshold(1)), 1e-9)

@@ -5,7 +5,7 @@ import "math"
 const (
 	ifDims      = 5   // features per vector
 	ifReservoir = 40  // vectors kept
-	ifTrees     = 5   // trees in the forest
+	ifTrees     = 3   // trees in the forest
 	ifDepth     = 5   // maximum depth, log2 of the subsample as in the paper
 	ifSample    = 32  // vectors each tree is grown from
 	ifRefit     = 256 // samples between refits
@@ -26,9 +26,11 @@ type ifTree struct {
 // Forest is an Isolation Forest (Liu, Ting and Zhou, ICDM 2008) over
 // quantised feature vectors, refit every ifRefit samples on a bounded,
 // recency-biased reservoir. Features are clipped to ±8 and stored as int8
-// in steps of 1/16, so the whole model fits in about 0.8 KiB (five trees and
-// a 40-vector reservoir: sized so the per-series state stays within 4 KiB
-// beside the long seasonal ring). The statistic is
+// in steps of 1/16, so the whole model fits in about 0.6 KiB (three trees
+// and a 40-vector reservoir: sized so the per-series state stays within 4
+// KiB beside the long seasonal ring and the novelty member's seen-set; it
+// was five trees before the novelty member, six over 64 vectors before the
+// long ring). The statistic is
 //
 //	z = c(ψ) / E[h(x)]
 //

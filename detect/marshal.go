@@ -14,7 +14,7 @@ import (
 // rather than misread, and the series simply warms up again.
 const (
 	snapshotMagic   = "omdt"
-	snapshotVersion = 7
+	snapshotVersion = 8
 )
 
 // wireOptions is Options with fixed-size fields, for the snapshot.

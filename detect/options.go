@@ -7,8 +7,9 @@
 // (a level residual, a seasonal residual, lag and phase deviations, a
 // level-shift and a variance-change statistic, spectral residual saliency, an
 // Isolation Forest over the other members' features, a breakout beyond
-// the range seen so far, and a sustained deviation from the same phase of a
-// long, e.g. weekly, season kept in a coarse three-week ring); each member's
+// the range seen so far, a sustained deviation from the same phase of a
+// long, e.g. weekly, season kept in a coarse three-week ring, and a run of
+// contexts of the last few samples not seen for a while); each member's
 // statistic is calibrated online against its own recent record (see Tail),
 // and the combined score is the
 // largest of them, scaled so that on normal data the fraction of samples
@@ -70,15 +71,16 @@ const (
 	MemberForest               // Isolation Forest over the feature vector
 	MemberRange                // breakout beyond the range seen so far
 	MemberLong                 // residual against the same phase of past long (weekly) seasons
+	MemberNovelty              // contexts of the last few samples not seen for a while
 
-	MemberAll = MemberLevel | MemberSeasonal | MemberLag | MemberShift | MemberVariance | MemberSpectral | MemberForest | MemberRange | MemberLong
+	MemberAll = MemberLevel | MemberSeasonal | MemberLag | MemberShift | MemberVariance | MemberSpectral | MemberForest | MemberRange | MemberLong | MemberNovelty
 
 	// MemberDefault is the set DefaultOptions uses: the members that
 	// together score best on NAB (see docs/benchmarks.md, ablation). The
 	// others stay available; on NAB each adds more false alarms than
 	// detections, because a spike or shift that they notice is mostly
 	// noticed by these already.
-	MemberDefault = MemberLevel | MemberSeasonal | MemberShift | MemberRange | MemberLong
+	MemberDefault = MemberLevel | MemberSeasonal | MemberShift | MemberRange | MemberLong | MemberNovelty
 )
 
 // Options configure a Detector. The zero value of a field means "default"

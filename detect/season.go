@@ -35,8 +35,22 @@ type season struct {
 	Strength float32
 	N        uint32
 	LastTs   int64
-	DtMs     int64                // median sampling interval, once D is chosen
-	Dts      [seasonDecideN]int32 // sampling intervals until D is chosen, seconds
+	DtMs     int64 // median sampling interval, once D is chosen
+}
+
+// Until D is chosen the ring holds no bucket, so its first slots keep the
+// sampling intervals seen so far (seconds, an int32 in two int16 slots):
+// 64 bytes of state the series would otherwise carry for good.
+
+// setDt stores the i-th sampling interval.
+func (s *season) setDt(i int, dt int32) {
+	s.Ring.Q[2*i] = int16(uint16(uint32(dt)))
+	s.Ring.Q[2*i+1] = int16(uint16(uint32(dt) >> 16))
+}
+
+// dt returns the i-th sampling interval.
+func (s *season) dt(i int) int32 {
+	return int32(uint32(uint16(s.Ring.Q[2*i])) | uint32(uint16(s.Ring.Q[2*i+1]))<<16)
 }
 
 // gap reports how many samples were missed if ts comes after a gap (at
@@ -67,11 +81,16 @@ func (s *season) gap(ts int64, sc *Scratch) int64 {
 func (s *season) add(ts int64, x float64, sc *Scratch) {
 	s.N++
 	if s.D == 0 {
-		if s.N > 1 && int(s.N-2) < len(s.Dts) {
-			s.Dts[s.N-2] = int32(max(0, min((ts-s.LastTs)/1000, math.MaxInt32)))
+		if s.N > 1 && int(s.N-2) < seasonDecideN {
+			s.setDt(int(s.N-2), int32(max(0, min((ts-s.LastTs)/1000, math.MaxInt32))))
 		}
 		if s.N > seasonDecideN {
-			s.D, s.DtMs = chooseD(s.Dts[:seasonDecideN-1])
+			var dts [seasonDecideN - 1]int32
+			for i := range dts {
+				dts[i] = s.dt(i)
+			}
+			s.D, s.DtMs = chooseD(dts[:])
+			clear(s.Ring.Q[:2*seasonDecideN])
 			s.Count, s.Head, s.AccN, s.Acc = 0, 0, 0, 0
 		}
 	}

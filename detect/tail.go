@@ -37,30 +37,41 @@ const (
 // M_N is kept as the maxima of tailBlocks blocks of N/tailBlocks samples
 // (the window is N to N(1+1/tailBlocks) samples long), z_q is read every
 // tailRefresh samples from an exponentially forgetting histogram of log2 z.
-// All state is in fixed-size fields, so a Tail encodes with encoding/binary.
+// All state is in fixed-size fields, so a Tail encodes with encoding/binary;
+// what every Tail shares (the forgetting factor λ) is a constant, and the
+// floor of ln(M_N/z_q) is kept in hundredths in a byte: ten Tails per series,
+// so each byte here is ten per series.
 type Tail struct {
-	Hist     [tailBins]float32 // forgetting counts; a sample adds W
-	W        float32           // weight of the next sample; grows by 1/(1-λ) per sample
-	Total    float32           // sum of Hist
-	N        uint32            // samples seen
-	Since    uint32            // samples since Zq was recomputed
-	Zq       float32           // the tailQ quantile of z
-	Forget   float32           // λ
-	Blocks   [tailBlocks]float32
-	BlockLen uint32  // samples per block
-	InBlock  uint32  // samples in the current block
-	Block    uint8   // index of the current block
-	MinLog   float32 // floor of ln(M_N/z_q)
-	LogRange float32 // ln(M_N/z_q) floored at MinLog, kept up to date by Update
-	Z1       float32 // Threshold(1) = z_q·e^LogRange, the z that scores 1
+	Hist      [tailBins]float32 // forgetting counts; a sample adds W
+	W         float32           // weight of the next sample; grows by 1/(1-λ) per sample
+	Total     float32           // sum of Hist
+	N         uint32            // samples seen
+	Since     uint8             // samples since Zq was recomputed, < tailRefresh
+	Zq        float32           // the tailQ quantile of z
+	Blocks    [tailBlocks]float32
+	BlockLen  uint32  // samples per block
+	InBlock   uint32  // samples in the current block
+	Block     uint8   // index of the current block
+	MinLog100 uint8   // floor of ln(M_N/z_q), in hundredths
+	LogRange  float32 // ln(M_N/z_q) floored at the MinLog, kept up to date by Update
 }
 
-// newTail returns a Tail whose window is n samples, whose histogram
-// forgets with time constant span samples, and whose ln(M_N/z_q) is floored
-// at minLog.
-func newTail(n, span int, minLog float64) Tail {
-	return Tail{W: 1, Forget: 1 / float32(span), Zq: 1, BlockLen: uint32(max(1, (n+tailBlocks-1)/tailBlocks)), MinLog: float32(minLog), LogRange: float32(minLog), Z1: float32(math.Exp(minLog))}
+// tailForget is λ, the histogram's forgetting factor per sample: time
+// constant tailSpan samples.
+var tailForget = 1 / float32(tailSpan)
+
+// newTail returns a Tail whose window is n samples and whose ln(M_N/z_q) is
+// floored at minLog (in [0, 2.55], rounded to hundredths); its histogram
+// forgets with time constant tailSpan samples.
+func newTail(n int, minLog float64) Tail {
+	t := Tail{W: 1, Zq: 1, BlockLen: uint32(max(1, (n+tailBlocks-1)/tailBlocks)), MinLog100: uint8(max(0, min(math.Round(minLog*100), 255)))}
+	t.LogRange = t.minLog()
+	return t
 }
+
+// minLog returns the floor of ln(M_N/z_q). float32(k)/100 is the float32
+// nearest k/100, the same as float32 of the decimal constant.
+func (t *Tail) minLog() float32 { return float32(t.MinLog100) / 100 }
 
 // Ready reports whether enough samples were seen to calibrate.
 func (t *Tail) Ready() bool { return t.N >= tailMinN }
@@ -83,8 +94,7 @@ func (t *Tail) logRange() float64 { return float64(t.LogRange) }
 
 // refreshRange recomputes LogRange after the maximum or z_q changed.
 func (t *Tail) refreshRange() {
-	t.LogRange = float32(max(math.Log(t.windowMax()/float64(t.Zq)), float64(t.MinLog)))
-	t.Z1 = float32(float64(t.Zq) * math.Exp(float64(t.LogRange)))
+	t.LogRange = float32(max(math.Log(t.windowMax()/float64(t.Zq)), float64(t.minLog())))
 }
 
 // Score returns the calibrated score of z against the samples seen so far
@@ -124,7 +134,7 @@ func (t *Tail) Update(z float64) {
 	}
 	t.Hist[b] += t.W
 	t.Total += t.W
-	t.W /= 1 - t.Forget
+	t.W /= 1 - tailForget
 	if t.W > 1e20 {
 		// Rescale so the weights stay finite; O(bins) once per ~46/λ samples.
 		inv := 1 / t.W
