@@ -207,18 +207,29 @@ func New(opts Options) (*Detector, error) { return NewWithScratch(opts, nil) }
 // must not be used concurrently by other goroutines while this Detector's
 // methods run. A nil sc means a Scratch of its own.
 func NewWithScratch(opts Options, sc *Scratch) (*Detector, error) {
+	d := &Detector{}
+	if err := d.Init(opts, sc); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Init makes d a new Detector in place, as NewWithScratch does: a caller
+// that keeps many can embed them in its own per-series structs, one heap
+// object instead of two.
+func (d *Detector) Init(opts Options, sc *Scratch) error {
 	if opts.Members == 0 {
 		opts.Members = MemberDefault
 	}
 	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("detector options: %w", err)
+		return fmt.Errorf("detector options: %w", err)
 	}
 	if sc == nil {
 		sc = NewScratch()
 	}
-	d := &Detector{opts: opts, sc: sc}
+	*d = Detector{opts: opts, sc: sc}
 	d.Reset()
-	return d, nil
+	return nil
 }
 
 // Reset forgets everything learnt.

@@ -95,9 +95,8 @@ func BenchmarkStatePerSeries(b *testing.B) {
 				runtime.ReadMemStats(&before)
 				for i := range k {
 					ls := labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
-					det, err := detect.NewWithScratch(detect.DefaultOptions(), sc)
-					require.NoError(b, err)
-					s := &series{ref: storage.SeriesRef(i + 1), name: "bench_gauge", in: ls, det: det}
+					s := &series{ref: storage.SeriesRef(i + 1), name: "bench_gauge", in: ls}
+					require.NoError(b, s.det.Init(detect.DefaultOptions(), sc))
 					if withFC {
 						s.fc = newFcState(horizonsOf(config0().Defaults))
 					}

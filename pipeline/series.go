@@ -186,7 +186,9 @@ type series struct {
 	in      labels.Labels
 	counter bool
 
-	det *detect.Detector
+	// det is embedded, not pointed to: series and detector are one heap
+	// object (3072 B with the default members, against 288 + 3072).
+	det detect.Detector
 	fc  *fcState // nil: no forecaster
 
 	// Counter to rate conversion.

@@ -228,14 +228,13 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs)
 		return nil
 	}
-	det, err := detect.NewWithScratch(detectOptions(sc), w.scratch)
-	if err != nil {
+	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter}
+	if err := s.det.Init(detectOptions(sc), w.scratch); err != nil {
 		p.scored.Add(-1)
 		p.logger.Warn("Creating detector", "series", smp.ls.String(), "err", err)
 		w.ignore(smp.ref, nowMs)
 		return nil
 	}
-	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, det: det}
 	if len(sc.ForecastHorizons) > 0 {
 		if p.forecasting.Add(1) <= int64(p.opts.ForecastMaxSeries) {
 			s.fc = newFcState(horizonsOf(sc))
