@@ -301,7 +301,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			}
 			b, err := d.MarshalBinary()
 			require.NoError(t, err)
-			require.Len(t, b, d.snapshotSize())
+			require.Len(t, b, snapshotSize(members))
 			var r Detector
 			require.NoError(t, r.UnmarshalBinary(b))
 			again, err := r.AppendBinary([]byte("prefix"))

@@ -36,7 +36,7 @@ type wireOptions struct {
 // little-endian throughout; the extra state is there only when the options
 // turn an opt-in member on.
 func (d *Detector) MarshalBinary() ([]byte, error) {
-	return d.AppendBinary(make([]byte, 0, d.snapshotSize()))
+	return d.AppendBinary(make([]byte, 0, snapshotSize(d.opts.Members)))
 }
 
 // AppendBinary appends MarshalBinary's encoding to b, so that a caller
@@ -65,13 +65,10 @@ func (d *Detector) AppendBinary(b []byte) ([]byte, error) {
 	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b[start:])), nil
 }
 
-// snapshotSize is the length of MarshalBinary's output.
-func (d *Detector) snapshotSize() int {
-	n := len(snapshotMagic) + 2 + binary.Size(wireOptions{}) + binary.Size(&d.st) + 4
-	if d.opts.Members&extraFlags != 0 {
-		n += binary.Size(&extraState{})
-	}
-	return n
+// snapshotSize is the length of MarshalBinary's output for a Detector
+// with the given members.
+func snapshotSize(members int) int {
+	return len(snapshotMagic) + 2 + binary.Size(wireOptions{}) + StateSize(members) + 4
 }
 
 // UnmarshalBinary restores a Detector from MarshalBinary's output. It
@@ -92,8 +89,7 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	if _, err := binary.Decode(data[hdr:], binary.LittleEndian, &w); err != nil {
 		return fmt.Errorf("decode detector options: %w", err)
 	}
-	probe := Detector{opts: Options{Members: int(w.Members)}}
-	if want := probe.snapshotSize(); len(data) != want {
+	if want := snapshotSize(int(w.Members)); len(data) != want {
 		return fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
