@@ -21,7 +21,9 @@ type ensemble struct {
 	comps   []component
 	weights []float64 // weights[h*len(comps)+i]: of component i at horizon h+1; sum to 1 per h
 	lo, hi  []float64 // interval offsets per horizon, on the transformed scale
-	fc      [][]float64
+	// fc is forecast's scratch for one component at a time: one buffer,
+	// not one per component, since a Model lives as long as its series.
+	fc []float64
 }
 
 // combiner turns the validation errors of the candidates at one horizon
@@ -171,12 +173,12 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 		if used[c] && comp.fit(y) {
 			keep = append(keep, c)
 			e.comps = append(e.comps, comp)
-			e.fc = append(e.fc, make([]float64, H))
 		}
 	}
 	if len(keep) == 0 {
 		return nil
 	}
+	e.fc = make([]float64, H)
 	e.weights = make([]float64, H*len(keep))
 	for h := range H {
 		var sum float64
@@ -210,7 +212,7 @@ func (e *ensemble) forecast(dst []float64) {
 	clear(dst)
 	k := len(e.comps)
 	for i, c := range e.comps {
-		f := e.fc[i][:len(dst)]
+		f := e.fc[:len(dst)]
 		c.forecast(f)
 		for h, v := range f {
 			dst[h] += e.weights[h*k+i] * v

@@ -60,8 +60,15 @@ type Options struct {
 	// omen's scoring queues are FIFO, so by then it has scored every sample
 	// sent before (samples it dropped from a full queue aside).
 	DrainURL string
-	Now      func() time.Time // clock for sample timestamps
-	Client   *http.Client     // nil: a keep-alive client sized to Concurrency
+	// SampleInterval, if set, spaces the rounds' timestamps by it instead
+	// of taking them from the clock, starting Backdate before the start:
+	// a day of history at 15 s in seconds, so that models that need
+	// hours of sample time (forecasters, long windows) reach their steady
+	// state in a benchmark. Rounds then bounds how far it goes.
+	SampleInterval time.Duration
+	Backdate       time.Duration
+	Now            func() time.Time // clock for sample timestamps
+	Client         *http.Client     // nil: a keep-alive client sized to Concurrency
 }
 
 // DefaultOptions returns the defaults validate fills in.
@@ -134,8 +141,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("a drain check needs at least %d series", drainSeries)
 	case o.ProbeURL != "" && o.Series <= o.Concurrency:
 		return fmt.Errorf("a probe takes one of the %d series: want more than the %d workers", o.Series, o.Concurrency)
-	case o.Duration < 0 || o.Rounds < 0 || o.Timeout < 0 || o.Ahead < 0:
-		return errors.New("negative duration, rounds, timeout or ahead")
+	case o.Duration < 0 || o.Rounds < 0 || o.Timeout < 0 || o.Ahead < 0 || o.SampleInterval < 0 || o.Backdate < 0:
+		return errors.New("negative duration, rounds, timeout, ahead, sample interval or backdate")
+	case o.Backdate > 0 && o.SampleInterval == 0:
+		return errors.New("a backdate needs a sample interval")
 	}
 	return nil
 }
@@ -153,11 +162,17 @@ type worker struct {
 	vals    *values
 	last    int64 // last timestamp sent, ms
 	stats   stats
+	// With Options.SampleInterval: round n's timestamp is start + n*every.
+	start, every, n int64
 }
 
 // nextRound returns the first timestamp of a new round.
 func (w *worker) nextRound(now time.Time, sps int) (int64, error) {
 	t := now.UnixMilli()
+	if w.every > 0 {
+		t = w.start + w.n*w.every
+		w.n++
+	}
 	if t <= w.last {
 		t = w.last + 1
 	}
@@ -296,6 +311,7 @@ func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error
 func newWorkers(opts *Options) []*worker {
 	perReq := max(1, opts.Batch/opts.SamplesPerSeries)
 	workers := make([]*worker, opts.Concurrency)
+	start := opts.Now().Add(-opts.Backdate).UnixMilli() // one for all, so series stay aligned
 	n := opts.Series
 	if opts.ProbeURL != "" {
 		n--
@@ -303,7 +319,7 @@ func newWorkers(opts *Options) []*worker {
 	for wi := range workers {
 		lo, hi := wi*n/opts.Concurrency, (wi+1)*n/opts.Concurrency
 		counter := make([]bool, hi-lo)
-		w := &worker{vals: nil}
+		w := &worker{start: start, every: opts.SampleInterval.Milliseconds()}
 		for first := lo; first < hi; first += perReq {
 			end := min(first+perReq, hi)
 			sets := make([][]label, end-first)

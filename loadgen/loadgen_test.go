@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -261,4 +262,27 @@ func TestNextRoundBoundsTheFuture(t *testing.T) {
 	w.last = now.UnixMilli() + maxAhead.Milliseconds()
 	_, err = w.nextRound(now, 10)
 	require.ErrorContains(t, err, "ahead of the clock")
+}
+
+func TestRunSampleIntervalWritesHistory(t *testing.T) {
+	for _, protocol := range []int{1, 2} {
+		t.Run(fmt.Sprint("protocol=", protocol), func(t *testing.T) {
+			rc := &receiver{t: t, protocol: protocol, series: map[string]*received{}}
+			srv := httptest.NewServer(rc)
+			defer srv.Close()
+			now := time.UnixMilli(1_700_000_000_000)
+			res, err := Run(context.Background(), nil, Options{URL: srv.URL, Protocol: protocol, Series: 6, Batch: 4, Concurrency: 2,
+				Rounds: 4, Warmup: true, SampleInterval: 15 * time.Second, Backdate: time.Hour, Now: func() time.Time { return now }})
+			require.NoError(t, err)
+			require.EqualValues(t, 6*4, res.Measured.Samples)
+			require.Len(t, rc.series, 6)
+			start := now.Add(-time.Hour).UnixMilli()
+			for key, s := range rc.series {
+				// The warm-up is round 0; every series gets the same timestamps.
+				require.Equal(t, []int64{start, start + 15000, start + 30000, start + 45000, start + 60000}, s.ts, key)
+			}
+		})
+	}
+	_, err := Run(context.Background(), nil, Options{URL: "x", Series: 1, Concurrency: 1, Backdate: time.Hour})
+	require.ErrorContains(t, err, "a backdate needs a sample interval")
 }

@@ -37,6 +37,10 @@ func registerLoadgen(app *kingpin.Application, lc *logConfig) command {
 		StringVar(&o.ProbeURL)
 	cl.Flag("drain-url", "omen's base URL: after the measured phase, time until omen has scored everything sent (a marker sample on the last 8 series, polled on /api/v1/anomalies).").
 		StringVar(&o.DrainURL)
+	cl.Flag("sample-interval", "Space the rounds' timestamps by this instead of taking them from the clock (0: the clock). With --backdate and --rounds, writes history: models reach hours of sample time in a short run.").
+		DurationVar(&o.SampleInterval)
+	cl.Flag("backdate", "With --sample-interval: the first round's timestamps are this long before now.").
+		DurationVar(&o.Backdate)
 	cl.Flag("probe-every", "Interval between probe writes.").Default(o.ProbeEvery.String()).DurationVar(&o.ProbeEvery)
 	var cpuProfile string
 	cl.Flag("cpuprofile", "Write the generator's own CPU profile of the run to this file.").StringVar(&cpuProfile)
