@@ -2,6 +2,7 @@ package forecast
 
 import (
 	"encoding/csv"
+	"fmt"
 	"math"
 	"os"
 	"strconv"
@@ -97,4 +98,59 @@ func readM4(path string) ([][]float64, error) {
 		out = append(out, x)
 	}
 	return out, nil
+}
+
+// BenchmarkM4HourlyStreaming measures what the refit cadence costs in
+// accuracy, the way omen serve uses a Model: the options of the pipeline's
+// forecasters, every series replayed sample by sample, a forecast every
+// second sample (the pipeline's --forecast.interval over its 30 s steps)
+// scored at the published horizons (10, 30 and 60 steps: 5, 15 and 30
+// minutes at 30 s) against the values that follow. A forecast uses the
+// values up to its origin only. It reports the sMAPE and the 95% interval
+// coverage over all scored forecasts, and the CPU time per series.
+//
+//	go test -run '^$' -bench M4HourlyStreaming -benchtime 1x ./forecast
+func BenchmarkM4HourlyStreaming(b *testing.B) {
+	path := os.Getenv("OMEN_M4_TRAIN")
+	if path == "" {
+		path = "../../shared/m4hourly/Hourly-train.csv"
+	}
+	series, err := readM4(path)
+	if err != nil {
+		b.Skipf("M4 Hourly data: %v", err)
+	}
+	horizons := []int{10, 30, 60}
+	for _, refit := range []int{64, 128, 256} {
+		b.Run(fmt.Sprint("refit=", refit), func(b *testing.B) {
+			for range b.N {
+				var smape, inside, n float64
+				pts := make([]Point, 0, 80)
+				for _, x := range series {
+					m, err := New(Options{MaxHorizon: 80, History: 512, RefitEvery: refit, MinSamples: 2*80 + 32})
+					if err != nil {
+						b.Fatal(err)
+					}
+					for t, v := range x {
+						m.Update(int64(t)*hourMs, v)
+						if t%2 != 0 || !m.Ready() || t+horizons[len(horizons)-1] >= len(x) {
+							continue
+						}
+						pts = m.Forecast(pts, 80)
+						for _, h := range horizons {
+							p, y := pts[h-1], x[t+h]
+							smape += 200 * math.Abs(y-p.Yhat) / (math.Abs(y) + math.Abs(p.Yhat))
+							if p.Lower <= y && y <= p.Upper {
+								inside++
+							}
+							n++
+						}
+					}
+				}
+				b.ReportMetric(smape/n, "sMAPE")
+				b.ReportMetric(100*inside/n, "coverage%")
+				b.ReportMetric(n, "forecasts")
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(series)), "ns/series")
+		})
+	}
 }
