@@ -20,14 +20,7 @@ import (
 //
 //	go test -run '^$' -bench M4Hourly -benchtime 1x ./forecast
 func BenchmarkM4Hourly(b *testing.B) {
-	path := os.Getenv("OMEN_M4_TRAIN")
-	if path == "" {
-		path = "../../shared/m4hourly/Hourly-train.csv"
-	}
-	series, err := readM4(path)
-	if err != nil {
-		b.Skipf("M4 Hourly data: %v", err)
-	}
+	series := m4Series(b)
 	const H = 48
 	for range b.N {
 		var smape, mase, inside float64
@@ -66,6 +59,19 @@ func BenchmarkM4Hourly(b *testing.B) {
 		b.ReportMetric(100*inside/(n*H), "coverage%")
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(series)), "ns/series")
+}
+
+// m4Series returns the M4 Hourly training series, or skips b without them.
+func m4Series(b *testing.B) [][]float64 {
+	path := os.Getenv("OMEN_M4_TRAIN")
+	if path == "" {
+		path = "../../shared/m4hourly/Hourly-train.csv"
+	}
+	series, err := readM4(path)
+	if err != nil {
+		b.Skipf("M4 Hourly data: %v", err)
+	}
+	return series
 }
 
 // readM4 reads an M4 wide CSV: a header, then id and values per row, with
@@ -111,14 +117,7 @@ func readM4(path string) ([][]float64, error) {
 //
 //	go test -run '^$' -bench M4HourlyStreaming -benchtime 1x ./forecast
 func BenchmarkM4HourlyStreaming(b *testing.B) {
-	path := os.Getenv("OMEN_M4_TRAIN")
-	if path == "" {
-		path = "../../shared/m4hourly/Hourly-train.csv"
-	}
-	series, err := readM4(path)
-	if err != nil {
-		b.Skipf("M4 Hourly data: %v", err)
-	}
+	series := m4Series(b)
 	horizons := []int{10, 30, 60}
 	for _, refit := range []int{64, 128, 256} {
 		b.Run(fmt.Sprint("refit=", refit), func(b *testing.B) {
