@@ -11,18 +11,6 @@ import (
 // maxLongSeasons is the most long-season candidates detectSeasons offers.
 const maxLongSeasons = 1
 
-// detectSeasons returns the seasons of y, in samples: first the dominant
-// period found by detect's FFT seasonality, then up to maxLongSeasons
-// candidates for a longer season that is a whole multiple of it (weekly
-// over daily), each an alternative to the others; or none.
-//
-// The FFT peak of the dominant period is refined to the integer lag with the
-// highest autocorrelation nearby (the periodogram's bins are coarse and a
-// 24-sample cycle can come out as 23). The longer season is either another
-// detected period within 3% of a multiple of the first, snapped to it, or
-// the period detected in the series summed over blocks of the first period
-// (a weekly cycle in hourly data is a 7-block cycle of daily sums, which is
-// far easier to see than the weak 168-sample line in the raw spectrum).
 // seasonalities keeps season detectors, FFT plans included, between fits:
 // building one took a third of the detection's time in a refit (CPU profile
 // of omen serve at 100k series), and every refit of a series, and most
@@ -38,6 +26,18 @@ func seasonality(n int) *detect.Seasonality {
 	return detect.NewSeasonality(n)
 }
 
+// detectSeasons returns the seasons of y, in samples: first the dominant
+// period found by detect's FFT seasonality, then up to maxLongSeasons
+// candidates for a longer season that is a whole multiple of it (weekly
+// over daily), each an alternative to the others; or none.
+//
+// The FFT peak of the dominant period is refined to the integer lag with the
+// highest autocorrelation nearby (the periodogram's bins are coarse and a
+// 24-sample cycle can come out as 23). The longer season is either another
+// detected period within 3% of a multiple of the first, snapped to it, or
+// the period detected in the series summed over blocks of the first period
+// (a weekly cycle in hourly data is a 7-block cycle of daily sums, which is
+// far easier to see than the weak 168-sample line in the raw spectrum).
 func detectSeasons(y []float64, maxPeriod int) []int {
 	n := len(y)
 	maxPeriod = min(maxPeriod, n/2)

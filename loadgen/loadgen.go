@@ -62,9 +62,9 @@ type Options struct {
 	DrainURL string
 	// SampleInterval, if set, spaces the rounds' timestamps by it instead
 	// of taking them from the clock, starting Backdate before the start:
-	// a day of history at 15 s in seconds, so that models that need
-	// hours of sample time (forecasters, long windows) reach their steady
-	// state in a benchmark. Rounds then bounds how far it goes.
+	// hours of history at 15 s steps written in minutes, so that models
+	// that need hours of sample time (forecasters, long windows) reach
+	// their steady state in a benchmark. Rounds bounds how far it goes.
 	SampleInterval time.Duration
 	Backdate       time.Duration
 	Now            func() time.Time // clock for sample timestamps
