@@ -77,8 +77,13 @@ func buildScale(seasons []int, H int) []component {
 
 // fitEnsemble validates the candidates on y (transformed scale), derives
 // the weights and the interval offsets, and fits the kept components on
-// the whole of y. It returns nil if no component can be fitted.
-func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner) *ensemble {
+// the whole of y. The ensemble is nil if no component can be fitted.
+//
+// warm holds the Holt-Winters parameters of the previous fit's validation
+// fits; a candidate found there starts its validation fit from them (see
+// warmStart), and the parameters of this fit's validation fits are returned
+// for the next.
+func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart) (*ensemble, []warmStart) {
 	n := len(y)
 	origins := valOrigins
 	for origins > 1 && n-H-(origins-1)*valStride < n/2 {
@@ -91,9 +96,17 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 	errs := make([][]float64, nc)
 	ok := make([]bool, nc)
 	buf := make([]float64, H)
+	var next []warmStart
 	for c, comp := range cands {
+		hw, raw := holtWintersOf(comp)
+		if hw != nil {
+			hw.last = findWarm(warm, raw, hw.m1, hw.m2)
+		}
 		if start < 16 || !comp.fit(y[:start]) {
 			continue
+		}
+		if hw != nil {
+			next = append(next, newWarmStart(raw, hw))
 		}
 		ok[c] = true
 		errs[c] = make([]float64, origins*H)
@@ -144,7 +157,7 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 			sum += v
 		}
 		if sum == 0 {
-			return nil
+			return nil, next
 		}
 		for c := range w[h] {
 			w[h][c] /= sum
@@ -176,7 +189,7 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 		}
 	}
 	if len(keep) == 0 {
-		return nil
+		return nil, next
 	}
 	e.fc = make([]float64, H)
 	e.weights = make([]float64, H*len(keep))
@@ -193,7 +206,52 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 			}
 		}
 	}
-	return e
+	return e, next
+}
+
+// warmStart is the result of one Holt-Winters candidate's validation fit,
+// the starting point of the same candidate's validation fit at the next
+// refit: Nelder-Mead from there with a small simplex and a third of the
+// evaluations (see holtWinters.fit) instead of from a generic start. The
+// validation fit of the previous refit saw only samples from before the
+// current validation origins (its window started RefitEvery samples
+// earlier), so starting from it does not leak the validation period into
+// the choice of weights; starting from the previous final fit would.
+type warmStart struct {
+	raw    bool
+	m1, m2 int32
+	n      uint8
+	p      [5]float64
+}
+
+func newWarmStart(raw bool, hw *holtWinters) warmStart {
+	w := warmStart{raw: raw, m1: int32(hw.m1), m2: int32(hw.m2), n: uint8(len(hw.last))}
+	copy(w.p[:], hw.last)
+	return w
+}
+
+// findWarm returns a copy of the parameters of the candidate (raw, m1, m2)
+// in warm, nil if it is not there.
+func findWarm(warm []warmStart, raw bool, m1, m2 int) []float64 {
+	for _, w := range warm {
+		if w.raw == raw && int(w.m1) == m1 && int(w.m2) == m2 {
+			return append([]float64(nil), w.p[:w.n]...)
+		}
+	}
+	return nil
+}
+
+// holtWintersOf returns the Holt-Winters model inside c, if any, and
+// whether it works on the raw scale.
+func holtWintersOf(c component) (*holtWinters, bool) {
+	switch c := c.(type) {
+	case *holtWinters:
+		return c, false
+	case *rawScale:
+		hw, _ := c.c.(*holtWinters)
+		return hw, true
+	}
+	return nil, false
 }
 
 // selectWindow is the half-width of the horizons whose validation errors

@@ -30,6 +30,8 @@ type holtWinters struct {
 	// before the validation origins and then on all of it; the second fit
 	// starts from the first's parameters with a small simplex and a third
 	// of the evaluations (M4 Hourly self-split as good; refit about 10% faster).
+	// The first starts from the previous refit's first fit when there is
+	// one (warmStart).
 	last []float64
 	buf  []float64 // scratch for the fit's forecasts
 

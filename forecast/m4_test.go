@@ -62,7 +62,7 @@ func BenchmarkM4Hourly(b *testing.B) {
 }
 
 // m4Series returns the M4 Hourly training series, or skips b without them.
-func m4Series(b *testing.B) [][]float64 {
+func m4Series(b testing.TB) [][]float64 {
 	path := os.Getenv("OMEN_M4_TRAIN")
 	if path == "" {
 		path = "../../shared/m4hourly/Hourly-train.csv"

@@ -7,17 +7,20 @@ import (
 	"math"
 )
 
-// marshalVersion is the version of MarshalBinary's format.
-const marshalVersion = 1
+// marshalVersion is the version of MarshalBinary's format. Version 1 had no
+// warm starts; it is still read (the last fit is then rebuilt from a cold
+// start: forecasts close to, not exactly, the ones before the restart).
+const marshalVersion = 2
 
 var marshalMagic = [3]byte{'O', 'M', 'F'}
 
 // MarshalBinary encodes the model: its options, its kept history and its
 // counters. The fitted parameters are not stored: every fit is a
-// deterministic function of the history window it was made on, and the
-// history kept (History+RefitEvery values) always contains that window, so
-// UnmarshalBinary refits on it and replays the samples that came after,
-// which restores the same forecasts in a fraction of the bytes.
+// deterministic function of the history window it was made on and of the
+// Holt-Winters starting points it was given (stored, a few dozen bytes),
+// and the history kept (History+RefitEvery values) always contains that
+// window, so UnmarshalBinary refits on it and replays the samples that came
+// after, which restores the same forecasts in a fraction of the bytes.
 func (m *Model) MarshalBinary() ([]byte, error) {
 	b := make([]byte, 0, 96+8*m.count)
 	b = append(b, marshalMagic[:]...)
@@ -32,13 +35,26 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 	for _, d := range m.steps.diffs {
 		b = binary.LittleEndian.AppendUint64(b, uint64(d))
 	}
-	fitted := byte(0)
-	if m.fitted {
-		fitted = 1
-	}
-	b = append(b, fitted)
+	b = append(b, boolByte(m.fitted))
 	b = binary.LittleEndian.AppendUint32(b, uint32(m.sinceFit))
 	b = binary.LittleEndian.AppendUint32(b, uint32(m.count))
+	// UnmarshalBinary repeats the last fit if the next Forecast would not
+	// refit anyway: then it needs that fit's starting points, else the next
+	// fit's.
+	warm := m.warm
+	if m.fitted && m.sinceFit < m.opts.RefitEvery {
+		warm = m.warmIn
+	}
+	b = append(b, byte(len(warm)))
+	for _, w := range warm {
+		b = append(b, boolByte(w.raw))
+		b = binary.LittleEndian.AppendUint32(b, uint32(w.m1))
+		b = binary.LittleEndian.AppendUint32(b, uint32(w.m2))
+		b = append(b, w.n)
+		for _, p := range w.p[:w.n] {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p))
+		}
+	}
 	start := m.head - m.count
 	if start < 0 {
 		start += len(m.ring)
@@ -58,8 +74,9 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	if r.err != nil || magic != marshalMagic {
 		return errors.New("decode forecast model: not a forecast model")
 	}
-	if v := r.u8(); v != marshalVersion {
-		return fmt.Errorf("decode forecast model: version %d, want %d", v, marshalVersion)
+	version := r.u8()
+	if version != 1 && version != marshalVersion {
+		return fmt.Errorf("decode forecast model: version %d, want %d", version, marshalVersion)
 	}
 	var o Options
 	o.Coverage = math.Float64frombits(r.u64())
@@ -80,6 +97,19 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	fitted := r.u8() == 1
 	since := int(r.u32())
 	count := int(r.u32())
+	if version > 1 {
+		nw := int(r.u8())
+		for range nw {
+			w := warmStart{raw: r.u8() == 1, m1: int32(r.u32()), m2: int32(r.u32()), n: r.u8()}
+			if int(w.n) > len(w.p) {
+				return errors.New("decode forecast model: inconsistent warm start")
+			}
+			for i := range w.n {
+				w.p[i] = math.Float64frombits(r.u64())
+			}
+			nm.warm = append(nm.warm, w)
+		}
+	}
 	if r.err != nil {
 		return fmt.Errorf("decode forecast model: %w", r.err)
 	}
@@ -103,6 +133,13 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	}
 	*m = *nm
 	return nil
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 // reader decodes little-endian fields, remembering the first short read.

@@ -39,6 +39,11 @@ type Model struct {
 	fitted   bool
 	sinceFit int // values since the last fit
 
+	// warm is what the next fit's Holt-Winters candidates start from;
+	// warmIn what the last fit's started from, kept so that
+	// UnmarshalBinary can repeat that fit exactly.
+	warm, warmIn []warmStart
+
 	ens      *ensemble // nil if the last fit found nothing to fit
 	logScale bool
 	seasons  []int
@@ -195,7 +200,8 @@ func (m *Model) fitAt(k, skip int) {
 		t[i] = m.fwd(v)
 	}
 	m.seasons = detectSeasons(t, m.opts.MaxPeriod)
-	m.ens = fitEnsemble(t, m.seasons, m.logScale, m.opts.MaxHorizon, m.opts.Coverage, defaultCombiner)
+	m.warmIn = m.warm
+	m.ens, m.warm = fitEnsemble(t, m.seasons, m.logScale, m.opts.MaxHorizon, m.opts.Coverage, defaultCombiner, m.warmIn)
 	m.fitted, m.sinceFit = true, 0
 	for _, v := range all[k:] {
 		m.sinceFit++

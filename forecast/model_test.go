@@ -194,6 +194,43 @@ func TestMarshalRoundTrip(t *testing.T) {
 	require.ErrorContains(t, r.UnmarshalBinary(b[:len(b)-2]), "truncated")
 }
 
+// TestUnmarshalVersion1 checks that a snapshot from before warm starts is
+// still restored: the last fit is rebuilt from a cold start, so the
+// forecasts are near the original's, not equal to them.
+func TestUnmarshalVersion1(t *testing.T) {
+	y := planted(1200, 0, 100, 0.01, 10, 1)
+	m, _ := New(DefaultOptions())
+	feed(m, y[:1100], 0)
+	m.Forecast(nil, 48) // the first fit: cold
+	feed(m, y[1100:1150], 1100*hourMs)
+	want := m.Forecast(nil, 48) // the second: warm
+	require.NotEmpty(t, m.warmIn)
+
+	b, err := m.MarshalBinary()
+	require.NoError(t, err)
+	// Version 1 is version 2 without the warm starts, which follow the
+	// counters.
+	off := 4 + 8 + 5*4 + 8 + 8 + 2 + 8*stepWindow + 1 + 4 + 4
+	end := off + 1
+	for range int(b[off]) {
+		end += 1 + 4 + 4 + 1 + 8*int(b[end+9])
+	}
+	v1 := append(append([]byte(nil), b[:off]...), b[end:]...)
+	v1[3] = 1
+
+	var r Model
+	require.NoError(t, r.UnmarshalBinary(v1))
+	require.Empty(t, r.warmIn)
+	got := r.Forecast(nil, 48)
+	require.Len(t, got, len(want))
+	for i := range want {
+		require.InDelta(t, want[i].Yhat, got[i].Yhat, 0.05*(want[i].Upper-want[i].Lower), "step %d", i+1)
+	}
+	var r2 Model
+	require.NoError(t, r2.UnmarshalBinary(b))
+	require.Equal(t, want, r2.Forecast(nil, 48))
+}
+
 // TestModelShapes runs the whole model on series without a season, with
 // negative values and with a pure trend, and checks that forecasts are
 // finite, bracketed by their intervals and near the planted continuation.
