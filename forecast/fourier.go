@@ -29,7 +29,7 @@ const (
 type fourierReg struct {
 	periods []int
 	H       int       // horizon the level correction is fitted for
-	freqs   []float64 // angular frequency of each harmonic pair
+	harm    []int     // frequency of each harmonic pair, in cycles per longest season
 	coef    []float64 // c, then (a, b) per frequency
 	prof    []float64 // f over one cycle of the longest season
 	pos     int       // index in prof of the next observation
@@ -40,59 +40,34 @@ type fourierReg struct {
 
 func newFourierReg(periods []int, H int) *fourierReg {
 	f := &fourierReg{periods: append([]int(nil), periods...), H: H}
-	seen := map[[2]int]bool{}
+	// The seasons are nested (each a multiple of the first), so f repeats
+	// with the longest one, L, and every harmonic is a whole number of
+	// cycles per L. f is tabulated over L once per fit: update and forecast
+	// then cost a lookup instead of a sum of sines.
+	L := periods[len(periods)-1]
+	seen := map[int]bool{}
 	for _, p := range periods {
 		K := min(p/2, fourierMaxHarmonics)
-		if len(f.freqs) > 0 {
+		if len(f.harm) > 0 {
 			// A longer season gets as many new harmonics as fit its ratio to
 			// the shortest.
 			K = min(p/2, fourierMaxHarmonics+2*(p/periods[0]))
 		}
 		for k := 1; k <= K; k++ {
-			g := gcd(k, p)
-			key := [2]int{k / g, p / g}
-			if seen[key] {
+			h := k * L / p
+			if seen[h] {
 				continue
 			}
-			seen[key] = true
-			f.freqs = append(f.freqs, 2*math.Pi*float64(k)/float64(p))
+			seen[h] = true
+			f.harm = append(f.harm, h)
 		}
 	}
-	f.coef = make([]float64, 1+2*len(f.freqs))
-	// The seasons are nested (each a multiple of the first), so f repeats
-	// with the longest one and is tabulated over it once per fit: update
-	// and forecast then cost a lookup instead of a sum of sines.
-	f.prof = make([]float64, periods[len(periods)-1])
+	f.coef = make([]float64, 1+2*len(f.harm))
+	f.prof = make([]float64, L)
 	return f
 }
 
-func gcd(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
-}
-
 func (f *fourierReg) name() string { return fmt.Sprintf("fourier-%v", f.periods) }
-
-// row writes the regressors at time t into x.
-func (f *fourierReg) row(x []float64, t int64) {
-	x[0] = 1
-	for j, w := range f.freqs {
-		s, c := math.Sincos(w * float64(t))
-		x[1+2*j] = c
-		x[2+2*j] = s
-	}
-}
-
-func (f *fourierReg) value(t int64, x []float64) float64 {
-	f.row(x, t)
-	var s float64
-	for i, c := range f.coef {
-		s += c * x[i]
-	}
-	return s
-}
 
 func (f *fourierReg) fit(y []float64) bool {
 	n := len(y)
@@ -101,8 +76,12 @@ func (f *fourierReg) fit(y []float64) bool {
 		return false
 	}
 	// The regressors repeat with the longest season L, so the normal
-	// equations only need the weights and weighted values summed per phase:
-	// XᵀWX = Σ_j (Σ_{t≡j} w_t)·x_j x_jᵀ, O(L·p²) instead of O(n·p²).
+	// equations only need the weights and weighted values summed per phase
+	// j: XᵀWX = Σ_j (Σ_{t≡j} w_t)·x_j x_jᵀ. And since every regressor is a
+	// cosine or sine of a whole number of cycles per L, each entry of that
+	// sum is, by the product-to-sum identities, a cosine or sine transform
+	// of the per-phase weights at the sum or difference of two harmonics:
+	// O(L²+p²) for all of them instead of O(L·p²).
 	L := len(f.prof)
 	wsum := make([]float64, L)
 	wy := make([]float64, L)
@@ -113,19 +92,42 @@ func (f *fourierReg) fit(y []float64) bool {
 		wy[t%L] += w * y[t]
 		w *= lam
 	}
+	ct, st := make([]float64, L), make([]float64, L)
+	for m := range L {
+		st[m], ct[m] = math.Sincos(2 * math.Pi * float64(m) / float64(L))
+	}
+	// cw[m] = Σ_j wsum_j·cos(2πmj/L); sw with sin; cy, sy the same of wy.
+	cw, sw, cy, sy := make([]float64, L), make([]float64, L), make([]float64, L), make([]float64, L)
+	for m := range L {
+		var a, b, c, d float64
+		r := 0 // m·j mod L
+		for j := range L {
+			a += wsum[j] * ct[r]
+			b += wsum[j] * st[r]
+			c += wy[j] * ct[r]
+			d += wy[j] * st[r]
+			if r += m; r >= L {
+				r -= L
+			}
+		}
+		cw[m], sw[m], cy[m], sy[m] = a, b, c, d
+	}
+	mod := func(m int) int { return (m%L + L) % L }
 	ata := make([]float64, p*p)
 	atb := make([]float64, p)
-	x := make([]float64, p)
-	for j := range L {
-		if wsum[j] == 0 {
-			continue
-		}
-		f.row(x, int64(j))
-		for i := 0; i < p; i++ {
-			wi := wsum[j] * x[i]
-			atb[i] += wy[j] * x[i]
-			for k := 0; k <= i; k++ {
-				ata[i*p+k] += wi * x[k]
+	ata[0], atb[0] = cw[0], cy[0]
+	for a, ha := range f.harm {
+		ca, sa := 1+2*a, 2+2*a // rows of cos and sin of harmonic a
+		atb[ca], atb[sa] = cy[ha], sy[ha]
+		ata[ca*p], ata[sa*p] = cw[ha], sw[ha]
+		for b, hb := range f.harm[:a+1] {
+			cb, sb := 1+2*b, 2+2*b
+			d, s := mod(ha-hb), mod(ha+hb)
+			ata[ca*p+cb] = (cw[d] + cw[s]) / 2 // cos·cos
+			ata[sa*p+sb] = (cw[d] - cw[s]) / 2 // sin·sin
+			ata[sa*p+cb] = (sw[s] + sw[d]) / 2 // sin_a·cos_b
+			if b < a {
+				ata[ca*p+sb] = (sw[s] - sw[d]) / 2 // cos_a·sin_b
 			}
 		}
 	}
@@ -143,7 +145,12 @@ func (f *fourierReg) fit(y []float64) bool {
 	// Residual level: α and φ on a coarse grid, by the mean absolute error
 	// of the 1..H step forecasts from origins every fitStride samples.
 	for j := range f.prof {
-		f.prof[j] = f.value(int64(j), x)
+		v := f.coef[0]
+		for a, h := range f.harm {
+			r := h * j % L
+			v += f.coef[1+2*a]*ct[r] + f.coef[2+2*a]*st[r]
+		}
+		f.prof[j] = v
 	}
 	res := make([]float64, n)
 	for t := range res {
