@@ -126,28 +126,93 @@ func (h *holtWinters) setParams(p []float64) {
 // hourly data the one-step error is smallest for a near random walk (α → 1,
 // γ → 0) that forgets the season, which is useless 48 steps ahead.
 func (h *holtWinters) run(y []float64) float64 {
-	h.l, h.b = h.l0, h.b0
 	copy(h.s1, h.s10)
 	copy(h.s2, h.s20)
-	h.i1, h.i2 = 0, 0
 	H := h.horizon
 	if cap(h.buf) < H {
 		h.buf = make([]float64, H)
 	}
-	buf := h.buf[:H]
-	warm := max(h.m1, h.m2, 1)
+	// The damped trend's multipliers φ+…+φ^k are the same at every
+	// origin: computed once per run, the same products in the same order
+	// as forecast's.
+	damp := h.buf[:H]
+	d, phiH := 0.0, 1.0
+	for k := range damp {
+		phiH *= h.phi
+		d += phiH
+		damp[k] = d
+	}
+	// Most of a fit's time is spent in this loop, so it is step and
+	// forecast written out over local variables. An absent season becomes
+	// a one-slot season of the unit value (0 added or 1 multiplied, with
+	// γ = 0), which leaves every value as it was without a branch per step.
+	mult := h.mult
+	var unit1, unit2 [1]float64
+	if mult {
+		unit1[0], unit2[0] = 1, 1
+	}
+	alpha, ab, phi, g1, g2 := h.alpha, h.alpha*h.beta, h.phi, h.g1, h.g2
+	s1, m1 := h.s1, h.m1
+	if m1 == 0 {
+		s1, m1, g1 = unit1[:], 1, 0
+	}
+	s2, m2 := h.s2, h.m2
+	if m2 == 0 {
+		s2, m2, g2 = unit2[:], 1, 0
+	}
+	l, b, i1, i2 := h.l0, h.b0, 0, 0
+	next := max(h.m1, h.m2, 1) // the next forecast origin
 	var sae float64
 	var cnt int
 	for t, v := range y {
-		if t >= warm && (t-warm)%fitStride == 0 && t+H <= len(y) {
-			h.forecast(buf)
-			for k, f := range buf {
-				sae += math.Abs(y[t+k] - f)
+		if t == next {
+			next += fitStride
+			if t+H <= len(y) {
+				obs := y[t : t+H]
+				j1, j2 := i1, i2
+				for k, dk := range damp {
+					var f float64
+					if mult {
+						f = (l + dk*b) * s1[j1] * s2[j2]
+					} else {
+						f = l + dk*b + s1[j1] + s2[j2]
+					}
+					sae += math.Abs(obs[k] - f)
+					if j1++; j1 == m1 {
+						j1 = 0
+					}
+					if j2++; j2 == m2 {
+						j2 = 0
+					}
+				}
+				cnt += H
 			}
-			cnt += H
 		}
-		h.step(v)
+		lb := l + phi*b
+		if mult {
+			S := s1[i1] * s2[i2]
+			e := v - lb*S
+			l = lb + alpha*e/S
+			b = phi*b + ab*e/S
+			x1 := s1[i1]
+			s1[i1] += g1 * e / (lb * s2[i2])
+			s2[i2] += g2 * e / (lb * x1)
+		} else {
+			e := v - lb - (s1[i1] + s2[i2])
+			l = lb + alpha*e
+			b = phi*b + ab*e
+			s1[i1] += g1 * e
+			s2[i2] += g2 * e
+		}
+		if i1++; i1 == m1 {
+			i1 = 0
+		}
+		if i2++; i2 == m2 {
+			i2 = 0
+		}
 	}
+	h.l, h.b = l, b
+	h.i1, h.i2 = i1%max(h.m1, 1), i2%max(h.m2, 1)
 	if math.IsNaN(sae) || cnt == 0 {
 		return math.Inf(1)
 	}
