@@ -184,6 +184,9 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 	var keep []int
 	for c, comp := range cands {
 		if used[c] && comp.fit(y) {
+			if k, ok := comp.(compacter); ok {
+				k.compact()
+			}
 			keep = append(keep, c)
 			e.comps = append(e.comps, comp)
 		}

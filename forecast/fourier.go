@@ -180,6 +180,10 @@ func (f *fourierReg) fit(y []float64) bool {
 	return true
 }
 
+// compact drops the coefficients and harmonics: update and forecast only
+// read the profile tabulated from them.
+func (f *fourierReg) compact() { f.coef, f.harm = nil, nil }
+
 func (f *fourierReg) update(v float64) {
 	e := v - f.prof[f.pos]
 	f.r = f.phi*f.r + f.alpha*(e-f.phi*f.r)

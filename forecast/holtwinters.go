@@ -106,6 +106,10 @@ func (h *holtWinters) fit(y []float64) bool {
 	return ok
 }
 
+// compact drops the initial state, which only the objective replays from,
+// and the parameters the next fit would start from: 2·(m1+m2)+5 values.
+func (h *holtWinters) compact() { h.s10, h.s20, h.last = nil, nil, nil }
+
 func (h *holtWinters) setParams(p []float64) {
 	h.alpha = logistic(p[0], 0.001, 0.999)
 	h.beta = h.alpha * logistic(p[1], 0, 0.5)

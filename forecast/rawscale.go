@@ -30,6 +30,12 @@ func (r *rawScale) fit(y []float64) bool {
 
 func (r *rawScale) update(v float64) { r.c.update(math.Exp(v)) }
 
+func (r *rawScale) compact() {
+	if k, ok := r.c.(compacter); ok {
+		k.compact()
+	}
+}
+
 // forecast maps non-positive forecasts (a trend run below zero) to the
 // smallest positive number: their validation error is then huge and their
 // weight nil.

@@ -15,8 +15,9 @@
 # Loopback only; every wait is bounded; both servers are killed on exit.
 # After the rounds, omen gets LATENCY_DURATION (default 30s) more load at
 # half its median rate with a probe (`omen loadgen --rate --probe-url`): a
-# probe series written every second, timed from the write's acknowledgement
-# to /api/v1/anomalies showing its score. Each run also records the server's
+# probe series written every PROBE_EVERY (default 100ms, so a 30 s run has
+# ~300 probes and its p99 is not just the slowest one), timed from the
+# write's acknowledgement to /api/v1/anomalies showing its score. Each run also records the server's
 # CPU (utime+stime from /proc) so cores per 100k samples/s can be sized.
 # Then, unless SAME_LOAD=0, each server runs fresh at the same load
 # (80% of Prometheus's median rate, SAME_LOAD_DURATION), for the memory
@@ -35,6 +36,7 @@ batch=${BATCH:-2000}
 out=${OUT:-./out/bench-ingest}
 profile=${PROFILE:-0}
 latency_duration=${LATENCY_DURATION:-30s}
+probe_every=${PROBE_EVERY:-100ms}
 omen_args=${OMEN_ARGS:-}
 hz=$(getconf CLK_TCK)
 
@@ -226,7 +228,7 @@ for n in $series_list; do
 	half=$(jq -s '[.[].scored_samples_per_second] | sort | .[length/2|floor] / 2 | floor' "$out"/omen-series="$n"-round=*.json)
 	# No warm-up pass (see load): the series exist, and an unlimited pass
 	# would queue a backlog the first probes wait behind.
-	duration=$latency_duration load omen "$op" "$n" latency "$opid" --rate "$half" --probe-url "http://127.0.0.1:$op"
+	duration=$latency_duration load omen "$op" "$n" latency "$opid" --rate "$half" --probe-url "http://127.0.0.1:$op" --probe-every "$probe_every"
 	if [ "$profile" = 1 ] && [ "$n" = "${series_list##* }" ]; then
 		echo "bench-ingest: profiling omen for 15 s under load" >&2
 		curl -sf -o "$out/omen-cpu.pprof" "http://127.0.0.1:$op/debug/pprof/profile?seconds=15" &
