@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
 )
 
 // Anomaly is one entry of /api/v1/anomalies.
@@ -93,23 +94,44 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 	list := []Anomaly{}
 	holdMs := p.opts.IncidentHold.Milliseconds()
-	for _, w := range p.workers {
-		w.view(func(s *series) {
-			if !s.pub.hasResult || !matchesAny(sets, s.in) {
-				return
+	add := func(s *series) {
+		if !s.pub.hasResult {
+			return
+		}
+		a := Anomaly{
+			Labels: outputLabelMap(s), Score: s.pub.score, Value: s.pub.value,
+			Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
+			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
+			Timestamp: time.UnixMilli(s.pub.t).UTC(),
+		}
+		if s.pub.active(holdMs) {
+			since, last := time.UnixMilli(s.pub.since).UTC(), time.UnixMilli(s.pub.lastHot).UTC()
+			a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, s.pub.peak, &since, &last
+		}
+		list = append(list, a)
+	}
+	key := matchKey(sets) // "": every series, nothing to remember
+	for i, w := range p.workers {
+		w.mu.RLock()
+		if refs, ok := p.matches.get(key, i, w.gen); ok {
+			for _, ref := range refs {
+				add(w.series[ref])
 			}
-			a := Anomaly{
-				Labels: outputLabelMap(s), Score: s.pub.score, Value: s.pub.value,
-				Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
-				Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
-				Timestamp: time.UnixMilli(s.pub.t).UTC(),
+		} else {
+			var refs []storage.SeriesRef
+			for ref, s := range w.series {
+				if matchesAny(sets, s.in) {
+					if key != "" {
+						refs = append(refs, ref)
+					}
+					add(s)
+				}
 			}
-			if s.pub.active(holdMs) {
-				since, last := time.UnixMilli(s.pub.since).UTC(), time.UnixMilli(s.pub.lastHot).UTC()
-				a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, s.pub.peak, &since, &last
+			if key != "" {
+				p.matches.put(key, i, len(p.workers), w.gen, refs)
 			}
-			list = append(list, a)
-		})
+		}
+		w.mu.RUnlock()
 	}
 	sort.SliceStable(list, func(i, j int) bool {
 		if list[i].Active != list[j].Active {

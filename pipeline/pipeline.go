@@ -240,6 +240,7 @@ type Pipeline struct {
 	opts    Options
 	m       *metrics
 	workers []*worker
+	matches matchCache      // /api/v1/anomalies' selectors
 	family  map[string]bool // exposed on /metrics
 	store   map[string]bool // appended to the TSDB
 

@@ -31,6 +31,7 @@ type worker struct {
 
 	mu      sync.RWMutex
 	series  map[storage.SeriesRef]*series
+	gen     uint64                      // bumped under mu whenever series gains or loses one
 	ignored map[storage.SeriesRef]int64 // not selected or over budget: ref → last seen (unix ms)
 
 	cfgGen  uint64
@@ -248,6 +249,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	}
 	w.mu.Lock()
 	w.series[smp.ref] = s
+	w.gen++
 	w.mu.Unlock()
 	if !s.pub.ready {
 		p.m.warming.Add(1)
@@ -281,6 +283,7 @@ func isDerived(s *series) bool { return s.ref&derivedRefBit != 0 }
 // drop forgets a series; mu must be held.
 func (w *worker) drop(ref storage.SeriesRef, s *series) {
 	delete(w.series, ref)
+	w.gen++
 	w.p.scored.Add(-1)
 	if s.fc != nil {
 		w.p.forecasting.Add(-1)
