@@ -103,6 +103,14 @@ func (collector) Describe(chan<- *prometheus.Desc) {}
 
 // collected is one series' state copied for a scrape; in and name of a
 // series never change, so s is only read for them.
+// walkBuf is walkOutputs' copy of one worker's published results at a
+// time; a scrape walks once per family, so one walkBuf serves them all.
+type walkBuf struct {
+	list []collected
+	pts  []forecast.Point
+	oks  []bool
+}
+
 type collected struct {
 	s   *series
 	pub published
@@ -111,7 +119,7 @@ type collected struct {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if !c.selfOnly {
-		c.p.walkOutputs("", func(name string, ls *outLabelSet, v float64) { c.emit(ch, name, outputHelp[name], ls, v) })
+		c.p.walkOutputs("", &walkBuf{}, func(name string, ls *outLabelSet, v float64) { c.emit(ch, name, outputHelp[name], ls, v) })
 	}
 	a := c.p.acc()
 	a.mu.Lock()
@@ -130,13 +138,10 @@ const familyModelReady = "omen_model_ready"
 // and ScoreFloor), or only those of family if it is not "". Each worker's
 // state is copied under its lock first and walked after, so a slow reader
 // of fn never holds up scoring. ls is reused between calls.
-func (p *Pipeline) walkOutputs(family string, fn func(name string, ls *outLabelSet, v float64)) {
-	var (
-		list []collected
-		pts  []forecast.Point
-		oks  []bool
-		ls   outLabelSet
-	)
+func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string, ls *outLabelSet, v float64)) {
+	var ls outLabelSet
+	list, pts, oks := buf.list, buf.pts, buf.oks
+	defer func() { buf.list, buf.pts, buf.oks = list[:0], pts[:0], oks[:0] }()
 	want := func(name string) bool { return family == "" || family == name }
 	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
 	for _, w := range p.workers {

@@ -22,12 +22,13 @@ func (p *Pipeline) WriteOutputs(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var line []byte
 	var err error
+	var buf walkBuf
 	for _, fam := range exposedFamilies {
 		if fam != familyModelReady && !p.family[fam] {
 			continue
 		}
 		header := false
-		p.walkOutputs(fam, func(name string, ls *outLabelSet, v float64) {
+		p.walkOutputs(fam, &buf, func(name string, ls *outLabelSet, v float64) {
 			if err != nil {
 				return
 			}
