@@ -7,11 +7,6 @@ package forecast
 // forecast need no allocation and are O(1) and O(len(dst)). A component is
 // built for a given set of seasons; a refit that finds other seasons builds
 // new components.
-// compacter is a component holding memory that only fitting needs. The
-// ensemble calls compact after a component's final fit: a Model keeps its
-// components for as long as its series lives, and is refitted with new ones.
-type compacter interface{ compact() }
-
 type component interface {
 	// fit estimates the parameters and the state from y, oldest first.
 	// Afterwards the state is at the end of y. It reports false if y is too
@@ -25,3 +20,8 @@ type component interface {
 	// name identifies the component in tests and logs.
 	name() string
 }
+
+// compacter is a component holding memory that only fitting needs. The
+// ensemble calls compact after a component's final fit: a Model keeps its
+// components for as long as its series lives, and is refitted with new ones.
+type compacter interface{ compact() }

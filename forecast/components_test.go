@@ -148,3 +148,53 @@ func TestNelderMeadQuadratic(t *testing.T) {
 	require.InDelta(t, 1, x[0], 1e-3)
 	require.InDelta(t, -2, x[1], 1e-3)
 }
+
+// TestHoltWintersRunMatchesStep guards run, which writes step and forecast
+// out over local variables for speed: for every season layout and both
+// error forms, its objective and the state it leaves must equal, bit for
+// bit, those of replaying the history through step and forecast.
+func TestHoltWintersRunMatchesStep(t *testing.T) {
+	y := hourly(600)
+	r := rand.New(rand.NewPCG(1, 2))
+	ref := func(h *holtWinters) float64 {
+		h.l, h.b, h.i1, h.i2 = h.l0, h.b0, 0, 0
+		copy(h.s1, h.s10)
+		copy(h.s2, h.s20)
+		buf := make([]float64, h.horizon)
+		warm := max(h.m1, h.m2, 1)
+		var sae float64
+		var cnt int
+		for t, v := range y {
+			if t >= warm && (t-warm)%fitStride == 0 && t+h.horizon <= len(y) {
+				h.forecast(buf)
+				for k, f := range buf {
+					sae += math.Abs(y[t+k] - f)
+				}
+				cnt += h.horizon
+			}
+			h.step(v)
+		}
+		return sae / float64(cnt)
+	}
+	state := func(h *holtWinters) []float64 {
+		return append(append([]float64{h.l, h.b, float64(h.i1), float64(h.i2)}, h.s1...), h.s2...)
+	}
+	for _, seasons := range [][]int{nil, {24}, {24, 168}} {
+		for _, mult := range []bool{false, true} {
+			h := newHoltWinters(mult, seasons, 48)
+			require.True(t, h.fit(y), "%v mult=%v", seasons, mult)
+			for range 20 {
+				p := make([]float64, 3+len(seasons))
+				for i := range p {
+					p[i] = r.NormFloat64()
+				}
+				h.setParams(p)
+				got := h.run(y)
+				gotState := state(h)
+				want := ref(h)
+				require.Equal(t, want, got, "%v mult=%v params %v", seasons, mult, p)
+				require.Equal(t, state(h), gotState, "%v mult=%v params %v", seasons, mult, p)
+			}
+		}
+	}
+}

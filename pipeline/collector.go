@@ -101,8 +101,6 @@ func (p *Pipeline) AccuracyCollector() prometheus.Collector {
 
 func (collector) Describe(chan<- *prometheus.Desc) {}
 
-// collected is one series' state copied for a scrape; in and name of a
-// series never change, so s is only read for them.
 // walkBuf is walkOutputs' copy of one worker's published results at a
 // time; a scrape walks once per family, so one walkBuf serves them all.
 type walkBuf struct {
@@ -111,6 +109,8 @@ type walkBuf struct {
 	oks  []bool
 }
 
+// collected is one series' state copied for a scrape; in and name of a
+// series never change, so s is only read for them.
 type collected struct {
 	s   *series
 	pub published
