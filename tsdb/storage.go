@@ -41,6 +41,13 @@ type Options struct {
 	RetentionSize        int64         // bytes; 0: unlimited
 	OutOfOrderTimeWindow time.Duration
 	MaxExemplars         int64
+	// Isolation makes a query see each commit (one remote-write request)
+	// whole or not at all. Off by default, as in Mimir's ingesters: the
+	// remote-write sender splits a scrape's samples across requests and
+	// shards as it likes, so a request is no unit a reader could rely on,
+	// and isolation costs every head series a ring of append IDs and every
+	// append and query a lock on the shared isolation state.
+	Isolation bool
 	// MinFreeBytes is the free space below which writes are refused (503)
 	// before the file system is actually full. 0: 5% of the file system,
 	// at most 64 MiB; negative: no free-space check. The reserve matters
@@ -121,6 +128,7 @@ func (s *Storage) Open() error {
 	o.EnableExemplarStorage = s.opts.MaxExemplars > 0
 	o.MaxExemplars = s.opts.MaxExemplars
 	o.EnableMetadataWALRecords = true
+	o.IsolationDisabled = !s.opts.Isolation
 	start := time.Now()
 	db, err := tsdb.Open(s.opts.Path, s.logger.With("component", "tsdb"), s.reg, o, s.stats)
 	if err != nil {

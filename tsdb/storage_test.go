@@ -116,3 +116,38 @@ func TestStorageFreeSpaceReserve(t *testing.T) {
 	require.Equal(t, uint64(5<<20), (&Storage{}).reserve(100<<20), "small ones 5%")
 	require.Zero(t, (&Storage{opts: Options{MinFreeBytes: -1}}).reserve(100<<20), "negative: no check")
 }
+
+// TestStorageIsolation: isolation is off unless asked for. The head's
+// append IDs (its high watermark) only advance with isolation on.
+func TestStorageIsolation(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		isolation bool
+	}{{"default off", false}, {"on", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			s := NewStorage(nil, reg, Options{Path: t.TempDir(), MinFreeBytes: -1, Isolation: tc.isolation})
+			require.NoError(t, s.Open())
+			defer func() { require.NoError(t, s.Close()) }()
+			for i := range 3 {
+				app := s.AppenderV2(t.Context())
+				_, err := app.Append(0, labels.FromStrings("__name__", "m"), 0, int64(i+1), 1, nil, nil, storage.AppendV2Options{})
+				require.NoError(t, err)
+				require.NoError(t, app.Commit())
+			}
+			mfs, err := reg.Gather()
+			require.NoError(t, err)
+			var high float64 = -1
+			for _, mf := range mfs {
+				if mf.GetName() == "prometheus_tsdb_isolation_high_watermark" {
+					high = mf.GetMetric()[0].GetGauge().GetValue()
+				}
+			}
+			if tc.isolation {
+				require.Equal(t, 3.0, high)
+			} else {
+				require.Zero(t, high)
+			}
+		})
+	}
+}

@@ -38,6 +38,7 @@ type serveFlags struct {
 	retentionTime model.Duration
 	retentionSize units.Base2Bytes
 	oooWindow     model.Duration
+	isolation     bool
 	queryTimeout  model.Duration
 	maxSamples    int
 	shutdownGrace time.Duration
@@ -66,6 +67,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("0").BytesVar(&f.retentionSize)
 	cl.Flag("storage.tsdb.out-of-order-time-window", "How far back out-of-order samples are still accepted (0: none).").
 		Default("0s").SetValue(&f.oooWindow)
+	cl.Flag("storage.tsdb.isolation", "Make queries see each remote-write request's samples all or none. Off by default: a request is not a unit Prometheus's sender preserves, and isolation costs memory per series and a lock per append.").
+		Default("false").BoolVar(&f.isolation)
 	cl.Flag("query.timeout", "Maximum time a query may take before being aborted.").
 		Default("2m").SetValue(&f.queryTimeout)
 	cl.Flag("query.max-samples", "Maximum number of samples a single query can load into memory.").
@@ -112,6 +115,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		RetentionTime:        time.Duration(f.retentionTime),
 		RetentionSize:        int64(f.retentionSize),
 		OutOfOrderTimeWindow: time.Duration(f.oooWindow),
+		Isolation:            f.isolation,
 		MaxExemplars:         tsdb.DefaultOptions().MaxExemplars,
 	})
 	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
