@@ -10,8 +10,9 @@ package forecast
 type component interface {
 	// fit estimates the parameters and the state from y, oldest first.
 	// Afterwards the state is at the end of y. It reports false if y is too
-	// short or degenerate for this component.
-	fit(y []float64) bool
+	// short or degenerate for this component. Temporary buffers come from
+	// sc (nil: allocated).
+	fit(y []float64, sc *fitScratch) bool
 	// update advances the state by one observation, parameters fixed.
 	update(v float64)
 	// forecast writes the forecasts 1..len(dst) steps after the last

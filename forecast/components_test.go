@@ -45,7 +45,7 @@ func TestComponentsRecoverPlanted(t *testing.T) {
 			y := planted(n, H, 100, tc.slope, 10, 0.2)
 			truth := planted(n, H, 100, tc.slope, 10, 0)[n:]
 			c := tc.comp()
-			require.True(t, c.fit(y[:n]))
+			require.True(t, c.fit(y[:n], nil))
 			fc := make([]float64, H)
 			c.forecast(fc)
 			for h := range fc {
@@ -62,7 +62,7 @@ func TestThetaHalfTrend(t *testing.T) {
 	const n, H = 720, 48
 	y := planted(n, H, 100, 0.05, 10, 0)
 	th := newTheta(24, H)
-	require.True(t, th.fit(y[:n]))
+	require.True(t, th.fit(y[:n], nil))
 	require.InDelta(t, 0.025, th.drift, 1e-3)
 	fc := make([]float64, H)
 	th.forecast(fc)
@@ -81,7 +81,7 @@ func TestComponentsUpdateMatchesRefit(t *testing.T) {
 	y := planted(n, H+24, 50, 0, 5, 0)
 	for _, c := range []component{newSeasonalNaive(24), newHoltWinters(false, []int{24}, H), newTheta(24, H), newFourierReg([]int{24}, H)} {
 		t.Run(c.name(), func(t *testing.T) {
-			require.True(t, c.fit(y[:n]))
+			require.True(t, c.fit(y[:n], nil))
 			for _, v := range y[n : n+24] {
 				c.update(v)
 			}
@@ -97,9 +97,9 @@ func TestComponentsUpdateMatchesRefit(t *testing.T) {
 func TestComponentsRejectShortHistory(t *testing.T) {
 	y := planted(30, 0, 10, 0, 1, 0)
 	for _, c := range []component{newSeasonalNaive(48), newHoltWinters(false, []int{24}, 48), newTheta(24, 48), newFourierReg([]int{24}, 48)} {
-		require.False(t, c.fit(y), c.name())
+		require.False(t, c.fit(y, nil), c.name())
 	}
-	require.False(t, newHoltWinters(true, []int{4}, 4).fit(append([]float64{-1}, planted(100, 0, 10, 0, 1, 0)...)), "multiplicative needs positive data")
+	require.False(t, newHoltWinters(true, []int{4}, 4).fit(append([]float64{-1}, planted(100, 0, 10, 0, 1, 0)...), nil), "multiplicative needs positive data")
 }
 
 func TestDetectSeasons(t *testing.T) {
@@ -134,7 +134,7 @@ func TestConformalWidensWithHorizon(t *testing.T) {
 			err[o*H+h] = s
 		}
 	}
-	lo, hi := conformal(err, origins, H, 0.9)
+	lo, hi := conformal(err, origins, H, 0.9, nil)
 	for h := 1; h < H; h++ {
 		require.LessOrEqual(t, lo[h], lo[h-1])
 		require.GreaterOrEqual(t, hi[h], hi[h-1])
@@ -182,7 +182,7 @@ func TestHoltWintersRunMatchesStep(t *testing.T) {
 	for _, seasons := range [][]int{nil, {24}, {24, 168}} {
 		for _, mult := range []bool{false, true} {
 			h := newHoltWinters(mult, seasons, 48)
-			require.True(t, h.fit(y), "%v mult=%v", seasons, mult)
+			require.True(t, h.fit(y, nil), "%v mult=%v", seasons, mult)
 			for range 20 {
 				p := make([]float64, 3+len(seasons))
 				for i := range p {

@@ -29,7 +29,7 @@ type ensemble struct {
 // combiner turns the validation errors of the candidates at one horizon
 // into their (unnormalised) combination weights; +Inf marks a candidate
 // that could not be fitted.
-type combiner func(valErr []float64) []float64
+type combiner func(valErr []float64, sc *fitScratch) []float64
 
 // buildComponents returns the candidate models for the given seasons: the
 // first is the main one, each further one an alternative long season.
@@ -83,7 +83,7 @@ func buildScale(seasons []int, H int) []component {
 // fits; a candidate found there starts its validation fit from them (see
 // warmStart), and the parameters of this fit's validation fits are returned
 // for the next.
-func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart) (*ensemble, []warmStart) {
+func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart, sc *fitScratch) (*ensemble, []warmStart) {
 	n := len(y)
 	origins := valOrigins
 	for origins > 1 && n-H-(origins-1)*valStride < n/2 {
@@ -95,21 +95,21 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 	// errs[c][o*H+h]: validation error of candidate c at origin o, horizon h+1.
 	errs := make([][]float64, nc)
 	ok := make([]bool, nc)
-	buf := make([]float64, H)
+	buf := sc.floats(H)
 	var next []warmStart
 	for c, comp := range cands {
 		hw, raw := holtWintersOf(comp)
 		if hw != nil {
 			hw.last = findWarm(warm, raw, hw.m1, hw.m2)
 		}
-		if start < 16 || !comp.fit(y[:start]) {
+		if start < 16 || !comp.fit(y[:start], sc) {
 			continue
 		}
 		if hw != nil {
 			next = append(next, newWarmStart(raw, hw))
 		}
 		ok[c] = true
-		errs[c] = make([]float64, origins*H)
+		errs[c] = sc.floats(origins * H)
 		o := 0
 		for t := start; ; t++ {
 			if (t-start)%valStride == 0 && o < origins {
@@ -129,7 +129,7 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 	// the horizons around it: which model is best depends on how far ahead
 	// (a smoothed level wins at one step, a well-estimated season at 48).
 	w := make([][]float64, H)
-	valErr := make([]float64, nc)
+	valErr := sc.floats(nc)
 	used := make([]bool, nc)
 	for h := range H {
 		hw := selectWindow(h)
@@ -151,7 +151,7 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 				valErr[c] = math.Inf(1)
 			}
 		}
-		w[h] = comb(valErr)
+		w[h] = comb(valErr, sc)
 		var sum float64
 		for _, v := range w[h] {
 			sum += v
@@ -165,7 +165,7 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 		}
 	}
 	// Combined validation errors for the intervals.
-	cerr := make([]float64, origins*H)
+	cerr := sc.floats(origins * H)
 	for c := range cands {
 		if !used[c] {
 			continue
@@ -177,13 +177,13 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 		}
 	}
 	e := &ensemble{H: H}
-	e.lo, e.hi = conformal(cerr, origins, H, coverage)
+	e.lo, e.hi = conformal(cerr, origins, H, coverage, sc)
 	// Final fit on everything. A candidate that validated but cannot be
 	// fitted on the longer history (it should not happen) gives its weight
 	// to the others.
 	var keep []int
 	for c, comp := range cands {
-		if used[c] && comp.fit(y) {
+		if used[c] && comp.fit(y, sc) {
 			if k, ok := comp.(compacter); ok {
 				k.compact()
 			}
@@ -285,10 +285,10 @@ func (e *ensemble) forecast(dst []float64) {
 // validation errors err[o*H+h]: the empirical (1−c)/2 and (1+c)/2
 // quantiles of the errors at horizons within ±2 of h, so that every
 // quantile rests on about 5·origins errors.
-func conformal(err []float64, origins, H int, coverage float64) (lo, hi []float64) {
+func conformal(err []float64, origins, H int, coverage float64, sc *fitScratch) (lo, hi []float64) {
 	lo = make([]float64, H)
 	hi = make([]float64, H)
-	pool := make([]float64, 0, 5*origins)
+	pool := sc.floats(5 * origins)[:0]
 	for h := range H {
 		pool = pool[:0]
 		for hh := max(0, h-2); hh <= min(H-1, h+2); hh++ {
@@ -333,13 +333,20 @@ func quantile(x []float64, q float64) float64 {
 // all the weight, near ties are averaged. On the M4 Hourly self-split this
 // beat hard selection (best only), equal weights of the best two or three
 // and flatter powers, in both sMAPE and MASE.
-func defaultCombiner(valErr []float64) []float64 { return combineInverseTop(5, 8)(valErr) }
+func defaultCombiner(valErr []float64, sc *fitScratch) []float64 {
+	return combineInverseTop(5, 8)(valErr, sc)
+}
 
 // combineTop keeps the k best candidates by validation error and
 // weighs them equally.
 func combineTop(k int) combiner {
-	return func(valErr []float64) []float64 {
-		idx := make([]int, len(valErr))
+	return func(valErr []float64, sc *fitScratch) []float64 {
+		var small [32]int // the candidates; a refit has at most 16 or so
+		idx := small[:0]
+		if len(valErr) > len(small) {
+			idx = make([]int, 0, len(valErr))
+		}
+		idx = idx[:len(valErr)]
 		for i := range idx {
 			idx[i] = i
 		}
@@ -352,7 +359,7 @@ func combineTop(k int) combiner {
 			}
 			return a - b
 		})
-		w := make([]float64, len(valErr))
+		w := sc.floats(len(valErr))
 		for _, i := range idx[:min(k, len(idx))] {
 			if !math.IsInf(valErr[i], 1) {
 				w[i] = 1
@@ -367,8 +374,8 @@ func combineTop(k int) combiner {
 // not overflow: candidates tied at zero error share the weight equally.
 func combineInverseTop(k int, p float64) combiner {
 	top := combineTop(k)
-	return func(valErr []float64) []float64 {
-		w := top(valErr)
+	return func(valErr []float64, sc *fitScratch) []float64 {
+		w := top(valErr, sc)
 		best := math.Inf(1)
 		for i, v := range valErr {
 			if w[i] > 0 {

@@ -69,7 +69,7 @@ func newFourierReg(periods []int, H int) *fourierReg {
 
 func (f *fourierReg) name() string { return fmt.Sprintf("fourier-%v", f.periods) }
 
-func (f *fourierReg) fit(y []float64) bool {
+func (f *fourierReg) fit(y []float64, sc *fitScratch) bool {
 	n := len(y)
 	p := len(f.coef)
 	if n < 2*p || n < 2*f.periods[0] {
@@ -83,8 +83,8 @@ func (f *fourierReg) fit(y []float64) bool {
 	// of the per-phase weights at the sum or difference of two harmonics:
 	// O(L²+p²) for all of them instead of O(L·p²).
 	L := len(f.prof)
-	wsum := make([]float64, L)
-	wy := make([]float64, L)
+	wsum := sc.floats(L)
+	wy := sc.floats(L)
 	lam := math.Exp2(-1 / fourierHalfLife)
 	w := 1.0
 	for t := n - 1; t >= 0; t-- {
@@ -92,12 +92,12 @@ func (f *fourierReg) fit(y []float64) bool {
 		wy[t%L] += w * y[t]
 		w *= lam
 	}
-	ct, st := make([]float64, L), make([]float64, L)
+	ct, st := sc.floats(L), sc.floats(L)
 	for m := range L {
 		st[m], ct[m] = math.Sincos(2 * math.Pi * float64(m) / float64(L))
 	}
 	// cw[m] = Σ_j wsum_j·cos(2πmj/L); sw with sin; cy, sy the same of wy.
-	cw, sw, cy, sy := make([]float64, L), make([]float64, L), make([]float64, L), make([]float64, L)
+	cw, sw, cy, sy := sc.floats(L), sc.floats(L), sc.floats(L), sc.floats(L)
 	for m := range L {
 		var a, b, c, d float64
 		r := 0 // m·j mod L
@@ -113,8 +113,8 @@ func (f *fourierReg) fit(y []float64) bool {
 		cw[m], sw[m], cy[m], sy[m] = a, b, c, d
 	}
 	mod := func(m int) int { return (m%L + L) % L }
-	ata := make([]float64, p*p)
-	atb := make([]float64, p)
+	ata := sc.floats(p * p)
+	atb := sc.floats(p)
 	ata[0], atb[0] = cw[0], cy[0]
 	for a, ha := range f.harm {
 		ca, sa := 1+2*a, 2+2*a // rows of cos and sin of harmonic a
@@ -152,7 +152,7 @@ func (f *fourierReg) fit(y []float64) bool {
 		}
 		f.prof[j] = v
 	}
-	res := make([]float64, n)
+	res := sc.floats(n)
 	for t := range res {
 		res[t] = y[t] - f.prof[t%L]
 	}

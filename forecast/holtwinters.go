@@ -67,7 +67,7 @@ func (h *holtWinters) name() string {
 	return fmt.Sprintf("hw-%s-%d-%d", kind, h.m1, h.m2)
 }
 
-func (h *holtWinters) fit(y []float64) bool {
+func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 	long := max(h.m1, h.m2, 1)
 	if len(y) < 2*long+h.horizon+8 {
 		return false
@@ -79,7 +79,7 @@ func (h *holtWinters) fit(y []float64) bool {
 			}
 		}
 	}
-	h.initState(y)
+	h.initState(y, sc)
 	// Parameters: α ∈ (0.001, 0.999), β = α·β' with β' ∈ (0, 0.5),
 	// φ ∈ (0.8, 0.995), γ_i ∈ (0, 0.5)·(1−α).
 	x0 := []float64{logit(0.2, 0.001, 0.999), logit(0.05, 0, 0.5), logit(0.95, 0.8, 0.995), logit(0.1, 0, 0.5), logit(0.1, 0, 0.5)}
@@ -318,17 +318,18 @@ func (h *holtWinters) forecast(dst []float64) {
 // classical decomposition of the first four long cycles (or all of y),
 // the level and trend from a line through the seasonally adjusted first
 // long cycle.
-func (h *holtWinters) initState(y []float64) {
+func (h *holtWinters) initState(y []float64, sc *fitScratch) {
 	long := max(h.m1, h.m2, 1)
 	span := y[:min(len(y), 4*long)]
 	if h.mult {
-		ly := make([]float64, len(span))
+		ly := sc.floats(len(span))
 		for i, v := range span {
 			ly[i] = math.Log(v)
 		}
 		span = ly
 	}
-	adj := append([]float64(nil), span...)
+	adj := sc.floats(len(span))
+	copy(adj, span)
 	if h.m1 > 0 {
 		seasonalIndices(h.s10, span)
 		for t := range adj {

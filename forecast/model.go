@@ -186,7 +186,9 @@ func (m *Model) window(dst []float64, k int) []float64 {
 // fitAt fits on the k values that end skip values before the newest, then
 // replays the skipped ones.
 func (m *Model) fitAt(k, skip int) {
-	all := m.window(make([]float64, 0, k+skip), k+skip)
+	sc := getFitScratch()
+	defer putFitScratch(sc)
+	all := m.window(sc.floats(k+skip), k+skip)
 	y := all[:k]
 	m.logScale = true
 	for _, v := range y {
@@ -195,13 +197,13 @@ func (m *Model) fitAt(k, skip int) {
 			break
 		}
 	}
-	t := make([]float64, k)
+	t := sc.floats(k)
 	for i, v := range y {
 		t[i] = m.fwd(v)
 	}
 	m.seasons = detectSeasons(t, m.opts.MaxPeriod)
 	m.warmIn = m.warm
-	m.ens, m.warm = fitEnsemble(t, m.seasons, m.logScale, m.opts.MaxHorizon, m.opts.Coverage, defaultCombiner, m.warmIn)
+	m.ens, m.warm = fitEnsemble(t, m.seasons, m.logScale, m.opts.MaxHorizon, m.opts.Coverage, defaultCombiner, m.warmIn, sc)
 	m.fitted, m.sinceFit = true, 0
 	for _, v := range all[k:] {
 		m.sinceFit++

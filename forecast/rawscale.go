@@ -13,19 +13,16 @@ import "math"
 // both together beat either.
 type rawScale struct {
 	c component
-	x []float64 // scratch for fit
 }
 
 func (r *rawScale) name() string { return "raw-" + r.c.name() }
 
-func (r *rawScale) fit(y []float64) bool {
-	r.x = r.x[:0]
-	for _, v := range y {
-		r.x = append(r.x, math.Exp(v))
+func (r *rawScale) fit(y []float64, sc *fitScratch) bool {
+	x := sc.floats(len(y))
+	for i, v := range y {
+		x[i] = math.Exp(v)
 	}
-	ok := r.c.fit(r.x)
-	r.x = nil
-	return ok
+	return r.c.fit(x, sc)
 }
 
 func (r *rawScale) update(v float64) { r.c.update(math.Exp(v)) }

@@ -2,6 +2,7 @@ package forecast
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -11,19 +12,27 @@ import (
 // maxLongSeasons is the most long-season candidates detectSeasons offers.
 const maxLongSeasons = 1
 
-// seasonalities keeps season detectors, FFT plans included, between fits:
-// building one took a third of the detection's time in a refit (CPU profile
-// of omen serve at 100k series), and every refit of a series, and most
-// series, use the same window length.
-var seasonalities sync.Pool
+// seasonalities keeps season detectors, FFT plans included, between fits,
+// one pool per FFT size (index: log2 of it): building one took a third of
+// the detection's time in a refit (CPU profile of omen serve at 100k
+// series). A detector's results depend on the input and its FFT size only,
+// so one built for the longest input of a size serves every shorter input
+// of that size: windows still filling up (a few hundred samples, a
+// different length at every refit) reuse detectors as full ones do.
+var seasonalities [40]sync.Pool
 
-// seasonality returns a detector for n values, from the pool if it holds one
-// of that length.
-func seasonality(n int) *detect.Seasonality {
-	if s, _ := seasonalities.Get().(*detect.Seasonality); s != nil && s.Len() == n {
-		return s
+// seasonality returns a detector for inputs of n values and the pool to
+// return it to.
+func seasonality(n int) (*detect.Seasonality, *sync.Pool) {
+	nfft := 8 // NewSeasonality's: a power of two ≥ 2n, n ≥ 4
+	for nfft < 2*n {
+		nfft <<= 1
 	}
-	return detect.NewSeasonality(n)
+	pool := &seasonalities[bits.Len(uint(nfft))]
+	if s, _ := pool.Get().(*detect.Seasonality); s != nil {
+		return s, pool
+	}
+	return detect.NewSeasonality(nfft / 2), pool
 }
 
 // detectSeasons returns the seasons of y, in samples: first the dominant
@@ -44,9 +53,9 @@ func detectSeasons(y []float64, maxPeriod int) []int {
 	if n < 16 || maxPeriod < 2 {
 		return nil
 	}
-	s := seasonality(n)
+	s, pool := seasonality(n)
 	ps := s.Periods(nil, y, 2, maxPeriod, 4)
-	seasonalities.Put(s)
+	pool.Put(s)
 	if len(ps) == 0 {
 		return nil
 	}
@@ -81,11 +90,14 @@ func detectSeasons(y []float64, maxPeriod int) []int {
 		// candidate costs only validation time, the rolling-origin errors
 		// decide whether it is used. Periods of 2 blocks sit at the Nyquist
 		// frequency, where the windowed periodogram cannot resolve a peak.
-		sb := detect.NewSeasonality(nb)
+		sb, pool := seasonality(nb)
+		sig := sb.SignificanceExtra
 		sb.SignificanceExtra = -math.Log(float64(nb) / 2)
 		for _, q := range sb.Periods(nil, agg, 3, nb/2, maxLongSeasons) {
 			add(q * p1)
 		}
+		sb.SignificanceExtra = sig
+		pool.Put(sb)
 	}
 	return seasons
 }

@@ -15,7 +15,7 @@ func newSeasonalNaive(m int) *seasonalNaive {
 
 func (s *seasonalNaive) name() string { return fmt.Sprintf("snaive-%d", len(s.last)) }
 
-func (s *seasonalNaive) fit(y []float64) bool {
+func (s *seasonalNaive) fit(y []float64, _ *fitScratch) bool {
 	m := len(s.last)
 	if len(y) < m {
 		return false

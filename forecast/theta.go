@@ -32,7 +32,7 @@ func newTheta(m, H int) *theta {
 
 func (th *theta) name() string { return fmt.Sprintf("theta-%d", th.m) }
 
-func (th *theta) fit(y []float64) bool {
+func (th *theta) fit(y []float64, sc *fitScratch) bool {
 	n := len(y)
 	if n < 3*max(th.m, 4) || n < 2*th.H+16 {
 		return false
@@ -41,7 +41,7 @@ func (th *theta) fit(y []float64) bool {
 	if th.m > 1 {
 		seasonalIndices(th.seas, y)
 	}
-	d := make([]float64, n)
+	d := sc.floats(n)
 	for t, v := range y {
 		d[t] = v - th.seas[t%len(th.seas)]
 	}

@@ -12,7 +12,7 @@
 # so that the forecasters are fitted and their output series exist: the
 # steady state of a deployment that has run for hours.
 #
-# HEAP=FILE saves a heap profile after the measured rounds.
+# HEAP=FILE saves a heap profile after the measured rounds (and HEAP.0 before).
 #
 # SERVER=prometheus runs Debian's Prometheus receiver instead of omen, with
 # the same load, for the memory comparison of issue 7 at a steady state.
@@ -44,12 +44,14 @@ else
 	for i in $(seq $WARM); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "3 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done
 	sleep 5
 fi
+# With HEAP set, a heap profile at the window's start too (HEAP.0): pprof -base HEAP.0 shows what the window allocated.
+[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap > "$HEAP.0"
 c0=$(cpu); t0=$(date +%s.%N)
 # PROFILE=FILE: a CPU profile of the measured window (the profiler's own cost is small).
 [ -n "${PROFILE:-}" ] && curl -s "http://127.0.0.1:$port/debug/pprof/profile?seconds=$((MEAS * 15 - 5))" > "$PROFILE" &
 for i in $(seq $MEAS); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "15 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done
 c1=$(cpu); t1=$(date +%s.%N)
-echo "RESULT $name cpu_s=$(echo "$c1 - $c0" | bc) wall_s=$(echo "$t1 - $t0" | bc) rounds=$MEAS rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) load=\"$(uptime | sed 's/.*average: //')\""
+echo "RESULT $name cpu_s=$(echo "$c1 - $c0" | bc) wall_s=$(echo "$t1 - $t0" | bc) rounds=$MEAS rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) anon=$(awk '/RssAnon/{print $2*1024}' /proc/$pid/status) file=$(awk '/RssFile/{print $2*1024}' /proc/$pid/status) load=\"$(uptime | sed 's/.*average: //')\""
 # One /metrics scrape, its CPU and size.
 s0=$(cpu); w0=$(date +%s.%N); curl -s http://127.0.0.1:$port/metrics > $dir/metrics.txt; s1=$(cpu); w1=$(date +%s.%N)
 echo "RESULT $name scrape_cpu_s=$(echo "$s1 - $s0" | bc) scrape_wall_s=$(echo "$w1 - $w0" | bc) lines=$(grep -vc '^#' $dir/metrics.txt) bytes=$(wc -c < $dir/metrics.txt)"

@@ -1,0 +1,68 @@
+package forecast
+
+import (
+	"math"
+	"testing"
+
+	"github.com/omen-sidecar/omen/detect"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFitScratchNotRetained: a fitted ensemble keeps nothing from the
+// refit's scratch. The same fit with a scratch that is then overwritten
+// with NaN, and with no scratch at all, must forecast the same, bit for
+// bit, before and after further updates. It fails if any component or the
+// ensemble keeps a slice carved from the scratch.
+func TestFitScratchNotRetained(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		y       []float64
+		seasons []int
+		log     bool
+	}{
+		{"positive, log scale", planted(400, 40, 50, 0.01, 10, 0.3), []int{24}, true},
+		{"two seasons", planted(600, 40, 50, 0, 10, 0.3), []int{24, 168}, true},
+		{"value scale", planted(400, 40, 0, 0.01, 10, 0.3), []int{24}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := len(tc.y) - 40
+			y := tc.y[:n]
+			if tc.log {
+				y = make([]float64, n)
+				for i, v := range tc.y[:n] {
+					y[i] = math.Log(v)
+				}
+			}
+			ref, _ := fitEnsemble(y, tc.seasons, tc.log, 48, 0.95, defaultCombiner, nil, nil)
+			sc := &fitScratch{buf: make([]float64, 1<<20)} // one array: none is dropped
+			got, _ := fitEnsemble(y, tc.seasons, tc.log, 48, 0.95, defaultCombiner, nil, sc)
+			require.NotNil(t, ref)
+			require.NotZero(t, sc.off, "the fit used the scratch")
+			for i := range sc.buf {
+				sc.buf[i] = math.NaN()
+			}
+			want, have := make([]float64, 48), make([]float64, 48)
+			for step := range 3 {
+				ref.forecast(want)
+				got.forecast(have)
+				require.Equal(t, want, have, "after %d updates", step)
+				require.Equal(t, ref.lo, got.lo)
+				require.Equal(t, ref.hi, got.hi)
+				ref.update(y[n-1])
+				got.update(y[n-1])
+			}
+		})
+	}
+}
+
+// TestSeasonalityPoolSameResults: a pooled season detector built for the
+// longest input of an FFT size finds what a detector built for the input's
+// own length finds, for every length of that size.
+func TestSeasonalityPoolSameResults(t *testing.T) {
+	y := planted(512, 0, 50, 0.02, 10, 2)
+	for _, n := range []int{257, 300, 383, 511, 512, 129, 200, 16, 5} {
+		s, pool := seasonality(n)
+		require.Equal(t, detect.NewSeasonality(n).Find(nil, y[:n], 2, n/2, 4), s.Find(nil, y[:n], 2, n/2, 4), "n=%d", n)
+		pool.Put(s)
+	}
+}
