@@ -44,8 +44,9 @@ else
 	for i in $(seq $WARM); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "3 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done
 	sleep 5
 fi
-# With HEAP set, a heap profile at the window's start too (HEAP.0): pprof -base HEAP.0 shows what the window allocated.
-[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap > "$HEAP.0"
+# With HEAP set, a heap profile at the window's start too (HEAP.0): pprof -base HEAP.0 shows what the window
+# allocated. gc=1: a heap profile is as of the last collection, which may be minutes old; one is run first.
+[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP.0"
 c0=$(cpu); t0=$(date +%s.%N)
 # PROFILE=FILE: a CPU profile of the measured window (the profiler's own cost is small).
 [ -n "${PROFILE:-}" ] && curl -s "http://127.0.0.1:$port/debug/pprof/profile?seconds=$((MEAS * 15 - 5))" > "$PROFILE" &
@@ -57,7 +58,7 @@ s0=$(cpu); w0=$(date +%s.%N); curl -s http://127.0.0.1:$port/metrics > $dir/metr
 echo "RESULT $name scrape_cpu_s=$(echo "$s1 - $s0" | bc) scrape_wall_s=$(echo "$w1 - $w0" | bc) lines=$(grep -vc '^#' $dir/metrics.txt) bytes=$(wc -c < $dir/metrics.txt)"
 for k in process_resident_memory_bytes go_memstats_heap_inuse_bytes go_memstats_heap_alloc_bytes go_memstats_next_gc_bytes omen_tsdb_head_series prometheus_tsdb_head_series omen_series_scored omen_models_warming omen_scoring_dropped_total omen_output_append_failures_total omen_series_over_budget_total; do echo "RESULT $name $k $(grep -E "^$k " $dir/metrics.txt | awk '{print $2}')"; done
 echo "RESULT $name loadgen_rounds_with_errors $(cat $dir/lgerr 2>/dev/null | wc -l)"; head -3 $dir/lgerr 2>/dev/null
-[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap > "$HEAP"
+[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP"
 kill -TERM $pid; wait $pid
 grep -h "snapshot written" $dir/omen.log | tail -2
 rm -rf $dir/data
