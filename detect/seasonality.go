@@ -67,16 +67,23 @@ type Seasonality struct {
 	cand  []Period     // candidates before sorting
 }
 
-// NewSeasonality returns a Seasonality for series of up to n samples; longer
-// inputs are cut to their last n samples.
-func NewSeasonality(n int) *Seasonality {
-	if n < 4 {
-		n = 4
-	}
-	nfft := 1
+// SeasonalityFFTLen is the FFT length a Seasonality for series of up to n
+// samples uses: a power of two at least 2n (n at least 4). Its results for
+// an input depend only on the input and this length, so one Seasonality
+// serves every input length with the same FFT length.
+func SeasonalityFFTLen(n int) int {
+	nfft := 8
 	for nfft < 2*n {
 		nfft <<= 1
 	}
+	return nfft
+}
+
+// NewSeasonality returns a Seasonality for series of up to n samples; longer
+// inputs are cut to their last n samples.
+func NewSeasonality(n int) *Seasonality {
+	n = max(n, 4)
+	nfft := SeasonalityFFTLen(n)
 	return &Seasonality{
 		SignificanceExtra: 6,
 		MinStrength:       0.1,

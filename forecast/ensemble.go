@@ -342,9 +342,9 @@ func defaultCombiner(valErr []float64, sc *fitScratch) []float64 {
 func combineTop(k int) combiner {
 	return func(valErr []float64, sc *fitScratch) []float64 {
 		var small [32]int // the candidates; a refit has at most 16 or so
-		idx := small[:0]
+		idx := small[:]
 		if len(valErr) > len(small) {
-			idx = make([]int, 0, len(valErr))
+			idx = make([]int, len(valErr))
 		}
 		idx = idx[:len(valErr)]
 		for i := range idx {

@@ -19,7 +19,8 @@ type fitScratch struct {
 var fitScratches = sync.Pool{New: func() any { return new(fitScratch) }}
 
 // floats returns n zeroed values, valid until the scratch is returned to
-// the pool; from a nil scratch, newly allocated ones. Capacity is n, so an append cannot spill into the next slice.
+// the pool; from a nil scratch, newly allocated ones. Capacity is n, so an
+// append cannot spill into the next slice.
 func (s *fitScratch) floats(n int) []float64 {
 	if s == nil {
 		return make([]float64, n)

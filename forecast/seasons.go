@@ -15,19 +15,16 @@ const maxLongSeasons = 1
 // seasonalities keeps season detectors, FFT plans included, between fits,
 // one pool per FFT size (index: log2 of it): building one took a third of
 // the detection's time in a refit (CPU profile of omen serve at 100k
-// series). A detector's results depend on the input and its FFT size only,
-// so one built for the longest input of a size serves every shorter input
-// of that size: windows still filling up (a few hundred samples, a
-// different length at every refit) reuse detectors as full ones do.
+// series). One built for the longest input of an FFT size serves every
+// shorter input of that size (see detect.SeasonalityFFTLen): windows still
+// filling up (a few hundred samples, a different length at every refit)
+// reuse detectors as full ones do.
 var seasonalities [40]sync.Pool
 
 // seasonality returns a detector for inputs of n values and the pool to
 // return it to.
 func seasonality(n int) (*detect.Seasonality, *sync.Pool) {
-	nfft := 8 // NewSeasonality's: a power of two ≥ 2n, n ≥ 4
-	for nfft < 2*n {
-		nfft <<= 1
-	}
+	nfft := detect.SeasonalityFFTLen(n)
 	pool := &seasonalities[bits.Len(uint(nfft))]
 	if s, _ := pool.Get().(*detect.Seasonality); s != nil {
 		return s, pool
