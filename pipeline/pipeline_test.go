@@ -437,3 +437,56 @@ func TestStoreFamilies(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, fams["yhat"], "but still exposed on /metrics")
 }
+
+// TestRateStartTimestamp: a remote-write 2.0 start timestamp after the
+// previous sample marks a counter reset that the values alone hide (the
+// counter restarted and passed its old value between two samples).
+func TestRateStartTimestamp(t *testing.T) {
+	const step = 15_000 // ms between samples
+	tests := []struct {
+		name string
+		st   int64 // start timestamp of the last sample
+		want float64
+	}{
+		{"none", 0, 10},
+		{"unchanged", 1, 10},
+		{"at the previous sample", 2 * step, 10},
+		{"after the previous sample: a reset", 2*step + 1, 400.0 / 15},
+		{"after the sample itself: ignored", 3*step + 1, 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var s series
+			_, ok := s.rate(1, step, 100)
+			require.False(t, ok, "the first sample has no rate")
+			r, ok := s.rate(1, 2*step, 250)
+			require.True(t, ok)
+			require.InDelta(t, 10, r, 1e-12)
+			r, ok = s.rate(tc.st, 3*step, 400)
+			require.True(t, ok)
+			require.InDelta(t, tc.want, r, 1e-12)
+		})
+	}
+}
+
+// TestTapCarriesStartTimestamp: the start timestamp given to the tap's
+// Append reaches the scorer's counter-to-rate conversion.
+func TestTapCarriesStartTimestamp(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "restarts_total")
+	base := t0.UnixMilli()
+	for i, v := range []float64{100, 250, 400} {
+		st := base // the counter's start, until it restarts before the last sample
+		if i == 2 {
+			st = base + stepMs + 1
+		}
+		a := e.app.AppenderV2(context.Background())
+		_, err := a.Append(0, ls, st, base+int64(i)*stepMs, v, nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+		require.NoError(t, a.Commit())
+	}
+	e.sync()
+	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "restarts_total")}})
+	require.Len(t, got, 1)
+	require.InDelta(t, 400/(float64(stepMs)/1000), got[0].Value, 1e-9, "counted from zero: a reset")
+}

@@ -219,9 +219,11 @@ type pending struct {
 }
 
 // rate turns a counter sample into a per-second rate, Prometheus's way:
-// a decrease is a reset, counted from zero. ok is false for the first
-// sample and for stale markers.
-func (s *series) rate(t int64, v float64) (r float64, ok bool) {
+// a decrease is a reset, counted from zero. So is a start timestamp st
+// (remote-write 2.0's, 0 if unknown) after the previous sample: the counter
+// restarted since, which its value alone does not tell once it has passed
+// the old one. ok is false for the first sample and for stale markers.
+func (s *series) rate(st, t int64, v float64) (r float64, ok bool) {
 	if value.IsStaleNaN(v) || math.IsNaN(v) {
 		return 0, false
 	}
@@ -232,7 +234,7 @@ func (s *series) rate(t int64, v float64) (r float64, ok bool) {
 		return 0, false
 	}
 	d := v - s.prevRaw
-	if d < 0 {
+	if d < 0 || (st > s.prevT && st <= t) {
 		d = v
 	}
 	r = d / (float64(t-s.prevT) / 1000)

@@ -19,7 +19,7 @@ import (
 type sample struct {
 	ref     storage.SeriesRef
 	ls      labels.Labels // retained: Prometheus's appenders keep ls too (the head stores it)
-	t       int64
+	st, t   int64         // st: the remote-write 2.0 start timestamp, 0 if none
 	v       float64
 	counter bool
 	derived *config.Derived // non-nil for derived inputs
@@ -96,7 +96,7 @@ func (a *tapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int6
 	if !Scorable(name) {
 		return ref, err
 	}
-	a.samples = append(a.samples, sample{ref: ref, ls: ls, t: t, v: v, counter: isCounter(name, opts.Metadata.Type)})
+	a.samples = append(a.samples, sample{ref: ref, ls: ls, st: st, t: t, v: v, counter: isCounter(name, opts.Metadata.Type)})
 	return ref, err
 }
 

@@ -131,7 +131,7 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	}
 	replay := func(t int64, v float64) {
 		if s.counter {
-			r, ok := s.rate(t, v)
+			r, ok := s.rate(0, t, v) // the history's zero samples, if stored, read as resets
 			if !ok {
 				return
 			}

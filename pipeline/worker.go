@@ -165,7 +165,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		}
 		v := smp.v
 		if s.counter {
-			r, ok := s.rate(smp.t, v)
+			r, ok := s.rate(smp.st, smp.t, v)
 			if !ok {
 				continue
 			}

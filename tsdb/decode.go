@@ -38,8 +38,9 @@ type fastSeries struct {
 type fastLabel struct{ nameFrom, nameTo, valueFrom, valueTo int32 }
 
 type fastSample struct {
-	t int64
-	v float64
+	t  int64
+	v  float64
+	st int64 // a 2.0 sample's start timestamp, 0 if none
 }
 
 func (d *fastV1) reset() {
@@ -189,8 +190,8 @@ func (d *fastV1) label(body []byte, from, to int) bool {
 }
 
 // appendSample appends the Sample of either version in body[from:to] to
-// dst; a 2.0 sample's start timestamp (v2) is read and dropped, as
-// appendV2 drops it. It reports false for anything else.
+// dst, with a 2.0 sample's start timestamp (v2). It reports false for
+// anything else.
 func appendSample(dst []fastSample, body []byte, from, to int, v2 bool) ([]fastSample, bool) {
 	var s fastSample
 	for i := from; i < to; {
@@ -212,6 +213,8 @@ func appendSample(dst []fastSample, body []byte, from, to int, v2 bool) ([]fastS
 			}
 			if tag == tagSampleTime {
 				s.t = int64(v)
+			} else {
+				s.st = int64(v)
 			}
 			i = k
 		default:

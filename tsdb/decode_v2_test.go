@@ -44,6 +44,7 @@ func checkFastV2(t testing.TB, body []byte) bool {
 		require.Len(t, fs, len(ts.Samples), "series %d", i)
 		for j, smp := range ts.Samples {
 			require.Equal(t, smp.Timestamp, fs[j].t)
+			require.Equal(t, smp.StartTimestamp, fs[j].st)
 			require.Equal(t, math.Float64bits(smp.Value), math.Float64bits(fs[j].v))
 		}
 		require.Equal(t, ts.Metadata.Type, s.meta.typ, "series %d", i)

@@ -48,6 +48,11 @@ type Options struct {
 	// and isolation costs every head series a ring of append IDs and every
 	// append and query a lock on the shared isolation state.
 	Isolation bool
+	// StartTimestampZeroIngestion stores a remote-write 2.0 sample's start
+	// timestamp as a zero sample before it (Prometheus's
+	// created-timestamp-zero-ingestion feature), when the series has no
+	// sample at or after it yet.
+	StartTimestampZeroIngestion bool
 	// MinFreeBytes is the free space below which writes are refused (503)
 	// before the file system is actually full. 0: 5% of the file system,
 	// at most 64 MiB; negative: no free-space check. The reserve matters
@@ -129,6 +134,7 @@ func (s *Storage) Open() error {
 	o.MaxExemplars = s.opts.MaxExemplars
 	o.EnableMetadataWALRecords = true
 	o.IsolationDisabled = !s.opts.Isolation
+	o.EnableSTAsZeroSample = s.opts.StartTimestampZeroIngestion
 	start := time.Now()
 	db, err := tsdb.Open(s.opts.Path, s.logger.With("component", "tsdb"), s.reg, o, s.stats)
 	if err != nil {

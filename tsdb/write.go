@@ -388,8 +388,11 @@ func (a *appendState) reject(typ, reason string, n int, format string, args ...a
 }
 
 // sample appends one float or histogram sample and classifies a failure.
-// It returns the series ref for the next append of the same series.
-func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) storage.SeriesRef {
+// It returns the series ref for the next append of the same series. st is
+// a 2.0 sample's start timestamp (0: none), which the head turns into a
+// zero sample when Options.StartTimestampZeroIngestion is set, and the
+// scorers use to tell a counter's reset.
+func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) storage.SeriesRef {
 	typ := "float"
 	if hist != nil || fh != nil {
 		typ = "histogram"
@@ -402,7 +405,7 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, t int64, v
 		a.reject(typ, "too_far_in_future", 1, "series %s: timestamp %d is more than %s in the future", ls, t, a.h.opts.MaxFutureDrift)
 		return ref
 	}
-	newRef, err := a.app.Append(ref, ls, 0, t, v, hist, fh, opts)
+	newRef, err := a.app.Append(ref, ls, st, t, v, hist, fh, opts)
 	if err != nil && !isPartial(err) {
 		reason := rejectReason(err)
 		if reason == "" {
@@ -552,16 +555,16 @@ func (h *WriteHandler) appendV1(r *http.Request, b *writeBuffers) (writeStats, *
 		ls := ts.ToLabels(&b.builder, nil)
 		var ref storage.SeriesRef
 		for _, s := range ts.Samples {
-			ref = a.sample(ref, ls, s.Timestamp, s.Value, nil, nil, storage.AppendV2Options{})
+			ref = a.sample(ref, ls, 0, s.Timestamp, s.Value, nil, nil, storage.AppendV2Options{})
 			if a.fatal != nil {
 				return a.finish()
 			}
 		}
 		for _, hp := range ts.Histograms {
 			if hp.IsFloatHistogram() {
-				ref = a.sample(ref, ls, hp.Timestamp, 0, nil, hp.ToFloatHistogram(), storage.AppendV2Options{})
+				ref = a.sample(ref, ls, 0, hp.Timestamp, 0, nil, hp.ToFloatHistogram(), storage.AppendV2Options{})
 			} else {
-				ref = a.sample(ref, ls, hp.Timestamp, 0, hp.ToIntHistogram(), nil, storage.AppendV2Options{})
+				ref = a.sample(ref, ls, 0, hp.Timestamp, 0, hp.ToIntHistogram(), nil, storage.AppendV2Options{})
 			}
 			if a.fatal != nil {
 				return a.finish()
@@ -629,16 +632,16 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 		opts := storage.AppendV2Options{Metadata: md}
 		var ref storage.SeriesRef
 		for _, s := range ts.Samples {
-			ref = a.sample(ref, ls, s.Timestamp, s.Value, nil, nil, opts)
+			ref = a.sample(ref, ls, s.StartTimestamp, s.Timestamp, s.Value, nil, nil, opts)
 			if a.fatal != nil {
 				return a.finish()
 			}
 		}
 		for _, hp := range ts.Histograms {
 			if hp.IsFloatHistogram() {
-				ref = a.sample(ref, ls, hp.Timestamp, 0, nil, hp.ToFloatHistogram(), opts)
+				ref = a.sample(ref, ls, hp.StartTimestamp, hp.Timestamp, 0, nil, hp.ToFloatHistogram(), opts)
 			} else {
-				ref = a.sample(ref, ls, hp.Timestamp, 0, hp.ToIntHistogram(), nil, opts)
+				ref = a.sample(ref, ls, hp.StartTimestamp, hp.Timestamp, 0, hp.ToIntHistogram(), nil, opts)
 			}
 			if a.fatal != nil {
 				return a.finish()
@@ -749,7 +752,7 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 		}
 		first := ref
 		for _, smp := range d.samples[s.samplesFrom:s.samplesTo] {
-			ref = a.sample(ref, ls, smp.t, smp.v, nil, nil, storage.AppendV2Options{})
+			ref = a.sample(ref, ls, 0, smp.t, smp.v, nil, nil, storage.AppendV2Options{})
 			if a.fatal != nil {
 				return a.finish()
 			}
@@ -875,7 +878,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 		opts := storage.AppendV2Options{Metadata: *md}
 		first := ref
 		for _, smp := range d.samples[s.samplesFrom:s.samplesTo] {
-			ref = a.sample(ref, ls, smp.t, smp.v, nil, nil, opts)
+			ref = a.sample(ref, ls, smp.st, smp.t, smp.v, nil, nil, opts)
 			if a.fatal != nil {
 				return a.finish()
 			}

@@ -348,3 +348,47 @@ func FuzzFastV2(f *testing.F) {
 		require.Equal(t, gen.log, fast.log)
 	})
 }
+
+// TestWriteV2StartTimestamp checks that a 2.0 sample's start timestamp
+// reaches the head on both decoding paths: stored as a zero sample before
+// the counter's first sample with the created-timestamp-zero-ingestion
+// feature (Options.StartTimestampZeroIngestion), ignored without it, and
+// not repeated while it stays the same.
+func TestWriteV2StartTimestamp(t *testing.T) {
+	ms := time.Now().UnixMilli()
+	start := ms - 10_000
+	for _, tc := range []struct {
+		name     string
+		zero     bool
+		generic  bool
+		expected map[int64]float64
+	}{
+		{"fast path, feature on", true, false, map[int64]float64{start: 0, ms: 5, ms + 1000: 7}},
+		{"generic path, feature on", true, true, map[int64]float64{start: 0, ms: 5, ms + 1000: 7}},
+		{"fast path, feature off", false, false, map[int64]float64{ms: 5, ms + 1000: 7}},
+		{"generic path, feature off", false, true, map[int64]float64{ms: 5, ms + 1000: 7}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewStorage(nil, nil, Options{Path: t.TempDir(), MinFreeBytes: -1, StartTimestampZeroIngestion: tc.zero})
+			require.NoError(t, s.Open())
+			defer func() { require.NoError(t, s.Close()) }()
+			h := NewWriteHandler(nil, nil, s, DefaultWriteOptions())
+			h.generic = tc.generic
+			for _, smp := range []writev2.Sample{{Value: 5, Timestamp: ms, StartTimestamp: start}, {Value: 7, Timestamp: ms + 1000, StartTimestamp: start}} {
+				st := writev2.NewSymbolTable()
+				req := &writev2.Request{Timeseries: []writev2.TimeSeries{{
+					LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "jobs_total"), nil),
+					Samples:    []writev2.Sample{smp},
+					Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER},
+				}}}
+				req.Symbols = st.Symbols()
+				raw, err := proto.Marshal(req)
+				require.NoError(t, err)
+				w := postV2(t, h, raw)
+				require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+				require.Equal(t, "1", w.Header().Get(headerSamplesWritten))
+			}
+			require.Equal(t, tc.expected, samples(t, s, "jobs_total"))
+		})
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +41,7 @@ type serveFlags struct {
 	retentionSize units.Base2Bytes
 	oooWindow     model.Duration
 	isolation     bool
+	features      []string
 	queryTimeout  model.Duration
 	maxSamples    int
 	shutdownGrace time.Duration
@@ -69,6 +72,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("0s").SetValue(&f.oooWindow)
 	cl.Flag("storage.tsdb.isolation", "Make queries see each remote-write request's samples all or none. Off by default: a request is not a unit Prometheus's sender preserves, and isolation costs memory per series and a lock per append.").
 		Default("false").BoolVar(&f.isolation)
+	cl.Flag("enable-feature", "Comma separated feature names to enable, as in Prometheus. Repeatable. Valid options: "+strings.Join(knownFeatures, ", ")+".").
+		PlaceHolder("<name>").StringsVar(&f.features)
 	cl.Flag("query.timeout", "Maximum time a query may take before being aborted.").
 		Default("2m").SetValue(&f.queryTimeout)
 	cl.Flag("query.max-samples", "Maximum number of samples a single query can load into memory.").
@@ -99,6 +104,10 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	if err := f.runtime.apply(logger); err != nil {
 		return err
 	}
+	features, err := parseFeatures(f.features)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -116,7 +125,9 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		RetentionSize:        int64(f.retentionSize),
 		OutOfOrderTimeWindow: time.Duration(f.oooWindow),
 		Isolation:            f.isolation,
-		MaxExemplars:         tsdb.DefaultOptions().MaxExemplars,
+		// Prometheus's name: remote-write 2.0 calls it the start timestamp.
+		StartTimestampZeroIngestion: features["created-timestamp-zero-ingestion"],
+		MaxExemplars:                tsdb.DefaultOptions().MaxExemplars,
 	})
 	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "omen_tsdb_head_series", Help: "Series in the embedded TSDB's head block.",
@@ -240,4 +251,33 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	err = g.Run()
 	logger.Info("omen stopped")
 	return err
+}
+
+// knownFeatures are the names --enable-feature takes.
+var knownFeatures = []string{
+	// A remote-write 2.0 sample's start timestamp (the time its counter
+	// started from zero) is stored as a zero sample, as Prometheus does
+	// with the same feature, so rate() and increase() see the first
+	// increment and a reset between two samples.
+	"created-timestamp-zero-ingestion",
+}
+
+// parseFeatures turns --enable-feature's values (each comma separated)
+// into a set; an unknown name is an error rather than Prometheus's warning,
+// so a typo does not pass for a feature that is on.
+func parseFeatures(values []string) (map[string]bool, error) {
+	on := map[string]bool{}
+	for _, v := range values {
+		for name := range strings.SplitSeq(v, ",") {
+			name = strings.TrimSpace(name)
+			if name == "" {
+				continue
+			}
+			if !slices.Contains(knownFeatures, name) {
+				return nil, fmt.Errorf("--enable-feature: unknown feature %q (valid: %s)", name, strings.Join(knownFeatures, ", "))
+			}
+			on[name] = true
+		}
+	}
+	return on, nil
 }
