@@ -159,8 +159,7 @@ func (s *Seasonality) find(x []float64, minPeriod, maxPeriod, k int) []Period {
 	// by a few strong seasonal peaks.
 	tmp := s.tmp[:len(s.power)-1]
 	copy(tmp, s.power[1:])
-	slices.Sort(tmp)
-	floor := tmp[len(tmp)/2] / math.Ln2
+	floor := SelectK(tmp, len(tmp)/2) / math.Ln2
 	// On clean signals the median is tiny and the floor would let the
 	// window's far sidelobes through, so a peak must also reach a fraction
 	// of the strongest one.

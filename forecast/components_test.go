@@ -3,6 +3,7 @@ package forecast
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -195,6 +196,43 @@ func TestHoltWintersRunMatchesStep(t *testing.T) {
 				require.Equal(t, want, got, "%v mult=%v params %v", seasons, mult, p)
 				require.Equal(t, state(h), gotState, "%v mult=%v params %v", seasons, mult, p)
 			}
+		}
+	}
+}
+
+// TestQuantileMatchesSorted: the selecting quantile gives, bit for bit, what
+// interpolating in the sorted slice gives (up to the sign of a zero, which
+// sorting leaves open too), for the levels and pool sizes conformal uses.
+func TestQuantileMatchesSorted(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 9))
+	sortedQuantile := func(x []float64, q float64) float64 {
+		p := q * float64(len(x)-1)
+		i := int(p)
+		if i >= len(x)-1 {
+			return x[len(x)-1]
+		}
+		f := p - float64(i)
+		return x[i]*(1-f) + x[i+1]*f
+	}
+	for trial := range 300 {
+		n := 1 + r.IntN(130)
+		x := make([]float64, n)
+		for i := range x {
+			if r.IntN(8) == 0 {
+				x[i] = float64(r.IntN(3)) // ties
+			} else {
+				x[i] = r.NormFloat64() * 10
+			}
+		}
+		sorted := slices.Clone(x)
+		slices.Sort(sorted)
+		for _, q := range []float64{0, 0.025, 0.5, 0.975, (1 + 0.95) / 2 * float64(n+1) / float64(n), 1} {
+			q = min(q, 1)
+			want, got := sortedQuantile(sorted, q), quantile(slices.Clone(x), q)
+			if want == 0 && got == 0 {
+				continue
+			}
+			require.Equal(t, math.Float64bits(want), math.Float64bits(got), "trial %d, n %d, q %v", trial, n, q)
 		}
 	}
 }
