@@ -31,6 +31,9 @@ type APIOptions struct {
 	RemoteReadMaxBytes int // bytes per streamed remote-read frame
 	RemoteReadSamples  int // sample limit of a SAMPLES remote-read response
 	ListenAddress      string
+	// Flags are the command line's flags and their values, served at
+	// /api/v1/status/flags as Prometheus serves its own.
+	Flags map[string]string
 }
 
 // DefaultAPIOptions are Prometheus's defaults.
@@ -76,6 +79,10 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		gatherer = prometheus.NewRegistry()
 	}
 	start := time.Now()
+	flags := o.Flags
+	if flags == nil {
+		flags = map[string]string{}
+	}
 	promqlParser := parser.NewParser(parser.Options{})
 	cwd, _ := os.Getwd()
 	host, _ := os.Hostname()
@@ -85,7 +92,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		func(context.Context) apiv1.TargetRetriever { return none{} },
 		func(context.Context) apiv1.AlertmanagerRetriever { return none{} },
 		func() config.Config { return config.DefaultConfig },
-		map[string]string{},
+		flags,
 		apiv1.GlobalURLOptions{ListenAddress: o.ListenAddress, Host: o.ListenAddress, Scheme: "http"},
 		ready,
 		s,

@@ -43,6 +43,7 @@ func newTestAPI(t testing.TB) (*httptest.Server, time.Time) {
 	end := time.Now().Truncate(time.Second)
 	seed(t, s, end)
 	o := DefaultAPIOptions()
+	o.Flags = map[string]string{"storage.tsdb.path": "/var/omen"}
 	h := NewAPI(nil, nil, nil, s, NewEngine(discard(), nil, o), o, func(f http.HandlerFunc) http.HandlerFunc { return f })
 	srv := httptest.NewServer(http.StripPrefix("", h))
 	t.Cleanup(srv.Close)
@@ -108,6 +109,10 @@ func TestQueryAPIShapes(t *testing.T) {
 	code, r = getJSON(t, srv.URL+"/api/v1/status/buildinfo")
 	require.Equal(t, 200, code)
 	require.Contains(t, r["data"], "goVersion")
+
+	code, r = getJSON(t, srv.URL+"/api/v1/status/flags")
+	require.Equal(t, 200, code)
+	require.Equal(t, map[string]any{"storage.tsdb.path": "/var/omen"}, r["data"])
 
 	// Errors keep Prometheus's format.
 	code, r = getJSON(t, srv.URL+"/api/v1/query?query=sum(")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -42,6 +43,9 @@ type serveFlags struct {
 	oooWindow     model.Duration
 	isolation     bool
 	features      []string
+	// flagValues reads every flag's value once the command line is parsed,
+	// for /api/v1/status/flags.
+	flagValues    func() map[string]string
 	queryTimeout  model.Duration
 	maxSamples    int
 	shutdownGrace time.Duration
@@ -94,6 +98,7 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("write.max-label-value-length", "Bytes of one label value (400 beyond).").
 		Default(fmt.Sprint(d.Labels.MaxValueLength)).IntVar(&f.write.Labels.MaxValueLength)
 	f.pipeline = pipelineFlags(cl)
+	f.flagValues = func() map[string]string { return flagValues(app.Model().Flags, cl.Model().Flags) }
 	f.runtime = registerRuntimeFlags(cl)
 	return command{clause: cl, run: func(ctx context.Context) error { return runServe(ctx, lc.logger(), f) }}
 }
@@ -137,6 +142,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	apiOpts.QueryTimeout = time.Duration(f.queryTimeout)
 	apiOpts.MaxSamples = f.maxSamples
 	apiOpts.ListenAddress = f.listen[0]
+	apiOpts.Flags = f.flagValues()
 	engine := tsdb.NewEngine(logger, reg, apiOpts)
 
 	popts := *f.pipeline
@@ -281,3 +287,20 @@ func parseFeatures(values []string) (map[string]bool, error) {
 	}
 	return on, nil
 }
+
+// flagValues maps each flag's name to its value as parsed, as Prometheus
+// fills its /api/v1/status/flags, with the passwords of URLs (a
+// --remote-write.url may carry basic auth) replaced as url.URL.Redacted
+// replaces them: the page is readable by whoever can query.
+func flagValues(groups ...[]*kingpin.FlagModel) map[string]string {
+	m := map[string]string{}
+	for _, flags := range groups {
+		for _, f := range flags {
+			m[f.Name] = urlPassword.ReplaceAllString(f.Value.String(), "${1}:xxxxx@")
+		}
+	}
+	return m
+}
+
+// urlPassword matches the user and password of a URL's userinfo.
+var urlPassword = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]*):[^/@\s]*@`)

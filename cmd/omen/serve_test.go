@@ -3,6 +3,8 @@ package main
 import (
 	"testing"
 
+	"github.com/alecthomas/kingpin/v2"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -29,4 +31,17 @@ func TestParseFeatures(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+func TestFlagValues(t *testing.T) {
+	app := kingpin.New("omen", "")
+	registerServe(app, registerLogFlags(app))
+	_, err := app.Parse([]string{"serve", "--storage.tsdb.path=/var/omen", "--remote-write.url=https://u:s3cret@mimir.example/api/v1/push", "--remote-write.url=http://plain.example/push"})
+	require.NoError(t, err)
+	m := flagValues(app.Model().Flags, app.GetCommand("serve").Model().Flags)
+	require.Equal(t, "/var/omen", m["storage.tsdb.path"])
+	require.Equal(t, "info", m["log.level"])
+	require.NotContains(t, m["remote-write.url"], "s3cret")
+	require.Contains(t, m["remote-write.url"], "https://u:xxxxx@mimir.example/api/v1/push")
+	require.Contains(t, m["remote-write.url"], "http://plain.example/push")
 }
