@@ -131,25 +131,36 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 	// Per horizon, the mean absolute validation error of each candidate over
 	// the horizons around it: which model is best depends on how far ahead
 	// (a smoothed level wins at one step, a well-estimated season at 48).
+	// absErr[c*H+h] sums a candidate's absolute errors at horizon h over
+	// the origins once, so that each window below adds up horizons, not
+	// horizons times origins (which was a tenth of a refit).
+	absErr := sc.floats(nc * H)
+	for c := range cands {
+		if !ok[c] {
+			continue
+		}
+		for o := range origins {
+			for h, e := range errs[c][o*H : (o+1)*H] {
+				absErr[c*H+h] += math.Abs(e)
+			}
+		}
+	}
 	w := make([][]float64, H)
 	valErr := sc.floats(nc)
 	used := make([]bool, nc)
 	for h := range H {
 		hw := selectWindow(h)
+		lo, hi := max(0, h-hw), min(H-1, h+hw)
 		for c := range cands {
 			if !ok[c] {
 				valErr[c] = math.Inf(1)
 				continue
 			}
 			var s float64
-			var k int
-			for o := range origins {
-				for hh := max(0, h-hw); hh <= min(H-1, h+hw); hh++ {
-					s += math.Abs(errs[c][o*H+hh])
-					k++
-				}
+			for _, a := range absErr[c*H+lo : c*H+hi+1] {
+				s += a
 			}
-			valErr[c] = s / float64(k)
+			valErr[c] = s / float64(origins*(hi-lo+1))
 			if math.IsNaN(valErr[c]) {
 				valErr[c] = math.Inf(1)
 			}
