@@ -158,8 +158,13 @@ func (f *fourierReg) fit(y []float64, sc *fitScratch) bool {
 	}
 	best := math.Inf(1)
 	warm := min(n/2, L)
-	for _, phi := range []float64{0.9, 0.97, 0.99, 1} {
+	for i, phi := range []float64{0.9, 0.97, 0.99, 1} {
 		for _, a := range []float64{0, 0.01, 0.03, 0.1, 0.3, 0.6} {
+			if a == 0 && i > 0 {
+				// With α = 0 the residual level stays 0 whatever φ is:
+				// the error is the first φ's, which a tie does not replace.
+				continue
+			}
 			var r, s float64
 			for t, e := range res {
 				if t >= warm && (t-warm)%fitStride == 0 && t+f.H <= n {

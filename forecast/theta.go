@@ -54,10 +54,11 @@ func (th *theta) fit(y []float64, sc *fitScratch) bool {
 		l := d[0]
 		var s float64
 		var cnt int
+		ia := 1 / a // the same value as forecast's 1/α, divided once
 		for t := 1; t < n; t++ {
 			if t >= warm && (t-warm)%fitStride == 0 && t+th.H <= n {
 				for k := range th.H {
-					s += math.Abs(d[t+k] - l - th.drift*(float64(k)+1/a))
+					s += math.Abs(d[t+k] - l - th.drift*(float64(k)+ia))
 				}
 				cnt += th.H
 			}
