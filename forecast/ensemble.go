@@ -1,7 +1,6 @@
 package forecast
 
 import (
-	"cmp"
 	"math"
 	"slices"
 
@@ -342,12 +341,7 @@ func quantile(x []float64, q float64) float64 {
 	f := p - float64(i)
 	lo := detect.SelectK(x, i)
 	// The next order statistic is the least of what SelectK left after x[i].
-	next := x[i+1]
-	for _, v := range x[i+2:] {
-		if cmp.Less(v, next) {
-			next = v
-		}
-	}
+	next := detect.SelectK(x[i+1:], 0)
 	return lo*(1-f) + next*f
 }
 

@@ -131,7 +131,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		OutOfOrderTimeWindow: time.Duration(f.oooWindow),
 		Isolation:            f.isolation,
 		// Prometheus's name: remote-write 2.0 calls it the start timestamp.
-		StartTimestampZeroIngestion: features["created-timestamp-zero-ingestion"],
+		StartTimestampZeroIngestion: features[featureSTZeroIngestion],
 		MaxExemplars:                tsdb.DefaultOptions().MaxExemplars,
 	})
 	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
@@ -259,14 +259,14 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	return err
 }
 
+// featureSTZeroIngestion stores a remote-write 2.0 sample's start timestamp
+// (the time its counter started from zero) as a zero sample, as Prometheus
+// does with the same feature, so rate() and increase() see the first
+// increment and a reset between two samples.
+const featureSTZeroIngestion = "created-timestamp-zero-ingestion"
+
 // knownFeatures are the names --enable-feature takes.
-var knownFeatures = []string{
-	// A remote-write 2.0 sample's start timestamp (the time its counter
-	// started from zero) is stored as a zero sample, as Prometheus does
-	// with the same feature, so rate() and increase() see the first
-	// increment and a reset between two samples.
-	"created-timestamp-zero-ingestion",
-}
+var knownFeatures = []string{featureSTZeroIngestion}
 
 // parseFeatures turns --enable-feature's values (each comma separated)
 // into a set; an unknown name is an error rather than Prometheus's warning,
