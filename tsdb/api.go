@@ -34,6 +34,12 @@ type APIOptions struct {
 	// Flags are the command line's flags and their values, served at
 	// /api/v1/status/flags as Prometheus serves its own.
 	Flags map[string]string
+	// EnableAdmin serves Prometheus's admin endpoints under
+	// /api/v1/admin/tsdb/: snapshot (a consistent copy of the blocks and,
+	// unless skip_head, the head, for backups), delete_series and
+	// clean_tombstones. Off by default, as in Prometheus: they write to
+	// the storage and need no more than the API's authentication.
+	EnableAdmin bool
 }
 
 // DefaultAPIOptions are Prometheus's defaults.
@@ -97,7 +103,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		ready,
 		s,
 		s.opts.Path,
-		false, // admin API
+		o.EnableAdmin,
 		false, 0,
 		logger.With("component", "api"),
 		func(context.Context) apiv1.RulesRetriever { return none{} },

@@ -49,6 +49,7 @@ type serveFlags struct {
 	queryTimeout  model.Duration
 	maxSamples    int
 	shutdownGrace time.Duration
+	enableAdmin   bool
 	write         tsdb.WriteOptions
 	maxInflightB  units.Base2Bytes
 	pipeline      *pipeline.Options
@@ -82,6 +83,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("2m").SetValue(&f.queryTimeout)
 	cl.Flag("query.max-samples", "Maximum number of samples a single query can load into memory.").
 		Default("50000000").IntVar(&f.maxSamples)
+	cl.Flag("web.enable-admin-api", "Enable Prometheus's admin endpoints: TSDB snapshot (for backups), series deletion and tombstone cleanup under /api/v1/admin/tsdb/.").
+		Default("false").BoolVar(&f.enableAdmin)
 	cl.Flag("web.shutdown-grace", "How long in-flight requests get to finish on shutdown.").
 		Default("10s").DurationVar(&f.shutdownGrace)
 	d := tsdb.DefaultWriteOptions()
@@ -143,6 +146,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	apiOpts.MaxSamples = f.maxSamples
 	apiOpts.ListenAddress = f.listen[0]
 	apiOpts.Flags = f.flagValues()
+	apiOpts.EnableAdmin = f.enableAdmin
 	engine := tsdb.NewEngine(logger, reg, apiOpts)
 
 	popts := *f.pipeline
