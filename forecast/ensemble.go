@@ -9,11 +9,28 @@ import (
 
 // Validation settings: forecasts are made from origins every valStride
 // samples over the last valOrigins·valStride+H samples of the history,
-// with the parameters fitted on what came before the first origin.
+// with the parameters fitted on what came before the first origin (at
+// least half of the history).
+//
+// The stride divides none of the usual season lengths (24 and 168 hours,
+// 60 minutes, 1440 minutes), so the origins fall at every phase of a season
+// in turn. With 12 they fell at two hours of the day only on hourly data,
+// and the conformal errors missed the others: on the M4 Hourly streaming
+// replay the intervals covered 89.2% (91.6% once the history was full)
+// against 91.0% (93.3%) with 11, MSIS 10.46 against 9.64 and sMAPE 10.50
+// against 10.41; 13 gave 91.0% and 9.74. The batch self-split barely moves
+// (sMAPE 9.246 → 9.235, MASE 0.789 → 0.7895, coverage 94.87% → 94.79%).
+// fitStride at 11 too was better streaming (MSIS 9.44, sMAPE 10.35) but
+// worse in batch (sMAPE 9.276, MASE 0.793), so it stays.
+//
+// A short history has few origins at that stride, and a quantile of a
+// handful of errors is too narrow (83% coverage with under 320 samples):
+// below minOrigins the stride shrinks to fit minOrigins (85.4%).
 const (
 	valOrigins = 25
-	valStride  = 12
+	valStride  = 11
 	fitStride  = 12 // origins of the multi-step errors parameters are fitted on
+	minOrigins = 8
 )
 
 // ensemble is the per-series combination of components chosen by
@@ -87,11 +104,18 @@ func buildScale(seasons []int, H int) []component {
 // for the next.
 func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart, sc *fitScratch) (*ensemble, []warmStart) {
 	n := len(y)
+	stride := valStride
 	origins := valOrigins
-	for origins > 1 && n-H-(origins-1)*valStride < n/2 {
+	for origins > 1 && n-H-(origins-1)*stride < n/2 {
 		origins--
 	}
-	start := n - H - (origins-1)*valStride // first origin
+	if origins < minOrigins {
+		if span := n - H - n/2; span > 0 {
+			stride = max(1, min(valStride, span/(minOrigins-1)))
+			origins = min(valOrigins, span/stride+1)
+		}
+	}
+	start := n - H - (origins-1)*stride // first origin
 	cands := buildComponents(seasons, H, logScale)
 	nc := len(cands)
 	// errs[c][o*H+h]: validation error of candidate c at origin o, horizon h+1.
@@ -114,7 +138,7 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 		errs[c] = sc.floats(origins * H)
 		o := 0
 		for t := start; ; t++ {
-			if (t-start)%valStride == 0 && o < origins {
+			if (t-start)%stride == 0 && o < origins {
 				comp.forecast(buf)
 				for h := range H {
 					errs[c][o*H+h] = y[t+h] - buf[h]

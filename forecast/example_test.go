@@ -29,9 +29,9 @@ func Example() {
 	}
 	// Output:
 	// step: 1 h; seasons: [24]
-	// t+1h yhat 101.4 in [95.8, 109.8]
-	// t+2h yhat 110.7 in [104.7, 119.9]
-	// t+3h yhat 121.0 in [111.7, 131.0]
+	// t+1h yhat 101.3 in [95.7, 111.4]
+	// t+2h yhat 110.7 in [101.1, 121.7]
+	// t+3h yhat 121.0 in [110.5, 133.0]
 }
 
 // Options that are out of range are reported all at once.
