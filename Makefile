@@ -18,8 +18,9 @@ LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/omen
 
+# ARGS adds flags, e.g. make run ARGS=--backfill.remote-read-url=http://localhost:9090/api/v1/read
 run: build
-	./$(BIN) serve --web.listen-address=:9201 --storage.tsdb.path=./data
+	./$(BIN) serve --web.listen-address=:9201 --storage.tsdb.path=./data $(ARGS)
 
 # deps-e2e installs the real tools the end-to-end tests talk to, from Debian's packages.
 deps-e2e:

@@ -174,13 +174,18 @@ func startOmen(t testing.TB, dir string, args ...string) *proc {
 // ready.
 func startPrometheus(t testing.TB, cfg func(addr string) string, extra ...string) *proc {
 	t.Helper()
+	return startPrometheusAt(t, filepath.Join(t.TempDir(), "data"), freePort(t), cfg, extra...)
+}
+
+// startPrometheusAt is startPrometheus with the storage in dataDir (which
+// may already hold blocks) and the given port.
+func startPrometheusAt(t testing.TB, dataDir string, port int, cfg func(addr string) string, extra ...string) *proc {
+	t.Helper()
 	bin := need(t, "prometheus")
-	dir := t.TempDir()
-	port := freePort(t)
-	cfgFile := filepath.Join(dir, "prometheus.yml")
+	cfgFile := filepath.Join(t.TempDir(), "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg("127.0.0.1:"+strconv.Itoa(port))), 0o644))
 	args := append([]string{
-		"--config.file=" + cfgFile, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--config.file=" + cfgFile, "--storage.tsdb.path=" + dataDir,
 		"--web.listen-address=127.0.0.1:" + strconv.Itoa(port),
 	}, extra...)
 	p := start(t, "prometheus", port, bin, args...)

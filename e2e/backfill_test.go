@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestBackfillFromPrometheus is the README's first-deployment path: omen
+// starts empty, with --backfill.remote-read-url pointing at the Prometheus
+// that remote-writes to it, and that Prometheus already holds six hours of
+// both series (made by the real promtool from OpenMetrics). At a 15 s
+// scrape interval a new series would warm up for 64 samples (16 minutes)
+// and its forecaster for 192 one-minute buckets (over 3 hours); warmed from
+// Prometheus's history, the first live sample is scored by a ready model
+// and forecasts follow within a forecast interval.
+func TestBackfillFromPrometheus(t *testing.T) {
+	need(t, "prometheus")
+	promtool := need(t, "promtool")
+	exp := &exporter{}
+	srv := httptest.NewServer(exp)
+	defer srv.Close()
+	instance := strings.TrimPrefix(srv.URL, "http://")
+
+	// Six hours at 10 s, ending a minute ago, as Prometheus's own blocks.
+	const step = 10 * time.Second
+	end := time.Now().Add(-time.Minute).Truncate(step)
+	var om bytes.Buffer
+	for _, s := range []struct {
+		name string
+		f    func(int64) float64
+	}{{seasonalName, seasonalAt}, {controlName, controlAt}} {
+		fmt.Fprintf(&om, "# TYPE %s gauge\n", s.name)
+		for tm := end.Add(-6 * time.Hour); !tm.After(end); tm = tm.Add(step) {
+			fmt.Fprintf(&om, "%s{instance=%q,job=\"exporter\"} %g %d\n", s.name, instance, s.f(tm.UnixMilli()), tm.Unix())
+		}
+	}
+	om.WriteString("# EOF\n")
+	dir := t.TempDir()
+	omFile := filepath.Join(dir, "history.om")
+	require.NoError(t, os.WriteFile(omFile, om.Bytes(), 0o644))
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", omFile, data).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	promPort := freePort(t)
+	omen := startOmen(t, "", "--snapshot.interval=1h",
+		"--backfill.remote-read-url=http://127.0.0.1:"+strconv.Itoa(promPort)+"/api/v1/read")
+	requirePipeline(t, omen.URL)
+	prom := startPrometheusAt(t, data, promPort, func(string) string {
+		return fmt.Sprintf(`
+global:
+  scrape_interval: 15s
+scrape_configs:
+  - job_name: exporter
+    static_configs: [{targets: ['%s']}]
+remote_write:
+  - url: %s/api/v1/write
+    queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
+`, instance, omen.URL)
+	})
+
+	// Prometheus serves the history it was given.
+	res, err := query(t, prom.URL, fmt.Sprintf(`count_over_time(%s[7h])`, seasonalName), end)
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, float64(6*360+1), res[0].F(), "history points in Prometheus")
+
+	// The first live samples: scored by models warmed from that history.
+	waitFor(t, 90*time.Second, "the first live samples scored", func() bool {
+		for _, n := range []string{seasonalName, controlName} {
+			if len(anomaliesOf(t, omen.URL, n)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	warmed := metricsGauge(t, omen.URL, "omen_warm_start_samples_total", "")
+	require.GreaterOrEqual(t, warmed, float64(2*2048), "both series replay --backfill.max-points (2048) of Prometheus's history")
+	for _, n := range []string{seasonalName, controlName} {
+		a := anomaliesOf(t, omen.URL, n)
+		require.True(t, a[0].Ready, "%s: the first live sample needed a warm-up", n)
+		require.Equal(t, 1.0, metricsGauge(t, omen.URL, "omen_model_ready", n))
+		require.NotNil(t, a[0].YhatLower, n)
+		require.NotNil(t, a[0].YhatUpper, n)
+	}
+	c := anomaliesOf(t, omen.URL, controlName)[0]
+	require.Less(t, c.Score, 1.0)
+	require.LessOrEqual(t, *c.YhatLower, c.Value)
+	require.LessOrEqual(t, c.Value, *c.YhatUpper)
+
+	// Forecasts from the warmed forecasters, at every default horizon.
+	waitFor(t, 2*time.Minute, "forecasts on /metrics", func() bool {
+		return !math.IsNaN(metricsGaugeWith(t, omen.URL, "forecast", seasonalName, "30m"))
+	})
+	for _, h := range []string{"5m", "15m", "30m"} {
+		f := metricsGaugeWith(t, omen.URL, "forecast", seasonalName, h)
+		require.InDelta(t, 100, f, 40, "forecast{horizon=%q}", h)
+		lo := metricsGaugeWith(t, omen.URL, "forecast_lower", seasonalName, h)
+		hi := metricsGaugeWith(t, omen.URL, "forecast_upper", seasonalName, h)
+		require.LessOrEqual(t, lo, f, h)
+		require.LessOrEqual(t, f, hi, h)
+	}
+}
