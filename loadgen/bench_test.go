@@ -54,7 +54,7 @@ func benchBatch(protocol, n int) (*batch, *values) {
 	for i := range sets {
 		sets[i], counter[i] = seriesLabels(i)
 	}
-	b := newBatch(protocol, 0, sets, counter)
+	b := newBatch(protocol, 0, sets, counter, 0)
 	b.nSamples = n
 	return b, newValues(0, counter, 1)
 }

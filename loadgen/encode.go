@@ -16,6 +16,7 @@ const (
 	tagSamples      = 2<<3 | 2 // TimeSeries.samples, in both versions
 	tagSampleValue  = 1<<3 | 1 // Sample.value (fixed64)
 	tagSampleTime   = 2<<3 | 0 // Sample.timestamp (varint)
+	tagSampleStart  = 3<<3 | 0 // v2 Sample.start_timestamp (varint)
 	tagV2Metadata   = 5<<3 | 2 // v2 TimeSeries.metadata
 	tagV2MetaType   = 1<<3 | 0 // v2 Metadata.type
 	v2TypeCounter   = 1        // Metadata_METRIC_TYPE_COUNTER
@@ -32,14 +33,17 @@ type batch struct {
 	tsTag    byte      // tag of a TimeSeries in the request
 	consts   [][]byte  // per series: labels (v1) or labels_refs and metadata (v2)
 	first    int       // index of the batch's first series
+	counter  []bool    // per series: a counter
+	st       int64     // v2: the counters' start timestamp, 0 for none
 	nSamples int       // samples of one request: len(consts) × samples per series
 	tmpl     *template // the compressed request, made by the first build
 }
 
 // newBatch encodes the constant part of a request carrying series
-// [first, first+len(sets)).
-func newBatch(protocol, first int, sets [][]label, counter []bool) *batch {
-	b := &batch{first: first, consts: make([][]byte, len(sets))}
+// [first, first+len(sets)). With protocol 2 and st > 0 the counters'
+// samples carry st as their start timestamp.
+func newBatch(protocol, first int, sets [][]label, counter []bool, st int64) *batch {
+	b := &batch{first: first, consts: make([][]byte, len(sets)), counter: counter}
 	if protocol == 1 {
 		b.tsTag = tagV1TimeSeries
 		for i, ls := range sets {
@@ -56,6 +60,7 @@ func newBatch(protocol, first int, sets [][]label, counter []bool) *batch {
 		return b
 	}
 	b.tsTag = tagV2TimeSeries
+	b.st = max(0, st)
 	// Symbols are per request, as a sender's are: index 0 is "" by the spec.
 	syms := map[string]uint32{"": 0}
 	b.prefix = appendString(b.prefix, tagV2Symbols, "")
@@ -94,19 +99,31 @@ func newBatch(protocol, first int, sets [][]label, counter []bool) *batch {
 // to *marks (the value's 8 bytes, a tag and the timestamp follow).
 func (b *batch) appendRequest(dst []byte, ts int64, sps int, vs *values, marks *[]int32) []byte {
 	dst = append(dst, b.prefix...)
-	// The sample messages' sizes depend only on the timestamps, the same
-	// for every series of the round.
-	samplesLen := 0
+	// The sample messages' sizes depend only on the timestamps and on
+	// whether the series carries a start timestamp.
+	samplesLen, stLen := 0, 0
 	for k := range sps {
 		samplesLen += 2 + sampleLen(ts+int64(k))
 	}
+	if b.st > 0 {
+		stLen = 1 + uvarintLen(uint64(b.st))
+	}
 	for i, c := range b.consts {
+		withST := stLen > 0 && b.counter[i]
+		n := samplesLen
+		if withST {
+			n += sps * stLen
+		}
 		dst = append(dst, b.tsTag)
-		dst = binary.AppendUvarint(dst, uint64(len(c)+samplesLen))
+		dst = binary.AppendUvarint(dst, uint64(len(c)+n))
 		dst = append(dst, c...)
 		for k := range sps {
 			t := ts + int64(k)
-			dst = append(dst, tagSamples, byte(sampleLen(t)), tagSampleValue)
+			l := sampleLen(t)
+			if withST {
+				l += stLen
+			}
+			dst = append(dst, tagSamples, byte(l), tagSampleValue)
 			if marks != nil {
 				*marks = append(*marks, int32(len(dst)))
 			}
@@ -117,6 +134,10 @@ func (b *batch) appendRequest(dst []byte, ts int64, sps int, vs *values, marks *
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v))
 			dst = append(dst, tagSampleTime)
 			dst = binary.AppendUvarint(dst, uint64(t))
+			if withST {
+				dst = append(dst, tagSampleStart)
+				dst = binary.AppendUvarint(dst, uint64(b.st))
+			}
 		}
 	}
 	return dst

@@ -67,8 +67,14 @@ type Options struct {
 	// their steady state in a benchmark. Rounds bounds how far it goes.
 	SampleInterval time.Duration
 	Backdate       time.Duration
-	Now            func() time.Time // clock for sample timestamps
-	Client         *http.Client     // nil: a keep-alive client sized to Concurrency
+	// StartTimestamps (remote-write 2.0 only) gives every counter sample a
+	// start timestamp: 1 ms before the run's first sample, as a sender
+	// that knows when its counters started (Prometheus 3 with created
+	// timestamps, OpenTelemetry) sends it. Each run is then a counter
+	// restart to the receiver, as it would be for a restarted exporter.
+	StartTimestamps bool
+	Now             func() time.Time // clock for sample timestamps
+	Client          *http.Client     // nil: a keep-alive client sized to Concurrency
 }
 
 // DefaultOptions returns the defaults validate fills in.
@@ -145,6 +151,8 @@ func (o *Options) validate() error {
 		return errors.New("negative duration, rounds, timeout, ahead, sample interval or backdate")
 	case o.Backdate > 0 && o.SampleInterval == 0:
 		return errors.New("a backdate needs a sample interval")
+	case o.StartTimestamps && o.Protocol != 2:
+		return errors.New("start timestamps need remote-write 2.0 (protocol 2)")
 	}
 	return nil
 }
@@ -312,6 +320,10 @@ func newWorkers(opts *Options) []*worker {
 	perReq := max(1, opts.Batch/opts.SamplesPerSeries)
 	workers := make([]*worker, opts.Concurrency)
 	start := opts.Now().Add(-opts.Backdate).UnixMilli() // one for all, so series stay aligned
+	var st int64
+	if opts.StartTimestamps {
+		st = start - 1 // every round's timestamps are at or after start
+	}
 	n := opts.Series
 	if opts.ProbeURL != "" {
 		n--
@@ -326,7 +338,7 @@ func newWorkers(opts *Options) []*worker {
 			for i := range sets {
 				sets[i], counter[first-lo+i] = seriesLabels(first + i)
 			}
-			b := newBatch(opts.Protocol, first, sets, counter[first-lo:end-lo])
+			b := newBatch(opts.Protocol, first, sets, counter[first-lo:end-lo], st)
 			b.nSamples = len(sets) * opts.SamplesPerSeries
 			w.batches = append(w.batches, b)
 		}

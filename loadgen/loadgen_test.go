@@ -24,6 +24,7 @@ type received struct {
 	counter bool
 	ts      []int64
 	vs      []float64
+	st      []int64 // v2 start timestamps
 }
 
 // receiver is an httptest handler that decodes every request with
@@ -49,13 +50,14 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := rc.n
 	rc.n++
 	samples := 0
-	add := func(key string, ls []string, counter bool, ts int64, v float64) {
+	add := func(key string, ls []string, counter bool, ts, st int64, v float64) {
 		s := rc.series[key]
 		if s == nil {
 			s = &received{labels: ls, counter: counter}
 			rc.series[key] = s
 		}
 		s.ts = append(s.ts, ts)
+		s.st = append(s.st, st)
 		s.vs = append(s.vs, v)
 		samples++
 	}
@@ -75,7 +77,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			for _, s := range ts.Samples {
-				add(strings.Join(ls, ","), ls, counter, s.Timestamp, s.Value)
+				add(strings.Join(ls, ","), ls, counter, s.Timestamp, 0, s.Value)
 			}
 		}
 	case 2:
@@ -95,7 +97,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				require.Equal(rc.t, writev2.Metadata_METRIC_TYPE_GAUGE, ts.Metadata.Type)
 			}
 			for _, s := range ts.Samples {
-				add(strings.Join(ls, ","), ls, counter, s.Timestamp, s.Value)
+				add(strings.Join(ls, ","), ls, counter, s.Timestamp, s.StartTimestamp, s.Value)
 			}
 		}
 	}
@@ -119,12 +121,13 @@ func TestRun(t *testing.T) {
 		name                         string
 		protocol, series, sps, batch int
 		concurrency, rounds          int
-		warmup                       bool
+		warmup, startTimestamps      bool
 	}{
 		{name: "v1", protocol: 1, series: 97, sps: 1, batch: 20, concurrency: 3, rounds: 4},
 		{name: "v1/samples=3/warmup", protocol: 1, series: 50, sps: 3, batch: 30, concurrency: 2, rounds: 3, warmup: true},
 		{name: "v2", protocol: 2, series: 97, sps: 1, batch: 20, concurrency: 3, rounds: 4},
 		{name: "v2/samples=2/warmup", protocol: 2, series: 40, sps: 2, batch: 7, concurrency: 4, rounds: 2, warmup: true},
+		{name: "v2/start timestamps", protocol: 2, series: 60, sps: 2, batch: 16, concurrency: 2, rounds: 3, warmup: true, startTimestamps: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := &receiver{t: t, protocol: tc.protocol, series: map[string]*received{}}
@@ -135,7 +138,7 @@ func TestRun(t *testing.T) {
 			res, err := Run(context.Background(), nil, Options{
 				URL: srv.URL, Protocol: tc.protocol, Series: tc.series, SamplesPerSeries: tc.sps,
 				Batch: tc.batch, Concurrency: tc.concurrency, Rounds: tc.rounds, Warmup: tc.warmup,
-				Now: func() time.Time { return now },
+				StartTimestamps: tc.startTimestamps, Now: func() time.Time { return now },
 			})
 			require.NoError(t, err)
 
@@ -162,6 +165,15 @@ func TestRun(t *testing.T) {
 					}
 				}
 				require.GreaterOrEqual(t, s.ts[0], now.UnixMilli())
+				// Counters carry the run's start, just before their first
+				// sample, when asked; gauges never do.
+				wantST := int64(0)
+				if tc.startTimestamps && s.counter {
+					wantST = now.UnixMilli() - 1
+				}
+				for i, st := range s.st {
+					require.Equal(t, wantST, st, "start timestamp of sample %d: %s", i, key)
+				}
 			}
 			m := res.Measured
 			require.Equal(t, int64(tc.series*tc.sps*tc.rounds), m.Samples)
@@ -237,7 +249,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"no series", Options{URL: "x"}, "series 0"},
 		{"batch", Options{URL: "x", Series: 10, SamplesPerSeries: 5, Batch: 4}, "batch 4"},
 		{"concurrency", Options{URL: "x", Series: 2, Concurrency: 3}, "concurrency 3"},
+		{"start timestamps on 1.0", Options{URL: "x", Series: 10, StartTimestamps: true}, "need remote-write 2.0"},
 		{"ok", Options{URL: "x", Series: 10}, ""},
+		{"ok/start timestamps", Options{URL: "x", Series: 10, Protocol: 2, StartTimestamps: true}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.o.validate()

@@ -15,14 +15,16 @@ func TestTemplateDecodesToTheEncodedRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name                  string
 		protocol, series, sps int
-		ts                    int64
+		ts, st                int64
 	}{
-		{"v1/one", 1, 1, 1, 1_800_000_000_000},
-		{"v1", 1, 300, 1, 1_800_000_000_000},
-		{"v1/samples=5", 1, 64, 5, 1_800_000_000_000},
-		{"v2", 2, 300, 1, 1_800_000_000_000},
-		{"v2/samples=3", 2, 2000, 3, 1_800_000_000_000},
-		{"varint length changes", 1, 20, 2, 1<<35 - 3},
+		{"v1/one", 1, 1, 1, 1_800_000_000_000, 0},
+		{"v1", 1, 300, 1, 1_800_000_000_000, 0},
+		{"v1/samples=5", 1, 64, 5, 1_800_000_000_000, 0},
+		{"v2", 2, 300, 1, 1_800_000_000_000, 0},
+		{"v2/samples=3", 2, 2000, 3, 1_800_000_000_000, 0},
+		{"v2/start timestamps", 2, 300, 2, 1_800_000_000_000, 1_799_999_000_000},
+		{"varint length changes", 1, 20, 2, 1<<35 - 3, 0},
+		{"v2/start timestamps/varint length changes", 2, 20, 2, 1<<35 - 3, 1<<35 - 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sets := make([][]label, tc.series)
@@ -30,7 +32,7 @@ func TestTemplateDecodesToTheEncodedRequest(t *testing.T) {
 			for i := range sets {
 				sets[i], counter[i] = seriesLabels(i + 7)
 			}
-			bt := newBatch(tc.protocol, 7, sets, counter)
+			bt := newBatch(tc.protocol, 7, sets, counter, tc.st)
 			bt.nSamples = tc.series * tc.sps
 			w := &worker{vals: newValues(7, counter, 3)}
 			ref := newValues(7, counter, 3)

@@ -19,6 +19,8 @@ func registerLoadgen(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("url", "Remote-write endpoint.").Default("http://127.0.0.1:9201/api/v1/write").StringVar(&o.URL)
 	cl.Flag("protocol", "Remote-write protocol version: 1 (1.0, prometheus.WriteRequest) or 2 (2.0, io.prometheus.write.v2.Request).").
 		Default("1").IntVar(&o.Protocol)
+	cl.Flag("start-timestamps", "With --protocol=2: counters' samples carry a start timestamp, 1 ms before the run's first sample.").
+		Default("false").BoolVar(&o.StartTimestamps)
 	cl.Flag("series", "Active series.").Default("100000").IntVar(&o.Series)
 	cl.Flag("samples-per-series", "Samples of each series in one request.").Default("1").IntVar(&o.SamplesPerSeries)
 	cl.Flag("batch", "Samples per request at most (Prometheus's max_samples_per_send).").Default(fmt.Sprint(o.Batch)).IntVar(&o.Batch)
