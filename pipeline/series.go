@@ -25,7 +25,7 @@ func forecastOptions() forecast.Options {
 
 // horizonSteps is how many forecaster steps the longest horizon spans: the
 // forecaster is fed one value per step of at least longest/horizonSteps, so
-// every configured horizon fits its MaxHorizon (128) with room to spare,
+// every configured horizon fits its MaxHorizon (80) with room to spare,
 // whatever the scrape interval (1 s scrapes and a 30m horizon would
 // otherwise need 1800 steps).
 const horizonSteps = 64
