@@ -411,7 +411,16 @@
       var j = i;
       while (j + 1 < xs.length && (sc[j + 1] == null ? false : sc[j + 1] > THRESHOLD)) j++;
       var x0 = u.valToPos(xs[i] - half, "x", true), x1 = u.valToPos(xs[j] + half, "x", true);
-      ctx.fillRect(x0, top, Math.max(4 * devicePixelRatio, x1 - x0), h); // a one-sample anomaly stays visible
+      // A one-sample anomaly is under a pixel wide over hours; widened to
+      // 8 px about its sample it stays visible on both sides of the score's
+      // spike and the dashed start line drawn over it (at 4 px from the
+      // left edge those two hid all but one or two columns of it).
+      var minW = 8 * devicePixelRatio;
+      if (x1 - x0 < minW) {
+        var mid = (x0 + x1) / 2;
+        x0 = mid - minW / 2; x1 = mid + minW / 2;
+      }
+      ctx.fillRect(x0, top, x1 - x0, h);
       i = j;
     }
     var since = Date.parse(state.lastSince);
