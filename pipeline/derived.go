@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/omen-sidecar/omen/config"
 )
 
 // derivedRefBit marks the pseudo series refs of derived inputs, which have
@@ -45,7 +47,7 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 				continue
 			}
 			next[d.Name] = now.Add(time.Duration(d.Interval))
-			p.evalDerived(ctx, i, now)
+			p.evalDerived(ctx, d, now)
 		}
 		for name := range next {
 			if !seen[name] {
@@ -55,10 +57,10 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 	}
 }
 
-// evalDerived evaluates cfg.Derived[i] at now.
-func (p *Pipeline) evalDerived(ctx context.Context, i int, now time.Time) {
-	cfg := p.cfg.Load()
-	d := &cfg.Derived[i]
+// evalDerived evaluates d at now. d is from the configuration the caller
+// loaded: a reload during the query (which may run for d's interval) must
+// not change which input is evaluated, nor index past a shorter list.
+func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.Time) {
 	qctx, cancel := context.WithTimeout(ctx, time.Duration(d.Interval))
 	defer cancel()
 	q, err := p.engine.NewInstantQuery(qctx, p.st, nil, d.Expr, now)

@@ -2,12 +2,17 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
@@ -34,7 +39,7 @@ derived:
 			labels.FromStrings("__name__", "errors", "service", "api"),
 			labels.FromStrings("__name__", "requests", "service", "api"),
 		}, []float64{float64(i), 10})
-		e.p.evalDerived(context.Background(), 0, time.UnixMilli(ts))
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
 	}
 	e.sync()
 	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "error_ratio")}})
@@ -45,4 +50,51 @@ derived:
 	require.Len(t, out[labels.FromStrings("__name__", "anomaly_score", "for", "error_ratio", "service", "api").String()], 10)
 	// Not written back as an input, and kept out of snapshots.
 	require.Empty(t, query(t, e.db, eq("__name__", "error_ratio")))
+}
+
+// recordingEngine records the expressions it is asked to evaluate and
+// holds the first query until released, as a slow query would.
+type recordingEngine struct {
+	promql.QueryEngine
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	exprs   []string
+}
+
+func (r *recordingEngine) NewInstantQuery(_ context.Context, _ storage.Queryable, _ promql.QueryOpts, qs string, _ time.Time) (promql.Query, error) {
+	r.once.Do(func() { close(r.entered); <-r.release })
+	r.mu.Lock()
+	r.exprs = append(r.exprs, qs)
+	r.mu.Unlock()
+	return nil, errors.New("not evaluated in this test")
+}
+
+func (r *recordingEngine) seen() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.exprs)
+}
+
+// TestDerivedReloadDuringEvaluation: a reload that removes a derived input
+// while another one's query runs must neither crash the loop (it used to
+// index the new, shorter list with the old position) nor evaluate one
+// input's expression under another's name.
+func TestDerivedReloadDuringEvaluation(t *testing.T) {
+	two, err := config.Load([]byte("derived:\n  - {name: d0, expr: vector(1), interval: 1s}\n  - {name: d1, expr: vector(2), interval: 1s}\n"))
+	require.NoError(t, err)
+	one, err := config.Load([]byte("derived:\n  - {name: d1, expr: vector(2), interval: 1s}\n"))
+	require.NoError(t, err)
+	eng := &recordingEngine{entered: make(chan struct{}), release: make(chan struct{})}
+	e := newEnvEngine(t, "", two, eng, nil)
+	time.Sleep(1500 * time.Millisecond) // the loop's first tick schedules both
+	e.clock.set(t0.Add(10 * time.Second))
+	<-eng.entered // d0's query is running
+	require.NoError(t, e.p.ApplyConfig(one))
+	close(eng.release)
+	require.Eventually(t, func() bool { return len(eng.seen()) >= 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, []string{"vector(1)", "vector(2)"}, eng.seen()[:2])
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d0")))
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d1")))
 }

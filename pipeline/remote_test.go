@@ -28,9 +28,14 @@ func TestBackfillRemoteRead(t *testing.T) {
 
 	up := openDB(t, t.TempDir())
 	defer up.Close()
+	// A series with one label more matches the same equality matchers;
+	// its history is not this series' and must not be replayed.
+	other := labels.NewBuilder(ls).Set("instance", "b").Labels()
 	a := up.AppenderV2(context.Background())
 	for i, v := range vs[:n] {
 		_, err := a.Append(0, ls, 0, t0.UnixMilli()+int64(i)*stepMs, v, nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+		_, err = a.Append(0, other, 0, t0.UnixMilli()+int64(i)*stepMs, 1000+v, nil, nil, storage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, a.Commit())

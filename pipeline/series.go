@@ -311,7 +311,8 @@ type stepOpts struct {
 func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, so stepOpts) {
 	r := s.det.Update(t, v)
 	p := &s.pub
-	if s.pub.hasResult && !math.IsNaN(v) {
+	// Both finite: one ±Inf would make the scale NaN or infinite for good.
+	if s.pub.hasResult && isFinite(v) && isFinite(p.value) {
 		d := math.Abs(v - p.value)
 		s.nDif++
 		a := max(1.0/float64(s.nDif), 1.0/256)
@@ -389,3 +390,5 @@ func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]fore
 		}
 	}
 }
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

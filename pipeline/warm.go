@@ -3,12 +3,14 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/url"
 	"time"
 
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -77,12 +79,21 @@ func (r *ring) first() (int64, bool) {
 	return r.t[0], true
 }
 
-func (r *ring) read(ss storage.SeriesSet) error {
+// read adds the float samples of the series in ss whose labels are ls:
+// equality matchers also select series with more labels than ls, whose
+// history must not train ls's models. Stale markers are not samples.
+func (r *ring) read(ss storage.SeriesSet, ls labels.Labels) error {
 	for ss.Next() {
+		if !labels.Equal(ss.At().Labels(), ls) {
+			continue
+		}
 		it := ss.At().Iterator(nil)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-			if vt == chunkenc.ValFloat {
-				r.add(it.At())
+			if vt != chunkenc.ValFloat {
+				continue
+			}
+			if t, v := it.At(); !value.IsStaleNaN(v) {
+				r.add(t, v)
 			}
 		}
 		if err := it.Err(); err != nil {
@@ -112,7 +123,7 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	}
 	local.t, local.v = local.t[:0:n], local.v[:0:n]
 	if q, err := p.st.Querier(mint, beforeMs-1); err == nil {
-		if err := local.read(q.Select(ctx, false, nil, ms...)); err != nil {
+		if err := local.read(q.Select(ctx, false, nil, ms...), s.in); err != nil {
 			p.logger.Debug("Warm start from the TSDB", "series", s.in.String(), "err", err)
 		}
 		_ = q.Close()
@@ -124,7 +135,7 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 			end = t
 		}
 		older = ring{t: make([]int64, 0, n-local.len()), v: make([]float64, 0, n-local.len())}
-		if err := w.remoteRead(ctx, &older, mint, end-1, ms); err != nil {
+		if err := w.remoteRead(ctx, &older, mint, end-1, ms, s.in); err != nil {
 			p.logger.Warn("Warm start by remote read", "series", s.in.String(), "err", err)
 			older = ring{}
 		}
@@ -137,6 +148,9 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 			}
 			v = r
 		}
+		if math.IsNaN(v) {
+			return // as on the live path: the models skip NaNs
+		}
 		s.step(t, v, nil, &w.fcBuf, p.stepOpts())
 	}
 	older.each(replay)
@@ -145,7 +159,7 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
 }
 
-func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms []*labels.Matcher) error {
+func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms []*labels.Matcher, ls labels.Labels) error {
 	if maxt < mint {
 		return nil
 	}
@@ -159,5 +173,5 @@ func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms [
 	if err != nil {
 		return err
 	}
-	return r.read(ss)
+	return r.read(ss, ls)
 }
