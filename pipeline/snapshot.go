@@ -126,16 +126,43 @@ func (w *worker) encode(e *snapEncoder) error {
 		if s.hasPrev {
 			flags |= flagHasPrev
 		}
-		for _, err := range []error{
-			e.u8(1), e.bytes(e.lbl), e.u8(flags),
-			e.u64(math.Float64bits(s.prevRaw)), e.u64(uint64(s.prevT)),
-			e.bytes(e.det), e.bytes(fc),
-		} {
-			if err != nil {
-				return err
-			}
+		if err := e.record(e.lbl, flags, s.prevRaw, s.prevT, e.det, fc); err != nil {
+			return err
 		}
-		e.n++
+	}
+	return nil
+}
+
+// record writes one series' record.
+func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int64, det, fc []byte) error {
+	for _, err := range []error{
+		e.u8(1), e.bytes(lbl), e.u8(flags),
+		e.u64(math.Float64bits(prevRaw)), e.u64(uint64(prevT)),
+		e.bytes(det), e.bytes(fc),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	e.n++
+	return nil
+}
+
+// encodeRestored writes the restored states no series has claimed yet
+// (their first sample since the restart has not come): a snapshot taken
+// before it comes must keep them, or a second restart loses them.
+func (p *Pipeline) encodeRestored(e *snapEncoder) error {
+	p.restoreMu.Lock()
+	var waiting []*savedSeries
+	for _, list := range p.restored {
+		waiting = append(waiting, list...)
+	}
+	p.restoreMu.Unlock()
+	for _, s := range waiting { // immutable once read
+		e.lbl = appendLabels(e.lbl[:0], s.ls)
+		if err := e.record(e.lbl, s.flags, s.prevRaw, s.prevT, s.det, s.fc); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -179,6 +206,12 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 	var v [2]byte
 	binary.LittleEndian.PutUint16(v[:], snapVersion)
 	if err := e.write(v[:]); err != nil {
+		return 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	// The unclaimed restored states first: a series that claims its state
+	// meanwhile is then written twice, never not at all, and restore keeps
+	// the later record, the worker's.
+	if err := p.encodeRestored(e); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
 	for _, w := range p.workers {
@@ -246,14 +279,23 @@ func (p *Pipeline) restore() {
 		return
 	}
 	m := make(map[uint64][]*savedSeries, len(saved))
+	n := 0
+next:
 	for _, s := range saved {
 		h := s.ls.Hash()
+		for i, o := range m[h] {
+			if labels.Equal(o.ls, s.ls) {
+				m[h][i] = s // a later record of the same series is newer
+				continue next
+			}
+		}
 		m[h] = append(m[h], s)
+		n++
 	}
 	p.restoreMu.Lock()
 	p.restored = m
 	p.restoreMu.Unlock()
-	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", len(saved))
+	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", n)
 }
 
 func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {

@@ -131,3 +131,65 @@ func TestSnapshotTornTempFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, saved, 1)
 }
+
+// TestSnapshotKeepsUnclaimedState: a restored state waits for its series'
+// first sample; a snapshot taken before it comes (a second restart soon
+// after the first, or a slow scrape) must keep it, and where a record of a
+// series is written twice (claimed while the snapshot was written), the
+// later one, the worker's, wins.
+func TestSnapshotKeepsUnclaimedState(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+2, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	ref, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	var want detect.Result
+	for i, v := range vs {
+		want = ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
+	}
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath = path }
+
+	e := newEnv(t, "", nil, opts)
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	e.stop()
+
+	// A restart with no sample before the next shutdown.
+	e2 := newEnv(t, "", nil, opts)
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.stop()
+	saved, err := readSnapshot(path, t0)
+	require.NoError(t, err)
+	require.Len(t, saved, 1, "the unclaimed state is kept")
+
+	// One more sample; then the stale state is put back as if the series
+	// had claimed it while the snapshot was being written.
+	e3 := newEnv(t, "", nil, opts)
+	require.Eventually(t, e3.p.Ready, timeout, tick)
+	e3.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:n+1])
+	e3.sync()
+	e3.p.restoreMu.Lock()
+	e3.p.restored = map[uint64][]*savedSeries{ls.Hash(): {saved[0]}}
+	e3.p.restoreMu.Unlock()
+	e3.stop()
+	saved, err = readSnapshot(path, t0)
+	require.NoError(t, err)
+	require.Len(t, saved, 2)
+
+	e4 := newEnv(t, "", nil, opts)
+	require.Eventually(t, e4.p.Ready, timeout, tick)
+	e4.push(t0.UnixMilli()+(n+1)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n+1:])
+	e4.sync()
+	got := e4.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.Equal(t, want.Score, got[0].Score)
+	require.Equal(t, 0.0, testutil.ToFloat64(e4.p.m.warmed))
+	wantState, err := ref.MarshalBinary()
+	require.NoError(t, err)
+	var gotState []byte
+	for _, w := range e4.p.workers {
+		w.view(func(s *series) { gotState, err = s.det.MarshalBinary() })
+	}
+	require.NoError(t, err)
+	require.Equal(t, wantState, gotState, "resumed from the newer record, as if never restarted")
+}
