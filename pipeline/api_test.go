@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
@@ -203,17 +204,21 @@ func TestFamiliesAndFloor(t *testing.T) {
 }
 
 // TestCollectorInputLabelClash: an input label named like an output label
-// must not break the scrape.
+// (for; horizon on the forecasts) is kept as exported_<name>, as
+// Prometheus's scrape keeps a target's clashing labels, so inputs that
+// differ only in it stay apart on /metrics and in the TSDB.
 func TestCollectorInputLabelClash(t *testing.T) {
 	e := newEnv(t, "", nil, nil)
-	e.feed(labels.FromStrings("__name__", "x", "horizon", "input", "for", "input"), model.MetricTypeGauge, seasonal(450, 9))
+	for _, in := range []string{"a", "b"} {
+		e.feed(labels.FromStrings("__name__", "x", "horizon", "input", "for", in), model.MetricTypeGauge, seasonal(450, 9))
+	}
 	reg := prometheus.NewRegistry()
 	require.NoError(t, reg.Register(e.p.Collector()))
 	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	seen := 0
+	require.NoError(t, err, "no two outputs have the same labels")
+	seen := map[string]int{}
 	for _, mf := range mfs {
-		if mf.GetName() != "forecast" {
+		if mf.GetName() != "forecast" && mf.GetName() != "anomaly_score" {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
@@ -222,9 +227,17 @@ func TestCollectorInputLabelClash(t *testing.T) {
 				ls[l.GetName()] = l.GetValue()
 			}
 			require.Equal(t, "x", ls["for"])
-			require.Contains(t, []string{"5m", "15m", "30m"}, ls["horizon"])
-			seen++
+			require.Contains(t, []string{"a", "b"}, ls["exported_for"])
+			if mf.GetName() == "forecast" {
+				require.Contains(t, []string{"5m", "15m", "30m"}, ls["horizon"])
+				require.Equal(t, "input", ls["exported_horizon"])
+			} else {
+				require.Equal(t, "input", ls["horizon"], "no clash outside the forecasts")
+			}
+			seen[mf.GetName()+"/"+ls["exported_for"]]++
 		}
 	}
-	require.Equal(t, 3, seen)
+	require.Equal(t, map[string]int{"anomaly_score/a": 1, "anomaly_score/b": 1, "forecast/a": 3, "forecast/b": 3}, seen)
+	require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.outputErrors), "the inputs' outputs are appended to two series")
+	require.Len(t, query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "x")), 2)
 }

@@ -5,7 +5,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/omen-sidecar/omen/forecast"
 )
@@ -211,23 +210,17 @@ var outputHelp = map[string]string{
 type outLabelSet struct {
 	names, vals []string
 	key         []byte
+	utf8Names   bool // some name may need escaping in the text format
+}
+
+func (o *outLabelSet) add(name, value string) {
+	o.names, o.vals = append(o.names, name), append(o.vals, value)
 }
 
 func (o *outLabelSet) set(s *series, horizon string) {
 	o.names, o.vals, o.key = o.names[:0], o.vals[:0], o.key[:0]
-	s.in.Range(func(l labels.Label) {
-		switch {
-		case l.Name == labels.MetricName, l.Name == "for":
-			return // for replaces an input label of that name, as in the TSDB
-		case horizon != "" && l.Name == "horizon":
-			return // so does the output's horizon
-		}
-		o.names, o.vals = append(o.names, l.Name), append(o.vals, l.Value)
-	})
-	o.names, o.vals = append(o.names, "for"), append(o.vals, s.name)
-	if horizon != "" {
-		o.names, o.vals = append(o.names, "horizon"), append(o.vals, horizon)
-	}
+	o.utf8Names = s.utf8Names
+	eachOutLabel(s.in, s.name, horizon, o.add)
 	for _, n := range o.names {
 		o.key = append(append(o.key, n...), 0xff)
 	}

@@ -6,6 +6,9 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // exposedFamilies is the order WriteOutputs writes the families in.
@@ -65,6 +68,12 @@ func appendSample(b []byte, name string, ls *outLabelSet, v float64) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
+			if ls.utf8Names && !model.LabelName(n).IsValidLegacy() {
+				// The text format 0.0.4 has no quoted names: escaped
+				// as client_golang escapes the registry's families for
+				// a scraper that did not ask for UTF-8 names.
+				n = model.EscapeName(n, model.UnderscoreEscaping)
+			}
 			b = append(b, n...)
 			b = append(b, '=', '"')
 			b = appendEscaped(b, ls.vals[i], true)
@@ -108,3 +117,15 @@ func appendEscaped(b []byte, s string, quote bool) []byte {
 }
 
 func appendHelp(b []byte, help string) []byte { return appendEscaped(b, help, false) }
+
+// hasUTF8Names reports whether some label name of ls is outside the legacy
+// character set ([a-zA-Z_][a-zA-Z0-9_]*), which remote write accepts.
+func hasUTF8Names(ls labels.Labels) bool {
+	found := false
+	ls.Range(func(l labels.Label) {
+		if !found && !model.LabelName(l.Name).IsValidLegacy() {
+			found = true
+		}
+	})
+	return found
+}

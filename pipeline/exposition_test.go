@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os/exec"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/stretchr/testify/require"
 )
 
@@ -91,8 +94,21 @@ func TestWriteOutputsPassesPromtool(t *testing.T) {
 	}
 	e := newEnv(t, "", nil, nil)
 	e.feed(labels.FromStrings("__name__", "temperature", "room", `x"\`), model.MetricTypeGauge, seasonal(800, 3))
+	// Remote write accepts UTF-8 label names; the text format 0.0.4 has
+	// none, so they are escaped as client_golang escapes (underscores).
+	e.feed(labels.FromStrings("__name__", "load", "service.name", "api"), model.MetricTypeGauge, seasonal(300, 5))
 	var buf bytes.Buffer
 	require.NoError(t, e.p.WriteOutputs(&buf))
+	require.Contains(t, buf.String(), `anomaly_score{service_name="api",for="load"}`)
+	// Prometheus's own scrape parser takes every line.
+	parser := textparse.NewPromParser(buf.Bytes(), labels.NewSymbolTable(), false)
+	for {
+		_, err := parser.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = &buf
 	out, err := cmd.CombinedOutput()

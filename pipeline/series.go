@@ -185,6 +185,9 @@ type series struct {
 	// needed rather than kept: ~100-200 B a series.
 	in      labels.Labels
 	counter bool
+	// utf8Names: some input label name is outside the legacy character
+	// set, so the text format's /metrics must escape it.
+	utf8Names bool
 
 	// det is embedded, not pointed to: series and detector are one heap
 	// object (3072 B with the default members, against 288 + 3072).
@@ -271,13 +274,44 @@ func horizonsOf(sc config.Scoring) ([]time.Duration, []string) {
 // outLabels returns the labels of the output family with an optional
 // horizon.
 func (s *series) outLabels(family, horizon string) labels.Labels {
-	b := labels.NewBuilder(s.in)
-	b.Set(labels.MetricName, family)
-	b.Set("for", s.name)
-	if horizon != "" {
-		b.Set("horizon", horizon)
-	}
+	b := labels.NewScratchBuilder(s.in.Len() + 2)
+	b.Add(labels.MetricName, family)
+	eachOutLabel(s.in, s.name, horizon, b.Add)
+	b.Sort()
 	return b.Labels()
+}
+
+// eachOutLabel calls f with the labels of an output of the input in (minus
+// __name__, plus for, and horizon if set). An input label that the output
+// sets itself is kept as exported_<name>, as Prometheus's scrape does with
+// a target's clashing labels: replacing it would give two inputs that
+// differ only in it one output series.
+func eachOutLabel(in labels.Labels, forName, horizon string, f func(name, value string)) {
+	in.Range(func(l labels.Label) {
+		switch {
+		case l.Name == labels.MetricName:
+			return
+		case l.Name == "for", horizon != "" && l.Name == "horizon":
+			f(exportedName(in, l.Name), l.Value)
+		default:
+			f(l.Name, l.Value)
+		}
+	})
+	f("for", forName)
+	if horizon != "" {
+		f("horizon", horizon)
+	}
+}
+
+// exportedName is name prefixed with "exported_" as often as it takes to
+// name no label of in.
+func exportedName(in labels.Labels, name string) string {
+	for {
+		name = "exported_" + name
+		if !in.Has(name) {
+			return name
+		}
+	}
 }
 
 // storeDue reports whether the results of the sample at t are appended to

@@ -229,7 +229,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs)
 		return nil
 	}
-	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter}
+	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, utf8Names: hasUTF8Names(smp.ls)}
 	if err := s.det.Init(detectOptions(sc), w.scratch); err != nil {
 		p.scored.Add(-1)
 		p.logger.Warn("Creating detector", "series", smp.ls.String(), "err", err)
