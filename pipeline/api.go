@@ -147,12 +147,7 @@ func rank(a *Anomaly) float64 { return max(a.Score, a.PeakScore) }
 // outputLabelMap returns the labels of s's outputs without __name__.
 func outputLabelMap(s *series) map[string]string {
 	m := make(map[string]string, s.in.Len())
-	s.in.Range(func(l labels.Label) {
-		if l.Name != labels.MetricName {
-			m[l.Name] = l.Value
-		}
-	})
-	m["for"] = s.name
+	eachOutLabel(s.in, s.name, "", func(name, value string) { m[name] = value })
 	return m
 }
 

@@ -240,4 +240,8 @@ func TestCollectorInputLabelClash(t *testing.T) {
 	require.Equal(t, map[string]int{"anomaly_score/a": 1, "anomaly_score/b": 1, "forecast/a": 3, "forecast/b": 3}, seen)
 	require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.outputErrors), "the inputs' outputs are appended to two series")
 	require.Len(t, query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "x")), 2)
+	for _, a := range e.p.Anomalies(nil) { // the API names the outputs' labels
+		require.Equal(t, "x", a.Labels["for"])
+		require.Contains(t, []string{"a", "b"}, a.Labels["exported_for"])
+	}
 }
