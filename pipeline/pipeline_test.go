@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -272,6 +273,35 @@ func TestBudget(t *testing.T) {
 	require.Equal(t, 6.0, testutil.ToFloat64(e.p.m.scoredSamples), "3 samples of each of the 2 series in budget")
 	// Ingest is untouched.
 	require.Len(t, query(t, e.db, eq("__name__", "g")), 5)
+
+	// Whichever two were scored stop; the other three keep sending. Once
+	// the sweep has dropped the two, the budget's room goes to those
+	// that were over it.
+	var scored []string
+	for _, a := range e.p.Anomalies(nil) {
+		scored = append(scored, a.Labels["i"])
+	}
+	var rest []labels.Labels
+	for _, l := range ls {
+		if !slices.Contains(scored, l.Get("i")) {
+			rest = append(rest, l)
+		}
+	}
+	e.clock.set(t0.Add(2 * time.Hour))
+	e.push(t0.Add(2*time.Hour).UnixMilli(), model.MetricTypeGauge, rest, vs[:3])
+	e.sync()
+	for range 2 { // the first worker's sweep may run before the other's drops
+		for _, w := range e.p.workers {
+			w.sweep()
+		}
+	}
+	require.Equal(t, int64(0), e.p.scored.Load())
+	e.push(t0.Add(2*time.Hour).UnixMilli()+stepMs, model.MetricTypeGauge, rest, vs[:3])
+	e.sync()
+	require.Equal(t, int64(2), e.p.scored.Load(), "the freed budget is used")
+	for _, a := range e.p.Anomalies(nil) {
+		require.NotContains(t, scored, a.Labels["i"])
+	}
 }
 
 func TestConfigSelection(t *testing.T) {

@@ -31,8 +31,8 @@ type worker struct {
 
 	mu      sync.RWMutex
 	series  map[storage.SeriesRef]*series
-	gen     uint64                      // bumped under mu whenever series gains or loses one
-	ignored map[storage.SeriesRef]int64 // not selected or over budget: ref → last seen (unix ms)
+	gen     uint64                              // bumped under mu whenever series gains or loses one
+	ignored map[storage.SeriesRef]ignoredSeries // not selected, over budget or failed
 
 	cfgGen  uint64
 	timed   uint64 // samples scored, for sampling the inference timing
@@ -58,7 +58,7 @@ func newWorker(p *Pipeline, id int) *worker {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		series:  map[storage.SeriesRef]*series{},
-		ignored: map[storage.SeriesRef]int64{},
+		ignored: map[storage.SeriesRef]ignoredSeries{},
 		scratch: detect.NewScratch(),
 		fcBuf:   make([]forecast.Point, 0, forecastOptions().MaxHorizon),
 		acc:     p.acc(),
@@ -149,8 +149,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		smp := &b.s[i]
 		s := w.series[smp.ref]
 		if s == nil {
-			if _, skip := w.ignored[smp.ref]; skip {
-				w.ignored[smp.ref] = nowMs
+			if ig, skip := w.ignored[smp.ref]; skip {
+				ig.seen = nowMs
+				w.ignored[smp.ref] = ig
 				continue
 			}
 			if s = w.create(ctx, smp, nowMs); s == nil {
@@ -218,7 +219,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		sc = smp.derived.Scoring
 	} else {
 		if !cfg.Selected(smp.ls) {
-			w.ignore(smp.ref, nowMs)
+			w.ignore(smp.ref, nowMs, false)
 			return nil
 		}
 		sc = cfg.ScoringFor(smp.ls)
@@ -226,14 +227,14 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	if p.scored.Add(1) > int64(p.opts.MaxSeries) {
 		p.scored.Add(-1)
 		p.m.overBudget.Inc()
-		w.ignore(smp.ref, nowMs)
+		w.ignore(smp.ref, nowMs, true)
 		return nil
 	}
 	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, utf8Names: hasUTF8Names(smp.ls)}
 	if err := s.det.Init(detectOptions(sc), w.scratch); err != nil {
 		p.scored.Add(-1)
 		p.logger.Warn("Creating detector", "series", smp.ls.String(), "err", err)
-		w.ignore(smp.ref, nowMs)
+		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
 	if len(sc.ForecastHorizons) > 0 {
@@ -257,10 +258,17 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	return s
 }
 
-func (w *worker) ignore(ref storage.SeriesRef, nowMs int64) {
+func (w *worker) ignore(ref storage.SeriesRef, nowMs int64, overBudget bool) {
 	w.mu.Lock()
-	w.ignored[ref] = nowMs
+	w.ignored[ref] = ignoredSeries{seen: nowMs, overBudget: overBudget}
 	w.mu.Unlock()
+}
+
+// ignoredSeries is a series the worker does not score: last seen (unix ms),
+// and whether only the budget kept it out.
+type ignoredSeries struct {
+	seen       int64
+	overBudget bool
 }
 
 // reconfigure applies a new configuration: ignored series are looked at
@@ -303,9 +311,17 @@ func (w *worker) sweep() {
 			w.drop(ref, s)
 		}
 	}
-	for ref, t := range w.ignored {
-		if t < cut {
+	// Series kept out by the budget alone get another look at their next
+	// sample, as many as there is room for now: a budget freed by churn
+	// must not stay unused while they keep sending.
+	room := int64(w.p.opts.MaxSeries) - w.p.scored.Load()
+	for ref, ig := range w.ignored {
+		switch {
+		case ig.seen < cut:
 			delete(w.ignored, ref)
+		case ig.overBudget && room > 0:
+			delete(w.ignored, ref)
+			room--
 		}
 	}
 }

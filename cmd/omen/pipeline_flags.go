@@ -15,7 +15,7 @@ import (
 func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 	o := pipeline.DefaultOptions()
 	o.Families = nil // filled by the flag's default
-	cl.Flag("detect.max-series", "Most series scored at once; new series beyond it are counted in omen_series_over_budget_total and skipped. 0 turns scoring off.").
+	cl.Flag("detect.max-series", "Most series scored at once; new series beyond it are counted in omen_series_over_budget_total and skipped until series that stopped make room. 0 turns scoring off.").
 		Default(fmt.Sprint(o.MaxSeries)).IntVar(&o.MaxSeries)
 	cl.Flag("forecast.max-series", "Most series that also get a forecaster (each holds ~6 KiB more).").
 		Default(fmt.Sprint(o.ForecastMaxSeries)).IntVar(&o.ForecastMaxSeries)
