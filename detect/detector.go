@@ -274,6 +274,9 @@ func (d *Detector) Reset() {
 	}
 }
 
+// Options returns the options in force.
+func (d *Detector) Options() Options { return d.opts }
+
 // Ready reports whether the warm-up is over.
 func (d *Detector) Ready() bool { return d.st.Seen > uint64(d.opts.WarmupSamples) }
 

@@ -474,3 +474,47 @@ func TestRefractoryEscape(t *testing.T) {
 	require.Greater(t, r[2540].Score, refractEscape*r[2500].Score)
 	require.NotEmpty(t, r[2540].Member)
 }
+
+// TestRestoreKeepsOptions: Restore takes what was learnt and keeps the
+// options the Detector was made with, where they do not shape what is
+// learnt; a snapshot learnt under another false-alarm rate, member set or
+// seed is refused and the Detector left as it was.
+func TestRestoreKeepsOptions(t *testing.T) {
+	src := mustNew(t, DefaultOptions())
+	ts, v := series(7, 3000, 2)
+	for i := range ts {
+		src.Update(ts[i], v[i])
+	}
+	b, err := src.MarshalBinary()
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+		ok   bool
+	}{
+		{"same options", func(*Options) {}, true},
+		{"direction and minimum deviation", func(o *Options) { o.Direction, o.MinDeviationAbs = Up, 5 }, true},
+		{"refractory period and warm-up", func(o *Options) { o.RefractorySamples, o.WarmupSamples = 3, 10 }, true},
+		{"false-alarm rate", func(o *Options) { o.FalseAlarmRate *= 2 }, false},
+		{"members", func(o *Options) { o.Members = MemberAll }, false},
+		{"seed", func(o *Options) { o.Seed++ }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tc.mod(&o)
+			d := mustNew(t, o)
+			fresh := d.st
+			err := d.Restore(b)
+			require.Equal(t, o, d.Options(), "the options stay the Detector's")
+			if !tc.ok {
+				require.Error(t, err)
+				require.Equal(t, fresh, d.st, "unchanged")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, src.st, d.st)
+			require.True(t, d.Ready())
+		})
+	}
+}

@@ -75,37 +75,96 @@ func snapshotSize(members int) int {
 // rejects another version, a wrong length, a bad checksum or invalid
 // options with an error and leaves d unchanged.
 func (d *Detector) UnmarshalBinary(data []byte) error {
+	o, st, ex, err := decode(data)
+	if err != nil {
+		return err
+	}
+	d.opts, d.st, d.ex = o, st, ex
+	if d.sc == nil {
+		d.sc = NewScratch()
+	}
+	return nil
+}
+
+// Restore is UnmarshalBinary for a Detector made with the options it should
+// have now (by New or Init): it takes what was learnt from data and keeps
+// d's options, so that a changed direction, minimum deviation, valid range,
+// warm-up or refractory period applies to a restored series at once. The
+// false-alarm rate, the members and the seed shape what is learnt (the
+// calibration's windows, the state's layout): a snapshot learnt under other
+// ones is refused with an error, d unchanged, and the series learns anew.
+func (d *Detector) Restore(data []byte) error {
+	o, st, ex, err := decode(data)
+	if err != nil {
+		return err
+	}
+	if err := sameLearning(o, d.opts); err != nil {
+		return fmt.Errorf("decode detector: %w", err)
+	}
+	d.st, d.ex = st, ex
+	return nil
+}
+
+// SetOptions changes the options of a Detector that has learnt: those that
+// only say how its statistics are read (direction, minimum deviations,
+// valid range, warm-up, refractory period) apply from the next sample.
+// Another false-alarm rate, member set or seed would need what was learnt
+// learnt again: SetOptions refuses them with an error, d unchanged.
+func (d *Detector) SetOptions(o Options) error {
+	if o.Members == 0 {
+		o.Members = MemberDefault
+	}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("detector options: %w", err)
+	}
+	if err := sameLearning(d.opts, o); err != nil {
+		return err
+	}
+	d.opts = o
+	return nil
+}
+
+// sameLearning reports, as an error, how learnt under a and b differ.
+func sameLearning(a, b Options) error {
+	if a.FalseAlarmRate != b.FalseAlarmRate || a.Members != b.Members || a.Seed != b.Seed {
+		return fmt.Errorf("learnt with false-alarm rate %g, members %#x, seed %d; want %g, %#x, %d",
+			a.FalseAlarmRate, a.Members, a.Seed, b.FalseAlarmRate, b.Members, b.Seed)
+	}
+	return nil
+}
+
+func decode(data []byte) (Options, state, *extraState, error) {
+	var st state
 	hdr := len(snapshotMagic) + 2
 	if len(data) < hdr+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
-		return errors.New("decode detector: not a detector snapshot")
+		return Options{}, st, nil, errors.New("decode detector: not a detector snapshot")
 	}
 	if v := binary.LittleEndian.Uint16(data[len(snapshotMagic):]); v != snapshotVersion {
-		return fmt.Errorf("decode detector: snapshot version %d, want %d", v, snapshotVersion)
+		return Options{}, st, nil, fmt.Errorf("decode detector: snapshot version %d, want %d", v, snapshotVersion)
 	}
 	var w wireOptions
 	if len(data) < hdr+binary.Size(w) {
-		return fmt.Errorf("decode detector: %d bytes, too short", len(data))
+		return Options{}, st, nil, fmt.Errorf("decode detector: %d bytes, too short", len(data))
 	}
 	if _, err := binary.Decode(data[hdr:], binary.LittleEndian, &w); err != nil {
-		return fmt.Errorf("decode detector options: %w", err)
+		return Options{}, st, nil, fmt.Errorf("decode detector options: %w", err)
 	}
 	if want := snapshotSize(int(w.Members)); len(data) != want {
-		return fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
+		return Options{}, st, nil, fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	if crc32.ChecksumIEEE(body) != sum {
-		return errors.New("decode detector: checksum mismatch")
+		return Options{}, st, nil, errors.New("decode detector: checksum mismatch")
 	}
 	r := bytes.NewReader(body[hdr+binary.Size(w):])
-	var st state
 	if err := binary.Read(r, binary.LittleEndian, &st); err != nil {
-		return fmt.Errorf("decode detector state: %w", err)
+		return Options{}, st, nil, fmt.Errorf("decode detector state: %w", err)
 	}
 	var ex *extraState
 	if w.Members&extraFlags != 0 {
 		ex = &extraState{}
 		if err := binary.Read(r, binary.LittleEndian, ex); err != nil {
-			return fmt.Errorf("decode detector state: %w", err)
+			return Options{}, st, nil, fmt.Errorf("decode detector state: %w", err)
 		}
 	}
 	o := Options{
@@ -115,16 +174,12 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 		Members: int(w.Members), Seed: w.Seed,
 	}
 	if err := o.Validate(); err != nil {
-		return fmt.Errorf("decode detector: %w", err)
+		return Options{}, st, nil, fmt.Errorf("decode detector: %w", err)
 	}
 	if math.IsNaN(st.Level.M) {
-		return errors.New("decode detector: corrupt state")
+		return Options{}, st, nil, errors.New("decode detector: corrupt state")
 	}
-	d.opts, d.st, d.ex = o, st, ex
-	if d.sc == nil {
-		d.sc = NewScratch()
-	}
-	return nil
+	return o, st, ex, nil
 }
 
 // StateSize returns the bytes of learnt state a Detector with the given

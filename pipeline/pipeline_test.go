@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // t0 is the start of the generated series: a fixed, recent-looking time so
@@ -519,4 +520,51 @@ func TestTapCarriesStartTimestamp(t *testing.T) {
 	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "restarts_total")}})
 	require.Len(t, got, 1)
 	require.InDelta(t, 400/(float64(stepMs)/1000), got[0].Value, 1e-9, "counted from zero: a reset")
+}
+
+// TestReloadAppliesOptions: a reload's new options reach the series already
+// scored: in place where the detector can take them, else the series starts
+// again from its history in the TSDB at its next sample.
+func TestReloadAppliesOptions(t *testing.T) {
+	const n = 300
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	vs := seasonal(n+1, 4)
+	for _, tc := range []struct {
+		name       string
+		cfg        string
+		direction  detect.Direction
+		restarted  bool // dropped and warmed again from history
+		forecaster bool
+	}{
+		{"unchanged", "{}", detect.Both, false, true},
+		{"direction", "defaults: {direction: up}", detect.Up, false, true},
+		{"override for this series", "overrides: [{match: '{job=\"a\"}', direction: down}]", detect.Down, false, true},
+		{"false-alarm rate", "defaults: {false_alarm_rate: 0.01}", detect.Both, true, true},
+		{"other horizons", "defaults: {forecast_horizons: [10m]}", detect.Both, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, nil)
+			e.feed(ls, model.MetricTypeGauge, vs[:n])
+			require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.warmed))
+			cfg, err := config.Load([]byte(tc.cfg))
+			require.NoError(t, err)
+			require.NoError(t, e.p.ApplyConfig(cfg))
+			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+			e.sync()
+			var s *series
+			for _, w := range e.p.workers {
+				w.view(func(x *series) { s = x })
+			}
+			require.NotNil(t, s)
+			require.Equal(t, tc.direction, s.det.Options().Direction)
+			if tc.restarted {
+				require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed), "started again from its history")
+			} else {
+				require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.warmed), "kept what it learnt")
+			}
+			require.True(t, s.det.Ready())
+			require.Equal(t, tc.forecaster, s.fc != nil)
+			require.Equal(t, int64(1), e.p.scored.Load())
+		})
+	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -256,6 +257,15 @@ func detectOptions(sc config.Scoring) detect.Options {
 	}
 	o.MinDeviationAbs, o.MinDeviationRel = sc.MinDeviationAbs, sc.MinDeviationRel
 	return o
+}
+
+// sameHorizons reports whether s forecasts the horizons want (none: no
+// forecaster).
+func (s *series) sameHorizons(want []time.Duration) bool {
+	if s.fc == nil {
+		return len(want) == 0
+	}
+	return slices.Equal(s.fc.horizons, want)
 }
 
 func horizonsOf(sc config.Scoring) ([]time.Duration, []string) {

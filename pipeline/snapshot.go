@@ -431,7 +431,8 @@ func (p *Pipeline) expireRestored() {
 // restore loads saved state into s; false if it does not decode (another
 // detector version, say), in which case s warms from history.
 func (s *series) restore(saved *savedSeries) bool {
-	if err := s.det.UnmarshalBinary(saved.det); err != nil {
+	// Restore keeps the options the configuration gives now.
+	if err := s.det.Restore(saved.det); err != nil {
 		return false
 	}
 	if s.fc != nil && len(saved.fc) > 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
+	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
 )
 
@@ -192,4 +193,51 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 	}
 	require.NoError(t, err)
 	require.Equal(t, wantState, gotState, "resumed from the newer record, as if never restarted")
+}
+
+// TestSnapshotRestoreTakesNewOptions: a series restored after a restart
+// scores with the options the configuration gives now; one whose saved
+// state was learnt under another false-alarm rate starts again from its
+// history instead.
+func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	for _, tc := range []struct {
+		name      string
+		cfg       string
+		direction detect.Direction
+		restored  bool
+	}{
+		{"direction", "defaults: {direction: up}", detect.Up, true},
+		{"false-alarm rate", "defaults: {false_alarm_rate: 0.01}", detect.Both, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+			opts := func(o *Options) { o.SnapshotPath = path }
+			e := newEnv(t, db, nil, opts)
+			e.feed(ls, model.MetricTypeGauge, vs[:n])
+			e.stop()
+			require.NoError(t, e.db.Close())
+
+			cfg, err := config.Load([]byte(tc.cfg))
+			require.NoError(t, err)
+			e2 := newEnv(t, db, cfg, opts)
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+			e2.sync()
+			var s *series
+			for _, w := range e2.p.workers {
+				w.view(func(x *series) { s = x })
+			}
+			require.NotNil(t, s)
+			require.Equal(t, tc.direction, s.det.Options().Direction)
+			require.True(t, s.det.Ready(), "no new warm-up either way")
+			if tc.restored {
+				require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed))
+			} else {
+				require.Equal(t, float64(n), testutil.ToFloat64(e2.p.m.warmed), "warmed from the TSDB's history")
+			}
+		})
+	}
 }

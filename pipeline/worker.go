@@ -272,7 +272,12 @@ type ignoredSeries struct {
 }
 
 // reconfigure applies a new configuration: ignored series are looked at
-// again and series no longer selected are dropped.
+// again, series no longer selected are dropped, and the others take their
+// new options: in place where the detector can (direction, minimum
+// deviations), else (another false-alarm rate or forecast horizons) they
+// are dropped too and start again from their history at their next sample,
+// as after a restart without a snapshot. Derived inputs keep theirs: they
+// have no history to start again from.
 func (w *worker) reconfigure(gen uint64) {
 	w.cfgGen = gen
 	cfg := w.p.cfg.Load()
@@ -280,7 +285,19 @@ func (w *worker) reconfigure(gen uint64) {
 	defer w.mu.Unlock()
 	clear(w.ignored)
 	for ref, s := range w.series {
-		if !isDerived(s) && !cfg.Selected(s.in) {
+		if isDerived(s) {
+			continue
+		}
+		if !cfg.Selected(s.in) {
+			w.drop(ref, s)
+			continue
+		}
+		sc := cfg.ScoringFor(s.in)
+		want, _ := horizonsOf(sc)
+		// Without a forecaster for want of budget, it would get none
+		// again: kept rather than started anew for nothing.
+		fcRoom := w.p.forecasting.Load() < int64(w.p.opts.ForecastMaxSeries)
+		if s.det.SetOptions(detectOptions(sc)) != nil || (!s.sameHorizons(want) && (s.fc != nil || fcRoom)) {
 			w.drop(ref, s)
 		}
 	}
