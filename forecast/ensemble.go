@@ -109,7 +109,23 @@ func buildScale(seasons []int, H int) []component {
 // fits; a candidate found there starts its validation fit from them (see
 // warmStart), and the parameters of this fit's validation fits are returned
 // for the next.
+//
+// When no candidate can be fitted on the validation's first part (a short
+// history without a season: Theta and Holt-Winters need about twice the
+// horizon), the naive forecast is validated alone, so the intervals still
+// come from the series' own errors at each horizon; before, the Model
+// carried the last value forward with a zero-width interval until the
+// history grew (320 samples at an 80-step horizon).
 func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart, sc *fitScratch) (*ensemble, []warmStart) {
+	e, next := fitCandidates(y, buildComponents(seasons, H, logScale), H, coverage, comb, warm, sc)
+	if e == nil {
+		e, _ = fitCandidates(y, []component{newSeasonalNaive(1)}, H, coverage, comb, nil, sc)
+	}
+	return e, next
+}
+
+// fitCandidates is fitEnsemble with the candidates given.
+func fitCandidates(y []float64, cands []component, H int, coverage float64, comb combiner, warm []warmStart, sc *fitScratch) (*ensemble, []warmStart) {
 	n := len(y)
 	stride := valStride
 	origins := valOrigins
@@ -123,7 +139,6 @@ func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage floa
 		}
 	}
 	start := n - H - (origins-1)*stride // first origin
-	cands := buildComponents(seasons, H, logScale)
 	nc := len(cands)
 	// errs[c][o*H+h]: validation error of candidate c at origin o, horizon h+1.
 	errs := make([][]float64, nc)

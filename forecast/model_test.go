@@ -287,3 +287,41 @@ func TestModelLongHorizonShortHistory(t *testing.T) {
 		require.Less(t, p.Lower, p.Upper)
 	}
 }
+
+// TestModelShortHistoryWithoutSeason: from the first forecast on, a series
+// without a season gets intervals from its own errors. Theta and
+// Holt-Winters need about twice the horizon to fit before the first
+// validation origin, which a short history does not have; the Model then
+// carried the last value forward with zero-width intervals (covering
+// nothing) until it had 320 samples at an 80-step horizon. Now the naive
+// forecast is validated alone until then.
+func TestModelShortHistoryWithoutSeason(t *testing.T) {
+	const sd = 2.0
+	rng := rand.New(rand.NewPCG(3, 4))
+	m, err := New(Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 192})
+	require.NoError(t, err)
+	covered, checks := 0, 0
+	var pending []Point
+	for i := range 400 {
+		v := 100 + sd*rng.NormFloat64()
+		for len(pending) > 0 && pending[0].TsMillis <= int64(i)*30_000 {
+			if v >= pending[0].Lower && v <= pending[0].Upper {
+				covered++
+			}
+			checks++
+			pending = pending[1:]
+		}
+		m.Update(int64(i)*30_000, v)
+		if !m.Ready() || i >= 320 {
+			continue
+		}
+		pts := m.Forecast(nil, 80)
+		require.Len(t, pts, 80, "sample %d", i)
+		for h, p := range pts {
+			require.Greater(t, p.Upper-p.Lower, sd, "sample %d, h=%d: an interval of the noise's width", i, h+1)
+		}
+		pending = append(pending, pts[9]) // ten steps ahead
+	}
+	require.Greater(t, checks, 100)
+	require.Greater(t, float64(covered)/float64(checks), 0.9)
+}

@@ -21,7 +21,7 @@ import (
 // horizonSteps), so the longest horizon is at most 64 of them; MaxHorizon
 // leaves room for a step estimate below the resampling step (gaps).
 func forecastOptions() forecast.Options {
-	return forecast.Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32}
+	return forecast.Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32, Coverage: 0.95}
 }
 
 // horizonSteps is how many forecaster steps the longest horizon spans: the
@@ -89,7 +89,15 @@ type fcState struct {
 	// target time arrives (O(1) memory, a sampled but unbiased check).
 	pend []pending
 	rs   resampler
+	// within is an EWMA of the input's mean squared deviation about its
+	// step's mean: the forecaster forecasts step means, and the bands it
+	// gives are widened by this spread so that they are for the raw
+	// samples users compare them with (0 while each step is one sample).
+	within float64
 }
+
+// withinAlpha is the weight of a step's spread in fcState.within.
+const withinAlpha = 1.0 / 32
 
 // resampler turns the input into one value per step, the mean of the input
 // samples in it, for the forecaster. The step is the smallest multiple of
@@ -103,11 +111,18 @@ type resampler struct {
 	sum       float64
 	n         int
 	lastT     int64 // latest input sample time
+	// The open step's squared deviations: x0 its first sample, dsum and
+	// dsq the sums of the samples' differences from x0 and their squares.
+	x0, dsum, dsq float64
 }
 
 type point struct {
 	t int64
 	v float64
+	// msd is the mean squared deviation of the step's input samples about
+	// v, their mean; n how many there were (msd 0 when n < 2).
+	msd float64
+	n   int
 }
 
 // add takes an input sample and returns the steps it completes (at most
@@ -120,6 +135,7 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 	if r.stepMs == 0 {
 		if r.n == 0 {
 			r.sum, r.n, r.lastT = v, 1, t
+			r.x0, r.dsum, r.dsq = v, 0, 0
 			return out, 0
 		}
 		d := t - r.lastT
@@ -127,7 +143,7 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 		r.stepMs = r.k * d
 		r.bucket = r.lastT / r.stepMs
 		if r.k == 1 {
-			out[n] = point{r.lastT, r.sum}
+			out[n] = point{t: r.lastT, v: r.sum, n: 1}
 			n++
 			r.sum, r.n = 0, 0
 		}
@@ -142,20 +158,33 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 	}
 	if r.k == 1 {
 		r.lastT = t
-		out[n] = point{t, v}
+		out[n] = point{t: t, v: v, n: 1}
 		return out, n + 1
 	}
 	if b := t / r.stepMs; b != r.bucket {
 		if r.n > 0 {
-			out[n] = point{r.lastT, r.sum / float64(r.n)}
+			out[n] = r.point()
 			n++
 		}
-		r.bucket, r.sum, r.n = b, 0, 0
+		r.bucket, r.sum, r.n, r.dsum, r.dsq = b, 0, 0, 0, 0
+	}
+	if r.n == 0 {
+		r.x0 = v
 	}
 	r.lastT = t
 	r.sum += v
+	d := v - r.x0 // about the step's first sample: no cancellation on large values
+	r.dsum += d
+	r.dsq += d * d
 	r.n++
 	return out, n
+}
+
+// point is the open step's mean and spread.
+func (r *resampler) point() point {
+	fn := float64(r.n)
+	m := r.dsum / fn
+	return point{t: r.lastT, v: r.sum / fn, msd: max(0, r.dsq/fn-m*m), n: r.n}
 }
 
 func newFcState(hs []time.Duration, names []string) *fcState {
@@ -394,6 +423,9 @@ func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]fore
 	pts, n := f.rs.add(t, v)
 	for _, pt := range pts[:n] {
 		f.m.Update(pt.t, pt.v)
+		if pt.n >= 2 {
+			f.within += withinAlpha * (pt.msd - f.within)
+		}
 	}
 	if n == 0 {
 		return // the forecaster has not moved: the last forecast stands
@@ -428,11 +460,32 @@ func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]fore
 		if k < 1 || k > len(fc) {
 			continue
 		}
-		f.pts[i], f.ok[i] = fc[k-1], true
+		f.pts[i], f.ok[i] = widen(fc[k-1], f.within), true
 		if pd := &f.pend[i]; !pd.active {
-			*pd = pending{target: fc[k-1].TsMillis, yhat: fc[k-1].Yhat, lo: fc[k-1].Lower, hi: fc[k-1].Upper, active: true}
+			pt := f.pts[i]
+			*pd = pending{target: pt.TsMillis, yhat: pt.Yhat, lo: pt.Lower, hi: pt.Upper, active: true}
 		}
 	}
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// bandZ is the standard normal quantile of the forecast interval's upper
+// end: the within-step spread is added to it as a normal one.
+var bandZ = math.Sqrt2 * math.Erfinv(forecastOptions().Coverage)
+
+// widen turns a forecast of a step mean into one of a raw sample in that
+// step: a raw sample is the mean plus its deviation within the step, whose
+// mean square is within, so each side of the band grows in quadrature by
+// bandZ of its root. With one sample per step within is 0 and p is as
+// given.
+func widen(p forecast.Point, within float64) forecast.Point {
+	if within <= 0 {
+		return p
+	}
+	w := bandZ * bandZ * within
+	lo, hi := p.Yhat-p.Lower, p.Upper-p.Yhat
+	p.Lower = p.Yhat - math.Sqrt(lo*lo+w)
+	p.Upper = p.Yhat + math.Sqrt(hi*hi+w)
+	return p
+}
