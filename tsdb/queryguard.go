@@ -11,6 +11,7 @@ import (
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage/remote"
@@ -45,11 +46,11 @@ func guardSubqueries(next http.Handler, p parser.Parser, maxSteps int64) http.Ha
 			return
 		}
 		// ParseForm keeps what it read in r.Form, where the API reads it
-		// again, so a POST body is not lost.
-		if err := r.ParseForm(); err != nil {
-			next.ServeHTTP(w, r)
-			return
-		}
+		// again, so a POST body is not lost. Its error is not checked:
+		// Prometheus's handlers ignore it too and use the pairs that did
+		// parse (url.ParseQuery keeps them), so the guard must look at
+		// the same query; a bad pair (`&x=%zz`) once let any through.
+		_ = r.ParseForm()
 		expr, err := p.ParseExpr(r.Form.Get("query"))
 		if err != nil {
 			next.ServeHTTP(w, r)
@@ -57,13 +58,20 @@ func guardSubqueries(next http.Handler, p parser.Parser, maxSteps int64) http.Ha
 		}
 		var span float64 // seconds between the query's first and last step
 		if ranged {
+			// Times read as Prometheus reads them, so that the span is the
+			// one it would evaluate: it takes NaN and ±Inf, for instance,
+			// as the far past. What it cannot read, or an end before the
+			// start, it refuses itself.
 			start, err1 := parseAPITime(r.Form.Get("start"))
 			end, err2 := parseAPITime(r.Form.Get("end"))
-			if err1 != nil || err2 != nil || end < start {
+			if err1 != nil || err2 != nil || end.Before(start) || timestamp.FromTime(end) < timestamp.FromTime(start) {
 				next.ServeHTTP(w, r)
 				return
 			}
-			span = end - start
+			// As the engine will see them: in milliseconds by
+			// timestamp.FromTime, whose int64 arithmetic wraps for such
+			// times as NaN gives; subtracted in floats, which do not.
+			span = (float64(timestamp.FromTime(end)) - float64(timestamp.FromTime(start))) / 1000
 		}
 		if msg := subqueryTooLong(expr, span, maxSteps); msg != "" {
 			w.Header().Set("Content-Type", "application/json")
@@ -109,18 +117,36 @@ func subqueryTooLong(expr parser.Expr, span float64, maxSteps int64) string {
 	return msg
 }
 
-// parseAPITime reads the API's time format (Unix seconds or RFC 3339) as
-// seconds.
-func parseAPITime(s string) (float64, error) {
-	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
-		return f, nil
+// parseAPITime reads the API's time format (Unix seconds or RFC 3339)
+// exactly as Prometheus's API does (web/api/v1's parseTime), including what
+// it makes of NaN and ±Inf (int64 conversions of them) and its formatted
+// minimum and maximum times.
+func parseAPITime(s string) (time.Time, error) {
+	if t, err := strconv.ParseFloat(s, 64); err == nil {
+		s, ns := math.Modf(t)
+		ns = math.Round(ns*1000) / 1000
+		return time.Unix(int64(s), int64(ns*float64(time.Second))).UTC(), nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return 0, err
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
 	}
-	return float64(t.UnixNano()) / 1e9, nil
+	switch s {
+	case minTimeFormatted:
+		return minTime, nil
+	case maxTimeFormatted:
+		return maxTime, nil
+	}
+	return time.Time{}, fmt.Errorf("cannot parse %q to a valid timestamp", s)
 }
+
+// Prometheus's API's bounds (web/api/v1: MinTime, MaxTime), which it also
+// accepts in their RFC 3339 form though time.Parse cannot read the years.
+var (
+	minTime          = time.Unix(math.MinInt64/1000+62135596801, 0).UTC()
+	maxTime          = time.Unix(math.MaxInt64/1000-62135596801, 999999999).UTC()
+	minTimeFormatted = minTime.Format(time.RFC3339Nano)
+	maxTimeFormatted = maxTime.Format(time.RFC3339Nano)
+)
 
 // maxReadRequestBytes is Prometheus's limit on a remote-read request, before
 // and after snappy decoding.

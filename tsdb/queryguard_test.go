@@ -31,16 +31,24 @@ func TestSubqueryGuard(t *testing.T) {
 		post       bool
 		code       int
 		errPart    string
+		rawSuffix  string // appended to a GET's query string unencoded
 	}{
-		{"year at 1ms", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms])"}}, false, 400, "would evaluate 3.15e+10 steps"},
-		{"as POST form", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms])"}}, true, 400, "more than the limit of 1000000"},
-		{"nested inner too fine", "/api/v1/query", url.Values{"query": {"max_over_time(max_over_time(up[1m:1ms])[1y:1h])"}}, false, 400, "subquery up[1m:1ms]"},
-		{"range query widens the span", "/api/v1/query_range", url.Values{"query": {"max_over_time(up[1m:1s])"}, "start": {"0"}, "end": {"1000000"}, "step": {"1000"}}, false, 400, "1e+06 steps"},
-		{"range query under the limit", "/api/v1/query_range", url.Values{"query": {"max_over_time(up[1m:1s])"}, "start": {"0"}, "end": {"100000"}, "step": {"1000"}}, false, 200, ""},
-		{"no step uses 1m", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[5m:])"}}, false, 200, ""},
-		{"no step, long range", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[30d:])"}}, false, 200, ""},
-		{"valid POST passes", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[1h:1m])"}}, true, 200, ""},
-		{"parse error left to Prometheus", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms]"}}, false, 400, "parse error"},
+		{"year at 1ms", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms])"}}, false, 400, "would evaluate 3.15e+10 steps", ""},
+		{"as POST form", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms])"}}, true, 400, "more than the limit of 1000000", ""},
+		{"nested inner too fine", "/api/v1/query", url.Values{"query": {"max_over_time(max_over_time(up[1m:1ms])[1y:1h])"}}, false, 400, "subquery up[1m:1ms]", ""},
+		{"range query widens the span", "/api/v1/query_range", url.Values{"query": {"max_over_time(up[1m:1s])"}, "start": {"0"}, "end": {"1000000"}, "step": {"1000"}}, false, 400, "1e+06 steps", ""},
+		{"range query under the limit", "/api/v1/query_range", url.Values{"query": {"max_over_time(up[1m:1s])"}, "start": {"0"}, "end": {"100000"}, "step": {"1000"}}, false, 200, "", ""},
+		{"no step uses 1m", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[5m:])"}}, false, 200, "", ""},
+		{"no step, long range", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[30d:])"}}, false, 200, "", ""},
+		{"valid POST passes", "/api/v1/query", url.Values{"query": {"max_over_time(requests_total[1h:1m])"}}, true, 200, "", ""},
+		{"parse error left to Prometheus", "/api/v1/query", url.Values{"query": {"max_over_time(up[1y:1ms]"}}, false, 400, "parse error", ""},
+		// Prometheus reads NaN and -Inf as the far past (292 years back):
+		// the guard must see the span Prometheus will evaluate.
+		{"NaN start", "/api/v1/query_range", url.Values{"query": {"count_over_time(vector(1)[1h:1h])"}, "start": {"NaN"}, "end": {"0"}, "step": {"1e9"}}, false, 400, "would evaluate", ""},
+		{"-Inf start", "/api/v1/query_range", url.Values{"query": {"count_over_time(vector(1)[1h:1h])"}, "start": {"-Inf"}, "end": {"0"}, "step": {"1e9"}}, false, 400, "would evaluate", ""},
+		{"end before start left to Prometheus", "/api/v1/query_range", url.Values{"query": {"up"}, "start": {"10"}, "end": {"0"}, "step": {"1"}}, false, 400, "end timestamp must not be before start", ""},
+		// Prometheus uses the pairs that parsed and ignores a bad one.
+		{"malformed pair beside the query", "/api/v1/query", url.Values{"query": {"count_over_time(vector(1)[2000s:1ms])"}}, false, 400, "would evaluate 2e+06 steps", "&x=%zz"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var resp *http.Response
@@ -48,7 +56,7 @@ func TestSubqueryGuard(t *testing.T) {
 			if tc.post {
 				resp, err = http.Post(srv.URL+tc.path, "application/x-www-form-urlencoded", strings.NewReader(tc.params.Encode()))
 			} else {
-				resp, err = http.Get(srv.URL + tc.path + "?" + tc.params.Encode())
+				resp, err = http.Get(srv.URL + tc.path + "?" + tc.params.Encode() + tc.rawSuffix)
 			}
 			require.NoError(t, err)
 			defer resp.Body.Close()

@@ -405,6 +405,13 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int6
 		a.reject(typ, "too_far_in_future", 1, "series %s: timestamp %d is more than %s in the future", ls, t, a.h.opts.MaxFutureDrift)
 		return ref
 	}
+	// As Prometheus's receiver: a schema reserved for finer exponential
+	// buckets than the head stores (9 to 52) is reduced to the finest it
+	// does, rather than the sample refused.
+	if err := reduceReservedSchema(hist, fh); err != nil {
+		a.reject(typ, "invalid_histogram", 1, "series %s: sample at %d: %v", ls, t, err)
+		return ref
+	}
 	newRef, err := a.app.Append(ref, ls, st, t, v, hist, fh, opts)
 	if err != nil && !isPartial(err) {
 		reason := rejectReason(err)
@@ -919,4 +926,17 @@ func (d *fastV2) sameLabels(body []byte, refs []uint32, ls labels.Labels) bool {
 		i += 2
 	})
 	return same && i == len(refs)
+}
+
+// reduceReservedSchema reduces a histogram whose schema is reserved for
+// exponential buckets finer than histogram.ExponentialSchemaMax to that
+// schema, in place, as Prometheus's remote-write receiver does.
+func reduceReservedSchema(h *histogram.Histogram, fh *histogram.FloatHistogram) error {
+	if h != nil && histogram.IsExponentialSchemaReserved(h.Schema) && h.Schema > histogram.ExponentialSchemaMax {
+		return h.ReduceResolution(histogram.ExponentialSchemaMax)
+	}
+	if fh != nil && histogram.IsExponentialSchemaReserved(fh.Schema) && fh.Schema > histogram.ExponentialSchemaMax {
+		return fh.ReduceResolution(histogram.ExponentialSchemaMax)
+	}
+	return nil
 }

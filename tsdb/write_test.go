@@ -262,3 +262,54 @@ func TestWriteV2FromPrometheusClient(t *testing.T) {
 }
 
 var _ storage.AppendableV2 = (*Storage)(nil)
+
+// TestWriteReservedHistogramSchema: a native histogram with a schema
+// reserved for finer exponential buckets than the head stores (9 to 52) is
+// reduced to schema 8 and stored, as Prometheus's receiver does; refusing
+// it was a 400, which a sender drops for good.
+func TestWriteReservedHistogramSchema(t *testing.T) {
+	ms := time.Now().UnixMilli()
+	for _, tc := range []struct {
+		name   string
+		schema int32
+		float  bool
+		code   int
+	}{
+		{"schema 8", 8, false, http.StatusNoContent},
+		{"schema 9", 9, false, http.StatusNoContent},
+		{"schema 52", 52, false, http.StatusNoContent},
+		{"float, schema 12", 12, true, http.StatusNoContent},
+		{"schema 53: invalid", 53, false, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTestStorage(t)
+			h := NewWriteHandler(nil, nil, s, WriteOptions{})
+			ph := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 2}, Sum: 1, Timestamp: ms, Schema: tc.schema,
+				PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 2}}, PositiveDeltas: []int64{1, 0}}
+			if tc.float {
+				ph = prompb.Histogram{Count: &prompb.Histogram_CountFloat{CountFloat: 2}, Sum: 1, Timestamp: ms, Schema: tc.schema,
+					PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 2}}, PositiveCounts: []float64{1, 1}}
+			}
+			req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+				Labels: []prompb.Label{{Name: "__name__", Value: "h"}}, Histograms: []prompb.Histogram{ph},
+			}}}
+			w := post(t, h, v1Body(t, req), nil)
+			require.Equal(t, tc.code, w.Code, w.Body.String())
+			if tc.code != http.StatusNoContent {
+				require.Contains(t, w.Body.String(), "schema")
+				return
+			}
+			q, err := s.Querier(0, math.MaxInt64)
+			require.NoError(t, err)
+			defer q.Close()
+			ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "h"))
+			require.True(t, ss.Next())
+			it := ss.At().Iterator(nil)
+			vt := it.Next()
+			require.NotEqual(t, chunkenc.ValNone, vt)
+			_, fh := it.AtFloatHistogram(nil)
+			require.Equal(t, min(tc.schema, 8), fh.Schema)
+			require.Equal(t, 2.0, fh.Count)
+		})
+	}
+}
