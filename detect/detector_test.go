@@ -518,3 +518,34 @@ func TestRestoreKeepsOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestFlatAndRegularSeriesStayQuiet: series that never change, or repeat a
+// few shapes, must not alarm on their own. The novelty member's memory
+// used to clear one word of its seen-set every 64 samples, so the single
+// context of a constant series was "new" again every 2048 samples: a score
+// of 2.2-2.4 every 8.5 hours at a 15 s scrape for every flat series.
+func TestFlatAndRegularSeriesStayQuiet(t *testing.T) {
+	const n = 50_000
+	for _, tc := range []struct {
+		name string
+		v    func(i int) float64
+	}{
+		{"zero", func(int) float64 { return 0 }},
+		{"constant", func(int) float64 { return 42 }},
+		{"square wave", func(i int) float64 { return float64(i / 5 % 2) }},
+		{"sawtooth", func(i int) float64 { return float64(i % 7) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultOptions()
+			o.FalseAlarmRate = 0.001 // the pipeline's default
+			d := mustNew(t, o)
+			var alarms []int
+			for i := range n {
+				if r := d.Update(int64(i)*15_000, tc.v(i)); r.Score > 1 && i > 2000 {
+					alarms = append(alarms, i)
+				}
+			}
+			require.Empty(t, alarms)
+		})
+	}
+}

@@ -14,7 +14,7 @@ import (
 // rather than misread, and the series simply warms up again.
 const (
 	snapshotMagic   = "omdt"
-	snapshotVersion = 8
+	snapshotVersion = 9
 )
 
 // wireOptions is Options with fixed-size fields, for the snapshot.
