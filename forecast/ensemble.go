@@ -363,6 +363,13 @@ func conformal(err []float64, origins, H int, coverage float64, sc *fitScratch) 
 		lo[h] = quantile(pool, 1-q)
 		hi[h] = quantile(pool, q)
 	}
+	// The interval holds the forecast: where every validation error had
+	// one sign (a steady under-forecast of growth, say), the quantiles
+	// alone put the band wholly on one side, forecast_lower above
+	// forecast.
+	for h := range H {
+		lo[h], hi[h] = min(lo[h], 0), max(hi[h], 0)
+	}
 	// Intervals do not shrink with the horizon: uncertainty only grows.
 	for h := 1; h < H; h++ {
 		lo[h] = min(lo[h], lo[h-1])

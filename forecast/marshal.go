@@ -36,7 +36,10 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 		b = binary.LittleEndian.AppendUint64(b, uint64(d))
 	}
 	b = append(b, boolByte(m.fitted))
-	b = binary.LittleEndian.AppendUint32(b, uint32(m.sinceFit))
+	// Past RefitEvery the count only says "refit due", which the cap keeps;
+	// uncapped it outgrew count (which stops at the ring's length) after
+	// a long run without a Forecast, and the snapshot did not decode.
+	b = binary.LittleEndian.AppendUint32(b, uint32(min(m.sinceFit, m.opts.RefitEvery, m.count)))
 	b = binary.LittleEndian.AppendUint32(b, uint32(m.count))
 	// UnmarshalBinary repeats the last fit if the next Forecast would not
 	// refit anyway: then it needs that fit's starting points, else the next
@@ -117,7 +120,11 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 		return errors.New("decode forecast model: inconsistent counters")
 	}
 	for i := range count {
-		nm.ring[i] = math.Float64frombits(r.u64())
+		v := math.Float64frombits(r.u64())
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return errors.New("decode forecast model: a stored value is not finite") // Update never stores one
+		}
+		nm.ring[i] = v
 	}
 	if r.err != nil {
 		return fmt.Errorf("decode forecast model: %w", r.err)

@@ -325,3 +325,65 @@ func TestModelShortHistoryWithoutSeason(t *testing.T) {
 	require.Greater(t, checks, 100)
 	require.Greater(t, float64(covered)/float64(checks), 0.9)
 }
+
+// TestModelIntervalHoldsForecast: forecast_lower ≤ forecast ≤
+// forecast_upper on series the ensemble under- or over-forecasts steadily
+// (growth it damps, a level that keeps shifting), where every validation
+// error has one sign and the quantiles alone put the band on one side.
+func TestModelIntervalHoldsForecast(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		name string
+		f    func(i int) float64
+	}{
+		{"exponential growth", func(i int) float64 { return 1000 * math.Exp(float64(i)/500) }},
+		{"fast growth", func(i int) float64 { return math.Exp(float64(i) / 50) }},
+		{"cubic", func(i int) float64 { x := float64(i) / 100; return x * x * x }},
+		{"steps", func(i int) float64 { return float64(i/50) * 10 }},
+		{"noisy", func(int) float64 { return 100 + 10*rng.NormFloat64() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := New(Options{})
+			require.NoError(t, err)
+			var buf []Point
+			for i := range 1500 {
+				m.Update(int64(i)*60_000, tc.f(i))
+				if !m.Ready() || i%7 != 0 {
+					continue
+				}
+				buf = m.Forecast(buf, 48)
+				for h, p := range buf {
+					require.LessOrEqual(t, p.Lower, p.Yhat, "sample %d, h=%d", i, h+1)
+					require.LessOrEqual(t, p.Yhat, p.Upper, "sample %d, h=%d", i, h+1)
+				}
+			}
+		})
+	}
+}
+
+// TestUnmarshalRefusesDamage: a snapshot whose options would allocate
+// gigabytes, or whose history holds a value Update never stores, is
+// refused; one taken after a long run without a Forecast decodes.
+func TestUnmarshalRefusesDamage(t *testing.T) {
+	y := planted(2400, 0, 100, 0.01, 10, 1)
+	m, _ := New(DefaultOptions())
+	feed(m, y[:1100], 0)
+	m.Forecast(nil, 48)
+	good, err := m.MarshalBinary()
+	require.NoError(t, err)
+
+	var r Model
+	b := append([]byte(nil), good...)
+	copy(b[24:28], []byte{0xff, 0xff, 0xff, 0x7f}) // RefitEvery: 2^31-1
+	require.ErrorContains(t, r.UnmarshalBinary(b), "refit every")
+	b = append([]byte(nil), good...)
+	copy(b[len(b)-8:], []byte{0, 0, 0, 0, 0, 0, 0xf8, 0x7f}) // the newest value: NaN
+	require.ErrorContains(t, r.UnmarshalBinary(b), "not finite")
+
+	// 1300 values without a Forecast: more than the ring holds.
+	feed(m, y[1100:2400], 1100*hourMs)
+	b, err = m.MarshalBinary()
+	require.NoError(t, err)
+	require.NoError(t, r.UnmarshalBinary(b))
+	require.Equal(t, m.Forecast(nil, 48), r.Forecast(nil, 48))
+}

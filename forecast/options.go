@@ -70,11 +70,13 @@ func (o *Options) fill() error {
 	if o.MinSamples < 16 || o.MinSamples > o.History {
 		errs = append(errs, fmt.Errorf("min samples %d: want 16..history (%d)", o.MinSamples, o.History))
 	}
-	if o.RefitEvery < 1 {
-		errs = append(errs, fmt.Errorf("refit every %d: want at least 1", o.RefitEvery))
+	// Upper bounds too: a Model holds History+RefitEvery values, and
+	// UnmarshalBinary takes the options from its input.
+	if o.RefitEvery < 1 || o.RefitEvery > 1<<20 {
+		errs = append(errs, fmt.Errorf("refit every %d: want 1..1048576", o.RefitEvery))
 	}
-	if o.MaxPeriod < 2 {
-		errs = append(errs, fmt.Errorf("max period %d: want at least 2", o.MaxPeriod))
+	if o.MaxPeriod < 2 || o.MaxPeriod > o.History {
+		errs = append(errs, fmt.Errorf("max period %d: want 2..history (%d)", o.MaxPeriod, o.History))
 	}
 	return errors.Join(errs...)
 }
