@@ -211,6 +211,28 @@ func TestUnmarshalRejects(t *testing.T) {
 			require.Error(t, x.UnmarshalBinary(tt.mod(append([]byte(nil), good...))))
 		})
 	}
+	// Foreign state under a valid checksum: out-of-range indices made the
+	// next Update panic, non-finite statistics poisoned every score.
+	for _, tc := range []struct {
+		name string
+		mod  func(*state)
+	}{
+		{"season head", func(st *state) { st.Season.Head = seasonLen + 44 }},
+		{"season period", func(st *state) { st.Season.Period = 1000 }},
+		{"long count", func(st *state) { st.Long.Count = longLen + 1 }},
+		{"tail block", func(st *state) { st.Tails[0].Block = tailBlocks + 1 }},
+		{"NaN scale", func(st *state) { st.Level.S = math.NaN() }},
+		{"infinite level", func(st *state) { st.Level.M = math.Inf(1) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := *d
+			tc.mod(&f.st)
+			b, err := f.MarshalBinary()
+			require.NoError(t, err)
+			var x Detector
+			require.ErrorContains(t, x.UnmarshalBinary(b), "corrupt state")
+		})
+	}
 }
 
 // TestCalibration checks that on normal data (no anomalies) the fraction of

@@ -176,7 +176,7 @@ func decode(data []byte) (Options, state, *extraState, error) {
 	if err := o.Validate(); err != nil {
 		return Options{}, st, nil, fmt.Errorf("decode detector: %w", err)
 	}
-	if math.IsNaN(st.Level.M) {
+	if !st.valid() || (ex != nil && !ex.valid()) {
 		return Options{}, st, nil, errors.New("decode detector: corrupt state")
 	}
 	return o, st, ex, nil
@@ -194,4 +194,36 @@ func StateSize(members int) int {
 		n += binary.Size(&extraState{})
 	}
 	return n
+}
+
+// valid reports whether st could have been learnt: the indices Update uses
+// are in range and the statistics finite. A snapshot passes its checksum
+// unless damaged, so this guards against foreign data (another layout
+// under the same version), which must not make Update panic.
+func (st *state) valid() bool {
+	ok := st.Season.Head < seasonLen && st.Season.Count <= seasonLen && int(st.Season.Period) <= seasonLen &&
+		st.Long.Head < longLen && st.Long.Count <= longLen && int(st.Long.Period) <= longLen &&
+		finite(st.Level.M, st.Level.S, st.SeasStat.M, st.SeasStat.S, st.LongStat.M, st.LongStat.S)
+	for i := range st.Tails {
+		ok = ok && st.Tails[i].Block < tailBlocks
+	}
+	return ok
+}
+
+func (ex *extraState) valid() bool {
+	ok := ex.RecentPos < recentLen && ex.RecentN <= recentLen && ex.Forest.NRes <= ifReservoir &&
+		finite(ex.LagStat.M, ex.LagStat.S, ex.VarStat.M, ex.VarStat.S, ex.SRStat.M, ex.SRStat.S)
+	for i := range ex.Tails {
+		ok = ok && ex.Tails[i].Block < tailBlocks
+	}
+	return ok
+}
+
+func finite(vs ...float64) bool {
+	for _, v := range vs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
 }
