@@ -83,7 +83,8 @@ type Alerting struct {
 	Critical Tier `yaml:"critical,omitempty"` // default score 3 for 10m
 	// GroupBy are the labels anomaly pages aggregate on (default namespace, job).
 	GroupBy []string `yaml:"group_by,omitempty"`
-	// RunbookURL is the base URL of the runbooks; the alert name is appended.
+	// RunbookURL is the base URL of the runbooks; the alert name is appended,
+	// after a "/" unless it ends in one of "/#=?".
 	RunbookURL string `yaml:"runbook_url,omitempty"`
 	// Capacity lists forecast-based capacity alerts.
 	Capacity []Capacity `yaml:"capacity,omitempty"`

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/prometheus/model/rulefmt"
 )
@@ -45,10 +46,14 @@ func (g generator) recordingRules() []rulefmt.Rule {
 // group's single-series tickets while the page fires.
 func (g generator) anomalyRules() []rulefmt.Rule {
 	w, c := num(g.warning.Score), num(g.crit.Score)
+	page := fmt.Sprintf("max %s (anomaly_score) > %s", g.by(), c)
+	if slices.Contains(g.groupBy, LabelSeverity) || slices.Contains(g.groupBy, LabelKind) {
+		page = exportRuleLabels(page)
+	}
 	return []rulefmt.Rule{
 		{
 			Alert: AlertSeriesAnomalous,
-			Expr:  fmt.Sprintf("anomaly_score > %s", w),
+			Expr:  exportRuleLabels(fmt.Sprintf("anomaly_score > %s", w)),
 			For:   g.warning.For,
 			Labels: map[string]string{
 				LabelSeverity: "warning",
@@ -64,7 +69,7 @@ func (g generator) anomalyRules() []rulefmt.Rule {
 		},
 		{
 			Alert: AlertAnomalyCritical,
-			Expr:  fmt.Sprintf("max %s (anomaly_score) > %s", g.by(), c),
+			Expr:  page,
 			For:   g.crit.For,
 			Labels: map[string]string{
 				LabelSeverity: "critical",

@@ -47,7 +47,7 @@ func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([
 		limit := num(c.Limit)
 		out = append(out, rulefmt.Rule{
 			Alert: c.Name,
-			Expr:  fmt.Sprintf("max without (horizon) (%s) > %s", sel, limit),
+			Expr:  exportRuleLabels(fmt.Sprintf("max without (horizon) (%s) > %s", sel, limit)),
 			// Forecasts move with every sample; holding for the warning tier's
 			// duration keeps one spike from paging.
 			For: g.warning.For,

@@ -115,7 +115,30 @@ type generator struct {
 	warning, crit config.Tier
 }
 
-func (g generator) runbookURL(alert string) string { return g.runbook + alert }
+// runbookURL appends the alert name to the base URL, after a "/" unless the
+// base already ends in a separator ("/", "#", "=", "?"), so that
+// https://runbooks.example.com/omen gives .../omen/OmenDown, not
+// .../omenOmenDown.
+func (g generator) runbookURL(alert string) string {
+	if g.runbook != "" && !strings.ContainsAny(g.runbook[len(g.runbook)-1:], "/#=?") {
+		return g.runbook + "/" + alert
+	}
+	return g.runbook + alert
+}
+
+// exportRuleLabels moves the labels the alerting rules set (severity, the
+// kind) aside on expr's result, as exported_<name>, the way Prometheus's
+// scrape keeps a target's clashing labels: a rule's labels overwrite the
+// series', so two inputs that differ only in severity (log line counts by
+// level, say) became one label set, and Prometheus failed the rule's whole
+// evaluation ("vector contains metrics with the same labelset after
+// applying alert labels"): no alert of the rule fired.
+func exportRuleLabels(expr string) string {
+	for _, l := range []string{LabelSeverity, LabelKind} {
+		expr = fmt.Sprintf(`label_replace(%s, "exported_%s", "$1", "%s", "(.+)")`, expr, l, l)
+	}
+	return expr
+}
 
 // by is the aggregation clause over the configured group labels.
 func (g generator) by() string { return "by (" + strings.Join(g.groupBy, ", ") + ")" }

@@ -125,21 +125,22 @@ func TestGenerateFollowsConfig(t *testing.T) {
 		rule       string
 		expr, for_ string
 	}{
-		{"default warning", "", AlertSeriesAnomalous, "anomaly_score > 1", "5m"},
+		{"default warning", "", AlertSeriesAnomalous, `label_replace(label_replace(anomaly_score > 1, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m"},
 		{"default critical", "", AlertAnomalyCritical, "max by (namespace, job) (anomaly_score) > 3", "10m"},
 		{"tiers", "alerting: {warning: {score: 1.5, for: 2m}, critical: {score: 6, for: 1h}}", AlertAnomalyCritical, "max by (namespace, job) (anomaly_score) > 6", "1h"},
 		{"group_by", "alerting: {group_by: [cluster]}", "cluster:omen_anomalous_series:count", "count by (cluster) (anomaly_score > 1)", "0s"},
+		{"grouped by severity", "alerting: {group_by: [namespace, severity]}", AlertAnomalyCritical, `label_replace(label_replace(max by (namespace, severity) (anomaly_score) > 3, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "10m"},
 		{"per label record", "", "namespace:omen_anomalous_series:count", "count by (namespace) (anomaly_score > 1)", "0s"},
 		{
 			"capacity horizons up to the limit", `
 defaults: {forecast_horizons: [5m, 1h, 2h]}
 overrides: [{match: '{job="db"}', forecast_horizons: [30m]}]
 alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
-			"Full", `max without (horizon) (forecast_upper{for="disk", horizon=~"5m|30m|1h"}) > 10`, "5m",
+			"Full", `label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|30m|1h"}) > 10, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m",
 		},
 		{
 			"capacity match", `alerting: {capacity: [{name: Full, for: disk, match: '{dev=~"sd.+"}', limit: 0.5}]}`,
-			"Full", `max without (horizon) (forecast_upper{for="disk", horizon=~"5m|15m|30m", dev=~"sd.+"}) > 0.5`, "5m",
+			"Full", `label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|15m|30m", dev=~"sd.+"}) > 0.5, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,4 +196,24 @@ func TestEveryAlertHasARunbook(t *testing.T) {
 		}
 	}
 	require.Greater(t, n, 10)
+}
+
+// TestRunbookURL: the alert name follows the configured base after a
+// separator, added where the base has none.
+func TestRunbookURL(t *testing.T) {
+	for _, tc := range []struct{ base, want string }{
+		{"https://runbooks.example.com/omen", "https://runbooks.example.com/omen/OmenSeriesAnomalous"},
+		{"https://runbooks.example.com/omen/", "https://runbooks.example.com/omen/OmenSeriesAnomalous"},
+		{"https://wiki.example.com/omen#", "https://wiki.example.com/omen#OmenSeriesAnomalous"},
+		{"https://wiki.example.com/run?alert=", "https://wiki.example.com/run?alert=OmenSeriesAnomalous"},
+		{"", DefaultRunbookURL + "OmenSeriesAnomalous"},
+	} {
+		cfg, err := config.Load([]byte("alerting: {runbook_url: '" + tc.base + "'}"))
+		require.NoError(t, err)
+		rg, err := Generate(cfg)
+		require.NoError(t, err)
+		r, ok := find(rg, AlertSeriesAnomalous)
+		require.True(t, ok)
+		require.Equal(t, tc.want, r.Annotations["runbook_url"], "base %q", tc.base)
+	}
 }

@@ -13,19 +13,26 @@ import "strings"
 
 // preludeSeries defines, for an alert on a single scored series:
 //   - $sel: the matchers of all its labels but __name__, trailing comma
-//     included (PromQL accepts it), to select yhat, yhat_lower, ... of the same input;
+//     included (PromQL accepts it), to select yhat, yhat_lower, ... of the
+//     same input (without the exported_ copies exportRuleLabels adds);
 //   - $in: the selector of the input series itself: __name__ is the value of
-//     `for`, the other labels are the same minus `for`.
+//     `for`, the other labels are the same minus `for`;
+//   - $q and $per: the query of the value omen scored, and its unit: a
+//     counter's (by the names omen takes for counters: _total, _count, _sum,
+//     _bucket) is scored as a per-second rate, and its band is one, so the
+//     rate over 5m is what is compared with it, not the running total.
 const preludeSeries = `{{- $sel := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
-{{- range $k, $v := $labels -}}{{- if ne $k "__name__" -}}
+{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") -}}
 {{- $sel = printf "%s%s=%q," $sel $k $v -}}
 {{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in $k $v -}}{{- end -}}
 {{- end -}}{{- end -}}
+{{- $q := printf "{%s}" $in -}}{{- $per := "" -}}
+{{- if match "_(total|count|sum|bucket)$" $labels.for -}}{{- $q = printf "rate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
 `
 
 // inputValue prints the current value of the input, or n/a when this
 // Prometheus does not hold it (a derived input lives in omen only).
-const inputValue = `{{ with query (printf "{%s}" $in) }}{{ . | first | value | humanize }}{{ else }}n/a{{ end }}`
+const inputValue = `{{ with query $q }}{{ . | first | value | humanize }}{{ $per }}{{ else }}n/a{{ end }}`
 
 // expectedBand prints yhat and its band.
 const expectedBand = `{{- with query (printf "yhat{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- else -}}n/a{{- end -}}
@@ -37,16 +44,16 @@ const expectedBand = `{{- with query (printf "yhat{%s}" $sel) -}}{{- . | first |
 
 // explanation says in words where the value stands against the band.
 const explanation = `{{- $v := 0.0 -}}{{- $hasV := false -}}
-{{- with query (printf "{%s}" $in) -}}{{- $v = . | first | value -}}{{- $hasV = true -}}{{- end -}}
+{{- with query $q -}}{{- $v = . | first | value -}}{{- $hasV = true -}}{{- end -}}
 {{- $lo := 0.0 -}}{{- $hi := 0.0 -}}{{- $hasB := false -}}
 {{- with query (printf "yhat_lower{%s}" $sel) -}}{{- $lo = . | first | value -}}
 {{- with query (printf "yhat_upper{%s}" $sel) -}}{{- $hi = . | first | value -}}{{- $hasB = true -}}{{- end -}}
 {{- end -}}
 {{- if not $hasB -}}omen exposes no expected band for this series.
 {{- else if not $hasV -}}The input is not stored in this Prometheus (a derived input?); its expected band is [{{ $lo | humanize }}, {{ $hi | humanize }}].
-{{- else if gt $v $hi -}}The value {{ $v | humanize }} is above the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
-{{- else if lt $v $lo -}}The value {{ $v | humanize }} is below the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
-{{- else -}}The value {{ $v | humanize }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}]: the score comes from the recent pattern (a shift in level, spread or seasonality), not from this sample alone.
+{{- else if gt $v $hi -}}The value {{ $v | humanize }}{{ $per }} is above the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
+{{- else if lt $v $lo -}}The value {{ $v | humanize }}{{ $per }} is below the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
+{{- else -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}]: the score comes from the recent pattern (a shift in level, spread or seasonality), not from this sample alone.
 {{- end -}}`
 
 // seriesTmpl prefixes body with the single-series prelude.
