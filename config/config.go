@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,9 +57,19 @@ type Scoring struct {
 	MinDeviationAbs float64 `yaml:"min_deviation_abs,omitempty"`
 	MinDeviationRel float64 `yaml:"min_deviation_rel,omitempty"`
 	// ForecastHorizons are the horizons of the forecast series (default 5m,
-	// 15m, 30m).
+	// 15m, 30m; at most MaxForecastHorizons; an explicit empty list: no
+	// forecasts).
 	ForecastHorizons []model.Duration `yaml:"forecast_horizons,omitempty"`
+
+	// set names the fields the file gives, so that an explicit zero (a
+	// minimum deviation of 0 in an override, no horizons) is not taken
+	// for "inherit".
+	set map[string]bool
 }
+
+// MaxForecastHorizons bounds the horizons of one selection: each costs
+// three output series per input.
+const MaxForecastHorizons = 8
 
 // Override applies Scoring to the series Match selects.
 type Override struct {
@@ -93,7 +105,9 @@ type Alerting struct {
 // Tier is one severity level of the anomaly alerts.
 type Tier struct {
 	Score float64        `yaml:"score,omitempty"`
-	For   model.Duration `yaml:"for,omitempty"`
+	For   model.Duration `yaml:"for,omitempty"` // an explicit 0s fires at once
+
+	set map[string]bool
 }
 
 // Capacity alerts when forecast_upper of the input named For crosses Limit
@@ -104,6 +118,8 @@ type Capacity struct {
 	Match   string         `yaml:"match,omitempty"` // optional extra series selector on the forecast
 	Limit   float64        `yaml:"limit"`
 	Horizon model.Duration `yaml:"horizon,omitempty"` // default 30m
+
+	set map[string]bool
 }
 
 // Default returns the configuration used when no file is given.
@@ -136,6 +152,10 @@ func Load(b []byte) (*Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parse: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err == nil {
+		c.markSet(&root)
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -188,8 +208,12 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%s.name %q: used twice", where, d.Name)
 		}
 		seen[d.Name] = true
-		if _, err := parser.NewParser(parser.Options{}).ParseExpr(d.Expr); err != nil {
+		expr, err := parser.NewParser(parser.Options{}).ParseExpr(d.Expr)
+		if err != nil {
 			return fmt.Errorf("%s.expr: %w", where, err)
+		}
+		if t := expr.Type(); t != parser.ValueTypeVector && t != parser.ValueTypeScalar {
+			return fmt.Errorf("%s.expr: a %s; want an instant vector or a scalar", where, parser.DocumentedType(t))
 		}
 		if d.Interval == 0 {
 			d.Interval = model.Duration(30 * time.Second)
@@ -204,21 +228,23 @@ func (c *Config) validate() error {
 	return c.Alerting.validate()
 }
 
-// fill sets zero fields from def and checks the result.
+// fill sets the fields the file does not give (and that are zero) from def
+// and checks the result.
 func (s *Scoring) fill(def Scoring, where string) error {
-	if s.Direction == "" {
+	inherit := func(key string) bool { return !s.set[key] }
+	if s.Direction == "" && inherit("direction") {
 		s.Direction = def.Direction
 	}
-	if s.FalseAlarmRate == 0 {
+	if s.FalseAlarmRate == 0 && inherit("false_alarm_rate") {
 		s.FalseAlarmRate = def.FalseAlarmRate
 	}
-	if s.MinDeviationAbs == 0 {
+	if s.MinDeviationAbs == 0 && inherit("min_deviation_abs") {
 		s.MinDeviationAbs = def.MinDeviationAbs
 	}
-	if s.MinDeviationRel == 0 {
+	if s.MinDeviationRel == 0 && inherit("min_deviation_rel") {
 		s.MinDeviationRel = def.MinDeviationRel
 	}
-	if len(s.ForecastHorizons) == 0 {
+	if len(s.ForecastHorizons) == 0 && inherit("forecast_horizons") {
 		s.ForecastHorizons = def.ForecastHorizons
 	}
 	switch s.Direction {
@@ -226,32 +252,34 @@ func (s *Scoring) fill(def Scoring, where string) error {
 	default:
 		return fmt.Errorf("%s.direction %q: want both, up or down", where, s.Direction)
 	}
-	if s.FalseAlarmRate <= 0 || s.FalseAlarmRate >= 0.5 {
+	// Written so that NaN fails them: it passed "<= 0 || >= 0.5" and then
+	// every detector refused it, which stopped all scoring after a reload.
+	if !(s.FalseAlarmRate > 0 && s.FalseAlarmRate < 0.5) {
 		return fmt.Errorf("%s.false_alarm_rate %g: want a value in (0, 0.5)", where, s.FalseAlarmRate)
 	}
-	if s.MinDeviationAbs < 0 || s.MinDeviationRel < 0 {
-		return fmt.Errorf("%s: min_deviation_abs and min_deviation_rel must not be negative", where)
+	if !(s.MinDeviationAbs >= 0 && s.MinDeviationRel >= 0) || math.IsInf(s.MinDeviationAbs, 1) || math.IsInf(s.MinDeviationRel, 1) {
+		return fmt.Errorf("%s: min_deviation_abs %g and min_deviation_rel %g: want finite values, not negative", where, s.MinDeviationAbs, s.MinDeviationRel)
 	}
-	for _, h := range s.ForecastHorizons {
+	if len(s.ForecastHorizons) > MaxForecastHorizons {
+		return fmt.Errorf("%s.forecast_horizons: %d horizons, at most %d", where, len(s.ForecastHorizons), MaxForecastHorizons)
+	}
+	for i, h := range s.ForecastHorizons {
 		if h <= 0 {
 			return fmt.Errorf("%s.forecast_horizons: %s is not positive", where, h)
+		}
+		if slices.Contains(s.ForecastHorizons[:i], h) {
+			return fmt.Errorf("%s.forecast_horizons: %s twice", where, h)
 		}
 	}
 	return nil
 }
 
 func (a *Alerting) validate() error {
-	if a.Warning.Score == 0 {
-		a.Warning.Score = 1
+	if err := a.Warning.fill(1, 5*time.Minute, "alerting.warning"); err != nil {
+		return err
 	}
-	if a.Warning.For == 0 {
-		a.Warning.For = model.Duration(5 * time.Minute)
-	}
-	if a.Critical.Score == 0 {
-		a.Critical.Score = 3
-	}
-	if a.Critical.For == 0 {
-		a.Critical.For = model.Duration(10 * time.Minute)
+	if err := a.Critical.fill(3, 10*time.Minute, "alerting.critical"); err != nil {
+		return err
 	}
 	if a.Critical.Score < a.Warning.Score {
 		return fmt.Errorf("alerting: critical.score %g is below warning.score %g", a.Critical.Score, a.Warning.Score)
@@ -259,9 +287,12 @@ func (a *Alerting) validate() error {
 	if len(a.GroupBy) == 0 {
 		a.GroupBy = []string{"namespace", "job"}
 	}
-	for _, l := range a.GroupBy {
+	for i, l := range a.GroupBy {
 		if !labelName.MatchString(l) {
 			return fmt.Errorf("alerting.group_by: %q is not a valid label name", l)
+		}
+		if slices.Contains(a.GroupBy[:i], l) {
+			return fmt.Errorf("alerting.group_by: %q twice", l)
 		}
 	}
 	for i := range a.Capacity {
@@ -278,8 +309,96 @@ func (a *Alerting) validate() error {
 		if c.Horizon == 0 {
 			c.Horizon = model.Duration(30 * time.Minute)
 		}
+		// A missing limit would be 0: an alert on any positive forecast.
+		if c.set != nil && !c.set["limit"] {
+			return fmt.Errorf("%s: limit is required", where)
+		}
+		if math.IsNaN(c.Limit) || math.IsInf(c.Limit, 0) {
+			return fmt.Errorf("%s.limit %g: want a finite number", where, c.Limit)
+		}
 	}
 	return nil
+}
+
+// fill sets the tier's fields the file does not give, and checks them: an
+// explicit for of 0s stays (an alert that fires at once), a score must be
+// positive (anomaly_score > 0 fires on every series).
+func (t *Tier) fill(score float64, hold time.Duration, where string) error {
+	if t.Score == 0 && !t.set["score"] {
+		t.Score = score
+	}
+	if t.For == 0 && !t.set["for"] {
+		t.For = model.Duration(hold)
+	}
+	if !(t.Score > 0) || math.IsInf(t.Score, 1) {
+		return fmt.Errorf("%s.score %g: want a positive number", where, t.Score)
+	}
+	if t.For < 0 {
+		return fmt.Errorf("%s.for %s: want 0 or more", where, t.For)
+	}
+	return nil
+}
+
+// markSet records, from the file's YAML tree, which fields of the scoring
+// sections, alert tiers and capacity alerts it gives.
+func (c *Config) markSet(root *yaml.Node) {
+	top := root
+	if top.Kind == yaml.DocumentNode && len(top.Content) == 1 {
+		top = top.Content[0]
+	}
+	c.Defaults.set = keysOf(child(top, "defaults"))
+	for i, n := range items(child(top, "overrides")) {
+		if i < len(c.Overrides) {
+			c.Overrides[i].set = keysOf(n)
+		}
+	}
+	for i, n := range items(child(top, "derived")) {
+		if i < len(c.Derived) {
+			c.Derived[i].set = keysOf(n)
+		}
+	}
+	al := child(top, "alerting")
+	c.Alerting.Warning.set = keysOf(child(al, "warning"))
+	c.Alerting.Critical.set = keysOf(child(al, "critical"))
+	for i, n := range items(child(al, "capacity")) {
+		if i < len(c.Alerting.Capacity) {
+			c.Alerting.Capacity[i].set = keysOf(n)
+		}
+	}
+}
+
+// child returns the value of key in the mapping n, or nil.
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// items returns the elements of the sequence n.
+func items(n *yaml.Node) []*yaml.Node {
+	if n == nil || n.Kind != yaml.SequenceNode {
+		return nil
+	}
+	return n.Content
+}
+
+// keysOf returns the keys of the mapping n (an empty set for anything
+// else: a section the file leaves out gives no field).
+func keysOf(n *yaml.Node) map[string]bool {
+	m := map[string]bool{}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return m
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		m[n.Content[i].Value] = true
+	}
+	return m
 }
 
 func parseSelectors(sels []string, where string) ([][]*labels.Matcher, error) {

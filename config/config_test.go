@@ -57,6 +57,21 @@ func TestLoadErrors(t *testing.T) {
 		{"dup name", "derived: [{name: a, expr: up}, {name: a, expr: up}]", "used twice"},
 		{"tiers", "alerting: {warning: {score: 5}, critical: {score: 2}}", "critical.score"},
 		{"capacity", "alerting: {capacity: [{limit: 3}]}", "capacity[0]"},
+		// NaN passed the range checks, then every detector refused it: a
+		// reload to it stopped all scoring.
+		{"NaN rate", "defaults: {false_alarm_rate: .nan}", "false_alarm_rate"},
+		{"NaN deviation", "defaults: {min_deviation_abs: .nan}", "min_deviation_abs"},
+		{"infinite deviation", "overrides: [{match: '{a=\"b\"}', min_deviation_rel: .inf}]", "overrides[0]"},
+		{"explicit zero rate", "defaults: {false_alarm_rate: 0}", "false_alarm_rate 0"},
+		{"horizon twice", "defaults: {forecast_horizons: [5m, 5m]}", "5m twice"},
+		{"too many horizons", "defaults: {forecast_horizons: [1m, 2m, 3m, 4m, 5m, 6m, 7m, 8m, 9m]}", "at most 8"},
+		{"range vector", "derived: [{name: x, expr: 'up[5m]'}]", "want an instant vector or a scalar"},
+		{"string", "derived: [{name: x, expr: '\"a\"'}]", "want an instant vector or a scalar"},
+		{"NaN score", "alerting: {warning: {score: .nan}}", "warning.score"},
+		{"zero score", "alerting: {warning: {score: 0}}", "warning.score 0"},
+		{"group_by twice", "alerting: {group_by: [job, job]}", "twice"},
+		{"capacity without limit", "alerting: {capacity: [{name: Full, for: disk}]}", "limit is required"},
+		{"NaN limit", "alerting: {capacity: [{name: Full, for: disk, limit: .nan}]}", "limit NaN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load([]byte(tc.in))
@@ -64,4 +79,29 @@ func TestLoadErrors(t *testing.T) {
 			require.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// TestExplicitZeros: a field the file gives, even as zero or an empty list,
+// is not inherited: an override can turn a minimum deviation off or
+// forecasts off, a tier can fire at once.
+func TestExplicitZeros(t *testing.T) {
+	c, err := Load([]byte(`
+defaults: {min_deviation_abs: 5, min_deviation_rel: 0.1}
+overrides:
+  - {match: '{job="a"}', min_deviation_abs: 0}
+  - {match: '{job="b"}', forecast_horizons: []}
+  - {match: '{job="c"}', direction: up}
+alerting: {warning: {score: 2, for: 0s}}
+`))
+	require.NoError(t, err)
+	a := c.ScoringFor(labels.FromStrings("job", "a"))
+	require.Equal(t, 0.0, a.MinDeviationAbs, "explicit 0")
+	require.Equal(t, 0.1, a.MinDeviationRel, "inherited")
+	require.Len(t, a.ForecastHorizons, 3)
+	require.Empty(t, c.ScoringFor(labels.FromStrings("job", "b")).ForecastHorizons, "no forecasts")
+	cs := c.ScoringFor(labels.FromStrings("job", "c"))
+	require.Equal(t, 5.0, cs.MinDeviationAbs, "unset fields inherit")
+	require.Len(t, cs.ForecastHorizons, 3)
+	require.Equal(t, model.Duration(0), c.Alerting.Warning.For)
+	require.Equal(t, model.Duration(10*time.Minute), c.Alerting.Critical.For)
 }

@@ -541,6 +541,7 @@ func TestReloadAppliesOptions(t *testing.T) {
 		{"override for this series", "overrides: [{match: '{job=\"a\"}', direction: down}]", detect.Down, false, true},
 		{"false-alarm rate", "defaults: {false_alarm_rate: 0.01}", detect.Both, true, true},
 		{"other horizons", "defaults: {forecast_horizons: [10m]}", detect.Both, true, true},
+		{"no forecasts", "defaults: {forecast_horizons: []}", detect.Both, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "", nil, nil)

@@ -69,7 +69,7 @@ func (p *published) active(holdMs int64) bool {
 }
 
 // maxHorizons bounds the forecast horizons of a series.
-const maxHorizons = 8
+const maxHorizons = config.MaxForecastHorizons
 
 // fcState is the forecasting part of a series, allocated only for series
 // within the forecast budget, so the others carry none of it.
