@@ -301,6 +301,11 @@ func (a *Alerting) validate() error {
 		if c.Name == "" || c.For == "" {
 			return fmt.Errorf("%s: name and for are required", where)
 		}
+		// Checked here, not only by `omen rules generate`, so that serve
+		// and a reload refuse what the rules could not be made from.
+		if !labelName.MatchString(c.Name) {
+			return fmt.Errorf("%s.name %q: want a name of letters, digits and underscores", where, c.Name)
+		}
 		if c.Match != "" {
 			if _, err := parseSelector(c.Match, where+".match"); err != nil {
 				return err

@@ -70,6 +70,7 @@ func TestLoadErrors(t *testing.T) {
 		{"NaN score", "alerting: {warning: {score: .nan}}", "warning.score"},
 		{"zero score", "alerting: {warning: {score: 0}}", "warning.score 0"},
 		{"group_by twice", "alerting: {group_by: [job, job]}", "twice"},
+		{"capacity name", "alerting: {capacity: [{name: 'disk full', for: disk, limit: 1}]}", "capacity[0].name"},
 		{"capacity without limit", "alerting: {capacity: [{name: Full, for: disk}]}", "limit is required"},
 		{"NaN limit", "alerting: {capacity: [{name: Full, for: disk, limit: .nan}]}", "limit NaN"},
 	} {

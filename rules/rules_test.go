@@ -158,7 +158,6 @@ alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
 
 func TestGenerateRejects(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, err string }{
-		{"name", `alerting: {capacity: [{name: "disk full", for: disk, limit: 1}]}`, "name must match"},
 		{"horizon too short", `alerting: {capacity: [{name: Full, for: disk, limit: 1, horizon: 1m}]}`, "no forecast horizon is within 1m"},
 		{"metric name in match", `alerting: {capacity: [{name: Full, for: disk, match: 'disk{a="b"}', limit: 1}]}`, "__name__ is set by the rule"},
 		{"horizon in match", `alerting: {capacity: [{name: Full, for: disk, match: '{horizon="5m"}', limit: 1}]}`, "horizon is set by the rule"},
