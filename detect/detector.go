@@ -277,6 +277,10 @@ func (d *Detector) Reset() {
 // Options returns the options in force.
 func (d *Detector) Options() Options { return d.opts }
 
+// LastTimestamp returns the time of the latest sample learnt (Unix ms), 0
+// if none: where a restored Detector's history ends.
+func (d *Detector) LastTimestamp() int64 { return d.st.Season.LastTs }
+
 // Ready reports whether the warm-up is over.
 func (d *Detector) Ready() bool { return d.st.Seen > uint64(d.opts.WarmupSamples) }
 

@@ -23,6 +23,7 @@ type metrics struct {
 	// older than the head appends (history written in the past).
 	historySkipped prometheus.Counter
 	warmed         prometheus.Counter
+	caughtUp       prometheus.Counter
 	derivedErrs    *prometheus.CounterVec
 }
 
@@ -78,6 +79,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}),
 		warmed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_samples_total", Help: "History samples replayed into new series' models.",
+		}),
+		caughtUp: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_restore_catch_up_samples_total", Help: "Samples the TSDB holds after a restored model's last one (acknowledged after the last snapshot before a crash), replayed into it.",
 		}),
 		derivedErrs: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "omen_derived_evaluation_failures_total", Help: "Failed evaluations of derived inputs.",

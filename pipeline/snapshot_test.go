@@ -241,3 +241,48 @@ func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotCatchUpAfterCrash: after a crash the snapshot is the last
+// periodic one; the samples acknowledged after it are in the TSDB (its
+// WAL), and a restored series replays them before its next sample, so its
+// models end as if there had been no crash.
+func TestSnapshotCatchUpAfterCrash(t *testing.T) {
+	const n1, n = 200, 300
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	ref, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	for i, v := range vs {
+		ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
+	}
+	db, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath = path }
+
+	e := newEnv(t, db, nil, opts)
+	e.feed(ls, model.MetricTypeGauge, vs[:n1])
+	e.sync()
+	e.p.snapshot() // the last periodic snapshot before the crash
+	periodic, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for i := n1; i < n; i++ {
+		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+	}
+	e.stop()
+	require.NoError(t, e.db.Close())
+	require.NoError(t, os.WriteFile(path, periodic, 0o644)) // no snapshot at the end: a crash
+
+	e2 := newEnv(t, db, nil, opts)
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+	e2.sync()
+	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed), "restored, not warmed")
+	require.Equal(t, float64(n-n1), testutil.ToFloat64(e2.p.m.caughtUp))
+	want, err := ref.MarshalBinary()
+	require.NoError(t, err)
+	var got []byte
+	for _, w := range e2.p.workers {
+		w.view(func(s *series) { got, err = s.det.MarshalBinary() })
+	}
+	require.NoError(t, err)
+	require.Equal(t, want, got, "as if there had been no crash")
+}

@@ -114,20 +114,8 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 		return
 	}
 	mint := beforeMs - p.opts.BackfillMaxAge.Milliseconds()
-	ms := make([]*labels.Matcher, 0, s.in.Len())
-	s.in.Range(func(l labels.Label) { ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.Name, l.Value)) })
-
-	local := ring{t: w.warmT[:0], v: w.warmV[:0]}
-	if cap(local.t) < n {
-		local.t, local.v = make([]int64, 0, n), make([]float64, 0, n)
-	}
-	local.t, local.v = local.t[:0:n], local.v[:0:n]
-	if q, err := p.st.Querier(mint, beforeMs-1); err == nil {
-		if err := local.read(q.Select(ctx, false, nil, ms...), s.in); err != nil {
-			p.logger.Debug("Warm start from the TSDB", "series", s.in.String(), "err", err)
-		}
-		_ = q.Close()
-	}
+	ms := equalMatchers(s.in)
+	local := w.readLocal(ctx, s, ms, mint, beforeMs-1)
 	var older ring
 	if p.rr != nil && local.len() < n {
 		end := beforeMs
@@ -140,7 +128,62 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 			older = ring{}
 		}
 	}
-	replay := func(t int64, v float64) {
+	older.each(w.replayer(s))
+	local.each(w.replayer(s))
+	p.m.warmed.Add(float64(older.len() + local.len()))
+	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
+}
+
+// catchUp replays through a series restored from the snapshot the samples
+// the TSDB holds after the restored state's last one and before beforeMs:
+// after a crash, those acknowledged since the last periodic snapshot, which
+// the models would otherwise have missed (a graceful stop snapshots at the
+// end, and Prometheus resends in order what it could not deliver). At most
+// BackfillMaxPoints, the latest.
+func (w *worker) catchUp(ctx context.Context, s *series, beforeMs int64) {
+	p := w.p
+	from := s.det.LastTimestamp()
+	if s.counter {
+		from = max(from, s.prevT)
+	}
+	if p.opts.BackfillMaxPoints == 0 || isDerived(s) || from <= 0 || from >= beforeMs-1 {
+		return
+	}
+	local := w.readLocal(ctx, s, equalMatchers(s.in), from+1, beforeMs-1)
+	local.each(w.replayer(s))
+	p.m.caughtUp.Add(float64(local.len()))
+	w.warmT, w.warmV = local.t[:0], local.v[:0]
+}
+
+func equalMatchers(ls labels.Labels) []*labels.Matcher {
+	ms := make([]*labels.Matcher, 0, ls.Len())
+	ls.Range(func(l labels.Label) { ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, l.Name, l.Value)) })
+	return ms
+}
+
+// readLocal returns the last BackfillMaxPoints samples of s in [mint,
+// maxt] from the TSDB, in the worker's reused buffers.
+func (w *worker) readLocal(ctx context.Context, s *series, ms []*labels.Matcher, mint, maxt int64) ring {
+	n := w.p.opts.BackfillMaxPoints
+	local := ring{t: w.warmT[:0], v: w.warmV[:0]}
+	if cap(local.t) < n {
+		local.t, local.v = make([]int64, 0, n), make([]float64, 0, n)
+	}
+	local.t, local.v = local.t[:0:n], local.v[:0:n]
+	if q, err := w.p.st.Querier(mint, maxt); err == nil {
+		if err := local.read(q.Select(ctx, false, nil, ms...), s.in); err != nil {
+			w.p.logger.Debug("Reading history from the TSDB", "series", s.in.String(), "err", err)
+		}
+		_ = q.Close()
+	}
+	return local
+}
+
+// replayer returns the function that feeds one history sample to s's
+// models, as the live path would, without writing outputs.
+func (w *worker) replayer(s *series) func(t int64, v float64) {
+	so := w.p.stepOpts()
+	return func(t int64, v float64) {
 		if s.counter {
 			r, ok := s.rate(0, t, v) // the history's zero samples, if stored, read as resets
 			if !ok {
@@ -151,12 +194,8 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 		if math.IsNaN(v) {
 			return // as on the live path: the models skip NaNs
 		}
-		s.step(t, v, nil, &w.fcBuf, p.stepOpts())
+		s.step(t, v, nil, &w.fcBuf, so)
 	}
-	older.each(replay)
-	local.each(replay)
-	p.m.warmed.Add(float64(older.len() + local.len()))
-	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
 }
 
 func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms []*labels.Matcher, ls labels.Labels) error {

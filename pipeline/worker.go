@@ -247,6 +247,8 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	}
 	if saved := p.takeRestored(smp.ls); saved == nil || !s.restore(saved) {
 		w.warm(ctx, s, smp.t)
+	} else {
+		w.catchUp(ctx, s, smp.t)
 	}
 	w.mu.Lock()
 	w.series[smp.ref] = s
