@@ -31,14 +31,17 @@ type Anomaly struct {
 	PeakScore     float64           `json:"peak_score,omitempty"`
 	Since         *time.Time        `json:"since,omitempty"`
 	LastAnomalous *time.Time        `json:"last_anomalous,omitempty"`
-	Value         float64           `json:"value"`
-	Yhat          jsonFloat         `json:"yhat"`
-	YhatLower     jsonFloat         `json:"yhat_lower"`
-	YhatUpper     jsonFloat         `json:"yhat_upper"`
-	Member        string            `json:"member"`
-	Feature       string            `json:"feature"`
-	Ready         bool              `json:"ready"`
-	Timestamp     time.Time         `json:"timestamp"`
+	Value         jsonFloat         `json:"value"` // ±Inf samples are stored and scored; null here
+	// Counter says the input is scored as a per-second rate (by its
+	// remote-write 2.0 metadata or its name), as yhat and the band are.
+	Counter   bool      `json:"counter"`
+	Yhat      jsonFloat `json:"yhat"`
+	YhatLower jsonFloat `json:"yhat_lower"`
+	YhatUpper jsonFloat `json:"yhat_upper"`
+	Member    string    `json:"member"`
+	Feature   string    `json:"feature"`
+	Ready     bool      `json:"ready"`
+	Timestamp time.Time `json:"timestamp"`
 }
 
 // jsonFloat encodes NaN and ±Inf (a band during warm-up) as null, which
@@ -99,7 +102,7 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 			return
 		}
 		a := Anomaly{
-			Labels: outputLabelMap(s), Score: s.pub.score, Value: s.pub.value,
+			Labels: outputLabelMap(s), Score: s.pub.score, Value: jsonFloat(s.pub.value), Counter: s.counter,
 			Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
 			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
 			Timestamp: time.UnixMilli(s.pub.t).UTC(),
@@ -216,9 +219,16 @@ func (p *Pipeline) StatusHandler() http.Handler {
 }
 
 // apiOK and apiError write Prometheus's API envelope.
+// apiOK encodes before it answers, so that a value JSON cannot hold is a
+// 500 that says so, not a 200 with an empty body.
 func apiOK(w http.ResponseWriter, data any) {
+	b, err := json.Marshal(map[string]any{"status": "success", "data": data})
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, fmt.Errorf("encode response: %w", err))
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func apiError(w http.ResponseWriter, code int, err error) {

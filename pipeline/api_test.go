@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -243,5 +244,37 @@ func TestCollectorInputLabelClash(t *testing.T) {
 	for _, a := range e.p.Anomalies(nil) { // the API names the outputs' labels
 		require.Equal(t, "x", a.Labels["for"])
 		require.Contains(t, []string{"a", "b"}, a.Labels["exported_for"])
+	}
+}
+
+// TestAnomaliesAPIInfiniteValue: ±Inf samples are valid, stored and
+// scored; one as a series' latest value made the whole list a 200 with an
+// empty body (encoding/json refuses Inf), for every series, in Grafana and
+// the UI alike.
+func TestAnomaliesAPIInfiniteValue(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	vs := seasonal(100, 3)
+	vs[99] = math.Inf(1)
+	e.feed(labels.FromStrings("__name__", "inf_metric"), model.MetricTypeGauge, vs)
+	e.feed(labels.FromStrings("__name__", "requests_total"), "", []float64{1, 2, 3})
+	rec := httptest.NewRecorder()
+	e.p.AnomaliesHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	var r struct {
+		Status string `json:"status"`
+		Data   struct {
+			Anomalies []map[string]any `json:"anomalies"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r), rec.Body.String())
+	require.Len(t, r.Data.Anomalies, 2)
+	for _, a := range r.Data.Anomalies {
+		switch a["labels"].(map[string]any)["for"] {
+		case "inf_metric":
+			require.Nil(t, a["value"], "+Inf as null")
+			require.Equal(t, false, a["counter"])
+		case "requests_total":
+			require.Equal(t, true, a["counter"], "scored as a rate")
+		}
 	}
 }

@@ -45,7 +45,7 @@ derived:
 	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "error_ratio")}})
 	require.Len(t, got, 1)
 	require.Equal(t, map[string]string{"for": "error_ratio", "service": "api"}, got[0].Labels)
-	require.InDelta(t, 0.9, got[0].Value, 1e-12)
+	require.InDelta(t, 0.9, float64(got[0].Value), 1e-12)
 	out := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "error_ratio"))
 	require.Len(t, out[labels.FromStrings("__name__", "anomaly_score", "for", "error_ratio", "service", "api").String()], 10)
 	// Not written back as an input, and kept out of snapshots.

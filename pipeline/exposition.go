@@ -69,10 +69,7 @@ func appendSample(b []byte, name string, ls *outLabelSet, v float64) []byte {
 				b = append(b, ',')
 			}
 			if ls.utf8Names && !model.LabelName(n).IsValidLegacy() {
-				// The text format 0.0.4 has no quoted names: escaped
-				// as client_golang escapes the registry's families for
-				// a scraper that did not ask for UTF-8 names.
-				n = model.EscapeName(n, model.UnderscoreEscaping)
+				n = escapedName(ls.names, i)
 			}
 			b = append(b, n...)
 			b = append(b, '=', '"')
@@ -128,4 +125,24 @@ func hasUTF8Names(ls labels.Labels) bool {
 		}
 	})
 	return found
+}
+
+// escapedName returns names[i], which the text format 0.0.4 cannot carry,
+// escaped as client_golang escapes the registry's families for a scraper
+// that did not ask for UTF-8 names: dots and the like to underscores. Where
+// that gives a name another label of the series has or gets too
+// (service.name beside service_name), the name is value-encoded instead
+// (U__service_2e_name), which is unique: two labels of one name would fail
+// the whole scrape.
+func escapedName(names []string, i int) string {
+	u := model.EscapeName(names[i], model.UnderscoreEscaping)
+	for j, o := range names {
+		if j == i {
+			continue
+		}
+		if o == u || (!model.LabelName(o).IsValidLegacy() && model.EscapeName(o, model.UnderscoreEscaping) == u) {
+			return model.EscapeName(names[i], model.ValueEncodingEscaping)
+		}
+	}
+	return u
 }

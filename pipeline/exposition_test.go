@@ -97,9 +97,17 @@ func TestWriteOutputsPassesPromtool(t *testing.T) {
 	// Remote write accepts UTF-8 label names; the text format 0.0.4 has
 	// none, so they are escaped as client_golang escapes (underscores).
 	e.feed(labels.FromStrings("__name__", "load", "service.name", "api"), model.MetricTypeGauge, seasonal(300, 5))
+	// Escaped, service.name would clash with service_name: value-encoded.
+	e.feed(labels.FromStrings("__name__", "dup", "service.name", "a", "service_name", "b"), model.MetricTypeGauge, seasonal(300, 6))
 	var buf bytes.Buffer
 	require.NoError(t, e.p.WriteOutputs(&buf))
 	require.Contains(t, buf.String(), `anomaly_score{service_name="api",for="load"}`)
+	require.Contains(t, buf.String(), `anomaly_score{U__service_2e_name="a",service_name="b",for="dup"}`)
+	// No label twice: Prometheus's parser refuses a sample with one, and
+	// with it the whole scrape.
+	tp := expfmt.NewTextParser(model.LegacyValidation)
+	_, err = tp.TextToMetricFamilies(bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err)
 	// Prometheus's own scrape parser takes every line.
 	parser := textparse.NewPromParser(buf.Bytes(), labels.NewSymbolTable(), false)
 	for {

@@ -252,7 +252,7 @@ func TestCountersBecomeRates(t *testing.T) {
 			e.feed(labels.FromStrings("__name__", tc.metric), tc.typ, tc.raw)
 			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", tc.metric)}})
 			require.Len(t, got, 1)
-			require.InDelta(t, tc.want, got[0].Value, 1e-12)
+			require.InDelta(t, tc.want, float64(got[0].Value), 1e-12)
 		})
 	}
 }
@@ -440,7 +440,7 @@ func TestOutOfOrderNotScored(t *testing.T) {
 	e.p.enqueue([]sample{{ref: refOf(e, ls), ls: ls, t: t0.UnixMilli(), v: 100}})
 	e.sync()
 	got := e.p.Anomalies(nil)
-	require.Equal(t, 3.0, got[0].Value)
+	require.Equal(t, 3.0, float64(got[0].Value))
 	require.Equal(t, 3.0, testutil.ToFloat64(e.p.m.scoredSamples), "the late sample is not scored")
 	require.Len(t, query(t, e.db, eq("__name__", "anomaly_score"))[labels.FromStrings("__name__", "anomaly_score", "for", "x").String()], 3)
 }
@@ -519,7 +519,7 @@ func TestTapCarriesStartTimestamp(t *testing.T) {
 	e.sync()
 	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "restarts_total")}})
 	require.Len(t, got, 1)
-	require.InDelta(t, 400/(float64(stepMs)/1000), got[0].Value, 1e-9, "counted from zero: a reset")
+	require.InDelta(t, 400/(float64(stepMs)/1000), float64(got[0].Value), 1e-9, "counted from zero: a reset")
 }
 
 // TestReloadAppliesOptions: a reload's new options reach the series already
