@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,7 +15,8 @@ import (
 // MetricsHandler serves /metrics in the text format 0.0.4: the families g
 // gathers, then whatever stream writes (families that are too many to build
 // as client_golang metrics per scrape; their names must not be among g's).
-// It gzips when the scraper accepts it, as promhttp does.
+// It gzips when the scraper accepts it (q-values read), as promhttp does,
+// and says the answer varies with Accept-Encoding.
 func MetricsHandler(logger *slog.Logger, g prometheus.Gatherer, stream func(io.Writer) error) http.Handler {
 	format := expfmt.NewFormat(expfmt.TypeTextPlain)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -30,7 +32,8 @@ func MetricsHandler(logger *slog.Logger, g prometheus.Gatherer, stream func(io.W
 		h := w.Header()
 		h.Set("Content-Type", string(format))
 		var out io.Writer = w
-		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
 			h.Set("Content-Encoding", "gzip")
 			gz := gzip.NewWriter(w)
 			defer gz.Close()
@@ -49,4 +52,35 @@ func MetricsHandler(logger *slog.Logger, g prometheus.Gatherer, stream func(io.W
 			}
 		}
 	})
+}
+
+// acceptsGzip reports whether the Accept-Encoding header values allow gzip:
+// named, or covered by "*", with a q-value above 0 (RFC 9110, 12.5.3), as
+// promhttp's negotiation reads them. "gzip;q=0" refuses it.
+func acceptsGzip(values []string) bool {
+	gzipQ, starQ := -1.0, -1.0
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			q := 1.0
+			for _, p := range strings.Split(params, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+				if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+						q = f
+					}
+				}
+			}
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "gzip", "x-gzip":
+				gzipQ = max(gzipQ, q)
+			case "*":
+				starQ = max(starQ, q)
+			}
+		}
+	}
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return starQ > 0
 }

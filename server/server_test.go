@@ -188,3 +188,31 @@ func TestMetricsHandler(t *testing.T) {
 		require.Equal(t, 7.0, mfs["streamed"].GetMetric()[0].GetGauge().GetValue())
 	}
 }
+
+func TestAcceptsGzip(t *testing.T) {
+	for _, tc := range []struct {
+		header []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"gzip"}, true},
+		{[]string{"gzip, deflate"}, true},
+		{[]string{"deflate, GZIP;q=0.5"}, true},
+		{[]string{"gzip;q=0, identity"}, false},
+		{[]string{"gzip; q=0.0"}, false},
+		{[]string{"identity"}, false},
+		{[]string{"*"}, true},
+		{[]string{"*;q=0"}, false},
+		{[]string{"*, gzip;q=0"}, false},
+		{[]string{"identity", "gzip"}, true},
+	} {
+		require.Equal(t, tc.want, acceptsGzip(tc.header), "%q", tc.header)
+	}
+	h := MetricsHandler(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept-Encoding", "gzip;q=0, identity")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Empty(t, rec.Header().Get("Content-Encoding"))
+	require.Equal(t, "Accept-Encoding", rec.Header().Get("Vary"))
+}
