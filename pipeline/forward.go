@@ -40,6 +40,7 @@ type fwdSample struct {
 type forwarder struct {
 	logger  *slog.Logger
 	clients []remote.WriteClient
+	names   []string // the clients' URLs with any password masked, for metrics and logs
 	queue   chan fwdSample
 	sent    *prometheus.CounterVec
 	failed  *prometheus.CounterVec
@@ -63,6 +64,7 @@ func newForwarder(logger *slog.Logger, reg prometheus.Registerer, urls []string)
 			return nil, fmt.Errorf("remote-write client for %s: %w", u, err)
 		}
 		f.clients = append(f.clients, c)
+		f.names = append(f.names, pu.Redacted()) // a password in the URL works; it must not show
 	}
 	fa := promauto.With(reg)
 	f.sent = fa.NewCounterVec(prometheus.CounterOpts{
@@ -86,27 +88,36 @@ func (f *forwarder) add(ls labels.Labels, t int64, v float64) {
 	}
 }
 
+// fwdFinalTry bounds how long forwarding goes on once shutdown begins: the
+// batch being sent or retried and what is queued get this long.
+const fwdFinalTry = 5 * time.Second
+
 func (f *forwarder) run(ctx context.Context) {
 	tick := time.NewTicker(fwdFlushEvery)
 	defer tick.Stop()
 	buf := make([]fwdSample, 0, fwdBatch)
+	// Sends do not stop the moment ctx does: a batch in flight or between
+	// retries then had its last try cut short and was lost. They stop
+	// fwdFinalTry after it, so an unreachable endpoint does not hold up
+	// shutdown.
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(fwdFinalTry, cancel) })
+	defer stop()
 	for {
 		select {
 		case s := <-f.queue:
 			if buf = append(buf, s); len(buf) >= fwdBatch {
-				f.flush(ctx, buf)
+				f.flush(sctx, buf)
 				buf = buf[:0]
 			}
 		case <-tick.C:
 			if len(buf) > 0 {
-				f.flush(ctx, buf)
+				f.flush(sctx, buf)
 				buf = buf[:0]
 			}
 		case <-ctx.Done():
-			// One last try at what is queued, bounded, so shutdown is not
-			// held up by an unreachable endpoint.
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
+			// One last try at what is queued, within fwdFinalTry.
 			for {
 				select {
 				case s := <-f.queue:
@@ -140,13 +151,13 @@ func (f *forwarder) flush(ctx context.Context, buf []fwdSample) {
 		return
 	}
 	body := snappy.Encode(nil, raw)
-	for _, c := range f.clients {
+	for i, c := range f.clients {
 		if err := send(ctx, c, body); err != nil {
-			f.failed.WithLabelValues(c.Endpoint()).Add(float64(len(buf)))
-			f.logger.Warn("Remote write", "url", c.Endpoint(), "err", err)
+			f.failed.WithLabelValues(f.names[i]).Add(float64(len(buf)))
+			f.logger.Warn("Remote write", "url", f.names[i], "err", err)
 			continue
 		}
-		f.sent.WithLabelValues(c.Endpoint()).Add(float64(len(buf)))
+		f.sent.WithLabelValues(f.names[i]).Add(float64(len(buf)))
 	}
 }
 

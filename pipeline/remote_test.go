@@ -5,8 +5,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -99,4 +102,69 @@ func TestRemoteWriteForwarding(t *testing.T) {
 	require.Equal(t, 100, got["anomaly_score"])
 	require.Equal(t, 100-64, got["yhat"])
 	require.Zero(t, got["temperature"], "inputs are not forwarded")
+}
+
+// TestRemoteWriteForwardingShutdownAndCredentials: a batch being retried
+// when shutdown begins still gets its last tries (it was cut off with
+// "context canceled" and lost), and a password in the URL is used but never
+// shown in omen's metrics.
+func TestRemoteWriteForwardingShutdownAndCredentials(t *testing.T) {
+	var mu sync.Mutex
+	got, requests := map[string]int{}, 0
+	var auth []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		mu.Lock()
+		defer mu.Unlock()
+		requests++
+		user, pass, _ := r.BasicAuth()
+		auth = append(auth, user+":"+pass)
+		if requests <= 3 { // a slow, failing upstream at first
+			time.Sleep(300 * time.Millisecond)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		raw, err := snappy.Decode(nil, b)
+		require.NoError(t, err)
+		var req prompb.WriteRequest
+		require.NoError(t, req.Unmarshal(raw))
+		for _, ts := range req.Timeseries {
+			for _, l := range ts.Labels {
+				if l.Name == "__name__" {
+					got[l.Value] += len(ts.Samples)
+				}
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://alice:s3cret@", 1)
+
+	e := newEnv(t, "", nil, func(o *Options) { o.RemoteWriteURLs = []string{u} })
+	const series, n = 25, 100 // 2500 scores: the first batch of 2000 is sent while feeding
+	for i := range series {
+		e.feed(labels.FromStrings("__name__", "temperature", "i", strconv.Itoa(i)), model.MetricTypeGauge, seasonal(n, uint64(i)))
+	}
+	e.sync()
+	e.stop() // while the first batch is still being retried
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, series*n, got["anomaly_score"], "every score delivered")
+	require.Contains(t, auth, "alice:s3cret")
+
+	mfs, err := e.reg.Gather()
+	require.NoError(t, err)
+	seen := false
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				require.NotContains(t, l.GetValue(), "s3cret", "%s", mf.GetName())
+				if l.GetName() == "url" && strings.Contains(l.GetValue(), "alice:xxxxx@") {
+					seen = true
+				}
+			}
+		}
+	}
+	require.True(t, seen, "the endpoint is named with its password masked")
 }
