@@ -314,6 +314,7 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		Score     float64           `json:"score"`
 		Since     time.Time         `json:"since"`
 		Value     float64           `json:"value"`
+		Counter   bool              `json:"counter"` // false: the fake's values are what is scored
 		Yhat      float64           `json:"yhat"`
 		YhatLower float64           `json:"yhat_lower"`
 		YhatUpper float64           `json:"yhat_upper"`

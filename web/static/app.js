@@ -48,6 +48,7 @@
     selected: null, // the selected anomaly's labels
     selectedKey: "",
     lastSince: null,
+    selectedCounter: null, // whether the selected input is scored as a rate
   };
   var omen = (window.omen = {
     state: state,
@@ -103,29 +104,58 @@
   // A PromQL string literal: JSON's escapes are a subset of PromQL's.
   function lit(s) { return JSON.stringify(String(s)); }
 
-  // matchers renders labels as equality matchers, leaving out "for" and any
-  // names in skip.
+  // A label name as PromQL takes it: quoted unless in the classic character
+  // set (remote write accepts UTF-8 names such as service.name).
+  var LEGACY_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+  function labelName(k) { return LEGACY_NAME.test(k) ? k : lit(k); }
+
+  // matchers renders labels as equality matchers (all but __name__ and the
+  // names in skip).
   function matchers(labels, skip) {
     return Object.keys(labels).sort().filter(function (k) {
-      return k !== "__name__" && k !== "for" && !(skip && skip[k]);
-    }).map(function (k) { return k + "=" + lit(labels[k]); });
+      return k !== "__name__" && !(skip && skip[k]);
+    }).map(function (k) { return labelName(k) + "=" + lit(labels[k]); });
   }
 
-  function inputSelector(labels) {
-    return "{" + ['__name__=' + lit(labels["for"])].concat(matchers(labels)).join(", ") + "}";
+  // renamed copies labels with the names matching re renamed by f.
+  function renamed(labels, re, f) {
+    var out = {};
+    Object.keys(labels).forEach(function (k) { out[re.test(k) ? f(k) : k] = labels[k]; });
+    return out;
+  }
+
+  // inputLabels are the input's labels from its outputs' (the API's): no
+  // for, and an input label omen kept as exported_for (the output sets for
+  // itself) under its own name again.
+  function inputLabels(labels) {
+    var out = {};
+    Object.keys(labels).forEach(function (k) { if (k !== "for") out[k] = labels[k]; });
+    return renamed(out, /^(exported_)+for$/, function (k) { return k.slice("exported_".length); });
+  }
+
+  // The input's values. A counter is scored as a per-second rate between
+  // samples, and its band is one: irate shows the same.
+  function inputQuery(labels, counter) {
+    var sel = "{" + ["__name__=" + lit(labels["for"])].concat(matchers(inputLabels(labels))).join(", ") + "}";
+    return counter ? "irate(" + sel + "[5m])" : sel;
   }
 
   function outputSelector(labels, names) {
-    var ms = ['__name__=~' + lit(names.join("|")), "for=" + lit(labels["for"])];
-    return "{" + ms.concat(matchers(labels)).join(", ") + "}";
+    return "{" + ["__name__=~" + lit(names.join("|"))].concat(matchers(labels)).join(", ") + "}";
   }
 
-  // A filter typed as job="api" is taken as the selector {job="api"}.
+  // The forecasts carry the horizon label themselves: an input's own
+  // horizon is on them as exported_horizon.
+  function forecastSelector(labels, names) {
+    return outputSelector(renamed(labels, /^(exported_)*horizon$/, function (k) { return "exported_" + k; }), names);
+  }
+
+  // A filter typed as job="api" is taken as the selector {job="api"}; a
+  // metric name, with or without braces, and a selector in braces stay.
   function normalizeMatch(s) {
     s = s.trim();
-    if (!s) return "";
-    if (s.indexOf("{") < 0 && s.indexOf("=") >= 0) return "{" + s + "}";
-    return s;
+    if (!s || s.charAt(0) === "{" || /^[a-zA-Z_:][a-zA-Z0-9_:]*(\s*\{[\s\S]*\})?$/.test(s)) return s;
+    return "{" + s + "}";
   }
 
   function seriesKey(labels) {
@@ -140,7 +170,9 @@
     if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
     if (a >= 1000) return v.toFixed(0);
     if (a >= 100) return v.toFixed(1);
-    return v.toPrecision(3).replace(/\.?0+$/, "");
+    // Trailing zeros after a decimal point only: 99.97 rounds to "100".
+    var p = v.toPrecision(3);
+    return p.indexOf(".") >= 0 ? p.replace(/\.?0+$/, "") : p;
   }
 
   function fmtAgo(iso) {
@@ -163,7 +195,7 @@
   function seriesLabel(labels) {
     // Each label is unbreakable, so long names wrap between labels.
     var kids = [el("span", { class: "name", text: (labels["for"] || "") + "{" })];
-    var ms = matchers(labels);
+    var ms = matchers(labels, { "for": true });
     ms.forEach(function (m, i) {
       var eq = m.indexOf("=");
       kids.push(el("span", { class: "lab" }, [m.slice(0, eq + 1), el("span", { class: "lv", text: m.slice(eq + 1) }), i + 1 < ms.length ? "," : "}"]));
@@ -173,10 +205,17 @@
     return kids;
   }
 
+  // Generations of the list's and the chart's requests: a response to an
+  // older one (another filter, range or series picked meanwhile) is
+  // dropped, not drawn over the newer.
+  var listGen = 0, seriesGen = 0;
+
   function loadAnomalies() {
     var params = [["limit", String(state.limit)]];
     if (state.match) params.push(["match[]", state.match]);
+    var gen = ++listGen;
     return api("anomalies", params).then(function (data) {
+      if (gen !== listGen) return;
       var list = (data && data.anomalies) || [];
       // The API sorts already (ongoing incidents first, by their peak, then
       // the rest by score); sorting again keeps the page right if it ever
@@ -189,7 +228,7 @@
       renderAnomalies();
       omen.loads.anomalies++;
       setError("anomalies", null);
-    }).catch(function (e) { setError("anomalies", e); });
+    }).catch(function (e) { if (gen === listGen) setError("anomalies", e); });
   }
 
   // rank orders incidents by their peak score and other series by their
@@ -271,6 +310,7 @@
 
   function select(a) {
     state.selected = a.labels;
+    state.selectedCounter = a.counter;
     state.selectedKey = seriesKey(a.labels);
     state.lastSince = a.since || null;
     Array.prototype.forEach.call($("anomalies").tBodies[0].rows, function (tr) {
@@ -282,17 +322,18 @@
     loadSeries();
   }
 
-  // byName indexes a query result's series by metric name (and horizon).
-  function byName(result, labels) {
-    var want = Object.keys(labels).filter(function (k) { return k !== "for"; }).length;
+  // byName indexes a query result's series by metric name (and horizon on
+  // the forecasts), keeping those with exactly the labels asked for:
+  // equality matchers also match series with more labels. extra is how many
+  // labels the result has beyond labels' (the forecasts' horizon).
+  function byName(result, labels, extra) {
+    var want = Object.keys(labels).length + (extra || 0);
     var out = {};
     (result || []).forEach(function (s) {
       var m = s.metric || {};
-      var n = Object.keys(m).filter(function (k) { return k !== "__name__" && k !== "for" && k !== "horizon"; }).length;
-      // Equality matchers also match series with more labels; prefer the exact one.
+      var n = Object.keys(m).filter(function (k) { return k !== "__name__"; }).length;
       if (n !== want) return;
-      var key = m.__name__ + (m.horizon ? "@" + m.horizon : "");
-      out[key] = s;
+      out[(m.__name__ || "") + (extra && m.horizon ? "@" + m.horizon : "")] = s;
     });
     return out;
   }
@@ -311,7 +352,13 @@
   function loadSeries() {
     var labels = state.selected;
     if (!labels) return Promise.resolve();
-    var key = state.selectedKey;
+    var key = state.selectedKey, gen = ++seriesGen;
+    var counter = state.selectedCounter;
+    if (counter == null) {
+      // Restored from the address: the list says, else the name does.
+      state.anomalies.forEach(function (a) { if (seriesKey(a.labels) === key) counter = a.counter; });
+      if (counter == null) counter = /_(total|count|sum|bucket)$/.test(labels["for"] || "");
+    }
     var now = Date.now() / 1000;
     var end = now;
     // A stale anomaly (data stopped arriving) is shown where it happened.
@@ -324,18 +371,20 @@
     };
     $("series").setAttribute("data-state", "loading");
     return Promise.all([
-      rng(inputSelector(labels)),
+      rng(inputQuery(labels, counter)),
       rng(outputSelector(labels, ["yhat", "yhat_lower", "yhat_upper", "anomaly_score"])),
-      api("query", [["query", outputSelector(labels, ["forecast", "forecast_lower", "forecast_upper"])], ["time", end.toFixed(3)]]),
+      api("query", [["query", forecastSelector(labels, ["forecast", "forecast_lower", "forecast_upper"])], ["time", end.toFixed(3)]]),
     ]).then(function (res) {
-      if (key !== state.selectedKey) return; // another series was picked meanwhile
-      var input = byName(res[0].result, labels)[labels["for"]];
+      if (gen !== seriesGen) return; // another series or range was picked meanwhile
+      var in0 = byName(res[0].result, inputLabels(labels));
+      var input = in0[counter ? "" : labels["for"]];
       var out = byName(res[1].result, labels);
-      var fc = byName(res[2].result, labels);
+      var fc = byName(res[2].result, labels, 1);
       draw(buildData(input, out, fc, end, step), start, end);
       omen.loads.series++;
       setError("series", null);
     }).catch(function (e) {
+      if (gen !== seriesGen) return;
       $("series").setAttribute("data-state", "error");
       setError("series", e);
     });
