@@ -59,18 +59,27 @@ func write(ctx context.Context, w *csv.Writer, s *csvio.Series, d *detect.Detect
 	}
 	width := len(s.Header)
 	var rec []string
+	var last int64
 	for i, row := range s.Rows {
 		if i%4096 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r := d.Update(s.Times[i], s.Values[i])
 		// Pad short rows so that the appended columns line up.
 		rec = append(rec[:0], row...)
 		for len(rec) < width {
 			rec = append(rec, "")
 		}
-		rec = append(rec, csvio.FormatFloat(r.Score), csvio.FormatFloat(r.Yhat),
-			csvio.FormatFloat(r.YhatLower), csvio.FormatFloat(r.YhatUpper))
+		if i > 0 && s.Times[i] <= last {
+			// The live path never scores it: the TSDB refuses a sample at
+			// or before the series' latest as out of order or duplicate,
+			// and the scorers take time forward only. Score 0, no band.
+			rec = append(rec, "0", "", "", "")
+		} else {
+			last = s.Times[i]
+			r := d.Update(s.Times[i], s.Values[i])
+			rec = append(rec, csvio.FormatFloat(r.Score), csvio.FormatFloat(r.Yhat),
+				csvio.FormatFloat(r.YhatLower), csvio.FormatFloat(r.YhatUpper))
+		}
 		if err := w.Write(rec); err != nil {
 			return err
 		}

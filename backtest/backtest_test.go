@@ -132,3 +132,45 @@ func TestFileFlagsSpike(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, s, 1.0)
 }
+
+// TestFileSkipsTimeGoingBack: a row at or before the latest scored time is
+// kept in the output, scored 0 without a band, and not shown to the
+// detector, as the live path never shows it one (the TSDB refuses it as
+// out of order): the scores after it equal those of the file without it.
+func TestFileSkipsTimeGoingBack(t *testing.T) {
+	dir := t.TempDir()
+	var with, without strings.Builder
+	with.WriteString("timestamp,value\n")
+	without.WriteString("timestamp,value\n")
+	for i := range 400 {
+		line := fmt.Sprintf("%d,%g\n", 1_700_000_000+i*60, 10+math.Sin(float64(i)/7))
+		with.WriteString(line)
+		without.WriteString(line)
+		if i == 200 || i == 300 {
+			fmt.Fprintf(&with, "%d,%g\n", 1_700_000_000+(i-5)*60, 99.0) // back in time
+			fmt.Fprintf(&with, "%d,%g\n", 1_700_000_000+i*60, 98.0)     // a duplicate
+		}
+	}
+	read := func(name, body string) [][]string {
+		in, out := filepath.Join(dir, name+".csv"), filepath.Join(dir, "out", name+".csv")
+		writeFile(t, in, body)
+		require.NoError(t, File(context.Background(), in, out, detect.DefaultOptions(), nil))
+		f, err := os.Open(out)
+		require.NoError(t, err)
+		defer f.Close()
+		recs, err := csv.NewReader(f).ReadAll()
+		require.NoError(t, err)
+		return recs
+	}
+	got, want := read("with", with.String()), read("without", without.String())
+	require.Len(t, got, len(want)+4)
+	var kept [][]string
+	for _, r := range got[1:] {
+		if r[1] == "99" || r[1] == "98" {
+			require.Equal(t, []string{"0", "", "", ""}, r[2:], "skipped row %v", r)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	require.Equal(t, want[1:], kept, "the other rows score as if the skipped ones were not there")
+}

@@ -47,6 +47,9 @@ func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	if err := outputApart(root, o.Output, root == o.Input); err != nil {
+		return Summary{}, err
+	}
 	workers := o.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -95,6 +98,25 @@ feed:
 		errs = append(errs, err)
 	}
 	return sum, errors.Join(errs...)
+}
+
+// outputApart refuses an output folder that would overwrite the inputs
+// (the input's own folder) or, for a folder of inputs, lie inside it, where
+// the next run would take the results for inputs. folder says whether the
+// input was a folder (root itself) or a file in root.
+func outputApart(root, output string, folder bool) error {
+	absRoot, err1 := filepath.Abs(root)
+	absOut, err2 := filepath.Abs(output)
+	if err1 != nil || err2 != nil {
+		return nil // the writes report what is wrong with the paths
+	}
+	if absOut == absRoot {
+		return fmt.Errorf("output %s is the inputs' folder: the results would overwrite them", output)
+	}
+	if rel, err := filepath.Rel(absRoot, absOut); folder && err == nil && !strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("output %s is inside the input folder %s: a later run would read the results as inputs", output, root)
+	}
+	return nil
 }
 
 // List returns the .csv files under input, sorted, and the root their

@@ -105,3 +105,33 @@ func TestBar(t *testing.T) {
 	require.True(t, strings.Contains(buf.String(), "3/3"), buf.String())
 	require.Contains(t, buf.String(), "backtest")
 }
+
+// TestRunOutputApart: an output that would overwrite the inputs, or that a
+// later run would read as inputs, is refused before anything is written; a
+// file's results may go beside it in a subfolder.
+func TestRunOutputApart(t *testing.T) {
+	in := t.TempDir()
+	write(t, filepath.Join(in, "a.csv"), "a")
+	var jobs atomic.Int64
+	for _, tc := range []struct {
+		name, input, output, err string
+	}{
+		{"folder onto itself", in, in, "would overwrite"},
+		{"file into its folder", filepath.Join(in, "a.csv"), in, "would overwrite"},
+		{"inside the input folder", in, filepath.Join(in, "out"), "inside the input folder"},
+		{"file's results in a subfolder", filepath.Join(in, "a.csv"), filepath.Join(in, "out"), ""},
+		{"elsewhere", in, t.TempDir(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), Options{Input: tc.input, Output: tc.output}, copyJob(&jobs))
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+	b, err := os.ReadFile(filepath.Join(in, "a.csv"))
+	require.NoError(t, err)
+	require.Equal(t, "a", string(b), "the input is untouched")
+}

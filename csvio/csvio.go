@@ -39,7 +39,8 @@ func ReadFile(path string) (*Series, error) {
 // them in, as they would see samples arrive. A timestamp that goes back is
 // kept rather than rejected or reordered: real exports have them (NAB's
 // machine_temperature_system_failure.csv does), and reordering would show
-// the engines a sequence that never happened.
+// the engines a sequence that never happened; the callers skip such rows as
+// the live path does (the TSDB refuses them as out of order).
 func Read(r io.Reader, name string) (*Series, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
@@ -66,6 +67,11 @@ func Read(r io.Reader, name string) (*Series, error) {
 		line, _ := cr.FieldPos(0) // only valid for a record read without error
 		if len(rec) < 2 {
 			return nil, fmt.Errorf("%s:%d: row has %d column(s), want at least 2", name, line, len(rec))
+		}
+		if len(rec) > len(header) {
+			// Its extra fields would land under the columns appended after
+			// the header's.
+			return nil, fmt.Errorf("%s:%d: row has %d columns, the header %d", name, line, len(rec), len(header))
 		}
 		ts, err := ParseTime(rec[0])
 		if err != nil {

@@ -34,6 +34,7 @@ func TestReadErrors(t *testing.T) {
 		{"bad time", "t,v\n1,2\nyesterday,3\n", `x.csv:3: timestamp "yesterday"`},
 		{"bad value", "t,v\n1,2\n2,abc\n", `x.csv:3: value "abc" is not a number`},
 		{"short row", "t,v\n1,2\n3\n", "x.csv:3: row has 1 column(s)"},
+		{"long row", "t,v\n1,2\n3,4,extra\n", "x.csv:3: row has 3 columns, the header 2"},
 		{"bad quote", "t,v\n1,\"2\n", "x.csv:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
