@@ -307,6 +307,23 @@ func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error
 		}
 		res.Measured.DrainSeconds = d.Seconds()
 	}
+	// A fast round can put timestamps up to maxAhead past the clock. A run
+	// that ended there must not leave them ahead: the next run against the
+	// same receiver starts at the clock, and its samples would be refused
+	// as out of order (bench-ingest runs rounds and a probe back to back).
+	if opts.SampleInterval == 0 {
+		last := int64(0)
+		for _, w := range workers {
+			last = max(last, w.last)
+		}
+		if ahead := time.Duration(last+1-opts.Now().UnixMilli()) * time.Millisecond; ahead > 0 {
+			logger.Info("Waiting for the clock to pass the last timestamp sent", "wait", ahead)
+			select {
+			case <-time.After(ahead):
+			case <-ctx.Done():
+			}
+		}
+	}
 	if probeErr != nil {
 		return res, probeErr
 	}

@@ -300,3 +300,25 @@ func TestRunSampleIntervalWritesHistory(t *testing.T) {
 	_, err := Run(context.Background(), nil, Options{URL: "x", Series: 1, Concurrency: 1, Backdate: time.Hour})
 	require.ErrorContains(t, err, "a backdate needs a sample interval")
 }
+
+// TestRunsBackToBack: a fast run puts timestamps ahead of the clock (up to
+// maxAhead); it waits for the clock to pass them before it returns, so the
+// next run against the same receiver is not refused as out of order.
+func TestRunsBackToBack(t *testing.T) {
+	rc := &receiver{t: t, protocol: 1, series: map[string]*received{}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	for range 2 {
+		_, err := Run(context.Background(), nil, Options{URL: srv.URL, Series: 10, Batch: 10, Concurrency: 1, Duration: 300 * time.Millisecond})
+		require.NoError(t, err)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for key, s := range rc.series {
+		require.Greater(t, len(s.ts), 100, key)
+		require.True(t, slices.IsSorted(s.ts), "%s: timestamps across both runs in order", key)
+		for i := 1; i < len(s.ts); i++ {
+			require.Greater(t, s.ts[i], s.ts[i-1], "%s: a timestamp repeated", key)
+		}
+	}
+}

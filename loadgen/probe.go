@@ -59,9 +59,23 @@ func runProbe(ctx context.Context, opts *Options, client *http.Client) (*ProbeRe
 	api := opts.ProbeURL + "/api/v1/anomalies?" + q.Encode()
 	res := &ProbeResult{PollGap: probePoll.Seconds()}
 	var lat []time.Duration
+	// A first sample, not timed: where the probe series is a counter, a
+	// receiver that has not seen it scores it only from its second sample
+	// (a rate needs two), so the first timed probe was always missed, and
+	// a drain marker that was the series' first sample never scored.
+	last := time.Now().UnixMilli()
+	prime, err := proto.Marshal(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels: pls, Samples: []prompb.Sample{{Timestamp: last, Value: 1e12}},
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := probeWrite(ctx, client, opts.URL, snappy.Encode(nil, prime)); err != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("probe write: %w", err)
+	}
+	res.lastT = last
 	tick := time.NewTicker(opts.ProbeEvery)
 	defer tick.Stop()
-	last := int64(0)
 	for i := 0; ; i++ {
 		select {
 		case <-ctx.Done():

@@ -14,7 +14,9 @@ import (
 )
 
 // scorer fakes omen for the probe: the write endpoint is the test receiver,
-// and a probe sample's score is published delay after it arrives.
+// and a probe sample's score is published delay after it arrives, except a
+// series' first sample: the probe series may be a counter, which omen
+// scores from its second sample on (a rate needs two).
 type scorer struct {
 	rc    *receiver
 	delay time.Duration
@@ -45,9 +47,14 @@ func (sc *scorer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sel := r.URL.Query().Get("match[]")
 	key := strings.ReplaceAll(strings.Trim(sel, "{}"), `"`, "")
 	sc.mu.Lock()
-	var last int64
+	var last, first int64
+	for t := range sc.at[key] {
+		if first == 0 || t < first {
+			first = t
+		}
+	}
 	for t, at := range sc.at[key] {
-		if time.Since(at) >= sc.delay && t > last {
+		if time.Since(at) >= sc.delay && t > last && t != first {
 			last = t
 		}
 	}
@@ -94,5 +101,5 @@ func TestRunProbeAndRate(t *testing.T) {
 	sc.rc.mu.Lock()
 	defer sc.rc.mu.Unlock()
 	require.Len(t, sc.rc.series, 100)
-	require.Len(t, sc.rc.series[probeKey()].ts, p.Probes+1) // and the drain marker
+	require.Len(t, sc.rc.series[probeKey()].ts, p.Probes+2) // the probes, an untimed first sample and the drain marker
 }
