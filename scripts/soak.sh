@@ -19,17 +19,20 @@ LOG=${SOAK_LOG:-${TMPDIR:-/tmp}/omen-soak.log}
 
 echo "soak: DURATION=$DURATION KILL_EVERY=$KILL_EVERY MEASURE=$MEASURE on $(nproc) cores; load: $(uptime | sed 's/.*load average: //')"
 # seconds of a duration like 90s, 10m or 1h (what the soak's flags take).
+# Checked here, outside any $( ): an exit inside a command substitution only
+# ends the subshell, and the script went on with a bad value.
+for d in "$DURATION" "$KILL_EVERY" "$MEASURE"; do
+	[[ "$d" =~ ^[0-9]+[smh]$ ]] || { echo "soak: $d: give durations as <n>s, <n>m or <n>h" >&2; exit 2; }
+done
 secs() {
 	case "$1" in
 	*h) echo $(( ${1%h} * 3600 )) ;;
 	*m) echo $(( ${1%m} * 60 )) ;;
 	*s) echo "${1%s}" ;;
-	*) echo "soak: $1: give durations as <n>s, <n>m or <n>h" >&2; exit 2 ;;
 	esac
 }
 # The test's own timeout: the measurement, the soak, the read-back and slack.
 timeout=$(( $(secs "$DURATION") + $(secs "$MEASURE") + 900 ))
-secs "$KILL_EVERY" >/dev/null
 set +e
 OMEN_E2E=1 OMEN_SOAK=1 SOAK_DURATION="$DURATION" SOAK_KILL_EVERY="$KILL_EVERY" SOAK_MEASURE="$MEASURE" \
 	SOAK_MAX_RATE="${MAX_RATE:-}" go test -count=1 -timeout "${timeout}s" -run '^TestSoak$' -v ./e2e/ >"$LOG" 2>&1
