@@ -325,6 +325,15 @@ func (p *Pipeline) ApplyConfig(cfg *config.Config) error {
 	p.cfgYAML.Store(&s)
 	p.cfg.Store(cfg)
 	p.cfgGen.Add(1)
+	// Workers apply it at their next batch; an idle one is woken, so that
+	// the API and /metrics drop deselected series now, not at its next
+	// sweep (up to StaleAfter/8 later).
+	for _, w := range p.workers {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 

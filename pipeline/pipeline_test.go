@@ -313,10 +313,12 @@ func TestConfigSelection(t *testing.T) {
 	e.feed(labels.FromStrings("__name__", "x", "job", "quiet"), "", []float64{1, 2})
 	require.Equal(t, int64(1), e.p.scored.Load())
 
-	// A reload that excludes the other job drops its series.
+	// A reload that excludes the other job drops its series, at once, not
+	// at the next sample or sweep of its worker.
 	cfg2, err := config.Load([]byte("exclude: ['{job=\"quiet\"}']\n"))
 	require.NoError(t, err)
 	require.NoError(t, e.p.ApplyConfig(cfg2))
+	require.Eventually(t, func() bool { return len(e.p.Anomalies(nil)) == 0 }, timeout, tick)
 	e.push(t0.UnixMilli()+10*stepMs, "", []labels.Labels{labels.FromStrings("__name__", "x", "job", "noisy")}, []float64{3})
 	e.sync()
 	got := e.p.Anomalies(nil)

@@ -26,6 +26,7 @@ type worker struct {
 	id    int
 	queue chan *batch
 	snap  chan snapReq
+	wake  chan struct{} // a new configuration (capacity 1)
 	quit  chan struct{}
 	done  chan struct{}
 
@@ -55,6 +56,7 @@ func newWorker(p *Pipeline, id int) *worker {
 		p: p, id: id,
 		queue:   make(chan *batch, p.opts.QueueSize),
 		snap:    make(chan snapReq),
+		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		series:  map[storage.SeriesRef]*series{},
@@ -106,6 +108,10 @@ func (w *worker) run(ctx context.Context) {
 			w.process(ctx, b)
 		case r := <-w.snap:
 			r.done <- w.encode(r.enc)
+		case <-w.wake:
+			if g := w.p.cfgGen.Load(); g != w.cfgGen {
+				w.reconfigure(g)
+			}
 		case <-sweep.C:
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
 				w.reconfigure(g)
