@@ -337,6 +337,33 @@ func (p *Pipeline) ApplyConfig(cfg *config.Config) error {
 	return nil
 }
 
+// SeriesDeleted drops the models of the series the TSDB's head deleted
+// (tsdb.Storage.OnSeriesDeleted): a series that comes back after the head
+// dropped it gets a new reference, and keyed by the old one its models
+// would be listed and exposed twice until the stale sweep. It does not
+// block: a worker whose queue of deletions is full leaves them to the
+// sweep.
+func (p *Pipeline) SeriesDeleted(refs []storage.SeriesRef) {
+	n := len(p.workers)
+	if n == 0 {
+		return
+	}
+	shards := make([][]storage.SeriesRef, n)
+	for _, r := range refs {
+		i := shardOf(r, n)
+		shards[i] = append(shards[i], r)
+	}
+	for i, rs := range shards {
+		if len(rs) == 0 {
+			continue
+		}
+		select {
+		case p.workers[i].gone <- rs:
+		default:
+		}
+	}
+}
+
 // Ready reports whether the model state has been restored (or found
 // missing) and the scorers run.
 func (p *Pipeline) Ready() bool { return p.ready.Load() }

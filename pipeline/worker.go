@@ -27,6 +27,7 @@ type worker struct {
 	queue chan *batch
 	snap  chan snapReq
 	wake  chan struct{} // a new configuration (capacity 1)
+	gone  chan []storage.SeriesRef
 	quit  chan struct{}
 	done  chan struct{}
 
@@ -57,6 +58,7 @@ func newWorker(p *Pipeline, id int) *worker {
 		queue:   make(chan *batch, p.opts.QueueSize),
 		snap:    make(chan snapReq),
 		wake:    make(chan struct{}, 1),
+		gone:    make(chan []storage.SeriesRef, 64),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		series:  map[storage.SeriesRef]*series{},
@@ -112,6 +114,8 @@ func (w *worker) run(ctx context.Context) {
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
 				w.reconfigure(g)
 			}
+		case refs := <-w.gone:
+			w.forget(refs)
 		case <-sweep.C:
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
 				w.reconfigure(g)
@@ -323,6 +327,20 @@ func (w *worker) drop(ref storage.SeriesRef, s *series) {
 	}
 	if !s.pub.ready {
 		w.p.m.warming.Add(-1)
+	}
+}
+
+// forget drops the state of the series the head deleted: one that comes
+// back has a new reference and would otherwise be scored twice until the
+// sweep.
+func (w *worker) forget(refs []storage.SeriesRef) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ref := range refs {
+		if s := w.series[ref]; s != nil {
+			w.drop(ref, s)
+		}
+		delete(w.ignored, ref)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 )
 
 // ErrNotReady is returned by Storage while the TSDB is still opening (WAL
@@ -97,6 +98,34 @@ type Storage struct {
 	// ("commit") and each probe ("probe"): a non-nil error is the fault
 	// injected there, standing in for ENOSPC or EROFS from the file system.
 	fault atomic.Pointer[func(op string) error]
+
+	// deleted, when set, is told the refs of series the head dropped (see
+	// OnSeriesDeleted).
+	deleted atomic.Pointer[func(refs []storage.SeriesRef)]
+}
+
+// OnSeriesDeleted has f told the references of series the head garbage
+// collects (no samples left in it after a compaction). A series that comes
+// back gets a new reference, so whatever is keyed by the old one (the
+// scorers' models) must go then, or the series is there twice. f runs on
+// the head's garbage collection and must not block.
+func (s *Storage) OnSeriesDeleted(f func(refs []storage.SeriesRef)) { s.deleted.Store(&f) }
+
+// seriesLifecycle passes the head's deletions on to OnSeriesDeleted's f.
+type seriesLifecycle struct{ s *Storage }
+
+func (seriesLifecycle) PreCreation(labels.Labels) error { return nil }
+func (seriesLifecycle) PostCreation(labels.Labels)      {}
+func (l seriesLifecycle) PostDeletion(m map[chunks.HeadSeriesRef]labels.Labels) {
+	f := l.s.deleted.Load()
+	if f == nil || len(m) == 0 {
+		return
+	}
+	refs := make([]storage.SeriesRef, 0, len(m))
+	for r := range m {
+		refs = append(refs, storage.SeriesRef(r))
+	}
+	(*f)(refs)
 }
 
 // NewStorage returns a Storage that is not open yet.
@@ -135,6 +164,7 @@ func (s *Storage) Open() error {
 	o.EnableMetadataWALRecords = true
 	o.IsolationDisabled = !s.opts.Isolation
 	o.EnableSTAsZeroSample = s.opts.StartTimestampZeroIngestion
+	o.SeriesLifecycleCallback = seriesLifecycle{s}
 	start := time.Now()
 	db, err := tsdb.Open(s.opts.Path, s.logger.With("component", "tsdb"), s.reg, o, s.stats)
 	if err != nil {

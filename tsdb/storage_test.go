@@ -1,8 +1,10 @@
 package tsdb
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -150,4 +152,32 @@ func TestStorageIsolation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOnSeriesDeleted: the references of series the head garbage-collects
+// after a compaction reach the OnSeriesDeleted hook, so what is keyed by
+// them (the scorers' models) can go too.
+func TestOnSeriesDeleted(t *testing.T) {
+	s := openTestStorage(t)
+	var mu sync.Mutex
+	var got []storage.SeriesRef
+	s.OnSeriesDeleted(func(refs []storage.SeriesRef) {
+		mu.Lock()
+		got = append(got, refs...)
+		mu.Unlock()
+	})
+	const step = int64(15_000)
+	t0 := time.Now().Add(-5 * time.Hour).UnixMilli()
+	app := s.AppenderV2(context.Background())
+	gone, err := app.Append(0, labels.FromStrings("__name__", "gone"), 0, t0, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	for i := range int64(4 * 240) { // four hours of another series: the head compacts its first two
+		_, err = app.Append(0, labels.FromStrings("__name__", "stays"), 0, t0+i*step, 1, nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	require.NoError(t, s.DB().Compact(context.Background()))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []storage.SeriesRef{gone}, got)
 }

@@ -159,6 +159,9 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		return err
 	}
 	cfgLoader.OnReload(pl.ApplyConfig)
+	// Series the head drops lose their models too (they come back with new
+	// references).
+	store.OnSeriesDeleted(pl.SeriesDeleted)
 	// The per-series families (outputs, omen_model_ready) are streamed by
 	// /metrics, not built as client_golang metrics on every scrape.
 	reg.MustRegister(pl.AccuracyCollector())

@@ -1,0 +1,79 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/stretchr/testify/require"
+)
+
+// deletions forwards the head's series deletions to a Pipeline, as
+// omen's tsdb.Storage does with OnSeriesDeleted.
+type deletions struct{ p *Pipeline }
+
+func (deletions) PreCreation(labels.Labels) error { return nil }
+func (deletions) PostCreation(labels.Labels)      {}
+func (d *deletions) PostDeletion(m map[chunks.HeadSeriesRef]labels.Labels) {
+	if d.p == nil {
+		return // the head collects before the pipeline exists, at open
+	}
+	var refs []storage.SeriesRef
+	for r := range m {
+		refs = append(refs, storage.SeriesRef(r))
+	}
+	d.p.SeriesDeleted(refs)
+}
+
+// TestHeadDeletionDropsModels: an input silent long enough for the head to
+// drop it comes back with a new reference. Its models, keyed by the old
+// one, go when the head drops it; they used to stay until the stale sweep,
+// and the series was listed and exposed twice meanwhile.
+func TestHeadDeletionDropsModels(t *testing.T) {
+	hook := &deletions{}
+	o := tsdb.DefaultOptions() // 2h blocks: a compaction after 3h of samples
+	o.SeriesLifecycleCallback = hook
+	db, err := tsdb.Open(t.TempDir(), nil, nil, o, nil)
+	require.NoError(t, err)
+	defer db.Close()
+	po := DefaultOptions()
+	po.Workers, po.OutputInterval, po.StaleAfter = 2, 0, 6*time.Hour
+	c := &clock{now: t0}
+	po.Now = c.Now
+	p, err := New(nil, nil, db, nil, nil, po)
+	require.NoError(t, err)
+	hook.p = p
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	tap := p.Tap(db)
+	a := labels.FromStrings("__name__", "load", "job", "a")
+	b := labels.FromStrings("__name__", "load", "job", "b")
+	push := func(ls labels.Labels, from, to int) {
+		for i := from; i < to; i++ {
+			app := tap.AppenderV2(context.Background())
+			_, err := app.Append(0, ls, 0, t0.UnixMilli()+int64(i)*stepMs, 100+float64(i%5), nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+			require.NoError(t, app.Commit())
+		}
+		for _, w := range p.workers {
+			w.sync()
+		}
+	}
+	push(a, 0, 120)   // 30 minutes of a
+	push(b, 0, 4*240) // 4 hours of b
+	require.NoError(t, db.Compact(context.Background()))
+	require.Eventually(t, func() bool { return p.scored.Load() == 1 }, timeout, tick, "a's models dropped with its head series")
+	push(a, 4*240, 4*240+10) // a comes back
+	var out bytes.Buffer
+	require.NoError(t, p.WriteOutputs(&out))
+	require.Equal(t, 1, strings.Count(out.String(), `anomaly_score{job="a"`), out.String())
+	require.Equal(t, int64(2), p.scored.Load())
+}
