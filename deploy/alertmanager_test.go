@@ -36,6 +36,8 @@ func TestAlertmanagerRoutes(t *testing.T) {
 		{"group anomaly pages and triggers automation", []string{"alertname=" + rules.AlertAnomalyCritical, "omen_alert=anomaly", "severity=critical", "namespace=shop", "job=api"}, "automation-webhook,pagerduty"},
 		{"capacity forecast is a ticket", []string{"alertname=DiskFullSoon", "omen_alert=capacity", "severity=warning"}, "anomaly-tickets"},
 		{"labelled action goes to the webhook too", []string{"alertname=DiskFullSoon", "omen_alert=capacity", "severity=warning", "omen_action=scale"}, "automation-webhook,anomaly-tickets"},
+		{"a labelled action of another rule reaches a person too", []string{"alertname=PodCrashLooping", "severity=critical", "omen_action=restart"}, "automation-webhook,default"},
+		{"anything else: the default", []string{"alertname=Watchdog"}, "default"},
 		{"health warning to the platform team", []string{"alertname=OmenScoringLagging", "omen_alert=health", "severity=warning"}, "platform-team"},
 		{"health critical pages the platform team", []string{"alertname=OmenDown", "omen_alert=health", "severity=critical"}, "platform-pagerduty"},
 		{"other alerts keep the default", []string{"alertname=NodeDown", "severity=critical"}, "default"},
