@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -91,6 +92,7 @@ type Storage struct {
 	failing atomic.Pointer[string] // why writes are refused; nil while healthy
 	healthM prometheus.Gauge
 	failM   *prometheus.CounterVec
+	reopens prometheus.Counter
 	stop    chan struct{}
 	probeWG sync.WaitGroup
 
@@ -102,6 +104,73 @@ type Storage struct {
 	// deleted, when set, is told the refs of series the head dropped (see
 	// OnSeriesDeleted).
 	deleted atomic.Pointer[func(refs []storage.SeriesRef)]
+
+	// A commit that failed may have left half a record at the end of the
+	// WAL (Prometheus's WAL does not undo a partial write), and a WAL that
+	// goes on past it loses everything after it at the next start, when
+	// the replay cuts the WAL at the damage: acknowledged samples. So repair
+	// is set by such a failure, and the recovery reopens the TSDB (whose
+	// replay repairs the WAL) before it takes writes again. gen counts the
+	// opens, so that a commit still under way on a DB that was closed does
+	// not ask for another repair.
+	repair    atomic.Bool
+	gen       atomic.Uint64
+	closeOnce sync.Once
+	// dbMetrics holds the collectors the current DB registered: a reopened
+	// DB registers its own anew, which the registry would refuse.
+	dbMetrics atomic.Pointer[collectorSet]
+}
+
+// collectorSet is a prometheus.Registerer that keeps what is registered
+// with it, and a collector of all of it. Storage registers one collector on
+// its registry that collects the current set.
+type collectorSet struct {
+	mu sync.Mutex
+	cs []prometheus.Collector
+}
+
+func (c *collectorSet) Register(col prometheus.Collector) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cs = append(c.cs, col)
+	return nil
+}
+
+func (c *collectorSet) MustRegister(cols ...prometheus.Collector) {
+	for _, col := range cols {
+		_ = c.Register(col)
+	}
+}
+
+func (c *collectorSet) Unregister(col prometheus.Collector) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, x := range c.cs {
+		if x == col {
+			c.cs = append(c.cs[:i], c.cs[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// dbCollector collects the current DB's metrics; it describes nothing, so
+// the registry takes it as unchecked.
+type dbCollector struct{ s *Storage }
+
+func (dbCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (d dbCollector) Collect(ch chan<- prometheus.Metric) {
+	set := d.s.dbMetrics.Load()
+	if set == nil {
+		return
+	}
+	set.mu.Lock()
+	cs := slices.Clone(set.cs)
+	set.mu.Unlock()
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }
 
 // OnSeriesDeleted has f told the references of series the head garbage
@@ -137,7 +206,7 @@ func NewStorage(logger *slog.Logger, reg prometheus.Registerer, opts Options) *S
 		opts.ProbeInterval = time.Second
 	}
 	f := promauto.With(reg)
-	return &Storage{
+	s := &Storage{
 		logger: logger, reg: reg, opts: opts, stats: tsdb.NewDBStats(),
 		healthM: f.NewGauge(prometheus.GaugeOpts{
 			Name: "omen_storage_writable",
@@ -145,14 +214,39 @@ func NewStorage(logger *slog.Logger, reg prometheus.Registerer, opts Options) *S
 		}),
 		failM: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "omen_storage_failures_total",
-			Help: "Storage failures that made omen refuse writes, by where they were seen (commit, probe).",
+			Help: "Storage failures that made omen refuse writes, by where they were seen (commit, probe, reopen).",
 		}, []string{"op"}),
+		reopens: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_storage_wal_repairs_total",
+			Help: "Times the TSDB was reopened, its WAL repaired, after a failed write before writes were taken again.",
+		}),
 	}
+	if reg != nil {
+		reg.MustRegister(dbCollector{s})
+	}
+	return s
 }
 
 // Open opens the TSDB and replays its WAL; it returns once the storage is
 // ready.
 func (s *Storage) Open() error {
+	start := time.Now()
+	db, err := s.openDB()
+	if err != nil {
+		return err
+	}
+	s.probe() // start healthy only if the path is
+	s.db.Store(db)
+	s.stop = make(chan struct{})
+	s.probeWG.Add(1)
+	go s.probeLoop(s.stop)
+	s.logger.Info("TSDB ready", "path", s.opts.Path, "duration", time.Since(start))
+	return nil
+}
+
+// openDB opens the TSDB, replaying (and if need be repairing) its WAL, with
+// a new set of collectors for its metrics.
+func (s *Storage) openDB() (*tsdb.DB, error) {
 	o := tsdb.DefaultOptions()
 	if s.opts.RetentionTime > 0 {
 		o.RetentionDuration = s.opts.RetentionTime.Milliseconds()
@@ -165,17 +259,38 @@ func (s *Storage) Open() error {
 	o.IsolationDisabled = !s.opts.Isolation
 	o.EnableSTAsZeroSample = s.opts.StartTimestampZeroIngestion
 	o.SeriesLifecycleCallback = seriesLifecycle{s}
-	start := time.Now()
-	db, err := tsdb.Open(s.opts.Path, s.logger.With("component", "tsdb"), s.reg, o, s.stats)
-	if err != nil {
-		return fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
+	var reg prometheus.Registerer
+	if s.reg != nil {
+		set := &collectorSet{}
+		reg = set
+		defer s.dbMetrics.Store(set)
 	}
-	s.probe() // start healthy only if the path is
+	db, err := tsdb.Open(s.opts.Path, s.logger.With("component", "tsdb"), reg, o, s.stats)
+	if err != nil {
+		return nil, fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
+	}
+	s.gen.Add(1)
+	return db, nil
+}
+
+// reopen closes the TSDB and opens it again, which repairs a WAL a failed
+// write left damaged; meanwhile writes and queries are answered as during
+// the first replay (503).
+func (s *Storage) reopen() error {
+	start := time.Now()
+	s.logger.Warn("Reopening the TSDB to repair its WAL after a failed write; writes are refused until it is open", "path", s.opts.Path)
+	if old := s.db.Swap(nil); old != nil {
+		if err := old.Close(); err != nil {
+			s.logger.Warn("Closing the TSDB for its repair", "err", err)
+		}
+	}
+	db, err := s.openDB()
+	if err != nil {
+		return err
+	}
 	s.db.Store(db)
-	s.stop = make(chan struct{})
-	s.probeWG.Add(1)
-	go s.probeLoop(s.stop)
-	s.logger.Info("TSDB ready", "path", s.opts.Path, "duration", time.Since(start))
+	s.reopens.Inc()
+	s.logger.Info("TSDB reopened", "path", s.opts.Path, "duration", time.Since(start))
 	return nil
 }
 
@@ -237,6 +352,13 @@ func (s *Storage) probe() {
 		s.setFailing("probe", err)
 		return
 	}
+	if s.repair.Load() {
+		if err := s.reopen(); err != nil {
+			s.setFailing("reopen", err)
+			return
+		}
+		s.repair.Store(false)
+	}
 	s.setHealthy()
 }
 
@@ -288,9 +410,12 @@ func (s *Storage) DB() *tsdb.DB { return s.db.Load() }
 
 // Close closes the TSDB if it was opened.
 func (s *Storage) Close() error {
-	if db := s.db.Swap(nil); db != nil {
-		close(s.stop)
+	// The probe first: it may be reopening the DB.
+	if s.stop != nil {
+		s.closeOnce.Do(func() { close(s.stop) })
 		s.probeWG.Wait()
+	}
+	if db := s.db.Swap(nil); db != nil {
 		return db.Close()
 	}
 	return nil
@@ -307,7 +432,7 @@ func (s *Storage) AppenderV2(ctx context.Context) storage.AppenderV2 {
 		return failingAppender{err: fmt.Errorf("%w: %s", ErrStorageFailing, *why)}
 	}
 	a := healthAppenderPool.Get().(*healthAppender)
-	a.s, a.AppenderV2 = s, db.AppenderV2(ctx)
+	a.s, a.AppenderV2, a.gen = s, db.AppenderV2(ctx), s.gen.Load()
 	return a
 }
 
@@ -316,7 +441,8 @@ func (s *Storage) AppenderV2(ctx context.Context) storage.AppenderV2 {
 // makes the storage refuse writes until a probe succeeds.
 type healthAppender struct {
 	storage.AppenderV2
-	s *Storage
+	s   *Storage
+	gen uint64 // of the DB it appends to
 }
 
 var healthAppenderPool = sync.Pool{New: func() any { return &healthAppender{} }}
@@ -335,22 +461,31 @@ func (a *healthAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels
 }
 
 func (a *healthAppender) Commit() error {
-	s, app := a.s, a.AppenderV2
+	s, app, gen := a.s, a.AppenderV2, a.gen
 	a.release()
 	if f := s.fault.Load(); f != nil {
 		if err := (*f)("commit"); err != nil {
 			// As the TSDB does when its WAL write fails.
 			_ = app.Rollback()
 			err = fmt.Errorf("write to WAL: %w", err)
-			s.setFailing("commit", err)
+			s.commitFailed(gen, err)
 			return err
 		}
 	}
 	if err := app.Commit(); err != nil {
-		s.setFailing("commit", err)
+		s.commitFailed(gen, err)
 		return err
 	}
 	return nil
+}
+
+// commitFailed refuses writes until a probe passes and, unless the DB the
+// commit went to has been reopened since, has that probe repair the WAL.
+func (s *Storage) commitFailed(gen uint64, err error) {
+	if gen == s.gen.Load() {
+		s.repair.Store(true)
+	}
+	s.setFailing("commit", err)
 }
 
 func (a *healthAppender) Rollback() error {

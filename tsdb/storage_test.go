@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -78,10 +80,16 @@ func TestStorageFailureIsRetriableAndRecovers(t *testing.T) {
 			time.Sleep(30 * time.Millisecond)
 			require.False(t, s.Ready())
 			require.Equal(t, acked, samples(t, s, "m"), "what was stored before the fault is intact")
+			// A WAL write that fails partway leaves half a record at the
+			// WAL's end, which the next replay cuts the WAL at, dropping
+			// all after it. Written here by hand: the fault is injected
+			// above the file system.
+			tornWALRecord(t, dir)
 
 			broken.Store(false)
 			require.Eventually(t, s.Ready, 5*time.Second, 5*time.Millisecond, "recovers once the fault is gone")
 			require.Equal(t, 1.0, testutil.ToFloat64(s.healthM))
+			require.Equal(t, 1.0, testutil.ToFloat64(s.reopens), "the WAL repaired before writes are taken")
 			for i := 13; i < 16; i++ {
 				require.Equal(t, http.StatusNoContent, write(i).StatusCode)
 				acked[now+int64(i)] = float64(i)
@@ -180,4 +188,44 @@ func TestOnSeriesDeleted(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, []storage.SeriesRef{gone}, got)
+}
+
+// tornWALRecord appends to the newest WAL segment the start of a record
+// whose body never came, as a write cut short by a full disk leaves it.
+func tornWALRecord(t *testing.T, dir string) {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "wal", "0*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, segs)
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	// Type "full", length 64, a checksum, then 9 bytes of the 64.
+	_, err = f.Write([]byte{1, 0, 64, 0xde, 0xad, 0xbe, 0xef, 2, 0, 0, 0, 0, 0, 0, 0, 0})
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+// TestReopenKeepsTSDBMetrics: the TSDB's own metrics are on the registry,
+// and once after a reopen (which registers them anew) rather than twice or
+// refused.
+func TestReopenKeepsTSDBMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := NewStorage(nil, reg, Options{Path: t.TempDir()})
+	require.NoError(t, s.Open())
+	defer func() { require.NoError(t, s.Close()) }()
+	count := func() int {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		n := 0
+		for _, mf := range mfs {
+			if mf.GetName() == "prometheus_tsdb_head_series" {
+				n += len(mf.GetMetric())
+			}
+		}
+		return n
+	}
+	require.Equal(t, 1, count())
+	require.NoError(t, s.reopen())
+	require.Equal(t, 1, count())
+	require.True(t, s.Opened())
 }
