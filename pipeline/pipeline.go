@@ -91,6 +91,11 @@ type Options struct {
 	// SnapshotPath is the model state file, or a directory to hold it as
 	// SnapshotFile; "" disables snapshots.
 	SnapshotPath string
+	// SnapshotRoom, if set, says whether the snapshot's file system can
+	// take need more bytes and keep the storage's free-space reserve: the
+	// new snapshot is written beside the old one, and a disk it filled
+	// made the TSDB's commits fail meanwhile.
+	SnapshotRoom func(need int64) error
 	// SnapshotInterval is the time between periodic snapshots.
 	SnapshotInterval time.Duration
 	// Families are the output families exposed on /metrics.

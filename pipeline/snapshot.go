@@ -188,6 +188,16 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return 0, fmt.Errorf("create snapshot directory: %w", err)
 	}
+	if p.opts.SnapshotRoom != nil {
+		// About the last snapshot's size, or ~3 KiB a series for a first.
+		need := int64(p.scored.Load()) * 3 << 10
+		if fi, err := os.Stat(path); err == nil {
+			need = max(need/2, fi.Size()*5/4)
+		}
+		if err := p.opts.SnapshotRoom(need); err != nil {
+			return 0, fmt.Errorf("no room for the snapshot (about %d bytes): %w", need, err)
+		}
+	}
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {

@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -285,4 +287,42 @@ func TestSnapshotCatchUpAfterCrash(t *testing.T) {
 	}
 	require.NoError(t, err)
 	require.Equal(t, want, got, "as if there had been no crash")
+}
+
+// TestSnapshotNeedsRoom: a snapshot that the file system has no room for
+// above the storage's reserve is not started (it is written beside the
+// old one, and a disk it filled failed the TSDB's commits meanwhile); the
+// old one stays.
+func TestSnapshotNeedsRoom(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	full := errors.New("no space")
+	var room atomic.Bool
+	room.Store(true)
+	var asked atomic.Int64
+	e := newEnv(t, "", nil, func(o *Options) {
+		o.SnapshotPath = path
+		o.SnapshotRoom = func(need int64) error {
+			asked.Store(need)
+			if room.Load() {
+				return nil
+			}
+			return full
+		}
+	})
+	e.feed(labels.FromStrings("__name__", "temperature"), model.MetricTypeGauge, seasonal(100, 7))
+	e.p.snapshot()
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, int64(3<<10), asked.Load(), "a first snapshot: ~3 KiB a series")
+	room.Store(false)
+	e.feed(labels.FromStrings("__name__", "load"), model.MetricTypeGauge, seasonal(100, 8))
+	e.p.snapshot()
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.snapFailures))
+	require.Equal(t, int64(len(before))*5/4, asked.Load(), "the last snapshot's size and a quarter")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the old snapshot stays")
+	_, err = os.Stat(path + ".tmp")
+	require.True(t, os.IsNotExist(err), "nothing half-written")
+	room.Store(true) // the final snapshot at stop
 }

@@ -391,6 +391,22 @@ func (s *Storage) checkPath() error {
 	return nil
 }
 
+// Room reports, as an error, whether the storage path's file system has
+// need bytes free above the free-space reserve: for other files written
+// there (the model snapshot), which must not eat the room the TSDB's WAL
+// needs.
+func (s *Storage) Room(need int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.opts.Path, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", s.opts.Path, err)
+	}
+	free := uint64(st.Bavail) * uint64(st.Bsize)
+	if reserve := s.reserve(uint64(st.Blocks) * uint64(st.Bsize)); free < reserve+uint64(max(need, 0)) {
+		return fmt.Errorf("%s has %d bytes free, %d needed above the reserve of %d: %w", s.opts.Path, free, need, reserve, syscall.ENOSPC)
+	}
+	return nil
+}
+
 // stRdOnly is ST_RDONLY, the read-only flag of statfs(2)'s f_flags.
 const stRdOnly = 0x1
 

@@ -229,3 +229,11 @@ func TestReopenKeepsTSDBMetrics(t *testing.T) {
 	require.Equal(t, 1, count())
 	require.True(t, s.Opened())
 }
+
+func TestRoom(t *testing.T) {
+	s := NewStorage(nil, nil, Options{Path: t.TempDir()})
+	require.NoError(t, s.Room(1<<10))
+	require.ErrorIs(t, s.Room(1<<62), syscall.ENOSPC)
+	s = NewStorage(nil, nil, Options{Path: t.TempDir(), MinFreeBytes: 1 << 62})
+	require.ErrorIs(t, s.Room(0), syscall.ENOSPC, "the reserve counts")
+}

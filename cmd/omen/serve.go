@@ -151,6 +151,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 
 	popts := *f.pipeline
 	popts.SnapshotPath = filepath.Join(f.tsdbPath, pipeline.SnapshotFile)
+	popts.SnapshotRoom = store.Room
 	popts.Build = pipeline.BuildInfo{Version: version.Version, Revision: version.Revision, GoVersion: runtime.Version()}
 	var wh *tsdb.WriteHandler // set below; Stats is only called once serving
 	popts.Stats = func() (int, map[string]float64) { return int(store.HeadSeries()), wh.Rejected() }
