@@ -116,19 +116,11 @@ func TestRunErrors(t *testing.T) {
 }
 
 func TestFileFlagsSpike(t *testing.T) {
-	dir := t.TempDir()
-	in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out", "in.csv")
-	writeFile(t, in, csvBody(800, false))
-	require.NoError(t, File(context.Background(), in, out, detect.DefaultOptions(), nil))
-	f, err := os.Open(out)
-	require.NoError(t, err)
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	require.NoError(t, err)
+	recs := scoreFile(t, t.TempDir(), "in", csvBody(800, false))
 	spike := recs[800-10+1] // header, then rows
 	require.Equal(t, "100", spike[1])
 	var s float64
-	_, err = fmt.Sscan(spike[2], &s)
+	_, err := fmt.Sscan(spike[2], &s)
 	require.NoError(t, err)
 	require.Greater(t, s, 1.0)
 }
@@ -151,18 +143,7 @@ func TestFileSkipsTimeGoingBack(t *testing.T) {
 			fmt.Fprintf(&with, "%d,%g\n", 1_700_000_000+i*60, 98.0)     // a duplicate
 		}
 	}
-	read := func(name, body string) [][]string {
-		in, out := filepath.Join(dir, name+".csv"), filepath.Join(dir, "out", name+".csv")
-		writeFile(t, in, body)
-		require.NoError(t, File(context.Background(), in, out, detect.DefaultOptions(), nil))
-		f, err := os.Open(out)
-		require.NoError(t, err)
-		defer f.Close()
-		recs, err := csv.NewReader(f).ReadAll()
-		require.NoError(t, err)
-		return recs
-	}
-	got, want := read("with", with.String()), read("without", without.String())
+	got, want := scoreFile(t, dir, "with", with.String()), scoreFile(t, dir, "without", without.String())
 	require.Len(t, got, len(want)+4)
 	var kept [][]string
 	for _, r := range got[1:] {
@@ -173,4 +154,19 @@ func TestFileSkipsTimeGoingBack(t *testing.T) {
 		kept = append(kept, r)
 	}
 	require.Equal(t, want[1:], kept, "the other rows score as if the skipped ones were not there")
+}
+
+// scoreFile writes body to dir/name.csv, backtests it with the default
+// options into dir/out, and returns the output's records.
+func scoreFile(t *testing.T, dir, name, body string) [][]string {
+	t.Helper()
+	in, out := filepath.Join(dir, name+".csv"), filepath.Join(dir, "out", name+".csv")
+	writeFile(t, in, body)
+	require.NoError(t, File(context.Background(), in, out, detect.DefaultOptions(), nil))
+	f, err := os.Open(out)
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	return recs
 }

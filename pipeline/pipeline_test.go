@@ -116,6 +116,16 @@ func (e *env) sync() {
 }
 
 // push appends one sample per series in one transaction through the tap.
+// onlySeries returns the one series the workers score (nil if none); call
+// it after sync, while the workers are idle.
+func (e *env) onlySeries() *series {
+	var s *series
+	for _, w := range e.p.workers {
+		w.view(func(x *series) { s = x })
+	}
+	return s
+}
+
 func (e *env) push(ts int64, typ model.MetricType, ls []labels.Labels, vs []float64) {
 	e.t.Helper()
 	a := e.app.AppenderV2(context.Background())
@@ -554,10 +564,7 @@ func TestReloadAppliesOptions(t *testing.T) {
 			require.NoError(t, e.p.ApplyConfig(cfg))
 			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
 			e.sync()
-			var s *series
-			for _, w := range e.p.workers {
-				w.view(func(x *series) { s = x })
-			}
+			s := e.onlySeries()
 			require.NotNil(t, s)
 			require.Equal(t, tc.direction, s.det.Options().Direction)
 			if tc.restarted {

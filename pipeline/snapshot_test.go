@@ -187,14 +187,7 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, want.Score, got[0].Score)
 	require.Equal(t, 0.0, testutil.ToFloat64(e4.p.m.warmed))
-	wantState, err := ref.MarshalBinary()
-	require.NoError(t, err)
-	var gotState []byte
-	for _, w := range e4.p.workers {
-		w.view(func(s *series) { gotState, err = s.det.MarshalBinary() })
-	}
-	require.NoError(t, err)
-	require.Equal(t, wantState, gotState, "resumed from the newer record, as if never restarted")
+	requireSameState(t, ref, e4, "resumed from the newer record, as if never restarted")
 }
 
 // TestSnapshotRestoreTakesNewOptions: a series restored after a restart
@@ -228,10 +221,7 @@ func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 			require.Eventually(t, e2.p.Ready, timeout, tick)
 			e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
 			e2.sync()
-			var s *series
-			for _, w := range e2.p.workers {
-				w.view(func(x *series) { s = x })
-			}
+			s := e2.onlySeries()
 			require.NotNil(t, s)
 			require.Equal(t, tc.direction, s.det.Options().Direction)
 			require.True(t, s.det.Ready(), "no new warm-up either way")
@@ -279,14 +269,7 @@ func TestSnapshotCatchUpAfterCrash(t *testing.T) {
 	e2.sync()
 	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed), "restored, not warmed")
 	require.Equal(t, float64(n-n1), testutil.ToFloat64(e2.p.m.caughtUp))
-	want, err := ref.MarshalBinary()
-	require.NoError(t, err)
-	var got []byte
-	for _, w := range e2.p.workers {
-		w.view(func(s *series) { got, err = s.det.MarshalBinary() })
-	}
-	require.NoError(t, err)
-	require.Equal(t, want, got, "as if there had been no crash")
+	requireSameState(t, ref, e2, "as if there had been no crash")
 }
 
 // TestSnapshotNeedsRoom: a snapshot that the file system has no room for
@@ -325,4 +308,17 @@ func TestSnapshotNeedsRoom(t *testing.T) {
 	_, err = os.Stat(path + ".tmp")
 	require.True(t, os.IsNotExist(err), "nothing half-written")
 	room.Store(true) // the final snapshot at stop
+}
+
+// requireSameState checks that e's one series has learnt exactly what ref
+// has.
+func requireSameState(t *testing.T, ref *detect.Detector, e *env, msg string) {
+	t.Helper()
+	want, err := ref.MarshalBinary()
+	require.NoError(t, err)
+	s := e.onlySeries()
+	require.NotNil(t, s)
+	got, err := s.det.MarshalBinary()
+	require.NoError(t, err)
+	require.Equal(t, want, got, msg)
 }

@@ -59,10 +59,7 @@ func TestWarmStartReadsOwnHistory(t *testing.T) {
 			require.Len(t, got, 1)
 			require.Less(t, got[0].Score, 1.0, "the live samples are like the history")
 			require.Less(t, float64(got[0].Yhat), 500.0, "expected from this series' values (~100), not the other's (~1100)")
-			var scale float64
-			for _, w := range e.p.workers {
-				w.view(func(s *series) { scale = s.absDif })
-			}
+			scale := e.onlySeries().absDif
 			require.False(t, math.IsNaN(scale) || math.IsInf(scale, 0) || scale <= 0, "MASE scale %v", scale)
 			a := e.p.acc()
 			a.mu.Lock()
