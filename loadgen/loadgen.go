@@ -463,17 +463,25 @@ func (s *sender) send(ctx context.Context, rb *reqBuf, st *stats) {
 	st.latencies = append(st.latencies, time.Since(t0))
 	st.requests++
 	st.samples += int64(rb.samples)
-	if resp.StatusCode/100 != 2 {
-		st.fail(strconv.Itoa(resp.StatusCode), string(bytes.TrimSpace(msg)), s)
-		return
-	}
-	accepted := int64(rb.samples)
+	written, told := int64(0), false
 	if h := resp.Header.Get("X-Prometheus-Remote-Write-Samples-Written"); h != "" {
-		if n, err := strconv.ParseInt(h, 10, 64); err == nil {
-			accepted = n
+		if n, err := strconv.ParseInt(h, 10, 64); err == nil && n >= 0 {
+			written, told = min(n, int64(rb.samples)), true
 		}
 	}
-	st.accepted += accepted
+	if resp.StatusCode/100 != 2 {
+		st.fail(strconv.Itoa(resp.StatusCode), string(bytes.TrimSpace(msg)), s)
+		// A 400 for part of a request ("the rest stored") says in 2.0's
+		// header how many samples were stored: those were accepted.
+		if told && resp.StatusCode/100 == 4 {
+			st.accepted += written
+		}
+		return
+	}
+	if !told {
+		written = int64(rb.samples)
+	}
+	st.accepted += written
 }
 
 // logOnce logs the first error of each class, so a failing receiver says

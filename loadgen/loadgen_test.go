@@ -322,3 +322,33 @@ func TestRunsBackToBack(t *testing.T) {
 		}
 	}
 }
+
+// TestPartialWriteCountsStored: a 400 for part of a request, whose 2.0
+// header says how many samples were stored, counts those as accepted (and
+// the request as an error); one without the header counts none.
+func TestPartialWriteCountsStored(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header string
+		want   int64
+	}{
+		{"header", "9", 9},
+		{"no header", "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				if tc.header != "" {
+					w.Header().Set("X-Prometheus-Remote-Write-Samples-Written", tc.header)
+				}
+				http.Error(w, "remote write: 1 sample(s) rejected, the rest stored", http.StatusBadRequest)
+			}))
+			defer srv.Close()
+			res, err := Run(context.Background(), nil, Options{URL: srv.URL, Protocol: 2, Series: 10, Batch: 10, Concurrency: 1, Rounds: 3})
+			require.NoError(t, err, "a receiver's refusals are counted, not a failure of the run")
+			require.Equal(t, int64(3), res.Measured.Requests)
+			require.Equal(t, 3*tc.want, res.Measured.Accepted)
+			require.Equal(t, map[string]int64{"400": 3}, res.Measured.Errors)
+		})
+	}
+}
