@@ -108,11 +108,11 @@ type resampler struct {
 	stepMs    int64 // 0 until the input interval is known
 	k         int64 // input intervals per step
 	bucket    int64 // t / stepMs of the open step
-	sum       float64
-	n         int
+	n         int   // samples in the open step
 	lastT     int64 // latest input sample time
-	// The open step's squared deviations: x0 its first sample, dsum and
-	// dsq the sums of the samples' differences from x0 and their squares.
+	// The open step's samples: x0 the first, dsum and dsq the sums of the
+	// samples' differences from x0 and of their squares (about x0, so a
+	// large value loses no precision to cancellation).
 	x0, dsum, dsq float64
 }
 
@@ -134,7 +134,7 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 	}
 	if r.stepMs == 0 {
 		if r.n == 0 {
-			r.sum, r.n, r.lastT = v, 1, t
+			r.n, r.lastT = 1, t
 			r.x0, r.dsum, r.dsq = v, 0, 0
 			return out, 0
 		}
@@ -143,9 +143,9 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 		r.stepMs = r.k * d
 		r.bucket = r.lastT / r.stepMs
 		if r.k == 1 {
-			out[n] = point{t: r.lastT, v: r.sum, n: 1}
+			out[n] = point{t: r.lastT, v: r.x0, n: 1}
 			n++
-			r.sum, r.n = 0, 0
+			r.n = 0
 		}
 	}
 	if r.k == 1 && 2*(t-r.lastT) < r.stepMs && r.stepMs > r.minStepMs {
@@ -166,13 +166,12 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 			out[n] = r.point()
 			n++
 		}
-		r.bucket, r.sum, r.n, r.dsum, r.dsq = b, 0, 0, 0, 0
+		r.bucket, r.n, r.dsum, r.dsq = b, 0, 0, 0
 	}
 	if r.n == 0 {
 		r.x0 = v
 	}
 	r.lastT = t
-	r.sum += v
 	d := v - r.x0 // about the step's first sample: no cancellation on large values
 	r.dsum += d
 	r.dsq += d * d
@@ -184,7 +183,7 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 func (r *resampler) point() point {
 	fn := float64(r.n)
 	m := r.dsum / fn
-	return point{t: r.lastT, v: r.sum / fn, msd: max(0, r.dsq/fn-m*m), n: r.n}
+	return point{t: r.lastT, v: r.x0 + m, msd: max(0, r.dsq/fn-m*m), n: r.n}
 }
 
 func newFcState(hs []time.Duration, names []string) *fcState {

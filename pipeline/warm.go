@@ -128,8 +128,9 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 			older = ring{}
 		}
 	}
-	older.each(w.replayer(s))
-	local.each(w.replayer(s))
+	replay := w.replayer(s)
+	older.each(replay)
+	local.each(replay)
 	p.m.warmed.Add(float64(older.len() + local.len()))
 	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
 }
