@@ -12,12 +12,14 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
@@ -41,6 +43,10 @@ type Config struct {
 	Derived []Derived `yaml:"derived,omitempty"`
 	// Alerting configures the rules that `omen rules generate` prints.
 	Alerting Alerting `yaml:"alerting,omitempty"`
+	// RemoteWrite forwards the outputs upstream: Prometheus's remote_write
+	// section, with all its settings (authentication, TLS, headers, queue,
+	// write relabelling), beside any --remote-write.url.
+	RemoteWrite []*promconfig.RemoteWriteConfig `yaml:"remote_write,omitempty"`
 
 	includeM, excludeM [][]*labels.Matcher
 }
@@ -141,6 +147,11 @@ func LoadFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	// Credential and certificate files are relative to the file, as in
+	// Prometheus's configuration.
+	for _, rw := range c.RemoteWrite {
+		rw.SetDirectory(filepath.Dir(path))
+	}
 	return c, nil
 }
 
@@ -225,7 +236,30 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
+	if err := validateRemoteWrite(c.RemoteWrite); err != nil {
+		return err
+	}
 	return c.Alerting.validate()
+}
+
+// validateRemoteWrite checks what Prometheus checks of its remote_write
+// beyond each entry's own parsing.
+func validateRemoteWrite(rws []*promconfig.RemoteWriteConfig) error {
+	names := map[string]bool{}
+	for i, rw := range rws {
+		where := fmt.Sprintf("remote_write[%d]", i)
+		if rw == nil {
+			return fmt.Errorf("%s: empty", where)
+		}
+		if rw.Name != "" && names[rw.Name] {
+			return fmt.Errorf("%s.name %q: used twice", where, rw.Name)
+		}
+		names[rw.Name] = true
+		if err := rw.Validate(model.UTF8Validation); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	return nil
 }
 
 // fill sets the fields the file does not give (and that are zero) from def

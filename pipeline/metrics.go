@@ -19,6 +19,7 @@ type metrics struct {
 	snapFailures  prometheus.Counter
 	snapLast      prometheus.Gauge
 	outputErrors  prometheus.Counter
+	forwardErrors prometheus.Counter
 	// historySkipped counts input samples whose results were not stored:
 	// older than the head appends (history written in the past).
 	historySkipped prometheus.Counter
@@ -72,6 +73,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}),
 		outputErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_output_append_failures_total", Help: "Output samples the TSDB rejected.",
+		}),
+		forwardErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_forward_log_failures_total", Help: "Batches of stored outputs the forwarding log failed to take, so not remote-written.",
 		}),
 		historySkipped: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_output_history_skipped_total",

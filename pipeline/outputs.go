@@ -12,6 +12,7 @@ import (
 // appendable, so they are never scored themselves.
 type outputs struct {
 	app storage.AppenderV2
+	fwd storage.AppenderV2 // nil unless forwarding
 	p   *Pipeline
 	// minT is the oldest sample time the head appends in order (see
 	// appendableMinTime); results of older samples are not stored.
@@ -69,7 +70,7 @@ func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string,
 	}
 	v = storedPrecision(v)
 	var ls labels.Labels
-	if *ref == 0 || o.p.fwd != nil {
+	if *ref == 0 || o.fwd != nil {
 		ls = s.outLabels(family, horizon)
 	}
 	r, err := o.app.Append(*ref, ls, 0, t, v, nil, nil, storage.AOptions{})
@@ -83,9 +84,32 @@ func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string,
 		return
 	}
 	*ref = r
-	if o.p.fwd != nil {
-		o.p.fwd.add(ls, t, v)
+	// Forwarded only once stored: a receiver never gets a result the
+	// TSDB refused. The forwarding log holds its own series, so it is
+	// given the labels, not the TSDB's reference. Its refusals (an output
+	// older than the last forwarded, after a reload shortened the output
+	// interval) are counted by its own metrics.
+	if o.fwd != nil {
+		_, _ = o.fwd.Append(0, ls, 0, t, v, nil, nil, storage.AOptions{})
 	}
+}
+
+// commit commits the outputs, then forwards them: what the TSDB refused to
+// commit is not forwarded either.
+func (o *outputs) commit() error {
+	err := o.app.Commit()
+	if o.fwd == nil {
+		return err
+	}
+	if err != nil {
+		_ = o.fwd.Rollback()
+		return err
+	}
+	if ferr := o.fwd.Commit(); ferr != nil {
+		o.p.m.forwardErrors.Inc()
+		o.p.logger.Warn("Logging outputs for remote write", "err", ferr)
+	}
+	return nil
 }
 
 // storedPrecision rounds v to float32's precision (24 significant bits,

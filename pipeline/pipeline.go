@@ -49,6 +49,12 @@ type Storage interface {
 	storage.Queryable
 }
 
+// Forward takes the outputs to remote-write upstream.
+type Forward interface {
+	// AppenderV2 returns nil while nothing is configured to receive them.
+	AppenderV2(ctx context.Context) storage.AppenderV2
+}
+
 // Output family names. The rules, dashboards and UI rely on them.
 const (
 	FamilyScore         = "anomaly_score"
@@ -116,8 +122,9 @@ type Options struct {
 	// ScoreFloor: only series whose last score is >= ScoreFloor are
 	// exposed on /metrics (0: all).
 	ScoreFloor float64
-	// RemoteWriteURLs receive the outputs by remote write 1.0.
-	RemoteWriteURLs []string
+	// Forward, if set, receives every output stored in the TSDB, to be
+	// remote-written upstream (see package forward).
+	Forward Forward
 	// BackfillRemoteReadURL, if set, is remote-read for the older history
 	// of a new series when the TSDB holds fewer than BackfillMaxPoints.
 	BackfillRemoteReadURL string
@@ -260,8 +267,7 @@ type Pipeline struct {
 	restoreMu sync.Mutex
 	restored  map[uint64][]*savedSeries
 
-	fwd *forwarder
-	rr  remote.ReadClient // backfill source; nil if not configured
+	rr remote.ReadClient // backfill source; nil if not configured
 
 	accOnce  sync.Once
 	accuracy *accuracy
@@ -304,13 +310,6 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 			return nil, err
 		}
 		p.rr = rr
-	}
-	if len(opts.RemoteWriteURLs) > 0 {
-		f, err := newForwarder(logger, reg, opts.RemoteWriteURLs)
-		if err != nil {
-			return nil, err
-		}
-		p.fwd = f
 	}
 	return p, nil
 }
@@ -374,7 +373,7 @@ func (p *Pipeline) SeriesDeleted(refs []storage.SeriesRef) {
 func (p *Pipeline) Ready() bool { return p.ready.Load() }
 
 // Run restores the snapshot, then runs the scorer workers, derived inputs,
-// periodic snapshots and remote-write forwarding until ctx is done; then it
+// and periodic snapshots until ctx is done; then it
 // takes a final snapshot and returns nil.
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.restore()
@@ -384,10 +383,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	for _, w := range p.workers {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(wctx) }()
-	}
-	if p.fwd != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.fwd.run(wctx) }()
 	}
 	var dwg sync.WaitGroup
 	dwg.Add(1)

@@ -2,21 +2,16 @@ package pipeline
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/stretchr/testify/require"
@@ -69,102 +64,64 @@ func TestBackfillRemoteRead(t *testing.T) {
 	}
 }
 
-// TestRemoteWriteForwarding checks that the outputs reach a remote-write
-// receiver through the prometheus module's write client.
-func TestRemoteWriteForwarding(t *testing.T) {
-	var mu sync.Mutex
-	got := map[string]int{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := io.ReadAll(r.Body)
-		require.NoError(t, err)
-		raw, err := snappy.Decode(nil, b)
-		require.NoError(t, err)
-		var req prompb.WriteRequest
-		require.NoError(t, req.Unmarshal(raw))
-		mu.Lock()
-		for _, ts := range req.Timeseries {
-			for _, l := range ts.Labels {
-				if l.Name == "__name__" {
-					got[l.Value] += len(ts.Samples)
-				}
-			}
-		}
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
-
-	e := newEnv(t, "", nil, func(o *Options) { o.RemoteWriteURLs = []string{srv.URL} })
-	e.feed(labels.FromStrings("__name__", "temperature"), model.MetricTypeGauge, seasonal(100, 4))
-	e.stop() // flushes the forwarder's last batch
-	mu.Lock()
-	defer mu.Unlock()
-	require.Equal(t, 100, got["anomaly_score"])
-	require.Equal(t, 100-64, got["yhat"])
-	require.Zero(t, got["temperature"], "inputs are not forwarded")
+// fakeForward records what the pipeline forwards, by series.
+type fakeForward struct {
+	mu        sync.Mutex
+	committed map[string]int
+	rolled    int
 }
 
-// TestRemoteWriteForwardingShutdownAndCredentials: a batch being retried
-// when shutdown begins still gets its last tries (it was cut off with
-// "context canceled" and lost), and a password in the URL is used but never
-// shown in omen's metrics.
-func TestRemoteWriteForwardingShutdownAndCredentials(t *testing.T) {
-	var mu sync.Mutex
-	got, requests := map[string]int{}, 0
-	var auth []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, err := io.ReadAll(r.Body)
-		require.NoError(t, err)
-		mu.Lock()
-		defer mu.Unlock()
-		requests++
-		user, pass, _ := r.BasicAuth()
-		auth = append(auth, user+":"+pass)
-		if requests <= 3 { // a slow, failing upstream at first
-			time.Sleep(300 * time.Millisecond)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		raw, err := snappy.Decode(nil, b)
-		require.NoError(t, err)
-		var req prompb.WriteRequest
-		require.NoError(t, req.Unmarshal(raw))
-		for _, ts := range req.Timeseries {
-			for _, l := range ts.Labels {
-				if l.Name == "__name__" {
-					got[l.Value] += len(ts.Samples)
-				}
-			}
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
-	u := strings.Replace(srv.URL, "http://", "http://alice:s3cret@", 1)
+func (f *fakeForward) AppenderV2(context.Context) storage.AppenderV2 {
+	return &fakeForwardApp{f: f, pending: map[string]int{}}
+}
 
-	e := newEnv(t, "", nil, func(o *Options) { o.RemoteWriteURLs = []string{u} })
-	const series, n = 25, 100 // 2500 scores: the first batch of 2000 is sent while feeding
-	for i := range series {
-		e.feed(labels.FromStrings("__name__", "temperature", "i", strconv.Itoa(i)), model.MetricTypeGauge, seasonal(n, uint64(i)))
+type fakeForwardApp struct {
+	storage.AppenderV2 // unused methods panic
+	f                  *fakeForward
+	pending            map[string]int
+}
+
+func (a *fakeForwardApp) Append(_ storage.SeriesRef, ls labels.Labels, _, _ int64, _ float64, _ *histogram.Histogram, _ *histogram.FloatHistogram, _ storage.AOptions) (storage.SeriesRef, error) {
+	a.pending[ls.String()]++
+	return 0, nil
+}
+
+func (a *fakeForwardApp) Commit() error {
+	a.f.mu.Lock()
+	defer a.f.mu.Unlock()
+	for k, n := range a.pending {
+		a.f.committed[k] += n
 	}
-	e.sync()
-	e.stop() // while the first batch is still being retried
-	mu.Lock()
-	defer mu.Unlock()
-	require.Equal(t, series*n, got["anomaly_score"], "every score delivered")
-	require.Contains(t, auth, "alice:s3cret")
+	return nil
+}
 
-	mfs, err := e.reg.Gather()
-	require.NoError(t, err)
-	seen := false
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				require.NotContains(t, l.GetValue(), "s3cret", "%s", mf.GetName())
-				if l.GetName() == "url" && strings.Contains(l.GetValue(), "alice:xxxxx@") {
-					seen = true
-				}
-			}
+func (a *fakeForwardApp) Rollback() error {
+	a.f.mu.Lock()
+	defer a.f.mu.Unlock()
+	a.f.rolled++
+	return nil
+}
+
+// TestForwardsWhatIsStored: the forwarder gets exactly the outputs the
+// TSDB stored, with their labels (the forwarding log has series of its
+// own), and never an input. The forwarding itself (a log tailed by
+// Prometheus's queues) is tested in package forward.
+func TestForwardsWhatIsStored(t *testing.T) {
+	fw := &fakeForward{committed: map[string]int{}}
+	e := newEnv(t, "", nil, func(o *Options) {
+		o.Forward = fw
+		o.OutputInterval = 5 * time.Minute // not every result is stored
+	})
+	e.feed(labels.FromStrings("__name__", "temperature", "job", "a"), model.MetricTypeGauge, seasonal(300, 4))
+	stored := map[string]int{}
+	for _, fam := range AllFamilies {
+		for k, vs := range query(t, e.db, eq("__name__", fam)) {
+			stored[k] = len(vs)
 		}
 	}
-	require.True(t, seen, "the endpoint is named with its password masked")
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	require.NotEmpty(t, stored)
+	require.Equal(t, stored, fw.committed)
+	require.Less(t, stored[`{__name__="anomaly_score", for="temperature", job="a"}`], 300, "the output interval applies")
 }

@@ -153,6 +153,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	app := p.st.AppenderV2(ctx)
 	so := p.stepOpts()
 	out := outputs{app: app, p: p, minT: appendableMinTime(p.st), everyMs: p.opts.OutputInterval.Milliseconds()}
+	if p.opts.Forward != nil {
+		out.fwd = p.opts.Forward.AppenderV2(ctx)
+	}
 	scored := 0 // added to the counter once per batch, not per sample
 	defer func() { p.m.scoredSamples.Add(float64(scored)) }()
 	for i := range b.s {
@@ -210,7 +213,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		}
 		out.write(s, &pub)
 	}
-	if err := app.Commit(); err != nil {
+	if err := out.commit(); err != nil {
 		p.logger.Debug("Appending scores", "err", err)
 		p.m.outputErrors.Inc()
 	}

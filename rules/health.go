@@ -90,6 +90,23 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }}'s embedded TSDB failed {{ $value | humanize }} compactions in 3 hours: check its volume.`,
 		},
 		{
+			// Prometheus's own remote-write metrics, which omen's queues
+			// report too (job-scoped: Prometheus has them as well). The
+			// highest timestamp is of the newest output logged for
+			// forwarding, so the difference is how far the queue is behind.
+			name: "OmenForwardingBehind", severity: "warning", for_: 15 * time.Minute,
+			expr: `max_over_time(prometheus_remote_storage_highest_timestamp_in_seconds{job="` + OmenJob + `"}[5m])
+  - ignoring(remote_name, url) group_right
+    max_over_time(prometheus_remote_storage_queue_highest_sent_timestamp_seconds{job="` + OmenJob + `"}[5m]) > 120`,
+			summary: `omen {{ $labels.instance }} forwards its outputs to {{ $labels.url }} {{ $value | humanizeDuration }} behind.`,
+		},
+		{
+			// 4xx answers: the receiver refused the outputs for good.
+			name: "OmenForwardingDropping", severity: "warning", for_: 15 * time.Minute,
+			expr:    `rate(prometheus_remote_storage_samples_failed_total{job="` + OmenJob + `"}[5m]) > 0`,
+			summary: `omen {{ $labels.instance }} loses {{ $value | humanize }} outputs/s that {{ $labels.url }} refuses.`,
+		},
+		{
 			// Nominal coverage is 95%; well below it means the bands are
 			// too narrow and anomaly and capacity alerts too eager.
 			name: "OmenForecastIntervalsMiscalibrated", severity: "warning", for_: 2 * time.Hour,

@@ -37,8 +37,6 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default(o.IncidentHold.String()).DurationVar(&o.IncidentHold)
 	cl.Flag("output.score-floor", "Expose on /metrics only series whose anomaly_score is at least this (0: all).").
 		Default("0").Float64Var(&o.ScoreFloor)
-	cl.Flag("remote-write.url", "Remote-write the outputs to this URL too (Thanos Receive, Mimir, VictoriaMetrics). Repeatable.").
-		StringsVar(&o.RemoteWriteURLs)
 	cl.Flag("backfill.remote-read-url", "Remote-read URL of an upstream Prometheus or Thanos to warm new series from.").
 		Default("").StringVar(&o.BackfillRemoteReadURL)
 	cl.Flag("backfill.max-points", "Most history samples replayed into a new series' models.").

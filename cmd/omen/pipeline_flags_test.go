@@ -22,13 +22,12 @@ func TestPipelineFlags(t *testing.T) {
 			require.Equal(t, d.SnapshotInterval, o.SnapshotInterval)
 			require.Equal(t, pipeline.AllFamilies, o.Families)
 			require.Equal(t, pipeline.AllFamilies, o.StoreFamilies)
-			require.Empty(t, o.RemoteWriteURLs)
 			require.Equal(t, time.Minute, o.OutputInterval)
 			require.Equal(t, 5*time.Minute, o.IncidentHold)
 		}},
 		{"set", []string{
 			"--detect.max-series=5", "--detect.workers=3", "--output.families=anomaly_score,yhat",
-			"--output.score-floor=0.5", "--remote-write.url=http://a/api/v1/write", "--remote-write.url=http://b/api/v1/write",
+			"--output.score-floor=0.5",
 			"--backfill.remote-read-url=http://up/api/v1/read", "--backfill.max-points=10", "--snapshot.interval=1m",
 			"--forecast.interval=5m", "--output.tsdb-families=anomaly_score",
 			"--output.tsdb-interval=0s", "--detect.incident-hold=10m",
@@ -37,7 +36,6 @@ func TestPipelineFlags(t *testing.T) {
 			require.Equal(t, 3, o.Workers)
 			require.Equal(t, []string{"anomaly_score,yhat"}, o.Families, "split by pipeline.New")
 			require.Equal(t, 0.5, o.ScoreFloor)
-			require.Equal(t, []string{"http://a/api/v1/write", "http://b/api/v1/write"}, o.RemoteWriteURLs)
 			require.Equal(t, "http://up/api/v1/read", o.BackfillRemoteReadURL)
 			require.Equal(t, 10, o.BackfillMaxPoints)
 			require.Equal(t, time.Minute, o.SnapshotInterval)

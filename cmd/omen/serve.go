@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
 
+	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/forward"
 	"github.com/omen-sidecar/omen/pipeline"
 	"github.com/omen-sidecar/omen/server"
 	"github.com/omen-sidecar/omen/tsdb"
@@ -54,6 +56,8 @@ type serveFlags struct {
 	maxInflightB  units.Base2Bytes
 	pipeline      *pipeline.Options
 	runtime       *runtimeFlags
+	remoteWrite   []string
+	flushDeadline model.Duration
 }
 
 func registerServe(app *kingpin.Application, lc *logConfig) command {
@@ -100,6 +104,10 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default(fmt.Sprint(d.Labels.MaxNameLength)).IntVar(&f.write.Labels.MaxNameLength)
 	cl.Flag("write.max-label-value-length", "Bytes of one label value (400 beyond).").
 		Default(fmt.Sprint(d.Labels.MaxValueLength)).IntVar(&f.write.Labels.MaxValueLength)
+	cl.Flag("remote-write.url", "Remote-write the outputs to this URL too (Thanos Receive, Mimir, VictoriaMetrics), with Prometheus's remote_write defaults; the configuration file's remote_write takes every setting. Repeatable.").
+		StringsVar(&f.remoteWrite)
+	cl.Flag("storage.remote.flush-deadline", "How long to keep sending the outputs still queued for remote write at shutdown.").
+		Default(forward.DefaultFlushDeadline.String()).SetValue(&f.flushDeadline)
 	f.pipeline = pipelineFlags(cl)
 	f.flagValues = func() map[string]string { return flagValues(app.Model().Flags, cl.Model().Flags) }
 	f.runtime = registerRuntimeFlags(cl)
@@ -149,7 +157,19 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	apiOpts.EnableAdmin = f.enableAdmin
 	engine := tsdb.NewEngine(logger, reg, apiOpts)
 
+	// Outputs to remote-write upstream go through a log of their own,
+	// tailed by Prometheus's remote-write queues.
+	fwd, err := forward.New(logger, reg, filepath.Join(f.tsdbPath, forward.Dir), f.remoteWrite, time.Duration(f.flushDeadline))
+	if err != nil {
+		return err
+	}
+	if err := fwd.ApplyConfig(cfgLoader.Config().RemoteWrite); err != nil {
+		return err
+	}
+	cfgLoader.OnReload(func(c *config.Config) error { return fwd.ApplyConfig(c.RemoteWrite) })
+
 	popts := *f.pipeline
+	popts.Forward = fwd
 	popts.SnapshotPath = filepath.Join(f.tsdbPath, pipeline.SnapshotFile)
 	popts.SnapshotRoom = store.Room
 	popts.Build = pipeline.BuildInfo{Version: version.Version, Revision: version.Revision, GoVersion: runtime.Version()}
@@ -251,7 +271,13 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			if err := store.Open(); err != nil {
 				return err
 			}
-			return pl.Run(pctx)
+			err := pl.Run(pctx)
+			// The last outputs are logged; the queues get the flush
+			// deadline to send what they still hold.
+			if cerr := fwd.Close(); cerr != nil {
+				logger.Error("Closing remote write", "err", cerr)
+			}
+			return err
 		}, func(error) {
 			cancel()
 			<-done

@@ -1,0 +1,228 @@
+// Package forward remote-writes omen's outputs upstream (Thanos Receive,
+// Mimir, VictoriaMetrics) the way Prometheus in agent mode forwards its
+// samples: they are appended to a write-ahead log of their own, and the
+// prometheus module's remote-write queues tail that log. So an upstream that
+// is down or slow costs disk, not samples, for as long as the log keeps
+// them (up to four hours), the queues shard, back off and honour
+// Retry-After as Prometheus's do, and what is sent is what was committed.
+//
+// The log holds the outputs only: the inputs stay in the embedded TSDB,
+// which is what makes a separate log worth its cost (copies of the outputs
+// that Prometheus scraped from omen and wrote back would otherwise be
+// forwarded beside the originals).
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	config_util "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/tsdb/agent"
+	"github.com/prometheus/prometheus/util/compression"
+)
+
+// Dir is the log's folder under the storage path.
+const Dir = "forward"
+
+// Forwarder owns the outputs' log and the remote-write queues that tail it.
+// The log is opened when the first remote write is configured (at start or
+// by a reload), so omen without one pays nothing.
+type Forwarder struct {
+	logger        *slog.Logger
+	reg           prometheus.Registerer
+	dir           string
+	flushDeadline time.Duration
+	flags         []*promconfig.RemoteWriteConfig // from --remote-write.url
+
+	mu     sync.Mutex
+	db     *agent.DB
+	rs     *remote.Storage
+	app    storage.Storage // the log, then the queues' sample-rate tracker
+	active atomic.Bool     // at least one queue configured
+	maxT   atomic.Int64    // the newest output time logged
+}
+
+// New returns a Forwarder whose log lives in dir (see Dir). urls are the
+// --remote-write.url endpoints, each a remote write with Prometheus's
+// defaults; ApplyConfig adds those of the configuration file.
+func New(logger *slog.Logger, reg prometheus.Registerer, dir string, urls []string, flushDeadline time.Duration) (*Forwarder, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline}
+	f.maxT.Store(math.MinInt64)
+	for _, u := range urls {
+		c, err := URLConfig(u)
+		if err != nil {
+			return nil, err
+		}
+		f.flags = append(f.flags, c)
+	}
+	return f, nil
+}
+
+// URLConfig is the remote write --remote-write.url=u stands for: Prometheus's
+// defaults, with a user and password in the URL as basic auth, and 429s
+// retried (Mimir and Thanos answer them to a tenant over its limits; what
+// they refuse is otherwise lost).
+func URLConfig(u string) (*promconfig.RemoteWriteConfig, error) {
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return nil, fmt.Errorf("remote-write URL %q: want an absolute http(s) URL", redact(u))
+	}
+	// The URL's password works as basic auth, as in Prometheus; the
+	// queue's metrics and logs show the URL redacted.
+	c := promconfig.DefaultRemoteWriteConfig
+	c.URL = &config_util.URL{URL: pu}
+	c.QueueConfig.RetryOnRateLimit = true
+	return &c, nil
+}
+
+func redact(u string) string {
+	if pu, err := url.Parse(u); err == nil {
+		return pu.Redacted()
+	}
+	return "(unparsable URL)"
+}
+
+// ApplyConfig sets the remote writes: the flags' and rws (the
+// configuration file's remote_write). Queues whose configuration did not
+// change keep running; a new one starts with the samples logged from now
+// on, as Prometheus's do.
+func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	all := append(append([]*promconfig.RemoteWriteConfig{}, f.flags...), rws...)
+	if len(all) > 0 && f.db == nil {
+		if err := f.open(); err != nil {
+			return err
+		}
+	}
+	if f.rs == nil {
+		return nil
+	}
+	// No metadata watcher: it reads a scrape manager omen does not have;
+	// the outputs are all gauges, which is what a receiver assumes.
+	cfgs := make([]*promconfig.RemoteWriteConfig, len(all))
+	for i, c := range all {
+		cc := *c
+		cc.MetadataConfig.Send = false
+		cfgs[i] = &cc
+	}
+	if err := f.rs.ApplyConfig(&promconfig.Config{RemoteWriteConfigs: cfgs}); err != nil {
+		return fmt.Errorf("remote write: %w", err)
+	}
+	f.active.Store(len(cfgs) > 0)
+	return nil
+}
+
+// open opens the log and the remote storage tailing it.
+func (f *Forwarder) open() error {
+	if err := os.MkdirAll(f.dir, 0o777); err != nil {
+		return fmt.Errorf("forwarding log: %w", err)
+	}
+	f.rs = remote.NewStorage(f.logger, f.reg, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
+	opts := agent.DefaultOptions()
+	opts.WALCompression = compression.Snappy
+	// The log's own metrics carry a prefix: their Prometheus names are the
+	// embedded TSDB's (prometheus_tsdb_wal_*), registered already.
+	db, err := agent.Open(f.logger, prometheus.WrapRegistererWithPrefix("omen_forward_", f.reg), f.rs, filepath.Clean(f.dir), opts)
+	if err != nil {
+		_ = f.rs.Close()
+		f.rs = nil
+		return fmt.Errorf("open the forwarding log in %s: %w", f.dir, err)
+	}
+	db.SetWriteNotified(f.rs) // the queues read a commit at once, not on their next poll
+	f.db = db
+	// The remote storage's appender only tracks the incoming sample rate
+	// and highest timestamp, from which the queues size their shards and
+	// prometheus_remote_storage_highest_timestamp_in_seconds comes.
+	f.app = storage.NewFanout(f.logger, db, f.rs)
+	return nil
+}
+
+// AppenderV2 returns an appender for outputs to forward, or nil while no
+// remote write is configured.
+func (f *Forwarder) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	if !f.active.Load() {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.app == nil { // closed meanwhile
+		return nil
+	}
+	return &tracker{AppenderV2: f.app.AppenderV2(ctx), f: f, maxT: math.MinInt64}
+}
+
+// tracker notes the newest time committed, which Close waits for.
+type tracker struct {
+	storage.AppenderV2
+	f    *Forwarder
+	maxT int64
+}
+
+func (a *tracker) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
+	r, err := a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
+	if err == nil {
+		a.maxT = max(a.maxT, t)
+	}
+	return r, err
+}
+
+func (a *tracker) Commit() error {
+	if err := a.AppenderV2.Commit(); err != nil {
+		return err
+	}
+	for {
+		old := a.f.maxT.Load()
+		if a.maxT <= old || a.f.maxT.CompareAndSwap(old, a.maxT) {
+			return nil
+		}
+	}
+}
+
+// Close flushes the queues (for up to the flush deadline) and closes the
+// log. Outputs appended after Close are refused.
+func (f *Forwarder) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	wasActive := f.active.Swap(false)
+	if f.db == nil {
+		return nil
+	}
+	// A queue stops reading the log when told to stop, and flushes only
+	// what it read: so first wait, up to the flush deadline, until every
+	// queue has sent the newest output logged (and so read the log to
+	// about its end). The queues keep that time in whole seconds. A
+	// queue's log reader drops the commit notices that come while it
+	// reads, and otherwise looks again only every 15 s: so poke it.
+	newest := f.maxT.Load() / 1000 * 1000
+	for deadline := time.Now().Add(f.flushDeadline); wasActive && time.Now().Before(deadline) && f.rs.LowestSentTimestamp() < newest; {
+		f.rs.Notify()
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The remote storage first: its queues send what they hold.
+	err := errors.Join(f.rs.Close(), f.db.Close())
+	f.db, f.rs, f.app = nil, nil, nil
+	return err
+}
+
+// DefaultFlushDeadline is Prometheus's --storage.remote.flush-deadline.
+const DefaultFlushDeadline = model.Duration(time.Minute)

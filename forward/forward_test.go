@@ -1,0 +1,232 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+)
+
+// receiver is a remote-write endpoint that records what it stored. While
+// fail returns a status, it answers with it and stores nothing.
+type receiver struct {
+	mu       sync.Mutex
+	got      map[string]int // series and timestamp -> times received
+	requests int
+	auth     []string
+	tenants  []string
+	fail     func(n int) int
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.requests++
+	user, pass, _ := r.BasicAuth()
+	rc.auth = append(rc.auth, user+":"+pass)
+	rc.tenants = append(rc.tenants, r.Header.Get("X-Scope-OrgID"))
+	if rc.fail != nil {
+		if code := rc.fail(rc.requests); code != 0 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(code)
+			return
+		}
+	}
+	raw, err := snappy.Decode(nil, b)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	for _, ts := range req.Timeseries {
+		var sb strings.Builder
+		for _, l := range ts.Labels {
+			sb.WriteString(l.Name + "=" + l.Value + ",")
+		}
+		for _, s := range ts.Samples {
+			rc.got[fmt.Sprintf("%s@%d=%g", sb.String(), s.Timestamp, s.Value)]++
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// received returns how many distinct samples arrived and how many arrived
+// more than once.
+func (rc *receiver) received() (distinct, repeated int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, n := range rc.got {
+		distinct++
+		if n > 1 {
+			repeated++
+		}
+	}
+	return distinct, repeated
+}
+
+func newReceiver(fail func(int) int) (*receiver, *httptest.Server) {
+	rc := &receiver{got: map[string]int{}, fail: fail}
+	return rc, httptest.NewServer(rc)
+}
+
+// appendOutputs logs n samples for each of series output series in commits
+// of one sample per series, at times from now on (a new queue sends what is
+// logged after it started, as Prometheus's do).
+func appendOutputs(t *testing.T, f *Forwarder, series, n int, start time.Time) {
+	t.Helper()
+	for i := range n {
+		app := f.AppenderV2(context.Background())
+		require.NotNil(t, app)
+		for s := range series {
+			ls := labels.FromStrings("__name__", "anomaly_score", "for", "temperature", "instance", fmt.Sprint(s))
+			_, err := app.Append(0, ls, 0, start.Add(time.Duration(i)*time.Second).UnixMilli(), float64(i), nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+		}
+		require.NoError(t, app.Commit())
+	}
+}
+
+// TestForwardingSurvivesAnOutage: an upstream that answers 503 for a while
+// (longer than the old in-memory queue could hold) gets every output once
+// it is back, each once; the log, not memory, held them meanwhile.
+func TestForwardingSurvivesAnOutage(t *testing.T) {
+	var down sync.Mutex
+	outage := true
+	rc, srv := newReceiver(func(int) int {
+		down.Lock()
+		defer down.Unlock()
+		if outage {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	defer srv.Close()
+
+	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), []string{srv.URL}, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, f.ApplyConfig(nil))
+	defer f.Close()
+	const series, n = 50, 40
+	appendOutputs(t, f, series, n, time.Now().Add(time.Second))
+	require.Eventually(t, func() bool { f.rs.Notify(); rc.mu.Lock(); defer rc.mu.Unlock(); return rc.requests >= 3 }, 30*time.Second, 10*time.Millisecond)
+	d, _ := rc.received()
+	require.Zero(t, d, "nothing stored during the outage")
+
+	down.Lock()
+	outage = false
+	down.Unlock()
+	// Live, every commit wakes the queue's log reader; here the burst is
+	// over, so wake it as those would.
+	require.Eventually(t, func() bool { f.rs.Notify(); d, _ := rc.received(); return d == series*n }, 60*time.Second, 50*time.Millisecond)
+	_, rep := rc.received()
+	require.Zero(t, rep, "each output once")
+}
+
+// TestForwardingCloseFlushes: outputs logged just before shutdown are sent
+// before Close returns; a password in a URL is used as basic auth and never
+// shown in the metrics.
+func TestForwardingCloseFlushes(t *testing.T) {
+	rc, srv := newReceiver(nil)
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	u := strings.Replace(srv.URL, "http://", "http://alice:s3cret@", 1)
+	f, err := New(nil, reg, t.TempDir(), []string{u}, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, f.ApplyConfig(nil))
+	const series, n = 20, 5
+	appendOutputs(t, f, series, n, time.Now().Add(time.Second))
+
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	seen := false
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				require.NotContains(t, l.GetValue(), "s3cret", "%s", mf.GetName())
+				seen = seen || (l.GetName() == "url" && strings.Contains(l.GetValue(), "alice:xxxxx@"))
+			}
+		}
+	}
+	// The metrics omen's forwarding alerts (rules/health.go) use.
+	for _, m := range []string{"prometheus_remote_storage_highest_timestamp_in_seconds", "prometheus_remote_storage_queue_highest_sent_timestamp_seconds", "prometheus_remote_storage_samples_failed_total"} {
+		require.True(t, names[m], m)
+	}
+
+	start := time.Now()
+	require.NoError(t, f.Close())
+	require.Less(t, time.Since(start), 30*time.Second, "no wait for the flush deadline once all is sent")
+	d, rep := rc.received()
+	require.Equal(t, series*n, d)
+	require.Zero(t, rep)
+	require.Contains(t, rc.auth, "alice:s3cret")
+	require.Nil(t, f.AppenderV2(context.Background()), "closed")
+	require.True(t, seen, "the endpoint is named with its password masked")
+}
+
+// TestForwardingReload: without a remote write nothing is logged; a reload
+// that adds one starts forwarding, with the configuration file's settings;
+// one that removes it stops.
+func TestForwardingReload(t *testing.T) {
+	rc, srv := newReceiver(nil)
+	defer srv.Close()
+	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), nil, time.Minute)
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, f.ApplyConfig(nil))
+	require.Nil(t, f.AppenderV2(context.Background()), "nothing to forward to")
+
+	rw, err := URLConfig(srv.URL)
+	require.NoError(t, err)
+	rw.HTTPClientConfig.BasicAuth = nil
+	rw.Headers = map[string]string{"X-Scope-OrgID": "team-a"}
+	rw.QueueConfig.BatchSendDeadline = model.Duration(100 * time.Millisecond)
+	require.NoError(t, f.ApplyConfig([]*promconfig.RemoteWriteConfig{rw}))
+	appendOutputs(t, f, 3, 4, time.Now().Add(time.Second))
+	require.Eventually(t, func() bool { f.rs.Notify(); d, _ := rc.received(); return d == 12 }, 30*time.Second, 20*time.Millisecond)
+	rc.mu.Lock()
+	require.Contains(t, rc.tenants, "team-a", "the file's headers are sent")
+	rc.mu.Unlock()
+	require.NoError(t, f.ApplyConfig(nil))
+	require.Nil(t, f.AppenderV2(context.Background()), "removed")
+}
+
+func TestURLConfig(t *testing.T) {
+	for _, u := range []string{"", "mimir:9009/api/v1/push", "ftp://a/b", "http://", "://x"} {
+		_, err := URLConfig(u)
+		require.Error(t, err, u)
+	}
+	_, err := URLConfig("http://u:pw@[::1")
+	require.ErrorContains(t, err, "unparsable")
+	require.NotContains(t, err.Error(), "pw")
+	c, err := URLConfig("https://u:pw@mimir.example/api/v1/push")
+	require.NoError(t, err)
+	q := promconfig.DefaultQueueConfig
+	q.RetryOnRateLimit = true
+	require.Equal(t, q, c.QueueConfig)
+	require.Equal(t, "https://u:xxxxx@mimir.example/api/v1/push", c.URL.Redacted())
+}
