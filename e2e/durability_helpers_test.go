@@ -100,10 +100,33 @@ func (w *ackWriter) drain() {
 	w.cancel()
 }
 
-// wait blocks until every worker has sent all its rounds.
+// wait blocks until every worker has sent all its rounds. A 4xx ends the
+// wait at once, with its reason.
 func (w *ackWriter) wait(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, "writer to send every round", func() bool { return w.ackedSamples() == int64(w.series*w.rounds) })
+	waitFor(t, timeout, "writer to send every round", func() bool {
+		if bad := w.bad.Load(); bad != nil {
+			t.Fatalf("writer refused: %s (%s)", bad, w)
+		}
+		return w.ackedSamples() == int64(w.series*w.rounds)
+	})
+}
+
+// maxAhead bounds how many rounds a worker runs ahead of the slowest one.
+// Workers running freely drifted apart by more than the head keeps in
+// order: once a compaction moved the head's minimum time past a worker
+// left behind (a slow machine, a restart), its samples were refused as too
+// old, as they would be from any sender that far behind. Prometheus's
+// shards stay within a batch deadline of each other.
+const maxAhead = 10
+
+// minAcked is the number of rounds every worker has had acknowledged.
+func (w *ackWriter) minAcked() int64 {
+	m := w.acked[0].Load()
+	for k := 1; k < w.workers; k++ {
+		m = min(m, w.acked[k].Load())
+	}
+	return m
 }
 
 func (w *ackWriter) run(ctx context.Context, k int) {
@@ -114,6 +137,13 @@ func (w *ackWriter) run(ctx context.Context, k int) {
 	}
 	var raw []byte
 	for r := int64(0); (w.rounds == 0 || r < int64(w.rounds)) && !w.draining.Load(); {
+		for r-w.minAcked() > maxAhead && !w.draining.Load() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
 		for j := range req.Timeseries {
 			for m := range req.Timeseries[j].Samples {
 				n := r*int64(w.spr) + int64(m)

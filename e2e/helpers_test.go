@@ -41,6 +41,16 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary omenBinary built (65 MB a run, which piled
+// up in the temporary folder).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if omenBin != "" {
+		_ = os.RemoveAll(filepath.Dir(omenBin))
+	}
+	os.Exit(code)
+}
+
 // omenBinary builds cmd/omen once per test binary.
 func omenBinary(t testing.TB) string {
 	t.Helper()

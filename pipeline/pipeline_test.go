@@ -195,6 +195,7 @@ func TestTapPassesThroughAndScores(t *testing.T) {
 	require.Len(t, query(t, e.db, eq("__name__", "yhat"))[labels.FromStrings("__name__", "yhat", "for", "temperature", "job", "a").String()],
 		len(vs)-64, "yhat once the 64-sample warm-up is over")
 	require.Equal(t, int64(1), e.p.scored.Load())
+	requireBandsOrdered(t, e.db, "yhat_lower", "yhat", "yhat_upper", eq("for", "temperature"))
 	// Outputs appended to the TSDB are not tapped, hence not scored.
 	require.Empty(t, query(t, e.db, eq("for", "anomaly_score")))
 }
@@ -366,12 +367,42 @@ func TestForecastSeries(t *testing.T) {
 			}
 		}
 	}
+	for _, h := range []string{"5m", "15m", "30m"} {
+		requireBandsOrdered(t, e.db, "forecast_lower", "forecast", "forecast_upper", eq("for", "temperature"), eq("horizon", h))
+	}
 	// Accuracy is measured once a forecast's target time has come (5m = 20
 	// samples after it was made).
 	fams, err := gather(e)
 	require.NoError(t, err)
 	require.Contains(t, fams, "omen_forecast_mase")
 	require.Contains(t, fams, "omen_forecast_interval_coverage_ratio")
+}
+
+// requireBandsOrdered checks the band stored in the TSDB sample for sample
+// (the capacity rules read forecast_upper from there): lower <= centre <=
+// upper, and not collapsed onto the centre everywhere.
+func requireBandsOrdered(t *testing.T, db storage.Queryable, lower, centre, upper string, ms ...*labels.Matcher) {
+	t.Helper()
+	get := func(name string) []float64 {
+		got := query(t, db, append([]*labels.Matcher{eq("__name__", name)}, ms...)...)
+		require.Len(t, got, 1, name)
+		for _, vs := range got {
+			return vs
+		}
+		return nil
+	}
+	lo, mid, hi := get(lower), get(centre), get(upper)
+	require.Len(t, lo, len(mid))
+	require.Len(t, hi, len(mid))
+	wide := 0
+	for i := range mid {
+		require.LessOrEqual(t, lo[i], mid[i], "%s at %d", lower, i)
+		require.LessOrEqual(t, mid[i], hi[i], "%s at %d", upper, i)
+		if hi[i] > lo[i] {
+			wide++
+		}
+	}
+	require.Positive(t, wide)
 }
 
 func gather(e *env) (map[string]bool, error) {

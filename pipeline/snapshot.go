@@ -25,11 +25,14 @@ import (
 //	0 | CRC-32 (IEEE) of everything before it
 //
 // little-endian; labels are name 0xff value 0xff pairs (0xff never occurs in
-// UTF-8). Another version, a bad checksum or a truncated file is rejected as
-// a whole, and every series warms from TSDB history instead.
+// UTF-8). The forecaster is empty (none), or 0 | model, or 1 | the
+// pipeline's state around the model (see fcState.appendState) | model;
+// version 1 held the model alone. Another version, a bad checksum or a
+// truncated file is rejected as a whole, and every series warms from TSDB
+// history instead.
 const (
 	snapMagic   = "omsn"
-	snapVersion = 1
+	snapVersion = 2
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
@@ -115,7 +118,7 @@ func (w *worker) encode(e *snapEncoder) error {
 		e.lbl = appendLabels(e.lbl[:0], s.in)
 		var fc []byte
 		if s.fc != nil {
-			if fc, err = s.fc.m.MarshalBinary(); err != nil {
+			if fc, err = s.fc.appendState(nil); err != nil {
 				return err
 			}
 		}
@@ -342,8 +345,9 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 	if string(head[:4]) != snapMagic {
 		return nil, errors.New("not an omen model snapshot")
 	}
-	if v := binary.LittleEndian.Uint16(head[4:]); v != snapVersion {
-		return nil, fmt.Errorf("snapshot version %d, want %d", v, snapVersion)
+	version := binary.LittleEndian.Uint16(head[4:])
+	if version != snapVersion && version != 1 {
+		return nil, fmt.Errorf("snapshot version %d, want %d", version, snapVersion)
 	}
 	var out []*savedSeries
 	d := decoder{r: r}
@@ -360,6 +364,9 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		s.det, s.fc = d.bytes(), d.bytes()
 		if d.err != nil {
 			break
+		}
+		if version == 1 && len(s.fc) > 0 {
+			s.fc = append([]byte{0}, s.fc...) // the model alone
 		}
 		out = append(out, s)
 	}
@@ -446,7 +453,7 @@ func (s *series) restore(saved *savedSeries) bool {
 		return false
 	}
 	if s.fc != nil && len(saved.fc) > 0 {
-		if err := s.fc.m.UnmarshalBinary(saved.fc); err != nil {
+		if err := s.fc.restoreState(saved.fc); err != nil {
 			s.fc = newFcState(s.fc.horizons, s.fc.hname) // start the forecaster afresh
 		}
 	}
@@ -456,3 +463,65 @@ func (s *series) restore(saved *savedSeries) bool {
 	s.pub.ready = s.det.Ready()
 	return true
 }
+
+// fcStateLen is the size of the state fcState.appendState writes before
+// the model.
+const fcStateLen = 1 + 11*8
+
+// appendState appends the forecaster's snapshot to b: the resampler's open
+// step (without it the first step after a restart is a partial mean, and
+// the input interval is learnt again), the within-step spread that widens
+// the bands (restarting it at 0 made the bands too narrow for the first
+// ~32 steps after every restart), and when the last forecast was made;
+// then the model.
+func (f *fcState) appendState(b []byte) ([]byte, error) {
+	b = append(b, 1)
+	for _, u := range [...]uint64{
+		uint64(f.rs.minStepMs), uint64(f.rs.stepMs), uint64(f.rs.k), uint64(f.rs.bucket), uint64(f.rs.n), uint64(f.rs.lastT),
+		math.Float64bits(f.rs.x0), math.Float64bits(f.rs.dsum), math.Float64bits(f.rs.dsq),
+		math.Float64bits(f.within), uint64(f.made),
+	} {
+		b = binary.LittleEndian.AppendUint64(b, u)
+	}
+	m, err := f.m.MarshalBinary()
+	return append(b, m...), err
+}
+
+// restoreState loads what appendState wrote. The resampler's state is
+// taken only if its step rule is the one in force (the horizons decide
+// it); otherwise the resampler starts afresh, as after a reload.
+func (f *fcState) restoreState(b []byte) error {
+	if len(b) == 0 {
+		return errors.New("empty forecaster state")
+	}
+	if b[0] == 0 {
+		return f.m.UnmarshalBinary(b[1:])
+	}
+	if b[0] != 1 || len(b) < fcStateLen {
+		return errors.New("malformed forecaster state")
+	}
+	var u [11]uint64
+	for i := range u {
+		u[i] = binary.LittleEndian.Uint64(b[1+8*i:])
+	}
+	rs := resampler{
+		minStepMs: int64(u[0]), stepMs: int64(u[1]), k: int64(u[2]), bucket: int64(u[3]), n: int(int64(u[4])), lastT: int64(u[5]),
+		x0: math.Float64frombits(u[6]), dsum: math.Float64frombits(u[7]), dsq: math.Float64frombits(u[8]),
+	}
+	within, made := math.Float64frombits(u[9]), int64(u[10])
+	// A state that no resampler reaches is damage under a valid checksum.
+	if rs.stepMs < 0 || rs.k < 0 || rs.n < 0 || (rs.stepMs == 0) != (rs.k == 0) || (rs.k > 0 && rs.stepMs%rs.k != 0) ||
+		!finite(rs.x0) || !finite(rs.dsum) || !finite(rs.dsq) || rs.dsq < 0 || !finite(within) || within < 0 {
+		return errors.New("malformed forecaster state")
+	}
+	if err := f.m.UnmarshalBinary(b[fcStateLen:]); err != nil {
+		return err
+	}
+	if rs.minStepMs == f.rs.minStepMs {
+		f.rs = rs
+	}
+	f.within, f.made = within, made
+	return nil
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -321,4 +322,69 @@ func requireSameState(t *testing.T, ref *detect.Detector, e *env, msg string) {
 	got, err := s.det.MarshalBinary()
 	require.NoError(t, err)
 	require.Equal(t, want, got, msg)
+}
+
+// TestSnapshotRestoresEverything: after a restart over an empty TSDB (only
+// the snapshot to go on), a gauge's forecaster and a counter's last raw
+// value come back too, so both series end exactly as in a run without the
+// restart: the forecasts go on from the first sample, and the counter's
+// first sample after the restart is scored as a rate.
+func TestSnapshotRestoresEverything(t *testing.T) {
+	const n, after = 800, 40 // the forecaster is fitted at the 384th sample
+	for _, tc := range []struct {
+		name string
+		typ  model.MetricType
+		vs   []float64
+	}{
+		{"gauge with forecaster", model.MetricTypeGauge, seasonal(n+after, 11)},
+		{"counter", model.MetricTypeCounter, counterValues(seasonal(n+after, 12))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ls := labels.FromStrings("__name__", "requests_total", "job", "a")
+			path := filepath.Join(t.TempDir(), "models.snap")
+			feed := func(e *env, from, to int) {
+				for i := from; i < to; i++ {
+					e.push(t0.UnixMilli()+int64(i)*stepMs, tc.typ, []labels.Labels{ls}, tc.vs[i:i+1])
+				}
+				e.sync()
+			}
+			ref := newEnv(t, "", nil, nil)
+			feed(ref, 0, n+after)
+
+			e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+			feed(e, 0, n)
+			e.stop()
+			e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			feed(e2, n, n+after)
+
+			want, got := ref.onlySeries(), e2.onlySeries()
+			require.NotNil(t, got)
+			wd, err := want.det.MarshalBinary()
+			require.NoError(t, err)
+			gd, err := got.det.MarshalBinary()
+			require.NoError(t, err)
+			require.Equal(t, wd, gd, "detector")
+			require.Equal(t, want.fc != nil, got.fc != nil)
+			if want.fc != nil {
+				wf, err := want.fc.m.MarshalBinary()
+				require.NoError(t, err)
+				gf, err := got.fc.m.MarshalBinary()
+				require.NoError(t, err)
+				require.Equal(t, wf, gf, "forecaster")
+			}
+			require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed))
+		})
+	}
+}
+
+// counterValues turns positive increments into a running total.
+func counterValues(incs []float64) []float64 {
+	out := make([]float64, len(incs))
+	total := 0.0
+	for i, v := range incs {
+		total += math.Abs(v)
+		out[i] = total
+	}
+	return out
 }

@@ -122,6 +122,9 @@ func TestWriteV1BadInput(t *testing.T) {
 		{"negative timestamp", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(-5, 1, "__name__", "x")}}), nil, 400, "not after the Unix epoch"},
 		{"far future", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms+3600_000, 1, "__name__", "x")}}), nil, 400, "in the future"},
 		{"out of order", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms-60_000, 1, "__name__", "kept", "job", "a")}}), nil, 400, "out of order"},
+		// Older than the head appends (a sender hours behind, or history
+		// written by hand): refused for good, not a 5xx retried forever.
+		{"too old", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms-3*3600_000, 1, "__name__", "old")}}), nil, 400, "out of bounds"},
 		{"oversize", snappy.Encode(nil, big), nil, 413, "exceeds the limit"},
 		{"content type", good, map[string]string{"Content-Type": "application/json"}, 415, "unsupported Content-Type"},
 		{"encoding", good, map[string]string{"Content-Encoding": "gzip"}, 415, "unsupported Content-Encoding"},
