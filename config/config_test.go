@@ -13,7 +13,7 @@ func TestLoadDefaults(t *testing.T) {
 	c, err := Load(nil)
 	require.NoError(t, err)
 	require.Equal(t, "both", c.Defaults.Direction)
-	require.Equal(t, 0.001, c.Defaults.FalseAlarmRate)
+	require.Equal(t, 0.0015, c.Defaults.FalseAlarmRate)
 	require.Len(t, c.Defaults.ForecastHorizons, 3)
 	require.Equal(t, 1.0, c.Alerting.Warning.Score)
 	require.True(t, c.Selected(labels.FromStrings("__name__", "up")))

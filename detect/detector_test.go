@@ -558,9 +558,7 @@ func TestFlatAndRegularSeriesStayQuiet(t *testing.T) {
 		{"sawtooth", func(i int) float64 { return float64(i % 7) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := DefaultOptions()
-			o.FalseAlarmRate = 0.001 // the pipeline's default
-			d := mustNew(t, o)
+			d := mustNew(t, DefaultOptions())
 			var alarms []int
 			for i := range n {
 				if r := d.Update(int64(i)*15_000, tc.v(i)); r.Score > 1 && i > 2000 {

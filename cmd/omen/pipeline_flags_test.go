@@ -7,6 +7,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/pipeline"
 )
 
@@ -57,4 +59,17 @@ func TestPipelineFlags(t *testing.T) {
 			tc.check(t, o)
 		})
 	}
+}
+
+// TestBacktestScoresAsServe: `omen backtest` (and so the NAB benchmark)
+// runs the detector with the options `omen serve` gives a series under the
+// default configuration; they once differed (a false-alarm rate of 0.0015
+// against 0.001), so the benchmark measured a setting nobody ran.
+func TestBacktestScoresAsServe(t *testing.T) {
+	def := config.Default().Defaults
+	d := detect.DefaultOptions()
+	require.Equal(t, d.FalseAlarmRate, def.FalseAlarmRate)
+	require.Equal(t, d.Direction.String(), def.Direction)
+	require.Zero(t, def.MinDeviationAbs)
+	require.Zero(t, def.MinDeviationRel)
 }
