@@ -101,6 +101,12 @@ func redact(u string) string {
 	return "(unparsable URL)"
 }
 
+// Configs returns the remote writes in force with the configuration file's
+// rws: the flags' first.
+func (f *Forwarder) Configs(rws []*promconfig.RemoteWriteConfig) []*promconfig.RemoteWriteConfig {
+	return append(append([]*promconfig.RemoteWriteConfig{}, f.flags...), rws...)
+}
+
 // ApplyConfig sets the remote writes: the flags' and rws (the
 // configuration file's remote_write). Queues whose configuration did not
 // change keep running; a new one starts with the samples logged from now
@@ -108,7 +114,7 @@ func redact(u string) string {
 func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	all := append(append([]*promconfig.RemoteWriteConfig{}, f.flags...), rws...)
+	all := f.Configs(rws)
 	if len(all) > 0 && f.db == nil {
 		if err := f.open(); err != nil {
 			return err

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -222,6 +223,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("incident hold %s: want >= 0", o.IncidentHold)
 	case o.BackfillMaxPoints < 0:
 		return fmt.Errorf("backfill max points %d: want >= 0", o.BackfillMaxPoints)
+	case o.BackfillMaxAge < 0:
+		return fmt.Errorf("backfill max age %s: want >= 0", o.BackfillMaxAge)
+	case !(o.ScoreFloor >= 0) || math.IsInf(o.ScoreFloor, 1):
+		return fmt.Errorf("score floor %v: want a number >= 0", o.ScoreFloor)
 	}
 	for _, f := range append(o.Families[:len(o.Families):len(o.Families)], o.StoreFamilies...) {
 		if !isOutputName(f) {

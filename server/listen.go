@@ -14,18 +14,37 @@ import (
 // HealthyPath answers without credentials: liveness probes carry none.
 const HealthyPath = "/-/healthy"
 
-// ListenAndServe serves srv on every address in addrs until srv is shut
-// down, when it returns http.ErrServerClosed. With a web configuration file
-// (exporter-toolkit format; see WebConfig) it serves TLS if the file
-// configures it and asks for basic auth on every path but /-/healthy if the
-// file lists users; with webConfigFile "" it serves plain HTTP without
-// authentication.
+// ListenAndServe is Listen, then Serve.
 func ListenAndServe(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, addrs []string, webConfigFile string) error {
+	ls, err := Listen(logger, reg, srv, addrs, webConfigFile)
+	if err != nil {
+		return err
+	}
+	return ls.Serve()
+}
+
+// Listeners are srv's listening sockets, ready to serve.
+type Listeners struct {
+	logger *slog.Logger
+	srv    *http.Server
+	ls     []net.Listener
+	tls    bool
+	auth   bool
+}
+
+// Listen prepares srv to serve on every address in addrs and opens them.
+// With a web configuration file (exporter-toolkit format; see WebConfig)
+// srv serves TLS if the file configures it and asks for basic auth on every
+// path but /-/healthy if the file lists users; with webConfigFile "" it
+// serves plain HTTP without authentication. A bad file or an address in use
+// is an error here, before anything else starts (a replay of the WAL
+// first, then the error, repeated by every restart of a crash loop).
+func Listen(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, addrs []string, webConfigFile string) (*Listeners, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if len(addrs) == 0 {
-		return errors.New("no listen address")
+		return nil, errors.New("no listen address")
 	}
 	if srv.ErrorLog == nil {
 		// The server's own errors (TLS handshakes that fail, for a client
@@ -37,11 +56,11 @@ func ListenAndServe(logger *slog.Logger, reg prometheus.Registerer, srv *http.Se
 	if webConfigFile != "" {
 		var err error
 		if conf, err = LoadWebConfig(logger, webConfigFile); err != nil {
-			return err
+			return nil, err
 		}
 		auth, err := NewBasicAuth(logger, reg, conf, HealthyPath)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		srv.Handler = auth.Wrap(srv.Handler)
 	}
@@ -49,7 +68,7 @@ func ListenAndServe(logger *slog.Logger, reg prometheus.Registerer, srv *http.Se
 	if useTLS {
 		cfg, err := conf.tlsConfig()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if l, _ := conf.get(); l != nil && !l.cfg.HTTPConfig.HTTP2 {
 			srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
@@ -57,27 +76,37 @@ func ListenAndServe(logger *slog.Logger, reg prometheus.Registerer, srv *http.Se
 		srv.TLSConfig = cfg
 	}
 
-	listeners := make([]net.Listener, 0, len(addrs))
+	out := &Listeners{logger: logger, srv: srv, tls: useTLS, auth: conf != nil && hasUsers(conf)}
 	for _, a := range addrs {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
-			for _, l := range listeners {
-				_ = l.Close()
-			}
-			return fmt.Errorf("listen on %s: %w", a, err)
+			out.Close()
+			return nil, fmt.Errorf("listen on %s: %w", a, err)
 		}
-		listeners = append(listeners, l)
+		out.ls = append(out.ls, l)
 	}
-	errc := make(chan error, len(listeners))
-	for _, l := range listeners {
-		logger.Info("Listening on", "address", l.Addr().String(), "tls", useTLS,
-			"basic_auth", conf != nil && hasUsers(conf))
+	return out, nil
+}
+
+// Close closes the listeners (when Serve is never called).
+func (ls *Listeners) Close() {
+	for _, l := range ls.ls {
+		_ = l.Close()
+	}
+}
+
+// Serve serves until the server is shut down, when it returns
+// http.ErrServerClosed.
+func (ls *Listeners) Serve() error {
+	errc := make(chan error, len(ls.ls))
+	for _, l := range ls.ls {
+		ls.logger.Info("Listening on", "address", l.Addr().String(), "tls", ls.tls, "basic_auth", ls.auth)
 		go func() {
-			if useTLS {
-				errc <- srv.ServeTLS(l, "", "")
+			if ls.tls {
+				errc <- ls.srv.ServeTLS(l, "", "")
 				return
 			}
-			errc <- srv.Serve(l)
+			errc <- ls.srv.Serve(l)
 		}()
 	}
 	// The first to stop decides; on shutdown, all return ErrServerClosed.

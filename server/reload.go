@@ -24,6 +24,8 @@ type ConfigLoader struct {
 	success   prometheus.Gauge
 	successTS prometheus.Gauge
 	now       func() time.Time
+	lastOK    bool      // the last attempt's outcome
+	loadedAt  time.Time // when cfg was loaded
 }
 
 // NewConfigLoader loads path (or the default config when path is empty).
@@ -44,9 +46,9 @@ func NewConfigLoader(logger *slog.Logger, reg prometheus.Registerer, path string
 	if err != nil {
 		return nil, err
 	}
-	l.cfg = cfg
+	l.cfg, l.lastOK, l.loadedAt = cfg, true, l.now()
 	l.success.Set(1)
-	l.successTS.Set(float64(l.now().Unix()))
+	l.successTS.Set(float64(l.loadedAt.Unix()))
 	return l, nil
 }
 
@@ -62,6 +64,14 @@ func (l *ConfigLoader) Config() *config.Config {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.cfg
+}
+
+// Reloaded reports whether the last load succeeded and when the
+// configuration in force was loaded, as Prometheus's runtime information.
+func (l *ConfigLoader) Reloaded() (ok bool, at time.Time) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.lastOK, l.loadedAt
 }
 
 // OnReload registers fn to be given every newly loaded configuration. An
@@ -86,13 +96,14 @@ func (l *ConfigLoader) Reload() error {
 		}
 	}
 	if err != nil {
+		l.lastOK = false
 		l.success.Set(0)
 		l.logger.Error("Configuration reload failed; keeping the previous configuration", "file", l.path, "err", err)
 		return err
 	}
-	l.cfg = cfg
+	l.cfg, l.lastOK, l.loadedAt = cfg, true, l.now()
 	l.success.Set(1)
-	l.successTS.Set(float64(l.now().Unix()))
+	l.successTS.Set(float64(l.loadedAt.Unix()))
 	l.logger.Info("Configuration reloaded", "file", l.path)
 	return nil
 }

@@ -5,8 +5,13 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -52,10 +57,39 @@ func (m *Mux) HandleFunc(pattern, name string, h http.HandlerFunc) { m.Handle(pa
 // HandlePprof mounts the Go profiler under /debug/pprof/.
 func (m *Mux) HandlePprof() {
 	m.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	m.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.mux.HandleFunc("/debug/pprof/cmdline", cmdline)
 	m.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	m.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	m.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
+// cmdline is pprof.Cmdline with the passwords of URLs in the arguments
+// hidden, as /api/v1/status/flags hides them.
+func cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	args := make([]string, len(os.Args))
+	for i, a := range os.Args {
+		args[i] = RedactURLs(a)
+	}
+	_, _ = fmt.Fprint(w, strings.Join(args, "\x00"))
+}
+
+// urlToken matches what may be a URL with userinfo within a longer text.
+var urlToken = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s,\[\]]*@[^\s,\[\]]*`)
+
+// RedactURLs replaces the password of every URL in s as url.URL.Redacted
+// does (net/url takes the userinfo up to the last "@", so a password may
+// hold "@"); a token that does not parse is masked from "://" to its last
+// "@".
+func RedactURLs(s string) string {
+	return urlToken.ReplaceAllStringFunc(s, func(tok string) string {
+		if u, err := url.Parse(tok); err == nil && u.User != nil {
+			return u.Redacted()
+		}
+		i, j := strings.Index(tok, "://"), strings.LastIndex(tok, "@")
+		return tok[:i+3] + "xxxxx" + tok[j:]
+	})
 }
 
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTTP(w, r) }
@@ -72,11 +106,13 @@ type Lifecycle struct {
 
 // Register mounts the lifecycle endpoints on m.
 func (lc Lifecycle) Register(m *Mux) {
-	m.HandleFunc("/-/healthy", "/-/healthy", func(w http.ResponseWriter, r *http.Request) {
+	// GET (and HEAD) only, as in Prometheus: the mux answers 405 to the
+	// rest.
+	m.HandleFunc("GET /-/healthy", "/-/healthy", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("omen is Healthy.\n"))
 	})
-	m.HandleFunc("/-/ready", "/-/ready", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET /-/ready", "/-/ready", func(w http.ResponseWriter, r *http.Request) {
 		if !lc.Ready() {
 			http.Error(w, notReady, http.StatusServiceUnavailable)
 			return

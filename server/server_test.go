@@ -63,6 +63,10 @@ func TestLifecycle(t *testing.T) {
 		{"reload", true, false, "POST", "/-/reload", 200, "reloaded"},
 		{"reload PUT", true, false, "PUT", "/-/reload", 200, "reloaded"},
 		{"reload failure says why", true, true, "POST", "/-/reload", 500, reloadErr.Error()},
+		// As Prometheus: probes are GET or HEAD.
+		{"healthy HEAD", false, false, "HEAD", "/-/healthy", 200, ""},
+		{"healthy POST", true, false, "POST", "/-/healthy", 405, ""},
+		{"ready DELETE", true, false, "DELETE", "/-/ready", 405, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ready.Store(tc.ready)
@@ -87,6 +91,37 @@ func TestPprof(t *testing.T) {
 	code, body, _ := do(t, m, "GET", "/debug/pprof/")
 	require.Equal(t, 200, code)
 	require.Contains(t, body, "goroutine")
+}
+
+// TestPprofCmdlineRedacted: the command line the profiler shows hides the
+// passwords of URLs, as /api/v1/status/flags does.
+func TestPprofCmdlineRedacted(t *testing.T) {
+	old := os.Args
+	defer func() { os.Args = old }()
+	os.Args = []string{"omen", "serve", "--remote-write.url=http://user:hunt@er2@mimir:9009/push", "--backfill.remote-read-url=http://bob:pw2@prom:9090/api/v1/read"}
+	m := NewMux(prometheus.NewRegistry())
+	m.HandlePprof()
+	code, body, _ := do(t, m, "GET", "/debug/pprof/cmdline")
+	require.Equal(t, 200, code)
+	require.NotContains(t, body, "hunt")
+	require.NotContains(t, body, "er2")
+	require.NotContains(t, body, "pw2")
+	require.Contains(t, body, "--remote-write.url=http://user:xxxxx@mimir:9009/push")
+	require.Contains(t, body, "http://bob:xxxxx@prom:9090/api/v1/read")
+}
+
+func TestRedactURLs(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"http://a:b@h/x", "http://a:xxxxx@h/x"},
+		{"http://a:b@c@h/x", "http://a:xxxxx@h/x"},
+		{"[https://u:p@m/push http://plain/push]", "[https://u:xxxxx@m/push http://plain/push]"},
+		{"http://user@h/x", "http://user@h/x"},
+		{"http://u:p%zz@h/", "http://xxxxx@h/"},
+		{"/var/omen", "/var/omen"},
+		{"a@b.c", "a@b.c"},
+	} {
+		require.Equal(t, tc.want, RedactURLs(tc.in), tc.in)
+	}
 }
 
 func TestConfigLoader(t *testing.T) {

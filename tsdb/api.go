@@ -7,10 +7,14 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"time"
 
+	"github.com/alecthomas/units"
 	"github.com/grafana/regexp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/prometheus/config"
@@ -40,6 +44,16 @@ type APIOptions struct {
 	// clean_tombstones. Off by default, as in Prometheus: they write to
 	// the storage and need no more than the API's authentication.
 	EnableAdmin bool
+	// Reloaded reports the last configuration reload's outcome and when the
+	// configuration in force was loaded, for /api/v1/status/runtimeinfo;
+	// nil: a success at start.
+	Reloaded func() (ok bool, at time.Time)
+	// Config is what /api/v1/status/config shows, in Prometheus's format:
+	// omen has no Prometheus configuration, but its remote_write is one;
+	// nil: empty.
+	Config func() config.Config
+	// RetentionSize is --storage.tsdb.retention.size, for runtimeinfo.
+	RetentionSize int64
 }
 
 // DefaultAPIOptions are Prometheus's defaults.
@@ -97,7 +111,12 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		func(context.Context) apiv1.ScrapePoolsRetriever { return none{} },
 		func(context.Context) apiv1.TargetRetriever { return none{} },
 		func(context.Context) apiv1.AlertmanagerRetriever { return none{} },
-		func() config.Config { return config.DefaultConfig },
+		func() config.Config {
+			if o.Config == nil {
+				return config.Config{}
+			}
+			return o.Config()
+		},
 		flags,
 		apiv1.GlobalURLOptions{ListenAddress: o.ListenAddress, Host: o.ListenAddress, Scheme: "http"},
 		ready,
@@ -111,10 +130,15 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		false, // agent
 		regexp.MustCompile(`^$`),
 		func() (apiv1.RuntimeInfo, error) {
+			ok, at := true, start
+			if o.Reloaded != nil {
+				ok, at = o.Reloaded()
+			}
 			return apiv1.RuntimeInfo{
 				StartTime: start, CWD: cwd, Hostname: host, ServerTime: time.Now().UTC(),
-				ReloadConfigSuccess: true, GoroutineCount: runtime.NumGoroutine(),
-				GOMAXPROCS: runtime.GOMAXPROCS(0), StorageRetention: s.opts.RetentionTime.String(),
+				ReloadConfigSuccess: ok, LastConfigTime: at, GoroutineCount: runtime.NumGoroutine(),
+				GOMAXPROCS: runtime.GOMAXPROCS(0), GOMEMLIMIT: debug.SetMemoryLimit(-1), GOGC: os.Getenv("GOGC"),
+				StorageRetention: retention(s.opts.RetentionTime, o.RetentionSize),
 			}, nil
 		},
 		&apiv1.PrometheusVersion{
@@ -139,6 +163,19 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
 	return guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps))
+}
+
+// retention words the retention as Prometheus's runtimeinfo does: "15d",
+// "10GiB", or "15d or 10GiB".
+func retention(t time.Duration, size int64) string {
+	var parts []string
+	if t != 0 {
+		parts = append(parts, model.Duration(t).String())
+	}
+	if size != 0 {
+		parts = append(parts, units.Base2Bytes(size).String())
+	}
+	return strings.Join(parts, " or ")
 }
 
 // none answers the API's scrape, rule and Alertmanager questions: omen has

@@ -3,6 +3,7 @@ package tsdb
 import (
 	"context"
 	"encoding/json"
+	"github.com/prometheus/prometheus/config"
 	"io"
 	"math"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -255,4 +257,44 @@ func TestAdminAPI(t *testing.T) {
 			require.Equal(t, http.StatusNoContent, code, r)
 		})
 	}
+}
+
+// TestStatusRuntimeInfoAndConfig: runtimeinfo reports the last reload's
+// outcome, the memory limit and both retentions (it claimed a success
+// always, and no limit); status/config shows the remote writes omen runs,
+// not Prometheus's default scrape configuration.
+func TestStatusRuntimeInfoAndConfig(t *testing.T) {
+	s := openTestStorage(t)
+	loaded := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	o := DefaultAPIOptions()
+	o.Reloaded = func() (bool, time.Time) { return false, loaded }
+	o.RetentionSize = 10 << 30
+	u, err := url.Parse("https://u:secret@mimir.example/api/v1/push")
+	require.NoError(t, err)
+	rw := config.DefaultRemoteWriteConfig
+	rw.URL = &config_util.URL{URL: u}
+	o.Config = func() config.Config { return config.Config{RemoteWriteConfigs: []*config.RemoteWriteConfig{&rw}} }
+	h := NewAPI(nil, nil, nil, s, NewEngine(discard(), nil, o), o, func(f http.HandlerFunc) http.HandlerFunc { return f })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	old := debug.SetMemoryLimit(1 << 30)
+	defer debug.SetMemoryLimit(old)
+	code, r := getJSON(t, srv.URL+"/api/v1/status/runtimeinfo")
+	require.Equal(t, 200, code)
+	d := r["data"].(map[string]any)
+	require.Equal(t, false, d["reloadConfigSuccess"])
+	require.Equal(t, "2026-12-03T10:00:00Z", d["lastConfigTime"])
+	require.Equal(t, float64(1<<30), d["GOMEMLIMIT"])
+	require.Contains(t, d["storageRetention"], "10GiB")
+	require.Equal(t, "15d or 10GiB", retention(15*24*time.Hour, 10<<30))
+	require.Equal(t, "15d", retention(15*24*time.Hour, 0))
+
+	code, r = getJSON(t, srv.URL+"/api/v1/status/config")
+	require.Equal(t, 200, code)
+	yml := r["data"].(map[string]any)["yaml"].(string)
+	require.Contains(t, yml, "remote_write:")
+	require.Contains(t, yml, "mimir.example")
+	require.NotContains(t, yml, "secret")
+	require.NotContains(t, yml, "scrape_interval")
 }

@@ -1,8 +1,14 @@
 package tsdb
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +86,70 @@ func TestWriteOverloadIsRetriable(t *testing.T) {
 	close(app.release)
 	require.Equal(t, http.StatusNoContent, <-first)
 	require.Equal(t, map[int64]float64{ms: 1}, samples(t, s, "a"))
+}
+
+// TestWriteInflightBytes: the byte bound holds for bodies of known length
+// and for chunked ones (unknown length), which are charged the most they
+// may be; they were charged nothing.
+func TestWriteInflightBytes(t *testing.T) {
+	ms := time.Now().UnixMilli()
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprint("chunked=", chunked), func(t *testing.T) {
+			s := openTestStorage(t)
+			app := blockingAppendable{AppendableV2: s, entered: make(chan struct{}, 1), release: make(chan struct{})}
+			body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "a")}})
+			limit := int64(len(body)) + 10 // one body fits, two do not
+			if chunked {
+				limit = 1 << 20 // one chunked request is charged MaxRequestBytes
+			}
+			h := NewWriteHandler(nil, nil, app, WriteOptions{MaxInflightBytes: limit, MaxRequestBytes: 1 << 20})
+			req := func() *http.Request {
+				r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
+				r.Header.Set("Content-Encoding", "snappy")
+				r.Header.Set("Content-Type", "application/x-protobuf")
+				if chunked {
+					r.ContentLength = -1
+				}
+				return r
+			}
+			first := make(chan int)
+			go func() { w := httptest.NewRecorder(); h.ServeHTTP(w, req()); first <- w.Code }()
+			<-app.entered // the first request holds its bytes
+
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req())
+			require.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
+			require.Contains(t, w.Body.String(), "too many bytes in flight")
+
+			close(app.release)
+			require.Equal(t, http.StatusNoContent, <-first)
+		})
+	}
+}
+
+// TestWriteBodyTimeout: a client that sends headers and then stalls holds
+// its in-flight slot only for BodyTimeout, and gets a retriable answer.
+func TestWriteBodyTimeout(t *testing.T) {
+	s := openTestStorage(t)
+	h := NewWriteHandler(nil, nil, s, WriteOptions{MaxInflightRequests: 1, BodyTimeout: 300 * time.Millisecond})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = fmt.Fprintf(c, "POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: 100\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err, "answered once the body timed out")
+	b, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(b))
+	require.Contains(t, string(b), "not received within 300ms")
+
+	// The slot is free again.
+	ms := time.Now().UnixMilli()
+	r, err := http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "a")}})))
+	require.NoError(t, err)
+	r.Body.Close()
+	require.Equal(t, http.StatusNoContent, r.StatusCode)
 }

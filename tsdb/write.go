@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,12 @@ type WriteOptions struct {
 	// its head reference (refcache.go); 0 means the default, negative
 	// disables the cache.
 	SeriesCacheSize int
+	// BodyTimeout bounds the time a request's body takes to arrive once it
+	// holds an in-flight slot; a body that takes longer gets a retriable
+	// 503. Prometheus gives up on a request after its remote_timeout (30 s
+	// by default), so only a stalled or hostile client takes this long,
+	// and it must not hold the slot any longer.
+	BodyTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -60,7 +67,7 @@ type WriteOptions struct {
 func DefaultWriteOptions() WriteOptions {
 	return WriteOptions{
 		MaxRequestBytes: 32 << 20, MaxDecodedBytes: 128 << 20, MaxFutureDrift: 10 * time.Minute,
-		MaxInflightRequests: 64, MaxInflightBytes: 256 << 20, MaxSeriesPerRequest: 1 << 20,
+		MaxInflightRequests: 64, MaxInflightBytes: 256 << 20, MaxSeriesPerRequest: 1 << 20, BodyTimeout: time.Minute,
 		Labels:          LabelLimits{MaxLabels: 64, MaxNameLength: 1024, MaxValueLength: 4096},
 		SeriesCacheSize: 1 << 20,
 	}
@@ -182,6 +189,9 @@ func NewWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage
 	if opts.MaxSeriesPerRequest <= 0 {
 		opts.MaxSeriesPerRequest = d.MaxSeriesPerRequest
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = d.BodyTimeout
+	}
 	if opts.Labels == (LabelLimits{}) {
 		opts.Labels = d.Labels
 	}
@@ -241,7 +251,12 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.overloaded(w, "too many concurrent requests")
 		return
 	}
-	size := max(r.ContentLength, 0)
+	// A body of unknown length (chunked) is charged the most it may be:
+	// charged 0, chunked requests slipped past the byte bound.
+	size := r.ContentLength
+	if size < 0 {
+		size = h.opts.MaxRequestBytes
+	}
 	if n := h.bytes.Add(size); n > h.opts.MaxInflightBytes && n != size {
 		h.bytes.Add(-size)
 		h.overloaded(w, "too many bytes in flight")
@@ -250,6 +265,10 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.bytes.Add(-size)
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
+	if h.opts.BodyTimeout > 0 {
+		// Not every ResponseWriter has deadlines (httptest's): then none.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyTimeout))
+	}
 
 	b := h.bufs.Get().(*writeBuffers)
 	defer h.bufs.Put(b)
@@ -337,6 +356,9 @@ func (h *WriteHandler) readBody(r *http.Request, b *writeBuffers) ([]byte, *http
 	b.limited.R = nil
 	b.compressed = buf.Bytes()
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, errorf(http.StatusServiceUnavailable, "request body not received within %s", h.opts.BodyTimeout)
+		}
 		return nil, errorf(http.StatusBadRequest, "read request body: %v", err)
 	}
 	if n > h.opts.MaxRequestBytes {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
+	promconfig "github.com/prometheus/prometheus/config"
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forward"
@@ -38,6 +38,7 @@ type serveFlags struct {
 	listen        []string
 	webConfig     string
 	maxReqBytes   units.Base2Bytes
+	readTimeout   model.Duration
 	configFile    string
 	tsdbPath      string
 	retentionTime model.Duration
@@ -67,6 +68,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default(":9201").StringsVar(&f.listen)
 	cl.Flag("web.config.file", "Path to a web configuration file (exporter-toolkit format) enabling TLS or authentication.").
 		Default("").StringVar(&f.webConfig)
+	cl.Flag("web.read-timeout", "Maximum duration before timing out read of the request, and closing idle connections (as in Prometheus).").
+		Default("5m").SetValue(&f.readTimeout)
 	cl.Flag("web.max-request-bytes", "Largest compressed remote-write request accepted; larger ones get 413.").
 		Default("32MiB").BytesVar(&f.maxReqBytes)
 	cl.Flag("config.file", "omen configuration file (YAML). Re-read on SIGHUP and POST /-/reload.").
@@ -115,6 +118,9 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 }
 
 func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
 	logger.Info("Starting omen", "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 	if err := f.runtime.apply(logger); err != nil {
@@ -155,6 +161,8 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	apiOpts.ListenAddress = f.listen[0]
 	apiOpts.Flags = f.flagValues()
 	apiOpts.EnableAdmin = f.enableAdmin
+	apiOpts.Reloaded = cfgLoader.Reloaded
+	apiOpts.RetentionSize = int64(f.retentionSize)
 	engine := tsdb.NewEngine(logger, reg, apiOpts)
 
 	// Outputs to remote-write upstream go through a log of their own,
@@ -167,6 +175,11 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		return err
 	}
 	cfgLoader.OnReload(func(c *config.Config) error { return fwd.ApplyConfig(c.RemoteWrite) })
+	// omen's remote_write is Prometheus's; the rest of its configuration
+	// is at /api/v1/status/omen.
+	apiOpts.Config = func() promconfig.Config {
+		return promconfig.Config{RemoteWriteConfigs: fwd.Configs(cfgLoader.Config().RemoteWrite)}
+	}
 
 	popts := *f.pipeline
 	popts.Forward = fwd
@@ -196,7 +209,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 
 	mux := server.NewMux(reg)
 	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload}.Register(mux)
-	mux.Handle("/metrics", "/metrics", server.MetricsHandler(logger, reg, pl.WriteOutputs))
+	mux.Handle("GET /metrics", "/metrics", server.MetricsHandler(logger, reg, pl.WriteOutputs))
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
@@ -211,6 +224,17 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	mux.Handle("/{$}", "/", ui)
 	mux.Handle(omenweb.StaticPrefix, omenweb.StaticPrefix, ui)
 	mux.HandlePprof()
+
+	// The web configuration and the listen addresses fail the start at
+	// once, before the WAL replay, as in Prometheus. ReadTimeout bounds a
+	// whole request (and, with no IdleTimeout, an idle keep-alive): a
+	// client that opens connections and sends nothing holds no slot for
+	// long.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ReadTimeout: time.Duration(f.readTimeout)}
+	listeners, err := server.Listen(logger, reg, srv, f.listen, f.webConfig)
+	if err != nil {
+		return err
+	}
 
 	var g run.Group
 	{
@@ -245,9 +269,8 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		// the TSDB closes.
 		// TLS and basic auth come from the exporter-toolkit web config;
 		// server.ListenAndServe keeps /-/healthy open without credentials.
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
 		g.Add(func() error {
-			if err := server.ListenAndServe(logger, reg, srv, f.listen, f.webConfig); !errors.Is(err, http.ErrServerClosed) {
+			if err := listeners.Serve(); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("HTTP server: %w", err)
 			}
 			return nil
@@ -293,6 +316,28 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	return err
 }
 
+// validate refuses flag values the components would otherwise replace by
+// their defaults without a word (or, for a negative grace, turn into none).
+func (f *serveFlags) validate() error {
+	switch {
+	case f.write.MaxInflightRequests < 1:
+		return fmt.Errorf("--write.max-inflight-requests=%d: want at least 1", f.write.MaxInflightRequests)
+	case f.maxInflightB < 1:
+		return fmt.Errorf("--write.max-inflight-bytes=%s: want more than 0", f.maxInflightB)
+	case f.maxReqBytes < 1:
+		return fmt.Errorf("--web.max-request-bytes=%s: want more than 0", f.maxReqBytes)
+	case f.write.MaxSeriesPerRequest < 1, f.write.Labels.MaxLabels < 1, f.write.Labels.MaxNameLength < 1, f.write.Labels.MaxValueLength < 1:
+		return errors.New("--write.max-series-per-request and --write.max-labels-per-series, --write.max-label-name-length, --write.max-label-value-length: want at least 1")
+	case f.shutdownGrace < 0:
+		return fmt.Errorf("--web.shutdown-grace=%s: want >= 0", f.shutdownGrace)
+	case f.readTimeout <= 0:
+		return fmt.Errorf("--web.read-timeout=%s: want more than 0", f.readTimeout)
+	case f.flushDeadline < 0:
+		return fmt.Errorf("--storage.remote.flush-deadline=%s: want >= 0", f.flushDeadline)
+	}
+	return nil
+}
+
 // featureSTZeroIngestion stores a remote-write 2.0 sample's start timestamp
 // (the time its counter started from zero) as a zero sample, as Prometheus
 // does with the same feature, so rate() and increase() see the first
@@ -330,11 +375,8 @@ func flagValues(groups ...[]*kingpin.FlagModel) map[string]string {
 	m := map[string]string{}
 	for _, flags := range groups {
 		for _, f := range flags {
-			m[f.Name] = urlPassword.ReplaceAllString(f.Value.String(), "${1}:xxxxx@")
+			m[f.Name] = server.RedactURLs(f.Value.String())
 		}
 	}
 	return m
 }
-
-// urlPassword matches the user and password of a URL's userinfo.
-var urlPassword = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]*):[^/@\s]*@`)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -44,4 +46,26 @@ func TestFlagValues(t *testing.T) {
 	require.NotContains(t, m["remote-write.url"], "s3cret")
 	require.Contains(t, m["remote-write.url"], "https://u:xxxxx@mimir.example/api/v1/push")
 	require.Contains(t, m["remote-write.url"], "http://plain.example/push")
+}
+
+// TestServeFlagsRefused: values the components would otherwise replace by
+// their defaults without a word are refused before anything starts.
+func TestServeFlagsRefused(t *testing.T) {
+	for _, arg := range []string{
+		"--write.max-inflight-requests=-1", "--write.max-inflight-bytes=0", "--web.max-request-bytes=0",
+		"--write.max-series-per-request=0", "--web.shutdown-grace=-1s", "--web.read-timeout=0s",
+		"--storage.remote.flush-deadline=-1s", "--output.score-floor=NaN", "--backfill.max-age=-1h",
+	} {
+		app := kingpin.New("omen", "")
+		cmd := registerServe(app, registerLogFlags(app))
+		if _, err := app.Parse([]string{"serve", arg, "--storage.tsdb.path=" + t.TempDir(), "--web.listen-address=127.0.0.1:0"}); err != nil {
+			continue // refused by the flag's own parsing
+		}
+		// Accepted, it would serve until the context ends, and return nil.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cmd.run(ctx)
+		cancel()
+		require.Error(t, err, arg)
+		require.NotContains(t, err.Error(), "TSDB", arg)
+	}
 }
