@@ -481,18 +481,28 @@ func TestGapKeepsSeasonPhase(t *testing.T) {
 // TestRefractoryEscape: inside the refractory period an echo of the event
 // that opened it is damped, but a much stronger event still alerts.
 func TestRefractoryEscape(t *testing.T) {
-	ts, v := series(1, 3000, 2)
-	v[2500] += 30 // about 15σ: opens the period
-	v[2520] += 30 // the same again: a follow-up, damped
-	v[2540] += 30000
-	d := mustNew(t, DefaultOptions())
-	var r [3000]Result
-	for i := range ts {
-		r[i] = d.Update(ts[i], v[i])
+	run := func(refractory int) [3000]Result {
+		ts, v := series(1, 3000, 2)
+		v[2500] += 30 // about 15σ: opens the period
+		v[2520] += 45 // a follow-up that alerts on its own (below)
+		v[2540] += 30000
+		o := DefaultOptions()
+		o.RefractorySamples = refractory
+		d := mustNew(t, o)
+		var r [3000]Result
+		for i := range ts {
+			r[i] = d.Update(ts[i], v[i])
+		}
+		return r
 	}
-	t.Logf("scores %.2f %.2f %.2f", r[2500].Score, r[2520].Score, r[2540].Score)
+	r, free := run(DefaultOptions().RefractorySamples), run(0)
+	t.Logf("scores %.3f %.3f %.3f; without the period %.3f", r[2500].Score, r[2520].Score, r[2540].Score, free[2520].Score)
 	require.Greater(t, r[2500].Score, 1.0)
+	// The follow-up would alert without the period; inside it, it is damped
+	// by exactly refractDamp and does not.
+	require.Greater(t, free[2520].Score, 1.0)
 	require.Less(t, r[2520].Score, 1.0)
+	require.InEpsilon(t, refractDamp*free[2520].Score, r[2520].Score, 1e-6)
 	require.Greater(t, r[2540].Score, refractEscape*r[2500].Score)
 	require.NotEmpty(t, r[2540].Member)
 }

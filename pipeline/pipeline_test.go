@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -178,26 +179,32 @@ func seasonal(n int, seed uint64) []float64 {
 	return vs
 }
 
+// TestTapPassesThroughAndScores, with one scorer (a machine with one CPU:
+// the dispatch takes another path) and with two.
 func TestTapPassesThroughAndScores(t *testing.T) {
-	e := newEnv(t, "", nil, nil)
-	ls := labels.FromStrings("__name__", "temperature", "job", "a")
-	vs := seasonal(200, 1)
-	e.feed(ls, model.MetricTypeGauge, vs)
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
+			e := newEnv(t, "", nil, func(o *Options) { o.Workers = workers })
+			ls := labels.FromStrings("__name__", "temperature", "job", "a")
+			vs := seasonal(200, 1)
+			e.feed(ls, model.MetricTypeGauge, vs)
 
-	// The input is stored unchanged.
-	in := query(t, e.db, eq("__name__", "temperature"))
-	require.Equal(t, vs, in[ls.String()])
-	// Every sample was scored: one anomaly_score per input sample, with the
-	// input's labels minus __name__ plus for.
-	out := query(t, e.db, eq("__name__", "anomaly_score"))
-	want := labels.FromStrings("__name__", "anomaly_score", "for", "temperature", "job", "a")
-	require.Len(t, out[want.String()], len(vs))
-	require.Len(t, query(t, e.db, eq("__name__", "yhat"))[labels.FromStrings("__name__", "yhat", "for", "temperature", "job", "a").String()],
-		len(vs)-64, "yhat once the 64-sample warm-up is over")
-	require.Equal(t, int64(1), e.p.scored.Load())
-	requireBandsOrdered(t, e.db, "yhat_lower", "yhat", "yhat_upper", eq("for", "temperature"))
-	// Outputs appended to the TSDB are not tapped, hence not scored.
-	require.Empty(t, query(t, e.db, eq("for", "anomaly_score")))
+			// The input is stored unchanged.
+			in := query(t, e.db, eq("__name__", "temperature"))
+			require.Equal(t, vs, in[ls.String()])
+			// Every sample was scored: one anomaly_score per input sample, with the
+			// input's labels minus __name__ plus for.
+			out := query(t, e.db, eq("__name__", "anomaly_score"))
+			want := labels.FromStrings("__name__", "anomaly_score", "for", "temperature", "job", "a")
+			require.Len(t, out[want.String()], len(vs))
+			require.Len(t, query(t, e.db, eq("__name__", "yhat"))[labels.FromStrings("__name__", "yhat", "for", "temperature", "job", "a").String()],
+				len(vs)-64, "yhat once the 64-sample warm-up is over")
+			require.Equal(t, int64(1), e.p.scored.Load())
+			requireBandsOrdered(t, e.db, "yhat_lower", "yhat", "yhat_upper", eq("for", "temperature"))
+			// Outputs appended to the TSDB are not tapped, hence not scored.
+			require.Empty(t, query(t, e.db, eq("for", "anomaly_score")))
+		})
+	}
 }
 
 func TestNeverScored(t *testing.T) {

@@ -139,6 +139,14 @@ alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
 			"Full", `label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|30m|1h"}) > 10, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m",
 		},
 		{
+			// A derived input's own horizons count too: a capacity alert on
+			// it at 2h finds its 2h forecasts.
+			"capacity on a derived input's horizons", `
+derived: [{name: web_rps, expr: 'sum(rate(http_requests_total[5m]))', forecast_horizons: [2h]}]
+alerting: {capacity: [{name: WebBusy, for: web_rps, limit: 100, horizon: 2h}]}`,
+			"WebBusy", `label_replace(label_replace(max without (horizon) (forecast_upper{for="web_rps", horizon=~"5m|15m|30m|2h"}) > 100, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m",
+		},
+		{
 			"capacity match", `alerting: {capacity: [{name: Full, for: disk, match: '{dev=~"sd.+"}', limit: 0.5}]}`,
 			"Full", `label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|15m|30m", dev=~"sd.+"}) > 0.5, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m",
 		},
