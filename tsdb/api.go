@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -54,6 +55,10 @@ type APIOptions struct {
 	Config func() config.Config
 	// RetentionSize is --storage.tsdb.retention.size, for runtimeinfo.
 	RetentionSize int64
+	// CORSOrigin is the fully anchored pattern of the origins allowed to
+	// read the API from a browser (Prometheus's --web.cors.origin); nil:
+	// none.
+	CORSOrigin *regexp.Regexp
 }
 
 // DefaultAPIOptions are Prometheus's defaults.
@@ -128,7 +133,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		func(context.Context) apiv1.RulesRetriever { return none{} },
 		o.RemoteReadSamples, o.MaxConcurrent, o.RemoteReadMaxBytes,
 		false, // agent
-		regexp.MustCompile(`^$`),
+		corsOrigin(o.CORSOrigin),
 		func() (apiv1.RuntimeInfo, error) {
 			ok, at := true, start
 			if o.Reloaded != nil {
@@ -163,6 +168,22 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
 	return guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps))
+}
+
+func corsOrigin(re *regexp.Regexp) *regexp.Regexp {
+	if re == nil {
+		return regexp.MustCompile(`^$`)
+	}
+	return re
+}
+
+// CompileCORSOrigin anchors a --web.cors.origin pattern as Prometheus does.
+func CompileCORSOrigin(pattern string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile("^(?:" + pattern + ")$")
+	if err != nil {
+		return nil, fmt.Errorf("--web.cors.origin %q: %w", pattern, err)
+	}
+	return re, nil
 }
 
 // retention words the retention as Prometheus's runtimeinfo does: "15d",

@@ -298,3 +298,28 @@ func TestStatusRuntimeInfoAndConfig(t *testing.T) {
 	require.NotContains(t, yml, "secret")
 	require.NotContains(t, yml, "scrape_interval")
 }
+
+// TestCORS: --web.cors.origin (Prometheus's, default .*) lets a browser
+// page on an allowed origin read the API; an origin it does not match gets
+// no header.
+func TestCORS(t *testing.T) {
+	s := openTestStorage(t)
+	o := DefaultAPIOptions()
+	var err error
+	o.CORSOrigin, err = CompileCORSOrigin(`https?://grafana\.example`)
+	require.NoError(t, err)
+	h := NewAPI(nil, nil, nil, s, NewEngine(discard(), nil, o), o, func(f http.HandlerFunc) http.HandlerFunc { return f })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for origin, want := range map[string]string{"https://grafana.example": "https://grafana.example", "https://grafana.example.evil": ""} {
+		r, err := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/query?query=1", nil)
+		require.NoError(t, err)
+		r.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(r)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.Header.Get("Access-Control-Allow-Origin"), origin)
+	}
+	_, err = CompileCORSOrigin("([")
+	require.ErrorContains(t, err, "--web.cors.origin")
+}

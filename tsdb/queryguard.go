@@ -50,7 +50,11 @@ func guardSubqueries(next http.Handler, p parser.Parser, maxSteps int64) http.Ha
 		// Prometheus's handlers ignore it too and use the pairs that did
 		// parse (url.ParseQuery keeps them), so the guard must look at
 		// the same query; a bad pair (`&x=%zz`) once let any through.
-		_ = r.ParseForm()
+		// ParseMultipartForm reads a multipart/form-data body too (it
+		// calls ParseForm first): Prometheus's handlers read one, and
+		// ParseForm alone left r.Form set without it, so the query went
+		// unseen by the guard and by the API.
+		_ = r.ParseMultipartForm(32 << 20)
 		expr, err := p.ParseExpr(r.Form.Get("query"))
 		if err != nil {
 			next.ServeHTTP(w, r)
@@ -86,7 +90,8 @@ func guardSubqueries(next http.Handler, p parser.Parser, maxSteps int64) http.Ha
 // subqueryTooLong returns why expr is refused, or "". A subquery is
 // evaluated once over its parent's whole span widened by its own range, so
 // its span is the query's plus the ranges of it and every subquery around
-// it.
+// it; a subquery pinned by @ is evaluated at one time, so the spans around
+// it stop there.
 func subqueryTooLong(expr parser.Expr, span float64, maxSteps int64) string {
 	var msg string
 	parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
@@ -94,11 +99,15 @@ func subqueryTooLong(expr parser.Expr, span float64, maxSteps int64) string {
 		if !ok || msg != "" {
 			return nil
 		}
-		total := span + sq.Range.Seconds()
-		for _, p := range path {
-			if outer, ok := p.(*parser.SubqueryExpr); ok {
+		total, pinned := sq.Range.Seconds(), sq.Timestamp != nil || sq.StartOrEnd != 0
+		for i := len(path) - 1; i >= 0 && !pinned; i-- {
+			if outer, ok := path[i].(*parser.SubqueryExpr); ok {
 				total += outer.Range.Seconds()
+				pinned = outer.Timestamp != nil || outer.StartOrEnd != 0
 			}
+		}
+		if !pinned {
+			total += span
 		}
 		step := sq.Step
 		if step <= 0 {

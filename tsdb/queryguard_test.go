@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -47,6 +48,11 @@ func TestSubqueryGuard(t *testing.T) {
 		{"NaN start", "/api/v1/query_range", url.Values{"query": {"count_over_time(vector(1)[1h:1h])"}, "start": {"NaN"}, "end": {"0"}, "step": {"1e9"}}, false, 400, "would evaluate", ""},
 		{"-Inf start", "/api/v1/query_range", url.Values{"query": {"count_over_time(vector(1)[1h:1h])"}, "start": {"-Inf"}, "end": {"0"}, "step": {"1e9"}}, false, 400, "would evaluate", ""},
 		{"end before start left to Prometheus", "/api/v1/query_range", url.Values{"query": {"up"}, "start": {"10"}, "end": {"0"}, "step": {"1"}}, false, 400, "end timestamp must not be before start", ""},
+		// A subquery pinned by @ is evaluated at one time, whatever the
+		// span of the range query around it.
+		{"pinned subquery in a long range query", "/api/v1/query_range", url.Values{"query": {"max_over_time(up[10m:1s] @ 100)"}, "start": {"0"}, "end": {"1036800"}, "step": {"3600"}}, false, 200, "", ""},
+		{"inside a pinned subquery", "/api/v1/query_range", url.Values{"query": {"max_over_time(max_over_time(up[10m:1s])[20m:1m] @ 100)"}, "start": {"0"}, "end": {"1036800"}, "step": {"3600"}}, false, 200, "", ""},
+		{"pinned, itself too fine", "/api/v1/query_range", url.Values{"query": {"max_over_time(up[1y:1ms] @ 100)"}, "start": {"0"}, "end": {"3600"}, "step": {"60"}}, false, 400, "would evaluate", ""},
 		// Prometheus uses the pairs that parsed and ignores a bad one.
 		{"malformed pair beside the query", "/api/v1/query", url.Values{"query": {"count_over_time(vector(1)[2000s:1ms])"}}, false, 400, "would evaluate 2e+06 steps", "&x=%zz"},
 	} {
@@ -72,6 +78,33 @@ func TestSubqueryGuard(t *testing.T) {
 			require.Equal(t, "bad_data", r.ErrorType)
 			require.Contains(t, r.Error, tc.errPart)
 		})
+	}
+}
+
+// TestQueryMultipartForm: a query POSTed as multipart/form-data (curl -F)
+// is read by the guard and by the API, as Prometheus reads it; the guard's
+// ParseForm once left the API without it ("no expression found").
+func TestQueryMultipartForm(t *testing.T) {
+	srv, _ := newTestAPI(t)
+	for _, tc := range []struct {
+		query string
+		code  int
+		want  string
+	}{
+		{"max_over_time(up[1y:1ms])", 400, "would evaluate"},
+		{"vector(1)", 200, `"result":[{"metric":{},"value"`},
+	} {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		require.NoError(t, mw.WriteField("query", tc.query))
+		require.NoError(t, mw.Close())
+		resp, err := http.Post(srv.URL+"/api/v1/query", mw.FormDataContentType(), &body)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, tc.code, resp.StatusCode, string(b))
+		require.Contains(t, string(b), tc.want)
 	}
 }
 

@@ -480,8 +480,12 @@ func rejectReason(err error) string {
 	return ""
 }
 
+// exemplars appends a series' exemplars. ref is 0 when the entry had no
+// sample appended: Prometheus's remote-write 1.0 sender puts every exemplar
+// in an entry of its own, without samples, so the head finds the series by
+// its labels (as Prometheus's receiver has it do).
 func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []exemplar.Exemplar) {
-	if len(ex) == 0 || ref == 0 {
+	if len(ex) == 0 {
 		return
 	}
 	ea, ok := a.app.(storage.ExemplarAppenderV2)

@@ -317,24 +317,34 @@ func TestWriteReservedHistogramSchema(t *testing.T) {
 	}
 }
 
-// TestWriteV1Exemplars: a remote-write 1.0 request's exemplars are stored
-// beside its samples (Prometheus 2.x sends them with send_exemplars).
+// TestWriteV1Exemplars: a remote-write 1.0 request's exemplars are stored,
+// in the entry of their series' samples or, as Prometheus's sender puts
+// them, in an entry of their own without samples (they were dropped).
 func TestWriteV1Exemplars(t *testing.T) {
 	ms := time.Now().UnixMilli()
 	s := openTestStorage(t)
 	h := NewWriteHandler(nil, nil, s, WriteOptions{})
-	ts := series(ms, 7, "__name__", "http_requests_total", "job", "a")
-	ts.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "t1"}}, Value: 7, Timestamp: ms}}
-	w := post(t, h, v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{ts}}), nil)
+	ex := func(trace string, v float64, t int64) []prompb.Exemplar {
+		return []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: trace}}, Value: v, Timestamp: t}}
+	}
+	together := series(ms, 7, "__name__", "http_requests_total", "job", "a")
+	together.Exemplars = ex("t1", 7, ms)
+	own := series(ms+1000, 8, "__name__", "http_requests_total", "job", "a")
+	own.Samples = nil
+	own.Exemplars = ex("t2", 8, ms+1000)
+	sample := series(ms+1000, 8, "__name__", "http_requests_total", "job", "a")
+	w := post(t, h, v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{together, sample, own}}), nil)
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 
 	eq, err := s.ExemplarQuerier(context.Background())
 	require.NoError(t, err)
-	ex, err := eq.Select(0, math.MaxInt64, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total")})
+	got, err := eq.Select(0, math.MaxInt64, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total")})
 	require.NoError(t, err)
-	require.Len(t, ex, 1)
-	require.Len(t, ex[0].Exemplars, 1)
-	require.Equal(t, "t1", ex[0].Exemplars[0].Labels.Get("trace_id"))
-	require.Equal(t, 7.0, ex[0].Exemplars[0].Value)
-	require.Equal(t, map[int64]float64{ms: 7}, samples(t, s, "http_requests_total"))
+	require.Len(t, got, 1)
+	var traces []string
+	for _, e := range got[0].Exemplars {
+		traces = append(traces, e.Labels.Get("trace_id"))
+	}
+	require.Equal(t, []string{"t1", "t2"}, traces)
+	require.Equal(t, map[int64]float64{ms: 7, ms + 1000: 8}, samples(t, s, "http_requests_total"))
 }

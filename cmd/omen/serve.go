@@ -39,6 +39,8 @@ type serveFlags struct {
 	webConfig     string
 	maxReqBytes   units.Base2Bytes
 	readTimeout   model.Duration
+	lookbackDelta model.Duration
+	corsOrigin    string
 	configFile    string
 	tsdbPath      string
 	retentionTime model.Duration
@@ -88,6 +90,10 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		PlaceHolder("<name>").StringsVar(&f.features)
 	cl.Flag("query.timeout", "Maximum time a query may take before being aborted.").
 		Default("2m").SetValue(&f.queryTimeout)
+	cl.Flag("query.lookback-delta", "The maximum lookback duration for retrieving metrics during expression evaluations and federation.").
+		Default("5m").SetValue(&f.lookbackDelta)
+	cl.Flag("web.cors.origin", `Regex for CORS origin. It is fully anchored. Example: 'https?://(domain1|domain2)\.com'`).
+		Default(".*").StringVar(&f.corsOrigin)
 	cl.Flag("query.max-samples", "Maximum number of samples a single query can load into memory.").
 		Default("50000000").IntVar(&f.maxSamples)
 	cl.Flag("web.enable-admin-api", "Enable Prometheus's admin endpoints: TSDB snapshot (for backups), series deletion and tombstone cleanup under /api/v1/admin/tsdb/.").
@@ -158,6 +164,10 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	apiOpts := tsdb.DefaultAPIOptions()
 	apiOpts.QueryTimeout = time.Duration(f.queryTimeout)
 	apiOpts.MaxSamples = f.maxSamples
+	apiOpts.LookbackDelta = time.Duration(f.lookbackDelta)
+	if apiOpts.CORSOrigin, err = tsdb.CompileCORSOrigin(f.corsOrigin); err != nil {
+		return err
+	}
 	apiOpts.ListenAddress = f.listen[0]
 	apiOpts.Flags = f.flagValues()
 	apiOpts.EnableAdmin = f.enableAdmin
@@ -332,6 +342,8 @@ func (f *serveFlags) validate() error {
 		return fmt.Errorf("--web.shutdown-grace=%s: want >= 0", f.shutdownGrace)
 	case f.readTimeout <= 0:
 		return fmt.Errorf("--web.read-timeout=%s: want more than 0", f.readTimeout)
+	case f.lookbackDelta <= 0:
+		return fmt.Errorf("--query.lookback-delta=%s: want more than 0", f.lookbackDelta)
 	case f.flushDeadline < 0:
 		return fmt.Errorf("--storage.remote.flush-deadline=%s: want >= 0", f.flushDeadline)
 	}
