@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -66,6 +68,7 @@ remote_write:
   - url: %[2]s/api/v1/write
     queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
     write_relabel_configs: [{action: labeldrop, regex: prometheus}]
+    metadata_config: {send_interval: 1s}
 remote_read:
   - url: %[2]s/api/v1/read
     read_recent: true
@@ -112,6 +115,18 @@ remote_read:
 		return p[0].F() > 0 && math.Abs(p[0].F()-o[0].F()) <= 1e-9*math.Abs(p[0].F())
 	})
 	t.Log("rate():", last)
+
+	// The metadata Prometheus sends (remote-write 1.0: per family, in
+	// requests of their own) is served as Prometheus serves its own.
+	waitFor(t, 30*time.Second, "metadata from Prometheus", func() bool {
+		data, err := apiGet(t, omen.URL, "/api/v1/metadata", url.Values{"metric": {"prometheus_http_requests_total"}})
+		if err != nil {
+			return false
+		}
+		var md map[string][]struct{ Type, Help string }
+		return json.Unmarshal(data, &md) == nil && len(md["prometheus_http_requests_total"]) == 1 &&
+			md["prometheus_http_requests_total"][0].Type == "counter" && md["prometheus_http_requests_total"][0].Help != ""
+	})
 
 	// omen accepted every request: nothing rejected, nothing failed.
 	met, err := http.Get(omen.URL + "/metrics")

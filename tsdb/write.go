@@ -59,6 +59,9 @@ type WriteOptions struct {
 	// by default), so only a stalled or hostile client takes this long,
 	// and it must not hold the slot any longer.
 	BodyTimeout time.Duration
+	// Metadata, if set, keeps the metric families' metadata the requests
+	// carry, for /api/v1/metadata.
+	Metadata *Metadata
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -323,6 +326,9 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		if n := len(b.v1.Timeseries); n > h.opts.MaxSeriesPerRequest {
 			return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
 		}
+		// 1.0 metadata is per family, not per series: not stored in the
+		// TSDB, kept for /api/v1/metadata.
+		h.opts.Metadata.noteV1(b.v1.Metadata)
 		return h.appendV1(r, b)
 	default:
 		if !h.generic && b.fast2.decodeV2(body) {
@@ -662,6 +668,7 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 			continue
 		}
 		ls, _ := ts.ToLabels(&b.builder, syms)
+		h.opts.Metadata.noteSeries(ls.Get(labels.MetricName), md)
 		opts := storage.AppendV2Options{Metadata: md}
 		var ref storage.SeriesRef
 		for _, s := range ts.Samples {
@@ -907,6 +914,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 		md := e.meta
 		if !cached || md == nil || md.Type != typ || md.Help != help || md.Unit != unit {
 			md = b.metadata(s.meta, typ, help, unit)
+			h.opts.Metadata.noteSeries(ls.Get(labels.MetricName), *md) // new series or new metadata only: off the hot path
 		}
 		opts := storage.AppendV2Options{Metadata: *md}
 		first := ref

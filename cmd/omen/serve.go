@@ -221,6 +221,10 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload}.Register(mux)
 	mux.Handle("GET /metrics", "/metrics", server.MetricsHandler(logger, reg, pl.WriteOutputs))
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
+	// Prometheus's /api/v1/metadata reads scrape targets, which omen has
+	// none of: the senders' metadata is served instead.
+	f.write.Metadata = tsdb.NewMetadata()
+	mux.Handle("GET /api/v1/metadata", "/api/v1/metadata", f.write.Metadata)
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
 	mux.Handle("/api/v1/write", "/api/v1/write", wh)

@@ -1,0 +1,80 @@
+package tsdb
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/golang/snappy"
+	config_util "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/stretchr/testify/require"
+
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+)
+
+// TestMetadataServed: the families' metadata of remote-write 1.0 requests
+// (metadata-only, as Prometheus 2.x sends them) and of 2.0 series (by
+// family: a classic histogram's _bucket series under the histogram's name)
+// is served as Prometheus's /api/v1/metadata, which answered nothing.
+func TestMetadataServed(t *testing.T) {
+	s := openTestStorage(t)
+	md := NewMetadata()
+	h := NewWriteHandler(nil, nil, s, WriteOptions{Metadata: md})
+	w := post(t, h, v1Body(t, &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
+		{MetricFamilyName: "http_requests_total", Type: prompb.MetricMetadata_COUNTER, Help: "Requests served."},
+		{MetricFamilyName: "queue_depth", Type: prompb.MetricMetadata_GAUGE, Help: "Items waiting.", Unit: "items"},
+	}}), nil)
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	c, err := remote.NewWriteClient("test", &remote.ClientConfig{
+		URL: &config_util.URL{URL: u}, Timeout: model.Duration(5 * time.Second), WriteProtoMsg: remoteapi.WriteV2MessageType,
+	})
+	require.NoError(t, err)
+	st := writev2.NewSymbolTable()
+	req := &writev2.Request{Timeseries: []writev2.TimeSeries{{
+		LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "latency_seconds_bucket", "le", "0.5"), nil),
+		Samples:    []writev2.Sample{{Value: 3, Timestamp: time.Now().UnixMilli()}},
+		Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM, HelpRef: st.Symbolize("Latency.")},
+	}}}
+	req.Symbols = st.Symbols()
+	raw, err := proto.Marshal(req)
+	require.NoError(t, err)
+	_, err = c.Store(context.Background(), snappy.Encode(nil, raw), 0)
+	require.NoError(t, err)
+
+	get := func(q string) map[string][]map[string]string {
+		rec := httptest.NewRecorder()
+		md.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/metadata"+q, nil))
+		require.Equal(t, 200, rec.Code, rec.Body.String())
+		var r struct {
+			Status string
+			Data   map[string][]map[string]string
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r))
+		require.Equal(t, "success", r.Status)
+		return r.Data
+	}
+	all := get("")
+	require.Equal(t, map[string][]map[string]string{
+		"http_requests_total": {{"type": "counter", "help": "Requests served.", "unit": ""}},
+		"queue_depth":         {{"type": "gauge", "help": "Items waiting.", "unit": "items"}},
+		"latency_seconds":     {{"type": "histogram", "help": "Latency.", "unit": ""}},
+	}, all)
+	require.Len(t, get("?metric=queue_depth"), 1)
+	require.Len(t, get("?limit=2"), 2)
+	require.Empty(t, get("?metric=nope"))
+}
