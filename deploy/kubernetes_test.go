@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -420,6 +421,14 @@ func checkSharded(t *testing.T, _ []object, d deployment) {
 	require.NoError(t, err)
 	require.Contains(t, []string{"http", "https"}, u.Scheme)
 	require.NotEmpty(t, u.Host)
+	// Shutdown: up to 5 s for the queue to read the log, then the flush
+	// deadline, must fit the pod's grace with time to spare.
+	fd := d.args["--storage.remote.flush-deadline"]
+	require.Len(t, fd, 1)
+	dl, err := model.ParseDuration(fd[0])
+	require.NoError(t, err)
+	require.NotNil(t, d.sts.Spec.Template.Spec.TerminationGracePeriodSeconds)
+	require.Less(t, time.Duration(dl)+5*time.Second, time.Duration(*d.sts.Spec.Template.Spec.TerminationGracePeriodSeconds)*time.Second*3/4)
 }
 
 // selectors returns the vector selectors of a PromQL expression.

@@ -50,13 +50,20 @@ type Forwarder struct {
 	flushDeadline time.Duration
 	flags         []*promconfig.RemoteWriteConfig // from --remote-write.url
 
-	mu     sync.Mutex
+	mu     sync.Mutex // held by ApplyConfig and Close, which may take a flush deadline: never by AppenderV2
 	db     *agent.DB
 	rs     *remote.Storage
-	app    storage.Storage // the log, then the queues' sample-rate tracker
-	active atomic.Bool     // at least one queue configured
-	maxT   atomic.Int64    // the newest output time logged
+	closed bool
+	// app is the log, then the queues' sample-rate tracker; nil until the
+	// log is open and after Close. The scorers read it on every batch, so
+	// it is not behind mu: a reload that stops a queue waits up to the
+	// flush deadline, and scoring stalled with it.
+	app    atomic.Pointer[fanout]
+	active atomic.Bool  // at least one queue configured
+	maxT   atomic.Int64 // the newest output time logged
 }
+
+type fanout struct{ storage.Storage }
 
 // New returns a Forwarder whose log lives in dir (see Dir). urls are the
 // --remote-write.url endpoints, each a remote write with Prometheus's
@@ -86,9 +93,14 @@ func URLConfig(u string) (*promconfig.RemoteWriteConfig, error) {
 	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 		return nil, fmt.Errorf("remote-write URL %q: want an absolute http(s) URL", redact(u))
 	}
-	// The URL's password works as basic auth, as in Prometheus; the
-	// queue's metrics and logs show the URL redacted.
+	// A user and password in the URL become basic auth, and leave the
+	// URL: the prometheus module logs its queues' URLs as they are.
 	c := promconfig.DefaultRemoteWriteConfig
+	if pu.User != nil {
+		pw, _ := pu.User.Password()
+		c.HTTPClientConfig.BasicAuth = &config_util.BasicAuth{Username: pu.User.Username(), Password: config_util.Secret(pw)}
+		pu.User = nil
+	}
 	c.URL = &config_util.URL{URL: pu}
 	c.QueueConfig.RetryOnRateLimit = true
 	return &c, nil
@@ -114,6 +126,9 @@ func (f *Forwarder) Configs(rws []*promconfig.RemoteWriteConfig) []*promconfig.R
 func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("remote write: shutting down")
+	}
 	all := f.Configs(rws)
 	if len(all) > 0 && f.db == nil {
 		if err := f.open(); err != nil {
@@ -146,6 +161,10 @@ func (f *Forwarder) open() error {
 	f.rs = remote.NewStorage(f.logger, f.reg, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
 	opts := agent.DefaultOptions()
 	opts.WALCompression = compression.Snappy
+	// The log is truncated to what the queues still need every this often,
+	// counted from its opening: at the default 2 h, an omen restarted more
+	// often than that (deploys, a crash loop) never truncated it.
+	opts.TruncateFrequency = truncateEvery
 	// The log's own metrics carry a prefix: their Prometheus names are the
 	// embedded TSDB's (prometheus_tsdb_wal_*), registered already.
 	db, err := agent.Open(f.logger, prometheus.WrapRegistererWithPrefix("omen_forward_", f.reg), f.rs, filepath.Clean(f.dir), opts)
@@ -159,9 +178,13 @@ func (f *Forwarder) open() error {
 	// The remote storage's appender only tracks the incoming sample rate
 	// and highest timestamp, from which the queues size their shards and
 	// prometheus_remote_storage_highest_timestamp_in_seconds comes.
-	f.app = storage.NewFanout(f.logger, db, f.rs)
+	f.app.Store(&fanout{storage.NewFanout(f.logger, db, f.rs)})
 	return nil
 }
+
+// truncateEvery is how often the forwarding log drops what every queue has
+// sent (or what is older than 4 h).
+const truncateEvery = 15 * time.Minute
 
 // AppenderV2 returns an appender for outputs to forward, or nil while no
 // remote write is configured.
@@ -169,12 +192,11 @@ func (f *Forwarder) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	if !f.active.Load() {
 		return nil
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.app == nil { // closed meanwhile
+	app := f.app.Load()
+	if app == nil { // closed meanwhile
 		return nil
 	}
-	return &tracker{AppenderV2: f.app.AppenderV2(ctx), f: f, maxT: math.MinInt64}
+	return &tracker{AppenderV2: app.AppenderV2(ctx), f: f, maxT: math.MinInt64}
 }
 
 // tracker notes the newest time committed, which Close waits for.
@@ -210,25 +232,34 @@ func (f *Forwarder) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	wasActive := f.active.Swap(false)
+	f.closed = true
+	f.app.Store(nil)
 	if f.db == nil {
 		return nil
 	}
 	// A queue stops reading the log when told to stop, and flushes only
-	// what it read: so first wait, up to the flush deadline, until every
-	// queue has sent the newest output logged (and so read the log to
-	// about its end). The queues keep that time in whole seconds. A
-	// queue's log reader drops the commit notices that come while it
-	// reads, and otherwise looks again only every 15 s: so poke it.
+	// what it read: so first give every queue a moment (closeReadWait at
+	// most, within the flush deadline) to send the newest output logged,
+	// and so to have read the log to about its end. The queues keep that
+	// time in whole seconds; a queue whose relabelling drops it, or whose
+	// receiver is down, does not get there, which is why the wait is
+	// short: the queues' own stop then flushes what they read, for up to
+	// the flush deadline. A queue's log reader drops the commit notices
+	// that come while it reads, and otherwise looks again only every 15 s:
+	// so poke it.
 	newest := f.maxT.Load() / 1000 * 1000
-	for deadline := time.Now().Add(f.flushDeadline); wasActive && time.Now().Before(deadline) && f.rs.LowestSentTimestamp() < newest; {
+	for deadline := time.Now().Add(min(f.flushDeadline, closeReadWait)); wasActive && time.Now().Before(deadline) && f.rs.LowestSentTimestamp() < newest; {
 		f.rs.Notify()
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The remote storage first: its queues send what they hold.
 	err := errors.Join(f.rs.Close(), f.db.Close())
-	f.db, f.rs, f.app = nil, nil, nil
+	f.db, f.rs = nil, nil
 	return err
 }
+
+// closeReadWait bounds Close's wait for the queues to read the log's end.
+const closeReadWait = 5 * time.Second
 
 // DefaultFlushDeadline is Prometheus's --storage.remote.flush-deadline.
 const DefaultFlushDeadline = model.Duration(time.Minute)

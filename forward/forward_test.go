@@ -168,7 +168,7 @@ func TestForwardingCloseFlushes(t *testing.T) {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				require.NotContains(t, l.GetValue(), "s3cret", "%s", mf.GetName())
-				seen = seen || (l.GetName() == "url" && strings.Contains(l.GetValue(), "alice:xxxxx@"))
+				seen = seen || (l.GetName() == "url" && l.GetValue() == srv.URL)
 			}
 		}
 	}
@@ -185,7 +185,7 @@ func TestForwardingCloseFlushes(t *testing.T) {
 	require.Zero(t, rep)
 	require.Contains(t, rc.auth, "alice:s3cret")
 	require.Nil(t, f.AppenderV2(context.Background()), "closed")
-	require.True(t, seen, "the endpoint is named with its password masked")
+	require.True(t, seen, "the endpoint is named without its credentials")
 }
 
 // TestForwardingReload: without a remote write nothing is logged; a reload
@@ -223,10 +223,66 @@ func TestURLConfig(t *testing.T) {
 	_, err := URLConfig("http://u:pw@[::1")
 	require.ErrorContains(t, err, "unparsable")
 	require.NotContains(t, err.Error(), "pw")
-	c, err := URLConfig("https://u:pw@mimir.example/api/v1/push")
+	c, err := URLConfig("https://u:p,w@mimir.example/api/v1/push")
 	require.NoError(t, err)
 	q := promconfig.DefaultQueueConfig
 	q.RetryOnRateLimit = true
 	require.Equal(t, q, c.QueueConfig)
-	require.Equal(t, "https://u:xxxxx@mimir.example/api/v1/push", c.URL.Redacted())
+	// The credentials move to basic auth: the module logs queue URLs as
+	// they are, and logged the password.
+	require.Equal(t, "https://mimir.example/api/v1/push", c.URL.String())
+	require.Equal(t, "u", c.HTTPClientConfig.BasicAuth.Username)
+	require.Equal(t, "p,w", string(c.HTTPClientConfig.BasicAuth.Password))
+}
+
+// TestForwardingReloadDoesNotStallScoring: a reload that removes a queue
+// whose receiver is down takes up to the flush deadline (the queue tries to
+// send what it holds); meanwhile the scorers, which ask for an appender on
+// every batch, must not wait for it. They did, and dropped batches.
+func TestForwardingReloadDoesNotStallScoring(t *testing.T) {
+	rc, srv := newReceiver(func(int) int { return http.StatusServiceUnavailable })
+	defer srv.Close()
+	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), nil, 3*time.Second)
+	require.NoError(t, err)
+	defer f.Close()
+	rw, err := URLConfig(srv.URL)
+	require.NoError(t, err)
+	rw.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
+	require.NoError(t, f.ApplyConfig([]*promconfig.RemoteWriteConfig{rw}))
+	appendOutputs(t, f, 5, 3, time.Now().Add(time.Second))
+	// The queue holds a batch the receiver keeps refusing.
+	require.Eventually(t, func() bool { f.rs.Notify(); rc.mu.Lock(); defer rc.mu.Unlock(); return rc.requests >= 1 }, 30*time.Second, 10*time.Millisecond)
+
+	reloaded := make(chan error)
+	start := time.Now()
+	go func() { reloaded <- f.ApplyConfig(nil) }()
+	time.Sleep(200 * time.Millisecond) // the reload is stopping the queue
+	for range 20 {
+		got := make(chan bool)
+		go func() { got <- f.AppenderV2(context.Background()) != nil }()
+		select {
+		case <-got:
+		case <-time.After(500 * time.Millisecond):
+			t.Fatal("AppenderV2 waits for the reload")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, <-reloaded)
+	took := time.Since(start)
+	t.Logf("reload took %s", took)
+	require.Greater(t, took, 2*time.Second, "the reload did wait for the queue to give up")
+}
+
+// TestForwardingClosed: after Close, neither appends nor a late reload
+// open the log again (a second open panicked on its metrics).
+func TestForwardingClosed(t *testing.T) {
+	_, srv := newReceiver(nil)
+	defer srv.Close()
+	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), []string{srv.URL}, time.Second)
+	require.NoError(t, err)
+	require.NoError(t, f.ApplyConfig(nil))
+	require.NoError(t, f.Close())
+	require.Error(t, f.ApplyConfig(nil))
+	require.Nil(t, f.AppenderV2(context.Background()))
+	require.NoError(t, f.Close())
 }

@@ -76,7 +76,10 @@ func cmdline(w http.ResponseWriter, _ *http.Request) {
 }
 
 // urlToken matches what may be a URL with userinfo within a longer text.
-var urlToken = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s,\[\]]*@[^\s,\[\]]*`)
+// Commas are part of it: a password may hold one (url.Parse takes it), and
+// a comma-separated list of URLs then reads as one token, whose userinfo
+// runs to the last "@": masked whole, nothing shown.
+var urlToken = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\[\]]*@[^\s\[\]]*`)
 
 // RedactURLs replaces the password of every URL in s as url.URL.Redacted
 // does (net/url takes the userinfo up to the last "@", so a password may

@@ -114,6 +114,7 @@ func TestRedactURLs(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"http://a:b@h/x", "http://a:xxxxx@h/x"},
 		{"http://a:b@c@h/x", "http://a:xxxxx@h/x"},
+		{"--remote-write.url=http://omen:pa,ss@h:1/w", "--remote-write.url=http://omen:xxxxx@h:1/w"},
 		{"[https://u:p@m/push http://plain/push]", "[https://u:xxxxx@m/push http://plain/push]"},
 		{"http://user@h/x", "http://user@h/x"},
 		{"http://u:p%zz@h/", "http://xxxxx@h/"},

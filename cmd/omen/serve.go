@@ -147,6 +147,24 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	mux := server.NewMux(reg)
+	// The web configuration and the listen addresses fail the start at
+	// once, before the WAL replays (the TSDB's and the forwarding log's),
+	// as in Prometheus; nothing is served before the run group starts.
+	// ReadTimeout bounds a whole request (and, with no IdleTimeout, an
+	// idle keep-alive): a client that opens connections and sends nothing
+	// holds no slot for long.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ReadTimeout: time.Duration(f.readTimeout)}
+	listeners, err := server.Listen(logger, reg, srv, f.listen, f.webConfig)
+	if err != nil {
+		return err
+	}
+	serving := false
+	defer func() {
+		if !serving {
+			listeners.Close()
+		}
+	}()
 	store := tsdb.NewStorage(logger, reg, tsdb.Options{
 		Path:                 f.tsdbPath,
 		RetentionTime:        time.Duration(f.retentionTime),
@@ -217,7 +235,6 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	ready := func() bool { return store.Ready() && pl.Ready() }
 	readable := func() bool { return store.Opened() && pl.Ready() }
 
-	mux := server.NewMux(reg)
 	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload}.Register(mux)
 	mux.Handle("GET /metrics", "/metrics", server.MetricsHandler(logger, reg, pl.WriteOutputs))
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
@@ -238,17 +255,6 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	mux.Handle("/{$}", "/", ui)
 	mux.Handle(omenweb.StaticPrefix, omenweb.StaticPrefix, ui)
 	mux.HandlePprof()
-
-	// The web configuration and the listen addresses fail the start at
-	// once, before the WAL replay, as in Prometheus. ReadTimeout bounds a
-	// whole request (and, with no IdleTimeout, an idle keep-alive): a
-	// client that opens connections and sends nothing holds no slot for
-	// long.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ReadTimeout: time.Duration(f.readTimeout)}
-	listeners, err := server.Listen(logger, reg, srv, f.listen, f.webConfig)
-	if err != nil {
-		return err
-	}
 
 	var g run.Group
 	{
@@ -325,6 +331,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			}
 		}()
 	}
+	serving = true
 	err = g.Run()
 	logger.Info("omen stopped")
 	return err
