@@ -54,6 +54,10 @@ type Forwarder struct {
 	db     *agent.DB
 	rs     *remote.Storage
 	closed bool
+	// openErr is why the log did not open. It is not tried again: the
+	// module's storages register their metrics as they are made, and a
+	// second attempt would register them twice (a panic).
+	openErr error
 	// app is the log, then the queues' sample-rate tracker; nil until the
 	// log is open and after Close. The scorers read it on every batch, so
 	// it is not behind mu: a reload that stops a queue waits up to the
@@ -131,7 +135,11 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	}
 	all := f.Configs(rws)
 	if len(all) > 0 && f.db == nil {
+		if f.openErr != nil {
+			return fmt.Errorf("%w (restart omen to try again)", f.openErr)
+		}
 		if err := f.open(); err != nil {
+			f.openErr = err
 			return err
 		}
 	}

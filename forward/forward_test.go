@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -283,6 +285,22 @@ func TestForwardingClosed(t *testing.T) {
 	require.NoError(t, f.ApplyConfig(nil))
 	require.NoError(t, f.Close())
 	require.Error(t, f.ApplyConfig(nil))
+	require.Nil(t, f.AppenderV2(context.Background()))
+	require.NoError(t, f.Close())
+}
+
+// TestForwardingOpenFails: a log that cannot be opened (its wal folder is
+// a file here) is an error at start and at every later reload, never a
+// panic from registering the module's metrics twice.
+func TestForwardingOpenFails(t *testing.T) {
+	_, srv := newReceiver(nil)
+	defer srv.Close()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wal"), []byte("not a folder"), 0o644))
+	f, err := New(nil, prometheus.NewRegistry(), dir, []string{srv.URL}, time.Second)
+	require.NoError(t, err)
+	require.Error(t, f.ApplyConfig(nil))
+	require.ErrorContains(t, f.ApplyConfig(nil), "restart")
 	require.Nil(t, f.AppenderV2(context.Background()))
 	require.NoError(t, f.Close())
 }
