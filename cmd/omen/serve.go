@@ -202,6 +202,11 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	if err := fwd.ApplyConfig(cfgLoader.Config().RemoteWrite); err != nil {
 		return err
 	}
+	defer func() {
+		if !serving { // a later step failed: the log's lock goes too
+			_ = fwd.Close()
+		}
+	}()
 	cfgLoader.OnReload(func(c *config.Config) error { return fwd.ApplyConfig(c.RemoteWrite) })
 	// omen's remote_write is Prometheus's; the rest of its configuration
 	// is at /api/v1/status/omen.
