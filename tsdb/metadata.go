@@ -7,14 +7,25 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/grafana/regexp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/util/httputil"
 )
 
-// maxFamilies bounds the metric families Metadata remembers: a sender with
-// more is misbehaving, and the rest of omen does not depend on them.
-const maxFamilies = 1 << 16
+// Bounds on what Metadata keeps: the families (a sender with more is
+// misbehaving, and nothing else in omen depends on them; beyond it new ones
+// are counted in omen_metadata_families_dropped_total), and the help and
+// unit strings (a request may decode to 128 MiB: one family's help must not
+// pin that). 16 MiB at most in all.
+const (
+	maxFamilies = 1 << 14
+	maxHelp     = 1 << 10
+	maxUnit     = 64
+)
 
 // Metadata keeps the latest type, help and unit of each metric family the
 // senders described, and serves them as Prometheus's /api/v1/metadata. The
@@ -25,23 +36,39 @@ const maxFamilies = 1 << 16
 // sends them every minute), 2.0 per series: both are kept here, in memory,
 // until the next sender's word.
 type Metadata struct {
-	mu sync.RWMutex
-	m  map[string]metadata.Metadata
+	mu      sync.RWMutex
+	m       map[string]metadata.Metadata
+	cors    *regexp.Regexp
+	dropped prometheus.Counter
 }
 
-// NewMetadata returns an empty store.
-func NewMetadata() *Metadata { return &Metadata{m: map[string]metadata.Metadata{}} }
+// NewMetadata returns an empty store; its answers carry the CORS headers
+// the rest of the API does (cors as APIOptions.CORSOrigin; nil: none).
+func NewMetadata(reg prometheus.Registerer, cors *regexp.Regexp) *Metadata {
+	return &Metadata{m: map[string]metadata.Metadata{}, cors: corsOrigin(cors),
+		dropped: promauto.With(reg).NewCounter(prometheus.CounterOpts{
+			Name: "omen_metadata_families_dropped_total",
+			Help: "Metadata of new metric families not kept for /api/v1/metadata: the store is full.",
+		})}
+}
 
-// note records md for the family; empty metadata says nothing.
+// note records md for the family. Empty metadata, or a type of unknown
+// alone (a 2.0 series sent without metadata), says nothing: it must not
+// replace what another sender said.
 func (s *Metadata) note(family string, md metadata.Metadata) {
-	if s == nil || family == "" || md == (metadata.Metadata{}) {
+	if s == nil || family == "" || md == (metadata.Metadata{}) || md == (metadata.Metadata{Type: model.MetricTypeUnknown}) {
 		return
 	}
+	md.Help, md.Unit = truncate(md.Help, maxHelp), truncate(md.Unit, maxUnit)
 	s.mu.RLock()
 	old, ok := s.m[family]
 	n := len(s.m)
 	s.mu.RUnlock()
-	if ok && old == md || !ok && n >= maxFamilies {
+	if ok && old == md {
+		return
+	}
+	if !ok && n >= maxFamilies {
+		s.dropped.Inc()
 		return
 	}
 	md.Help, md.Unit = strings.Clone(md.Help), strings.Clone(md.Unit)
@@ -74,19 +101,35 @@ func (s *Metadata) noteSeries(name string, md metadata.Metadata) {
 	s.note(name, md)
 }
 
+// truncate cuts v to at most n bytes, on a UTF-8 boundary.
+func truncate(v string, n int) string {
+	if len(v) <= n {
+		return v
+	}
+	return strings.ToValidUTF8(v[:n], "")
+}
+
 // ServeHTTP answers as Prometheus's /api/v1/metadata: ?metric= one
-// family, ?limit= at most that many families.
+// family, ?limit= at most that many families (limit_per_metric is checked
+// as Prometheus checks it; one entry per family is kept).
 func (s *Metadata) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	httputil.SetCORS(w, s.cors, r)
 	limit := -1
-	if v := r.FormValue("limit"); v != "" {
+	for _, p := range []string{"limit", "limit_per_metric"} {
+		v := r.FormValue(p)
+		if v == "" {
+			continue
+		}
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"status":"error","errorType":"bad_data","error":"limit must be a number"}`))
+			_, _ = w.Write([]byte(`{"status":"error","errorType":"bad_data","error":"` + p + ` must be a number"}`))
 			return
 		}
-		limit = n
+		if p == "limit" {
+			limit = n
+		}
 	}
 	type entry struct {
 		Type model.MetricType `json:"type"`

@@ -3,17 +3,23 @@ package tsdb
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage/remote"
@@ -28,7 +34,7 @@ import (
 // is served as Prometheus's /api/v1/metadata, which answered nothing.
 func TestMetadataServed(t *testing.T) {
 	s := openTestStorage(t)
-	md := NewMetadata()
+	md := NewMetadata(nil, nil)
 	h := NewWriteHandler(nil, nil, s, WriteOptions{Metadata: md})
 	w := post(t, h, v1Body(t, &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
 		{MetricFamilyName: "http_requests_total", Type: prompb.MetricMetadata_COUNTER, Help: "Requests served."},
@@ -77,4 +83,38 @@ func TestMetadataServed(t *testing.T) {
 	require.Len(t, get("?metric=queue_depth"), 1)
 	require.Len(t, get("?limit=2"), 2)
 	require.Empty(t, get("?metric=nope"))
+}
+
+// TestMetadataBounds: the store's memory is bounded (help cut at 1 KiB, at
+// most maxFamilies families, the rest counted), a series sent without
+// metadata does not erase what its family's sender said, and the answers
+// carry the API's CORS headers.
+func TestMetadataBounds(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cors, err := CompileCORSOrigin(".*")
+	require.NoError(t, err)
+	md := NewMetadata(reg, cors)
+	md.noteV1([]prompb.MetricMetadata{{MetricFamilyName: "big", Type: prompb.MetricMetadata_GAUGE, Help: strings.Repeat("é", 1<<20)}})
+	md.noteSeries("jobs_total", metadata.Metadata{Type: model.MetricTypeCounter, Help: "Jobs done."})
+	md.noteSeries("jobs_total", metadata.Metadata{Type: model.MetricTypeUnknown})
+	md.noteSeries("up", metadata.Metadata{Type: model.MetricTypeUnknown})
+	require.Len(t, md.m["big"].Help, maxHelp) // 512 two-byte runes
+	require.True(t, utf8.ValidString(md.m["big"].Help))
+	require.Equal(t, "Jobs done.", md.m["jobs_total"].Help)
+	require.NotContains(t, md.m, "up")
+
+	for i := range maxFamilies {
+		md.note(fmt.Sprint("f", i), metadata.Metadata{Type: model.MetricTypeGauge})
+	}
+	require.Len(t, md.m, maxFamilies)
+	require.Equal(t, 2.0, testutil.ToFloat64(md.dropped), "big and jobs_total took two of the places: the loop's last two are dropped")
+
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/api/v1/metadata?metric=big", nil)
+	r.Header.Set("Origin", "https://grafana.example")
+	md.ServeHTTP(rec, r)
+	require.Equal(t, "*", rec.Header().Get("Access-Control-Allow-Origin"), "as Prometheus answers for .*")
+	rec = httptest.NewRecorder()
+	md.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/metadata?limit_per_metric=x", nil))
+	require.Equal(t, http.StatusBadRequest, rec.Code)
 }

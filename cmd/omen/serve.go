@@ -245,7 +245,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
 	// Prometheus's /api/v1/metadata reads scrape targets, which omen has
 	// none of: the senders' metadata is served instead.
-	f.write.Metadata = tsdb.NewMetadata()
+	f.write.Metadata = tsdb.NewMetadata(reg, apiOpts.CORSOrigin)
 	mux.Handle("GET /api/v1/metadata", "/api/v1/metadata", f.write.Metadata)
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
