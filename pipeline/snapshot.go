@@ -511,7 +511,7 @@ func (f *fcState) restoreState(b []byte) error {
 	within, made := math.Float64frombits(u[9]), int64(u[10])
 	// A state that no resampler reaches is damage under a valid checksum.
 	if rs.stepMs < 0 || rs.k < 0 || rs.n < 0 || (rs.stepMs == 0) != (rs.k == 0) || (rs.k > 0 && rs.stepMs%rs.k != 0) ||
-		!finite(rs.x0) || !finite(rs.dsum) || !finite(rs.dsq) || rs.dsq < 0 || !finite(within) || within < 0 {
+		!isFinite(rs.x0) || !isFinite(rs.dsum) || !isFinite(rs.dsq) || rs.dsq < 0 || !isFinite(within) || within < 0 {
 		return errors.New("malformed forecaster state")
 	}
 	if err := f.m.UnmarshalBinary(b[fcStateLen:]); err != nil {
@@ -523,5 +523,3 @@ func (f *fcState) restoreState(b []byte) error {
 	f.within, f.made = within, made
 	return nil
 }
-
-func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -16,16 +15,12 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
-	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/stretchr/testify/require"
-
-	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 )
 
 // TestMetadataServed: the families' metadata of remote-write 1.0 requests
@@ -44,12 +39,7 @@ func TestMetadataServed(t *testing.T) {
 
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	u, err := url.Parse(srv.URL)
-	require.NoError(t, err)
-	c, err := remote.NewWriteClient("test", &remote.ClientConfig{
-		URL: &config_util.URL{URL: u}, Timeout: model.Duration(5 * time.Second), WriteProtoMsg: remoteapi.WriteV2MessageType,
-	})
-	require.NoError(t, err)
+	c := v2Client(t, srv.URL)
 	st := writev2.NewSymbolTable()
 	req := &writev2.Request{Timeseries: []writev2.TimeSeries{{
 		LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "latency_seconds_bucket", "le", "0.5"), nil),

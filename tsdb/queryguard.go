@@ -99,11 +99,11 @@ func subqueryTooLong(expr parser.Expr, span float64, maxSteps int64) string {
 		if !ok || msg != "" {
 			return nil
 		}
-		total, pinned := sq.Range.Seconds(), sq.Timestamp != nil || sq.StartOrEnd != 0
+		total, pinned := sq.Range.Seconds(), isPinned(sq)
 		for i := len(path) - 1; i >= 0 && !pinned; i-- {
 			if outer, ok := path[i].(*parser.SubqueryExpr); ok {
 				total += outer.Range.Seconds()
-				pinned = outer.Timestamp != nil || outer.StartOrEnd != 0
+				pinned = isPinned(outer)
 			}
 		}
 		if !pinned {
@@ -125,6 +125,9 @@ func subqueryTooLong(expr parser.Expr, span float64, maxSteps int64) string {
 	})
 	return msg
 }
+
+// isPinned reports whether a subquery is pinned to one time by @.
+func isPinned(sq *parser.SubqueryExpr) bool { return sq.Timestamp != nil || sq.StartOrEnd != 0 }
 
 // parseAPITime reads the API's time format (Unix seconds or RFC 3339)
 // exactly as Prometheus's API does (web/api/v1's parseTime), including what

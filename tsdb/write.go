@@ -268,10 +268,8 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.bytes.Add(-size)
 	h.metrics.inflight.Inc()
 	defer h.metrics.inflight.Dec()
-	if h.opts.BodyTimeout > 0 {
-		// Not every ResponseWriter has deadlines (httptest's): then none.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyTimeout))
-	}
+	// Not every ResponseWriter has deadlines (httptest's): then none.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyTimeout))
 
 	b := h.bufs.Get().(*writeBuffers)
 	defer h.bufs.Put(b)

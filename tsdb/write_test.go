@@ -185,18 +185,26 @@ func TestWriteNotReady(t *testing.T) {
 	require.NotEmpty(t, w.Header().Get("Retry-After"))
 }
 
+// v2Client is the prometheus module's own remote-write client, sending 2.0
+// to base, as a Prometheus sending 2.0 would.
+func v2Client(t testing.TB, base string) remote.WriteClient {
+	t.Helper()
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	c, err := remote.NewWriteClient("test", &remote.ClientConfig{
+		URL: &config_util.URL{URL: u}, Timeout: model.Duration(5 * time.Second), WriteProtoMsg: remoteapi.WriteV2MessageType,
+	})
+	require.NoError(t, err)
+	return c
+}
+
 // TestWriteV2FromPrometheusClient drives the handler with the prometheus
 // module's own remote-write client, as a Prometheus sending 2.0 would.
 func TestWriteV2FromPrometheusClient(t *testing.T) {
 	s := openTestStorage(t)
 	srv := httptest.NewServer(NewWriteHandler(nil, nil, s, WriteOptions{}))
 	defer srv.Close()
-	u, err := url.Parse(srv.URL)
-	require.NoError(t, err)
-	c, err := remote.NewWriteClient("test", &remote.ClientConfig{
-		URL: &config_util.URL{URL: u}, Timeout: model.Duration(5 * time.Second), WriteProtoMsg: remoteapi.WriteV2MessageType,
-	})
-	require.NoError(t, err)
+	c := v2Client(t, srv.URL)
 
 	ms := time.Now().UnixMilli()
 	st := writev2.NewSymbolTable()
