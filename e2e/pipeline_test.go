@@ -44,6 +44,9 @@ func controlAt(tMs int64) float64 { return 50 + noise(controlName, tMs) }
 // exporter serves the two series at the time of each scrape.
 type exporter struct {
 	spike atomic.Bool
+	// noControl: the control series leaves the exposition, and
+	// Prometheus marks it stale.
+	noControl atomic.Bool
 }
 
 func (e *exporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
@@ -53,7 +56,10 @@ func (e *exporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		s += spikeSize
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	fmt.Fprintf(w, "# TYPE %s gauge\n%s %g\n# TYPE %s gauge\n%s %g\n", seasonalName, seasonalName, s, controlName, controlName, controlAt(now))
+	fmt.Fprintf(w, "# TYPE %s gauge\n%s %g\n", seasonalName, seasonalName, s)
+	if !e.noControl.Load() {
+		fmt.Fprintf(w, "# TYPE %s gauge\n%s %g\n", controlName, controlName, controlAt(now))
+	}
 }
 
 // writeHistory remote-writes a day of past-dated samples, one a second,
@@ -301,4 +307,22 @@ remote_write:
 		require.Equal(t, 1.0, metricsGauge(t, omen2.URL, "omen_model_ready", n))
 	}
 	require.Contains(t, string(metricsText(t, omen2.URL)), "omen_warm_start_samples_total 0\n", "state came from the snapshot, not from history")
+
+	// The control leaves the exporter: Prometheus remote-writes a
+	// staleness marker for it, and its outputs go stale too, off
+	// /metrics and out of PromQL's instant answers at once (not after
+	// the lookback delta, or the hour until the models are dropped).
+	exp.noControl.Store(true)
+	waitFor(t, 30*time.Second, "the control's outputs gone from /metrics", func() bool {
+		return math.IsNaN(metricsGauge(t, omen2.URL, "anomaly_score", controlName)) &&
+			math.IsNaN(metricsGauge(t, omen2.URL, "omen_model_ready", controlName))
+	})
+	require.Empty(t, anomaliesOf(t, omen2.URL, controlName))
+	// The markers are committed with the scorer's batch, just after the
+	// series leaves /metrics.
+	waitFor(t, 10*time.Second, "the stored anomaly_score marked stale", func() bool {
+		res, err := query(t, omen2.URL, fmt.Sprintf(`anomaly_score{for=%q}`, controlName), time.Time{})
+		return err == nil && len(res) == 0
+	})
+	require.False(t, math.IsNaN(metricsGauge(t, omen2.URL, "anomaly_score", seasonalName)), "the other input is untouched")
 }

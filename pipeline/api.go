@@ -98,7 +98,7 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 	list := []Anomaly{}
 	holdMs := p.opts.IncidentHold.Milliseconds()
 	add := func(s *series) {
-		if !s.pub.hasResult {
+		if !s.pub.hasResult || s.pub.stale {
 			return
 		}
 		a := Anomaly{

@@ -146,6 +146,9 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 	for _, w := range p.workers {
 		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
+			if s.pub.stale {
+				return // its input went away: so do its metrics
+			}
 			cs := collected{s: s, pub: s.pub, fc: -1}
 			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && s.pub.score >= p.opts.ScoreFloor {
 				cs.fc = len(pts)

@@ -2,9 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 
@@ -54,6 +56,7 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 				delete(next, name)
 			}
 		}
+		p.derivedRemoved(seen, now)
 	}
 }
 
@@ -87,6 +90,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		}
 	}
 	samples := make([]sample, 0, len(vec))
+	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
 	for _, s := range vec {
 		if s.H != nil {
 			continue
@@ -94,11 +98,53 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		b := labels.NewBuilder(s.Metric)
 		b.Set(labels.MetricName, d.Name)
 		ls := b.Labels()
-		samples = append(samples, sample{
-			ref: derivedRefBit | storage.SeriesRef(ls.Hash()>>1), ls: ls, t: now.UnixMilli(), v: s.F, derived: d,
-		})
+		ref := derivedRefBit | storage.SeriesRef(ls.Hash()>>1)
+		cur[ref] = ls
+		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: d})
 	}
 	if len(samples) > 0 {
 		p.dispatch(samples)
+	}
+	p.derivedGone(d.Name, cur, now)
+}
+
+// derivedRemoved marks the series of derived inputs no longer configured
+// stale (see derivedGone).
+func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
+	p.derivedMu.Lock()
+	var removed []string
+	for name := range p.derivedLast {
+		if !configured[name] {
+			removed = append(removed, name)
+		}
+	}
+	p.derivedMu.Unlock()
+	for _, name := range removed {
+		p.derivedGone(name, nil, now)
+	}
+}
+
+// derivedGone sends a staleness marker at now for each series the derived
+// input name gave at its last evaluation and not in cur (nil: the input
+// was removed from the configuration), as Prometheus's rule evaluation
+// does for a recording rule's series: their results go stale with them
+// (see worker.markStale). cur becomes the last evaluation's series.
+func (p *Pipeline) derivedGone(name string, cur map[storage.SeriesRef]labels.Labels, now time.Time) {
+	p.derivedMu.Lock()
+	defer p.derivedMu.Unlock()
+	var gone []sample
+	stale := math.Float64frombits(value.StaleNaN)
+	for ref, ls := range p.derivedLast[name] {
+		if _, ok := cur[ref]; !ok {
+			gone = append(gone, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: stale})
+		}
+	}
+	if cur == nil {
+		delete(p.derivedLast, name)
+	} else {
+		p.derivedLast[name] = cur
+	}
+	if len(gone) > 0 {
+		p.dispatch(gone)
 	}
 }

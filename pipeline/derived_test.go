@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
@@ -97,4 +98,46 @@ func TestDerivedReloadDuringEvaluation(t *testing.T) {
 	require.Equal(t, []string{"vector(1)", "vector(2)"}, eng.seen()[:2])
 	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d0")))
 	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d1")))
+}
+
+// TestDerivedInputGoesStale: a series that leaves a derived input's result,
+// and each series of a derived input removed from the configuration, goes
+// stale as an ingested input does when its target goes away
+// (TestStaleInputStalesOutputs), as Prometheus's recording rules do.
+func TestDerivedInputGoesStale(t *testing.T) {
+	cfg, err := config.Load([]byte("derived:\n  - {name: busy, expr: load > 0.5, interval: 1h}\n"))
+	require.NoError(t, err)
+	e := newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+	pods := []labels.Labels{labels.FromStrings("__name__", "load", "pod", "a"), labels.FromStrings("__name__", "load", "pod", "b")}
+	ts := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+	busy := [][]*labels.Matcher{{eq("__name__", "busy")}}
+	for i := range 10 {
+		e.push(ts(i), model.MetricTypeGauge, pods, []float64{0.9, 0.9})
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts(i)))
+	}
+	e.sync()
+	require.Len(t, e.p.Anomalies(busy), 2)
+
+	// Pod b is no longer busy: it leaves the result.
+	e.push(ts(10), model.MetricTypeGauge, pods, []float64{0.9, 0.1})
+	e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts(10)))
+	e.sync()
+	got := e.p.Anomalies(busy)
+	require.Len(t, got, 1)
+	require.Equal(t, "a", got[0].Labels["pod"])
+	last := lastSample(t, e.db, eq("__name__", FamilyScore), eq("for", "busy"), eq("pod", "b"))
+	require.Len(t, last, 1)
+	for _, s := range last {
+		require.Equal(t, ts(10), s.t)
+		require.True(t, value.IsStaleNaN(s.v))
+	}
+
+	// The input removed from the configuration: pod a's goes stale too, at
+	// the derived loop's next tick (every second).
+	e.clock.set(time.UnixMilli(ts(11)))
+	require.NoError(t, e.p.ApplyConfig(config.Default()))
+	require.Eventually(t, func() bool { e.sync(); return len(e.p.Anomalies(busy)) == 0 }, 10*time.Second, 50*time.Millisecond)
+	for _, s := range lastSample(t, e.db, eq("__name__", FamilyScore), eq("for", "busy")) {
+		require.True(t, value.IsStaleNaN(s.v))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 )
@@ -60,21 +61,30 @@ func (o *outputs) write(s *series, pub *published) {
 	}
 }
 
-// one appends one value. The output's series ref is cached on the series,
-// so in the steady state no labels are built: the head resolves the ref.
-// A ref the head no longer knows (its series was garbage-collected) fails
-// with an empty label set, and the append is retried with the labels.
+// one appends one value, rounded to float32 precision; NaN and ±Inf are
+// not stored.
 func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string, t int64, v float64) {
-	if math.IsNaN(v) || math.IsInf(v, 0) || !o.p.store[family] {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return
 	}
-	v = storedPrecision(v)
+	o.append(s, ref, family, horizon, t, storedPrecision(v), true)
+}
+
+// append appends v to an output series of s, if its family is stored. The
+// output's series ref is cached on the series, so in the steady state no
+// labels are built: the head resolves the ref. A ref the head no longer
+// knows (its series was garbage-collected) fails with an empty label set,
+// and the append is retried with the labels if create is set.
+func (o *outputs) append(s *series, ref *storage.SeriesRef, family, horizon string, t int64, v float64, create bool) {
+	if !o.p.store[family] {
+		return
+	}
 	var ls labels.Labels
 	if *ref == 0 || o.fwd != nil {
 		ls = s.outLabels(family, horizon)
 	}
 	r, err := o.app.Append(*ref, ls, 0, t, v, nil, nil, storage.AOptions{})
-	if err != nil && *ref != 0 && ls.IsEmpty() {
+	if err != nil && create && *ref != 0 && ls.IsEmpty() {
 		ls = s.outLabels(family, horizon)
 		r, err = o.app.Append(0, ls, 0, t, v, nil, nil, storage.AOptions{})
 	}
@@ -91,6 +101,38 @@ func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string,
 	// interval) are counted by its own metrics.
 	if o.fwd != nil {
 		_, _ = o.fwd.Append(0, ls, 0, t, v, nil, nil, storage.AOptions{})
+	}
+}
+
+// stale marks the output series of s stored so far stale at t (and
+// forwards the markers), as Prometheus marks a recording rule's series
+// stale when its input goes: PromQL, and alerts on anomaly_score > 1, stop
+// seeing them at once instead of after the lookback delta. The next
+// result is stored, and a forecast made, whatever the intervals, so the
+// series resume as soon as the input does. A ref the head no longer knows
+// has nothing left to mark.
+func (o *outputs) stale(s *series, t int64) {
+	s.stored, s.storedHot = 0, false
+	if f := s.fc; f != nil {
+		f.made, f.isNew = 0, false
+	}
+	if t < o.minT {
+		return
+	}
+	marker := math.Float64frombits(value.StaleNaN)
+	for i := range s.outRef {
+		if s.outRef[i] != 0 {
+			o.append(s, &s.outRef[i], baseFamilies[i], "", t, marker, false)
+		}
+	}
+	if f := s.fc; f != nil {
+		for h := range f.horizons {
+			for j, fam := range fcFamilies {
+				if f.outRef[3*h+j] != 0 {
+					o.append(s, &f.outRef[3*h+j], fam, f.hname[h], t, marker, false)
+				}
+			}
+		}
 	}
 }
 

@@ -3,12 +3,14 @@ package pipeline
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -291,4 +293,111 @@ func TestStoreDueStaggered(t *testing.T) {
 	s := &series{ref: 7, stored: start}
 	require.True(t, s.storeDue(start+step, 1.5, everyMs), "a score above 1 is always stored")
 	require.True(t, s.storeDue(start+step, 0.5, 0), "interval 0 stores every result")
+}
+
+// lastSample returns the time and raw value of the newest sample of each
+// series selected by ms.
+func lastSample(t *testing.T, q storage.Queryable, ms ...*labels.Matcher) map[string]struct {
+	t int64
+	v float64
+} {
+	t.Helper()
+	qr, err := q.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer qr.Close()
+	out := map[string]struct {
+		t int64
+		v float64
+	}{}
+	ss := qr.Select(context.Background(), true, nil, ms...)
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			tm, v := it.At()
+			out[ss.At().Labels().String()] = struct {
+				t int64
+				v float64
+			}{tm, v}
+		}
+	}
+	require.NoError(t, ss.Err())
+	return out
+}
+
+// TestStaleInputStalesOutputs: when Prometheus marks an input stale (its
+// target went away), its results leave /metrics and the anomalies API at
+// once, and each of its stored output series gets a staleness marker at
+// the marker's time, as a recording rule's series do: otherwise a target
+// that died anomalous kept anomaly_score > 1 on /metrics for the hour until
+// the sweep, and an alert on it firing. The models are kept, and the next
+// sample brings the results back, stored at once. Other series are
+// untouched.
+func TestStaleInputStalesOutputs(t *testing.T) {
+	// Results stored once an hour, so that one stored at once on the
+	// input's return is not the interval's doing.
+	e := newEnv(t, "", nil, func(o *Options) { o.OutputInterval = time.Hour })
+	gone := labels.FromStrings("__name__", "temperature", "pod", "a")
+	kept := labels.FromStrings("__name__", "temperature", "pod", "b")
+	const n = 800 // the forecasters are ready from the 384th sample
+	va, vb := seasonal(n, 21), seasonal(n, 22)
+	va[n-1] += 200 // it dies anomalous
+	ts := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+	for i := range n {
+		e.push(ts(i), model.MetricTypeGauge, []labels.Labels{gone, kept}, []float64{va[i], vb[i]})
+	}
+	e.sync()
+	exposed := func() string {
+		var b strings.Builder
+		require.NoError(t, e.p.WriteOutputs(&b))
+		return b.String()
+	}
+	podA := [][]*labels.Matcher{{eq("pod", "a")}}
+	require.Contains(t, exposed(), `pod="a"`)
+	require.Greater(t, e.p.Anomalies(podA)[0].Score, 1.0)
+
+	stale := math.Float64frombits(value.StaleNaN)
+	e.push(ts(n), model.MetricTypeGauge, []labels.Labels{gone, kept}, []float64{stale, vb[n-1]})
+	e.sync()
+	out := exposed()
+	require.NotContains(t, out, `pod="a"`, "no output or omen_model_ready for the gone input")
+	require.Contains(t, out, `anomaly_score{pod="b",for="temperature"}`)
+	require.Empty(t, e.p.Anomalies(podA))
+	require.Len(t, e.p.Anomalies(nil), 1)
+
+	last := lastSample(t, e.db, eq("for", "temperature"), eq("pod", "a"))
+	require.Len(t, last, 4+3*3, "score, band and three horizons of forecasts")
+	for name, s := range last {
+		require.Equal(t, ts(n), s.t, name)
+		require.True(t, value.IsStaleNaN(s.v), name)
+	}
+	for name, s := range lastSample(t, e.db, eq("for", "temperature"), eq("pod", "b")) {
+		require.False(t, math.IsNaN(s.v), name)
+	}
+	// A second marker, or one out of order, appends nothing more.
+	e.push(ts(n)+1, model.MetricTypeGauge, []labels.Labels{gone}, []float64{stale})
+	e.sync()
+	require.Equal(t, ts(n), lastSample(t, e.db, eq("__name__", FamilyScore), eq("pod", "a"))[labels.FromStrings("__name__", FamilyScore, "for", "temperature", "pod", "a").String()].t)
+
+	// Back: exposed and stored at once, by the same models (ready, no
+	// warm-up). Twice: the first return follows a score above 1, which
+	// is stored anyway; the second a quiet one.
+	for _, back := range []int{n + 1, n + 5} {
+		for i := back; i < back+3; i++ {
+			e.push(ts(i), model.MetricTypeGauge, []labels.Labels{gone}, []float64{va[i-400]})
+		}
+		e.sync()
+		require.Contains(t, exposed(), `anomaly_score{pod="a",for="temperature"}`)
+		a := e.p.Anomalies(podA)
+		require.Len(t, a, 1)
+		require.True(t, a[0].Ready)
+		require.Less(t, a[0].Score, 1.0)
+		for _, fam := range []string{FamilyScore, FamilyYhat} {
+			s := samplesAt(t, e.db, eq("__name__", fam), eq("pod", "a"))
+			require.Contains(t, s, ts(back), "%s at the return at %d", fam, back)
+		}
+		e.push(ts(back+3), model.MetricTypeGauge, []labels.Labels{gone}, []float64{stale})
+		e.sync()
+		require.NotContains(t, exposed(), `pod="a"`)
+	}
+	require.Zero(t, testutil.ToFloat64(e.p.m.outputErrors))
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
@@ -251,15 +252,19 @@ func splitCommas(in []string) []string {
 
 // Pipeline scores and forecasts the series that pass through its Tap.
 type Pipeline struct {
-	logger  *slog.Logger
-	st      Storage
-	engine  promql.QueryEngine
-	opts    Options
-	m       *metrics
-	workers []*worker
-	matches matchCache      // /api/v1/anomalies' selectors
-	family  map[string]bool // exposed on /metrics
-	store   map[string]bool // appended to the TSDB
+	logger *slog.Logger
+	st     Storage
+	engine promql.QueryEngine
+	// derivedLast: the series each derived input gave at its last
+	// evaluation, to mark those that leave its result stale.
+	derivedMu   sync.Mutex
+	derivedLast map[string]map[storage.SeriesRef]labels.Labels
+	opts        Options
+	m           *metrics
+	workers     []*worker
+	matches     matchCache      // /api/v1/anomalies' selectors
+	family      map[string]bool // exposed on /metrics
+	store       map[string]bool // appended to the TSDB
 
 	cfg     atomic.Pointer[config.Config]
 	cfgGen  atomic.Uint64
@@ -295,7 +300,10 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("pipeline options: %w", err)
 	}
-	p := &Pipeline{logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{}}
+	p := &Pipeline{
+		logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{},
+		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{},
+	}
 	for _, f := range opts.Families {
 		p.family[f] = true
 	}

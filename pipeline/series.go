@@ -40,6 +40,12 @@ type published struct {
 	member, feature           string
 	ready                     bool
 	hasResult                 bool
+	// stale: the input's latest sample is a staleness marker (its target
+	// or the series left Prometheus's scrape). Its results are no longer
+	// exposed, and the stored ones were marked stale too, until the next
+	// sample. The models keep their state: a target that comes back
+	// scores on at once.
+	stale bool
 	// The current incident: since is the sample time of its first score
 	// above 1 (0: none), lastHot that of its latest, peak its highest
 	// score. An incident lasts while scores above 1 come less than the
@@ -390,7 +396,7 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 		a := max(1.0/float64(s.nDif), 1.0/256)
 		s.absDif += a * (d - s.absDif)
 	}
-	p.t, p.value, p.hasResult = t, v, true
+	p.t, p.value, p.hasResult, p.stale = t, v, true, false
 	p.score, p.yhat, p.lower, p.upper = r.Score, r.Yhat, r.YhatLower, r.YhatUpper
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
 	incident(p, t, r.Score, so.holdMs)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/omen-sidecar/omen/config"
@@ -161,6 +162,13 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	for i := range b.s {
 		smp := &b.s[i]
 		s := w.series[smp.ref]
+		if value.IsStaleNaN(smp.v) {
+			// The input went stale; a marker creates no series.
+			if s != nil {
+				w.markStale(s, smp.t, &out)
+			}
+			continue
+		}
 		if s == nil {
 			if ig, skip := w.ignored[smp.ref]; skip {
 				ig.seen = nowMs
@@ -218,6 +226,21 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		p.m.outputErrors.Inc()
 	}
 	p.m.lag.Set(p.opts.Now().Sub(b.committed).Seconds())
+}
+
+// markStale takes the results of s off /metrics and the anomalies API and
+// marks its stored outputs stale at t, the time of its input's staleness
+// marker: a target that went away leaves no score behind to keep an alert
+// firing (on /metrics, until the sweep an hour later). A marker older than
+// the latest sample (out of order) changes nothing.
+func (w *worker) markStale(s *series, t int64, out *outputs) {
+	if !s.pub.hasResult || s.pub.stale || t <= s.pub.t {
+		return
+	}
+	w.mu.Lock()
+	s.pub.stale = true
+	w.mu.Unlock()
+	out.stale(s, t)
 }
 
 // create sets up a series on its first sample: config selection, budget,
