@@ -223,6 +223,8 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"tail block", func(st *state) { st.Tails[0].Block = tailBlocks + 1 }},
 		{"NaN scale", func(st *state) { st.Level.S = math.NaN() }},
 		{"infinite level", func(st *state) { st.Level.M = math.Inf(1) }},
+		{"infinite tail quantile", func(st *state) { st.Tails[1].Zq = float32(math.Inf(1)) }},
+		{"infinite season offset", func(st *state) { st.Season.Ring.Offset = math.Inf(1) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := *d
@@ -233,6 +235,18 @@ func TestUnmarshalRejects(t *testing.T) {
 			require.ErrorContains(t, x.UnmarshalBinary(b), "corrupt state")
 		})
 	}
+	// The isolation forest's split feature indexes a 5-feature vector.
+	o := DefaultOptions()
+	o.Members = MemberAll
+	all := mustNew(t, o)
+	for i := range 3000 {
+		all.Update(int64(i)*15_000, 10+math.Sin(float64(i)))
+	}
+	all.ex.Forest.Trees[0].Feat[0] = ifDims + 16
+	b, err := all.MarshalBinary()
+	require.NoError(t, err)
+	var x Detector
+	require.ErrorContains(t, x.UnmarshalBinary(b), "corrupt state")
 }
 
 // TestCalibration checks that on normal data (no anomalies) the fraction of
@@ -576,6 +590,37 @@ func TestFlatAndRegularSeriesStayQuiet(t *testing.T) {
 				}
 			}
 			require.Empty(t, alarms)
+		})
+	}
+}
+
+// TestDailySeasonAtScrapeIntervals: at Prometheus's usual scrape intervals
+// the fine ring spans three days, so a daily season is found (a bound on
+// the bucket width made it span 17 h at 15 s, and the season was never
+// found below ~64 s: bands ±57 around a ±20 sine with noise 1, and a 10σ
+// dip scored 0.2). After four days the period is a day, the band is
+// narrow, and a 10σ dip scores above 1.
+func TestDailySeasonAtScrapeIntervals(t *testing.T) {
+	const day = 86_400_000
+	for _, dtMs := range []int64{15_000, 30_000, 60_000, 300_000} {
+		t.Run(fmt.Sprint(dtMs/1000, "s"), func(t *testing.T) {
+			d, err := New(DefaultOptions())
+			require.NoError(t, err)
+			rng := rand.New(rand.NewPCG(5, 5))
+			n := int(4 * day / dtMs)
+			var r Result
+			for i := range n {
+				ts := 1_700_006_400_000 + int64(i)*dtMs
+				v := 100 + 20*math.Sin(2*math.Pi*float64(ts%day)/day) + rng.NormFloat64()
+				if i == n-1 {
+					v -= 10
+				}
+				r = d.Update(ts, v)
+			}
+			s := d.st.Season
+			require.InDelta(t, day, float64(int64(s.Period)*int64(s.D)*dtMs), float64(2*int64(s.D)*dtMs), "period %d buckets of %d samples", s.Period, s.D)
+			require.Less(t, r.YhatUpper-r.YhatLower, 20.0, "band [%g, %g]", r.YhatLower, r.YhatUpper)
+			require.Greater(t, r.Score, 1.0)
 		})
 	}
 }

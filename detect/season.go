@@ -5,7 +5,7 @@ import "math"
 const (
 	seasonLen      = 256             // buckets of history kept for the FFT
 	seasonSpanMs   = 3 * 86400 * 1e3 // history the buckets should span: three days
-	seasonMaxD     = 16              // most samples per bucket
+	seasonMaxD     = 4096            // most samples per bucket: three days down to 0.25 s samples
 	seasonDecideN  = 16              // samples after which the bucket width is chosen
 	seasonMinP     = 4               // shortest period searched, in buckets
 	seasonReEst    = seasonLen / 2   // buckets between period searches
@@ -19,7 +19,11 @@ const (
 // are kept. D is chosen once, after seasonDecideN samples, from the median
 // sampling interval so that the buckets span about three days: enough for
 // three cycles of a daily season, the usual one in infrastructure metrics,
-// in a fixed 0.5 KiB (int16 steps, see qRing). Every seasonReEst buckets the period is searched with
+// in a fixed 0.5 KiB (int16 steps, see qRing). At Prometheus's usual
+// scrape intervals (15 s to 1 m) that is 17-minute buckets, so periods from
+// about 70 minutes to a day are found; a bound of 16 samples a bucket,
+// kept until 2026-12-03, made the ring span 17 hours at 15 s and missed the
+// daily season at every interval under ~64 s. Every seasonReEst buckets the period is searched with
 // Seasonality (amortised: two 512-point FFTs per 128 buckets), and the seasonal baseline
 // for a new sample is the median of the buckets one, two and three periods
 // back, which keeps a past spike from echoing into the baseline.
@@ -69,9 +73,16 @@ func (s *season) gap(ts int64, sc *Scratch) int64 {
 		return 0
 	}
 	if s.Period > 0 {
-		for range min(missed, int64(seasonLen)*int64(s.D)) {
+		// The baseline moves only when a bucket closes, so the fill goes
+		// in a bucket at a time: O(seasonLen), not O(samples missed),
+		// which at 1 s samples would be up to 259 200 per series.
+		for n := min(missed, int64(seasonLen)*int64(s.D)); n > 0; {
 			fill, _ := s.baseline()
-			s.push(fill, sc)
+			k := min(n, int64(s.D-s.AccN))
+			s.Acc += fill * float64(k)
+			s.AccN += uint16(k)
+			n -= k
+			s.closeBucket(sc)
 		}
 	}
 	return missed
@@ -102,6 +113,11 @@ func (s *season) add(ts int64, x float64, sc *Scratch) {
 func (s *season) push(x float64, sc *Scratch) {
 	s.Acc += x
 	s.AccN++
+	s.closeBucket(sc)
+}
+
+// closeBucket moves the open bucket into the ring once it holds D samples.
+func (s *season) closeBucket(sc *Scratch) {
 	if s.D == 0 || s.AccN < s.D {
 		return
 	}
