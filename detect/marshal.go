@@ -203,20 +203,31 @@ func StateSize(members int) int {
 func (st *state) valid() bool {
 	ok := st.Season.Head < seasonLen && st.Season.Count <= seasonLen && int(st.Season.Period) <= seasonLen &&
 		st.Long.Head < longLen && st.Long.Count <= longLen && int(st.Long.Period) <= longLen &&
-		finite(st.Level.M, st.Level.S, st.SeasStat.M, st.SeasStat.S, st.LongStat.M, st.LongStat.S)
-	for i := range st.Tails {
-		ok = ok && st.Tails[i].Block < tailBlocks
+		finite(st.Level.M, st.Level.S, st.SeasStat.M, st.SeasStat.S, st.LongStat.M, st.LongStat.S,
+			st.Season.Ring.Offset, float64(st.Season.Ring.Scale), st.Long.Ring.Offset, float64(st.Long.Ring.Scale))
+	return ok && tailsValid(st.Tails[:])
+}
+
+// tailsValid: a quantile of +Inf (foreign data) made every score +Inf.
+func tailsValid(ts []Tail) bool {
+	for i := range ts {
+		if ts[i].Block >= tailBlocks || !finite(float64(ts[i].Zq)) {
+			return false
+		}
 	}
-	return ok
+	return true
 }
 
 func (ex *extraState) valid() bool {
 	ok := ex.RecentPos < recentLen && ex.RecentN <= recentLen && ex.Forest.NRes <= ifReservoir &&
 		finite(ex.LagStat.M, ex.LagStat.S, ex.VarStat.M, ex.VarStat.S, ex.SRStat.M, ex.SRStat.S)
-	for i := range ex.Tails {
-		ok = ok && ex.Tails[i].Block < tailBlocks
+	// A tree's split feature indexes the feature vector.
+	for t := range ex.Forest.Trees {
+		for _, f := range ex.Forest.Trees[t].Feat {
+			ok = ok && f < ifDims
+		}
 	}
-	return ok
+	return ok && tailsValid(ex.Tails[:])
 }
 
 func finite(vs ...float64) bool {
