@@ -163,12 +163,30 @@ func (m *Model) Forecast(dst []Point, h int) []Point {
 		dst = append(dst, Point{
 			TsMillis: m.lastTs + int64(i+1)*st,
 			Yhat:     m.inv(f),
-			Lower:    m.inv(f + m.ens.lo[i]),
-			Upper:    m.inv(f + m.ens.hi[i]),
+			Lower:    m.invBound(f+m.ens.lo[i], -1),
+			Upper:    m.invBound(f+m.ens.hi[i], 1),
 		})
 	}
 	return dst
 }
+
+// invBound is inv for an end of the interval (side -1 the lower, +1 the
+// upper), moved outwards by the rounding of the log scale's round trip:
+// exp(log(c)) is not c for most c (2.9999999999999996 for 3,
+// 999999999999998.75 for 1e15), so the zero-width interval of a constant
+// series (a replica count, a limit) excluded the value itself, its
+// coverage was 0 and OmenForecastIntervalsMiscalibrated fired. exp turns
+// the argument's absolute error, a few ulps of |x|, into a relative one;
+// the bound moves by four times that, far below any real interval's width.
+func (m *Model) invBound(x float64, side float64) float64 {
+	if !m.logScale {
+		return x
+	}
+	return math.Exp(x) * (1 + side*4*epsilon*(math.Abs(x)+1))
+}
+
+// epsilon is float64's machine epsilon, 2^-52.
+const epsilon = 0x1p-52
 
 // window copies the last k raw values, oldest first, into dst.
 func (m *Model) window(dst []float64, k int) []float64 {

@@ -387,3 +387,24 @@ func TestUnmarshalRefusesDamage(t *testing.T) {
 	require.NoError(t, r.UnmarshalBinary(b))
 	require.Equal(t, m.Forecast(nil, 48), r.Forecast(nil, 48))
 }
+
+// TestModelConstantSeriesCovered: the interval of a constant positive
+// series holds the value. On the log scale the zero-width interval is
+// exp(log(c)), which is not c for most c, and excluded it: coverage 0 on
+// every replica count that stays put.
+func TestModelConstantSeriesCovered(t *testing.T) {
+	for _, c := range []float64{3, 7, 123.456, 8589934592, 1e15, 0.001} {
+		m, err := New(Options{})
+		require.NoError(t, err)
+		for i := range 300 {
+			m.Update(int64(i)*30_000, c)
+		}
+		fc := m.Forecast(nil, 48)
+		require.NotEmpty(t, fc)
+		for _, p := range fc {
+			require.LessOrEqual(t, p.Lower, c, "c=%g", c)
+			require.GreaterOrEqual(t, p.Upper, c, "c=%g", c)
+			require.InEpsilon(t, c, p.Yhat, 1e-12)
+		}
+	}
+}
