@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
@@ -391,6 +392,16 @@ func checkOmen(t *testing.T, objs []object) deployment {
 	require.True(t, slices.ContainsFunc(ep.Relabelings, func(r relabeling) bool {
 		return r.TargetLabel == "job" && r.Replacement != nil && *r.Replacement == rules.OmenJob
 	}), "ServiceMonitor must set job=%s", rules.OmenJob)
+	// Its relabelings, run by Prometheus's own code on the target labels
+	// the Operator gives a ServiceMonitor's targets, leave job and
+	// instance only: honorLabels fills any label an output lacks from the
+	// target, and the Operator's namespace, service, pod, container and
+	// endpoint made the alerts' look-up of the input find nothing.
+	target := labels.FromStrings("job", "omen", "instance", "10.0.0.7:9091", "namespace", "omen", "service", "omen",
+		"pod", "omen-0", "container", "omen", "endpoint", "http")
+	lb := labels.NewBuilder(target)
+	require.True(t, relabel.ProcessBuilder(lb, relabelConfigs(t, ep.Relabelings)...))
+	require.Equal(t, labels.FromStrings("job", rules.OmenJob, "instance", "10.0.0.7:9091"), lb.Labels())
 
 	pr := find[*prometheusRule](t, objs, "PrometheusRule", "omen")
 	require.Equal(t, "prometheus", pr.Labels["release"])
@@ -617,3 +628,33 @@ func checkGrafanaConfigMaps(t *testing.T, objs []object) {
 
 // labelsOf is the label set of a series with only a metric name.
 func labelsOf(name string) labels.Labels { return labels.FromStrings(labels.MetricName, name) }
+
+// relabelConfigs turns a ServiceMonitor's relabelings into Prometheus's, as
+// the Operator writes them into the scrape configuration.
+func relabelConfigs(t *testing.T, rs []relabeling) []*relabel.Config {
+	t.Helper()
+	var out []*relabel.Config
+	for _, r := range rs {
+		c := relabel.DefaultRelabelConfig
+		c.NameValidationScheme = model.UTF8Validation
+		if r.Action != "" {
+			c.Action = relabel.Action(strings.ToLower(r.Action))
+		}
+		if r.Regex != "" {
+			c.Regex = relabel.MustNewRegexp(r.Regex)
+		}
+		if r.Replacement != nil {
+			c.Replacement = *r.Replacement
+		}
+		if r.Separator != "" {
+			c.Separator = r.Separator
+		}
+		c.TargetLabel, c.Modulus = r.TargetLabel, r.Modulus
+		for _, l := range r.SourceLabels {
+			c.SourceLabels = append(c.SourceLabels, model.LabelName(l))
+		}
+		require.NoError(t, c.Validate(model.UTF8Validation))
+		out = append(out, &c)
+	}
+	return out
+}
