@@ -234,13 +234,16 @@ func TestShardsPartitionSeries(t *testing.T) {
 	for s := range series {
 		ls := labels.FromStrings("__name__", "http_requests_total",
 			"namespace", fmt.Sprintf("ns%d", s%7), "job", fmt.Sprintf("job%d", s%13), "instance", fmt.Sprintf("10.0.%d.%d:8080", s/250, s%250))
+		// As sent by a Prometheus Operator's Prometheus: with its
+		// external labels, which must not reach omen either.
+		sent := labels.NewBuilder(ls).Set("prometheus", "monitoring/k8s").Set("prometheus_replica", "prometheus-k8s-0").Labels()
 		got := 0
 		for i, rw := range c.RemoteWriteConfigs {
-			out, keep := keeps(rw.WriteRelabelConfigs, ls)
+			out, keep := keeps(rw.WriteRelabelConfigs, sent)
 			if keep {
 				got++
 				counts[i]++
-				require.Equal(t, ls, out, "the shard label must not reach omen")
+				require.Equal(t, ls, out, "neither the shard label nor external labels may reach omen")
 			}
 		}
 		require.Equal(t, 1, got, "%s reaches %d shards", ls, got)
