@@ -241,6 +241,11 @@ func TestSpikeScoresAboveOne(t *testing.T) {
 				require.NotNil(t, a.Since)
 				require.Greater(t, testutil.ToFloat64(e.p.m.anomalies.WithLabelValues("load_"+tc.name)), 0.0)
 			} else {
+				// Exposed at 0 before any anomaly, so rate() and
+				// increase() will see the first.
+				n, err := testutil.GatherAndCount(e.reg, "omen_anomalies_total")
+				require.NoError(t, err)
+				require.Equal(t, 1, n)
 				require.Less(t, a.Score, tc.below)
 				require.LessOrEqual(t, float64(a.YhatLower), a.Value)
 				require.GreaterOrEqual(t, float64(a.YhatUpper), a.Value)

@@ -290,6 +290,8 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	w.series[smp.ref] = s
 	w.gen++
 	w.mu.Unlock()
+	// At 0 from the start, so rate() and increase() see the first anomaly.
+	p.m.anomalies.WithLabelValues(name)
 	if !s.pub.ready {
 		p.m.warming.Add(1)
 	}

@@ -165,7 +165,22 @@ func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
 		m.received.WithLabelValues("histogram"), m.received.WithLabelValues("exemplar")
 	m.appendedFloat, m.appendedHist, m.appendedEx = m.appended.WithLabelValues("float"),
 		m.appended.WithLabelValues("histogram"), m.appended.WithLabelValues("exemplar")
+	// Every rejection a sender can cause starts at 0: a counter that
+	// appears at its first value hides that first burst from rate() and
+	// increase(), and so from OmenSamplesRejected.
+	for typ, reasons := range rejectReasons {
+		for _, r := range reasons {
+			m.rejected.WithLabelValues(typ, r)
+		}
+	}
 	return m
+}
+
+// rejectReasons are the reasons appendState.reject counts, by sample type.
+var rejectReasons = map[string][]string{
+	"float":     {"invalid_labels", "invalid_metadata", "invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old"},
+	"histogram": {"invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "invalid_histogram", "histograms_disabled"},
+	"exemplar":  {"invalid", "unsupported"},
 }
 
 // NewWriteHandler returns the remote-write handler.
@@ -737,8 +752,8 @@ func (h *WriteHandler) Rejected() map[string]float64 {
 			continue
 		}
 		for _, lp := range pb.GetLabel() {
-			if lp.GetName() == "reason" {
-				out[lp.GetValue()] += pb.GetCounter().GetValue()
+			if v := pb.GetCounter().GetValue(); lp.GetName() == "reason" && v > 0 {
+				out[lp.GetValue()] += v
 			}
 		}
 	}

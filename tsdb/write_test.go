@@ -13,6 +13,8 @@ import (
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -355,4 +357,24 @@ func TestWriteV1Exemplars(t *testing.T) {
 	}
 	require.Equal(t, []string{"t1", "t2"}, traces)
 	require.Equal(t, map[int64]float64{ms: 7, ms + 1000: 8}, samples(t, s, "http_requests_total"))
+}
+
+// TestRejectedCountersStartAtZero: every (type, reason) a sender can cause
+// is exposed at 0 before the first rejection, so rate() and increase(),
+// and OmenSamplesRejected, see the first burst (a counter born at 3600
+// showed an increase of 0); the status page lists only what happened.
+func TestRejectedCountersStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := NewWriteHandler(nil, reg, openTestStorage(t), WriteOptions{})
+	n, err := testutil.GatherAndCount(reg, "omen_remote_write_samples_rejected_total")
+	require.NoError(t, err)
+	want := 0
+	for _, rs := range rejectReasons {
+		want += len(rs)
+	}
+	require.Equal(t, want, n)
+	for _, r := range []string{"out_of_order", "duplicate", "too_old", "invalid_labels"} {
+		require.Zero(t, testutil.ToFloat64(h.metrics.rejected.WithLabelValues("float", r)), r)
+	}
+	require.Empty(t, h.Rejected())
 }
