@@ -624,3 +624,29 @@ func TestDailySeasonAtScrapeIntervals(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreRefusesOldSeasonLayout: a state saved while the fine ring's
+// buckets were bounded at 16 samples (a 17-hour span at 15 s, blind to the
+// daily season for good) is refused by Restore, so the pipeline warms the
+// series again from its history; one of the current layout is restored.
+func TestRestoreRefusesOldSeasonLayout(t *testing.T) {
+	for _, dtMs := range []int64{15_000, 120_000} {
+		d := mustNew(t, DefaultOptions())
+		for i := range 200 {
+			d.Update(int64(i)*dtMs, 10+math.Sin(float64(i)))
+		}
+		good, err := d.MarshalBinary()
+		require.NoError(t, err)
+		require.NoError(t, mustNew(t, DefaultOptions()).Restore(good), "dt %d", dtMs)
+		old := *d
+		old.st.Season.D = min(old.st.Season.D, 16)
+		b, err := old.MarshalBinary()
+		require.NoError(t, err)
+		err = mustNew(t, DefaultOptions()).Restore(b)
+		if dtMs == 15_000 {
+			require.ErrorContains(t, err, "older layout")
+		} else {
+			require.NoError(t, err, "at 2 min the bound never applied: D = %d", d.st.Season.D)
+		}
+	}
+}

@@ -101,6 +101,11 @@ func (d *Detector) Restore(data []byte) error {
 	if err := sameLearning(o, d.opts); err != nil {
 		return fmt.Errorf("decode detector: %w", err)
 	}
+	if st.Season.oldLayout() {
+		// Learnt again rather than kept blind to the daily season for good
+		// (the pipeline warms such a series from its TSDB history).
+		return errors.New("decode detector: seasonal ring of an older layout (at most 16 samples a bucket)")
+	}
 	d.st, d.ex = st, ex
 	return nil
 }

@@ -148,8 +148,20 @@ func chooseD(dts []int32) (uint16, int64) {
 	if !(med > 0) {
 		return 4, 0
 	}
-	d := math.Ceil(seasonSpanMs / (med * seasonLen))
-	return uint16(max(1, min(d, seasonMaxD))), int64(med)
+	return bucketWidth(int64(med)), int64(med)
+}
+
+// bucketWidth is the bucket width for a median sampling interval in ms.
+func bucketWidth(medMs int64) uint16 {
+	d := math.Ceil(seasonSpanMs / (float64(medMs) * seasonLen))
+	return uint16(max(1, min(d, seasonMaxD)))
+}
+
+// oldLayout reports whether the ring was laid out under the bound of 16
+// samples a bucket that held until 2026-12-03: at intervals under ~64 s it
+// spans less than a day and never finds the daily season.
+func (s *season) oldLayout() bool {
+	return s.D != 0 && s.DtMs > 0 && s.D != bucketWidth(s.DtMs)
 }
 
 // estimate searches the history for its dominant period.
