@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -193,12 +194,18 @@ func keeps(cfgs []*relabel.Config, ls labels.Labels) (labels.Labels, bool) {
 // TestRemoteWriteDropsOmenOutput runs the write relabelling of every omen
 // remote_write entry with Prometheus's own relabel code.
 func TestRemoteWriteDropsOmenOutput(t *testing.T) {
-	for _, f := range []string{promConfig, "prometheus/remote-write.yml"} {
-		c := loadPromConfig(t, read(t, f))
+	for _, f := range []string{promConfig, "prometheus/remote-write.yml", readmeSnippet} {
+		var c *config.Config
+		host := "omen:9201"
+		if f == readmeSnippet {
+			c, host = loadPromConfig(t, readmeConnect(t)), "localhost:9201"
+		} else {
+			c = loadPromConfig(t, read(t, f))
+		}
 		require.Len(t, c.RemoteWriteConfigs, 1)
 		rw := c.RemoteWriteConfigs[0]
 		require.Equal(t, "/api/v1/write", rw.URL.Path)
-		require.Equal(t, "omen:9201", rw.URL.Host)
+		require.Equal(t, host, rw.URL.Host)
 		for _, ls := range outputs {
 			_, keep := keeps(rw.WriteRelabelConfigs, ls)
 			require.False(t, keep, "%s: %s must not be written back to omen", f, ls)
@@ -209,6 +216,25 @@ func TestRemoteWriteDropsOmenOutput(t *testing.T) {
 			require.Equal(t, ls, got)
 		}
 	}
+}
+
+// readmeSnippet names the README's "Connect Prometheus" configuration,
+// which users paste as it is.
+const readmeSnippet = "README.md#connect-prometheus"
+
+// readmeConnect returns the YAML block of the README's "Connect Prometheus"
+// section.
+func readmeConnect(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, sec, ok := bytes.Cut(b, []byte("\n## Connect Prometheus\n"))
+	require.True(t, ok, "README has a Connect Prometheus section")
+	_, block, ok := bytes.Cut(sec, []byte("```yaml\n"))
+	require.True(t, ok)
+	block, _, ok = bytes.Cut(block, []byte("```"))
+	require.True(t, ok)
+	return block
 }
 
 // TestShardsPartitionSeries checks the sharded remote_write: every input

@@ -208,10 +208,13 @@ func TestTapPassesThroughAndScores(t *testing.T) {
 }
 
 func TestNeverScored(t *testing.T) {
-	for _, name := range []string{"anomaly_score", "yhat", "forecast_upper", "omen_series_scored", ""} {
+	for _, name := range []string{"anomaly_score", "yhat", "forecast_upper", "omen_series_scored", "",
+		"ALERTS", "ALERTS_FOR_STATE", "omen:anomalous_series:count", "namespace_job:anomaly_score:max", "namespace:omen_anomalous_series:count"} {
 		require.False(t, Scorable(name), name)
 	}
-	require.True(t, Scorable("up"))
+	for _, name := range []string{"up", "job:http_requests:rate5m", "node_cpu_seconds_total"} {
+		require.True(t, Scorable(name), name)
+	}
 }
 
 func TestSpikeScoresAboveOne(t *testing.T) {

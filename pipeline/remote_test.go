@@ -40,19 +40,28 @@ func TestBackfillRemoteRead(t *testing.T) {
 	require.NoError(t, a.Commit())
 	srv := httptest.NewServer(remote.NewReadHandler(nil, nil, up, func() promconfig.Config { return promconfig.Config{} }, 0, 1, 1<<20))
 	defer srv.Close()
+	// An upstream with external labels adds them to every series it
+	// returns; the input came without them (the shipped remote_write
+	// drops them), and no history was found.
+	ext := httptest.NewServer(remote.NewReadHandler(nil, nil, up, func() promconfig.Config {
+		return promconfig.Config{GlobalConfig: promconfig.GlobalConfig{ExternalLabels: labels.FromStrings("prometheus", "main")}}
+	}, 0, 1, 1<<20))
+	defer ext.Close()
 
 	tests := []struct {
 		name      string
+		url       string
 		maxPoints int
 		warmed    float64
 	}{
-		{"all history", 1000, n},
-		{"budget", 100, 100},
+		{"all history", srv.URL, 1000, n},
+		{"budget", srv.URL, 100, 100},
+		{"external labels", ext.URL, 1000, n},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "", nil, func(o *Options) {
-				o.BackfillRemoteReadURL = srv.URL
+				o.BackfillRemoteReadURL = tc.url
 				o.BackfillMaxPoints = tc.maxPoints
 			})
 			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
@@ -61,6 +70,8 @@ func TestBackfillRemoteRead(t *testing.T) {
 			got := e.p.Anomalies(nil)
 			require.Len(t, got, 1)
 			require.True(t, got[0].Ready, "warm from the upstream's history")
+			// From ls's history, not the other series' (1000 higher).
+			require.InDelta(t, 100, float64(got[0].Yhat), 40)
 		})
 	}
 }

@@ -126,9 +126,19 @@ func (a *tapAppender) Rollback() error {
 }
 
 // Scorable reports whether series of this metric name are scored: never the
-// outputs themselves nor omen's own metrics, which would feed back.
+// outputs themselves nor omen's own metrics, which would feed back; nor
+// Prometheus's ALERTS or the recording rules made from the outputs (`omen
+// rules generate`: omen:..., level:anomaly_score:..., level:omen_...), which
+// a remote_write without the shipped drop rules sends back: omen scored its
+// own alerts.
 func Scorable(name string) bool {
-	return name != "" && !isOutputName(name) && !strings.HasPrefix(name, "omen_")
+	if name == "" || isOutputName(name) || strings.HasPrefix(name, "omen_") || name == "ALERTS" || name == "ALERTS_FOR_STATE" {
+		return false
+	}
+	if strings.IndexByte(name, ':') < 0 {
+		return true // not a recording rule's
+	}
+	return !strings.HasPrefix(name, "omen:") && !strings.Contains(name, ":anomaly_score:") && !strings.Contains(name, ":omen_")
 }
 
 // isCounter reports whether a series is a counter: by its remote-write 2.0

@@ -87,20 +87,48 @@ func (r *ring) read(ss storage.SeriesSet, ls labels.Labels) error {
 		if !labels.Equal(ss.At().Labels(), ls) {
 			continue
 		}
-		it := ss.At().Iterator(nil)
-		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-			if vt != chunkenc.ValFloat {
-				continue
-			}
-			if t, v := it.At(); !value.IsStaleNaN(v) {
-				r.add(t, v)
-			}
-		}
-		if err := it.Err(); err != nil {
+		if err := r.readSeries(ss.At()); err != nil {
 			return err
 		}
 	}
 	return ss.Err()
+}
+
+// readUpstream is read for an upstream Prometheus, which adds its external
+// labels to every series it returns: the input, whose external labels the
+// shipped remote_write drops on the way to omen, comes back with them, and
+// read found nothing. Of the series ss holds (every one has ls's labels:
+// the matchers are equalities), the one with the fewest labels is ls's
+// (ls itself, or ls plus the external labels, which every series returned
+// carries alike); the first of equals (an HA pair's replicas) is taken.
+func (r *ring) readUpstream(ss storage.SeriesSet) error {
+	best := -1
+	for ss.Next() {
+		n := ss.At().Labels().Len()
+		if best >= 0 && n >= best {
+			continue
+		}
+		best = n
+		r.t, r.v, r.k = r.t[:0], r.v[:0], 0
+		if err := r.readSeries(ss.At()); err != nil {
+			return err
+		}
+	}
+	return ss.Err()
+}
+
+// readSeries adds the float samples of one series.
+func (r *ring) readSeries(s storage.Series) error {
+	it := s.Iterator(nil)
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		if vt != chunkenc.ValFloat {
+			continue
+		}
+		if t, v := it.At(); !value.IsStaleNaN(v) {
+			r.add(t, v)
+		}
+	}
+	return it.Err()
 }
 
 // warm replays the last BackfillMaxPoints samples before beforeMs (and
@@ -123,7 +151,7 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 			end = t
 		}
 		older = ring{t: make([]int64, 0, n-local.len()), v: make([]float64, 0, n-local.len())}
-		if err := w.remoteRead(ctx, &older, mint, end-1, ms, s.in); err != nil {
+		if err := w.remoteRead(ctx, &older, mint, end-1, ms); err != nil {
 			p.logger.Warn("Warm start by remote read", "series", s.in.String(), "err", err)
 			older = ring{}
 		}
@@ -199,7 +227,7 @@ func (w *worker) replayer(s *series) func(t int64, v float64) {
 	}
 }
 
-func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms []*labels.Matcher, ls labels.Labels) error {
+func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms []*labels.Matcher) error {
 	if maxt < mint {
 		return nil
 	}
@@ -213,5 +241,5 @@ func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms [
 	if err != nil {
 		return err
 	}
-	return r.read(ss, ls)
+	return r.readUpstream(ss)
 }
