@@ -51,6 +51,51 @@ func (m *Mux) Handle(pattern, name string, h http.Handler) {
 	m.mux.Handle(pattern, h)
 }
 
+// HandleAPI registers the query API h for pattern (which ends in a slash),
+// instrumented under the handler label of each request's route, as
+// Prometheus labels its own (/api/v1/query, /api/v1/read,
+// /api/v1/label/:name/values): one label for the whole API lumped remote
+// read together with Grafana's queries. The routes are a fixed set
+// (APIRoutes); any other path is counted as pattern+"other".
+func (m *Mux) HandleAPI(pattern string, h http.Handler) {
+	byName := map[string]http.Handler{}
+	for _, r := range append(APIRoutes[:len(APIRoutes):len(APIRoutes)], "other") {
+		name := pattern + r
+		l := prometheus.Labels{"handler": name}
+		byName[name] = promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l),
+			promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l), h))
+	}
+	m.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		byName[pattern+apiRoute(strings.TrimPrefix(r.URL.Path, pattern))].ServeHTTP(w, r)
+	}))
+}
+
+// APIRoutes are the routes of Prometheus's HTTP API (v1) below its prefix,
+// with :name for a path parameter.
+var APIRoutes = []string{
+	"query", "query_range", "query_exemplars", "query_cost", "query_range_cost", "format_query", "parse_query",
+	"series", "labels", "label/:name/values", "search/label_names", "search/label_values", "search/metric_names",
+	"read", "metadata", "targets", "targets/metadata", "targets/relabel_steps", "scrape_pools", "scrape_pools/config",
+	"rules", "alerts", "alertmanagers", "notifications", "notifications/live", "features", "openapi.yaml",
+	"status/config", "status/flags", "status/runtimeinfo", "status/buildinfo", "status/tsdb",
+	"status/tsdb/blocks", "status/walreplay", "status/self_metrics",
+	"admin/tsdb/snapshot", "admin/tsdb/delete_series", "admin/tsdb/clean_tombstones",
+}
+
+// apiRoute names the route of an API path below its prefix: one of
+// APIRoutes, or "other".
+func apiRoute(p string) string {
+	if name, ok := strings.CutPrefix(p, "label/"); ok && strings.HasSuffix(name, "/values") {
+		return "label/:name/values"
+	}
+	for _, r := range APIRoutes {
+		if p == r {
+			return r
+		}
+	}
+	return "other"
+}
+
 // HandleFunc is Handle for a function.
 func (m *Mux) HandleFunc(pattern, name string, h http.HandlerFunc) { m.Handle(pattern, name, h) }
 

@@ -252,3 +252,27 @@ func TestAcceptsGzip(t *testing.T) {
 	require.Empty(t, rec.Header().Get("Content-Encoding"))
 	require.Equal(t, "Accept-Encoding", rec.Header().Get("Vary"))
 }
+
+// TestHandleAPIByRoute: the query API's requests are counted per route, as
+// Prometheus counts its own (one label for the whole API lumped remote read
+// together with Grafana's queries), with path parameters folded and any
+// other path under one label, so the label's values stay a fixed set.
+func TestHandleAPIByRoute(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMux(reg)
+	m.HandleAPI("/api/v1/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	for _, p := range []string{"/api/v1/query", "/api/v1/query", "/api/v1/read", "/api/v1/label/job/values",
+		"/api/v1/label/instance/values", "/api/v1/nope/x", "/api/v1/status/buildinfo"} {
+		rec := httptest.NewRecorder()
+		m.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		require.Equal(t, http.StatusNoContent, rec.Code, p)
+	}
+	for name, want := range map[string]float64{
+		"/api/v1/query": 2, "/api/v1/read": 1, "/api/v1/label/:name/values": 2, "/api/v1/other": 1, "/api/v1/status/buildinfo": 1,
+	} {
+		require.Equal(t, want, testutil.ToFloat64(m.requests.WithLabelValues(name, "204")), name)
+	}
+	n, err := testutil.GatherAndCount(reg, "omen_http_requests_total")
+	require.NoError(t, err)
+	require.Equal(t, 5, n)
+}

@@ -252,7 +252,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	mux.Handle("/api/v1/write", "/api/v1/write", wh)
 	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.RequireReady(readable)(pl.AnomaliesHandler().ServeHTTP))
 	mux.Handle("/api/v1/status/omen", "/api/v1/status/omen", pl.StatusHandler())
-	mux.Handle("/api/v1/", "/api/v1", tsdb.NewAPI(logger, reg, reg, store, engine, apiOpts, server.RequireReady(readable)))
+	mux.HandleAPI("/api/v1/", tsdb.NewAPI(logger, reg, reg, store, engine, apiOpts, server.RequireReady(readable)))
 	ui, err := omenweb.New(logger, omenweb.Options{})
 	if err != nil {
 		return err
