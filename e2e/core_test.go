@@ -134,6 +134,8 @@ remote_read:
 	defer met.Body.Close()
 	var mb bytes.Buffer
 	_, _ = mb.ReadFrom(met.Body)
-	require.NotContains(t, mb.String(), `omen_remote_write_samples_rejected_total{`)
+	// The rejection counters are exposed from the start, all at 0.
+	require.Contains(t, mb.String(), `omen_remote_write_samples_rejected_total{reason="out_of_order",type="float"} 0`+"\n")
+	require.NotRegexp(t, `omen_remote_write_samples_rejected_total\{[^}]*\} [1-9]`, mb.String())
 	require.Contains(t, mb.String(), `omen_http_requests_total{code="204",handler="/api/v1/write"}`)
 }
