@@ -115,7 +115,7 @@ func TestForecastOneSecondScrapes(t *testing.T) {
 	made := 0
 	for i, v := range vs {
 		tm := t0.UnixMilli() + int64(i)*1000
-		f.step(s, tm, v, nil, &buf, time.Minute.Milliseconds())
+		f.step(s, tm, v, v, nil, &buf, time.Minute.Milliseconds())
 		if !f.isNew {
 			continue
 		}
@@ -193,7 +193,7 @@ func TestForecastBandsCoverRawSamples(t *testing.T) {
 						}
 					}
 				}
-				f.step(s, tm, v, nil, &buf, time.Minute.Milliseconds())
+				f.step(s, tm, v, v, nil, &buf, time.Minute.Milliseconds())
 				for h := range open {
 					if f.isNew && f.ok[h] {
 						open[h] = append(open[h], f.pts[h])

@@ -401,16 +401,32 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
 	incident(p, t, r.Score, so.holdMs)
 	if s.fc != nil {
-		s.fc.step(s, t, v, acc, buf, so.forecastEveryMs)
+		s.fc.step(s, t, v, learnable(v, r), acc, buf, so.forecastEveryMs)
 	}
 }
 
-// step checks the pending forecasts against v, feeds the resampled input
-// to the forecaster and makes a new forecast when everyMs of sample time
-// have passed since the last: the forecaster's O(h) forecast and its
-// periodic refit are most of its cost, and a forecast a minute is what
-// dashboards and capacity alerts use.
-func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]forecast.Point, everyMs int64) {
+// learnable is the value the forecaster learns from at a sample: the
+// sample itself or, where the detector scored it anomalous, the nearer end
+// of the band the detector expected before it. One glitch (1e5 on a series
+// near 100) otherwise ran through the forecaster's level and its
+// validation errors: forecasts of 50 000 and intervals of ±5 000 for hours
+// after, and capacity alerts firing on them. A lasting change scores above
+// 1 at its start only (the detector takes it in), so the forecaster follows
+// it from the next samples on.
+func learnable(v float64, r detect.Result) float64 {
+	if r.Ready && r.Score > 1 && isFinite(r.YhatLower) && isFinite(r.YhatUpper) {
+		return max(r.YhatLower, min(v, r.YhatUpper))
+	}
+	return v
+}
+
+// step checks the pending forecasts against the sample v, feeds the
+// resampled fv (v, or its clipped value: see learnable) to the forecaster
+// and makes a new forecast when everyMs of sample time have passed since
+// the last: the forecaster's O(h) forecast and its periodic refit are most
+// of its cost, and a forecast a minute is what dashboards and capacity
+// alerts use.
+func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]forecast.Point, everyMs int64) {
 	// Check pending forecasts whose target has come.
 	for i := range f.horizons {
 		pd := &f.pend[i]
@@ -422,10 +438,10 @@ func (f *fcState) step(s *series, t int64, v float64, acc *accuracy, buf *[]fore
 		}
 	}
 	f.isNew = false
-	if math.IsNaN(v) || math.IsInf(v, 0) {
+	if math.IsNaN(fv) || math.IsInf(fv, 0) {
 		return
 	}
-	pts, n := f.rs.add(t, v)
+	pts, n := f.rs.add(t, fv)
 	for _, pt := range pts[:n] {
 		f.m.Update(pt.t, pt.v)
 		if pt.n >= 2 {
