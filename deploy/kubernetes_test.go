@@ -598,6 +598,11 @@ func checkLogs(t *testing.T, objs []object, d deployment) {
 	var lr lokiRuler
 	require.NoError(t, strictYAML(read(t, "kubernetes/overlays/logs/loki-ruler.yaml"), &lr))
 	require.True(t, lr.Ruler.RemoteWrite.Enabled)
+	// The ruler reads <directory>/<tenant>/: the sidecar must copy the rules
+	// into a tenant's folder below the ruler's directory, not into it.
+	dir, tenant := path.Split(cm.Annotations["k8s-sidecar-target-directory"])
+	require.Equal(t, path.Clean(lr.Ruler.Storage.Local.Directory), path.Clean(dir), "rules go into a tenant folder of the ruler's directory")
+	require.NotEmpty(t, tenant)
 	require.Len(t, lr.Ruler.RemoteWrite.Clients, 1)
 	for _, c := range lr.Ruler.RemoteWrite.Clients {
 		u, err := url.Parse(c.URL)
