@@ -107,15 +107,9 @@ func (o *outputs) append(s *series, ref *storage.SeriesRef, family, horizon stri
 // stale marks the output series of s stored so far stale at t (and
 // forwards the markers), as Prometheus marks a recording rule's series
 // stale when its input goes: PromQL, and alerts on anomaly_score > 1, stop
-// seeing them at once instead of after the lookback delta. The next
-// result is stored, and a forecast made, whatever the intervals, so the
-// series resume as soon as the input does. A ref the head no longer knows
-// has nothing left to mark.
+// seeing them at once instead of after the lookback delta. A ref the head
+// no longer knows has nothing left to mark.
 func (o *outputs) stale(s *series, t int64) {
-	s.stored, s.storedHot = 0, false
-	if f := s.fc; f != nil {
-		f.made, f.isNew = 0, false
-	}
 	if t < o.minT {
 		return
 	}

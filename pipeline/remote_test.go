@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"github.com/omen-sidecar/omen/detect"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -16,6 +15,8 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // TestBackfillRemoteRead warms a new series from an upstream served by

@@ -232,7 +232,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 // marks its stored outputs stale at t, the time of its input's staleness
 // marker: a target that went away leaves no score behind to keep an alert
 // firing (on /metrics, until the sweep an hour later). A marker older than
-// the latest sample (out of order) changes nothing.
+// the latest sample (out of order) changes nothing. The next result is
+// stored, and a forecast made, whatever the intervals, so the outputs
+// resume as soon as the input does.
 func (w *worker) markStale(s *series, t int64, out *outputs) {
 	if !s.pub.hasResult || s.pub.stale || t <= s.pub.t {
 		return
@@ -241,6 +243,10 @@ func (w *worker) markStale(s *series, t int64, out *outputs) {
 	s.pub.stale = true
 	w.mu.Unlock()
 	out.stale(s, t)
+	s.stored, s.storedHot = 0, false
+	if f := s.fc; f != nil {
+		f.made, f.isNew = 0, false
+	}
 }
 
 // create sets up a series on its first sample: config selection, budget,

@@ -45,10 +45,14 @@ func NewMux(reg prometheus.Registerer) *Mux {
 // Handle registers h for pattern (http.ServeMux syntax), instrumented under
 // the handler label name.
 func (m *Mux) Handle(pattern, name string, h http.Handler) {
+	m.mux.Handle(pattern, m.instrument(name, h))
+}
+
+// instrument counts and times h's requests under the handler label name.
+func (m *Mux) instrument(name string, h http.Handler) http.Handler {
 	l := prometheus.Labels{"handler": name}
-	h = promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l),
+	return promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l),
 		promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l), h))
-	m.mux.Handle(pattern, h)
 }
 
 // HandleAPI registers the query API h for pattern (which ends in a slash),
@@ -60,10 +64,7 @@ func (m *Mux) Handle(pattern, name string, h http.Handler) {
 func (m *Mux) HandleAPI(pattern string, h http.Handler) {
 	byName := map[string]http.Handler{}
 	for _, r := range append(APIRoutes[:len(APIRoutes):len(APIRoutes)], "other") {
-		name := pattern + r
-		l := prometheus.Labels{"handler": name}
-		byName[name] = promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l),
-			promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l), h))
+		byName[pattern+r] = m.instrument(pattern+r, h)
 	}
 	m.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		byName[pattern+apiRoute(strings.TrimPrefix(r.URL.Path, pattern))].ServeHTTP(w, r)
