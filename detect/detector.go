@@ -296,6 +296,14 @@ type Result struct {
 	Ready bool
 	// Member and Feature name what drove the score.
 	Member, Feature string
+	// Ongoing: the sample belongs to an event the detector scored above 1,
+	// either opening it (Score above 1) or continuing it inside the
+	// refractory period (a score above refractHold before the damping).
+	// A lasting change scores above 1 at its start only, then is damped
+	// while the detector takes it in; Ongoing tells how long that takes,
+	// so an alert can ask for an event that lasts, where a glitch or a
+	// false alarm is over at once.
+	Ongoing bool
 }
 
 // Update scores the sample (tsMillis, v) against what was seen before it,
@@ -390,6 +398,7 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 		st.RefLeft--
 		if best > refractHold {
 			st.RefLeft = max(st.RefLeft, uint32(min(refractHoldLen, d.opts.RefractorySamples)))
+			res.Ongoing = true
 		}
 		if !(best > 1 && best > refractEscape*float64(st.RefPeak)) {
 			best *= refractDamp
@@ -401,6 +410,7 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 		st.RefPeak = float32(best)
 	}
 	res.Score = best
+	res.Ongoing = res.Ongoing || best > 1
 	if driver >= 0 {
 		res.Member, res.Feature = memberNames[driver], featureNames[driver]
 	}

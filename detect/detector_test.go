@@ -185,6 +185,7 @@ func sameResult(t *testing.T, want, got Result, i int) {
 	}
 	require.Equal(t, want.Ready, got.Ready, "sample %d", i)
 	require.Equal(t, want.Member, got.Member, "sample %d", i)
+	require.Equal(t, want.Ongoing, got.Ongoing, "sample %d", i)
 }
 
 func TestUnmarshalRejects(t *testing.T) {
@@ -519,6 +520,70 @@ func TestRefractoryEscape(t *testing.T) {
 	require.InEpsilon(t, refractDamp*free[2520].Score, r[2520].Score, 1e-6)
 	require.Greater(t, r[2540].Score, refractEscape*r[2500].Score)
 	require.NotEmpty(t, r[2540].Member)
+}
+
+// TestOngoing: a lasting change scores above 1 once, and Ongoing then
+// tells that its event goes on while the detector takes it in (the
+// pipeline's incidents, and the alerts on their duration, rest on this);
+// a glitch's event and the detector's false alarms on noise are over
+// within a few samples. Spans are measured as the pipeline's incident
+// does at 15 s samples: an event goes on while its Ongoing samples come
+// at most hold (20) samples apart.
+func TestOngoing(t *testing.T) {
+	const at, hold = 3000, 20
+	flat := func(n int) ([]int64, []float64) {
+		rng := rand.New(rand.NewPCG(3, 42))
+		ts, v := make([]int64, n), make([]float64, n)
+		for i := range n {
+			ts[i], v[i] = int64(i)*15_000, 100+2*rng.NormFloat64()
+		}
+		return ts, v
+	}
+	shift := func(by float64) func([]float64) {
+		return func(v []float64) {
+			for i := at; i < len(v); i++ {
+				v[i] += by
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name             string
+		gen              func(n int) ([]int64, []float64)
+		n                int
+		change           func(v []float64)
+		minSpan, maxSpan int // the longest event's span, from at on
+	}{
+		{"lasting step of 5σ", flat, at + 400, shift(10), 20, 400},
+		{"lasting step of 20σ", flat, at + 400, shift(40), 20, 400},
+		{"lasting step of 20σ on a daily cycle", func(n int) ([]int64, []float64) { return series(3, n, 2) }, at + 400, shift(40), 20, 400},
+		{"glitch of 500σ", flat, at + 400, func(v []float64) { v[at] += 1000 }, 0, 10},
+		{"noise", flat, 50_000, func([]float64) {}, 0, 19},
+		{"noise on a daily cycle", func(n int) ([]int64, []float64) { return series(3, n, 2) }, 50_000, func([]float64) {}, 0, 19},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts, v := tc.gen(tc.n)
+			tc.change(v)
+			d := mustNew(t, DefaultOptions())
+			longest, first, last := 0, -1, -1
+			for i := range ts {
+				r := d.Update(ts[i], v[i])
+				if r.Score > 1 {
+					require.True(t, r.Ongoing, "sample %d scored %.2f", i, r.Score)
+				}
+				if i < at || !r.Ongoing {
+					continue
+				}
+				if first < 0 || i-last > hold {
+					first = i
+				}
+				last = i
+				longest = max(longest, last-first)
+			}
+			t.Logf("longest event: %d samples", longest)
+			require.GreaterOrEqual(t, longest, tc.minSpan)
+			require.LessOrEqual(t, longest, tc.maxSpan)
+		})
+	}
 }
 
 // TestRestoreKeepsOptions: Restore takes what was learnt and keeps the

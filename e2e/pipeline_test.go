@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -170,6 +173,20 @@ func requirePipeline(t *testing.T, base string) {
 // 1 on omen's /metrics, in omen's TSDB and in Prometheus (which scrapes
 // omen), while the control stays below 1 inside its band. Then omen is
 // restarted and must score without a new warm-up.
+// generateRules writes the rules `omen rules generate` prints for the
+// configuration cfg to a file and returns its path.
+func generateRules(t *testing.T, cfg string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "omen.yml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o644))
+	out, err := exec.Command(omenBinary(t), "rules", "generate", "--config.file="+cfgFile).Output()
+	require.NoError(t, err)
+	rulesFile := filepath.Join(dir, "omen.rules.yml")
+	require.NoError(t, os.WriteFile(rulesFile, out, 0o644))
+	return rulesFile
+}
+
 func TestScoringEndToEnd(t *testing.T) {
 	need(t, "prometheus")
 	exp := &exporter{}
@@ -194,11 +211,16 @@ func TestScoringEndToEnd(t *testing.T) {
 		return true
 	})
 
+	// Prometheus evaluates the rules `omen rules generate` makes, with a
+	// warning tier for events of 5 s (the detector takes a change of 1 s
+	// samples in within a minute or so; the default 5m is for 15 s ones).
+	rulesFile := generateRules(t, "alerting: {warning: {score: 1, for: 5s}}\n")
 	prom := startPrometheus(t, func(addr string) string {
 		return fmt.Sprintf(`
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files: [%q]
 scrape_configs:
   - job_name: exporter
     static_configs: [{targets: ['%s']}]
@@ -209,7 +231,7 @@ remote_write:
     queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
     write_relabel_configs:
       - {source_labels: [job], regex: exporter, action: keep}
-`, instance, omen.Addr, omen.URL)
+`, rulesFile, instance, omen.Addr, omen.URL)
 	})
 
 	// Live samples arrive and are scored; the control is quiet.
@@ -285,6 +307,19 @@ remote_write:
 		res, err := query(t, prom.URL, pq, time.Time{})
 		return err == nil && len(res) == 1 && res[0].F() > 1
 	})
+
+	// The lasting spike is an incident whose event goes on: the generated
+	// warning fires in Prometheus, though anomaly_score is above 1 at the
+	// spike's start only. The control raises none.
+	alert := fmt.Sprintf(`ALERTS{alertname="OmenSeriesAnomalous", alertstate="firing", for=%q}`, seasonalName)
+	waitFor(t, 60*time.Second, "OmenSeriesAnomalous firing in Prometheus", func() bool {
+		res, err := query(t, prom.URL, alert, time.Time{})
+		return err == nil && len(res) == 1
+	})
+	t.Logf("OmenSeriesAnomalous fired %s after the spike", time.Since(spikeAt).Round(time.Millisecond))
+	res, err = query(t, prom.URL, fmt.Sprintf(`ALERTS{alertname="OmenSeriesAnomalous", for=%q}`, controlName), time.Time{})
+	require.NoError(t, err)
+	require.Empty(t, res, "the control raised an alert")
 
 	// Restart: SIGTERM writes the final snapshot; the restarted omen
 	// restores it and its first scores need no warm-up (and no history).

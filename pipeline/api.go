@@ -17,13 +17,14 @@ import (
 // Anomaly is one entry of /api/v1/anomalies.
 //
 // Score is the latest sample's, as anomaly_score on /metrics. A series is
-// Active while it is in an incident: a score above 1 came within the
-// incident hold time (--detect.incident-hold, sample time) of its latest
-// sample. The detector damps the follow-ups of an event, so a sustained
-// shift scores above 1 at its start and then mostly below; the incident
-// keeps it listed, with Since its first score above 1, LastAnomalous its
-// latest and PeakScore its highest. Since and the others are absent when
-// the series is not active.
+// Active while it is in an incident: a score above 1, or a sample the
+// detector counts as its event going on (detect.Result.Ongoing), came
+// within the incident hold time (--detect.incident-hold, sample time) of
+// its latest sample. The detector damps the follow-ups of an event, so a
+// sustained shift scores above 1 at its start and then mostly below; the
+// incident keeps it listed, with Since its first score above 1,
+// LastAnomalous its latest sample in the event and PeakScore its highest
+// score. Since and the others are absent when the series is not active.
 type Anomaly struct {
 	Labels        map[string]string `json:"labels"`
 	Score         float64           `json:"score"`

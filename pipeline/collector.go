@@ -129,12 +129,25 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// familyModelReady is the per-series self metric walked with the outputs.
-const familyModelReady = "omen_model_ready"
+// The per-series self metrics walked with the outputs, exposed whatever
+// Options.Families and ScoreFloor say: the generated alerting rules read
+// the incident families, and they exist only while a series is in an
+// incident, so they cost a scrape nothing otherwise.
+const (
+	familyModelReady       = "omen_model_ready"
+	familyIncidentPeak     = "omen_incident_peak_score"
+	familyIncidentDuration = "omen_incident_duration_seconds"
+)
+
+// isSelfFamily reports whether name is one of the per-series self metrics.
+func isSelfFamily(name string) bool {
+	return name == familyModelReady || name == familyIncidentPeak || name == familyIncidentDuration
+}
 
 // walkOutputs calls fn for every per-series metric the scrape exposes:
-// omen_model_ready and the output families (limited by Options.Families
-// and ScoreFloor), or only those of family if it is not "". Each worker's
+// omen_model_ready, the incident families and the output families
+// (limited by Options.Families and ScoreFloor), or only those of family if
+// it is not "". Each worker's
 // state is copied under its lock first and walked after, so a slow reader
 // of fn never holds up scoring. ls is reused between calls.
 func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string, ls *outLabelSet, v float64)) {
@@ -143,6 +156,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 	defer func() { buf.list, buf.pts, buf.oks = list[:0], pts[:0], oks[:0] }()
 	want := func(name string) bool { return family == "" || family == name }
 	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
+	holdMs := p.opts.IncidentHold.Milliseconds()
 	for _, w := range p.workers {
 		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
@@ -166,6 +180,14 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 					ready = 1
 				}
 				fn(familyModelReady, &ls, ready)
+			}
+			if pub.active(holdMs) {
+				if want(familyIncidentPeak) {
+					fn(familyIncidentPeak, &ls, pub.peak)
+				}
+				if want(familyIncidentDuration) {
+					fn(familyIncidentDuration, &ls, float64(pub.lastHot-pub.since)/1000)
+				}
 			}
 			if !pub.hasResult || pub.score < p.opts.ScoreFloor {
 				continue
@@ -197,14 +219,16 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 }
 
 var outputHelp = map[string]string{
-	familyModelReady:    "Whether the series' detector has finished warming up (1) or not (0).",
-	FamilyScore:         "Anomaly score of the input named by `for`: >= 0, above 1 is anomalous.",
-	FamilyYhat:          "Expected value of the input.",
-	FamilyYhatLower:     "Lower end of the expected band of the input.",
-	FamilyYhatUpper:     "Upper end of the expected band of the input.",
-	FamilyForecast:      "Forecast of the input made now for now + horizon.",
-	FamilyForecastLower: "Lower end of the forecast's prediction interval.",
-	FamilyForecastUpper: "Upper end of the forecast's prediction interval.",
+	familyModelReady:       "Whether the series' detector has finished warming up (1) or not (0).",
+	familyIncidentPeak:     "Highest anomaly_score of the input's current incident; present only while the input is in one (from a score above 1 until --detect.incident-hold after the detector's event ends).",
+	familyIncidentDuration: "How long the event of the input's current incident has gone on, in sample time, from its first score above 1 to its latest sample in the event; present only while the input is in an incident.",
+	FamilyScore:            "Anomaly score of the input named by `for`: >= 0, above 1 is anomalous.",
+	FamilyYhat:             "Expected value of the input.",
+	FamilyYhatLower:        "Lower end of the expected band of the input.",
+	FamilyYhatUpper:        "Upper end of the expected band of the input.",
+	FamilyForecast:         "Forecast of the input made now for now + horizon.",
+	FamilyForecastLower:    "Lower end of the forecast's prediction interval.",
+	FamilyForecastUpper:    "Upper end of the forecast's prediction interval.",
 }
 
 // outLabelSet is the label names and values of one series' outputs (its

@@ -12,10 +12,10 @@ import (
 )
 
 // exposedFamilies is the order WriteOutputs writes the families in.
-var exposedFamilies = [...]string{familyModelReady, FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper, FamilyForecast, FamilyForecastLower, FamilyForecastUpper}
+var exposedFamilies = [...]string{familyModelReady, familyIncidentPeak, familyIncidentDuration, FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper, FamilyForecast, FamilyForecastLower, FamilyForecastUpper}
 
 // WriteOutputs writes what Collector would give the registry for the
-// per-series families (omen_model_ready and the outputs) straight in the
+// per-series families (omen_model_ready, the incidents and the outputs) straight in the
 // Prometheus text format 0.0.4, one family after the other. At 100k series
 // the registry path builds half a million const metrics and their label
 // pairs per scrape (~450 MB allocated); this writes lines into w's buffer
@@ -27,7 +27,7 @@ func (p *Pipeline) WriteOutputs(w io.Writer) error {
 	var err error
 	var buf walkBuf
 	for _, fam := range exposedFamilies {
-		if fam != familyModelReady && !p.family[fam] {
+		if !isSelfFamily(fam) && !p.family[fam] {
 			continue
 		}
 		header := false

@@ -45,7 +45,7 @@ func flatten(mfs map[string]*dto.MetricFamily) []string {
 // and score floor, with label values that need escaping.
 func TestWriteOutputsMatchesCollector(t *testing.T) {
 	e := newEnv(t, "", nil, nil)
-	e.feed(labels.FromStrings("__name__", "temperature", "room", `a "quoted"\ value`+"\nnext"), model.MetricTypeGauge, seasonal(800, 3))
+	e.feed(labels.FromStrings("__name__", "temperature", "room", `a "quoted"\ value`+"\nnext"), model.MetricTypeGauge, spiked(seasonal(800, 3)))
 	e.feed(labels.FromStrings("__name__", "load", "host", "b"), model.MetricTypeGauge, seasonal(300, 5))
 	e.feed(labels.FromStrings("__name__", "fresh"), model.MetricTypeGauge, []float64{1, 2})
 
@@ -83,6 +83,9 @@ func TestWriteOutputsMatchesCollector(t *testing.T) {
 			got, err := parser.TextToMetricFamilies(bytes.NewReader(buf.Bytes()))
 			require.NoError(t, err, buf.String())
 			require.NotEmpty(t, want)
+			// The incident families go out whatever the filters say.
+			require.Contains(t, want, familyIncidentPeak)
+			require.Contains(t, want, familyIncidentDuration)
 			require.Equal(t, flatten(want), flatten(got))
 		})
 	}
@@ -97,7 +100,7 @@ func TestWriteOutputsPassesPromtool(t *testing.T) {
 		t.Skip("promtool not found on PATH (set OMEN_E2E=1 to make this a failure)")
 	}
 	e := newEnv(t, "", nil, nil)
-	e.feed(labels.FromStrings("__name__", "temperature", "room", `x"\`), model.MetricTypeGauge, seasonal(800, 3))
+	e.feed(labels.FromStrings("__name__", "temperature", "room", `x"\`), model.MetricTypeGauge, spiked(seasonal(800, 3)))
 	// Remote write accepts UTF-8 label names; the text format 0.0.4 has
 	// none, so they are escaped as client_golang escapes (underscores).
 	e.feed(labels.FromStrings("__name__", "load", "service.name", "api"), model.MetricTypeGauge, seasonal(300, 5))
@@ -107,6 +110,7 @@ func TestWriteOutputsPassesPromtool(t *testing.T) {
 	require.NoError(t, e.p.WriteOutputs(&buf))
 	require.Contains(t, buf.String(), `anomaly_score{service_name="api",for="load"}`)
 	require.Contains(t, buf.String(), `anomaly_score{U__service_2e_name="a",service_name="b",for="dup"}`)
+	require.Contains(t, buf.String(), `omen_incident_peak_score{room="x\"\\",for="temperature"}`)
 	// No label twice: Prometheus's parser refuses a sample with one, and
 	// with it the whole scrape.
 	tp := expfmt.NewTextParser(model.LegacyValidation)
@@ -126,6 +130,13 @@ func TestWriteOutputsPassesPromtool(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Empty(t, string(out))
+}
+
+// spiked returns vs with a spike of 1000 in its last sample: the series
+// ends in an incident.
+func spiked(vs []float64) []float64 {
+	vs[len(vs)-1] += 1000
+	return vs
 }
 
 func TestAppendSampleSpecialValues(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // samplesAt returns the timestamps (ms) of the samples of the one series
@@ -200,25 +202,29 @@ func TestIncidentStaysListed(t *testing.T) {
 	}
 }
 
-// TestIncident: the incident bookkeeping of series.step on given scores,
+// TestIncident: the incident bookkeeping of series.step on given results,
 // one sample every 15 s, hold 5 minutes (20 samples).
 func TestIncident(t *testing.T) {
 	const holdMs = 5 * 60_000
 	tests := []struct {
 		name        string
 		scores      map[int]float64 // sample index → score (others 0.2)
+		ongoing     [2]int          // samples [from, to) the detector calls the event ongoing
 		n           int
 		wantActive  bool
 		wantSince   int
 		wantPeak    float64
 		wantLastHot int
 	}{
-		{"quiet", nil, 30, false, 0, 0, 0},
-		{"one spike, within hold", map[int]float64{10: 3}, 31, true, 10, 3, 10},
-		{"one spike, hold passed", map[int]float64{10: 3}, 40, false, 0, 0, 0},
-		{"two spikes within hold: one incident", map[int]float64{10: 3, 25: 5}, 30, true, 10, 5, 25},
-		{"two spikes apart: a new incident", map[int]float64{10: 3, 50: 2}, 55, true, 50, 2, 50},
-		{"score of exactly 1 is not anomalous", map[int]float64{10: 1}, 12, false, 0, 0, 0},
+		{"quiet", nil, [2]int{}, 30, false, 0, 0, 0},
+		{"one spike, within hold", map[int]float64{10: 3}, [2]int{}, 31, true, 10, 3, 10},
+		{"one spike, hold passed", map[int]float64{10: 3}, [2]int{}, 40, false, 0, 0, 0},
+		{"two spikes within hold: one incident", map[int]float64{10: 3, 25: 5}, [2]int{}, 30, true, 10, 5, 25},
+		{"two spikes apart: a new incident", map[int]float64{10: 3, 50: 2}, [2]int{}, 55, true, 50, 2, 50},
+		{"score of exactly 1 is not anomalous", map[int]float64{10: 1}, [2]int{}, 12, false, 0, 0, 0},
+		{"an ongoing event extends the incident", map[int]float64{10: 3}, [2]int{11, 40}, 45, true, 10, 3, 39},
+		{"the incident ends a hold after the event", map[int]float64{10: 3}, [2]int{11, 40}, 61, false, 0, 0, 0},
+		{"an ongoing event opens no incident", nil, [2]int{5, 40}, 45, false, 0, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,7 +235,7 @@ func TestIncident(t *testing.T) {
 					sc = 0.2
 				}
 				p.t = int64(i) * 15_000
-				incident(&p, p.t, sc, holdMs)
+				incident(&p, p.t, detect.Result{Score: sc, Ongoing: sc > 1 || (i >= tc.ongoing[0] && i < tc.ongoing[1])}, holdMs)
 			}
 			require.Equal(t, tc.wantActive, p.active(holdMs))
 			if tc.wantActive {

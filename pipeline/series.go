@@ -47,23 +47,28 @@ type published struct {
 	// scores on at once.
 	stale bool
 	// The current incident: since is the sample time of its first score
-	// above 1 (0: none), lastHot that of its latest, peak its highest
-	// score. An incident lasts while scores above 1 come less than the
-	// hold time apart: the detector damps the follow-ups of an event, so a
-	// sustained shift scores above 1 once or a few times, not throughout.
+	// above 1 (0: none), lastHot that of its latest sample in the event
+	// (a score above 1, or one the detector counts as the event going on,
+	// see detect.Result.Ongoing), peak its highest score. An incident
+	// lasts while such samples come less than the hold time apart: the
+	// detector damps the follow-ups of an event, so a sustained shift
+	// scores above 1 once or a few times, not throughout.
 	since, lastHot int64
 	peak           float64
 }
 
-// incident updates the incident of p with the score of its latest sample,
-// at t (p.t already set).
-func incident(p *published, t int64, score float64, holdMs int64) {
+// incident updates the incident of p with the result of its latest
+// sample, at t (p.t already set). An ongoing event extends an incident;
+// only a score above 1 opens one.
+func incident(p *published, t int64, r detect.Result, holdMs int64) {
 	switch {
-	case score > 1:
+	case r.Score > 1:
 		if !p.active(holdMs) {
 			p.since, p.peak = t, 0
 		}
-		p.lastHot, p.peak = t, max(p.peak, score)
+		p.lastHot, p.peak = t, max(p.peak, r.Score)
+	case r.Ongoing && p.active(holdMs):
+		p.lastHot = t
 	case p.since != 0 && !p.active(holdMs):
 		p.since, p.lastHot, p.peak = 0, 0, 0
 	}
@@ -399,7 +404,7 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	p.t, p.value, p.hasResult, p.stale = t, v, true, false
 	p.score, p.yhat, p.lower, p.upper = r.Score, r.Yhat, r.YhatLower, r.YhatUpper
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
-	incident(p, t, r.Score, so.holdMs)
+	incident(p, t, r, so.holdMs)
 	if s.fc != nil {
 		s.fc.step(s, t, v, learnable(v, r), acc, buf, so.forecastEveryMs)
 	}

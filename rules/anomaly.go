@@ -3,8 +3,11 @@ package rules
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/prometheus/prometheus/model/rulefmt"
+
+	"github.com/omen-sidecar/omen/config"
 )
 
 // Alert names of the anomaly group.
@@ -13,54 +16,81 @@ const (
 	AlertAnomalyCritical = "OmenAnomalyCritical"
 )
 
-// recordingRules aggregate anomaly_score per group, per group label and
-// overall. The counts only exist while some series is anomalous, as usual
-// for count(); dashboards add `or vector(0)` where they need a zero.
+// The per-series incident gauges omen exposes on /metrics while an input
+// is in an incident (see the pipeline): the alerting rules read these, not
+// anomaly_score, whose follow-up scores the detector damps.
+const (
+	metricIncidentPeak     = "omen_incident_peak_score"
+	metricIncidentDuration = "omen_incident_duration_seconds"
+)
+
+// incidents selects the series in an incident that reached tier t: peak
+// score above t.Score and an event that has gone on for t.For.
+func incidents(t config.Tier) string {
+	expr := fmt.Sprintf("%s > %s", metricIncidentPeak, num(t.Score))
+	if secs := time.Duration(t.For).Seconds(); secs > 0 {
+		expr = fmt.Sprintf("%s and %s >= %s", expr, metricIncidentDuration, num(secs))
+	}
+	return expr
+}
+
+// recordingRules aggregate anomaly_score per group, and count the series
+// in an incident (any that scored above the warning tier within the
+// incident hold) per group, per group label and overall. The counts only
+// exist while some series is in one, as usual for count(); dashboards add
+// `or vector(0)` where they need a zero.
 func (g generator) recordingRules() []rulefmt.Rule {
 	w := num(g.warning.Score)
+	anomalous := fmt.Sprintf("%s > %s", metricIncidentPeak, w)
 	rules := []rulefmt.Rule{
 		{Record: g.level() + ":anomaly_score:max", Expr: fmt.Sprintf("max %s (anomaly_score)", g.by())},
 		{Record: g.level() + ":omen_scored_series:count", Expr: fmt.Sprintf("count %s (anomaly_score)", g.by())},
-		{Record: g.level() + ":omen_anomalous_series:count", Expr: fmt.Sprintf("count %s (anomaly_score > %s)", g.by(), w)},
+		{Record: g.level() + ":omen_anomalous_series:count", Expr: fmt.Sprintf("count %s (%s)", g.by(), anomalous)},
 	}
 	if len(g.groupBy) > 1 {
 		for _, l := range g.groupBy {
 			rules = append(rules, rulefmt.Rule{
 				Record: l + ":omen_anomalous_series:count",
-				Expr:   fmt.Sprintf("count by (%s) (anomaly_score > %s)", l, w),
+				Expr:   fmt.Sprintf("count by (%s) (%s)", l, anomalous),
 			})
 		}
 	}
 	rules = append(rules, rulefmt.Rule{
 		Record: "omen:anomalous_series:count",
-		Expr:   fmt.Sprintf("count(anomaly_score > %s)", w),
+		Expr:   fmt.Sprintf("count(%s)", anomalous),
 	})
 	return rules
 }
 
-// anomalyRules tickets single series and pages on groups. A score above the
-// warning tier on one series is usually worth a look, rarely worth waking
-// someone: it goes out as a warning carrying the value, the band and an
-// explanation. A page is one per group (namespace and job by default) whose
-// worst series stays above the critical tier; Alertmanager inhibits the
-// group's single-series tickets while the page fires.
+// anomalyRules tickets single series and pages on groups, on incidents: an
+// incident opens at a score above 1 and lasts while the detector's event
+// goes on, plus the incident hold. The detector scores a lasting change
+// above 1 at its start only and damps what follows while it takes the
+// change in, so `anomaly_score > 1` held for minutes almost never happens,
+// even in a real incident; a tier's `for` is how long the incident's event
+// must have gone on, which a glitch or a false alarm (over at once) never
+// reaches. An incident that reached the warning tier on one series is
+// usually worth a look, rarely worth waking someone: it goes out as a
+// warning carrying the value, the band and an explanation. A page is one
+// per group (namespace and job by default) with an incident that reached
+// the critical tier; Alertmanager inhibits the group's single-series
+// tickets while the page fires. Both resolve when the incident ends.
 func (g generator) anomalyRules() []rulefmt.Rule {
 	w, c := num(g.warning.Score), num(g.crit.Score)
-	page := fmt.Sprintf("max %s (anomaly_score) > %s", g.by(), c)
+	page := fmt.Sprintf("max %s (%s)", g.by(), incidents(g.crit))
 	if slices.Contains(g.groupBy, LabelSeverity) || slices.Contains(g.groupBy, LabelKind) {
 		page = exportRuleLabels(page)
 	}
 	return []rulefmt.Rule{
 		{
 			Alert: AlertSeriesAnomalous,
-			Expr:  exportRuleLabels(fmt.Sprintf("anomaly_score > %s", w)),
-			For:   g.warning.For,
+			Expr:  exportRuleLabels(incidents(g.warning)),
 			Labels: map[string]string{
 				LabelSeverity: "warning",
 				LabelKind:     KindAnomaly,
 			},
 			Annotations: map[string]string{
-				"summary":     fmt.Sprintf(`{{ $labels.for }} is anomalous: score {{ $value | printf "%%.2f" }} has stayed above %s for %s.`, w, g.warning.For),
+				"summary":     fmt.Sprintf(`{{ $labels.for }} is anomalous: an incident with peak score {{ $value | printf "%%.2f" }} (above %s) has gone on for %s or more.`, w, g.warning.For),
 				"value":       seriesTmpl(inputValue),
 				"expected":    seriesTmpl(expectedBand),
 				"explanation": seriesTmpl(explanation),
@@ -70,18 +100,17 @@ func (g generator) anomalyRules() []rulefmt.Rule {
 		{
 			Alert: AlertAnomalyCritical,
 			Expr:  page,
-			For:   g.crit.For,
 			Labels: map[string]string{
 				LabelSeverity: "critical",
 				LabelKind:     KindAnomaly,
 			},
 			Annotations: map[string]string{
-				"summary": fmt.Sprintf(`Anomalies in %s: the worst score {{ $value | printf "%%.2f" }} has stayed above %s for %s.`, groupName(g.groupBy), c, g.crit.For),
+				"summary": fmt.Sprintf(`Anomalies in %s: an incident with peak score {{ $value | printf "%%.2f" }} (above %s) has gone on for %s or more.`, groupName(g.groupBy), c, g.crit.For),
 				"description": groupTmpl(g.groupBy, fmt.Sprintf(
-					`{{ with query (printf "count(anomaly_score{%%s} > %[1]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} series score above %[1]s and `+
-						`{{ with query (printf "count(anomaly_score{%%s} > %[2]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} above %[2]s. Worst:`+
-						`{{ range query (printf "topk(5, anomaly_score{%%s})" $sel) | sortByLabel "for" }} {{ .Labels.for }} ({{ .Value | printf "%%.2f" }}){{ end }}`,
-					c, w)),
+					`{{ with query (printf "count(%[3]s{%%s} > %[1]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} series in incidents that peaked above %[1]s, `+
+						`{{ with query (printf "count(%[3]s{%%s} > %[2]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} above %[2]s. Worst:`+
+						`{{ range query (printf "topk(5, %[3]s{%%s})" $sel) | sortByLabel "for" }} {{ .Labels.for }} ({{ .Value | printf "%%.2f" }}){{ end }}`,
+					c, w, metricIncidentPeak)),
 				"runbook_url": g.runbookURL(AlertAnomalyCritical),
 			},
 		},

@@ -33,7 +33,7 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default(pipeline.AllFamilies...).StringsVar(&o.StoreFamilies)
 	cl.Flag("output.tsdb-interval", "Sample time between a series' outputs appended to the TSDB (and remote-written) while its score stays at most 1; scores above 1 and the one after are always stored. 0: every sample's. /metrics always shows the latest.").
 		Default(o.OutputInterval.String()).DurationVar(&o.OutputInterval)
-	cl.Flag("detect.incident-hold", "A series stays listed as an active incident by /api/v1/anomalies until no score above 1 came for this long.").
+	cl.Flag("detect.incident-hold", "A series stays in an incident (active in /api/v1/anomalies, omen_incident_* on /metrics) until its event has been over for this long: no score above 1, and none the detector counts as the event going on.").
 		Default(o.IncidentHold.String()).DurationVar(&o.IncidentHold)
 	cl.Flag("output.score-floor", "Expose on /metrics only series whose anomaly_score is at least this (0: all).").
 		Default("0").Float64Var(&o.ScoreFloor)
