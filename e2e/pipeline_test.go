@@ -103,6 +103,7 @@ type e2eAnomaly struct {
 	YhatLower *float64          `json:"yhat_lower"`
 	YhatUpper *float64          `json:"yhat_upper"`
 	Ready     bool              `json:"ready"`
+	Counter   bool              `json:"counter"`
 	Timestamp time.Time         `json:"timestamp"`
 }
 
@@ -360,4 +361,43 @@ remote_write:
 		return err == nil && len(res) == 0
 	})
 	require.False(t, math.IsNaN(metricsGauge(t, omen2.URL, "anomaly_score", seasonalName)), "the other input is untouched")
+}
+
+// TestDeclaredCounterScoredAsRate: a counter whose name does not end in
+// _total is known as one only by the metadata Prometheus 2.42 sends in
+// remote-write 1.0 requests of their own. omen scores it as a per-second
+// rate once declared, not as its running total (a ramp whose forecasts
+// and scores mean nothing).
+func TestDeclaredCounterScoredAsRate(t *testing.T) {
+	need(t, "prometheus")
+	const name = "e2e_transferred_bytes"
+	start := time.Now()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# HELP %s Bytes sent.\n# TYPE %s counter\n%s %d\n", name, name, name, 100*int64(time.Since(start)/time.Second))
+	}))
+	defer srv.Close()
+	omen := startOmen(t, t.TempDir())
+	requirePipeline(t, omen.URL)
+	startPrometheus(t, func(string) string {
+		return fmt.Sprintf(`
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: exporter
+    static_configs: [{targets: ['%s']}]
+remote_write:
+  - url: %s/api/v1/write
+    queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
+    metadata_config: {send: true, send_interval: 2s}
+`, strings.TrimPrefix(srv.URL, "http://"), omen.URL)
+	})
+	var last []e2eAnomaly
+	waitFor(t, 90*time.Second, "the declared counter scored as a rate", func() bool {
+		last = anomaliesOf(t, omen.URL, name)
+		return len(last) == 1 && last[0].Counter && time.Since(last[0].Timestamp) < 5*time.Second
+	})
+	// 100 bytes a second, counted in whole seconds and scraped at
+	// jittered instants: a rate near 100, not a total in the thousands.
+	require.InDelta(t, 100, last[0].Value, 50, "scored value")
 }

@@ -26,6 +26,7 @@ type metrics struct {
 	warmed         prometheus.Counter
 	caughtUp       prometheus.Counter
 	derivedErrs    *prometheus.CounterVec
+	retyped        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
@@ -45,6 +46,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 	return &metrics{
 		overBudget: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_series_over_budget_total", Help: "New series not scored because --detect.max-series was reached.",
+		}),
+		retyped: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_series_retyped_total", Help: "Scored series started again from their history because their metadata declared them a counter or a gauge against what they had been scored as.",
 		}),
 		warming: f.NewGauge(prometheus.GaugeOpts{
 			Name: "omen_models_warming", Help: "Scored series whose detector is still warming up.",

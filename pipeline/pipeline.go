@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
@@ -269,6 +270,11 @@ type Pipeline struct {
 	cfg     atomic.Pointer[config.Config]
 	cfgGen  atomic.Uint64
 	cfgYAML atomic.Pointer[string]
+
+	// declared: the families whose metadata types them against their
+	// names (NoteType); copied on write, read per sample.
+	declaredMu sync.Mutex
+	declared   atomic.Pointer[map[string]model.MetricType]
 
 	scored, forecasting atomic.Int64 // series with a detector / a forecaster
 	tapped              atomic.Uint64

@@ -283,6 +283,75 @@ func TestCountersBecomeRates(t *testing.T) {
 	}
 }
 
+// TestDeclaredTypesRetype: remote-write 1.0 declares a family's type in
+// requests of their own, after the first samples. A counter named without
+// _total is scored as a gauge (its running total) until declared, then
+// started again from its history as a rate; a gauge named _count likewise
+// the other way; samples typed by their name alone (after a restart,
+// before the next declaration) change nothing. Families whose name and
+// type agree cost the samples nothing.
+func TestDeclaredTypesRetype(t *testing.T) {
+	tests := []struct {
+		name, metric string
+		typ          model.MetricType
+		raw          func(i int) float64
+		before       float64 // value scored for sample 99, typed by the name
+		after        float64 // for sample 199, after the declaration
+	}{
+		{"counter without _total", "bytes_received", model.MetricTypeCounter, func(i int) float64 { return 150 * float64(i) }, 99 * 150, 10},
+		{"gauge named _count", "queue_count", model.MetricTypeGauge, func(i int) float64 { return float64(i % 7) }, 0, 199 % 7},
+	}
+	e := newEnv(t, "", nil, nil)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ls := labels.FromStrings("__name__", tc.metric)
+			scored := func() float64 {
+				got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", tc.metric)}})
+				require.Len(t, got, 1)
+				return float64(got[0].Value)
+			}
+			push := func(from, to int) {
+				for i := from; i < to; i++ {
+					e.push(t0.UnixMilli()+int64(i)*stepMs, "", []labels.Labels{ls}, []float64{tc.raw(i)})
+				}
+				e.sync()
+			}
+			retyped := testutil.ToFloat64(e.p.m.retyped)
+			push(0, 100)
+			if tc.before != 0 {
+				require.InDelta(t, tc.before, scored(), 1e-9)
+			}
+			e.p.NoteType(tc.metric, tc.typ)
+			push(100, 200)
+			require.InDelta(t, tc.after, scored(), 1e-9)
+			require.Equal(t, retyped+1, testutil.ToFloat64(e.p.m.retyped))
+			// Warmed again from its 100 stored samples: ready at once.
+			require.True(t, e.p.Anomalies([][]*labels.Matcher{{eq("__name__", tc.metric)}})[0].Ready)
+		})
+	}
+	// Typed by its metadata, then by its name alone (a restart: the
+	// declarations come again a minute later): kept as it was.
+	ls := labels.FromStrings("__name__", "hits")
+	retyped := testutil.ToFloat64(e.p.m.retyped)
+	for i := range 200 {
+		typ := model.MetricTypeCounter
+		if i >= 100 {
+			typ = ""
+		}
+		e.push(t0.UnixMilli()+int64(i)*stepMs, typ, []labels.Labels{ls}, []float64{150 * float64(i)})
+	}
+	e.sync()
+	require.InDelta(t, 10, float64(e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "hits")}})[0].Value), 1e-9)
+	require.Equal(t, retyped, testutil.ToFloat64(e.p.m.retyped))
+
+	// Declared as its name says: nothing kept, nothing looked up.
+	e.p.NoteType("requests_total", model.MetricTypeCounter)
+	e.p.NoteType("temperature", model.MetricTypeGauge)
+	e.p.NoteType("latency_seconds", model.MetricTypeHistogram)
+	require.Len(t, *e.p.declared.Load(), 2, "only the two families above")
+	require.Equal(t, model.MetricType(""), e.p.declaredType("temperature"))
+}
+
 func TestBudget(t *testing.T) {
 	e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries = 2 })
 	var ls []labels.Labels

@@ -445,6 +445,9 @@ func (p *Pipeline) expireRestored() {
 	}
 }
 
+// counter reports whether the series was saved as a counter.
+func (saved *savedSeries) counter() bool { return saved.flags&flagCounter != 0 }
+
 // restore loads saved state into s; false if it does not decode (another
 // detector version, say), in which case s warms from history.
 func (s *series) restore(saved *savedSeries) bool {
@@ -457,7 +460,7 @@ func (s *series) restore(saved *savedSeries) bool {
 			s.fc = newFcState(s.fc.horizons, s.fc.hname) // start the forecaster afresh
 		}
 	}
-	s.counter = saved.flags&flagCounter != 0
+	s.counter = saved.counter()
 	s.hasPrev = saved.flags&flagHasPrev != 0
 	s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
 	s.pub.ready = s.det.Ready()

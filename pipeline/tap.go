@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ type sample struct {
 	st, t   int64         // st: the remote-write 2.0 start timestamp, 0 if none
 	v       float64
 	counter bool
+	typed   bool            // counter comes from metadata, not from the name alone
 	derived *config.Derived // non-nil for derived inputs
 }
 
@@ -96,7 +98,12 @@ func (a *tapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int6
 	if !Scorable(name) {
 		return ref, err
 	}
-	a.samples = append(a.samples, sample{ref: ref, ls: ls, st: st, t: t, v: v, counter: isCounter(name, opts.Metadata.Type)})
+	typ := opts.Metadata.Type
+	if typ == "" || typ == model.MetricTypeUnknown {
+		typ = a.p.declaredType(name)
+	}
+	typed := typ != "" && typ != model.MetricTypeUnknown
+	a.samples = append(a.samples, sample{ref: ref, ls: ls, st: st, t: t, v: v, counter: isCounter(name, typ), typed: typed})
 	return ref, err
 }
 
@@ -141,8 +148,9 @@ func Scorable(name string) bool {
 	return !strings.HasPrefix(name, "omen:") && !strings.Contains(name, ":anomaly_score:") && !strings.Contains(name, ":omen_")
 }
 
-// isCounter reports whether a series is a counter: by its remote-write 2.0
-// metadata if the sender gave one, else by the naming conventions.
+// isCounter reports whether a series is a counter: by its metadata
+// (remote-write 2.0's with the series, or 1.0's declared for its family,
+// see NoteType) if the sender gave one, else by the naming conventions.
 func isCounter(name string, typ model.MetricType) bool {
 	switch typ {
 	case model.MetricTypeCounter:
@@ -200,4 +208,53 @@ func (p *Pipeline) dispatch(samples []sample) {
 func shardOf(ref storage.SeriesRef, n int) int {
 	// Fibonacci hashing spreads sequential head refs over the shards.
 	return int((uint64(ref) * 0x9E3779B97F4A7C15 >> 32) % uint64(n))
+}
+
+// maxDeclared bounds the families NoteType keeps.
+const maxDeclared = 1 << 14
+
+// NoteType records the type a sender declared for a metric family (the
+// metadata of remote-write 1.0, sent in requests of their own, about once
+// a minute, apart from the samples). Only a counter or a gauge whose name
+// says otherwise (a counter without _total, a gauge named _count) is kept:
+// its series' samples carry the declared type from then on, and a series
+// scored as the other kind starts again from its history. Where the name
+// and the type agree, the samples are typed by their name, at no cost.
+// A family's series are named as the family only for counters and gauges;
+// the other types' series are typed well by their names.
+func (p *Pipeline) NoteType(family string, typ model.MetricType) {
+	if typ != model.MetricTypeCounter && typ != model.MetricTypeGauge {
+		return
+	}
+	p.declaredMu.Lock()
+	defer p.declaredMu.Unlock()
+	old := p.declared.Load()
+	var prev model.MetricType
+	if old != nil {
+		prev = (*old)[family]
+	}
+	// A family once kept stays, with its latest type: its series may have
+	// been scored by the type it had.
+	if prev == typ || (prev == "" && isCounter(family, typ) == isCounter(family, "")) {
+		return
+	}
+	if prev == "" && old != nil && len(*old) >= maxDeclared {
+		return
+	}
+	m := make(map[string]model.MetricType, 1)
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	m[strings.Clone(family)] = typ
+	p.declared.Store(&m)
+}
+
+// declaredType is the type NoteType kept for the family name, "" if none.
+// One atomic load per sample while no family needs one.
+func (p *Pipeline) declaredType(name string) model.MetricType {
+	m := p.declared.Load()
+	if m == nil {
+		return ""
+	}
+	return (*m)[name]
 }

@@ -169,6 +169,17 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			}
 			continue
 		}
+		if s != nil && smp.typed && smp.counter != s.counter && !isDerived(s) {
+			// Its metadata (come a minute after the first samples, in
+			// remote-write 1.0) says it is the other kind: the models
+			// learnt a running total as a level, or a level as a
+			// running total. It starts again from its history.
+			w.mu.Lock()
+			w.drop(smp.ref, s)
+			w.mu.Unlock()
+			s = nil
+			p.m.retyped.Inc()
+		}
 		if s == nil {
 			if ig, skip := w.ignored[smp.ref]; skip {
 				ig.seen = nowMs
@@ -287,7 +298,9 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 			p.forecasting.Add(-1)
 		}
 	}
-	if saved := p.takeRestored(smp.ls); saved == nil || !s.restore(saved) {
+	// A saved state of the other kind than the sample's metadata says is
+	// not restored: its models learnt the wrong quantity.
+	if saved := p.takeRestored(smp.ls); saved == nil || (smp.typed && saved.counter() != smp.counter) || !s.restore(saved) {
 		w.warm(ctx, s, smp.t)
 	} else {
 		w.catchUp(ctx, s, smp.t)

@@ -40,7 +40,12 @@ type Metadata struct {
 	m       map[string]metadata.Metadata
 	cors    *regexp.Regexp
 	dropped prometheus.Counter
+	onType  func(family string, typ model.MetricType)
 }
+
+// OnType has fn called with a family's type each time a sender declares a
+// new one (the scorers type counters by it). Set it before serving.
+func (s *Metadata) OnType(fn func(family string, typ model.MetricType)) { s.onType = fn }
 
 // NewMetadata returns an empty store; its answers carry the CORS headers
 // the rest of the API does (cors as APIOptions.CORSOrigin; nil: none).
@@ -75,6 +80,9 @@ func (s *Metadata) note(family string, md metadata.Metadata) {
 	s.mu.Lock()
 	s.m[strings.Clone(family)] = md
 	s.mu.Unlock()
+	if s.onType != nil && old.Type != md.Type {
+		s.onType(family, md.Type)
+	}
 }
 
 // noteV1 records a remote-write 1.0 request's metadata.

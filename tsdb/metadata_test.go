@@ -30,12 +30,20 @@ import (
 func TestMetadataServed(t *testing.T) {
 	s := openTestStorage(t)
 	md := NewMetadata(nil, nil)
+	// The scorers hear of each family's type once, and again only when it
+	// changes (Prometheus re-sends every minute).
+	types := map[string][]model.MetricType{}
+	md.OnType(func(family string, typ model.MetricType) { types[family] = append(types[family], typ) })
 	h := NewWriteHandler(nil, nil, s, WriteOptions{Metadata: md})
-	w := post(t, h, v1Body(t, &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
+	v1 := &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
 		{MetricFamilyName: "http_requests_total", Type: prompb.MetricMetadata_COUNTER, Help: "Requests served."},
 		{MetricFamilyName: "queue_depth", Type: prompb.MetricMetadata_GAUGE, Help: "Items waiting.", Unit: "items"},
-	}}), nil)
-	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	}}
+	for range 2 {
+		w := post(t, h, v1Body(t, v1), nil)
+		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	}
+	require.Equal(t, map[string][]model.MetricType{"http_requests_total": {"counter"}, "queue_depth": {"gauge"}}, types)
 
 	srv := httptest.NewServer(h)
 	defer srv.Close()
@@ -64,6 +72,7 @@ func TestMetadataServed(t *testing.T) {
 		require.Equal(t, "success", r.Status)
 		return r.Data
 	}
+	require.Equal(t, []model.MetricType{"histogram"}, types["latency_seconds"])
 	all := get("")
 	require.Equal(t, map[string][]map[string]string{
 		"http_requests_total": {{"type": "counter", "help": "Requests served.", "unit": ""}},

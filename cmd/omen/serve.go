@@ -246,6 +246,9 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	// Prometheus's /api/v1/metadata reads scrape targets, which omen has
 	// none of: the senders' metadata is served instead.
 	f.write.Metadata = tsdb.NewMetadata(reg, apiOpts.CORSOrigin)
+	// Remote-write 1.0 declares types apart from the samples: a counter
+	// whose name does not say so is scored as a rate once it is declared.
+	f.write.Metadata.OnType(pl.NoteType)
 	mux.Handle("GET /api/v1/metadata", "/api/v1/metadata", f.write.Metadata)
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
