@@ -401,3 +401,70 @@ remote_write:
 	// jittered instants: a rate near 100, not a total in the thousands.
 	require.InDelta(t, 100, last[0].Value, 50, "scored value")
 }
+
+// TestHAPairDeduplicated: two real Prometheus replicas of an HA pair scrape
+// the same target and both remote-write to omen, told apart by their
+// prometheus_replica external label (the Prometheus Operator's). omen stores
+// one series, without the label, from the replica that wrote first, drops
+// the other's, and when that one stops takes the other's after the
+// failover timeout.
+func TestHAPairDeduplicated(t *testing.T) {
+	need(t, "prometheus")
+	const name = "e2e_ha_value"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE %s gauge\n%s %d\n", name, name, time.Now().Unix()%1000)
+	}))
+	defer srv.Close()
+	omen := startOmen(t, t.TempDir(), "--write.ha-replica-label=prometheus_replica", "--write.ha-failover-timeout=3s")
+	replica := func(r string) *proc {
+		return startPrometheus(t, func(string) string {
+			return fmt.Sprintf(`
+global:
+  scrape_interval: 1s
+  external_labels: {prometheus_replica: %s}
+scrape_configs:
+  - job_name: exporter
+    static_configs: [{targets: ['%s']}]
+remote_write:
+  - url: %s/api/v1/write
+    queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
+`, r, strings.TrimPrefix(srv.URL, "http://"), omen.URL)
+		})
+	}
+	// stored returns omen's series of the input and the time of the
+	// latest sample.
+	stored := func() (series []map[string]string, latest time.Time) {
+		res, err := query(t, omen.URL, fmt.Sprintf(`timestamp(%s)`, name), time.Time{})
+		require.NoError(t, err)
+		for _, s := range res {
+			series = append(series, s.Metric)
+			if ts := time.Unix(int64(s.F()), 0); ts.After(latest) {
+				latest = ts
+			}
+		}
+		return series, latest
+	}
+	a := replica("a")
+	waitFor(t, 60*time.Second, "replica a's samples in omen", func() bool {
+		s, _ := stored()
+		return len(s) == 1
+	})
+	replica("b")
+	waitFor(t, 60*time.Second, "replica b's samples dropped as duplicates", func() bool {
+		return metricsGauge(t, omen.URL, "omen_ha_deduplicated_samples_total", "") > 0
+	})
+	series, _ := stored()
+	require.Equal(t, []map[string]string{{"instance": strings.TrimPrefix(srv.URL, "http://"), "job": "exporter"}}, series,
+		"one series, without prometheus_replica")
+
+	a.Stop()
+	stopped := time.Now()
+	waitFor(t, 60*time.Second, "replica b elected and its samples stored", func() bool {
+		_, latest := stored()
+		return latest.After(stopped.Add(4 * time.Second))
+	})
+	require.Equal(t, 1.0, metricsGauge(t, omen.URL, "omen_ha_elected_replica_changes_total", ""))
+	series, _ = stored()
+	require.Len(t, series, 1)
+}

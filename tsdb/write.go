@@ -62,6 +62,9 @@ type WriteOptions struct {
 	// Metadata, if set, keeps the metric families' metadata the requests
 	// carry, for /api/v1/metadata.
 	Metadata *Metadata
+	// HA de-duplicates replicas of one Prometheus (off unless its
+	// ReplicaLabel is set; zero fields take DefaultHAOptions').
+	HA HAOptions
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -105,6 +108,7 @@ type WriteHandler struct {
 	slots   chan struct{}
 	bytes   atomic.Int64 // compressed bytes of the requests in flight
 	refs    *refCache    // nil when disabled
+	ha      *haTracker   // nil when HA de-duplication is off
 	hash    func([]byte) uint64
 	generic bool // always use the generic decoder: tests and benchmarks compare the paths
 }
@@ -221,6 +225,19 @@ func NewWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage
 	}
 	h := &WriteHandler{logger: logger, app: app, opts: opts, metrics: newWriteMetrics(reg),
 		slots: make(chan struct{}, opts.MaxInflightRequests), refs: newRefCache(opts.SeriesCacheSize)}
+	if ha := opts.HA; ha.ReplicaLabel != "" {
+		dha := DefaultHAOptions()
+		if ha.ClusterLabel == "" {
+			ha.ClusterLabel = dha.ClusterLabel
+		}
+		if ha.FailoverTimeout <= 0 {
+			ha.FailoverTimeout = dha.FailoverTimeout
+		}
+		if ha.MaxClusters <= 0 {
+			ha.MaxClusters = dha.MaxClusters
+		}
+		h.ha = newHATracker(logger, reg, ha)
+	}
 	seed := maphash.MakeSeed()
 	h.hash = func(b []byte) uint64 { return maphash.Bytes(seed, b) }
 	h.bufs.New = func() any { return &writeBuffers{} }
@@ -328,6 +345,12 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 			if n := len(b.fast.series); n > h.opts.MaxSeriesPerRequest {
 				return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
 			}
+			if h.ha != nil {
+				c, rep, st := h.ha.haFastV1(&b.fast, body)
+				if st, herr := h.dedup(c, rep, st, func() { h.ha.stripFastV1(&b.fast, body) }); herr != nil {
+					return st, herr
+				}
+			}
 			return h.appendFastV1(r, b, body)
 		}
 		// Histograms, exemplars, metadata or bytes the fast decoder does
@@ -342,11 +365,23 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		// 1.0 metadata is per family, not per series: not stored in the
 		// TSDB, kept for /api/v1/metadata.
 		h.opts.Metadata.noteV1(b.v1.Metadata)
+		if h.ha != nil {
+			c, rep, st := h.ha.haV1(b.v1.Timeseries)
+			if st, herr := h.dedup(c, rep, st, func() { h.ha.stripV1(b.v1.Timeseries) }); herr != nil {
+				return st, herr
+			}
+		}
 		return h.appendV1(r, b)
 	default:
 		if !h.generic && b.fast2.decodeV2(body) {
 			if n := len(b.fast2.series); n > h.opts.MaxSeriesPerRequest {
 				return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+			}
+			if h.ha != nil {
+				c, rep, st := h.ha.haFastV2(&b.fast2, body)
+				if st, herr := h.dedup(c, rep, st, func() { h.ha.stripFastV2(&b.fast2, body) }); herr != nil {
+					return st, herr
+				}
 			}
 			return h.appendFastV2(r, b, body)
 		}
@@ -357,8 +392,31 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		if n := len(b.v2.Timeseries); n > h.opts.MaxSeriesPerRequest {
 			return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
 		}
+		if h.ha != nil {
+			c, rep, st := h.ha.haV2(b.v2.Timeseries, b.v2.Symbols)
+			if st, herr := h.dedup(c, rep, st, func() { h.ha.stripV2(b.v2.Timeseries, b.v2.Symbols) }); herr != nil {
+				return st, herr
+			}
+		}
 		return h.appendV2(r, b)
 	}
+}
+
+// dedup admits a request by its first series' HA cluster and replica,
+// stripping the replica label if it is stored. A replica's request that
+// is not stored is answered with its stats as written (202), as Cortex and
+// Mimir answer: the samples are its cluster's, stored from the elected
+// replica, and a 2.0 sender told that none were written counts them as
+// failed.
+func (h *WriteHandler) dedup(cluster, replica string, st writeStats, strip func()) (writeStats, *httpError) {
+	ok, herr := h.ha.admit(cluster, replica, st, h.opts.Now())
+	if ok {
+		strip()
+	}
+	if herr != nil && herr.code != http.StatusAccepted {
+		st = writeStats{}
+	}
+	return st, herr
 }
 
 // readBody reads and snappy-decodes the body into b's buffers. The result is

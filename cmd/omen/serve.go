@@ -113,6 +113,15 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default(fmt.Sprint(d.Labels.MaxNameLength)).IntVar(&f.write.Labels.MaxNameLength)
 	cl.Flag("write.max-label-value-length", "Bytes of one label value (400 beyond).").
 		Default(fmt.Sprint(d.Labels.MaxValueLength)).IntVar(&f.write.Labels.MaxValueLength)
+	dha := tsdb.DefaultHAOptions()
+	cl.Flag("write.ha-replica-label", "De-duplicate HA pairs of Prometheus, as Mimir's HA tracker does: the external label that tells the replicas apart (prometheus_replica with the Prometheus Operator, __replica__ in Mimir's docs). Of each cluster one replica's samples are stored, without this label; the others' are answered 202 and dropped. Empty: off.").
+		StringVar(&f.write.HA.ReplicaLabel)
+	cl.Flag("write.ha-cluster-label", "The external label the replicas of one HA cluster share (prometheus with the Prometheus Operator).").
+		Default(dha.ClusterLabel).StringVar(&f.write.HA.ClusterLabel)
+	cl.Flag("write.ha-failover-timeout", "How long a cluster's elected replica may send nothing before the next replica to send is elected.").
+		Default(dha.FailoverTimeout.String()).DurationVar(&f.write.HA.FailoverTimeout)
+	cl.Flag("write.ha-max-clusters", "HA clusters tracked; a request of one more is refused (400).").
+		Default(fmt.Sprint(dha.MaxClusters)).IntVar(&f.write.HA.MaxClusters)
 	cl.Flag("remote-write.url", "Remote-write the outputs to this URL too (Thanos Receive, Mimir, VictoriaMetrics), with Prometheus's remote_write defaults; the configuration file's remote_write takes every setting. Repeatable.").
 		StringsVar(&f.remoteWrite)
 	cl.Flag("storage.remote.flush-deadline", "How long to keep sending the outputs still queued for remote write at shutdown.").
@@ -357,6 +366,10 @@ func (f *serveFlags) validate() error {
 		return fmt.Errorf("--web.max-request-bytes=%s: want more than 0", f.maxReqBytes)
 	case f.write.MaxSeriesPerRequest < 1, f.write.Labels.MaxLabels < 1, f.write.Labels.MaxNameLength < 1, f.write.Labels.MaxValueLength < 1:
 		return errors.New("--write.max-series-per-request and --write.max-labels-per-series, --write.max-label-name-length, --write.max-label-value-length: want at least 1")
+	case f.write.HA.ReplicaLabel != "" && (f.write.HA.ClusterLabel == "" || f.write.HA.ClusterLabel == f.write.HA.ReplicaLabel):
+		return fmt.Errorf("--write.ha-cluster-label=%q: want a label other than --write.ha-replica-label", f.write.HA.ClusterLabel)
+	case f.write.HA.FailoverTimeout <= 0 || f.write.HA.MaxClusters < 1:
+		return errors.New("--write.ha-failover-timeout and --write.ha-max-clusters: want more than 0")
 	case f.shutdownGrace < 0:
 		return fmt.Errorf("--web.shutdown-grace=%s: want >= 0", f.shutdownGrace)
 	case f.readTimeout <= 0:
