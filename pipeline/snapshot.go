@@ -21,18 +21,21 @@ import (
 //
 //	"omsn" | version uint16
 //	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
+//	  since int64 | lastHot int64 | peak float64 |
 //	  len uint32 | detector | len uint32 | forecaster }*
 //	0 | CRC-32 (IEEE) of everything before it
 //
 // little-endian; labels are name 0xff value 0xff pairs (0xff never occurs in
 // UTF-8). The forecaster is empty (none), or 0 | model, or 1 | the
 // pipeline's state around the model (see fcState.appendState) | model;
-// version 1 held the model alone. Another version, a bad checksum or a
+// version 1 held the model alone. since, lastHot and peak are the series'
+// incident (see published), so an alert on it outlives a restart; versions
+// 1 and 2 had none. Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (
 	snapMagic   = "omsn"
-	snapVersion = 2
+	snapVersion = 3
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
@@ -45,8 +48,15 @@ type savedSeries struct {
 	flags    uint8
 	prevRaw  float64
 	prevT    int64
+	inc      savedIncident
 	det, fc  []byte
 	loadedAt time.Time
+}
+
+// savedIncident is a series' incident as saved (see published).
+type savedIncident struct {
+	since, lastHot int64
+	peak           float64
 }
 
 type snapEncoder struct {
@@ -129,7 +139,8 @@ func (w *worker) encode(e *snapEncoder) error {
 		if s.hasPrev {
 			flags |= flagHasPrev
 		}
-		if err := e.record(e.lbl, flags, s.prevRaw, s.prevT, e.det, fc); err != nil {
+		inc := savedIncident{since: s.pub.since, lastHot: s.pub.lastHot, peak: s.pub.peak}
+		if err := e.record(e.lbl, flags, s.prevRaw, s.prevT, inc, e.det, fc); err != nil {
 			return err
 		}
 	}
@@ -137,10 +148,11 @@ func (w *worker) encode(e *snapEncoder) error {
 }
 
 // record writes one series' record.
-func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int64, det, fc []byte) error {
+func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int64, inc savedIncident, det, fc []byte) error {
 	for _, err := range []error{
 		e.u8(1), e.bytes(lbl), e.u8(flags),
 		e.u64(math.Float64bits(prevRaw)), e.u64(uint64(prevT)),
+		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)),
 		e.bytes(det), e.bytes(fc),
 	} {
 		if err != nil {
@@ -163,7 +175,7 @@ func (p *Pipeline) encodeRestored(e *snapEncoder) error {
 	p.restoreMu.Unlock()
 	for _, s := range waiting { // immutable once read
 		e.lbl = appendLabels(e.lbl[:0], s.ls)
-		if err := e.record(e.lbl, s.flags, s.prevRaw, s.prevT, s.det, s.fc); err != nil {
+		if err := e.record(e.lbl, s.flags, s.prevRaw, s.prevT, s.inc, s.det, s.fc); err != nil {
 			return err
 		}
 	}
@@ -346,7 +358,7 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		return nil, errors.New("not an omen model snapshot")
 	}
 	version := binary.LittleEndian.Uint16(head[4:])
-	if version != snapVersion && version != 1 {
+	if version < 1 || version > snapVersion {
 		return nil, fmt.Errorf("snapshot version %d, want %d", version, snapVersion)
 	}
 	var out []*savedSeries
@@ -361,6 +373,9 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 			d.err = err
 		}
 		s := &savedSeries{ls: ls, flags: d.u8(), prevRaw: math.Float64frombits(d.u64()), prevT: int64(d.u64()), loadedAt: now}
+		if version >= 3 {
+			s.inc = savedIncident{since: int64(d.u64()), lastHot: int64(d.u64()), peak: math.Float64frombits(d.u64())}
+		}
 		s.det, s.fc = d.bytes(), d.bytes()
 		if d.err != nil {
 			break
@@ -462,6 +477,8 @@ func (s *series) restore(saved *savedSeries) bool {
 	}
 	s.counter = saved.counter()
 	s.hasPrev = saved.flags&flagHasPrev != 0
+	// The incident goes on if the next sample comes within the hold.
+	s.pub.since, s.pub.lastHot, s.pub.peak = saved.inc.since, saved.inc.lastHot, saved.inc.peak
 	s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
 	s.pub.ready = s.det.Ready()
 	return true

@@ -1,7 +1,11 @@
 package pipeline
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
@@ -47,6 +51,75 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	require.Equal(t, want.Score, got[0].Score)
 	require.Equal(t, want.Yhat, float64(got[0].Yhat))
 	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed))
+}
+
+// TestSnapshotKeepsIncident: a series in an incident at shutdown is still
+// in it after the restart, with its start and peak, so the alert on it
+// neither resolves nor starts over; the detector's event goes on too.
+func TestSnapshotKeepsIncident(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+3, 7)
+	for i := n - 2; i < len(vs); i++ {
+		vs[i] += 500 // a lasting shift, two samples before the shutdown
+	}
+	ls := labels.FromStrings("__name__", "temperature")
+	path := filepath.Join(t.TempDir(), "models.snap")
+	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	before := e.p.Anomalies(nil)
+	require.True(t, before[0].Active)
+	e.stop()
+
+	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	for i := n; i < len(vs); i++ {
+		e2.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+	}
+	e2.sync()
+	after := e2.p.Anomalies(nil)
+	require.True(t, after[0].Active)
+	require.Less(t, after[0].Score, 1.0, "the shift's follow-ups are damped")
+	require.Equal(t, *before[0].Since, *after[0].Since)
+	require.Equal(t, before[0].PeakScore, after[0].PeakScore)
+	require.True(t, after[0].LastAnomalous.After(*before[0].LastAnomalous), "the event went on after the restart")
+}
+
+// TestSnapshotReadsVersion2: a snapshot of the version before incidents
+// were saved (an upgrade's first start) restores its models.
+func TestSnapshotReadsVersion2(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature")
+	d, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	for i, v := range vs[:n] {
+		d.Update(t0.UnixMilli()+int64(i)*stepMs, v)
+	}
+	det, err := d.AppendBinary(nil)
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	e := &snapEncoder{w: bw, crc: crc32.NewIEEE()}
+	for _, err := range []error{
+		e.write([]byte(snapMagic)), e.write([]byte{2, 0}),
+		e.u8(1), e.bytes(appendLabels(nil, ls)), e.u8(0), e.u64(0), e.u64(0), e.bytes(det), e.bytes(nil),
+		e.u8(0),
+	} {
+		require.NoError(t, err)
+	}
+	require.NoError(t, binary.Write(bw, binary.LittleEndian, e.crc.Sum32()))
+	require.NoError(t, bw.Flush())
+	path := filepath.Join(t.TempDir(), "models.snap")
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
+
+	env := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, env.p.Ready, timeout, tick)
+	env.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+	env.sync()
+	got := env.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready, "restored, not warming")
+	require.Equal(t, 0.0, testutil.ToFloat64(env.p.m.warmed))
 }
 
 func TestSnapshotUnusable(t *testing.T) {
