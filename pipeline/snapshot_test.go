@@ -39,18 +39,28 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	e.feed(ls, model.MetricTypeGauge, vs[:n])
 	e.stop()
 
-	// Restart over an empty TSDB: nothing to warm from, so only the
-	// snapshot can make the next score ready and identical.
-	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
-	require.Eventually(t, e2.p.Ready, timeout, tick)
-	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
-	e2.sync()
-	got := e2.p.Anomalies(nil)
+	// Restart over an empty TSDB: only the snapshot can make the next
+	// score ready and identical.
+	_, got := restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
+	require.Equal(t, want.Score, got.Score)
+	require.Equal(t, want.Yhat, float64(got.Yhat))
+}
+
+// restored starts a pipeline over an empty TSDB with the snapshot at path
+// and pushes the sample (ts, v) of ls; with nothing to warm from, only the
+// snapshot can make its result ready, which restored checks (and that
+// nothing was warmed) before returning it.
+func restored(t *testing.T, path string, ls labels.Labels, ts int64, v float64) (*env, Anomaly) {
+	t.Helper()
+	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e.p.Ready, timeout, tick)
+	e.push(ts, model.MetricTypeGauge, []labels.Labels{ls}, []float64{v})
+	e.sync()
+	got := e.p.Anomalies(nil)
 	require.Len(t, got, 1)
-	require.True(t, got[0].Ready, "no new warm-up after a restart")
-	require.Equal(t, want.Score, got[0].Score)
-	require.Equal(t, want.Yhat, float64(got[0].Yhat))
-	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed))
+	require.True(t, got[0].Ready, "restored, not warming")
+	require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.warmed))
+	return e, got[0]
 }
 
 // TestSnapshotKeepsIncident: a series in an incident at shutdown is still
@@ -112,14 +122,7 @@ func TestSnapshotReadsVersion2(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
 	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
 
-	env := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
-	require.Eventually(t, env.p.Ready, timeout, tick)
-	env.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
-	env.sync()
-	got := env.p.Anomalies(nil)
-	require.Len(t, got, 1)
-	require.True(t, got[0].Ready, "restored, not warming")
-	require.Equal(t, 0.0, testutil.ToFloat64(env.p.m.warmed))
+	restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
 }
 
 func TestSnapshotUnusable(t *testing.T) {
@@ -193,14 +196,7 @@ func TestSnapshotTornTempFile(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path+".tmp", good[:len(good)/2], 0o644))
 
-	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
-	require.Eventually(t, e2.p.Ready, timeout, tick)
-	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
-	e2.sync()
-	got := e2.p.Anomalies(nil)
-	require.Len(t, got, 1)
-	require.True(t, got[0].Ready, "restored from the complete snapshot")
-	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed))
+	e2, _ := restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
 	e2.stop()
 	_, err = os.Stat(path + ".tmp")
 	require.ErrorIs(t, err, os.ErrNotExist, "the next snapshot replaced the torn temporary file")
