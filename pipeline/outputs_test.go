@@ -225,6 +225,7 @@ func TestIncident(t *testing.T) {
 		{"an ongoing event extends the incident", map[int]float64{10: 3}, [2]int{11, 40}, 45, true, 10, 3, 39},
 		{"the incident ends a hold after the event", map[int]float64{10: 3}, [2]int{11, 40}, 61, false, 0, 0, 0},
 		{"an ongoing event opens no incident", nil, [2]int{5, 40}, 45, false, 0, 0, 0},
+		{"an ongoing sample long after the event is no part of it", map[int]float64{10: 3}, [2]int{25, 26}, 27, true, 10, 3, 10},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,15 +47,29 @@ type published struct {
 	// scores on at once.
 	stale bool
 	// The current incident: since is the sample time of its first score
-	// above 1 (0: none), lastHot that of its latest sample in the event
-	// (a score above 1, or one the detector counts as the event going on,
-	// see detect.Result.Ongoing), peak its highest score. An incident
-	// lasts while such samples come less than the hold time apart: the
-	// detector damps the follow-ups of an event, so a sustained shift
-	// scores above 1 once or a few times, not throughout.
+	// above 1 (0: none), lastHot that of the latest sample of its event
+	// (a score above 1, or a sample the detector counts as the event going
+	// on, see detect.Result.Ongoing, at most eventGap samples after the
+	// event's previous one; quiet counts the samples since), peak its
+	// highest score. The detector damps the follow-ups of an event, so a
+	// sustained shift scores above 1 once or a few times, not throughout.
+	// The incident stays active (exposed, listed) for the hold time after
+	// its event's latest sample: a scrape never misses one, and an event
+	// that pauses briefly stays one incident.
 	since, lastHot int64
 	peak           float64
+	quiet          uint32
 }
+
+// eventGap bounds, in samples, how far apart the samples of one event may
+// be: a time would be many samples at 1 s scrapes (the hold, 5 minutes,
+// is 300) and chain the detector's stray ongoing samples after a false
+// alarm into long events (at 1 s, with the hold as the gap, 12–40 events
+// of 20 samples or more a day per series of noise; with this gap 3.5–23,
+// and at 15 s none of 5 minutes but on a random walk, 0.17 a day, against
+// 0.03–0.4; lasting shifts make them as before: BenchmarkIncidents). The
+// detector's own refractHoldLen.
+const eventGap = 10
 
 // incident updates the incident of p with the result of its latest
 // sample, at t (p.t already set). An ongoing event extends an incident;
@@ -66,12 +80,15 @@ func incident(p *published, t int64, r detect.Result, holdMs int64) {
 		if !p.active(holdMs) {
 			p.since, p.peak = t, 0
 		}
-		p.lastHot, p.peak = t, max(p.peak, r.Score)
-	case r.Ongoing && p.active(holdMs):
-		p.lastHot = t
+		p.lastHot, p.peak, p.quiet = t, max(p.peak, r.Score), 0
+		return
+	case r.Ongoing && p.active(holdMs) && p.quiet < eventGap:
+		p.lastHot, p.quiet = t, 0
+		return
 	case p.since != 0 && !p.active(holdMs):
 		p.since, p.lastHot, p.peak = 0, 0, 0
 	}
+	p.quiet++
 }
 
 // active reports whether the series is in an incident at its latest sample.

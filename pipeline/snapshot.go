@@ -21,7 +21,7 @@ import (
 //
 //	"omsn" | version uint16
 //	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
-//	  since int64 | lastHot int64 | peak float64 |
+//	  since int64 | lastHot int64 | peak float64 | quiet uint32 |
 //	  len uint32 | detector | len uint32 | forecaster }*
 //	0 | CRC-32 (IEEE) of everything before it
 //
@@ -57,6 +57,7 @@ type savedSeries struct {
 type savedIncident struct {
 	since, lastHot int64
 	peak           float64
+	quiet          uint32
 }
 
 type snapEncoder struct {
@@ -139,7 +140,7 @@ func (w *worker) encode(e *snapEncoder) error {
 		if s.hasPrev {
 			flags |= flagHasPrev
 		}
-		inc := savedIncident{since: s.pub.since, lastHot: s.pub.lastHot, peak: s.pub.peak}
+		inc := savedIncident{since: s.pub.since, lastHot: s.pub.lastHot, peak: s.pub.peak, quiet: s.pub.quiet}
 		if err := e.record(e.lbl, flags, s.prevRaw, s.prevT, inc, e.det, fc); err != nil {
 			return err
 		}
@@ -152,7 +153,7 @@ func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int
 	for _, err := range []error{
 		e.u8(1), e.bytes(lbl), e.u8(flags),
 		e.u64(math.Float64bits(prevRaw)), e.u64(uint64(prevT)),
-		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)),
+		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)), e.u32(inc.quiet),
 		e.bytes(det), e.bytes(fc),
 	} {
 		if err != nil {
@@ -374,7 +375,7 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		}
 		s := &savedSeries{ls: ls, flags: d.u8(), prevRaw: math.Float64frombits(d.u64()), prevT: int64(d.u64()), loadedAt: now}
 		if version >= 3 {
-			s.inc = savedIncident{since: int64(d.u64()), lastHot: int64(d.u64()), peak: math.Float64frombits(d.u64())}
+			s.inc = savedIncident{since: int64(d.u64()), lastHot: int64(d.u64()), peak: math.Float64frombits(d.u64()), quiet: d.u32()}
 		}
 		s.det, s.fc = d.bytes(), d.bytes()
 		if d.err != nil {
@@ -478,7 +479,7 @@ func (s *series) restore(saved *savedSeries) bool {
 	s.counter = saved.counter()
 	s.hasPrev = saved.flags&flagHasPrev != 0
 	// The incident goes on if the next sample comes within the hold.
-	s.pub.since, s.pub.lastHot, s.pub.peak = saved.inc.since, saved.inc.lastHot, saved.inc.peak
+	s.pub.since, s.pub.lastHot, s.pub.peak, s.pub.quiet = saved.inc.since, saved.inc.lastHot, saved.inc.peak, saved.inc.quiet
 	s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
 	s.pub.ready = s.det.Ready()
 	return true
