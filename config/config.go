@@ -99,7 +99,12 @@ type Derived struct {
 type Alerting struct {
 	// Warning and Critical are the severity tiers on anomaly_score.
 	Warning  Tier `yaml:"warning,omitempty"`  // default score 1 for 5m
-	Critical Tier `yaml:"critical,omitempty"` // default score 3 for 10m
+	Critical Tier `yaml:"critical,omitempty"` // default score 3 for 5m
+	// KeepFiringFor keeps the anomaly alerts firing this long after their
+	// incident's gauges leave /metrics, so a failed scrape of omen or its
+	// restart does not resolve them (and fire them again); nil means 2m,
+	// 0 none (Prometheus before 2.42 has no keep_firing_for).
+	KeepFiringFor *model.Duration `yaml:"keep_firing_for,omitempty"`
 	// GroupBy are the labels anomaly pages aggregate on (default namespace, job).
 	GroupBy []string `yaml:"group_by,omitempty"`
 	// RunbookURL is the base URL of the runbooks; the alert name is appended,
@@ -318,8 +323,12 @@ func (a *Alerting) validate() error {
 	if err := a.Warning.fill(1, 5*time.Minute, "alerting.warning"); err != nil {
 		return err
 	}
-	if err := a.Critical.fill(3, 10*time.Minute, "alerting.critical"); err != nil {
+	if err := a.Critical.fill(3, 5*time.Minute, "alerting.critical"); err != nil {
 		return err
+	}
+	if a.KeepFiringFor == nil {
+		d := model.Duration(2 * time.Minute)
+		a.KeepFiringFor = &d
 	}
 	if a.Critical.Score < a.Warning.Score {
 		return fmt.Errorf("alerting: critical.score %g is below warning.score %g", a.Critical.Score, a.Warning.Score)

@@ -92,7 +92,7 @@ overrides:
   - {match: '{job="a"}', min_deviation_abs: 0}
   - {match: '{job="b"}', forecast_horizons: []}
   - {match: '{job="c"}', direction: up}
-alerting: {warning: {score: 2, for: 0s}}
+alerting: {warning: {score: 2, for: 0s}, keep_firing_for: 0s}
 `))
 	require.NoError(t, err)
 	a := c.ScoringFor(labels.FromStrings("job", "a"))
@@ -104,5 +104,9 @@ alerting: {warning: {score: 2, for: 0s}}
 	require.Equal(t, 5.0, cs.MinDeviationAbs, "unset fields inherit")
 	require.Len(t, cs.ForecastHorizons, 3)
 	require.Equal(t, model.Duration(0), c.Alerting.Warning.For)
-	require.Equal(t, model.Duration(10*time.Minute), c.Alerting.Critical.For)
+	require.Equal(t, model.Duration(5*time.Minute), c.Alerting.Critical.For)
+	require.Equal(t, model.Duration(0), *c.Alerting.KeepFiringFor, "explicit 0")
+	d, err := Load(nil)
+	require.NoError(t, err)
+	require.Equal(t, model.Duration(2*time.Minute), *d.Alerting.KeepFiringFor, "default")
 }

@@ -55,12 +55,14 @@ type prometheusRule struct {
 			Name     string `json:"name"`
 			Interval string `json:"interval,omitempty"`
 			Rules    []struct {
-				Record      string            `json:"record,omitempty"`
-				Alert       string            `json:"alert,omitempty"`
-				Expr        string            `json:"expr"`
-				For         string            `json:"for,omitempty"`
-				Labels      map[string]string `json:"labels,omitempty"`
-				Annotations map[string]string `json:"annotations,omitempty"`
+				Record string `json:"record,omitempty"`
+				Alert  string `json:"alert,omitempty"`
+				Expr   string `json:"expr"`
+				For    string `json:"for,omitempty"`
+				// keep_firing_for: since prometheus-operator v0.65.
+				KeepFiringFor string            `json:"keep_firing_for,omitempty"`
+				Labels        map[string]string `json:"labels,omitempty"`
+				Annotations   map[string]string `json:"annotations,omitempty"`
 			} `json:"rules"`
 		} `json:"groups"`
 	} `json:"spec"`

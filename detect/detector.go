@@ -296,6 +296,11 @@ type Result struct {
 	Ready bool
 	// Member and Feature name what drove the score.
 	Member, Feature string
+	// Undamped is Score before the refractory period's damping of an
+	// event's follow-ups; outside the period, Score itself. A lasting
+	// change that starts soon after another event (a glitch, a false
+	// alarm) is damped in Score, but not here.
+	Undamped float64
 	// Ongoing: the sample belongs to an event the detector scored above 1,
 	// either opening it (Score above 1) or continuing it inside the
 	// refractory period (a score above refractHold before the damping).
@@ -386,6 +391,7 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 		best = min(best, ScoreCapBelowMinDeviation)
 	}
 	driver := bestM
+	res.Undamped = best
 	// Refractory period: one event, one alert. Inside the period every
 	// score is damped: the follow-ups of an event (the level catching up,
 	// a shift's second edge) would otherwise each raise an alert of their

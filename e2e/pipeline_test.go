@@ -168,12 +168,6 @@ func requirePipeline(t *testing.T, base string) {
 	}
 }
 
-// TestScoringEndToEnd is issue 5's test: the real Prometheus scrapes a test
-// exporter every second and remote-writes to omen, whose TSDB already holds
-// a day of history of both series; a spike in one series must score above
-// 1 on omen's /metrics, in omen's TSDB and in Prometheus (which scrapes
-// omen), while the control stays below 1 inside its band. Then omen is
-// restarted and must score without a new warm-up.
 // generateRules writes the rules `omen rules generate` prints for the
 // configuration cfg to a file and returns its path.
 func generateRules(t *testing.T, cfg string) string {
@@ -188,6 +182,13 @@ func generateRules(t *testing.T, cfg string) string {
 	return rulesFile
 }
 
+// TestScoringEndToEnd is issue 5's test: the real Prometheus scrapes a test
+// exporter every second and remote-writes to omen, whose TSDB already holds
+// a day of history of both series; a spike in one series must score above
+// 1 on omen's /metrics, in omen's TSDB and in Prometheus (which scrapes
+// omen), while the control stays below 1 inside its band. Then omen is
+// restarted and must score without a new warm-up.
+// The lasting spike fires the generated warning in Prometheus.
 func TestScoringEndToEnd(t *testing.T) {
 	need(t, "prometheus")
 	exp := &exporter{}

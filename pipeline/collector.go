@@ -164,7 +164,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 				return // its input went away: so do its metrics
 			}
 			cs := collected{s: s, pub: s.pub, fc: -1}
-			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && s.pub.score >= p.opts.ScoreFloor {
+			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && p.aboveFloor(&s.pub, holdMs) {
 				cs.fc = len(pts)
 				pts, oks = append(pts, f.pts...), append(oks, f.ok...)
 			}
@@ -189,7 +189,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 					fn(familyIncidentDuration, &ls, float64(pub.lastHot-pub.since)/1000)
 				}
 			}
-			if !pub.hasResult || pub.score < p.opts.ScoreFloor {
+			if !pub.hasResult || !p.aboveFloor(pub, holdMs) {
 				continue
 			}
 			vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
@@ -216,6 +216,14 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 			}
 		}
 	}
+}
+
+// aboveFloor reports whether a series' outputs are exposed under
+// --output.score-floor: its score reaches the floor, or it is in an
+// incident, whose alert's annotations read its band while the detector
+// damps the follow-up scores far below the floor.
+func (p *Pipeline) aboveFloor(pub *published, holdMs int64) bool {
+	return pub.score >= p.opts.ScoreFloor || pub.active(holdMs)
 }
 
 var outputHelp = map[string]string{

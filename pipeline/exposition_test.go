@@ -154,3 +154,28 @@ func TestAppendSampleSpecialValues(t *testing.T) {
 		require.Equal(t, tc.want, string(appendSample(nil, "a", ls, tc.v)))
 	}
 }
+
+// TestFloorKeepsIncidents: --output.score-floor hides a series whose score
+// is below it, but not while it is in an incident: the detector damps the
+// follow-ups of an event far below the floor, and the alert's annotations
+// read the band. Once the incident is over the floor applies again.
+func TestFloorKeepsIncidents(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.ScoreFloor = 1 })
+	ls := labels.FromStrings("__name__", "temperature")
+	vs := seasonal(800, 3)
+	vs[700] += 1000
+	exposed := func() bool {
+		var buf bytes.Buffer
+		require.NoError(t, e.p.WriteOutputs(&buf))
+		return strings.Contains(buf.String(), `yhat_upper{for="temperature"}`)
+	}
+	e.feed(ls, model.MetricTypeGauge, vs[:703])
+	require.Less(t, e.onlySeries().pub.score, 1.0, "damped")
+	require.True(t, exposed(), "in an incident")
+	for i := 703; i < len(vs); i++ {
+		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+	}
+	e.sync()
+	require.False(t, e.onlySeries().pub.active(e.p.opts.IncidentHold.Milliseconds()))
+	require.False(t, exposed(), "the incident is over")
+}

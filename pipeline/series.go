@@ -47,11 +47,12 @@ type published struct {
 	// scores on at once.
 	stale bool
 	// The current incident: since is the sample time of its first score
-	// above 1 (0: none), lastHot that of the latest sample of its event
+	// above 1 (before the detector's damping; 0: none), lastHot that of
+	// the latest sample of its event
 	// (a score above 1, or a sample the detector counts as the event going
 	// on, see detect.Result.Ongoing, at most eventGap samples after the
 	// event's previous one; quiet counts the samples since), peak its
-	// highest score. The detector damps the follow-ups of an event, so a
+	// highest score before the damping. The detector damps the follow-ups of an event, so a
 	// sustained shift scores above 1 once or a few times, not throughout.
 	// The incident stays active (exposed, listed) for the hold time after
 	// its event's latest sample: a scrape never misses one, and an event
@@ -72,15 +73,18 @@ type published struct {
 const eventGap = 10
 
 // incident updates the incident of p with the result of its latest
-// sample, at t (p.t already set). An ongoing event extends an incident;
-// only a score above 1 opens one.
+// sample, at t (p.t already set). A score above 1 before the detector's
+// damping opens an incident or extends it, so a change that comes within
+// the damping period of an earlier glitch or false alarm is not missed
+// (anomaly_score keeps the damping: one event, one score above 1); an
+// ongoing event extends it.
 func incident(p *published, t int64, r detect.Result, holdMs int64) {
 	switch {
-	case r.Score > 1:
+	case r.Score > 1 || r.Undamped > 1:
 		if !p.active(holdMs) {
 			p.since, p.peak = t, 0
 		}
-		p.lastHot, p.peak, p.quiet = t, max(p.peak, r.Score), 0
+		p.lastHot, p.peak, p.quiet = t, max(p.peak, r.Score, r.Undamped), 0
 		return
 	case r.Ongoing && p.active(holdMs) && p.quiet < eventGap:
 		p.lastHot, p.quiet = t, 0

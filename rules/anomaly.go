@@ -34,6 +34,14 @@ func incidents(t config.Tier) string {
 	return expr
 }
 
+// goneOn words a tier's duration for the summaries ("" for none).
+func goneOn(t config.Tier) string {
+	if t.For == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" has gone on for %s or more", t.For)
+}
+
 // recordingRules aggregate anomaly_score per group, and count the series
 // in an incident (any that scored above the warning tier within the
 // incident hold) per group, per group label and overall. The counts only
@@ -74,7 +82,9 @@ func (g generator) recordingRules() []rulefmt.Rule {
 // warning carrying the value, the band and an explanation. A page is one
 // per group (namespace and job by default) with an incident that reached
 // the critical tier; Alertmanager inhibits the group's single-series
-// tickets while the page fires. Both resolve when the incident ends.
+// tickets while the page fires. Both resolve when the incident ends, after
+// keep_firing_for (alerting.keep_firing_for, 2m), which bridges a failed
+// scrape of omen or its restart: the incident gauges leave /metrics then.
 func (g generator) anomalyRules() []rulefmt.Rule {
 	w, c := num(g.warning.Score), num(g.crit.Score)
 	page := fmt.Sprintf("max %s (%s)", g.by(), incidents(g.crit))
@@ -83,14 +93,15 @@ func (g generator) anomalyRules() []rulefmt.Rule {
 	}
 	return []rulefmt.Rule{
 		{
-			Alert: AlertSeriesAnomalous,
-			Expr:  exportRuleLabels(incidents(g.warning)),
+			Alert:         AlertSeriesAnomalous,
+			Expr:          exportRuleLabels(incidents(g.warning)),
+			KeepFiringFor: g.keepFiring,
 			Labels: map[string]string{
 				LabelSeverity: "warning",
 				LabelKind:     KindAnomaly,
 			},
 			Annotations: map[string]string{
-				"summary":     fmt.Sprintf(`{{ $labels.for }} is anomalous: an incident with peak score {{ $value | printf "%%.2f" }} (above %s) has gone on for %s or more.`, w, g.warning.For),
+				"summary":     fmt.Sprintf(`{{ $labels.for }} is anomalous: an incident with peak score {{ $value | printf "%%.2f" }} (above %s)%s.`, w, goneOn(g.warning)),
 				"value":       seriesTmpl(inputValue),
 				"expected":    seriesTmpl(expectedBand),
 				"explanation": seriesTmpl(explanation),
@@ -98,14 +109,15 @@ func (g generator) anomalyRules() []rulefmt.Rule {
 			},
 		},
 		{
-			Alert: AlertAnomalyCritical,
-			Expr:  page,
+			Alert:         AlertAnomalyCritical,
+			Expr:          page,
+			KeepFiringFor: g.keepFiring,
 			Labels: map[string]string{
 				LabelSeverity: "critical",
 				LabelKind:     KindAnomaly,
 			},
 			Annotations: map[string]string{
-				"summary": fmt.Sprintf(`Anomalies in %s: an incident with peak score {{ $value | printf "%%.2f" }} (above %s) has gone on for %s or more.`, groupName(g.groupBy), c, g.crit.For),
+				"summary": fmt.Sprintf(`Anomalies in %s: an incident with peak score {{ $value | printf "%%.2f" }} (above %s)%s.`, groupName(g.groupBy), c, goneOn(g.crit)),
 				"description": groupTmpl(g.groupBy, fmt.Sprintf(
 					`{{ with query (printf "count(%[3]s{%%s} > %[1]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} series in incidents that peaked above %[1]s, `+
 						`{{ with query (printf "count(%[3]s{%%s} > %[2]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} above %[2]s. Worst:`+

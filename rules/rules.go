@@ -57,10 +57,11 @@ func Generate(cfg *config.Config) (rulefmt.RuleGroups, error) {
 	}
 	a := cfg.Alerting
 	g := generator{
-		groupBy: a.GroupBy,
-		runbook: a.RunbookURL,
-		warning: a.Warning,
-		crit:    a.Critical,
+		groupBy:    a.GroupBy,
+		runbook:    a.RunbookURL,
+		warning:    a.Warning,
+		crit:       a.Critical,
+		keepFiring: *a.KeepFiringFor,
 	}
 	if g.runbook == "" {
 		g.runbook = DefaultRunbookURL
@@ -113,6 +114,7 @@ type generator struct {
 	groupBy       []string
 	runbook       string
 	warning, crit config.Tier
+	keepFiring    model.Duration
 }
 
 // runbookURL appends the alert name to the base URL, after a "/" unless the
