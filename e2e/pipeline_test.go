@@ -404,11 +404,11 @@ remote_write:
 }
 
 // TestHAPairDeduplicated: two real Prometheus replicas of an HA pair scrape
-// the same target and both remote-write to omen, told apart by their
-// prometheus_replica external label (the Prometheus Operator's). omen stores
-// one series, without the label, from the replica that wrote first, drops
-// the other's, and when that one stops takes the other's after the
-// failover timeout.
+// the same target and both remote-write to omen, with the Prometheus
+// Operator's external labels: prometheus (the pair) and prometheus_replica.
+// omen stores one series, without either label, from the replica that
+// wrote first, drops the other's, and when that one stops takes the
+// other's after the failover timeout.
 func TestHAPairDeduplicated(t *testing.T) {
 	need(t, "prometheus")
 	const name = "e2e_ha_value"
@@ -417,13 +417,14 @@ func TestHAPairDeduplicated(t *testing.T) {
 		fmt.Fprintf(w, "# TYPE %s gauge\n%s %d\n", name, name, time.Now().Unix()%1000)
 	}))
 	defer srv.Close()
-	omen := startOmen(t, t.TempDir(), "--write.ha-replica-label=prometheus_replica", "--write.ha-failover-timeout=3s")
+	omen := startOmen(t, t.TempDir(), "--write.ha-replica-label=prometheus_replica", "--write.ha-cluster-label=prometheus",
+		"--write.ha-strip-cluster-label", "--write.ha-failover-timeout=3s")
 	replica := func(r string) *proc {
 		return startPrometheus(t, func(string) string {
 			return fmt.Sprintf(`
 global:
   scrape_interval: 1s
-  external_labels: {prometheus_replica: %s}
+  external_labels: {prometheus: e2e/k8s, prometheus_replica: %s}
 scrape_configs:
   - job_name: exporter
     static_configs: [{targets: ['%s']}]
@@ -457,7 +458,7 @@ remote_write:
 	})
 	series, _ := stored()
 	require.Equal(t, []map[string]string{{"instance": strings.TrimPrefix(srv.URL, "http://"), "job": "exporter"}}, series,
-		"one series, without prometheus_replica")
+		"one series, without prometheus_replica and prometheus")
 
 	a.Stop()
 	stopped := time.Now()

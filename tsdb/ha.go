@@ -2,7 +2,6 @@ package tsdb
 
 import (
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -17,25 +16,33 @@ import (
 // scrape the same targets and all remote-write to omen, as Mimir's and
 // Cortex's HA tracker does: the replicas of one cluster tell themselves
 // apart by an external label (ReplicaLabel), and share another
-// (ClusterLabel). Of each cluster only one replica's requests are stored,
-// without the replica label, so each series is stored and scored once;
-// the others' are answered 202 and dropped. When the elected replica has
-// sent nothing for FailoverTimeout, the next replica to send is elected.
-// Requests without the replica label are stored as they are; requests
-// without the cluster label belong to one unnamed cluster, so a single HA
-// pair may drop the cluster label on the way (its outputs then carry the
-// labels its inputs have in Prometheus, which the generated alerts' and the
-// dashboards' lookups need).
+// (ClusterLabel). Of each cluster only one replica's series are stored,
+// without the replica label (and without the cluster label if
+// StripClusterLabel), so each series is stored and scored once; the
+// others' are dropped (a request of nothing else is answered 202). When
+// the elected replica has sent nothing for FailoverTimeout, the next
+// replica to send is elected. A series without either label is stored as
+// it is. Each series is judged by its own labels, not by the request's
+// first: a target's own label named like ClusterLabel (Prometheus keeps a
+// target's label over an external one) makes a cluster of its own, whose
+// replicas are still told apart, instead of deciding other series' fate.
 type HAOptions struct {
 	// ReplicaLabel names the replica label; "" turns de-duplication off.
 	ReplicaLabel string
 	// ClusterLabel names the label the replicas of one cluster share.
 	ClusterLabel string
+	// StripClusterLabel stores the elected replica's series without the
+	// cluster label too: for one HA pair whose outputs should carry the
+	// labels its series have in Prometheus (the generated alerts'
+	// annotations and the dashboards look them up there). Only for a
+	// cluster label no target has.
+	StripClusterLabel bool
 	// FailoverTimeout: how long the elected replica may be silent before
 	// another one is elected.
 	FailoverTimeout time.Duration
-	// MaxClusters bounds the clusters tracked; a request of one more is
-	// refused (400).
+	// MaxClusters bounds the clusters tracked; the series of one more are
+	// refused (400 naming it), until a cluster has been idle for
+	// haForgetAfter.
 	MaxClusters int
 }
 
@@ -43,6 +50,10 @@ type HAOptions struct {
 func DefaultHAOptions() HAOptions {
 	return HAOptions{ClusterLabel: "cluster", FailoverTimeout: 30 * time.Second, MaxClusters: 100}
 }
+
+// haForgetAfter: a cluster that sent nothing for this long is forgotten
+// when its slot is needed.
+const haForgetAfter = time.Hour
 
 // haTracker elects one replica per cluster. It is in memory: after a
 // restart the first replica to send is elected, as after a failover.
@@ -78,21 +89,33 @@ func newHATracker(logger *slog.Logger, reg prometheus.Registerer, opts HAOptions
 	}
 }
 
-// admit decides the fate of a request whose first series has the given
-// cluster and replica label values, at now, carrying st. strip: the
-// request is stored without its replica label. herr: it is not stored (202
-// for another replica's, 400 for one cluster too many).
-func (t *haTracker) admit(cluster, replica string, st writeStats, now time.Time) (strip bool, herr *httpError) {
-	if t == nil || replica == "" {
-		return false, nil
-	}
+// haVerdict is what becomes of a series.
+type haVerdict uint8
+
+const (
+	haAsIs   haVerdict = iota // no HA labels: stored as sent
+	haStore                   // the elected replica's: stored without the replica label
+	haDrop                    // another replica's: dropped
+	haRefuse                  // of one cluster too many: refused
+)
+
+// admit judges a series of cluster and replica at now. e is the cluster's
+// entry (nil if refused).
+func (t *haTracker) admit(cluster, replica string, now time.Time) (haVerdict, *haElected) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.clusters[cluster]
 	switch {
 	case e == nil:
 		if len(t.clusters) >= t.opts.MaxClusters {
-			return false, errorf(http.StatusBadRequest, "too many HA clusters: %q would be one more than the limit of %d (--write.ha-max-clusters)", cluster, t.opts.MaxClusters)
+			for c, old := range t.clusters {
+				if now.Sub(old.seen) > haForgetAfter {
+					delete(t.clusters, c)
+				}
+			}
+			if len(t.clusters) >= t.opts.MaxClusters {
+				return haRefuse, nil
+			}
 		}
 		e = &haElected{cluster: strings.Clone(cluster), replica: strings.Clone(replica), seen: now}
 		t.clusters[e.cluster] = e
@@ -107,142 +130,184 @@ func (t *haTracker) admit(cluster, replica string, st writeStats, now time.Time)
 		e.replica, e.seen = strings.Clone(replica), now
 		t.changes.WithLabelValues(e.cluster).Inc()
 	default:
-		// Mimir's answer: accepted, so the sender neither retries nor
-		// counts the samples as failed.
-		t.deduped.WithLabelValues(e.cluster).Add(float64(st.floats + st.histograms))
-		return false, &httpError{code: http.StatusAccepted, msg: "replica " + replica + " of HA cluster " + cluster + " is not the elected one (" + e.replica + "): samples dropped as duplicates"}
+		return haDrop, e
 	}
-	return true, nil
+	return haStore, e
 }
 
-// The HA labels of each decoded form's first series, and the stripping of
-// the replica label from every series of an admitted request, in place, so
-// the append paths (and the ref cache) see the labels as stored. The ref
-// cache still hashes a 1.0 series' raw label bytes, replica label included:
-// each replica's bytes map to the one stored series, and a hit is checked
-// against the stripped labels.
+// haRequest judges the series of one request, remembering the last
+// cluster and replica seen: a request's series mostly share them, so the
+// tracker's lock is taken about once a request.
+type haRequest struct {
+	t                *haTracker
+	now              time.Time
+	cluster, replica string // the last judged; may point into the body
+	verdict          haVerdict
+	e                *haElected
+	judged           bool
+	dropped          float64 // samples of e's cluster dropped, not yet counted
+	refused          int     // samples refused
+	refusedCluster   string
+}
 
-// haV1 returns the cluster and replica of the first series of a generic
-// 1.0 request, and what it carries.
-func (t *haTracker) haV1(ts []prompb.TimeSeries) (cluster, replica string, st writeStats) {
-	for i := range ts {
-		st.floats, st.histograms, st.exemplars = st.floats+len(ts[i].Samples), st.histograms+len(ts[i].Histograms), st.exemplars+len(ts[i].Exemplars)
+func (t *haTracker) request(now time.Time) *haRequest {
+	return &haRequest{t: t, now: now}
+}
+
+// judge returns the verdict on a series with the given HA label values
+// carrying n samples.
+func (q *haRequest) judge(cluster, replica string, n int) haVerdict {
+	if cluster == "" || replica == "" {
+		return haAsIs
 	}
-	if len(ts) == 0 {
-		return "", "", st
+	if !q.judged || cluster != q.cluster || replica != q.replica {
+		q.flush()
+		q.verdict, q.e = q.t.admit(cluster, replica, q.now)
+		q.cluster, q.replica, q.judged = cluster, replica, true
 	}
-	for _, l := range ts[0].Labels {
-		switch l.Name {
-		case t.opts.ClusterLabel:
-			cluster = l.Value
-		case t.opts.ReplicaLabel:
-			replica = l.Value
+	switch q.verdict {
+	case haDrop:
+		q.dropped += float64(n)
+	case haRefuse:
+		if q.refused == 0 {
+			q.refusedCluster = strings.Clone(cluster)
 		}
+		q.refused += n
 	}
-	return cluster, replica, st
+	return q.verdict
 }
 
-func (t *haTracker) stripV1(ts []prompb.TimeSeries) {
+// sort judges a series carrying st: keep reports whether it stays in the
+// request, strip whether its HA labels are to be stripped; what another
+// replica sent is added to dropped.
+func (q *haRequest) sort(cluster, replica string, st writeStats, dropped *writeStats) (keep, strip bool) {
+	switch q.judge(cluster, replica, st.floats+st.histograms) {
+	case haRefuse:
+		return false, false
+	case haDrop:
+		dropped.floats, dropped.histograms, dropped.exemplars = dropped.floats+st.floats, dropped.histograms+st.histograms, dropped.exemplars+st.exemplars
+		return false, false
+	case haStore:
+		return true, true
+	}
+	return true, false
+}
+
+// flush counts the dropped samples of the last judged cluster.
+func (q *haRequest) flush() {
+	if q.dropped > 0 && q.e != nil {
+		q.t.deduped.WithLabelValues(q.e.cluster).Add(q.dropped)
+	}
+	q.dropped = 0
+}
+
+// strips reports whether the label name is removed from a stored series.
+func (q *haRequest) strips(name string) bool {
+	return name == q.t.opts.ReplicaLabel || (q.t.opts.StripClusterLabel && name == q.t.opts.ClusterLabel)
+}
+
+// The passes over each decoded form: judge every series by its own HA
+// labels, strip the stored ones' in place and drop the others, so the
+// append paths (and the ref cache) see the series as stored. The ref cache
+// still hashes a 1.0 series' raw label bytes, replica label included: each
+// replica's bytes map to the one stored series, and a hit is checked
+// against the stripped labels. Each returns the stats of what it dropped as
+// another replica's (reported written, as Cortex and Mimir do: they are
+// their cluster's, stored from the elected replica, and a 2.0 sender told
+// that none were written counts them as failed); refused series are
+// counted in q.refused.
+
+func (q *haRequest) v1(ts []prompb.TimeSeries) (kept []prompb.TimeSeries, dropped writeStats) {
+	kept = ts[:0]
 	for i := range ts {
-		ls := ts[i].Labels[:0]
+		var cluster, replica string
 		for _, l := range ts[i].Labels {
-			if l.Name != t.opts.ReplicaLabel {
-				ls = append(ls, l)
+			switch l.Name {
+			case q.t.opts.ClusterLabel:
+				cluster = l.Value
+			case q.t.opts.ReplicaLabel:
+				replica = l.Value
 			}
 		}
-		ts[i].Labels = ls
-	}
-}
-
-func (t *haTracker) haFastV1(d *fastV1, body []byte) (cluster, replica string, st writeStats) {
-	st.floats = len(d.samples)
-	if len(d.series) == 0 {
-		return "", "", st
-	}
-	s := d.series[0]
-	for _, l := range d.labels[s.labelsFrom:s.labelsTo] {
-		switch str(body, l.nameFrom, l.nameTo) {
-		case t.opts.ClusterLabel:
-			cluster = str(body, l.valueFrom, l.valueTo)
-		case t.opts.ReplicaLabel:
-			replica = str(body, l.valueFrom, l.valueTo)
-		}
-	}
-	return cluster, replica, st
-}
-
-func (t *haTracker) stripFastV1(d *fastV1, body []byte) {
-	for i := range d.series {
-		s := &d.series[i]
-		to := s.labelsFrom
-		for _, l := range d.labels[s.labelsFrom:s.labelsTo] {
-			if str(body, l.nameFrom, l.nameTo) != t.opts.ReplicaLabel {
-				d.labels[to] = l
-				to++
-			}
-		}
-		s.labelsTo = to
-	}
-}
-
-// haV2 reads the first series' labels through syms, skipping references
-// outside the table (the append path refuses that series).
-func (t *haTracker) haV2(ts []writev2.TimeSeries, syms []string) (cluster, replica string, st writeStats) {
-	for i := range ts {
-		st.floats, st.histograms, st.exemplars = st.floats+len(ts[i].Samples), st.histograms+len(ts[i].Histograms), st.exemplars+len(ts[i].Exemplars)
-	}
-	if len(ts) == 0 {
-		return "", "", st
-	}
-	refs := ts[0].LabelsRefs
-	for j := 0; j+1 < len(refs); j += 2 {
-		if int(refs[j]) >= len(syms) || int(refs[j+1]) >= len(syms) {
+		keep, strip := q.sort(cluster, replica, writeStats{len(ts[i].Samples), len(ts[i].Histograms), len(ts[i].Exemplars)}, &dropped)
+		if !keep {
 			continue
 		}
-		switch syms[refs[j]] {
-		case t.opts.ClusterLabel:
-			cluster = syms[refs[j+1]]
-		case t.opts.ReplicaLabel:
-			replica = syms[refs[j+1]]
-		}
-	}
-	return cluster, replica, st
-}
-
-func (t *haTracker) stripV2(ts []writev2.TimeSeries, syms []string) {
-	for i := range ts {
-		ts[i].LabelsRefs = stripRefs(ts[i].LabelsRefs, func(r uint32) (string, bool) {
-			if int(r) >= len(syms) {
-				return "", false
+		if strip {
+			ls := ts[i].Labels[:0]
+			for _, l := range ts[i].Labels {
+				if !q.strips(l.Name) {
+					ls = append(ls, l)
+				}
 			}
-			return syms[r], true
-		}, t.opts.ReplicaLabel)
+			ts[i].Labels = ls
+		}
+		kept = append(kept, ts[i])
 	}
+	q.flush()
+	return kept, dropped
 }
 
-func (t *haTracker) haFastV2(d *fastV2, body []byte) (cluster, replica string, st writeStats) {
-	st.floats = len(d.samples)
-	if len(d.series) == 0 {
-		return "", "", st
-	}
-	s := d.series[0]
-	refs := d.refs[s.refsFrom:s.refsTo]
-	nsyms := uint32(len(d.symbols))
-	for j := 0; j+1 < len(refs); j += 2 {
-		if refs[j] >= nsyms || refs[j+1] >= nsyms {
+func (q *haRequest) fastV1(d *fastV1, body []byte) (dropped writeStats) {
+	kept := d.series[:0]
+	for _, s := range d.series {
+		var cluster, replica string
+		fl := d.labels[s.labelsFrom:s.labelsTo]
+		for _, l := range fl {
+			switch str(body, l.nameFrom, l.nameTo) {
+			case q.t.opts.ClusterLabel:
+				cluster = str(body, l.valueFrom, l.valueTo)
+			case q.t.opts.ReplicaLabel:
+				replica = str(body, l.valueFrom, l.valueTo)
+			}
+		}
+		keep, strip := q.sort(cluster, replica, writeStats{floats: int(s.samplesTo - s.samplesFrom)}, &dropped)
+		if !keep {
 			continue
 		}
-		switch d.sym(body, refs[j]) {
-		case t.opts.ClusterLabel:
-			cluster = d.sym(body, refs[j+1])
-		case t.opts.ReplicaLabel:
-			replica = d.sym(body, refs[j+1])
+		if strip {
+			to := s.labelsFrom
+			for _, l := range fl {
+				if !q.strips(str(body, l.nameFrom, l.nameTo)) {
+					d.labels[to] = l
+					to++
+				}
+			}
+			s.labelsTo = to
 		}
+		kept = append(kept, s)
 	}
-	return cluster, replica, st
+	d.series = kept
+	q.flush()
+	return dropped
 }
 
-func (t *haTracker) stripFastV2(d *fastV2, body []byte) {
+// v2 reads labels through syms, skipping references outside the table
+// (the append path refuses that series).
+func (q *haRequest) v2(ts []writev2.TimeSeries, syms []string) (kept []writev2.TimeSeries, dropped writeStats) {
+	sym := func(r uint32) (string, bool) {
+		if int(r) >= len(syms) {
+			return "", false
+		}
+		return syms[r], true
+	}
+	kept = ts[:0]
+	for i := range ts {
+		cluster, replica := q.haLabels(ts[i].LabelsRefs, sym)
+		keep, strip := q.sort(cluster, replica, writeStats{len(ts[i].Samples), len(ts[i].Histograms), len(ts[i].Exemplars)}, &dropped)
+		if !keep {
+			continue
+		}
+		if strip {
+			ts[i].LabelsRefs = q.stripRefs(ts[i].LabelsRefs, sym)
+		}
+		kept = append(kept, ts[i])
+	}
+	q.flush()
+	return kept, dropped
+}
+
+func (q *haRequest) fastV2(d *fastV2, body []byte) (dropped writeStats) {
 	nsyms := uint32(len(d.symbols))
 	sym := func(r uint32) (string, bool) {
 		if r >= nsyms {
@@ -250,21 +315,51 @@ func (t *haTracker) stripFastV2(d *fastV2, body []byte) {
 		}
 		return d.sym(body, r), true
 	}
-	for i := range d.series {
-		s := &d.series[i]
-		kept := stripRefs(d.refs[s.refsFrom:s.refsTo], sym, t.opts.ReplicaLabel)
-		s.refsTo = s.refsFrom + int32(len(kept))
+	kept := d.series[:0]
+	for _, s := range d.series {
+		refs := d.refs[s.refsFrom:s.refsTo]
+		cluster, replica := q.haLabels(refs, sym)
+		keep, strip := q.sort(cluster, replica, writeStats{floats: int(s.samplesTo - s.samplesFrom)}, &dropped)
+		if !keep {
+			continue
+		}
+		if strip {
+			s.refsTo = s.refsFrom + int32(len(q.stripRefs(refs, sym)))
+		}
+		kept = append(kept, s)
 	}
+	d.series = kept
+	q.flush()
+	return dropped
 }
 
-// stripRefs removes, in place, the name and value reference pairs whose
-// name is replica; an odd tail or a reference sym cannot resolve is kept,
+// haLabels returns the cluster and replica of a series given by label
+// references.
+func (q *haRequest) haLabels(refs []uint32, sym func(uint32) (string, bool)) (cluster, replica string) {
+	for j := 0; j+1 < len(refs); j += 2 {
+		name, ok1 := sym(refs[j])
+		value, ok2 := sym(refs[j+1])
+		if !ok1 || !ok2 {
+			continue
+		}
+		switch name {
+		case q.t.opts.ClusterLabel:
+			cluster = value
+		case q.t.opts.ReplicaLabel:
+			replica = value
+		}
+	}
+	return cluster, replica
+}
+
+// stripRefs removes, in place, the name and value reference pairs of the
+// labels stripped; an odd tail or a reference sym cannot resolve is kept,
 // for the append path to refuse.
-func stripRefs(refs []uint32, sym func(uint32) (string, bool), replica string) []uint32 {
+func (q *haRequest) stripRefs(refs []uint32, sym func(uint32) (string, bool)) []uint32 {
 	out := refs[:0]
 	j := 0
 	for ; j+1 < len(refs); j += 2 {
-		if name, ok := sym(refs[j]); ok && name == replica {
+		if name, ok := sym(refs[j]); ok && q.strips(name) {
 			continue
 		}
 		out = append(out, refs[j], refs[j+1])

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 
@@ -91,11 +90,7 @@ func TestHADeduplication(t *testing.T) {
 			// One series per input, without the replica label, holding the
 			// elected replica's samples only.
 			for _, name := range []string{"up", "load"} {
-				got := map[float64]bool{}
-				for _, v := range samples(t, s, name) {
-					got[v] = true
-				}
-				require.Equal(t, map[float64]bool{1: true, 3: true, 5: true, 7: true}, got, name)
+				require.Equal(t, map[float64]bool{1: true, 3: true, 5: true, 7: true}, values(t, s, name), name)
 			}
 			q, err := s.Querier(math.MinInt64, math.MaxInt64)
 			require.NoError(t, err)
@@ -108,32 +103,79 @@ func TestHADeduplication(t *testing.T) {
 			require.Equal(t, 6.0, testutil.ToFloat64(h.ha.deduped.WithLabelValues("eu")), "three requests of two samples")
 			require.Equal(t, 1.0, testutil.ToFloat64(h.ha.changes.WithLabelValues("eu")))
 
-			// Without the replica label: stored as sent. Without the
-			// cluster label: one unnamed cluster, its replica label
-			// stripped too.
+			// Without the replica label, or without the cluster label: stored
+			// as sent (a Prometheus that is no HA replica, a separate one).
 			now = now.Add(time.Second)
 			require.Equal(t, http.StatusNoContent, send(8, []string{"__name__", "solo", "cluster", "eu"}).StatusCode)
 			now = now.Add(time.Second)
 			require.Equal(t, http.StatusNoContent, send(9, []string{"__name__", "solo", "__replica__", "x"}).StatusCode)
-			require.Equal(t, http.StatusAccepted, send(9, []string{"__name__", "solo", "__replica__", "y"}).StatusCode)
-			require.Equal(t, map[float64]bool{8: true, 9: true}, func() map[float64]bool {
-				got := map[float64]bool{}
-				for _, v := range samples(t, s, "solo") {
-					got[v] = true
-				}
-				return got
-			}())
-			// That makes two clusters; a third is one too many, and the
-			// answer says so.
-			w := send(11, replica("up", "ap", "a"))
-			require.Equal(t, http.StatusBadRequest, w.StatusCode)
-			if tc.v2 {
-				require.Equal(t, "0", w.Header.Get(headerSamplesWritten))
+			require.Equal(t, map[float64]bool{8: true, 9: true}, values(t, s, "solo"))
+
+			// A target's own cluster label (Prometheus keeps it over the
+			// external one) makes a cluster of its own, whose replicas are
+			// still told apart; it decides nothing for the request's other
+			// series, and its elected replica, sending on, never looks
+			// silent.
+			target := func(r string) []string {
+				return []string{"__name__", "es_docs", "__replica__", r, "cluster", "es-prod", "job", "es"}
 			}
+			for k := range 4 {
+				now = now.Add(20 * time.Second)
+				v := float64(20 + k)
+				require.Equal(t, http.StatusNoContent, send(v, target("b"), replica("up", "eu", "b")).StatusCode, "b elected for both")
+				require.Equal(t, http.StatusAccepted, send(v, target("a"), replica("up", "eu", "a")).StatusCode)
+			}
+			require.Equal(t, map[float64]bool{20: true, 21: true, 22: true, 23: true}, values(t, s, "es_docs"))
+			require.Equal(t, 1.0, testutil.ToFloat64(h.ha.changes.WithLabelValues("eu")), "no failover since")
+			require.Equal(t, 0.0, testutil.ToFloat64(h.ha.changes.WithLabelValues("es-prod")))
+
+			// That makes two clusters, the limit: a third cluster's series are
+			// refused, the rest of the request stored, and the answer names
+			// them; once a cluster has been idle for an hour, its slot is
+			// taken.
+			now = now.Add(time.Second)
+			w := send(11, replica("up", "ap", "a"), []string{"__name__", "solo", "cluster", "x"})
+			require.Equal(t, http.StatusBadRequest, w.StatusCode)
 			body := make([]byte, 512)
 			n, _ := w.Body.Read(body)
-			require.Contains(t, string(body[:n]), `too many HA clusters: "ap"`)
-			require.Contains(t, string(body[:n]), strconv.Itoa(2))
+			require.Contains(t, string(body[:n]), `1 sample(s) of HA cluster "ap" refused: more than 2 clusters`)
+			require.Contains(t, values(t, s, "solo"), 11.0)
+			require.Equal(t, 1.0, testutil.ToFloat64(h.metrics.rejected.WithLabelValues("float", "ha_too_many_clusters")))
+			now = now.Add(61 * time.Minute)
+			require.Equal(t, http.StatusNoContent, send(12, replica("up", "ap", "a")).StatusCode)
 		})
 	}
+}
+
+// TestHAStripClusterLabel: with StripClusterLabel the elected replica's
+// series are stored without the cluster label too, as their inputs are in
+// the Prometheus the pair belongs to (the Prometheus Operator's labels).
+func TestHAStripClusterLabel(t *testing.T) {
+	s := openTestStorage(t)
+	h := NewWriteHandler(nil, nil, s, WriteOptions{HA: HAOptions{
+		ReplicaLabel: "prometheus_replica", ClusterLabel: "prometheus", StripClusterLabel: true,
+	}})
+	now := time.Now().UnixMilli()
+	for _, r := range []string{"prometheus-k8s-0", "prometheus-k8s-1"} {
+		post(t, h, v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			series(now, 1, "__name__", "up", "job", "node", "prometheus", "monitoring/k8s", "prometheus_replica", r),
+		}}), nil)
+	}
+	q, err := s.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "up"))
+	require.True(t, ss.Next())
+	require.Equal(t, `{__name__="up", job="node"}`, ss.At().Labels().String())
+	require.False(t, ss.Next())
+}
+
+// values returns the set of values of the series named name.
+func values(t *testing.T, s *Storage, name string) map[float64]bool {
+	t.Helper()
+	got := map[float64]bool{}
+	for _, v := range samples(t, s, name) {
+		got[v] = true
+	}
+	return got
 }

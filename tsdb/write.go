@@ -182,7 +182,7 @@ func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
 
 // rejectReasons are the reasons appendState.reject counts, by sample type.
 var rejectReasons = map[string][]string{
-	"float":     {"invalid_labels", "invalid_metadata", "invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old"},
+	"float":     {"invalid_labels", "invalid_metadata", "invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "ha_too_many_clusters"},
 	"histogram": {"invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "invalid_histogram", "histograms_disabled"},
 	"exemplar":  {"invalid", "unsupported"},
 }
@@ -345,13 +345,8 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 			if n := len(b.fast.series); n > h.opts.MaxSeriesPerRequest {
 				return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
 			}
-			if h.ha != nil {
-				c, rep, st := h.ha.haFastV1(&b.fast, body)
-				if st, herr := h.dedup(c, rep, st, func() { h.ha.stripFastV1(&b.fast, body) }); herr != nil {
-					return st, herr
-				}
-			}
-			return h.appendFastV1(r, b, body)
+			return h.withHA(func(q *haRequest) (writeStats, int) { return q.fastV1(&b.fast, body), len(b.fast.series) },
+				func() (writeStats, *httpError) { return h.appendFastV1(r, b, body) })
 		}
 		// Histograms, exemplars, metadata or bytes the fast decoder does
 		// not take: the generic path, which also words the decode errors.
@@ -365,25 +360,17 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		// 1.0 metadata is per family, not per series: not stored in the
 		// TSDB, kept for /api/v1/metadata.
 		h.opts.Metadata.noteV1(b.v1.Metadata)
-		if h.ha != nil {
-			c, rep, st := h.ha.haV1(b.v1.Timeseries)
-			if st, herr := h.dedup(c, rep, st, func() { h.ha.stripV1(b.v1.Timeseries) }); herr != nil {
-				return st, herr
-			}
-		}
-		return h.appendV1(r, b)
+		return h.withHA(func(q *haRequest) (dropped writeStats, left int) {
+			b.v1.Timeseries, dropped = q.v1(b.v1.Timeseries)
+			return dropped, len(b.v1.Timeseries)
+		}, func() (writeStats, *httpError) { return h.appendV1(r, b) })
 	default:
 		if !h.generic && b.fast2.decodeV2(body) {
 			if n := len(b.fast2.series); n > h.opts.MaxSeriesPerRequest {
 				return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
 			}
-			if h.ha != nil {
-				c, rep, st := h.ha.haFastV2(&b.fast2, body)
-				if st, herr := h.dedup(c, rep, st, func() { h.ha.stripFastV2(&b.fast2, body) }); herr != nil {
-					return st, herr
-				}
-			}
-			return h.appendFastV2(r, b, body)
+			return h.withHA(func(q *haRequest) (writeStats, int) { return q.fastV2(&b.fast2, body), len(b.fast2.series) },
+				func() (writeStats, *httpError) { return h.appendFastV2(r, b, body) })
 		}
 		b.v2.Reset()
 		if err := proto.Unmarshal(body, &b.v2); err != nil {
@@ -392,29 +379,45 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		if n := len(b.v2.Timeseries); n > h.opts.MaxSeriesPerRequest {
 			return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
 		}
-		if h.ha != nil {
-			c, rep, st := h.ha.haV2(b.v2.Timeseries, b.v2.Symbols)
-			if st, herr := h.dedup(c, rep, st, func() { h.ha.stripV2(b.v2.Timeseries, b.v2.Symbols) }); herr != nil {
-				return st, herr
-			}
-		}
-		return h.appendV2(r, b)
+		return h.withHA(func(q *haRequest) (dropped writeStats, left int) {
+			b.v2.Timeseries, dropped = q.v2(b.v2.Timeseries, b.v2.Symbols)
+			return dropped, len(b.v2.Timeseries)
+		}, func() (writeStats, *httpError) { return h.appendV2(r, b) })
 	}
 }
 
-// dedup admits a request by its first series' HA cluster and replica,
-// stripping the replica label if it is stored. A replica's request that
-// is not stored is answered with its stats as written (202), as Cortex and
-// Mimir answer: the samples are its cluster's, stored from the elected
-// replica, and a 2.0 sender told that none were written counts them as
-// failed.
-func (h *WriteHandler) dedup(cluster, replica string, st writeStats, strip func()) (writeStats, *httpError) {
-	ok, herr := h.ha.admit(cluster, replica, st, h.opts.Now())
-	if ok {
-		strip()
+// withHA runs the HA pass over a decoded request (pass judges its series
+// and returns what it dropped as another replica's and how many series
+// are left), then appends what is left. A request of nothing but another
+// replica's series is answered 202, as Mimir does, so the sender neither
+// retries nor counts them as failed; series of one cluster too many are
+// refused and the answer, a 400, names them, the rest stored.
+func (h *WriteHandler) withHA(pass func(q *haRequest) (dropped writeStats, left int), appendFn func() (writeStats, *httpError)) (writeStats, *httpError) {
+	if h.ha == nil {
+		return appendFn()
 	}
-	if herr != nil && herr.code != http.StatusAccepted {
-		st = writeStats{}
+	q := h.ha.request(h.opts.Now())
+	dropped, left := pass(q)
+	var st writeStats
+	var herr *httpError
+	if left > 0 || q.refused > 0 {
+		st, herr = appendFn()
+	} else if dropped.floats+dropped.histograms > 0 {
+		herr = &httpError{code: http.StatusAccepted, msg: "series of replica " + q.replica + " of HA cluster " + q.e.cluster +
+			" dropped as duplicates: " + q.e.replica + " is the elected replica"}
+	}
+	if herr == nil || herr.code < 500 {
+		st.floats, st.histograms, st.exemplars = st.floats+dropped.floats, st.histograms+dropped.histograms, st.exemplars+dropped.exemplars
+	}
+	if q.refused > 0 {
+		h.metrics.rejected.WithLabelValues("float", "ha_too_many_clusters").Add(float64(q.refused))
+		msg := fmt.Sprintf("%d sample(s) of HA cluster %q refused: more than %d clusters (--write.ha-max-clusters)", q.refused, q.refusedCluster, h.ha.opts.MaxClusters)
+		switch {
+		case herr == nil || herr.code == http.StatusAccepted:
+			herr = errorf(http.StatusBadRequest, "%s", msg)
+		case herr.code == http.StatusBadRequest:
+			herr.msg += "; " + msg
+		}
 	}
 	return st, herr
 }

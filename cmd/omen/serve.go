@@ -114,13 +114,15 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("write.max-label-value-length", "Bytes of one label value (400 beyond).").
 		Default(fmt.Sprint(d.Labels.MaxValueLength)).IntVar(&f.write.Labels.MaxValueLength)
 	dha := tsdb.DefaultHAOptions()
-	cl.Flag("write.ha-replica-label", "De-duplicate HA pairs of Prometheus, as Mimir's HA tracker does: the external label that tells the replicas apart (prometheus_replica with the Prometheus Operator, __replica__ in Mimir's docs). Of each cluster one replica's samples are stored, without this label; the others' are answered 202 and dropped. Empty: off.").
+	cl.Flag("write.ha-replica-label", "De-duplicate HA pairs of Prometheus, as Mimir's HA tracker does: the external label that tells the replicas apart (prometheus_replica with the Prometheus Operator, __replica__ in Mimir's docs). Of each cluster one replica's series are stored, without this label; the others' are dropped (202 for a request of nothing else). Empty: off.").
 		StringVar(&f.write.HA.ReplicaLabel)
-	cl.Flag("write.ha-cluster-label", "The external label the replicas of one HA cluster share (prometheus with the Prometheus Operator).").
+	cl.Flag("write.ha-cluster-label", "The external label the replicas of one HA cluster share (prometheus with the Prometheus Operator). A series without it, or without the replica label, is stored as sent.").
 		Default(dha.ClusterLabel).StringVar(&f.write.HA.ClusterLabel)
+	cl.Flag("write.ha-strip-cluster-label", "Store the elected replica's series without the cluster label too, so omen's outputs carry the labels the series have in Prometheus (for one HA pair whose cluster label no target has).").
+		Default("false").BoolVar(&f.write.HA.StripClusterLabel)
 	cl.Flag("write.ha-failover-timeout", "How long a cluster's elected replica may send nothing before the next replica to send is elected.").
 		Default(dha.FailoverTimeout.String()).DurationVar(&f.write.HA.FailoverTimeout)
-	cl.Flag("write.ha-max-clusters", "HA clusters tracked; a request of one more is refused (400).").
+	cl.Flag("write.ha-max-clusters", "HA clusters tracked; the series of one more are refused (400) until a cluster has sent nothing for an hour.").
 		Default(fmt.Sprint(dha.MaxClusters)).IntVar(&f.write.HA.MaxClusters)
 	cl.Flag("remote-write.url", "Remote-write the outputs to this URL too (Thanos Receive, Mimir, VictoriaMetrics), with Prometheus's remote_write defaults; the configuration file's remote_write takes every setting. Repeatable.").
 		StringsVar(&f.remoteWrite)
