@@ -321,7 +321,7 @@ func TestDeclaredTypesRetype(t *testing.T) {
 			if tc.before != 0 {
 				require.InDelta(t, tc.before, scored(), 1e-9)
 			}
-			e.p.NoteType(tc.metric, tc.typ)
+			e.p.NoteTypes(map[string]model.MetricType{tc.metric: tc.typ})
 			push(100, 200)
 			require.InDelta(t, tc.after, scored(), 1e-9)
 			require.Equal(t, retyped+1, testutil.ToFloat64(e.p.m.retyped))
@@ -345,11 +345,27 @@ func TestDeclaredTypesRetype(t *testing.T) {
 	require.Equal(t, retyped, testutil.ToFloat64(e.p.m.retyped))
 
 	// Declared as its name says: nothing kept, nothing looked up.
-	e.p.NoteType("requests_total", model.MetricTypeCounter)
-	e.p.NoteType("temperature", model.MetricTypeGauge)
-	e.p.NoteType("latency_seconds", model.MetricTypeHistogram)
+	e.p.NoteTypes(map[string]model.MetricType{
+		"requests_total": model.MetricTypeCounter, "temperature": model.MetricTypeGauge, "latency_seconds": model.MetricTypeHistogram,
+	})
 	require.Len(t, *e.p.declared.Load(), 2, "only the two families above")
 	require.Equal(t, model.MetricType(""), e.p.declaredType("temperature"))
+
+	// Declared both ways (two targets): typed by its name from then on,
+	// however the declarations alternate, and retyped no more.
+	retyped = testutil.ToFloat64(e.p.m.retyped)
+	flip := labels.FromStrings("__name__", "flips")
+	for i := range 40 {
+		typ := model.MetricTypeCounter
+		if i%2 == 1 {
+			typ = model.MetricTypeGauge
+		}
+		e.p.NoteTypes(map[string]model.MetricType{"flips": typ})
+		e.push(t0.UnixMilli()+int64(i)*stepMs, "", []labels.Labels{flip}, []float64{float64(i)})
+	}
+	e.sync()
+	require.Equal(t, model.MetricType(""), e.p.declaredType("flips"))
+	require.LessOrEqual(t, testutil.ToFloat64(e.p.m.retyped), retyped+1, "retyped once at most")
 }
 
 func TestBudget(t *testing.T) {

@@ -150,7 +150,7 @@ func Scorable(name string) bool {
 
 // isCounter reports whether a series is a counter: by its metadata
 // (remote-write 2.0's with the series, or 1.0's declared for its family,
-// see NoteType) if the sender gave one, else by the naming conventions.
+// see NoteTypes) if the sender gave one, else by the naming conventions.
 func isCounter(name string, typ model.MetricType) bool {
 	switch typ {
 	case model.MetricTypeCounter:
@@ -210,51 +210,76 @@ func shardOf(ref storage.SeriesRef, n int) int {
 	return int((uint64(ref) * 0x9E3779B97F4A7C15 >> 32) % uint64(n))
 }
 
-// maxDeclared bounds the families NoteType keeps.
+// maxDeclared bounds the families NoteTypes keeps.
 const maxDeclared = 1 << 14
 
-// NoteType records the type a sender declared for a metric family (the
+// NoteTypes records the types senders declared for metric families (the
 // metadata of remote-write 1.0, sent in requests of their own, about once
 // a minute, apart from the samples). Only a counter or a gauge whose name
 // says otherwise (a counter without _total, a gauge named _count) is kept:
 // its series' samples carry the declared type from then on, and a series
 // scored as the other kind starts again from its history. Where the name
-// and the type agree, the samples are typed by their name, at no cost.
-// A family's series are named as the family only for counters and gauges;
-// the other types' series are typed well by their names.
-func (p *Pipeline) NoteType(family string, typ model.MetricType) {
-	if typ != model.MetricTypeCounter && typ != model.MetricTypeGauge {
-		return
-	}
+// and the type agree, the samples are typed by their name, at no cost. A
+// family's series are named as the family only for counters and gauges;
+// the other types' series are typed well by their names. A family
+// declared as a counter and as a gauge (by two targets, say: Prometheus
+// sends every target's metadata) is typed by its name from then on, not by
+// whichever declaration came last, which retyped its series back and
+// forth. One copy of the kept families per call: the metadata of one
+// request comes in one call.
+func (p *Pipeline) NoteTypes(types map[string]model.MetricType) {
 	p.declaredMu.Lock()
 	defer p.declaredMu.Unlock()
 	old := p.declared.Load()
-	var prev model.MetricType
-	if old != nil {
-		prev = (*old)[family]
+	var m map[string]model.MetricType
+	for family, typ := range types {
+		if typ != model.MetricTypeCounter && typ != model.MetricTypeGauge {
+			continue
+		}
+		var prev model.MetricType
+		if old != nil {
+			prev = (*old)[family]
+		}
+		switch {
+		case prev == typ, prev == conflicting:
+			continue
+		case prev == "" && isCounter(family, typ) == isCounter(family, ""):
+			// Its name says as much. A family once kept stays (below),
+			// with its latest type: its series may have been scored by it.
+			continue
+		case prev == "" && old != nil && len(*old) >= maxDeclared:
+			continue
+		}
+		if m == nil {
+			m = make(map[string]model.MetricType, 1)
+			if old != nil {
+				m = maps.Clone(*old)
+			}
+		}
+		if prev != "" {
+			typ = conflicting
+			p.logger.Warn("Metric family declared both a counter and a gauge; its series are typed by their name", "family", family)
+		}
+		m[family] = typ
 	}
-	// A family once kept stays, with its latest type: its series may have
-	// been scored by the type it had.
-	if prev == typ || (prev == "" && isCounter(family, typ) == isCounter(family, "")) {
-		return
+	if m != nil {
+		p.declared.Store(&m)
 	}
-	if prev == "" && old != nil && len(*old) >= maxDeclared {
-		return
-	}
-	m := make(map[string]model.MetricType, 1)
-	if old != nil {
-		m = maps.Clone(*old)
-	}
-	m[strings.Clone(family)] = typ
-	p.declared.Store(&m)
 }
 
-// declaredType is the type NoteType kept for the family name, "" if none.
-// One atomic load per sample while no family needs one.
+// conflicting marks a family declared with both types: typed by its name.
+const conflicting model.MetricType = "conflicting"
+
+// declaredType is the type NoteTypes kept for the family name, "" if none
+// (or declared both ways). One atomic load per sample while no family
+// needs one.
 func (p *Pipeline) declaredType(name string) model.MetricType {
 	m := p.declared.Load()
 	if m == nil {
 		return ""
 	}
-	return (*m)[name]
+	if t := (*m)[name]; t != conflicting {
+		return t
+	}
+	return ""
 }

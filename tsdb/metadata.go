@@ -40,12 +40,13 @@ type Metadata struct {
 	m       map[string]metadata.Metadata
 	cors    *regexp.Regexp
 	dropped prometheus.Counter
-	onType  func(family string, typ model.MetricType)
+	onTypes func(map[string]model.MetricType)
 }
 
-// OnType has fn called with a family's type each time a sender declares a
-// new one (the scorers type counters by it). Set it before serving.
-func (s *Metadata) OnType(fn func(family string, typ model.MetricType)) { s.onType = fn }
+// OnTypes has fn called with the families whose type a request declared
+// anew (the scorers type counters by it), once per such request. Set it
+// before serving.
+func (s *Metadata) OnTypes(fn func(map[string]model.MetricType)) { s.onTypes = fn }
 
 // NewMetadata returns an empty store; its answers carry the CORS headers
 // the rest of the API does (cors as APIOptions.CORSOrigin; nil: none).
@@ -57,10 +58,10 @@ func NewMetadata(reg prometheus.Registerer, cors *regexp.Regexp) *Metadata {
 		})}
 }
 
-// note records md for the family. Empty metadata, or a type of unknown
-// alone (a 2.0 series sent without metadata), says nothing: it must not
-// replace what another sender said.
-func (s *Metadata) note(family string, md metadata.Metadata) {
+// note records md for the family, and its type in types if that is new.
+// Empty metadata, or a type of unknown alone (a 2.0 series sent without
+// metadata), says nothing: it must not replace what another sender said.
+func (s *Metadata) note(family string, md metadata.Metadata, types *map[string]model.MetricType) {
 	if s == nil || family == "" || md == (metadata.Metadata{}) || md == (metadata.Metadata{Type: model.MetricTypeUnknown}) {
 		return
 	}
@@ -80,17 +81,29 @@ func (s *Metadata) note(family string, md metadata.Metadata) {
 	s.mu.Lock()
 	s.m[strings.Clone(family)] = md
 	s.mu.Unlock()
-	if s.onType != nil && old.Type != md.Type {
-		s.onType(family, md.Type)
+	if s.onTypes != nil && old.Type != md.Type {
+		if *types == nil {
+			*types = map[string]model.MetricType{}
+		}
+		(*types)[strings.Clone(family)] = md.Type
 	}
 }
 
 // noteV1 records a remote-write 1.0 request's metadata.
 func (s *Metadata) noteV1(mds []prompb.MetricMetadata) {
+	var types map[string]model.MetricType
 	for _, m := range mds {
 		s.note(m.MetricFamilyName, metadata.Metadata{
 			Type: model.MetricType(strings.ToLower(prompb.MetricMetadata_MetricType_name[int32(m.Type)])), Help: m.Help, Unit: m.Unit,
-		})
+		}, &types)
+	}
+	s.tell(types)
+}
+
+// tell passes the families typed anew to the OnTypes hook.
+func (s *Metadata) tell(types map[string]model.MetricType) {
+	if len(types) > 0 {
+		s.onTypes(types)
 	}
 }
 
@@ -106,7 +119,9 @@ func (s *Metadata) noteSeries(name string, md metadata.Metadata) {
 			}
 		}
 	}
-	s.note(name, md)
+	var types map[string]model.MetricType
+	s.note(name, md, &types)
+	s.tell(types)
 }
 
 // truncate cuts v to at most n bytes, on a UTF-8 boundary.

@@ -33,7 +33,11 @@ func TestMetadataServed(t *testing.T) {
 	// The scorers hear of each family's type once, and again only when it
 	// changes (Prometheus re-sends every minute).
 	types := map[string][]model.MetricType{}
-	md.OnType(func(family string, typ model.MetricType) { types[family] = append(types[family], typ) })
+	md.OnTypes(func(m map[string]model.MetricType) {
+		for family, typ := range m {
+			types[family] = append(types[family], typ)
+		}
+	})
 	h := NewWriteHandler(nil, nil, s, WriteOptions{Metadata: md})
 	v1 := &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
 		{MetricFamilyName: "http_requests_total", Type: prompb.MetricMetadata_COUNTER, Help: "Requests served."},
@@ -103,7 +107,7 @@ func TestMetadataBounds(t *testing.T) {
 	require.NotContains(t, md.m, "up")
 
 	for i := range maxFamilies {
-		md.note(fmt.Sprint("f", i), metadata.Metadata{Type: model.MetricTypeGauge})
+		md.note(fmt.Sprint("f", i), metadata.Metadata{Type: model.MetricTypeGauge}, nil)
 	}
 	require.Len(t, md.m, maxFamilies)
 	require.Equal(t, 2.0, testutil.ToFloat64(md.dropped), "big and jobs_total took two of the places: the loop's last two are dropped")

@@ -259,7 +259,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	f.write.Metadata = tsdb.NewMetadata(reg, apiOpts.CORSOrigin)
 	// Remote-write 1.0 declares types apart from the samples: a counter
 	// whose name does not say so is scored as a rate once it is declared.
-	f.write.Metadata.OnType(pl.NoteType)
+	f.write.Metadata.OnTypes(pl.NoteTypes)
 	mux.Handle("GET /api/v1/metadata", "/api/v1/metadata", f.write.Metadata)
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
