@@ -79,7 +79,9 @@ func BenchmarkIncidents(b *testing.B) {
 			{"gauss", func(r *rand.Rand) func(int) float64 { return func(int) float64 { return 100 + r.NormFloat64() } }},
 			{"lognormal", func(r *rand.Rand) func(int) float64 { return func(int) float64 { return math.Exp(r.NormFloat64()) } }},
 			{"poisson3", func(r *rand.Rand) func(int) float64 { return func(int) float64 { return float64(poisson(r, 3)) } }},
-			{"daily-cycle", func(r *rand.Rand) func(int) float64 { return func(i int) float64 { return 100 + cycle(i) + r.NormFloat64() } }},
+			{"daily-cycle", func(r *rand.Rand) func(int) float64 {
+				return func(i int) float64 { return 100 + cycle(i) + r.NormFloat64() }
+			}},
 			{"ar1-0.95", func(r *rand.Rand) func(int) float64 {
 				x := 0.0
 				return func(int) float64 { x = 0.95*x + r.NormFloat64(); return 100 + x }
