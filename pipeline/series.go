@@ -48,28 +48,27 @@ type published struct {
 	stale bool
 	// The current incident: since is the sample time of its first score
 	// above 1 (before the detector's damping; 0: none), lastHot that of
-	// the latest sample of its event
-	// (a score above 1, or a sample the detector counts as the event going
-	// on, see detect.Result.Ongoing, at most eventGap samples after the
-	// event's previous one; quiet counts the samples since), peak its
-	// highest score before the damping. The detector damps the follow-ups of an event, so a
-	// sustained shift scores above 1 once or a few times, not throughout.
-	// The incident stays active (exposed, listed) for the hold time after
-	// its event's latest sample: a scrape never misses one, and an event
-	// that pauses briefly stays one incident.
+	// the latest sample of its event (a score above 1, or a sample the
+	// detector counts as the event going on, see detect.Result.Ongoing, at
+	// most eventGap samples after the event's previous one; quiet counts
+	// the samples since), peak its highest score before the damping. The
+	// detector damps the follow-ups of an event, so a sustained shift
+	// scores above 1 once or a few times, not throughout. The incident
+	// stays active (exposed, listed) for the hold time after its event's
+	// latest sample: a scrape never misses one, and an event that pauses
+	// briefly stays one incident.
 	since, lastHot int64
 	peak           float64
 	quiet          uint32
 }
 
 // eventGap bounds, in samples, how far apart the samples of one event may
-// be: a time would be many samples at 1 s scrapes (the hold, 5 minutes,
-// is 300) and chain the detector's stray ongoing samples after a false
-// alarm into long events (at 1 s, with the hold as the gap, 12–40 events
-// of 20 samples or more a day per series of noise; with this gap 3.5–23,
-// and at 15 s none of 5 minutes but on a random walk, 0.17 a day, against
-// 0.03–0.4; lasting shifts make them as before: BenchmarkIncidents). The
-// detector's own refractHoldLen.
+// be, as the detector's own refractHoldLen does. A time would be many
+// samples at 1 s scrapes (the hold, 5 minutes, is 300) and chain the
+// detector's stray ongoing samples after a false alarm into long events:
+// at 1 s, with the hold as the gap, 12–40 events of 20 samples or more a
+// day per series of noise, 5.6–28 with this gap; lasting shifts
+// make them as before (BenchmarkIncidents, docs/benchmarks.md).
 const eventGap = 10
 
 // incident updates the incident of p with the result of its latest
