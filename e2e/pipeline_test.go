@@ -378,6 +378,17 @@ func TestDeclaredCounterScoredAsRate(t *testing.T) {
 		fmt.Fprintf(w, "# HELP %s Bytes sent.\n# TYPE %s counter\n%s %d\n", name, name, name, 100*int64(time.Since(start)/time.Second))
 	}))
 	defer srv.Close()
+	// Two more targets declare one family two ways (a gauge by its name):
+	// Prometheus sends both declarations, and omen types it by its name.
+	var mixed []string
+	for _, typ := range []string{"counter", "gauge"} {
+		m := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			fmt.Fprintf(w, "# TYPE e2e_mixed %s\ne2e_mixed %d\n", typ, 100*int64(time.Since(start)/time.Second))
+		}))
+		defer m.Close()
+		mixed = append(mixed, strings.TrimPrefix(m.URL, "http://"))
+	}
 	omen := startOmen(t, t.TempDir())
 	requirePipeline(t, omen.URL)
 	startPrometheus(t, func(string) string {
@@ -386,12 +397,12 @@ global:
   scrape_interval: 1s
 scrape_configs:
   - job_name: exporter
-    static_configs: [{targets: ['%s']}]
+    static_configs: [{targets: ['%s', '%s', '%s']}]
 remote_write:
   - url: %s/api/v1/write
     queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
     metadata_config: {send: true, send_interval: 2s}
-`, strings.TrimPrefix(srv.URL, "http://"), omen.URL)
+`, strings.TrimPrefix(srv.URL, "http://"), mixed[0], mixed[1], omen.URL)
 	})
 	var last []e2eAnomaly
 	waitFor(t, 90*time.Second, "the declared counter scored as a rate", func() bool {
@@ -401,6 +412,18 @@ remote_write:
 	// 100 bytes a second, counted in whole seconds and scraped at
 	// jittered instants: a rate near 100, not a total in the thousands.
 	require.InDelta(t, 100, last[0].Value, 50, "scored value")
+
+	// Several metadata sends later, both of the mixed family's series are
+	// gauges, as its name says, and stay so.
+	time.Sleep(6 * time.Second)
+	for range 3 {
+		got := anomaliesOf(t, omen.URL, "e2e_mixed")
+		require.Len(t, got, 2)
+		for _, a := range got {
+			require.False(t, a.Counter, "%s typed as a counter", a.Labels["instance"])
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
 
 // TestHAPairDeduplicated: two real Prometheus replicas of an HA pair scrape

@@ -273,8 +273,9 @@ type Pipeline struct {
 
 	// declared: the families whose metadata types them against their
 	// names (NoteType); copied on write, read per sample.
-	declaredMu sync.Mutex
-	declared   atomic.Pointer[map[string]model.MetricType]
+	declaredMu  sync.Mutex
+	declared    atomic.Pointer[map[string]model.MetricType]
+	declaredAll map[string]model.MetricType // every family's latest declaration, under declaredMu
 
 	scored, forecasting atomic.Int64 // series with a detector / a forecaster
 	tapped              atomic.Uint64

@@ -321,7 +321,7 @@ func TestDeclaredTypesRetype(t *testing.T) {
 			if tc.before != 0 {
 				require.InDelta(t, tc.before, scored(), 1e-9)
 			}
-			e.p.NoteTypes(map[string]model.MetricType{tc.metric: tc.typ})
+			e.p.NoteTypes([]string{tc.metric}, []model.MetricType{tc.typ})
 			push(100, 200)
 			require.InDelta(t, tc.after, scored(), 1e-9)
 			require.Equal(t, retyped+1, testutil.ToFloat64(e.p.m.retyped))
@@ -345,14 +345,14 @@ func TestDeclaredTypesRetype(t *testing.T) {
 	require.Equal(t, retyped, testutil.ToFloat64(e.p.m.retyped))
 
 	// Declared as its name says: nothing kept, nothing looked up.
-	e.p.NoteTypes(map[string]model.MetricType{
-		"requests_total": model.MetricTypeCounter, "temperature": model.MetricTypeGauge, "latency_seconds": model.MetricTypeHistogram,
-	})
+	e.p.NoteTypes([]string{"requests_total", "temperature", "latency_seconds"},
+		[]model.MetricType{model.MetricTypeCounter, model.MetricTypeGauge, model.MetricTypeHistogram})
 	require.Len(t, *e.p.declared.Load(), 2, "only the two families above")
 	require.Equal(t, model.MetricType(""), e.p.declaredType("temperature"))
 
 	// Declared both ways (two targets): typed by its name from then on,
-	// however the declarations alternate, and retyped no more.
+	// however the declarations alternate; a series retyped by the first
+	// declaration is retyped back once, then no more.
 	retyped = testutil.ToFloat64(e.p.m.retyped)
 	flip := labels.FromStrings("__name__", "flips")
 	for i := range 40 {
@@ -360,12 +360,17 @@ func TestDeclaredTypesRetype(t *testing.T) {
 		if i%2 == 1 {
 			typ = model.MetricTypeGauge
 		}
-		e.p.NoteTypes(map[string]model.MetricType{"flips": typ})
+		e.p.NoteTypes([]string{"flips"}, []model.MetricType{typ})
 		e.push(t0.UnixMilli()+int64(i)*stepMs, "", []labels.Labels{flip}, []float64{float64(i)})
 	}
 	e.sync()
-	require.Equal(t, model.MetricType(""), e.p.declaredType("flips"))
+	require.Equal(t, model.MetricTypeGauge, e.p.declaredType("flips"), "by its name")
+	require.False(t, e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "flips")}})[0].Counter)
 	require.LessOrEqual(t, testutil.ToFloat64(e.p.m.retyped), retyped+1, "retyped once at most")
+	// Both ways in one request (Prometheus sends every target's metadata
+	// at once), for a family whose name agrees with one of them.
+	e.p.NoteTypes([]string{"mixed_total", "mixed_total"}, []model.MetricType{model.MetricTypeCounter, model.MetricTypeGauge})
+	require.Equal(t, model.MetricTypeCounter, e.p.declaredType("mixed_total"))
 }
 
 func TestBudget(t *testing.T) {

@@ -215,71 +215,82 @@ const maxDeclared = 1 << 14
 
 // NoteTypes records the types senders declared for metric families (the
 // metadata of remote-write 1.0, sent in requests of their own, about once
-// a minute, apart from the samples). Only a counter or a gauge whose name
-// says otherwise (a counter without _total, a gauge named _count) is kept:
-// its series' samples carry the declared type from then on, and a series
-// scored as the other kind starts again from its history. Where the name
-// and the type agree, the samples are typed by their name, at no cost. A
-// family's series are named as the family only for counters and gauges;
-// the other types' series are typed well by their names. A family
-// declared as a counter and as a gauge (by two targets, say: Prometheus
-// sends every target's metadata) is typed by its name from then on, not by
-// whichever declaration came last, which retyped its series back and
-// forth. One copy of the kept families per call: the metadata of one
-// request comes in one call.
-func (p *Pipeline) NoteTypes(types map[string]model.MetricType) {
+// a minute, apart from the samples), in order: families[i] as types[i].
+// Only a counter or a gauge whose name says otherwise (a counter without
+// _total, a gauge named _count) is kept for the samples: they carry the
+// declared type from then on, and a series scored as the other kind starts
+// again from its history. Where the name and the type agree, the samples
+// are typed by their name, at no cost. A family's series are named as the
+// family only for counters and gauges; the other types' series are typed
+// well by their names.
+//
+// A family declared both a counter and a gauge (by two targets: Prometheus
+// sends every target's metadata, in one request or in turns) is typed by
+// its name from then on, and its series typed otherwise are started again
+// as that; whichever declaration came last retyped them back and forth.
+// declaredAll remembers every family's latest declaration to see that.
+func (p *Pipeline) NoteTypes(families []string, types []model.MetricType) {
 	p.declaredMu.Lock()
 	defer p.declaredMu.Unlock()
+	if p.declaredAll == nil {
+		p.declaredAll = map[string]model.MetricType{}
+	}
 	old := p.declared.Load()
-	var m map[string]model.MetricType
-	for family, typ := range types {
-		if typ != model.MetricTypeCounter && typ != model.MetricTypeGauge {
-			continue
-		}
-		var prev model.MetricType
-		if old != nil {
-			prev = (*old)[family]
-		}
-		switch {
-		case prev == typ, prev == conflicting:
-			continue
-		case prev == "" && isCounter(family, typ) == isCounter(family, ""):
-			// Its name says as much. A family once kept stays (below),
-			// with its latest type: its series may have been scored by it.
-			continue
-		case prev == "" && old != nil && len(*old) >= maxDeclared:
-			continue
-		}
+	var m map[string]model.MetricType // the copy, made at the first change
+	set := func(family string, typ model.MetricType) {
 		if m == nil {
 			m = make(map[string]model.MetricType, 1)
 			if old != nil {
 				m = maps.Clone(*old)
 			}
 		}
-		if prev != "" {
-			typ = conflicting
-			p.logger.Warn("Metric family declared both a counter and a gauge; its series are typed by their name", "family", family)
-		}
 		m[family] = typ
+	}
+	for i, family := range families {
+		typ := types[i]
+		if typ != model.MetricTypeCounter && typ != model.MetricTypeGauge {
+			continue
+		}
+		prev, known := p.declaredAll[family]
+		switch {
+		case prev == typ || prev == conflicting:
+			continue
+		case known:
+			p.declaredAll[family] = conflicting
+			set(family, conflicting)
+			p.logger.Warn("Metric family declared both a counter and a gauge; its series are typed by their name", "family", family)
+			continue
+		case len(p.declaredAll) >= maxDeclared:
+			continue
+		}
+		p.declaredAll[family] = typ
+		if isCounter(family, typ) != isCounter(family, "") {
+			set(family, typ)
+		}
 	}
 	if m != nil {
 		p.declared.Store(&m)
 	}
 }
 
-// conflicting marks a family declared with both types: typed by its name.
+// conflicting marks a family declared both ways: typed by its name.
 const conflicting model.MetricType = "conflicting"
 
-// declaredType is the type NoteTypes kept for the family name, "" if none
-// (or declared both ways). One atomic load per sample while no family
-// needs one.
+// declaredType is the type NoteTypes kept for the family name, "" if none;
+// for a family declared both ways, the type its name says (so that its
+// series scored as the other kind are started again as that). One atomic
+// load per sample while no family needs one.
 func (p *Pipeline) declaredType(name string) model.MetricType {
 	m := p.declared.Load()
 	if m == nil {
 		return ""
 	}
-	if t := (*m)[name]; t != conflicting {
+	t := (*m)[name]
+	if t != conflicting {
 		return t
 	}
-	return ""
+	if isCounter(name, "") {
+		return model.MetricTypeCounter
+	}
+	return model.MetricTypeGauge
 }

@@ -40,13 +40,22 @@ type Metadata struct {
 	m       map[string]metadata.Metadata
 	cors    *regexp.Regexp
 	dropped prometheus.Counter
-	onTypes func(map[string]model.MetricType)
+	onTypes func(families []string, types []model.MetricType)
 }
 
-// OnTypes has fn called with the families whose type a request declared
-// anew (the scorers type counters by it), once per such request. Set it
-// before serving.
-func (s *Metadata) OnTypes(fn func(map[string]model.MetricType)) { s.onTypes = fn }
+// OnTypes has fn called, once per request that declared any, with the
+// families whose type a request declared anew, in the request's order (a
+// family twice if two targets declare it two ways: Prometheus sends every
+// target's metadata), and their types. The scorers type counters by it.
+// Set it before serving.
+func (s *Metadata) OnTypes(fn func(families []string, types []model.MetricType)) { s.onTypes = fn }
+
+// typeNews are the declarations of one request that changed a family's
+// type, for the OnTypes hook.
+type typeNews struct {
+	families []string
+	types    []model.MetricType
+}
 
 // NewMetadata returns an empty store; its answers carry the CORS headers
 // the rest of the API does (cors as APIOptions.CORSOrigin; nil: none).
@@ -58,10 +67,10 @@ func NewMetadata(reg prometheus.Registerer, cors *regexp.Regexp) *Metadata {
 		})}
 }
 
-// note records md for the family, and its type in types if that is new.
+// note records md for the family, and its type in news if that is new.
 // Empty metadata, or a type of unknown alone (a 2.0 series sent without
 // metadata), says nothing: it must not replace what another sender said.
-func (s *Metadata) note(family string, md metadata.Metadata, types *map[string]model.MetricType) {
+func (s *Metadata) note(family string, md metadata.Metadata, news *typeNews) {
 	if s == nil || family == "" || md == (metadata.Metadata{}) || md == (metadata.Metadata{Type: model.MetricTypeUnknown}) {
 		return
 	}
@@ -82,28 +91,25 @@ func (s *Metadata) note(family string, md metadata.Metadata, types *map[string]m
 	s.m[strings.Clone(family)] = md
 	s.mu.Unlock()
 	if s.onTypes != nil && old.Type != md.Type {
-		if *types == nil {
-			*types = map[string]model.MetricType{}
-		}
-		(*types)[strings.Clone(family)] = md.Type
+		news.families, news.types = append(news.families, strings.Clone(family)), append(news.types, md.Type)
 	}
 }
 
 // noteV1 records a remote-write 1.0 request's metadata.
 func (s *Metadata) noteV1(mds []prompb.MetricMetadata) {
-	var types map[string]model.MetricType
+	var news typeNews
 	for _, m := range mds {
 		s.note(m.MetricFamilyName, metadata.Metadata{
 			Type: model.MetricType(strings.ToLower(prompb.MetricMetadata_MetricType_name[int32(m.Type)])), Help: m.Help, Unit: m.Unit,
-		}, &types)
+		}, &news)
 	}
-	s.tell(types)
+	s.tell(news)
 }
 
 // tell passes the families typed anew to the OnTypes hook.
-func (s *Metadata) tell(types map[string]model.MetricType) {
-	if len(types) > 0 {
-		s.onTypes(types)
+func (s *Metadata) tell(news typeNews) {
+	if len(news.families) > 0 {
+		s.onTypes(news.families, news.types)
 	}
 }
 
@@ -119,9 +125,9 @@ func (s *Metadata) noteSeries(name string, md metadata.Metadata) {
 			}
 		}
 	}
-	var types map[string]model.MetricType
-	s.note(name, md, &types)
-	s.tell(types)
+	var news typeNews
+	s.note(name, md, &news)
+	s.tell(news)
 }
 
 // truncate cuts v to at most n bytes, on a UTF-8 boundary.

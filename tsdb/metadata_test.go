@@ -33,9 +33,9 @@ func TestMetadataServed(t *testing.T) {
 	// The scorers hear of each family's type once, and again only when it
 	// changes (Prometheus re-sends every minute).
 	types := map[string][]model.MetricType{}
-	md.OnTypes(func(m map[string]model.MetricType) {
-		for family, typ := range m {
-			types[family] = append(types[family], typ)
+	md.OnTypes(func(families []string, ts []model.MetricType) {
+		for i, family := range families {
+			types[family] = append(types[family], ts[i])
 		}
 	})
 	h := NewWriteHandler(nil, nil, s, WriteOptions{Metadata: md})
@@ -48,6 +48,15 @@ func TestMetadataServed(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 	}
 	require.Equal(t, map[string][]model.MetricType{"http_requests_total": {"counter"}, "queue_depth": {"gauge"}}, types)
+	// Two targets declaring one family two ways, in one request: both
+	// declarations reach the hook, in order.
+	w := post(t, h, v1Body(t, &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
+		{MetricFamilyName: "jobs", Type: prompb.MetricMetadata_COUNTER},
+		{MetricFamilyName: "jobs", Type: prompb.MetricMetadata_GAUGE},
+	}}), nil)
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	require.Equal(t, []model.MetricType{"counter", "gauge"}, types["jobs"])
+	delete(types, "jobs")
 
 	srv := httptest.NewServer(h)
 	defer srv.Close()
@@ -82,6 +91,7 @@ func TestMetadataServed(t *testing.T) {
 		"http_requests_total": {{"type": "counter", "help": "Requests served.", "unit": ""}},
 		"queue_depth":         {{"type": "gauge", "help": "Items waiting.", "unit": "items"}},
 		"latency_seconds":     {{"type": "histogram", "help": "Latency.", "unit": ""}},
+		"jobs":                {{"type": "gauge", "help": "", "unit": ""}}, // the last declaration
 	}, all)
 	require.Len(t, get("?metric=queue_depth"), 1)
 	require.Len(t, get("?limit=2"), 2)
