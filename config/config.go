@@ -99,7 +99,7 @@ type Derived struct {
 type Alerting struct {
 	// Warning and Critical are the severity tiers on anomaly_score.
 	Warning  Tier `yaml:"warning,omitempty"`  // default score 1 for 5m
-	Critical Tier `yaml:"critical,omitempty"` // default score 3 for 5m
+	Critical Tier `yaml:"critical,omitempty"` // default score 2 for 5m
 	// KeepFiringFor keeps the anomaly alerts firing this long after their
 	// incident's gauges leave /metrics, so a failed scrape of omen or its
 	// restart does not resolve them (and fire them again); nil means 2m,
@@ -323,7 +323,7 @@ func (a *Alerting) validate() error {
 	if err := a.Warning.fill(1, 5*time.Minute, "alerting.warning"); err != nil {
 		return err
 	}
-	if err := a.Critical.fill(3, 5*time.Minute, "alerting.critical"); err != nil {
+	if err := a.Critical.fill(2, 5*time.Minute, "alerting.critical"); err != nil {
 		return err
 	}
 	if a.KeepFiringFor == nil {

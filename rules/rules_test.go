@@ -128,11 +128,11 @@ func TestGenerateFollowsConfig(t *testing.T) {
 		// The tiers' for is the incident's duration, in the expression: the
 		// gauges exist only during an incident, so the alerts need no for.
 		{"default warning", "", AlertSeriesAnomalous, `label_replace(label_replace(omen_incident_peak_score > 1 and omen_incident_duration_seconds >= 300, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "0s"},
-		{"default critical", "", AlertAnomalyCritical, "max by (namespace, job) (omen_incident_peak_score > 3 and omen_incident_duration_seconds >= 300)", "0s"},
+		{"default critical", "", AlertAnomalyCritical, "max by (namespace, job) (omen_incident_peak_score > 2 and omen_incident_duration_seconds >= 300)", "0s"},
 		{"tiers", "alerting: {warning: {score: 1.5, for: 2m}, critical: {score: 6, for: 1h}}", AlertAnomalyCritical, "max by (namespace, job) (omen_incident_peak_score > 6 and omen_incident_duration_seconds >= 3600)", "0s"},
 		{"warning at once", "alerting: {warning: {score: 2, for: 0s}}", AlertSeriesAnomalous, `label_replace(label_replace(omen_incident_peak_score > 2, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "0s"},
 		{"group_by", "alerting: {group_by: [cluster]}", "cluster:omen_anomalous_series:count", "count by (cluster) (omen_incident_peak_score > 1)", "0s"},
-		{"grouped by severity", "alerting: {group_by: [namespace, severity]}", AlertAnomalyCritical, `label_replace(label_replace(max by (namespace, severity) (omen_incident_peak_score > 3 and omen_incident_duration_seconds >= 300), "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "0s"},
+		{"grouped by severity", "alerting: {group_by: [namespace, severity]}", AlertAnomalyCritical, `label_replace(label_replace(max by (namespace, severity) (omen_incident_peak_score > 2 and omen_incident_duration_seconds >= 300), "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "0s"},
 		{"per label record", "", "namespace:omen_anomalous_series:count", "count by (namespace) (omen_incident_peak_score > 1)", "0s"},
 		{
 			"capacity horizons up to the limit", `
