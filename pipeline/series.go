@@ -46,6 +46,11 @@ type published struct {
 	// sample. The models keep their state: a target that comes back
 	// scores on at once.
 	stale bool
+	incidentState
+}
+
+// incidentState is a series' current incident, saved with its models.
+type incidentState struct {
 	// The current incident: since is the sample time of its first score
 	// above 1 (before the detector's damping; 0: none), lastHot that of
 	// the latest sample of its event (a score above 1, or a sample the

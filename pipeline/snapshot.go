@@ -48,16 +48,9 @@ type savedSeries struct {
 	flags    uint8
 	prevRaw  float64
 	prevT    int64
-	inc      savedIncident
+	inc      incidentState
 	det, fc  []byte
 	loadedAt time.Time
-}
-
-// savedIncident is a series' incident as saved (see published).
-type savedIncident struct {
-	since, lastHot int64
-	peak           float64
-	quiet          uint32
 }
 
 type snapEncoder struct {
@@ -140,8 +133,7 @@ func (w *worker) encode(e *snapEncoder) error {
 		if s.hasPrev {
 			flags |= flagHasPrev
 		}
-		inc := savedIncident{since: s.pub.since, lastHot: s.pub.lastHot, peak: s.pub.peak, quiet: s.pub.quiet}
-		if err := e.record(e.lbl, flags, s.prevRaw, s.prevT, inc, e.det, fc); err != nil {
+		if err := e.record(e.lbl, flags, s.prevRaw, s.prevT, s.pub.incidentState, e.det, fc); err != nil {
 			return err
 		}
 	}
@@ -149,7 +141,7 @@ func (w *worker) encode(e *snapEncoder) error {
 }
 
 // record writes one series' record.
-func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int64, inc savedIncident, det, fc []byte) error {
+func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, det, fc []byte) error {
 	for _, err := range []error{
 		e.u8(1), e.bytes(lbl), e.u8(flags),
 		e.u64(math.Float64bits(prevRaw)), e.u64(uint64(prevT)),
@@ -375,7 +367,7 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		}
 		s := &savedSeries{ls: ls, flags: d.u8(), prevRaw: math.Float64frombits(d.u64()), prevT: int64(d.u64()), loadedAt: now}
 		if version >= 3 {
-			s.inc = savedIncident{since: int64(d.u64()), lastHot: int64(d.u64()), peak: math.Float64frombits(d.u64()), quiet: d.u32()}
+			s.inc = incidentState{since: int64(d.u64()), lastHot: int64(d.u64()), peak: math.Float64frombits(d.u64()), quiet: d.u32()}
 		}
 		s.det, s.fc = d.bytes(), d.bytes()
 		if d.err != nil {
@@ -479,7 +471,7 @@ func (s *series) restore(saved *savedSeries) bool {
 	s.counter = saved.counter()
 	s.hasPrev = saved.flags&flagHasPrev != 0
 	// The incident goes on if the next sample comes within the hold.
-	s.pub.since, s.pub.lastHot, s.pub.peak, s.pub.quiet = saved.inc.since, saved.inc.lastHot, saved.inc.peak, saved.inc.quiet
+	s.pub.incidentState = saved.inc
 	s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
 	s.pub.ready = s.det.Ready()
 	return true
