@@ -28,18 +28,21 @@ for pkg in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname |
   echo "fuzz: built $pkg in $(( $(date +%s) - start ))s"
   importpath=$(go list -f '{{.ImportPath}}' "$pkg")
   for fn in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$pkg"/*_test.go | sed 's/^func //' | sort); do
-    for try in 1 2; do
+    for try in 1 2 3; do
       echo "fuzz: $pkg $fn for $t"
       if (cd "$pkg" && "$bin" -test.run='^$' -test.fuzz="^${fn}\$" -test.fuzztime="$t" \
-            -test.fuzzcachedir="$cache/$importpath" -test.parallel="$workers") 2>&1 | tee "$tmp/out"; then
+            -test.fuzzcachedir="$cache/$importpath" -test.fuzzminimizetime=2s -test.parallel="$workers") 2>&1 | tee "$tmp/out"; then
         break
       fi
       # Go's fuzz coordinator can report a bare "context deadline exceeded"
       # when -fuzztime ends while a worker is busy (go.dev/issue/75804,
       # fixed in Go 1.27, not in 1.26.x): no input failed and none is
-      # written. That, and only that, is run once more; a real failure
-      # writes its input and fails at once.
-      if [ "$try" = 1 ] && grep -q 'context deadline exceeded' "$tmp/out" &&
+      # written. A worker is busy that long mostly while it minimizes a new
+      # interesting input (up to a minute by default, hence the 2s above;
+      # a target whose cache had grown hit it twice in a row). That, and
+      # only that, is run again, twice at most; a real failure writes its
+      # input and fails at once.
+      if [ "$try" != 3 ] && grep -q 'context deadline exceeded' "$tmp/out" &&
          ! grep -q 'Failing input written\|panic:\|_test.go:[0-9]' "$tmp/out"; then
         echo "fuzz: $pkg $fn: the fuzz coordinator's deadline race (go.dev/issue/75804), no failing input; running it again"
         continue
