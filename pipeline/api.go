@@ -97,7 +97,7 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 // active incidents first, by their peak score, then the others by score.
 func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 	list := []Anomaly{}
-	holdMs := p.opts.IncidentHold.Milliseconds()
+	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
 	add := func(s *series) {
 		if !s.pub.hasResult || s.pub.stale {
 			return
@@ -108,7 +108,7 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
 			Timestamp: time.UnixMilli(s.pub.t).UTC(),
 		}
-		if s.pub.active(holdMs) {
+		if s.inIncident(holdMs, nowMs) {
 			since, last := time.UnixMilli(s.pub.since).UTC(), time.UnixMilli(s.pub.lastHot).UTC()
 			a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, s.pub.peak, &since, &last
 		}

@@ -111,9 +111,10 @@ type walkBuf struct {
 // collected is one series' state copied for a scrape; in and name of a
 // series never change, so s is only read for them.
 type collected struct {
-	s   *series
-	pub published
-	fc  int // index of its first forecast in the scrape's pts, -1: none
+	s        *series
+	pub      published
+	incident bool // see series.inIncident
+	fc       int  // index of its first forecast in the scrape's pts, -1: none
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -156,15 +157,15 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 	defer func() { buf.list, buf.pts, buf.oks = list[:0], pts[:0], oks[:0] }()
 	want := func(name string) bool { return family == "" || family == name }
 	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
-	holdMs := p.opts.IncidentHold.Milliseconds()
+	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
 	for _, w := range p.workers {
 		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
 			if s.pub.stale {
 				return // its input went away: so do its metrics
 			}
-			cs := collected{s: s, pub: s.pub, fc: -1}
-			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && p.aboveFloor(&s.pub, holdMs) {
+			cs := collected{s: s, pub: s.pub, incident: s.inIncident(holdMs, nowMs), fc: -1}
+			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && p.aboveFloor(&s.pub, cs.incident) {
 				cs.fc = len(pts)
 				pts, oks = append(pts, f.pts...), append(oks, f.ok...)
 			}
@@ -181,7 +182,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 				}
 				fn(familyModelReady, &ls, ready)
 			}
-			if pub.active(holdMs) {
+			if cs.incident {
 				if want(familyIncidentPeak) {
 					fn(familyIncidentPeak, &ls, pub.peak)
 				}
@@ -189,7 +190,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 					fn(familyIncidentDuration, &ls, float64(pub.lastHot-pub.since)/1000)
 				}
 			}
-			if !pub.hasResult || !p.aboveFloor(pub, holdMs) {
+			if !pub.hasResult || !p.aboveFloor(pub, cs.incident) {
 				continue
 			}
 			vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
@@ -222,8 +223,8 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 // --output.score-floor: its score reaches the floor, or it is in an
 // incident, whose alert's annotations read its band while the detector
 // damps the follow-up scores far below the floor.
-func (p *Pipeline) aboveFloor(pub *published, holdMs int64) bool {
-	return pub.score >= p.opts.ScoreFloor || pub.active(holdMs)
+func (p *Pipeline) aboveFloor(pub *published, incident bool) bool {
+	return pub.score >= p.opts.ScoreFloor || incident
 }
 
 var outputHelp = map[string]string{

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -178,4 +179,46 @@ func TestFloorKeepsIncidents(t *testing.T) {
 	e.sync()
 	require.False(t, e.onlySeries().pub.active(e.p.opts.IncidentHold.Milliseconds()))
 	require.False(t, exposed(), "the incident is over")
+}
+
+// TestIncidentEndsWhenSamplesStop: an incident is measured in sample time,
+// so one whose series stops sending without a staleness marker is no
+// longer exposed or listed once no sample has arrived for the hold or
+// Prometheus's lookback (5m), whichever is longer; the series' other
+// outputs stay until the sweep, and a sample brings the incident back
+// while it is still within its hold.
+func TestIncidentEndsWhenSamplesStop(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.IncidentHold = 2 * time.Minute })
+	ls := labels.FromStrings("__name__", "temperature")
+	vs := seasonal(703, 3)
+	vs[700] += 1000
+	e.feed(ls, model.MetricTypeGauge, vs[:702])
+	scrape := func() string {
+		var buf bytes.Buffer
+		require.NoError(t, e.p.WriteOutputs(&buf))
+		return buf.String()
+	}
+	listed := func() bool { return e.p.Anomalies(nil)[0].Active }
+	require.Contains(t, scrape(), `omen_incident_peak_score{for="temperature"}`)
+	require.True(t, listed())
+
+	for _, tc := range []struct {
+		after time.Duration
+		want  bool
+	}{
+		{4 * time.Minute, true}, // past the hold, within the lookback
+		{5 * time.Minute, true},
+		{5*time.Minute + time.Millisecond, false},
+	} {
+		e.clock.set(t0.Add(tc.after))
+		out := scrape()
+		require.Equal(t, tc.want, strings.Contains(out, "omen_incident_peak_score"), "%s without samples", tc.after)
+		require.Equal(t, tc.want, strings.Contains(out, "omen_incident_duration_seconds"), "%s without samples", tc.after)
+		require.Equal(t, tc.want, listed(), "%s without samples", tc.after)
+		require.Contains(t, out, `anomaly_score{for="temperature"}`, "the other outputs stay until the sweep")
+	}
+	e.push(t0.UnixMilli()+702*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[702:703])
+	e.sync()
+	require.Contains(t, scrape(), "omen_incident_peak_score", "a sample within the incident's hold brings it back")
+	require.True(t, listed())
 }

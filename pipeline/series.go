@@ -104,6 +104,23 @@ func (p *published) active(holdMs int64) bool {
 	return p.since != 0 && p.t-p.lastHot <= holdMs
 }
 
+// lookbackMs is Prometheus's default lookback delta: its queries forget a
+// series that has had no sample for this long.
+const lookbackMs = 5 * 60_000
+
+// inIncident reports whether s's incident is exposed and listed at nowMs
+// (wall clock, unix ms): active at its latest sample, and that sample
+// arrived within the hold or Prometheus's lookback, whichever is longer.
+// An incident is measured in sample time, so a series whose samples stop
+// without a staleness marker (Prometheus stopped, its remote-write cut
+// off) would otherwise stay in one, and its alert firing, until the sweep
+// forgets the series (--detect.stale-after, 1h): omen cannot tell that an
+// event goes on without samples. Its other outputs stay until the sweep.
+// The caller holds the worker's lock.
+func (s *series) inIncident(holdMs, nowMs int64) bool {
+	return s.pub.active(holdMs) && nowMs-s.lastSeen <= max(holdMs, lookbackMs)
+}
+
 // maxHorizons bounds the forecast horizons of a series.
 const maxHorizons = config.MaxForecastHorizons
 
