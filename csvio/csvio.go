@@ -97,12 +97,16 @@ var timeLayouts = []string{
 	"2006-01-02",
 }
 
-// ParseTime parses unix seconds (possibly fractional), RFC 3339 or
-// "YYYY-MM-DD HH:MM:SS" (taken as UTC) into unix milliseconds.
+// ParseTime parses unix seconds (possibly fractional), RFC 3339,
+// "YYYY-MM-DD HH:MM:SS" or "YYYYMMDD" (taken as UTC) into unix
+// milliseconds.
 func ParseTime(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, errors.New("empty timestamp")
+	}
+	if t, ok := compactDate(s); ok {
+		return t.UnixMilli(), nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
 		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
@@ -115,7 +119,29 @@ func ParseTime(s string) (int64, error) {
 			return t.UnixMilli(), nil
 		}
 	}
-	return 0, fmt.Errorf("timestamp %q: want unix seconds, RFC 3339 or YYYY-MM-DD HH:MM:SS", s)
+	return 0, fmt.Errorf("timestamp %q: want unix seconds, RFC 3339, YYYY-MM-DD HH:MM:SS or YYYYMMDD", s)
+}
+
+// IsCompactDate reports whether ParseTime reads s as a YYYYMMDD date.
+func IsCompactDate(s string) bool {
+	_, ok := compactDate(strings.TrimSpace(s))
+	return ok
+}
+
+// compactDate parses a daily series' YYYYMMDD date (exports from
+// spreadsheets and many public datasets), which would otherwise pass for
+// unix seconds in 1970 (20240101 s is 1970-08-23) and put a year of days
+// 100 s apart. Eight digits that form a date from 1900 to 2199 are read
+// as one: unix seconds of that size (1970-1973) do not occur in practice.
+func compactDate(s string) (time.Time, bool) {
+	if len(s) != 8 || strings.Trim(s, "0123456789") != "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse("20060102", s)
+	if err != nil || t.Year() < 1900 || t.Year() > 2199 {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // ParseValue parses a sample value. An empty cell is a missing value (NaN);

@@ -45,6 +45,36 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
+func TestParseTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64 // unix ms
+		err  string
+	}{
+		{"1700000000", 1700000000000, ""},
+		{"1700000000.25", 1700000000250, ""},
+		{"2023-11-14T22:13:20Z", 1700000000000, ""},
+		{"2023-11-14 22:13:20", 1700000000000, ""},
+		{"2023-11-14", 1699920000000, ""},
+		{"20231114", 1699920000000, ""},           // a date, not 1970-08-23
+		{"20231399", 20231399000, ""},             // no such date: unix seconds
+		{"12345678", 12345678000, ""},             // year 1234: unix seconds
+		{"2023111", 2023111000, ""},               // seven digits: unix seconds
+		{"yesterday", 0, `timestamp "yesterday"`}, // names every form
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseTime(tc.in)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				require.ErrorContains(t, err, "YYYYMMDD")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
 func TestFormatFloatRoundTrip(t *testing.T) {
 	for _, v := range []float64{0, -1.25, 1e-300, math.Inf(1), math.Inf(-1), 123456789.123} {
 		got, err := ParseValue(FormatFloat(v))

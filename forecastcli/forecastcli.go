@@ -36,8 +36,8 @@ func (c Config) Validate() error {
 // File forecasts the series in inPath and writes
 // timestamp,yhat,yhat_lower,yhat_upper for the Horizon steps after its last
 // point to outPath, creating its directory. Timestamps are written in the
-// style of the input's first one: unix seconds if it was a number, RFC 3339
-// in UTC otherwise.
+// style of the input's first one: unix seconds if it was a number (not a
+// YYYYMMDD date), RFC 3339 in UTC otherwise.
 func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -62,7 +62,7 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 	numeric := false
 	if len(s.Rows) > 0 {
 		_, perr := strconv.ParseFloat(strings.TrimSpace(s.Rows[0][0]), 64)
-		numeric = perr == nil
+		numeric = perr == nil && !csvio.IsCompactDate(s.Rows[0][0])
 	}
 	return writeFile(outPath, pts, numeric)
 }

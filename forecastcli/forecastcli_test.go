@@ -62,6 +62,26 @@ func TestFileDateTimestamps(t *testing.T) {
 	require.Equal(t, time.Unix(1_600_000_000+3600*300, 0).UTC().Format(time.RFC3339), s.Rows[0][0])
 }
 
+// TestFileCompactDates: a daily series dated YYYYMMDD is read as dates
+// (one day apart, not 1970's seconds) and forecast in RFC 3339.
+func TestFileCompactDates(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.csv")
+	var b strings.Builder
+	b.WriteString("date,value\n")
+	day0 := time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 300 {
+		fmt.Fprintf(&b, "%s,%g\n", day0.AddDate(0, 0, i).Format("20060102"), 100+30*math.Sin(2*math.Pi*float64(i)/7))
+	}
+	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
+	out := filepath.Join(dir, "out.csv")
+	require.NoError(t, File(context.Background(), in, out, Config{Horizon: 2}))
+	s, err := csvio.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, day0.AddDate(0, 0, 300).Format(time.RFC3339), s.Rows[0][0])
+	require.Equal(t, day0.AddDate(0, 0, 301).Format(time.RFC3339), s.Rows[1][0])
+}
+
 func TestFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.csv")

@@ -18,7 +18,7 @@ import (
 // under --input for --horizon steps after its last point.
 func registerForecast(app *kingpin.Application, lc *logConfig) command {
 	cl := app.Command("forecast", "Forecast CSV series: one timestamp,yhat,yhat_lower,yhat_upper file per input file.")
-	input := cl.Flag("input", "CSV file, or folder searched recursively for .csv files (header, then timestamp,value rows).").Required().String()
+	input := cl.Flag("input", "CSV file, or folder searched recursively for .csv files (header, then timestamp,value rows; timestamps in unix seconds, RFC 3339, YYYY-MM-DD HH:MM:SS or YYYYMMDD, UTC).").Required().String()
 	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree.").Required().String()
 	horizon := cl.Flag("horizon", "Steps to forecast after the last input point; the step is inferred from the data.").Default("48").Int()
 	coverage := cl.Flag("coverage", "Nominal coverage of the prediction interval.").Default("0.95").Float64()
