@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -71,6 +72,11 @@ func registerLoadgen(app *kingpin.Application, lc *logConfig) command {
 			// People read the summary; scripts read the last line.
 			fmt.Fprint(os.Stdout, res.String())
 			fmt.Fprintln(os.Stdout, res.JSON())
+		}
+		if err == nil && ctx.Err() != nil {
+			// A script must not take an interrupted run's figures for a
+			// whole one.
+			return errors.New("interrupted: the figures above cover only the part of the run before the signal")
 		}
 		return err
 	}}
