@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -42,26 +43,7 @@ func TestHADeduplication(t *testing.T) {
 				for _, ls := range lss {
 					ts = append(ts, series(now.UnixMilli(), v, ls...))
 				}
-				if !tc.v2 {
-					return post(t, h, v1Body(t, &prompb.WriteRequest{Timeseries: ts}), nil).Result()
-				}
-				st := writev2.NewSymbolTable()
-				var req writev2.Request
-				for _, s := range ts {
-					b := labels.NewScratchBuilder(len(s.Labels))
-					for _, l := range s.Labels {
-						b.Add(l.Name, l.Value)
-					}
-					b.Sort()
-					req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
-						LabelsRefs: st.SymbolizeLabels(b.Labels(), nil),
-						Samples:    []writev2.Sample{{Value: s.Samples[0].Value, Timestamp: s.Samples[0].Timestamp}},
-					})
-				}
-				req.Symbols = st.Symbols()
-				raw, err := proto.Marshal(&req)
-				require.NoError(t, err)
-				return postV2(t, h, raw).Result()
+				return postVersion(t, h, tc.v2, ts).Result()
 			}
 			replica := func(name, cluster, r string) []string {
 				return []string{"__name__", name, "__replica__", r, "cluster", cluster, "job", "node"}
@@ -178,4 +160,30 @@ func values(t *testing.T, s *Storage, name string) map[float64]bool {
 		got[v] = true
 	}
 	return got
+}
+
+// postVersion posts the series ts (one sample each) as a remote-write 1.0
+// request, or as a 2.0 one if v2.
+func postVersion(t *testing.T, h http.Handler, v2 bool, ts []prompb.TimeSeries) *httptest.ResponseRecorder {
+	t.Helper()
+	if !v2 {
+		return post(t, h, v1Body(t, &prompb.WriteRequest{Timeseries: ts}), nil)
+	}
+	st := writev2.NewSymbolTable()
+	var req writev2.Request
+	for _, s := range ts {
+		b := labels.NewScratchBuilder(len(s.Labels))
+		for _, l := range s.Labels {
+			b.Add(l.Name, l.Value)
+		}
+		b.Sort()
+		req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
+			LabelsRefs: st.SymbolizeLabels(b.Labels(), nil),
+			Samples:    []writev2.Sample{{Value: s.Samples[0].Value, Timestamp: s.Samples[0].Timestamp}},
+		})
+	}
+	req.Symbols = st.Symbols()
+	raw, err := proto.Marshal(&req)
+	require.NoError(t, err)
+	return postV2(t, h, raw)
 }

@@ -24,7 +24,12 @@ type labelChecker struct {
 	prev    string
 	n       int
 	hasName bool
-	err     error
+	// empty: some label has an empty value. Prometheus treats such a
+	// label as absent and its head drops it (labels.WithoutEmpty), so the
+	// series is stored without it, as Prometheus's receiver does, not
+	// refused.
+	empty bool
+	err   error
 }
 
 func (c *labelChecker) reset() { *c = labelChecker{limits: c.limits} }
@@ -40,8 +45,6 @@ func (c *labelChecker) add(name, value string) {
 		c.err = fmt.Errorf("invalid label name %q", name)
 	case !utf8.ValidString(value):
 		c.err = fmt.Errorf("label %q has a value that is not valid UTF-8", name)
-	case value == "":
-		c.err = fmt.Errorf("label %q has an empty value", name)
 	case c.limits.MaxLabels > 0 && c.n >= c.limits.MaxLabels:
 		c.err = fmt.Errorf("series has more than %d labels", c.limits.MaxLabels)
 	case c.limits.MaxNameLength > 0 && len(name) > c.limits.MaxNameLength:
@@ -53,11 +56,22 @@ func (c *labelChecker) add(name, value string) {
 	case c.n > 0 && name < c.prev:
 		c.err = fmt.Errorf("labels not sorted: %q after %q", name, c.prev)
 	}
-	if name == labels.MetricName {
+	if value == "" {
+		c.empty = true
+	} else if name == labels.MetricName {
 		c.hasName = true
 	}
 	c.prev = name
 	c.n++
+}
+
+// without drops the labels with an empty value from ls if the series had
+// any.
+func (c *labelChecker) without(ls labels.Labels) labels.Labels {
+	if c.empty {
+		return ls.WithoutEmpty()
+	}
+	return ls
 }
 
 func (c *labelChecker) check() error {

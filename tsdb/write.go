@@ -665,7 +665,7 @@ func (h *WriteHandler) appendV1(r *http.Request, b *writeBuffers) (writeStats, *
 			a.reject("float", "invalid_labels", n, "series %d %s: %v", i, v1LabelsString(ts.Labels), err)
 			continue
 		}
-		ls := ts.ToLabels(&b.builder, nil)
+		ls := lc.without(ts.ToLabels(&b.builder, nil))
 		var ref storage.SeriesRef
 		for _, s := range ts.Samples {
 			ref = a.sample(ref, ls, 0, s.Timestamp, s.Value, nil, nil, storage.AppendV2Options{})
@@ -742,6 +742,7 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 			continue
 		}
 		ls, _ := ts.ToLabels(&b.builder, syms)
+		ls = lc.without(ls)
 		h.opts.Metadata.noteSeries(ls.Get(labels.MetricName), md)
 		opts := storage.AppendV2Options{Metadata: md}
 		var ref storage.SeriesRef
@@ -862,7 +863,7 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 				b.builder.Add(str(body, l.nameFrom, l.nameTo), str(body, l.valueFrom, l.valueTo))
 			}
 			b.builder.Sort()
-			ls = b.builder.Labels()
+			ls = lc.without(b.builder.Labels())
 		}
 		first := ref
 		for _, smp := range d.samples[s.samplesFrom:s.samplesTo] {
@@ -982,7 +983,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 				b.builder.Add(d.sym(body, refs[j]), d.sym(body, refs[j+1]))
 			}
 			b.builder.Sort()
-			ls = b.builder.Labels()
+			ls = lc.without(b.builder.Labels())
 		}
 		typ, help, unit := metricType(s.meta.typ), d.sym(body, s.meta.help), d.sym(body, s.meta.unit)
 		md := e.meta

@@ -378,3 +378,40 @@ func TestRejectedCountersStartAtZero(t *testing.T) {
 	}
 	require.Empty(t, h.Rejected())
 }
+
+// TestEmptyLabelValueDropped: a label with an empty value is no label, as
+// in Prometheus, whose receiver stores such a series without it; omen
+// refused the series with a 400, which a sender drops. On every decoding
+// path, and again once the series is known (the fast paths' ref cache).
+// A series whose only name is empty still has none.
+func TestEmptyLabelValueDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		v2      bool
+		generic bool
+	}{{"1.0 fast", false, false}, {"1.0 generic", false, true}, {"2.0 fast", true, false}, {"2.0 generic", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Now()
+			s := openTestStorage(t)
+			h := NewWriteHandler(nil, nil, s, WriteOptions{Now: func() time.Time { return now }})
+			h.generic = tc.generic
+			for i := range 2 {
+				ms := now.UnixMilli() - int64(2-i)*1000
+				w := postVersion(t, h, tc.v2, []prompb.TimeSeries{series(ms, float64(i), "__name__", "rev", "a", "", "job", "x")})
+				require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+			}
+			q, err := s.Querier(math.MinInt64, math.MaxInt64)
+			require.NoError(t, err)
+			defer q.Close()
+			ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "rev"))
+			require.True(t, ss.Next())
+			require.Equal(t, labels.FromStrings("__name__", "rev", "job", "x"), ss.At().Labels())
+			require.False(t, ss.Next(), "one series")
+			require.Len(t, samples(t, s, "rev"), 2)
+
+			w := postVersion(t, h, tc.v2, []prompb.TimeSeries{series(now.UnixMilli(), 1, "__name__", "", "job", "x")})
+			require.Equal(t, http.StatusBadRequest, w.Code)
+			require.Contains(t, w.Body.String(), "no __name__ label")
+		})
+	}
+}
