@@ -272,6 +272,20 @@ func TestWriteV2FromPrometheusClient(t *testing.T) {
 	require.Contains(t, w.Body.String(), "series 3: metadata:")
 	require.Equal(t, "1", w.Header().Get(headerSamplesWritten))
 	require.Equal(t, map[int64]float64{ms: 1}, samples(t, s, "ok"))
+
+	// An exemplar with a reference outside the symbols table is left out
+	// and counted; its series' sample is stored and the request is not
+	// failed (a sender would count the stored sample failed).
+	req = &writev2.Request{Symbols: []string{"", "__name__", "ex"}, Timeseries: []writev2.TimeSeries{
+		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 3, Timestamp: ms + 2}}, Exemplars: []writev2.Exemplar{{LabelsRefs: []uint32{1, 55}, Value: 1, Timestamp: ms + 2}}},
+	}}
+	raw, err = proto.Marshal(req)
+	require.NoError(t, err)
+	w = postV2(t, NewWriteHandler(nil, nil, s, WriteOptions{}), raw)
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	require.Equal(t, "1", w.Header().Get(headerSamplesWritten))
+	require.Equal(t, "0", w.Header().Get(headerExemplarsWritten))
+	require.Equal(t, map[int64]float64{ms + 2: 3}, samples(t, s, "ex"))
 }
 
 var _ storage.AppendableV2 = (*Storage)(nil)
