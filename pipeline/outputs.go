@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"context"
 	"math"
+	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -119,15 +121,37 @@ func (o *outputs) stale(s *series, t int64) {
 			o.append(s, &s.outRef[i], baseFamilies[i], "", t, marker, false)
 		}
 	}
-	if f := s.fc; f != nil {
-		for h := range f.horizons {
-			for j, fam := range fcFamilies {
-				if f.outRef[3*h+j] != 0 {
-					o.append(s, &f.outRef[3*h+j], fam, f.hname[h], t, marker, false)
-				}
+	o.staleForecasts(s, nil, t)
+}
+
+// staleForecasts marks the stored forecast outputs of s stale at t, but
+// for the horizons keep (a successor's forecaster, or nil) still has.
+func (o *outputs) staleForecasts(s *series, keep *fcState, t int64) {
+	f := s.fc
+	if f == nil || t < o.minT {
+		return
+	}
+	marker := math.Float64frombits(value.StaleNaN)
+	for h := range f.horizons {
+		if keep != nil && slices.Contains(keep.hname, f.hname[h]) {
+			continue
+		}
+		for j, fam := range fcFamilies {
+			if f.outRef[3*h+j] != 0 {
+				o.append(s, &f.outRef[3*h+j], fam, f.hname[h], t, marker, false)
 			}
 		}
 	}
+}
+
+// newOutputs returns a batch of outputs to append, and forward if
+// configured, in one transaction.
+func (p *Pipeline) newOutputs(ctx context.Context) outputs {
+	out := outputs{app: p.st.AppenderV2(ctx), p: p, minT: appendableMinTime(p.st), everyMs: p.opts.OutputInterval.Milliseconds()}
+	if p.opts.Forward != nil {
+		out.fwd = p.opts.Forward.AppenderV2(ctx)
+	}
+	return out
 }
 
 // commit commits the outputs, then forwards them: what the TSDB refused to

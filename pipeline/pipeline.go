@@ -334,9 +334,11 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	return p, nil
 }
 
-// ApplyConfig replaces the configuration. Series that the new selectors
-// exclude are dropped; scoring options apply to series created from now on
-// (a detector's options are part of what it learnt).
+// ApplyConfig replaces the configuration. Each worker applies it before
+// its next batch (see worker.reconfigure): series the new selectors
+// exclude are dropped and their stored outputs marked stale; the others
+// take the new scoring options, in place or, where their models cannot,
+// by starting again from their history at their next sample.
 func (p *Pipeline) ApplyConfig(cfg *config.Config) error {
 	if cfg == nil {
 		cfg = config.Default()

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
@@ -440,6 +442,78 @@ func TestConfigSelection(t *testing.T) {
 	got := e.p.Anomalies(nil)
 	require.Len(t, got, 1)
 	require.Equal(t, "noisy", got[0].Labels["job"])
+	// Its stored outputs went stale with it, as a removed recording
+	// rule's do: PromQL, remote read and the upstream do not keep its last
+	// score for the lookback.
+	quiet := query(t, e.db, eq("__name__", FamilyScore), eq("job", "quiet"))
+	require.Len(t, quiet, 1)
+	for _, vs := range quiet {
+		require.Len(t, vs, 3)
+		require.True(t, value.IsStaleNaN(vs[2]), "the excluded series' score ends in a staleness marker")
+	}
+	for _, vs := range query(t, e.db, eq("__name__", FamilyScore), eq("job", "noisy")) {
+		require.False(t, value.IsStaleNaN(vs[len(vs)-1]))
+	}
+}
+
+// TestReloadKeepsPublished: a reload whose options need new models (here
+// other forecast horizons) keeps a series' published results and its
+// incident until its next sample, instead of blanking /metrics and ending
+// the incident's alert; at that sample the series starts again from its
+// history, its incident goes on, and the forecasts of the horizon it no
+// longer has are marked stale.
+func TestReloadKeepsPublished(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "temperature")
+	vs := seasonal(801, 3)
+	vs[790] += 1000
+	e.feed(ls, model.MetricTypeGauge, vs[:800])
+	holdMs := e.p.opts.IncidentHold.Milliseconds()
+	before := e.onlySeries().pub
+	require.True(t, before.active(holdMs), "the spike opened an incident")
+
+	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m, 10m]}"))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	e.sync() // a worker applies the configuration before its next batch
+	list := e.p.Anomalies(nil)
+	require.Len(t, list, 1, "still listed after the reload")
+	require.True(t, list[0].Active)
+	var buf bytes.Buffer
+	require.NoError(t, e.p.WriteOutputs(&buf))
+	require.Contains(t, buf.String(), `anomaly_score{for="temperature"}`)
+	require.Contains(t, buf.String(), `omen_incident_peak_score{for="temperature"}`)
+
+	t800 := t0.UnixMilli() + 800*stepMs
+	e.push(t800, model.MetricTypeGauge, []labels.Labels{ls}, vs[800:])
+	e.sync()
+	s := e.onlySeries()
+	require.False(t, s.rebuild)
+	require.Equal(t, []string{"5m", "10m"}, s.fc.hname, "new models")
+	require.True(t, s.pub.active(holdMs))
+	require.Equal(t, before.since, s.pub.since, "the same incident")
+	require.Equal(t, before.peak, s.pub.peak)
+	for _, h := range []string{"5m", "15m", "30m"} {
+		got := query(t, e.db, eq("__name__", "forecast"), eq("horizon", h))
+		require.Len(t, got, 1, h)
+		for _, vs := range got {
+			require.Equal(t, h != "5m", value.IsStaleNaN(vs[len(vs)-1]), "horizon %s", h)
+		}
+	}
+
+	// The replay of the history above found the spike again. Where it does
+	// not (new options that judge the history otherwise), the incident is
+	// handed over as it was; one the successor has of its own is kept.
+	w := e.p.workers[0]
+	old := &series{pub: published{hasResult: true, incidentState: incidentState{since: 5, lastHot: 9, peak: 3}}}
+	fresh := &series{}
+	out := e.p.newOutputs(context.Background())
+	w.carryOver(old, fresh, t800, &out)
+	require.Equal(t, old.pub.incidentState, fresh.pub.incidentState)
+	own := &series{pub: published{incidentState: incidentState{since: 7, lastHot: 7, peak: 2}}}
+	w.carryOver(old, own, t800, &out)
+	require.Equal(t, int64(7), own.pub.since)
+	require.NoError(t, out.commit())
 }
 
 func TestStaleSeriesDropped(t *testing.T) {

@@ -295,6 +295,9 @@ type series struct {
 	nDif   int
 
 	pub published
+	// rebuild: a reload gave the series options its models cannot take in
+	// place; it starts again from its history at its next sample.
+	rebuild bool
 }
 
 type pending struct {

@@ -112,8 +112,11 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 // encode writes the worker's series; it runs on the worker's goroutine.
 func (w *worker) encode(e *snapEncoder) error {
 	for _, s := range w.series {
-		if isDerived(s) {
-			continue // derived inputs are cheap to recompute and have no stable ref
+		if isDerived(s) || s.rebuild {
+			// Derived inputs are cheap to recompute and have no stable
+			// ref; a series awaiting new models (see reconfigure) has
+			// models of the options before a reload.
+			continue
 		}
 		var err error
 		if e.det, err = s.det.AppendBinary(e.det[:0]); err != nil {

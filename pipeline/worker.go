@@ -113,13 +113,13 @@ func (w *worker) run(ctx context.Context) {
 			r.done <- w.encode(r.enc)
 		case <-w.wake:
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
-				w.reconfigure(g)
+				w.reconfigure(ctx, g)
 			}
 		case refs := <-w.gone:
 			w.forget(refs)
 		case <-sweep.C:
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
-				w.reconfigure(g)
+				w.reconfigure(ctx, g)
 			}
 			w.sweep()
 		case <-w.quit:
@@ -143,7 +143,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	defer putBatch(b)
 	p := w.p
 	if g := p.cfgGen.Load(); g != w.cfgGen {
-		w.reconfigure(g)
+		w.reconfigure(ctx, g)
 	}
 	if b.barrier != nil {
 		close(b.barrier)
@@ -151,12 +151,8 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	}
 	now := p.opts.Now()
 	nowMs := now.UnixMilli()
-	app := p.st.AppenderV2(ctx)
 	so := p.stepOpts()
-	out := outputs{app: app, p: p, minT: appendableMinTime(p.st), everyMs: p.opts.OutputInterval.Milliseconds()}
-	if p.opts.Forward != nil {
-		out.fwd = p.opts.Forward.AppenderV2(ctx)
-	}
+	out := p.newOutputs(ctx)
 	scored := 0 // added to the counter once per batch, not per sample
 	defer func() { p.m.scoredSamples.Add(float64(scored)) }()
 	for i := range b.s {
@@ -180,13 +176,26 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			s = nil
 			p.m.retyped.Inc()
 		}
+		var rebuilt *series
+		if s != nil && s.rebuild {
+			// Its new options need new models (see reconfigure): it
+			// starts again from its history now, keeping its incident.
+			w.mu.Lock()
+			w.drop(smp.ref, s)
+			w.mu.Unlock()
+			rebuilt, s = s, nil
+		}
 		if s == nil {
 			if ig, skip := w.ignored[smp.ref]; skip {
 				ig.seen = nowMs
 				w.ignored[smp.ref] = ig
 				continue
 			}
-			if s = w.create(ctx, smp, nowMs); s == nil {
+			s = w.create(ctx, smp, nowMs)
+			if rebuilt != nil {
+				w.carryOver(rebuilt, s, smp.t, &out)
+			}
+			if s == nil {
 				continue
 			}
 		}
@@ -331,17 +340,19 @@ type ignoredSeries struct {
 }
 
 // reconfigure applies a new configuration: ignored series are looked at
-// again, series no longer selected are dropped, and the others take their
-// new options: in place where the detector can (direction, minimum
-// deviations), else (another false-alarm rate or forecast horizons) they
-// are dropped too and start again from their history at their next sample,
-// as after a restart without a snapshot. Derived inputs keep theirs: they
-// have no history to start again from.
-func (w *worker) reconfigure(gen uint64) {
+// again; series no longer selected are dropped, their stored outputs marked
+// stale, as a recording rule's series are when the rule goes; the others
+// take their new options: in place where the detector can (direction,
+// minimum deviations), else (another false-alarm rate or forecast
+// horizons) they start again from their history at their next sample, as
+// after a restart without a snapshot, and until then keep what they
+// published (a reload does not blank /metrics or end an incident).
+// Derived inputs keep theirs: they have no history to start again from.
+func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 	w.cfgGen = gen
 	cfg := w.p.cfg.Load()
+	var gone []*series
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	clear(w.ignored)
 	for ref, s := range w.series {
 		if isDerived(s) {
@@ -349,6 +360,7 @@ func (w *worker) reconfigure(gen uint64) {
 		}
 		if !cfg.Selected(s.in) {
 			w.drop(ref, s)
+			gone = append(gone, s)
 			continue
 		}
 		sc := cfg.ScoringFor(s.in)
@@ -356,9 +368,47 @@ func (w *worker) reconfigure(gen uint64) {
 		// Without a forecaster for want of budget, it would get none
 		// again: kept rather than started anew for nothing.
 		fcRoom := w.p.forecasting.Load() < int64(w.p.opts.ForecastMaxSeries)
-		if s.det.SetOptions(detectOptions(sc)) != nil || (!s.sameHorizons(want) && (s.fc != nil || fcRoom)) {
-			w.drop(ref, s)
+		s.rebuild = s.det.SetOptions(detectOptions(sc)) != nil || (!s.sameHorizons(want) && (s.fc != nil || fcRoom))
+	}
+	w.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	// The markers go at now, or just after a series' latest result if
+	// that is later (a sender's clock ahead of omen's).
+	nowMs := w.p.opts.Now().UnixMilli()
+	out := w.p.newOutputs(ctx)
+	for _, s := range gone {
+		if s.pub.hasResult && !s.pub.stale {
+			out.stale(s, max(nowMs, s.pub.t+1))
 		}
+	}
+	if err := out.commit(); err != nil {
+		w.p.logger.Debug("Marking outputs stale", "err", err)
+		w.p.m.outputErrors.Inc()
+	}
+}
+
+// carryOver hands what old, dropped for new models, had published to its
+// successor s (nil: not scored after all) at its first sample, at t: its
+// incident goes on, and the forecast outputs of horizons s no longer has
+// are marked stale.
+func (w *worker) carryOver(old, s *series, t int64, out *outputs) {
+	var keep *fcState
+	if s != nil {
+		keep = s.fc
+		w.mu.Lock()
+		if old.pub.since != 0 && s.pub.since == 0 {
+			s.pub.incidentState = old.pub.incidentState
+		}
+		w.mu.Unlock()
+	}
+	if old.pub.hasResult && !old.pub.stale {
+		if s == nil {
+			out.stale(old, t)
+			return
+		}
+		out.staleForecasts(old, keep, t)
 	}
 }
 
