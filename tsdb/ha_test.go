@@ -162,8 +162,8 @@ func values(t *testing.T, s *Storage, name string) map[float64]bool {
 	return got
 }
 
-// postVersion posts the series ts (one sample each) as a remote-write 1.0
-// request, or as a 2.0 one if v2.
+// postVersion posts the series ts (their samples, labels and nothing else)
+// as a remote-write 1.0 request, or as a 2.0 one if v2.
 func postVersion(t *testing.T, h http.Handler, v2 bool, ts []prompb.TimeSeries) *httptest.ResponseRecorder {
 	t.Helper()
 	if !v2 {
@@ -177,10 +177,11 @@ func postVersion(t *testing.T, h http.Handler, v2 bool, ts []prompb.TimeSeries) 
 			b.Add(l.Name, l.Value)
 		}
 		b.Sort()
-		req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
-			LabelsRefs: st.SymbolizeLabels(b.Labels(), nil),
-			Samples:    []writev2.Sample{{Value: s.Samples[0].Value, Timestamp: s.Samples[0].Timestamp}},
-		})
+		e := writev2.TimeSeries{LabelsRefs: st.SymbolizeLabels(b.Labels(), nil)}
+		for _, smp := range s.Samples {
+			e.Samples = append(e.Samples, writev2.Sample{Value: smp.Value, Timestamp: smp.Timestamp})
+		}
+		req.Timeseries = append(req.Timeseries, e)
 	}
 	req.Symbols = st.Symbols()
 	raw, err := proto.Marshal(&req)

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -65,6 +66,9 @@ type WriteOptions struct {
 	// HA de-duplicates replicas of one Prometheus (off unless its
 	// ReplicaLabel is set; zero fields take DefaultHAOptions').
 	HA HAOptions
+	// OutOfOrderTimeWindow is the storage's: a sample this much older than
+	// its series' newest is still accepted (see appendState.inOrder).
+	OutOfOrderTimeWindow time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -479,6 +483,11 @@ type appendState struct {
 	problems []string
 	nProblem int
 	fatal    error
+	// The series of the latest sample appended and its newest time and
+	// value in this request, for inOrder.
+	lastRef storage.SeriesRef
+	lastT   int64
+	lastV   float64
 }
 
 func (a *appendState) reject(typ, reason string, n int, format string, args ...any) {
@@ -524,12 +533,45 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int6
 		a.reject(typ, reason, 1, "series %s: sample at %d: %v", ls, t, err)
 		return ref
 	}
+	if !a.inOrder(newRef, typ, ls, t, v, hist == nil && fh == nil) {
+		return newRef
+	}
 	if typ == "float" {
 		a.stats.floats++
 	} else {
 		a.stats.histograms++
 	}
 	return newRef
+}
+
+// inOrder checks a sample the head took against the one before it in the
+// request if both are of one series (the samples of a series' entry, or
+// its entries back to back, as Prometheus sends them), and reports
+// whether it stands. The head checks a request's samples against the
+// stored ones as they are appended, but against each other only at
+// commit, where it drops an older one or another value at the same time
+// silently: the sender was told they were written. They are answered 400
+// here instead, as they would be a request later; the head's commit drops
+// them as before. (The samples of a series in entries apart are not
+// compared: that would cost a map per request on the hot path, and no
+// Prometheus sends them out of order.)
+func (a *appendState) inOrder(ref storage.SeriesRef, typ string, ls labels.Labels, t int64, v float64, float bool) bool {
+	if ref == 0 || ref != a.lastRef {
+		a.lastRef, a.lastT, a.lastV = ref, t, v
+		return true
+	}
+	switch {
+	case t > a.lastT:
+		a.lastT, a.lastV = t, v
+		return true
+	case t < a.lastT && a.lastT-t > a.h.opts.OutOfOrderTimeWindow.Milliseconds():
+		a.reject(typ, "out_of_order", 1, "series %s: sample at %d: %v (older than one before it in the request)", ls, t, storage.ErrOutOfOrderSample)
+		return false
+	case t == a.lastT && float && math.Float64bits(v) != math.Float64bits(a.lastV):
+		a.reject(typ, "duplicate", 1, "series %s: sample at %d: %v (another value earlier in the request)", ls, t, storage.ErrDuplicateSampleForTimestamp)
+		return false
+	}
+	return true
 }
 
 // isPartial reports whether err is a storage.AppendPartialError: the

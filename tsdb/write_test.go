@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -32,7 +33,13 @@ import (
 // openTestStorage opens a real TSDB in a temporary directory.
 func openTestStorage(t testing.TB) *Storage {
 	t.Helper()
-	s := NewStorage(nil, nil, Options{Path: t.TempDir(), MaxExemplars: 1000})
+	return openTestStorageWindow(t, 0)
+}
+
+// openTestStorageWindow is openTestStorage with an out-of-order window.
+func openTestStorageWindow(t testing.TB, window time.Duration) *Storage {
+	t.Helper()
+	s := NewStorage(nil, nil, Options{Path: t.TempDir(), MaxExemplars: 1000, OutOfOrderTimeWindow: window})
 	require.NoError(t, s.Open())
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	return s
@@ -427,5 +434,55 @@ func TestEmptyLabelValueDropped(t *testing.T) {
 			require.Equal(t, http.StatusBadRequest, w.Code)
 			require.Contains(t, w.Body.String(), "no __name__ label")
 		})
+	}
+}
+
+// TestInRequestOrder: samples of a series out of order, or at one time with
+// two values, within one request (one entry, or entries back to back) are
+// answered 400 and counted rejected, as they would be a request later; the
+// head used to drop them silently at commit while the sender was told they
+// were written. The out-of-order window admits them as it does across
+// requests. On every decoding path.
+func TestInRequestOrder(t *testing.T) {
+	ms := time.Now().UnixMilli()
+	one := func(ts ...int64) []prompb.TimeSeries {
+		e := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "rev"}}}
+		for i, t := range ts {
+			e.Samples = append(e.Samples, prompb.Sample{Timestamp: t, Value: float64(i)})
+		}
+		return []prompb.TimeSeries{e}
+	}
+	for _, tc := range []struct {
+		name   string
+		ts     []prompb.TimeSeries
+		window time.Duration
+		code   int
+		want   string
+		stored map[int64]float64
+	}{
+		{"in order", one(ms-2000, ms-1000, ms), 0, 204, "", map[int64]float64{ms - 2000: 0, ms - 1000: 1, ms: 2}},
+		{"older than the one before", one(ms-1000, ms-2000, ms), 0, 400, "out of order", map[int64]float64{ms - 1000: 0, ms: 2}},
+		{"within the out-of-order window", one(ms-1000, ms-2000, ms), time.Minute, 204, "", map[int64]float64{ms - 2000: 1, ms - 1000: 0, ms: 2}},
+		{"two values at one time", one(ms, ms), 0, 400, "duplicate sample", map[int64]float64{ms: 0}},
+		{"entries back to back", append(one(ms), one(ms-1000)...), 0, 400, "out of order", map[int64]float64{ms: 0}},
+	} {
+		for _, path := range []struct {
+			name        string
+			v2, generic bool
+		}{{"1.0 fast", false, false}, {"1.0 generic", false, true}, {"2.0 fast", true, false}, {"2.0 generic", true, true}} {
+			t.Run(tc.name+"/"+path.name, func(t *testing.T) {
+				s := openTestStorageWindow(t, tc.window)
+				reg := prometheus.NewRegistry()
+				h := NewWriteHandler(nil, reg, s, WriteOptions{OutOfOrderTimeWindow: tc.window})
+				h.generic = path.generic
+				w := postVersion(t, h, path.v2, tc.ts)
+				require.Equal(t, tc.code, w.Code, w.Body.String())
+				require.Contains(t, w.Body.String(), tc.want)
+				require.Equal(t, tc.stored, samples(t, s, "rev"))
+				if path.v2 {
+					require.Equal(t, strconv.Itoa(len(tc.stored)), w.Header().Get(headerSamplesWritten))
+				}
+			})
+		}
 	}
 }

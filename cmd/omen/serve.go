@@ -262,6 +262,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	f.write.Metadata.OnTypes(pl.NoteTypes)
 	mux.Handle("GET /api/v1/metadata", "/api/v1/metadata", f.write.Metadata)
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
+	f.write.OutOfOrderTimeWindow = time.Duration(f.oooWindow)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
 	mux.Handle("/api/v1/write", "/api/v1/write", wh)
 	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.RequireReady(readable)(pl.AnomaliesHandler().ServeHTTP))
