@@ -847,3 +847,62 @@ func TestForecastLearnsNoGlitch(t *testing.T) {
 		})
 	}
 }
+
+// TestCounterTimingJitter: a counter that rises by the same amount every
+// scrape has a constant rate but for its timestamps' jitter. A scrape 3 ms
+// late at 1 s scrapes (a rate 0.3% low) scored 18 and blew the band from
+// ±3e-10 to ±370 for a hundred samples; its rate is taken over the scrape
+// interval now. A real change of the rate is still anomalous.
+func TestCounterTimingJitter(t *testing.T) {
+	const n, jitterAt = 400, 300
+	for _, tc := range []struct {
+		name      string
+		typ       model.MetricType
+		step      float64 // the counter's rise from jitterAt+50 on, per scrape
+		wantAbove bool    // some score above 1 after the jitter
+	}{
+		{"jitter alone", model.MetricTypeCounter, 10, false},
+		{"jitter, then the rate doubles", model.MetricTypeCounter, 20, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, nil)
+			ls := labels.FromStrings("__name__", "rev_requests_total")
+			v := 0.0
+			var maxAfter, halfAfter float64
+			for i := range n {
+				ts := t0.UnixMilli() + int64(i)*1000
+				if i == jitterAt {
+					ts += 3
+				}
+				if i > jitterAt+50 {
+					v += tc.step
+				} else {
+					v += 10
+				}
+				e.push(ts, tc.typ, []labels.Labels{ls}, []float64{v})
+				e.sync()
+				if i < jitterAt {
+					continue
+				}
+				pub := e.onlySeries().pub
+				maxAfter = max(maxAfter, pub.score)
+				if i > jitterAt && i <= jitterAt+50 {
+					halfAfter = max(halfAfter, (pub.upper-pub.lower)/2)
+				}
+			}
+			require.Equal(t, tc.wantAbove, maxAfter > 1, "highest score after the jitter: %g", maxAfter)
+			require.Less(t, halfAfter, 1.0, "the band stays narrow after the jitter (rate 10/s)")
+		})
+	}
+}
+
+func TestScrapeInterval(t *testing.T) {
+	for _, tc := range []struct{ dt, want int64 }{
+		{1000, 1000}, {1003, 1000}, {997, 1000}, {1010, 1000}, {1011, 1011}, {990, 1000}, {989, 989},
+		{2004, 2000}, // a missed scrape
+		{15000, 15000}, {15040, 15000}, {14890, 15000}, {60300, 60000},
+		{150, 150}, {500, 500}, {1337, 1337}, {2500, 2500}, {0, 0},
+	} {
+		require.Equal(t, tc.want, scrapeInterval(tc.dt), "dt %d", tc.dt)
+	}
+}

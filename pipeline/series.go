@@ -325,9 +325,39 @@ func (s *series) rate(st, t int64, v float64) (r float64, ok bool) {
 	if d < 0 || (st > s.prevT && st <= t) {
 		d = v
 	}
-	r = d / (float64(t-s.prevT) / 1000)
+	r = d / (float64(scrapeInterval(t-s.prevT)) / 1000)
 	s.prevRaw, s.prevT = v, t
 	return r, true
+}
+
+// scrapeInterval returns the interval dt (ms) between two samples as the
+// whole number of seconds it is within 1% of (1 s for 997 or 1010 ms, 15 s
+// for 15 040), else dt itself. Prometheus stamps a scrape with its start,
+// which on a loaded server is a few milliseconds off its interval now and
+// then; a counter that rises by the same amount every scrape (requests to
+// /metrics, connections per scrape, a heartbeat) then has a rate that
+// varies by that timing alone, and a rate otherwise constant was scored on
+// it far above 1 (one timestamp 3 ms late at 1 s scrapes: 18, and the band
+// blown wide for a hundred samples). Scrape intervals are whole seconds
+// nearly always; a missed scrape is a whole number of intervals. A counter
+// that rises with time itself (seconds spent) has the jitter in its rate
+// instead, as in Prometheus's rate(); such rates are seldom that steady.
+func scrapeInterval(dt int64) int64 {
+	if dt < 500 {
+		return dt
+	}
+	n := (dt + 500) / 1000 * 1000
+	if 100*abs64(dt-n) <= n {
+		return n
+	}
+	return dt
+}
+
+func abs64(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // detectOptions maps a config.Scoring onto detector options.
