@@ -45,7 +45,12 @@ func (o *outputs) write(s *series, pub *published) {
 			if i > 0 && !pub.ready {
 				break // no band before the warm-up ends
 			}
-			o.one(s, &s.outRef[i], baseFamilies[i], "", pub.t, v)
+			// The score's precision is its own; the band's is its width.
+			width := math.Inf(1)
+			if i > 0 {
+				width = pub.upper - pub.lower
+			}
+			o.one(s, &s.outRef[i], baseFamilies[i], "", pub.t, v, width)
 		}
 	}
 	f := s.fc // read without the lock: only this worker writes it
@@ -58,18 +63,18 @@ func (o *outputs) write(s *series, pub *published) {
 		}
 		pt := f.pts[h]
 		for j, v := range [3]float64{pt.Yhat, pt.Lower, pt.Upper} {
-			o.one(s, &f.outRef[3*h+j], fcFamilies[j], f.hname[h], pub.t, v)
+			o.one(s, &f.outRef[3*h+j], fcFamilies[j], f.hname[h], pub.t, v, pt.Upper-pt.Lower)
 		}
 	}
 }
 
-// one appends one value, rounded to float32 precision; NaN and ±Inf are
-// not stored.
-func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string, t int64, v float64) {
+// one appends one value of a band width wide, rounded as storedPrecision
+// does; NaN and ±Inf are not stored.
+func (o *outputs) one(s *series, ref *storage.SeriesRef, family, horizon string, t int64, v, width float64) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return
 	}
-	o.append(s, ref, family, horizon, t, storedPrecision(v), true)
+	o.append(s, ref, family, horizon, t, storedPrecision(v, width), true)
 }
 
 // append appends v to an output series of s, if its family is stored. The
@@ -172,17 +177,25 @@ func (o *outputs) commit() error {
 	return nil
 }
 
-// storedPrecision rounds v to float32's precision (24 significant bits,
-// about 7 decimal digits), far finer than any score, band or forecast is
-// accurate. The head's XOR chunks then write about half the bits for each
-// output sample: less head memory and the chunk encoding, the largest part
-// of an output append's cost, halves. Values beyond float32's range keep
-// theirs.
-func storedPrecision(v float64) float64 {
+// storedPrecision rounds v, a value of a band width wide, to float32's
+// precision (24 significant bits, about 7 decimal digits), far finer than
+// any score, band or forecast is accurate. The head's XOR chunks then write
+// about half the bits for each output sample: less head memory and the
+// chunk encoding, the largest part of an output append's cost, halves. A
+// value the rounding would move by more than a thousandth of its band
+// keeps its precision: a large value with a narrow band (a timestamp, 1.8e9
+// s ± 0.05 s, rounds to multiples of 128 s, and its stored band collapsed
+// onto one value beside the series), or a constant one (width 0). So do
+// values beyond float32's range.
+func storedPrecision(v, width float64) float64 {
 	if math.Abs(v) > math.MaxFloat32 {
 		return v
 	}
-	return float64(float32(v))
+	r := float64(float32(v))
+	if math.Abs(r-v)*1000 > width {
+		return v
+	}
+	return r
 }
 
 // appendableMinTime returns the oldest sample time the TSDB head appends

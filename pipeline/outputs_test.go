@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -250,7 +251,7 @@ func TestIncident(t *testing.T) {
 
 func TestStoredPrecision(t *testing.T) {
 	for _, v := range []float64{0, 1, -1, 0.1234567891234, 123456.789012345, 1e-30, -7.5e12, 1e300, -1e300, math.SmallestNonzeroFloat64} {
-		got := storedPrecision(v)
+		got := storedPrecision(v, math.Inf(1))
 		if math.Abs(v) > math.MaxFloat32 {
 			require.Equal(t, v, got)
 			continue
@@ -258,6 +259,49 @@ func TestStoredPrecision(t *testing.T) {
 		require.InDelta(t, v, got, math.Abs(v)*1e-7+1e-44, "%g", v)
 		require.Zero(t, math.Float64bits(got)&(1<<29-1), "%g: the low mantissa bits are zero", v)
 	}
+	// Within its band's precision: a timestamp's band of 0.11 s at 1.8e9
+	// (float32 steps of 128 s there) and a constant value keep theirs; a
+	// band as wide as the rounding is rounded.
+	for _, tc := range []struct {
+		v, width float64
+		exact    bool
+	}{
+		{1796333899.263, 0.114, true},
+		{1796333899.263, 1e6, false},
+		{123456.789012345, 0, true},
+		{123456.789012345, 10, false},
+		{0.5, 0, false}, // exact in float32 anyway
+	} {
+		want := float64(float32(tc.v))
+		if tc.exact {
+			want = tc.v
+		}
+		require.Equal(t, want, storedPrecision(tc.v, tc.width), "%g in a band of %g", tc.v, tc.width)
+	}
+}
+
+// TestStoredBandOfLargeValues: the band stored for a series of large
+// values with little spread (a timestamp) holds the series, as the one on
+// /metrics does; rounded to float32 it collapsed onto one value 52 s away.
+func TestStoredBandOfLargeValues(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "process_start_time_seconds")
+	vs := make([]float64, 200)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range vs {
+		vs[i] = 1796333899.32 + 0.01*r.NormFloat64()
+	}
+	e.feed(ls, model.MetricTypeGauge, vs)
+	band := map[string]float64{}
+	for _, fam := range []string{FamilyYhatLower, FamilyYhatUpper} {
+		for _, got := range query(t, e.db, eq("__name__", fam)) {
+			band[fam] = got[len(got)-1]
+		}
+	}
+	require.Less(t, band[FamilyYhatLower], band[FamilyYhatUpper])
+	require.LessOrEqual(t, band[FamilyYhatLower], 1796333899.32)
+	require.GreaterOrEqual(t, band[FamilyYhatUpper], 1796333899.32)
+	require.Less(t, band[FamilyYhatUpper]-band[FamilyYhatLower], 1.0)
 }
 
 // TestStoreDueStaggered: series sampled at the same instants (one target's,
