@@ -462,6 +462,11 @@ func (saved *savedSeries) counter() bool { return saved.flags&flagCounter != 0 }
 // restore loads saved state into s; false if it does not decode (another
 // detector version, say), in which case s warms from history.
 func (s *series) restore(saved *savedSeries) bool {
+	if s.fc != nil && !s.fc.sameSteps(saved.fc) {
+		// Its forecaster learnt the steps of other horizons: the series
+		// starts again from its history, as after a reload to them.
+		return false
+	}
 	// Restore keeps the options the configuration gives now.
 	if err := s.det.Restore(saved.det); err != nil {
 		return false
@@ -501,6 +506,16 @@ func (f *fcState) appendState(b []byte) ([]byte, error) {
 	}
 	m, err := f.m.MarshalBinary()
 	return append(b, m...), err
+}
+
+// sameSteps reports whether the forecaster state b, as appendState wrote
+// it, was fed steps of the length f's horizons give (see horizonSteps);
+// true if b has none, or predates the resampler's state.
+func (f *fcState) sameSteps(b []byte) bool {
+	if len(b) < fcStateLen || b[0] != 1 {
+		return true
+	}
+	return int64(binary.LittleEndian.Uint64(b[1:])) == f.rs.minStepMs
 }
 
 // restoreState loads what appendState wrote. The resampler's state is

@@ -262,8 +262,8 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 
 // TestSnapshotRestoreTakesNewOptions: a series restored after a restart
 // scores with the options the configuration gives now; one whose saved
-// state was learnt under another false-alarm rate starts again from its
-// history instead.
+// state was learnt under another false-alarm rate, or whose forecaster
+// took the steps of other horizons, starts again from its history instead.
 func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 	const n = 300
 	vs := seasonal(n+1, 7)
@@ -276,6 +276,9 @@ func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 	}{
 		{"direction", "defaults: {direction: up}", detect.Up, true},
 		{"false-alarm rate", "defaults: {false_alarm_rate: 0.01}", detect.Both, false},
+		// The forecaster's step follows the longest horizon.
+		{"horizons of the same steps", "defaults: {forecast_horizons: [10m, 30m]}", detect.Both, true},
+		{"horizons of other steps", "defaults: {forecast_horizons: [5m, 1h]}", detect.Both, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
