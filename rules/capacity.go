@@ -49,8 +49,12 @@ func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([
 			Alert: c.Name,
 			Expr:  exportRuleLabels(fmt.Sprintf("max without (horizon) (%s) > %s", sel, limit)),
 			// Forecasts move with every sample; holding for the warning tier's
-			// duration keeps one spike from paging.
-			For: g.warning.For,
+			// duration keeps one spike from paging. Kept firing as the
+			// anomaly alerts are: a failed scrape of omen or its restart
+			// takes the forecasts off /metrics for a while, which resolved
+			// the alert and fired it again with a new notification.
+			For:           g.warning.For,
+			KeepFiringFor: g.keepFiring,
 			Labels: map[string]string{
 				LabelSeverity: "warning",
 				LabelKind:     KindCapacity,
