@@ -41,9 +41,13 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	// Restart over an empty TSDB: only the snapshot can make the next
 	// score ready and identical.
-	_, got := restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
+	e2, got := restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
 	require.Equal(t, want.Score, got.Score)
 	require.Equal(t, want.Yhat, float64(got.Yhat))
+	// The last snapshot written is the one restored, not none.
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.InDelta(t, float64(fi.ModTime().UnixNano())/1e9, testutil.ToFloat64(e2.p.m.snapLast), 1e-3)
 }
 
 // restored starts a pipeline over an empty TSDB with the snapshot at path
