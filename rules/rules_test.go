@@ -185,13 +185,16 @@ func TestGenerateRejects(t *testing.T) {
 }
 
 // TestEveryAlertHasARunbook checks each generated alert links to a section
-// of deploy/runbooks.md that exists.
+// of deploy/runbooks.md that exists, and that docs/deploy.md, which lists
+// the shipped alerts, names every one of the shipped rules (capacity
+// alerts are the configuration's, named there by their entry).
 func TestEveryAlertHasARunbook(t *testing.T) {
 	cfg, err := config.Load([]byte(`alerting: {capacity: [{name: Full, for: disk, limit: 1}]}`))
 	require.NoError(t, err)
 	rg, err := Generate(cfg)
 	require.NoError(t, err)
 	book := mustRead(t, "../deploy/runbooks.md")
+	guide := mustRead(t, "../docs/deploy.md")
 	n := 0
 	for _, g := range rg.Groups {
 		for _, r := range g.Rules {
@@ -203,6 +206,9 @@ func TestEveryAlertHasARunbook(t *testing.T) {
 			require.True(t, strings.HasPrefix(url, DefaultRunbookURL), url)
 			anchor := strings.TrimPrefix(url, DefaultRunbookURL)
 			require.Contains(t, book, `<a id="`+anchor+`"></a>`, "deploy/runbooks.md has no section for %s", r.Alert)
+			if g.Name != GroupCapacity {
+				require.Contains(t, guide, "`"+r.Alert+"`", "docs/deploy.md does not list %s", r.Alert)
+			}
 		}
 	}
 	require.Greater(t, n, 10)
