@@ -26,7 +26,7 @@ func TestLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(t.TempDir(), "omen.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte("defaults: {direction: up}\n"), 0o644))
-	omen := startOmen(t, dir, "--config.file="+cfgFile)
+	omen := startOmen(t, dir, "--config.file="+cfgFile, "--web.enable-lifecycle")
 
 	now := time.Now()
 	ms := now.UnixMilli()

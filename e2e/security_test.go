@@ -157,7 +157,7 @@ basic_auth_users:
 	port := freePort(t)
 	p := start(t, "omen", port, omenBinary(t), "serve",
 		"--web.listen-address=127.0.0.1:"+strconv.Itoa(port), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--log.level=debug", "--web.config.file="+webCfg, "--query.max-samples=1000")
+		"--log.level=debug", "--web.config.file="+webCfg, "--query.max-samples=1000", "--web.enable-lifecycle")
 	p.URL = "https://" + p.Addr
 	o := &securedOmen{proc: p, user: user, pass: pass, client: &http.Client{
 		Timeout:   30 * time.Second,

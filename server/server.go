@@ -151,6 +151,11 @@ const notReady = "omen is not ready: storage is opening or failing, or model sta
 type Lifecycle struct {
 	Ready  func() bool
 	Reload func() error
+	// Enabled: /-/reload reloads (--web.enable-lifecycle); otherwise it
+	// answers 403, as Prometheus's does, so that whoever reaches the port
+	// cannot reload the configuration unless asked for. SIGHUP always
+	// reloads.
+	Enabled bool
 }
 
 // Register mounts the lifecycle endpoints on m.
@@ -172,6 +177,10 @@ func (lc Lifecycle) Register(m *Mux) {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
 			http.Error(w, "use POST or PUT to reload", http.StatusMethodNotAllowed)
+			return
+		}
+		if !lc.Enabled {
+			http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
 			return
 		}
 		if err := lc.Reload(); err != nil {

@@ -37,12 +37,15 @@ func TestLifecycle(t *testing.T) {
 	var failReload atomic.Bool
 	reg := prometheus.NewRegistry()
 	m := NewMux(reg)
-	Lifecycle{Ready: ready.Load, Reload: func() error {
+	reload := func() error {
 		if failReload.Load() {
 			return reloadErr
 		}
 		return nil
-	}}.Register(m)
+	}
+	Lifecycle{Ready: ready.Load, Reload: reload, Enabled: true}.Register(m)
+	off := NewMux(prometheus.NewRegistry())
+	Lifecycle{Ready: ready.Load, Reload: reload}.Register(off)
 	m.Handle("/api/v1/x", "/api/v1/x", RequireReady(ready.Load)(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	}))
@@ -83,6 +86,15 @@ func TestLifecycle(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(m.requests.WithLabelValues("/-/reload", "500")))
 	require.Equal(t, 2.0, testutil.ToFloat64(m.requests.WithLabelValues("/-/reload", "200")))
 	require.Equal(t, 1.0, testutil.ToFloat64(m.requests.WithLabelValues("/api/v1/x", "503")))
+
+	// Without --web.enable-lifecycle, as Prometheus without it: 403, and
+	// nothing reloaded.
+	failReload.Store(true)
+	code, body, _ := do(t, off, "POST", "/-/reload")
+	require.Equal(t, 403, code)
+	require.Contains(t, body, "Lifecycle API is not enabled")
+	code, _, _ = do(t, off, "GET", "/-/reload")
+	require.Equal(t, 405, code)
 }
 
 func TestPprof(t *testing.T) {

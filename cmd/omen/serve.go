@@ -50,17 +50,18 @@ type serveFlags struct {
 	features      []string
 	// flagValues reads every flag's value once the command line is parsed,
 	// for /api/v1/status/flags.
-	flagValues    func() map[string]string
-	queryTimeout  model.Duration
-	maxSamples    int
-	shutdownGrace time.Duration
-	enableAdmin   bool
-	write         tsdb.WriteOptions
-	maxInflightB  units.Base2Bytes
-	pipeline      *pipeline.Options
-	runtime       *runtimeFlags
-	remoteWrite   []string
-	flushDeadline model.Duration
+	flagValues      func() map[string]string
+	queryTimeout    model.Duration
+	maxSamples      int
+	shutdownGrace   time.Duration
+	enableAdmin     bool
+	enableLifecycle bool
+	write           tsdb.WriteOptions
+	maxInflightB    units.Base2Bytes
+	pipeline        *pipeline.Options
+	runtime         *runtimeFlags
+	remoteWrite     []string
+	flushDeadline   model.Duration
 }
 
 func registerServe(app *kingpin.Application, lc *logConfig) command {
@@ -96,6 +97,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default(".*").StringVar(&f.corsOrigin)
 	cl.Flag("query.max-samples", "Maximum number of samples a single query can load into memory.").
 		Default("50000000").IntVar(&f.maxSamples)
+	cl.Flag("web.enable-lifecycle", "Enable reloading the configuration via HTTP requests (POST or PUT /-/reload), as in Prometheus; SIGHUP always reloads.").
+		Default("false").BoolVar(&f.enableLifecycle)
 	cl.Flag("web.enable-admin-api", "Enable Prometheus's admin endpoints: TSDB snapshot (for backups), series deletion and tombstone cleanup under /api/v1/admin/tsdb/.").
 		Default("false").BoolVar(&f.enableAdmin)
 	cl.Flag("web.shutdown-grace", "How long in-flight requests get to finish on shutdown.").
@@ -251,7 +254,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	ready := func() bool { return store.Ready() && pl.Ready() }
 	readable := func() bool { return store.Opened() && pl.Ready() }
 
-	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload}.Register(mux)
+	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload, Enabled: f.enableLifecycle}.Register(mux)
 	mux.Handle("GET /metrics", "/metrics", server.MetricsHandler(logger, reg, pl.WriteOutputs))
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
 	// Prometheus's /api/v1/metadata reads scrape targets, which omen has
