@@ -93,8 +93,13 @@ const (
 // maxSnappyExpansion bounds snappy's decoded/encoded ratio (64/3, rounded up).
 const maxSnappyExpansion = 22
 
-// maxReportedErrors bounds the per-sample problems quoted in a 400 body.
-const maxReportedErrors = 5
+// maxReportedErrors bounds the per-sample problems quoted in a 400 body,
+// and maxProblemLen each one: a series' labels may hold up to
+// LabelLimits.MaxValueLength bytes a value, which the sender has already.
+const (
+	maxReportedErrors = 5
+	maxProblemLen     = 512
+)
 
 // WriteHandler receives remote-write 1.0 and 2.0 requests and appends them
 // to a storage.AppendableV2.
@@ -494,7 +499,7 @@ func (a *appendState) reject(typ, reason string, n int, format string, args ...a
 	a.h.metrics.rejected.WithLabelValues(typ, reason).Add(float64(n))
 	a.nProblem += n
 	if len(a.problems) < maxReportedErrors {
-		a.problems = append(a.problems, fmt.Sprintf(format, args...))
+		a.problems = append(a.problems, shorten(fmt.Sprintf(format, args...)))
 	}
 }
 
@@ -627,6 +632,16 @@ func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []ex
 		return
 	}
 	a.stats.exemplars += len(ex)
+}
+
+// shorten cuts the middle out of a problem longer than maxProblemLen: its
+// start names the series, its end the reason.
+func shorten(msg string) string {
+	if len(msg) <= maxProblemLen {
+		return msg
+	}
+	half := maxProblemLen / 2
+	return strings.ToValidUTF8(msg[:half], "") + " … " + strings.ToValidUTF8(msg[len(msg)-half:], "")
 }
 
 // finish commits and turns the outcome into the answer.

@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
@@ -485,4 +487,18 @@ func TestInRequestOrder(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestRejectionMessageBounded: a 400 quotes the refused series, cut short:
+// a label value may be kilobytes, which the sender has already.
+func TestRejectionMessageBounded(t *testing.T) {
+	s := openTestStorage(t)
+	h := NewWriteHandler(nil, nil, s, WriteOptions{})
+	long := strings.Repeat("é", 2000) // 4000 bytes, two a rune
+	w := post(t, h, v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(time.Now().UnixMilli(), 1, "job", long)}}), nil)
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, w.Body.String(), "no __name__ label")
+	require.Less(t, w.Body.Len(), 1024)
+	require.Contains(t, w.Body.String(), "…")
+	require.True(t, utf8.ValidString(w.Body.String()))
 }
