@@ -22,11 +22,7 @@ import (
 // 202 and dropped, until the elected one is silent for the failover
 // timeout. The same on every decoding path, 1.0 and 2.0, fast and generic.
 func TestHADeduplication(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		v2      bool
-		generic bool
-	}{{"1.0 fast", false, false}, {"1.0 generic", false, true}, {"2.0 fast", true, false}, {"2.0 generic", true, true}} {
+	for _, tc := range decodingPaths {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openTestStorage(t)
 			now := time.Unix(1_800_000_000, 0)
@@ -188,3 +184,10 @@ func postVersion(t *testing.T, h http.Handler, v2 bool, ts []prompb.TimeSeries) 
 	require.NoError(t, err)
 	return postV2(t, h, raw)
 }
+
+// decodingPaths are the write handler's four ways through a request: 1.0 or
+// 2.0, each fast or generic.
+var decodingPaths = []struct {
+	name        string
+	v2, generic bool
+}{{"1.0 fast", false, false}, {"1.0 generic", false, true}, {"2.0 fast", true, false}, {"2.0 generic", true, true}}

@@ -408,11 +408,7 @@ func TestRejectedCountersStartAtZero(t *testing.T) {
 // path, and again once the series is known (the fast paths' ref cache).
 // A series whose only name is empty still has none.
 func TestEmptyLabelValueDropped(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		v2      bool
-		generic bool
-	}{{"1.0 fast", false, false}, {"1.0 generic", false, true}, {"2.0 fast", true, false}, {"2.0 generic", true, true}} {
+	for _, tc := range decodingPaths {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Now()
 			s := openTestStorage(t)
@@ -468,10 +464,7 @@ func TestInRequestOrder(t *testing.T) {
 		{"two values at one time", one(ms, ms), 0, 400, "duplicate sample", map[int64]float64{ms: 0}},
 		{"entries back to back", append(one(ms), one(ms-1000)...), 0, 400, "out of order", map[int64]float64{ms: 0}},
 	} {
-		for _, path := range []struct {
-			name        string
-			v2, generic bool
-		}{{"1.0 fast", false, false}, {"1.0 generic", false, true}, {"2.0 fast", true, false}, {"2.0 generic", true, true}} {
+		for _, path := range decodingPaths {
 			t.Run(tc.name+"/"+path.name, func(t *testing.T) {
 				s := openTestStorageWindow(t, tc.window)
 				reg := prometheus.NewRegistry()
