@@ -117,16 +117,22 @@ func (o *outputs) append(s *series, ref *storage.SeriesRef, family, horizon stri
 // seeing them at once instead of after the lookback delta. A ref the head
 // no longer knows has nothing left to mark.
 func (o *outputs) stale(s *series, t int64) {
+	o.staleBase(s, 0, t)
+	o.staleForecasts(s, nil, t)
+}
+
+// staleBase marks the stored base outputs of s stale at t from family
+// index from on (baseFamilies: 0 all, 1 the band: yhat and its bounds).
+func (o *outputs) staleBase(s *series, from int, t int64) {
 	if t < o.minT {
 		return
 	}
 	marker := math.Float64frombits(value.StaleNaN)
-	for i := range s.outRef {
+	for i := from; i < len(s.outRef); i++ {
 		if s.outRef[i] != 0 {
 			o.append(s, &s.outRef[i], baseFamilies[i], "", t, marker, false)
 		}
 	}
-	o.staleForecasts(s, nil, t)
 }
 
 // staleForecasts marks the stored forecast outputs of s stale at t, but

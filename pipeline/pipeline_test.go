@@ -514,6 +514,18 @@ func TestReloadKeepsPublished(t *testing.T) {
 	w.carryOver(old, own, t800, &out)
 	require.Equal(t, int64(7), own.pub.since)
 	require.NoError(t, out.commit())
+
+	// A successor still warming up has no band yet: the old band is marked
+	// stale, just after its latest result when the successor's first
+	// sample is older (one the TSDB's out-of-order window took).
+	out = e.p.newOutputs(context.Background())
+	w.carryOver(s, &series{}, s.pub.t-stepMs, &out)
+	require.NoError(t, out.commit())
+	for _, fam := range []string{FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper} {
+		for _, vs := range query(t, e.db, eq("__name__", fam)) {
+			require.Equal(t, fam != FamilyScore, value.IsStaleNaN(vs[len(vs)-1]), fam)
+		}
+	}
 }
 
 func TestStaleSeriesDropped(t *testing.T) {

@@ -391,24 +391,27 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 
 // carryOver hands what old, dropped for new models, had published to its
 // successor s (nil: not scored after all) at its first sample, at t: its
-// incident goes on, and the forecast outputs of horizons s no longer has
-// are marked stale.
+// incident goes on, and the outputs s does not have (the forecasts of
+// horizons it no longer has; its band while it warms up) are marked stale,
+// just after old's latest result if t is not (an out-of-order sample the
+// TSDB's window took).
 func (w *worker) carryOver(old, s *series, t int64, out *outputs) {
-	var keep *fcState
-	if s != nil {
-		keep = s.fc
-		w.mu.Lock()
-		if old.pub.since != 0 && s.pub.since == 0 {
-			s.pub.incidentState = old.pub.incidentState
-		}
-		w.mu.Unlock()
+	if !old.pub.hasResult || old.pub.stale {
+		return
 	}
-	if old.pub.hasResult && !old.pub.stale {
-		if s == nil {
-			out.stale(old, t)
-			return
-		}
-		out.staleForecasts(old, keep, t)
+	t = max(t, old.pub.t+1)
+	if s == nil {
+		out.stale(old, t)
+		return
+	}
+	w.mu.Lock()
+	if old.pub.since != 0 && s.pub.since == 0 {
+		s.pub.incidentState = old.pub.incidentState
+	}
+	w.mu.Unlock()
+	out.staleForecasts(old, s.fc, t)
+	if !s.pub.ready {
+		out.staleBase(old, 1, t)
 	}
 }
 

@@ -66,8 +66,8 @@ type WriteOptions struct {
 	// HA de-duplicates replicas of one Prometheus (off unless its
 	// ReplicaLabel is set; zero fields take DefaultHAOptions').
 	HA HAOptions
-	// OutOfOrderTimeWindow is the storage's: a sample this much older than
-	// its series' newest is still accepted (see appendState.inOrder).
+	// OutOfOrderTimeWindow is the storage's: with one, the head judges
+	// the order of a request's samples itself (see appendState.inOrder).
 	OutOfOrderTimeWindow time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -557,9 +557,11 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int6
 // commit, where it drops an older one or another value at the same time
 // silently: the sender was told they were written. They are answered 400
 // here instead, as they would be a request later; the head's commit drops
-// them as before. (The samples of a series in entries apart are not
-// compared: that would cost a map per request on the hot path, and no
-// Prometheus sends them out of order.)
+// them as before. With an out-of-order window the head keeps or drops an
+// older one by its own newest time and out-of-order chunks, which this
+// does not repeat: it is left to the head, as before. (Nor are the
+// samples of a series in entries apart compared: that would cost a map
+// per request on the hot path, and no Prometheus sends them out of order.)
 func (a *appendState) inOrder(ref storage.SeriesRef, typ string, ls labels.Labels, t int64, v float64, float bool) bool {
 	if ref == 0 || ref != a.lastRef {
 		a.lastRef, a.lastT, a.lastV = ref, t, v
@@ -569,7 +571,7 @@ func (a *appendState) inOrder(ref storage.SeriesRef, typ string, ls labels.Label
 	case t > a.lastT:
 		a.lastT, a.lastV = t, v
 		return true
-	case t < a.lastT && a.lastT-t > a.h.opts.OutOfOrderTimeWindow.Milliseconds():
+	case t < a.lastT && a.h.opts.OutOfOrderTimeWindow == 0:
 		a.reject(typ, "out_of_order", 1, "series %s: sample at %d: %v (older than one before it in the request)", ls, t, storage.ErrOutOfOrderSample)
 		return false
 	case t == a.lastT && float && math.Float64bits(v) != math.Float64bits(a.lastV):
@@ -924,6 +926,9 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 			}
 			b.builder.Sort()
 			ls = lc.without(b.builder.Labels())
+			// A series with an empty label value is not cached: its raw
+			// labels are not its stored ones, so a lookup never matches.
+			cacheable = cacheable && !lc.empty
 		}
 		first := ref
 		for _, smp := range d.samples[s.samplesFrom:s.samplesTo] {
@@ -1003,11 +1008,12 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 			continue
 		}
 		var (
-			ref    storage.SeriesRef
-			ls     labels.Labels
-			hash   uint64
-			e      refEntry
-			cached bool
+			ref         storage.SeriesRef
+			ls          labels.Labels
+			hash        uint64
+			e           refEntry
+			cached      bool
+			uncacheable bool
 		)
 		if h.refs != nil {
 			// 0xff is in no valid UTF-8 string: the key of valid labels
@@ -1044,6 +1050,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 			}
 			b.builder.Sort()
 			ls = lc.without(b.builder.Labels())
+			uncacheable = lc.empty // see appendFastV1
 		}
 		typ, help, unit := metricType(s.meta.typ), d.sym(body, s.meta.help), d.sym(body, s.meta.unit)
 		md := e.meta
@@ -1059,7 +1066,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 				return a.finish()
 			}
 		}
-		if h.refs != nil && ref != 0 && (ref != first || md != e.meta) {
+		if h.refs != nil && !uncacheable && ref != 0 && (ref != first || md != e.meta) {
 			h.refs.put(hash, refEntry{ref: ref, ls: ls, meta: md})
 		}
 	}

@@ -480,6 +480,21 @@ func TestInRequestOrder(t *testing.T) {
 			})
 		}
 	}
+	// With a window the head judges by its own newest time, not the
+	// request's: after a sample at T, T+20m then T+5m are both kept (the
+	// window counted back from T+20m refused the second).
+	for _, path := range decodingPaths {
+		t.Run("ahead of the head/"+path.name, func(t *testing.T) {
+			s := openTestStorageWindow(t, 10*time.Minute)
+			h := NewWriteHandler(nil, nil, s, WriteOptions{OutOfOrderTimeWindow: 10 * time.Minute})
+			h.generic = path.generic
+			t0 := ms - 30*60_000
+			require.Equal(t, 204, postVersion(t, h, path.v2, one(t0)).Code)
+			w := postVersion(t, h, path.v2, one(t0+20*60_000, t0+5*60_000))
+			require.Equal(t, 204, w.Code, w.Body.String())
+			require.Len(t, samples(t, s, "rev"), 3)
+		})
+	}
 }
 
 // TestRejectionMessageBounded: a 400 quotes the refused series, cut short:

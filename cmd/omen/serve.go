@@ -75,7 +75,7 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("5m").SetValue(&f.readTimeout)
 	cl.Flag("web.max-request-bytes", "Largest compressed remote-write request accepted; larger ones get 413.").
 		Default("32MiB").BytesVar(&f.maxReqBytes)
-	cl.Flag("config.file", "omen configuration file (YAML). Re-read on SIGHUP and POST /-/reload.").
+	cl.Flag("config.file", "omen configuration file (YAML). Re-read on SIGHUP, and on POST /-/reload with --web.enable-lifecycle.").
 		Default("").StringVar(&f.configFile)
 	cl.Flag("storage.tsdb.path", "Base path for the embedded TSDB and model state.").
 		Default("data/").StringVar(&f.tsdbPath)
