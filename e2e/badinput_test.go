@@ -85,7 +85,7 @@ func TestBadInput(t *testing.T) {
 		{"oversize body", http.MethodPost, ctV1, "snappy", snappy.Encode(nil, huge), 413, "exceeds the limit of 1048576 bytes"},
 		{"too many series", http.MethodPost, ctV1, "snappy", v1(manySeries...), 400, "101 series, more than the limit of 100"},
 		{"no labels", http.MethodPost, ctV1, "snappy", v1(one()), 400, "no __name__ label"},
-		{"empty metric name", http.MethodPost, ctV1, "snappy", v1(one("__name__", "", "job", "a")), 400, `"__name__" has an empty value`},
+		{"empty metric name", http.MethodPost, ctV1, "snappy", v1(one("__name__", "", "job", "a")), 400, "no __name__ label"}, // an empty value is no label
 		{"empty label name", http.MethodPost, ctV1, "snappy", v1(one("__name__", "a", "", "x")), 400, "label"},
 		{"invalid UTF-8 label value", http.MethodPost, ctV1, "snappy", v1(one("__name__", "a", "job", "\xff\xfe")), 400, "UTF-8"},
 		{"invalid UTF-8 metric name", http.MethodPost, ctV1, "snappy", v1(one("__name__", "a\xff")), 400, "UTF-8"},
