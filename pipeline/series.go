@@ -347,17 +347,10 @@ func scrapeInterval(dt int64) int64 {
 		return dt
 	}
 	n := (dt + 500) / 1000 * 1000
-	if 100*abs64(dt-n) <= n {
+	if d := dt - n; 100*max(d, -d) <= n {
 		return n
 	}
 	return dt
-}
-
-func abs64(x int64) int64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 // detectOptions maps a config.Scoring onto detector options.

@@ -826,9 +826,9 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 			for _, e := range ts.Exemplars {
 				ex, err := e.ToExemplar(&b.builder, syms)
 				if err != nil {
-					// Auxiliary, as in exemplars: counted and left out
-					// (the written header reports it), never failing a
-					// request whose samples were stored.
+					// Exemplars are auxiliary (see appendState.exemplars):
+					// counted and left out (the written header reports it),
+					// never failing a request whose samples were stored.
 					a.h.metrics.rejected.WithLabelValues("exemplar", "invalid").Inc()
 					continue
 				}
