@@ -257,7 +257,9 @@ remote_write:
 	exp.spike.Store(true)
 	spikeAt := time.Now()
 	var score float64
-	waitFor(t, 30*time.Second, "anomaly_score > 1 on omen's /metrics", func() bool {
+	// 60 s, not the few scrape intervals it takes: on a loaded machine
+	// (the packages' tests run side by side) Prometheus's send queue lags.
+	waitFor(t, 60*time.Second, "anomaly_score > 1 on omen's /metrics", func() bool {
 		score = metricsGauge(t, omen.URL, "anomaly_score", seasonalName)
 		return score > 1
 	})
