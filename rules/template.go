@@ -42,7 +42,10 @@ const expectedBand = `{{- with query (printf "yhat{%s}" $sel) -}}{{- . | first |
 {{- with query (printf "yhat_upper{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- else -}}n/a{{- end -}}
 {{- "]" -}}`
 
-// explanation says in words where the value stands against the band.
+// explanation says in words where the value stands against the band. It
+// is an annotation of the alert on an incident's peak score ($value), which
+// fires while the latest score is long back below 1: inside the band, the
+// wording says which of the two drove it.
 const explanation = `{{- $v := 0.0 -}}{{- $hasV := false -}}
 {{- with query $q -}}{{- $v = . | first | value -}}{{- $hasV = true -}}{{- end -}}
 {{- $lo := 0.0 -}}{{- $hi := 0.0 -}}{{- $hasB := false -}}
@@ -53,7 +56,10 @@ const explanation = `{{- $v := 0.0 -}}{{- $hasV := false -}}
 {{- else if not $hasV -}}The input is not stored in this Prometheus (a derived input?); its expected band is [{{ $lo | humanize }}, {{ $hi | humanize }}].
 {{- else if gt $v $hi -}}The value {{ $v | humanize }}{{ $per }} is above the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
 {{- else if lt $v $lo -}}The value {{ $v | humanize }}{{ $per }} is below the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
-{{- else -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}]: the score comes from the recent pattern (a shift in level, spread or seasonality), not from this sample alone.
+{{- else -}}{{- $s := -1.0 -}}{{- with query (printf "anomaly_score{%s}" $sel) -}}{{- $s = . | first | value -}}{{- end -}}
+{{- if gt $s 1.0 -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}]: the score {{ $s | printf "%.2f" }} comes from the recent pattern (a shift in level, spread or seasonality), not from this sample alone.
+{{- else -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}] now{{ if ge $s 0.0 }} and scores {{ $s | printf "%.2f" }}{{ end }}: the incident's peak score {{ $value | printf "%.2f" }} was reached earlier in it, and the alert holds while the incident goes on. A band widened by an earlier anomaly can take in a later shift; compare yhat_lower and yhat_upper with the input over the incident.
+{{- end -}}
 {{- end -}}`
 
 // seriesTmpl prefixes body with the single-series prelude.
