@@ -89,6 +89,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 			return
 		}
 	}
+	ingested := p.ingestedNamed(qctx, d.Name, now)
 	samples := make([]sample, 0, len(vec))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
 	for _, s := range vec {
@@ -98,6 +99,15 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		b := labels.NewBuilder(s.Metric)
 		b.Set(labels.MetricName, d.Name)
 		ls := b.Labels()
+		if _, ok := ingested[ls.Hash()]; ok {
+			// Its outputs would be the ingested series' own (for is the
+			// name, the other labels the same): two inputs writing one
+			// anomaly_score. The ingested series keeps them.
+			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
+			p.logger.Warn("Derived input: a series of its result has the name and labels of an ingested series, whose outputs it would overwrite; not scored. Rename the derived input or relabel its result.",
+				"name", d.Name, "series", ls.String())
+			continue
+		}
 		ref := derivedRefBit | storage.SeriesRef(ls.Hash()>>1)
 		cur[ref] = ls
 		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: d})
@@ -106,6 +116,26 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		p.dispatch(samples)
 	}
 	p.derivedGone(d.Name, cur, now)
+}
+
+// ingestedNamed returns the label hashes of the stored series named name
+// with samples in the lookback before now: ingested inputs a derived input
+// of that name would collide with. Usually none: one postings lookup.
+func (p *Pipeline) ingestedNamed(ctx context.Context, name string, now time.Time) map[uint64]struct{} {
+	q, err := p.st.Querier(now.UnixMilli()-lookbackMs, now.UnixMilli())
+	if err != nil {
+		return nil
+	}
+	defer q.Close()
+	set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+	var hashes map[uint64]struct{}
+	for set.Next() {
+		if hashes == nil {
+			hashes = map[uint64]struct{}{}
+		}
+		hashes[set.At().Labels().Hash()] = struct{}{}
+	}
+	return hashes
 }
 
 // derivedRemoved marks the series of derived inputs no longer configured

@@ -141,3 +141,34 @@ func TestDerivedInputGoesStale(t *testing.T) {
 		require.True(t, value.IsStaleNaN(s.v))
 	}
 }
+
+// TestDerivedCollidesWithIngested: a derived input named like an ingested
+// metric, whose result keeps that metric's labels, would write the
+// ingested series' own anomaly_score (for is the name either way). The
+// colliding series is refused and counted; the others are scored.
+func TestDerivedCollidesWithIngested(t *testing.T) {
+	cfg, err := config.Load([]byte(`
+derived:
+  - name: queue_depth
+    expr: queue_depth * 2
+    interval: 1h
+`))
+	require.NoError(t, err)
+	e := newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+	for i := range 10 {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		e.push(ts, model.MetricTypeGauge, []labels.Labels{
+			labels.FromStrings("__name__", "queue_depth", "queue", "a"),
+		}, []float64{float64(10 + i%3)})
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	}
+	e.sync()
+	// One model, the ingested series', fed its own values only.
+	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "queue_depth")}})
+	require.Len(t, got, 1)
+	require.InDelta(t, 10+9%3, float64(got[0].Value), 1e-12)
+	out := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "queue_depth"))
+	require.Len(t, out, 1)
+	require.Len(t, out[labels.FromStrings("__name__", "anomaly_score", "for", "queue_depth", "queue", "a").String()], 10)
+	require.Equal(t, 10.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("queue_depth")))
+}
