@@ -112,19 +112,23 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 // encode writes the worker's series; it runs on the worker's goroutine.
 func (w *worker) encode(e *snapEncoder) error {
 	for _, s := range w.series {
-		if isDerived(s) || s.rebuild {
-			// Derived inputs are cheap to recompute and have no stable
-			// ref; a series awaiting new models (see reconfigure) has
-			// models of the options before a reload.
+		if isDerived(s) {
+			// Cheap to recompute, and no stable ref.
 			continue
 		}
 		var err error
-		if e.det, err = s.det.AppendBinary(e.det[:0]); err != nil {
-			return err
+		e.det = e.det[:0]
+		if !s.rebuild {
+			// A series awaiting new models (see reconfigure) has models
+			// of the options before a reload: saved without them, it
+			// warms again after a restart, keeping its incident.
+			if e.det, err = s.det.AppendBinary(e.det); err != nil {
+				return err
+			}
 		}
 		e.lbl = appendLabels(e.lbl[:0], s.in)
 		var fc []byte
-		if s.fc != nil {
+		if s.fc != nil && !s.rebuild {
 			if fc, err = s.fc.appendState(nil); err != nil {
 				return err
 			}

@@ -98,6 +98,42 @@ func TestSnapshotKeepsIncident(t *testing.T) {
 	require.True(t, after[0].LastAnomalous.After(*before[0].LastAnomalous), "the event went on after the restart")
 }
 
+// TestSnapshotKeepsIncidentOfRebuild: a series whose models a reload
+// condemned (new horizons) and which saw no sample before the shutdown is
+// saved without them, but with its incident: after the restart it warms
+// again, here from an empty TSDB that cannot show it the shift, and its
+// incident and alert go on.
+func TestSnapshotKeepsIncidentOfRebuild(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+3, 7)
+	for i := n - 2; i < len(vs); i++ {
+		vs[i] += 500
+	}
+	ls := labels.FromStrings("__name__", "temperature")
+	path := filepath.Join(t.TempDir(), "models.snap")
+	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	before := e.p.Anomalies(nil)
+	require.True(t, before[0].Active)
+	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m, 10m]}"))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	e.sync()
+	require.True(t, e.onlySeries().rebuild)
+	e.stop()
+
+	e2 := newEnv(t, "", cfg, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:n+1])
+	e2.sync()
+	after := e2.p.Anomalies(nil)
+	require.Len(t, after, 1)
+	require.False(t, after[0].Ready, "warming: the saved models were of the old options")
+	require.True(t, after[0].Active)
+	require.Equal(t, *before[0].Since, *after[0].Since)
+	require.Equal(t, before[0].PeakScore, after[0].PeakScore)
+}
+
 // TestSnapshotReadsVersion2: a snapshot of the version before incidents
 // were saved (an upgrade's first start) restores its models.
 func TestSnapshotReadsVersion2(t *testing.T) {

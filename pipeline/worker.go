@@ -309,10 +309,19 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	}
 	// A saved state of the other kind than the sample's metadata says is
 	// not restored: its models learnt the wrong quantity.
-	if saved := p.takeRestored(smp.ls); saved == nil || (smp.typed && saved.counter() != smp.counter) || !s.restore(saved) {
+	switch saved := p.takeRestored(smp.ls); {
+	case saved == nil || smp.typed && saved.counter() != smp.counter:
 		w.warm(ctx, s, smp.t)
-	} else {
+	case s.restore(saved):
 		w.catchUp(ctx, s, smp.t)
+	default:
+		// Models of other options or another version: new ones, from
+		// history, and the incident goes on, as after a reload
+		// (carryOver), unless the history showed one of its own.
+		w.warm(ctx, s, smp.t)
+		if s.pub.since == 0 {
+			s.pub.incidentState = saved.inc
+		}
 	}
 	w.mu.Lock()
 	w.series[smp.ref] = s
