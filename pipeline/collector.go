@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forecast"
 )
 
@@ -62,6 +63,39 @@ func (a *accuracy) expire(cutMs int64) {
 			delete(a.m, k)
 		}
 	}
+}
+
+// keepHorizons forgets the entries of horizons not in keep: after a
+// reload that removed a horizon, its figures would otherwise stay on
+// /metrics, frozen, until they expire (StaleAfter).
+func (a *accuracy) keepHorizons(keep map[string]bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.m {
+		if !keep[k.horizon] {
+			delete(a.m, k)
+		}
+	}
+}
+
+// configuredHorizons returns the names of the horizons some selection of
+// cfg forecasts.
+func configuredHorizons(cfg *config.Config) map[string]bool {
+	keep := map[string]bool{}
+	add := func(sc config.Scoring) {
+		_, names := horizonsOf(sc)
+		for _, n := range names {
+			keep[n] = true
+		}
+	}
+	add(cfg.Defaults)
+	for _, o := range cfg.Overrides {
+		add(o.Scoring)
+	}
+	for _, d := range cfg.Derived {
+		add(d.Scoring)
+	}
+	return keep
 }
 
 var (

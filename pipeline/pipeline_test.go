@@ -483,6 +483,13 @@ func TestReloadKeepsPublished(t *testing.T) {
 	require.NoError(t, e.p.WriteOutputs(&buf))
 	require.Contains(t, buf.String(), `anomaly_score{for="temperature"}`)
 	require.Contains(t, buf.String(), `omen_incident_peak_score{for="temperature"}`)
+	// The accuracy of the horizons no longer configured leaves /metrics.
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(e.p.AccuracyCollector()))
+	n, err := testutil.GatherAndCount(reg, "omen_forecast_interval_coverage_ratio")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "5m only")
+	require.Contains(t, e.p.acc().m, accKey{"temperature", "5m"})
 
 	t800 := t0.UnixMilli() + 800*stepMs
 	e.push(t800, model.MetricTypeGauge, []labels.Labels{ls}, vs[800:])

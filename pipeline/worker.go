@@ -360,6 +360,10 @@ type ignoredSeries struct {
 func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 	w.cfgGen = gen
 	cfg := w.p.cfg.Load()
+	// Every worker, after its last forecast checked under the old
+	// configuration: the last one to get here leaves none of a removed
+	// horizon.
+	defer w.p.acc().keepHorizons(configuredHorizons(cfg))
 	var gone []*series
 	w.mu.Lock()
 	clear(w.ignored)
