@@ -22,16 +22,14 @@ import (
 // TestDerivedInputs evaluates a configured PromQL expression over the TSDB
 // and scores each series of its result under the derived input's name.
 func TestDerivedInputs(t *testing.T) {
-	cfg, err := config.Load([]byte(`
+	// The loop evaluates on the wall clock; the test calls evalDerived at
+	// the samples' times instead, hence an interval longer than the test.
+	e, cfg := derivedEnv(t, `
 derived:
   - name: error_ratio
     expr: sum by (service) (errors) / sum by (service) (requests)
     interval: 1h
-`))
-	require.NoError(t, err)
-	// The loop evaluates on the wall clock; the test calls evalDerived at
-	// the samples' times instead, hence an interval longer than the test.
-	e := newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+`)
 
 	// Gauges (no counter suffix), so the ratio is of the raw values.
 	for i := range 10 {
@@ -51,6 +49,15 @@ derived:
 	require.Len(t, out[labels.FromStrings("__name__", "anomaly_score", "for", "error_ratio", "service", "api").String()], 10)
 	// Not written back as an input, and kept out of snapshots.
 	require.Empty(t, query(t, e.db, eq("__name__", "error_ratio")))
+}
+
+// derivedEnv is a pipeline with a PromQL engine over its TSDB and the
+// configuration yml.
+func derivedEnv(t *testing.T, yml string) (*env, *config.Config) {
+	t.Helper()
+	cfg, err := config.Load([]byte(yml))
+	require.NoError(t, err)
+	return newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil), cfg
 }
 
 // recordingEngine records the expressions it is asked to evaluate and
@@ -105,9 +112,7 @@ func TestDerivedReloadDuringEvaluation(t *testing.T) {
 // stale as an ingested input does when its target goes away
 // (TestStaleInputStalesOutputs), as Prometheus's recording rules do.
 func TestDerivedInputGoesStale(t *testing.T) {
-	cfg, err := config.Load([]byte("derived:\n  - {name: busy, expr: load > 0.5, interval: 1h}\n"))
-	require.NoError(t, err)
-	e := newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+	e, cfg := derivedEnv(t, "derived:\n  - {name: busy, expr: load > 0.5, interval: 1h}\n")
 	pods := []labels.Labels{labels.FromStrings("__name__", "load", "pod", "a"), labels.FromStrings("__name__", "load", "pod", "b")}
 	ts := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
 	busy := [][]*labels.Matcher{{eq("__name__", "busy")}}
@@ -147,14 +152,12 @@ func TestDerivedInputGoesStale(t *testing.T) {
 // ingested series' own anomaly_score (for is the name either way). The
 // colliding series is refused and counted; the others are scored.
 func TestDerivedCollidesWithIngested(t *testing.T) {
-	cfg, err := config.Load([]byte(`
+	e, cfg := derivedEnv(t, `
 derived:
   - name: queue_depth
     expr: queue_depth * 2
     interval: 1h
-`))
-	require.NoError(t, err)
-	e := newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+`)
 	for i := range 10 {
 		ts := t0.UnixMilli() + int64(i)*stepMs
 		e.push(ts, model.MetricTypeGauge, []labels.Labels{

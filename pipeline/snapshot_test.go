@@ -67,26 +67,34 @@ func restored(t *testing.T, path string, ls labels.Labels, ts int64, v float64) 
 	return e, got[0]
 }
 
+// inIncident feeds n samples of a series whose level shifts two samples
+// before the end, into a pipeline that snapshots to path, and returns the
+// values (n+3), the series, path, the pipeline and its anomaly, active.
+func inIncident(t *testing.T) (vs []float64, ls labels.Labels, path string, e *env, before []Anomaly) {
+	const n = 300
+	vs = seasonal(n+3, 7)
+	for i := n - 2; i < len(vs); i++ {
+		vs[i] += 500 // a lasting shift, two samples before the shutdown
+	}
+	ls = labels.FromStrings("__name__", "temperature")
+	path = filepath.Join(t.TempDir(), "models.snap")
+	e = newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	before = e.p.Anomalies(nil)
+	require.True(t, before[0].Active)
+	return vs, ls, path, e, before
+}
+
 // TestSnapshotKeepsIncident: a series in an incident at shutdown is still
 // in it after the restart, with its start and peak, so the alert on it
 // neither resolves nor starts over; the detector's event goes on too.
 func TestSnapshotKeepsIncident(t *testing.T) {
-	const n = 300
-	vs := seasonal(n+3, 7)
-	for i := n - 2; i < len(vs); i++ {
-		vs[i] += 500 // a lasting shift, two samples before the shutdown
-	}
-	ls := labels.FromStrings("__name__", "temperature")
-	path := filepath.Join(t.TempDir(), "models.snap")
-	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
-	e.feed(ls, model.MetricTypeGauge, vs[:n])
-	before := e.p.Anomalies(nil)
-	require.True(t, before[0].Active)
+	vs, ls, path, e, before := inIncident(t)
 	e.stop()
 
 	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
 	require.Eventually(t, e2.p.Ready, timeout, tick)
-	for i := n; i < len(vs); i++ {
+	for i := len(vs) - 3; i < len(vs); i++ {
 		e2.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
 	}
 	e2.sync()
@@ -104,17 +112,8 @@ func TestSnapshotKeepsIncident(t *testing.T) {
 // again, here from an empty TSDB that cannot show it the shift, and its
 // incident and alert go on.
 func TestSnapshotKeepsIncidentOfRebuild(t *testing.T) {
-	const n = 300
-	vs := seasonal(n+3, 7)
-	for i := n - 2; i < len(vs); i++ {
-		vs[i] += 500
-	}
-	ls := labels.FromStrings("__name__", "temperature")
-	path := filepath.Join(t.TempDir(), "models.snap")
-	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
-	e.feed(ls, model.MetricTypeGauge, vs[:n])
-	before := e.p.Anomalies(nil)
-	require.True(t, before[0].Active)
+	vs, ls, path, e, before := inIncident(t)
+	n := len(vs) - 3
 	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m, 10m]}"))
 	require.NoError(t, err)
 	require.NoError(t, e.p.ApplyConfig(cfg))
@@ -124,7 +123,7 @@ func TestSnapshotKeepsIncidentOfRebuild(t *testing.T) {
 
 	e2 := newEnv(t, "", cfg, func(o *Options) { o.SnapshotPath = path })
 	require.Eventually(t, e2.p.Ready, timeout, tick)
-	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:n+1])
+	e2.push(t0.UnixMilli()+int64(n)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:n+1])
 	e2.sync()
 	after := e2.p.Anomalies(nil)
 	require.Len(t, after, 1)
