@@ -483,6 +483,16 @@ func (c *Config) Selected(ls labels.Labels) bool {
 	return !matchAny(c.excludeM, ls)
 }
 
+// DerivedNamed returns the derived input called name, or nil.
+func (c *Config) DerivedNamed(name string) *Derived {
+	for i := range c.Derived {
+		if c.Derived[i].Name == name {
+			return &c.Derived[i]
+		}
+	}
+	return nil
+}
+
 // ScoringFor returns the options for the series with labels ls.
 func (c *Config) ScoringFor(ls labels.Labels) Scoring {
 	for _, o := range c.Overrides {

@@ -92,6 +92,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	ingested := p.ingestedNamed(qctx, d.Name, now)
 	samples := make([]sample, 0, len(vec))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
+	var shadowed []string
 	for _, s := range vec {
 		if s.H != nil {
 			continue
@@ -103,14 +104,25 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 			// Its outputs would be the ingested series' own (for is the
 			// name, the other labels the same): two inputs writing one
 			// anomaly_score. The ingested series keeps them.
-			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-			p.logger.Warn("Derived input: a series of its result has the name and labels of an ingested series, whose outputs it would overwrite; not scored. Rename the derived input or relabel its result.",
-				"name", d.Name, "series", ls.String())
+			shadowed = append(shadowed, ls.String())
 			continue
 		}
 		ref := derivedRefBit | storage.SeriesRef(ls.Hash()>>1)
+		if prev, dup := cur[ref]; dup && labels.Equal(prev, ls) {
+			// Series that differ only in their name, made one by it: as a
+			// recording rule's evaluation, this one fails whole.
+			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
+			p.logger.Warn("Derived input: the result has series that differ only in their metric name, which the input's name replaces; not scored. Aggregate or relabel them apart.",
+				"name", d.Name, "series", ls.String())
+			return
+		}
 		cur[ref] = ls
 		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: d})
+	}
+	if len(shadowed) > 0 {
+		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
+		p.logger.Warn("Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
+			"name", d.Name, "count", len(shadowed), "first", shadowed[0])
 	}
 	if len(samples) > 0 {
 		p.dispatch(samples)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -174,4 +175,68 @@ derived:
 	require.Len(t, out, 1)
 	require.Len(t, out[labels.FromStrings("__name__", "anomaly_score", "for", "queue_depth", "queue", "a").String()], 10)
 	require.Equal(t, 10.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("queue_depth")))
+}
+
+// TestDerivedSameLabelset: a result whose series differ only in their
+// name (which the input's name replaces) fails the evaluation, as a
+// recording rule's does, instead of scoring one of them and dropping the
+// others unseen.
+func TestDerivedSameLabelset(t *testing.T) {
+	e, cfg := derivedEnv(t, "derived:\n  - {name: both, expr: '{__name__=~\"a|b\"}', interval: 1h}\n")
+	ts := t0.UnixMilli()
+	e.push(ts, model.MetricTypeGauge, []labels.Labels{
+		labels.FromStrings("__name__", "a", "svc", "x"),
+		labels.FromStrings("__name__", "b", "svc", "x"),
+	}, []float64{1, 2})
+	e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	e.sync()
+	require.Empty(t, e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "both")}}))
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("both")))
+}
+
+// TestDerivedReload: a reload gives a derived input's series their new
+// options as it does an ingested series': a new direction in place, a new
+// false-alarm rate with new models.
+func TestDerivedReload(t *testing.T) {
+	const yml = "derived:\n  - {name: twice, expr: level * 2, interval: 1h, direction: %s, false_alarm_rate: %s}\n"
+	e, _ := derivedEnv(t, fmt.Sprintf(yml, "up", "0.0015"))
+	vs := seasonal(301, 3)
+	vs[300] -= 1000 // a drop: not anomalous to `direction: up`
+	ls := labels.FromStrings("__name__", "level")
+	eval := func(i int) {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		e.push(ts, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+		e.p.evalDerived(context.Background(), &e.p.cfg.Load().Derived[0], time.UnixMilli(ts))
+		e.sync()
+	}
+	for i := range 300 {
+		eval(i)
+	}
+	twice := func() (s *series) {
+		for _, w := range e.p.workers {
+			w.view(func(x *series) {
+				if isDerived(x) {
+					s = x
+				}
+			})
+		}
+		return s
+	}
+	require.True(t, twice().pub.ready)
+
+	down, err := config.Load(fmt.Appendf(nil, yml, "down", "0.0015"))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(down))
+	e.sync()
+	require.False(t, twice().rebuild, "a direction is taken in place")
+	eval(300)
+	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "twice")}})
+	require.Len(t, got, 1)
+	require.Greater(t, got[0].Score, 1.0, "the drop, scored with the new direction")
+
+	rate, err := config.Load(fmt.Appendf(nil, yml, "down", "0.01"))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(rate))
+	e.sync()
+	require.True(t, twice().rebuild, "a false-alarm rate needs new models")
 }

@@ -356,7 +356,8 @@ type ignoredSeries struct {
 // horizons) they start again from their history at their next sample, as
 // after a restart without a snapshot, and until then keep what they
 // published (a reload does not blank /metrics or end an incident).
-// Derived inputs keep theirs: they have no history to start again from.
+// Derived inputs take theirs alike, but have no history to start again
+// from: new models warm up on new evaluations.
 func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 	w.cfgGen = gen
 	cfg := w.p.cfg.Load()
@@ -368,15 +369,21 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 	w.mu.Lock()
 	clear(w.ignored)
 	for ref, s := range w.series {
-		if isDerived(s) {
-			continue
-		}
-		if !cfg.Selected(s.in) {
+		var sc config.Scoring
+		switch {
+		case isDerived(s):
+			d := cfg.DerivedNamed(s.name)
+			if d == nil {
+				continue // removed: derivedRemoved marks its series stale
+			}
+			sc = d.Scoring
+		case !cfg.Selected(s.in):
 			w.drop(ref, s)
 			gone = append(gone, s)
 			continue
+		default:
+			sc = cfg.ScoringFor(s.in)
 		}
-		sc := cfg.ScoringFor(s.in)
 		want, _ := horizonsOf(sc)
 		// Without a forecaster for want of budget, it would get none
 		// again: kept rather than started anew for nothing.
