@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -48,7 +49,7 @@ derived:
 	require.InDelta(t, 0.9, float64(got[0].Value), 1e-12)
 	out := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "error_ratio"))
 	require.Len(t, out[labels.FromStrings("__name__", "anomaly_score", "for", "error_ratio", "service", "api").String()], 10)
-	// Not written back as an input, and kept out of snapshots.
+	// Not written back as an input.
 	require.Empty(t, query(t, e.db, eq("__name__", "error_ratio")))
 }
 
@@ -59,6 +60,39 @@ func derivedEnv(t *testing.T, yml string) (*env, *config.Config) {
 	cfg, err := config.Load([]byte(yml))
 	require.NoError(t, err)
 	return newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil), cfg
+}
+
+// TestDerivedRestored: a derived input's models are saved with the others
+// and restored after a restart: it has no stored history to warm from.
+func TestDerivedRestored(t *testing.T) {
+	const yml = "derived:\n  - {name: twice, expr: level * 2, interval: 1h}\n"
+	path := filepath.Join(t.TempDir(), "models.snap")
+	cfg, err := config.Load([]byte(yml))
+	require.NoError(t, err)
+	engine := func() promql.QueryEngine {
+		return promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	}
+	snap := func(o *Options) { o.SnapshotPath = path }
+	vs := seasonal(301, 3)
+	ls := labels.FromStrings("__name__", "level")
+	eval := func(e *env, i int) []Anomaly {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		e.push(ts, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+		e.sync()
+		return e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "twice")}})
+	}
+	e := newEnvEngine(t, "", cfg, engine(), snap)
+	for i := range 300 {
+		eval(e, i)
+	}
+	e.stop()
+
+	e2 := newEnvEngine(t, "", cfg, engine(), snap)
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	got := eval(e2, 300)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready, "restored, not warming")
 }
 
 // recordingEngine records the expressions it is asked to evaluate and

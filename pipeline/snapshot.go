@@ -112,10 +112,8 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 // encode writes the worker's series; it runs on the worker's goroutine.
 func (w *worker) encode(e *snapEncoder) error {
 	for _, s := range w.series {
-		if isDerived(s) {
-			// Cheap to recompute, and no stable ref.
-			continue
-		}
+		// Derived inputs too, by their labels: with no stored history
+		// to warm from, they would start cold after every restart.
 		var err error
 		e.det = e.det[:0]
 		if !s.rebuild {
