@@ -19,15 +19,17 @@ import "strings"
 //     `for`, the other labels are the same minus `for`;
 //   - $q and $per: the query of the value omen scored, and its unit: a
 //     counter's (by the names omen takes for counters: _total, _count, _sum,
-//     _bucket) is scored as a per-second rate, and its band is one, so the
-//     rate over 5m is what is compared with it, not the running total.
+//     _bucket) is scored as a per-second rate between consecutive samples,
+//     and its band is one, so irate (the same rate, of the last two
+//     samples) is what is compared with it: not the running total, and not
+//     a rate over 5m, which lags a step by minutes.
 const preludeSeries = `{{- $sel := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
 {{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") -}}
 {{- $sel = printf "%s%s=%q," $sel $k $v -}}
 {{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in $k $v -}}{{- end -}}
 {{- end -}}{{- end -}}
 {{- $q := printf "{%s}" $in -}}{{- $per := "" -}}
-{{- if match "_(total|count|sum|bucket)$" $labels.for -}}{{- $q = printf "rate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
+{{- if match "_(total|count|sum|bucket)$" $labels.for -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
 `
 
 // inputValue prints the current value of the input, or n/a when this
