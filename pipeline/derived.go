@@ -48,7 +48,7 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 			if now.Before(due) {
 				continue
 			}
-			next[d.Name] = now.Add(time.Duration(d.Interval))
+			next[d.Name] = nextDue(due, now, time.Duration(d.Interval))
 			p.evalDerived(ctx, d, now)
 		}
 		for name := range next {
@@ -58,6 +58,17 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 		}
 		p.derivedRemoved(seen, now)
 	}
+}
+
+// nextDue is when an input due at due and evaluated at now is due again:
+// on its schedule, not interval after now, from which each run slipped by
+// up to the loop's tick (an interval of 1s was evaluated every 1-2 s); one
+// that fell behind by more than an interval starts again from now.
+func nextDue(due, now time.Time, interval time.Duration) time.Time {
+	if next := due.Add(interval); next.After(now) {
+		return next
+	}
+	return now.Add(interval)
 }
 
 // evalDerived evaluates d at now. d is from the configuration the caller

@@ -274,3 +274,17 @@ func TestDerivedReload(t *testing.T) {
 	e.sync()
 	require.True(t, twice().rebuild, "a false-alarm rate needs new models")
 }
+
+func TestNextDue(t *testing.T) {
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	for _, c := range []struct {
+		name          string
+		due, now, exp int
+	}{
+		{"on time", 1000, 1000, 2000},
+		{"a tick late: the schedule holds", 1000, 1900, 2000},
+		{"behind by more than the interval: from now", 1000, 2500, 3500},
+	} {
+		require.Equal(t, at(c.exp), nextDue(at(c.due), at(c.now), time.Second), c.name)
+	}
+}
