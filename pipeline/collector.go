@@ -263,7 +263,7 @@ func (p *Pipeline) aboveFloor(pub *published, incident bool) bool {
 
 var outputHelp = map[string]string{
 	familyModelReady:       "Whether the series' detector has finished warming up (1) or not (0).",
-	familyIncidentPeak:     "Highest anomaly_score of the input's current incident; present only while the input is in one (from a score above 1 until --detect.incident-hold after the detector's event ends).",
+	familyIncidentPeak:     "Highest score of the input's current incident, before the damping of an event's follow-ups that anomaly_score shows; present only while the input is in one (from a score above 1 until --detect.incident-hold after the detector's event ends).",
 	familyIncidentDuration: "How long the event of the input's current incident has gone on, in sample time, from its first score above 1 to its latest sample in the event; present only while the input is in an incident.",
 	FamilyScore:            "Anomaly score of the input named by `for`: >= 0, above 1 is anomalous.",
 	FamilyYhat:             "Expected value of the input.",
