@@ -101,6 +101,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		}
 	}
 	ingested := p.ingestedNamed(qctx, d.Name, now)
+	cfg := p.cfg.Load()
 	samples := make([]sample, 0, len(vec))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
 	var shadowed []string
@@ -111,7 +112,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		b := labels.NewBuilder(s.Metric)
 		b.Set(labels.MetricName, d.Name)
 		ls := b.Labels()
-		if _, ok := ingested[ls.Hash()]; ok {
+		if _, ok := ingested[ls.Hash()]; ok && cfg.Selected(ls) {
 			// Its outputs would be the ingested series' own (for is the
 			// name, the other labels the same): two inputs writing one
 			// anomaly_score. The ingested series keeps them.
@@ -143,7 +144,8 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 
 // ingestedNamed returns the label hashes of the stored series named name
 // with samples in the lookback before now: ingested inputs a derived input
-// of that name would collide with. Usually none: one postings lookup.
+// of that name would collide with if they are scored (the caller checks
+// the selection). Usually none: one postings lookup.
 func (p *Pipeline) ingestedNamed(ctx context.Context, name string, now time.Time) map[uint64]struct{} {
 	q, err := p.st.Querier(now.UnixMilli()-lookbackMs, now.UnixMilli())
 	if err != nil {
@@ -157,6 +159,9 @@ func (p *Pipeline) ingestedNamed(ctx context.Context, name string, now time.Time
 			hashes = map[uint64]struct{}{}
 		}
 		hashes[set.At().Labels().Hash()] = struct{}{}
+	}
+	if err := set.Err(); err != nil {
+		p.logger.Debug("Derived input: looking up ingested series of its name", "name", name, "err", err)
 	}
 	return hashes
 }

@@ -187,12 +187,8 @@ func TestDerivedInputGoesStale(t *testing.T) {
 // ingested series' own anomaly_score (for is the name either way). The
 // colliding series is refused and counted; the others are scored.
 func TestDerivedCollidesWithIngested(t *testing.T) {
-	e, cfg := derivedEnv(t, `
-derived:
-  - name: queue_depth
-    expr: queue_depth * 2
-    interval: 1h
-`)
+	const yml = "derived: [{name: queue_depth, expr: queue_depth * 2, interval: 1h}]\n"
+	e, cfg := derivedEnv(t, yml)
 	for i := range 10 {
 		ts := t0.UnixMilli() + int64(i)*stepMs
 		e.push(ts, model.MetricTypeGauge, []labels.Labels{
@@ -208,6 +204,20 @@ derived:
 	out := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "queue_depth"))
 	require.Len(t, out, 1)
 	require.Len(t, out[labels.FromStrings("__name__", "anomaly_score", "for", "queue_depth", "queue", "a").String()], 10)
+	require.Equal(t, 10.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("queue_depth")))
+
+	// An ingested series that is not scored writes no outputs to collide
+	// with: the derived one is scored.
+	excl, err := config.Load([]byte("exclude: ['{__name__=\"queue_depth\", queue=\"a\"}']\n" + yml))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(excl))
+	ts := t0.UnixMilli() + 10*stepMs
+	e.push(ts, model.MetricTypeGauge, []labels.Labels{labels.FromStrings("__name__", "queue_depth", "queue", "a")}, []float64{10})
+	e.p.evalDerived(context.Background(), &excl.Derived[0], time.UnixMilli(ts))
+	e.sync()
+	got = e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "queue_depth")}})
+	require.Len(t, got, 1)
+	require.Equal(t, 20.0, float64(got[0].Value), "the derived input's value")
 	require.Equal(t, 10.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("queue_depth")))
 }
 
@@ -273,6 +283,13 @@ func TestDerivedReload(t *testing.T) {
 	require.NoError(t, e.p.ApplyConfig(rate))
 	e.sync()
 	require.True(t, twice().rebuild, "a false-alarm rate needs new models")
+	// The evaluation that brings the next sample was started before the
+	// reload: the new models still get the options now in force.
+	e.push(t0.UnixMilli()+301*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[300:301])
+	e.p.evalDerived(context.Background(), &down.Derived[0], time.UnixMilli(t0.UnixMilli()+301*stepMs))
+	e.sync()
+	require.False(t, twice().rebuild)
+	require.Equal(t, 0.01, twice().det.Options().FalseAlarmRate)
 }
 
 func TestNextDue(t *testing.T) {

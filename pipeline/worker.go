@@ -278,7 +278,13 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	name := smp.ls.Get(labels.MetricName)
 	var sc config.Scoring
 	if smp.derived != nil {
+		// The configuration now, if it still has the input: a reload
+		// during the evaluation made the series start again for options
+		// the evaluation's copy does not have.
 		sc = smp.derived.Scoring
+		if d := cfg.DerivedNamed(smp.derived.Name); d != nil {
+			sc = d.Scoring
+		}
 	} else {
 		if !cfg.Selected(smp.ls) {
 			w.ignore(smp.ref, nowMs, false)

@@ -60,7 +60,7 @@ const explanation = `{{- $v := 0.0 -}}{{- $hasV := false -}}
 {{- else if lt $v $lo -}}The value {{ $v | humanize }}{{ $per }} is below the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
 {{- else -}}{{- $s := -1.0 -}}{{- with query (printf "anomaly_score{%s}" $sel) -}}{{- $s = . | first | value -}}{{- end -}}
 {{- if gt $s 1.0 -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}]: the score {{ $s | printf "%.2f" }} comes from the recent pattern (a shift in level, spread or seasonality), not from this sample alone.
-{{- else -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}] now{{ if ge $s 0.0 }} and scores {{ $s | printf "%.2f" }}{{ end }}: the incident's peak score {{ $value | printf "%.2f" }} was reached earlier in it, and the alert holds while the incident goes on. A band widened by an earlier anomaly can take in a later shift; compare yhat_lower and yhat_upper with the input over the incident.
+{{- else -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}] now{{ if ge $s 0.0 }} and scores {{ $s | printf "%.2f" }}{{ end }}: the alert is on the incident's peak score {{ $value | printf "%.2f" }}, scored before the detector damps an event's follow-ups, and holds while the incident goes on. A band widened by an earlier anomaly can take in a later shift; compare yhat_lower and yhat_upper with the input over the incident.
 {{- end -}}
 {{- end -}}`
 
