@@ -276,21 +276,15 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	p := w.p
 	cfg := p.cfg.Load()
 	name := smp.ls.Get(labels.MetricName)
-	var sc config.Scoring
-	if smp.derived != nil {
-		// The configuration now, if it still has the input: a reload
-		// during the evaluation made the series start again for options
-		// the evaluation's copy does not have.
+	sc, ok := scoringOf(cfg, smp.ls, name, smp.derived != nil)
+	switch {
+	case !ok && smp.derived != nil:
+		// Removed by a reload during its evaluation: scored once more
+		// with the options it was evaluated under.
 		sc = smp.derived.Scoring
-		if d := cfg.DerivedNamed(smp.derived.Name); d != nil {
-			sc = d.Scoring
-		}
-	} else {
-		if !cfg.Selected(smp.ls) {
-			w.ignore(smp.ref, nowMs, false)
-			return nil
-		}
-		sc = cfg.ScoringFor(smp.ls)
+	case !ok:
+		w.ignore(smp.ref, nowMs, false)
+		return nil
 	}
 	if p.scored.Add(1) > int64(p.opts.MaxSeries) {
 		p.scored.Add(-1)
@@ -347,6 +341,22 @@ func (w *worker) ignore(ref storage.SeriesRef, nowMs int64, overBudget bool) {
 	w.mu.Unlock()
 }
 
+// scoringOf returns the options cfg gives the input with labels ls and
+// metric name name, a derived input's by its name; false if cfg does not
+// score it (not selected, or no derived input of that name).
+func scoringOf(cfg *config.Config, ls labels.Labels, name string, derived bool) (config.Scoring, bool) {
+	if derived {
+		if d := cfg.DerivedNamed(name); d != nil {
+			return d.Scoring, true
+		}
+		return config.Scoring{}, false
+	}
+	if !cfg.Selected(ls) {
+		return config.Scoring{}, false
+	}
+	return cfg.ScoringFor(ls), true
+}
+
 // ignoredSeries is a series the worker does not score: last seen (unix ms),
 // and whether only the budget kept it out.
 type ignoredSeries struct {
@@ -375,20 +385,14 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 	w.mu.Lock()
 	clear(w.ignored)
 	for ref, s := range w.series {
-		var sc config.Scoring
+		sc, ok := scoringOf(cfg, s.in, s.name, isDerived(s))
 		switch {
-		case isDerived(s):
-			d := cfg.DerivedNamed(s.name)
-			if d == nil {
-				continue // removed: derivedRemoved marks its series stale
-			}
-			sc = d.Scoring
-		case !cfg.Selected(s.in):
+		case !ok && isDerived(s):
+			continue // removed: derivedRemoved marks its series stale
+		case !ok:
 			w.drop(ref, s)
 			gone = append(gone, s)
 			continue
-		default:
-			sc = cfg.ScoringFor(s.in)
 		}
 		want, _ := horizonsOf(sc)
 		// Without a forecaster for want of budget, it would get none
