@@ -290,7 +290,8 @@ type Result struct {
 	// 0 while warming up.
 	Score float64
 	// Yhat is the expected value and [YhatLower, YhatUpper] the band outside
-	// which the driving residual member alone would score above 1.
+	// which the driving residual member alone would score above 1, cut at 0
+	// for a series whose recent range is not below 0.
 	Yhat, YhatLower, YhatUpper float64
 	// Ready is false during the warm-up.
 	Ready bool
@@ -315,6 +316,18 @@ type Result struct {
 // then learns from it. NaN and ±Inf samples are skipped (score 0, state
 // untouched). Amortised O(1); no allocation.
 func (d *Detector) Update(tsMillis int64, v float64) Result {
+	r := d.update(tsMillis, v)
+	if d.st.Lo >= 0 && !(v < 0) {
+		// A series not seen below 0, this sample included (a latency, a
+		// ratio, a rate), gets no band below 0: none of its values could
+		// fill it, and a panel that draws one misleads. Only what is
+		// shown changes; the score was computed with the band uncut.
+		r.Yhat, r.YhatLower, r.YhatUpper = max(r.Yhat, 0), max(r.YhatLower, 0), max(r.YhatUpper, 0)
+	}
+	return r
+}
+
+func (d *Detector) update(tsMillis int64, v float64) Result {
 	st := &d.st
 	st.N++
 	if math.IsNaN(v) || math.IsInf(v, 0) {

@@ -715,3 +715,34 @@ func TestRestoreRefusesOldSeasonLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestBandNotBelowZero: the band of a series not seen below 0 (a latency
+// near 0 with a long tail) reached below 0, where none of its values could
+// be; it is now cut at 0, and the score is unchanged. A series that goes
+// below 0 keeps its band.
+func TestBandNotBelowZero(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		offset float64
+		cut    bool
+	}{
+		{"never negative", 0, true},
+		{"negative values", -0.5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := mustNew(t, DefaultOptions())
+			rng := rand.New(rand.NewPCG(9, 9))
+			lowest := math.Inf(1)
+			for i := range 2000 {
+				v := 0.05*rng.ExpFloat64() + tc.offset
+				r := d.Update(int64(i)*15_000, v)
+				if r.Ready {
+					lowest = min(lowest, r.YhatLower)
+					require.LessOrEqual(t, r.YhatLower, r.Yhat)
+					require.LessOrEqual(t, r.Yhat, r.YhatUpper)
+				}
+			}
+			require.Equal(t, tc.cut, lowest == 0, "lowest end of the band %g", lowest)
+		})
+	}
+}

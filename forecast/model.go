@@ -46,8 +46,14 @@ type Model struct {
 
 	ens      *ensemble // nil if the last fit found nothing to fit
 	logScale bool
-	seasons  []int
-	fc       []float64 // scratch for Forecast, MaxHorizon long
+	// nonNeg: no value since the start of the last fit's window was
+	// negative (true of every log-scale fit). Forecasts are then kept at or
+	// above 0: a latency, a ratio or a rate whose interval reaches below 0
+	// draws a band no value can fill, and a capacity alert on
+	// forecast_lower < 0 could never mean anything.
+	nonNeg  bool
+	seasons []int
+	fc      []float64 // scratch for Forecast, MaxHorizon long
 }
 
 // New returns an empty Model. Zero fields of opts take their defaults.
@@ -103,6 +109,7 @@ func (m *Model) push(v float64) {
 		return
 	}
 	m.sinceFit++
+	m.nonNeg = m.nonNeg && v >= 0
 	if m.logScale && !(v > 0) {
 		// The log scale no longer fits; the next Forecast refits.
 		m.fitted, m.ens = false, nil
@@ -159,16 +166,24 @@ func (m *Model) Forecast(dst []Point, h int) []Point {
 		return dst
 	}
 	m.ens.forecast(fc)
+	floor := math.Inf(-1)
+	if m.nonNeg {
+		floor = 0
+	}
 	for i, f := range fc {
 		dst = append(dst, Point{
 			TsMillis: m.lastTs + int64(i+1)*st,
-			Yhat:     m.inv(f),
-			Lower:    m.invBound(f+m.ens.lo[i], -1),
-			Upper:    m.invBound(f+m.ens.hi[i], 1),
+			Yhat:     max(m.inv(f), floor),
+			Lower:    max(m.invBound(f+m.ens.lo[i], -1), floor),
+			Upper:    max(m.invBound(f+m.ens.hi[i], 1), floor),
 		})
 	}
 	return dst
 }
+
+// NonNegative reports whether the forecasts are kept at or above 0: no
+// value since the start of the last fit's window was negative.
+func (m *Model) NonNegative() bool { return m.nonNeg }
 
 // invBound is inv for an end of the interval (side -1 the lower, +1 the
 // upper), moved outwards by the rounding of the log scale's round trip:
@@ -208,12 +223,10 @@ func (m *Model) fitAt(k, skip int) {
 	defer putFitScratch(sc)
 	all := m.window(sc.floats(k+skip), k+skip)
 	y := all[:k]
-	m.logScale = true
+	m.logScale, m.nonNeg = true, true
 	for _, v := range y {
-		if !(v > 0) {
-			m.logScale = false
-			break
-		}
+		m.logScale = m.logScale && v > 0
+		m.nonNeg = m.nonNeg && v >= 0
 	}
 	t := sc.floats(k)
 	for i, v := range y {
@@ -225,6 +238,7 @@ func (m *Model) fitAt(k, skip int) {
 	m.fitted, m.sinceFit = true, 0
 	for _, v := range all[k:] {
 		m.sinceFit++
+		m.nonNeg = m.nonNeg && v >= 0
 		if m.ens != nil {
 			m.ens.update(m.fwd(v))
 		}

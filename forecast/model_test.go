@@ -408,3 +408,59 @@ func TestModelConstantSeriesCovered(t *testing.T) {
 		}
 	}
 }
+
+// TestModelNonNegativeBand: a series that is never negative but often 0
+// (a rate of rare errors) is not fitted on the log scale, and its interval
+// reached below 0; its forecasts now stay at or above 0. One negative value
+// in the window lifts the floor, and a later one lifts it at once.
+func TestModelNonNegativeBand(t *testing.T) {
+	series := func(neg int) []float64 {
+		rng := rand.New(rand.NewPCG(3, 4))
+		y := make([]float64, 600)
+		for i := range y {
+			if rng.Float64() < 0.6 {
+				y[i] = 2 + rng.ExpFloat64()
+			}
+		}
+		if neg >= 0 {
+			y[neg] = -1
+		}
+		return y
+	}
+	minLower := func(m *Model) float64 {
+		lo := math.Inf(1)
+		for _, p := range m.Forecast(nil, 48) {
+			lo = min(lo, p.Lower, p.Yhat)
+		}
+		return lo
+	}
+	for _, tc := range []struct {
+		name      string
+		neg       int // index of the one negative value, -1 for none
+		nonNeg    bool
+		belowZero bool // the lowest end of the interval is below 0
+	}{
+		{"never negative", -1, true, false},
+		{"negative in the window", 590, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustModel(t)
+			feed(m, series(tc.neg), 0)
+			lo := minLower(m)
+			require.Equal(t, tc.nonNeg, m.NonNegative())
+			require.Equal(t, tc.belowZero, lo < 0, "lowest end %g", lo)
+		})
+	}
+	m := mustModel(t)
+	feed(m, series(-1), 0)
+	require.GreaterOrEqual(t, minLower(m), 0.0)
+	m.Update(600*hourMs, -1)
+	require.False(t, m.NonNegative(), "a negative value after the fit")
+}
+
+func mustModel(t *testing.T) *Model {
+	t.Helper()
+	m, err := New(DefaultOptions())
+	require.NoError(t, err)
+	return m
+}

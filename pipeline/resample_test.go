@@ -209,3 +209,25 @@ func TestForecastBandsCoverRawSamples(t *testing.T) {
 		})
 	}
 }
+
+// TestWidenKeepsNonNegativeBand: widening a band by the within-step spread
+// moved the lower end of a non-negative series' band below 0; it stops at
+// 0 now, and a series that may be negative is widened as before.
+func TestWidenKeepsNonNegativeBand(t *testing.T) {
+	p := forecast.Point{Yhat: 1, Lower: 0.5, Upper: 1.5}
+	for _, tc := range []struct {
+		name   string
+		nonNeg bool
+		lower  float64
+	}{
+		{"non-negative", true, 0},
+		{"may be negative", false, 1 - math.Sqrt(0.25+bandZ*bandZ)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := widen(p, 1, tc.nonNeg)
+			require.InDelta(t, tc.lower, w.Lower, 1e-12)
+			require.InDelta(t, 1+math.Sqrt(0.25+bandZ*bandZ), w.Upper, 1e-12)
+			require.Equal(t, p.Yhat, w.Yhat)
+		})
+	}
+}

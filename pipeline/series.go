@@ -554,7 +554,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 		if k < 1 || k > len(fc) {
 			continue
 		}
-		f.pts[i], f.ok[i] = widen(fc[k-1], f.within), true
+		f.pts[i], f.ok[i] = widen(fc[k-1], f.within, f.m.NonNegative()), true
 		if pd := &f.pend[i]; !pd.active {
 			pt := f.pts[i]
 			*pd = pending{target: pt.TsMillis, yhat: pt.Yhat, lo: pt.Lower, hi: pt.Upper, active: true}
@@ -572,8 +572,9 @@ var bandZ = math.Sqrt2 * math.Erfinv(forecastOptions().Coverage)
 // step: a raw sample is the mean plus its deviation within the step, whose
 // mean square is within, so each side of the band grows in quadrature by
 // bandZ of its root. With one sample per step within is 0 and p is as
-// given.
-func widen(p forecast.Point, within float64) forecast.Point {
+// given. The lower end of a non-negative series' band (nonNeg, see
+// forecast.Model.NonNegative) stays at or above 0.
+func widen(p forecast.Point, within float64, nonNeg bool) forecast.Point {
 	if within <= 0 {
 		return p
 	}
@@ -581,5 +582,8 @@ func widen(p forecast.Point, within float64) forecast.Point {
 	lo, hi := p.Yhat-p.Lower, p.Upper-p.Yhat
 	p.Lower = p.Yhat - math.Sqrt(lo*lo+w)
 	p.Upper = p.Yhat + math.Sqrt(hi*hi+w)
+	if nonNeg {
+		p.Lower = max(p.Lower, 0)
+	}
 	return p
 }
