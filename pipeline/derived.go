@@ -105,6 +105,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	samples := make([]sample, 0, len(vec))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
 	var shadowed []string
+	var handedOver map[storage.SeriesRef]bool
 	for _, s := range vec {
 		if s.H != nil {
 			continue
@@ -112,14 +113,20 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		b := labels.NewBuilder(s.Metric)
 		b.Set(labels.MetricName, d.Name)
 		ls := b.Labels()
+		ref := derivedRefBit | storage.SeriesRef(ls.Hash()>>1)
 		if _, ok := ingested[ls.Hash()]; ok && cfg.Selected(ls) {
 			// Its outputs would be the ingested series' own (for is the
 			// name, the other labels the same): two inputs writing one
-			// anomaly_score. The ingested series keeps them.
+			// anomaly_score. The ingested series keeps them, and a
+			// staleness marker from this one, scored until now, would
+			// end them for a moment (and a pending alert on them).
 			shadowed = append(shadowed, ls.String())
+			if handedOver == nil {
+				handedOver = map[storage.SeriesRef]bool{}
+			}
+			handedOver[ref] = true
 			continue
 		}
-		ref := derivedRefBit | storage.SeriesRef(ls.Hash()>>1)
 		if prev, dup := cur[ref]; dup && labels.Equal(prev, ls) {
 			// Series that differ only in their name, made one by it: as a
 			// recording rule's evaluation, this one fails whole.
@@ -139,7 +146,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	if len(samples) > 0 {
 		p.dispatch(samples)
 	}
-	p.derivedGone(d.Name, cur, now)
+	p.derivedGone(d.Name, cur, handedOver, now)
 }
 
 // ingestedNamed returns the label hashes of the stored series named name
@@ -178,7 +185,7 @@ func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
 	}
 	p.derivedMu.Unlock()
 	for _, name := range removed {
-		p.derivedGone(name, nil, now)
+		p.derivedGone(name, nil, nil, now)
 	}
 }
 
@@ -186,15 +193,16 @@ func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
 // input name gave at its last evaluation and not in cur (nil: the input
 // was removed from the configuration), as Prometheus's rule evaluation
 // does for a recording rule's series: their results go stale with them
-// (see worker.markStale). cur becomes the last evaluation's series.
-func (p *Pipeline) derivedGone(name string, cur map[storage.SeriesRef]labels.Labels, now time.Time) {
+// (see worker.markStale), except those handedOver to an ingested series,
+// whose outputs go on. cur becomes the last evaluation's series.
+func (p *Pipeline) derivedGone(name string, cur map[storage.SeriesRef]labels.Labels, handedOver map[storage.SeriesRef]bool, now time.Time) {
 	p.derivedMu.Lock()
 	defer p.derivedMu.Unlock()
 	var gone []sample
 	stale := math.Float64frombits(value.StaleNaN)
 	for ref, ls := range p.derivedLast[name] {
 		if _, ok := cur[ref]; !ok {
-			gone = append(gone, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: stale})
+			gone = append(gone, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: stale, handedOver: handedOver[ref]})
 		}
 	}
 	if cur == nil {

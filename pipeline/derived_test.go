@@ -219,6 +219,37 @@ func TestDerivedCollidesWithIngested(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, 20.0, float64(got[0].Value), "the derived input's value")
 	require.Equal(t, 10.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("queue_depth")))
+
+	// Scored again, the ingested series takes the outputs back, and the
+	// derived one stops without a staleness marker on them: one ended
+	// them, and a pending alert on them, until the ingested series' next
+	// result. (Evaluated between the ingested samples, as a schedule
+	// apart from the scrapes has it: at one's time the marker was refused
+	// as another value at that time.)
+	markers := func() (n int) {
+		for _, vs := range query(t, e.db, eq("for", "queue_depth")) {
+			for _, v := range vs {
+				if value.IsStaleNaN(v) {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	before := markers() // the excluded series' outputs, when it was excluded
+	incl, err := config.Load([]byte(yml))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(incl))
+	for i := 11; i < 13; i++ {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		e.push(ts, model.MetricTypeGauge, []labels.Labels{labels.FromStrings("__name__", "queue_depth", "queue", "a")}, []float64{float64(i)})
+		e.p.evalDerived(context.Background(), &incl.Derived[0], time.UnixMilli(ts+stepMs/2))
+		e.sync()
+	}
+	got = e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "queue_depth")}})
+	require.Len(t, got, 1)
+	require.Equal(t, 12.0, float64(got[0].Value), "the ingested series' value")
+	require.Equal(t, before, markers(), "staleness markers on the outputs the ingested series writes")
 }
 
 // TestDerivedSameLabelset: a result whose series differ only in their

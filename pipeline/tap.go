@@ -23,8 +23,12 @@ type sample struct {
 	st, t   int64         // st: the remote-write 2.0 start timestamp, 0 if none
 	v       float64
 	counter bool
-	typed   bool            // counter comes from metadata, not from the name alone
-	derived *config.Derived // non-nil for derived inputs
+	typed   bool // counter comes from metadata, not from the name alone
+	// handedOver, on a staleness marker of a derived input's series: its
+	// outputs are now an ingested series' (see evalDerived), so it stops
+	// being scored without marking them stale.
+	handedOver bool
+	derived    *config.Derived // non-nil for derived inputs
 }
 
 // batch is the samples of one shard from one Commit. Batches are pooled:

@@ -160,7 +160,12 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		s := w.series[smp.ref]
 		if value.IsStaleNaN(smp.v) {
 			// The input went stale; a marker creates no series.
-			if s != nil {
+			switch {
+			case s != nil && smp.handedOver:
+				w.mu.Lock()
+				w.drop(smp.ref, s)
+				w.mu.Unlock()
+			case s != nil:
 				w.markStale(s, smp.t, &out)
 			}
 			continue
