@@ -368,13 +368,15 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 			continue
 		}
 		s := d.tail(m).Score(z[m])
-		if m == mLong && !d.tail(m).Filled() {
+		if (m == mLong || d.recalibrating(m)) && !d.tail(m).Filled() {
 			// The long member starts weeks into a series, when the long
 			// ring first holds three periods; until its record window has
 			// filled once, a record over the few samples seen is no record
 			// (on NAB, standard / low FP without this cap: 74.49 / 68.22,
 			// 134 false-positive rows; with it 74.59 / 68.40, 132, and the
-			// same with a quarter, half or twice the window).
+			// same with a quarter, half or twice the window). So does a
+			// member that calibrates again after a flat history (see
+			// recalibrating).
 			s = min(s, ScoreCapBelowMinDeviation)
 		}
 		if s > best {
@@ -384,8 +386,23 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	if d.opts.Members&MemberForest != 0 {
 		d.ex.Forest.Update(&fv)
 	}
+	floored := d.floored()
 	for m := range nMembers {
-		if valid&(1<<m) != 0 {
+		switch {
+		case valid&(1<<m) == 0:
+		case floored&(1<<m) != 0 && z[m] > 1 && d.tail(m).N > tailMinN:
+			// A residual measured against a floored scale (a flat
+			// history leaving its value) scores, but is no record: one
+			// of 10¹¹ "standard deviations" made the member's
+			// threshold, and the band drawn from it, 10¹¹ times the
+			// spread learnt after it for the whole record window (a day
+			// at a 15 s scrape). The member calibrates again from here,
+			// and scores below 1 until its window has filled (see
+			// recalibrating), as it did, blind, behind that record.
+			// (The tail's first samples make no records: they are
+			// learnt as they come.)
+			d.tail(m).Restart()
+		default:
 			d.tail(m).Update(z[m])
 		}
 	}
@@ -435,6 +452,53 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	}
 	return res
 }
+
+// floored returns the members whose z-score at the next sample is taken
+// against a scale at its floor (see Robust.Floored), as a member bit set.
+func (d *Detector) floored() int {
+	st := &d.st
+	floor := scaleFloor(st.Level.M)
+	var f int
+	if st.Level.Floored(floor) {
+		f |= MemberLevel | MemberShift
+	}
+	if st.SeasStat.Floored(floor) {
+		f |= MemberSeasonal
+	}
+	if st.LongStat.Floored(floor) {
+		f |= MemberLong
+	}
+	if d.ex != nil && d.ex.LagStat.Floored(floor) {
+		f |= MemberLag
+	}
+	return f
+}
+
+// recalibrating reports whether member m's calibration restarted when the
+// series left a flat history (see floored): its tail has seen far fewer
+// samples than the statistic it calibrates. Until the tail has filled, its
+// records are over a part of its window, which would score more of the
+// series' ordinary variation above 1.
+func (d *Detector) recalibrating(m int) bool {
+	var n uint32
+	switch m {
+	case mLevel, mShift:
+		n = d.st.Level.N
+	case mSeasonal:
+		n = d.st.SeasStat.N
+	case mLong:
+		n = d.st.LongStat.N
+	case mLag:
+		n = d.ex.LagStat.N
+	default:
+		return false
+	}
+	return d.tail(m).N+recalibrateSlack < n
+}
+
+// recalibrateSlack is more than the samples a statistic learns before its
+// member is scored (17 for the seasonal and long ones).
+const recalibrateSlack = 64
 
 // shortSpan returns the longest period, in samples, that the fine seasonal
 // ring can use; the long ring looks only for longer ones.
@@ -586,10 +650,10 @@ func (d *Detector) learn(ts int64, v float64) {
 	if st.Seen == 0 {
 		st.Fast, st.Prev = v, v
 	}
-	if base, ok := st.Season.baseline(); ok {
-		st.SeasStat.Update(v - base)
-	}
 	floor := scaleFloor(st.Level.M)
+	if base, ok := st.Season.baseline(); ok {
+		st.SeasStat.UpdateFloored(v-base, floor)
+	}
 	if ex := d.ex; ex != nil {
 		d.learnExtra(ex, v, floor)
 	}
@@ -606,7 +670,7 @@ func (d *Detector) learn(ts int64, v float64) {
 	if st.Seen > 0 {
 		st.Novel.learn(v, &st.Level, floor, st.Seen)
 	}
-	st.Level.Update(v)
+	st.Level.UpdateFloored(v, floor)
 	st.Fast += shiftAlpha * (v - st.Fast)
 	if st.Seen == 0 {
 		st.Slow = v
@@ -630,7 +694,7 @@ func (d *Detector) learn(ts int64, v float64) {
 			zw := st.LongStat.Z(v-base, floor)
 			st.LongFast += longEWMA * (zw - st.LongFast)
 		}
-		st.LongStat.Update(v - base)
+		st.LongStat.UpdateFloored(v-base, floor)
 	}
 	st.Season.add(ts, v, d.sc)
 	if st.Long.D == 0 && st.Season.D != 0 {
@@ -643,7 +707,7 @@ func (d *Detector) learn(ts int64, v float64) {
 // learns v.
 func (d *Detector) learnExtra(ex *extraState, v, floor float64) {
 	if d.opts.Members&(MemberLag|MemberForest) != 0 {
-		ex.LagStat.Update(v - d.st.Prev)
+		ex.LagStat.UpdateFloored(v-d.st.Prev, floor)
 	}
 	lvlSigma := d.st.Level.Sigma()
 

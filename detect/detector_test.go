@@ -746,3 +746,57 @@ func TestBandNotBelowZero(t *testing.T) {
 		})
 	}
 }
+
+// TestBandAfterFlatStart: a series flat when it starts (a counter at 0, a
+// replica count) measured the first residual that left the flat value
+// against the scale's floor: 10¹¹ "standard deviations", the level
+// member's record for a day's samples, and its band 10¹¹ times the spread
+// learnt after it (±3e9 on a 0/0.1 series; a reviewer found 70 of 530
+// series of a Prometheus so). The change still scores above 1, the band is
+// of the series' spread again within a few hundred samples, the noise
+// after the change raises no alarm, and a later spike scores above 1.
+func TestBandAfterFlatStart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		v       func(i int, rng *rand.Rand) float64
+		maxBand float64 // widest band from sample 500 on
+	}{
+		{"noise after 200 zeros", func(i int, rng *rand.Rand) float64 {
+			if i < 200 || rng.Float64() < 0.5 {
+				return 0
+			}
+			return 0.1
+		}, 1},
+		{"replica count steps 3 to 4", func(i int, _ *rand.Rand) float64 {
+			if i < 200 {
+				return 3
+			}
+			return 4
+		}, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := mustNew(t, DefaultOptions())
+			rng := rand.New(rand.NewPCG(1, 2))
+			for i := range 3000 {
+				v := tc.v(i, rng)
+				if i == 2500 {
+					v += 1
+				}
+				r := d.Update(int64(i)*15_000, v)
+				switch {
+				case i == 200:
+					require.Greater(t, r.Score, 1.0, "the flat series changes")
+				case i == 2500:
+					require.Greater(t, r.Score, 1.0, "the spike")
+				case i >= 500 && i < 2500:
+					require.Less(t, r.YhatUpper-r.YhatLower, tc.maxBand, "sample %d: band [%g, %g]", i, r.YhatLower, r.YhatUpper)
+				}
+				if i > 210 && i < 2500 {
+					// The members calibrate again and score below 1
+					// until their windows have filled.
+					require.LessOrEqual(t, r.Score, 1.0, "sample %d", i)
+				}
+			}
+		})
+	}
+}

@@ -41,6 +41,24 @@ func (e *Robust) Update(x float64) {
 	e.S += a * (math.Abs(r) - e.S)
 }
 
+// UpdateFloored adds x, as Update does, to a stream whose scale is floored
+// at floor where it is used (see Z). A scale below the floor has collapsed
+// on a history without spread (a counter at 0, a replica count): the clip
+// at k·S would let the first residuals that leave it raise S by 3·Alpha·S
+// a sample, thousands of samples to learn the new spread, with every
+// residual meanwhile tens of thousands of scales away. So the first such
+// residual sets S to the clip it sits on, |x - M|/k.
+func (e *Robust) UpdateFloored(x, floor float64) {
+	if d := math.Abs(x - e.M); e.N > 8 && e.Sigma() < floor && d > floor {
+		e.S = d / huberK
+	}
+	e.Update(x)
+}
+
+// Floored reports whether the scale is below floor: z-scores against it
+// (see Z) measure a residual in units of the floor, not of any spread seen.
+func (e *Robust) Floored(floor float64) bool { return e.Sigma() < floor }
+
 // Sigma returns the scale as a standard deviation.
 func (e *Robust) Sigma() float64 { return math.Sqrt(math.Pi/2) * e.S }
 

@@ -71,6 +71,12 @@ func newTail(n int, minLog float64) Tail {
 
 // minLog returns the floor of ln(M_N/z_q). float32(k)/100 is the float32
 // nearest k/100, the same as float32 of the decimal constant.
+// Restart forgets the calibration, keeping the window and the floor.
+func (t *Tail) Restart() {
+	*t = Tail{W: 1, Zq: 1, BlockLen: t.BlockLen, MinLog100: t.MinLog100}
+	t.LogRange = t.minLog()
+}
+
 func (t *Tail) minLog() float32 { return float32(t.MinLog100) / 100 }
 
 // Ready reports whether enough samples were seen to calibrate.
