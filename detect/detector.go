@@ -368,7 +368,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 			continue
 		}
 		s := d.tail(m).Score(z[m])
-		if (m == mLong || d.recalibrating(m)) && !d.tail(m).Filled() {
+		if !d.tail(m).Filled() && (m == mLong || d.recalibrating(m)) {
 			// The long member starts weeks into a series, when the long
 			// ring first holds three periods; until its record window has
 			// filled once, a record over the few samples seen is no record
