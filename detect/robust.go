@@ -49,7 +49,7 @@ func (e *Robust) Update(x float64) {
 // residual meanwhile tens of thousands of scales away. So the first such
 // residual sets S to the clip it sits on, |x - M|/k.
 func (e *Robust) UpdateFloored(x, floor float64) {
-	if d := math.Abs(x - e.M); e.N > 8 && e.Sigma() < floor && d > floor {
+	if d := math.Abs(x - e.M); e.N > 8 && e.Floored(floor) && d > floor {
 		e.S = d / huberK
 	}
 	e.Update(x)

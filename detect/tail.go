@@ -64,19 +64,19 @@ var tailForget = 1 / float32(tailSpan)
 // floored at minLog (in [0, 2.55], rounded to hundredths); its histogram
 // forgets with time constant tailSpan samples.
 func newTail(n int, minLog float64) Tail {
-	t := Tail{W: 1, Zq: 1, BlockLen: uint32(max(1, (n+tailBlocks-1)/tailBlocks)), MinLog100: uint8(max(0, min(math.Round(minLog*100), 255)))}
-	t.LogRange = t.minLog()
+	t := Tail{BlockLen: uint32(max(1, (n+tailBlocks-1)/tailBlocks)), MinLog100: uint8(max(0, min(math.Round(minLog*100), 255)))}
+	t.Restart()
 	return t
 }
 
-// minLog returns the floor of ln(M_N/z_q). float32(k)/100 is the float32
-// nearest k/100, the same as float32 of the decimal constant.
 // Restart forgets the calibration, keeping the window and the floor.
 func (t *Tail) Restart() {
 	*t = Tail{W: 1, Zq: 1, BlockLen: t.BlockLen, MinLog100: t.MinLog100}
 	t.LogRange = t.minLog()
 }
 
+// minLog returns the floor of ln(M_N/z_q). float32(k)/100 is the float32
+// nearest k/100, the same as float32 of the decimal constant.
 func (t *Tail) minLog() float32 { return float32(t.MinLog100) / 100 }
 
 // Ready reports whether enough samples were seen to calibrate.
