@@ -104,8 +104,8 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	cfg := p.cfg.Load()
 	samples := make([]sample, 0, len(vec))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
-	var shadowed []string
-	var handedOver map[storage.SeriesRef]bool
+	var handedOver map[storage.SeriesRef]bool // series of the result an ingested one shadows
+	var firstShadowed string
 	for _, s := range vec {
 		if s.H != nil {
 			continue
@@ -120,9 +120,8 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 			// anomaly_score. The ingested series keeps them, and a
 			// staleness marker from this one, scored until now, would
 			// end them for a moment (and a pending alert on them).
-			shadowed = append(shadowed, ls.String())
 			if handedOver == nil {
-				handedOver = map[storage.SeriesRef]bool{}
+				handedOver, firstShadowed = map[storage.SeriesRef]bool{}, ls.String()
 			}
 			handedOver[ref] = true
 			continue
@@ -138,10 +137,10 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		cur[ref] = ls
 		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: d})
 	}
-	if len(shadowed) > 0 {
+	if len(handedOver) > 0 {
 		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
 		p.logger.Warn("Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
-			"name", d.Name, "count", len(shadowed), "first", shadowed[0])
+			"name", d.Name, "count", len(handedOver), "first", firstShadowed)
 	}
 	if len(samples) > 0 {
 		p.dispatch(samples)
