@@ -162,9 +162,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			// The input went stale; a marker creates no series.
 			switch {
 			case s != nil && smp.handedOver:
-				w.mu.Lock()
-				w.drop(smp.ref, s)
-				w.mu.Unlock()
+				w.dropLocking(smp.ref, s)
 			case s != nil:
 				w.markStale(s, smp.t, &out)
 			}
@@ -175,9 +173,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			// remote-write 1.0) says it is the other kind: the models
 			// learnt a running total as a level, or a level as a
 			// running total. It starts again from its history.
-			w.mu.Lock()
-			w.drop(smp.ref, s)
-			w.mu.Unlock()
+			w.dropLocking(smp.ref, s)
 			s = nil
 			p.m.retyped.Inc()
 		}
@@ -185,9 +181,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		if s != nil && s.rebuild {
 			// Its new options need new models (see reconfigure): it
 			// starts again from its history now, keeping its incident.
-			w.mu.Lock()
-			w.drop(smp.ref, s)
-			w.mu.Unlock()
+			w.dropLocking(smp.ref, s)
 			rebuilt, s = s, nil
 		}
 		if s == nil {
@@ -451,6 +445,14 @@ func (w *worker) carryOver(old, s *series, t int64, out *outputs) {
 }
 
 func isDerived(s *series) bool { return s.ref&derivedRefBit != 0 }
+
+// dropLocking forgets a series, taking mu (the worker's goroutine, which
+// alone writes the map, reads it without).
+func (w *worker) dropLocking(ref storage.SeriesRef, s *series) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.drop(ref, s)
+}
 
 // drop forgets a series; mu must be held.
 func (w *worker) drop(ref storage.SeriesRef, s *series) {
