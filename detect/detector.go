@@ -386,14 +386,15 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	if d.opts.Members&MemberForest != 0 {
 		d.ex.Forest.Update(&fv)
 	}
-	floored := d.floored()
+	col := d.collapsed()
 	for m := range nMembers {
 		switch {
 		case valid&(1<<m) == 0:
-		case floored&(1<<m) != 0 && z[m] > 1 && d.tail(m).N > tailMinN:
-			// A residual measured against a floored scale (a flat
+		case col&(1<<m) != 0 && z[m] > 1 && d.tail(m).N > tailMinN:
+			// A residual measured against a collapsed scale (a flat
 			// history leaving its value) scores, but is no record: one
-			// of 10¹¹ "standard deviations" made the member's
+			// of 10¹¹ "standard deviations" (10⁴ after a flat week of
+			// a series that varied before) made the member's
 			// threshold, and the band drawn from it, 10¹¹ times the
 			// spread learnt after it for the whole record window (a day
 			// at a 15 s scrape). The member calibrates again from here,
@@ -406,7 +407,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 			d.tail(m).Update(z[m])
 		}
 	}
-	d.learn(tsMillis, v)
+	d.learn(tsMillis, v, col)
 
 	st.Seen++
 	res.Ready = d.Ready()
@@ -453,29 +454,47 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	return res
 }
 
-// floored returns the members whose z-score at the next sample is taken
-// against a scale at its floor (see Robust.Floored), as a member bit set.
-func (d *Detector) floored() int {
+// collapsed returns the members whose z-score at the next sample is taken
+// against a scale that has collapsed, as a member bit set: a scale at its
+// floor (see Robust.Floored), or one whose residuals over the member's whole
+// record window stayed below staleZ of it. Residuals average one scale
+// (S is their mean absolute value), so a window without one above half a
+// scale has seen the scale decay: on a series that varied and then stayed
+// flat, by e^-1 every levelSpan samples, 1/1700 in a week at 15 s. Its
+// first residual off the flat value would then be a record thousands of
+// times the spread learnt after it.
+func (d *Detector) collapsed() int {
 	st := &d.st
 	floor := scaleFloor(st.Level.M)
 	var f int
-	if st.Level.Floored(floor) {
+	if st.Level.Floored(floor) || d.stale(mLevel) {
 		f |= MemberLevel | MemberShift
 	}
-	if st.SeasStat.Floored(floor) {
+	if st.SeasStat.Floored(floor) || d.stale(mSeasonal) {
 		f |= MemberSeasonal
 	}
-	if st.LongStat.Floored(floor) {
+	if st.LongStat.Floored(floor) || d.stale(mLong) {
 		f |= MemberLong
 	}
-	if d.ex != nil && d.ex.LagStat.Floored(floor) {
+	if d.ex != nil && (d.ex.LagStat.Floored(floor) || d.opts.Members&MemberLag != 0 && d.stale(mLag)) {
 		f |= MemberLag
 	}
 	return f
 }
 
+// staleZ is the largest residual, in scales, of a record window that
+// leaves the member's scale collapsed (see collapsed).
+const staleZ = 0.5
+
+// stale reports whether member m's record window has filled and held no
+// statistic above staleZ.
+func (d *Detector) stale(m int) bool {
+	t := d.tail(m)
+	return t.Filled() && t.windowBelow(staleZ)
+}
+
 // recalibrating reports whether member m's calibration restarted when the
-// series left a flat history (see floored): its tail has seen far fewer
+// series left a flat history (see collapsed): its tail has seen far fewer
 // samples than the statistic it calibrates. Until the tail has filled, its
 // records are over a part of its window, which would score more of the
 // series' ordinary variation above 1.
@@ -644,18 +663,19 @@ func (d *Detector) features(v float64, z *[nMembers]float64, fv *[ifDims]float64
 
 func clip8(x float64) float64 { return max(-8, min(x, 8)) }
 
-// learn updates the state with v after it was scored.
-func (d *Detector) learn(ts int64, v float64) {
+// learn updates the state with v after it was scored; col is the set of
+// members whose scale had collapsed before v (see collapsed).
+func (d *Detector) learn(ts int64, v float64, col int) {
 	st := &d.st
 	if st.Seen == 0 {
 		st.Fast, st.Prev = v, v
 	}
 	floor := scaleFloor(st.Level.M)
 	if base, ok := st.Season.baseline(); ok {
-		st.SeasStat.UpdateFloored(v-base, floor)
+		st.SeasStat.UpdateCollapsed(v-base, floor, col&MemberSeasonal != 0)
 	}
 	if ex := d.ex; ex != nil {
-		d.learnExtra(ex, v, floor)
+		d.learnExtra(ex, v, floor, col)
 	}
 
 	if st.Seen == 0 {
@@ -670,7 +690,7 @@ func (d *Detector) learn(ts int64, v float64) {
 	if st.Seen > 0 {
 		st.Novel.learn(v, &st.Level, floor, st.Seen)
 	}
-	st.Level.UpdateFloored(v, floor)
+	st.Level.UpdateCollapsed(v, floor, col&MemberLevel != 0)
 	st.Fast += shiftAlpha * (v - st.Fast)
 	if st.Seen == 0 {
 		st.Slow = v
@@ -694,7 +714,7 @@ func (d *Detector) learn(ts int64, v float64) {
 			zw := st.LongStat.Z(v-base, floor)
 			st.LongFast += longEWMA * (zw - st.LongFast)
 		}
-		st.LongStat.UpdateFloored(v-base, floor)
+		st.LongStat.UpdateCollapsed(v-base, floor, col&MemberLong != 0)
 	}
 	st.Season.add(ts, v, d.sc)
 	if st.Long.D == 0 && st.Season.D != 0 {
@@ -705,9 +725,9 @@ func (d *Detector) learn(ts int64, v float64) {
 
 // learnExtra updates what only the opt-in members use, before the level
 // learns v.
-func (d *Detector) learnExtra(ex *extraState, v, floor float64) {
+func (d *Detector) learnExtra(ex *extraState, v, floor float64, col int) {
 	if d.opts.Members&(MemberLag|MemberForest) != 0 {
-		ex.LagStat.UpdateFloored(v-d.st.Prev, floor)
+		ex.LagStat.UpdateCollapsed(v-d.st.Prev, floor, col&MemberLag != 0)
 	}
 	lvlSigma := d.st.Level.Sigma()
 

@@ -755,6 +755,37 @@ func TestBandNotBelowZero(t *testing.T) {
 // series of a Prometheus so). The change still scores above 1, the band is
 // of the series' spread again within a few hundred samples, the noise
 // after the change raises no alarm, and a later spike scores above 1.
+// TestBandAfterFlatWeek: a series that varied, then stayed flat for a week,
+// has its scale decayed to 1/1700 of its spread without reaching the floor.
+// Its first value off the flat line scores, and the band must come back to
+// the spread it had, not to that record times the spread (it grew to 30×
+// the old band over the next two days, and the members were blind behind
+// the record meanwhile).
+func TestBandAfterFlatWeek(t *testing.T) {
+	const day = 5760 // samples at 15 s
+	flatFrom, flatTo, end := 2*day, 9*day, 11*day
+	d := mustNew(t, DefaultOptions())
+	rng := rand.New(rand.NewPCG(1, 2))
+	var before float64
+	for i := range end {
+		v := 100.0
+		if i < flatFrom || i >= flatTo {
+			v += rng.NormFloat64()
+		}
+		r := d.Update(int64(i)*15_000, v)
+		band := r.YhatUpper - r.YhatLower
+		switch {
+		case i == flatFrom-1:
+			before = band
+		case i == flatTo:
+			require.Greater(t, r.Score, 1.0, "the flat series varies again")
+		case i > flatTo+100:
+			require.Less(t, band, 2*before, "sample %d: band [%g, %g], %g before the flat week", i, r.YhatLower, r.YhatUpper, before)
+		}
+	}
+	require.InDelta(t, 10, before, 2, "a band of about ±5σ on unit noise")
+}
+
 func TestBandAfterFlatStart(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

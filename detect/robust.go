@@ -41,16 +41,19 @@ func (e *Robust) Update(x float64) {
 	e.S += a * (math.Abs(r) - e.S)
 }
 
-// UpdateFloored adds x, as Update does, to a stream whose scale is floored
-// at floor where it is used (see Z). A scale below the floor has collapsed
-// on a history without spread (a counter at 0, a replica count): the clip
-// at k·S would let the first residuals that leave it raise S by 3·Alpha·S
-// a sample, thousands of samples to learn the new spread, with every
-// residual meanwhile tens of thousands of scales away. So the first such
-// residual sets S to the clip it sits on, |x - M|/k.
-func (e *Robust) UpdateFloored(x, floor float64) {
-	if d := math.Abs(x - e.M); e.N > 8 && e.Floored(floor) && d > floor {
-		e.S = d / huberK
+// UpdateCollapsed adds x, as Update does, to a stream whose scale may have
+// collapsed: fallen below floor, its floor where it is used (see Z), on a
+// history without spread (a counter at 0, a replica count), or decayed far
+// below the residuals it had, over days of a flat value (collapsed, as the
+// caller judges it from the residuals of its record window). The clip at
+// k·S would let the first residuals that leave the flat value raise S by
+// 3·Alpha·S a sample, thousands of samples to learn the spread again, with
+// every residual meanwhile thousands of scales away. So the first residual
+// beyond one scale (or the floor) raises S to the clip it sits on,
+// |x - M|/k.
+func (e *Robust) UpdateCollapsed(x, floor float64, collapsed bool) {
+	if d := math.Abs(x - e.M); collapsed && e.N > 8 && d > max(e.Sigma(), floor) {
+		e.S = max(e.S, d/huberK)
 	}
 	e.Update(x)
 }

@@ -95,6 +95,17 @@ func (t *Tail) windowMax() float64 {
 	return float64(m)
 }
 
+// windowBelow reports whether every statistic of the window was below x,
+// M_N < x, stopping at the first block that was not.
+func (t *Tail) windowBelow(x float32) bool {
+	for _, b := range t.Blocks {
+		if b >= x {
+			return false
+		}
+	}
+	return true
+}
+
 // logRange returns ln(M_N/z_q), floored at MinLog.
 func (t *Tail) logRange() float64 { return float64(t.LogRange) }
 
