@@ -52,6 +52,30 @@ type ensemble struct {
 	fc []float64
 }
 
+// reuse returns e emptied for a new fit of horizon H, its arrays kept (a
+// new ensemble if e is nil): a refit replaces the ensemble whole, and at
+// 10k forecast series refitting every few minutes these arrays were a
+// seventh of all the process allocated at steady state.
+func (e *ensemble) reuse(H int) *ensemble {
+	if e == nil {
+		return &ensemble{H: H}
+	}
+	clear(e.comps) // the old components go; their memory with them
+	*e = ensemble{H: H, comps: e.comps[:0], weights: e.weights, lo: e.lo, hi: e.hi, fc: e.fc}
+	return e
+}
+
+// resize returns n zeroed values in s's array if it holds them, in a new
+// one otherwise.
+func resize(s []float64, n int) []float64 {
+	if cap(s) < n {
+		return make([]float64, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
 // combiner turns the validation errors of the candidates at one horizon
 // into their (unnormalised) combination weights; +Inf marks a candidate
 // that could not be fitted.
@@ -116,16 +140,17 @@ func buildScale(seasons []int, H int) []component {
 // come from the series' own errors at each horizon; before, the Model
 // carried the last value forward with a zero-width interval until the
 // history grew (320 samples at an 80-step horizon).
-func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart, sc *fitScratch) (*ensemble, []warmStart) {
-	e, next := fitCandidates(y, buildComponents(seasons, H, logScale), H, coverage, comb, warm, sc)
+func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart, old *ensemble, sc *fitScratch) (*ensemble, []warmStart) {
+	e, next := fitCandidates(y, buildComponents(seasons, H, logScale), H, coverage, comb, warm, old, sc)
 	if e == nil {
-		e, _ = fitCandidates(y, []component{newSeasonalNaive(1)}, H, coverage, comb, nil, sc)
+		e, _ = fitCandidates(y, []component{newSeasonalNaive(1)}, H, coverage, comb, nil, old, sc)
 	}
 	return e, next
 }
 
-// fitCandidates is fitEnsemble with the candidates given.
-func fitCandidates(y []float64, cands []component, H int, coverage float64, comb combiner, warm []warmStart, sc *fitScratch) (*ensemble, []warmStart) {
+// fitCandidates is fitEnsemble with the candidates given. The ensemble it
+// returns reuses old's arrays (see reuse); old must not be used after.
+func fitCandidates(y []float64, cands []component, H int, coverage float64, comb combiner, warm []warmStart, old *ensemble, sc *fitScratch) (*ensemble, []warmStart) {
 	n := len(y)
 	stride := valStride
 	origins := valOrigins
@@ -190,7 +215,8 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 			}
 		}
 	}
-	w := make([][]float64, H)
+	// w[h*nc+c]: candidate c's weight at horizon h+1.
+	w := sc.floats(H * nc)
 	valErr := sc.floats(nc)
 	used := make([]bool, nc)
 	for h := range H {
@@ -210,17 +236,18 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 				valErr[c] = math.Inf(1)
 			}
 		}
-		w[h] = comb(valErr, sc)
+		wh := w[h*nc : (h+1)*nc]
+		copy(wh, comb(valErr, sc))
 		var sum float64
-		for _, v := range w[h] {
+		for _, v := range wh {
 			sum += v
 		}
 		if sum == 0 {
 			return nil, next
 		}
-		for c := range w[h] {
-			w[h][c] /= sum
-			used[c] = used[c] || w[h][c] > 0
+		for c := range wh {
+			wh[c] /= sum
+			used[c] = used[c] || wh[c] > 0
 		}
 	}
 	// Combined validation errors for the intervals.
@@ -231,12 +258,12 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 		}
 		for o := range origins {
 			for h := range H {
-				cerr[o*H+h] += w[h][c] * errs[c][o*H+h]
+				cerr[o*H+h] += w[h*nc+c] * errs[c][o*H+h]
 			}
 		}
 	}
-	e := &ensemble{H: H}
-	e.lo, e.hi = conformal(cerr, origins, H, coverage, sc)
+	e := old.reuse(H)
+	e.lo, e.hi = conformal(cerr, origins, H, coverage, e.lo, e.hi, sc)
 	// Final fit on everything. A candidate that validated but cannot be
 	// fitted on the longer history (it should not happen) gives its weight
 	// to the others.
@@ -253,16 +280,16 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	if len(keep) == 0 {
 		return nil, next
 	}
-	e.fc = make([]float64, H)
-	e.weights = make([]float64, H*len(keep))
+	e.fc = resize(e.fc, H)
+	e.weights = resize(e.weights, H*len(keep))
 	for h := range H {
 		var sum float64
 		for _, c := range keep {
-			sum += w[h][c]
+			sum += w[h*nc+c]
 		}
 		for i, c := range keep {
 			if sum > 0 {
-				e.weights[h*len(keep)+i] = w[h][c] / sum
+				e.weights[h*len(keep)+i] = w[h*nc+c] / sum
 			} else {
 				e.weights[h*len(keep)+i] = 1 / float64(len(keep))
 			}
@@ -344,9 +371,8 @@ func (e *ensemble) forecast(dst []float64) {
 // validation errors err[o*H+h]: the empirical (1−c)/2 and (1+c)/2
 // quantiles of the errors at horizons within ±2 of h, so that every
 // quantile rests on about 5·origins errors.
-func conformal(err []float64, origins, H int, coverage float64, sc *fitScratch) (lo, hi []float64) {
-	lo = make([]float64, H)
-	hi = make([]float64, H)
+func conformal(err []float64, origins, H int, coverage float64, lo, hi []float64, sc *fitScratch) ([]float64, []float64) {
+	lo, hi = resize(lo, H), resize(hi, H)
 	pool := sc.floats(5 * origins)[:0]
 	for h := range H {
 		pool = pool[:0]

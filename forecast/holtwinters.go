@@ -331,14 +331,14 @@ func (h *holtWinters) initState(y []float64, sc *fitScratch) {
 	adj := sc.floats(len(span))
 	copy(adj, span)
 	if h.m1 > 0 {
-		seasonalIndices(h.s10, span)
+		seasonalIndices(h.s10, span, sc)
 		for t := range adj {
 			adj[t] -= h.s10[t%h.m1]
 		}
 	}
 	if h.m2 > 0 {
 		// The long season holds what the short one leaves.
-		seasonalIndices(h.s20, adj)
+		seasonalIndices(h.s20, adj, sc)
 		for t := range adj {
 			adj[t] -= h.s20[t%h.m2]
 		}

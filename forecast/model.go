@@ -234,7 +234,7 @@ func (m *Model) fitAt(k, skip int) {
 	}
 	m.seasons = detectSeasons(t, m.opts.MaxPeriod)
 	m.warmIn = m.warm
-	m.ens, m.warm = fitEnsemble(t, m.seasons, m.logScale, m.opts.MaxHorizon, m.opts.Coverage, defaultCombiner, m.warmIn, sc)
+	m.ens, m.warm = fitEnsemble(t, m.seasons, m.logScale, m.opts.MaxHorizon, m.opts.Coverage, defaultCombiner, m.warmIn, m.ens, sc)
 	m.fitted, m.sinceFit = true, 0
 	for _, v := range all[k:] {
 		m.sinceFit++

@@ -33,9 +33,9 @@ func TestFitScratchNotRetained(t *testing.T) {
 					y[i] = math.Log(v)
 				}
 			}
-			ref, _ := fitEnsemble(y, tc.seasons, tc.log, 48, 0.95, defaultCombiner, nil, nil)
+			ref, _ := fitEnsemble(y, tc.seasons, tc.log, 48, 0.95, defaultCombiner, nil, nil, nil)
 			sc := &fitScratch{buf: make([]float64, 1<<20)} // one array: none is dropped
-			got, _ := fitEnsemble(y, tc.seasons, tc.log, 48, 0.95, defaultCombiner, nil, sc)
+			got, _ := fitEnsemble(y, tc.seasons, tc.log, 48, 0.95, defaultCombiner, nil, nil, sc)
 			require.NotNil(t, ref)
 			require.NotZero(t, sc.off, "the fit used the scratch")
 			for i := range sc.buf {
@@ -51,6 +51,44 @@ func TestFitScratchNotRetained(t *testing.T) {
 				ref.update(y[n-1])
 				got.update(y[n-1])
 			}
+		})
+	}
+}
+
+// TestRefitReusesEnsemble: a fit into a previous ensemble's arrays (of a
+// longer horizon, with more components, or of a shorter one) gives what a
+// fresh fit gives, and does reuse them. It fails if reuse leaves a stale
+// weight, band or component behind.
+func TestRefitReusesEnsemble(t *testing.T) {
+	y := planted(600, 40, 50, 0.01, 10, 0.3)
+	for _, tc := range []struct {
+		name    string
+		oldH    int
+		seasons []int
+	}{
+		{"from a longer horizon and two seasons", 80, []int{24, 168}},
+		{"from a shorter horizon", 12, []int{24}},
+		{"from no season", 48, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old, _ := fitEnsemble(y[:500], tc.seasons, false, tc.oldH, 0.9, defaultCombiner, nil, nil, nil)
+			require.NotNil(t, old)
+			oldLo := old.lo
+			want, _ := fitEnsemble(y[:550], []int{24}, false, 48, 0.95, defaultCombiner, nil, nil, nil)
+			got, _ := fitEnsemble(y[:550], []int{24}, false, 48, 0.95, defaultCombiner, nil, old, nil)
+			require.Same(t, old, got)
+			if cap(oldLo) >= 48 {
+				require.Same(t, &oldLo[:1][0], &got.lo[:1][0], "the band's array is reused")
+			}
+			require.Equal(t, want.H, got.H)
+			require.Equal(t, want.weights, got.weights)
+			require.Equal(t, want.lo, got.lo)
+			require.Equal(t, want.hi, got.hi)
+			require.Len(t, got.comps, len(want.comps))
+			wf, gf := make([]float64, 48), make([]float64, 48)
+			want.forecast(wf)
+			got.forecast(gf)
+			require.Equal(t, wf, gf)
 		})
 	}
 }

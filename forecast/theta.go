@@ -39,7 +39,7 @@ func (th *theta) fit(y []float64, sc *fitScratch) bool {
 	}
 	clear(th.seas)
 	if th.m > 1 {
-		seasonalIndices(th.seas, y)
+		seasonalIndices(th.seas, y, sc)
 	}
 	d := sc.floats(n)
 	for t, v := range y {
@@ -97,13 +97,14 @@ func (th *theta) forecast(dst []float64) {
 // seasonalIndices writes additive seasonal indices for positions t mod m
 // (t counted from y[0]) into s, m = len(s): the per-position mean of y minus
 // its centred moving average of order m (2×m when m is even), centred to
-// sum zero.
-func seasonalIndices(s, y []float64) {
+// sum zero. Its buffers come from sc: a refit calls it several times per
+// candidate, and they were most of what a refit allocated.
+func seasonalIndices(s, y []float64, sc *fitScratch) {
 	m := len(s)
 	n := len(y)
 	half := m / 2
-	cnt := make([]int, m)
-	pre := make([]float64, n+1) // pre[i] = y[0] + … + y[i−1]
+	cnt := sc.floats(m)
+	pre := sc.floats(n + 1) // pre[i] = y[0] + … + y[i−1]
 	for i, v := range y {
 		pre[i+1] = pre[i] + v
 	}
@@ -121,7 +122,7 @@ func seasonalIndices(s, y []float64) {
 	var mean float64
 	for j := range s {
 		if cnt[j] > 0 {
-			s[j] /= float64(cnt[j])
+			s[j] /= cnt[j]
 		}
 		mean += s[j]
 	}

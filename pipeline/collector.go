@@ -142,6 +142,11 @@ type walkBuf struct {
 	oks  []bool
 }
 
+// walkBufs keeps walkBufs between scrapes: at 100k series one holds ~10 MB,
+// which every scrape would otherwise allocate again (twice that as the
+// slices grow), a third of what the process allocated at steady state.
+var walkBufs = sync.Pool{New: func() any { return new(walkBuf) }}
+
 // collected is one series' state copied for a scrape; in and name of a
 // series never change, so s is only read for them.
 type collected struct {
@@ -153,7 +158,9 @@ type collected struct {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if !c.selfOnly {
-		c.p.walkOutputs("", &walkBuf{}, func(name string, ls *outLabelSet, v float64) { c.emit(ch, name, outputHelp[name], ls, v) })
+		buf := walkBufs.Get().(*walkBuf)
+		c.p.walkOutputs("", buf, func(name string, ls *outLabelSet, v float64) { c.emit(ch, name, outputHelp[name], ls, v) })
+		walkBufs.Put(buf)
 	}
 	a := c.p.acc()
 	a.mu.Lock()
@@ -188,7 +195,12 @@ func isSelfFamily(name string) bool {
 func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string, ls *outLabelSet, v float64)) {
 	var ls outLabelSet
 	list, pts, oks := buf.list, buf.pts, buf.oks
-	defer func() { buf.list, buf.pts, buf.oks = list[:0], pts[:0], oks[:0] }()
+	defer func() {
+		// The copies point at series; a kept buffer must not keep a
+		// removed series alive until the next scrape.
+		clear(list[:cap(list)])
+		buf.list, buf.pts, buf.oks = list[:0], pts[:0], oks[:0]
+	}()
 	want := func(name string) bool { return family == "" || family == name }
 	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()

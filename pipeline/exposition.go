@@ -25,13 +25,14 @@ func (p *Pipeline) WriteOutputs(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var line []byte
 	var err error
-	var buf walkBuf
+	buf := walkBufs.Get().(*walkBuf)
+	defer walkBufs.Put(buf)
 	for _, fam := range exposedFamilies {
 		if !isSelfFamily(fam) && !p.family[fam] {
 			continue
 		}
 		header := false
-		p.walkOutputs(fam, &buf, func(name string, ls *outLabelSet, v float64) {
+		p.walkOutputs(fam, buf, func(name string, ls *outLabelSet, v float64) {
 			if err != nil {
 				return
 			}
