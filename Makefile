@@ -21,9 +21,13 @@ LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/omen
 
-# ARGS adds flags, e.g. make run ARGS=--backfill.remote-read-url=http://localhost:9090/api/v1/read
+# ARGS adds flags, e.g. make run ARGS=--backfill.remote-read-url=http://localhost:9090/api/v1/read;
+# OMEN_LISTEN and OMEN_DATA move the listener and the storage (as flags in ARGS
+# they would be a second listener and a repeated flag).
+OMEN_LISTEN ?= :9201
+OMEN_DATA ?= ./data
 run: build
-	./$(BIN) serve --web.listen-address=:9201 --storage.tsdb.path=./data $(ARGS)
+	./$(BIN) serve --web.listen-address=$(OMEN_LISTEN) --storage.tsdb.path=$(OMEN_DATA) $(ARGS)
 
 # deps-e2e installs the real tools the end-to-end tests talk to, from Debian's packages.
 deps-e2e:

@@ -108,6 +108,12 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
 			Timestamp: time.UnixMilli(s.pub.t).UTC(),
 		}
+		if !s.pub.ready {
+			// As on /metrics: no band before the warm-up ends. The
+			// detector's early one rests on a few samples (a band of
+			// [0, 3e-12] around a series' first values).
+			a.Yhat, a.YhatLower, a.YhatUpper = jsonFloat(math.NaN()), jsonFloat(math.NaN()), jsonFloat(math.NaN())
+		}
 		if s.inIncident(holdMs, nowMs) {
 			since, last := time.UnixMilli(s.pub.since).UTC(), time.UnixMilli(s.pub.lastHot).UTC()
 			a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, s.pub.peak, &since, &last

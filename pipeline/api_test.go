@@ -281,3 +281,29 @@ func TestAnomaliesAPIInfiniteValue(t *testing.T) {
 		}
 	}
 }
+
+// TestAnomaliesAPIWarmingHasNoBand: a series still warming up is listed
+// with its score (0) but no band, as /metrics shows none; the API gave the
+// detector's early band, built on a few samples.
+func TestAnomaliesAPIWarmingHasNoBand(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	e.feed(labels.FromStrings("__name__", "young"), model.MetricTypeGauge, seasonal(10, 4))
+	rec := httptest.NewRecorder()
+	e.p.AnomaliesHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	var r struct {
+		Data struct {
+			Anomalies []map[string]any `json:"anomalies"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r), rec.Body.String())
+	require.Len(t, r.Data.Anomalies, 1)
+	a := r.Data.Anomalies[0]
+	require.Equal(t, false, a["ready"])
+	require.InDelta(t, 0, a["score"], 0)
+	require.NotNil(t, a["value"])
+	for _, k := range []string{"yhat", "yhat_lower", "yhat_upper"} {
+		require.Contains(t, a, k)
+		require.Nil(t, a[k], k)
+	}
+}

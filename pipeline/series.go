@@ -521,7 +521,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 			f.within += withinAlpha * (pt.msd - f.within)
 		}
 	}
-	if n == 0 {
+	if n == 0 && f.made != 0 {
 		return // the forecaster has not moved: the last forecast stands
 	}
 	if !f.m.Ready() {

@@ -547,7 +547,12 @@ func (f *fcState) restoreState(b []byte) error {
 		minStepMs: int64(u[0]), stepMs: int64(u[1]), k: int64(u[2]), bucket: int64(u[3]), n: int(int64(u[4])), lastT: int64(u[5]),
 		x0: math.Float64frombits(u[6]), dsum: math.Float64frombits(u[7]), dsq: math.Float64frombits(u[8]),
 	}
-	within, made := math.Float64frombits(u[9]), int64(u[10])
+	// u[10], when the last forecast was made, is not restored: the
+	// forecasts themselves are not saved, so the series forecasts again at
+	// its first sample instead of leaving the forecast series empty (and
+	// stale in Prometheus) until the next is due, up to
+	// --forecast.interval after the restart.
+	within := math.Float64frombits(u[9])
 	// A state that no resampler reaches is damage under a valid checksum.
 	if rs.stepMs < 0 || rs.k < 0 || rs.n < 0 || (rs.stepMs == 0) != (rs.k == 0) || (rs.k > 0 && rs.stepMs%rs.k != 0) ||
 		!isFinite(rs.x0) || !isFinite(rs.dsum) || !isFinite(rs.dsq) || rs.dsq < 0 || !isFinite(within) || within < 0 {
@@ -559,6 +564,6 @@ func (f *fcState) restoreState(b []byte) error {
 	if rs.minStepMs == f.rs.minStepMs {
 		f.rs = rs
 	}
-	f.within, f.made = within, made
+	f.within = within
 	return nil
 }

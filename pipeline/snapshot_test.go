@@ -225,11 +225,7 @@ func TestSnapshotUnusable(t *testing.T) {
 // torn file.
 func TestSnapshotTornTempFile(t *testing.T) {
 	const n = 120
-	vs := seasonal(n+1, 9)
-	ls := labels.FromStrings("__name__", "temperature")
-	path := filepath.Join(t.TempDir(), "models.snap")
-	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
-	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	vs, ls, path, e := snapshotting(t, n, "temperature")
 	e.stop()
 	good, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -498,4 +494,38 @@ func counterValues(incs []float64) []float64 {
 		out[i] = total
 	}
 	return out
+}
+
+// TestSnapshotForecastsAtOnce: a restored series forecasts at its first
+// sample after the restart. The forecasts themselves are not saved, only
+// when the last was made, so they were missing from /metrics until the
+// next was due (up to --forecast.interval) and went stale in Prometheus,
+// breaking the capacity alerts on them off across every restart.
+func TestSnapshotForecastsAtOnce(t *testing.T) {
+	// 450 samples: the forecaster (30 s steps) is ready after 384. The
+	// last forecast is made at the last sample (a step ends there), so
+	// the next is a minute of sample time away.
+	const n = 449
+	vs, ls, path, e := snapshotting(t, n, "queue_depth")
+	var before bytes.Buffer
+	require.NoError(t, e.p.WriteOutputs(&before))
+	require.Contains(t, before.String(), "\nforecast{", "forecasting before the restart")
+	e.stop()
+
+	e2, _ := restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
+	var after bytes.Buffer
+	require.NoError(t, e2.p.WriteOutputs(&after))
+	require.Contains(t, after.String(), "\nforecast{", "forecasting after the first sample")
+	require.Contains(t, after.String(), "\nforecast_upper{")
+}
+
+// snapshotting returns a pipeline that snapshots to a new path, fed the
+// first n of n+1 seasonal values of the series named name.
+func snapshotting(t *testing.T, n int, name string) (vs []float64, ls labels.Labels, path string, e *env) {
+	vs = seasonal(n+1, 9)
+	ls = labels.FromStrings("__name__", name)
+	path = filepath.Join(t.TempDir(), "models.snap")
+	e = newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	return vs, ls, path, e
 }
