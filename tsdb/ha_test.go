@@ -177,6 +177,21 @@ func postVersion(t *testing.T, h http.Handler, v2 bool, ts []prompb.TimeSeries) 
 		for _, smp := range s.Samples {
 			e.Samples = append(e.Samples, writev2.Sample{Value: smp.Value, Timestamp: smp.Timestamp})
 		}
+		for _, ex := range s.Exemplars {
+			b.Reset()
+			for _, l := range ex.Labels {
+				b.Add(l.Name, l.Value)
+			}
+			b.Sort()
+			e.Exemplars = append(e.Exemplars, writev2.Exemplar{LabelsRefs: st.SymbolizeLabels(b.Labels(), nil), Value: ex.Value, Timestamp: ex.Timestamp})
+		}
+		for _, hp := range s.Histograms {
+			if hp.IsFloatHistogram() {
+				e.Histograms = append(e.Histograms, writev2.FromFloatHistogram(0, hp.Timestamp, hp.ToFloatHistogram()))
+			} else {
+				e.Histograms = append(e.Histograms, writev2.FromIntHistogram(0, hp.Timestamp, hp.ToIntHistogram()))
+			}
+		}
 		req.Timeseries = append(req.Timeseries, e)
 	}
 	req.Symbols = st.Symbols()

@@ -138,19 +138,27 @@ func TestWriteRefCacheSkipsInvalid(t *testing.T) {
 // forEachSeries calls fn with every series of metric name and its samples.
 func forEachSeries(t testing.TB, s *Storage, name string, fn func(labels.Labels, map[int64]float64)) {
 	t.Helper()
-	q, err := s.Querier(math.MinInt64, math.MaxInt64)
-	require.NoError(t, err)
-	defer q.Close()
-	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", name))
-	for ss.Next() {
+	selectSeries(t, s, name, func(series storage.Series) {
 		smp := map[int64]float64{}
-		it := ss.At().Iterator(nil)
+		it := series.Iterator(nil)
 		for it.Next() != 0 {
 			ts, v := it.At()
 			smp[ts] = v
 		}
 		require.NoError(t, it.Err())
-		fn(ss.At().Labels(), smp)
+		fn(series.Labels(), smp)
+	})
+}
+
+// selectSeries calls fn with every series of metric name.
+func selectSeries(t testing.TB, s *Storage, name string, fn func(storage.Series)) {
+	t.Helper()
+	q, err := s.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", name))
+	for ss.Next() {
+		fn(ss.At())
 	}
 	require.NoError(t, ss.Err())
 }

@@ -193,7 +193,7 @@ func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
 var rejectReasons = map[string][]string{
 	"float":     {"invalid_labels", "invalid_metadata", "invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "ha_too_many_clusters"},
 	"histogram": {"invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "invalid_histogram", "histograms_disabled"},
-	"exemplar":  {"invalid", "unsupported"},
+	"exemplar":  {"invalid", "unsupported", "too_far_in_future"},
 }
 
 // NewWriteHandler returns the remote-write handler.
@@ -489,10 +489,12 @@ type appendState struct {
 	nProblem int
 	fatal    error
 	// The series of the latest sample appended and its newest time and
-	// value in this request, for inOrder.
+	// value (lastH or lastFH for a histogram) in this request, for inOrder.
 	lastRef storage.SeriesRef
 	lastT   int64
 	lastV   float64
+	lastH   *histogram.Histogram
+	lastFH  *histogram.FloatHistogram
 }
 
 func (a *appendState) reject(typ, reason string, n int, format string, args ...any) {
@@ -538,7 +540,7 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int6
 		a.reject(typ, reason, 1, "series %s: sample at %d: %v", ls, t, err)
 		return ref
 	}
-	if !a.inOrder(newRef, typ, ls, t, v, hist == nil && fh == nil) {
+	if !a.inOrder(newRef, typ, ls, t, v, hist, fh) {
 		return newRef
 	}
 	if typ == "float" {
@@ -552,33 +554,52 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int6
 // inOrder checks a sample the head took against the one before it in the
 // request if both are of one series (the samples of a series' entry, or
 // its entries back to back, as Prometheus sends them), and reports
-// whether it stands. The head checks a request's samples against the
+// whether it counts as written. The head checks a request's samples against the
 // stored ones as they are appended, but against each other only at
 // commit, where it drops an older one or another value at the same time
 // silently: the sender was told they were written. They are answered 400
 // here instead, as they would be a request later; the head's commit drops
 // them as before. With an out-of-order window the head keeps or drops an
 // older one by its own newest time and out-of-order chunks, which this
-// does not repeat: it is left to the head, as before. (Nor are the
-// samples of a series in entries apart compared: that would cost a map
-// per request on the hot path, and no Prometheus sends them out of order.)
-func (a *appendState) inOrder(ref storage.SeriesRef, typ string, ls labels.Labels, t int64, v float64, float bool) bool {
+// does not repeat: it is left to the head, as before. A repeat of the
+// sample before it (same time, kind and value) is no error but is stored
+// once, so it is not counted again. (Nor are the samples of a series in
+// entries apart compared: that would cost a map per request on the hot
+// path, and no Prometheus sends them out of order.)
+func (a *appendState) inOrder(ref storage.SeriesRef, typ string, ls labels.Labels, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram) bool {
 	if ref == 0 || ref != a.lastRef {
-		a.lastRef, a.lastT, a.lastV = ref, t, v
+		a.lastRef, a.lastT, a.lastV, a.lastH, a.lastFH = ref, t, v, hist, fh
 		return true
 	}
 	switch {
 	case t > a.lastT:
-		a.lastT, a.lastV = t, v
+		a.lastT, a.lastV, a.lastH, a.lastFH = t, v, hist, fh
 		return true
 	case t < a.lastT && a.h.opts.OutOfOrderTimeWindow == 0:
 		a.reject(typ, "out_of_order", 1, "series %s: sample at %d: %v (older than one before it in the request)", ls, t, storage.ErrOutOfOrderSample)
 		return false
-	case t == a.lastT && float && math.Float64bits(v) != math.Float64bits(a.lastV):
+	case t == a.lastT && !a.sameAsLast(v, hist, fh):
 		a.reject(typ, "duplicate", 1, "series %s: sample at %d: %v (another value earlier in the request)", ls, t, storage.ErrDuplicateSampleForTimestamp)
+		return false
+	case t == a.lastT:
+		// The same sample again: not an error, and stored once, so not
+		// counted written twice.
 		return false
 	}
 	return true
+}
+
+// sameAsLast reports whether a sample is the one inOrder saw last, of the
+// same kind (a float and a histogram at one time are two samples, of which
+// the head keeps one) and value: a repeat the head stores once, rightly.
+func (a *appendState) sameAsLast(v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram) bool {
+	switch {
+	case hist != nil:
+		return a.lastH != nil && hist.Equals(a.lastH)
+	case fh != nil:
+		return a.lastFH != nil && fh.Equals(a.lastFH)
+	}
+	return a.lastH == nil && a.lastFH == nil && math.Float64bits(v) == math.Float64bits(a.lastV)
 }
 
 // isPartial reports whether err is a storage.AppendPartialError: the
@@ -622,6 +643,20 @@ func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []ex
 		a.reject("exemplar", "unsupported", len(ex), "series %s: exemplars not supported by the storage", ls)
 		return
 	}
+	if future := a.future(ex); future > 0 {
+		// As Prometheus's receiver: an exemplar past the samples' limit
+		// would sit ahead of every later one in the exemplar ring.
+		a.h.metrics.rejected.WithLabelValues("exemplar", "too_far_in_future").Add(float64(future))
+		kept := make([]exemplar.Exemplar, 0, len(ex)-future)
+		for _, e := range ex {
+			if e.Ts <= a.maxT {
+				kept = append(kept, e)
+			}
+		}
+		if ex = kept; len(ex) == 0 {
+			return
+		}
+	}
 	if _, err := ea.AppendExemplars(ref, ls, ex); err != nil {
 		var partial *storage.AppendPartialError
 		if errors.As(err, &partial) {
@@ -634,6 +669,17 @@ func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []ex
 		return
 	}
 	a.stats.exemplars += len(ex)
+}
+
+// future counts the exemplars later than the samples' limit, maxT.
+func (a *appendState) future(ex []exemplar.Exemplar) int {
+	n := 0
+	for _, e := range ex {
+		if e.Ts > a.maxT {
+			n++
+		}
+	}
+	return n
 }
 
 // shorten cuts the middle out of a problem longer than maxProblemLen: its

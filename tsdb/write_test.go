@@ -82,20 +82,15 @@ func post(t testing.TB, h http.Handler, body []byte, hdr map[string]string) *htt
 // samples reads back every float sample of the series matching name.
 func samples(t testing.TB, s *Storage, name string) map[int64]float64 {
 	t.Helper()
-	q, err := s.Querier(math.MinInt64, math.MaxInt64)
-	require.NoError(t, err)
-	defer q.Close()
-	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", name))
 	out := map[int64]float64{}
-	for ss.Next() {
-		it := ss.At().Iterator(nil)
+	selectSeries(t, s, name, func(series storage.Series) {
+		it := series.Iterator(nil)
 		for it.Next() == chunkenc.ValFloat {
 			ts, v := it.At()
 			out[ts] = v
 		}
 		require.NoError(t, it.Err())
-	}
-	require.NoError(t, ss.Err())
+	})
 	return out
 }
 
@@ -382,6 +377,41 @@ func TestWriteV1Exemplars(t *testing.T) {
 	require.Equal(t, map[int64]float64{ms: 7, ms + 1000: 8}, samples(t, s, "http_requests_total"))
 }
 
+// TestExemplarsTooFarInFuture: an exemplar later than the samples' limit
+// (--write.max-future-drift) is dropped and counted rejected, as
+// Prometheus's receiver does, not stored ahead of every later one; the
+// request's other exemplars and samples are written.
+func TestExemplarsTooFarInFuture(t *testing.T) {
+	now := time.Now()
+	ms := now.UnixMilli()
+	for _, path := range decodingPaths {
+		t.Run(path.name, func(t *testing.T) {
+			s := openTestStorage(t)
+			h := NewWriteHandler(nil, nil, s, WriteOptions{Now: func() time.Time { return now }})
+			h.generic = path.generic
+			e := series(ms, 7, "__name__", "http_requests_total")
+			e.Exemplars = []prompb.Exemplar{
+				{Labels: []prompb.Label{{Name: "trace_id", Value: "now"}}, Value: 7, Timestamp: ms},
+				{Labels: []prompb.Label{{Name: "trace_id", Value: "later"}}, Value: 7, Timestamp: ms + time.Hour.Milliseconds()},
+			}
+			w := postVersion(t, h, path.v2, []prompb.TimeSeries{e})
+			require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+			if path.v2 {
+				require.Equal(t, "1", w.Header().Get(headerExemplarsWritten))
+			}
+			require.Equal(t, 1.0, testutil.ToFloat64(h.metrics.rejected.WithLabelValues("exemplar", "too_far_in_future")))
+			eq, err := s.ExemplarQuerier(context.Background())
+			require.NoError(t, err)
+			got, err := eq.Select(0, math.MaxInt64, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "http_requests_total")})
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			require.Len(t, got[0].Exemplars, 1)
+			require.Equal(t, "now", got[0].Exemplars[0].Labels.Get("trace_id"))
+			require.Equal(t, map[int64]float64{ms: 7}, samples(t, s, "http_requests_total"))
+		})
+	}
+}
+
 // TestRejectedCountersStartAtZero: every (type, reason) a sender can cause
 // is exposed at 0 before the first rejection, so rate() and increase(),
 // and OmenSamplesRejected, see the first burst (a counter born at 3600
@@ -495,6 +525,72 @@ func TestInRequestOrder(t *testing.T) {
 			require.Len(t, samples(t, s, "rev"), 3)
 		})
 	}
+}
+
+// TestInRequestHistogramOrder: TestInRequestOrder for histograms. Two
+// histograms of a series at one time, or a float and a histogram, in one
+// request were answered 204 and counted written while the head kept one;
+// a float after a histogram at its time was compared with the histogram's
+// placeholder value 0. On every decoding path.
+func TestInRequestHistogramOrder(t *testing.T) {
+	ms := time.Now().UnixMilli()
+	hist := func(t int64, c int64) prompb.Histogram {
+		return prompb.FromIntHistogram(t, &histogram.Histogram{Count: uint64(c), Sum: 1, PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{c}})
+	}
+	lbls := []prompb.Label{{Name: "__name__", Value: "hist"}}
+	entry := func(fs []prompb.Sample, hs ...prompb.Histogram) prompb.TimeSeries {
+		return prompb.TimeSeries{Labels: lbls, Samples: fs, Histograms: hs}
+	}
+	for _, tc := range []struct {
+		name         string
+		ts           []prompb.TimeSeries
+		code         int
+		floats, hist int // stored
+	}{
+		{"histograms in order", []prompb.TimeSeries{entry(nil, hist(ms-1000, 3), hist(ms, 4))}, 204, 0, 2},
+		{"two histograms at one time", []prompb.TimeSeries{entry(nil, hist(ms, 3), hist(ms, 4))}, 400, 0, 1},
+		{"one histogram twice", []prompb.TimeSeries{entry(nil, hist(ms, 3), hist(ms, 3))}, 204, 0, 1},
+		{"a float and a histogram at one time", []prompb.TimeSeries{entry([]prompb.Sample{{Timestamp: ms, Value: 1}}, hist(ms, 3))}, 400, 1, 0},
+		{"a histogram, then a float 0 at its time", []prompb.TimeSeries{entry(nil, hist(ms, 3)), entry([]prompb.Sample{{Timestamp: ms}})}, 400, 0, 1},
+	} {
+		for _, path := range decodingPaths {
+			t.Run(tc.name+"/"+path.name, func(t *testing.T) {
+				s := openTestStorage(t)
+				h := NewWriteHandler(nil, nil, s, WriteOptions{})
+				h.generic = path.generic
+				w := postVersion(t, h, path.v2, tc.ts)
+				require.Equal(t, tc.code, w.Code, w.Body.String())
+				if tc.code == 400 {
+					require.Contains(t, w.Body.String(), "duplicate sample")
+				}
+				floats, hists := countSamples(t, s, "hist")
+				require.Equal(t, tc.floats, floats, "floats stored")
+				require.Equal(t, tc.hist, hists, "histograms stored")
+				if path.v2 {
+					require.Equal(t, strconv.Itoa(floats), w.Header().Get(headerSamplesWritten))
+					require.Equal(t, strconv.Itoa(hists), w.Header().Get(headerHistogramsWritten))
+				}
+			})
+		}
+	}
+}
+
+// countSamples counts the float and histogram samples stored of the
+// series named name.
+func countSamples(t testing.TB, s *Storage, name string) (floats, hists int) {
+	t.Helper()
+	selectSeries(t, s, name, func(series storage.Series) {
+		it := series.Iterator(nil)
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			if vt == chunkenc.ValFloat {
+				floats++
+			} else {
+				hists++
+			}
+		}
+		require.NoError(t, it.Err())
+	})
+	return floats, hists
 }
 
 // TestRejectionMessageBounded: a 400 quotes the refused series, cut short:
