@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"mime"
 	"net/http"
 	"os"
 	"strconv"
@@ -265,17 +266,33 @@ func errorf(code int, format string, args ...any) *httpError {
 	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
+// protoMsg returns the message type a Content-Type names (1.0 if none).
+// It is parsed as RFC 9110 has it first: remoteapi.ParseProtoMsg splits on
+// ";" and "=" alone, so "application/x-protobuf; proto=…" (a space, or a
+// quoted value, both valid) lost its proto, and a 2.0 body read as 1.0
+// was answered 204 with nothing stored.
+func protoMsg(ct string) (remoteapi.WriteMessageType, error) {
+	if ct == "" {
+		return remoteapi.WriteV1MessageType, nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", ct, err)
+	}
+	norm := mt
+	if p, ok := params["proto"]; ok {
+		norm += ";proto=" + p
+	}
+	return remoteapi.ParseProtoMsg(norm)
+}
+
 func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "remote write: method not allowed, use POST", http.StatusMethodNotAllowed)
 		return
 	}
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		ct = "application/x-protobuf"
-	}
-	msgType, err := remoteapi.ParseProtoMsg(ct)
+	msgType, err := protoMsg(r.Header.Get("Content-Type"))
 	if err != nil {
 		http.Error(w, "remote write: unsupported Content-Type: "+err.Error(), http.StatusUnsupportedMediaType)
 		return

@@ -392,3 +392,40 @@ func TestWriteV2StartTimestamp(t *testing.T) {
 		})
 	}
 }
+
+// TestContentTypeParameters: the Content-Type is read as RFC 9110 has it
+// (a space after ";", a quoted value, any case of the media type and the
+// parameter's name). With a space, the 2.0 body was read as 1.0 and
+// answered 204 with nothing stored.
+func TestContentTypeParameters(t *testing.T) {
+	now := time.Now()
+	ms := now.UnixMilli()
+	raw, err := proto.Marshal(&writev2.Request{
+		Symbols:    []string{"", "__name__", "up"},
+		Timeseries: []writev2.TimeSeries{{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}}},
+	})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		ct   string
+		code int
+	}{
+		{"application/x-protobuf;proto=io.prometheus.write.v2.Request", 204},
+		{"application/x-protobuf; proto=io.prometheus.write.v2.Request", 204},
+		{`application/x-protobuf;proto="io.prometheus.write.v2.Request"`, 204},
+		{"Application/X-Protobuf; Proto=io.prometheus.write.v2.Request", 204},
+		{"application/x-protobuf; proto=io.prometheus.write.v2.Request; charset=binary", 204},
+		{"application/x-protobuf;;", 415},
+		{"application/x-protobuf; proto=", 415},
+	} {
+		t.Run(tc.ct, func(t *testing.T) {
+			s := openTestStorage(t)
+			h := NewWriteHandler(nil, nil, s, WriteOptions{Now: func() time.Time { return now }})
+			w := post(t, h, snappy.Encode(nil, raw), map[string]string{"Content-Type": tc.ct})
+			require.Equal(t, tc.code, w.Code, w.Body.String())
+			if tc.code == 204 {
+				require.Equal(t, "1", w.Header().Get(headerSamplesWritten))
+				require.Equal(t, map[int64]float64{ms: 1}, samples(t, s, "up"))
+			}
+		})
+	}
+}
