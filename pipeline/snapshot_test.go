@@ -502,9 +502,8 @@ func counterValues(incs []float64) []float64 {
 // next was due (up to --forecast.interval) and went stale in Prometheus,
 // breaking the capacity alerts on them off across every restart.
 func TestSnapshotForecastsAtOnce(t *testing.T) {
-	// 450 samples: the forecaster (30 s steps) is ready after 384. The
-	// last forecast is made at the last sample (a step ends there), so
-	// the next is a minute of sample time away.
+	// 450 samples: the forecaster (30 s steps) is ready after 384, and
+	// forecasts once a minute of sample time.
 	const n = 449
 	vs, ls, path, e := snapshotting(t, n, "queue_depth")
 	var before bytes.Buffer
