@@ -22,11 +22,13 @@ type metrics struct {
 	forwardErrors prometheus.Counter
 	// historySkipped counts input samples whose results were not stored:
 	// older than the head appends (history written in the past).
-	historySkipped prometheus.Counter
-	warmed         prometheus.Counter
-	caughtUp       prometheus.Counter
-	derivedErrs    *prometheus.CounterVec
-	retyped        prometheus.Counter
+	historySkipped  prometheus.Counter
+	warmed          prometheus.Counter
+	backfillFailed  prometheus.Counter
+	backfillSkipped prometheus.Counter
+	caughtUp        prometheus.Counter
+	derivedErrs     *prometheus.CounterVec
+	retyped         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
@@ -87,6 +89,12 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}),
 		warmed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_samples_total", Help: "History samples replayed into new series' models.",
+		}),
+		backfillFailed: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_warm_start_remote_read_failures_total", Help: "Warm starts whose remote read of history (--backfill.remote-read-url) failed or timed out.",
+		}),
+		backfillSkipped: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_warm_start_remote_read_skipped_total", Help: "Warm starts that skipped the remote read while it was backing off after a failure.",
 		}),
 		caughtUp: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_restore_catch_up_samples_total", Help: "Samples the TSDB holds after a restored model's last one (acknowledged after the last snapshot before a crash), replayed into it.",

@@ -34,7 +34,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/storage/remote"
 	"gopkg.in/yaml.v3"
 
 	"github.com/omen-sidecar/omen/config"
@@ -284,7 +283,7 @@ type Pipeline struct {
 	restoreMu sync.Mutex
 	restored  map[uint64][]*savedSeries
 
-	rr remote.ReadClient // backfill source; nil if not configured
+	bf *backfill // remote-read source of warm starts; nil if not configured
 
 	accOnce  sync.Once
 	accuracy *accuracy
@@ -325,11 +324,11 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 		return nil, err
 	}
 	if opts.BackfillRemoteReadURL != "" {
-		rr, err := newRemoteReader(opts.BackfillRemoteReadURL)
+		bf, err := newBackfill(opts.BackfillRemoteReadURL)
 		if err != nil {
 			return nil, err
 		}
-		p.rr = rr
+		p.bf = bf
 	}
 	return p, nil
 }

@@ -2,8 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/stretchr/testify/require"
@@ -179,4 +183,70 @@ func TestBackfillLocalAndRemote(t *testing.T) {
 		ref.Update(at(i), v)
 	}
 	requireSameState(t, ref, e, "older history from upstream first, then the local")
+}
+
+// TestBackfillUpstreamDownBacksOff: after a failed remote read the warm
+// starts skip it for a while, so an upstream that is down or hangs costs
+// one read per backoff, not one per new series on its worker (each up to
+// the read's timeout while the worker's other series wait); failures and
+// skips are counted, and the error logged has the URL's password masked.
+func TestBackfillUpstreamDownBacksOff(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	u.User = url.UserPassword("alice", "s3cr3t")
+	u.Path = "/api/v1/read"
+	e := newEnv(t, "", nil, func(o *Options) {
+		o.BackfillRemoteReadURL = u.String()
+		o.Workers = 1
+	})
+	batch := func(names ...string) {
+		var lss []labels.Labels
+		var vs []float64
+		for _, n := range names {
+			lss, vs = append(lss, labels.FromStrings("__name__", n)), append(vs, 1)
+		}
+		e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss, vs)
+		e.sync()
+	}
+	batch("a", "b", "c", "d")
+	require.Equal(t, int32(1), hits.Load(), "one read, then the backoff")
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.backfillFailed))
+	require.Equal(t, 3.0, testutil.ToFloat64(e.p.m.backfillSkipped))
+	require.Len(t, e.p.Anomalies(nil), 4, "every series scored all the same")
+
+	e.clock.set(e.clock.Now().Add(backfillBackoffFirst + time.Second))
+	batch("e", "f")
+	require.Equal(t, int32(2), hits.Load(), "tried again after the backoff")
+	require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.backfillFailed))
+	require.Equal(t, 4.0, testutil.ToFloat64(e.p.m.backfillSkipped))
+	e.clock.set(e.clock.Now().Add(backfillBackoffFirst + time.Second))
+	batch("g")
+	require.Equal(t, int32(2), hits.Load(), "the second backoff is twice the first")
+
+	// What the log says: the read client's error quotes the URL.
+	_, err = e.p.bf.rr.Read(context.Background(), &prompb.Query{}, false)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "s3cr3t", "the client's error quotes the password")
+	msg := redact(err, e.p.bf.url)
+	require.NotContains(t, msg, "s3cr3t")
+	require.Contains(t, msg, "alice:xxxxx@")
+}
+
+// TestBackfillURLChecked: a backfill URL that is not absolute http(s) is
+// refused, and the error does not repeat it (without its scheme, a URL
+// parses with its password in plain sight).
+func TestBackfillURLChecked(t *testing.T) {
+	for _, u := range []string{"alice:s3cr3t@prom:9090/api/v1/read", "ftp://alice:s3cr3t@prom/api/v1/read", "/api/v1/read", "http://"} {
+		_, err := newBackfill(u)
+		require.Error(t, err, u)
+		require.NotContains(t, err.Error(), "s3cr3t")
+	}
+	_, err := newBackfill("https://alice:s3cr3t@prom:9090/api/v1/read")
+	require.NoError(t, err)
 }

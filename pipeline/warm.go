@@ -2,9 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	config_util "github.com/prometheus/common/config"
@@ -16,14 +19,36 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
-// remoteReadTimeout bounds one warm start's remote read; it runs on a
-// scorer worker, so a slow upstream delays that shard, never ingest.
-const remoteReadTimeout = 30 * time.Second
+// remoteReadTimeout bounds one warm start's remote read. It runs on a
+// scorer worker, so a slow upstream delays that shard (never ingest); a
+// healthy Prometheus answers one series' day in milliseconds.
+const remoteReadTimeout = 10 * time.Second
 
-func newRemoteReader(u string) (remote.ReadClient, error) {
+// After a failed read the backfill is skipped for a while (doubling from
+// the first to the last, reset by a success): an upstream that is down or
+// slow would otherwise cost every new series a timeout on its worker, in
+// turn, while that worker's other series wait and its queue overflows.
+const (
+	backfillBackoffFirst = 10 * time.Second
+	backfillBackoffMax   = 5 * time.Minute
+)
+
+// backfill is the remote-read source of warm starts, shared by the workers.
+type backfill struct {
+	rr  remote.ReadClient
+	url *url.URL // for redacting errors, which quote it with its password
+
+	mu      sync.Mutex
+	until   time.Time // no reads before
+	backoff time.Duration
+}
+
+func newBackfill(u string) (*backfill, error) {
 	pu, err := url.Parse(u)
-	if err != nil || pu.Scheme == "" || pu.Host == "" {
-		return nil, fmt.Errorf("backfill remote-read URL %q: want an absolute http(s) URL", u)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		// Not quoted: a URL missing its scheme parses with the password
+		// in it, unredacted.
+		return nil, errors.New("backfill remote-read URL: want an absolute http(s) URL such as http://prometheus:9090/api/v1/read")
 	}
 	c, err := remote.NewReadClient("omen-backfill", &remote.ClientConfig{
 		URL:              &config_util.URL{URL: pu},
@@ -32,9 +57,43 @@ func newRemoteReader(u string) (remote.ReadClient, error) {
 		ChunkedReadLimit: 50e6, // bytes per streamed frame, Prometheus's default
 	})
 	if err != nil {
-		return nil, fmt.Errorf("backfill remote-read client: %w", err)
+		return nil, fmt.Errorf("backfill remote-read client: %s", redact(err, pu))
 	}
-	return c, nil
+	return &backfill{rr: c, url: pu}, nil
+}
+
+// redact returns err's text with u's password masked.
+func redact(err error, u *url.URL) string {
+	msg := err.Error()
+	if _, ok := u.User.Password(); ok {
+		msg = strings.ReplaceAll(msg, u.String(), u.Redacted())
+	}
+	return msg
+}
+
+// open reports whether a read may be tried now.
+func (b *backfill) open(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !now.Before(b.until)
+}
+
+// done records a read's outcome; it returns the time reads are skipped
+// for after a failure, 0 after a success or if another worker's failure
+// already closed the gate (so one outage logs once per backoff).
+func (b *backfill) done(now time.Time, err error) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil {
+		b.backoff = 0
+		return 0
+	}
+	if now.Before(b.until) {
+		return 0
+	}
+	b.backoff = min(max(2*b.backoff, backfillBackoffFirst), backfillBackoffMax)
+	b.until = now.Add(b.backoff)
+	return b.backoff
 }
 
 // ring keeps the last cap(t) samples it is given, so a long history costs
@@ -145,15 +204,23 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	ms := equalMatchers(s.in)
 	local := w.readLocal(ctx, s, ms, mint, beforeMs-1)
 	var older ring
-	if p.rr != nil && local.len() < n {
-		end := beforeMs
-		if t, ok := local.first(); ok {
-			end = t
-		}
-		older = ring{t: make([]int64, 0, n-local.len()), v: make([]float64, 0, n-local.len())}
-		if err := w.remoteRead(ctx, &older, mint, end-1, ms); err != nil {
-			p.logger.Warn("Warm start by remote read", "series", s.in.String(), "err", err)
-			older = ring{}
+	if p.bf != nil && local.len() < n {
+		if !p.bf.open(p.opts.Now()) {
+			p.m.backfillSkipped.Inc()
+		} else {
+			end := beforeMs
+			if t, ok := local.first(); ok {
+				end = t
+			}
+			older = ring{t: make([]int64, 0, n-local.len()), v: make([]float64, 0, n-local.len())}
+			err := w.remoteRead(ctx, &older, mint, end-1, ms)
+			if wait := p.bf.done(p.opts.Now(), err); err != nil {
+				p.m.backfillFailed.Inc()
+				older = ring{}
+				if wait > 0 {
+					p.logger.Warn("Warm start by remote read failed; new series warm from local history alone for a while", "series", s.in.String(), "err", redact(err, p.bf.url), "retry_in", wait)
+				}
+			}
 		}
 	}
 	replay := w.replayer(s)
@@ -237,7 +304,7 @@ func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms [
 	}
 	ctx, cancel := context.WithTimeout(ctx, remoteReadTimeout)
 	defer cancel()
-	ss, err := w.p.rr.Read(ctx, q, false)
+	ss, err := w.p.bf.rr.Read(ctx, q, false)
 	if err != nil {
 		return err
 	}

@@ -39,9 +39,9 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default("0").Float64Var(&o.ScoreFloor)
 	cl.Flag("backfill.remote-read-url", "Remote-read URL of an upstream Prometheus or Thanos to warm new series from.").
 		Default("").StringVar(&o.BackfillRemoteReadURL)
-	cl.Flag("backfill.max-points", "Most history samples replayed into a new series' models.").
+	cl.Flag("backfill.max-points", "Most history samples replayed into a new series' models, and into a restored one after a crash; 0 means the default.").
 		Default(fmt.Sprint(o.BackfillMaxPoints)).IntVar(&o.BackfillMaxPoints)
-	cl.Flag("backfill.max-age", "How far back a new series' warm start reads.").
+	cl.Flag("backfill.max-age", "How far back a new series' warm start reads; 0 means the default.").
 		Default(o.BackfillMaxAge.String()).DurationVar(&o.BackfillMaxAge)
 	cl.Flag("snapshot.interval", "Time between model state snapshots (also taken at shutdown).").
 		Default(o.SnapshotInterval.String()).DurationVar(&o.SnapshotInterval)
