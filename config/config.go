@@ -161,6 +161,15 @@ func LoadFile(path string) (*Config, error) {
 	return c, nil
 }
 
+// emptyDocument reports whether a decoded YAML document holds nothing: no
+// node, or a null.
+func emptyDocument(n *yaml.Node) bool {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	return n.Kind == 0 || (n.Kind == yaml.DocumentNode && len(n.Content) == 0) || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
+}
+
 // Load parses and validates a configuration. Unknown fields are errors, so a
 // typo is reported instead of silently ignored.
 func Load(b []byte) (*Config, error) {
@@ -169,6 +178,18 @@ func Load(b []byte) (*Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parse: %w", err)
+	}
+	// A second document ("---") was ignored, settings and typos alike; an
+	// empty one (a trailing ---) holds nothing to lose.
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || !emptyDocument(&more) {
+			return nil, errors.New("parse: more than one YAML document (a line of ---); the configuration is one")
+		}
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err == nil {

@@ -19,6 +19,16 @@ func TestLoadDefaults(t *testing.T) {
 	require.True(t, c.Selected(labels.FromStrings("__name__", "up")))
 }
 
+// TestLoadEmptyDocuments: a leading or trailing "---" (an empty second
+// document) is no second configuration.
+func TestLoadEmptyDocuments(t *testing.T) {
+	for _, in := range []string{"---\ninclude: ['{job=\"a\"}']\n", "include: ['{job=\"a\"}']\n---\n", "include: ['{job=\"a\"}']\n---\n# nothing\n---\n"} {
+		c, err := Load([]byte(in))
+		require.NoError(t, err, in)
+		require.Len(t, c.Include, 1, in)
+	}
+}
+
 func TestLoadFull(t *testing.T) {
 	c, err := Load([]byte(`
 include: ['{job="api"}']
@@ -49,6 +59,8 @@ alerting:
 func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"unknown field", "inclde: []", "field inclde not found"},
+		// The second document, typo and all, was ignored.
+		{"two documents", "---\ninclude: ['{job=\"a\"}']\n---\nbogus: 1\n", "more than one YAML document"},
 		{"bad selector", "include: ['{job=']", "include[0]"},
 		{"bad direction", "defaults: {direction: sideways}", "defaults.direction"},
 		{"bad rate", "defaults: {false_alarm_rate: 2}", "false_alarm_rate"},

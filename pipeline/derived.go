@@ -23,7 +23,7 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 	if p.engine == nil {
 		return
 	}
-	next := map[string]time.Time{}
+	next := map[string]slot{}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -38,18 +38,9 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 		for i := range cfg.Derived {
 			d := &cfg.Derived[i]
 			seen[d.Name] = true
-			due, ok := next[d.Name]
-			if !ok {
-				// First seen: evaluate one interval from now, so a
-				// reload does not evaluate every input at once.
-				next[d.Name] = now.Add(time.Duration(d.Interval))
-				continue
+			if isDue(next, d, now) {
+				p.evalDerived(ctx, d, now)
 			}
-			if now.Before(due) {
-				continue
-			}
-			next[d.Name] = nextDue(due, now, time.Duration(d.Interval))
-			p.evalDerived(ctx, d, now)
 		}
 		for name := range next {
 			if !seen[name] {
@@ -64,6 +55,39 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 // on its schedule, not interval after now, from which each run slipped by
 // up to the loop's tick (an interval of 1s was evaluated every 1-2 s); one
 // that fell behind by more than an interval starts again from now.
+// slot is a derived input's schedule: its next evaluation, and the
+// interval that was set with.
+type slot struct {
+	at    time.Time
+	every time.Duration
+}
+
+// isDue reports whether d is to be evaluated at now, and moves its slot in
+// next on if so. A new input is first evaluated one interval from now, so
+// a reload does not evaluate every input at once. A reload that changes an
+// input's interval reschedules it at most one new interval away: it kept
+// the rest of the old one (an hour, say, before a new 10s took effect).
+func isDue(next map[string]slot, d *config.Derived, now time.Time) bool {
+	every := time.Duration(d.Interval)
+	s, ok := next[d.Name]
+	switch {
+	case !ok:
+		next[d.Name] = slot{at: now.Add(every), every: every}
+		return false
+	case s.every != every:
+		if soon := now.Add(every); soon.Before(s.at) {
+			s.at = soon
+		}
+		s.every = every
+		next[d.Name] = s
+	}
+	if now.Before(s.at) {
+		return false
+	}
+	next[d.Name] = slot{at: nextDue(s.at, now, every), every: every}
+	return true
+}
+
 func nextDue(due, now time.Time, interval time.Duration) time.Time {
 	if next := due.Add(interval); next.After(now) {
 		return next

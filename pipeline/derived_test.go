@@ -336,3 +336,29 @@ func TestNextDue(t *testing.T) {
 		require.Equal(t, at(c.exp), nextDue(at(c.due), at(c.now), time.Second), c.name)
 	}
 }
+
+// TestDerivedSchedule: when a derived input is evaluated. A new one waits
+// one interval; a reload that shortens the interval takes effect within
+// the new one, where the old schedule waited out the old interval (an
+// hour before a new 10s applied); one that lengthens it keeps the slot.
+func TestDerivedSchedule(t *testing.T) {
+	d := func(every time.Duration) *config.Derived {
+		return &config.Derived{Name: "x", Interval: model.Duration(every)}
+	}
+	next := map[string]slot{}
+	now := t0
+	step := func(after time.Duration, every time.Duration) bool {
+		now = now.Add(after)
+		return isDue(next, d(every), now)
+	}
+	require.False(t, step(0, time.Hour), "new: one interval from now")
+	require.False(t, step(30*time.Minute, time.Hour))
+	require.True(t, step(30*time.Minute, time.Hour))
+	require.False(t, step(time.Second, 10*time.Second), "shortened: rescheduled")
+	require.False(t, step(8*time.Second, 10*time.Second))
+	require.True(t, step(2*time.Second, 10*time.Second), "within the new interval")
+	require.True(t, step(10*time.Second, 10*time.Second))
+	require.False(t, step(5*time.Second, time.Hour), "lengthened: the slot stands")
+	require.True(t, step(5*time.Second, time.Hour))
+	require.False(t, step(time.Minute, time.Hour))
+}
