@@ -161,6 +161,60 @@ func LoadFile(path string) (*Config, error) {
 	return c, nil
 }
 
+// durationKeys are the keys whose values are durations (a list of them for
+// forecast_horizons); "for" is one only in an alert tier, the input's name
+// in a capacity alert.
+var durationKeys = map[string]bool{"forecast_horizons": true, "interval": true, "keep_firing_for": true, "horizon": true}
+
+// badDuration returns, for the first duration in the document at n that
+// does not parse, an error naming its line and field: model.Duration's own
+// names only the value, and a reload that failed on "1x" left the user to
+// search the file for it. path is n's.
+func badDuration(n *yaml.Node, path string) error {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := badDuration(c, path); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := badDuration(c, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := strings.TrimPrefix(path+"."+k.Value, ".")
+			tier := k.Value == "for" && (strings.HasSuffix(path, "warning") || strings.HasSuffix(path, "critical"))
+			if !durationKeys[k.Value] && !tier {
+				if err := badDuration(v, p); err != nil {
+					return err
+				}
+				continue
+			}
+			vals := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				vals = v.Content
+			}
+			for j, x := range vals {
+				if x.Kind != yaml.ScalarNode {
+					continue
+				}
+				if _, err := model.ParseDuration(x.Value); err != nil {
+					if v.Kind == yaml.SequenceNode {
+						p = fmt.Sprintf("%s[%d]", strings.TrimPrefix(path+"."+k.Value, "."), j)
+					}
+					return fmt.Errorf("line %d: %s %q: %w", x.Line, p, x.Value, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // emptyDocument reports whether a decoded YAML document holds nothing: no
 // node, or a null.
 func emptyDocument(n *yaml.Node) bool {
@@ -177,6 +231,12 @@ func Load(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var root yaml.Node
+		if yaml.Unmarshal(b, &root) == nil {
+			if bad := badDuration(&root, ""); bad != nil {
+				return nil, fmt.Errorf("parse: %w", bad)
+			}
+		}
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	// A second document ("---") was ignored, settings and typos alike; an

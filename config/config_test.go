@@ -59,6 +59,12 @@ alerting:
 func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"unknown field", "inclde: []", "field inclde not found"},
+		// The duration's own error named neither the field nor the line.
+		{"bad interval", "derived:\n  - {name: a, expr: up}\n  - {name: b, expr: up, interval: 1x}\n", `line 3: derived[1].interval "1x"`},
+		{"negative interval", "derived: [{name: a, expr: up, interval: -5s}]", `derived[0].interval "-5s"`},
+		{"bad horizon", "defaults: {forecast_horizons: [5m, bogus]}", `defaults.forecast_horizons[1] "bogus"`},
+		{"bad tier for", "alerting: {warning: {for: soon}}", `alerting.warning.for "soon"`},
+		{"bad capacity horizon", "alerting: {capacity: [{name: Full, for: disk, limit: 1, horizon: 2y3}]}", `alerting.capacity[0].horizon "2y3"`},
 		// The second document, typo and all, was ignored.
 		{"two documents", "---\ninclude: ['{job=\"a\"}']\n---\nbogus: 1\n", "more than one YAML document"},
 		{"bad selector", "include: ['{job=']", "include[0]"},
