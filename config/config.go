@@ -204,10 +204,11 @@ func badDuration(n *yaml.Node, path string) error {
 					continue
 				}
 				if _, err := model.ParseDuration(x.Value); err != nil {
+					field := p
 					if v.Kind == yaml.SequenceNode {
-						p = fmt.Sprintf("%s[%d]", strings.TrimPrefix(path+"."+k.Value, "."), j)
+						field = fmt.Sprintf("%s[%d]", p, j)
 					}
-					return fmt.Errorf("line %d: %s %q: %w", x.Line, p, x.Value, err)
+					return fmt.Errorf("line %d: %s %q: %w", x.Line, field, x.Value, err)
 				}
 			}
 		}
@@ -228,11 +229,12 @@ func emptyDocument(n *yaml.Node) bool {
 // typo is reported instead of silently ignored.
 func Load(b []byte) (*Config, error) {
 	c := &Config{}
+	var root yaml.Node
+	rootErr := yaml.Unmarshal(b, &root)
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		var root yaml.Node
-		if yaml.Unmarshal(b, &root) == nil {
+		if rootErr == nil {
 			if bad := badDuration(&root, ""); bad != nil {
 				return nil, fmt.Errorf("parse: %w", bad)
 			}
@@ -251,8 +253,7 @@ func Load(b []byte) (*Config, error) {
 			return nil, errors.New("parse: more than one YAML document (a line of ---); the configuration is one")
 		}
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err == nil {
+	if rootErr == nil {
 		c.markSet(&root)
 	}
 	if err := c.validate(); err != nil {

@@ -51,10 +51,6 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 	}
 }
 
-// nextDue is when an input due at due and evaluated at now is due again:
-// on its schedule, not interval after now, from which each run slipped by
-// up to the loop's tick (an interval of 1s was evaluated every 1-2 s); one
-// that fell behind by more than an interval starts again from now.
 // slot is a derived input's schedule: its next evaluation, and the
 // interval that was set with.
 type slot struct {
@@ -88,6 +84,10 @@ func isDue(next map[string]slot, d *config.Derived, now time.Time) bool {
 	return true
 }
 
+// nextDue is when an input due at due and evaluated at now is due again:
+// on its schedule, not interval after now, from which each run slipped by
+// up to the loop's tick (an interval of 1s was evaluated every 1-2 s); one
+// that fell behind by more than an interval starts again from now.
 func nextDue(due, now time.Time, interval time.Duration) time.Time {
 	if next := due.Add(interval); next.After(now) {
 		return next

@@ -571,10 +571,10 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int6
 // inOrder checks a sample the head took against the one before it in the
 // request if both are of one series (the samples of a series' entry, or
 // its entries back to back, as Prometheus sends them), and reports
-// whether it counts as written. The head checks a request's samples against the
-// stored ones as they are appended, but against each other only at
-// commit, where it drops an older one or another value at the same time
-// silently: the sender was told they were written. They are answered 400
+// whether it counts as written. The head checks a request's samples
+// against the stored ones as they are appended, but against each other
+// only at commit, where it drops an older one or another value at the
+// same time silently: the sender was told they were written. They are answered 400
 // here instead, as they would be a request later; the head's commit drops
 // them as before. With an out-of-order window the head keeps or drops an
 // older one by its own newest time and out-of-order chunks, which this
@@ -595,12 +595,12 @@ func (a *appendState) inOrder(ref storage.SeriesRef, typ string, ls labels.Label
 	case t < a.lastT && a.h.opts.OutOfOrderTimeWindow == 0:
 		a.reject(typ, "out_of_order", 1, "series %s: sample at %d: %v (older than one before it in the request)", ls, t, storage.ErrOutOfOrderSample)
 		return false
-	case t == a.lastT && !a.sameAsLast(v, hist, fh):
-		a.reject(typ, "duplicate", 1, "series %s: sample at %d: %v (another value earlier in the request)", ls, t, storage.ErrDuplicateSampleForTimestamp)
-		return false
 	case t == a.lastT:
-		// The same sample again: not an error, and stored once, so not
+		// The same sample again is no error, but stored once it is not
 		// counted written twice.
+		if !a.sameAsLast(v, hist, fh) {
+			a.reject(typ, "duplicate", 1, "series %s: sample at %d: %v (another value earlier in the request)", ls, t, storage.ErrDuplicateSampleForTimestamp)
+		}
 		return false
 	}
 	return true
