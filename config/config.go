@@ -88,12 +88,29 @@ type Override struct {
 
 // Derived is a named PromQL expression evaluated every Interval. Each series
 // of its result is scored as an input whose `for` label is Name.
+//
+// Or, with Members instead of Expr, a multivariate group: each member's
+// expression is evaluated every Interval, its series are matched across
+// the members by the labels in By (the cpu, memory, errors and latency of
+// one pod: by [namespace, pod]), and each group's values are scored
+// together, as one input with By's labels whose `for` label is Name.
 type Derived struct {
 	Name     string         `yaml:"name"`
-	Expr     string         `yaml:"expr"`
+	Expr     string         `yaml:"expr,omitempty"`
+	By       []string       `yaml:"by,omitempty"`
+	Members  []Member       `yaml:"members,omitempty"`
 	Interval model.Duration `yaml:"interval,omitempty"` // default 30s
 	Scoring  `yaml:",inline"`
 }
+
+// Member is one expression of a multivariate group.
+type Member struct {
+	Name string `yaml:"name"`
+	Expr string `yaml:"expr"`
+}
+
+// MaxGroupMembers bounds a group's members (detect.MaxGroupMembers).
+const MaxGroupMembers = 8
 
 // Alerting configures generated alerting rules.
 type Alerting struct {
@@ -312,12 +329,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%s.name %q: used twice", where, d.Name)
 		}
 		seen[d.Name] = true
-		expr, err := parser.NewParser(parser.Options{}).ParseExpr(d.Expr)
-		if err != nil {
-			return fmt.Errorf("%s.expr: %w", where, err)
-		}
-		if t := expr.Type(); t != parser.ValueTypeVector && t != parser.ValueTypeScalar {
-			return fmt.Errorf("%s.expr: a %s; want an instant vector or a scalar", where, parser.DocumentedType(t))
+		if err := d.validateExprs(where); err != nil {
+			return err
 		}
 		if d.Interval == 0 {
 			d.Interval = model.Duration(30 * time.Second)
@@ -334,6 +347,62 @@ func (c *Config) validate() error {
 	}
 	return c.Alerting.validate()
 }
+
+// validateExprs checks d's expression, or its group's members and labels.
+func (d *Derived) validateExprs(where string) error {
+	switch {
+	case d.Expr != "" && len(d.Members) > 0:
+		return fmt.Errorf("%s: both expr and members; want expr for one input, members for a group", where)
+	case d.Expr == "" && len(d.Members) == 0:
+		return fmt.Errorf("%s: want expr, or members for a group", where)
+	case d.Expr != "" && len(d.By) > 0:
+		return fmt.Errorf("%s.by: only for a group (members); aggregate expr by the labels instead", where)
+	case d.Expr != "":
+		return checkExpr(d.Expr, where+".expr")
+	case len(d.Members) < 2 || len(d.Members) > MaxGroupMembers:
+		return fmt.Errorf("%s.members: %d; want 2 to %d", where, len(d.Members), MaxGroupMembers)
+	}
+	seen := map[string]bool{}
+	for i, l := range d.By {
+		if !model.LabelName(l).IsValid() || l == labels.MetricName {
+			return fmt.Errorf("%s.by[%d]: %q is not a label name to group by", where, i, l)
+		}
+		if seen[l] {
+			return fmt.Errorf("%s.by: %q twice", where, l)
+		}
+		seen[l] = true
+	}
+	clear(seen)
+	for i, m := range d.Members {
+		mw := fmt.Sprintf("%s.members[%d]", where, i)
+		if !metricName.MatchString(m.Name) {
+			return fmt.Errorf("%s.name %q: want a valid metric name", mw, m.Name)
+		}
+		if seen[m.Name] {
+			return fmt.Errorf("%s.name %q: used twice", mw, m.Name)
+		}
+		seen[m.Name] = true
+		if err := checkExpr(m.Expr, mw+".expr"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkExpr checks that expr parses to an instant vector or a scalar.
+func checkExpr(expr, where string) error {
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if t := e.Type(); t != parser.ValueTypeVector && t != parser.ValueTypeScalar {
+		return fmt.Errorf("%s: a %s; want an instant vector or a scalar", where, parser.DocumentedType(t))
+	}
+	return nil
+}
+
+// IsGroup reports whether d is a multivariate group.
+func (d *Derived) IsGroup() bool { return len(d.Members) > 0 }
 
 // validateRemoteWrite checks what Prometheus checks of its remote_write
 // beyond each entry's own parsing.

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +90,16 @@ func TestLoadErrors(t *testing.T) {
 		{"NaN score", "alerting: {warning: {score: .nan}}", "warning.score"},
 		{"zero score", "alerting: {warning: {score: 0}}", "warning.score 0"},
 		{"group_by twice", "alerting: {group_by: [job, job]}", "twice"},
+		{"group and expr", "derived: [{name: g, expr: up, members: [{name: a, expr: up}, {name: b, expr: up}]}]", "both expr and members"},
+		{"neither expr nor members", "derived: [{name: g}]", "want expr, or members"},
+		{"by without members", "derived: [{name: g, expr: up, by: [pod]}]", "derived[0].by: only for a group"},
+		{"one member", "derived: [{name: g, members: [{name: a, expr: up}]}]", "members: 1; want 2 to 8"},
+		{"member twice", "derived: [{name: g, members: [{name: a, expr: up}, {name: a, expr: up}]}]", "members[1].name \"a\": used twice"},
+		{"member name", "derived: [{name: g, members: [{name: a, expr: up}, {name: 'b c', expr: up}]}]", "members[1].name"},
+		{"member expr", "derived: [{name: g, members: [{name: a, expr: up}, {name: b, expr: 'rate(x[5m]'}]}]", "derived[0].members[1].expr"},
+		{"member range vector", "derived: [{name: g, members: [{name: a, expr: up}, {name: b, expr: 'x[5m]'}]}]", "members[1].expr: a range vector"},
+		{"by twice", "derived: [{name: g, by: [pod, pod], members: [{name: a, expr: up}, {name: b, expr: up}]}]", "\"pod\" twice"},
+		{"by name", "derived: [{name: g, by: [__name__], members: [{name: a, expr: up}, {name: b, expr: up}]}]", "by[0]"},
 		{"capacity name", "alerting: {capacity: [{name: 'disk full', for: disk, limit: 1}]}", "capacity[0].name"},
 		{"capacity without limit", "alerting: {capacity: [{name: Full, for: disk}]}", "limit is required"},
 		{"NaN limit", "alerting: {capacity: [{name: Full, for: disk, limit: .nan}]}", "limit NaN"},
@@ -127,4 +139,22 @@ alerting: {warning: {score: 2, for: 0s}, keep_firing_for: 0s}
 	d, err := Load(nil)
 	require.NoError(t, err)
 	require.Equal(t, model.Duration(2*time.Minute), *d.Alerting.KeepFiringFor, "default")
+}
+
+// TestReadmeExample loads the README's configuration example, so that it
+// stays a valid file: its derived inputs, group and all.
+func TestReadmeExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, block, ok := strings.Cut(string(b), "```yaml\ninclude:")
+	require.True(t, ok, "README has the configuration example")
+	block, _, ok = strings.Cut(block, "```")
+	require.True(t, ok)
+	c, err := Load([]byte("include:" + block))
+	require.NoError(t, err)
+	g := c.DerivedNamed("pod_health")
+	require.NotNil(t, g)
+	require.True(t, g.IsGroup())
+	require.Equal(t, []string{"namespace", "pod"}, g.By)
+	require.Len(t, g.Members, 4)
 }

@@ -431,27 +431,36 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	// the period) is not a follow-up: it alerts and opens a new period. An
 	// event still going on (a score above refractHold) holds the period
 	// open for refractHoldLen more samples.
-	if st.RefLeft > 0 {
-		st.RefLeft--
-		if best > refractHold {
-			st.RefLeft = max(st.RefLeft, uint32(min(refractHoldLen, d.opts.RefractorySamples)))
-			res.Ongoing = true
-		}
-		if !(best > 1 && best > refractEscape*float64(st.RefPeak)) {
-			best *= refractDamp
-			bestM = -1
-		}
-	}
-	if bestM >= 0 && best > 1 && d.opts.RefractorySamples > 0 {
-		st.RefLeft = uint32(d.opts.RefractorySamples)
-		st.RefPeak = float32(best)
-	}
-	res.Score = best
-	res.Ongoing = res.Ongoing || best > 1
+	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, best, bestM >= 0, d.opts.RefractorySamples)
 	if driver >= 0 {
 		res.Member, res.Feature = memberNames[driver], featureNames[driver]
 	}
 	return res
+}
+
+// refract applies the refractory period, left samples of it opened by a
+// score of peak (see Detector.update), to score, which has a driving
+// member if driven, with the period's length from the options. It returns
+// the score, damped inside the period, and whether the sample is part of
+// an event (Result.Ongoing).
+func refract(left *uint32, peak *float32, score float64, driven bool, samples int) (float64, bool) {
+	ongoing := false
+	if *left > 0 {
+		*left--
+		if score > refractHold {
+			*left = max(*left, uint32(min(refractHoldLen, samples)))
+			ongoing = true
+		}
+		if !(score > 1 && score > refractEscape*float64(*peak)) {
+			score *= refractDamp
+			driven = false
+		}
+	}
+	if driven && score > 1 && samples > 0 {
+		*left = uint32(samples)
+		*peak = float32(score)
+	}
+	return score, ongoing || score > 1
 }
 
 // collapsed returns the members whose z-score at the next sample is taken

@@ -29,6 +29,24 @@ type wireOptions struct {
 	Seed                             uint64
 }
 
+func toWire(o Options) wireOptions {
+	return wireOptions{
+		Direction: int8(o.Direction), MinDeviationAbs: o.MinDeviationAbs, MinDeviationRel: o.MinDeviationRel,
+		ValidMin: o.ValidMin, ValidMax: o.ValidMax, WarmupSamples: int64(o.WarmupSamples),
+		FalseAlarmRate: o.FalseAlarmRate, RefractorySamples: int64(o.RefractorySamples),
+		Members: int64(o.Members), Seed: o.Seed,
+	}
+}
+
+func fromWire(w wireOptions) Options {
+	return Options{
+		Direction: Direction(w.Direction), MinDeviationAbs: w.MinDeviationAbs, MinDeviationRel: w.MinDeviationRel,
+		ValidMin: w.ValidMin, ValidMax: w.ValidMax, WarmupSamples: int(w.WarmupSamples),
+		FalseAlarmRate: w.FalseAlarmRate, RefractorySamples: int(w.RefractorySamples),
+		Members: int(w.Members), Seed: w.Seed,
+	}
+}
+
 // MarshalBinary encodes the options and everything learnt:
 //
 //	"omdt" | version uint16 | options | state | [extra state] | CRC-32 (IEEE) of all before it
@@ -45,13 +63,7 @@ func (d *Detector) AppendBinary(b []byte) ([]byte, error) {
 	start := len(b)
 	b = append(b, snapshotMagic...)
 	b = binary.LittleEndian.AppendUint16(b, snapshotVersion)
-	o := d.opts
-	w := wireOptions{
-		Direction: int8(o.Direction), MinDeviationAbs: o.MinDeviationAbs, MinDeviationRel: o.MinDeviationRel,
-		ValidMin: o.ValidMin, ValidMax: o.ValidMax, WarmupSamples: int64(o.WarmupSamples),
-		FalseAlarmRate: o.FalseAlarmRate, RefractorySamples: int64(o.RefractorySamples),
-		Members: int64(o.Members), Seed: o.Seed,
-	}
+	w := toWire(d.opts)
 	parts := []any{&w, &d.st}
 	if d.ex != nil {
 		parts = append(parts, d.ex)
@@ -172,12 +184,7 @@ func decode(data []byte) (Options, state, *extraState, error) {
 			return Options{}, st, nil, fmt.Errorf("decode detector state: %w", err)
 		}
 	}
-	o := Options{
-		Direction: Direction(w.Direction), MinDeviationAbs: w.MinDeviationAbs, MinDeviationRel: w.MinDeviationRel,
-		ValidMin: w.ValidMin, ValidMax: w.ValidMax, WarmupSamples: int(w.WarmupSamples),
-		FalseAlarmRate: w.FalseAlarmRate, RefractorySamples: int(w.RefractorySamples),
-		Members: int(w.Members), Seed: w.Seed,
-	}
+	o := fromWire(w)
 	if err := o.Validate(); err != nil {
 		return Options{}, st, nil, fmt.Errorf("decode detector: %w", err)
 	}

@@ -241,7 +241,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 			}
 			vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
 			for i, v := range vals {
-				if p.family[baseFamilies[i]] && want(baseFamilies[i]) && (i == 0 || pub.ready) {
+				if p.family[baseFamilies[i]] && want(baseFamilies[i]) && (i == 0 || pub.banded()) {
 					fn(baseFamilies[i], &ls, v)
 				}
 			}

@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -101,28 +103,15 @@ func nextDue(due, now time.Time, interval time.Duration) time.Time {
 func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.Time) {
 	qctx, cancel := context.WithTimeout(ctx, time.Duration(d.Interval))
 	defer cancel()
-	q, err := p.engine.NewInstantQuery(qctx, p.st, nil, d.Expr, now)
+	if d.IsGroup() {
+		p.evalGroup(qctx, d, now)
+		return
+	}
+	vec, err := p.instant(qctx, d.Expr, now)
 	if err != nil {
 		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
 		p.logger.Warn("Derived input", "name", d.Name, "err", err)
 		return
-	}
-	defer q.Close()
-	res := q.Exec(qctx)
-	if res.Err != nil {
-		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-		p.logger.Warn("Derived input", "name", d.Name, "err", res.Err)
-		return
-	}
-	vec, err := res.Vector()
-	if err != nil {
-		if sc, serr := res.Scalar(); serr == nil {
-			vec = promql.Vector{{T: sc.T, F: sc.V}}
-		} else {
-			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-			p.logger.Warn("Derived input: want an instant vector or scalar", "name", d.Name, "err", err)
-			return
-		}
 	}
 	ingested := p.ingestedNamed(qctx, d.Name, now)
 	cfg := p.cfg.Load()
@@ -159,7 +148,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 			return
 		}
 		cur[ref] = ls
-		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: d})
+		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: &derivedSample{d: d}})
 	}
 	if len(handedOver) > 0 {
 		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
@@ -170,6 +159,105 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		p.dispatch(samples)
 	}
 	p.derivedGone(d.Name, cur, handedOver, now)
+}
+
+// instant evaluates expr at now, a scalar as a vector of one series with
+// no labels.
+func (p *Pipeline) instant(ctx context.Context, expr string, now time.Time) (promql.Vector, error) {
+	q, err := p.engine.NewInstantQuery(ctx, p.st, nil, expr, now)
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	res := q.Exec(ctx)
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	vec, err := res.Vector()
+	if err != nil {
+		sc, serr := res.Scalar()
+		if serr != nil {
+			return nil, fmt.Errorf("want an instant vector or scalar: %w", err)
+		}
+		vec = promql.Vector{{T: sc.T, F: sc.V}}
+	}
+	return vec, nil
+}
+
+// evalGroup evaluates the members of the group d at now and scores each
+// group, the series of the members that have the same values of d.By, as
+// one input: its labels are d.By's and its name d's. A group some member
+// has no series for, or a NaN or infinite value, is not scored at this
+// evaluation (a pod with no errors yet: give that member's expression an
+// `or` default). A member
+// with two series for one group fails the evaluation, as two series of one
+// name do a recording rule's: its expression is to aggregate by d.By.
+func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Time) {
+	type group struct {
+		ls   labels.Labels
+		vals []float64
+		have uint16 // a bit per member
+	}
+	var (
+		groups = map[uint64]*group{}
+		order  []uint64
+		b      = labels.NewBuilder(labels.EmptyLabels())
+	)
+	for i, m := range d.Members {
+		vec, err := p.instant(ctx, m.Expr, now)
+		if err != nil {
+			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
+			p.logger.Warn("Derived group: a member's expression failed", "name", d.Name, "member", m.Name, "err", err)
+			return
+		}
+		for _, s := range vec {
+			if s.H != nil {
+				continue
+			}
+			b.Reset(labels.EmptyLabels())
+			for _, l := range d.By {
+				b.Set(l, s.Metric.Get(l))
+			}
+			b.Set(labels.MetricName, d.Name)
+			h := b.Labels().Hash()
+			g := groups[h]
+			if g == nil {
+				g = &group{ls: b.Labels(), vals: make([]float64, len(d.Members))}
+				groups[h] = g
+				order = append(order, h)
+			}
+			if g.have&(1<<i) != 0 {
+				p.m.derivedErrs.WithLabelValues(d.Name).Inc()
+				p.logger.Warn("Derived group: a member has several series for one group; not scored. Aggregate the member's expression by the group's labels.",
+					"name", d.Name, "member", m.Name, "group", g.ls.String(), "by", d.By)
+				return
+			}
+			g.have |= 1 << i
+			g.vals[i] = s.F
+		}
+	}
+	all := uint16(1)<<len(d.Members) - 1
+	samples := make([]sample, 0, len(groups))
+	cur := make(map[storage.SeriesRef]labels.Labels, len(groups))
+	incomplete := 0
+	for _, h := range order {
+		g := groups[h]
+		if g.have != all || slices.ContainsFunc(g.vals, func(v float64) bool { return !isFinite(v) }) {
+			// A member's 0/0 (no requests, no errors) is as missing.
+			incomplete++
+			continue
+		}
+		ref := derivedRefBit | storage.SeriesRef(h>>1)
+		cur[ref] = g.ls
+		samples = append(samples, sample{ref: ref, ls: g.ls, t: now.UnixMilli(), derived: &derivedSample{d: d, vals: g.vals}})
+	}
+	if incomplete > 0 {
+		p.logger.Debug("Derived group: groups some member has no series for, not scored", "name", d.Name, "count", incomplete)
+	}
+	if len(samples) > 0 {
+		p.dispatch(samples)
+	}
+	p.derivedGone(d.Name, cur, nil, now)
 }
 
 // ingestedNamed returns the label hashes of the stored series named name

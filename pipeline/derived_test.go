@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -361,4 +363,140 @@ func TestDerivedSchedule(t *testing.T) {
 	require.False(t, step(5*time.Second, time.Hour), "lengthened: the slot stands")
 	require.True(t, step(5*time.Second, time.Hour))
 	require.False(t, step(time.Minute, time.Hour))
+}
+
+// TestDerivedGroup scores the cpu, memory and latency of each pod together
+// (a multivariate group): latency up without cpu, the traffic that drives
+// both, is anomalous for that pod's group, and the group's state survives a
+// restart.
+func TestDerivedGroup(t *testing.T) {
+	const yml = `
+derived:
+  - name: pod_health
+    by: [pod]
+    interval: 1h
+    members:
+      - {name: cpu, expr: 'sum by (pod) (cpu)'}
+      - {name: memory, expr: 'memory'}
+      - {name: latency, expr: 'max by (pod) (latency)'}
+`
+	cfg, err := config.Load([]byte(yml))
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "models.snap")
+	newEnv := func() *env {
+		return newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}),
+			func(o *Options) { o.SnapshotPath = path })
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var ls []labels.Labels
+	for _, pod := range []string{"a", "b"} {
+		ls = append(ls,
+			labels.FromStrings("__name__", "cpu", "pod", pod, "container", "app"),
+			labels.FromStrings("__name__", "memory", "pod", pod, "node", "n1"),
+			labels.FromStrings("__name__", "latency", "pod", pod))
+	}
+	// Pod c has cpu only: an incomplete group, not scored.
+	ls = append(ls, labels.FromStrings("__name__", "cpu", "pod", "c"))
+	eval := func(e *env, i int, latencyUp float64) {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		var vs []float64
+		for range 2 {
+			traffic := 100 + 40*math.Sin(2*math.Pi*float64(i)/200) + 5*rng.NormFloat64()
+			vs = append(vs, 0.01*traffic+0.02*rng.NormFloat64(), 5e8+5e6*rng.NormFloat64(), 0.002*traffic+0.01*rng.NormFloat64())
+		}
+		vs[2] += latencyUp // pod a
+		vs = append(vs, 1)
+		e.push(ts, model.MetricTypeGauge, ls, vs)
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	}
+	e := newEnv()
+	const n = 400
+	for i := range n {
+		eval(e, i, 0)
+	}
+	e.sync()
+	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "pod_health")}})
+	require.Len(t, got, 2, "pods a and b; c lacks members")
+	for _, a := range got {
+		require.True(t, a.Ready)
+		require.Less(t, a.Score, 1.0, "normal traffic: %v", a.Labels)
+		require.True(t, math.IsNaN(float64(a.Value)) && math.IsNaN(float64(a.Yhat)), "a group has no single value or band")
+	}
+	stored := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "pod_health"))
+	require.Len(t, stored[labels.FromStrings("__name__", "anomaly_score", "for", "pod_health", "pod", "a").String()], n)
+	require.Empty(t, query(t, e.db, eq("__name__", "yhat"), eq("for", "pod_health")), "no band for a group")
+	e.stop()
+
+	e2 := newEnv()
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	eval(e2, n, 0.15) // 15 of latency's own noise, 0.4 of its daily range
+	e2.sync()
+	got = e2.p.Anomalies([][]*labels.Matcher{{eq("__name__", "pod_health")}})
+	require.Len(t, got, 2)
+	for _, a := range got {
+		require.True(t, a.Ready, "restored, not warming: %v", a.Labels)
+		t.Logf("pod %s: score %.2f, driven by %q", a.Labels["pod"], a.Score, a.Member)
+		if a.Labels["pod"] == "a" {
+			require.Greater(t, a.Score, 1.0, "latency up without cpu")
+			require.Equal(t, "latency", a.Member)
+		} else {
+			require.Less(t, a.Score, 1.0)
+		}
+	}
+}
+
+// TestDerivedGroupAmbiguous: a member with two series for one group fails
+// the evaluation, named, rather than scoring one of them.
+func TestDerivedGroupAmbiguous(t *testing.T) {
+	e, cfg := derivedEnv(t, `
+derived:
+  - name: g
+    by: [pod]
+    interval: 1h
+    members: [{name: cpu, expr: cpu}, {name: mem, expr: mem}]
+`)
+	ts := t0.UnixMilli()
+	e.push(ts, model.MetricTypeGauge, []labels.Labels{
+		labels.FromStrings("__name__", "cpu", "pod", "a", "container", "x"),
+		labels.FromStrings("__name__", "cpu", "pod", "a", "container", "y"),
+		labels.FromStrings("__name__", "mem", "pod", "a"),
+	}, []float64{1, 2, 3})
+	e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	e.sync()
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("g")))
+	require.Empty(t, e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "g")}}))
+}
+
+// TestDerivedGroupReload: a reload that gives a group other members gives
+// it new models at its next evaluation (the old ones take vectors of the
+// old length, and would skip every new one).
+func TestDerivedGroupReload(t *testing.T) {
+	const yml = "derived:\n  - {name: g, interval: 1h, members: [%s]}\n"
+	two, err := config.Load(fmt.Appendf(nil, yml, "{name: a, expr: a}, {name: b, expr: b}"))
+	require.NoError(t, err)
+	three, err := config.Load(fmt.Appendf(nil, yml, "{name: a, expr: a}, {name: b, expr: b}, {name: c, expr: a + b}"))
+	require.NoError(t, err)
+	e := newEnvEngine(t, "", two, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+	in := []labels.Labels{labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")}
+	eval := func(cfg *config.Config, i int) Anomaly {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		e.push(ts, model.MetricTypeGauge, in, []float64{float64(i % 7), float64(i % 5)})
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+		e.sync()
+		got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "g")}})
+		require.Len(t, got, 1)
+		require.Equal(t, time.UnixMilli(ts).UTC(), got[0].Timestamp, "scored at this evaluation")
+		return got[0]
+	}
+	for i := range 200 {
+		eval(two, i)
+	}
+	require.True(t, eval(two, 200).Ready)
+	require.NoError(t, e.p.ApplyConfig(three))
+	require.False(t, eval(three, 201).Ready, "new models for three members")
+	var last Anomaly
+	for i := 202; i < 400; i++ {
+		last = eval(three, i)
+	}
+	require.True(t, last.Ready, "the new models learn")
 }

@@ -42,8 +42,8 @@ func (o *outputs) write(s *series, pub *published) {
 		s.stored, s.storedHot = pub.t, pub.score > 1
 		vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
 		for i, v := range vals {
-			if i > 0 && !pub.ready {
-				break // no band before the warm-up ends
+			if i > 0 && !pub.banded() {
+				break // no band before the warm-up ends, nor for a group
 			}
 			// The score's precision is its own; the band's is its width.
 			width := math.Inf(1)

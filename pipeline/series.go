@@ -274,7 +274,8 @@ type series struct {
 	// det is embedded, not pointed to: series and detector are one heap
 	// object (3072 B with the default members, against 288 + 3072).
 	det detect.Detector
-	fc  *fcState // nil: no forecaster
+	fc  *fcState    // nil: no forecaster
+	grp *groupState // non-nil for a multivariate group, which det does not score
 
 	// Counter to rate conversion.
 	prevRaw float64
@@ -477,6 +478,40 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 		s.fc.step(s, t, v, learnable(v, r), acc, buf, so.forecastEveryMs)
 	}
 }
+
+// groupState is the model of a multivariate group (config.Derived with
+// members) and the names of its members, in the order of its values.
+type groupState struct {
+	g       *detect.Group
+	members []string
+}
+
+// fits reports whether the derived sample d is of s's shape: a group's
+// values for a group of the same members, a single value for the rest.
+func (s *series) fits(d *derivedSample) bool {
+	if s.grp == nil || d == nil || d.vals == nil {
+		return s.grp == nil && (d == nil || d.vals == nil)
+	}
+	return slices.EqualFunc(s.grp.members, d.d.Members, func(n string, m config.Member) bool { return n == m.Name })
+}
+
+// stepGroup scores a group's member values. A group has a score and no
+// band: its value (NaN) and yhat (NaN) say so to the outputs and the API.
+func (s *series) stepGroup(t int64, vals []float64, so stepOpts) {
+	r := s.grp.g.Update(t, vals)
+	p := &s.pub
+	p.t, p.value, p.hasResult, p.stale = t, math.NaN(), true, false
+	p.score, p.yhat, p.lower, p.upper = r.Score, math.NaN(), math.NaN(), math.NaN()
+	p.member, p.feature, p.ready = "", "", r.Ready
+	if r.Member >= 0 {
+		p.member, p.feature = s.grp.members[r.Member], "joint"
+	}
+	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing}, so.holdMs)
+}
+
+// banded reports whether p has a band (yhat and its bounds) to show: not
+// during the warm-up, and never for a group.
+func (p *published) banded() bool { return p.ready && !math.IsNaN(p.yhat) }
 
 // learnable is the value the forecaster learns from at a sample: the
 // sample itself or, where the detector scored it anomalous, the nearer end

@@ -120,7 +120,12 @@ func (w *worker) encode(e *snapEncoder) error {
 			// A series awaiting new models (see reconfigure) has models
 			// of the options before a reload: saved without them, it
 			// warms again after a restart, keeping its incident.
-			if e.det, err = s.det.AppendBinary(e.det); err != nil {
+			if s.grp != nil {
+				e.det, err = s.grp.g.AppendBinary(e.det)
+			} else {
+				e.det, err = s.det.AppendBinary(e.det)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -470,6 +475,14 @@ func (saved *savedSeries) counter() bool { return saved.flags&flagCounter != 0 }
 // restore loads saved state into s; false if it does not decode (another
 // detector version, say), in which case s warms from history.
 func (s *series) restore(saved *savedSeries) bool {
+	if s.grp != nil {
+		if err := s.grp.g.Restore(saved.det); err != nil {
+			return false
+		}
+		s.pub.incidentState = saved.inc
+		s.pub.ready = s.grp.g.Ready()
+		return true
+	}
 	if s.fc != nil && !s.fc.sameSteps(saved.fc) {
 		// Its forecaster learnt the steps of other horizons: the series
 		// starts again from its history, as after a reload to them.

@@ -28,7 +28,16 @@ type sample struct {
 	// outputs are now an ingested series' (see evalDerived), so it stops
 	// being scored without marking them stale.
 	handedOver bool
-	derived    *config.Derived // non-nil for derived inputs
+	derived    *derivedSample // non-nil for derived inputs
+}
+
+// derivedSample is what a derived input's sample carries beyond a sample:
+// behind a pointer, so that ingested samples, all but a few, stay 64 bytes.
+type derivedSample struct {
+	d *config.Derived
+	// vals are a group's member values, in d.Members' order; nil for a
+	// derived input of one expression, whose value is the sample's.
+	vals []float64
 }
 
 // batch is the samples of one shard from one Commit. Batches are pooled:

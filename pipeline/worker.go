@@ -177,6 +177,11 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			s = nil
 			p.m.retyped.Inc()
 		}
+		if s != nil && isDerived(s) && !s.fits(smp.derived) {
+			// A reload made it a group, or a group of other members
+			// (or no group): new models, as for new options.
+			s.rebuild = true
+		}
 		var rebuilt *series
 		if s != nil && s.rebuild {
 			// Its new options need new models (see reconfigure): it
@@ -226,7 +231,11 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		scored++
 		w.mu.Lock()
 		wasReady := s.pub.ready
-		s.step(smp.t, v, w.acc, &w.fcBuf, so)
+		if s.grp != nil {
+			s.stepGroup(smp.t, smp.derived.vals, so)
+		} else {
+			s.step(smp.t, v, w.acc, &w.fcBuf, so)
+		}
 		pub := s.pub
 		w.mu.Unlock()
 		if timed {
@@ -280,7 +289,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	case !ok && smp.derived != nil:
 		// Removed by a reload during its evaluation: scored once more
 		// with the options it was evaluated under.
-		sc = smp.derived.Scoring
+		sc = smp.derived.d.Scoring
 	case !ok:
 		w.ignore(smp.ref, nowMs, false)
 		return nil
@@ -292,6 +301,9 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		return nil
 	}
 	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, utf8Names: hasUTF8Names(smp.ls)}
+	if smp.derived != nil && smp.derived.vals != nil {
+		return w.createGroup(s, smp, sc, nowMs)
+	}
 	if err := s.det.Init(detectOptions(sc), w.scratch); err != nil {
 		p.scored.Add(-1)
 		p.logger.Warn("Creating detector", "series", smp.ls.String(), "err", err)
@@ -322,16 +334,47 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 			s.pub.incidentState = saved.inc
 		}
 	}
+	w.add(s)
+	return s
+}
+
+// createGroup sets up a multivariate group (see config.Derived) on its
+// first evaluation: a restored state, else a new one (a group has no
+// stored history to warm from). It has no forecaster: its members have no
+// single value to forecast.
+func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs int64) *series {
+	p := w.p
+	d := smp.derived
+	g, err := detect.NewGroup(len(d.vals), detectOptions(sc))
+	if err != nil {
+		p.scored.Add(-1)
+		p.logger.Warn("Creating group detector", "series", smp.ls.String(), "err", err)
+		w.ignore(smp.ref, nowMs, false)
+		return nil
+	}
+	s.grp = &groupState{g: g, members: make([]string, len(d.d.Members))}
+	for i, m := range d.d.Members {
+		s.grp.members[i] = m.Name
+	}
+	if saved := p.takeRestored(smp.ls); saved != nil && !s.restore(saved) {
+		s.pub.incidentState = saved.inc // new models; the incident goes on
+	}
+	w.add(s)
+	return s
+}
+
+// add makes s one of the worker's series.
+func (w *worker) add(s *series) {
 	w.mu.Lock()
-	w.series[smp.ref] = s
+	w.series[s.ref] = s
 	w.gen++
 	w.mu.Unlock()
+	p := w.p
 	// At 0 from the start, so rate() and increase() see the first anomaly.
-	p.m.anomalies.WithLabelValues(name)
+	p.m.anomalies.WithLabelValues(s.name)
 	if !s.pub.ready {
 		p.m.warming.Add(1)
 	}
-	return s
 }
 
 func (w *worker) ignore(ref storage.SeriesRef, nowMs int64, overBudget bool) {
@@ -397,6 +440,10 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 		// Without a forecaster for want of budget, it would get none
 		// again: kept rather than started anew for nothing.
 		fcRoom := w.p.forecasting.Load() < int64(w.p.opts.ForecastMaxSeries)
+		if s.grp != nil {
+			s.rebuild = s.grp.g.SetOptions(detectOptions(sc)) != nil
+			continue
+		}
 		s.rebuild = s.det.SetOptions(detectOptions(sc)) != nil || (!s.sameHorizons(want) && (s.fc != nil || fcRoom))
 	}
 	w.mu.Unlock()

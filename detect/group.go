@@ -1,0 +1,342 @@
+package detect
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+)
+
+// MaxGroupMembers bounds the members of a Group: a pod's cpu, memory,
+// errors and latency are four; the covariance is k² and its solve k³.
+const MaxGroupMembers = 8
+
+const (
+	// groupLevelSpan is the time constant, in samples, of each member's
+	// level and scale. Shorter than a Detector's (levelSpan): a member's
+	// deviation is measured from its level alone, with no seasonal
+	// baseline, so the level follows a daily cycle's slow part.
+	groupLevelSpan = 256
+	// groupCovSpan is the time constant of the deviations' covariance:
+	// long, so one incident does not teach the group that its members
+	// move apart.
+	groupCovSpan = 1024
+	// groupRidge is added to the covariance's diagonal: members that
+	// always moved together would otherwise make it singular, and a
+	// deviation across their line infinitely unlikely.
+	groupRidge = 0.01
+	// groupSettle is how many samples the levels and scales learn before
+	// the covariance does: deviations from a level of a few samples, or
+	// against a scale of none (clipped at 8), would be a large share of
+	// its first hundreds of samples.
+	groupSettle = 16
+	groupPairs  = MaxGroupMembers * (MaxGroupMembers + 1) / 2
+)
+
+// Group scores vectors of related values jointly: the cpu, memory, errors
+// and latency of one pod, say. Each member is standardised against its
+// own robust level and scale, and the vector of deviations is scored by
+// its Mahalanobis distance under their learnt covariance: members that
+// usually move together (cpu and latency with traffic) may do so without
+// an alarm, while one moving without the others, or all of them further
+// than seen, is anomalous. The distance is calibrated like a Detector's
+// members (a Tail over a window of 1/FalseAlarmRate samples), so the score
+// has the same meaning: above 1 anomalous, at the options' false-alarm
+// rate on normal data.
+//
+// A Group has a fixed size whatever its members: no allocation after New.
+type Group struct {
+	opts Options
+	st   groupState
+	// Scratch for the solve, not saved.
+	chol [MaxGroupMembers * MaxGroupMembers]float64
+	sol  [MaxGroupMembers]float64
+}
+
+// groupState is what a Group has learnt: fixed-size, so it encodes with
+// encoding/binary.
+type groupState struct {
+	K      uint8
+	Seen   uint64
+	LastTs int64
+	Level  [MaxGroupMembers]Robust
+	Cov    [groupPairs]float64 // lower triangle, row by row, of E[z zᵀ]
+	Tail   Tail
+	// Refractory period, as a Detector's: samples left and the score
+	// that opened it.
+	RefLeft uint32
+	RefPeak float32
+}
+
+// GroupResult is the outcome of one vector.
+type GroupResult struct {
+	// Score, Undamped, Ready and Ongoing mean what they do in Result.
+	Score, Undamped float64
+	Ready, Ongoing  bool
+	// Member is the index of the member that contributed most to the
+	// distance, -1 if none (not scored).
+	Member int
+}
+
+// NewGroup returns a Group of k members, 2 to MaxGroupMembers. Of the
+// options, Direction (applied to each member's deviation), WarmupSamples,
+// FalseAlarmRate and RefractorySamples are used.
+func NewGroup(k int, opts Options) (*Group, error) {
+	if k < 2 || k > MaxGroupMembers {
+		return nil, fmt.Errorf("group of %d members: want 2 to %d", k, MaxGroupMembers)
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Group{opts: opts}
+	g.st.K = uint8(k)
+	g.reset()
+	return g, nil
+}
+
+func (g *Group) reset() {
+	k := g.st.K
+	g.st = groupState{K: k}
+	for i := range g.st.Level {
+		g.st.Level[i].Alpha = 1.0 / groupLevelSpan
+	}
+	g.st.Tail = newTail(int(math.Ceil(1/g.opts.FalseAlarmRate)), tailMinLog)
+}
+
+// SetOptions changes the options to o, which must have the false-alarm
+// rate the Group learnt with: its calibration window depends on it.
+func (g *Group) SetOptions(o Options) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("group options: %w", err)
+	}
+	if o.FalseAlarmRate != g.opts.FalseAlarmRate {
+		return fmt.Errorf("group learnt with false-alarm rate %g, want %g", g.opts.FalseAlarmRate, o.FalseAlarmRate)
+	}
+	g.opts = o
+	return nil
+}
+
+// Len returns the number of members.
+func (g *Group) Len() int { return int(g.st.K) }
+
+// Ready reports whether the warm-up is over.
+func (g *Group) Ready() bool {
+	return g.st.Seen > uint64(g.opts.WarmupSamples) && g.st.Tail.Ready()
+}
+
+// Update scores the vector x (one value per member, in a fixed order) at
+// tsMillis against what was seen before it, then learns from it. A vector
+// of the wrong length, with a NaN or ±Inf, or not after the previous one is
+// skipped (score 0, state untouched). O(k³) for k members; no allocation.
+func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
+	res := GroupResult{Member: -1}
+	st := &g.st
+	k := int(st.K)
+	if len(x) != k || (st.Seen > 0 && tsMillis <= st.LastTs) {
+		return res
+	}
+	for _, v := range x {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return res
+		}
+	}
+	var z, zs [MaxGroupMembers]float64
+	for i := range k {
+		z[i] = clip8(st.Level[i].Z(x[i], scaleFloor(st.Level[i].M)))
+		if st.Level[i].N == 0 {
+			z[i] = 0
+		}
+		// The direction applies member by member: with "up", a member
+		// below its level counts as at it.
+		switch zs[i] = z[i]; {
+		case g.opts.Direction == Up && zs[i] < 0, g.opts.Direction == Down && zs[i] > 0:
+			zs[i] = 0
+		}
+	}
+	dist, driver := g.distance(&zs)
+	ready := g.Ready()
+	var score float64
+	if ready {
+		score = st.Tail.Score(dist)
+	}
+	// Learn, the sample included, after scoring it. The calibration
+	// starts after the warm-up: the distances before it are against a
+	// covariance of a few samples, and one of them as the window's record
+	// would hold every score down until it left the window.
+	if st.Seen >= uint64(g.opts.WarmupSamples) {
+		st.Tail.Update(g.distanceUndirected(&z, &zs, dist))
+	}
+	if st.Seen >= groupSettle {
+		a := max(1.0/groupCovSpan, 1/float64(st.Seen-groupSettle+1))
+		p := 0
+		for i := range k {
+			for j := 0; j <= i; j++ {
+				st.Cov[p] += a * (z[i]*z[j] - st.Cov[p])
+				p++
+			}
+		}
+	}
+	for i := range k {
+		st.Level[i].Update(x[i])
+	}
+	st.Seen++
+	st.LastTs = tsMillis
+	if !ready {
+		return res
+	}
+	res.Ready, res.Undamped, res.Member = true, score, driver
+	// Refractory period, as in Detector.update: one event, one alert.
+	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, score, driver >= 0, g.opts.RefractorySamples)
+	return res
+}
+
+// distanceUndirected is the distance the calibration learns: that of the
+// deviations whatever their direction, so "up" does not calibrate on a
+// distribution with the downward half cut off (and alarm more often).
+func (g *Group) distanceUndirected(z, zs *[MaxGroupMembers]float64, directed float64) float64 {
+	if *z == *zs {
+		return directed
+	}
+	d, _ := g.distance(z)
+	return d
+}
+
+// distance returns √(zᵀ(C+rI)⁻¹z), C the learnt covariance, and the member
+// with the largest share z_i·((C+rI)⁻¹z)_i of it (shares sum to the
+// squared distance). Cholesky factorisation in place, k ≤ 8.
+func (g *Group) distance(z *[MaxGroupMembers]float64) (float64, int) {
+	k := int(g.st.K)
+	L := &g.chol
+	p := 0
+	for i := range k {
+		for j := 0; j <= i; j++ {
+			c := g.st.Cov[p]
+			if i == j {
+				// Until the covariance learns (see groupSettle), the
+				// identity stands in.
+				c = max(c, 0) + groupRidge
+				if g.st.Seen <= groupSettle {
+					c = 1 + groupRidge
+				}
+			}
+			L[i*MaxGroupMembers+j] = c
+			p++
+		}
+	}
+	for j := range k {
+		s := L[j*MaxGroupMembers+j]
+		for m := range j {
+			s -= L[j*MaxGroupMembers+m] * L[j*MaxGroupMembers+m]
+		}
+		// The ridge keeps the matrix positive definite; rounding on a
+		// near-singular one could still reach 0.
+		s = math.Sqrt(max(s, groupRidge*1e-3))
+		L[j*MaxGroupMembers+j] = s
+		for i := j + 1; i < k; i++ {
+			v := L[i*MaxGroupMembers+j]
+			for m := range j {
+				v -= L[i*MaxGroupMembers+m] * L[j*MaxGroupMembers+m]
+			}
+			L[i*MaxGroupMembers+j] = v / s
+		}
+	}
+	// Solve L y = z (y's squared norm is the squared distance), then
+	// Lᵀ w = y for the shares.
+	y := &g.sol
+	d2 := 0.0
+	for i := range k {
+		v := z[i]
+		for m := range i {
+			v -= L[i*MaxGroupMembers+m] * y[m]
+		}
+		y[i] = v / L[i*MaxGroupMembers+i]
+		d2 += y[i] * y[i]
+	}
+	for i := k - 1; i >= 0; i-- {
+		v := y[i]
+		for m := i + 1; m < k; m++ {
+			v -= L[m*MaxGroupMembers+i] * y[m]
+		}
+		y[i] = v / L[i*MaxGroupMembers+i]
+	}
+	driver, best := -1, 0.0
+	for i := range k {
+		if c := z[i] * y[i]; c > best {
+			driver, best = i, c
+		}
+	}
+	return math.Sqrt(d2), driver
+}
+
+const groupMagic = "omgr"
+
+// groupVersion is the version of the Group encoding.
+const groupVersion = 1
+
+// AppendBinary appends the Group's encoding to b:
+//
+//	"omgr" | version uint16 | options | state | CRC-32 (IEEE) of all before it
+func (g *Group) AppendBinary(b []byte) ([]byte, error) {
+	start := len(b)
+	b = append(b, groupMagic...)
+	b = binary.LittleEndian.AppendUint16(b, groupVersion)
+	w := toWire(g.opts)
+	var err error
+	for _, v := range []any{&w, &g.st} {
+		if b, err = binary.Append(b, binary.LittleEndian, v); err != nil {
+			return nil, fmt.Errorf("encode group: %w", err)
+		}
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b[start:])), nil
+}
+
+// IsGroup reports whether data is a Group's encoding (of any version), as
+// opposed to a Detector's.
+func IsGroup(data []byte) bool {
+	return len(data) >= len(groupMagic) && string(data[:len(groupMagic)]) == groupMagic
+}
+
+// Restore replaces the Group's state with data's, which must be of the
+// same number of members and learnt with the same false-alarm rate; it
+// rejects another version, a bad checksum or invalid state and leaves the
+// Group as it was.
+func (g *Group) Restore(data []byte) error {
+	var w wireOptions
+	var st groupState
+	n := len(groupMagic) + 2 + binary.Size(w) + binary.Size(st) + 4
+	switch {
+	case len(data) != n:
+		return fmt.Errorf("group state: %d bytes, want %d", len(data), n)
+	case !IsGroup(data):
+		return errors.New("group state: bad magic")
+	case binary.LittleEndian.Uint16(data[4:]) != groupVersion:
+		return fmt.Errorf("group state: version %d, want %d", binary.LittleEndian.Uint16(data[4:]), groupVersion)
+	case crc32.ChecksumIEEE(data[:n-4]) != binary.LittleEndian.Uint32(data[n-4:]):
+		return errors.New("group state: bad checksum")
+	}
+	off := len(groupMagic) + 2
+	if _, err := binary.Decode(data[off:], binary.LittleEndian, &w); err != nil {
+		return fmt.Errorf("group state: %w", err)
+	}
+	off += binary.Size(w)
+	if _, err := binary.Decode(data[off:], binary.LittleEndian, &st); err != nil {
+		return fmt.Errorf("group state: %w", err)
+	}
+	if o := fromWire(w); o.FalseAlarmRate != g.opts.FalseAlarmRate {
+		return fmt.Errorf("group state: learnt with false-alarm rate %g, want %g", o.FalseAlarmRate, g.opts.FalseAlarmRate)
+	}
+	if st.K != g.st.K {
+		return fmt.Errorf("group state: %d members, want %d", st.K, g.st.K)
+	}
+	if !finite(st.Cov[:]...) || !tailsValid([]Tail{st.Tail}) {
+		return errors.New("group state: invalid values")
+	}
+	for _, r := range st.Level {
+		if !finite(r.M, r.S) {
+			return errors.New("group state: invalid values")
+		}
+	}
+	g.st = st
+	return nil
+}

@@ -1,0 +1,161 @@
+package detect
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// podVector is one step of a pod whose cpu and latency follow its traffic
+// (a daily cycle with noise) and whose memory wanders on its own.
+func podVector(rng *rand.Rand, i int, x []float64) {
+	traffic := 100 + 40*math.Sin(2*math.Pi*float64(i)/2880) + 5*rng.NormFloat64()
+	x[0] = 0.01*traffic + 0.02*rng.NormFloat64()  // cpu, cores
+	x[1] = 500e6 + 5e6*rng.NormFloat64()          // memory, bytes
+	x[2] = 0.002*traffic + 0.01*rng.NormFloat64() // latency, seconds
+}
+
+func mustGroup(t testing.TB, k int) *Group {
+	g, err := NewGroup(k, DefaultOptions())
+	require.NoError(t, err)
+	return g
+}
+
+const groupT0 = 1_600_000_000_000
+
+func TestGroupScoresBrokenCorrelation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	g := mustGroup(t, 3)
+	x := make([]float64, 3)
+	n, above := 20_000, 0
+	for i := range n {
+		podVector(rng, i, x)
+		r := g.Update(groupT0+int64(i)*30_000, x)
+		if i > 2000 && r.Score > 1 {
+			above++
+		}
+	}
+	// Normal data scores above 1 at about the false-alarm rate.
+	require.LessOrEqual(t, above, int(3*DefaultOptions().FalseAlarmRate*float64(n)), "false alarms on normal data")
+	require.True(t, g.Ready())
+
+	// From the same state: latency up without traffic (cpu stays), and
+	// both up as traffic does it, by the same share of their spread.
+	saved, err := g.AppendBinary(nil)
+	require.NoError(t, err)
+	step := func(dcpu, dlat float64) GroupResult {
+		h := mustGroup(t, 3)
+		require.NoError(t, h.Restore(saved))
+		traffic := 100 + 40*math.Sin(2*math.Pi*float64(n)/2880)
+		return h.Update(groupT0+int64(n)*30_000, []float64{0.01*traffic + dcpu, 500e6, 0.002*traffic + dlat})
+	}
+	broken := step(0, 0.12)
+	together := step(0.6, 0.12)
+	t.Logf("false alarms %d of %d; latency alone %.2f, with cpu %.2f", above, n, broken.Score, together.Score)
+	require.Greater(t, broken.Score, 1.0, "latency up alone")
+	require.Equal(t, 2, broken.Member, "latency drove it")
+	require.Less(t, together.Score, broken.Score, "cpu and latency up together, as with traffic, is less unusual")
+}
+
+func TestGroupSkips(t *testing.T) {
+	g := mustGroup(t, 2)
+	require.True(t, g.Update(groupT0, []float64{1, 2}).Member == -1)
+	before, err := g.AppendBinary(nil)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		t    int64
+		x    []float64
+	}{
+		{"wrong length", groupT0 + 1000, []float64{1, 2, 3}},
+		{"NaN", groupT0 + 1000, []float64{1, math.NaN()}},
+		{"Inf", groupT0 + 1000, []float64{math.Inf(1), 1}},
+		{"same time", groupT0, []float64{1, 2}},
+		{"earlier", groupT0 - 1000, []float64{1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, GroupResult{Member: -1}, g.Update(tc.t, tc.x))
+			after, err := g.AppendBinary(nil)
+			require.NoError(t, err)
+			require.Equal(t, before, after, "state untouched")
+		})
+	}
+}
+
+func TestGroupRestore(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	g := mustGroup(t, 3)
+	x := make([]float64, 3)
+	for i := range 500 {
+		podVector(rng, i, x)
+		g.Update(groupT0+int64(i)*30_000, x)
+	}
+	b, err := g.AppendBinary(nil)
+	require.NoError(t, err)
+	require.True(t, IsGroup(b))
+
+	h := mustGroup(t, 3)
+	require.NoError(t, h.Restore(b))
+	for i := 500; i < 700; i++ {
+		podVector(rng, i, x)
+		require.Equal(t, g.Update(groupT0+int64(i)*30_000, x), h.Update(groupT0+int64(i)*30_000, x))
+	}
+
+	bad := append([]byte(nil), b...)
+	bad[len(bad)/2] ^= 1
+	require.ErrorContains(t, mustGroup(t, 3).Restore(bad), "checksum")
+	require.ErrorContains(t, mustGroup(t, 2).Restore(b), "2")
+	o := DefaultOptions()
+	o.FalseAlarmRate = 0.01
+	other, err := NewGroup(3, o)
+	require.NoError(t, err)
+	require.ErrorContains(t, other.Restore(b), "false-alarm rate")
+	d := mustNew(t, DefaultOptions())
+	db, err := d.MarshalBinary()
+	require.NoError(t, err)
+	require.False(t, IsGroup(db))
+	require.Error(t, mustGroup(t, 3).Restore(db))
+}
+
+func TestNewGroupBounds(t *testing.T) {
+	for _, k := range []int{0, 1, MaxGroupMembers + 1} {
+		_, err := NewGroup(k, DefaultOptions())
+		require.Error(t, err, "k=%d", k)
+	}
+}
+
+func TestGroupUpdateAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	g := mustGroup(t, 4)
+	x := make([]float64, 4)
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		podVector(rng, i, x)
+		x[3] = rng.Float64()
+		g.Update(groupT0+int64(i)*30_000, x)
+		i++
+	})
+	require.Zero(t, allocs)
+}
+
+func BenchmarkGroupUpdate(b *testing.B) {
+	for _, k := range []int{2, 4, MaxGroupMembers} {
+		b.Run("members="+string(rune('0'+k)), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(9, 10))
+			g := mustGroup(b, k)
+			xs := make([][]float64, 1024)
+			for i := range xs {
+				xs[i] = make([]float64, k)
+				for j := range k {
+					xs[i][j] = rng.NormFloat64()
+				}
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				g.Update(groupT0+int64(i)*30_000, xs[i%len(xs)])
+			}
+		})
+	}
+}
