@@ -117,6 +117,10 @@ func (g *Group) SetOptions(o Options) error {
 	return nil
 }
 
+// LastTimestamp returns the time of the latest vector learnt (Unix ms), 0
+// if none.
+func (g *Group) LastTimestamp() int64 { return g.st.LastTs }
+
 // Len returns the number of members.
 func (g *Group) Len() int { return int(g.st.K) }
 

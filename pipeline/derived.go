@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -50,6 +49,7 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 			}
 		}
 		p.derivedRemoved(seen, now)
+		p.hist.expire(now)
 	}
 }
 
@@ -155,6 +155,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		p.logger.Warn("Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
 			"name", d.Name, "count", len(handedOver), "first", firstShadowed)
 	}
+	p.firstHistory(ctx, d, now, cur)
 	if len(samples) > 0 {
 		p.dispatch(samples)
 	}
@@ -214,15 +215,11 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 			if s.H != nil {
 				continue
 			}
-			b.Reset(labels.EmptyLabels())
-			for _, l := range d.By {
-				b.Set(l, s.Metric.Get(l))
-			}
-			b.Set(labels.MetricName, d.Name)
-			h := b.Labels().Hash()
+			ls := groupLabels(b, d, s.Metric)
+			h := ls.Hash()
 			g := groups[h]
 			if g == nil {
-				g = &group{ls: b.Labels(), vals: make([]float64, len(d.Members))}
+				g = &group{ls: ls, vals: make([]float64, len(d.Members))}
 				groups[h] = g
 				order = append(order, h)
 			}
@@ -242,7 +239,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 	incomplete := 0
 	for _, h := range order {
 		g := groups[h]
-		if g.have != all || slices.ContainsFunc(g.vals, func(v float64) bool { return !isFinite(v) }) {
+		if g.have != all || hasNonFinite(g.vals) {
 			// A member's 0/0 (no requests, no errors) is as missing.
 			incomplete++
 			continue
@@ -254,6 +251,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 	if incomplete > 0 {
 		p.logger.Debug("Derived group: groups some member has no series for, not scored", "name", d.Name, "count", incomplete)
 	}
+	p.firstHistory(ctx, d, now, cur)
 	if len(samples) > 0 {
 		p.dispatch(samples)
 	}

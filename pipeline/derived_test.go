@@ -500,3 +500,39 @@ func TestDerivedGroupReload(t *testing.T) {
 	}
 	require.True(t, last.Ready, "the new models learn")
 }
+
+// TestDerivedWarmsFromHistory: at a derived input's first evaluation its
+// expression is evaluated over the history the TSDB holds, and its new
+// series (one input's, a group's) start ready instead of warming up on
+// new evaluations; none of it is scored as new or stored as outputs.
+func TestDerivedWarmsFromHistory(t *testing.T) {
+	for _, tc := range []struct {
+		name, yml string
+		n         int // history steps
+	}{
+		{"expr", "derived:\n  - {name: twice, expr: a * 2, interval: 15s}\n", 100},
+		{"group", "derived:\n  - {name: twice, interval: 15s, by: [pod], members: [{name: a, expr: a}, {name: b, expr: b}]}\n", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, cfg := derivedEnv(t, tc.yml)
+			vs := seasonal(tc.n+1, 4)
+			in := []labels.Labels{labels.FromStrings("__name__", "a", "pod", "p"), labels.FromStrings("__name__", "b", "pod", "p")}
+			for i := range tc.n + 1 {
+				e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, in, []float64{vs[i], vs[i] / 2})
+			}
+			e.sync()
+			before := testutil.ToFloat64(e.p.m.warmed)
+			now := time.UnixMilli(t0.UnixMilli() + int64(tc.n)*stepMs)
+			e.p.evalDerived(context.Background(), &cfg.Derived[0], now)
+			e.sync()
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "twice")}})
+			require.Len(t, got, 1)
+			require.True(t, got[0].Ready, "warmed from the history")
+			require.Equal(t, float64(tc.n), testutil.ToFloat64(e.p.m.warmed)-before, "every past step replayed once")
+			require.Len(t, query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "twice")), 1)
+			for _, pts := range query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "twice")) {
+				require.Len(t, pts, 1, "the history is not stored as outputs")
+			}
+		})
+	}
+}

@@ -259,6 +259,7 @@ type Pipeline struct {
 	// evaluation, to mark those that leave its result stale.
 	derivedMu   sync.Mutex
 	derivedLast map[string]map[storage.SeriesRef]labels.Labels
+	hist        derivedHistories // first evaluations' histories, for warm starts
 	opts        Options
 	m           *metrics
 	workers     []*worker

@@ -112,8 +112,9 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 // encode writes the worker's series; it runs on the worker's goroutine.
 func (w *worker) encode(e *snapEncoder) error {
 	for _, s := range w.series {
-		// Derived inputs too, by their labels: with no stored history
-		// to warm from, they would start cold after every restart.
+		// Derived inputs too, by their labels: their warm start
+		// evaluates their expression over at most BackfillMaxPoints
+		// past steps; the snapshot keeps all they learnt.
 		var err error
 		e.det = e.det[:0]
 		if !s.rebuild {

@@ -196,8 +196,12 @@ func (r *ring) readSeries(s storage.Series) error {
 // backfill remote-read URL.
 func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	p := w.p
+	if isDerived(s) {
+		w.warmDerived(s, beforeMs)
+		return
+	}
 	n := p.opts.BackfillMaxPoints
-	if n == 0 || isDerived(s) {
+	if n == 0 {
 		return
 	}
 	mint := beforeMs - p.opts.BackfillMaxAge.Milliseconds()
@@ -238,6 +242,10 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 // BackfillMaxPoints, the latest.
 func (w *worker) catchUp(ctx context.Context, s *series, beforeMs int64) {
 	p := w.p
+	if isDerived(s) {
+		w.warmDerived(s, beforeMs)
+		return
+	}
 	from := s.det.LastTimestamp()
 	if s.counter {
 		from = max(from, s.prevT)

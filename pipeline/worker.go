@@ -339,8 +339,9 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 }
 
 // createGroup sets up a multivariate group (see config.Derived) on its
-// first evaluation: a restored state, else a new one (a group has no
-// stored history to warm from). It has no forecaster: its members have no
+// first evaluation: a restored state, else a new one, warmed from its
+// members' history when the input's first evaluation left one. It has no
+// forecaster: its members have no
 // single value to forecast.
 func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs int64) *series {
 	p := w.p
@@ -359,6 +360,7 @@ func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs in
 	if saved := p.takeRestored(smp.ls); saved != nil && !s.restore(saved) {
 		s.pub.incidentState = saved.inc // new models; the incident goes on
 	}
+	w.warmDerived(s, smp.t)
 	w.add(s)
 	return s
 }
