@@ -101,13 +101,24 @@ type Derived struct {
 	Members  []Member       `yaml:"members,omitempty"`
 	Interval model.Duration `yaml:"interval,omitempty"` // default 30s
 	Scoring  `yaml:",inline"`
+
+	sig string
 }
+
+// Signature identifies what d computes: its expression, or its group's
+// labels and members. Models learnt under another signature learnt
+// another quantity.
+func (d *Derived) Signature() string { return d.sig }
 
 // Member is one expression of a multivariate group.
 type Member struct {
 	Name string `yaml:"name"`
 	Expr string `yaml:"expr"`
 }
+
+// OutputFamilies are the metric names of omen's outputs, which a derived
+// input may not take.
+var OutputFamilies = [...]string{"anomaly_score", "yhat", "yhat_lower", "yhat_upper", "forecast", "forecast_lower", "forecast_upper"}
 
 // MaxGroupMembers bounds a group's members (detect.MaxGroupMembers).
 const MaxGroupMembers = 8
@@ -328,11 +339,23 @@ func (c *Config) validate() error {
 		if seen[d.Name] {
 			return fmt.Errorf("%s.name %q: used twice", where, d.Name)
 		}
+		if slices.Contains(OutputFamilies[:], d.Name) || strings.HasPrefix(d.Name, "omen_") {
+			// Its series would be named like omen's own outputs and
+			// metrics, which the TSDB holds beside the inputs.
+			return fmt.Errorf("%s.name %q: the name of one of omen's outputs or metrics; give the input a name of its own", where, d.Name)
+		}
 		seen[d.Name] = true
 		if err := d.validateExprs(where); err != nil {
 			return err
 		}
-		if d.Interval == 0 {
+		d.sig = d.Expr
+		if d.IsGroup() {
+			d.sig = "by " + strings.Join(d.By, ",")
+			for _, m := range d.Members {
+				d.sig += "\x00" + m.Name + "\x00" + m.Expr
+			}
+		}
+		if d.Interval == 0 && !d.set["interval"] {
 			d.Interval = model.Duration(30 * time.Second)
 		}
 		if d.Interval < model.Duration(time.Second) {

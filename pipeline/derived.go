@@ -316,6 +316,7 @@ func (p *Pipeline) derivedGone(name string, cur map[storage.SeriesRef]labels.Lab
 	}
 	if cur == nil {
 		delete(p.derivedLast, name)
+		delete(p.derivedSig, name)
 	} else {
 		p.derivedLast[name] = cur
 	}

@@ -469,9 +469,10 @@ derived:
 
 // TestDerivedGroupReload: a reload that gives a group other members gives
 // it new models at its next evaluation (the old ones take vectors of the
-// old length, and would skip every new one).
+// old length, and would skip every new one), warmed from the new members'
+// history.
 func TestDerivedGroupReload(t *testing.T) {
-	const yml = "derived:\n  - {name: g, interval: 1h, members: [%s]}\n"
+	const yml = "derived:\n  - {name: g, interval: 15s, members: [%s]}\n"
 	two, err := config.Load(fmt.Appendf(nil, yml, "{name: a, expr: a}, {name: b, expr: b}"))
 	require.NoError(t, err)
 	three, err := config.Load(fmt.Appendf(nil, yml, "{name: a, expr: a}, {name: b, expr: b}, {name: c, expr: a + b}"))
@@ -493,12 +494,43 @@ func TestDerivedGroupReload(t *testing.T) {
 	}
 	require.True(t, eval(two, 200).Ready)
 	require.NoError(t, e.p.ApplyConfig(three))
-	require.False(t, eval(three, 201).Ready, "new models for three members")
-	var last Anomaly
-	for i := 202; i < 400; i++ {
-		last = eval(three, i)
+	before := testutil.ToFloat64(e.p.m.warmed)
+	require.True(t, eval(three, 201).Ready, "new models for three members, warmed from their history")
+	require.Equal(t, 201.0, testutil.ToFloat64(e.p.m.warmed)-before)
+	for i := 202; i < 250; i++ {
+		require.True(t, eval(three, i).Ready, "the new models take the new vectors")
 	}
-	require.True(t, last.Ready, "the new models learn")
+}
+
+// TestDerivedExprReload: a reload that changes a derived input's expression
+// under the same name gives its series new models, warmed from the new
+// expression's history: the old ones learnt another quantity (here a
+// hundred times the scale) and would score the change itself as anomalous.
+func TestDerivedExprReload(t *testing.T) {
+	const yml = "derived:\n  - {name: scaled, expr: '%s', interval: 15s}\n"
+	before, err := config.Load(fmt.Appendf(nil, yml, "level * 2"))
+	require.NoError(t, err)
+	after, err := config.Load(fmt.Appendf(nil, yml, "level * 200"))
+	require.NoError(t, err)
+	e := newEnvEngine(t, "", before, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+	vs := seasonal(301, 5)
+	eval := func(cfg *config.Config, i int) Anomaly {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		e.push(ts, model.MetricTypeGauge, []labels.Labels{labels.FromStrings("__name__", "level")}, vs[i:i+1])
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+		e.sync()
+		got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "scaled")}})
+		require.Len(t, got, 1)
+		return got[0]
+	}
+	for i := range 300 {
+		eval(before, i)
+	}
+	require.NoError(t, e.p.ApplyConfig(after))
+	got := eval(after, 300)
+	require.True(t, got.Ready, "warmed from the new expression's history")
+	require.Less(t, got.Score, 1.0, "the new scale is not an anomaly")
+	require.InDelta(t, 200*vs[300], float64(got.Value), 1e-9)
 }
 
 // TestDerivedWarmsFromHistory: at a derived input's first evaluation its

@@ -125,13 +125,16 @@ func (p *Pipeline) rangeQuery(ctx context.Context, expr string, start, end time.
 const historyTimeout = 30 * time.Second
 
 // firstHistory loads d's history (see loadHistory) at its first
-// evaluation with a result since the start, or since a reload added it.
+// evaluation with a result since the start, or since a reload added it or
+// changed what it computes (its series then start again: see
+// worker.process).
 // Series that join the result later (a new pod) warm up on evaluations: a
 // range query over the whole history at every evaluation some series
 // joins would cost more than all the instant ones.
 func (p *Pipeline) firstHistory(ctx context.Context, d *config.Derived, now time.Time, cur map[storage.SeriesRef]labels.Labels) {
 	p.derivedMu.Lock()
-	done := len(p.derivedLast[d.Name]) > 0
+	done := len(p.derivedLast[d.Name]) > 0 && p.derivedSig[d.Name] == d.Signature()
+	p.derivedSig[d.Name] = d.Signature()
 	p.derivedMu.Unlock()
 	if !done {
 		p.loadHistory(ctx, d, now, cur)

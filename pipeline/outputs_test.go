@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 
+	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
 )
 
@@ -451,4 +452,10 @@ func TestStaleInputStalesOutputs(t *testing.T) {
 		require.NotContains(t, exposed(), `pod="a"`)
 	}
 	require.Zero(t, testutil.ToFloat64(e.p.m.outputErrors))
+}
+
+// TestOutputFamiliesInConfig: the names config refuses for derived inputs
+// are the output families.
+func TestOutputFamiliesInConfig(t *testing.T) {
+	require.ElementsMatch(t, append(baseFamilies[:], fcFamilies[:]...), config.OutputFamilies[:])
 }

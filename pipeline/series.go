@@ -276,6 +276,7 @@ type series struct {
 	det detect.Detector
 	fc  *fcState    // nil: no forecaster
 	grp *groupState // non-nil for a multivariate group, which det does not score
+	def string      // a derived input's Signature when the models were made
 
 	// Counter to rate conversion.
 	prevRaw float64
@@ -484,15 +485,6 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 type groupState struct {
 	g       *detect.Group
 	members []string
-}
-
-// fits reports whether the derived sample d is of s's shape: a group's
-// values for a group of the same members, a single value for the rest.
-func (s *series) fits(d *derivedSample) bool {
-	if s.grp == nil || d == nil || d.vals == nil {
-		return s.grp == nil && (d == nil || d.vals == nil)
-	}
-	return slices.EqualFunc(s.grp.members, d.d.Members, func(n string, m config.Member) bool { return n == m.Name })
 }
 
 // stepGroup scores a group's member values. A group has a score and no

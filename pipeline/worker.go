@@ -177,9 +177,12 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			s = nil
 			p.m.retyped.Inc()
 		}
-		if s != nil && isDerived(s) && !s.fits(smp.derived) {
-			// A reload made it a group, or a group of other members
-			// (or no group): new models, as for new options.
+		if s != nil && smp.derived != nil && s.def != smp.derived.d.Signature() {
+			// A reload changed what its input computes (another
+			// expression, a group of other members, a group where
+			// there was none): its models learnt another quantity, and
+			// start again, from the history the input's next
+			// evaluation reads (see firstHistory).
 			s.rebuild = true
 		}
 		var rebuilt *series
@@ -301,6 +304,9 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		return nil
 	}
 	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, utf8Names: hasUTF8Names(smp.ls)}
+	if smp.derived != nil {
+		s.def = smp.derived.d.Signature()
+	}
 	if smp.derived != nil && smp.derived.vals != nil {
 		return w.createGroup(s, smp, sc, nowMs)
 	}
