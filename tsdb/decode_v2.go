@@ -149,6 +149,10 @@ func (d *fastV2) series1(body []byte, from, to int) bool {
 			return false
 		}
 	}
+	if len(d.samples) == int(s.samplesFrom) {
+		// No samples: refused by the generic path, which names it.
+		return false
+	}
 	s.refsTo, s.samplesTo = int32(len(d.refs)), int32(len(d.samples))
 	d.series = append(d.series, s)
 	return true

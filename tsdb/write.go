@@ -734,6 +734,10 @@ func (a *appendState) finish() (writeStats, *httpError) {
 		return a.stats, errorf(http.StatusBadRequest, "%d sample(s) rejected, the rest stored: %s%s",
 			a.nProblem, strings.Join(a.problems, "; "), more)
 	}
+	if len(a.problems) > 0 {
+		// Only series without samples: nothing of theirs to count.
+		return a.stats, errorf(http.StatusBadRequest, "request refused in part, the rest stored: %s", strings.Join(a.problems, "; "))
+	}
 	return a.stats, nil
 }
 
@@ -865,6 +869,13 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 		}
 		ls, _ := ts.ToLabels(&b.builder, syms)
 		ls = lc.without(ls)
+		if n == 0 {
+			// The spec's MUST, and the reference handler's 400: a
+			// series that carries nothing is a sender's bug, not a way
+			// to send metadata (answered 204, it went unnoticed).
+			a.reject("float", "no_samples", 0, "series %d %s: no samples or histograms; a remote-write 2.0 series must carry at least one", i, ls)
+			continue
+		}
 		h.opts.Metadata.noteSeries(ls.Get(labels.MetricName), md)
 		opts := storage.AppendV2Options{Metadata: md}
 		var ref storage.SeriesRef

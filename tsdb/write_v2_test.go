@@ -429,3 +429,23 @@ func TestContentTypeParameters(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteV2SeriesWithoutSamples: a 2.0 series with neither samples nor
+// histograms is a 400 that names it (the spec's MUST, the reference
+// handler's answer); the request's other series are stored. It was a 204.
+func TestWriteV2SeriesWithoutSamples(t *testing.T) {
+	rec := newRecorder()
+	now := time.UnixMilli(1_700_000_000_000)
+	h := NewWriteHandler(nil, nil, rec, WriteOptions{Now: func() time.Time { return now }})
+	req := &writev2.Request{Symbols: []string{"", "__name__", "good", "empty"}, Timeseries: []writev2.TimeSeries{
+		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: recorderOK(now.UnixMilli())}}},
+		{LabelsRefs: []uint32{1, 3}},
+	}}
+	raw, err := proto.Marshal(req)
+	require.NoError(t, err)
+	w := postV2(t, h, raw)
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, w.Body.String(), `series 1 {__name__="empty"}: no samples or histograms`)
+	require.Equal(t, "1", w.Header().Get(headerSamplesWritten))
+	require.Len(t, rec.log, 1, "the good series is stored")
+}
