@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -20,6 +22,10 @@ const derivedRefBit storage.SeriesRef = 1 << 63
 
 // runDerived evaluates the configured derived inputs, each every its
 // interval, and scores each series of the result like an ingested one.
+// Inputs are evaluated side by side, up to GOMAXPROCS at once, so a slow
+// expression (up to its interval) delays no other; an input still being
+// evaluated when it is due again misses that evaluation, as a Prometheus
+// rule group misses an iteration.
 func (p *Pipeline) runDerived(ctx context.Context) {
 	if p.engine == nil {
 		return
@@ -27,6 +33,33 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 	next := map[string]slot{}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		running = map[string]bool{}
+		sem     = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	)
+	defer wg.Wait()
+	eval := func(d *config.Derived, now time.Time) {
+		mu.Lock()
+		busy := running[d.Name]
+		running[d.Name] = true
+		mu.Unlock()
+		if busy {
+			p.m.derivedMissed.WithLabelValues(d.Name).Inc()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			p.evalDerived(ctx, d, now)
+			<-sem
+			mu.Lock()
+			delete(running, d.Name)
+			mu.Unlock()
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -40,7 +73,7 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 			d := &cfg.Derived[i]
 			seen[d.Name] = true
 			if isDue(next, d, now) {
-				p.evalDerived(ctx, d, now)
+				eval(d, now)
 			}
 		}
 		for name := range next {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,7 +102,7 @@ func TestDerivedRestored(t *testing.T) {
 // holds the first query until released, as a slow query would.
 type recordingEngine struct {
 	promql.QueryEngine
-	once    sync.Once
+	first   atomic.Bool
 	entered chan struct{}
 	release chan struct{}
 	mu      sync.Mutex
@@ -109,7 +110,11 @@ type recordingEngine struct {
 }
 
 func (r *recordingEngine) NewInstantQuery(_ context.Context, _ storage.Queryable, _ promql.QueryOpts, qs string, _ time.Time) (promql.Query, error) {
-	r.once.Do(func() { close(r.entered); <-r.release })
+	// Not a sync.Once: its other callers would wait for the first.
+	if r.first.CompareAndSwap(false, true) {
+		close(r.entered)
+		<-r.release
+	}
 	r.mu.Lock()
 	r.exprs = append(r.exprs, qs)
 	r.mu.Unlock()
@@ -123,9 +128,11 @@ func (r *recordingEngine) seen() []string {
 }
 
 // TestDerivedReloadDuringEvaluation: a reload that removes a derived input
-// while another one's query runs must neither crash the loop (it used to
-// index the new, shorter list with the old position) nor evaluate one
-// input's expression under another's name.
+// while its query runs must neither crash the loop (it used to index the
+// new, shorter list with the old position) nor evaluate one input's
+// expression under another's name; and the other input is evaluated
+// meanwhile (they were evaluated one after another, so a slow expression
+// delayed every other).
 func TestDerivedReloadDuringEvaluation(t *testing.T) {
 	two, err := config.Load([]byte("derived:\n  - {name: d0, expr: vector(1), interval: 1s}\n  - {name: d1, expr: vector(2), interval: 1s}\n"))
 	require.NoError(t, err)
@@ -133,13 +140,21 @@ func TestDerivedReloadDuringEvaluation(t *testing.T) {
 	require.NoError(t, err)
 	eng := &recordingEngine{entered: make(chan struct{}), release: make(chan struct{})}
 	e := newEnvEngine(t, "", two, eng, nil)
+	released := false
+	t.Cleanup(func() { // before the pipeline stops, which waits for the held query
+		if !released {
+			close(eng.release)
+		}
+	})
 	time.Sleep(1500 * time.Millisecond) // the loop's first tick schedules both
 	e.clock.set(t0.Add(10 * time.Second))
-	<-eng.entered // d0's query is running
+	<-eng.entered // the first query is running, d0's or d1's
+	require.Eventually(t, func() bool { return len(eng.seen()) >= 1 }, 5*time.Second, 10*time.Millisecond, "the other input is evaluated meanwhile")
 	require.NoError(t, e.p.ApplyConfig(one))
 	close(eng.release)
+	released = true
 	require.Eventually(t, func() bool { return len(eng.seen()) >= 2 }, 5*time.Second, 10*time.Millisecond)
-	require.Equal(t, []string{"vector(1)", "vector(2)"}, eng.seen()[:2])
+	require.ElementsMatch(t, []string{"vector(1)", "vector(2)"}, eng.seen()[:2])
 	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d0")))
 	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d1")))
 }

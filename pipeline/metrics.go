@@ -28,6 +28,7 @@ type metrics struct {
 	backfillSkipped prometheus.Counter
 	caughtUp        prometheus.Counter
 	derivedErrs     *prometheus.CounterVec
+	derivedMissed   *prometheus.CounterVec
 	retyped         prometheus.Counter
 }
 
@@ -101,6 +102,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}),
 		derivedErrs: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "omen_derived_evaluation_failures_total", Help: "Failed evaluations of derived inputs.",
+		}, []string{"for"}),
+		derivedMissed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "omen_derived_evaluations_missed_total", Help: "Evaluations of derived inputs skipped because the previous one was still running.",
 		}, []string{"for"}),
 	}
 }
