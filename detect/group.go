@@ -32,6 +32,8 @@ const (
 	// its first hundreds of samples.
 	groupSettle = 16
 	groupPairs  = MaxGroupMembers * (MaxGroupMembers + 1) / 2
+	// groupZMax bounds a scored deviation, in scales.
+	groupZMax = 1e6
 )
 
 // Group scores vectors of related values jointly: the cpu, memory, errors
@@ -58,6 +60,7 @@ type Group struct {
 // encoding/binary.
 type groupState struct {
 	K      uint8
+	Key    uint64 // what the members are, set by the caller
 	Seen   uint64
 	LastTs int64
 	Level  [MaxGroupMembers]Robust
@@ -79,10 +82,13 @@ type GroupResult struct {
 	Member int
 }
 
-// NewGroup returns a Group of k members, 2 to MaxGroupMembers. Of the
-// options, Direction (applied to each member's deviation), WarmupSamples,
-// FalseAlarmRate and RefractorySamples are used.
-func NewGroup(k int, opts Options) (*Group, error) {
+// NewGroup returns a Group of k members, 2 to MaxGroupMembers. key names
+// what the members are (a hash of their definitions): Restore refuses a
+// state learnt under another, so members reordered or replaced do not
+// inherit what others learnt. Of the options, Direction (applied to each
+// member's deviation), WarmupSamples, FalseAlarmRate and
+// RefractorySamples are used.
+func NewGroup(k int, key uint64, opts Options) (*Group, error) {
 	if k < 2 || k > MaxGroupMembers {
 		return nil, fmt.Errorf("group of %d members: want 2 to %d", k, MaxGroupMembers)
 	}
@@ -90,14 +96,13 @@ func NewGroup(k int, opts Options) (*Group, error) {
 		return nil, err
 	}
 	g := &Group{opts: opts}
-	g.st.K = uint8(k)
+	g.st.K, g.st.Key = uint8(k), key
 	g.reset()
 	return g, nil
 }
 
 func (g *Group) reset() {
-	k := g.st.K
-	g.st = groupState{K: k}
+	g.st = groupState{K: g.st.K, Key: g.st.Key}
 	for i := range g.st.Level {
 		g.st.Level[i].Alpha = 1.0 / groupLevelSpan
 	}
@@ -145,18 +150,29 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 			return res
 		}
 	}
-	var z, zs [MaxGroupMembers]float64
+	// Each member's deviation from its level, in its scales: zs as
+	// scored, in the direction scored (with "up", a member below its
+	// level counts as at it) and not clipped, so that one member far out
+	// scores however many members the group has (clipped at 8, one
+	// member alone could not reach a score of 1 in a group of 8); the
+	// same clipped at 8 (zsc) as the calibration learns it, and zc, both
+	// directions, as the covariance learns it: one incident swamps
+	// neither.
+	var zs, zsc, zc [MaxGroupMembers]float64
+	clipped := false
 	for i := range k {
-		z[i] = clip8(st.Level[i].Z(x[i], scaleFloor(st.Level[i].M)))
-		if st.Level[i].N == 0 {
-			z[i] = 0
+		var z float64
+		if st.Level[i].N > 0 {
+			// Bounded so that the distance stays finite against a
+			// scale at its floor.
+			z = max(-groupZMax, min(st.Level[i].Z(x[i], scaleFloor(st.Level[i].M)), groupZMax))
 		}
-		// The direction applies member by member: with "up", a member
-		// below its level counts as at it.
-		switch zs[i] = z[i]; {
-		case g.opts.Direction == Up && zs[i] < 0, g.opts.Direction == Down && zs[i] > 0:
-			zs[i] = 0
+		zc[i] = clip8(z)
+		if g.opts.Direction == Up && z < 0 || g.opts.Direction == Down && z > 0 {
+			z = 0
 		}
+		zs[i], zsc[i] = z, clip8(z)
+		clipped = clipped || zsc[i] != z
 	}
 	dist, driver := g.distance(&zs)
 	ready := g.Ready()
@@ -167,16 +183,23 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 	// Learn, the sample included, after scoring it. The calibration
 	// starts after the warm-up: the distances before it are against a
 	// covariance of a few samples, and one of them as the window's record
-	// would hold every score down until it left the window.
+	// would hold every score down until it left the window. It learns the
+	// directed distance, as scored: with "up", members that move in
+	// opposite ways (free and used memory) make distances that the
+	// undirected ones never show (5 times the false-alarm rate).
 	if st.Seen >= uint64(g.opts.WarmupSamples) {
-		st.Tail.Update(g.distanceUndirected(&z, &zs, dist))
+		cal := dist
+		if clipped {
+			cal, _ = g.distance(&zsc)
+		}
+		st.Tail.Update(cal)
 	}
 	if st.Seen >= groupSettle {
 		a := max(1.0/groupCovSpan, 1/float64(st.Seen-groupSettle+1))
 		p := 0
 		for i := range k {
 			for j := 0; j <= i; j++ {
-				st.Cov[p] += a * (z[i]*z[j] - st.Cov[p])
+				st.Cov[p] += a * (zc[i]*zc[j] - st.Cov[p])
 				p++
 			}
 		}
@@ -193,17 +216,6 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 	// Refractory period, as in Detector.update: one event, one alert.
 	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, score, driver >= 0, g.opts.RefractorySamples)
 	return res
-}
-
-// distanceUndirected is the distance the calibration learns: that of the
-// deviations whatever their direction, so "up" does not calibrate on a
-// distribution with the downward half cut off (and alarm more often).
-func (g *Group) distanceUndirected(z, zs *[MaxGroupMembers]float64, directed float64) float64 {
-	if *z == *zs {
-		return directed
-	}
-	d, _ := g.distance(z)
-	return d
 }
 
 // distance returns √(zᵀ(C+rI)⁻¹z), C the learnt covariance, and the member
@@ -332,6 +344,9 @@ func (g *Group) Restore(data []byte) error {
 	}
 	if st.K != g.st.K {
 		return fmt.Errorf("group state: %d members, want %d", st.K, g.st.K)
+	}
+	if st.Key != g.st.Key {
+		return errors.New("group state: learnt for other members")
 	}
 	if !finite(st.Cov[:]...) || !tailsValid([]Tail{st.Tail}) {
 		return errors.New("group state: invalid values")

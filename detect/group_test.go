@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -18,7 +19,7 @@ func podVector(rng *rand.Rand, i int, x []float64) {
 }
 
 func mustGroup(t testing.TB, k int) *Group {
-	g, err := NewGroup(k, DefaultOptions())
+	g, err := NewGroup(k, 0, DefaultOptions())
 	require.NoError(t, err)
 	return g
 }
@@ -109,9 +110,12 @@ func TestGroupRestore(t *testing.T) {
 	require.ErrorContains(t, mustGroup(t, 2).Restore(b), "2")
 	o := DefaultOptions()
 	o.FalseAlarmRate = 0.01
-	other, err := NewGroup(3, o)
+	other, err := NewGroup(3, 0, o)
 	require.NoError(t, err)
 	require.ErrorContains(t, other.Restore(b), "false-alarm rate")
+	keyed, err := NewGroup(3, 7, DefaultOptions())
+	require.NoError(t, err)
+	require.ErrorContains(t, keyed.Restore(b), "other members", "members reordered or replaced")
 	d := mustNew(t, DefaultOptions())
 	db, err := d.MarshalBinary()
 	require.NoError(t, err)
@@ -119,9 +123,86 @@ func TestGroupRestore(t *testing.T) {
 	require.Error(t, mustGroup(t, 3).Restore(db))
 }
 
+// gaussians returns a generator of k standard normal members, the first
+// two correlated by rho.
+func gaussians(seed uint64, k int, rho float64) func(x []float64) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	return func(x []float64) {
+		for i := range k {
+			x[i] = rng.NormFloat64()
+		}
+		x[1] = rho*x[0] + math.Sqrt(1-rho*rho)*x[1]
+	}
+}
+
+// TestGroupFarMemberScores: one member far out scores above 1 whatever
+// the group's size. With deviations clipped at 8 before the distance, one
+// member alone could add at most 8 to it, and a group of 8 never alarmed.
+func TestGroupFarMemberScores(t *testing.T) {
+	for _, k := range []int{2, 4, MaxGroupMembers} {
+		t.Run(fmt.Sprintf("members=%d", k), func(t *testing.T) {
+			g, gen, x := mustGroup(t, k), gaussians(1, k, 0), make([]float64, k)
+			for i := range 5000 {
+				gen(x)
+				g.Update(groupT0+int64(i)*30_000, x)
+			}
+			saved, err := g.AppendBinary(nil)
+			require.NoError(t, err)
+			at := func(sigmas float64) float64 {
+				h := mustGroup(t, k)
+				require.NoError(t, h.Restore(saved))
+				y := make([]float64, k)
+				y[k-1] = sigmas
+				return h.Update(groupT0+5000*30_000, y).Score
+			}
+			far, twelve := at(1000), at(12)
+			t.Logf("one member at 1000σ: %.2f, at 12σ: %.2f", far, twelve)
+			require.Greater(t, far, 1.0)
+			require.Greater(t, twelve, 1.0)
+			require.Greater(t, far, twelve, "further scores higher")
+		})
+	}
+}
+
+// TestGroupFalseAlarms counts scores above 1 on normal vectors: at most
+// about the false-alarm rate, also with "up" on members that move in
+// opposite ways (calibrated on undirected distances, 5 times the rate).
+func TestGroupFalseAlarms(t *testing.T) {
+	const n = 100_000
+	for _, tc := range []struct {
+		name string
+		k    int
+		rho  float64
+		dir  Direction
+	}{
+		{"independent", 4, 0, Both},
+		{"correlated", 3, 0.95, Both},
+		{"opposite, up", 2, -0.9, Up},
+		{"opposite, down", 2, -0.9, Down},
+		{"correlated, up", 2, 0.9, Up},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultOptions()
+			o.Direction = tc.dir
+			g, err := NewGroup(tc.k, 0, o)
+			require.NoError(t, err)
+			gen, x := gaussians(2, tc.k, tc.rho), make([]float64, tc.k)
+			above := 0
+			for i := range n {
+				gen(x)
+				if g.Update(groupT0+int64(i)*30_000, x).Score > 1 {
+					above++
+				}
+			}
+			t.Logf("%d of %d above 1", above, n)
+			require.LessOrEqual(t, float64(above), 2*o.FalseAlarmRate*n)
+		})
+	}
+}
+
 func TestNewGroupBounds(t *testing.T) {
 	for _, k := range []int{0, 1, MaxGroupMembers + 1} {
-		_, err := NewGroup(k, DefaultOptions())
+		_, err := NewGroup(k, 0, DefaultOptions())
 		require.Error(t, err, "k=%d", k)
 	}
 }

@@ -134,24 +134,21 @@ func nextDue(due, now time.Time, interval time.Duration) time.Time {
 // loaded: a reload during the query (which may run for d's interval) must
 // not change which input is evaluated, nor index past a shorter list.
 func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.Time) {
-	qctx, cancel := context.WithTimeout(ctx, time.Duration(d.Interval))
-	defer cancel()
 	if d.IsGroup() {
-		p.evalGroup(qctx, d, now)
+		p.evalGroup(ctx, d, now)
 		return
 	}
+	qctx, cancel := context.WithTimeout(ctx, time.Duration(d.Interval))
+	defer cancel()
 	vec, err := p.instant(qctx, d.Expr, now)
 	if err != nil {
 		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
 		p.logger.Warn("Derived input", "name", d.Name, "err", err)
 		return
 	}
-	ingested := p.ingestedNamed(qctx, d.Name, now)
-	cfg := p.cfg.Load()
+	sh := p.shadowsOf(qctx, d, now)
 	samples := make([]sample, 0, len(vec))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
-	var handedOver map[storage.SeriesRef]bool // series of the result an ingested one shadows
-	var firstShadowed string
 	for _, s := range vec {
 		if s.H != nil {
 			continue
@@ -160,16 +157,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		b.Set(labels.MetricName, d.Name)
 		ls := b.Labels()
 		ref := derivedRefBit | storage.SeriesRef(ls.Hash()>>1)
-		if _, ok := ingested[ls.Hash()]; ok && cfg.Selected(ls) {
-			// Its outputs would be the ingested series' own (for is the
-			// name, the other labels the same): two inputs writing one
-			// anomaly_score. The ingested series keeps them, and a
-			// staleness marker from this one, scored until now, would
-			// end them for a moment (and a pending alert on them).
-			if handedOver == nil {
-				handedOver, firstShadowed = map[storage.SeriesRef]bool{}, ls.String()
-			}
-			handedOver[ref] = true
+		if sh.shadowed(ref, ls) {
 			continue
 		}
 		if prev, dup := cur[ref]; dup && labels.Equal(prev, ls) {
@@ -183,16 +171,54 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		cur[ref] = ls
 		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: &derivedSample{d: d}})
 	}
-	if len(handedOver) > 0 {
-		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-		p.logger.Warn("Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
-			"name", d.Name, "count", len(handedOver), "first", firstShadowed)
-	}
+	sh.report()
 	p.firstHistory(ctx, d, now, cur)
 	if len(samples) > 0 {
 		p.dispatch(samples)
 	}
-	p.derivedGone(d.Name, cur, handedOver, now)
+	p.derivedGone(d.Name, cur, sh.handedOver, now)
+}
+
+// shadows finds the series of a derived input's result that have the name
+// and labels of a scored ingested series. Their outputs would be the
+// ingested series' own (for is the name, the other labels the same): two
+// inputs writing one anomaly_score. The ingested series keeps them, and a
+// staleness marker from the derived one, scored until now, would end them
+// for a moment (and a pending alert on them): it is handed over.
+type shadows struct {
+	p          *Pipeline
+	d          *config.Derived
+	cfg        *config.Config
+	ingested   map[uint64]struct{}
+	handedOver map[storage.SeriesRef]bool
+	first      string
+}
+
+func (p *Pipeline) shadowsOf(ctx context.Context, d *config.Derived, now time.Time) *shadows {
+	return &shadows{p: p, d: d, cfg: p.cfg.Load(), ingested: p.ingestedNamed(ctx, d.Name, now)}
+}
+
+// shadowed reports whether the derived series ref, ls, is shadowed, and
+// notes it if so.
+func (s *shadows) shadowed(ref storage.SeriesRef, ls labels.Labels) bool {
+	if _, ok := s.ingested[ls.Hash()]; !ok || !s.cfg.Selected(ls) {
+		return false
+	}
+	if s.handedOver == nil {
+		s.handedOver, s.first = map[storage.SeriesRef]bool{}, ls.String()
+	}
+	s.handedOver[ref] = true
+	return true
+}
+
+// report counts and logs the evaluation's shadowed series, if any.
+func (s *shadows) report() {
+	if len(s.handedOver) == 0 {
+		return
+	}
+	s.p.m.derivedErrs.WithLabelValues(s.d.Name).Inc()
+	s.p.logger.Warn("Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
+		"name", s.d.Name, "count", len(s.handedOver), "first", s.first)
 }
 
 // instant evaluates expr at now, a scalar as a vector of one series with
@@ -223,10 +249,15 @@ func (p *Pipeline) instant(ctx context.Context, expr string, now time.Time) (pro
 // one input: its labels are d.By's and its name d's. A group some member
 // has no series for, or a NaN or infinite value, is not scored at this
 // evaluation (a pod with no errors yet: give that member's expression an
-// `or` default). A member
-// with two series for one group fails the evaluation, as two series of one
-// name do a recording rule's: its expression is to aggregate by d.By.
+// `or` default), and its outputs stay: a staleness marker would reset a
+// pending alert on it at every idle moment (a latency quantile is NaN
+// without traffic). A group none of whose members has a series is gone,
+// and goes stale. A member with two series for one group fails the
+// evaluation, as two series of one name do a recording rule's: its
+// expression is to aggregate by d.By.
 func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Time) {
+	qctx, cancel := context.WithTimeout(ctx, time.Duration(d.Interval))
+	defer cancel()
 	type group struct {
 		ls   labels.Labels
 		vals []float64
@@ -238,7 +269,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		b      = labels.NewBuilder(labels.EmptyLabels())
 	)
 	for i, m := range d.Members {
-		vec, err := p.instant(ctx, m.Expr, now)
+		vec, err := p.instant(qctx, m.Expr, now)
 		if err != nil {
 			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
 			p.logger.Warn("Derived group: a member's expression failed", "name", d.Name, "member", m.Name, "err", err)
@@ -267,28 +298,33 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		}
 	}
 	all := uint16(1)<<len(d.Members) - 1
+	sh := p.shadowsOf(qctx, d, now)
 	samples := make([]sample, 0, len(groups))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(groups))
 	incomplete := 0
 	for _, h := range order {
 		g := groups[h]
+		ref := derivedRefBit | storage.SeriesRef(h>>1)
+		if sh.shadowed(ref, g.ls) {
+			continue
+		}
+		cur[ref] = g.ls
 		if g.have != all || hasNonFinite(g.vals) {
 			// A member's 0/0 (no requests, no errors) is as missing.
 			incomplete++
 			continue
 		}
-		ref := derivedRefBit | storage.SeriesRef(h>>1)
-		cur[ref] = g.ls
 		samples = append(samples, sample{ref: ref, ls: g.ls, t: now.UnixMilli(), derived: &derivedSample{d: d, vals: g.vals}})
 	}
 	if incomplete > 0 {
-		p.logger.Debug("Derived group: groups some member has no series for, not scored", "name", d.Name, "count", incomplete)
+		p.logger.Debug("Derived group: groups some member has no series or a NaN for, not scored", "name", d.Name, "count", incomplete)
 	}
+	sh.report()
 	p.firstHistory(ctx, d, now, cur)
 	if len(samples) > 0 {
 		p.dispatch(samples)
 	}
-	p.derivedGone(d.Name, cur, nil, now)
+	p.derivedGone(d.Name, cur, sh.handedOver, now)
 }
 
 // ingestedNamed returns the label hashes of the stored series named name

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -579,6 +580,148 @@ func TestDerivedWarmsFromHistory(t *testing.T) {
 			require.Len(t, query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "twice")), 1)
 			for _, pts := range query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "twice")) {
 				require.Len(t, pts, 1, "the history is not stored as outputs")
+			}
+		})
+	}
+}
+
+// TestDerivedWarmEqualsLive: a derived input warmed from history at its
+// first evaluation scores as if it had been evaluated all along: the same
+// values, in the same order, for each series (a group's members matched by
+// their labels and kept in order).
+func TestDerivedWarmEqualsLive(t *testing.T) {
+	for _, yml := range []string{
+		"derived:\n  - {name: d, expr: 'a - b', interval: 15s}\n",
+		"derived:\n  - {name: d, interval: 15s, by: [pod], members: [{name: a, expr: 'sum by (pod) (a)'}, {name: b, expr: b}]}\n",
+	} {
+		const n = 300
+		in := []labels.Labels{
+			labels.FromStrings("__name__", "a", "pod", "p"), labels.FromStrings("__name__", "b", "pod", "p"),
+			labels.FromStrings("__name__", "a", "pod", "q"), labels.FromStrings("__name__", "b", "pod", "q"),
+		}
+		cols := [][]float64{seasonal(n+1, 6), seasonal(n+1, 7), seasonal(n+1, 8), seasonal(n+1, 9)}
+		for i := range cols[1] {
+			cols[1][i] = cols[1][i]/3 + 7 // members of other scales and phases
+			cols[3][i] *= 1e3
+		}
+		cols[2][n] += 30 // an anomaly at the end, in one member of q
+		run := func(live bool) []Anomaly {
+			e, cfg := derivedEnv(t, yml)
+			for i := range n + 1 {
+				ts := t0.UnixMilli() + int64(i)*stepMs
+				e.push(ts, model.MetricTypeGauge, in, []float64{cols[0][i], cols[1][i], cols[2][i], cols[3][i]})
+				if live || i == n {
+					e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+				}
+			}
+			e.sync()
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "d")}})
+			slices.SortFunc(got, func(a, b Anomaly) int { return strings.Compare(fmt.Sprint(a.Labels), fmt.Sprint(b.Labels)) })
+			return got
+		}
+		live, warm := run(true), run(false)
+		require.Len(t, warm, 2)
+		for i := range live {
+			t.Logf("%v: live %.4f %q, warmed %.4f %q", live[i].Labels, live[i].Score, live[i].Member, warm[i].Score, warm[i].Member)
+			require.Equal(t, live[i].Labels, warm[i].Labels)
+			require.True(t, warm[i].Ready)
+			require.InDelta(t, live[i].Score, warm[i].Score, 1e-9)
+			require.Equal(t, live[i].Member, warm[i].Member)
+		}
+	}
+}
+
+// TestDerivedGroupIdleKeepsOutputs: a group a member has no value for at an
+// evaluation (a latency quantile is NaN without traffic) is not scored, and
+// its outputs do not go stale, which would reset a pending alert; a group
+// with none of its members left goes stale.
+func TestDerivedGroupIdleKeepsOutputs(t *testing.T) {
+	e, cfg := derivedEnv(t, "derived:\n  - {name: g, interval: 1h, by: [pod], members: [{name: a, expr: a}, {name: b, expr: b}]}\n")
+	ls := []labels.Labels{labels.FromStrings("__name__", "a", "pod", "p"), labels.FromStrings("__name__", "b", "pod", "p")}
+	eval := func(i int, vs []float64) {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		if vs != nil {
+			e.push(ts, model.MetricTypeGauge, ls, vs)
+		}
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+		e.sync()
+	}
+	for i := range 5 {
+		eval(i, []float64{float64(i), 1})
+	}
+	eval(5, []float64{5, math.NaN()}) // idle: b is 0/0
+	eval(6, []float64{6, 1})
+	key := labels.FromStrings("__name__", "anomaly_score", "for", "g", "pod", "p").String()
+	out := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "g"))[key]
+	require.Len(t, out, 6, "scored at every evaluation but the idle one")
+	for _, v := range out {
+		require.False(t, value.IsStaleNaN(v), "no staleness marker")
+	}
+	eval(7+lookbackMs/stepMs, nil) // both members gone
+	out = query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "g"))[key]
+	require.True(t, value.IsStaleNaN(out[len(out)-1]), "a group with no member left goes stale")
+}
+
+// TestDerivedGroupShadowed: a group named like an ingested series with the
+// group's labels would write that series' outputs: it is not scored.
+func TestDerivedGroupShadowed(t *testing.T) {
+	e, cfg := derivedEnv(t, "derived:\n  - {name: cpu, interval: 1h, by: [pod], members: [{name: a, expr: cpu}, {name: b, expr: mem}]}\n")
+	ts := t0.UnixMilli()
+	e.push(ts, model.MetricTypeGauge, []labels.Labels{
+		labels.FromStrings("__name__", "cpu", "pod", "p"), labels.FromStrings("__name__", "mem", "pod", "p"),
+	}, []float64{1, 2})
+	e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	e.sync()
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("cpu")))
+	for _, a := range e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "cpu")}}) {
+		require.False(t, math.IsNaN(float64(a.Value)), "only the ingested cpu series is scored, not a group")
+	}
+}
+
+// TestDerivedGroupRestoreOtherMembers: after a restart under a group whose
+// members were reordered (or replaced, as many as before), the saved state
+// is not restored onto the new members: the group warms from their history
+// instead. Under the same members it is restored.
+func TestDerivedGroupRestoreOtherMembers(t *testing.T) {
+	const yml = "derived:\n  - {name: g, interval: 15s, members: [%s]}\n"
+	ab, err := config.Load(fmt.Appendf(nil, yml, "{name: a, expr: a}, {name: b, expr: b}"))
+	require.NoError(t, err)
+	ba, err := config.Load(fmt.Appendf(nil, yml, "{name: b, expr: b}, {name: a, expr: a}"))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name     string
+		after    *config.Config
+		restored bool
+	}{{"same members", ab, true}, {"reordered", ba, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+			start := func(cfg *config.Config) *env {
+				return newEnvEngine(t, dir, cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}),
+					func(o *Options) { o.SnapshotPath = path })
+			}
+			in := []labels.Labels{labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")}
+			va, vb := seasonal(202, 1), seasonal(202, 2)
+			eval := func(e *env, cfg *config.Config, i int) {
+				ts := t0.UnixMilli() + int64(i)*stepMs
+				e.push(ts, model.MetricTypeGauge, in, []float64{va[i], vb[i] * 10})
+				e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+				e.sync()
+			}
+			e := start(ab)
+			for i := range 200 {
+				eval(e, ab, i)
+			}
+			e.stop()
+			require.NoError(t, e.db.Close()) // the TSDB's history, for the restart
+			e2 := start(tc.after)
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			before := testutil.ToFloat64(e2.p.m.warmed)
+			eval(e2, tc.after, 200)
+			replayed := testutil.ToFloat64(e2.p.m.warmed) - before
+			if tc.restored {
+				require.Zero(t, replayed, "restored, nothing to catch up")
+			} else {
+				require.Equal(t, 200.0, replayed, "not restored: warmed from the history of the new order")
 			}
 		})
 	}

@@ -132,8 +132,11 @@ const historyTimeout = 30 * time.Second
 // range query over the whole history at every evaluation some series
 // joins would cost more than all the instant ones.
 func (p *Pipeline) firstHistory(ctx context.Context, d *config.Derived, now time.Time, cur map[storage.SeriesRef]labels.Labels) {
+	if len(cur) == 0 {
+		return
+	}
 	p.derivedMu.Lock()
-	done := len(p.derivedLast[d.Name]) > 0 && p.derivedSig[d.Name] == d.Signature()
+	done := p.derivedSig[d.Name] == d.Signature()
 	p.derivedSig[d.Name] = d.Signature()
 	p.derivedMu.Unlock()
 	if !done {
