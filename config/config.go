@@ -368,7 +368,15 @@ func (c *Config) validate() error {
 	if err := validateRemoteWrite(c.RemoteWrite); err != nil {
 		return err
 	}
-	return c.Alerting.validate()
+	if err := c.Alerting.validate(); err != nil {
+		return err
+	}
+	for i, a := range c.Alerting.Capacity {
+		if d := c.DerivedNamed(a.For); d != nil && d.IsGroup() {
+			return fmt.Errorf("alerting.capacity[%d].for %q: a multivariate group, which has no forecasts; alert on one of its members as a derived input of its own", i, a.For)
+		}
+	}
+	return nil
 }
 
 // validateExprs checks d's expression, or its group's members and labels.

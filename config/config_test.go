@@ -93,6 +93,7 @@ func TestLoadErrors(t *testing.T) {
 		{"explicit zero interval", "derived: [{name: a, expr: up, interval: 0s}]", `derived[0].interval 0s: want at least 1s`},
 		{"output name", "derived: [{name: yhat, expr: up}]", `derived[0].name "yhat": the name of one of omen's outputs`},
 		{"omen name", "derived: [{name: omen_up, expr: up}]", `derived[0].name "omen_up"`},
+		{"capacity on a group", "derived: [{name: g, members: [{name: a, expr: up}, {name: b, expr: up}]}]\nalerting: {capacity: [{name: Full, for: g, limit: 1}]}", `alerting.capacity[0].for "g": a multivariate group`},
 		{"group and expr", "derived: [{name: g, expr: up, members: [{name: a, expr: up}, {name: b, expr: up}]}]", "both expr and members"},
 		{"neither expr nor members", "derived: [{name: g}]", "want expr, or members"},
 		{"by without members", "derived: [{name: g, expr: up, by: [pod]}]", "derived[0].by: only for a group"},
