@@ -348,13 +348,6 @@ func (c *Config) validate() error {
 		if err := d.validateExprs(where); err != nil {
 			return err
 		}
-		d.sig = d.Expr
-		if d.IsGroup() {
-			d.sig = "by " + strings.Join(d.By, ",")
-			for _, m := range d.Members {
-				d.sig += "\x00" + m.Name + "\x00" + m.Expr
-			}
-		}
 		if d.Interval == 0 && !d.set["interval"] {
 			d.Interval = model.Duration(30 * time.Second)
 		}
@@ -389,7 +382,9 @@ func (d *Derived) validateExprs(where string) error {
 	case d.Expr != "" && len(d.By) > 0:
 		return fmt.Errorf("%s.by: only for a group (members); aggregate expr by the labels instead", where)
 	case d.Expr != "":
-		return checkExpr(d.Expr, where+".expr")
+		var err error
+		d.sig, err = checkExpr(d.Expr, where+".expr")
+		return err
 	case len(d.Members) < 2 || len(d.Members) > MaxGroupMembers:
 		return fmt.Errorf("%s.members: %d; want 2 to %d", where, len(d.Members), MaxGroupMembers)
 	}
@@ -404,6 +399,10 @@ func (d *Derived) validateExprs(where string) error {
 		seen[l] = true
 	}
 	clear(seen)
+	// The signature, as the expressions parse and the labels sort: a
+	// reformatted expression computes the same and keeps its models.
+	by := slices.Sorted(slices.Values(d.By))
+	d.sig = "by " + strings.Join(by, ",")
 	for i, m := range d.Members {
 		mw := fmt.Sprintf("%s.members[%d]", where, i)
 		if !metricName.MatchString(m.Name) {
@@ -413,23 +412,26 @@ func (d *Derived) validateExprs(where string) error {
 			return fmt.Errorf("%s.name %q: used twice", mw, m.Name)
 		}
 		seen[m.Name] = true
-		if err := checkExpr(m.Expr, mw+".expr"); err != nil {
+		canon, err := checkExpr(m.Expr, mw+".expr")
+		if err != nil {
 			return err
 		}
+		d.sig += "\x00" + m.Name + "\x00" + canon
 	}
 	return nil
 }
 
-// checkExpr checks that expr parses to an instant vector or a scalar.
-func checkExpr(expr, where string) error {
+// checkExpr checks that expr parses to an instant vector or a scalar, and
+// returns it as it parsed, formatted.
+func checkExpr(expr, where string) (string, error) {
 	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
 	if err != nil {
-		return fmt.Errorf("%s: %w", where, err)
+		return "", fmt.Errorf("%s: %w", where, err)
 	}
 	if t := e.Type(); t != parser.ValueTypeVector && t != parser.ValueTypeScalar {
-		return fmt.Errorf("%s: a %s; want an instant vector or a scalar", where, parser.DocumentedType(t))
+		return "", fmt.Errorf("%s: a %s; want an instant vector or a scalar", where, parser.DocumentedType(t))
 	}
-	return nil
+	return e.String(), nil
 }
 
 // IsGroup reports whether d is a multivariate group.

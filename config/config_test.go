@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -161,4 +162,23 @@ func TestReadmeExample(t *testing.T) {
 	require.True(t, g.IsGroup())
 	require.Equal(t, []string{"namespace", "pod"}, g.By)
 	require.Len(t, g.Members, 4)
+}
+
+// TestDerivedSignature: what a derived input computes, as its models know
+// it: a reformatted expression or reordered group labels keep it, another
+// expression, member order or label set change it.
+func TestDerivedSignature(t *testing.T) {
+	sig := func(d string) string {
+		c, err := Load([]byte("derived: [" + d + "]"))
+		require.NoError(t, err)
+		return c.Derived[0].Signature()
+	}
+	require.Equal(t, sig("{name: a, expr: 'x*2'}"), sig("{name: a, expr: 'x  *  2', interval: 1m}"))
+	require.NotEqual(t, sig("{name: a, expr: 'x*2'}"), sig("{name: a, expr: 'x*3'}"))
+	g := "{name: g, by: [%s], members: [%s]}"
+	ab, ba := "{name: a, expr: x}, {name: b, expr: y}", "{name: b, expr: y}, {name: a, expr: x}"
+	require.Equal(t, sig(fmt.Sprintf(g, "pod, namespace", ab)), sig(fmt.Sprintf(g, "namespace, pod", ab)))
+	require.NotEqual(t, sig(fmt.Sprintf(g, "pod", ab)), sig(fmt.Sprintf(g, "pod", ba)))
+	require.NotEqual(t, sig(fmt.Sprintf(g, "pod", ab)), sig(fmt.Sprintf(g, "node", ab)))
+	require.NotEqual(t, sig("{name: a, expr: 'x'}"), sig(fmt.Sprintf(g, "", ab)))
 }

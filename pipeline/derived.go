@@ -142,8 +142,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	defer cancel()
 	vec, err := p.instant(qctx, d.Expr, now)
 	if err != nil {
-		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-		p.logger.Warn("Derived input", "name", d.Name, "err", err)
+		p.derivedFailed(ctx, d, "Derived input", "err", err)
 		return
 	}
 	sh := p.shadowsOf(qctx, d, now)
@@ -221,6 +220,17 @@ func (s *shadows) report() {
 		"name", s.d.Name, "count", len(s.handedOver), "first", s.first)
 }
 
+// derivedFailed counts and logs a failed query of d, unless ctx, the
+// loop's, is done: a shutdown cancels the queries it finds running, which
+// is no failure of theirs.
+func (p *Pipeline) derivedFailed(ctx context.Context, d *config.Derived, msg string, args ...any) {
+	if ctx.Err() != nil {
+		return
+	}
+	p.m.derivedErrs.WithLabelValues(d.Name).Inc()
+	p.logger.Warn(msg, append([]any{"name", d.Name}, args...)...)
+}
+
 // instant evaluates expr at now, a scalar as a vector of one series with
 // no labels.
 func (p *Pipeline) instant(ctx context.Context, expr string, now time.Time) (promql.Vector, error) {
@@ -249,10 +259,11 @@ func (p *Pipeline) instant(ctx context.Context, expr string, now time.Time) (pro
 // one input: its labels are d.By's and its name d's. A group some member
 // has no series for, or a NaN or infinite value, is not scored at this
 // evaluation (a pod with no errors yet: give that member's expression an
-// `or` default), and its outputs stay: a staleness marker would reset a
-// pending alert on it at every idle moment (a latency quantile is NaN
-// without traffic). A group none of whose members has a series is gone,
-// and goes stale. A member with two series for one group fails the
+// `or` default), and its outputs stay for Prometheus's lookback (5m) after
+// its last score: a staleness marker would reset a pending alert on it at
+// every idle moment (a latency quantile is NaN without traffic), while
+// outputs kept longer would show a score no data stands behind. Then, or
+// when none of its members has a series, it goes stale. A member with two series for one group fails the
 // evaluation, as two series of one name do a recording rule's: its
 // expression is to aggregate by d.By.
 func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Time) {
@@ -271,8 +282,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 	for i, m := range d.Members {
 		vec, err := p.instant(qctx, m.Expr, now)
 		if err != nil {
-			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-			p.logger.Warn("Derived group: a member's expression failed", "name", d.Name, "member", m.Name, "err", err)
+			p.derivedFailed(ctx, d, "Derived group: a member's expression failed", "member", m.Name, "err", err)
 			return
 		}
 		for _, s := range vec {
@@ -301,21 +311,29 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 	sh := p.shadowsOf(qctx, d, now)
 	samples := make([]sample, 0, len(groups))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(groups))
-	incomplete := 0
+	incomplete, nowMs := 0, now.UnixMilli()
+	p.derivedMu.Lock()
 	for _, h := range order {
 		g := groups[h]
 		ref := derivedRefBit | storage.SeriesRef(h>>1)
 		if sh.shadowed(ref, g.ls) {
 			continue
 		}
-		cur[ref] = g.ls
 		if g.have != all || hasNonFinite(g.vals) {
 			// A member's 0/0 (no requests, no errors) is as missing.
+			// Its outputs stay within Prometheus's lookback of its
+			// last score, as a scrape's would.
+			if last, ok := p.groupScored[ref]; ok && nowMs-last <= lookbackMs {
+				cur[ref] = g.ls
+			}
 			incomplete++
 			continue
 		}
-		samples = append(samples, sample{ref: ref, ls: g.ls, t: now.UnixMilli(), derived: &derivedSample{d: d, vals: g.vals}})
+		cur[ref] = g.ls
+		p.groupScored[ref] = nowMs
+		samples = append(samples, sample{ref: ref, ls: g.ls, t: nowMs, derived: &derivedSample{d: d, vals: g.vals}})
 	}
+	p.derivedMu.Unlock()
 	if incomplete > 0 {
 		p.logger.Debug("Derived group: groups some member has no series or a NaN for, not scored", "name", d.Name, "count", incomplete)
 	}
@@ -380,6 +398,7 @@ func (p *Pipeline) derivedGone(name string, cur map[storage.SeriesRef]labels.Lab
 	stale := math.Float64frombits(value.StaleNaN)
 	for ref, ls := range p.derivedLast[name] {
 		if _, ok := cur[ref]; !ok {
+			delete(p.groupScored, ref)
 			gone = append(gone, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: stale, handedOver: handedOver[ref]})
 		}
 	}

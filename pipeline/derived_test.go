@@ -528,17 +528,9 @@ func TestDerivedExprReload(t *testing.T) {
 	require.NoError(t, err)
 	after, err := config.Load(fmt.Appendf(nil, yml, "level * 200"))
 	require.NoError(t, err)
-	e := newEnvEngine(t, "", before, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+	e := newEnvEngine(t, "", before, testEngine(), nil)
 	vs := seasonal(301, 5)
-	eval := func(cfg *config.Config, i int) Anomaly {
-		ts := t0.UnixMilli() + int64(i)*stepMs
-		e.push(ts, model.MetricTypeGauge, []labels.Labels{labels.FromStrings("__name__", "level")}, vs[i:i+1])
-		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
-		e.sync()
-		got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "scaled")}})
-		require.Len(t, got, 1)
-		return got[0]
-	}
+	eval := func(cfg *config.Config, i int) Anomaly { return evalLevel(t, e, cfg, i, vs) }
 	for i := range 300 {
 		eval(before, i)
 	}
@@ -633,8 +625,9 @@ func TestDerivedWarmEqualsLive(t *testing.T) {
 
 // TestDerivedGroupIdleKeepsOutputs: a group a member has no value for at an
 // evaluation (a latency quantile is NaN without traffic) is not scored, and
-// its outputs do not go stale, which would reset a pending alert; a group
-// with none of its members left goes stale.
+// its outputs do not go stale, which would reset a pending alert, for
+// Prometheus's lookback after its last score; then, or when none of its
+// members is left, it goes stale.
 func TestDerivedGroupIdleKeepsOutputs(t *testing.T) {
 	e, cfg := derivedEnv(t, "derived:\n  - {name: g, interval: 1h, by: [pod], members: [{name: a, expr: a}, {name: b, expr: b}]}\n")
 	ls := []labels.Labels{labels.FromStrings("__name__", "a", "pod", "p"), labels.FromStrings("__name__", "b", "pod", "p")}
@@ -657,7 +650,21 @@ func TestDerivedGroupIdleKeepsOutputs(t *testing.T) {
 	for _, v := range out {
 		require.False(t, value.IsStaleNaN(v), "no staleness marker")
 	}
-	eval(7+lookbackMs/stepMs, nil) // both members gone
+	idle := func(from, to int) []float64 {
+		for i := from; i < to; i++ {
+			eval(i, []float64{float64(i), math.NaN()})
+		}
+		return query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "g"))[key]
+	}
+	out = idle(7, 7+lookbackMs/stepMs)
+	require.Len(t, out, 6, "idle for the lookback: kept, no marker")
+	out = idle(7+lookbackMs/stepMs, 9+lookbackMs/stepMs)
+	require.Len(t, out, 7)
+	require.True(t, value.IsStaleNaN(out[6]), "idle beyond the lookback: stale")
+	eval(10+lookbackMs/stepMs, []float64{1, 1})
+	out = query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "g"))[key]
+	require.Len(t, out, 8, "scored again")
+	eval(11+2*lookbackMs/stepMs, nil) // both members gone
 	out = query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "g"))[key]
 	require.True(t, value.IsStaleNaN(out[len(out)-1]), "a group with no member left goes stale")
 }
@@ -725,4 +732,64 @@ func TestDerivedGroupRestoreOtherMembers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDerivedExprRestart: a derived input whose expression changed while
+// omen was down is not restored from the snapshot (its models learnt the old
+// quantity, and scored the change 7.8): it warms from the new expression's
+// history. Under the same expression it is restored.
+func TestDerivedExprRestart(t *testing.T) {
+	const yml = "derived:\n  - {name: scaled, expr: '%s', interval: 15s}\n"
+	before, err := config.Load(fmt.Appendf(nil, yml, "level * 2"))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, expr string
+		restored   bool
+	}{{"same", "level * 2", true}, {"changed", "level * 200", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			after, err := config.Load(fmt.Appendf(nil, yml, tc.expr))
+			require.NoError(t, err)
+			dir, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+			start := func(cfg *config.Config) *env {
+				return newEnvEngine(t, dir, cfg, testEngine(), func(o *Options) { o.SnapshotPath = path })
+			}
+			vs := seasonal(301, 5)
+			eval := func(e *env, cfg *config.Config, i int) Anomaly { return evalLevel(t, e, cfg, i, vs) }
+			e := start(before)
+			for i := range 300 {
+				eval(e, before, i)
+			}
+			e.stop()
+			require.NoError(t, e.db.Close())
+			e2 := start(after)
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			w := testutil.ToFloat64(e2.p.m.warmed)
+			got := eval(e2, after, 300)
+			replayed := testutil.ToFloat64(e2.p.m.warmed) - w
+			require.True(t, got.Ready)
+			require.Less(t, got.Score, 1.0)
+			if tc.restored {
+				require.Zero(t, replayed, "restored")
+			} else {
+				require.Equal(t, 300.0, replayed, "warmed from the new expression's history")
+			}
+		})
+	}
+}
+
+func testEngine() promql.QueryEngine {
+	return promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+}
+
+// evalLevel pushes step i of vs as the gauge "level", evaluates cfg's
+// derived input "scaled" there and returns its one series' result.
+func evalLevel(t *testing.T, e *env, cfg *config.Config, i int, vs []float64) Anomaly {
+	t.Helper()
+	ts := t0.UnixMilli() + int64(i)*stepMs
+	e.push(ts, model.MetricTypeGauge, []labels.Labels{labels.FromStrings("__name__", "level")}, vs[i:i+1])
+	e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	e.sync()
+	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "scaled")}})
+	require.Len(t, got, 1)
+	return got[0]
 }

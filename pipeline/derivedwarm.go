@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -148,11 +149,11 @@ func (p *Pipeline) firstHistory(ctx context.Context, d *config.Derived, now time
 // history for its warm start; want are the series of the evaluation at
 // now. Failures are logged and counted: the series then warm up on new
 // evaluations, as before.
-func (p *Pipeline) loadHistory(ctx context.Context, d *config.Derived, now time.Time, want map[storage.SeriesRef]labels.Labels) {
+func (p *Pipeline) loadHistory(outer context.Context, d *config.Derived, now time.Time, want map[storage.SeriesRef]labels.Labels) {
 	if len(want) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, max(time.Duration(d.Interval), historyTimeout))
+	ctx, cancel := context.WithTimeout(outer, max(time.Duration(d.Interval), historyTimeout))
 	defer cancel()
 	var got map[storage.SeriesRef]history
 	var err error
@@ -162,8 +163,7 @@ func (p *Pipeline) loadHistory(ctx context.Context, d *config.Derived, now time.
 		got, err = p.exprHistory(ctx, d, now, want)
 	}
 	if err != nil {
-		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-		p.logger.Warn("Derived input: evaluating its history for the warm start failed; its series warm up on new evaluations", "name", d.Name, "err", err)
+		p.derivedFailed(outer, d, "Derived input: evaluating its history for the warm start failed; its series warm up on new evaluations", "err", err)
 		return
 	}
 	if len(got) > 0 {
@@ -264,6 +264,14 @@ func groupLabels(b *labels.Builder, d *config.Derived, ls labels.Labels) labels.
 	}
 	b.Set(labels.MetricName, d.Name)
 	return b.Labels()
+}
+
+// defHash is a derived input definition's (config.Derived.Signature) hash,
+// saved with its series' models.
+func defHash(sig string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(sig))
+	return h.Sum64()
 }
 
 func hasNonFinite(vs []float64) bool {

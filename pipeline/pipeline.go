@@ -259,8 +259,9 @@ type Pipeline struct {
 	// evaluation, to mark those that leave its result stale.
 	derivedMu   sync.Mutex
 	derivedLast map[string]map[storage.SeriesRef]labels.Labels
-	derivedSig  map[string]string // each input's Signature at its last evaluation
-	hist        derivedHistories  // first evaluations' histories, for warm starts
+	derivedSig  map[string]string           // each input's Signature at its last evaluation
+	groupScored map[storage.SeriesRef]int64 // each group's last scored evaluation, ms
+	hist        derivedHistories            // first evaluations' histories, for warm starts
 	opts        Options
 	m           *metrics
 	workers     []*worker
@@ -311,6 +312,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	p := &Pipeline{
 		logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{},
 		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{},
+		groupScored: map[storage.SeriesRef]int64{},
 	}
 	for _, f := range opts.Families {
 		p.family[f] = true

@@ -30,7 +30,8 @@ import (
 // pipeline's state around the model (see fcState.appendState) | model;
 // version 1 held the model alone. since, lastHot and peak are the series'
 // incident (see published), so an alert on it outlives a restart; versions
-// 1 and 2 had none. Another version, a bad checksum or a
+// 1 and 2 had none. A derived series' prevT is its input definition's hash
+// (flagDef). Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (
@@ -39,6 +40,12 @@ const (
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
+	// flagDef: a derived input's series, whose prevT holds a hash of its
+	// input's definition (config.Derived.Signature; derived inputs are
+	// never counters, so prevT is otherwise unused): a state learnt under
+	// another expression is not restored. Snapshots before it have none,
+	// and are restored as they were.
+	flagDef = 1 << 2
 )
 
 // savedSeries is one series read from a snapshot, waiting for its first
@@ -144,7 +151,11 @@ func (w *worker) encode(e *snapEncoder) error {
 		if s.hasPrev {
 			flags |= flagHasPrev
 		}
-		if err := e.record(e.lbl, flags, s.prevRaw, s.prevT, s.pub.incidentState, e.det, fc); err != nil {
+		prevT := s.prevT
+		if isDerived(s) {
+			flags, prevT = flags|flagDef, int64(defHash(s.def))
+		}
+		if err := e.record(e.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, e.det, fc); err != nil {
 			return err
 		}
 	}
@@ -476,6 +487,11 @@ func (saved *savedSeries) counter() bool { return saved.flags&flagCounter != 0 }
 // restore loads saved state into s; false if it does not decode (another
 // detector version, say), in which case s warms from history.
 func (s *series) restore(saved *savedSeries) bool {
+	if saved.flags&flagDef != 0 && uint64(saved.prevT) != defHash(s.def) {
+		// A derived input whose definition changed while omen was down:
+		// its models learnt another quantity.
+		return false
+	}
 	if s.grp != nil {
 		if err := s.grp.g.Restore(saved.det); err != nil {
 			return false
@@ -502,7 +518,9 @@ func (s *series) restore(saved *savedSeries) bool {
 	s.hasPrev = saved.flags&flagHasPrev != 0
 	// The incident goes on if the next sample comes within the hold.
 	s.pub.incidentState = saved.inc
-	s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
+	if saved.flags&flagDef == 0 {
+		s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
+	}
 	s.pub.ready = s.det.Ready()
 	return true
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"hash/fnv"
 	"math"
 	"sync"
 	"time"
@@ -353,9 +352,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs int64) *series {
 	p := w.p
 	d := smp.derived
-	h := fnv.New64a()
-	h.Write([]byte(d.d.Signature()))
-	g, err := detect.NewGroup(len(d.vals), h.Sum64(), detectOptions(sc))
+	g, err := detect.NewGroup(len(d.vals), defHash(d.d.Signature()), detectOptions(sc))
 	if err != nil {
 		p.scored.Add(-1)
 		p.logger.Warn("Creating group detector", "series", smp.ls.String(), "err", err)

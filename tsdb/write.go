@@ -869,11 +869,15 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 		}
 		ls, _ := ts.ToLabels(&b.builder, syms)
 		ls = lc.without(ls)
-		if n == 0 {
-			// The spec's MUST, and the reference handler's 400: a
-			// series that carries nothing is a sender's bug, not a way
-			// to send metadata (answered 204, it went unnoticed).
-			a.reject("float", "no_samples", 0, "series %d %s: no samples or histograms; a remote-write 2.0 series must carry at least one", i, ls)
+		if n == 0 && len(ts.Exemplars) == 0 {
+			// A series that carries nothing is a sender's bug, not a
+			// way to send metadata (answered 204, it went unnoticed):
+			// the spec's MUST. One with exemplars alone is how
+			// Prometheus's own 2.0 sender sends exemplars (an entry of
+			// their own per series, queue_manager.go's
+			// populateV2TimeSeries), stored as with 1.0; the reference
+			// handler refuses it (prometheus#17857).
+			a.reject("float", "empty_series", 0, "series %d %s: no samples, histograms or exemplars; a remote-write 2.0 series must carry at least one", i, ls)
 			continue
 		}
 		h.opts.Metadata.noteSeries(ls.Get(labels.MetricName), md)

@@ -430,22 +430,35 @@ func TestContentTypeParameters(t *testing.T) {
 	}
 }
 
-// TestWriteV2SeriesWithoutSamples: a 2.0 series with neither samples nor
-// histograms is a 400 that names it (the spec's MUST, the reference
-// handler's answer); the request's other series are stored. It was a 204.
+// TestWriteV2SeriesWithoutSamples: a 2.0 series with neither samples,
+// histograms nor exemplars is a 400 that names it (the spec's MUST); the
+// request's other series are stored. It was a 204. One with exemplars
+// alone, as Prometheus's 2.0 sender sends exemplars, is stored.
 func TestWriteV2SeriesWithoutSamples(t *testing.T) {
-	rec := newRecorder()
-	now := time.UnixMilli(1_700_000_000_000)
-	h := NewWriteHandler(nil, nil, rec, WriteOptions{Now: func() time.Time { return now }})
-	req := &writev2.Request{Symbols: []string{"", "__name__", "good", "empty"}, Timeseries: []writev2.TimeSeries{
-		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: recorderOK(now.UnixMilli())}}},
+	s := NewStorage(nil, nil, Options{Path: t.TempDir(), MinFreeBytes: -1})
+	require.NoError(t, s.Open())
+	defer func() { require.NoError(t, s.Close()) }()
+	h := NewWriteHandler(nil, nil, s, WriteOptions{})
+	now := time.Now().UnixMilli()
+	req := &writev2.Request{Symbols: []string{"", "__name__", "good", "empty", "trace_id", "abc"}, Timeseries: []writev2.TimeSeries{
+		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: now}}},
 		{LabelsRefs: []uint32{1, 3}},
+		{LabelsRefs: []uint32{1, 2}, Exemplars: []writev2.Exemplar{{LabelsRefs: []uint32{4, 5}, Value: 1, Timestamp: now}}},
 	}}
 	raw, err := proto.Marshal(req)
 	require.NoError(t, err)
 	w := postV2(t, h, raw)
 	require.Equal(t, http.StatusBadRequest, w.Code)
-	require.Contains(t, w.Body.String(), `series 1 {__name__="empty"}: no samples or histograms`)
+	require.Contains(t, w.Body.String(), `series 1 {__name__="empty"}: no samples, histograms or exemplars`)
 	require.Equal(t, "1", w.Header().Get(headerSamplesWritten))
-	require.Len(t, rec.log, 1, "the good series is stored")
+	require.Equal(t, "1", w.Header().Get(headerExemplarsWritten), "the exemplar-only series is stored")
+
+	req.Timeseries = append(req.Timeseries[:1], req.Timeseries[2:]...)
+	req.Timeseries[0].Samples[0].Timestamp = now + 1
+	req.Timeseries[1].Exemplars[0].Timestamp = now + 1
+	raw, err = proto.Marshal(req)
+	require.NoError(t, err)
+	w = postV2(t, h, raw)
+	require.Equal(t, http.StatusNoContent, w.Code, "a sample and an exemplar-only entry: %s", w.Body.String())
+	require.Equal(t, "1", w.Header().Get(headerExemplarsWritten))
 }
