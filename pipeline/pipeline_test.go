@@ -143,6 +143,13 @@ func (e *env) push(ts int64, typ model.MetricType, ls []labels.Labels, vs []floa
 func (e *env) feed(ls labels.Labels, typ model.MetricType, vs []float64) {
 	for i, v := range vs {
 		e.push(t0.UnixMilli()+int64(i)*stepMs, typ, []labels.Labels{ls}, []float64{v})
+		if i%256 == 255 {
+			// Each push is a batch; a worker slowed by a loaded machine
+			// would otherwise fall 1024 batches behind and drop samples
+			// (by design: ingest never waits), and the test see a
+			// forecaster that missed the level shift it asserts on.
+			e.sync()
+		}
 	}
 	e.sync()
 }
