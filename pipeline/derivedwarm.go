@@ -128,8 +128,7 @@ const historyTimeout = 30 * time.Second
 // firstHistory loads d's history (see loadHistory) at its first
 // evaluation with a result since the start, or since a reload added it or
 // changed what it computes (its series then start again: see
-// worker.process).
-// Series that join the result later (a new pod) warm up on evaluations: a
+// worker.process). Series that join the result later (a new pod) warm up on evaluations: a
 // range query over the whole history at every evaluation some series
 // joins would cost more than all the instant ones.
 func (p *Pipeline) firstHistory(ctx context.Context, d *config.Derived, now time.Time, cur map[storage.SeriesRef]labels.Labels) {
@@ -137,7 +136,8 @@ func (p *Pipeline) firstHistory(ctx context.Context, d *config.Derived, now time
 		return
 	}
 	p.derivedMu.Lock()
-	done := p.derivedSig[d.Name] == d.Signature()
+	sig, ok := p.derivedSig[d.Name]
+	done := ok && sig == d.Signature()
 	p.derivedSig[d.Name] = d.Signature()
 	p.derivedMu.Unlock()
 	if !done {

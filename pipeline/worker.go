@@ -347,8 +347,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 // createGroup sets up a multivariate group (see config.Derived) on its
 // first evaluation: a restored state, else a new one, warmed from its
 // members' history when the input's first evaluation left one. It has no
-// forecaster: its members have no
-// single value to forecast.
+// forecaster: its members have no single value to forecast.
 func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs int64) *series {
 	p := w.p
 	d := smp.derived
