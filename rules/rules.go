@@ -167,7 +167,9 @@ func horizons(cfg *config.Config) []model.Duration {
 		add(o.ForecastHorizons)
 	}
 	for _, d := range cfg.Derived {
-		add(d.ForecastHorizons)
+		if !d.IsGroup() { // a group has no forecasts
+			add(d.ForecastHorizons)
+		}
 	}
 	slices.Sort(out)
 	return out
