@@ -134,6 +134,10 @@ func nextDue(due, now time.Time, interval time.Duration) time.Time {
 // loaded: a reload during the query (which may run for d's interval) must
 // not change which input is evaluated, nor index past a shorter list.
 func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.Time) {
+	// At 0 from the first evaluation, so rate() and increase() see the
+	// first failure.
+	p.m.derivedErrs.WithLabelValues(d.Name)
+	p.m.derivedMissed.WithLabelValues(d.Name)
 	if d.IsGroup() {
 		p.evalGroup(ctx, d, now)
 		return
@@ -382,6 +386,8 @@ func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
 	p.derivedMu.Unlock()
 	for _, name := range removed {
 		p.derivedGone(name, nil, nil, now)
+		p.m.derivedErrs.DeleteLabelValues(name)
+		p.m.derivedMissed.DeleteLabelValues(name)
 	}
 }
 

@@ -793,3 +793,16 @@ func evalLevel(t *testing.T, e *env, cfg *config.Config, i int, vs []float64) An
 	require.Len(t, got, 1)
 	return got[0]
 }
+
+// TestDerivedCountersLifecycle: an input's failure and miss counters exist
+// at 0 from its first evaluation (so rate() sees the first failure) and go
+// with the input.
+func TestDerivedCountersLifecycle(t *testing.T) {
+	e, cfg := derivedEnv(t, "derived:\n  - {name: ok, expr: vector(1), interval: 1h}\n")
+	e.p.evalDerived(context.Background(), &cfg.Derived[0], t0)
+	require.Equal(t, 1, testutil.CollectAndCount(e.p.m.derivedErrs))
+	require.Equal(t, 1, testutil.CollectAndCount(e.p.m.derivedMissed))
+	e.p.derivedRemoved(map[string]bool{}, t0.Add(time.Minute))
+	require.Zero(t, testutil.CollectAndCount(e.p.m.derivedErrs))
+	require.Zero(t, testutil.CollectAndCount(e.p.m.derivedMissed))
+}
