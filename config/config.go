@@ -357,6 +357,11 @@ func (c *Config) validate() error {
 		if err := d.Scoring.fill(c.Defaults, where); err != nil {
 			return err
 		}
+		if d.IsGroup() {
+			// A group has no forecasts: none inherited, so the status
+			// page and the rules do not show it some.
+			d.ForecastHorizons = nil
+		}
 	}
 	if err := validateRemoteWrite(c.RemoteWrite); err != nil {
 		return err

@@ -162,6 +162,7 @@ func TestReadmeExample(t *testing.T) {
 	require.True(t, g.IsGroup())
 	require.Equal(t, []string{"namespace", "pod"}, g.By)
 	require.Len(t, g.Members, 4)
+	require.Empty(t, g.ForecastHorizons, "a group has no forecasts")
 }
 
 // TestDerivedSignature: what a derived input computes, as its models know
