@@ -44,8 +44,8 @@ const (
 // an alarm, while one moving without the others, or all of them further
 // than seen, is anomalous. The distance is calibrated like a Detector's
 // members (a Tail over a window of 1/FalseAlarmRate samples), so the score
-// has the same meaning: above 1 anomalous, at the options' false-alarm
-// rate on normal data.
+// has the same meaning: above 1 anomalous, on normal data at most about the
+// options' false-alarm rate (TestGroupFalseAlarms).
 //
 // A Group has a fixed size whatever its members: no allocation after New.
 type Group struct {
@@ -97,16 +97,11 @@ func NewGroup(k int, key uint64, opts Options) (*Group, error) {
 	}
 	g := &Group{opts: opts}
 	g.st.K, g.st.Key = uint8(k), key
-	g.reset()
-	return g, nil
-}
-
-func (g *Group) reset() {
-	g.st = groupState{K: g.st.K, Key: g.st.Key}
 	for i := range g.st.Level {
 		g.st.Level[i].Alpha = 1.0 / groupLevelSpan
 	}
-	g.st.Tail = newTail(int(math.Ceil(1/g.opts.FalseAlarmRate)), tailMinLog)
+	g.st.Tail = newTail(int(math.Ceil(1/opts.FalseAlarmRate)), tailMinLog)
+	return g, nil
 }
 
 // SetOptions changes the options to o, which must have the false-alarm
@@ -307,9 +302,9 @@ func (g *Group) AppendBinary(b []byte) ([]byte, error) {
 	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b[start:])), nil
 }
 
-// IsGroup reports whether data is a Group's encoding (of any version), as
+// isGroup reports whether data is a Group's encoding (of any version), as
 // opposed to a Detector's.
-func IsGroup(data []byte) bool {
+func isGroup(data []byte) bool {
 	return len(data) >= len(groupMagic) && string(data[:len(groupMagic)]) == groupMagic
 }
 
@@ -324,7 +319,7 @@ func (g *Group) Restore(data []byte) error {
 	switch {
 	case len(data) != n:
 		return fmt.Errorf("group state: %d bytes, want %d", len(data), n)
-	case !IsGroup(data):
+	case !isGroup(data):
 		return errors.New("group state: bad magic")
 	case binary.LittleEndian.Uint16(data[4:]) != groupVersion:
 		return fmt.Errorf("group state: version %d, want %d", binary.LittleEndian.Uint16(data[4:]), groupVersion)

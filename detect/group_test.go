@@ -95,7 +95,7 @@ func TestGroupRestore(t *testing.T) {
 	}
 	b, err := g.AppendBinary(nil)
 	require.NoError(t, err)
-	require.True(t, IsGroup(b))
+	require.True(t, isGroup(b))
 
 	h := mustGroup(t, 3)
 	require.NoError(t, h.Restore(b))
@@ -119,7 +119,7 @@ func TestGroupRestore(t *testing.T) {
 	d := mustNew(t, DefaultOptions())
 	db, err := d.MarshalBinary()
 	require.NoError(t, err)
-	require.False(t, IsGroup(db))
+	require.False(t, isGroup(db))
 	require.Error(t, mustGroup(t, 3).Restore(db))
 }
 

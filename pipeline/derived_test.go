@@ -63,7 +63,7 @@ func derivedEnv(t *testing.T, yml string) (*env, *config.Config) {
 	t.Helper()
 	cfg, err := config.Load([]byte(yml))
 	require.NoError(t, err)
-	return newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil), cfg
+	return newEnvEngine(t, "", cfg, testEngine(), nil), cfg
 }
 
 // TestDerivedRestored: a derived input's models are saved with the others
@@ -73,9 +73,6 @@ func TestDerivedRestored(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
 	cfg, err := config.Load([]byte(yml))
 	require.NoError(t, err)
-	engine := func() promql.QueryEngine {
-		return promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
-	}
 	snap := func(o *Options) { o.SnapshotPath = path }
 	vs := seasonal(301, 3)
 	ls := labels.FromStrings("__name__", "level")
@@ -86,13 +83,13 @@ func TestDerivedRestored(t *testing.T) {
 		e.sync()
 		return e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "twice")}})
 	}
-	e := newEnvEngine(t, "", cfg, engine(), snap)
+	e := newEnvEngine(t, "", cfg, testEngine(), snap)
 	for i := range 300 {
 		eval(e, i)
 	}
 	e.stop()
 
-	e2 := newEnvEngine(t, "", cfg, engine(), snap)
+	e2 := newEnvEngine(t, "", cfg, testEngine(), snap)
 	require.Eventually(t, e2.p.Ready, timeout, tick)
 	got := eval(e2, 300)
 	require.Len(t, got, 1)
@@ -317,8 +314,7 @@ func TestDerivedReload(t *testing.T) {
 	}
 	require.True(t, twice().pub.ready)
 
-	down, err := config.Load(fmt.Appendf(nil, yml, "down", "0.0015"))
-	require.NoError(t, err)
+	down := loadf(t, yml, "down", "0.0015")
 	require.NoError(t, e.p.ApplyConfig(down))
 	e.sync()
 	require.False(t, twice().rebuild, "a direction is taken in place")
@@ -327,8 +323,7 @@ func TestDerivedReload(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Greater(t, got[0].Score, 1.0, "the drop, scored with the new direction")
 
-	rate, err := config.Load(fmt.Appendf(nil, yml, "down", "0.01"))
-	require.NoError(t, err)
+	rate := loadf(t, yml, "down", "0.01")
 	require.NoError(t, e.p.ApplyConfig(rate))
 	e.sync()
 	require.True(t, twice().rebuild, "a false-alarm rate needs new models")
@@ -400,7 +395,7 @@ derived:
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "models.snap")
 	newEnv := func() *env {
-		return newEnvEngine(t, "", cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}),
+		return newEnvEngine(t, "", cfg, testEngine(),
 			func(o *Options) { o.SnapshotPath = path })
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -489,11 +484,9 @@ derived:
 // history.
 func TestDerivedGroupReload(t *testing.T) {
 	const yml = "derived:\n  - {name: g, interval: 15s, members: [%s]}\n"
-	two, err := config.Load(fmt.Appendf(nil, yml, "{name: a, expr: a}, {name: b, expr: b}"))
-	require.NoError(t, err)
-	three, err := config.Load(fmt.Appendf(nil, yml, "{name: a, expr: a}, {name: b, expr: b}, {name: c, expr: a + b}"))
-	require.NoError(t, err)
-	e := newEnvEngine(t, "", two, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}), nil)
+	two := loadf(t, yml, "{name: a, expr: a}, {name: b, expr: b}")
+	three := loadf(t, yml, "{name: a, expr: a}, {name: b, expr: b}, {name: c, expr: a + b}")
+	e := newEnvEngine(t, "", two, testEngine(), nil)
 	in := []labels.Labels{labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")}
 	eval := func(cfg *config.Config, i int) Anomaly {
 		ts := t0.UnixMilli() + int64(i)*stepMs
@@ -524,10 +517,8 @@ func TestDerivedGroupReload(t *testing.T) {
 // hundred times the scale) and would score the change itself as anomalous.
 func TestDerivedExprReload(t *testing.T) {
 	const yml = "derived:\n  - {name: scaled, expr: '%s', interval: 15s}\n"
-	before, err := config.Load(fmt.Appendf(nil, yml, "level * 2"))
-	require.NoError(t, err)
-	after, err := config.Load(fmt.Appendf(nil, yml, "level * 200"))
-	require.NoError(t, err)
+	before := loadf(t, yml, "level * 2")
+	after := loadf(t, yml, "level * 200")
 	e := newEnvEngine(t, "", before, testEngine(), nil)
 	vs := seasonal(301, 5)
 	eval := func(cfg *config.Config, i int) Anomaly { return evalLevel(t, e, cfg, i, vs) }
@@ -691,10 +682,8 @@ func TestDerivedGroupShadowed(t *testing.T) {
 // instead. Under the same members it is restored.
 func TestDerivedGroupRestoreOtherMembers(t *testing.T) {
 	const yml = "derived:\n  - {name: g, interval: 15s, members: [%s]}\n"
-	ab, err := config.Load(fmt.Appendf(nil, yml, "{name: a, expr: a}, {name: b, expr: b}"))
-	require.NoError(t, err)
-	ba, err := config.Load(fmt.Appendf(nil, yml, "{name: b, expr: b}, {name: a, expr: a}"))
-	require.NoError(t, err)
+	ab := loadf(t, yml, "{name: a, expr: a}, {name: b, expr: b}")
+	ba := loadf(t, yml, "{name: b, expr: b}, {name: a, expr: a}")
 	for _, tc := range []struct {
 		name     string
 		after    *config.Config
@@ -703,7 +692,7 @@ func TestDerivedGroupRestoreOtherMembers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
 			start := func(cfg *config.Config) *env {
-				return newEnvEngine(t, dir, cfg, promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute}),
+				return newEnvEngine(t, dir, cfg, testEngine(),
 					func(o *Options) { o.SnapshotPath = path })
 			}
 			in := []labels.Labels{labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")}
@@ -740,15 +729,13 @@ func TestDerivedGroupRestoreOtherMembers(t *testing.T) {
 // history. Under the same expression it is restored.
 func TestDerivedExprRestart(t *testing.T) {
 	const yml = "derived:\n  - {name: scaled, expr: '%s', interval: 15s}\n"
-	before, err := config.Load(fmt.Appendf(nil, yml, "level * 2"))
-	require.NoError(t, err)
+	before := loadf(t, yml, "level * 2")
 	for _, tc := range []struct {
 		name, expr string
 		restored   bool
 	}{{"same", "level * 2", true}, {"changed", "level * 200", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			after, err := config.Load(fmt.Appendf(nil, yml, tc.expr))
-			require.NoError(t, err)
+			after := loadf(t, yml, tc.expr)
 			dir, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
 			start := func(cfg *config.Config) *env {
 				return newEnvEngine(t, dir, cfg, testEngine(), func(o *Options) { o.SnapshotPath = path })
@@ -805,4 +792,12 @@ func TestDerivedCountersLifecycle(t *testing.T) {
 	e.p.derivedRemoved(map[string]bool{}, t0.Add(time.Minute))
 	require.Zero(t, testutil.CollectAndCount(e.p.m.derivedErrs))
 	require.Zero(t, testutil.CollectAndCount(e.p.m.derivedMissed))
+}
+
+// loadf loads the configuration format filled with args.
+func loadf(t *testing.T, format string, args ...any) *config.Config {
+	t.Helper()
+	c, err := config.Load(fmt.Appendf(nil, format, args...))
+	require.NoError(t, err)
+	return c
 }

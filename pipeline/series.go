@@ -275,7 +275,7 @@ type series struct {
 	// object (3072 B with the default members, against 288 + 3072).
 	det detect.Detector
 	fc  *fcState    // nil: no forecaster
-	grp *groupState // non-nil for a multivariate group, which det does not score
+	grp *groupModel // non-nil for a multivariate group, which det does not score
 	def string      // a derived input's Signature when the models were made
 
 	// Counter to rate conversion.
@@ -480,9 +480,9 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	}
 }
 
-// groupState is the model of a multivariate group (config.Derived with
+// groupModel is the model of a multivariate group (config.Derived with
 // members) and the names of its members, in the order of its values.
-type groupState struct {
+type groupModel struct {
 	g       *detect.Group
 	members []string
 }

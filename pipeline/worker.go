@@ -358,7 +358,7 @@ func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs in
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
-	s.grp = &groupState{g: g, members: make([]string, len(d.d.Members))}
+	s.grp = &groupModel{g: g, members: make([]string, len(d.d.Members))}
 	for i, m := range d.d.Members {
 		s.grp.members[i] = m.Name
 	}
