@@ -176,10 +176,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	}
 	sh.report()
 	p.firstHistory(ctx, d, now, cur)
-	if len(samples) > 0 {
-		p.dispatch(samples)
-	}
-	p.derivedGone(d.Name, cur, sh.handedOver, now)
+	p.derivedDone(d, samples, cur, sh.handedOver, now)
 }
 
 // shadows finds the series of a derived input's result that have the name
@@ -343,10 +340,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 	}
 	sh.report()
 	p.firstHistory(ctx, d, now, cur)
-	if len(samples) > 0 {
-		p.dispatch(samples)
-	}
-	p.derivedGone(d.Name, cur, sh.handedOver, now)
+	p.derivedDone(d, samples, cur, sh.handedOver, now)
 }
 
 // ingestedNamed returns the label hashes of the stored series named name
@@ -400,6 +394,35 @@ func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
 func (p *Pipeline) derivedGone(name string, cur map[storage.SeriesRef]labels.Labels, handedOver map[storage.SeriesRef]bool, now time.Time) {
 	p.derivedMu.Lock()
 	defer p.derivedMu.Unlock()
+	p.derivedGoneLocked(name, cur, handedOver, now)
+}
+
+// derivedDone hands an evaluation of d its results: it dispatches samples
+// and retires the series of d's previous evaluation not in cur. Unless a
+// reload removed d, or redefined it, while its queries ran: derivedRemoved
+// has marked (or will mark) its series stale, and a sample after the marker
+// would bring their outputs back until the next tick; a redefined input's
+// old results would rebuild models just made for the new definition. Under
+// derivedMu, so a removal is either wholly before this (nothing is
+// dispatched) or wholly after (the markers follow the samples).
+func (p *Pipeline) derivedDone(d *config.Derived, samples []sample, cur map[storage.SeriesRef]labels.Labels, handedOver map[storage.SeriesRef]bool, now time.Time) {
+	p.derivedMu.Lock()
+	defer p.derivedMu.Unlock()
+	if cd := p.cfg.Load().DerivedNamed(d.Name); cd == nil || cd.Signature() != d.Signature() {
+		for ref := range cur {
+			if _, kept := p.derivedLast[d.Name][ref]; !kept {
+				delete(p.groupScored, ref)
+			}
+		}
+		return
+	}
+	if len(samples) > 0 {
+		p.dispatch(samples)
+	}
+	p.derivedGoneLocked(d.Name, cur, handedOver, now)
+}
+
+func (p *Pipeline) derivedGoneLocked(name string, cur map[storage.SeriesRef]labels.Labels, handedOver map[storage.SeriesRef]bool, now time.Time) {
 	var gone []sample
 	stale := math.Float64frombits(value.StaleNaN)
 	for ref, ls := range p.derivedLast[name] {

@@ -197,6 +197,59 @@ func TestDerivedInputGoesStale(t *testing.T) {
 	}
 }
 
+// TestDerivedRemovedWhileEvaluating: an evaluation that was running when a
+// reload removed its input, or redefined it, hands over nothing: its
+// samples would follow the staleness markers the removal wrote and bring
+// the outputs back until the next tick (or rebuild the new definition's
+// models from the old one's results).
+func TestDerivedRemovedWhileEvaluating(t *testing.T) {
+	for _, tc := range []struct{ name, after string }{
+		{"removed", ""},
+		{"redefined", "derived:\n  - {name: busy, expr: load > 0.25, interval: 1h}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, cfg := derivedEnv(t, "derived:\n  - {name: busy, expr: load > 0.5, interval: 1h}\n")
+			pods := []labels.Labels{labels.FromStrings("__name__", "load", "pod", "a")}
+			ts := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+			busy := [][]*labels.Matcher{{eq("__name__", "busy")}}
+			for i := range 10 {
+				e.push(ts(i), model.MetricTypeGauge, pods, []float64{0.9})
+				e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts(i)))
+			}
+			e.sync()
+			require.Len(t, e.p.Anomalies(busy), 1)
+
+			after, err := config.Load([]byte(tc.after))
+			require.NoError(t, err)
+			require.NoError(t, e.p.ApplyConfig(after))
+			e.push(ts(10), model.MetricTypeGauge, pods, []float64{0.9})
+			if tc.after == "" {
+				e.p.derivedRemoved(map[string]bool{}, time.UnixMilli(ts(10)))
+			}
+			// The old definition's evaluation, started before the reload,
+			// ends now.
+			e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts(11)))
+			e.sync()
+			last := lastSample(t, e.db, eq("__name__", FamilyScore), eq("for", "busy"))
+			require.Len(t, last, 1)
+			for _, s := range last {
+				if tc.after == "" {
+					require.Equal(t, ts(10), s.t, "nothing after the staleness marker")
+					require.True(t, value.IsStaleNaN(s.v))
+					require.Empty(t, e.p.Anomalies(busy))
+				} else {
+					require.Equal(t, ts(9), s.t, "the old definition's result is not scored")
+				}
+			}
+			e.p.derivedMu.Lock()
+			defer e.p.derivedMu.Unlock()
+			if tc.after == "" {
+				require.NotContains(t, e.p.derivedLast, "busy")
+			}
+		})
+	}
+}
+
 // TestDerivedCollidesWithIngested: a derived input named like an ingested
 // metric, whose result keeps that metric's labels, would write the
 // ingested series' own anomaly_score (for is the name either way). The
