@@ -46,6 +46,10 @@ type fakeInput struct {
 	// member and feature explain the score, named as detect names them;
 	// empty: the seasonal member.
 	member, feature string
+	// group: a multivariate group, which has only its anomaly_score (no
+	// input series, band or forecasts) and explains its score by the
+	// member that moved most, feature "joint".
+	group bool
 }
 
 const (
@@ -110,6 +114,10 @@ func (f *fakeAPI) series() []fakeSeries {
 		return m
 	}
 	for _, in := range f.inputs {
+		if in.group {
+			out = append(out, fakeSeries{with(in, "anomaly_score"), in.score})
+			continue
+		}
 		out = append(out,
 			fakeSeries{with(in, in.name), in.value},
 			fakeSeries{with(in, "yhat"), in.expected},
@@ -313,11 +321,11 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		Labels    map[string]string `json:"labels"`
 		Score     float64           `json:"score"`
 		Since     time.Time         `json:"since"`
-		Value     float64           `json:"value"`
+		Value     any               `json:"value"`   // null for a group, as the server's NaN
 		Counter   bool              `json:"counter"` // false: the fake's values are what is scored
-		Yhat      float64           `json:"yhat"`
-		YhatLower float64           `json:"yhat_lower"`
-		YhatUpper float64           `json:"yhat_upper"`
+		Yhat      any               `json:"yhat"`
+		YhatLower any               `json:"yhat_lower"`
+		YhatUpper any               `json:"yhat_upper"`
 		Member    string            `json:"member"`
 		Feature   string            `json:"feature"`
 		Ready     bool              `json:"ready"`
@@ -341,11 +349,15 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 			ls[k] = v
 		}
 		e := in.expected(t)
-		list = append(list, anomaly{
+		a := anomaly{
 			Labels: ls, Score: in.score(t), Since: time.Unix(int64(in.since(t)), 0).UTC(),
 			Value: in.value(t), Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
 			Member: cmp.Or(in.member, "seasonal"), Feature: cmp.Or(in.feature, "value_season_ago"), Ready: true, Timestamp: now.UTC().Truncate(time.Second),
-		})
+		}
+		if in.group {
+			a.Value, a.Yhat, a.YhatLower, a.YhatUpper, a.Feature = nil, nil, nil, nil, "joint"
+		}
+		list = append(list, a)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Score > list[j].Score })
 	if len(list) > limit {

@@ -64,6 +64,58 @@ func TestUIFakeAPI(t *testing.T) {
 	require.Empty(t, fake.unexpectedRequests(), "the page asked for something outside the API contract")
 }
 
+// TestUIGroup: a multivariate group is listed with the member that moved
+// most, and its chart says it has no value, band or forecast of its own
+// rather than "no forecast yet"; its member's name, here one a detector
+// member also has, is not explained as that detector member.
+func TestUIGroup(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	br := startBrowser(t, 1280, 800)
+	start := time.Now()
+	fake := newFakeAPI(t, time.Now, []fakeInput{
+		{name: "node_load1", labels: map[string]string{"job": "node"}, base: 2, amp: 0.5},
+		{name: "pod_health", labels: map[string]string{"pod": "a"}, base: 1, amp: 0.5, spike: 8,
+			spikeFrom: start.Add(-20 * time.Minute), member: "level", group: true},
+	})
+	page, err := New(nil, Options{RefreshInterval: time.Hour})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", fake)
+	mux.Handle("/", page)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	br.open(srv.URL + "/")
+	br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+	var first struct {
+		Key   string `json:"key"`
+		Title string `json:"title"`
+		Text  string `json:"text"`
+	}
+	br.eval(&first, `var tr = document.querySelector("#anomalies tbody tr");
+return {key: tr.dataset.key, title: tr.cells[4].title, text: tr.innerText};`)
+	require.Equal(t, `for="pod_health",pod="a"`, first.Key)
+	require.Contains(t, first.Text, "level / joint")
+	require.Equal(t, "multivariate group: its member level moved most against the others", first.Title)
+
+	br.click(`#anomalies tbody tr:first-child .series-link`)
+	br.waitFor("the group's chart", `document.getElementById("series").dataset.state === "ready"`, 30*time.Second)
+	var chart struct {
+		Note   string `json:"note"`
+		Values int    `json:"values"`
+		Scores int    `json:"scores"`
+	}
+	br.eval(&chart, `function count(a) { return a.filter(function (v) { return v != null; }).length; }
+return {note: document.getElementById("series-note").textContent,
+  values: count(omen.charts.main.data[1]), scores: count(omen.charts.score.data[1])};`)
+	require.Contains(t, chart.Note, "A multivariate group")
+	require.NotContains(t, chart.Note, "no forecast yet")
+	require.Zero(t, chart.Values, "a group has no value series")
+	require.Greater(t, chart.Scores, 100, "its score is drawn")
+}
+
 // uiCase is what runUIChecks expects of a page.
 type uiCase struct {
 	wantFirst   string   // the planted series' key: its sorted labels, as the page renders them

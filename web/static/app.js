@@ -255,8 +255,11 @@
       if (a.ready === false) sinceCell.appendChild(el("span", { class: "badge", title: "the model is still learning this series", text: "warming" }));
       var expected = a.yhat != null ? " (" + fmtNum(a.yhat_lower) + "–" + fmtNum(a.yhat_upper) + ")" : "";
       var valueCell = el("td", { class: "num", title: "expected " + fmtNum(a.yhat) }, [fmtNum(a.value), el("span", { class: "expl", text: expected })]);
-      var why = MEMBERS[a.member] ? MEMBERS[a.member] + ": " : "";
-      var expl = el("td", { class: "expl", title: why + "detector " + (a.member || "–") + ", feature " + (a.feature || "–") }, [
+      // A multivariate group names the member that contributed most to
+      // its joint deviation, which may be called like a detector member.
+      var why = a.feature === "joint" ? "multivariate group: its member " + (a.member || "–") + " moved most against the others"
+        : (MEMBERS[a.member] ? MEMBERS[a.member] + ": " : "") + "detector " + (a.member || "–") + ", feature " + (a.feature || "–");
+      var expl = el("td", { class: "expl", title: why }, [
         el("b", { text: a.member || "–" }), " / ", el("span", { text: a.feature || "–" }),
       ]);
       var tr = el("tr", { "data-key": key, "data-score": String(rank(a)), "data-active": String(!!a.active) }, [scoreCell, el("td", null, [link]), sinceCell, valueCell, expl]);
@@ -354,6 +357,8 @@
     if (!labels) return Promise.resolve();
     var key = state.selectedKey, gen = ++seriesGen;
     var counter = state.selectedCounter;
+    var group = false;
+    state.anomalies.forEach(function (a) { if (seriesKey(a.labels) === key) group = a.feature === "joint"; });
     if (counter == null) {
       // Restored from the address: the list says, else the name does.
       state.anomalies.forEach(function (a) { if (seriesKey(a.labels) === key) counter = a.counter; });
@@ -380,7 +385,9 @@
       var input = in0[counter ? "" : labels["for"]];
       var out = byName(res[1].result, labels);
       var fc = byName(res[2].result, labels, 1);
-      draw(buildData(input, out, fc, end, step), start, end);
+      var d = buildData(input, out, fc, end, step);
+      d.group = group;
+      draw(d, start, end);
       omen.loads.series++;
       setError("series", null);
     }).catch(function (e) {
@@ -537,8 +544,10 @@
     main.setScale("x", { min: xScale.min, max: xScale.max });
     score.setScale("x", { min: xScale.min, max: xScale.max });
     var c = d.counts;
-    $("series-note").textContent = c.value + " samples, " + c.band + " with an expected band, " +
-      (c.cone ? "forecast " + c.cone + " horizons ahead" : "no forecast yet") +
+    $("series-note").textContent = (d.group
+      ? "A multivariate group: its score is its members' joint deviation; it has no value, expected band or forecast of its own (chart the members' series for those)"
+      : c.value + " samples, " + c.band + " with an expected band, " +
+        (c.cone ? "forecast " + c.cone + " horizons ahead" : "no forecast yet")) +
       ". Shaded: score above 1; dashed line: the anomaly's start.";
     var sec = $("series");
     sec.setAttribute("data-state", "ready");
