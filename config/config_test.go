@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 )
 
 func TestLoadDefaults(t *testing.T) {
@@ -144,6 +145,55 @@ alerting: {warning: {score: 2, for: 0s}, keep_firing_for: 0s}
 	d, err := Load(nil)
 	require.NoError(t, err)
 	require.Equal(t, model.Duration(2*time.Minute), *d.Alerting.KeepFiringFor, "default")
+}
+
+// TestYAMLKeepsExplicitZeros: the configuration the status API shows
+// reads back as the one loaded; omitempty dropped the explicit zeros that
+// override a default (no forecasts, a minimum deviation of 0, alerts that
+// fire at once), so the page showed them inheriting it.
+func TestYAMLKeepsExplicitZeros(t *testing.T) {
+	const yml = `
+defaults: {min_deviation_abs: 5, min_deviation_rel: 0.1}
+overrides:
+  - {match: '{job="a"}', min_deviation_abs: 0}
+  - {match: '{job="b"}', forecast_horizons: []}
+  - {match: '{job="c"}', direction: up}
+derived:
+  - {name: ratio, expr: 'sum(rate(errors_total[5m])) / sum(rate(requests_total[5m]))', min_deviation_rel: 0, forecast_horizons: []}
+alerting:
+  warning: {score: 2, for: 0s}
+  keep_firing_for: 0s
+  capacity: [{name: DiskFull, for: disk_used_bytes, limit: 100}]
+`
+	c, err := Load([]byte(yml))
+	require.NoError(t, err)
+	out, err := c.YAML()
+	require.NoError(t, err)
+	t.Logf("%s", out)
+	for _, want := range []string{"min_deviation_abs: 0\n", "forecast_horizons: []\n", "min_deviation_rel: 0\n", "for: 0s\n"} {
+		require.Contains(t, string(out), want)
+	}
+	back, err := Load(out)
+	require.NoError(t, err, "the shown configuration loads")
+	for _, job := range []string{"a", "b", "c", "d"} {
+		ls := labels.FromStrings("job", job)
+		want, got := c.ScoringFor(ls), back.ScoringFor(ls)
+		want.set, got.set = nil, nil // the shown file names every field
+		require.Equal(t, want, got, "job %s", job)
+	}
+	require.Equal(t, c.Derived[0].ForecastHorizons, back.Derived[0].ForecastHorizons)
+	require.Equal(t, c.Derived[0].MinDeviationRel, back.Derived[0].MinDeviationRel)
+	require.Equal(t, c.Alerting.Warning.For, back.Alerting.Warning.For)
+	require.Equal(t, *c.Alerting.KeepFiringFor, *back.Alerting.KeepFiringFor)
+
+	// Nothing set, nothing added: the defaults' file shows as before.
+	d, err := Load(nil)
+	require.NoError(t, err)
+	dy, err := d.YAML()
+	require.NoError(t, err)
+	plain, err := yaml.Marshal(d)
+	require.NoError(t, err)
+	require.Equal(t, string(plain), string(dy))
 }
 
 // TestReadmeExample loads the README's configuration example, so that it

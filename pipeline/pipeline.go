@@ -34,7 +34,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
-	"gopkg.in/yaml.v3"
 
 	"github.com/omen-sidecar/omen/config"
 )
@@ -346,7 +345,7 @@ func (p *Pipeline) ApplyConfig(cfg *config.Config) error {
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	b, err := yaml.Marshal(cfg)
+	b, err := cfg.YAML()
 	if err != nil {
 		return fmt.Errorf("encode config: %w", err)
 	}
