@@ -47,14 +47,7 @@ func TestUIFakeAPI(t *testing.T) {
 		{name: "db_query_seconds", labels: map[string]string{"job": "db", "instance": "d:1"}, base: 0.3, amp: 0.05},
 		{name: "db_connections", labels: map[string]string{"job": "db", "instance": "d:2"}, base: 40, amp: 5},
 	}
-	fake := newFakeAPI(t, time.Now, inputs)
-	page, err := New(nil, Options{RefreshInterval: time.Second})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", fake)
-	mux.Handle("/", page)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	fake, srv := serveFake(t, inputs, time.Second)
 
 	runUIChecks(t, br, srv.URL, uiCase{
 		wantFirst: `for="http_requests_total",instance="a:1",job="api"`, explanation: "level / value",
@@ -62,6 +55,20 @@ func TestUIFakeAPI(t *testing.T) {
 		status: []string{"1235 samples/s", "out of order", "0.0.0-test", "scoring:"},
 	})
 	require.Empty(t, fake.unexpectedRequests(), "the page asked for something outside the API contract")
+}
+
+// serveFake serves the page, refreshing every refresh, and a fakeAPI of
+// inputs behind it.
+func serveFake(t *testing.T, inputs []fakeInput, refresh time.Duration) (*fakeAPI, *httptest.Server) {
+	fake := newFakeAPI(t, time.Now, inputs)
+	page, err := New(nil, Options{RefreshInterval: refresh})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", fake)
+	mux.Handle("/", page)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return fake, srv
 }
 
 // TestUIGroup: a multivariate group is listed with the member that moved
@@ -74,18 +81,11 @@ func TestUIGroup(t *testing.T) {
 	}
 	br := startBrowser(t, 1280, 800)
 	start := time.Now()
-	fake := newFakeAPI(t, time.Now, []fakeInput{
+	_, srv := serveFake(t, []fakeInput{
 		{name: "node_load1", labels: map[string]string{"job": "node"}, base: 2, amp: 0.5},
 		{name: "pod_health", labels: map[string]string{"pod": "a"}, base: 1, amp: 0.5, spike: 8,
 			spikeFrom: start.Add(-20 * time.Minute), member: "level", group: true},
-	})
-	page, err := New(nil, Options{RefreshInterval: time.Hour})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", fake)
-	mux.Handle("/", page)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	}, time.Hour)
 
 	br.open(srv.URL + "/")
 	br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
