@@ -76,14 +76,16 @@ remote_write:
 	require.Len(t, res, 1)
 	require.Equal(t, float64(6*360+1), res[0].F(), "history points in Prometheus")
 
-	// The first live samples: scored by models warmed from that history.
-	waitFor(t, 90*time.Second, "the first live samples scored", func() bool {
+	// The first live samples: scored at once from omen's history (none),
+	// while the upstream's is read off the scorers, then by models remade
+	// from it.
+	waitFor(t, 90*time.Second, "the first live samples scored, the history read", func() bool {
 		for _, n := range []string{seasonalName, controlName} {
 			if len(anomaliesOf(t, omen.URL, n)) != 1 {
 				return false
 			}
 		}
-		return true
+		return metricsGauge(t, omen.URL, "omen_warm_start_remote_read_pending", "") == 0
 	})
 	warmed := metricsGauge(t, omen.URL, "omen_warm_start_samples_total", "")
 	require.GreaterOrEqual(t, warmed, float64(2*2048), "both series replay --backfill.max-points (2048) of Prometheus's history")

@@ -26,6 +26,7 @@ type metrics struct {
 	warmed          prometheus.Counter
 	backfillFailed  prometheus.Counter
 	backfillSkipped prometheus.Counter
+	backfillPending prometheus.Gauge
 	caughtUp        prometheus.Counter
 	derivedErrs     *prometheus.CounterVec
 	derivedMissed   *prometheus.CounterVec
@@ -92,10 +93,13 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 			Name: "omen_warm_start_samples_total", Help: "History samples replayed into new series' models.",
 		}),
 		backfillFailed: f.NewCounter(prometheus.CounterOpts{
-			Name: "omen_warm_start_remote_read_failures_total", Help: "Warm starts whose remote read of history (--backfill.remote-read-url) failed or timed out.",
+			Name: "omen_warm_start_remote_read_failures_total", Help: "Remote reads of new series' history (--backfill.remote-read-url), each of up to 64 series, that failed or timed out; their series are read again after a backoff.",
 		}),
 		backfillSkipped: f.NewCounter(prometheus.CounterOpts{
-			Name: "omen_warm_start_remote_read_skipped_total", Help: "Warm starts that skipped the remote read while it was backing off after a failure.",
+			Name: "omen_warm_start_remote_read_skipped_total", Help: "New series warmed from local history alone: the queue of remote reads was full.",
+		}),
+		backfillPending: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_warm_start_remote_read_pending", Help: "New series waiting for their history by remote read; they score from local history meanwhile.",
 		}),
 		caughtUp: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_restore_catch_up_samples_total", Help: "Samples the TSDB holds after a restored model's last one (acknowledged after the last snapshot before a crash), replayed into it.",

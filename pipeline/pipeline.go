@@ -327,7 +327,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 		return nil, err
 	}
 	if opts.BackfillRemoteReadURL != "" {
-		bf, err := newBackfill(opts.BackfillRemoteReadURL)
+		bf, err := newBackfill(opts.BackfillRemoteReadURL, opts.MaxSeries)
 		if err != nil {
 			return nil, err
 		}
@@ -411,6 +411,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	var dwg sync.WaitGroup
 	dwg.Add(1)
 	go func() { defer dwg.Done(); p.runDerived(ctx) }()
+	if p.bf != nil {
+		for range backfillReaders {
+			dwg.Add(1)
+			go func() { defer dwg.Done(); p.runBackfill(ctx) }()
+		}
+	}
 
 	snap := time.NewTicker(p.opts.SnapshotInterval)
 	defer snap.Stop()

@@ -118,6 +118,14 @@ func (e *env) sync() {
 	}
 }
 
+// backfilled waits until the workers have scored what is queued and taken
+// in every remote-read history asked for.
+func (e *env) backfilled(t testing.TB) {
+	t.Helper()
+	e.sync()
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.backfillPending) == 0 }, 10*time.Second, 5*time.Millisecond)
+}
+
 // push appends one sample per series in one transaction through the tap.
 // onlySeries returns the one series the workers score (nil if none); call
 // it after sync, while the workers are idle.

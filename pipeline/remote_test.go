@@ -70,7 +70,7 @@ func TestBackfillRemoteRead(t *testing.T) {
 				o.BackfillMaxPoints = tc.maxPoints
 			})
 			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
-			e.sync()
+			e.backfilled(t)
 			require.Equal(t, tc.warmed, testutil.ToFloat64(e.p.m.warmed))
 			got := e.p.Anomalies(nil)
 			require.Len(t, got, 1)
@@ -152,29 +152,21 @@ func TestBackfillLocalAndRemote(t *testing.T) {
 	vs := seasonal(n+1, 9)
 	at := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
 
-	up := openDB(t, t.TempDir())
-	defer up.Close()
-	a := up.AppenderV2(context.Background())
-	for i := range split {
-		_, err := a.Append(0, ls, 0, at(i), vs[i], nil, nil, storage.AOptions{})
-		require.NoError(t, err)
-	}
-	require.NoError(t, a.Commit())
-	srv := httptest.NewServer(remote.NewReadHandler(nil, nil, up, func() promconfig.Config { return promconfig.Config{} }, 0, 1, 1<<20))
+	srv := httptest.NewServer(upstream(t, []labels.Labels{ls}, vs[:split], at))
 	defer srv.Close()
 
 	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL })
 	// The newer part is in omen's TSDB already (written before the series
 	// was scored, e.g. history remote-written by hand): straight into the
 	// TSDB, past the scorers.
-	a = e.db.AppenderV2(context.Background())
+	a := e.db.AppenderV2(context.Background())
 	for i := split; i < n; i++ {
 		_, err := a.Append(0, ls, 0, at(i), vs[i], nil, nil, storage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, a.Commit())
 	e.push(at(n), model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
-	e.sync()
+	e.backfilled(t)
 	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed))
 
 	ref, err := detect.New(detectOptions(config0().Defaults))
@@ -185,26 +177,114 @@ func TestBackfillLocalAndRemote(t *testing.T) {
 	requireSameState(t, ref, e, "older history from upstream first, then the local")
 }
 
-// TestBackfillUpstreamDownBacksOff: after a failed remote read the warm
-// starts skip it for a while, so an upstream that is down or hangs costs
-// one read per backoff, not one per new series on its worker (each up to
-// the read's timeout while the worker's other series wait); failures and
-// skips are counted, and the error logged has the URL's password masked.
+// upstream is Prometheus's remote-read handler over a TSDB that holds
+// vs[i] at at(i) for each series of lss.
+func upstream(t *testing.T, lss []labels.Labels, vs []float64, at func(int) int64) http.Handler {
+	up := openDB(t, t.TempDir())
+	t.Cleanup(func() { _ = up.Close() })
+	a := up.AppenderV2(context.Background())
+	for _, ls := range lss {
+		for i, v := range vs {
+			_, err := a.Append(0, ls, 0, at(i), v, nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, a.Commit())
+	return remote.NewReadHandler(nil, nil, up, func() promconfig.Config { return promconfig.Config{} }, 0, 1, 1<<20)
+}
+
+// TestBackfillSlowUpstreamScoresMeanwhile: the remote reads run off the
+// scorer workers. While the upstream takes its time, new series and the
+// others on their workers are scored from local history (a read used to
+// hold its worker's every series for up to its timeout, and 50 ms reads
+// made a burst of 10 000 new series take minutes); when the history
+// comes, the models are remade from it and what came since.
+func TestBackfillSlowUpstreamScoresMeanwhile(t *testing.T) {
+	const n = 150
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	vs := seasonal(n+3, 5)
+	at := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+	h := upstream(t, []labels.Labels{ls}, vs[:n], at)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	other := labels.FromStrings("__name__", "load", "job", "a")
+	for i := n; i < n+3; i++ {
+		e.push(at(i), model.MetricTypeGauge, []labels.Labels{ls, other}, []float64{vs[i], 1})
+		e.sync() // returns: the worker is not waiting for the upstream
+	}
+	got := e.p.Anomalies(nil)
+	require.Len(t, got, 2, "both scored while the read waits")
+	for _, a := range got {
+		require.False(t, a.Ready, "no history yet")
+	}
+	require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.backfillPending))
+
+	close(release)
+	e.backfilled(t)
+	got = e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "temperature")}})
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready, "warm from the upstream's history")
+	ref, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	for i, v := range vs {
+		ref.Update(at(i), v)
+	}
+	want, err := ref.MarshalBinary()
+	require.NoError(t, err)
+	var state []byte
+	e.p.workers[0].view(func(s *series) {
+		if s.name == "temperature" {
+			state, err = s.det.MarshalBinary()
+		}
+	})
+	require.NoError(t, err)
+	require.Equal(t, want, state, "the upstream's history, then the samples scored while it was read")
+}
+
+// TestBackfillUpstreamDownBacksOff: a failed remote read pauses the reads
+// for a backoff that doubles, and its series are read again after it, not
+// skipped for good (one failure in a burst of new series left thousands
+// to a cold start); they score from local history meanwhile. An upstream
+// that is down costs one request per backoff, however many series wait
+// (one request carries up to backfillBatch of them); failures are counted,
+// and the error logged has the URL's password masked.
 func TestBackfillUpstreamDownBacksOff(t *testing.T) {
+	const n = 100
+	names := []string{"a", "b", "c", "d", "e", "f", "g"}
+	var lss []labels.Labels
+	for _, name := range names {
+		lss = append(lss, labels.FromStrings("__name__", name))
+	}
+	h := upstream(t, lss, seasonal(n, 3), func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs })
 	var hits atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	var healthy atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
-		http.Error(w, "down", http.StatusInternalServerError)
+		if !healthy.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		h.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
 	u, err := url.Parse(srv.URL)
 	require.NoError(t, err)
 	u.User = url.UserPassword("alice", "s3cr3t")
 	u.Path = "/api/v1/read"
-	e := newEnv(t, "", nil, func(o *Options) {
-		o.BackfillRemoteReadURL = u.String()
-		o.Workers = 1
-	})
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = u.String() })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
 	batch := func(names ...string) {
 		var lss []labels.Labels
 		var vs []float64
@@ -214,22 +294,45 @@ func TestBackfillUpstreamDownBacksOff(t *testing.T) {
 		e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss, vs)
 		e.sync()
 	}
-	batch("a", "b", "c", "d")
-	require.Equal(t, int32(1), hits.Load(), "one read, then the backoff")
-	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.backfillFailed))
-	require.Equal(t, 3.0, testutil.ToFloat64(e.p.m.backfillSkipped))
+	pending := func() float64 { return testutil.ToFloat64(e.p.m.backfillPending) }
+	batch(names[:4]...)
+	// The readers may split the four between them, each a request.
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.backfillFailed) >= 1 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(3 * backfillPoll)
+	first := hits.Load()
+	require.LessOrEqual(t, first, int32(backfillReaders), "a request for many series")
+	require.Equal(t, float64(first), testutil.ToFloat64(e.p.m.backfillFailed))
+	require.Equal(t, 4.0, pending(), "queued again")
 	require.Len(t, e.p.Anomalies(nil), 4, "every series scored all the same")
+	batch(names[4:6]...)
+	time.Sleep(3 * backfillPoll)
+	require.Equal(t, first, hits.Load(), "no read during the backoff")
+	require.Equal(t, 6.0, pending())
 
 	e.clock.set(e.clock.Now().Add(backfillBackoffFirst + time.Second))
-	batch("e", "f")
-	require.Equal(t, int32(2), hits.Load(), "tried again after the backoff")
-	require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.backfillFailed))
-	require.Equal(t, 4.0, testutil.ToFloat64(e.p.m.backfillSkipped))
+	require.Eventually(t, func() bool { return hits.Load() > first }, 5*time.Second, 10*time.Millisecond, "read again after the backoff")
+	time.Sleep(3 * backfillPoll)
+	second := hits.Load()
 	e.clock.set(e.clock.Now().Add(backfillBackoffFirst + time.Second))
-	batch("g")
-	require.Equal(t, int32(2), hits.Load(), "the second backoff is twice the first")
+	time.Sleep(3 * backfillPoll)
+	require.Equal(t, second, hits.Load(), "the second backoff is twice the first")
+	require.Equal(t, 6.0, pending())
+
+	// The upstream is back: every series waiting gets its history.
+	healthy.Store(true)
+	e.clock.set(e.clock.Now().Add(backfillBackoffFirst))
+	batch(names[6])
+	hits.Store(0)
+	e.backfilled(t)
+	require.Equal(t, float64(len(names)*n), testutil.ToFloat64(e.p.m.warmed))
+	require.Zero(t, testutil.ToFloat64(e.p.m.backfillSkipped))
+	require.LessOrEqual(t, hits.Load(), int32(backfillReaders), "the seven in a request or a few")
+	for _, a := range e.p.Anomalies(nil) {
+		require.True(t, a.Ready, "%v warmed from the upstream", a.Labels)
+	}
 
 	// What the log says: the read client's error quotes the URL.
+	healthy.Store(false)
 	_, err = e.p.bf.rr.Read(context.Background(), &prompb.Query{}, false)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "s3cr3t", "the client's error quotes the password")
@@ -243,10 +346,10 @@ func TestBackfillUpstreamDownBacksOff(t *testing.T) {
 // parses with its password in plain sight).
 func TestBackfillURLChecked(t *testing.T) {
 	for _, u := range []string{"alice:s3cr3t@prom:9090/api/v1/read", "ftp://alice:s3cr3t@prom/api/v1/read", "/api/v1/read", "http://"} {
-		_, err := newBackfill(u)
+		_, err := newBackfill(u, 1)
 		require.Error(t, err, u)
 		require.NotContains(t, err.Error(), "s3cr3t")
 	}
-	_, err := newBackfill("https://alice:s3cr3t@prom:9090/api/v1/read")
+	_, err := newBackfill("https://alice:s3cr3t@prom:9090/api/v1/read", 1)
 	require.NoError(t, err)
 }

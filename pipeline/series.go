@@ -300,6 +300,9 @@ type series struct {
 	// rebuild: a reload gave the series options its models cannot take in
 	// place; it starts again from its history at its next sample.
 	rebuild bool
+	// bfWait: its older history was asked of the backfill remote-read
+	// URL, and its models are remade when that comes (worker.rewarm).
+	bfWait bool
 }
 
 type pending struct {

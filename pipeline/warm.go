@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,20 +15,31 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
-// remoteReadTimeout bounds one warm start's remote read. It runs on a
-// scorer worker, so a slow upstream delays that shard (never ingest); a
-// healthy Prometheus answers one series' day in milliseconds.
-const remoteReadTimeout = 10 * time.Second
+// Warm starts by remote read run off the scorer workers: a new series
+// scores at once from the TSDB's history alone and queues a request for the
+// older one; backfillReaders goroutines send up to backfillBatch requests
+// in one remote-read request (one query each, as Prometheus's
+// ReadMultiple does), so a fresh deployment's burst of new series costs
+// round trips by the batch, not by the series, and a slow upstream delays
+// no scoring. Each worker then replays the history it gets into new models
+// of its series, with what the TSDB took in since (rewarm).
+const (
+	backfillReaders = 4
+	backfillBatch   = 64
+	// remoteReadTimeout bounds one remote-read request of a batch.
+	remoteReadTimeout = 30 * time.Second
+)
 
-// After a failed read the backfill is skipped for a while (doubling from
-// the first to the last, reset by a success): an upstream that is down or
-// slow would otherwise cost every new series a timeout on its worker, in
-// turn, while that worker's other series wait and its queue overflows.
+// After a failed read the reads pause for a while (doubling from the
+// first to the last, reset by a success) and the batch is queued again: an
+// upstream that is down or slow is asked once per backoff, and its series
+// get their history when it is back.
 const (
 	backfillBackoffFirst = 10 * time.Second
 	backfillBackoffMax   = 5 * time.Minute
@@ -41,9 +53,28 @@ type backfill struct {
 	mu      sync.Mutex
 	until   time.Time // no reads before
 	backoff time.Duration
+	queue   []bfReq // oldest first
+	max     int     // requests queued at most
+	notify  chan struct{}
 }
 
-func newBackfill(u string) (*backfill, error) {
+// bfReq asks for the history of the worker w's series s (labels ls) in
+// [mint, maxt], at most n samples, the latest.
+type bfReq struct {
+	w          *worker
+	s          *series
+	ls         labels.Labels
+	mint, maxt int64
+	n          int
+}
+
+// bfResult is a request's history, oldest first.
+type bfResult struct {
+	bfReq
+	older ring
+}
+
+func newBackfill(u string, maxQueued int) (*backfill, error) {
 	pu, err := url.Parse(u)
 	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 		// Not quoted: a URL missing its scheme parses with the password
@@ -59,7 +90,7 @@ func newBackfill(u string) (*backfill, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backfill remote-read client: %s", redact(err, pu))
 	}
-	return &backfill{rr: c, url: pu}, nil
+	return &backfill{rr: c, url: pu, max: max(1, maxQueued), notify: make(chan struct{}, 1)}, nil
 }
 
 // redact returns err's text with u's password masked.
@@ -71,16 +102,72 @@ func redact(err error, u *url.URL) string {
 	return msg
 }
 
-// open reports whether a read may be tried now.
-func (b *backfill) open(now time.Time) bool {
+// request queues r; false if the queue is full.
+func (b *backfill) request(r bfReq) bool {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return !now.Before(b.until)
+	ok := len(b.queue) < b.max
+	if ok {
+		b.queue = append(b.queue, r)
+	}
+	b.mu.Unlock()
+	b.wake()
+	return ok
 }
 
-// done records a read's outcome; it returns the time reads are skipped
-// for after a failure, 0 after a success or if another worker's failure
-// already closed the gate (so one outage logs once per backoff).
+func (b *backfill) wake() {
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take waits until requests are queued and reads are not backing off, and
+// returns up to k of them, oldest first; nil when ctx is done. The backoff
+// is checked at least every backfillPoll, so a clock that jumps (tests)
+// is followed.
+func (b *backfill) take(ctx context.Context, now func() time.Time, k int) []bfReq {
+	for {
+		b.mu.Lock()
+		wait := time.Duration(-1)
+		if len(b.queue) > 0 {
+			if wait = b.until.Sub(now()); wait <= 0 {
+				n := min(k, len(b.queue))
+				out := slices.Clone(b.queue[:n])
+				b.queue = slices.Delete(b.queue, 0, n)
+				more := len(b.queue) > 0
+				b.mu.Unlock()
+				if more {
+					b.wake() // another reader takes the next batch
+				}
+				return out
+			}
+		}
+		b.mu.Unlock()
+		var timer <-chan time.Time
+		if wait > 0 {
+			timer = time.After(min(wait, backfillPoll))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-b.notify:
+		case <-timer:
+		}
+	}
+}
+
+const backfillPoll = 100 * time.Millisecond
+
+// retry puts rs back at the front of the queue, after a failed read.
+func (b *backfill) retry(rs []bfReq) {
+	b.mu.Lock()
+	b.queue = slices.Insert(b.queue, 0, rs...)
+	b.mu.Unlock()
+}
+
+// done records a read's outcome; it returns the time reads pause for after
+// a failure, 0 after a success or if another reader's failure already
+// paused them (so one outage logs once per backoff).
 func (b *backfill) done(now time.Time, err error) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -94,6 +181,66 @@ func (b *backfill) done(now time.Time, err error) time.Duration {
 	b.backoff = min(max(2*b.backoff, backfillBackoffFirst), backfillBackoffMax)
 	b.until = now.Add(b.backoff)
 	return b.backoff
+}
+
+// runBackfill is one reader: it reads batches of queued requests and
+// hands each worker the histories of its series.
+func (p *Pipeline) runBackfill(ctx context.Context) {
+	for {
+		reqs := p.bf.take(ctx, p.opts.Now, backfillBatch)
+		if reqs == nil {
+			return
+		}
+		res, err := p.bf.read(ctx, reqs)
+		if ctx.Err() != nil {
+			return
+		}
+		if wait := p.bf.done(p.opts.Now(), err); err != nil {
+			p.m.backfillFailed.Inc()
+			p.bf.retry(reqs)
+			if wait > 0 {
+				p.logger.Warn("Warm start by remote read failed; new series score from local history meanwhile and are read again after the backoff", "series", len(reqs), "err", redact(err, p.bf.url), "retry_in", wait)
+			}
+			continue
+		}
+		for i := 0; i < len(res); {
+			w := res[i].w
+			j := i + 1
+			for j < len(res) && res[j].w == w {
+				j++
+			}
+			select {
+			case w.backfilled <- res[i:j]:
+			case <-w.done:
+			case <-ctx.Done():
+				return
+			}
+			i = j
+		}
+	}
+}
+
+// read sends reqs in one remote-read request, one query each, and returns
+// their histories, grouped by worker.
+func (b *backfill) read(ctx context.Context, reqs []bfReq) ([]bfResult, error) {
+	slices.SortStableFunc(reqs, func(x, y bfReq) int { return x.w.id - y.w.id })
+	qs := make([]*prompb.Query, len(reqs))
+	res := make([]bfResult, len(reqs))
+	for i, r := range reqs {
+		q, err := remote.ToQuery(r.mint, r.maxt, equalMatchers(r.ls), nil)
+		if err != nil {
+			return nil, err
+		}
+		qs[i] = q
+		res[i] = bfResult{bfReq: r, older: ring{t: make([]int64, 0, r.n), v: make([]float64, 0, r.n)}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, remoteReadTimeout)
+	defer cancel()
+	ss, err := b.rr.ReadMultiple(ctx, qs, false)
+	if err != nil {
+		return nil, err
+	}
+	return res, readUpstream(ss, res)
 }
 
 // ring keeps the last cap(t) samples it is given, so a long history costs
@@ -153,27 +300,40 @@ func (r *ring) read(ss storage.SeriesSet, ls labels.Labels) error {
 	return ss.Err()
 }
 
-// readUpstream is read for an upstream Prometheus, which adds its external
-// labels to every series it returns: the input, whose external labels the
-// shipped remote_write drops on the way to omen, comes back with them, and
-// read found nothing. Of the series ss holds (every one has ls's labels:
-// the matchers are equalities), the one with the fewest labels is ls's
-// (ls itself, or ls plus the external labels, which every series returned
-// carries alike); the first of equals (an HA pair's replicas) is taken.
-func (r *ring) readUpstream(ss storage.SeriesSet) error {
-	best := -1
+// readUpstream adds to each result the samples of its series in ss, the
+// series of all the batch's queries interleaved. An upstream Prometheus
+// adds its external labels to every series it returns: the input, whose
+// external labels the shipped remote_write drops on the way to omen, comes
+// back with them. So a result takes, of the series that have all of its
+// labels (equality matchers also select series with more), the one with
+// the fewest (its own, or its own plus the external labels, which every
+// series returned carries alike); the first of equals (an HA pair's
+// replicas).
+func readUpstream(ss storage.SeriesSet, res []bfResult) error {
+	best := make([]int, len(res))
 	for ss.Next() {
-		n := ss.At().Labels().Len()
-		if best >= 0 && n >= best {
-			continue
-		}
-		best = n
-		r.t, r.v, r.k = r.t[:0], r.v[:0], 0
-		if err := r.readSeries(ss.At()); err != nil {
-			return err
+		ls := ss.At().Labels()
+		n := ls.Len()
+		for i := range res {
+			r := &res[i]
+			if (best[i] > 0 && n >= best[i]) || !hasAll(ls, r.ls) {
+				continue
+			}
+			best[i] = n
+			r.older.t, r.older.v, r.older.k = r.older.t[:0], r.older.v[:0], 0
+			if err := r.older.readSeries(ss.At()); err != nil {
+				return err
+			}
 		}
 	}
 	return ss.Err()
+}
+
+// hasAll reports whether ls has every label of want.
+func hasAll(ls, want labels.Labels) bool {
+	all := true
+	want.Range(func(l labels.Label) { all = all && ls.Get(l.Name) == l.Value })
+	return all
 }
 
 // readSeries adds the float samples of one series.
@@ -192,8 +352,8 @@ func (r *ring) readSeries(s storage.Series) error {
 
 // warm replays the last BackfillMaxPoints samples before beforeMs (and
 // within BackfillMaxAge) through the new series' models, without writing
-// outputs: from the TSDB, and if that holds fewer, older ones from the
-// backfill remote-read URL.
+// outputs: from the TSDB; if that holds fewer, it asks the backfill
+// remote-read URL for older ones, which come later (rewarm).
 func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	p := w.p
 	if isDerived(s) {
@@ -205,33 +365,81 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 		return
 	}
 	mint := beforeMs - p.opts.BackfillMaxAge.Milliseconds()
-	ms := equalMatchers(s.in)
-	local := w.readLocal(ctx, s, ms, mint, beforeMs-1)
-	var older ring
+	local := w.readLocal(ctx, s, equalMatchers(s.in), mint, beforeMs-1)
 	if p.bf != nil && local.len() < n {
-		if !p.bf.open(p.opts.Now()) {
-			p.m.backfillSkipped.Inc()
+		end := beforeMs
+		if t, ok := local.first(); ok {
+			end = t
+		}
+		if p.bf.request(bfReq{w: w, s: s, ls: s.in, mint: mint, maxt: end - 1, n: n - local.len()}) {
+			s.bfWait = true
+			p.m.backfillPending.Inc()
 		} else {
-			end := beforeMs
-			if t, ok := local.first(); ok {
-				end = t
-			}
-			older = ring{t: make([]int64, 0, n-local.len()), v: make([]float64, 0, n-local.len())}
-			err := w.remoteRead(ctx, &older, mint, end-1, ms)
-			if wait := p.bf.done(p.opts.Now(), err); err != nil {
-				p.m.backfillFailed.Inc()
-				older = ring{}
-				if wait > 0 {
-					p.logger.Warn("Warm start by remote read failed; new series warm from local history alone for a while", "series", s.in.String(), "err", redact(err, p.bf.url), "retry_in", wait)
-				}
-			}
+			p.m.backfillSkipped.Inc()
 		}
 	}
-	replay := w.replayer(s)
-	older.each(replay)
-	local.each(replay)
-	p.m.warmed.Add(float64(older.len() + local.len()))
+	local.each(w.replayer(s))
+	p.m.warmed.Add(float64(local.len()))
 	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
+}
+
+// rewarm gives each series of rs, if still the one that asked and not
+// dropped meanwhile, new models: its upstream history replayed, then what
+// the TSDB holds since, up to its latest sample. Until now it scored from
+// the TSDB's history alone. Its published results, incident and stored
+// outputs' references carry over; the new models' results replace the
+// old ones at once.
+func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
+	p := w.p
+	cfg := p.cfg.Load()
+	defer p.m.backfillPending.Sub(float64(len(rs))) // after: tests wait for 0
+	for i := range rs {
+		r := &rs[i]
+		s := r.s
+		if w.series[s.ref] != s || !s.bfWait {
+			continue
+		}
+		s.bfWait = false
+		sc, ok := scoringOf(cfg, s.in, s.name, false)
+		if r.older.len() == 0 || !ok {
+			continue // nothing upstream; or deselected, which reconfigure sees to
+		}
+		fresh := &series{ref: s.ref, name: s.name, in: s.in, counter: s.counter, utf8Names: s.utf8Names}
+		if err := fresh.det.Init(detectOptions(sc), w.scratch); err != nil {
+			continue
+		}
+		if s.fc != nil {
+			fresh.fc = newFcState(s.fc.horizons, s.fc.hname)
+			copy(fresh.fc.outRef, s.fc.outRef)
+		}
+		replay := w.replayer(fresh)
+		r.older.each(replay)
+		if last := max(s.pub.t, s.prevT); last > r.maxt {
+			local := w.readLocal(ctx, fresh, equalMatchers(s.in), r.maxt+1, last)
+			local.each(replay)
+			w.warmT, w.warmV = local.t[:0], local.v[:0]
+		}
+		p.m.warmed.Add(float64(r.older.len()))
+		w.mu.Lock()
+		wasReady := s.pub.ready
+		inc, stale := s.pub.incidentState, s.pub.stale
+		s.det, s.fc = fresh.det, fresh.fc
+		s.prevRaw, s.prevT, s.hasPrev = fresh.prevRaw, fresh.prevT, fresh.hasPrev
+		s.absDif, s.nDif = fresh.absDif, fresh.nDif
+		s.pub = fresh.pub
+		s.pub.stale = stale
+		if s.pub.since == 0 {
+			s.pub.incidentState = inc
+		}
+		ready := s.pub.ready
+		w.mu.Unlock()
+		switch {
+		case ready && !wasReady:
+			p.m.warming.Add(-1)
+		case !ready && wasReady:
+			p.m.warming.Add(1)
+		}
+	}
 }
 
 // catchUp replays through a series restored from the snapshot the samples
@@ -300,21 +508,4 @@ func (w *worker) replayer(s *series) func(t int64, v float64) {
 		}
 		s.step(t, v, nil, &w.fcBuf, so)
 	}
-}
-
-func (w *worker) remoteRead(ctx context.Context, r *ring, mint, maxt int64, ms []*labels.Matcher) error {
-	if maxt < mint {
-		return nil
-	}
-	q, err := remote.ToQuery(mint, maxt, ms, nil)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, remoteReadTimeout)
-	defer cancel()
-	ss, err := w.p.bf.rr.Read(ctx, q, false)
-	if err != nil {
-		return err
-	}
-	return r.readUpstream(ss)
 }

@@ -29,8 +29,11 @@ type worker struct {
 	snap  chan snapReq
 	wake  chan struct{} // a new configuration (capacity 1)
 	gone  chan []storage.SeriesRef
-	quit  chan struct{}
-	done  chan struct{}
+	// backfilled brings the histories remote-read for new series (see
+	// rewarm).
+	backfilled chan []bfResult
+	quit       chan struct{}
+	done       chan struct{}
 
 	mu      sync.RWMutex
 	series  map[storage.SeriesRef]*series
@@ -56,17 +59,18 @@ type snapReq struct {
 func newWorker(p *Pipeline, id int) *worker {
 	return &worker{
 		p: p, id: id,
-		queue:   make(chan *batch, p.opts.QueueSize),
-		snap:    make(chan snapReq),
-		wake:    make(chan struct{}, 1),
-		gone:    make(chan []storage.SeriesRef, 64),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
-		series:  map[storage.SeriesRef]*series{},
-		ignored: map[storage.SeriesRef]ignoredSeries{},
-		scratch: detect.NewScratch(),
-		fcBuf:   make([]forecast.Point, 0, forecastOptions().MaxHorizon),
-		acc:     p.acc(),
+		queue:      make(chan *batch, p.opts.QueueSize),
+		snap:       make(chan snapReq),
+		wake:       make(chan struct{}, 1),
+		gone:       make(chan []storage.SeriesRef, 64),
+		backfilled: make(chan []bfResult, backfillReaders),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		series:     map[storage.SeriesRef]*series{},
+		ignored:    map[storage.SeriesRef]ignoredSeries{},
+		scratch:    detect.NewScratch(),
+		fcBuf:      make([]forecast.Point, 0, forecastOptions().MaxHorizon),
+		acc:        p.acc(),
 	}
 }
 
@@ -117,6 +121,8 @@ func (w *worker) run(ctx context.Context) {
 			}
 		case refs := <-w.gone:
 			w.forget(refs)
+		case rs := <-w.backfilled:
+			w.rewarm(ctx, rs)
 		case <-sweep.C:
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
 				w.reconfigure(ctx, g)
