@@ -64,6 +64,14 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `Only {{ $value | humanizePercentage }} of the scored series have had a ready model for 2 hours.`,
 		},
 		{
+			// New series wait for their history from the backfill
+			// remote-read URL while its reads keep failing: they score
+			// from local history, cold, and get it when the reads succeed.
+			name: "OmenBackfillFailing", severity: "warning", for_: 15 * time.Minute,
+			expr:    `omen_warm_start_remote_read_pending > 0 and on (job, instance) rate(omen_warm_start_remote_read_failures_total[10m]) > 0`,
+			summary: `omen {{ $labels.instance }} cannot read new series' history from --backfill.remote-read-url: {{ $value }} series wait for it and score from local history meanwhile.`,
+		},
+		{
 			name: "OmenScoringLagging", severity: "warning", for_: 10 * time.Minute,
 			expr:    `omen_scoring_lag_seconds > 60`,
 			summary: `omen {{ $labels.instance }} scores samples {{ $value | humanizeDuration }} late: the scorers cannot keep up.`,
