@@ -331,6 +331,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 		if err != nil {
 			return nil, err
 		}
+		bf.pending = p.m.backfillPending
 		p.bf = bf
 	}
 	return p, nil

@@ -1,10 +1,14 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,6 +181,41 @@ func TestBackfillLocalAndRemote(t *testing.T) {
 	requireSameState(t, ref, e, "older history from upstream first, then the local")
 }
 
+// requireFedInOrder checks that the series pick selects has the detector
+// state of one fed vs, the i-th at atStep(i), in order.
+func requireFedInOrder(t *testing.T, e *env, pick func(*series) bool, vs []float64, msg string) {
+	t.Helper()
+	ref, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	for i, v := range vs {
+		ref.Update(atStep(i), v)
+	}
+	want, err := ref.MarshalBinary()
+	require.NoError(t, err)
+	var got []byte
+	for _, w := range e.p.workers {
+		w.view(func(s *series) {
+			if pick(s) {
+				got, err = s.det.MarshalBinary()
+			}
+		})
+	}
+	require.NoError(t, err)
+	require.Equal(t, want, got, msg)
+}
+
+// named returns series of the given metric names and no other label.
+func named(names ...string) []labels.Labels {
+	lss := make([]labels.Labels, len(names))
+	for i, n := range names {
+		lss[i] = labels.FromStrings("__name__", n)
+	}
+	return lss
+}
+
+// atStep is the time of the i-th sample of the tests' series.
+func atStep(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+
 // upstream is Prometheus's remote-read handler over a TSDB that holds
 // vs[i] at at(i) for each series of lss.
 func upstream(t *testing.T, lss []labels.Labels, vs []float64, at func(int) int64) http.Handler {
@@ -236,21 +275,235 @@ func TestBackfillSlowUpstreamScoresMeanwhile(t *testing.T) {
 	got = e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "temperature")}})
 	require.Len(t, got, 1)
 	require.True(t, got[0].Ready, "warm from the upstream's history")
-	ref, err := detect.New(detectOptions(config0().Defaults))
-	require.NoError(t, err)
-	for i, v := range vs {
-		ref.Update(at(i), v)
-	}
-	want, err := ref.MarshalBinary()
-	require.NoError(t, err)
-	var state []byte
-	e.p.workers[0].view(func(s *series) {
-		if s.name == "temperature" {
-			state, err = s.det.MarshalBinary()
+	requireFedInOrder(t, e, func(s *series) bool { return s.name == "temperature" }, vs, "the upstream's history, then the samples scored while it was read")
+}
+
+// TestBackfillSubsetInOneBatch: one request's labels are a subset of
+// another's ({__name__="x"} and x{job="a"}), so the latter's series comes
+// back in both queries of the batch, over both ranges. Each request takes
+// its own range only: x{job="a"}, whose newer history is local, replayed
+// the upstream's copy of that too, out of order, and its detector ended
+// off the in-order one.
+func TestBackfillSubsetInOneBatch(t *testing.T) {
+	const n, split = 300, 200
+	a := labels.FromStrings("__name__", "x")
+	b := labels.FromStrings("__name__", "x", "job", "a")
+	vs := seasonal(n+1, 9)
+	h := upstream(t, []labels.Labels{a, b}, vs[:n], atStep)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			http.Error(w, "down", http.StatusInternalServerError) // so both wait and go in one batch
+			return
 		}
-	})
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	ap := e.db.AppenderV2(context.Background())
+	for i := split; i < n; i++ {
+		_, err := ap.Append(0, b, 0, atStep(i), vs[i], nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, ap.Commit())
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(atStep(n), model.MetricTypeGauge, []labels.Labels{a, b}, []float64{vs[n], vs[n]})
+	e.sync()
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.backfillFailed) >= 1 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(3 * backfillPoll)
+	e.clock.set(e.clock.Now().Add(time.Minute))
+	e.backfilled(t)
+	require.Equal(t, int32(2), hits.Load(), "one batch for both")
+	require.Equal(t, float64(n+split+(n-split)), testutil.ToFloat64(e.p.m.warmed), "a's history, b's older upstream and newer local")
+	requireFedInOrder(t, e, func(s *series) bool { return labels.Equal(s.in, b) }, vs, "b's history in order, once")
+}
+
+// TestBackfillPendingSurvivesRestart: a series still waiting for its
+// history at a snapshot is saved without its local-only models, so after a
+// restart it warms again and asks again; it used to be restored as warm
+// and never read for.
+func TestBackfillPendingSurvivesRestart(t *testing.T) {
+	const n = 150
+	ls := labels.FromStrings("__name__", "temperature")
+	vs := seasonal(n+2, 5)
+	h := upstream(t, []labels.Labels{ls}, vs[:n], atStep)
+	var down atomic.Bool
+	down.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.SnapshotPath = path }
+	dir := t.TempDir()
+	e := newEnv(t, dir, nil, opts)
+	e.push(atStep(n), model.MetricTypeGauge, []labels.Labels{ls}, vs[n:n+1])
+	e.sync()
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.backfillFailed) >= 1 }, 5*time.Second, 10*time.Millisecond)
+	e.stop()
+	require.NoError(t, e.db.Close())
+	down.Store(false)
+	e2 := newEnv(t, dir, nil, opts)
+	e2.push(atStep(n+1), model.MetricTypeGauge, []labels.Labels{ls}, vs[n+1:])
+	e2.backfilled(t)
+	got := e2.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready, "warm from the upstream after the restart")
+	require.Equal(t, float64(n+1), testutil.ToFloat64(e2.p.m.warmed), "the local sample, then the upstream's history")
+}
+
+// TestBackfillDeadRequestsDropped: the requests of series dropped while
+// they wait (deleted from the head here) are not read for, and leave the
+// pending count; they held their series in memory and the queue's room.
+func TestBackfillDeadRequestsDropped(t *testing.T) {
+	const n = 150
+	lss := named("a", "b", "c")
+	h := upstream(t, lss, seasonal(n, 3), atStep)
+	var down atomic.Bool
+	down.Store(true)
+	var queries atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		req, err := remote.DecodeReadRequest(r)
+		require.NoError(t, err)
+		queries.Add(int32(len(req.Queries)))
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss[:2], []float64{1, 1})
+	e.sync()
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.backfillFailed) >= 1 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(3 * backfillPoll)
+	var refs []storage.SeriesRef
+	for _, w := range e.p.workers {
+		w.view(func(s *series) { refs = append(refs, s.ref) })
+	}
+	e.p.SeriesDeleted(refs)
+	e.sync()
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss[2:], []float64{1})
+	e.sync()
+	down.Store(false)
+	e.clock.set(e.clock.Now().Add(2 * backfillBackoffFirst))
+	e.backfilled(t)
+	require.Equal(t, int32(1), queries.Load(), "c's alone")
+	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed))
+}
+
+// TestBackfillQueueOrder: requests are taken oldest first, a failed batch
+// goes back to the front, and the queue's storage is reused, not copied
+// on every take (it was, for 100 000 queued requests).
+func TestBackfillQueueOrder(t *testing.T) {
+	b, err := newBackfill("http://upstream/api/v1/read", 5000)
 	require.NoError(t, err)
-	require.Equal(t, want, state, "the upstream's history, then the samples scored while it was read")
+	now := func() time.Time { return t0 }
+	s := &series{}
+	w := &worker{series: map[storage.SeriesRef]*series{0: s}}
+	for i := range 3000 {
+		require.Equal(t, 1, b.request(bfReq{w: w, s: s, n: i}))
+	}
+	ns := func(rs []bfReq) []int {
+		out := make([]int, len(rs))
+		for i, r := range rs {
+			out[i] = r.n
+		}
+		return out
+	}
+	var got []int
+	first := b.take(context.Background(), now, 64)
+	b.retry(first)
+	for {
+		b.mu.Lock()
+		left := len(b.queue) - b.head
+		require.LessOrEqual(t, b.head, max(1024, len(b.queue)/2+64), "taken requests are dropped from the front now and then")
+		b.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		rs := b.take(context.Background(), now, 64)
+		if len(got) == 128 {
+			b.retry(rs) // a failure in the middle
+			rs = b.take(context.Background(), now, 64)
+		}
+		got = append(got, ns(rs)...)
+	}
+	want := make([]int, 3000)
+	for i := range want {
+		want[i] = i
+	}
+	require.Equal(t, want, got)
+	require.Equal(t, 5000, b.request(make([]bfReq, 6000)...), "bounded")
+	require.Zero(t, b.request(bfReq{}))
+}
+
+// TestBackfillRefusedSeriesIsolated: a request the upstream refuses (a 400:
+// a limit, a series it cannot read) is not an outage. The batch is split
+// until the refused series is alone, which is left to local history; the
+// others get theirs, and no request holds the queue up for good. An
+// upstream that refuses everything (a wrong path) is treated as down: the
+// reads back off instead of splitting every batch down to single series.
+func TestBackfillRefusedSeriesIsolated(t *testing.T) {
+	const n = 100
+	lss := named("a", "b", "c", "d", "e", "f", "poison")
+	h := upstream(t, lss, seasonal(n, 3), atStep)
+	var hits atomic.Int32
+	var refuseAll atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		body, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		req, err := remote.DecodeReadRequest(r)
+		require.NoError(t, err)
+		for _, q := range req.Queries {
+			for _, m := range q.Matchers {
+				if refuseAll.Load() || m.Value == "poison" {
+					http.Error(w, "too many samples", http.StatusBadRequest)
+					return
+				}
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss, []float64{1, 1, 1, 1, 1, 1, 1})
+	e.backfilled(t)
+	require.Equal(t, float64(6*n), testutil.ToFloat64(e.p.m.warmed), "all but the refused one")
+	for _, a := range e.p.Anomalies(nil) {
+		require.Equal(t, a.Labels["for"] != "poison", a.Ready, "%v", a.Labels)
+	}
+	require.LessOrEqual(t, hits.Load(), int32(2*len(lss)), "splitting, not a storm")
+
+	// Everything refused: after a few refusals the reads back off.
+	refuseAll.Store(true)
+	hits.Store(0)
+	var more []labels.Labels
+	var ones []float64
+	for i := range 3 * backfillMaxRefusals {
+		more, ones = append(more, labels.FromStrings("__name__", fmt.Sprint("m", i))), append(ones, 1)
+	}
+	e.push(e.clock.Now().UnixMilli()+stepMs, model.MetricTypeGauge, more, ones)
+	e.sync()
+	time.Sleep(10 * backfillPoll)
+	require.LessOrEqual(t, hits.Load(), int32(backfillMaxRefusals+backfillReaders))
+	// At most the few singled out before the refusals counted as an
+	// outage are left to local history; the rest wait.
+	require.GreaterOrEqual(t, testutil.ToFloat64(e.p.m.backfillPending), float64(2*backfillMaxRefusals))
 }
 
 // TestBackfillUpstreamDownBacksOff: a failed remote read pauses the reads
@@ -263,11 +516,8 @@ func TestBackfillSlowUpstreamScoresMeanwhile(t *testing.T) {
 func TestBackfillUpstreamDownBacksOff(t *testing.T) {
 	const n = 100
 	names := []string{"a", "b", "c", "d", "e", "f", "g"}
-	var lss []labels.Labels
-	for _, name := range names {
-		lss = append(lss, labels.FromStrings("__name__", name))
-	}
-	h := upstream(t, lss, seasonal(n, 3), func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs })
+	lss := named(names...)
+	h := upstream(t, lss, seasonal(n, 3), atStep)
 	var hits atomic.Int32
 	var healthy atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

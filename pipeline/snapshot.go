@@ -124,10 +124,12 @@ func (w *worker) encode(e *snapEncoder) error {
 		// past steps; the snapshot keeps all they learnt.
 		var err error
 		e.det = e.det[:0]
-		if !s.rebuild {
+		if !s.rebuild && !s.bfWait {
 			// A series awaiting new models (see reconfigure) has models
-			// of the options before a reload: saved without them, it
-			// warms again after a restart, keeping its incident.
+			// of the options before a reload, one awaiting its history
+			// by remote read models of its local history alone: saved
+			// without them, it warms again after a restart (asking for
+			// the history again), keeping its incident.
 			if s.grp != nil {
 				e.det, err = s.grp.g.AppendBinary(e.det)
 			} else {
@@ -139,7 +141,7 @@ func (w *worker) encode(e *snapEncoder) error {
 		}
 		e.lbl = appendLabels(e.lbl[:0], s.in)
 		var fc []byte
-		if s.fc != nil && !s.rebuild {
+		if s.fc != nil && !s.rebuild && !s.bfWait {
 			if fc, err = s.fc.appendState(nil); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -53,9 +54,13 @@ type backfill struct {
 	mu      sync.Mutex
 	until   time.Time // no reads before
 	backoff time.Duration
-	queue   []bfReq // oldest first
-	max     int     // requests queued at most
-	notify  chan struct{}
+	queue   []bfReq // oldest first, from head on
+	head    int
+	max     int // requests queued at most
+	// refusals counts requests refused in a row (see runBackfill).
+	refusals int
+	pending  prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
+	notify   chan struct{}
 }
 
 // bfReq asks for the history of the worker w's series s (labels ls) in
@@ -66,6 +71,18 @@ type bfReq struct {
 	ls         labels.Labels
 	mint, maxt int64
 	n          int
+	// limit, if not 0, is the largest batch the request may go in: the
+	// upstream refused one it was in (see runBackfill).
+	limit int
+}
+
+// live reports whether r's series is still its worker's: one dropped
+// meanwhile (deleted from the head, swept, deselected, retyped, rebuilt)
+// is not read for.
+func (r *bfReq) live() bool {
+	r.w.mu.RLock()
+	defer r.w.mu.RUnlock()
+	return r.w.series[r.s.ref] == r.s
 }
 
 // bfResult is a request's history, oldest first.
@@ -102,16 +119,16 @@ func redact(err error, u *url.URL) string {
 	return msg
 }
 
-// request queues r; false if the queue is full.
-func (b *backfill) request(r bfReq) bool {
+// request queues rs, together (so that a reader takes them in one batch,
+// not the first alone); it returns how many it queued, the first ones, if
+// the queue fills.
+func (b *backfill) request(rs ...bfReq) int {
 	b.mu.Lock()
-	ok := len(b.queue) < b.max
-	if ok {
-		b.queue = append(b.queue, r)
-	}
+	n := max(0, min(len(rs), b.max-(len(b.queue)-b.head)))
+	b.queue = append(b.queue, rs[:n]...)
 	b.mu.Unlock()
 	b.wake()
-	return ok
+	return n
 }
 
 func (b *backfill) wake() {
@@ -129,15 +146,39 @@ func (b *backfill) take(ctx context.Context, now func() time.Time, k int) []bfRe
 	for {
 		b.mu.Lock()
 		wait := time.Duration(-1)
-		if len(b.queue) > 0 {
+		if queued := len(b.queue) - b.head; queued > 0 {
 			if wait = b.until.Sub(now()); wait <= 0 {
-				n := min(k, len(b.queue))
-				out := slices.Clone(b.queue[:n])
-				b.queue = slices.Delete(b.queue, 0, n)
-				more := len(b.queue) > 0
+				n := min(k, queued)
+				if l := b.queue[b.head].limit; l > 0 {
+					n = min(n, l)
+				}
+				out := slices.Clone(b.queue[b.head : b.head+n])
+				clear(b.queue[b.head : b.head+n]) // their series may go
+				b.head += n
+				switch {
+				case b.head == len(b.queue):
+					b.queue, b.head = b.queue[:0], 0
+				case b.head >= 1024 && b.head > len(b.queue)/2:
+					b.queue = b.queue[:copy(b.queue, b.queue[b.head:])]
+					b.head = 0
+				}
+				more := len(b.queue) > b.head
 				b.mu.Unlock()
 				if more {
 					b.wake() // another reader takes the next batch
+				}
+				// Not under mu: live takes the worker's lock.
+				out = slices.DeleteFunc(out, func(r bfReq) bool {
+					if r.live() {
+						return false
+					}
+					if b.pending != nil {
+						b.pending.Dec()
+					}
+					return true
+				})
+				if len(out) == 0 {
+					continue
 				}
 				return out
 			}
@@ -161,8 +202,15 @@ const backfillPoll = 100 * time.Millisecond
 // retry puts rs back at the front of the queue, after a failed read.
 func (b *backfill) retry(rs []bfReq) {
 	b.mu.Lock()
-	b.queue = slices.Insert(b.queue, 0, rs...)
+	if b.head >= len(rs) {
+		b.head -= len(rs)
+		copy(b.queue[b.head:], rs)
+	} else {
+		b.queue = append(slices.Clone(rs), b.queue[b.head:]...)
+		b.head = 0
+	}
 	b.mu.Unlock()
+	b.wake()
 }
 
 // done records a read's outcome; it returns the time reads pause for after
@@ -172,7 +220,7 @@ func (b *backfill) done(now time.Time, err error) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err == nil {
-		b.backoff = 0
+		b.backoff, b.refusals = 0, 0
 		return 0
 	}
 	if now.Before(b.until) {
@@ -195,8 +243,33 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if wait := p.bf.done(p.opts.Now(), err); err != nil {
+		if err != nil && refused(err) && p.bf.refuse() {
+			// The upstream answered and refused this request (a limit,
+			// a series it cannot read), not an outage: the batch is
+			// split until the series it refuses is alone, and that one
+			// is left to local history, so no request holds up the
+			// others behind it for good. Refusals in a row beyond what
+			// isolating one series takes are an upstream that refuses
+			// everything (a wrong URL path, say): an outage, then.
 			p.m.backfillFailed.Inc()
+			if len(reqs) > 1 {
+				for i := range reqs {
+					reqs[i].limit = (len(reqs) + 1) / 2
+				}
+				p.bf.retry(reqs)
+				continue
+			}
+			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", reqs[0].ls.String(), "err", redact(err, p.bf.url))
+			res, err = []bfResult{{bfReq: reqs[0]}}, nil
+		} else if wait := p.bf.done(p.opts.Now(), err); err != nil {
+			p.m.backfillFailed.Inc()
+			if errors.Is(err, context.DeadlineExceeded) && len(reqs) > 1 {
+				// Too much history for one request's timeout, maybe:
+				// smaller batches after the backoff.
+				for i := range reqs {
+					reqs[i].limit = (len(reqs) + 1) / 2
+				}
+			}
 			p.bf.retry(reqs)
 			if wait > 0 {
 				p.logger.Warn("Warm start by remote read failed; new series score from local history meanwhile and are read again after the backoff", "series", len(reqs), "err", redact(err, p.bf.url), "retry_in", wait)
@@ -218,6 +291,33 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			i = j
 		}
 	}
+}
+
+// refuse counts a refusal; false once there have been more in a row (no
+// read succeeded between) than isolating one series in a batch takes.
+func (b *backfill) refuse() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refusals++
+	return b.refusals <= backfillMaxRefusals
+}
+
+// backfillMaxRefusals: halving a batch of backfillBatch down to one series
+// is 6 refusals, the series alone one more.
+const backfillMaxRefusals = 8
+
+// refused reports whether err is the upstream's answer that the request
+// itself is wrong or too large (400, 413, 422), which sending it again
+// will not change; other errors (the network, a timeout, 5xx, 401, 429)
+// may pass, and are retried.
+func refused(err error) bool {
+	msg := err.Error()
+	for _, code := range []string{"400", "413", "422"} {
+		if strings.Contains(msg, "returned http status "+code) {
+			return true
+		}
+	}
+	return false
 }
 
 // read sends reqs in one remote-read request, one query each, and returns
@@ -293,7 +393,7 @@ func (r *ring) read(ss storage.SeriesSet, ls labels.Labels) error {
 		if !labels.Equal(ss.At().Labels(), ls) {
 			continue
 		}
-		if err := r.readSeries(ss.At()); err != nil {
+		if err := r.readSeries(ss.At(), math.MinInt64, math.MaxInt64); err != nil {
 			return err
 		}
 	}
@@ -311,17 +411,36 @@ func (r *ring) read(ss storage.SeriesSet, ls labels.Labels) error {
 // replicas).
 func readUpstream(ss storage.SeriesSet, res []bfResult) error {
 	best := make([]int, len(res))
+	var alt ring // an equal candidate, read to compare
 	for ss.Next() {
 		ls := ss.At().Labels()
 		n := ls.Len()
 		for i := range res {
 			r := &res[i]
-			if (best[i] > 0 && n >= best[i]) || !hasAll(ls, r.ls) {
+			if (best[i] > 0 && n > best[i]) || !hasAll(ls, r.ls) {
+				continue
+			}
+			if best[i] == n {
+				// Of equals, the one with more samples in the request's
+				// range: a series another request of the batch also
+				// selected comes back once per query, clipped to the
+				// union of the queries' ranges by some upstreams but not
+				// to this request's; an HA pair's replicas, the first.
+				if cap(alt.t) < r.n {
+					alt = ring{t: make([]int64, 0, r.n), v: make([]float64, 0, r.n)}
+				}
+				alt.t, alt.v, alt.k = alt.t[:0:r.n], alt.v[:0:r.n], 0
+				if err := alt.readSeries(ss.At(), r.mint, r.maxt); err != nil {
+					return err
+				}
+				if alt.k > r.older.k {
+					r.older, alt = alt, r.older
+				}
 				continue
 			}
 			best[i] = n
 			r.older.t, r.older.v, r.older.k = r.older.t[:0], r.older.v[:0], 0
-			if err := r.older.readSeries(ss.At()); err != nil {
+			if err := r.older.readSeries(ss.At(), r.mint, r.maxt); err != nil {
 				return err
 			}
 		}
@@ -336,14 +455,16 @@ func hasAll(ls, want labels.Labels) bool {
 	return all
 }
 
-// readSeries adds the float samples of one series.
-func (r *ring) readSeries(s storage.Series) error {
+// readSeries adds the float samples of one series in [mint, maxt]: an
+// upstream answering several queries may send a series' samples of
+// another query's range too.
+func (r *ring) readSeries(s storage.Series, mint, maxt int64) error {
 	it := s.Iterator(nil)
 	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
 		if vt != chunkenc.ValFloat {
 			continue
 		}
-		if t, v := it.At(); !value.IsStaleNaN(v) {
+		if t, v := it.At(); t >= mint && t <= maxt && !value.IsStaleNaN(v) {
 			r.add(t, v)
 		}
 	}
@@ -371,16 +492,30 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 		if t, ok := local.first(); ok {
 			end = t
 		}
-		if p.bf.request(bfReq{w: w, s: s, ls: s.in, mint: mint, maxt: end - 1, n: n - local.len()}) {
-			s.bfWait = true
-			p.m.backfillPending.Inc()
-		} else {
-			p.m.backfillSkipped.Inc()
-		}
+		// Queued at the end of the batch (flushBackfill), once s is
+		// the worker's: a reader checks that it still is.
+		w.bfOut = append(w.bfOut, bfReq{w: w, s: s, ls: s.in, mint: mint, maxt: end - 1, n: n - local.len()})
+		s.bfWait = true
 	}
 	local.each(w.replayer(s))
 	p.m.warmed.Add(float64(local.len()))
 	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
+}
+
+// flushBackfill queues the requests of the batch's new series.
+func (w *worker) flushBackfill() {
+	if len(w.bfOut) == 0 {
+		return
+	}
+	p := w.p
+	n := p.bf.request(w.bfOut...)
+	p.m.backfillPending.Add(float64(n))
+	for _, r := range w.bfOut[n:] {
+		r.s.bfWait = false
+		p.m.backfillSkipped.Inc()
+	}
+	clear(w.bfOut) // their series may go
+	w.bfOut = w.bfOut[:0]
 }
 
 // rewarm gives each series of rs, if still the one that asked and not
@@ -401,8 +536,22 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 		}
 		s.bfWait = false
 		sc, ok := scoringOf(cfg, s.in, s.name, false)
-		if r.older.len() == 0 || !ok {
-			continue // nothing upstream; or deselected, which reconfigure sees to
+		if r.older.len() == 0 || !ok || s.rebuild {
+			// Nothing upstream; or deselected, or awaiting new models
+			// anyway, which reconfigure and the next sample see to.
+			continue
+		}
+		ms := equalMatchers(s.in)
+		var local ring
+		if last := max(s.pub.t, s.prevT); last > r.maxt {
+			local = w.readLocal(ctx, s, ms, r.maxt+1, last)
+		}
+		if local.k >= p.opts.BackfillMaxPoints {
+			// It has seen as many samples since as a warm start
+			// replays (the upstream was down for long): its models
+			// learnt more than new ones would.
+			w.warmT, w.warmV = local.t[:0], local.v[:0]
+			continue
 		}
 		fresh := &series{ref: s.ref, name: s.name, in: s.in, counter: s.counter, utf8Names: s.utf8Names}
 		if err := fresh.det.Init(detectOptions(sc), w.scratch); err != nil {
@@ -410,25 +559,33 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 		}
 		if s.fc != nil {
 			fresh.fc = newFcState(s.fc.horizons, s.fc.hname)
-			copy(fresh.fc.outRef, s.fc.outRef)
 		}
 		replay := w.replayer(fresh)
 		r.older.each(replay)
-		if last := max(s.pub.t, s.prevT); last > r.maxt {
-			local := w.readLocal(ctx, fresh, equalMatchers(s.in), r.maxt+1, last)
-			local.each(replay)
-			w.warmT, w.warmV = local.t[:0], local.v[:0]
-		}
+		local.each(replay)
+		w.warmT, w.warmV = local.t[:0], local.v[:0]
 		p.m.warmed.Add(float64(r.older.len()))
 		w.mu.Lock()
 		wasReady := s.pub.ready
 		inc, stale := s.pub.incidentState, s.pub.stale
-		s.det, s.fc = fresh.det, fresh.fc
+		s.det = fresh.det
+		if f, nf := s.fc, fresh.fc; f != nil {
+			// Field by field: the collector reads horizons and hname
+			// (which never change) after its read lock, and outRef
+			// stays the stored outputs'.
+			f.m, f.pts, f.ok, f.pend, f.rs, f.within = nf.m, nf.pts, nf.ok, nf.pend, nf.rs, nf.within
+			f.made, f.isNew = nf.made, nf.isNew
+			if stale {
+				f.made, f.isNew = 0, false // as markStale left it
+			}
+		}
 		s.prevRaw, s.prevT, s.hasPrev = fresh.prevRaw, fresh.prevT, fresh.hasPrev
 		s.absDif, s.nDif = fresh.absDif, fresh.nDif
 		s.pub = fresh.pub
 		s.pub.stale = stale
-		if s.pub.since == 0 {
+		if inc.since != 0 || s.pub.since == 0 {
+			// The live incident goes on; else the one the history
+			// shows, if any.
 			s.pub.incidentState = inc
 		}
 		ready := s.pub.ready

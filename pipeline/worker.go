@@ -32,6 +32,7 @@ type worker struct {
 	// backfilled brings the histories remote-read for new series (see
 	// rewarm).
 	backfilled chan []bfResult
+	bfOut      []bfReq // the current batch's requests (see flushBackfill)
 	quit       chan struct{}
 	done       chan struct{}
 
@@ -262,6 +263,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		p.logger.Debug("Appending scores", "err", err)
 		p.m.outputErrors.Inc()
 	}
+	w.flushBackfill()
 	p.m.lag.Set(p.opts.Now().Sub(b.committed).Seconds())
 }
 
