@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,6 +203,30 @@ func requireFedInOrder(t *testing.T, e *env, pick func(*series) bool, vs []float
 	}
 	require.NoError(t, err)
 	require.Equal(t, want, got, msg)
+}
+
+// refusing serves h, counting requests in hits, but answers 400 to a
+// request with a matcher on a value refuse refuses, as an upstream does
+// to a query over its limits.
+func refusing(t *testing.T, h http.Handler, hits *atomic.Int32, refuse func(value string) bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		body, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		req, err := remote.DecodeReadRequest(r)
+		require.NoError(t, err)
+		for _, q := range req.Queries {
+			for _, m := range q.Matchers {
+				if refuse(m.Value) {
+					http.Error(w, "query over the limits", http.StatusBadRequest)
+					return
+				}
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // named returns series of the given metric names and no other label.
@@ -460,24 +485,7 @@ func TestBackfillRefusedSeriesIsolated(t *testing.T) {
 	h := upstream(t, lss, seasonal(n, 3), atStep)
 	var hits atomic.Int32
 	var refuseAll atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		body, err := io.ReadAll(r.Body)
-		require.NoError(t, err)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		req, err := remote.DecodeReadRequest(r)
-		require.NoError(t, err)
-		for _, q := range req.Queries {
-			for _, m := range q.Matchers {
-				if refuseAll.Load() || m.Value == "poison" {
-					http.Error(w, "too many samples", http.StatusBadRequest)
-					return
-				}
-			}
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		h.ServeHTTP(w, r)
-	}))
+	srv := httptest.NewServer(refusing(t, h, &hits, func(v string) bool { return refuseAll.Load() || v == "poison" }))
 	defer srv.Close()
 	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
 	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
@@ -504,6 +512,37 @@ func TestBackfillRefusedSeriesIsolated(t *testing.T) {
 	// At most the few singled out before the refusals counted as an
 	// outage are left to local history; the rest wait.
 	require.GreaterOrEqual(t, testutil.ToFloat64(e.p.m.backfillPending), float64(2*backfillMaxRefusals))
+}
+
+// TestBackfillManyRefused: many series the upstream refuses (a job whose
+// queries it will not answer) went past the refusals in a row that mark an
+// upstream refusing everything, and from then on their batch was retried
+// whole after every backoff: the good series in it was never read. The
+// splitting goes on, paced by the backoff, until each refused series is
+// alone and dropped.
+func TestBackfillManyRefused(t *testing.T) {
+	const n = 100
+	var lss []labels.Labels
+	for i := range 16 {
+		lss = append(lss, labels.FromStrings("__name__", fmt.Sprint("bad", i)))
+	}
+	lss = append(lss, labels.FromStrings("__name__", "good"))
+	h := upstream(t, lss, seasonal(n, 3), atStep)
+	var hits atomic.Int32
+	srv := httptest.NewServer(refusing(t, h, &hits, func(v string) bool { return strings.HasPrefix(v, "bad") }))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	ones := make([]float64, len(lss))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss, ones)
+	e.sync()
+	// Backoffs pass until every request is answered or refused alone.
+	require.Eventually(t, func() bool {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax + time.Second))
+		return testutil.ToFloat64(e.p.m.backfillPending) == 0
+	}, 20*time.Second, 2*backfillPoll)
+	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed), "the good one read")
+	require.LessOrEqual(t, hits.Load(), int32(4*len(lss)), "splitting, not a storm")
 }
 
 // TestBackfillUpstreamDownBacksOff: a failed remote read pauses the reads

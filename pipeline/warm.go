@@ -159,8 +159,9 @@ func (b *backfill) take(ctx context.Context, now func() time.Time, k int) []bfRe
 				case b.head == len(b.queue):
 					b.queue, b.head = b.queue[:0], 0
 				case b.head >= 1024 && b.head > len(b.queue)/2:
-					b.queue = b.queue[:copy(b.queue, b.queue[b.head:])]
-					b.head = 0
+					n := copy(b.queue, b.queue[b.head:])
+					clear(b.queue[n:]) // the moved requests' old copies
+					b.queue, b.head = b.queue[:n], 0
 				}
 				more := len(b.queue) > b.head
 				b.mu.Unlock()
@@ -243,15 +244,22 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && refused(err) && p.bf.refuse() {
+		if err != nil && refused(err) {
 			// The upstream answered and refused this request (a limit,
 			// a series it cannot read), not an outage: the batch is
 			// split until the series it refuses is alone, and that one
 			// is left to local history, so no request holds up the
 			// others behind it for good. Refusals in a row beyond what
-			// isolating one series takes are an upstream that refuses
-			// everything (a wrong URL path, say): an outage, then.
+			// isolating one series takes (an upstream that refuses
+			// everything: a wrong URL path, say) pause the reads as an
+			// outage does, and the splitting goes on a request per
+			// backoff.
 			p.m.backfillFailed.Inc()
+			if !p.bf.refuse() {
+				if wait := p.bf.done(p.opts.Now(), err); wait > 0 {
+					p.logger.Warn("Warm start by remote read refused again and again; reads pause", "err", redact(err, p.bf.url), "retry_in", wait)
+				}
+			}
 			if len(reqs) > 1 {
 				for i := range reqs {
 					reqs[i].limit = (len(reqs) + 1) / 2
@@ -563,7 +571,9 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 		replay := w.replayer(fresh)
 		r.older.each(replay)
 		local.each(replay)
-		w.warmT, w.warmV = local.t[:0], local.v[:0]
+		if local.t != nil {
+			w.warmT, w.warmV = local.t[:0], local.v[:0]
+		}
 		p.m.warmed.Add(float64(r.older.len()))
 		w.mu.Lock()
 		wasReady := s.pub.ready
