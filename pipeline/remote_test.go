@@ -73,11 +73,15 @@ func TestBackfillRemoteRead(t *testing.T) {
 			e := newEnv(t, "", nil, func(o *Options) {
 				o.BackfillRemoteReadURL = tc.url
 				o.BackfillMaxPoints = tc.maxPoints
+				o.Workers = 1 // one request for both
 			})
-			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+			// With the other series, as a deployment's first request
+			// has many: the answer shows what labels every series of it
+			// has beyond its request's, the external ones.
+			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls, other}, []float64{vs[n], 1000 + vs[n]})
 			e.backfilled(t)
-			require.Equal(t, tc.warmed, testutil.ToFloat64(e.p.m.warmed))
-			got := e.p.Anomalies(nil)
+			require.Equal(t, 2*tc.warmed, testutil.ToFloat64(e.p.m.warmed))
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("instance", "")}})
 			require.Len(t, got, 1)
 			require.True(t, got[0].Ready, "warm from the upstream's history")
 			// From ls's history, not the other series' (1000 higher).
@@ -425,6 +429,51 @@ func TestBackfillDeadRequestsDropped(t *testing.T) {
 	e.backfilled(t)
 	require.Equal(t, int32(1), queries.Load(), "c's alone")
 	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed))
+}
+
+// TestBackfillNotASiblingsHistory: a series new upstream too has no
+// history there, and its equality matchers select only series with more
+// labels: errors_total{code="500"} those with a handler as well. Their
+// history is not its own, unless what they have more is the upstream's
+// external labels, which every series of an answer has.
+func TestBackfillNotASiblingsHistory(t *testing.T) {
+	const n = 100
+	sibling := labels.FromStrings("__name__", "errors_total", "code", "500", "handler", "/login")
+	known := labels.FromStrings("__name__", "requests_total", "code", "200")
+	fresh := labels.FromStrings("__name__", "errors_total", "code", "500")
+	for _, tc := range []struct {
+		name   string
+		ext    labels.Labels
+		warmed float64 // of known's and fresh's
+	}{
+		{"no external labels", labels.EmptyLabels(), n},
+		{"external labels", labels.FromStrings("cluster", "eu1"), n},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := openDB(t, t.TempDir())
+			t.Cleanup(func() { _ = up.Close() })
+			a := up.AppenderV2(context.Background())
+			for i, v := range seasonal(n, 3) {
+				for _, ls := range []labels.Labels{sibling, known} {
+					_, err := a.Append(0, ls, 0, atStep(i), v, nil, nil, storage.AOptions{})
+					require.NoError(t, err)
+				}
+			}
+			require.NoError(t, a.Commit())
+			srv := httptest.NewServer(remote.NewReadHandler(nil, nil, up, func() promconfig.Config {
+				return promconfig.Config{GlobalConfig: promconfig.GlobalConfig{ExternalLabels: tc.ext}}
+			}, 0, 1, 1<<20))
+			defer srv.Close()
+			e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+			e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+			e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{known, fresh}, []float64{1, 1})
+			e.backfilled(t)
+			require.Equal(t, tc.warmed, testutil.ToFloat64(e.p.m.warmed), "known's history only")
+			for _, a := range e.p.Anomalies(nil) {
+				require.Equal(t, a.Labels["for"] == "requests_total", a.Ready, "%v", a.Labels)
+			}
+		})
+	}
 }
 
 // TestBackfillQueueOrder: requests are taken oldest first, a failed batch

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -59,8 +60,12 @@ type backfill struct {
 	max     int // requests queued at most
 	// refusals counts requests refused in a row (see runBackfill).
 	refusals int
-	pending  prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
-	notify   chan struct{}
+	// ext names the upstream's external labels, known once extSeen >= 2
+	// (keepOwn).
+	ext     map[string]bool
+	extSeen int
+	pending prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
+	notify  chan struct{}
 }
 
 // bfReq asks for the history of the worker w's series s (labels ls) in
@@ -89,6 +94,7 @@ func (r *bfReq) live() bool {
 type bfResult struct {
 	bfReq
 	older ring
+	from  labels.Labels // the upstream series older is of
 }
 
 func newBackfill(u string, maxQueued int) (*backfill, error) {
@@ -348,7 +354,11 @@ func (b *backfill) read(ctx context.Context, reqs []bfReq) ([]bfResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return res, readUpstream(ss, res)
+	if err := readUpstream(ss, res); err != nil {
+		return nil, err
+	}
+	b.keepOwn(res)
+	return res, nil
 }
 
 // ring keeps the last cap(t) samples it is given, so a long history costs
@@ -443,10 +453,11 @@ func readUpstream(ss storage.SeriesSet, res []bfResult) error {
 				}
 				if alt.k > r.older.k {
 					r.older, alt = alt, r.older
+					r.from = ls
 				}
 				continue
 			}
-			best[i] = n
+			best[i], r.from = n, ls
 			r.older.t, r.older.v, r.older.k = r.older.t[:0], r.older.v[:0], 0
 			if err := r.older.readSeries(ss.At(), r.mint, r.maxt); err != nil {
 				return err
@@ -454,6 +465,55 @@ func readUpstream(ss storage.SeriesSet, res []bfResult) error {
 		}
 	}
 	return ss.Err()
+}
+
+// keepOwn drops the histories of results whose series has labels beyond
+// the request's other than the upstream's external labels. A new series
+// has no history upstream, and its equality matchers then select only
+// other series with more labels (errors_total{code="500"} those with a
+// handler too), whose history is not its own. The external labels are
+// what every series the upstream sends has beyond its request's: learnt,
+// by name (an HA pair's replicas differ in value), from the histories of
+// all answers so far, known from the second on; until then no series with
+// labels beyond its request's is taken (a deployment's first answer has
+// many).
+func (b *backfill) keepOwn(res []bfResult) {
+	b.mu.Lock()
+	for i := range res {
+		if res[i].from.IsEmpty() {
+			continue
+		}
+		names := extraNames(res[i].from, res[i].ls)
+		if b.extSeen == 0 {
+			b.ext = names
+		} else {
+			maps.DeleteFunc(b.ext, func(k string, _ bool) bool { return !names[k] })
+		}
+		b.extSeen++
+	}
+	ext, known := b.ext, b.extSeen >= 2
+	b.mu.Unlock()
+	for i := range res {
+		r := &res[i]
+		if r.from.IsEmpty() {
+			continue
+		}
+		if extra := extraNames(r.from, r.ls); len(extra) > 0 && (!known || !maps.Equal(extra, ext)) {
+			r.older.t, r.older.v, r.older.k = r.older.t[:0], r.older.v[:0], 0
+			r.from = labels.EmptyLabels()
+		}
+	}
+}
+
+// extraNames returns the names of the labels of ls that want lacks.
+func extraNames(ls, want labels.Labels) map[string]bool {
+	m := map[string]bool{}
+	ls.Range(func(l labels.Label) {
+		if !want.Has(l.Name) {
+			m[l.Name] = true
+		}
+	})
+	return m
 }
 
 // hasAll reports whether ls has every label of want.
