@@ -40,12 +40,16 @@ func TestBackfillRemoteRead(t *testing.T) {
 	// A series with one label more matches the same equality matchers;
 	// its history is not this series' and must not be replayed.
 	other := labels.NewBuilder(ls).Set("instance", "b").Labels()
+	humidity := labels.FromStrings("__name__", "humidity", "job", "a")
 	a := up.AppenderV2(context.Background())
 	for i, v := range vs[:n] {
-		_, err := a.Append(0, ls, 0, t0.UnixMilli()+int64(i)*stepMs, v, nil, nil, storage.AOptions{})
-		require.NoError(t, err)
-		_, err = a.Append(0, other, 0, t0.UnixMilli()+int64(i)*stepMs, 1000+v, nil, nil, storage.AOptions{})
-		require.NoError(t, err)
+		for _, x := range []struct {
+			ls labels.Labels
+			v  float64
+		}{{ls, v}, {other, 1000 + v}, {humidity, v}} {
+			_, err := a.Append(0, x.ls, 0, t0.UnixMilli()+int64(i)*stepMs, x.v, nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+		}
 	}
 	require.NoError(t, a.Commit())
 	srv := httptest.NewServer(remote.NewReadHandler(nil, nil, up, func() promconfig.Config { return promconfig.Config{} }, 0, 1, 1<<20))
@@ -75,13 +79,13 @@ func TestBackfillRemoteRead(t *testing.T) {
 				o.BackfillMaxPoints = tc.maxPoints
 				o.Workers = 1 // one request for both
 			})
-			// With the other series, as a deployment's first request
-			// has many: the answer shows what labels every series of it
-			// has beyond its request's, the external ones.
-			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls, other}, []float64{vs[n], 1000 + vs[n]})
+			// With other series, as a deployment's first request has
+			// many: the labels that series of two metric names have
+			// beyond their requests' are the external ones.
+			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls, other, humidity}, []float64{vs[n], 1000 + vs[n], vs[n]})
 			e.backfilled(t)
-			require.Equal(t, 2*tc.warmed, testutil.ToFloat64(e.p.m.warmed))
-			got := e.p.Anomalies([][]*labels.Matcher{{eq("instance", "")}})
+			require.Equal(t, 3*tc.warmed, testutil.ToFloat64(e.p.m.warmed))
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "temperature"), eq("instance", "")}})
 			require.Len(t, got, 1)
 			require.True(t, got[0].Ready, "warm from the upstream's history")
 			// From ls's history, not the other series' (1000 higher).
@@ -440,21 +444,22 @@ func TestBackfillNotASiblingsHistory(t *testing.T) {
 	const n = 100
 	sibling := labels.FromStrings("__name__", "errors_total", "code", "500", "handler", "/login")
 	known := labels.FromStrings("__name__", "requests_total", "code", "200")
+	known2 := labels.FromStrings("__name__", "latency_seconds", "code", "200")
 	fresh := labels.FromStrings("__name__", "errors_total", "code", "500")
 	for _, tc := range []struct {
 		name   string
 		ext    labels.Labels
 		warmed float64 // of known's and fresh's
 	}{
-		{"no external labels", labels.EmptyLabels(), n},
-		{"external labels", labels.FromStrings("cluster", "eu1"), n},
+		{"no external labels", labels.EmptyLabels(), 2 * n},
+		{"external labels", labels.FromStrings("cluster", "eu1"), 2 * n},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := openDB(t, t.TempDir())
 			t.Cleanup(func() { _ = up.Close() })
 			a := up.AppenderV2(context.Background())
 			for i, v := range seasonal(n, 3) {
-				for _, ls := range []labels.Labels{sibling, known} {
+				for _, ls := range []labels.Labels{sibling, known, known2} {
 					_, err := a.Append(0, ls, 0, atStep(i), v, nil, nil, storage.AOptions{})
 					require.NoError(t, err)
 				}
@@ -466,14 +471,62 @@ func TestBackfillNotASiblingsHistory(t *testing.T) {
 			defer srv.Close()
 			e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
 			e.clock.set(t0.Add(n * stepMs * time.Millisecond))
-			e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{known, fresh}, []float64{1, 1})
+			e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{known, known2, fresh}, []float64{1, 1, 1})
 			e.backfilled(t)
-			require.Equal(t, tc.warmed, testutil.ToFloat64(e.p.m.warmed), "known's history only")
+			require.Equal(t, tc.warmed, testutil.ToFloat64(e.p.m.warmed), "the known series' history only")
 			for _, a := range e.p.Anomalies(nil) {
-				require.Equal(t, a.Labels["for"] == "requests_total", a.Ready, "%v", a.Labels)
+				require.Equal(t, a.Labels["for"] != "errors_total", a.Ready, "%v", a.Labels)
 			}
 		})
 	}
+}
+
+// TestBackfillExternalLabelSets: each set of label names the upstream's
+// series have beyond their requests' is learnt apart, once on two metric
+// names: a tenant fed by Prometheus servers of different external labels,
+// exact matches and siblings together. A single learnt intersection
+// narrowed, or emptied, for good and then refused every series' own
+// history.
+func TestBackfillExternalLabelSets(t *testing.T) {
+	b, err := newBackfill("http://upstream/api/v1/read", 10)
+	require.NoError(t, err)
+	result := func(name string, extra ...string) bfResult {
+		ls := labels.FromStrings("__name__", name, "job", "j")
+		from := labels.NewBuilder(ls)
+		for i := 0; i+1 < len(extra); i += 2 {
+			from.Set(extra[i], extra[i+1])
+		}
+		return bfResult{bfReq: bfReq{ls: ls}, older: ring{t: []int64{1}, v: []float64{1}, k: 1}, from: from.Labels()}
+	}
+	kept := func(rs []bfResult) []bool {
+		b.keepOwn(rs)
+		out := make([]bool, len(rs))
+		for i, r := range rs {
+			out[i] = r.older.len() > 0
+		}
+		return out
+	}
+	require.Equal(t, []bool{true, false, false}, kept([]bfResult{
+		result("exact"), result("a", "cluster", "eu", "env", "prod"), result("b", "cluster", "us"),
+	}), "a set seen on one metric name only: not yet known")
+	require.Equal(t, []bool{true, true, true, false}, kept([]bfResult{
+		result("c", "cluster", "eu", "env", "prod"), result("d", "cluster", "us"), result("exact2"),
+		result("b", "cluster", "us", "handler", "/login"), // a sibling
+	}))
+	require.Equal(t, []bool{true, true}, kept([]bfResult{result("a", "cluster", "eu", "env", "prod"), result("b", "cluster", "us")}), "both sources, for good")
+
+	// Readers learn side by side.
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 100 {
+				b.keepOwn([]bfResult{result(fmt.Sprint("m", i, j), "cluster", "eu", "zone", fmt.Sprint(j%3))})
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // TestBackfillQueueOrder: requests are taken oldest first, a failed batch
@@ -527,7 +580,8 @@ func TestBackfillQueueOrder(t *testing.T) {
 // until the refused series is alone, which is left to local history; the
 // others get theirs, and no request holds the queue up for good. An
 // upstream that refuses everything (a wrong path) is treated as down: the
-// reads back off instead of splitting every batch down to single series.
+// reads back off, and no series is given up on (they were, one by one,
+// and none was read once the URL was fixed).
 func TestBackfillRefusedSeriesIsolated(t *testing.T) {
 	const n = 100
 	lss := named("a", "b", "c", "d", "e", "f", "poison")
@@ -558,9 +612,21 @@ func TestBackfillRefusedSeriesIsolated(t *testing.T) {
 	e.sync()
 	time.Sleep(10 * backfillPoll)
 	require.LessOrEqual(t, hits.Load(), int32(backfillMaxRefusals+backfillReaders))
-	// At most the few singled out before the refusals counted as an
-	// outage are left to local history; the rest wait.
-	require.GreaterOrEqual(t, testutil.ToFloat64(e.p.m.backfillPending), float64(2*backfillMaxRefusals))
+	// Nothing answered since they were refused: none is given up on.
+	require.Equal(t, float64(3*backfillMaxRefusals), testutil.ToFloat64(e.p.m.backfillPending))
+	// Backoffs pass, a few requests each, until each series has been
+	// refused alone (bisecting 24 takes ~47 requests).
+	require.Eventually(t, func() bool {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
+		return hits.Load() >= 80
+	}, 15*time.Second, 2*backfillPoll)
+	require.Equal(t, float64(3*backfillMaxRefusals), testutil.ToFloat64(e.p.m.backfillPending), "still none")
+	// The upstream fixed: they are all read.
+	refuseAll.Store(false)
+	require.Eventually(t, func() bool {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
+		return testutil.ToFloat64(e.p.m.backfillPending) == 0
+	}, 10*time.Second, 2*backfillPoll)
 }
 
 // TestBackfillManyRefused: many series the upstream refuses (a job whose

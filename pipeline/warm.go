@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -58,12 +57,13 @@ type backfill struct {
 	queue   []bfReq // oldest first, from head on
 	head    int
 	max     int // requests queued at most
-	// refusals counts requests refused in a row (see runBackfill).
+	// refusals counts requests refused in a row, answered those answered
+	// (see runBackfill).
 	refusals int
-	// ext names the upstream's external labels, known once extSeen >= 2
-	// (keepOwn).
-	ext     map[string]bool
-	extSeen int
+	answered uint64
+	// ext holds the sets of label names the upstream's series had beyond
+	// their requests' (keepOwn).
+	ext     map[string]extSet
 	pending prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
 	notify  chan struct{}
 }
@@ -77,8 +77,11 @@ type bfReq struct {
 	mint, maxt int64
 	n          int
 	// limit, if not 0, is the largest batch the request may go in: the
-	// upstream refused one it was in (see runBackfill).
-	limit int
+	// upstream refused one it was in (see runBackfill), when it had
+	// answered answeredAt requests.
+	limit      int
+	refused    bool
+	answeredAt uint64
 }
 
 // live reports whether r's series is still its worker's: one dropped
@@ -206,6 +209,21 @@ func (b *backfill) take(ctx context.Context, now func() time.Time, k int) []bfRe
 
 const backfillPoll = 100 * time.Millisecond
 
+// answers returns the number of requests answered so far.
+func (b *backfill) answers() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.answered
+}
+
+// requeue puts r back at the end of the queue.
+func (b *backfill) requeue(r bfReq) {
+	b.mu.Lock()
+	b.queue = append(b.queue, r)
+	b.mu.Unlock()
+	b.wake()
+}
+
 // retry puts rs back at the front of the queue, after a failed read.
 func (b *backfill) retry(rs []bfReq) {
 	b.mu.Lock()
@@ -228,6 +246,7 @@ func (b *backfill) done(now time.Time, err error) time.Duration {
 	defer b.mu.Unlock()
 	if err == nil {
 		b.backoff, b.refusals = 0, 0
+		b.answered++
 		return 0
 	}
 	if now.Before(b.until) {
@@ -254,23 +273,32 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			// The upstream answered and refused this request (a limit,
 			// a series it cannot read), not an outage: the batch is
 			// split until the series it refuses is alone, and that one
-			// is left to local history, so no request holds up the
-			// others behind it for good. Refusals in a row beyond what
-			// isolating one series takes (an upstream that refuses
-			// everything: a wrong URL path, say) pause the reads as an
-			// outage does, and the splitting goes on a request per
-			// backoff.
+			// is left to local history if the upstream answered other
+			// requests since it was first refused; else the upstream
+			// refuses everything (a wrong URL path, say), and it waits
+			// behind the others. Refusals in a row beyond what isolating
+			// one series takes pause the reads as an outage does.
 			p.m.backfillFailed.Inc()
 			if !p.bf.refuse() {
 				if wait := p.bf.done(p.opts.Now(), err); wait > 0 {
 					p.logger.Warn("Warm start by remote read refused again and again; reads pause", "err", redact(err, p.bf.url), "retry_in", wait)
 				}
 			}
-			if len(reqs) > 1 {
+			answered := p.bf.answers()
+			for i := range reqs {
+				if !reqs[i].refused {
+					reqs[i].refused, reqs[i].answeredAt = true, answered
+				}
+			}
+			switch {
+			case len(reqs) > 1:
 				for i := range reqs {
 					reqs[i].limit = (len(reqs) + 1) / 2
 				}
 				p.bf.retry(reqs)
+				continue
+			case answered == reqs[0].answeredAt:
+				p.bf.requeue(reqs[0])
 				continue
 			}
 			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", reqs[0].ls.String(), "err", redact(err, p.bf.url))
@@ -471,49 +499,66 @@ func readUpstream(ss storage.SeriesSet, res []bfResult) error {
 // the request's other than the upstream's external labels. A new series
 // has no history upstream, and its equality matchers then select only
 // other series with more labels (errors_total{code="500"} those with a
-// handler too), whose history is not its own. The external labels are
-// what every series the upstream sends has beyond its request's: learnt,
-// by name (an HA pair's replicas differ in value), from the histories of
-// all answers so far, known from the second on; until then no series with
-// labels beyond its request's is taken (a deployment's first answer has
-// many).
+// handler too), whose history is not its own. External labels are added
+// alike to every series of a source: a set of extra label names is taken
+// as external once it has come on the series of two metric names, each
+// set apart (a Mimir tenant fed by Prometheus servers of different
+// external labels has several); by name, as an HA pair's replicas differ
+// in value. Until its set is known a series with extra labels warms from
+// local history (a deployment's first answers have many metric names).
 func (b *backfill) keepOwn(res []bfResult) {
 	b.mu.Lock()
-	for i := range res {
-		if res[i].from.IsEmpty() {
-			continue
-		}
-		names := extraNames(res[i].from, res[i].ls)
-		if b.extSeen == 0 {
-			b.ext = names
-		} else {
-			maps.DeleteFunc(b.ext, func(k string, _ bool) bool { return !names[k] })
-		}
-		b.extSeen++
+	defer b.mu.Unlock()
+	if b.ext == nil {
+		b.ext = map[string]extSet{}
 	}
-	ext, known := b.ext, b.extSeen >= 2
-	b.mu.Unlock()
+	keys := make([]string, len(res))
 	for i := range res {
 		r := &res[i]
 		if r.from.IsEmpty() {
 			continue
 		}
-		if extra := extraNames(r.from, r.ls); len(extra) > 0 && (!known || !maps.Equal(extra, ext)) {
+		keys[i] = extraKey(r.from, r.ls)
+		if keys[i] == "" {
+			continue
+		}
+		e, ok := b.ext[keys[i]]
+		switch name := r.ls.Get(labels.MetricName); {
+		case !ok && len(b.ext) < maxExtSets:
+			b.ext[keys[i]] = extSet{first: name}
+		case ok && !e.known && name != e.first:
+			b.ext[keys[i]] = extSet{first: e.first, known: true}
+		}
+	}
+	for i := range res {
+		r := &res[i]
+		if keys[i] != "" && !b.ext[keys[i]].known {
 			r.older.t, r.older.v, r.older.k = r.older.t[:0], r.older.v[:0], 0
 			r.from = labels.EmptyLabels()
 		}
 	}
 }
 
-// extraNames returns the names of the labels of ls that want lacks.
-func extraNames(ls, want labels.Labels) map[string]bool {
-	m := map[string]bool{}
+// extSet is a set of label names seen beyond requests' labels: on the
+// series of metric first, and known once on another's too.
+type extSet struct {
+	first string
+	known bool
+}
+
+// maxExtSets bounds the sets of extra label names kept: siblings can
+// bring many.
+const maxExtSets = 256
+
+// extraKey names, sorted and joined, the labels of ls that want lacks.
+func extraKey(ls, want labels.Labels) string {
+	var names []string
 	ls.Range(func(l labels.Label) {
 		if !want.Has(l.Name) {
-			m[l.Name] = true
+			names = append(names, l.Name)
 		}
 	})
-	return m
+	return strings.Join(names, "\xff") // Range is in name order
 }
 
 // hasAll reports whether ls has every label of want.
