@@ -481,15 +481,15 @@ func TestBackfillNotASiblingsHistory(t *testing.T) {
 	}
 }
 
-// TestBackfillExternalLabelSets: each set of label names the upstream's
-// series have beyond their requests' is learnt apart, once on two metric
-// names: a tenant fed by Prometheus servers of different external labels,
-// exact matches and siblings together. A single learnt intersection
-// narrowed, or emptied, for good and then refused every series' own
-// history.
+// TestBackfillExternalLabelSets: which upstream series with labels beyond
+// a request's are the request's own, the beyond being external labels.
+// Each set of extra label names is learnt apart, known once on two metric
+// names, and not taken when a smaller known set is part of it (a
+// sibling's: {cluster, handler} where the upstream adds {cluster}) or when
+// exact matches show the upstream adds nothing. A single learnt
+// intersection narrowed, or emptied, for good and then refused every
+// series' own history; learnt sets alone took siblings'.
 func TestBackfillExternalLabelSets(t *testing.T) {
-	b, err := newBackfill("http://upstream/api/v1/read", 10)
-	require.NoError(t, err)
 	result := func(name string, extra ...string) bfResult {
 		ls := labels.FromStrings("__name__", name, "job", "j")
 		from := labels.NewBuilder(ls)
@@ -498,35 +498,64 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 		}
 		return bfResult{bfReq: bfReq{ls: ls}, older: ring{t: []int64{1}, v: []float64{1}, k: 1}, from: from.Labels()}
 	}
-	kept := func(rs []bfResult) []bool {
-		b.keepOwn(rs)
-		out := make([]bool, len(rs))
-		for i, r := range rs {
-			out[i] = r.older.len() > 0
-		}
-		return out
+	type answer struct {
+		rs   []bfResult
+		kept []bool
 	}
-	require.Equal(t, []bool{true, false, false}, kept([]bfResult{
-		result("exact"), result("a", "cluster", "eu", "env", "prod"), result("b", "cluster", "us"),
-	}), "a set seen on one metric name only: not yet known")
-	require.Equal(t, []bool{true, true, true, false}, kept([]bfResult{
-		result("c", "cluster", "eu", "env", "prod"), result("d", "cluster", "us"), result("exact2"),
-		result("b", "cluster", "us", "handler", "/login"), // a sibling
-	}))
-	require.Equal(t, []bool{true, true}, kept([]bfResult{result("a", "cluster", "eu", "env", "prod"), result("b", "cluster", "us")}), "both sources, for good")
+	for _, tc := range []struct {
+		name    string
+		answers []answer
+	}{
+		{"one source", []answer{
+			{[]bfResult{result("a", "cluster", "eu")}, []bool{false}}, // one metric name: not yet known
+			{[]bfResult{result("b", "cluster", "eu"), result("c", "cluster", "eu")}, []bool{true, true}},
+			{[]bfResult{result("errors_total", "cluster", "eu", "handler", "/login")}, []bool{false}},
+			{[]bfResult{result("requests_total", "cluster", "eu", "handler", "/login")}, []bool{false}}, // a sibling's, known or not
+			{[]bfResult{result("a", "cluster", "eu")}, []bool{true}},
+		}},
+		{"HA pair", []answer{
+			{[]bfResult{result("a", "cluster", "eu", "replica", "1"), result("b", "cluster", "eu", "replica", "2")}, []bool{true, true}},
+		}},
+		{"two sources", []answer{
+			{[]bfResult{result("a", "cluster", "eu"), result("b", "region", "us")}, []bool{false, false}},
+			{[]bfResult{result("c", "cluster", "eu"), result("d", "region", "us")}, []bool{true, true}},
+		}},
+		{"no external labels", []answer{
+			{[]bfResult{result("a"), result("b", "handler", "/login"), result("c", "handler", "/login")}, []bool{true, false, false}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := newBackfill("http://upstream/api/v1/read", 10)
+			require.NoError(t, err)
+			for i, a := range tc.answers {
+				b.keepOwn(a.rs)
+				kept := make([]bool, len(a.rs))
+				for j, r := range a.rs {
+					kept[j] = r.older.len() > 0
+				}
+				require.Equal(t, a.kept, kept, "answer %d", i)
+			}
+		})
+	}
 
-	// Readers learn side by side.
+	// Readers learn side by side; past the cap, sets not yet known make
+	// room.
+	b, err := newBackfill("http://upstream/api/v1/read", 10)
+	require.NoError(t, err)
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range 100 {
-				b.keepOwn([]bfResult{result(fmt.Sprint("m", i, j), "cluster", "eu", "zone", fmt.Sprint(j%3))})
+			for j := range 200 {
+				b.keepOwn([]bfResult{result(fmt.Sprint("m", i, j), "cluster", "eu", fmt.Sprint("x", i, j), "1")})
 			}
 		}()
 	}
 	wg.Wait()
+	rs := []bfResult{result("late1", "zone", "a"), result("late2", "zone", "a")}
+	b.keepOwn(rs)
+	require.Positive(t, rs[0].older.len(), "a set new after the cap is learnt")
 }
 
 // TestBackfillQueueOrder: requests are taken oldest first, a failed batch
@@ -600,33 +629,62 @@ func TestBackfillRefusedSeriesIsolated(t *testing.T) {
 	}
 	require.LessOrEqual(t, hits.Load(), int32(2*len(lss)), "splitting, not a storm")
 
-	// Everything refused: after a few refusals the reads back off.
+	// An upstream that refuses everything from the start (a wrong path):
+	// the reads back off, and no series is given up on.
 	refuseAll.Store(true)
 	hits.Store(0)
+	e = newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
 	var more []labels.Labels
 	var ones []float64
 	for i := range 3 * backfillMaxRefusals {
 		more, ones = append(more, labels.FromStrings("__name__", fmt.Sprint("m", i))), append(ones, 1)
 	}
-	e.push(e.clock.Now().UnixMilli()+stepMs, model.MetricTypeGauge, more, ones)
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, more, ones)
 	e.sync()
 	time.Sleep(10 * backfillPoll)
 	require.LessOrEqual(t, hits.Load(), int32(backfillMaxRefusals+backfillReaders))
-	// Nothing answered since they were refused: none is given up on.
 	require.Equal(t, float64(3*backfillMaxRefusals), testutil.ToFloat64(e.p.m.backfillPending))
 	// Backoffs pass, a few requests each, until each series has been
-	// refused alone (bisecting 24 takes ~47 requests).
+	// refused alone, again and again (bisecting 24 takes ~47 requests).
 	require.Eventually(t, func() bool {
 		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
 		return hits.Load() >= 80
 	}, 15*time.Second, 2*backfillPoll)
-	require.Equal(t, float64(3*backfillMaxRefusals), testutil.ToFloat64(e.p.m.backfillPending), "still none")
+	require.Equal(t, float64(3*backfillMaxRefusals), testutil.ToFloat64(e.p.m.backfillPending), "none given up")
 	// The upstream fixed: they are all read.
 	refuseAll.Store(false)
 	require.Eventually(t, func() bool {
 		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
 		return testutil.ToFloat64(e.p.m.backfillPending) == 0
 	}, 10*time.Second, 2*backfillPoll)
+}
+
+// TestBackfillLoneRefusedGivenUp: a series the upstream refuses alone,
+// with nothing else queued, is given up on after three refusals (each
+// pausing the reads) if the upstream ever answered; it was requeued and
+// retried at once, its refusals pausing every read for minutes, and a good
+// series batched with it waited for good.
+func TestBackfillLoneRefusedGivenUp(t *testing.T) {
+	const n = 100
+	lss := named("good", "poison", "later")
+	var hits atomic.Int32
+	srv := httptest.NewServer(refusing(t, upstream(t, lss, seasonal(n, 3), atStep), &hits, func(v string) bool { return v == "poison" }))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss[:1], []float64{1})
+	e.backfilled(t)
+	e.push(e.clock.Now().UnixMilli()+stepMs, model.MetricTypeGauge, lss[1:2], []float64{1})
+	e.sync()
+	require.Eventually(t, func() bool {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
+		return testutil.ToFloat64(e.p.m.backfillPending) == 0
+	}, 10*time.Second, 2*backfillPoll)
+	require.LessOrEqual(t, hits.Load(), int32(1+3+backfillReaders), "three refusals alone")
+	e.push(e.clock.Now().UnixMilli()+2*stepMs, model.MetricTypeGauge, lss[2:], []float64{1})
+	e.backfilled(t)
+	require.Equal(t, float64(2*n), testutil.ToFloat64(e.p.m.warmed), "good and later")
 }
 
 // TestBackfillManyRefused: many series the upstream refuses (a job whose

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/url"
 	"slices"
@@ -82,6 +83,7 @@ type bfReq struct {
 	limit      int
 	refused    bool
 	answeredAt uint64
+	lone       uint8 // refusals alone
 }
 
 // live reports whether r's series is still its worker's: one dropped
@@ -209,6 +211,14 @@ func (b *backfill) take(ctx context.Context, now func() time.Time, k int) []bfRe
 
 const backfillPoll = 100 * time.Millisecond
 
+// pause closes the gate for the backoff after a refusal, logging once
+// per backoff.
+func (b *backfill) pause(now time.Time, logger *slog.Logger, err error) {
+	if wait := b.done(now, err); wait > 0 {
+		logger.Warn("Warm start by remote read refused; reads pause", "err", redact(err, b.url), "retry_in", wait)
+	}
+}
+
 // answers returns the number of requests answered so far.
 func (b *backfill) answers() uint64 {
 	b.mu.Lock()
@@ -272,37 +282,41 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 		if err != nil && refused(err) {
 			// The upstream answered and refused this request (a limit,
 			// a series it cannot read), not an outage: the batch is
-			// split until the series it refuses is alone, and that one
-			// is left to local history if the upstream answered other
-			// requests since it was first refused; else the upstream
-			// refuses everything (a wrong URL path, say), and it waits
-			// behind the others. Refusals in a row beyond what isolating
-			// one series takes pause the reads as an outage does.
+			// split until the series it refuses is alone. That one is
+			// left to local history once the upstream has answered
+			// other requests since it was first refused, or after three
+			// refusals alone if it ever answered any; else the upstream
+			// refuses everything (a wrong URL path, say), and the series
+			// waits behind the others. A refusal alone pauses the reads
+			// as an outage does, and so do batches refused more than a
+			// split takes in a row: no storm of requests either way.
 			p.m.backfillFailed.Inc()
-			if !p.bf.refuse() {
-				if wait := p.bf.done(p.opts.Now(), err); wait > 0 {
-					p.logger.Warn("Warm start by remote read refused again and again; reads pause", "err", redact(err, p.bf.url), "retry_in", wait)
-				}
-			}
 			answered := p.bf.answers()
 			for i := range reqs {
 				if !reqs[i].refused {
 					reqs[i].refused, reqs[i].answeredAt = true, answered
 				}
 			}
-			switch {
-			case len(reqs) > 1:
+			if len(reqs) > 1 {
+				if !p.bf.refuse() {
+					p.bf.pause(p.opts.Now(), p.logger, err)
+				}
 				for i := range reqs {
 					reqs[i].limit = (len(reqs) + 1) / 2
 				}
 				p.bf.retry(reqs)
 				continue
-			case answered == reqs[0].answeredAt:
-				p.bf.requeue(reqs[0])
+			}
+			r := &reqs[0]
+			r.lone++
+			if answered == r.answeredAt && (answered == 0 || r.lone < 3) {
+				r.limit = 1
+				p.bf.requeue(*r)
+				p.bf.pause(p.opts.Now(), p.logger, err)
 				continue
 			}
-			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", reqs[0].ls.String(), "err", redact(err, p.bf.url))
-			res, err = []bfResult{{bfReq: reqs[0]}}, nil
+			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", r.ls.String(), "err", redact(err, p.bf.url))
+			res, err = []bfResult{{bfReq: *r}}, nil
 		} else if wait := p.bf.done(p.opts.Now(), err); err != nil {
 			p.m.backfillFailed.Inc()
 			if errors.Is(err, context.DeadlineExceeded) && len(reqs) > 1 {
@@ -519,22 +533,71 @@ func (b *backfill) keepOwn(res []bfResult) {
 			continue
 		}
 		keys[i] = extraKey(r.from, r.ls)
-		if keys[i] == "" {
-			continue
-		}
 		e, ok := b.ext[keys[i]]
 		switch name := r.ls.Get(labels.MetricName); {
-		case !ok && len(b.ext) < maxExtSets:
+		case keys[i] == "":
+			// An exact match: the upstream adds no labels to some
+			// series, so any set with labels beyond holds a sibling's.
+			b.ext[""] = extSet{known: true}
+		case !ok:
+			if len(b.ext) >= maxExtSets {
+				b.evictUnknown()
+			}
 			b.ext[keys[i]] = extSet{first: name}
-		case ok && !e.known && name != e.first:
+		case !e.known && name != e.first:
 			b.ext[keys[i]] = extSet{first: e.first, known: true}
 		}
 	}
 	for i := range res {
 		r := &res[i]
-		if keys[i] != "" && !b.ext[keys[i]].known {
+		if keys[i] != "" && !b.ownSet(keys[i]) {
 			r.older.t, r.older.v, r.older.k = r.older.t[:0], r.older.v[:0], 0
 			r.from = labels.EmptyLabels()
+		}
+	}
+}
+
+// ownSet reports whether the extra label names key are the upstream's
+// external ones: known, and no other known set a part of them (which
+// would make key's series a sibling of those: {cluster, handler} when the
+// upstream adds {cluster}; a tenant whose sources' external labels nest
+// loses the larger set's histories to this).
+func (b *backfill) ownSet(key string) bool {
+	if !b.ext[key].known {
+		return false
+	}
+	names := strings.Split(key, "\xff")
+	for k, e := range b.ext {
+		if !e.known || k == key {
+			continue
+		}
+		if k == "" {
+			return false
+		}
+		sub := strings.Split(k, "\xff")
+		if len(sub) < len(names) && subset(sub, names) {
+			return false
+		}
+	}
+	return true
+}
+
+// subset reports whether every name of a is in b.
+func subset(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// evictUnknown forgets a set not yet known, to make room.
+func (b *backfill) evictUnknown() {
+	for k, e := range b.ext {
+		if !e.known {
+			delete(b.ext, k)
+			return
 		}
 	}
 }
