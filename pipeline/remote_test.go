@@ -643,7 +643,11 @@ func TestBackfillRefusedSeriesIsolated(t *testing.T) {
 	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, more, ones)
 	e.sync()
 	time.Sleep(10 * backfillPoll)
-	require.LessOrEqual(t, hits.Load(), int32(backfillMaxRefusals+backfillReaders))
+	// Split down to single series, each tried alone, then paused.
+	burst := hits.Load()
+	require.LessOrEqual(t, burst, int32(4*len(more)))
+	time.Sleep(5 * backfillPoll)
+	require.Equal(t, burst, hits.Load(), "paused")
 	require.Equal(t, float64(3*backfillMaxRefusals), testutil.ToFloat64(e.p.m.backfillPending))
 	// Backoffs pass, a few requests each, until each series has been
 	// refused alone, again and again (bisecting 24 takes ~47 requests).
@@ -716,6 +720,43 @@ func TestBackfillManyRefused(t *testing.T) {
 	}, 20*time.Second, 2*backfillPoll)
 	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed), "the good one read")
 	require.LessOrEqual(t, hits.Load(), int32(4*len(lss)), "splitting, not a storm")
+}
+
+// TestBackfillRefusedDoNotStallOthers: a run of series the upstream
+// refuses, queued with a good one, costs the good one no pause: each was
+// refused alone, pausing every read, and with 63 of them the good series
+// waited 3 hours of backoffs.
+func TestBackfillRefusedDoNotStallOthers(t *testing.T) {
+	const n, bad = 100, 63
+	lss := named("good0")
+	for i := range bad {
+		lss = append(lss, labels.FromStrings("__name__", fmt.Sprint("bad", i)))
+	}
+	lss = append(lss, labels.FromStrings("__name__", "good1"))
+	var hits atomic.Int32
+	srv := httptest.NewServer(refusing(t, upstream(t, lss, seasonal(n, 3), atStep), &hits, func(v string) bool { return strings.HasPrefix(v, "bad") }))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss[:1], []float64{1})
+	e.backfilled(t)
+	e.push(e.clock.Now().UnixMilli()+stepMs, model.MetricTypeGauge, lss[1:], make([]float64, bad+1))
+	e.sync()
+	start := e.clock.Now()
+	require.Eventually(t, func() bool {
+		e.p.bf.mu.Lock()
+		until := e.p.bf.until
+		e.p.bf.mu.Unlock()
+		if until.After(e.clock.Now()) {
+			e.clock.set(until.Add(time.Millisecond)) // the backoff passes
+		}
+		return testutil.ToFloat64(e.p.m.warmed) == 2*n
+	}, 15*time.Second, 3*backfillPoll)
+	require.LessOrEqual(t, e.clock.Now().Sub(start), backfillBackoffFirst+time.Second, "good1 waited for at most one backoff")
+	require.Eventually(t, func() bool {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
+		return testutil.ToFloat64(e.p.m.backfillPending) == 0
+	}, 15*time.Second, 2*backfillPoll, "the refused ones given up on")
 }
 
 // TestBackfillUpstreamDownBacksOff: a failed remote read pauses the reads

@@ -62,6 +62,8 @@ type backfill struct {
 	// (see runBackfill).
 	refusals int
 	answered uint64
+	fresh    int // requests queued or being read, not yet answered or refused alone
+	parked   []bfReq
 	// ext holds the sets of label names the upstream's series had beyond
 	// their requests' (keepOwn).
 	ext     map[string]extSet
@@ -137,6 +139,7 @@ func (b *backfill) request(rs ...bfReq) int {
 	b.mu.Lock()
 	n := max(0, min(len(rs), b.max-(len(b.queue)-b.head)))
 	b.queue = append(b.queue, rs[:n]...)
+	b.fresh += n
 	b.mu.Unlock()
 	b.wake()
 	return n
@@ -180,6 +183,7 @@ func (b *backfill) take(ctx context.Context, now func() time.Time, k int) []bfRe
 					b.wake() // another reader takes the next batch
 				}
 				// Not under mu: live takes the worker's lock.
+				var gone []bfReq
 				out = slices.DeleteFunc(out, func(r bfReq) bool {
 					if r.live() {
 						return false
@@ -187,8 +191,10 @@ func (b *backfill) take(ctx context.Context, now func() time.Time, k int) []bfRe
 					if b.pending != nil {
 						b.pending.Dec()
 					}
+					gone = append(gone, r)
 					return true
 				})
+				b.settle(gone)
 				if len(out) == 0 {
 					continue
 				}
@@ -226,12 +232,38 @@ func (b *backfill) answers() uint64 {
 	return b.answered
 }
 
-// requeue puts r back at the end of the queue.
-func (b *backfill) requeue(r bfReq) {
+// settle counts rs, answered, given up on or gone, off fresh.
+func (b *backfill) settle(rs []bfReq) {
 	b.mu.Lock()
-	b.queue = append(b.queue, r)
+	defer b.mu.Unlock()
+	for _, r := range rs {
+		if r.lone == 0 {
+			b.fresh--
+		}
+	}
+}
+
+// requeue parks r, refused alone, until a read is answered or no request
+// is left that may be (then it goes back to the queue and it reports
+// true): parked, it is not sent again and again while others may yet be
+// answered.
+func (b *backfill) requeue(r bfReq) bool {
+	b.mu.Lock()
+	b.parked = append(b.parked, r)
+	all := b.fresh == 0
+	if all {
+		b.unparkLocked()
+	}
 	b.mu.Unlock()
 	b.wake()
+	return all
+}
+
+// unparkLocked queues the parked requests again; mu must be held.
+func (b *backfill) unparkLocked() {
+	b.queue = append(b.queue, b.parked...)
+	clear(b.parked)
+	b.parked = b.parked[:0]
 }
 
 // retry puts rs back at the front of the queue, after a failed read.
@@ -257,6 +289,7 @@ func (b *backfill) done(now time.Time, err error) time.Duration {
 	if err == nil {
 		b.backoff, b.refusals = 0, 0
 		b.answered++
+		b.unparkLocked() // their refusals may now be theirs alone
 		return 0
 	}
 	if now.Before(b.until) {
@@ -287,9 +320,11 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			// other requests since it was first refused, or after three
 			// refusals alone if it ever answered any; else the upstream
 			// refuses everything (a wrong URL path, say), and the series
-			// waits behind the others. A refusal alone pauses the reads
-			// as an outage does, and so do batches refused more than a
-			// split takes in a row: no storm of requests either way.
+			// waits behind the others. Once every series queued has been
+			// refused alone the reads pause as for an outage, and so they
+			// do after whole batches refused more than a few in a row:
+			// no storm of requests either way, and no pause while other
+			// requests may yet be answered.
 			p.m.backfillFailed.Inc()
 			answered := p.bf.answers()
 			for i := range reqs {
@@ -298,7 +333,9 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 				}
 			}
 			if len(reqs) > 1 {
-				if !p.bf.refuse() {
+				// Only whole batches count: the halves of one are
+				// refused in a row while its refused series are found.
+				if reqs[0].limit == 0 && !p.bf.refuse() {
 					p.bf.pause(p.opts.Now(), p.logger, err)
 				}
 				for i := range reqs {
@@ -308,11 +345,14 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 				continue
 			}
 			r := &reqs[0]
+			p.bf.settle(reqs) // fresh no more
 			r.lone++
 			if answered == r.answeredAt && (answered == 0 || r.lone < 3) {
 				r.limit = 1
-				p.bf.requeue(*r)
-				p.bf.pause(p.opts.Now(), p.logger, err)
+				if p.bf.requeue(*r) {
+					// Nothing queued that may yet be answered.
+					p.bf.pause(p.opts.Now(), p.logger, err)
+				}
 				continue
 			}
 			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", r.ls.String(), "err", redact(err, p.bf.url))
@@ -332,6 +372,7 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			}
 			continue
 		}
+		p.bf.settle(reqs)
 		for i := 0; i < len(res); {
 			w := res[i].w
 			j := i + 1
@@ -358,8 +399,8 @@ func (b *backfill) refuse() bool {
 	return b.refusals <= backfillMaxRefusals
 }
 
-// backfillMaxRefusals: halving a batch of backfillBatch down to one series
-// is 6 refusals, the series alone one more.
+// backfillMaxRefusals: whole batches refused in a row (none answered
+// between) that mark an upstream refusing everything.
 const backfillMaxRefusals = 8
 
 // refused reports whether err is the upstream's answer that the request
