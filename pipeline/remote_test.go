@@ -520,6 +520,9 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 			{[]bfResult{result("a", "cluster", "eu"), result("b", "region", "us")}, []bool{false, false}},
 			{[]bfResult{result("c", "cluster", "eu"), result("d", "region", "us")}, []bool{true, true}},
 		}},
+		{"one histogram's siblings", []answer{
+			{[]bfResult{result("req_count", "cluster", "eu", "handler", "/login"), result("req_sum", "cluster", "eu", "handler", "/login")}, []bool{false, false}},
+		}},
 		{"no external labels", []answer{
 			{[]bfResult{result("a"), result("b", "handler", "/login"), result("c", "handler", "/login")}, []bool{true, false, false}},
 		}},

@@ -575,7 +575,7 @@ func (b *backfill) keepOwn(res []bfResult) {
 		}
 		keys[i] = extraKey(r.from, r.ls)
 		e, ok := b.ext[keys[i]]
-		switch name := r.ls.Get(labels.MetricName); {
+		switch name := family(r.ls.Get(labels.MetricName)); {
 		case keys[i] == "":
 			// An exact match: the upstream adds no labels to some
 			// series, so any set with labels beyond holds a sibling's.
@@ -643,8 +643,20 @@ func (b *backfill) evictUnknown() {
 	}
 }
 
+// family is a metric's name without the suffixes of a histogram's or
+// summary's series: their _count and _sum come in one batch with the same
+// siblings, and count as one metric name.
+func family(name string) string {
+	for _, suf := range []string{"_bucket", "_count", "_sum", "_total", "_created"} {
+		if n, ok := strings.CutSuffix(name, suf); ok {
+			return n
+		}
+	}
+	return name
+}
+
 // extSet is a set of label names seen beyond requests' labels: on the
-// series of metric first, and known once on another's too.
+// series of metric family first, and known once on another's too.
 type extSet struct {
 	first string
 	known bool
