@@ -42,12 +42,12 @@ func keepSet(m *yaml.Node, key string, v any, set map[string]bool) {
 	if m == nil || len(set) == 0 {
 		return
 	}
+	target := m
+	if key != "" {
+		target = child(m, key) // nil if missing: every set field is added
+	}
 	var add []*yaml.Node
 	eachField(reflect.ValueOf(v).Elem(), func(name string, f reflect.Value) {
-		target := m
-		if key != "" {
-			target = child(m, key)
-		}
 		if !set[name] || child(target, name) != nil {
 			return
 		}

@@ -58,8 +58,8 @@ type backfill struct {
 	queue   []bfReq // oldest first, from head on
 	head    int
 	max     int // requests queued at most
-	// refusals counts requests refused in a row, answered those answered
-	// (see runBackfill).
+	// refusals counts whole batches refused in a row, answered the
+	// requests answered (see refusedRead).
 	refusals int
 	answered uint64
 	fresh    int // requests queued or being read, not yet answered or refused alone
@@ -80,7 +80,7 @@ type bfReq struct {
 	mint, maxt int64
 	n          int
 	// limit, if not 0, is the largest batch the request may go in: the
-	// upstream refused one it was in (see runBackfill), when it had
+	// upstream refused one it was in (see refusedRead), when it had
 	// answered answeredAt requests.
 	limit      int
 	refused    bool
@@ -313,58 +313,16 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			return
 		}
 		if err != nil && refused(err) {
-			// The upstream answered and refused this request (a limit,
-			// a series it cannot read), not an outage: the batch is
-			// split until the series it refuses is alone. That one is
-			// left to local history once the upstream has answered
-			// other requests since it was first refused, or after three
-			// refusals alone if it ever answered any; else the upstream
-			// refuses everything (a wrong URL path, say), and the series
-			// waits behind the others. Once every series queued has been
-			// refused alone the reads pause as for an outage, and so they
-			// do after whole batches refused more than a few in a row:
-			// no storm of requests either way, and no pause while other
-			// requests may yet be answered.
-			p.m.backfillFailed.Inc()
-			answered := p.bf.answers()
-			for i := range reqs {
-				if !reqs[i].refused {
-					reqs[i].refused, reqs[i].answeredAt = true, answered
-				}
-			}
-			if len(reqs) > 1 {
-				// Only whole batches count: the halves of one are
-				// refused in a row while its refused series are found.
-				if reqs[0].limit == 0 && !p.bf.refuse() {
-					p.bf.pause(p.opts.Now(), p.logger, err)
-				}
-				for i := range reqs {
-					reqs[i].limit = (len(reqs) + 1) / 2
-				}
-				p.bf.retry(reqs)
-				continue
-			}
-			r := &reqs[0]
-			p.bf.settle(reqs) // fresh no more
-			r.lone++
-			if answered == r.answeredAt && (answered == 0 || r.lone < 3) {
-				r.limit = 1
-				if p.bf.requeue(*r) {
-					// Nothing queued that may yet be answered.
-					p.bf.pause(p.opts.Now(), p.logger, err)
-				}
+			r, giveUp := p.refusedRead(reqs, err)
+			if !giveUp {
 				continue
 			}
 			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", r.ls.String(), "err", redact(err, p.bf.url))
-			res, err = []bfResult{{bfReq: *r}}, nil
+			res, err = []bfResult{{bfReq: r}}, nil
 		} else if wait := p.bf.done(p.opts.Now(), err); err != nil {
 			p.m.backfillFailed.Inc()
-			if errors.Is(err, context.DeadlineExceeded) && len(reqs) > 1 {
-				// Too much history for one request's timeout, maybe:
-				// smaller batches after the backoff.
-				for i := range reqs {
-					reqs[i].limit = (len(reqs) + 1) / 2
-				}
+			if errors.Is(err, context.DeadlineExceeded) {
+				halve(reqs) // too much history for one request's timeout, maybe
 			}
 			p.bf.retry(reqs)
 			if wait > 0 {
@@ -390,8 +348,60 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 	}
 }
 
-// refuse counts a refusal; false once there have been more in a row (no
-// read succeeded between) than isolating one series in a batch takes.
+// refusedRead handles reqs refused by the upstream (a limit, a series it
+// cannot read), which is not an outage: the batch is split until the
+// series it refuses is alone. That one is given up on (giveUp, with the
+// request) once the upstream has answered other requests since it was
+// first refused, or after three refusals alone if it ever answered any;
+// else the upstream refuses everything (a wrong URL path, say), and the
+// series waits aside. Once every request has been refused alone the reads
+// pause as for an outage, and so they do after whole batches refused more
+// than a few in a row: no storm of requests either way, and no pause while
+// other requests may yet be answered.
+func (p *Pipeline) refusedRead(reqs []bfReq, err error) (r bfReq, giveUp bool) {
+	p.m.backfillFailed.Inc()
+	answered := p.bf.answers()
+	for i := range reqs {
+		if !reqs[i].refused {
+			reqs[i].refused, reqs[i].answeredAt = true, answered
+		}
+	}
+	if len(reqs) > 1 {
+		// Only whole batches count: the halves of one are refused in a
+		// row while its refused series are found.
+		if reqs[0].limit == 0 && !p.bf.refuse() {
+			p.bf.pause(p.opts.Now(), p.logger, err)
+		}
+		halve(reqs)
+		p.bf.retry(reqs)
+		return bfReq{}, false
+	}
+	r = reqs[0]
+	p.bf.settle(reqs) // fresh no more
+	r.lone++
+	if answered > r.answeredAt || (answered > 0 && r.lone >= 3) {
+		return r, true
+	}
+	r.limit = 1
+	if p.bf.requeue(r) {
+		p.bf.pause(p.opts.Now(), p.logger, err) // nothing left that may yet be answered
+	}
+	return bfReq{}, false
+}
+
+// halve limits the batches reqs go in again to half theirs.
+func halve(reqs []bfReq) {
+	if len(reqs) < 2 {
+		return
+	}
+	for i := range reqs {
+		reqs[i].limit = (len(reqs) + 1) / 2
+	}
+}
+
+// refuse counts a refused whole batch; false once there have been more in
+// a row (no read answered between) than an upstream that answers anything
+// gives.
 func (b *backfill) refuse() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -770,16 +780,15 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 			// anyway, which reconfigure and the next sample see to.
 			continue
 		}
-		ms := equalMatchers(s.in)
 		var local ring
 		if last := max(s.pub.t, s.prevT); last > r.maxt {
-			local = w.readLocal(ctx, s, ms, r.maxt+1, last)
+			local = w.readLocal(ctx, s, equalMatchers(s.in), r.maxt+1, last)
+			w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next read, after the replay
 		}
 		if local.k >= p.opts.BackfillMaxPoints {
 			// It has seen as many samples since as a warm start
 			// replays (the upstream was down for long): its models
 			// learnt more than new ones would.
-			w.warmT, w.warmV = local.t[:0], local.v[:0]
 			continue
 		}
 		fresh := &series{ref: s.ref, name: s.name, in: s.in, counter: s.counter, utf8Names: s.utf8Names}
@@ -792,9 +801,6 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 		replay := w.replayer(fresh)
 		r.older.each(replay)
 		local.each(replay)
-		if local.t != nil {
-			w.warmT, w.warmV = local.t[:0], local.v[:0]
-		}
 		p.m.warmed.Add(float64(r.older.len()))
 		w.mu.Lock()
 		wasReady := s.pub.ready

@@ -100,8 +100,7 @@ return {key: tr.dataset.key, title: tr.cells[4].title, text: tr.innerText};`)
 	require.Contains(t, first.Text, "level / joint")
 	require.Equal(t, "multivariate group: its member level moved most against the others", first.Title)
 
-	br.click(`#anomalies tbody tr:first-child .series-link`)
-	br.waitFor("the group's chart", `document.getElementById("series").dataset.state === "ready"`, 30*time.Second)
+	openFirstSeries(br)
 	var chart struct {
 		Note   string `json:"note"`
 		Values int    `json:"values"`
@@ -114,6 +113,12 @@ return {note: document.getElementById("series-note").textContent,
 	require.NotContains(t, chart.Note, "no forecast yet")
 	require.Zero(t, chart.Values, "a group has no value series")
 	require.Greater(t, chart.Scores, 100, "its score is drawn")
+}
+
+// openFirstSeries clicks the first row's series and waits for its chart.
+func openFirstSeries(br *browser) {
+	br.click(`#anomalies tbody tr:first-child .series-link`)
+	br.waitFor("the series chart", `document.getElementById("series").dataset.state === "ready"`, 30*time.Second)
 }
 
 // uiCase is what runUIChecks expects of a page.
@@ -166,8 +171,7 @@ func runUIChecks(t *testing.T, br *browser, base string, c uiCase) {
 	br.waitFor("a live refresh", `omen.loads.anomalies >= 2`, 30*time.Second)
 	br.click("#live")
 	br.waitFor("the last live refresh to finish", `!omen.busy()`, 30*time.Second)
-	br.click(`#anomalies tbody tr:first-child .series-link`)
-	br.waitFor("the series chart", `document.getElementById("series").dataset.state === "ready"`, 30*time.Second)
+	openFirstSeries(br)
 
 	var chart struct {
 		Selected   string  `json:"selected"`
