@@ -217,6 +217,20 @@ func requireFedInOrder(t *testing.T, e *env, pick func(*series) bool, vs []float
 // request with a matcher on a value refuse refuses, as an upstream does
 // to a query over its limits.
 func refusing(t *testing.T, h http.Handler, hits *atomic.Int32, refuse func(value string) bool) http.Handler {
+	return intercepting(t, h, hits, refuse, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "query over the limits", http.StatusBadRequest)
+	})
+}
+
+// stalling is refusing that answers such a request never: it waits until
+// the client gives up, as an upstream choking on a series does.
+func stalling(t *testing.T, h http.Handler, hits *atomic.Int32, stall func(value string) bool) http.Handler {
+	return intercepting(t, h, hits, stall, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+}
+
+// intercepting serves h, counting requests in hits, but has act answer a
+// request with a matcher on a value match matches.
+func intercepting(t *testing.T, h http.Handler, hits *atomic.Int32, match func(value string) bool, act http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		body, err := io.ReadAll(r.Body)
@@ -226,8 +240,8 @@ func refusing(t *testing.T, h http.Handler, hits *atomic.Int32, refuse func(valu
 		require.NoError(t, err)
 		for _, q := range req.Queries {
 			for _, m := range q.Matchers {
-				if refuse(m.Value) {
-					http.Error(w, "query over the limits", http.StatusBadRequest)
+				if match(m.Value) {
+					act(w, r)
 					return
 				}
 			}
@@ -252,6 +266,12 @@ func atStep(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
 // upstream is Prometheus's remote-read handler over a TSDB that holds
 // vs[i] at at(i) for each series of lss.
 func upstream(t *testing.T, lss []labels.Labels, vs []float64, at func(int) int64) http.Handler {
+	return upstreamWith(t, labels.EmptyLabels(), lss, vs, at)
+}
+
+// upstreamWith is upstream adding the external labels ext to what it
+// answers, as a Prometheus server with external labels does.
+func upstreamWith(t *testing.T, ext labels.Labels, lss []labels.Labels, vs []float64, at func(int) int64) http.Handler {
 	up := openDB(t, t.TempDir())
 	t.Cleanup(func() { _ = up.Close() })
 	a := up.AppenderV2(context.Background())
@@ -262,7 +282,9 @@ func upstream(t *testing.T, lss []labels.Labels, vs []float64, at func(int) int6
 		}
 	}
 	require.NoError(t, a.Commit())
-	return remote.NewReadHandler(nil, nil, up, func() promconfig.Config { return promconfig.Config{} }, 0, 1, 1<<20)
+	return remote.NewReadHandler(nil, nil, up, func() promconfig.Config {
+		return promconfig.Config{GlobalConfig: promconfig.GlobalConfig{ExternalLabels: ext}}
+	}, 0, 1, 1<<20)
 }
 
 // TestBackfillSlowUpstreamScoresMeanwhile: the remote reads run off the
@@ -455,19 +477,7 @@ func TestBackfillNotASiblingsHistory(t *testing.T) {
 		{"external labels", labels.FromStrings("cluster", "eu1"), 2 * n},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := openDB(t, t.TempDir())
-			t.Cleanup(func() { _ = up.Close() })
-			a := up.AppenderV2(context.Background())
-			for i, v := range seasonal(n, 3) {
-				for _, ls := range []labels.Labels{sibling, known, known2} {
-					_, err := a.Append(0, ls, 0, atStep(i), v, nil, nil, storage.AOptions{})
-					require.NoError(t, err)
-				}
-			}
-			require.NoError(t, a.Commit())
-			srv := httptest.NewServer(remote.NewReadHandler(nil, nil, up, func() promconfig.Config {
-				return promconfig.Config{GlobalConfig: promconfig.GlobalConfig{ExternalLabels: tc.ext}}
-			}, 0, 1, 1<<20))
+			srv := httptest.NewServer(upstreamWith(t, tc.ext, []labels.Labels{sibling, known, known2}, seasonal(n, 3), atStep))
 			defer srv.Close()
 			e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
 			e.clock.set(t0.Add(n * stepMs * time.Millisecond))
@@ -479,6 +489,48 @@ func TestBackfillNotASiblingsHistory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBackfillExternalSetsSurviveRestart: the external label sets learnt
+// from the upstream's answers are saved in the snapshot. After a restart
+// only new series ask for history, one at a time; a lone new series with
+// the upstream's external labels warmed from local history alone until its
+// set came again on two metric names (and a sibling's set seen on two
+// families could be taken first). A snapshot of another upstream's sets is
+// not taken.
+func TestBackfillExternalSetsSurviveRestart(t *testing.T) {
+	const n = 100
+	known := labels.FromStrings("__name__", "requests_total", "code", "200")
+	known2 := labels.FromStrings("__name__", "latency_seconds", "code", "200")
+	lone := labels.FromStrings("__name__", "temperature", "room", "a")
+	srv := httptest.NewServer(upstreamWith(t, labels.FromStrings("cluster", "eu1"), []labels.Labels{known, known2, lone}, seasonal(n, 3), atStep))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.SnapshotPath = path; o.Workers = 1 }
+	dir := t.TempDir()
+	e := newEnv(t, dir, nil, opts)
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{known, known2}, []float64{1, 1})
+	e.backfilled(t)
+	require.Equal(t, float64(2*n), testutil.ToFloat64(e.p.m.warmed))
+	e.stop()
+	require.NoError(t, e.db.Close())
+
+	_, saved, err := readSnapshot(path, t0)
+	require.NoError(t, err)
+	other, err := newBackfill("http://elsewhere:9090/api/v1/read", 10)
+	require.NoError(t, err)
+	other.restoreExt(saved)
+	require.Empty(t, other.ext, "another upstream's sets")
+
+	e2 := newEnv(t, dir, nil, opts)
+	e2.clock.set(t0.Add((n + 1) * stepMs * time.Millisecond))
+	e2.push(e2.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{lone}, []float64{1})
+	e2.backfilled(t)
+	require.Equal(t, float64(n), testutil.ToFloat64(e2.p.m.warmed), "the lone new series' upstream history")
+	got := e2.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready)
 }
 
 // TestBackfillExternalLabelSets: which upstream series with labels beyond
@@ -692,6 +744,35 @@ func TestBackfillLoneRefusedGivenUp(t *testing.T) {
 	e.push(e.clock.Now().UnixMilli()+2*stepMs, model.MetricTypeGauge, lss[2:], []float64{1})
 	e.backfilled(t)
 	require.Equal(t, float64(2*n), testutil.ToFloat64(e.p.m.warmed), "good and later")
+	e.requireSettled(t)
+}
+
+// TestBackfillLoneTimeoutGivenUp: a series whose read always times out
+// (the upstream chokes on it) was retried after every backoff for good,
+// each timeout pausing every read. Once it has timed out alone three times
+// while the upstream answered others, it warms from local history alone;
+// a good series queued with it is read meanwhile.
+func TestBackfillLoneTimeoutGivenUp(t *testing.T) {
+	const n = 100
+	lss := named("stuck", "good")
+	var hits atomic.Int32
+	srv := httptest.NewServer(stalling(t, upstream(t, lss, seasonal(n, 3), atStep), &hits, func(v string) bool { return v == "stuck" }))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.p.bf.timeout = 100 * time.Millisecond
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss[:1], []float64{1})
+	e.sync()
+	require.Eventually(t, func() bool { return hits.Load() >= 1 }, 5*time.Second, 5*time.Millisecond)
+	e.push(e.clock.Now().UnixMilli()+stepMs, model.MetricTypeGauge, lss[1:], []float64{1})
+	e.sync()
+	require.Eventually(t, func() bool {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
+		return testutil.ToFloat64(e.p.m.backfillPending) == 0
+	}, 10*time.Second, 2*backfillPoll)
+	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed), "good read, stuck given up")
+	require.LessOrEqual(t, hits.Load(), int32(6), "three timeouts alone, one together, good's")
+	e.requireSettled(t)
 }
 
 // TestBackfillManyRefused: many series the upstream refuses (a job whose
@@ -723,6 +804,21 @@ func TestBackfillManyRefused(t *testing.T) {
 	}, 20*time.Second, 2*backfillPoll)
 	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed), "the good one read")
 	require.LessOrEqual(t, hits.Load(), int32(4*len(lss)), "splitting, not a storm")
+	e.requireSettled(t)
+}
+
+// requireSettled checks that the backfill queue holds nothing once every
+// request was answered or given up on: a request counted off twice made
+// the queue think none was left while some were read, pausing the reads
+// for nothing (or, below zero, never).
+func (e *env) requireSettled(t *testing.T) {
+	t.Helper()
+	b := e.p.bf
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	require.Zero(t, b.fresh, "requests being read")
+	require.Empty(t, b.parked)
+	require.Equal(t, b.head, len(b.queue))
 }
 
 // TestBackfillRefusedDoNotStallOthers: a run of series the upstream

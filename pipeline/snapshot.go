@@ -23,6 +23,7 @@ import (
 //	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
 //	  since int64 | lastHot int64 | peak float64 | quiet uint32 |
 //	  len uint32 | detector | len uint32 | forecaster }*
+//	{ 2 | len uint32 | upstream | len uint32 | names | len uint32 | first | known uint8 }*
 //	0 | CRC-32 (IEEE) of everything before it
 //
 // little-endian; labels are name 0xff value 0xff pairs (0xff never occurs in
@@ -31,12 +32,15 @@ import (
 // version 1 held the model alone. since, lastHot and peak are the series'
 // incident (see published), so an alert on it outlives a restart; versions
 // 1 and 2 had none. A derived series' prevT is its input definition's hash
-// (flagDef). Another version, a bad checksum or a
+// (flagDef). Records of tag 2 (version 4) are the sets of external label
+// names the remote-read upstream (its URL, redacted) was learnt to add (see
+// keepOwn), so that a restart does not take a sibling's history for a new
+// series' own before they are learnt again. Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (
 	snapMagic   = "omsn"
-	snapVersion = 3
+	snapVersion = 4
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
@@ -261,6 +265,11 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 			return 0, fmt.Errorf("write snapshot: %w", err)
 		}
 	}
+	if p.bf != nil {
+		if err := p.bf.encodeExt(e); err != nil {
+			return 0, fmt.Errorf("write snapshot: %w", err)
+		}
+	}
 	if err := e.u8(0); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
@@ -311,7 +320,7 @@ func (p *Pipeline) restore() {
 	if p.opts.SnapshotPath == "" {
 		return
 	}
-	saved, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now())
+	saved, ext, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		p.logger.Info("No model snapshot; series warm from TSDB history", "path", p.opts.SnapshotPath)
@@ -337,6 +346,9 @@ next:
 	p.restoreMu.Lock()
 	p.restored = m
 	p.restoreMu.Unlock()
+	if p.bf != nil {
+		p.bf.restoreExt(ext)
+	}
 	// The last snapshot written is the one restored, by the process before
 	// (at its shutdown, or its last period): the gauge read 0 until this
 	// process's first, and a dashboard's "since the last snapshot" 56 years.
@@ -346,50 +358,66 @@ next:
 	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", n)
 }
 
-func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
+// savedExt is a set of external label names learnt from an upstream.
+type savedExt struct {
+	upstream, key string
+	set           extSet
+}
+
+func readSnapshot(path string, now time.Time) ([]*savedSeries, []savedExt, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	size := fi.Size()
 	if size < int64(len(snapMagic))+2+1+4 {
-		return nil, fmt.Errorf("snapshot of %d bytes is truncated", size)
+		return nil, nil, fmt.Errorf("snapshot of %d bytes is truncated", size)
 	}
 	// First pass: the checksum, so nothing is decoded from a damaged file.
 	crc := crc32.NewIEEE()
 	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-4)); err != nil {
-		return nil, fmt.Errorf("read snapshot: %w", err)
+		return nil, nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	var sum [4]byte
 	if _, err := f.ReadAt(sum[:], size-4); err != nil {
-		return nil, fmt.Errorf("read snapshot: %w", err)
+		return nil, nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	if binary.LittleEndian.Uint32(sum[:]) != crc.Sum32() {
-		return nil, errors.New("snapshot checksum mismatch")
+		return nil, nil, errors.New("snapshot checksum mismatch")
 	}
 	r := bufio.NewReader(io.NewSectionReader(f, 0, size-4))
 	head := make([]byte, len(snapMagic)+2)
 	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, fmt.Errorf("read snapshot: %w", err)
+		return nil, nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	if string(head[:4]) != snapMagic {
-		return nil, errors.New("not an omen model snapshot")
+		return nil, nil, errors.New("not an omen model snapshot")
 	}
 	version := binary.LittleEndian.Uint16(head[4:])
 	if version < 1 || version > snapVersion {
-		return nil, fmt.Errorf("snapshot version %d, want %d", version, snapVersion)
+		return nil, nil, fmt.Errorf("snapshot version %d, want %d", version, snapVersion)
 	}
 	var out []*savedSeries
+	var ext []savedExt
 	d := decoder{r: r}
 	for {
 		tag := d.u8()
 		if d.err != nil || tag == 0 {
 			break
+		}
+		if tag == 2 && version >= 4 {
+			x := savedExt{upstream: string(d.bytes()), key: string(d.bytes())}
+			x.set.first, x.set.known = string(d.bytes()), d.u8() == 1
+			ext = append(ext, x)
+			continue
+		}
+		if tag != 1 && d.err == nil {
+			d.err = fmt.Errorf("record tag %d", tag)
 		}
 		ls, err := decodeLabels(d.bytes())
 		if err != nil && d.err == nil {
@@ -409,9 +437,9 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		out = append(out, s)
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("decode snapshot: %w", d.err)
+		return nil, nil, fmt.Errorf("decode snapshot: %w", d.err)
 	}
-	return out, nil
+	return out, ext, nil
 }
 
 type decoder struct {

@@ -235,7 +235,7 @@ func TestSnapshotTornTempFile(t *testing.T) {
 	e2.stop()
 	_, err = os.Stat(path + ".tmp")
 	require.ErrorIs(t, err, os.ErrNotExist, "the next snapshot replaced the torn temporary file")
-	saved, err := readSnapshot(path, t0)
+	saved, _, err := readSnapshot(path, t0)
 	require.NoError(t, err)
 	require.Len(t, saved, 1)
 }
@@ -266,7 +266,7 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 	e2 := newEnv(t, "", nil, opts)
 	require.Eventually(t, e2.p.Ready, timeout, tick)
 	e2.stop()
-	saved, err := readSnapshot(path, t0)
+	saved, _, err := readSnapshot(path, t0)
 	require.NoError(t, err)
 	require.Len(t, saved, 1, "the unclaimed state is kept")
 
@@ -280,7 +280,7 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 	e3.p.restored = map[uint64][]*savedSeries{ls.Hash(): {saved[0]}}
 	e3.p.restoreMu.Unlock()
 	e3.stop()
-	saved, err = readSnapshot(path, t0)
+	saved, _, err = readSnapshot(path, t0)
 	require.NoError(t, err)
 	require.Len(t, saved, 2)
 

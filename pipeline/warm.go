@@ -49,8 +49,9 @@ const (
 
 // backfill is the remote-read source of warm starts, shared by the workers.
 type backfill struct {
-	rr  remote.ReadClient
-	url *url.URL // for redacting errors, which quote it with its password
+	rr      remote.ReadClient
+	url     *url.URL      // for redacting errors, which quote it with its password
+	timeout time.Duration // of one request
 
 	mu      sync.Mutex
 	until   time.Time // no reads before
@@ -86,6 +87,10 @@ type bfReq struct {
 	refused    bool
 	answeredAt uint64
 	lone       uint8 // refusals alone
+	// timeouts counts the reads that timed out with the request alone,
+	// slowAt the requests answered when the first began (see slowAlone).
+	timeouts uint8
+	slowAt   uint64
 }
 
 // live reports whether r's series is still its worker's: one dropped
@@ -120,7 +125,7 @@ func newBackfill(u string, maxQueued int) (*backfill, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backfill remote-read client: %s", redact(err, pu))
 	}
-	return &backfill{rr: c, url: pu, max: max(1, maxQueued), notify: make(chan struct{}, 1)}, nil
+	return &backfill{rr: c, url: pu, timeout: remoteReadTimeout, max: max(1, maxQueued), notify: make(chan struct{}, 1)}, nil
 }
 
 // redact returns err's text with u's password masked.
@@ -308,6 +313,9 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 		if reqs == nil {
 			return
 		}
+		if len(reqs) == 1 && reqs[0].timeouts == 0 {
+			reqs[0].slowAt = p.bf.answers() // see slowAlone
+		}
 		res, err := p.bf.read(ctx, reqs)
 		if ctx.Err() != nil {
 			return
@@ -319,6 +327,9 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			}
 			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", r.ls.String(), "err", redact(err, p.bf.url))
 			res, err = []bfResult{{bfReq: r}}, nil
+		} else if err != nil && p.slowAlone(reqs, err) {
+			p.logger.Warn("Warm start by remote read timed out three times for this series alone while the upstream answered others; it warms from local history alone", "series", reqs[0].ls.String(), "timeout", p.bf.timeout)
+			res, err = []bfResult{{bfReq: reqs[0]}}, nil
 		} else if wait := p.bf.done(p.opts.Now(), err); err != nil {
 			p.m.backfillFailed.Inc()
 			if errors.Is(err, context.DeadlineExceeded) {
@@ -376,9 +387,9 @@ func (p *Pipeline) refusedRead(reqs []bfReq, err error) (r bfReq, giveUp bool) {
 		p.bf.retry(reqs)
 		return bfReq{}, false
 	}
-	r = reqs[0]
 	p.bf.settle(reqs) // fresh no more
-	r.lone++
+	reqs[0].lone++    // so that the caller's settle does not count it again
+	r = reqs[0]
 	if answered > r.answeredAt || (answered > 0 && r.lone >= 3) {
 		return r, true
 	}
@@ -387,6 +398,26 @@ func (p *Pipeline) refusedRead(reqs []bfReq, err error) (r bfReq, giveUp bool) {
 		p.bf.pause(p.opts.Now(), p.logger, err) // nothing left that may yet be answered
 	}
 	return bfReq{}, false
+}
+
+// slowAlone reports whether reqs is one request whose read has now timed
+// out alone three times while the upstream answered others since the
+// first began: too much history for one request's timeout, or a series the
+// upstream chokes on, which would otherwise be retried after every backoff
+// for good, each retry pausing every read. Its series warms from local
+// history alone. An upstream slow for everything answers nothing between,
+// and its requests are retried as after an outage.
+func (p *Pipeline) slowAlone(reqs []bfReq, err error) bool {
+	if len(reqs) != 1 || !errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	r := &reqs[0]
+	r.timeouts++
+	if r.timeouts < 3 || p.bf.answers() == r.slowAt {
+		return false
+	}
+	p.m.backfillFailed.Inc()
+	return true
 }
 
 // halve limits the batches reqs go in again to half theirs.
@@ -441,7 +472,7 @@ func (b *backfill) read(ctx context.Context, reqs []bfReq) ([]bfResult, error) {
 		qs[i] = q
 		res[i] = bfResult{bfReq: r, older: ring{t: make([]int64, 0, r.n), v: make([]float64, 0, r.n)}}
 	}
-	ctx, cancel := context.WithTimeout(ctx, remoteReadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	ss, err := b.rr.ReadMultiple(ctx, qs, false)
 	if err != nil {
@@ -663,6 +694,43 @@ func family(name string) string {
 		}
 	}
 	return name
+}
+
+// encodeExt writes the learnt sets of external label names, with the
+// upstream they were learnt from.
+func (b *backfill) encodeExt(e *snapEncoder) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	up := []byte(b.url.Redacted())
+	for k, x := range b.ext {
+		known := uint8(0)
+		if x.known {
+			known = 1
+		}
+		for _, err := range []error{e.u8(2), e.bytes(up), e.bytes([]byte(k)), e.bytes([]byte(x.first)), e.u8(known)} {
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// restoreExt takes the sets saved of this upstream: another one's (the
+// URL changed) may add other labels, and its are learnt again.
+func (b *backfill) restoreExt(saved []savedExt) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	up := b.url.Redacted()
+	for _, x := range saved {
+		if x.upstream != up || len(b.ext) >= maxExtSets {
+			continue
+		}
+		if b.ext == nil {
+			b.ext = map[string]extSet{}
+		}
+		b.ext[x.key] = x.set
+	}
 }
 
 // extSet is a set of label names seen beyond requests' labels: on the
