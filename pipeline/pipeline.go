@@ -129,6 +129,11 @@ type Options struct {
 	// BackfillRemoteReadURL, if set, is remote-read for the older history
 	// of a new series when the TSDB holds fewer than BackfillMaxPoints.
 	BackfillRemoteReadURL string
+	// BackfillExternalLabels, if set, names the labels the upstream adds
+	// to every series (its external labels): an upstream series with
+	// labels beyond a new series' is its history only if they are all
+	// among these. Unset, they are learnt from the upstream's answers.
+	BackfillExternalLabels []string
 	// BackfillMaxPoints bounds the samples a warm start replays.
 	BackfillMaxPoints int
 	// BackfillMaxAge bounds how far back a warm start reads.
@@ -329,6 +334,9 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	if opts.BackfillRemoteReadURL != "" {
 		bf, err := newBackfill(opts.BackfillRemoteReadURL, opts.MaxSeries)
 		if err != nil {
+			return nil, err
+		}
+		if bf.extNames, err = externalNames(opts.BackfillExternalLabels); err != nil {
 			return nil, err
 		}
 		bf.pending = p.m.backfillPending

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
@@ -556,31 +557,40 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
+		names   []string // --backfill.external-label
 		answers []answer
 	}{
-		{"one source", []answer{
+		{"named", []string{"cluster", "replica"}, []answer{
+			{[]bfResult{result("a", "cluster", "eu")}, []bool{true}}, // known at once
+			{[]bfResult{result("b", "cluster", "eu", "replica", "1"), result("c")}, []bool{true, true}},
+			{[]bfResult{result("errors_total", "cluster", "eu", "handler", "/login")}, []bool{false}},
+			{[]bfResult{result("d", "region", "us"), result("e", "region", "us")}, []bool{false, false}}, // nothing learnt
+		}},
+		{"one source", nil, []answer{
 			{[]bfResult{result("a", "cluster", "eu")}, []bool{false}}, // one metric name: not yet known
 			{[]bfResult{result("b", "cluster", "eu"), result("c", "cluster", "eu")}, []bool{true, true}},
 			{[]bfResult{result("errors_total", "cluster", "eu", "handler", "/login")}, []bool{false}},
 			{[]bfResult{result("requests_total", "cluster", "eu", "handler", "/login")}, []bool{false}}, // a sibling's, known or not
 			{[]bfResult{result("a", "cluster", "eu")}, []bool{true}},
 		}},
-		{"HA pair", []answer{
+		{"HA pair", nil, []answer{
 			{[]bfResult{result("a", "cluster", "eu", "replica", "1"), result("b", "cluster", "eu", "replica", "2")}, []bool{true, true}},
 		}},
-		{"two sources", []answer{
+		{"two sources", nil, []answer{
 			{[]bfResult{result("a", "cluster", "eu"), result("b", "region", "us")}, []bool{false, false}},
 			{[]bfResult{result("c", "cluster", "eu"), result("d", "region", "us")}, []bool{true, true}},
 		}},
-		{"one histogram's siblings", []answer{
+		{"one histogram's siblings", nil, []answer{
 			{[]bfResult{result("req_count", "cluster", "eu", "handler", "/login"), result("req_sum", "cluster", "eu", "handler", "/login")}, []bool{false, false}},
 		}},
-		{"no external labels", []answer{
+		{"no external labels", nil, []answer{
 			{[]bfResult{result("a"), result("b", "handler", "/login"), result("c", "handler", "/login")}, []bool{true, false, false}},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := newBackfill("http://upstream/api/v1/read", 10)
+			require.NoError(t, err)
+			b.extNames, err = externalNames(tc.names)
 			require.NoError(t, err)
 			for i, a := range tc.answers {
 				b.keepOwn(a.rs)
@@ -954,4 +964,21 @@ func TestBackfillURLChecked(t *testing.T) {
 	}
 	_, err := newBackfill("https://alice:s3cr3t@prom:9090/api/v1/read", 1)
 	require.NoError(t, err)
+}
+
+// TestBackfillExternalNamesChecked: --backfill.external-label takes label
+// names, comma separated or repeated.
+func TestBackfillExternalNamesChecked(t *testing.T) {
+	got, err := externalNames([]string{"cluster, replica", "region"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"cluster", "replica", "region"}, got)
+	got, err = externalNames(nil)
+	require.NoError(t, err)
+	require.Nil(t, got, "unset: learnt")
+	_, err = externalNames([]string{"__name__"})
+	require.ErrorContains(t, err, `backfill external label "__name__"`)
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { _ = db.Close() })
+	_, err = New(nil, prometheus.NewRegistry(), db, nil, nil, Options{BackfillRemoteReadURL: "http://up/api/v1/read", BackfillExternalLabels: []string{"\xff"}})
+	require.ErrorContains(t, err, "not a label name")
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	config_util "github.com/prometheus/common/config"
@@ -66,10 +67,12 @@ type backfill struct {
 	fresh    int // requests queued or being read, not yet answered or refused alone
 	parked   []bfReq
 	// ext holds the sets of label names the upstream's series had beyond
-	// their requests' (keepOwn).
-	ext     map[string]extSet
-	pending prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
-	notify  chan struct{}
+	// their requests' (keepOwn); extNames, if set, the upstream's external
+	// label names as configured, and nothing is learnt.
+	ext      map[string]extSet
+	extNames []string
+	pending  prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
+	notify   chan struct{}
 }
 
 // bfReq asks for the history of the worker w's series s (labels ls) in
@@ -603,6 +606,15 @@ func readUpstream(ss storage.SeriesSet, res []bfResult) error {
 // in value. Until its set is known a series with extra labels warms from
 // local history (a deployment's first answers have many metric names).
 func (b *backfill) keepOwn(res []bfResult) {
+	if b.extNames != nil {
+		for i := range res {
+			r := &res[i]
+			if !r.from.IsEmpty() && !subset(extraNames(r.from, r.ls), b.extNames) {
+				r.drop()
+			}
+		}
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ext == nil {
@@ -633,8 +645,7 @@ func (b *backfill) keepOwn(res []bfResult) {
 	for i := range res {
 		r := &res[i]
 		if keys[i] != "" && !b.ownSet(keys[i]) {
-			r.older.t, r.older.v, r.older.k = r.older.t[:0], r.older.v[:0], 0
-			r.from = labels.EmptyLabels()
+			r.drop()
 		}
 	}
 }
@@ -744,15 +755,41 @@ type extSet struct {
 // bring many.
 const maxExtSets = 256
 
-// extraKey names, sorted and joined, the labels of ls that want lacks.
-func extraKey(ls, want labels.Labels) string {
+// drop forgets r's history: another series'.
+func (r *bfResult) drop() {
+	r.older.t, r.older.v, r.older.k = r.older.t[:0], r.older.v[:0], 0
+	r.from = labels.EmptyLabels()
+}
+
+// extraNames returns, sorted, the names of the labels of ls that want
+// lacks.
+func extraNames(ls, want labels.Labels) []string {
 	var names []string
 	ls.Range(func(l labels.Label) {
 		if !want.Has(l.Name) {
 			names = append(names, l.Name)
 		}
 	})
-	return strings.Join(names, "\xff") // Range is in name order
+	return names // Range is in name order
+}
+
+// extraKey is extraNames joined.
+func extraKey(ls, want labels.Labels) string {
+	return strings.Join(extraNames(ls, want), "\xff")
+}
+
+// externalNames checks configured external label names.
+func externalNames(names []string) ([]string, error) {
+	names = splitCommas(names)
+	if len(names) == 0 {
+		return nil, nil
+	}
+	for _, n := range names {
+		if !utf8.ValidString(n) || n == labels.MetricName {
+			return nil, fmt.Errorf("backfill external label %q: not a label name", n)
+		}
+	}
+	return names, nil
 }
 
 // hasAll reports whether ls has every label of want.
