@@ -23,10 +23,30 @@ import (
 // scrape interval a new series would warm up for 64 samples (16 minutes)
 // and its forecaster for 192 one-minute buckets (over 3 hours); warmed from
 // Prometheus's history, the first live sample is scored by a ready model
-// and forecasts follow within a forecast interval.
+// and forecasts follow within a forecast interval. Again with external
+// labels, which Prometheus adds to what it answers and the remote_write
+// drops (as deploy/ does), named by --backfill.external-label.
 func TestBackfillFromPrometheus(t *testing.T) {
 	need(t, "prometheus")
 	promtool := need(t, "promtool")
+	for _, tc := range []struct {
+		name     string
+		global   string // Prometheus's global section beyond the interval
+		relabel  string // the remote_write's write_relabel_configs
+		omenArgs []string
+	}{
+		{"plain", "", "", nil},
+		{"external labels", "  external_labels: {cluster: eu1, replica: a}\n",
+			"    write_relabel_configs: [{action: labeldrop, regex: cluster|replica}]\n",
+			[]string{"--backfill.external-label=cluster,replica"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			backfillFromPrometheus(t, promtool, tc.global, tc.relabel, tc.omenArgs...)
+		})
+	}
+}
+
+func backfillFromPrometheus(t *testing.T, promtool, global, relabel string, omenArgs ...string) {
 	exp := &exporter{}
 	srv := httptest.NewServer(exp)
 	defer srv.Close()
@@ -54,20 +74,20 @@ func TestBackfillFromPrometheus(t *testing.T) {
 	require.NoError(t, err, string(out))
 
 	promPort := freePort(t)
-	omen := startOmen(t, "", "--snapshot.interval=1h",
-		"--backfill.remote-read-url=http://127.0.0.1:"+strconv.Itoa(promPort)+"/api/v1/read")
+	omen := startOmen(t, "", append([]string{"--snapshot.interval=1h",
+		"--backfill.remote-read-url=http://127.0.0.1:" + strconv.Itoa(promPort) + "/api/v1/read"}, omenArgs...)...)
 	requirePipeline(t, omen.URL)
 	prom := startPrometheusAt(t, data, promPort, func(string) string {
 		return fmt.Sprintf(`
 global:
   scrape_interval: 15s
-scrape_configs:
+%sscrape_configs:
   - job_name: exporter
     static_configs: [{targets: ['%s']}]
 remote_write:
   - url: %s/api/v1/write
     queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
-`, instance, omen.URL)
+%s`, global, instance, omen.URL, relabel)
 	})
 
 	// Prometheus serves the history it was given.
