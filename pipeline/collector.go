@@ -207,8 +207,12 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 	for _, w := range p.workers {
 		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
-			if s.pub.stale {
-				return // its input went away: so do its metrics
+			if s.pub.stale || (!isDerived(s) && s.silent(holdMs, nowMs)) {
+				// Its input went away, or has sent nothing for the
+				// lookback: so do its metrics. A derived input's
+				// series is evaluated by omen, at an interval that may
+				// be longer, and goes stale when it leaves the result.
+				return
 			}
 			cs := collected{s: s, pub: s.pub, incident: s.inIncident(holdMs, nowMs), fc: -1}
 			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && p.aboveFloor(&s.pub, cs.incident) {

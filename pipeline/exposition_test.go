@@ -185,8 +185,10 @@ func TestFloorKeepsIncidents(t *testing.T) {
 // so one whose series stops sending without a staleness marker is no
 // longer exposed or listed once no sample has arrived for the hold or
 // Prometheus's lookback (5m), whichever is longer; the series' other
-// outputs stay until the sweep, and a sample brings the incident back
-// while it is still within its hold.
+// outputs leave /metrics then too (they held their last values for the
+// hour until the sweep), the API still lists it with its last result's
+// time, and a sample brings it all back, the incident while it is still
+// within its hold.
 func TestIncidentEndsWhenSamplesStop(t *testing.T) {
 	e := newEnv(t, "", nil, func(o *Options) { o.IncidentHold = 2 * time.Minute })
 	ls := labels.FromStrings("__name__", "temperature")
@@ -215,10 +217,15 @@ func TestIncidentEndsWhenSamplesStop(t *testing.T) {
 		require.Equal(t, tc.want, strings.Contains(out, "omen_incident_peak_score"), "%s without samples", tc.after)
 		require.Equal(t, tc.want, strings.Contains(out, "omen_incident_duration_seconds"), "%s without samples", tc.after)
 		require.Equal(t, tc.want, listed(), "%s without samples", tc.after)
-		require.Contains(t, out, `anomaly_score{for="temperature"}`, "the other outputs stay until the sweep")
+		for _, f := range []string{"anomaly_score", "yhat_lower", "omen_model_ready"} {
+			require.Equal(t, tc.want, strings.Contains(out, f+`{for="temperature"}`), "%s: %s without samples", f, tc.after)
+		}
+		require.Len(t, e.p.Anomalies(nil), 1)
 	}
 	e.push(t0.UnixMilli()+702*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[702:703])
 	e.sync()
-	require.Contains(t, scrape(), "omen_incident_peak_score", "a sample within the incident's hold brings it back")
+	out := scrape()
+	require.Contains(t, out, "omen_incident_peak_score", "a sample within the incident's hold brings it back")
+	require.Contains(t, out, `anomaly_score{for="temperature"}`)
 	require.True(t, listed())
 }

@@ -115,10 +115,21 @@ const lookbackMs = 5 * 60_000
 // without a staleness marker (Prometheus stopped, its remote-write cut
 // off) would otherwise stay in one, and its alert firing, until the sweep
 // forgets the series (--detect.stale-after, 1h): omen cannot tell that an
-// event goes on without samples. Its other outputs stay until the sweep.
-// The caller holds the worker's lock.
+// event goes on without samples. The caller holds the worker's lock.
 func (s *series) inIncident(holdMs, nowMs int64) bool {
-	return s.pub.active(holdMs) && nowMs-s.lastSeen <= max(holdMs, lookbackMs)
+	return s.pub.active(holdMs) && !s.silent(holdMs, nowMs)
+}
+
+// silent reports whether no sample of s has arrived for the incident hold
+// or Prometheus's lookback, whichever is longer (wall clock). An ingested
+// series silent so leaves /metrics (see walkOutputs) until its next
+// sample, as its input has left Prometheus's queries: its outputs there,
+// which carry no timestamps, would otherwise hold their last values for
+// the hour until the sweep, hiding that its Prometheus stopped or its
+// remote-write was cut off (a flat line in Grafana where the input shows
+// a gap).
+func (s *series) silent(holdMs, nowMs int64) bool {
+	return nowMs-s.lastSeen > max(holdMs, lookbackMs)
 }
 
 // maxHorizons bounds the forecast horizons of a series.
