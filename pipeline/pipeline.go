@@ -339,6 +339,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 		if bf.extNames, err = externalNames(opts.BackfillExternalLabels); err != nil {
 			return nil, err
 		}
+		bf.maxAge, bf.now = opts.BackfillMaxAge, opts.Now
 		bf.pending = p.m.backfillPending
 		p.bf = bf
 	}

@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -506,22 +508,13 @@ func TestBackfillExternalSetsSurviveRestart(t *testing.T) {
 	lone := labels.FromStrings("__name__", "temperature", "room", "a")
 	srv := httptest.NewServer(upstreamWith(t, labels.FromStrings("cluster", "eu1"), []labels.Labels{known, known2, lone}, seasonal(n, 3), atStep))
 	defer srv.Close()
-	path := filepath.Join(t.TempDir(), "models.snap")
-	opts := func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.SnapshotPath = path; o.Workers = 1 }
-	dir := t.TempDir()
-	e := newEnv(t, dir, nil, opts)
-	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
-	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{known, known2}, []float64{1, 1})
-	e.backfilled(t)
-	require.Equal(t, float64(2*n), testutil.ToFloat64(e.p.m.warmed))
-	e.stop()
-	require.NoError(t, e.db.Close())
+	dir, path, opts := runBeforeRestart(t, srv.URL, n, known, known2)
 
 	_, saved, err := readSnapshot(path, t0)
 	require.NoError(t, err)
 	other, err := newBackfill("http://elsewhere:9090/api/v1/read", 10)
 	require.NoError(t, err)
-	other.restoreExt(saved)
+	other.restoreExt(saved, t0)
 	require.Empty(t, other.ext, "another upstream's sets")
 
 	e2 := newEnv(t, dir, nil, opts)
@@ -557,43 +550,34 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
-		names   []string // --backfill.external-label
 		answers []answer
 	}{
-		{"named", []string{"cluster", "replica"}, []answer{
-			{[]bfResult{result("a", "cluster", "eu")}, []bool{true}}, // known at once
-			{[]bfResult{result("b", "cluster", "eu", "replica", "1"), result("c")}, []bool{true, true}},
-			{[]bfResult{result("errors_total", "cluster", "eu", "handler", "/login")}, []bool{false}},
-			{[]bfResult{result("d", "region", "us"), result("e", "region", "us")}, []bool{false, false}}, // nothing learnt
-		}},
-		{"one source", nil, []answer{
+		{"one source", []answer{
 			{[]bfResult{result("a", "cluster", "eu")}, []bool{false}}, // one metric name: not yet known
 			{[]bfResult{result("b", "cluster", "eu"), result("c", "cluster", "eu")}, []bool{true, true}},
 			{[]bfResult{result("errors_total", "cluster", "eu", "handler", "/login")}, []bool{false}},
 			{[]bfResult{result("requests_total", "cluster", "eu", "handler", "/login")}, []bool{false}}, // a sibling's, known or not
 			{[]bfResult{result("a", "cluster", "eu")}, []bool{true}},
 		}},
-		{"HA pair", nil, []answer{
+		{"HA pair", []answer{
 			{[]bfResult{result("a", "cluster", "eu", "replica", "1"), result("b", "cluster", "eu", "replica", "2")}, []bool{true, true}},
 		}},
-		{"two sources", nil, []answer{
+		{"two sources", []answer{
 			{[]bfResult{result("a", "cluster", "eu"), result("b", "region", "us")}, []bool{false, false}},
 			{[]bfResult{result("c", "cluster", "eu"), result("d", "region", "us")}, []bool{true, true}},
 		}},
-		{"one histogram's siblings", nil, []answer{
+		{"one histogram's siblings", []answer{
 			{[]bfResult{result("req_count", "cluster", "eu", "handler", "/login"), result("req_sum", "cluster", "eu", "handler", "/login")}, []bool{false, false}},
 		}},
-		{"no external labels", nil, []answer{
+		{"no external labels", []answer{
 			{[]bfResult{result("a"), result("b", "handler", "/login"), result("c", "handler", "/login")}, []bool{true, false, false}},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := newBackfill("http://upstream/api/v1/read", 10)
 			require.NoError(t, err)
-			b.extNames, err = externalNames(tc.names)
-			require.NoError(t, err)
 			for i, a := range tc.answers {
-				b.keepOwn(a.rs)
+				b.keepOwn(a.rs, t0)
 				kept := make([]bool, len(a.rs))
 				for j, r := range a.rs {
 					kept[j] = r.older.len() > 0
@@ -613,13 +597,13 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := range 200 {
-				b.keepOwn([]bfResult{result(fmt.Sprint("m", i, j), "cluster", "eu", fmt.Sprint("x", i, j), "1")})
+				b.keepOwn([]bfResult{result(fmt.Sprint("m", i, j), "cluster", "eu", fmt.Sprint("x", i, j), "1")}, t0)
 			}
 		}()
 	}
 	wg.Wait()
 	rs := []bfResult{result("late1", "zone", "a"), result("late2", "zone", "a")}
-	b.keepOwn(rs)
+	b.keepOwn(rs, t0)
 	require.Positive(t, rs[0].older.len(), "a set new after the cap is learnt")
 }
 
@@ -760,29 +744,163 @@ func TestBackfillLoneRefusedGivenUp(t *testing.T) {
 // TestBackfillLoneTimeoutGivenUp: a series whose read always times out
 // (the upstream chokes on it) was retried after every backoff for good,
 // each timeout pausing every read. Once it has timed out alone three times
-// while the upstream answered others, it warms from local history alone;
-// a good series queued with it is read meanwhile.
+// while the upstream answered others, it warms from local history alone.
+// It stays alone once it timed out alone: the good series queued during
+// the backoffs are not batched with it, to time out with it. Timeouts
+// while nothing else is answered (an outage) do not count.
 func TestBackfillLoneTimeoutGivenUp(t *testing.T) {
-	const n = 100
-	lss := named("stuck", "good")
-	var hits atomic.Int32
-	srv := httptest.NewServer(stalling(t, upstream(t, lss, seasonal(n, 3), atStep), &hits, func(v string) bool { return v == "stuck" }))
+	const n, goods = 100, 6
+	lss := named("stuck")
+	for i := range goods {
+		lss = append(lss, labels.FromStrings("__name__", fmt.Sprint("good", i)))
+	}
+	var hits, dragged atomic.Int32
+	var down atomic.Bool
+	h := stalling(t, upstream(t, lss, seasonal(n, 3), atStep), &hits, func(v string) bool { return down.Load() || v == "stuck" })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		req, err := remote.DecodeReadRequest(r)
+		require.NoError(t, err)
+		if len(req.Queries) > 1 && strings.Contains(req.String(), `"stuck"`) {
+			dragged.Add(1)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
 	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
-	e.p.bf.timeout = 100 * time.Millisecond
-	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
-	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss[:1], []float64{1})
-	e.sync()
-	require.Eventually(t, func() bool { return hits.Load() >= 1 }, 5*time.Second, 5*time.Millisecond)
-	e.push(e.clock.Now().UnixMilli()+stepMs, model.MetricTypeGauge, lss[1:], []float64{1})
-	e.sync()
+	e.goodWhileStuck(t, lss[0], lss[1], &hits, n, 100*time.Millisecond) // that timeout counts
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.backfillFailed) >= 1 }, 5*time.Second, 5*time.Millisecond)
+
+	// An outage: nothing is answered, and stuck's timeouts do not count.
+	down.Store(true)
+	for range 5 {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
+		time.Sleep(2 * backfillPoll)
+	}
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.backfillPending), "not given up in an outage")
+	down.Store(false)
+
+	// Good series come, one per backoff, and are answered while stuck's
+	// reads time out.
+	for i := 1; i < goods; i++ {
+		e.push(e.clock.Now().UnixMilli()+int64(i+1)*stepMs, model.MetricTypeGauge, lss[1+i:2+i], []float64{1})
+		e.sync()
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
+		time.Sleep(2 * backfillPoll)
+	}
 	require.Eventually(t, func() bool {
 		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
 		return testutil.ToFloat64(e.p.m.backfillPending) == 0
 	}, 10*time.Second, 2*backfillPoll)
-	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed), "good read, stuck given up")
-	require.LessOrEqual(t, hits.Load(), int32(6), "three timeouts alone, one together, good's")
+	require.Equal(t, float64(goods*n), testutil.ToFloat64(e.p.m.warmed), "the good ones read, stuck given up")
+	require.Zero(t, dragged.Load(), "a good series batched with stuck")
 	e.requireSettled(t)
+}
+
+// TestBackfillParkedNotStranded: a series refused alone waits aside while
+// another request may yet be answered; when that last one was settled
+// otherwise (its series gone, here; or given up) rather than answered,
+// nothing queued the parked one again, and it waited for good.
+func TestBackfillParkedNotStranded(t *testing.T) {
+	const n = 100
+	lss := named("stuck", "good", "poison")
+	var hits, refusals atomic.Int32
+	h := refusing(t, upstream(t, lss, seasonal(n, 3), atStep), &refusals, func(v string) bool { return v == "poison" })
+	srv := httptest.NewServer(stalling(t, h, &hits, func(v string) bool { return v == "stuck" }))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.goodWhileStuck(t, lss[0], lss[1], &hits, n, 300*time.Millisecond)
+	e.push(e.clock.Now().UnixMilli()+2*stepMs, model.MetricTypeGauge, lss[2:], []float64{1})
+	e.sync()
+	require.Eventually(t, func() bool {
+		e.p.bf.mu.Lock()
+		defer e.p.bf.mu.Unlock()
+		return len(e.p.bf.parked) == 1
+	}, 5*time.Second, 5*time.Millisecond, "poison refused alone, waiting aside")
+	var stuck []storage.SeriesRef
+	for _, w := range e.p.workers {
+		w.view(func(s *series) {
+			if s.name == "stuck" {
+				stuck = append(stuck, s.ref)
+			}
+		})
+	}
+	e.p.SeriesDeleted(stuck)
+	e.sync()
+	require.Eventually(t, func() bool {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax))
+		return testutil.ToFloat64(e.p.m.backfillPending) == 0
+	}, 10*time.Second, 2*backfillPoll, "poison retried and given up too, not parked for good")
+	e.requireSettled(t)
+}
+
+// TestBackfillExactMatchesNotSaved: an upstream without external labels
+// teaches that exact matches come (every set with labels beyond is a
+// sibling's). Saved, that refused every series' own history after a
+// restart once the same URL's upstream had been given external labels
+// (a Prometheus that joined Thanos); it is learnt again from one exact
+// match instead. The sets that are saved are forgotten when not seen for
+// --backfill.max-age.
+func TestBackfillExactMatchesNotSaved(t *testing.T) {
+	const n = 100
+	a := labels.FromStrings("__name__", "requests_total", "code", "200")
+	b := labels.FromStrings("__name__", "latency_seconds", "code", "200")
+	c := labels.FromStrings("__name__", "temperature", "room", "a")
+	var cur atomic.Pointer[http.Handler]
+	h1 := upstream(t, []labels.Labels{a, b, c}, seasonal(n, 3), atStep)
+	cur.Store(&h1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*cur.Load()).ServeHTTP(w, r) }))
+	defer srv.Close()
+	dir, _, opts := runBeforeRestart(t, srv.URL, n, a)
+
+	h2 := upstreamWith(t, labels.FromStrings("cluster", "eu1"), []labels.Labels{a, b, c}, seasonal(n, 3), atStep)
+	cur.Store(&h2)
+	e2 := newEnv(t, dir, nil, opts)
+	e2.clock.set(t0.Add((n + 1) * stepMs * time.Millisecond))
+	e2.push(e2.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{b, c}, []float64{1, 1})
+	e2.backfilled(t)
+	require.Equal(t, float64(2*n), testutil.ToFloat64(e2.p.m.warmed), "two new series of two families with their own history")
+
+	bf, err := newBackfill("http://upstream/api/v1/read", 10)
+	require.NoError(t, err)
+	bf.ext = map[string]extSet{"cluster": {first: "a", known: true, seen: t0.Unix()}}
+	saved := bf.savedExts()
+	for _, tc := range []struct {
+		at   time.Time
+		kept bool
+	}{{t0.Add(bf.maxAge), true}, {t0.Add(bf.maxAge + time.Second), false}} {
+		bf.ext = nil
+		bf.restoreExt(saved, tc.at)
+		require.Equal(t, tc.kept, bf.ext["cluster"].known, "restored %s after it was seen", tc.at.Sub(t0))
+	}
+	bf.keepOwn(nil, t0.Add(bf.maxAge+time.Second))
+	require.Empty(t, bf.ext, "forgotten in memory too")
+}
+
+// TestBackfillSnapshotNamesNoSecret: the upstream is saved with the sets as
+// a hash of its URL without its user: a password, or a token in the query,
+// is not written to the snapshot, and a changed password keeps the sets.
+func TestBackfillSnapshotNamesNoSecret(t *testing.T) {
+	b, err := newBackfill("http://alice:pw@prom:9090/api/v1/read?api_key=s3cr3t", 10)
+	require.NoError(t, err)
+	b.ext = map[string]extSet{"cluster": {first: "a", known: true, seen: t0.Unix()}}
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	e := &snapEncoder{w: w, crc: crc32.NewIEEE()}
+	for _, x := range b.savedExts() {
+		require.NoError(t, e.ext(x))
+	}
+	require.NoError(t, w.Flush())
+	for _, secret := range []string{"s3cr3t", "alice", "pw@"} {
+		require.NotContains(t, buf.String(), secret)
+	}
+	other, err := newBackfill("http://alice:rotated@prom:9090/api/v1/read?api_key=s3cr3t", 10)
+	require.NoError(t, err)
+	other.restoreExt(b.savedExts(), t0)
+	require.True(t, other.ext["cluster"].known)
 }
 
 // TestBackfillManyRefused: many series the upstream refuses (a job whose
@@ -815,6 +933,40 @@ func TestBackfillManyRefused(t *testing.T) {
 	require.Equal(t, float64(n), testutil.ToFloat64(e.p.m.warmed), "the good one read")
 	require.LessOrEqual(t, hits.Load(), int32(4*len(lss)), "splitting, not a storm")
 	e.requireSettled(t)
+}
+
+// runBeforeRestart runs omen warming from upstream with a snapshot: the
+// first sample of each of lss, each warmed with the upstream's n samples,
+// then it stops (taking the snapshot). It returns the TSDB's directory,
+// the snapshot's path and the options, to start again with.
+func runBeforeRestart(t *testing.T, upstream string, n int, lss ...labels.Labels) (string, string, func(*Options)) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.BackfillRemoteReadURL = upstream; o.SnapshotPath = path; o.Workers = 1 }
+	dir := t.TempDir()
+	e := newEnv(t, dir, nil, opts)
+	e.clock.set(t0.Add(time.Duration(n) * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss, make([]float64, len(lss)))
+	e.backfilled(t)
+	require.Equal(t, float64(len(lss)*n), testutil.ToFloat64(e.p.m.warmed))
+	e.stop()
+	require.NoError(t, e.db.Close())
+	return dir, path, opts
+}
+
+// goodWhileStuck sets reads to time out after timeout, sends stuck's first
+// sample, and once its read is on the way (hits) good's, which the
+// upstream answers (n samples) while stuck's read hangs.
+func (e *env) goodWhileStuck(t *testing.T, stuck, good labels.Labels, hits *atomic.Int32, n int, timeout time.Duration) {
+	t.Helper()
+	e.p.bf.timeout = timeout
+	e.clock.set(t0.Add(time.Duration(n) * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{stuck}, []float64{1})
+	e.sync()
+	require.Eventually(t, func() bool { return hits.Load() >= 1 }, 5*time.Second, 5*time.Millisecond)
+	e.push(e.clock.Now().UnixMilli()+stepMs, model.MetricTypeGauge, []labels.Labels{good}, []float64{1})
+	e.sync()
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.warmed) == float64(n) }, 5*time.Second, 5*time.Millisecond)
 }
 
 // requireSettled checks that the backfill queue holds nothing once every
@@ -967,18 +1119,65 @@ func TestBackfillURLChecked(t *testing.T) {
 }
 
 // TestBackfillExternalNamesChecked: --backfill.external-label takes label
-// names, comma separated or repeated.
+// names or name=value pairs, comma separated or repeated.
 func TestBackfillExternalNamesChecked(t *testing.T) {
-	got, err := externalNames([]string{"cluster, replica", "region"})
+	got, err := externalNames([]string{"cluster=eu1, replica", "region = us"})
 	require.NoError(t, err)
-	require.Equal(t, []string{"cluster", "replica", "region"}, got)
+	require.Equal(t, map[string]string{"cluster": "eu1", "replica": "", "region": "us"}, got)
 	got, err = externalNames(nil)
 	require.NoError(t, err)
 	require.Nil(t, got, "unset: learnt")
-	_, err = externalNames([]string{"__name__"})
-	require.ErrorContains(t, err, `backfill external label "__name__"`)
+	for _, bad := range []string{"__name__", "=eu", "cluster,cluster=eu"} {
+		_, err = externalNames([]string{bad})
+		require.ErrorContains(t, err, "backfill external label", bad)
+	}
 	db := openDB(t, t.TempDir())
 	t.Cleanup(func() { _ = db.Close() })
 	_, err = New(nil, prometheus.NewRegistry(), db, nil, nil, Options{BackfillRemoteReadURL: "http://up/api/v1/read", BackfillExternalLabels: []string{"\xff"}})
-	require.ErrorContains(t, err, "not a label name")
+	require.ErrorContains(t, err, "want a label name")
+}
+
+// TestBackfillNamedExternalLabels: with the external labels named, a new
+// series takes an upstream series as its own history from the first
+// answer if its labels beyond are all named, and of the named value where
+// one is given: a store holding several sources (Thanos, a Mimir tenant)
+// has other clusters' series of the same labels, and a name alone takes
+// theirs for a series new upstream (names alone are for one Prometheus or
+// an HA pair).
+func TestBackfillNamedExternalLabels(t *testing.T) {
+	const n = 100
+	fresh := labels.FromStrings("__name__", "errors_total", "code", "500")
+	withLabels := func(extra ...string) labels.Labels {
+		b := labels.NewBuilder(fresh)
+		for i := 0; i+1 < len(extra); i += 2 {
+			b.Set(extra[i], extra[i+1])
+		}
+		return b.Labels()
+	}
+	for _, tc := range []struct {
+		name     string
+		ext      labels.Labels // the upstream's own external labels
+		upstream []labels.Labels
+		flag     []string
+		warmed   float64
+	}{
+		{"a Prometheus with external labels, one series", labels.FromStrings("cluster", "eu1"), []labels.Labels{fresh}, []string{"cluster"}, n},
+		{"a sibling's unnamed label", labels.FromStrings("cluster", "eu1"), []labels.Labels{withLabels("handler", "/login")}, []string{"cluster"}, 0},
+		{"another source's, by name", labels.EmptyLabels(), []labels.Labels{withLabels("cluster", "us")}, []string{"cluster"}, n},
+		{"another source's, by value", labels.EmptyLabels(), []labels.Labels{withLabels("cluster", "us")}, []string{"cluster=eu"}, 0},
+		{"its own source's, by value", labels.EmptyLabels(), []labels.Labels{withLabels("cluster", "us"), withLabels("cluster", "eu")}, []string{"cluster=eu"}, n},
+		{"a Prometheus's own external label, by value", labels.FromStrings("cluster", "eu"), []labels.Labels{fresh}, []string{"cluster=eu"}, n},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(upstreamWith(t, tc.ext, tc.upstream, seasonal(n, 3), atStep))
+			defer srv.Close()
+			e := newEnv(t, "", nil, func(o *Options) {
+				o.BackfillRemoteReadURL, o.BackfillExternalLabels, o.Workers = srv.URL, tc.flag, 1
+			})
+			e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+			e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{fresh}, []float64{1})
+			e.backfilled(t)
+			require.Equal(t, tc.warmed, testutil.ToFloat64(e.p.m.warmed))
+		})
+	}
 }

@@ -23,7 +23,7 @@ import (
 //	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
 //	  since int64 | lastHot int64 | peak float64 | quiet uint32 |
 //	  len uint32 | detector | len uint32 | forecaster }*
-//	{ 2 | len uint32 | upstream | len uint32 | names | len uint32 | first | known uint8 }*
+//	{ 2 | len uint32 | upstream | len uint32 | names | len uint32 | first | known uint8 | seen int64 }*
 //	0 | CRC-32 (IEEE) of everything before it
 //
 // little-endian; labels are name 0xff value 0xff pairs (0xff never occurs in
@@ -33,9 +33,11 @@ import (
 // incident (see published), so an alert on it outlives a restart; versions
 // 1 and 2 had none. A derived series' prevT is its input definition's hash
 // (flagDef). Records of tag 2 (version 4) are the sets of external label
-// names the remote-read upstream (its URL, redacted) was learnt to add (see
-// keepOwn), so that a restart does not take a sibling's history for a new
-// series' own before they are learnt again. Another version, a bad checksum or a
+// names the remote-read upstream (a hash of its URL) was learnt to add
+// (see keepOwn), with when each last came (unix seconds), so that a
+// restart does not take a sibling's history for a new series' own before
+// they are learnt again; a snapshot without them is written as version 3,
+// which the release before reads. Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (
@@ -184,6 +186,20 @@ func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int
 	return nil
 }
 
+// ext writes one learnt set of external label names.
+func (e *snapEncoder) ext(x savedExt) error {
+	known := uint8(0)
+	if x.set.known {
+		known = 1
+	}
+	for _, err := range []error{e.u8(2), e.bytes([]byte(x.upstream)), e.bytes([]byte(x.key)), e.bytes([]byte(x.set.first)), e.u8(known), e.u64(uint64(x.set.seen))} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // encodeRestored writes the restored states no series has claimed yet
 // (their first sample since the restart has not come): a snapshot taken
 // before it comes must keep them, or a second restart loses them.
@@ -249,8 +265,16 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 	if err := e.write([]byte(snapMagic)); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
+	var ext []savedExt
+	if p.bf != nil {
+		ext = p.bf.savedExts()
+	}
 	var v [2]byte
-	binary.LittleEndian.PutUint16(v[:], snapVersion)
+	version := uint16(snapVersion)
+	if len(ext) == 0 {
+		version = 3
+	}
+	binary.LittleEndian.PutUint16(v[:], version)
 	if err := e.write(v[:]); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
@@ -265,8 +289,8 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 			return 0, fmt.Errorf("write snapshot: %w", err)
 		}
 	}
-	if p.bf != nil {
-		if err := p.bf.encodeExt(e); err != nil {
+	for _, x := range ext {
+		if err := e.ext(x); err != nil {
 			return 0, fmt.Errorf("write snapshot: %w", err)
 		}
 	}
@@ -347,7 +371,7 @@ next:
 	p.restored = m
 	p.restoreMu.Unlock()
 	if p.bf != nil {
-		p.bf.restoreExt(ext)
+		p.bf.restoreExt(ext, p.opts.Now())
 	}
 	// The last snapshot written is the one restored, by the process before
 	// (at its shutdown, or its last period): the gauge read 0 until this
@@ -412,7 +436,7 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, []savedExt, error
 		}
 		if tag == 2 && version >= 4 {
 			x := savedExt{upstream: string(d.bytes()), key: string(d.bytes())}
-			x.set.first, x.set.known = string(d.bytes()), d.u8() == 1
+			x.set.first, x.set.known, x.set.seen = string(d.bytes()), d.u8() == 1, int64(d.u64())
 			ext = append(ext, x)
 			continue
 		}

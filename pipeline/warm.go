@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,10 +69,12 @@ type backfill struct {
 	fresh    int // requests queued or being read, not yet answered or refused alone
 	parked   []bfReq
 	// ext holds the sets of label names the upstream's series had beyond
-	// their requests' (keepOwn); extNames, if set, the upstream's external
-	// label names as configured, and nothing is learnt.
+	// their requests' (keepOwn); ext the upstream's external labels as
+	// configured (name to value, "" for any), and then nothing is learnt.
 	ext      map[string]extSet
-	extNames []string
+	extNames map[string]string
+	maxAge   time.Duration // a learnt set not seen again for this long is forgotten
+	now      func() time.Time
 	pending  prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
 	notify   chan struct{}
 }
@@ -90,8 +94,9 @@ type bfReq struct {
 	refused    bool
 	answeredAt uint64
 	lone       uint8 // refusals alone
-	// timeouts counts the reads that timed out with the request alone,
-	// slowAt the requests answered when the first began (see slowAlone).
+	// timeouts counts the reads that timed out with the request alone
+	// while others were answered, slowAt the requests answered when its
+	// latest read began (see slowAlone).
 	timeouts uint8
 	slowAt   uint64
 }
@@ -128,7 +133,10 @@ func newBackfill(u string, maxQueued int) (*backfill, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backfill remote-read client: %s", redact(err, pu))
 	}
-	return &backfill{rr: c, url: pu, timeout: remoteReadTimeout, max: max(1, maxQueued), notify: make(chan struct{}, 1)}, nil
+	return &backfill{
+		rr: c, url: pu, timeout: remoteReadTimeout, max: max(1, maxQueued), notify: make(chan struct{}, 1),
+		maxAge: DefaultOptions().BackfillMaxAge, now: time.Now,
+	}, nil
 }
 
 // redact returns err's text with u's password masked.
@@ -240,14 +248,24 @@ func (b *backfill) answers() uint64 {
 	return b.answered
 }
 
-// settle counts rs, answered, given up on or gone, off fresh.
+// settle counts rs, answered, given up on or gone, off fresh. If that
+// leaves only parked requests, they are queued again: nothing else would
+// (a read answered, or a refusal while none is fresh), and they would wait
+// for good.
 func (b *backfill) settle(rs []bfReq) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	for _, r := range rs {
 		if r.lone == 0 {
 			b.fresh--
 		}
+	}
+	unpark := b.fresh == 0 && len(b.parked) > 0
+	if unpark {
+		b.unparkLocked()
+	}
+	b.mu.Unlock()
+	if unpark {
+		b.wake()
 	}
 }
 
@@ -316,7 +334,7 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 		if reqs == nil {
 			return
 		}
-		if len(reqs) == 1 && reqs[0].timeouts == 0 {
+		if len(reqs) == 1 {
 			reqs[0].slowAt = p.bf.answers() // see slowAlone
 		}
 		res, err := p.bf.read(ctx, reqs)
@@ -336,7 +354,13 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 		} else if wait := p.bf.done(p.opts.Now(), err); err != nil {
 			p.m.backfillFailed.Inc()
 			if errors.Is(err, context.DeadlineExceeded) {
-				halve(reqs) // too much history for one request's timeout, maybe
+				// Too much history for one request's timeout, maybe;
+				// one alone stays alone, not batched with the series
+				// queued meanwhile, which would time out with it.
+				halve(reqs)
+				if len(reqs) == 1 {
+					reqs[0].limit = 1
+				}
 			}
 			p.bf.retry(reqs)
 			if wait > 0 {
@@ -404,19 +428,22 @@ func (p *Pipeline) refusedRead(reqs []bfReq, err error) (r bfReq, giveUp bool) {
 }
 
 // slowAlone reports whether reqs is one request whose read has now timed
-// out alone three times while the upstream answered others since the
-// first began: too much history for one request's timeout, or a series the
-// upstream chokes on, which would otherwise be retried after every backoff
-// for good, each retry pausing every read. Its series warms from local
-// history alone. An upstream slow for everything answers nothing between,
-// and its requests are retried as after an outage.
+// out alone three times while the upstream answered others: too much
+// history for one request's timeout, or a series the upstream chokes on,
+// which would otherwise be retried after every backoff for good, each
+// retry pausing every read. Its series warms from local history alone. A
+// timeout while nothing else was answered (an outage, an upstream slow for
+// everything) does not count, and its requests are retried as after one.
 func (p *Pipeline) slowAlone(reqs []bfReq, err error) bool {
 	if len(reqs) != 1 || !errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	r := &reqs[0]
+	if p.bf.answers() == r.slowAt {
+		return false
+	}
 	r.timeouts++
-	if r.timeouts < 3 || p.bf.answers() == r.slowAt {
+	if r.timeouts < 3 {
 		return false
 	}
 	p.m.backfillFailed.Inc()
@@ -468,7 +495,16 @@ func (b *backfill) read(ctx context.Context, reqs []bfReq) ([]bfResult, error) {
 	qs := make([]*prompb.Query, len(reqs))
 	res := make([]bfResult, len(reqs))
 	for i, r := range reqs {
-		q, err := remote.ToQuery(r.mint, r.maxt, equalMatchers(r.ls), nil)
+		ms := equalMatchers(r.ls)
+		for n, v := range b.extNames {
+			if v != "" && !r.ls.Has(n) {
+				// The upstream's own external label (a Prometheus
+				// drops the matcher) or one source of many (Thanos,
+				// a Mimir tenant): not another source's series.
+				ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, n, v))
+			}
+		}
+		q, err := remote.ToQuery(r.mint, r.maxt, ms, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -481,10 +517,16 @@ func (b *backfill) read(ctx context.Context, reqs []bfReq) ([]bfResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := readUpstream(ss, res); err != nil {
+	var own func(ls, want labels.Labels) bool // nil: learnt (keepOwn)
+	if b.extNames != nil {
+		own = b.named
+	}
+	if err := readUpstream(ss, res, own); err != nil {
 		return nil, err
 	}
-	b.keepOwn(res)
+	if own == nil {
+		b.keepOwn(res, b.now())
+	}
 	return res, nil
 }
 
@@ -553,8 +595,9 @@ func (r *ring) read(ss storage.SeriesSet, ls labels.Labels) error {
 // labels (equality matchers also select series with more), the one with
 // the fewest (its own, or its own plus the external labels, which every
 // series returned carries alike); the first of equals (an HA pair's
-// replicas).
-func readUpstream(ss storage.SeriesSet, res []bfResult) error {
+// replicas). If own is not nil, only of the series it says are a result's
+// own.
+func readUpstream(ss storage.SeriesSet, res []bfResult, own func(ls, want labels.Labels) bool) error {
 	best := make([]int, len(res))
 	var alt ring // an equal candidate, read to compare
 	for ss.Next() {
@@ -562,7 +605,7 @@ func readUpstream(ss storage.SeriesSet, res []bfResult) error {
 		n := ls.Len()
 		for i := range res {
 			r := &res[i]
-			if (best[i] > 0 && n > best[i]) || !hasAll(ls, r.ls) {
+			if (best[i] > 0 && n > best[i]) || !hasAll(ls, r.ls) || (own != nil && !own(ls, r.ls)) {
 				continue
 			}
 			if best[i] == n {
@@ -605,20 +648,20 @@ func readUpstream(ss storage.SeriesSet, res []bfResult) error {
 // external labels has several); by name, as an HA pair's replicas differ
 // in value. Until its set is known a series with extra labels warms from
 // local history (a deployment's first answers have many metric names).
-func (b *backfill) keepOwn(res []bfResult) {
-	if b.extNames != nil {
-		for i := range res {
-			r := &res[i]
-			if !r.from.IsEmpty() && !subset(extraNames(r.from, r.ls), b.extNames) {
-				r.drop()
-			}
-		}
-		return
-	}
+func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ext == nil {
 		b.ext = map[string]extSet{}
+	}
+	seen := now.Unix()
+	for k, e := range b.ext {
+		// The upstream changed (external labels added, say): an exact
+		// match or a smaller set learnt before would refuse every
+		// series' own history for good, across restarts too.
+		if time.Duration(seen-e.seen)*time.Second > b.maxAge {
+			delete(b.ext, k)
+		}
 	}
 	keys := make([]string, len(res))
 	for i := range res {
@@ -632,14 +675,17 @@ func (b *backfill) keepOwn(res []bfResult) {
 		case keys[i] == "":
 			// An exact match: the upstream adds no labels to some
 			// series, so any set with labels beyond holds a sibling's.
-			b.ext[""] = extSet{known: true}
+			b.ext[""] = extSet{known: true, seen: seen}
 		case !ok:
 			if len(b.ext) >= maxExtSets {
 				b.evictUnknown()
 			}
-			b.ext[keys[i]] = extSet{first: name}
+			b.ext[keys[i]] = extSet{first: name, seen: seen}
 		case !e.known && name != e.first:
-			b.ext[keys[i]] = extSet{first: e.first, known: true}
+			b.ext[keys[i]] = extSet{first: e.first, known: true, seen: seen}
+		default:
+			e.seen = seen
+			b.ext[keys[i]] = e
 		}
 	}
 	for i := range res {
@@ -707,34 +753,48 @@ func family(name string) string {
 	return name
 }
 
-// encodeExt writes the learnt sets of external label names, with the
-// upstream they were learnt from.
-func (b *backfill) encodeExt(e *snapEncoder) error {
+// savedExts returns the learnt sets of external label names to save,
+// with the upstream they were learnt from; none if they are configured.
+// Not the exact matches' (""): it refuses every set with labels beyond,
+// and an upstream given external labels since (a Prometheus that joined
+// Thanos) would then warm nothing after every restart for a day; one
+// exact match learns it again.
+func (b *backfill) savedExts() []savedExt {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	up := []byte(b.url.Redacted())
+	if b.extNames != nil {
+		return nil
+	}
+	out := make([]savedExt, 0, len(b.ext))
 	for k, x := range b.ext {
-		known := uint8(0)
-		if x.known {
-			known = 1
-		}
-		for _, err := range []error{e.u8(2), e.bytes(up), e.bytes([]byte(k)), e.bytes([]byte(x.first)), e.u8(known)} {
-			if err != nil {
-				return err
-			}
+		if k != "" {
+			out = append(out, savedExt{upstream: b.upstreamID(), key: k, set: x})
 		}
 	}
-	return nil
+	return out
 }
 
-// restoreExt takes the sets saved of this upstream: another one's (the
-// URL changed) may add other labels, and its are learnt again.
-func (b *backfill) restoreExt(saved []savedExt) {
+// upstreamID names the upstream in the snapshot: a hash of its URL without
+// its user, so no secret (a password, a token in the query) is written.
+func (b *backfill) upstreamID() string {
+	u := *b.url
+	u.User = nil
+	sum := sha256.Sum256([]byte(u.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// restoreExt takes the sets saved of this upstream, seen within maxAge
+// before now: another upstream's (the URL changed) may add other labels,
+// and its are learnt again; configured ones need none.
+func (b *backfill) restoreExt(saved []savedExt, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	up := b.url.Redacted()
+	if b.extNames != nil {
+		return
+	}
+	up := b.upstreamID()
 	for _, x := range saved {
-		if x.upstream != up || len(b.ext) >= maxExtSets {
+		if x.upstream != up || len(b.ext) >= maxExtSets || time.Duration(now.Unix()-x.set.seen)*time.Second > b.maxAge {
 			continue
 		}
 		if b.ext == nil {
@@ -749,6 +809,7 @@ func (b *backfill) restoreExt(saved []savedExt) {
 type extSet struct {
 	first string
 	known bool
+	seen  int64 // unix seconds it last came
 }
 
 // maxExtSets bounds the sets of extra label names kept: siblings can
@@ -761,35 +822,48 @@ func (r *bfResult) drop() {
 	r.from = labels.EmptyLabels()
 }
 
-// extraNames returns, sorted, the names of the labels of ls that want
-// lacks.
-func extraNames(ls, want labels.Labels) []string {
+// extraKey names, sorted and joined, the labels of ls that want lacks.
+func extraKey(ls, want labels.Labels) string {
 	var names []string
 	ls.Range(func(l labels.Label) {
 		if !want.Has(l.Name) {
 			names = append(names, l.Name)
 		}
 	})
-	return names // Range is in name order
+	return strings.Join(names, "\xff") // Range is in name order
 }
 
-// extraKey is extraNames joined.
-func extraKey(ls, want labels.Labels) string {
-	return strings.Join(extraNames(ls, want), "\xff")
+// named reports whether every label of ls that want lacks is a configured
+// external label, of its value if one is configured.
+func (b *backfill) named(ls, want labels.Labels) bool {
+	ok := true
+	ls.Range(func(l labels.Label) {
+		if v, named := b.extNames[l.Name]; ok && !want.Has(l.Name) {
+			ok = named && (v == "" || v == l.Value)
+		}
+	})
+	return ok
 }
 
-// externalNames checks configured external label names.
-func externalNames(names []string) ([]string, error) {
-	names = splitCommas(names)
-	if len(names) == 0 {
+// externalNames parses configured external labels: names, or name=value
+// pairs, comma separated.
+func externalNames(in []string) (map[string]string, error) {
+	in = splitCommas(in)
+	if len(in) == 0 {
 		return nil, nil
 	}
-	for _, n := range names {
-		if !utf8.ValidString(n) || n == labels.MetricName {
-			return nil, fmt.Errorf("backfill external label %q: not a label name", n)
+	out := make(map[string]string, len(in))
+	for _, x := range in {
+		n, v, _ := strings.Cut(x, "=")
+		if n = strings.TrimSpace(n); n == "" || !utf8.ValidString(x) || n == labels.MetricName {
+			return nil, fmt.Errorf("backfill external label %q: want a label name or name=value", x)
 		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("backfill external label %q: named twice", n)
+		}
+		out[n] = strings.TrimSpace(v)
 	}
-	return names, nil
+	return out, nil
 }
 
 // hasAll reports whether ls has every label of want.

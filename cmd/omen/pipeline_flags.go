@@ -39,7 +39,7 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default("0").Float64Var(&o.ScoreFloor)
 	cl.Flag("backfill.remote-read-url", "Remote-read URL of an upstream Prometheus or Thanos to warm new series from.").
 		Default("").StringVar(&o.BackfillRemoteReadURL)
-	cl.Flag("backfill.external-label", "Name of a label the upstream adds to every series it answers with (its external labels, which omen's remote_write drops), comma separated. Repeatable. A new series takes an upstream series with labels beyond its own as its history only if they are all named here. Unset: learnt from the upstream's answers.").
+	cl.Flag("backfill.external-label", "A label the upstream adds to every series it answers with (its external labels, which omen's remote_write drops): a name, or name=value to read only that source's series from a store holding several (Thanos, a Mimir tenant); comma separated. Repeatable. A new series takes an upstream series with labels beyond its own as its history only if they are all named here. Unset: learnt from the upstream's answers.").
 		StringsVar(&o.BackfillExternalLabels)
 	cl.Flag("backfill.max-points", "Most history samples replayed into a new series' models, and into a restored one after a crash; 0 means the default.").
 		Default(fmt.Sprint(o.BackfillMaxPoints)).IntVar(&o.BackfillMaxPoints)
