@@ -1,16 +1,17 @@
 package pipeline
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"hash/crc32"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -510,11 +511,9 @@ func TestBackfillExternalSetsSurviveRestart(t *testing.T) {
 	defer srv.Close()
 	dir, path, opts := runBeforeRestart(t, srv.URL, n, known, known2)
 
-	_, saved, err := readSnapshot(path, t0)
-	require.NoError(t, err)
 	other, err := newBackfill("http://elsewhere:9090/api/v1/read", 10)
 	require.NoError(t, err)
-	other.restoreExt(saved, t0)
+	require.NoError(t, other.loadExtSets(filepath.Join(filepath.Dir(path), ExtSetsFile), t0))
 	require.Empty(t, other.ext, "another upstream's sets")
 
 	e2 := newEnv(t, dir, nil, opts)
@@ -607,27 +606,37 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 	require.Positive(t, rs[0].older.len(), "a set new after the cap is learnt")
 }
 
+// queueAlone returns a backfill queue of at most max requests to test
+// alone, and a maker of requests of one live series, told apart by n.
+func queueAlone(t *testing.T, max int) (*backfill, func(n, limit int) bfReq) {
+	b, err := newBackfill("http://upstream/api/v1/read", max)
+	require.NoError(t, err)
+	s := &series{}
+	w := &worker{series: map[storage.SeriesRef]*series{0: s}}
+	return b, func(n, limit int) bfReq { return bfReq{w: w, s: s, n: n, limit: limit} }
+}
+
+// reqNs returns the requests' n.
+func reqNs(rs []bfReq) []int {
+	out := []int{}
+	for _, r := range rs {
+		out = append(out, r.n)
+	}
+	return out
+}
+
+func atT0() time.Time { return t0 }
+
 // TestBackfillQueueOrder: requests are taken oldest first, a failed batch
 // goes back to the front, and the queue's storage is reused, not copied
 // on every take (it was, for 100 000 queued requests).
 func TestBackfillQueueOrder(t *testing.T) {
-	b, err := newBackfill("http://upstream/api/v1/read", 5000)
-	require.NoError(t, err)
-	now := func() time.Time { return t0 }
-	s := &series{}
-	w := &worker{series: map[storage.SeriesRef]*series{0: s}}
+	b, req := queueAlone(t, 5000)
 	for i := range 3000 {
-		require.Equal(t, 1, b.request(bfReq{w: w, s: s, n: i}))
-	}
-	ns := func(rs []bfReq) []int {
-		out := make([]int, len(rs))
-		for i, r := range rs {
-			out[i] = r.n
-		}
-		return out
+		require.Equal(t, 1, b.request(req(i, 0)))
 	}
 	var got []int
-	first := b.take(context.Background(), now, 64)
+	first := b.take(context.Background(), atT0, 64)
 	b.retry(first)
 	for {
 		b.mu.Lock()
@@ -637,12 +646,12 @@ func TestBackfillQueueOrder(t *testing.T) {
 		if left == 0 {
 			break
 		}
-		rs := b.take(context.Background(), now, 64)
+		rs := b.take(context.Background(), atT0, 64)
 		if len(got) == 128 {
 			b.retry(rs) // a failure in the middle
-			rs = b.take(context.Background(), now, 64)
+			rs = b.take(context.Background(), atT0, 64)
 		}
-		got = append(got, ns(rs)...)
+		got = append(got, reqNs(rs)...)
 	}
 	want := make([]int, 3000)
 	for i := range want {
@@ -651,6 +660,26 @@ func TestBackfillQueueOrder(t *testing.T) {
 	require.Equal(t, want, got)
 	require.Equal(t, 5000, b.request(make([]bfReq, 6000)...), "bounded")
 	require.Zero(t, b.request(bfReq{}))
+}
+
+// TestBackfillLimitsAnywhere: every request taken bounds its batch, not
+// only the first: a request that timed out or was refused alone stays
+// alone when a retried batch goes before it (it was batched with that
+// one, and they timed out together), and halving keeps a smaller limit.
+func TestBackfillLimitsAnywhere(t *testing.T) {
+	b, req := queueAlone(t, 100)
+	b.request(req(9, 0), req(10, 0))
+	b.retry([]bfReq{req(0, 1)})                       // stuck, alone
+	b.retry([]bfReq{req(1, 0), req(2, 4), req(3, 0)}) // a batch failed meanwhile
+	for _, want := range [][]int{{1, 2, 3}, {0}, {9, 10}} {
+		require.Equal(t, want, reqNs(b.take(context.Background(), atT0, 64)))
+	}
+	b.request(req(1, 0), req(2, 2), req(3, 0))
+	require.Equal(t, []int{1, 2}, reqNs(b.take(context.Background(), atT0, 64)), "a limit of 2 at the second place")
+
+	rs := []bfReq{req(0, 1), req(1, 0), req(2, 8), req(3, 0)}
+	halve(rs)
+	require.Equal(t, []int{1, 2, 2, 2}, []int{rs[0].limit, rs[1].limit, rs[2].limit, rs[3].limit})
 }
 
 // TestBackfillRefusedSeriesIsolated: a request the upstream refuses (a 400:
@@ -864,42 +893,86 @@ func TestBackfillExactMatchesNotSaved(t *testing.T) {
 	e2.backfilled(t)
 	require.Equal(t, float64(2*n), testutil.ToFloat64(e2.p.m.warmed), "two new series of two families with their own history")
 
-	bf, err := newBackfill("http://upstream/api/v1/read", 10)
-	require.NoError(t, err)
-	bf.ext = map[string]extSet{"cluster": {first: "a", known: true, seen: t0.Unix()}}
-	saved := bf.savedExts()
-	for _, tc := range []struct {
-		at   time.Time
-		kept bool
-	}{{t0.Add(bf.maxAge), true}, {t0.Add(bf.maxAge + time.Second), false}} {
-		bf.ext = nil
-		bf.restoreExt(saved, tc.at)
-		require.Equal(t, tc.kept, bf.ext["cluster"].known, "restored %s after it was seen", tc.at.Sub(t0))
-	}
-	bf.keepOwn(nil, t0.Add(bf.maxAge+time.Second))
-	require.Empty(t, bf.ext, "forgotten in memory too")
 }
 
-// TestBackfillSnapshotNamesNoSecret: the upstream is saved with the sets as
+// TestBackfillExtSetsExpire: a learnt set not seen for --backfill.max-age
+// is forgotten, in memory and when loaded after a restart, and with it
+// the known sets it is part of: a sibling's set ({cluster, handler}), kept
+// fresh by new series that take no history while the external one
+// ({cluster}) came only with series that have history upstream, was no
+// longer refused once {cluster} expired. Seeing a sibling's set refreshes
+// the external one, which its series carry too. A set seen in the future
+// (the clock was ahead) counts as seen now.
+func TestBackfillExtSetsExpire(t *testing.T) {
+	bf, err := newBackfill("http://upstream/api/v1/read", 10)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), ExtSetsFile)
+	sib := "cluster\xffhandler"
+	for _, tc := range []struct {
+		name  string
+		sets  map[string]extSet
+		at    time.Time
+		known []string
+	}{
+		{"within max-age", map[string]extSet{"cluster": {first: "a", known: true, seen: t0.Unix()}}, t0.Add(bf.maxAge), []string{"cluster"}},
+		{"past it", map[string]extSet{"cluster": {first: "a", known: true, seen: t0.Unix()}}, t0.Add(bf.maxAge + time.Second), nil},
+		{"a sibling's goes with it", map[string]extSet{
+			"cluster": {first: "a", known: true, seen: t0.Unix()},
+			sib:       {first: "b", known: true, seen: t0.Add(bf.maxAge).Unix()},
+		}, t0.Add(bf.maxAge + time.Second), nil},
+		{"seen in the future", map[string]extSet{"cluster": {first: "a", known: true, seen: t0.Add(30 * 24 * time.Hour).Unix()}}, t0.Add(bf.maxAge + time.Second), []string{"cluster"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bf.ext = maps.Clone(tc.sets)
+			require.NoError(t, bf.saveExtSets(path))
+			bf.ext = nil
+			require.NoError(t, bf.loadExtSets(path, tc.at))
+			require.ElementsMatch(t, tc.known, slices.Collect(maps.Keys(bf.ext)), "loaded")
+			bf.ext = maps.Clone(tc.sets)
+			bf.keepOwn(nil, tc.at)
+			require.ElementsMatch(t, tc.known, slices.Collect(maps.Keys(bf.ext)), "in memory")
+		})
+	}
+
+	// A sibling's set seen keeps the external set fresh.
+	result := func(extra ...string) bfResult {
+		ls := labels.FromStrings("__name__", "errors_total", "code", "503")
+		from := labels.NewBuilder(ls)
+		for i := 0; i+1 < len(extra); i += 2 {
+			from.Set(extra[i], extra[i+1])
+		}
+		return bfResult{bfReq: bfReq{ls: ls}, older: ring{t: []int64{1}, v: []float64{1}, k: 1}, from: from.Labels()}
+	}
+	bf.ext = map[string]extSet{
+		"cluster": {first: "a", known: true, seen: t0.Unix()},
+		sib:       {first: "b", known: true, seen: t0.Unix()},
+	}
+	rs := []bfResult{result("cluster", "eu", "handler", "/login")}
+	bf.keepOwn(rs, t0.Add(bf.maxAge/2))
+	require.Zero(t, rs[0].older.len(), "a sibling's history")
+	rs = []bfResult{result("cluster", "eu", "handler", "/login")}
+	bf.keepOwn(rs, t0.Add(bf.maxAge+time.Minute))
+	require.Zero(t, rs[0].older.len(), "a sibling's history, after max-age since the external set's own last came")
+	require.True(t, bf.ext["cluster"].known)
+}
+
+// TestBackfillExtSetsNameNoSecret: the upstream is saved with the sets as
 // a hash of its URL without its user: a password, or a token in the query,
-// is not written to the snapshot, and a changed password keeps the sets.
-func TestBackfillSnapshotNamesNoSecret(t *testing.T) {
+// is not written, and a changed password keeps the sets.
+func TestBackfillExtSetsNameNoSecret(t *testing.T) {
 	b, err := newBackfill("http://alice:pw@prom:9090/api/v1/read?api_key=s3cr3t", 10)
 	require.NoError(t, err)
 	b.ext = map[string]extSet{"cluster": {first: "a", known: true, seen: t0.Unix()}}
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	e := &snapEncoder{w: w, crc: crc32.NewIEEE()}
-	for _, x := range b.savedExts() {
-		require.NoError(t, e.ext(x))
-	}
-	require.NoError(t, w.Flush())
+	path := filepath.Join(t.TempDir(), ExtSetsFile)
+	require.NoError(t, b.saveExtSets(path))
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
 	for _, secret := range []string{"s3cr3t", "alice", "pw@"} {
-		require.NotContains(t, buf.String(), secret)
+		require.NotContains(t, string(raw), secret)
 	}
 	other, err := newBackfill("http://alice:rotated@prom:9090/api/v1/read?api_key=s3cr3t", 10)
 	require.NoError(t, err)
-	other.restoreExt(b.savedExts(), t0)
+	require.NoError(t, other.loadExtSets(path, t0))
 	require.True(t, other.ext["cluster"].known)
 }
 
@@ -1167,6 +1240,10 @@ func TestBackfillNamedExternalLabels(t *testing.T) {
 		{"another source's, by value", labels.EmptyLabels(), []labels.Labels{withLabels("cluster", "us")}, []string{"cluster=eu"}, 0},
 		{"its own source's, by value", labels.EmptyLabels(), []labels.Labels{withLabels("cluster", "us"), withLabels("cluster", "eu")}, []string{"cluster=eu"}, n},
 		{"a Prometheus's own external label, by value", labels.FromStrings("cluster", "eu"), []labels.Labels{fresh}, []string{"cluster=eu"}, n},
+		// Federated, or pushed: the series stores the label itself, which
+		// the remote_write's labeldrop took off; Prometheus rewrites an
+		// equality matcher on its external label to cluster="".
+		{"a series storing the external label itself, by value", labels.FromStrings("cluster", "eu"), []labels.Labels{withLabels("cluster", "eu")}, []string{"cluster=eu"}, n},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(upstreamWith(t, tc.ext, tc.upstream, seasonal(n, 3), atStep))

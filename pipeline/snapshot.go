@@ -23,7 +23,6 @@ import (
 //	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
 //	  since int64 | lastHot int64 | peak float64 | quiet uint32 |
 //	  len uint32 | detector | len uint32 | forecaster }*
-//	{ 2 | len uint32 | upstream | len uint32 | names | len uint32 | first | known uint8 | seen int64 }*
 //	0 | CRC-32 (IEEE) of everything before it
 //
 // little-endian; labels are name 0xff value 0xff pairs (0xff never occurs in
@@ -32,17 +31,12 @@ import (
 // version 1 held the model alone. since, lastHot and peak are the series'
 // incident (see published), so an alert on it outlives a restart; versions
 // 1 and 2 had none. A derived series' prevT is its input definition's hash
-// (flagDef). Records of tag 2 (version 4) are the sets of external label
-// names the remote-read upstream (a hash of its URL) was learnt to add
-// (see keepOwn), with when each last came (unix seconds), so that a
-// restart does not take a sibling's history for a new series' own before
-// they are learnt again; a snapshot without them is written as version 3,
-// which the release before reads. Another version, a bad checksum or a
+// (flagDef). Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (
 	snapMagic   = "omsn"
-	snapVersion = 4
+	snapVersion = 3
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
@@ -186,20 +180,6 @@ func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int
 	return nil
 }
 
-// ext writes one learnt set of external label names.
-func (e *snapEncoder) ext(x savedExt) error {
-	known := uint8(0)
-	if x.set.known {
-		known = 1
-	}
-	for _, err := range []error{e.u8(2), e.bytes([]byte(x.upstream)), e.bytes([]byte(x.key)), e.bytes([]byte(x.set.first)), e.u8(known), e.u64(uint64(x.set.seen))} {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // encodeRestored writes the restored states no series has claimed yet
 // (their first sample since the restart has not come): a snapshot taken
 // before it comes must keep them, or a second restart loses them.
@@ -234,6 +214,16 @@ func (p *Pipeline) snapshot() {
 	}
 	p.m.snapLast.Set(float64(p.opts.Now().UnixNano()) / 1e9)
 	p.logger.Info("Model snapshot written", "path", p.opts.SnapshotPath, "series", n, "duration", time.Since(start))
+	if p.bf != nil {
+		if err := p.bf.saveExtSets(p.extSetsPath()); err != nil {
+			p.logger.Warn("Writing the learnt external labels of the backfill upstream; they are learnt again after a restart", "err", err)
+		}
+	}
+}
+
+// extSetsPath is ExtSetsFile's path, beside the snapshot.
+func (p *Pipeline) extSetsPath() string {
+	return filepath.Join(filepath.Dir(p.opts.SnapshotPath), ExtSetsFile)
 }
 
 func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
@@ -265,16 +255,8 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 	if err := e.write([]byte(snapMagic)); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
-	var ext []savedExt
-	if p.bf != nil {
-		ext = p.bf.savedExts()
-	}
 	var v [2]byte
-	version := uint16(snapVersion)
-	if len(ext) == 0 {
-		version = 3
-	}
-	binary.LittleEndian.PutUint16(v[:], version)
+	binary.LittleEndian.PutUint16(v[:], snapVersion)
 	if err := e.write(v[:]); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
@@ -286,11 +268,6 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 	}
 	for _, w := range p.workers {
 		if err := w.encodeVia(e); err != nil {
-			return 0, fmt.Errorf("write snapshot: %w", err)
-		}
-	}
-	for _, x := range ext {
-		if err := e.ext(x); err != nil {
 			return 0, fmt.Errorf("write snapshot: %w", err)
 		}
 	}
@@ -344,7 +321,12 @@ func (p *Pipeline) restore() {
 	if p.opts.SnapshotPath == "" {
 		return
 	}
-	saved, ext, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now())
+	if p.bf != nil {
+		if err := p.bf.loadExtSets(p.extSetsPath(), p.opts.Now()); err != nil {
+			p.logger.Warn("Reading the learnt external labels of the backfill upstream; they are learnt again", "err", err)
+		}
+	}
+	saved, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		p.logger.Info("No model snapshot; series warm from TSDB history", "path", p.opts.SnapshotPath)
@@ -370,9 +352,6 @@ next:
 	p.restoreMu.Lock()
 	p.restored = m
 	p.restoreMu.Unlock()
-	if p.bf != nil {
-		p.bf.restoreExt(ext, p.opts.Now())
-	}
 	// The last snapshot written is the one restored, by the process before
 	// (at its shutdown, or its last period): the gauge read 0 until this
 	// process's first, and a dashboard's "since the last snapshot" 56 years.
@@ -382,66 +361,50 @@ next:
 	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", n)
 }
 
-// savedExt is a set of external label names learnt from an upstream.
-type savedExt struct {
-	upstream, key string
-	set           extSet
-}
-
-func readSnapshot(path string, now time.Time) ([]*savedSeries, []savedExt, error) {
+func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	size := fi.Size()
 	if size < int64(len(snapMagic))+2+1+4 {
-		return nil, nil, fmt.Errorf("snapshot of %d bytes is truncated", size)
+		return nil, fmt.Errorf("snapshot of %d bytes is truncated", size)
 	}
 	// First pass: the checksum, so nothing is decoded from a damaged file.
 	crc := crc32.NewIEEE()
 	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-4)); err != nil {
-		return nil, nil, fmt.Errorf("read snapshot: %w", err)
+		return nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	var sum [4]byte
 	if _, err := f.ReadAt(sum[:], size-4); err != nil {
-		return nil, nil, fmt.Errorf("read snapshot: %w", err)
+		return nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	if binary.LittleEndian.Uint32(sum[:]) != crc.Sum32() {
-		return nil, nil, errors.New("snapshot checksum mismatch")
+		return nil, errors.New("snapshot checksum mismatch")
 	}
 	r := bufio.NewReader(io.NewSectionReader(f, 0, size-4))
 	head := make([]byte, len(snapMagic)+2)
 	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, nil, fmt.Errorf("read snapshot: %w", err)
+		return nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	if string(head[:4]) != snapMagic {
-		return nil, nil, errors.New("not an omen model snapshot")
+		return nil, errors.New("not an omen model snapshot")
 	}
 	version := binary.LittleEndian.Uint16(head[4:])
 	if version < 1 || version > snapVersion {
-		return nil, nil, fmt.Errorf("snapshot version %d, want %d", version, snapVersion)
+		return nil, fmt.Errorf("snapshot version %d, want %d", version, snapVersion)
 	}
 	var out []*savedSeries
-	var ext []savedExt
 	d := decoder{r: r}
 	for {
 		tag := d.u8()
 		if d.err != nil || tag == 0 {
 			break
-		}
-		if tag == 2 && version >= 4 {
-			x := savedExt{upstream: string(d.bytes()), key: string(d.bytes())}
-			x.set.first, x.set.known, x.set.seen = string(d.bytes()), d.u8() == 1, int64(d.u64())
-			ext = append(ext, x)
-			continue
-		}
-		if tag != 1 && d.err == nil {
-			d.err = fmt.Errorf("record tag %d", tag)
 		}
 		ls, err := decodeLabels(d.bytes())
 		if err != nil && d.err == nil {
@@ -461,9 +424,9 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, []savedExt, error
 		out = append(out, s)
 	}
 	if d.err != nil {
-		return nil, nil, fmt.Errorf("decode snapshot: %w", d.err)
+		return nil, fmt.Errorf("decode snapshot: %w", d.err)
 	}
-	return out, ext, nil
+	return out, nil
 }
 
 type decoder struct {

@@ -235,7 +235,7 @@ func TestSnapshotTornTempFile(t *testing.T) {
 	e2.stop()
 	_, err = os.Stat(path + ".tmp")
 	require.ErrorIs(t, err, os.ErrNotExist, "the next snapshot replaced the torn temporary file")
-	saved, _, err := readSnapshot(path, t0)
+	saved, err := readSnapshot(path, t0)
 	require.NoError(t, err)
 	require.Len(t, saved, 1)
 }
@@ -266,7 +266,7 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 	e2 := newEnv(t, "", nil, opts)
 	require.Eventually(t, e2.p.Ready, timeout, tick)
 	e2.stop()
-	saved, _, err := readSnapshot(path, t0)
+	saved, err := readSnapshot(path, t0)
 	require.NoError(t, err)
 	require.Len(t, saved, 1, "the unclaimed state is kept")
 
@@ -280,7 +280,7 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 	e3.p.restored = map[uint64][]*savedSeries{ls.Hash(): {saved[0]}}
 	e3.p.restoreMu.Unlock()
 	e3.stop()
-	saved, _, err = readSnapshot(path, t0)
+	saved, err = readSnapshot(path, t0)
 	require.NoError(t, err)
 	require.Len(t, saved, 2)
 
@@ -527,43 +527,4 @@ func snapshotting(t *testing.T, n int, name string) (vs []float64, ls labels.Lab
 	e = newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
 	e.feed(ls, model.MetricTypeGauge, vs[:n])
 	return vs, ls, path, e
-}
-
-// TestSnapshotExtRecords: the learnt external label sets are records of
-// tag 2, in version 4 only; a snapshot without any is written as version
-// 3, which the release before reads (it refused version 4, and a rollback
-// lost every model). A tag 2 in an older version, or an unknown tag,
-// rejects the file.
-func TestSnapshotExtRecords(t *testing.T) {
-	file := func(version byte, recs ...savedExt) string {
-		var buf bytes.Buffer
-		bw := bufio.NewWriter(&buf)
-		e := &snapEncoder{w: bw, crc: crc32.NewIEEE()}
-		require.NoError(t, e.write([]byte(snapMagic)))
-		require.NoError(t, e.write([]byte{version, 0}))
-		for _, x := range recs {
-			require.NoError(t, e.ext(x))
-		}
-		require.NoError(t, e.u8(0))
-		require.NoError(t, binary.Write(bw, binary.LittleEndian, e.crc.Sum32()))
-		require.NoError(t, bw.Flush())
-		path := filepath.Join(t.TempDir(), "models.snap")
-		require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
-		return path
-	}
-	x := savedExt{upstream: "h", key: "cluster", set: extSet{first: "up", known: true, seen: 12345}}
-	y := savedExt{upstream: "h", key: "cluster\xffreplica", set: extSet{first: "a", seen: 6789}}
-	_, got, err := readSnapshot(file(4, x, y), t0)
-	require.NoError(t, err)
-	require.Equal(t, []savedExt{x, y}, got)
-	_, _, err = readSnapshot(file(3, x), t0)
-	require.ErrorContains(t, err, "record tag 2")
-
-	e := newEnv(t, "", nil, nil)
-	path := filepath.Join(t.TempDir(), "models.snap")
-	_, err = e.p.writeSnapshot(path)
-	require.NoError(t, err)
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Equal(t, uint16(3), binary.LittleEndian.Uint16(raw[4:]), "no sets: version 3")
 }

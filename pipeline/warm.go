@@ -2,13 +2,12 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -178,9 +177,19 @@ func (b *backfill) take(ctx context.Context, now func() time.Time, k int) []bfRe
 		wait := time.Duration(-1)
 		if queued := len(b.queue) - b.head; queued > 0 {
 			if wait = b.until.Sub(now()); wait <= 0 {
-				n := min(k, queued)
-				if l := b.queue[b.head].limit; l > 0 {
-					n = min(n, l)
+				// As many as k, while every request taken allows a
+				// batch that large (see bfReq.limit): one that timed
+				// out or was refused alone stays alone wherever it is
+				// in the queue (a retried batch goes before it).
+				n, most := 0, min(k, queued)
+				for n < most {
+					if l := b.queue[b.head+n].limit; l > 0 {
+						if l <= n {
+							break
+						}
+						most = min(most, l)
+					}
+					n++
 				}
 				out := slices.Clone(b.queue[b.head : b.head+n])
 				clear(b.queue[b.head : b.head+n]) // their series may go
@@ -450,13 +459,16 @@ func (p *Pipeline) slowAlone(reqs []bfReq, err error) bool {
 	return true
 }
 
-// halve limits the batches reqs go in again to half theirs.
+// halve limits the batches reqs go in again to half theirs, or less if
+// one's limit is already smaller.
 func halve(reqs []bfReq) {
 	if len(reqs) < 2 {
 		return
 	}
 	for i := range reqs {
-		reqs[i].limit = (len(reqs) + 1) / 2
+		if l := (len(reqs) + 1) / 2; reqs[i].limit == 0 || reqs[i].limit > l {
+			reqs[i].limit = l
+		}
 	}
 }
 
@@ -498,10 +510,13 @@ func (b *backfill) read(ctx context.Context, reqs []bfReq) ([]bfResult, error) {
 		ms := equalMatchers(r.ls)
 		for n, v := range b.extNames {
 			if v != "" && !r.ls.Has(n) {
-				// The upstream's own external label (a Prometheus
-				// drops the matcher) or one source of many (Thanos,
-				// a Mimir tenant): not another source's series.
-				ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, n, v))
+				// One source of many (Thanos, a Mimir tenant): not
+				// another source's series. Or a Prometheus's own
+				// external label, of which it rewrites an equality
+				// matcher to n="" (and would miss a series that
+				// stores the label itself, as federation does), but
+				// not a regular expression.
+				ms = append(ms, labels.MustNewMatcher(labels.MatchRegexp, n, "("+regexp.QuoteMeta(v)+")?"))
 			}
 		}
 		q, err := remote.ToQuery(r.mint, r.maxt, ms, nil)
@@ -654,15 +669,8 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 	if b.ext == nil {
 		b.ext = map[string]extSet{}
 	}
+	b.expireLocked(now)
 	seen := now.Unix()
-	for k, e := range b.ext {
-		// The upstream changed (external labels added, say): an exact
-		// match or a smaller set learnt before would refuse every
-		// series' own history for good, across restarts too.
-		if time.Duration(seen-e.seen)*time.Second > b.maxAge {
-			delete(b.ext, k)
-		}
-	}
 	keys := make([]string, len(res))
 	for i := range res {
 		r := &res[i]
@@ -687,11 +695,59 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 			e.seen = seen
 			b.ext[keys[i]] = e
 		}
+		if keys[i] != "" {
+			b.seenWithin(keys[i], seen)
+		}
 	}
 	for i := range res {
 		r := &res[i]
 		if keys[i] != "" && !b.ownSet(keys[i]) {
 			r.drop()
+		}
+	}
+}
+
+// seenWithin marks the known sets that are part of key (but the exact
+// matches') seen too: a sibling's series carries the external labels as
+// well, and a sibling's set kept fresh by new series while the external
+// set, refreshed only by series that have history upstream, expired would
+// no longer be refused (ownSet). mu must be held.
+func (b *backfill) seenWithin(key string, seen int64) {
+	names := strings.Split(key, "\xff")
+	for k, e := range b.ext {
+		if e.known && k != "" && k != key && subset(strings.Split(k, "\xff"), names) {
+			e.seen = seen
+			b.ext[k] = e
+		}
+	}
+}
+
+// expireLocked forgets the sets not seen for maxAge: the upstream changed
+// (external labels added, say), and an exact match or a smaller set learnt
+// before would refuse every series' own history for good. A known set
+// that an expired known set is part of goes with it (it was that one's
+// sibling, see seenWithin). A set seen in the future (the clock was ahead)
+// counts as seen now. mu must be held.
+func (b *backfill) expireLocked(now time.Time) {
+	at := now.Unix()
+	var gone [][]string
+	for k, e := range b.ext {
+		if e.seen > at {
+			e.seen = at
+			b.ext[k] = e
+		}
+		if time.Duration(at-e.seen)*time.Second > b.maxAge {
+			delete(b.ext, k)
+			if e.known && k != "" {
+				gone = append(gone, strings.Split(k, "\xff"))
+			}
+		}
+	}
+	for _, g := range gone {
+		for k, e := range b.ext {
+			if e.known && k != "" && subset(g, strings.Split(k, "\xff")) {
+				delete(b.ext, k)
+			}
 		}
 	}
 }
@@ -751,57 +807,6 @@ func family(name string) string {
 		}
 	}
 	return name
-}
-
-// savedExts returns the learnt sets of external label names to save,
-// with the upstream they were learnt from; none if they are configured.
-// Not the exact matches' (""): it refuses every set with labels beyond,
-// and an upstream given external labels since (a Prometheus that joined
-// Thanos) would then warm nothing after every restart for a day; one
-// exact match learns it again.
-func (b *backfill) savedExts() []savedExt {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.extNames != nil {
-		return nil
-	}
-	out := make([]savedExt, 0, len(b.ext))
-	for k, x := range b.ext {
-		if k != "" {
-			out = append(out, savedExt{upstream: b.upstreamID(), key: k, set: x})
-		}
-	}
-	return out
-}
-
-// upstreamID names the upstream in the snapshot: a hash of its URL without
-// its user, so no secret (a password, a token in the query) is written.
-func (b *backfill) upstreamID() string {
-	u := *b.url
-	u.User = nil
-	sum := sha256.Sum256([]byte(u.String()))
-	return hex.EncodeToString(sum[:])
-}
-
-// restoreExt takes the sets saved of this upstream, seen within maxAge
-// before now: another upstream's (the URL changed) may add other labels,
-// and its are learnt again; configured ones need none.
-func (b *backfill) restoreExt(saved []savedExt, now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.extNames != nil {
-		return
-	}
-	up := b.upstreamID()
-	for _, x := range saved {
-		if x.upstream != up || len(b.ext) >= maxExtSets || time.Duration(now.Unix()-x.set.seen)*time.Second > b.maxAge {
-			continue
-		}
-		if b.ext == nil {
-			b.ext = map[string]extSet{}
-		}
-		b.ext[x.key] = x.set
-	}
 }
 
 // extSet is a set of label names seen beyond requests' labels: on the
