@@ -237,7 +237,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 					fn(familyIncidentPeak, &ls, pub.peak)
 				}
 				if want(familyIncidentDuration) {
-					fn(familyIncidentDuration, &ls, float64(pub.lastHot-pub.since)/1000)
+					fn(familyIncidentDuration, &ls, pub.duration().Seconds())
 				}
 			}
 			if !pub.hasResult || !p.aboveFloor(pub, cs.incident) {

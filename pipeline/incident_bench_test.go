@@ -15,8 +15,8 @@ import (
 // incidentRun feeds n samples of gen, every interval, to a detector with
 // the default options and the pipeline's incident bookkeeping (hold
 // 5 minutes), and returns the incidents that opened from sample warm on,
-// each as the length of its event (omen_incident_duration_seconds at its
-// end). held is the anchor, what the rules before incidents alerted on: the
+// each as the length of its longest event (the most
+// omen_incident_duration_seconds said while it was open). held is the anchor, what the rules before incidents alerted on: the
 // spans of consecutive scores above 1 (anomaly_score > 1 held for the
 // tier's for).
 func incidentRun(tb testing.TB, gen func(i int) float64, interval time.Duration, n, warm int) (incidents, held []inc) {
@@ -26,6 +26,7 @@ func incidentRun(tb testing.TB, gen func(i int) float64, interval time.Duration,
 	}
 	holdMs := (5 * time.Minute).Milliseconds()
 	var p published
+	var longest time.Duration // of the open incident's events
 	heldFrom := int64(-1)
 	for i := range n {
 		t := int64(i) * interval.Milliseconds()
@@ -37,7 +38,11 @@ func incidentRun(tb testing.TB, gen func(i int) float64, interval time.Duration,
 		p.t = t
 		incident(&p, t, r, holdMs)
 		if prev.since != 0 && p.since != prev.since {
-			incidents = append(incidents, inc{time.Duration(prev.lastHot-prev.since) * time.Millisecond, prev.peak})
+			incidents = append(incidents, inc{longest, prev.peak})
+			longest = 0
+		}
+		if p.since != 0 {
+			longest = max(longest, p.duration())
 		}
 		switch {
 		case r.Score > 1 && heldFrom < 0:
@@ -48,7 +53,7 @@ func incidentRun(tb testing.TB, gen func(i int) float64, interval time.Duration,
 		}
 	}
 	if p.since != 0 {
-		incidents = append(incidents, inc{time.Duration(p.lastHot-p.since) * time.Millisecond, p.peak})
+		incidents = append(incidents, inc{longest, p.peak})
 	}
 	if heldFrom >= 0 {
 		held = append(held, inc{time.Duration(int64(n-1)*interval.Milliseconds()-heldFrom) * time.Millisecond, 1})

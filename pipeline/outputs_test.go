@@ -217,17 +217,21 @@ func TestIncident(t *testing.T) {
 		wantSince   int
 		wantPeak    float64
 		wantLastHot int
+		wantEvent   int // the current event's first sample
 	}{
-		{"quiet", nil, [2]int{}, 30, false, 0, 0, 0},
-		{"one spike, within hold", map[int]float64{10: 3}, [2]int{}, 31, true, 10, 3, 10},
-		{"one spike, hold passed", map[int]float64{10: 3}, [2]int{}, 40, false, 0, 0, 0},
-		{"two spikes within hold: one incident", map[int]float64{10: 3, 25: 5}, [2]int{}, 30, true, 10, 5, 25},
-		{"two spikes apart: a new incident", map[int]float64{10: 3, 50: 2}, [2]int{}, 55, true, 50, 2, 50},
-		{"score of exactly 1 is not anomalous", map[int]float64{10: 1}, [2]int{}, 12, false, 0, 0, 0},
-		{"an ongoing event extends the incident", map[int]float64{10: 3}, [2]int{11, 40}, 45, true, 10, 3, 39},
-		{"the incident ends a hold after the event", map[int]float64{10: 3}, [2]int{11, 40}, 61, false, 0, 0, 0},
-		{"an ongoing event opens no incident", nil, [2]int{5, 40}, 45, false, 0, 0, 0},
-		{"an ongoing sample long after the event is no part of it", map[int]float64{10: 3}, [2]int{25, 26}, 27, true, 10, 3, 10},
+		{"quiet", nil, [2]int{}, 30, false, 0, 0, 0, 0},
+		{"one spike, within hold", map[int]float64{10: 3}, [2]int{}, 31, true, 10, 3, 10, 10},
+		{"one spike, hold passed", map[int]float64{10: 3}, [2]int{}, 40, false, 0, 0, 0, 0},
+		// Listed as one incident, but two events: the duration the
+		// alerts read is the second's (0), not 15 samples.
+		{"two spikes within hold: one incident, two events", map[int]float64{10: 3, 25: 5}, [2]int{}, 30, true, 10, 5, 25, 25},
+		{"two spikes within the event gap: one event", map[int]float64{10: 3, 18: 5}, [2]int{}, 30, true, 10, 5, 18, 10},
+		{"two spikes apart: a new incident", map[int]float64{10: 3, 50: 2}, [2]int{}, 55, true, 50, 2, 50, 50},
+		{"score of exactly 1 is not anomalous", map[int]float64{10: 1}, [2]int{}, 12, false, 0, 0, 0, 0},
+		{"an ongoing event extends the incident", map[int]float64{10: 3}, [2]int{11, 40}, 45, true, 10, 3, 39, 10},
+		{"the incident ends a hold after the event", map[int]float64{10: 3}, [2]int{11, 40}, 61, false, 0, 0, 0, 0},
+		{"an ongoing event opens no incident", nil, [2]int{5, 40}, 45, false, 0, 0, 0, 0},
+		{"an ongoing sample long after the event is no part of it", map[int]float64{10: 3}, [2]int{25, 26}, 27, true, 10, 3, 10, 10},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -245,6 +249,7 @@ func TestIncident(t *testing.T) {
 				require.Equal(t, int64(tc.wantSince)*15_000, p.since)
 				require.Equal(t, int64(tc.wantLastHot)*15_000, p.lastHot)
 				require.Equal(t, tc.wantPeak, p.peak)
+				require.Equal(t, time.Duration(tc.wantLastHot-tc.wantEvent)*15*time.Second, p.duration())
 			}
 		})
 	}

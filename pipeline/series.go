@@ -61,10 +61,25 @@ type incidentState struct {
 	// scores above 1 once or a few times, not throughout. The incident
 	// stays active (exposed, listed) for the hold time after its event's
 	// latest sample: a scrape never misses one, and an event that pauses
-	// briefly stays one incident.
+	// briefly stays one incident. event is the sample time of the current
+	// event's first score above 1: a score above 1 more than eventGap
+	// samples after the event's latest starts another event in the same
+	// incident. The incident's duration on /metrics is its current
+	// event's, which the generated alerts read as "has gone on for": two
+	// unrelated blips within the hold are one incident, listed once, but
+	// not one event of minutes (on a quiet machine, blips up to five
+	// minutes apart chained into "5 minutes anomalous" and paged). Not in
+	// the snapshot (its format stays): after a restart the current event
+	// counts from the incident's start, as before.
 	since, lastHot int64
 	peak           float64
 	quiet          uint32
+	event          int64
+}
+
+// duration is how long the current event has gone on, in sample time.
+func (p *incidentState) duration() time.Duration {
+	return time.Duration(p.lastHot-max(p.event, p.since)) * time.Millisecond
 }
 
 // eventGap bounds, in samples, how far apart the samples of one event may
@@ -85,8 +100,11 @@ const eventGap = 10
 func incident(p *published, t int64, r detect.Result, holdMs int64) {
 	switch {
 	case r.Score > 1 || r.Undamped > 1:
-		if !p.active(holdMs) {
-			p.since, p.peak = t, 0
+		switch {
+		case !p.active(holdMs):
+			p.since, p.event, p.peak = t, t, 0
+		case p.quiet >= eventGap:
+			p.event = t // another event in the incident
 		}
 		p.lastHot, p.peak, p.quiet = t, max(p.peak, r.Score, r.Undamped), 0
 		return
@@ -94,7 +112,7 @@ func incident(p *published, t int64, r detect.Result, holdMs int64) {
 		p.lastHot, p.quiet = t, 0
 		return
 	case p.since != 0 && !p.active(holdMs):
-		p.since, p.lastHot, p.peak = 0, 0, 0
+		p.since, p.lastHot, p.peak, p.event = 0, 0, 0, 0
 	}
 	p.quiet++
 }
