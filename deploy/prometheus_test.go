@@ -174,8 +174,14 @@ var (
 		labels.FromStrings("__name__", "ALERTS", "alertname", "OmenSeriesAnomalous"),
 		labels.FromStrings("__name__", "go_goroutines", "job", "omen", "instance", "omen-0:9201"),
 		labels.FromStrings("__name__", "up", "job", "omen", "instance", "omen-0:9201"),
+		// Moved by omen's own rules and alerts (a soak's top scores).
+		labels.FromStrings("__name__", "prometheus_rule_group_last_evaluation_samples", "job", "prometheus", "rule_group", "/etc/prometheus/omen.rules.yml;omen-anomaly"),
+		labels.FromStrings("__name__", "prometheus_rule_evaluation_failures_total", "job", "prometheus", "rule_group", "/etc/prometheus/omen.rules.yml;omen-health"),
+		labels.FromStrings("__name__", "prometheus_notifications_dropped_total", "job", "prometheus"),
+		labels.FromStrings("__name__", "prometheus_template_text_expansions_total", "job", "prometheus"),
 	}
 	inputs = []labels.Labels{
+		labels.FromStrings("__name__", "prometheus_rule_group_last_duration_seconds", "job", "prometheus", "rule_group", "/etc/prometheus/node.rules.yml;node-exporter"),
 		labels.FromStrings("__name__", "http_requests_total", "job", "api", "instance", "a:80"),
 		labels.FromStrings("__name__", "forecasting_jobs_running", "job", "batch"),
 		labels.FromStrings("__name__", "node_filesystem_avail_bytes", "job", "node"),
