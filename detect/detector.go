@@ -27,6 +27,17 @@ var (
 	featureNames = [nMembers]string{"value", "value_season_ago", "value_prev", "mean_short", "std_short", "saliency", "feature_vector", "value_range", "value_long_season_ago", "recent_context"}
 )
 
+// FeatureOf returns the feature a score driven by the member named member
+// is explained with ("" for none of the detector's members).
+func FeatureOf(member string) string {
+	for i, m := range memberNames {
+		if m == member {
+			return featureNames[i]
+		}
+	}
+	return ""
+}
+
 const (
 	recentLen   = 28   // recent raw samples kept: the spectral residual's window and the short window
 	srWin       = 27   // spectral residual window: with its 5-point extension, a 32-point FFT

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // Anomaly is one entry of /api/v1/anomalies.
@@ -25,6 +27,9 @@ import (
 // incident keeps it listed, with Since its first score above 1,
 // LastAnomalous its latest sample in the event and PeakScore its highest
 // score. Since and the others are absent when the series is not active.
+// Member and Feature name what drove the score: the incident's peak while
+// the series is active (after a restart, until a new peak, the latest
+// sample's), else the latest sample's.
 type Anomaly struct {
 	Labels        map[string]string `json:"labels"`
 	Score         float64           `json:"score"`
@@ -117,6 +122,15 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 		if s.inIncident(holdMs, nowMs) {
 			since, last := time.UnixMilli(s.pub.since).UTC(), time.UnixMilli(s.pub.lastHot).UTC()
 			a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, s.pub.peak, &since, &last
+			if m := s.pub.peakMember; m != "" {
+				// What drove the incident's peak, which orders the
+				// list, not the latest sample (a shift's peak was
+				// listed as the novelty member of a value in its band).
+				a.Member, a.Feature = m, detect.FeatureOf(m)
+				if s.grp != nil {
+					a.Feature = "joint"
+				}
+			}
 		}
 		list = append(list, a)
 	}

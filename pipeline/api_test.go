@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // apiEnv has a spiky and a quiet series scored.
@@ -306,4 +308,34 @@ func TestAnomaliesAPIWarmingHasNoBand(t *testing.T) {
 		require.Contains(t, a, k)
 		require.Nil(t, a[k], k)
 	}
+}
+
+// TestAnomaliesExplainPeak: an active incident is explained by what drove
+// its peak, which orders the list, not by its latest sample (a soak's shift
+// that peaked at 20 from the shift member was listed as the novelty member
+// of a value inside its band).
+func TestAnomaliesExplainPeak(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "temperature")
+	vs := seasonal(710, 3)
+	vs[700] += 1000
+	e.feed(ls, model.MetricTypeGauge, vs)
+
+	d, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	var peak, last detect.Result
+	for i, v := range vs {
+		r := d.Update(t0.UnixMilli()+int64(i)*stepMs, v)
+		if i == 700 {
+			peak = r
+		}
+		last = r
+	}
+	require.Greater(t, peak.Score, 1.0)
+	require.NotEqual(t, peak.Member, last.Member, "the test needs a latest sample explained otherwise")
+	got := e.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Active)
+	require.Equal(t, peak.Member, got[0].Member)
+	require.Equal(t, peak.Feature, got[0].Feature)
 }

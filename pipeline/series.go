@@ -75,6 +75,10 @@ type incidentState struct {
 	peak           float64
 	quiet          uint32
 	event          int64
+	// peakMember is the detector member (a group's member) that drove
+	// the peak, which explains the incident in the anomalies API rather
+	// than its latest sample's; not in the snapshot.
+	peakMember string
 }
 
 // duration is how long the current event has gone on, in sample time.
@@ -106,13 +110,16 @@ func incident(p *published, t int64, r detect.Result, holdMs int64) {
 		case p.quiet >= eventGap:
 			p.event = t // another event in the incident
 		}
-		p.lastHot, p.peak, p.quiet = t, max(p.peak, r.Score, r.Undamped), 0
+		if sc := max(r.Score, r.Undamped); sc > p.peak {
+			p.peak, p.peakMember = sc, r.Member
+		}
+		p.lastHot, p.quiet = t, 0
 		return
 	case r.Ongoing && p.active(holdMs) && p.quiet < eventGap:
 		p.lastHot, p.quiet = t, 0
 		return
 	case p.since != 0 && !p.active(holdMs):
-		p.since, p.lastHot, p.peak, p.event = 0, 0, 0, 0
+		p.since, p.lastHot, p.peak, p.event, p.peakMember = 0, 0, 0, 0, ""
 	}
 	p.quiet++
 }
@@ -530,7 +537,7 @@ func (s *series) stepGroup(t int64, vals []float64, so stepOpts) {
 	if r.Member >= 0 {
 		p.member, p.feature = s.grp.members[r.Member], "joint"
 	}
-	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing}, so.holdMs)
+	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing, Member: p.member}, so.holdMs)
 }
 
 // banded reports whether p has a band (yhat and its bounds) to show: not
