@@ -464,3 +464,50 @@ func TestStaleInputStalesOutputs(t *testing.T) {
 func TestOutputFamiliesInConfig(t *testing.T) {
 	require.ElementsMatch(t, append(baseFamilies[:], fcFamilies[:]...), config.OutputFamilies[:])
 }
+
+// TestIncidentDurationKeepsLongestEvent: the duration is the incident's
+// longest event so far, so a blip after an event of minutes, within the
+// hold, does not resolve the alert that fired on it (to fire it again at
+// the next long event: one incident, two notifications and a resolve).
+func TestIncidentDurationKeepsLongestEvent(t *testing.T) {
+	const holdMs = 5 * 60_000
+	var p published
+	for i := range 50 {
+		r := detect.Result{Score: 0.2}
+		switch {
+		case i == 10:
+			r = detect.Result{Score: 3, Undamped: 3, Ongoing: true}
+		case i > 10 && i <= 34: // ongoing for 6 minutes at 15 s
+			r = detect.Result{Score: 0.5, Undamped: 0.9, Ongoing: true}
+		case i == 46: // a blip 12 samples later: another event
+			r = detect.Result{Score: 1.5, Undamped: 1.5, Ongoing: true}
+		}
+		p.t = int64(i) * 15_000
+		incident(&p, p.t, r, holdMs)
+	}
+	require.True(t, p.active(holdMs))
+	require.Equal(t, int64(46*15_000), p.event, "the blip is an event of its own")
+	require.Equal(t, 6*time.Minute, p.duration())
+}
+
+// TestIncidentStalenessEndsEvent: a staleness marker ends the current
+// event (the target went away): a blip before it and one when the target
+// is back, within eventGap samples of it, are two events, not one of
+// minutes (a process that crashed and restarted).
+func TestIncidentStalenessEndsEvent(t *testing.T) {
+	vs := seasonal(400, 3)
+	vs[360] += 1000
+	vs[379] += 1000
+	vs[381] += 1000
+	ls := labels.FromStrings("__name__", "temperature")
+	e := newEnv(t, "", nil, nil)
+	e.feed(ls, model.MetricTypeGauge, vs[:361])
+	e.push(t0.UnixMilli()+361*stepMs-1, model.MetricTypeGauge, []labels.Labels{ls}, []float64{math.Float64frombits(value.StaleNaN)})
+	for i := 379; i < 382; i++ {
+		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+	}
+	e.sync()
+	s := e.onlySeries()
+	require.True(t, s.pub.active(e.p.opts.IncidentHold.Milliseconds()))
+	require.Less(t, s.pub.duration(), time.Minute, "a blip before the outage and one after it are one event of 5m15s")
+}

@@ -68,12 +68,15 @@ type incidentState struct {
 	// event's, which the generated alerts read as "has gone on for": two
 	// unrelated blips within the hold are one incident, listed once, but
 	// not one event of minutes (on a quiet machine, blips up to five
-	// minutes apart chained into "5 minutes anomalous" and paged). Not in
-	// the snapshot (its format stays): after a restart the current event
-	// counts from the incident's start, as before.
+	// minutes apart chained into "5 minutes anomalous" and paged). longest
+	// is the length of the incident's longest event before the current
+	// one (ms, in what was padding after quiet): the duration is the
+	// longest so far, so a later blip does not resolve an alert that
+	// fired on an event of minutes, to fire it again.
 	since, lastHot int64
 	peak           float64
 	quiet          uint32
+	longest        uint32
 	event          int64
 	// peakMember is the detector member (a group's member) that drove
 	// the peak, which explains the incident in the anomalies API rather
@@ -81,10 +84,19 @@ type incidentState struct {
 	peakMember string
 }
 
-// duration is how long the current event has gone on, in sample time.
+// duration is how long the incident's longest event so far has gone on
+// (the current one, or an earlier), in sample time.
 func (p *incidentState) duration() time.Duration {
-	return time.Duration(p.lastHot-max(p.event, p.since)) * time.Millisecond
+	return time.Duration(max(int64(p.longest), p.current())) * time.Millisecond
 }
+
+// current is how long the current event has gone on, in ms.
+func (p *incidentState) current() int64 { return p.lastHot - max(p.event, p.since) }
+
+// endEvent marks the current event over (a staleness marker: its target
+// went away): the next score above 1 starts another, though it comes
+// within eventGap samples (a process that crashed and came back).
+func (p *incidentState) endEvent() { p.quiet = max(p.quiet, eventGap) }
 
 // eventGap bounds, in samples, how far apart the samples of one event may
 // be, as the detector's own refractHoldLen does. A time would be many
@@ -108,7 +120,9 @@ func incident(p *published, t int64, r detect.Result, holdMs int64) {
 		case !p.active(holdMs):
 			p.since, p.event, p.peak = t, t, 0
 		case p.quiet >= eventGap:
-			p.event = t // another event in the incident
+			// Another event in the incident.
+			p.longest = uint32(min(max(int64(p.longest), p.current()), math.MaxUint32))
+			p.event = t
 		}
 		if sc := max(r.Score, r.Undamped); sc > p.peak {
 			p.peak, p.peakMember = sc, r.Member
@@ -119,7 +133,7 @@ func incident(p *published, t int64, r detect.Result, holdMs int64) {
 		p.lastHot, p.quiet = t, 0
 		return
 	case p.since != 0 && !p.active(holdMs):
-		p.since, p.lastHot, p.peak, p.event, p.peakMember = 0, 0, 0, 0, ""
+		p.incidentState = incidentState{}
 	}
 	p.quiet++
 }

@@ -22,6 +22,7 @@ import (
 //	"omsn" | version uint16
 //	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
 //	  since int64 | lastHot int64 | peak float64 | quiet uint32 |
+//	  event int64 | longest uint32 | len uint32 | peakMember |
 //	  len uint32 | detector | len uint32 | forecaster }*
 //	0 | CRC-32 (IEEE) of everything before it
 //
@@ -30,13 +31,16 @@ import (
 // pipeline's state around the model (see fcState.appendState) | model;
 // version 1 held the model alone. since, lastHot and peak are the series'
 // incident (see published), so an alert on it outlives a restart; versions
-// 1 and 2 had none. A derived series' prevT is its input definition's hash
+// 1 and 2 had none. event, longest and peakMember (version 4) are its
+// events' (see incidentState): without them a restart read blips minutes
+// apart as one event of minutes, and paged; a version 3 incident's current
+// event starts at its latest sample. A derived series' prevT is its input definition's hash
 // (flagDef). Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (
 	snapMagic   = "omsn"
-	snapVersion = 3
+	snapVersion = 4
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
@@ -170,6 +174,7 @@ func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int
 		e.u8(1), e.bytes(lbl), e.u8(flags),
 		e.u64(math.Float64bits(prevRaw)), e.u64(uint64(prevT)),
 		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)), e.u32(inc.quiet),
+		e.u64(uint64(inc.event)), e.u32(inc.longest), e.bytes([]byte(inc.peakMember)),
 		e.bytes(det), e.bytes(fc),
 	} {
 		if err != nil {
@@ -413,6 +418,10 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		s := &savedSeries{ls: ls, flags: d.u8(), prevRaw: math.Float64frombits(d.u64()), prevT: int64(d.u64()), loadedAt: now}
 		if version >= 3 {
 			s.inc = incidentState{since: int64(d.u64()), lastHot: int64(d.u64()), peak: math.Float64frombits(d.u64()), quiet: d.u32()}
+			s.inc.event = s.inc.lastHot
+		}
+		if version >= 4 {
+			s.inc.event, s.inc.longest, s.inc.peakMember = int64(d.u64()), d.u32(), string(d.bytes())
 		}
 		s.det, s.fc = d.bytes(), d.bytes()
 		if d.err != nil {

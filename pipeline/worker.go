@@ -280,6 +280,7 @@ func (w *worker) markStale(s *series, t int64, out *outputs) {
 	}
 	w.mu.Lock()
 	s.pub.stale = true
+	s.pub.endEvent()
 	w.mu.Unlock()
 	out.stale(s, t)
 	s.stored, s.storedHot = 0, false
