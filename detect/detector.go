@@ -321,6 +321,10 @@ type Result struct {
 	// so an alert can ask for an event that lasts, where a glitch or a
 	// false alarm is over at once.
 	Ongoing bool
+	// Missed is the number of samples that did not come before this one,
+	// by the series' sample interval once it is known (0 before): a
+	// caller counting samples between events counts these too.
+	Missed int64
 }
 
 // Update scores the sample (tsMillis, v) against what was seen before it,
@@ -369,6 +373,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 		st.Fast, st.Prev = base, base
 	}
 	res := d.expect()
+	res.Missed = missed
 	var z [nMembers]float64
 	var fv [ifDims]float64
 	valid := d.features(v, &z, &fv)

@@ -511,3 +511,25 @@ func TestIncidentStalenessEndsEvent(t *testing.T) {
 	require.True(t, s.pub.active(e.p.opts.IncidentHold.Milliseconds()))
 	require.Less(t, s.pub.duration(), time.Minute, "a blip before the outage and one after it are one event of 5m15s")
 }
+
+// TestIncidentGapEndsEvent: samples that did not come count toward the
+// gap between events: a blip, then 4.5 minutes without samples (scrapes
+// failing, no staleness marker), then a blip and a little more were one
+// event of over 5 minutes.
+func TestIncidentGapEndsEvent(t *testing.T) {
+	vs := seasonal(400, 3)
+	vs[360] += 1000
+	vs[379] += 1000
+	vs[381] += 1000
+	ls := labels.FromStrings("__name__", "temperature")
+	e := newEnv(t, "", nil, nil)
+	e.feed(ls, model.MetricTypeGauge, vs[:361])
+	for i := 379; i < 383; i++ {
+		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+	}
+	e.sync()
+	s := e.onlySeries()
+	require.True(t, s.pub.active(e.p.opts.IncidentHold.Milliseconds()))
+	require.Equal(t, t0.UnixMilli()+379*stepMs, s.pub.event, "the blip after the gap starts an event")
+	require.Less(t, s.pub.duration(), time.Minute)
+}

@@ -114,6 +114,10 @@ const eventGap = 10
 // (anomaly_score keeps the damping: one event, one score above 1); an
 // ongoing event extends it.
 func incident(p *published, t int64, r detect.Result, holdMs int64) {
+	// Samples that did not come count as quiet ones: a blip before a gap
+	// in the samples (scrapes failing, remote-write cut off, no staleness
+	// marker) and one after it are two events, not one of minutes.
+	p.quiet = uint32(min(int64(p.quiet)+max(r.Missed, 0), math.MaxUint32))
 	switch {
 	case r.Score > 1 || r.Undamped > 1:
 		switch {
