@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -490,46 +491,34 @@ func TestIncidentDurationKeepsLongestEvent(t *testing.T) {
 	require.Equal(t, 6*time.Minute, p.duration())
 }
 
-// TestIncidentStalenessEndsEvent: a staleness marker ends the current
-// event (the target went away): a blip before it and one when the target
-// is back, within eventGap samples of it, are two events, not one of
-// minutes (a process that crashed and restarted).
-func TestIncidentStalenessEndsEvent(t *testing.T) {
-	vs := seasonal(400, 3)
-	vs[360] += 1000
-	vs[379] += 1000
-	vs[381] += 1000
-	ls := labels.FromStrings("__name__", "temperature")
-	e := newEnv(t, "", nil, nil)
-	e.feed(ls, model.MetricTypeGauge, vs[:361])
-	e.push(t0.UnixMilli()+361*stepMs-1, model.MetricTypeGauge, []labels.Labels{ls}, []float64{math.Float64frombits(value.StaleNaN)})
-	for i := 379; i < 382; i++ {
-		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+// TestIncidentEventEndsWithoutSamples: a staleness marker (the target went
+// away: a process that crashed and came back a minute later), or samples
+// that did not come (4.5 minutes of failed scrapes, no marker), end the
+// current event: a blip before and one after, within eventGap samples
+// that came, were one event.
+func TestIncidentEventEndsWithoutSamples(t *testing.T) {
+	for _, tc := range []struct {
+		marker bool
+		back   int // the first sample after
+	}{{true, 365}, {false, 379}} {
+		t.Run(fmt.Sprint("marker=", tc.marker), func(t *testing.T) {
+			vs := seasonal(400, 3)
+			vs[360] += 1000
+			vs[tc.back] += 1000
+			vs[tc.back+2] += 1000
+			ls := labels.FromStrings("__name__", "temperature")
+			e := newEnv(t, "", nil, nil)
+			e.feed(ls, model.MetricTypeGauge, vs[:361])
+			if tc.marker {
+				e.push(t0.UnixMilli()+361*stepMs-1, model.MetricTypeGauge, []labels.Labels{ls}, []float64{math.Float64frombits(value.StaleNaN)})
+			}
+			for i := tc.back; i < tc.back+4; i++ {
+				e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+			}
+			e.sync()
+			s := e.onlySeries()
+			require.True(t, s.pub.active(e.p.opts.IncidentHold.Milliseconds()))
+			require.Equal(t, t0.UnixMilli()+int64(tc.back)*stepMs, s.pub.event, "the blip after starts an event")
+		})
 	}
-	e.sync()
-	s := e.onlySeries()
-	require.True(t, s.pub.active(e.p.opts.IncidentHold.Milliseconds()))
-	require.Less(t, s.pub.duration(), time.Minute, "a blip before the outage and one after it are one event of 5m15s")
-}
-
-// TestIncidentGapEndsEvent: samples that did not come count toward the
-// gap between events: a blip, then 4.5 minutes without samples (scrapes
-// failing, no staleness marker), then a blip and a little more were one
-// event of over 5 minutes.
-func TestIncidentGapEndsEvent(t *testing.T) {
-	vs := seasonal(400, 3)
-	vs[360] += 1000
-	vs[379] += 1000
-	vs[381] += 1000
-	ls := labels.FromStrings("__name__", "temperature")
-	e := newEnv(t, "", nil, nil)
-	e.feed(ls, model.MetricTypeGauge, vs[:361])
-	for i := 379; i < 383; i++ {
-		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
-	}
-	e.sync()
-	s := e.onlySeries()
-	require.True(t, s.pub.active(e.p.opts.IncidentHold.Milliseconds()))
-	require.Equal(t, t0.UnixMilli()+379*stepMs, s.pub.event, "the blip after the gap starts an event")
-	require.Less(t, s.pub.duration(), time.Minute)
 }
