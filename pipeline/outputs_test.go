@@ -489,6 +489,19 @@ func TestIncidentDurationKeepsLongestEvent(t *testing.T) {
 	require.True(t, p.active(holdMs))
 	require.Equal(t, int64(46*15_000), p.event, "the blip is an event of its own")
 	require.Equal(t, 6*time.Minute, p.duration())
+
+	// A blip at the first sample after the hold opens a new incident, of
+	// nothing of the last one: it inherited the longest event (6m), and
+	// a blip paged at once.
+	for i := 47; i < 67; i++ {
+		p.t = int64(i) * 15_000
+		incident(&p, p.t, detect.Result{Score: 0.2}, holdMs)
+	}
+	require.True(t, p.active(holdMs), "the hold has not run out for the samples that came")
+	p.t = 67 * 15_000
+	incident(&p, p.t, detect.Result{Score: 2, Undamped: 2}, holdMs)
+	require.Equal(t, p.t, p.since, "a new incident")
+	require.Zero(t, p.duration(), "a blip, not an event of minutes")
 }
 
 // TestIncidentEventEndsWithoutSamples: a staleness marker (the target went

@@ -80,7 +80,7 @@ type incidentState struct {
 	event          int64
 	// peakMember is the detector member (a group's member) that drove
 	// the peak, which explains the incident in the anomalies API rather
-	// than its latest sample's; not in the snapshot.
+	// than its latest sample's.
 	peakMember string
 }
 
@@ -122,7 +122,9 @@ func incident(p *published, t int64, r detect.Result, holdMs int64) {
 	case r.Score > 1 || r.Undamped > 1:
 		switch {
 		case !p.active(holdMs):
-			p.since, p.event, p.peak = t, t, 0
+			// A new incident: nothing of the last one (its longest
+			// event made a blip's duration minutes, and paged).
+			p.incidentState = incidentState{since: t, event: t}
 		case p.quiet >= eventGap:
 			// Another event in the incident.
 			p.longest = uint32(min(max(int64(p.longest), p.current()), math.MaxUint32))
