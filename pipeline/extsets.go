@@ -103,8 +103,8 @@ func (b *backfill) loadExtSets(path string, now time.Time) error {
 		if key == "" || len(b.ext) >= maxExtSets {
 			continue
 		}
-		b.ext[key] = extSet{first: x.First, known: x.Known, seen: min(x.Seen, now.Unix())}
+		b.ext[key] = extSet{first: x.First, known: x.Known, seen: x.Seen}
 	}
-	b.expireLocked(now)
+	b.expireLocked(now) // also takes a set seen in the future as seen now
 	return nil
 }

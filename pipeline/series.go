@@ -63,16 +63,16 @@ type incidentState struct {
 	// latest sample: a scrape never misses one, and an event that pauses
 	// briefly stays one incident. event is the sample time of the current
 	// event's first score above 1: a score above 1 more than eventGap
-	// samples after the event's latest starts another event in the same
-	// incident. The incident's duration on /metrics is its current
-	// event's, which the generated alerts read as "has gone on for": two
-	// unrelated blips within the hold are one incident, listed once, but
-	// not one event of minutes (on a quiet machine, blips up to five
-	// minutes apart chained into "5 minutes anomalous" and paged). longest
-	// is the length of the incident's longest event before the current
-	// one (ms, in what was padding after quiet): the duration is the
-	// longest so far, so a later blip does not resolve an alert that
-	// fired on an event of minutes, to fire it again.
+	// samples after the event's latest (missing samples counted, or after
+	// a staleness marker) starts another event in the same incident.
+	// longest is the length of the incident's longest event before the
+	// current one (ms, in what was padding after quiet). The duration on
+	// /metrics, which the generated alerts read as "has gone on for", is
+	// the longest event so far: two unrelated blips within the hold are one
+	// incident, listed once, but not one event of minutes (on a quiet
+	// machine, blips up to five minutes apart chained into "5 minutes
+	// anomalous" and paged), and a later blip does not resolve an alert
+	// that fired on an event of minutes, to fire it again.
 	since, lastHot int64
 	peak           float64
 	quiet          uint32

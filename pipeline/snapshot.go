@@ -34,8 +34,8 @@ import (
 // 1 and 2 had none. event, longest and peakMember (version 4) are its
 // events' (see incidentState): without them a restart read blips minutes
 // apart as one event of minutes, and paged; a version 3 incident's current
-// event starts at its latest sample. A derived series' prevT is its input definition's hash
-// (flagDef). Another version, a bad checksum or a
+// event starts at its latest sample. A derived series' prevT is its input
+// definition's hash (flagDef). Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (

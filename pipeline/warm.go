@@ -68,8 +68,9 @@ type backfill struct {
 	fresh    int // requests queued or being read, not yet answered or refused alone
 	parked   []bfReq
 	// ext holds the sets of label names the upstream's series had beyond
-	// their requests' (keepOwn); ext the upstream's external labels as
-	// configured (name to value, "" for any), and then nothing is learnt.
+	// their requests' (keepOwn); extNames the upstream's external labels
+	// as configured (name to value, "" for any), and then nothing is
+	// learnt.
 	ext      map[string]extSet
 	extNames map[string]string
 	maxAge   time.Duration // a learnt set not seen again for this long is forgotten
