@@ -1,7 +1,10 @@
 package detect
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -667,25 +670,118 @@ func TestFlatAndRegularSeriesStayQuiet(t *testing.T) {
 // narrow, and a 10σ dip scores above 1.
 func TestDailySeasonAtScrapeIntervals(t *testing.T) {
 	const day = 86_400_000
-	for _, dtMs := range []int64{15_000, 30_000, 60_000, 300_000} {
-		t.Run(fmt.Sprint(dtMs/1000, "s"), func(t *testing.T) {
+	// Prometheus stamps a scrape with its start, a few milliseconds either
+	// side of the schedule: intervals of 1 999 and 2 001 ms at 2 s.
+	for _, c := range []struct{ dtMs, jitterMs int64 }{
+		{1_000, 5}, {2_000, 5}, {15_000, 0}, {15_000, 5}, {30_000, 0}, {60_000, 0}, {300_000, 0},
+	} {
+		t.Run(fmt.Sprintf("%ds±%dms", c.dtMs/1000, c.jitterMs), func(t *testing.T) {
 			d, err := New(DefaultOptions())
 			require.NoError(t, err)
 			rng := rand.New(rand.NewPCG(5, 5))
-			n := int(4 * day / dtMs)
+			n := int(4 * day / c.dtMs)
 			var r Result
+			var missed int64
 			for i := range n {
-				ts := 1_700_006_400_000 + int64(i)*dtMs
+				ts := 1_700_006_400_000 + int64(i)*c.dtMs
+				if c.jitterMs > 0 {
+					ts += rng.Int64N(2*c.jitterMs+1) - c.jitterMs
+				}
 				v := 100 + 20*math.Sin(2*math.Pi*float64(ts%day)/day) + rng.NormFloat64()
 				if i == n-1 {
 					v -= 10
 				}
 				r = d.Update(ts, v)
+				missed += r.Missed
 			}
 			s := d.st.Season
-			require.InDelta(t, day, float64(int64(s.Period)*int64(s.D)*dtMs), float64(2*int64(s.D)*dtMs), "period %d buckets of %d samples", s.Period, s.D)
+			require.InDelta(t, c.dtMs, s.DtMs, float64(c.jitterMs), "the series' interval")
+			require.Zero(t, missed, "samples reported missed from a series that missed none")
+			require.InDelta(t, day, float64(int64(s.Period)*int64(s.D)*c.dtMs), float64(2*int64(s.D)*c.dtMs), "period %d buckets of %d samples", s.Period, s.D)
 			require.Less(t, r.YhatUpper-r.YhatLower, 20.0, "band [%g, %g]", r.YhatLower, r.YhatUpper)
 			require.Greater(t, r.Score, 1.0)
+		})
+	}
+}
+
+// TestIntervalToTheMillisecond: a series' interval is its median to the
+// millisecond. Taken in whole seconds, a 2 s scrape whose first intervals
+// were 1 999 ms more often than 2 001 was a 1 s series that missed every
+// other sample (its short-term memory restarted at each), and a 1 s one got
+// no interval at all (no gap found, a ring spanning 17 minutes).
+func TestIntervalToTheMillisecond(t *testing.T) {
+	for _, dtMs := range []int64{1_000, 2_000, 15_000} {
+		for seed := range uint64(8) {
+			d := mustNew(t, DefaultOptions())
+			rng := rand.New(rand.NewPCG(seed, 9))
+			const gapAt, gapLen = 1000, 10
+			for i := range 1200 {
+				if i >= gapAt && i < gapAt+gapLen {
+					continue
+				}
+				ts := 1_700_006_400_000 + int64(i)*dtMs + rng.Int64N(11) - 5
+				r := d.Update(ts, 10+rng.NormFloat64())
+				want := int64(0)
+				if i == gapAt+gapLen {
+					want = gapLen
+				}
+				require.Equal(t, want, r.Missed, "%d ms, seed %d, sample %d", dtMs, seed, i)
+			}
+			require.InDelta(t, dtMs, d.st.Season.DtMs, 5, "%d ms, seed %d", dtMs, seed)
+			require.InDelta(t, bucketWidth(dtMs), d.st.Season.D, 2, "%d ms, seed %d", dtMs, seed)
+		}
+	}
+}
+
+// TestRestoreVersion9: a snapshot of version 9, whose season kept its
+// intervals in whole seconds, is restored when its interval is 2 s or more
+// (a second off stays within the gap's tolerance), and refused when the
+// interval is still being decided (the slots hold seconds) or was decided
+// at 0 or 1 s (perhaps a 1 s or 2 s scrape read wrong): the pipeline then
+// warms the series from its history.
+func TestRestoreVersion9(t *testing.T) {
+	asV9 := func(b []byte) []byte {
+		b = bytes.Clone(b)
+		binary.LittleEndian.PutUint16(b[len(snapshotMagic):], secondsVersion)
+		binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.ChecksumIEEE(b[:len(b)-4]))
+		return b
+	}
+	for _, c := range []struct {
+		name    string
+		dtMs    int64
+		samples int
+		dtSaved int64 // the interval as a version 9 detector decided it; 0 keeps the one decided
+		ok      bool
+	}{
+		{name: "15 s", dtMs: 15_000, samples: 200, ok: true},
+		{name: "2 s", dtMs: 2_000, samples: 200, ok: true},
+		{name: "2 s read as 1 s", dtMs: 2_000, samples: 200, dtSaved: 1_000},
+		{name: "1 s read as 0", dtMs: 1_000, samples: 200, dtSaved: -1},
+		{name: "interval undecided", dtMs: 15_000, samples: 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := mustNew(t, DefaultOptions())
+			for i := range c.samples {
+				d.Update(int64(i)*c.dtMs, 10+math.Sin(float64(i)))
+			}
+			switch {
+			case c.dtSaved > 0:
+				d.st.Season.DtMs, d.st.Season.D = c.dtSaved, bucketWidth(c.dtSaved)
+			case c.dtSaved < 0:
+				d.st.Season.DtMs, d.st.Season.D = 0, 4
+			}
+			b, err := d.MarshalBinary()
+			require.NoError(t, err)
+			require.NoError(t, mustNew(t, DefaultOptions()).Restore(b), "version %d", snapshotVersion)
+			r := mustNew(t, DefaultOptions())
+			err = r.Restore(asV9(b))
+			if !c.ok {
+				require.ErrorContains(t, err, "whole seconds")
+				return
+			}
+			require.NoError(t, err)
+			next := int64(c.samples) * c.dtMs
+			require.Equal(t, d.Update(next, 10), r.Update(next, 10))
 		})
 	}
 }

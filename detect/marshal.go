@@ -14,7 +14,11 @@ import (
 // rather than misread, and the series simply warms up again.
 const (
 	snapshotMagic   = "omdt"
-	snapshotVersion = 9
+	snapshotVersion = 10
+	// secondsVersion is the last version whose season kept the sampling
+	// intervals it chooses the bucket width from in whole seconds; it is
+	// read still (see decode).
+	secondsVersion = 9
 )
 
 // wireOptions is Options with fixed-size fields, for the snapshot.
@@ -156,7 +160,8 @@ func decode(data []byte) (Options, state, *extraState, error) {
 	if len(data) < hdr+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
 		return Options{}, st, nil, errors.New("decode detector: not a detector snapshot")
 	}
-	if v := binary.LittleEndian.Uint16(data[len(snapshotMagic):]); v != snapshotVersion {
+	v := binary.LittleEndian.Uint16(data[len(snapshotMagic):])
+	if v != snapshotVersion && v != secondsVersion {
 		return Options{}, st, nil, fmt.Errorf("decode detector: snapshot version %d, want %d", v, snapshotVersion)
 	}
 	var w wireOptions
@@ -190,6 +195,11 @@ func decode(data []byte) (Options, state, *extraState, error) {
 	}
 	if !st.valid() || (ex != nil && !ex.valid()) {
 		return Options{}, st, nil, errors.New("decode detector: corrupt state")
+	}
+	if v == secondsVersion {
+		if err := st.Season.fromSeconds(); err != nil {
+			return Options{}, st, nil, fmt.Errorf("decode detector: version %d: %w", v, err)
+		}
 	}
 	return o, st, ex, nil
 }

@@ -1,6 +1,9 @@
 package detect
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 const (
 	seasonLen      = 256             // buckets of history kept for the FFT
@@ -43,8 +46,24 @@ type season struct {
 }
 
 // Until D is chosen the ring holds no bucket, so its first slots keep the
-// sampling intervals seen so far (seconds, an int32 in two int16 slots):
-// 64 bytes of state the series would otherwise carry for good.
+// sampling intervals seen so far (milliseconds, an int32 in two int16
+// slots): 64 bytes of state the series would otherwise carry for good.
+// Up to detector snapshot version 9 they were whole seconds, which read a
+// 2 s scrape stamped 1 999 and 2 001 ms apart as 1 s (every sample then
+// came after a "gap") and a 1 s one as 0 (no interval at all).
+
+// fromSeconds checks a season saved while the intervals were kept in whole
+// seconds (detector snapshot version 9). One still deciding its interval
+// holds seconds, and one that decided on 0 or 1 s may be a 1 s or 2 s
+// scrape read wrong: only learning again tells (the pipeline warms the
+// series from its history), so both are an error. From 2 s up, a second off
+// leaves the interval within the gap's tolerance.
+func (s *season) fromSeconds() error {
+	if s.DtMs <= 1000 {
+		return fmt.Errorf("sampling interval %d ms, read in whole seconds: learnt again", s.DtMs)
+	}
+	return nil
+}
 
 // setDt stores the i-th sampling interval.
 func (s *season) setDt(i int, dt int32) {
@@ -58,8 +77,9 @@ func (s *season) dt(i int) int32 {
 }
 
 // gap reports how many samples were missed if ts comes after a gap (at
-// least twice the median sampling interval since the previous sample), and
-// 0 otherwise; if a season is known it
+// least 1.75 median sampling intervals since the previous sample: a
+// quarter's tolerance for the jitter of scrape timestamps on either side),
+// and 0 otherwise; if a season is known it
 // fills the samples that should have arrived with the seasonal baseline, so
 // the ring keeps its phase and the season found before the gap still lines
 // up after it. The fill is bounded by the ring's span. Call it before
@@ -68,7 +88,7 @@ func (s *season) gap(ts int64, sc *Scratch) int64 {
 	if s.D == 0 || s.DtMs <= 0 {
 		return 0
 	}
-	missed := (ts-s.LastTs)/s.DtMs - 1
+	missed := (ts-s.LastTs+s.DtMs/4)/s.DtMs - 1
 	if missed <= 0 {
 		return 0
 	}
@@ -93,7 +113,7 @@ func (s *season) add(ts int64, x float64, sc *Scratch) {
 	s.N++
 	if s.D == 0 {
 		if s.N > 1 && int(s.N-2) < seasonDecideN {
-			s.setDt(int(s.N-2), int32(max(0, min((ts-s.LastTs)/1000, math.MaxInt32))))
+			s.setDt(int(s.N-2), int32(max(0, min(ts-s.LastTs, math.MaxInt32))))
 		}
 		if s.N > seasonDecideN {
 			var dts [seasonDecideN - 1]int32
@@ -132,8 +152,8 @@ func (s *season) closeBucket(sc *Scratch) {
 	}
 }
 
-// chooseD picks the bucket width from sampling intervals in seconds and
-// returns it with the median interval in milliseconds (0 if unknown).
+// chooseD picks the bucket width from sampling intervals in milliseconds
+// and returns it with the median interval (0 if unknown).
 func chooseD(dts []int32) (uint16, int64) {
 	var buf [seasonDecideN]int32
 	n := copy(buf[:], dts)
@@ -144,11 +164,11 @@ func chooseD(dts []int32) (uint16, int64) {
 			b[j], b[j-1] = b[j-1], b[j]
 		}
 	}
-	med := float64(b[len(b)/2]) * 1000
-	if !(med > 0) {
+	med := int64(b[len(b)/2])
+	if med <= 0 {
 		return 4, 0
 	}
-	return bucketWidth(int64(med)), int64(med)
+	return bucketWidth(med), med
 }
 
 // bucketWidth is the bucket width for a median sampling interval in ms.
