@@ -76,10 +76,21 @@ func (s *season) dt(i int) int32 {
 	return int32(uint32(uint16(s.Ring.Q[2*i])) | uint32(uint16(s.Ring.Q[2*i+1]))<<16)
 }
 
-// gap reports how many samples were missed if ts comes after a gap (at
-// least 1.75 median sampling intervals since the previous sample: a
-// quarter's tolerance for the jitter of scrape timestamps on either side),
-// and 0 otherwise; if a season is known it
+// MissedBetween returns how many samples of a series sampled every
+// intervalMs did not come between two that came at prevMs and tsMs: none
+// unless they are 1.75 intervals apart or more (a quarter interval's
+// tolerance for the jitter of scrape timestamps either way), 0 for an
+// interval not known (0).
+func MissedBetween(prevMs, tsMs, intervalMs int64) int64 {
+	if intervalMs <= 0 {
+		return 0
+	}
+	return max(0, (tsMs-prevMs+intervalMs/4)/intervalMs-1)
+}
+
+// gap reports how many samples were missed if ts comes after a gap (see
+// MissedBetween; the interval is the median one), and 0 otherwise; if a
+// season is known it
 // fills the samples that should have arrived with the seasonal baseline, so
 // the ring keeps its phase and the season found before the gap still lines
 // up after it. The fill is bounded by the ring's span. Call it before
@@ -88,7 +99,7 @@ func (s *season) gap(ts int64, sc *Scratch) int64 {
 	if s.D == 0 || s.DtMs <= 0 {
 		return 0
 	}
-	missed := (ts-s.LastTs+s.DtMs/4)/s.DtMs - 1
+	missed := MissedBetween(s.LastTs, ts, s.DtMs)
 	if missed <= 0 {
 		return 0
 	}

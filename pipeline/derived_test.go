@@ -854,3 +854,40 @@ func loadf(t *testing.T, format string, args ...any) *config.Config {
 	require.NoError(t, err)
 	return c
 }
+
+// TestDerivedGroupEventEndsWithoutEvaluations: evaluations of a group that
+// did not come (its expressions failing, omen busy) count toward the gap
+// between events, as samples that did not come do for an ingested series:
+// a blip before 15 missed evaluations and one after were one event of
+// four minutes.
+func TestDerivedGroupEventEndsWithoutEvaluations(t *testing.T) {
+	e, cfg := derivedEnv(t, "derived:\n  - {name: g, interval: 15s, members: [{name: a, expr: a}, {name: b, expr: b}]}\n")
+	ls := []labels.Labels{labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")}
+	rng := rand.New(rand.NewPCG(3, 4))
+	const blip, back = 300, 316
+	for i := range back + 1 {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		vs := []float64{10 + rng.NormFloat64(), 20 + rng.NormFloat64()}
+		if i == blip || i == back {
+			vs[0] += 100
+		}
+		e.push(ts, model.MetricTypeGauge, ls, vs)
+		if i > blip && i < back {
+			continue // not evaluated
+		}
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	}
+	e.sync()
+	var g *series
+	for _, w := range e.p.workers {
+		w.view(func(s *series) {
+			if s.grp != nil {
+				g = s
+			}
+		})
+	}
+	require.NotNil(t, g)
+	require.True(t, g.pub.active(e.p.opts.IncidentHold.Milliseconds()))
+	require.Equal(t, t0.UnixMilli()+back*stepMs, g.pub.event, "the blip after the missed evaluations starts an event")
+	require.Zero(t, g.pub.duration())
+}

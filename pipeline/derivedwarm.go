@@ -28,10 +28,12 @@ import (
 const derivedHistoryBudget = 1 << 21
 
 // history is the past of one derived series: k values per time, k being 1,
-// or a group's members in order.
+// or a group's members in order, at steps of stepMs (the input's interval;
+// a step missing is an evaluation that found nothing).
 type history struct {
-	t []int64
-	v []float64
+	t      []int64
+	v      []float64
+	stepMs int64
 }
 
 // derivedHistories holds the histories of each input's first evaluation
@@ -182,7 +184,7 @@ func (p *Pipeline) exprHistory(ctx context.Context, d *config.Derived, now time.
 		if _, ok := want[ref]; !ok {
 			return
 		}
-		h := history{t: make([]int64, len(pts)), v: make([]float64, len(pts))}
+		h := history{t: make([]int64, len(pts)), v: make([]float64, len(pts)), stepMs: time.Duration(d.Interval).Milliseconds()}
 		for i, pt := range pts {
 			h.t[i], h.v[i] = pt.T, pt.F
 		}
@@ -238,7 +240,7 @@ func (p *Pipeline) groupHistory(ctx context.Context, d *config.Derived, now time
 	all := uint16(1)<<k - 1
 	got := make(map[storage.SeriesRef]history, len(groups))
 	for ref, g := range groups {
-		var h history
+		h := history{stepMs: step.Milliseconds()}
 		for j := range n {
 			if row := g.v[j*k : (j+1)*k]; g.have[j] == all && !hasNonFinite(row) {
 				h.t = append(h.t, start.UnixMilli()+int64(j)*step.Milliseconds())
@@ -303,7 +305,7 @@ func (w *worker) warmDerived(s *series, beforeMs int64) {
 			continue
 		}
 		if s.grp != nil {
-			s.stepGroup(t, h.v[i*k:(i+1)*k], so)
+			s.stepGroup(t, h.v[i*k:(i+1)*k], h.stepMs, so)
 		} else {
 			replay(t, h.v[i])
 		}

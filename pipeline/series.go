@@ -546,18 +546,25 @@ type groupModel struct {
 	members []string
 }
 
-// stepGroup scores a group's member values. A group has a score and no
-// band: its value (NaN) and yhat (NaN) say so to the outputs and the API.
-func (s *series) stepGroup(t int64, vals []float64, so stepOpts) {
+// stepGroup scores a group's member values, evaluated every intervalMs. A
+// group has a score and no band: its value (NaN) and yhat (NaN) say so to
+// the outputs and the API.
+func (s *series) stepGroup(t int64, vals []float64, intervalMs int64, so stepOpts) {
 	r := s.grp.g.Update(t, vals)
 	p := &s.pub
+	// Evaluations that did not come count toward the gap between events,
+	// as an ingested series' missed samples do (detect.Result.Missed).
+	var missed int64
+	if p.hasResult {
+		missed = detect.MissedBetween(p.t, t, intervalMs)
+	}
 	p.t, p.value, p.hasResult, p.stale = t, math.NaN(), true, false
 	p.score, p.yhat, p.lower, p.upper = r.Score, math.NaN(), math.NaN(), math.NaN()
 	p.member, p.feature, p.ready = "", "", r.Ready
 	if r.Member >= 0 {
 		p.member, p.feature = s.grp.members[r.Member], "joint"
 	}
-	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing, Member: p.member}, so.holdMs)
+	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing, Member: p.member, Missed: missed}, so.holdMs)
 }
 
 // banded reports whether p has a band (yhat and its bounds) to show: not

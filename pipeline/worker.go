@@ -242,7 +242,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		w.mu.Lock()
 		wasReady := s.pub.ready
 		if s.grp != nil {
-			s.stepGroup(smp.t, smp.derived.vals, so)
+			s.stepGroup(smp.t, smp.derived.vals, time.Duration(smp.derived.d.Interval).Milliseconds(), so)
 		} else {
 			s.step(smp.t, v, w.acc, &w.fcBuf, so)
 		}
