@@ -436,6 +436,37 @@ func checkExpr(expr, where string) (string, error) {
 	if t := e.Type(); t != parser.ValueTypeVector && t != parser.ValueTypeScalar {
 		return "", fmt.Errorf("%s: a %s; want an instant vector or a scalar", where, parser.DocumentedType(t))
 	}
+	// A live evaluation at t sees data up to t only; the warm start's range
+	// query over the past would not: `@ end()` gives every past step the
+	// latest value, a negative offset each step its future. Either would
+	// train the models on what no live evaluation sees.
+	var bad error
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		var (
+			ts  *int64
+			se  parser.ItemType
+			off time.Duration
+		)
+		switch x := n.(type) {
+		case *parser.VectorSelector:
+			ts, se, off = x.Timestamp, x.StartOrEnd, x.OriginalOffset
+		case *parser.SubqueryExpr:
+			ts, se, off = x.Timestamp, x.StartOrEnd, x.OriginalOffset
+		default:
+			return nil
+		}
+		switch {
+		case bad != nil:
+		case ts != nil || se != 0:
+			bad = fmt.Errorf("%s: @ pins %s to one time; a derived input is evaluated at each time it scores", where, n)
+		case off < 0:
+			bad = fmt.Errorf("%s: offset -%s reads after the time evaluated (the future, in the warm start's history); want an offset of 0 or more", where, model.Duration(-off).String())
+		}
+		return nil
+	})
+	if bad != nil {
+		return "", bad
+	}
 	return e.String(), nil
 }
 

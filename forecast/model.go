@@ -128,6 +128,15 @@ func (m *Model) last() float64 {
 	return m.ring[i]
 }
 
+// Last returns the time (Unix ms) and value of the latest sample taken, the
+// point the forecasts start from; ok is false before any.
+func (m *Model) Last() (tsMillis int64, v float64, ok bool) {
+	if m.n == 0 {
+		return 0, 0, false
+	}
+	return m.lastTs, m.last(), true
+}
+
 // Count returns the number of values held (at most History+RefitEvery),
 // gap fills included.
 func (m *Model) Count() int { return m.count }

@@ -36,6 +36,9 @@ func (p *Pipeline) acc() *accuracy {
 }
 
 func (a *accuracy) observe(name, horizon string, scaledErr float64, covered bool, nowMs int64) {
+	if !isFinite(scaledErr) {
+		return // one would make the family's average NaN, or +Inf, for good
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	k := accKey{name, horizon}
@@ -204,17 +207,18 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 	want := func(name string) bool { return family == "" || family == name }
 	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
+	cfg := p.intervals()
 	for _, w := range p.workers {
 		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
-			if s.pub.stale || (!isDerived(s) && s.silent(holdMs, nowMs)) {
+			everyMs := cfg.everyMs(s)
+			if s.pub.stale || s.silent(holdMs, everyMs, nowMs) {
 				// Its input went away, or has sent nothing for the
-				// lookback: so do its metrics. A derived input's
-				// series is evaluated by omen, at an interval that may
-				// be longer, and goes stale when it leaves the result.
+				// lookback (a derived input's: nothing evaluated for
+				// the lookback past its interval): so do its metrics.
 				return
 			}
-			cs := collected{s: s, pub: s.pub, incident: s.inIncident(holdMs, nowMs), fc: -1}
+			cs := collected{s: s, pub: s.pub, incident: s.inIncident(holdMs, everyMs, nowMs), fc: -1}
 			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && p.aboveFloor(&s.pub, cs.incident) {
 				cs.fc = len(pts)
 				pts, oks = append(pts, f.pts...), append(oks, f.ok...)

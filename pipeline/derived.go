@@ -428,7 +428,7 @@ func (p *Pipeline) derivedGoneLocked(name string, cur map[storage.SeriesRef]labe
 	for ref, ls := range p.derivedLast[name] {
 		if _, ok := cur[ref]; !ok {
 			delete(p.groupScored, ref)
-			gone = append(gone, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: stale, handedOver: handedOver[ref]})
+			gone = append(gone, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: stale, handedOver: handedOver[ref], removed: cur == nil})
 		}
 	}
 	if cur == nil {

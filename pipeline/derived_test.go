@@ -891,3 +891,33 @@ func TestDerivedGroupEventEndsWithoutEvaluations(t *testing.T) {
 	require.Equal(t, t0.UnixMilli()+back*stepMs, g.pub.event, "the blip after the missed evaluations starts an event")
 	require.Zero(t, g.pub.duration())
 }
+
+// TestDerivedRemovedLeavesBudget: a reload that removes a derived input
+// marks its outputs stale and forgets its series: they counted as scored
+// and warming, and in --detect.max-series, until the sweep an hour later,
+// where an ingested series a reload excludes leaves at once.
+func TestDerivedRemovedLeavesBudget(t *testing.T) {
+	e, cfg := derivedEnv(t, "derived:\n  - {name: d, expr: 'm * 2', interval: 1h}\n")
+	var ls []labels.Labels
+	for _, pod := range []string{"a", "b", "c"} {
+		ls = append(ls, labels.FromStrings("__name__", "m", "pod", pod))
+	}
+	ts := t0.UnixMilli()
+	e.push(ts, model.MetricTypeGauge, ls, []float64{1, 2, 3})
+	e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	e.sync()
+	require.EqualValues(t, 6, e.p.scored.Load(), "3 ingested, 3 derived")
+	require.EqualValues(t, 6, testutil.ToFloat64(e.p.m.warming))
+
+	require.NoError(t, e.p.ApplyConfig(loadf(t, "derived: []\n")))
+	e.p.derivedRemoved(map[string]bool{}, time.UnixMilli(ts+1000)) // the loop's next tick
+	e.sync()
+	require.Empty(t, e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "d")}}))
+	require.EqualValues(t, 3, e.p.scored.Load())
+	require.EqualValues(t, 3, testutil.ToFloat64(e.p.m.warming))
+	stored := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "d"))
+	require.Len(t, stored, 3, "their outputs were stored")
+	for ls, vs := range stored {
+		require.True(t, value.IsStaleNaN(vs[len(vs)-1]), "%s ends with a staleness marker: %v", ls, vs)
+	}
+}

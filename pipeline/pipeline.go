@@ -375,6 +375,33 @@ func (p *Pipeline) ApplyConfig(cfg *config.Config) error {
 	return nil
 }
 
+// derivedIntervals are the evaluation intervals of the derived inputs in
+// force, by name.
+type derivedIntervals []config.Derived
+
+// intervals returns the derived inputs' intervals in force.
+func (p *Pipeline) intervals() derivedIntervals {
+	if c := p.cfg.Load(); c != nil {
+		return c.Derived
+	}
+	return nil
+}
+
+// everyMs returns how often s's input is evaluated by omen, in ms: its
+// derived input's interval, 0 for an ingested input (or a derived one no
+// longer configured).
+func (ds derivedIntervals) everyMs(s *series) int64 {
+	if !isDerived(s) {
+		return 0
+	}
+	for i := range ds {
+		if ds[i].Name == s.name {
+			return time.Duration(ds[i].Interval).Milliseconds()
+		}
+	}
+	return 0
+}
+
 // SeriesDeleted drops the models of the series the TSDB's head deleted
 // (tsdb.Storage.OnSeriesDeleted): a series that comes back after the head
 // dropped it gets a new reference, and keyed by the old one its models

@@ -161,8 +161,8 @@ const lookbackMs = 5 * 60_000
 // off) would otherwise stay in one, and its alert firing, until the sweep
 // forgets the series (--detect.stale-after, 1h): omen cannot tell that an
 // event goes on without samples. The caller holds the worker's lock.
-func (s *series) inIncident(holdMs, nowMs int64) bool {
-	return s.pub.active(holdMs) && !s.silent(holdMs, nowMs)
+func (s *series) inIncident(holdMs, everyMs, nowMs int64) bool {
+	return s.pub.active(holdMs) && !s.silent(holdMs, everyMs, nowMs)
 }
 
 // silent reports whether no sample of s has arrived for the incident hold
@@ -172,9 +172,12 @@ func (s *series) inIncident(holdMs, nowMs int64) bool {
 // which carry no timestamps, would otherwise hold their last values for
 // the hour until the sweep, hiding that its Prometheus stopped or its
 // remote-write was cut off (a flat line in Grafana where the input shows
-// a gap).
-func (s *series) silent(holdMs, nowMs int64) bool {
-	return nowMs-s.lastSeen > max(holdMs, lookbackMs)
+// a gap). A derived input's series, evaluated by omen every everyMs (0 for
+// an ingested one), has that much longer: its expression may be evaluated
+// less often than the lookback, and an evaluation that fails (a duplicate
+// series in its result) leaves no staleness marker.
+func (s *series) silent(holdMs, everyMs, nowMs int64) bool {
+	return nowMs-s.lastSeen > max(holdMs, lookbackMs)+everyMs
 }
 
 // maxHorizons bounds the forecast horizons of a series.
@@ -289,6 +292,16 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 }
 
 // point is the open step's mean and spread.
+// center is how far, in ms, the middle of a step's samples lies before its
+// latest, by which the step is stamped: (k-1)/2 input intervals, 0 when
+// every sample is a step.
+func (r *resampler) center() int64 {
+	if r.k <= 1 {
+		return 0
+	}
+	return (r.stepMs - r.stepMs/r.k) / 2
+}
+
 func (r *resampler) point() point {
 	fn := float64(r.n)
 	m := r.dsum / fn
@@ -596,9 +609,13 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	// Check pending forecasts whose target has come.
 	for i := range f.horizons {
 		pd := &f.pend[i]
-		if pd.active && t >= pd.target && !math.IsNaN(v) {
+		if pd.active && t >= pd.target && isFinite(v) {
 			pd.active = false
-			if acc != nil && s.absDif > 0 {
+			// A sample more than a step after the target (after a gap)
+			// is not what was forecast: its error would be hours ahead,
+			// booked under a horizon of minutes. An infinite one made
+			// the family's MASE NaN for good.
+			if acc != nil && s.absDif > 0 && t-pd.target <= max(f.rs.stepMs, 1) {
 				acc.observe(s.name, f.hname[i], math.Abs(v-pd.yhat)/s.absDif, v >= pd.lo && v <= pd.hi, s.lastSeen)
 			}
 		}
@@ -610,7 +627,12 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	pts, n := f.rs.add(t, fv)
 	for _, pt := range pts[:n] {
 		f.m.Update(pt.t, pt.v)
-		if pt.n >= 2 {
+		if pt.n >= 2 && isFinite(pt.msd) {
+			// Values far apart within a step (1e300 beside 100) square
+			// to +Inf; a NaN spread made every band NaN for good.
+			if !isFinite(f.within) {
+				f.within = 0
+			}
 			f.within += withinAlpha * (pt.msd - f.within)
 		}
 	}
@@ -628,31 +650,67 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	}
 	clear(f.ok)
 	stepMs := f.m.Step()
-	if stepMs <= 0 {
+	lastT, lastV, ok := f.m.Last()
+	if stepMs <= 0 || !ok {
 		return
 	}
+	// The forecasts are for the steps after the model's latest point, at
+	// lastT; a forecast made now, at t, for horizon h is for t+h, lead+h
+	// from that point: between two steps (or the point and the first
+	// step), read between them, so a horizon is not rounded to a whole
+	// step (at 10-minute samples "5m" was 10 minutes ahead; with a 24h
+	// horizon, whose steps are 23 minutes, "5m" had none and "15m" was
+	// "30m"). A step averaged from samples is stamped with its latest one
+	// but stands for their middle (see resampler.center). After a gap the
+	// model's latest point is from before it: the targets lie beyond the
+	// forecasts, and none is published until the model has caught up (the
+	// first forecast after a target came back was the extrapolation from
+	// before it, stamped now).
+	lead := t - lastT + f.rs.center()
 	maxH := 0
 	for _, h := range f.horizons {
-		maxH = max(maxH, int((h.Milliseconds()+stepMs/2)/stepMs))
+		maxH = max(maxH, int((lead+h.Milliseconds()+stepMs-1)/stepMs))
 	}
-	maxH = min(maxH, forecastOptions().MaxHorizon)
-	if maxH <= 0 {
+	if maxH > forecastOptions().MaxHorizon || maxH <= 0 {
 		return
 	}
 	*buf = f.m.Forecast(*buf, maxH)
 	fc := *buf
 	f.made, f.isNew = t, true
 	for i, h := range f.horizons {
-		k := int((h.Milliseconds() + stepMs/2) / stepMs)
-		if k < 1 || k > len(fc) {
+		pt, ok := between(fc, lastV, float64(lead+h.Milliseconds())/float64(stepMs))
+		if !ok {
 			continue
 		}
-		f.pts[i], f.ok[i] = widen(fc[k-1], f.within, f.m.NonNegative()), true
+		pt.TsMillis = t + h.Milliseconds()
+		f.pts[i], f.ok[i] = widen(pt, f.within, f.m.NonNegative()), true
 		if pd := &f.pend[i]; !pd.active {
 			pt := f.pts[i]
 			*pd = pending{target: pt.TsMillis, yhat: pt.Yhat, lo: pt.Lower, hi: pt.Upper, active: true}
 		}
 	}
+}
+
+// between returns the forecast x steps after the model's latest point,
+// whose value is last: fc[j] is j+1 steps after it, and a point between
+// two is read on the line between them (from last, with no width, before
+// the first step). ok is false beyond the forecasts.
+func between(fc []forecast.Point, last float64, x float64) (forecast.Point, bool) {
+	if !(x > 0) || x > float64(len(fc)) {
+		return forecast.Point{}, false
+	}
+	j := int(x) // fc[j-1] is at j steps
+	frac := x - float64(j)
+	if frac == 0 {
+		return fc[j-1], true
+	}
+	a := forecast.Point{Yhat: last, Lower: last, Upper: last}
+	if j > 0 {
+		a = fc[j-1]
+	}
+	b := fc[j]
+	lerp := func(u, v float64) float64 { return u + frac*(v-u) }
+	return forecast.Point{Yhat: lerp(a.Yhat, b.Yhat), Lower: lerp(a.Lower, b.Lower), Upper: lerp(a.Upper, b.Upper)}, true
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
@@ -668,7 +726,7 @@ var bandZ = math.Sqrt2 * math.Erfinv(forecastOptions().Coverage)
 // given. The lower end of a non-negative series' band (nonNeg, see
 // forecast.Model.NonNegative) stays at or above 0.
 func widen(p forecast.Point, within float64, nonNeg bool) forecast.Point {
-	if within <= 0 {
+	if !(within > 0) || math.IsInf(within, 1) {
 		return p
 	}
 	w := bandZ * bandZ * within

@@ -28,7 +28,11 @@ type sample struct {
 	// outputs are now an ingested series' (see evalDerived), so it stops
 	// being scored without marking them stale.
 	handedOver bool
-	derived    *derivedSample // non-nil for derived inputs
+	// removed, on a staleness marker of a derived input's series: a
+	// reload removed its input, so its models go with the marker rather
+	// than count as scored, and in the budget, until the sweep.
+	removed bool
+	derived *derivedSample // non-nil for derived inputs
 }
 
 // derivedSample is what a derived input's sample carries beyond a sample:

@@ -170,6 +170,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			switch {
 			case s != nil && smp.handedOver:
 				w.dropLocking(smp.ref, s)
+			case s != nil && smp.removed:
+				w.markStale(s, smp.t, &out)
+				w.dropLocking(smp.ref, s)
 			case s != nil:
 				w.markStale(s, smp.t, &out)
 			}
@@ -213,21 +216,29 @@ func (w *worker) process(ctx context.Context, b *batch) {
 				continue
 			}
 		}
-		s.lastSeen = nowMs
 		if s.pub.hasResult && smp.t <= s.pub.t {
 			// Out of order (the TSDB may accept it within its
 			// out-of-order window): the models move forward in time only.
+			w.seen(s, nowMs)
 			continue
 		}
 		v := smp.v
-		if s.counter {
+		if s.counter && !math.IsNaN(v) {
 			r, ok := s.rate(smp.st, smp.t, v)
 			if !ok {
+				w.seen(s, nowMs)
 				continue
 			}
 			v = r
 		}
-		if math.IsNaN(v) {
+		// A NaN (a ratio with no traffic, 0/0) is scored as ±Inf is: no
+		// value, so score 0 and no band, the models untouched, and an
+		// incident that ends after the hold. Skipped, it left the last
+		// score and the incident on /metrics while it lasted, the series
+		// seen all along. A series with no number yet (a summary's
+		// quantile with no observations) has no result until its first.
+		if math.IsNaN(v) && !s.pub.hasResult {
+			w.seen(s, nowMs)
 			continue
 		}
 		// One sample in inferenceSampling is timed: two clock reads and
@@ -240,6 +251,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		}
 		scored++
 		w.mu.Lock()
+		s.lastSeen = nowMs
 		wasReady := s.pub.ready
 		if s.grp != nil {
 			s.stepGroup(smp.t, smp.derived.vals, time.Duration(smp.derived.d.Interval).Milliseconds(), so)
@@ -544,13 +556,23 @@ func (w *worker) forget(refs []storage.SeriesRef) {
 	}
 }
 
-// sweep drops the state of series not seen for StaleAfter.
+// seen records that a sample of s arrived at nowMs (wall clock), which
+// /metrics and the anomalies API read under the lock (see series.silent).
+func (w *worker) seen(s *series, nowMs int64) {
+	w.mu.Lock()
+	s.lastSeen = nowMs
+	w.mu.Unlock()
+}
+
+// sweep drops the state of series not seen for StaleAfter (a derived
+// input's: StaleAfter past its interval, which may be longer).
 func (w *worker) sweep() {
 	cut := w.p.opts.Now().Add(-w.p.opts.StaleAfter).UnixMilli()
+	ivs := w.p.intervals()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for ref, s := range w.series {
-		if s.lastSeen < cut {
+		if s.lastSeen < cut-ivs.everyMs(s) {
 			w.drop(ref, s)
 		}
 	}
