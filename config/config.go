@@ -244,6 +244,37 @@ func badDuration(n *yaml.Node, path string) error {
 	return nil
 }
 
+// badRemoteWrite returns the first remote_write entry of the document at
+// root that does not decode, its error prefixed with the entry's index and
+// line: Prometheus's own errors name neither (`unknown unit "sec"`, a
+// relabelling's regexp), and the list may be long.
+func badRemoteWrite(root *yaml.Node) error {
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value != "remote_write" || root.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, n := range root.Content[i+1].Content {
+			b, err := yaml.Marshal(n)
+			if err != nil {
+				continue
+			}
+			dec := yaml.NewDecoder(strings.NewReader(string(b)))
+			dec.KnownFields(true)
+			var rw promconfig.RemoteWriteConfig
+			if err := dec.Decode(&rw); err != nil {
+				return fmt.Errorf("remote_write[%d] (line %d): %w", j, n.Line, err)
+			}
+		}
+	}
+	return nil
+}
+
 // emptyDocument reports whether a decoded YAML document holds nothing: no
 // node, or a null.
 func emptyDocument(n *yaml.Node) bool {
@@ -264,6 +295,10 @@ func Load(b []byte) (*Config, error) {
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		if rootErr == nil {
 			if bad := badDuration(&root, ""); bad != nil {
+				return nil, fmt.Errorf("parse: %w", bad)
+			}
+			var located *yaml.TypeError // the decoder's own name their lines
+			if bad := badRemoteWrite(&root); bad != nil && !errors.As(err, &located) {
 				return nil, fmt.Errorf("parse: %w", bad)
 			}
 		}
@@ -666,13 +701,36 @@ func items(n *yaml.Node) []*yaml.Node {
 // else: a section the file leaves out gives no field).
 func keysOf(n *yaml.Node) map[string]bool {
 	m := map[string]bool{}
-	if n == nil || n.Kind != yaml.MappingNode {
-		return m
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		m[n.Content[i].Value] = true
-	}
+	addKeys(m, n, 0)
 	return m
+}
+
+// addKeys adds the keys of the mapping n to m, with those it takes in by
+// merge keys (`<<: *anchor`, or a list of them): a field given through one
+// is as given as one written out (an explicit `forecast_horizons: []`
+// inherited the defaults' horizons).
+func addKeys(m map[string]bool, n *yaml.Node, depth int) {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || depth > 16 {
+		return
+	}
+	switch n.Kind {
+	case yaml.SequenceNode: // << takes a list of mappings
+		for _, c := range n.Content {
+			addKeys(m, c, depth+1)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Tag == "!!merge" || (k.Value == "<<" && k.Style == 0) {
+				addKeys(m, n.Content[i+1], depth+1)
+				continue
+			}
+			m[k.Value] = true
+		}
+	}
 }
 
 func parseSelectors(sels []string, where string) ([][]*labels.Matcher, error) {

@@ -237,3 +237,41 @@ func TestDerivedSignature(t *testing.T) {
 	require.NotEqual(t, sig(fmt.Sprintf(g, "pod", ab)), sig(fmt.Sprintf(g, "node", ab)))
 	require.NotEqual(t, sig("{name: a, expr: 'x'}"), sig(fmt.Sprintf(g, "", ab)))
 }
+
+// TestMergeKeyCountsAsGiven: a field given through a YAML merge key
+// (`<<: *anchor`) is as given as one written out: an override's explicit
+// `forecast_horizons: []` and `min_deviation_abs: 0` inherited the
+// defaults' horizons and 5 through one.
+func TestMergeKeyCountsAsGiven(t *testing.T) {
+	for _, merge := range []string{"<<: *quiet", "<<: [*quiet]"} {
+		c, err := Load([]byte(`
+defaults: {min_deviation_abs: 5}
+overrides:
+  - &quiet
+    match: '{job="batch"}'
+    forecast_horizons: []
+    min_deviation_abs: 0
+  - ` + merge + `
+    match: '{job="cron"}'
+`))
+		require.NoError(t, err, merge)
+		for i, o := range c.Overrides {
+			require.Empty(t, o.ForecastHorizons, "%s: overrides[%d]", merge, i)
+			require.Zero(t, o.MinDeviationAbs, "%s: overrides[%d]", merge, i)
+		}
+	}
+}
+
+// TestRemoteWriteErrorsLocated: a remote_write entry that does not decode
+// is named with its line; Prometheus's errors name neither (`unknown unit
+// "sec"`, a relabelling's regexp).
+func TestRemoteWriteErrorsLocated(t *testing.T) {
+	for _, tc := range []struct{ entry, want string }{
+		{"queue_config: {batch_send_deadline: 5sec}", `remote_write[1] (line 3): `},
+		{"write_relabel_configs: [{source_labels: [__name__], regex: '(', action: drop}]", `remote_write[1] (line 3): `},
+		{"headerz: {a: b}", `line 4: field headerz not found`},
+	} {
+		_, err := Load([]byte("remote_write:\n  - url: http://a\n  - url: http://b\n    " + tc.entry + "\n"))
+		require.ErrorContains(t, err, tc.want, tc.entry)
+	}
+}

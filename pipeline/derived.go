@@ -232,6 +232,27 @@ func (p *Pipeline) derivedFailed(ctx context.Context, d *config.Derived, msg str
 	p.logger.Warn(msg, append([]any{"name", d.Name}, args...)...)
 }
 
+// aggregatedAway returns a member of the group d whose series all lack a
+// label of d.By that some other member's series carry, and that label;
+// carries and got are per member, as evalGroup gathers them.
+func aggregatedAway(d *config.Derived, carries []uint64, got []bool) (member, label string, ok bool) {
+	var union uint64
+	for _, c := range carries {
+		union |= c
+	}
+	for i, c := range carries {
+		if !got[i] || c == union {
+			continue
+		}
+		for j, l := range d.By[:min(len(d.By), 64)] {
+			if union&^c&(1<<j) != 0 {
+				return d.Members[i].Name, l, true
+			}
+		}
+	}
+	return "", "", false
+}
+
 // instant evaluates expr at now, a scalar as a vector of one series with
 // no labels.
 func (p *Pipeline) instant(ctx context.Context, expr string, now time.Time) (promql.Vector, error) {
@@ -279,6 +300,10 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		groups = map[uint64]*group{}
 		order  []uint64
 		b      = labels.NewBuilder(labels.EmptyLabels())
+		// carries has a bit for each of d.By's labels that some series
+		// of the member has, and got whether it has any series.
+		carries = make([]uint64, len(d.Members))
+		got     = make([]bool, len(d.Members))
 	)
 	for i, m := range d.Members {
 		vec, err := p.instant(qctx, m.Expr, now)
@@ -289,6 +314,12 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		for _, s := range vec {
 			if s.H != nil {
 				continue
+			}
+			got[i] = true
+			for j, l := range d.By[:min(len(d.By), 64)] {
+				if s.Metric.Get(l) != "" {
+					carries[i] |= 1 << j
+				}
 			}
 			ls := groupLabels(b, d, s.Metric)
 			h := ls.Hash()
@@ -307,6 +338,15 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 			g.have |= 1 << i
 			g.vals[i] = s.F
 		}
+	}
+	if m, l, ok := aggregatedAway(d, carries, got); ok {
+		// Its series lack a label the others' have: they never share a
+		// group with theirs (a `sum by` that left the label out), and
+		// no group is ever scored. Counted, so an alert on the failures
+		// says so, where a debug log would not.
+		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
+		p.logger.Warn("Derived group: a member's series lack a label of the group's `by` that the other members' have; its groups never line up. Aggregate the member's expression by all the group's labels.",
+			"name", d.Name, "member", m, "label", l, "by", d.By)
 	}
 	all := uint16(1)<<len(d.Members) - 1
 	sh := p.shadowsOf(qctx, d, now)

@@ -921,3 +921,46 @@ func TestDerivedRemovedLeavesBudget(t *testing.T) {
 		require.True(t, value.IsStaleNaN(vs[len(vs)-1]), "%s ends with a staleness marker: %v", ls, vs)
 	}
 }
+
+// TestDerivedGroupMemberAggregatedAway: a member aggregated by fewer labels
+// than the group's `by` (a `sum by` that left one out) never shares a
+// group with the other members: no group was ever scored, and only a
+// debug log said why. Each evaluation now counts as failed, and a warning
+// names the member and the label.
+func TestDerivedGroupMemberAggregatedAway(t *testing.T) {
+	for _, tc := range []struct {
+		mem   string
+		fails bool
+	}{{"sum by (pod) (mem)", true}, {"sum by (namespace, pod) (mem)", false}} {
+		t.Run(tc.mem, func(t *testing.T) {
+			e, cfg := derivedEnv(t, fmt.Sprintf(`
+derived:
+  - name: g
+    interval: 1h
+    by: [namespace, pod]
+    members:
+      - {name: cpu, expr: 'sum by (namespace, pod) (cpu)'}
+      - {name: mem, expr: '%s'}
+`, tc.mem))
+			ls := []labels.Labels{
+				labels.FromStrings("__name__", "cpu", "namespace", "n", "pod", "p"),
+				labels.FromStrings("__name__", "mem", "namespace", "n", "pod", "p"),
+			}
+			for i := range 100 {
+				ts := t0.UnixMilli() + int64(i)*stepMs
+				e.push(ts, model.MetricTypeGauge, ls, []float64{float64(i % 5), float64(i % 3)})
+				e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+			}
+			e.sync()
+			fails := testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("g"))
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "g")}})
+			if tc.fails {
+				require.Equal(t, 100.0, fails)
+				require.Empty(t, got)
+			} else {
+				require.Zero(t, fails)
+				require.Len(t, got, 1)
+			}
+		})
+	}
+}
