@@ -39,6 +39,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		Name: "omen_series_scored", Help: "Series with a detector, within --detect.max-series.",
 	}, func() float64 { return float64(p.scored.Load()) })
 	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "omen_series_over_budget", Help: "Series not scored now because --detect.max-series was reached; each is looked at again at the sweep, when there is room.",
+	}, func() float64 { return float64(p.overBudgetNow.Load()) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "omen_scoring_queue_length", Help: "Committed batches waiting for the scorer workers.",
 	}, func() float64 {
 		n := 0

@@ -284,6 +284,7 @@ type Pipeline struct {
 	declaredAll map[string]model.MetricType // every family's latest declaration, under declaredMu
 
 	scored, forecasting atomic.Int64 // series with a detector / a forecaster
+	overBudgetNow       atomic.Int64 // series the workers ignore for the budget alone
 	tapped              atomic.Uint64
 	ready               atomic.Bool
 

@@ -404,6 +404,7 @@ func TestBudget(t *testing.T) {
 	e.sync()
 	require.Equal(t, int64(2), e.p.scored.Load())
 	require.Equal(t, 3.0, testutil.ToFloat64(e.p.m.overBudget), "each skipped series counted once")
+	require.Equal(t, int64(3), e.p.overBudgetNow.Load(), "omen_series_over_budget: refused and still sending")
 	require.Equal(t, 6.0, testutil.ToFloat64(e.p.m.scoredSamples), "3 samples of each of the 2 series in budget")
 	// Ingest is untouched.
 	require.Len(t, query(t, e.db, eq("__name__", "g")), 5)
@@ -433,9 +434,15 @@ func TestBudget(t *testing.T) {
 	e.push(t0.Add(2*time.Hour).UnixMilli()+stepMs, model.MetricTypeGauge, rest, vs[:3])
 	e.sync()
 	require.Equal(t, int64(2), e.p.scored.Load(), "the freed budget is used")
+	require.Equal(t, int64(1), e.p.overBudgetNow.Load(), "one still over the budget")
 	for _, a := range e.p.Anomalies(nil) {
 		require.NotContains(t, scored, a.Labels["i"])
 	}
+	// A reload looks at every ignored series again.
+	require.NoError(t, e.p.ApplyConfig(nil))
+	e.push(t0.Add(2*time.Hour).UnixMilli()+2*stepMs, model.MetricTypeGauge, rest, vs[:3])
+	e.sync()
+	require.Equal(t, int64(1), e.p.overBudgetNow.Load())
 }
 
 func TestConfigSelection(t *testing.T) {

@@ -407,8 +407,24 @@ func (w *worker) add(s *series) {
 
 func (w *worker) ignore(ref storage.SeriesRef, nowMs int64, overBudget bool) {
 	w.mu.Lock()
+	w.unignoreLocked(ref)
 	w.ignored[ref] = ignoredSeries{seen: nowMs, overBudget: overBudget}
+	if overBudget {
+		w.p.overBudgetNow.Add(1)
+	}
 	w.mu.Unlock()
+}
+
+// unignoreLocked forgets that ref is ignored, keeping the count of series
+// ignored for the budget (omen_series_over_budget) with it. The caller
+// holds mu.
+func (w *worker) unignoreLocked(ref storage.SeriesRef) {
+	if ig, ok := w.ignored[ref]; ok {
+		if ig.overBudget {
+			w.p.overBudgetNow.Add(-1)
+		}
+		delete(w.ignored, ref)
+	}
 }
 
 // scoringOf returns the options cfg gives the input with labels ls and
@@ -453,7 +469,9 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 	defer w.p.acc().keepHorizons(configuredHorizons(cfg))
 	var gone []*series
 	w.mu.Lock()
-	clear(w.ignored)
+	for ref := range w.ignored {
+		w.unignoreLocked(ref)
+	}
 	for ref, s := range w.series {
 		sc, ok := scoringOf(cfg, s.in, s.name, isDerived(s))
 		switch {
@@ -552,7 +570,7 @@ func (w *worker) forget(refs []storage.SeriesRef) {
 		if s := w.series[ref]; s != nil {
 			w.drop(ref, s)
 		}
-		delete(w.ignored, ref)
+		w.unignoreLocked(ref)
 	}
 }
 
@@ -583,9 +601,9 @@ func (w *worker) sweep() {
 	for ref, ig := range w.ignored {
 		switch {
 		case ig.seen < cut:
-			delete(w.ignored, ref)
+			w.unignoreLocked(ref)
 		case ig.overBudget && room > 0:
-			delete(w.ignored, ref)
+			w.unignoreLocked(ref)
 			room--
 		}
 	}

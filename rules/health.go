@@ -23,9 +23,12 @@ type healthRule struct {
 func (g generator) healthRules() []rulefmt.Rule {
 	hs := []healthRule{
 		{
+			// absent: a pod that is gone (pending on its volume, deleted
+			// with its node) leaves the endpoints, and its up goes stale
+			// rather than to 0; with every omen gone, nothing else fires.
 			name: "OmenDown", severity: "critical", for_: 5 * time.Minute,
-			expr:    `up{job="` + OmenJob + `"} == 0`,
-			summary: `omen {{ $labels.instance }} has been unreachable for 5 minutes: no series are scored and its forecasts are stale.`,
+			expr:    `up{job="` + OmenJob + `"} == 0 or absent(up{job="` + OmenJob + `"})`,
+			summary: `{{ with $labels.instance }}omen {{ . }} has been unreachable{{ else }}Prometheus has scraped no omen target (job "` + OmenJob + `"){{ end }} for 5 minutes: no series are scored and its forecasts are stale.`,
 		},
 		{
 			// Prometheus sees a 5xx and retries, so ingest falls behind
@@ -49,8 +52,11 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} rejects {{ $value | humanizePercentage }} of the samples it receives (out of order, duplicate, too old or invalid labels).`,
 		},
 		{
+			// The gauge, not the counter's rate: a refused series is
+			// counted once, so series over the budget for good stopped
+			// the rate, and the alert, within minutes.
 			name: "OmenSeriesOverBudget", severity: "warning", for_: 15 * time.Minute,
-			expr:    `rate(omen_series_over_budget_total[5m]) > 0`,
+			expr:    `omen_series_over_budget > 0`,
 			summary: `omen {{ $labels.instance }} skips new series beyond --detect.max-series: raise the budget, add shards or narrow include.`,
 		},
 		{
