@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -8,9 +9,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -308,4 +311,46 @@ func TestGrafanaProvisioning(t *testing.T) {
 	require.True(t, filepath.IsAbs(dp.Providers[0].Options.Path))
 	_, err := os.Stat("grafana/dashboards")
 	require.NoError(t, err)
+}
+
+// TestSeriesValueByKind evaluates the series dashboard's value query with
+// Prometheus's engine: what omen scored decides how the input is drawn
+// beside its band (omen_model_ready's kind), not its name. By the name, a
+// gauge named _count (connections now) was drawn as an irate, jumping
+// between 1 and 20, and a counter without _total as its running total.
+func TestSeriesValueByKind(t *testing.T) {
+	var d dashboard
+	require.NoError(t, json.Unmarshal(read(t, "grafana/dashboards/omen-series.json"), &d))
+	var expr string
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			if strings.HasPrefix(tg.Expr, "(({__name__=\"$for\"") && expr == "" {
+				expr = tg.Expr
+			}
+		}
+	}
+	require.NotEmpty(t, expr, "the value query")
+	st := promqltest.LoadedStorage(t, `
+load 15s
+  pg_stat_activity_count{namespace="db", job="pg", instance="a"} 20 22 19 21 20 40
+  omen_model_ready{for="pg_stat_activity_count", kind="gauge", namespace="db", job="pg", instance="a"} 1 1 1 1 1 1
+  nginx_connections_accepted{namespace="web", job="nginx", instance="b"} 0 150 300 450 600 750
+  omen_model_ready{for="nginx_connections_accepted", kind="counter", namespace="web", job="nginx", instance="b"} 1 1 1 1 1 1
+`)
+	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1e6)
+	for _, tc := range []struct {
+		for_ string
+		want float64
+	}{{"pg_stat_activity_count", 40}, {"nginx_connections_accepted", 10}} {
+		q := strings.NewReplacer("$for", tc.for_, "$namespace", ".*", "$job", ".*", "$instance", ".*").Replace(expr)
+		qr, err := engine.NewInstantQuery(context.Background(), st, nil, q, time.Unix(75, 0))
+		require.NoError(t, err)
+		res := qr.Exec(context.Background())
+		require.NoError(t, res.Err)
+		vec, err := res.Vector()
+		require.NoError(t, err)
+		require.Len(t, vec, 1, tc.for_)
+		require.InDelta(t, tc.want, vec[0].F, 1e-9, tc.for_)
+		qr.Close()
+	}
 }

@@ -172,7 +172,7 @@ func rank(a *Anomaly) float64 { return max(a.Score, a.PeakScore) }
 // outputLabelMap returns the labels of s's outputs without __name__.
 func outputLabelMap(s *series) map[string]string {
 	m := make(map[string]string, s.in.Len())
-	eachOutLabel(s.in, s.name, "", func(name, value string) { m[name] = value })
+	eachOutLabel(s.in, s.name, "", "", func(name, value string) { m[name] = value })
 	return m
 }
 

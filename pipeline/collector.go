@@ -228,14 +228,18 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 		for i := range list {
 			cs := &list[i]
 			s, pub := cs.s, &cs.pub
-			ls.set(s, "")
 			if want(familyModelReady) {
 				ready := 0.0
 				if pub.ready {
 					ready = 1
 				}
+				ls.set(s, "kind", s.kind())
 				fn(familyModelReady, &ls, ready)
+				if family != "" {
+					continue // that family alone
+				}
 			}
+			ls.set(s, "", "")
 			if cs.incident {
 				if want(familyIncidentPeak) {
 					fn(familyIncidentPeak, &ls, pub.peak)
@@ -262,7 +266,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 					continue
 				}
 				pt := pts[cs.fc+h]
-				ls.set(s, f.hname[h])
+				ls.set(s, "horizon", f.hname[h])
 				for j, v := range [3]float64{pt.Yhat, pt.Lower, pt.Upper} {
 					if p.family[fcFamilies[j]] && want(fcFamilies[j]) {
 						fn(fcFamilies[j], &ls, v)
@@ -282,7 +286,7 @@ func (p *Pipeline) aboveFloor(pub *published, incident bool) bool {
 }
 
 var outputHelp = map[string]string{
-	familyModelReady:       "Whether the series' detector has finished warming up (1) or not (0).",
+	familyModelReady:       "Whether the series' detector has finished warming up (1) or not (0); kind says whether the input is scored as a per-second rate (counter) or as it is (gauge).",
 	familyIncidentPeak:     "Highest score of the input's current incident, before the damping of an event's follow-ups that anomaly_score shows; present only while the input is in one (from a score above 1 until --detect.incident-hold after the detector's event ends).",
 	familyIncidentDuration: "How long the event of the input's current incident has gone on, in sample time, from its first score above 1 to its latest sample in the event; present only while the input is in an incident.",
 	FamilyScore:            "Anomaly score of the input named by `for`: >= 0, above 1 is anomalous.",
@@ -307,10 +311,10 @@ func (o *outLabelSet) add(name, value string) {
 	o.names, o.vals = append(o.names, name), append(o.vals, value)
 }
 
-func (o *outLabelSet) set(s *series, horizon string) {
+func (o *outLabelSet) set(s *series, extra, value string) {
 	o.names, o.vals, o.key = o.names[:0], o.vals[:0], o.key[:0]
 	o.utf8Names = s.utf8Names
-	eachOutLabel(s.in, s.name, horizon, o.add)
+	eachOutLabel(s.in, s.name, extra, value, o.add)
 	for _, n := range o.names {
 		o.key = append(append(o.key, n...), 0xff)
 	}

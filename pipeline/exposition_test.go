@@ -217,8 +217,8 @@ func TestIncidentEndsWhenSamplesStop(t *testing.T) {
 		require.Equal(t, tc.want, strings.Contains(out, "omen_incident_peak_score"), "%s without samples", tc.after)
 		require.Equal(t, tc.want, strings.Contains(out, "omen_incident_duration_seconds"), "%s without samples", tc.after)
 		require.Equal(t, tc.want, listed(), "%s without samples", tc.after)
-		for _, f := range []string{"anomaly_score", "yhat_lower", "omen_model_ready"} {
-			require.Equal(t, tc.want, strings.Contains(out, f+`{for="temperature"}`), "%s: %s without samples", f, tc.after)
+		for _, f := range []string{`anomaly_score{for="temperature"}`, `yhat_lower{for="temperature"}`, `omen_model_ready{for="temperature",kind="gauge"}`} {
+			require.Equal(t, tc.want, strings.Contains(out, f), "%s: %s without samples", f, tc.after)
 		}
 		require.Len(t, e.p.Anomalies(nil), 1)
 	}
@@ -228,4 +228,17 @@ func TestIncidentEndsWhenSamplesStop(t *testing.T) {
 	require.Contains(t, out, "omen_incident_peak_score", "a sample within the incident's hold brings it back")
 	require.Contains(t, out, `anomaly_score{for="temperature"}`)
 	require.True(t, listed())
+}
+
+// TestModelReadyKind: omen_model_ready says how the input is scored, by
+// its metadata before its name; an input label named kind is kept as
+// exported_kind.
+func TestModelReadyKind(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	e.feed(labels.FromStrings("__name__", "pg_stat_activity_count", "kind", "db"), model.MetricTypeGauge, seasonal(10, 1))
+	e.feed(labels.FromStrings("__name__", "nginx_connections_accepted"), model.MetricTypeCounter, seasonal(10, 2))
+	var buf bytes.Buffer
+	require.NoError(t, e.p.WriteOutputs(&buf))
+	require.Contains(t, buf.String(), `omen_model_ready{exported_kind="db",for="pg_stat_activity_count",kind="gauge"} 0`)
+	require.Contains(t, buf.String(), `omen_model_ready{for="nginx_connections_accepted",kind="counter"} 0`)
 }

@@ -467,31 +467,48 @@ func horizonsOf(sc config.Scoring) ([]time.Duration, []string) {
 func (s *series) outLabels(family, horizon string) labels.Labels {
 	b := labels.NewScratchBuilder(s.in.Len() + 2)
 	b.Add(labels.MetricName, family)
-	eachOutLabel(s.in, s.name, horizon, b.Add)
+	extra := ""
+	if horizon != "" {
+		extra = "horizon"
+	}
+	eachOutLabel(s.in, s.name, extra, horizon, b.Add)
 	b.Sort()
 	return b.Labels()
 }
 
 // eachOutLabel calls f with the labels of an output of the input in (minus
-// __name__, plus for, and horizon if set). An input label that the output
-// sets itself is kept as exported_<name>, as Prometheus's scrape does with
-// a target's clashing labels: replacing it would give two inputs that
-// differ only in it one output series.
-func eachOutLabel(in labels.Labels, forName, horizon string, f func(name, value string)) {
+// __name__, plus for, and the label extra=value if extra is set: a
+// forecast's horizon, omen_model_ready's kind). An input label that the
+// output sets itself is kept as exported_<name>, as Prometheus's scrape
+// does with a target's clashing labels: replacing it would give two inputs
+// that differ only in it one output series.
+func eachOutLabel(in labels.Labels, forName, extra, value string, f func(name, value string)) {
 	in.Range(func(l labels.Label) {
 		switch {
 		case l.Name == labels.MetricName:
 			return
-		case l.Name == "for", horizon != "" && l.Name == "horizon":
+		case l.Name == "for", extra != "" && l.Name == extra:
 			f(exportedName(in, l.Name), l.Value)
 		default:
 			f(l.Name, l.Value)
 		}
 	})
 	f("for", forName)
-	if horizon != "" {
-		f("horizon", horizon)
+	if extra != "" {
+		f(extra, value)
 	}
+}
+
+// kind is what omen_model_ready's kind label says of s: "counter" for an
+// input scored as a per-second rate (by its metadata, or by its name
+// without), "gauge" for one scored as it is. Alerts and dashboards that
+// show the input beside its band read it, not the name: a gauge named
+// _count is scored raw, a counter without _total as a rate.
+func (s *series) kind() string {
+	if s.counter {
+		return "counter"
+	}
+	return "gauge"
 }
 
 // exportedName is name prefixed with "exported_" as often as it takes to

@@ -18,18 +18,21 @@ import "strings"
 //   - $in: the selector of the input series itself: __name__ is the value of
 //     `for`, the other labels are the same minus `for`;
 //   - $q and $per: the query of the value omen scored, and its unit: a
-//     counter's (by the names omen takes for counters: _total, _count, _sum,
-//     _bucket) is scored as a per-second rate between consecutive samples,
-//     and its band is one, so irate (the same rate, of the last two
-//     samples) is what is compared with it: not the running total, and not
-//     a rate over 5m, which lags a step by minutes.
+//     counter's (omen_model_ready{kind="counter"}: by its metadata, or by
+//     its name without: _total, _count, _sum, _bucket) is scored as a
+//     per-second rate between consecutive samples, and its band is one, so
+//     irate (the same rate, of the last two samples) is what is compared
+//     with it: not the running total, and not a rate over 5m, which lags a
+//     step by minutes. The name alone misread a gauge named _count
+//     (pg_stat_activity_count: "0/s, below [15, 25]") and a counter
+//     without _total (its running total "above the band").
 const preludeSeries = `{{- $sel := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
 {{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") -}}
 {{- $sel = printf "%s%s=%q," $sel $k $v -}}
 {{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in $k $v -}}{{- end -}}
 {{- end -}}{{- end -}}
 {{- $q := printf "{%s}" $in -}}{{- $per := "" -}}
-{{- if match "_(total|count|sum|bucket)$" $labels.for -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
+{{- with query (printf "omen_model_ready{%skind=\"counter\"}" $sel) -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
 `
 
 // inputValue prints the current value of the input, or n/a when this
