@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"github.com/prometheus/common/model"
 	"slices"
 	"sync"
 
@@ -315,6 +316,18 @@ func (o *outLabelSet) set(s *series, extra, value string) {
 	o.names, o.vals, o.key = o.names[:0], o.vals[:0], o.key[:0]
 	o.utf8Names = s.utf8Names
 	eachOutLabel(s.in, s.name, extra, value, o.add)
+	// A target label the input lacks is exposed empty: Prometheus's scrape
+	// with honor_labels fills every label a series lacks from omen's
+	// target, so the outputs of a recording rule's series (no instance) or
+	// of a derived input (no job) took omen's, and the alerts' annotations
+	// and the dashboards looked for an input that is not there. A label
+	// given empty is not filled, and is dropped (Prometheus 2.42, e2e
+	// TestOutputsKeepTheirOrigin).
+	for _, l := range [...]string{model.JobLabel, model.InstanceLabel} {
+		if !s.in.Has(l) {
+			o.add(l, "")
+		}
+	}
 	for _, n := range o.names {
 		o.key = append(append(o.key, n...), 0xff)
 	}

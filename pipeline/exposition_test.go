@@ -109,9 +109,9 @@ func TestWriteOutputsPassesPromtool(t *testing.T) {
 	e.feed(labels.FromStrings("__name__", "dup", "service.name", "a", "service_name", "b"), model.MetricTypeGauge, seasonal(300, 6))
 	var buf bytes.Buffer
 	require.NoError(t, e.p.WriteOutputs(&buf))
-	require.Contains(t, buf.String(), `anomaly_score{service_name="api",for="load"}`)
-	require.Contains(t, buf.String(), `anomaly_score{U__service_2e_name="a",service_name="b",for="dup"}`)
-	require.Contains(t, buf.String(), `omen_incident_peak_score{room="x\"\\",for="temperature"}`)
+	require.Contains(t, buf.String(), `anomaly_score{service_name="api",for="load",job="",instance=""}`)
+	require.Contains(t, buf.String(), `anomaly_score{U__service_2e_name="a",service_name="b",for="dup",job="",instance=""}`)
+	require.Contains(t, buf.String(), `omen_incident_peak_score{room="x\"\\",for="temperature",job="",instance=""}`)
 	// No label twice: Prometheus's parser refuses a sample with one, and
 	// with it the whole scrape.
 	tp := expfmt.NewTextParser(model.LegacyValidation)
@@ -168,7 +168,7 @@ func TestFloorKeepsIncidents(t *testing.T) {
 	exposed := func() bool {
 		var buf bytes.Buffer
 		require.NoError(t, e.p.WriteOutputs(&buf))
-		return strings.Contains(buf.String(), `yhat_upper{for="temperature"}`)
+		return strings.Contains(buf.String(), `yhat_upper{for="temperature",job="",instance=""}`)
 	}
 	e.feed(ls, model.MetricTypeGauge, vs[:703])
 	require.Less(t, e.onlySeries().pub.score, 1.0, "damped")
@@ -201,7 +201,7 @@ func TestIncidentEndsWhenSamplesStop(t *testing.T) {
 		return buf.String()
 	}
 	listed := func() bool { return e.p.Anomalies(nil)[0].Active }
-	require.Contains(t, scrape(), `omen_incident_peak_score{for="temperature"}`)
+	require.Contains(t, scrape(), `omen_incident_peak_score{for="temperature",job="",instance=""}`)
 	require.True(t, listed())
 
 	for _, tc := range []struct {
@@ -217,7 +217,7 @@ func TestIncidentEndsWhenSamplesStop(t *testing.T) {
 		require.Equal(t, tc.want, strings.Contains(out, "omen_incident_peak_score"), "%s without samples", tc.after)
 		require.Equal(t, tc.want, strings.Contains(out, "omen_incident_duration_seconds"), "%s without samples", tc.after)
 		require.Equal(t, tc.want, listed(), "%s without samples", tc.after)
-		for _, f := range []string{`anomaly_score{for="temperature"}`, `yhat_lower{for="temperature"}`, `omen_model_ready{for="temperature",kind="gauge"}`} {
+		for _, f := range []string{`anomaly_score{for="temperature",job="",instance=""}`, `yhat_lower{for="temperature",job="",instance=""}`, `omen_model_ready{for="temperature",kind="gauge",job="",instance=""}`} {
 			require.Equal(t, tc.want, strings.Contains(out, f), "%s: %s without samples", f, tc.after)
 		}
 		require.Len(t, e.p.Anomalies(nil), 1)
@@ -226,7 +226,7 @@ func TestIncidentEndsWhenSamplesStop(t *testing.T) {
 	e.sync()
 	out := scrape()
 	require.Contains(t, out, "omen_incident_peak_score", "a sample within the incident's hold brings it back")
-	require.Contains(t, out, `anomaly_score{for="temperature"}`)
+	require.Contains(t, out, `anomaly_score{for="temperature",job="",instance=""}`)
 	require.True(t, listed())
 }
 
@@ -239,6 +239,6 @@ func TestModelReadyKind(t *testing.T) {
 	e.feed(labels.FromStrings("__name__", "nginx_connections_accepted"), model.MetricTypeCounter, seasonal(10, 2))
 	var buf bytes.Buffer
 	require.NoError(t, e.p.WriteOutputs(&buf))
-	require.Contains(t, buf.String(), `omen_model_ready{exported_kind="db",for="pg_stat_activity_count",kind="gauge"} 0`)
-	require.Contains(t, buf.String(), `omen_model_ready{for="nginx_connections_accepted",kind="counter"} 0`)
+	require.Contains(t, buf.String(), `omen_model_ready{exported_kind="db",for="pg_stat_activity_count",kind="gauge",job="",instance=""} 0`)
+	require.Contains(t, buf.String(), `omen_model_ready{for="nginx_connections_accepted",kind="counter",job="",instance=""} 0`)
 }

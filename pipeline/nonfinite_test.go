@@ -112,7 +112,7 @@ func TestFailingDerivedLeavesMetrics(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, e.p.WriteOutputs(&b))
 	require.NotContains(t, b.String(), `for="d"`, "30 minutes without a value, the last outputs stay")
-	require.Contains(t, b.String(), `anomaly_score{pod="a",for="hourly"}`, "evaluated 30 minutes ago, due in 30")
+	require.Contains(t, b.String(), `anomaly_score{pod="a",for="hourly",job="",instance=""}`, "evaluated 30 minutes ago, due in 30")
 	require.NotContains(t, b.String(), "omen_incident_peak_score")
 	var lines []string
 	for _, l := range strings.Split(b.String(), "\n") {

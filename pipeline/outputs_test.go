@@ -418,7 +418,7 @@ func TestStaleInputStalesOutputs(t *testing.T) {
 	e.sync()
 	out := exposed()
 	require.NotContains(t, out, `pod="a"`, "no output or omen_model_ready for the gone input")
-	require.Contains(t, out, `anomaly_score{pod="b",for="temperature"}`)
+	require.Contains(t, out, `anomaly_score{pod="b",for="temperature",job="",instance=""}`)
 	require.Empty(t, e.p.Anomalies(podA))
 	require.Len(t, e.p.Anomalies(nil), 1)
 
@@ -444,7 +444,7 @@ func TestStaleInputStalesOutputs(t *testing.T) {
 			e.push(ts(i), model.MetricTypeGauge, []labels.Labels{gone}, []float64{va[i-400]})
 		}
 		e.sync()
-		require.Contains(t, exposed(), `anomaly_score{pod="a",for="temperature"}`)
+		require.Contains(t, exposed(), `anomaly_score{pod="a",for="temperature",job="",instance=""}`)
 		a := e.p.Anomalies(podA)
 		require.Len(t, a, 1)
 		require.True(t, a[0].Ready)

@@ -503,8 +503,8 @@ func TestReloadKeepsPublished(t *testing.T) {
 	require.True(t, list[0].Active)
 	var buf bytes.Buffer
 	require.NoError(t, e.p.WriteOutputs(&buf))
-	require.Contains(t, buf.String(), `anomaly_score{for="temperature"}`)
-	require.Contains(t, buf.String(), `omen_incident_peak_score{for="temperature"}`)
+	require.Contains(t, buf.String(), `anomaly_score{for="temperature",job="",instance=""}`)
+	require.Contains(t, buf.String(), `omen_incident_peak_score{for="temperature",job="",instance=""}`)
 	// The accuracy of the horizons no longer configured leaves /metrics.
 	reg := prometheus.NewRegistry()
 	require.NoError(t, reg.Register(e.p.AccuracyCollector()))
