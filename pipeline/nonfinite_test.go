@@ -70,7 +70,8 @@ func TestNaNInputEndsIncident(t *testing.T) {
 			var b bytes.Buffer
 			require.NoError(t, e.p.WriteOutputs(&b))
 			require.NotContains(t, b.String(), "omen_incident_peak_score")
-			require.NotContains(t, b.String(), `yhat_upper{svc="a",for="`+sel[0].Value+`"}`, "no band for a NaN")
+			require.NotContains(t, b.String(), `yhat_upper{svc="a",for="`+sel[0].Value+`"`, "no band for a NaN")
+			require.NotContains(t, b.String(), `forecast{svc="a",for="`+sel[0].Value+`"`, "no forecast made before ten minutes of NaN")
 		})
 	}
 }

@@ -639,6 +639,12 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	}
 	f.isNew = false
 	if math.IsNaN(fv) || math.IsInf(fv, 0) {
+		// No value to learn. The last forecasts stand until the next is
+		// due, then go: a ratio NaN for hours kept the forecasts made
+		// before on /metrics all along.
+		if f.made != 0 && t-f.made >= 2*everyMs {
+			clear(f.ok)
+		}
 		return
 	}
 	pts, n := f.rs.add(t, fv)
@@ -688,7 +694,8 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	for _, h := range f.horizons {
 		maxH = max(maxH, int((lead+h.Milliseconds()+stepMs-1)/stepMs))
 	}
-	if maxH > forecastOptions().MaxHorizon || maxH <= 0 {
+	maxH = min(maxH, forecastOptions().MaxHorizon) // horizons beyond are left out
+	if maxH <= 0 {
 		return
 	}
 	*buf = f.m.Forecast(*buf, maxH)
