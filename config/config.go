@@ -260,14 +260,10 @@ func badRemoteWrite(root *yaml.Node) error {
 			continue
 		}
 		for j, n := range root.Content[i+1].Content {
-			b, err := yaml.Marshal(n)
-			if err != nil {
-				continue
-			}
-			dec := yaml.NewDecoder(strings.NewReader(string(b)))
-			dec.KnownFields(true)
+			// Decoded in place, so merge keys find their anchors (unknown
+			// fields are the whole decoder's to report, with their lines).
 			var rw promconfig.RemoteWriteConfig
-			if err := dec.Decode(&rw); err != nil {
+			if err := n.Decode(&rw); err != nil {
 				return fmt.Errorf("remote_write[%d] (line %d): %w", j, n.Line, err)
 			}
 		}

@@ -274,4 +274,8 @@ func TestRemoteWriteErrorsLocated(t *testing.T) {
 		_, err := Load([]byte("remote_write:\n  - url: http://a\n  - url: http://b\n    " + tc.entry + "\n"))
 		require.ErrorContains(t, err, tc.want, tc.entry)
 	}
+	// Entries sharing settings through an anchor: the wrong one is named
+	// (each was decoded alone, and a merge key's anchor was "unknown").
+	_, err := Load([]byte("remote_write:\n  - &rw\n    url: http://a\n    remote_timeout: 30s\n  - <<: *rw\n    url: http://b\n  - url: http://c\n    queue_config: {batch_send_deadline: 5sec}\n"))
+	require.ErrorContains(t, err, `remote_write[2] (line 7): unknown unit "sec"`)
 }

@@ -323,10 +323,11 @@ func (o *outLabelSet) set(s *series, extra, value string) {
 	// and the dashboards looked for an input that is not there. A label
 	// given empty is not filled, and is dropped (Prometheus 2.42, e2e
 	// TestOutputsKeepTheirOrigin).
-	for _, l := range [...]string{model.JobLabel, model.InstanceLabel} {
-		if !s.in.Has(l) {
-			o.add(l, "")
-		}
+	if s.lacks&lacksJob != 0 {
+		o.add(model.JobLabel, "")
+	}
+	if s.lacks&lacksInstance != 0 {
+		o.add(model.InstanceLabel, "")
 	}
 	for _, n := range o.names {
 		o.key = append(append(o.key, n...), 0xff)

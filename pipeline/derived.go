@@ -339,16 +339,20 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 			g.vals[i] = s.F
 		}
 	}
-	if m, l, ok := aggregatedAway(d, carries, got); ok {
-		// Its series lack a label the others' have: they never share a
-		// group with theirs (a `sum by` that left the label out), and
-		// no group is ever scored. Counted, so an alert on the failures
-		// says so, where a debug log would not.
+	all := uint16(1)<<len(d.Members) - 1
+	complete := false
+	for _, g := range groups {
+		complete = complete || g.have == all
+	}
+	if m, l, ok := aggregatedAway(d, carries, got); ok && !complete {
+		// Its series lack a label the others' have, and no group is
+		// complete: they never share a group with theirs (a `sum by`
+		// that left the label out). Counted, so an alert on the
+		// failures says so, where a debug log would not.
 		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-		p.logger.Warn("Derived group: a member's series lack a label of the group's `by` that the other members' have; its groups never line up. Aggregate the member's expression by all the group's labels.",
+		p.logger.Warn("Derived group: a member's series lack a label of the group's `by` that the other members' have, and no group is complete. Aggregate the member's expression by all the group's labels.",
 			"name", d.Name, "member", m, "label", l, "by", d.By)
 	}
-	all := uint16(1)<<len(d.Members) - 1
 	sh := p.shadowsOf(qctx, d, now)
 	samples := make([]sample, 0, len(groups))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(groups))

@@ -964,3 +964,34 @@ derived:
 		})
 	}
 }
+
+// TestDerivedGroupPartlyLinedUp: by: [job, pod]; cpu has a series with a
+// pod (job a) and one without (job b, not a pod's); mem only job b's. Group
+// {job=b} lines up and is scored: no evaluation fails (each was counted as
+// failed, "its groups never line up", while one was scored).
+func TestDerivedGroupPartlyLinedUp(t *testing.T) {
+	e, cfg := derivedEnv(t, `
+derived:
+  - name: g
+    interval: 15s
+    by: [job, pod]
+    members:
+      - {name: cpu, expr: cpu}
+      - {name: mem, expr: mem}
+`)
+	ls := []labels.Labels{
+		labels.FromStrings("__name__", "cpu", "job", "a", "pod", "p"),
+		labels.FromStrings("__name__", "cpu", "job", "b"),
+		labels.FromStrings("__name__", "mem", "job", "b"),
+	}
+	for i := range 100 {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		e.push(ts, model.MetricTypeGauge, ls, []float64{float64(i % 5), float64(i % 7), float64(i % 3)})
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+	}
+	e.sync()
+	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "g")}})
+	require.Len(t, got, 1, "group {job=b} is scored")
+	t.Logf("group scored: %v; omen_derived_evaluation_failures_total{name=g} = %v", got[0].Labels, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("g")))
+	require.Zero(t, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("g")), "evaluations that scored the group counted as failures")
+}

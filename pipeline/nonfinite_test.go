@@ -147,3 +147,29 @@ func TestScrapeDuringIngest(t *testing.T) {
 		time.Sleep(100 * time.Microsecond)
 	}
 }
+
+// TestNaNKeepsOneEvent: a blip, six NaN samples, another blip. The NaNs
+// were counted twice toward the gap between events (as quiet samples, and
+// again in the next number's Missed): twelve, so two events and a duration
+// of 0, where six samples without a number keep one event of 105 s.
+func TestNaNKeepsOneEvent(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := []labels.Labels{labels.FromStrings("__name__", "ratio")}
+	vs := seasonal(400, 5)
+	for i := range 408 {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		e.clock.set(time.UnixMilli(ts))
+		v := math.NaN()
+		switch {
+		case i < 400:
+			v = vs[i]
+		case i == 400 || i == 407:
+			v = vs[399] + 1000
+		}
+		e.push(ts, model.MetricTypeGauge, ls, []float64{v})
+	}
+	e.sync()
+	var b bytes.Buffer
+	require.NoError(t, e.p.WriteOutputs(&b))
+	require.Contains(t, b.String(), `omen_incident_duration_seconds{for="ratio",job="",instance=""} 105`)
+}

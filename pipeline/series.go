@@ -206,6 +206,11 @@ type fcState struct {
 	// gives are widened by this spread so that they are for the raw
 	// samples users compare them with (0 while each step is one sample).
 	within float64
+	// prevT and prevV are the latest finite sample before this one (0: none
+	// since the start): a forecast's actual at its target, between two
+	// samples, is read on the line between them.
+	prevT int64
+	prevV float64
 }
 
 // withinAlpha is the weight of a step's spread in fcState.within.
@@ -339,6 +344,9 @@ type series struct {
 	// utf8Names: some input label name is outside the legacy character
 	// set, so the text format's /metrics must escape it.
 	utf8Names bool
+	// lacks has a bit per target label the input lacks (lacksJob,
+	// lacksInstance), which /metrics exposes empty (see outLabelSet.set).
+	lacks uint8
 
 	// det is embedded, not pointed to: series and detector are one heap
 	// object (3072 B with the default members, against 288 + 3072).
@@ -499,6 +507,24 @@ func eachOutLabel(in labels.Labels, forName, extra, value string, f func(name, v
 	}
 }
 
+// Bits of series.lacks.
+const (
+	lacksJob uint8 = 1 << iota
+	lacksInstance
+)
+
+// lacksOf returns series.lacks for the input labels in.
+func lacksOf(in labels.Labels) uint8 {
+	var b uint8
+	if !in.Has(model.JobLabel) {
+		b |= lacksJob
+	}
+	if !in.Has(model.InstanceLabel) {
+		b |= lacksInstance
+	}
+	return b
+}
+
 // kind is what omen_model_ready's kind label says of s: "counter" for an
 // input scored as a per-second rate (by its metadata, or by its name
 // without), "gauge" for one scored as it is. Alerts and dashboards that
@@ -563,7 +589,15 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	p.t, p.value, p.hasResult, p.stale = t, v, true, false
 	p.score, p.yhat, p.lower, p.upper = r.Score, r.Yhat, r.YhatLower, r.YhatUpper
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
-	incident(p, t, r, so.holdMs)
+	if isFinite(v) {
+		incident(p, t, r, so.holdMs)
+	} else if p.since != 0 && !p.active(so.holdMs) {
+		// No value (a ratio's 0/0): the incident ends after the hold,
+		// but the sample is not counted quiet here, since the detector
+		// counts it in the next number's Missed (counted twice, six
+		// NaNs between two blips split one event).
+		p.incidentState = incidentState{}
+	}
 	if s.fc != nil {
 		s.fc.step(s, t, v, learnable(v, r), acc, buf, so.forecastEveryMs)
 	}
@@ -626,16 +660,16 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	// Check pending forecasts whose target has come.
 	for i := range f.horizons {
 		pd := &f.pend[i]
-		if pd.active && t >= pd.target && isFinite(v) {
-			pd.active = false
-			// A sample more than a step after the target (after a gap)
-			// is not what was forecast: its error would be hours ahead,
-			// booked under a horizon of minutes. An infinite one made
-			// the family's MASE NaN for good.
-			if acc != nil && s.absDif > 0 && t-pd.target <= max(f.rs.stepMs, 1) {
-				acc.observe(s.name, f.hname[i], math.Abs(v-pd.yhat)/s.absDif, v >= pd.lo && v <= pd.hi, s.lastSeen)
-			}
+		if !pd.active || t < pd.target || !isFinite(v) {
+			continue // an infinite value made the family's MASE NaN for good
 		}
+		pd.active = false
+		if actual, ok := f.actualAt(pd.target, t, v); ok && acc != nil && s.absDif > 0 {
+			acc.observe(s.name, f.hname[i], math.Abs(actual-pd.yhat)/s.absDif, actual >= pd.lo && actual <= pd.hi, s.lastSeen)
+		}
+	}
+	if isFinite(v) {
+		defer func() { f.prevT, f.prevV = t, v }()
 	}
 	f.isNew = false
 	if math.IsNaN(fv) || math.IsInf(fv, 0) {
@@ -658,6 +692,14 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 			}
 			f.within += withinAlpha * (pt.msd - f.within)
 		}
+	}
+	if lastT, _, ok := f.m.Last(); ok && f.rs.stepMs > 0 && t-lastT > 2*f.rs.stepMs {
+		// After a gap the forecaster's latest point is from before it
+		// and the samples since are still in their step: none is
+		// published until it has taken a step of them (the first was
+		// the pre-gap level, 1000 where the input came back at 2000).
+		clear(f.ok)
+		return
 	}
 	if n == 0 && f.made != 0 {
 		return // the forecaster has not moved: the last forecast stands
@@ -713,6 +755,21 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 			*pd = pending{target: pt.TsMillis, yhat: pt.Yhat, lo: pt.Lower, hi: pt.Upper, active: true}
 		}
 	}
+}
+
+// actualAt returns the input's value at target, a forecast's time, from
+// the sample (t, v) at or after it: on the line from the sample before it
+// when the two are at most two input intervals apart, else v itself if it
+// came within half an interval of the target. A sample whose time only
+// comes after the target (10-minute samples, a 5m horizon) was taken for
+// its value at the target, five minutes late; one after a gap, for the
+// value hours before. ok is false when neither is close enough.
+func (f *fcState) actualAt(target, t int64, v float64) (float64, bool) {
+	iv := f.rs.stepMs / max(f.rs.k, 1) // the input interval, 0 while unknown
+	if f.prevT != 0 && f.prevT < target && t-f.prevT <= 2*iv {
+		return f.prevV + (v-f.prevV)*float64(target-f.prevT)/float64(t-f.prevT), true
+	}
+	return v, t-target <= iv/2
 }
 
 // between returns the forecast x steps after the model's latest point,

@@ -976,7 +976,7 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 			// learnt more than new ones would.
 			continue
 		}
-		fresh := &series{ref: s.ref, name: s.name, in: s.in, counter: s.counter, utf8Names: s.utf8Names}
+		fresh := &series{ref: s.ref, name: s.name, in: s.in, counter: s.counter, utf8Names: s.utf8Names, lacks: s.lacks}
 		if err := fresh.det.Init(detectOptions(sc), w.scratch); err != nil {
 			continue
 		}

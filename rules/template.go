@@ -19,20 +19,25 @@ import "strings"
 //     `for`, the other labels are the same minus `for`;
 //   - $q and $per: the query of the value omen scored, and its unit: a
 //     counter's (omen_model_ready{kind="counter"}: by its metadata, or by
-//     its name without: _total, _count, _sum, _bucket) is scored as a
-//     per-second rate between consecutive samples, and its band is one, so
+//     its name without: _total, _count, _sum, _bucket; by the name here too
+//     where this Prometheus has no omen_model_ready of the input; an input
+//     label kind is exported_kind on it) is scored as a per-second rate
+//     between consecutive samples, and its band is one, so
 //     irate (the same rate, of the last two samples) is what is compared
 //     with it: not the running total, and not a rate over 5m, which lags a
 //     step by minutes. The name alone misread a gauge named _count
 //     (pg_stat_activity_count: "0/s, below [15, 25]") and a counter
 //     without _total (its running total "above the band").
-const preludeSeries = `{{- $sel := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
+const preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
 {{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") -}}
 {{- $sel = printf "%s%s=%q," $sel $k $v -}}
+{{- if eq $k "kind" -}}{{- $ready = printf "%sexported_kind=%q," $ready $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $k $v -}}{{- end -}}
 {{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in $k $v -}}{{- end -}}
 {{- end -}}{{- end -}}
 {{- $q := printf "{%s}" $in -}}{{- $per := "" -}}
-{{- with query (printf "omen_model_ready{%skind=\"counter\"}" $sel) -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
+{{- $counter := match "_(total|count|sum|bucket)$" $labels.for -}}
+{{- with query (printf "omen_model_ready{%s}" $ready) -}}{{- with first . -}}{{- $counter = eq .Labels.kind "counter" -}}{{- end -}}{{- end -}}
+{{- if $counter -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
 `
 
 // inputValue prints the current value of the input, or n/a when this
