@@ -344,12 +344,14 @@ load 15s
   omen_model_ready{for="jobs_processed", kind="counter", exported_kind="batch", namespace="q", job="app", instance="c"} 1 1 1 1 1 1
   http_requests_total{namespace="web", job="api", instance="d"} 0 150 300 450 600 750
   queue_depth{namespace="q", job="app", instance="e"} 5 5 5 5 5 7
+  tasks_done{namespace="q", job="app", instance="f"} 0 150 300 450 600 750
+  omen_model_ready{for="tasks_done", kind="counter", namespace="q", job="app", instance="f"} 1 1 1 stale
 `)
 	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1e6)
 	for _, tc := range []struct {
 		for_ string
 		want float64
-	}{{"pg_stat_activity_count", 40}, {"nginx_connections_accepted", 10}, {"jobs_processed", 10}, {"http_requests_total", 10}, {"queue_depth", 7}} {
+	}{{"pg_stat_activity_count", 40}, {"nginx_connections_accepted", 10}, {"jobs_processed", 10}, {"http_requests_total", 10}, {"queue_depth", 7}, {"tasks_done", 10}} { // tasks_done: omen's scrape failed, or it restarted
 		q := strings.NewReplacer("$for", tc.for_, "$namespace", ".*", "$job", ".*", "$instance", ".*").Replace(expr)
 		qr, err := engine.NewInstantQuery(context.Background(), st, nil, q, time.Unix(75, 0))
 		require.NoError(t, err)

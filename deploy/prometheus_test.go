@@ -179,6 +179,13 @@ var (
 		labels.FromStrings("__name__", "prometheus_rule_evaluation_failures_total", "job", "prometheus", "rule_group", "/etc/prometheus/omen.rules.yml;omen-health"),
 		labels.FromStrings("__name__", "prometheus_notifications_dropped_total", "job", "prometheus"),
 		labels.FromStrings("__name__", "prometheus_template_text_expansions_total", "job", "prometheus"),
+		// Prometheus's link to omen, which moves when omen restarts (a
+		// walkthrough's 42 incidents after one restart).
+		labels.FromStrings("__name__", "prometheus_remote_storage_samples_pending", "job", "prometheus", "remote_name", "omen", "url", "http://omen:9201/api/v1/write"),
+		labels.FromStrings("__name__", "prometheus_remote_storage_samples_pending", "job", "prometheus", "remote_name", "omen-2", "url", "http://omen-2:9201/api/v1/write"),
+		labels.FromStrings("__name__", "net_conntrack_dialer_conn_failed_total", "job", "prometheus", "dialer_name", "omen", "reason", "refused"),
+		labels.FromStrings("__name__", "net_conntrack_dialer_conn_failed_total", "job", "prometheus", "dialer_name", "serviceMonitor/omen/omen/0", "reason", "refused"),
+		labels.FromStrings("__name__", "net_conntrack_dialer_conn_attempted_total", "job", "prometheus", "dialer_name", "remote_storage_read_client"),
 	}
 	inputs = []labels.Labels{
 		labels.FromStrings("__name__", "prometheus_rule_group_last_duration_seconds", "job", "prometheus", "rule_group", "/etc/prometheus/node.rules.yml;node-exporter"),
@@ -188,6 +195,8 @@ var (
 		labels.FromStrings("__name__", "namespace:http_requests:rate5m", "namespace", "shop"),
 		labels.FromStrings("__name__", "yhat_something_else", "job", "ml"),
 		labels.FromStrings("__name__", "up", "job", "api"),
+		labels.FromStrings("__name__", "prometheus_remote_storage_samples_pending", "job", "prometheus", "remote_name", "mimir", "url", "http://mimir/api/v1/push"),
+		labels.FromStrings("__name__", "net_conntrack_dialer_conn_failed_total", "job", "prometheus", "dialer_name", "node", "reason", "refused"),
 	}
 )
 
