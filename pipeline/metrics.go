@@ -22,15 +22,16 @@ type metrics struct {
 	forwardErrors prometheus.Counter
 	// historySkipped counts input samples whose results were not stored:
 	// older than the head appends (history written in the past).
-	historySkipped  prometheus.Counter
-	warmed          prometheus.Counter
-	backfillFailed  prometheus.Counter
-	backfillSkipped prometheus.Counter
-	backfillPending prometheus.Gauge
-	caughtUp        prometheus.Counter
-	derivedErrs     *prometheus.CounterVec
-	derivedMissed   *prometheus.CounterVec
-	retyped         prometheus.Counter
+	historySkipped      prometheus.Counter
+	warmed              prometheus.Counter
+	backfillFailed      prometheus.Counter
+	backfillUnconfirmed prometheus.Counter
+	backfillSkipped     prometheus.Counter
+	backfillPending     prometheus.Gauge
+	caughtUp            prometheus.Counter
+	derivedErrs         *prometheus.CounterVec
+	derivedMissed       *prometheus.CounterVec
+	retyped             prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
@@ -97,6 +98,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}),
 		backfillFailed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_remote_read_failures_total", Help: "Remote reads of new series' history (--backfill.remote-read-url), each of up to 64 series, that failed or timed out; their series are read again after a backoff.",
+		}),
+		backfillUnconfirmed: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_warm_start_remote_read_unconfirmed_total", Help: "Histories read for new series (--backfill.remote-read-url) not used because their labels beyond the series' were not known yet as the upstream's external labels (--backfill.external-label names them); those series warm from local history.",
 		}),
 		backfillSkipped: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_remote_read_skipped_total", Help: "New series warmed from local history alone: the queue of remote reads was full.",

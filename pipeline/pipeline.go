@@ -291,7 +291,8 @@ type Pipeline struct {
 	restoreMu sync.Mutex
 	restored  map[uint64][]*savedSeries
 
-	bf *backfill // remote-read source of warm starts; nil if not configured
+	bf            *backfill // remote-read source of warm starts; nil if not configured
+	bfUnconfirmed sync.Map  // sets of extra label names said once (noteUnconfirmed)
 
 	accOnce  sync.Once
 	accuracy *accuracy

@@ -580,6 +580,12 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 				kept := make([]bool, len(a.rs))
 				for j, r := range a.rs {
 					kept[j] = r.older.len() > 0
+					if tc.name == "one source" && i == 0 {
+						// Said, with the advice to name it.
+						require.Equal(t, "cluster", r.unconfirmed)
+					} else if tc.name == "one source" {
+						require.Empty(t, r.unconfirmed, "answer %d: kept, or a known set's sibling", i)
+					}
 				}
 				require.Equal(t, a.kept, kept, "answer %d", i)
 			}

@@ -115,6 +115,9 @@ type bfResult struct {
 	bfReq
 	older ring
 	from  labels.Labels // the upstream series older is of
+	// unconfirmed names the extra labels of a history dropped because
+	// they are not known yet as the upstream's external labels (keepOwn).
+	unconfirmed string
 }
 
 func newBackfill(u string, maxQueued int) (*backfill, error) {
@@ -379,6 +382,7 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			continue
 		}
 		p.bf.settle(reqs)
+		p.noteUnconfirmed(res)
 		for i := 0; i < len(res); {
 			w := res[i].w
 			j := i + 1
@@ -392,6 +396,26 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 				return
 			}
 			i = j
+		}
+	}
+}
+
+// noteUnconfirmed says, once per set of label names, that a history was
+// dropped because its extra labels were not known yet as the upstream's
+// external ones (learnt from two metric names, see keepOwn): that series
+// warms from local history and is not asked again, and only the flag
+// makes sure of every series (Debian's default prometheus.yml sets
+// monitor: 'example').
+func (p *Pipeline) noteUnconfirmed(res []bfResult) {
+	for i := range res {
+		k := res[i].unconfirmed
+		if k == "" {
+			continue
+		}
+		p.m.backfillUnconfirmed.Inc()
+		if _, said := p.bfUnconfirmed.LoadOrStore(k, true); !said {
+			names := strings.ReplaceAll(k, "\xff", ",")
+			p.logger.Info("Warm start by remote read: the upstream's history of a series carries labels not yet known as its external labels, so the series warms from local history; if they are, name them with --backfill.external-label", "labels", names, "series", res[i].ls.String())
 		}
 	}
 }
@@ -703,6 +727,9 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 	for i := range res {
 		r := &res[i]
 		if keys[i] != "" && !b.ownSet(keys[i]) {
+			if !b.ext[keys[i]].known && !b.siblingSet(keys[i]) {
+				r.unconfirmed = keys[i]
+			}
 			r.drop()
 		}
 	}
@@ -759,23 +786,27 @@ func (b *backfill) expireLocked(now time.Time) {
 // upstream adds {cluster}; a tenant whose sources' external labels nest
 // loses the larger set's histories to this).
 func (b *backfill) ownSet(key string) bool {
-	if !b.ext[key].known {
-		return false
-	}
+	return b.ext[key].known && !b.siblingSet(key)
+}
+
+// siblingSet reports whether another known set (or the exact matches') is
+// a part of key: key's series is then a sibling of those, its extra labels
+// not all external. mu must be held.
+func (b *backfill) siblingSet(key string) bool {
 	names := strings.Split(key, "\xff")
 	for k, e := range b.ext {
 		if !e.known || k == key {
 			continue
 		}
 		if k == "" {
-			return false
+			return true
 		}
 		sub := strings.Split(k, "\xff")
 		if len(sub) < len(names) && subset(sub, names) {
-			return false
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // subset reports whether every name of a is in b.
