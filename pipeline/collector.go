@@ -229,18 +229,23 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 		for i := range list {
 			cs := &list[i]
 			s, pub := cs.s, &cs.pub
+			ls.set(s, "", "")
 			if want(familyModelReady) {
 				ready := 0.0
 				if pub.ready {
 					ready = 1
 				}
-				ls.set(s, "kind", s.kind())
-				fn(familyModelReady, &ls, ready)
-				if family != "" {
-					continue // that family alone
+				if s.lacks&hasKind == 0 {
+					ls.push("kind", s.kind())
+					fn(familyModelReady, &ls, ready)
+					ls.pop()
+				} else {
+					// Its own kind label goes as exported_kind.
+					ls.set(s, "kind", s.kind())
+					fn(familyModelReady, &ls, ready)
+					ls.set(s, "", "")
 				}
 			}
-			ls.set(s, "", "")
 			if cs.incident {
 				if want(familyIncidentPeak) {
 					fn(familyIncidentPeak, &ls, pub.peak)
@@ -310,6 +315,20 @@ type outLabelSet struct {
 
 func (o *outLabelSet) add(name, value string) {
 	o.names, o.vals = append(o.names, name), append(o.vals, value)
+}
+
+// push adds the label name=value, which the input has not, to the set for
+// one family's sample, and pop takes it off again: cheaper than building
+// the set anew twice per series.
+func (o *outLabelSet) push(name, value string) {
+	o.add(name, value)
+	o.key = append(append(o.key, name...), 0xff)
+}
+
+func (o *outLabelSet) pop() {
+	n := len(o.names) - 1
+	o.key = o.key[:len(o.key)-len(o.names[n])-1]
+	o.names, o.vals = o.names[:n], o.vals[:n]
 }
 
 func (o *outLabelSet) set(s *series, extra, value string) {

@@ -345,7 +345,8 @@ type series struct {
 	// set, so the text format's /metrics must escape it.
 	utf8Names bool
 	// lacks has a bit per target label the input lacks (lacksJob,
-	// lacksInstance), which /metrics exposes empty (see outLabelSet.set).
+	// lacksInstance), which /metrics exposes empty (see outLabelSet.set),
+	// and hasKind if it has a kind label (omen_model_ready's own).
 	lacks uint8
 
 	// det is embedded, not pointed to: series and detector are one heap
@@ -511,6 +512,7 @@ func eachOutLabel(in labels.Labels, forName, extra, value string, f func(name, v
 const (
 	lacksJob uint8 = 1 << iota
 	lacksInstance
+	hasKind
 )
 
 // lacksOf returns series.lacks for the input labels in.
@@ -521,6 +523,9 @@ func lacksOf(in labels.Labels) uint8 {
 	}
 	if !in.Has(model.InstanceLabel) {
 		b |= lacksInstance
+	}
+	if in.Has("kind") {
+		b |= hasKind
 	}
 	return b
 }
