@@ -346,12 +346,15 @@ load 15s
   queue_depth{namespace="q", job="app", instance="e"} 5 5 5 5 5 7
   tasks_done{namespace="q", job="app", instance="f"} 0 150 300 450 600 750
   omen_model_ready{for="tasks_done", kind="counter", namespace="q", job="app", instance="f"} 1 1 1 stale
+  app_requests{namespace="q", job="app", instance="g"} 0 150 300 450 600 750
+  omen_model_ready{for="app_requests", kind="gauge", namespace="q", job="app", instance="g"} 1 1 stale
+  omen_model_ready{for="app_requests", kind="counter", namespace="q", job="app", instance="g"} _ _ _ 1 1 1
 `)
 	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1e6)
 	for _, tc := range []struct {
 		for_ string
 		want float64
-	}{{"pg_stat_activity_count", 40}, {"nginx_connections_accepted", 10}, {"jobs_processed", 10}, {"http_requests_total", 10}, {"queue_depth", 7}, {"tasks_done", 10}} { // tasks_done: omen's scrape failed, or it restarted
+	}{{"pg_stat_activity_count", 40}, {"nginx_connections_accepted", 10}, {"jobs_processed", 10}, {"http_requests_total", 10}, {"queue_depth", 7}, {"tasks_done", 10}, {"app_requests", 10}} { // tasks_done: omen's scrape failed, or it restarted; app_requests: retyped, gauge to counter
 		q := strings.NewReplacer("$for", tc.for_, "$namespace", ".*", "$job", ".*", "$instance", ".*").Replace(expr)
 		qr, err := engine.NewInstantQuery(context.Background(), st, nil, q, time.Unix(75, 0))
 		require.NoError(t, err)

@@ -225,6 +225,12 @@ func TestRemoteWriteDropsOmenOutput(t *testing.T) {
 			_, keep := keeps(rw.WriteRelabelConfigs, ls)
 			require.False(t, keep, "%s: %s must not be written back to omen", f, ls)
 		}
+		// Prometheus labels its metrics of this queue with the entry's
+		// name, a hash of its config when it has none (remote_name="4e7d2a",
+		// which the drop cannot match).
+		queue := labels.FromStrings("__name__", "prometheus_remote_storage_samples_pending", "job", "prometheus", "remote_name", rw.Name, "url", rw.URL.String())
+		_, keep := keeps(rw.WriteRelabelConfigs, queue)
+		require.False(t, keep, "%s: Prometheus's metrics of the queue to omen (remote_write name %q) must not reach it", f, rw.Name)
 		for _, ls := range inputs {
 			got, keep := keeps(rw.WriteRelabelConfigs, ls)
 			require.True(t, keep, "%s: %s must reach omen", f, ls)

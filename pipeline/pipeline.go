@@ -291,8 +291,7 @@ type Pipeline struct {
 	restoreMu sync.Mutex
 	restored  map[uint64][]*savedSeries
 
-	bf            *backfill // remote-read source of warm starts; nil if not configured
-	bfUnconfirmed sync.Map  // sets of extra label names said once (noteUnconfirmed)
+	bf *backfill // remote-read source of warm starts; nil if not configured
 
 	accOnce  sync.Once
 	accuracy *accuracy

@@ -575,19 +575,25 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := newBackfill("http://upstream/api/v1/read", 10)
 			require.NoError(t, err)
+			var late []lateSet
 			for i, a := range tc.answers {
 				b.keepOwn(a.rs, t0)
 				kept := make([]bool, len(a.rs))
 				for j, r := range a.rs {
 					kept[j] = r.older.len() > 0
-					if tc.name == "one source" && i == 0 {
-						// Said, with the advice to name it.
-						require.Equal(t, "cluster", r.unconfirmed)
-					} else if tc.name == "one source" {
-						require.Empty(t, r.unconfirmed, "answer %d: kept, or a known set's sibling", i)
-					}
 				}
 				require.Equal(t, a.kept, kept, "answer %d", i)
+				late = append(late, b.lateSets()...)
+			}
+			// Histories dropped before their set was learnt as external
+			// are said once it is; a sibling's set never is.
+			switch tc.name {
+			case "one source":
+				require.Equal(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`}}, late)
+			case "two sources":
+				require.ElementsMatch(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`}, {names: "region", n: 1, example: `{__name__="b", job="j"}`}}, late)
+			default:
+				require.Empty(t, late)
 			}
 		})
 	}

@@ -77,6 +77,19 @@ type backfill struct {
 	now      func() time.Time
 	pending  prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
 	notify   chan struct{}
+	// dropped counts, by set of extra label names not yet known, the
+	// histories keepOwn dropped with it; once the set is learnt as the
+	// upstream's external labels, notes says so (lateSets).
+	dropped map[string]lateSet
+	notes   []lateSet
+}
+
+// lateSet is a set of external label names learnt after n series' histories
+// came with it and were dropped, one of those series named.
+type lateSet struct {
+	names   string
+	n       int
+	example string
 }
 
 // bfReq asks for the history of the worker w's series s (labels ls) in
@@ -115,9 +128,6 @@ type bfResult struct {
 	bfReq
 	older ring
 	from  labels.Labels // the upstream series older is of
-	// unconfirmed names the extra labels of a history dropped because
-	// they are not known yet as the upstream's external labels (keepOwn).
-	unconfirmed string
 }
 
 func newBackfill(u string, maxQueued int) (*backfill, error) {
@@ -382,7 +392,10 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			continue
 		}
 		p.bf.settle(reqs)
-		p.noteUnconfirmed(res)
+		for _, l := range p.bf.lateSets() {
+			p.m.backfillUnconfirmed.Add(float64(l.n))
+			p.logger.Info("Warm start by remote read: these labels were learnt as the upstream's external labels after series had come with them; those series warm from local history and are not read again. Name them with --backfill.external-label to warm every series from the upstream", "labels", l.names, "series", l.n, "example", l.example)
+		}
 		for i := 0; i < len(res); {
 			w := res[i].w
 			j := i + 1
@@ -396,26 +409,6 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 				return
 			}
 			i = j
-		}
-	}
-}
-
-// noteUnconfirmed says, once per set of label names, that a history was
-// dropped because its extra labels were not known yet as the upstream's
-// external ones (learnt from two metric names, see keepOwn): that series
-// warms from local history and is not asked again, and only the flag
-// makes sure of every series (Debian's default prometheus.yml sets
-// monitor: 'example').
-func (p *Pipeline) noteUnconfirmed(res []bfResult) {
-	for i := range res {
-		k := res[i].unconfirmed
-		if k == "" {
-			continue
-		}
-		p.m.backfillUnconfirmed.Inc()
-		if _, said := p.bfUnconfirmed.LoadOrStore(k, true); !said {
-			names := strings.ReplaceAll(k, "\xff", ",")
-			p.logger.Info("Warm start by remote read: the upstream's history of a series carries labels not yet known as its external labels, so the series warms from local history; if they are, name them with --backfill.external-label", "labels", names, "series", res[i].ls.String())
 		}
 	}
 }
@@ -716,6 +709,10 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 			b.ext[keys[i]] = extSet{first: name, seen: seen}
 		case !e.known && name != e.first:
 			b.ext[keys[i]] = extSet{first: e.first, known: true, seen: seen}
+			if d, ok := b.dropped[keys[i]]; ok {
+				b.notes = append(b.notes, d)
+				delete(b.dropped, keys[i])
+			}
 		default:
 			e.seen = seen
 			b.ext[keys[i]] = e
@@ -728,11 +725,37 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 		r := &res[i]
 		if keys[i] != "" && !b.ownSet(keys[i]) {
 			if !b.ext[keys[i]].known && !b.siblingSet(keys[i]) {
-				r.unconfirmed = keys[i]
+				b.noteDropped(keys[i], r.ls)
 			}
 			r.drop()
 		}
 	}
+}
+
+// noteDropped counts a history dropped with the set of extra label names
+// key, not known yet: if the set is learnt as the upstream's external
+// labels later, its series lost their history (a sibling's set, which
+// never is, is not said). mu must be held.
+func (b *backfill) noteDropped(key string, ls labels.Labels) {
+	if b.dropped == nil || len(b.dropped) >= maxExtSets {
+		b.dropped = map[string]lateSet{}
+	}
+	d, ok := b.dropped[key]
+	if !ok {
+		d = lateSet{names: strings.ReplaceAll(key, "\xff", ","), example: ls.String()}
+	}
+	d.n++
+	b.dropped[key] = d
+}
+
+// lateSets returns, once each, the sets learnt as external labels after
+// histories that came with them were dropped.
+func (b *backfill) lateSets() []lateSet {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.notes
+	b.notes = nil
+	return out
 }
 
 // seenWithin marks the known sets that are part of key (but the exact

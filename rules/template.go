@@ -21,8 +21,9 @@ import "strings"
 //     counter's (omen_model_ready{kind="counter"}: by its metadata, or by
 //     its name without: _total, _count, _sum, _bucket; by the name here too
 //     where this Prometheus has no omen_model_ready of the input; an input
-//     label kind is exported_kind on it; over the last 10 minutes, so a
-//     failed scrape of omen or its restart changes nothing) is scored as a
+//     label kind is exported_kind on it; the current one, else the last
+//     in 10 minutes, so a failed scrape of omen or its restart changes
+//     nothing, and a series retyped is read as it is now) is scored as a
 //     per-second rate
 //     between consecutive samples, and its band is one, so
 //     irate (the same rate, of the last two samples) is what is compared
@@ -38,7 +39,7 @@ const preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "
 {{- end -}}{{- end -}}
 {{- $q := printf "{%s}" $in -}}{{- $per := "" -}}
 {{- $counter := match "_(total|count|sum|bucket)$" $labels.for -}}
-{{- with query (printf "last_over_time(omen_model_ready{%s}[10m])" $ready) -}}{{- with first . -}}{{- $counter = eq .Labels.kind "counter" -}}{{- end -}}{{- end -}}
+{{- with query (printf "omen_model_ready{%s} or ignoring(kind) last_over_time(omen_model_ready{%s}[10m])" $ready $ready) -}}{{- with first . -}}{{- $counter = eq .Labels.kind "counter" -}}{{- end -}}{{- end -}}
 {{- if $counter -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
 `
 
