@@ -1270,3 +1270,47 @@ func TestBackfillNamedExternalLabels(t *testing.T) {
 		})
 	}
 }
+
+func lateResult(name string, extra ...string) bfResult {
+	ls := labels.FromStrings("__name__", name, "job", "j")
+	from := labels.NewBuilder(ls)
+	for i := 0; i+1 < len(extra); i += 2 {
+		from.Set(extra[i], extra[i+1])
+	}
+	return bfResult{bfReq: bfReq{ls: ls}, older: ring{t: []int64{1}, v: []float64{1}, k: 1}, from: from.Labels()}
+}
+
+// TestBackfillLateSetsNotSiblings: a sibling's set dropped before the
+// external set was known, and seen on a second name after it was, was
+// reported as late external labels, with the advice to name handler.
+func TestBackfillLateSetsNotSiblings(t *testing.T) {
+	b, err := newBackfill("http://upstream/api/v1/read", 10)
+	require.NoError(t, err)
+	var late []lateSet
+	steps := [][]bfResult{
+		{lateResult("errors_total", "cluster", "eu", "handler", "/login")}, // {cluster,handler}: unknown, no known part: counted
+		{lateResult("a", "cluster", "eu")},
+		{lateResult("b", "cluster", "eu")},                                   // {cluster} known
+		{lateResult("requests_total", "cluster", "eu", "handler", "/login")}, // {cluster,handler} "known", but a sibling's
+	}
+	for _, rs := range steps {
+		b.keepOwn(rs, t0)
+		late = append(late, b.lateSets()...)
+	}
+	require.Equal(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`}}, late)
+}
+
+// TestBackfillLateSetsBounded: the bound on the sets counted reset every
+// count, the external set's among them, so its lost history went unsaid.
+func TestBackfillLateSetsBounded(t *testing.T) {
+	b, err := newBackfill("http://upstream/api/v1/read", 10)
+	require.NoError(t, err)
+	b.keepOwn([]bfResult{lateResult("a", "monitor", "x")}, t0) // {monitor} dropped, n=1
+	for i := range maxExtSets {
+		b.keepOwn([]bfResult{lateResult(fmt.Sprint("s", i), "monitor", "x", fmt.Sprint("l", i), "1")}, t0)
+	}
+	b.keepOwn([]bfResult{lateResult("b", "monitor", "x")}, t0)
+	b.keepOwn([]bfResult{lateResult("c", "monitor", "x")}, t0) // learnt for sure (two names after any eviction)
+	require.True(t, b.ext["monitor"].known)
+	require.Equal(t, []lateSet{{names: "monitor", n: 1, example: `{__name__="a", job="j"}`}}, b.lateSets())
+}

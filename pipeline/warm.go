@@ -710,7 +710,9 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 		case !e.known && name != e.first:
 			b.ext[keys[i]] = extSet{first: e.first, known: true, seen: seen}
 			if d, ok := b.dropped[keys[i]]; ok {
-				b.notes = append(b.notes, d)
+				if !b.siblingSet(keys[i]) {
+					b.notes = append(b.notes, d)
+				}
 				delete(b.dropped, keys[i])
 			}
 		default:
@@ -737,10 +739,23 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 // labels later, its series lost their history (a sibling's set, which
 // never is, is not said). mu must be held.
 func (b *backfill) noteDropped(key string, ls labels.Labels) {
-	if b.dropped == nil || len(b.dropped) >= maxExtSets {
+	if b.dropped == nil {
 		b.dropped = map[string]lateSet{}
 	}
 	d, ok := b.dropped[key]
+	if !ok && len(b.dropped) >= maxExtSets {
+		// Room for it from the sets found to be siblings' since; else
+		// the older ones stay (the upstream's own set comes with its
+		// first series) and this one goes uncounted.
+		for k := range b.dropped {
+			if b.ext[k].known || b.siblingSet(k) {
+				delete(b.dropped, k)
+			}
+		}
+		if len(b.dropped) >= maxExtSets {
+			return
+		}
+	}
 	if !ok {
 		d = lateSet{names: strings.ReplaceAll(key, "\xff", ","), example: ls.String()}
 	}

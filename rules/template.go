@@ -21,7 +21,7 @@ import "strings"
 //     counter's (omen_model_ready{kind="counter"}: by its metadata, or by
 //     its name without: _total, _count, _sum, _bucket; by the name here too
 //     where this Prometheus has no omen_model_ready of the input; an input
-//     label kind is exported_kind on it; the current one, else the last
+//     label kind is exported_kind on it; the current one, else the latest
 //     in 10 minutes, so a failed scrape of omen or its restart changes
 //     nothing, and a series retyped is read as it is now) is scored as a
 //     per-second rate
@@ -39,7 +39,7 @@ const preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "
 {{- end -}}{{- end -}}
 {{- $q := printf "{%s}" $in -}}{{- $per := "" -}}
 {{- $counter := match "_(total|count|sum|bucket)$" $labels.for -}}
-{{- with query (printf "omen_model_ready{%s} or ignoring(kind) last_over_time(omen_model_ready{%s}[10m])" $ready $ready) -}}{{- with first . -}}{{- $counter = eq .Labels.kind "counter" -}}{{- end -}}{{- end -}}
+{{- with query (printf "omen_model_ready{%s} or ignoring(kind) topk(1, last_over_time(timestamp(omen_model_ready{%s})[10m:15s]))" $ready $ready) -}}{{- with first . -}}{{- $counter = eq .Labels.kind "counter" -}}{{- end -}}{{- end -}}
 {{- if $counter -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
 `
 
