@@ -103,7 +103,7 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 	list := []Anomaly{}
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
-	cfg := p.intervals()
+	ivs := p.intervals()
 	add := func(s *series) {
 		if !s.pub.hasResult || s.pub.stale {
 			return
@@ -120,7 +120,7 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 			// [0, 3e-12] around a series' first values).
 			a.Yhat, a.YhatLower, a.YhatUpper = jsonFloat(math.NaN()), jsonFloat(math.NaN()), jsonFloat(math.NaN())
 		}
-		if s.inIncident(holdMs, cfg.everyMs(s), nowMs) {
+		if s.inIncident(holdMs, ivs.everyMs(s), nowMs) {
 			since, last := time.UnixMilli(s.pub.since).UTC(), time.UnixMilli(s.pub.lastHot).UTC()
 			a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, s.pub.peak, &since, &last
 			if m := s.pub.peakMember; m != "" {

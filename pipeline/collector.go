@@ -208,11 +208,11 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 	want := func(name string) bool { return family == "" || family == name }
 	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
-	cfg := p.intervals()
+	ivs := p.intervals()
 	for _, w := range p.workers {
 		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
-			everyMs := cfg.everyMs(s)
+			everyMs := ivs.everyMs(s)
 			if s.pub.stale || s.silent(holdMs, everyMs, nowMs) {
 				// Its input went away, or has sent nothing for the
 				// lookback (a derived input's: nothing evaluated for
@@ -235,7 +235,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 				if pub.ready {
 					ready = 1
 				}
-				if s.lacks&hasKind == 0 {
+				if s.labelBits&hasKind == 0 {
 					ls.push("kind", s.kind())
 					fn(familyModelReady, &ls, ready)
 					ls.pop()
@@ -342,10 +342,10 @@ func (o *outLabelSet) set(s *series, extra, value string) {
 	// and the dashboards looked for an input that is not there. A label
 	// given empty is not filled, and is dropped (Prometheus 2.42, e2e
 	// TestOutputsKeepTheirOrigin).
-	if s.lacks&lacksJob != 0 {
+	if s.labelBits&lacksJob != 0 {
 		o.add(model.JobLabel, "")
 	}
-	if s.lacks&lacksInstance != 0 {
+	if s.labelBits&lacksInstance != 0 {
 		o.add(model.InstanceLabel, "")
 	}
 	for _, n := range o.names {

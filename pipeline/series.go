@@ -344,10 +344,10 @@ type series struct {
 	// utf8Names: some input label name is outside the legacy character
 	// set, so the text format's /metrics must escape it.
 	utf8Names bool
-	// lacks has a bit per target label the input lacks (lacksJob,
+	// labelBits has a bit per target label the input lacks (lacksJob,
 	// lacksInstance), which /metrics exposes empty (see outLabelSet.set),
 	// and hasKind if it has a kind label (omen_model_ready's own).
-	lacks uint8
+	labelBits uint8
 
 	// det is embedded, not pointed to: series and detector are one heap
 	// object (3072 B with the default members, against 288 + 3072).
@@ -508,15 +508,15 @@ func eachOutLabel(in labels.Labels, forName, extra, value string, f func(name, v
 	}
 }
 
-// Bits of series.lacks.
+// Bits of series.labelBits.
 const (
 	lacksJob uint8 = 1 << iota
 	lacksInstance
 	hasKind
 )
 
-// lacksOf returns series.lacks for the input labels in.
-func lacksOf(in labels.Labels) uint8 {
+// labelBitsOf returns series.labelBits for the input labels in.
+func labelBitsOf(in labels.Labels) uint8 {
 	var b uint8
 	if !in.Has(model.JobLabel) {
 		b |= lacksJob
@@ -674,7 +674,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 		}
 	}
 	if isFinite(v) {
-		defer func() { f.prevT, f.prevV = t, v }()
+		f.prevT, f.prevV = t, v // the checks above are done with the previous
 	}
 	f.isNew = false
 	if math.IsNaN(fv) || math.IsInf(fv, 0) {
@@ -698,7 +698,8 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 			f.within += withinAlpha * (pt.msd - f.within)
 		}
 	}
-	if lastT, _, ok := f.m.Last(); ok && f.rs.stepMs > 0 && t-lastT > 2*f.rs.stepMs {
+	lastT, lastV, fed := f.m.Last()
+	if fed && f.rs.stepMs > 0 && t-lastT > 2*f.rs.stepMs {
 		// After a gap the forecaster's latest point is from before it
 		// and the samples since are still in their step: none is
 		// published until it has taken a step of them (the first was
@@ -720,8 +721,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	}
 	clear(f.ok)
 	stepMs := f.m.Step()
-	lastT, lastV, ok := f.m.Last()
-	if stepMs <= 0 || !ok {
+	if stepMs <= 0 || !fed {
 		return
 	}
 	// The forecasts are for the steps after the model's latest point, at

@@ -1045,7 +1045,7 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 			// learnt more than new ones would.
 			continue
 		}
-		fresh := &series{ref: s.ref, name: s.name, in: s.in, counter: s.counter, utf8Names: s.utf8Names, lacks: s.lacks}
+		fresh := &series{ref: s.ref, name: s.name, in: s.in, counter: s.counter, utf8Names: s.utf8Names, labelBits: s.labelBits}
 		if err := fresh.det.Init(detectOptions(sc), w.scratch); err != nil {
 			continue
 		}

@@ -324,7 +324,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs, true)
 		return nil
 	}
-	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, utf8Names: hasUTF8Names(smp.ls), lacks: lacksOf(smp.ls)}
+	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, utf8Names: hasUTF8Names(smp.ls), labelBits: labelBitsOf(smp.ls)}
 	if smp.derived != nil {
 		s.def = smp.derived.d.Signature()
 	}
