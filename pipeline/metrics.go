@@ -100,7 +100,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 			Name: "omen_warm_start_remote_read_failures_total", Help: "Remote reads of new series' history (--backfill.remote-read-url), each of up to 64 series, that failed or timed out; their series are read again after a backoff.",
 		}),
 		backfillUnconfirmed: f.NewCounter(prometheus.CounterOpts{
-			Name: "omen_warm_start_remote_read_unconfirmed_total", Help: "Histories read for new series (--backfill.remote-read-url) that were not used because their labels beyond the series' were learnt as the upstream's external labels only later (--backfill.external-label names them at once); those series warm from local history.",
+			Name: "omen_warm_start_remote_read_unconfirmed_total", Help: "Histories read for new series (--backfill.remote-read-url) that were not used because their labels beyond the series' were learnt as the upstream's external labels only later, and not read again (beyond 1024 such series waiting; --backfill.external-label names them at once); those series warm from local history.",
 		}),
 		backfillSkipped: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_remote_read_skipped_total", Help: "New series warmed from local history alone: the queue of remote reads was full.",

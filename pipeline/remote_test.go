@@ -587,11 +587,15 @@ func TestBackfillExternalLabelSets(t *testing.T) {
 			}
 			// Histories dropped before their set was learnt as external
 			// are said once it is; a sibling's set never is.
+			// Their requests are kept, to be read again.
+			again := func(name string) []bfReq {
+				return []bfReq{{ls: labels.FromStrings("__name__", name, "job", "j"), again: true}}
+			}
 			switch tc.name {
 			case "one source":
-				require.Equal(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`}}, late)
+				require.Equal(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`, reqs: again("a")}}, late)
 			case "two sources":
-				require.ElementsMatch(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`}, {names: "region", n: 1, example: `{__name__="b", job="j"}`}}, late)
+				require.ElementsMatch(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`, reqs: again("a")}, {names: "region", n: 1, example: `{__name__="b", job="j"}`, reqs: again("b")}}, late)
 			default:
 				require.Empty(t, late)
 			}
@@ -1297,7 +1301,8 @@ func TestBackfillLateSetsNotSiblings(t *testing.T) {
 		b.keepOwn(rs, t0)
 		late = append(late, b.lateSets()...)
 	}
-	require.Equal(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`}}, late)
+	a := bfReq{ls: labels.FromStrings("__name__", "a", "job", "j"), again: true}
+	require.Equal(t, []lateSet{{names: "cluster", n: 1, example: `{__name__="a", job="j"}`, reqs: []bfReq{a}}}, late)
 }
 
 // TestBackfillLateSetsBounded: the bound on the sets counted reset every
@@ -1312,5 +1317,54 @@ func TestBackfillLateSetsBounded(t *testing.T) {
 	b.keepOwn([]bfResult{lateResult("b", "monitor", "x")}, t0)
 	b.keepOwn([]bfResult{lateResult("c", "monitor", "x")}, t0) // learnt for sure (two names after any eviction)
 	require.True(t, b.ext["monitor"].known)
-	require.Equal(t, []lateSet{{names: "monitor", n: 1, example: `{__name__="a", job="j"}`}}, b.lateSets())
+	a := bfReq{ls: labels.FromStrings("__name__", "a", "job", "j"), again: true}
+	require.Equal(t, []lateSet{{names: "monitor", n: 1, example: `{__name__="a", job="j"}`, reqs: []bfReq{a}}}, b.lateSets())
+}
+
+// TestBackfillLateSetReadAgain: a series whose history came with the
+// upstream's external labels before they were learnt (the first answer
+// of a deployment, of one metric name) warmed from local history for
+// good; once the set is learnt it is read again and warmed from upstream.
+func TestBackfillLateSetReadAgain(t *testing.T) {
+	const n = 100
+	lone := labels.FromStrings("__name__", "temperature", "room", "a")
+	other := labels.FromStrings("__name__", "requests_total", "code", "200")
+	srv := httptest.NewServer(upstreamWith(t, labels.FromStrings("monitor", "example"), []labels.Labels{lone, other}, seasonal(n, 3), atStep))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{lone}, []float64{1})
+	e.backfilled(t)
+	require.Zero(t, testutil.ToFloat64(e.p.m.warmed), "{monitor} is not known yet")
+
+	e.clock.set(t0.Add((n + 1) * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{other}, []float64{1})
+	e.backfilled(t)
+	require.Equal(t, float64(2*n), testutil.ToFloat64(e.p.m.warmed), "both series' histories, the lone one's read again")
+	require.Zero(t, testutil.ToFloat64(e.p.m.backfillUnconfirmed))
+	for _, a := range e.p.Anomalies(nil) {
+		require.True(t, a.Ready, "%v", a.Labels)
+	}
+}
+
+// TestBackfillLateReqsBounded: the requests kept to read again are
+// bounded in all; the series beyond are counted, and the count of kept
+// requests goes back with the sets that leave.
+func TestBackfillLateReqsBounded(t *testing.T) {
+	b, err := newBackfill("http://upstream/api/v1/read", 10)
+	require.NoError(t, err)
+	rs := make([]bfResult, maxLateReqs+6)
+	for i := range rs {
+		rs[i] = lateResult("a", "monitor", "x")
+	}
+	b.keepOwn(rs, t0)
+	b.keepOwn([]bfResult{lateResult("e", "cluster", "eu", "handler", "/")}, t0) // over the bound: counted, not kept
+	require.Equal(t, maxLateReqs, b.lateReqs)
+	b.keepOwn([]bfResult{lateResult("b", "monitor", "x")}, t0)
+	late := b.lateSets()
+	require.Len(t, late, 1)
+	require.Equal(t, maxLateReqs+6, late[0].n)
+	require.Len(t, late[0].reqs, maxLateReqs)
+	require.Zero(t, b.lateReqs)
+	require.Equal(t, 1, b.dropped["cluster\xffhandler"].n)
 }

@@ -78,19 +78,30 @@ type backfill struct {
 	pending  prometheus.Gauge // omen_warm_start_remote_read_pending; nil in tests of the queue alone
 	notify   chan struct{}
 	// dropped counts, by set of extra label names not yet known, the
-	// histories keepOwn dropped with it; once the set is learnt as the
-	// upstream's external labels, notes says so (lateSets).
-	dropped map[string]lateSet
-	notes   []lateSet
+	// histories keepOwn dropped with it, and keeps their requests (up to
+	// maxLateReqs in all, lateReqs); once the set is learnt as the
+	// upstream's external labels, notes has them, to be read again
+	// (lateSets).
+	dropped  map[string]lateSet
+	lateReqs int
+	notes    []lateSet
 }
 
 // lateSet is a set of external label names learnt after n series' histories
-// came with it and were dropped, one of those series named.
+// came with it and were dropped, one of those series named; reqs are the
+// requests kept to read again.
 type lateSet struct {
 	names   string
 	n       int
 	example string
+	reqs    []bfReq
 }
+
+// maxLateReqs bounds the requests kept to read again once their set of
+// extra labels is learnt: a deployment's first answers bring one metric
+// name's series at most, but an upstream whose every series carries labels
+// never learnt (a sibling's set) would keep them all.
+const maxLateReqs = 1024
 
 // bfReq asks for the history of the worker w's series s (labels ls) in
 // [mint, maxt], at most n samples, the latest.
@@ -107,6 +118,10 @@ type bfReq struct {
 	refused    bool
 	answeredAt uint64
 	lone       uint8 // refusals alone
+	// again: read again once its extra labels were learnt as the
+	// upstream's external ones (see keepOwn), after its series had warmed
+	// from local history.
+	again bool
 	// timeouts counts the reads that timed out with the request alone
 	// while others were answered, slowAt the requests answered when its
 	// latest read began (see slowAlone).
@@ -392,10 +407,7 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			continue
 		}
 		p.bf.settle(reqs)
-		for _, l := range p.bf.lateSets() {
-			p.m.backfillUnconfirmed.Add(float64(l.n))
-			p.logger.Info("Warm start by remote read: these labels were learnt as the upstream's external labels after series had come with them; those series warm from local history and are not read again. Name them with --backfill.external-label to warm every series from the upstream", "labels", l.names, "series", l.n, "example", l.example)
-		}
+		p.readLateAgain()
 		for i := 0; i < len(res); {
 			w := res[i].w
 			j := i + 1
@@ -409,6 +421,23 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 				return
 			}
 			i = j
+		}
+	}
+}
+
+// readLateAgain queues again the requests whose histories were dropped
+// before their extra labels were learnt as the upstream's external ones;
+// the series beyond those kept, or beyond the queue's room, stay warmed
+// from local history alone, and are counted and logged.
+func (p *Pipeline) readLateAgain() {
+	for _, l := range p.bf.lateSets() {
+		n := p.bf.request(l.reqs...)
+		p.m.backfillPending.Add(float64(n))
+		if lost := l.n - n; lost > 0 {
+			p.m.backfillUnconfirmed.Add(float64(lost))
+			p.logger.Info("Warm start by remote read: these labels were learnt as the upstream's external labels after series had come with them; some of those series warm from local history alone. Name them with --backfill.external-label to warm every series from the upstream", "labels", l.names, "series", l.n, "not_read_again", lost, "example", l.example)
+		} else {
+			p.logger.Debug("Warm start by remote read: these labels were learnt as the upstream's external labels after series had come with them; those series are read again", "labels", l.names, "series", l.n)
 		}
 	}
 }
@@ -713,7 +742,7 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 				if !b.siblingSet(keys[i]) {
 					b.notes = append(b.notes, d)
 				}
-				delete(b.dropped, keys[i])
+				b.forgetDroppedLocked(keys[i])
 			}
 		default:
 			e.seen = seen
@@ -727,7 +756,7 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 		r := &res[i]
 		if keys[i] != "" && !b.ownSet(keys[i]) {
 			if !b.ext[keys[i]].known && !b.siblingSet(keys[i]) {
-				b.noteDropped(keys[i], r.ls)
+				b.noteDropped(keys[i], r.bfReq)
 			}
 			r.drop()
 		}
@@ -735,10 +764,11 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 }
 
 // noteDropped counts a history dropped with the set of extra label names
-// key, not known yet: if the set is learnt as the upstream's external
-// labels later, its series lost their history (a sibling's set, which
-// never is, is not said). mu must be held.
-func (b *backfill) noteDropped(key string, ls labels.Labels) {
+// key, not known yet, and keeps its request: if the set is learnt as the
+// upstream's external labels later, the history was the series' own and
+// is read again (a sibling's set, which never is, is not said). mu must
+// be held.
+func (b *backfill) noteDropped(key string, r bfReq) {
 	if b.dropped == nil {
 		b.dropped = map[string]lateSet{}
 	}
@@ -749,7 +779,7 @@ func (b *backfill) noteDropped(key string, ls labels.Labels) {
 		// first series) and this one goes uncounted.
 		for k := range b.dropped {
 			if b.ext[k].known || b.siblingSet(k) {
-				delete(b.dropped, k)
+				b.forgetDroppedLocked(k)
 			}
 		}
 		if len(b.dropped) >= maxExtSets {
@@ -757,14 +787,28 @@ func (b *backfill) noteDropped(key string, ls labels.Labels) {
 		}
 	}
 	if !ok {
-		d = lateSet{names: strings.ReplaceAll(key, "\xff", ","), example: ls.String()}
+		d = lateSet{names: strings.ReplaceAll(key, "\xff", ","), example: r.ls.String()}
 	}
 	d.n++
+	if b.lateReqs < maxLateReqs {
+		// Asked afresh: what the last read of it learnt of refusals
+		// and timeouts was of that read's batch.
+		d.reqs = append(d.reqs, bfReq{w: r.w, s: r.s, ls: r.ls, mint: r.mint, maxt: r.maxt, n: r.n, again: true})
+		b.lateReqs++
+	}
 	b.dropped[key] = d
 }
 
+// forgetDroppedLocked forgets the histories dropped with key; mu must be
+// held.
+func (b *backfill) forgetDroppedLocked(key string) {
+	b.lateReqs -= len(b.dropped[key].reqs)
+	delete(b.dropped, key)
+}
+
 // lateSets returns, once each, the sets learnt as external labels after
-// histories that came with them were dropped.
+// histories that came with them were dropped, with the requests to read
+// again.
 func (b *backfill) lateSets() []lateSet {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -1024,7 +1068,7 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 	for i := range rs {
 		r := &rs[i]
 		s := r.s
-		if w.series[s.ref] != s || !s.bfWait {
+		if w.series[s.ref] != s || (!s.bfWait && !r.again) {
 			continue
 		}
 		s.bfWait = false
