@@ -144,7 +144,7 @@ func TestDetectorSkipsNaN(t *testing.T) {
 	r := d.Update(ts[len(ts)-1]+1, math.NaN())
 	require.Zero(t, r.Score)
 	r = d.Update(ts[len(ts)-1]+2, math.Inf(1))
-	require.Zero(t, r.Score)
+	require.Equal(t, OutOfRangeScore, r.Score, "an infinite value is out of range")
 	after, err := d.MarshalBinary()
 	require.NoError(t, err)
 	// Only the sample counter moved.
@@ -923,6 +923,36 @@ func TestBandAfterFlatStart(t *testing.T) {
 					// until their windows have filled.
 					require.LessOrEqual(t, r.Score, 1.0, "sample %d", i)
 				}
+			}
+		})
+	}
+}
+
+// TestHugeFiniteValues: a finite sample near math.MaxFloat64 (Java's
+// Double.MAX_VALUE, a JMX exporter's "no value" sentinel) scored +Inf,
+// which the anomalies API could not encode and the TSDB outputs skipped,
+// and a sample beyond float32's range poisoned the float32 window of
+// recent samples for good. Such a sample is out of range: it scores as
+// one, and the detector goes on as if it had not come.
+func TestHugeFiniteValues(t *testing.T) {
+	for _, huge := range []float64{math.MaxFloat64, -math.MaxFloat64, 1e300, 1e39, math.Inf(1), math.Inf(-1)} {
+		t.Run(fmt.Sprint(huge), func(t *testing.T) {
+			ts, v := series(1, 3000, 2, 2500)
+			ref := mustNew(t, DefaultOptions())
+			d := mustNew(t, DefaultOptions())
+			for i := range ts {
+				want := ref.Update(ts[i], v[i])
+				if i >= 2000 && i < 2005 {
+					// The huge samples come between the regular
+					// ones, 1 ms after each.
+					r := d.Update(ts[i]+1, huge)
+					for _, f := range []float64{r.Score, r.Yhat, r.YhatLower, r.YhatUpper} {
+						require.False(t, math.IsInf(f, 0) || math.IsNaN(f), "%+v", r)
+					}
+					require.Equal(t, OutOfRangeScore, r.Score)
+				}
+				got := d.Update(ts[i], v[i])
+				require.Equal(t, fmt.Sprintf("%+v", want), fmt.Sprintf("%+v", got), "sample %d", i) // NaN bands while warming
 			}
 		})
 	}

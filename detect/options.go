@@ -94,7 +94,9 @@ type Options struct {
 	// very quiet series do not alert.
 	MinDeviationAbs, MinDeviationRel float64
 	// ValidMin and ValidMax: samples outside [ValidMin, ValidMax] score
-	// OutOfRangeScore and are not learnt from. Use ±Inf for no bound.
+	// OutOfRangeScore and are not learnt from. Use ±Inf for no bound
+	// (samples beyond ±math.MaxFloat32, ±Inf included, are out of range
+	// regardless).
 	ValidMin, ValidMax float64
 	// WarmupSamples is the number of samples learnt before scoring starts;
 	// until then Update returns score 0 and Ready is false.
@@ -113,8 +115,16 @@ type Options struct {
 	Seed uint64
 }
 
-// OutOfRangeScore is the score of a sample outside [ValidMin, ValidMax].
+// OutOfRangeScore is the score of a sample outside [ValidMin, ValidMax],
+// or beyond ±maxMagnitude.
 const OutOfRangeScore = 1.5
+
+// maxMagnitude bounds the samples learnt from, whatever ValidMin and
+// ValidMax say: float32's largest, which the window of recent samples is
+// kept in. No measurement comes near it; what does is a sentinel (Java's
+// Double.MAX_VALUE, a JMX exporter's "no value"), and learnt, it made the
+// band infinite for good and scored +Inf, which JSON cannot carry.
+const maxMagnitude = math.MaxFloat32
 
 // ScoreCapBelowMinDeviation caps the score of a sample within the minimum
 // deviation of yhat: below the alerting level.

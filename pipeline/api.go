@@ -32,9 +32,9 @@ import (
 // sample's), else the latest sample's.
 type Anomaly struct {
 	Labels        map[string]string `json:"labels"`
-	Score         float64           `json:"score"`
+	Score         jsonFloat         `json:"score"` // finite from the detectors; null rather than a 500 if ever not
 	Active        bool              `json:"active"`
-	PeakScore     float64           `json:"peak_score,omitempty"`
+	PeakScore     jsonFloat         `json:"peak_score,omitempty"`
 	Since         *time.Time        `json:"since,omitempty"`
 	LastAnomalous *time.Time        `json:"last_anomalous,omitempty"`
 	Value         jsonFloat         `json:"value"` // ±Inf samples are stored and scored; null here
@@ -109,7 +109,7 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 			return
 		}
 		a := Anomaly{
-			Labels: outputLabelMap(s), Score: s.pub.score, Value: jsonFloat(s.pub.value), Counter: s.counter,
+			Labels: outputLabelMap(s), Score: jsonFloat(s.pub.score), Value: jsonFloat(s.pub.value), Counter: s.counter,
 			Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
 			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
 			Timestamp: time.UnixMilli(s.pub.t).UTC(),
@@ -122,7 +122,7 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 		}
 		if s.inIncident(holdMs, ivs.everyMs(s), nowMs) {
 			since, last := time.UnixMilli(s.pub.since).UTC(), time.UnixMilli(s.pub.lastHot).UTC()
-			a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, s.pub.peak, &since, &last
+			a.Active, a.PeakScore, a.Since, a.LastAnomalous = true, jsonFloat(s.pub.peak), &since, &last
 			if m := s.pub.peakMember; m != "" {
 				// What drove the incident's peak, which orders the
 				// list, not the latest sample (a shift's peak was
@@ -167,7 +167,7 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 	return list
 }
 
-func rank(a *Anomaly) float64 { return max(a.Score, a.PeakScore) }
+func rank(a *Anomaly) float64 { return float64(max(a.Score, a.PeakScore)) }
 
 // outputLabelMap returns the labels of s's outputs without __name__.
 func outputLabelMap(s *series) map[string]string {

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -338,4 +340,37 @@ func TestAnomaliesExplainPeak(t *testing.T) {
 	require.True(t, got[0].Active)
 	require.Equal(t, peak.Member, got[0].Member)
 	require.Equal(t, peak.Feature, got[0].Feature)
+}
+
+// TestHugeFiniteInput: a finite input near math.MaxFloat64 (Java's
+// Double.MAX_VALUE, a JMX exporter's "no value") scored +Inf, which made
+// /api/v1/anomalies answer 500 for every series, left no stored
+// anomaly_score at the spike, and an infinite band on /metrics.
+func TestHugeFiniteInput(t *testing.T) {
+	var vs []float64
+	for i := 59; i < 300; i++ {
+		v := 10 + math.Sin(float64(i)/10)
+		if i >= 295 {
+			v = math.MaxFloat64
+		}
+		vs = append(vs, v)
+	}
+	e := newEnv(t, "", nil, nil)
+	e.feed(labels.FromStrings("__name__", "jmx_min", "job", "x"), model.MetricTypeGauge, vs)
+	e.feed(labels.FromStrings("__name__", "other", "job", "y"), model.MetricTypeGauge, seasonal(300, 4))
+
+	rec := httptest.NewRecorder()
+	e.p.AnomaliesHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies", nil))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+
+	got := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "jmx_min"))
+	require.Greater(t, slices.Max(got[`{__name__="anomaly_score", for="jmx_min", job="x"}`]), 1.0)
+
+	var buf bytes.Buffer
+	require.NoError(t, e.p.WriteOutputs(&buf))
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, `for="jmx_min"`) {
+			require.NotContains(t, line, "Inf", line)
+		}
+	}
 }

@@ -661,7 +661,7 @@ func TestDerivedWarmEqualsLive(t *testing.T) {
 			t.Logf("%v: live %.4f %q, warmed %.4f %q", live[i].Labels, live[i].Score, live[i].Member, warm[i].Score, warm[i].Member)
 			require.Equal(t, live[i].Labels, warm[i].Labels)
 			require.True(t, warm[i].Ready)
-			require.InDelta(t, live[i].Score, warm[i].Score, 1e-9)
+			require.InDelta(t, float64(live[i].Score), float64(warm[i].Score), 1e-9)
 			require.Equal(t, live[i].Member, warm[i].Member)
 		}
 	}

@@ -677,10 +677,12 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 		f.prevT, f.prevV = t, v // the checks above are done with the previous
 	}
 	f.isNew = false
-	if math.IsNaN(fv) || math.IsInf(fv, 0) {
-		// No value to learn. The last forecasts stand until the next is
-		// due, then go: a ratio NaN for hours kept the forecasts made
-		// before on /metrics all along.
+	if !(math.Abs(fv) <= math.MaxFloat32) {
+		// No value to learn (NaN, ±Inf, or beyond what the detector
+		// learns from: a sentinel such as Java's Double.MAX_VALUE). The
+		// last forecasts stand until the next is due, then go: a ratio
+		// NaN for hours kept the forecasts made before on /metrics all
+		// along.
 		if f.made != 0 && t-f.made >= 2*everyMs {
 			clear(f.ok)
 		}

@@ -43,7 +43,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	// Restart over an empty TSDB: only the snapshot can make the next
 	// score ready and identical.
 	e2, got := restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
-	require.Equal(t, want.Score, got.Score)
+	require.Equal(t, want.Score, float64(got.Score))
 	require.Equal(t, want.Yhat, float64(got.Yhat))
 	// The last snapshot written is the one restored, not none.
 	fi, err := os.Stat(path)
@@ -291,7 +291,7 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 	e4.sync()
 	got := e4.p.Anomalies(nil)
 	require.Len(t, got, 1)
-	require.Equal(t, want.Score, got[0].Score)
+	require.Equal(t, want.Score, float64(got[0].Score))
 	require.Equal(t, 0.0, testutil.ToFloat64(e4.p.m.warmed))
 	requireSameState(t, ref, e4, "resumed from the newer record, as if never restarted")
 }
