@@ -242,3 +242,40 @@ func TestModelReadyKind(t *testing.T) {
 	require.Contains(t, buf.String(), `omen_model_ready{exported_kind="db",for="pg_stat_activity_count",kind="gauge",job="",instance=""} 0`)
 	require.Contains(t, buf.String(), `omen_model_ready{for="nginx_connections_accepted",job="",instance="",kind="counter"} 0`)
 }
+
+// TestExportedLabelsStayApart: an input label the outputs set themselves
+// (for, a forecast's horizon, omen_model_ready's kind) is kept as
+// exported_<name>; x{for="a"} and x{exported_for="a"} then gave one output
+// series, on /metrics twice and in the TSDB interleaved, and so did kind
+// and horizon.
+func TestExportedLabelsStayApart(t *testing.T) {
+	for _, name := range []string{"for", "kind", "horizon"} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, "", nil, func(o *Options) { o.ForecastMaxSeries = 10 })
+			for i, n := range []string{name, "exported_" + name, "exported_exported_" + name} {
+				e.feed(labels.FromStrings("__name__", "x", n, "a"), model.MetricTypeGauge, seasonal(600, uint64(9+i)))
+			}
+			reg := prometheus.NewRegistry()
+			require.NoError(t, reg.Register(e.p.Collector()))
+			mfs, err := reg.Gather()
+			require.NoError(t, err, "three inputs, three series of each family")
+			for _, mf := range mfs {
+				if mf.GetName() == "anomaly_score" || mf.GetName() == "omen_model_ready" {
+					require.Len(t, mf.GetMetric(), 3, mf.GetName())
+				}
+			}
+			require.Len(t, query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "x")), 3)
+			var buf bytes.Buffer
+			require.NoError(t, e.p.WriteOutputs(&buf))
+			require.Contains(t, buf.String(), "\nforecast{", "forecasts made, their horizon label set")
+			lines := strings.Split(buf.String(), "\n")
+			for _, l := range lines {
+				if strings.HasPrefix(l, "#") || l == "" {
+					continue
+				}
+				series, _, _ := strings.Cut(l, "} ")
+				require.Equal(t, 1, strings.Count(buf.String(), series+"} "), "once: %s", series)
+			}
+		})
+	}
+}

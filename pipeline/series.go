@@ -3,6 +3,7 @@ package pipeline
 import (
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -346,7 +347,8 @@ type series struct {
 	utf8Names bool
 	// labelBits has a bit per target label the input lacks (lacksJob,
 	// lacksInstance), which /metrics exposes empty (see outLabelSet.set),
-	// and hasKind if it has a kind label (omen_model_ready's own).
+	// and hasKind if it has a kind label (omen_model_ready's own) or an
+	// exported_ one (see eachOutLabel).
 	labelBits uint8
 
 	// det is embedded, not pointed to: series and detector are one heap
@@ -490,14 +492,17 @@ func (s *series) outLabels(family, horizon string) labels.Labels {
 // forecast's horizon, omen_model_ready's kind). An input label that the
 // output sets itself is kept as exported_<name>, as Prometheus's scrape
 // does with a target's clashing labels: replacing it would give two inputs
-// that differ only in it one output series.
+// that differ only in it one output series. So is one already named
+// exported_<name> (exported_exported_<name>, and so on): Prometheus's way,
+// exported_ added until the name is free in the series, gave x{for="a"}
+// and x{exported_for="a"} one output series, their samples interleaved.
 func eachOutLabel(in labels.Labels, forName, extra, value string, f func(name, value string)) {
 	in.Range(func(l labels.Label) {
 		switch {
 		case l.Name == labels.MetricName:
 			return
-		case l.Name == "for", extra != "" && l.Name == extra:
-			f(exportedName(in, l.Name), l.Value)
+		case clashes(l.Name, "for"), extra != "" && clashes(l.Name, extra):
+			f("exported_"+l.Name, l.Value)
 		default:
 			f(l.Name, l.Value)
 		}
@@ -524,9 +529,11 @@ func labelBitsOf(in labels.Labels) uint8 {
 	if !in.Has(model.InstanceLabel) {
 		b |= lacksInstance
 	}
-	if in.Has("kind") {
-		b |= hasKind
-	}
+	in.Range(func(l labels.Label) {
+		if clashes(l.Name, "kind") {
+			b |= hasKind
+		}
+	})
 	return b
 }
 
@@ -542,15 +549,18 @@ func (s *series) kind() string {
 	return "gauge"
 }
 
-// exportedName is name prefixed with "exported_" as often as it takes to
-// name no label of in.
-func exportedName(in labels.Labels, name string) string {
-	for {
-		name = "exported_" + name
-		if !in.Has(name) {
-			return name
+// clashes reports whether an input label name is the output's own label
+// name or that name prefixed with exported_ any number of times (see
+// eachOutLabel).
+func clashes(name, own string) bool {
+	for name != own {
+		rest, ok := strings.CutPrefix(name, "exported_")
+		if !ok {
+			return false
 		}
+		name = rest
 	}
+	return true
 }
 
 // storeDue reports whether the results of the sample at t are appended to

@@ -16,12 +16,15 @@ import "strings"
 //     included (PromQL accepts it), to select yhat, yhat_lower, ... of the
 //     same input (without the exported_ copies exportRuleLabels adds);
 //   - $in: the selector of the input series itself: __name__ is the value of
-//     `for`, the other labels are the same minus `for`;
+//     `for`, the other labels are the same minus `for`, an input's own
+//     label for being exported_for on the outputs (exported_for
+//     exported_exported_for, and so on);
 //   - $q and $per: the query of the value omen scored, and its unit: a
 //     counter's (omen_model_ready{kind="counter"}: by its metadata, or by
 //     its name without: _total, _count, _sum, _bucket; by the name here too
 //     where this Prometheus has no omen_model_ready of the input; an input
-//     label kind is exported_kind on it; the current one, else the latest
+//     label kind is exported_kind on it, exported_kind
+//     exported_exported_kind, and so on; the current one, else the latest
 //     in 10 minutes, so a failed scrape of omen or its restart changes
 //     nothing, and a series retyped is read as it is now) is scored as a
 //     per-second rate
@@ -34,8 +37,8 @@ import "strings"
 const preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
 {{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") -}}
 {{- $sel = printf "%s%s=%q," $sel $k $v -}}
-{{- if eq $k "kind" -}}{{- $ready = printf "%sexported_kind=%q," $ready $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $k $v -}}{{- end -}}
-{{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in $k $v -}}{{- end -}}
+{{- if match "^(exported_)*kind$" $k -}}{{- $ready = printf "%sexported_%s=%q," $ready $k $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $k $v -}}{{- end -}}
+{{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in (reReplaceAll "^exported_((exported_)*for)$" "$1" $k) $v -}}{{- end -}}
 {{- end -}}{{- end -}}
 {{- $q := printf "{%s}" $in -}}{{- $per := "" -}}
 {{- $counter := match "_(total|count|sum|bucket)$" $labels.for -}}
