@@ -55,10 +55,28 @@ type APIOptions struct {
 	Config func() config.Config
 	// RetentionSize is --storage.tsdb.retention.size, for runtimeinfo.
 	RetentionSize int64
+	// Tracker, if not nil, bounds the queries the engine runs at once
+	// (NewQueryTracker).
+	Tracker promql.QueryTracker
 	// CORSOrigin is the fully anchored pattern of the origins allowed to
 	// read the API from a browser (Prometheus's --web.cors.origin); nil:
 	// none.
 	CORSOrigin *regexp.Regexp
+}
+
+// NewQueryTracker returns the tracker that bounds the queries the engine
+// runs at once to max (Prometheus's --query.max-concurrency): beyond it a
+// query waits for a slot until its timeout. It logs, at start, the queries
+// that were running when the process last stopped (a query that crashed
+// it), from the file queries.active in dir. Close it at shutdown.
+func NewQueryTracker(logger *slog.Logger, dir string, max int) (*promql.ActiveQueryTracker, error) {
+	if logger == nil {
+		logger = discard()
+	}
+	if max < 1 {
+		return nil, fmt.Errorf("query concurrency %d: want at least 1", max)
+	}
+	return promql.NewActiveQueryTracker(dir, max, logger.With("component", "activeQueryTracker"))
 }
 
 // DefaultAPIOptions are Prometheus's defaults.
@@ -85,6 +103,7 @@ func NewEngine(logger *slog.Logger, reg prometheus.Registerer, o APIOptions) *pr
 		EnableNegativeOffset: true,
 		// Unset, a subquery without a step (`x[1h:]`) dereferences nil.
 		NoStepSubqueryIntervalFn: func(int64) int64 { return DefaultSubqueryStep.Milliseconds() },
+		ActiveQueryTracker:       o.Tracker,
 	})
 }
 

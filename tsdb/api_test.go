@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/stretchr/testify/require"
 )
 
@@ -322,4 +324,63 @@ func TestCORS(t *testing.T) {
 	}
 	_, err = CompileCORSOrigin("([")
 	require.ErrorContains(t, err, "--web.cors.origin")
+}
+
+// blockingQueryable's Select waits until release is closed, so a query
+// over it holds its slot of the engine's concurrency.
+type blockingQueryable struct{ started, release chan struct{} }
+
+func (b blockingQueryable) Querier(int64, int64) (storage.Querier, error) { return b, nil }
+func (b blockingQueryable) Select(context.Context, bool, *storage.SelectHints, ...*labels.Matcher) storage.SeriesSet {
+	b.started <- struct{}{}
+	<-b.release
+	return storage.EmptySeriesSet()
+}
+func (blockingQueryable) LabelValues(context.Context, string, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return nil, nil, nil
+}
+func (blockingQueryable) LabelNames(context.Context, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return nil, nil, nil
+}
+func (blockingQueryable) Close() error { return nil }
+
+// TestQueryConcurrencyBounded: --query.max-concurrency, as in Prometheus.
+// Without it any number of queries ran at once (40 heavy ones took the
+// process from 0.6 to 4.2 GB beside ingest).
+func TestQueryConcurrencyBounded(t *testing.T) {
+	tr, err := NewQueryTracker(nil, t.TempDir(), 1)
+	require.NoError(t, err)
+	defer tr.Close()
+	o := DefaultAPIOptions()
+	o.Tracker = tr
+	reg := prometheus.NewRegistry()
+	engine := NewEngine(nil, reg, o)
+	q := blockingQueryable{started: make(chan struct{}), release: make(chan struct{})}
+
+	first, err := engine.NewInstantQuery(context.Background(), q, nil, "up", time.Unix(1000, 0))
+	require.NoError(t, err)
+	done := make(chan error)
+	go func() {
+		defer first.Close()
+		done <- first.Exec(context.Background()).Err
+	}()
+	<-q.started
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = engine.NewInstantQuery(ctx, q, nil, "up", time.Unix(1000, 0))
+	require.ErrorIs(t, err, context.DeadlineExceeded, "waits for the one slot")
+
+	close(q.release)
+	require.NoError(t, <-done)
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "prometheus_engine_queries_concurrent_max" {
+			require.Equal(t, 1.0, mf.GetMetric()[0].GetGauge().GetValue())
+			found = true
+		}
+	}
+	require.True(t, found)
 }

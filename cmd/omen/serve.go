@@ -53,6 +53,10 @@ type serveFlags struct {
 	flagValues      func() map[string]string
 	queryTimeout    model.Duration
 	maxSamples      int
+	maxConcurrency  int
+	readSamples     int
+	readConcurrent  int
+	readFrameBytes  int
 	shutdownGrace   time.Duration
 	enableAdmin     bool
 	enableLifecycle bool
@@ -97,6 +101,14 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default(".*").StringVar(&f.corsOrigin)
 	cl.Flag("query.max-samples", "Maximum number of samples a single query can load into memory.").
 		Default("50000000").IntVar(&f.maxSamples)
+	cl.Flag("storage.remote.read-sample-limit", "Maximum overall number of samples to return via the remote read interface, in a single query (0: no limit). Ignored for streamed response types.").
+		Default("50000000").IntVar(&f.readSamples)
+	cl.Flag("storage.remote.read-concurrent-limit", "Maximum number of concurrent remote read calls (0: no limit).").
+		Default("10").IntVar(&f.readConcurrent)
+	cl.Flag("storage.remote.read-max-bytes-in-frame", "Maximum number of bytes in a single frame for streaming remote read response types before marshalling. Note that the client might have a limit on frame size as well; 1MB is the default.").
+		Default("1048576").IntVar(&f.readFrameBytes)
+	cl.Flag("query.max-concurrency", "Maximum number of queries executed concurrently (the API's and the derived inputs' evaluations); more wait for a slot until their timeout.").
+		Default("20").IntVar(&f.maxConcurrency)
 	cl.Flag("web.enable-lifecycle", "Enable reloading the configuration via HTTP requests (POST or PUT /-/reload), as in Prometheus; SIGHUP always reloads.").
 		Default("false").BoolVar(&f.enableLifecycle)
 	cl.Flag("web.enable-admin-api", "Enable Prometheus's admin endpoints: TSDB snapshot (for backups), series deletion and tombstone cleanup under /api/v1/admin/tsdb/.").
@@ -205,6 +217,16 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	apiOpts.EnableAdmin = f.enableAdmin
 	apiOpts.Reloaded = cfgLoader.Reloaded
 	apiOpts.RetentionSize = int64(f.retentionSize)
+	if f.readSamples < 0 || f.readConcurrent < 0 || f.readFrameBytes < 1 {
+		return errors.New("--storage.remote.read-sample-limit and --storage.remote.read-concurrent-limit: want 0 (no limit) or more; --storage.remote.read-max-bytes-in-frame: want at least 1")
+	}
+	apiOpts.RemoteReadSamples, apiOpts.MaxConcurrent, apiOpts.RemoteReadMaxBytes = f.readSamples, f.readConcurrent, f.readFrameBytes
+	tracker, err := tsdb.NewQueryTracker(logger, f.tsdbPath, f.maxConcurrency)
+	if err != nil {
+		return err
+	}
+	defer tracker.Close()
+	apiOpts.Tracker = tracker
 	engine := tsdb.NewEngine(logger, reg, apiOpts)
 
 	// Outputs to remote-write upstream go through a log of their own,
