@@ -127,6 +127,14 @@ remote_read:
 		return json.Unmarshal(data, &md) == nil && len(md["prometheus_http_requests_total"]) == 1 &&
 			md["prometheus_http_requests_total"][0].Type == "counter" && md["prometheus_http_requests_total"][0].Help != ""
 	})
+	// So is that of omen's own outputs, which no sender describes.
+	data, err := apiGet(t, omen.URL, "/api/v1/metadata", url.Values{"metric": {"anomaly_score"}})
+	require.NoError(t, err)
+	var md map[string][]struct{ Type, Help string }
+	require.NoError(t, json.Unmarshal(data, &md))
+	require.Len(t, md["anomaly_score"], 1, string(data))
+	require.Equal(t, "gauge", md["anomaly_score"][0].Type)
+	require.Contains(t, md["anomaly_score"][0].Help, "above 1 is anomalous")
 
 	// omen accepted every request: nothing rejected, nothing failed.
 	met, err := http.Get(omen.URL + "/metrics")

@@ -304,6 +304,17 @@ var outputHelp = map[string]string{
 	FamilyForecastUpper:    "Upper end of the forecast's prediction interval.",
 }
 
+// StoredFamilies returns the output families omen appends to its TSDB,
+// all gauges, with their help, for /api/v1/metadata: Grafana's metrics
+// browser and query builder describe omen's own series by it.
+func StoredFamilies() map[string]string {
+	m := map[string]string{}
+	for _, f := range []string{FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper, FamilyForecast, FamilyForecastLower, FamilyForecastUpper} {
+		m[f] = outputHelp[f]
+	}
+	return m
+}
+
 // outLabelSet is the label names and values of one series' outputs (its
 // input's minus __name__, plus for and horizon if set), with the key of
 // its names for the Desc cache. Reused from series to series.

@@ -11,11 +11,14 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
+	gregexp "github.com/grafana/regexp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/util/httputil"
 )
 
 // Mux is an http.ServeMux whose handlers are instrumented by name.
@@ -204,4 +207,28 @@ func RequireReady(ready func() bool) func(http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 		}
 	}
+}
+
+// APIEndpoint serves h as Prometheus serves its API's endpoints: with the
+// CORS headers the origins cors allows get (--web.cors.origin), 204 with
+// them to a browser's preflight OPTIONS, and 405 with Allow to a method
+// other than methods. (omen's own endpoints beside Prometheus's API had no
+// CORS headers, so a Grafana panel or a page elsewhere could not read
+// them, and answered OPTIONS and DELETE with their GET's body.)
+func APIEndpoint(cors *gregexp.Regexp, h http.Handler, methods ...string) http.Handler {
+	allow := strings.Join(append(slices.Clone(methods), http.MethodOptions), ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cors != nil {
+			httputil.SetCORS(w, cors, r)
+		}
+		switch {
+		case r.Method == http.MethodOptions:
+			w.WriteHeader(http.StatusNoContent)
+		case !slices.Contains(methods, r.Method):
+			w.Header().Set("Allow", allow)
+			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	gregexp "github.com/grafana/regexp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
@@ -287,4 +288,39 @@ func TestHandleAPIByRoute(t *testing.T) {
 	n, err := testutil.GatherAndCount(reg, "omen_http_requests_total")
 	require.NoError(t, err)
 	require.Equal(t, 5, n)
+}
+
+// TestAPIEndpoint: omen's endpoints beside Prometheus's API answer as its
+// do: CORS headers for the origins allowed, 204 to a preflight, 405 to
+// another method.
+func TestAPIEndpoint(t *testing.T) {
+	cors, err := gregexp.Compile(`^(?:https://grafana\.example\.com)$`)
+	require.NoError(t, err)
+	h := APIEndpoint(cors, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("list")) }), http.MethodGet, http.MethodPost)
+	for _, tc := range []struct {
+		method, origin string
+		code           int
+		body, acao     string
+	}{
+		{http.MethodGet, "https://grafana.example.com", http.StatusOK, "list", "https://grafana.example.com"},
+		{http.MethodPost, "", http.StatusOK, "list", ""},
+		{http.MethodGet, "https://evil.example.com", http.StatusOK, "list", ""},
+		{http.MethodOptions, "https://grafana.example.com", http.StatusNoContent, "", "https://grafana.example.com"},
+		{http.MethodDelete, "https://grafana.example.com", http.StatusMethodNotAllowed, "Method Not Allowed\n", "https://grafana.example.com"},
+	} {
+		t.Run(tc.method+" "+tc.origin, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, "/api/v1/anomalies", nil)
+			if tc.origin != "" {
+				req.Header.Set("Origin", tc.origin)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, tc.code, rec.Code)
+			require.Equal(t, tc.body, rec.Body.String())
+			require.Equal(t, tc.acao, rec.Header().Get("Access-Control-Allow-Origin"))
+			if tc.code == http.StatusMethodNotAllowed {
+				require.Equal(t, "GET, POST, OPTIONS", rec.Header().Get("Allow"))
+			}
+		})
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/util/features"
 	"github.com/prometheus/prometheus/util/notifications"
 	apiv1 "github.com/prometheus/prometheus/web/api/v1"
 )
@@ -55,6 +56,10 @@ type APIOptions struct {
 	Config func() config.Config
 	// RetentionSize is --storage.tsdb.retention.size, for runtimeinfo.
 	RetentionSize int64
+	// Features collects the features the engine has, served at
+	// /api/v1/features as Prometheus 3 does (nil: that endpoint lists
+	// none; it answered 500).
+	Features features.Collector
 	// Tracker, if not nil, bounds the queries the engine runs at once
 	// (NewQueryTracker).
 	Tracker promql.QueryTracker
@@ -104,6 +109,7 @@ func NewEngine(logger *slog.Logger, reg prometheus.Registerer, o APIOptions) *pr
 		// Unset, a subquery without a step (`x[1h:]`) dereferences nil.
 		NoStepSubqueryIntervalFn: func(int64) int64 { return DefaultSubqueryStep.Milliseconds() },
 		ActiveQueryTracker:       o.Tracker,
+		FeatureRegistry:          o.Features,
 	})
 }
 
@@ -128,6 +134,9 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		flags = map[string]string{}
 	}
 	promqlParser := parser.NewParser(parser.Options{})
+	if o.Features == nil {
+		o.Features = features.NewRegistry()
+	}
 	cwd, _ := os.Getwd()
 	host, _ := os.Hostname()
 	api := apiv1.NewAPI(
@@ -178,7 +187,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		o.LookbackDelta,
 		false, false,
 		nil,
-		nil,
+		o.Features,
 		apiv1.OpenAPIOptions{Version: version.Version},
 		promqlParser,
 		false,

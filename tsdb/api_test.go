@@ -92,6 +92,12 @@ func TestQueryAPIShapes(t *testing.T) {
 	require.Equal(t, float64(end.Unix()), val[0])
 	require.Equal(t, "0.6666666666666666", val[1], "10 per 15s, as a string as Prometheus encodes values")
 
+	// Prometheus 3's feature list: it answered 500 ("feature registry
+	// not configured").
+	code, r = getJSON(t, srv.URL+"/api/v1/features")
+	require.Equal(t, 200, code, r)
+	require.Equal(t, "success", r["status"])
+
 	code, r = getJSON(t, srv.URL+"/api/v1/query_range?"+url.Values{"query": {"requests_total"}, "start": {start}, "end": {ts}, "step": {"60"}}.Encode())
 	require.Equal(t, 200, code)
 	data = r["data"].(map[string]any)

@@ -95,6 +95,12 @@ func (s *Metadata) note(family string, md metadata.Metadata, news *typeNews) {
 	}
 }
 
+// Own records the metadata of a family omen itself writes to its TSDB (its
+// outputs), which no sender describes.
+func (s *Metadata) Own(family string, md metadata.Metadata) {
+	s.note(family, md, &typeNews{})
+}
+
 // noteV1 records a remote-write 1.0 request's metadata.
 func (s *Metadata) noteV1(mds []prompb.MetricMetadata) {
 	var news typeNews

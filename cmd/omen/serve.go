@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
 	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/metadata"
+	promfeatures "github.com/prometheus/prometheus/util/features"
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forward"
@@ -227,6 +229,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	}
 	defer tracker.Close()
 	apiOpts.Tracker = tracker
+	apiOpts.Features = promfeatures.NewRegistry()
 	engine := tsdb.NewEngine(logger, reg, apiOpts)
 
 	// Outputs to remote-write upstream go through a log of their own,
@@ -285,13 +288,16 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	// Remote-write 1.0 declares types apart from the samples: a counter
 	// whose name does not say so is scored as a rate once it is declared.
 	f.write.Metadata.OnTypes(pl.NoteTypes)
-	mux.Handle("GET /api/v1/metadata", "/api/v1/metadata", f.write.Metadata)
+	for family, help := range pipeline.StoredFamilies() {
+		f.write.Metadata.Own(family, metadata.Metadata{Type: model.MetricTypeGauge, Help: help})
+	}
+	mux.Handle("/api/v1/metadata", "/api/v1/metadata", server.APIEndpoint(nil, f.write.Metadata, http.MethodGet)) // its own CORS headers
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	f.write.OutOfOrderTimeWindow = time.Duration(f.oooWindow)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
 	mux.Handle("/api/v1/write", "/api/v1/write", wh)
-	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.RequireReady(readable)(pl.AnomaliesHandler().ServeHTTP))
-	mux.Handle("/api/v1/status/omen", "/api/v1/status/omen", pl.StatusHandler())
+	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.APIEndpoint(apiOpts.CORSOrigin, server.RequireReady(readable)(pl.AnomaliesHandler().ServeHTTP), http.MethodGet, http.MethodPost))
+	mux.Handle("/api/v1/status/omen", "/api/v1/status/omen", server.APIEndpoint(apiOpts.CORSOrigin, pl.StatusHandler(), http.MethodGet))
 	mux.HandleAPI("/api/v1/", tsdb.NewAPI(logger, reg, reg, store, engine, apiOpts, server.RequireReady(readable)))
 	ui, err := omenweb.New(logger, omenweb.Options{})
 	if err != nil {
