@@ -26,6 +26,7 @@ type metrics struct {
 	warmed              prometheus.Counter
 	backfillFailed      prometheus.Counter
 	backfillUnconfirmed prometheus.Counter
+	histogramsNotScored prometheus.Counter
 	backfillSkipped     prometheus.Counter
 	backfillPending     prometheus.Gauge
 	caughtUp            prometheus.Counter
@@ -98,6 +99,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}),
 		backfillFailed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_remote_read_failures_total", Help: "Remote reads of new series' history (--backfill.remote-read-url), each of up to 64 series, that failed or timed out; their series are read again after a backoff.",
+		}),
+		histogramsNotScored: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_native_histogram_samples_not_scored_total", Help: "Native histogram samples ingested: stored and queryable, not scored themselves (a derived input scores them, e.g. histogram_quantile over their rate).",
 		}),
 		backfillUnconfirmed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_remote_read_unconfirmed_total", Help: "Histories read for new series (--backfill.remote-read-url) that were not used because their labels beyond the series' were learnt as the upstream's external labels only later, and not read again (beyond 1024 such series waiting; --backfill.external-label names them at once); those series warm from local history.",

@@ -89,7 +89,7 @@ var appenderPool = sync.Pool{New: func() any { return &tapAppender{samples: make
 
 func (a *tapAppender) release() {
 	clear(a.samples)
-	a.samples, a.p, a.next, a.off = a.samples[:0], nil, nil, 0
+	a.samples, a.p, a.next, a.off, a.hist = a.samples[:0], nil, nil, 0, 0
 	appenderPool.Put(a)
 }
 
@@ -100,11 +100,18 @@ type tapAppender struct {
 	next    storage.AppenderV2
 	samples []sample
 	off     int // samples appended while scoring is off (MaxSeries 0)
+	hist    int // native histogram samples appended: stored, not scored
 }
 
 func (a *tapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
 	ref, err := a.next.Append(ref, ls, st, t, v, h, fh, opts)
-	if err != nil || ref == 0 || h != nil || fh != nil {
+	if err != nil || ref == 0 {
+		return ref, err
+	}
+	if h != nil || fh != nil {
+		// Stored and queryable; a derived input scores them
+		// (histogram_quantile over their rate, say).
+		a.hist++
 		return ref, err
 	}
 	if a.p.opts.MaxSeries == 0 {
@@ -141,6 +148,9 @@ func (a *tapAppender) Commit() error {
 		a.p.enqueue(a.samples)
 	}
 	a.p.tapped.Add(uint64(a.off))
+	if a.hist > 0 {
+		a.p.m.histogramsNotScored.Add(float64(a.hist))
+	}
 	return nil
 }
 
