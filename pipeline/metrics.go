@@ -100,8 +100,11 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		backfillFailed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_remote_read_failures_total", Help: "Remote reads of new series' history (--backfill.remote-read-url), each of up to 64 series, that failed or timed out; their series are read again after a backoff.",
 		}),
+		// A label, not the name: promtool's lint refuses a metric name
+		// with a type in it.
 		histogramsNotScored: f.NewCounter(prometheus.CounterOpts{
-			Name: "omen_native_histogram_samples_not_scored_total", Help: "Native histogram samples ingested: stored and queryable, not scored themselves (a derived input scores them, e.g. histogram_quantile over their rate).",
+			Name: "omen_samples_not_scored_total", Help: "Samples ingested and stored but not scored themselves, by kind: native histograms (a derived input scores them, e.g. histogram_quantile over their rate).",
+			ConstLabels: prometheus.Labels{"kind": "native_histogram"},
 		}),
 		backfillUnconfirmed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_remote_read_unconfirmed_total", Help: "Histories read for new series (--backfill.remote-read-url) that were not used because their labels beyond the series' were learnt as the upstream's external labels only later, and not read again (beyond 1024 such series waiting; --backfill.external-label names them at once); those series warm from local history.",
