@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -33,4 +34,34 @@ func TestNativeHistogramsCounted(t *testing.T) {
 	defer q.Close()
 	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "rpc_duration_seconds"))
 	require.True(t, ss.Next(), "stored")
+}
+
+// TestCreatedTimestampsNotScored: OpenMetrics' <family>_created series (a
+// counter's, histogram's or summary's creation time) step at every restart
+// of their process, and opened an incident each time (peak ~7); they are
+// not scored. A gauge or counter that is merely named so is.
+func TestCreatedTimestampsNotScored(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	e.p.NoteTypes([]string{"req", "lat_seconds", "up", "rpc_total"}, []model.MetricType{model.MetricTypeCounter, model.MetricTypeHistogram, model.MetricTypeGauge, model.MetricTypeCounter})
+	for _, tc := range []struct {
+		name   string
+		typ    model.MetricType
+		scored bool
+	}{
+		{"req_created", "", false},                        // 1.0: its family req declared a counter
+		{"lat_seconds_created", "", false},                // a histogram's
+		{"rpc_created", model.MetricTypeCounter, false},   // 2.0: rpc_total's
+		{"sum_created", model.MetricTypeSummary, false},   // 2.0: a summary's, by its own type
+		{"up_created", "", true},                          // up is a gauge
+		{"kube_pod_created", model.MetricTypeGauge, true}, // a timestamp gauge of its own
+		{"users_created", model.MetricTypeCounter, true},  // a counter named so
+		{"req_total", model.MetricTypeCounter, true},      // the counter itself
+	} {
+		e.feed(labels.FromStrings("__name__", tc.name, "job", "a"), tc.typ, seasonal(100, 3))
+	}
+	scored := map[string]bool{}
+	for _, a := range e.p.Anomalies(nil) {
+		scored[a.Labels["for"]] = true
+	}
+	require.Equal(t, map[string]bool{"up_created": true, "kube_pod_created": true, "users_created": true, "req_total": true}, scored)
 }

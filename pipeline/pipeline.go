@@ -282,6 +282,10 @@ type Pipeline struct {
 	declaredMu  sync.Mutex
 	declared    atomic.Pointer[map[string]model.MetricType]
 	declaredAll map[string]model.MetricType // every family's latest declaration, under declaredMu
+	// created holds <family>_created for the families declared counters,
+	// histograms or summaries: OpenMetrics' creation timestamps of their
+	// series, which are not scored (see tapAppender.Append).
+	created atomic.Pointer[map[string]struct{}]
 
 	scored, forecasting atomic.Int64 // series with a detector / a forecaster
 	overBudgetNow       atomic.Int64 // series the workers ignore for the budget alone
