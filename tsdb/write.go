@@ -121,7 +121,15 @@ type WriteHandler struct {
 	ha      *haTracker   // nil when HA de-duplication is off
 	hash    func([]byte) uint64
 	generic bool // always use the generic decoder: tests and benchmarks compare the paths
+	// rejectLog is when a rejected request was last logged above debug
+	// (unix ns), rejected those rejected since.
+	rejectLog, rejected atomic.Int64
 }
+
+// rejectLogEvery spaces the warnings about rejected requests: a sender
+// retries nothing it got a 4xx for, but one bad series in every batch
+// (a label value over the limit) is rejected at every send.
+const rejectLogEvery = time.Minute
 
 type writeBuffers struct {
 	compressed, decoded []byte
@@ -344,12 +352,28 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Retry-After", "5")
 			}
 		} else {
-			h.logger.Debug("Remote write rejected", "code", herr.code, "err", herr.msg)
+			h.logRejected(herr)
 		}
 		http.Error(w, "remote write: "+herr.msg, herr.code)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// logRejected logs a rejected request: as a warning at most once per
+// rejectLogEvery, with the count of those rejected since, and at debug
+// otherwise. Prometheus counts every sample of a batch answered with a 4xx
+// as failed and drops it, though omen stored all but the ones named: the
+// reason belongs where an operator looks (it was at debug alone).
+func (h *WriteHandler) logRejected(herr *httpError) {
+	h.rejected.Add(1)
+	now := time.Now().UnixNano()
+	last := h.rejectLog.Load()
+	if now-last < int64(rejectLogEvery) || !h.rejectLog.CompareAndSwap(last, now) {
+		h.logger.Debug("Remote write rejected", "code", herr.code, "err", herr.msg)
+		return
+	}
+	h.logger.Warn("Remote write rejected; the sender drops the request and counts all its samples failed (err says what omen stored)", "code", herr.code, "err", herr.msg, "rejected_requests", h.rejected.Swap(0), "next_warning_in", rejectLogEvery)
 }
 
 func (h *WriteHandler) overloaded(w http.ResponseWriter, why string) {

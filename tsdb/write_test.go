@@ -3,6 +3,7 @@ package tsdb
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -605,4 +606,21 @@ func TestRejectionMessageBounded(t *testing.T) {
 	require.Less(t, w.Body.Len(), 1024)
 	require.Contains(t, w.Body.String(), "…")
 	require.True(t, utf8.ValidString(w.Body.String()))
+}
+
+// TestRejectedLoggedAsWarning: a rejected request is logged where an
+// operator looks, at most once a minute with the count since (it was at
+// debug alone, while Prometheus counted every sample of each batch failed).
+func TestRejectedLoggedAsWarning(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := openTestStorage(t)
+	h := NewWriteHandler(logger, nil, s, WriteOptions{})
+	bad := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(time.Now().UnixMilli(), 1, "job", "a")}})
+	for range 3 {
+		require.Equal(t, http.StatusBadRequest, post(t, h, bad, nil).Code)
+	}
+	require.Equal(t, 1, strings.Count(buf.String(), "level=WARN"), buf.String())
+	require.Contains(t, buf.String(), "no __name__ label")
+	require.Contains(t, buf.String(), "rejected_requests=1")
 }
