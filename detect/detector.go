@@ -345,13 +345,13 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 func (d *Detector) update(tsMillis int64, v float64) Result {
 	st := &d.st
 	st.N++
-	if math.IsNaN(v) {
+	if NoValue(v) {
 		return Result{Yhat: math.NaN(), YhatLower: math.NaN(), YhatUpper: math.NaN(), Ready: d.Ready()}
 	}
-	// ±Inf is out of range too: a ratio whose denominator stalled, a
+	// ±Inf is out of range: a ratio whose denominator stalled, a
 	// histogram_quantile beyond the largest bucket, are infinite exactly
 	// when something is wrong (it scored 0, as a NaN does).
-	if v < d.opts.ValidMin || v > d.opts.ValidMax || math.Abs(v) > maxMagnitude {
+	if v < d.opts.ValidMin || v > d.opts.ValidMax || math.IsInf(v, 0) {
 		r := d.expect()
 		r.Ready = d.Ready()
 		if r.Ready {

@@ -932,24 +932,31 @@ func TestBandAfterFlatStart(t *testing.T) {
 // Double.MAX_VALUE, a JMX exporter's "no value" sentinel) scored +Inf,
 // which the anomalies API could not encode and the TSDB outputs skipped,
 // and a sample beyond float32's range poisoned the float32 window of
-// recent samples for good. Such a sample is out of range: it scores as
-// one, and the detector goes on as if it had not come.
+// recent samples for good. Such a sample is no value, as a NaN: it scores
+// 0 with no band. ±Inf is out of range: it scores as one. Either way the
+// detector goes on as if it had not come.
 func TestHugeFiniteValues(t *testing.T) {
-	for _, huge := range []float64{math.MaxFloat64, -math.MaxFloat64, 1e300, 1e39, math.Inf(1), math.Inf(-1)} {
-		t.Run(fmt.Sprint(huge), func(t *testing.T) {
+	for _, tc := range []struct {
+		v     float64
+		score float64
+	}{
+		{math.MaxFloat64, 0}, {-math.MaxFloat64, 0}, {1e300, 0}, {1e39, 0},
+		{math.Inf(1), OutOfRangeScore}, {math.Inf(-1), OutOfRangeScore},
+	} {
+		t.Run(fmt.Sprint(tc.v), func(t *testing.T) {
 			ts, v := series(1, 3000, 2, 2500)
 			ref := mustNew(t, DefaultOptions())
 			d := mustNew(t, DefaultOptions())
 			for i := range ts {
 				want := ref.Update(ts[i], v[i])
 				if i >= 2000 && i < 2005 {
-					// The huge samples come between the regular
-					// ones, 1 ms after each.
-					r := d.Update(ts[i]+1, huge)
+					// Between the regular samples, 1 ms after each.
+					r := d.Update(ts[i]+1, tc.v)
+					require.Equal(t, tc.score, r.Score)
 					for _, f := range []float64{r.Score, r.Yhat, r.YhatLower, r.YhatUpper} {
-						require.False(t, math.IsInf(f, 0) || math.IsNaN(f), "%+v", r)
+						require.False(t, math.IsInf(f, 0), "%+v", r)
 					}
-					require.Equal(t, OutOfRangeScore, r.Score)
+					require.Equal(t, tc.score == 0, math.IsNaN(r.YhatUpper), "a band for an infinite value, none for no value")
 				}
 				got := d.Update(ts[i], v[i])
 				require.Equal(t, fmt.Sprintf("%+v", want), fmt.Sprintf("%+v", got), "sample %d", i) // NaN bands while warming

@@ -131,8 +131,9 @@ func (g *Group) Ready() bool {
 
 // Update scores the vector x (one value per member, in a fixed order) at
 // tsMillis against what was seen before it, then learns from it. A vector
-// of the wrong length, with a NaN or ±Inf, or not after the previous one is
-// skipped (score 0, state untouched). O(k³) for k members; no allocation.
+// of the wrong length, with a NaN, ±Inf or a value beyond float32's range
+// (see NoValue), or not after the previous one is skipped (score 0, state
+// untouched). O(k³) for k members; no allocation.
 func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 	res := GroupResult{Member: -1}
 	st := &g.st
@@ -141,8 +142,8 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 		return res
 	}
 	for _, v := range x {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return res
+		if NoValue(v) || math.IsInf(v, 0) {
+			return res // a sentinel beyond float32's range made a flat member's level 7e305
 		}
 	}
 	// Each member's deviation from its level, in its scales: zs as

@@ -73,6 +73,10 @@ func TestGroupSkips(t *testing.T) {
 		{"wrong length", groupT0 + 1000, []float64{1, 2, 3}},
 		{"NaN", groupT0 + 1000, []float64{1, math.NaN()}},
 		{"Inf", groupT0 + 1000, []float64{math.Inf(1), 1}},
+		// A sentinel (Double.MAX_VALUE): a flat member's level went to
+		// 7e305, and the member was blind for months.
+		{"beyond float32", groupT0 + 1000, []float64{math.MaxFloat64, 1}},
+		{"beyond float32, 1e39", groupT0 + 1000, []float64{1, -1e39}},
 		{"same time", groupT0, []float64{1, 2}},
 		{"earlier", groupT0 - 1000, []float64{1, 2}},
 	} {

@@ -95,8 +95,8 @@ type Options struct {
 	MinDeviationAbs, MinDeviationRel float64
 	// ValidMin and ValidMax: samples outside [ValidMin, ValidMax] score
 	// OutOfRangeScore and are not learnt from. Use ±Inf for no bound
-	// (samples beyond ±math.MaxFloat32, ±Inf included, are out of range
-	// regardless).
+	// (±Inf samples are out of range regardless; see NoValue for the
+	// finite ones beyond float32's range).
 	ValidMin, ValidMax float64
 	// WarmupSamples is the number of samples learnt before scoring starts;
 	// until then Update returns score 0 and Ready is false.
@@ -116,15 +116,19 @@ type Options struct {
 }
 
 // OutOfRangeScore is the score of a sample outside [ValidMin, ValidMax],
-// or beyond ±maxMagnitude.
+// and of ±Inf.
 const OutOfRangeScore = 1.5
 
-// maxMagnitude bounds the samples learnt from, whatever ValidMin and
-// ValidMax say: float32's largest, which the window of recent samples is
-// kept in. No measurement comes near it; what does is a sentinel (Java's
-// Double.MAX_VALUE, a JMX exporter's "no value"), and learnt, it made the
-// band infinite for good and scored +Inf, which JSON cannot carry.
-const maxMagnitude = math.MaxFloat32
+// NoValue reports whether v is no measurement: NaN, or finite beyond
+// float32's range (which the window of recent samples is kept in). No
+// measurement comes near that; what does is a sentinel, Java's
+// Double.MAX_VALUE as a JMX exporter's "no value" (the minimum of an empty
+// window, for as long as it is empty). Learnt, it made the band infinite
+// for good and scored +Inf, which JSON cannot carry; scored out of range,
+// an idle stretch was an incident. Like a NaN, it scores 0 with no band.
+func NoValue(v float64) bool {
+	return math.IsNaN(v) || (math.Abs(v) > math.MaxFloat32 && !math.IsInf(v, 0))
+}
 
 // ScoreCapBelowMinDeviation caps the score of a sample within the minimum
 // deviation of yhat: below the alerting level.

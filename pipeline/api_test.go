@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -342,35 +341,62 @@ func TestAnomaliesExplainPeak(t *testing.T) {
 	require.Equal(t, peak.Feature, got[0].Feature)
 }
 
-// TestHugeFiniteInput: a finite input near math.MaxFloat64 (Java's
+// TestNonMeasurements: a finite input near math.MaxFloat64 (Java's
 // Double.MAX_VALUE, a JMX exporter's "no value") scored +Inf, which made
-// /api/v1/anomalies answer 500 for every series, left no stored
-// anomaly_score at the spike, and an infinite band on /metrics.
-func TestHugeFiniteInput(t *testing.T) {
-	var vs []float64
-	for i := 59; i < 300; i++ {
-		v := 10 + math.Sin(float64(i)/10)
-		if i >= 295 {
-			v = math.MaxFloat64
-		}
-		vs = append(vs, v)
-	}
-	e := newEnv(t, "", nil, nil)
-	e.feed(labels.FromStrings("__name__", "jmx_min", "job", "x"), model.MetricTypeGauge, vs)
-	e.feed(labels.FromStrings("__name__", "other", "job", "y"), model.MetricTypeGauge, seasonal(300, 4))
+// /api/v1/anomalies answer 500 for every series and left an infinite band
+// on /metrics. Such a sentinel is no value now, as a NaN: score 0, no band,
+// no incident (an idle stretch of it was one, for as long as it lasted).
+// ±Inf scores out of range (1.5) and opens an incident (it scored 0; then,
+// 1.5 without one, so no alert). None of them is learnt by the forecaster
+// (its band's edge was, so forecasts went on for an hour of +Inf) or by
+// the MASE's scale (one sentinel made it 1e303).
+func TestNonMeasurements(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		v      float64
+		score  float64
+		active bool
+	}{
+		{"MaxFloat64", math.MaxFloat64, 0, false},
+		{"1e39", -1e39, 0, false},
+		{"NaN", math.NaN(), 0, false},
+		{"+Inf", math.Inf(1), detect.OutOfRangeScore, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vs := seasonal(600, 4)
+			for range 240 { // an hour at 15 s
+				vs = append(vs, tc.v)
+			}
+			e := newEnv(t, "", nil, nil)
+			e.feed(labels.FromStrings("__name__", "jmx_min", "job", "x"), model.MetricTypeGauge, vs)
+			e.feed(labels.FromStrings("__name__", "other", "job", "y"), model.MetricTypeGauge, seasonal(300, 4))
 
-	rec := httptest.NewRecorder()
-	e.p.AnomaliesHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies", nil))
-	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			rec := httptest.NewRecorder()
+			e.p.AnomaliesHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies", nil))
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "jmx_min")}})
+			require.Len(t, got, 1)
+			require.Equal(t, tc.score, float64(got[0].Score))
+			require.Equal(t, tc.active, got[0].Active)
 
-	got := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "jmx_min"))
-	require.Greater(t, slices.Max(got[`{__name__="anomaly_score", for="jmx_min", job="x"}`]), 1.0)
-
-	var buf bytes.Buffer
-	require.NoError(t, e.p.WriteOutputs(&buf))
-	for _, line := range strings.Split(buf.String(), "\n") {
-		if strings.Contains(line, `for="jmx_min"`) {
-			require.NotContains(t, line, "Inf", line)
-		}
+			var buf bytes.Buffer
+			require.NoError(t, e.p.WriteOutputs(&buf))
+			for _, line := range strings.Split(buf.String(), "\n") {
+				if strings.Contains(line, `for="jmx_min"`) {
+					require.NotContains(t, line, "Inf", line)
+					require.False(t, strings.HasPrefix(line, "forecast"), "no forecast after an hour without a measurement: %s", line)
+				}
+			}
+			var s *series
+			for _, w := range e.p.workers {
+				w.view(func(x *series) {
+					if x.name == "jmx_min" {
+						s = x
+					}
+				})
+			}
+			require.NotNil(t, s)
+			require.Less(t, s.absDif, 100.0, "the MASE's scale")
+		})
 	}
 }

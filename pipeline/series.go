@@ -594,8 +594,10 @@ type stepOpts struct {
 func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, so stepOpts) {
 	r := s.det.Update(t, v)
 	p := &s.pub
-	// Both finite: one ±Inf would make the scale NaN or infinite for good.
-	if s.pub.hasResult && isFinite(v) && isFinite(p.value) {
+	// Both measured: one ±Inf would make the scale NaN or infinite for
+	// good, a sentinel beyond float32's range 1e303 for months (every
+	// later error ~0 in the MASE).
+	if s.pub.hasResult && measured(v) && measured(p.value) {
 		d := math.Abs(v - p.value)
 		s.nDif++
 		a := max(1.0/float64(s.nDif), 1.0/256)
@@ -604,17 +606,21 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	p.t, p.value, p.hasResult, p.stale = t, v, true, false
 	p.score, p.yhat, p.lower, p.upper = r.Score, r.Yhat, r.YhatLower, r.YhatUpper
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
-	if isFinite(v) {
-		incident(p, t, r, so.holdMs)
+	if !detect.NoValue(v) {
+		incident(p, t, r, so.holdMs) // ±Inf too: it scores out of range
 	} else if p.since != 0 && !p.active(so.holdMs) {
-		// No value (a ratio's 0/0): the incident ends after the hold,
+		// No value (a ratio's 0/0, a sentinel): the incident ends after the hold,
 		// but the sample is not counted quiet here, since the detector
 		// counts it in the next number's Missed (counted twice, six
 		// NaNs between two blips split one event).
 		p.incidentState = incidentState{}
 	}
 	if s.fc != nil {
-		s.fc.step(s, t, v, learnable(v, r), acc, buf, so.forecastEveryMs)
+		fv := math.NaN() // nothing to learn from ±Inf or no value
+		if measured(v) {
+			fv = learnable(v, r)
+		}
+		s.fc.step(s, t, v, fv, acc, buf, so.forecastEveryMs)
 	}
 }
 
@@ -675,7 +681,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	// Check pending forecasts whose target has come.
 	for i := range f.horizons {
 		pd := &f.pend[i]
-		if !pd.active || t < pd.target || !isFinite(v) {
+		if !pd.active || t < pd.target || !measured(v) {
 			continue // an infinite value made the family's MASE NaN for good
 		}
 		pd.active = false
@@ -683,11 +689,11 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 			acc.observe(s.name, f.hname[i], math.Abs(actual-pd.yhat)/s.absDif, actual >= pd.lo && actual <= pd.hi, s.lastSeen)
 		}
 	}
-	if isFinite(v) {
+	if measured(v) {
 		f.prevT, f.prevV = t, v // the checks above are done with the previous
 	}
 	f.isNew = false
-	if !(math.Abs(fv) <= math.MaxFloat32) {
+	if !measured(fv) {
 		// No value to learn (NaN, ±Inf, or beyond what the detector
 		// learns from: a sentinel such as Java's Double.MAX_VALUE). The
 		// last forecasts stand until the next is due, then go: a ratio
@@ -812,6 +818,11 @@ func between(fc []forecast.Point, last float64, x float64) (forecast.Point, bool
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// measured reports whether v is a measurement the models learn from:
+// within float32's range (not NaN, ±Inf or a sentinel beyond it; see
+// detect.NoValue).
+func measured(v float64) bool { return math.Abs(v) <= math.MaxFloat32 }
 
 // bandZ is the standard normal quantile of the forecast interval's upper
 // end: the within-step spread is added to it as a normal one.

@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // Warm starts by remote read run off the scorer workers: a new series
@@ -1195,7 +1197,7 @@ func (w *worker) replayer(s *series) func(t int64, v float64) {
 			}
 			v = r
 		}
-		if math.IsNaN(v) {
+		if detect.NoValue(v) {
 			return // as on the live path: the models skip NaNs
 		}
 		s.step(t, v, nil, &w.fcBuf, so)

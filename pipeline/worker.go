@@ -231,13 +231,14 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			}
 			v = r
 		}
-		// A NaN (a ratio with no traffic, 0/0) is scored as ±Inf is: no
-		// value, so score 0 and no band, the models untouched, and an
-		// incident that ends after the hold. Skipped, it left the last
-		// score and the incident on /metrics while it lasted, the series
-		// seen all along. A series with no number yet (a summary's
-		// quantile with no observations) has no result until its first.
-		if math.IsNaN(v) && !s.pub.hasResult {
+		// A NaN (a ratio with no traffic, 0/0), or a sentinel beyond
+		// float32's range (detect.NoValue), is no value: score 0 and no
+		// band, the models untouched, and an incident that ends after the
+		// hold. Skipped, it left the last score and the incident on
+		// /metrics while it lasted, the series seen all along. A series
+		// with no number yet (a summary's quantile with no observations)
+		// has no result until its first.
+		if detect.NoValue(v) && !s.pub.hasResult {
 			w.seen(s, nowMs)
 			continue
 		}
