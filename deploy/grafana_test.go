@@ -331,7 +331,7 @@ func TestSeriesValueByKind(t *testing.T) {
 	}
 	require.NotEmpty(t, expr, "the value query")
 	// jobs_processed has a kind label of its own (exported_kind on
-	// omen_model_ready); http_requests_total and queue_depth have no
+	// omen_model_ready), items_done an exported_kind (exported_exported_kind); http_requests_total and queue_depth have no
 	// omen_model_ready (the omen data source, a time before the label, a
 	// series gone from /metrics): by their names then.
 	st := promqltest.LoadedStorage(t, `
@@ -349,6 +349,8 @@ load 15s
   app_requests{namespace="q", job="app", instance="g"} 0 150 300 450 600 750
   omen_model_ready{for="app_requests", kind="gauge", namespace="q", job="app", instance="g"} 1 1 stale
   omen_model_ready{for="app_requests", kind="counter", namespace="q", job="app", instance="g"} _ _ _ 1 1 1
+  items_done{namespace="q", job="app", instance="i", exported_kind="x"} 0 150 300 450 600 750
+  omen_model_ready{for="items_done", kind="counter", exported_exported_kind="x", namespace="q", job="app", instance="i"} 1 1 1 1 1 1
   counter_later{namespace="q", job="app", instance="h"} 0 150 300 450 600 750
   omen_model_ready{for="counter_later", kind="gauge", namespace="q", job="app", instance="h"} 1 1 stale
   omen_model_ready{for="counter_later", kind="counter", namespace="q", job="app", instance="h"} _ _ _ 1 stale
@@ -357,7 +359,7 @@ load 15s
 	for _, tc := range []struct {
 		for_ string
 		want float64
-	}{{"pg_stat_activity_count", 40}, {"nginx_connections_accepted", 10}, {"jobs_processed", 10}, {"http_requests_total", 10}, {"queue_depth", 7}, {"tasks_done", 10}, {"app_requests", 10}, {"counter_later", 10}} { // tasks_done: omen's scrape failed, or it restarted; app_requests: retyped, gauge to counter; counter_later: the same, then omen's scrape failed
+	}{{"pg_stat_activity_count", 40}, {"nginx_connections_accepted", 10}, {"jobs_processed", 10}, {"http_requests_total", 10}, {"queue_depth", 7}, {"tasks_done", 10}, {"app_requests", 10}, {"counter_later", 10}, {"items_done", 10}} { // tasks_done: omen's scrape failed, or it restarted; app_requests: retyped, gauge to counter; counter_later: the same, then omen's scrape failed
 		q := strings.NewReplacer("$for", tc.for_, "$namespace", ".*", "$job", ".*", "$instance", ".*").Replace(expr)
 		qr, err := engine.NewInstantQuery(context.Background(), st, nil, q, time.Unix(75, 0))
 		require.NoError(t, err)

@@ -135,6 +135,18 @@ remote_read:
 	require.Len(t, md["anomaly_score"], 1, string(data))
 	require.Equal(t, "gauge", md["anomaly_score"][0].Type)
 	require.Contains(t, md["anomaly_score"][0].Help, "above 1 is anomalous")
+	// A browser's preflight gets the CORS headers on omen's endpoints as on
+	// Prometheus's API (--web.cors.origin's default allows any origin).
+	for _, p := range []string{"/api/v1/metadata", "/api/v1/anomalies", "/api/v1/status/omen", "/api/v1/query"} {
+		req, err := http.NewRequest(http.MethodOptions, omen.URL+p, nil)
+		require.NoError(t, err)
+		req.Header.Set("Origin", "https://grafana.example.com")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNoContent, resp.StatusCode, p)
+		require.Equal(t, "*", resp.Header.Get("Access-Control-Allow-Origin"), p)
+	}
 
 	// omen accepted every request: nothing rejected, nothing failed.
 	met, err := http.Get(omen.URL + "/metrics")

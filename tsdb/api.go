@@ -134,6 +134,11 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		flags = map[string]string{}
 	}
 	promqlParser := parser.NewParser(parser.Options{})
+	if o.MaxConcurrent <= 0 {
+		// "No limit", as Prometheus's flag says; its read handler's gate
+		// of 0 admitted no read at all.
+		o.MaxConcurrent = 1 << 30
+	}
 	if o.Features == nil {
 		o.Features = features.NewRegistry()
 	}

@@ -49,11 +49,19 @@ func seed(t testing.TB, s *Storage, end time.Time) {
 }
 
 func newTestAPI(t testing.TB) (*httptest.Server, time.Time) {
+	return newTestAPIWith(t, nil)
+}
+
+// newTestAPIWith is newTestAPI with options changed by mod.
+func newTestAPIWith(t testing.TB, mod func(*APIOptions)) (*httptest.Server, time.Time) {
 	s := openTestStorage(t)
 	end := time.Now().Truncate(time.Second)
 	seed(t, s, end)
 	o := DefaultAPIOptions()
 	o.Flags = map[string]string{"storage.tsdb.path": "/var/omen"}
+	if mod != nil {
+		mod(&o)
+	}
 	h := NewAPI(nil, nil, nil, s, NewEngine(discard(), nil, o), o, func(f http.HandlerFunc) http.HandlerFunc { return f })
 	srv := httptest.NewServer(http.StripPrefix("", h))
 	t.Cleanup(srv.Close)
@@ -141,7 +149,15 @@ func TestQueryAPIShapes(t *testing.T) {
 // TestRemoteRead reads through the prometheus module's own remote-read
 // client with both response types.
 func TestRemoteRead(t *testing.T) {
-	srv, end := newTestAPI(t)
+	// A concurrency limit of 0 is no limit (--storage.remote.read-concurrent-limit),
+	// as Prometheus documents it; it admitted no read at all.
+	for _, limit := range []int{10, 0} {
+		srv, end := newTestAPIWith(t, func(o *APIOptions) { o.MaxConcurrent = limit })
+		testRemoteRead(t, srv, end)
+	}
+}
+
+func testRemoteRead(t *testing.T, srv *httptest.Server, end time.Time) {
 	u, err := url.Parse(srv.URL + "/api/v1/read")
 	require.NoError(t, err)
 	for _, rt := range []prompb.ReadRequest_ResponseType{prompb.ReadRequest_SAMPLES, prompb.ReadRequest_STREAMED_XOR_CHUNKS} {

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/common/version"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
 	promfeatures "github.com/prometheus/prometheus/util/features"
 
 	"github.com/omen-sidecar/omen/config"
@@ -223,6 +224,20 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		return errors.New("--storage.remote.read-sample-limit and --storage.remote.read-concurrent-limit: want 0 (no limit) or more; --storage.remote.read-max-bytes-in-frame: want at least 1")
 	}
 	apiOpts.RemoteReadSamples, apiOpts.MaxConcurrent, apiOpts.RemoteReadMaxBytes = f.readSamples, f.readConcurrent, f.readFrameBytes
+	// The TSDB locks the directory only once it opens, in the run group
+	// below; the query tracker rewrites queries.active in it now. A second
+	// omen on the same directory truncated the first's mapped file (it
+	// died of SIGBUS at its next query) before failing on that lock.
+	if err := os.MkdirAll(f.tsdbPath, 0o777); err != nil {
+		return fmt.Errorf("create --storage.tsdb.path: %w", err)
+	}
+	dirLock, _, err := fileutil.Flock(filepath.Join(f.tsdbPath, "omen.lock"))
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("lock --storage.tsdb.path %s: another omen uses it: %w", f.tsdbPath, err)
+	} else if err != nil {
+		return fmt.Errorf("lock --storage.tsdb.path %s: %w", f.tsdbPath, err)
+	}
+	defer dirLock.Release()
 	tracker, err := tsdb.NewQueryTracker(logger, f.tsdbPath, f.maxConcurrency)
 	if err != nil {
 		return err
@@ -291,7 +306,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	for family, help := range pipeline.StoredFamilies() {
 		f.write.Metadata.Own(family, metadata.Metadata{Type: model.MetricTypeGauge, Help: help})
 	}
-	mux.Handle("/api/v1/metadata", "/api/v1/metadata", server.APIEndpoint(nil, f.write.Metadata, http.MethodGet)) // its own CORS headers
+	mux.Handle("/api/v1/metadata", "/api/v1/metadata", server.APIEndpoint(apiOpts.CORSOrigin, f.write.Metadata, http.MethodGet))
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	f.write.OutOfOrderTimeWindow = time.Duration(f.oooWindow)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
 
 	"github.com/stretchr/testify/require"
 )
@@ -69,4 +72,29 @@ func TestServeFlagsRefused(t *testing.T) {
 		require.Error(t, err, arg)
 		require.NotContains(t, err.Error(), "TSDB", arg)
 	}
+}
+
+// TestSecondServeLeavesTheFirstAlone: a second omen on a data directory in
+// use stops before it touches anything there. It rewrote the first's
+// queries.active (mapped by its query tracker), which then died of SIGBUS
+// at its next query, and only then failed on the TSDB's lock.
+func TestSecondServeLeavesTheFirstAlone(t *testing.T) {
+	dir := t.TempDir()
+	held, _, err := fileutil.Flock(filepath.Join(dir, "omen.lock")) // the first omen's
+	require.NoError(t, err)
+	defer held.Release()
+	active := filepath.Join(dir, "queries.active")
+	require.NoError(t, os.WriteFile(active, []byte("the first's"), 0o644))
+
+	app := kingpin.New("omen", "")
+	cmd := registerServe(app, registerLogFlags(app))
+	_, err = app.Parse([]string{"serve", "--storage.tsdb.path=" + dir, "--web.listen-address=127.0.0.1:0", "--query.max-concurrency=1"})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = cmd.run(ctx)
+	require.ErrorContains(t, err, "another omen uses it")
+	b, err := os.ReadFile(active)
+	require.NoError(t, err)
+	require.Equal(t, "the first's", string(b))
 }
