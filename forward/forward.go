@@ -65,6 +65,48 @@ type Forwarder struct {
 	app    atomic.Pointer[fanout]
 	active atomic.Bool  // at least one queue configured
 	maxT   atomic.Int64 // the newest output time logged
+	notify *notifier    // the log's commit notices to the queues; nil until open
+}
+
+// notifier passes the log's commit notices to the queues from a goroutine
+// of its own. The remote storage's Notify waits on the lock its
+// ApplyConfig holds while a changed queue flushes (up to the flush
+// deadline, to a dead upstream); a commit of outputs waited with it, and
+// scoring stalled: 200 000 samples dropped in 15 s of one reload.
+type notifier struct {
+	pending chan struct{}
+	done    chan struct{}
+	stopped sync.WaitGroup
+}
+
+func newNotifier(to interface{ Notify() }) *notifier {
+	n := &notifier{pending: make(chan struct{}, 1), done: make(chan struct{})}
+	n.stopped.Add(1)
+	go func() {
+		defer n.stopped.Done()
+		for {
+			select {
+			case <-n.pending:
+				to.Notify()
+			case <-n.done:
+				return
+			}
+		}
+	}()
+	return n
+}
+
+// Notify never waits: a notice pending already covers this commit too.
+func (n *notifier) Notify() {
+	select {
+	case n.pending <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) stop() {
+	close(n.done)
+	n.stopped.Wait()
 }
 
 type fanout struct{ storage.Storage }
@@ -181,7 +223,8 @@ func (f *Forwarder) open() error {
 		f.rs = nil
 		return fmt.Errorf("open the forwarding log in %s: %w", f.dir, err)
 	}
-	db.SetWriteNotified(f.rs) // the queues read a commit at once, not on their next poll
+	f.notify = newNotifier(f.rs)
+	db.SetWriteNotified(f.notify) // the queues read a commit at once, not on their next poll
 	f.db = db
 	// The remote storage's appender only tracks the incoming sample rate
 	// and highest timestamp, from which the queues size their shards and
@@ -260,9 +303,11 @@ func (f *Forwarder) Close() error {
 		f.rs.Notify()
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The remote storage first: its queues send what they hold.
+	// No notice after the queues are gone. Then the remote storage: its
+	// queues send what they hold.
+	f.notify.stop()
 	err := errors.Join(f.rs.Close(), f.db.Close())
-	f.db, f.rs = nil, nil
+	f.db, f.rs, f.notify = nil, nil, nil
 	return err
 }
 

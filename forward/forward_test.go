@@ -240,7 +240,10 @@ func TestURLConfig(t *testing.T) {
 // TestForwardingReloadDoesNotStallScoring: a reload that removes a queue
 // whose receiver is down takes up to the flush deadline (the queue tries to
 // send what it holds); meanwhile the scorers, which ask for an appender on
-// every batch, must not wait for it. They did, and dropped batches.
+// every batch and commit outputs to it, must not wait for it. They did,
+// and dropped batches: first for the appender, then in the commit (the log
+// tells the queues of it, and the remote storage's notice waited on the
+// reload's lock).
 func TestForwardingReloadDoesNotStallScoring(t *testing.T) {
 	rc, srv := newReceiver(func(int) int { return http.StatusServiceUnavailable })
 	defer srv.Close()
@@ -259,13 +262,26 @@ func TestForwardingReloadDoesNotStallScoring(t *testing.T) {
 	start := time.Now()
 	go func() { reloaded <- f.ApplyConfig(nil) }()
 	time.Sleep(200 * time.Millisecond) // the reload is stopping the queue
-	for range 20 {
-		got := make(chan bool)
-		go func() { got <- f.AppenderV2(context.Background()) != nil }()
+	ls := labels.FromStrings("__name__", "anomaly_score", "for", "temperature")
+	for i := range 20 {
+		got := make(chan error)
+		go func() {
+			app := f.AppenderV2(context.Background())
+			if app == nil {
+				got <- fmt.Errorf("no appender")
+				return
+			}
+			if _, err := app.Append(0, ls, 0, time.Now().Add(time.Duration(10+i)*time.Second).UnixMilli(), 1, nil, nil, storage.AOptions{}); err != nil {
+				got <- err
+				return
+			}
+			got <- app.Commit()
+		}()
 		select {
-		case <-got:
+		case err := <-got:
+			require.NoError(t, err)
 		case <-time.After(500 * time.Millisecond):
-			t.Fatal("AppenderV2 waits for the reload")
+			t.Fatal("an output's append or commit waits for the reload")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

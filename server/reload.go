@@ -16,8 +16,13 @@ import (
 // /-/reload or SIGHUP. A file that does not load keeps the old
 // configuration, and the error says why.
 type ConfigLoader struct {
-	logger    *slog.Logger
-	path      string
+	logger *slog.Logger
+	path   string
+	// reloading serialises reloads; mu guards what readers see, and is
+	// held only to swap it: a listener may take long (a remote-write queue
+	// that changed flushes to a dead upstream for up to the flush
+	// deadline), and /api/v1/status/config and runtimeinfo waited for it.
+	reloading sync.Mutex
 	mu        sync.RWMutex
 	cfg       *config.Config
 	listeners []func(*config.Config) error
@@ -84,17 +89,22 @@ func (l *ConfigLoader) OnReload(fn func(*config.Config) error) {
 
 // Reload re-reads the file and applies it.
 func (l *ConfigLoader) Reload() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.reloading.Lock()
+	defer l.reloading.Unlock()
+	l.mu.RLock()
+	listeners := l.listeners
+	l.mu.RUnlock()
 	cfg, err := l.load()
 	if err == nil {
-		for _, fn := range l.listeners {
+		for _, fn := range listeners {
 			if err = fn(cfg); err != nil {
 				err = fmt.Errorf("apply config: %w", err)
 				break
 			}
 		}
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err != nil {
 		l.lastOK = false
 		l.success.Set(0)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	gregexp "github.com/grafana/regexp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -323,4 +324,31 @@ func TestAPIEndpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigReadableDuringReload: a reload whose listener takes long (a
+// changed remote-write queue flushing to a dead upstream, up to the flush
+// deadline) held the lock the readers take: /api/v1/status/config and
+// runtimeinfo waited a minute.
+func TestConfigReadableDuringReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "omen.yml")
+	require.NoError(t, os.WriteFile(path, []byte("{}\n"), 0o644))
+	l, err := NewConfigLoader(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), path)
+	require.NoError(t, err)
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	l.OnReload(func(*config.Config) error { close(entered); <-release; return nil })
+	reloaded := make(chan error)
+	go func() { reloaded <- l.Reload() }()
+	<-entered
+	got := make(chan struct{})
+	go func() { l.Config(); l.Reloaded(); close(got) }()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Error("Config() waits for a reload in progress")
+	}
+	close(release)
+	require.NoError(t, <-reloaded)
+	<-got
 }
