@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -143,4 +144,50 @@ func metricsText(t testing.TB, base string) []byte {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return b
+}
+
+// TestSIGHUPDuringShutdown: a SIGHUP (logrotate, config management) while
+// omen shuts down killed it (exit 129): the handler was removed at the
+// start of the shutdown, and SIGHUP's default action ends the process, the
+// TSDB not closed and the final snapshot not written.
+func TestSIGHUPDuringShutdown(t *testing.T) {
+	omen := startOmen(t, "", "--web.shutdown-grace=3s")
+	// A request whose body never ends holds the shutdown for its grace.
+	conn, err := net.Dial("tcp", omen.Addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100\r\n\r\nab"))
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, omen.cmd.Process.Signal(syscall.SIGTERM))
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, omen.cmd.Process.Signal(syscall.SIGHUP))
+	select {
+	case <-omen.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("omen did not stop")
+	}
+	ws := omen.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	require.False(t, ws.Signaled(), "killed by %v", ws.Signal())
+	require.Equal(t, 0, ws.ExitStatus())
+	b, err := os.ReadFile(omen.log)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "omen stopped")
+}
+
+// TestFatalErrorIsLogged: the reason omen serve stops went to stderr as a
+// plain line after the JSON logs, with no level: log pipelines that parse
+// JSON, or alert on errors, missed it.
+func TestFatalErrorIsLogged(t *testing.T) {
+	out, err := exec.Command(omenBinary(t), "--log.format=json", "serve", "--config.file=/nonexistent/omen.yml",
+		"--storage.tsdb.path="+t.TempDir(), "--web.listen-address=127.0.0.1:0").CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 1, ee.ExitCode())
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, l := range lines {
+		require.True(t, strings.HasPrefix(l, "{"), "not JSON: %s", l)
+	}
+	require.Contains(t, lines[len(lines)-1], `"level":"ERROR"`)
+	require.Contains(t, lines[len(lines)-1], "nonexistent")
 }

@@ -49,6 +49,14 @@ func runMain(args []string) int {
 	for _, c := range cmds {
 		if c.clause != nil && c.clause.FullCommand() == selected {
 			if err := c.run(ctx); err != nil {
+				if selected == "serve" {
+					// The server's reason to stop goes where its
+					// logs go, in their format (a plain line after
+					// JSON ones escaped log pipelines and alerts on
+					// level=error), as Prometheus's does.
+					logCfg.logger().Error("omen serve stopped on an error", "err", err)
+					return 1
+				}
 				fmt.Fprintf(os.Stderr, "omen %s: %v\n", selected, err)
 				return 1
 			}

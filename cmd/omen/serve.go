@@ -153,6 +153,15 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 }
 
 func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
+	// SIGHUP is caught from the start to the end: its default action
+	// kills the process, and a SIGHUP (logrotate, config management)
+	// during the startup's replays or the shutdown's snapshot and flush
+	// did (exit 129, the TSDB not closed, the final snapshot lost). One
+	// that comes before the reloader runs is a reload then; during the
+	// shutdown, none.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := f.validate(); err != nil {
 		return err
 	}
@@ -335,9 +344,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		}, func(error) { cancel() })
 	}
 	{
-		// Reload on SIGHUP.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
+		// Reload on SIGHUP (caught from the start, see hup).
 		done := make(chan struct{})
 		g.Add(func() error {
 			for {
@@ -348,7 +355,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 					return nil
 				}
 			}
-		}, func(error) { signal.Stop(hup); close(done) })
+		}, func(error) { close(done) })
 	}
 	{
 		// HTTP first among the interrupts, so in-flight writes finish before
