@@ -262,9 +262,9 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := fwd.ApplyConfig(cfgLoader.Config().RemoteWrite); err != nil {
-		return err
-	}
+	// The remote writes are applied (their log replayed) once the server
+	// answers, below: a backlog of hours replayed first, seconds long,
+	// with /-/healthy unanswered, and a liveness probe restarted omen.
 	defer func() {
 		if !serving { // a later step failed: the log's lock goes too
 			_ = fwd.Close()
@@ -384,6 +384,9 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		done := make(chan struct{})
 		g.Add(func() error {
 			defer close(done)
+			if err := fwd.ApplyConfig(cfgLoader.Config().RemoteWrite); err != nil {
+				return err
+			}
 			if err := store.Open(); err != nil {
 				return err
 			}
