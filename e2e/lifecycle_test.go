@@ -191,3 +191,21 @@ func TestFatalErrorIsLogged(t *testing.T) {
 	require.Contains(t, lines[len(lines)-1], `"level":"ERROR"`)
 	require.Contains(t, lines[len(lines)-1], "nonexistent")
 }
+
+// TestQuit: POST /-/quit stops omen gracefully with --web.enable-lifecycle,
+// as Prometheus's does (omen answered 404: scripts that stop Prometheus so
+// did not stop omen).
+func TestQuit(t *testing.T) {
+	omen := startOmen(t, "", "--web.enable-lifecycle")
+	code, body := postEmpty(t, omen.URL+"/-/quit")
+	require.Equal(t, http.StatusOK, code, body)
+	select {
+	case <-omen.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("omen did not stop")
+	}
+	require.Equal(t, 0, omen.cmd.ProcessState.ExitCode())
+	b, err := os.ReadFile(omen.log)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "omen stopped")
+}

@@ -150,14 +150,16 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTT
 // restored, or storage is failing.
 const notReady = "omen is not ready: storage is opening or failing, or model state is being restored."
 
-// Lifecycle serves /-/healthy, /-/ready and /-/reload.
+// Lifecycle serves /-/healthy, /-/ready, /-/reload and /-/quit.
 type Lifecycle struct {
 	Ready  func() bool
 	Reload func() error
-	// Enabled: /-/reload reloads (--web.enable-lifecycle); otherwise it
-	// answers 403, as Prometheus's does, so that whoever reaches the port
-	// cannot reload the configuration unless asked for. SIGHUP always
-	// reloads.
+	// Quit starts a graceful shutdown, as SIGTERM does.
+	Quit func()
+	// Enabled: /-/reload reloads and /-/quit quits
+	// (--web.enable-lifecycle); otherwise they answer 403, as
+	// Prometheus's do, so that whoever reaches the port cannot reload the
+	// configuration or stop omen unless asked for. SIGHUP always reloads.
 	Enabled bool
 }
 
@@ -191,6 +193,19 @@ func (lc Lifecycle) Register(m *Mux) {
 			return
 		}
 		_, _ = w.Write([]byte("config reloaded\n"))
+	})
+	m.HandleFunc("/-/quit", "/-/quit", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST or PUT to quit", http.StatusMethodNotAllowed)
+			return
+		}
+		if !lc.Enabled || lc.Quit == nil {
+			http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
+			return
+		}
+		_, _ = w.Write([]byte("Requesting termination... Goodbye!\n"))
+		lc.Quit()
 	})
 }
 

@@ -45,9 +45,11 @@ func TestLifecycle(t *testing.T) {
 		}
 		return nil
 	}
-	Lifecycle{Ready: ready.Load, Reload: reload, Enabled: true}.Register(m)
+	var quits atomic.Int32
+	quit := func() { quits.Add(1) }
+	Lifecycle{Ready: ready.Load, Reload: reload, Quit: quit, Enabled: true}.Register(m)
 	off := NewMux(prometheus.NewRegistry())
-	Lifecycle{Ready: ready.Load, Reload: reload}.Register(off)
+	Lifecycle{Ready: ready.Load, Reload: reload, Quit: quit}.Register(off)
 	m.Handle("/api/v1/x", "/api/v1/x", RequireReady(ready.Load)(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	}))
@@ -68,6 +70,8 @@ func TestLifecycle(t *testing.T) {
 		{"reload", true, false, "POST", "/-/reload", 200, "reloaded"},
 		{"reload PUT", true, false, "PUT", "/-/reload", 200, "reloaded"},
 		{"reload failure says why", true, true, "POST", "/-/reload", 500, reloadErr.Error()},
+		{"quit needs POST", true, false, "GET", "/-/quit", 405, "POST"},
+		{"quit", true, false, "POST", "/-/quit", 200, "Goodbye"},
 		// As Prometheus: probes are GET or HEAD.
 		{"healthy HEAD", false, false, "HEAD", "/-/healthy", 200, ""},
 		{"healthy POST", true, false, "POST", "/-/healthy", 405, ""},
@@ -97,6 +101,9 @@ func TestLifecycle(t *testing.T) {
 	require.Contains(t, body, "Lifecycle API is not enabled")
 	code, _, _ = do(t, off, "GET", "/-/reload")
 	require.Equal(t, 405, code)
+	code, _, _ = do(t, off, "POST", "/-/quit")
+	require.Equal(t, 403, code)
+	require.Equal(t, int32(1), quits.Load(), "the enabled one's POST only")
 }
 
 func TestPprof(t *testing.T) {

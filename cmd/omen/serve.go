@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -112,7 +113,7 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("1048576").IntVar(&f.readFrameBytes)
 	cl.Flag("query.max-concurrency", "Maximum number of queries executed concurrently (the API's and the derived inputs' evaluations); more wait for a slot until their timeout.").
 		Default("20").IntVar(&f.maxConcurrency)
-	cl.Flag("web.enable-lifecycle", "Enable reloading the configuration via HTTP requests (POST or PUT /-/reload), as in Prometheus; SIGHUP always reloads.").
+	cl.Flag("web.enable-lifecycle", "Enable shutdown and reload via HTTP requests (POST or PUT /-/quit, /-/reload), as in Prometheus; SIGHUP always reloads.").
 		Default("false").BoolVar(&f.enableLifecycle)
 	cl.Flag("web.enable-admin-api", "Enable Prometheus's admin endpoints: TSDB snapshot (for backups), series deletion and tombstone cleanup under /api/v1/admin/tsdb/.").
 		Default("false").BoolVar(&f.enableAdmin)
@@ -303,7 +304,12 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	ready := func() bool { return store.Ready() && pl.Ready() }
 	readable := func() bool { return store.Opened() && pl.Ready() }
 
-	server.Lifecycle{Ready: ready, Reload: cfgLoader.Reload, Enabled: f.enableLifecycle}.Register(mux)
+	quit := make(chan struct{}) // closed by POST /-/quit
+	var quitOnce sync.Once
+	server.Lifecycle{
+		Ready: ready, Reload: cfgLoader.Reload, Enabled: f.enableLifecycle,
+		Quit: func() { quitOnce.Do(func() { close(quit) }) },
+	}.Register(mux)
 	mux.Handle("GET /metrics", "/metrics", server.MetricsHandler(logger, reg, pl.WriteOutputs))
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
 	// Prometheus's /api/v1/metadata reads scrape targets, which omen has
@@ -333,12 +339,17 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 
 	var g run.Group
 	{
-		// Termination: main's context is cancelled on SIGINT and SIGTERM.
+		// Termination: main's context is cancelled on SIGINT and SIGTERM;
+		// or /-/quit.
 		cctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
-			<-cctx.Done()
-			if ctx.Err() != nil {
-				logger.Info("Received termination signal, shutting down")
+			select {
+			case <-cctx.Done():
+				if ctx.Err() != nil {
+					logger.Info("Received termination signal, shutting down")
+				}
+			case <-quit:
+				logger.Info("Received a quit request (/-/quit), shutting down")
 			}
 			return nil
 		}, func(error) { cancel() })
