@@ -14,9 +14,13 @@ all: build
 
 VERSION     ?= $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 REVISION    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+BUILD_USER  ?= $(shell whoami 2>/dev/null || echo unknown)@$(shell hostname 2>/dev/null || echo unknown)
+BUILD_DATE  ?= $(shell date -u +%Y%m%d-%H:%M:%S)
 LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
                -X github.com/prometheus/common/version.Revision=$(REVISION) \
-               -X github.com/prometheus/common/version.Branch=main
+               -X github.com/prometheus/common/version.Branch=main \
+               -X github.com/prometheus/common/version.BuildUser=$(BUILD_USER) \
+               -X github.com/prometheus/common/version.BuildDate=$(BUILD_DATE)
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/omen
