@@ -135,7 +135,10 @@ func (g *Group) Ready() bool {
 // (see NoValue), or not after the previous one is skipped (score 0, state
 // untouched). O(k³) for k members; no allocation.
 func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
-	res := GroupResult{Member: -1}
+	// A skipped vector leaves the group as ready as it was: a group that
+	// read as warming again at a member's sentinel moved
+	// omen_models_warming by one each way, down both times.
+	res := GroupResult{Member: -1, Ready: g.Ready()}
 	st := &g.st
 	k := int(st.K)
 	if len(x) != k || (st.Seen > 0 && tsMillis <= st.LastTs) {

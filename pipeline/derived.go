@@ -364,8 +364,9 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		if sh.shadowed(ref, g.ls) {
 			continue
 		}
-		if g.have != all || hasNonFinite(g.vals) {
-			// A member's 0/0 (no requests, no errors) is as missing.
+		if g.have != all || hasUnmeasured(g.vals) {
+			// A member's 0/0 (no requests, no errors), ±Inf or a
+			// sentinel beyond float32's range is as missing.
 			// Its outputs stay within Prometheus's lookback of its
 			// last score, as a scrape's would.
 			if last, ok := p.groupScored[ref]; ok && nowMs-last <= lookbackMs {

@@ -242,7 +242,7 @@ func (p *Pipeline) groupHistory(ctx context.Context, d *config.Derived, now time
 	for ref, g := range groups {
 		h := history{stepMs: step.Milliseconds()}
 		for j := range n {
-			if row := g.v[j*k : (j+1)*k]; g.have[j] == all && !hasNonFinite(row) {
+			if row := g.v[j*k : (j+1)*k]; g.have[j] == all && !hasUnmeasured(row) {
 				h.t = append(h.t, start.UnixMilli()+int64(j)*step.Milliseconds())
 				h.v = append(h.v, row...)
 			}
@@ -273,9 +273,9 @@ func defHash(sig string) uint64 {
 	return h.Sum64()
 }
 
-func hasNonFinite(vs []float64) bool {
+func hasUnmeasured(vs []float64) bool {
 	for _, v := range vs {
-		if !isFinite(v) {
+		if !measured(v) {
 			return true
 		}
 	}

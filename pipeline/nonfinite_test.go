@@ -3,7 +3,9 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +174,62 @@ func TestNaNKeepsOneEvent(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, e.p.WriteOutputs(&b))
 	require.Contains(t, b.String(), `omen_incident_duration_seconds{for="ratio",job="",instance=""} 105`)
+}
+
+// TestGroupMemberSentinel: a group member's sentinel beyond float32's
+// range is as missing, as its NaN is: the group stays ready (it read as
+// warming again, scored 0, and moved omen_models_warming down twice).
+func TestGroupMemberSentinel(t *testing.T) {
+	for _, bad := range []float64{math.NaN(), math.MaxFloat64, math.Inf(1)} {
+		t.Run(fmt.Sprint(bad), func(t *testing.T) {
+			e, cfg := derivedEnv(t, "derived:\n  - {name: g, interval: 1h, by: [pod], members: [{name: a, expr: a}, {name: b, expr: b}]}\n")
+			ls := []labels.Labels{labels.FromStrings("__name__", "a", "pod", "p"), labels.FromStrings("__name__", "b", "pod", "p")}
+			rng := rand.New(rand.NewPCG(1, 2))
+			eval := func(i int, vs []float64) {
+				ts := t0.UnixMilli() + int64(i)*stepMs
+				e.push(ts, model.MetricTypeGauge, ls, vs)
+				e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+				e.sync()
+			}
+			for i := range 400 {
+				eval(i, []float64{10 + rng.NormFloat64(), 5 + rng.NormFloat64()})
+			}
+			w0 := testutil.ToFloat64(e.p.m.warming)
+			eval(400, []float64{10, bad})
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "g")}})
+			require.Len(t, got, 1)
+			require.True(t, got[0].Ready)
+			eval(401, []float64{10, 5})
+			require.Equal(t, w0, testutil.ToFloat64(e.p.m.warming), "omen_models_warming")
+		})
+	}
+}
+
+// TestCounterSentinel: a counter's sentinel (or ±Inf) was taken as its
+// running total, so the next number read as a reset from it: a rate of
+// the whole total over one interval, scored 10.7.
+func TestCounterSentinel(t *testing.T) {
+	for _, bad := range []float64{math.NaN(), math.MaxFloat64, math.Inf(1)} {
+		t.Run(fmt.Sprint(bad), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			var vs []float64
+			c := 1e6
+			for i := range 800 {
+				c += 150 + 10*rng.NormFloat64()
+				vs = append(vs, c)
+				if i == 700 {
+					vs[i] = bad
+				}
+			}
+			e := newEnv(t, "", nil, nil)
+			e.feed(labels.FromStrings("__name__", "reqs_total", "job", "x"), model.MetricTypeCounter, vs)
+			got := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "reqs_total"))
+			require.Len(t, got, 1)
+			for _, s := range got {
+				for i, v := range s[len(s)-99:] { // after the bad sample
+					require.Less(t, v, 1.0, "sample %d after", i)
+				}
+			}
+		})
+	}
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"math"
 	"sync"
 	"time"
 
@@ -223,7 +222,10 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			continue
 		}
 		v := smp.v
-		if s.counter && !math.IsNaN(v) {
+		// A counter's NaN, ±Inf or sentinel is scored as it is (no value,
+		// or out of range), not taken as its running total: the next
+		// number read as a reset from it, a false spike (score 10.7).
+		if s.counter && measured(v) {
 			r, ok := s.rate(smp.st, smp.t, v)
 			if !ok {
 				w.seen(s, nowMs)
@@ -264,8 +266,11 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		if timed {
 			p.m.inference.Observe(time.Since(start).Seconds())
 		}
-		if pub.ready != wasReady {
+		switch {
+		case pub.ready && !wasReady:
 			p.m.warming.Add(-1)
+		case !pub.ready && wasReady:
+			p.m.warming.Add(1)
 		}
 		if pub.score > 1 {
 			p.m.anomalies.WithLabelValues(s.name).Inc()
