@@ -87,6 +87,16 @@ func (l *ConfigLoader) OnReload(fn func(*config.Config) error) {
 	l.listeners = append(l.listeners, fn)
 }
 
+// Apply calls fn with the configuration in force, between reloads: a
+// component that takes its first configuration while reloads may already
+// run (the forwarding log, opened once the server answers) would otherwise
+// apply a configuration older than a reload's that it raced.
+func (l *ConfigLoader) Apply(fn func(*config.Config) error) error {
+	l.reloading.Lock()
+	defer l.reloading.Unlock()
+	return fn(l.Config())
+}
+
 // Reload re-reads the file and applies it.
 func (l *ConfigLoader) Reload() error {
 	l.reloading.Lock()

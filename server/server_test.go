@@ -359,3 +359,31 @@ func TestConfigReadableDuringReload(t *testing.T) {
 	require.NoError(t, <-reloaded)
 	<-got
 }
+
+// TestApplyBetweenReloads: a component that takes its first configuration
+// while a reload runs (the forwarding log, opened once the server answers)
+// read the old one and applied it over the reload's.
+func TestApplyBetweenReloads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "omen.yml")
+	require.NoError(t, os.WriteFile(path, []byte("exclude: ['{a=\"old\"}']\n"), 0o644))
+	l, err := NewConfigLoader(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), path)
+	require.NoError(t, err)
+	entered, release := make(chan struct{}), make(chan struct{})
+	l.OnReload(func(*config.Config) error { close(entered); <-release; return nil })
+	require.NoError(t, os.WriteFile(path, []byte("exclude: ['{a=\"new\"}']\n"), 0o644))
+	reloaded := make(chan error)
+	go func() { reloaded <- l.Reload() }()
+	<-entered
+	applied := make(chan []string)
+	go func() {
+		_ = l.Apply(func(c *config.Config) error { applied <- c.Exclude; return nil })
+	}()
+	select {
+	case got := <-applied:
+		t.Fatalf("applied %v while the reload ran", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, <-reloaded)
+	require.Equal(t, []string{`{a="new"}`}, <-applied)
+}

@@ -395,7 +395,8 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		done := make(chan struct{})
 		g.Add(func() error {
 			defer close(done)
-			if err := fwd.ApplyConfig(cfgLoader.Config().RemoteWrite); err != nil {
+			if err := cfgLoader.Apply(func(c *config.Config) error { return fwd.ApplyConfig(c.RemoteWrite) }); err != nil {
+				_ = fwd.Close() // the log may be open
 				return err
 			}
 			if err := store.Open(); err != nil {
