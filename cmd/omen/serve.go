@@ -400,6 +400,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 				return err
 			}
 			if err := store.Open(); err != nil {
+				_ = fwd.Close() // its queues and log reader run
 				return err
 			}
 			err := pl.Run(pctx)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +99,26 @@ func TestSecondServeLeavesTheFirstAlone(t *testing.T) {
 	b, err := os.ReadFile(active)
 	require.NoError(t, err)
 	require.Equal(t, "the first's", string(b))
+}
+
+// TestTSDBOpenFailureClosesForwardingLog: when the TSDB does not open, the
+// forwarding log (opened first, once the server answers) is closed too: its
+// queues and log reader ran on, never stopped.
+func TestTSDBOpenFailureClosesForwardingLog(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	require.NoError(t, os.MkdirAll(data, 0o777))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "wal"), nil, 0o644)) // the TSDB cannot open
+	app := kingpin.New("omen", "")
+	cmd := registerServe(app, registerLogFlags(app))
+	_, err := app.Parse([]string{"serve", "--storage.tsdb.path=" + data, "--web.listen-address=127.0.0.1:0",
+		"--remote-write.url=http://127.0.0.1:1/api/v1/write", "--log.level=error"})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.ErrorContains(t, cmd.run(ctx), "TSDB")
+	require.Eventually(t, func() bool {
+		buf := make([]byte, 1<<22)
+		st := string(buf[:runtime.Stack(buf, true)])
+		return !strings.Contains(st, "storage/remote.(*QueueManager)") && !strings.Contains(st, "storage/remote.(*Watcher)")
+	}, 5*time.Second, 50*time.Millisecond, "the forwarding queues stopped")
 }
