@@ -145,7 +145,7 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 		return res
 	}
 	for _, v := range x {
-		if NoValue(v) || math.IsInf(v, 0) {
+		if !Measured(v) {
 			return res // a sentinel beyond float32's range made a flat member's level 7e305
 		}
 	}

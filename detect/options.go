@@ -126,9 +126,11 @@ const OutOfRangeScore = 1.5
 // window, for as long as it is empty). Learnt, it made the band infinite
 // for good and scored +Inf, which JSON cannot carry; scored out of range,
 // an idle stretch was an incident. Like a NaN, it scores 0 with no band.
-func NoValue(v float64) bool {
-	return math.IsNaN(v) || (math.Abs(v) > math.MaxFloat32 && !math.IsInf(v, 0))
-}
+func NoValue(v float64) bool { return !Measured(v) && !math.IsInf(v, 0) }
+
+// Measured reports whether v is a measurement the models learn from:
+// within float32's range, so not NaN, ±Inf or a sentinel beyond it.
+func Measured(v float64) bool { return math.Abs(v) <= math.MaxFloat32 }
 
 // ScoreCapBelowMinDeviation caps the score of a sample within the minimum
 // deviation of yhat: below the alerting level.

@@ -1,11 +1,11 @@
 package pipeline
 
 import (
-	"github.com/prometheus/common/model"
 	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forecast"

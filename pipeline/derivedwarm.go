@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // A derived input has no stored history of its own, but the TSDB holds
@@ -275,7 +276,7 @@ func defHash(sig string) uint64 {
 
 func hasUnmeasured(vs []float64) bool {
 	for _, v := range vs {
-		if !measured(v) {
+		if !detect.Measured(v) {
 			return true
 		}
 	}

@@ -597,7 +597,7 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	// Both measured: one ±Inf would make the scale NaN or infinite for
 	// good, a sentinel beyond float32's range 1e303 for months (every
 	// later error ~0 in the MASE).
-	if s.pub.hasResult && measured(v) && measured(p.value) {
+	if s.pub.hasResult && detect.Measured(v) && detect.Measured(p.value) {
 		d := math.Abs(v - p.value)
 		s.nDif++
 		a := max(1.0/float64(s.nDif), 1.0/256)
@@ -617,7 +617,7 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, 
 	}
 	if s.fc != nil {
 		fv := math.NaN() // nothing to learn from ±Inf or no value
-		if measured(v) {
+		if detect.Measured(v) {
 			fv = learnable(v, r)
 		}
 		s.fc.step(s, t, v, fv, acc, buf, so.forecastEveryMs)
@@ -681,7 +681,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	// Check pending forecasts whose target has come.
 	for i := range f.horizons {
 		pd := &f.pend[i]
-		if !pd.active || t < pd.target || !measured(v) {
+		if !pd.active || t < pd.target || !detect.Measured(v) {
 			continue // an infinite value made the family's MASE NaN for good
 		}
 		pd.active = false
@@ -689,11 +689,11 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 			acc.observe(s.name, f.hname[i], math.Abs(actual-pd.yhat)/s.absDif, actual >= pd.lo && actual <= pd.hi, s.lastSeen)
 		}
 	}
-	if measured(v) {
+	if detect.Measured(v) {
 		f.prevT, f.prevV = t, v // the checks above are done with the previous
 	}
 	f.isNew = false
-	if !measured(fv) {
+	if !detect.Measured(fv) {
 		// No value to learn (NaN, ±Inf, or beyond what the detector
 		// learns from: a sentinel such as Java's Double.MAX_VALUE). The
 		// last forecasts stand until the next is due, then go: a ratio
@@ -818,11 +818,6 @@ func between(fc []forecast.Point, last float64, x float64) (forecast.Point, bool
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
-// measured reports whether v is a measurement the models learn from:
-// within float32's range (not NaN, ±Inf or a sentinel beyond it; see
-// detect.NoValue).
-func measured(v float64) bool { return math.Abs(v) <= math.MaxFloat32 }
 
 // bandZ is the standard normal quantile of the forecast interval's upper
 // end: the within-step spread is added to it as a normal one.

@@ -1190,7 +1190,7 @@ func (w *worker) readLocal(ctx context.Context, s *series, ms []*labels.Matcher,
 func (w *worker) replayer(s *series) func(t int64, v float64) {
 	so := w.p.stepOpts()
 	return func(t int64, v float64) {
-		if s.counter && measured(v) { // as on the live path
+		if s.counter && detect.Measured(v) { // as on the live path
 			r, ok := s.rate(0, t, v) // the history's zero samples, if stored, read as resets
 			if !ok {
 				return

@@ -225,7 +225,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		// A counter's NaN, ±Inf or sentinel is scored as it is (no value,
 		// or out of range), not taken as its running total: the next
 		// number read as a reset from it, a false spike (score 10.7).
-		if s.counter && measured(v) {
+		if s.counter && detect.Measured(v) {
 			r, ok := s.rate(smp.st, smp.t, v)
 			if !ok {
 				w.seen(s, nowMs)

@@ -178,35 +178,34 @@ func (lc Lifecycle) Register(m *Mux) {
 		}
 		_, _ = w.Write([]byte("omen is Ready.\n"))
 	})
-	m.HandleFunc("/-/reload", "/-/reload", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && r.Method != http.MethodPut {
-			w.Header().Set("Allow", "POST, PUT")
-			http.Error(w, "use POST or PUT to reload", http.StatusMethodNotAllowed)
-			return
-		}
-		if !lc.Enabled {
-			http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
-			return
-		}
+	m.HandleFunc("/-/reload", "/-/reload", lc.action("reload", lc.Reload != nil, func(w http.ResponseWriter) {
 		if err := lc.Reload(); err != nil {
 			http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		_, _ = w.Write([]byte("config reloaded\n"))
-	})
-	m.HandleFunc("/-/quit", "/-/quit", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	m.HandleFunc("/-/quit", "/-/quit", lc.action("quit", lc.Quit != nil, func(w http.ResponseWriter) {
+		_, _ = w.Write([]byte("Requesting termination... Goodbye!\n"))
+		lc.Quit()
+	}))
+}
+
+// action serves a lifecycle endpoint that acts: POST or PUT only, and 403
+// unless the lifecycle API is enabled and the action wired (can).
+func (lc Lifecycle) action(verb string, can bool, do func(http.ResponseWriter)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
-			http.Error(w, "use POST or PUT to quit", http.StatusMethodNotAllowed)
+			http.Error(w, "use POST or PUT to "+verb, http.StatusMethodNotAllowed)
 			return
 		}
-		if !lc.Enabled || lc.Quit == nil {
+		if !lc.Enabled || !can {
 			http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
 			return
 		}
-		_, _ = w.Write([]byte("Requesting termination... Goodbye!\n"))
-		lc.Quit()
-	})
+		do(w)
+	}
 }
 
 // RequireReady wraps h so that it answers 503 until ready() holds, as
