@@ -384,6 +384,15 @@ func (h *WriteHandler) overloaded(w http.ResponseWriter, why string) {
 
 type writeStats struct{ floats, histograms, exemplars int }
 
+// seriesLimit refuses a request of more than MaxSeriesPerRequest series
+// whole, before anything of it is appended.
+func (h *WriteHandler) seriesLimit(n int) *httpError {
+	if n > h.opts.MaxSeriesPerRequest {
+		return errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+	}
+	return nil
+}
+
 func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageType, b *writeBuffers) (writeStats, *httpError) {
 	body, herr := h.readBody(r, b)
 	if herr != nil {
@@ -392,8 +401,8 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 	switch msgType {
 	case remoteapi.WriteV1MessageType:
 		if !h.generic && b.fast.decodeV1(body) {
-			if n := len(b.fast.series); n > h.opts.MaxSeriesPerRequest {
-				return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+			if herr := h.seriesLimit(len(b.fast.series)); herr != nil {
+				return writeStats{}, herr
 			}
 			return h.withHA(func(q *haRequest) (writeStats, int) { return q.fastV1(&b.fast, body), len(b.fast.series) },
 				func() (writeStats, *httpError) { return h.appendFastV1(r, b, body) })
@@ -404,8 +413,8 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		if err := proto.Unmarshal(body, &b.v1); err != nil {
 			return writeStats{}, errorf(http.StatusBadRequest, "decode remote-write 1.0 request: %v", err)
 		}
-		if n := len(b.v1.Timeseries); n > h.opts.MaxSeriesPerRequest {
-			return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+		if herr := h.seriesLimit(len(b.v1.Timeseries)); herr != nil {
+			return writeStats{}, herr
 		}
 		// 1.0 metadata is per family, not per series: not stored in the
 		// TSDB, kept for /api/v1/metadata.
@@ -416,8 +425,8 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		}, func() (writeStats, *httpError) { return h.appendV1(r, b) })
 	default:
 		if !h.generic && b.fast2.decodeV2(body) {
-			if n := len(b.fast2.series); n > h.opts.MaxSeriesPerRequest {
-				return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+			if herr := h.seriesLimit(len(b.fast2.series)); herr != nil {
+				return writeStats{}, herr
 			}
 			return h.withHA(func(q *haRequest) (writeStats, int) { return q.fastV2(&b.fast2, body), len(b.fast2.series) },
 				func() (writeStats, *httpError) { return h.appendFastV2(r, b, body) })
@@ -426,8 +435,8 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		if err := proto.Unmarshal(body, &b.v2); err != nil {
 			return writeStats{}, errorf(http.StatusBadRequest, "decode remote-write 2.0 request: %v", err)
 		}
-		if n := len(b.v2.Timeseries); n > h.opts.MaxSeriesPerRequest {
-			return writeStats{}, errorf(http.StatusBadRequest, "request has %d series, more than the limit of %d", n, h.opts.MaxSeriesPerRequest)
+		if herr := h.seriesLimit(len(b.v2.Timeseries)); herr != nil {
+			return writeStats{}, herr
 		}
 		return h.withHA(func(q *haRequest) (dropped writeStats, left int) {
 			b.v2.Timeseries, dropped = q.v2(b.v2.Timeseries, b.v2.Symbols)
