@@ -105,7 +105,9 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
 	ivs := p.intervals()
 	add := func(s *series) {
-		if !s.pub.hasResult || s.pub.stale {
+		// As on /metrics: a series whose input went away, or has sent
+		// nothing for the lookback, is not a current anomaly.
+		if !s.pub.hasResult || s.pub.stale || s.silent(holdMs, ivs.everyMs(s), nowMs) {
 			return
 		}
 		a := Anomaly{

@@ -179,7 +179,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	for _, mf := range mfs {
 		have[mf.GetName()] = true
 	}
-	for _, n := range append(AllFamilies, "omen_series_scored", "omen_series_over_budget_total", "omen_models_warming",
+	for _, n := range append(AllFamilies, "omen_series_scored", "omen_series_forecasting", "omen_series_over_budget_total", "omen_models_warming",
 		"omen_model_ready", "omen_inference_duration_seconds", "omen_scoring_queue_length",
 		"omen_scoring_dropped_total", "omen_scoring_lag_seconds", "omen_snapshot_failures_total",
 		"omen_snapshot_last_success_timestamp_seconds", "omen_anomalies_total") {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -76,4 +77,62 @@ func TestHeadDeletionDropsModels(t *testing.T) {
 	require.NoError(t, p.WriteOutputs(&out))
 	require.Equal(t, 1, strings.Count(out.String(), `anomaly_score{job="a"`), out.String())
 	require.Equal(t, int64(2), p.scored.Load())
+}
+
+// TestHeadDeletionDropsManyModels: the head calls PostDeletion once per
+// stripe, so a GC of n series is ~n calls of one ref each; every one of
+// their models must go, not only as many as the workers' gone queues hold.
+func TestHeadDeletionDropsManyModels(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		workers int
+		gone    int
+	}{
+		{"few", 2, 20},
+		{"more than the queues hold", 2, 400},
+		{"thousands", 2, 3000},
+		{"thousands, one worker", 1, 3000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hook := &deletions{}
+			o := tsdb.DefaultOptions()
+			o.SeriesLifecycleCallback = hook
+			db, err := tsdb.Open(t.TempDir(), nil, nil, o, nil)
+			require.NoError(t, err)
+			defer db.Close()
+			po := DefaultOptions()
+			po.Workers, po.OutputInterval, po.StaleAfter = tc.workers, 0, 6*time.Hour
+			c := &clock{now: t0}
+			po.Now = c.Now
+			p, err := New(nil, nil, db, nil, nil, po)
+			require.NoError(t, err)
+			hook.p = p
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			tap := p.Tap(db)
+			b := labels.FromStrings("__name__", "load", "job", "b")
+			for i := 0; i < 4*240; i++ {
+				app := tap.AppenderV2(context.Background())
+				ts := t0.UnixMilli() + int64(i)*stepMs
+				if i < 120 { // 30 minutes of the departed
+					for j := 0; j < tc.gone; j++ {
+						_, err := app.Append(0, labels.FromStrings("__name__", "load", "job", fmt.Sprintf("a%d", j)), 0, ts, 100+float64(i%5), nil, nil, storage.AOptions{})
+						require.NoError(t, err)
+					}
+				}
+				_, err := app.Append(0, b, 0, ts, 100+float64(i%5), nil, nil, storage.AOptions{})
+				require.NoError(t, err)
+				require.NoError(t, app.Commit())
+			}
+			for _, w := range p.workers {
+				w.sync()
+			}
+			require.Equal(t, int64(tc.gone+1), p.scored.Load())
+			require.NoError(t, db.Compact(context.Background()))
+			require.Eventually(t, func() bool { return p.scored.Load() == 1 }, 5*time.Second, 10*time.Millisecond,
+				"models of head-deleted series left: %d", p.scored.Load()-1)
+		})
+	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -64,4 +65,21 @@ func TestCreatedTimestampsNotScored(t *testing.T) {
 		scored[a.Labels["for"]] = true
 	}
 	require.Equal(t, map[string]bool{"up_created": true, "kube_pod_created": true, "users_created": true, "req_total": true}, scored)
+}
+
+// TestCreatedFamiliesBounded: the creation-timestamp series NoteTypes
+// remembers are bounded by their own number: histograms and summaries,
+// which never enter the counter/gauge declarations, grew it without end.
+func TestCreatedFamiliesBounded(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	for _, typ := range []model.MetricType{model.MetricTypeHistogram, model.MetricTypeSummary} {
+		var fams []string
+		var types []model.MetricType
+		for i := range maxDeclared + 5000 {
+			fams = append(fams, fmt.Sprintf("%s_%d_seconds", typ, i))
+			types = append(types, typ)
+		}
+		e.p.NoteTypes(fams, types)
+	}
+	require.Len(t, *e.p.created.Load(), maxDeclared)
 }

@@ -411,25 +411,22 @@ func (ds derivedIntervals) everyMs(s *series) int64 {
 // (tsdb.Storage.OnSeriesDeleted): a series that comes back after the head
 // dropped it gets a new reference, and keyed by the old one its models
 // would be listed and exposed twice until the stale sweep. It does not
-// block: a worker whose queue of deletions is full leaves them to the
-// sweep.
+// wait for the workers: the head calls it once per stripe of its series
+// map, thousands of times in one collection, so each worker keeps a list
+// of its deleted references and takes all of them when it next runs.
 func (p *Pipeline) SeriesDeleted(refs []storage.SeriesRef) {
 	n := len(p.workers)
 	if n == 0 {
 		return
 	}
-	shards := make([][]storage.SeriesRef, n)
 	for _, r := range refs {
-		i := shardOf(r, n)
-		shards[i] = append(shards[i], r)
-	}
-	for i, rs := range shards {
-		if len(rs) == 0 {
-			continue
-		}
+		w := p.workers[shardOf(r, n)]
+		w.goneMu.Lock()
+		w.goneRefs = append(w.goneRefs, r)
+		w.goneMu.Unlock()
 		select {
-		case p.workers[i].gone <- rs:
-		default:
+		case w.gone <- struct{}{}:
+		default: // already woken; it takes the whole list
 		}
 	}
 }

@@ -280,7 +280,12 @@ func (p *Pipeline) NoteTypes(families []string, types []model.MetricType) {
 			// A 2.0 sender types each series, req_total's family
 			// is req_total: its creation series is req_created.
 			name := strings.TrimSuffix(family, "_total") + "_created"
-			if c := p.created.Load(); (c == nil || !has(*c, name)) && !has(created, name) && len(p.declaredAll) < maxDeclared {
+			c := p.created.Load()
+			known := len(created)
+			if created == nil && c != nil {
+				known = len(*c)
+			}
+			if (c == nil || !has(*c, name)) && !has(created, name) && known < maxDeclared {
 				if created == nil {
 					created = map[string]struct{}{}
 					if c != nil {

@@ -27,7 +27,12 @@ type worker struct {
 	queue chan *batch
 	snap  chan snapReq
 	wake  chan struct{} // a new configuration (capacity 1)
-	gone  chan []storage.SeriesRef
+	// gone wakes the worker (capacity 1) to forget the series the head
+	// deleted, goneRefs, which the head's garbage collection adds to
+	// under goneMu without waiting for the worker.
+	gone     chan struct{}
+	goneMu   sync.Mutex
+	goneRefs []storage.SeriesRef
 	// backfilled brings the histories remote-read for new series (see
 	// rewarm).
 	backfilled chan []bfResult
@@ -62,7 +67,7 @@ func newWorker(p *Pipeline, id int) *worker {
 		queue:      make(chan *batch, p.opts.QueueSize),
 		snap:       make(chan snapReq),
 		wake:       make(chan struct{}, 1),
-		gone:       make(chan []storage.SeriesRef, 64),
+		gone:       make(chan struct{}, 1),
 		backfilled: make(chan []bfResult, backfillReaders),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -119,7 +124,11 @@ func (w *worker) run(ctx context.Context) {
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
 				w.reconfigure(ctx, g)
 			}
-		case refs := <-w.gone:
+		case <-w.gone:
+			w.goneMu.Lock()
+			refs := w.goneRefs
+			w.goneRefs = nil
+			w.goneMu.Unlock()
 			w.forget(refs)
 		case rs := <-w.backfilled:
 			w.rewarm(ctx, rs)
@@ -174,6 +183,13 @@ func (w *worker) process(ctx context.Context, b *batch) {
 				w.dropLocking(smp.ref, s)
 			case s != nil:
 				w.markStale(s, smp.t, &out)
+			case w.ignored[smp.ref].overBudget:
+				// Refused for the budget, and now gone: not "refused
+				// now" (omen_series_over_budget), and no claim on the
+				// room the sweep gives the refused still sending.
+				w.mu.Lock()
+				w.unignoreLocked(smp.ref)
+				w.mu.Unlock()
 			}
 			continue
 		}
@@ -611,6 +627,30 @@ func (w *worker) sweep() {
 		case ig.overBudget && room > 0:
 			w.unignoreLocked(ref)
 			room--
+		}
+	}
+	// Likewise the forecasters: a series that came while
+	// --forecast.max-series was full (a deploy's new pods while the old
+	// still hold theirs) gets one as room appears. It starts again from
+	// its history at its next sample, as after a reload that gave it
+	// horizons (reconfigure); other workers' sweeps may mark series for
+	// the same room, and one that finds none at its rebuild goes on
+	// without and is looked at again here.
+	fcRoom := int64(w.p.opts.ForecastMaxSeries) - w.p.forecasting.Load()
+	if fcRoom <= 0 {
+		return
+	}
+	cfg := w.p.cfg.Load()
+	for _, s := range w.series {
+		if fcRoom == 0 {
+			break
+		}
+		if s.fc != nil || s.grp != nil || s.rebuild {
+			continue
+		}
+		if sc, ok := scoringOf(cfg, s.in, s.name, isDerived(s)); ok && len(sc.ForecastHorizons) > 0 {
+			s.rebuild = true
+			fcRoom--
 		}
 	}
 }
