@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
@@ -89,8 +91,8 @@ func TestWriteOverloadIsRetriable(t *testing.T) {
 }
 
 // TestWriteInflightBytes: the byte bound holds for bodies of known length
-// and for chunked ones (unknown length), which are charged the most they
-// may be; they were charged nothing.
+// and for chunked ones (unknown length), charged as they are read; they
+// were charged nothing.
 func TestWriteInflightBytes(t *testing.T) {
 	ms := time.Now().UnixMilli()
 	for _, chunked := range []bool{false, true} {
@@ -98,10 +100,9 @@ func TestWriteInflightBytes(t *testing.T) {
 			s := openTestStorage(t)
 			app := blockingAppendable{AppendableV2: s, entered: make(chan struct{}, 1), release: make(chan struct{})}
 			body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "a")}})
-			limit := int64(len(body)) + 10 // one body fits, two do not
-			if chunked {
-				limit = 1 << 20 // one chunked request is charged MaxRequestBytes
-			}
+			dlen, err := snappy.DecodedLen(body)
+			require.NoError(t, err)
+			limit := int64(len(body)+dlen) + 10 // one body and its decoding fit, not a second body
 			h := NewWriteHandler(nil, nil, app, WriteOptions{MaxInflightBytes: limit, MaxRequestBytes: 1 << 20})
 			req := func() *http.Request {
 				r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(body))
@@ -152,4 +153,87 @@ func TestWriteBodyTimeout(t *testing.T) {
 	require.NoError(t, err)
 	r.Body.Close()
 	require.Equal(t, http.StatusNoContent, r.StatusCode)
+}
+
+// TestWriteInflightBoundCoversDecodedBytes: a body's decoding, up to ~20
+// times its compressed bytes, is charged too: 40 bodies of 6 MB that
+// decode to 127 MiB each took the process to 4.9 GB under a bound of 256
+// MiB.
+func TestWriteInflightBoundCoversDecodedBytes(t *testing.T) {
+	ms := time.Now().UnixMilli()
+	s := openTestStorage(t)
+	app := blockingAppendable{AppendableV2: s, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	var req prompb.WriteRequest
+	pad := strings.Repeat("x", 3990)
+	for i := range 2000 {
+		req.Timeseries = append(req.Timeseries, series(ms, 1, "__name__", "a", "i", string(rune('a'+i%26))+pad, "n", strconv.Itoa(i)))
+	}
+	body := v1Body(t, &req) // 0.4 MB compressed, 8.1 MB decoded
+	dlen, err := snappy.DecodedLen(body)
+	require.NoError(t, err)
+	limit := int64(4 << 20)
+	require.Less(t, int64(2*len(body)), limit)
+	require.Greater(t, int64(2*dlen), limit)
+	h := NewWriteHandler(nil, nil, app, WriteOptions{MaxInflightBytes: limit})
+	first, second := make(chan int), make(chan *httptest.ResponseRecorder)
+	go func() { first <- post(t, h, body, nil).Code }()
+	<-app.entered
+	go func() { second <- post(t, h, body, nil) }()
+	select {
+	case w := <-second:
+		require.Equal(t, http.StatusServiceUnavailable, w.Code)
+		require.Contains(t, w.Body.String(), "too many bytes in flight")
+	case <-app.entered:
+		close(app.release)
+		<-second
+		<-first
+		t.Fatal("a second request's decoded body was admitted beyond the in-flight bound")
+	}
+	close(app.release)
+	require.Equal(t, http.StatusNoContent, <-first)
+}
+
+// TestWriteSlowBodiesDoNotStarveOthers: clients trickling their bodies hold
+// neither a request slot nor more bytes than they sent: taken before the
+// body, a few such connections refused every other write for the body
+// timeout.
+func TestWriteSlowBodiesDoNotStarveOthers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts WriteOptions
+		size int64
+	}{
+		{"slots", WriteOptions{MaxInflightRequests: 2}, 1000},
+		{"declared bytes", WriteOptions{MaxInflightBytes: 1 << 20, MaxRequestBytes: 32 << 20}, 1 << 20},
+		{"chunked", WriteOptions{MaxInflightBytes: 1 << 20, MaxRequestBytes: 32 << 20}, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTestStorage(t)
+			tc.opts.BodyTimeout = time.Minute
+			h := NewWriteHandler(nil, nil, s, tc.opts)
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			for range 2 {
+				pr, pw := io.Pipe()
+				t.Cleanup(func() { _ = pw.Close() })
+				req, err := http.NewRequest(http.MethodPost, srv.URL, pr)
+				require.NoError(t, err)
+				req.ContentLength = tc.size
+				req.Header.Set("Content-Encoding", "snappy")
+				go func() { _, _ = pw.Write([]byte{0}) }()
+				go func() {
+					if r, err := http.DefaultClient.Do(req); err == nil {
+						r.Body.Close()
+					}
+				}()
+			}
+			time.Sleep(200 * time.Millisecond)
+			body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(time.Now().UnixMilli(), 1, "__name__", "probe")}})
+			resp, err := http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(body))
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, http.StatusNoContent, resp.StatusCode, string(b))
+		})
+	}
 }

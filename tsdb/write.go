@@ -133,7 +133,8 @@ const rejectLogEvery = time.Minute
 
 type writeBuffers struct {
 	compressed, decoded []byte
-	limited             io.LimitedReader
+	body                chargedReader
+	charged             int64 // bytes in flight charged for this request
 	v1                  prompb.WriteRequest
 	v2                  writev2.Request
 	builder             labels.ScratchBuilder
@@ -266,6 +267,9 @@ func NewWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage
 type httpError struct {
 	code int
 	msg  string
+	// overload marks a 503 of the admission bounds, answered with
+	// overloaded's Retry-After and counted with them.
+	overload bool
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -310,40 +314,41 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Admission: a bounded number of requests and bytes in flight. A request
-	// beyond them is refused at once with a retriable answer, before its
-	// body is read.
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		h.overloaded(w, "too many concurrent requests")
-		return
-	}
-	// A body of unknown length (chunked) is charged the most it may be:
-	// charged 0, chunked requests slipped past the byte bound.
-	size := r.ContentLength
-	if size < 0 {
-		size = h.opts.MaxRequestBytes
-	}
-	if n := h.bytes.Add(size); n > h.opts.MaxInflightBytes && n != size {
-		h.bytes.Add(-size)
-		h.overloaded(w, "too many bytes in flight")
-		return
-	}
-	defer h.bytes.Add(-size)
-	h.metrics.inflight.Inc()
-	defer h.metrics.inflight.Dec()
+	// Admission: a bounded number of bytes in flight, charged as they
+	// are read and decoded, and of requests being decoded and appended,
+	// taken once the body is in. A request beyond them gets a retriable
+	// answer. A slow client holds only what it has sent: when the slot
+	// and its declared length were taken before the body, a few
+	// connections trickling bytes refused every other write for the body
+	// timeout, and a decoded body (up to ~20 times its compressed bytes)
+	// was not charged at all.
 	// Not every ResponseWriter has deadlines (httptest's): then none.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyTimeout))
-
 	b := h.bufs.Get().(*writeBuffers)
-	defer h.bufs.Put(b)
-	st, herr := h.handle(r, msgType, b)
+	defer h.putBuffers(b)
+	b.charged = 0
+	defer func() { h.bytes.Add(-b.charged) }()
+	body, herr := h.readBody(r, b)
+	var st writeStats
+	if herr == nil {
+		select {
+		case h.slots <- struct{}{}:
+			h.metrics.inflight.Inc()
+			st, herr = h.handle(r, msgType, body, b)
+			h.metrics.inflight.Dec()
+			<-h.slots
+		default:
+			herr = &httpError{code: http.StatusServiceUnavailable, msg: "too many concurrent requests", overload: true}
+		}
+	}
 	if msgType == remoteapi.WriteV2MessageType {
 		w.Header().Set(headerSamplesWritten, strconv.Itoa(st.floats))
 		w.Header().Set(headerHistogramsWritten, strconv.Itoa(st.histograms))
 		w.Header().Set(headerExemplarsWritten, strconv.Itoa(st.exemplars))
+	}
+	if herr != nil && herr.overload {
+		h.overloaded(w, herr.msg)
+		return
 	}
 	if herr != nil {
 		if herr.code >= 500 {
@@ -393,11 +398,7 @@ func (h *WriteHandler) seriesLimit(n int) *httpError {
 	return nil
 }
 
-func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageType, b *writeBuffers) (writeStats, *httpError) {
-	body, herr := h.readBody(r, b)
-	if herr != nil {
-		return writeStats{}, herr
-	}
+func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageType, body []byte, b *writeBuffers) (writeStats, *httpError) {
 	switch msgType {
 	case remoteapi.WriteV1MessageType:
 		if !h.generic && b.fast.decodeV1(body) {
@@ -488,13 +489,16 @@ func (h *WriteHandler) readBody(r *http.Request, b *writeBuffers) ([]byte, *http
 		return nil, errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.opts.MaxRequestBytes)
 	}
 	buf := bytes.NewBuffer(b.compressed[:0])
-	// The LimitedReader lives in b: as a local it would escape, one
-	// allocation per request.
-	b.limited = io.LimitedReader{R: r.Body, N: h.opts.MaxRequestBytes + 1}
-	n, err := buf.ReadFrom(&b.limited)
-	b.limited.R = nil
+	// The reader lives in b: as a local it would escape, one allocation
+	// per request.
+	b.body = chargedReader{h: h, b: b, r: r.Body, left: h.opts.MaxRequestBytes + 1}
+	n, err := buf.ReadFrom(&b.body)
+	b.body.r = nil
 	b.compressed = buf.Bytes()
 	if err != nil {
+		if herr, ok := err.(*httpError); ok {
+			return nil, herr
+		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, errorf(http.StatusServiceUnavailable, "request body not received within %s", h.opts.BodyTimeout)
 		}
@@ -519,6 +523,9 @@ func (h *WriteHandler) readBody(r *http.Request, b *writeBuffers) ([]byte, *http
 	if dlen > maxSnappyExpansion*len(b.compressed) {
 		return nil, errorf(http.StatusBadRequest, "decode snappy: header claims %d decoded bytes, more than %d compressed bytes can hold", dlen, len(b.compressed))
 	}
+	if herr := h.charge(b, int64(dlen)); herr != nil {
+		return nil, herr
+	}
 	if cap(b.decoded) < dlen {
 		b.decoded = make([]byte, dlen)
 	}
@@ -527,6 +534,61 @@ func (h *WriteHandler) readBody(r *http.Request, b *writeBuffers) ([]byte, *http
 		return nil, errorf(http.StatusBadRequest, "decode snappy: %v", err)
 	}
 	return out, nil
+}
+
+// errTooManyBytes refuses a request that would take the bytes in flight
+// past MaxInflightBytes.
+var errTooManyBytes = &httpError{code: http.StatusServiceUnavailable, msg: "too many bytes in flight", overload: true}
+
+// charge adds n bytes of b's request to those in flight: over
+// MaxInflightBytes it takes them back and refuses, unless the request is
+// the only one in flight (a body that alone exceeds the bound is
+// MaxRequestBytes's and MaxDecodedBytes's to refuse).
+func (h *WriteHandler) charge(b *writeBuffers, n int64) *httpError {
+	b.charged += n
+	if t := h.bytes.Add(n); t > h.opts.MaxInflightBytes && t != b.charged {
+		return errTooManyBytes
+	}
+	return nil
+}
+
+// chargedReader reads a request body of at most left bytes, charging them
+// to the bytes in flight as they come.
+type chargedReader struct {
+	h    *WriteHandler
+	b    *writeBuffers
+	r    io.Reader
+	left int64
+}
+
+func (c *chargedReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if herr := c.h.charge(c.b, int64(n)); herr != nil {
+		return n, herr
+	}
+	return n, err
+}
+
+// maxPooledBuffer bounds the buffers a request gives back to the pool: one
+// large request (up to MaxDecodedBytes) kept its buffers' memory for as
+// long as the pool kept them, as many times over as requests ran at once.
+const maxPooledBuffer = 16 << 20
+
+func (h *WriteHandler) putBuffers(b *writeBuffers) {
+	if cap(b.compressed) > maxPooledBuffer {
+		b.compressed = nil
+	}
+	if cap(b.decoded) > maxPooledBuffer {
+		b.decoded = nil
+	}
+	h.bufs.Put(b)
 }
 
 // appendState collects the outcome of one request's appends.

@@ -310,7 +310,13 @@ func TestWriteFastAllocs(t *testing.T) {
 			b := &writeBuffers{}
 			send := func() {
 				rdr.Reset(body)
-				st, herr := h.handle(req, c.typ, b)
+				b.charged = 0
+				raw, herr := h.readBody(req, b)
+				if herr != nil {
+					t.Fatal(herr)
+				}
+				st, herr := h.handle(req, c.typ, raw, b)
+				h.bytes.Add(-b.charged)
 				if herr != nil || st.floats != 500 {
 					t.Fatalf("stats %+v, error %v", st, herr)
 				}

@@ -120,9 +120,9 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("web.shutdown-grace", "How long in-flight requests get to finish on shutdown.").
 		Default("10s").DurationVar(&f.shutdownGrace)
 	d := tsdb.DefaultWriteOptions()
-	cl.Flag("write.max-inflight-requests", "Remote-write requests handled at once; beyond it omen answers 503 with Retry-After, which Prometheus retries.").
+	cl.Flag("write.max-inflight-requests", "Remote-write requests decoded and appended at once (a request takes its slot once its body is in); beyond it omen answers 503 with Retry-After, which Prometheus retries.").
 		Default(fmt.Sprint(d.MaxInflightRequests)).IntVar(&f.write.MaxInflightRequests)
-	cl.Flag("write.max-inflight-bytes", "Compressed remote-write bytes handled at once; beyond it, 503 with Retry-After.").
+	cl.Flag("write.max-inflight-bytes", "Remote-write bytes in flight: bodies as they arrive and their decoded size; beyond it, 503 with Retry-After.").
 		Default("256MiB").BytesVar(&f.maxInflightB)
 	cl.Flag("write.max-series-per-request", "Series one remote-write request may carry (400 beyond).").
 		Default(fmt.Sprint(d.MaxSeriesPerRequest)).IntVar(&f.write.MaxSeriesPerRequest)
