@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 )
@@ -417,6 +418,9 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		if herr := h.seriesLimit(len(b.v1.Timeseries)); herr != nil {
 			return writeStats{}, herr
 		}
+		if len(b.v1.Timeseries) == 0 && len(b.v1.Metadata) == 0 && hasFields(body, 4, 5) {
+			return writeStats{}, errorf(http.StatusBadRequest, "the body is a remote-write 2.0 request (symbols, timeseries), but its Content-Type says 1.0: send it with %q", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+		}
 		// 1.0 metadata is per family, not per series: not stored in the
 		// TSDB, kept for /api/v1/metadata.
 		h.opts.Metadata.noteV1(b.v1.Metadata)
@@ -439,11 +443,38 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 		if herr := h.seriesLimit(len(b.v2.Timeseries)); herr != nil {
 			return writeStats{}, herr
 		}
+		if len(b.v2.Timeseries) == 0 && hasFields(body, 1, 3) {
+			return writeStats{}, errorf(http.StatusBadRequest, "the body is a remote-write 1.0 request (timeseries, metadata), but its Content-Type says 2.0: send it with %q", "application/x-protobuf")
+		}
 		return h.withHA(func(q *haRequest) (dropped writeStats, left int) {
 			b.v2.Timeseries, dropped = q.v2(b.v2.Timeseries, b.v2.Symbols)
 			return dropped, len(b.v2.Timeseries)
 		}, func() (writeStats, *httpError) { return h.appendV2(r, b) })
 	}
+}
+
+// hasFields reports whether the top level of the protobuf message b has a
+// field numbered a or c. Each version's fields are unknown to the other's
+// schema, so a body of one version sent under the other's Content-Type (a
+// proxy dropped or rewrote its proto= parameter) decodes as an empty
+// request: answered 204, it stored nothing, and the sender dropped it.
+func hasFields(b []byte, a, c protowire.Number) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		if num == a || num == c {
+			return true
+		}
+		b = b[n:]
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return false
 }
 
 // withHA runs the HA pass over a decoded request (pass judges its series

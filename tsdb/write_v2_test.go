@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
@@ -467,4 +468,37 @@ func TestWriteV2SeriesWithoutSamples(t *testing.T) {
 	w = postV2(t, h, raw)
 	require.Equal(t, http.StatusNoContent, w.Code, "a sample and an exemplar-only entry: %s", w.Body.String())
 	require.Equal(t, "1", w.Header().Get(headerExemplarsWritten))
+}
+
+// TestWriteVersionMismatchIsRefused: a body of one remote-write version
+// under the other's Content-Type (a proxy dropped or rewrote proto=)
+// decodes as an empty request: it was answered 204 and stored nothing.
+func TestWriteVersionMismatchIsRefused(t *testing.T) {
+	ms := time.Now().UnixMilli()
+	v1, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "mismatch")}}).Marshal()
+	require.NoError(t, err)
+	v2, err := (&writev2.Request{Symbols: []string{"", "__name__", "mismatch"},
+		Timeseries: []writev2.TimeSeries{{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}}}}).Marshal()
+	require.NoError(t, err)
+	const ct1, ct2 = "application/x-protobuf", "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+	for _, tc := range []struct {
+		name, ct string
+		body     []byte
+		generic  bool
+		want     string
+	}{
+		{"2.0 type, 1.0 body, fast", ct2, v1, false, "remote-write 1.0 request"},
+		{"2.0 type, 1.0 body, generic", ct2, v1, true, "remote-write 1.0 request"},
+		{"1.0 type, 2.0 body, fast", ct1, v2, false, "remote-write 2.0 request"},
+		{"1.0 type, 2.0 body, generic", ct1, v2, true, "remote-write 2.0 request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTestStorage(t)
+			h := NewWriteHandler(nil, nil, s, WriteOptions{})
+			h.generic = tc.generic
+			w := post(t, h, snappy.Encode(nil, tc.body), map[string]string{"Content-Type": tc.ct})
+			require.Equal(t, http.StatusBadRequest, w.Code, "stored: %v", samples(t, s, "mismatch"))
+			require.Contains(t, w.Body.String(), tc.want)
+		})
+	}
 }
