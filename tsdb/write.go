@@ -612,12 +612,19 @@ func (c *chargedReader) Read(p []byte) (int, error) {
 // long as the pool kept them, as many times over as requests ran at once.
 const maxPooledBuffer = 16 << 20
 
+// maxPooledSeen bounds the seen table a request gives back (3 MiB; a
+// request of a million series grew it to 96 MiB).
+const maxPooledSeen = 1 << 16
+
 func (h *WriteHandler) putBuffers(b *writeBuffers) {
 	if cap(b.compressed) > maxPooledBuffer {
 		b.compressed = nil
 	}
 	if cap(b.decoded) > maxPooledBuffer {
 		b.decoded = nil
+	}
+	if len(b.state.seen) > maxPooledSeen {
+		b.state.seen = nil
 	}
 	h.bufs.Put(b)
 }
@@ -631,13 +638,78 @@ type appendState struct {
 	problems []string
 	nProblem int
 	fatal    error
-	// The series of the latest sample appended and its newest time and
-	// value (lastH or lastFH for a histogram) in this request, for inOrder.
-	lastRef storage.SeriesRef
-	lastT   int64
-	lastV   float64
-	lastH   *histogram.Histogram
-	lastFH  *histogram.FloatHistogram
+	// seen holds each series' newest sample in this request, for
+	// inOrder: its slots are the request's where their gen is seenGen, so
+	// a request starts with an empty table without clearing it. last is
+	// the latest series looked up (a series' samples come together).
+	seen    []seenSample
+	seenGen uint32
+	seenN   int
+	last    *seenSample
+}
+
+// seenSample is a series' newest sample in a request: its time and value,
+// or its histogram.
+type seenSample struct {
+	ref storage.SeriesRef
+	gen uint32
+	t   int64
+	v   float64
+	h   *histogram.Histogram
+	fh  *histogram.FloatHistogram
+}
+
+// minSeen is the seen table's first size; it doubles when half full.
+const minSeen = 1 << 10
+
+// seenOf returns ref's slot in the request's table and whether it is new
+// (its sample to be filled in).
+func (a *appendState) seenOf(ref storage.SeriesRef) (*seenSample, bool) {
+	if l := a.last; l != nil && l.ref == ref && l.gen == a.seenGen {
+		return l, false
+	}
+	if 2*(a.seenN+1) > len(a.seen) {
+		a.growSeen()
+	}
+	mask := uint64(len(a.seen) - 1)
+	// Fibonacci hashing: head references are consecutive numbers.
+	for i := (uint64(ref) * 0x9E3779B97F4A7C15) >> 32 & mask; ; i = (i + 1) & mask {
+		sl := &a.seen[i]
+		switch {
+		case sl.gen != a.seenGen:
+			*sl = seenSample{ref: ref, gen: a.seenGen}
+			a.seenN++
+			a.last = sl
+			return sl, true
+		case sl.ref == ref:
+			a.last = sl
+			return sl, false
+		}
+	}
+}
+
+// growSeen doubles the table, keeping this request's slots.
+func (a *appendState) growSeen() {
+	old := a.seen
+	a.seen = make([]seenSample, max(minSeen, 2*len(old)))
+	a.seenN, a.last = 0, nil
+	gen := a.seenGen
+	for i := range old {
+		if o := &old[i]; o.gen == gen {
+			sl, _ := a.seenOf(o.ref)
+			*sl = *o
+		}
+	}
+}
+
+// resetSeen empties the table for a new request.
+func (a *appendState) resetSeen() {
+	a.seenGen++
+	a.seenN, a.last = 0, nil
+	if a.seenGen == 0 { // wrapped: slots of 2^32 requests ago would read as this one's
+		clear(a.seen)
+		a.seenGen = 1
+	}
 }
 
 func (a *appendState) reject(typ, reason string, n int, format string, args ...any) {
@@ -705,26 +777,27 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int6
 // them as before. With an out-of-order window the head keeps or drops an
 // older one by its own newest time and out-of-order chunks, which this
 // does not repeat: it is left to the head, as before. A repeat of the
-// sample before it (same time, kind and value) is no error but is stored
-// once, so it is not counted again. (Nor are the samples of a series in
-// entries apart compared: that would cost a map per request on the hot
-// path, and no Prometheus sends them out of order.)
+// series' newest sample (same time, kind and value) is no error but is
+// stored once, so it is not counted again. A series' samples are compared
+// in entries apart too (Prometheus sends one sample per entry, a series'
+// next several entries on): another sender's out-of-order ones there were
+// dropped as silently.
 func (a *appendState) inOrder(ref storage.SeriesRef, typ string, ls labels.Labels, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram) bool {
-	if ref == 0 || ref != a.lastRef {
-		a.lastRef, a.lastT, a.lastV, a.lastH, a.lastFH = ref, t, v, hist, fh
+	if ref == 0 {
 		return true
 	}
+	last, fresh := a.seenOf(ref)
 	switch {
-	case t > a.lastT:
-		a.lastT, a.lastV, a.lastH, a.lastFH = t, v, hist, fh
+	case fresh || t > last.t:
+		last.t, last.v, last.h, last.fh = t, v, hist, fh
 		return true
-	case t < a.lastT && a.h.opts.OutOfOrderTimeWindow == 0:
+	case t < last.t && a.h.opts.OutOfOrderTimeWindow == 0:
 		a.reject(typ, "out_of_order", 1, "series %s: sample at %d: %v (older than one before it in the request)", ls, t, storage.ErrOutOfOrderSample)
 		return false
-	case t == a.lastT:
+	case t == last.t:
 		// The same sample again is no error, but stored once it is not
 		// counted written twice.
-		if !a.sameAsLast(v, hist, fh) {
+		if !last.same(v, hist, fh) {
 			a.reject(typ, "duplicate", 1, "series %s: sample at %d: %v (another value earlier in the request)", ls, t, storage.ErrDuplicateSampleForTimestamp)
 		}
 		return false
@@ -732,17 +805,18 @@ func (a *appendState) inOrder(ref storage.SeriesRef, typ string, ls labels.Label
 	return true
 }
 
-// sameAsLast reports whether a sample is the one inOrder saw last, of the
-// same kind (a float and a histogram at one time are two samples, of which
-// the head keeps one) and value: a repeat the head stores once, rightly.
-func (a *appendState) sameAsLast(v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram) bool {
+// same reports whether a sample is the series' newest in the request, of
+// the same kind (a float and a histogram at one time are two samples, of
+// which the head keeps one) and value: a repeat the head stores once,
+// rightly.
+func (l *seenSample) same(v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram) bool {
 	switch {
 	case hist != nil:
-		return a.lastH != nil && hist.Equals(a.lastH)
+		return l.h != nil && hist.Equals(l.h)
 	case fh != nil:
-		return a.lastFH != nil && fh.Equals(a.lastFH)
+		return l.fh != nil && fh.Equals(l.fh)
 	}
-	return a.lastH == nil && a.lastFH == nil && math.Float64bits(v) == math.Float64bits(a.lastV)
+	return l.h == nil && l.fh == nil && math.Float64bits(v) == math.Float64bits(l.v)
 }
 
 // isPartial reports whether err is a storage.AppendPartialError: the
@@ -882,7 +956,10 @@ func (h *WriteHandler) begin(r *http.Request, b *writeBuffers) *appendState {
 		app:      h.app.AppenderV2(r.Context()),
 		maxT:     h.opts.Now().Add(h.opts.MaxFutureDrift).UnixMilli(),
 		problems: a.problems[:0],
+		seen:     a.seen,
+		seenGen:  a.seenGen,
 	}
+	a.resetSeen()
 	return a
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -467,7 +468,7 @@ func TestEmptyLabelValueDropped(t *testing.T) {
 }
 
 // TestInRequestOrder: samples of a series out of order, or at one time with
-// two values, within one request (one entry, or entries back to back) are
+// two values, within one request (one entry, or entries together or apart) are
 // answered 400 and counted rejected, as they would be a request later; the
 // head used to drop them silently at commit while the sender was told they
 // were written. The out-of-order window admits them as it does across
@@ -480,6 +481,11 @@ func TestInRequestOrder(t *testing.T) {
 			e.Samples = append(e.Samples, prompb.Sample{Timestamp: t, Value: float64(i)})
 		}
 		return []prompb.TimeSeries{e}
+	}
+	// Another series between a series' entries, as Prometheus sends a
+	// batch (one sample per entry).
+	other := func(t int64) []prompb.TimeSeries {
+		return []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "__name__", Value: "other"}}, Samples: []prompb.Sample{{Timestamp: t, Value: 1}}}}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -494,6 +500,10 @@ func TestInRequestOrder(t *testing.T) {
 		{"within the out-of-order window", one(ms-1000, ms-2000, ms), time.Minute, 204, "", map[int64]float64{ms - 2000: 1, ms - 1000: 0, ms: 2}},
 		{"two values at one time", one(ms, ms), 0, 400, "duplicate sample", map[int64]float64{ms: 0}},
 		{"entries back to back", append(one(ms), one(ms-1000)...), 0, 400, "out of order", map[int64]float64{ms: 0}},
+		{"entries apart, in order", slices.Concat(one(ms-1000), other(ms), one(ms)), 0, 204, "", map[int64]float64{ms - 1000: 0, ms: 0}},
+		{"entries apart, older", slices.Concat(one(ms), other(ms), one(ms-1000)), 0, 400, "out of order", map[int64]float64{ms: 0}},
+		{"entries apart, two values at one time", slices.Concat(one(ms-1000, ms), other(ms), one(ms)), 0, 400, "duplicate sample", map[int64]float64{ms - 1000: 0, ms: 1}},
+		{"entries apart, one sample twice", slices.Concat(one(ms), other(ms), one(ms)), 0, 204, "", map[int64]float64{ms: 0}},
 	} {
 		for _, path := range decodingPaths {
 			t.Run(tc.name+"/"+path.name, func(t *testing.T) {
@@ -506,7 +516,13 @@ func TestInRequestOrder(t *testing.T) {
 				require.Contains(t, w.Body.String(), tc.want)
 				require.Equal(t, tc.stored, samples(t, s, "rev"))
 				if path.v2 {
-					require.Equal(t, strconv.Itoa(len(tc.stored)), w.Header().Get(headerSamplesWritten))
+					written := len(tc.stored)
+					for _, e := range tc.ts {
+						if e.Labels[0].Value == "other" {
+							written++
+						}
+					}
+					require.Equal(t, strconv.Itoa(written), w.Header().Get(headerSamplesWritten))
 				}
 			})
 		}
