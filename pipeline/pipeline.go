@@ -293,6 +293,7 @@ type Pipeline struct {
 	ready               atomic.Bool
 
 	restoreMu sync.Mutex
+	snapMu    sync.Mutex // one snapshot written at a time
 	restored  map[uint64][]*savedSeries
 
 	bf *backfill // remote-read source of warm starts; nil if not configured
@@ -428,6 +429,27 @@ func (p *Pipeline) SeriesDeleted(refs []storage.SeriesRef) {
 		case w.gone <- struct{}{}:
 		default: // already woken; it takes the whole list
 		}
+	}
+}
+
+// StorageReopened starts the scorers' series again as after a restart (see
+// tsdb.Storage.OnReopen): their models, and the references their outputs
+// are stored under, are keyed by references that the reopened TSDB may
+// have given to other series (a series' samples scored by another's
+// models, its outputs appended to another series). Their state is written
+// to the snapshot and restored by labels at each series' next sample,
+// caught up from the TSDB; without a snapshot file they warm from its
+// history. It runs before the reopened TSDB takes writes: every batch
+// queued meanwhile is of the old references, and scored before the reset.
+func (p *Pipeline) StorageReopened() {
+	if !p.ready.Load() {
+		return // not running yet: Run restores the snapshot
+	}
+	p.logger.Warn("TSDB reopened: the scorers' series start again from the snapshot, as after a restart")
+	p.snapshot()
+	p.restore()
+	for _, w := range p.workers {
+		w.barrier(true)
 	}
 }
 

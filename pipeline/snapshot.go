@@ -210,6 +210,8 @@ func (p *Pipeline) snapshot() {
 	if p.opts.SnapshotPath == "" {
 		return
 	}
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
 	start := time.Now()
 	n, err := p.writeSnapshot(p.opts.SnapshotPath)
 	if err != nil {

@@ -561,3 +561,47 @@ func TestSnapshotKeepsIncidentEvents(t *testing.T) {
 	require.Equal(t, before.peakMember, after.peakMember)
 	require.NotEmpty(t, after.peakMember)
 }
+
+// TestStorageReopenedRestartsSeries: after the TSDB is reopened (its series
+// numbered anew, so a reference may name another series now) the scorers
+// forget every series and each resumes at its next sample from the
+// snapshot, by labels, as after a restart: the same score as without the
+// reopen, no warm-up, and its incident kept.
+func TestStorageReopenedRestartsSeries(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+1, 7)
+	vs[n-1] += 500 // an incident going on at the reopen
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	ref, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	var want detect.Result
+	for i, v := range vs {
+		want = ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
+	}
+
+	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = filepath.Join(t.TempDir(), "models.snap") })
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	before := e.p.Anomalies(nil)
+	require.Len(t, before, 1)
+	require.True(t, before[0].Active)
+	warmed := testutil.ToFloat64(e.p.m.warmed)
+
+	e.p.StorageReopened()
+	for _, w := range e.p.workers {
+		w.mu.RLock()
+		require.Empty(t, w.series, "keyed by references the reopened TSDB may give to other series")
+		w.mu.RUnlock()
+	}
+	require.Zero(t, e.p.scored.Load())
+
+	e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, []float64{vs[n]})
+	e.sync()
+	got := e.p.Anomalies(nil)
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready, "restored, not warming")
+	require.Equal(t, warmed, testutil.ToFloat64(e.p.m.warmed))
+	require.Equal(t, want.Score, float64(got[0].Score))
+	require.True(t, got[0].Active)
+	require.Equal(t, before[0].Since, got[0].Since, "the same incident")
+	require.Equal(t, int64(1), e.p.scored.Load())
+}

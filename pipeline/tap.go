@@ -51,6 +51,9 @@ type batch struct {
 	s         []sample
 	committed time.Time
 	barrier   chan struct{} // closed by the worker when it reaches this batch (tests, shutdown)
+	// reset has the worker forget every series when it reaches the
+	// barrier (see Pipeline.StorageReopened).
+	reset bool
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{s: make([]sample, 0, 64)} }}
@@ -59,7 +62,7 @@ func getBatch() *batch { return batchPool.Get().(*batch) }
 
 func putBatch(b *batch) {
 	clear(b.s) // drop label references
-	b.s, b.barrier = b.s[:0], nil
+	b.s, b.barrier, b.reset = b.s[:0], nil, false
 	batchPool.Put(b)
 }
 

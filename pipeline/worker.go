@@ -90,9 +90,13 @@ func (w *worker) offer(b *batch) {
 }
 
 // sync waits until the worker has scored everything queued before it.
-func (w *worker) sync() {
+func (w *worker) sync() { w.barrier(false) }
+
+// barrier waits until the worker has scored everything queued before it,
+// then, if reset, has it forget every series.
+func (w *worker) barrier(reset bool) {
 	b := getBatch()
-	b.barrier = make(chan struct{})
+	b.barrier, b.reset = make(chan struct{}), reset
 	ch := b.barrier
 	select {
 	case w.queue <- b:
@@ -161,6 +165,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		w.reconfigure(ctx, g)
 	}
 	if b.barrier != nil {
+		if b.reset {
+			w.forgetAll()
+		}
 		close(b.barrier)
 		return
 	}
@@ -592,6 +599,20 @@ func (w *worker) forget(refs []storage.SeriesRef) {
 		if s := w.series[ref]; s != nil {
 			w.drop(ref, s)
 		}
+		w.unignoreLocked(ref)
+	}
+}
+
+// forgetAll drops every series, and forgets the series it does not score:
+// the TSDB was reopened, and the references they are keyed by may be other
+// series' now (see Pipeline.StorageReopened).
+func (w *worker) forgetAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ref, s := range w.series {
+		w.drop(ref, s)
+	}
+	for ref := range w.ignored {
 		w.unignoreLocked(ref)
 	}
 }

@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -25,7 +26,10 @@ import (
 // does not know, falls back to the labels (tsdb/head_append_v2.go in
 // Prometheus v0.316: getByID, then getOrCreate(ls)); the new reference it
 // returns replaces the cached one. A cache therefore belongs to one TSDB
-// lifetime, like the WriteHandler that owns it.
+// lifetime: a reopened TSDB numbers series anew and may give a collected
+// series' reference to another, whose Append trusts it without looking at
+// the labels. Entries carry the epoch they were put in, and reset starts a
+// new one: an entry of an earlier epoch is a miss.
 //
 // It is bounded: each shard keeps two generations of at most cap/shards/2
 // entries; when the current one is full it becomes the previous one and
@@ -35,13 +39,15 @@ import (
 type refCache struct {
 	shards [refCacheShards]refShard
 	limit  int // entries per shard and generation
+	epoch  atomic.Uint64
 }
 
 const refCacheShards = 64
 
 type refEntry struct {
-	ref storage.SeriesRef
-	ls  labels.Labels
+	ref   storage.SeriesRef
+	epoch uint64 // the cache's epoch when the request that put it began
+	ls    labels.Labels
 	// meta is the series' remote-write 2.0 metadata as last stored, its
 	// strings owned by the entry (nil for 1.0): a request whose metadata
 	// is unchanged passes it to the storage without copying it again.
@@ -64,21 +70,33 @@ func newRefCache(size int) *refCache {
 
 func (c *refCache) shard(h uint64) *refShard { return &c.shards[h>>58] } // top 6 bits: 64 shards
 
-// get returns the entry cached under h, if any.
+// get returns the entry cached under h in the current epoch, if any.
 func (c *refCache) get(h uint64) (refEntry, bool) {
+	epoch := c.epoch.Load()
 	s := c.shard(h)
 	s.mu.RLock()
 	e, ok := s.cur[h]
 	if ok {
 		s.mu.RUnlock()
-		return e, true
+		return e, e.epoch == epoch
 	}
 	e, ok = s.prev[h]
 	s.mu.RUnlock()
-	if ok {
-		c.put(h, e) // promote: it is active
+	if !ok || e.epoch != epoch {
+		return refEntry{}, false
 	}
-	return e, ok
+	c.put(h, e) // promote: it is active
+	return e, true
+}
+
+// reset makes every entry a miss: the TSDB was reopened. A request under
+// way puts its entries with the epoch it began in (read before it took
+// its appender), so one still appending to the closed TSDB cannot put its
+// references into the new epoch.
+func (c *refCache) reset() {
+	if c != nil {
+		c.epoch.Add(1)
+	}
 }
 
 // put caches e under h, replacing what was there.

@@ -162,3 +162,33 @@ func selectSeries(t testing.TB, s *Storage, name string, fn func(storage.Series)
 	}
 	require.NoError(t, ss.Err())
 }
+
+// TestRefCacheAcrossReopen: a reopened TSDB (after a failed commit) numbers
+// series anew from the highest reference its WAL holds, so a series it had
+// collected can find its cached reference given to another series, whose
+// Append trusts it: the returning series' acknowledged samples went into
+// the new one. The storage's reopen starts a new cache epoch.
+func TestRefCacheAcrossReopen(t *testing.T) {
+	s := NewStorage(nil, nil, Options{Path: t.TempDir(), MinFreeBytes: -1})
+	require.NoError(t, s.Open())
+	defer s.Close()
+	h := NewWriteHandler(nil, nil, s, DefaultWriteOptions())
+	s.OnReopen(h.StorageReopened)
+	write := func(ts ...prompb.TimeSeries) {
+		require.Equal(t, http.StatusNoContent, post(t, h, v1Body(t, &prompb.WriteRequest{Timeseries: ts}), nil).Code)
+	}
+	hour := time.Hour.Milliseconds()
+	base := time.Now().Add(-20 * time.Hour).UnixMilli()
+	write(series(base, 1, "__name__", "a"))
+	write(series(base+1, 1, "__name__", "b")) // b has the highest reference
+	for i := int64(1); i <= 18; i++ {         // compactions drop b from the head, then from the WAL's checkpoints
+		write(series(base+i*hour, float64(i), "__name__", "a"))
+		require.NoError(t, s.DB().Compact(t.Context()))
+	}
+	require.NoError(t, s.reopen()) // what the probe does after a failed commit
+	now := base + 19*hour
+	write(series(now, 100, "__name__", "c"))   // a new series: b's old reference
+	write(series(now+1, 200, "__name__", "b")) // b again, its reference cached
+	require.Equal(t, map[int64]float64{now: 100}, samples(t, s, "c"))
+	require.Equal(t, map[int64]float64{base + 1: 1, now + 1: 200}, samples(t, s, "b"))
+}

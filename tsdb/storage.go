@@ -104,6 +104,9 @@ type Storage struct {
 	// deleted, when set, is told the refs of series the head dropped (see
 	// OnSeriesDeleted).
 	deleted atomic.Pointer[func(refs []storage.SeriesRef)]
+	// reopened, when set, is told that the TSDB was reopened (see
+	// OnReopen).
+	reopened atomic.Pointer[func()]
 
 	// A commit that failed may have left half a record at the end of the
 	// WAL (Prometheus's WAL does not undo a partial write), and a WAL that
@@ -179,6 +182,14 @@ func (d dbCollector) Collect(ch chan<- prometheus.Metric) {
 // scorers' models) must go then, or the series is there twice. f runs on
 // the head's garbage collection and must not block.
 func (s *Storage) OnSeriesDeleted(f func(refs []storage.SeriesRef)) { s.deleted.Store(&f) }
+
+// OnReopen has f told that the TSDB was reopened to repair its WAL, before
+// it takes writes again. The reopened head numbers its series anew from
+// the highest reference its WAL still holds: a reference of a series it
+// collected earlier may now be another series'. So whatever maps series to
+// references (the write path's cache, the scorers' models and their
+// outputs) must forget them then, or samples go into the wrong series.
+func (s *Storage) OnReopen(f func()) { s.reopened.Store(&f) }
 
 // seriesLifecycle passes the head's deletions on to OnSeriesDeleted's f.
 type seriesLifecycle struct{ s *Storage }
@@ -287,6 +298,9 @@ func (s *Storage) reopen() error {
 	db, err := s.openDB()
 	if err != nil {
 		return err
+	}
+	if f := s.reopened.Load(); f != nil {
+		(*f)()
 	}
 	s.db.Store(db)
 	s.reopens.Inc()

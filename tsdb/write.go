@@ -207,6 +207,10 @@ var rejectReasons = map[string][]string{
 	"exemplar":  {"invalid", "unsupported", "too_far_in_future"},
 }
 
+// StorageReopened forgets the series references the handler cached: the
+// TSDB was reopened and numbers its series anew (see Storage.OnReopen).
+func (h *WriteHandler) StorageReopened() { h.refs.reset() }
+
 // NewWriteHandler returns the remote-write handler.
 func NewWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage.AppendableV2, opts WriteOptions) *WriteHandler {
 	if logger == nil {
@@ -632,6 +636,7 @@ func (h *WriteHandler) putBuffers(b *writeBuffers) {
 // appendState collects the outcome of one request's appends.
 type appendState struct {
 	h        *WriteHandler
+	epoch    uint64 // the ref cache's when the request began
 	app      storage.AppenderV2
 	maxT     int64
 	stats    writeStats
@@ -951,8 +956,14 @@ func storageError(err error) *httpError {
 // a request allocates none of its own.
 func (h *WriteHandler) begin(r *http.Request, b *writeBuffers) *appendState {
 	a := &b.state
+	var epoch uint64
+	if h.refs != nil {
+		// Before the appender: see refCache.reset.
+		epoch = h.refs.epoch.Load()
+	}
 	*a = appendState{
 		h:        h,
+		epoch:    epoch,
 		app:      h.app.AppenderV2(r.Context()),
 		maxT:     h.opts.Now().Add(h.opts.MaxFutureDrift).UnixMilli(),
 		problems: a.problems[:0],
@@ -1219,7 +1230,7 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 			}
 		}
 		if cacheable && ref != 0 && ref != first {
-			h.refs.put(hash, refEntry{ref: ref, ls: ls})
+			h.refs.put(hash, refEntry{ref: ref, epoch: a.epoch, ls: ls})
 		}
 	}
 	return a.finish()
@@ -1348,7 +1359,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 			}
 		}
 		if h.refs != nil && !uncacheable && ref != 0 && (ref != first || md != e.meta) {
-			h.refs.put(hash, refEntry{ref: ref, ls: ls, meta: md})
+			h.refs.put(hash, refEntry{ref: ref, epoch: a.epoch, ls: ls, meta: md})
 		}
 	}
 	return a.finish()

@@ -325,6 +325,12 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	f.write.OutOfOrderTimeWindow = time.Duration(f.oooWindow)
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
+	// A TSDB reopened to repair its WAL numbers its series anew: the write
+	// path's cached references and the scorers' series go.
+	store.OnReopen(func() {
+		wh.StorageReopened()
+		pl.StorageReopened()
+	})
 	mux.Handle("/api/v1/write", "/api/v1/write", wh)
 	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.APIEndpoint(apiOpts.CORSOrigin, server.RequireReady(readable)(pl.AnomaliesHandler().ServeHTTP), http.MethodGet, http.MethodPost))
 	mux.Handle("/api/v1/status/omen", "/api/v1/status/omen", server.APIEndpoint(apiOpts.CORSOrigin, pl.StatusHandler(), http.MethodGet))
