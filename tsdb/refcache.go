@@ -3,6 +3,7 @@ package tsdb
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -32,15 +33,24 @@ import (
 // new one: an entry of an earlier epoch is a miss.
 //
 // It is bounded: each shard keeps two generations of at most cap/shards/2
-// entries; when the current one is full it becomes the previous one and
-// the old previous one is dropped, so series not written for a generation
-// fall out while active ones are promoted back. Lookups of the current
-// generation take only a shard's read lock.
+// entries; when the current one is full, or older than refCacheRotate, it
+// becomes the previous one and the old previous one is dropped, so series
+// not written for a generation fall out while active ones are promoted
+// back. By age too, because the head drops series that stopped (pods of
+// past deploys) while their entries would hold their labels until a
+// million others had come: ~300 MB of them after 2 million series under
+// churn. Lookups of the current generation take only a shard's read lock.
 type refCache struct {
 	shards [refCacheShards]refShard
 	limit  int // entries per shard and generation
 	epoch  atomic.Uint64
+	now    func() time.Time
 }
+
+// refCacheRotate is the age of a generation that makes it the previous
+// one at the next entry put: a series written less often than that is
+// looked up in the head again.
+const refCacheRotate = 15 * time.Minute
 
 const refCacheShards = 64
 
@@ -57,7 +67,8 @@ type refEntry struct {
 type refShard struct {
 	mu        sync.RWMutex
 	cur, prev map[uint64]refEntry
-	_         [40]byte // keep shards on separate cache lines
+	born      time.Time // of cur
+	_         [16]byte  // keep shards on separate cache lines
 }
 
 // newRefCache returns a cache of about size entries; size <= 0 disables it.
@@ -65,7 +76,7 @@ func newRefCache(size int) *refCache {
 	if size <= 0 {
 		return nil
 	}
-	return &refCache{limit: max(size/refCacheShards/2, 1)}
+	return &refCache{limit: max(size/refCacheShards/2, 1), now: time.Now}
 }
 
 func (c *refCache) shard(h uint64) *refShard { return &c.shards[h>>58] } // top 6 bits: 64 shards
@@ -102,12 +113,13 @@ func (c *refCache) reset() {
 // put caches e under h, replacing what was there.
 func (c *refCache) put(h uint64, e refEntry) {
 	s := c.shard(h)
+	now := c.now()
 	s.mu.Lock()
 	if s.cur == nil {
-		s.cur = make(map[uint64]refEntry, min(c.limit, 1024))
+		s.cur, s.born = make(map[uint64]refEntry, min(c.limit, 1024)), now
 	}
-	if _, ok := s.cur[h]; !ok && len(s.cur) >= c.limit {
-		s.prev, s.cur = s.cur, make(map[uint64]refEntry, len(s.cur))
+	if _, ok := s.cur[h]; !ok && (len(s.cur) >= c.limit || now.Sub(s.born) >= refCacheRotate) {
+		s.prev, s.cur, s.born = s.cur, make(map[uint64]refEntry, len(s.cur)), now
 	}
 	s.cur[h] = e
 	s.mu.Unlock()

@@ -192,3 +192,27 @@ func TestRefCacheAcrossReopen(t *testing.T) {
 	require.Equal(t, map[int64]float64{now: 100}, samples(t, s, "c"))
 	require.Equal(t, map[int64]float64{base + 1: 1, now + 1: 200}, samples(t, s, "b"))
 }
+
+// TestRefCacheRotatesByAge: entries of series not written for two
+// generations' age fall out even while the cache is far from full (the
+// head has dropped those series; their labels were held until a million
+// others came), and those written meanwhile stay.
+func TestRefCacheRotatesByAge(t *testing.T) {
+	c := newRefCache(1 << 20)
+	now := time.Unix(0, 0)
+	c.now = func() time.Time { return now }
+	h := func(i uint64) uint64 { return i } // all in shard 0
+	c.put(h(1), refEntry{ref: 1})           // departs
+	c.put(h(2), refEntry{ref: 2})           // stays active
+	for range 2 {
+		now = now.Add(refCacheRotate)
+		_, ok := c.get(h(2))
+		require.True(t, ok)
+		c.put(h(100+uint64(now.Unix())), refEntry{ref: 3}) // a new series: the put that rotates
+	}
+	_, ok := c.get(h(1))
+	require.False(t, ok, "not written for two generations")
+	_, ok = c.get(h(2))
+	require.True(t, ok)
+	require.Equal(t, 3, c.len())
+}
