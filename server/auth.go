@@ -34,7 +34,10 @@ import (
 // the toolkit's ConfigToTLSConfig and does the basic auth itself.
 //
 // Like the toolkit, the file is checked again on every request and every new
-// TLS connection: a changed file (by size or modification time) is re-read,
+// TLS connection: a changed file (by size or modification time, or by its
+// bytes, compared at most once a second: a password rotated into a file of
+// the same size with its modification time kept, by `cp -p`, `rsync -t` or
+// a coarse clock, was not seen) is re-read,
 // so users, passwords and certificates change without a restart or
 // /-/reload. Unlike the toolkit, a file that no longer loads keeps the last
 // good configuration in force (logged once per change) rather than answering
@@ -45,10 +48,16 @@ type WebConfig struct {
 	path   string
 	logger *slog.Logger
 
-	mu    sync.Mutex
-	stamp fileStamp
-	cur   *loadedWebConfig
+	mu      sync.Mutex
+	stamp   fileStamp
+	sum     [sha256.Size]byte // of the bytes last read
+	checked time.Time         // when they were
+	cur     *loadedWebConfig
 }
+
+// webConfigRecheck is how often an unchanged-looking file's bytes are
+// compared with those last read.
+const webConfigRecheck = time.Second
 
 type fileStamp struct {
 	size    int64
@@ -96,10 +105,20 @@ func (c *WebConfig) get() (*loadedWebConfig, error) {
 		return nil, fmt.Errorf("web config: %w", err)
 	}
 	st := fileStamp{size: fi.Size(), modTime: fi.ModTime()}
-	if c.cur != nil && st == c.stamp {
+	now := time.Now()
+	if c.cur != nil && st == c.stamp && now.Sub(c.checked) < webConfigRecheck {
 		return c.cur, nil
 	}
-	c.stamp = st
+	b, err := os.ReadFile(c.path)
+	if err != nil && c.cur != nil {
+		return c.cur, nil // unreadable between the stat and the read: the next request looks again
+	}
+	sum := sha256.Sum256(b)
+	c.checked = now
+	if c.cur != nil && st == c.stamp && sum == c.sum {
+		return c.cur, nil
+	}
+	c.stamp, c.sum = st, sum
 	cfg, err := readWebConfig(c.path)
 	if err == nil && c.cur != nil {
 		err = weakens(c.cur.cfg, cfg)

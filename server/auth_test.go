@@ -234,3 +234,25 @@ func TestBasicAuthConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestWebConfigRotationSameSizeAndMtime: a password rotated into a file of
+// the same size whose modification time is kept (cp -p, rsync -t, a coarse
+// clock) takes effect: the old password went on working until the file
+// changed again or omen restarted.
+func TestWebConfigRotationSameSizeAndMtime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "web.yml")
+	writeWebConfig(t, path, map[string]string{"bob": "old-password"}, "")
+	srv, _ := newAuthServer(t, path)
+	require.Equal(t, http.StatusOK, get(t, srv.URL+"/metrics", "bob", "old-password").StatusCode)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	writeWebConfig(t, path, map[string]string{"bob": "new-password"}, "") // bcrypt hashes are all 60 bytes
+	require.NoError(t, os.Chtimes(path, fi.ModTime(), fi.ModTime()))
+	time.Sleep(webConfigRecheck)
+	for _, tc := range []struct {
+		pass string
+		code int
+	}{{"old-password", http.StatusUnauthorized}, {"new-password", http.StatusOK}} {
+		require.Equal(t, tc.code, get(t, srv.URL+"/metrics", "bob", tc.pass).StatusCode, tc.pass)
+	}
+}
