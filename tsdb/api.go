@@ -200,7 +200,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 	)
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
-	return guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps))
+	return limitAPIBody(guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps)))
 }
 
 func corsOrigin(re *regexp.Regexp) *regexp.Regexp {

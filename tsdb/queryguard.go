@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -169,6 +170,44 @@ const maxReadRequestBytes = 32 << 20
 // not compile, and allocates whatever decoded size (up to 32 MiB) the snappy
 // header claims, however short the body. Both are a client's mistake, so
 // they get a 400 here; a request that passes is handed on unchanged.
+// maxAPIRequestBytes bounds the body of a request to the query API other
+// than a remote read (bounded by maxReadRequestBytes): a form of queries or
+// matchers is a few kilobytes. Unbounded, a multipart form's file parts
+// went to temporary files of any size (Prometheus's API does the same: 287
+// MB of them for one request), and its other parts to memory.
+const maxAPIRequestBytes = 8 << 20
+
+// limitAPIBody refuses a larger body with a 413 at once where it declares
+// its length, and cuts it off at the limit where it does not (the form
+// parsers then fail on it).
+func limitAPIBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/read" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		tooLarge := func() {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = fmt.Fprintf(w, `{"status":"error","errorType":"bad_data","error":"request body exceeds the limit of %d bytes"}`, maxAPIRequestBytes)
+		}
+		if r.ContentLength > maxAPIRequestBytes {
+			tooLarge()
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxAPIRequestBytes)
+		// The form is read here, as the handlers would (see
+		// guardSubqueries), so that one cut off at the limit is a 413, not
+		// a query read from half a form ("no expression found").
+		var mbe *http.MaxBytesError
+		if err := r.ParseMultipartForm(32 << 20); errors.As(err, &mbe) {
+			tooLarge()
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func guardRemoteRead(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/read" || r.Method != http.MethodPost {

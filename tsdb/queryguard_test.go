@@ -182,3 +182,41 @@ func TestQueryLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIBodyBounded: a request body to the query API beyond 8 MiB is
+// refused (413) where it declares its length and cut off where it does not:
+// a multipart form's file parts went to temporary files without bound.
+func TestAPIBodyBounded(t *testing.T) {
+	srv, _ := newTestAPI(t)
+	for _, tc := range []struct {
+		name    string
+		chunked bool
+		size    int
+		code    int
+	}{
+		{"small upload", false, 1 << 10, 200},
+		{"declared, too large", false, maxAPIRequestBytes + 1, 413},
+		{"chunked, too large", true, maxAPIRequestBytes + 1, 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body bytes.Buffer
+			mw := multipart.NewWriter(&body)
+			require.NoError(t, mw.WriteField("query", "vector(1)"))
+			fw, err := mw.CreateFormFile("f", "big.bin")
+			require.NoError(t, err)
+			_, err = fw.Write(bytes.Repeat([]byte{'x'}, tc.size))
+			require.NoError(t, err)
+			require.NoError(t, mw.Close())
+			var r io.Reader = &body
+			if tc.chunked {
+				r = io.MultiReader(&body) // no length: sent chunked
+			}
+			resp, err := http.Post(srv.URL+"/api/v1/query", mw.FormDataContentType(), r)
+			require.NoError(t, err)
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, tc.code, resp.StatusCode, string(b))
+		})
+	}
+}
