@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -86,6 +87,11 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 			ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector(q)
 			if err != nil {
 				apiError(w, http.StatusBadRequest, fmt.Errorf("match[] %q: %w", q, err))
+				return
+			}
+			// As Prometheus's series API: {} or {a=""} is no selection.
+			if !slices.ContainsFunc(ms, func(m *labels.Matcher) bool { return !m.Matches("") }) {
+				apiError(w, http.StatusBadRequest, fmt.Errorf("match[] %q: must contain at least one non-empty matcher", q))
 				return
 			}
 			sets = append(sets, ms)

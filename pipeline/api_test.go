@@ -80,6 +80,9 @@ func TestAnomaliesAPI(t *testing.T) {
 		{"match on for's name", url.Values{"match[]": {`{__name__="nothing"}`}}, 200, nil},
 		{"bad limit", url.Values{"limit": {"-1"}}, 400, nil},
 		{"bad selector", url.Values{"match[]": {`{job=`}}, 400, nil},
+		{"empty selector", url.Values{"match[]": {`{}`}}, 400, nil},
+		{"only empty matchers", url.Values{"match[]": {`{job=""}`}}, 400, nil},
+		{"an empty set beside another", url.Values{"match[]": {`load{job="quiet"}`, `{job=~".*"}`}}, 400, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
