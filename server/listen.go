@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,8 +16,8 @@ import (
 const HealthyPath = "/-/healthy"
 
 // ListenAndServe is Listen, then Serve.
-func ListenAndServe(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, addrs []string, webConfigFile string) error {
-	ls, err := Listen(logger, reg, srv, addrs, webConfigFile)
+func ListenAndServe(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, addrs []string, webConfigFile string, maxConns int) error {
+	ls, err := Listen(logger, reg, srv, addrs, webConfigFile, maxConns)
 	if err != nil {
 		return err
 	}
@@ -38,8 +39,12 @@ type Listeners struct {
 // path but /-/healthy if the file lists users; with webConfigFile "" it
 // serves plain HTTP without authentication. A bad file or an address in use
 // is an error here, before anything else starts (a replay of the WAL
-// first, then the error, repeated by every restart of a crash loop).
-func Listen(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, addrs []string, webConfigFile string) (*Listeners, error) {
+// first, then the error, repeated by every restart of a crash loop). With
+// maxConns > 0, at most that many connections are open at once across all
+// the listeners, as Prometheus's --web.max-connections: one more waits to
+// be accepted until another closes, where a flood of them took every file
+// descriptor.
+func Listen(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, addrs []string, webConfigFile string, maxConns int) (*Listeners, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,11 +82,18 @@ func Listen(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, ad
 	}
 
 	out := &Listeners{logger: logger, srv: srv, tls: useTLS, auth: conf != nil && hasUsers(conf)}
+	var slots chan struct{}
+	if maxConns > 0 {
+		slots = make(chan struct{}, maxConns)
+	}
 	for _, a := range addrs {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			out.Close()
 			return nil, fmt.Errorf("listen on %s: %w", a, err)
+		}
+		if slots != nil {
+			l = &limitListener{Listener: l, slots: slots, done: make(chan struct{})}
 		}
 		out.ls = append(out.ls, l)
 	}
@@ -116,4 +128,45 @@ func (ls *Listeners) Serve() error {
 func hasUsers(c *WebConfig) bool {
 	l, err := c.get()
 	return err == nil && len(l.cfg.Users) > 0
+}
+
+// limitListener accepts a connection only while one of slots, shared by all
+// the listeners, is free; the connection frees it when closed. (x/net's
+// netutil.LimitListener counts per listener.)
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	done  chan struct{} // closed by Close: an Accept waiting for a slot returns
+	once  sync.Once
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, slots: l.slots}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	slots chan struct{}
+	once  sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { <-c.slots })
+	return err
 }

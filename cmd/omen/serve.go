@@ -41,6 +41,7 @@ import (
 type serveFlags struct {
 	listen        []string
 	webConfig     string
+	maxConns      int
 	maxReqBytes   units.Base2Bytes
 	readTimeout   model.Duration
 	lookbackDelta model.Duration
@@ -79,6 +80,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default(":9201").StringsVar(&f.listen)
 	cl.Flag("web.config.file", "Path to a web configuration file (exporter-toolkit format) enabling TLS or authentication.").
 		Default("").StringVar(&f.webConfig)
+	cl.Flag("web.max-connections", "Maximum number of simultaneous connections across all listeners (as in Prometheus); 0: no limit.").
+		Default("512").IntVar(&f.maxConns)
 	cl.Flag("web.read-timeout", "Maximum duration before timing out read of the request, and closing idle connections (as in Prometheus).").
 		Default("5m").SetValue(&f.readTimeout)
 	cl.Flag("web.max-request-bytes", "Largest compressed remote-write request accepted; larger ones get 413.").
@@ -194,7 +197,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	// idle keep-alive): a client that opens connections and sends nothing
 	// holds no slot for long.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ReadTimeout: time.Duration(f.readTimeout)}
-	listeners, err := server.Listen(logger, reg, srv, f.listen, f.webConfig)
+	listeners, err := server.Listen(logger, reg, srv, f.listen, f.webConfig, f.maxConns)
 	if err != nil {
 		return err
 	}
@@ -436,6 +439,8 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 // their defaults without a word (or, for a negative grace, turn into none).
 func (f *serveFlags) validate() error {
 	switch {
+	case f.maxConns < 0:
+		return fmt.Errorf("--web.max-connections=%d: want 0 (no limit) or more", f.maxConns)
 	case f.write.MaxInflightRequests < 1:
 		return fmt.Errorf("--write.max-inflight-requests=%d: want at least 1", f.write.MaxInflightRequests)
 	case f.maxInflightB < 1:

@@ -57,7 +57,7 @@ func TestFlagValues(t *testing.T) {
 // their defaults without a word are refused before anything starts.
 func TestServeFlagsRefused(t *testing.T) {
 	for _, arg := range []string{
-		"--write.max-inflight-requests=-1", "--write.max-inflight-bytes=0", "--web.max-request-bytes=0",
+		"--web.max-connections=-1", "--write.max-inflight-requests=-1", "--write.max-inflight-bytes=0", "--web.max-request-bytes=0",
 		"--write.max-series-per-request=0", "--web.shutdown-grace=-1s", "--web.read-timeout=0s",
 		"--storage.remote.flush-deadline=-1s", "--output.score-floor=NaN", "--backfill.max-age=-1h",
 		"--query.max-concurrency=0", "--storage.remote.read-max-bytes-in-frame=0", "--storage.remote.read-sample-limit=-1",
