@@ -196,7 +196,8 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	// ReadTimeout bounds a whole request (and, with no IdleTimeout, an
 	// idle keep-alive): a client that opens connections and sends nothing
 	// holds no slot for long.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ReadTimeout: time.Duration(f.readTimeout)}
+	inflight := server.NewInflight()
+	srv := &http.Server{Handler: inflight.Wrap(mux), BaseContext: inflight.BaseContext, ReadHeaderTimeout: 30 * time.Second, ReadTimeout: time.Duration(f.readTimeout)}
 	listeners, err := server.Listen(logger, reg, srv, f.listen, f.webConfig, f.maxConns)
 	if err != nil {
 		return err
@@ -392,6 +393,11 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			defer cancel()
 			if err := srv.Shutdown(sctx); err != nil {
 				logger.Warn("HTTP shutdown", "err", err)
+			}
+			// Requests still running past the grace (a long query) are
+			// cancelled, and the TSDB they read closes after them.
+			if !inflight.Cancel(5 * time.Second) {
+				logger.Warn("HTTP shutdown: requests still running 5s after they were cancelled; closing the storage under them")
 			}
 		})
 	}
