@@ -481,6 +481,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 	snap := time.NewTicker(p.opts.SnapshotInterval)
 	defer snap.Stop()
+	// The rate's first interval starts now: the status API has one from
+	// the first tick on, not the second (it read 0 for the first ~20 s
+	// of samples).
+	p.updateIngestRate()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 loop:
