@@ -76,11 +76,14 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 		limit := defaultAnomalyLimit
 		if s := r.Form.Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
-			if err != nil || n <= 0 {
-				apiError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a positive integer", s))
+			if err != nil || n < 0 {
+				apiError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a positive integer, or 0 for no limit", s))
 				return
 			}
 			limit = n
+			if n == 0 { // as Prometheus's series API: 0 disables the limit
+				limit = math.MaxInt
+			}
 		}
 		var sets [][]*labels.Matcher
 		for _, q := range r.Form["match[]"] {

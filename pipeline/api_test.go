@@ -76,6 +76,7 @@ func TestAnomaliesAPI(t *testing.T) {
 	}{
 		{"all, highest first", nil, 200, []string{"spiky", "quiet"}},
 		{"limit", url.Values{"limit": {"1"}}, 200, []string{"spiky"}},
+		{"limit 0: none", url.Values{"limit": {"0"}}, 200, []string{"spiky", "quiet"}},
 		{"match", url.Values{"match[]": {`load{job="quiet"}`}}, 200, []string{"quiet"}},
 		{"match on for's name", url.Values{"match[]": {`{__name__="nothing"}`}}, 200, nil},
 		{"bad limit", url.Values{"limit": {"-1"}}, 400, nil},
