@@ -32,19 +32,21 @@ func (d *deletions) PostDeletion(m map[chunks.HeadSeriesRef]labels.Labels) {
 	d.p.SeriesDeleted(refs)
 }
 
-// TestHeadDeletionDropsModels: an input silent long enough for the head to
-// drop it comes back with a new reference. Its models, keyed by the old
-// one, go when the head drops it; they used to stay until the stale sweep,
-// and the series was listed and exposed twice meanwhile.
-func TestHeadDeletionDropsModels(t *testing.T) {
+// headGCEnv runs a pipeline of the given workers over a TSDB of 2h blocks
+// (a compaction after 3h of samples) whose head deletions reach it, as
+// omen's tsdb.Storage passes them on. The TSDB compacts only when a test
+// says: one of its own, while the scorers lagged (the race detector's
+// slowness), deleted series before their models were made.
+func headGCEnv(t *testing.T, workers int) (*Pipeline, *tsdb.DB, storage.AppendableV2) {
+	t.Helper()
 	hook := &deletions{}
-	o := tsdb.DefaultOptions() // 2h blocks: a compaction after 3h of samples
+	o := tsdb.DefaultOptions()
 	o.SeriesLifecycleCallback = hook
 	db, err := tsdb.Open(t.TempDir(), nil, nil, o, nil)
 	require.NoError(t, err)
-	defer db.Close()
+	db.DisableCompactions()
 	po := DefaultOptions()
-	po.Workers, po.OutputInterval, po.StaleAfter = 2, 0, 6*time.Hour
+	po.Workers, po.OutputInterval, po.StaleAfter = workers, 0, 6*time.Hour
 	c := &clock{now: t0}
 	po.Now = c.Now
 	p, err := New(nil, nil, db, nil, nil, po)
@@ -53,8 +55,16 @@ func TestHeadDeletionDropsModels(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	tap := p.Tap(db)
+	t.Cleanup(func() { cancel(); <-done; _ = db.Close() })
+	return p, db, p.Tap(db)
+}
+
+// TestHeadDeletionDropsModels: an input silent long enough for the head to
+// drop it comes back with a new reference. Its models, keyed by the old
+// one, go when the head drops it; they used to stay until the stale sweep,
+// and the series was listed and exposed twice meanwhile.
+func TestHeadDeletionDropsModels(t *testing.T) {
+	p, db, tap := headGCEnv(t, 2)
 	a := labels.FromStrings("__name__", "load", "job", "a")
 	b := labels.FromStrings("__name__", "load", "job", "b")
 	push := func(ls labels.Labels, from, to int) {
@@ -94,28 +104,7 @@ func TestHeadDeletionDropsManyModels(t *testing.T) {
 		{"thousands, one worker", 1, 3000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hook := &deletions{}
-			o := tsdb.DefaultOptions()
-			o.SeriesLifecycleCallback = hook
-			db, err := tsdb.Open(t.TempDir(), nil, nil, o, nil)
-			require.NoError(t, err)
-			defer db.Close()
-			// Only the compaction below: one of the DB's own, while the
-			// scorers lag (the race detector's slowness), deleted series
-			// before their models were made.
-			db.DisableCompactions()
-			po := DefaultOptions()
-			po.Workers, po.OutputInterval, po.StaleAfter = tc.workers, 0, 6*time.Hour
-			c := &clock{now: t0}
-			po.Now = c.Now
-			p, err := New(nil, nil, db, nil, nil, po)
-			require.NoError(t, err)
-			hook.p = p
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- p.Run(ctx) }()
-			defer func() { cancel(); <-done }()
-			tap := p.Tap(db)
+			p, db, tap := headGCEnv(t, tc.workers)
 			b := labels.FromStrings("__name__", "load", "job", "b")
 			for i := 0; i < 4*240; i++ {
 				app := tap.AppenderV2(context.Background())

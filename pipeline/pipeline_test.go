@@ -390,14 +390,18 @@ func TestDeclaredTypesRetype(t *testing.T) {
 	require.Equal(t, model.MetricTypeCounter, e.p.declaredType("mixed_total"))
 }
 
-func TestBudget(t *testing.T) {
-	e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries = 2 })
-	var ls []labels.Labels
-	var vs []float64
+// budgetEnv is a pipeline scoring at most 2 series, and 5 series of g.
+func budgetEnv(t *testing.T) (e *env, ls []labels.Labels, vs []float64) {
+	e = newEnv(t, "", nil, func(o *Options) { o.MaxSeries = 2 })
 	for i := range 5 {
 		ls = append(ls, labels.FromStrings("__name__", "g", "i", string(rune('a'+i))))
 		vs = append(vs, 1)
 	}
+	return e, ls, vs
+}
+
+func TestBudget(t *testing.T) {
+	e, ls, vs := budgetEnv(t)
 	for k := range 3 {
 		e.push(t0.UnixMilli()+int64(k)*stepMs, model.MetricTypeGauge, ls, vs)
 	}
@@ -443,6 +447,77 @@ func TestBudget(t *testing.T) {
 	e.push(t0.Add(2*time.Hour).UnixMilli()+2*stepMs, model.MetricTypeGauge, rest, vs[:3])
 	e.sync()
 	require.Equal(t, int64(1), e.p.overBudgetNow.Load())
+}
+
+// TestOverBudgetLeaves: a series refused for the budget that then goes
+// stale (its pod left) is no longer "not scored now": it leaves the
+// omen_series_over_budget gauge at its marker, and takes none of the room
+// the sweep gives to the refused series still sending.
+func TestOverBudgetLeaves(t *testing.T) {
+	e, ls, vs := budgetEnv(t)
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, ls, vs)
+	e.sync()
+	require.Equal(t, int64(3), e.p.overBudgetNow.Load())
+	var refused []labels.Labels
+	scored := map[string]bool{}
+	for _, a := range e.p.Anomalies(nil) {
+		scored[a.Labels["i"]] = true
+	}
+	for _, l := range ls {
+		if !scored[l.Get("i")] {
+			refused = append(refused, l)
+		}
+	}
+	stale := math.Float64frombits(value.StaleNaN)
+	e.push(t0.UnixMilli()+stepMs, model.MetricTypeGauge, refused, []float64{stale, stale, stale})
+	e.sync()
+	require.Equal(t, int64(0), e.p.overBudgetNow.Load(), "refused series that left are not over the budget now")
+}
+
+// TestForecastBudgetGivenBack: series that came while --forecast.max-series
+// was full get a forecaster once series that stopped free it, as
+// --detect.max-series's room goes to the series that were over it.
+func TestForecastBudgetGivenBack(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		old, newcomer int
+		budget        int
+	}{
+		{"one for one", 2, 2, 2},
+		{"more newcomers than room", 2, 3, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries, o.ForecastMaxSeries = 100, tc.budget })
+			mk := func(p string, n int) (ls []labels.Labels, vs []float64) {
+				for i := range n {
+					ls = append(ls, labels.FromStrings("__name__", "g", "pod", p+string(rune('a'+i))))
+					vs = append(vs, 1)
+				}
+				return
+			}
+			old, ov := mk("old-", tc.old)
+			nw, nv := mk("new-", tc.newcomer)
+			e.push(t0.UnixMilli(), model.MetricTypeGauge, old, ov)
+			e.sync()
+			require.Equal(t, int64(tc.budget), e.p.forecasting.Load())
+			e.push(t0.UnixMilli()+stepMs, model.MetricTypeGauge, nw, nv) // a deploy: new pods while the old still count
+			e.sync()
+			// The old pods leave; the sweep drops them after StaleAfter.
+			later := t0.Add(2 * time.Hour)
+			e.clock.set(later)
+			e.push(later.UnixMilli(), model.MetricTypeGauge, nw, nv)
+			e.sync()
+			for range 2 {
+				for _, w := range e.p.workers {
+					w.sweep()
+				}
+			}
+			e.push(later.UnixMilli()+stepMs, model.MetricTypeGauge, nw, nv)
+			e.sync()
+			require.Equal(t, int64(tc.newcomer), e.p.scored.Load())
+			require.Equal(t, int64(min(tc.budget, tc.newcomer)), e.p.forecasting.Load(), "the freed forecaster budget is used")
+		})
+	}
 }
 
 func TestConfigSelection(t *testing.T) {

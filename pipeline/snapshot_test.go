@@ -29,12 +29,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
 
 	// Reference: one detector fed every sample without a restart.
-	ref, err := detect.New(detectOptions(config0().Defaults))
-	require.NoError(t, err)
-	var want detect.Result
-	for i, v := range vs {
-		want = ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
-	}
+	_, want := uninterrupted(t, vs)
 
 	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
 	e.feed(ls, model.MetricTypeGauge, vs[:n])
@@ -49,6 +44,19 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	require.InDelta(t, float64(fi.ModTime().UnixNano())/1e9, testutil.ToFloat64(e2.p.m.snapLast), 1e-3)
+}
+
+// uninterrupted returns a detector of the default options fed every value
+// of vs at the test's sample times, without a restart, and its last result.
+func uninterrupted(t *testing.T, vs []float64) (*detect.Detector, detect.Result) {
+	t.Helper()
+	ref, err := detect.New(detectOptions(config0().Defaults))
+	require.NoError(t, err)
+	var want detect.Result
+	for i, v := range vs {
+		want = ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
+	}
+	return ref, want
 }
 
 // restored starts a pipeline over an empty TSDB with the snapshot at path
@@ -250,12 +258,7 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 	const n = 300
 	vs := seasonal(n+2, 7)
 	ls := labels.FromStrings("__name__", "temperature", "job", "a")
-	ref, err := detect.New(detectOptions(config0().Defaults))
-	require.NoError(t, err)
-	var want detect.Result
-	for i, v := range vs {
-		want = ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
-	}
+	ref, want := uninterrupted(t, vs)
 	path := filepath.Join(t.TempDir(), "models.snap")
 	opts := func(o *Options) { o.SnapshotPath = path }
 
@@ -572,12 +575,7 @@ func TestStorageReopenedRestartsSeries(t *testing.T) {
 	vs := seasonal(n+1, 7)
 	vs[n-1] += 500 // an incident going on at the reopen
 	ls := labels.FromStrings("__name__", "temperature", "job", "a")
-	ref, err := detect.New(detectOptions(config0().Defaults))
-	require.NoError(t, err)
-	var want detect.Result
-	for i, v := range vs {
-		want = ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
-	}
+	_, want := uninterrupted(t, vs)
 
 	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = filepath.Join(t.TempDir(), "models.snap") })
 	e.feed(ls, model.MetricTypeGauge, vs[:n])
