@@ -439,13 +439,18 @@ func (p *Pipeline) SeriesDeleted(refs []storage.SeriesRef) {
 // models, its outputs appended to another series). Their state is written
 // to the snapshot and restored by labels at each series' next sample,
 // caught up from the TSDB; without a snapshot file they warm from its
-// history. It runs before the reopened TSDB takes writes: every batch
-// queued meanwhile is of the old references, and scored before the reset.
+// history. It runs before the reopened TSDB takes writes: the batches
+// queued are all of the old references, and are scored first (one scored
+// between the restore and the reset took its series' restored state, which
+// the reset then dropped).
 func (p *Pipeline) StorageReopened() {
 	if !p.ready.Load() {
 		return // not running yet: Run restores the snapshot
 	}
 	p.logger.Warn("TSDB reopened: the scorers' series start again from the snapshot, as after a restart")
+	for _, w := range p.workers {
+		w.sync()
+	}
 	p.snapshot()
 	p.restore()
 	for _, w := range p.workers {

@@ -1022,3 +1022,49 @@ func TestScrapeInterval(t *testing.T) {
 		require.Equal(t, tc.want, scrapeInterval(tc.dt), "dt %d", tc.dt)
 	}
 }
+
+// TestSweepGivesForecasterInPlace: a forecaster freed is given to one
+// series, reserved against the other workers' sweeps, and the series keeps
+// its detector: rebuilt from history, as a reload does, the series of every
+// worker were rebuilt for the same room (3 of 4 to no forecaster).
+func TestSweepGivesForecasterInPlace(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries, o.ForecastMaxSeries, o.Workers = 1000, 1, 4 })
+	hog := labels.FromStrings("__name__", "g", "pod", "hog")
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{hog}, []float64{1})
+	e.sync()
+	later := t0.Add(2 * time.Hour)
+	e.clock.set(later)
+	var nw []labels.Labels
+	var nv []float64
+	for i := range 40 {
+		nw = append(nw, labels.FromStrings("__name__", "g", "pod", fmt.Sprintf("n%02d", i)))
+		nv = append(nv, 1)
+	}
+	for i := range 50 {
+		e.push(later.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, nw, nv)
+	}
+	e.sync()
+	models := func() map[string]*series {
+		m := map[string]*series{}
+		for _, w := range e.p.workers {
+			w.view(func(s *series) { m[s.in.Get("pod")] = s })
+		}
+		return m
+	}
+	before := models()
+	for _, w := range e.p.workers {
+		w.sweep() // the hog goes, its forecaster with it
+	}
+	e.push(later.UnixMilli()+50*stepMs, model.MetricTypeGauge, nw, nv)
+	e.sync()
+	require.Equal(t, int64(1), e.p.forecasting.Load())
+	after := models()
+	withFc := 0
+	for pod, s := range after {
+		require.Same(t, before[pod], s, "%s: its models kept", pod)
+		if s.fc != nil {
+			withFc++
+		}
+	}
+	require.Equal(t, 1, withFc)
+}

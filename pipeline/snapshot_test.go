@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"os"
@@ -602,4 +603,48 @@ func TestStorageReopenedRestartsSeries(t *testing.T) {
 	require.True(t, got[0].Active)
 	require.Equal(t, before[0].Since, got[0].Since, "the same incident")
 	require.Equal(t, int64(1), e.p.scored.Load())
+}
+
+// TestStorageReopenedScoresQueuedFirst: a batch queued at the reopen is
+// scored before the snapshot the series restart from; scored between the
+// restore and the reset, a series it created took its restored state,
+// which the reset then dropped, and it warmed again from history.
+func TestStorageReopenedScoresQueuedFirst(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath, o.Workers = path, 1 }
+	vs := seasonal(302, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	e := newEnv(t, "", nil, opts)
+	e.feed(ls, model.MetricTypeGauge, vs[:300])
+	e.stop()
+
+	// A restart over an empty TSDB: the series' state waits in the
+	// snapshot for its next sample.
+	e2 := newEnv(t, "", nil, opts)
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	w := e2.p.workers[0]
+	other := labels.FromStrings("__name__", "x")
+	e2.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{other}, []float64{1})
+	e2.sync()
+	w.mu.Lock() // the worker stalls at the next batch
+	e2.push(t0.UnixMilli()+stepMs, model.MetricTypeGauge, []labels.Labels{other}, []float64{1})
+	time.Sleep(20 * time.Millisecond)
+	for i := range 400 { // a backlog of new series, then the series' sample
+		var nw []labels.Labels
+		for j := range 20 {
+			nw = append(nw, labels.FromStrings("__name__", "n", "i", fmt.Sprint(i*20+j)))
+		}
+		e2.push(t0.UnixMilli()+2*stepMs, model.MetricTypeGauge, nw, make([]float64, 20))
+	}
+	e2.push(t0.UnixMilli()+300*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[300:301]) // queued
+	done := make(chan struct{})
+	go func() { e2.p.StorageReopened(); close(done) }()
+	time.Sleep(20 * time.Millisecond)
+	w.mu.Unlock()
+	<-done
+	e2.push(t0.UnixMilli()+301*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[301:302])
+	e2.sync()
+	got := e2.p.Anomalies([][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchEqual, "job", "a")}})
+	require.Len(t, got, 1)
+	require.True(t, got[0].Ready, "restored from the snapshot, not warming again")
 }

@@ -366,13 +366,8 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
-	if len(sc.ForecastHorizons) > 0 {
-		if p.forecasting.Add(1) <= int64(p.opts.ForecastMaxSeries) {
-			s.fc = newFcState(horizonsOf(sc))
-		}
-		if s.fc == nil {
-			p.forecasting.Add(-1)
-		}
+	if len(sc.ForecastHorizons) > 0 && p.reserveForecaster() {
+		s.fc = newFcState(horizonsOf(sc))
 	}
 	// A saved state of the other kind than the sample's metadata says is
 	// not restored: its models learnt the wrong quantity.
@@ -615,6 +610,9 @@ func (w *worker) forgetAll() {
 	for ref := range w.ignored {
 		w.unignoreLocked(ref)
 	}
+	w.goneMu.Lock()
+	w.goneRefs = nil // of the old numbering
+	w.goneMu.Unlock()
 }
 
 // seen records that a sample of s arrived at nowMs (wall clock), which
@@ -652,26 +650,40 @@ func (w *worker) sweep() {
 	}
 	// Likewise the forecasters: a series that came while
 	// --forecast.max-series was full (a deploy's new pods while the old
-	// still hold theirs) gets one as room appears. It starts again from
-	// its history at its next sample, as after a reload that gave it
-	// horizons (reconfigure); other workers' sweeps may mark series for
-	// the same room, and one that finds none at its rebuild goes on
-	// without and is looked at again here.
-	fcRoom := int64(w.p.opts.ForecastMaxSeries) - w.p.forecasting.Load()
-	if fcRoom <= 0 {
+	// still hold theirs) gets one as room appears, reserved against the
+	// other workers' sweeps. Its detector and incident stay as they are;
+	// the forecaster learns from its samples from now on. (Rebuilt from
+	// history instead, as a reload does, every worker's sweep rebuilt
+	// series for the same room, most of them to no forecaster, and a
+	// derived input, which has no history to warm from, went cold.)
+	if w.p.forecasting.Load() >= int64(w.p.opts.ForecastMaxSeries) {
 		return
 	}
 	cfg := w.p.cfg.Load()
 	for _, s := range w.series {
-		if fcRoom == 0 {
-			break
-		}
 		if s.fc != nil || s.grp != nil || s.rebuild {
 			continue
 		}
-		if sc, ok := scoringOf(cfg, s.in, s.name, isDerived(s)); ok && len(sc.ForecastHorizons) > 0 {
-			s.rebuild = true
-			fcRoom--
+		sc, ok := scoringOf(cfg, s.in, s.name, isDerived(s))
+		if !ok || len(sc.ForecastHorizons) == 0 {
+			continue
+		}
+		if !w.p.reserveForecaster() {
+			return
+		}
+		s.fc = newFcState(horizonsOf(sc))
+	}
+}
+
+// reserveForecaster takes one of --forecast.max-series, if one is free.
+func (p *Pipeline) reserveForecaster() bool {
+	for {
+		n := p.forecasting.Load()
+		if n >= int64(p.opts.ForecastMaxSeries) {
+			return false
+		}
+		if p.forecasting.CompareAndSwap(n, n+1) {
+			return true
 		}
 	}
 }
