@@ -140,18 +140,21 @@ type limitListener struct {
 	once  sync.Once
 }
 
+// Accept takes a connection, then waits for a slot: a listener waiting
+// for a connection holds none (taken first, each idle listener held one,
+// and one listener could hold them all while another's clients waited).
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.slots
 		return nil, err
 	}
-	return &limitConn{Conn: c, slots: l.slots}, nil
+	select {
+	case l.slots <- struct{}{}:
+		return &limitConn{Conn: c, slots: l.slots}, nil
+	case <-l.done:
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
 }
 
 func (l *limitListener) Close() error {

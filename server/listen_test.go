@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -71,4 +72,28 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatal("Serve did not return after the server closed")
 	}
 	held[0].Close()
+}
+
+// TestMaxConnectionsIdleListenerHoldsNone: a listener waiting for a
+// connection holds no slot: with two listeners and two slots, one open
+// connection left the other slot to the idle listener, and a second
+// client of the first waited.
+func TestMaxConnectionsIdleListenerHoldsNone(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ls, err := Listen(nil, nil, srv, []string{"127.0.0.1:0", "127.0.0.1:0"}, "", 2)
+	require.NoError(t, err)
+	go func() { _ = ls.Serve() }()
+	defer srv.Close()
+	u := "http://" + ls.ls[1].Addr().String() + "/"
+	keep := &http.Client{}
+	resp, err := keep.Get(u) // stays open, kept alive
+	require.NoError(t, err)
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp, err = (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}).Get(u)
+	require.NoError(t, err, "one of two slots in use")
+	resp.Body.Close()
+	keep.CloseIdleConnections()
 }

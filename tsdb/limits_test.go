@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
@@ -236,4 +238,36 @@ func TestWriteSlowBodiesDoNotStarveOthers(t *testing.T) {
 			require.Equal(t, http.StatusNoContent, resp.StatusCode, string(b))
 		})
 	}
+}
+
+// panickingAppendable's appenders panic at their first sample.
+type panickingAppendable struct{ storage.AppendableV2 }
+
+func (p panickingAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return panickingAppender{p.AppendableV2.AppenderV2(ctx)}
+}
+
+type panickingAppender struct{ storage.AppenderV2 }
+
+func (panickingAppender) Append(storage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, storage.AOptions) (storage.SeriesRef, error) {
+	panic("append")
+}
+
+// TestWriteAdmissionReleased: a request gives back its slot and its bytes
+// however it ends, a panic (which net/http recovers) included; a refused
+// charge is taken back at once.
+func TestWriteAdmissionReleased(t *testing.T) {
+	ms := time.Now().UnixMilli()
+	h := NewWriteHandler(nil, nil, panickingAppendable{openTestStorage(t)}, WriteOptions{MaxInflightRequests: 1})
+	body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "a")}})
+	require.Panics(t, func() { post(t, h, body, nil) })
+	require.Zero(t, h.bytes.Load())
+	require.Empty(t, h.slots, "the slot is free again")
+
+	h = NewWriteHandler(nil, nil, openTestStorage(t), WriteOptions{MaxInflightBytes: 100})
+	h.bytes.Store(60)
+	b := &writeBuffers{}
+	require.NotNil(t, h.charge(b, 50))
+	require.EqualValues(t, 60, h.bytes.Load())
+	require.Zero(t, b.charged)
 }

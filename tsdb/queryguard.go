@@ -55,7 +55,13 @@ func guardSubqueries(next http.Handler, p parser.Parser, maxSteps int64) http.Ha
 		// calls ParseForm first): Prometheus's handlers read one, and
 		// ParseForm alone left r.Form set without it, so the query went
 		// unseen by the guard and by the API.
-		_ = r.ParseMultipartForm(32 << 20)
+		var mbe *http.MaxBytesError
+		if err := r.ParseMultipartForm(32 << 20); errors.As(err, &mbe) {
+			// Cut off at limitAPIBody's bound: a 413, not a query read
+			// from half a form ("no expression found").
+			tooLarge(w)
+			return
+		}
 		expr, err := p.ParseExpr(r.Form.Get("query"))
 		if err != nil {
 			next.ServeHTTP(w, r)
@@ -178,34 +184,31 @@ const maxReadRequestBytes = 32 << 20
 const maxAPIRequestBytes = 8 << 20
 
 // limitAPIBody refuses a larger body with a 413 at once where it declares
-// its length, and cuts it off at the limit where it does not (the form
-// parsers then fail on it).
+// its length, and cuts it off at the limit where it does not: the form
+// parsers then fail on it (guardSubqueries answers a query's 413). The
+// form is left to the handlers: parsed here, its errors were hidden from
+// those that refuse them (a delete_series with a malformed start deleted
+// from the beginning of time) and a multipart form was read by handlers
+// that Prometheus does not let read one.
 func limitAPIBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/v1/read" {
 			next.ServeHTTP(w, r)
 			return
 		}
-		tooLarge := func() {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			_, _ = fmt.Fprintf(w, `{"status":"error","errorType":"bad_data","error":"request body exceeds the limit of %d bytes"}`, maxAPIRequestBytes)
-		}
 		if r.ContentLength > maxAPIRequestBytes {
-			tooLarge()
+			tooLarge(w)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxAPIRequestBytes)
-		// The form is read here, as the handlers would (see
-		// guardSubqueries), so that one cut off at the limit is a 413, not
-		// a query read from half a form ("no expression found").
-		var mbe *http.MaxBytesError
-		if err := r.ParseMultipartForm(32 << 20); errors.As(err, &mbe) {
-			tooLarge()
-			return
-		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func tooLarge(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	_, _ = fmt.Fprintf(w, `{"status":"error","errorType":"bad_data","error":"request body exceeds the limit of %d bytes"}`, maxAPIRequestBytes)
 }
 
 func guardRemoteRead(next http.Handler) http.Handler {

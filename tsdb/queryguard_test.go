@@ -220,3 +220,20 @@ func TestAPIBodyBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIFormErrorsReachHandlers: the body bound leaves the form to the
+// handlers, which refuse a malformed one as Prometheus's do: read up front,
+// its error was hidden, and a delete_series with a malformed start deleted
+// from the beginning of time (204).
+func TestAPIFormErrorsReachHandlers(t *testing.T) {
+	srv, _ := newTestAPIWith(t, func(o *APIOptions) { o.EnableAdmin = true })
+	resp, err := http.PostForm(srv.URL+"/api/v1/admin/tsdb/delete_series?match[]=requests_total&start=%zz", url.Values{})
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	code, out := getJSON(t, srv.URL+"/api/v1/series?match[]=requests_total")
+	require.Equal(t, http.StatusOK, code)
+	require.Len(t, out["data"], 2, "nothing deleted")
+	code, _ = getJSON(t, srv.URL+"/api/v1/series?match[]=requests_total&x=%zz")
+	require.Equal(t, http.StatusBadRequest, code)
+}

@@ -29,8 +29,9 @@ import (
 // returns replaces the cached one. A cache therefore belongs to one TSDB
 // lifetime: a reopened TSDB numbers series anew and may give a collected
 // series' reference to another, whose Append trusts it without looking at
-// the labels. Entries carry the epoch they were put in, and reset starts a
-// new one: an entry of an earlier epoch is a miss.
+// the labels. So reset (the TSDB reopened) starts a new epoch and empties
+// the cache, and put refuses an entry of a request that began in an
+// earlier one.
 //
 // It is bounded: each shard keeps two generations of at most cap/shards/2
 // entries; when the current one is full, or older than refCacheRotate, it
@@ -55,9 +56,8 @@ const refCacheRotate = 15 * time.Minute
 const refCacheShards = 64
 
 type refEntry struct {
-	ref   storage.SeriesRef
-	epoch uint64 // the cache's epoch when the request that put it began
-	ls    labels.Labels
+	ref storage.SeriesRef
+	ls  labels.Labels
 	// meta is the series' remote-write 2.0 metadata as last stored, its
 	// strings owned by the entry (nil for 1.0): a request whose metadata
 	// is unchanged passes it to the storage without copying it again.
@@ -81,40 +81,53 @@ func newRefCache(size int) *refCache {
 
 func (c *refCache) shard(h uint64) *refShard { return &c.shards[h>>58] } // top 6 bits: 64 shards
 
-// get returns the entry cached under h in the current epoch, if any.
-func (c *refCache) get(h uint64) (refEntry, bool) {
-	epoch := c.epoch.Load()
+// get returns the entry cached under h, if any; a promotion (a hit in the
+// previous generation) is put in epoch.
+func (c *refCache) get(h, epoch uint64) (refEntry, bool) {
 	s := c.shard(h)
 	s.mu.RLock()
 	e, ok := s.cur[h]
 	if ok {
 		s.mu.RUnlock()
-		return e, e.epoch == epoch
+		return e, true
 	}
 	e, ok = s.prev[h]
 	s.mu.RUnlock()
-	if !ok || e.epoch != epoch {
-		return refEntry{}, false
+	if ok {
+		c.put(h, epoch, e) // promote: it is active
 	}
-	c.put(h, e) // promote: it is active
-	return e, true
+	return e, ok
 }
 
-// reset makes every entry a miss: the TSDB was reopened. A request under
-// way puts its entries with the epoch it began in (read before it took
-// its appender), so one still appending to the closed TSDB cannot put its
-// references into the new epoch.
+// reset empties the cache: the TSDB was reopened. A request under way
+// read the epoch before it took its appender and puts its entries with
+// it: one that checks under a shard's lock before the new epoch begins is
+// emptied with the shard after, and one that checks after is refused, so
+// a request still appending to the closed TSDB leaves none of its
+// references.
 func (c *refCache) reset() {
-	if c != nil {
-		c.epoch.Add(1)
+	if c == nil {
+		return
+	}
+	c.epoch.Add(1)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.cur, s.prev = nil, nil
+		s.mu.Unlock()
 	}
 }
 
-// put caches e under h, replacing what was there.
-func (c *refCache) put(h uint64, e refEntry) {
+// put caches e under h, replacing what was there, unless the request
+// that puts it began in an earlier epoch than the cache's (see reset).
+func (c *refCache) put(h, epoch uint64, e refEntry) {
 	s := c.shard(h)
 	now := c.now()
 	s.mu.Lock()
+	if epoch != c.epoch.Load() {
+		s.mu.Unlock()
+		return
+	}
 	if s.cur == nil {
 		s.cur, s.born = make(map[uint64]refEntry, min(c.limit, 1024)), now
 	}

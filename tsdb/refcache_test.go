@@ -17,12 +17,12 @@ import (
 func TestRefCacheBounded(t *testing.T) {
 	c := newRefCache(refCacheShards * 8) // 4 per shard and generation
 	for i := range uint64(10000) {
-		c.put(i*0x9E3779B97F4A7C15, refEntry{ref: storage.SeriesRef(i + 1)})
+		c.put(i*0x9E3779B97F4A7C15, 0, refEntry{ref: storage.SeriesRef(i + 1)})
 	}
 	require.LessOrEqual(t, c.len(), refCacheShards*8)
 	// The latest entries are still there.
 	k := uint64(9999)
-	e, ok := c.get(k * 0x9E3779B97F4A7C15)
+	e, ok := c.get(k*0x9E3779B97F4A7C15, 0)
 	require.True(t, ok)
 	require.Equal(t, storage.SeriesRef(10000), e.ref)
 	require.Nil(t, newRefCache(-1))
@@ -31,15 +31,15 @@ func TestRefCacheBounded(t *testing.T) {
 func TestRefCachePromotesActive(t *testing.T) {
 	c := newRefCache(refCacheShards * 4)    // 2 per shard and generation
 	h := func(i uint64) uint64 { return i } // all in shard 0
-	c.put(h(1), refEntry{ref: 1})
-	c.put(h(2), refEntry{ref: 2})
-	c.put(h(3), refEntry{ref: 3}) // 1 and 2 become the previous generation
-	_, ok := c.get(h(1))          // promoted
+	c.put(h(1), 0, refEntry{ref: 1})
+	c.put(h(2), 0, refEntry{ref: 2})
+	c.put(h(3), 0, refEntry{ref: 3}) // 1 and 2 become the previous generation
+	_, ok := c.get(h(1), 0)          // promoted
 	require.True(t, ok)
-	c.put(h(4), refEntry{ref: 4}) // {3,1} full: {3,1} previous, 2 gone
-	_, ok = c.get(h(2))
+	c.put(h(4), 0, refEntry{ref: 4}) // {3,1} full: {3,1} previous, 2 gone
+	_, ok = c.get(h(2), 0)
 	require.False(t, ok)
-	_, ok = c.get(h(1))
+	_, ok = c.get(h(1), 0)
 	require.True(t, ok)
 }
 
@@ -106,16 +106,16 @@ func TestWriteRefCacheStaleRef(t *testing.T) {
 		}
 	}
 	for _, k := range hashes {
-		e, _ := h.refs.get(k)
+		e, _ := h.refs.get(k, 0)
 		e.ref = 1 << 40 // unknown to the head
-		h.refs.put(k, e)
+		h.refs.put(k, 0, e)
 	}
 	req = &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms+1, 3, "__name__", "a"), series(ms+1, 4, "__name__", "b")}}
 	require.Equal(t, http.StatusNoContent, post(t, h, v1Body(t, req), nil).Code)
 	require.Equal(t, map[int64]float64{ms: 1, ms + 1: 3}, samples(t, s, "a"))
 	require.Equal(t, map[int64]float64{ms: 2, ms + 1: 4}, samples(t, s, "b"))
 	for i, k := range hashes {
-		e, ok := h.refs.get(k)
+		e, ok := h.refs.get(k, 0)
 		require.True(t, ok)
 		require.Equal(t, refs[i], e.ref, "the head's reference is cached again")
 	}
@@ -202,17 +202,17 @@ func TestRefCacheRotatesByAge(t *testing.T) {
 	now := time.Unix(0, 0)
 	c.now = func() time.Time { return now }
 	h := func(i uint64) uint64 { return i } // all in shard 0
-	c.put(h(1), refEntry{ref: 1})           // departs
-	c.put(h(2), refEntry{ref: 2})           // stays active
+	c.put(h(1), 0, refEntry{ref: 1})        // departs
+	c.put(h(2), 0, refEntry{ref: 2})        // stays active
 	for range 2 {
 		now = now.Add(refCacheRotate)
-		_, ok := c.get(h(2))
+		_, ok := c.get(h(2), 0)
 		require.True(t, ok)
-		c.put(h(100+uint64(now.Unix())), refEntry{ref: 3}) // a new series: the put that rotates
+		c.put(h(100+uint64(now.Unix())), 0, refEntry{ref: 3}) // a new series: the put that rotates
 	}
-	_, ok := c.get(h(1))
+	_, ok := c.get(h(1), 0)
 	require.False(t, ok, "not written for two generations")
-	_, ok = c.get(h(2))
+	_, ok = c.get(h(2), 0)
 	require.True(t, ok)
 	require.Equal(t, 3, c.len())
 }

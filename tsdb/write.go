@@ -338,10 +338,13 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if herr == nil {
 		select {
 		case h.slots <- struct{}{}:
-			h.metrics.inflight.Inc()
-			st, herr = h.handle(r, msgType, body, b)
-			h.metrics.inflight.Dec()
-			<-h.slots
+			func() {
+				// Deferred: a handler that panics (net/http recovers it)
+				// must not keep its slot for good.
+				h.metrics.inflight.Inc()
+				defer func() { h.metrics.inflight.Dec(); <-h.slots }()
+				st, herr = h.handle(r, msgType, body, b)
+			}()
 		default:
 			herr = &httpError{code: http.StatusServiceUnavailable, msg: "too many concurrent requests", overload: true}
 		}
@@ -582,6 +585,8 @@ var errTooManyBytes = &httpError{code: http.StatusServiceUnavailable, msg: "too 
 func (h *WriteHandler) charge(b *writeBuffers, n int64) *httpError {
 	b.charged += n
 	if t := h.bytes.Add(n); t > h.opts.MaxInflightBytes && t != b.charged {
+		h.bytes.Add(-n)
+		b.charged -= n
 		return errTooManyBytes
 	}
 	return nil
@@ -1198,7 +1203,7 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 		cacheable := h.refs != nil && s.contiguous
 		if cacheable {
 			hash = h.hash(body[s.rawFrom:s.rawTo])
-			if e, ok := h.refs.get(hash); ok && sameLabels(body, fl, e.ls) {
+			if e, ok := h.refs.get(hash, a.epoch); ok && sameLabels(body, fl, e.ls) {
 				ref, ls, cached = e.ref, e.ls, true
 			}
 		}
@@ -1230,7 +1235,7 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 			}
 		}
 		if cacheable && ref != 0 && ref != first {
-			h.refs.put(hash, refEntry{ref: ref, epoch: a.epoch, ls: ls})
+			h.refs.put(hash, a.epoch, refEntry{ref: ref, ls: ls})
 		}
 	}
 	return a.finish()
@@ -1316,7 +1321,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 			}
 			hash = h.hash(b.key)
 			var ok bool
-			if e, ok = h.refs.get(hash); ok && d.sameLabels(body, refs, e.ls) {
+			if e, ok = h.refs.get(hash, a.epoch); ok && d.sameLabels(body, refs, e.ls) {
 				ref, ls, cached = e.ref, e.ls, true
 			}
 		}
@@ -1359,7 +1364,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 			}
 		}
 		if h.refs != nil && !uncacheable && ref != 0 && (ref != first || md != e.meta) {
-			h.refs.put(hash, refEntry{ref: ref, epoch: a.epoch, ls: ls, meta: md})
+			h.refs.put(hash, a.epoch, refEntry{ref: ref, ls: ls, meta: md})
 		}
 	}
 	return a.finish()

@@ -393,6 +393,9 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			defer cancel()
 			if err := srv.Shutdown(sctx); err != nil {
 				logger.Warn("HTTP shutdown", "err", err)
+				// Connections still open are closed: a handler reading
+				// a slow body does not watch its context.
+				_ = srv.Close()
 			}
 			// Requests still running past the grace (a long query) are
 			// cancelled, and the TSDB they read closes after them.
