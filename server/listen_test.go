@@ -12,10 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestMaxConnections: at most maxConns connections are open at once across
-// the listeners; one more is accepted when another closes, and a shutdown
-// does not wait on a listener blocked for a slot.
-func TestMaxConnections(t *testing.T) {
+// twoListeners serves "ok" on two listeners that share 2 connection slots.
+func twoListeners(t *testing.T) (*http.Server, *Listeners, chan error) {
+	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -23,6 +22,14 @@ func TestMaxConnections(t *testing.T) {
 	require.NoError(t, err)
 	served := make(chan error, 1)
 	go func() { served <- ls.Serve() }()
+	return srv, ls, served
+}
+
+// TestMaxConnections: at most maxConns connections are open at once across
+// the listeners; one more is accepted when another closes, and a shutdown
+// does not wait on a listener blocked for a slot.
+func TestMaxConnections(t *testing.T) {
+	srv, ls, served := twoListeners(t)
 	addr := func(i int) string { return ls.ls[i].Addr().String() }
 
 	// Two idle connections, one on each listener, take both slots.
@@ -79,12 +86,7 @@ func TestMaxConnections(t *testing.T) {
 // connection left the other slot to the idle listener, and a second
 // client of the first waited.
 func TestMaxConnectionsIdleListenerHoldsNone(t *testing.T) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	ls, err := Listen(nil, nil, srv, []string{"127.0.0.1:0", "127.0.0.1:0"}, "", 2)
-	require.NoError(t, err)
-	go func() { _ = ls.Serve() }()
+	srv, ls, _ := twoListeners(t)
 	defer srv.Close()
 	u := "http://" + ls.ls[1].Addr().String() + "/"
 	keep := &http.Client{}
