@@ -288,9 +288,13 @@ type Pipeline struct {
 	created atomic.Pointer[map[string]struct{}]
 
 	scored, forecasting atomic.Int64 // series with a detector / a forecaster
-	overBudgetNow       atomic.Int64 // series the workers ignore for the budget alone
-	tapped              atomic.Uint64
-	ready               atomic.Bool
+	// fcHeld is how much of --forecast.max-series is held for restored
+	// series that had a forecaster and have not come back yet (see
+	// reserveForecaster).
+	fcHeld        atomic.Int64
+	overBudgetNow atomic.Int64 // series the workers ignore for the budget alone
+	tapped        atomic.Uint64
+	ready         atomic.Bool
 
 	restoreMu sync.Mutex
 	snapMu    sync.Mutex // one snapshot written at a time

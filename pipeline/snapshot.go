@@ -356,8 +356,19 @@ next:
 		m[h] = append(m[h], s)
 		n++
 	}
+	var fc int64
+	for _, list := range m {
+		for _, s := range list {
+			if len(s.fc) > 0 {
+				fc++
+			}
+		}
+	}
 	p.restoreMu.Lock()
 	p.restored = m
+	// The series that had a forecaster keep it when they come back (see
+	// reserveForecaster), as many as the budget now allows.
+	p.fcHeld.Store(min(fc, int64(p.opts.ForecastMaxSeries)))
 	p.restoreMu.Unlock()
 	// The last snapshot written is the one restored, by the process before
 	// (at its shutdown, or its last period): the gauge read 0 until this
@@ -502,11 +513,18 @@ func (p *Pipeline) expireRestored() {
 	p.acc().expire(now.Add(-p.opts.StaleAfter).UnixMilli())
 	p.restoreMu.Lock()
 	defer p.restoreMu.Unlock()
+	var fc int64
 	for h, list := range p.restored {
 		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter {
+			for _, s := range list {
+				if len(s.fc) > 0 {
+					fc++
+				}
+			}
 			delete(p.restored, h)
 		}
 	}
+	p.releaseHeld(fc)
 }
 
 // counter reports whether the series was saved as a counter.

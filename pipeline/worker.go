@@ -366,12 +366,17 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
-	if len(sc.ForecastHorizons) > 0 && p.reserveForecaster() {
+	saved := p.takeRestored(smp.ls)
+	held := saved != nil && len(saved.fc) > 0
+	if len(sc.ForecastHorizons) > 0 && p.reserveForecaster(held) {
 		s.fc = newFcState(horizonsOf(sc))
+	}
+	if held {
+		p.releaseHeld(1)
 	}
 	// A saved state of the other kind than the sample's metadata says is
 	// not restored: its models learnt the wrong quantity.
-	switch saved := p.takeRestored(smp.ls); {
+	switch {
 	case saved == nil || smp.typed && saved.counter() != smp.counter:
 		w.warm(ctx, s, smp.t)
 	case s.restore(saved):
@@ -509,7 +514,7 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 		want, _ := horizonsOf(sc)
 		// Without a forecaster for want of budget, it would get none
 		// again: kept rather than started anew for nothing.
-		fcRoom := w.p.forecasting.Load() < int64(w.p.opts.ForecastMaxSeries)
+		fcRoom := w.p.forecastRoom()
 		if s.grp != nil {
 			s.rebuild = s.grp.g.SetOptions(detectOptions(sc)) != nil
 			continue
@@ -656,7 +661,7 @@ func (w *worker) sweep() {
 	// history instead, as a reload does, every worker's sweep rebuilt
 	// series for the same room, most of them to no forecaster, and a
 	// derived input, which has no history to warm from, went cold.)
-	if w.p.forecasting.Load() >= int64(w.p.opts.ForecastMaxSeries) {
+	if !w.p.forecastRoom() {
 		return
 	}
 	cfg := w.p.cfg.Load()
@@ -668,7 +673,7 @@ func (w *worker) sweep() {
 		if !ok || len(sc.ForecastHorizons) == 0 {
 			continue
 		}
-		if !w.p.reserveForecaster() {
+		if !w.p.reserveForecaster(false) {
 			return
 		}
 		s.fc = newFcState(horizonsOf(sc))
@@ -676,14 +681,42 @@ func (w *worker) sweep() {
 }
 
 // reserveForecaster takes one of --forecast.max-series, if one is free.
-func (p *Pipeline) reserveForecaster() bool {
+// Those held for restored series (fcHeld) are free only to a series that
+// had a forecaster when the snapshot was taken (held): after a restart,
+// the series that come back first would otherwise take the budget from
+// the ones that had it, whose forecasts (a KEDA trigger's, say) stopped
+// for good while those of others began, and every restart moved them
+// again.
+func (p *Pipeline) reserveForecaster(held bool) bool {
 	for {
 		n := p.forecasting.Load()
-		if n >= int64(p.opts.ForecastMaxSeries) {
+		limit := int64(p.opts.ForecastMaxSeries)
+		if !held {
+			limit -= p.fcHeld.Load()
+		}
+		if n >= limit {
 			return false
 		}
 		if p.forecasting.CompareAndSwap(n, n+1) {
 			return true
+		}
+	}
+}
+
+// forecastRoom reports whether a series without a held forecaster could
+// get one now.
+func (p *Pipeline) forecastRoom() bool {
+	return p.forecasting.Load()+p.fcHeld.Load() < int64(p.opts.ForecastMaxSeries)
+}
+
+// releaseHeld gives back n of the forecasters held for restored series:
+// their series came back (and reserved one of their own), or their saved
+// states expired.
+func (p *Pipeline) releaseHeld(n int64) {
+	for {
+		h := p.fcHeld.Load()
+		if h == 0 || p.fcHeld.CompareAndSwap(h, max(0, h-n)) {
+			return
 		}
 	}
 }
