@@ -288,13 +288,13 @@ type Pipeline struct {
 	created atomic.Pointer[map[string]struct{}]
 
 	scored, forecasting atomic.Int64 // series with a detector / a forecaster
-	// fcHeld is how much of --forecast.max-series is held for restored
-	// series that had a forecaster and have not come back yet (see
-	// reserveForecaster).
-	fcHeld        atomic.Int64
-	overBudgetNow atomic.Int64 // series the workers ignore for the budget alone
-	tapped        atomic.Uint64
-	ready         atomic.Bool
+	// scoredHeld and fcHeld are how much of --detect.max-series and
+	// --forecast.max-series is held for the restored series that have
+	// not come back yet (see reserve).
+	scoredHeld, fcHeld atomic.Int64
+	overBudgetNow      atomic.Int64 // series the workers ignore for the budget alone
+	tapped             atomic.Uint64
+	ready              atomic.Bool
 
 	restoreMu sync.Mutex
 	snapMu    sync.Mutex // one snapshot written at a time

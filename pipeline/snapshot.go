@@ -366,8 +366,9 @@ next:
 	}
 	p.restoreMu.Lock()
 	p.restored = m
-	// The series that had a forecaster keep it when they come back (see
-	// reserveForecaster), as many as the budget now allows.
+	// The series scored and forecast before keep their budget when they
+	// come back (see reserve), as many as the budgets now allow.
+	p.scoredHeld.Store(min(int64(n), int64(p.opts.MaxSeries)))
 	p.fcHeld.Store(min(fc, int64(p.opts.ForecastMaxSeries)))
 	p.restoreMu.Unlock()
 	// The last snapshot written is the one restored, by the process before
@@ -513,18 +514,14 @@ func (p *Pipeline) expireRestored() {
 	p.acc().expire(now.Add(-p.opts.StaleAfter).UnixMilli())
 	p.restoreMu.Lock()
 	defer p.restoreMu.Unlock()
-	var fc int64
 	for h, list := range p.restored {
 		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter {
 			for _, s := range list {
-				if len(s.fc) > 0 {
-					fc++
-				}
+				p.releaseHeld(s)
 			}
 			delete(p.restored, h)
 		}
 	}
-	p.releaseHeld(fc)
 }
 
 // counter reports whether the series was saved as a counter.

@@ -650,65 +650,83 @@ func TestStorageReopenedScoresQueuedFirst(t *testing.T) {
 	require.True(t, got[0].Ready, "restored from the snapshot, not warming again")
 }
 
-// TestForecastersKeptAcrossRestart: with --forecast.max-series full, the
-// series that had a forecaster get it back after a restart whatever order
-// they come back in; one that never had one gets none ahead of them, and
-// gets the budget of a series that does not come back once its saved state
-// expires. (The series that came back first took the budget, and every
-// restart moved the forecasts, a KEDA trigger's among them.)
-func TestForecastersKeptAcrossRestart(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		back     []string // the series that come back, in order
-		forecast []string // those forecasting then
-	}{
-		{"all back, newcomer first", []string{"c", "a", "b"}, []string{"a", "b"}},
-		{"all back, in order", []string{"a", "b", "c"}, []string{"a", "b"}},
-		{"one back", []string{"c", "b"}, []string{"b"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "models.snap")
-			opts := func(o *Options) { o.SnapshotPath, o.MaxSeries, o.ForecastMaxSeries = path, 100, 2 }
-			ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
-			e := newEnv(t, "", nil, opts)
-			for _, pod := range []string{"a", "b", "c"} { // one at a time: a and b take the budget
-				e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-				e.sync()
-			}
-			require.Equal(t, []string{"a", "b"}, forecasting(e))
-			e.stop()
+// TestBudgetsKeptAcrossRestart: with --detect.max-series or
+// --forecast.max-series full, the series that had a detector or a
+// forecaster get theirs back after a restart whatever order they come back
+// in; one that never had one gets none ahead of them, and gets the budget
+// of a series that does not come back once its saved state expires. (The
+// series that came back first took the budget, and every restart moved
+// the scores or the forecasts, a KEDA trigger's among them.)
+func TestBudgetsKeptAcrossRestart(t *testing.T) {
+	for _, budget := range []string{"detect", "forecast"} {
+		for _, tc := range []struct {
+			name string
+			back []string // the series that come back, in order
+			have []string // those with a model of the budget's kind then
+		}{
+			{"all back, newcomer first", []string{"c", "a", "b"}, []string{"a", "b"}},
+			{"all back, in order", []string{"a", "b", "c"}, []string{"a", "b"}},
+			{"one back", []string{"c", "b"}, []string{"b"}},
+		} {
+			t.Run(budget+"/"+tc.name, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "models.snap")
+				opts := func(o *Options) {
+					o.SnapshotPath, o.MaxSeries, o.ForecastMaxSeries = path, 100, 100
+					if budget == "detect" {
+						o.MaxSeries = 2
+					} else {
+						o.ForecastMaxSeries = 2
+					}
+				}
+				have := func(e *env) []string { return withModel(e, budget == "forecast") }
+				ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
+				push := func(e *env, ts int64, pods ...string) {
+					for _, pod := range pods { // one at a time, in order
+						e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
+						e.sync()
+					}
+				}
+				e := newEnv(t, "", nil, opts)
+				push(e, t0.UnixMilli(), "a", "b", "c") // a and b take the budget
+				require.Equal(t, []string{"a", "b"}, have(e))
+				e.stop()
 
-			e2 := newEnv(t, "", nil, opts)
-			require.Eventually(t, e2.p.Ready, timeout, tick)
-			for _, pod := range tc.back {
-				e2.push(t0.UnixMilli()+stepMs, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-				e2.sync()
-			}
-			require.Equal(t, tc.forecast, forecasting(e2))
+				e2 := newEnv(t, "", nil, opts)
+				require.Eventually(t, e2.p.Ready, timeout, tick)
+				push(e2, t0.UnixMilli()+stepMs, tc.back...)
+				require.Equal(t, tc.have, have(e2))
 
-			// The saved states not claimed expire: their budget is free
-			// again, and the sweep gives it to c.
-			later := t0.Add(2 * time.Hour)
-			e2.clock.set(later)
-			e2.p.expireRestored()
-			e2.push(later.UnixMilli(), model.MetricTypeGauge, []labels.Labels{ls("c")}, []float64{1})
-			e2.sync()
-			for _, w := range e2.p.workers {
-				w.sweep()
-			}
-			require.Contains(t, forecasting(e2), "c")
-			require.Zero(t, e2.p.fcHeld.Load())
-		})
+				// The saved states not claimed expire: their budget is
+				// free again, and the sweep gives it to c if the others
+				// do not fill it.
+				later := t0.Add(2 * time.Hour)
+				e2.clock.set(later)
+				e2.p.expireRestored()
+				push(e2, later.UnixMilli(), tc.back...)
+				for _, w := range e2.p.workers {
+					w.sweep()
+				}
+				push(e2, later.UnixMilli()+stepMs, tc.back...)
+				want := tc.have
+				if len(want) < 2 {
+					want = append(want, "c")
+				}
+				require.Equal(t, want, have(e2))
+				require.Zero(t, e2.p.scoredHeld.Load())
+				require.Zero(t, e2.p.fcHeld.Load())
+			})
+		}
 	}
 }
 
-// forecasting lists the pod labels of the series with a forecaster, sorted.
-func forecasting(e *env) []string {
+// withModel lists the pod labels of the series scored (with a forecaster,
+// if fc), sorted.
+func withModel(e *env, fc bool) []string {
 	e.sync()
 	var pods []string
 	for _, w := range e.p.workers {
 		w.view(func(s *series) {
-			if s.fc != nil {
+			if !fc || s.fc != nil {
 				pods = append(pods, s.in.Get("pod"))
 			}
 		})

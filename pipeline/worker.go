@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -337,6 +338,12 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	p := w.p
 	cfg := p.cfg.Load()
 	name := smp.ls.Get(labels.MetricName)
+	// Its saved state, if it had one at the snapshot: what is held of the
+	// budgets for it is given back once it has taken its own (or not).
+	saved := p.takeRestored(smp.ls)
+	if saved != nil {
+		defer p.releaseHeld(saved)
+	}
 	sc, ok := scoringOf(cfg, smp.ls, name, smp.derived != nil)
 	switch {
 	case !ok && smp.derived != nil:
@@ -347,8 +354,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
-	if p.scored.Add(1) > int64(p.opts.MaxSeries) {
-		p.scored.Add(-1)
+	if !reserve(&p.scored, &p.scoredHeld, p.opts.MaxSeries, saved != nil) {
 		p.m.overBudget.Inc()
 		w.ignore(smp.ref, nowMs, true)
 		return nil
@@ -358,7 +364,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		s.def = smp.derived.d.Signature()
 	}
 	if smp.derived != nil && smp.derived.vals != nil {
-		return w.createGroup(s, smp, sc, nowMs)
+		return w.createGroup(s, smp, sc, nowMs, saved)
 	}
 	if err := s.det.Init(detectOptions(sc), w.scratch); err != nil {
 		p.scored.Add(-1)
@@ -366,13 +372,8 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
-	saved := p.takeRestored(smp.ls)
-	held := saved != nil && len(saved.fc) > 0
-	if len(sc.ForecastHorizons) > 0 && p.reserveForecaster(held) {
+	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, saved != nil && len(saved.fc) > 0) {
 		s.fc = newFcState(horizonsOf(sc))
-	}
-	if held {
-		p.releaseHeld(1)
 	}
 	// A saved state of the other kind than the sample's metadata says is
 	// not restored: its models learnt the wrong quantity.
@@ -398,7 +399,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 // first evaluation: a restored state, else a new one, warmed from its
 // members' history when the input's first evaluation left one. It has no
 // forecaster: its members have no single value to forecast.
-func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs int64) *series {
+func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs int64, saved *savedSeries) *series {
 	p := w.p
 	d := smp.derived
 	g, err := detect.NewGroup(len(d.vals), defHash(d.d.Signature()), detectOptions(sc))
@@ -412,7 +413,7 @@ func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs in
 	for i, m := range d.d.Members {
 		s.grp.members[i] = m.Name
 	}
-	if saved := p.takeRestored(smp.ls); saved != nil && !s.restore(saved) {
+	if saved != nil && !s.restore(saved) {
 		s.pub.incidentState = saved.inc // new models; the incident goes on
 	}
 	w.warmDerived(s, smp.t)
@@ -643,7 +644,7 @@ func (w *worker) sweep() {
 	// Series kept out by the budget alone get another look at their next
 	// sample, as many as there is room for now: a budget freed by churn
 	// must not stay unused while they keep sending.
-	room := int64(w.p.opts.MaxSeries) - w.p.scored.Load()
+	room := int64(w.p.opts.MaxSeries) - w.p.scored.Load() - w.p.scoredHeld.Load()
 	for ref, ig := range w.ignored {
 		switch {
 		case ig.seen < cut:
@@ -673,49 +674,57 @@ func (w *worker) sweep() {
 		if !ok || len(sc.ForecastHorizons) == 0 {
 			continue
 		}
-		if !w.p.reserveForecaster(false) {
+		if !reserve(&w.p.forecasting, &w.p.fcHeld, w.p.opts.ForecastMaxSeries, false) {
 			return
 		}
 		s.fc = newFcState(horizonsOf(sc))
 	}
 }
 
-// reserveForecaster takes one of --forecast.max-series, if one is free.
-// Those held for restored series (fcHeld) are free only to a series that
-// had a forecaster when the snapshot was taken (held): after a restart,
-// the series that come back first would otherwise take the budget from
-// the ones that had it, whose forecasts (a KEDA trigger's, say) stopped
-// for good while those of others began, and every restart moved them
+// reserve takes one of budget for a series, counted in n, if one is free.
+// The part held for restored series (held) is free only to a series that
+// had one when the snapshot was taken (restored): after a restart, the
+// series that come back first would otherwise take the budget from the
+// ones that had it, whose scores or forecasts (a KEDA trigger's, say)
+// stopped for good while others' began, and every restart moved them
 // again.
-func (p *Pipeline) reserveForecaster(held bool) bool {
+func reserve(n, held *atomic.Int64, budget int, restored bool) bool {
 	for {
-		n := p.forecasting.Load()
-		limit := int64(p.opts.ForecastMaxSeries)
-		if !held {
-			limit -= p.fcHeld.Load()
+		c := n.Load()
+		limit := int64(budget)
+		if !restored {
+			limit -= held.Load()
 		}
-		if n >= limit {
+		if c >= limit {
 			return false
 		}
-		if p.forecasting.CompareAndSwap(n, n+1) {
+		if n.CompareAndSwap(c, c+1) {
 			return true
 		}
 	}
 }
 
-// forecastRoom reports whether a series without a held forecaster could
-// get one now.
+// forecastRoom reports whether a series that was not restored could get
+// a forecaster now.
 func (p *Pipeline) forecastRoom() bool {
 	return p.forecasting.Load()+p.fcHeld.Load() < int64(p.opts.ForecastMaxSeries)
 }
 
-// releaseHeld gives back n of the forecasters held for restored series:
-// their series came back (and reserved one of their own), or their saved
-// states expired.
-func (p *Pipeline) releaseHeld(n int64) {
+// releaseHeld gives back what is held of the budgets for a restored
+// series: it came back, or its saved state expired.
+func (p *Pipeline) releaseHeld(saved *savedSeries) {
+	unhold(&p.scoredHeld)
+	if len(saved.fc) > 0 {
+		unhold(&p.fcHeld)
+	}
+}
+
+// unhold takes one from held, if any is left (restore holds no more than
+// the budget).
+func unhold(held *atomic.Int64) {
 	for {
-		h := p.fcHeld.Load()
-		if h == 0 || p.fcHeld.CompareAndSwap(h, max(0, h-n)) {
+		h := held.Load()
+		if h == 0 || held.CompareAndSwap(h, h-1) {
 			return
 		}
 	}
