@@ -383,12 +383,36 @@ type series struct {
 	// bfWait: its older history was asked of the backfill remote-read
 	// URL, and its models are remade when that comes (worker.rewarm).
 	bfWait bool
+	// catchUpDue: restored from the snapshot at a sample out of order for
+	// its models, it catches up on what the TSDB took since the snapshot
+	// (see catchUp) at its first sample in order instead.
+	catchUpDue bool
 }
 
 type pending struct {
 	target       int64
 	yhat, lo, hi float64
 	active       bool
+}
+
+// outOfOrder reports whether a sample at t is at or before the latest one
+// the models took in: the latest result's, or, with no result yet
+// (restored from the snapshot), the latest the restored models learnt.
+func (s *series) outOfOrder(t int64) bool {
+	if s.pub.hasResult {
+		return t <= s.pub.t
+	}
+	return t <= s.learntUpTo()
+}
+
+// learntUpTo is the time of the latest sample the models took in: the
+// detector's, or a counter's latest running total, which a rate needs.
+func (s *series) learntUpTo() int64 {
+	t := s.det.LastTimestamp()
+	if s.counter {
+		t = max(t, s.prevT)
+	}
+	return t
 }
 
 // rate turns a counter sample into a per-second rate, Prometheus's way:

@@ -565,6 +565,13 @@ func (s *series) restore(saved *savedSeries) bool {
 		s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
 	}
 	s.pub.ready = s.det.Ready()
+	// Without a result yet, a sample at or before the latest the restored
+	// models took in is out of order for them (series.outOfOrder): a
+	// sender resending what it sent before the restart, or older history
+	// the TSDB's out-of-order window took, is not scored again. Scored, it
+	// stepped the models back in time and its results went over the
+	// stored ones (a resent latest sample's, as duplicates the TSDB
+	// refused: four output append failures a series).
 	return true
 }
 

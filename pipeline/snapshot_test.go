@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
@@ -361,21 +362,7 @@ func TestSnapshotCatchUpAfterCrash(t *testing.T) {
 	for i, v := range vs {
 		ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
 	}
-	db, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
-	opts := func(o *Options) { o.SnapshotPath = path }
-
-	e := newEnv(t, db, nil, opts)
-	e.feed(ls, model.MetricTypeGauge, vs[:n1])
-	e.sync()
-	e.p.snapshot() // the last periodic snapshot before the crash
-	periodic, err := os.ReadFile(path)
-	require.NoError(t, err)
-	for i := n1; i < n; i++ {
-		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
-	}
-	e.stop()
-	require.NoError(t, e.db.Close())
-	require.NoError(t, os.WriteFile(path, periodic, 0o644)) // no snapshot at the end: a crash
+	db, opts := stoppedAfter(t, ls, vs, n1, n, true)
 
 	e2 := newEnv(t, db, nil, opts)
 	require.Eventually(t, e2.p.Ready, timeout, tick)
@@ -384,6 +371,31 @@ func TestSnapshotCatchUpAfterCrash(t *testing.T) {
 	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed), "restored, not warmed")
 	require.Equal(t, float64(n-n1), testutil.ToFloat64(e2.p.m.caughtUp))
 	requireSameState(t, ref, e2, "as if there had been no crash")
+}
+
+// stoppedAfter feeds a pipeline snapshotting to a new path the first n of
+// vs, with a periodic snapshot after n1, and stops it: gracefully (a
+// snapshot at the end), or, if crash, as in a crash (the periodic snapshot
+// the last). It returns the TSDB's directory and the options that restore
+// the snapshot.
+func stoppedAfter(t *testing.T, ls labels.Labels, vs []float64, n1, n int, crash bool) (db string, opts func(*Options)) {
+	db, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+	opts = func(o *Options) { o.SnapshotPath = path }
+	e := newEnv(t, db, nil, opts)
+	e.feed(ls, model.MetricTypeGauge, vs[:n1])
+	e.sync()
+	e.p.snapshot()
+	periodic, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for i := n1; i < n; i++ {
+		e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+	}
+	e.stop()
+	require.NoError(t, e.db.Close())
+	if crash {
+		require.NoError(t, os.WriteFile(path, periodic, 0o644))
+	}
+	return db, opts
 }
 
 // TestSnapshotNeedsRoom: a snapshot that the file system has no room for
@@ -733,4 +745,56 @@ func withModel(e *env, fc bool) []string {
 	}
 	slices.Sort(pods)
 	return pods
+}
+
+// TestSnapshotRestoredSkipsOutOfOrder: a series restored from the snapshot
+// takes a sample at or before the latest its models took in as out of
+// order, as it does once it has published: a sender resending its latest
+// sample after the restart (which the TSDB takes as an identical
+// duplicate), or older history that the TSDB's out-of-order window takes
+// (self-backfill). Scored, the resent sample went through the models a
+// second time and its results went over those stored before the restart,
+// refused as duplicates (omen_output_append_failures_total, four a
+// series); older history stepped the models back in time. After a crash
+// the series still catches up, at its first sample in order, on what the
+// TSDB took since the snapshot.
+func TestSnapshotRestoredSkipsOutOfOrder(t *testing.T) {
+	const n1, n = 200, 300
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	// Reference: one detector fed every sample once, without a restart.
+	ref, _ := uninterrupted(t, vs)
+	for _, tc := range []struct {
+		name   string
+		crash  bool  // restart from the periodic snapshot taken after n1 samples
+		window int64 // the TSDB's out-of-order window after the restart, ms
+		resend int   // the sample sent first after the restart
+	}{
+		{"the latest sample resent", false, 0, n - 1},
+		{"the latest sample resent, out-of-order window", false, time.Hour.Milliseconds(), n - 1},
+		{"older history, out-of-order window", false, time.Hour.Milliseconds(), n - 20},
+		{"older history after a crash, out-of-order window", true, time.Hour.Milliseconds(), n1 - 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, opts := stoppedAfter(t, ls, vs, n1, n, tc.crash)
+
+			e2 := newEnv(t, db, nil, opts)
+			if tc.window > 0 {
+				require.NoError(t, e2.db.ApplyConfig(&promconfig.Config{StorageConfig: promconfig.StorageConfig{
+					TSDBConfig: &promconfig.TSDBConfig{OutOfOrderTimeWindow: tc.window},
+				}}))
+			}
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			e2.push(t0.UnixMilli()+int64(tc.resend)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[tc.resend:tc.resend+1])
+			e2.sync()
+			require.Zero(t, testutil.ToFloat64(e2.p.m.outputErrors), "output appends refused")
+			require.Zero(t, testutil.ToFloat64(e2.p.m.scoredSamples), "the sample resent is not scored again")
+
+			e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+			e2.sync()
+			require.Equal(t, 1.0, testutil.ToFloat64(e2.p.m.scoredSamples))
+			require.Zero(t, testutil.ToFloat64(e2.p.m.outputErrors), "output appends refused")
+			requireSameState(t, ref, e2, "every sample taken in once, as without the restart")
+		})
+	}
 }

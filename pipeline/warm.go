@@ -1148,10 +1148,7 @@ func (w *worker) catchUp(ctx context.Context, s *series, beforeMs int64) {
 		w.warmDerived(s, beforeMs)
 		return
 	}
-	from := s.det.LastTimestamp()
-	if s.counter {
-		from = max(from, s.prevT)
-	}
+	from := s.learntUpTo()
 	if p.opts.BackfillMaxPoints == 0 || isDerived(s) || from <= 0 || from >= beforeMs-1 {
 		return
 	}

@@ -239,11 +239,16 @@ func (w *worker) process(ctx context.Context, b *batch) {
 				continue
 			}
 		}
-		if s.pub.hasResult && smp.t <= s.pub.t {
+		if s.outOfOrder(smp.t) {
 			// Out of order (the TSDB may accept it within its
-			// out-of-order window): the models move forward in time only.
+			// out-of-order window, and a resent sample as a duplicate):
+			// the models move forward in time only.
 			w.seen(s, nowMs)
 			continue
+		}
+		if s.catchUpDue {
+			s.catchUpDue = false
+			w.catchUp(ctx, s, smp.t)
 		}
 		v := smp.v
 		// A counter's NaN, ±Inf or sentinel is scored as it is (no value,
@@ -380,9 +385,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	switch {
 	case saved == nil || smp.typed && saved.counter() != smp.counter:
 		w.warm(ctx, s, smp.t)
-	case s.restore(saved):
-		w.catchUp(ctx, s, smp.t)
-	default:
+	case !s.restore(saved):
 		// Models of other options or another version: new ones, from
 		// history, and the incident goes on, as after a reload
 		// (carryOver), unless the history showed one of its own.
@@ -390,6 +393,12 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		if s.pub.since == 0 {
 			s.pub.incidentState = saved.inc
 		}
+	case s.outOfOrder(smp.t):
+		// Not scored (see process); it catches up at its first sample
+		// in order.
+		s.catchUpDue = true
+	default:
+		w.catchUp(ctx, s, smp.t)
 	}
 	w.add(s)
 	return s
