@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -96,7 +97,7 @@ func (o *outputs) append(s *series, ref *storage.SeriesRef, family, horizon stri
 		r, err = o.app.Append(0, ls, 0, t, v, nil, nil, storage.AOptions{})
 	}
 	if err != nil {
-		o.p.m.outputErrors.Inc()
+		o.p.outputRefused(s, family, t, err)
 		*ref = 0
 		return
 	}
@@ -231,4 +232,27 @@ func appendableMinTime(st Storage) int64 {
 		return t
 	}
 	return math.MinInt64
+}
+
+// outputRefusedLogEvery spaces the warnings about output samples the TSDB
+// refused: one cause (a sender resending history after a restart, say)
+// refuses a few for every series at once.
+const outputRefusedLogEvery = time.Minute
+
+// outputRefused counts an output sample the TSDB refused, and logs it: as
+// a warning at most once per outputRefusedLogEvery, with the count since,
+// at debug otherwise (it was counted alone, in
+// omen_output_append_failures_total, with nothing to say which series or
+// why).
+func (p *Pipeline) outputRefused(s *series, family string, t int64, err error) {
+	p.m.outputErrors.Inc()
+	p.outRefused.Add(1)
+	now := time.Now().UnixNano()
+	last := p.outRefusedLog.Load()
+	if now-last < int64(outputRefusedLogEvery) || !p.outRefusedLog.CompareAndSwap(last, now) {
+		p.logger.Debug("Output sample refused by the TSDB", "family", family, "input", s.in, "t", t, "err", err)
+		return
+	}
+	p.logger.Warn("Output sample refused by the TSDB", "family", family, "input", s.in, "t", t, "err", err,
+		"refused_since_last_warning", p.outRefused.Swap(0), "next_warning_in", outputRefusedLogEvery)
 }

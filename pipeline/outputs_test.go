@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -534,4 +536,33 @@ func TestIncidentEventEndsWithoutSamples(t *testing.T) {
 			require.Equal(t, t0.UnixMilli()+int64(tc.back)*stepMs, s.pub.event, "the blip after starts an event")
 		})
 	}
+}
+
+// TestOutputRefusedIsLogged: an output sample the TSDB refuses is counted
+// and logged, as a warning naming the input, the family and the error, at
+// most once per outputRefusedLogEvery (it was counted alone: nothing said
+// which series or why).
+func TestOutputRefusedIsLogged(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	var buf bytes.Buffer
+	e.p.logger = slog.New(slog.NewTextHandler(&buf, nil))
+	ls := labels.FromStrings("__name__", "x", "job", "a")
+	e.feed(ls, model.MetricTypeGauge, seasonal(20, 1))
+	score := e.onlySeries().outLabels(FamilyScore, "")
+	for i := range 2 {
+		// Another value already stored where the next score goes: the
+		// head refuses the score as a duplicate.
+		ts := t0.UnixMilli() + int64(20+i)*stepMs
+		a := e.db.Appender(context.Background())
+		_, err := a.Append(0, score, ts, 12345)
+		require.NoError(t, err)
+		require.NoError(t, a.Commit())
+		e.push(ts, model.MetricTypeGauge, []labels.Labels{ls}, []float64{1})
+		e.sync()
+	}
+	require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.outputErrors))
+	logs := buf.String()
+	require.Equal(t, 1, strings.Count(logs, "level=WARN"), logs)
+	require.Contains(t, logs, `msg="Output sample refused by the TSDB" family=anomaly_score input="{__name__=\"x\", job=\"a\"}"`)
+	require.Contains(t, logs, "duplicate sample for timestamp")
 }

@@ -292,9 +292,12 @@ type Pipeline struct {
 	// --forecast.max-series is held for the restored series that have
 	// not come back yet (see reserve).
 	scoredHeld, fcHeld atomic.Int64
-	overBudgetNow      atomic.Int64 // series the workers ignore for the budget alone
-	tapped             atomic.Uint64
-	ready              atomic.Bool
+	// outRefusedLog is when an output sample the TSDB refused was last
+	// logged above debug (unix ns), outRefused those refused since.
+	outRefusedLog, outRefused atomic.Int64
+	overBudgetNow             atomic.Int64 // series the workers ignore for the budget alone
+	tapped                    atomic.Uint64
+	ready                     atomic.Bool
 
 	restoreMu sync.Mutex
 	snapMu    sync.Mutex // one snapshot written at a time
