@@ -798,3 +798,43 @@ func TestSnapshotRestoredSkipsOutOfOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotCatchUpWaitedFor: a series restored from a snapshot older
+// than the TSDB (after a crash), whose first sample is out of order for its
+// models, catches up at its first sample in order, when it is the worker's
+// already: the models step under the lock that /metrics and the API read
+// it under (run with -race), and the warm-up the catch-up ends leaves
+// omen_models_warming (it counted the series for good).
+func TestSnapshotCatchUpWaitedFor(t *testing.T) {
+	const n1, n = 20, 100 // restored while warming; ready after catching up
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	db, opts := stoppedAfter(t, ls, vs, n1, n, true)
+	e := newEnv(t, db, nil, opts)
+	require.NoError(t, e.db.ApplyConfig(&promconfig.Config{StorageConfig: promconfig.StorageConfig{
+		TSDBConfig: &promconfig.TSDBConfig{OutOfOrderTimeWindow: time.Hour.Milliseconds()},
+	}}))
+	require.Eventually(t, e.p.Ready, timeout, tick)
+	e.push(t0.UnixMilli()+int64(n1-10)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n1-10:n1-9])
+	e.sync()
+	require.True(t, e.onlySeries().catchUpDue)
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.warming))
+
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() { // scrapes and API calls while it catches up
+		defer close(done)
+		for !stop.Load() {
+			_, _ = gather(e)
+			_ = e.p.Anomalies(nil)
+		}
+	}()
+	time.Sleep(10 * time.Millisecond)
+	e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+	e.sync()
+	stop.Store(true)
+	<-done
+	require.Equal(t, float64(n-n1), testutil.ToFloat64(e.p.m.caughtUp))
+	require.True(t, e.onlySeries().pub.ready)
+	require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.warming), "ready once caught up")
+}

@@ -1144,8 +1144,13 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 // BackfillMaxPoints, the latest.
 func (w *worker) catchUp(ctx context.Context, s *series, beforeMs int64) {
 	p := w.p
+	// s may be the worker's already (its catch-up waited for its first
+	// sample in order, see create): /metrics and the API read it under
+	// the lock, so the models step under it (the TSDB is read without).
 	if isDerived(s) {
+		w.mu.Lock()
 		w.warmDerived(s, beforeMs)
+		w.mu.Unlock()
 		return
 	}
 	from := s.learntUpTo()
@@ -1153,7 +1158,9 @@ func (w *worker) catchUp(ctx context.Context, s *series, beforeMs int64) {
 		return
 	}
 	local := w.readLocal(ctx, s, equalMatchers(s.in), from+1, beforeMs-1)
+	w.mu.Lock()
 	local.each(w.replayer(s))
+	w.mu.Unlock()
 	p.m.caughtUp.Add(float64(local.len()))
 	w.warmT, w.warmV = local.t[:0], local.v[:0]
 }

@@ -247,8 +247,13 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			continue
 		}
 		if s.catchUpDue {
+			// Its catch-up waited for this sample (see create), and s is
+			// the worker's already: a warm-up that the catch-up ends is
+			// counted here (omen_models_warming counted it for good).
 			s.catchUpDue = false
+			wasReady := s.pub.ready
 			w.catchUp(ctx, s, smp.t)
+			w.readyChanged(wasReady, s.pub.ready)
 		}
 		v := smp.v
 		// A counter's NaN, ±Inf or sentinel is scored as it is (no value,
@@ -295,12 +300,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		if timed {
 			p.m.inference.Observe(time.Since(start).Seconds())
 		}
-		switch {
-		case pub.ready && !wasReady:
-			p.m.warming.Add(-1)
-		case !pub.ready && wasReady:
-			p.m.warming.Add(1)
-		}
+		w.readyChanged(wasReady, pub.ready)
 		if pub.score > 1 {
 			p.m.anomalies.WithLabelValues(s.name).Inc()
 		}
@@ -312,6 +312,17 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	}
 	w.flushBackfill()
 	p.m.lag.Set(p.opts.Now().Sub(b.committed).Seconds())
+}
+
+// readyChanged counts a series' warm-up ending (or starting again) in
+// omen_models_warming.
+func (w *worker) readyChanged(wasReady, ready bool) {
+	switch {
+	case ready && !wasReady:
+		w.p.m.warming.Add(-1)
+	case !ready && wasReady:
+		w.p.m.warming.Add(1)
+	}
 }
 
 // markStale takes the results of s off /metrics and the anomalies API and
