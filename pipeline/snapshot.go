@@ -62,6 +62,9 @@ type savedSeries struct {
 	inc      incidentState
 	det, fc  []byte
 	loadedAt time.Time
+	// unheld: what was held of the budgets for its series is given back
+	// (see Pipeline.releaseHeld); under restoreMu.
+	unheld bool
 }
 
 type snapEncoder struct {
@@ -507,6 +510,29 @@ func (p *Pipeline) takeRestored(ls labels.Labels) *savedSeries {
 	return nil
 }
 
+// keepRestored puts back the saved state of a series that create took and
+// did not score (the budget full, or not selected): a series that gets
+// room at the sweep, or that a reload selects, takes it then, and the
+// snapshots keep it until it expires, as before it was taken. Not if its
+// series has another by now (the TSDB was reopened meanwhile).
+func (p *Pipeline) keepRestored(saved *savedSeries) {
+	if saved == nil {
+		return
+	}
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	if p.restored == nil {
+		return
+	}
+	h := saved.ls.Hash()
+	for _, s := range p.restored[h] {
+		if labels.Equal(s.ls, saved.ls) {
+			return
+		}
+	}
+	p.restored[h] = append(p.restored[h], saved)
+}
+
 // expireRestored forgets saved states whose series did not come back
 // within StaleAfter, and stale forecast accuracy entries.
 func (p *Pipeline) expireRestored() {
@@ -517,7 +543,7 @@ func (p *Pipeline) expireRestored() {
 	for h, list := range p.restored {
 		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter {
 			for _, s := range list {
-				p.releaseHeld(s)
+				p.releaseHeldLocked(s)
 			}
 			delete(p.restored, h)
 		}

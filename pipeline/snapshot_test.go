@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
@@ -837,4 +838,84 @@ func TestSnapshotCatchUpWaitedFor(t *testing.T) {
 	require.Equal(t, float64(n-n1), testutil.ToFloat64(e.p.m.caughtUp))
 	require.True(t, e.onlySeries().pub.ready)
 	require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.warming), "ready once caught up")
+}
+
+// TestSnapshotRefusedKeepsState: after a restart with --detect.max-series
+// lowered, a restored series refused for the budget keeps its saved state
+// (in the snapshots too, until it expires): when room comes, it gets its
+// models back rather than warming from history. (Taken before the budget
+// was checked, the state of a series refused was dropped.)
+func TestSnapshotRefusedKeepsState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
+	push := func(e *env, ts int64, pods ...string) {
+		for _, pod := range pods { // one at a time, in order
+			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
+			e.sync()
+		}
+	}
+	db := t.TempDir()
+	e := newEnv(t, db, nil, func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 3 })
+	for i := range 5 {
+		push(e, t0.UnixMilli()+int64(i)*stepMs, "a", "b", "c")
+	}
+	require.Equal(t, []string{"a", "b", "c"}, withModel(e, false))
+	e.stop()
+	require.NoError(t, e.db.Close())
+
+	e2 := newEnv(t, db, nil, func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 2 })
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	push(e2, t0.UnixMilli()+5*stepMs, "a", "b", "c")
+	require.Equal(t, []string{"a", "b"}, withModel(e2, false))
+	require.Zero(t, e2.p.scoredHeld.Load())
+	// a goes (the head dropped its series, say): the sweep gives its room
+	// to c.
+	a := refOf(e2, ls("a"))
+	for _, w := range e2.p.workers {
+		w.forget([]storage.SeriesRef{a})
+	}
+	for _, w := range e2.p.workers {
+		w.sweep()
+	}
+	push(e2, t0.UnixMilli()+6*stepMs, "b", "c")
+	require.Equal(t, []string{"b", "c"}, withModel(e2, false))
+	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "c restored, not warmed from history")
+	require.Zero(t, e2.p.scoredHeld.Load())
+}
+
+// TestSnapshotDeselectedKeepsState: a restored series the configuration no
+// longer selects gives back what was held for it, and keeps its saved
+// state: selected again by a reload, it takes it, and what is held for the
+// others is not given back a second time (a newcomer took it, and one of
+// them was refused).
+func TestSnapshotDeselectedKeepsState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 3 }
+	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
+	push := func(e *env, ts int64, pods ...string) {
+		for _, pod := range pods { // one at a time, in order
+			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
+			e.sync()
+		}
+	}
+	db := t.TempDir()
+	e := newEnv(t, db, nil, opts)
+	for i := range 5 {
+		push(e, t0.UnixMilli()+int64(i)*stepMs, "a", "b", "c")
+	}
+	e.stop()
+	require.NoError(t, e.db.Close())
+
+	cfg, err := config.Load([]byte(`exclude: ['{pod="b"}']`))
+	require.NoError(t, err)
+	e2 := newEnv(t, db, cfg, opts)
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	push(e2, t0.UnixMilli()+5*stepMs, "b")
+	require.Empty(t, withModel(e2, false))
+	require.Equal(t, int64(2), e2.p.scoredHeld.Load(), "b's given back")
+	require.NoError(t, e2.p.ApplyConfig(nil))
+	push(e2, t0.UnixMilli()+6*stepMs, "b", "x", "a", "c")
+	require.Equal(t, []string{"a", "b", "c"}, withModel(e2, false))
+	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "b restored, not warmed from history")
+	require.Zero(t, e2.p.scoredHeld.Load())
 }

@@ -356,6 +356,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	name := smp.ls.Get(labels.MetricName)
 	// Its saved state, if it had one at the snapshot: what is held of the
 	// budgets for it is given back once it has taken its own (or not).
+	// Not scored, it puts the state back (keepRestored) for when it is.
 	saved := p.takeRestored(smp.ls)
 	if saved != nil {
 		defer p.releaseHeld(saved)
@@ -367,10 +368,12 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		// with the options it was evaluated under.
 		sc = smp.derived.d.Scoring
 	case !ok:
+		p.keepRestored(saved)
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
 	if !reserve(&p.scored, &p.scoredHeld, p.opts.MaxSeries, saved != nil) {
+		p.keepRestored(saved)
 		p.m.overBudget.Inc()
 		w.ignore(smp.ref, nowMs, true)
 		return nil
@@ -383,6 +386,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		return w.createGroup(s, smp, sc, nowMs, saved)
 	}
 	if err := s.det.Init(detectOptions(sc), w.scratch); err != nil {
+		p.keepRestored(saved)
 		p.scored.Add(-1)
 		p.logger.Warn("Creating detector", "series", smp.ls.String(), "err", err)
 		w.ignore(smp.ref, nowMs, false)
@@ -424,6 +428,7 @@ func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs in
 	d := smp.derived
 	g, err := detect.NewGroup(len(d.vals), defHash(d.d.Signature()), detectOptions(sc))
 	if err != nil {
+		p.keepRestored(saved)
 		p.scored.Add(-1)
 		p.logger.Warn("Creating group detector", "series", smp.ls.String(), "err", err)
 		w.ignore(smp.ref, nowMs, false)
@@ -731,8 +736,20 @@ func (p *Pipeline) forecastRoom() bool {
 }
 
 // releaseHeld gives back what is held of the budgets for a restored
-// series: it came back, or its saved state expired.
+// series: it came back, or its saved state expired. Once: a state put
+// back (keepRestored) is taken again, or expires.
 func (p *Pipeline) releaseHeld(saved *savedSeries) {
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	p.releaseHeldLocked(saved)
+}
+
+// releaseHeldLocked is releaseHeld with restoreMu held.
+func (p *Pipeline) releaseHeldLocked(saved *savedSeries) {
+	if saved.unheld {
+		return
+	}
+	saved.unheld = true
 	unhold(&p.scoredHeld)
 	if len(saved.fc) > 0 {
 		unhold(&p.fcHeld)
