@@ -50,6 +50,11 @@ const (
 	// another expression is not restored. Snapshots before it have none,
 	// and are restored as they were.
 	flagDef = 1 << 2
+	// flagForecaster: the series had a forecaster, saved or not (not
+	// while it awaited new models, see worker.encode): its share of
+	// --forecast.max-series is held for it after a restart (see reserve).
+	// Older versions ignore it.
+	flagForecaster = 1 << 3
 )
 
 // savedSeries is one series read from a snapshot, waiting for its first
@@ -156,6 +161,9 @@ func (w *worker) encode(e *snapEncoder) error {
 		var flags uint8
 		if s.counter {
 			flags |= flagCounter
+		}
+		if s.fc != nil {
+			flags |= flagForecaster
 		}
 		if s.hasPrev {
 			flags |= flagHasPrev
@@ -362,7 +370,7 @@ next:
 	var fc int64
 	for _, list := range m {
 		for _, s := range list {
-			if len(s.fc) > 0 {
+			if s.forecaster() {
 				fc++
 			}
 		}
@@ -552,6 +560,13 @@ func (p *Pipeline) expireRestored() {
 
 // counter reports whether the series was saved as a counter.
 func (saved *savedSeries) counter() bool { return saved.flags&flagCounter != 0 }
+
+// forecaster reports whether the series had a forecaster: one saved, or,
+// awaiting new models when the snapshot was taken, not saved (a snapshot
+// of an older version has only the first).
+func (saved *savedSeries) forecaster() bool {
+	return len(saved.fc) > 0 || saved.flags&flagForecaster != 0
+}
 
 // restore loads saved state into s; false if it does not decode (another
 // detector version, say), in which case s warms from history.

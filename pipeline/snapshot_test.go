@@ -919,3 +919,40 @@ func TestSnapshotDeselectedKeepsState(t *testing.T) {
 	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "b restored, not warmed from history")
 	require.Zero(t, e2.p.scoredHeld.Load())
 }
+
+// TestSnapshotRebuildPendingKeepsForecaster: a series that had a
+// forecaster and awaited new models when the snapshot was taken (a reload
+// to other horizons, before its next sample) is saved without its models,
+// and warms from history after a restart; its share of
+// --forecast.max-series is held for it all the same (a series that came
+// back first took it).
+func TestSnapshotRebuildPendingKeepsForecaster(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries, o.ForecastMaxSeries = path, 100, 1 }
+	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
+	push := func(e *env, ts int64, pods ...string) {
+		for _, pod := range pods { // one at a time, in order
+			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
+			e.sync()
+		}
+	}
+	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m, 10m]}"))
+	require.NoError(t, err)
+	db := t.TempDir()
+	e := newEnv(t, db, cfg, opts)
+	push(e, t0.UnixMilli(), "a", "b")
+	require.Equal(t, []string{"a"}, withModel(e, true))
+	cfg2, err := config.Load([]byte("defaults: {forecast_horizons: [10m]}"))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(cfg2))
+	e.sync() // the workers take the reload: a awaits new models
+	e.stop()
+	require.NoError(t, e.db.Close())
+
+	e2 := newEnv(t, db, cfg2, opts)
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	require.Equal(t, int64(1), e2.p.fcHeld.Load())
+	push(e2, t0.UnixMilli()+stepMs, "b", "a")
+	require.Equal(t, []string{"a"}, withModel(e2, true))
+	require.Zero(t, e2.p.fcHeld.Load())
+}

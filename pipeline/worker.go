@@ -392,7 +392,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
-	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, saved != nil && len(saved.fc) > 0) {
+	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, saved != nil && saved.forecaster()) {
 		s.fc = newFcState(horizonsOf(sc))
 	}
 	// A saved state of the other kind than the sample's metadata says is
@@ -751,7 +751,7 @@ func (p *Pipeline) releaseHeldLocked(saved *savedSeries) {
 	}
 	saved.unheld = true
 	unhold(&p.scoredHeld)
-	if len(saved.fc) > 0 {
+	if saved.forecaster() {
 		unhold(&p.fcHeld)
 	}
 }
