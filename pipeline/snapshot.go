@@ -55,6 +55,14 @@ const (
 	// --forecast.max-series is held for it after a restart (see reserve).
 	// Older versions ignore it.
 	flagForecaster = 1 << 3
+	// flagWaiting: a restored state that no series had claimed when the
+	// snapshot was taken (see encodeRestored). Loaded again at a restart,
+	// it is kept for its series but no budget is held for it (at a reopen
+	// of the TSDB, what was held for it still is): its series did not
+	// come back for a whole run, and held from restart to restart, each
+	// loading it anew, its room was held for good while omen restarted
+	// more often than --detect.stale-after. Older versions ignore it.
+	flagWaiting = 1 << 4
 )
 
 // savedSeries is one series read from a snapshot, waiting for its first
@@ -208,7 +216,7 @@ func (p *Pipeline) encodeRestored(e *snapEncoder) error {
 	p.restoreMu.Unlock()
 	for _, s := range waiting { // immutable once read
 		e.lbl = appendLabels(e.lbl[:0], s.ls)
-		if err := e.record(e.lbl, s.flags, s.prevRaw, s.prevT, s.inc, s.det, s.fc); err != nil {
+		if err := e.record(e.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.det, s.fc); err != nil {
 			return err
 		}
 	}
@@ -367,19 +375,24 @@ next:
 		m[h] = append(m[h], s)
 		n++
 	}
-	var fc int64
+	p.restoreMu.Lock()
+	var held, fc int64
 	for _, list := range m {
 		for _, s := range list {
+			if s.flags&flagWaiting != 0 && !p.stillHeldLocked(s.ls) {
+				s.unheld = true // nothing held for it
+				continue
+			}
+			held++
 			if s.forecaster() {
 				fc++
 			}
 		}
 	}
-	p.restoreMu.Lock()
 	p.restored = m
 	// The series scored and forecast before keep their budget when they
 	// come back (see reserve), as many as the budgets now allow.
-	p.scoredHeld.Store(min(int64(n), int64(p.opts.MaxSeries)))
+	p.scoredHeld.Store(min(held, int64(p.opts.MaxSeries)))
 	p.fcHeld.Store(min(fc, int64(p.opts.ForecastMaxSeries)))
 	p.restoreMu.Unlock()
 	// The last snapshot written is the one restored, by the process before
@@ -516,6 +529,19 @@ func (p *Pipeline) takeRestored(ls labels.Labels) *savedSeries {
 		}
 	}
 	return nil
+}
+
+// stillHeldLocked reports whether room is held now for the state of the
+// series ls waiting in p.restored (restoreMu held): at a reopen of the
+// TSDB (Pipeline.StorageReopened), a state still waiting since the
+// restart keeps what is held for it.
+func (p *Pipeline) stillHeldLocked(ls labels.Labels) bool {
+	for _, s := range p.restored[ls.Hash()] {
+		if labels.Equal(s.ls, ls) {
+			return !s.unheld
+		}
+	}
+	return false
 }
 
 // keepRestored puts back the saved state of a series that create took and

@@ -956,3 +956,66 @@ func TestSnapshotRebuildPendingKeepsForecaster(t *testing.T) {
 	require.Equal(t, []string{"a"}, withModel(e2, true))
 	require.Zero(t, e2.p.fcHeld.Load())
 }
+
+// TestSnapshotHeldNotForever: a series that went away is held its room
+// after one restart, not after the next: its state, not claimed, is
+// written to each snapshot and loaded anew at each restart, so while omen
+// restarted more often than --detect.stale-after its room was held for
+// good, and a newcomer refused at every restart.
+func TestSnapshotHeldNotForever(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
+	now, clk := t0, &clock{now: t0}
+	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries, o.Now = path, 2, clk.Now }
+	push := func(e *env, pods ...string) {
+		for _, pod := range pods { // one at a time, in order
+			e.push(now.UnixMilli(), model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
+			e.sync()
+		}
+	}
+	e := newEnv(t, "", nil, opts)
+	push(e, "a", "b")
+	e.stop()
+	// b goes away for good; omen restarts every 40 minutes (stale-after
+	// 1h), and a newcomer, c, comes before a.
+	var got [][]string
+	for range 3 {
+		now = now.Add(40 * time.Minute)
+		clk.set(now)
+		e = newEnv(t, "", nil, opts)
+		require.Eventually(t, e.p.Ready, timeout, tick)
+		e.p.expireRestored()
+		push(e, "c", "a")
+		got = append(got, withModel(e, false))
+		e.stop()
+	}
+	require.Equal(t, [][]string{{"a"}, {"a", "c"}, {"a", "c"}}, got)
+}
+
+// TestStorageReopenedKeepsHeld: at a reopen of the TSDB, the series
+// restored at the restart that have not come back yet keep the room held
+// for them (their states, written to the snapshot as not claimed, are
+// loaded again).
+func TestStorageReopenedKeepsHeld(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 2 }
+	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
+	push := func(e *env, ts int64, pods ...string) {
+		for _, pod := range pods { // one at a time, in order
+			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
+			e.sync()
+		}
+	}
+	e := newEnv(t, "", nil, opts)
+	push(e, t0.UnixMilli(), "a", "b")
+	e.stop()
+	e2 := newEnv(t, "", nil, opts)
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	push(e2, t0.UnixMilli()+stepMs, "a")
+	require.Equal(t, int64(1), e2.p.scoredHeld.Load())
+	e2.p.StorageReopened()
+	require.Equal(t, int64(2), e2.p.scoredHeld.Load(), "a's and b's")
+	push(e2, t0.UnixMilli()+2*stepMs, "c", "a", "b")
+	require.Equal(t, []string{"a", "b"}, withModel(e2, false))
+	require.Zero(t, e2.p.scoredHeld.Load())
+}
