@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"slices"
 	"time"
@@ -250,7 +251,9 @@ func (p *Pipeline) outputRefused(s *series, family string, t int64, err error) {
 	now := time.Now().UnixNano()
 	last := p.outRefusedLog.Load()
 	if now-last < int64(outputRefusedLogEvery) || !p.outRefusedLog.CompareAndSwap(last, now) {
-		p.logger.Debug("Output sample refused by the TSDB", "family", family, "input", s.in, "t", t, "err", err)
+		if p.logger.Enabled(context.Background(), slog.LevelDebug) { // its arguments would be boxed for nothing
+			p.logger.Debug("Output sample refused by the TSDB", "family", family, "input", s.in, "t", t, "err", err)
+		}
 		return
 	}
 	p.logger.Warn("Output sample refused by the TSDB", "family", family, "input", s.in, "t", t, "err", err,
