@@ -1160,6 +1160,15 @@ func (w *worker) catchUp(ctx context.Context, s *series, beforeMs int64) {
 	local := w.readLocal(ctx, s, equalMatchers(s.in), from+1, beforeMs-1)
 	w.mu.Lock()
 	local.each(w.replayer(s))
+	if f := s.fc; f != nil {
+		// The replay writes no outputs: the forecasts it made were
+		// stored by no one, and the first of them (made at once, as
+		// restore leaves no time of the last) set when the next was
+		// due, up to --forecast.interval after the first live sample.
+		// As after a graceful stop, the series forecasts, and stores
+		// the forecast, at its first sample after the restart.
+		f.made, f.isNew = 0, false
+	}
 	w.mu.Unlock()
 	p.m.caughtUp.Add(float64(local.len()))
 	w.warmT, w.warmV = local.t[:0], local.v[:0]
