@@ -1070,3 +1070,74 @@ func TestSnapshotForecastsAtOnceAfterCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotWaitingTakesNoHeldRoom: a series whose state waited, not
+// claimed, through a whole run (written as flagWaiting) is held no room at
+// the next restart, and takes none of the room held for the series that
+// were scored at the snapshot: it competes for the free room as a newcomer
+// does. (It came back first and, restored, took the held room: a series
+// held its room was refused, its models lost.)
+func TestSnapshotWaitingTakesNoHeldRoom(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
+	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 3 }
+	push := func(e *env, ts int64, pods ...string) {
+		for _, pod := range pods { // one at a time, in order
+			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
+			e.sync()
+		}
+	}
+	e := newEnv(t, "", nil, opts)
+	push(e, t0.UnixMilli(), "w", "a", "b")
+	e.stop()
+	// w does not come back for a whole run: written as waiting.
+	e = newEnv(t, "", nil, opts)
+	require.Eventually(t, e.p.Ready, timeout, tick)
+	push(e, t0.UnixMilli()+stepMs, "a", "b")
+	e.stop()
+	e = newEnv(t, "", nil, opts)
+	require.Eventually(t, e.p.Ready, timeout, tick)
+	require.Equal(t, int64(2), e.p.scoredHeld.Load(), "a's and b's, not w's")
+	// A newcomer, c, takes the free room; w, back, finds none; a and b
+	// get theirs.
+	push(e, t0.UnixMilli()+2*stepMs, "c", "w", "a", "b")
+	require.Equal(t, []string{"a", "b", "c"}, withModel(e, false))
+	require.Zero(t, e.p.scoredHeld.Load())
+	e.stop()
+}
+
+// TestSnapshotWaitingTakesNoHeldForecaster: the same for
+// --forecast.max-series: a waiting state that had a forecaster, its series
+// back first, takes no forecaster held for a series that had one.
+func TestSnapshotWaitingTakesNoHeldForecaster(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
+	opts := func(fc int) func(o *Options) {
+		return func(o *Options) { o.SnapshotPath, o.MaxSeries, o.ForecastMaxSeries = path, 100, fc }
+	}
+	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m]}"))
+	require.NoError(t, err)
+	push := func(e *env, ts int64, pods ...string) {
+		for _, pod := range pods { // one at a time, in order
+			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
+			e.sync()
+		}
+	}
+	e := newEnv(t, "", cfg, opts(2))
+	push(e, t0.UnixMilli(), "w", "a")
+	require.Equal(t, []string{"a", "w"}, withModel(e, true))
+	e.stop()
+	// w does not come back for a whole run (written as waiting); with a
+	// larger budget, a newcomer b gets a forecaster.
+	e = newEnv(t, "", cfg, opts(3))
+	require.Eventually(t, e.p.Ready, timeout, tick)
+	push(e, t0.UnixMilli()+stepMs, "a", "b")
+	require.Equal(t, []string{"a", "b"}, withModel(e, true))
+	e.stop()
+	e = newEnv(t, "", cfg, opts(2))
+	require.Eventually(t, e.p.Ready, timeout, tick)
+	require.Equal(t, int64(2), e.p.fcHeld.Load(), "a's and b's, not w's")
+	push(e, t0.UnixMilli()+2*stepMs, "w", "a", "b")
+	require.Equal(t, []string{"a", "b"}, withModel(e, true))
+	e.stop()
+}

@@ -358,7 +358,12 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	// budgets for it is given back once it has taken its own (or not).
 	// Not scored, it puts the state back (keepRestored) for when it is.
 	saved := p.takeRestored(smp.ls)
+	// Room is held for it only if it was held at the restore: not for a
+	// state that waited, not claimed, through the run before (it competes
+	// for the free room as a newcomer does), nor for one given back.
+	held := false
 	if saved != nil {
+		held = p.isHeld(saved)
 		defer p.releaseHeld(saved)
 	}
 	sc, ok := scoringOf(cfg, smp.ls, name, smp.derived != nil)
@@ -372,7 +377,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
-	if !reserve(&p.scored, &p.scoredHeld, p.opts.MaxSeries, saved != nil) {
+	if !reserve(&p.scored, &p.scoredHeld, p.opts.MaxSeries, held) {
 		p.keepRestored(saved)
 		p.m.overBudget.Inc()
 		w.ignore(smp.ref, nowMs, true)
@@ -392,7 +397,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.ignore(smp.ref, nowMs, false)
 		return nil
 	}
-	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, saved != nil && saved.forecaster()) {
+	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, held && saved.forecaster()) {
 		s.fc = newFcState(horizonsOf(sc))
 	}
 	// A saved state of the other kind than the sample's metadata says is
@@ -733,6 +738,13 @@ func reserve(n, held *atomic.Int64, budget int, restored bool) bool {
 // a forecaster now.
 func (p *Pipeline) forecastRoom() bool {
 	return p.forecasting.Load()+p.fcHeld.Load() < int64(p.opts.ForecastMaxSeries)
+}
+
+// isHeld reports whether room is held for a restored series' state.
+func (p *Pipeline) isHeld(saved *savedSeries) bool {
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	return !saved.unheld
 }
 
 // releaseHeld gives back what is held of the budgets for a restored
