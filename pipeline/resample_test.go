@@ -57,6 +57,18 @@ func TestResampler(t *testing.T) {
 			wantStep: 30000,
 		},
 		{
+			name: "a burst once the step is known does not change it", minStepMs: 28125,
+			// 60 s input for three intervals, then a sample 8 ms after
+			// the one before (a sender's retry, a restarted generator's
+			// first rounds): the step stays one input interval (it
+			// became 28 128 ms, 3 516 intervals of 8 ms, for good, and
+			// the forecaster, fed 60 s points, took each as after a gap
+			// and published no forecast again).
+			in:       []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {180008, 4}, {240000, 5}},
+			want:     []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {180008, 4}, {240000, 5}},
+			wantStep: 60000,
+		},
+		{
 			name: "a gap closes the open step", minStepMs: 28125,
 			in:       []tv{{0, 1}, {15000, 3}, {300000, 5}, {315000, 7}, {330000, 9}},
 			want:     []tv{{15000, 2}, {315000, 6}},

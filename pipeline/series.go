@@ -232,6 +232,9 @@ type resampler struct {
 	// samples' differences from x0 and of their squares (about x0, so a
 	// large value loses no precision to cancellation).
 	x0, dsum, dsq float64
+	// settled: the step was checked against the interval after the
+	// first (see add); a restored resampler with a step is. Not saved.
+	settled bool
 }
 
 type point struct {
@@ -250,6 +253,7 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 	if (r.n > 0 || r.stepMs > 0) && t <= r.lastT {
 		return out, 0
 	}
+	known := r.stepMs > 0
 	if r.stepMs == 0 {
 		if r.n == 0 {
 			r.n, r.lastT = 1, t
@@ -266,7 +270,11 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 			r.n = 0
 		}
 	}
-	if r.k == 1 && 2*(t-r.lastT) < r.stepMs && r.stepMs > r.minStepMs {
+	// Only at the interval after the first: later, a sample close after
+	// the one before (a sender's retry, a burst) made the step a fraction
+	// of the input's interval for good, and the forecaster, fed points an
+	// input interval apart, took each as after a gap and forecast no more.
+	if r.k == 1 && known && !r.settled && 2*(t-r.lastT) < r.stepMs && r.stepMs > r.minStepMs {
 		// The first interval was a gap, not the input's: estimate the
 		// step again from this one, so fast inputs are still averaged.
 		d := t - r.lastT
@@ -274,6 +282,7 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 		r.stepMs = r.k * d
 		r.bucket = r.lastT / r.stepMs
 	}
+	r.settled = r.settled || known
 	if r.k == 1 {
 		r.lastT = t
 		out[n] = point{t: t, v: v, n: 1}

@@ -711,6 +711,7 @@ func (f *fcState) restoreState(b []byte) error {
 		return err
 	}
 	if rs.minStepMs == f.rs.minStepMs {
+		rs.settled = rs.stepMs > 0
 		f.rs = rs
 	}
 	f.within = within
