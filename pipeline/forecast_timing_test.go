@@ -281,3 +281,63 @@ func TestForecastCheckedAtItsTarget(t *testing.T) {
 		}
 	})
 }
+
+// TestForecastAfterIntervalChange: a 60 s input that becomes 15 s or 1 s
+// is averaged into ~30 s steps again, and every default horizon is
+// forecast, restarted from a snapshot or not. Once a short interval could
+// change the step only right after the first, such an input was passed
+// through at its new interval for good: the 30m horizon (120 steps of
+// 15 s, beyond MaxHorizon) was never forecast again, and at 1 s none was.
+// The same held for a series restored from a snapshot taken between its
+// first two intervals, a gap and the input's.
+func TestForecastAfterIntervalChange(t *testing.T) {
+	hs, names := horizonsOf(config.Default().Defaults)
+	for _, tc := range []struct {
+		name          string
+		first, nFirst int64 // the first interval, how many of them
+		every, n      int64 // then
+		restartAt     int   // sample index, -1 none
+	}{
+		{"60s then 15s", 60_000, 300, 15_000, 1500, -1},
+		{"60s then 1s", 60_000, 300, 1_000, 20_000, -1},
+		{"60s then 15s, restarted after", 60_000, 300, 15_000, 1500, 400},
+		{"10m gap then 15s, restarted after the gap", 600_000, 1, 15_000, 1500, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFcState(hs, names)
+			s := &series{fc: f, name: "x"}
+			buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+			tm := t0.UnixMilli()
+			var ts []int64
+			for i := range tc.nFirst + tc.n {
+				ts = append(ts, tm)
+				tm += tc.first
+				if i >= tc.nFirst {
+					tm += tc.every - tc.first
+				}
+			}
+			lastHour := ts[len(ts)-1] - 3600_000
+			made := make([]int, len(hs))
+			for i, tm := range ts {
+				if i == tc.restartAt {
+					b, err := f.appendState(nil)
+					require.NoError(t, err)
+					f = newFcState(hs, names)
+					require.NoError(t, f.restoreState(b))
+					s.fc = f
+				}
+				v := 100 + 20*sinPeriod(int((tm-t0.UnixMilli())/1000), 1200)
+				f.step(s, tm, v, v, nil, &buf, time.Minute.Milliseconds())
+				for h := range hs {
+					if tm > lastHour && f.isNew && f.ok[h] {
+						made[h]++
+					}
+				}
+			}
+			require.InDelta(t, 30_000, f.m.Step(), 1_000, "steps of about 30 s")
+			for h, name := range names {
+				require.InDelta(t, 60, made[h], 2, "horizon %s forecast every minute of the last hour", name)
+			}
+		})
+	}
+}

@@ -69,6 +69,25 @@ func TestResampler(t *testing.T) {
 			wantStep: 60000,
 		},
 		{
+			name: "an interval that changes is followed once it has lasted a step", minStepMs: 28125,
+			// 60 s, then 15 s: the 15 s samples pass through until they
+			// have lasted one 60 s step, then pairs are averaged (the
+			// step stayed 60 s for good, the forecaster was fed 15 s
+			// points, and the 30m horizon, 120 of them, was never
+			// forecast again; at 1 s no horizon was).
+			in: []tv{{0, 0}, {60000, 1}, {120000, 2}, {135000, 3}, {150000, 4}, {165000, 5},
+				{180000, 6}, {195000, 7}, {210000, 8}, {225000, 9}, {240000, 10}},
+			want: []tv{{0, 0}, {60000, 1}, {120000, 2}, {135000, 3}, {150000, 4}, {165000, 5},
+				{195000, 6.5}, {225000, 8.5}},
+			wantStep: 30000,
+		},
+		{
+			name: "retries a step apart do not change the step", minStepMs: 28125,
+			in:       []tv{{0, 0}, {60000, 1}, {120000, 2}, {120008, 3}, {180000, 4}, {180008, 5}, {240000, 6}, {240008, 7}, {300000, 8}},
+			want:     []tv{{0, 0}, {60000, 1}, {120000, 2}, {120008, 3}, {180000, 4}, {180008, 5}, {240000, 6}, {240008, 7}, {300000, 8}},
+			wantStep: 60000,
+		},
+		{
 			name: "a gap closes the open step", minStepMs: 28125,
 			in:       []tv{{0, 1}, {15000, 3}, {300000, 5}, {315000, 7}, {330000, 9}},
 			want:     []tv{{15000, 2}, {315000, 6}},

@@ -234,6 +234,9 @@ type resampler struct {
 	x0, dsum, dsq float64
 	// settled: the step was checked against the interval after the
 	// first (see add); a restored resampler with a step is. Not saved.
+	// Later the step is estimated again only once the input's interval
+	// has been under half of it for a whole step (n and bucket, unused
+	// while k is 1, hold that run).
 	settled bool
 }
 
@@ -274,13 +277,36 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 	// the one before (a sender's retry, a burst) made the step a fraction
 	// of the input's interval for good, and the forecaster, fed points an
 	// input interval apart, took each as after a gap and forecast no more.
-	if r.k == 1 && known && !r.settled && 2*(t-r.lastT) < r.stepMs && r.stepMs > r.minStepMs {
-		// The first interval was a gap, not the input's: estimate the
-		// step again from this one, so fast inputs are still averaged.
-		d := t - r.lastT
-		r.k = max(1, (r.minStepMs+d-1)/d)
-		r.stepMs = r.k * d
-		r.bucket = r.lastT / r.stepMs
+	if r.k == 1 && known && 2*(t-r.lastT) < r.stepMs && r.stepMs > r.minStepMs {
+		// While every sample is a step, n counts the intervals in a row
+		// shorter than half of it and bucket is when they began.
+		if r.n == 0 {
+			r.bucket = r.lastT
+		}
+		r.n++
+		d := int64(0)
+		switch {
+		case !r.settled:
+			// The first interval was a gap, not the input's: estimate
+			// the step again from this one, so fast inputs are still
+			// averaged.
+			d = t - r.lastT
+		case r.n >= 2 && t-r.bucket >= r.stepMs:
+			// The input's interval has changed (60 s to 15 s or 1 s),
+			// not one sample come close after the one before: short
+			// intervals for a whole step. Passed through, 1 s samples
+			// put every horizon beyond the forecaster's MaxHorizon
+			// steps, 15 s ones the 30m.
+			d = (t - r.bucket) / int64(r.n)
+		}
+		if d > 0 {
+			r.k = max(1, (r.minStepMs+d-1)/d)
+			r.stepMs = r.k * d
+			r.bucket = r.lastT / r.stepMs
+			r.n = 0
+		}
+	} else if r.k == 1 {
+		r.n = 0
 	}
 	r.settled = r.settled || known
 	if r.k == 1 {
