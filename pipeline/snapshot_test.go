@@ -694,21 +694,14 @@ func TestBudgetsKeptAcrossRestart(t *testing.T) {
 					}
 				}
 				have := func(e *env) []string { return withModel(e, budget == "forecast") }
-				ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
-				push := func(e *env, ts int64, pods ...string) {
-					for _, pod := range pods { // one at a time, in order
-						e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-						e.sync()
-					}
-				}
 				e := newEnv(t, "", nil, opts)
-				push(e, t0.UnixMilli(), "a", "b", "c") // a and b take the budget
+				e.pushPods(t0.UnixMilli(), "a", "b", "c") // a and b take the budget
 				require.Equal(t, []string{"a", "b"}, have(e))
 				e.stop()
 
 				e2 := newEnv(t, "", nil, opts)
 				require.Eventually(t, e2.p.Ready, timeout, tick)
-				push(e2, t0.UnixMilli()+stepMs, tc.back...)
+				e2.pushPods(t0.UnixMilli()+stepMs, tc.back...)
 				require.Equal(t, tc.have, have(e2))
 
 				// The saved states not claimed expire: their budget is
@@ -717,11 +710,11 @@ func TestBudgetsKeptAcrossRestart(t *testing.T) {
 				later := t0.Add(2 * time.Hour)
 				e2.clock.set(later)
 				e2.p.expireRestored()
-				push(e2, later.UnixMilli(), tc.back...)
+				e2.pushPods(later.UnixMilli(), tc.back...)
 				for _, w := range e2.p.workers {
 					w.sweep()
 				}
-				push(e2, later.UnixMilli()+stepMs, tc.back...)
+				e2.pushPods(later.UnixMilli()+stepMs, tc.back...)
 				want := tc.have
 				if len(want) < 2 {
 					want = append(want, "c")
@@ -849,17 +842,10 @@ func TestSnapshotCatchUpWaitedFor(t *testing.T) {
 // was checked, the state of a series refused was dropped.)
 func TestSnapshotRefusedKeepsState(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
-	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
-	push := func(e *env, ts int64, pods ...string) {
-		for _, pod := range pods { // one at a time, in order
-			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-			e.sync()
-		}
-	}
 	db := t.TempDir()
 	e := newEnv(t, db, nil, func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 3 })
 	for i := range 5 {
-		push(e, t0.UnixMilli()+int64(i)*stepMs, "a", "b", "c")
+		e.pushPods(t0.UnixMilli()+int64(i)*stepMs, "a", "b", "c")
 	}
 	require.Equal(t, []string{"a", "b", "c"}, withModel(e, false))
 	e.stop()
@@ -867,19 +853,19 @@ func TestSnapshotRefusedKeepsState(t *testing.T) {
 
 	e2 := newEnv(t, db, nil, func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 2 })
 	require.Eventually(t, e2.p.Ready, timeout, tick)
-	push(e2, t0.UnixMilli()+5*stepMs, "a", "b", "c")
+	e2.pushPods(t0.UnixMilli()+5*stepMs, "a", "b", "c")
 	require.Equal(t, []string{"a", "b"}, withModel(e2, false))
 	require.Zero(t, e2.p.scoredHeld.Load())
 	// a goes (the head dropped its series, say): the sweep gives its room
 	// to c.
-	a := refOf(e2, ls("a"))
+	a := refOf(e2, pod("a"))
 	for _, w := range e2.p.workers {
 		w.forget([]storage.SeriesRef{a})
 	}
 	for _, w := range e2.p.workers {
 		w.sweep()
 	}
-	push(e2, t0.UnixMilli()+6*stepMs, "b", "c")
+	e2.pushPods(t0.UnixMilli()+6*stepMs, "b", "c")
 	require.Equal(t, []string{"b", "c"}, withModel(e2, false))
 	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "c restored, not warmed from history")
 	require.Zero(t, e2.p.scoredHeld.Load())
@@ -893,17 +879,10 @@ func TestSnapshotRefusedKeepsState(t *testing.T) {
 func TestSnapshotDeselectedKeepsState(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
 	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 3 }
-	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
-	push := func(e *env, ts int64, pods ...string) {
-		for _, pod := range pods { // one at a time, in order
-			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-			e.sync()
-		}
-	}
 	db := t.TempDir()
 	e := newEnv(t, db, nil, opts)
 	for i := range 5 {
-		push(e, t0.UnixMilli()+int64(i)*stepMs, "a", "b", "c")
+		e.pushPods(t0.UnixMilli()+int64(i)*stepMs, "a", "b", "c")
 	}
 	e.stop()
 	require.NoError(t, e.db.Close())
@@ -912,11 +891,11 @@ func TestSnapshotDeselectedKeepsState(t *testing.T) {
 	require.NoError(t, err)
 	e2 := newEnv(t, db, cfg, opts)
 	require.Eventually(t, e2.p.Ready, timeout, tick)
-	push(e2, t0.UnixMilli()+5*stepMs, "b")
+	e2.pushPods(t0.UnixMilli()+5*stepMs, "b")
 	require.Empty(t, withModel(e2, false))
 	require.Equal(t, int64(2), e2.p.scoredHeld.Load(), "b's given back")
 	require.NoError(t, e2.p.ApplyConfig(nil))
-	push(e2, t0.UnixMilli()+6*stepMs, "b", "x", "a", "c")
+	e2.pushPods(t0.UnixMilli()+6*stepMs, "b", "x", "a", "c")
 	require.Equal(t, []string{"a", "b", "c"}, withModel(e2, false))
 	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "b restored, not warmed from history")
 	require.Zero(t, e2.p.scoredHeld.Load())
@@ -931,18 +910,11 @@ func TestSnapshotDeselectedKeepsState(t *testing.T) {
 func TestSnapshotRebuildPendingKeepsForecaster(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
 	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries, o.ForecastMaxSeries = path, 100, 1 }
-	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
-	push := func(e *env, ts int64, pods ...string) {
-		for _, pod := range pods { // one at a time, in order
-			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-			e.sync()
-		}
-	}
 	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m, 10m]}"))
 	require.NoError(t, err)
 	db := t.TempDir()
 	e := newEnv(t, db, cfg, opts)
-	push(e, t0.UnixMilli(), "a", "b")
+	e.pushPods(t0.UnixMilli(), "a", "b")
 	require.Equal(t, []string{"a"}, withModel(e, true))
 	cfg2, err := config.Load([]byte("defaults: {forecast_horizons: [10m]}"))
 	require.NoError(t, err)
@@ -954,7 +926,7 @@ func TestSnapshotRebuildPendingKeepsForecaster(t *testing.T) {
 	e2 := newEnv(t, db, cfg2, opts)
 	require.Eventually(t, e2.p.Ready, timeout, tick)
 	require.Equal(t, int64(1), e2.p.fcHeld.Load())
-	push(e2, t0.UnixMilli()+stepMs, "b", "a")
+	e2.pushPods(t0.UnixMilli()+stepMs, "b", "a")
 	require.Equal(t, []string{"a"}, withModel(e2, true))
 	require.Zero(t, e2.p.fcHeld.Load())
 }
@@ -966,17 +938,10 @@ func TestSnapshotRebuildPendingKeepsForecaster(t *testing.T) {
 // good, and a newcomer refused at every restart.
 func TestSnapshotHeldNotForever(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
-	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
 	now, clk := t0, &clock{now: t0}
 	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries, o.Now = path, 2, clk.Now }
-	push := func(e *env, pods ...string) {
-		for _, pod := range pods { // one at a time, in order
-			e.push(now.UnixMilli(), model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-			e.sync()
-		}
-	}
 	e := newEnv(t, "", nil, opts)
-	push(e, "a", "b")
+	e.pushPods(now.UnixMilli(), "a", "b")
 	e.stop()
 	// b goes away for good; omen restarts every 40 minutes (stale-after
 	// 1h), and a newcomer, c, comes before a.
@@ -987,7 +952,7 @@ func TestSnapshotHeldNotForever(t *testing.T) {
 		e = newEnv(t, "", nil, opts)
 		require.Eventually(t, e.p.Ready, timeout, tick)
 		e.p.expireRestored()
-		push(e, "c", "a")
+		e.pushPods(now.UnixMilli(), "c", "a")
 		got = append(got, withModel(e, false))
 		e.stop()
 	}
@@ -1001,23 +966,16 @@ func TestSnapshotHeldNotForever(t *testing.T) {
 func TestStorageReopenedKeepsHeld(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
 	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 2 }
-	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
-	push := func(e *env, ts int64, pods ...string) {
-		for _, pod := range pods { // one at a time, in order
-			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-			e.sync()
-		}
-	}
 	e := newEnv(t, "", nil, opts)
-	push(e, t0.UnixMilli(), "a", "b")
+	e.pushPods(t0.UnixMilli(), "a", "b")
 	e.stop()
 	e2 := newEnv(t, "", nil, opts)
 	require.Eventually(t, e2.p.Ready, timeout, tick)
-	push(e2, t0.UnixMilli()+stepMs, "a")
+	e2.pushPods(t0.UnixMilli()+stepMs, "a")
 	require.Equal(t, int64(1), e2.p.scoredHeld.Load())
 	e2.p.StorageReopened()
 	require.Equal(t, int64(2), e2.p.scoredHeld.Load(), "a's and b's")
-	push(e2, t0.UnixMilli()+2*stepMs, "c", "a", "b")
+	e2.pushPods(t0.UnixMilli()+2*stepMs, "c", "a", "b")
 	require.Equal(t, []string{"a", "b"}, withModel(e2, false))
 	require.Zero(t, e2.p.scoredHeld.Load())
 }
@@ -1079,28 +1037,21 @@ func TestSnapshotForecastsAtOnceAfterCrash(t *testing.T) {
 // held its room was refused, its models lost.)
 func TestSnapshotWaitingTakesNoHeldRoom(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
-	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
 	opts := func(o *Options) { o.SnapshotPath, o.MaxSeries = path, 3 }
-	push := func(e *env, ts int64, pods ...string) {
-		for _, pod := range pods { // one at a time, in order
-			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-			e.sync()
-		}
-	}
 	e := newEnv(t, "", nil, opts)
-	push(e, t0.UnixMilli(), "w", "a", "b")
+	e.pushPods(t0.UnixMilli(), "w", "a", "b")
 	e.stop()
 	// w does not come back for a whole run: written as waiting.
 	e = newEnv(t, "", nil, opts)
 	require.Eventually(t, e.p.Ready, timeout, tick)
-	push(e, t0.UnixMilli()+stepMs, "a", "b")
+	e.pushPods(t0.UnixMilli()+stepMs, "a", "b")
 	e.stop()
 	e = newEnv(t, "", nil, opts)
 	require.Eventually(t, e.p.Ready, timeout, tick)
 	require.Equal(t, int64(2), e.p.scoredHeld.Load(), "a's and b's, not w's")
 	// A newcomer, c, takes the free room; w, back, finds none; a and b
 	// get theirs.
-	push(e, t0.UnixMilli()+2*stepMs, "c", "w", "a", "b")
+	e.pushPods(t0.UnixMilli()+2*stepMs, "c", "w", "a", "b")
 	require.Equal(t, []string{"a", "b", "c"}, withModel(e, false))
 	require.Zero(t, e.p.scoredHeld.Load())
 	e.stop()
@@ -1111,33 +1062,38 @@ func TestSnapshotWaitingTakesNoHeldRoom(t *testing.T) {
 // back first, takes no forecaster held for a series that had one.
 func TestSnapshotWaitingTakesNoHeldForecaster(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "models.snap")
-	ls := func(pod string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", pod) }
 	opts := func(fc int) func(o *Options) {
 		return func(o *Options) { o.SnapshotPath, o.MaxSeries, o.ForecastMaxSeries = path, 100, fc }
 	}
 	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m]}"))
 	require.NoError(t, err)
-	push := func(e *env, ts int64, pods ...string) {
-		for _, pod := range pods { // one at a time, in order
-			e.push(ts, model.MetricTypeGauge, []labels.Labels{ls(pod)}, []float64{1})
-			e.sync()
-		}
-	}
 	e := newEnv(t, "", cfg, opts(2))
-	push(e, t0.UnixMilli(), "w", "a")
+	e.pushPods(t0.UnixMilli(), "w", "a")
 	require.Equal(t, []string{"a", "w"}, withModel(e, true))
 	e.stop()
 	// w does not come back for a whole run (written as waiting); with a
 	// larger budget, a newcomer b gets a forecaster.
 	e = newEnv(t, "", cfg, opts(3))
 	require.Eventually(t, e.p.Ready, timeout, tick)
-	push(e, t0.UnixMilli()+stepMs, "a", "b")
+	e.pushPods(t0.UnixMilli()+stepMs, "a", "b")
 	require.Equal(t, []string{"a", "b"}, withModel(e, true))
 	e.stop()
 	e = newEnv(t, "", cfg, opts(2))
 	require.Eventually(t, e.p.Ready, timeout, tick)
 	require.Equal(t, int64(2), e.p.fcHeld.Load(), "a's and b's, not w's")
-	push(e, t0.UnixMilli()+2*stepMs, "w", "a", "b")
+	e.pushPods(t0.UnixMilli()+2*stepMs, "w", "a", "b")
 	require.Equal(t, []string{"a", "b"}, withModel(e, true))
 	e.stop()
+}
+
+// pod is the labels of the gauge g of a pod: the budget tests' series.
+func pod(name string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", name) }
+
+// pushPods appends one sample of each pod's series at ts, one at a time and
+// in order, each scored before the next.
+func (e *env) pushPods(ts int64, pods ...string) {
+	for _, name := range pods {
+		e.push(ts, model.MetricTypeGauge, []labels.Labels{pod(name)}, []float64{1})
+		e.sync()
+	}
 }
