@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -196,12 +197,12 @@ func TestForecastAccuracyPairs(t *testing.T) {
 	})
 }
 
-// TestForecastNoneRightAfterGap: a 15 s gauge at 1000, five minutes
+// TestForecastAfterGapFromNewLevel: a 15 s gauge at 1000, five minutes
 // without samples, then 2000. The first sample after the gap published
-// forecasts from the forecaster's pre-gap point alone (1000); none is
-// published until it has taken a step of the new samples, and those
-// follow the new level.
-func TestForecastNoneRightAfterGap(t *testing.T) {
+// forecasts from the forecaster's pre-gap point alone (1000), stamped now;
+// now that sample is a step of its own, taken at once, and every forecast
+// from it on follows the new level.
+func TestForecastAfterGapFromNewLevel(t *testing.T) {
 	hs, names := horizonsOf(config.Default().Defaults)
 	f := newFcState(hs, names)
 	s := &series{fc: f, name: "x"}
@@ -216,22 +217,18 @@ func TestForecastNoneRightAfterGap(t *testing.T) {
 	require.True(t, f.ok[0])
 	tm += 5 * 60_000
 	f.step(s, tm, 2000, 2000, nil, &buf, time.Minute.Milliseconds())
-	for h := range hs {
-		require.False(t, f.ok[h], "%s: a forecast from the pre-gap point alone", names[h])
-	}
-	published := false
+	require.True(t, f.isNew)
 	for range 8 {
-		tm += every
-		f.step(s, tm, 2000, 2000, nil, &buf, time.Minute.Milliseconds())
 		if f.isNew {
-			published = true
 			for h := range hs {
 				require.True(t, f.ok[h], names[h])
-				require.Greater(t, f.pts[h].Yhat, 1000.0, names[h])
+				require.Greater(t, f.pts[h].Yhat, 1500.0, "%s: from the pre-gap level", names[h])
+				require.Equal(t, tm+hs[h].Milliseconds(), f.pts[h].TsMillis, names[h])
 			}
 		}
+		tm += every
+		f.step(s, tm, 2000, 2000, nil, &buf, time.Minute.Milliseconds())
 	}
-	require.True(t, published, "forecasts again within two minutes")
 }
 
 // TestForecastCheckedAtItsTarget: a forecast is checked against the input
@@ -282,39 +279,58 @@ func TestForecastCheckedAtItsTarget(t *testing.T) {
 	})
 }
 
-// TestForecastAfterIntervalChange: a 60 s input that becomes 15 s or 1 s
-// is averaged into ~30 s steps again, and every default horizon is
-// forecast, restarted from a snapshot or not. Once a short interval could
-// change the step only right after the first, such an input was passed
-// through at its new interval for good: the 30m horizon (120 steps of
-// 15 s, beyond MaxHorizon) was never forecast again, and at 1 s none was.
-// The same held for a series restored from a snapshot taken between its
-// first two intervals, a gap and the input's.
+// TestForecastAfterIntervalChange: whatever the input's intervals do
+// (shorter, longer, a retry, jitter), restarted from a snapshot or not,
+// every default horizon is forecast every minute in the last hour, on
+// steps of about 30 s or one input interval. A step fixed from the first
+// intervals (or re-learnt from a few) lost these: 60 s then 15 s or 1 s was
+// passed through at its new interval for good (the 30m horizon, 120 steps
+// of 15 s, beyond MaxHorizon, never forecast again, at 1 s none); a retry
+// right after the first interval made the step 28 s and 1 s then 60 s kept
+// it 29 s, so that every 60 s point came after a "gap" (no forecast at
+// all); 15 s then 60 s ± 1 s lost every forecast after a 61 s interval; 30
+// s then 15 s kept 30 s steps of 15 s points (no 30m).
 func TestForecastAfterIntervalChange(t *testing.T) {
 	hs, names := horizonsOf(config.Default().Defaults)
+	// seg is n intervals of every ms, each with jitter ms added in turn
+	// (+, -).
+	type seg struct{ every, n, jitter int64 }
 	for _, tc := range []struct {
-		name          string
-		first, nFirst int64 // the first interval, how many of them
-		every, n      int64 // then
-		restartAt     int   // sample index, -1 none
+		name      string
+		segs      []seg
+		retryAt   int   // sample index followed by a retry 5 ms later, -1 none
+		restartAt int   // sample index, -1 none
+		step      int64 // the forecaster's step at the end
 	}{
-		{"60s then 15s", 60_000, 300, 15_000, 1500, -1},
-		{"60s then 1s", 60_000, 300, 1_000, 20_000, -1},
-		{"60s then 15s, restarted after", 60_000, 300, 15_000, 1500, 400},
-		{"10m gap then 15s, restarted after the gap", 600_000, 1, 15_000, 1500, 2},
+		{"60s then 15s", []seg{{60_000, 300, 0}, {15_000, 1500, 0}}, -1, -1, 30_000},
+		{"60s then 1s", []seg{{60_000, 300, 0}, {1_000, 20_000, 0}}, -1, -1, 29_000},
+		{"60s then 15s, restarted after", []seg{{60_000, 300, 0}, {15_000, 1500, 0}}, -1, 400, 30_000},
+		{"10m gap then 15s, restarted after the gap", []seg{{600_000, 1, 0}, {15_000, 1500, 0}}, -1, 2, 30_000},
+		{"a retry right after the first interval", []seg{{60_000, 500, 0}}, 1, -1, 60_000},
+		{"a retry, restarted right after it", []seg{{60_000, 500, 0}}, 1, 3, 60_000},
+		{"1s then 60s", []seg{{1_000, 20_000, 0}, {60_000, 300, 0}}, -1, -1, 60_000},
+		{"15s then 60s ± 1s", []seg{{15_000, 1500, 0}, {60_000, 300, 1_000}}, -1, -1, 60_000},
+		{"30s then 15s", []seg{{30_000, 600, 0}, {15_000, 1500, 0}}, -1, -1, 30_000},
+		{"30s then 15s, restarted after", []seg{{30_000, 600, 0}, {15_000, 1500, 0}}, -1, 800, 30_000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFcState(hs, names)
 			s := &series{fc: f, name: "x"}
 			buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
 			tm := t0.UnixMilli()
-			var ts []int64
-			for i := range tc.nFirst + tc.n {
-				ts = append(ts, tm)
-				tm += tc.first
-				if i >= tc.nFirst {
-					tm += tc.every - tc.first
+			ts := []int64{tm}
+			for _, sg := range tc.segs {
+				for i := range sg.n {
+					j := sg.jitter
+					if i%2 == 1 {
+						j = -j
+					}
+					tm += sg.every + j
+					ts = append(ts, tm)
 				}
+			}
+			if tc.retryAt >= 0 {
+				ts = slices.Insert(ts, tc.retryAt+1, ts[tc.retryAt]+5)
 			}
 			lastHour := ts[len(ts)-1] - 3600_000
 			made := make([]int, len(hs))
@@ -334,7 +350,7 @@ func TestForecastAfterIntervalChange(t *testing.T) {
 					}
 				}
 			}
-			require.InDelta(t, 30_000, f.m.Step(), 1_000, "steps of about 30 s")
+			require.InDelta(t, tc.step, f.m.Step(), 1_000, "the forecaster's step")
 			for h, name := range names {
 				require.InDelta(t, 60, made[h], 2, "horizon %s forecast every minute of the last hour", name)
 			}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -20,21 +21,22 @@ func TestResampler(t *testing.T) {
 		minStepMs int64
 		in        []tv
 		want      []tv
-		wantStep  int64
+		wantStep  int64     // resampler.step after the input
 		wantMSD   []float64 // the steps' mean squared deviations, if checked
 	}{
 		{
-			name: "1 s input, 29 s minimum: means of 29 samples", minStepMs: 28125,
+			name: "1 s input, 28.125 s minimum: means of 29 samples", minStepMs: 28125,
 			in: ramp(0, 1000, 100),
-			// Buckets [0,29s), [29s,58s), [58s,87s): the fourth is open.
-			want:     []tv{{28000, 14}, {57000, 43}, {86000, 72}},
+			// The first sample alone, then 1-29, 30-58, 59-87: 88-99
+			// are open.
+			want:     []tv{{0, 0}, {29000, 15}, {58000, 44}, {87000, 73}},
 			wantStep: 29000,
-			wantMSD:  []float64{70, 70, 70}, // of 0..28 about 14: (29²-1)/12
+			wantMSD:  []float64{0, 70, 70, 70}, // of 1..29 about 15: (29²-1)/12
 		},
 		{
 			name: "15 s input, 28.125 s minimum: pairs", minStepMs: 28125,
 			in:       ramp(0, 15000, 7),
-			want:     []tv{{15000, 0.5}, {45000, 2.5}, {75000, 4.5}},
+			want:     []tv{{0, 0}, {30000, 1.5}, {60000, 3.5}, {90000, 5.5}},
 			wantStep: 30000,
 		},
 		{
@@ -50,47 +52,71 @@ func TestResampler(t *testing.T) {
 			wantStep: 60000,
 		},
 		{
-			name: "a first interval that was a gap is estimated again", minStepMs: 28125,
+			name: "a first interval that was a gap", minStepMs: 28125,
 			in: []tv{{0, 1}, {600000, 2}, {615000, 4}, {630000, 6}, {645000, 8}, {660000, 10}},
 			// 10m first, passed through; then 15 s: 30 s steps.
-			want:     []tv{{0, 1}, {600000, 2}, {615000, 4}, {645000, 7}},
+			want:     []tv{{0, 1}, {600000, 2}, {630000, 5}, {660000, 9}},
 			wantStep: 30000,
 		},
 		{
-			name: "a burst once the step is known does not change it", minStepMs: 28125,
-			// 60 s input for three intervals, then a sample 8 ms after
-			// the one before (a sender's retry, a restarted generator's
-			// first rounds): the step stays one input interval (it
-			// became 28 128 ms, 3 516 intervals of 8 ms, for good, and
-			// the forecaster, fed 60 s points, took each as after a gap
-			// and published no forecast again).
+			name: "a burst does not change the steps", minStepMs: 28125,
+			// 60 s input, then a sample 8 ms after the one before (a
+			// sender's retry, a restarted generator's first rounds): it
+			// is a step of its own (a fixed step became 28 128 ms, 3 516
+			// intervals of 8 ms, for good, and the forecaster, fed 60 s
+			// points, took each as after a gap and published no
+			// forecast again).
 			in:       []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {180008, 4}, {240000, 5}},
 			want:     []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {180008, 4}, {240000, 5}},
+			wantStep: 59992,
+		},
+		{
+			name: "a retry right after the first interval", minStepMs: 28125,
+			// A fixed step re-estimated from the second interval became
+			// 28 125 ms for good: no forecast again.
+			in:       []tv{{0, 0}, {60000, 1}, {60005, 2}, {120000, 3}, {180000, 4}, {240000, 5}},
+			want:     []tv{{0, 0}, {60000, 1}, {60005, 2}, {120000, 3}, {180000, 4}, {240000, 5}},
 			wantStep: 60000,
 		},
 		{
-			name: "an interval that changes is followed once it has lasted a step", minStepMs: 28125,
-			// 60 s, then 15 s: the 15 s samples pass through until they
-			// have lasted one 60 s step, then pairs are averaged (the
-			// step stayed 60 s for good, the forecaster was fed 15 s
-			// points, and the 30m horizon, 120 of them, was never
-			// forecast again; at 1 s no horizon was).
+			name: "an interval that gets shorter is followed", minStepMs: 28125,
+			// 60 s, then 15 s: pairs from the first 15 s interval on (a
+			// step fixed at 60 s fed the forecaster 15 s points, and the
+			// 30m horizon, 120 of them, was never forecast again; at 1 s
+			// no horizon was).
 			in: []tv{{0, 0}, {60000, 1}, {120000, 2}, {135000, 3}, {150000, 4}, {165000, 5},
 				{180000, 6}, {195000, 7}, {210000, 8}, {225000, 9}, {240000, 10}},
-			want: []tv{{0, 0}, {60000, 1}, {120000, 2}, {135000, 3}, {150000, 4}, {165000, 5},
-				{195000, 6.5}, {225000, 8.5}},
+			want:     []tv{{0, 0}, {60000, 1}, {120000, 2}, {150000, 3.5}, {180000, 5.5}, {210000, 7.5}, {240000, 9.5}},
 			wantStep: 30000,
 		},
 		{
-			name: "retries a step apart do not change the step", minStepMs: 28125,
-			in:       []tv{{0, 0}, {60000, 1}, {120000, 2}, {120008, 3}, {180000, 4}, {180008, 5}, {240000, 6}, {240008, 7}, {300000, 8}},
-			want:     []tv{{0, 0}, {60000, 1}, {120000, 2}, {120008, 3}, {180000, 4}, {180008, 5}, {240000, 6}, {240008, 7}, {300000, 8}},
+			name: "30 s then 15 s: pairs", minStepMs: 28125,
+			// A 30 s step was kept, fed 15 s points: the 30m horizon
+			// never came.
+			in:       []tv{{0, 0}, {30000, 1}, {60000, 2}, {75000, 3}, {90000, 4}, {105000, 5}, {120000, 6}},
+			want:     []tv{{0, 0}, {30000, 1}, {60000, 2}, {75000, 3}, {105000, 4.5}},
+			wantStep: 30000,
+		},
+		{
+			name: "an interval that gets longer is followed", minStepMs: 28125,
+			// 1 s, then 60 s: each sample a step (a step fixed at 29 s
+			// made every 60 s point one after a gap: no forecast).
+			in:       append(ramp(0, 1000, 59), tv{118000, 59}, tv{178000, 60}, tv{238000, 61}),
+			want:     []tv{{0, 0}, {29000, 15}, {58000, 44}, {118000, 59}, {178000, 60}, {238000, 61}},
 			wantStep: 60000,
+		},
+		{
+			name: "15 s then 60 s with jitter", minStepMs: 28125,
+			// 59 and 61 s intervals: a 30 s step took every 61 s one as
+			// a gap, half the forecasts lost.
+			in:       []tv{{0, 0}, {15000, 1}, {30000, 2}, {45000, 3}, {104000, 4}, {165000, 5}, {224000, 6}, {285000, 7}},
+			want:     []tv{{0, 0}, {30000, 1.5}, {45000, 3}, {104000, 4}, {165000, 5}, {224000, 6}, {285000, 7}},
+			wantStep: 61000,
 		},
 		{
 			name: "a gap closes the open step", minStepMs: 28125,
 			in:       []tv{{0, 1}, {15000, 3}, {300000, 5}, {315000, 7}, {330000, 9}},
-			want:     []tv{{15000, 2}, {315000, 6}},
+			want:     []tv{{0, 1}, {15000, 3}, {300000, 5}, {330000, 8}},
 			wantStep: 30000,
 		},
 	}
@@ -109,7 +135,7 @@ func TestResampler(t *testing.T) {
 			if tc.wantMSD != nil {
 				require.InDeltaSlice(t, tc.wantMSD, msd, 1e-9)
 			}
-			require.Equal(t, tc.wantStep, r.stepMs)
+			require.Equal(t, tc.wantStep, r.step())
 		})
 	}
 }
@@ -259,6 +285,64 @@ func TestWidenKeepsNonNegativeBand(t *testing.T) {
 			require.InDelta(t, tc.lower, w.Lower, 1e-12)
 			require.InDelta(t, 1+math.Sqrt(0.25+bandZ*bandZ), w.Upper, 1e-12)
 			require.Equal(t, p.Yhat, w.Yhat)
+		})
+	}
+}
+
+// TestRestoreFixedStepState: a forecaster state saved before the
+// resampler followed the input's time (tag 1: a step of k input intervals,
+// the open step's samples) is read into the resampler a series fed the
+// same input all along has, so an upgrade restores every forecaster
+// without a new warm-up or a partial step.
+func TestRestoreFixedStepState(t *testing.T) {
+	hs, names := horizonsOf(config.Default().Defaults)
+	for _, tc := range []struct {
+		name   string
+		every  int64
+		n      int
+		k      int64
+		oldN   int64 // the tag 1 state's n: the open step's samples, or with k 1 a run of short intervals
+		opened int   // samples in the open step
+	}{
+		{"15 s, a step of two, one open", 15_000, 2000, 2, 1, 1},
+		{"60 s, passed through", 60_000, 600, 1, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+			twin := newFcState(hs, names)
+			s := &series{fc: twin, name: "x"}
+			var tm int64
+			var v float64
+			feed := func(f *fcState, i int) {
+				tm = t0.UnixMilli() + int64(i)*tc.every
+				v = 100 + 20*sinPeriod(i, 97)
+				s.fc = f
+				f.step(s, tm, v, v, nil, &buf, time.Minute.Milliseconds())
+			}
+			for i := range tc.n {
+				feed(twin, i)
+			}
+			require.Equal(t, tc.opened, twin.rs.n)
+			m, err := twin.m.MarshalBinary()
+			require.NoError(t, err)
+			b := []byte{1}
+			for _, u := range []uint64{
+				uint64(twin.rs.minStepMs), uint64(tc.k * tc.every), uint64(tc.k), uint64(tm / (tc.k * tc.every)), uint64(tc.oldN), uint64(tm),
+				math.Float64bits(v), 0, 0, math.Float64bits(twin.within), uint64(tm),
+			} {
+				b = binary.LittleEndian.AppendUint64(b, u)
+			}
+			f := newFcState(hs, names)
+			require.NoError(t, f.restoreState(append(b, m...)))
+			require.Equal(t, twin.rs, f.rs)
+			made := 0
+			for i := tc.n; i < tc.n+240; i++ {
+				feed(f, i)
+				if f.isNew && f.ok[len(hs)-1] {
+					made++
+				}
+			}
+			require.InDelta(t, 240*tc.every/60_000, made, 2, "forecasts every minute after the upgrade")
 		})
 	}
 }

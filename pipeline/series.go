@@ -217,27 +217,39 @@ type fcState struct {
 // withinAlpha is the weight of a step's spread in fcState.within.
 const withinAlpha = 1.0 / 32
 
-// resampler turns the input into one value per step, the mean of the input
-// samples in it, for the forecaster. The step is the smallest multiple of
-// the input interval (from the first two samples) that is at least
-// minStepMs; with a step of one input interval the samples pass through.
+// resampler turns the input into steps of at least minStepMs for the
+// forecaster, each the mean of the input samples in it. A step ends at the
+// first sample far enough after the latest of the step before (see
+// threshold): a whole number of input intervals, as many as reach
+// minStepMs, so inputs at or slower than it pass through and faster ones
+// are averaged. Steps follow the input's time, not a step length fixed
+// once: an input whose interval changes (60 s to 15 s or 1 s, 1 s to 60 s,
+// 30 s to 15 s), a sender's retry or burst, a first interval that was a
+// gap, all come out as steps of about minStepMs or one input interval
+// (a fixed step learnt from the first intervals, or re-learnt from a few,
+// could fall below the input's interval for good: the forecaster, fed
+// points further apart than it, took each as after a gap and forecast no
+// more).
 type resampler struct {
 	minStepMs int64
-	stepMs    int64 // 0 until the input interval is known
-	k         int64 // input intervals per step
-	bucket    int64 // t / stepMs of the open step
-	n         int   // samples in the open step
-	lastT     int64 // latest input sample time
-	// The open step's samples: x0 the first, dsum and dsq the sums of the
-	// samples' differences from x0 and of their squares (about x0, so a
-	// large value loses no precision to cancellation).
+	// iv holds the latest three input intervals in ms, newest last (0:
+	// not yet seen; at most 24 days, int32 to keep fcState in its size
+	// class); their median is the input's interval (see interval).
+	iv     [3]int32
+	closed bool
+	// ref is the latest sample of the last step (valid once closed).
+	ref int64
+	// ctr is how far the middle of the last step's samples lies before
+	// its latest, by which it is stamped (0 for a step of one sample).
+	ctr int64
+	// The open step: n samples, the first at first, the latest at lastT
+	// (lastT is the latest input sample once any came). x0 is the first
+	// sample, dsum and dsq the sums of the samples' differences from x0
+	// and of their squares (about x0, so a large value loses no precision
+	// to cancellation).
+	n             int
+	first, lastT  int64
 	x0, dsum, dsq float64
-	// settled: the step was checked against the interval after the
-	// first (see add); a restored resampler with a step is. Not saved.
-	// Later the step is estimated again only once the input's interval
-	// has been under half of it for a whole step (n and bucket, unused
-	// while k is 1, hold that run).
-	settled bool
 }
 
 type point struct {
@@ -250,104 +262,88 @@ type point struct {
 }
 
 // add takes an input sample and returns the steps it completes (at most
-// two, when the step becomes known), each at the time of its latest sample,
-// in time order. Samples at or before the latest are ignored.
+// two, after a gap), each at the time of its latest sample, in time order.
+// Samples at or before the latest are ignored.
 func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
-	if (r.n > 0 || r.stepMs > 0) && t <= r.lastT {
+	seen := r.n > 0 || r.closed
+	if seen && t <= r.lastT {
 		return out, 0
 	}
-	known := r.stepMs > 0
-	if r.stepMs == 0 {
-		if r.n == 0 {
-			r.n, r.lastT = 1, t
-			r.x0, r.dsum, r.dsq = v, 0, 0
-			return out, 0
-		}
-		d := t - r.lastT
-		r.k = max(1, (r.minStepMs+d-1)/d)
-		r.stepMs = r.k * d
-		r.bucket = r.lastT / r.stepMs
-		if r.k == 1 {
-			out[n] = point{t: r.lastT, v: r.x0, n: 1}
-			n++
-			r.n = 0
-		}
+	if seen {
+		r.iv[0], r.iv[1], r.iv[2] = r.iv[1], r.iv[2], int32(min(t-r.lastT, math.MaxInt32))
 	}
-	// Only at the interval after the first: later, a sample close after
-	// the one before (a sender's retry, a burst) made the step a fraction
-	// of the input's interval for good, and the forecaster, fed points an
-	// input interval apart, took each as after a gap and forecast no more.
-	if r.k == 1 && known && 2*(t-r.lastT) < r.stepMs && r.stepMs > r.minStepMs {
-		// While every sample is a step, n counts the intervals in a row
-		// shorter than half of it and bucket is when they began.
-		if r.n == 0 {
-			r.bucket = r.lastT
-		}
-		r.n++
-		d := int64(0)
-		switch {
-		case !r.settled:
-			// The first interval was a gap, not the input's: estimate
-			// the step again from this one, so fast inputs are still
-			// averaged.
-			d = t - r.lastT
-		case r.n >= 2 && t-r.bucket >= r.stepMs:
-			// The input's interval has changed (60 s to 15 s or 1 s),
-			// not one sample come close after the one before: short
-			// intervals for a whole step. Passed through, 1 s samples
-			// put every horizon beyond the forecaster's MaxHorizon
-			// steps, 15 s ones the 30m.
-			d = (t - r.bucket) / int64(r.n)
-		}
-		if d > 0 {
-			r.k = max(1, (r.minStepMs+d-1)/d)
-			r.stepMs = r.k * d
-			r.bucket = r.lastT / r.stepMs
-			r.n = 0
-		}
-	} else if r.k == 1 {
-		r.n = 0
-	}
-	r.settled = r.settled || known
-	if r.k == 1 {
-		r.lastT = t
-		out[n] = point{t: t, v: v, n: 1}
-		return out, n + 1
-	}
-	if b := t / r.stepMs; b != r.bucket {
-		if r.n > 0 {
-			out[n] = r.point()
-			n++
-		}
-		r.bucket, r.n, r.dsum, r.dsq = b, 0, 0, 0
+	thr := r.threshold()
+	if r.n > 0 && t-r.lastT >= thr {
+		// A gap: the samples before it are a step of their own, not
+		// averaged with the level after it (1000 before, 2000 after).
+		out[n] = r.close()
+		n++
 	}
 	if r.n == 0 {
-		r.x0 = v
+		r.first, r.x0, r.dsum, r.dsq = t, v, 0, 0
 	}
 	r.lastT = t
 	d := v - r.x0 // about the step's first sample: no cancellation on large values
 	r.dsum += d
 	r.dsq += d * d
 	r.n++
+	// The first sample is a step: the forecaster learns the input's level
+	// at once and the steps after it run from there.
+	if !r.closed || t-r.ref >= thr {
+		out[n] = r.close()
+		n++
+	}
 	return out, n
 }
 
-// point is the open step's mean and spread.
-// center is how far, in ms, the middle of a step's samples lies before its
-// latest, by which the step is stamped: (k-1)/2 input intervals, 0 when
-// every sample is a step.
-func (r *resampler) center() int64 {
-	if r.k <= 1 {
+// interval is the median of the latest three input intervals (the smaller
+// of two, so that neither a first interval that was a gap nor a retry right
+// after the first makes steps coarser than the input: both are outvoted
+// once there are three); 0 before the second sample.
+func (r *resampler) interval() int64 {
+	a, b, c := int64(r.iv[0]), int64(r.iv[1]), int64(r.iv[2])
+	switch {
+	case c == 0:
 		return 0
+	case b == 0:
+		return c
+	case a == 0:
+		return min(b, c)
 	}
-	return (r.stepMs - r.stepMs/r.k) / 2
+	return max(min(a, b), min(max(a, b), c))
 }
 
-func (r *resampler) point() point {
+// step is the nominal step: the whole number of input intervals that
+// reaches minStepMs (minStepMs while the interval is unknown).
+func (r *resampler) step() int64 {
+	iv := r.interval()
+	if iv <= 0 {
+		return r.minStepMs
+	}
+	return max(1, (r.minStepMs+iv-1)/iv) * iv
+}
+
+// threshold is how far after the last step's latest sample a sample ends
+// the next step: half an input interval short of the nominal step, so that
+// a sample a little early (scrape jitter) still ends it on time and one a
+// little late does not make it one interval longer.
+func (r *resampler) threshold() int64 {
+	return r.step() - r.interval()/2
+}
+
+// close ends the open step and returns it.
+func (r *resampler) close() point {
 	fn := float64(r.n)
 	m := r.dsum / fn
-	return point{t: r.lastT, v: r.x0 + m, msd: max(0, r.dsq/fn-m*m), n: r.n}
+	p := point{t: r.lastT, v: r.x0 + m, msd: max(0, r.dsq/fn-m*m), n: r.n}
+	r.ref, r.closed, r.ctr = r.lastT, true, (r.lastT-r.first)/2
+	r.n, r.dsum, r.dsq = 0, 0, 0
+	return p
 }
+
+// center is how far, in ms, the middle of the last step's samples lies
+// before its latest, by which the step is stamped.
+func (r *resampler) center() int64 { return r.ctr }
 
 func newFcState(hs []time.Duration, names []string) *fcState {
 	m, err := forecast.New(forecastOptions())
@@ -776,11 +772,10 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 		}
 	}
 	lastT, lastV, fed := f.m.Last()
-	if fed && f.rs.stepMs > 0 && t-lastT > 2*f.rs.stepMs {
-		// After a gap the forecaster's latest point is from before it
-		// and the samples since are still in their step: none is
-		// published until it has taken a step of them (the first was
-		// the pre-gap level, 1000 where the input came back at 2000).
+	if fed && t-lastT > 2*f.rs.step() {
+		// The forecaster's latest point is from long before: the steps
+		// since were none it could take (means beyond float64). A
+		// forecast from it would be the old level stamped now.
 		clear(f.ok)
 		return
 	}
@@ -791,7 +786,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 		clear(f.ok)
 		return
 	}
-	if f.made != 0 && t-f.made+f.rs.stepMs/2 < everyMs {
+	if f.made != 0 && t-f.made+f.rs.step()/2 < everyMs {
 		// The last forecast stands until the next is due: at the step
 		// nearest everyMs after it.
 		return
@@ -847,7 +842,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 // its value at the target, five minutes late; one after a gap, for the
 // value hours before. ok is false when neither is close enough.
 func (f *fcState) actualAt(target, t int64, v float64) (float64, bool) {
-	iv := f.rs.stepMs / max(f.rs.k, 1) // the input interval, 0 while unknown
+	iv := f.rs.interval() // 0 while unknown
 	if f.prevT != 0 && f.prevT < target && t-f.prevT <= 2*iv {
 		return f.prevV + (v-f.prevV)*float64(target-f.prevT)/float64(t-f.prevT), true
 	}

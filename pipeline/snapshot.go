@@ -642,21 +642,44 @@ func (s *series) restore(saved *savedSeries) bool {
 	return true
 }
 
-// fcStateLen is the size of the state fcState.appendState writes before
-// the model.
-const fcStateLen = 1 + 11*8
+// The forecaster's state, as appendState writes it: a tag byte, the
+// resampler's and fcState's fields (fcStateFields of them with tag 2,
+// fcStateFields1 with tag 1, the fixed-step resampler's before 2026-12-05),
+// then the model. Tag 0 is the model alone.
+const (
+	fcStateFields  = 15
+	fcStateFields1 = 11
+)
+
+// fcStateLen is the size of what appendState writes before the model, by
+// tag (0 for a tag it does not know).
+func fcStateLen(tag byte) int {
+	switch tag {
+	case 1:
+		return 1 + fcStateFields1*8
+	case 2:
+		return 1 + fcStateFields*8
+	}
+	return 0
+}
 
 // appendState appends the forecaster's snapshot to b: the resampler's open
 // step (without it the first step after a restart is a partial mean, and
 // the input interval is learnt again), the within-step spread that widens
 // the bands (restarting it at 0 made the bands too narrow for the first
 // ~32 steps after every restart), and when the last forecast was made;
-// then the model.
+// then the model. A release before tag 2 reads it as damage and starts the
+// forecaster afresh, the rest of the series restored.
 func (f *fcState) appendState(b []byte) ([]byte, error) {
-	b = append(b, 1)
-	for _, u := range [...]uint64{
-		uint64(f.rs.minStepMs), uint64(f.rs.stepMs), uint64(f.rs.k), uint64(f.rs.bucket), uint64(f.rs.n), uint64(f.rs.lastT),
-		math.Float64bits(f.rs.x0), math.Float64bits(f.rs.dsum), math.Float64bits(f.rs.dsq),
+	r := &f.rs
+	closed := uint64(0)
+	if r.closed {
+		closed = 1
+	}
+	b = append(b, 2)
+	for _, u := range [fcStateFields]uint64{
+		uint64(r.minStepMs), uint64(r.iv[0]), uint64(r.iv[1]), uint64(r.iv[2]), uint64(r.ref), closed, uint64(r.ctr),
+		uint64(r.n), uint64(r.first), uint64(r.lastT), math.Float64bits(r.x0), math.Float64bits(r.dsum), math.Float64bits(r.dsq),
 		math.Float64bits(f.within), uint64(f.made),
 	} {
 		b = binary.LittleEndian.AppendUint64(b, u)
@@ -669,7 +692,7 @@ func (f *fcState) appendState(b []byte) ([]byte, error) {
 // it, was fed steps of the length f's horizons give (see horizonSteps);
 // true if b has none, or predates the resampler's state.
 func (f *fcState) sameSteps(b []byte) bool {
-	if len(b) < fcStateLen || b[0] != 1 {
+	if len(b) == 0 || fcStateLen(b[0]) == 0 || len(b) < fcStateLen(b[0]) {
 		return true
 	}
 	return int64(binary.LittleEndian.Uint64(b[1:])) == f.rs.minStepMs
@@ -685,35 +708,77 @@ func (f *fcState) restoreState(b []byte) error {
 	if b[0] == 0 {
 		return f.m.UnmarshalBinary(b[1:])
 	}
-	if b[0] != 1 || len(b) < fcStateLen {
+	n := fcStateLen(b[0])
+	if n == 0 || len(b) < n {
 		return errors.New("malformed forecaster state")
 	}
-	var u [11]uint64
+	u := make([]uint64, (n-1)/8)
 	for i := range u {
 		u[i] = binary.LittleEndian.Uint64(b[1+8*i:])
 	}
-	rs := resampler{
-		minStepMs: int64(u[0]), stepMs: int64(u[1]), k: int64(u[2]), bucket: int64(u[3]), n: int(int64(u[4])), lastT: int64(u[5]),
-		x0: math.Float64frombits(u[6]), dsum: math.Float64frombits(u[7]), dsq: math.Float64frombits(u[8]),
+	if err := f.m.UnmarshalBinary(b[n:]); err != nil {
+		return err
 	}
-	// u[10], when the last forecast was made, is not restored: the
+	var rs resampler
+	var within float64
+	if b[0] == 1 {
+		rs, within = f.resampler1(u)
+	} else {
+		rs = resampler{
+			minStepMs: int64(u[0]), iv: [3]int32{int32(u[1]), int32(u[2]), int32(u[3])}, ref: int64(u[4]), closed: u[5] == 1,
+			ctr: int64(u[6]), n: int(int64(u[7])), first: int64(u[8]), lastT: int64(u[9]),
+			x0: math.Float64frombits(u[10]), dsum: math.Float64frombits(u[11]), dsq: math.Float64frombits(u[12]),
+		}
+		within = math.Float64frombits(u[13])
+		if u[5] > 1 || u[1] > math.MaxInt32 || u[2] > math.MaxInt32 || u[3] > math.MaxInt32 {
+			rs.n = -1 // damage, refused below
+		}
+	}
+	// u[last], when the last forecast was made, is not restored: the
 	// forecasts themselves are not saved, so the series forecasts again at
 	// its first sample instead of leaving the forecast series empty (and
 	// stale in Prometheus) until the next is due, up to
 	// --forecast.interval after the restart.
-	within := math.Float64frombits(u[9])
 	// A state that no resampler reaches is damage under a valid checksum.
-	if rs.stepMs < 0 || rs.k < 0 || rs.n < 0 || (rs.stepMs == 0) != (rs.k == 0) || (rs.k > 0 && rs.stepMs%rs.k != 0) ||
+	if rs.n < 0 || rs.iv[0] < 0 || rs.iv[1] < 0 || rs.iv[2] < 0 || rs.ctr < 0 || (rs.n > 0 && rs.first > rs.lastT) ||
 		!isFinite(rs.x0) || !isFinite(rs.dsum) || !isFinite(rs.dsq) || rs.dsq < 0 || !isFinite(within) || within < 0 {
 		return errors.New("malformed forecaster state")
 	}
-	if err := f.m.UnmarshalBinary(b[fcStateLen:]); err != nil {
-		return err
-	}
 	if rs.minStepMs == f.rs.minStepMs {
-		rs.settled = rs.stepMs > 0
 		f.rs = rs
 	}
 	f.within = within
 	return nil
+}
+
+// resampler1 reads the resampler of a tag 1 state (a step fixed at k input
+// intervals, the open step in the bucket t/stepMs; with k 1 its n counted
+// short intervals, and no step was open) into this one's; the model is
+// loaded, so the last step's latest sample is its latest point.
+func (f *fcState) resampler1(u []uint64) (resampler, float64) {
+	stepMs, k := int64(u[1]), int64(u[2])
+	rs := resampler{
+		minStepMs: int64(u[0]), n: int(int64(u[4])), lastT: int64(u[5]),
+		x0: math.Float64frombits(u[6]), dsum: math.Float64frombits(u[7]), dsq: math.Float64frombits(u[8]),
+	}
+	if stepMs < 0 || k < 0 || (stepMs == 0) != (k == 0) || (k > 0 && stepMs%k != 0) {
+		rs.n = -1 // damage, refused by the caller
+		return rs, 0
+	}
+	if k > 0 {
+		iv := stepMs / k
+		i32 := int32(min(iv, math.MaxInt32))
+		rs.iv = [3]int32{i32, i32, i32}
+		rs.ctr = (stepMs - iv) / 2
+		if k == 1 {
+			rs.n, rs.ctr = 0, 0
+		}
+		rs.first = rs.lastT - int64(max(rs.n-1, 0))*iv
+	} else {
+		rs.first = rs.lastT
+	}
+	if t, _, ok := f.m.Last(); ok {
+		rs.ref, rs.closed = t, true
+	}
+	return rs, math.Float64frombits(u[9])
 }
