@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 // outputs appends a series' results to the TSDB through the untapped
@@ -98,7 +99,7 @@ func (o *outputs) append(s *series, ref *storage.SeriesRef, family, horizon stri
 		r, err = o.app.Append(0, ls, 0, t, v, nil, nil, storage.AOptions{})
 	}
 	if err != nil {
-		o.p.outputRefused(s, family, t, err)
+		o.p.outputRefused(s.in, family, t, err)
 		*ref = 0
 		return
 	}
@@ -153,6 +154,78 @@ func (o *outputs) staleForecasts(s *series, keep *fcState, t int64) {
 			if f.outRef[3*h+j] != 0 {
 				o.append(s, &f.outRef[3*h+j], fam, f.hname[h], t, marker, false)
 			}
+		}
+	}
+}
+
+// storedOutputs calls f with each output series that q holds for the input
+// in scored as forName: its base outputs and each horizon's forecasts,
+// whatever families and horizons are configured now. It is for an input
+// omen holds no series of (a state waiting in the snapshot, or a series
+// being created), whose output refs are not known. Equality matchers also
+// select series with more labels (another input's outputs), which are
+// passed over.
+func storedOutputs(ctx context.Context, q storage.Querier, in labels.Labels, forName string, f func(storage.Series)) error {
+	// The labels every output of in has: a forecast's horizon label
+	// renames an input label that clashes with it (see eachOutLabel).
+	var ms []*labels.Matcher
+	eachOutLabel(in, forName, "", "", func(name, value string) {
+		if !clashes(name, "horizon") {
+			ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, name, value))
+		}
+	})
+	ss := q.Select(ctx, false, nil, ms...)
+	for ss.Next() {
+		ls := ss.At().Labels()
+		family, horizon := ls.Get(labels.MetricName), ""
+		if !isOutputName(family) {
+			continue
+		}
+		if slices.Contains(fcFamilies[:], family) {
+			horizon = ls.Get("horizon")
+		}
+		if labels.Equal(ls, outLabelsOf(in, forName, family, horizon)) {
+			f(ss.At())
+		}
+	}
+	return ss.Err()
+}
+
+// staleStored marks stale each output series stored for the input in
+// scored as forName (see storedOutputs) whose latest sample in q is not a
+// staleness marker already, at nowMs or just after its outputs' latest
+// sample if that is later (a sender's clock ahead of omen's), as
+// worker.reconfigure marks the outputs of a series a reload deselects.
+// Forwarded too.
+func (o *outputs) staleStored(ctx context.Context, q storage.Querier, in labels.Labels, forName string, nowMs int64) {
+	var live []labels.Labels
+	t := nowMs
+	err := storedOutputs(ctx, q, in, forName, func(s storage.Series) {
+		lastT, lastV := int64(math.MinInt64), 0.0
+		it := s.Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			lastT, lastV = it.At()
+		}
+		if lastT == math.MinInt64 || value.IsStaleNaN(lastV) {
+			return
+		}
+		live = append(live, s.Labels())
+		t = max(t, lastT+1)
+	})
+	if err != nil {
+		o.p.logger.Debug("Reading stored outputs", "input", in, "err", err)
+	}
+	if t < o.minT {
+		return
+	}
+	marker := math.Float64frombits(value.StaleNaN)
+	for _, ls := range live {
+		if _, err := o.app.Append(0, ls, 0, t, marker, nil, nil, storage.AOptions{}); err != nil {
+			o.p.outputRefused(in, ls.Get(labels.MetricName), t, err)
+			continue
+		}
+		if o.fwd != nil {
+			_, _ = o.fwd.Append(0, ls, 0, t, marker, nil, nil, storage.AOptions{})
 		}
 	}
 }
@@ -245,17 +318,17 @@ const outputRefusedLogEvery = time.Minute
 // at debug otherwise (it was counted alone, in
 // omen_output_append_failures_total, with nothing to say which series or
 // why).
-func (p *Pipeline) outputRefused(s *series, family string, t int64, err error) {
+func (p *Pipeline) outputRefused(in labels.Labels, family string, t int64, err error) {
 	p.m.outputErrors.Inc()
 	p.outRefused.Add(1)
 	now := time.Now().UnixNano()
 	last := p.outRefusedLog.Load()
 	if now-last < int64(outputRefusedLogEvery) || !p.outRefusedLog.CompareAndSwap(last, now) {
 		if p.logger.Enabled(context.Background(), slog.LevelDebug) { // its arguments would be boxed for nothing
-			p.logger.Debug("Output sample refused by the TSDB", "family", family, "input", s.in, "t", t, "err", err)
+			p.logger.Debug("Output sample refused by the TSDB", "family", family, "input", in, "t", t, "err", err)
 		}
 		return
 	}
-	p.logger.Warn("Output sample refused by the TSDB", "family", family, "input", s.in, "t", t, "err", err,
+	p.logger.Warn("Output sample refused by the TSDB", "family", family, "input", in, "t", t, "err", err,
 		"refused_since_last_warning", p.outRefused.Swap(0), "next_warning_in", outputRefusedLogEvery)
 }

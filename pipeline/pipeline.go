@@ -469,11 +469,13 @@ func (p *Pipeline) StorageReopened() {
 // missing) and the scorers run.
 func (p *Pipeline) Ready() bool { return p.ready.Load() }
 
-// Run restores the snapshot, then runs the scorer workers, derived inputs,
-// and periodic snapshots until ctx is done; then it
-// takes a final snapshot and returns nil.
+// Run restores the snapshot (marking stale the stored outputs of its series
+// the configuration no longer selects), then runs the scorer workers,
+// derived inputs, and periodic snapshots until ctx is done; then it takes
+// a final snapshot and returns nil.
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.restore()
+	p.staleDeselected(ctx)
 	p.ready.Store(true)
 	var wg sync.WaitGroup
 	wctx, cancel := context.WithCancel(context.Background())

@@ -531,13 +531,19 @@ func horizonsOf(sc config.Scoring) ([]time.Duration, []string) {
 // outLabels returns the labels of the output family with an optional
 // horizon.
 func (s *series) outLabels(family, horizon string) labels.Labels {
-	b := labels.NewScratchBuilder(s.in.Len() + 2)
+	return outLabelsOf(s.in, s.name, family, horizon)
+}
+
+// outLabelsOf returns the labels of the output family, with an optional
+// horizon, of the input in scored as forName.
+func outLabelsOf(in labels.Labels, forName, family, horizon string) labels.Labels {
+	b := labels.NewScratchBuilder(in.Len() + 2)
 	b.Add(labels.MetricName, family)
 	extra := ""
 	if horizon != "" {
 		extra = "horizon"
 	}
-	eachOutLabel(s.in, s.name, extra, horizon, b.Add)
+	eachOutLabel(in, forName, extra, horizon, b.Add)
 	b.Sort()
 	return b.Labels()
 }

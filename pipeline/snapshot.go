@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -402,6 +403,51 @@ next:
 		p.m.snapLast.Set(float64(fi.ModTime().UnixNano()) / 1e9)
 	}
 	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", n)
+}
+
+// staleDeselected marks stale the stored outputs of the restored series
+// that the configuration does not select (omen restarted with another
+// --config.file, or without a derived input), as worker.reconfigure does
+// for the series a reload deselects: nothing else ended them, and PromQL
+// read their last results as live for its lookback delta (a Grafana panel,
+// an alert on anomaly_score > 1). Their states are kept for a reload that
+// selects them again (see keepRestored). A restart after finds the markers
+// and appends none. It runs before the workers do, so no result of theirs
+// comes between a series' latest output read and its marker.
+func (p *Pipeline) staleDeselected(ctx context.Context) {
+	cfg := p.cfg.Load()
+	var gone []*savedSeries
+	p.restoreMu.Lock()
+	for _, list := range p.restored {
+		for _, s := range list {
+			if _, ok := scoringOf(cfg, s.ls, s.ls.Get(labels.MetricName), s.flags&flagDef != 0); !ok {
+				gone = append(gone, s)
+			}
+		}
+	}
+	p.restoreMu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	out := p.newOutputs(ctx)
+	q, err := p.st.Querier(out.minT, math.MaxInt64)
+	if err != nil {
+		_ = out.app.Rollback()
+		if out.fwd != nil {
+			_ = out.fwd.Rollback()
+		}
+		p.logger.Warn("Reading the outputs of the restored series the configuration does not select; they are not marked stale", "err", err)
+		return
+	}
+	nowMs := p.opts.Now().UnixMilli()
+	for _, s := range gone {
+		out.staleStored(ctx, q, s.ls, s.ls.Get(labels.MetricName), nowMs)
+	}
+	_ = q.Close()
+	if err := out.commit(); err != nil {
+		p.logger.Debug("Marking outputs stale", "err", err)
+		p.m.outputErrors.Inc()
+	}
 }
 
 func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {

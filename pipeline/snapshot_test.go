@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
@@ -899,6 +900,69 @@ func TestSnapshotDeselectedKeepsState(t *testing.T) {
 	require.Equal(t, []string{"a", "b", "c"}, withModel(e2, false))
 	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "b restored, not warmed from history")
 	require.Zero(t, e2.p.scoredHeld.Load())
+}
+
+// podsN samples of pods a and b are fed by podsStopped: the forecasters
+// are ready from the 384th.
+const podsN = 450
+
+// podTime is the time of the pods' i-th sample.
+func podTime(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+
+// podsStopped feeds podsN samples of pods a and b, together, to a pipeline
+// over the TSDB in db, stops it and closes the TSDB. It returns a's values,
+// one more than fed.
+func podsStopped(t *testing.T, db string, opts func(*Options)) (va []float64) {
+	e := newEnv(t, db, nil, opts)
+	pods := []labels.Labels{pod("a"), pod("b")}
+	va, vb := seasonal(podsN+1, 3), seasonal(podsN, 4)
+	for i := range podsN {
+		e.push(podTime(i), model.MetricTypeGauge, pods, []float64{va[i], vb[i]})
+		if i%256 == 255 {
+			e.sync()
+		}
+	}
+	e.sync()
+	e.stop()
+	require.NoError(t, e.db.Close())
+	return va
+}
+
+// TestSnapshotDeselectedStalesOutputs: after a restart with a
+// configuration that no longer selects some of the snapshot's series, each
+// of their stored output series (anomaly_score, the band, every horizon's
+// forecasts) gets a staleness marker just after its latest result, as a
+// reload that deselects them writes (TestConfigSelection): without one,
+// PromQL read them as live for its lookback delta. The series still
+// selected are untouched, and a second restart appends no second marker.
+func TestSnapshotDeselectedStalesOutputs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath = path }
+	db := t.TempDir()
+	podsStopped(t, db, opts)
+
+	cfg, err := config.Load([]byte(`exclude: ['{pod="b"}']`))
+	require.NoError(t, err)
+	for range 2 {
+		e2 := newEnv(t, db, cfg, opts)
+		require.Eventually(t, e2.p.Ready, timeout, tick)
+		last := lastSample(t, e2.db, eq("for", "g"), eq("pod", "b"))
+		require.Len(t, last, 4+3*3, "score, band and three horizons of forecasts")
+		for name, s := range last {
+			require.True(t, value.IsStaleNaN(s.v), name)
+			// The clock (t0) is behind the samples: just after the
+			// latest result, once.
+			require.Equal(t, podTime(podsN-1)+1, s.t, name)
+		}
+		last = lastSample(t, e2.db, eq("for", "g"), eq("pod", "a"))
+		require.Len(t, last, 4+3*3)
+		for name, s := range last {
+			require.False(t, math.IsNaN(s.v), name)
+		}
+		require.Zero(t, testutil.ToFloat64(e2.p.m.outputErrors))
+		e2.stop()
+		require.NoError(t, e2.db.Close())
+	}
 }
 
 // TestSnapshotRebuildPendingKeepsForecaster: a series that had a
