@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -754,26 +755,50 @@ func withModel(e *env, fc bool) []string {
 // refused as duplicates (omen_output_append_failures_total, four a
 // series); older history stepped the models back in time. After a crash
 // the series still catches up, at its first sample in order, on what the
-// TSDB took since the snapshot.
+// TSDB took since the snapshot. So does a series warmed from its history
+// instead (no snapshot, one unusable, or the series new since the last
+// periodic snapshot before a crash): its warm-up learns up to the latest
+// result the run before stored (its warm-up read the history only up to
+// the sample before the one resent, which was scored again).
 func TestSnapshotRestoredSkipsOutOfOrder(t *testing.T) {
 	const n1, n = 200, 300
 	vs := seasonal(n+1, 7)
 	ls := labels.FromStrings("__name__", "temperature", "job", "a")
-	// Reference: one detector fed every sample once, without a restart.
+	// Reference: one detector fed every sample once, without a restart
+	// (a warm-up replays up to 2048 samples: all of them).
 	ref, _ := uninterrupted(t, vs)
 	for _, tc := range []struct {
-		name   string
-		crash  bool  // restart from the periodic snapshot taken after n1 samples
+		name string
+		// What the restart finds: the snapshot taken at the stop (""), the
+		// periodic one taken after n1 samples ("crash") or before the
+		// first ("crash, series new"), none, or an unusable one.
+		snap   string
 		window int64 // the TSDB's out-of-order window after the restart, ms
 		resend int   // the sample sent first after the restart
 	}{
-		{"the latest sample resent", false, 0, n - 1},
-		{"the latest sample resent, out-of-order window", false, time.Hour.Milliseconds(), n - 1},
-		{"older history, out-of-order window", false, time.Hour.Milliseconds(), n - 20},
-		{"older history after a crash, out-of-order window", true, time.Hour.Milliseconds(), n1 - 10},
+		{"the latest sample resent", "", 0, n - 1},
+		{"the latest sample resent, out-of-order window", "", time.Hour.Milliseconds(), n - 1},
+		{"older history, out-of-order window", "", time.Hour.Milliseconds(), n - 20},
+		{"older history after a crash, out-of-order window", "crash", time.Hour.Milliseconds(), n1 - 10},
+		{"warmed: the latest sample resent", "none", 0, n - 1},
+		{"warmed: the latest sample resent, snapshot unusable", "unusable", 0, n - 1},
+		{"warmed: the latest sample resent, series new since the periodic snapshot", "crash, series new", 0, n - 1},
+		{"warmed: older history, out-of-order window", "none", time.Hour.Milliseconds(), n - 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db, opts := stoppedAfter(t, ls, vs, n1, n, tc.crash)
+			periodic := n1
+			if tc.snap == "crash, series new" {
+				periodic = 0
+			}
+			db, opts := stoppedAfter(t, ls, vs, periodic, n, strings.HasPrefix(tc.snap, "crash"))
+			var o Options
+			opts(&o)
+			switch tc.snap {
+			case "none":
+				require.NoError(t, os.Remove(o.SnapshotPath))
+			case "unusable":
+				require.NoError(t, os.WriteFile(o.SnapshotPath, []byte("omsn\x04\x00 torn"), 0o644))
+			}
 
 			e2 := newEnv(t, db, nil, opts)
 			if tc.window > 0 {
@@ -786,6 +811,7 @@ func TestSnapshotRestoredSkipsOutOfOrder(t *testing.T) {
 			e2.sync()
 			require.Zero(t, testutil.ToFloat64(e2.p.m.outputErrors), "output appends refused")
 			require.Zero(t, testutil.ToFloat64(e2.p.m.scoredSamples), "the sample resent is not scored again")
+			require.Equal(t, tc.snap == "" || tc.snap == "crash", testutil.ToFloat64(e2.p.m.warmed) == 0, "restored, not warmed")
 
 			e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
 			e2.sync()

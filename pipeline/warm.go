@@ -1013,7 +1013,10 @@ func (r *ring) readSeries(s storage.Series, mint, maxt int64) error {
 // warm replays the last BackfillMaxPoints samples before beforeMs (and
 // within BackfillMaxAge) through the new series' models, without writing
 // outputs: from the TSDB; if that holds fewer, it asks the backfill
-// remote-read URL for older ones, which come later (rewarm).
+// remote-read URL for older ones, which come later (rewarm). If a run
+// before scored the input at or after beforeMs (see scoredUpTo), the
+// replay goes up to its latest result stored, and the samples up to that
+// are out of order for the models (series.outOfOrder).
 func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	p := w.p
 	if isDerived(s) {
@@ -1025,7 +1028,7 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 		return
 	}
 	mint := beforeMs - p.opts.BackfillMaxAge.Milliseconds()
-	local := w.readLocal(ctx, s, equalMatchers(s.in), mint, beforeMs-1)
+	local := w.readLocal(ctx, s, equalMatchers(s.in), mint, w.scoredUpTo(ctx, s, beforeMs))
 	if p.bf != nil && local.len() < n {
 		end := beforeMs
 		if t, ok := local.first(); ok {
@@ -1039,6 +1042,38 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	local.each(w.replayer(s))
 	p.m.warmed.Add(float64(local.len()))
 	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
+}
+
+// scoredUpTo returns the time of the latest result stored for the input of
+// s at or after from, or from-1 if there is none: a run before scored the
+// input that far, and a series created at a sample up to there (a
+// sender's resending after a restart, which the TSDB takes as an identical
+// duplicate; older history its out-of-order window takes) is warmed up to
+// it, so that those samples are out of order for its models, as for a
+// series restored from the snapshot (series.outOfOrder reads the replay's
+// latest result). Scored again, their results were refused as duplicates
+// of the stored ones, or written among them. Staleness markers are no
+// results: a reload that deselected the input wrote them at the wall
+// clock's time.
+func (w *worker) scoredUpTo(ctx context.Context, s *series, from int64) int64 {
+	last := from - 1
+	q, err := w.p.st.Querier(from, math.MaxInt64)
+	if err != nil {
+		return last
+	}
+	defer q.Close()
+	err = storedOutputs(ctx, q, s.in, s.name, func(o storage.Series) {
+		it := o.Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			if t, v := it.At(); t > last && !value.IsStaleNaN(v) {
+				last = t
+			}
+		}
+	})
+	if err != nil {
+		w.p.logger.Debug("Reading stored outputs", "series", s.in.String(), "err", err)
+	}
+	return last
 }
 
 // flushBackfill queues the requests of the batch's new series.
