@@ -191,15 +191,16 @@ func storedOutputs(ctx context.Context, q storage.Querier, in labels.Labels, for
 	return ss.Err()
 }
 
-// staleStored marks stale each output series stored for the input in
+// staleStored marks stale at t each output series stored for the input in
 // scored as forName (see storedOutputs) whose latest sample in q is not a
-// staleness marker already, at nowMs or just after its outputs' latest
-// sample if that is later (a sender's clock ahead of omen's), as
-// worker.reconfigure marks the outputs of a series a reload deselects.
-// Forwarded too.
-func (o *outputs) staleStored(ctx context.Context, q storage.Querier, in labels.Labels, forName string, nowMs int64) {
+// staleness marker already, and forwards the markers. If one has a sample
+// at or after t, the markers go just after the latest (a sender's clock
+// ahead of omen's), as worker.reconfigure places those of a series a
+// reload deselects; or, if exact (t is the input's own staleness marker's,
+// out of order for its results), none go.
+func (o *outputs) staleStored(ctx context.Context, q storage.Querier, in labels.Labels, forName string, t int64, exact bool) {
 	var live []labels.Labels
-	t := nowMs
+	latest := int64(math.MinInt64)
 	err := storedOutputs(ctx, q, in, forName, func(s storage.Series) {
 		lastT, lastV := int64(math.MinInt64), 0.0
 		it := s.Iterator(nil)
@@ -210,10 +211,16 @@ func (o *outputs) staleStored(ctx context.Context, q storage.Querier, in labels.
 			return
 		}
 		live = append(live, s.Labels())
-		t = max(t, lastT+1)
+		latest = max(latest, lastT)
 	})
 	if err != nil {
 		o.p.logger.Debug("Reading stored outputs", "input", in, "err", err)
+	}
+	if latest >= t {
+		if exact {
+			return
+		}
+		t = latest + 1
 	}
 	if t < o.minT {
 		return

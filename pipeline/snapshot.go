@@ -441,7 +441,7 @@ func (p *Pipeline) staleDeselected(ctx context.Context) {
 	}
 	nowMs := p.opts.Now().UnixMilli()
 	for _, s := range gone {
-		out.staleStored(ctx, q, s.ls, s.ls.Get(labels.MetricName), nowMs)
+		out.staleStored(ctx, q, s.ls, s.ls.Get(labels.MetricName), nowMs, false)
 	}
 	_ = q.Close()
 	if err := out.commit(); err != nil {

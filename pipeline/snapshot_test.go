@@ -991,6 +991,64 @@ func TestSnapshotDeselectedStalesOutputs(t *testing.T) {
 	}
 }
 
+// TestStaleAfterRestartStalesOutputs: an input that went away while omen
+// was down, whose staleness marker comes after the restart (Prometheus
+// sends what it could not deliver once omen is back), has its stored
+// outputs marked stale at the marker's time, as a series omen holds does
+// (TestStaleInputStalesOutputs): omen held no series of it, restored or
+// warmed, and the results the run before stored read as live for PromQL's
+// lookback delta. Once: a second marker appends nothing more. A marker
+// older than the latest result (out of order) marks nothing.
+func TestStaleAfterRestartStalesOutputs(t *testing.T) {
+	const n = podsN
+	ts := podTime
+	stale := math.Float64frombits(value.StaleNaN)
+	for _, tc := range []struct {
+		name   string
+		snap   bool // restarted with the snapshot: b's state waits for it
+		marker int  // the sample time of b's marker
+		stale  bool
+	}{
+		{"restored", true, n, true},
+		{"warmed", false, n, true},
+		{"out of order", true, n - 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "models.snap")
+			opts := func(o *Options) {
+				if tc.snap {
+					o.SnapshotPath = path
+				}
+			}
+			db := t.TempDir()
+			va := podsStopped(t, db, opts)
+
+			e2 := newEnv(t, db, nil, opts)
+			require.NoError(t, e2.db.ApplyConfig(&promconfig.Config{StorageConfig: promconfig.StorageConfig{
+				TSDBConfig: &promconfig.TSDBConfig{OutOfOrderTimeWindow: time.Hour.Milliseconds()},
+			}}))
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			b := []labels.Labels{pod("b")}
+			e2.push(ts(tc.marker), model.MetricTypeGauge, b, []float64{stale})
+			e2.push(ts(tc.marker)+1, model.MetricTypeGauge, b, []float64{stale})
+			e2.push(ts(n), model.MetricTypeGauge, []labels.Labels{pod("a")}, va[n:n+1])
+			e2.sync()
+			last := lastSample(t, e2.db, eq("for", "g"), eq("pod", "b"))
+			require.Len(t, last, 4+3*3, "score, band and three horizons of forecasts")
+			for name, s := range last {
+				require.Equal(t, tc.stale, value.IsStaleNaN(s.v), name)
+				if tc.stale {
+					require.Equal(t, ts(tc.marker), s.t, name)
+				}
+			}
+			for name, s := range lastSample(t, e2.db, eq("for", "g"), eq("pod", "a")) {
+				require.False(t, math.IsNaN(s.v), name)
+			}
+			require.Zero(t, testutil.ToFloat64(e2.p.m.outputErrors))
+		})
+	}
+}
+
 // TestSnapshotRebuildPendingKeepsForecaster: a series that had a
 // forecaster and awaited new models when the snapshot was taken (a reload
 // to other horizons, before its next sample) is saved without its models,

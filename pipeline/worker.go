@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,6 +184,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		s := w.series[smp.ref]
 		if value.IsStaleNaN(smp.v) {
 			// The input went stale; a marker creates no series.
+			ig, ignored := w.ignored[smp.ref]
 			switch {
 			case s != nil && smp.handedOver:
 				w.dropLocking(smp.ref, s)
@@ -191,13 +193,15 @@ func (w *worker) process(ctx context.Context, b *batch) {
 				w.dropLocking(smp.ref, s)
 			case s != nil:
 				w.markStale(s, smp.t, &out)
-			case w.ignored[smp.ref].overBudget:
+			case ig.overBudget:
 				// Refused for the budget, and now gone: not "refused
 				// now" (omen_series_over_budget), and no claim on the
 				// room the sweep gives the refused still sending.
 				w.mu.Lock()
 				w.unignoreLocked(smp.ref)
 				w.mu.Unlock()
+			case !ignored && smp.ref&derivedRefBit == 0:
+				w.staleNotHeld(ctx, smp, &out)
 			}
 			continue
 		}
@@ -345,6 +349,29 @@ func (w *worker) markStale(s *series, t int64, out *outputs) {
 	if f := s.fc; f != nil {
 		f.made, f.isNew = 0, false
 	}
+}
+
+// staleNotHeld marks the stored outputs of an input that omen holds no
+// series of stale at the time of its staleness marker, as markStale does
+// for one it holds: a target that went away while omen was down (Prometheus
+// sends the marker once omen is back) left the results the run before
+// stored to read as live for PromQL's lookback delta, an alert on
+// anomaly_score > 1 with them. The sweep and the expiry of a restored
+// state write no markers. Not for an input the configuration does not
+// select: its outputs were marked when it was deselected (reconfigure,
+// Pipeline.staleDeselected), and a TSDB read for each of its markers would
+// be for nothing.
+func (w *worker) staleNotHeld(ctx context.Context, smp *sample, out *outputs) {
+	name := smp.ls.Get(labels.MetricName)
+	if _, ok := scoringOf(w.p.cfg.Load(), smp.ls, name, false); !ok || smp.t < out.minT {
+		return
+	}
+	q, err := w.p.st.Querier(out.minT, math.MaxInt64)
+	if err != nil {
+		return
+	}
+	out.staleStored(ctx, q, smp.ls, name, smp.t, true)
+	_ = q.Close()
 }
 
 // create sets up a series on its first sample: config selection, budget,
