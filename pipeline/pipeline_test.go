@@ -1023,17 +1023,24 @@ func TestScrapeInterval(t *testing.T) {
 	}
 }
 
-// TestSweepGivesForecasterInPlace: a forecaster freed is given to one
-// series, reserved against the other workers' sweeps, and the series keeps
-// its detector: rebuilt from history, as a reload does, the series of every
-// worker were rebuilt for the same room (3 of 4 to no forecaster).
-func TestSweepGivesForecasterInPlace(t *testing.T) {
-	e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries, o.ForecastMaxSeries, o.Workers = 1000, 1, 4 })
+// hogForecaster returns a pipeline whose one forecaster a series "hog"
+// took and has not sent to since two hours, the clock at then.
+func hogForecaster(t *testing.T, workers int) (*env, time.Time) {
+	e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries, o.ForecastMaxSeries, o.Workers = 1000, 1, workers })
 	hog := labels.FromStrings("__name__", "g", "pod", "hog")
 	e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{hog}, []float64{1})
 	e.sync()
 	later := t0.Add(2 * time.Hour)
 	e.clock.set(later)
+	return e, later
+}
+
+// TestSweepGivesForecasterInPlace: a forecaster freed is given to one
+// series, reserved against the other workers' sweeps, and the series keeps
+// its detector: rebuilt from history, as a reload does, the series of every
+// worker were rebuilt for the same room (3 of 4 to no forecaster).
+func TestSweepGivesForecasterInPlace(t *testing.T) {
+	e, later := hogForecaster(t, 4)
 	var nw []labels.Labels
 	var nv []float64
 	for i := range 40 {
@@ -1067,4 +1074,54 @@ func TestSweepGivesForecasterInPlace(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, withFc)
+}
+
+// TestSweepForecasterWarmsFromHistory: a forecaster the sweep gives a
+// series learns the series' history in the TSDB at its next sample, so it
+// forecasts at once; it learnt from live samples only, and forecast 192
+// steps (1.6 hours at 15 s) later. A counter's history is learnt as rates.
+func TestSweepForecasterWarmsFromHistory(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  model.MetricType
+		val  func(i int) float64
+	}{
+		{"gauge", model.MetricTypeGauge, func(i int) float64 { return 100 + 20*sinPeriod(i, 40) }},
+		{"counter", model.MetricTypeCounter, func(i int) float64 { return float64(i * (i%7 + 3)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, later := hogForecaster(t, 1)
+			ls := labels.FromStrings("__name__", "x_total", "pod", "b")
+			const n = 500 // 250 steps of 30 s
+			for i := range n {
+				e.push(later.UnixMilli()+int64(i)*stepMs, tc.typ, []labels.Labels{ls}, []float64{tc.val(i)})
+			}
+			e.sync()
+			var b *series
+			e.p.workers[0].view(func(s *series) {
+				if s.in.Get("pod") == "b" {
+					b = s
+				}
+			})
+			require.NotNil(t, b)
+			require.Nil(t, b.fc, "the hog holds the one forecaster")
+			e.p.workers[0].sweep() // the hog goes, its forecaster to b
+			e.push(later.UnixMilli()+n*stepMs, tc.typ, []labels.Labels{ls}, []float64{tc.val(n)})
+			e.sync()
+			e.p.workers[0].view(func(s *series) {
+				if s != b {
+					return
+				}
+				require.NotNil(t, s.fc)
+				require.True(t, s.fc.m.Ready(), "warmed from its history")
+				for h := range s.fc.horizons {
+					require.True(t, s.fc.ok[h], "horizon %s forecast at once", s.fc.hname[h])
+					require.True(t, isFinite(s.fc.pts[h].Yhat))
+				}
+				if tc.typ == model.MetricTypeCounter {
+					require.Less(t, s.fc.pts[0].Yhat, 100.0, "a rate, not the running total")
+				}
+			})
+		})
+	}
 }

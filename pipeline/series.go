@@ -212,6 +212,10 @@ type fcState struct {
 	// samples, is read on the line between them.
 	prevT int64
 	prevV float64
+	// warmDue: the sweep gave this forecaster to a series scored without
+	// one; it learns the series' history in the TSDB at its next sample
+	// (worker.warmForecaster).
+	warmDue bool
 }
 
 // withinAlpha is the weight of a step's spread in fcState.within.
@@ -389,10 +393,7 @@ type series struct {
 	grp *groupModel // non-nil for a multivariate group, which det does not score
 	def string      // a derived input's Signature when the models were made
 
-	// Counter to rate conversion.
-	prevRaw float64
-	prevT   int64
-	hasPrev bool
+	rateState // a counter's conversion to a rate
 
 	lastSeen int64 // wall clock, unix ms
 
@@ -446,12 +447,20 @@ func (s *series) learntUpTo() int64 {
 	return t
 }
 
+// rateState is a counter's latest running total, from which the next
+// sample's rate is taken.
+type rateState struct {
+	prevRaw float64
+	prevT   int64
+	hasPrev bool
+}
+
 // rate turns a counter sample into a per-second rate, Prometheus's way:
 // a decrease is a reset, counted from zero. So is a start timestamp st
 // (remote-write 2.0's, 0 if unknown) after the previous sample: the counter
 // restarted since, which its value alone does not tell once it has passed
 // the old one. ok is false for the first sample and for stale markers.
-func (s *series) rate(st, t int64, v float64) (r float64, ok bool) {
+func (s *rateState) rate(st, t int64, v float64) (r float64, ok bool) {
 	if value.IsStaleNaN(v) || math.IsNaN(v) {
 		return 0, false
 	}

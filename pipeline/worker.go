@@ -259,6 +259,10 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			w.catchUp(ctx, s, smp.t)
 			w.readyChanged(wasReady, s.pub.ready)
 		}
+		if f := s.fc; f != nil && f.warmDue {
+			f.warmDue = false
+			w.warmForecaster(ctx, s, smp.t)
+		}
 		v := smp.v
 		// A counter's NaN, ±Inf or sentinel is scored as it is (no value,
 		// or out of range), not taken as its running total: the next
@@ -715,10 +719,12 @@ func (w *worker) sweep() {
 	// --forecast.max-series was full (a deploy's new pods while the old
 	// still hold theirs) gets one as room appears, reserved against the
 	// other workers' sweeps. Its detector and incident stay as they are;
-	// the forecaster learns from its samples from now on. (Rebuilt from
-	// history instead, as a reload does, every worker's sweep rebuilt
-	// series for the same room, most of them to no forecaster, and a
-	// derived input, which has no history to warm from, went cold.)
+	// the forecaster learns the series' history at its next sample
+	// (warmForecaster), a derived input's from its samples from now on.
+	// (Rebuilt from history instead, as a reload does, every worker's
+	// sweep rebuilt series for the same room, most of them to no
+	// forecaster, and a derived input, which has no history to warm
+	// from, went cold.)
 	if !w.p.forecastRoom() {
 		return
 	}
@@ -735,6 +741,7 @@ func (w *worker) sweep() {
 			return
 		}
 		s.fc = newFcState(horizonsOf(sc))
+		s.fc.warmDue = !isDerived(s) && w.p.opts.BackfillMaxPoints > 0
 	}
 }
 
