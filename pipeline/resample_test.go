@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -343,6 +344,49 @@ func TestRestoreFixedStepState(t *testing.T) {
 				}
 			}
 			require.InDelta(t, 240*tc.every/60_000, made, 2, "forecasts every minute after the upgrade")
+		})
+	}
+}
+
+// TestRestoreRefusesDamagedState: a forecaster state no resampler reaches
+// (damage under a valid checksum) is refused, so the series' forecaster
+// starts afresh, never a resampler that steps wrongly or panics.
+func TestRestoreRefusesDamagedState(t *testing.T) {
+	hs, names := horizonsOf(config.Default().Defaults)
+	f := newFcState(hs, names)
+	s := &series{fc: f, name: "x"}
+	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	for i := range 300 { // 15 s: one sample open
+		f.step(s, t0.UnixMilli()+int64(i)*15_000, float64(i%9), float64(i%9), nil, &buf, time.Minute.Milliseconds())
+	}
+	require.Equal(t, 1, f.rs.n)
+	valid, err := f.appendState(nil)
+	require.NoError(t, err)
+	require.NoError(t, newFcState(hs, names).restoreState(valid))
+	set := func(field int, u uint64) []byte {
+		b := slices.Clone(valid)
+		binary.LittleEndian.PutUint64(b[1+8*field:], u)
+		return b
+	}
+	lastT := binary.LittleEndian.Uint64(valid[1+8*9:])
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"unknown tag", append([]byte{3}, valid[1:]...)},
+		{"truncated", valid[:fcStateLen(2)-1]},
+		{"interval beyond int32", set(2, math.MaxInt32+1)},
+		{"closed neither 0 nor 1", set(5, 2)},
+		{"negative center", set(6, math.MaxUint64)},
+		{"negative count", set(7, math.MaxUint64)},
+		{"open step starting after its latest", set(8, lastT+1)},
+		{"last step after the latest sample", set(4, lastT+1)},
+		{"NaN first sample", set(10, math.Float64bits(math.NaN()))},
+		{"negative sum of squares", set(12, math.Float64bits(-1))},
+		{"infinite spread", set(13, math.Float64bits(math.Inf(1)))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Error(t, newFcState(hs, names).restoreState(tc.b))
 		})
 	}
 }
