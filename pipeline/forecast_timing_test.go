@@ -357,3 +357,66 @@ func TestForecastAfterIntervalChange(t *testing.T) {
 		})
 	}
 }
+
+// TestForecastUnevenIntervals: an input whose intervals are uneven but
+// repeat (10 s and 50 s in turn, each sample resent 5 ms later, three
+// senders 100 ms apart every 30 s) is forecast every minute, for its
+// horizon. Each sample was a step: the forecaster, which takes its points
+// as evenly spaced, was fed each minute as two or three steps, and on a
+// ramp of 1 a second forecast 5m 241–326 off and 30m 1 473–1 816 off (6
+// and 141 at even 60 s intervals).
+func TestForecastUnevenIntervals(t *testing.T) {
+	hs, names := horizonsOf(config.Default().Defaults)
+	for _, tc := range []struct {
+		name  string
+		every []int64 // the intervals, in turn
+		n     int
+		step  int64 // the forecaster's step at the end
+	}{
+		{"10 s and 50 s in turn", []int64{10_000, 50_000}, 1200, 60_000},
+		{"20 s and 40 s in turn", []int64{20_000, 40_000}, 1200, 60_000},
+		{"60 s, each sample resent 5 ms later", []int64{5, 59_995}, 1200, 60_000},
+		{"30 s from three senders 100 ms apart", []int64{100, 100, 29_800}, 3000, 30_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := []int64{t0.UnixMilli()}
+			for i := range tc.n {
+				ts = append(ts, ts[len(ts)-1]+tc.every[i%len(tc.every)])
+			}
+			requireRampForecasts(t, hs, names, ts, tc.step, 1_000)
+		})
+	}
+}
+
+// requireRampForecasts feeds a forecaster of the horizons hs a ramp of 1 a
+// second at the times ts and requires that in the last hour every horizon
+// is forecast every minute, for its time and near the ramp there (as
+// TestForecastTargetsItsHorizon: the damped trend undershoots a ramp), and
+// that the forecaster's step ends within delta of step.
+func requireRampForecasts(t *testing.T, hs []time.Duration, names []string, ts []int64, step, delta int64) {
+	t.Helper()
+	ramp := func(ms int64) float64 { return 1e6 + float64(ms-t0.UnixMilli())/1000 }
+	f := newFcState(hs, names)
+	s := &series{fc: f, name: "x"}
+	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	lastHour := ts[len(ts)-1] - 3600_000
+	made := make([]int, len(hs))
+	for _, tm := range ts {
+		f.step(s, tm, ramp(tm), ramp(tm), nil, &buf, time.Minute.Milliseconds())
+		if tm <= lastHour || !f.isNew {
+			continue
+		}
+		for h, d := range hs {
+			if !f.ok[h] {
+				continue
+			}
+			made[h]++
+			require.Equal(t, tm+d.Milliseconds(), f.pts[h].TsMillis, names[h])
+			require.Less(t, math.Abs(f.pts[h].Yhat-ramp(tm+d.Milliseconds())), 0.2*d.Seconds(), "%s at %d", names[h], tm)
+		}
+	}
+	require.InDelta(t, step, f.m.Step(), float64(delta), "the forecaster's step")
+	for h, name := range names {
+		require.InDelta(t, 60, made[h], 2, "horizon %s forecast every minute of the last hour", name)
+	}
+}

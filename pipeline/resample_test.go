@@ -63,12 +63,12 @@ func TestResampler(t *testing.T) {
 			name: "a burst does not change the steps", minStepMs: 28125,
 			// 60 s input, then a sample 8 ms after the one before (a
 			// sender's retry, a restarted generator's first rounds): it
-			// is a step of its own (a fixed step became 28 128 ms, 3 516
-			// intervals of 8 ms, for good, and the forecaster, fed 60 s
-			// points, took each as after a gap and published no
-			// forecast again).
+			// is averaged into the next step (a fixed step became
+			// 28 128 ms, 3 516 intervals of 8 ms, for good, and the
+			// forecaster, fed 60 s points, took each as after a gap
+			// and published no forecast again).
 			in:       []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {180008, 4}, {240000, 5}},
-			want:     []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {180008, 4}, {240000, 5}},
+			want:     []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {240000, 4.5}},
 			wantStep: 59992,
 		},
 		{
@@ -76,8 +76,24 @@ func TestResampler(t *testing.T) {
 			// A fixed step re-estimated from the second interval became
 			// 28 125 ms for good: no forecast again.
 			in:       []tv{{0, 0}, {60000, 1}, {60005, 2}, {120000, 3}, {180000, 4}, {240000, 5}},
-			want:     []tv{{0, 0}, {60000, 1}, {60005, 2}, {120000, 3}, {180000, 4}, {240000, 5}},
+			want:     []tv{{0, 0}, {60000, 1}, {120000, 2.5}, {180000, 4}, {240000, 5}},
 			wantStep: 60000,
+		},
+		{
+			name: "10 s and 50 s in turn: a step a minute", minStepMs: 28125,
+			// Each sample was a step: the forecaster, which takes its
+			// points as evenly spaced, saw the input's minute as two
+			// steps.
+			in:       []tv{{0, 0}, {10000, 1}, {60000, 2}, {70000, 3}, {120000, 4}, {130000, 5}, {180000, 6}},
+			want:     []tv{{0, 0}, {60000, 1.5}, {120000, 3.5}, {180000, 5.5}},
+			wantStep: 50000,
+		},
+		{
+			name: "a resend 5 ms after every sample: a step a minute", minStepMs: 28125,
+			// The first, before the interval is known, is a step.
+			in:       []tv{{0, 0}, {5, 1}, {60000, 2}, {60005, 3}, {120000, 4}, {120005, 5}, {180000, 6}},
+			want:     []tv{{0, 0}, {5, 1}, {60000, 2}, {120000, 3.5}, {180000, 5.5}},
+			wantStep: 59995,
 		},
 		{
 			name: "an interval that gets shorter is followed", minStepMs: 28125,
