@@ -388,6 +388,36 @@ func TestForecastUnevenIntervals(t *testing.T) {
 	}
 }
 
+// TestForecastIntervalAtMinStep: an input whose interval is the longest
+// horizon / 64 (30 s with a 32m horizon, 15 s with 16m, 60 s with 64m),
+// its samples stamped a few ms early or late, is forecast every minute on
+// steps of one interval, for its horizon. Its step was one interval while
+// the median of the last three was just above the minimum and two while it
+// was just below: on a ramp of 1 a second 5m was forecast 170-14 805 off
+// (6-17 with the step steady), and 41-57 forecasts an hour were made.
+func TestForecastIntervalAtMinStep(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		longest time.Duration
+		every   int64
+	}{
+		{"32m horizon, 30 s", 32 * time.Minute, 30_000},
+		{"16m horizon, 15 s", 16 * time.Minute, 15_000},
+		{"64m horizon, 60 s", 64 * time.Minute, 60_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs, names := horizonsOf(config.Scoring{ForecastHorizons: []model.Duration{model.Duration(5 * time.Minute), model.Duration(tc.longest)}})
+			require.Equal(t, tc.every, newFcState(hs, names).rs.minStepMs)
+			rng := rand.New(rand.NewPCG(7, 8))
+			ts := make([]int64, 12*3600_000/tc.every)
+			for i := range ts {
+				ts[i] = t0.UnixMilli() + int64(i)*tc.every + rng.Int64N(7) - 3
+			}
+			requireRampForecasts(t, hs, names, ts, tc.every, 10)
+		})
+	}
+}
+
 // requireRampForecasts feeds a forecaster of the horizons hs a ramp of 1 a
 // second at the times ts and requires that in the last hour every horizon
 // is forecast every minute, for its time and near the ramp there (as

@@ -96,6 +96,21 @@ func TestResampler(t *testing.T) {
 			wantStep: 59995,
 		},
 		{
+			name: "an interval of minStepMs a few ms off: every sample a step", minStepMs: 30000,
+			// 30 s samples 3 ms early or late, a 32m horizon: with the
+			// median interval 29 997 ms the step was two intervals, with
+			// 30 003 one.
+			in:       []tv{{0, 0}, {29997, 1}, {60000, 2}, {89997, 3}, {120000, 4}, {149997, 5}, {180000, 6}},
+			want:     []tv{{0, 0}, {29997, 1}, {60000, 2}, {89997, 3}, {120000, 4}, {149997, 5}, {180000, 6}},
+			wantStep: 30003,
+		},
+		{
+			name: "1 s, 4 ms late: still 29 intervals", minStepMs: 28125,
+			in:       ramp(0, 1004, 60),
+			want:     []tv{{0, 0}, {29116, 15}, {58232, 44}},
+			wantStep: 29116,
+		},
+		{
 			name: "an interval that gets shorter is followed", minStepMs: 28125,
 			// 60 s, then 15 s: pairs from the first 15 s interval on (a
 			// step fixed at 60 s fed the forecaster 15 s points, and the
