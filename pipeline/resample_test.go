@@ -421,3 +421,77 @@ func TestRestoreRefusesDamagedState(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreStateRefusesDamage: a forecaster state whose latest sample no
+// resampler reaches (a day after the last step's, with no step open or one
+// that began a sample after it) is refused, so the series' forecaster
+// starts afresh. Taken, every sample until then was one at or before the
+// resampler's latest, ignored: no step and no forecast for the day (none
+// after the first sample, in three hours of 15 s samples). States saved as
+// they were still restore.
+func TestRestoreStateRefusesDamage(t *testing.T) {
+	hs, names := horizonsOf(config.Default().Defaults)
+	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	const day = 86_400_000
+	// fed returns a forecaster fed n samples every ms, its model's
+	// encoding, and the latest sample's time and value.
+	fed := func(every int64, n int) (*fcState, []byte, int64, float64) {
+		f := newFcState(hs, names)
+		s := &series{fc: f, name: "x"}
+		var tm int64
+		var v float64
+		for i := range n {
+			tm, v = t0.UnixMilli()+int64(i)*every, 100+20*sinPeriod(i, 97)
+			f.step(s, tm, v, v, nil, &buf, time.Minute.Milliseconds())
+		}
+		m, err := f.m.MarshalBinary()
+		require.NoError(t, err)
+		return f, m, tm, v
+	}
+	// tag2 is the state after n samples, open samples in the open step,
+	// its latest sample moved by d.
+	tag2 := func(every int64, n, open int, d int64) []byte {
+		f, _, _, _ := fed(every, n)
+		require.Equal(t, open, f.rs.n)
+		b, err := f.appendState(nil)
+		require.NoError(t, err)
+		binary.LittleEndian.PutUint64(b[1+9*8:], uint64(f.rs.lastT+d))
+		return b
+	}
+	// tag1 is a tag 1 state of a step of k intervals with one sample open
+	// (none with k 1), its latest sample moved by d.
+	tag1 := func(every, k int64, n int, d int64) []byte {
+		f, m, tm, v := fed(every, n)
+		b := []byte{1}
+		for _, u := range []uint64{
+			uint64(f.rs.minStepMs), uint64(k * every), uint64(k), uint64(tm / (k * every)), uint64(min(k-1, 1)), uint64(tm + d),
+			math.Float64bits(v), 0, 0, math.Float64bits(f.within), uint64(tm),
+		} {
+			b = binary.LittleEndian.AppendUint64(b, u)
+		}
+		return append(b, m...)
+	}
+	for _, tc := range []struct {
+		name    string
+		state   []byte
+		refused bool
+	}{
+		{"tag 2, none open", tag2(60_000, 600, 0, 0), false},
+		{"tag 2, one open", tag2(15_000, 1000, 1, 0), false},
+		{"tag 2, none open, latest a day on", tag2(60_000, 600, 0, day), true},
+		{"tag 2, one open, latest a day on", tag2(15_000, 1000, 1, day), true},
+		{"tag 1, passed through", tag1(60_000, 1, 600, 0), false},
+		{"tag 1, one open", tag1(15_000, 2, 1001, 0), false},
+		{"tag 1, passed through, latest a day on", tag1(60_000, 1, 600, day), true},
+		{"tag 1, one open, latest a day on", tag1(15_000, 2, 1001, day), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := newFcState(hs, names).restoreState(tc.state)
+			if tc.refused {
+				require.Error(t, err)
+			} else {
+				require.NoError(t, err)
+			}
+		})
+	}
+}

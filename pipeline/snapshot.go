@@ -790,6 +790,13 @@ func (f *fcState) restoreState(b []byte) error {
 		!isFinite(rs.x0) || !isFinite(rs.dsum) || !isFinite(rs.dsq) || rs.dsq < 0 || !isFinite(within) || within < 0 {
 		return errors.New("malformed forecaster state")
 	}
+	// The latest sample is the last step's, or one of the open step,
+	// which ends within two steps of it: one damaged into the future
+	// (a day on) made every sample until then one at or before it, which
+	// the resampler ignores, and no step or forecast came for that long.
+	if rs.closed && (rs.lastT < rs.ref || (rs.n == 0 && rs.lastT != rs.ref) || (rs.n > 0 && rs.lastT-rs.ref >= 2*rs.step())) {
+		return errors.New("malformed forecaster state")
+	}
 	if rs.minStepMs == f.rs.minStepMs {
 		f.rs = rs
 	}
@@ -809,6 +816,10 @@ func (f *fcState) resampler1(u []uint64) (resampler, float64) {
 	}
 	if stepMs < 0 || k < 0 || (stepMs == 0) != (k == 0) || (k > 0 && stepMs%k != 0) {
 		rs.n = -1 // damage, refused by the caller
+		return rs, 0
+	}
+	if k > 1 && rs.n > 0 && int64(u[3]) != rs.lastT/stepMs {
+		rs.n = -1 // the open step's latest sample outside its bucket: damage
 		return rs, 0
 	}
 	if k > 0 {
