@@ -436,6 +436,31 @@ func TestTailScoresRecords(t *testing.T) {
 	require.InDelta(t, 0.3, tl.Score(tl.Threshold(0.3)), 1e-9)
 }
 
+// TestTailCalibratedWhenReady: a Tail scores against its quantile from
+// the first sample Ready allows, not the placeholder 1 until the next.
+func TestTailCalibratedWhenReady(t *testing.T) {
+	tl := newTail(100, tailMinLog)
+	for range tailMinN {
+		tl.Update(3)
+	}
+	require.True(t, tl.Ready())
+	// 3 sits in the histogram's bin [2√2, 4): its quantile, read within
+	// the bin, is there too.
+	require.InDelta(t, 3.4, float64(tl.Zq), 0.6)
+	require.Less(t, tl.Score(3), 1.0, "the usual statistic")
+
+	// A state saved there by a version that read the quantile only at
+	// the next statistic has the placeholder: it is read then.
+	old := newTail(100, tailMinLog)
+	for range tailMinN {
+		old.Update(3)
+	}
+	old.Zq = 1
+	old.refreshRange()
+	old.Update(3)
+	require.Equal(t, tl.Zq, old.Zq)
+}
+
 func TestForestIsolatesOutlier(t *testing.T) {
 	var f Forest
 	f.RNG = 1

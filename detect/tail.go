@@ -146,6 +146,9 @@ func (t *Tail) Update(z float64) {
 		b = max(0, min(halfLog2(z)-2*tailLogMin+1, tailBins-1))
 	}
 	if t.N == tailMinN {
+		// Read again from the same histogram (the same z_q): a state
+		// saved at this point by a version that read it only here still
+		// has the placeholder.
 		t.Zq = float32(max(t.quantile(tailQ), tailZFloor))
 		t.refreshRange()
 	}
@@ -163,6 +166,17 @@ func (t *Tail) Update(z float64) {
 	}
 	t.N++
 	if t.N <= tailMinN {
+		if t.N == tailMinN {
+			// Calibrated when Ready says so, at its first score: read at
+			// the next sample, the quantile was the placeholder 1 then,
+			// and a statistic of 1.65 scored above 1. So scored a member
+			// that starts late (the seasonal one: 4 false alarms on NAB)
+			// and a group, whose calibration starts after its warm-up (a
+			// quarter of new two-member groups on Gaussian noise, three
+			// fifths of four-member ones, at their first score).
+			t.Zq = float32(max(t.quantile(tailQ), tailZFloor))
+			t.refreshRange()
+		}
 		// The first statistics come from scales estimated on a handful of
 		// samples; a record among them would mute the series for a whole
 		// window.
