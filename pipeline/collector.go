@@ -156,8 +156,9 @@ var walkBufs = sync.Pool{New: func() any { return new(walkBuf) }}
 type collected struct {
 	s        *series
 	pub      published
-	incident bool // see series.inIncident
-	fc       int  // index of its first forecast in the scrape's pts, -1: none
+	incident bool     // see series.inIncident
+	fc       int      // index of its first forecast in the scrape's pts, -1: none
+	f        *fcState // s.fc when copied: the worker may replace s.fc (warmForecaster)
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -221,7 +222,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 			}
 			cs := collected{s: s, pub: s.pub, incident: s.inIncident(holdMs, everyMs, nowMs), fc: -1}
 			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && p.aboveFloor(&s.pub, cs.incident) {
-				cs.fc = len(pts)
+				cs.fc, cs.f = len(pts), f
 				pts, oks = append(pts, f.pts...), append(oks, f.ok...)
 			}
 			list = append(list, cs)
@@ -266,7 +267,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 			if cs.fc < 0 {
 				continue
 			}
-			f := s.fc // horizons and hname never change
+			f := cs.f // horizons and hname never change
 			for h := range f.horizons {
 				if !oks[cs.fc+h] {
 					continue

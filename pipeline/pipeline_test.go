@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -1122,6 +1123,54 @@ func TestSweepForecasterWarmsFromHistory(t *testing.T) {
 					require.Less(t, s.fc.pts[0].Yhat, 100.0, "a rate, not the running total")
 				}
 			})
+		})
+	}
+}
+
+// TestSweepForecasterWarmScrapedMeanwhile: a scrape of /metrics while the
+// worker warms the forecaster the sweep gave a series reads the forecaster
+// it copied the forecasts of: it read the series' forecaster again after
+// its read lock, a data race with warmForecaster putting the warmed one in
+// its place (go test -race failed).
+func TestSweepForecasterWarmScrapedMeanwhile(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		scrape func(e *env) error
+	}{
+		{"text exposition", func(e *env) error { return e.p.WriteOutputs(io.Discard) }},
+		{"collector", func(e *env) error { _, err := gather(e); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, later := hogForecaster(t, 1)
+			ls := labels.FromStrings("__name__", "x", "pod", "b")
+			const n = 300
+			val := func(i int) float64 { return 100 + 20*sinPeriod(i, 40) }
+			for i := range n {
+				e.push(later.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, []float64{val(i)})
+			}
+			e.sync()
+			e.p.workers[0].sweep() // the hog goes, its forecaster to b
+			stop, done := make(chan struct{}), make(chan error, 1)
+			go func() {
+				for {
+					if err := tc.scrape(e); err != nil {
+						done <- err
+						return
+					}
+					select {
+					case <-stop:
+						done <- nil
+						return
+					default:
+					}
+				}
+			}()
+			for i := n; i < n+3; i++ {
+				e.push(later.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, []float64{val(i)})
+				e.sync()
+			}
+			close(stop)
+			require.NoError(t, <-done)
 		})
 	}
 }
