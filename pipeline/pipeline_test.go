@@ -1098,12 +1098,7 @@ func TestSweepForecasterWarmsFromHistory(t *testing.T) {
 				e.push(later.UnixMilli()+int64(i)*stepMs, tc.typ, []labels.Labels{ls}, []float64{tc.val(i)})
 			}
 			e.sync()
-			var b *series
-			e.p.workers[0].view(func(s *series) {
-				if s.in.Get("pod") == "b" {
-					b = s
-				}
-			})
+			b := podSeries(e, "b")
 			require.NotNil(t, b)
 			require.Nil(t, b.fc, "the hog holds the one forecaster")
 			e.p.workers[0].sweep() // the hog goes, its forecaster to b

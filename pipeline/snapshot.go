@@ -162,7 +162,10 @@ func (w *worker) encode(e *snapEncoder) error {
 		}
 		e.lbl = appendLabels(e.lbl[:0], s.in)
 		var fc []byte
-		if s.fc != nil && !s.rebuild && !s.bfWait {
+		if s.fc != nil && !s.rebuild && !s.bfWait && !s.fc.warmDue {
+			// A forecaster the sweep gave and that has not learnt the
+			// history yet is saved without a state: it learns it after
+			// the restart (see series.restore).
 			if fc, err = s.fc.appendState(nil); err != nil {
 				return err
 			}
@@ -669,6 +672,14 @@ func (s *series) restore(saved *savedSeries) bool {
 		if err := s.fc.restoreState(saved.fc); err != nil {
 			s.fc = newFcState(s.fc.horizons, s.fc.hname) // start the forecaster afresh
 		}
+	}
+	if s.fc != nil && len(saved.fc) == 0 && saved.flags&flagDef == 0 {
+		// The snapshot has no state of its forecaster: one the sweep
+		// gave before its next sample, or one given now (the series had
+		// none, and --forecast.max-series has room). It learns the
+		// series' history at its next sample, as the sweep's does; it
+		// learnt from live samples only, and forecast 192 steps later.
+		s.fc.warmDue = true
 	}
 	s.counter = saved.counter()
 	s.hasPrev = saved.flags&flagHasPrev != 0

@@ -1234,6 +1234,20 @@ func TestSnapshotWaitingTakesNoHeldForecaster(t *testing.T) {
 	e.stop()
 }
 
+// podSeries returns the series of the pod named so (nil if none); call it
+// after sync, while the workers are idle.
+func podSeries(e *env, name string) *series {
+	var s *series
+	for _, w := range e.p.workers {
+		w.view(func(x *series) {
+			if x.in.Get("pod") == name {
+				s = x
+			}
+		})
+	}
+	return s
+}
+
 // pod is the labels of the gauge g of a pod: the budget tests' series.
 func pod(name string) labels.Labels { return labels.FromStrings("__name__", "g", "pod", name) }
 
@@ -1243,5 +1257,61 @@ func (e *env) pushPods(ts int64, pods ...string) {
 	for _, name := range pods {
 		e.push(ts, model.MetricTypeGauge, []labels.Labels{pod(name)}, []float64{1})
 		e.sync()
+	}
+}
+
+// TestSnapshotForecasterWithoutStateWarms: a series whose forecaster the
+// snapshot has no state of learns its history at its first sample after
+// the restart, as one the sweep gives does (TestSweepForecasterWarmsFromHistory):
+// the sweep gave it one and omen stopped before its next sample, or it had
+// none and --forecast.max-series has room at the restart. Restored with
+// its detector, its forecaster learnt from live samples only, and forecast
+// 192 steps later.
+func TestSnapshotForecasterWithoutStateWarms(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sweep bool // the sweep gives b the hog's forecaster before the stop
+		fcMax int  // --forecast.max-series at the restart
+	}{
+		{"given by the sweep before the stop", true, 1},
+		{"room at the restart", false, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "models.snap")
+			db := t.TempDir()
+			fcMax := 1
+			opts := func(o *Options) { o.SnapshotPath, o.MaxSeries, o.ForecastMaxSeries, o.Workers = path, 1000, fcMax, 1 }
+			e := newEnv(t, db, nil, opts)
+			e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{pod("hog")}, []float64{1})
+			e.sync()
+			later := t0.Add(2 * time.Hour)
+			e.clock.set(later)
+			b := []labels.Labels{pod("b")}
+			const n = 500
+			val := func(i int) float64 { return 100 + 20*sinPeriod(i, 40) }
+			for i := range n {
+				e.push(later.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, b, []float64{val(i)})
+			}
+			e.sync()
+			if tc.sweep {
+				e.p.workers[0].sweep()
+			}
+			e.stop()
+			require.NoError(t, e.db.Close())
+
+			fcMax = tc.fcMax
+			e2 := newEnv(t, db, nil, opts)
+			e2.clock.set(later.Add(n * stepMs * time.Millisecond))
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			e2.push(later.UnixMilli()+n*stepMs, model.MetricTypeGauge, b, []float64{val(n)})
+			e2.sync()
+			s := podSeries(e2, "b")
+			require.NotNil(t, s)
+			require.NotNil(t, s.fc)
+			require.True(t, s.fc.m.Ready(), "warmed from its history")
+			for h := range s.fc.horizons {
+				require.True(t, s.fc.ok[h], "horizon %s forecast at once", s.fc.hname[h])
+			}
+		})
 	}
 }

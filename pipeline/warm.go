@@ -1219,7 +1219,7 @@ func (w *worker) warmForecaster(ctx context.Context, s *series, beforeMs int64) 
 	p := w.p
 	old := s.fc
 	nf := newFcState(old.horizons, old.hname)
-	if nf == nil {
+	if nf == nil || p.opts.BackfillMaxPoints == 0 {
 		return
 	}
 	local := w.readLocal(ctx, s, equalMatchers(s.in), beforeMs-p.opts.BackfillMaxAge.Milliseconds(), beforeMs-1)
