@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		Name: "omen_series_scored", Help: "Series with a detector, within --detect.max-series.",
 	}, func() float64 { return float64(p.scored.Load()) })
 	f.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "omen_series_forecasting", Help: "Scored series with a forecaster, within --forecast.max-series; series that came while it was full get one at the sweep, when there is room, and it learns from their samples from then on; after a restart, the series that had one are held theirs until they come back or --detect.stale-after passes.",
+		Name: "omen_series_forecasting", Help: "Scored series with a forecaster, within --forecast.max-series; series that came while it was full get one at the sweep, when there is room, learnt from their history in the TSDB at their next sample (a derived input's from its samples from then on); after a restart, the series that had one are held theirs until they come back or --detect.stale-after passes.",
 	}, func() float64 { return float64(p.forecasting.Load()) })
 	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "omen_series_over_budget", Help: "Series not scored now because --detect.max-series was reached (counting the room held after a restart for the series scored before, until they come back or --detect.stale-after passes); each is looked at again at the sweep, when there is room.",
