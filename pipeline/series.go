@@ -224,7 +224,7 @@ const withinAlpha = 1.0 / 32
 // resampler turns the input into steps of at least minStepMs for the
 // forecaster, each the mean of the input samples in it. A step ends at the
 // first sample far enough after the latest of the step before (see
-// threshold): a whole number of input intervals, as many as reach
+// steps): a whole number of input intervals, as many as reach
 // minStepMs, so inputs at or slower than it pass through and faster ones
 // are averaged. Steps follow the input's time, not a step length fixed
 // once: an input whose interval changes (60 s to 15 s or 1 s, 1 s to 60 s,
@@ -276,8 +276,8 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 	if seen {
 		r.iv[0], r.iv[1], r.iv[2] = r.iv[1], r.iv[2], int32(min(t-r.lastT, math.MaxInt32))
 	}
-	thr := r.threshold()
-	if r.n > 0 && t-r.first > r.step()+thr {
+	step, thr := r.steps()
+	if r.n > 0 && t-r.first > step+thr {
 		// A gap: the samples before it are a step of their own, not
 		// averaged with the level after it (1000 before, 2000 after).
 		// A gap is where the step with this sample would span more
@@ -336,19 +336,22 @@ func (r *resampler) interval() int64 {
 // off on a ramp of 1 a second (6-17 with the step steady). Steps stay
 // within 1% of minStepMs: every horizon still fits MaxHorizon.
 func (r *resampler) step() int64 {
-	iv := r.interval()
-	if iv <= 0 {
-		return r.minStepMs
-	}
-	return max(1, (100*r.minStepMs+99*iv-1)/(100*iv)) * iv
+	step, _ := r.steps()
+	return step
 }
 
-// threshold is how far after the last step's latest sample a sample ends
-// the next step: half an input interval short of the nominal step, so that
-// a sample a little early (scrape jitter) still ends it on time and one a
-// little late does not make it one interval longer.
-func (r *resampler) threshold() int64 {
-	return r.step() - r.interval()/2
+// steps returns the nominal step and the threshold: how far after the last
+// step's latest sample a sample ends the next step, half an input interval
+// short of the step, so that a sample a little early (scrape jitter) still
+// ends it on time and one a little late does not make it one interval
+// longer.
+func (r *resampler) steps() (step, threshold int64) {
+	iv := r.interval()
+	if iv <= 0 {
+		return r.minStepMs, r.minStepMs
+	}
+	step = max(1, (100*r.minStepMs+99*iv-1)/(100*iv)) * iv
+	return step, step - iv/2
 }
 
 // close ends the open step and returns it.

@@ -797,7 +797,7 @@ func (f *fcState) restoreState(b []byte) error {
 	// stale in Prometheus) until the next is due, up to
 	// --forecast.interval after the restart.
 	// A state that no resampler reaches is damage under a valid checksum.
-	if rs.n < 0 || rs.iv[0] < 0 || rs.iv[1] < 0 || rs.iv[2] < 0 || rs.ctr < 0 || (rs.n > 0 && rs.first > rs.lastT) || rs.ref > rs.lastT ||
+	if rs.n < 0 || rs.iv[0] < 0 || rs.iv[1] < 0 || rs.iv[2] < 0 || rs.ctr < 0 || (rs.n > 0 && rs.first > rs.lastT) ||
 		!isFinite(rs.x0) || !isFinite(rs.dsum) || !isFinite(rs.dsq) || rs.dsq < 0 || !isFinite(within) || within < 0 {
 		return errors.New("malformed forecaster state")
 	}

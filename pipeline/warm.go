@@ -1217,9 +1217,12 @@ func (w *worker) catchUp(ctx context.Context, s *series, beforeMs int64) {
 // 1 as its band's nearer end, which needs the detector's result then.
 func (w *worker) warmForecaster(ctx context.Context, s *series, beforeMs int64) {
 	p := w.p
+	if p.opts.BackfillMaxPoints == 0 {
+		return
+	}
 	old := s.fc
 	nf := newFcState(old.horizons, old.hname)
-	if nf == nil || p.opts.BackfillMaxPoints == 0 {
+	if nf == nil {
 		return
 	}
 	local := w.readLocal(ctx, s, equalMatchers(s.in), beforeMs-p.opts.BackfillMaxAge.Milliseconds(), beforeMs-1)

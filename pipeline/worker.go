@@ -741,7 +741,7 @@ func (w *worker) sweep() {
 			return
 		}
 		s.fc = newFcState(horizonsOf(sc))
-		s.fc.warmDue = !isDerived(s) && w.p.opts.BackfillMaxPoints > 0
+		s.fc.warmDue = !isDerived(s)
 	}
 }
 
