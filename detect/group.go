@@ -51,6 +51,7 @@ const (
 type Group struct {
 	opts Options
 	st   groupState
+	ms   memberStats
 	// Scratch for the solve, not saved.
 	chol [MaxGroupMembers * MaxGroupMembers]float64
 	sol  [MaxGroupMembers]float64
@@ -70,6 +71,93 @@ type groupState struct {
 	// that opened it.
 	RefLeft uint32
 	RefPeak float32
+}
+
+// memberStats is what a Group learns of each member besides its level and
+// scale (groupState's, encoded before it since version 2).
+//
+// A mostly-0 member (a pod's errors) breaks the Mahalanobis distance's
+// assumption of members spread about their level: its robust scale
+// collapses toward 0 (the clip at huberK scales keeps the rare non-zero
+// values from raising it), so each non-zero value was 10⁶ scales out
+// (groupZMax), an error and a burst of ten alike, and scored so against a
+// calibration that learns deviations clipped at groupPeakZ (so that one
+// incident is no record that mutes every member for a window): the group
+// alarmed at every error, on 4-9% of its evaluations for errors in 1 to 10%
+// of them, 1.3% for one every 6 hours, against 0.1-0.4% for the member's
+// own Detector (TestGroupSparseMember). Two things mend it:
+//   - Spread, the unclipped mean absolute deviation, floors the scale
+//     (see scale): the errors' share of the values, where a member with a
+//     spread of its own has it near its scale, so the floor at half of it
+//     does not bind;
+//   - each member's recurring peaks (see compression): an error like the
+//     last ones is ordinary for its member, one far larger is not.
+type memberStats struct {
+	Spread [MaxGroupMembers]float64
+	// Peak is each member's largest |deviation| in each block of the
+	// calibration's window (tailBlocks blocks of its BlockLen samples, as
+	// the Tail keeps its record), Typical the second largest of them
+	// other than the current block's, recomputed as a block opens: what
+	// the member reaches again and again, not once.
+	Peak    [MaxGroupMembers][tailBlocks]float32
+	Typical [MaxGroupMembers]float32
+	InBlock uint32
+	Block   uint8
+}
+
+const (
+	// groupPeakZ is the deviation, in scales, at which the calibration
+	// and the covariance clip each member's, and to which a member's
+	// recurring peaks are compressed (see compression). A member with
+	// light tails reaches it in no two blocks of a window (Gaussian
+	// blocks of 84 samples peak near 2.7 scales).
+	groupPeakZ = 8
+	// groupSpreadFloor is the scale's floor, as a share of the spread's
+	// standard deviation (see memberStats).
+	groupSpreadFloor = 0.5
+)
+
+// scale returns the floor of member i's scale: its Robust's own (see
+// scaleFloor), raised to groupSpreadFloor of its spread.
+func (g *Group) scale(i int) float64 {
+	return max(scaleFloor(g.st.Level[i].M), groupSpreadFloor*math.Sqrt(math.Pi/2)*g.ms.Spread[i])
+}
+
+// compression returns the factor member i's deviations are scored at: 1,
+// unless its peaks recur beyond groupPeakZ (in two blocks of the window or
+// more), when its typical peak is scaled to groupPeakZ. One incident,
+// peaking in one block (two if it spans their edge, which the current
+// block's exclusion covers while it lasts), compresses nothing.
+func (g *Group) compression(i int) float64 {
+	if t := float64(g.ms.Typical[i]); t > groupPeakZ {
+		return groupPeakZ / t
+	}
+	return 1
+}
+
+// learnPeaks adds the members' |deviations| z to their blocks' peaks.
+func (g *Group) learnPeaks(z *[MaxGroupMembers]float64) {
+	m, k := &g.ms, int(g.st.K)
+	if m.InBlock >= g.st.Tail.BlockLen {
+		m.Block = (m.Block + 1) % tailBlocks
+		m.InBlock = 0
+		for i := range k {
+			m.Peak[i][m.Block] = 0
+			var first, second float32
+			for _, v := range m.Peak[i] {
+				if v > first {
+					first, second = v, first
+				} else if v > second {
+					second = v
+				}
+			}
+			m.Typical[i] = second
+		}
+	}
+	for i := range k {
+		m.Peak[i][m.Block] = max(m.Peak[i][m.Block], float32(math.Abs(z[i])))
+	}
+	m.InBlock++
 }
 
 // GroupResult is the outcome of one vector.
@@ -149,23 +237,25 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 			return res // a sentinel beyond float32's range made a flat member's level 7e305
 		}
 	}
-	// Each member's deviation from its level, in its scales: zs as
-	// scored, in the direction scored (with "up", a member below its
+	// Each member's deviation from its level, in its scales (raw; then
+	// compressed, see compression): zs as scored, in the direction scored (with "up", a member below its
 	// level counts as at it) and not clipped, so that one member far out
 	// scores however many members the group has (clipped at 8, one
 	// member alone could not reach a score of 1 in a group of 8); the
-	// same clipped at 8 (zsc) as the calibration learns it, and zc, both
-	// directions, as the covariance learns it: one incident swamps
-	// neither.
-	var zs, zsc, zc [MaxGroupMembers]float64
+	// same clipped at groupPeakZ (zsc) as the calibration learns it, and
+	// zc, both directions, as the covariance learns it: one incident
+	// swamps neither.
+	var raw, zs, zsc, zc [MaxGroupMembers]float64
 	clipped := false
 	for i := range k {
 		var z float64
 		if st.Level[i].N > 0 {
 			// Bounded so that the distance stays finite against a
 			// scale at its floor.
-			z = max(-groupZMax, min(st.Level[i].Z(x[i], scaleFloor(st.Level[i].M)), groupZMax))
+			z = max(-groupZMax, min(st.Level[i].Z(x[i], g.scale(i)), groupZMax))
 		}
+		raw[i] = z
+		z *= g.compression(i)
 		zc[i] = clip8(z)
 		if g.opts.Direction == Up && z < 0 || g.opts.Direction == Down && z > 0 {
 			z = 0
@@ -192,6 +282,7 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 			cal, _ = g.distance(&zsc)
 		}
 		st.Tail.Update(cal)
+		g.learnPeaks(&raw)
 	}
 	if st.Seen >= groupSettle {
 		a := max(1.0/groupCovSpan, 1/float64(st.Seen-groupSettle+1))
@@ -204,7 +295,12 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 		}
 	}
 	for i := range k {
-		st.Level[i].Update(x[i])
+		lv := &st.Level[i]
+		if lv.N > 0 {
+			a := max(1.0/groupLevelSpan, 1/float64(lv.N))
+			g.ms.Spread[i] += a * (math.Abs(x[i]-lv.M) - g.ms.Spread[i])
+		}
+		lv.Update(x[i])
 	}
 	st.Seen++
 	st.LastTs = tsMillis
@@ -286,19 +382,20 @@ func (g *Group) distance(z *[MaxGroupMembers]float64) (float64, int) {
 
 const groupMagic = "omgr"
 
-// groupVersion is the version of the Group encoding.
-const groupVersion = 1
+// groupVersion is the version of the Group encoding: 2 added the member
+// stats.
+const groupVersion = 2
 
 // AppendBinary appends the Group's encoding to b:
 //
-//	"omgr" | version uint16 | options | state | CRC-32 (IEEE) of all before it
+//	"omgr" | version uint16 | options | state | member stats | CRC-32 (IEEE) of all before it
 func (g *Group) AppendBinary(b []byte) ([]byte, error) {
 	start := len(b)
 	b = append(b, groupMagic...)
 	b = binary.LittleEndian.AppendUint16(b, groupVersion)
 	w := toWire(g.opts)
 	var err error
-	for _, v := range []any{&w, &g.st} {
+	for _, v := range []any{&w, &g.st, &g.ms} {
 		if b, err = binary.Append(b, binary.LittleEndian, v); err != nil {
 			return nil, fmt.Errorf("encode group: %w", err)
 		}
@@ -314,29 +411,42 @@ func isGroup(data []byte) bool {
 
 // Restore replaces the Group's state with data's, which must be of the
 // same number of members and learnt with the same false-alarm rate; it
-// rejects another version, a bad checksum or invalid state and leaves the
-// Group as it was.
+// rejects an unknown version, a bad checksum or invalid state and leaves
+// the Group as it was. A version 1 state, without member stats, learns
+// them from here (the spread starting at the scale).
 func (g *Group) Restore(data []byte) error {
 	var w wireOptions
 	var st groupState
+	var ms memberStats
+	if len(data) < len(groupMagic)+2 || !isGroup(data) {
+		return errors.New("group state: bad magic")
+	}
+	version := binary.LittleEndian.Uint16(data[4:])
 	n := len(groupMagic) + 2 + binary.Size(w) + binary.Size(st) + 4
+	switch version {
+	case 1:
+	case groupVersion:
+		n += binary.Size(ms)
+	default:
+		return fmt.Errorf("group state: version %d, want %d", version, groupVersion)
+	}
 	switch {
 	case len(data) != n:
 		return fmt.Errorf("group state: %d bytes, want %d", len(data), n)
-	case !isGroup(data):
-		return errors.New("group state: bad magic")
-	case binary.LittleEndian.Uint16(data[4:]) != groupVersion:
-		return fmt.Errorf("group state: version %d, want %d", binary.LittleEndian.Uint16(data[4:]), groupVersion)
 	case crc32.ChecksumIEEE(data[:n-4]) != binary.LittleEndian.Uint32(data[n-4:]):
 		return errors.New("group state: bad checksum")
 	}
-	off := len(groupMagic) + 2
-	if _, err := binary.Decode(data[off:], binary.LittleEndian, &w); err != nil {
-		return fmt.Errorf("group state: %w", err)
+	parts := []any{&w, &st}
+	if version == groupVersion {
+		parts = append(parts, &ms)
 	}
-	off += binary.Size(w)
-	if _, err := binary.Decode(data[off:], binary.LittleEndian, &st); err != nil {
-		return fmt.Errorf("group state: %w", err)
+	off := len(groupMagic) + 2
+	for _, v := range parts {
+		k, err := binary.Decode(data[off:], binary.LittleEndian, v)
+		if err != nil {
+			return fmt.Errorf("group state: %w", err)
+		}
+		off += k
 	}
 	if o := fromWire(w); o.FalseAlarmRate != g.opts.FalseAlarmRate {
 		return fmt.Errorf("group state: learnt with false-alarm rate %g, want %g", o.FalseAlarmRate, g.opts.FalseAlarmRate)
@@ -347,7 +457,7 @@ func (g *Group) Restore(data []byte) error {
 	if st.Key != g.st.Key {
 		return errors.New("group state: learnt for other members")
 	}
-	if !finite(st.Cov[:]...) || !tailsValid([]Tail{st.Tail}) {
+	if !finite(st.Cov[:]...) || !tailsValid([]Tail{st.Tail}) || !ms.valid() {
 		return errors.New("group state: invalid values")
 	}
 	for _, r := range st.Level {
@@ -355,6 +465,30 @@ func (g *Group) Restore(data []byte) error {
 			return errors.New("group state: invalid values")
 		}
 	}
-	g.st = st
+	if version == 1 {
+		for i, r := range st.Level {
+			ms.Spread[i] = r.S
+		}
+	}
+	g.st, g.ms = st, ms
 	return nil
+}
+
+// valid reports whether the stats are what Update could have made: finite
+// and non-negative, the block in range.
+func (m *memberStats) valid() bool {
+	if int(m.Block) >= tailBlocks {
+		return false
+	}
+	for i := range m.Spread {
+		if !(m.Spread[i] >= 0) || math.IsInf(m.Spread[i], 0) || !(m.Typical[i] >= 0) || math.IsInf(float64(m.Typical[i]), 0) {
+			return false
+		}
+		for _, v := range m.Peak[i] {
+			if !(v >= 0) || math.IsInf(float64(v), 0) {
+				return false
+			}
+		}
+	}
+	return true
 }

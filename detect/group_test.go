@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -103,6 +105,7 @@ func TestGroupRestore(t *testing.T) {
 
 	h := mustGroup(t, 3)
 	require.NoError(t, h.Restore(b))
+	require.Equal(t, g.ms, h.ms)
 	for i := 500; i < 700; i++ {
 		podVector(rng, i, x)
 		require.Equal(t, g.Update(groupT0+int64(i)*30_000, x), h.Update(groupT0+int64(i)*30_000, x))
@@ -120,11 +123,130 @@ func TestGroupRestore(t *testing.T) {
 	keyed, err := NewGroup(3, 7, DefaultOptions())
 	require.NoError(t, err)
 	require.ErrorContains(t, keyed.Restore(b), "other members", "members reordered or replaced")
+	for _, damage := range []func(m *memberStats){
+		func(m *memberStats) { m.Block = tailBlocks },
+		func(m *memberStats) { m.Spread[1] = math.NaN() },
+		func(m *memberStats) { m.Spread[0] = -1 },
+		func(m *memberStats) { m.Peak[2][3] = float32(math.Inf(1)) },
+		func(m *memberStats) { m.Typical[0] = -1 },
+	} {
+		saved := g.ms
+		damage(&g.ms)
+		db, err := g.AppendBinary(nil)
+		g.ms = saved
+		require.NoError(t, err)
+		require.ErrorContains(t, mustGroup(t, 3).Restore(db), "invalid")
+	}
 	d := mustNew(t, DefaultOptions())
 	db, err := d.MarshalBinary()
 	require.NoError(t, err)
 	require.False(t, isGroup(db))
 	require.Error(t, mustGroup(t, 3).Restore(db))
+}
+
+// TestGroupRestoreVersion1: a state saved before the member stats (version
+// 1) is taken, the stats learnt from there, the spread starting at the
+// scale; an unknown version is refused.
+func TestGroupRestoreVersion1(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	g := mustGroup(t, 3)
+	x := make([]float64, 3)
+	for i := range 500 {
+		podVector(rng, i, x)
+		g.Update(groupT0+int64(i)*30_000, x)
+	}
+	encode := func(version uint16, parts ...any) []byte {
+		b := binary.LittleEndian.AppendUint16([]byte(groupMagic), version)
+		w := toWire(g.opts)
+		for _, v := range append([]any{&w}, parts...) {
+			var err error
+			b, err = binary.Append(b, binary.LittleEndian, v)
+			require.NoError(t, err)
+		}
+		return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	}
+	h := mustGroup(t, 3)
+	require.NoError(t, h.Restore(encode(1, &g.st)))
+	require.Equal(t, g.st, h.st)
+	for i := range 3 {
+		require.Equal(t, g.st.Level[i].S, h.ms.Spread[i])
+		require.Zero(t, h.ms.Typical[i])
+	}
+	podVector(rng, 500, x)
+	require.True(t, h.Update(groupT0+500*30_000, x).Ready)
+	require.ErrorContains(t, mustGroup(t, 3).Restore(encode(3, &g.st, &g.ms)), "version 3")
+	require.ErrorContains(t, mustGroup(t, 3).Restore(encode(1, &g.st, &g.ms)), "bytes", "a version 1 state with member stats")
+}
+
+// TestGroupSparseMember: a mostly-0 member (errors, as a count or a rate)
+// alarms the group no more often than the false-alarm rate, while a burst
+// far above its usual errors still does. Its robust scale collapsed toward
+// 0 and each error was 10⁶ scales out, against a calibration that learns
+// deviations clipped at 8: the group alarmed at 4.7-8.3% of its
+// evaluations for errors in 5-10% of them, 3.8% for one error every two
+// hours in a rate over 5 minutes evaluated every 30 s, 1.3% for one every
+// six (the member's own Detector 0.11-0.40%; see memberStats).
+func TestGroupSparseMember(t *testing.T) {
+	const n = 60_000
+	poisson := func(l float64) func(rng *rand.Rand) float64 {
+		return func(rng *rand.Rand) float64 {
+			k, p := 0.0, rng.Float64()
+			for e := math.Exp(-l); p > e; p *= rng.Float64() {
+				k++
+			}
+			return k
+		}
+	}
+	// rate(errors[5m]) evaluated every 30 s: an error counts for ten
+	// evaluations.
+	rate := func(every float64) func(rng *rand.Rand) float64 {
+		var since []int
+		return func(rng *rand.Rand) float64 {
+			kept := since[:0]
+			for _, s := range since {
+				if s < 9 {
+					kept = append(kept, s+1)
+				}
+			}
+			since = kept
+			if rng.Float64() < 1/every {
+				since = append(since, 0)
+			}
+			return float64(len(since)) / 300 * (1 + 0.1*rng.Float64())
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		errors func(rng *rand.Rand) float64
+		burst  float64
+	}{
+		{"count, 10% of evaluations", poisson(0.1), 10},
+		{"count, 5%", poisson(0.05), 10},
+		{"count, 1%", poisson(0.01), 10},
+		{"rate, one error in 2 h", rate(240), 10.0 / 300},
+		{"rate, one in 6 h", rate(720), 10.0 / 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			g := mustGroup(t, 4)
+			x := make([]float64, 4)
+			above := 0
+			for i := range n {
+				podVector(rng, i, x)
+				x[3] = tc.errors(rng)
+				if g.Update(groupT0+int64(i)*30_000, x).Score > 1 {
+					above++
+				}
+			}
+			podVector(rng, n, x)
+			x[3] = tc.burst
+			burst := g.Update(groupT0+n*30_000, x)
+			t.Logf("%d of %d above 1; a burst: %.2f", above, n, burst.Undamped)
+			require.LessOrEqual(t, float64(above), 2*g.opts.FalseAlarmRate*n)
+			require.Greater(t, burst.Undamped, 1.0, "a burst of errors")
+			require.Equal(t, 3, burst.Member)
+		})
+	}
 }
 
 // gaussians returns a generator of k standard normal members, the first
