@@ -237,8 +237,8 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 			return res // a sentinel beyond float32's range made a flat member's level 7e305
 		}
 	}
-	// Each member's deviation from its level, in its scales (raw; then
-	// compressed, see compression): zs as scored, in the direction scored (with "up", a member below its
+	// Each member's deviation from its level, in its scales (raw, as its
+	// peaks learn it; then compressed, see compression): zs as scored, in the direction scored (with "up", a member below its
 	// level counts as at it) and not clipped, so that one member far out
 	// scores however many members the group has (clipped at 8, one
 	// member alone could not reach a score of 1 in a group of 8); the
@@ -254,10 +254,16 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 			// scale at its floor.
 			z = max(-groupZMax, min(st.Level[i].Z(x[i], g.scale(i)), groupZMax))
 		}
-		raw[i] = z
+		// The peaks learn the deviation in the direction scored: with
+		// "up", a member that dips far again and again is no reason to
+		// score its rises at a fraction.
+		opposite := g.opts.Direction == Up && z < 0 || g.opts.Direction == Down && z > 0
+		if !opposite {
+			raw[i] = z
+		}
 		z *= g.compression(i)
 		zc[i] = clip8(z)
-		if g.opts.Direction == Up && z < 0 || g.opts.Direction == Down && z > 0 {
+		if opposite {
 			z = 0
 		}
 		zs[i], zsc[i] = z, clip8(z)

@@ -249,6 +249,38 @@ func TestGroupSparseMember(t *testing.T) {
 	}
 }
 
+// TestGroupDirectedPeaks: with "up", a member that dips far again and again
+// (a queue drained every few minutes) keeps scoring its rises in full: its
+// recurring peaks are learnt in the direction scored. Learnt both ways, the
+// dips compressed its rises to 8/20 and a rise of 12 scales scored below 1.
+func TestGroupDirectedPeaks(t *testing.T) {
+	for _, tc := range []struct {
+		dir  Direction
+		sign float64
+	}{{Up, 1}, {Down, -1}} {
+		t.Run(tc.dir.String(), func(t *testing.T) {
+			o := DefaultOptions()
+			o.Direction = tc.dir
+			g, err := NewGroup(3, 0, o)
+			require.NoError(t, err)
+			gen, x := gaussians(9, 3, 0), make([]float64, 3)
+			for i := range 5000 {
+				gen(x)
+				if i%50 == 0 {
+					x[2] = -tc.sign * 20 // against the direction scored
+				}
+				g.Update(groupT0+int64(i)*30_000, x)
+			}
+			gen(x)
+			x[2] = tc.sign * 12
+			r := g.Update(groupT0+5000*30_000, x)
+			t.Logf("a rise of 12 after dips of 20 every 50: %.2f", r.Undamped)
+			require.Greater(t, r.Undamped, 1.0)
+			require.Equal(t, 2, r.Member)
+		})
+	}
+}
+
 // gaussians returns a generator of k standard normal members, the first
 // two correlated by rho.
 func gaussians(seed uint64, k int, rho float64) func(x []float64) {
