@@ -377,6 +377,8 @@ func TestForecastUnevenIntervals(t *testing.T) {
 		{"20 s and 40 s in turn", []int64{20_000, 40_000}, 1200, 60_000},
 		{"60 s, each sample resent 5 ms later", []int64{5, 59_995}, 1200, 60_000},
 		{"30 s from three senders 100 ms apart", []int64{100, 100, 29_800}, 3000, 30_000},
+		{"60 s, bursts of three 2 ms apart", []int64{2, 2, 59_996}, 3600, 60_000},
+		{"15 s, bursts of four 1 ms apart", []int64{1, 1, 1, 14_997}, 12000, 30_000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := []int64{t0.UnixMilli()}

@@ -66,10 +66,11 @@ func TestResampler(t *testing.T) {
 			// is averaged into the next step (a fixed step became
 			// 28 128 ms, 3 516 intervals of 8 ms, for good, and the
 			// forecaster, fed 60 s points, took each as after a gap
-			// and published no forecast again).
+			// and published no forecast again). The retry is part of
+			// its sample's instant: no interval of 8 ms or 59 992.
 			in:       []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {180008, 4}, {240000, 5}},
 			want:     []tv{{0, 0}, {60000, 1}, {120000, 2}, {180000, 3}, {240000, 4.5}},
-			wantStep: 59992,
+			wantStep: 60000,
 		},
 		{
 			name: "a retry right after the first interval", minStepMs: 28125,
@@ -90,10 +91,21 @@ func TestResampler(t *testing.T) {
 		},
 		{
 			name: "a resend 5 ms after every sample: a step a minute", minStepMs: 28125,
-			// The first, before the interval is known, is a step.
+			// Each resend is part of its sample's instant, so the
+			// first is no step of its own (before instants, its 5 ms
+			// made the interval 5 ms until the next minute).
 			in:       []tv{{0, 0}, {5, 1}, {60000, 2}, {60005, 3}, {120000, 4}, {120005, 5}, {180000, 6}},
-			want:     []tv{{0, 0}, {5, 1}, {60000, 2}, {120000, 3.5}, {180000, 5.5}},
-			wantStep: 59995,
+			want:     []tv{{0, 0}, {60000, 1.5}, {120000, 3.5}, {180000, 5.5}},
+			wantStep: 60000,
+		},
+		{
+			name: "bursts of three 2 ms apart, a minute apart: a step a minute", minStepMs: 28125,
+			// The median interval was 2 ms, the step 28 126 ms, and each
+			// burst a minute on a gap: two steps a minute.
+			in: []tv{{0, 0}, {2, 0}, {4, 0}, {60000, 1}, {60002, 1}, {60004, 1}, {120000, 2}, {120002, 2},
+				{120004, 2}, {180000, 3}, {180002, 3}, {180004, 3}, {240000, 4}},
+			want:     []tv{{0, 0}, {60000, 1.0 / 3}, {120000, 4.0 / 3}, {180000, 7.0 / 3}, {240000, 10.0 / 3}},
+			wantStep: 60000,
 		},
 		{
 			name: "an interval of minStepMs a few ms off: every sample a step", minStepMs: 30000,

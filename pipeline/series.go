@@ -241,6 +241,11 @@ type resampler struct {
 	// class); their median is the input's interval (see interval).
 	iv     [3]int32
 	closed bool
+	// instant is the first sample of the latest instant: a sample within
+	// minStepMs/instantDiv of it is part of it (a burst: a resend, senders
+	// milliseconds apart) and records no interval; the next interval is
+	// measured from it. Not saved: restored, it is the latest sample.
+	instant int64
 	// ref is the latest sample of the last step (valid once closed).
 	ref int64
 	// ctr is how far the middle of the last step's samples lies before
@@ -273,8 +278,17 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 	if seen && t <= r.lastT {
 		return out, 0
 	}
-	if seen {
-		r.iv[0], r.iv[1], r.iv[2] = r.iv[1], r.iv[2], int32(min(t-r.lastT, math.MaxInt32))
+	switch {
+	case !seen:
+		r.instant = t
+	case t-r.instant >= r.minStepMs/instantDiv:
+		// Bursts of three or more samples a minute, milliseconds apart,
+		// made the median interval milliseconds: the step a few
+		// thousand of them, and each burst after the minute a gap, so
+		// two steps a minute, which the forecaster took as evenly
+		// spaced (5m forecast 299 off on a ramp of 1 a second).
+		r.iv[0], r.iv[1], r.iv[2] = r.iv[1], r.iv[2], int32(min(t-r.instant, math.MaxInt32))
+		r.instant = t
 	}
 	step, thr := r.steps()
 	if r.n > 0 && t-r.first > step+thr {
@@ -308,6 +322,13 @@ func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
 	}
 	return out, n
 }
+
+// instantDiv divides minStepMs into the span of one instant (see
+// resampler.instant): 879 ms for the default horizons' 28.1 s, under a 1 s
+// scrape's interval; 146 ms for a 5m horizon alone. Samples closer than
+// that fall in one step anyway; only the interval would take them for the
+// input's.
+const instantDiv = 32
 
 // interval is the median of the latest three input intervals (the smaller
 // of two, so that neither a first interval that was a gap nor a retry right
