@@ -86,10 +86,11 @@ type groupState struct {
 // alarmed at every error, on 4-9% of its evaluations for errors in 1 to 10%
 // of them, 1.3% for one every 6 hours, against 0.1-0.4% for the member's
 // own Detector (TestGroupSparseMember). Two things mend it:
-//   - Spread, the unclipped mean absolute deviation, floors the scale
-//     (see scale): the errors' share of the values, where a member with a
-//     spread of its own has it near its scale, so the floor at half of it
-//     does not bind;
+//   - Spread, the mean absolute deviation, floors the scale (see scale):
+//     the errors' share of the values, where a member with a spread of
+//     its own has it near its scale, so the floor at half of it does not
+//     bind. Unlike the scale's, its deviations are not clipped at huberK
+//     scales, only at groupSpreadClip spreads;
 //   - each member's recurring peaks (see compression): an error like the
 //     last ones is ordinary for its member, one far larger is not.
 type memberStats struct {
@@ -115,6 +116,14 @@ const (
 	// groupSpreadFloor is the scale's floor, as a share of the spread's
 	// standard deviation (see memberStats).
 	groupSpreadFloor = 0.5
+	// groupSpreadClip bounds a deviation as the spread learns it, in
+	// spreads (or scales, the larger): one sample at most doubles the
+	// spread. Unbounded, one spike of 10⁵ scales in a member raised its
+	// floor to hundreds of scales, and a deviation of 12 there scored
+	// 0.05-0.40 for the next 300 evaluations (1.2 before the spread;
+	// TestGroupSpikeKeepsMember). The spreads of mostly-0 members, whose
+	// errors recur within its time constant, are not touched.
+	groupSpreadClip = groupLevelSpan
 )
 
 // scale returns the floor of member i's scale: its Robust's own (see
@@ -304,7 +313,13 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 		lv := &st.Level[i]
 		if lv.N > 0 {
 			a := max(1.0/groupLevelSpan, 1/float64(lv.N))
-			g.ms.Spread[i] += a * (math.Abs(x[i]-lv.M) - g.ms.Spread[i])
+			d := math.Abs(x[i] - lv.M)
+			// Unbounded while spread and scale are at the floor: the
+			// first error after weeks of 0.
+			if c := groupSpreadClip * max(g.ms.Spread[i], lv.S); c > scaleFloor(lv.M) {
+				d = min(d, c)
+			}
+			g.ms.Spread[i] += a * (d - g.ms.Spread[i])
 		}
 		lv.Update(x[i])
 	}

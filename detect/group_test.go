@@ -249,6 +249,41 @@ func TestGroupSparseMember(t *testing.T) {
 	}
 }
 
+// TestGroupSpikeKeepsMember: one spike, however far out, leaves its member
+// scoring a later deviation as before it. The spread that floors a mostly-0
+// member's scale learnt the spike unbounded (see groupSpreadClip): after one
+// of 10⁵ scales a deviation of 12 scored 0.05-0.40 for 300 evaluations.
+func TestGroupSpikeKeepsMember(t *testing.T) {
+	for _, spike := range []float64{1e3, 1e5, 1e9} {
+		for _, after := range []int{20, 300} {
+			t.Run(fmt.Sprintf("spike %g, %d later", spike, after), func(t *testing.T) {
+				g, gen, x := mustGroup(t, 3), gaussians(4, 3, 0), make([]float64, 3)
+				i := 0
+				next := func() {
+					g.Update(groupT0+int64(i)*30_000, x)
+					i++
+				}
+				for range 5000 {
+					gen(x)
+					next()
+				}
+				gen(x)
+				x[2] = spike
+				next()
+				for range after {
+					gen(x)
+					next()
+				}
+				gen(x)
+				x[2] = 12
+				r := g.Update(groupT0+int64(i)*30_000, x)
+				require.Greater(t, r.Undamped, 1.0, "12σ in the spiked member")
+				require.Equal(t, 2, r.Member)
+			})
+		}
+	}
+}
+
 // TestGroupDirectedPeaks: with "up", a member that dips far again and again
 // (a queue drained every few minutes) keeps scoring its rises in full: its
 // recurring peaks are learnt in the direction scored. Learnt both ways, the
