@@ -88,7 +88,7 @@ func (g generator) recordingRules() []rulefmt.Rule {
 func (g generator) anomalyRules() []rulefmt.Rule {
 	w, c := num(g.warning.Score), num(g.crit.Score)
 	page := fmt.Sprintf("max %s (%s)", g.by(), incidents(g.crit))
-	if slices.Contains(g.groupBy, LabelSeverity) || slices.Contains(g.groupBy, LabelKind) {
+	if slices.ContainsFunc(g.groupBy, func(l string) bool { return slices.Contains(ruleLabels, l) }) {
 		page = exportRuleLabels(page)
 	}
 	return []rulefmt.Rule{

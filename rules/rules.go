@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
@@ -128,15 +129,21 @@ func (g generator) runbookURL(alert string) string {
 	return g.runbook + alert
 }
 
-// exportRuleLabels moves the labels the alerting rules set (severity, the
-// kind) aside on expr's result, as exported_<name>, the way Prometheus's
-// scrape keeps a target's clashing labels: a rule's labels overwrite the
-// series', so two inputs that differ only in severity (log line counts by
-// level, say) became one label set, and Prometheus failed the rule's whole
+// ruleLabels are the labels an alerting rule sets on its alerts over the
+// series' own: the rules' severity and kind, and the alert name, which
+// Prometheus sets on every alert.
+var ruleLabels = []string{LabelSeverity, LabelKind, labels.AlertName}
+
+// exportRuleLabels moves the labels the alerting rules set (ruleLabels)
+// aside on expr's result, as exported_<name>, the way Prometheus's scrape
+// keeps a target's clashing labels: a rule's labels overwrite the series',
+// so two inputs that differ only in severity (log line counts by level,
+// say) or in alertname (a user's recording rule counting firing alerts by
+// name) became one label set, and Prometheus failed the rule's whole
 // evaluation ("vector contains metrics with the same labelset after
-// applying alert labels"): no alert of the rule fired.
+// applying alert labels"): no alert of the rule fired, for any input.
 func exportRuleLabels(expr string) string {
-	for _, l := range []string{LabelSeverity, LabelKind} {
+	for _, l := range ruleLabels {
 		expr = fmt.Sprintf(`label_replace(%s, "exported_%s", "$1", "%s", "(.+)")`, expr, l, l)
 	}
 	return expr

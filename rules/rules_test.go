@@ -127,19 +127,21 @@ func TestGenerateFollowsConfig(t *testing.T) {
 	}{
 		// The tiers' for is the incident's duration, in the expression: the
 		// gauges exist only during an incident, so the alerts need no for.
-		{"default warning", "", AlertSeriesAnomalous, `label_replace(label_replace(omen_incident_peak_score > 1 and omen_incident_duration_seconds >= 300, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "0s"},
+		{"default warning", "", AlertSeriesAnomalous, `label_replace(label_replace(label_replace(omen_incident_peak_score > 1 and omen_incident_duration_seconds >= 300, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)"), "exported_alertname", "$1", "alertname", "(.+)")`, "0s"},
 		{"default critical", "", AlertAnomalyCritical, "max by (namespace, job) (omen_incident_peak_score > 2 and omen_incident_duration_seconds >= 300)", "0s"},
 		{"tiers", "alerting: {warning: {score: 1.5, for: 2m}, critical: {score: 6, for: 1h}}", AlertAnomalyCritical, "max by (namespace, job) (omen_incident_peak_score > 6 and omen_incident_duration_seconds >= 3600)", "0s"},
-		{"warning at once", "alerting: {warning: {score: 2, for: 0s}}", AlertSeriesAnomalous, `label_replace(label_replace(omen_incident_peak_score > 2, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "0s"},
+		{"warning at once", "alerting: {warning: {score: 2, for: 0s}}", AlertSeriesAnomalous, `label_replace(label_replace(label_replace(omen_incident_peak_score > 2, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)"), "exported_alertname", "$1", "alertname", "(.+)")`, "0s"},
 		{"group_by", "alerting: {group_by: [cluster]}", "cluster:omen_anomalous_series:count", "count by (cluster) (omen_incident_peak_score > 1)", "0s"},
-		{"grouped by severity", "alerting: {group_by: [namespace, severity]}", AlertAnomalyCritical, `label_replace(label_replace(max by (namespace, severity) (omen_incident_peak_score > 2 and omen_incident_duration_seconds >= 300), "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "0s"},
+		{"grouped by severity", "alerting: {group_by: [namespace, severity]}", AlertAnomalyCritical, `label_replace(label_replace(label_replace(max by (namespace, severity) (omen_incident_peak_score > 2 and omen_incident_duration_seconds >= 300), "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)"), "exported_alertname", "$1", "alertname", "(.+)")`, "0s"},
+		// alertname too: Prometheus sets it on every alert, over the group's.
+		{"grouped by alertname", "alerting: {group_by: [alertname]}", AlertAnomalyCritical, `label_replace(label_replace(label_replace(max by (alertname) (omen_incident_peak_score > 2 and omen_incident_duration_seconds >= 300), "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)"), "exported_alertname", "$1", "alertname", "(.+)")`, "0s"},
 		{"per label record", "", "namespace:omen_anomalous_series:count", "count by (namespace) (omen_incident_peak_score > 1)", "0s"},
 		{
 			"capacity horizons up to the limit", `
 defaults: {forecast_horizons: [5m, 1h, 2h]}
 overrides: [{match: '{job="db"}', forecast_horizons: [30m]}]
 alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
-			"Full", `label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|30m|1h"}) > 10, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m",
+			"Full", `label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|30m|1h"}) > 10, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)"), "exported_alertname", "$1", "alertname", "(.+)")`, "5m",
 		},
 		{
 			// A derived input's own horizons count too: a capacity alert on
@@ -147,11 +149,11 @@ alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
 			"capacity on a derived input's horizons", `
 derived: [{name: web_rps, expr: 'sum(rate(http_requests_total[5m]))', forecast_horizons: [2h]}]
 alerting: {capacity: [{name: WebBusy, for: web_rps, limit: 100, horizon: 2h}]}`,
-			"WebBusy", `label_replace(label_replace(max without (horizon) (forecast_upper{for="web_rps", horizon=~"5m|15m|30m|2h"}) > 100, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m",
+			"WebBusy", `label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="web_rps", horizon=~"5m|15m|30m|2h"}) > 100, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)"), "exported_alertname", "$1", "alertname", "(.+)")`, "5m",
 		},
 		{
 			"capacity match", `alerting: {capacity: [{name: Full, for: disk, match: '{dev=~"sd.+"}', limit: 0.5}]}`,
-			"Full", `label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|15m|30m", dev=~"sd.+"}) > 0.5, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)")`, "5m",
+			"Full", `label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|15m|30m", dev=~"sd.+"}) > 0.5, "exported_severity", "$1", "severity", "(.+)"), "exported_omen_alert", "$1", "omen_alert", "(.+)"), "exported_alertname", "$1", "alertname", "(.+)")`, "5m",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,7 +35,7 @@ import "strings"
 //     (pg_stat_activity_count: "0/s, below [15, 25]") and a counter
 //     without _total (its running total "above the band").
 const preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
-{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") -}}
+{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") (ne $k "exported_alertname") -}}
 {{- $sel = printf "%s%s=%q," $sel $k $v -}}
 {{- if match "^(exported_)*kind$" $k -}}{{- $ready = printf "%sexported_%s=%q," $ready $k $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $k $v -}}{{- end -}}
 {{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in (reReplaceAll "^exported_((exported_)*for)$" "$1" $k) $v -}}{{- end -}}
