@@ -61,7 +61,7 @@ func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([
 			},
 			Annotations: map[string]string{
 				"summary": fmt.Sprintf(`{{ $labels.for }} is forecast to reach {{ $value | humanize }} within %s, above its limit %s.`, c.Horizon, limit),
-				"description": seriesTmpl(fmt.Sprintf(
+				"description": forecastTmpl(fmt.Sprintf(
 					`Upper forecast bound by horizon:{{ range query (printf "forecast_upper{%%shorizon=~%%q}" $sel %q) | sortByLabel "horizon" }} {{ .Labels.horizon }}: {{ .Value | humanize }}{{ end }}. Now: `,
 					strings.Join(within, "|")) + inputValue + "."),
 				"runbook_url": g.runbookURL("OmenCapacityForecast"),

@@ -34,11 +34,16 @@ import "strings"
 //     step by minutes. The name alone misread a gauge named _count
 //     (pg_stat_activity_count: "0/s, below [15, 25]") and a counter
 //     without _total (its running total "above the band").
+//
+// $o is the name a label of the alert has on omen's outputs other than the
+// forecasts (anomaly_score, omen_model_ready), from which $in and $ready
+// start: the same for the anomaly alerts, which read the incident gauges.
 const preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
 {{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") (ne $k "exported_alertname") -}}
 {{- $sel = printf "%s%s=%q," $sel $k $v -}}
-{{- if match "^(exported_)*kind$" $k -}}{{- $ready = printf "%sexported_%s=%q," $ready $k $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $k $v -}}{{- end -}}
-{{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in (reReplaceAll "^exported_((exported_)*for)$" "$1" $k) $v -}}{{- end -}}
+` + outputLabel + `
+{{- if match "^(exported_)*kind$" $o -}}{{- $ready = printf "%sexported_%s=%q," $ready $o $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $o $v -}}{{- end -}}
+{{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in (reReplaceAll "^exported_((exported_)*for)$" "$1" $o) $v -}}{{- end -}}
 {{- end -}}{{- end -}}
 {{- $q := printf "{%s}" $in -}}{{- $per := "" -}}
 {{- $counter := match "_(total|count|sum|bucket)$" $labels.for -}}
@@ -78,8 +83,26 @@ const explanation = `{{- $v := 0.0 -}}{{- $hasV := false -}}
 {{- end -}}
 {{- end -}}`
 
+// outputLabel defines $o in preludeSeries for an alert on one of omen's
+// outputs other than the forecasts: its labels are named as there.
+const outputLabel = `{{- $o := $k -}}`
+
+// forecastLabel defines $o for an alert on a forecast family: an input's own
+// horizon label is exported_horizon on the forecasts only (exported_horizon
+// exported_exported_horizon, and so on), and horizon on anomaly_score and
+// omen_model_ready, as on the input. Without it a capacity alert on an
+// input with a horizon label looked for the input, and its model's kind,
+// under exported_horizon, and showed its value as n/a.
+const forecastLabel = `{{- $o := reReplaceAll "^exported_((exported_)*horizon)$" "$1" $k -}}`
+
 // seriesTmpl prefixes body with the single-series prelude.
 func seriesTmpl(body string) string { return preludeSeries + body }
+
+// forecastTmpl prefixes body with the single-series prelude for an alert on
+// a forecast family.
+func forecastTmpl(body string) string {
+	return strings.Replace(preludeSeries, outputLabel, forecastLabel, 1) + body
+}
 
 // groupTmpl prefixes body with a prelude defining $sel, the matchers of the
 // group an aggregate alert is about. Every group_by label is matched, absent
