@@ -39,6 +39,19 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} fails {{ $value | humanizePercentage }} of remote-write requests.`,
 		},
 		{
+			// omen refuses writes with 503 and fails /-/ready while its
+			// storage path takes none (disk full, read-only, I/O errors).
+			// On Kubernetes the readiness probe then takes it out of the
+			// Service's endpoints, so Prometheus's writes fail to connect,
+			// omen counts no 5xx, and OmenRemoteWriteFailing stays silent:
+			// only OmenNoSamplesIngested, a warning 25 minutes on, told.
+			// The gauge is also 0 while the TSDB opens; a WAL replay of 10
+			// minutes refuses writes as long, worth the page too.
+			name: "OmenStorageFailing", severity: "critical", for_: 10 * time.Minute,
+			expr:    `omen_storage_writable == 0`,
+			summary: `omen {{ $labels.instance }} has refused writes for 10 minutes: its storage path takes none (disk full, read-only, I/O errors) or its TSDB is still opening; nothing is stored or scored, and the senders' remote-write falls behind.`,
+		},
+		{
 			name: "OmenNoSamplesIngested", severity: "warning", for_: 15 * time.Minute,
 			expr:    `sum by (job, instance) (rate(omen_remote_write_samples_appended_total[10m])) == 0`,
 			summary: `omen {{ $labels.instance }} has appended no sample for 25 minutes: check Prometheus's remote_write to it.`,
