@@ -148,3 +148,54 @@ func TestAlertmanagerTemplatesRender(t *testing.T) {
 		run(t, "", amtool, "template", "render", "--template.glob="+glob, "--template.text="+tm)
 	}
 }
+
+// TestTicketsTellSeriesApart renders the anomaly-tickets message with amtool
+// for two alerts of one group that differ only in a label of their input
+// (the pods of a job): each line must say which series it is about. The
+// message printed the summaries alone, which name the input's metric only,
+// so the two read the same.
+func TestTicketsTellSeriesApart(t *testing.T) {
+	amtool := tool(t, "amtool", "prometheus-alertmanager")
+	var am struct {
+		Receivers []struct {
+			Name         string `yaml:"name"`
+			SlackConfigs []struct {
+				Text string `yaml:"text"`
+			} `yaml:"slack_configs"`
+		} `yaml:"receivers"`
+	}
+	require.NoError(t, yaml.Unmarshal(read(t, amConfig), &am))
+	var text string
+	for _, r := range am.Receivers {
+		if r.Name == "anomaly-tickets" {
+			require.Len(t, r.SlackConfigs, 1)
+			text = r.SlackConfigs[0].Text
+		}
+	}
+	require.NotEmpty(t, text, "no anomaly-tickets receiver")
+
+	alert := func(pod, score string) string {
+		return `{"status": "firing", "labels": {"alertname": "` + rules.AlertSeriesAnomalous + `", "namespace": "shop", "job": "api",
+			"for": "http_requests_total", "pod": "` + pod + `", "omen_alert": "anomaly", "severity": "warning"},
+			"annotations": {"summary": "http_requests_total is anomalous: an incident with peak score ` + score + ` (above 1) has gone on for 5m or more."},
+			"startsAt": "2026-12-05T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}`
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data.json")
+	write(t, data, []byte(`{"receiver": "anomaly-tickets", "status": "firing",
+		"groupLabels": {"alertname": "`+rules.AlertSeriesAnomalous+`", "namespace": "shop", "job": "api"},
+		"alerts": [`+alert("api-0", "4.00")+`, `+alert("api-1", "2.00")+`]}`))
+	glob := filepath.Join(dir, "none.tmpl")
+	write(t, glob, nil)
+	out := string(run(t, "", amtool, "template", "render", "--template.glob="+glob, "--template.data="+data, "--template.text="+text))
+	lines := strings.Split(out, "\n")
+	for i, want := range []string{`pod="api-0"`, `pod="api-1"`} {
+		j := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, want) })
+		require.GreaterOrEqual(t, j, 1, "the ticket does not name %s:\n%s", want, out)
+		// On the line after its own summary, not another alert's.
+		require.Contains(t, lines[j-1], []string{"4.00", "2.00"}[i], "%s is not under its summary:\n%s", want, out)
+		// The group's and the routing labels are in the title or say nothing.
+		require.NotContains(t, lines[j], "severity=", out)
+		require.NotContains(t, lines[j], "namespace=", out)
+	}
+}

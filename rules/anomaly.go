@@ -3,8 +3,10 @@ package rules
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 
 	"github.com/omen-sidecar/omen/config"
@@ -120,11 +122,26 @@ func (g generator) anomalyRules() []rulefmt.Rule {
 				"summary": fmt.Sprintf(`Anomalies in %s: an incident with peak score {{ $value | printf "%%.2f" }} (above %s)%s.`, groupName(g.groupBy), c, goneOn(g.crit)),
 				"description": groupTmpl(g.groupBy, fmt.Sprintf(
 					`{{ with query (printf "count(%[3]s{%%s} > %[1]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} series in incidents that peaked above %[1]s, `+
-						`{{ with query (printf "count(%[3]s{%%s} > %[2]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} above %[2]s. Worst:`+
-						`{{ range query (printf "topk(5, %[3]s{%%s})" $sel) | sortByLabel "for" }} {{ .Labels.for }} ({{ .Value | printf "%%.2f" }}){{ end }}`,
-					c, w, metricIncidentPeak)),
+						`{{ with query (printf "count(%[3]s{%%s} > %[2]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} above %[2]s. Worst:`,
+					c, w, metricIncidentPeak)+worst(g.groupBy)),
 				"runbook_url": g.runbookURL(AlertAnomalyCritical),
 			},
 		},
 	}
+}
+
+// worst lists the five highest incident peaks of the group in $sel, highest
+// first, each as its input's name and the labels that tell it from the
+// group's other series (for http_requests_total{instance="b"} (2.00)): by
+// name alone, the series of one metric in a group (its pods, its status
+// codes) read the same, and the page did not say which to look at.
+func worst(groupBy []string) string {
+	var skip strings.Builder
+	for _, l := range append([]string{labels.MetricName, "for"}, groupBy...) {
+		fmt.Fprintf(&skip, " (ne $k %q)", l)
+	}
+	return fmt.Sprintf(`{{ range query (printf "sort_desc(topk(5, %s{%%s}))" $sel) }} {{ .Labels.for }}`+
+		`{{- $l := "" }}{{ range $k, $v := .Labels }}{{ if and%s }}{{ $l = printf "%%s%%s=%%q, " $l $k $v }}{{ end }}{{ end }}`+
+		`{{- with $l }}{{ "{" }}{{ reReplaceAll ", $" "" . }}{{ "}" }}{{ end }} ({{ .Value | printf "%%.2f" }}){{ end }}`,
+		metricIncidentPeak, skip.String())
 }
