@@ -506,6 +506,29 @@ func TestIncidentDurationKeepsLongestEvent(t *testing.T) {
 	require.Zero(t, p.duration(), "a blip, not an event of minutes")
 }
 
+// TestRecurringGlitchesDoNotAddUp pins what README's "Alerts" says of
+// anomalies that recur within the hold: one incident, listed once from the
+// first, but its duration is its longest event's, so glitches more than
+// eventGap samples apart never reach a tier's for however long they keep
+// coming (the README said the duration ran from the first to the latest,
+// so that they fired; the code had changed, and omen fed 1 s noise kept
+// one incident for minutes at a duration of 0).
+func TestRecurringGlitchesDoNotAddUp(t *testing.T) {
+	const holdMs = 5 * 60_000
+	var p published
+	for i := range 200 { // 50 minutes at 15 s, a glitch every 3 minutes
+		r := detect.Result{Score: 0.2}
+		if i%12 == 0 {
+			r = detect.Result{Score: 2, Undamped: 2}
+		}
+		p.t = int64(i+1) * 15_000
+		incident(&p, p.t, r, holdMs)
+		require.True(t, p.active(holdMs), "sample %d: the glitches are within the hold of each other", i)
+	}
+	require.Equal(t, int64(15_000), p.since, "one incident, since the first glitch")
+	require.Zero(t, p.duration(), "no glitch is an event of any length")
+}
+
 // TestIncidentEventEndsWithoutSamples: a staleness marker (the target went
 // away: a process that crashed and came back a minute later), or samples
 // that did not come (4.5 minutes of failed scrapes, no marker), end the
