@@ -29,10 +29,13 @@ func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([
 		if !alertName.MatchString(c.Name) {
 			return nil, fmt.Errorf("%s: name must match %s", where, alertName)
 		}
-		var within []string
+		var within, byHorizon []string
 		for _, h := range hs {
 			if h <= c.Horizon {
 				within = append(within, regexp.QuoteMeta(h.String()))
+				// One query per horizon, in the ascending order of hs:
+				// sorted by the label, 15m came before 5m.
+				byHorizon = append(byHorizon, fmt.Sprintf(`{{ with query (printf "forecast_upper{%%shorizon=%%q}" $sel %[1]q) }} %[1]s: {{ . | first | value | humanize }}{{ end }}`, h.String()))
 			}
 		}
 		if len(within) == 0 {
@@ -60,10 +63,8 @@ func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([
 				LabelKind:     KindCapacity,
 			},
 			Annotations: map[string]string{
-				"summary": fmt.Sprintf(`{{ $labels.for }} is forecast to reach {{ $value | humanize }} within %s, above its limit %s.`, c.Horizon, limit),
-				"description": forecastTmpl(fmt.Sprintf(
-					`Upper forecast bound by horizon:{{ range query (printf "forecast_upper{%%shorizon=~%%q}" $sel %q) | sortByLabel "horizon" }} {{ .Labels.horizon }}: {{ .Value | humanize }}{{ end }}. Now: `,
-					strings.Join(within, "|")) + inputValue + "."),
+				"summary":     fmt.Sprintf(`{{ $labels.for }} is forecast to reach {{ $value | humanize }} within %s, above its limit %s.`, c.Horizon, limit),
+				"description": forecastTmpl("Upper forecast bound by horizon:" + strings.Join(byHorizon, "") + ". Now: " + inputValue + "."),
 				"runbook_url": g.runbookURL("OmenCapacityForecast"),
 			},
 		})
