@@ -24,6 +24,9 @@ const (
 const (
 	metricIncidentPeak     = "omen_incident_peak_score"
 	metricIncidentDuration = "omen_incident_duration_seconds"
+	// metricModelReady is on /metrics for every scored input, whatever its
+	// score.
+	metricModelReady = "omen_model_ready"
 )
 
 // incidents selects the series in an incident that reached tier t: peak
@@ -44,8 +47,8 @@ func goneOn(t config.Tier) string {
 	return fmt.Sprintf(" has gone on for %s or more", t.For)
 }
 
-// recordingRules aggregate anomaly_score per group, and count the series
-// in an incident (any that scored above the warning tier within the
+// recordingRules aggregate anomaly_score per group, count the scored
+// series per group, and count the series in an incident (any that scored above the warning tier within the
 // incident hold) per group, per group label and overall. The counts only
 // exist while some series is in one, as usual for count(); dashboards add
 // `or vector(0)` where they need a zero.
@@ -54,7 +57,11 @@ func (g generator) recordingRules() []rulefmt.Rule {
 	anomalous := fmt.Sprintf("%s > %s", metricIncidentPeak, w)
 	rules := []rulefmt.Rule{
 		{Record: g.level() + ":anomaly_score:max", Expr: fmt.Sprintf("max %s (anomaly_score)", g.by())},
-		{Record: g.level() + ":omen_scored_series:count", Expr: fmt.Sprintf("count %s (anomaly_score)", g.by())},
+		// omen_model_ready, one per scored input, not anomaly_score, which
+		// --output.score-floor hides below the floor: with a floor of 0.5,
+		// 2 of 200 scored series counted, and the overview's share of
+		// series anomalous was of those.
+		{Record: g.level() + ":omen_scored_series:count", Expr: fmt.Sprintf("count %s (%s)", g.by(), metricModelReady)},
 		{Record: g.level() + ":omen_anomalous_series:count", Expr: fmt.Sprintf("count %s (%s)", g.by(), anomalous)},
 	}
 	if len(g.groupBy) > 1 {
