@@ -390,6 +390,36 @@ func TestForecastUnevenIntervals(t *testing.T) {
 	}
 }
 
+// TestForecastFastJitteredInput: an input faster than an instant of the
+// resampler (879 ms at the default horizons), its samples a little early
+// or late, is forecast every minute, for its horizon. Its interval was the
+// span of the samples that filled an instant, a whole number of them that
+// changed with the jitter, and its steps with it: on a ramp of 1 a second,
+// 5m forecasts up to 2 093 off at 450 ms ± 20 ms and 1 867 at 200 ms ± 50
+// ms (11 at the input's own interval).
+func TestForecastFastJitteredInput(t *testing.T) {
+	hs, names := horizonsOf(config.Default().Defaults)
+	for _, tc := range []struct {
+		name          string
+		every, jitter int64
+		step          int64 // the forecaster's step at the end
+	}{
+		{"200 ms ± 50 ms", 200, 50, 28_200},
+		{"450 ms ± 20 ms", 450, 20, 28_350},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 9)) // a seed that failed both
+			ts := []int64{t0.UnixMilli()}
+			for nominal := ts[0] + tc.every; nominal <= ts[0]+4*3600_000; nominal += tc.every {
+				if tm := nominal + rng.Int64N(2*tc.jitter+1) - tc.jitter; tm > ts[len(ts)-1] {
+					ts = append(ts, tm)
+				}
+			}
+			requireRampForecasts(t, hs, names, ts, tc.step, 500)
+		})
+	}
+}
+
 // TestForecastIntervalAtMinStep: an input whose interval is the longest
 // horizon / 64 (30 s with a 32m horizon, 15 s with 16m, 60 s with 64m),
 // its samples stamped a few ms early or late, is forecast every minute on
@@ -448,7 +478,10 @@ func requireRampForecasts(t *testing.T, hs []time.Duration, names []string, ts [
 		}
 	}
 	require.InDelta(t, step, f.m.Step(), float64(delta), "the forecaster's step")
+	// A forecast at the step nearest a minute after the last: every two
+	// steps of 28.2 s is 64 an hour.
+	every := max(1, (60_000+step/2)/step) * step
 	for h, name := range names {
-		require.InDelta(t, 60, made[h], 2, "horizon %s forecast every minute of the last hour", name)
+		require.InDelta(t, 3600_000/float64(every), made[h], 2, "horizon %s forecast every minute of the last hour", name)
 	}
 }

@@ -199,6 +199,40 @@ func ramp(t0, step int64, n int) []tv {
 	return out
 }
 
+// TestResamplerIntervalOfFastInput: an input faster than an instant
+// (minStepMs/instantDiv, 879 ms at 28 125 ms) has its own interval, jitter
+// and all, not the span of the samples that fill an instant: measured so,
+// 200 ms ± 50 ms was 800-1 100 ms and 450 ms ± 20 ms 880-1 350 ms, and the
+// steps, a whole number of that, wandered with it. A burst within an
+// instant still records the interval between bursts (TestResampler).
+func TestResamplerIntervalOfFastInput(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		every, jitter int64
+	}{
+		{"100 ms", 100, 0},
+		{"200 ms ± 50 ms", 200, 50},
+		{"450 ms ± 20 ms", 450, 20},
+		{"500 ms ± 100 ms", 500, 100},
+		{"870 ms ± 20 ms", 870, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 9))
+			r := resampler{minStepMs: 28125}
+			for i := range int64(3600) {
+				tm := i*tc.every + rng.Int64N(2*tc.jitter+1) - tc.jitter
+				r.add(tm, 1)
+				if i < 100 {
+					continue // the first instants
+				}
+				// The median of three means of an instant's intervals,
+				// each of which two jittered samples bound.
+				require.InDelta(t, tc.every, r.interval(), float64(2*tc.jitter)+1, "sample %d", i)
+			}
+		})
+	}
+}
+
 // TestForecastOneSecondScrapes: with 1 s samples, the 5m, 15m and 30m
 // horizons (300 to 1800 samples ahead, beyond the forecaster's MaxHorizon)
 // are all forecast, on 29 s steps, each for about its horizon ahead.

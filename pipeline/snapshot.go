@@ -809,7 +809,7 @@ func (f *fcState) restoreState(b []byte) error {
 		return errors.New("malformed forecaster state")
 	}
 	if rs.minStepMs == f.rs.minStepMs {
-		rs.instant = rs.lastT
+		rs.instant, rs.instN = rs.lastT, 1
 		f.rs = rs
 	}
 	f.within = within
