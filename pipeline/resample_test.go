@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -15,6 +16,16 @@ import (
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forecast"
 )
+
+// TestStateSizeClasses: a scored series and a forecaster's state fill Go's
+// 3 072- and 288-byte size classes exactly or nearly; a field more moves
+// every one of them to the next class (3 200, 320 bytes). A field that
+// must be added has to find its bytes first, as isNew did beside warmDue
+// when the resampler's instant took eight.
+func TestStateSizeClasses(t *testing.T) {
+	require.LessOrEqual(t, unsafe.Sizeof(series{}), uintptr(3072))
+	require.LessOrEqual(t, unsafe.Sizeof(fcState{}), uintptr(288))
+}
 
 func TestResampler(t *testing.T) {
 	tests := []struct {

@@ -192,10 +192,9 @@ type fcState struct {
 	hname    []string // horizon label values
 	// The last forecast per horizon: written under the worker's lock,
 	// read by the collector under its read lock.
-	pts   []forecast.Point
-	ok    []bool
-	made  int64 // sample time the forecast was made at, 0 if none yet
-	isNew bool  // made at the latest sample: to be appended
+	pts  []forecast.Point
+	ok   []bool
+	made int64 // sample time the forecast was made at, 0 if none yet
 	// Output series refs: 3 per horizon (forecast, lower, upper).
 	outRef []storage.SeriesRef
 	// Forecast accuracy: one pending forecast per horizon, checked when the
@@ -216,6 +215,10 @@ type fcState struct {
 	// one; it learns the series' history in the TSDB at its next sample
 	// (worker.warmForecaster).
 	warmDue bool
+	// isNew: the forecast was made at the latest sample, to be appended.
+	// Beside warmDue, so the two bools share one word: fcState stays in
+	// Go's 288-byte size class.
+	isNew bool
 }
 
 // withinAlpha is the weight of a step's spread in fcState.within.
