@@ -49,6 +49,7 @@ type Forwarder struct {
 	dir           string
 	flushDeadline time.Duration
 	flags         []*promconfig.RemoteWriteConfig // from --remote-write.url
+	truncateEvery time.Duration                   // the log's truncation period; tests shorten it
 
 	mu     sync.Mutex // held by ApplyConfig and Close, which may take a flush deadline: never by AppenderV2
 	db     *agent.DB
@@ -118,7 +119,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, dir string, urls []stri
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline}
+	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline, truncateEvery: truncateEvery}
 	f.maxT.Store(math.MinInt64)
 	for _, u := range urls {
 		c, err := URLConfig(u)
@@ -208,13 +209,18 @@ func (f *Forwarder) open() error {
 	if err := os.MkdirAll(f.dir, 0o777); err != nil {
 		return fmt.Errorf("forwarding log: %w", err)
 	}
+	// What the log holds from before this start is never sent: a queue's
+	// reader skips the samples older than its own start, as Prometheus's
+	// does after a restart. Kept, it cost a replay at every start, and an
+	// omen restarted more often than the truncation period (deploys, a
+	// crash loop) never truncated it.
+	if err := os.RemoveAll(filepath.Join(f.dir, "wal")); err != nil {
+		return fmt.Errorf("forwarding log: drop the previous run's: %w", err)
+	}
 	f.rs = remote.NewStorage(f.logger, f.reg, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
 	opts := agent.DefaultOptions()
 	opts.WALCompression = compression.Snappy
-	// The log is truncated to what the queues still need every this often,
-	// counted from its opening: at the default 2 h, an omen restarted more
-	// often than that (deploys, a crash loop) never truncated it.
-	opts.TruncateFrequency = truncateEvery
+	opts.TruncateFrequency = f.truncateEvery
 	// The log's own metrics carry a prefix: their Prometheus names are the
 	// embedded TSDB's (prometheus_tsdb_wal_*), registered already.
 	db, err := agent.Open(f.logger, prometheus.WrapRegistererWithPrefix("omen_forward_", f.reg), f.rs, filepath.Clean(f.dir), opts)
@@ -234,8 +240,16 @@ func (f *Forwarder) open() error {
 }
 
 // truncateEvery is how often the forwarding log drops what every queue has
-// sent (or what is older than 4 h).
-const truncateEvery = 15 * time.Minute
+// sent (or what is older than 4 h), counted from its opening: the
+// prometheus module's default for agent mode. Each truncation starts a new
+// segment and checkpoints the oldest two thirds of the segments, whether
+// or not a queue has read them (prometheus/prometheus#17616); a queue's
+// reader that meets a deleted segment starts again from the present, and
+// what it had not read of an outage's backlog is lost. At 15 min that came after ~45
+// min of an outage; at 2 h, not before 6 h as long as the segments (128
+// MB) fill more slowly than that: up to ~100 000 forwarded series at a 1m
+// interval (~9 bytes a sample in the log).
+const truncateEvery = 2 * time.Hour
 
 // AppenderV2 returns an appender for outputs to forward, or nil while no
 // remote write is configured.

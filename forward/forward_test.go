@@ -305,18 +305,107 @@ func TestForwardingClosed(t *testing.T) {
 	require.NoError(t, f.Close())
 }
 
-// TestForwardingOpenFails: a log that cannot be opened (its wal folder is
-// a file here) is an error at start and at every later reload, never a
+// TestForwardingOpenFails: a log that cannot be opened (its lock file is
+// a folder here) is an error at start and at every later reload, never a
 // panic from registering the module's metrics twice.
 func TestForwardingOpenFails(t *testing.T) {
 	_, srv := newReceiver(nil)
 	defer srv.Close()
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "wal"), []byte("not a folder"), 0o644))
+	// The log's lock file cannot be made where a folder is (a leftover
+	// log, by contrast, is dropped at open).
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "lock"), 0o755))
 	f, err := New(nil, prometheus.NewRegistry(), dir, []string{srv.URL}, time.Second)
 	require.NoError(t, err)
 	require.Error(t, f.ApplyConfig(nil))
 	require.ErrorContains(t, f.ApplyConfig(nil), "restart")
 	require.Nil(t, f.AppenderV2(context.Background()))
 	require.NoError(t, f.Close())
+}
+
+// TestForwardingOutageAcrossTruncations: an upstream down for 4 hours gets
+// every output once it is back, as the README promises; time is scaled
+// down, the log's truncation period in the ratio of 4 h to the test's
+// outage. The module's truncation deletes the log's oldest segments whether
+// or not a queue has read them; the queue's reader, waiting on its full
+// queue, then failed on the missing segment and started again from the
+// present: at a 15 min period, the whole backlog of an outage longer than
+// ~45 min was skipped (here: 100 of 1470 outputs arrived).
+func TestForwardingOutageAcrossTruncations(t *testing.T) {
+	const outage = 3 * time.Second
+	var down sync.Mutex
+	outageOn := true
+	rc, srv := newReceiver(func(int) int {
+		down.Lock()
+		defer down.Unlock()
+		if outageOn {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	defer srv.Close()
+
+	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), nil, time.Minute)
+	require.NoError(t, err)
+	f.truncateEvery = truncateEvery / (4 * time.Hour / outage)
+	rw, err := URLConfig(srv.URL)
+	require.NoError(t, err)
+	// A queue that fills at once, so its log reader waits, as a full
+	// queue's does seconds into a live outage.
+	rw.QueueConfig.Capacity, rw.QueueConfig.MaxSamplesPerSend, rw.QueueConfig.MaxShards = 20, 10, 1
+	rw.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
+	rw.QueueConfig.MinBackoff, rw.QueueConfig.MaxBackoff = model.Duration(10*time.Millisecond), model.Duration(50*time.Millisecond)
+	require.NoError(t, f.ApplyConfig([]*promconfig.RemoteWriteConfig{rw}))
+	defer f.Close()
+
+	const series = 10
+	start, begin := time.Now().Add(time.Second), time.Now()
+	n := 0
+	for ; time.Since(begin) < outage; n++ {
+		appendOutputs(t, f, series, 1, start.Add(time.Duration(n)*10*time.Millisecond))
+		time.Sleep(20 * time.Millisecond) // a commit every 20 ms, as the scorers' batches come
+	}
+	down.Lock()
+	outageOn = false
+	down.Unlock()
+	require.Eventually(t, func() bool { f.rs.Notify(); d, _ := rc.received(); return d == series*n }, 30*time.Second, 50*time.Millisecond,
+		"every output logged during the outage arrives")
+	_, rep := rc.received()
+	require.Zero(t, rep, "each output once")
+}
+
+// TestForwardingRestartStartsAnEmptyLog: what an earlier run logged is
+// never sent after a restart (a queue's reader skips the samples older than
+// its start), so a start drops it. Kept, it was replayed at every start,
+// and an omen restarted more often than the truncation period never
+// truncated it: the log grew with every run.
+func TestForwardingRestartStartsAnEmptyLog(t *testing.T) {
+	_, srv := newReceiver(nil)
+	defer srv.Close()
+	dir := t.TempDir()
+	for run := range 3 {
+		reg := prometheus.NewRegistry()
+		f, err := New(nil, reg, dir, []string{srv.URL}, time.Second)
+		require.NoError(t, err)
+		require.NoError(t, f.ApplyConfig(nil))
+		require.Zero(t, gathered(t, reg, "omen_forward_prometheus_agent_active_series"), "run %d: nothing of the previous runs replayed", run)
+		appendOutputs(t, f, 5, 3, time.Now().Add(time.Second))
+		require.Equal(t, 5.0, gathered(t, reg, "omen_forward_prometheus_agent_active_series"))
+		require.NoError(t, f.Close())
+	}
+}
+
+// gathered returns the value of the unlabelled gauge name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			require.Len(t, mf.GetMetric(), 1, name)
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("%s not registered", name)
+	return 0
 }

@@ -267,9 +267,10 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	// The remote writes are applied (their log replayed) once the server
-	// answers, below: a backlog of hours replayed first, seconds long,
-	// with /-/healthy unanswered, and a liveness probe restarted omen.
+	// The remote writes are applied (their log opened) once the server
+	// answers, below: when a start replayed the log (it now empties it), a
+	// backlog of hours took seconds with /-/healthy unanswered, and a
+	// liveness probe restarted omen.
 	defer func() {
 		if !serving { // a later step failed: the log's lock goes too
 			_ = fwd.Close()
