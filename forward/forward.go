@@ -143,14 +143,34 @@ func URLConfig(u string) (*promconfig.RemoteWriteConfig, error) {
 	// A user and password in the URL become basic auth, and leave the
 	// URL: the prometheus module logs its queues' URLs as they are.
 	c := promconfig.DefaultRemoteWriteConfig
-	if pu.User != nil {
-		pw, _ := pu.User.Password()
-		c.HTTPClientConfig.BasicAuth = &config_util.BasicAuth{Username: pu.User.Username(), Password: config_util.Secret(pw)}
-		pu.User = nil
-	}
 	c.URL = &config_util.URL{URL: pu}
+	moveURLCredentials(&c)
 	c.QueueConfig.RetryOnRateLimit = true
 	return &c, nil
+}
+
+// moveURLCredentials makes a user and password in c's URL its basic auth,
+// as Go's HTTP client sends them, and takes them out of the URL, which the
+// prometheus module logs as it is: a configuration file's URL with a
+// password had it logged at every queue start, stop and failed send. The
+// URL is copied, not changed in place. A URL beside other credentials
+// (basic_auth, authorization, oauth2, a cloud's signing) keeps its user:
+// which of them is sent then depends on the kind, and moving it would
+// change that.
+func moveURLCredentials(c *promconfig.RemoteWriteConfig) {
+	if c.URL == nil || c.URL.URL == nil || c.URL.User == nil {
+		return
+	}
+	h := c.HTTPClientConfig
+	if h.BasicAuth != nil || h.Authorization != nil || h.OAuth2 != nil || h.BearerToken != "" || h.BearerTokenFile != "" ||
+		c.SigV4Config != nil || c.AzureADConfig != nil || c.GoogleIAMConfig != nil {
+		return
+	}
+	u := *c.URL.URL
+	pw, _ := u.User.Password()
+	c.HTTPClientConfig.BasicAuth = &config_util.BasicAuth{Username: u.User.Username(), Password: config_util.Secret(pw)}
+	u.User = nil
+	c.URL = &config_util.URL{URL: &u}
 }
 
 func redact(u string) string {
@@ -195,6 +215,7 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	for i, c := range all {
 		cc := *c
 		cc.MetadataConfig.Send = false
+		moveURLCredentials(&cc)
 		cfgs[i] = &cc
 	}
 	if err := f.rs.ApplyConfig(&promconfig.Config{RemoteWriteConfigs: cfgs}); err != nil {

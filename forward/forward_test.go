@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
@@ -408,4 +411,71 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("%s not registered", name)
 	return 0
+}
+
+// syncBuffer is a log destination the queues' goroutines write at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestForwardingFileURLCredentials: a user and password in the URL of the
+// configuration file's remote_write are sent as basic auth, as before, and
+// no longer logged: the module logs a queue's URL as it is, at its start,
+// its stop and every failed send. Beside credentials of the file's own, the
+// URL is left as it was (what is sent stays what was sent).
+func TestForwardingFileURLCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		userinfo string
+		auth     *config_util.BasicAuth
+		wantAuth string
+	}{
+		{name: "user and password", userinfo: "bob:filePW@", wantAuth: "bob:filePW"},
+		{name: "user only", userinfo: "bob@", wantAuth: "bob:"},
+		{name: "no user", wantAuth: ":"},
+		{name: "beside basic_auth", userinfo: "bob:filePW@", auth: &config_util.BasicAuth{Username: "carol", Password: "other"}, wantAuth: "bob:filePW"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, srv := newReceiver(nil)
+			defer srv.Close()
+			var logs syncBuffer
+			reg := prometheus.NewRegistry()
+			f, err := New(slog.New(slog.NewTextHandler(&logs, nil)), reg, t.TempDir(), nil, time.Minute)
+			require.NoError(t, err)
+			u, err := url.Parse(strings.Replace(srv.URL, "http://", "http://"+tc.userinfo, 1))
+			require.NoError(t, err)
+			rw := promconfig.DefaultRemoteWriteConfig
+			rw.URL = &config_util.URL{URL: u}
+			rw.HTTPClientConfig.BasicAuth = tc.auth
+			rw.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
+			file := []*promconfig.RemoteWriteConfig{&rw}
+			require.NoError(t, f.ApplyConfig(file))
+			appendOutputs(t, f, 2, 2, time.Now().Add(time.Second))
+			require.Eventually(t, func() bool { f.rs.Notify(); d, _ := rc.received(); return d == 4 }, 30*time.Second, 20*time.Millisecond)
+			require.NoError(t, f.ApplyConfig(nil)) // the queue stops: logged too
+			require.NoError(t, f.Close())
+
+			rc.mu.Lock()
+			require.Contains(t, rc.auth, tc.wantAuth)
+			rc.mu.Unlock()
+			require.Equal(t, strings.TrimSuffix(tc.userinfo, "@"), rw.URL.User.String(), "the file's configuration is not changed")
+			if tc.auth == nil {
+				require.Contains(t, logs.String(), "url="+srv.URL, "the queue's log lines name the URL")
+				require.NotContains(t, logs.String(), "filePW")
+			}
+		})
+	}
 }
