@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/agent"
 	"github.com/prometheus/prometheus/util/compression"
+	"go.yaml.in/yaml/v2"
 )
 
 // Dir is the log's folder under the storage path.
@@ -196,8 +197,20 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	if f.closed {
 		return errors.New("remote write: shutting down")
 	}
+	// No metadata watcher: it reads a scrape manager omen does not have;
+	// the outputs are all gauges, which is what a receiver assumes.
 	all := f.Configs(rws)
-	if len(all) > 0 && f.db == nil {
+	cfgs := make([]*promconfig.RemoteWriteConfig, len(all))
+	for i, c := range all {
+		cc := *c
+		cc.MetadataConfig.Send = false
+		moveURLCredentials(&cc)
+		cfgs[i] = &cc
+	}
+	if err := checkQueues(cfgs); err != nil {
+		return err
+	}
+	if len(cfgs) > 0 && f.db == nil {
 		if f.openErr != nil {
 			return fmt.Errorf("%w (restart omen to try again)", f.openErr)
 		}
@@ -209,19 +222,48 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	if f.rs == nil {
 		return nil
 	}
-	// No metadata watcher: it reads a scrape manager omen does not have;
-	// the outputs are all gauges, which is what a receiver assumes.
-	cfgs := make([]*promconfig.RemoteWriteConfig, len(all))
-	for i, c := range all {
-		cc := *c
-		cc.MetadataConfig.Send = false
-		moveURLCredentials(&cc)
-		cfgs[i] = &cc
-	}
 	if err := f.rs.ApplyConfig(&promconfig.Config{RemoteWriteConfigs: cfgs}); err != nil {
 		return fmt.Errorf("remote write: %w", err)
 	}
 	f.active.Store(len(cfgs) > 0)
+	return nil
+}
+
+// checkQueues fails where the remote storage's ApplyConfig would fail on
+// cfgs: a queue's client that cannot be made (a TLS file not there yet), or
+// two remote writes the same. The module fails midway, with the queues it
+// keeps already taken out of its list: they ran on untracked (never stopped
+// nor flushed at shutdown), and the next reload that kept them started them
+// again, and omen died of their metrics registered twice.
+func checkQueues(cfgs []*promconfig.RemoteWriteConfig) error {
+	seen := map[string]bool{}
+	for _, c := range cfgs {
+		// The module tells queues apart by their configurations' YAML.
+		b, err := yaml.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("remote write to %s: %w", c.URL.Redacted(), err)
+		}
+		if seen[string(b)] {
+			return fmt.Errorf("remote write to %s: given twice, the same", c.URL.Redacted())
+		}
+		seen[string(b)] = true
+		// The client the module makes of c, made and dropped: nothing
+		// is dialled before a request.
+		if _, err := remote.NewWriteClient("check", &remote.ClientConfig{
+			URL:              c.URL,
+			WriteProtoMsg:    c.ProtobufMessage,
+			Timeout:          c.RemoteTimeout,
+			HTTPClientConfig: c.HTTPClientConfig,
+			SigV4Config:      c.SigV4Config,
+			AzureADConfig:    c.AzureADConfig,
+			GoogleIAMConfig:  c.GoogleIAMConfig,
+			Headers:          c.Headers,
+			RetryOnRateLimit: c.QueueConfig.RetryOnRateLimit,
+			RoundRobinDNS:    c.RoundRobinDNS,
+		}); err != nil {
+			return fmt.Errorf("remote write to %s: %w", c.URL.Redacted(), err)
+		}
+	}
 	return nil
 }
 

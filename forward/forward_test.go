@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
@@ -476,6 +477,50 @@ func TestForwardingFileURLCredentials(t *testing.T) {
 				require.Contains(t, logs.String(), "url="+srv.URL, "the queue's log lines name the URL")
 				require.NotContains(t, logs.String(), "filePW")
 			}
+		})
+	}
+}
+
+// TestForwardingFailedReloadKeepsQueues: a reload the remote storage
+// refuses (a new remote write's CA file not there yet, one given twice)
+// leaves the queues as they were. The module refused it midway, with the
+// unchanged queue taken out of its list: it ran on untracked, and the
+// reload after it, back to the first configuration, started that queue
+// again and panicked on its metrics registered twice.
+func TestForwardingFailedReloadKeepsQueues(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bad  func(keep, other *promconfig.RemoteWriteConfig) []*promconfig.RemoteWriteConfig
+	}{
+		{name: "a client that cannot be made", bad: func(keep, other *promconfig.RemoteWriteConfig) []*promconfig.RemoteWriteConfig {
+			other.HTTPClientConfig.TLSConfig.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+			return []*promconfig.RemoteWriteConfig{keep, other}
+		}},
+		{name: "a remote write given twice", bad: func(keep, other *promconfig.RemoteWriteConfig) []*promconfig.RemoteWriteConfig {
+			return []*promconfig.RemoteWriteConfig{keep, other, other}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, srv := newReceiver(nil)
+			defer srv.Close()
+			keep, err := URLConfig(srv.URL)
+			require.NoError(t, err)
+			keep.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
+			other, err := URLConfig(srv.URL + "/other")
+			require.NoError(t, err)
+
+			reg := prometheus.NewRegistry()
+			f, err := New(nil, reg, t.TempDir(), nil, time.Second)
+			require.NoError(t, err)
+			defer f.Close()
+			require.NoError(t, f.ApplyConfig([]*promconfig.RemoteWriteConfig{keep}))
+			require.Error(t, f.ApplyConfig(tc.bad(keep, other)))
+			require.NotPanics(t, func() { require.NoError(t, f.ApplyConfig([]*promconfig.RemoteWriteConfig{keep})) })
+			require.Equal(t, 1, testutil.CollectAndCount(reg, "prometheus_remote_storage_shards"), "one queue")
+
+			// The queue kept is the one tracked: it still forwards.
+			appendOutputs(t, f, 2, 2, time.Now().Add(time.Second))
+			require.Eventually(t, func() bool { f.rs.Notify(); d, _ := rc.received(); return d == 4 }, 30*time.Second, 20*time.Millisecond)
 		})
 	}
 }
