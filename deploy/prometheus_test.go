@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/prometheus/config"
@@ -16,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	omenconfig "github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/pipeline"
 	"github.com/omen-sidecar/omen/rules"
 )
 
@@ -253,6 +255,48 @@ func readmeConnect(t *testing.T) []byte {
 	require.True(t, ok, "README has a Connect Prometheus section")
 	_, block, ok := bytes.Cut(sec, []byte("```yaml\n"))
 	require.True(t, ok)
+	block, _, ok = bytes.Cut(block, []byte("```"))
+	require.True(t, ok)
+	return block
+}
+
+// TestUpstreamRemoteWriteDropsForwardedOutputs runs the README's
+// "Forwarding upstream" relabelling for the scraping Prometheus's own
+// remote_write to the store omen forwards to: every family omen forwards is
+// dropped (its scraped copies have the same labels at other times, and the
+// store refused omen's batches as out of order: measured with Prometheus
+// 2.42 as the store, 459 of 795 forwarded samples in 2.5 minutes), and the
+// rest reaches the store, omen's own metrics and rules included.
+func TestUpstreamRemoteWriteDropsForwardedOutputs(t *testing.T) {
+	c := loadPromConfig(t, readmeBlock(t, "Forwarding upstream"))
+	require.Len(t, c.RemoteWriteConfigs, 1)
+	rw := c.RemoteWriteConfigs[0]
+	for family := range pipeline.StoredFamilies() {
+		ls := labels.FromStrings("__name__", family, "for", "http_requests_total", "job", "api", "instance", "a:80")
+		_, keep := keeps(rw.WriteRelabelConfigs, ls)
+		require.False(t, keep, "%s reaches the store from omen", family)
+	}
+	for _, ls := range append(slices.Clone(inputs),
+		labels.FromStrings("__name__", "omen_http_requests_total", "job", "omen"),
+		labels.FromStrings("__name__", "namespace_job:anomaly_score:max", "job", "api"),
+		labels.FromStrings("__name__", "ALERTS", "alertname", "OmenSeriesAnomalous"),
+	) {
+		got, keep := keeps(rw.WriteRelabelConfigs, ls)
+		require.True(t, keep, "%s must reach the store", ls)
+		require.Equal(t, ls, got)
+	}
+}
+
+// readmeBlock returns the first YAML block of the README's section title.
+func readmeBlock(t *testing.T, title string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, sec, ok := bytes.Cut(b, []byte("\n## "+title+"\n"))
+	require.True(t, ok, "README has a %s section", title)
+	sec, _, _ = bytes.Cut(sec, []byte("\n## "))
+	_, block, ok := bytes.Cut(sec, []byte("```yaml\n"))
+	require.True(t, ok, "README's %s section has a YAML block", title)
 	block, _, ok = bytes.Cut(block, []byte("```"))
 	require.True(t, ok)
 	return block
