@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Run: go test -run '^$' -bench . -benchmem ./forecast
@@ -49,7 +51,10 @@ func BenchmarkForecast(b *testing.B) {
 	for _, n := range []int{700, 1024} {
 		y := hourly(n)
 		b.Run(fmt.Sprintf("history=%d/h=48", n), func(b *testing.B) {
-			m, _ := New(Options{RefitEvery: math.MaxInt32})
+			// No refit between the forecasts (RefitEvery's largest: an
+			// out-of-range one made New fail and the benchmark panic).
+			m, err := New(Options{RefitEvery: 1 << 20})
+			require.NoError(b, err)
 			feed(m, y, 0)
 			dst := m.Forecast(nil, 48)
 			b.ReportAllocs()
@@ -60,7 +65,8 @@ func BenchmarkForecast(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/forecast")
 		})
 		b.Run(fmt.Sprintf("history=%d/refit", n), func(b *testing.B) {
-			m, _ := New(Options{})
+			m, err := New(Options{})
+			require.NoError(b, err)
 			feed(m, y, 0)
 			b.ReportAllocs()
 			b.ResetTimer()

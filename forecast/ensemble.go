@@ -107,7 +107,14 @@ func buildScale(seasons []int, H int) []component {
 		return []component{newHoltWinters(false, nil, H), newTheta(1, H)}
 	}
 	p1 := seasons[0]
+	// The trend candidates too: a season is a candidate, not a verdict.
+	// Detrended, a ramp whose steps vary a little wanders like a random
+	// walk, whose periodogram can pass for a season; fitted with seasonal
+	// candidates only, it was forecast falling (TestModelTrendDespite-
+	// SpuriousSeason). On M4 Hourly (make bench-m4) they took sMAPE 9.236
+	// to 9.172, MASE 0.790 to 0.785; a refit costs 5-10% more.
 	cs = append(cs,
+		newHoltWinters(false, nil, H), newTheta(1, H),
 		newSeasonalNaive(p1),
 		newHoltWinters(false, seasons[:1], H),
 		newTheta(p1, H),
