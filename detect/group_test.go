@@ -91,7 +91,9 @@ func TestGroupSkips(t *testing.T) {
 	}
 }
 
-func TestGroupRestore(t *testing.T) {
+// podGroup returns a group of three pod members that learnt 500 vectors,
+// and the generator to go on with.
+func podGroup(t *testing.T) (*Group, *rand.Rand) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	g := mustGroup(t, 3)
 	x := make([]float64, 3)
@@ -99,6 +101,12 @@ func TestGroupRestore(t *testing.T) {
 		podVector(rng, i, x)
 		g.Update(groupT0+int64(i)*30_000, x)
 	}
+	return g, rng
+}
+
+func TestGroupRestore(t *testing.T) {
+	g, rng := podGroup(t)
+	x := make([]float64, 3)
 	b, err := g.AppendBinary(nil)
 	require.NoError(t, err)
 	require.True(t, isGroup(b))
@@ -149,13 +157,7 @@ func TestGroupRestore(t *testing.T) {
 // stats, and taken without peaks a group with a mostly-0 member alarmed at
 // every error for hours after an upgrade.
 func TestGroupRestoreOtherVersion(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	g := mustGroup(t, 3)
-	x := make([]float64, 3)
-	for i := range 500 {
-		podVector(rng, i, x)
-		g.Update(groupT0+int64(i)*30_000, x)
-	}
+	g, _ := podGroup(t)
 	encode := func(version uint16, parts ...any) []byte {
 		b := binary.LittleEndian.AppendUint16([]byte(groupMagic), version)
 		w := toWire(g.opts)
