@@ -267,10 +267,11 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 	}
 	// Each member's deviation from its level, in its scales (raw, in the
 	// direction scored, as its peaks learn it; then compressed, see
-	// compression): zs as scored, in the direction scored (with "up", a member below its
-	// level counts as at it) and not clipped, so that one member far out
-	// scores however many members the group has (clipped at 8, one
-	// member alone could not reach a score of 1 in a group of 8); the
+	// compression): zs as scored, in the direction scored (with "up", a
+	// member below its level counts as at it) and not clipped, so that
+	// one member far out scores however many members the group has
+	// (clipped at 8, one member alone could not reach a score of 1 in a
+	// group of 8); the
 	// same clipped at groupPeakZ (zsc) as the calibration learns it, and
 	// zc, both directions, as the covariance learns it: one incident
 	// swamps neither.
