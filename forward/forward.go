@@ -308,10 +308,10 @@ func (f *Forwarder) open() error {
 // segment and checkpoints the oldest two thirds of the segments, whether
 // or not a queue has read them (prometheus/prometheus#17616); a queue's
 // reader that meets a deleted segment starts again from the present, and
-// what it had not read of an outage's backlog is lost. At 15 min that came after ~45
-// min of an outage; at 2 h, not before 6 h as long as the segments (128
-// MB) fill more slowly than that: up to ~100 000 forwarded series at a 1m
-// interval (~9 bytes a sample in the log).
+// what it had not read of an outage's backlog is lost. At 15 min that came
+// after ~45 min of an outage; at 2 h, not before 6 h as long as the
+// segments (128 MB) fill more slowly than that: up to ~100 000 forwarded
+// series at a 1m interval (~9 bytes a sample in the log).
 const truncateEvery = 2 * time.Hour
 
 // AppenderV2 returns an appender for outputs to forward, or nil while no

@@ -48,10 +48,10 @@ func goneOn(t config.Tier) string {
 }
 
 // recordingRules aggregate anomaly_score per group, count the scored
-// series per group, and count the series in an incident (any that scored above the warning tier within the
-// incident hold) per group, per group label and overall. The counts only
-// exist while some series is in one, as usual for count(); dashboards add
-// `or vector(0)` where they need a zero.
+// series per group, and count the series in an incident (any that scored
+// above the warning tier within the incident hold) per group, per group
+// label and overall. The counts only exist while some series is in one, as
+// usual for count(); dashboards add `or vector(0)` where they need a zero.
 func (g generator) recordingRules() []rulefmt.Rule {
 	w := num(g.warning.Score)
 	anomalous := fmt.Sprintf("%s > %s", metricIncidentPeak, w)

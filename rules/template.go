@@ -1,6 +1,9 @@
 package rules
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Alert annotations query Prometheus for the context of the alert: the value
 // of the input, omen's expected band, the other anomalous series of a group.
@@ -38,8 +41,8 @@ import "strings"
 // $o is the name a label of the alert has on omen's outputs other than the
 // forecasts (anomaly_score, omen_model_ready), from which $in and $ready
 // start: the same for the anomaly alerts, which read the incident gauges.
-const preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
-{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "exported_severity") (ne $k "exported_omen_alert") (ne $k "exported_alertname") -}}
+var preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
+{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__")` + notExported() + ` -}}
 {{- $sel = printf "%s%s=%q," $sel $k $v -}}
 ` + outputLabel + `
 {{- if match "^(exported_)*kind$" $o -}}{{- $ready = printf "%sexported_%s=%q," $ready $o $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $o $v -}}{{- end -}}
@@ -50,6 +53,16 @@ const preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "
 {{- with query (printf "omen_model_ready{%s} or ignoring(kind) topk(1, last_over_time(timestamp(omen_model_ready{%s})[10m:15s]))" $ready $ready) -}}{{- with first . -}}{{- $counter = eq .Labels.kind "counter" -}}{{- end -}}{{- end -}}
 {{- if $counter -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
 `
+
+// notExported returns the template conditions that leave out the
+// exported_ copies exportRuleLabels adds, one per rule label.
+func notExported() string {
+	var b strings.Builder
+	for _, l := range ruleLabels {
+		fmt.Fprintf(&b, " (ne $k %q)", "exported_"+l)
+	}
+	return b.String()
+}
 
 // inputValue prints the current value of the input, or n/a when this
 // Prometheus does not hold it (a derived input lives in omen only).
