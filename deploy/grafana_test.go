@@ -372,3 +372,61 @@ load 15s
 		qr.Close()
 	}
 }
+
+// TestOverviewCountsReadZero evaluates the overview's per-job panels with
+// Prometheus's engine over the recording rules' series, as Grafana's range
+// query does: a job omen scores with no series in an incident reads 0, not
+// nothing, as one line per job. The rules count omen_incident_peak_score >
+// 1, which has no series for such a job, so the panels were empty on a
+// healthy fleet, and once an incident ended its line stopped at 1: the
+// legend's last value said one series was still anomalous.
+func TestOverviewCountsReadZero(t *testing.T) {
+	var d dashboard
+	require.NoError(t, json.Unmarshal(read(t, "grafana/dashboards/omen-overview.json"), &d))
+	exprs := map[string]string{}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			exprs[p.Title] = strings.NewReplacer("$namespace", ".*", "$job", ".*").Replace(tg.Expr)
+		}
+	}
+	// api has one series in an incident for the first three steps; db
+	// never has one.
+	st := promqltest.LoadedStorage(t, `
+load 30s
+  namespace_job:omen_scored_series:count{namespace="shop", job="api"} 4 4 4 4 4 4
+  namespace_job:omen_scored_series:count{namespace="shop", job="db"} 3 3 3 3 3 3
+  namespace_job:omen_anomalous_series:count{namespace="shop", job="api"} 1 1 1 stale
+`)
+	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1e6)
+	for _, tc := range []struct {
+		panel, by string
+		want      map[string][]float64 // by label value -> values at 0, 30, ..., 150 s
+	}{
+		{"Anomalous series per job", "job", map[string][]float64{"api": {1, 1, 1, 0, 0, 0}, "db": {0, 0, 0, 0, 0, 0}}},
+		{"Share of series anomalous per job", "job", map[string][]float64{"api": {0.25, 0.25, 0.25, 0, 0, 0}, "db": {0, 0, 0, 0, 0, 0}}},
+		{"Anomalous series per namespace", "namespace", map[string][]float64{"shop": {1, 1, 1, 0, 0, 0}}},
+	} {
+		t.Run(tc.panel, func(t *testing.T) {
+			expr, ok := exprs[tc.panel]
+			require.True(t, ok, "no panel %q", tc.panel)
+			qr, err := engine.NewRangeQuery(context.Background(), st, nil, expr, time.Unix(0, 0), time.Unix(150, 0), 30*time.Second)
+			require.NoError(t, err)
+			defer qr.Close()
+			res := qr.Exec(context.Background())
+			require.NoError(t, res.Err)
+			m, err := res.Matrix()
+			require.NoError(t, err)
+			got := map[string][]float64{}
+			for _, s := range m {
+				key := s.Metric.Get(tc.by)
+				// One line per job: two series of one job (the rule's, named,
+				// and the 0s, unnamed) are two legend entries in Grafana.
+				require.NotContains(t, got, key, "%s: two series for %s=%q", expr, tc.by, key)
+				for _, p := range s.Floats {
+					got[key] = append(got[key], p.F)
+				}
+			}
+			require.Equal(t, tc.want, got, expr)
+		})
+	}
+}
