@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,52 @@ func TestStatusAPI(t *testing.T) {
 	require.Equal(t, map[string]float64{"out_of_order": 2}, r.Data.Rejected)
 	require.Contains(t, r.Data.Config, "false_alarm_rate")
 	require.Equal(t, map[string]string{"version": "1.2.3", "revision": "abc", "goVersion": "go1.26"}, r.Data.Build)
+}
+
+// TestIngestRateBetweenBatches: a Prometheus scraping every 15 s sends
+// one batch per scrape, so a 10 s tick may see none. The status API's rate
+// reaches back a minute: it never reads 0 while batches come, and once the
+// minute is full it is within one batch of the true rate (over one tick it
+// read 0 at every third tick and 0.7/s at the others for 0.47/s).
+func TestIngestRateBetweenBatches(t *testing.T) {
+	e, mux := apiEnv(t)
+	series := make([]labels.Labels, 7)
+	for i := range series {
+		series[i] = labels.FromStrings("__name__", "up", "job", "quiet", "instance", strconv.Itoa(i))
+	}
+	values := make([]float64, len(series))
+	start := t0.Add(450 * stepMs * time.Millisecond)
+	e.clock.set(start)
+	e.p.updateIngestRate()
+	status := func() float64 {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/status/omen", nil))
+		require.Equal(t, 200, rec.Code)
+		var r struct {
+			Data struct {
+				Ingest float64 `json:"ingest_samples_per_second"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r))
+		return r.Data.Ingest
+	}
+	const want = 7.0 / 15 // samples per second
+	for s := 1; s <= 180; s++ {
+		now := start.Add(time.Duration(s) * time.Second)
+		e.clock.set(now)
+		if s%15 == 0 {
+			e.push(now.UnixMilli(), model.MetricTypeGauge, series, values)
+		}
+		if s%10 != 0 || s < 15 {
+			continue
+		}
+		e.p.updateIngestRate()
+		got := status()
+		require.Positive(t, got, "at %d s", s)
+		if s >= 60+15 {
+			require.InDelta(t, want, got, 7.0/60, "at %d s", s)
+		}
+	}
 }
 
 // TestPromtoolCheckMetrics runs the real promtool over everything the

@@ -309,9 +309,23 @@ type Pipeline struct {
 	accuracy *accuracy
 
 	rateMu       sync.Mutex
-	rateAt       time.Time
-	rateN        uint64
+	rateMarks    [rateWindow]rateMark // ring of the latest readings, oldest at rateNext once full
+	rateNext     int
+	rateLen      int
 	ingestPerSec float64
+}
+
+// rateWindow is how many readings of the tapped-sample count, one per 10 s
+// tick, the status API's ingest rate reaches back over: a minute, as a
+// rate(...[1m]) would. Over one tick alone, a Prometheus that sends a batch
+// per 15 s scrape read 0 at one tick in three (omen's status and web UI
+// said "ingest 0/s" for a Prometheus sending 7 samples every 15 s).
+const rateWindow = 6
+
+// rateMark is one reading of the tapped-sample count.
+type rateMark struct {
+	at time.Time
+	n  uint64
 }
 
 // New returns a Pipeline. A nil logger discards, a nil registerer registers
@@ -528,17 +542,27 @@ func (p *Pipeline) stepOpts() stepOpts {
 	return stepOpts{forecastEveryMs: p.opts.ForecastEvery.Milliseconds(), holdMs: p.opts.IncidentHold.Milliseconds()}
 }
 
+// updateIngestRate takes a reading of the tapped-sample count and sets the
+// ingest rate to the samples per second since the oldest reading kept
+// (rateWindow readings back, or the first one). A reading at the time of
+// the latest one replaces it.
 func (p *Pipeline) updateIngestRate() {
 	now := p.opts.Now()
 	n := p.tapped.Load()
 	p.rateMu.Lock()
 	defer p.rateMu.Unlock()
-	if !p.rateAt.IsZero() {
-		if dt := now.Sub(p.rateAt).Seconds(); dt > 0 {
-			p.ingestPerSec = float64(n-p.rateN) / dt
-		}
+	last := (p.rateNext - 1 + rateWindow) % rateWindow
+	if p.rateLen > 0 && !now.After(p.rateMarks[last].at) {
+		p.rateMarks[last].n = n
+		return
 	}
-	p.rateAt, p.rateN = now, n
+	if p.rateLen > 0 {
+		oldest := p.rateMarks[(p.rateNext-p.rateLen+rateWindow)%rateWindow]
+		p.ingestPerSec = float64(n-oldest.n) / now.Sub(oldest.at).Seconds()
+	}
+	p.rateMarks[p.rateNext] = rateMark{at: now, n: n}
+	p.rateNext = (p.rateNext + 1) % rateWindow
+	p.rateLen = min(p.rateLen+1, rateWindow)
 }
 
 func isOutputName(name string) bool {
