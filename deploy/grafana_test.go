@@ -430,3 +430,46 @@ load 30s
 		})
 	}
 }
+
+// TestSnapshotAgeBeforeFirstSnapshot evaluates the health dashboard's
+// snapshot age: an instance that has not saved its models yet (its
+// timestamp is 0 until --snapshot.interval after its start) is left out,
+// not shown as the time since 1970 (the stat read 56.9 years in red for
+// the first 5 minutes of every start with no snapshot on the volume).
+func TestSnapshotAgeBeforeFirstSnapshot(t *testing.T) {
+	var d dashboard
+	require.NoError(t, json.Unmarshal(read(t, "grafana/dashboards/omen-health.json"), &d))
+	var expr string
+	for _, p := range d.Panels {
+		if p.Title == "Since last snapshot" {
+			expr = p.Targets[0].Expr
+		}
+	}
+	require.NotEmpty(t, expr)
+	st := promqltest.LoadedStorage(t, `
+load 1m
+  omen_snapshot_last_success_timestamp_seconds{job="omen", instance="new"} 0 0 0
+  omen_snapshot_last_success_timestamp_seconds{job="omen", instance="old"} 0 0 60
+`)
+	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1e6)
+	for _, tc := range []struct {
+		at   int64 // seconds
+		want []float64
+	}{
+		{60, nil},            // no instance has saved its models yet: no value ("none yet")
+		{150, []float64{90}}, // old saved at 60 s; new has not, and is not 150 s late
+	} {
+		qr, err := engine.NewInstantQuery(context.Background(), st, nil, expr, time.Unix(tc.at, 0))
+		require.NoError(t, err)
+		res := qr.Exec(context.Background())
+		require.NoError(t, res.Err)
+		vec, err := res.Vector()
+		require.NoError(t, err)
+		var got []float64
+		for _, s := range vec {
+			got = append(got, s.F)
+		}
+		require.Equal(t, tc.want, got, "at %d s: %s", tc.at, expr)
+		qr.Close()
+	}
+}
