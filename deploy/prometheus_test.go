@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -249,12 +250,19 @@ const readmeSnippet = "README.md#connect-prometheus"
 // section.
 func readmeConnect(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../README.md")
+	return yamlBlockAfter(t, "../README.md", "\n## Connect Prometheus\n")
+}
+
+// yamlBlockAfter returns the first YAML block of the Markdown file after
+// the text marker.
+func yamlBlockAfter(t *testing.T, file, marker string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(file)
 	require.NoError(t, err)
-	_, sec, ok := bytes.Cut(b, []byte("\n## Connect Prometheus\n"))
-	require.True(t, ok, "README has a Connect Prometheus section")
+	_, sec, ok := bytes.Cut(b, []byte(marker))
+	require.True(t, ok, "%s has no %q", file, marker)
 	_, block, ok := bytes.Cut(sec, []byte("```yaml\n"))
-	require.True(t, ok)
+	require.True(t, ok, "%s has no YAML block after %q", file, marker)
 	block, _, ok = bytes.Cut(block, []byte("```"))
 	require.True(t, ok)
 	return block
@@ -375,4 +383,49 @@ func findRule(rg rulefmt.RuleGroups, name string) (rulefmt.Rule, bool) {
 		}
 	}
 	return rulefmt.Rule{}, false
+}
+
+// TestOperatorRemoteWriteDropsOmenOutput runs the write relabelling of
+// docs/deploy.md's remote write for the Prometheus Operator's Prometheus
+// resource, as the Operator writes it into prometheus.yml: the same drops
+// as remote-write.yml, and the external labels the Operator adds to every
+// series sent (prometheus, prometheus_replica) are dropped, so omen's
+// outputs carry the labels the inputs have in Prometheus.
+func TestOperatorRemoteWriteDropsOmenOutput(t *testing.T) {
+	block := yamlBlockAfter(t, "../docs/deploy.md", "With the Prometheus Operator, put the remote write")
+	var res struct {
+		Spec struct {
+			RemoteWrite []struct {
+				Name                 string         `json:"name"`
+				URL                  string         `json:"url"`
+				SendNativeHistograms bool           `json:"sendNativeHistograms"`
+				WriteRelabelConfigs  []relabeling   `json:"writeRelabelConfigs"`
+				QueueConfig          map[string]any `json:"queueConfig"`
+			} `json:"remoteWrite"`
+		} `json:"spec"`
+	}
+	require.NoError(t, strictYAML(block, &res))
+	require.Len(t, res.Spec.RemoteWrite, 1)
+	rw := res.Spec.RemoteWrite[0]
+	u, err := url.Parse(rw.URL)
+	require.NoError(t, err)
+	require.Equal(t, "/api/v1/write", u.Path)
+	require.True(t, rw.SendNativeHistograms)
+	cfgs := relabelConfigs(t, rw.WriteRelabelConfigs)
+	external := func(ls labels.Labels) labels.Labels {
+		lb := labels.NewBuilder(ls)
+		lb.Set("prometheus", "monitoring/k8s")
+		lb.Set("prometheus_replica", "prometheus-k8s-0")
+		return lb.Labels()
+	}
+	queue := labels.FromStrings("__name__", "prometheus_remote_storage_samples_pending", "job", "prometheus", "remote_name", rw.Name, "url", rw.URL)
+	for _, ls := range append(slices.Clone(outputs), queue) {
+		_, keep := keeps(cfgs, external(ls))
+		require.False(t, keep, "%s must not be written back to omen", ls)
+	}
+	for _, ls := range inputs {
+		got, keep := keeps(cfgs, external(ls))
+		require.True(t, keep, "%s must reach omen", ls)
+		require.Equal(t, ls, got, "the Operator's external labels must be dropped")
+	}
 }
