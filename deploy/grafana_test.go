@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/prometheus/prometheus/storage"
@@ -382,14 +383,6 @@ load 15s
 // healthy fleet, and once an incident ended its line stopped at 1: the
 // legend's last value said one series was still anomalous.
 func TestOverviewCountsReadZero(t *testing.T) {
-	var d dashboard
-	require.NoError(t, json.Unmarshal(read(t, "grafana/dashboards/omen-overview.json"), &d))
-	exprs := map[string]string{}
-	for _, p := range d.Panels {
-		for _, tg := range p.Targets {
-			exprs[p.Title] = strings.NewReplacer("$namespace", ".*", "$job", ".*").Replace(tg.Expr)
-		}
-	}
 	// api has one series in an incident for the first three steps; db
 	// never has one.
 	st := promqltest.LoadedStorage(t, `
@@ -398,7 +391,6 @@ load 30s
   namespace_job:omen_scored_series:count{namespace="shop", job="db"} 3 3 3 3 3 3
   namespace_job:omen_anomalous_series:count{namespace="shop", job="api"} 1 1 1 stale
 `)
-	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1e6)
 	for _, tc := range []struct {
 		panel, by string
 		want      map[string][]float64 // by label value -> values at 0, 30, ..., 150 s
@@ -408,17 +400,9 @@ load 30s
 		{"Anomalous series per namespace", "namespace", map[string][]float64{"shop": {1, 1, 1, 0, 0, 0}}},
 	} {
 		t.Run(tc.panel, func(t *testing.T) {
-			expr, ok := exprs[tc.panel]
-			require.True(t, ok, "no panel %q", tc.panel)
-			qr, err := engine.NewRangeQuery(context.Background(), st, nil, expr, time.Unix(0, 0), time.Unix(150, 0), 30*time.Second)
-			require.NoError(t, err)
-			defer qr.Close()
-			res := qr.Exec(context.Background())
-			require.NoError(t, res.Err)
-			m, err := res.Matrix()
-			require.NoError(t, err)
+			expr := panelExpr(t, "omen-overview.json", tc.panel)
 			got := map[string][]float64{}
-			for _, s := range m {
+			for _, s := range evaluate(t, st, expr, 0, 150) {
 				key := s.Metric.Get(tc.by)
 				// One line per job: two series of one job (the rule's, named,
 				// and the 0s, unnamed) are two legend entries in Grafana.
@@ -438,15 +422,7 @@ load 30s
 // not shown as the time since 1970 (the stat read 56.9 years in red for
 // the first 5 minutes of every start with no snapshot on the volume).
 func TestSnapshotAgeBeforeFirstSnapshot(t *testing.T) {
-	var d dashboard
-	require.NoError(t, json.Unmarshal(read(t, "grafana/dashboards/omen-health.json"), &d))
-	var expr string
-	for _, p := range d.Panels {
-		if p.Title == "Since last snapshot" {
-			expr = p.Targets[0].Expr
-		}
-	}
-	require.NotEmpty(t, expr)
+	expr := panelExpr(t, "omen-health.json", "Since last snapshot")
 	st := promqltest.LoadedStorage(t, `
 load 1m
   omen_snapshot_last_success_timestamp_seconds{job="omen", instance="new"} 0 0 0
@@ -463,21 +439,43 @@ load 1m
 	}
 }
 
-// instant evaluates expr at second at over st with Prometheus's engine and
-// returns the values of its result.
-func instant(t *testing.T, st storage.Queryable, expr string, at int64) []float64 {
+// panelExpr returns the query of the dashboard's panel title, its
+// namespace and job variables at "All" (.*).
+func panelExpr(t *testing.T, file, title string) string {
+	t.Helper()
+	var d dashboard
+	require.NoError(t, json.Unmarshal(read(t, filepath.Join("grafana/dashboards", file)), &d))
+	for _, p := range d.Panels {
+		if p.Title == title {
+			require.Len(t, p.Targets, 1, "panel %q", title)
+			return strings.NewReplacer("$namespace", ".*", "$job", ".*").Replace(p.Targets[0].Expr)
+		}
+	}
+	require.Failf(t, "no panel", "%s has no panel %q", file, title)
+	return ""
+}
+
+// evaluate runs expr over st from second start to end at 30 s steps with
+// Prometheus's engine, as Grafana's range query does.
+func evaluate(t *testing.T, st storage.Queryable, expr string, start, end int64) promql.Matrix {
 	t.Helper()
 	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1e6)
-	qr, err := engine.NewInstantQuery(context.Background(), st, nil, expr, time.Unix(at, 0))
+	qr, err := engine.NewRangeQuery(context.Background(), st, nil, expr, time.Unix(start, 0), time.Unix(end, 0), 30*time.Second)
 	require.NoError(t, err)
 	defer qr.Close()
 	res := qr.Exec(context.Background())
 	require.NoError(t, res.Err)
-	vec, err := res.Vector()
+	m, err := res.Matrix()
 	require.NoError(t, err)
+	return m
+}
+
+// instant returns the values of expr at second at, one per series.
+func instant(t *testing.T, st storage.Queryable, expr string, at int64) []float64 {
+	t.Helper()
 	var out []float64
-	for _, s := range vec {
-		out = append(out, s.F)
+	for _, s := range evaluate(t, st, expr, at, at) {
+		out = append(out, s.Floats[0].F)
 	}
 	return out
 }
@@ -489,15 +487,7 @@ func instant(t *testing.T, st storage.Queryable, expr string, at int64) []float6
 // scored series. On the omen data source, which stores anomaly_score for
 // every scored series and no omen_model_ready, it counts those.
 func TestOverviewScoredSeries(t *testing.T) {
-	var d dashboard
-	require.NoError(t, json.Unmarshal(read(t, "grafana/dashboards/omen-overview.json"), &d))
-	var expr string
-	for _, p := range d.Panels {
-		if p.Title == "Scored series" {
-			expr = strings.NewReplacer("$namespace", ".*", "$job", ".*").Replace(p.Targets[0].Expr)
-		}
-	}
-	require.NotEmpty(t, expr)
+	expr := panelExpr(t, "omen-overview.json", "Scored series")
 	for _, tc := range []struct {
 		name, load string
 		want       float64
