@@ -4,8 +4,9 @@
 #   docker build -t omen:dev \
 #     --build-arg VERSION=$(git describe --tags --always) \
 #     --build-arg REVISION=$(git rev-parse HEAD) .
-# deploy/deploy_test.go (TestDockerfile) runs this file's go build and checks
-# the binary is static.
+# deploy/docker_test.go checks this file (TestDockerfile) and that the build
+# needs no cgo; with OMEN_DOCKER_BUILD=1 it runs this file's go build and
+# checks the binary is static (TestDockerfileBuildIsStatic).
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
