@@ -150,28 +150,30 @@ func URLConfig(u string) (*promconfig.RemoteWriteConfig, error) {
 	return &c, nil
 }
 
-// moveURLCredentials makes a user and password in c's URL its basic auth,
-// as Go's HTTP client sends them, and takes them out of the URL, which the
-// prometheus module logs as it is: a configuration file's URL with a
-// password had it logged at every queue start, stop and failed send. The
-// URL is copied, not changed in place. A URL beside other credentials
-// (basic_auth, authorization, oauth2, a cloud's signing) keeps its user:
-// which of them is sent then depends on the kind, and moving it would
-// change that.
+// moveURLCredentials takes a user and password out of c's URL, which the
+// prometheus module logs as it is (a configuration file's URL with a
+// password had it logged at every queue start, stop and failed send), and
+// keeps what is sent as it was. Go's HTTP client makes the URL's user the
+// Authorization header before the configuration's round trippers run:
+// basic_auth, authorization and bearer_token leave a header that is set, so
+// the URL's user was what was sent, and it becomes the basic auth in their
+// place; OAuth 2.0 and the clouds' signing set their own over it, so it was
+// never sent, and goes. The URL is copied, not changed in place.
 func moveURLCredentials(c *promconfig.RemoteWriteConfig) {
 	if c.URL == nil || c.URL.URL == nil || c.URL.User == nil {
 		return
 	}
-	h := c.HTTPClientConfig
-	if h.BasicAuth != nil || h.Authorization != nil || h.OAuth2 != nil || h.BearerToken != "" || h.BearerTokenFile != "" ||
-		c.SigV4Config != nil || c.AzureADConfig != nil || c.GoogleIAMConfig != nil {
-		return
-	}
 	u := *c.URL.URL
-	pw, _ := u.User.Password()
-	c.HTTPClientConfig.BasicAuth = &config_util.BasicAuth{Username: u.User.Username(), Password: config_util.Secret(pw)}
+	user := u.User
 	u.User = nil
 	c.URL = &config_util.URL{URL: &u}
+	h := &c.HTTPClientConfig
+	if h.OAuth2 != nil || c.SigV4Config != nil || c.AzureADConfig != nil || c.GoogleIAMConfig != nil {
+		return
+	}
+	pw, _ := user.Password()
+	h.BasicAuth = &config_util.BasicAuth{Username: user.Username(), Password: config_util.Secret(pw)}
+	h.Authorization, h.BearerToken, h.BearerTokenFile = nil, "", ""
 }
 
 func redact(u string) string {

@@ -33,7 +33,8 @@ type receiver struct {
 	mu       sync.Mutex
 	got      map[string]int // series and timestamp -> times received
 	requests int
-	auth     []string
+	auth     []string // basic auth, user:password
+	authz    []string // the Authorization header as it came
 	tenants  []string
 	fail     func(n int) int
 }
@@ -49,6 +50,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.requests++
 	user, pass, _ := r.BasicAuth()
 	rc.auth = append(rc.auth, user+":"+pass)
+	rc.authz = append(rc.authz, r.Header.Get("Authorization"))
 	rc.tenants = append(rc.tenants, r.Header.Get("X-Scope-OrgID"))
 	if rc.fail != nil {
 		if code := rc.fail(rc.requests); code != 0 {
@@ -433,21 +435,34 @@ func (s *syncBuffer) String() string {
 }
 
 // TestForwardingFileURLCredentials: a user and password in the URL of the
-// configuration file's remote_write are sent as basic auth, as before, and
-// no longer logged: the module logs a queue's URL as it is, at its start,
-// its stop and every failed send. Beside credentials of the file's own, the
-// URL is left as it was (what is sent stays what was sent).
+// configuration file's remote_write are sent as they were, and never
+// logged: the module logs a queue's URL as it is, at its start, its stop
+// and every failed send. Beside credentials of the file's own the password
+// was still logged; what is sent there was measured before the URL lost
+// its user: Go's HTTP client makes the URL's user the Authorization header
+// first, which basic_auth and authorization then leave as it is, and which
+// OAuth 2.0 replaces.
 func TestForwardingFileURLCredentials(t *testing.T) {
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"access_token":"oauthTok","token_type":"Bearer","expires_in":3600}`)
+	}))
+	defer tokens.Close()
 	for _, tc := range []struct {
 		name     string
 		userinfo string
-		auth     *config_util.BasicAuth
-		wantAuth string
+		http     config_util.HTTPClientConfig
+		wantAuth string // the Authorization header the receiver got
 	}{
-		{name: "user and password", userinfo: "bob:filePW@", wantAuth: "bob:filePW"},
-		{name: "user only", userinfo: "bob@", wantAuth: "bob:"},
-		{name: "no user", wantAuth: ":"},
-		{name: "beside basic_auth", userinfo: "bob:filePW@", auth: &config_util.BasicAuth{Username: "carol", Password: "other"}, wantAuth: "bob:filePW"},
+		{name: "user and password", userinfo: "bob:filePW@", wantAuth: "Basic Ym9iOmZpbGVQVw=="},
+		{name: "user only", userinfo: "bob@", wantAuth: "Basic Ym9iOg=="},
+		{name: "no user", wantAuth: ""},
+		{name: "beside basic_auth", userinfo: "bob:filePW@", http: config_util.HTTPClientConfig{BasicAuth: &config_util.BasicAuth{Username: "carol", Password: "other"}},
+			wantAuth: "Basic Ym9iOmZpbGVQVw=="},
+		{name: "beside authorization", userinfo: "bob:filePW@", http: config_util.HTTPClientConfig{Authorization: &config_util.Authorization{Type: "Bearer", Credentials: "tok"}},
+			wantAuth: "Basic Ym9iOmZpbGVQVw=="},
+		{name: "beside oauth2", userinfo: "bob:filePW@", http: config_util.HTTPClientConfig{OAuth2: &config_util.OAuth2{ClientID: "id", ClientSecret: "s", TokenURL: tokens.URL}},
+			wantAuth: "Bearer oauthTok"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc, srv := newReceiver(nil)
@@ -460,7 +475,8 @@ func TestForwardingFileURLCredentials(t *testing.T) {
 			require.NoError(t, err)
 			rw := promconfig.DefaultRemoteWriteConfig
 			rw.URL = &config_util.URL{URL: u}
-			rw.HTTPClientConfig.BasicAuth = tc.auth
+			rw.HTTPClientConfig = tc.http
+			rw.HTTPClientConfig.FollowRedirects = true
 			rw.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
 			file := []*promconfig.RemoteWriteConfig{&rw}
 			require.NoError(t, f.ApplyConfig(file))
@@ -470,13 +486,11 @@ func TestForwardingFileURLCredentials(t *testing.T) {
 			require.NoError(t, f.Close())
 
 			rc.mu.Lock()
-			require.Contains(t, rc.auth, tc.wantAuth)
+			require.Contains(t, rc.authz, tc.wantAuth)
 			rc.mu.Unlock()
 			require.Equal(t, strings.TrimSuffix(tc.userinfo, "@"), rw.URL.User.String(), "the file's configuration is not changed")
-			if tc.auth == nil {
-				require.Contains(t, logs.String(), "url="+srv.URL, "the queue's log lines name the URL")
-				require.NotContains(t, logs.String(), "filePW")
-			}
+			require.Contains(t, logs.String(), "url="+srv.URL, "the queue's log lines name the URL")
+			require.NotContains(t, logs.String(), "filePW")
 		})
 	}
 }
