@@ -184,9 +184,21 @@ func redact(u string) string {
 }
 
 // Configs returns the remote writes in force with the configuration file's
-// rws: the flags' first.
+// rws (the flags' first) as the queues run them, which /api/v1/status/config
+// shows: no metadata is sent (the module's metadata watcher reads a scrape
+// manager omen does not have, and the log holds no metadata records for
+// remote write 2.0 to send; the outputs are all gauges, which is what a
+// receiver assumes), and a URL's user is a credential of its own (see
+// moveURLCredentials). rws are not changed.
 func (f *Forwarder) Configs(rws []*promconfig.RemoteWriteConfig) []*promconfig.RemoteWriteConfig {
-	return append(append([]*promconfig.RemoteWriteConfig{}, f.flags...), rws...)
+	all := append(append([]*promconfig.RemoteWriteConfig{}, f.flags...), rws...)
+	for i, c := range all {
+		cc := *c
+		cc.MetadataConfig.Send = false
+		moveURLCredentials(&cc)
+		all[i] = &cc
+	}
+	return all
 }
 
 // ApplyConfig sets the remote writes: the flags' and rws (the
@@ -199,16 +211,7 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	if f.closed {
 		return errors.New("remote write: shutting down")
 	}
-	// No metadata watcher: it reads a scrape manager omen does not have;
-	// the outputs are all gauges, which is what a receiver assumes.
-	all := f.Configs(rws)
-	cfgs := make([]*promconfig.RemoteWriteConfig, len(all))
-	for i, c := range all {
-		cc := *c
-		cc.MetadataConfig.Send = false
-		moveURLCredentials(&cc)
-		cfgs[i] = &cc
-	}
+	cfgs := f.Configs(rws)
 	if err := checkQueues(cfgs); err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v2"
 )
 
 // receiver is a remote-write endpoint that records what it stored. While
@@ -491,6 +492,9 @@ func TestForwardingFileURLCredentials(t *testing.T) {
 			require.Equal(t, strings.TrimSuffix(tc.userinfo, "@"), rw.URL.User.String(), "the file's configuration is not changed")
 			require.Contains(t, logs.String(), "url="+srv.URL, "the queue's log lines name the URL")
 			require.NotContains(t, logs.String(), "filePW")
+			shown, err := yaml.Marshal(f.Configs(file))
+			require.NoError(t, err)
+			require.NotContains(t, string(shown), "filePW", "status/config")
 		})
 	}
 }
@@ -537,4 +541,24 @@ func TestForwardingFailedReloadKeepsQueues(t *testing.T) {
 			require.Eventually(t, func() bool { f.rs.Notify(); d, _ := rc.received(); return d == 4 }, 30*time.Second, 20*time.Millisecond)
 		})
 	}
+}
+
+// TestConfigsAsRun: /api/v1/status/config shows the remote writes as the
+// queues run them. It showed `metadata_config: {send: true}`, Prometheus's
+// default, for every queue while none sends metadata.
+func TestConfigsAsRun(t *testing.T) {
+	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), []string{"http://flag.example/push"}, time.Minute)
+	require.NoError(t, err)
+	file := promconfig.DefaultRemoteWriteConfig
+	u, err := url.Parse("http://file.example/push")
+	require.NoError(t, err)
+	file.URL = &config_util.URL{URL: u}
+	require.True(t, file.MetadataConfig.Send, "Prometheus's default")
+	cfgs := f.Configs([]*promconfig.RemoteWriteConfig{&file})
+	require.Len(t, cfgs, 2)
+	for _, c := range cfgs {
+		require.False(t, c.MetadataConfig.Send, c.URL.String())
+	}
+	require.True(t, file.MetadataConfig.Send, "the file's configuration is not changed")
+	require.True(t, f.flags[0].MetadataConfig.Send, "nor the flags'")
 }
