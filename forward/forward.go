@@ -68,6 +68,7 @@ type Forwarder struct {
 	active atomic.Bool  // at least one queue configured
 	maxT   atomic.Int64 // the newest output time logged
 	notify *notifier    // the log's commit notices to the queues; nil until open
+	skips  *skipCounter // the queues' log readers that started again from the present
 }
 
 // notifier passes the log's commit notices to the queues from a goroutine
@@ -120,7 +121,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, dir string, urls []stri
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline, truncateEvery: truncateEvery}
+	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline, truncateEvery: truncateEvery, skips: newSkipCounter(reg)}
 	f.maxT.Store(math.MinInt64)
 	for _, u := range urls {
 		c, err := URLConfig(u)
@@ -230,6 +231,7 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	if err := f.rs.ApplyConfig(&promconfig.Config{RemoteWriteConfigs: cfgs}); err != nil {
 		return fmt.Errorf("remote write: %w", err)
 	}
+	f.skips.setQueues(cfgs)
 	f.active.Store(len(cfgs) > 0)
 	return nil
 }
@@ -285,7 +287,10 @@ func (f *Forwarder) open() error {
 	if err := os.RemoveAll(filepath.Join(f.dir, "wal")); err != nil {
 		return fmt.Errorf("forwarding log: drop the previous run's: %w", err)
 	}
-	f.rs = remote.NewStorage(f.logger, f.reg, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
+	// The module's log is omen's, through a handler that counts its
+	// queues' log readers starting again from the present (skipHandler).
+	logger := slog.New(&skipHandler{next: f.logger.Handler(), skips: f.skips})
+	f.rs = remote.NewStorage(logger, f.reg, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
 	opts := agent.DefaultOptions()
 	opts.WALCompression = compression.Snappy
 	opts.TruncateFrequency = f.truncateEvery

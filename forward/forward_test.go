@@ -340,21 +340,88 @@ func TestForwardingOpenFails(t *testing.T) {
 // ~45 min was skipped (here: 100 of 1470 outputs arrived).
 func TestForwardingOutageAcrossTruncations(t *testing.T) {
 	const outage = 3 * time.Second
-	var down sync.Mutex
-	outageOn := true
-	rc, srv := newReceiver(func(int) int {
-		down.Lock()
-		defer down.Unlock()
-		if outageOn {
+	o := startOutage(t, truncateEvery/(4*time.Hour/outage))
+	n := o.logFor(outage)
+	require.Eventually(t, func() bool { o.f.rs.Notify(); d, _ := o.rc.received(); return d == n }, 30*time.Second, 50*time.Millisecond,
+		"every output logged during the outage arrives")
+	_, rep := o.rc.received()
+	require.Zero(t, rep, "each output once")
+	require.Zero(t, testutil.ToFloat64(o.f.skips.m), "nothing skipped")
+}
+
+// TestForwardingCountsSkippedBacklog: an outage longer than the log keeps
+// (its truncation deletes segments the queue's reader has not read, and the
+// reader starts again from the present) loses outputs, which only an
+// `error tailing WAL` in the log told: omen_forward_backlog_skipped_total
+// now counts it, for the queue as the module's metrics name it, whatever
+// the log level (omen's logger discards here). Its series is there at 0
+// from the queue's start, so that increase() sees the first skip, and goes
+// with the queue.
+func TestForwardingCountsSkippedBacklog(t *testing.T) {
+	// Ten truncations in the outage: each deletes the oldest segments.
+	const outage = 2 * time.Second
+	o := startOutage(t, outage/10)
+
+	// The skipped counter names the queue as the module's metrics do.
+	mfs, err := o.reg.Gather()
+	require.NoError(t, err)
+	var queueLabels, skipLabels []string
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "prometheus_remote_storage_shards":
+				queueLabels = append(queueLabels, fmt.Sprint(m.GetLabel()))
+			case "omen_forward_backlog_skipped_total":
+				skipLabels = append(skipLabels, fmt.Sprint(m.GetLabel()))
+				require.Zero(t, m.GetCounter().GetValue(), "there at 0 from the start")
+			}
+		}
+	}
+	require.Len(t, queueLabels, 1)
+	require.Equal(t, queueLabels, skipLabels)
+
+	n := o.logFor(outage)
+	require.Eventually(t, func() bool { o.f.rs.Notify(); return testutil.ToFloat64(o.f.skips.m) >= 1 }, 30*time.Second, 50*time.Millisecond,
+		"the skip is counted")
+	d, _ := o.rc.received()
+	t.Logf("%d of %d outputs forwarded, %g skips", d, n, testutil.ToFloat64(o.f.skips.m))
+	require.Less(t, d, n, "outputs were lost")
+
+	require.NoError(t, o.f.ApplyConfig(nil))
+	require.Zero(t, testutil.CollectAndCount(o.f.skips.m), "the removed queue's series goes")
+}
+
+// outage is a forwarder whose one queue's receiver is down until logFor
+// returns.
+type outage struct {
+	t   *testing.T
+	f   *Forwarder
+	rc  *receiver
+	reg *prometheus.Registry
+
+	mu   sync.Mutex
+	down bool
+}
+
+// startOutage starts a forwarder whose log truncates every truncate, with
+// one queue to a receiver that answers 503.
+func startOutage(t *testing.T, truncate time.Duration) *outage {
+	t.Helper()
+	o := &outage{t: t, reg: prometheus.NewRegistry(), down: true}
+	var srv *httptest.Server
+	o.rc, srv = newReceiver(func(int) int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.down {
 			return http.StatusServiceUnavailable
 		}
 		return 0
 	})
-	defer srv.Close()
-
-	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), nil, time.Minute)
+	t.Cleanup(srv.Close)
+	var err error
+	o.f, err = New(nil, o.reg, t.TempDir(), nil, time.Minute)
 	require.NoError(t, err)
-	f.truncateEvery = truncateEvery / (4 * time.Hour / outage)
+	o.f.truncateEvery = truncate
 	rw, err := URLConfig(srv.URL)
 	require.NoError(t, err)
 	// A queue that fills at once, so its log reader waits, as a full
@@ -362,23 +429,25 @@ func TestForwardingOutageAcrossTruncations(t *testing.T) {
 	rw.QueueConfig.Capacity, rw.QueueConfig.MaxSamplesPerSend, rw.QueueConfig.MaxShards = 20, 10, 1
 	rw.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
 	rw.QueueConfig.MinBackoff, rw.QueueConfig.MaxBackoff = model.Duration(10*time.Millisecond), model.Duration(50*time.Millisecond)
-	require.NoError(t, f.ApplyConfig([]*promconfig.RemoteWriteConfig{rw}))
-	defer f.Close()
+	require.NoError(t, o.f.ApplyConfig([]*promconfig.RemoteWriteConfig{rw}))
+	t.Cleanup(func() { _ = o.f.Close() }) // before the receiver's: cleanups run last first
+	return o
+}
 
+// logFor logs outputs of 10 series for d, then ends the outage, and returns
+// how many it logged.
+func (o *outage) logFor(d time.Duration) int {
 	const series = 10
 	start, begin := time.Now().Add(time.Second), time.Now()
 	n := 0
-	for ; time.Since(begin) < outage; n++ {
-		appendOutputs(t, f, series, 1, start.Add(time.Duration(n)*10*time.Millisecond))
+	for ; time.Since(begin) < d; n++ {
+		appendOutputs(o.t, o.f, series, 1, start.Add(time.Duration(n)*10*time.Millisecond))
 		time.Sleep(20 * time.Millisecond) // a commit every 20 ms, as the scorers' batches come
 	}
-	down.Lock()
-	outageOn = false
-	down.Unlock()
-	require.Eventually(t, func() bool { f.rs.Notify(); d, _ := rc.received(); return d == series*n }, 30*time.Second, 50*time.Millisecond,
-		"every output logged during the outage arrives")
-	_, rep := rc.received()
-	require.Zero(t, rep, "each output once")
+	o.mu.Lock()
+	o.down = false
+	o.mu.Unlock()
+	return series * n
 }
 
 // TestForwardingRestartStartsAnEmptyLog: what an earlier run logged is

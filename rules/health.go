@@ -134,6 +134,17 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} loses {{ $value | humanize }} outputs/s that {{ $labels.url }} refuses.`,
 		},
 		{
+			// The queue's reader of the forwarding log lost its place (the
+			// log truncated segments it had not read: an outage or a lag
+			// beyond what the log keeps) and started again from the
+			// present: what it had not read is never forwarded. One skip
+			// is one loss, so no for; the series is there at 0 from the
+			// queue's start, so increase() sees the first.
+			name: "OmenForwardingSkipped", severity: "warning", for_: 0,
+			expr:    `increase(omen_forward_backlog_skipped_total[1h]) > 0`,
+			summary: `omen {{ $labels.instance }} skipped a backlog of outputs it had not yet forwarded to {{ $labels.url }}: they are not sent.`,
+		},
+		{
 			// Nominal coverage is 95%; well below it means the bands are
 			// too narrow and anomaly and capacity alerts too eager.
 			name: "OmenForecastIntervalsMiscalibrated", severity: "warning", for_: 2 * time.Hour,
