@@ -15,7 +15,7 @@ type metrics struct {
 	scoredSamples prometheus.Counter
 	anomalies     *prometheus.CounterVec
 	dropped       prometheus.Counter
-	lag           prometheus.Gauge
+	lag           prometheus.GaugeFunc
 	snapFailures  prometheus.Counter
 	snapLast      prometheus.Gauge
 	outputErrors  prometheus.Counter
@@ -78,9 +78,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		dropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_scoring_dropped_total", Help: "Samples not scored because a scorer queue was full.",
 		}),
-		lag: f.NewGauge(prometheus.GaugeOpts{
-			Name: "omen_scoring_lag_seconds", Help: "Time from a batch's commit to the end of its scoring, last batch.",
-		}),
+		lag: f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "omen_scoring_lag_seconds", Help: "How far scoring is behind: the time since the commit of the oldest batch a scorer worker is scoring now, 0 while none is.",
+		}, p.scoringLag),
 		snapFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_snapshot_failures_total", Help: "Model state snapshots that could not be written.",
 		}),

@@ -1169,3 +1169,39 @@ func TestSweepForecasterWarmScrapedMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// TestScoringLagFollowsTheBacklog: omen_scoring_lag_seconds is how far
+// scoring is behind now. It was set at the end of each batch: a worker
+// held up on a batch showed the lag before it, and once ingestion stopped
+// the last value stayed for good, so an OmenScoringLagging that fired went
+// on firing on an idle omen. A worker is held up here by holding its lock,
+// which scoring a known series takes.
+func TestScoringLagFollowsTheBacklog(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	ls := labels.FromStrings("__name__", "load")
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{ls}, []float64{1})
+	e.sync()
+	require.Zero(t, testutil.ToFloat64(e.p.m.lag), "idle")
+
+	// The batch is committed at t0 and taken by its worker, which waits
+	// for the lock while the clock moves 90 s on.
+	for _, w := range e.p.workers {
+		w.mu.Lock()
+	}
+	// Before the env's cleanup, which waits for the workers, if a
+	// requirement below fails.
+	unlock := sync.OnceFunc(func() {
+		for _, w := range e.p.workers {
+			w.mu.Unlock()
+		}
+	})
+	t.Cleanup(unlock)
+	e.push(t0.UnixMilli()+stepMs, model.MetricTypeGauge, []labels.Labels{ls}, []float64{2})
+	e.clock.set(t0.Add(90 * time.Second))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.lag) == 90 }, timeout, tick,
+		"a batch held up counts as it waits")
+	unlock()
+	e.sync()
+	// Scored, and nothing else comes: no lag, however late the last was.
+	require.Zero(t, testutil.ToFloat64(e.p.m.lag), "no batch left behind")
+}

@@ -41,6 +41,10 @@ type worker struct {
 	bfOut      []bfReq // the current batch's requests (see flushBackfill)
 	quit       chan struct{}
 	done       chan struct{}
+	// scoring is the commit time (Unix ns) of the batch the worker is
+	// scoring, 0 between batches: omen_scoring_lag_seconds reads it at
+	// scrape time (see Pipeline.scoringLag).
+	scoring atomic.Int64
 
 	mu      sync.RWMutex
 	series  map[storage.SeriesRef]*series
@@ -173,6 +177,8 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		close(b.barrier)
 		return
 	}
+	w.scoring.Store(b.committed.UnixNano())
+	defer w.scoring.Store(0)
 	now := p.opts.Now()
 	nowMs := now.UnixMilli()
 	so := p.stepOpts()
@@ -319,7 +325,26 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		p.m.outputErrors.Inc()
 	}
 	w.flushBackfill()
-	p.m.lag.Set(p.opts.Now().Sub(b.committed).Seconds())
+}
+
+// scoringLag is how far scoring is behind now: the time since the commit
+// of the oldest batch a worker is scoring, the largest over the workers,
+// and 0 while none scores one. It was the lag of the last batch scored, set
+// at its end: once ingestion stopped (a sender gone, a shard's share moved
+// away), the gauge kept that value for good, so an OmenScoringLagging that
+// fired went on firing on an idle omen; and a worker stuck on one batch
+// showed the lag of the batch before. A batch waiting while its worker
+// does something else (a snapshot, a reload) counts from when the worker
+// takes it.
+func (p *Pipeline) scoringLag() float64 {
+	now := p.opts.Now()
+	var lag time.Duration
+	for _, w := range p.workers {
+		if c := w.scoring.Load(); c != 0 {
+			lag = max(lag, now.Sub(time.Unix(0, c)))
+		}
+	}
+	return lag.Seconds()
 }
 
 // readyChanged counts a series' warm-up ending (or starting again) in
