@@ -55,6 +55,12 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}
 		return float64(n)
 	})
+	// The snapshot interval is a flag, fixed for the process: exposed so
+	// that OmenSnapshotStale compares a snapshot's age with it, not with a
+	// fixed age that an interval above it always exceeded.
+	f.NewGauge(prometheus.GaugeOpts{
+		Name: "omen_snapshot_interval_seconds", Help: "Time between model state snapshots (--snapshot.interval).",
+	}).Set(p.opts.SnapshotInterval.Seconds())
 	return &metrics{
 		overBudget: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_series_over_budget_total", Help: "New series not scored because --detect.max-series was reached.",

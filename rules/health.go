@@ -106,9 +106,13 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} cannot save its model state: a restart would start the models cold.`,
 		},
 		{
-			// A zero timestamp means no snapshot yet since start.
+			// Two intervals missed, and at least 2 hours: a fixed 2 hours
+			// fired for good with --snapshot.interval above it (a 3h
+			// interval left every snapshot 2-3 hours old for an hour of
+			// each three). A zero timestamp means no snapshot yet since
+			// start.
 			name: "OmenSnapshotStale", severity: "warning", for_: 15 * time.Minute,
-			expr:    `time() - omen_snapshot_last_success_timestamp_seconds > 7200 and omen_snapshot_last_success_timestamp_seconds > 0`,
+			expr:    `time() - omen_snapshot_last_success_timestamp_seconds > clamp_min(2 * omen_snapshot_interval_seconds, 7200) and omen_snapshot_last_success_timestamp_seconds > 0`,
 			summary: `omen {{ $labels.instance }} last saved its model state {{ $value | humanizeDuration }} ago.`,
 		},
 		{
