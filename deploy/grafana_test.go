@@ -29,8 +29,8 @@ var omenMetrics = []string{
 	"omen_warm_start_remote_read_pending", "omen_warm_start_remote_read_failures_total",
 	"omen_incident_peak_score", "omen_incident_duration_seconds",
 	"omen_anomalies_total", "omen_scoring_queue_length", "omen_scoring_dropped_total", "omen_scoring_lag_seconds",
-	"omen_snapshot_failures_total", "omen_snapshot_last_success_timestamp_seconds", "omen_snapshot_interval_seconds", "omen_forecast_mase",
-	"omen_forecast_interval_coverage_ratio", "omen_forward_backlog_skipped_total", "omen_build_info",
+	"omen_snapshot_failures_total", "omen_snapshot_last_success_timestamp_seconds", "omen_snapshot_interval_seconds", "omen_config_last_reload_successful",
+	"omen_forecast_mase", "omen_forecast_interval_coverage_ratio", "omen_forward_backlog_skipped_total", "omen_build_info",
 	// client_golang's Go and process collectors, registered by omen serve.
 	"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_goroutines",
 }

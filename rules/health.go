@@ -52,6 +52,16 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} has refused writes for 10 minutes: its storage path takes none (disk full, read-only, I/O errors) or its TSDB is still opening; nothing is stored or scored, and the senders' remote-write falls behind.`,
 		},
 		{
+			// A reload (SIGHUP, /-/reload: a ConfigMap changed) that
+			// failed keeps the configuration before it, so nothing else
+			// tells that the change is not in force. max_over_time, as
+			// Prometheus's own PrometheusBadConfig: a failed scrape of
+			// omen does not start the 10 minutes again.
+			name: "OmenConfigReloadFailed", severity: "warning", for_: 10 * time.Minute,
+			expr:    `max_over_time(omen_config_last_reload_successful[5m]) == 0`,
+			summary: `omen {{ $labels.instance }} failed to reload its configuration file and runs the configuration loaded before: the change is not in force.`,
+		},
+		{
 			name: "OmenNoSamplesIngested", severity: "warning", for_: 15 * time.Minute,
 			expr:    `sum by (job, instance) (rate(omen_remote_write_samples_appended_total[10m])) == 0`,
 			summary: `omen {{ $labels.instance }} has appended no sample for 25 minutes: check Prometheus's remote_write to it.`,
