@@ -67,12 +67,18 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} has appended no sample for 25 minutes: check Prometheus's remote_write to it.`,
 		},
 		{
-			// over_budget has its own alert; the rest means the samples
-			// themselves are wrong or late.
+			// Every reason omen counts (tsdb's rejectReasons) is of the
+			// samples themselves, wrong or late; series over the budget
+			// are stored, not rejected, and have their own alert. The
+			// rule left out a reason="over_budget" omen never counted,
+			// and its summary named four of the twelve reasons: the
+			// summary lists the reasons counted now, with their shares.
 			name: "OmenSamplesRejected", severity: "warning", for_: 15 * time.Minute,
-			expr: `sum by (job, instance) (rate(omen_remote_write_samples_rejected_total{reason!="over_budget"}[5m]))
+			expr: `sum by (job, instance) (rate(omen_remote_write_samples_rejected_total[5m]))
   / sum by (job, instance) (rate(omen_remote_write_samples_received_total[5m])) > 0.01`,
-			summary: `omen {{ $labels.instance }} rejects {{ $value | humanizePercentage }} of the samples it receives (out of order, duplicate, too old or invalid labels).`,
+			summary: `omen {{ $labels.instance }} rejects {{ $value | humanizePercentage }} of the samples it receives, by reason:` +
+				`{{ range $i, $r := query (printf "sort_desc(sum by (reason) (rate(omen_remote_write_samples_rejected_total{job=%q, instance=%q}[5m])) / ignoring (reason) group_left sum(rate(omen_remote_write_samples_received_total{job=%q, instance=%q}[5m])) > 0)" $labels.job $labels.instance $labels.job $labels.instance) }}` +
+				`{{ if $i }},{{ end }} {{ $r.Labels.reason }} {{ $r.Value | humanizePercentage }}{{ end }}.`,
 		},
 		{
 			// The gauge, not the counter's rate: a refused series is
