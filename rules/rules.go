@@ -134,6 +134,12 @@ func (g generator) runbookURL(alert string) string {
 // Prometheus sets on every alert.
 var ruleLabels = []string{LabelSeverity, LabelKind, labels.AlertName}
 
+// exportDepth is how many levels of exported_ copies of a rule label an
+// input may carry and still be told apart on its alerts: exported_severity
+// and exported_exported_severity (of an input scraped, with
+// honor_labels off, from a target that had severity and exported_severity).
+const exportDepth = 2
+
 // exportRuleLabels moves the labels the alerting rules set (ruleLabels)
 // aside on expr's result, as exported_<name>, the way Prometheus's scrape
 // keeps a target's clashing labels: a rule's labels overwrite the series',
@@ -142,9 +148,20 @@ var ruleLabels = []string{LabelSeverity, LabelKind, labels.AlertName}
 // name) became one label set, and Prometheus failed the rule's whole
 // evaluation ("vector contains metrics with the same labelset after
 // applying alert labels"): no alert of the rule fired, for any input.
+// As the scrape does, an input's own exported_<name> moves one level down
+// first, to exported_exported_<name>, and so on for exportDepth levels:
+// copied onto exported_<name> over the input's own, an input with
+// severity="error" and one with exported_severity="error" were one label
+// set again, and an input's own exported_severity was lost. Each move
+// takes an absent label as absent ("(.*)" matches the empty value, and
+// label_replace removes a label set to ""), so a level the input does not
+// have is not left behind as a copy.
 func exportRuleLabels(expr string) string {
 	for _, l := range ruleLabels {
-		expr = fmt.Sprintf(`label_replace(%s, "exported_%s", "$1", "%s", "(.+)")`, expr, l, l)
+		for i := exportDepth; i >= 0; i-- {
+			src := strings.Repeat("exported_", i) + l
+			expr = fmt.Sprintf(`label_replace(%s, "exported_%s", "$1", "%s", "(.*)")`, expr, src, src)
+		}
 	}
 	return expr
 }

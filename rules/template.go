@@ -17,7 +17,9 @@ import (
 // preludeSeries defines, for an alert on a single scored series:
 //   - $sel: the matchers of all its labels but __name__, trailing comma
 //     included (PromQL accepts it), to select yhat, yhat_lower, ... of the
-//     same input (without the exported_ copies exportRuleLabels adds);
+//     same input (without the exported_ copies exportRuleLabels adds, and
+//     with the input's own exported_ labels it moved a level down under
+//     their own names: $n);
 //   - $in: the selector of the input series itself: __name__ is the value of
 //     `for`, the other labels are the same minus `for`, an input's own
 //     label for being exported_for on the outputs (exported_for
@@ -43,7 +45,8 @@ import (
 // start: the same for the anomaly alerts, which read the incident gauges.
 var preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
 {{- range $k, $v := $labels -}}{{- if and (ne $k "__name__")` + notExported() + ` -}}
-{{- $sel = printf "%s%s=%q," $sel $k $v -}}
+` + seriesLabel() + `
+{{- $sel = printf "%s%s=%q," $sel $n $v -}}
 ` + outputLabel + `
 {{- if match "^(exported_)*kind$" $o -}}{{- $ready = printf "%sexported_%s=%q," $ready $o $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $o $v -}}{{- end -}}
 {{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in (reReplaceAll "^exported_((exported_)*for)$" "$1" $o) $v -}}{{- end -}}
@@ -53,6 +56,14 @@ var preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__
 {{- with query (printf "omen_model_ready{%s} or ignoring(kind) topk(1, last_over_time(timestamp(omen_model_ready{%s})[10m:15s]))" $ready $ready) -}}{{- with first . -}}{{- $counter = eq .Labels.kind "counter" -}}{{- end -}}{{- end -}}
 {{- if $counter -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
 `
+
+// seriesLabel defines $n in preludeSeries, the name a label of the alert
+// has on the series it fired on: an input's own exported_<rule label>,
+// which exportRuleLabels moved to exported_exported_<rule label>, is
+// looked up under its own name.
+func seriesLabel() string {
+	return fmt.Sprintf(`{{- $n := reReplaceAll "^exported_((exported_)+(%s))$" "$1" $k -}}`, strings.Join(ruleLabels, "|"))
+}
 
 // notExported returns the template conditions that leave out the
 // exported_ copies exportRuleLabels adds, one per rule label.
@@ -98,7 +109,7 @@ const explanation = `{{- $v := 0.0 -}}{{- $hasV := false -}}
 
 // outputLabel defines $o in preludeSeries for an alert on one of omen's
 // outputs other than the forecasts: its labels are named as there.
-const outputLabel = `{{- $o := $k -}}`
+const outputLabel = `{{- $o := $n -}}`
 
 // forecastLabel defines $o for an alert on a forecast family: an input's own
 // horizon label is exported_horizon on the forecasts only (exported_horizon
@@ -106,7 +117,7 @@ const outputLabel = `{{- $o := $k -}}`
 // omen_model_ready, as on the input. Without it a capacity alert on an
 // input with a horizon label looked for the input, and its model's kind,
 // under exported_horizon, and showed its value as n/a.
-const forecastLabel = `{{- $o := reReplaceAll "^exported_((exported_)*horizon)$" "$1" $k -}}`
+const forecastLabel = `{{- $o := reReplaceAll "^exported_((exported_)*horizon)$" "$1" $n -}}`
 
 // seriesTmpl prefixes body with the single-series prelude.
 func seriesTmpl(body string) string { return preludeSeries + body }
