@@ -1,12 +1,19 @@
 package deploy
 
 import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
@@ -198,4 +205,86 @@ func TestTicketsTellSeriesApart(t *testing.T) {
 		require.NotContains(t, lines[j], "severity=", out)
 		require.NotContains(t, lines[j], "namespace=", out)
 	}
+}
+
+// TestLagInhibitsItsOmenOnly posts alerts to the real Alertmanager running
+// the shipped configuration: a lagging omen silences the anomalies scored
+// by it (omen_instance, which the shipped scrape configurations put on the
+// incident gauges and omen's own metrics), not those another shard scored,
+// nor a group's page, which spans shards. Without equal, one lagging shard
+// silenced every shard's anomaly alerts: nothing else ties an anomaly alert
+// to its omen (its job and instance are its input's).
+func TestLagInhibitsItsOmenOnly(t *testing.T) {
+	am := tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	cfg, err := filepath.Abs(amConfig)
+	require.NoError(t, err)
+	cmd := exec.Command(am, "--config.file="+cfg, "--storage.path="+t.TempDir(),
+		"--web.listen-address="+addr, "--cluster.listen-address=")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	base := "http://" + addr
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/-/ready")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "Alertmanager not ready:\n%s", &logs)
+
+	omen0, omen1 := "omen-0:9201", "omen-1:9201"
+	alert := func(name string, ls map[string]string) map[string]any {
+		ls["alertname"] = name
+		return map[string]any{"labels": ls}
+	}
+	alerts := []map[string]any{
+		alert("OmenScoringLagging", map[string]string{rules.LabelKind: rules.KindHealth, rules.LabelSeverity: "warning",
+			"job": rules.OmenJob, "instance": omen0, rules.LabelOmenInstance: omen0}),
+		alert(rules.AlertSeriesAnomalous, map[string]string{rules.LabelKind: rules.KindAnomaly, rules.LabelSeverity: "warning",
+			"namespace": "shop", "job": "api", "instance": "10.0.0.7:80", "for": "http_requests_total", rules.LabelOmenInstance: omen0}),
+		alert(rules.AlertSeriesAnomalous, map[string]string{rules.LabelKind: rules.KindAnomaly, rules.LabelSeverity: "warning",
+			"namespace": "shop", "job": "api", "instance": "10.0.0.8:80", "for": "http_requests_total", rules.LabelOmenInstance: omen1}),
+		alert(rules.AlertAnomalyCritical, map[string]string{rules.LabelKind: rules.KindAnomaly, rules.LabelSeverity: "critical",
+			"namespace": "pay", "job": "web"}),
+	}
+	body, err := json.Marshal(alerts)
+	require.NoError(t, err)
+	resp, err := http.Post(base+"/api/v2/alerts", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// Which alerts are inhibited, by the instance of the input or the page's
+	// group; inhibitions are worked out as the alerts are read.
+	want := map[string]bool{"OmenScoringLagging": false, "10.0.0.7:80": true, "10.0.0.8:80": false, "pay/web": false}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		resp, err := http.Get(base + "/api/v2/alerts")
+		require.NoError(c, err)
+		defer resp.Body.Close()
+		var list []struct {
+			Labels map[string]string `json:"labels"`
+			Status struct {
+				InhibitedBy []string `json:"inhibitedBy"`
+			} `json:"status"`
+		}
+		require.NoError(c, json.NewDecoder(resp.Body).Decode(&list))
+		got := map[string]bool{}
+		for _, a := range list {
+			key := a.Labels["alertname"]
+			switch key {
+			case rules.AlertSeriesAnomalous:
+				key = a.Labels["instance"]
+			case rules.AlertAnomalyCritical:
+				key = a.Labels["namespace"] + "/" + a.Labels["job"]
+			}
+			got[key] = len(a.Status.InhibitedBy) > 0
+		}
+		assert.Equal(c, want, got, "inhibited")
+	}, 10*time.Second, 50*time.Millisecond)
 }

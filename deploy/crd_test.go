@@ -30,6 +30,8 @@ type serviceMonitor struct {
 			ScrapeTimeout string       `json:"scrapeTimeout,omitempty"`
 			HonorLabels   bool         `json:"honorLabels,omitempty"`
 			Relabelings   []relabeling `json:"relabelings,omitempty"`
+			// MetricRelabelings are the scrape's metric_relabel_configs.
+			MetricRelabelings []relabeling `json:"metricRelabelings,omitempty"`
 		} `json:"endpoints"`
 	} `json:"spec"`
 }

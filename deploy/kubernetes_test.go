@@ -401,7 +401,8 @@ func checkOmen(t *testing.T, objs []object) deployment {
 		"pod", "omen-0", "container", "omen", "endpoint", "http")
 	lb := labels.NewBuilder(target)
 	require.True(t, relabel.ProcessBuilder(lb, relabelConfigs(t, ep.Relabelings)...))
-	require.Equal(t, labels.FromStrings("job", rules.OmenJob, "instance", "10.0.0.7:9091"), lb.Labels())
+	require.Equal(t, labels.FromStrings("job", rules.OmenJob, "instance", "10.0.0.7:9091", rules.LabelOmenInstance, "omen-0"), lb.Labels())
+	checkOmenInstance(t, relabelConfigs(t, ep.MetricRelabelings), "omen-0")
 
 	pr := find[*prometheusRule](t, objs, "PrometheusRule", "omen")
 	require.Equal(t, "prometheus", pr.Labels["release"])

@@ -162,6 +162,44 @@ func TestScrapeHonorsLabels(t *testing.T) {
 	require.True(t, c.ScrapeConfigs[0].HonorLabels)
 }
 
+// TestScrapeNamesTheOmen: the shipped scrape configuration puts
+// omen_instance, the omen's address, on the series the lag inhibition
+// compares (the incident gauges of the anomaly alerts, omen's own metrics
+// of the lag alerts), and not on the outputs joined with their inputs.
+func TestScrapeNamesTheOmen(t *testing.T) {
+	sc := loadPromConfig(t, read(t, "prometheus/scrape.yml")).ScrapeConfigs[0]
+	lb := labels.NewBuilder(labels.FromStrings("__address__", "omen:9201", "job", rules.OmenJob))
+	require.True(t, relabel.ProcessBuilder(lb, sc.RelabelConfigs...))
+	require.Equal(t, "omen:9201", lb.Get(rules.LabelOmenInstance))
+	checkOmenInstance(t, sc.MetricRelabelConfigs, "omen:9201")
+}
+
+// checkOmenInstance runs the metric relabelling mrc over series scraped
+// from the omen named instance (target labels applied, honor_labels): the
+// series the lag inhibition compares keep omen_instance, the outputs the
+// annotations and dashboards join with their inputs lose it.
+func checkOmenInstance(t *testing.T, mrc []*relabel.Config, instance string) {
+	t.Helper()
+	for _, tc := range []struct {
+		name string
+		keep bool
+	}{
+		{"omen_incident_peak_score", true}, {"omen_incident_duration_seconds", true},
+		{"omen_scoring_lag_seconds", true}, {"omen_scoring_dropped_total", true},
+		{"anomaly_score", false}, {"yhat", false}, {"yhat_lower", false}, {"yhat_upper", false},
+		{"forecast", false}, {"forecast_lower", false}, {"forecast_upper", false}, {"omen_model_ready", false},
+	} {
+		b := labels.NewBuilder(labels.FromStrings("__name__", tc.name, "for", "x", "job", "api", rules.LabelOmenInstance, instance))
+		require.True(t, relabel.ProcessBuilder(b, mrc...), tc.name)
+		ls := b.Labels()
+		if tc.keep {
+			require.Equal(t, instance, ls.Get(rules.LabelOmenInstance), tc.name)
+		} else {
+			require.False(t, ls.Has(rules.LabelOmenInstance), tc.name)
+		}
+	}
+}
+
 // outputs and inputs are label sets the write relabelling must drop (omen's
 // own output, which would loop back) and keep.
 var (

@@ -18,7 +18,7 @@ import (
 // with no job omen's job="omen": the alerts' annotations and the series
 // dashboard then looked for an input that is not there. omen exposes the
 // missing ones empty, which keeps them out; its own metrics keep the
-// target's job and instance.
+// target's job and instance, and have omen_instance.
 func TestOutputsKeepTheirOrigin(t *testing.T) {
 	need(t, "prometheus")
 	omen := startOmen(t, "")
@@ -71,4 +71,7 @@ func TestOutputsKeepTheirOrigin(t *testing.T) {
 	require.Len(t, self, 1)
 	require.Equal(t, "omen", self[0].Metric["job"])
 	require.Equal(t, omen.Addr, self[0].Metric["instance"])
+	// And omen_instance, which Alertmanager's lag inhibition compares: on
+	// omen's own metrics, not on the outputs beside their inputs (above).
+	require.Equal(t, omen.Addr, self[0].Metric["omen_instance"])
 }

@@ -41,6 +41,11 @@ const (
 	KindCapacity  = "capacity"
 	KindHealth    = "health"
 	LabelSeverity = "severity"
+	// LabelOmenInstance names the omen a series was scraped from: the
+	// scrape configurations under deploy/ put it on the incident gauges
+	// and omen's own metrics (not on the outputs beside their inputs), and
+	// Alertmanager's inhibitions match a lagging omen's anomalies by it.
+	LabelOmenInstance = "omen_instance"
 )
 
 // DefaultRunbookURL is used when alerting.runbook_url is empty: the runbooks

@@ -19,7 +19,8 @@ import (
 //     included (PromQL accepts it), to select yhat, yhat_lower, ... of the
 //     same input (without the exported_ copies exportRuleLabels adds, and
 //     with the input's own exported_ labels it moved a level down under
-//     their own names: $n);
+//     their own names: $n; and without omen_instance, which the scrape
+//     puts on the incident gauges only, not on the outputs nor the input);
 //   - $in: the selector of the input series itself: __name__ is the value of
 //     `for`, the other labels are the same minus `for`, an input's own
 //     label for being exported_for on the outputs (exported_for
@@ -44,7 +45,7 @@ import (
 // forecasts (anomaly_score, omen_model_ready), from which $in and $ready
 // start: the same for the anomaly alerts, which read the incident gauges.
 var preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
-{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__")` + notExported() + ` -}}
+{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "` + LabelOmenInstance + `")` + notExported() + ` -}}
 ` + seriesLabel() + `
 {{- $sel = printf "%s%s=%q," $sel $n $v -}}
 ` + outputLabel + `
