@@ -31,12 +31,31 @@ const (
 
 // incidents selects the series in an incident that reached tier t: peak
 // score above t.Score and an event that has gone on for t.For.
-func incidents(t config.Tier) string {
-	expr := fmt.Sprintf("%s > %s", metricIncidentPeak, num(t.Score))
+func incidents(t config.Tier) string { return incidentsOf(t, "") }
+
+// incidentsOf is incidents with sel after each metric name: "{%s}" makes it
+// a template's printf format over a selector, one argument per "%s".
+func incidentsOf(t config.Tier, sel string) string {
+	expr := fmt.Sprintf("%s%s > %s", metricIncidentPeak, sel, num(t.Score))
 	if secs := time.Duration(t.For).Seconds(); secs > 0 {
-		expr = fmt.Sprintf("%s and %s >= %s", expr, metricIncidentDuration, num(secs))
+		expr = fmt.Sprintf("%s and %s%s >= %s", expr, metricIncidentDuration, sel, num(secs))
 	}
 	return expr
+}
+
+// tierQuery returns, for a template over the group selector $sel, the
+// printf format and arguments of incidents(t) in the group.
+func tierQuery(t config.Tier) (format, args string) {
+	format = incidentsOf(t, "{%s}")
+	return format, strings.Repeat(" $sel", strings.Count(format, "%s"))
+}
+
+// forWording words a tier's duration for the descriptions ("" for none).
+func forWording(t config.Tier) string {
+	if t.For == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" for %s or more", t.For)
 }
 
 // goneOn words a tier's duration for the summaries ("" for none).
@@ -97,6 +116,8 @@ func (g generator) recordingRules() []rulefmt.Rule {
 func (g generator) anomalyRules() []rulefmt.Rule {
 	w, c := num(g.warning.Score), num(g.crit.Score)
 	page := fmt.Sprintf("max %s (%s)", g.by(), incidents(g.crit))
+	critQ, critArgs := tierQuery(g.crit)
+	warnQ, warnArgs := tierQuery(g.warning)
 	if slices.ContainsFunc(g.groupBy, func(l string) bool { return slices.Contains(ruleLabels, l) }) {
 		page = exportRuleLabels(page)
 	}
@@ -127,28 +148,34 @@ func (g generator) anomalyRules() []rulefmt.Rule {
 			},
 			Annotations: map[string]string{
 				"summary": fmt.Sprintf(`Anomalies in %s: an incident with peak score {{ $value | printf "%%.2f" }} (above %s)%s.`, groupName(g.groupBy), c, goneOn(g.crit)),
+				// The counts and the worst are of the incidents that reached
+				// a tier, its for included, as the alerts are: counted by
+				// peak alone, a glitch (over at once, which never pages) was
+				// one of the "series above 2" and, peaking highest, headed
+				// the list, over the incident that paged.
 				"description": groupTmpl(g.groupBy, fmt.Sprintf(
-					`{{ with query (printf "count(%[3]s{%%s} > %[1]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} series in incidents that peaked above %[1]s, `+
-						`{{ with query (printf "count(%[3]s{%%s} > %[2]s)" $sel) }}{{ . | first | value }}{{ else }}0{{ end }} above %[2]s. Worst:`,
-					c, w, metricIncidentPeak)+worst(g.groupBy)),
+					`{{ with query (printf "count(%s)"%s) }}{{ . | first | value }}{{ else }}0{{ end }} series in incidents above %s%s, `+
+						`{{ with query (printf "count(%s)"%s) }}{{ . | first | value }}{{ else }}0{{ end }} above %s%s. Worst:`,
+					critQ, critArgs, c, forWording(g.crit), warnQ, warnArgs, w, forWording(g.warning))+
+					worst(g.groupBy, "("+critQ+") or ("+warnQ+")", critArgs+warnArgs)),
 				"runbook_url": g.runbookURL(AlertAnomalyCritical),
 			},
 		},
 	}
 }
 
-// worst lists the five highest incident peaks of the group in $sel, highest
-// first, each as its input's name and the labels that tell it from the
+// worst lists the five highest incident peaks of the group in $sel among
+// the incidents the printf format q selects (with args), highest first, each as its input's name and the labels that tell it from the
 // group's other series (for http_requests_total{instance="b"} (2.00)): by
 // name alone, the series of one metric in a group (its pods, its status
 // codes) read the same, and the page did not say which to look at.
-func worst(groupBy []string) string {
+func worst(groupBy []string, q, args string) string {
 	var skip strings.Builder
 	for _, l := range append([]string{labels.MetricName, "for"}, groupBy...) {
 		fmt.Fprintf(&skip, " (ne $k %q)", l)
 	}
-	return fmt.Sprintf(`{{ range query (printf "sort_desc(topk(5, %s{%%s}))" $sel) }} {{ .Labels.for }}`+
+	return fmt.Sprintf(`{{ range query (printf "sort_desc(topk(5, %s))"%s) }} {{ .Labels.for }}`+
 		`{{- $l := "" }}{{ range $k, $v := .Labels }}{{ if and%s }}{{ $l = printf "%%s%%s=%%q, " $l $k $v }}{{ end }}{{ end }}`+
 		`{{- with $l }}{{ "{" }}{{ reReplaceAll ", $" "" . }}{{ "}" }}{{ end }} ({{ .Value | printf "%%.2f" }}){{ end }}`,
-		metricIncidentPeak, skip.String())
+		q, args, skip.String())
 }
