@@ -718,12 +718,30 @@ func (w *worker) seen(s *series, nowMs int64) {
 // sweep drops the state of series not seen for StaleAfter (a derived
 // input's: StaleAfter past its interval, which may be longer).
 func (w *worker) sweep() {
-	cut := w.p.opts.Now().Add(-w.p.opts.StaleAfter).UnixMilli()
+	now := w.p.opts.Now()
+	cut := now.Add(-w.p.opts.StaleAfter).UnixMilli()
+	// A full budget does not wait StaleAfter for the series whose input
+	// went stale (a rollout's old pods: Prometheus marked every series of
+	// their targets) and has sent nothing since for Prometheus's lookback:
+	// those have left every query, and their room goes to the series it
+	// refuses (a Recreate rollout's new pods were left unscored for
+	// StaleAfter, an hour by default, while the dead pods held the room).
+	// A scrape that failed once marks its series too, but they are back
+	// within the lookback; one back later warms from its history, as any
+	// series whose models were dropped.
+	staleCut := cut
+	if w.p.overBudgetNow.Load() > 0 {
+		staleCut = max(cut, now.UnixMilli()-lookbackMs)
+	}
 	ivs := w.p.intervals()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for ref, s := range w.series {
-		if s.lastSeen < cut-ivs.everyMs(s) {
+		c := cut
+		if s.pub.stale {
+			c = staleCut
+		}
+		if s.lastSeen < c-ivs.everyMs(s) {
 			w.drop(ref, s)
 		}
 	}
