@@ -477,27 +477,37 @@ func TestOverBudgetLeaves(t *testing.T) {
 	require.Equal(t, int64(0), e.p.overBudgetNow.Load(), "refused series that left are not over the budget now")
 }
 
-// TestStaleSeriesLeaveFullBudget: a Recreate rollout replaces every pod at
-// once; the old pods' series get staleness markers and the new ones come
-// while the old still hold --detect.max-series. Once the old have been
-// gone for Prometheus's lookback, the sweep gives their room to the new
-// ones still sending (they waited --detect.stale-after, an hour by
-// default). Within the lookback (a failed scrape's markers, whose series
-// come back at the next one), or while no series waits for room, the
-// models of a series that went stale are kept for --detect.stale-after.
-func TestStaleSeriesLeaveFullBudget(t *testing.T) {
+// TestStaleSeriesLeaveFullBudgets: a Recreate rollout replaces every pod
+// at once; the old pods' series get staleness markers and the new ones
+// come while the old still hold --detect.max-series, or
+// --forecast.max-series. Once the old have been gone for Prometheus's
+// lookback, the sweep gives their room to the new ones still sending (they
+// waited --detect.stale-after, an hour by default). Within the lookback (a
+// failed scrape's markers, whose series come back at the next one), or
+// while no series waits for room, a series that went stale keeps its
+// models for --detect.stale-after.
+func TestStaleSeriesLeaveFullBudgets(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		waiting bool          // new pods refused for the budget
-		after   time.Duration // from the old pods' markers to the sweep
-		scored  []string      // series scored after the sweep
+		name      string
+		forecasts bool          // the full budget is --forecast.max-series's
+		waiting   bool          // new pods want room
+		after     time.Duration // from the old pods' markers to the sweep
+		holders   []string      // the pods whose series hold the budget after the sweep
 	}{
-		{"gone past the lookback, new pods waiting", true, 6 * time.Minute, []string{"new"}},
-		{"gone within the lookback", true, 4 * time.Minute, []string{"old"}},
-		{"nobody waiting", false, 6 * time.Minute, []string{"old"}},
+		{"gone past the lookback, new pods waiting", false, true, 6 * time.Minute, []string{"new"}},
+		{"gone within the lookback", false, true, 4 * time.Minute, []string{"old"}},
+		{"nobody waiting", false, false, 6 * time.Minute, []string{"old"}},
+		{"forecasters: gone past the lookback, new pods waiting", true, true, 6 * time.Minute, []string{"new"}},
+		{"forecasters: gone within the lookback", true, true, 4 * time.Minute, []string{"old"}},
+		{"forecasters: nobody waiting", true, false, 6 * time.Minute, []string{"old"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, "", nil, func(o *Options) { o.MaxSeries = 2 })
+			e := newEnv(t, "", nil, func(o *Options) {
+				o.MaxSeries, o.ForecastMaxSeries = 2, 100
+				if tc.forecasts {
+					o.MaxSeries, o.ForecastMaxSeries = 100, 2
+				}
+			})
 			mk := func(p string, n int) (ls []labels.Labels, vs []float64) {
 				for i := range n {
 					ls = append(ls, labels.FromStrings("__name__", "g", "pod", p+"-"+string(rune('a'+i))))
@@ -510,14 +520,13 @@ func TestStaleSeriesLeaveFullBudget(t *testing.T) {
 			for k := range 3 {
 				e.push(t0.UnixMilli()+int64(k)*stepMs, model.MetricTypeGauge, old, ov)
 			}
-			e.sync() // the old pods scored before the new come
+			e.sync() // the old pods hold the budget before the new come
 			stale := math.Float64frombits(value.StaleNaN)
 			e.push(t0.UnixMilli()+3*stepMs, model.MetricTypeGauge, old, []float64{stale, stale})
 			if tc.waiting {
 				e.push(t0.UnixMilli()+3*stepMs, model.MetricTypeGauge, nw, nv)
 			}
 			e.sync()
-			require.Equal(t, int64(2), e.p.scored.Load())
 			now := t0.Add(tc.after)
 			e.clock.set(now)
 			if tc.waiting {
@@ -533,12 +542,20 @@ func TestStaleSeriesLeaveFullBudget(t *testing.T) {
 				e.push(now.UnixMilli()+stepMs, model.MetricTypeGauge, nw, nv)
 				e.sync()
 			}
-			require.Equal(t, int64(2), e.p.scored.Load())
-			pods := map[string]bool{}
+			holders := map[string]bool{}
 			for _, w := range e.p.workers {
-				w.view(func(s *series) { pods[strings.SplitN(s.in.Get("pod"), "-", 2)[0]] = true })
+				w.view(func(s *series) {
+					if !tc.forecasts || s.fc != nil {
+						holders[strings.SplitN(s.in.Get("pod"), "-", 2)[0]] = true
+					}
+				})
 			}
-			require.Equal(t, tc.scored, slices.Sorted(maps.Keys(pods)))
+			require.Equal(t, tc.holders, slices.Sorted(maps.Keys(holders)))
+			used := e.p.scored.Load()
+			if tc.forecasts {
+				used = e.p.forecasting.Load()
+			}
+			require.Equal(t, int64(2), used, "the budget is used whole")
 		})
 	}
 }

@@ -729,9 +729,9 @@ func (w *worker) sweep() {
 	// A scrape that failed once marks its series too, but they are back
 	// within the lookback; one back later warms from its history, as any
 	// series whose models were dropped.
-	staleCut := cut
+	staleCut, goneCut := cut, max(cut, now.UnixMilli()-lookbackMs)
 	if w.p.overBudgetNow.Load() > 0 {
-		staleCut = max(cut, now.UnixMilli()-lookbackMs)
+		staleCut = goneCut
 	}
 	ivs := w.p.intervals()
 	w.mu.Lock()
@@ -768,16 +768,40 @@ func (w *worker) sweep() {
 	// sweep rebuilt series for the same room, most of them to no
 	// forecaster, and a derived input, which has no history to warm
 	// from, went cold.)
+	//
+	// With no room, the forecasters of series that went stale and have
+	// sent nothing for the lookback go to the series here that want one,
+	// as the detectors' room does above: a rollout's new pods forecast
+	// nothing for --detect.stale-after while the dead pods' forecasters,
+	// which forecast nothing either, held the budget. Their detectors are
+	// kept; one back later gets a forecaster again as room appears.
+	cfg := w.p.cfg.Load()
+	if !w.p.forecastRoom() {
+		// The gone series first: usually none, and then no series'
+		// selection is matched again.
+		var gone []*series
+		for _, s := range w.series {
+			if s.fc != nil && s.pub.stale && s.lastSeen < goneCut-ivs.everyMs(s) {
+				gone = append(gone, s)
+			}
+		}
+		for _, s := range w.series {
+			if len(gone) == 0 {
+				break
+			}
+			if _, ok := wantsForecaster(cfg, s); ok {
+				gone[len(gone)-1].fc = nil
+				gone = gone[:len(gone)-1]
+				w.p.forecasting.Add(-1)
+			}
+		}
+	}
 	if !w.p.forecastRoom() {
 		return
 	}
-	cfg := w.p.cfg.Load()
 	for _, s := range w.series {
-		if s.fc != nil || s.grp != nil || s.rebuild {
-			continue
-		}
-		sc, ok := scoringOf(cfg, s.in, s.name, isDerived(s))
-		if !ok || len(sc.ForecastHorizons) == 0 {
+		sc, ok := wantsForecaster(cfg, s)
+		if !ok {
 			continue
 		}
 		if !reserve(&w.p.forecasting, &w.p.fcHeld, w.p.opts.ForecastMaxSeries, false) {
@@ -786,6 +810,18 @@ func (w *worker) sweep() {
 		s.fc = newFcState(horizonsOf(sc))
 		s.fc.warmDue = !isDerived(s)
 	}
+}
+
+// wantsForecaster reports whether the sweep is to give s a forecaster when
+// there is room, and its options: cfg gives it horizons, it has none, and
+// it is live (a stale series' would forecast nothing). Not a group's (it
+// has no single value), nor one to be rebuilt (it gets one then).
+func wantsForecaster(cfg *config.Config, s *series) (config.Scoring, bool) {
+	if s.fc != nil || s.grp != nil || s.rebuild || s.pub.stale {
+		return config.Scoring{}, false
+	}
+	sc, ok := scoringOf(cfg, s.in, s.name, isDerived(s))
+	return sc, ok && len(sc.ForecastHorizons) > 0
 }
 
 // reserve takes one of budget for a series, counted in n, if one is free.
