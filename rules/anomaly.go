@@ -165,10 +165,11 @@ func (g generator) anomalyRules() []rulefmt.Rule {
 }
 
 // worst lists the five highest incident peaks of the group in $sel among
-// the incidents the printf format q selects (with args), highest first, each as its input's name and the labels that tell it from the
-// group's other series (for http_requests_total{instance="b"} (2.00)): by
-// name alone, the series of one metric in a group (its pods, its status
-// codes) read the same, and the page did not say which to look at.
+// the incidents the printf format q selects (with args), highest first,
+// each as its input's name and the labels that tell it from the group's
+// other series (for http_requests_total{instance="b"} (2.00)): by name
+// alone, the series of one metric in a group (its pods, its status codes)
+// read the same, and the page did not say which to look at.
 func worst(groupBy []string, q, args string) string {
 	var skip strings.Builder
 	for _, l := range append([]string{labels.MetricName, "for"}, groupBy...) {
