@@ -85,7 +85,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 			Name: "omen_scoring_dropped_total", Help: "Samples not scored because a scorer queue was full.",
 		}),
 		lag: f.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "omen_scoring_lag_seconds", Help: "How far scoring is behind: the time since the commit of the oldest batch a scorer worker is scoring now, 0 while none is.",
+			Name: "omen_scoring_lag_seconds", Help: "How far scoring is behind: the time since the commit of the oldest batch a scorer worker is scoring now, or since a worker with batches queued started another task (a snapshot, a reload), 0 while none is.",
 		}, p.scoringLag),
 		snapFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_snapshot_failures_total", Help: "Model state snapshots that could not be written.",

@@ -1289,4 +1289,38 @@ func TestScoringLagFollowsTheBacklog(t *testing.T) {
 	e.sync()
 	// Scored, and nothing else comes: no lag, however late the last was.
 	require.Zero(t, testutil.ToFloat64(e.p.m.lag), "no batch left behind")
+
+	// A worker on another task (here the head's deletions, which wait for
+	// the lock) with a batch queued behind it: the batch waits as long as
+	// the task, though no worker has taken it.
+	for _, w := range e.p.workers {
+		w.mu.Lock()
+	}
+	unlock = sync.OnceFunc(func() {
+		for _, w := range e.p.workers {
+			w.mu.Unlock()
+		}
+	})
+	t.Cleanup(unlock)
+	refs := make([]storage.SeriesRef, 0, len(e.p.workers))
+	for r := storage.SeriesRef(1); len(refs) < len(e.p.workers); r++ {
+		if shardOf(r, len(e.p.workers)) == len(refs) {
+			refs = append(refs, r)
+		}
+	}
+	e.p.SeriesDeleted(refs)
+	require.Eventually(t, func() bool {
+		for _, w := range e.p.workers {
+			if w.busy.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	}, timeout, tick, "the workers on the deletions")
+	e.push(t0.UnixMilli()+2*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, []float64{3})
+	e.clock.set(t0.Add(180 * time.Second))
+	require.Equal(t, 90.0, testutil.ToFloat64(e.p.m.lag), "a batch queued behind a task counts from the task's start")
+	unlock()
+	e.sync()
+	require.Zero(t, testutil.ToFloat64(e.p.m.lag), "no batch left behind")
 }

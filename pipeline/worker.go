@@ -42,9 +42,11 @@ type worker struct {
 	quit       chan struct{}
 	done       chan struct{}
 	// scoring is the commit time (Unix ns) of the batch the worker is
-	// scoring, 0 between batches: omen_scoring_lag_seconds reads it at
-	// scrape time (see Pipeline.scoringLag).
-	scoring atomic.Int64
+	// scoring, 0 between batches; busy the time the worker started a task
+	// other than a batch (a snapshot, a reload, a sweep), 0 when none:
+	// omen_scoring_lag_seconds reads them at scrape time (see
+	// Pipeline.scoringLag).
+	scoring, busy atomic.Int64
 
 	mu      sync.RWMutex
 	series  map[storage.SeriesRef]*series
@@ -129,24 +131,26 @@ func (w *worker) run(ctx context.Context) {
 		case b := <-w.queue:
 			w.process(ctx, b)
 		case r := <-w.snap:
-			r.done <- w.encode(r.enc)
+			w.task(func() { r.done <- w.encode(r.enc) })
 		case <-w.wake:
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
-				w.reconfigure(ctx, g)
+				w.task(func() { w.reconfigure(ctx, g) })
 			}
 		case <-w.gone:
 			w.goneMu.Lock()
 			refs := w.goneRefs
 			w.goneRefs = nil
 			w.goneMu.Unlock()
-			w.forget(refs)
+			w.task(func() { w.forget(refs) })
 		case rs := <-w.backfilled:
-			w.rewarm(ctx, rs)
+			w.task(func() { w.rewarm(ctx, rs) })
 		case <-sweep.C:
-			if g := w.p.cfgGen.Load(); g != w.cfgGen {
-				w.reconfigure(ctx, g)
-			}
-			w.sweep()
+			w.task(func() {
+				if g := w.p.cfgGen.Load(); g != w.cfgGen {
+					w.reconfigure(ctx, g)
+				}
+				w.sweep()
+			})
 		case <-w.quit:
 			// Score what is queued, then stop.
 			for {
@@ -163,10 +167,25 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
+// task runs f, a task other than scoring a batch, with the worker marked
+// busy since now: the batches that queue meanwhile wait for it, and
+// omen_scoring_lag_seconds says so (see Pipeline.scoringLag).
+func (w *worker) task(f func()) {
+	w.busy.Store(w.p.opts.Now().UnixNano())
+	defer w.busy.Store(0)
+	f()
+}
+
 // process scores a batch and appends the outputs in one transaction.
 func (w *worker) process(ctx context.Context, b *batch) {
 	defer putBatch(b)
 	p := w.p
+	if b.barrier == nil {
+		// From the start: a reload below, taken at the batch, delays
+		// it as much as its scoring.
+		w.scoring.Store(b.committed.UnixNano())
+		defer w.scoring.Store(0)
+	}
 	if g := p.cfgGen.Load(); g != w.cfgGen {
 		w.reconfigure(ctx, g)
 	}
@@ -177,8 +196,6 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		close(b.barrier)
 		return
 	}
-	w.scoring.Store(b.committed.UnixNano())
-	defer w.scoring.Store(0)
 	now := p.opts.Now()
 	nowMs := now.UnixMilli()
 	so := p.stepOpts()
@@ -333,15 +350,19 @@ func (w *worker) process(ctx context.Context, b *batch) {
 // at its end: once ingestion stopped (a sender gone, a shard's share moved
 // away), the gauge kept that value for good, so an OmenScoringLagging that
 // fired went on firing on an idle omen; and a worker stuck on one batch
-// showed the lag of the batch before. A batch waiting while its worker
-// does something else (a snapshot, a reload) counts from when the worker
-// takes it.
+// showed the lag of the batch before. A worker on another task (a
+// snapshot, a reload, a sweep, a warm start's replay) with batches queued
+// behind it counts from the task's start: those batches wait at least that
+// long (counted from their commit only once taken, a worker stuck on a
+// long task read 0 however many waited).
 func (p *Pipeline) scoringLag() float64 {
 	now := p.opts.Now()
 	var lag time.Duration
 	for _, w := range p.workers {
 		if c := w.scoring.Load(); c != 0 {
 			lag = max(lag, now.Sub(time.Unix(0, c)))
+		} else if b := w.busy.Load(); b != 0 && len(w.queue) > 0 {
+			lag = max(lag, now.Sub(time.Unix(0, b)))
 		}
 	}
 	return lag.Seconds()
