@@ -73,8 +73,12 @@ func backfillFromPrometheus(t *testing.T, promtool, global, relabel string, omen
 	out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", omFile, data).CombinedOutput()
 	require.NoError(t, err, string(out))
 
+	// A derived input over the seasonal series: its history is the
+	// expression evaluated over Prometheus's too.
+	cfgFile := filepath.Join(dir, "omen.yml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(fmt.Sprintf("derived:\n  - {name: %s, expr: '%s * 2', interval: 15s}\n", derivedName, seasonalName)), 0o644))
 	promPort := freePort(t)
-	omen := startOmen(t, "", append([]string{"--snapshot.interval=1h",
+	omen := startOmen(t, "", append([]string{"--snapshot.interval=1h", "--config.file=" + cfgFile,
 		"--backfill.remote-read-url=http://127.0.0.1:" + strconv.Itoa(promPort) + "/api/v1/read"}, omenArgs...)...)
 	requirePipeline(t, omen.URL)
 	prom := startPrometheusAt(t, data, promPort, func(string) string {
@@ -121,16 +125,35 @@ remote_write:
 	require.LessOrEqual(t, *c.YhatLower, c.Value)
 	require.LessOrEqual(t, c.Value, *c.YhatUpper)
 
-	// Forecasts from the warmed forecasters, at every default horizon.
-	waitFor(t, 2*time.Minute, "forecasts on /metrics", func() bool {
-		return !math.IsNaN(metricsGaugeWith(t, omen.URL, "forecast", seasonalName, "30m"))
+	// The derived input's first evaluation is scored by a model warmed
+	// from the expression over Prometheus's history (it warmed from
+	// omen's own minutes, and forecast only after ~1.6 h).
+	waitFor(t, 60*time.Second, "the derived input evaluated", func() bool {
+		return len(anomaliesOf(t, omen.URL, derivedName)) == 1
 	})
-	for _, h := range []string{"5m", "15m", "30m"} {
-		f := metricsGaugeWith(t, omen.URL, "forecast", seasonalName, h)
-		require.InDelta(t, 100, f, 40, "forecast{horizon=%q}", h)
-		lo := metricsGaugeWith(t, omen.URL, "forecast_lower", seasonalName, h)
-		hi := metricsGaugeWith(t, omen.URL, "forecast_upper", seasonalName, h)
-		require.LessOrEqual(t, lo, f, h)
-		require.LessOrEqual(t, f, hi, h)
+	d := anomaliesOf(t, omen.URL, derivedName)[0]
+	require.True(t, d.Ready, "the derived input's first evaluation needed a warm-up")
+	require.Equal(t, 1.0, metricsGauge(t, omen.URL, "omen_model_ready", derivedName))
+	require.Greater(t, metricsGauge(t, omen.URL, "omen_warm_start_samples_total", ""), warmed+1000, "the derived input replays hours of history")
+
+	// Forecasts from the warmed forecasters, at every default horizon.
+	for _, tc := range []struct {
+		name  string
+		level float64
+	}{{seasonalName, 100}, {derivedName, 200}} {
+		waitFor(t, 2*time.Minute, "forecasts on /metrics", func() bool {
+			return !math.IsNaN(metricsGaugeWith(t, omen.URL, "forecast", tc.name, "30m"))
+		})
+		for _, h := range []string{"5m", "15m", "30m"} {
+			f := metricsGaugeWith(t, omen.URL, "forecast", tc.name, h)
+			require.InDelta(t, tc.level, f, 0.4*tc.level, "%s: forecast{horizon=%q}", tc.name, h)
+			lo := metricsGaugeWith(t, omen.URL, "forecast_lower", tc.name, h)
+			hi := metricsGaugeWith(t, omen.URL, "forecast_upper", tc.name, h)
+			require.LessOrEqual(t, lo, f, h)
+			require.LessOrEqual(t, f, hi, h)
+		}
 	}
 }
+
+// derivedName is the derived input of TestBackfillFromPrometheus.
+const derivedName = "seasonal_twice"

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -994,4 +996,75 @@ derived:
 	require.Len(t, got, 1, "group {job=b} is scored")
 	t.Logf("group scored: %v; omen_derived_evaluation_failures_total{name=g} = %v", got[0].Labels, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("g")))
 	require.Zero(t, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("g")), "evaluations that scored the group counted as failures")
+}
+
+// TestDerivedWarmsFromUpstream: with --backfill.remote-read-url a derived
+// input's history is evaluated over the upstream's older samples too, so a
+// new deployment's expression over series the TSDB holds for minutes warms
+// as its inputs do (it warmed from the TSDB's minutes alone); the labels
+// the upstream adds are taken off, configured or learnt, so its series
+// join the TSDB's; an upstream that fails leaves the TSDB's history.
+func TestDerivedWarmsFromUpstream(t *testing.T) {
+	const n, split = 300, 240
+	const yml = "derived:\n  - {name: twice, expr: a * 2, interval: 15s}\n"
+	a := labels.FromStrings("__name__", "a", "pod", "p")
+	b := labels.FromStrings("__name__", "b", "pod", "p")
+	va, vb := seasonal(n+1, 4), seasonal(n+1, 5)
+	up := func(ext labels.Labels) string {
+		srv := httptest.NewServer(upstreamWith(t, ext, []labels.Labels{a, b}, va[:split], atStep))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	eu := labels.FromStrings("cluster", "eu")
+	for _, tc := range []struct {
+		name   string
+		url    string
+		ext    []string
+		warmed int // of the derived series
+	}{
+		{"upstream", up(labels.EmptyLabels()), nil, n},
+		{"configured external labels", up(eu), []string{"cluster"}, n},
+		{"configured with a value", up(eu), []string{"cluster=eu"}, n},
+		{"another source's value", up(eu), []string{"cluster=us"}, n - split},
+		{"learnt external labels", up(eu), nil, n},
+		{"upstream down", down.URL, nil, n - split},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load([]byte(yml))
+			require.NoError(t, err)
+			e := newEnvEngine(t, "", cfg, testEngine(), func(o *Options) {
+				o.BackfillRemoteReadURL = tc.url
+				o.BackfillExternalLabels = tc.ext
+			})
+			// The TSDB holds the last minutes; the inputs' own warm
+			// starts (two names: their extra labels are learnt as
+			// external) read the rest.
+			for i := split; i <= n; i++ {
+				e.push(atStep(i), model.MetricTypeGauge, []labels.Labels{a, b}, []float64{va[i], vb[i]})
+			}
+			if tc.url == down.URL {
+				e.sync() // its reads back off
+			} else {
+				e.backfilled(t)
+			}
+			before := testutil.ToFloat64(e.p.m.warmed)
+			e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(atStep(n)))
+			e.sync()
+			require.Equal(t, float64(tc.warmed), testutil.ToFloat64(e.p.m.warmed)-before, "past steps replayed")
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "twice")}})
+			require.Len(t, got, 1)
+			require.Equal(t, map[string]string{"for": "twice", "pod": "p"}, got[0].Labels)
+			if tc.warmed == n {
+				twice := make([]float64, n+1)
+				for i, v := range va {
+					twice[i] = 2 * v
+				}
+				requireFedInOrder(t, e, func(s *series) bool { return s.name == "twice" }, twice, "the upstream's steps, then the TSDB's, then the evaluation")
+			}
+		})
+	}
 }

@@ -98,11 +98,12 @@ func (p *Pipeline) historySteps(d *config.Derived, now time.Time, series, k int)
 	return end.Add(-time.Duration(n-1) * step), end, true
 }
 
-// rangeQuery evaluates expr at every step from start to end and calls f
-// with each float series of the result, before the query's memory is
-// released.
+// rangeQuery evaluates expr at every step from start to end, over the
+// TSDB and the backfill upstream (historyQueryable), and calls f with each
+// float series of the result, before the query's memory is released.
 func (p *Pipeline) rangeQuery(ctx context.Context, expr string, start, end time.Time, step time.Duration, f func(ls labels.Labels, pts []promql.FPoint)) error {
-	q, err := p.engine.NewRangeQuery(ctx, p.st, nil, expr, start, end, step)
+	qa := p.historyQueryable()
+	q, err := p.engine.NewRangeQuery(ctx, qa, nil, expr, start, end, step)
 	if err != nil {
 		return err
 	}
@@ -110,6 +111,9 @@ func (p *Pipeline) rangeQuery(ctx context.Context, expr string, start, end time.
 	res := q.Exec(ctx)
 	if res.Err != nil {
 		return res.Err
+	}
+	if m, ok := qa.(*mergedQueryable); ok && m.err() != nil {
+		p.logger.Warn("Derived input: the upstream's history failed; its warm start has the TSDB's alone", "expr", expr, "err", redact(m.err(), p.bf.url))
 	}
 	m, err := res.Matrix()
 	if err != nil {
