@@ -1019,6 +1019,12 @@ func TestDerivedWarmsFromUpstream(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	defer down.Close()
+	// Once the inputs have warmed, stalls every read (the derived
+	// input's) until the client gives up.
+	var hits atomic.Int32
+	var stall atomic.Bool
+	stalled := httptest.NewServer(stalling(t, upstream(t, []labels.Labels{a, b}, va[:split], atStep), &hits, func(string) bool { return stall.Load() }))
+	defer stalled.Close()
 	eu := labels.FromStrings("cluster", "eu")
 	for _, tc := range []struct {
 		name   string
@@ -1032,6 +1038,7 @@ func TestDerivedWarmsFromUpstream(t *testing.T) {
 		{"another source's value", up(eu), []string{"cluster=us"}, n - split},
 		{"learnt external labels", up(eu), nil, n},
 		{"upstream down", down.URL, nil, n - split},
+		{"upstream stalls", stalled.URL, nil, n - split},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := config.Load([]byte(yml))
@@ -1040,6 +1047,7 @@ func TestDerivedWarmsFromUpstream(t *testing.T) {
 				o.BackfillRemoteReadURL = tc.url
 				o.BackfillExternalLabels = tc.ext
 			})
+			e.p.histTimeout = 3 * time.Second
 			// The TSDB holds the last minutes; the inputs' own warm
 			// starts (two names: their extra labels are learnt as
 			// external) read the rest.
@@ -1051,6 +1059,7 @@ func TestDerivedWarmsFromUpstream(t *testing.T) {
 			} else {
 				e.backfilled(t)
 			}
+			stall.Store(tc.url == stalled.URL)
 			before := testutil.ToFloat64(e.p.m.warmed)
 			e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(atStep(n)))
 			e.sync()

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -123,6 +124,14 @@ func (u *upstreamQuerier) ofSource(ls labels.Labels) bool {
 }
 
 func (u *upstreamQuerier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	if dl, ok := ctx.Deadline(); ok {
+		// A third of the query's time is left to the TSDB's part: an
+		// upstream that stalls costs the upstream's history, not the
+		// TSDB's too.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Until(dl)*2/3)
+		defer cancel() // every series is read below
+	}
 	ss := u.Querier.Select(ctx, true, hints, append(slices.Clip(ms), u.ms...)...)
 	var all []storage.Series
 	b := labels.NewBuilder(labels.EmptyLabels())

@@ -157,7 +157,7 @@ func (p *Pipeline) firstHistory(ctx context.Context, d *config.Derived, now time
 // now. Failures are logged and counted: the series then warm up on new
 // evaluations, as before.
 func (p *Pipeline) loadHistory(outer context.Context, d *config.Derived, now time.Time, want map[storage.SeriesRef]labels.Labels) {
-	ctx, cancel := context.WithTimeout(outer, max(time.Duration(d.Interval), historyTimeout))
+	ctx, cancel := context.WithTimeout(outer, max(time.Duration(d.Interval), p.histTimeout))
 	defer cancel()
 	var got map[storage.SeriesRef]history
 	var err error

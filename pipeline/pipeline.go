@@ -266,6 +266,7 @@ type Pipeline struct {
 	derivedSig  map[string]string           // each input's Signature at its last evaluation
 	groupScored map[storage.SeriesRef]int64 // each group's last scored evaluation, ms
 	hist        derivedHistories            // first evaluations' histories, for warm starts
+	histTimeout time.Duration               // of a history's queries, at least (historyTimeout)
 	opts        Options
 	m           *metrics
 	workers     []*worker
@@ -343,7 +344,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	p := &Pipeline{
 		logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{},
 		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{},
-		groupScored: map[storage.SeriesRef]int64{},
+		groupScored: map[storage.SeriesRef]int64{}, histTimeout: historyTimeout,
 	}
 	for _, f := range opts.Families {
 		p.family[f] = true
