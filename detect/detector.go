@@ -744,7 +744,11 @@ func (d *Detector) learn(ts int64, v float64, col int) {
 		}
 		st.LongStat.UpdateCollapsed(v-base, floor, col&MemberLong != 0)
 	}
-	st.Season.add(ts, v, d.sc)
+	// The long ring counts samples as time too: it takes what the fine
+	// one takes (see season.due).
+	if !st.Season.add(ts, v, d.sc) {
+		return
+	}
 	if st.Long.D == 0 && st.Season.D != 0 {
 		st.Long.setD(st.Season.DtMs)
 	}

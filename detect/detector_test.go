@@ -989,3 +989,31 @@ func TestHugeFiniteValues(t *testing.T) {
 		})
 	}
 }
+
+// TestFasterSamplesKeepSeasonPhase: a series whose samples come faster for
+// a while (a scrape interval lowered from 5 m to 10 s for two hours, then
+// raised again) keeps its season's phase. The ring counted samples, not
+// time: the burst's 720 samples moved it on by two and a half days in two
+// hours, and the baseline afterwards was half a day out of phase (a 15 s
+// scrape at 1 s for 10 minutes, measured with the real omen: yhat off by
+// 3-4 times the control's error for 7 hours).
+func TestFasterSamplesKeepSeasonPhase(t *testing.T) {
+	const day = 86_400_000
+	rng := rand.New(rand.NewPCG(8, 9))
+	d := mustNew(t, DefaultOptions())
+	truth := func(ts int64) float64 { return 100 + 30*math.Sin(2*math.Pi*float64(ts%day)/day) }
+	const t0, every = 1_700_006_400_000, 300_000
+	ts := int64(t0)
+	for ts < t0+14*day {
+		d.Update(ts, truth(ts)+0.5*rng.NormFloat64())
+		ts += every
+	}
+	for end := ts + 2*3_600_000; ts < end; ts += 10_000 {
+		d.Update(ts, truth(ts)+0.5*rng.NormFloat64())
+	}
+	for end := ts + 2*day; ts < end; ts += every {
+		r := d.Update(ts, truth(ts)+0.5*rng.NormFloat64())
+		require.Less(t, r.Score, 1.0, "at %d min (member %s)", (ts-t0)/60_000, r.Member)
+		require.InDelta(t, truth(ts), r.Yhat, 6, "at %d min", (ts-t0)/60_000)
+	}
+}

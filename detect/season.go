@@ -119,9 +119,14 @@ func (s *season) gap(ts int64, sc *Scratch) int64 {
 	return missed
 }
 
-// add puts x into the history. sc provides the period search.
-func (s *season) add(ts int64, x float64, sc *Scratch) {
+// add puts x into the history, unless it comes early (see due), and
+// reports whether it did. sc provides the period search.
+func (s *season) add(ts int64, x float64, sc *Scratch) bool {
 	s.N++
+	if !s.due(ts) {
+		s.LastTs = ts
+		return false
+	}
 	if s.D == 0 {
 		if s.N > 1 && int(s.N-2) < seasonDecideN {
 			s.setDt(int(s.N-2), int32(max(0, min(ts-s.LastTs, math.MaxInt32))))
@@ -138,6 +143,24 @@ func (s *season) add(ts int64, x float64, sc *Scratch) {
 	}
 	s.LastTs = ts
 	s.push(x, sc)
+	return true
+}
+
+// due reports whether a sample at ts takes a place in the ring. The ring
+// counts samples, D to a bucket, as so much time: a sample that comes less
+// than three quarters of the learnt interval after the one before (the
+// scrape interval lowered for a while: 1 s on a 15 s series) takes one only
+// if it is the first in its interval-long slot of time, so the ring goes on
+// at the learnt pace. Taken one and all, the 600 samples of ten minutes at
+// 1 s moved a 15 s series' ring on by two and a half hours, and its
+// seasonal baseline was that far out of phase for the three seasons its
+// median looks back. Samples at the learnt interval, jitter and all, are
+// all taken; slower ones are filled in by gap.
+func (s *season) due(ts int64) bool {
+	if s.D == 0 || s.DtMs <= 0 || ts-s.LastTs >= s.DtMs-s.DtMs/4 {
+		return true
+	}
+	return ts/s.DtMs != s.LastTs/s.DtMs
 }
 
 // push adds one sample to the open bucket.
