@@ -242,6 +242,14 @@ func NewStorage(logger *slog.Logger, reg prometheus.Registerer, opts Options) *S
 // ready.
 func (s *Storage) Open() error {
 	start := time.Now()
+	// omen_storage_writable says whether the path takes writes from the
+	// start, not from the end of the WAL replay: it read 0 ("failing: disk
+	// full, read-only") through every restart's replay, scraped so by a
+	// Prometheus, and a replay longer than OmenStorageFailing's for (10m)
+	// paged for a healthy disk. The TSDB creates the path as well.
+	if err := os.MkdirAll(s.opts.Path, 0o777); err == nil {
+		s.probe()
+	}
 	db, err := s.openDB()
 	if err != nil {
 		return err

@@ -237,3 +237,25 @@ func TestRoom(t *testing.T) {
 	s = NewStorage(nil, nil, Options{Path: t.TempDir(), MinFreeBytes: 1 << 62})
 	require.ErrorIs(t, s.Room(0), syscall.ENOSPC, "the reserve counts")
 }
+
+// TestStorageWritableThroughReplay: omen_storage_writable reads 1 while the
+// TSDB opens and replays its WAL on a healthy path, as it did before the
+// restart: it read 0 until the replay ended (a restart measured with
+// Prometheus 2.42 scraping omen showed omen_storage_writable 0, and
+// OmenStorageFailing pending, during it). The fault hook runs at each probe
+// and sees the gauge as the replay left it at the last.
+func TestStorageWritableThroughReplay(t *testing.T) {
+	dir := t.TempDir()
+	s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: dir, ProbeInterval: time.Hour})
+	var seen []float64
+	fault := func(string) error {
+		seen = append(seen, testutil.ToFloat64(s.healthM))
+		return nil
+	}
+	s.fault.Store(&fault)
+	require.NoError(t, s.Open())
+	defer func() { require.NoError(t, s.Close()) }()
+	require.NotEmpty(t, seen)
+	require.Equal(t, 1.0, seen[len(seen)-1], "the gauge while the TSDB opened (at each probe: %v)", seen)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.healthM))
+}
