@@ -96,6 +96,9 @@ const (
 	// 66.93), did worse.
 	reanchorK   = 4.5
 	reanchorLen = 30
+	// shortGapMs: a gap shorter than this (a seasonal bucket's time, 17
+	// minutes) is short; see Detector.update.
+	shortGapMs = seasonSpanMs / seasonLen
 )
 
 // winMul scales each member's record window (√n/budget samples) by how
@@ -359,13 +362,28 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 		}
 		return r
 	}
-	var missed int64
+	// A short gap (a few scrapes failed, or the scrape interval raised:
+	// 60 s on a series learnt at 15 s misses 3 samples before each) is
+	// filled in after the sample is scored, along the line from the sample
+	// before it (see learn): the same time of day, with the sample's own
+	// value at its end. Filled with the seasonal baseline, as a long gap
+	// is, a series whose interval was raised had its rings made mostly of
+	// their own past, copied a whole number of buckets back from a period
+	// that is not one: their phase slipped day after day (15 s then 60 s,
+	// a daily ±20 sine with noise 1: yhat off by 6.2 on average two days
+	// on, 13.1 at 120 s, against 0.6 at 60 s from the start), and a level
+	// shift of 16 noise deviations scored 0.96.
+	var missed, short int64
 	if st.Seen > 0 {
-		missed = st.Season.gap(tsMillis, d.sc)
-		st.Long.fill(missed, d.shortSpan())
+		if missed = st.Season.missed(tsMillis); missed > 0 && missed*st.Season.DtMs < shortGapMs {
+			short = missed
+		} else {
+			missed = st.Season.gap(tsMillis, d.sc)
+			st.Long.fill(missed, d.shortSpan())
+		}
 	}
-	if missed > 0 {
-		// After a gap the short-term memory describes another time of day:
+	if missed > short {
+		// After a long gap the short-term memory describes another time of day:
 		// restart it from the expectation for now, so the jump between the
 		// last sample before the gap and the first after it is not scored
 		// as a change.
@@ -426,7 +444,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 			d.tail(m).Update(z[m])
 		}
 	}
-	d.learn(tsMillis, v, col)
+	d.learn(tsMillis, v, col, short)
 
 	st.Seen++
 	res.Ready = d.Ready()
@@ -692,9 +710,11 @@ func (d *Detector) features(v float64, z *[nMembers]float64, fv *[ifDims]float64
 func clip8(x float64) float64 { return max(-8, min(x, 8)) }
 
 // learn updates the state with v after it was scored; col is the set of
-// members whose scale had collapsed before v (see collapsed).
-func (d *Detector) learn(ts int64, v float64, col int) {
+// members whose scale had collapsed before v (see collapsed), short the
+// samples a short gap before v missed.
+func (d *Detector) learn(ts int64, v float64, col int, short int64) {
 	st := &d.st
+	prev := st.Prev
 	if st.Seen == 0 {
 		st.Fast, st.Prev = v, v
 	}
@@ -744,8 +764,14 @@ func (d *Detector) learn(ts int64, v float64, col int) {
 		}
 		st.LongStat.UpdateCollapsed(v-base, floor, col&MemberLong != 0)
 	}
-	// The long ring counts samples as time too: it takes what the fine
-	// one takes (see season.due).
+	// A short gap's samples (see update), then v. The long ring counts
+	// samples as time too: it takes what the fine one takes (see
+	// season.due).
+	for i := range short {
+		x := prev + (v-prev)*float64(i+1)/float64(short+1)
+		st.Season.push(x, d.sc)
+		st.Long.push(x, d.shortSpan(), false)
+	}
 	if !st.Season.add(ts, v, d.sc) {
 		return
 	}

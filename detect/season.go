@@ -88,6 +88,15 @@ func MissedBetween(prevMs, tsMs, intervalMs int64) int64 {
 	return max(0, (tsMs-prevMs+intervalMs/4)/intervalMs-1)
 }
 
+// missed reports how many samples were missed if ts comes after a gap
+// (see MissedBetween), as gap does, without filling them in.
+func (s *season) missed(ts int64) int64 {
+	if s.D == 0 || s.DtMs <= 0 {
+		return 0
+	}
+	return MissedBetween(s.LastTs, ts, s.DtMs)
+}
+
 // gap reports how many samples were missed if ts comes after a gap (see
 // MissedBetween; the interval is the median one), and 0 otherwise; if a
 // season is known it
