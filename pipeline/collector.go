@@ -123,7 +123,8 @@ type collector struct {
 }
 
 // Collector returns the collector of the output families (anomaly_score,
-// yhat, ..., forecast_upper, limited by Options.Families and ScoreFloor),
+// yhat, ..., forecast_upper, limited by Options.Families, and the score
+// and band by ScoreFloor),
 // omen_model_ready per series and the forecast accuracy. It is unchecked:
 // its series set changes as series come and go.
 func (p *Pipeline) Collector() prometheus.Collector {
@@ -193,7 +194,8 @@ func isSelfFamily(name string) bool {
 
 // walkOutputs calls fn for every per-series metric the scrape exposes:
 // omen_model_ready, the incident families and the output families
-// (limited by Options.Families and ScoreFloor), or only those of family if
+// (limited by Options.Families, and the score and band by ScoreFloor:
+// see aboveFloor), or only those of family if
 // it is not "". Each worker's
 // state is copied under its lock first and walked after, so a slow reader
 // of fn never holds up scoring. ls is reused between calls.
@@ -221,7 +223,7 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 				return
 			}
 			cs := collected{s: s, pub: s.pub, incident: s.inIncident(holdMs, everyMs, nowMs), fc: -1}
-			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult && p.aboveFloor(&s.pub, cs.incident) {
+			if f := s.fc; wantForecasts && f != nil && s.pub.hasResult {
 				cs.fc, cs.f = len(pts), f
 				pts, oks = append(pts, f.pts...), append(oks, f.ok...)
 			}
@@ -255,13 +257,15 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 					fn(familyIncidentDuration, &ls, pub.duration().Seconds())
 				}
 			}
-			if !pub.hasResult || !p.aboveFloor(pub, cs.incident) {
+			if !pub.hasResult {
 				continue
 			}
-			vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
-			for i, v := range vals {
-				if p.family[baseFamilies[i]] && want(baseFamilies[i]) && (i == 0 || pub.banded()) {
-					fn(baseFamilies[i], &ls, v)
+			if p.aboveFloor(pub, cs.incident) {
+				vals := [4]float64{pub.score, pub.yhat, pub.lower, pub.upper}
+				for i, v := range vals {
+					if p.family[baseFamilies[i]] && want(baseFamilies[i]) && (i == 0 || pub.banded()) {
+						fn(baseFamilies[i], &ls, v)
+					}
 				}
 			}
 			if cs.fc < 0 {
@@ -284,10 +288,14 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 	}
 }
 
-// aboveFloor reports whether a series' outputs are exposed under
-// --output.score-floor: its score reaches the floor, or it is in an
-// incident, whose alert's annotations read its band while the detector
-// damps the follow-up scores far below the floor.
+// aboveFloor reports whether a series' anomaly outputs (score and band)
+// are exposed under --output.score-floor: its score reaches the floor, or
+// it is in an incident, whose alert's annotations read its band while the
+// detector damps the follow-up scores far below the floor. Its forecasts
+// go out whatever it scores: the capacity alerts, a KEDA trigger and
+// prometheus-adapter read them from the scraping Prometheus, for inputs
+// that behave (and score below any floor) as much as for others; their
+// number is bounded by --forecast.max-series and the configured horizons.
 func (p *Pipeline) aboveFloor(pub *published, incident bool) bool {
 	return pub.score >= p.opts.ScoreFloor || incident
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -179,6 +180,78 @@ func TestFloorKeepsIncidents(t *testing.T) {
 	e.sync()
 	require.False(t, e.onlySeries().pub.active(e.p.opts.IncidentHold.Milliseconds()))
 	require.False(t, exposed(), "the incident is over")
+}
+
+// TestFloorKeepsForecasts: --output.score-floor hides the anomaly outputs
+// of a series scoring below it, not its forecasts: their readers (the
+// generated capacity alerts, a KEDA trigger, prometheus-adapter's external
+// metric) read them from the Prometheus that scrapes /metrics whatever the
+// series scores, and a series that behaves scores below any floor. Hidden,
+// the capacity alert never fired and KEDA's max(forecast or current rate)
+// went on the current rate alone, with nothing to say so.
+func TestFloorKeepsForecasts(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		families []string
+		want     []string // families exposed for the input
+	}{
+		{"every family", AllFamilies, []string{FamilyForecast, FamilyForecastLower, FamilyForecastUpper}},
+		{"forecast_upper only", []string{FamilyForecastUpper}, []string{FamilyForecastUpper}},
+		{"anomaly_score only", []string{FamilyScore}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, func(o *Options) { o.ScoreFloor = 1 })
+			e.p.family = map[string]bool{}
+			for _, f := range tc.families {
+				e.p.family[f] = true
+			}
+			e.feed(labels.FromStrings("__name__", "web_requests_per_second", "job", "web"), model.MetricTypeGauge, seasonal(800, 3))
+			s := e.onlySeries()
+			require.Less(t, s.pub.score, 1.0, "the input behaves")
+			require.NotNil(t, s.fc, "and is forecast")
+
+			for _, collect := range []struct {
+				name string
+				fn   func() string
+			}{
+				{"WriteOutputs", func() string {
+					var buf bytes.Buffer
+					require.NoError(t, e.p.WriteOutputs(&buf))
+					return buf.String()
+				}},
+				{"Collector", func() string {
+					reg := prometheus.NewRegistry()
+					require.NoError(t, reg.Register(e.p.Collector()))
+					mfs, err := reg.Gather()
+					require.NoError(t, err)
+					var buf bytes.Buffer
+					for _, mf := range mfs {
+						_, err := expfmt.MetricFamilyToText(&buf, mf)
+						require.NoError(t, err)
+					}
+					return buf.String()
+				}},
+			} {
+				out := collect.fn()
+				parser := expfmt.NewTextParser(model.UTF8Validation)
+				mfs, err := parser.TextToMetricFamilies(strings.NewReader(out))
+				require.NoError(t, err, out)
+				got := flatten(mfs)
+				for _, f := range []string{FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper} {
+					require.NotContains(t, mfs, f, "%s: %s is below the floor", collect.name, f)
+				}
+				for _, f := range []string{FamilyForecast, FamilyForecastLower, FamilyForecastUpper} {
+					if !slices.Contains(tc.want, f) {
+						require.NotContains(t, mfs, f, "%s: %s is not among the families", collect.name, f)
+						continue
+					}
+					prefix := f + `{for="web_requests_per_second",horizon="15m",instance="",job="web"} `
+					require.True(t, slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, prefix) }),
+						"%s: %s whatever the score:\n%s", collect.name, f, out)
+				}
+			}
+		})
+	}
 }
 
 // TestIncidentEndsWhenSamplesStop: an incident is measured in sample time,

@@ -120,8 +120,9 @@ type Options struct {
 	// its start as since, by /api/v1/anomalies) until no score above 1 came
 	// for this long of sample time.
 	IncidentHold time.Duration
-	// ScoreFloor: only series whose last score is >= ScoreFloor are
-	// exposed on /metrics (0: all).
+	// ScoreFloor: only series whose last score is >= ScoreFloor (or that
+	// are in an incident) have their score and band exposed on /metrics
+	// (0: all); forecasts are exposed whatever the score (see aboveFloor).
 	ScoreFloor float64
 	// Forward, if set, receives every output stored in the TSDB, to be
 	// remote-written upstream (see package forward).

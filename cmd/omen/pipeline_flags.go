@@ -35,7 +35,7 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default(o.OutputInterval.String()).DurationVar(&o.OutputInterval)
 	cl.Flag("detect.incident-hold", "A series stays in an incident (active in /api/v1/anomalies, omen_incident_* on /metrics) until its event has been over for this long: no score above 1, and none the detector counts as the event going on.").
 		Default(o.IncidentHold.String()).DurationVar(&o.IncidentHold)
-	cl.Flag("output.score-floor", "Expose on /metrics only series whose anomaly_score is at least this (0: all).").
+	cl.Flag("output.score-floor", "Expose on /metrics the anomaly_score and band (yhat*) only of series whose anomaly_score is at least this, or that are in an incident (0: all). Forecasts go out whatever the score: capacity alerts and autoscalers read them.").
 		Default("0").Float64Var(&o.ScoreFloor)
 	cl.Flag("backfill.remote-read-url", "Remote-read URL of an upstream Prometheus or Thanos to warm new series from.").
 		Default("").StringVar(&o.BackfillRemoteReadURL)
