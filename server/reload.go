@@ -54,7 +54,24 @@ func NewConfigLoader(logger *slog.Logger, reg prometheus.Registerer, path string
 	l.cfg, l.lastOK, l.loadedAt = cfg, true, l.now()
 	l.success.Set(1)
 	l.successTS.Set(float64(l.loadedAt.Unix()))
+	// Said at start as Prometheus says it ("Completed loading of
+	// configuration file"): only reloads were logged, and an operator
+	// could not tell from the logs which file, if any, omen started on.
+	if path == "" {
+		logger.Info("No configuration file (--config.file); scoring every series with the defaults")
+	} else {
+		logger.Info("Configuration loaded", append([]any{"file", path}, summary(cfg)...)...)
+	}
 	return l, nil
+}
+
+// summary gives the counts of what cfg configures, for the log lines that
+// say it was loaded.
+func summary(cfg *config.Config) []any {
+	return []any{
+		"include", len(cfg.Include), "exclude", len(cfg.Exclude), "overrides", len(cfg.Overrides),
+		"derived", len(cfg.Derived), "remote_write", len(cfg.RemoteWrite),
+	}
 }
 
 func (l *ConfigLoader) load() (*config.Config, error) {
@@ -124,6 +141,6 @@ func (l *ConfigLoader) Reload() error {
 	l.cfg, l.lastOK, l.loadedAt = cfg, true, l.now()
 	l.success.Set(1)
 	l.successTS.Set(float64(l.loadedAt.Unix()))
-	l.logger.Info("Configuration reloaded", "file", l.path)
+	l.logger.Info("Configuration reloaded", append([]any{"file", l.path}, summary(cfg)...)...)
 	return nil
 }

@@ -211,6 +211,31 @@ func TestConfigLoader(t *testing.T) {
 	require.Equal(t, []string{"down", "both"}, applied)
 }
 
+// TestConfigLoaderLogsStart: the start says which configuration file was
+// loaded and what it holds, as Prometheus's "Completed loading of
+// configuration file" does; only reloads were logged, so an operator could
+// not tell from the logs whether omen had read the file at all.
+func TestConfigLoaderLogsStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "omen.yml")
+	require.NoError(t, os.WriteFile(path, []byte("include: ['{job=\"api\"}']\nderived:\n  - {name: ratio, expr: up}\n"), 0o644))
+	for _, tc := range []struct {
+		name, path string
+		want       []string
+	}{
+		{"a file", path, []string{`msg="Configuration loaded"`, "file=" + path, "include=1", "exclude=0", "derived=1", "remote_write=0"}},
+		{"none", "", []string{"No configuration file (--config.file); scoring every series with the defaults"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf strings.Builder
+			_, err := NewConfigLoader(slog.New(slog.NewTextHandler(&buf, nil)), prometheus.NewRegistry(), tc.path)
+			require.NoError(t, err)
+			for _, w := range tc.want {
+				require.Contains(t, buf.String(), w)
+			}
+		})
+	}
+}
+
 func TestMetricsHandler(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "omen_test_total", Help: "A test counter."})
