@@ -471,6 +471,22 @@ func (f *serveFlags) validate() error {
 		return fmt.Errorf("--query.lookback-delta=%s: want more than 0", f.lookbackDelta)
 	case f.flushDeadline < 0:
 		return fmt.Errorf("--storage.remote.flush-deadline=%s: want >= 0", f.flushDeadline)
+	case f.queryTimeout <= 0:
+		// Prometheus takes it, and then times every query out at once:
+		// the API's, and here every derived input's evaluation.
+		return fmt.Errorf("--query.timeout=%s: want more than 0", f.queryTimeout)
+	// The pipeline takes a zero as its default (5m between snapshots, 1h
+	// before a silent series is dropped): --snapshot.interval=0 read as
+	// "no periodic snapshots" and --detect.stale-after=0s as "never" ran
+	// with the defaults without a word.
+	case f.pipeline.QueueSize < 1:
+		return fmt.Errorf("--detect.queue-size=%d: want at least 1", f.pipeline.QueueSize)
+	case f.pipeline.ForecastEvery <= 0:
+		return fmt.Errorf("--forecast.interval=%s: want more than 0", f.pipeline.ForecastEvery)
+	case f.pipeline.SnapshotInterval < time.Second:
+		return fmt.Errorf("--snapshot.interval=%s: want at least 1s", f.pipeline.SnapshotInterval)
+	case f.pipeline.StaleAfter < time.Minute:
+		return fmt.Errorf("--detect.stale-after=%s: want at least 1m", f.pipeline.StaleAfter)
 	}
 	return nil
 }
