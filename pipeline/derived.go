@@ -146,7 +146,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	defer cancel()
 	vec, err := p.instant(qctx, d.Expr, now)
 	if err != nil {
-		p.derivedFailed(ctx, d, "Derived input", "err", err)
+		p.derivedFailed(ctx, d, "Derived input: evaluation failed", "err", err)
 		return
 	}
 	sh := p.shadowsOf(qctx, d, now)
@@ -167,8 +167,8 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 			// Series that differ only in their name, made one by it: as a
 			// recording rule's evaluation, this one fails whole.
 			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-			p.logger.Warn("Derived input: the result has series that differ only in their metric name, which the input's name replaces; not scored. Aggregate or relabel them apart.",
-				"name", d.Name, "series", ls.String())
+			p.derivedWarn(d.Name, "Derived input: the result has series that differ only in their metric name, which the input's name replaces; not scored. Aggregate or relabel them apart.",
+				"series", ls.String())
 			return
 		}
 		cur[ref] = ls
@@ -217,8 +217,8 @@ func (s *shadows) report() {
 		return
 	}
 	s.p.m.derivedErrs.WithLabelValues(s.d.Name).Inc()
-	s.p.logger.Warn("Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
-		"name", s.d.Name, "count", len(s.handedOver), "first", s.first)
+	s.p.derivedWarn(s.d.Name, "Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
+		"count", len(s.handedOver), "first", s.first)
 }
 
 // derivedFailed counts and logs a failed query of d, unless ctx, the
@@ -229,7 +229,43 @@ func (p *Pipeline) derivedFailed(ctx context.Context, d *config.Derived, msg str
 		return
 	}
 	p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-	p.logger.Warn(msg, append([]any{"name", d.Name}, args...)...)
+	p.derivedWarn(d.Name, msg, args...)
+}
+
+// derivedWarnEvery spaces the warnings about one derived input: an
+// expression that fails, fails at every evaluation, and each was a warning
+// (one a second at interval: 1s, each naming the series at fault);
+// omen_derived_evaluation_failures_total counts every one.
+const derivedWarnEvery = time.Minute
+
+type warnState struct {
+	last  time.Time // of the last warning
+	since int       // failures since, logged at debug
+}
+
+// derivedWarn logs msg about the derived input name as a warning at most
+// once per derivedWarnEvery, with the count of its failures since the
+// last one, and at debug otherwise.
+func (p *Pipeline) derivedWarn(name, msg string, args ...any) {
+	args = append([]any{"name", name}, args...)
+	now := p.opts.Now()
+	p.warnMu.Lock()
+	w := p.derivedWarned[name]
+	if w == nil {
+		w = &warnState{}
+		p.derivedWarned[name] = w
+	}
+	w.since++
+	n, due := w.since, w.last.IsZero() || now.Sub(w.last) >= derivedWarnEvery
+	if due {
+		w.last, w.since = now, 0
+	}
+	p.warnMu.Unlock()
+	if !due {
+		p.logger.Debug(msg, args...)
+		return
+	}
+	p.logger.Warn(msg, append(args, "failures_since_last_warning", n, "next_warning_in", derivedWarnEvery)...)
 }
 
 // aggregatedAway returns a member of the group d whose series all lack a
@@ -331,8 +367,8 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 			}
 			if g.have&(1<<i) != 0 {
 				p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-				p.logger.Warn("Derived group: a member has several series for one group; not scored. Aggregate the member's expression by the group's labels.",
-					"name", d.Name, "member", m.Name, "group", g.ls.String(), "by", d.By)
+				p.derivedWarn(d.Name, "Derived group: a member has several series for one group; not scored. Aggregate the member's expression by the group's labels.",
+					"member", m.Name, "group", g.ls.String(), "by", d.By)
 				return
 			}
 			g.have |= 1 << i
@@ -350,8 +386,8 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		// that left the label out). Counted, so an alert on the
 		// failures says so, where a debug log would not.
 		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-		p.logger.Warn("Derived group: a member's series lack a label of the group's `by` that the other members' have, and no group is complete. Aggregate the member's expression by all the group's labels.",
-			"name", d.Name, "member", m, "label", l, "by", d.By)
+		p.derivedWarn(d.Name, "Derived group: a member's series lack a label of the group's `by` that the other members' have, and no group is complete. Aggregate the member's expression by all the group's labels.",
+			"member", m, "label", l, "by", d.By)
 	}
 	sh := p.shadowsOf(qctx, d, now)
 	samples := make([]sample, 0, len(groups))
@@ -427,6 +463,9 @@ func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
 		p.derivedGone(name, nil, nil, now)
 		p.m.derivedErrs.DeleteLabelValues(name)
 		p.m.derivedMissed.DeleteLabelValues(name)
+		p.warnMu.Lock()
+		delete(p.derivedWarned, name)
+		p.warnMu.Unlock()
 	}
 }
 

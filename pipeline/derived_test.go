@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -1076,4 +1078,29 @@ func TestDerivedWarmsFromUpstream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDerivedWarningsSpaced: a derived input whose expression fails, fails
+// at every evaluation; each was a warning (one a second at interval: 1s,
+// each listing the series at fault). Now the first is, then one a minute
+// with the failures since, and every failure is still counted.
+func TestDerivedWarningsSpaced(t *testing.T) {
+	e, cfg := derivedEnv(t, "derived:\n  - {name: bad, expr: 'a + on() a', interval: 1h}\n")
+	var buf bytes.Buffer
+	e.p.logger = slog.New(slog.NewTextHandler(&buf, nil))
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{
+		labels.FromStrings("__name__", "a", "x", "1"),
+		labels.FromStrings("__name__", "a", "x", "2"),
+	}, []float64{1, 2})
+	for i := range 150 {
+		now := t0.Add(time.Duration(i) * time.Second)
+		e.clock.set(now)
+		e.p.evalDerived(context.Background(), &cfg.Derived[0], now)
+	}
+	require.Equal(t, 150.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("bad")))
+	logs := buf.String()
+	require.Equal(t, 3, strings.Count(logs, "level=WARN"), logs) // at 0, 60 and 120 s
+	require.Contains(t, logs, `msg="Derived input: evaluation failed" name=bad`)
+	require.Contains(t, logs, "found duplicate series")
+	require.Contains(t, logs, "failures_since_last_warning=60")
 }

@@ -275,6 +275,11 @@ type Pipeline struct {
 	family      map[string]bool // exposed on /metrics
 	store       map[string]bool // appended to the TSDB
 
+	// derivedWarned: when each derived input's failure was last logged as
+	// a warning, and its failures since (see derivedWarn).
+	warnMu        sync.Mutex
+	derivedWarned map[string]*warnState
+
 	cfg     atomic.Pointer[config.Config]
 	cfgGen  atomic.Uint64
 	cfgYAML atomic.Pointer[string]
@@ -344,7 +349,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	}
 	p := &Pipeline{
 		logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{},
-		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{},
+		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{}, derivedWarned: map[string]*warnState{},
 		groupScored: map[storage.SeriesRef]int64{}, histTimeout: historyTimeout,
 	}
 	for _, f := range opts.Families {
