@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -316,9 +317,58 @@ func Load(b []byte) (*Config, error) {
 		c.markSet(&root)
 	}
 	if err := c.validate(); err != nil {
+		if rootErr == nil {
+			err = located(&root, err)
+		}
 		return nil, err
 	}
 	return c, nil
+}
+
+// located prefixes err, a validation error that starts with the path of
+// the field at fault (`derived[12].expr: ...`), with that field's line in
+// the document at root, as the decoder's own errors and badDuration's
+// are: with a long list of derived inputs, the user counted entries to
+// find the twelfth.
+func located(root *yaml.Node, err error) error {
+	msg := err.Error()
+	end := strings.IndexAny(msg, " :")
+	if end <= 0 {
+		return err
+	}
+	if n := nodeAt(root, msg[:end]); n != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return err
+}
+
+// nodeAt returns the node at path (`a.b[2].c`) in the document at root, or
+// nil when a step is not there as written (one given through a merge key).
+func nodeAt(root *yaml.Node, path string) *yaml.Node {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for part := range strings.SplitSeq(path, ".") {
+		key, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
+			var err error
+			if idx, err = strconv.Atoi(part[i+1 : len(part)-1]); err != nil {
+				return nil
+			}
+			key = part[:i]
+		}
+		if n = child(n, key); n == nil {
+			return nil
+		}
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return nil
+			}
+			n = n.Content[idx]
+		}
+	}
+	return n
 }
 
 // Names are held to the classic character set, as the outputs carry them as

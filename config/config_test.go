@@ -122,6 +122,27 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// TestValidationErrorsLocated: an error found once the file decoded names
+// the line of the field at fault, as the decoder's own errors do; it named
+// the field's path alone (derived[12].expr), and the user counted entries.
+func TestValidationErrorsLocated(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"second of a list", "derived:\n  - name: a\n    expr: up\n  - name: a\n    expr: up\n", `line 4: derived[1].name "a": used twice`},
+		{"an expression", "derived:\n  - name: a\n    expr: up\n  - name: b\n    expr: sum(\n", "line 5: derived[1].expr: "},
+		{"a selector", "include:\n  - '{job=\"a\"}'\n  - '{job='\n", `line 3: include[1] "{job="`},
+		{"an override's field", "overrides:\n  - match: '{a=\"b\"}'\n    direction: sideways\n", `line 3: overrides[0].direction "sideways"`},
+		{"a section", "alerting:\n  warning: {score: 5}\n  critical: {score: 2}\n", "line 2: alerting: critical.score"},
+		{"a member", "derived:\n  - name: g\n    members:\n      - {name: a, expr: up}\n      - {name: b, expr: 'x[5m]'}\n", "line 5: derived[0].members[1].expr: a range vector"},
+		{"a capacity alert", "alerting:\n  capacity:\n    - {name: 'disk full', for: disk, limit: 1}\n", `line 3: alerting.capacity[0].name "disk full"`},
+		{"a remote write", "remote_write:\n  - url: http://a\n    name: x\n  - url: http://b\n    name: x\n", `line 5: remote_write[1].name "x": used twice`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load([]byte(tc.in))
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
 // TestExplicitZeros: a field the file gives, even as zero or an empty list,
 // is not inherited: an override can turn a minimum deviation off or
 // forecasts off, a tier can fire at once.
