@@ -71,6 +71,35 @@ func serveFake(t *testing.T, inputs []fakeInput, refresh time.Duration) (*fakeAP
 	return fake, srv
 }
 
+// TestUIStatusCounts: the status panel shows counts whole, as the API
+// gives them: 120 scored series read "120.0" (the three significant digits
+// of any number), and a count past a million "1.23e+6".
+func TestUIStatusCounts(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	br := startBrowser(t, 1280, 800)
+	var inputs []fakeInput
+	for i := range 120 {
+		inputs = append(inputs, fakeInput{name: "up", labels: map[string]string{"instance": strconv.Itoa(i)}, base: 1})
+	}
+	fake, srv := serveFake(t, inputs, time.Hour)
+	br.open(srv.URL + "/")
+	br.waitFor("the status", `window.omen && omen.loads.status > 0`, 30*time.Second)
+	var got map[string]string
+	br.eval(&got, `var out = {};
+document.querySelectorAll("#status-list dt").forEach(function (dt) { out[dt.textContent] = dt.nextElementSibling.textContent; });
+document.querySelectorAll("#summary li").forEach(function (li) { out[li.firstChild.textContent.trim()] = li.querySelector("b").textContent; });
+return out;`)
+	stored := strconv.Itoa(len(fake.series()))
+	for k, want := range map[string]string{
+		"Series stored": stored, "Series scored": "120", "Models warming": "1", "Rejected: out of order": "2",
+		"stored": stored, "scored": "120", "warming": "1", "rejected": "3",
+	} {
+		require.Equal(t, want, got[k], k)
+	}
+}
+
 // TestUIGroup: a multivariate group is listed with the member that moved
 // most, and its chart says it has no value, band or forecast of its own
 // rather than "no forecast yet"; its member's name, here one a detector

@@ -175,6 +175,12 @@
     return p.indexOf(".") >= 0 ? p.replace(/\.?0+$/, "") : p;
   }
 
+  // fmtCount shows a count (series, requests) whole: fmtNum gave 640 series
+  // as "640.0" and 1 234 567 as "1.23e+6".
+  function fmtCount(v) {
+    return v == null || !isFinite(v) ? "–" : String(Math.round(v));
+  }
+
   function fmtAgo(iso) {
     var t = Date.parse(iso);
     if (!isFinite(t)) return "–";
@@ -280,10 +286,10 @@
       var rejectedTotal = Object.keys(rejected).reduce(function (n, k) { return n + rejected[k]; }, 0);
       var summary = [
         ["ingest", fmtNum(s.ingest_samples_per_second) + "/s"],
-        ["stored", fmtNum(s.series_stored)],
-        ["scored", fmtNum(s.series_scored)],
-        ["warming", fmtNum(s.models_warming)],
-        ["rejected", fmtNum(rejectedTotal)],
+        ["stored", fmtCount(s.series_stored)],
+        ["scored", fmtCount(s.series_scored)],
+        ["warming", fmtCount(s.models_warming)],
+        ["rejected", fmtCount(rejectedTotal)],
       ];
       $("summary").replaceChildren.apply($("summary"), summary.map(function (p) {
         return el("li", null, [p[0] + " ", el("b", { text: p[1] })]);
@@ -291,12 +297,12 @@
       var b = s.build || {};
       var rows = [
         ["Ingest rate", fmtNum(s.ingest_samples_per_second) + " samples/s"],
-        ["Series stored", fmtNum(s.series_stored)],
-        ["Series scored", fmtNum(s.series_scored)],
-        ["Models warming", fmtNum(s.models_warming)],
+        ["Series stored", fmtCount(s.series_stored)],
+        ["Series scored", fmtCount(s.series_scored)],
+        ["Models warming", fmtCount(s.models_warming)],
       ];
       Object.keys(rejected).sort().forEach(function (k) {
-        rows.push(["Rejected: " + k.replace(/_/g, " "), fmtNum(rejected[k])]);
+        rows.push(["Rejected: " + k.replace(/_/g, " "), fmtCount(rejected[k])]);
       });
       if (!Object.keys(rejected).length) rows.push(["Rejected", "0"]);
       rows.push(["Version", b.version || "–"], ["Revision", (b.revision || "–").slice(0, 12)], ["Go", b.goVersion || "–"]);
