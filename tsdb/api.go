@@ -176,7 +176,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 				StartTime: start, CWD: cwd, Hostname: host, ServerTime: time.Now().UTC(),
 				ReloadConfigSuccess: ok, LastConfigTime: at, GoroutineCount: runtime.NumGoroutine(),
 				GOMAXPROCS: runtime.GOMAXPROCS(0), GOMEMLIMIT: debug.SetMemoryLimit(-1), GOGC: os.Getenv("GOGC"),
-				StorageRetention: retention(s.opts.RetentionTime, o.RetentionSize),
+				StorageRetention: retention(retentionTime(s.opts.RetentionTime, o.RetentionSize), o.RetentionSize),
 			}, nil
 		},
 		&apiv1.PrometheusVersion{

@@ -39,7 +39,7 @@ var ErrStorageFailing = errors.New("storage failing")
 // Options configure the embedded TSDB.
 type Options struct {
 	Path                 string
-	RetentionTime        time.Duration // 0: 15d
+	RetentionTime        time.Duration // 0: 15d, or none with a RetentionSize (retentionTime)
 	RetentionSize        int64         // bytes; 0: unlimited
 	OutOfOrderTimeWindow time.Duration
 	MaxExemplars         int64
@@ -67,9 +67,27 @@ type Options struct {
 	ProbeInterval time.Duration
 }
 
+// defaultRetention is the time retention when neither retention is set.
+const defaultRetention = 15 * 24 * time.Hour
+
+// retentionTime is the time retention in force for a RetentionTime of t and
+// a RetentionSize of size, as Prometheus decides it: t; or, for 0, none when
+// a size bounds the storage (0 had kept 15 days under the size: the flags
+// that give Prometheus size-based retention alone gave omen both, and
+// runtimeinfo showed the size alone), else 15 days.
+func retentionTime(t time.Duration, size int64) time.Duration {
+	switch {
+	case t > 0:
+		return t
+	case size > 0:
+		return 0
+	}
+	return defaultRetention
+}
+
 // DefaultOptions are those of `omen serve` without flags.
 func DefaultOptions() Options {
-	return Options{Path: "data", RetentionTime: 15 * 24 * time.Hour, MaxExemplars: 100000}
+	return Options{Path: "data", RetentionTime: defaultRetention, MaxExemplars: 100000}
 }
 
 // Storage is the embedded TSDB behind a readiness gate: it is usable as a
@@ -267,9 +285,7 @@ func (s *Storage) Open() error {
 // a new set of collectors for its metrics.
 func (s *Storage) openDB() (*tsdb.DB, error) {
 	o := tsdb.DefaultOptions()
-	if s.opts.RetentionTime > 0 {
-		o.RetentionDuration = s.opts.RetentionTime.Milliseconds()
-	}
+	o.RetentionDuration = retentionTime(s.opts.RetentionTime, s.opts.RetentionSize).Milliseconds()
 	o.MaxBytes = s.opts.RetentionSize
 	o.OutOfOrderTimeWindow = s.opts.OutOfOrderTimeWindow.Milliseconds()
 	o.EnableExemplarStorage = s.opts.MaxExemplars > 0

@@ -127,6 +127,44 @@ func TestStorageFreeSpaceReserve(t *testing.T) {
 	require.Zero(t, (&Storage{opts: Options{MinFreeBytes: -1}}).reserve(100<<20), "negative: no check")
 }
 
+// TestStorageRetention: the time retention in force, as Prometheus sets
+// it: --storage.tsdb.retention.time=0 with a size is no time limit (it kept
+// 15 days, while runtimeinfo showed the size alone), and with neither, 15
+// days; runtimeinfo shows what is in force.
+func TestStorageRetention(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name    string
+		time    time.Duration
+		size    int64
+		limit   float64 // prometheus_tsdb_retention_limit_seconds
+		runtime string  // runtimeinfo's storageRetention
+	}{
+		{"default", 15 * day, 0, (15 * day).Seconds(), "15d"},
+		{"time", 2 * day, 0, (2 * day).Seconds(), "2d"},
+		{"time and size", 2 * day, 1 << 30, (2 * day).Seconds(), "2d or 1GiB"},
+		{"size alone", 0, 1 << 30, 0, "1GiB"},
+		{"neither", 0, 0, (15 * day).Seconds(), "15d"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			s := NewStorage(nil, reg, Options{Path: t.TempDir(), MinFreeBytes: -1, RetentionTime: tc.time, RetentionSize: tc.size})
+			require.NoError(t, s.Open())
+			defer func() { require.NoError(t, s.Close()) }()
+			mfs, err := reg.Gather()
+			require.NoError(t, err)
+			limit := -1.0
+			for _, mf := range mfs {
+				if mf.GetName() == "prometheus_tsdb_retention_limit_seconds" {
+					limit = mf.GetMetric()[0].GetGauge().GetValue()
+				}
+			}
+			require.Equal(t, tc.limit, limit)
+			require.Equal(t, tc.runtime, retention(retentionTime(tc.time, tc.size), tc.size))
+		})
+	}
+}
+
 // TestStorageIsolation: isolation is off unless asked for. The head's
 // append IDs (its high watermark) only advance with isolation on.
 func TestStorageIsolation(t *testing.T) {

@@ -90,7 +90,7 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("").StringVar(&f.configFile)
 	cl.Flag("storage.tsdb.path", "Base path for the embedded TSDB and model state.").
 		Default("data/").StringVar(&f.tsdbPath)
-	cl.Flag("storage.tsdb.retention.time", "How long to retain samples in storage.").
+	cl.Flag("storage.tsdb.retention.time", "How long to retain samples in storage; 0 with --storage.tsdb.retention.size: no time limit, the size alone (as in Prometheus).").
 		Default("15d").SetValue(&f.retentionTime)
 	cl.Flag("storage.tsdb.retention.size", "Maximum number of bytes of blocks to retain (0: unlimited). Units: KB, MB, GB, ...").
 		Default("0").BytesVar(&f.retentionSize)
