@@ -1086,6 +1086,7 @@ func TestDerivedWarmsFromUpstream(t *testing.T) {
 // with the failures since, and every failure is still counted.
 func TestDerivedWarningsSpaced(t *testing.T) {
 	e, cfg := derivedEnv(t, "derived:\n  - {name: bad, expr: 'a + on() a', interval: 1h}\n")
+	e.ready(t) // Run logs until then
 	var buf bytes.Buffer
 	e.p.logger = slog.New(slog.NewTextHandler(&buf, nil))
 	e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{

@@ -567,6 +567,7 @@ func TestIncidentEventEndsWithoutSamples(t *testing.T) {
 // which series or why).
 func TestOutputRefusedIsLogged(t *testing.T) {
 	e := newEnv(t, "", nil, nil)
+	e.ready(t) // Run logs until then
 	var buf bytes.Buffer
 	e.p.logger = slog.New(slog.NewTextHandler(&buf, nil))
 	ls := labels.FromStrings("__name__", "x", "job", "a")

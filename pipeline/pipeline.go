@@ -497,6 +497,10 @@ func (p *Pipeline) Ready() bool { return p.ready.Load() }
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.restore()
 	p.staleDeselected(ctx)
+	// The line Prometheus's "Server is ready to receive web requests." is:
+	// /-/ready answers 200 from here, and nothing said when the restore's
+	// last step (the deselected series' staleness markers) was done.
+	p.logger.Info("Ready: scoring", "workers", len(p.workers), "max_series", p.opts.MaxSeries, "forecast_max_series", p.opts.ForecastMaxSeries)
 	p.ready.Store(true)
 	var wg sync.WaitGroup
 	wctx, cancel := context.WithCancel(context.Background())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -102,6 +103,50 @@ func newEnvEngine(t testing.TB, dbDir string, cfg *config.Config, engine promql.
 	go func() { e.done <- p.Run(ctx) }()
 	t.Cleanup(func() { e.stop(); _ = db.Close() })
 	return e
+}
+
+// ready waits until Run is ready: what it logs before is logged by then.
+func (e *env) ready(t testing.TB) {
+	t.Helper()
+	require.Eventually(t, e.p.Ready, 10*time.Second, time.Millisecond)
+}
+
+// TestRunSaysReady: Run says when it is ready (/-/ready answers 200 from
+// then), as Prometheus's "Server is ready to receive web requests." does;
+// the restore's last step, and readiness, went unsaid.
+func TestRunSaysReady(t *testing.T) {
+	var buf syncBuffer
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { _ = db.Close() })
+	o := DefaultOptions()
+	o.Workers = 2
+	p, err := New(slog.New(slog.NewTextHandler(&buf, nil)), prometheus.NewRegistry(), db, nil, config.Default(), o)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	require.Eventually(t, p.Ready, 10*time.Second, time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	require.Contains(t, buf.String(), `msg="Ready: scoring" workers=2 max_series=100000 forecast_max_series=10000`)
+}
+
+// syncBuffer is a bytes.Buffer a logger writes from other goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // stop ends Run (taking the final snapshot); idempotent.
