@@ -236,6 +236,13 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	return nil
 }
 
+// Check fails where ApplyConfig would fail on the configuration file's rws
+// (without the flags' remote writes), changing nothing: for `omen check
+// config`.
+func Check(rws []*promconfig.RemoteWriteConfig) error {
+	return checkQueues((&Forwarder{}).Configs(rws))
+}
+
 // checkQueues fails where the remote storage's ApplyConfig would fail on
 // cfgs: a queue's client that cannot be made (a TLS file not there yet), or
 // two remote writes the same. The module fails midway, with the queues it

@@ -37,6 +37,7 @@ func runMain(args []string) int {
 		registerBacktest(app, logCfg),
 		registerForecast(app, logCfg),
 		registerRules(app, logCfg),
+		registerCheck(app, logCfg),
 		registerLoadgen(app, logCfg),
 	}
 	selected, err := app.Parse(args)
