@@ -184,13 +184,24 @@ func TestWriteV1SpecialValuesAndPartial(t *testing.T) {
 	require.Equal(t, map[int64]float64{ms: 3}, samples(t, s, "good2"))
 }
 
+// TestWriteNotReady: a write while the TSDB opens is a 503 the sender
+// retries, and the retries are logged as rejections are: a warning at most
+// once a minute, with the count since (each was a warning: 4292 in a 3.6 s
+// WAL replay).
 func TestWriteNotReady(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := NewStorage(nil, nil, Options{Path: t.TempDir()})
-	h := NewWriteHandler(nil, nil, s, WriteOptions{})
+	h := NewWriteHandler(logger, nil, s, WriteOptions{})
 	body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(time.Now().UnixMilli(), 1, "__name__", "x")}})
-	w := post(t, h, body, nil)
-	require.Equal(t, http.StatusServiceUnavailable, w.Code, "the sender must retry while the TSDB opens")
-	require.NotEmpty(t, w.Header().Get("Retry-After"))
+	for range 3 {
+		w := post(t, h, body, nil)
+		require.Equal(t, http.StatusServiceUnavailable, w.Code, "the sender must retry while the TSDB opens")
+		require.NotEmpty(t, w.Header().Get("Retry-After"))
+	}
+	require.Equal(t, 1, strings.Count(buf.String(), "level=WARN"), buf.String())
+	require.Contains(t, buf.String(), "TSDB not ready")
+	require.Contains(t, buf.String(), "failed_requests=1")
 }
 
 // v2Client is the prometheus module's own remote-write client, sending 2.0
