@@ -41,7 +41,11 @@ type Anomaly struct {
 	Value         jsonFloat         `json:"value"` // ±Inf samples are stored and scored; null here
 	// Counter says the input is scored as a per-second rate (by its
 	// remote-write 2.0 metadata or its name), as yhat and the band are.
-	Counter   bool      `json:"counter"`
+	Counter bool `json:"counter"`
+	// Derived says the input is a derived input's (or group's) series:
+	// its values are evaluated, not stored, so only its outputs have a
+	// history to chart.
+	Derived   bool      `json:"derived"`
 	Yhat      jsonFloat `json:"yhat"`
 	YhatLower jsonFloat `json:"yhat_lower"`
 	YhatUpper jsonFloat `json:"yhat_upper"`
@@ -120,7 +124,7 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 			return
 		}
 		a := Anomaly{
-			Labels: outputLabelMap(s), Score: jsonFloat(s.pub.score), Value: jsonFloat(s.pub.value), Counter: s.counter,
+			Labels: outputLabelMap(s), Score: jsonFloat(s.pub.score), Value: jsonFloat(s.pub.value), Counter: s.counter, Derived: isDerived(s),
 			Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
 			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
 			Timestamp: time.UnixMilli(s.pub.t).UTC(),

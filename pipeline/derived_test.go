@@ -55,6 +55,10 @@ derived:
 	require.Len(t, got, 1)
 	require.Equal(t, map[string]string{"for": "error_ratio", "service": "api"}, got[0].Labels)
 	require.InDelta(t, 0.9, float64(got[0].Value), 1e-12)
+	require.True(t, got[0].Derived, "its values are not stored: the UI says so")
+	ingested := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "errors")}})
+	require.Len(t, ingested, 1)
+	require.False(t, ingested[0].Derived)
 	out := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "error_ratio"))
 	require.Len(t, out[labels.FromStrings("__name__", "anomaly_score", "for", "error_ratio", "service", "api").String()], 10)
 	// Not written back as an input.

@@ -50,6 +50,9 @@ type fakeInput struct {
 	// input series, band or forecasts) and explains its score by the
 	// member that moved most, feature "joint".
 	group bool
+	// derived: a derived input's series, whose values are evaluated, not
+	// stored: its outputs alone are series.
+	derived bool
 }
 
 const (
@@ -118,8 +121,10 @@ func (f *fakeAPI) series() []fakeSeries {
 			out = append(out, fakeSeries{with(in, "anomaly_score"), in.score})
 			continue
 		}
+		if !in.derived {
+			out = append(out, fakeSeries{with(in, in.name), in.value})
+		}
 		out = append(out,
-			fakeSeries{with(in, in.name), in.value},
 			fakeSeries{with(in, "yhat"), in.expected},
 			fakeSeries{with(in, "yhat_lower"), func(t float64) float64 { return in.expected(t) - in.band() }},
 			fakeSeries{with(in, "yhat_upper"), func(t float64) float64 { return in.expected(t) + in.band() }},
@@ -323,6 +328,7 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		Since     time.Time         `json:"since"`
 		Value     any               `json:"value"`   // null for a group, as the server's NaN
 		Counter   bool              `json:"counter"` // false: the fake's values are what is scored
+		Derived   bool              `json:"derived"`
 		Yhat      any               `json:"yhat"`
 		YhatLower any               `json:"yhat_lower"`
 		YhatUpper any               `json:"yhat_upper"`
@@ -351,7 +357,7 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		e := in.expected(t)
 		a := anomaly{
 			Labels: ls, Score: in.score(t), Since: time.Unix(int64(in.since(t)), 0).UTC(),
-			Value: in.value(t), Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
+			Value: in.value(t), Derived: in.derived || in.group, Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
 			Member: cmp.Or(in.member, "seasonal"), Feature: cmp.Or(in.feature, "value_season_ago"), Ready: true, Timestamp: now.UTC().Truncate(time.Second),
 		}
 		if in.group {

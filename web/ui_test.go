@@ -144,6 +144,42 @@ return {note: document.getElementById("series-note").textContent,
 	require.Greater(t, chart.Scores, 100, "its score is drawn")
 }
 
+// TestUIDerived: a derived input's chart says its values are not stored,
+// and draws its band and score; it said "0 samples" beside them, as of an
+// input that never sent one (measured on a derived input evaluated every
+// 10 s for 14 minutes: "0 samples, 10 with an expected band").
+func TestUIDerived(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	br := startBrowser(t, 1280, 800)
+	start := time.Now()
+	_, srv := serveFake(t, []fakeInput{
+		{name: "node_load1", labels: map[string]string{"job": "node"}, base: 2, amp: 0.5},
+		{name: "error_ratio", labels: map[string]string{"service": "api"}, base: 0.1, amp: 0.02, spike: 1,
+			spikeFrom: start.Add(-20 * time.Minute), derived: true},
+	}, time.Hour)
+	br.open(srv.URL + "/")
+	br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+	openFirstSeries(br)
+	var chart struct {
+		Key    string `json:"key"`
+		Note   string `json:"note"`
+		Values int    `json:"values"`
+		Bands  int    `json:"bands"`
+		Scores int    `json:"scores"`
+	}
+	br.eval(&chart, `function count(a) { return a.filter(function (v) { return v != null; }).length; }
+return {key: document.querySelector("#anomalies tbody tr").dataset.key, note: document.getElementById("series-note").textContent,
+  values: count(omen.charts.main.data[1]), bands: count(omen.charts.main.data[3]), scores: count(omen.charts.score.data[1])};`)
+	require.Equal(t, `for="error_ratio",service="api"`, chart.Key)
+	require.Contains(t, chart.Note, "A derived input: its values are evaluated, not stored")
+	require.NotContains(t, chart.Note, "0 samples")
+	require.Zero(t, chart.Values)
+	require.Greater(t, chart.Bands, 100, "its band is drawn")
+	require.Greater(t, chart.Scores, 100, "its score is drawn")
+}
+
 // openFirstSeries clicks the first row's series and waits for its chart.
 func openFirstSeries(br *browser) {
 	br.click(`#anomalies tbody tr:first-child .series-link`)

@@ -363,8 +363,10 @@
     if (!labels) return Promise.resolve();
     var key = state.selectedKey, gen = ++seriesGen;
     var counter = state.selectedCounter;
-    var group = false;
-    state.anomalies.forEach(function (a) { if (seriesKey(a.labels) === key) group = a.feature === "joint"; });
+    var group = false, derived = false;
+    state.anomalies.forEach(function (a) {
+      if (seriesKey(a.labels) === key) { group = a.feature === "joint"; derived = !!a.derived; }
+    });
     if (counter == null) {
       // Restored from the address: the list says, else the name does.
       state.anomalies.forEach(function (a) { if (seriesKey(a.labels) === key) counter = a.counter; });
@@ -393,6 +395,7 @@
       var fc = byName(res[2].result, labels, 1);
       var d = buildData(input, out, fc, end, step);
       d.group = group;
+      d.derived = derived;
       draw(d, start, end);
       omen.loads.series++;
       setError("series", null);
@@ -552,7 +555,11 @@
     var c = d.counts;
     $("series-note").textContent = (d.group
       ? "A multivariate group: its score is its members' joint deviation; it has no value, expected band or forecast of its own (chart the members' series for those)"
-      : c.value + " samples, " + c.band + " with an expected band, " +
+      // A derived input's values are evaluated, not stored: "0 samples"
+      // beside its band read as an input that never sent one.
+      : (d.derived && !c.value
+        ? "A derived input: its values are evaluated, not stored, so only its outputs are charted: "
+        : c.value + " samples, ") + c.band + " with an expected band, " +
         (c.cone ? "forecast " + c.cone + " horizons ahead" : "no forecast yet")) +
       ". Shaded: score above 1; dashed line: the anomaly's start.";
     var sec = $("series");
