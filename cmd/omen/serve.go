@@ -448,6 +448,13 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 // validate refuses flag values the components would otherwise replace by
 // their defaults without a word (or, for a negative grace, turn into none).
 func (f *serveFlags) validate() error {
+	// An empty address (a templated one whose variable is unset) listened
+	// on every interface at a port the kernel picked.
+	for _, a := range f.listen {
+		if strings.TrimSpace(a) == "" {
+			return errors.New("--web.listen-address: empty; want host:port (:9201 for every interface)")
+		}
+	}
 	switch {
 	case f.maxConns < 0:
 		return fmt.Errorf("--web.max-connections=%d: want 0 (no limit) or more", f.maxConns)
