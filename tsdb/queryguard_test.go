@@ -81,6 +81,55 @@ func TestSubqueryGuard(t *testing.T) {
 	}
 }
 
+// TestQueryNesting: a query nested deeper than DefaultMaxQueryNesting gets
+// Prometheus's 400 bad_data before it is parsed, on every endpoint that
+// parses one (nested 100,000 deep, such a query killed omen, as it kills
+// Prometheus 2.42, with a fatal stack overflow); one at the limit, and
+// brackets and operators inside strings, matchers and comments, go through.
+func TestQueryNesting(t *testing.T) {
+	srv, _ := newTestAPI(t)
+	nested := func(n int) string { return strings.Repeat("abs(", n) + "vector(1)" + strings.Repeat(")", n) }
+	chain := func(n int) string { return "vector(1)" + strings.Repeat(" or vector(1)", n) }
+	atLimit := nested(DefaultMaxQueryNesting - 1) // vector( is one more level
+	over := nested(DefaultMaxQueryNesting)
+	for _, tc := range []struct {
+		name, path, query string
+		code              int
+		want              string
+	}{
+		{"instant query at the limit", "/api/v1/query", atLimit, 200, `"value"`},
+		{"instant query over it", "/api/v1/query", over, 400, "nested 1001 deep"},
+		{"range query over it", "/api/v1/query_range", over, 400, "more than the limit of 1000"},
+		{"parse_query over it", "/api/v1/parse_query", over, 400, "nested 1001 deep"},
+		{"query_exemplars over it", "/api/v1/query_exemplars", over, 400, "nested 1001 deep"},
+		{"format_query at its limit", "/api/v1/format_query", nested(maxFormatNesting - 1), 200, `"status":"success"`},
+		{"format_query over its limit", "/api/v1/format_query", nested(maxFormatNesting), 400, "nested 257 deep (brackets and operators), more than the limit of 256"},
+		{"operator chain over it", "/api/v1/query", chain(DefaultMaxQueryNesting), 400, "nested 1001 deep"},
+		{"operator chain at the limit", "/api/v1/query", chain(DefaultMaxQueryNesting - 1), 200, `"value"`},
+		{"parentheses over it", "/api/v1/query", strings.Repeat("(", 1001) + "1" + strings.Repeat(")", 1001), 400, "nested 1001 deep"},
+		{"unary minus over it", "/api/v1/query", strings.Repeat("-", 1001) + "1", 400, "nested 1001 deep"},
+		{"brackets and operators in a string", "/api/v1/query",
+			`count(up{job="` + strings.Repeat("(-[", 2000) + `"})`, 200, `"result":[]`},
+		{"operators in matchers", "/api/v1/query",
+			"count(up{" + strings.TrimSuffix(strings.Repeat(`job!="a",job!~"b",`, 1000), ",") + "})", 200, `"result":[]`},
+		{"brackets in a comment", "/api/v1/query", "vector(1) # " + strings.Repeat("((", 2000) + "\n", 200, `"value"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			form := url.Values{"query": {tc.query}, "start": {"0"}, "end": {"60"}, "step": {"15"}}
+			resp, err := http.Post(srv.URL+tc.path, "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+			require.NoError(t, err)
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, tc.code, resp.StatusCode, "%.300s", b)
+			require.Contains(t, string(b), tc.want)
+			if tc.code == 400 {
+				require.Contains(t, string(b), `"errorType":"bad_data"`)
+			}
+		})
+	}
+}
+
 // TestQueryMultipartForm: a query POSTed as multipart/form-data (curl -F)
 // is read by the guard and by the API, as Prometheus reads it; the guard's
 // ParseForm once left the API without it ("no expression found").
