@@ -145,7 +145,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 	cwd, _ := os.Getwd()
 	host, _ := os.Hostname()
 	api := apiv1.NewAPI(
-		engine, s, s, s,
+		engine, budgetQueryable{s}, s, s,
 		func(context.Context) apiv1.ScrapePoolsRetriever { return none{} },
 		func(context.Context) apiv1.TargetRetriever { return none{} },
 		func(context.Context) apiv1.AlertmanagerRetriever { return none{} },
@@ -200,7 +200,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 	)
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
-	return limitAPIBody(guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps)))
+	return limitAPIBody(guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps), o.RemoteReadSamples))
 }
 
 func corsOrigin(re *regexp.Regexp) *regexp.Regexp {

@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +13,13 @@ import (
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 // DefaultSubqueryStep is the step of a subquery written without one
@@ -242,11 +246,6 @@ var (
 // and after snappy decoding.
 const maxReadRequestBytes = 32 << 20
 
-// guardRemoteRead checks a remote-read request before Prometheus's handler
-// does: Prometheus answers 500 for a matcher whose regular expression does
-// not compile, and allocates whatever decoded size (up to 32 MiB) the snappy
-// header claims, however short the body. Both are a client's mistake, so
-// they get a 400 here; a request that passes is handed on unchanged.
 // maxAPIRequestBytes bounds the body of a request to the query API other
 // than a remote read (bounded by maxReadRequestBytes): a form of queries or
 // matchers is a few kilobytes. Unbounded, a multipart form's file parts
@@ -282,7 +281,19 @@ func tooLarge(w http.ResponseWriter) {
 	_, _ = fmt.Fprintf(w, `{"status":"error","errorType":"bad_data","error":"request body exceeds the limit of %d bytes"}`, maxAPIRequestBytes)
 }
 
-func guardRemoteRead(next http.Handler) http.Handler {
+// guardRemoteRead checks a remote-read request before Prometheus's handler
+// does: Prometheus answers 500 for a matcher whose regular expression does
+// not compile, and allocates whatever decoded size (up to 32 MiB) the snappy
+// header claims, however short the body. Both are a client's mistake, so
+// they get a 400 here; a request that passes is handed on unchanged.
+//
+// With sampleLimit > 0 (--storage.remote.read-sample-limit) it also bounds
+// the samples of the whole answer to a non-streamed read, where Prometheus
+// bounds those of each of its queries: a request of 40 queries each
+// within the limit took omen's RSS to 3.3 GiB (Prometheus 2.42's to 2.3),
+// and one request may carry thousands. Prometheus's own client sends one
+// query a request, for which nothing changes.
+func guardRemoteRead(next http.Handler, sampleLimit int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/read" || r.Method != http.MethodPost {
 			next.ServeHTTP(w, r)
@@ -298,9 +309,137 @@ func guardRemoteRead(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		if sampleLimit > 0 {
+			b := &readBudget{left: sampleLimit, limit: sampleLimit}
+			r = r.WithContext(context.WithValue(r.Context(), readBudgetKey{}, b))
+			w = &budgetWriter{ResponseWriter: w, b: b}
+		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// readBudget is what is left of a remote read's sample limit, shared by
+// its queries. The read handler runs them one after another, in the
+// request's goroutine.
+type readBudget struct {
+	left, limit int
+	exceeded    bool
+}
+
+type readBudgetKey struct{}
+
+var errReadBudget = errors.New("remote read: sample limit exceeded")
+
+// budgetQueryable charges the samples that a remote read's queries
+// iterate to the read's budget, when its context carries one; other
+// queries are untouched. Streamed reads go through the chunk querier,
+// which it leaves alone: their frames bound their memory.
+type budgetQueryable struct {
+	storage.SampleAndChunkQueryable
+}
+
+func (q budgetQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	inner, err := q.SampleAndChunkQueryable.Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return budgetQuerier{inner}, nil
+}
+
+type budgetQuerier struct{ storage.Querier }
+
+func (q budgetQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	ss := q.Querier.Select(ctx, sortSeries, hints, ms...)
+	if b, ok := ctx.Value(readBudgetKey{}).(*readBudget); ok {
+		return budgetSeriesSet{ss, b}
+	}
+	return ss
+}
+
+type budgetSeriesSet struct {
+	storage.SeriesSet
+	b *readBudget
+}
+
+func (s budgetSeriesSet) At() storage.Series { return budgetSeries{s.SeriesSet.At(), s.b} }
+
+type budgetSeries struct {
+	storage.Series
+	b *readBudget
+}
+
+func (s budgetSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	if bi, ok := it.(*budgetIterator); ok {
+		it = bi.Iterator
+	}
+	return &budgetIterator{s.Series.Iterator(it), s.b}
+}
+
+// budgetIterator stops at the first sample beyond the budget, with
+// errReadBudget. Only Next is charged: the read handler does not Seek.
+type budgetIterator struct {
+	chunkenc.Iterator
+	b *readBudget
+}
+
+func (i *budgetIterator) Next() chunkenc.ValueType {
+	if i.b.exceeded {
+		return chunkenc.ValNone
+	}
+	vt := i.Iterator.Next()
+	if vt == chunkenc.ValNone {
+		return vt
+	}
+	if i.b.left == 0 {
+		i.b.exceeded = true
+		return chunkenc.ValNone
+	}
+	i.b.left--
+	return vt
+}
+
+func (i *budgetIterator) Err() error {
+	if i.b.exceeded {
+		return errReadBudget
+	}
+	return i.Iterator.Err()
+}
+
+// budgetWriter answers a read stopped by its budget as Prometheus answers
+// one over its limit, 400, where its handler would answer an iterator's
+// error with 500.
+type budgetWriter struct {
+	http.ResponseWriter
+	b        *readBudget
+	replaced bool
+}
+
+func (w *budgetWriter) WriteHeader(code int) {
+	if code != http.StatusInternalServerError || !w.b.exceeded {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.replaced = true
+	w.ResponseWriter.WriteHeader(http.StatusBadRequest)
+	_, _ = fmt.Fprintf(w.ResponseWriter, "exceeded sample limit (%d) over the request's queries (--storage.remote.read-sample-limit)\n", w.b.limit)
+}
+
+func (w *budgetWriter) Write(p []byte) (int, error) {
+	if w.replaced {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush is the streamed response's: Prometheus's handler needs an
+// http.Flusher.
+func (w *budgetWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *budgetWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func checkReadRequest(body []byte) string {
 	if len(body) > maxReadRequestBytes {
