@@ -1170,7 +1170,14 @@ func v1LabelsString(ls []prompb.Label) string {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		sb.WriteString(l.Name)
+		// Quoted where Prometheus's labels.String quotes it: raw, an
+		// invalid name put its bytes in the answer, and a UTF-8 name
+		// with quotes and commas read as more labels.
+		if model.LegacyValidation.IsValidLabelName(l.Name) {
+			sb.WriteString(l.Name)
+		} else {
+			sb.WriteString(strconv.Quote(l.Name))
+		}
 		sb.WriteByte('=')
 		sb.WriteString(strconv.Quote(l.Value))
 	}

@@ -125,6 +125,11 @@ func TestWriteV1BadInput(t *testing.T) {
 		{"duplicate label", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "x", "job", "a", "job", "b")}}), nil, 400, `duplicate label name "job"`},
 		{"unsorted labels", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "job", "a", "__name__", "x")}}), nil, 400, "labels not sorted"},
 		{"invalid label name", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "x", "b\xffad", "a")}}), nil, 400, "invalid label name"},
+		// Names are quoted where Prometheus's labels.String quotes them:
+		// written raw, an invalid name put its bytes in the UTF-8 answer,
+		// and a UTF-8 name with quotes and commas read as other labels.
+		{"invalid label name quoted", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "x", "b\xffad", "a")}}), nil, 400, `series 0 {__name__="x", "b\xffad"="a"}`},
+		{"UTF-8 label name quoted", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "x", `a", b="c`, "\xff")}}), nil, 400, `series 0 {__name__="x", "a\", b=\"c"="\xff"}`},
 		{"empty label name", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "", "v", "__name__", "x")}}), nil, 400, "empty label name"},
 		{"zero timestamp", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(0, 1, "__name__", "x")}}), nil, 400, "not after the Unix epoch"},
 		{"negative timestamp", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(-5, 1, "__name__", "x")}}), nil, 400, "not after the Unix epoch"},
