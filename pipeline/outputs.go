@@ -297,15 +297,7 @@ func storedPrecision(v, width float64) float64 {
 // Called right after the output appender is created: the head's bound only
 // grows, so every time at or after it is also within the appender's.
 func appendableMinTime(st Storage) int64 {
-	var h *tsdb.Head
-	switch db := st.(type) {
-	case interface{ DB() *tsdb.DB }:
-		if d := db.DB(); d != nil {
-			h = d.Head()
-		}
-	case interface{ Head() *tsdb.Head }:
-		h = db.Head()
-	}
+	h := headOf(st)
 	if h == nil {
 		return math.MinInt64
 	}
@@ -313,6 +305,37 @@ func appendableMinTime(st Storage) int64 {
 		return t
 	}
 	return math.MinInt64
+}
+
+// headOf returns the TSDB head, if the storage is a Prometheus TSDB
+// (directly or as omen's tsdb.Storage), else nil.
+func headOf(st Storage) *tsdb.Head {
+	switch db := st.(type) {
+	case interface{ DB() *tsdb.DB }:
+		if d := db.DB(); d != nil {
+			return d.Head()
+		}
+	case interface{ Head() *tsdb.Head }:
+		return db.Head()
+	}
+	return nil
+}
+
+// markerTime is when the staleness markers omen decides on by itself (a
+// reload or a restart no longer selects a series) go: at now, but not
+// past the latest sample the head holds (math.MinInt64 if it holds none:
+// the callers then put the markers just after a series' latest result).
+// Behind a backlog (a Prometheus resending what it queued while omen was
+// down, history written at speed) the clock is hours ahead of the
+// samples, and a marker at now moved the head's maximum time there: the
+// head compacted up to it and refused every later sample of the backlog
+// as out of bounds (a 400, which the sender drops).
+func markerTime(st Storage, now time.Time) int64 {
+	t := now.UnixMilli()
+	if h := headOf(st); h != nil {
+		t = min(t, h.MaxTime())
+	}
+	return t
 }
 
 // outputRefusedLogEvery spaces the warnings about output samples the TSDB

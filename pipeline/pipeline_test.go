@@ -684,6 +684,47 @@ func TestConfigSelection(t *testing.T) {
 	}
 }
 
+// TestReloadBehindBacklogMarksAtSamples: a reload that deselects a series
+// while omen works through a backlog (a Prometheus resending what it queued
+// while omen was down: the clock hours ahead of the samples) marks its
+// outputs stale just after its latest result, not at the clock. At the
+// clock, the marker moved the head's maximum time there, and every later
+// sample of the backlog was refused as out of bounds (a 400 the sender
+// drops): measured with history written at 400x, each request after a
+// reload lost all its samples.
+func TestReloadBehindBacklogMarksAtSamples(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	noisy := labels.FromStrings("__name__", "x", "job", "noisy")
+	quiet := labels.FromStrings("__name__", "x", "job", "quiet")
+	e.feed(noisy, "", []float64{1, 2})
+	e.feed(quiet, "", []float64{1, 2})
+	latest := t0.UnixMilli() + stepMs
+	e.clock.set(t0.Add(48 * time.Hour))
+
+	cfg, err := config.Load([]byte("exclude: ['{job=\"quiet\"}']\n"))
+	require.NoError(t, err)
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	score := func() (int64, float64) {
+		for _, s := range lastSample(t, e.db, eq("__name__", FamilyScore), eq("job", "quiet")) {
+			return s.t, s.v
+		}
+		return 0, 0
+	}
+	require.Eventually(t, func() bool { _, v := score(); return value.IsStaleNaN(v) }, timeout, tick)
+	markT, _ := score()
+	require.Equal(t, latest+1, markT, "just after the latest result")
+	require.Equal(t, latest+1, e.db.Head().MaxTime(), "the head stays at the backlog's samples")
+
+	// The backlog goes on: its next sample is stored and scored.
+	e.push(latest+stepMs, "", []labels.Labels{noisy}, []float64{3})
+	e.sync()
+	vs := query(t, e.db, eq("__name__", FamilyScore), eq("job", "noisy"))
+	require.Len(t, vs, 1)
+	for _, v := range vs {
+		require.Len(t, v, 3)
+	}
+}
+
 // TestReloadKeepsPublished: a reload whose options need new models (here
 // other forecast horizons) keeps a series' published results and its
 // incident until its next sample, instead of blanking /metrics and ending

@@ -442,9 +442,9 @@ func (p *Pipeline) staleDeselected(ctx context.Context) {
 		p.logger.Warn("Reading the outputs of the restored series the configuration does not select; they are not marked stale", "err", err)
 		return
 	}
-	nowMs := p.opts.Now().UnixMilli()
+	markT := markerTime(p.st, p.opts.Now())
 	for _, s := range gone {
-		out.staleStored(ctx, q, s.ls, s.ls.Get(labels.MetricName), nowMs, false)
+		out.staleStored(ctx, q, s.ls, s.ls.Get(labels.MetricName), markT, false)
 	}
 	_ = q.Close()
 	if err := out.commit(); err != nil {

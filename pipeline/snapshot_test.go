@@ -962,32 +962,49 @@ func podsStopped(t *testing.T, db string, opts func(*Options)) (va []float64) {
 // PromQL read them as live for its lookback delta. The series still
 // selected are untouched, and a second restart appends no second marker.
 func TestSnapshotDeselectedStalesOutputs(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "models.snap")
-	opts := func(o *Options) { o.SnapshotPath = path }
-	db := t.TempDir()
-	podsStopped(t, db, opts)
+	for _, tc := range []struct {
+		name  string
+		clock time.Time
+	}{
+		{"clock behind the samples", t0},
+		// omen restarted behind a backlog (a Prometheus about to resend
+		// what it queued meanwhile): markers at the clock moved the
+		// head's maximum time there, and the backlog was refused as out
+		// of bounds.
+		{"clock ahead of the samples", t0.Add(48 * time.Hour)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "models.snap")
+			db := t.TempDir()
+			podsStopped(t, db, func(o *Options) { o.SnapshotPath = path })
 
-	cfg, err := config.Load([]byte(`exclude: ['{pod="b"}']`))
-	require.NoError(t, err)
-	for range 2 {
-		e2 := newEnv(t, db, cfg, opts)
-		require.Eventually(t, e2.p.Ready, timeout, tick)
-		last := lastSample(t, e2.db, eq("for", "g"), eq("pod", "b"))
-		require.Len(t, last, 4+3*3, "score, band and three horizons of forecasts")
-		for name, s := range last {
-			require.True(t, value.IsStaleNaN(s.v), name)
-			// The clock (t0) is behind the samples: just after the
-			// latest result, once.
-			require.Equal(t, podTime(podsN-1)+1, s.t, name)
-		}
-		last = lastSample(t, e2.db, eq("for", "g"), eq("pod", "a"))
-		require.Len(t, last, 4+3*3)
-		for name, s := range last {
-			require.False(t, math.IsNaN(s.v), name)
-		}
-		require.Zero(t, testutil.ToFloat64(e2.p.m.outputErrors))
-		e2.stop()
-		require.NoError(t, e2.db.Close())
+			opts := func(o *Options) {
+				o.SnapshotPath = path
+				o.Now = func() time.Time { return tc.clock }
+			}
+			cfg, err := config.Load([]byte(`exclude: ['{pod="b"}']`))
+			require.NoError(t, err)
+			for range 2 {
+				e2 := newEnv(t, db, cfg, opts)
+				require.Eventually(t, e2.p.Ready, timeout, tick)
+				last := lastSample(t, e2.db, eq("for", "g"), eq("pod", "b"))
+				require.Len(t, last, 4+3*3, "score, band and three horizons of forecasts")
+				for name, s := range last {
+					require.True(t, value.IsStaleNaN(s.v), name)
+					// Just after the latest result, once.
+					require.Equal(t, podTime(podsN-1)+1, s.t, name)
+				}
+				require.Equal(t, podTime(podsN-1)+1, e2.db.Head().MaxTime())
+				last = lastSample(t, e2.db, eq("for", "g"), eq("pod", "a"))
+				require.Len(t, last, 4+3*3)
+				for name, s := range last {
+					require.False(t, math.IsNaN(s.v), name)
+				}
+				require.Zero(t, testutil.ToFloat64(e2.p.m.outputErrors))
+				e2.stop()
+				require.NoError(t, e2.db.Close())
+			}
+		})
 	}
 }
 

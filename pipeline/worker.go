@@ -633,13 +633,14 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 	if len(gone) == 0 {
 		return
 	}
-	// The markers go at now, or just after a series' latest result if
-	// that is later (a sender's clock ahead of omen's).
-	nowMs := w.p.opts.Now().UnixMilli()
+	// The markers go at now (not past the latest sample the head holds:
+	// see markerTime), or just after a series' latest result if that is
+	// later (a sender's clock ahead of omen's).
+	markT := markerTime(w.p.st, w.p.opts.Now())
 	out := w.p.newOutputs(ctx)
 	for _, s := range gone {
 		if s.pub.hasResult && !s.pub.stale {
-			out.stale(s, max(nowMs, s.pub.t+1))
+			out.stale(s, max(markT, s.pub.t+1))
 		}
 	}
 	if err := out.commit(); err != nil {
