@@ -64,6 +64,12 @@ const (
 	// loading it anew, its room was held for good while omen restarted
 	// more often than --detect.stale-after. Older versions ignore it.
 	flagWaiting = 1 << 4
+	// flagStale: the series' input had gone stale (a staleness marker,
+	// nothing since) when the snapshot was taken. Its room, held after a
+	// restart, goes to series refused for want of it once it has not come
+	// back for Prometheus's lookback (see expireRestored), as the sweep
+	// gives the room of such a series it holds. Older versions ignore it.
+	flagStale = 1 << 5
 )
 
 // savedSeries is one series read from a snapshot, waiting for its first
@@ -179,6 +185,9 @@ func (w *worker) encode(e *snapEncoder) error {
 		}
 		if s.hasPrev {
 			flags |= flagHasPrev
+		}
+		if s.pub.stale {
+			flags |= flagStale
 		}
 		prevT := s.prevT
 		if isDerived(s) {
@@ -617,10 +626,18 @@ func (p *Pipeline) keepRestored(saved *savedSeries) {
 }
 
 // expireRestored forgets saved states whose series did not come back
-// within StaleAfter, and stale forecast accuracy entries.
+// within StaleAfter, and stale forecast accuracy entries. While series are
+// refused for want of room, the states of series that had gone stale
+// before the snapshot (flagStale) and have not come back for Prometheus's
+// lookback since the restart give back the room held for them, and are
+// kept as a waiting state is: held for StaleAfter, a Recreate rollout
+// during which omen restarted left the new pods unscored for an hour,
+// where without the restart the sweep gave them the old pods' room after
+// the lookback (see worker.sweep).
 func (p *Pipeline) expireRestored() {
 	now := p.opts.Now()
 	p.acc().expire(now.Add(-p.opts.StaleAfter).UnixMilli())
+	refused := p.overBudgetNow.Load() > 0
 	p.restoreMu.Lock()
 	defer p.restoreMu.Unlock()
 	for h, list := range p.restored {
@@ -629,6 +646,15 @@ func (p *Pipeline) expireRestored() {
 				p.releaseHeldLocked(s)
 			}
 			delete(p.restored, h)
+			continue
+		}
+		if !refused {
+			continue
+		}
+		for _, s := range list {
+			if s.flags&flagStale != 0 && now.Sub(s.loadedAt).Milliseconds() > lookbackMs {
+				p.releaseHeldLocked(s)
+			}
 		}
 	}
 }

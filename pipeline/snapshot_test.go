@@ -1124,6 +1124,65 @@ func TestSnapshotHeldNotForever(t *testing.T) {
 	require.Equal(t, [][]string{{"a"}, {"a", "c"}, {"a", "c"}}, got)
 }
 
+// TestSnapshotStaleSeriesLeaveFullBudgets: the room held after a restart
+// for the series that had gone stale before the snapshot (a Recreate
+// rollout's old pods, marked by Prometheus) goes to the series refused for
+// want of it once those have not come back for Prometheus's lookback, as
+// the sweep gives the room of such series it holds
+// (TestStaleSeriesLeaveFullBudgets). It was held for --detect.stale-after
+// (an hour by default): an omen restarted during a rollout left the new
+// pods unscored for that long. Within the lookback, or with nobody
+// refused, it is held; a state given up is kept, and its series, back,
+// competes for room as a newcomer does.
+func TestSnapshotStaleSeriesLeaveFullBudgets(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		waiting bool          // new pods want room
+		after   time.Duration // from the restart to expireRestored and the sweep
+		holders []string      // the pods scored after the sweep
+		held    int64
+	}{
+		{"gone past the lookback, new pods waiting", true, 6 * time.Minute, []string{"new-a", "new-b"}, 0},
+		{"gone within the lookback", true, 4 * time.Minute, nil, 2},
+		{"nobody waiting", false, 6 * time.Minute, nil, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "models.snap")
+			clk := &clock{now: t0}
+			opts := func(o *Options) { o.SnapshotPath, o.MaxSeries, o.Now = path, 2, clk.Now }
+			e := newEnv(t, "", nil, opts)
+			for k := range 3 {
+				e.pushPods(t0.UnixMilli()+int64(k)*stepMs, "old-a", "old-b")
+			}
+			stale := math.Float64frombits(value.StaleNaN)
+			e.push(t0.UnixMilli()+3*stepMs, model.MetricTypeGauge, []labels.Labels{pod("old-a"), pod("old-b")}, []float64{stale, stale})
+			e.sync()
+			e.stop()
+
+			e = newEnv(t, "", nil, opts)
+			require.Eventually(t, e.p.Ready, timeout, tick)
+			require.Equal(t, int64(2), e.p.scoredHeld.Load())
+			if tc.waiting {
+				e.pushPods(t0.UnixMilli()+4*stepMs, "new-a", "new-b")
+			}
+			now := t0.Add(tc.after)
+			clk.set(now)
+			e.p.expireRestored()
+			for range 2 {
+				for _, w := range e.p.workers {
+					w.sweep()
+				}
+			}
+			if tc.waiting {
+				e.pushPods(now.UnixMilli(), "new-a", "new-b")
+			}
+			require.Equal(t, tc.holders, withModel(e, false))
+			require.Equal(t, tc.held, e.p.scoredHeld.Load())
+			e.stop()
+		})
+	}
+}
+
 // TestStorageReopenedKeepsHeld: at a reopen of the TSDB, the series
 // restored at the restart that have not come back yet keep the room held
 // for them (their states, written to the snapshot as not claimed, are
