@@ -122,11 +122,9 @@ type WriteHandler struct {
 	ha      *haTracker   // nil when HA de-duplication is off
 	hash    func([]byte) uint64
 	generic bool // always use the generic decoder: tests and benchmarks compare the paths
-	// rejectLog is when a rejected request was last logged above debug
-	// (unix ns), rejected those rejected since; failLog and failed the
-	// same of the requests failed with a 5xx.
-	rejectLog, rejected atomic.Int64
-	failLog, failed     atomic.Int64
+	// rejectLog and failLog space the warnings about rejected requests
+	// (4xx) and failed ones (5xx).
+	rejectLog, failLog spacedLog
 }
 
 // rejectLogEvery spaces the warnings about rejected requests: a sender
@@ -381,14 +379,7 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // as failed and drops it, though omen stored all but the ones named: the
 // reason belongs where an operator looks (it was at debug alone).
 func (h *WriteHandler) logRejected(herr *httpError) {
-	h.rejected.Add(1)
-	now := time.Now().UnixNano()
-	last := h.rejectLog.Load()
-	if now-last < int64(rejectLogEvery) || !h.rejectLog.CompareAndSwap(last, now) {
-		h.logger.Debug("Remote write rejected", "code", herr.code, "err", herr.msg)
-		return
-	}
-	h.logger.Warn("Remote write rejected; the sender drops the request and counts all its samples failed (err says what omen stored)", "code", herr.code, "err", herr.msg, "rejected_requests", h.rejected.Swap(0), "next_warning_in", rejectLogEvery)
+	h.logSpaced(&h.rejectLog, herr, "Remote write rejected", "Remote write rejected; the sender drops the request and counts all its samples failed (err says what omen stored)", "rejected_requests")
 }
 
 // logFailed logs a request that failed with a 5xx, as logRejected does a
@@ -396,14 +387,37 @@ func (h *WriteHandler) logRejected(herr *httpError) {
 // hours) and every sender's every retry meets it, and each was a warning
 // (4292 in a 3.6 s WAL replay, against a sender that did not back off).
 func (h *WriteHandler) logFailed(herr *httpError) {
-	h.failed.Add(1)
-	now := time.Now().UnixNano()
-	last := h.failLog.Load()
-	if now-last < int64(rejectLogEvery) || !h.failLog.CompareAndSwap(last, now) {
-		h.logger.Debug("Remote write failed; the sender will retry", "code", herr.code, "err", herr.msg)
+	h.logSpaced(&h.failLog, herr, "Remote write failed; the sender will retry", "Remote write failed; the sender will retry", "failed_requests")
+}
+
+// logSpaced logs herr with warn as a warning if l says so, with the count
+// of its kind since the last, and with debug at debug otherwise.
+func (h *WriteHandler) logSpaced(l *spacedLog, herr *httpError, debug, warn, count string) {
+	n, now := l.note()
+	if !now {
+		h.logger.Debug(debug, "code", herr.code, "err", herr.msg)
 		return
 	}
-	h.logger.Warn("Remote write failed; the sender will retry", "code", herr.code, "err", herr.msg, "failed_requests", h.failed.Swap(0), "next_warning_in", rejectLogEvery)
+	h.logger.Warn(warn, "code", herr.code, "err", herr.msg, count, n, "next_warning_in", rejectLogEvery)
+}
+
+// spacedLog spaces warnings about one kind of event to one per
+// rejectLogEvery.
+type spacedLog struct {
+	last  atomic.Int64 // unix ns of the last warning
+	since atomic.Int64 // events since
+}
+
+// note counts an event and reports whether to warn about it now, with the
+// events since the last warning, this one included.
+func (s *spacedLog) note() (n int64, warn bool) {
+	s.since.Add(1)
+	now := time.Now().UnixNano()
+	last := s.last.Load()
+	if now-last < int64(rejectLogEvery) || !s.last.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	return s.since.Swap(0), true
 }
 
 func (h *WriteHandler) overloaded(w http.ResponseWriter, why string) {
