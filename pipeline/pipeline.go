@@ -214,7 +214,7 @@ func (o *Options) validate() error {
 	case o.ForecastMaxSeries < 0:
 		return fmt.Errorf("forecast max series %d: want >= 0", o.ForecastMaxSeries)
 	case o.Workers < 0 || o.Workers > 1024:
-		return fmt.Errorf("workers %d: want 1..1024", o.Workers)
+		return fmt.Errorf("workers %d: want 0 (one per CPU) to 1024", o.Workers)
 	case o.QueueSize < 1:
 		return fmt.Errorf("queue size %d: want >= 1", o.QueueSize)
 	case o.ForecastEvery < 0:
