@@ -16,6 +16,7 @@ type metrics struct {
 	anomalies     *prometheus.CounterVec
 	dropped       prometheus.Counter
 	lag           prometheus.GaugeFunc
+	newest        prometheus.GaugeFunc
 	snapFailures  prometheus.Counter
 	snapLast      prometheus.Gauge
 	outputErrors  prometheus.Counter
@@ -87,6 +88,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		lag: f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "omen_scoring_lag_seconds", Help: "How far scoring is behind: the time since the commit of the oldest batch a scorer worker is scoring now, or since a worker with batches queued started another task (a snapshot, a reload), 0 while none is.",
 		}, p.scoringLag),
+		newest: f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "omen_scored_sample_latest_timestamp_seconds", Help: "Timestamp of the latest input sample scored, 0 before the first: time() minus it is how old the scores are, behind a sender's backlog too (which omen_scoring_lag_seconds, the time batches wait inside omen, does not see).",
+		}, p.newestScored),
 		snapFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_snapshot_failures_total", Help: "Model state snapshots that could not be written.",
 		}),

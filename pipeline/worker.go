@@ -47,6 +47,9 @@ type worker struct {
 	// omen_scoring_lag_seconds reads them at scrape time (see
 	// Pipeline.scoringLag).
 	scoring, busy atomic.Int64
+	// newest is the latest timestamp (Unix ms) of an input sample the
+	// worker scored, 0 before the first (see Pipeline.newestScored).
+	newest atomic.Int64
 
 	mu      sync.RWMutex
 	series  map[storage.SeriesRef]*series
@@ -201,7 +204,11 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	so := p.stepOpts()
 	out := p.newOutputs(ctx)
 	scored := 0 // added to the counter once per batch, not per sample
-	defer func() { p.m.scoredSamples.Add(float64(scored)) }()
+	newest := w.newest.Load()
+	defer func() {
+		p.m.scoredSamples.Add(float64(scored))
+		w.newest.Store(newest) // the worker alone writes it
+	}()
 	for i := range b.s {
 		smp := &b.s[i]
 		s := w.series[smp.ref]
@@ -318,6 +325,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			start = time.Now()
 		}
 		scored++
+		newest = max(newest, smp.t)
 		w.mu.Lock()
 		s.lastSeen = nowMs
 		wasReady := s.pub.ready
@@ -366,6 +374,18 @@ func (p *Pipeline) scoringLag() float64 {
 		}
 	}
 	return lag.Seconds()
+}
+
+// newestScored is the latest timestamp of an input sample scored, in
+// seconds, 0 before the first: behind a sender's backlog (Prometheus
+// resending what it queued while omen was down) the scores published are
+// that old, however fast scoring keeps up (omen_scoring_lag_seconds 0).
+func (p *Pipeline) newestScored() float64 {
+	var ms int64
+	for _, w := range p.workers {
+		ms = max(ms, w.newest.Load())
+	}
+	return float64(ms) / 1e3
 }
 
 // readyChanged counts a series' warm-up ending (or starting again) in
