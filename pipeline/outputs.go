@@ -350,15 +350,13 @@ const outputRefusedLogEvery = time.Minute
 // why).
 func (p *Pipeline) outputRefused(in labels.Labels, family string, t int64, err error) {
 	p.m.outputErrors.Inc()
-	p.outRefused.Add(1)
-	now := time.Now().UnixNano()
-	last := p.outRefusedLog.Load()
-	if now-last < int64(outputRefusedLogEvery) || !p.outRefusedLog.CompareAndSwap(last, now) {
+	n, warn := p.outRefusedLog.Note(outputRefusedLogEvery)
+	if !warn {
 		if p.logger.Enabled(context.Background(), slog.LevelDebug) { // its arguments would be boxed for nothing
 			p.logger.Debug("Output sample refused by the TSDB", "family", family, "input", in, "t", t, "err", err)
 		}
 		return
 	}
 	p.logger.Warn("Output sample refused by the TSDB", "family", family, "input", in, "t", t, "err", err,
-		"refused_since_last_warning", p.outRefused.Swap(0), "next_warning_in", outputRefusedLogEvery)
+		"refused_since_last_warning", n, "next_warning_in", outputRefusedLogEvery)
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/internal/spaced"
 )
 
 // SnapshotFile is the snapshot's name when Options.SnapshotPath is a
@@ -299,12 +300,12 @@ type Pipeline struct {
 	// --forecast.max-series is held for the restored series that have
 	// not come back yet (see reserve).
 	scoredHeld, fcHeld atomic.Int64
-	// outRefusedLog is when an output sample the TSDB refused was last
-	// logged above debug (unix ns), outRefused those refused since.
-	outRefusedLog, outRefused atomic.Int64
-	overBudgetNow             atomic.Int64 // series the workers ignore for the budget alone
-	tapped                    atomic.Uint64
-	ready                     atomic.Bool
+	// outRefusedLog spaces the warnings about output samples the TSDB
+	// refused.
+	outRefusedLog spaced.Log
+	overBudgetNow atomic.Int64 // series the workers ignore for the budget alone
+	tapped        atomic.Uint64
+	ready         atomic.Bool
 
 	restoreMu sync.Mutex
 	snapMu    sync.Mutex // one snapshot written at a time

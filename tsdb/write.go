@@ -33,6 +33,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+
+	"github.com/omen-sidecar/omen/internal/spaced"
 )
 
 // WriteOptions limit what one remote-write request may carry.
@@ -124,7 +126,7 @@ type WriteHandler struct {
 	generic bool // always use the generic decoder: tests and benchmarks compare the paths
 	// rejectLog and failLog space the warnings about rejected requests
 	// (4xx) and failed ones (5xx).
-	rejectLog, failLog spacedLog
+	rejectLog, failLog spaced.Log
 }
 
 // rejectLogEvery spaces the warnings about rejected requests: a sender
@@ -392,32 +394,13 @@ func (h *WriteHandler) logFailed(herr *httpError) {
 
 // logSpaced logs herr with warn as a warning if l says so, with the count
 // of its kind since the last, and with debug at debug otherwise.
-func (h *WriteHandler) logSpaced(l *spacedLog, herr *httpError, debug, warn, count string) {
-	n, now := l.note()
+func (h *WriteHandler) logSpaced(l *spaced.Log, herr *httpError, debug, warn, count string) {
+	n, now := l.Note(rejectLogEvery)
 	if !now {
 		h.logger.Debug(debug, "code", herr.code, "err", herr.msg)
 		return
 	}
 	h.logger.Warn(warn, "code", herr.code, "err", herr.msg, count, n, "next_warning_in", rejectLogEvery)
-}
-
-// spacedLog spaces warnings about one kind of event to one per
-// rejectLogEvery.
-type spacedLog struct {
-	last  atomic.Int64 // unix ns of the last warning
-	since atomic.Int64 // events since
-}
-
-// note counts an event and reports whether to warn about it now, with the
-// events since the last warning, this one included.
-func (s *spacedLog) note() (n int64, warn bool) {
-	s.since.Add(1)
-	now := time.Now().UnixNano()
-	last := s.last.Load()
-	if now-last < int64(rejectLogEvery) || !s.last.CompareAndSwap(last, now) {
-		return 0, false
-	}
-	return s.since.Swap(0), true
 }
 
 func (h *WriteHandler) overloaded(w http.ResponseWriter, why string) {
