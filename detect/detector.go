@@ -375,7 +375,10 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	// shift of 16 noise deviations scored 0.96.
 	var missed, short int64
 	if st.Seen > 0 {
-		if missed = st.Season.missed(tsMillis); missed > 0 && missed*st.Season.DtMs < shortGapMs {
+		if dt := st.Season.track(tsMillis); dt > 0 {
+			d.relearn(dt, d.sc)
+		}
+		if missed = st.Season.missed(tsMillis); missed > 0 && missed*int64(st.Season.DtMs) < shortGapMs {
 			short = missed
 		} else {
 			missed = st.Season.gap(tsMillis, d.sc)
@@ -776,7 +779,7 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64) {
 		return
 	}
 	if st.Long.D == 0 && st.Season.D != 0 {
-		st.Long.setD(st.Season.DtMs)
+		st.Long.setD(int64(st.Season.DtMs))
 	}
 	st.Long.push(v, d.shortSpan(), true)
 }

@@ -14,12 +14,58 @@ import (
 // rather than misread, and the series simply warms up again.
 const (
 	snapshotMagic   = "omdt"
-	snapshotVersion = 10
+	snapshotVersion = 11
 	// secondsVersion is the last version whose season kept the sampling
 	// intervals it chooses the bucket width from in whole seconds; it is
 	// read still (see decode).
 	secondsVersion = 9
+	// runVersion is the last version whose season ended in N uint32,
+	// LastTs int64, DtMs int64, with no run of another interval (see
+	// season.track); versions 9 and 10 are read still (see fromRunVersion).
+	runVersion = 10
 )
+
+// fromRunVersion rewrites a snapshot of version 9 or 10 in the current
+// layout, checksum and all: only its season's last fields differ (see
+// runVersion), and no run of another interval had begun. The learnt state
+// is kept rather than warmed again from history, which is as long as the
+// TSDB's retention at best. data's checksum is verified first.
+func fromRunVersion(data []byte) ([]byte, error) {
+	const oldTail, newTail = 4 + 8 + 8, 2 + 2 + 4 + 8 + 4 + 4
+	var w wireOptions
+	hdr := len(snapshotMagic) + 2 + binary.Size(w)
+	if len(data) < hdr+4 {
+		return nil, fmt.Errorf("decode detector: %d bytes, too short", len(data))
+	}
+	if _, err := binary.Decode(data[len(snapshotMagic)+2:], binary.LittleEndian, &w); err != nil {
+		return nil, fmt.Errorf("decode detector options: %w", err)
+	}
+	if want := snapshotSize(int(w.Members)) - newTail + oldTail; len(data) != want {
+		return nil, fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
+	}
+	body := data[:len(data)-4]
+	if crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+		return nil, errors.New("decode detector: checksum mismatch")
+	}
+	// state begins N, Seen, Level, SeasStat, Fast, Prev, Season.
+	at := hdr + 8 + 8 + 2*binary.Size(Robust{}) + 8 + 8 + binary.Size(&season{}) - newTail
+	n := binary.LittleEndian.Uint32(body[at:])
+	lastTs := binary.LittleEndian.Uint64(body[at+4:])
+	dt := int64(binary.LittleEndian.Uint64(body[at+12:]))
+	if dt < 0 || dt > math.MaxInt32 {
+		return nil, errors.New("decode detector: corrupt state")
+	}
+	out := make([]byte, 0, len(data)+newTail-oldTail)
+	out = append(out, body[:at]...)
+	out = binary.LittleEndian.AppendUint16(out, uint16(min(n, math.MaxUint16)))
+	out = binary.LittleEndian.AppendUint16(out, 0) // Run
+	out = binary.LittleEndian.AppendUint32(out, uint32(dt))
+	out = binary.LittleEndian.AppendUint64(out, lastTs)
+	out = binary.LittleEndian.AppendUint64(out, 0) // RunIv, RunLag
+	out = append(out, body[at+oldTail:]...)
+	binary.LittleEndian.PutUint16(out[len(snapshotMagic):], snapshotVersion)
+	return binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out)), nil
+}
 
 // wireOptions is Options with fixed-size fields, for the snapshot.
 type wireOptions struct {
@@ -161,7 +207,14 @@ func decode(data []byte) (Options, state, *extraState, error) {
 		return Options{}, st, nil, errors.New("decode detector: not a detector snapshot")
 	}
 	v := binary.LittleEndian.Uint16(data[len(snapshotMagic):])
-	if v != snapshotVersion && v != secondsVersion {
+	switch v {
+	case snapshotVersion:
+	case secondsVersion, runVersion:
+		var err error
+		if data, err = fromRunVersion(data); err != nil {
+			return Options{}, st, nil, fmt.Errorf("version %d: %w", v, err)
+		}
+	default:
 		return Options{}, st, nil, fmt.Errorf("decode detector: snapshot version %d, want %d", v, snapshotVersion)
 	}
 	var w wireOptions

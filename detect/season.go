@@ -19,8 +19,9 @@ const (
 // season keeps a downsampled history of a series and the period found in it.
 //
 // Samples are averaged into buckets of D samples; the last seasonLen buckets
-// are kept. D is chosen once, after seasonDecideN samples, from the median
-// sampling interval so that the buckets span about three days: enough for
+// are kept. D is chosen after seasonDecideN samples, from the median
+// sampling interval, and again when the interval changes for good (see
+// track), so that the buckets span about three days: enough for
 // three cycles of a daily season, the usual one in infrastructure metrics,
 // in a fixed 0.5 KiB (int16 steps, see qRing). At Prometheus's usual
 // scrape intervals (15 s to 1 m) that is 17-minute buckets, so periods from
@@ -40,9 +41,16 @@ type season struct {
 	Period   uint16 // in buckets; 0 = none
 	SinceEst uint16
 	Strength float32
-	N        uint32
-	LastTs   int64
-	DtMs     int64 // median sampling interval, once D is chosen
+	N        uint16 // samples, saturating: read only until D is chosen
+	// A run of samples whose intervals all disagree with DtMs the same
+	// way (see track): Run is how many it holds, positive for slower,
+	// negative for faster; RunIv its interval so far; RunLag how much
+	// more time (ms) its samples spanned than the ring counted them as.
+	Run    int16
+	DtMs   int32 // sampling interval, once D is chosen: the median of the first, or a run's (see track)
+	LastTs int64
+	RunIv  int32
+	RunLag int32
 }
 
 // Until D is chosen the ring holds no bucket, so its first slots keep the
@@ -94,7 +102,7 @@ func (s *season) missed(ts int64) int64 {
 	if s.D == 0 || s.DtMs <= 0 {
 		return 0
 	}
-	return MissedBetween(s.LastTs, ts, s.DtMs)
+	return MissedBetween(s.LastTs, ts, int64(s.DtMs))
 }
 
 // gap reports how many samples were missed if ts comes after a gap (see
@@ -108,7 +116,7 @@ func (s *season) gap(ts int64, sc *Scratch) int64 {
 	if s.D == 0 || s.DtMs <= 0 {
 		return 0
 	}
-	missed := MissedBetween(s.LastTs, ts, s.DtMs)
+	missed := MissedBetween(s.LastTs, ts, int64(s.DtMs))
 	if missed <= 0 {
 		return 0
 	}
@@ -131,7 +139,7 @@ func (s *season) gap(ts int64, sc *Scratch) int64 {
 // add puts x into the history, unless it comes early (see due), and
 // reports whether it did. sc provides the period search.
 func (s *season) add(ts int64, x float64, sc *Scratch) bool {
-	s.N++
+	s.N = max(s.N, s.N+1) // saturates
 	if !s.due(ts) {
 		s.LastTs = ts
 		return false
@@ -166,10 +174,11 @@ func (s *season) add(ts int64, x float64, sc *Scratch) bool {
 // median looks back. Samples at the learnt interval, jitter and all, are
 // all taken; slower ones are filled in by gap.
 func (s *season) due(ts int64) bool {
-	if s.D == 0 || s.DtMs <= 0 || ts-s.LastTs >= s.DtMs-s.DtMs/4 {
+	dt := int64(s.DtMs)
+	if s.D == 0 || dt <= 0 || ts-s.LastTs >= dt-dt/4 {
 		return true
 	}
-	return ts/s.DtMs != s.LastTs/s.DtMs
+	return ts/dt != s.LastTs/dt
 }
 
 // push adds one sample to the open bucket.
@@ -197,7 +206,7 @@ func (s *season) closeBucket(sc *Scratch) {
 
 // chooseD picks the bucket width from sampling intervals in milliseconds
 // and returns it with the median interval (0 if unknown).
-func chooseD(dts []int32) (uint16, int64) {
+func chooseD(dts []int32) (uint16, int32) {
 	var buf [seasonDecideN]int32
 	n := copy(buf[:], dts)
 	b := buf[:n]
@@ -207,11 +216,11 @@ func chooseD(dts []int32) (uint16, int64) {
 			b[j], b[j-1] = b[j-1], b[j]
 		}
 	}
-	med := int64(b[len(b)/2])
+	med := b[len(b)/2]
 	if med <= 0 {
 		return 4, 0
 	}
-	return bucketWidth(med), med
+	return bucketWidth(int64(med)), med
 }
 
 // bucketWidth is the bucket width for a median sampling interval in ms.
@@ -224,7 +233,7 @@ func bucketWidth(medMs int64) uint16 {
 // samples a bucket that held until 2026-12-03: at intervals under ~64 s it
 // spans less than a day and never finds the daily season.
 func (s *season) oldLayout() bool {
-	return s.D != 0 && s.DtMs > 0 && s.D != bucketWidth(s.DtMs)
+	return s.D != 0 && s.DtMs > 0 && s.D != bucketWidth(int64(s.DtMs))
 }
 
 // estimate searches the history for its dominant period.
