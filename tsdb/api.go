@@ -233,13 +233,17 @@ func retention(t time.Duration, size int64) string {
 }
 
 // none answers the API's scrape, rule and Alertmanager questions: omen has
-// no targets, rules or Alertmanagers of its own.
+// no targets, rules or Alertmanagers of its own. The lists and maps that
+// the API encodes as they are come back empty, not nil, as Prometheus's
+// scrape manager returns them: nil went out as JSON null
+// ("scrapePools":null, "droppedTargetCounts":null), which Prometheus 2.42
+// answers as [] (and omits), and which a client iterating them fails on.
 type none struct{}
 
-func (none) ScrapePools() []string                                 { return nil }
+func (none) ScrapePools() []string                                 { return []string{} }
 func (none) TargetsActive() map[string][]*scrape.Target            { return nil }
 func (none) TargetsDropped() map[string][]*scrape.Target           { return nil }
-func (none) TargetsDroppedCounts() map[string]int                  { return nil }
+func (none) TargetsDroppedCounts() map[string]int                  { return map[string]int{} }
 func (none) ScrapePoolConfig(string) (*config.ScrapeConfig, error) { return nil, nil }
 func (none) Alertmanagers() []*url.URL                             { return nil }
 func (none) DroppedAlertmanagers() []*url.URL                      { return nil }

@@ -146,6 +146,32 @@ func TestQueryAPIShapes(t *testing.T) {
 	require.Contains(t, r["error"], "parse error")
 }
 
+// TestScrapeEndpointsAnswerEmpty checks the endpoints of what omen has none
+// of (targets, scrape pools, rules, alerts, Alertmanagers) against what
+// Prometheus 2.42 answers without any: empty lists, never null (the
+// differential test in e2e found "scrapePools":null and
+// "droppedTargetCounts":null).
+func TestScrapeEndpointsAnswerEmpty(t *testing.T) {
+	srv, _ := newTestAPI(t)
+	for _, tc := range []struct {
+		path string
+		want map[string]any
+	}{
+		{"/api/v1/scrape_pools", map[string]any{"scrapePools": []any{}}},
+		// droppedTargetCounts is Prometheus 3's; 2.42 has no such field.
+		{"/api/v1/targets", map[string]any{"activeTargets": []any{}, "droppedTargets": []any{}, "droppedTargetCounts": map[string]any{}}},
+		{"/api/v1/alertmanagers", map[string]any{"activeAlertmanagers": []any{}, "droppedAlertmanagers": []any{}}},
+		{"/api/v1/rules", map[string]any{"groups": []any{}}},
+		{"/api/v1/alerts", map[string]any{"alerts": []any{}}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			code, r := getJSON(t, srv.URL+tc.path)
+			require.Equal(t, http.StatusOK, code, r)
+			require.Equal(t, tc.want, r["data"])
+		})
+	}
+}
+
 // TestRemoteRead reads through the prometheus module's own remote-read
 // client with both response types.
 func TestRemoteRead(t *testing.T) {
