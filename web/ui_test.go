@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -347,4 +348,53 @@ return {
 	var errText string
 	br.eval(&errText, `return document.getElementById("error").hidden ? "" : document.getElementById("error").textContent;`)
 	require.Empty(t, errText, "the page reported an API error")
+}
+
+// TestUIExplanationFits: on a 1440 px wide screen, with series labelled as
+// node exporters' are and the detector's longest feature names, every
+// row's explanation is inside the list's panel. The "why" of each anomaly
+// was cut off behind a horizontal scroll bar ("shift / mean_sh",
+// "seasonal / value_season_", measured on omen fed 1038 series), so that an
+// SRE saw what was anomalous but not which member and feature drove it:
+// the value column held the band beside the value on one line under a
+// header that could not wrap, and feature names could not break.
+func TestUIExplanationFits(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	start := time.Now()
+	var inputs []fakeInput
+	for i, mf := range [][2]string{
+		{"seasonal", "value_season_ago"}, {"long", "value_long_season_ago"}, {"novelty", "recent_context"},
+		{"shift", "mean_short"}, {"range", "value_range"}, {"forest", "feature_vector"},
+	} {
+		inputs = append(inputs, fakeInput{
+			name: "request_latency_seconds", labels: map[string]string{"job": "svc1" + strconv.Itoa(i), "instance": "10.0.2.12" + strconv.Itoa(i) + ":9100"},
+			base: 0.2 + float64(i)*100, amp: 0.05 + float64(i)*10, spike: 1 + float64(i)*100, spikeFrom: start.Add(-time.Duration(i+1) * time.Minute),
+			member: mf[0], feature: mf[1],
+		})
+	}
+	_, srv := serveFake(t, inputs, time.Hour)
+	for _, size := range [][2]int{{1440, 900}, {1280, 800}} {
+		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			br := startBrowser(t, size[0], size[1])
+			br.open(srv.URL + "/")
+			br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+			var got struct {
+				Rows     int      `json:"rows"`
+				Clipped  []string `json:"clipped"`
+				Overflow int      `json:"overflow"`
+			}
+			br.eval(&got, `var now = document.getElementById("now"), right = now.getBoundingClientRect().right, clipped = [];
+var rows = document.querySelectorAll("#anomalies tbody tr");
+rows.forEach(function (tr) {
+  var c = tr.cells[4];
+  if (c.getBoundingClientRect().right > right + 0.5) clipped.push(c.innerText.replace(/\s+/g, " "));
+});
+return {rows: rows.length, clipped: clipped, overflow: now.scrollWidth - now.clientWidth};`)
+			require.Equal(t, len(inputs), got.Rows)
+			require.Empty(t, got.Clipped, "explanations past the panel's edge")
+			require.LessOrEqual(t, got.Overflow, 0, "the list scrolls sideways")
+		})
+	}
 }

@@ -198,6 +198,17 @@
 
   // ---- anomalies list -----------------------------------------------------------
 
+  // breakable splits a feature name after its underscores, where it may
+  // wrap (value_long_season_ago is wider than the column has room for).
+  function breakable(s) {
+    var kids = [];
+    s.split(/(?<=_)/).forEach(function (part, i) {
+      if (i > 0) kids.push(el("wbr"));
+      kids.push(part);
+    });
+    return kids;
+  }
+
   function seriesLabel(labels) {
     // Each label is unbreakable, so long names wrap between labels.
     var kids = [el("span", { class: "name", text: (labels["for"] || "") + "{" })];
@@ -259,14 +270,17 @@
       var since = a.since ? el("span", { title: fmtTime(a.since), text: hot ? fmtAgo(a.since) : "–" }) : "–";
       var sinceCell = el("td", null, [since]);
       if (a.ready === false) sinceCell.appendChild(el("span", { class: "badge", title: "the model is still learning this series", text: "warming" }));
-      var expected = a.yhat != null ? " (" + fmtNum(a.yhat_lower) + "–" + fmtNum(a.yhat_upper) + ")" : "";
-      var valueCell = el("td", { class: "num", title: "expected " + fmtNum(a.yhat) }, [fmtNum(a.value), el("span", { class: "expl", text: expected })]);
+      // The band under the value, not beside it, and free to wrap after
+      // its dash: on one line the two made the column so wide that the
+      // explanation went past the panel's edge.
+      var expected = a.yhat != null ? ["(" + fmtNum(a.yhat_lower) + "–", el("wbr"), fmtNum(a.yhat_upper) + ")"] : [];
+      var valueCell = el("td", { class: "num", title: "expected " + fmtNum(a.yhat) }, [fmtNum(a.value), el("span", { class: "expl band" }, expected)]);
       // A multivariate group names the member that contributed most to
       // its joint deviation, which may be called like a detector member.
       var why = a.feature === "joint" ? "multivariate group: its member " + (a.member || "–") + " moved most against the others"
         : (MEMBERS[a.member] ? MEMBERS[a.member] + ": " : "") + "detector " + (a.member || "–") + ", feature " + (a.feature || "–");
       var expl = el("td", { class: "expl", title: why }, [
-        el("b", { text: a.member || "–" }), " / ", el("span", { text: a.feature || "–" }),
+        el("b", { text: a.member || "–" }), " / ", el("span", null, breakable(a.feature || "–")),
       ]);
       var tr = el("tr", { "data-key": key, "data-score": String(rank(a)), "data-active": String(!!a.active) }, [scoreCell, el("td", null, [link]), sinceCell, valueCell, expl]);
       if (key === state.selectedKey) tr.className = "selected";
