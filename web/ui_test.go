@@ -7,10 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // screenshotPath is where a UI test leaves its screenshot, a test artefact:
@@ -396,5 +399,36 @@ return {rows: rows.length, clipped: clipped, overflow: now.scrollWidth - now.cli
 			require.Empty(t, got.Clipped, "explanations past the panel's edge")
 			require.LessOrEqual(t, got.Overflow, 0, "the list scrolls sideways")
 		})
+	}
+}
+
+// TestUIMemberTooltips: every detector member's explanation says in words
+// what it looks for. The novelty and long members had none, so a row
+// driven by novelty (one of the 25 rows of omen fed 1038 series) said only
+// "detector novelty, feature recent_context".
+func TestUIMemberTooltips(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	members := []string{"level", "seasonal", "lag", "shift", "variance", "spectral", "forest", "range", "long", "novelty"}
+	var inputs []fakeInput
+	for i, m := range members {
+		require.NotEmpty(t, detect.FeatureOf(m), "%s is one of detect's members", m)
+		inputs = append(inputs, fakeInput{name: "up", labels: map[string]string{"instance": m}, base: float64(i + 1), amp: 1,
+			member: m, feature: detect.FeatureOf(m)})
+	}
+	_, srv := serveFake(t, inputs, time.Hour)
+	br := startBrowser(t, 1280, 800)
+	br.open(srv.URL + "/")
+	br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+	var titles map[string]string
+	br.eval(&titles, `var out = {};
+document.querySelectorAll("#anomalies tbody tr").forEach(function (tr) { out[tr.cells[4].querySelector("b").textContent] = tr.cells[4].title; });
+return out;`)
+	require.Len(t, titles, len(members))
+	for _, m := range members {
+		want := "detector " + m + ", feature " + detect.FeatureOf(m)
+		require.NotEqual(t, want, titles[m], "%s is explained in words", m)
+		require.True(t, strings.HasSuffix(titles[m], ": "+want), "%s: %q", m, titles[m])
 	}
 }

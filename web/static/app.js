@@ -22,6 +22,8 @@
     spectral: "a spike in the spectral residual",
     forest: "an unusual combination of features",
     range: "the value broke out of its recent range",
+    long: "the value differs from a long season (a week) ago",
+    novelty: "the last few samples took a shape the series has not shown for a while",
   };
 
   // Okabe-Ito colours; see style.css.
