@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -450,4 +451,55 @@ func TestNonMeasurements(t *testing.T) {
 			require.Less(t, s.absDif, 100.0, "the MASE's scale")
 		})
 	}
+}
+
+// TestTopAnomalies: the first limit entries of the anomalies list are those
+// of the whole list, in its order (active incidents first, by peak, then
+// the rest by score), and making them costs allocations for those entries,
+// not for every series: the page's 25 of 100000 series took 280 ms and
+// 110 MB an answer, an entry with its labels' map for each series
+// (BenchmarkAnomalies: 29 ms and 66 kB with this).
+func TestTopAnomalies(t *testing.T) {
+	const n, spiked = 3000, 40
+	e := newEnv(t, "", nil, func(o *Options) { o.ForecastMaxSeries = 0 })
+	ls := make([]labels.Labels, n)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "g", "instance", fmt.Sprint(i))
+	}
+	vs := make([]float64, n)
+	for round := range 80 {
+		for i := range vs {
+			vs[i] = float64((round + i) % 7)
+			if round == 79 && i%(n/spiked) == 0 { // incidents of different peaks
+				vs[i] = float64(20 + i)
+			}
+		}
+		e.push(t0.UnixMilli()+int64(round)*stepMs, "", ls, vs)
+	}
+	e.sync()
+
+	all := e.p.Anomalies(nil)
+	require.Len(t, all, n)
+	require.True(t, all[spiked/2].Active, "the test needs incidents")
+	require.False(t, all[len(all)-1].Active, "and series in none")
+	byKey := map[string]Anomaly{}
+	for _, a := range all {
+		byKey[a.Labels["instance"]] = a
+	}
+	for _, limit := range []int{1, 7, 25, spiked, spiked + 10, n, n + 5} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			got := e.p.TopAnomalies(nil, limit)
+			require.Len(t, got, min(limit, n))
+			for i, a := range got {
+				// Series of equal rank may come in either order: the
+				// entry at i ranks as the whole list's does, and is that
+				// series' entry.
+				require.Equal(t, all[i].Active, a.Active, i)
+				require.Equal(t, rank(&all[i]), rank(&a), i)
+				require.Equal(t, byKey[a.Labels["instance"]], a)
+			}
+		})
+	}
+	allocs := testing.AllocsPerRun(5, func() { e.p.TopAnomalies(nil, 25) })
+	require.Less(t, allocs, float64(n/4), "allocations for the series not listed")
 }

@@ -273,3 +273,25 @@ func warmEnv(b *testing.B, n int) *env {
 	e.sync()
 	return e
 }
+
+// BenchmarkAnomalies is one answer of /api/v1/anomalies over 100000 scored
+// series, with the web page's limit (25) and none (0).
+//
+//	go test -run '^$' -bench Anomalies -benchmem ./pipeline
+func BenchmarkAnomalies(b *testing.B) {
+	const series = 100000
+	e := warmEnv(b, series)
+	h := e.p.AnomaliesHandler()
+	for _, limit := range []int{25, 0} {
+		b.Run(fmt.Sprintf("series=%d/limit=%d", series, limit), func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/api/v1/anomalies?limit=%d", limit), nil))
+				if rec.Code != http.StatusOK {
+					b.Fatal(rec.Code, rec.Body.String())
+				}
+			}
+		})
+	}
+}
