@@ -432,3 +432,45 @@ return out;`)
 		require.True(t, strings.HasSuffix(titles[m], ": "+want), "%s: %q", m, titles[m])
 	}
 }
+
+// TestUIAxisLabels: the value axis is wide enough for its tick labels, and
+// the score chart's time axis stays aligned with the value chart's. At a
+// fixed 60 px the ticks of a series in the millions ("5,000,000", a queue
+// length of omen fed by omen loadgen) ran into the axis's "value" label.
+func TestUIAxisLabels(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	for _, in := range []fakeInput{
+		{name: "jobs_queue_length", labels: map[string]string{"queue": "thumbnails"}, base: 3e6, amp: 1e6},
+		{name: "request_latency_seconds", labels: map[string]string{"job": "api"}, base: 0.0335, amp: 0.0011},
+		{name: "up", labels: map[string]string{"job": "api"}, base: 1, amp: 0.5},
+	} {
+		t.Run(in.name, func(t *testing.T) {
+			in.spike, in.spikeFrom = 4*in.amp, time.Now().Add(-10*time.Minute)
+			_, srv := serveFake(t, []fakeInput{in}, time.Hour)
+			br := startBrowser(t, 1280, 800)
+			br.open(srv.URL + "/")
+			br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+			openFirstSeries(br)
+			var got struct {
+				Ticks    []string `json:"ticks"`
+				Widest   float64  `json:"widest"`
+				Room     float64  `json:"room"`
+				MainLeft float64  `json:"mainLeft"`
+				ScoreLft float64  `json:"scoreLeft"`
+			}
+			br.eval(&got, `var m = omen.charts.main, s = omen.charts.score, ax = m.axes[1], ctx = m.ctx;
+ctx.save(); ctx.font = Array.isArray(ax.font) ? ax.font[0] : ax.font;
+var widest = 0;
+(ax._values || []).forEach(function (v) { widest = Math.max(widest, ctx.measureText(String(v)).width / devicePixelRatio); });
+ctx.restore();
+return {ticks: (ax._values || []).map(String), widest: widest, room: ax._size - ax.ticks.size - ax.gap,
+  mainLeft: m.bbox.left, scoreLeft: s.bbox.left};`)
+			t.Logf("%+v", got)
+			require.NotEmpty(t, got.Ticks)
+			require.LessOrEqual(t, got.Widest, got.Room, "tick labels %v fit beside the axis label", got.Ticks)
+			require.Equal(t, got.MainLeft, got.ScoreLft, "the charts' time axes are aligned")
+		})
+	}
+}

@@ -523,6 +523,26 @@
   function mainHeight() { return clamp(window.innerHeight * 0.36, 200, 320); }
   function scoreHeight() { return clamp(window.innerHeight * 0.17, 110, 160); }
 
+  // valueAxisSize fits the value axis to its widest tick label: at a fixed
+  // 60 px, ticks of a series in the millions ran into the axis's label.
+  // The score chart's axis takes the same size (scoreAxisSize), so that
+  // the two charts' time axes stay aligned.
+  var MIN_AXIS = 60;
+  function valueAxisSize(u, values, i, cycle) {
+    var ax = u.axes[i];
+    if (cycle > 1) return ax._size; // uPlot's layout converges from here
+    var widest = 0;
+    u.ctx.save();
+    u.ctx.font = Array.isArray(ax.font) ? ax.font[0] : ax.font;
+    (values || []).forEach(function (v) { widest = Math.max(widest, u.ctx.measureText(String(v)).width / devicePixelRatio); });
+    u.ctx.restore();
+    return Math.max(MIN_AXIS, Math.ceil(ax.ticks.size + ax.gap + widest + 1));
+  }
+  function scoreAxisSize() {
+    var m = omen.charts.main;
+    return m && m.axes[1]._size ? m.axes[1]._size : MIN_AXIS;
+  }
+
   function draw(d, start, end) {
     omen.data = d;
     var main = omen.charts.main, score = omen.charts.score;
@@ -548,7 +568,7 @@
           { series: [7, 6], fill: C.cone },
         ],
         // Same axis sizes in both charts keep their time axes aligned.
-        axes: [{ space: 90 }, { size: 60, label: "value", labelSize: 16 }],
+        axes: [{ space: 90 }, { size: valueAxisSize, label: "value", labelSize: 16 }],
         hooks: { drawClear: [anomalyMarks] },
       }, d.main, $("chart-main"));
       score = omen.charts.score = new uPlot({
@@ -559,7 +579,7 @@
           { label: "anomaly score", stroke: C.score, width: 1.5, fill: "rgba(106,61,154,0.08)" },
           { label: "threshold", stroke: C.threshold, width: 1.5, dash: [5, 4], points: { show: false } },
         ],
-        axes: [{ space: 90 }, { size: 60, label: "score", labelSize: 16 }],
+        axes: [{ space: 90 }, { size: scoreAxisSize, label: "score", labelSize: 16 }],
         hooks: { drawClear: [anomalyMarks] },
       }, d.score, $("chart-score"));
     } else {
