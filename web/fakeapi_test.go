@@ -53,6 +53,9 @@ type fakeInput struct {
 	// derived: a derived input's series, whose values are evaluated, not
 	// stored: its outputs alone are series.
 	derived bool
+	// silentFor: the input's latest sample came this long ago (its target
+	// went away without a staleness marker).
+	silentFor time.Duration
 }
 
 const (
@@ -321,7 +324,6 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		sets = append(sets, ms)
 	}
 	now := f.now()
-	t := float64(now.Unix())
 	type anomaly struct {
 		Labels    map[string]string `json:"labels"`
 		Score     float64           `json:"score"`
@@ -354,11 +356,13 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		for k, v := range in.labels {
 			ls[k] = v
 		}
-		e := in.expected(t)
+		last := now.Add(-in.silentFor).Truncate(time.Second)
+		lt := float64(last.Unix())
+		e := in.expected(lt)
 		a := anomaly{
-			Labels: ls, Score: in.score(t), Since: time.Unix(int64(in.since(t)), 0).UTC(),
-			Value: in.value(t), Derived: in.derived || in.group, Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
-			Member: cmp.Or(in.member, "seasonal"), Feature: cmp.Or(in.feature, "value_season_ago"), Ready: true, Timestamp: now.UTC().Truncate(time.Second),
+			Labels: ls, Score: in.score(lt), Since: time.Unix(int64(in.since(lt)), 0).UTC(),
+			Value: in.value(lt), Derived: in.derived || in.group, Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
+			Member: cmp.Or(in.member, "seasonal"), Feature: cmp.Or(in.feature, "value_season_ago"), Ready: true, Timestamp: last.UTC(),
 		}
 		if in.group {
 			a.Value, a.Yhat, a.YhatLower, a.YhatUpper, a.Feature = nil, nil, nil, nil, "joint"

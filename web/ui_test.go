@@ -474,3 +474,32 @@ return {ticks: (ax._values || []).map(String), widest: widest, room: ax._size - 
 		})
 	}
 }
+
+// TestUISilentSeries: a series whose samples stopped says so in its row.
+// omen lists it, with its last value, score and incident, until the
+// lookback (5 m) has passed, then drops it; the row looked like that of a
+// series still sending (measured: three series whose samples stopped were
+// listed unchanged for 4 m 45 s, then were gone), so a pod that died in its
+// incident read as an incident going on.
+func TestUISilentSeries(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	start := time.Now()
+	_, srv := serveFake(t, []fakeInput{
+		{name: "container_memory_working_set_bytes", labels: map[string]string{"pod": "dead"}, base: 100, amp: 20,
+			spike: 16, spikeFrom: start.Add(-8 * time.Minute), silentFor: 4 * time.Minute},
+		{name: "container_memory_working_set_bytes", labels: map[string]string{"pod": "alive"}, base: 100, amp: 20,
+			spike: 12, spikeFrom: start.Add(-8 * time.Minute)},
+	}, time.Hour)
+	br := startBrowser(t, 1280, 800)
+	br.open(srv.URL + "/")
+	br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+	var rows map[string]string
+	br.eval(&rows, `var out = {};
+document.querySelectorAll("#anomalies tbody tr").forEach(function (tr) { out[tr.dataset.key] = tr.cells[2].innerText.replace(/\s+/g, " "); });
+return out;`)
+	require.Len(t, rows, 2)
+	require.Contains(t, rows[`for="container_memory_working_set_bytes",pod="dead"`], "no data for 4m")
+	require.NotContains(t, rows[`for="container_memory_working_set_bytes",pod="alive"`], "no data")
+}

@@ -11,6 +11,9 @@
   };
   var REFRESH_MS = meta("omen-refresh-ms", 15000);
   var THRESHOLD = 1; // vmanomaly's convention: a score above 1 is anomalous.
+  // A series whose latest sample is older than this has stopped sending:
+  // two of Prometheus's default 1 m scrape intervals.
+  var SILENT_MS = 120000;
   // What each of detect's members looks for, shown as the explanation's
   // tooltip.
   var MEMBERS = {
@@ -183,14 +186,20 @@
     return v == null || !isFinite(v) ? "–" : String(Math.round(v));
   }
 
-  function fmtAgo(iso) {
+  // fmtAge is how long ago iso was ("4m"), "" if it is no time.
+  function fmtAge(iso) {
     var t = Date.parse(iso);
-    if (!isFinite(t)) return "–";
+    if (!isFinite(t)) return "";
     var s = Math.max(0, Math.round((Date.now() - t) / 1000));
-    if (s < 90) return s + "s ago";
-    if (s < 5400) return Math.round(s / 60) + "m ago";
-    if (s < 172800) return (s / 3600).toFixed(1).replace(/\.0$/, "") + "h ago";
-    return Math.round(s / 86400) + "d ago";
+    if (s < 90) return s + "s";
+    if (s < 5400) return Math.round(s / 60) + "m";
+    if (s < 172800) return (s / 3600).toFixed(1).replace(/\.0$/, "") + "h";
+    return Math.round(s / 86400) + "d";
+  }
+
+  function fmtAgo(iso) {
+    var a = fmtAge(iso);
+    return a ? a + " ago" : "–";
   }
 
   function fmtTime(iso) {
@@ -272,6 +281,13 @@
       var since = a.since ? el("span", { title: fmtTime(a.since), text: hot ? fmtAgo(a.since) : "–" }) : "–";
       var sinceCell = el("td", null, [since]);
       if (a.ready === false) sinceCell.appendChild(el("span", { class: "badge", title: "the model is still learning this series", text: "warming" }));
+      // omen lists a series whose samples stopped, as it was at its last
+      // one, until Prometheus's lookback (5 m) has passed: without this
+      // its row read as a series still sending (a pod that died in its
+      // incident as an incident going on).
+      if (Date.now() - Date.parse(a.timestamp) > SILENT_MS) {
+        sinceCell.appendChild(el("span", { class: "badge silent", title: "no sample since " + fmtTime(a.timestamp) + "; omen drops the series from this list once none has come for 5 minutes", text: "no data for " + fmtAge(a.timestamp) }));
+      }
       // The band under the value, not beside it, and free to wrap after
       // its dash: on one line the two made the column so wide that the
       // explanation went past the panel's edge.
