@@ -503,3 +503,36 @@ return out;`)
 	require.Contains(t, rows[`for="container_memory_working_set_bytes",pod="dead"`], "no data for 4m")
 	require.NotContains(t, rows[`for="container_memory_working_set_bytes",pod="alive"`], "no data")
 }
+
+// TestUITimeZone: the page's times are the browser's local time, as
+// Grafana's are by default, and say which zone that is. They named none:
+// "updated 3:12:37 PM", a start "12/5/2026, 3:12:30 PM" and the charts'
+// time axes beside an API, alerts and logs in UTC, where an SRE away from
+// UTC could not tell whether a time was the incident's start or hours off.
+func TestUITimeZone(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	t.Setenv("TZ", "America/New_York") // chromedriver's browser inherits it
+	start := time.Now()
+	_, srv := serveFake(t, []fakeInput{
+		{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20, spike: 16, spikeFrom: start.Add(-8 * time.Minute)},
+	}, time.Hour)
+	br := startBrowser(t, 1280, 800)
+	br.open(srv.URL + "/")
+	br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0 && document.getElementById("updated").textContent !== ""`, 30*time.Second)
+	var got struct {
+		Zone    string `json:"zone"`
+		Updated string `json:"updated"`
+		Since   string `json:"since"`
+	}
+	br.eval(&got, `return {zone: Intl.DateTimeFormat().resolvedOptions().timeZone, updated: document.getElementById("updated").textContent,
+  since: document.querySelector("#anomalies tbody tr td:nth-child(3) span").title};`)
+	require.Equal(t, "America/New_York", got.Zone, "the browser runs in the zone the test set")
+	openFirstSeries(br)
+	var note string
+	br.eval(&note, `return document.getElementById("series-note").textContent;`)
+	for _, s := range []string{got.Updated, got.Since, note} {
+		require.Regexp(t, `\b(EST|EDT|GMT-[45])\b`, s, "names the zone")
+	}
+}

@@ -202,9 +202,18 @@
     return a ? a + " ago" : "–";
   }
 
+  // Times are the browser's local time, as Grafana's by default, and say
+  // which zone that is: the API, alerts and logs are in UTC.
+  var ZONE = { timeZoneName: "short" };
+
+  function zoneName() {
+    var z = Intl.DateTimeFormat([], ZONE).formatToParts(new Date()).filter(function (p) { return p.type === "timeZoneName"; });
+    return z.length ? z[0].value : "local time";
+  }
+
   function fmtTime(iso) {
     var d = new Date(iso);
-    return isFinite(d.getTime()) ? d.toLocaleString() : String(iso);
+    return isFinite(d.getTime()) ? d.toLocaleString([], ZONE) : String(iso);
   }
 
   // ---- anomalies list -----------------------------------------------------------
@@ -613,7 +622,7 @@
         ? "A derived input: its values are evaluated, not stored, so only its outputs are charted: "
         : c.value + " samples, ") + c.band + " with an expected band, " +
         (c.cone ? "forecast " + c.cone + " horizons ahead" : "no forecast yet")) +
-      ". Shaded: score above 1; dashed line: the anomaly's start.";
+      ". Shaded: score above 1; dashed line: the anomaly's start. Times in " + zoneName() + ".";
     var sec = $("series");
     sec.setAttribute("data-state", "ready");
     sec.setAttribute("data-points", String(c.value));
@@ -635,7 +644,7 @@
     if (state.selected) p.push(loadSeries());
     return Promise.all(p).then(function () {
       refreshing = false;
-      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      $("updated").textContent = "updated " + new Date().toLocaleTimeString([], ZONE);
     });
   }
 
