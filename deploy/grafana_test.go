@@ -529,3 +529,34 @@ load 30s
 		})
 	}
 }
+
+// TestOverviewTopAnomaliesListsIncidents: the overview's "Top anomalies
+// now" lists the series in an incident by their peak score, as omen's
+// /api/v1/anomalies and web page do, then the others by their current
+// score. It ranked by anomaly_score alone, which the detector damps after
+// an event's first sample: a level shift of 30% on a series of 1038 scored
+// 1.84 at its first sample and 0.26 at its fourth while omen still listed
+// its incident first, and 25 quiet series scoring more pushed it out of
+// the table.
+func TestOverviewTopAnomaliesListsIncidents(t *testing.T) {
+	expr := panelExpr(t, "omen-overview.json", "Top anomalies now")
+	load := "load 30s\n" +
+		"  anomaly_score{for=\"queue_depth\", job=\"api\", instance=\"shifted\"} 0.26\n" +
+		"  omen_incident_peak_score{for=\"queue_depth\", job=\"api\", instance=\"shifted\"} 1.84\n"
+	for i := range 30 {
+		load += fmt.Sprintf("  anomaly_score{for=\"queue_depth\", job=\"api\", instance=\"q%d\"} %g\n", i, 0.3+float64(i)/50)
+	}
+	st := promqltest.LoadedStorage(t, load)
+	res := evaluate(t, st, expr, 0, 0)
+	require.Len(t, res, 25, expr)
+	got := map[string]float64{}
+	for _, s := range res {
+		inst := s.Metric.Get("instance")
+		require.NotContains(t, got, inst, "one row per series")
+		got[inst] = s.Floats[0].F
+	}
+	require.Contains(t, got, "shifted", "the series in an incident is listed")
+	require.Equal(t, 1.84, got["shifted"], "by its peak score")
+	require.Contains(t, got, "q29", "the other rows are the highest current scores")
+	require.NotContains(t, got, "q5")
+}
