@@ -54,7 +54,8 @@ type fakeInput struct {
 	// stored: its outputs alone are series.
 	derived bool
 	// silentFor: the input's latest sample came this long ago (its target
-	// went away without a staleness marker).
+	// went away without a staleness marker); past Prometheus's lookback
+	// (5 m) the anomalies API leaves it out, as omen's does.
 	silentFor time.Duration
 }
 
@@ -349,7 +350,7 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		for _, ms := range sets {
 			matched = matched || matchAll(ms, input)
 		}
-		if !matched {
+		if !matched || in.silentFor > 5*time.Minute {
 			continue
 		}
 		ls := map[string]string{"for": in.name}
@@ -377,8 +378,19 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeAPI) status(w http.ResponseWriter) {
+	// Nothing ingested over the last minute once every input has been
+	// silent for longer, as omen's rate.
+	ingest := 0.0
+	for _, in := range f.inputs {
+		if in.silentFor < time.Minute {
+			ingest = 1234.5
+		}
+	}
+	if len(f.inputs) == 0 {
+		ingest = 1234.5
+	}
 	f.ok(w, map[string]any{
-		"ingest_samples_per_second": 1234.5,
+		"ingest_samples_per_second": ingest,
 		"series_stored":             len(f.series()),
 		"series_scored":             len(f.inputs),
 		"models_warming":            1,

@@ -536,3 +536,33 @@ func TestUITimeZone(t *testing.T) {
 		require.Regexp(t, `\b(EST|EDT|GMT-[45])\b`, s, "names the zone")
 	}
 }
+
+// TestUIAllSilent: when no series has sent a sample for the lookback (none
+// listed, series stored, nothing ingested), the empty list says so. omen leaves such series out of /api/v1/anomalies, and
+// the page said "No series scored yet." beside 14402 stored series (a live
+// omen whose Prometheus had stopped writing to it), which pointed an SRE
+// at omen's warm-up rather than at the remote write that had stopped.
+func TestUIAllSilent(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	for _, tc := range []struct {
+		name   string
+		inputs []fakeInput
+		want   string
+	}{
+		{"silent", []fakeInput{{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20, silentFor: 10 * time.Minute}},
+			"No series has sent a sample in the last 5 minutes"},
+		{"empty", nil, "No series scored yet."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, srv := serveFake(t, tc.inputs, time.Hour)
+			br := startBrowser(t, 1280, 800)
+			br.open(srv.URL + "/")
+			br.waitFor("the list and the status", `window.omen && omen.loads.anomalies > 0 && omen.loads.status > 0`, 30*time.Second)
+			var got string
+			br.eval(&got, `var e = document.getElementById("anomalies-empty"); return e.hidden ? "" : e.textContent;`)
+			require.Contains(t, got, tc.want)
+		})
+	}
+}

@@ -54,6 +54,8 @@
     selectedKey: "",
     lastSince: null,
     selectedCounter: null, // whether the selected input is scored as a rate
+    stored: 0, // series stored, from the status
+    ingest: null, // samples/s over the last minute, from the status
   };
   var omen = (window.omen = {
     state: state,
@@ -315,8 +317,19 @@
       rows.push(tr);
     });
     tbody.replaceChildren.apply(tbody, rows);
-    $("anomalies-empty").hidden = rows.length > 0;
-    $("anomalies-empty").textContent = state.match ? "No series match " + state.match + "." : "No series scored yet.";
+    renderEmpty();
+  }
+
+  // renderEmpty says why the list is empty. omen leaves out series that
+  // have sent nothing for Prometheus's lookback, so an empty list beside
+  // stored series and no ingest means the writes stopped, not that omen
+  // has scored nothing yet (which it said, pointing at its warm-up).
+  function renderEmpty() {
+    var e = $("anomalies-empty");
+    e.hidden = state.anomalies.length > 0;
+    e.textContent = state.match ? "No series match " + state.match + "."
+      : state.stored > 0 && state.ingest === 0 ? "No series has sent a sample in the last 5 minutes (ingest 0/s): is Prometheus's remote write reaching omen?"
+      : "No series scored yet.";
   }
 
   // ---- status -------------------------------------------------------------------
@@ -351,6 +364,9 @@
         return el("div", null, [el("dt", { text: r[0] }), el("dd", { text: r[1] })]);
       }));
       $("config").textContent = s.config || "";
+      state.stored = s.series_stored || 0;
+      state.ingest = s.ingest_samples_per_second;
+      renderEmpty();
       omen.loads.status++;
       setError("status", null);
     }).catch(function (e) { setError("status", e); });
