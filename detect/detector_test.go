@@ -1059,3 +1059,63 @@ func TestRaisedIntervalKeepsSeason(t *testing.T) {
 		})
 	}
 }
+
+// TestSparseCountsKeepLevel: a rate that is 0 at most scrapes, with an
+// error now and then (a 5xx counter at 15 s: one error is 1/15 per second
+// for one sample), has a level near 0 and a scale collapsed towards it, so
+// after each error the short-term mean stays beyond reanchorK of those
+// scales for about twenty samples while every sample is 0 again. Errors
+// within that echo (a fleet simulation's http_requests_total{code="500"},
+// errors 14 samples apart) moved the level onto it: yhat 0.0127 with every
+// sample 0, and an event of 11 minutes that paged. A lasting step (the
+// reason to re-anchor) must still be followed.
+func TestSparseCountsKeepLevel(t *testing.T) {
+	// Days at 15 s: the level's scale decays towards the zeros for
+	// levelSpan samples at a time, as it does on a live series.
+	const n, warm = 40_000, 30_000
+	sparse := func(errs ...int) func(*rand.Rand, int) float64 {
+		return func(rng *rand.Rand, i int) float64 {
+			for _, e := range errs {
+				if i == e {
+					return 1.0 / 15
+				}
+			}
+			// About one error in three hours besides.
+			if rng.Float64() < 1.0/720 {
+				return 1.0 / 15
+			}
+			return 0
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		gen     func(*rand.Rand, int) float64
+		maxYhat float64 // the most yhat may read after the warm-up
+		follow  float64 // a level yhat must have reached by the end
+	}{
+		// The series' mean is 1e-4; 0.005 is 75 errors a day.
+		{"errors 14 samples apart", sparse(35_000, 35_014), 0.005, 0},
+		{"errors 5 samples apart", sparse(35_000, 35_005), 0.005, 0},
+		{"errors 14 samples apart, three times", sparse(32_000, 32_014, 35_000, 35_014, 38_000, 38_014), 0.005, 0},
+		{"lasting step of 20σ", func(rng *rand.Rand, i int) float64 {
+			v := 10 + rng.NormFloat64()
+			if i >= 35_000 {
+				v += 20
+			}
+			return v
+		}, math.Inf(1), 29},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 42))
+			d := mustNew(t, DefaultOptions())
+			var last Result
+			for i := range n {
+				last = d.Update(int64(i)*15_000, tc.gen(rng, i))
+				if i >= warm {
+					require.LessOrEqual(t, last.Yhat, tc.maxYhat, "sample %d", i)
+				}
+			}
+			require.GreaterOrEqual(t, last.Yhat, tc.follow)
+		})
+	}
+}
