@@ -401,8 +401,11 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	var z [nMembers]float64
 	var fv [ifDims]float64
 	valid := d.features(v, &z, &fv)
+	relaxed := d.relaxed(v, &z)
 
-	best, bestM := 0.0, -1
+	// hold is the best score of the members that v itself keeps away from
+	// normal: what says that an event goes on (see refract).
+	best, bestM, hold := 0.0, -1, 0.0
 	for m := range nMembers {
 		if d.opts.Members&(1<<m) == 0 {
 			continue
@@ -421,6 +424,9 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 		}
 		if s > best {
 			best, bestM = s, m
+		}
+		if relaxed&(1<<m) == 0 {
+			hold = max(hold, s)
 		}
 	}
 	if d.opts.Members&MemberForest != 0 {
@@ -461,6 +467,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	case math.Abs(dev) < max(d.opts.MinDeviationAbs, d.opts.MinDeviationRel*math.Abs(res.Yhat)):
 		best = min(best, ScoreCapBelowMinDeviation)
 	}
+	hold = min(hold, best)
 	driver := bestM
 	res.Undamped = best
 	// Refractory period: one event, one alert. Inside the period every
@@ -471,7 +478,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	// the period) is not a follow-up: it alerts and opens a new period. An
 	// event still going on (a score above refractHold) holds the period
 	// open for refractHoldLen more samples.
-	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, best, bestM >= 0, d.opts.RefractorySamples)
+	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, best, hold, bestM >= 0, d.opts.RefractorySamples)
 	if driver >= 0 {
 		res.Member, res.Feature = memberNames[driver], featureNames[driver]
 	}
@@ -482,15 +489,25 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 // score of peak (see Detector.update), to score, which has a driving
 // member if driven, with the period's length from the options. It returns
 // the score, damped inside the period, and whether the sample is part of
-// an event (Result.Ongoing).
-func refract(left *uint32, peak *float32, score float64, driven bool, samples int) (float64, bool) {
+// an event (Result.Ongoing): inside the period, whether hold, the score of
+// the members that the sample itself keeps away from normal (at most
+// score), is above refractHold.
+//
+// The period is held open on score, hold tells only whether the event goes
+// on. A member that smooths (the shift member's EWMAs, the novelty and long
+// ones) carries a glitch forward after the samples are back to normal, and
+// its score, calibrated on a log scale against records, decays slowly: on a
+// flat series, one off-level sample kept the novelty member above
+// refractHold for 17 samples, an event of 4m15s at 15 s scrapes, 8m30s at
+// 30 s, 17m at 60 s, which paged (peak 30.9: the critical tier too).
+func refract(left *uint32, peak *float32, score, hold float64, driven bool, samples int) (float64, bool) {
 	ongoing := false
 	if *left > 0 {
 		*left--
 		if score > refractHold {
 			*left = max(*left, uint32(min(refractHoldLen, samples)))
-			ongoing = true
 		}
+		ongoing = hold > refractHold
 		if !(score > 1 && score > refractEscape*float64(*peak)) {
 			score *= refractDamp
 			driven = false
@@ -501,6 +518,40 @@ func refract(left *uint32, peak *float32, score float64, driven bool, samples in
 		*peak = float32(score)
 	}
 	return score, ongoing || score > 1
+}
+
+// relaxed returns, as a member bit set, the members with a memory that v
+// pulls back towards normal, so that what they still score is the memory
+// of earlier samples: the shift member when its statistic for v (in z,
+// from features: the larger of its fast and slow EWMAs', the slow one
+// discounted by slowMix) is below what it was before v, the long member
+// when its EWMA of the long-season residual is, and the novelty member
+// while v lies within a bin of the level: a context is new for nvLen
+// samples after one odd sample, and the samples back on the level make
+// none newer. (Its EWMA falls too on a lasting step once the new contexts
+// repeat, which the level member, whose calibration restarts when a flat
+// series leaves its value, cannot yet say goes on.)
+func (d *Detector) relaxed(v float64, z *[nMembers]float64) int {
+	st := &d.st
+	if st.Seen == 0 {
+		return 0
+	}
+	var f int
+	floor := scaleFloor(st.Level.M)
+	prev := math.Abs(st.Fast-st.Level.M) / max(st.Level.Sigma()*math.Sqrt(shiftAlpha/(2-shiftAlpha)), floor)
+	if st.Seen > 1 {
+		prev = max(prev, slowMix*math.Abs(st.Slow-st.Level.M)/max(st.Level.Sigma()*math.Sqrt(slowAlpha/(2-slowAlpha)), floor))
+	}
+	if z[mShift] < prev {
+		f |= MemberShift
+	}
+	if math.Abs(st.Level.Z(v, floor)) < nvBinW {
+		f |= MemberNovelty
+	}
+	if z[mLong] < math.Abs(st.LongFast)*math.Sqrt((2-longEWMA)/longEWMA) {
+		f |= MemberLong
+	}
+	return f
 }
 
 // collapsed returns the members whose z-score at the next sample is taken

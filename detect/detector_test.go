@@ -1119,3 +1119,47 @@ func TestSparseCountsKeepLevel(t *testing.T) {
 		})
 	}
 }
+
+// TestGlitchOnFlatSeriesEndsAtOnce: one off-level sample on a flat series
+// (the first error of a counter at 0 for hours, a gauge that blips) is an
+// event of that sample. The members with a memory carry it on after the
+// samples are back (the novelty member's contexts hold it for nvLen
+// samples, its EWMA and the shift member's decay from a record on a log
+// scale): counted as the event going on, they held the novelty member
+// above refractHold for 17 samples, an event of 8m30s at 30 s scrapes,
+// which paged. A lasting step on the same series still goes on (see
+// TestOngoing for noisy ones).
+func TestGlitchOnFlatSeriesEndsAtOnce(t *testing.T) {
+	const flat, after = 5_000, 200
+	for _, tc := range []struct {
+		name       string
+		base, glit float64
+		lasting    bool
+		minOngoing int // samples after the change the detector calls ongoing
+		maxOngoing int
+	}{
+		{"one error on a counter at 0", 0, 1, false, 0, 0},
+		{"a blip of a gauge at 1", 1, 0, false, 0, 0},
+		{"a lasting step of a gauge at 1", 1, 2, true, 20, after},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := mustNew(t, DefaultOptions())
+			ongoing := 0
+			for i := range flat + after {
+				v := tc.base
+				if i == flat || tc.lasting && i > flat {
+					v = tc.glit
+				}
+				r := d.Update(int64(i)*30_000, v)
+				if i == flat {
+					require.Greater(t, r.Score, 1.0, "the change itself scores")
+				}
+				if i > flat && r.Ongoing {
+					ongoing++
+				}
+			}
+			require.GreaterOrEqual(t, ongoing, tc.minOngoing)
+			require.LessOrEqual(t, ongoing, tc.maxOngoing)
+		})
+	}
+}

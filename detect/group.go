@@ -357,7 +357,7 @@ func (g *Group) Update(tsMillis int64, x []float64) GroupResult {
 	}
 	res.Ready, res.Undamped, res.Member = true, score, driver
 	// Refractory period, as in Detector.update: one event, one alert.
-	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, score, driver >= 0, g.opts.RefractorySamples)
+	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, score, score, driver >= 0, g.opts.RefractorySamples)
 	return res
 }
 

@@ -590,3 +590,61 @@ func TestOutputRefusedIsLogged(t *testing.T) {
 	require.Contains(t, logs, `msg="Output sample refused by the TSDB" family=anomaly_score input="{__name__=\"x\", job=\"a\"}"`)
 	require.Contains(t, logs, "duplicate sample for timestamp")
 }
+
+// TestIncidentGlitchIsNoEvent: one error on a counter that has been 0 for
+// hours opens an incident (it scores ~31) whose event is that sample, at
+// any scrape interval. The detector's members with a memory score the
+// samples after it above 1 before the damping (the novelty member, for
+// the nvLen samples whose contexts hold the error); counted as the event
+// going on, they made it 5 samples long, 5 minutes at 60 s scrapes, which
+// paged (warning and critical), and with the detector's own ongoing
+// samples 17, 8m30s at 30 s.
+func TestIncidentGlitchIsNoEvent(t *testing.T) {
+	const holdMs = 5 * 60_000
+	t.Run("undamped score the detector does not call ongoing", func(t *testing.T) {
+		var p published
+		for i := range 20 {
+			r := detect.Result{Score: 0.2, Undamped: 0.2}
+			switch {
+			case i == 10:
+				r = detect.Result{Score: 31, Undamped: 31, Ongoing: true}
+			case i > 10 && i <= 15:
+				r.Undamped = 1.1
+			}
+			p.t = int64(i) * 15_000
+			incident(&p, p.t, r, holdMs)
+		}
+		require.True(t, p.active(holdMs))
+		require.Equal(t, int64(10*15_000), p.lastHot)
+		require.Zero(t, p.duration())
+	})
+	for _, iv := range []time.Duration{15 * time.Second, 30 * time.Second, time.Minute} {
+		t.Run("one error on a counter at 0, every "+iv.String(), func(t *testing.T) {
+			d, err := detect.New(detectOptions(config0().Defaults))
+			require.NoError(t, err)
+			var rs rateState
+			var p published
+			total := 0.0
+			var longest time.Duration
+			const errAt = 2_000
+			for i := range errAt + 100 {
+				if i == errAt {
+					total++
+				}
+				ts := int64(i) * iv.Milliseconds()
+				v, ok := rs.rate(0, ts, total)
+				if !ok {
+					continue
+				}
+				r := d.Update(ts, v)
+				p.t = ts
+				incident(&p, ts, r, holdMs)
+				if i == errAt {
+					require.Greater(t, p.peak, 2.0, "the error opens an incident")
+				}
+				longest = max(longest, p.duration())
+			}
+			require.Zero(t, longest)
+		})
+	}
+}

@@ -113,14 +113,18 @@ const eventGap = 10
 // damping opens an incident or extends it, so a change that comes within
 // the damping period of an earlier glitch or false alarm is not missed
 // (anomaly_score keeps the damping: one event, one score above 1); an
-// ongoing event extends it.
+// ongoing event extends it. An undamped score above 1 that the detector
+// does not count as an event going on (detect.Result.Ongoing) is the
+// memory of the samples before, not this one: after a glitch on a flat
+// series the novelty member's, above 1 for five samples, made a 5-minute
+// event of one off-level sample at 60 s scrapes, which paged.
 func incident(p *published, t int64, r detect.Result, holdMs int64) {
 	// Samples that did not come count as quiet ones: a blip before a gap
 	// in the samples (scrapes failing, remote-write cut off, no staleness
 	// marker) and one after it are two events, not one of minutes.
 	p.quiet = uint32(min(int64(p.quiet)+max(r.Missed, 0), math.MaxUint32))
 	switch {
-	case r.Score > 1 || r.Undamped > 1:
+	case r.Score > 1 || r.Undamped > 1 && r.Ongoing:
 		switch {
 		case !p.active(holdMs):
 			// A new incident: nothing of the last one (its longest
