@@ -49,6 +49,48 @@ func TestWriteLimits(t *testing.T) {
 	}
 }
 
+// TestWriteBodySizeBoundary: a body of exactly --web.max-request-bytes (or
+// decoding to exactly the decoded limit) is taken, one byte more is a 413,
+// whether the length is declared or the body is chunked. A chunked body
+// one byte over read as a truncated request, a 400 "decode snappy" that
+// said nothing of the limit.
+func TestWriteBodySizeBoundary(t *testing.T) {
+	body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(time.Now().UnixMilli(), 1, "__name__", "a")}})
+	dlen, err := snappy.DecodedLen(body)
+	require.NoError(t, err)
+	n := int64(len(body))
+	for _, tc := range []struct {
+		name    string
+		opts    WriteOptions
+		chunked bool
+		code    int
+	}{
+		{"declared at limit", WriteOptions{MaxRequestBytes: n}, false, http.StatusNoContent},
+		{"declared over limit", WriteOptions{MaxRequestBytes: n - 1}, false, http.StatusRequestEntityTooLarge},
+		{"chunked at limit", WriteOptions{MaxRequestBytes: n}, true, http.StatusNoContent},
+		{"chunked over limit", WriteOptions{MaxRequestBytes: n - 1}, true, http.StatusRequestEntityTooLarge},
+		{"decoded at limit", WriteOptions{MaxDecodedBytes: dlen}, false, http.StatusNoContent},
+		{"decoded over limit", WriteOptions{MaxDecodedBytes: dlen - 1}, false, http.StatusRequestEntityTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewWriteHandler(nil, nil, openTestStorage(t), tc.opts)
+			var rd io.Reader = bytes.NewReader(body)
+			if tc.chunked {
+				rd = struct{ io.Reader }{rd} // hides the length from httptest
+			}
+			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", rd)
+			r.Header.Set("Content-Encoding", "snappy")
+			r.Header.Set("Content-Type", "application/x-protobuf")
+			if tc.chunked {
+				r.ContentLength = -1
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			require.Equal(t, tc.code, w.Code, w.Body.String())
+		})
+	}
+}
+
 // blockingAppendable holds every Commit until release is closed.
 type blockingAppendable struct {
 	storage.AppendableV2
