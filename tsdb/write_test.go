@@ -109,6 +109,7 @@ func TestWriteV1BadInput(t *testing.T) {
 	big := make([]byte, 8192) // incompressible, so over the 4096-byte limit after snappy
 	_, _ = rand.NewChaCha8([32]byte{1}).Read(big)
 	garbage := snappy.Encode(nil, []byte{0xff, 0xff, 0xff, 0x01, 0x02})
+	drift := DefaultWriteOptions().MaxFutureDrift.Milliseconds()
 	for _, tc := range []struct {
 		name string
 		body []byte
@@ -134,6 +135,9 @@ func TestWriteV1BadInput(t *testing.T) {
 		{"zero timestamp", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(0, 1, "__name__", "x")}}), nil, 400, "not after the Unix epoch"},
 		{"negative timestamp", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(-5, 1, "__name__", "x")}}), nil, 400, "not after the Unix epoch"},
 		{"far future", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms+3600_000, 1, "__name__", "x")}}), nil, 400, "in the future"},
+		// The drift bounds how far ahead a sample may be, that far included.
+		{"at the future limit", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms+drift, 1, "__name__", "edge")}}), nil, 204, ""},
+		{"past the future limit", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms+drift+1, 1, "__name__", "edge")}}), nil, 400, "in the future"},
 		{"out of order", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms-60_000, 1, "__name__", "kept", "job", "a")}}), nil, 400, "out of order"},
 		// Older than the head appends (a sender hours behind, or history
 		// written by hand): refused for good, not a 5xx retried forever.
