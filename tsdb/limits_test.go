@@ -113,6 +113,26 @@ func (a blockingAppender) Commit() error {
 	return a.AppenderV2.Commit()
 }
 
+// whileHeld sends a second request while app holds the first (whose code
+// first will carry) in its Commit, and returns the second's answer. A
+// second request admitted reaches Commit too: that fails the test at once,
+// where waiting for its answer hung until the test binary's timeout.
+func whileHeld(t *testing.T, app blockingAppendable, first <-chan int, send func() *httptest.ResponseRecorder) *httptest.ResponseRecorder {
+	t.Helper()
+	second := make(chan *httptest.ResponseRecorder, 1)
+	go func() { second <- send() }()
+	select {
+	case w := <-second:
+		return w
+	case <-app.entered:
+		close(app.release)
+		<-second
+		<-first
+		t.Fatal("a second request was admitted while the first held the bound")
+		return nil
+	}
+}
+
 func TestWriteOverloadIsRetriable(t *testing.T) {
 	ms := time.Now().UnixMilli()
 	s := openTestStorage(t)
@@ -120,11 +140,11 @@ func TestWriteOverloadIsRetriable(t *testing.T) {
 	h := NewWriteHandler(nil, nil, app, WriteOptions{MaxInflightRequests: 1})
 	body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "a")}})
 
-	first := make(chan int)
+	first := make(chan int, 1)
 	go func() { first <- post(t, h, body, nil).Code }()
 	<-app.entered // the first request holds the only slot
 
-	w := post(t, h, body, nil)
+	w := whileHeld(t, app, first, func() *httptest.ResponseRecorder { return post(t, h, body, nil) })
 	require.Equal(t, http.StatusServiceUnavailable, w.Code, "Prometheus retries 5xx and drops 4xx")
 	require.Equal(t, "1", w.Header().Get("Retry-After"))
 	require.Contains(t, w.Body.String(), "overloaded")
@@ -157,12 +177,15 @@ func TestWriteInflightBytes(t *testing.T) {
 				}
 				return r
 			}
-			first := make(chan int)
+			first := make(chan int, 1)
 			go func() { w := httptest.NewRecorder(); h.ServeHTTP(w, req()); first <- w.Code }()
 			<-app.entered // the first request holds its bytes
 
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req())
+			w := whileHeld(t, app, first, func() *httptest.ResponseRecorder {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req())
+				return w
+			})
 			require.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
 			require.Contains(t, w.Body.String(), "too many bytes in flight")
 
@@ -219,20 +242,12 @@ func TestWriteInflightBoundCoversDecodedBytes(t *testing.T) {
 	require.Less(t, int64(2*len(body)), limit)
 	require.Greater(t, int64(2*dlen), limit)
 	h := NewWriteHandler(nil, nil, app, WriteOptions{MaxInflightBytes: limit})
-	first, second := make(chan int), make(chan *httptest.ResponseRecorder)
+	first := make(chan int, 1)
 	go func() { first <- post(t, h, body, nil).Code }()
 	<-app.entered
-	go func() { second <- post(t, h, body, nil) }()
-	select {
-	case w := <-second:
-		require.Equal(t, http.StatusServiceUnavailable, w.Code)
-		require.Contains(t, w.Body.String(), "too many bytes in flight")
-	case <-app.entered:
-		close(app.release)
-		<-second
-		<-first
-		t.Fatal("a second request's decoded body was admitted beyond the in-flight bound")
-	}
+	w := whileHeld(t, app, first, func() *httptest.ResponseRecorder { return post(t, h, body, nil) })
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	require.Contains(t, w.Body.String(), "too many bytes in flight")
 	close(app.release)
 	require.Equal(t, http.StatusNoContent, <-first)
 }
