@@ -122,6 +122,23 @@ func TestStorageFreeSpaceReserve(t *testing.T) {
 	_, err := s.AppenderV2(t.Context()).Append(0, labels.FromStrings("__name__", "m"), 0, 1, 1, nil, nil, storage.AppendV2Options{})
 	require.True(t, errors.Is(err, ErrStorageFailing), "%v", err)
 
+	// A reserve near the space really free, not only an impossible one, is
+	// compared with it: half as much again fails, half of it does not
+	// (margins wide enough for other writers on the file system).
+	dir := t.TempDir()
+	var st syscall.Statfs_t
+	require.NoError(t, syscall.Statfs(dir, &st))
+	free := int64(st.Bavail) * int64(st.Bsize)
+	for _, tc := range []struct {
+		reserve int64
+		ready   bool
+	}{{free / 2 * 3, false}, {free / 2, true}} {
+		s := NewStorage(nil, nil, Options{Path: t.TempDir(), MinFreeBytes: tc.reserve})
+		require.NoError(t, s.Open())
+		require.Equal(t, tc.ready, s.Ready(), "reserve %d with %d bytes free: %s", tc.reserve, free, s.Failing())
+		require.NoError(t, s.Close())
+	}
+
 	require.Equal(t, uint64(64<<20), (&Storage{}).reserve(100<<30), "large disks keep 64 MiB")
 	require.Equal(t, uint64(5<<20), (&Storage{}).reserve(100<<20), "small ones 5%")
 	require.Zero(t, (&Storage{opts: Options{MinFreeBytes: -1}}).reserve(100<<20), "negative: no check")
