@@ -286,7 +286,9 @@ func TestWriteSlowBodiesDoNotStarveOthers(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(200 * time.Millisecond)
+			// Both slow bodies are in the handler, their first byte read:
+			// a fixed wait let the probe pass before they arrived.
+			require.Eventually(t, func() bool { return h.bytes.Load() == 2 }, 10*time.Second, time.Millisecond)
 			body := v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(time.Now().UnixMilli(), 1, "__name__", "probe")}})
 			resp, err := http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(body))
 			require.NoError(t, err)
