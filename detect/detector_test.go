@@ -79,7 +79,17 @@ func TestDetectorOptions(t *testing.T) {
 		{name: "both/up", opts: func(*Options) {}, value: 1000, check: func(t *testing.T, r Result) { require.Greater(t, r.Score, 1.0) }},
 		{name: "up ignores drop", opts: func(o *Options) { o.Direction = Up }, value: -1000, check: func(t *testing.T, r Result) { require.Zero(t, r.Score) }},
 		{name: "down ignores rise", opts: func(o *Options) { o.Direction = Down }, value: 1000, check: func(t *testing.T, r Result) { require.Zero(t, r.Score) }},
+		// The other side is still scored: a direction that silenced both
+		// passed the two cases above.
+		{name: "up scores rise", opts: func(o *Options) { o.Direction = Up }, value: 1000, check: func(t *testing.T, r Result) { require.Greater(t, r.Score, 1.0) }},
+		{name: "down scores drop", opts: func(o *Options) { o.Direction = Down }, value: -1000, check: func(t *testing.T, r Result) { require.Greater(t, r.Score, 1.0) }},
 		{name: "min deviation caps", opts: func(o *Options) { o.MinDeviationAbs = 1e6 }, value: 1000, check: func(t *testing.T, r Result) { require.LessOrEqual(t, r.Score, ScoreCapBelowMinDeviation) }},
+		// The series sits near 100 and the sample is 900 above it: a
+		// relative minimum of 10 (1000) caps it, and minimums below 900,
+		// absolute or relative, leave it scored.
+		{name: "relative min deviation caps", opts: func(o *Options) { o.MinDeviationRel = 10 }, value: 1000, check: func(t *testing.T, r Result) { require.LessOrEqual(t, r.Score, ScoreCapBelowMinDeviation) }},
+		{name: "past the min deviation", opts: func(o *Options) { o.MinDeviationAbs = 500 }, value: 1000, check: func(t *testing.T, r Result) { require.Greater(t, r.Score, 1.0) }},
+		{name: "past the relative min deviation", opts: func(o *Options) { o.MinDeviationRel = 5 }, value: 1000, check: func(t *testing.T, r Result) { require.Greater(t, r.Score, 1.0) }},
 		{name: "out of range", opts: func(o *Options) { o.ValidMax = 500 }, value: 1000, check: func(t *testing.T, r Result) {
 			require.Equal(t, OutOfRangeScore, r.Score)
 			require.Equal(t, "range", r.Member)
