@@ -185,9 +185,6 @@ func (s *series) silent(holdMs, everyMs, nowMs int64) bool {
 	return nowMs-s.lastSeen > max(holdMs, lookbackMs)+everyMs
 }
 
-// maxHorizons bounds the forecast horizons of a series.
-const maxHorizons = config.MaxForecastHorizons
-
 // fcState is the forecasting part of a series, allocated only for series
 // within the forecast budget, so the others carry none of it.
 type fcState struct {
@@ -604,10 +601,8 @@ func (s *series) sameHorizons(want []time.Duration) bool {
 }
 
 func horizonsOf(sc config.Scoring) ([]time.Duration, []string) {
+	// config's validation bounds hs at MaxForecastHorizons.
 	hs := sc.ForecastHorizons
-	if len(hs) > maxHorizons {
-		hs = hs[:maxHorizons]
-	}
 	d := make([]time.Duration, len(hs))
 	n := make([]string, len(hs))
 	for i, h := range hs {
