@@ -485,3 +485,28 @@ func requireRampForecasts(t *testing.T, hs []time.Duration, names []string, ts [
 		require.InDelta(t, 3600_000/float64(every), made[h], 2, "horizon %s forecast every minute of the last hour", name)
 	}
 }
+
+// TestAccuracyExpires: an input's forecast accuracy leaves /metrics once
+// it has not been checked for StaleAfter (the cut expireRestored passes),
+// and not before: no test failed with the entries kept a minute past the
+// cut.
+func TestAccuracyExpires(t *testing.T) {
+	const cut = 10 * 60_000
+	for _, tc := range []struct {
+		name     string
+		lastSeen int64
+		kept     bool
+	}{
+		{"checked before the cut", cut - 1, false},
+		{"a minute before the cut", cut - 60_000, false},
+		{"checked at the cut", cut, true},
+		{"checked after the cut", cut + 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acc := &accuracy{m: map[accKey]*accVal{}}
+			acc.observe("x", "5m", 1, true, tc.lastSeen)
+			acc.expire(cut)
+			require.Equal(t, tc.kept, len(acc.m) == 1)
+		})
+	}
+}
