@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecast"
 )
 
@@ -507,6 +508,32 @@ func TestAccuracyExpires(t *testing.T) {
 			acc.observe("x", "5m", 1, true, tc.lastSeen)
 			acc.expire(cut)
 			require.Equal(t, tc.kept, len(acc.m) == 1)
+		})
+	}
+}
+
+// TestLearnable: the forecaster learns a sample the detector scored above 1
+// clipped into the band expected before it, and every other sample as it
+// is. Clipping from a score of 0.5 on failed no test; a sample merely
+// unusual, not anomalous, must move the forecast.
+func TestLearnable(t *testing.T) {
+	band := detect.Result{Ready: true, Yhat: 100, YhatLower: 90, YhatUpper: 110}
+	with := func(score float64, ready bool) detect.Result { r := band; r.Score, r.Ready = score, ready; return r }
+	for _, tc := range []struct {
+		name string
+		v    float64
+		r    detect.Result
+		want float64
+	}{
+		{"anomalous above", 500, with(1.5, true), 110},
+		{"anomalous below", -500, with(1.5, true), 90},
+		{"at the threshold", 500, with(1, true), 500},
+		{"unusual, not anomalous", 500, with(0.9, true), 500},
+		{"warming up", 500, with(1.5, false), 500},
+		{"no band", 500, detect.Result{Ready: true, Score: 1.5, YhatLower: math.NaN(), YhatUpper: math.NaN()}, 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, learnable(tc.v, tc.r))
 		})
 	}
 }
