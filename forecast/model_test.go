@@ -111,7 +111,10 @@ func TestModelInputHandling(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, m.Forecast(nil, 10), "not ready")
 	y := planted(200, 0, 100, 0, 10, 0)
-	feed(m, y[:100], 0)
+	feed(m, y[:99], 0)
+	require.False(t, m.Ready(), "one sample short of MinSamples")
+	m.Update(99*hourMs, y[99])
+	require.True(t, m.Ready(), "at MinSamples")
 	n := m.Count()
 	m.Update(99*hourMs, 5)           // duplicate timestamp
 	m.Update(50*hourMs, 5)           // out of order
@@ -132,6 +135,12 @@ func TestModelInputHandling(t *testing.T) {
 	for _, p := range m.Forecast(nil, 48) {
 		require.False(t, math.IsNaN(p.Yhat) || math.IsNaN(p.Lower) || math.IsNaN(p.Upper))
 	}
+	// A gap of two steps gets one value, a late sample (1.4 steps) none.
+	n = m.Count()
+	m.Update(105*hourMs, y[105])
+	require.Equal(t, n+2, m.Count())
+	m.Update(105*hourMs+14*hourMs/10, y[106])
+	require.Equal(t, n+3, m.Count())
 	// A constant series cannot be fitted but still gets a forecast.
 	c, _ := New(DefaultOptions())
 	for i := range 200 {
@@ -455,7 +464,9 @@ func TestModelNonNegativeBand(t *testing.T) {
 	m := mustModel(t)
 	feed(m, series(-1), 0)
 	require.GreaterOrEqual(t, minLower(m), 0.0)
-	m.Update(600*hourMs, -1)
+	m.Update(600*hourMs, 0)
+	require.True(t, m.NonNegative(), "a zero after the fit is not negative")
+	m.Update(601*hourMs, -1)
 	require.False(t, m.NonNegative(), "a negative value after the fit")
 }
 
