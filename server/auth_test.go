@@ -256,3 +256,27 @@ func TestWebConfigRotationSameSizeAndMtime(t *testing.T) {
 		require.Equal(t, tc.code, get(t, srv.URL+"/metrics", "bob", tc.pass).StatusCode, tc.pass)
 	}
 }
+
+// TestBasicAuthRateLimit: the web config's rate_limit answers 429 past its
+// burst, except on the exempt paths: a liveness probe refused under load
+// would have the orchestrator restart a healthy omen. Neither the limit
+// nor the exemption was tested (both could be dropped).
+func TestBasicAuthRateLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "web.yml")
+	writeWebConfig(t, path, nil, "rate_limit:\n  interval: 1h\n  burst: 2\n")
+	srv, _ := newAuthServer(t, path)
+	for i, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/metrics", http.StatusOK},
+		{"/metrics", http.StatusOK},
+		{"/metrics", http.StatusTooManyRequests},
+		{"/api/v1/write", http.StatusTooManyRequests},
+		{HealthyPath, http.StatusOK},
+		{HealthyPath, http.StatusOK},
+		{HealthyPath, http.StatusOK},
+	} {
+		require.Equal(t, tc.code, get(t, srv.URL+tc.path, "", "").StatusCode, "request %d, %s", i, tc.path)
+	}
+}

@@ -104,6 +104,15 @@ func TestLifecycle(t *testing.T) {
 	code, _, _ = do(t, off, "POST", "/-/quit")
 	require.Equal(t, 403, code)
 	require.Equal(t, int32(1), quits.Load(), "the enabled one's POST only")
+
+	// Enabled with no action wired: 403 too, where calling the nil
+	// function panicked the handler (net/http drops the connection).
+	unwired := NewMux(prometheus.NewRegistry())
+	Lifecycle{Ready: ready.Load, Enabled: true}.Register(unwired)
+	for _, path := range []string{"/-/reload", "/-/quit"} {
+		code, _, _ = do(t, unwired, "POST", path)
+		require.Equal(t, 403, code, path)
+	}
 }
 
 func TestPprof(t *testing.T) {
