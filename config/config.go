@@ -688,9 +688,7 @@ func (t *Tier) fill(score float64, hold time.Duration, where string) error {
 	if !(t.Score > 0) || math.IsInf(t.Score, 1) {
 		return fmt.Errorf("%s.score %g: want a positive number", where, t.Score)
 	}
-	if t.For < 0 {
-		return fmt.Errorf("%s.for %s: want 0 or more", where, t.For)
-	}
+	// A negative for never gets here: the duration's decoding refuses it.
 	return nil
 }
 

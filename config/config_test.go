@@ -78,6 +78,12 @@ func TestLoadErrors(t *testing.T) {
 		{"bad name", "derived: [{name: 'a b', expr: 'up'}]", "derived[0].name"},
 		{"dup name", "derived: [{name: a, expr: up}, {name: a, expr: up}]", "used twice"},
 		{"tiers", "alerting: {warning: {score: 5}, critical: {score: 2}}", "critical.score"},
+		// Bounds at their edges: detect refuses a rate of 0.5, so a
+		// reload to it stopped all scoring; a critical tier just below the
+		// warning one is refused as a far one is.
+		{"rate at the bound", "defaults: {false_alarm_rate: 0.5}", "false_alarm_rate 0.5"},
+		{"tiers close", "alerting: {warning: {score: 2}, critical: {score: 1.5}}", "critical.score 1.5 is below warning.score 2"},
+		{"negative tier for", "alerting: {warning: {for: -5m}}", "alerting.warning.for"},
 		{"capacity", "alerting: {capacity: [{limit: 3}]}", "capacity[0]"},
 		// NaN passed the range checks, then every detector refused it: a
 		// reload to it stopped all scoring.
