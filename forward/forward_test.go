@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
@@ -630,4 +632,44 @@ func TestConfigsAsRun(t *testing.T) {
 	}
 	require.True(t, file.MetadataConfig.Send, "the file's configuration is not changed")
 	require.True(t, f.flags[0].MetadataConfig.Send, "nor the flags'")
+}
+
+// nopAppender takes every sample and commits.
+type nopAppender struct{ storage.AppenderV2 }
+
+func (nopAppender) Append(ref storage.SeriesRef, _ labels.Labels, _, _ int64, _ float64, _ *histogram.Histogram, _ *histogram.FloatHistogram, _ storage.AOptions) (storage.SeriesRef, error) {
+	return ref, nil
+}
+func (nopAppender) Commit() error { return nil }
+
+// TestNewestCommitted: Close waits for the queues to send up to the newest
+// output time committed: the greatest of a batch, not its last (a batch of
+// several series need not be in time order), nor a later, older batch's.
+// A tracker keeping a batch's last time failed no test; Close could then
+// stop waiting before the newest outputs were sent. The subtests run in
+// order on one Forwarder.
+func TestNewestCommitted(t *testing.T) {
+	f := &Forwarder{}
+	commit := func(ts ...int64) {
+		a := &tracker{AppenderV2: nopAppender{}, f: f, maxT: math.MinInt64}
+		for i, ts := range ts {
+			_, err := a.Append(0, labels.FromStrings("i", fmt.Sprint(i)), 0, ts, 1, nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+		}
+		require.NoError(t, a.Commit())
+	}
+	for _, tc := range []struct {
+		name string
+		ts   []int64
+		want int64
+	}{
+		{"batch out of order", []int64{3000, 1000}, 3000},
+		{"older batch later", []int64{2000}, 3000},
+		{"newer batch", []int64{4000, 3500}, 4000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			commit(tc.ts...)
+			require.Equal(t, tc.want, f.maxT.Load())
+		})
+	}
 }
