@@ -103,6 +103,7 @@ func TestLoadErrors(t *testing.T) {
 		{"zero score", "alerting: {warning: {score: 0}}", "warning.score 0"},
 		{"group_by twice", "alerting: {group_by: [job, job]}", "twice"},
 		{"explicit zero interval", "derived: [{name: a, expr: up, interval: 0s}]", `derived[0].interval 0s: want at least 1s`},
+		{"interval under 1s", "derived: [{name: a, expr: up, interval: 999ms}]", `derived[0].interval 999ms: want at least 1s`},
 		{"output name", "derived: [{name: yhat, expr: up}]", `derived[0].name "yhat": the name of one of omen's outputs`},
 		{"omen name", "derived: [{name: omen_up, expr: up}]", `derived[0].name "omen_up"`},
 		{"capacity on a group", "derived: [{name: g, members: [{name: a, expr: up}, {name: b, expr: up}]}]\nalerting: {capacity: [{name: Full, for: g, limit: 1}]}", `alerting.capacity[0].for "g": a multivariate group`},
