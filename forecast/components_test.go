@@ -135,7 +135,7 @@ func TestConformalWidensWithHorizon(t *testing.T) {
 			err[o*H+h] = s
 		}
 	}
-	lo, hi := conformal(err, origins, H, 0.9, nil, nil, nil)
+	lo, hi := conformal(err, origins, 1, H, 0.9, nil, nil, nil)
 	for h := 1; h < H; h++ {
 		require.LessOrEqual(t, lo[h], lo[h-1])
 		require.GreaterOrEqual(t, hi[h], hi[h-1])
