@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -140,6 +141,65 @@ type Storage struct {
 	// dbMetrics holds the collectors the current DB registered: a reopened
 	// DB registers its own anew, which the registry would refuse.
 	dbMetrics atomic.Pointer[collectorSet]
+
+	// Head compaction is omen's, not the TSDB's (see compactLoop): gate
+	// holds the appenders open, compactc asks for a compaction.
+	gate      appendGate
+	compactc  chan struct{}
+	compactWG sync.WaitGroup
+	// compactMu keeps a reopen from closing the DB under a compaction.
+	compactMu sync.Mutex
+}
+
+// appendGate lets a head compaction wait for the appenders opened before
+// it. The TSDB does so only with isolation on (WaitForAppendersOverlapping
+// reads the isolation's list of open appenders, empty without it): with
+// isolation off, an appender opened before a head compaction (a worker's
+// outputs, appended through a whole batch) committed samples into the range
+// the compaction had just written to a block and dropped from the head. The
+// head's minimum time went back below the block's end, and the next
+// compaction wrote a block overlapping it (a 2 h fleet written at speed:
+// "Overlapping blocks found during reloadBlocks", then a vertical
+// compaction). An appender opened once the compaction has begun has a
+// minimum valid time at or after the block's end (the head compacts only
+// a range 1.5 blocks behind its maximum time), so it need not be waited for.
+type appendGate struct {
+	mu      sync.Mutex
+	cur     *sync.WaitGroup
+	waiting atomic.Int32 // compactions waiting in drain (tests)
+}
+
+// enter registers an appender; it calls Done on the result when it ends.
+func (g *appendGate) enter() *sync.WaitGroup {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cur == nil {
+		g.cur = new(sync.WaitGroup)
+	}
+	g.cur.Add(1)
+	return g.cur
+}
+
+// drain returns once every appender entered before it has ended, or false
+// when stop is closed first.
+func (g *appendGate) drain(stop <-chan struct{}) bool {
+	g.mu.Lock()
+	old := g.cur
+	g.cur = nil
+	g.mu.Unlock()
+	if old == nil {
+		return true
+	}
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	done := make(chan struct{})
+	go func() { old.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-stop:
+		return false
+	}
 }
 
 // collectorSet is a prometheus.Registerer that keeps what is registered
@@ -237,6 +297,7 @@ func NewStorage(logger *slog.Logger, reg prometheus.Registerer, opts Options) *S
 	f := promauto.With(reg)
 	s := &Storage{
 		logger: logger, reg: reg, opts: opts, stats: tsdb.NewDBStats(),
+		compactc: make(chan struct{}, 1),
 		healthM: f.NewGauge(prometheus.GaugeOpts{
 			Name: "omen_storage_writable",
 			Help: "1 while the storage path takes writes, 0 while it is failing (disk full, read-only, I/O errors) and writes are refused with 503.",
@@ -277,6 +338,8 @@ func (s *Storage) Open() error {
 	s.stop = make(chan struct{})
 	s.probeWG.Add(1)
 	go s.probeLoop(s.stop)
+	s.compactWG.Add(1)
+	go s.compactLoop(s.stop)
 	s.logger.Info("TSDB ready", "path", s.opts.Path, "duration", time.Since(start))
 	return nil
 }
@@ -294,6 +357,13 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 	o.IsolationDisabled = !s.opts.Isolation
 	o.EnableSTAsZeroSample = s.opts.StartTimestampZeroIngestion
 	o.SeriesLifecycleCallback = seriesLifecycle{s}
+	// The TSDB's loop m-maps full head chunks on this tick; compactLoop
+	// does it instead, on its own goroutine, so that it never runs beside
+	// a compaction's truncation of the chunk files: the chunk disk mapper
+	// resets its next file number when a truncation finds no file, and a
+	// first file cut meanwhile makes the next cut panic ("expected newly
+	// cut file to have sequence:offset 1:8, got 2:8"; prometheus#12500).
+	o.BlockReloadInterval = 100 * 365 * 24 * time.Hour
 	var reg prometheus.Registerer
 	if s.reg != nil {
 		set := &collectorSet{}
@@ -304,6 +374,9 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
 	}
+	// compactLoop compacts, once the appenders that could write into the
+	// compacted range have ended (see appendGate).
+	db.DisableCompactions()
 	s.gen.Add(1)
 	return db, nil
 }
@@ -314,7 +387,10 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 func (s *Storage) reopen() error {
 	start := time.Now()
 	s.logger.Warn("Reopening the TSDB to repair its WAL after a failed write; writes are refused until it is open", "path", s.opts.Path)
-	if old := s.db.Swap(nil); old != nil {
+	s.compactMu.Lock()
+	old := s.db.Swap(nil)
+	s.compactMu.Unlock()
+	if old != nil {
 		if err := old.Close(); err != nil {
 			s.logger.Warn("Closing the TSDB for its repair", "err", err)
 		}
@@ -377,6 +453,51 @@ func (s *Storage) probeLoop(stop chan struct{}) {
 			s.probe()
 		}
 	}
+}
+
+// compactInterval is how often compactLoop compacts unasked, as the TSDB's
+// own loop does (block reload interval): blocks are merged and retention
+// applied then.
+const compactInterval = time.Minute
+
+// compactLoop runs the TSDB's compactions and head chunk m-mapping in
+// place of its own loop (which openDB disables): when a commit leaves the
+// head compactable, and every compactInterval. Each compaction waits first
+// for the appenders already open.
+func (s *Storage) compactLoop(stop chan struct{}) {
+	defer s.compactWG.Done()
+	tick := time.NewTicker(compactInterval)
+	defer tick.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-stop; cancel() }()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		case <-s.compactc:
+		}
+		if !s.gate.drain(stop) {
+			return
+		}
+		s.compactMu.Lock()
+		if db := s.db.Load(); db != nil {
+			db.ForceHeadMMap()
+			if err := db.Compact(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Error("compaction failed", "component", "tsdb", "err", err)
+			}
+		}
+		s.compactMu.Unlock()
+	}
+}
+
+// compactable reports whether the head holds a range to compact: as the
+// TSDB's test, 1.5 blocks between its minimum and maximum time.
+func compactable(db *tsdb.DB) bool {
+	h := db.Head()
+	mint, maxt := h.MinTime(), h.MaxTime()
+	return mint != math.MaxInt64 && maxt-mint > tsdb.DefaultBlockDuration/2*3
 }
 
 // probeFile is the file the probe writes and removes; the TSDB ignores
@@ -468,6 +589,7 @@ func (s *Storage) Close() error {
 	if s.stop != nil {
 		s.closeOnce.Do(func() { close(s.stop) })
 		s.probeWG.Wait()
+		s.compactWG.Wait()
 	}
 	if db := s.db.Swap(nil); db != nil {
 		return db.Close()
@@ -486,6 +608,9 @@ func (s *Storage) AppenderV2(ctx context.Context) storage.AppenderV2 {
 		return failingAppender{err: fmt.Errorf("%w: %s", ErrStorageFailing, *why)}
 	}
 	a := healthAppenderPool.Get().(*healthAppender)
+	// Entered before the TSDB's appender takes its minimum valid time: a
+	// compaction that has not waited for this appender began after it.
+	a.open = s.gate.enter()
 	a.s, a.AppenderV2, a.gen = s, db.AppenderV2(ctx), s.gen.Load()
 	return a
 }
@@ -495,14 +620,15 @@ func (s *Storage) AppenderV2(ctx context.Context) storage.AppenderV2 {
 // makes the storage refuse writes until a probe succeeds.
 type healthAppender struct {
 	storage.AppenderV2
-	s   *Storage
-	gen uint64 // of the DB it appends to
+	s    *Storage
+	gen  uint64          // of the DB it appends to
+	open *sync.WaitGroup // of s.gate, done when the appender ends
 }
 
 var healthAppenderPool = sync.Pool{New: func() any { return &healthAppender{} }}
 
 func (a *healthAppender) release() {
-	a.s, a.AppenderV2 = nil, nil
+	a.s, a.AppenderV2, a.open = nil, nil, nil
 	healthAppenderPool.Put(a)
 }
 
@@ -515,8 +641,9 @@ func (a *healthAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels
 }
 
 func (a *healthAppender) Commit() error {
-	s, app, gen := a.s, a.AppenderV2, a.gen
+	s, app, gen, open := a.s, a.AppenderV2, a.gen, a.open
 	a.release()
+	defer s.ended(open)
 	if f := s.fault.Load(); f != nil {
 		if err := (*f)("commit"); err != nil {
 			// As the TSDB does when its WAL write fails.
@@ -543,9 +670,22 @@ func (s *Storage) commitFailed(gen uint64, err error) {
 }
 
 func (a *healthAppender) Rollback() error {
-	app := a.AppenderV2
+	s, app, open := a.s, a.AppenderV2, a.open
 	a.release()
+	defer s.ended(open)
 	return app.Rollback()
+}
+
+// ended marks an appender's end (after its commit), and asks for a
+// compaction if the head has a range to compact.
+func (s *Storage) ended(open *sync.WaitGroup) {
+	open.Done()
+	if db := s.db.Load(); db != nil && compactable(db) {
+		select {
+		case s.compactc <- struct{}{}:
+		default:
+		}
+	}
 }
 
 type failingAppender struct{ err error }
