@@ -76,3 +76,29 @@ func TestHeadCompactionWaitsForOpenAppenders(t *testing.T) {
 		})
 	}
 }
+
+// TestHeadCompactionOutlivesLeakedAppender: an appender that never ends (a
+// panic between a request's append and its commit, recovered by net/http)
+// must delay the head's compaction, not stop it for good: the head would
+// grow without bound.
+func TestHeadCompactionOutlivesLeakedAppender(t *testing.T) {
+	s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: t.TempDir(), MinFreeBytes: -1})
+	s.gate.limit = 100 * time.Millisecond
+	require.NoError(t, s.Open())
+	defer func() { require.NoError(t, s.Close()) }()
+	const block = tsdb.DefaultBlockDuration
+	t0 := (time.Now().Add(-12*time.Hour).UnixMilli() / block) * block
+
+	leaked := s.AppenderV2(t.Context()) // never committed nor rolled back
+	_, err := leaked.Append(0, labels.FromStrings("__name__", "leaked"), 0, t0, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+
+	app := s.AppenderV2(t.Context())
+	for ts := t0; ts <= t0+4*3_600_000; ts += 15_000 {
+		_, err := app.Append(0, labels.FromStrings("__name__", "fast"), 0, ts, 1, nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit()) // the head holds 4 h: [t0, t0+2h) is due
+	require.Eventually(t, func() bool { return len(s.DB().Blocks()) > 0 }, 10*time.Second, 10*time.Millisecond,
+		"the head is compacted once the wait for the leaked appender has run out")
+}

@@ -4,6 +4,7 @@
 package tsdb
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -166,7 +167,8 @@ type Storage struct {
 type appendGate struct {
 	mu      sync.Mutex
 	cur     *sync.WaitGroup
-	waiting atomic.Int32 // compactions waiting in drain (tests)
+	waiting atomic.Int32  // compactions waiting in drain (tests)
+	limit   time.Duration // of drain's wait; 0: drainLimit (tests set it)
 }
 
 // enter registers an appender; it calls Done on the result when it ends.
@@ -180,27 +182,40 @@ func (g *appendGate) enter() *sync.WaitGroup {
 	return g.cur
 }
 
-// drain returns once every appender entered before it has ended, or false
-// when stop is closed first.
-func (g *appendGate) drain(stop <-chan struct{}) bool {
+// drain returns once every appender entered before it has ended (done),
+// or once limit has passed (not done), or when stop is closed first (not
+// ok). The limit turns an appender that never ends (a panic between a
+// request's append and its commit, recovered by net/http) into a late
+// compaction rather than none ever again: the head would grow without
+// bound. Appenders live for a request or a scorer's batch, within
+// seconds.
+func (g *appendGate) drain(stop <-chan struct{}) (done, ok bool) {
 	g.mu.Lock()
 	old := g.cur
 	g.cur = nil
 	g.mu.Unlock()
 	if old == nil {
-		return true
+		return true, true
 	}
 	g.waiting.Add(1)
 	defer g.waiting.Add(-1)
-	done := make(chan struct{})
-	go func() { old.Wait(); close(done) }()
+	ended := make(chan struct{})
+	go func() { old.Wait(); close(ended) }()
+	t := time.NewTimer(cmp.Or(g.limit, drainLimit))
+	defer t.Stop()
 	select {
-	case <-done:
-		return true
+	case <-ended:
+		return true, true
+	case <-t.C:
+		return false, true
 	case <-stop:
-		return false
+		return false, false
 	}
 }
+
+// drainLimit bounds a compaction's wait for the appenders open before it
+// (see appendGate.drain).
+const drainLimit = 2 * time.Minute
 
 // collectorSet is a prometheus.Registerer that keeps what is registered
 // with it, and a collector of all of it. Storage registers one collector on
@@ -478,8 +493,12 @@ func (s *Storage) compactLoop(stop chan struct{}) {
 		case <-tick.C:
 		case <-s.compactc:
 		}
-		if !s.gate.drain(stop) {
+		done, ok := s.gate.drain(stop)
+		if !ok {
 			return
+		}
+		if !done {
+			s.logger.Warn("Compacting although appenders opened before it are still open after the wait; a sample they commit into the compacted range goes into the head below its blocks' end", "component", "tsdb", "waited", cmp.Or(s.gate.limit, drainLimit))
 		}
 		s.compactMu.Lock()
 		if db := s.db.Load(); db != nil {
