@@ -212,6 +212,14 @@ type Detector struct {
 	// learn, so the transform runs once per sample.
 	srRaw float64
 	srOK  bool
+	// nvCtx carries the novelty member's context for the sample from
+	// features to learn, which would otherwise bin the sample against a
+	// copy of the level updated with it a second time, from the same
+	// state (the level does not learn the sample before the novelty member
+	// does). It sits in srOK's padding: the size of a Detector, which the
+	// pipeline embeds per series, does not change.
+	nvCtx uint16
+	nvOK  bool
 }
 
 // New returns a Detector with its own Scratch.
@@ -770,7 +778,8 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 	if st.Seen > 1 && st.Long.Period == 0 {
 		// Off where a long season is known: its memory is shorter than a
 		// week, so a regular week's weekend would come back new.
-		z[mNovelty] = st.Novel.score(v, &st.Level, floor)
+		z[mNovelty], d.nvCtx = st.Novel.score(v, &st.Level, floor)
+		d.nvOK = true
 		valid |= MemberNovelty
 	}
 	if bl.longOK && st.LongStat.N > 16 {
@@ -813,8 +822,13 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines
 	st.Lo += (st.Level.M - st.Lo) * rangeForget
 	st.Hi -= (st.Hi - st.Level.M) * rangeForget
 	if st.Seen > 0 {
-		st.Novel.learn(v, &st.Level, floor, st.Seen)
+		ctx := d.nvCtx
+		if !d.nvOK {
+			ctx = st.Novel.next(v, st.Level, floor)
+		}
+		st.Novel.learn(ctx, st.Seen)
 	}
+	d.nvOK = false
 	st.Level.UpdateCollapsed(v, floor, col&MemberLevel != 0)
 	st.Fast += shiftAlpha * (v - st.Fast)
 	if st.Seen == 0 {

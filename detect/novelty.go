@@ -79,18 +79,20 @@ func nvHash(ctx uint16) uint32 { return uint32((uint64(ctx) * 0x9E3779B97F4A7C15
 // generation.
 func (n *novelty) isNew(h uint32) bool { return (n.Cur[h>>6]|n.Prev[h>>6])&(1<<(h&63)) == 0 }
 
-// score returns the statistic for v from the state before v.
-func (n *novelty) score(v float64, level *Robust, floor float64) float64 {
+// score returns the statistic for v from the state before v, and v's
+// context (next), which learn takes.
+func (n *novelty) score(v float64, level *Robust, floor float64) (float64, uint16) {
+	ctx := n.next(v, *level, floor)
 	nw := 0.0
-	if n.isNew(nvHash(n.next(v, *level, floor))) {
+	if n.isNew(nvHash(ctx)) {
 		nw = 1
 	}
-	return float64(n.F) + nvAlpha*(nw-float64(n.F))
+	return float64(n.F) + nvAlpha*(nw-float64(n.F)), ctx
 }
 
-// learn adds v's context; seen is the number of samples learnt before v.
-func (n *novelty) learn(v float64, level *Robust, floor float64, seen uint64) {
-	ctx := n.next(v, *level, floor)
+// learn adds v's context ctx (next, from the same state as score's);
+// seen is the number of samples learnt before v.
+func (n *novelty) learn(ctx uint16, seen uint64) {
 	h := nvHash(ctx)
 	nw := float32(0)
 	if n.isNew(h) {
