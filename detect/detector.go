@@ -419,8 +419,9 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 		if d.opts.Members&(1<<m) == 0 {
 			continue
 		}
-		s := d.tail(m).Score(z[m])
-		if !d.tail(m).Filled() && (m == mLong || d.recalibrating(m)) {
+		t := d.tail(m)
+		s := t.Score(z[m])
+		if !t.Filled() && (m == mLong || d.recalibrating(m, t)) {
 			// The long member starts weeks into a series, when the long
 			// ring first holds three periods; until its record window has
 			// filled once, a record over the few samples seen is no record
@@ -443,9 +444,11 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	}
 	col := d.collapsed()
 	for m := range nMembers {
-		switch {
-		case valid&(1<<m) == 0:
-		case col&(1<<m) != 0 && z[m] > 1 && d.tail(m).N > tailMinN:
+		if valid&(1<<m) == 0 {
+			continue
+		}
+		switch t := d.tail(m); {
+		case col&(1<<m) != 0 && z[m] > 1 && t.N > tailMinN:
 			// A residual measured against a collapsed scale (a flat
 			// history leaving its value) scores, but is no record: one
 			// of 10¹¹ "standard deviations" (10⁴ after a flat week of
@@ -457,9 +460,9 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 			// recalibrating), as it did, blind, behind that record.
 			// (The tail's first samples make no records: they are
 			// learnt as they come.)
-			d.tail(m).Restart()
+			t.Restart()
 		default:
-			d.tail(m).Update(z[m])
+			t.Update(z[m])
 		}
 	}
 	d.learn(tsMillis, v, col, short, bl)
@@ -602,12 +605,13 @@ func (d *Detector) stale(m int) bool {
 	return t.Filled() && t.windowBelow(staleZ)
 }
 
-// recalibrating reports whether member m's calibration restarted when the
-// series left a flat history (see collapsed): its tail has seen far fewer
-// samples than the statistic it calibrates. Until the tail has filled, its
-// records are over a part of its window, which would score more of the
-// series' ordinary variation above 1.
-func (d *Detector) recalibrating(m int) bool {
+// recalibrating reports whether member m's calibration, t (d.tail(m), which
+// the caller holds already), restarted when the series left a flat history
+// (see collapsed): its tail has seen far fewer samples than the statistic
+// it calibrates. Until the tail has filled, its records are over a part of
+// its window, which would score more of the series' ordinary variation
+// above 1.
+func (d *Detector) recalibrating(m int, t *Tail) bool {
 	var n uint32
 	switch m {
 	case mLevel, mShift:
@@ -621,7 +625,7 @@ func (d *Detector) recalibrating(m int) bool {
 	default:
 		return false
 	}
-	return d.tail(m).N+recalibrateSlack < n
+	return t.N+recalibrateSlack < n
 }
 
 // recalibrateSlack is more than the samples a statistic learns before its
