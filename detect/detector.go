@@ -125,26 +125,49 @@ var winMul = [nMembers]float64{mLevel: 3, mSeasonal: 1, mLag: 1, mShift: 0.35, m
 var minLogM = [nMembers]float64{mLevel: 0.7, mSeasonal: tailMinLog, mLag: tailMinLog, mShift: tailMinLog, mVariance: tailMinLog, mSpectral: tailMinLog, mForest: tailMinLog, mRange: tailMinLog, mLong: tailMinLog, mNovelty: tailMinLog}
 
 // Scratch holds the buffers a Detector needs only while it computes: the
-// FFT machinery of the period search and the spectral residual. Detectors
-// used from one goroutine may share one Scratch, which keeps per-series
-// memory to the state proper. A Scratch is not safe for concurrent use.
+// FFT machinery of the period search and the spectral residual, and a
+// table of e^minLog for the tails' floors. Detectors used from one
+// goroutine may share one Scratch, which keeps per-series memory to the
+// state proper. A Scratch is not safe for concurrent use.
 type Scratch struct {
 	seas    *Seasonality
 	lin     []float64
 	periods []Period
 	sr      *SpectralResidual
 	win     []float64
+	// floorExp[k] is e^x for x the floor of ln(M_N/z_q) of a Tail whose
+	// MinLog100 is k, as Threshold(1) computes it (see threshold1).
+	floorExp [256]float64
 }
 
 // NewScratch returns buffers for Detectors.
 func NewScratch() *Scratch {
-	return &Scratch{
+	sc := &Scratch{
 		seas:    NewSeasonality(seasonLen),
 		lin:     make([]float64, seasonLen),
 		periods: make([]Period, 0, 1),
 		sr:      NewSpectralResidual(srWin),
 		win:     make([]float64, srWin),
 	}
+	for k := range sc.floorExp {
+		t := Tail{MinLog100: uint8(k)}
+		sc.floorExp[k] = math.Exp(float64(t.minLog()))
+	}
+	return sc
+}
+
+// threshold1 returns t.Threshold(1), z_q·e^LogRange, the band's half-width
+// in scales, which expect needs at every sample. A LogRange at its floor
+// (on NAB, 38% of the samples whose band comes from a ready tail; on
+// Gaussian noise, whose records rarely reach e^0.5 times the 98th
+// percentile, nine in ten) is the same float32 for every Tail with that
+// MinLog100, so its exponential is read from the table: the same float64
+// math.Exp gives, without the call.
+func (sc *Scratch) threshold1(t *Tail) float64 {
+	if t.LogRange == t.minLog() {
+		return float64(t.Zq) * sc.floorExp[t.MinLog100]
+	}
+	return t.Threshold(1)
 }
 
 // state is everything a Detector learns for the default members, in
@@ -677,7 +700,7 @@ func (d *Detector) expect(bl baselines) Result {
 	sigma = max(sigma, scaleFloor(yhat))
 	half := sigma * 3
 	if t := d.tail(m); t.Ready() {
-		half = sigma * t.Threshold(1)
+		half = sigma * d.sc.threshold1(t)
 	}
 	if st.Seen == 0 {
 		return Result{Yhat: math.NaN(), YhatLower: math.NaN(), YhatUpper: math.NaN()}

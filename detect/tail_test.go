@@ -95,3 +95,55 @@ func BenchmarkHalfLog2(b *testing.B) {
 }
 
 var sink int
+
+// TestThreshold1MatchesThreshold checks that the table expect reads for a
+// tail at its floor gives Threshold(1) to the last bit, for every floor a
+// Tail can hold, and that a tail above its floor is computed as before.
+func TestThreshold1MatchesThreshold(t *testing.T) {
+	sc := NewScratch()
+	for _, tc := range []struct {
+		name     string
+		zq       float32
+		logRange func(floor float32) float32 // LogRange given the floor
+	}{
+		{"floored zq 1", 1, func(f float32) float32 { return f }},
+		{"floored zq 2.33", 2.33, func(f float32) float32 { return f }},
+		{"floored zq floor", tailZFloor, func(f float32) float32 { return f }},
+		{"above floor", 2.33, func(f float32) float32 { return f + 0.37 }},
+		{"just above floor", 0.8, func(f float32) float32 { return math.Nextafter32(f, 10) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k := range 256 {
+				tl := newTail(1000, float64(k)/100)
+				require.Equal(t, uint8(k), tl.MinLog100)
+				tl.Zq, tl.LogRange = tc.zq, tc.logRange(tl.minLog())
+				want := tl.Threshold(1)
+				require.Equal(t, math.Float64bits(want), math.Float64bits(sc.threshold1(&tl)), "MinLog100 %d", k)
+			}
+		})
+	}
+}
+
+// BenchmarkThreshold1 compares expect's read of a floored tail's band with
+// Threshold(1)'s exponential.
+//
+//	go test -run '^$' -bench Threshold1 -count=6 ./detect/
+func BenchmarkThreshold1(b *testing.B) {
+	sc := NewScratch()
+	tl := newTail(1000, tailMinLog)
+	tl.Zq = 2.33
+	var s float64
+	b.Run("impl=table", func(b *testing.B) {
+		for b.Loop() {
+			s += sc.threshold1(&tl)
+		}
+	})
+	b.Run("impl=exp", func(b *testing.B) {
+		for b.Loop() {
+			s += tl.Threshold(1)
+		}
+	})
+	fsink = s
+}
+
+var fsink float64
