@@ -110,8 +110,20 @@ func (t *Tail) windowBelow(x float32) bool {
 func (t *Tail) logRange() float64 { return float64(t.LogRange) }
 
 // refreshRange recomputes LogRange after the maximum or z_q changed.
+//
+// A ratio M_N/z_q below 1 + m + m²/2, which is below e^m by at least m³/6,
+// has a logarithm below the floor m by far more than math.Log's rounding,
+// so LogRange is the floor without the logarithm. The floor is where most
+// tails sit (on Gaussian noise the window's record is rarely e^0.5 times
+// the 98th percentile), and a tail refreshes at least every tailRefresh
+// samples.
 func (t *Tail) refreshRange() {
-	t.LogRange = float32(max(math.Log(t.windowMax()/float64(t.Zq)), float64(t.minLog())))
+	x, m := t.windowMax()/float64(t.Zq), float64(t.minLog())
+	if x < 1+m+m*m/2 {
+		t.LogRange = t.minLog()
+		return
+	}
+	t.LogRange = float32(max(math.Log(x), m))
 }
 
 // Score returns the calibrated score of z against the samples seen so far

@@ -147,3 +147,61 @@ func BenchmarkThreshold1(b *testing.B) {
 }
 
 var fsink float64
+
+// TestRefreshRangeFloor checks LogRange against its definition,
+// float32(max(ln(M_N/z_q), floor)), for every floor a Tail can hold, with
+// ratios on both sides of the shortcut's bound 1 + m + m²/2 and of e^m, where
+// the floor stops holding.
+func TestRefreshRangeFloor(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for k := range 256 {
+		tl := newTail(64, float64(k)/100)
+		m := float64(tl.minLog())
+		bound, em := 1+m+m*m/2, math.Exp(m)
+		for _, tc := range []struct {
+			name string
+			x    float64 // M_N/z_q wanted
+		}{
+			{"zero", 0},
+			{"half", 0.5},
+			{"one", 1},
+			{"below bound", math.Nextafter(bound, 0)},
+			{"at bound", bound},
+			{"below e^m", em * (1 - 1e-12)},
+			{"at e^m", em},
+			{"above e^m", em * (1 + 1e-12)},
+			{"1% above e^m", em * 1.01},
+			{"far above", em * 40},
+			{"random", rng.Float64() * 3 * em},
+		} {
+			tl.Zq = float32(0.25 + rng.Float64()*4)
+			for i := range tl.Blocks {
+				tl.Blocks[i] = 0
+			}
+			tl.Blocks[rng.IntN(tailBlocks)] = float32(tc.x * float64(tl.Zq))
+			tl.refreshRange()
+			want := float32(max(math.Log(tl.windowMax()/float64(tl.Zq)), m))
+			require.Equal(t, math.Float32bits(want), math.Float32bits(tl.LogRange), "MinLog100 %d, %s", k, tc.name)
+		}
+	}
+}
+
+// BenchmarkRefreshRange compares refreshRange with the logarithm it used to
+// take every time, on a tail whose record is 1.3 times z_q (at the floor
+// 0.5, as most tails are).
+//
+//	go test -run '^$' -bench RefreshRange -count=6 ./detect/
+func BenchmarkRefreshRange(b *testing.B) {
+	tl := newTail(1000, tailMinLog)
+	tl.Zq, tl.Blocks[3] = 2, 2.6
+	b.Run("impl=shortcut", func(b *testing.B) {
+		for b.Loop() {
+			tl.refreshRange()
+		}
+	})
+	b.Run("impl=log", func(b *testing.B) {
+		for b.Loop() {
+			tl.LogRange = float32(max(math.Log(tl.windowMax()/float64(tl.Zq)), float64(tl.minLog())))
+		}
+	})
+}
