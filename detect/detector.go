@@ -17,14 +17,15 @@ const (
 	mRange
 	mLong
 	mNovelty
+	mFlat
 	nMembers
 )
 
 // memberNames and featureNames explain a score; static so that Update does
 // not allocate.
 var (
-	memberNames  = [nMembers]string{"level", "seasonal", "lag", "shift", "variance", "spectral", "forest", "range", "long", "novelty"}
-	featureNames = [nMembers]string{"value", "value_season_ago", "value_prev", "mean_short", "std_short", "saliency", "feature_vector", "value_range", "value_long_season_ago", "recent_context"}
+	memberNames  = [nMembers]string{"level", "seasonal", "lag", "shift", "variance", "spectral", "forest", "range", "long", "novelty", "flat"}
+	featureNames = [nMembers]string{"value", "value_season_ago", "value_prev", "mean_short", "std_short", "saliency", "feature_vector", "value_range", "value_long_season_ago", "recent_context", "value_repeats"}
 )
 
 // FeatureOf returns the feature a score driven by the member named member
@@ -114,7 +115,7 @@ const (
 // / 71.16, and level ×4 / 6 with shift ×0.35 71.16 / 71.07. Seasonal, range
 // and long are best at 1 (×0.5 / ×2: 70.84 / 70.29, 70.53 / 69.51, 71.18 /
 // 71.16).
-var winMul = [nMembers]float64{mLevel: 3, mSeasonal: 1, mLag: 1, mShift: 0.35, mVariance: 1, mSpectral: 1, mForest: 1, mRange: 1, mLong: 1, mNovelty: 1}
+var winMul = [nMembers]float64{mLevel: 3, mSeasonal: 1, mLag: 1, mShift: 0.35, mVariance: 1, mSpectral: 1, mForest: 1, mRange: 1, mLong: 1, mNovelty: 1, mFlat: 1}
 
 // minLogM is each member's floor of ln(M_N/z_q) (see Tail): how far above
 // its usual spread a record must reach before it scores 1. The level
@@ -122,7 +123,7 @@ var winMul = [nMembers]float64{mLevel: 3, mSeasonal: 1, mLag: 1, mShift: 0.35, m
 // 0.7 / 1.0 gave 70.82 / 71.16 / 71.35 / 71.35); the others are best at the
 // default (shift 0.35 / 0.7: 70.46 / 70.43; seasonal 71.06 / 70.78; range
 // 71.11 / 70.69; long 71.02 / 70.71).
-var minLogM = [nMembers]float64{mLevel: 0.7, mSeasonal: tailMinLog, mLag: tailMinLog, mShift: tailMinLog, mVariance: tailMinLog, mSpectral: tailMinLog, mForest: tailMinLog, mRange: tailMinLog, mLong: tailMinLog, mNovelty: tailMinLog}
+var minLogM = [nMembers]float64{mLevel: 0.7, mSeasonal: tailMinLog, mLag: tailMinLog, mShift: tailMinLog, mVariance: tailMinLog, mSpectral: tailMinLog, mForest: tailMinLog, mRange: tailMinLog, mLong: tailMinLog, mNovelty: tailMinLog, mFlat: tailMinLog}
 
 // Scratch holds the buffers a Detector needs only while it computes: the
 // FFT machinery of the period search and the spectral residual, and a
@@ -189,7 +190,10 @@ type state struct {
 	LongStat Robust // of the residual against the long-season baseline
 	LongFast float64
 	Slow     float64 // slow EWMA of the value, for the shift member
-	Away     uint32  // samples in a row the short-term mean was reanchorK σ from the level
+	Away     uint16  // samples in a row the short-term mean was reanchorK σ from the level, at most reanchorLen
+	Repeats  uint16  // samples in a row equal to the one before (see flat.go)
+	RunMax   uint16  // the longest run of Repeats that ended, forgetting
+	RepeatP  uint16  // share of samples equal to the one before, in 1/flatPUnit
 	Novel    novelty
 }
 
@@ -205,19 +209,21 @@ type extraState struct {
 	RecentPos uint16
 	Short     Rolling
 	Forest    Forest
-	Tails     [nMembers - nCore]Tail // calibration of the opt-in members, by extraSlot
+	Tails     [nExtra]Tail // calibration of the opt-in members, by extraSlot
 }
 
 // Core members keep their calibration in state, the others in extraState;
 // slot maps a member to its index in either Tails array.
 const (
 	nCore      = 6
+	nExtra     = 4
 	extraFlags = MemberLag | MemberVariance | MemberSpectral | MemberForest
 )
 
 var slot = [nMembers]int{mLevel: 0, mSeasonal: 1, mShift: 2, mRange: 3, mLong: 4, mNovelty: 5, mLag: 0, mVariance: 1, mSpectral: 2, mForest: 3}
 
-// tail returns member m's calibration; m must be on (or core).
+// tail returns member m's calibration; m must be on (or core) and not the
+// flat member, which has none (see flat.go).
 func (d *Detector) tail(m int) *Tail {
 	if extraFlags&(1<<m) != 0 {
 		return &d.ex.Tails[slot[m]]
@@ -294,14 +300,25 @@ func (d *Detector) Reset() {
 		}
 		ex.Forest.RNG = d.opts.Seed*0x9E3779B97F4A7C15 + 1
 	}
+	window := d.window()
+	for m := range nMembers {
+		if m != mFlat && (extraFlags&(1<<m) == 0 || d.ex != nil) {
+			*d.tail(m) = newTail(int(float64(window)*winMul[m]), minLogM[m])
+		}
+	}
+}
+
+// window returns the members' record window, in samples.
+func (d *Detector) window() int {
 	n := 0
 	for m := range nMembers {
-		// The long and novelty members are left out of the count: the
-		// long member scores only on series with a long season, and
-		// lengthening every member's window for either cost more
+		// The long, novelty and flat members are left out of the count:
+		// the long member scores only on series with a long season, the
+		// flat one only on runs of repeats, and lengthening every
+		// member's window for the long or novelty one cost more
 		// detections on NAB than it saved false alarms (novelty counted
 		// in n: 73.22 standard instead of 75.37).
-		if d.opts.Members&(1<<m) != 0 && m != mLong && m != mNovelty {
+		if d.opts.Members&(1<<m) != 0 && m != mLong && m != mNovelty && m != mFlat {
 			n++
 		}
 	}
@@ -311,12 +328,7 @@ func (d *Detector) Reset() {
 	// so splitting the budget n ways (Bonferroni) would be too strict: the
 	// members behave like about √n independent ones, which the calibration
 	// test confirms.
-	window := int(math.Ceil(math.Sqrt(float64(n)) / d.opts.FalseAlarmRate))
-	for m := range nMembers {
-		if extraFlags&(1<<m) == 0 || d.ex != nil {
-			*d.tail(m) = newTail(int(float64(window)*winMul[m]), minLogM[m])
-		}
-	}
+	return int(math.Ceil(math.Sqrt(float64(n)) / d.opts.FalseAlarmRate))
 }
 
 // Options returns the options in force.
@@ -442,9 +454,16 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 		if d.opts.Members&(1<<m) == 0 {
 			continue
 		}
-		t := d.tail(m)
-		s := t.Score(z[m])
-		if !t.Filled() && (m == mLong || d.recalibrating(m, t)) {
+		var s float64
+		var t *Tail
+		if m == mFlat {
+			// Scored in features against its own model (see flat.go).
+			s = z[m]
+		} else {
+			t = d.tail(m)
+			s = t.Score(z[m])
+		}
+		if t != nil && !t.Filled() && (m == mLong || d.recalibrating(m, t)) {
 			// The long member starts weeks into a series, when the long
 			// ring first holds three periods; until its record window has
 			// filled once, a record over the few samples seen is no record
@@ -467,7 +486,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	}
 	col := d.collapsed()
 	for m := range nMembers {
-		if valid&(1<<m) == 0 {
+		if valid&(1<<m) == 0 || m == mFlat {
 			continue
 		}
 		switch t := d.tail(m); {
@@ -816,6 +835,13 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 		z[mLong] = math.Abs(f) * math.Sqrt((2-longEWMA)/longEWMA)
 		valid |= MemberLong
 	}
+	// The flat member's statistic is its score already: a run of repeats
+	// is judged by its probability under the series' own repeat rate
+	// (see flat.go), not against a record.
+	if k := st.flatRun(v); k > 0 && d.opts.Members&MemberFlat != 0 {
+		z[mFlat] = st.flatScore(k)
+		valid |= MemberFlat
+	}
 	return valid & d.opts.Members
 }
 
@@ -856,6 +882,7 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines
 		st.Novel.learn(ctx, st.Seen)
 	}
 	d.nvOK = false
+	st.learnFlat(v)
 	st.Level.UpdateCollapsed(v, floor, col&MemberLevel != 0)
 	st.Fast += shiftAlpha * (v - st.Fast)
 	if st.Seen == 0 {

@@ -14,7 +14,7 @@ import (
 // rather than misread, and the series simply warms up again.
 const (
 	snapshotMagic   = "omdt"
-	snapshotVersion = 11
+	snapshotVersion = 12
 	// secondsVersion is the last version whose season kept the sampling
 	// intervals it chooses the bucket width from in whole seconds; it is
 	// read still (see decode).
@@ -23,6 +23,14 @@ const (
 	// LastTs int64, DtMs int64, with no run of another interval (see
 	// season.track); versions 9 and 10 are read still (see fromRunVersion).
 	runVersion = 10
+	// repeatVersion is the last version without the flat member's state:
+	// its state's Away was a uint32, followed by Novel (see
+	// fromRepeatVersion).
+	repeatVersion = 11
+	// repeatGrowth is what the flat member added to the state's encoding:
+	// Away shrank from 4 bytes to 2, Repeats, RunMax and RepeatP came (2
+	// each).
+	repeatGrowth = -2 + 3*2
 )
 
 // fromRunVersion rewrites a snapshot of version 9 or 10 in the current
@@ -32,20 +40,9 @@ const (
 // TSDB's retention at best. data's checksum is verified first.
 func fromRunVersion(data []byte) ([]byte, error) {
 	const oldTail, newTail = 4 + 8 + 8, 2 + 2 + 4 + 8 + 4 + 4
-	var w wireOptions
-	hdr := len(snapshotMagic) + 2 + binary.Size(w)
-	if len(data) < hdr+4 {
-		return nil, fmt.Errorf("decode detector: %d bytes, too short", len(data))
-	}
-	if _, err := binary.Decode(data[len(snapshotMagic)+2:], binary.LittleEndian, &w); err != nil {
-		return nil, fmt.Errorf("decode detector options: %w", err)
-	}
-	if want := snapshotSize(int(w.Members)) - newTail + oldTail; len(data) != want {
-		return nil, fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
-	}
-	body := data[:len(data)-4]
-	if crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
-		return nil, errors.New("decode detector: checksum mismatch")
+	hdr, body, err := oldBody(data, -repeatGrowth-newTail+oldTail)
+	if err != nil {
+		return nil, err
 	}
 	// state begins N, Seen, Level, SeasStat, Fast, Prev, Season.
 	at := hdr + 8 + 8 + 2*binary.Size(Robust{}) + 8 + 8 + binary.Size(&season{}) - newTail
@@ -63,6 +60,56 @@ func fromRunVersion(data []byte) ([]byte, error) {
 	out = binary.LittleEndian.AppendUint64(out, lastTs)
 	out = binary.LittleEndian.AppendUint64(out, 0) // RunIv, RunLag
 	out = append(out, body[at+oldTail:]...)
+	binary.LittleEndian.PutUint16(out[len(snapshotMagic):], repeatVersion)
+	return binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out)), nil
+}
+
+// oldBody checks a snapshot of an older layout, whose length differs from
+// the current one's for its members by growth bytes, and its checksum; it
+// returns the length of its header (magic, version, options) and the
+// snapshot without its checksum.
+func oldBody(data []byte, growth int) (hdr int, body []byte, err error) {
+	var w wireOptions
+	hdr = len(snapshotMagic) + 2 + binary.Size(w)
+	if len(data) < hdr+4 {
+		return 0, nil, fmt.Errorf("decode detector: %d bytes, too short", len(data))
+	}
+	if _, err := binary.Decode(data[len(snapshotMagic)+2:], binary.LittleEndian, &w); err != nil {
+		return 0, nil, fmt.Errorf("decode detector options: %w", err)
+	}
+	if want := snapshotSize(int(w.Members)) + growth; len(data) != want {
+		return 0, nil, fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
+	}
+	body = data[:len(data)-4]
+	if crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+		return 0, nil, errors.New("decode detector: checksum mismatch")
+	}
+	return hdr, body, nil
+}
+
+// fromRepeatVersion rewrites a snapshot of version 11 in the current
+// layout: its state's Away (a uint32, at most reanchorLen) becomes a
+// uint16, followed by the flat member's Repeats, RunMax and RepeatP.
+// RepeatP starts at 1, repeats being the rule: the flat member scores
+// nothing until it has seen the series move at most samples (about
+// 0.7·levelSpan samples for one that always does) and has meanwhile learnt
+// the longest runs it makes, rather than scoring its next ordinary run
+// against a record of none. data's checksum is verified first.
+func fromRepeatVersion(data []byte) ([]byte, error) {
+	hdr, body, err := oldBody(data, -repeatGrowth)
+	if err != nil {
+		return nil, err
+	}
+	// state ends Away, Novel.
+	at := hdr + binary.Size(&state{}) - repeatGrowth - binary.Size(&novelty{}) - 4
+	away := binary.LittleEndian.Uint32(body[at:])
+	out := make([]byte, 0, len(data)+repeatGrowth)
+	out = append(out, body[:at]...)
+	out = binary.LittleEndian.AppendUint16(out, uint16(min(away, reanchorLen)))
+	out = binary.LittleEndian.AppendUint16(out, 0) // Repeats
+	out = binary.LittleEndian.AppendUint16(out, 0) // RunMax
+	out = binary.LittleEndian.AppendUint16(out, flatPUnit)
+	out = append(out, body[at+4:]...)
 	binary.LittleEndian.PutUint16(out[len(snapshotMagic):], snapshotVersion)
 	return binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out)), nil
 }
@@ -191,9 +238,13 @@ func (d *Detector) SetOptions(o Options) error {
 	return nil
 }
 
-// sameLearning reports, as an error, how learnt under a and b differ.
+// sameLearning reports, as an error, how learnt under a and b differ. The
+// flat member is left out: the state it reads is learnt whether it is on
+// or not, and it does not count in the record windows (see
+// Detector.window), so a snapshot of the default members from before it
+// came (version 11) is restored into today's default set.
 func sameLearning(a, b Options) error {
-	if a.FalseAlarmRate != b.FalseAlarmRate || a.Members != b.Members || a.Seed != b.Seed {
+	if a.FalseAlarmRate != b.FalseAlarmRate || a.Members&^MemberFlat != b.Members&^MemberFlat || a.Seed != b.Seed {
 		return fmt.Errorf("learnt with false-alarm rate %g, members %#x, seed %d; want %g, %#x, %d",
 			a.FalseAlarmRate, a.Members, a.Seed, b.FalseAlarmRate, b.Members, b.Seed)
 	}
@@ -209,9 +260,14 @@ func decode(data []byte) (Options, state, *extraState, error) {
 	v := binary.LittleEndian.Uint16(data[len(snapshotMagic):])
 	switch v {
 	case snapshotVersion:
-	case secondsVersion, runVersion:
+	case secondsVersion, runVersion, repeatVersion:
 		var err error
-		if data, err = fromRunVersion(data); err != nil {
+		if v != repeatVersion {
+			if data, err = fromRunVersion(data); err != nil {
+				return Options{}, st, nil, fmt.Errorf("version %d: %w", v, err)
+			}
+		}
+		if data, err = fromRepeatVersion(data); err != nil {
 			return Options{}, st, nil, fmt.Errorf("version %d: %w", v, err)
 		}
 	default:

@@ -8,12 +8,13 @@
 // level-shift and a variance-change statistic, spectral residual saliency, an
 // Isolation Forest over the other members' features, a breakout beyond
 // the range seen so far, a sustained deviation from the same phase of a
-// long, e.g. weekly, season kept in a coarse three-week ring, and a run of
-// contexts of the last few samples not seen for a while); each member's
-// statistic is calibrated online against its own recent record (see Tail),
-// and the combined score is the
-// largest of them, scaled so that on normal data the fraction of samples
-// above 1 is about the false-alarm budget.
+// long, e.g. weekly, season kept in a coarse three-week ring, a run of
+// contexts of the last few samples not seen for a while, and a run of
+// samples equal to the one before, longer than the series makes); each
+// member's statistic is calibrated online against its own recent record
+// (see Tail; the last one against the longest run the series made), and
+// the combined score is the largest of them, scaled so that on normal data
+// the fraction of samples above 1 is about the false-alarm budget.
 //
 // The package is pure Go and imports nothing else of omen's.
 package detect
@@ -72,15 +73,16 @@ const (
 	MemberRange                // breakout beyond the range seen so far
 	MemberLong                 // residual against the same phase of past long (weekly) seasons
 	MemberNovelty              // contexts of the last few samples not seen for a while
+	MemberFlat                 // runs of samples equal to the one before, rare for the series (a stuck value)
 
-	MemberAll = MemberLevel | MemberSeasonal | MemberLag | MemberShift | MemberVariance | MemberSpectral | MemberForest | MemberRange | MemberLong | MemberNovelty
+	MemberAll = MemberLevel | MemberSeasonal | MemberLag | MemberShift | MemberVariance | MemberSpectral | MemberForest | MemberRange | MemberLong | MemberNovelty | MemberFlat
 
 	// MemberDefault is the set DefaultOptions uses: the members that
 	// together score best on NAB (see docs/benchmarks.md, ablation). The
 	// others stay available; on NAB each adds more false alarms than
 	// detections, because a spike or shift that they notice is mostly
 	// noticed by these already.
-	MemberDefault = MemberLevel | MemberSeasonal | MemberShift | MemberRange | MemberLong | MemberNovelty
+	MemberDefault = MemberLevel | MemberSeasonal | MemberShift | MemberRange | MemberLong | MemberNovelty | MemberFlat
 )
 
 // Options configure a Detector. The zero value of a field means "default"

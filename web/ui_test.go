@@ -410,7 +410,7 @@ func TestUIMemberTooltips(t *testing.T) {
 	if testing.Short() && !e2e() {
 		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
 	}
-	members := []string{"level", "seasonal", "lag", "shift", "variance", "spectral", "forest", "range", "long", "novelty"}
+	members := []string{"level", "seasonal", "lag", "shift", "variance", "spectral", "forest", "range", "long", "novelty", "flat"}
 	var inputs []fakeInput
 	for i, m := range members {
 		require.NotEmpty(t, detect.FeatureOf(m), "%s is one of detect's members", m)

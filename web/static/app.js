@@ -27,6 +27,7 @@
     range: "the value broke out of its recent range",
     long: "the value differs from a long season (a week) ago",
     novelty: "the last few samples took a shape the series has not shown for a while",
+    flat: "the value has stopped moving: more samples in a row equal the one before than the series has made lately",
   };
 
   // Okabe-Ito colours; see style.css.
