@@ -71,8 +71,10 @@ func incidentRun(tb testing.TB, gen func(i int) float64, interval time.Duration,
 // kind of noise after 20 000 of warm-up; true ones: 20 series (seeds) with
 // a shift held for 2 000 samples after 5 000, on a flat series, on a
 // daily cycle, and 60 samples after a glitch (the detector damps the
-// follow-ups of an event for 100 samples). The anchor is the rule before
-// incidents, anomaly_score > 1 held for 5m.
+// follow-ups of an event for 100 samples); and 20 series stuck at their
+// last value for 2 000 samples after 5 000 (a noisy gauge, a daily cycle,
+// a rate). The anchor is the rule before incidents, anomaly_score > 1
+// held for 5m.
 func BenchmarkIncidents(b *testing.B) {
 	for _, iv := range []time.Duration{time.Second, 15 * time.Second, time.Minute} {
 		day := float64(24*time.Hour) / float64(iv) // samples a day
@@ -145,6 +147,41 @@ func BenchmarkIncidents(b *testing.B) {
 					}
 				})
 			}
+		}
+		// A series that stops moving: stuck at its last value (an
+		// exporter serving a cached one) for 2 000 samples after 5 000.
+		for _, base := range []string{"gauss", "daily-cycle", "rate"} {
+			b.Run(fmt.Sprintf("interval=%s/true/stuck/%s", iv, base), func(b *testing.B) {
+				for range b.N {
+					const seeds, at = 20, 5000
+					var warn, crit, twenty int
+					for seed := range uint64(seeds) {
+						r := rand.New(rand.NewPCG(seed, 2))
+						var last float64
+						gen := func(i int) float64 {
+							if i >= at {
+								return last
+							}
+							switch base {
+							case "daily-cycle":
+								last = 100 + cycle(i) + r.NormFloat64()
+							case "rate": // rate(x[1m]) of ~3 events a second
+								last = float64(poisson(r, 3*iv.Seconds())) / iv.Seconds()
+							default:
+								last = 100 + r.NormFloat64()
+							}
+							return last
+						}
+						got, _ := incidentRun(b, gen, iv, at+2000, at)
+						warn += countAtLeast(got[:min(1, len(got))], 5*time.Minute, 1)
+						crit += countAtLeast(got[:min(1, len(got))], 5*time.Minute, 2)
+						twenty += countAtLeast(got[:min(1, len(got))], 20*iv, 1)
+					}
+					b.ReportMetric(float64(warn)/seeds, "fired-warning")
+					b.ReportMetric(float64(crit)/seeds, "fired-critical")
+					b.ReportMetric(float64(twenty)/seeds, "fired-20-samples")
+				}
+			})
 		}
 	}
 }
