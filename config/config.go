@@ -68,6 +68,14 @@ type Scoring struct {
 	// 15m, 30m; at most MaxForecastHorizons; an explicit empty list: no
 	// forecasts).
 	ForecastHorizons []model.Duration `yaml:"forecast_horizons,omitempty"`
+	// Flatline turns on the detector's flat member: a run of samples
+	// equal to the one before, longer than the series makes (an exporter
+	// serving a cached value, a rate frozen), scores above 1 (at most
+	// 1.5, the warning tier). Off by default: on NAB it flags an
+	// unlabelled two-hour collection outage of the tweet series and the
+	// standard score falls from 75.16 to 74.93 (docs/benchmarks.md), so it
+	// is for the selections where a stuck value is a failure.
+	Flatline bool `yaml:"flatline,omitempty"`
 
 	// set names the fields the file gives, so that an explicit zero (a
 	// minimum deviation of 0 in an override, no horizons) is not taken
@@ -592,6 +600,9 @@ func (s *Scoring) fill(def Scoring, where string) error {
 	}
 	if len(s.ForecastHorizons) == 0 && inherit("forecast_horizons") {
 		s.ForecastHorizons = def.ForecastHorizons
+	}
+	if !s.Flatline && inherit("flatline") {
+		s.Flatline = def.Flatline
 	}
 	switch s.Direction {
 	case "both", "up", "down":

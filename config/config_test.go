@@ -179,6 +179,34 @@ alerting: {warning: {score: 2, for: 0s}, keep_firing_for: 0s}
 	require.Equal(t, model.Duration(2*time.Minute), *d.Alerting.KeepFiringFor, "default")
 }
 
+// TestFlatlineInherits: the opt-in flat member is inherited from the
+// defaults unless an override or a derived input says otherwise, an
+// explicit false included.
+func TestFlatlineInherits(t *testing.T) {
+	c, err := Load([]byte(`
+defaults: {flatline: true}
+overrides:
+  - {match: '{job="a"}', flatline: false}
+  - {match: '{job="b"}', direction: up}
+derived:
+  - {name: ratio, expr: 'sum(rate(errors_total[5m]))'}
+`))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		job  string
+		want bool
+	}{{"a", false}, {"b", true}, {"c", true}} {
+		require.Equal(t, tc.want, c.ScoringFor(labels.FromStrings("job", tc.job)).Flatline, "job %s", tc.job)
+	}
+	require.True(t, c.Derived[0].Flatline, "derived inputs inherit too")
+	d, err := Load(nil)
+	require.NoError(t, err)
+	require.False(t, d.Defaults.Flatline, "off by default")
+	out, err := c.YAML()
+	require.NoError(t, err)
+	require.Contains(t, string(out), "flatline: false", "an explicit false is shown")
+}
+
 // TestYAMLKeepsExplicitZeros: the configuration the status API shows
 // reads back as the one loaded; omitempty dropped the explicit zeros that
 // override a default (no forecasts, a minimum deviation of 0, alerts that

@@ -55,7 +55,7 @@ func TestFlatlineScores(t *testing.T) {
 			for seed := uint64(1); seed <= 5; seed++ {
 				t.Run(fmt.Sprintf("%s/dt=%ds/seed=%d", kind.name, dtMs/1000, seed), func(t *testing.T) {
 					rng := rand.New(rand.NewPCG(seed, 7))
-					d := mustNew(t, DefaultOptions())
+					d := mustNew(t, flatOptions())
 					var last float64
 					first := -1
 					for i := range warm + stuck {
@@ -119,7 +119,7 @@ func TestFlatQuietOnMovingAndRepeatingSeries(t *testing.T) {
 		for seed := uint64(1); seed <= 3; seed++ {
 			t.Run(fmt.Sprintf("%s/seed=%d", kind.name, seed), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(seed, 9))
-				d := mustNew(t, DefaultOptions())
+				d := mustNew(t, flatOptions())
 				worst, at := 0.0, -1
 				for i := range n {
 					r := d.Update(int64(i)*dtMs, kind.gen(rng, i))
@@ -131,4 +131,12 @@ func TestFlatQuietOnMovingAndRepeatingSeries(t *testing.T) {
 			})
 		}
 	}
+}
+
+// flatOptions are the default options with the flat member, which the
+// pipeline adds for `flatline: true`.
+func flatOptions() Options {
+	o := DefaultOptions()
+	o.Members |= MemberFlat
+	return o
 }

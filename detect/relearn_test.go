@@ -67,7 +67,7 @@ func TestRestoreVersion11(t *testing.T) {
 	d := testRestoreVersion(t, "testdata/detector-v11", repeatVersion)
 	require.LessOrEqual(t, d.st.Away, uint16(reanchorLen))
 	require.Less(t, d.st.RepeatP, uint16(flatPUnit), "RepeatP learns from its start at 1")
-	require.NotZero(t, d.Options().Members&MemberFlat)
+	require.Zero(t, d.Options().Members&MemberFlat, "the flat member is opt-in")
 }
 
 // testRestoreVersion restores name.bin, of version v, into a Detector of

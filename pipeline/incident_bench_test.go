@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
 )
 
@@ -20,7 +21,12 @@ import (
 // spans of consecutive scores above 1 (anomaly_score > 1 held for the
 // tier's for).
 func incidentRun(tb testing.TB, gen func(i int) float64, interval time.Duration, n, warm int) (incidents, held []inc) {
-	d, err := detect.New(detectOptions(config0().Defaults))
+	return incidentRunWith(tb, config0().Defaults, gen, interval, n, warm)
+}
+
+// incidentRunWith is incidentRun with the scoring options sc.
+func incidentRunWith(tb testing.TB, sc config.Scoring, gen func(i int) float64, interval time.Duration, n, warm int) (incidents, held []inc) {
+	d, err := detect.New(detectOptions(sc))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -149,39 +155,48 @@ func BenchmarkIncidents(b *testing.B) {
 			}
 		}
 		// A series that stops moving: stuck at its last value (an
-		// exporter serving a cached one) for 2 000 samples after 5 000.
-		for _, base := range []string{"gauss", "daily-cycle", "rate"} {
-			b.Run(fmt.Sprintf("interval=%s/true/stuck/%s", iv, base), func(b *testing.B) {
-				for range b.N {
-					const seeds, at = 20, 5000
-					var warn, crit, twenty int
-					for seed := range uint64(seeds) {
-						r := rand.New(rand.NewPCG(seed, 2))
-						var last float64
-						gen := func(i int) float64 {
-							if i >= at {
+		// exporter serving a cached one) for 2 000 samples after 5 000,
+		// with the defaults and with the opt-in flat member
+		// (`flatline: true`).
+		for _, cfg := range []struct {
+			name string
+			flat bool
+		}{{"stuck", false}, {"stuck-flatline", true}} {
+			sc := config0().Defaults
+			sc.Flatline = cfg.flat
+			for _, base := range []string{"gauss", "daily-cycle", "rate"} {
+				b.Run(fmt.Sprintf("interval=%s/true/%s/%s", iv, cfg.name, base), func(b *testing.B) {
+					for range b.N {
+						const seeds, at = 20, 5000
+						var warn, crit, twenty int
+						for seed := range uint64(seeds) {
+							r := rand.New(rand.NewPCG(seed, 2))
+							var last float64
+							gen := func(i int) float64 {
+								if i >= at {
+									return last
+								}
+								switch base {
+								case "daily-cycle":
+									last = 100 + cycle(i) + r.NormFloat64()
+								case "rate": // rate(x[1m]) of ~3 events a second
+									last = float64(poisson(r, 3*iv.Seconds())) / iv.Seconds()
+								default:
+									last = 100 + r.NormFloat64()
+								}
 								return last
 							}
-							switch base {
-							case "daily-cycle":
-								last = 100 + cycle(i) + r.NormFloat64()
-							case "rate": // rate(x[1m]) of ~3 events a second
-								last = float64(poisson(r, 3*iv.Seconds())) / iv.Seconds()
-							default:
-								last = 100 + r.NormFloat64()
-							}
-							return last
+							got, _ := incidentRunWith(b, sc, gen, iv, at+2000, at)
+							warn += countAtLeast(got[:min(1, len(got))], 5*time.Minute, 1)
+							crit += countAtLeast(got[:min(1, len(got))], 5*time.Minute, 2)
+							twenty += countAtLeast(got[:min(1, len(got))], 20*iv, 1)
 						}
-						got, _ := incidentRun(b, gen, iv, at+2000, at)
-						warn += countAtLeast(got[:min(1, len(got))], 5*time.Minute, 1)
-						crit += countAtLeast(got[:min(1, len(got))], 5*time.Minute, 2)
-						twenty += countAtLeast(got[:min(1, len(got))], 20*iv, 1)
+						b.ReportMetric(float64(warn)/seeds, "fired-warning")
+						b.ReportMetric(float64(crit)/seeds, "fired-critical")
+						b.ReportMetric(float64(twenty)/seeds, "fired-20-samples")
 					}
-					b.ReportMetric(float64(warn)/seeds, "fired-warning")
-					b.ReportMetric(float64(crit)/seeds, "fired-critical")
-					b.ReportMetric(float64(twenty)/seeds, "fired-20-samples")
-				}
-			})
+				})
+			}
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecast"
 )
 
@@ -551,4 +552,24 @@ func TestRestoreStateRefusesDamage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFlatlineOption: `flatline: true` adds the flat member to the
+// default ones, and a reload that turns it on or off keeps what the
+// detector learnt (its state is learnt either way), so no series warms up
+// again for it.
+func TestFlatlineOption(t *testing.T) {
+	off := detectOptions(config0().Defaults)
+	require.Zero(t, off.Members&detect.MemberFlat, "off by default")
+	sc := config0().Defaults
+	sc.Flatline = true
+	on := detectOptions(sc)
+	require.Equal(t, off.Members|detect.MemberFlat, on.Members)
+	d, err := detect.New(off)
+	require.NoError(t, err)
+	for i := range 500 {
+		d.Update(int64(i)*15000, float64(i%7))
+	}
+	require.NoError(t, d.SetOptions(on))
+	require.NoError(t, d.SetOptions(off))
 }

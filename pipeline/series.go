@@ -588,6 +588,9 @@ func detectOptions(sc config.Scoring) detect.Options {
 		o.FalseAlarmRate = sc.FalseAlarmRate
 	}
 	o.MinDeviationAbs, o.MinDeviationRel = sc.MinDeviationAbs, sc.MinDeviationRel
+	if sc.Flatline {
+		o.Members |= detect.MemberFlat
+	}
 	return o
 }
 
