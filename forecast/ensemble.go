@@ -47,9 +47,6 @@ type ensemble struct {
 	comps   []component
 	weights []float64 // weights[h*len(comps)+i]: of component i at horizon h+1; sum to 1 per h
 	lo, hi  []float64 // interval offsets per horizon, on the transformed scale
-	// fc is forecast's scratch for one component at a time: one buffer,
-	// not one per component, since a Model lives as long as its series.
-	fc []float64
 }
 
 // reuse returns e emptied for a new fit of horizon H, its arrays kept (a
@@ -61,7 +58,7 @@ func (e *ensemble) reuse(H int) *ensemble {
 		return &ensemble{H: H}
 	}
 	clear(e.comps) // the old components go; their memory with them
-	*e = ensemble{H: H, comps: e.comps[:0], weights: e.weights, lo: e.lo, hi: e.hi, fc: e.fc}
+	*e = ensemble{H: H, comps: e.comps[:0], weights: e.weights, lo: e.lo, hi: e.hi}
 	return e
 }
 
@@ -287,7 +284,6 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	if len(keep) == 0 {
 		return nil, next
 	}
-	e.fc = resize(e.fc, H)
 	e.weights = resize(e.weights, H*len(keep))
 	for h := range H {
 		var sum float64
@@ -361,12 +357,12 @@ func (e *ensemble) update(v float64) {
 	}
 }
 
-// forecast writes the combined forecast for 1..len(dst) steps.
-func (e *ensemble) forecast(dst []float64) {
+// forecast writes the combined forecast for 1..len(dst) steps; f, as long
+// as dst, is scratch for one component's forecast at a time.
+func (e *ensemble) forecast(dst, f []float64) {
 	clear(dst)
 	k := len(e.comps)
 	for i, c := range e.comps {
-		f := e.fc[:len(dst)]
 		c.forecast(f)
 		for h, v := range f {
 			dst[h] += e.weights[h*k+i] * v

@@ -1,0 +1,62 @@
+package forecast
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// heldPerModel returns the heap bytes each of k fitted Models holds once
+// it has forecast: the pipeline's options (History 512, MaxHorizon 80,
+// refit every 64) on the same planted hourly series, so every Model keeps
+// the same ensemble.
+func heldPerModel(t testing.TB, k int) int64 {
+	opts := Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32, Coverage: 0.95}
+	y := planted(600, 0, 100, 0.01, 10, 1)
+	dst := make([]Point, 0, 80)
+	all := make([]*Model, k)
+	runtime.GC()
+	runtime.GC() // twice: the refits' pooled scratch goes with the second
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range all {
+		m, err := New(opts)
+		require.NoError(t, err)
+		feed(m, y, 0)
+		dst = m.Forecast(dst, 64)
+		require.Len(t, dst, 64)
+		all[i] = m
+	}
+	runtime.GC()
+	runtime.GC() // twice: the refits' pooled scratch goes with the second
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(all)
+	return int64(after.HeapAlloc-before.HeapAlloc) / int64(k)
+}
+
+// TestModelHeldBytes bounds what a fitted Model holds: its ring (576
+// values, 4 864 B in Go's size class), the ensemble's weights and interval
+// offsets and its components. Each of the pipeline's 10 000 forecast series
+// holds one for its life, so a buffer needed only while Forecast runs is
+// held 10 000 times in the steady state: Model and ensemble kept one
+// MaxHorizon long each (80 values at the pipeline's options), 18 824 B a
+// Model here, until Forecast's scratch came from the refits' pool: 17 500
+// B. The bound sits between the two.
+func TestModelHeldBytes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fits 200 models")
+	}
+	got := heldPerModel(t, 200)
+	t.Logf("%d B held per fitted Model", got)
+	require.Less(t, got, int64(18000))
+}
+
+// BenchmarkModelHeld reports heldPerModel as B/model.
+//
+//	go test -run '^$' -bench ModelHeld -benchtime 1x ./forecast
+func BenchmarkModelHeld(b *testing.B) {
+	for range b.N {
+		b.ReportMetric(float64(heldPerModel(b, 200)), "B/model")
+	}
+}
