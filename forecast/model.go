@@ -149,10 +149,30 @@ func (m *Model) Step() int64 { return m.steps.step() }
 // Seasons returns the seasons, in samples, of the last fit.
 func (m *Model) Seasons() []int { return m.seasons }
 
+// Scratch lends ForecastWith its temporary buffers. Its zero value is
+// ready for use; it is not safe for concurrent use, and holds nothing
+// between calls that a caller could see.
+type Scratch struct{ fs fitScratch }
+
 // Forecast appends to dst[:0] the forecasts for the h steps after the last
 // sample and returns it; h is capped at MaxHorizon. It returns dst[:0]
-// before the model is Ready.
+// before the model is Ready. Its temporary buffers come from a pool; a
+// caller that forecasts on one goroutine over and over (omen's scorers)
+// keeps a Scratch and calls ForecastWith, which allocates nothing between
+// refits even right after a garbage collection emptied the pool.
 func (m *Model) Forecast(dst []Point, h int) []Point {
+	sc := getFitScratch()
+	defer putFitScratch(sc)
+	return m.forecast(dst, h, sc)
+}
+
+// ForecastWith is Forecast with its temporary buffers from sc.
+func (m *Model) ForecastWith(dst []Point, h int, sc *Scratch) []Point {
+	defer func() { sc.fs.off = 0 }()
+	return m.forecast(dst, h, &sc.fs)
+}
+
+func (m *Model) forecast(dst []Point, h int, sc *fitScratch) []Point {
 	dst = dst[:0]
 	h = min(h, m.opts.MaxHorizon)
 	if !m.Ready() || h <= 0 {
@@ -171,15 +191,13 @@ func (m *Model) Forecast(dst []Point, h int) []Point {
 		}
 		return dst
 	}
-	// The combined forecast and each component's go in scratch from the
-	// refits' pool, not in buffers of the Model's own: a Model lives as
-	// long as its series, and two MaxHorizon-long buffers held for the
+	// The combined forecast and the components' go in the caller's
+	// scratch, not in buffers of the Model's own: a Model lives as long
+	// as its series, and two MaxHorizon-long buffers held for the
 	// microseconds a Forecast takes were 1 280 B of each of the
 	// pipeline's forecast series (TestModelHeldBytes).
-	sc := getFitScratch()
-	defer putFitScratch(sc)
 	fc := sc.floats(h)
-	m.ens.forecast(fc, sc.floats(h))
+	m.ens.forecast(fc, sc)
 	floor := math.Inf(-1)
 	if m.nonNeg {
 		floor = 0

@@ -43,8 +43,8 @@ func TestFitScratchNotRetained(t *testing.T) {
 			}
 			want, have := make([]float64, 48), make([]float64, 48)
 			for step := range 3 {
-				ref.forecast(want, make([]float64, len(want)))
-				got.forecast(have, make([]float64, len(have)))
+				ref.forecast(want, nil)
+				got.forecast(have, nil)
 				require.Equal(t, want, have, "after %d updates", step)
 				require.Equal(t, ref.lo, got.lo)
 				require.Equal(t, ref.hi, got.hi)
@@ -86,8 +86,8 @@ func TestRefitReusesEnsemble(t *testing.T) {
 			require.Equal(t, want.hi, got.hi)
 			require.Len(t, got.comps, len(want.comps))
 			wf, gf := make([]float64, 48), make([]float64, 48)
-			want.forecast(wf, make([]float64, len(wf)))
-			got.forecast(gf, make([]float64, len(gf)))
+			want.forecast(wf, nil)
+			got.forecast(gf, nil)
 			require.Equal(t, wf, gf)
 		})
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/detect"
-	"github.com/omen-sidecar/omen/forecast"
 	omentsdb "github.com/omen-sidecar/omen/tsdb"
 )
 
@@ -92,7 +91,7 @@ func BenchmarkStatePerSeries(b *testing.B) {
 			}
 			vs := seasonal(n, 2)
 			sc := detect.NewScratch()
-			buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+			buf := newFcBuf()
 			for range b.N {
 				all := make([]*series, 0, k)
 				// Twice: the forecasters' pooled refit scratch, tens of

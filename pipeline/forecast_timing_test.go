@@ -25,7 +25,7 @@ import (
 func rampFc(hs []time.Duration, names []string, everyMs int64, n int, val func(ms int64) float64) (pts []forecast.Point, oks []bool, madeAt int64) {
 	f := newFcState(hs, names)
 	s := &series{fc: f, name: "x"}
-	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	buf := newFcBuf()
 	for i := range n {
 		tm := t0.UnixMilli() + int64(i)*everyMs
 		v := val(tm - t0.UnixMilli())
@@ -134,7 +134,7 @@ func TestForecastAfterTargetDown(t *testing.T) {
 // within a step (1e300 beside 100) made every forecast band NaN for good.
 func TestForecastAccuracyPairs(t *testing.T) {
 	hs, names := horizonsOf(config.Default().Defaults)
-	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	buf := newFcBuf()
 	const every = 30_000
 	t.Run("gap", func(t *testing.T) {
 		f := newFcState(hs, names)
@@ -207,7 +207,7 @@ func TestForecastAfterGapFromNewLevel(t *testing.T) {
 	hs, names := horizonsOf(config.Default().Defaults)
 	f := newFcState(hs, names)
 	s := &series{fc: f, name: "x"}
-	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	buf := newFcBuf()
 	const every = 15_000
 	var tm int64
 	for i := range 1000 {
@@ -241,7 +241,7 @@ func TestForecastAfterGapFromNewLevel(t *testing.T) {
 // than the step learnt (22 of 391).
 func TestForecastCheckedAtItsTarget(t *testing.T) {
 	hs, names := horizonsOf(config.Default().Defaults)
-	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	buf := newFcBuf()
 	t.Run("10m samples", func(t *testing.T) {
 		f := newFcState(hs, names)
 		s := &series{fc: f, name: "x", absDif: 1}
@@ -317,7 +317,7 @@ func TestForecastAfterIntervalChange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFcState(hs, names)
 			s := &series{fc: f, name: "x"}
-			buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+			buf := newFcBuf()
 			tm := t0.UnixMilli()
 			ts := []int64{tm}
 			for _, sg := range tc.segs {
@@ -461,7 +461,7 @@ func requireRampForecasts(t *testing.T, hs []time.Duration, names []string, ts [
 	ramp := func(ms int64) float64 { return 1e6 + float64(ms-t0.UnixMilli())/1000 }
 	f := newFcState(hs, names)
 	s := &series{fc: f, name: "x"}
-	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	buf := newFcBuf()
 	lastHour := ts[len(ts)-1] - 3600_000
 	made := make([]int, len(hs))
 	for _, tm := range ts {

@@ -253,7 +253,7 @@ func TestForecastOneSecondScrapes(t *testing.T) {
 	require.Equal(t, []string{"5m", "15m", "30m"}, names)
 	f := newFcState(hs, names)
 	s := &series{fc: f}
-	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	buf := newFcBuf()
 	const n = 3 * 3600 // three hours of 1 s samples
 	vs := make([]float64, n)
 	for i := range vs {
@@ -324,7 +324,7 @@ func TestForecastBandsCoverRawSamples(t *testing.T) {
 			hs, names := horizonsOf(config.Default().Defaults)
 			f := newFcState(hs, names)
 			s := &series{fc: f}
-			buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+			buf := newFcBuf()
 			r := rand.New(rand.NewPCG(1, 2))
 			open := make([][]forecast.Point, len(hs)) // forecasts whose target has not come, per horizon
 			checks, covered := make([]int, len(hs)), make([]int, len(hs))
@@ -398,7 +398,7 @@ func TestRestoreFixedStepState(t *testing.T) {
 		{"60 s, passed through", 60_000, 600, 1, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+			buf := newFcBuf()
 			twin := newFcState(hs, names)
 			s := &series{fc: twin, name: "x"}
 			var tm int64
@@ -444,7 +444,7 @@ func TestRestoreRefusesDamagedState(t *testing.T) {
 	hs, names := horizonsOf(config.Default().Defaults)
 	f := newFcState(hs, names)
 	s := &series{fc: f, name: "x"}
-	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	buf := newFcBuf()
 	for i := range 300 { // 15 s: one sample open
 		f.step(s, t0.UnixMilli()+int64(i)*15_000, float64(i%9), float64(i%9), nil, &buf, time.Minute.Milliseconds())
 	}
@@ -489,7 +489,7 @@ func TestRestoreRefusesDamagedState(t *testing.T) {
 // they were still restore.
 func TestRestoreStateRefusesDamage(t *testing.T) {
 	hs, names := horizonsOf(config.Default().Defaults)
-	buf := make([]forecast.Point, 0, forecastOptions().MaxHorizon)
+	buf := newFcBuf()
 	const day = 86_400_000
 	// fed returns a forecaster fed n samples every ms, its model's
 	// encoding, and the latest sample's time and value.

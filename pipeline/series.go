@@ -222,6 +222,17 @@ type fcState struct {
 	isNew bool
 }
 
+// fcBuf is a worker's buffers for its forecasters' steps: the forecast
+// points and the forecaster's scratch, lent to one step at a time.
+type fcBuf struct {
+	pts []forecast.Point
+	sc  forecast.Scratch
+}
+
+func newFcBuf() fcBuf {
+	return fcBuf{pts: make([]forecast.Point, 0, forecastOptions().MaxHorizon)}
+}
+
 // withinAlpha is the weight of a step's spread in fcState.within.
 const withinAlpha = 1.0 / 32
 
@@ -738,7 +749,7 @@ type stepOpts struct {
 
 // step scores one (already rate-converted) value and updates the
 // forecaster and its accuracy. buf is the worker's forecast scratch.
-func (s *series) step(t int64, v float64, acc *accuracy, buf *[]forecast.Point, so stepOpts) {
+func (s *series) step(t int64, v float64, acc *accuracy, buf *fcBuf, so stepOpts) {
 	r := s.det.Update(t, v)
 	p := &s.pub
 	// Both measured: one ±Inf would make the scale NaN or infinite for
@@ -824,7 +835,7 @@ func learnable(v float64, r detect.Result) float64 {
 // the last: the forecaster's O(h) forecast and its periodic refit are most
 // of its cost, and a forecast a minute is what dashboards and capacity
 // alerts use.
-func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]forecast.Point, everyMs int64) {
+func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *fcBuf, everyMs int64) {
 	// Check pending forecasts whose target has come.
 	for i := range f.horizons {
 		pd := &f.pend[i]
@@ -909,8 +920,8 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *[]
 	if maxH <= 0 {
 		return
 	}
-	*buf = f.m.Forecast(*buf, maxH)
-	fc := *buf
+	buf.pts = f.m.ForecastWith(buf.pts, maxH, &buf.sc)
+	fc := buf.pts
 	f.made, f.isNew = t, true
 	for i, h := range f.horizons {
 		pt, ok := between(fc, lastV, float64(lead+h.Milliseconds())/float64(stepMs))

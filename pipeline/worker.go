@@ -13,7 +13,6 @@ import (
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
-	"github.com/omen-sidecar/omen/forecast"
 )
 
 // inferenceSampling: one scored sample in this many is timed for
@@ -59,7 +58,7 @@ type worker struct {
 	cfgGen  uint64
 	timed   uint64 // samples scored, for sampling the inference timing
 	scratch *detect.Scratch
-	fcBuf   []forecast.Point
+	fcBuf   fcBuf
 	acc     *accuracy
 	// warmT and warmV are the warm start's buffers, grown to at most
 	// BackfillMaxPoints and reused.
@@ -85,7 +84,7 @@ func newWorker(p *Pipeline, id int) *worker {
 		series:     map[storage.SeriesRef]*series{},
 		ignored:    map[storage.SeriesRef]ignoredSeries{},
 		scratch:    detect.NewScratch(),
-		fcBuf:      make([]forecast.Point, 0, forecastOptions().MaxHorizon),
+		fcBuf:      newFcBuf(),
 		acc:        p.acc(),
 	}
 }
