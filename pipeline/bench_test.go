@@ -260,7 +260,7 @@ func BenchmarkSnapshot(b *testing.B) {
 
 // warmEnv returns a pipeline (no forecasters) with n series past their
 // detectors' warm-up, everything scored.
-func warmEnv(b *testing.B, n int) *env {
+func warmEnv(b testing.TB, n int) *env {
 	e := newEnv(b, "", nil, func(o *Options) { o.ForecastMaxSeries = 0 })
 	ls := make([]labels.Labels, n)
 	for i := range ls {
