@@ -184,7 +184,12 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	errs := make([][]float64, nc)
 	ok := make([]bool, nc)
 	buf := sc.floats(H)
-	var next []warmStart
+	// The warm starts are gathered on the stack and kept (next) exactly as
+	// long as they are: the Model holds them until the refit after the
+	// next (as its warmIn), and an append's doubling left 8 places for 6
+	// (TestWarmStartsExact).
+	var found [16]warmStart
+	gathered := found[:0]
 	for c, comp := range cands {
 		hw, raw := holtWintersOf(comp)
 		if hw != nil {
@@ -194,7 +199,7 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 			continue
 		}
 		if hw != nil {
-			next = append(next, newWarmStart(raw, hw))
+			gathered = append(gathered, newWarmStart(raw, hw))
 		}
 		ok[c] = true
 		errs[c] = sc.floats(origins * H)
@@ -212,6 +217,10 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 			}
 			comp.update(y[t])
 		}
+	}
+	var next []warmStart
+	if len(gathered) > 0 {
+		next = slices.Clone(gathered)
 	}
 	// Per horizon, the mean absolute validation error of each candidate over
 	// the horizons around it: which model is best depends on how far ahead

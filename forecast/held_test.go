@@ -83,3 +83,16 @@ func TestForecastWithAllocatesNothing(t *testing.T) {
 	require.Equal(t, want, dst)
 	require.Equal(t, want, m.Forecast(nil, 64), "Forecast and ForecastWith agree")
 }
+
+// TestWarmStartsExact: the warm starts a fit keeps for the next (and the
+// previous fit's, kept beside them) are as long as the Holt-Winters
+// candidates, without an append's spare room: 6 candidates on this series,
+// whose slice grew to 8 (448 B against 352, twice per Model).
+func TestWarmStartsExact(t *testing.T) {
+	m, err := New(Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32, Coverage: 0.95})
+	require.NoError(t, err)
+	feed(m, planted(600, 0, 100, 0.01, 10, 1), 0)
+	m.Forecast(nil, 64)
+	require.NotEmpty(t, m.warm)
+	require.Equal(t, len(m.warm), cap(m.warm))
+}
