@@ -143,6 +143,15 @@ type Options struct {
 	// StaleAfter: a series without a sample for this long is dropped with
 	// its state.
 	StaleAfter time.Duration
+	// ShutdownDrain bounds how long Run, once its context is done, lets the
+	// workers score the batches still queued before the final snapshot.
+	// What is left then is not lost: the samples are in the TSDB, and each
+	// restored series replays those after its saved state at its next
+	// sample (catchUp; its outputs for them are not stored). A full queue
+	// holds QueueSize batches a worker, tens of seconds of scoring on a
+	// busy node: unbounded, the final snapshot could come after
+	// Kubernetes' SIGKILL.
+	ShutdownDrain time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Stats, if set, reports the series stored in the TSDB and the samples
@@ -166,6 +175,7 @@ func DefaultOptions() Options {
 		BackfillMaxPoints: 2048,
 		BackfillMaxAge:    24 * time.Hour,
 		StaleAfter:        time.Hour,
+		ShutdownDrain:     10 * time.Second,
 		Build:             BuildInfo{GoVersion: runtime.Version()},
 	}
 }
@@ -203,6 +213,9 @@ func (o *Options) validate() error {
 	if o.StaleAfter == 0 {
 		o.StaleAfter = d.StaleAfter
 	}
+	if o.ShutdownDrain == 0 {
+		o.ShutdownDrain = d.ShutdownDrain
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -224,6 +237,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("snapshot interval %s: want at least 1s", o.SnapshotInterval)
 	case o.StaleAfter < time.Minute:
 		return fmt.Errorf("stale-after %s: want at least 1m", o.StaleAfter)
+	case o.ShutdownDrain < 0:
+		return fmt.Errorf("shutdown drain %s: want >= 0", o.ShutdownDrain)
 	case o.OutputInterval < 0:
 		return fmt.Errorf("output interval %s: want >= 0", o.OutputInterval)
 	case o.IncidentHold < 0:
@@ -540,10 +555,28 @@ loop:
 		}
 	}
 	dwg.Wait()
-	// Workers finish what is queued before the final snapshot.
+	// Workers score what is queued before the final snapshot, all of them
+	// at once and for ShutdownDrain at most (the rest is caught up from
+	// the TSDB after the restart).
+	drainStart := time.Now()
+	// A context's Done, closed for every worker (a timer's channel would
+	// tell one of them).
+	drain, stopDrain := context.WithTimeout(context.Background(), p.opts.ShutdownDrain)
 	for _, w := range p.workers {
-		w.stop()
+		w.drainBy = drain.Done()
+		close(w.quit)
 	}
+	left := 0
+	for _, w := range p.workers {
+		<-w.done
+		left += w.left
+	}
+	stopDrain()
+	if left > 0 {
+		p.logger.Warn("Shutdown: samples still queued for scoring were left to the next start, which replays them from the TSDB into the restored models (their outputs are not stored)",
+			"samples", left, "drain", p.opts.ShutdownDrain)
+	}
+	p.logger.Info("Shutdown: scoring stopped", "duration", time.Since(drainStart))
 	cancel()
 	wg.Wait()
 	p.snapshot()

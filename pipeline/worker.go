@@ -40,6 +40,11 @@ type worker struct {
 	bfOut      []bfReq // the current batch's requests (see flushBackfill)
 	quit       chan struct{}
 	done       chan struct{}
+	// drainBy fires when the worker is to stop scoring what is queued
+	// after quit; set before quit is closed. left counts the samples of
+	// the batches it then left, read after done.
+	drainBy <-chan struct{}
+	left    int
 	// scoring is the commit time (Unix ns) of the batch the worker is
 	// scoring, 0 between batches; busy the time the worker started a task
 	// other than a batch (a snapshot, a reload, a sweep), 0 when none:
@@ -99,6 +104,24 @@ func (w *worker) offer(b *batch) {
 	}
 }
 
+// leave empties the queue at shutdown without scoring it, counting the
+// samples left in w.left; a barrier is released (its waiter also watches
+// done).
+func (w *worker) leave() {
+	for {
+		select {
+		case b := <-w.queue:
+			if b.barrier != nil {
+				close(b.barrier)
+			}
+			w.left += len(b.s)
+			putBatch(b)
+		default:
+			return
+		}
+	}
+}
+
 // sync waits until the worker has scored everything queued before it.
 func (w *worker) sync() { w.barrier(false) }
 
@@ -117,11 +140,6 @@ func (w *worker) barrier(reset bool) {
 	case <-w.done:
 		putBatch(b)
 	}
-}
-
-func (w *worker) stop() {
-	close(w.quit)
-	<-w.done
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -154,8 +172,15 @@ func (w *worker) run(ctx context.Context) {
 				w.sweep()
 			})
 		case <-w.quit:
-			// Score what is queued, then stop.
+			// Score what is queued, then stop; or leave it, once
+			// drainBy fires, to the restart's catch-up.
 			for {
+				select {
+				case <-w.drainBy:
+					w.leave()
+					return
+				default:
+				}
 				select {
 				case b := <-w.queue:
 					w.process(ctx, b)

@@ -27,6 +27,8 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default(fmt.Sprint(o.QueueSize)).IntVar(&o.QueueSize)
 	cl.Flag("detect.stale-after", "Drop a series' models after this long without a sample.").
 		Default(o.StaleAfter.String()).DurationVar(&o.StaleAfter)
+	cl.Flag("detect.shutdown-drain", "At shutdown, how long the scorers keep scoring the samples still queued before the final model snapshot; the rest are replayed from the TSDB into the restored models at the next start (without storing their outputs).").
+		Default(o.ShutdownDrain.String()).DurationVar(&o.ShutdownDrain)
 	cl.Flag("output.families", "Output families exposed on /metrics, comma separated. Repeatable. Choices: "+strings.Join(pipeline.AllFamilies, ",")+".").
 		Default(pipeline.AllFamilies...).StringsVar(&o.Families)
 	cl.Flag("output.tsdb-families", "Output families appended to the embedded TSDB and remote-written, comma separated. Repeatable. Each costs one TSDB append per stored result (see --output.tsdb-interval).").

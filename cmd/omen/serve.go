@@ -494,6 +494,8 @@ func (f *serveFlags) validate() error {
 		return fmt.Errorf("--snapshot.interval=%s: want at least 1s", f.pipeline.SnapshotInterval)
 	case f.pipeline.StaleAfter < time.Minute:
 		return fmt.Errorf("--detect.stale-after=%s: want at least 1m", f.pipeline.StaleAfter)
+	case f.pipeline.ShutdownDrain <= 0:
+		return fmt.Errorf("--detect.shutdown-drain=%s: want more than 0", f.pipeline.ShutdownDrain)
 	}
 	return nil
 }
