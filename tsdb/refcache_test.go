@@ -216,3 +216,52 @@ func TestRefCacheRotatesByAge(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 3, c.len())
 }
+
+// TestRefCacheGetAll checks the batched lookup against get: the same
+// entries, misses and promotions, whatever shards the hashes fall in.
+func TestRefCacheGetAll(t *testing.T) {
+	shardOf := func(k, i uint64) uint64 { return k<<58 | i } // the top 6 bits pick the shard
+	for _, tc := range []struct {
+		name   string
+		hashes []uint64
+		use    []bool
+		want   []uint8
+	}{
+		{"empty", nil, nil, nil},
+		{"hits in two shards", []uint64{shardOf(3, 1), shardOf(0, 1), shardOf(3, 2)}, []bool{true, true, true}, []uint8{foundCur, foundCur, foundCur}},
+		{"miss and unused", []uint64{shardOf(3, 1), shardOf(5, 9), shardOf(0, 1)}, []bool{true, true, false}, []uint8{foundCur, notFound, notFound}},
+		{"previous generation", []uint64{shardOf(63, 1), shardOf(63, 3)}, []bool{true, true}, []uint8{foundPrev, foundCur}},
+		{"twice in a request", []uint64{shardOf(0, 1), shardOf(0, 1)}, []bool{true, true}, []uint8{foundCur, foundCur}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newRefCache(refCacheShards * 4) // 2 per shard and generation
+			for _, h := range []uint64{shardOf(0, 1), shardOf(3, 1), shardOf(3, 2)} {
+				c.put(h, 0, refEntry{ref: storage.SeriesRef(h)})
+			}
+			for _, h := range []uint64{shardOf(63, 1), shardOf(63, 2), shardOf(63, 3)} {
+				c.put(h, 0, refEntry{ref: storage.SeriesRef(h)}) // 63/1 and 63/2 become the previous generation
+			}
+			var l refLookup
+			c.getAll(tc.hashes, tc.use, 0, &l)
+			require.Equal(t, len(tc.hashes), len(l.found))
+			for i, h := range tc.hashes {
+				require.Equal(t, tc.want[i], l.found[i], "hash %x", h)
+				if l.found[i] != notFound {
+					require.Equal(t, storage.SeriesRef(h), l.ents[i].ref)
+				}
+			}
+			for i, h := range tc.hashes {
+				if tc.want[i] == foundPrev {
+					// Promoted: now in the current generation, so
+					// 63/2, left in the previous one, is dropped at
+					// the next rotation and 63/1 is not.
+					c.put(shardOf(63, 4), 0, refEntry{ref: 4})
+					_, ok := c.get(h, 0)
+					require.True(t, ok)
+					_, ok = c.get(shardOf(63, 2), 0)
+					require.False(t, ok)
+				}
+			}
+		})
+	}
+}

@@ -149,6 +149,12 @@ type writeBuffers struct {
 	// metadata copied in this request, by their references.
 	key   []byte
 	metas map[fastMeta]*metadata.Metadata
+	// The ref-cache lookups of a request's series, done before its
+	// appends (see lookupV1): each series' hash, whether it is looked
+	// up, and what was found.
+	hashes []uint64
+	use    []bool
+	lookup refLookup
 }
 
 type writeMetrics struct {
@@ -649,6 +655,7 @@ func (h *WriteHandler) putBuffers(b *writeBuffers) {
 	if len(b.state.seen) > maxPooledSeen {
 		b.state.seen = nil
 	}
+	b.lookup.release()
 	h.bufs.Put(b)
 }
 
@@ -1211,6 +1218,9 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 	d := &b.fast
 	h.metrics.count(len(d.samples), 0, 0)
 	a := h.begin(r, b)
+	if h.refs != nil {
+		h.lookupV1(b, body, a.epoch)
+	}
 	lc := labelChecker{limits: h.opts.Labels}
 	for i := range d.series {
 		s := &d.series[i]
@@ -1223,8 +1233,9 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 		)
 		cacheable := h.refs != nil && s.contiguous
 		if cacheable {
-			hash = h.hash(body[s.rawFrom:s.rawTo])
-			if e, ok := h.refs.get(hash, a.epoch); ok && sameLabels(body, fl, e.ls) {
+			hash = b.hashes[i]
+			if b.lookup.found[i] != notFound {
+				e := &b.lookup.ents[i]
 				ref, ls, cached = e.ref, e.ls, true
 			}
 		}
@@ -1260,6 +1271,37 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 		}
 	}
 	return a.finish()
+}
+
+// lookupV1 looks up a request's series in the ref cache before any of
+// them is appended, in passes that each do one thing for all series:
+// hash the raw labels, probe the cache (refCache.getAll), compare the
+// entries' labels. Looked up one at a time between appends, every
+// series' probe and its entry's labels were cache misses the CPU waited
+// for one after the other; in passes of their own they overlap. A hit
+// whose labels differ (a hash collision) is marked notFound: the series
+// is then validated and appended by its labels, and its entry replaced.
+//
+// A series that comes twice in a request and is new misses both times
+// (the first's entry is put after the lookups): it is appended by its
+// labels twice, which the head resolves to the one series.
+func (h *WriteHandler) lookupV1(b *writeBuffers, body []byte, epoch uint64) {
+	d := &b.fast
+	b.hashes = resize(b.hashes, len(d.series))
+	b.use = resize(b.use, len(d.series))
+	for i := range d.series {
+		s := &d.series[i]
+		if b.use[i] = s.contiguous; s.contiguous {
+			b.hashes[i] = h.hash(body[s.rawFrom:s.rawTo])
+		}
+	}
+	h.refs.getAll(b.hashes, b.use, epoch, &b.lookup)
+	for i := range d.series {
+		s := &d.series[i]
+		if b.lookup.found[i] != notFound && !sameLabels(body, d.labels[s.labelsFrom:s.labelsTo], b.lookup.ents[i].ls) {
+			b.lookup.found[i] = notFound
+		}
+	}
 }
 
 // sameLabels reports whether the raw labels fl of body are exactly ls, in
