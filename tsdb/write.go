@@ -1349,6 +1349,9 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 	if len(b.metas) > 0 {
 		clear(b.metas)
 	}
+	if h.refs != nil {
+		h.lookupV2(b, body, a.epoch)
+	}
 	lc := labelChecker{limits: h.opts.Labels}
 	nsyms := uint32(len(d.symbols))
 	for i := range d.series {
@@ -1359,11 +1362,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 			a.reject("float", "invalid_labels", n, "series %d: odd number of label references", i)
 			continue
 		}
-		inTable := true
-		for _, ref := range refs {
-			inTable = inTable && ref < nsyms
-		}
-		if !inTable {
+		if !inTable(refs, nsyms) {
 			a.reject("float", "invalid_labels", n, "series %d: label reference outside the symbols table (size %d)", i, len(d.symbols))
 			continue
 		}
@@ -1376,15 +1375,9 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 			uncacheable bool
 		)
 		if h.refs != nil {
-			// 0xff is in no valid UTF-8 string: the key of valid labels
-			// is unambiguous.
-			b.key = b.key[:0]
-			for _, sr := range refs {
-				b.key = append(append(b.key, d.sym(body, sr)...), 0xff)
-			}
-			hash = h.hash(b.key)
-			var ok bool
-			if e, ok = h.refs.get(hash, a.epoch); ok && d.sameLabels(body, refs, e.ls) {
+			hash = b.hashes[i]
+			if b.lookup.found[i] != notFound {
+				e = b.lookup.ents[i]
 				ref, ls, cached = e.ref, e.ls, true
 			}
 		}
@@ -1431,6 +1424,44 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 		}
 	}
 	return a.finish()
+}
+
+// lookupV2 is lookupV1 for a 2.0 request: the key of a series is its
+// label strings as resolved from the symbols, each followed by 0xff, which
+// is in no valid UTF-8 string, so that the key of valid labels is
+// unambiguous. A series whose references are odd in number or outside the
+// table is not looked up: the appends reject it.
+func (h *WriteHandler) lookupV2(b *writeBuffers, body []byte, epoch uint64) {
+	d := &b.fast2
+	nsyms := uint32(len(d.symbols))
+	b.hashes = resize(b.hashes, len(d.series))
+	b.use = resize(b.use, len(d.series))
+	for i := range d.series {
+		refs := d.refs[d.series[i].refsFrom:d.series[i].refsTo]
+		if b.use[i] = len(refs)%2 == 0 && inTable(refs, nsyms); !b.use[i] {
+			continue
+		}
+		b.key = b.key[:0]
+		for _, sr := range refs {
+			b.key = append(append(b.key, d.sym(body, sr)...), 0xff)
+		}
+		b.hashes[i] = h.hash(b.key)
+	}
+	h.refs.getAll(b.hashes, b.use, epoch, &b.lookup)
+	for i := range d.series {
+		if b.lookup.found[i] != notFound && !d.sameLabels(body, d.refs[d.series[i].refsFrom:d.series[i].refsTo], b.lookup.ents[i].ls) {
+			b.lookup.found[i] = notFound
+		}
+	}
+}
+
+// inTable reports whether every symbol reference of refs is below nsyms.
+func inTable(refs []uint32, nsyms uint32) bool {
+	in := true
+	for _, ref := range refs {
+		in = in && ref < nsyms
+	}
+	return in
 }
 
 // metadata returns the metadata of references m, which resolve to typ,
