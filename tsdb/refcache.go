@@ -18,7 +18,7 @@ import (
 // by reference.
 //
 // Correctness does not rest on the hash: a hit is used only after the raw
-// labels compare equal to the cached labels (refCache.get's caller does
+// labels compare equal to the cached labels (lookupV1 and lookupV2 do
 // that), so a collision is a miss that overwrites the entry.
 //
 // A cached reference may outlive its series (the head drops series without
@@ -81,24 +81,6 @@ func newRefCache(size int) *refCache {
 
 func (c *refCache) shard(h uint64) *refShard { return &c.shards[h>>58] } // top 6 bits: 64 shards
 
-// get returns the entry cached under h, if any; a promotion (a hit in the
-// previous generation) is put in epoch.
-func (c *refCache) get(h, epoch uint64) (refEntry, bool) {
-	s := c.shard(h)
-	s.mu.RLock()
-	e, ok := s.cur[h]
-	if ok {
-		s.mu.RUnlock()
-		return e, true
-	}
-	e, ok = s.prev[h]
-	s.mu.RUnlock()
-	if ok {
-		c.put(h, epoch, e) // promote: it is active
-	}
-	return e, ok
-}
-
 // refLookup is the scratch of getAll, kept with a request's buffers.
 type refLookup struct {
 	order []int32 // the series to look up, grouped by shard
@@ -115,8 +97,9 @@ const (
 )
 
 // getAll looks up hashes[i] for every i with use[i] and leaves the entry
-// found in l.ents[i], l.found[i] saying whether and where; a promotion is
-// put in epoch, as get does.
+// found in l.ents[i], l.found[i] saying whether and where. An entry found
+// in the previous generation is promoted (put again, in epoch): it is
+// active.
 //
 // It goes shard by shard: one read lock per shard a request touches rather
 // than one per series (2000 lock and unlock pairs of atomic adds on a

@@ -14,6 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// get is getAll of one hash: the entry cached under h, if any.
+func (c *refCache) get(h, epoch uint64) (refEntry, bool) {
+	var l refLookup
+	c.getAll([]uint64{h}, []bool{true}, epoch, &l)
+	return l.ents[0], l.found[0] != notFound
+}
+
 func TestRefCacheBounded(t *testing.T) {
 	c := newRefCache(refCacheShards * 8) // 4 per shard and generation
 	for i := range uint64(10000) {
