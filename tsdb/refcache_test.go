@@ -272,3 +272,34 @@ func TestRefCacheGetAll(t *testing.T) {
 		})
 	}
 }
+
+// TestPutBuffersBoundsLookup: the ref-cache lookup's scratch, sized by a
+// request's series, is not pooled after a request of more series than
+// maxPooledSeen (a request of a million series grew it to 44 MiB), and a
+// pooled one keeps no cached labels alive.
+func TestPutBuffersBoundsLookup(t *testing.T) {
+	for _, tc := range []struct {
+		series int
+		kept   bool
+	}{
+		{2000, true},
+		{maxPooledSeen, true},
+		{maxPooledSeen + 1, false},
+	} {
+		t.Run(fmt.Sprint(tc.series), func(t *testing.T) {
+			h := NewWriteHandler(nil, nil, nil, WriteOptions{})
+			c := newRefCache(1 << 20)
+			c.put(1, 0, refEntry{ref: 1, ls: labels.FromStrings("__name__", "m")})
+			b := &writeBuffers{hashes: make([]uint64, tc.series), use: make([]bool, tc.series)}
+			b.hashes[0], b.use[0] = 1, true
+			c.getAll(b.hashes, b.use, 0, &b.lookup)
+			require.Equal(t, foundCur, b.lookup.found[0])
+			h.putBuffers(b)
+			require.Equal(t, tc.kept, b.lookup.ents != nil)
+			require.Equal(t, tc.kept, b.hashes != nil)
+			for _, e := range b.lookup.ents {
+				require.True(t, e.ls.IsEmpty())
+			}
+		})
+	}
+}

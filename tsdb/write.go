@@ -642,7 +642,8 @@ func (c *chargedReader) Read(p []byte) (int, error) {
 const maxPooledBuffer = 16 << 20
 
 // maxPooledSeen bounds the seen table a request gives back (3 MiB; a
-// request of a million series grew it to 96 MiB).
+// request of a million series grew it to 96 MiB), and the ref-cache
+// lookup's scratch (3 MiB).
 const maxPooledSeen = 1 << 16
 
 func (h *WriteHandler) putBuffers(b *writeBuffers) {
@@ -655,7 +656,13 @@ func (h *WriteHandler) putBuffers(b *writeBuffers) {
 	if len(b.state.seen) > maxPooledSeen {
 		b.state.seen = nil
 	}
-	b.lookup.release()
+	// The ref-cache lookup's scratch is 46 bytes a series: as the seen
+	// table, it is not kept after a request of more series than that.
+	if cap(b.lookup.ents) > maxPooledSeen {
+		b.lookup, b.hashes, b.use = refLookup{}, nil, nil
+	} else {
+		b.lookup.release()
+	}
 	h.bufs.Put(b)
 }
 
