@@ -336,16 +336,31 @@ func TestUpstreamRemoteWriteDropsForwardedOutputs(t *testing.T) {
 // readmeBlock returns the first YAML block of the README's section title.
 func readmeBlock(t *testing.T, title string) []byte {
 	t.Helper()
+	return readmeBlocks(t, "## "+title)[0]
+}
+
+// readmeBlocks returns the YAML blocks of the README's section or
+// subsection under heading ("## Alerts", "### Security"), up to the next
+// section: a subsection's blocks are the last of its section's.
+func readmeBlocks(t *testing.T, heading string) [][]byte {
+	t.Helper()
 	b, err := os.ReadFile("../README.md")
 	require.NoError(t, err)
-	_, sec, ok := bytes.Cut(b, []byte("\n## "+title+"\n"))
-	require.True(t, ok, "README has a %s section", title)
+	_, sec, ok := bytes.Cut(b, []byte("\n"+heading+"\n"))
+	require.True(t, ok, "README has a %q heading", heading)
 	sec, _, _ = bytes.Cut(sec, []byte("\n## "))
-	_, block, ok := bytes.Cut(sec, []byte("```yaml\n"))
-	require.True(t, ok, "README's %s section has a YAML block", title)
-	block, _, ok = bytes.Cut(block, []byte("```"))
-	require.True(t, ok)
-	return block
+	var blocks [][]byte
+	for {
+		var block []byte
+		if _, block, ok = bytes.Cut(sec, []byte("```yaml\n")); !ok {
+			break
+		}
+		block, sec, ok = bytes.Cut(block, []byte("```"))
+		require.True(t, ok, "README's %q has an unclosed YAML block", heading)
+		blocks = append(blocks, block)
+	}
+	require.NotEmpty(t, blocks, "README's %q has a YAML block", heading)
+	return blocks
 }
 
 // TestShardsPartitionSeries checks the sharded remote_write: every input
