@@ -339,9 +339,9 @@ func readmeBlock(t *testing.T, title string) []byte {
 	return readmeBlocks(t, "## "+title)[0]
 }
 
-// readmeBlocks returns the YAML blocks of the README's section or
-// subsection under heading ("## Alerts", "### Security"), up to the next
-// section: a subsection's blocks are the last of its section's.
+// readmeBlocks returns the YAML blocks under the README's heading
+// ("## Security"), up to the next "## " section: under a "### " heading,
+// those of the subsections after it too.
 func readmeBlocks(t *testing.T, heading string) [][]byte {
 	t.Helper()
 	b, err := os.ReadFile("../README.md")

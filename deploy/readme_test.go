@@ -30,7 +30,7 @@ import (
 // that reaches omen over TLS with that user, and reads it as Connect
 // Prometheus does.
 func TestReadmeSecurityExample(t *testing.T) {
-	blocks := readmeBlocks(t, "### Security")
+	blocks := readmeBlocks(t, "## Security")
 	require.Len(t, blocks, 2, "web.yml and prometheus.yml")
 
 	dir := t.TempDir()
