@@ -10,7 +10,13 @@ import (
 // marshalVersion is the version of MarshalBinary's format. Version 1 had no
 // warm starts; it is still read (the last fit is then rebuilt from a cold
 // start: forecasts close to, not exactly, the ones before the restart).
-const marshalVersion = 2
+// Versions 1 and 2 held the history as float64s; they are stored into the
+// float32 history as new samples would be (see history), so the rebuilt
+// fit is on values within a float32 rounding of their changes of the ones
+// before the restart: forecasts as close as that, not exactly the same.
+// Version 3 holds the history as the Model does: its base value and each
+// slot's float32 and kind.
+const marshalVersion = 3
 
 var marshalMagic = [3]byte{'O', 'M', 'F'}
 
@@ -22,7 +28,7 @@ var marshalMagic = [3]byte{'O', 'M', 'F'}
 // window, so UnmarshalBinary refits on it and replays the samples that came
 // after, which restores the same forecasts in a fraction of the bytes.
 func (m *Model) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 96+8*m.count)
+	b := make([]byte, 0, 112+5*m.hist.count)
 	b = append(b, marshalMagic[:]...)
 	b = append(b, marshalVersion)
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(m.opts.Coverage))
@@ -39,8 +45,8 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 	// Past RefitEvery the count only says "refit due", which the cap keeps;
 	// uncapped it outgrew count (which stops at the ring's length) after
 	// a long run without a Forecast, and the snapshot did not decode.
-	b = binary.LittleEndian.AppendUint32(b, uint32(min(m.sinceFit, m.opts.RefitEvery, m.count)))
-	b = binary.LittleEndian.AppendUint32(b, uint32(m.count))
+	b = binary.LittleEndian.AppendUint32(b, uint32(min(m.sinceFit, m.opts.RefitEvery, m.hist.count)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(m.hist.count))
 	// UnmarshalBinary repeats the last fit if the next Forecast would not
 	// refit anyway: then it needs that fit's starting points, else the next
 	// fit's.
@@ -58,14 +64,68 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p))
 		}
 	}
-	start := m.head - m.count
+	return m.hist.appendTo(b), nil
+}
+
+// appendTo appends the history, oldest first: the base value (float64),
+// each slot's float32, then a bit per slot (1: a value of its own, 0: a
+// difference), eight to a byte.
+func (h *history) appendTo(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(h.base))
+	start := h.head - h.count
 	if start < 0 {
-		start += len(m.ring)
+		start += len(h.d)
 	}
-	for i := range m.count {
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(m.ring[(start+i)%len(m.ring)]))
+	for j := range h.count {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(h.d[(start+j)%len(h.d)]))
 	}
-	return b, nil
+	var bits byte
+	for j := range h.count {
+		i := (start + j) % len(h.d)
+		if h.abs[i/64]&(1<<(i%64)) != 0 {
+			bits |= 1 << (j % 8)
+		}
+		if j%8 == 7 || j == h.count-1 {
+			b = append(b, bits)
+			bits = 0
+		}
+	}
+	return b
+}
+
+// readFrom sets h, empty, to the count values of appendTo's encoding in r.
+func (h *history) readFrom(r *reader, count int) error {
+	base := math.Float64frombits(r.u64())
+	for i := range count {
+		h.d[i] = math.Float32frombits(r.u32())
+	}
+	for i := 0; i < count; i += 8 {
+		bits := r.u8()
+		for j := i; j < min(i+8, count); j++ {
+			if bits&(1<<(j-i)) != 0 {
+				h.abs[j/64] |= 1 << (j % 64)
+			}
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	h.base, h.count, h.head = base, count, count%len(h.d)
+	// Every value decodes finite, as push stores them.
+	x := base
+	for i := range count {
+		if i > 0 {
+			x = h.decode(i, x)
+		}
+		if f := float64(h.d[i]); math.IsNaN(x) || math.IsInf(x, 0) || math.IsNaN(f) || math.IsInf(f, 0) {
+			return errors.New("a stored value is not finite")
+		}
+	}
+	h.last = x
+	if count == 0 {
+		h.last = 0
+	}
+	return nil
 }
 
 // UnmarshalBinary restores a model encoded by MarshalBinary, replacing m's
@@ -78,7 +138,7 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 		return errors.New("decode forecast model: not a forecast model")
 	}
 	version := r.u8()
-	if version != 1 && version != marshalVersion {
+	if version < 1 || version > marshalVersion {
 		return fmt.Errorf("decode forecast model: version %d, want %d", version, marshalVersion)
 	}
 	var o Options
@@ -116,15 +176,21 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	if r.err != nil {
 		return fmt.Errorf("decode forecast model: %w", r.err)
 	}
-	if count > len(nm.ring) || nm.steps.n > stepWindow || nm.steps.next >= stepWindow || since > count || uint64(count) > nm.n {
+	if count > len(nm.hist.d) || nm.steps.n > stepWindow || nm.steps.next >= stepWindow || since > count || uint64(count) > nm.n {
 		return errors.New("decode forecast model: inconsistent counters")
 	}
-	for i := range count {
-		v := math.Float64frombits(r.u64())
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return errors.New("decode forecast model: a stored value is not finite") // Update never stores one
+	if version >= 3 {
+		if err := nm.hist.readFrom(&r, count); err != nil {
+			return fmt.Errorf("decode forecast model: %w", err)
 		}
-		nm.ring[i] = v
+	} else {
+		for range count {
+			v := math.Float64frombits(r.u64())
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return errors.New("decode forecast model: a stored value is not finite") // Update never stores one
+			}
+			nm.hist.push(v)
+		}
 	}
 	if r.err != nil {
 		return fmt.Errorf("decode forecast model: %w", r.err)
@@ -132,8 +198,6 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	if len(r.b) != 0 {
 		return fmt.Errorf("decode forecast model: %d trailing bytes", len(r.b))
 	}
-	nm.count = count
-	nm.head = count % len(nm.ring)
 	if fitted && since < o.RefitEvery {
 		// Rebuild the last fit from its window, then replay what followed.
 		nm.fitAt(min(count-since, o.History), since)

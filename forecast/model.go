@@ -27,11 +27,9 @@ type Point struct {
 type Model struct {
 	opts Options
 
-	// ring holds the last History+RefitEvery raw values, so that the window
-	// of the last fit can always be rebuilt (see UnmarshalBinary).
-	ring  []float64
-	head  int // index of the next write
-	count int // values held
+	// hist holds the last History+RefitEvery raw values, so that the
+	// window of the last fit can always be rebuilt (see UnmarshalBinary).
+	hist history
 
 	n        uint64 // values accepted since New, including gap fills
 	lastTs   int64
@@ -62,7 +60,7 @@ func New(opts Options) (*Model, error) {
 	}
 	return &Model{
 		opts: opts,
-		ring: make([]float64, opts.History+opts.RefitEvery),
+		hist: newHistory(opts.History + opts.RefitEvery),
 	}, nil
 }
 
@@ -97,11 +95,9 @@ func (m *Model) Update(tsMillis int64, v float64) {
 }
 
 func (m *Model) push(v float64) {
-	m.ring[m.head] = v
-	if m.head++; m.head == len(m.ring) {
-		m.head = 0
-	}
-	m.count = min(m.count+1, len(m.ring))
+	// From here on the Model sees the value as stored, as a restored one
+	// will (see history).
+	v = m.hist.push(v)
 	m.n++
 	if !m.fitted {
 		return
@@ -118,16 +114,12 @@ func (m *Model) push(v float64) {
 	}
 }
 
-func (m *Model) last() float64 {
-	i := m.head - 1
-	if i < 0 {
-		i = len(m.ring) - 1
-	}
-	return m.ring[i]
-}
+func (m *Model) last() float64 { return m.hist.last }
 
 // Last returns the time (Unix ms) and value of the latest sample taken, the
-// point the forecasts start from; ok is false before any.
+// point the forecasts start from, as the Model holds it (see history: within
+// a float32 rounding of its change from the sample before); ok is false
+// before any.
 func (m *Model) Last() (tsMillis int64, v float64, ok bool) {
 	if m.n == 0 {
 		return 0, 0, false
@@ -137,10 +129,10 @@ func (m *Model) Last() (tsMillis int64, v float64, ok bool) {
 
 // Count returns the number of values held (at most History+RefitEvery),
 // gap fills included.
-func (m *Model) Count() int { return m.count }
+func (m *Model) Count() int { return m.hist.count }
 
 // Ready reports whether the model has seen MinSamples samples.
-func (m *Model) Ready() bool { return m.count >= m.opts.MinSamples }
+func (m *Model) Ready() bool { return m.hist.count >= m.opts.MinSamples }
 
 // Step returns the inferred sampling interval in milliseconds, 0 before two
 // samples.
@@ -179,7 +171,7 @@ func (m *Model) forecast(dst []Point, h int, sc *fitScratch) []Point {
 		return dst
 	}
 	if !m.fitted || m.sinceFit >= m.opts.RefitEvery {
-		m.fitAt(min(m.count, m.opts.History), 0)
+		m.fitAt(min(m.hist.count, m.opts.History), 0)
 	}
 	st := m.Step()
 	if m.ens == nil {
@@ -235,25 +227,12 @@ func (m *Model) invBound(x float64, side float64) float64 {
 // epsilon is float64's machine epsilon, 2^-52.
 const epsilon = 0x1p-52
 
-// window copies the last k raw values, oldest first, into dst.
-func (m *Model) window(dst []float64, k int) []float64 {
-	dst = dst[:0]
-	start := m.head - k
-	if start < 0 {
-		start += len(m.ring)
-	}
-	for i := range k {
-		dst = append(dst, m.ring[(start+i)%len(m.ring)])
-	}
-	return dst
-}
-
 // fitAt fits on the k values that end skip values before the newest, then
 // replays the skipped ones.
 func (m *Model) fitAt(k, skip int) {
 	sc := getFitScratch()
 	defer putFitScratch(sc)
-	all := m.window(sc.floats(k+skip), k+skip)
+	all := m.hist.window(sc.floats(k+skip), k+skip)
 	y := all[:k]
 	m.logScale, m.nonNeg = true, true
 	for _, v := range y {

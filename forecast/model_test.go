@@ -1,6 +1,7 @@
 package forecast
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -204,10 +205,37 @@ func TestMarshalRoundTrip(t *testing.T) {
 	require.ErrorContains(t, r.UnmarshalBinary(b[:len(b)-2]), "truncated")
 }
 
-// TestUnmarshalVersion1 checks that a snapshot from before warm starts is
-// still restored: the last fit is rebuilt from a cold start, so the
-// forecasts are near the original's, not equal to them.
-func TestUnmarshalVersion1(t *testing.T) {
+// asVersion2 returns m's snapshot b in version 2's format: the history as
+// float64s (the values as m holds them) after the same header.
+func asVersion2(t *testing.T, m *Model, b []byte) []byte {
+	t.Helper()
+	off := historyOffset(b)
+	v2 := append([]byte(nil), b[:off]...)
+	v2[3] = 2
+	for _, v := range m.hist.window(nil, m.hist.count) {
+		v2 = binary.LittleEndian.AppendUint64(v2, math.Float64bits(v))
+	}
+	return v2
+}
+
+// historyOffset is where the history starts in a snapshot: after the
+// counters and the warm starts.
+func historyOffset(b []byte) int {
+	off := 4 + 8 + 5*4 + 8 + 8 + 2 + 8*stepWindow + 1 + 4 + 4
+	end := off + 1
+	for range int(b[off]) {
+		end += 1 + 4 + 4 + 1 + 8*int(b[end+9])
+	}
+	return end
+}
+
+// TestUnmarshalOldVersions checks that snapshots from before warm starts
+// (version 1) and from before the float32 history (version 2) are still
+// restored: version 1's last fit is rebuilt from a cold start, version 2's
+// on its values stored as float32s, so the forecasts are near the
+// original's, not equal to them; a restored model's own snapshot then
+// round-trips exactly.
+func TestUnmarshalOldVersions(t *testing.T) {
 	y := planted(1200, 0, 100, 0.01, 10, 1)
 	m, _ := New(DefaultOptions())
 	feed(m, y[:1100], 0)
@@ -218,27 +246,40 @@ func TestUnmarshalVersion1(t *testing.T) {
 
 	b, err := m.MarshalBinary()
 	require.NoError(t, err)
+	v2 := asVersion2(t, m, b)
 	// Version 1 is version 2 without the warm starts, which follow the
 	// counters.
 	off := 4 + 8 + 5*4 + 8 + 8 + 2 + 8*stepWindow + 1 + 4 + 4
-	end := off + 1
-	for range int(b[off]) {
-		end += 1 + 4 + 4 + 1 + 8*int(b[end+9])
-	}
-	v1 := append(append([]byte(nil), b[:off]...), b[end:]...)
+	v1 := append(append([]byte(nil), v2[:off]...), v2[historyOffset(v2):]...)
 	v1[3] = 1
 
-	var r Model
-	require.NoError(t, r.UnmarshalBinary(v1))
-	require.Empty(t, r.warmIn)
-	got := r.Forecast(nil, 48)
-	require.Len(t, got, len(want))
-	for i := range want {
-		require.InDelta(t, want[i].Yhat, got[i].Yhat, 0.05*(want[i].Upper-want[i].Lower), "step %d", i+1)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		warm bool
+	}{
+		{"version 1", v1, false},
+		{"version 2", v2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r Model
+			require.NoError(t, r.UnmarshalBinary(tc.b))
+			require.Equal(t, tc.warm, len(r.warmIn) > 0)
+			got := r.Forecast(nil, 48)
+			require.Len(t, got, len(want))
+			for i := range want {
+				require.InDelta(t, want[i].Yhat, got[i].Yhat, 0.05*(want[i].Upper-want[i].Lower), "step %d", i+1)
+			}
+			b3, err := r.MarshalBinary()
+			require.NoError(t, err)
+			var r3 Model
+			require.NoError(t, r3.UnmarshalBinary(b3))
+			require.Equal(t, got, r3.Forecast(nil, 48))
+		})
 	}
-	var r2 Model
-	require.NoError(t, r2.UnmarshalBinary(b))
-	require.Equal(t, want, r2.Forecast(nil, 48))
+	var r Model
+	require.NoError(t, r.UnmarshalBinary(b))
+	require.Equal(t, want, r.Forecast(nil, 48))
 }
 
 // TestModelShapes runs the whole model on series without a season, with
@@ -387,7 +428,11 @@ func TestUnmarshalRefusesDamage(t *testing.T) {
 	copy(b[24:28], []byte{0xff, 0xff, 0xff, 0x7f}) // RefitEvery: 2^31-1
 	require.ErrorContains(t, r.UnmarshalBinary(b), "refit every")
 	b = append([]byte(nil), good...)
-	copy(b[len(b)-8:], []byte{0, 0, 0, 0, 0, 0, 0xf8, 0x7f}) // the newest value: NaN
+	newest := len(b) - (m.hist.count+7)/8 - 4  // its float32, before the slots' kinds
+	copy(b[newest:], []byte{0, 0, 0xc0, 0x7f}) // NaN
+	require.ErrorContains(t, r.UnmarshalBinary(b), "not finite")
+	b = append([]byte(nil), good...)
+	copy(b[historyOffset(b):], []byte{0, 0, 0, 0, 0, 0, 0xf0, 0x7f}) // the base: +Inf
 	require.ErrorContains(t, r.UnmarshalBinary(b), "not finite")
 
 	// 1300 values without a Forecast: more than the ring holds.
