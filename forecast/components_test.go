@@ -135,12 +135,44 @@ func TestConformalWidensWithHorizon(t *testing.T) {
 			err[o*H+h] = s
 		}
 	}
-	lo, hi := conformal(err, origins, 1, H, 0.9, nil, nil, nil)
+	lo, hi := conformal(err, origins, 1, H, 0.9, nil)
 	for h := 1; h < H; h++ {
 		require.LessOrEqual(t, lo[h], lo[h-1])
 		require.GreaterOrEqual(t, hi[h], hi[h-1])
 	}
 	require.Greater(t, hi[H-1]-lo[H-1], 2*(hi[0]-lo[0]))
+}
+
+// TestOutward: the interval offsets held as float32s are rounded away from
+// the forecast (lo down, hi up) to the nearest float32 on that side (one
+// ulp further would be beyond it), are exact where float32 holds them,
+// and stay finite beyond its range. float32(0.7) is below 0.7 and
+// float32(0.1) above 0.1, so each side is rounded both ways.
+func TestOutward(t *testing.T) {
+	cases := []struct {
+		name string
+		x    []float64
+		side float64
+		want []float32
+	}{
+		{"exact", []float64{0, -0.5, -3, -1e30}, -1, []float32{0, -0.5, -3, -1e30}},
+		{"lower down", []float64{-0.1, -0.7}, -1, []float32{-0.1, math.Nextafter32(-0.7, -1)}},
+		{"upper up", []float64{0.1, 0.7}, 1, []float32{0.1, math.Nextafter32(0.7, 1)}},
+		{"beyond float32", []float64{-1e39, -math.MaxFloat64}, -1, []float32{-math.MaxFloat32, -math.MaxFloat32}},
+		{"beyond float32 up", []float64{1e39}, 1, []float32{math.MaxFloat32}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := outward(nil, tc.x, tc.side)
+			require.Equal(t, tc.want, got)
+			for i, v := range tc.x {
+				if math.Abs(v) <= math.MaxFloat32 {
+					require.GreaterOrEqual(t, (float64(got[i])-v)*tc.side, 0.0, "%g", v)
+					require.Less(t, (float64(math.Nextafter32(got[i], float32(-tc.side)))-v)*tc.side, 0.0, "%g", v)
+				}
+			}
+		})
+	}
 }
 
 func TestNelderMeadQuadratic(t *testing.T) {

@@ -47,18 +47,31 @@ type ensemble struct {
 	comps []component
 	// The weights per horizon, sparse: weights[h*width+j] is the weight at
 	// horizon h+1 of component of[h*width+j], the non-zero ones of each
-	// horizon in component order, then zeros (summing to 1 per h); with of
-	// empty (width is the number of components), of component j. The
-	// combiner gives weight to the best five candidates at a horizon and
-	// every candidate used at some horizon is kept, so a dense matrix (H
-	// times the components) held zeros for the others: 8 components at the
-	// pipeline's 80 horizons, 5 376 B of a forecast series' ~17 KB,
-	// against 3 200 + 416 B so (TestModelHeldBytes).
-	weights []float64
-	of      []uint8   // component indices; fewer than 256 (see buildComponents)
-	width   int       // entries per horizon in weights and of
-	lo, hi  []float64 // interval offsets per horizon, on the transformed scale
+	// horizon in component order, then zeros; with of empty (width is the
+	// number of components), of component j. The combiner gives weight to
+	// the best five candidates at a horizon and every candidate used at
+	// some horizon is kept, so a dense matrix (H times the components) held
+	// zeros for the others: 8 components at the pipeline's 80 horizons,
+	// 5 376 B of a forecast series' ~17 KB, against 3 200 + 416 B so
+	// (TestModelHeldBytes). Each weight is held in units of 1/weightUnit of
+	// its horizon's total and forecast divides by the row's sum, so the
+	// combination stays affine (weights summing to exactly 1) whatever the
+	// rounding: 800 B here instead of 3 200 as float64s.
+	weights []uint16
+	of      []uint8 // component indices; fewer than 256 (see buildComponents)
+	width   int     // entries per horizon in weights and of
+	// The interval offsets per horizon, on the transformed scale, as
+	// float32s rounded outwards (lo down, hi up): the band is never
+	// narrower than conformal made it, and wider by at most 2^-24 of the
+	// offsets (6e-9 of a value on the log scale at a typical 0.1).
+	lo, hi []float32
 }
+
+// weightUnit is what a horizon's weights sum to, before rounding, in
+// ensemble.weights. A weight rounded to 0 (below 2^-17 of its horizon's
+// total) changes the forecast by less than that share of the spread
+// between the components'.
+const weightUnit = 1<<16 - 1
 
 // reuse returns e emptied for a new fit of horizon H, its arrays kept (a
 // new ensemble if e is nil): a refit replaces the ensemble whole, and at
@@ -73,15 +86,25 @@ func (e *ensemble) reuse(H int) *ensemble {
 	return e
 }
 
-// resize returns n zeroed values in s's array if it holds them, in a new
-// one otherwise.
-func resize(s []float64, n int) []float64 {
-	if cap(s) < n {
-		return make([]float64, n)
+// outward returns x as float32s in dst's array if it holds them (a new one
+// otherwise), each rounded towards side (−1: down, 1: up). Rounding is
+// monotone, so the offsets keep conformal's order and signs. An offset
+// beyond float32's range (3.4e38, of a series of values beyond it on their
+// own scale) is held at its largest: finite, as the forecasts' readers
+// interpolate between bands, where an infinite one made NaNs.
+func outward(dst []float32, x []float64, side float64) []float32 {
+	if cap(dst) < len(x) {
+		dst = make([]float32, len(x))
 	}
-	s = s[:n]
-	clear(s)
-	return s
+	dst = dst[:len(x)]
+	for i, v := range x {
+		f := float32(clampFloat32(v))
+		if (float64(f)-v)*side < 0 && math.Abs(float64(f)) < math.MaxFloat32 {
+			f = math.Nextafter32(f, float32(side))
+		}
+		dst[i] = f
+	}
+	return dst
 }
 
 // combiner turns the validation errors of the candidates at one horizon
@@ -287,7 +310,8 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 		}
 	}
 	e := old.reuse(H)
-	e.lo, e.hi = conformal(cerr, origins, stride, H, coverage, e.lo, e.hi, sc)
+	lo, hi := conformal(cerr, origins, stride, H, coverage, sc)
+	e.lo, e.hi = outward(e.lo, lo, -1), outward(e.hi, hi, 1)
 	// Final fit on everything. A candidate that validated but cannot be
 	// fitted on the longer history (it should not happen) gives its weight
 	// to the others.
@@ -320,7 +344,11 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	}
 	// As wide as the components, the rows are dense, without indices.
 	dense := e.width == len(keep)
-	e.weights = resize(e.weights, H*e.width)
+	if cap(e.weights) < H*e.width {
+		e.weights = make([]uint16, H*e.width)
+	}
+	e.weights = e.weights[:H*e.width]
+	clear(e.weights)
 	e.of = e.of[:0]
 	if !dense {
 		if cap(e.of) < H*e.width {
@@ -341,11 +369,12 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 			if sum > 0 {
 				x = w[h*nc+c] / sum
 			}
+			q := uint16(math.Round(x * weightUnit))
 			switch {
 			case dense:
-				row[i] = x
-			case x != 0: // a zero adds nothing to forecast's sum
-				row[j], e.of[h*e.width+j] = x, uint8(i)
+				row[i] = q
+			case q != 0: // a zero adds nothing to forecast's sum
+				row[j], e.of[h*e.width+j] = q, uint8(i)
 				j++
 			}
 		}
@@ -411,8 +440,8 @@ func (e *ensemble) update(v float64) {
 
 // forecast writes the combined forecast for 1..len(dst) steps, the
 // components' forecasts going into scratch from sc. Each horizon's sum
-// runs over its non-zero weights in component order: a term of weight 0,
-// left out, added exactly 0 to it.
+// runs over its non-zero weights in component order (a term of weight 0,
+// left out, added exactly 0 to it) and is divided by their sum.
 func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 	n := len(dst)
 	fs := sc.floats(len(e.comps) * n)
@@ -421,17 +450,19 @@ func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 	}
 	for h := range dst {
 		var s float64
-		for j, x := range e.weights[h*e.width : (h+1)*e.width] {
-			if x == 0 {
+		var sum int
+		for j, q := range e.weights[h*e.width : (h+1)*e.width] {
+			if q == 0 {
 				continue
 			}
 			i := j
 			if len(e.of) > 0 {
 				i = int(e.of[h*e.width+j])
 			}
-			s += x * fs[i*n+h]
+			s += float64(q) * fs[i*n+h]
+			sum += int(q)
 		}
-		dst[h] = s
+		dst[h] = s / float64(sum)
 	}
 }
 
@@ -441,8 +472,8 @@ func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 // ±2 of h, so that every quantile rests on about 5·origins errors, widened
 // where those errors are too few independent ones for a quantile (see
 // fewErrors).
-func conformal(err []float64, origins, stride, H int, coverage float64, lo, hi []float64, sc *fitScratch) ([]float64, []float64) {
-	lo, hi = resize(lo, H), resize(hi, H)
+func conformal(err []float64, origins, stride, H int, coverage float64, sc *fitScratch) (lo, hi []float64) {
+	lo, hi = sc.floats(H), sc.floats(H)
 	pool := sc.floats(5 * origins)[:0]
 	for h := range H {
 		pool = pool[:0]

@@ -198,8 +198,8 @@ func (m *Model) forecast(dst []Point, h int, sc *fitScratch) []Point {
 		dst = append(dst, Point{
 			TsMillis: m.lastTs + int64(i+1)*st,
 			Yhat:     max(m.inv(f), floor),
-			Lower:    max(m.invBound(f+m.ens.lo[i], -1), floor),
-			Upper:    max(m.invBound(f+m.ens.hi[i], 1), floor),
+			Lower:    max(m.invBound(f+float64(m.ens.lo[i]), -1), floor),
+			Upper:    max(m.invBound(f+float64(m.ens.hi[i]), 1), floor),
 		})
 	}
 	return dst
