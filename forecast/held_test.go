@@ -47,14 +47,15 @@ func heldPerModel(t testing.TB, k int) int64 {
 // made 15 799 B once sparse; the history at 4 bytes a value instead of 8
 // (see history), 13 256 B; the weights as 16-bit shares and the interval
 // offsets as float32s, 10 285 B; theta's seasonal indices as float32s,
-// 9 516 B. The bound sits between the last two.
+// 9 516 B; Holt-Winters' fitting fields behind a pointer compact drops,
+// 9 096 B. The bound sits between the last two.
 func TestModelHeldBytes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fits 200 models")
 	}
 	got := heldPerModel(t, 200)
 	t.Logf("%d B held per fitted Model", got)
-	require.Less(t, got, int64(10000))
+	require.Less(t, got, int64(9300))
 }
 
 // BenchmarkModelHeld reports heldPerModel as B/model.

@@ -20,9 +20,8 @@ import (
 // history (Nelder–Mead on logistic-mapped parameters); the initial state
 // comes from the first one or two long cycles.
 type holtWinters struct {
-	mult    bool
-	m1, m2  int // m2 == 0: one season; m1 == 0: no season
-	horizon int // forecast horizon the parameters are fitted for
+	mult   bool
+	m1, m2 int // m2 == 0: one season; m1 == 0: no season
 
 	alpha, beta, phi, g1, g2 float64
 	// last holds the unconstrained parameters of the previous fit, nil
@@ -33,11 +32,22 @@ type holtWinters struct {
 	// The first starts from the previous refit's first fit when there is
 	// one (warmStart).
 	last []float64
-	buf  []float64 // scratch for the fit's forecasts
 
 	l, b   float64
 	s1, s2 []float64
 	i1, i2 int // index of the next observation's season in s1, s2
+
+	// What only fitting reads, behind a pointer that compact drops: held
+	// in the struct, its headers were 96 of the 264 bytes each of the
+	// ensemble's Holt-Winters components kept (TestModelHeldBytes), for
+	// the series' life.
+	*hwFit
+}
+
+// hwFit is the part of a holtWinters only its fits read.
+type hwFit struct {
+	horizon int       // forecast horizon the parameters are fitted for
+	buf     []float64 // scratch for the fit's forecasts
 
 	// initial state, kept so that the objective can replay from it.
 	l0, b0   float64
@@ -45,7 +55,7 @@ type holtWinters struct {
 }
 
 func newHoltWinters(mult bool, seasons []int, horizon int) *holtWinters {
-	h := &holtWinters{mult: mult, horizon: horizon}
+	h := &holtWinters{mult: mult, hwFit: &hwFit{horizon: horizon}}
 	if len(seasons) > 0 {
 		h.m1 = seasons[0]
 		h.s1 = make([]float64, h.m1)
@@ -107,8 +117,10 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 }
 
 // compact drops the initial state, which only the objective replays from,
-// and the parameters the next fit would start from: 2·(m1+m2)+5 values.
-func (h *holtWinters) compact() { h.s10, h.s20, h.last = nil, nil, nil }
+// and the parameters the next fit would start from: 2·(m1+m2)+5 values,
+// and the headers of what only fitting reads. A compacted holtWinters
+// is not fitted again: a refit builds new components.
+func (h *holtWinters) compact() { h.hwFit, h.last = nil, nil }
 
 func (h *holtWinters) setParams(p []float64) {
 	h.alpha = logistic(p[0], 0.001, 0.999)
