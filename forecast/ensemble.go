@@ -53,10 +53,11 @@ type ensemble struct {
 	// some horizon is kept, so a dense matrix (H times the components) held
 	// zeros for the others: 8 components at the pipeline's 80 horizons,
 	// 5 376 B of a forecast series' ~17 KB, against 3 200 + 416 B so
-	// (TestModelHeldBytes). Each weight is held in units of 1/weightUnit of
-	// its horizon's total and forecast divides by the row's sum, so the
+	// (TestModelHeldBytes). Each weight is held as a whole number of
+	// 1/weightUnit, a horizon's summing to exactly weightUnit, so the
 	// combination stays affine (weights summing to exactly 1) whatever the
-	// rounding: 800 B here instead of 3 200 as float64s.
+	// rounding, and forecast scales by a power of two, exactly, instead of
+	// dividing: 800 B here instead of 3 200 as float64s.
 	weights []uint16
 	of      []uint8 // component indices; fewer than 256 (see buildComponents)
 	width   int     // entries per horizon in weights and of
@@ -67,11 +68,10 @@ type ensemble struct {
 	lo, hi []float32
 }
 
-// weightUnit is what a horizon's weights sum to, before rounding, in
-// ensemble.weights. A weight rounded to 0 (below 2^-17 of its horizon's
-// total) changes the forecast by less than that share of the spread
-// between the components'.
-const weightUnit = 1<<16 - 1
+// weightUnit is what a horizon's weights sum to in ensemble.weights. A
+// weight rounded to 0 (below 2^-16) changes the forecast by less than that
+// share of the spread between the components'.
+const weightUnit = 1 << 15
 
 // reuse returns e emptied for a new fit of horizon H, its arrays kept (a
 // new ensemble if e is nil): a refit replaces the ensemble whole, and at
@@ -378,6 +378,17 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 				j++
 			}
 		}
+		// The rounding's remainder (a few units) goes to the largest
+		// weight, at least weightUnit/len(keep), so the row sums to
+		// exactly weightUnit.
+		total, big := 0, 0
+		for k, q := range row {
+			total += int(q)
+			if q > row[big] {
+				big = k
+			}
+		}
+		row[big] = uint16(int(row[big]) + weightUnit - total)
 	}
 	return e, next
 }
@@ -440,8 +451,8 @@ func (e *ensemble) update(v float64) {
 
 // forecast writes the combined forecast for 1..len(dst) steps, the
 // components' forecasts going into scratch from sc. Each horizon's sum
-// runs over its non-zero weights in component order (a term of weight 0,
-// left out, added exactly 0 to it) and is divided by their sum.
+// runs over its non-zero weights in component order: a term of weight 0,
+// left out, added exactly 0 to it.
 func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 	n := len(dst)
 	fs := sc.floats(len(e.comps) * n)
@@ -450,7 +461,6 @@ func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 	}
 	for h := range dst {
 		var s float64
-		var sum int
 		for j, q := range e.weights[h*e.width : (h+1)*e.width] {
 			if q == 0 {
 				continue
@@ -460,9 +470,8 @@ func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 				i = int(e.of[h*e.width+j])
 			}
 			s += float64(q) * fs[i*n+h]
-			sum += int(q)
 		}
-		dst[h] = s / float64(sum)
+		dst[h] = s * (1.0 / weightUnit)
 	}
 }
 

@@ -101,3 +101,34 @@ func TestWarmStartsExact(t *testing.T) {
 	require.NotEmpty(t, m.warm)
 	require.Equal(t, len(m.warm), cap(m.warm))
 }
+
+// TestWeightsSumToUnit: every horizon's weights, held as whole numbers of
+// 1/weightUnit, sum to exactly weightUnit, so forecast's combination is
+// affine (a constant added to every component moves it by exactly that)
+// after a power-of-two scaling, with no division.
+func TestWeightsSumToUnit(t *testing.T) {
+	cases := []struct {
+		name string
+		y    []float64
+	}{
+		{"seasonal", planted(600, 0, 100, 0.01, 10, 1)},
+		{"hourly", hourly(700)},
+		{"trend", planted(600, 0, 50, 0.2, 0, 0.5)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := New(Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32})
+			require.NoError(t, err)
+			feed(m, tc.y, 0)
+			require.NotEmpty(t, m.Forecast(nil, 64))
+			require.NotNil(t, m.ens)
+			for h := range m.ens.H {
+				sum := 0
+				for _, q := range m.ens.weights[h*m.ens.width : (h+1)*m.ens.width] {
+					sum += int(q)
+				}
+				require.Equal(t, weightUnit, sum, "horizon %d", h+1)
+			}
+		})
+	}
+}
