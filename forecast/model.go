@@ -27,8 +27,9 @@ type Point struct {
 type Model struct {
 	opts Options
 
-	// hist holds the last History+RefitEvery raw values, so that the
-	// window of the last fit can always be rebuilt (see UnmarshalBinary).
+	// hist holds the last History+RefitEvery raw values, 4 bytes each (see
+	// history), so that the window of the last fit can always be rebuilt
+	// (see UnmarshalBinary).
 	hist history
 
 	n        uint64 // values accepted since New, including gap fills

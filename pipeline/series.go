@@ -17,9 +17,10 @@ import (
 )
 
 // forecastOptions are the forecaster settings of the live pipeline: shorter
-// history and rarer refits than forecast's defaults bound memory (~6 KiB)
-// and refit CPU per series. The forecaster sees resampled steps (see
-// horizonSteps), so the longest horizon is at most 64 of them; MaxHorizon
+// history and rarer refits than forecast's defaults bound memory (~9 KiB
+// a series with its fcState: BenchmarkStatePerSeries) and refit CPU per
+// series. The forecaster sees resampled steps (see horizonSteps), so the
+// longest horizon is at most 64 of them; MaxHorizon
 // leaves room for a step estimate below the resampling step (gaps).
 func forecastOptions() forecast.Options {
 	return forecast.Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32, Coverage: 0.95}

@@ -17,7 +17,7 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 	o.Families = nil // filled by the flag's default
 	cl.Flag("detect.max-series", "Most series scored at once; new series beyond it are counted in omen_series_over_budget_total and skipped until series that stopped make room. 0 turns scoring off.").
 		Default(fmt.Sprint(o.MaxSeries)).IntVar(&o.MaxSeries)
-	cl.Flag("forecast.max-series", "Most series that also get a forecaster (each holds ~6 KiB more).").
+	cl.Flag("forecast.max-series", "Most series that also get a forecaster (each holds ~9 KiB more, and its 9 forecast series in the TSDB).").
 		Default(fmt.Sprint(o.ForecastMaxSeries)).IntVar(&o.ForecastMaxSeries)
 	cl.Flag("forecast.interval", "Sample time between a series' forecasts (and forecast series samples).").
 		Default(o.ForecastEvery.String()).DurationVar(&o.ForecastEvery)
