@@ -139,6 +139,32 @@ type Scratch struct {
 	// floorExp[k] is e^x for x the floor of ln(M_N/z_q) of a Tail whose
 	// MinLog100 is k, as Threshold(1) computes it (see threshold1).
 	floorExp [256]float64
+	// opts are the option sets of the Detectors made with this Scratch
+	// (see intern).
+	opts []*Options
+}
+
+// maxInterned bounds Scratch.opts: the pipeline's detectors take their
+// options from a handful of scoring rules, and a caller with more
+// distinct sets than this gets a copy per Detector past it.
+const maxInterned = 64
+
+// intern returns a pointer to options equal to o, shared with the other
+// Detectors made with sc that have the same: a Detector holds 8 bytes of
+// options instead of 80, and the pipeline's detectors mostly share one
+// set. The Options pointed to are never written: a Detector given others
+// points elsewhere (see SetOptions).
+func (sc *Scratch) intern(o Options) *Options {
+	for _, p := range sc.opts {
+		if *p == o {
+			return p
+		}
+	}
+	p := &o
+	if len(sc.opts) < maxInterned {
+		sc.opts = append(sc.opts, p)
+	}
+	return p
 }
 
 // NewScratch returns buffers for Detectors.
@@ -182,7 +208,7 @@ type state struct {
 	Fast     float64
 	Prev     float64
 	Season   season
-	Tails    [nCore]Tail // calibration of the core members, by coreSlot
+	Tails    [nCore]Tail // calibration of the core members, by slot
 	RefLeft  uint32
 	RefPeak  float32 // the score that opened the refractory period
 	Lo, Hi   float64 // range of the values seen
@@ -232,21 +258,27 @@ func (d *Detector) tail(m int) *Tail {
 }
 
 // Detector scores one series. It is not safe for concurrent use.
+//
+// The pipeline embeds one per scored series, so its size is the series'
+// memory: what it needs only within one Update (see carry) is not kept
+// here, and its options are shared (see Scratch.intern).
 type Detector struct {
-	opts Options
+	opts *Options // shared with other Detectors: never written through
 	st   state
 	ex   *extraState // nil unless an opt-in member is on
 	sc   *Scratch
-	// srRaw carries the spectral residual statistic from features to
-	// learn, so the transform runs once per sample.
+}
+
+// carry is what features computes for learn within one Update: the
+// spectral residual statistic, so the transform runs once per sample, and
+// the novelty member's context for the sample, which learn would otherwise
+// bin against a copy of the level updated with it a second time, from the
+// same state (the level does not learn the sample before the novelty
+// member does). On Update's stack: kept in the Detector, it cost 16 bytes
+// per series.
+type carry struct {
 	srRaw float64
 	srOK  bool
-	// nvCtx carries the novelty member's context for the sample from
-	// features to learn, which would otherwise bin the sample against a
-	// copy of the level updated with it a second time, from the same
-	// state (the level does not learn the sample before the novelty member
-	// does). It sits in srOK's padding: the size of a Detector, which the
-	// pipeline embeds per series, does not change.
 	nvCtx uint16
 	nvOK  bool
 }
@@ -278,7 +310,7 @@ func (d *Detector) Init(opts Options, sc *Scratch) error {
 	if sc == nil {
 		sc = NewScratch()
 	}
-	*d = Detector{opts: opts, sc: sc}
+	*d = Detector{opts: sc.intern(opts), sc: sc}
 	d.Reset()
 	return nil
 }
@@ -332,7 +364,7 @@ func (d *Detector) window() int {
 }
 
 // Options returns the options in force.
-func (d *Detector) Options() Options { return d.opts }
+func (d *Detector) Options() Options { return *d.opts }
 
 // LastTimestamp returns the time of the latest sample learnt (Unix ms), 0
 // if none: where a restored Detector's history ends.
@@ -444,7 +476,8 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	res.Missed = missed
 	var z [nMembers]float64
 	var fv [ifDims]float64
-	valid := d.features(v, bl, &z, &fv)
+	var cr carry
+	valid := d.features(v, bl, &z, &fv, &cr)
 	relaxed := d.relaxed(v, &z)
 
 	// hold is the best score of the members that v itself keeps away from
@@ -507,7 +540,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 			t.Update(z[m])
 		}
 	}
-	d.learn(tsMillis, v, col, short, bl)
+	d.learn(tsMillis, v, col, short, bl, &cr)
 
 	st.Seen++
 	res.Ready = d.Ready()
@@ -734,8 +767,8 @@ func (d *Detector) expect(bl baselines) Result {
 // It returns the set of members whose statistic was available: only those
 // are calibrated, so a member that starts late (the seasonal one waits for a
 // period) does not start with a distribution full of zeros. bl are the
-// rings' baselines for v.
-func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[ifDims]float64) (valid int) {
+// rings' baselines for v; what learn takes of the statistics goes in cr.
+func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[ifDims]float64, cr *carry) (valid int) {
 	st, ex := &d.st, d.ex
 	if st.Seen == 0 {
 		return 0
@@ -802,9 +835,9 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 			w[i] = float64(ex.Recent[(int(ex.RecentPos)+recentLen-srWin+2+i)%recentLen])
 		}
 		w[srWin-1] = v
-		d.srRaw = d.sc.sr.Newest(w, srEvery)
-		d.srOK = true
-		z[mSpectral] = math.Max(0, ex.SRStat.Z(d.srRaw, 1e-3))
+		cr.srRaw = d.sc.sr.Newest(w, srEvery)
+		cr.srOK = true
+		z[mSpectral] = math.Max(0, ex.SRStat.Z(cr.srRaw, 1e-3))
 		valid |= MemberSpectral
 	}
 
@@ -824,8 +857,8 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 	if st.Seen > 1 && st.Long.Period == 0 {
 		// Off where a long season is known: its memory is shorter than a
 		// week, so a regular week's weekend would come back new.
-		z[mNovelty], d.nvCtx = st.Novel.score(v, &st.Level, floor)
-		d.nvOK = true
+		z[mNovelty], cr.nvCtx = st.Novel.score(v, &st.Level, floor)
+		cr.nvOK = true
 		valid |= MemberNovelty
 	}
 	if bl.longOK && st.LongStat.N > 16 {
@@ -850,8 +883,9 @@ func clip8(x float64) float64 { return max(-8, min(x, 8)) }
 // learn updates the state with v after it was scored; col is the set of
 // members whose scale had collapsed before v (see collapsed), short the
 // samples a short gap before v missed, bl the rings' baselines for v
-// (unchanged until the rings take v, at the end).
-func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines) {
+// (unchanged until the rings take v, at the end), cr what features
+// computed for v.
+func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines, cr *carry) {
 	st := &d.st
 	prev := st.Prev
 	if st.Seen == 0 {
@@ -862,7 +896,7 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines
 		st.SeasStat.UpdateCollapsed(v-bl.seas, floor, col&MemberSeasonal != 0)
 	}
 	if ex := d.ex; ex != nil {
-		d.learnExtra(ex, v, floor, col)
+		d.learnExtra(ex, v, floor, col, cr)
 	}
 
 	if st.Seen == 0 {
@@ -875,13 +909,12 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines
 	st.Lo += (st.Level.M - st.Lo) * rangeForget
 	st.Hi -= (st.Hi - st.Level.M) * rangeForget
 	if st.Seen > 0 {
-		ctx := d.nvCtx
-		if !d.nvOK {
+		ctx := cr.nvCtx
+		if !cr.nvOK {
 			ctx = st.Novel.next(v, st.Level, floor)
 		}
 		st.Novel.learn(ctx, st.Seen)
 	}
-	d.nvOK = false
 	st.learnFlat(v)
 	st.Level.UpdateCollapsed(v, floor, col&MemberLevel != 0)
 	st.Fast += shiftAlpha * (v - st.Fast)
@@ -941,7 +974,7 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines
 
 // learnExtra updates what only the opt-in members use, before the level
 // learns v.
-func (d *Detector) learnExtra(ex *extraState, v, floor float64, col int) {
+func (d *Detector) learnExtra(ex *extraState, v, floor float64, col int, cr *carry) {
 	if d.opts.Members&(MemberLag|MemberForest) != 0 {
 		ex.LagStat.UpdateCollapsed(v-d.st.Prev, floor, col&MemberLag != 0)
 	}
@@ -964,8 +997,7 @@ func (d *Detector) learnExtra(ex *extraState, v, floor float64, col int) {
 	if ex.Short.N >= shortWin && d.opts.Members&(MemberVariance|MemberForest) != 0 {
 		ex.VarStat.Update(math.Log((ex.Short.Std() + floor) / (lvlSigma + floor)))
 	}
-	if d.srOK {
-		ex.SRStat.Update(d.srRaw)
-		d.srOK = false
+	if cr.srOK {
+		ex.SRStat.Update(cr.srRaw)
 	}
 }

@@ -160,7 +160,7 @@ func (d *Detector) AppendBinary(b []byte) ([]byte, error) {
 	start := len(b)
 	b = append(b, snapshotMagic...)
 	b = binary.LittleEndian.AppendUint16(b, snapshotVersion)
-	w := toWire(d.opts)
+	w := toWire(*d.opts)
 	parts := []any{&w, &d.st}
 	if d.ex != nil {
 		parts = append(parts, d.ex)
@@ -188,10 +188,10 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	if err != nil {
 		return err
 	}
-	d.opts, d.st, d.ex = o, st, ex
 	if d.sc == nil {
 		d.sc = NewScratch()
 	}
+	d.opts, d.st, d.ex = d.sc.intern(o), st, ex
 	return nil
 }
 
@@ -207,7 +207,7 @@ func (d *Detector) Restore(data []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := sameLearning(o, d.opts); err != nil {
+	if err := sameLearning(o, *d.opts); err != nil {
 		return fmt.Errorf("decode detector: %w", err)
 	}
 	if st.Season.oldLayout() {
@@ -231,10 +231,10 @@ func (d *Detector) SetOptions(o Options) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("detector options: %w", err)
 	}
-	if err := sameLearning(d.opts, o); err != nil {
+	if err := sameLearning(*d.opts, o); err != nil {
 		return err
 	}
-	d.opts = o
+	d.opts = d.sc.intern(o)
 	return nil
 }
 
