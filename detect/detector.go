@@ -201,7 +201,6 @@ func (sc *Scratch) threshold1(t *Tail) float64 {
 // fixed-size fields so that it encodes with encoding/binary and its size is
 // the per-series memory.
 type state struct {
-	N        uint64
 	Seen     uint64 // samples scored or learnt, NaNs and out-of-range excluded
 	Level    Robust // location and scale of the value
 	SeasStat Robust // of the residual against the seasonal baseline
@@ -422,7 +421,6 @@ func (d *Detector) Update(tsMillis int64, v float64) Result {
 
 func (d *Detector) update(tsMillis int64, v float64) Result {
 	st := &d.st
-	st.N++
 	if NoValue(v) {
 		return Result{Yhat: math.NaN(), YhatLower: math.NaN(), YhatUpper: math.NaN(), Ready: d.Ready()}
 	}

@@ -61,11 +61,13 @@ func TestLongSeasonNoneOnNoise(t *testing.T) {
 	require.Zero(t, d.st.Long.Period)
 }
 
-// TestQRingPrecision checks the int16 ring against the float64 values it
-// stores: within a step of about 1e-4 of the range held, through a
-// requantisation caused by a spike; once the spike is overwritten, Fit
-// restores the fine step for values stored from then on (the values
-// rounded while the spike was held keep that coarser error).
+// TestQRingPrecision checks the int8 ring against the float64 values it
+// stores: within a step, 1/126 of the range held, through a
+// requantisation caused by a spike (the value's rounding is half a step;
+// the requantisations before, while the range grew, add at most another
+// half, their steps at most half as large in turn); once the spike is
+// overwritten, Fit restores the fine step for values stored from then on
+// (the values rounded while the spike was held keep that coarser error).
 func TestQRingPrecision(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	var r qRing
@@ -73,7 +75,7 @@ func TestQRingPrecision(t *testing.T) {
 	check := func(rangeHeld float64) {
 		t.Helper()
 		for i, w := range want {
-			require.InDelta(t, w, r.Get(i), 2e-4*rangeHeld+1e-9, "slot %d", i)
+			require.InDelta(t, w, r.Get(i), rangeHeld*qringRoom/(2*qringLimit)+1e-9, "slot %d", i)
 		}
 	}
 	for i := range want {

@@ -14,7 +14,12 @@ import (
 // rather than misread, and the series simply warms up again.
 const (
 	snapshotMagic   = "omdt"
-	snapshotVersion = 12
+	snapshotVersion = 13
+	// int16Version is the last version whose rings held int16 steps and
+	// whose state began with a count of the samples offered, which nothing
+	// read (see stateV12); it is read still, and so are versions 9 to 11,
+	// rewritten to it first.
+	int16Version = 12
 	// secondsVersion is the last version whose season kept the sampling
 	// intervals it chooses the bucket width from in whole seconds; it is
 	// read still (see decode).
@@ -45,7 +50,7 @@ func fromRunVersion(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	// state begins N, Seen, Level, SeasStat, Fast, Prev, Season.
-	at := hdr + 8 + 8 + 2*binary.Size(Robust{}) + 8 + 8 + binary.Size(&season{}) - newTail
+	at := hdr + 8 + 8 + 2*binary.Size(Robust{}) + 8 + 8 + binary.Size(&seasonV12{}) - newTail
 	n := binary.LittleEndian.Uint32(body[at:])
 	lastTs := binary.LittleEndian.Uint64(body[at+4:])
 	dt := int64(binary.LittleEndian.Uint64(body[at+12:]))
@@ -65,7 +70,8 @@ func fromRunVersion(data []byte) ([]byte, error) {
 }
 
 // oldBody checks a snapshot of an older layout, whose length differs from
-// the current one's for its members by growth bytes, and its checksum; it
+// version 12's (int16Version) for its members by growth bytes, and its
+// checksum; it
 // returns the length of its header (magic, version, options) and the
 // snapshot without its checksum.
 func oldBody(data []byte, growth int) (hdr int, body []byte, err error) {
@@ -77,7 +83,7 @@ func oldBody(data []byte, growth int) (hdr int, body []byte, err error) {
 	if _, err := binary.Decode(data[len(snapshotMagic)+2:], binary.LittleEndian, &w); err != nil {
 		return 0, nil, fmt.Errorf("decode detector options: %w", err)
 	}
-	if want := snapshotSize(int(w.Members)) + growth; len(data) != want {
+	if want := snapshotSize(int(w.Members)) - stateGrowthV12 + growth; len(data) != want {
 		return 0, nil, fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
 	}
 	body = data[:len(data)-4]
@@ -101,7 +107,7 @@ func fromRepeatVersion(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	// state ends Away, Novel.
-	at := hdr + binary.Size(&state{}) - repeatGrowth - binary.Size(&novelty{}) - 4
+	at := hdr + binary.Size(&stateV12{}) - repeatGrowth - binary.Size(&novelty{}) - 4
 	away := binary.LittleEndian.Uint32(body[at:])
 	out := make([]byte, 0, len(data)+repeatGrowth)
 	out = append(out, body[:at]...)
@@ -110,9 +116,85 @@ func fromRepeatVersion(data []byte) ([]byte, error) {
 	out = binary.LittleEndian.AppendUint16(out, 0) // RunMax
 	out = binary.LittleEndian.AppendUint16(out, flatPUnit)
 	out = append(out, body[at+4:]...)
-	binary.LittleEndian.PutUint16(out[len(snapshotMagic):], snapshotVersion)
+	binary.LittleEndian.PutUint16(out[len(snapshotMagic):], int16Version)
 	return binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out)), nil
 }
+
+// stateV12 is state as versions 9 to 12 kept it (9 to 11 rewritten to it:
+// see fromRunVersion, fromRepeatVersion): N, a count of every sample
+// offered, first, and rings of int16 steps.
+type stateV12 struct {
+	N                              uint64
+	Seen                           uint64
+	Level                          Robust
+	SeasStat                       Robust
+	Fast                           float64
+	Prev                           float64
+	Season                         seasonV12
+	Tails                          [nCore]Tail
+	RefLeft                        uint32
+	RefPeak                        float32
+	Lo, Hi                         float64
+	Long                           longSeasonV12
+	LongStat                       Robust
+	LongFast                       float64
+	Slow                           float64
+	Away, Repeats, RunMax, RepeatP uint16
+	Novel                          novelty
+}
+
+// seasonV12 and longSeasonV12 are season and longSeason with the rings of
+// versions up to 12.
+type seasonV12 struct {
+	Ring                 qRing16
+	Head, Count, D, AccN uint16
+	Acc                  float64
+	Period, SinceEst     uint16
+	Strength             float32
+	N                    uint16
+	Run                  int16
+	DtMs                 int32
+	LastTs               int64
+	RunIv, RunLag        int32
+}
+
+type longSeasonV12 struct {
+	Ring          qRing16
+	Head, Count   uint16
+	D, AccN       uint32
+	Acc           float64
+	Period, Since uint16
+}
+
+// current returns o in the current layout, its rings requantised (see
+// qRing16.current); a season still choosing its interval keeps the
+// intervals it has noted.
+func (o *stateV12) current() state {
+	s, l := &o.Season, &o.Long
+	st := state{
+		Seen: o.Seen, Level: o.Level, SeasStat: o.SeasStat, Fast: o.Fast, Prev: o.Prev,
+		Season: season{
+			Head: s.Head, Count: s.Count, D: s.D, AccN: s.AccN, Acc: s.Acc, Period: s.Period, SinceEst: s.SinceEst,
+			Strength: s.Strength, N: s.N, Run: s.Run, DtMs: s.DtMs, LastTs: s.LastTs, RunIv: s.RunIv, RunLag: s.RunLag,
+		},
+		Tails: o.Tails, RefLeft: o.RefLeft, RefPeak: o.RefPeak, Lo: o.Lo, Hi: o.Hi,
+		Long:     longSeason{Ring: l.Ring.current(), Head: l.Head, Count: l.Count, D: l.D, AccN: l.AccN, Acc: l.Acc, Period: l.Period, Since: l.Since},
+		LongStat: o.LongStat, LongFast: o.LongFast, Slow: o.Slow,
+		Away: o.Away, Repeats: o.Repeats, RunMax: o.RunMax, RepeatP: o.RepeatP, Novel: o.Novel,
+	}
+	if s.D == 0 {
+		// The slots hold the intervals seen so far, two int16s each.
+		for i := range seasonDecideN - 1 {
+			st.Season.setDt(i, int32(uint32(uint16(s.Ring.Q[2*i]))|uint32(uint16(s.Ring.Q[2*i+1]))<<16))
+		}
+	} else {
+		st.Season.Ring = s.Ring.current()
+	}
+	return st
+}
+
+// stateGrowthV12 is how many bytes state's encoding grew since stateV12's.
+var stateGrowthV12 = binary.Size(&state{}) - binary.Size(&stateV12{})
 
 // wireOptions is Options with fixed-size fields, for the snapshot.
 type wireOptions struct {
@@ -258,18 +340,22 @@ func decode(data []byte) (Options, state, *extraState, error) {
 		return Options{}, st, nil, errors.New("decode detector: not a detector snapshot")
 	}
 	v := binary.LittleEndian.Uint16(data[len(snapshotMagic):])
+	growth := 0 // of state's encoding since the snapshot's version
 	switch v {
 	case snapshotVersion:
-	case secondsVersion, runVersion, repeatVersion:
+	case secondsVersion, runVersion, repeatVersion, int16Version:
 		var err error
-		if v != repeatVersion {
+		if v < repeatVersion {
 			if data, err = fromRunVersion(data); err != nil {
 				return Options{}, st, nil, fmt.Errorf("version %d: %w", v, err)
 			}
 		}
-		if data, err = fromRepeatVersion(data); err != nil {
-			return Options{}, st, nil, fmt.Errorf("version %d: %w", v, err)
+		if v <= repeatVersion {
+			if data, err = fromRepeatVersion(data); err != nil {
+				return Options{}, st, nil, fmt.Errorf("version %d: %w", v, err)
+			}
 		}
+		growth = stateGrowthV12
 	default:
 		return Options{}, st, nil, fmt.Errorf("decode detector: snapshot version %d, want %d", v, snapshotVersion)
 	}
@@ -280,7 +366,7 @@ func decode(data []byte) (Options, state, *extraState, error) {
 	if _, err := binary.Decode(data[hdr:], binary.LittleEndian, &w); err != nil {
 		return Options{}, st, nil, fmt.Errorf("decode detector options: %w", err)
 	}
-	if want := snapshotSize(int(w.Members)); len(data) != want {
+	if want := snapshotSize(int(w.Members)) - growth; len(data) != want {
 		return Options{}, st, nil, fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
@@ -288,7 +374,17 @@ func decode(data []byte) (Options, state, *extraState, error) {
 		return Options{}, st, nil, errors.New("decode detector: checksum mismatch")
 	}
 	r := bytes.NewReader(body[hdr+binary.Size(w):])
-	if err := binary.Read(r, binary.LittleEndian, &st); err != nil {
+	var err error
+	if growth != 0 {
+		var old stateV12
+		if err = binary.Read(r, binary.LittleEndian, &old); err == nil && !old.valid() {
+			return Options{}, st, nil, errors.New("decode detector: corrupt state")
+		}
+		st = old.current()
+	} else {
+		err = binary.Read(r, binary.LittleEndian, &st)
+	}
+	if err != nil {
 		return Options{}, st, nil, fmt.Errorf("decode detector state: %w", err)
 	}
 	var ex *extraState
@@ -337,6 +433,12 @@ func (st *state) valid() bool {
 		finite(st.Level.M, st.Level.S, st.SeasStat.M, st.SeasStat.S, st.LongStat.M, st.LongStat.S,
 			st.Season.Ring.Offset, float64(st.Season.Ring.Scale), st.Long.Ring.Offset, float64(st.Long.Ring.Scale))
 	return ok && tailsValid(st.Tails[:])
+}
+
+// valid reports what state.valid does of the old rings, which
+// stateV12.current reads whole: their values finite.
+func (o *stateV12) valid() bool {
+	return finite(o.Season.Ring.Offset, float64(o.Season.Ring.Scale), o.Long.Ring.Offset, float64(o.Long.Ring.Scale))
 }
 
 // tailsValid: a quantile of +Inf (foreign data) made every score +Inf.

@@ -73,15 +73,21 @@ func (s *season) fromSeconds() error {
 	return nil
 }
 
-// setDt stores the i-th sampling interval.
+// setDt stores the i-th sampling interval, in the ring's slots 4i to
+// 4i+3 (unused until the interval is chosen).
 func (s *season) setDt(i int, dt int32) {
-	s.Ring.Q[2*i] = int16(uint16(uint32(dt)))
-	s.Ring.Q[2*i+1] = int16(uint16(uint32(dt) >> 16))
+	for k := range 4 {
+		s.Ring.Q[4*i+k] = int8(uint8(uint32(dt) >> (8 * k)))
+	}
 }
 
 // dt returns the i-th sampling interval.
 func (s *season) dt(i int) int32 {
-	return int32(uint32(uint16(s.Ring.Q[2*i])) | uint32(uint16(s.Ring.Q[2*i+1]))<<16)
+	var u uint32
+	for k := range 4 {
+		u |= uint32(uint8(s.Ring.Q[4*i+k])) << (8 * k)
+	}
+	return int32(u)
 }
 
 // MissedBetween returns how many samples of a series sampled every
@@ -154,7 +160,7 @@ func (s *season) add(ts int64, x float64, sc *Scratch) bool {
 				dts[i] = s.dt(i)
 			}
 			s.D, s.DtMs = chooseD(dts[:])
-			clear(s.Ring.Q[:2*seasonDecideN])
+			clear(s.Ring.Q[:4*seasonDecideN])
 			s.Count, s.Head, s.AccN, s.Acc = 0, 0, 0, 0
 		}
 	}
