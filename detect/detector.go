@@ -139,32 +139,38 @@ type Scratch struct {
 	// floorExp[k] is e^x for x the floor of ln(M_N/z_q) of a Tail whose
 	// MinLog100 is k, as Threshold(1) computes it (see threshold1).
 	floorExp [256]float64
-	// opts are the option sets of the Detectors made with this Scratch
-	// (see intern).
-	opts []*Options
+	// bound are the option sets of the Detectors made with this Scratch,
+	// each with it (see bind).
+	bound []*binding
 }
 
-// maxInterned bounds Scratch.opts: the pipeline's detectors take their
-// options from a handful of scoring rules, and a caller with more
-// distinct sets than this gets a copy per Detector past it.
-const maxInterned = 64
+// binding is a Detector's options and the Scratch it borrows, shared by
+// the Detectors that have both the same: one pointer per Detector for the
+// two, where its Options by value were 80 bytes, and the pipeline's
+// detectors mostly share one set. A binding is never written once made: a
+// Detector given other options points to another (see SetOptions).
+type binding struct {
+	opts Options
+	sc   *Scratch
+}
 
-// intern returns a pointer to options equal to o, shared with the other
-// Detectors made with sc that have the same: a Detector holds 8 bytes of
-// options instead of 80, and the pipeline's detectors mostly share one
-// set. The Options pointed to are never written: a Detector given others
-// points elsewhere (see SetOptions).
-func (sc *Scratch) intern(o Options) *Options {
-	for _, p := range sc.opts {
-		if *p == o {
-			return p
+// maxBound bounds Scratch.bound: the pipeline's detectors take their
+// options from a handful of scoring rules, and a caller with more
+// distinct sets than this gets a binding per Detector past it.
+const maxBound = 64
+
+// bind returns the binding of o to sc.
+func (sc *Scratch) bind(o Options) *binding {
+	for _, b := range sc.bound {
+		if b.opts == o {
+			return b
 		}
 	}
-	p := &o
-	if len(sc.opts) < maxInterned {
-		sc.opts = append(sc.opts, p)
+	b := &binding{opts: o, sc: sc}
+	if len(sc.bound) < maxBound {
+		sc.bound = append(sc.bound, b)
 	}
-	return p
+	return b
 }
 
 // NewScratch returns buffers for Detectors.
@@ -260,12 +266,11 @@ func (d *Detector) tail(m int) *Tail {
 //
 // The pipeline embeds one per scored series, so its size is the series'
 // memory: what it needs only within one Update (see carry) is not kept
-// here, and its options are shared (see Scratch.intern).
+// here, and its options and Scratch are shared (see binding).
 type Detector struct {
-	opts *Options // shared with other Detectors: never written through
-	st   state
-	ex   *extraState // nil unless an opt-in member is on
-	sc   *Scratch
+	b  *binding
+	st state
+	ex *extraState // nil unless an opt-in member is on
 }
 
 // carry is what features computes for learn within one Update: the
@@ -309,7 +314,7 @@ func (d *Detector) Init(opts Options, sc *Scratch) error {
 	if sc == nil {
 		sc = NewScratch()
 	}
-	*d = Detector{opts: sc.intern(opts), sc: sc}
+	*d = Detector{b: sc.bind(opts)}
 	d.Reset()
 	return nil
 }
@@ -318,7 +323,7 @@ func (d *Detector) Init(opts Options, sc *Scratch) error {
 func (d *Detector) Reset() {
 	d.st = state{}
 	d.ex = nil
-	if d.opts.Members&extraFlags != 0 {
+	if d.b.opts.Members&extraFlags != 0 {
 		d.ex = &extraState{}
 	}
 	st := &d.st
@@ -329,7 +334,7 @@ func (d *Detector) Reset() {
 		for _, r := range []*Robust{&ex.LagStat, &ex.VarStat, &ex.SRStat} {
 			r.Alpha = 1.0 / levelSpan
 		}
-		ex.Forest.RNG = d.opts.Seed*0x9E3779B97F4A7C15 + 1
+		ex.Forest.RNG = d.b.opts.Seed*0x9E3779B97F4A7C15 + 1
 	}
 	window := d.window()
 	for m := range nMembers {
@@ -349,7 +354,7 @@ func (d *Detector) window() int {
 		// member's window for the long or novelty one cost more
 		// detections on NAB than it saved false alarms (novelty counted
 		// in n: 73.22 standard instead of 75.37).
-		if d.opts.Members&(1<<m) != 0 && m != mLong && m != mNovelty && m != mFlat {
+		if d.b.opts.Members&(1<<m) != 0 && m != mLong && m != mNovelty && m != mFlat {
 			n++
 		}
 	}
@@ -359,18 +364,18 @@ func (d *Detector) window() int {
 	// so splitting the budget n ways (Bonferroni) would be too strict: the
 	// members behave like about √n independent ones, which the calibration
 	// test confirms.
-	return int(math.Ceil(math.Sqrt(float64(n)) / d.opts.FalseAlarmRate))
+	return int(math.Ceil(math.Sqrt(float64(n)) / d.b.opts.FalseAlarmRate))
 }
 
 // Options returns the options in force.
-func (d *Detector) Options() Options { return *d.opts }
+func (d *Detector) Options() Options { return d.b.opts }
 
 // LastTimestamp returns the time of the latest sample learnt (Unix ms), 0
 // if none: where a restored Detector's history ends.
 func (d *Detector) LastTimestamp() int64 { return d.st.Season.LastTs }
 
 // Ready reports whether the warm-up is over.
-func (d *Detector) Ready() bool { return d.st.Seen > uint64(d.opts.WarmupSamples) }
+func (d *Detector) Ready() bool { return d.st.Seen > uint64(d.b.opts.WarmupSamples) }
 
 // Result is the outcome of one sample.
 type Result struct {
@@ -427,7 +432,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	// ±Inf is out of range: a ratio whose denominator stalled, a
 	// histogram_quantile beyond the largest bucket, are infinite exactly
 	// when something is wrong (it scored 0, as a NaN does).
-	if v < d.opts.ValidMin || v > d.opts.ValidMax || math.IsInf(v, 0) {
+	if v < d.b.opts.ValidMin || v > d.b.opts.ValidMax || math.IsInf(v, 0) {
 		r := d.expect(d.baselines())
 		r.Ready = d.Ready()
 		if r.Ready {
@@ -449,12 +454,12 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	var missed, short int64
 	if st.Seen > 0 {
 		if dt := st.Season.track(tsMillis); dt > 0 {
-			d.relearn(dt, d.sc)
+			d.relearn(dt, d.b.sc)
 		}
 		if missed = st.Season.missed(tsMillis); missed > 0 && missed*int64(st.Season.DtMs) < shortGapMs {
 			short = missed
 		} else {
-			missed = st.Season.gap(tsMillis, d.sc)
+			missed = st.Season.gap(tsMillis, d.b.sc)
 			st.Long.fill(missed, d.shortSpan())
 		}
 	}
@@ -482,7 +487,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	// normal: what says that an event goes on (see refract).
 	best, bestM, hold := 0.0, -1, 0.0
 	for m := range nMembers {
-		if d.opts.Members&(1<<m) == 0 {
+		if d.b.opts.Members&(1<<m) == 0 {
 			continue
 		}
 		var s float64
@@ -512,7 +517,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 			hold = max(hold, s)
 		}
 	}
-	if d.opts.Members&MemberForest != 0 {
+	if d.b.opts.Members&MemberForest != 0 {
 		d.ex.Forest.Update(&fv)
 	}
 	col := d.collapsed()
@@ -547,9 +552,9 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	}
 	dev := v - res.Yhat
 	switch {
-	case d.opts.Direction == Up && dev < 0, d.opts.Direction == Down && dev > 0:
+	case d.b.opts.Direction == Up && dev < 0, d.b.opts.Direction == Down && dev > 0:
 		best = 0
-	case math.Abs(dev) < max(d.opts.MinDeviationAbs, d.opts.MinDeviationRel*math.Abs(res.Yhat)):
+	case math.Abs(dev) < max(d.b.opts.MinDeviationAbs, d.b.opts.MinDeviationRel*math.Abs(res.Yhat)):
 		best = min(best, ScoreCapBelowMinDeviation)
 	}
 	hold = min(hold, best)
@@ -563,7 +568,7 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 	// the period) is not a follow-up: it alerts and opens a new period. An
 	// event still going on (a score above refractHold) holds the period
 	// open for refractHoldLen more samples.
-	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, best, hold, bestM >= 0, d.opts.RefractorySamples)
+	res.Score, res.Ongoing = refract(&st.RefLeft, &st.RefPeak, best, hold, bestM >= 0, d.b.opts.RefractorySamples)
 	if driver >= 0 {
 		res.Member, res.Feature = memberNames[driver], featureNames[driver]
 	}
@@ -661,7 +666,7 @@ func (d *Detector) collapsed() int {
 	if st.LongStat.Floored(floor) || d.stale(mLong) {
 		f |= MemberLong
 	}
-	if d.ex != nil && (d.ex.LagStat.Floored(floor) || d.opts.Members&MemberLag != 0 && d.stale(mLag)) {
+	if d.ex != nil && (d.ex.LagStat.Floored(floor) || d.b.opts.Members&MemberLag != 0 && d.stale(mLag)) {
 		f |= MemberLag
 	}
 	return f
@@ -737,12 +742,12 @@ func (d *Detector) baselines() baselines {
 func (d *Detector) expect(bl baselines) Result {
 	st := &d.st
 	yhat, sigma, m := st.Level.M, st.Level.Sigma(), mLevel
-	if bl.seasOK && d.opts.Members&MemberSeasonal != 0 && st.SeasStat.N > 16 {
+	if bl.seasOK && d.b.opts.Members&MemberSeasonal != 0 && st.SeasStat.N > 16 {
 		if s := st.SeasStat.Sigma(); s < sigma {
 			yhat, sigma, m = bl.seas+st.SeasStat.M, s, mSeasonal
 		}
 	}
-	if bl.longOK && d.opts.Members&MemberLong != 0 && st.LongStat.N > 16 {
+	if bl.longOK && d.b.opts.Members&MemberLong != 0 && st.LongStat.N > 16 {
 		if s := st.LongStat.Sigma(); s < sigma {
 			yhat, sigma, m = bl.long+st.LongStat.M, s, mLong
 		}
@@ -750,7 +755,7 @@ func (d *Detector) expect(bl baselines) Result {
 	sigma = max(sigma, scaleFloor(yhat))
 	half := sigma * 3
 	if t := d.tail(m); t.Ready() {
-		half = sigma * d.sc.threshold1(t)
+		half = sigma * d.b.sc.threshold1(t)
 	}
 	if st.Seen == 0 {
 		return Result{Yhat: math.NaN(), YhatLower: math.NaN(), YhatUpper: math.NaN()}
@@ -786,7 +791,7 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 	// Lag and variance feed their members and the forest's vector; skip
 	// them when none of those is on.
 	var zd float64
-	if d.opts.Members&(MemberLag|MemberForest) != 0 {
+	if d.b.opts.Members&(MemberLag|MemberForest) != 0 {
 		zd = ex.LagStat.Z(v-st.Prev, floor)
 		z[mLag] = math.Abs(zd)
 	}
@@ -812,7 +817,7 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 	// Spread of the last shortWin samples (this one included) against the
 	// level's, on a log scale so that bursts and flatlines both stand out.
 	var zv float64
-	if d.opts.Members&(MemberVariance|MemberForest) != 0 && ex.Short.N >= shortWin-1 {
+	if d.b.opts.Members&(MemberVariance|MemberForest) != 0 && ex.Short.N >= shortWin-1 {
 		out := float64(ex.Recent[(int(ex.RecentPos)+recentLen-shortWin+1)%recentLen])
 		r := ex.Short
 		in := float64(float32(v))
@@ -826,21 +831,21 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 	// The transform runs every srEvery samples and reports the most salient
 	// of the samples since the last run: a spike is flagged at most
 	// srEvery-1 samples late, at a quarter of the cost.
-	if d.opts.Members&MemberSpectral != 0 && ex.RecentN >= recentLen && st.Seen%srEvery == 0 {
+	if d.b.opts.Members&MemberSpectral != 0 && ex.RecentN >= recentLen && st.Seen%srEvery == 0 {
 		// The last srWin-1 samples, oldest first, then v.
-		w := d.sc.win
+		w := d.b.sc.win
 		for i := range srWin - 1 {
 			w[i] = float64(ex.Recent[(int(ex.RecentPos)+recentLen-srWin+2+i)%recentLen])
 		}
 		w[srWin-1] = v
-		cr.srRaw = d.sc.sr.Newest(w, srEvery)
+		cr.srRaw = d.b.sc.sr.Newest(w, srEvery)
 		cr.srOK = true
 		z[mSpectral] = math.Max(0, ex.SRStat.Z(cr.srRaw, 1e-3))
 		valid |= MemberSpectral
 	}
 
 	fv[0], fv[1], fv[2], fv[3], fv[4] = clip8(zl), clip8(zd), clip8(zf), clip8(zv), clip8(zs)
-	if d.opts.Members&MemberForest != 0 && ex.Forest.Fitted {
+	if d.b.opts.Members&MemberForest != 0 && ex.Forest.Fitted {
 		z[mForest] = ex.Forest.Score(fv)
 		valid |= MemberForest
 	}
@@ -869,11 +874,11 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 	// The flat member's statistic is its score already: a run of repeats
 	// is judged by its probability under the series' own repeat rate
 	// (see flat.go), not against a record.
-	if k := st.flatRun(v); k > 0 && d.opts.Members&MemberFlat != 0 {
+	if k := st.flatRun(v); k > 0 && d.b.opts.Members&MemberFlat != 0 {
 		z[mFlat] = st.flatScore(k)
 		valid |= MemberFlat
 	}
-	return valid & d.opts.Members
+	return valid & d.b.opts.Members
 }
 
 func clip8(x float64) float64 { return max(-8, min(x, 8)) }
@@ -958,10 +963,10 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines
 	// season.due).
 	for i := range short {
 		x := prev + (v-prev)*float64(i+1)/float64(short+1)
-		st.Season.push(x, d.sc)
+		st.Season.push(x, d.b.sc)
 		st.Long.push(x, d.shortSpan(), false)
 	}
-	if !st.Season.add(ts, v, d.sc) {
+	if !st.Season.add(ts, v, d.b.sc) {
 		return
 	}
 	if st.Long.D == 0 && st.Season.D != 0 {
@@ -973,7 +978,7 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines
 // learnExtra updates what only the opt-in members use, before the level
 // learns v.
 func (d *Detector) learnExtra(ex *extraState, v, floor float64, col int, cr *carry) {
-	if d.opts.Members&(MemberLag|MemberForest) != 0 {
+	if d.b.opts.Members&(MemberLag|MemberForest) != 0 {
 		ex.LagStat.UpdateCollapsed(v-d.st.Prev, floor, col&MemberLag != 0)
 	}
 	lvlSigma := d.st.Level.Sigma()
@@ -992,7 +997,7 @@ func (d *Detector) learnExtra(ex *extraState, v, floor float64, col int, cr *car
 		}
 		ex.Short.Rebase(win[:])
 	}
-	if ex.Short.N >= shortWin && d.opts.Members&(MemberVariance|MemberForest) != 0 {
+	if ex.Short.N >= shortWin && d.b.opts.Members&(MemberVariance|MemberForest) != 0 {
 		ex.VarStat.Update(math.Log((ex.Short.Std() + floor) / (lvlSigma + floor)))
 	}
 	if cr.srOK {

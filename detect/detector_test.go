@@ -228,9 +228,9 @@ func TestUnmarshalRejects(t *testing.T) {
 		name string
 		mod  func(*state)
 	}{
-		{"season head", func(st *state) { st.Season.Head = seasonLen + 44 }},
+		{"season head", func(st *state) { st.Season.Ring.Head = seasonLen + 44 }},
 		{"season period", func(st *state) { st.Season.Period = 1000 }},
-		{"long count", func(st *state) { st.Long.Count = longLen + 1 }},
+		{"long count", func(st *state) { st.Long.Ring.Count = longLen + 1 }},
 		{"tail block", func(st *state) { st.Tails[0].Block = tailBlocks + 1 }},
 		{"NaN scale", func(st *state) { st.Level.S = math.NaN() }},
 		{"infinite level", func(st *state) { st.Level.M = math.Inf(1) }},

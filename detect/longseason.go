@@ -32,8 +32,6 @@ const (
 // The ring holds int16 steps (qRing), so the three weeks cost 0.5 KiB.
 type longSeason struct {
 	Ring   qRing  // longLen buckets
-	Head   uint16 // next bucket written
-	Count  uint16 // buckets held
 	D      uint32 // samples per bucket; 0 until chosen
 	AccN   uint32 // samples in the open bucket
 	Acc    float64
@@ -53,7 +51,7 @@ func (l *longSeason) setD(dtMs int64) {
 // at returns the bucket k places before the newest complete one (k = 0 is
 // the newest).
 func (l *longSeason) at(k int) float64 {
-	return l.Ring.Get((int(l.Head) - 1 - k + 2*longLen) % longLen)
+	return l.Ring.Get((int(l.Ring.Head) - 1 - k + 2*longLen) % longLen)
 }
 
 // push adds one sample; shortSpan is the longest period, in samples, that
@@ -67,12 +65,12 @@ func (l *longSeason) push(x float64, shortSpan int, estimate bool) {
 	if l.AccN < l.D {
 		return
 	}
-	l.Ring.Set(int(l.Head), l.Acc/float64(l.AccN))
-	l.Head = (l.Head + 1) % longLen
-	l.Count = min(l.Count+1, longLen)
+	l.Ring.Set(int(l.Ring.Head), l.Acc/float64(l.AccN))
+	l.Ring.Head = (l.Ring.Head + 1) % longLen
+	l.Ring.Count = min(l.Ring.Count+1, longLen)
 	l.Acc, l.AccN = 0, 0
 	l.Since++
-	if l.Count >= longMinCount && l.Since >= longReEst && estimate {
+	if l.Ring.Count >= longMinCount && l.Since >= longReEst && estimate {
 		l.Since = 0
 		l.estimate(shortSpan)
 	}
@@ -99,10 +97,10 @@ func (l *longSeason) fill(missed int64, shortSpan int) {
 // three weeks of data sits in the lowest few bins, where the trend's leakage
 // and the daily cycle's harmonics crowd it.
 func (l *longSeason) estimate(shortSpan int) {
-	n := int(l.Count)
+	n := int(l.Ring.Count)
 	var e [longLen]float64
 	// Detrend with a least-squares line.
-	l.Ring.Fit(func(k int) int { return (int(l.Head) - 1 - k + 2*longLen) % longLen }, n)
+	l.Ring.Fit(func(k int) int { return (int(l.Ring.Head) - 1 - k + 2*longLen) % longLen }, n)
 	var xm float64
 	for i := range n {
 		e[i] = l.at(n - 1 - i)
@@ -173,7 +171,7 @@ func (l *longSeason) baseline() (float64, bool) {
 		// The open bucket is "bucket -1"; the same phase j periods back is
 		// k = j·p - 1 places before the newest complete bucket.
 		b := j*p - 1
-		if b+1 >= int(l.Count) {
+		if b+1 >= int(l.Ring.Count) {
 			break
 		}
 		c := l.at(b)

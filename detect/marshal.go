@@ -107,7 +107,7 @@ func fromRepeatVersion(data []byte) ([]byte, error) {
 		return nil, err
 	}
 	// state ends Away, Novel.
-	at := hdr + binary.Size(&stateV12{}) - repeatGrowth - binary.Size(&novelty{}) - 4
+	at := hdr + binary.Size(&stateV12{}) - repeatGrowth - binary.Size(&noveltyV12{}) - 4
 	away := binary.LittleEndian.Uint32(body[at:])
 	out := make([]byte, 0, len(data)+repeatGrowth)
 	out = append(out, body[:at]...)
@@ -140,7 +140,7 @@ type stateV12 struct {
 	LongFast                       float64
 	Slow                           float64
 	Away, Repeats, RunMax, RepeatP uint16
-	Novel                          novelty
+	Novel                          noveltyV12
 }
 
 // seasonV12 and longSeasonV12 are season and longSeason with the rings of
@@ -166,21 +166,23 @@ type longSeasonV12 struct {
 	Period, Since uint16
 }
 
-// current returns o in the current layout, its rings requantised (see
-// qRing16.current); a season still choosing its interval keeps the
-// intervals it has noted.
+// current returns o in the current layout: its rings requantised (see
+// qRing16.current; a season still choosing its interval keeps the
+// intervals it has noted), the season's strength, which nothing read,
+// dropped, and the novelty sets folded to half their bits (see
+// noveltyV12.current).
 func (o *stateV12) current() state {
 	s, l := &o.Season, &o.Long
 	st := state{
 		Seen: o.Seen, Level: o.Level, SeasStat: o.SeasStat, Fast: o.Fast, Prev: o.Prev,
 		Season: season{
-			Head: s.Head, Count: s.Count, D: s.D, AccN: s.AccN, Acc: s.Acc, Period: s.Period, SinceEst: s.SinceEst,
-			Strength: s.Strength, N: s.N, Run: s.Run, DtMs: s.DtMs, LastTs: s.LastTs, RunIv: s.RunIv, RunLag: s.RunLag,
+			D: s.D, AccN: s.AccN, Acc: s.Acc, Period: s.Period, SinceEst: s.SinceEst,
+			N: s.N, Run: s.Run, DtMs: s.DtMs, LastTs: s.LastTs, RunIv: s.RunIv, RunLag: s.RunLag,
 		},
 		Tails: o.Tails, RefLeft: o.RefLeft, RefPeak: o.RefPeak, Lo: o.Lo, Hi: o.Hi,
-		Long:     longSeason{Ring: l.Ring.current(), Head: l.Head, Count: l.Count, D: l.D, AccN: l.AccN, Acc: l.Acc, Period: l.Period, Since: l.Since},
+		Long:     longSeason{Ring: l.Ring.current(), D: l.D, AccN: l.AccN, Acc: l.Acc, Period: l.Period, Since: l.Since},
 		LongStat: o.LongStat, LongFast: o.LongFast, Slow: o.Slow,
-		Away: o.Away, Repeats: o.Repeats, RunMax: o.RunMax, RepeatP: o.RepeatP, Novel: o.Novel,
+		Away: o.Away, Repeats: o.Repeats, RunMax: o.RunMax, RepeatP: o.RepeatP, Novel: o.Novel.current(),
 	}
 	if s.D == 0 {
 		// The slots hold the intervals seen so far, two int16s each.
@@ -190,7 +192,35 @@ func (o *stateV12) current() state {
 	} else {
 		st.Season.Ring = s.Ring.current()
 	}
+	st.Season.Ring.Head, st.Season.Ring.Count = s.Head, s.Count
+	st.Long.Ring.Head, st.Long.Ring.Count = l.Head, l.Count
 	return st
+}
+
+// noveltyV12 is novelty as versions up to 12 kept it: generations of 1024
+// bits.
+type noveltyV12 struct {
+	Cur, Prev [1 << 10 / 64]uint64
+	Ctx       uint16
+	F         float32
+}
+
+// current returns o with generations of 2^nvBits bits: a context's bit is
+// the top nvBits bits of its hash (see nvHash), so bit j of the smaller
+// set is set where bit 2j or 2j+1 of o's was, and every context o had
+// seen is seen still.
+func (o *noveltyV12) current() novelty {
+	fold := func(old *[len(o.Cur)]uint64) (out [nvWords]uint64) {
+		const ratio = len(o.Cur) / nvWords
+		for i := range 1 << 10 {
+			if old[i>>6]&(1<<(i&63)) != 0 {
+				j := i / ratio
+				out[j>>6] |= 1 << (j & 63)
+			}
+		}
+		return out
+	}
+	return novelty{Cur: fold(&o.Cur), Prev: fold(&o.Prev), Ctx: o.Ctx, F: o.F}
 }
 
 // stateGrowthV12 is how many bytes state's encoding grew since stateV12's.
@@ -233,7 +263,7 @@ func fromWire(w wireOptions) Options {
 // little-endian throughout; the extra state is there only when the options
 // turn an opt-in member on.
 func (d *Detector) MarshalBinary() ([]byte, error) {
-	return d.AppendBinary(make([]byte, 0, snapshotSize(d.opts.Members)))
+	return d.AppendBinary(make([]byte, 0, snapshotSize(d.b.opts.Members)))
 }
 
 // AppendBinary appends MarshalBinary's encoding to b, so that a caller
@@ -242,7 +272,7 @@ func (d *Detector) AppendBinary(b []byte) ([]byte, error) {
 	start := len(b)
 	b = append(b, snapshotMagic...)
 	b = binary.LittleEndian.AppendUint16(b, snapshotVersion)
-	w := toWire(*d.opts)
+	w := toWire(d.b.opts)
 	parts := []any{&w, &d.st}
 	if d.ex != nil {
 		parts = append(parts, d.ex)
@@ -270,10 +300,13 @@ func (d *Detector) UnmarshalBinary(data []byte) error {
 	if err != nil {
 		return err
 	}
-	if d.sc == nil {
-		d.sc = NewScratch()
+	var sc *Scratch
+	if d.b != nil {
+		sc = d.b.sc
+	} else {
+		sc = NewScratch()
 	}
-	d.opts, d.st, d.ex = d.sc.intern(o), st, ex
+	d.b, d.st, d.ex = sc.bind(o), st, ex
 	return nil
 }
 
@@ -289,7 +322,7 @@ func (d *Detector) Restore(data []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := sameLearning(o, *d.opts); err != nil {
+	if err := sameLearning(o, d.b.opts); err != nil {
 		return fmt.Errorf("decode detector: %w", err)
 	}
 	if st.Season.oldLayout() {
@@ -313,10 +346,10 @@ func (d *Detector) SetOptions(o Options) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("detector options: %w", err)
 	}
-	if err := sameLearning(*d.opts, o); err != nil {
+	if err := sameLearning(d.b.opts, o); err != nil {
 		return err
 	}
-	d.opts = d.sc.intern(o)
+	d.b = d.b.sc.bind(o)
 	return nil
 }
 
@@ -428,8 +461,8 @@ func StateSize(members int) int {
 // unless damaged, so this guards against foreign data (another layout
 // under the same version), which must not make Update panic.
 func (st *state) valid() bool {
-	ok := st.Season.Head < seasonLen && st.Season.Count <= seasonLen && int(st.Season.Period) <= seasonLen &&
-		st.Long.Head < longLen && st.Long.Count <= longLen && int(st.Long.Period) <= longLen &&
+	ok := st.Season.Ring.Head < seasonLen && st.Season.Ring.Count <= seasonLen && int(st.Season.Period) <= seasonLen &&
+		st.Long.Ring.Head < longLen && st.Long.Ring.Count <= longLen && int(st.Long.Period) <= longLen &&
 		finite(st.Level.M, st.Level.S, st.SeasStat.M, st.SeasStat.S, st.LongStat.M, st.LongStat.S,
 			st.Season.Ring.Offset, float64(st.Season.Ring.Scale), st.Long.Ring.Offset, float64(st.Long.Ring.Scale))
 	return ok && tailsValid(st.Tails[:])

@@ -34,6 +34,10 @@ type qRing struct {
 	Q      [qringLen]int8
 	Offset float64
 	Scale  float32 // value per step; 0 until the first Set
+	// Head is the owner's next slot written, Count how many it holds:
+	// here rather than in the owner, they fill the 4 bytes of padding
+	// after Scale.
+	Head, Count uint16
 }
 
 // Get returns the value at slot i.

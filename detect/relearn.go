@@ -97,10 +97,10 @@ func (d *Detector) relearn(dtMs int32, sc *Scratch) {
 	run := rebucketRun{spanMs: float64(relearnRun-1) * float64(dtMs), lagMs: float64(s.RunLag)}
 	s.RunLag = 0
 	newD := bucketWidth(int64(dtMs))
-	s.Head, s.Count, s.Period = rebucket(&s.Ring, s.Head, s.Count, s.Period, float64(s.AccN)*oldDt,
+	s.Ring.Head, s.Ring.Count, s.Period = rebucket(&s.Ring, s.Ring.Head, s.Ring.Count, s.Period, float64(s.AccN)*oldDt,
 		widths{float64(s.D) * oldDt, oldDt}, widths{float64(newD) * float64(dtMs), float64(dtMs)}, run, sc.lin)
 	if s.Period < seasonMinP || int(s.Period) > seasonLen/seasonMedianOf {
-		s.Period, s.Strength = 0, 0
+		s.Period = 0
 	}
 	s.D, s.DtMs, s.AccN, s.Acc = newD, dtMs, 0, 0
 	// The period is searched again at the next closed bucket: the one
@@ -111,9 +111,9 @@ func (d *Detector) relearn(dtMs int32, sc *Scratch) {
 	}
 	oldW := widths{float64(l.D) * oldDt, oldDt}
 	l.setD(int64(dtMs))
-	l.Head, l.Count, l.Period = rebucket(&l.Ring, l.Head, l.Count, l.Period, float64(l.AccN)*oldDt,
+	l.Ring.Head, l.Ring.Count, l.Period = rebucket(&l.Ring, l.Ring.Head, l.Ring.Count, l.Period, float64(l.AccN)*oldDt,
 		oldW, widths{float64(l.D) * float64(dtMs), float64(dtMs)}, run, sc.lin)
-	if int(l.Period) > int(l.Count)/2 {
+	if int(l.Period) > int(l.Ring.Count)/2 {
 		l.Period = 0
 	}
 	l.AccN, l.Acc = 0, 0

@@ -33,14 +33,11 @@ const (
 // back, which keeps a past spike from echoing into the baseline.
 type season struct {
 	Ring     qRing  // seasonLen buckets
-	Head     uint16 // next bucket written
-	Count    uint16 // buckets held
 	D        uint16 // samples per bucket; 0 until chosen
 	AccN     uint16 // samples in the open bucket
-	Acc      float64
 	Period   uint16 // in buckets; 0 = none
 	SinceEst uint16
-	Strength float32
+	Acc      float64
 	N        uint16 // samples, saturating: read only until D is chosen
 	// A run of samples whose intervals all disagree with DtMs the same
 	// way (see track): Run is how many it holds, positive for slower,
@@ -161,7 +158,7 @@ func (s *season) add(ts int64, x float64, sc *Scratch) bool {
 			}
 			s.D, s.DtMs = chooseD(dts[:])
 			clear(s.Ring.Q[:4*seasonDecideN])
-			s.Count, s.Head, s.AccN, s.Acc = 0, 0, 0, 0
+			s.Ring.Count, s.Ring.Head, s.AccN, s.Acc = 0, 0, 0, 0
 		}
 	}
 	s.LastTs = ts
@@ -199,12 +196,12 @@ func (s *season) closeBucket(sc *Scratch) {
 	if s.D == 0 || s.AccN < s.D {
 		return
 	}
-	s.Ring.Set(int(s.Head), s.Acc/float64(s.AccN))
-	s.Head = (s.Head + 1) % seasonLen
-	s.Count = min(s.Count+1, seasonLen)
+	s.Ring.Set(int(s.Ring.Head), s.Acc/float64(s.AccN))
+	s.Ring.Head = (s.Ring.Head + 1) % seasonLen
+	s.Ring.Count = min(s.Ring.Count+1, seasonLen)
 	s.Acc, s.AccN = 0, 0
 	s.SinceEst++
-	if s.Count >= seasonLen/2 && s.SinceEst >= seasonReEst && sc != nil {
+	if s.Ring.Count >= seasonLen/2 && s.SinceEst >= seasonReEst && sc != nil {
 		s.SinceEst = 0
 		s.estimate(sc)
 	}
@@ -244,18 +241,17 @@ func (s *season) oldLayout() bool {
 
 // estimate searches the history for its dominant period.
 func (s *season) estimate(sc *Scratch) {
-	n := int(s.Count)
+	n := int(s.Ring.Count)
 	lin := sc.lin[:n]
-	start := (int(s.Head) - n + seasonLen) % seasonLen
+	start := (int(s.Ring.Head) - n + seasonLen) % seasonLen
 	for i := range lin {
 		lin[i] = s.Ring.Get((start + i) % seasonLen)
 	}
 	s.Ring.Fit(func(k int) int { return (start + k) % seasonLen }, n)
 	sc.periods = sc.seas.Find(sc.periods, lin, seasonMinP, seasonLen/seasonMedianOf, 1)
-	s.Period, s.Strength = 0, 0
+	s.Period = 0
 	if len(sc.periods) > 0 && sc.periods[0].Strength >= seasonMinStr {
 		s.Period = uint16(sc.periods[0].Samples)
-		s.Strength = float32(sc.periods[0].Strength)
 	}
 }
 
@@ -268,8 +264,8 @@ func (s *season) baseline() (float64, bool) {
 	p := int(s.Period)
 	var v [seasonMedianOf]float64
 	k := 0
-	for j := 1; j <= seasonMedianOf && j*p <= int(s.Count); j++ {
-		v[k] = s.Ring.Get((int(s.Head) - j*p + seasonLen*seasonMedianOf) % seasonLen)
+	for j := 1; j <= seasonMedianOf && j*p <= int(s.Ring.Count); j++ {
+		v[k] = s.Ring.Get((int(s.Ring.Head) - j*p + seasonLen*seasonMedianOf) % seasonLen)
 		k++
 	}
 	return pastSeasons(&v, k)

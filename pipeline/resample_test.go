@@ -18,13 +18,20 @@ import (
 	"github.com/omen-sidecar/omen/forecast"
 )
 
-// TestStateSizeClasses: a scored series and a forecaster's state fit Go's
-// 2 688- and 288-byte size classes; a series past 2 688 bytes takes 3 072
-// (384 bytes more a series, 38 MB per 100 000 series), a forecaster past
-// 288 takes 320. A field that must be added has to find its bytes first,
-// as isNew did beside warmDue when the resampler's instant took eight.
+// TestStateSizeClasses: a scored series and a forecaster's state fill Go's
+// 2 304- and 288-byte size classes exactly or nearly; a field more moves
+// every one of them to the next class (2 688, 320 bytes: 384 bytes more a
+// series, 38 MB per 100 000 series). A field that must be added has to
+// find its bytes first, as isNew did beside warmDue when the resampler's
+// instant took eight.
+//
+// A heap object over 512 bytes that holds pointers carries an 8-byte
+// header (Go 1.22's allocation headers), so a series takes its size plus
+// 8: at 3 072 bytes, as it was, the 3 200-byte class (BenchmarkStatePerSeries
+// held 3 248 B a series then, its labels included).
 func TestStateSizeClasses(t *testing.T) {
-	require.LessOrEqual(t, unsafe.Sizeof(series{}), uintptr(2688))
+	const mallocHeader = 8
+	require.LessOrEqual(t, unsafe.Sizeof(series{})+mallocHeader, uintptr(2304))
 	require.LessOrEqual(t, unsafe.Sizeof(fcState{}), uintptr(288))
 }
 
