@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/detect"
+	"github.com/omen-sidecar/omen/loadgen"
 	omentsdb "github.com/omen-sidecar/omen/tsdb"
 )
 
@@ -295,6 +296,58 @@ func BenchmarkAnomalies(b *testing.B) {
 					b.Fatal(rec.Code, rec.Body.String())
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkNewSeries is a burst of new series, as when omen starts under
+// full load or a rollout brings thousands of pods: one sample of each of
+// `series` series (loadgen's label sets), 2000 per transaction, through
+// the tap into a real TSDB and scored, then a second pass over the same
+// series. cpu-ns/new-series is the first pass's process CPU per series
+// (ingest creating the head series, and the scorers creating their models
+// and their first outputs), cpu-ns/sample the second's per sample.
+//
+//	go test -run '^$' -bench NewSeries -benchtime 3x ./pipeline
+func BenchmarkNewSeries(b *testing.B) {
+	for _, n := range []int{20000} {
+		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
+			ls := make([]labels.Labels, n)
+			for i := range ls {
+				ls[i] = labels.FromStrings(loadgen.SeriesLabels(i)...)
+			}
+			var create, step time.Duration
+			for range b.N {
+				b.StopTimer()
+				e := newEnv(b, "", nil, func(o *Options) { o.OutputInterval = DefaultOptions().OutputInterval })
+				e.ready(b)
+				b.StartTimer()
+				for pass := range 2 {
+					cpu0 := cpuTime()
+					for lo := 0; lo < n; lo += 2000 {
+						a := e.app.AppenderV2(context.Background())
+						for i := lo; i < min(lo+2000, n); i++ {
+							if _, err := a.Append(0, ls[i], 0, t0.UnixMilli()+int64(pass)*stepMs, float64(i), nil, nil, storage.AOptions{}); err != nil {
+								b.Fatal(err)
+							}
+						}
+						if err := a.Commit(); err != nil {
+							b.Fatal(err)
+						}
+						e.sync()
+					}
+					if pass == 0 {
+						create += cpuTime() - cpu0
+					} else {
+						step += cpuTime() - cpu0
+					}
+				}
+				b.StopTimer()
+				e.stop()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(create.Nanoseconds())/float64(b.N*n), "cpu-ns/new-series")
+			b.ReportMetric(float64(step.Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
 		})
 	}
 }

@@ -327,6 +327,9 @@ type Pipeline struct {
 	restored  map[uint64][]*savedSeries
 
 	bf *backfill // remote-read source of warm starts; nil if not configured
+	// fresh spares a new series' warm start its TSDB reads when the TSDB
+	// holds nothing of it (see freshness).
+	fresh freshness
 
 	accOnce  sync.Once
 	accuracy *accuracy
@@ -511,6 +514,9 @@ func (p *Pipeline) Ready() bool { return p.ready.Load() }
 // derived inputs, and periodic snapshots until ctx is done; then it takes
 // a final snapshot and returns nil.
 func (p *Pipeline) Run(ctx context.Context) error {
+	// Before any series is created: those the head takes from here on
+	// are fresh (see freshness).
+	p.fresh.prime(p.st)
 	p.restore()
 	p.staleDeselected(ctx)
 	// The line Prometheus's "Server is ready to receive web requests." is:

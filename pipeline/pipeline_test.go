@@ -84,6 +84,12 @@ func newEnvEngine(t testing.TB, dbDir string, cfg *config.Config, engine promql.
 		dbDir = t.TempDir()
 	}
 	db := openDB(t, dbDir)
+	return newEnvOn(t, db, db, cfg, engine, mod)
+}
+
+// newEnvOn starts a pipeline over st, which stores into db.
+func newEnvOn(t testing.TB, db *tsdb.DB, st Storage, cfg *config.Config, engine promql.QueryEngine, mod func(*Options)) *env {
+	t.Helper()
 	e := &env{t: t, db: db, reg: prometheus.NewRegistry(), clock: &clock{now: t0}}
 	o := DefaultOptions()
 	o.Workers = 2
@@ -94,10 +100,10 @@ func newEnvEngine(t testing.TB, dbDir string, cfg *config.Config, engine promql.
 	if mod != nil {
 		mod(&o)
 	}
-	p, err := New(nil, e.reg, db, engine, cfg, o)
+	p, err := New(nil, e.reg, st, engine, cfg, o)
 	require.NoError(t, err)
 	e.p = p
-	e.app = p.Tap(db)
+	e.app = p.Tap(st)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan error, 1)
 	go func() { e.done <- p.Run(ctx) }()

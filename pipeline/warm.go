@@ -1028,7 +1028,13 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 		return
 	}
 	mint := beforeMs - p.opts.BackfillMaxAge.Milliseconds()
-	local := w.readLocal(ctx, s, equalMatchers(s.in), mint, w.scoredUpTo(ctx, s, beforeMs))
+	// A series new to the TSDB (most of a burst of new series) has
+	// nothing to read (see freshness).
+	var local ring
+	read := !p.fresh.fresh(p.st, s.ref, mint, beforeMs, &w.chks)
+	if read {
+		local = w.readLocal(ctx, s, equalMatchers(s.in), mint, w.scoredUpTo(ctx, s, beforeMs))
+	}
 	if p.bf != nil && local.len() < n {
 		end := beforeMs
 		if t, ok := local.first(); ok {
@@ -1041,7 +1047,9 @@ func (w *worker) warm(ctx context.Context, s *series, beforeMs int64) {
 	}
 	local.each(w.replayer(s))
 	p.m.warmed.Add(float64(local.len()))
-	w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
+	if read {
+		w.warmT, w.warmV = local.t[:0], local.v[:0] // reused by the next warm start
+	}
 }
 
 // scoredUpTo returns the time of the latest result stored for the input of

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
@@ -69,6 +70,8 @@ type worker struct {
 	// BackfillMaxPoints and reused.
 	warmT []int64
 	warmV []float64
+	// chks is the scratch of the freshness probe (see freshness).
+	chks []chunks.Meta
 }
 
 type snapReq struct {
