@@ -300,6 +300,47 @@ func BenchmarkAnomalies(b *testing.B) {
 	}
 }
 
+// BenchmarkDispatch splits one committed request of 2000 samples between
+// two scorer queues. backlog=true keeps every batch (as the queues do
+// behind a backlog: the pool has none to give back), backlog=false returns
+// them to the pool once taken, as scorers that keep up do.
+//
+//	go test -run '^$' -bench Dispatch -benchmem -count=6 ./pipeline
+func BenchmarkDispatch(b *testing.B) {
+	for _, backlog := range []bool{true, false} {
+		b.Run(fmt.Sprintf("backlog=%v", backlog), func(b *testing.B) {
+			o := DefaultOptions()
+			o.Workers = 2
+			p, err := New(nil, nil, openDB(b, b.TempDir()), nil, nil, o)
+			require.NoError(b, err)
+			samples := make([]sample, 2000)
+			for i := range samples {
+				samples[i] = sample{ref: storage.SeriesRef(i + 1), t: t0.UnixMilli(), v: float64(i)}
+			}
+			var held []*batch
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for range b.N {
+				p.dispatch(samples)
+				for _, w := range p.workers {
+					bt := <-w.queue
+					if backlog {
+						held = append(held, bt)
+					} else {
+						putBatch(bt)
+					}
+				}
+				if len(held) > 1024 {
+					held = held[:0]
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(samples)), "ns/sample")
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*len(samples)), "cpu-ns/sample")
+		})
+	}
+}
+
 // BenchmarkNewSeries is a burst of new series, as when omen starts under
 // full load or a rollout brings thousands of pods: one sample of each of
 // `series` series (loadgen's label sets), 2000 per transaction, through

@@ -60,6 +60,19 @@ var batchPool = sync.Pool{New: func() any { return &batch{s: make([]sample, 0, 6
 
 func getBatch() *batch { return batchPool.Get().(*batch) }
 
+// getBatchFor returns a batch with room for n samples. A batch the pool
+// makes (it is empty while the queues hold most batches, behind a backlog,
+// and after each collection) was grown by append from 64 samples to a
+// shard's share of a request in five copies: 5% of omen's CPU while 100 000
+// new series were being scored, on the write path, beside the scorers.
+func getBatchFor(n int) *batch {
+	b := getBatch()
+	if cap(b.s) < n {
+		b.s = make([]sample, 0, n)
+	}
+	return b
+}
+
 func putBatch(b *batch) {
 	clear(b.s) // drop label references
 	b.s, b.barrier, b.reset = b.s[:0], nil, false
@@ -207,23 +220,28 @@ func (p *Pipeline) dispatch(samples []sample) {
 	now := p.opts.Now()
 	n := len(p.workers)
 	if n == 1 {
-		b := getBatch()
+		b := getBatchFor(len(samples))
 		b.s = append(b.s, samples...)
 		b.committed = now
 		p.workers[0].offer(b)
 		return
 	}
 	var bs [16]*batch // the common case without a heap allocation
+	var cs [16]int
 	var shards []*batch
+	var counts []int
 	if n <= len(bs) {
-		shards = bs[:n]
+		shards, counts = bs[:n], cs[:n]
 	} else {
-		shards = make([]*batch, n)
+		shards, counts = make([]*batch, n), make([]int, n)
+	}
+	for i := range samples {
+		counts[shardOf(samples[i].ref, n)]++
 	}
 	for _, s := range samples {
 		i := shardOf(s.ref, n)
 		if shards[i] == nil {
-			shards[i] = getBatch()
+			shards[i] = getBatchFor(counts[i])
 			shards[i].committed = now
 		}
 		shards[i].s = append(shards[i].s, s)
