@@ -234,7 +234,9 @@ func TestHoltWintersRunMatchesStep(t *testing.T) {
 
 // TestQuantileMatchesSorted: the selecting quantile gives, bit for bit, what
 // interpolating in the sorted slice gives (up to the sign of a zero, which
-// sorting leaves open too), for the levels and pool sizes conformal uses.
+// sorting leaves open too), for the levels and pool sizes conformal uses:
+// near the ends (orderStats' scan) and in the middle (selection), NaN and
+// ±Inf among the values in some trials.
 func TestQuantileMatchesSorted(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 9))
 	sortedQuantile := func(x []float64, q float64) float64 {
@@ -250,9 +252,13 @@ func TestQuantileMatchesSorted(t *testing.T) {
 		n := 1 + r.IntN(130)
 		x := make([]float64, n)
 		for i := range x {
-			if r.IntN(8) == 0 {
+			switch {
+			case r.IntN(8) == 0:
 				x[i] = float64(r.IntN(3)) // ties
-			} else {
+			case trial%4 == 3 && r.IntN(30) == 0:
+				// Values no error should be, ordered as slices.Sort does.
+				x[i] = []float64{math.NaN(), math.Inf(1), math.Inf(-1)}[r.IntN(3)]
+			default:
 				x[i] = r.NormFloat64() * 10
 			}
 		}
@@ -261,7 +267,7 @@ func TestQuantileMatchesSorted(t *testing.T) {
 		for _, q := range []float64{0, 0.025, 0.5, 0.975, (1 + 0.95) / 2 * float64(n+1) / float64(n), 1} {
 			q = min(q, 1)
 			want, got := sortedQuantile(sorted, q), quantile(slices.Clone(x), q)
-			if want == 0 && got == 0 {
+			if want == 0 && got == 0 || math.IsNaN(want) && math.IsNaN(got) {
 				continue
 			}
 			require.Equal(t, math.Float64bits(want), math.Float64bits(got), "trial %d, n %d, q %v", trial, n, q)
