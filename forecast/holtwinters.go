@@ -185,20 +185,40 @@ func (h *holtWinters) run(y []float64) float64 {
 			next += fitStride
 			if t+H <= len(y) {
 				obs := y[t : t+H]
-				j1, j2 := i1, i2
-				for k, dk := range damp {
-					var f float64
-					if mult {
-						f = (l + dk*b) * s1[j1] * s2[j2]
-					} else {
-						f = l + dk*b + s1[j1] + s2[j2]
+				switch {
+				case !mult && h.m1 == 0:
+					// No season: the unit seasons' + 0 + 0 leave f as it
+					// is (up to the sign of a zero, which |obs−f| does
+					// not see), so the error is the same to the bit
+					// without them. This loop is most of a refit of a
+					// series without a season (omen loadgen's, say).
+					for k, dk := range damp {
+						sae += math.Abs(obs[k] - (l + dk*b))
 					}
-					sae += math.Abs(obs[k] - f)
-					if j1++; j1 == m1 {
-						j1 = 0
+				case !mult && h.m2 == 0:
+					j1 := i1
+					for k, dk := range damp {
+						sae += math.Abs(obs[k] - (l + dk*b + s1[j1]))
+						if j1++; j1 == m1 {
+							j1 = 0
+						}
 					}
-					if j2++; j2 == m2 {
-						j2 = 0
+				default:
+					j1, j2 := i1, i2
+					for k, dk := range damp {
+						var f float64
+						if mult {
+							f = (l + dk*b) * s1[j1] * s2[j2]
+						} else {
+							f = l + dk*b + s1[j1] + s2[j2]
+						}
+						sae += math.Abs(obs[k] - f)
+						if j1++; j1 == m1 {
+							j1 = 0
+						}
+						if j2++; j2 == m2 {
+							j2 = 0
+						}
 					}
 				}
 				cnt += H
