@@ -158,26 +158,42 @@ func (f *fourierReg) fit(y []float64, sc *fitScratch) bool {
 	}
 	best := math.Inf(1)
 	warm := min(n/2, L)
+	alphas := [...]float64{0, 0.01, 0.03, 0.1, 0.3, 0.6}
 	for i, phi := range []float64{0.9, 0.97, 0.99, 1} {
-		for _, a := range []float64{0, 0.01, 0.03, 0.1, 0.3, 0.6} {
-			if a == 0 && i > 0 {
-				// With α = 0 the residual level stays 0 whatever φ is:
-				// the error is the first φ's, which a tie does not replace.
-				continue
-			}
-			var r, s float64
-			for t, e := range res {
-				if t >= warm && (t-warm)%fitStride == 0 && t+f.H <= n {
-					rk := r
+		as := alphas[:]
+		if i > 0 {
+			// With α = 0 the residual level stays 0 whatever φ is:
+			// the error is the first φ's, which a tie does not replace.
+			as = alphas[1:]
+		}
+		// The α of one φ are run side by side: each level's recursion
+		// is a chain of dependent operations, so one α at a time waited
+		// on it at every sample (the grid was most of this fit's time).
+		// Each α's level and error sum take the same operations in the
+		// same order as alone, so the choice is the same to the bit.
+		var r, s, rk [len(alphas)]float64
+		next := warm // the next origin
+		for t, e := range res {
+			if t == next {
+				next += fitStride
+				if t+f.H <= n {
+					rk = r
 					for k := range f.H {
-						rk *= phi
-						s += math.Abs(res[t+k] - rk)
+						x := res[t+k]
+						for j := range as {
+							rk[j] *= phi
+							s[j] += math.Abs(x - rk[j])
+						}
 					}
 				}
-				r = phi*r + a*(e-phi*r)
 			}
-			if s < best {
-				best, f.alpha, f.phi, f.r = s, a, phi, r
+			for j, a := range as {
+				r[j] = phi*r[j] + a*(e-phi*r[j])
+			}
+		}
+		for j, a := range as {
+			if s[j] < best {
+				best, f.alpha, f.phi, f.r = s[j], a, phi, r[j]
 			}
 		}
 	}

@@ -76,3 +76,26 @@ func BenchmarkRefit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFourierFit measures the Fourier regression's fit alone, with the
+// pipeline's history and horizon, on the hourly series (one and two
+// seasons).
+//
+//	go test -run '^$' -bench FourierFit ./forecast
+func BenchmarkFourierFit(b *testing.B) {
+	y := hourly(liveOptions.History)
+	for _, seasons := range [][]int{{24}, {24, 168}} {
+		b.Run(fmt.Sprintf("seasons=%v", seasons), func(b *testing.B) {
+			f := newFourierReg(seasons, liveOptions.MaxHorizon)
+			var sc fitScratch
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for range b.N {
+				sc.off = 0
+				require.True(b, f.fit(y, &sc))
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/fit")
+		})
+	}
+}
