@@ -14,6 +14,8 @@
 #
 # HEAP=FILE saves a heap profile after the measured rounds (and HEAP.0 before).
 #
+# THEN_OFF=1 then restarts omen with scoring off on the same storage (see the end).
+#
 # SERVER=prometheus runs Debian's Prometheus receiver instead of omen, with
 # the same load, for the memory comparison of issue 7 at a steady state.
 set -u
@@ -61,4 +63,21 @@ echo "RESULT $name loadgen_rounds_with_errors $(cat $dir/lgerr 2>/dev/null | wc 
 [ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP"
 kill -TERM $pid; wait $pid
 grep -h "snapshot written" $dir/omen.log | tail -2
+# THEN_OFF=1: start omen again on the same storage with scoring off and run MEAS more rounds. Its head replays
+# the same series, inputs and outputs, with no models: what is left is the memory of that TSDB head, to set
+# against the scoring run's ("the memory of the TSDB head plus ≤ 4 KiB per scored series", issue 5).
+if [ -n "${THEN_OFF:-}" ]; then
+	rm -f $dir/data/omen-models.snap # the models' states, held for their series' return otherwise
+	${OMEN:-bin/omen} serve --web.listen-address=127.0.0.1:$port --storage.tsdb.path=$dir/data --detect.max-series=0 > $dir/omen-off.log 2>&1 &
+	pid=$!
+	r0=$(date +%s)
+	for i in $(seq 600); do curl -sf http://127.0.0.1:$port/-/ready >/dev/null && break; sleep 1; done
+	echo "RESULT $name-off ready after $(( $(date +%s) - r0 )) s"
+	for i in $(seq $MEAS); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "15 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done
+	echo "RESULT $name-off rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) anon=$(awk '/RssAnon/{print $2*1024}' /proc/$pid/status) file=$(awk '/RssFile/{print $2*1024}' /proc/$pid/status)"
+	curl -s http://127.0.0.1:$port/metrics > $dir/metrics-off.txt
+	for k in process_resident_memory_bytes go_memstats_heap_inuse_bytes go_memstats_heap_alloc_bytes omen_tsdb_head_series prometheus_tsdb_head_series omen_series_scored; do echo "RESULT $name-off $k $(grep -E "^$k " $dir/metrics-off.txt | awk '{print $2}')"; done
+	[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP.off"
+	kill -TERM $pid; wait $pid
+fi
 rm -rf $dir/data
