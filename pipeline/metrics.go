@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -14,6 +17,7 @@ type metrics struct {
 	// scoredSamples counts every sample scored; inference times only some.
 	scoredSamples prometheus.Counter
 	anomalies     *prometheus.CounterVec
+	names         inputNames // the input names anomalies has a series of
 	dropped       prometheus.Counter
 	lag           prometheus.GaugeFunc
 	newest        prometheus.GaugeFunc
@@ -82,6 +86,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		anomalies: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "omen_anomalies_total", Help: "Samples scored above 1, by input.",
 		}, []string{"for"}),
+		names: inputNames{n: map[string]int{}, gone: map[string]int64{}},
 		dropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_scoring_dropped_total", Help: "Samples not scored because a scorer queue was full.",
 		}),
@@ -137,5 +142,55 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		derivedMissed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "omen_derived_evaluations_missed_total", Help: "Evaluations of derived inputs skipped because the previous one was still running.",
 		}, []string{"for"}),
+	}
+}
+
+// anomalyCounterGrace is how long omen_anomalies_total keeps the counter
+// of an input name after its last scored series was dropped: a series
+// made again at once (a reload's or a retype's rebuild, the TSDB
+// reopened) keeps counting on, not from a reset.
+const anomalyCounterGrace = time.Minute
+
+// inputNames counts the scored series of each input name, so that
+// omen_anomalies_total, one series per name, forgets the names omen no
+// longer scores, as the forecast accuracy does (expire): names churn (a
+// job per build, a metric per tenant), and the family otherwise held every
+// name ever seen for the life of the process.
+type inputNames struct {
+	mu   sync.Mutex
+	n    map[string]int   // scored series per name
+	gone map[string]int64 // names with none, since when (unix ms)
+}
+
+// added counts a series of name made scored, and puts its counter on
+// /metrics at 0, so that rate() and increase() see its first anomaly.
+func (in *inputNames) added(vec *prometheus.CounterVec, name string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.n[name]++
+	delete(in.gone, name)
+	vec.WithLabelValues(name)
+}
+
+// dropped uncounts a series of name no longer scored, at nowMs.
+func (in *inputNames) dropped(name string, nowMs int64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.n[name]--; in.n[name] <= 0 {
+		delete(in.n, name)
+		in.gone[name] = nowMs
+	}
+}
+
+// expire deletes from vec the counters of the names with no scored series
+// for anomalyCounterGrace at nowMs.
+func (in *inputNames) expire(vec *prometheus.CounterVec, nowMs int64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for name, since := range in.gone {
+		if nowMs-since >= anomalyCounterGrace.Milliseconds() {
+			vec.DeleteLabelValues(name)
+			delete(in.gone, name)
+		}
 	}
 }

@@ -626,7 +626,8 @@ func (p *Pipeline) keepRestored(saved *savedSeries) {
 }
 
 // expireRestored forgets saved states whose series did not come back
-// within StaleAfter, and stale forecast accuracy entries. While series are
+// within StaleAfter, stale forecast accuracy entries and the anomaly
+// counters of input names no longer scored. While series are
 // refused for want of room, the states of series that had gone stale
 // before the snapshot (flagStale) and have not come back for Prometheus's
 // lookback since the restart give back the room held for them, and are
@@ -637,6 +638,7 @@ func (p *Pipeline) keepRestored(saved *savedSeries) {
 func (p *Pipeline) expireRestored() {
 	now := p.opts.Now()
 	p.acc().expire(now.Add(-p.opts.StaleAfter).UnixMilli())
+	p.m.names.expire(p.m.anomalies, now.UnixMilli())
 	refused := p.overBudgetNow.Load() > 0
 	p.restoreMu.Lock()
 	defer p.restoreMu.Unlock()

@@ -582,8 +582,7 @@ func (w *worker) add(s *series) {
 	w.gen++
 	w.mu.Unlock()
 	p := w.p
-	// At 0 from the start, so rate() and increase() see the first anomaly.
-	p.m.anomalies.WithLabelValues(s.name)
+	p.m.names.added(p.m.anomalies, s.name)
 	if !s.pub.ready {
 		p.m.warming.Add(1)
 	}
@@ -737,6 +736,7 @@ func (w *worker) drop(ref storage.SeriesRef, s *series) {
 	delete(w.series, ref)
 	w.gen++
 	w.p.scored.Add(-1)
+	w.p.m.names.dropped(s.name, w.p.opts.Now().UnixMilli())
 	if s.fc != nil {
 		w.p.forecasting.Add(-1)
 	}

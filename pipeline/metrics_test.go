@@ -1,0 +1,63 @@
+package pipeline
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+)
+
+// TestAnomaliesCounterForgetsGoneInputs: omen_anomalies_total has one
+// series per input name. Names churn (a job per build, a metric per
+// tenant): a name none of whose series omen scores any longer leaves
+// /metrics, as its forecast accuracy does, so the family's cardinality is
+// that of the names scored now, not of every name ever seen (on f2557c6 it
+// only grew: 200 names in turn, 200 counters kept). A name whose series
+// are still scored keeps its counter, and one that comes back starts again
+// at 0.
+func TestAnomaliesCounterForgetsGoneInputs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		churned int // names sent once, then never again
+		after   time.Duration
+		want    int // counters left: the kept name, and the churned ones while held
+	}{
+		{name: "within stale-after", churned: 200, after: 30 * time.Minute, want: 201},
+		{name: "after stale-after", churned: 200, after: 2 * time.Hour, want: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, nil)
+			var ls []labels.Labels
+			var vs []float64
+			for i := range tc.churned {
+				ls = append(ls, labels.FromStrings("__name__", fmt.Sprintf("job_%d_duration_seconds", i)))
+				vs = append(vs, 1)
+			}
+			kept := labels.FromStrings("__name__", "kept")
+			e.push(t0.UnixMilli(), model.MetricTypeGauge, append(ls, kept), append(vs, 1))
+			e.sync()
+			require.Equal(t, tc.churned+1, testutil.CollectAndCount(e.p.m.anomalies, "omen_anomalies_total"))
+
+			now := t0.Add(tc.after)
+			e.clock.set(now)
+			e.push(now.UnixMilli(), model.MetricTypeGauge, []labels.Labels{kept}, []float64{1})
+			e.sync()
+			for range 2 { // the first worker's sweep may run before the other's drops
+				for _, w := range e.p.workers {
+					w.sweep()
+				}
+			}
+			// Forgotten at the expiry after a grace, so that a series
+			// rebuilt (dropped, then made again) keeps its counter.
+			e.p.expireRestored()
+			e.clock.set(now.Add(anomalyCounterGrace))
+			e.p.expireRestored()
+			require.Equal(t, tc.want, testutil.CollectAndCount(e.p.m.anomalies, "omen_anomalies_total"))
+			require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.anomalies.WithLabelValues("kept")))
+		})
+	}
+}
