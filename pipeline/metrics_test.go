@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
@@ -60,4 +61,33 @@ func TestAnomaliesCounterForgetsGoneInputs(t *testing.T) {
 			require.Equal(t, 0.0, testutil.ToFloat64(e.p.m.anomalies.WithLabelValues("kept")))
 		})
 	}
+}
+
+// TestInferenceTimesScoringAlone: omen_inference_duration_seconds times
+// the scoring of a sample, not the wait for the worker's lock, which a
+// scrape or an anomalies query holds while it copies the worker's series
+// (milliseconds at 100k series). On f2557c6 the clock started before the
+// lock: a sample scored during a 50 ms copy was booked as 50 ms of
+// inference, 10⁴ times a sample's cost, which moved the histogram's mean.
+func TestInferenceTimesScoringAlone(t *testing.T) {
+	const held = 50 * time.Millisecond
+	e := newEnv(t, "", nil, nil)
+	ls := []labels.Labels{labels.FromStrings("__name__", "g")}
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, ls, []float64{1})
+	e.sync() // made: its creation takes the lock too, untimed
+	for _, w := range e.p.workers {
+		w.timed = inferenceSampling - 1 // the next sample scored is timed
+		w.mu.RLock()
+	}
+	e.push(t0.UnixMilli()+stepMs, model.MetricTypeGauge, ls, []float64{2})
+	// The worker waits for the lock meanwhile: a wait made on purpose.
+	time.Sleep(held)
+	for _, w := range e.p.workers {
+		w.mu.RUnlock()
+	}
+	e.sync()
+	var m dto.Metric
+	require.NoError(t, e.p.m.inference.Write(&m))
+	require.Equal(t, uint64(1), m.GetHistogram().GetSampleCount())
+	require.Less(t, m.GetHistogram().GetSampleSum(), held.Seconds()/2, "the lock's wait is not inference")
 }

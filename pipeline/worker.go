@@ -347,13 +347,16 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		// an Observe per sample would be a tenth of the detector's cost.
 		w.timed++
 		timed := w.timed%inferenceSampling == 0
+		scored++
+		newest = max(newest, smp.t)
+		w.mu.Lock()
+		// Timed once the lock is held: a scrape or an anomalies query
+		// holds it while it copies the worker's series, and that wait
+		// (omen_scoring_lag_seconds shows it) is not the sample's cost.
 		var start time.Time
 		if timed {
 			start = time.Now()
 		}
-		scored++
-		newest = max(newest, smp.t)
-		w.mu.Lock()
 		s.lastSeen = nowMs
 		wasReady := s.pub.ready
 		if s.grp != nil {
