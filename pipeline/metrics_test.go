@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -10,6 +11,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // TestAnomaliesCounterForgetsGoneInputs: omen_anomalies_total has one
@@ -90,4 +94,46 @@ func TestInferenceTimesScoringAlone(t *testing.T) {
 	require.NoError(t, e.p.m.inference.Write(&m))
 	require.Equal(t, uint64(1), m.GetHistogram().GetSampleCount())
 	require.Less(t, m.GetHistogram().GetSampleSum(), held.Seconds()/2, "the lock's wait is not inference")
+}
+
+// TestAccuracyScaleFromBeforeTheActual: a forecast's error is scaled by
+// the mean absolute change of the series before the actual it is checked
+// against, not with that actual's own change in it: on f2557c6 a spike of
+// 1e4 at a target on a sine of amplitude 10 first raised the scale (by
+// 1/256 of its jump, 120 times) and so cut its own scaled error, the miss
+// the figure is there to show, by as much.
+func TestAccuracyScaleFromBeforeTheActual(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		actual float64 // at the 5m forecast's target
+	}{
+		{name: "spike", actual: 1e4},
+		{name: "dip", actual: -1e4},
+		{name: "as expected", actual: 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &series{name: "x", in: labels.FromStrings("__name__", "x")}
+			require.NoError(t, s.det.Init(detect.DefaultOptions(), detect.NewScratch()))
+			s.fc = newFcState(horizonsOf(config.Default().Defaults))
+			buf := newFcBuf()
+			so := stepOpts{forecastEveryMs: time.Minute.Milliseconds(), holdMs: 5 * time.Minute.Milliseconds()}
+			wave := func(i int) float64 { return 100 + 10*math.Sin(float64(i)/20) }
+			i := 0
+			for ; i < 2000 || !s.fc.pend[0].active; i++ {
+				s.step(t0.UnixMilli()+int64(i)*stepMs, wave(i), nil, &buf, so)
+			}
+			pd := s.fc.pend[0]
+			for ; t0.UnixMilli()+int64(i)*stepMs < pd.target; i++ {
+				s.step(t0.UnixMilli()+int64(i)*stepMs, wave(i), nil, &buf, so)
+			}
+			require.Equal(t, pd.target, t0.UnixMilli()+int64(i)*stepMs, "a sample at the target")
+			scale := s.absDif
+			acc := &accuracy{m: map[accKey]*accVal{}}
+			s.step(pd.target, tc.actual, acc, &buf, so)
+			got := acc.m[accKey{"x", "5m"}]
+			require.NotNil(t, got)
+			require.Equal(t, 1, got.n)
+			require.InEpsilon(t, math.Abs(tc.actual-pd.yhat)/scale, got.mase, 1e-12)
+		})
+	}
 }
