@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -12,23 +13,36 @@ import (
 	"github.com/omen-sidecar/omen/forecast"
 )
 
-// accuracy keeps rolling forecast accuracy per input name and horizon:
+// accuracy keeps rolling forecast accuracy per input name and horizon h:
 //
-//	MASE     = EWMA(|y − ŷ| / s), s = EWMA of |y_t − y_{t−1}| of the series
-//	coverage = EWMA(1{lower ≤ y ≤ upper})
+//	MASE     = Σ wᵢ |yᵢ − ŷᵢ| / sᵢ / Σ wᵢ,  s = EWMA of |y_t − y_{t−1}| of the series
+//	coverage = Σ wᵢ 1{lowerᵢ ≤ yᵢ ≤ upperᵢ} / Σ wᵢ
 //
-// with weight 1/n for the first 100 checks, then 1/100. Cardinality is that
-// of input names × horizons; entries not updated for StaleAfter are dropped.
+// over the checks i of every series of that name, each weighed
+// wᵢ = exp(−(t − tᵢ)/τ) by its sample time tᵢ against the latest t, with
+// τ = accuracyChecks × max(h, the forecast interval): about the last
+// hundred checks of each series, and each series alike. (A weight of 1/100
+// a check, whatever the family's size, made the figure that of the last
+// hundred checks: the series of a target are checked together, in the
+// order they are sent, so of 300 the last 100 sent.) Cardinality is that of
+// input names × horizons; entries not updated for StaleAfter are dropped.
 type accuracy struct {
 	mu sync.Mutex
 	m  map[accKey]*accVal
 }
 
+// accuracyChecks is the span of the accuracy's average in checks of one
+// series (see accuracy).
+const accuracyChecks = 100
+
 type accKey struct{ name, horizon string }
 
 type accVal struct {
-	n             int
-	mase, covered float64
+	n             int     // checks
+	sumErr, sumIn float64 // Σ wᵢ errᵢ and Σ wᵢ 1{inᵢ}, weights at lastT
+	weight        float64 // Σ wᵢ
+	lastT         int64   // sample time of the latest check
+	mase, covered float64 // the ratios, as of the latest check
 	lastSeen      int64
 }
 
@@ -37,26 +51,44 @@ func (p *Pipeline) acc() *accuracy {
 	return p.accuracy
 }
 
-func (a *accuracy) observe(name, horizon string, scaledErr float64, covered bool, nowMs int64) {
+// observe books a check at sample time t of a forecast of horizon hMs
+// (forecasts made every everyMs) for an input of name: its error scaled by
+// the series' MASE scale and whether its interval covered the actual.
+// nowMs is when the series' latest sample arrived (wall clock), 0 if
+// unknown.
+func (a *accuracy) observe(name, horizon string, hMs, everyMs, t int64, scaledErr float64, covered bool, nowMs int64) {
 	if !isFinite(scaledErr) {
 		return // one would make the family's average NaN, or +Inf, for good
+	}
+	if nowMs > 0 {
+		// A sample stamped ahead of the clock ages the others' checks no
+		// further than now; else they all weighed nothing after it.
+		t = min(t, nowMs)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	k := accKey{name, horizon}
 	v := a.m[k]
 	if v == nil {
-		v = &accVal{}
+		v = &accVal{lastT: t}
 		a.m[k] = v
 	}
 	v.n++
-	w := max(1/float64(v.n), 1.0/100)
+	if t > v.lastT {
+		// The weights age with sample time only: the series of a family
+		// are checked at about the same times, and one behind (a
+		// sender's backlog) ages nothing.
+		d := math.Exp(-float64(t-v.lastT) / float64(accuracyChecks*max(hMs, everyMs, 1)))
+		v.sumErr, v.sumIn, v.weight, v.lastT = d*v.sumErr, d*v.sumIn, d*v.weight, t
+	}
 	c := 0.0
 	if covered {
 		c = 1
 	}
-	v.mase += w * (scaledErr - v.mase)
-	v.covered += w * (c - v.covered)
+	v.sumErr += scaledErr
+	v.sumIn += c
+	v.weight++
+	v.mase, v.covered = v.sumErr/v.weight, v.sumIn/v.weight
 	v.lastSeen = nowMs
 }
 

@@ -505,7 +505,7 @@ func TestAccuracyExpires(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acc := &accuracy{m: map[accKey]*accVal{}}
-			acc.observe("x", "5m", 1, true, tc.lastSeen)
+			acc.observe("x", "5m", 300_000, 60_000, 0, 1, true, tc.lastSeen)
 			acc.expire(cut)
 			require.Equal(t, tc.kept, len(acc.m) == 1)
 		})

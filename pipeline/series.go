@@ -860,7 +860,7 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *fc
 		}
 		pd.active = false
 		if actual, ok := f.actualAt(pd.target, t, v); ok && acc != nil && s.absDif > 0 {
-			acc.observe(s.name, f.hname[i], math.Abs(actual-pd.yhat)/s.absDif, actual >= pd.lo && actual <= pd.hi, s.lastSeen)
+			acc.observe(s.name, f.hname[i], f.horizons[i].Milliseconds(), everyMs, pd.target, math.Abs(actual-pd.yhat)/s.absDif, actual >= pd.lo && actual <= pd.hi, s.lastSeen)
 		}
 	}
 	if detect.Measured(v) {
