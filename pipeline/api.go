@@ -189,6 +189,10 @@ func (p *Pipeline) TopAnomalies(sets [][]*labels.Matcher, limit int) []Anomaly {
 		w.mu.RUnlock()
 	}
 	list := top.list
+	if list == nil {
+		// [] on the API, as Prometheus's empty lists, not null.
+		list = []Anomaly{}
+	}
 	sort.SliceStable(list, func(i, j int) bool { return before(list[i].Active, rank(&list[i]), list[j].Active, rank(&list[j])) })
 	return list
 }

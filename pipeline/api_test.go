@@ -503,3 +503,25 @@ func TestTopAnomalies(t *testing.T) {
 	allocs := testing.AllocsPerRun(5, func() { e.p.TopAnomalies(nil, 25) })
 	require.Less(t, allocs, float64(n/4), "allocations for the series not listed")
 }
+
+// TestAnomaliesEmptyIsAList: with no series to list (none scored yet, all
+// silent, or a selector matching none) the anomalies are [], as
+// Prometheus's API gives an empty list, not null: on f2557c6 a client
+// reading the list's length (Python's len, JavaScript's .length) failed
+// on it.
+func TestAnomaliesEmptyIsAList(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{labels.FromStrings("__name__", "g")}, []float64{1})
+	e.sync()
+	for _, tc := range []struct{ name, query string }{
+		{name: "matching none", query: "match[]=nothing"},
+		{name: "limit", query: "match[]=nothing&limit=3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			e.p.AnomaliesHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies?"+tc.query, nil))
+			require.Equal(t, http.StatusOK, rec.Code)
+			require.JSONEq(t, `{"status":"success","data":{"anomalies":[]}}`, rec.Body.String())
+		})
+	}
+}
