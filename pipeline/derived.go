@@ -152,8 +152,10 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	sh := p.shadowsOf(qctx, d, now)
 	samples := make([]sample, 0, len(vec))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
+	var hs histograms
 	for _, s := range vec {
 		if s.H != nil {
+			hs.add("", s.Metric)
 			continue
 		}
 		b := labels.NewBuilder(s.Metric)
@@ -174,9 +176,41 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		cur[ref] = ls
 		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: &derivedSample{d: d}})
 	}
+	hs.report(p, d)
 	sh.report()
 	p.firstHistory(ctx, d, now, cur)
 	p.derivedDone(d, samples, cur, sh.handedOver, now)
+}
+
+// histograms counts the native histogram series of an evaluation's result,
+// which are not scored: a model takes one number per time. Skipped without
+// a word, `rate(http_request_duration_seconds[5m])` over native histograms
+// (the way to score them, the README says) scored nothing, counted no
+// failure and logged nothing.
+type histograms struct {
+	n             int
+	member, first string // of the first one
+}
+
+func (h *histograms) add(member string, ls labels.Labels) {
+	if h.n == 0 {
+		h.member, h.first = member, ls.String()
+	}
+	h.n++
+}
+
+// report counts and logs the evaluation's histograms, if any, as a failure
+// of d: its float series, if any, are scored.
+func (h *histograms) report(p *Pipeline, d *config.Derived) {
+	if h.n == 0 {
+		return
+	}
+	p.m.derivedErrs.WithLabelValues(d.Name).Inc()
+	args := []any{"count", h.n, "first", h.first}
+	if h.member != "" {
+		args = append(args, "member", h.member)
+	}
+	p.derivedWarn(d.Name, "Derived input: its result has native histograms, which are not scored. Take a number of them: histogram_quantile(0.99, ...), histogram_avg(...), histogram_count(...).", args...)
 }
 
 // shadows finds the series of a derived input's result that have the name
@@ -341,6 +375,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		carries = make([]uint64, len(d.Members))
 		got     = make([]bool, len(d.Members))
 	)
+	var hs histograms
 	for i, m := range d.Members {
 		vec, err := p.instant(qctx, m.Expr, now)
 		if err != nil {
@@ -349,6 +384,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		}
 		for _, s := range vec {
 			if s.H != nil {
+				hs.add(m.Name, s.Metric)
 				continue
 			}
 			got[i] = true
@@ -419,6 +455,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 	if incomplete > 0 {
 		p.logger.Debug("Derived group: groups some member has no series or a NaN for, not scored", "name", d.Name, "count", incomplete)
 	}
+	hs.report(p, d)
 	sh.report()
 	p.firstHistory(ctx, d, now, cur)
 	p.derivedDone(d, samples, cur, sh.handedOver, now)

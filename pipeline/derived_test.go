@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
@@ -1108,4 +1109,52 @@ func TestDerivedWarningsSpaced(t *testing.T) {
 	require.Contains(t, logs, `msg="Derived input: evaluation failed" name=bad`)
 	require.Contains(t, logs, "found duplicate series")
 	require.Contains(t, logs, "failures_since_last_warning=60")
+}
+
+// TestDerivedHistogramResult: a result of native histograms is not scored
+// (a model takes one number per time), and says so: each evaluation counts
+// as failed and a warning names the series, where `rate(h[5m])` over a
+// native histogram scored nothing, counted nothing and logged nothing. A
+// number taken of them is scored.
+func TestDerivedHistogramResult(t *testing.T) {
+	for _, tc := range []struct {
+		name, yml string
+		scored    bool
+	}{
+		{"histograms", "derived:\n  - {name: lat, expr: 'rate(rpc_seconds[5m])', interval: 1h}\n", false},
+		{"a number of them", "derived:\n  - {name: lat, expr: 'histogram_count(rate(rpc_seconds[5m]))', interval: 1h}\n", true},
+		{"a group's member", "derived:\n  - {name: lat, interval: 1h, by: [job], members: [{name: n, expr: 'histogram_count(rate(rpc_seconds[5m]))'}, {name: h, expr: 'rate(rpc_seconds[5m])'}]}\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, cfg := derivedEnv(t, tc.yml)
+			e.ready(t) // Run logs until then
+			var buf syncBuffer
+			e.p.logger = slog.New(slog.NewTextHandler(&buf, nil))
+			ls := labels.FromStrings("__name__", "rpc_seconds", "job", "a")
+			const n = 10
+			for i := range n {
+				a := e.app.AppenderV2(context.Background())
+				h := &histogram.Histogram{Count: uint64(10 * i), Sum: float64(i), ZeroThreshold: 1e-128,
+					PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{int64(10 * i)}}
+				ts := t0.UnixMilli() + int64(i)*stepMs
+				_, err := a.Append(0, ls, 0, ts, 0, h, nil, storage.AOptions{})
+				require.NoError(t, err)
+				require.NoError(t, a.Commit())
+				e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+			}
+			e.sync()
+			got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "lat")}})
+			fails := testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("lat"))
+			if tc.scored {
+				require.Len(t, got, 1)
+				require.Zero(t, fails)
+				return
+			}
+			require.Empty(t, got)
+			// The first evaluation's rate has one sample, so no result.
+			require.Equal(t, float64(n-1), fails, "every evaluation with histograms counted")
+			require.Contains(t, buf.String(), "native histograms, which are not scored")
+			require.Contains(t, buf.String(), `first="{job=\"a\"}"`)
+		})
+	}
 }
