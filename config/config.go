@@ -447,6 +447,9 @@ func (c *Config) validate() error {
 			return err
 		}
 		if d.IsGroup() {
+			if err := d.groupOptions(where); err != nil {
+				return err
+			}
 			// A group has no forecasts: none inherited, so the status
 			// page and the rules do not show it some.
 			d.ForecastHorizons = nil
@@ -557,6 +560,23 @@ func checkExpr(expr, where string) (string, error) {
 		return "", bad
 	}
 	return e.String(), nil
+}
+
+// notForGroups are the scoring options a group does not use: it scores
+// its members' joint deviation, with no value of its own to forecast, to
+// hold flat, or to measure a deviation of in some unit. Inherited from the
+// defaults they are left alone; given in a group's entry they were
+// accepted and did nothing (a min_deviation_abs meant to quiet the group).
+var notForGroups = [...]string{"min_deviation_abs", "min_deviation_rel", "forecast_horizons", "flatline"}
+
+// groupOptions refuses the options the group d gives that it does not use.
+func (d *Derived) groupOptions(where string) error {
+	for _, k := range notForGroups {
+		if d.set[k] {
+			return fmt.Errorf("%s.%s: not for a group (members), which scores its members' joint deviation and has no value of its own; only direction and false_alarm_rate apply. Set it on a derived input of the member's own", where, k)
+		}
+	}
+	return nil
 }
 
 // IsGroup reports whether d is a multivariate group.

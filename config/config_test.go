@@ -109,6 +109,11 @@ func TestLoadErrors(t *testing.T) {
 		{"capacity on a group", "derived: [{name: g, members: [{name: a, expr: up}, {name: b, expr: up}]}]\nalerting: {capacity: [{name: Full, for: g, limit: 1}]}", `alerting.capacity[0].for "g": a multivariate group`},
 		{"group and expr", "derived: [{name: g, expr: up, members: [{name: a, expr: up}, {name: b, expr: up}]}]", "both expr and members"},
 		{"neither expr nor members", "derived: [{name: g}]", "want expr, or members"},
+		// Accepted, they did nothing: a group has no value of its own.
+		{"group min deviation", "derived: [{name: g, min_deviation_abs: 5, members: [{name: a, expr: up}, {name: b, expr: up}]}]", "derived[0].min_deviation_abs: not for a group"},
+		{"group relative deviation", "derived: [{name: g, min_deviation_rel: 0, members: [{name: a, expr: up}, {name: b, expr: up}]}]", "derived[0].min_deviation_rel: not for a group"},
+		{"group horizons", "derived: [{name: g, forecast_horizons: [5m], members: [{name: a, expr: up}, {name: b, expr: up}]}]", "derived[0].forecast_horizons: not for a group"},
+		{"group flatline", "derived: [{name: g, flatline: true, members: [{name: a, expr: up}, {name: b, expr: up}]}]", "derived[0].flatline: not for a group"},
 		{"by without members", "derived: [{name: g, expr: up, by: [pod]}]", "derived[0].by: only for a group"},
 		{"one member", "derived: [{name: g, members: [{name: a, expr: up}]}]", "members: 1; want 2 to 8"},
 		{"member twice", "derived: [{name: g, members: [{name: a, expr: up}, {name: a, expr: up}]}]", "members[1].name \"a\": used twice"},
@@ -140,6 +145,7 @@ func TestValidationErrorsLocated(t *testing.T) {
 		{"an override's field", "overrides:\n  - match: '{a=\"b\"}'\n    direction: sideways\n", `line 3: overrides[0].direction "sideways"`},
 		{"a section", "alerting:\n  warning: {score: 5}\n  critical: {score: 2}\n", "line 2: alerting: critical.score"},
 		{"a member", "derived:\n  - name: g\n    members:\n      - {name: a, expr: up}\n      - {name: b, expr: 'x[5m]'}\n", "line 5: derived[0].members[1].expr: a range vector"},
+		{"a group's option", "derived:\n  - name: g\n    members: [{name: a, expr: up}, {name: b, expr: up}]\n    forecast_horizons: [5m]\n", "line 4: derived[0].forecast_horizons: not for a group"},
 		{"a capacity alert", "alerting:\n  capacity:\n    - {name: 'disk full', for: disk, limit: 1}\n", `line 3: alerting.capacity[0].name "disk full"`},
 		{"a remote write", "remote_write:\n  - url: http://a\n    name: x\n  - url: http://b\n    name: x\n", `line 5: remote_write[1].name "x": used twice`},
 	} {
@@ -334,4 +340,14 @@ func TestRemoteWriteErrorsLocated(t *testing.T) {
 	// (each was decoded alone, and a merge key's anchor was "unknown").
 	_, err := Load([]byte("remote_write:\n  - &rw\n    url: http://a\n    remote_timeout: 30s\n  - <<: *rw\n    url: http://b\n  - url: http://c\n    queue_config: {batch_send_deadline: 5sec}\n"))
 	require.ErrorContains(t, err, `remote_write[2] (line 7): unknown unit "sec"`)
+}
+
+// TestGroupLeavesDefaults: a group does not take the defaults' options it
+// has no use for (no forecasts shown on the status page), and does not
+// refuse them either: only its own entry's are refused (TestLoadErrors).
+func TestGroupLeavesDefaults(t *testing.T) {
+	c, err := Load([]byte("defaults: {min_deviation_abs: 5, flatline: true, forecast_horizons: [5m]}\nderived: [{name: g, direction: up, members: [{name: a, expr: up}, {name: b, expr: up}]}]\n"))
+	require.NoError(t, err)
+	require.Equal(t, "up", c.Derived[0].Direction)
+	require.Empty(t, c.Derived[0].ForecastHorizons)
 }
