@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
@@ -46,7 +47,7 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 		running[d.Name] = true
 		mu.Unlock()
 		if busy {
-			p.m.derivedMissed.WithLabelValues(d.Name).Inc()
+			p.countDerived(d, p.m.derivedMissed, 1)
 			return
 		}
 		wg.Add(1)
@@ -135,9 +136,11 @@ func nextDue(due, now time.Time, interval time.Duration) time.Time {
 // not change which input is evaluated, nor index past a shorter list.
 func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.Time) {
 	// At 0 from the first evaluation, so rate() and increase() see the
-	// first failure.
-	p.m.derivedErrs.WithLabelValues(d.Name)
-	p.m.derivedMissed.WithLabelValues(d.Name)
+	// first failure. An evaluation that waited for its turn past a reload
+	// that removed d does not run.
+	if !p.countDerived(d, p.m.derivedErrs, 0) || !p.countDerived(d, p.m.derivedMissed, 0) {
+		return
+	}
 	if d.IsGroup() {
 		p.evalGroup(ctx, d, now)
 		return
@@ -168,8 +171,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		if prev, dup := cur[ref]; dup && labels.Equal(prev, ls) {
 			// Series that differ only in their name, made one by it: as a
 			// recording rule's evaluation, this one fails whole.
-			p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-			p.derivedWarn(d.Name, "Derived input: the result has series that differ only in their metric name, which the input's name replaces; not scored. Aggregate or relabel them apart.",
+			p.derivedFault(d, "Derived input: the result has series that differ only in their metric name, which the input's name replaces; not scored. Aggregate or relabel them apart.",
 				"series", ls.String())
 			return
 		}
@@ -205,12 +207,11 @@ func (h *histograms) report(p *Pipeline, d *config.Derived) {
 	if h.n == 0 {
 		return
 	}
-	p.m.derivedErrs.WithLabelValues(d.Name).Inc()
 	args := []any{"count", h.n, "first", h.first}
 	if h.member != "" {
 		args = append(args, "member", h.member)
 	}
-	p.derivedWarn(d.Name, "Derived input: its result has native histograms, which are not scored. Take a number of them: histogram_quantile(0.99, ...), histogram_avg(...), histogram_count(...).", args...)
+	p.derivedFault(d, "Derived input: its result has native histograms, which are not scored. Take a number of them: histogram_quantile(0.99, ...), histogram_avg(...), histogram_count(...).", args...)
 }
 
 // shadows finds the series of a derived input's result that have the name
@@ -250,8 +251,7 @@ func (s *shadows) report() {
 	if len(s.handedOver) == 0 {
 		return
 	}
-	s.p.m.derivedErrs.WithLabelValues(s.d.Name).Inc()
-	s.p.derivedWarn(s.d.Name, "Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
+	s.p.derivedFault(s.d, "Derived input: series of its result have the name and labels of ingested series, whose outputs they would overwrite; not scored. Rename the derived input or relabel its result.",
 		"count", len(s.handedOver), "first", s.first)
 }
 
@@ -262,8 +262,43 @@ func (p *Pipeline) derivedFailed(ctx context.Context, d *config.Derived, msg str
 	if ctx.Err() != nil {
 		return
 	}
-	p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-	p.derivedWarn(d.Name, msg, args...)
+	p.derivedFault(d, msg, args...)
+}
+
+// countDerived adds n to d's counter in c (n 0 creates it, so that rate()
+// sees the first increase) and reports true, unless a reload removed d:
+// derivedRemoved deletes a removed input's counters, and an evaluation
+// still running then, which failed after, made them again, to stay on
+// /metrics for good.
+func (p *Pipeline) countDerived(d *config.Derived, c *prometheus.CounterVec, n float64) bool {
+	p.derivedMu.Lock()
+	defer p.derivedMu.Unlock()
+	return p.countDerivedLocked(d, c, n)
+}
+
+func (p *Pipeline) countDerivedLocked(d *config.Derived, c *prometheus.CounterVec, n float64) bool {
+	if p.cfg.Load().DerivedNamed(d.Name) == nil {
+		return false
+	}
+	p.derivedCounted[d.Name] = true
+	c.WithLabelValues(d.Name).Add(n)
+	return true
+}
+
+// derivedFault counts a failed evaluation of d and logs msg about it (see
+// derivedWarn), unless a reload removed d (see countDerived).
+func (p *Pipeline) derivedFault(d *config.Derived, msg string, args ...any) {
+	p.derivedMu.Lock()
+	counted := p.countDerivedLocked(d, p.m.derivedErrs, 1)
+	var n int
+	var due bool
+	if counted {
+		n, due = p.warnDue(d.Name)
+	}
+	p.derivedMu.Unlock()
+	if counted {
+		p.derivedWarn(d.Name, n, due, msg, args...)
+	}
 }
 
 // derivedWarnEvery spaces the warnings about one derived input: an
@@ -277,24 +312,28 @@ type warnState struct {
 	since int       // failures since, logged at debug
 }
 
-// derivedWarn logs msg about the derived input name as a warning at most
-// once per derivedWarnEvery, with the count of its failures since the
-// last one, and at debug otherwise.
-func (p *Pipeline) derivedWarn(name, msg string, args ...any) {
-	args = append([]any{"name", name}, args...)
+// warnDue notes a failure of the derived input name and reports whether
+// it is to be a warning, at most one per derivedWarnEvery, with the count
+// n of failures since the last one. The caller holds derivedMu.
+func (p *Pipeline) warnDue(name string) (n int, due bool) {
 	now := p.opts.Now()
-	p.warnMu.Lock()
 	w := p.derivedWarned[name]
 	if w == nil {
 		w = &warnState{}
 		p.derivedWarned[name] = w
 	}
 	w.since++
-	n, due := w.since, w.last.IsZero() || now.Sub(w.last) >= derivedWarnEvery
+	n, due = w.since, w.last.IsZero() || now.Sub(w.last) >= derivedWarnEvery
 	if due {
 		w.last, w.since = now, 0
 	}
-	p.warnMu.Unlock()
+	return n, due
+}
+
+// derivedWarn logs msg about the derived input name, as a warning with n
+// the failures since the last one if due (see warnDue), else at debug.
+func (p *Pipeline) derivedWarn(name string, n int, due bool, msg string, args ...any) {
+	args = append([]any{"name", name}, args...)
 	if !due {
 		p.logger.Debug(msg, args...)
 		return
@@ -402,8 +441,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 				order = append(order, h)
 			}
 			if g.have&(1<<i) != 0 {
-				p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-				p.derivedWarn(d.Name, "Derived group: a member has several series for one group; not scored. Aggregate the member's expression by the group's labels.",
+				p.derivedFault(d, "Derived group: a member has several series for one group; not scored. Aggregate the member's expression by the group's labels.",
 					"member", m.Name, "group", g.ls.String(), "by", d.By)
 				return
 			}
@@ -421,8 +459,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		// complete: they never share a group with theirs (a `sum by`
 		// that left the label out). Counted, so an alert on the
 		// failures says so, where a debug log would not.
-		p.m.derivedErrs.WithLabelValues(d.Name).Inc()
-		p.derivedWarn(d.Name, "Derived group: a member's series lack a label of the group's `by` that the other members' have, and no group is complete. Aggregate the member's expression by all the group's labels.",
+		p.derivedFault(d, "Derived group: a member's series lack a label of the group's `by` that the other members' have, and no group is complete. Aggregate the member's expression by all the group's labels.",
 			"member", m, "label", l, "by", d.By)
 	}
 	sh := p.shadowsOf(qctx, d, now)
@@ -486,7 +523,8 @@ func (p *Pipeline) ingestedNamed(ctx context.Context, name string, now time.Time
 }
 
 // derivedRemoved marks the series of derived inputs no longer configured
-// stale (see derivedGone).
+// stale (see derivedGone), and forgets their counters and warnings, those
+// of an input that never had a result too.
 func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
 	p.derivedMu.Lock()
 	var removed []string
@@ -495,14 +533,17 @@ func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
 			removed = append(removed, name)
 		}
 	}
+	for name := range p.derivedCounted {
+		if !configured[name] {
+			delete(p.derivedCounted, name)
+			delete(p.derivedWarned, name)
+			p.m.derivedErrs.DeleteLabelValues(name)
+			p.m.derivedMissed.DeleteLabelValues(name)
+		}
+	}
 	p.derivedMu.Unlock()
 	for _, name := range removed {
 		p.derivedGone(name, nil, nil, now)
-		p.m.derivedErrs.DeleteLabelValues(name)
-		p.m.derivedMissed.DeleteLabelValues(name)
-		p.warnMu.Lock()
-		delete(p.derivedWarned, name)
-		p.warnMu.Unlock()
 	}
 }
 

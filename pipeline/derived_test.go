@@ -162,8 +162,10 @@ func TestDerivedReloadDuringEvaluation(t *testing.T) {
 	released = true
 	require.Eventually(t, func() bool { return len(eng.seen()) >= 2 }, 5*time.Second, 10*time.Millisecond)
 	require.ElementsMatch(t, []string{"vector(1)", "vector(2)"}, eng.seen()[:2])
-	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d0")))
-	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d1")))
+	// d0's counters go with it at the loop's next tick, its failure
+	// counted or, ended after the reload, not (TestDerivedCountersLifecycle).
+	require.Eventually(t, func() bool { return testutil.CollectAndCount(e.p.m.derivedErrs) == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d1")) == 1 }, 5*time.Second, 10*time.Millisecond)
 }
 
 // TestDerivedInputGoesStale: a series that leaves a derived input's result,
@@ -845,15 +847,41 @@ func evalLevel(t *testing.T, e *env, cfg *config.Config, i int, vs []float64) An
 
 // TestDerivedCountersLifecycle: an input's failure and miss counters exist
 // at 0 from its first evaluation (so rate() sees the first failure) and go
-// with the input.
+// with the input, whether it ever had a result or not; an evaluation still
+// running when a reload removed the input, which ends after, brings
+// neither them nor its warnings' state back. Both stayed on /metrics for
+// good: the counters of an input that always failed (derivedRemoved knew
+// the inputs with a result only), and those a late failure re-created.
 func TestDerivedCountersLifecycle(t *testing.T) {
-	e, cfg := derivedEnv(t, "derived:\n  - {name: ok, expr: vector(1), interval: 1h}\n")
-	e.p.evalDerived(context.Background(), &cfg.Derived[0], t0)
-	require.Equal(t, 1, testutil.CollectAndCount(e.p.m.derivedErrs))
-	require.Equal(t, 1, testutil.CollectAndCount(e.p.m.derivedMissed))
-	e.p.derivedRemoved(map[string]bool{}, t0.Add(time.Minute))
-	require.Zero(t, testutil.CollectAndCount(e.p.m.derivedErrs))
-	require.Zero(t, testutil.CollectAndCount(e.p.m.derivedMissed))
+	for _, tc := range []struct{ name, expr string }{
+		{"scored", "vector(1)"},
+		{"always failing", "a + on() a"}, // many-to-many
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, cfg := derivedEnv(t, fmt.Sprintf("derived:\n  - {name: d, expr: '%s', interval: 1h}\n", tc.expr))
+			e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{
+				labels.FromStrings("__name__", "a", "x", "1"), labels.FromStrings("__name__", "a", "x", "2"),
+			}, []float64{1, 2})
+			e.p.evalDerived(context.Background(), &cfg.Derived[0], t0)
+			require.Equal(t, 1, testutil.CollectAndCount(e.p.m.derivedErrs))
+			require.Equal(t, 1, testutil.CollectAndCount(e.p.m.derivedMissed))
+			require.NoError(t, e.p.ApplyConfig(config.Default()))
+			e.p.derivedRemoved(map[string]bool{}, t0.Add(time.Minute))
+			gone := func(msg string) {
+				t.Helper()
+				require.Zero(t, testutil.CollectAndCount(e.p.m.derivedErrs), msg)
+				require.Zero(t, testutil.CollectAndCount(e.p.m.derivedMissed), msg)
+				e.p.derivedMu.Lock()
+				defer e.p.derivedMu.Unlock()
+				require.Empty(t, e.p.derivedWarned, msg)
+			}
+			gone("removed")
+			// An evaluation of the old configuration's, started before the
+			// reload, ends now.
+			e.p.evalDerived(context.Background(), &cfg.Derived[0], t0.Add(2*time.Minute))
+			gone("an evaluation that ended after the removal")
+		})
+	}
 }
 
 // loadf loads the configuration format filled with args.

@@ -292,9 +292,10 @@ type Pipeline struct {
 	store       map[string]bool // appended to the TSDB
 
 	// derivedWarned: when each derived input's failure was last logged as
-	// a warning, and its failures since (see derivedWarn).
-	warnMu        sync.Mutex
-	derivedWarned map[string]*warnState
+	// a warning, and its failures since (see warnDue); derivedCounted: the
+	// inputs with counters (see countDerived). Under derivedMu.
+	derivedWarned  map[string]*warnState
+	derivedCounted map[string]bool
 
 	cfg     atomic.Pointer[config.Config]
 	cfgGen  atomic.Uint64
@@ -368,7 +369,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	}
 	p := &Pipeline{
 		logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{},
-		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{}, derivedWarned: map[string]*warnState{},
+		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{}, derivedWarned: map[string]*warnState{}, derivedCounted: map[string]bool{},
 		groupScored: map[storage.SeriesRef]int64{}, histTimeout: historyTimeout,
 	}
 	for _, f := range opts.Families {
