@@ -344,8 +344,17 @@ func located(root *yaml.Node, err error) error {
 	if end <= 0 {
 		return err
 	}
-	if n := nodeAt(root, msg[:end]); n != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+	// A field left out has no line of its own: its entry's is given
+	// (derived[3].members[1].expr missing: the member's).
+	for path := msg[:end]; path != ""; {
+		if n := nodeAt(root, path); n != nil {
+			return fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		i := strings.LastIndexByte(path, '.')
+		if i < 0 {
+			break
+		}
+		path = path[:i]
 	}
 	return err
 }
@@ -521,6 +530,11 @@ func (d *Derived) validateExprs(where string) error {
 // checkExpr checks that expr parses to an instant vector or a scalar, and
 // returns it as it parsed, formatted.
 func checkExpr(expr, where string) (string, error) {
+	if strings.TrimSpace(expr) == "" {
+		// The parser's own error, "unknown position: parse error: no
+		// expression found in input", did not say the field was left out.
+		return "", fmt.Errorf("%s: missing; want a PromQL expression", where)
+	}
 	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", where, err)
@@ -821,6 +835,9 @@ func parseSelectors(sels []string, where string) ([][]*labels.Matcher, error) {
 }
 
 func parseSelector(s, where string) ([]*labels.Matcher, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("%s: missing; want a series selector such as '{job=\"api\"}'", where)
+	}
 	m, err := parser.NewParser(parser.Options{}).ParseMetricSelector(s)
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %w", where, s, err)

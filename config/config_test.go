@@ -146,6 +146,13 @@ func TestValidationErrorsLocated(t *testing.T) {
 		{"a section", "alerting:\n  warning: {score: 5}\n  critical: {score: 2}\n", "line 2: alerting: critical.score"},
 		{"a member", "derived:\n  - name: g\n    members:\n      - {name: a, expr: up}\n      - {name: b, expr: 'x[5m]'}\n", "line 5: derived[0].members[1].expr: a range vector"},
 		{"a group's option", "derived:\n  - name: g\n    members: [{name: a, expr: up}, {name: b, expr: up}]\n    forecast_horizons: [5m]\n", "line 4: derived[0].forecast_horizons: not for a group"},
+		// Fields left out: their entry's line, and what is missing, where
+		// the parser said "unknown position: parse error: no expression
+		// found in input", and no line.
+		{"a missing name", "derived:\n  - expr: up\n", `line 2: derived[0].name "": want a valid metric name`},
+		{"a member's missing expr", "derived:\n  - name: g\n    members:\n      - {name: a, expr: up}\n      - {name: b}\n", "line 5: derived[0].members[1].expr: missing; want a PromQL expression"},
+		{"an override's missing match", "overrides:\n  - direction: up\n", "line 2: overrides[0].match: missing; want a series selector"},
+		{"an empty selector", "exclude:\n  - '{job=\"a\"}'\n  - ' '\n", "line 3: exclude[1]: missing; want a series selector"},
 		{"a capacity alert", "alerting:\n  capacity:\n    - {name: 'disk full', for: disk, limit: 1}\n", `line 3: alerting.capacity[0].name "disk full"`},
 		{"a remote write", "remote_write:\n  - url: http://a\n    name: x\n  - url: http://b\n    name: x\n", `line 5: remote_write[1].name "x": used twice`},
 	} {
