@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -1185,4 +1186,52 @@ func TestDerivedHistogramResult(t *testing.T) {
 			require.Contains(t, buf.String(), `first="{job=\"a\"}"`)
 		})
 	}
+}
+
+// TestReadmeErrorRatio: the README's error ratio scores a service's first
+// errors. Written as a plain ratio, it had no series while the service had
+// no 5xx series (a client library makes a code's series at its first
+// request), so the first errors made a new series, warming up from a
+// history of nothing but themselves: they scored 0, and the ratio was
+// scored only during errors after.
+func TestReadmeErrorRatio(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, entry, ok := strings.Cut(string(b), "  - name: api_error_ratio\n")
+	require.True(t, ok, "README's configuration example has the error ratio")
+	var expr string
+	for line := range strings.Lines(entry) {
+		if e, ok := strings.CutPrefix(line, "    expr: "); ok {
+			expr = e
+			break
+		}
+	}
+	require.NotEmpty(t, expr)
+	cfg := loadf(t, "derived:\n  - name: api_error_ratio\n    expr: %s", expr)
+	d := &cfg.Derived[0]
+	e := newEnvEngine(t, "", cfg, testEngine(), nil)
+	rng := rand.New(rand.NewPCG(5, 6))
+	ok200 := labels.FromStrings("__name__", "http_requests_total", "service", "api", "code", "200")
+	err500 := labels.FromStrings("__name__", "http_requests_total", "service", "api", "code", "500")
+	const n, burst = 420, 400
+	var oks, errs, peak float64
+	for i := range n {
+		ts := t0.UnixMilli() + int64(i)*stepMs
+		oks += 100 + 10*rng.Float64()
+		ls, vs := []labels.Labels{ok200}, []float64{oks}
+		if i >= burst { // the service's first errors: a third of its requests
+			errs += 50
+			ls, vs = append(ls, err500), append(vs, errs)
+		}
+		e.push(ts, model.MetricTypeCounter, ls, vs)
+		e.p.evalDerived(context.Background(), d, time.UnixMilli(ts))
+		if i >= burst {
+			e.sync()
+			for _, a := range e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "api_error_ratio")}}) {
+				peak = max(peak, float64(a.Score))
+			}
+		}
+	}
+	t.Logf("peak score over the first errors: %.2f", peak)
+	require.Greater(t, peak, 1.0, "the first errors are anomalous")
 }
