@@ -596,6 +596,7 @@ func (p *Pipeline) derivedGoneLocked(name string, cur map[storage.SeriesRef]labe
 	if cur == nil {
 		delete(p.derivedLast, name)
 		delete(p.derivedSig, name)
+		delete(p.derivedRewarm, name)
 	} else {
 		p.derivedLast[name] = cur
 	}

@@ -393,10 +393,14 @@ func TestDerivedReload(t *testing.T) {
 	e.sync()
 	require.True(t, twice().rebuild, "a false-alarm rate needs new models")
 	// The evaluation that brings the next sample was started before the
-	// reload: the new models still get the options now in force.
-	e.push(t0.UnixMilli()+301*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[300:301])
-	e.p.evalDerived(context.Background(), &down.Derived[0], time.UnixMilli(t0.UnixMilli()+301*stepMs))
-	e.sync()
+	// reload: the new models still get the options now in force, at the
+	// evaluation after, which reads the history they warm from
+	// (TestDerivedOptionsReloadWarms).
+	for i := int64(301); i < 303; i++ {
+		e.push(t0.UnixMilli()+i*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[300:301])
+		e.p.evalDerived(context.Background(), &down.Derived[0], time.UnixMilli(t0.UnixMilli()+i*stepMs))
+		e.sync()
+	}
 	require.False(t, twice().rebuild)
 	require.Equal(t, 0.01, twice().det.Options().FalseAlarmRate)
 }
@@ -1234,4 +1238,56 @@ func TestReadmeErrorRatio(t *testing.T) {
 	}
 	t.Logf("peak score over the first errors: %.2f", peak)
 	require.Greater(t, peak, 1.0, "the first errors are anomalous")
+}
+
+// TestDerivedOptionsReloadWarms: a reload to options a derived input's
+// models cannot take in place (another false-alarm rate) gives its series
+// new models warmed from the expression's history, which its next
+// evaluation reads, as one that changes the expression does
+// (TestDerivedExprReload); the evaluation between is scored with the old
+// models. The new models warmed up on new evaluations: not ready, scoring
+// 0, for an hour at 30s.
+func TestDerivedOptionsReloadWarms(t *testing.T) {
+	for _, tc := range []struct{ name, yml string }{
+		{"expr", "derived:\n  - {name: d, expr: 'a * 2', interval: 15s, false_alarm_rate: %s}\n"},
+		{"group", "derived:\n  - {name: d, interval: 15s, false_alarm_rate: %s, members: [{name: a, expr: a}, {name: b, expr: b}]}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, after := loadf(t, tc.yml, "0.0015"), loadf(t, tc.yml, "0.01")
+			e := newEnvEngine(t, "", before, testEngine(), nil)
+			va, vb := seasonal(400, 1), seasonal(400, 2)
+			in := []labels.Labels{labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")}
+			eval := func(cfg *config.Config, i int) Anomaly {
+				ts := t0.UnixMilli() + int64(i)*stepMs
+				e.push(ts, model.MetricTypeGauge, in, []float64{va[i], vb[i]})
+				e.p.evalDerived(context.Background(), &cfg.Derived[0], time.UnixMilli(ts))
+				e.sync()
+				got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "d")}})
+				require.Len(t, got, 1)
+				return got[0]
+			}
+			for i := range 300 {
+				eval(before, i)
+			}
+			require.True(t, eval(before, 300).Ready)
+			require.NoError(t, e.p.ApplyConfig(after))
+			require.True(t, eval(after, 301).Ready, "scored with the models it has")
+			w := testutil.ToFloat64(e.p.m.warmed)
+			require.True(t, eval(after, 302).Ready, "new models, warmed from the history")
+			require.Greater(t, testutil.ToFloat64(e.p.m.warmed)-w, 250.0)
+			var s *series
+			for _, wk := range e.p.workers {
+				wk.view(func(x *series) {
+					if isDerived(x) {
+						s = x
+					}
+				})
+			}
+			if s.grp != nil {
+				require.NoError(t, s.grp.g.SetOptions(detectOptions(after.Derived[0].Scoring)), "learnt under the new rate")
+			} else {
+				require.Equal(t, 0.01, s.det.Options().FalseAlarmRate)
+			}
+		})
+	}
 }

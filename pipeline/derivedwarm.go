@@ -58,6 +58,18 @@ func (h *derivedHistories) set(name string, series map[storage.SeriesRef]history
 	h.inputs[name] = &inputHistory{series: series, until: until}
 }
 
+// has reports whether the history of the series ref of input name is held.
+func (h *derivedHistories) has(name string, ref storage.SeriesRef) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	in := h.inputs[name]
+	if in == nil {
+		return false
+	}
+	_, ok := in.series[ref]
+	return ok
+}
+
 // take returns and forgets the history of the series ref of input name.
 func (h *derivedHistories) take(name string, ref storage.SeriesRef) (history, bool) {
 	h.mu.Lock()
@@ -144,12 +156,22 @@ func (p *Pipeline) firstHistory(ctx context.Context, d *config.Derived, now time
 	}
 	p.derivedMu.Lock()
 	sig, ok := p.derivedSig[d.Name]
-	done := ok && sig == d.Signature()
+	done := ok && sig == d.Signature() && !p.derivedRewarm[d.Name]
 	p.derivedSig[d.Name] = d.Signature()
+	delete(p.derivedRewarm, d.Name)
 	p.derivedMu.Unlock()
 	if !done {
 		p.loadHistory(ctx, d, now, cur)
 	}
+}
+
+// historyWanted has the next evaluation of the derived input name read its
+// history (see firstHistory), for series whose new options need new
+// models (see worker.process).
+func (p *Pipeline) historyWanted(name string) {
+	p.derivedMu.Lock()
+	p.derivedRewarm[name] = true
+	p.derivedMu.Unlock()
 }
 
 // loadHistory evaluates d's expression over the past and keeps each series'

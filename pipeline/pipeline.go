@@ -280,16 +280,19 @@ type Pipeline struct {
 	// evaluation, to mark those that leave its result stale.
 	derivedMu   sync.Mutex
 	derivedLast map[string]map[storage.SeriesRef]labels.Labels
-	derivedSig  map[string]string           // each input's Signature at its last evaluation
-	groupScored map[storage.SeriesRef]int64 // each group's last scored evaluation, ms
-	hist        derivedHistories            // first evaluations' histories, for warm starts
-	histTimeout time.Duration               // of a history's queries, at least (historyTimeout)
-	opts        Options
-	m           *metrics
-	workers     []*worker
-	matches     matchCache      // /api/v1/anomalies' selectors
-	family      map[string]bool // exposed on /metrics
-	store       map[string]bool // appended to the TSDB
+	derivedSig  map[string]string // each input's Signature at its last evaluation
+	// derivedRewarm: inputs whose next evaluation is to read their
+	// history again (see historyWanted).
+	derivedRewarm map[string]bool
+	groupScored   map[storage.SeriesRef]int64 // each group's last scored evaluation, ms
+	hist          derivedHistories            // first evaluations' histories, for warm starts
+	histTimeout   time.Duration               // of a history's queries, at least (historyTimeout)
+	opts          Options
+	m             *metrics
+	workers       []*worker
+	matches       matchCache      // /api/v1/anomalies' selectors
+	family        map[string]bool // exposed on /metrics
+	store         map[string]bool // appended to the TSDB
 
 	// derivedWarned: when each derived input's failure was last logged as
 	// a warning, and its failures since (see warnDue); derivedCounted: the
@@ -369,7 +372,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	}
 	p := &Pipeline{
 		logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{},
-		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{}, derivedWarned: map[string]*warnState{}, derivedCounted: map[string]bool{},
+		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{}, derivedRewarm: map[string]bool{}, derivedWarned: map[string]*warnState{}, derivedCounted: map[string]bool{},
 		groupScored: map[storage.SeriesRef]int64{}, histTimeout: historyTimeout,
 	}
 	for _, f := range opts.Families {

@@ -483,6 +483,10 @@ type series struct {
 	// rebuild: a reload gave the series options its models cannot take in
 	// place; it starts again from its history at its next sample.
 	rebuild bool
+	// histAsked: a derived input's series to rebuild asked its input's
+	// next evaluation for the history its new models warm from (see
+	// worker.process).
+	histAsked bool
 	// bfWait: its older history was asked of the backfill remote-read
 	// URL, and its models are remade when that comes (worker.rewarm).
 	bfWait bool
