@@ -53,21 +53,7 @@ func BenchmarkIngest(b *testing.B) {
 				b.ResetTimer()
 				cpu0 := cpuTime()
 				for n := range b.N {
-					a := app.AppenderV2(context.Background())
-					ts := t0.UnixMilli() + int64(n)*stepMs
-					for i := range ls {
-						var err error
-						refs[i], err = a.Append(refs[i], ls[i], 0, ts, vs[(n+i)%len(vs)], nil, nil, storage.AOptions{})
-						if err != nil {
-							b.Fatal(err)
-						}
-					}
-					if err := a.Commit(); err != nil {
-						b.Fatal(err)
-					}
-					// Wait for the scorers, so their cost is in the figure;
-					// a queue overflow would hide it.
-					e.sync()
+					appendRound(b, e, app, ls, refs, vs, n)
 				}
 				b.StopTimer()
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*series), "ns/sample")
@@ -173,6 +159,26 @@ func BenchmarkRemoteWrite(b *testing.B) {
 			require.Zero(b, testutil.ToFloat64(e.p.m.dropped), "queue overflow")
 		})
 	}
+}
+
+// appendRound appends the n-th sample of each series of ls (vs[(n+i) mod
+// len(vs)] to the i-th) in one transaction through app, refs caching their
+// references, then waits for the scorers, so that their cost is in the
+// figure; a queue overflow would hide it.
+func appendRound(b *testing.B, e *env, app storage.AppendableV2, ls []labels.Labels, refs []storage.SeriesRef, vs []float64, n int) {
+	a := app.AppenderV2(context.Background())
+	ts := t0.UnixMilli() + int64(n)*stepMs
+	for i := range ls {
+		var err error
+		refs[i], err = a.Append(refs[i], ls[i], 0, ts, vs[(n+i)%len(vs)], nil, nil, storage.AOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := a.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	e.sync()
 }
 
 // cpuTime is the CPU time (user and system) of the whole process: all
@@ -389,6 +395,67 @@ func BenchmarkNewSeries(b *testing.B) {
 			}
 			b.ReportMetric(float64(create.Nanoseconds())/float64(b.N*n), "cpu-ns/new-series")
 			b.ReportMetric(float64(step.Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
+		})
+	}
+}
+
+// BenchmarkSteadyState is the garbage of the steady state (issue 5): what
+// the process allocates per input sample once every model is warm, in
+// B/sample and allocs/sample, the TSDB's appends of inputs and outputs
+// included (scoring=off is that anchor: ingest alone). Every byte of it is
+// heap the collector must find again, and the heap grows by what is
+// allocated between collections: RSS. One series in ten has a forecaster,
+// as with the defaults (--forecast.max-series 10000 of 100000), results are
+// stored once a minute of sample time, and 2 h of history come first, as in
+// the live run (pipeline/testdata/live-scoring-run.sh with HIST=2h). One
+// iteration is 128 rounds of one sample per series: one refit of every
+// forecaster (64 steps of 30 s), so the refits are in the figure in their
+// proportion; a run of 2 or more iterations is steadier.
+//
+//	go test -run '^$' -bench SteadyState -benchtime 2x -count 5 ./pipeline
+func BenchmarkSteadyState(b *testing.B) {
+	const series, history, period = 1000, 2 * 3600 * 1000 / stepMs, 128
+	for _, mode := range []string{"off", "detect+forecast"} {
+		b.Run(fmt.Sprintf("series=%d/scoring=%s", series, mode), func(b *testing.B) {
+			e := newEnv(b, "", nil, func(o *Options) {
+				benchMode(o, mode)
+				o.ForecastMaxSeries = series / 10
+			})
+			ls := make([]labels.Labels, series)
+			for i := range ls {
+				ls[i] = labels.FromStrings(loadgen.SeriesLabels(i)...)
+			}
+			var app storage.AppendableV2 = e.db
+			if mode != "off" {
+				app = e.app
+			}
+			vs := seasonal(4096, 1)
+			refs := make([]storage.SeriesRef, series)
+			n := 0
+			round := func() {
+				appendRound(b, e, app, ls, refs, vs, n)
+				n++
+			}
+			for range history {
+				round()
+			}
+			if mode != "off" {
+				require.EqualValues(b, series/10, e.p.forecasting.Load())
+			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			b.ResetTimer()
+			for range b.N {
+				for range period {
+					round()
+				}
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&m1)
+			samples := float64(b.N * period * series)
+			b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/samples, "B/sample")
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/samples, "allocs/sample")
+			require.Zero(b, testutil.ToFloat64(e.p.m.dropped), "queue overflow")
 		})
 	}
 }
