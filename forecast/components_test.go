@@ -177,7 +177,7 @@ func TestOutward(t *testing.T) {
 
 func TestNelderMeadQuadratic(t *testing.T) {
 	// Minimum of (x-1)² + 10(y+2)² is at (1, -2).
-	x := nelderMead(func(p []float64) float64 { return (p[0]-1)*(p[0]-1) + 10*(p[1]+2)*(p[1]+2) }, []float64{0, 0}, 1, 400)
+	x := nelderMead(func(p []float64) float64 { return (p[0]-1)*(p[0]-1) + 10*(p[1]+2)*(p[1]+2) }, []float64{0, 0}, 1, 400, nil)
 	require.InDelta(t, 1, x[0], 1e-3)
 	require.InDelta(t, -2, x[1], 1e-3)
 }

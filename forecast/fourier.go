@@ -3,6 +3,7 @@ package forecast
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Fourier regression settings. The daily cycle of hourly data needs all
@@ -45,7 +46,6 @@ func newFourierReg(periods []int, H int) *fourierReg {
 	// cycles per L. f is tabulated over L once per fit: update and forecast
 	// then cost a lookup instead of a sum of sines.
 	L := periods[len(periods)-1]
-	seen := map[int]bool{}
 	for _, p := range periods {
 		K := min(p/2, fourierMaxHarmonics)
 		if len(f.harm) > 0 {
@@ -54,11 +54,12 @@ func newFourierReg(periods []int, H int) *fourierReg {
 			K = min(p/2, fourierMaxHarmonics+2*(p/periods[0]))
 		}
 		for k := 1; k <= K; k++ {
+			// A scan of the few dozen harmonics so far, not a set: a map
+			// of them was garbage at each of a refit's Fourier candidates.
 			h := k * L / p
-			if seen[h] {
+			if slices.Contains(f.harm, h) {
 				continue
 			}
-			seen[h] = true
 			f.harm = append(f.harm, h)
 		}
 	}

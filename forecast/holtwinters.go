@@ -47,7 +47,7 @@ type holtWinters struct {
 // hwFit is the part of a holtWinters only its fits read.
 type hwFit struct {
 	horizon int       // forecast horizon the parameters are fitted for
-	buf     []float64 // scratch for the fit's forecasts
+	buf     []float64 // the fit's forecasts, from its scratch (see fit)
 
 	// initial state, kept so that the objective can replay from it.
 	l0, b0   float64
@@ -90,6 +90,10 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 		}
 	}
 	h.initState(y, sc)
+	// The objective's forecasts go in the refit's scratch: a buffer of the
+	// model's own, dropped at the end of each fit, was the largest thing a
+	// refit allocated (BenchmarkRefit).
+	h.buf = sc.floats(h.horizon)
 	// Parameters: α ∈ (0.001, 0.999), β = α·β' with β' ∈ (0, 0.5),
 	// φ ∈ (0.8, 0.995), γ_i ∈ (0, 0.5)·(1−α).
 	x0 := []float64{logit(0.2, 0.001, 0.999), logit(0.05, 0, 0.5), logit(0.95, 0.8, 0.995), logit(0.1, 0, 0.5), logit(0.1, 0, 0.5)}
@@ -108,11 +112,11 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 	if h.last != nil {
 		start, step, budget = h.last, 0.25, 20*np
 	}
-	best := nelderMead(obj, start, step, budget)
+	best := nelderMead(obj, start, step, budget, sc)
 	h.last = append(h.last[:0], best...)
 	h.setParams(best)
 	ok := h.run(y) < math.Inf(1)
-	h.buf = nil // only the fit needs it
+	h.buf = nil // the scratch's, valid only during the fit
 	return ok
 }
 

@@ -7,23 +7,35 @@ import "math"
 // point found after at most maxEval evaluations. The parameters of every
 // model here are mapped to R^d by a logistic, so no bounds are needed.
 //
-// It is small and allocation-light on purpose: gonum's optimize package
+// It is small and allocation-free on purpose: gonum's optimize package
 // would do, but costs more per call than the objectives it minimises here.
-func nelderMead(f func([]float64) float64, x0 []float64, step float64, maxEval int) []float64 {
+// Its points come from sc (nil: allocated), and so does the point it
+// returns, valid as long as the scratch is: a refit minimises a dozen
+// objectives, and their simplexes were a fifth of what a refit left to the
+// garbage collector (BenchmarkRefit).
+func nelderMead(f func([]float64) float64, x0 []float64, step float64, maxEval int, sc *fitScratch) []float64 {
 	d := len(x0)
-	pts := make([][]float64, d+1)
-	val := make([]float64, d+1)
+	// The simplex's rows on the stack for the models here (at most five
+	// parameters).
+	var rows [6][]float64
+	pts := rows[:0]
+	if d+1 > len(rows) {
+		pts = make([][]float64, 0, d+1)
+	}
+	pts = pts[:d+1]
+	val := sc.floats(d + 1)
 	for i := range pts {
-		pts[i] = append([]float64(nil), x0...)
+		pts[i] = sc.floats(d)
+		copy(pts[i], x0)
 		if i > 0 {
 			pts[i][i-1] += step
 		}
 		val[i] = f(pts[i])
 	}
 	evals := d + 1
-	cen := make([]float64, d)
-	xr := make([]float64, d)
-	xe := make([]float64, d)
+	cen := sc.floats(d)
+	xr := sc.floats(d)
+	xe := sc.floats(d)
 	for evals < maxEval {
 		// Order: best first, worst last (insertion sort: d is tiny).
 		for i := 1; i <= d; i++ {
