@@ -49,7 +49,10 @@ type hwFit struct {
 	horizon int       // forecast horizon the parameters are fitted for
 	buf     []float64 // the fit's forecasts, from its scratch (see fit)
 
-	// initial state, kept so that the objective can replay from it.
+	// initial state, kept so that the objective can replay from it. The
+	// seasons come from the fit's scratch (see fit): valid until the
+	// scratch goes back to its pool, so not to be read after the refit
+	// (a kept model is compacted, which drops them).
 	l0, b0   float64
 	s10, s20 []float64
 }
@@ -59,12 +62,10 @@ func newHoltWinters(mult bool, seasons []int, horizon int) *holtWinters {
 	if len(seasons) > 0 {
 		h.m1 = seasons[0]
 		h.s1 = make([]float64, h.m1)
-		h.s10 = make([]float64, h.m1)
 	}
 	if len(seasons) > 1 {
 		h.m2 = seasons[1]
 		h.s2 = make([]float64, h.m2)
-		h.s20 = make([]float64, h.m2)
 	}
 	return h
 }
@@ -89,6 +90,10 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 			}
 		}
 	}
+	// The initial seasons are read by the fit's objective only (compact
+	// drops them from a kept model): from its scratch, as the rest, not
+	// two arrays per candidate and refit left to the collector.
+	h.s10, h.s20 = sc.floats(h.m1), sc.floats(h.m2)
 	h.initState(y, sc)
 	// The objective's forecasts go in the refit's scratch: a buffer of the
 	// model's own, dropped at the end of each fit, was the largest thing a
