@@ -15,8 +15,10 @@ import (
 // fit is on values within a float32 rounding of their changes of the ones
 // before the restart: forecasts as close as that, not exactly the same.
 // Version 3 holds the history as the Model does: its base value and each
-// slot's float32 and kind.
-const marshalVersion = 3
+// slot's float32 and kind. Version 4 adds, after the history, the seasons
+// of the last fit and their age (see seasonRedetect); a model restored
+// from an older version detects its seasons at its next fit, as before.
+const marshalVersion = 4
 
 var marshalMagic = [3]byte{'O', 'M', 'F'}
 
@@ -64,7 +66,12 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p))
 		}
 	}
-	return m.hist.appendTo(b), nil
+	b = m.hist.appendTo(b)
+	b = append(b, byte(m.seasonAge), byte(len(m.seasons)))
+	for _, p := range m.seasons {
+		b = binary.LittleEndian.AppendUint32(b, uint32(p))
+	}
+	return b, nil
 }
 
 // appendTo appends the history, oldest first: the base value (float64),
@@ -192,6 +199,20 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 			nm.hist.push(v)
 		}
 	}
+	if version >= 4 {
+		nm.seasonAge = int(r.u8())
+		ns := int(r.u8())
+		if ns > 1+maxLongSeasons || nm.seasonAge > seasonRedetect {
+			return errors.New("decode forecast model: inconsistent seasons")
+		}
+		for range ns {
+			p := r.u32()
+			if p < 2 || p > uint32(o.History) {
+				return errors.New("decode forecast model: inconsistent seasons")
+			}
+			nm.seasons = append(nm.seasons, int(p))
+		}
+	}
 	if r.err != nil {
 		return fmt.Errorf("decode forecast model: %w", r.err)
 	}
@@ -199,7 +220,10 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("decode forecast model: %d trailing bytes", len(r.b))
 	}
 	if fitted && since < o.RefitEvery {
-		// Rebuild the last fit from its window, then replay what followed.
+		// Rebuild the last fit from its window, then replay what followed:
+		// with the seasons it detected, or kept from the fit before (one
+		// age younger, fitAt takes them again).
+		nm.seasonAge = max(nm.seasonAge-1, 0)
 		nm.fitAt(min(count-since, o.History), since)
 	}
 	*m = *nm

@@ -230,11 +230,11 @@ func historyOffset(b []byte) int {
 }
 
 // TestUnmarshalOldVersions checks that snapshots from before warm starts
-// (version 1) and from before the float32 history (version 2) are still
-// restored: version 1's last fit is rebuilt from a cold start, version 2's
-// on its values stored as float32s, so the forecasts are near the
-// original's, not equal to them; a restored model's own snapshot then
-// round-trips exactly.
+// (version 1), from before the float32 history (version 2) and from before
+// the seasons' age (version 3) are still restored: version 1's last fit is
+// rebuilt from a cold start, version 2's on its values stored as float32s,
+// so the forecasts are near the original's, not equal to them; version 3's
+// equal; a restored model's own snapshot then round-trips exactly.
 func TestUnmarshalOldVersions(t *testing.T) {
 	y := planted(1200, 0, 100, 0.01, 10, 1)
 	m, _ := New(DefaultOptions())
@@ -253,19 +253,31 @@ func TestUnmarshalOldVersions(t *testing.T) {
 	v1 := append(append([]byte(nil), v2[:off]...), v2[historyOffset(v2):]...)
 	v1[3] = 1
 
+	// Version 3 is version 4 without the seasons and their age, which
+	// follow the history. Its model detects the seasons when it repeats
+	// the last fit, as that fit did (this series has a season: found, it
+	// is detected at every fit), so it forecasts exactly as the original.
+	v3 := append([]byte(nil), b[:len(b)-2-4*len(m.seasons)]...)
+	v3[3] = 3
+
 	for _, tc := range []struct {
-		name string
-		b    []byte
-		warm bool
+		name  string
+		b     []byte
+		warm  bool
+		exact bool
 	}{
-		{"version 1", v1, false},
-		{"version 2", v2, true},
+		{"version 1", v1, false, false},
+		{"version 2", v2, true, false},
+		{"version 3", v3, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r Model
 			require.NoError(t, r.UnmarshalBinary(tc.b))
 			require.Equal(t, tc.warm, len(r.warmIn) > 0)
 			got := r.Forecast(nil, 48)
+			if tc.exact {
+				require.Equal(t, want, got)
+			}
 			require.Len(t, got, len(want))
 			for i := range want {
 				require.InDelta(t, want[i].Yhat, got[i].Yhat, 0.05*(want[i].Upper-want[i].Lower), "step %d", i+1)
@@ -428,8 +440,9 @@ func TestUnmarshalRefusesDamage(t *testing.T) {
 	copy(b[24:28], []byte{0xff, 0xff, 0xff, 0x7f}) // RefitEvery: 2^31-1
 	require.ErrorContains(t, r.UnmarshalBinary(b), "refit every")
 	b = append([]byte(nil), good...)
-	newest := len(b) - (m.hist.count+7)/8 - 4  // its float32, before the slots' kinds
-	copy(b[newest:], []byte{0, 0, 0xc0, 0x7f}) // NaN
+	seasons := 2 + 4*len(m.seasons)                     // after the history
+	newest := len(b) - seasons - (m.hist.count+7)/8 - 4 // its float32, before the slots' kinds
+	copy(b[newest:], []byte{0, 0, 0xc0, 0x7f})          // NaN
 	require.ErrorContains(t, r.UnmarshalBinary(b), "not finite")
 	b = append([]byte(nil), good...)
 	copy(b[historyOffset(b):], []byte{0, 0, 0, 0, 0, 0, 0xf0, 0x7f}) // the base: +Inf
@@ -622,4 +635,69 @@ func TestModelIntervalsCoverPersistentErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSeasonsKeptBetweenRefits: once the window is full, a detection that
+// finds no season holds for the next seasonRedetect−1 fits; seasons found,
+// and a window still filling up, are detected at every fit. The series is
+// noise that gains a 24-step cycle, so some fits that keep "none" differ
+// from a detection on their window. A snapshot taken after any fit
+// restores a model that forecasts exactly like the original.
+func TestSeasonsKeptBetweenRefits(t *testing.T) {
+	opts := liveOptions // History 512, RefitEvery 64
+	rng := rand.New(rand.NewPCG(5, 6))
+	y := make([]float64, 2000)
+	for i := range y {
+		y[i] = 100 + rng.NormFloat64()
+		if i >= 800 {
+			y[i] += 20 * math.Sin(2*math.Pi*float64(i)/24)
+		}
+	}
+	m, err := New(opts)
+	require.NoError(t, err)
+	feed(m, y[:opts.MinSamples], 0)
+	var ages []int
+	stale := 0 // fits whose kept seasons a detection would have changed
+	for n := opts.MinSamples; n+opts.RefitEvery <= len(y); n += opts.RefitEvery {
+		before := m.Seasons()
+		m.Forecast(nil, 48)
+		// The values are positive: the fit was on their logarithms.
+		w := y[n-min(n, opts.History) : n]
+		logs := make([]float64, len(w))
+		for i, v := range w {
+			logs[i] = math.Log(v)
+		}
+		fresh := detectSeasons(logs, m.Options().MaxPeriod)
+		if m.seasonAge <= 1 {
+			require.Equal(t, fresh, m.Seasons(), "the fit at %d samples detects", n)
+		} else {
+			require.Empty(t, before, "the fit at %d samples keeps seasons found", n)
+			require.Empty(t, m.Seasons(), "the fit at %d samples keeps", n)
+			if len(fresh) > 0 {
+				stale++
+			}
+		}
+		ages = append(ages, m.seasonAge)
+		b, err := m.MarshalBinary()
+		require.NoError(t, err)
+		var r Model
+		require.NoError(t, r.UnmarshalBinary(b), "after %d samples", n)
+		require.Equal(t, m.Forecast(nil, 48), r.Forecast(nil, 48), "after %d samples", n)
+		require.Equal(t, m.Seasons(), r.Seasons())
+		feed(m, y[n:n+opts.RefitEvery], int64(n)*hourMs)
+		feed(&r, y[n:n+opts.RefitEvery], int64(n)*hourMs)
+		require.Equal(t, m.Forecast(nil, 48), r.Forecast(nil, 48), "after %d samples, refitted", n+opts.RefitEvery)
+	}
+	// Fits at 192, 256, …, 448 samples, the window filling up; from 512
+	// on, full: none found holds for seasonRedetect fits, the season
+	// found once the cycle is in the window is detected every time.
+	require.Equal(t, []int{0, 0, 0, 0, 0}, ages[:5])
+	for i := 6; i < len(ages); i++ {
+		if ages[i] > 1 {
+			require.Equal(t, ages[i-1]+1, ages[i], "fit %d", i)
+		}
+		require.LessOrEqual(t, ages[i], seasonRedetect)
+	}
+	require.Contains(t, ages, seasonRedetect)
+	require.Positive(t, stale, "no fit kept seasons a detection would have changed: the test proves nothing")
 }
