@@ -20,6 +20,7 @@ const defaultGOGC = 75
 type runtimeFlags struct {
 	memlimit      bool
 	memlimitRatio float64
+	releaseFree   bool
 }
 
 // registerRuntimeFlags adds Prometheus's Go runtime flags to cl.
@@ -29,6 +30,8 @@ func registerRuntimeFlags(cl *kingpin.CmdClause) *runtimeFlags {
 		Default("true").BoolVar(&r.memlimit)
 	cl.Flag("auto-gomemlimit.ratio", "Share of the detected memory limit given to GOMEMLIMIT.").
 		Default("0.9").FloatVar(&r.memlimitRatio)
+	cl.Flag("runtime.release-free-memory", "Give the free heap memory a burst of allocation leaves (the WAL replay, a sender catching up, history written at speed) back to the operating system once allocation is quiet again: one garbage collection, at most every 5 minutes. Without it Go keeps up to GOGC percent of the live heap resident.").
+		Default("true").BoolVar(&r.releaseFree)
 	return r
 }
 

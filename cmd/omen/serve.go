@@ -32,6 +32,7 @@ import (
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forward"
+	"github.com/omen-sidecar/omen/internal/memrelease"
 	"github.com/omen-sidecar/omen/pipeline"
 	"github.com/omen-sidecar/omen/server"
 	"github.com/omen-sidecar/omen/tsdb"
@@ -364,6 +365,11 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			}
 			return nil
 		}, func(error) { cancel() })
+	}
+	if f.runtime.releaseFree {
+		rel := memrelease.New(logger.With("component", "memrelease"), reg, 30*time.Second)
+		rctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return rel.Run(rctx) }, func(error) { cancel() })
 	}
 	{
 		// Reload on SIGHUP (caught from the start, see hup).
