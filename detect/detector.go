@@ -436,7 +436,10 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 		r := d.expect(d.baselines())
 		r.Ready = d.Ready()
 		if r.Ready {
-			r.Score, r.Member, r.Feature = OutOfRangeScore, "range", "value"
+			// The range member's own names, as /api/v1/anomalies lists an
+			// incident by its peak member (FeatureOf): "value" here named
+			// the same thing differently in a sample and in the incident it opened.
+			r.Score, r.Member, r.Feature = OutOfRangeScore, memberNames[mRange], featureNames[mRange]
 		}
 		return r
 	}

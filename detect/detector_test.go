@@ -93,6 +93,14 @@ func TestDetectorOptions(t *testing.T) {
 		{name: "out of range", opts: func(o *Options) { o.ValidMax = 500 }, value: 1000, check: func(t *testing.T, r Result) {
 			require.Equal(t, OutOfRangeScore, r.Score)
 			require.Equal(t, "range", r.Member)
+			// One name for one thing: the feature an incident is listed
+			// with (FeatureOf of its peak member) is the sample's.
+			require.Equal(t, FeatureOf("range"), r.Feature)
+		}},
+		{name: "infinite", opts: func(*Options) {}, value: math.Inf(1), check: func(t *testing.T, r Result) {
+			require.Equal(t, OutOfRangeScore, r.Score)
+			require.Equal(t, "range", r.Member)
+			require.Equal(t, FeatureOf("range"), r.Feature)
 		}},
 	}
 	for _, tt := range tests {
