@@ -30,8 +30,10 @@ import (
 // LastAnomalous its latest sample in the event and PeakScore its highest
 // score. Since and the others are absent when the series is not active.
 // Member and Feature name what drove the score: the incident's peak while
-// the series is active (after a restart, until a new peak, the latest
-// sample's), else the latest sample's.
+// the series is active, else the latest sample's. The peak's member is in
+// the snapshot since its version 4 (TestSnapshotKeepsIncidentEvents); an
+// incident restored from an older one is explained by its latest sample
+// until a new peak.
 type Anomaly struct {
 	Labels        map[string]string `json:"labels"`
 	Score         jsonFloat         `json:"score"` // finite from the detectors; null rather than a 500 if ever not
