@@ -14,7 +14,8 @@ type metrics struct {
 	overBudget prometheus.Counter
 	warming    prometheus.Gauge
 	inference  prometheus.Histogram
-	// scoredSamples counts every sample scored; inference times only some.
+	// scoredSamples counts every sample scored as it arrives (not replays);
+	// inference times only some.
 	scoredSamples prometheus.Counter
 	anomalies     *prometheus.CounterVec
 	names         inputNames // the input names anomalies has a series of
@@ -81,10 +82,10 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1},
 		}),
 		scoredSamples: f.NewCounter(prometheus.CounterOpts{
-			Name: "omen_samples_scored_total", Help: "Input samples scored (after counter-to-rate conversion and out-of-order filtering).",
+			Name: "omen_samples_scored_total", Help: "Input samples scored as they arrive (after counter-to-rate conversion and out-of-order filtering); history replayed into models is counted in omen_warm_start_samples_total and omen_restore_catch_up_samples_total instead.",
 		}),
 		anomalies: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "omen_anomalies_total", Help: "Samples scored above 1, by input.",
+			Name: "omen_anomalies_total", Help: "Samples scored above 1 as they arrive, by input; not those replayed into models after a restart (omen_restore_catch_up_samples_total), whose scores are not stored either.",
 		}, []string{"for"}),
 		names: inputNames{n: map[string]int{}, gone: map[string]int64{}},
 		dropped: f.NewCounter(prometheus.CounterOpts{

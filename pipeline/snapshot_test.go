@@ -371,6 +371,10 @@ func TestSnapshotCatchUpAfterCrash(t *testing.T) {
 	e2.sync()
 	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed), "restored, not warmed")
 	require.Equal(t, float64(n-n1), testutil.ToFloat64(e2.p.m.caughtUp))
+	// As their HELP texts say, the replayed samples are counted apart:
+	// the process before a crash scored and counted them, and those a
+	// shutdown's drain left have no stored scores to count.
+	require.Equal(t, float64(len(vs[n:])), testutil.ToFloat64(e2.p.m.scoredSamples), "the live sample alone")
 	requireSameState(t, ref, e2, "as if there had been no crash")
 }
 
