@@ -251,6 +251,21 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
 	ivs := p.intervals()
+	// Sized up front to the largest worker's share: the pool is empty at
+	// a first scrape and once two garbage collections have run since the
+	// last, and grown by appending, the copy allocated 3.9 times what it
+	// kept (1.40 MB against 0.36 MB a walk of 10k series,
+	// BenchmarkWalkOutputs). A series added meanwhile is appended.
+	largest := 0
+	for _, w := range p.workers {
+		w.mu.RLock()
+		largest = max(largest, len(w.series))
+		w.mu.RUnlock()
+	}
+	if cap(list) < largest {
+		clear(list[:cap(list)]) // the deferred clear sees the new one only
+		list = make([]collected, 0, largest)
+	}
 	for _, w := range p.workers {
 		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {

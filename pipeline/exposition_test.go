@@ -376,4 +376,14 @@ func TestWalkCopyBytes(t *testing.T) {
 	perSeries := float64(cap(buf.list)) * float64(unsafe.Sizeof(buf.list[:1][0])) / n
 	t.Logf("%.0f B a series held by the scrape's copy (%d workers, cap %d)", perSeries, len(e.p.workers), cap(buf.list))
 	require.LessOrEqual(t, unsafe.Sizeof(buf.list[:1][0]), uintptr(80))
+	// Sized once, to the largest worker's share: grown by appending, the
+	// copy of an empty buffer (a first scrape, or the pool emptied by two
+	// collections) allocated 3.9 times the bytes it kept.
+	largest := 0
+	for _, w := range e.p.workers {
+		w.mu.RLock()
+		largest = max(largest, len(w.series))
+		w.mu.RUnlock()
+	}
+	require.Equal(t, largest, cap(buf.list), "sized to the largest worker's series")
 }
