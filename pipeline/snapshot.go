@@ -24,6 +24,7 @@ import (
 //	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
 //	  since int64 | lastHot int64 | peak float64 | quiet uint32 |
 //	  event int64 | longest uint32 | len uint32 | peakMember |
+//	  absDif float64 | nDif uint32 |
 //	  len uint32 | detector | len uint32 | forecaster }*
 //	0 | CRC-32 (IEEE) of everything before it
 //
@@ -35,13 +36,16 @@ import (
 // 1 and 2 had none. event, longest and peakMember (version 4) are its
 // events' (see incidentState): without them a restart read blips minutes
 // apart as one event of minutes, and paged; a version 3 incident's current
-// event starts at its latest sample. A derived series' prevT is its input
+// event starts at its latest sample. absDif and nDif (version 5) are the
+// forecast accuracy's MASE scale (see series.step): rebuilt from the ~20
+// samples after a restart, it scaled the first figures after each by the
+// mean of a few changes. A derived series' prevT is its input
 // definition's hash (flagDef). Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (
 	snapMagic   = "omsn"
-	snapVersion = 4
+	snapVersion = 5
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
@@ -80,6 +84,8 @@ type savedSeries struct {
 	prevRaw  float64
 	prevT    int64
 	inc      incidentState
+	absDif   float64 // the MASE scale, see series.absDif; nDif 0: none saved
+	nDif     uint32
 	det, fc  []byte
 	loadedAt time.Time
 	// unheld: what was held of the budgets for its series is given back
@@ -193,7 +199,8 @@ func (w *worker) encode(e *snapEncoder) error {
 		if isDerived(s) {
 			flags, prevT = flags|flagDef, int64(defHash(s.def))
 		}
-		if err := e.record(e.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, e.det, fc); err != nil {
+		nDif := uint32(min(int64(s.nDif), math.MaxUint32))
+		if err := e.record(e.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, s.absDif, nDif, e.det, fc); err != nil {
 			return err
 		}
 	}
@@ -201,12 +208,13 @@ func (w *worker) encode(e *snapEncoder) error {
 }
 
 // record writes one series' record.
-func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, det, fc []byte) error {
+func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, absDif float64, nDif uint32, det, fc []byte) error {
 	for _, err := range []error{
 		e.u8(1), e.bytes(lbl), e.u8(flags),
 		e.u64(math.Float64bits(prevRaw)), e.u64(uint64(prevT)),
 		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)), e.u32(inc.quiet),
 		e.u64(uint64(inc.event)), e.u32(inc.longest), e.bytes([]byte(inc.peakMember)),
+		e.u64(math.Float64bits(absDif)), e.u32(nDif),
 		e.bytes(det), e.bytes(fc),
 	} {
 		if err != nil {
@@ -229,7 +237,7 @@ func (p *Pipeline) encodeRestored(e *snapEncoder) error {
 	p.restoreMu.Unlock()
 	for _, s := range waiting { // immutable once read
 		e.lbl = appendLabels(e.lbl[:0], s.ls)
-		if err := e.record(e.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.det, s.fc); err != nil {
+		if err := e.record(e.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc); err != nil {
 			return err
 		}
 	}
@@ -519,6 +527,9 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		if version >= 4 {
 			s.inc.event, s.inc.longest, s.inc.peakMember = int64(d.u64()), d.u32(), string(d.bytes())
 		}
+		if version >= 5 {
+			s.absDif, s.nDif = math.Float64frombits(d.u64()), d.u32()
+		}
 		s.det, s.fc = d.bytes(), d.bytes()
 		if d.err != nil {
 			break
@@ -715,6 +726,11 @@ func (s *series) restore(saved *savedSeries) bool {
 	s.pub.incidentState = saved.inc
 	if saved.flags&flagDef == 0 {
 		s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
+	}
+	if isFinite(saved.absDif) && saved.absDif >= 0 {
+		// Else damage under a valid checksum: rebuilt, as from a
+		// snapshot without it.
+		s.absDif, s.nDif = saved.absDif, int(saved.nDif)
 	}
 	s.pub.ready = s.det.Ready()
 	// Without a result yet, a sample at or before the latest the restored

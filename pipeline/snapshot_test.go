@@ -156,9 +156,19 @@ func TestSnapshotReadsVersion2(t *testing.T) {
 	const n = 300
 	vs := seasonal(n+1, 7)
 	ls := labels.FromStrings("__name__", "temperature")
+	path := oldSnapshot(t, 2, vs[:n], func(e *snapEncoder, det []byte) []error {
+		return []error{e.u8(1), e.bytes(appendLabels(nil, ls)), e.u8(0), e.u64(0), e.u64(0), e.bytes(det), e.bytes(nil)}
+	})
+	restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
+}
+
+// oldSnapshot writes a snapshot of the given version to a new path: its
+// one series' record as record writes it, given the detector fed vs.
+func oldSnapshot(t *testing.T, version byte, vs []float64, record func(e *snapEncoder, det []byte) []error) string {
+	t.Helper()
 	d, err := detect.New(detectOptions(config0().Defaults))
 	require.NoError(t, err)
-	for i, v := range vs[:n] {
+	for i, v := range vs {
 		d.Update(t0.UnixMilli()+int64(i)*stepMs, v)
 	}
 	det, err := d.AppendBinary(nil)
@@ -166,19 +176,15 @@ func TestSnapshotReadsVersion2(t *testing.T) {
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
 	e := &snapEncoder{w: bw, crc: crc32.NewIEEE()}
-	for _, err := range []error{
-		e.write([]byte(snapMagic)), e.write([]byte{2, 0}),
-		e.u8(1), e.bytes(appendLabels(nil, ls)), e.u8(0), e.u64(0), e.u64(0), e.bytes(det), e.bytes(nil),
-		e.u8(0),
-	} {
+	errs := append([]error{e.write([]byte(snapMagic)), e.write([]byte{version, 0})}, record(e, det)...)
+	for _, err := range append(errs, e.u8(0)) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, binary.Write(bw, binary.LittleEndian, e.crc.Sum32()))
 	require.NoError(t, bw.Flush())
 	path := filepath.Join(t.TempDir(), "models.snap")
 	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
-
-	restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
+	return path
 }
 
 func TestSnapshotUnusable(t *testing.T) {
@@ -582,6 +588,52 @@ func TestSnapshotKeepsIncidentEvents(t *testing.T) {
 	require.Equal(t, before.duration(), after.duration(), "a restart lengthened the current event")
 	require.Equal(t, before.peakMember, after.peakMember)
 	require.NotEmpty(t, after.peakMember)
+}
+
+// TestSnapshotKeepsMASEScale: the forecast accuracy's MASE scale (the
+// mean change between samples) outlives a restart. Rebuilt from the first
+// samples after it, the first figures after every restart were scaled by
+// a mean of a few changes.
+func TestSnapshotKeepsMASEScale(t *testing.T) {
+	vs, ls, path, e := snapshotting(t, 300, "temperature")
+	s := e.onlySeries()
+	before, nBefore := s.absDif, s.nDif
+	require.Positive(t, before)
+	e.stop()
+
+	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.push(t0.UnixMilli()+300*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[300:301])
+	e2.sync()
+	after := e2.onlySeries()
+	// The first sample after the restart has no sample before it in the
+	// process (see step): the scale is the saved one.
+	require.Equal(t, nBefore, after.nDif)
+	require.Equal(t, before, after.absDif)
+}
+
+// TestSnapshotReadsVersion4: a snapshot before the MASE scale was saved
+// restores its models and incident; the scale is rebuilt from the samples
+// after the restart, as then.
+func TestSnapshotReadsVersion4(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature")
+	since := t0.UnixMilli() + (n-5)*stepMs
+	path := oldSnapshot(t, 4, vs[:n], func(e *snapEncoder, det []byte) []error {
+		return []error{
+			e.u8(1), e.bytes(appendLabels(nil, ls)), e.u8(0), e.u64(0), e.u64(0),
+			e.u64(uint64(since)), e.u64(uint64(since)), e.u64(math.Float64bits(3)), e.u32(4),
+			e.u64(uint64(since)), e.u32(0), e.bytes([]byte("level")),
+			e.bytes(det), e.bytes(nil),
+		}
+	})
+
+	e2, _ := restored(t, path, ls, t0.UnixMilli()+n*stepMs, vs[n])
+	s := e2.onlySeries()
+	require.Equal(t, since, s.pub.since, "its incident restored")
+	require.Equal(t, "level", s.pub.peakMember)
+	require.Zero(t, s.nDif, "no scale saved: rebuilt from the next samples")
 }
 
 // TestStorageReopenedRestartsSeries: after the TSDB is reopened (its series
