@@ -194,7 +194,7 @@ func TestHoltWintersRunMatchesStep(t *testing.T) {
 		copy(h.s1, h.s10)
 		copy(h.s2, h.s20)
 		buf := make([]float64, h.horizon)
-		warm := max(h.m1, h.m2, 1)
+		warm := int(max(h.m1, h.m2, 1))
 		var sae float64
 		var cnt int
 		for t, v := range y {

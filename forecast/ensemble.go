@@ -64,9 +64,16 @@ type ensemble struct {
 	// The interval offsets per horizon, on the transformed scale, as
 	// float32s rounded outwards (lo down, hi up): the band is never
 	// narrower than conformal made it, and wider by at most 2^-24 of the
-	// offsets (6e-9 of a value on the log scale at a typical 0.1).
-	lo, hi []float32
+	// offsets (6e-9 of a value on the log scale at a typical 0.1). The
+	// lower offsets then the upper (see lo and hi) in one array: a slice
+	// header less, and the ensemble fits the 112-byte size class instead
+	// of the 144 (TestModelHeldBytes).
+	band []float32
 }
+
+// lo and hi are the lower and upper interval offsets, H each.
+func (e *ensemble) lo() []float32 { return e.band[:e.H] }
+func (e *ensemble) hi() []float32 { return e.band[e.H : 2*e.H] }
 
 // weightUnit is what a horizon's weights sum to in ensemble.weights. A
 // weight rounded to 0 (below 2^-16) changes the forecast by less than that
@@ -82,7 +89,7 @@ func (e *ensemble) reuse(H int) *ensemble {
 		return &ensemble{H: H}
 	}
 	clear(e.comps) // the old components go; their memory with them
-	*e = ensemble{H: H, comps: e.comps[:0], weights: e.weights, of: e.of, lo: e.lo, hi: e.hi}
+	*e = ensemble{H: H, comps: e.comps[:0], weights: e.weights, of: e.of, band: e.band}
 	return e
 }
 
@@ -311,7 +318,12 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	}
 	e := old.reuse(H)
 	lo, hi := conformal(cerr, origins, stride, H, coverage, sc)
-	e.lo, e.hi = outward(e.lo, lo, -1), outward(e.hi, hi, 1)
+	if cap(e.band) < 2*H {
+		e.band = make([]float32, 2*H)
+	}
+	e.band = e.band[:2*H]
+	outward(e.lo(), lo, -1)
+	outward(e.hi(), hi, 1)
 	// Final fit on everything. A candidate that validated but cannot be
 	// fitted on the longer history (it should not happen) gives its weight
 	// to the others.
@@ -402,24 +414,60 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 // earlier), so starting from it does not leak the validation period into
 // the choice of weights; starting from the previous final fit would.
 type warmStart struct {
-	raw    bool
-	m1, m2 int32
-	n      uint8
-	p      [5]float64
+	// key packs the candidate (raw, m1, m2) and the count n of its
+	// parameters into one word (see newWarmKey): as fields of their own
+	// with their padding, a warmStart was 56 bytes, and a Model holds two
+	// slices of them (warm and warmIn), 6 each on a daily and weekly series,
+	// 352 B a slice against 288 so (TestModelHeldBytes).
+	key warmKey
+	p   [5]float64
+}
+
+// warmKey is raw in bit 63, n in bits 60-62 and m1 and m2 in bits 30-59
+// and 0-29: seasons are at most History/2 (2^19) long.
+type warmKey uint64
+
+const warmSeasonBits = 30
+
+// newWarmKey packs its arguments; ok is false if a season does not fit
+// (a corrupt snapshot) or n exceeds the parameters a warmStart holds.
+func newWarmKey(raw bool, m1, m2 uint32, n int) (k warmKey, ok bool) {
+	if m1 >= 1<<warmSeasonBits || m2 >= 1<<warmSeasonBits || n < 0 || n > len(warmStart{}.p) {
+		return 0, false
+	}
+	k = warmKey(m1)<<warmSeasonBits | warmKey(m2) | warmKey(n)<<(2*warmSeasonBits)
+	if raw {
+		k |= 1 << 63
+	}
+	return k, true
+}
+
+func (k warmKey) raw() bool  { return k>>63 == 1 }
+func (k warmKey) n() int     { return int(k>>(2*warmSeasonBits)) & 7 }
+func (k warmKey) m1() uint32 { return uint32(k>>warmSeasonBits) & (1<<warmSeasonBits - 1) }
+func (k warmKey) m2() uint32 { return uint32(k) & (1<<warmSeasonBits - 1) }
+
+// sameCandidate reports whether k and o are of one candidate, whatever
+// their parameters' count.
+func (k warmKey) sameCandidate(o warmKey) bool {
+	const n = 7 << (2 * warmSeasonBits)
+	return k&^n == o&^n
 }
 
 func newWarmStart(raw bool, hw *holtWinters) warmStart {
-	w := warmStart{raw: raw, m1: int32(hw.m1), m2: int32(hw.m2), n: uint8(len(hw.last))}
+	k, _ := newWarmKey(raw, uint32(hw.m1), uint32(hw.m2), len(hw.last))
+	w := warmStart{key: k}
 	copy(w.p[:], hw.last)
 	return w
 }
 
 // findWarm returns a copy of the parameters of the candidate (raw, m1, m2)
 // in warm, nil if it is not there.
-func findWarm(warm []warmStart, raw bool, m1, m2 int) []float64 {
+func findWarm(warm []warmStart, raw bool, m1, m2 int32) []float64 {
+	k, _ := newWarmKey(raw, uint32(m1), uint32(m2), 0)
 	for _, w := range warm {
-		if w.raw == raw && int(w.m1) == m1 && int(w.m2) == m2 {
-			return append([]float64(nil), w.p[:w.n]...)
+		if w.key.sameCandidate(k) {
+			return append([]float64(nil), w.p[:w.key.n()]...)
 		}
 	}
 	return nil

@@ -48,14 +48,17 @@ func heldPerModel(t testing.TB, k int) int64 {
 // (see history), 13 256 B; the weights as 16-bit shares and the interval
 // offsets as float32s, 10 285 B; theta's seasonal indices as float32s,
 // 9 516 B; Holt-Winters' fitting fields behind a pointer compact drops,
-// 9 096 B. The bound sits between the last two.
+// 9 096 B; the structs packed into smaller size classes (int32 counts
+// and indices, the flags in one word, the band in one array, the warm
+// starts' keys in one word each), 8 776 B. The bound sits between the last
+// two.
 func TestModelHeldBytes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fits 200 models")
 	}
 	got := heldPerModel(t, 200)
 	t.Logf("%d B held per fitted Model", got)
-	require.Less(t, got, int64(9300))
+	require.Less(t, got, int64(8900))
 }
 
 // BenchmarkModelHeld reports heldPerModel as B/model.
@@ -129,6 +132,43 @@ func TestWeightsSumToUnit(t *testing.T) {
 				}
 				require.Equal(t, weightUnit, sum, "horizon %d", h+1)
 			}
+		})
+	}
+}
+
+// TestWarmKey: a warm start's packed key gives back what it was built
+// from, matches its candidate whatever the parameters' count, and refuses
+// a season or count it cannot hold (a corrupt snapshot's).
+func TestWarmKey(t *testing.T) {
+	cases := []struct {
+		name   string
+		raw    bool
+		m1, m2 uint32
+		n      int
+		ok     bool
+	}{
+		{"no season", false, 0, 0, 3, true},
+		{"two seasons, raw", true, 24, 168, 5, true},
+		{"longest seasons", true, 1<<warmSeasonBits - 1, 1<<warmSeasonBits - 1, 5, true},
+		{"season too long", false, 1 << warmSeasonBits, 0, 4, false},
+		{"second season too long", false, 24, 1 << 31, 5, false},
+		{"too many parameters", false, 24, 0, 6, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k, ok := newWarmKey(tc.raw, tc.m1, tc.m2, tc.n)
+			require.Equal(t, tc.ok, ok)
+			if !ok {
+				return
+			}
+			require.Equal(t, tc.raw, k.raw())
+			require.Equal(t, tc.m1, k.m1())
+			require.Equal(t, tc.m2, k.m2())
+			require.Equal(t, tc.n, k.n())
+			other, _ := newWarmKey(tc.raw, tc.m1, tc.m2, 0)
+			require.True(t, k.sameCandidate(other))
+			flipped, _ := newWarmKey(!tc.raw, tc.m1, tc.m2, tc.n)
+			require.False(t, k.sameCandidate(flipped))
 		})
 	}
 }

@@ -20,22 +20,18 @@ import (
 // history (Nelder–Mead on logistic-mapped parameters); the initial state
 // comes from the first one or two long cycles.
 type holtWinters struct {
+	// The counts and indices as int32s, beside mult in one word: seasons
+	// are at most History/2 (2^19) long, and as ints they and their
+	// padding were 32 of the bytes each of the ensemble's Holt-Winters
+	// components holds for the series' life (TestModelHeldBytes).
 	mult   bool
-	m1, m2 int // m2 == 0: one season; m1 == 0: no season
+	m1, m2 int32 // m2 == 0: one season; m1 == 0: no season
+	i1, i2 int32 // index of the next observation's season in s1, s2
 
 	alpha, beta, phi, g1, g2 float64
-	// last holds the unconstrained parameters of the previous fit, nil
-	// before it. The ensemble fits each candidate twice, on the history
-	// before the validation origins and then on all of it; the second fit
-	// starts from the first's parameters with a small simplex and a third
-	// of the evaluations (M4 Hourly self-split as good; refit about 10% faster).
-	// The first starts from the previous refit's first fit when there is
-	// one (warmStart).
-	last []float64
 
 	l, b   float64
 	s1, s2 []float64
-	i1, i2 int // index of the next observation's season in s1, s2
 
 	// What only fitting reads, behind a pointer that compact drops: held
 	// in the struct, its headers were 96 of the 264 bytes each of the
@@ -46,6 +42,15 @@ type holtWinters struct {
 
 // hwFit is the part of a holtWinters only its fits read.
 type hwFit struct {
+	// last holds the unconstrained parameters of the previous fit, nil
+	// before it. The ensemble fits each candidate twice, on the history
+	// before the validation origins and then on all of it; the second fit
+	// starts from the first's parameters with a small simplex and a third
+	// of the evaluations (M4 Hourly self-split as good; refit about 10% faster).
+	// The first starts from the previous refit's first fit when there is
+	// one (warmStart).
+	last []float64
+
 	horizon int       // forecast horizon the parameters are fitted for
 	buf     []float64 // the fit's forecasts, from its scratch (see fit)
 
@@ -60,11 +65,11 @@ type hwFit struct {
 func newHoltWinters(mult bool, seasons []int, horizon int) *holtWinters {
 	h := &holtWinters{mult: mult, hwFit: &hwFit{horizon: horizon}}
 	if len(seasons) > 0 {
-		h.m1 = seasons[0]
+		h.m1 = int32(seasons[0])
 		h.s1 = make([]float64, h.m1)
 	}
 	if len(seasons) > 1 {
-		h.m2 = seasons[1]
+		h.m2 = int32(seasons[1])
 		h.s2 = make([]float64, h.m2)
 	}
 	return h
@@ -79,7 +84,7 @@ func (h *holtWinters) name() string {
 }
 
 func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
-	long := max(h.m1, h.m2, 1)
+	long := int(max(h.m1, h.m2, 1))
 	if len(y) < 2*long+h.horizon+8 {
 		return false
 	}
@@ -93,7 +98,7 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 	// The initial seasons are read by the fit's objective only (compact
 	// drops them from a kept model): from its scratch, as the rest, not
 	// two arrays per candidate and refit left to the collector.
-	h.s10, h.s20 = sc.floats(h.m1), sc.floats(h.m2)
+	h.s10, h.s20 = sc.floats(int(h.m1)), sc.floats(int(h.m2))
 	h.initState(y, sc)
 	// The objective's forecasts go in the refit's scratch: a buffer of the
 	// model's own, dropped at the end of each fit, was the largest thing a
@@ -129,7 +134,7 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 // and the parameters the next fit would start from: 2·(m1+m2)+5 values,
 // and the headers of what only fitting reads. A compacted holtWinters
 // is not fitted again: a refit builds new components.
-func (h *holtWinters) compact() { h.hwFit, h.last = nil, nil }
+func (h *holtWinters) compact() { h.hwFit = nil }
 
 func (h *holtWinters) setParams(p []float64) {
 	h.alpha = logistic(p[0], 0.001, 0.999)
@@ -177,16 +182,16 @@ func (h *holtWinters) run(y []float64) float64 {
 		unit1[0], unit2[0] = 1, 1
 	}
 	alpha, ab, phi, g1, g2 := h.alpha, h.alpha*h.beta, h.phi, h.g1, h.g2
-	s1, m1 := h.s1, h.m1
+	s1, m1 := h.s1, int(h.m1)
 	if m1 == 0 {
 		s1, m1, g1 = unit1[:], 1, 0
 	}
-	s2, m2 := h.s2, h.m2
+	s2, m2 := h.s2, int(h.m2)
 	if m2 == 0 {
 		s2, m2, g2 = unit2[:], 1, 0
 	}
 	l, b, i1, i2 := h.l0, h.b0, 0, 0
-	next := max(h.m1, h.m2, 1) // the next forecast origin
+	next := int(max(h.m1, h.m2, 1)) // the next forecast origin
 	var sae float64
 	var cnt int
 	for t, v := range y {
@@ -257,7 +262,7 @@ func (h *holtWinters) run(y []float64) float64 {
 		}
 	}
 	h.l, h.b = l, b
-	h.i1, h.i2 = i1%max(h.m1, 1), i2%max(h.m2, 1)
+	h.i1, h.i2 = int32(i1%max(m1, 1)), int32(i2%max(m2, 1))
 	if math.IsNaN(sae) || cnt == 0 {
 		return math.Inf(1)
 	}
@@ -360,7 +365,7 @@ func (h *holtWinters) forecast(dst []float64) {
 // the level and trend from a line through the seasonally adjusted first
 // long cycle.
 func (h *holtWinters) initState(y []float64, sc *fitScratch) {
-	long := max(h.m1, h.m2, 1)
+	long := int(max(h.m1, h.m2, 1))
 	span := y[:min(len(y), 4*long)]
 	if h.mult {
 		ly := sc.floats(len(span))
@@ -374,14 +379,14 @@ func (h *holtWinters) initState(y []float64, sc *fitScratch) {
 	if h.m1 > 0 {
 		seasonalIndices(h.s10, span, sc)
 		for t := range adj {
-			adj[t] -= h.s10[t%h.m1]
+			adj[t] -= h.s10[t%int(h.m1)]
 		}
 	}
 	if h.m2 > 0 {
 		// The long season holds what the short one leaves.
 		seasonalIndices(h.s20, adj, sc)
 		for t := range adj {
-			adj[t] -= h.s20[t%h.m2]
+			adj[t] -= h.s20[t%int(h.m2)]
 		}
 	}
 	first := adj[:max(long, min(len(adj), 2*long))]

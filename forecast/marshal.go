@@ -58,11 +58,11 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 	}
 	b = append(b, byte(len(warm)))
 	for _, w := range warm {
-		b = append(b, boolByte(w.raw))
-		b = binary.LittleEndian.AppendUint32(b, uint32(w.m1))
-		b = binary.LittleEndian.AppendUint32(b, uint32(w.m2))
-		b = append(b, w.n)
-		for _, p := range w.p[:w.n] {
+		b = append(b, boolByte(w.key.raw()))
+		b = binary.LittleEndian.AppendUint32(b, w.key.m1())
+		b = binary.LittleEndian.AppendUint32(b, w.key.m2())
+		b = append(b, byte(w.key.n()))
+		for _, p := range w.p[:w.key.n()] {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p))
 		}
 	}
@@ -160,7 +160,7 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	nm, _ := New(o)
 	nm.n = r.u64()
 	nm.lastTs = int64(r.u64())
-	nm.steps.n, nm.steps.next = int(r.u8()), int(r.u8())
+	nm.steps.n, nm.steps.next = int32(r.u8()), int32(r.u8())
 	for i := range nm.steps.diffs {
 		nm.steps.diffs[i] = int64(r.u64())
 	}
@@ -170,11 +170,12 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	if version > 1 {
 		nw := int(r.u8())
 		for range nw {
-			w := warmStart{raw: r.u8() == 1, m1: int32(r.u32()), m2: int32(r.u32()), n: r.u8()}
-			if int(w.n) > len(w.p) {
+			k, ok := newWarmKey(r.u8() == 1, r.u32(), r.u32(), int(r.u8()))
+			if !ok && r.err == nil {
 				return errors.New("decode forecast model: inconsistent warm start")
 			}
-			for i := range w.n {
+			w := warmStart{key: k}
+			for i := range k.n() {
 				w.p[i] = math.Float64frombits(r.u64())
 			}
 			nm.warm = append(nm.warm, w)

@@ -36,7 +36,6 @@ type Model struct {
 	n        uint64 // values accepted since New, including gap fills
 	lastTs   int64
 	steps    stepEstimator
-	fitted   bool
 	sinceFit int // values since the last fit
 
 	// warm is what the next fit's Holt-Winters candidates start from;
@@ -44,7 +43,9 @@ type Model struct {
 	// UnmarshalBinary can repeat that fit exactly.
 	warm, warmIn []warmStart
 
-	ens      *ensemble // nil if the last fit found nothing to fit
+	ens *ensemble // nil if the last fit found nothing to fit
+	// The flags together, in one word (see stepEstimator).
+	fitted   bool
 	logScale bool
 	// nonNeg: no value since the start of the last fit's window was
 	// negative (true of every log-scale fit). Forecasts are then kept at or
@@ -217,8 +218,9 @@ func (m *Model) forecast(dst []Point, h int, sc *fitScratch) []Point {
 	// float32 offsets inside the loop below made a 48-step forecast 0.6 µs
 	// (17%) dearer (BenchmarkForecast's CPU time), not so.
 	lo, hi := sc.floats(h), sc.floats(h)
+	elo, ehi := m.ens.lo(), m.ens.hi()
 	for i, f := range fc {
-		lo[i], hi[i] = f+float64(m.ens.lo[i]), f+float64(m.ens.hi[i])
+		lo[i], hi[i] = f+float64(elo[i]), f+float64(ehi[i])
 	}
 	for i, f := range fc {
 		dst = append(dst, Point{

@@ -46,8 +46,8 @@ func TestFitScratchNotRetained(t *testing.T) {
 				ref.forecast(want, nil)
 				got.forecast(have, nil)
 				require.Equal(t, want, have, "after %d updates", step)
-				require.Equal(t, ref.lo, got.lo)
-				require.Equal(t, ref.hi, got.hi)
+				require.Equal(t, ref.lo(), got.lo())
+				require.Equal(t, ref.hi(), got.hi())
 				ref.update(y[n-1])
 				got.update(y[n-1])
 			}
@@ -73,17 +73,17 @@ func TestRefitReusesEnsemble(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			old, _ := fitEnsemble(y[:500], tc.seasons, false, tc.oldH, 0.9, defaultCombiner, nil, nil, nil)
 			require.NotNil(t, old)
-			oldLo := old.lo
+			oldLo := old.lo()
 			want, _ := fitEnsemble(y[:550], []int{24}, false, 48, 0.95, defaultCombiner, nil, nil, nil)
 			got, _ := fitEnsemble(y[:550], []int{24}, false, 48, 0.95, defaultCombiner, nil, old, nil)
 			require.Same(t, old, got)
 			if cap(oldLo) >= 48 {
-				require.Same(t, &oldLo[:1][0], &got.lo[:1][0], "the band's array is reused")
+				require.Same(t, &oldLo[:1][0], &got.lo()[:1][0], "the band's array is reused")
 			}
 			require.Equal(t, want.H, got.H)
 			require.Equal(t, want.weights, got.weights)
-			require.Equal(t, want.lo, got.lo)
-			require.Equal(t, want.hi, got.hi)
+			require.Equal(t, want.lo(), got.lo())
+			require.Equal(t, want.hi(), got.hi())
 			require.Len(t, got.comps, len(want.comps))
 			wf, gf := make([]float64, 48), make([]float64, 48)
 			want.forecast(wf, nil)

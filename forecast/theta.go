@@ -17,29 +17,32 @@ import (
 // forecast error over the history. On the log scale the additive decomposition is the
 // multiplicative one the M4 benchmark uses.
 type theta struct {
-	m int
-	H int // horizon α is fitted for
+	// int32s, which hold any season (at most History/2, 2^19) and horizon
+	// (at most 2^16): as ints with pos's padding they took theta from the
+	// 64-byte size class to the 80, in each of the ensemble's candidates.
+	m int32
+	H int32 // horizon α is fitted for
 	// seas, fixed after the fit, is held as float32s: 4 bytes a season's
 	// step, not 8, in each of the ensemble's theta candidates (two seasons
 	// on two scales: 768 B of the pipeline's ~10 KB Model). The fit
 	// works on the rounded indices too, so the level it leaves is the one
 	// update continues.
 	seas  []float32
-	pos   int // season index of the next observation
+	pos   int32 // season index of the next observation
 	alpha float64
 	level float64
 	drift float64 // b/2
 }
 
 func newTheta(m, H int) *theta {
-	return &theta{m: m, H: H, seas: make([]float32, max(m, 1))}
+	return &theta{m: int32(m), H: int32(H), seas: make([]float32, max(m, 1))}
 }
 
 func (th *theta) name() string { return fmt.Sprintf("theta-%d", th.m) }
 
 func (th *theta) fit(y []float64, sc *fitScratch) bool {
 	n := len(y)
-	if n < 3*max(th.m, 4) || n < 2*th.H+16 {
+	if n < 3*max(int(th.m), 4) || n < 2*int(th.H)+16 {
 		return false
 	}
 	seas := sc.floats(len(th.seas))
@@ -57,12 +60,12 @@ func (th *theta) fit(y []float64, sc *fitScratch) bool {
 	// Golden-section search for α on the mean absolute error of the 1..H
 	// step forecasts from origins every fitStride samples (see
 	// holtWinters.run for why not the one-step error).
-	warm := max(th.m, 16)
+	warm := max(int(th.m), 16)
 	// The drift term of the forecast k+1 steps ahead depends on α but not
 	// on the origin: computed once per evaluation, the same products as
 	// forecast's, rather than at every origin (a fifth of a refit of a
 	// series without a season went to them).
-	drift := sc.floats(th.H)
+	drift := sc.floats(int(th.H))
 	sse := func(a float64) float64 {
 		l := d[0]
 		var s float64
@@ -72,11 +75,11 @@ func (th *theta) fit(y []float64, sc *fitScratch) bool {
 			drift[k] = th.drift * (float64(k) + ia)
 		}
 		for t := 1; t < n; t++ {
-			if t >= warm && (t-warm)%fitStride == 0 && t+th.H <= n {
+			if t >= warm && (t-warm)%fitStride == 0 && t+int(th.H) <= n {
 				for k, dk := range drift {
 					s += math.Abs(d[t+k] - l - dk)
 				}
-				cnt += th.H
+				cnt += int(th.H)
 			}
 			l += a * (d[t] - l)
 		}
@@ -88,20 +91,20 @@ func (th *theta) fit(y []float64, sc *fitScratch) bool {
 		l += th.alpha * (v - l)
 	}
 	th.level = l
-	th.pos = n % len(th.seas)
+	th.pos = int32(n % len(th.seas))
 	return !math.IsNaN(l)
 }
 
 func (th *theta) update(v float64) {
 	d := v - float64(th.seas[th.pos])
 	th.level += th.alpha * (d - th.level)
-	if th.pos++; th.pos == len(th.seas) {
+	if th.pos++; int(th.pos) == len(th.seas) {
 		th.pos = 0
 	}
 }
 
 func (th *theta) forecast(dst []float64) {
-	p := th.pos
+	p := int(th.pos)
 	for k := range dst {
 		dst[k] = th.level + th.drift*(float64(k)+1/th.alpha) + float64(th.seas[p])
 		if p++; p == len(th.seas) {
