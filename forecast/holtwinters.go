@@ -30,8 +30,17 @@ type holtWinters struct {
 
 	alpha, beta, phi, g1, g2 float64
 
-	l, b   float64
-	s1, s2 []float64
+	l, b float64
+	// s holds the seasons once compacted, s1's m1 values then s2's m2, as
+	// float32s: the seasons of the two Holt-Winters candidates on each
+	// scale were 1 536 of the 8 776 bytes a fitted Model held
+	// (TestModelHeldBytes), against 768 so, and in one array a slice
+	// header less. Until then (the fits and the validation's updates and
+	// forecasts) they are hwFit's float64 s1 and s2, so that the
+	// validation errors that choose the weights and intervals are the
+	// ones before: only the kept components round their seasons, by at
+	// most 2^-24 of a seasonal swing, and keep updating them as float32s.
+	s []float32
 
 	// What only fitting reads, behind a pointer that compact drops: held
 	// in the struct, its headers were 96 of the 264 bytes each of the
@@ -60,17 +69,17 @@ type hwFit struct {
 	// (a kept model is compacted, which drops them).
 	l0, b0   float64
 	s10, s20 []float64
+	// The seasons until compact, from the fit's scratch.
+	s1, s2 []float64
 }
 
 func newHoltWinters(mult bool, seasons []int, horizon int) *holtWinters {
 	h := &holtWinters{mult: mult, hwFit: &hwFit{horizon: horizon}}
 	if len(seasons) > 0 {
 		h.m1 = int32(seasons[0])
-		h.s1 = make([]float64, h.m1)
 	}
 	if len(seasons) > 1 {
 		h.m2 = int32(seasons[1])
-		h.s2 = make([]float64, h.m2)
 	}
 	return h
 }
@@ -97,8 +106,11 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 	}
 	// The initial seasons are read by the fit's objective only (compact
 	// drops them from a kept model): from its scratch, as the rest, not
-	// two arrays per candidate and refit left to the collector.
+	// two arrays per candidate and refit left to the collector. The
+	// seasons too: compact keeps them as float32s, and a candidate not
+	// kept drops them with the scratch.
 	h.s10, h.s20 = sc.floats(int(h.m1)), sc.floats(int(h.m2))
+	h.s1, h.s2 = sc.floats(int(h.m1)), sc.floats(int(h.m2))
 	h.initState(y, sc)
 	// The objective's forecasts go in the refit's scratch: a buffer of the
 	// model's own, dropped at the end of each fit, was the largest thing a
@@ -134,7 +146,33 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 // and the parameters the next fit would start from: 2·(m1+m2)+5 values,
 // and the headers of what only fitting reads. A compacted holtWinters
 // is not fitted again: a refit builds new components.
-func (h *holtWinters) compact() { h.hwFit = nil }
+func (h *holtWinters) compact() {
+	if n := len(h.s1) + len(h.s2); n > 0 {
+		h.s = make([]float32, n)
+		for i, x := range h.s1 {
+			h.s[i] = narrow[float32](x)
+		}
+		for i, x := range h.s2 {
+			h.s[len(h.s1)+i] = narrow[float32](x)
+		}
+	}
+	h.hwFit = nil
+}
+
+// seasons returns the compacted seasons s1 and s2.
+func (h *holtWinters) seasons() (s1, s2 []float32) { return h.s[:h.m1], h.s[h.m1:] }
+
+// narrow returns x as a T: itself as a float64, the nearest float32
+// otherwise, held at float32's largest magnitude rather than made
+// infinite (the state of values near it, which history clamps there).
+func narrow[T float32 | float64](x float64) T {
+	// r−r is 0 for a finite r only: r infinite where x is finite is a
+	// float32's overflow. Written so, narrow inlines into hwStep.
+	if r := T(x); r-r == 0 || x-x != 0 {
+		return r
+	}
+	return T(clampFloat32(x))
+}
 
 func (h *holtWinters) setParams(p []float64) {
 	h.alpha = logistic(p[0], 0.001, 0.999)
@@ -273,42 +311,53 @@ func (h *holtWinters) update(v float64) { h.step(v) }
 
 // step applies one observation and returns its one-step error.
 func (h *holtWinters) step(v float64) float64 {
+	if h.hwFit != nil {
+		return hwStep(h, h.s1, h.s2, v)
+	}
+	s1, s2 := h.seasons()
+	return hwStep(h, s1, s2, v)
+}
+
+// hwStep is step on the seasons s1 and s2, of either precision: every
+// value is read as and computed in a float64, only the seasons' stores
+// round (see narrow).
+func hwStep[T float32 | float64](h *holtWinters, s1, s2 []T, v float64) float64 {
 	lb := h.l + h.phi*h.b
 	var e float64
 	if h.mult {
-		s1, s2 := 1.0, 1.0
+		x1, x2 := 1.0, 1.0
 		if h.m1 > 0 {
-			s1 = h.s1[h.i1]
+			x1 = float64(s1[h.i1])
 		}
 		if h.m2 > 0 {
-			s2 = h.s2[h.i2]
+			x2 = float64(s2[h.i2])
 		}
-		S := s1 * s2
+		S := x1 * x2
 		e = v - lb*S
 		h.l = lb + h.alpha*e/S
 		h.b = h.phi*h.b + h.alpha*h.beta*e/S
 		if h.m1 > 0 {
-			h.s1[h.i1] += h.g1 * e / (lb * s2)
+			s1[h.i1] = narrow[T](x1 + h.g1*e/(lb*x2))
 		}
 		if h.m2 > 0 {
-			h.s2[h.i2] += h.g2 * e / (lb * s1)
+			s2[h.i2] = narrow[T](x2 + h.g2*e/(lb*x1))
 		}
 	} else {
 		s := 0.0
 		if h.m1 > 0 {
-			s += h.s1[h.i1]
+			s += float64(s1[h.i1])
 		}
 		if h.m2 > 0 {
-			s += h.s2[h.i2]
+			s += float64(s2[h.i2])
 		}
 		e = v - lb - s
 		h.l = lb + h.alpha*e
 		h.b = h.phi*h.b + h.alpha*h.beta*e
 		if h.m1 > 0 {
-			h.s1[h.i1] += h.g1 * e
+			s1[h.i1] = narrow[T](float64(s1[h.i1]) + h.g1*e)
 		}
 		if h.m2 > 0 {
-			h.s2[h.i2] += h.g2 * e
+			s2[h.i2] = narrow[T](float64(s2[h.i2]) + h.g2*e)
 		}
 	}
 	if h.m1 > 0 {
@@ -325,6 +374,15 @@ func (h *holtWinters) step(v float64) float64 {
 }
 
 func (h *holtWinters) forecast(dst []float64) {
+	if h.hwFit != nil {
+		hwForecast(h, h.s1, h.s2, dst)
+		return
+	}
+	s1, s2 := h.seasons()
+	hwForecast(h, s1, s2, dst)
+}
+
+func hwForecast[T float32 | float64](h *holtWinters, s1, s2 []T, dst []float64) {
 	damp, phiH := 0.0, 1.0
 	i1, i2 := h.i1, h.i2
 	for k := range dst {
@@ -333,17 +391,17 @@ func (h *holtWinters) forecast(dst []float64) {
 		f := h.l + damp*h.b
 		if h.mult {
 			if h.m1 > 0 {
-				f *= h.s1[i1]
+				f *= float64(s1[i1])
 			}
 			if h.m2 > 0 {
-				f *= h.s2[i2]
+				f *= float64(s2[i2])
 			}
 		} else {
 			if h.m1 > 0 {
-				f += h.s1[i1]
+				f += float64(s1[i1])
 			}
 			if h.m2 > 0 {
-				f += h.s2[i2]
+				f += float64(s2[i2])
 			}
 		}
 		dst[k] = f
