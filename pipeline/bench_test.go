@@ -80,6 +80,7 @@ func BenchmarkStatePerSeries(b *testing.B) {
 			sc := detect.NewScratch()
 			buf := newFcBuf()
 			for range b.N {
+				var hz horizonCache // the worker's: its series share their horizons
 				all := make([]*series, 0, k)
 				// Twice: the forecasters' pooled refit scratch, tens of
 				// KB, goes with the second, and is not the series'.
@@ -92,7 +93,7 @@ func BenchmarkStatePerSeries(b *testing.B) {
 					s := &series{ref: storage.SeriesRef(i + 1), name: "bench_gauge", in: ls}
 					require.NoError(b, s.det.Init(detect.DefaultOptions(), sc))
 					if withFC {
-						s.fc = newFcState(horizonsOf(config0().Defaults))
+						s.fc = newFcStateOf(hz.of(config0().Defaults))
 					}
 					for j, v := range vs {
 						s.step(t0.UnixMilli()+int64(j)*stepMs, v, nil, &buf, stepOpts{forecastEveryMs: time.Minute.Milliseconds(), holdMs: 5 * time.Minute.Milliseconds()})

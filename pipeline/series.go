@@ -189,9 +189,11 @@ func (s *series) silent(holdMs, everyMs, nowMs int64) bool {
 // fcState is the forecasting part of a series, allocated only for series
 // within the forecast budget, so the others carry none of it.
 type fcState struct {
-	m        *forecast.Model
-	horizons []time.Duration
-	hname    []string // horizon label values
+	m *forecast.Model
+	// The horizons, shared by the forecasters a worker makes for a
+	// selection (see horizonCache): a pointer, not the two slices, takes
+	// fcState from Go's 288-byte size class to the 256.
+	*horizonSet
 	// The last forecast per horizon: written under the worker's lock,
 	// read by the collector under its read lock.
 	pts  []forecast.Point
@@ -437,7 +439,22 @@ func (r *resampler) close() point {
 // before its latest, by which the step is stamped.
 func (r *resampler) center() int64 { return r.ctr }
 
+// horizonSet is the horizons of a selection's forecasts, never written
+// once made.
+type horizonSet struct {
+	horizons []time.Duration
+	hname    []string // horizon label values
+}
+
+// newFcState returns a forecaster for the horizons hs, named names.
 func newFcState(hs []time.Duration, names []string) *fcState {
+	return newFcStateOf(&horizonSet{horizons: hs, hname: names})
+}
+
+// newFcStateOf returns a forecaster for the horizons of set, which it
+// shares.
+func newFcStateOf(set *horizonSet) *fcState {
+	hs := set.horizons
 	m, err := forecast.New(forecastOptions())
 	if err != nil {
 		return nil // forecastOptions are constant and valid; a failure is a bug caught by the tests
@@ -448,7 +465,7 @@ func newFcState(hs []time.Duration, names []string) *fcState {
 		longest = max(longest, h)
 	}
 	return &fcState{
-		m: m, horizons: hs, hname: names,
+		m: m, horizonSet: set,
 		pts: make([]forecast.Point, n), ok: make([]bool, n),
 		outRef: make([]storage.SeriesRef, 3*n), pend: make([]pending, n),
 		rs: resampler{minStepMs: max(1, (longest.Milliseconds()+horizonSteps-1)/horizonSteps)},
@@ -635,6 +652,36 @@ func horizonsOf(sc config.Scoring) ([]time.Duration, []string) {
 		d[i], n[i] = time.Duration(h), model.Duration(h).String()
 	}
 	return d, n
+}
+
+// horizonCache is horizonsOf for a worker's new forecasters: every series
+// of a selection forecasts the same horizons, and a copy of its own (the
+// durations, the label values and their bytes) was ~100 B of each
+// forecast series, held for its life (BenchmarkStatePerSeries). The
+// slices it returns are shared between series and never written. It holds
+// the horizons of the last few selections a forecaster was made for, so
+// it does not grow with reloads; one a worker, not safe for concurrent use.
+type horizonCache struct {
+	e    [4]horizonEntry
+	next int // the entry replaced next
+}
+
+type horizonEntry struct {
+	raw []model.Duration
+	set *horizonSet
+}
+
+func (c *horizonCache) of(sc config.Scoring) *horizonSet {
+	for _, e := range c.e {
+		if e.set != nil && slices.Equal(e.raw, sc.ForecastHorizons) {
+			return e.set
+		}
+	}
+	d, names := horizonsOf(sc)
+	set := &horizonSet{horizons: d, hname: names}
+	c.e[c.next] = horizonEntry{raw: slices.Clone(sc.ForecastHorizons), set: set}
+	c.next = (c.next + 1) % len(c.e)
+	return set
 }
 
 // outLabels returns the labels of the output family with an optional

@@ -1139,7 +1139,7 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 			continue
 		}
 		if s.fc != nil {
-			fresh.fc = newFcState(s.fc.horizons, s.fc.hname)
+			fresh.fc = newFcStateOf(s.fc.horizonSet)
 		}
 		replay := w.replayer(fresh)
 		r.older.each(replay)
@@ -1229,7 +1229,7 @@ func (w *worker) warmForecaster(ctx context.Context, s *series, beforeMs int64) 
 		return
 	}
 	old := s.fc
-	nf := newFcState(old.horizons, old.hname)
+	nf := newFcStateOf(old.horizonSet)
 	if nf == nil {
 		return
 	}

@@ -29,6 +29,7 @@ type worker struct {
 	queue chan *batch
 	snap  chan snapReq
 	wake  chan struct{} // a new configuration (capacity 1)
+	hz    horizonCache  // the horizons its new forecasters share
 	// gone wakes the worker (capacity 1) to forget the series the head
 	// deleted, goneRefs, which the head's garbage collection adds to
 	// under goneMu without waiting for the worker.
@@ -537,7 +538,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		return nil
 	}
 	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, held && saved.forecaster()) {
-		s.fc = newFcState(horizonsOf(sc))
+		s.fc = newFcStateOf(w.hz.of(sc))
 	}
 	// A saved state of the other kind than the sample's metadata says is
 	// not restored: its models learnt the wrong quantity.
@@ -892,7 +893,7 @@ func (w *worker) sweep() {
 		if !reserve(&w.p.forecasting, &w.p.fcHeld, w.p.opts.ForecastMaxSeries, false) {
 			return
 		}
-		s.fc = newFcState(horizonsOf(sc))
+		s.fc = newFcStateOf(w.hz.of(sc))
 		s.fc.warmDue = !isDerived(s)
 	}
 }
