@@ -2,6 +2,7 @@ package forecast
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 
 	"github.com/omen-sidecar/omen/detect"
@@ -58,9 +59,16 @@ type ensemble struct {
 	// combination stays affine (weights summing to exactly 1) whatever the
 	// rounding, and forecast scales by a power of two, exactly, instead of
 	// dividing: 800 B here instead of 3 200 as float64s.
+	// of holds, when the rows are sparse, which component each weight is
+	// of: with at most maskComps components, a bit per component (two
+	// bytes a horizon, low byte first; the weights of a row are those of
+	// its set bits in order), else an index per weight (fewer than 256
+	// components, see buildComponents). The bits took the 8 components of
+	// TestModelHeldBytes' Model, 5 weights a row, from 400 bytes (the
+	// 416 size class) to 160.
 	weights []uint16
-	of      []uint8 // component indices; fewer than 256 (see buildComponents)
-	width   int     // entries per horizon in weights and of
+	of      []uint8
+	width   int // entries per horizon in weights (and in of, as indices)
 	// The interval offsets per horizon, on the transformed scale, as
 	// float32s rounded outwards (lo down, hi up): the band is never
 	// narrower than conformal made it, and wider by at most 2^-24 of the
@@ -74,6 +82,9 @@ type ensemble struct {
 // lo and hi are the lower and upper interval offsets, H each.
 func (e *ensemble) lo() []float32 { return e.band[:e.H] }
 func (e *ensemble) hi() []float32 { return e.band[e.H : 2*e.H] }
+
+// maskComps is the most components ensemble.of holds as bits.
+const maskComps = 16
 
 // weightUnit is what a horizon's weights sum to in ensemble.weights. A
 // weight rounded to 0 (below 2^-16) changes the forecast by less than that
@@ -362,11 +373,16 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	e.weights = e.weights[:H*e.width]
 	clear(e.weights)
 	e.of = e.of[:0]
+	masks := len(keep) <= maskComps
 	if !dense {
-		if cap(e.of) < H*e.width {
-			e.of = make([]uint8, H*e.width)
+		n := H * e.width
+		if masks {
+			n = 2 * H
 		}
-		e.of = e.of[:H*e.width]
+		if cap(e.of) < n {
+			e.of = make([]uint8, n)
+		}
+		e.of = e.of[:n]
 		clear(e.of)
 	}
 	for h := range H {
@@ -385,7 +401,11 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 			switch {
 			case dense:
 				row[i] = q
-			case q != 0: // a zero adds nothing to forecast's sum
+			case q != 0 && masks: // a zero adds nothing to forecast's sum
+				row[j] = q
+				e.of[2*h+i/8] |= 1 << (i % 8)
+				j++
+			case q != 0:
 				row[j], e.of[h*e.width+j] = q, uint8(i)
 				j++
 			}
@@ -506,6 +526,19 @@ func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 	fs := sc.floats(len(e.comps) * n)
 	for i, c := range e.comps {
 		c.forecast(fs[i*n : (i+1)*n])
+	}
+	if len(e.of) > 0 && len(e.comps) <= maskComps {
+		for h := range dst {
+			row := e.weights[h*e.width : (h+1)*e.width]
+			var s float64
+			// The set bits, lowest first: the components of the row's
+			// weights in order, as the indices' loop below adds them.
+			for m, j := uint16(e.of[2*h])|uint16(e.of[2*h+1])<<8, 0; m != 0; m, j = m&(m-1), j+1 {
+				s += float64(row[j]) * fs[bits.TrailingZeros16(m)*n+h]
+			}
+			dst[h] = s * (1.0 / weightUnit)
+		}
+		return
 	}
 	for h := range dst {
 		var s float64
