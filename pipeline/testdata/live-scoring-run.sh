@@ -35,6 +35,9 @@ for i in $(seq 60); do curl -sf http://127.0.0.1:$port/-/ready >/dev/null && bre
 echo "RESULT $name idle_rss=$(awk '/VmRSS/{print $2*1024}' /proc/$pid/status)"
 cpu() { awk '{print ($14+$15)/100}' /proc/$pid/stat; }
 rss() { awk '/VmRSS/{print $2*1024}' /proc/$pid/status; }
+# MEAS rounds 15 s apart in real time; the process's memory ($pid's).
+rounds() { for i in $(seq $MEAS); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "15 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done; }
+mem() { echo "rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) anon=$(awk '/RssAnon/{print $2*1024}' /proc/$pid/status) file=$(awk '/RssFile/{print $2*1024}' /proc/$pid/status)"; }
 lg() { ${OMEN:-bin/omen} loadgen --url=http://127.0.0.1:$port/api/v1/write --series=$SERIES --no-warmup --log.level=error "$@" > $dir/loadgen.last 2>&1; grep -h "^measured" $dir/loadgen.last | grep -v "errors: none" >> $dir/lgerr; }
 if [ -n "${HIST:-}" ]; then
 	h0=$(date +%s)
@@ -52,9 +55,9 @@ fi
 c0=$(cpu); t0=$(date +%s.%N)
 # PROFILE=FILE: a CPU profile of the measured window (the profiler's own cost is small).
 [ -n "${PROFILE:-}" ] && curl -s "http://127.0.0.1:$port/debug/pprof/profile?seconds=$((MEAS * 15 - 5))" > "$PROFILE" &
-for i in $(seq $MEAS); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "15 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done
+rounds
 c1=$(cpu); t1=$(date +%s.%N)
-echo "RESULT $name cpu_s=$(echo "$c1 - $c0" | bc) wall_s=$(echo "$t1 - $t0" | bc) rounds=$MEAS rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) anon=$(awk '/RssAnon/{print $2*1024}' /proc/$pid/status) file=$(awk '/RssFile/{print $2*1024}' /proc/$pid/status) load=\"$(uptime | sed 's/.*average: //')\""
+echo "RESULT $name cpu_s=$(echo "$c1 - $c0" | bc) wall_s=$(echo "$t1 - $t0" | bc) rounds=$MEAS $(mem) load=\"$(uptime | sed 's/.*average: //')\""
 # One /metrics scrape, its CPU and size.
 s0=$(cpu); w0=$(date +%s.%N); curl -s http://127.0.0.1:$port/metrics > $dir/metrics.txt; s1=$(cpu); w1=$(date +%s.%N)
 echo "RESULT $name scrape_cpu_s=$(echo "$s1 - $s0" | bc) scrape_wall_s=$(echo "$w1 - $w0" | bc) lines=$(grep -vc '^#' $dir/metrics.txt) bytes=$(wc -c < $dir/metrics.txt)"
@@ -73,8 +76,8 @@ if [ -n "${THEN_OFF:-}" ]; then
 	r0=$(date +%s)
 	for i in $(seq 600); do curl -sf http://127.0.0.1:$port/-/ready >/dev/null && break; sleep 1; done
 	echo "RESULT $name-off ready after $(( $(date +%s) - r0 )) s"
-	for i in $(seq $MEAS); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "15 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done
-	echo "RESULT $name-off rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) anon=$(awk '/RssAnon/{print $2*1024}' /proc/$pid/status) file=$(awk '/RssFile/{print $2*1024}' /proc/$pid/status)"
+	rounds
+	echo "RESULT $name-off $(mem)"
 	curl -s http://127.0.0.1:$port/metrics > $dir/metrics-off.txt
 	for k in process_resident_memory_bytes go_memstats_heap_inuse_bytes go_memstats_heap_alloc_bytes omen_tsdb_head_series prometheus_tsdb_head_series omen_series_scored; do echo "RESULT $name-off $k $(grep -E "^$k " $dir/metrics-off.txt | awk '{print $2}')"; done
 	[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP.off"
