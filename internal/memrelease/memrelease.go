@@ -74,11 +74,11 @@ func ReadStats() Stats {
 	return Stats{Allocs: v[0], Live: v[1], Free: v[2]}
 }
 
-// Releaser returns free heap memory after bursts. Read and Free are the
+// Releaser returns free heap memory after bursts. read and free are the
 // runtime's (ReadStats, debug.FreeOSMemory) unless a test sets them.
 type Releaser struct {
-	Read  func() Stats
-	Free  func()
+	read  func() Stats
+	free  func()
 	every time.Duration
 
 	logger   *slog.Logger
@@ -93,8 +93,8 @@ type Releaser struct {
 func New(logger *slog.Logger, reg prometheus.Registerer, every time.Duration) *Releaser {
 	f := promauto.With(reg)
 	return &Releaser{
-		Read:   ReadStats,
-		Free:   debug.FreeOSMemory,
+		read:   ReadStats,
+		free:   debug.FreeOSMemory,
 		every:  every,
 		logger: logger,
 		releases: f.NewCounter(prometheus.CounterOpts{
@@ -110,7 +110,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, every time.Duration) *R
 
 // Run looks every interval until ctx is done.
 func (r *Releaser) Run(ctx context.Context) error {
-	r.last = r.Read()
+	r.last = r.read()
 	t := time.NewTicker(r.every)
 	defer t.Stop()
 	for {
@@ -126,14 +126,14 @@ func (r *Releaser) Run(ctx context.Context) error {
 // Check looks once, at now, and releases if the time has come; it reports
 // whether it did.
 func (r *Releaser) Check(now time.Time) bool {
-	s := r.Read()
+	s := r.read()
 	prev := r.last
 	r.last = s
 	if !due(prev, s) || (!r.lastFree.IsZero() && now.Sub(r.lastFree) < minGap) {
 		return false
 	}
-	r.Free()
-	after := r.Read()
+	r.free()
+	after := r.read()
 	r.last = after
 	r.lastFree = now
 	var back uint64

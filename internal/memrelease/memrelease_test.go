@@ -39,8 +39,8 @@ func TestCheckSpacesReleases(t *testing.T) {
 	r := New(slog.New(slog.NewTextHandler(io.Discard, nil)), reg, time.Second)
 	s := Stats{Allocs: 1000 * mb, Live: 500 * mb, Free: 300 * mb}
 	freed := 0
-	r.Read = func() Stats { return s }
-	r.Free = func() { freed++; s.Free = 10 * mb }
+	r.read = func() Stats { return s }
+	r.free = func() { freed++; s.Free = 10 * mb }
 	r.last = s
 	t0 := time.Unix(1e9, 0)
 	require.True(t, r.Check(t0))
