@@ -227,6 +227,7 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 		nm.seasonAge = max(nm.seasonAge-1, 0)
 		nm.fitAt(min(count-since, o.History), since)
 	}
+	nm.phase = m.phase // the caller's stagger, not part of the state
 	*m = *nm
 	return nil
 }

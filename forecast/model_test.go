@@ -701,3 +701,59 @@ func TestSeasonsKeptBetweenRefits(t *testing.T) {
 	require.Contains(t, ages, seasonRedetect)
 	require.Positive(t, stale, "no fit kept seasons a detection would have changed: the test proves nothing")
 }
+
+// TestStaggerRefits checks that a phase brings only the refit after the
+// first fit forward, that the refits after it keep RefitEvery apart, and
+// that a restored Model keeps its schedule (the snapshot's) and the
+// receiver's phase.
+func TestStaggerRefits(t *testing.T) {
+	opts := liveOptions // History 512, RefitEvery 64
+	y := planted(1000, 24, 100, 0.05, 10, 3)
+	// fits returns the sample counts at which a Forecast after each sample
+	// refitted, from the first fit on.
+	fits := func(m *Model, from, to int) []int {
+		var at []int
+		for n := from; n < to; n++ {
+			m.Update(int64(n)*hourMs, y[n])
+			if !m.Ready() {
+				continue
+			}
+			wasFitted, before := m.fitted, m.sinceFit
+			m.Forecast(nil, 8)
+			if !wasFitted || m.sinceFit < before {
+				at = append(at, n+1)
+			}
+		}
+		return at
+	}
+	for _, tc := range []struct {
+		phase int
+		want  []int
+	}{
+		{0, []int{192, 256, 320, 384, 448, 512, 576}},
+		{20, []int{192, 236, 300, 364, 428, 492, 556}},
+		{64 + 20, []int{192, 236, 300, 364, 428, 492, 556}},
+		{-44, []int{192, 236, 300, 364, 428, 492, 556}},
+		{63, []int{192, 193, 257, 321, 385, 449, 513}},
+	} {
+		t.Run(fmt.Sprint(tc.phase), func(t *testing.T) {
+			m, err := New(opts)
+			require.NoError(t, err)
+			m.StaggerRefits(tc.phase)
+			require.Equal(t, tc.want, fits(m, 0, tc.want[len(tc.want)-1]))
+		})
+	}
+
+	// Restored mid-schedule into a Model staggered otherwise: the next
+	// refit is the snapshot's, and the phase waits for a first fit.
+	m, _ := New(opts)
+	m.StaggerRefits(20)
+	require.Equal(t, []int{192, 236, 300}, fits(m, 0, 310))
+	b, err := m.MarshalBinary()
+	require.NoError(t, err)
+	r, _ := New(opts)
+	r.StaggerRefits(5)
+	require.NoError(t, r.UnmarshalBinary(b))
+	require.Equal(t, []int{364, 428}, fits(r, 310, 430))
+	require.Equal(t, int32(5), r.phase)
+}

@@ -93,7 +93,7 @@ func BenchmarkStatePerSeries(b *testing.B) {
 					s := &series{ref: storage.SeriesRef(i + 1), name: "bench_gauge", in: ls}
 					require.NoError(b, s.det.Init(detect.DefaultOptions(), sc))
 					if withFC {
-						s.fc = newFcStateOf(hz.of(config0().Defaults))
+						s.fc = newFcStateOf(hz.of(config0().Defaults), 0)
 					}
 					for j, v := range vs {
 						s.step(t0.UnixMilli()+int64(j)*stepMs, v, nil, &buf, stepOpts{forecastEveryMs: time.Minute.Milliseconds(), holdMs: 5 * time.Minute.Milliseconds()})

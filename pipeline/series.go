@@ -448,17 +448,18 @@ type horizonSet struct {
 
 // newFcState returns a forecaster for the horizons hs, named names.
 func newFcState(hs []time.Duration, names []string) *fcState {
-	return newFcStateOf(&horizonSet{horizons: hs, hname: names})
+	return newFcStateOf(&horizonSet{horizons: hs, hname: names}, 0)
 }
 
 // newFcStateOf returns a forecaster for the horizons of set, which it
-// shares.
-func newFcStateOf(set *horizonSet) *fcState {
+// shares, for the series ref: its refits are staggered by it.
+func newFcStateOf(set *horizonSet, ref storage.SeriesRef) *fcState {
 	hs := set.horizons
 	m, err := forecast.New(forecastOptions())
 	if err != nil {
 		return nil // forecastOptions are constant and valid; a failure is a bug caught by the tests
 	}
+	m.StaggerRefits(refitPhase(ref))
 	n := len(hs)
 	var longest time.Duration
 	for _, h := range hs {
@@ -470,6 +471,15 @@ func newFcStateOf(set *horizonSet) *fcState {
 		outRef: make([]storage.SeriesRef, 3*n), pend: make([]pending, n),
 		rs: resampler{minStepMs: max(1, (longest.Milliseconds()+horizonSteps-1)/horizonSteps)},
 	}
+}
+
+// refitPhase spreads the series' refits over forecastOptions' RefitEvery
+// samples (see forecast.Model.StaggerRefits). The head numbers its series
+// in the order they come, so a deployment's series, which come together,
+// have consecutive refs; Fibonacci hashing maps any run of consecutive
+// refs evenly onto the phases, whatever their offset.
+func refitPhase(ref storage.SeriesRef) int {
+	return int((uint64(ref) * 0x9E3779B97F4A7C15 >> 32) % uint64(forecastOptions().RefitEvery))
 }
 
 // series is the state of one scored input. Only its worker writes it.

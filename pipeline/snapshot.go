@@ -709,7 +709,7 @@ func (s *series) restore(saved *savedSeries) bool {
 	}
 	if s.fc != nil && len(saved.fc) > 0 {
 		if err := s.fc.restoreState(saved.fc); err != nil {
-			s.fc = newFcStateOf(s.fc.horizonSet) // start the forecaster afresh
+			s.fc = newFcStateOf(s.fc.horizonSet, s.ref) // start the forecaster afresh
 		}
 	}
 	if s.fc != nil && len(saved.fc) == 0 && saved.flags&flagDef == 0 {

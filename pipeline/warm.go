@@ -1139,7 +1139,7 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 			continue
 		}
 		if s.fc != nil {
-			fresh.fc = newFcStateOf(s.fc.horizonSet)
+			fresh.fc = newFcStateOf(s.fc.horizonSet, s.ref)
 		}
 		replay := w.replayer(fresh)
 		r.older.each(replay)
@@ -1229,7 +1229,7 @@ func (w *worker) warmForecaster(ctx context.Context, s *series, beforeMs int64) 
 		return
 	}
 	old := s.fc
-	nf := newFcStateOf(old.horizonSet)
+	nf := newFcStateOf(old.horizonSet, s.ref)
 	if nf == nil {
 		return
 	}

@@ -538,7 +538,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		return nil
 	}
 	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, held && saved.forecaster()) {
-		s.fc = newFcStateOf(w.hz.of(sc))
+		s.fc = newFcStateOf(w.hz.of(sc), s.ref)
 	}
 	// A saved state of the other kind than the sample's metadata says is
 	// not restored: its models learnt the wrong quantity.
@@ -893,7 +893,7 @@ func (w *worker) sweep() {
 		if !reserve(&w.p.forecasting, &w.p.fcHeld, w.p.opts.ForecastMaxSeries, false) {
 			return
 		}
-		s.fc = newFcStateOf(w.hz.of(sc))
+		s.fc = newFcStateOf(w.hz.of(sc), s.ref)
 		s.fc.warmDue = !isDerived(s)
 	}
 }
