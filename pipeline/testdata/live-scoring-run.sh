@@ -35,9 +35,21 @@ for i in $(seq 60); do curl -sf http://127.0.0.1:$port/-/ready >/dev/null && bre
 echo "RESULT $name idle_rss=$(awk '/VmRSS/{print $2*1024}' /proc/$pid/status)"
 cpu() { awk '{print ($14+$15)/100}' /proc/$pid/stat; }
 rss() { awk '/VmRSS/{print $2*1024}' /proc/$pid/status; }
-# MEAS rounds 15 s apart in real time; the process's memory ($pid's).
-rounds() { for i in $(seq $MEAS); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "15 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done; }
-mem() { echo "rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) anon=$(awk '/RssAnon/{print $2*1024}' /proc/$pid/status) file=$(awk '/RssFile/{print $2*1024}' /proc/$pid/status)"; }
+# MEAS rounds 15 s apart in real time; the process's memory ($pid's), with
+# the median and the range of the RSS and of its anonymous part taken after
+# each round: one reading at the end moved by ±150 MB between runs of one
+# binary (the head's chunks cut and m-mapped in lockstep, the collector's
+# timing).
+rounds() {
+	: > $dir/rss.rounds
+	for i in $(seq $MEAS); do
+		s=$(date +%s.%N); lg --rounds=1
+		echo "$(rss) $(awk '/RssAnon/{print $2*1024}' /proc/$pid/status)" >> $dir/rss.rounds
+		d=$(echo "15 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d
+	done
+}
+med() { sort -n | awk '{v[NR]=$1} END{printf "%d..%d..%d", v[1], (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2), v[NR]}'; }
+mem() { echo "rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) anon=$(awk '/RssAnon/{print $2*1024}' /proc/$pid/status) file=$(awk '/RssFile/{print $2*1024}' /proc/$pid/status) rounds_rss_min..median..max=$(awk '{print $1}' $dir/rss.rounds | med) rounds_anon=$(awk '{print $2}' $dir/rss.rounds | med)"; }
 lg() { ${OMEN:-bin/omen} loadgen --url=http://127.0.0.1:$port/api/v1/write --series=$SERIES --no-warmup --log.level=error "$@" > $dir/loadgen.last 2>&1; grep -h "^measured" $dir/loadgen.last | grep -v "errors: none" >> $dir/lgerr; }
 if [ -n "${HIST:-}" ]; then
 	h0=$(date +%s)
