@@ -141,3 +141,42 @@ func TestReferenceFlagDefaults(t *testing.T) {
 		require.True(t, docDefault(m[2], f), "docs/reference.md gives --%s the default %q; kingpin's is %q", m[1], m[2], f.Default)
 	}
 }
+
+// TestDocumentedFlagsExist checks each flag the README, docs/reference.md,
+// docs/deploy.md and the runbooks name (`--name`, anywhere) is a flag of
+// some omen command, so a renamed flag cannot leave an instruction that
+// omen refuses to start with.
+func TestDocumentedFlagsExist(t *testing.T) {
+	app := kingpin.New("omen", "")
+	lc := registerLogFlags(app)
+	registerServe(app, lc)
+	registerBacktest(app, lc)
+	registerForecast(app, lc)
+	registerRules(app, lc)
+	registerCheck(app, lc)
+	registerLoadgen(app, lc)
+	known := map[string]bool{"help-long": true, "help-man": true}
+	var walk func(flags []*kingpin.FlagModel, cmds []*kingpin.CmdModel)
+	walk = func(flags []*kingpin.FlagModel, cmds []*kingpin.CmdModel) {
+		for _, f := range flags {
+			known[f.Name] = true
+		}
+		for _, c := range cmds {
+			walk(c.Flags, c.Commands)
+		}
+	}
+	m := app.Model()
+	walk(m.Flags, m.Commands)
+	require.True(t, known["storage.tsdb.path"] && known["probe-url"], "the walk reaches serve's and loadgen's flags")
+
+	// Other programs' flags the documents show: docker run's.
+	others := map[string]bool{"name": true}
+	flag := regexp.MustCompile(`(?:^|[\s\x60(])--([a-z][a-z0-9.-]*[a-z0-9])`)
+	for _, doc := range []string{"../../README.md", "../../docs/reference.md", "../../docs/deploy.md", "../../deploy/runbooks.md"} {
+		b, err := os.ReadFile(doc)
+		require.NoError(t, err)
+		for _, f := range flag.FindAllStringSubmatch(string(b), -1) {
+			require.True(t, known[f[1]] || others[f[1]], "%s names --%s, which no omen command has", doc, f[1])
+		}
+	}
+}
