@@ -5,10 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
@@ -234,4 +237,36 @@ func TestRunbookURL(t *testing.T) {
 		require.True(t, ok)
 		require.Equal(t, tc.want, r.Annotations["runbook_url"], "base %q", tc.base)
 	}
+}
+
+// TestHealthRulesSelectOmensJob: a health alert on a series whose name omen
+// shares with Prometheus (up, prometheus_tsdb_*, prometheus_remote_storage_*)
+// selects omen's by job, or it fires on the Prometheus evaluating it (its
+// own failed compaction, its own remote-write backlog), as docs/deploy.md
+// says; omen_* series are omen's whatever their job.
+func TestHealthRulesSelectOmensJob(t *testing.T) {
+	rg, err := Generate(config.Default())
+	require.NoError(t, err)
+	checked := 0
+	for _, g := range rg.Groups {
+		if g.Name != GroupHealth {
+			continue
+		}
+		for _, r := range g.Rules {
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+			require.NoError(t, err, r.Alert)
+			parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+				vs, ok := n.(*parser.VectorSelector)
+				if !ok || strings.HasPrefix(vs.Name, "omen_") {
+					return nil
+				}
+				checked++
+				require.True(t, slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
+					return m.Name == "job" && m.Type == labels.MatchEqual && m.Value == OmenJob
+				}), "%s reads %s without job=%q", r.Alert, vs, OmenJob)
+				return nil
+			})
+		}
+	}
+	require.Greater(t, checked, 3, "health rules on Prometheus-named series")
 }
