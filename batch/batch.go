@@ -43,11 +43,8 @@ type Job func(ctx context.Context, in, out string) error
 // does not stop the others: the returned error joins every file's error
 // (each naming its file) and ctx's, if it was cancelled.
 func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
-	files, root, err := List(o.Input)
+	files, root, err := plan(o.Input, o.Output)
 	if err != nil {
-		return Summary{}, err
-	}
-	if err := outputApart(root, o.Output, root == o.Input); err != nil {
 		return Summary{}, err
 	}
 	workers := o.Workers
@@ -98,6 +95,27 @@ feed:
 		errs = append(errs, err)
 	}
 	return sum, errors.Join(errs...)
+}
+
+// Check returns the error Run would return before starting on any file:
+// an input with no .csv files, or an output that would overwrite the inputs
+// or lie among them. A caller that reports file errors itself, and so
+// drops Run's joined error, calls it first.
+func Check(input, output string) error {
+	_, _, err := plan(input, output)
+	return err
+}
+
+// plan lists the files of input and checks that output is apart from them.
+func plan(input, output string) (files []string, root string, err error) {
+	files, root, err = List(input)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := outputApart(root, output, root == input); err != nil {
+		return nil, "", err
+	}
+	return files, root, nil
 }
 
 // outputApart refuses an output folder that would overwrite the inputs

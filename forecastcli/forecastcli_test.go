@@ -114,3 +114,23 @@ func TestRunMirrorsTree(t *testing.T) {
 	_, err = Run(context.Background(), nil, filepath.Join(dir, "nope"), filepath.Join(dir, "out"), 1, nil, Config{Horizon: 4})
 	require.ErrorContains(t, err, "input:")
 }
+
+// TestRunRefusesOutput: an output batch refuses (the inputs' own folder, or
+// inside the input folder) makes Run fail, so that `omen forecast` exits
+// non-zero rather than reporting "0 files, 0 failed" as a success.
+func TestRunRefusesOutput(t *testing.T) {
+	in := t.TempDir()
+	writeSeries(t, filepath.Join(in, "a.csv"), 300, false)
+	for _, tc := range []struct {
+		name, input, output, err string
+	}{
+		{"folder onto itself", in, in, "would overwrite"},
+		{"file into its folder", filepath.Join(in, "a.csv"), in, "would overwrite"},
+		{"inside the input folder", in, filepath.Join(in, "out"), "inside the input folder"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), nil, tc.input, tc.output, 1, nil, Config{Horizon: 2})
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}

@@ -18,7 +18,9 @@ func Run(ctx context.Context, logger *slog.Logger, input, output string, workers
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if _, _, err := batch.List(input); err != nil {
+	// The per-file errors are logged here and counted, so batch.Run's
+	// joined error is dropped; what it refuses before any file must not be.
+	if err := batch.Check(input, output); err != nil {
 		return Summary{}, err
 	}
 	sum, _ := batch.Run(ctx, batch.Options{Input: input, Output: output, Workers: max(1, workers), Progress: progress},
