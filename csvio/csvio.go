@@ -4,6 +4,7 @@
 package csvio
 
 import (
+	"bufio"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -42,7 +43,7 @@ func ReadFile(path string) (*Series, error) {
 // the engines a sequence that never happened; the callers skip such rows as
 // the live path does (the TSDB refuses them as out of order).
 func Read(r io.Reader, name string) (*Series, error) {
-	cr := csv.NewReader(r)
+	cr := csv.NewReader(skipBOM(r))
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = false
 	header, err := cr.Read()
@@ -86,6 +87,17 @@ func Read(r io.Reader, name string) (*Series, error) {
 		s.Values = append(s.Values, v)
 	}
 	return s, nil
+}
+
+// skipBOM returns r without the UTF-8 byte order mark it may start with, as
+// Grafana's CSV export and Excel's "CSV UTF-8" write it: left in, it sticks
+// to the first header cell or, before a quoted one, fails the parse.
+func skipBOM(r io.Reader) io.Reader {
+	br := bufio.NewReader(r)
+	if b, err := br.Peek(3); err == nil && string(b) == "\ufeff" {
+		_, _ = br.Discard(3)
+	}
+	return br
 }
 
 var timeLayouts = []string{

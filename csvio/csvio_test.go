@@ -85,3 +85,25 @@ func TestFormatFloatRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, math.IsNaN(got))
 }
+
+// TestReadExports: files as tools export them read as the same series.
+// Grafana's "Download CSV" (and Excel's "CSV UTF-8") start with a UTF-8
+// byte order mark and quote the header; Windows tools end lines with CRLF.
+func TestReadExports(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+	}{
+		{"plain", "Time,cpu\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,2\n"},
+		{"byte order mark", "\ufeffTime,cpu\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,2\n"},
+		{"byte order mark, quoted", "\ufeff\"Time\",\"cpu\"\r\n\"2024-01-01 00:00:00\",1\r\n\"2024-01-01 00:01:00\",2\r\n"},
+		{"CRLF, no final newline", "Time,cpu\r\n2024-01-01 00:00:00,1\r\n2024-01-01 00:01:00,2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Read(strings.NewReader(tc.in), "x.csv")
+			require.NoError(t, err)
+			require.Equal(t, []string{"Time", "cpu"}, s.Header)
+			require.Equal(t, []int64{1704067200000, 1704067260000}, s.Times)
+			require.Equal(t, []float64{1, 2}, s.Values)
+		})
+	}
+}
