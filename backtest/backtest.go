@@ -7,9 +7,8 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
-	"os"
-	"path/filepath"
 
+	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/csvio"
 	"github.com/omen-sidecar/omen/detect"
 )
@@ -18,7 +17,8 @@ import (
 var OutputColumns = []string{"anomaly_score", "yhat", "yhat_lower", "yhat_upper"}
 
 // File scores the series in inPath and writes it, with OutputColumns
-// appended, to outPath, creating its directory. sc is borrowed for the
+// appended, to outPath, creating its directory; outPath is written whole or
+// not at all (see batch.WriteFile). sc is borrowed for the
 // run; nil means fresh buffers.
 func File(ctx context.Context, inPath, outPath string, opts detect.Options, sc *detect.Scratch) error {
 	s, err := csvio.ReadFile(inPath)
@@ -29,27 +29,12 @@ func File(ctx context.Context, inPath, outPath string, opts detect.Options, sc *
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(outPath), 0o755); err != nil {
-		return fmt.Errorf("create output directory: %w", err)
-	}
-	f, err := os.Create(outPath)
-	if err != nil {
-		return fmt.Errorf("create output: %w", err)
-	}
-	bw := bufio.NewWriterSize(f, 1<<16)
-	w := csv.NewWriter(bw)
-	if err := write(ctx, w, s, d); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", outPath, err)
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", outPath, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", outPath, err)
-	}
-	return nil
+	return batch.WriteFile(outPath, func(bw *bufio.Writer) error {
+		if err := write(ctx, csv.NewWriter(bw), s, d); err != nil {
+			return fmt.Errorf("%s: %w", outPath, err)
+		}
+		return nil
+	})
 }
 
 func write(ctx context.Context, w *csv.Writer, s *csvio.Series, d *detect.Detector) error {

@@ -170,3 +170,32 @@ func scoreFile(t *testing.T, dir, name, body string) [][]string {
 	require.NoError(t, err)
 	return recs
 }
+
+// TestFileWritesWholeOrNothing: a run stopped part way (Ctrl-C cancels the
+// context) leaves no output file, not a truncated one that reads as a
+// shorter backtest, and a rerun that fails keeps the complete output of
+// the run before it.
+func TestFileWritesWholeOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out", "in.csv")
+	writeFile(t, in, csvBody(10000, false))
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, File(cancelled, in, out, detect.DefaultOptions(), nil), context.Canceled)
+	require.NoFileExists(t, out)
+	entries, err := os.ReadDir(filepath.Dir(out))
+	if err == nil {
+		require.Empty(t, entries, "no temporary file left behind")
+	}
+
+	require.NoError(t, File(context.Background(), in, out, detect.DefaultOptions(), nil))
+	before, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Error(t, File(cancelled, in, out, detect.DefaultOptions(), nil))
+	after, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+	entries, err = os.ReadDir(filepath.Dir(out))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the output, no temporary file")
+}

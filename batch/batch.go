@@ -4,6 +4,7 @@
 package batch
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -185,4 +186,48 @@ func Bar(w io.Writer, what string) func(done, total int) {
 		}
 		_ = bar.Set(done)
 	}
+}
+
+// WriteFile writes path whole or not at all: write fills a temporary file
+// beside it, which is renamed to path once written, flushed and closed.
+// On any error the temporary file is removed and an earlier path is left
+// as it was, so that a run stopped part way (an error in the input, Ctrl-C,
+// a full disk) never leaves a truncated result that reads as a complete
+// one. The temporary name does not end in .csv, so a later run over the
+// output never takes a leftover for an input. path's directory is created.
+func WriteFile(path string, write func(w *bufio.Writer) error) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create output directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create output: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close() // already failed; the first error is the one to report
+			_ = os.Remove(f.Name())
+		}
+	}()
+	w := bufio.NewWriterSize(f, 1<<16)
+	if err := write(w); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// CreateTemp's 0600 would make results other users cannot read, unlike
+	// os.Create's.
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }

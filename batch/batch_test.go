@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -134,4 +135,38 @@ func TestRunOutputApart(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(in, "a.csv"))
 	require.NoError(t, err)
 	require.Equal(t, "a", string(b), "the input is untouched")
+}
+
+// TestWriteFile: the file appears whole, readable by others as os.Create
+// makes it, or not at all; a failed write leaves the earlier file and no
+// temporary one.
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "r.csv")
+	for _, tc := range []struct {
+		name, body string
+		err        error
+		want       string
+	}{
+		{"first write", "one\n", nil, "one\n"},
+		{"fails half way", "two", errors.New("input line 9: bad"), "one\n"},
+		{"rewrite", "three\n", nil, "three\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := WriteFile(path, func(w *bufio.Writer) error {
+				w.WriteString(tc.body)
+				return tc.err
+			})
+			require.Equal(t, tc.err, err)
+			b, rerr := os.ReadFile(path)
+			require.NoError(t, rerr)
+			require.Equal(t, tc.want, string(b))
+			fi, serr := os.Stat(path)
+			require.NoError(t, serr)
+			require.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+			entries, rerr := os.ReadDir(filepath.Dir(path))
+			require.NoError(t, rerr)
+			require.Len(t, entries, 1, "no temporary file left")
+		})
+	}
 }

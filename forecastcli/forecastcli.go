@@ -7,12 +7,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/csvio"
 	"github.com/omen-sidecar/omen/forecast"
 )
@@ -35,7 +34,8 @@ func (c Config) Validate() error {
 
 // File forecasts the series in inPath and writes
 // timestamp,yhat,yhat_lower,yhat_upper for the Horizon steps after its last
-// point to outPath, creating its directory. Timestamps are written in the
+// point to outPath, creating its directory; outPath is written whole or not
+// at all (see batch.WriteFile). Timestamps are written in the
 // style of the input's first one: unix seconds if it was a number (not a
 // YYYYMMDD date), RFC 3339 in UTC otherwise.
 func File(ctx context.Context, inPath, outPath string, cfg Config) error {
@@ -67,35 +67,21 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 	return writeFile(outPath, pts, numeric)
 }
 
-func writeFile(path string, pts []forecast.Point, numeric bool) (err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("create output directory: %w", err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("create output: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close %s: %w", path, cerr)
+func writeFile(path string, pts []forecast.Point, numeric bool) error {
+	return batch.WriteFile(path, func(w *bufio.Writer) error {
+		w.WriteString("timestamp,yhat,yhat_lower,yhat_upper\n")
+		for _, p := range pts {
+			if numeric {
+				w.WriteString(strconv.FormatFloat(float64(p.TsMillis)/1000, 'f', -1, 64))
+			} else {
+				w.WriteString(time.UnixMilli(p.TsMillis).UTC().Format(time.RFC3339Nano))
+			}
+			for _, v := range []float64{p.Yhat, p.Lower, p.Upper} {
+				w.WriteByte(',')
+				w.WriteString(csvio.FormatFloat(v))
+			}
+			w.WriteByte('\n')
 		}
-	}()
-	w := bufio.NewWriter(f)
-	w.WriteString("timestamp,yhat,yhat_lower,yhat_upper\n")
-	for _, p := range pts {
-		if numeric {
-			w.WriteString(strconv.FormatFloat(float64(p.TsMillis)/1000, 'f', -1, 64))
-		} else {
-			w.WriteString(time.UnixMilli(p.TsMillis).UTC().Format(time.RFC3339Nano))
-		}
-		for _, v := range []float64{p.Yhat, p.Lower, p.Upper} {
-			w.WriteByte(',')
-			w.WriteString(csvio.FormatFloat(v))
-		}
-		w.WriteByte('\n')
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+		return nil // the bufio.Writer keeps its first error for WriteFile's Flush
+	})
 }
