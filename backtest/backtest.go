@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"os"
 
 	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/csvio"
@@ -17,11 +18,17 @@ import (
 var OutputColumns = []string{"anomaly_score", "yhat", "yhat_lower", "yhat_upper"}
 
 // File scores the series in inPath and writes it, with OutputColumns
-// appended, to outPath, creating its directory; outPath is written whole or
-// not at all (see batch.WriteFile). sc is borrowed for the
-// run; nil means fresh buffers.
+// appended, to outPath, creating its directory. The input is streamed, a
+// row in memory at a time, and outPath is written whole or not at all (see
+// batch.WriteFile): a bad row fails the file with its line, and no
+// output. sc is borrowed for the run; nil means fresh buffers.
 func File(ctx context.Context, inPath, outPath string, opts detect.Options, sc *detect.Scratch) error {
-	s, err := csvio.ReadFile(inPath)
+	f, err := os.Open(inPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := csvio.NewReader(f, inPath)
 	if err != nil {
 		return err
 	}
@@ -30,45 +37,49 @@ func File(ctx context.Context, inPath, outPath string, opts detect.Options, sc *
 		return err
 	}
 	return batch.WriteFile(outPath, func(bw *bufio.Writer) error {
-		if err := write(ctx, csv.NewWriter(bw), s, d); err != nil {
-			return fmt.Errorf("%s: %w", outPath, err)
-		}
-		return nil
+		return write(ctx, csv.NewWriter(bw), r, d, outPath)
 	})
 }
 
-func write(ctx context.Context, w *csv.Writer, s *csvio.Series, d *detect.Detector) error {
-	header := append(append([]string(nil), s.Header...), OutputColumns...)
+func write(ctx context.Context, w *csv.Writer, r *csvio.Reader, d *detect.Detector, outPath string) error {
+	header := append(append([]string(nil), r.Header...), OutputColumns...)
 	if err := w.Write(header); err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", outPath, err)
 	}
-	width := len(s.Header)
-	var rec []string
-	var last int64
-	for i, row := range s.Rows {
-		if i%4096 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
+	width := len(r.Header)
+	var (
+		out    []string
+		last   int64
+		scored bool
+	)
+	err := r.Each(ctx, func(row []string, ts int64, v float64) error {
 		// Pad short rows so that the appended columns line up.
-		rec = append(rec[:0], row...)
-		for len(rec) < width {
-			rec = append(rec, "")
+		out = append(out[:0], row...)
+		for len(out) < width {
+			out = append(out, "")
 		}
-		if i > 0 && s.Times[i] <= last {
+		if scored && ts <= last {
 			// The live path never scores it: the TSDB refuses a sample at
 			// or before the series' latest as out of order or duplicate,
 			// and the scorers take time forward only. Score 0, no band.
-			rec = append(rec, "0", "", "", "")
+			out = append(out, "0", "", "", "")
 		} else {
-			last = s.Times[i]
-			r := d.Update(s.Times[i], s.Values[i])
-			rec = append(rec, csvio.FormatFloat(r.Score), csvio.FormatFloat(r.Yhat),
-				csvio.FormatFloat(r.YhatLower), csvio.FormatFloat(r.YhatUpper))
+			last, scored = ts, true
+			res := d.Update(ts, v)
+			out = append(out, csvio.FormatFloat(res.Score), csvio.FormatFloat(res.Yhat),
+				csvio.FormatFloat(res.YhatLower), csvio.FormatFloat(res.YhatUpper))
 		}
-		if err := w.Write(rec); err != nil {
-			return err
+		if err := w.Write(out); err != nil {
+			return fmt.Errorf("write %s: %w", outPath, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	w.Flush()
-	return w.Error()
+	if err := w.Error(); err != nil {
+		return fmt.Errorf("write %s: %w", outPath, err)
+	}
+	return nil
 }

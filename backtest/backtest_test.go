@@ -87,6 +87,9 @@ func TestRunBadRows(t *testing.T) {
 		{name: "bad timestamp", body: "timestamp,value\n1700000000,1\nyesterday,2\n", want: "bad.csv:3"},
 		{name: "short row", body: "timestamp,value\n1700000000\n", want: "bad.csv:2"},
 		{name: "empty", body: "", want: "bad.csv"},
+		// Rows are streamed: those before the bad one have been scored and
+		// written when it is read, and must not be left as a result.
+		{name: "bad value far in", body: csvBody(20000, false) + "1800000000,abc\n", want: "bad.csv:20002"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +101,7 @@ func TestRunBadRows(t *testing.T) {
 			require.Contains(t, err.Error(), tt.want)
 			// The good file is still scored.
 			require.Equal(t, Summary{Files: 2, Failed: 1}, sum)
+			require.NoFileExists(t, filepath.Join(out, "bad.csv"))
 			_, err = os.Stat(filepath.Join(out, "good.csv"))
 			require.NoError(t, err)
 		})

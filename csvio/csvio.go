@@ -5,12 +5,14 @@ package csvio
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,9 @@ func ReadFile(path string) (*Series, error) {
 	return Read(f, path)
 }
 
-// Read reads a series from r; name is used in error messages.
+// Read reads a whole series from r into memory; name is used in error
+// messages. The batch commands stream with a Reader instead, which holds
+// one row at a time.
 //
 // Rows are kept in file order, which is the order the streaming engines see
 // them in, as they would see samples arrive. A timestamp that goes back is
@@ -43,9 +47,38 @@ func ReadFile(path string) (*Series, error) {
 // the engines a sequence that never happened; the callers skip such rows as
 // the live path does (the TSDB refuses them as out of order).
 func Read(r io.Reader, name string) (*Series, error) {
+	rd, err := NewReader(r, name)
+	if err != nil {
+		return nil, err
+	}
+	s := &Series{Header: rd.Header}
+	for {
+		rec, ts, v, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return s, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.Rows = append(s.Rows, slices.Clone(rec))
+		s.Times = append(s.Times, ts)
+		s.Values = append(s.Values, v)
+	}
+}
+
+// Reader reads a series row by row, in file order (see Read), so that a
+// file of any size is processed in the memory of one row.
+type Reader struct {
+	Header []string // the header row as read
+	cr     *csv.Reader
+	name   string
+}
+
+// NewReader reads the header row from r; name is used in error messages.
+func NewReader(r io.Reader, name string) (*Reader, error) {
 	cr := csv.NewReader(skipBOM(r))
 	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = false
+	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: empty file: want a header row", name)
@@ -56,37 +89,59 @@ func Read(r io.Reader, name string) (*Series, error) {
 	if len(header) < 2 {
 		return nil, fmt.Errorf("%s:1: header has %d column(s), want at least timestamp,value", name, len(header))
 	}
-	s := &Series{Header: header}
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		line, _ := cr.FieldPos(0) // only valid for a record read without error
-		if len(rec) < 2 {
-			return nil, fmt.Errorf("%s:%d: row has %d column(s), want at least 2", name, line, len(rec))
-		}
-		if len(rec) > len(header) {
-			// Its extra fields would land under the columns appended after
-			// the header's.
-			return nil, fmt.Errorf("%s:%d: row has %d columns, the header %d", name, line, len(rec), len(header))
-		}
-		ts, err := ParseTime(rec[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
-		}
-		v, err := ParseValue(rec[1])
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
-		}
-		s.Rows = append(s.Rows, rec)
-		s.Times = append(s.Times, ts)
-		s.Values = append(s.Values, v)
+	return &Reader{Header: slices.Clone(header), cr: cr, name: name}, nil
+}
+
+// Next returns the next row, its timestamp as unix milliseconds and its
+// value (NaN for an empty cell), or io.EOF after the last row. Errors name
+// the file and line. rec is only valid until the next call: its slice is
+// reused (its strings are not).
+func (r *Reader) Next() (rec []string, tsMillis int64, v float64, err error) {
+	rec, err = r.cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, 0, 0, io.EOF
 	}
-	return s, nil
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("%s: %w", r.name, err)
+	}
+	line, _ := r.cr.FieldPos(0) // only valid for a record read without error
+	if len(rec) < 2 {
+		return nil, 0, 0, fmt.Errorf("%s:%d: row has %d column(s), want at least 2", r.name, line, len(rec))
+	}
+	if len(rec) > len(r.Header) {
+		// Its extra fields would land under the columns appended after
+		// the header's.
+		return nil, 0, 0, fmt.Errorf("%s:%d: row has %d columns, the header %d", r.name, line, len(rec), len(r.Header))
+	}
+	if tsMillis, err = ParseTime(rec[0]); err != nil {
+		return nil, 0, 0, fmt.Errorf("%s:%d: %w", r.name, line, err)
+	}
+	if v, err = ParseValue(rec[1]); err != nil {
+		return nil, 0, 0, fmt.Errorf("%s:%d: %w", r.name, line, err)
+	}
+	return rec, tsMillis, v, nil
+}
+
+// Each calls fn with every remaining row, as Next returns it, until the
+// end of the file, a read error, fn's error or ctx's cancellation (checked
+// every few thousand rows, which a file of millions of rows needs to stop
+// promptly), and returns that error or nil at the end of the file.
+func (r *Reader) Each(ctx context.Context, fn func(rec []string, tsMillis int64, v float64) error) error {
+	for i := 0; ; i++ {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rec, ts, v, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(rec, ts, v); err != nil {
+			return err
+		}
+	}
 }
 
 // skipBOM returns r without the UTF-8 byte order mark it may start with, as

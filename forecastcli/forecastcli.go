@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,12 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s, err := csvio.ReadFile(inPath)
+	f, err := os.Open(inPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := csvio.NewReader(f, inPath)
 	if err != nil {
 		return err
 	}
@@ -52,18 +58,25 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	for i, ts := range s.Times {
-		m.Update(ts, s.Values[i])
+	// The model keeps its History; the file is streamed through it, a row
+	// in memory at a time, whatever its size.
+	var firstTs string
+	err = r.Each(ctx, func(rec []string, ts int64, v float64) error {
+		if firstTs == "" {
+			firstTs = rec[0]
+		}
+		m.Update(ts, v)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if !m.Ready() {
 		return fmt.Errorf("%s: %d usable samples, need at least %d to forecast", inPath, m.Count(), m.Options().MinSamples)
 	}
 	pts := m.Forecast(nil, cfg.Horizon)
-	numeric := false
-	if len(s.Rows) > 0 {
-		_, perr := strconv.ParseFloat(strings.TrimSpace(s.Rows[0][0]), 64)
-		numeric = perr == nil && !csvio.IsCompactDate(s.Rows[0][0])
-	}
+	_, perr := strconv.ParseFloat(strings.TrimSpace(firstTs), 64)
+	numeric := perr == nil && !csvio.IsCompactDate(firstTs)
 	return writeFile(outPath, pts, numeric)
 }
 
