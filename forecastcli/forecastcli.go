@@ -5,6 +5,7 @@ package forecastcli
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -28,8 +29,19 @@ func (c Config) Validate() error {
 	if c.Horizon < 1 {
 		return fmt.Errorf("horizon %d: want at least 1", c.Horizon)
 	}
+	// Said in terms of the horizon and history a user sets, not of the
+	// MaxHorizon and MinSamples they are turned into.
+	const maxHorizon = 1 << 16 // forecast.Options' bound on MaxHorizon
+	if c.Horizon > maxHorizon {
+		return fmt.Errorf("horizon %d: at most %d", c.Horizon, maxHorizon)
+	}
 	o := c.Options
 	o.MaxHorizon = max(o.MaxHorizon, c.Horizon)
+	if hist := cmp.Or(o.History, forecast.DefaultOptions().History); o.MinSamples == 0 && 2*o.MaxHorizon+32 > hist {
+		// A model is Ready after 2·MaxHorizon+32 samples of its History.
+		return fmt.Errorf("horizon %d: at most %d with history %d (a model fits on 2·horizon+32 samples); raise the history or shorten the horizon",
+			c.Horizon, (hist-32)/2, hist)
+	}
 	return o.Validate()
 }
 

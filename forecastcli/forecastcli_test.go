@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/csvio"
+	"github.com/omen-sidecar/omen/forecast"
 )
 
 // writeSeries writes n hourly samples of a daily sine to path, with unix
@@ -96,6 +97,34 @@ func TestFileErrors(t *testing.T) {
 	require.ErrorContains(t, err, "20 usable samples")
 
 	require.ErrorContains(t, Config{Horizon: 0}.Validate(), "horizon 0")
+}
+
+// TestConfigValidateHorizon: a horizon too long for the history is refused
+// in terms of the two flags a user set, not of the model's MinSamples and
+// MaxHorizon, which they never did. The bounds come from forecast.Options:
+// a model fits on at least 2·horizon+32 samples of its history, and serves
+// horizons up to 65536.
+func TestConfigValidateHorizon(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		horizon, history int
+		err              string
+	}{
+		{"longest for the default history", 496, 0, ""},
+		{"one step more", 497, 0, "horizon 497: at most 496 with history 1024"},
+		{"a longer history allows it", 497, 1026, ""},
+		{"beyond any history", 70000, 1 << 20, "horizon 70000: at most 65536"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Config{Horizon: tc.horizon, Options: forecast.Options{History: tc.history}}.Validate()
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.err)
+			require.NotContains(t, err.Error(), "min samples")
+		})
+	}
 }
 
 func TestRunMirrorsTree(t *testing.T) {

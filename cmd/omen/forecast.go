@@ -20,7 +20,7 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 	cl := app.Command("forecast", "Forecast CSV series: one timestamp,yhat,yhat_lower,yhat_upper file per input file.")
 	input := cl.Flag("input", "CSV file, or folder searched recursively for .csv files (header, then timestamp,value rows; timestamps in unix seconds, RFC 3339, YYYY-MM-DD HH:MM:SS or YYYYMMDD, UTC).").Required().String()
 	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree.").Required().String()
-	horizon := cl.Flag("horizon", "Steps to forecast after the last input point; the step is inferred from the data.").Default("48").Int()
+	horizon := cl.Flag("horizon", "Steps to forecast after the last input point; the step is inferred from the data. A file needs at least 2·horizon+32 samples (64 at least), so the horizon is at most (history-32)/2.").Default("48").Int()
 	coverage := cl.Flag("coverage", "Nominal coverage of the prediction interval.").Default("0.95").Float64()
 	history := cl.Flag("history", "Most recent samples each model fits on.").Default(fmt.Sprint(forecast.DefaultOptions().History)).Int()
 	workers := cl.Flag("workers", "Files forecast in parallel.").Default(fmt.Sprint(runtime.GOMAXPROCS(0))).Int()
