@@ -177,7 +177,7 @@ func ParseTime(s string) (int64, error) {
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
 		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
-			return 0, fmt.Errorf("timestamp %q: want unix seconds", s)
+			return 0, fmt.Errorf("timestamp %q: want unix seconds%s", s, epochUnit(f))
 		}
 		return int64(math.Round(f * 1000)), nil
 	}
@@ -187,6 +187,21 @@ func ParseTime(s string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("timestamp %q: want unix seconds, RFC 3339, YYYY-MM-DD HH:MM:SS or YYYYMMDD", s)
+}
+
+// epochUnit names the unit a number too large for unix seconds (over 1e11,
+// year 5138) looks like, for the error: today is 1.7e9 s, 1.7e12 ms,
+// 1.7e15 µs and 1.7e18 ns.
+func epochUnit(f float64) string {
+	switch a := math.Abs(f); {
+	case a >= 1e11 && a < 1e14:
+		return " (this looks like milliseconds: divide by 1000)"
+	case a >= 1e14 && a < 1e17:
+		return " (this looks like microseconds: divide by 1e6)"
+	case a >= 1e17 && a < 1e20:
+		return " (this looks like nanoseconds: divide by 1e9)"
+	}
+	return ""
 }
 
 // IsCompactDate reports whether ParseTime reads s as a YYYYMMDD date.

@@ -56,17 +56,24 @@ func TestParseTime(t *testing.T) {
 		{"2023-11-14T22:13:20Z", 1700000000000, ""},
 		{"2023-11-14 22:13:20", 1700000000000, ""},
 		{"2023-11-14", 1699920000000, ""},
-		{"20231114", 1699920000000, ""},           // a date, not 1970-08-23
-		{"20231399", 20231399000, ""},             // no such date: unix seconds
-		{"12345678", 12345678000, ""},             // year 1234: unix seconds
-		{"2023111", 2023111000, ""},               // seven digits: unix seconds
-		{"yesterday", 0, `timestamp "yesterday"`}, // names every form
+		{"20231114", 1699920000000, ""}, // a date, not 1970-08-23
+		{"20231399", 20231399000, ""},   // no such date: unix seconds
+		{"12345678", 12345678000, ""},   // year 1234: unix seconds
+		{"2023111", 2023111000, ""},     // seven digits: unix seconds
+		{"yesterday", 0, "YYYYMMDD"},    // names every form
+		// Grafana's CSV without "Formatted data", and many exporters,
+		// write epoch milliseconds (or finer): the error says which unit
+		// the number looks like, rather than just "want unix seconds".
+		{"1700000000000", 0, "milliseconds"},
+		{"1700000000000000", 0, "microseconds"},
+		{"1700000000000000000", 0, "nanoseconds"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseTime(tc.in)
 			if tc.err != "" {
 				require.ErrorContains(t, err, tc.err)
-				require.ErrorContains(t, err, "YYYYMMDD")
+				require.ErrorContains(t, err, tc.in)
+				require.ErrorContains(t, err, "unix seconds")
 				return
 			}
 			require.NoError(t, err)
