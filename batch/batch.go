@@ -42,7 +42,8 @@ type Job func(ctx context.Context, in, out string) error
 
 // Run lists the files of o.Input and runs a Job on each. A failing file
 // does not stop the others: the returned error joins every file's error
-// (each naming its file) and ctx's, if it was cancelled.
+// and ctx's, if it was cancelled. A file's error is prefixed with its path
+// unless it starts with it already, as csvio's "path:line: ..." do.
 func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
 	files, root, err := plan(o.Input, o.Output)
 	if err != nil {
@@ -73,7 +74,10 @@ func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
 				sum.Files++
 				if err != nil {
 					sum.Failed++
-					errs = append(errs, fmt.Errorf("%s: %w", in, err))
+					if !strings.HasPrefix(err.Error(), in+":") {
+						err = fmt.Errorf("%s: %w", in, err)
+					}
+					errs = append(errs, err)
 				}
 				if o.Progress != nil {
 					o.Progress(sum.Files, len(files))

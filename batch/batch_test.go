@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,4 +170,23 @@ func TestWriteFile(t *testing.T) {
 			require.Len(t, entries, 1, "no temporary file left")
 		})
 	}
+}
+
+// TestRunNamesFileOnce: Run prefixes a file's error with its path unless
+// the error already starts with it, as csvio's "file:line: problem" do;
+// the doubled "a.csv: a.csv:3: ..." reads as two files.
+func TestRunNamesFileOnce(t *testing.T) {
+	in := t.TempDir()
+	a, b := filepath.Join(in, "a.csv"), filepath.Join(in, "b.csv")
+	write(t, a, "a")
+	write(t, b, "b")
+	_, err := Run(context.Background(), Options{Input: in, Output: t.TempDir(), Workers: 1}, func() Job {
+		return func(_ context.Context, f, _ string) error {
+			if f == a {
+				return fmt.Errorf("%s:3: value %q is not a number", f, "x")
+			}
+			return errors.New("create output: disk full")
+		}
+	})
+	require.EqualError(t, err, a+`:3: value "x" is not a number`+"\n"+b+": create output: disk full")
 }
