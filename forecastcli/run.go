@@ -11,9 +11,9 @@ import (
 type Summary = batch.Summary
 
 // Run forecasts input (a CSV file or a folder searched for .csv files) into
-// output, mirroring the tree, with workers files in parallel. A file that
-// fails is logged with its error and counted; the others go on. progress,
-// if not nil, is told after each file.
+// output, mirroring the tree, with workers files in parallel (0: one per
+// CPU). A file that fails is logged with its error and counted; the others
+// go on. progress, if not nil, is told after each file.
 func Run(ctx context.Context, logger *slog.Logger, input, output string, workers int, progress func(done, total int), cfg Config) (Summary, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -23,7 +23,7 @@ func Run(ctx context.Context, logger *slog.Logger, input, output string, workers
 	if err := batch.Check(input, output); err != nil {
 		return Summary{}, err
 	}
-	sum, _ := batch.Run(ctx, batch.Options{Input: input, Output: output, Workers: max(1, workers), Progress: progress},
+	sum, _ := batch.Run(ctx, batch.Options{Input: input, Output: output, Workers: workers, Progress: progress},
 		func() batch.Job {
 			return func(ctx context.Context, in, out string) error {
 				err := File(ctx, in, out, cfg)

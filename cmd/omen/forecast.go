@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/alecthomas/kingpin/v2"
 	"golang.org/x/term"
@@ -14,16 +13,21 @@ import (
 	"github.com/omen-sidecar/omen/forecastcli"
 )
 
+// csvInputHelp is what --input of backtest and forecast says of a file.
+// Values are taken as they are: omen serve scores and forecasts a counter
+// as its per-second rate, which these commands cannot tell from a file.
+const csvInputHelp = "A header row, then rows whose first two columns are a timestamp and a value (an empty cell or NaN is a missing value); rows in time order (one at or before the previous time is skipped). Timestamps: unix seconds (fractions allowed), RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] or YYYYMMDD, the last ones read as UTC. Values are taken as they are; omen serve scores and forecasts a counter as its per-second rate, so export rate(x[5m]) to match."
+
 // registerForecast registers `omen forecast`: forecast every CSV series
 // under --input for --horizon steps after its last point.
 func registerForecast(app *kingpin.Application, lc *logConfig) command {
 	cl := app.Command("forecast", "Forecast CSV series: one timestamp,yhat,yhat_lower,yhat_upper file per input file.")
-	input := cl.Flag("input", "CSV file, or folder searched recursively for .csv files (header, then timestamp,value rows; timestamps in unix seconds, RFC 3339, YYYY-MM-DD HH:MM:SS or YYYYMMDD, UTC).").Required().String()
+	input := cl.Flag("input", "CSV file, or folder searched recursively for .csv files. "+csvInputHelp).Required().String()
 	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree.").Required().String()
 	horizon := cl.Flag("horizon", "Steps to forecast after the last input point; the step is inferred from the data. A file needs at least 2·horizon+32 samples (64 at least), so the horizon is at most (history-32)/2.").Default("48").Int()
 	coverage := cl.Flag("coverage", "Nominal coverage of the prediction interval.").Default("0.95").Float64()
 	history := cl.Flag("history", "Most recent samples each model fits on.").Default(fmt.Sprint(forecast.DefaultOptions().History)).Int()
-	workers := cl.Flag("workers", "Files forecast in parallel.").Default(fmt.Sprint(runtime.GOMAXPROCS(0))).Int()
+	workers := cl.Flag("workers", "Files forecast in parallel (0: one per CPU).").Default("0").Int()
 	return command{clause: cl, run: func(ctx context.Context) error {
 		cfg := forecastcli.Config{Horizon: *horizon, Options: forecast.Options{Coverage: *coverage, History: *history}}
 		if err := cfg.Validate(); err != nil {
