@@ -22,7 +22,7 @@ import (
 
 // Options describe one run.
 type Options struct {
-	Input   string // a CSV file or a folder searched recursively for *.csv
+	Input   string // a CSV file or a folder searched recursively for *.csv (see List)
 	Output  string // folder that mirrors Input's tree
 	Workers int    // files processed in parallel; 0 means one per CPU
 	// Progress, if not nil, is told after each file, from one goroutine at
@@ -142,7 +142,8 @@ func outputApart(root, output string, folder bool) error {
 	return nil
 }
 
-// List returns the .csv files under input, sorted, and the root their
+// List returns the .csv files under input, sorted, skipping files and
+// folders whose names start with a dot, and the root their
 // output paths are relative to: input itself for a folder, its parent for
 // a single file.
 func List(input string) (files []string, root string, err error) {
@@ -156,6 +157,15 @@ func List(input string) (files []string, root string, err error) {
 	err = filepath.WalkDir(input, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if p != input && strings.HasPrefix(d.Name(), ".") {
+			// Hidden: macOS's ._name.csv AppleDouble files, Jupyter's
+			// .ipynb_checkpoints copies, .git, and the .name.tmp-* of a
+			// WriteFile that was killed are not series to process.
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		if !d.IsDir() && strings.EqualFold(filepath.Ext(p), ".csv") {
 			files = append(files, p)

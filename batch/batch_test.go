@@ -190,3 +190,36 @@ func TestRunNamesFileOnce(t *testing.T) {
 	})
 	require.EqualError(t, err, a+`:3: value "x" is not a number`+"\n"+b+": create output: disk full")
 }
+
+// TestListSkipsHidden: files and folders whose names start with a dot are
+// not inputs. A folder copied from macOS holds ._name.csv AppleDouble files
+// (binary, so each failed the run), Jupyter keeps a copy of every CSV it
+// opened in .ipynb_checkpoints (forecast twice over), and a run killed
+// mid-write leaves .name.csv.tmp-* beside its outputs. An input named
+// explicitly is read whatever its name.
+func TestListSkipsHidden(t *testing.T) {
+	root := filepath.Join(t.TempDir(), ".data")
+	for _, f := range []string{"a.csv", "._a.csv", ".hidden.csv", ".ipynb_checkpoints/a-checkpoint.csv", "sub/.git/b.csv", "sub/c.csv"} {
+		write(t, filepath.Join(root, f), "x")
+	}
+	for _, tc := range []struct {
+		name, input string
+		want        []string
+	}{
+		{"folder", root, []string{"a.csv", "sub/c.csv"}},
+		{"hidden file named", filepath.Join(root, "._a.csv"), []string{"._a.csv"}},
+		{"hidden folder named", filepath.Join(root, "sub", ".git"), []string{"b.csv"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files, base, err := List(tc.input)
+			require.NoError(t, err)
+			var rel []string
+			for _, f := range files {
+				r, err := filepath.Rel(base, f)
+				require.NoError(t, err)
+				rel = append(rel, filepath.ToSlash(r))
+			}
+			require.Equal(t, tc.want, rel)
+		})
+	}
+}

@@ -24,7 +24,7 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 		direction string
 	)
 	cfg.Detect = def
-	cl.Flag("input", "CSV file, or folder searched recursively for .csv files. "+csvInputHelp).Required().StringVar(&cfg.Input)
+	cl.Flag("input", "CSV file, or folder searched recursively for .csv files (skipping hidden ones: .name). "+csvInputHelp).Required().StringVar(&cfg.Input)
 	cl.Flag("output", "Output folder; mirrors the input tree file for file.").Required().StringVar(&cfg.Output)
 	cl.Flag("workers", "Files scored in parallel (0: one per CPU).").Default("0").IntVar(&cfg.Workers)
 	cl.Flag("detect.direction", "Deviations that count: both, up or down.").Default(def.Direction.String()).EnumVar(&direction, "both", "up", "down")
