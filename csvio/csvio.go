@@ -89,7 +89,22 @@ func NewReader(r io.Reader, name string) (*Reader, error) {
 	if len(header) < 2 {
 		return nil, fmt.Errorf("%s:1: header has %d column(s), want at least timestamp,value", name, len(header))
 	}
+	if isSample(header) {
+		// Silently taken as the header, the file's first sample would be
+		// lost and its values named by its numbers.
+		return nil, fmt.Errorf("%s:1: no header row: the first row is a sample (%s,%s); add a header line such as timestamp,value", name, header[0], header[1])
+	}
 	return &Reader{Header: slices.Clone(header), cr: cr, name: name}, nil
+}
+
+// isSample reports whether rec reads as a timestamp and a number, which no
+// header does.
+func isSample(rec []string) bool {
+	if _, err := ParseTime(rec[0]); err != nil || strings.TrimSpace(rec[1]) == "" {
+		return false
+	}
+	_, err := ParseValue(rec[1])
+	return err == nil
 }
 
 // Next returns the next row, its timestamp as unix milliseconds and its

@@ -36,6 +36,9 @@ func TestReadErrors(t *testing.T) {
 		{"short row", "t,v\n1,2\n3\n", "x.csv:3: row has 1 column(s)"},
 		{"long row", "t,v\n1,2\n3,4,extra\n", "x.csv:3: row has 3 columns, the header 2"},
 		{"bad quote", "t,v\n1,\"2\n", "x.csv:"},
+		// jq -r '.data.result[0].values[] | @csv' over a query_range
+		// answer writes no header: its first sample was taken for one.
+		{"no header", "1733011200,\"1.5\"\n1733011215,\"1.6\"\n", "x.csv:1: no header row"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Read(strings.NewReader(tc.in), "x.csv")
