@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -154,11 +155,14 @@ func List(input string) (files []string, root string, err error) {
 	if !fi.IsDir() {
 		return []string{input}, filepath.Dir(input), nil
 	}
-	err = filepath.WalkDir(input, func(p string, d fs.DirEntry, err error) error {
+	// Walked through os.DirFS, which opens input as a folder even when it
+	// is a symbolic link to one (data -> /mnt/exports): filepath.WalkDir
+	// takes such a root for a file and lists nothing under it.
+	err = fs.WalkDir(os.DirFS(input), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p != input && strings.HasPrefix(d.Name(), ".") {
+		if p != "." && strings.HasPrefix(d.Name(), ".") {
 			// Hidden: macOS's ._name.csv AppleDouble files, Jupyter's
 			// .ipynb_checkpoints copies, .git, and the .name.tmp-* of a
 			// WriteFile that was killed are not series to process.
@@ -167,13 +171,13 @@ func List(input string) (files []string, root string, err error) {
 			}
 			return nil
 		}
-		if !d.IsDir() && strings.EqualFold(filepath.Ext(p), ".csv") {
-			files = append(files, p)
+		if !d.IsDir() && strings.EqualFold(path.Ext(p), ".csv") {
+			files = append(files, filepath.Join(input, filepath.FromSlash(p)))
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("walk input: %w", err)
+		return nil, "", fmt.Errorf("walk input %s: %w", input, err)
 	}
 	if len(files) == 0 {
 		return nil, "", fmt.Errorf("input %s: no .csv files", input)

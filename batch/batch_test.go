@@ -223,3 +223,17 @@ func TestListSkipsHidden(t *testing.T) {
 		})
 	}
 }
+
+// TestListSymlinkedFolder: an input that is a symbolic link to a folder
+// (data -> /mnt/exports) is searched like the folder, and its files keep
+// paths under the link, which the output mirrors.
+func TestListSymlinkedFolder(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "real", "sub", "a.csv"), "x")
+	link := filepath.Join(dir, "data")
+	require.NoError(t, os.Symlink(filepath.Join(dir, "real"), link))
+	files, root, err := List(link)
+	require.NoError(t, err)
+	require.Equal(t, link, root)
+	require.Equal(t, []string{filepath.Join(link, "sub", "a.csv")}, files)
+}
