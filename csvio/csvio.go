@@ -170,18 +170,24 @@ func skipBOM(r io.Reader) io.Reader {
 	return br
 }
 
+// timeLayouts are tried in order. Parse takes a fraction after the seconds
+// in any of them.
 var timeLayouts = []string{
 	time.RFC3339Nano,
+	// RFC 3339 with a space for the T (section 5.6 allows it), as pandas'
+	// to_csv writes a time zone aware index.
+	"2006-01-02 15:04:05Z07:00",
 	"2006-01-02 15:04:05",
 	"2006-01-02 15:04:05.999999999",
 	"2006-01-02T15:04:05",
 	"2006-01-02 15:04",
+	"2006-01-02T15:04",
 	"2006-01-02",
 }
 
-// ParseTime parses unix seconds (possibly fractional), RFC 3339,
-// "YYYY-MM-DD HH:MM:SS" or "YYYYMMDD" (taken as UTC) into unix
-// milliseconds.
+// ParseTime parses unix seconds (possibly fractional), RFC 3339 (with a T
+// or a space), or "YYYY-MM-DD[ HH:MM[:SS]]" and "YYYYMMDD" (taken as UTC)
+// into unix milliseconds.
 func ParseTime(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {

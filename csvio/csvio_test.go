@@ -58,6 +58,14 @@ func TestParseTime(t *testing.T) {
 		{"1700000000.25", 1700000000250, ""},
 		{"2023-11-14T22:13:20Z", 1700000000000, ""},
 		{"2023-11-14 22:13:20", 1700000000000, ""},
+		// pandas' to_csv of a time zone aware index (pd.to_datetime(...,
+		// utc=True), the usual way from a query_range answer) writes RFC
+		// 3339 with a space for the T, which RFC 3339 (section 5.6) allows.
+		{"2023-11-14 22:13:20+00:00", 1700000000000, ""},
+		{"2023-11-14 23:13:20.5+01:00", 1700000000500, ""},
+		{"2023-11-14 22:13:20Z", 1700000000000, ""},
+		{"2023-11-14T22:13", 1699999980000, ""}, // HTML's datetime-local, spreadsheets
+		{"11/14/2023 22:13", 0, "YYYYMMDD"},     // month or day first: not guessed
 		{"2023-11-14", 1699920000000, ""},
 		{"20231114", 1699920000000, ""}, // a date, not 1970-08-23
 		{"20231399", 20231399000, ""},   // no such date: unix seconds
