@@ -47,24 +47,19 @@ func write(ctx context.Context, w *csv.Writer, r *csvio.Reader, d *detect.Detect
 		return fmt.Errorf("write %s: %w", outPath, err)
 	}
 	width := len(r.Header)
-	var (
-		out    []string
-		last   int64
-		scored bool
-	)
+	var out []string
 	err := r.Each(ctx, func(row []string, ts int64, v float64) error {
 		// Pad short rows so that the appended columns line up.
 		out = append(out[:0], row...)
 		for len(out) < width {
 			out = append(out, "")
 		}
-		if scored && ts <= last {
+		if !r.InOrder() {
 			// The live path never scores it: the TSDB refuses a sample at
 			// or before the series' latest as out of order or duplicate,
 			// and the scorers take time forward only. Score 0, no band.
 			out = append(out, "0", "", "", "")
 		} else {
-			last, scored = ts, true
 			res := d.Update(ts, v)
 			out = append(out, csvio.FormatFloat(res.Score), csvio.FormatFloat(res.Yhat),
 				csvio.FormatFloat(res.YhatLower), csvio.FormatFloat(res.YhatUpper))
@@ -75,6 +70,9 @@ func write(ctx context.Context, w *csv.Writer, r *csvio.Reader, d *detect.Detect
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := r.CheckOrder(); err != nil {
 		return err
 	}
 	w.Flush()

@@ -203,3 +203,41 @@ func TestFileWritesWholeOrNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "only the output, no temporary file")
 }
+
+// TestFileRefusesDisorder: a file in which most rows go back in time or
+// repeat one is not a series in time order: a table exported newest first,
+// or several series interleaved (long format). Scored as it is, every row
+// after the first was skipped with score 0 and the run succeeded. It fails
+// with what to do instead, and leaves no output. A few rows going back, as
+// real exports have, are still skipped (TestFileSkipsTimeGoingBack).
+func TestFileRefusesDisorder(t *testing.T) {
+	var newestFirst, two, three strings.Builder
+	newestFirst.WriteString("timestamp,value\n")
+	two.WriteString("timestamp,value,host\n")
+	three.WriteString("timestamp,value,host\n")
+	for i := range 300 {
+		fmt.Fprintf(&newestFirst, "%d,%g\n", 1_700_000_000+(299-i)*60, 10+math.Sin(float64(i)/7))
+		for j, h := range []string{"a", "b", "c"} {
+			line := fmt.Sprintf("%d,%g,%s\n", 1_700_000_000+i*60, 10+math.Sin(float64(i)/7), h)
+			three.WriteString(line)
+			if j < 2 {
+				two.WriteString(line)
+			}
+		}
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"newest first", newestFirst.String()},
+		{"two series interleaved", two.String()},
+		{"three series interleaved", three.String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out", "in.csv")
+			writeFile(t, in, tc.body)
+			err := File(context.Background(), in, out, detect.DefaultOptions(), nil)
+			require.ErrorContains(t, err, "in.csv")
+			require.ErrorContains(t, err, "oldest first")
+			require.NoFileExists(t, out)
+		})
+	}
+}

@@ -72,6 +72,10 @@ type Reader struct {
 	Header []string // the header row as read
 	cr     *csv.Reader
 	name   string
+
+	rows, back int   // rows read, and those at or before latest
+	latest     int64 // the latest time read, if rows > 0
+	inOrder    bool  // whether the last row was after every one before it
 }
 
 // NewReader reads the header row from r; name is used in error messages.
@@ -134,7 +138,32 @@ func (r *Reader) Next() (rec []string, tsMillis int64, v float64, err error) {
 	if v, err = ParseValue(rec[1]); err != nil {
 		return nil, 0, 0, fmt.Errorf("%s:%d: %w", r.name, line, err)
 	}
+	r.inOrder = r.rows == 0 || tsMillis > r.latest
+	if r.inOrder {
+		r.latest = tsMillis
+	} else {
+		r.back++
+	}
+	r.rows++
 	return rec, tsMillis, v, nil
+}
+
+// InOrder reports whether the row Next last returned is later than every
+// row before it. The live path sees only those: the TSDB refuses a sample
+// at or before a series' latest as out of order or duplicate.
+func (r *Reader) InOrder() bool { return r.inOrder }
+
+// CheckOrder, called after the last row, refuses a file in which half of
+// the rows or more were at or before an earlier one: not one series in
+// time order with a few stragglers (which real exports have, and which
+// are skipped), but a table exported newest first or several series
+// interleaved, of which the engines would see only the first row or a
+// fraction.
+func (r *Reader) CheckOrder() error {
+	if r.back == 0 || 2*r.back < r.rows {
+		return nil
+	}
+	return fmt.Errorf("%s: %d of %d rows are at or before the time of an earlier row: want one series per file, oldest first (is it newest first, or several series interleaved?)", r.name, r.back, r.rows)
 }
 
 // Each calls fn with every remaining row, as Next returns it, until the

@@ -83,6 +83,9 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if err := r.CheckOrder(); err != nil {
+		return err
+	}
 	if !m.Ready() {
 		return fmt.Errorf("%s: %d usable samples, need at least %d to forecast", inPath, m.Count(), m.Options().MinSamples)
 	}

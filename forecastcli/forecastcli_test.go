@@ -97,6 +97,19 @@ func TestFileErrors(t *testing.T) {
 	require.ErrorContains(t, err, "20 usable samples")
 
 	require.ErrorContains(t, Config{Horizon: 0}.Validate(), "horizon 0")
+
+	// A table exported newest first reached the model as one sample (the
+	// rest went back in time) and failed with "1 usable samples".
+	var b strings.Builder
+	b.WriteString("timestamp,value\n")
+	for i := range 300 {
+		fmt.Fprintf(&b, "%d,%d\n", 1_600_000_000+3600*(299-i), i%24)
+	}
+	rev := filepath.Join(dir, "rev.csv")
+	require.NoError(t, os.WriteFile(rev, []byte(b.String()), 0o644))
+	err = File(context.Background(), rev, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
+	require.ErrorContains(t, err, "299 of 300 rows")
+	require.ErrorContains(t, err, "oldest first")
 }
 
 // TestConfigValidateHorizon: a horizon too long for the history is refused
