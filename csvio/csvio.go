@@ -80,7 +80,11 @@ type Reader struct {
 
 // NewReader reads the header row from r; name is used in error messages.
 func NewReader(r io.Reader, name string) (*Reader, error) {
-	cr := csv.NewReader(skipBOM(r))
+	r, err := skipBOM(r, name)
+	if err != nil {
+		return nil, err
+	}
+	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -190,13 +194,19 @@ func (r *Reader) Each(ctx context.Context, fn func(rec []string, tsMillis int64,
 
 // skipBOM returns r without the UTF-8 byte order mark it may start with, as
 // Grafana's CSV export and Excel's "CSV UTF-8" write it: left in, it sticks
-// to the first header cell or, before a quoted one, fails the parse.
-func skipBOM(r io.Reader) io.Reader {
+// to the first header cell or, before a quoted one, fails the parse. A
+// UTF-16 one (Excel's "Unicode Text", PowerShell 5.1's Export-Csv) is an
+// error that says so: read as bytes, its cells have NULs between letters.
+func skipBOM(r io.Reader, name string) (io.Reader, error) {
 	br := bufio.NewReader(r)
-	if b, err := br.Peek(3); err == nil && string(b) == "\ufeff" {
+	b, _ := br.Peek(3) // fewer at the end of a short file
+	switch {
+	case string(b) == "\ufeff":
 		_, _ = br.Discard(3)
+	case len(b) >= 2 && (b[0] == 0xff && b[1] == 0xfe || b[0] == 0xfe && b[1] == 0xff):
+		return nil, fmt.Errorf("%s: UTF-16 text: save or convert it as UTF-8 (iconv -f UTF-16 -t UTF-8)", name)
 	}
-	return br
+	return br, nil
 }
 
 // timeLayouts are tried in order. Parse takes a fraction after the seconds

@@ -36,6 +36,10 @@ func TestReadErrors(t *testing.T) {
 		{"short row", "t,v\n1,2\n3\n", "x.csv:3: row has 1 column(s)"},
 		{"long row", "t,v\n1,2\n3,4,extra\n", "x.csv:3: row has 3 columns, the header 2"},
 		{"bad quote", "t,v\n1,\"2\n", "x.csv:"},
+		// Excel's "Unicode Text" and PowerShell's Export-Csv (5.1) write
+		// UTF-16: read as bytes, every cell had NULs between its letters.
+		{"UTF-16LE", "\xff\xfet\x00,\x00v\x00\n\x001\x00,\x002\x00\n\x00", "x.csv: UTF-16"},
+		{"UTF-16BE", "\xfe\xff\x00t\x00,\x00v\x00\n", "x.csv: UTF-16"},
 		// jq -r '.data.result[0].values[] | @csv' over a query_range
 		// answer writes no header: its first sample was taken for one.
 		{"no header", "1733011200,\"1.5\"\n1733011215,\"1.6\"\n", "x.csv:1: no header row"},
