@@ -237,3 +237,21 @@ func TestListSymlinkedFolder(t *testing.T) {
 	require.Equal(t, link, root)
 	require.Equal(t, []string{filepath.Join(link, "sub", "a.csv")}, files)
 }
+
+// TestRunCancelledOnce: a file stopped by the cancellation reports it, and
+// Run does not add ctx's error a second time ("a.csv: context canceled"
+// then "context canceled" on the next line); cancelled before any file
+// started, Run still reports it.
+func TestRunCancelledOnce(t *testing.T) {
+	in := t.TempDir()
+	write(t, filepath.Join(in, "a.csv"), "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Run(ctx, Options{Input: in, Output: t.TempDir(), Workers: 1}, func() Job {
+		return func(ctx context.Context, _, _ string) error {
+			cancel() // Ctrl-C while the file is processed
+			return ctx.Err()
+		}
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 1, strings.Count(err.Error(), context.Canceled.Error()), err.Error())
+}
