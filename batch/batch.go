@@ -25,7 +25,7 @@ import (
 // Options describe one run.
 type Options struct {
 	Input   string // a CSV file or a folder searched recursively for *.csv (see List)
-	Output  string // folder that mirrors Input's tree
+	Output  string // folder that mirrors Input's tree; for a file Input, may name the result file (see outputIsFile)
 	Workers int    // files processed in parallel; 0 means one per CPU
 	// Progress, if not nil, is told after each file, from one goroutine at
 	// a time.
@@ -51,6 +51,13 @@ func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	outPath := func(in string) string {
+		rel, _ := filepath.Rel(root, in)
+		return filepath.Join(o.Output, rel)
+	}
+	if outputIsFile(root != o.Input, o.Output) {
+		outPath = func(string) string { return o.Output }
+	}
 	workers := o.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -70,8 +77,7 @@ func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
 			defer wg.Done()
 			job := newJob()
 			for in := range jobs {
-				rel, _ := filepath.Rel(root, in)
-				err := job(ctx, in, filepath.Join(o.Output, rel))
+				err := job(ctx, in, outPath(in))
 				mu.Lock()
 				sum.Files++
 				if err != nil {
@@ -124,7 +130,33 @@ func plan(input, output string) (files []string, root string, err error) {
 	if err := outputApart(root, output, root == input); err != nil {
 		return nil, "", err
 	}
+	if outputIsFile(root != input, output) {
+		if a, b := absPath(input), absPath(output); a != "" && a == b {
+			return nil, "", fmt.Errorf("output %s is the input: the result would overwrite it", output)
+		}
+	}
 	return files, root, nil
+}
+
+// outputIsFile reports whether output names the result file itself rather
+// than a folder: for a single input file, a name ending in .csv that is not
+// an existing folder. Made a folder, f.csv/a.csv surprised whoever asked
+// for f.csv, and a later run over the parent would search it for inputs.
+func outputIsFile(inputIsFile bool, output string) bool {
+	if !inputIsFile || !strings.EqualFold(filepath.Ext(output), ".csv") {
+		return false
+	}
+	fi, err := os.Stat(output)
+	return err != nil || !fi.IsDir()
+}
+
+// absPath is filepath.Abs(p), or "" if it fails.
+func absPath(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return ""
+	}
+	return a
 }
 
 // outputApart refuses an output folder that would overwrite the inputs

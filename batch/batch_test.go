@@ -255,3 +255,41 @@ func TestRunCancelledOnce(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, 1, strings.Count(err.Error(), context.Canceled.Error()), err.Error())
 }
+
+// TestRunOutputFile: for a single input file, an output named *.csv is the
+// result file itself (omen forecast --input a.csv --output f.csv), not a
+// folder f.csv/ holding a.csv, which a later run over the parent would
+// search and take a.csv in for an input. An existing folder so named is
+// still a folder, and the input itself is refused.
+func TestRunOutputFile(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in", "a.csv")
+	write(t, in, "a")
+	folder := filepath.Join(dir, "old.csv")
+	require.NoError(t, os.MkdirAll(folder, 0o755))
+	for _, tc := range []struct {
+		name, output, want, err string
+	}{
+		{"file name", filepath.Join(dir, "out", "f.csv"), filepath.Join(dir, "out", "f.csv"), ""},
+		{"upper case", filepath.Join(dir, "F.CSV"), filepath.Join(dir, "F.CSV"), ""},
+		{"folder", filepath.Join(dir, "res"), filepath.Join(dir, "res", "a.csv"), ""},
+		{"existing folder named .csv", folder, filepath.Join(folder, "a.csv"), ""},
+		{"the input", in, "", "would overwrite"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var jobs atomic.Int64
+			_, err := Run(context.Background(), Options{Input: in, Output: tc.output}, copyJob(&jobs))
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			fi, err := os.Stat(tc.want)
+			require.NoError(t, err)
+			require.True(t, fi.Mode().IsRegular(), "%s is the result file", tc.want)
+		})
+	}
+	b, err := os.ReadFile(in)
+	require.NoError(t, err)
+	require.Equal(t, "a", string(b), "the input is untouched")
+}

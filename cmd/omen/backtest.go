@@ -25,7 +25,7 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 	)
 	cfg.Detect = def
 	cl.Flag("input", "CSV file, or folder searched recursively for .csv files (skipping hidden ones: .name). "+csvInputHelp).Required().StringVar(&cfg.Input)
-	cl.Flag("output", "Output folder; mirrors the input tree file for file.").Required().StringVar(&cfg.Output)
+	cl.Flag("output", "Output folder; mirrors the input tree file for file. For a single input file, a name ending in .csv (not an existing folder) is the output file itself.").Required().StringVar(&cfg.Output)
 	cl.Flag("workers", "Files scored in parallel (0: one per CPU).").Default("0").IntVar(&cfg.Workers)
 	cl.Flag("detect.direction", "Deviations that count: both, up or down.").Default(def.Direction.String()).EnumVar(&direction, "both", "up", "down")
 	cl.Flag("detect.min-deviation-abs", "Deviations from yhat smaller than this never score above 1.").Default("0").Float64Var(&cfg.Detect.MinDeviationAbs)

@@ -23,7 +23,7 @@ const csvInputHelp = "A header row, then rows whose first two columns are a time
 func registerForecast(app *kingpin.Application, lc *logConfig) command {
 	cl := app.Command("forecast", "Forecast CSV series: one timestamp,yhat,yhat_lower,yhat_upper file per input file.")
 	input := cl.Flag("input", "CSV file, or folder searched recursively for .csv files (skipping hidden ones: .name). "+csvInputHelp).Required().String()
-	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree.").Required().String()
+	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree. For a single input file, a name ending in .csv (not an existing folder) is the forecast file itself.").Required().String()
 	horizon := cl.Flag("horizon", "Steps to forecast after the last input point; the step is inferred from the data. A file needs at least 2·horizon+32 samples (64 at least), so the horizon is at most (history-32)/2.").Default("48").Int()
 	coverage := cl.Flag("coverage", "Nominal coverage of the prediction interval.").Default("0.95").Float64()
 	history := cl.Flag("history", "Most recent samples each model fits on.").Default(fmt.Sprint(forecast.DefaultOptions().History)).Int()
