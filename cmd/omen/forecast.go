@@ -21,7 +21,7 @@ const csvInputHelp = "A header row, then rows whose first two columns are a time
 // registerForecast registers `omen forecast`: forecast every CSV series
 // under --input for --horizon steps after its last point.
 func registerForecast(app *kingpin.Application, lc *logConfig) command {
-	cl := app.Command("forecast", "Forecast CSV series: one timestamp,yhat,yhat_lower,yhat_upper file per input file.")
+	cl := app.Command("forecast", "Forecast CSV series: one timestamp,yhat,yhat_lower,yhat_upper file per input file, for --horizon steps after its latest sample; timestamps in unix seconds if the input's are numbers, else RFC 3339 in UTC.")
 	input := cl.Flag("input", "CSV file, or folder searched recursively for .csv files (skipping hidden ones: .name). "+csvInputHelp).Required().String()
 	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree. For a single input file, a name ending in .csv (not an existing folder) is the forecast file itself.").Required().String()
 	horizon := cl.Flag("horizon", "Steps to forecast after the last input point; the step is inferred from the data. A file needs at least 2·horizon+32 samples (64 at least), so the horizon is at most (history-32)/2.").Default("48").Int()
