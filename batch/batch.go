@@ -206,6 +206,9 @@ func List(input string) (files []string, root string, err error) {
 			}
 			return nil
 		}
+		if d.Type()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice|fs.ModeIrregular) != 0 {
+			return nil // opening a pipe with no writer blocks for ever
+		}
 		if !d.IsDir() && strings.EqualFold(path.Ext(p), ".csv") {
 			files = append(files, filepath.Join(input, filepath.FromSlash(p)))
 		}
