@@ -574,11 +574,16 @@ func (s *series) learntUpTo() int64 {
 }
 
 // rateState is a counter's latest running total, from which the next
-// sample's rate is taken.
+// sample's rate is taken, and its latest rise (see scrapeInterval).
 type rateState struct {
 	prevRaw float64
 	prevT   int64
+	// prevD is the rise to prevRaw, if hasD. A float32 keeps the series
+	// in its size class (TestStateSizeClasses); the rises it is compared
+	// for, a count of scrapes', are small whole numbers, exact in it.
+	prevD   float32
 	hasPrev bool
+	hasD    bool
 }
 
 // rate turns a counter sample into a per-second rate, Prometheus's way:
@@ -600,29 +605,35 @@ func (s *rateState) rate(st, t int64, v float64) (r float64, ok bool) {
 	if d < 0 || (st > s.prevT && st <= t) {
 		d = v
 	}
-	r = d / (float64(scrapeInterval(t-s.prevT)) / 1000)
-	s.prevRaw, s.prevT = v, t
+	r = d / (float64(scrapeInterval(t-s.prevT, s.hasD && float32(d) == s.prevD)) / 1000)
+	s.prevRaw, s.prevT, s.prevD, s.hasD = v, t, float32(d), true
 	return r, true
 }
 
 // scrapeInterval returns the interval dt (ms) between two samples as the
-// whole number of seconds it is within 1% of (1 s for 997 or 1010 ms, 15 s
-// for 15 040), else dt itself. Prometheus stamps a scrape with its start,
-// which on a loaded server is a few milliseconds off its interval now and
-// then; a counter that rises by the same amount every scrape (requests to
-// /metrics, connections per scrape, a heartbeat) then has a rate that
-// varies by that timing alone, and a rate otherwise constant was scored on
-// it far above 1 (one timestamp 3 ms late at 1 s scrapes: 18, and the band
-// blown wide for a hundred samples). Scrape intervals are whole seconds
-// nearly always; a missed scrape is a whole number of intervals. A counter
-// that rises with time itself (seconds spent) has the jitter in its rate
-// instead, as in Prometheus's rate(); such rates are seldom that steady.
-func scrapeInterval(dt int64) int64 {
+// whole number of seconds n it is within 1% of (1 s for 997 or 1010 ms, 15 s
+// for 15 040), or within 25% of if the counter rose by the same amount as
+// at its sample before (same), else dt itself. Prometheus stamps a scrape
+// with its start, which on a loaded server is some milliseconds off its
+// interval now and then; a counter that rises by the same amount every
+// scrape (requests to /metrics, connections per scrape, a heartbeat) then
+// has a rate that varies by that timing alone, and a rate otherwise
+// constant was scored on it far above 1 (one timestamp 3 ms late at 1 s
+// scrapes: 18, and the band blown wide for a hundred samples; 39 ms late
+// at 2 s, 1 scrape in 150 of Debian's Prometheus on a loaded 2-core host:
+// 20). Scrape intervals are whole seconds nearly always; a missed scrape is
+// a whole number of intervals. A counter that rises with time itself
+// (seconds spent) or at a steady high rate has the delay in its rise, as
+// Prometheus's rate() has: its rise differs from one scrape to the next,
+// so it keeps its own interval beyond 1% (an idle CPU's seconds, 50 ms
+// late at 1 s, would read 5% busier than idle).
+func scrapeInterval(dt int64, same bool) int64 {
 	if dt < 500 {
 		return dt
 	}
 	n := (dt + 500) / 1000 * 1000
-	if d := dt - n; 100*max(d, -d) <= n {
+	d := dt - n
+	if d = max(d, -d); 100*d <= n || same && 4*d <= n {
 		return n
 	}
 	return dt

@@ -1159,7 +1159,7 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 				f.made, f.isNew = 0, false // as markStale left it
 			}
 		}
-		s.prevRaw, s.prevT, s.hasPrev = fresh.prevRaw, fresh.prevT, fresh.hasPrev
+		s.rateState = fresh.rateState
 		s.absDif, s.nDif = fresh.absDif, fresh.nDif
 		s.pub = fresh.pub
 		s.pub.stale = stale
