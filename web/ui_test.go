@@ -360,7 +360,11 @@ return {
 // "seasonal / value_season_", measured on omen fed 1038 series), so that an
 // SRE saw what was anomalous but not which member and feature drove it:
 // the value column held the band beside the value on one line under a
-// header that could not wrap, and feature names could not break.
+// header that could not wrap, and feature names could not break. A
+// Prometheus's own metric names are longer than node exporters':
+// prometheus_engine_query_duration_seconds_count{ could not break either,
+// and pushed the value and the explanation past the panel at 1400 px
+// (omen fed Debian's Prometheus 2.42 and node_exporter).
 func TestUIExplanationFits(t *testing.T) {
 	if testing.Short() && !e2e() {
 		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
@@ -377,8 +381,14 @@ func TestUIExplanationFits(t *testing.T) {
 			member: mf[0], feature: mf[1],
 		})
 	}
+	for _, name := range []string{"prometheus_engine_query_duration_seconds_count", "prometheus_tsdb_compaction_chunk_samples_bucket"} {
+		inputs = append(inputs, fakeInput{
+			name: name, labels: map[string]string{"job": "prometheus", "instance": "localhost:9090", "slice": "inner_eval"},
+			base: 0.5, amp: 0.1, spike: 30, spikeFrom: start.Add(-3 * time.Minute), member: "shift", feature: "mean_short",
+		})
+	}
 	_, srv := serveFake(t, inputs, time.Hour)
-	for _, size := range [][2]int{{1440, 900}, {1280, 800}} {
+	for _, size := range [][2]int{{1440, 900}, {1400, 900}, {1280, 800}} {
 		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
 			br := startBrowser(t, size[0], size[1])
 			br.open(srv.URL + "/")

@@ -221,8 +221,9 @@
 
   // ---- anomalies list -----------------------------------------------------------
 
-  // breakable splits a feature name after its underscores, where it may
-  // wrap (value_long_season_ago is wider than the column has room for).
+  // breakable splits a feature or metric name after its underscores, where
+  // it may wrap (value_long_season_ago is wider than the column has room
+  // for).
   function breakable(s) {
     var kids = [];
     s.split(/(?<=_)/).forEach(function (part, i) {
@@ -233,15 +234,19 @@
   }
 
   function seriesLabel(labels) {
-    // Each label is unbreakable, so long names wrap between labels.
-    var kids = [el("span", { class: "name", text: (labels["for"] || "") + "{" })];
+    // Each label is unbreakable, so long names wrap between labels. The
+    // metric name wraps after its underscores: Prometheus's own
+    // (prometheus_engine_query_duration_seconds_count) pushed the value
+    // and the explanation past the panel's edge.
     var ms = matchers(labels, { "for": true });
+    // A break after "{" first, so that a name that fits stays whole
+    // ("go_" then "goroutines{" on the next line, else).
+    var kids = [el("span", { class: "name" }, breakable((labels["for"] || "") + (ms.length ? "{" : "{}"))), el("wbr")];
     ms.forEach(function (m, i) {
       var eq = m.indexOf("=");
       kids.push(el("span", { class: "lab" }, [m.slice(0, eq + 1), el("span", { class: "lv", text: m.slice(eq + 1) }), i + 1 < ms.length ? "," : "}"]));
       if (i + 1 < ms.length) kids.push(" ");
     });
-    if (!ms.length) kids[0].textContent += "}";
     return kids;
   }
 
