@@ -57,6 +57,9 @@ type fakeInput struct {
 	// went away without a staleness marker); past Prometheus's lookback
 	// (5 m) the anomalies API leaves it out, as omen's does.
 	silentFor time.Duration
+	// counter: the input is scored as a per-second rate, as the API says
+	// of a counter (its values here are the rate's).
+	counter bool
 }
 
 const (
@@ -330,7 +333,7 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		Score     float64           `json:"score"`
 		Since     time.Time         `json:"since"`
 		Value     any               `json:"value"`   // null for a group, as the server's NaN
-		Counter   bool              `json:"counter"` // false: the fake's values are what is scored
+		Counter   bool              `json:"counter"` // the fake's values are what is scored, a counter's rate
 		Derived   bool              `json:"derived"`
 		Yhat      any               `json:"yhat"`
 		YhatLower any               `json:"yhat_lower"`
@@ -362,7 +365,7 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		e := in.expected(lt)
 		a := anomaly{
 			Labels: ls, Score: in.score(lt), Since: time.Unix(int64(in.since(lt)), 0).UTC(),
-			Value: in.value(lt), Derived: in.derived || in.group, Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
+			Value: in.value(lt), Counter: in.counter, Derived: in.derived || in.group, Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
 			Member: cmp.Or(in.member, "seasonal"), Feature: cmp.Or(in.feature, "value_season_ago"), Ready: true, Timestamp: last.UTC(),
 		}
 		if in.group {

@@ -576,3 +576,36 @@ func TestUIAllSilent(t *testing.T) {
 		})
 	}
 }
+
+// TestUICounterRate: a counter's value and band in the anomalies list say
+// they are a per-second rate. omen fed node_exporter listed
+// node_network_transmit_bytes_total{device="eth0"} as "0 (0–2515)" while
+// the counter stood at 3e11 bytes: read as the counter, its value and band
+// made no sense.
+func TestUICounterRate(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	start := time.Now()
+	_, srv := serveFake(t, []fakeInput{
+		{name: "node_network_transmit_bytes_total", labels: map[string]string{"device": "eth0"}, base: 100, amp: 20,
+			spike: 16, spikeFrom: start.Add(-3 * time.Minute), counter: true},
+		{name: "node_load1", labels: map[string]string{"instance": "n:9100"}, base: 2, amp: 0.5},
+	}, time.Hour)
+	br := startBrowser(t, 1280, 800)
+	br.open(srv.URL + "/")
+	br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+	var rows map[string]struct {
+		Text  string `json:"text"`
+		Title string `json:"title"`
+	}
+	br.eval(&rows, `var out = {};
+document.querySelectorAll("#anomalies tbody tr").forEach(function (tr) { out[tr.dataset.key] = {text: tr.cells[3].innerText.replace(/\s+/g, " "), title: tr.cells[3].title}; });
+return out;`)
+	require.Len(t, rows, 2)
+	counter, gauge := rows[`device="eth0",for="node_network_transmit_bytes_total"`], rows[`for="node_load1",instance="n:9100"`]
+	require.Regexp(t, `^[0-9.e+-]+/s \([0-9.e+-]+–[0-9.e+-]+/s\)$`, counter.Text, "the rate and its band")
+	require.Contains(t, counter.Title, "per-second rate")
+	require.NotContains(t, gauge.Text, "/s")
+	require.NotContains(t, gauge.Title, "rate")
+}

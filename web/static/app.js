@@ -308,8 +308,13 @@
       // The band under the value, not beside it, and free to wrap after
       // its dash: on one line the two made the column so wide that the
       // explanation went past the panel's edge.
-      var expected = a.yhat != null ? ["(" + fmtNum(a.yhat_lower) + "–", el("wbr"), fmtNum(a.yhat_upper) + ")"] : [];
-      var valueCell = el("td", { class: "num", title: "expected " + fmtNum(a.yhat) }, [fmtNum(a.value), el("span", { class: "expl band" }, expected)]);
+      // A counter's value and band are its per-second rate, as scored:
+      // without the unit, node_network_transmit_bytes_total read "0
+      // (0–2515)" beside a counter of 3e11 bytes.
+      var unit = a.counter ? "/s" : "";
+      var expected = a.yhat != null ? ["(" + fmtNum(a.yhat_lower) + "–", el("wbr"), fmtNum(a.yhat_upper) + unit + ")"] : [];
+      var valueCell = el("td", { class: "num", title: (a.counter ? "per-second rate of the counter; " : "") + "expected " + fmtNum(a.yhat) + unit },
+        [a.value == null ? fmtNum(a.value) : fmtNum(a.value) + unit, el("span", { class: "expl band" }, expected)]);
       // A multivariate group names the member that contributed most to
       // its joint deviation, which may be called like a detector member.
       var why = a.feature === "joint" ? "multivariate group: its member " + (a.member || "–") + " moved most against the others"
