@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -237,7 +239,16 @@ func (f *fakeAPI) inRange(t float64) bool {
 }
 
 func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
-	ms, err := f.selector(r.Form.Get("query"))
+	// The page charts a counter as irate(<selector>[5m]): the fake's
+	// values are the rate already, and the result, as Prometheus's, has
+	// no __name__.
+	q, isRate := r.Form.Get("query"), false
+	if in, ok := strings.CutPrefix(q, "irate("); ok {
+		if sel, ok := strings.CutSuffix(in, "[5m])"); ok {
+			q, isRate = sel, true
+		}
+	}
+	ms, err := f.selector(q)
 	if err != nil {
 		f.fail(w, http.StatusBadRequest, err)
 		return
@@ -265,6 +276,10 @@ func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		rw := row{Metric: s.labels}
+		if isRate {
+			rw.Metric = maps.Clone(s.labels)
+			delete(rw.Metric, labels.MetricName)
+		}
 		for t := start; t <= end; t += step {
 			if f.inRange(t) {
 				rw.Values = append(rw.Values, [2]any{t, fmtValue(s.at(t))})

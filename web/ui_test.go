@@ -608,4 +608,23 @@ return out;`)
 	require.Contains(t, counter.Title, "per-second rate")
 	require.NotContains(t, gauge.Text, "/s")
 	require.NotContains(t, gauge.Title, "rate")
+
+	// Its chart says so too: the value axis showed 100 beside the
+	// counter's name, with nothing to say it was not the counter.
+	for _, tc := range []struct {
+		key, want string
+	}{
+		{`device="eth0",for="node_network_transmit_bytes_total"`, "per-second rate"},
+		{`for="node_load1",instance="n:9100"`, ""},
+	} {
+		br.eval(nil, `document.querySelector('#anomalies tbody tr[data-key="' + CSS.escape(arguments[0]) + '"] .series-link').click(); return null;`, tc.key)
+		br.waitFor("the chart of "+tc.key, `omen.state.selectedKey === `+strconv.Quote(tc.key)+` && document.getElementById("series").dataset.state === "ready"`, 30*time.Second)
+		var note string
+		br.eval(&note, `return document.getElementById("series-note").textContent;`)
+		if tc.want == "" {
+			require.NotContains(t, note, "rate", tc.key)
+		} else {
+			require.Contains(t, note, tc.want, tc.key)
+		}
+	}
 }

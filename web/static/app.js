@@ -464,6 +464,7 @@
       var d = buildData(input, out, fc, end, step);
       d.group = group;
       d.derived = derived;
+      d.counter = counter;
       draw(d, start, end);
       omen.loads.series++;
       setError("series", null);
@@ -645,7 +646,10 @@
       ? "A multivariate group: its score is its members' joint deviation; it has no value, expected band or forecast of its own (chart the members' series for those)"
       // A derived input's values are evaluated, not stored: "0 samples"
       // beside its band read as an input that never sent one.
-      : (d.derived && !c.value
+      // A counter is charted, as scored, as its per-second rate: the
+      // value axis read 100 beside a counter's name.
+      : (d.counter ? "A counter, charted as its per-second rate (irate), as it is scored: " : "") +
+        (d.derived && !c.value
         ? "A derived input: its values are evaluated, not stored, so only its outputs are charted: "
         : c.value + " samples, ") + c.band + " with an expected band, " +
         (c.cone ? "forecast " + c.cone + " horizons ahead" : "no forecast yet")) +
