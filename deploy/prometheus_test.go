@@ -227,6 +227,12 @@ var (
 		labels.FromStrings("__name__", "net_conntrack_dialer_conn_failed_total", "job", "prometheus", "dialer_name", "omen", "reason", "refused"),
 		labels.FromStrings("__name__", "net_conntrack_dialer_conn_failed_total", "job", "prometheus", "dialer_name", "serviceMonitor/omen/omen/0", "reason", "refused"),
 		labels.FromStrings("__name__", "net_conntrack_dialer_conn_attempted_total", "job", "prometheus", "dialer_name", "remote_storage_read_client"),
+		// The WAL watcher of the queue to omen, named by its consumer
+		// label: it moves when omen restarts (omen fed Debian's
+		// Prometheus 2.42 scored its records read 2.04 within 10 s of a
+		// restart, and its segment 30.9 at Prometheus's).
+		labels.FromStrings("__name__", "prometheus_wal_watcher_records_read_total", "job", "prometheus", "consumer", "omen", "type", "samples"),
+		labels.FromStrings("__name__", "prometheus_wal_watcher_current_segment", "job", "prometheus", "consumer", "omen-2"),
 	}
 	inputs = []labels.Labels{
 		labels.FromStrings("__name__", "prometheus_rule_group_last_duration_seconds", "job", "prometheus", "rule_group", "/etc/prometheus/node.rules.yml;node-exporter"),
@@ -238,6 +244,7 @@ var (
 		labels.FromStrings("__name__", "up", "job", "api"),
 		labels.FromStrings("__name__", "prometheus_remote_storage_samples_pending", "job", "prometheus", "remote_name", "mimir", "url", "http://mimir/api/v1/push"),
 		labels.FromStrings("__name__", "net_conntrack_dialer_conn_failed_total", "job", "prometheus", "dialer_name", "node", "reason", "refused"),
+		labels.FromStrings("__name__", "prometheus_wal_watcher_current_segment", "job", "prometheus", "consumer", "mimir"),
 	}
 )
 
