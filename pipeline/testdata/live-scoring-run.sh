@@ -73,6 +73,9 @@ echo "RESULT $name cpu_s=$(echo "$c1 - $c0" | bc) wall_s=$(echo "$t1 - $t0" | bc
 # One /metrics scrape, its CPU and size.
 s0=$(cpu); w0=$(date +%s.%N); curl -s http://127.0.0.1:$port/metrics > $dir/metrics.txt; s1=$(cpu); w1=$(date +%s.%N)
 echo "RESULT $name scrape_cpu_s=$(echo "$s1 - $s0" | bc) scrape_wall_s=$(echo "$w1 - $w0" | bc) lines=$(grep -vc '^#' $dir/metrics.txt) bytes=$(wc -c < $dir/metrics.txt)"
+# And one gzipped, as Prometheus asks for it (Accept-Encoding: gzip).
+s0=$(cpu); w0=$(date +%s.%N); curl -s -H 'Accept-Encoding: gzip' http://127.0.0.1:$port/metrics > $dir/metrics.gz; s1=$(cpu); w1=$(date +%s.%N)
+echo "RESULT $name scrape_gzip_cpu_s=$(echo "$s1 - $s0" | bc) scrape_gzip_wall_s=$(echo "$w1 - $w0" | bc) gzip_bytes=$(wc -c < $dir/metrics.gz)"
 for k in process_resident_memory_bytes go_memstats_heap_inuse_bytes go_memstats_heap_alloc_bytes go_memstats_next_gc_bytes omen_tsdb_head_series prometheus_tsdb_head_series omen_series_scored omen_models_warming omen_scoring_dropped_total omen_output_append_failures_total omen_series_over_budget_total; do echo "RESULT $name $k $(grep -E "^$k " $dir/metrics.txt | awk '{print $2}')"; done
 echo "RESULT $name loadgen_rounds_with_errors $(cat $dir/lgerr 2>/dev/null | wc -l)"; head -3 $dir/lgerr 2>/dev/null
 [ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP"
