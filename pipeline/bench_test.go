@@ -266,6 +266,42 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*series), "cpu-ns/series")
 }
 
+// BenchmarkSnapshotStall is a snapshot of warm series taken while the
+// workers are asked to score: stall-ms is the longest a batch queued to a
+// worker during the snapshot waited to be taken (a barrier's round trip),
+// the delay a snapshot adds to the scoring of what arrives meanwhile.
+//
+//	go test -run '^$' -bench SnapshotStall -benchtime 3x ./pipeline
+func BenchmarkSnapshotStall(b *testing.B) {
+	const series = 20000
+	e := warmEnv(b, series)
+	path := b.TempDir() + "/snap"
+	var worst time.Duration
+	b.ResetTimer()
+	for range b.N {
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.p.writeSnapshot(path)
+			done <- err
+		}()
+	wait:
+		for {
+			select {
+			case err := <-done:
+				require.NoError(b, err)
+				break wait
+			default:
+			}
+			for _, w := range e.p.workers {
+				start := time.Now()
+				w.sync()
+				worst = max(worst, time.Since(start))
+			}
+		}
+	}
+	b.ReportMetric(float64(worst.Microseconds())/1e3, "stall-ms")
+}
+
 // warmEnv returns a pipeline (no forecasters) with n series past their
 // detectors' warm-up, everything scored.
 func warmEnv(b testing.TB, n int) *env {
