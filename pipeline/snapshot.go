@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 )
 
 // The snapshot file:
@@ -56,7 +57,7 @@ const (
 	// and are restored as they were.
 	flagDef = 1 << 2
 	// flagForecaster: the series had a forecaster, saved or not (not
-	// while it awaited new models, see worker.encode): its share of
+	// while it awaited new models, see snapCursor.series): its share of
 	// --forecast.max-series is held for it after a restart (see reserve).
 	// Older versions ignore it.
 	flagForecaster = 1 << 3
@@ -93,14 +94,13 @@ type savedSeries struct {
 	unheld bool
 }
 
+// snapEncoder writes the snapshot file, keeping its checksum; n counts the
+// series records written.
 type snapEncoder struct {
 	w   *bufio.Writer
 	crc hash.Hash32
 	n   int
 	buf [8]byte
-	// lbl and det are reused for every series, so a snapshot of many
-	// series makes no garbage per series.
-	lbl, det []byte
 }
 
 func (e *snapEncoder) write(b []byte) error {
@@ -110,20 +110,6 @@ func (e *snapEncoder) write(b []byte) error {
 }
 
 func (e *snapEncoder) u8(v uint8) error { e.buf[0] = v; return e.write(e.buf[:1]) }
-func (e *snapEncoder) u32(v uint32) error {
-	binary.LittleEndian.PutUint32(e.buf[:4], v)
-	return e.write(e.buf[:4])
-}
-func (e *snapEncoder) u64(v uint64) error {
-	binary.LittleEndian.PutUint64(e.buf[:8], v)
-	return e.write(e.buf[:8])
-}
-func (e *snapEncoder) bytes(b []byte) error {
-	if err := e.u32(uint32(len(b))); err != nil {
-		return err
-	}
-	return e.write(b)
-}
 
 // appendLabels appends ls as name 0xff value 0xff pairs.
 func appendLabels(b []byte, ls labels.Labels) []byte {
@@ -149,86 +135,156 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 	return sb.Labels(), nil
 }
 
-// encode writes the worker's series; it runs on the worker's goroutine.
-func (w *worker) encode(e *snapEncoder) error {
-	for _, s := range w.series {
-		// Derived inputs too, by their labels: their warm start
-		// evaluates their expression over at most BackfillMaxPoints
-		// past steps; the snapshot keeps all they learnt.
-		var err error
-		e.det = e.det[:0]
-		if !s.rebuild && !s.bfWait {
-			// A series awaiting new models (see reconfigure) has models
-			// of the options before a reload, one awaiting its history
-			// by remote read models of its local history alone: saved
-			// without them, it warms again after a restart (asking for
-			// the history again), keeping its incident.
-			if s.grp != nil {
-				e.det, err = s.grp.g.AppendBinary(e.det)
-			} else {
-				e.det, err = s.det.AppendBinary(e.det)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		e.lbl = appendLabels(e.lbl[:0], s.in)
-		var fc []byte
-		if s.fc != nil && !s.rebuild && !s.bfWait && !s.fc.warmDue {
-			// A forecaster the sweep gave and that has not learnt the
-			// history yet is saved without a state: it learns it after
-			// the restart (see series.restore).
-			if fc, err = s.fc.appendState(nil); err != nil {
-				return err
-			}
-		}
-		var flags uint8
-		if s.counter {
-			flags |= flagCounter
-		}
-		if s.fc != nil {
-			flags |= flagForecaster
-		}
-		if s.hasPrev {
-			flags |= flagHasPrev
-		}
-		if s.pub.stale {
-			flags |= flagStale
-		}
-		prevT := s.prevT
-		if isDerived(s) {
-			flags, prevT = flags|flagDef, int64(defHash(s.def))
-		}
-		nDif := uint32(min(int64(s.nDif), math.MaxUint32))
-		if err := e.record(e.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, s.absDif, nDif, e.det, fc); err != nil {
-			return err
-		}
-	}
-	return nil
+// snapSliceBytes bounds what a worker encodes in one snapshot request
+// (see worker.encodeSlice): it scores the batches queued meanwhile between
+// two. Encoding all its series in one went at ~13 µs a series, so at
+// 100000 series each worker scored nothing for half a second or more every
+// --snapshot.interval, and the ack-to-score latency and the queues took
+// it; a slice of this size is ~100 series of detectors, well under a
+// millisecond.
+const snapSliceBytes = 256 << 10
+
+// snapCursor is a worker's progress through one snapshot, carried from
+// slice to slice. The snapshot's goroutine owns it between requests; the
+// worker's goroutine (or the snapshot's, once the worker has stopped)
+// fills buf during one.
+type snapCursor struct {
+	// refs are the worker's series when the snapshot reached it: the map
+	// changes between slices, and a Go map cannot be resumed. A series
+	// created meanwhile is not in this snapshot (it claimed a restored
+	// state, written before, or is new); one dropped meanwhile is
+	// skipped.
+	refs    []storage.SeriesRef
+	next    int
+	started bool
+	limit   int // bytes of buf after which a slice ends
+	// buf holds the slice's records, n how many; lbl and det are reused
+	// for every series, so a snapshot makes no garbage per series.
+	buf, lbl, det []byte
+	n             int
 }
 
-// record writes one series' record.
-func (e *snapEncoder) record(lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, absDif float64, nDif uint32, det, fc []byte) error {
-	for _, err := range []error{
-		e.u8(1), e.bytes(lbl), e.u8(flags),
-		e.u64(math.Float64bits(prevRaw)), e.u64(uint64(prevT)),
-		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)), e.u32(inc.quiet),
-		e.u64(uint64(inc.event)), e.u32(inc.longest), e.bytes([]byte(inc.peakMember)),
-		e.u64(math.Float64bits(absDif)), e.u32(nDif),
-		e.bytes(det), e.bytes(fc),
-	} {
+// reset readies c for the next worker's series.
+func (c *snapCursor) reset() {
+	c.refs, c.next, c.started = c.refs[:0], 0, false
+}
+
+// encodeSlice appends the records of the worker's next series to c.buf,
+// until it holds c.limit bytes or every series is done (true). It runs on
+// the worker's goroutine, or on the caller's once the worker has stopped.
+func (w *worker) encodeSlice(c *snapCursor) (bool, error) {
+	if !c.started {
+		c.started = true
+		for ref := range w.series {
+			c.refs = append(c.refs, ref)
+		}
+	}
+	for c.next < len(c.refs) && len(c.buf) < c.limit {
+		s := w.series[c.refs[c.next]]
+		c.next++
+		if s == nil {
+			continue // dropped since the snapshot began
+		}
+		if err := c.series(s); err != nil {
+			return false, err
+		}
+	}
+	return c.next == len(c.refs), nil
+}
+
+// series appends s's record to c.buf.
+func (c *snapCursor) series(s *series) error {
+	// Derived inputs too, by their labels: their warm start evaluates
+	// their expression over at most BackfillMaxPoints past steps; the
+	// snapshot keeps all they learnt.
+	var err error
+	c.det = c.det[:0]
+	if !s.rebuild && !s.bfWait {
+		// A series awaiting new models (see reconfigure) has models of
+		// the options before a reload, one awaiting its history by
+		// remote read models of its local history alone: saved without
+		// them, it warms again after a restart (asking for the history
+		// again), keeping its incident.
+		if s.grp != nil {
+			c.det, err = s.grp.g.AppendBinary(c.det)
+		} else {
+			c.det, err = s.det.AppendBinary(c.det)
+		}
 		if err != nil {
 			return err
 		}
 	}
-	e.n++
+	c.lbl = appendLabels(c.lbl[:0], s.in)
+	var fc []byte
+	if s.fc != nil && !s.rebuild && !s.bfWait && !s.fc.warmDue {
+		// A forecaster the sweep gave and that has not learnt the
+		// history yet is saved without a state: it learns it after the
+		// restart (see series.restore).
+		if fc, err = s.fc.appendState(nil); err != nil {
+			return err
+		}
+	}
+	var flags uint8
+	if s.counter {
+		flags |= flagCounter
+	}
+	if s.fc != nil {
+		flags |= flagForecaster
+	}
+	if s.hasPrev {
+		flags |= flagHasPrev
+	}
+	if s.pub.stale {
+		flags |= flagStale
+	}
+	prevT := s.prevT
+	if isDerived(s) {
+		flags, prevT = flags|flagDef, int64(defHash(s.def))
+	}
+	nDif := uint32(min(int64(s.nDif), math.MaxUint32))
+	c.buf = appendRecord(c.buf, c.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, s.absDif, nDif, c.det, fc)
+	c.n++
 	return nil
+}
+
+// appendRecord appends one series' record to b.
+func appendRecord(b, lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, absDif float64, nDif uint32, det, fc []byte) []byte {
+	le := binary.LittleEndian
+	b = append(b, 1)
+	b = appendBytes(b, lbl)
+	b = append(b, flags)
+	b = le.AppendUint64(b, math.Float64bits(prevRaw))
+	b = le.AppendUint64(b, uint64(prevT))
+	b = le.AppendUint64(b, uint64(inc.since))
+	b = le.AppendUint64(b, uint64(inc.lastHot))
+	b = le.AppendUint64(b, math.Float64bits(inc.peak))
+	b = le.AppendUint32(b, inc.quiet)
+	b = le.AppendUint64(b, uint64(inc.event))
+	b = le.AppendUint32(b, inc.longest)
+	b = appendBytes(b, []byte(inc.peakMember))
+	b = le.AppendUint64(b, math.Float64bits(absDif))
+	b = le.AppendUint32(b, nDif)
+	b = appendBytes(b, det)
+	return appendBytes(b, fc)
+}
+
+// appendBytes appends v with its length before it.
+func appendBytes(b, v []byte) []byte {
+	return append(binary.LittleEndian.AppendUint32(b, uint32(len(v))), v...)
+}
+
+// flush writes c's records to the file and empties c.buf.
+func (e *snapEncoder) flush(c *snapCursor) error {
+	err := e.write(c.buf)
+	e.n += c.n
+	c.buf, c.n = c.buf[:0], 0
+	return err
 }
 
 // encodeRestored writes the restored states no series has claimed yet
 // (their first sample since the restart has not come): a snapshot taken
 // before it comes must keep them, or a second restart loses them.
-func (p *Pipeline) encodeRestored(e *snapEncoder) error {
+func (p *Pipeline) encodeRestored(e *snapEncoder, c *snapCursor) error {
 	p.restoreMu.Lock()
 	var waiting []*savedSeries
 	for _, list := range p.restored {
@@ -236,12 +292,16 @@ func (p *Pipeline) encodeRestored(e *snapEncoder) error {
 	}
 	p.restoreMu.Unlock()
 	for _, s := range waiting { // immutable once read
-		e.lbl = appendLabels(e.lbl[:0], s.ls)
-		if err := e.record(e.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc); err != nil {
-			return err
+		c.lbl = appendLabels(c.lbl[:0], s.ls)
+		c.buf = appendRecord(c.buf, c.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc)
+		c.n++
+		if len(c.buf) >= c.limit {
+			if err := e.flush(c); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return e.flush(c)
 }
 
 // snapshot writes every worker's state to SnapshotPath atomically: a
@@ -310,11 +370,12 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 	// The unclaimed restored states first: a series that claims its state
 	// meanwhile is then written twice, never not at all, and restore keeps
 	// the later record, the worker's.
-	if err := p.encodeRestored(e); err != nil {
+	c := &snapCursor{limit: snapSliceBytes}
+	if err := p.encodeRestored(e, c); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
 	for _, w := range p.workers {
-		if err := w.encodeVia(e); err != nil {
+		if err := w.encodeVia(e, c); err != nil {
 			return 0, fmt.Errorf("write snapshot: %w", err)
 		}
 	}
@@ -345,20 +406,44 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 	return e.n, nil
 }
 
-// encodeVia has the worker encode its series on its own goroutine, or
-// directly if it is not running (before Run, or after it stopped).
-func (w *worker) encodeVia(e *snapEncoder) error {
+// encodeVia writes the worker's series to e, slice by slice (see
+// encodeSlice): each encoded on the worker's goroutine, which scores what
+// is queued between two, or directly once it is not running (before Run,
+// or after it stopped: the final snapshot). The file and its checksum are
+// written here, on the snapshot's goroutine.
+func (w *worker) encodeVia(e *snapEncoder, c *snapCursor) error {
+	c.reset()
+	done := make(chan error, 1)
+	for {
+		fin, err := w.sliceVia(c, done)
+		if err != nil {
+			return err
+		}
+		if err := e.flush(c); err != nil {
+			return err
+		}
+		if fin {
+			return nil
+		}
+	}
+}
+
+// sliceVia has the worker encode one slice into c.buf; true when its
+// series are all done.
+func (w *worker) sliceVia(c *snapCursor, done chan error) (bool, error) {
 	select {
 	case <-w.done:
-		return w.encode(e)
+		return w.encodeSlice(c)
 	default:
 	}
-	r := snapReq{enc: e, done: make(chan error, 1)}
+	r := snapReq{cur: c, done: done}
 	select {
 	case w.snap <- r:
-		return <-r.done
+		// The worker's send happens before this receive: c is ours again.
+		err := <-done
+		return err == nil && c.next == len(c.refs), err
 	case <-w.done:
-		return w.encode(e)
+		return w.encodeSlice(c)
 	}
 }
 

@@ -173,10 +173,18 @@ func oldSnapshot(t *testing.T, version byte, vs []float64, record func(e *snapEn
 	}
 	det, err := d.AppendBinary(nil)
 	require.NoError(t, err)
+	return snapFileOf(t, version, func(e *snapEncoder) []error { return record(e, det) })
+}
+
+// snapFileOf writes a snapshot of the given version to a new path: the
+// header, the records as records writes them, the end tag and the
+// checksum, as writeSnapshot frames them.
+func snapFileOf(t *testing.T, version byte, records func(e *snapEncoder) []error) string {
+	t.Helper()
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
 	e := &snapEncoder{w: bw, crc: crc32.NewIEEE()}
-	errs := append([]error{e.write([]byte(snapMagic)), e.write([]byte{version, 0})}, record(e, det)...)
+	errs := append([]error{e.write([]byte(snapMagic)), e.write([]byte{version, 0})}, records(e)...)
 	for _, err := range append(errs, e.u8(0)) {
 		require.NoError(t, err)
 	}
@@ -1522,4 +1530,163 @@ func referenceDetector(t *testing.T, vs []float64) *detect.Detector {
 		ref.Update(t0.UnixMilli()+int64(i)*stepMs, v)
 	}
 	return ref
+}
+
+// snapFile is a snapshot of this version holding records.
+func snapFile(t *testing.T, records []byte) string {
+	t.Helper()
+	return snapFileOf(t, snapVersion, func(e *snapEncoder) []error { return []error{e.write(records)} })
+}
+
+// savedNames maps the instance label of each record in the snapshot at
+// path to its record.
+func savedNames(t *testing.T, path string) map[string]*savedSeries {
+	t.Helper()
+	saved, err := readSnapshot(path, t0)
+	require.NoError(t, err)
+	m := map[string]*savedSeries{}
+	for _, s := range saved {
+		require.NotContains(t, m, s.ls.Get("instance"), "written twice")
+		m[s.ls.Get("instance")] = s
+	}
+	return m
+}
+
+// TestSnapshotSlices: a worker's series are encoded a slice at a time, its
+// map changing between two; each series there from the snapshot's start to
+// its end is written once, as the whole map at once writes it, and one
+// dropped meanwhile is left out without harm.
+func TestSnapshotSlices(t *testing.T) {
+	const n = 40
+	e := newEnv(t, "", nil, func(o *Options) { o.Workers = 1 })
+	ls := make([]labels.Labels, n)
+	vs := make([]float64, n)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "g", "instance", fmt.Sprint(i))
+	}
+	for round := range 5 {
+		for i := range vs {
+			vs[i] = float64(round * i)
+		}
+		e.push(t0.UnixMilli()+int64(round)*stepMs, model.MetricTypeGauge, ls, vs)
+	}
+	e.sync()
+	e.stop() // the worker is done: slices are encoded here, between changes of ours
+	w := e.p.workers[0]
+	require.Len(t, w.series, n)
+
+	whole := &snapCursor{limit: math.MaxInt}
+	fin, err := w.encodeSlice(whole)
+	require.NoError(t, err)
+	require.True(t, fin)
+	require.Equal(t, n, whole.n)
+	want := savedNames(t, snapFile(t, whole.buf))
+
+	c := &snapCursor{limit: 1} // a series a slice
+	var records []byte
+	done := make(chan error, 1)
+	for slices := 0; ; slices++ {
+		fin, err := w.sliceVia(c, done)
+		require.NoError(t, err)
+		require.LessOrEqual(t, c.n, 1)
+		records = append(records, c.buf...)
+		c.buf, c.n = c.buf[:0], 0
+		if slices == 0 {
+			// One not encoded yet goes; another comes, after the
+			// snapshot began.
+			gone := c.refs[len(c.refs)-1]
+			s := w.series[gone]
+			delete(w.series, gone)
+			delete(want, s.in.Get("instance"))
+			w.series[gone+1<<40] = s
+		}
+		if fin {
+			require.Equal(t, n-1, slices, "a slice each, none for the series dropped")
+			break
+		}
+	}
+	got := savedNames(t, snapFile(t, records))
+	require.Len(t, got, n-1)
+	for name, s := range want {
+		require.Contains(t, got, name)
+		require.Equal(t, s.det, got[name].det)
+		require.Equal(t, s.inc, got[name].inc)
+	}
+}
+
+// TestSnapshotWhileScoring: a snapshot taken a series a slice while the
+// worker scores new series and old: every series scored before it began is
+// in it, once, and the file decodes (run with -race: the slices and the
+// scoring share the worker's map).
+func TestSnapshotWhileScoring(t *testing.T) {
+	const n = 200
+	e := newEnv(t, "", nil, func(o *Options) { o.Workers = 1 })
+	ls := make([]labels.Labels, 2*n)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "g", "instance", fmt.Sprint(i))
+	}
+	vs := make([]float64, n)
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, ls[:n], vs)
+	e.sync()
+
+	pushed := make(chan struct{})
+	go func() {
+		defer close(pushed)
+		for i := range n {
+			// A new series and an old one each time.
+			e.push(t0.UnixMilli()+stepMs, model.MetricTypeGauge, []labels.Labels{ls[n+i], ls[i]}, vs[:2])
+		}
+	}()
+	var buf bytes.Buffer
+	enc := &snapEncoder{w: bufio.NewWriter(&buf), crc: crc32.NewIEEE()}
+	require.NoError(t, e.p.workers[0].encodeVia(enc, &snapCursor{limit: 1}))
+	require.NoError(t, enc.w.Flush())
+	<-pushed
+	got := savedNames(t, snapFile(t, buf.Bytes()))
+	require.Equal(t, len(got), enc.n)
+	for i := range n {
+		require.Contains(t, got, fmt.Sprint(i))
+	}
+}
+
+// u32, u64 and bytes write a record field by field, as the old snapshots
+// were (appendRecord writes them now).
+func (e *snapEncoder) u32(v uint32) error {
+	binary.LittleEndian.PutUint32(e.buf[:4], v)
+	return e.write(e.buf[:4])
+}
+func (e *snapEncoder) u64(v uint64) error {
+	binary.LittleEndian.PutUint64(e.buf[:8], v)
+	return e.write(e.buf[:8])
+}
+func (e *snapEncoder) bytes(b []byte) error {
+	if err := e.u32(uint32(len(b))); err != nil {
+		return err
+	}
+	return e.write(b)
+}
+
+// TestAppendRecordLayout: appendRecord writes a record byte for byte as
+// the file's layout (see snapVersion) says, field by field, as the
+// snapshots of earlier releases were written: the format did not change
+// with the slices.
+func TestAppendRecordLayout(t *testing.T) {
+	inc := incidentState{since: 11, lastHot: 12, peak: 3.5, quiet: 4, event: 13, longest: 5, peakMember: "level"}
+	lbl, det, fc := appendLabels(nil, labels.FromStrings("__name__", "g", "job", "a")), []byte{1, 2, 3}, []byte{0, 9}
+	var want bytes.Buffer
+	bw := bufio.NewWriter(&want)
+	e := &snapEncoder{w: bw, crc: crc32.NewIEEE()}
+	for _, err := range []error{
+		e.u8(1), e.bytes(lbl), e.u8(flagCounter | flagHasPrev),
+		e.u64(math.Float64bits(-2.25)), e.u64(uint64(1234)),
+		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)), e.u32(inc.quiet),
+		e.u64(uint64(inc.event)), e.u32(inc.longest), e.bytes([]byte(inc.peakMember)),
+		e.u64(math.Float64bits(0.5)), e.u32(7),
+		e.bytes(det), e.bytes(fc),
+	} {
+		require.NoError(t, err)
+	}
+	require.NoError(t, bw.Flush())
+	got := appendRecord([]byte{0xaa}, lbl, flagCounter|flagHasPrev, -2.25, 1234, inc, 0.5, 7, det, fc)
+	require.Equal(t, append([]byte{0xaa}, want.Bytes()...), got)
 }

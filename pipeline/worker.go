@@ -75,8 +75,10 @@ type worker struct {
 	chks []chunks.Meta
 }
 
+// snapReq asks the worker for one slice of a snapshot (see
+// worker.encodeSlice); the error, nil or not, is sent on done.
 type snapReq struct {
-	enc  *snapEncoder
+	cur  *snapCursor
 	done chan error
 }
 
@@ -155,7 +157,10 @@ func (w *worker) run(ctx context.Context) {
 		case b := <-w.queue:
 			w.process(ctx, b)
 		case r := <-w.snap:
-			w.task(func() { r.done <- w.encode(r.enc) })
+			w.task(func() {
+				_, err := w.encodeSlice(r.cur)
+				r.done <- err
+			})
 		case <-w.wake:
 			if g := w.p.cfgGen.Load(); g != w.cfgGen {
 				w.task(func() { w.reconfigure(ctx, g) })
