@@ -172,15 +172,15 @@ func (p *Pipeline) AccuracyCollector() prometheus.Collector {
 
 func (collector) Describe(chan<- *prometheus.Desc) {}
 
-// walkBuf is walkOutputs' copy of one worker's published results at a
-// time; a scrape walks once per family, so one walkBuf serves them all.
+// walkBuf is walkOutputs' copy of the workers' published results, made
+// once per scrape and walked once per family.
 type walkBuf struct {
 	list []collected
 	pts  []forecast.Point
 	oks  []bool
 }
 
-// walkBufs keeps walkBufs between scrapes: at 100k series one holds ~10 MB,
+// walkBufs keeps walkBufs between scrapes: at 100k series one holds ~7 MB,
 // which every scrape would otherwise allocate again (twice that as the
 // slices grow), a sixth of what the process allocated at steady state.
 var walkBufs = sync.Pool{New: func() any { return new(walkBuf) }}
@@ -188,8 +188,7 @@ var walkBufs = sync.Pool{New: func() any { return new(walkBuf) }}
 // collected is what a scrape reads of one series' state, copied under
 // its worker's lock; in and name of a series never change, so s is only
 // read for them. Only what walkOutputs exposes is copied, not the whole
-// published state (176 B a series against 72, in a buffer as large as the
-// largest worker's share of the series: TestWalkCopyBytes).
+// published state (176 B a series against 72: TestWalkCopyBytes).
 type collected struct {
 	s                         *series
 	f                         *fcState // s.fc when copied: the worker may replace s.fc (warmForecaster)
@@ -204,7 +203,7 @@ type collected struct {
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if !c.selfOnly {
 		buf := walkBufs.Get().(*walkBuf)
-		c.p.walkOutputs("", buf, func(name string, ls *outLabelSet, v float64) { c.emit(ch, name, outputHelp[name], ls, v) })
+		c.p.walkOutputs(exposedFamilies[:], buf, func(name string, ls *outLabelSet, v float64) { c.emit(ch, name, outputHelp[name], ls, v) })
 		walkBufs.Put(buf)
 	}
 	a := c.p.acc()
@@ -231,43 +230,52 @@ func isSelfFamily(name string) bool {
 	return name == familyModelReady || name == familyIncidentPeak || name == familyIncidentDuration
 }
 
-// walkOutputs calls fn for every per-series metric the scrape exposes:
-// omen_model_ready, the incident families and the output families
-// (limited by Options.Families, and the score and band by ScoreFloor:
-// see aboveFloor), or only those of family if
-// it is not "". Each worker's
-// state is copied under its lock first and walked after, so a slow reader
-// of fn never holds up scoring. ls is reused between calls.
-func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string, ls *outLabelSet, v float64)) {
-	var ls outLabelSet
+// walkOutputs calls fn for every per-series metric the scrape exposes of
+// families, family after family in that order: omen_model_ready, the
+// incident families and the output families (limited by
+// Options.Families, and the score and band by ScoreFloor: see
+// aboveFloor). Every worker's state is copied under its lock first and
+// walked after, so a slow reader of fn never holds up scoring; the copy is
+// made once for all the families. ls is reused between calls.
+//
+// The text format wants each family's lines together, so a scrape walks
+// the series once per family. It walked the workers' series once per
+// family too, copying them each time: ten passes over 100k series
+// scattered in memory, most of the cost of the scrape's walk. The copy of
+// all the series, not one worker's at a time, is what that costs: 72 B a
+// series while the scrape runs (TestWalkCopyBytes).
+func (p *Pipeline) walkOutputs(families []string, buf *walkBuf, fn func(name string, ls *outLabelSet, v float64)) {
 	list, pts, oks := buf.list, buf.pts, buf.oks
+	used := 0 // the entries of list the copy took
 	defer func() {
 		// The copies point at series; a kept buffer must not keep a
-		// removed series alive until the next scrape.
-		clear(list[:cap(list)])
+		// removed series alive until the next scrape. Past used, it
+		// holds none (cleared by the walk before, or never written).
+		clear(list[:min(used, cap(list))])
 		buf.list, buf.pts, buf.oks = list[:0], pts[:0], oks[:0]
 	}()
-	want := func(name string) bool { return family == "" || family == name }
-	wantForecasts := family == "" || (p.family[family] && slices.Contains(fcFamilies[:], family))
+	wantForecasts := false
+	for _, f := range families {
+		wantForecasts = wantForecasts || (p.family[f] && slices.Contains(fcFamilies[:], f))
+	}
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
 	ivs := p.intervals()
-	// Sized up front to the largest worker's share: the pool is empty at
-	// a first scrape and once two garbage collections have run since the
-	// last, and grown by appending, the copy allocated 3.9 times what it
-	// kept (1.40 MB against 0.36 MB a walk of 10k series,
-	// BenchmarkWalkOutputs). A series added meanwhile is appended.
-	largest := 0
+	// Sized up front to all the series: the pool is empty at a first
+	// scrape and once two garbage collections have run since the last,
+	// and grown by appending, the copy allocated 3.9 times what it kept
+	// (1.40 MB against 0.36 MB a walk of 10k series, BenchmarkWalkOutputs).
+	// A series added meanwhile is appended.
+	total := 0
 	for _, w := range p.workers {
 		w.mu.RLock()
-		largest = max(largest, len(w.series))
+		total += len(w.series)
 		w.mu.RUnlock()
 	}
-	if cap(list) < largest {
-		clear(list[:cap(list)]) // the deferred clear sees the new one only
-		list = make([]collected, 0, largest)
+	if cap(list) < total {
+		list = make([]collected, 0, total)
 	}
+	list, pts, oks = list[:0], pts[:0], oks[:0]
 	for _, w := range p.workers {
-		list, pts, oks = list[:0], pts[:0], oks[:0]
 		w.view(func(s *series) {
 			everyMs := ivs.everyMs(s)
 			if s.pub.stale || s.silent(holdMs, everyMs, nowMs) {
@@ -289,61 +297,67 @@ func (p *Pipeline) walkOutputs(family string, buf *walkBuf, fn func(name string,
 			}
 			list = append(list, cs)
 		})
+		used = len(list)
+	}
+	var ls outLabelSet
+	for _, family := range families {
 		for i := range list {
-			cs := &list[i]
-			s := cs.s
+			p.walkOne(family, &list[i], pts, oks, &ls, fn)
+		}
+	}
+}
+
+// walkOne calls fn for the metrics of family that the series copied in
+// cs exposes; pts and oks hold the forecasts copied with it.
+func (p *Pipeline) walkOne(family string, cs *collected, pts []forecast.Point, oks []bool, ls *outLabelSet, fn func(name string, ls *outLabelSet, v float64)) {
+	s := cs.s
+	switch family {
+	case familyModelReady:
+		ready := 0.0
+		if cs.ready {
+			ready = 1
+		}
+		if s.labelBits&hasKind == 0 {
 			ls.set(s, "", "")
-			if want(familyModelReady) {
-				ready := 0.0
-				if cs.ready {
-					ready = 1
-				}
-				if s.labelBits&hasKind == 0 {
-					ls.push("kind", s.kind())
-					fn(familyModelReady, &ls, ready)
-					ls.pop()
-				} else {
-					// Its own kind label goes as exported_kind.
-					ls.set(s, "kind", s.kind())
-					fn(familyModelReady, &ls, ready)
-					ls.set(s, "", "")
-				}
-			}
-			if cs.incident {
-				if want(familyIncidentPeak) {
-					fn(familyIncidentPeak, &ls, cs.peak)
-				}
-				if want(familyIncidentDuration) {
-					fn(familyIncidentDuration, &ls, cs.duration.Seconds())
-				}
-			}
-			if !cs.hasResult {
+			ls.add("kind", s.kind())
+		} else {
+			// Its own kind label goes as exported_kind.
+			ls.set(s, "kind", s.kind())
+		}
+		fn(familyModelReady, ls, ready)
+	case familyIncidentPeak, familyIncidentDuration:
+		if !cs.incident {
+			return
+		}
+		ls.set(s, "", "")
+		if family == familyIncidentPeak {
+			fn(familyIncidentPeak, ls, cs.peak)
+		} else {
+			fn(familyIncidentDuration, ls, cs.duration.Seconds())
+		}
+	case FamilyScore, FamilyYhat, FamilyYhatLower, FamilyYhatUpper:
+		if !p.family[family] || !cs.hasResult || !p.aboveFloor(cs.score, cs.incident) {
+			return
+		}
+		i := slices.Index(baseFamilies[:], family)
+		if i > 0 && !cs.banded {
+			return
+		}
+		ls.set(s, "", "")
+		fn(family, ls, [4]float64{cs.score, cs.yhat, cs.lower, cs.upper}[i])
+	case FamilyForecast, FamilyForecastLower, FamilyForecastUpper:
+		if !p.family[family] || cs.fc < 0 {
+			return
+		}
+		j := slices.Index(fcFamilies[:], family)
+		f := cs.f // horizons and hname never change
+		for h := range f.horizons {
+			if !oks[int(cs.fc)+h] {
 				continue
 			}
-			if p.aboveFloor(cs.score, cs.incident) {
-				vals := [4]float64{cs.score, cs.yhat, cs.lower, cs.upper}
-				for i, v := range vals {
-					if p.family[baseFamilies[i]] && want(baseFamilies[i]) && (i == 0 || cs.banded) {
-						fn(baseFamilies[i], &ls, v)
-					}
-				}
-			}
-			if cs.fc < 0 {
-				continue
-			}
-			f := cs.f // horizons and hname never change
-			for h := range f.horizons {
-				if !oks[int(cs.fc)+h] {
-					continue
-				}
-				pt := pts[int(cs.fc)+h]
-				ls.set(s, "horizon", f.hname[h])
-				for j, v := range [3]float64{pt.Yhat, pt.Lower, pt.Upper} {
-					if p.family[fcFamilies[j]] && want(fcFamilies[j]) {
-						fn(fcFamilies[j], &ls, v)
-					}
-				}
-			}
+			pt := pts[int(cs.fc)+h]
+			ls.set(s, "horizon", f.hname[h])
+			fn(family, ls, [3]float64{pt.Yhat, pt.Lower, pt.Upper}[j])
 		}
 	}
 }
@@ -385,11 +399,10 @@ func StoredFamilies() map[string]string {
 }
 
 // outLabelSet is the label names and values of one series' outputs (its
-// input's minus __name__, plus for and horizon if set), with the key of
-// its names for the Desc cache. Reused from series to series.
+// input's minus __name__, plus for and horizon if set). Reused from
+// series to series.
 type outLabelSet struct {
 	names, vals []string
-	key         []byte
 	utf8Names   bool // some name may need escaping in the text format
 }
 
@@ -397,22 +410,8 @@ func (o *outLabelSet) add(name, value string) {
 	o.names, o.vals = append(o.names, name), append(o.vals, value)
 }
 
-// push adds the label name=value, which the input has not, to the set for
-// one family's sample, and pop takes it off again: cheaper than building
-// the set anew twice per series.
-func (o *outLabelSet) push(name, value string) {
-	o.add(name, value)
-	o.key = append(append(o.key, name...), 0xff)
-}
-
-func (o *outLabelSet) pop() {
-	n := len(o.names) - 1
-	o.key = o.key[:len(o.key)-len(o.names[n])-1]
-	o.names, o.vals = o.names[:n], o.vals[:n]
-}
-
 func (o *outLabelSet) set(s *series, extra, value string) {
-	o.names, o.vals, o.key = o.names[:0], o.vals[:0], o.key[:0]
+	o.names, o.vals = o.names[:0], o.vals[:0]
 	o.utf8Names = s.utf8Names
 	eachOutLabel(s.in, s.name, extra, value, o.add)
 	// A target label the input lacks is exposed empty: Prometheus's scrape
@@ -427,9 +426,6 @@ func (o *outLabelSet) set(s *series, extra, value string) {
 	}
 	if s.labelBits&lacksInstance != 0 {
 		o.add(model.InstanceLabel, "")
-	}
-	for _, n := range o.names {
-		o.key = append(append(o.key, n...), 0xff)
 	}
 }
 
@@ -448,7 +444,13 @@ const maxDescs = 10000
 func (d *descCache) get(name, help string, ls *outLabelSet) *prometheus.Desc {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.buf = append(append(d.buf[:0], ls.key...), name...)
+	// The key: the label names, each ended by 0xff, then the family's
+	// (built here, not with every label set: WriteOutputs needs none).
+	d.buf = d.buf[:0]
+	for _, n := range ls.names {
+		d.buf = append(append(d.buf, n...), 0xff)
+	}
+	d.buf = append(d.buf, name...)
 	if desc, ok := d.m[string(d.buf)]; ok {
 		return desc
 	}

@@ -27,34 +27,35 @@ func (p *Pipeline) WriteOutputs(w io.Writer) error {
 	var err error
 	buf := walkBufs.Get().(*walkBuf)
 	defer walkBufs.Put(buf)
+	families := make([]string, 0, len(exposedFamilies))
 	for _, fam := range exposedFamilies {
-		if !isSelfFamily(fam) && !p.family[fam] {
-			continue
+		if isSelfFamily(fam) || p.family[fam] {
+			families = append(families, fam)
 		}
-		header := false
-		p.walkOutputs(fam, buf, func(name string, ls *outLabelSet, v float64) {
-			if err != nil {
+	}
+	header := "" // the family whose header is written: walkOutputs walks one family after the other
+	p.walkOutputs(families, buf, func(name string, ls *outLabelSet, v float64) {
+		if err != nil {
+			return
+		}
+		if name != header {
+			header = name
+			line = append(line[:0], "# HELP "...)
+			line = append(line, name...)
+			line = append(line, ' ')
+			line = appendHelp(line, outputHelp[name])
+			line = append(line, "\n# TYPE "...)
+			line = append(line, name...)
+			line = append(line, " gauge\n"...)
+			if _, err = bw.Write(line); err != nil {
 				return
 			}
-			if !header {
-				header = true
-				line = append(line[:0], "# HELP "...)
-				line = append(line, name...)
-				line = append(line, ' ')
-				line = appendHelp(line, outputHelp[name])
-				line = append(line, "\n# TYPE "...)
-				line = append(line, name...)
-				line = append(line, " gauge\n"...)
-				if _, err = bw.Write(line); err != nil {
-					return
-				}
-			}
-			line = appendSample(line[:0], name, ls, v)
-			_, err = bw.Write(line)
-		})
-		if err != nil {
-			return err
 		}
+		line = appendSample(line[:0], name, ls, v)
+		_, err = bw.Write(line)
+	})
+	if err != nil {
+		return err
 	}
 	return bw.Flush()
 }
