@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -95,24 +94,31 @@ func appendSample(b []byte, name string, ls *outLabelSet, v float64) []byte {
 }
 
 // appendEscaped escapes a backslash and a newline (and, in label values, a
-// double quote) as the text format requires.
+// double quote) as the text format requires. It appends the runs between
+// them whole: strings.ContainsAny, which went first, took a tenth of a
+// scrape's CPU for a set of three bytes, as it searches by rune.
 func appendEscaped(b []byte, s string, quote bool) []byte {
-	if !strings.ContainsAny(s, "\\\n\"") {
-		return append(b, s...)
-	}
+	start := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			b = append(b, '\\', '\\')
-		case c == '\n':
-			b = append(b, '\\', 'n')
-		case c == '"' && quote:
-			b = append(b, '\\', '"')
+		var esc string
+		switch s[i] {
+		case '\\':
+			esc = `\\`
+		case '\n':
+			esc = `\n`
+		case '"':
+			if !quote {
+				continue
+			}
+			esc = `\"`
 		default:
-			b = append(b, c)
+			continue
 		}
+		b = append(b, s[start:i]...)
+		b = append(b, esc...)
+		start = i + 1
 	}
-	return b
+	return append(b, s[start:]...)
 }
 
 func appendHelp(b []byte, help string) []byte { return appendEscaped(b, help, false) }

@@ -384,3 +384,22 @@ func TestWalkCopyBytes(t *testing.T) {
 	require.Empty(t, buf.list)
 	require.Equal(t, make([]collected, n), buf.list[:n], "no series kept alive by the pooled copy")
 }
+
+// TestAppendEscaped: the text format's escapes, in label values (with the
+// double quote) and in help (without), wherever they fall in the string.
+func TestAppendEscaped(t *testing.T) {
+	for _, tc := range []struct {
+		in, value, help string
+	}{
+		{"", "", ""},
+		{"plain", "plain", "plain"},
+		{`\`, `\\`, `\\`},
+		{"a\nb", `a\nb`, `a\nb`},
+		{`"q"`, `\"q\"`, `"q"`},
+		{"ünï \\\"\n\n€", `ünï \\\"\n\n€`, `ünï \\"\n\n€`},
+		{"end\\", `end\\`, `end\\`},
+	} {
+		require.Equal(t, tc.value, string(appendEscaped([]byte("x"), tc.in, true))[1:], "%q", tc.in)
+		require.Equal(t, tc.help, string(appendEscaped(nil, tc.in, false)), "%q", tc.in)
+	}
+}
