@@ -775,18 +775,6 @@ func labelBitsOf(in labels.Labels) uint8 {
 	return b
 }
 
-// kind is what omen_model_ready's kind label says of s: "counter" for an
-// input scored as a per-second rate (by its metadata, or by its name
-// without), "gauge" for one scored as it is. Alerts and dashboards that
-// show the input beside its band read it, not the name: a gauge named
-// _count is scored raw, a counter without _total as a rate.
-func (s *series) kind() string {
-	if s.counter {
-		return "counter"
-	}
-	return "gauge"
-}
-
 // clashes reports whether an input label name is the output's own label
 // name or that name prefixed with exported_ any number of times (see
 // eachOutLabel).
