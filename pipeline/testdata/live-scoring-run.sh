@@ -14,7 +14,8 @@
 #
 # HEAP=FILE saves a heap profile after the measured rounds (and HEAP.0 before).
 #
-# THEN_OFF=1 then restarts omen with scoring off on the same storage (see the end).
+# THEN_OFF=1 then restarts omen with scoring off on the same storage (see the end),
+# for OFF_MEAS rounds (default MEAS).
 #
 # SERVER=prometheus runs Debian's Prometheus receiver instead of omen, with
 # the same load, for the memory comparison of issue 7 at a steady state.
@@ -91,7 +92,7 @@ if [ -n "${THEN_OFF:-}" ]; then
 	r0=$(date +%s)
 	for i in $(seq 600); do curl -sf http://127.0.0.1:$port/-/ready >/dev/null && break; sleep 1; done
 	echo "RESULT $name-off ready after $(( $(date +%s) - r0 )) s"
-	rounds
+	MEAS=${OFF_MEAS:-$MEAS} rounds # OFF_MEAS: more rounds, for the replayed head to settle
 	echo "RESULT $name-off $(mem)"
 	curl -s http://127.0.0.1:$port/metrics > $dir/metrics-off.txt
 	for k in process_resident_memory_bytes go_memstats_heap_inuse_bytes go_memstats_heap_alloc_bytes omen_tsdb_head_series prometheus_tsdb_head_series omen_series_scored; do echo "RESULT $name-off $k $(grep -E "^$k " $dir/metrics-off.txt | awk '{print $2}')"; done
