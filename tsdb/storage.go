@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/util/compression"
 )
 
 // ErrNotReady is returned by Storage while the TSDB is still opening (WAL
@@ -67,6 +68,13 @@ type Options struct {
 	// ProbeInterval is how often the storage path's health is checked
 	// (free space, read-only, a small test write); 0: 1s.
 	ProbeInterval time.Duration
+	// WALCompression compresses the WAL's records (compression.Snappy or
+	// Zstd); "" or compression.None writes them plain. Prometheus compresses
+	// its WAL with Snappy by default: about half the bytes written, for a
+	// few percent of a sample's append CPU. A WAL written either way is
+	// read either way (each record says how it is compressed), so the
+	// setting can change across restarts.
+	WALCompression compression.Type
 }
 
 // defaultRetention is the time retention when neither retention is set.
@@ -369,6 +377,9 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 	o.EnableExemplarStorage = s.opts.MaxExemplars > 0
 	o.MaxExemplars = s.opts.MaxExemplars
 	o.EnableMetadataWALRecords = true
+	if s.opts.WALCompression != "" {
+		o.WALCompression = s.opts.WALCompression
+	}
 	o.IsolationDisabled = !s.opts.Isolation
 	o.EnableSTAsZeroSample = s.opts.StartTimestampZeroIngestion
 	o.SeriesLifecycleCallback = seriesLifecycle{s}

@@ -13,6 +13,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/util/compression"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/loadgen"
@@ -116,14 +117,19 @@ func benchmarkWrite(b *testing.B, contentType string, newReq func(first, n int, 
 		name    string
 		generic bool
 		cache   int
+		wal     compression.Type
 	}{
-		{"decoder=fast/cache=on", false, 0},
-		{"decoder=fast/cache=off", false, -1},
-		{"decoder=generic", true, -1},
+		{"decoder=fast/cache=on", false, 0, compression.None},
+		// omen serve's default WAL, as Prometheus's.
+		{"decoder=fast/cache=on/wal=snappy", false, 0, compression.Snappy},
+		{"decoder=fast/cache=off", false, -1, compression.None},
+		{"decoder=generic", true, -1, compression.None},
 	} {
 		for _, nSeries := range []int{10000, 100000} {
 			b.Run(fmt.Sprintf("%s/series=%d", c.name, nSeries), func(b *testing.B) {
-				s := openTestStorage(b)
+				s := NewStorage(nil, nil, Options{Path: b.TempDir(), MaxExemplars: 1000, WALCompression: c.wal})
+				require.NoError(b, s.Open())
+				b.Cleanup(func() { require.NoError(b, s.Close()) })
 				h := NewWriteHandler(nil, nil, s, WriteOptions{SeriesCacheSize: c.cache})
 				h.generic = c.generic
 				// A round's requests are encoded with the timer stopped,

@@ -28,6 +28,7 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/tsdb/fileutil"
+	"github.com/prometheus/prometheus/util/compression"
 	promfeatures "github.com/prometheus/prometheus/util/features"
 
 	"github.com/omen-sidecar/omen/config"
@@ -53,6 +54,8 @@ type serveFlags struct {
 	retentionSize units.Base2Bytes
 	oooWindow     model.Duration
 	isolation     bool
+	walCompress   bool
+	walCompType   string
 	features      []string
 	// flagValues reads every flag's value once the command line is parsed,
 	// for /api/v1/status/flags.
@@ -99,6 +102,10 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("0s").SetValue(&f.oooWindow)
 	cl.Flag("storage.tsdb.isolation", "Make queries see each remote-write request's samples all or none. Off by default: a request is not a unit Prometheus's sender preserves, and isolation costs memory per series and a lock per append.").
 		Default("false").BoolVar(&f.isolation)
+	cl.Flag("storage.tsdb.wal-compression", "Compress the TSDB's WAL (as in Prometheus, on by default): about half the bytes written to disk. If false, --storage.tsdb.wal-compression-type is ignored.").
+		Default("true").BoolVar(&f.walCompress)
+	cl.Flag("storage.tsdb.wal-compression-type", "Compression algorithm for the TSDB's WAL, used when --storage.tsdb.wal-compression is true.").
+		Default(compression.Snappy).EnumVar(&f.walCompType, compression.Snappy, compression.Zstd)
 	cl.Flag("enable-feature", "Comma separated feature names to enable, as in Prometheus. Repeatable. Valid options: "+strings.Join(knownFeatures, ", ")+".").
 		PlaceHolder("<name>").StringsVar(&f.features)
 	cl.Flag("query.timeout", "Maximum time a query may take before being aborted.").
@@ -215,6 +222,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		RetentionSize:        int64(f.retentionSize),
 		OutOfOrderTimeWindow: time.Duration(f.oooWindow),
 		Isolation:            f.isolation,
+		WALCompression:       walCompression(f.walCompress, f.walCompType),
 		// Prometheus's name: remote-write 2.0 calls it the start timestamp.
 		StartTimestampZeroIngestion: features[featureSTZeroIngestion],
 		MaxExemplars:                tsdb.DefaultOptions().MaxExemplars,
@@ -547,4 +555,13 @@ func flagValues(groups ...[]*kingpin.FlagModel) map[string]string {
 		}
 	}
 	return m
+}
+
+// walCompression is the TSDB WAL's compression for the flags, as
+// Prometheus decides it: none unless on, then the type.
+func walCompression(on bool, typ string) compression.Type {
+	if !on {
+		return compression.None
+	}
+	return typ
 }
