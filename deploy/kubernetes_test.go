@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
@@ -633,6 +634,7 @@ func checkLogs(t *testing.T, objs []object, d deployment) {
 		}
 		require.Contains(t, records, "namespace_pod:log_error_lines:rate1m")
 		require.Contains(t, records, "namespace:log_error_lines:rate1m")
+		checkLogRulesDense(t, rg)
 		// omen scores them unless its configuration excludes them.
 		for _, rec := range records {
 			require.True(t, d.config.Selected(labelsOf(rec)), "%s is excluded by omen's configuration", rec)
@@ -654,6 +656,72 @@ func checkLogs(t *testing.T, objs []object, d deployment) {
 		want := fmt.Sprintf("%s.%s.svc:%d", d.service.Name, d.service.Namespace, d.service.Spec.Ports[0].Port)
 		require.Equal(t, want, u.Host, "Loki must write to omen's Service")
 		require.Equal(t, "/api/v1/write", u.Path)
+	}
+}
+
+// logRange is a LogQL log range of the rules: a stream selector, an
+// optional line filter, a range.
+var logRange = regexp.MustCompile(`(\{[^{}]*\})\s*(\|~\s*"(?:[^"\\]|\\.)*")?\s*\[(\w+)\]`)
+
+// sumBy is an aggregation's grouping labels.
+var sumBy = regexp.MustCompile(`sum by \(([^)]*)\)`)
+
+// checkLogRulesDense evaluates the log rules as PromQL (LogQL's metric
+// queries share its aggregation, set and arithmetic operators): each log
+// range becomes a counter of its lines, log_lines_total, or with a line
+// filter log_error_lines_total, which like a LogQL range without a matching
+// line has no series at all for a pod that logs no error. Every rule must
+// give every group that logs anything a value, errors or not: a series that
+// exists only while errors come is a new series at each burst, never warm
+// enough for omen to score.
+func checkLogRulesDense(t *testing.T, rg lokiRuleGroups) {
+	st := promqltest.LoadedStorage(t, `
+load 15s
+  log_lines_total{namespace="shop",pod="cart-1"} 0+10x20
+  log_error_lines_total{namespace="shop",pod="cart-1"} 0+2x20
+  log_lines_total{namespace="shop",pod="web-1"} 0+10x20
+  log_lines_total{namespace="batch",pod="job-1"} 0+5x20
+`)
+	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1e6)
+	at := time.Unix(240, 0)
+	groups := func(expr string) map[string]float64 {
+		qr, err := engine.NewInstantQuery(t.Context(), st, nil, expr, at)
+		require.NoError(t, err, expr)
+		res := qr.Exec(t.Context())
+		require.NoError(t, res.Err, expr)
+		vec, err := res.Vector()
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, s := range vec {
+			out[s.Metric.String()] = s.F
+		}
+		return out
+	}
+	for _, g := range rg.Groups {
+		for _, r := range g.Rules {
+			expr := logRange.ReplaceAllStringFunc(r.Expr, func(m string) string {
+				sub := logRange.FindStringSubmatch(m)
+				name := "log_lines_total"
+				if sub[2] != "" {
+					name = "log_error_lines_total"
+				}
+				return name + sub[1] + "[" + sub[3] + "]"
+			})
+			require.NotContains(t, expr, "|", "a LogQL construct left in %s", expr)
+			by := sumBy.FindStringSubmatch(r.Expr)
+			require.NotNil(t, by, "rule %s aggregates by some labels", r.Record)
+			got := groups(expr)
+			want := groups(fmt.Sprintf("sum by (%s) (log_lines_total)", by[1]))
+			require.Len(t, want, map[string]int{"namespace": 2, "namespace, pod": 3}[by[1]])
+			for k := range want {
+				require.Contains(t, got, k, "%s has no value for %s, which logs", r.Record, k)
+			}
+			require.Len(t, got, len(want), r.Record)
+			if strings.Contains(r.Record, "error") {
+				require.Positive(t, got[`{namespace="shop", pod="cart-1"}`]+got[`{namespace="shop"}`], "%s sees the errors", r.Record)
+				require.Zero(t, got[`{namespace="batch"}`]+got[`{namespace="batch", pod="job-1"}`], "%s: no error in batch", r.Record)
+			}
+		}
 	}
 }
 
