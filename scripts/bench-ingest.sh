@@ -194,7 +194,7 @@ same_load() {
 
 echo "bench-ingest: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before the run; $rounds rounds of $duration, concurrency $concurrency, batch $batch" >&2
 summary="$out/summary.tsv"
-printf 'series\tomen_samples_per_s\tprom_samples_per_s\tratio\tomen_hwm_kib\tprom_hwm_kib\tomen_b_per_series\tprom_b_per_series\tomen_p99_s\tprom_p99_s\tomen_errors\tprom_errors\tomen_idle_kib\tprom_idle_kib\tloadgen_cores\tomen_cores\tprom_cores\tlatency_rate\tlatency_omen_cores\tscore_p50_s\tscore_p99_s\tprobes\tprobes_missed\tomen_rss_kib\tomen_dropped_fraction\tomen_scored_samples_per_s\tscored_ratio\n' >"$summary"
+printf 'series\tomen_samples_per_s\tprom_samples_per_s\tratio\tomen_hwm_kib\tprom_hwm_kib\tomen_b_per_series\tprom_b_per_series\tomen_p99_s\tprom_p99_s\tomen_errors\tprom_errors\tomen_idle_kib\tprom_idle_kib\tloadgen_cores\tomen_cores\tprom_cores\tlatency_rate\tlatency_omen_cores\tscore_p50_s\tscore_p99_s\tprobes\tprobes_missed\tomen_rss_kib\tomen_dropped_fraction\tomen_scored_samples_per_s\tscored_ratio\tomen_wal_b_per_sample\tprom_wal_b_per_sample\n' >"$summary"
 for n in $series_list; do
 	op=$(free_port)
 	pp=$(free_port)
@@ -240,6 +240,10 @@ for n in $series_list; do
 		curl -sf -o "$out/omen-allocs.pprof" "http://127.0.0.1:$op/debug/pprof/allocs" || true
 	fi
 
+	# WAL bytes per accepted sample (omen's WAL also holds its outputs).
+	# Before the kill: each writes its WAL's pages as they fill.
+	owal=$(du -sb "$work/omen-$n/wal" | cut -f1)
+	pwal=$(du -sb "$work/prom-$n/wal" | cut -f1)
 	kill "$opid" "$ppid"
 	wait "$opid" 2>/dev/null || true
 	wait "$ppid" 2>/dev/null || true
@@ -256,12 +260,13 @@ for n in $series_list; do
 		esac
 	}
 	errs() { jq -s '[.[].measured.errors_by_status | to_entries[] | .value] | add // 0' "$out"/"$1"-series="$n"-round=*.json; }
+	accepted() { jq -s '[.[] | .measured.samples_accepted + (.warmup.samples_accepted // 0)] | add' "$out"/"$1"-series="$n"-round=*.json; }
 	os=$(med omen accepted_samples_per_second)
 	lat="$out/omen-series=$n-round=latency.json"
 	mv "$lat" "$out/latency-series=$n.json"
 	lat="$out/latency-series=$n.json"
 	ps=$(med prometheus accepted_samples_per_second)
-	printf '%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.2f\n' "$n" "$os" "$ps" \
+	printf '%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\n' "$n" "$os" "$ps" \
 		"$(jq -n "if $ps > 0 then $os / $ps else 0 end")" "$ohwm" "$phwm" \
 		"$(jq -n "$ohwm * 1024 / $n")" "$(jq -n "$phwm * 1024 / $n")" \
 		"$(med omen latency_p99_seconds)" "$(med prometheus latency_p99_seconds)" \
@@ -273,7 +278,8 @@ for n in $series_list; do
 		"$(jq .measured.probe.ack_to_score_p50_seconds "$lat")" "$(jq .measured.probe.ack_to_score_p99_seconds "$lat")" \
 		"$(jq .measured.probe.probes "$lat")" "$(jq .measured.probe.missed "$lat")" "$orss" \
 		"$(jq -s '([.[].scoring_dropped] | add) / ([.[] | .measured.samples_accepted + (.warmup.samples_accepted // 0)] | add)' "$out"/omen-series="$n"-round=*.json)" \
-		"$(med omen scored_samples_per_second)" "$(jq -n "if $ps > 0 then $(med omen scored_samples_per_second) / $ps else 0 end")" >>"$summary"
+		"$(med omen scored_samples_per_second)" "$(jq -n "if $ps > 0 then $(med omen scored_samples_per_second) / $ps else 0 end")" \
+		"$(jq -n "$owal / $(accepted omen)")" "$(jq -n "$pwal / $(accepted prometheus)")" >>"$summary"
 done
 
 echo "bench-ingest: load average $(cut -d' ' -f1-3 /proc/loadavg) after the run" >&2
@@ -285,6 +291,7 @@ awk -F'\t' 'NR == 1 { next } {
 		$1, $2, $3, $4, $5/1024, $7, ($5-$13)*1024/$1, $6/1024, $8, ($6-$14)*1024/$1, $9, $10, $11, $12, $15
 	printf "             counting the time omen took to score the backlog after the load: omen %.0f samples/s accepted and scored, ratio %.2f\n", $26, $27
 	printf "             server CPU during the rounds: omen %.2f cores, prometheus %.2f cores; omen dropped %.4f of its samples unscored (full scoring queues)\n", $16, $17, $25
+	printf "             WAL written per accepted sample: omen %.2f B (its outputs included), prometheus %.2f B\n", $28, $29
 	printf "             omen at half its accepted-and-scored rate (%.0f samples/s, %.2f cores, RSS %.0f MiB): write acknowledged to anomaly score published p50 %.3fs p99 %.3fs (%d probes, %d missed)\n",
 		$18, $19, $24/1024, $20, $21, $22, $23 }' "$summary"
 if [ -f "$out/same-load.tsv" ]; then
