@@ -38,6 +38,42 @@ const (
 	repeatGrowth = -2 + 3*2
 )
 
+// readsVersion reports whether decode reads a Detector's state of version v.
+func readsVersion(v uint16) bool {
+	switch v {
+	case snapshotVersion, secondsVersion, runVersion, repeatVersion, int16Version:
+		return true
+	}
+	return false
+}
+
+// Readable returns why Restore cannot read data, a Detector's or a Group's
+// saved state, as its head alone tells (another magic, a version of an
+// earlier or later release), or nil: Restore checks the rest (size,
+// checksum, options). A snapshot of many series' states is checked once at
+// load, so that an upgrade or a rollback whose states all warm again from
+// history says so there, not series by series or not at all.
+func Readable(data []byte) error {
+	hdr := len(snapshotMagic) + 2
+	if len(data) < hdr {
+		return errors.New("not a detector state")
+	}
+	v := binary.LittleEndian.Uint16(data[len(snapshotMagic):])
+	switch string(data[:len(snapshotMagic)]) {
+	case snapshotMagic:
+		if !readsVersion(v) {
+			return fmt.Errorf("detector state version %d, this release reads %d to %d", v, secondsVersion, snapshotVersion)
+		}
+	case groupMagic:
+		if v != groupVersion {
+			return fmt.Errorf("group state version %d, this release reads %d", v, groupVersion)
+		}
+	default:
+		return errors.New("not a detector state")
+	}
+	return nil
+}
+
 // fromRunVersion rewrites a snapshot of version 9 or 10 in the current
 // layout, checksum and all: only its season's last fields differ (see
 // runVersion), and no run of another interval had begun. The learnt state
@@ -374,9 +410,9 @@ func decode(data []byte) (Options, state, *extraState, error) {
 	}
 	v := binary.LittleEndian.Uint16(data[len(snapshotMagic):])
 	growth := 0 // of state's encoding since the snapshot's version
-	switch v {
-	case snapshotVersion:
-	case secondsVersion, runVersion, repeatVersion, int16Version:
+	switch {
+	case v == snapshotVersion:
+	case readsVersion(v):
 		var err error
 		if v < repeatVersion {
 			if data, err = fromRunVersion(data); err != nil {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // The snapshot file:
@@ -481,6 +484,23 @@ next:
 		m[h] = append(m[h], s)
 		n++
 	}
+	// Models of a release whose detector state this one does not read (an
+	// upgrade across many versions, a rollback) warm from history series
+	// by series, as they come (see series.restore), which logs nothing:
+	// said here, once, with how many and why.
+	unreadable := 0
+	var why error
+	for _, list := range m {
+		for _, s := range list {
+			if len(s.det) == 0 {
+				continue // saved without models, to warm again (see snapCursor.series)
+			}
+			if err := detect.Readable(s.det); err != nil {
+				unreadable++
+				why = cmp.Or(why, err)
+			}
+		}
+	}
 	p.restoreMu.Lock()
 	var held, fc int64
 	for _, list := range m {
@@ -506,6 +526,11 @@ next:
 	// process's first, and a dashboard's "since the last snapshot" 56 years.
 	if fi, err := os.Stat(p.opts.SnapshotPath); err == nil {
 		p.m.snapLast.Set(float64(fi.ModTime().UnixNano()) / 1e9)
+	}
+	if unreadable > 0 {
+		p.logger.Warn("Model snapshot restored, but the models of some series are of a release this one does not read; they warm from TSDB history, their incidents kept",
+			"path", p.opts.SnapshotPath, "series", n, "unreadable", unreadable, "err", why)
+		return
 	}
 	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", n)
 }
