@@ -135,6 +135,19 @@ func (h *history) readFrom(r *reader, count int) error {
 	return nil
 }
 
+// Readable returns why UnmarshalBinary cannot read data, as its head alone
+// tells (not a model, or a version of a later release), or nil: the pipeline
+// checks a snapshot's forecasters at load, to say once how many warm again.
+func Readable(data []byte) error {
+	if len(data) < len(marshalMagic)+1 || [3]byte(data) != marshalMagic {
+		return errors.New("not a forecast model")
+	}
+	if v := data[len(marshalMagic)]; v < 1 || v > marshalVersion {
+		return fmt.Errorf("forecast model version %d, this release reads 1 to %d", v, marshalVersion)
+	}
+	return nil
+}
+
 // UnmarshalBinary restores a model encoded by MarshalBinary, replacing m's
 // state and options.
 func (m *Model) UnmarshalBinary(data []byte) error {

@@ -757,3 +757,48 @@ func TestStaggerRefits(t *testing.T) {
 	require.Equal(t, []int{364, 428}, fits(r, 310, 430))
 	require.Equal(t, int32(5), r.phase)
 }
+
+// TestReadable: Readable agrees with UnmarshalBinary on a model's head: what
+// it passes UnmarshalBinary reads, and a later release's version or another
+// encoding it names, so the pipeline can count them at a snapshot's load.
+func TestReadable(t *testing.T) {
+	m, err := New(Options{})
+	require.NoError(t, err)
+	for i := range 300 {
+		m.Update(int64(i)*60_000, 10+float64(i%12))
+	}
+	good, err := m.MarshalBinary()
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		version int    // written over good's; -1: good as it is
+		data    []byte // instead of good
+		want    string // "" when readable
+	}{
+		{"as written", -1, nil, ""},
+		{"a later release's", marshalVersion + 1, nil, fmt.Sprintf("version %d", marshalVersion+1)},
+		{"version 0", 0, nil, "version 0"},
+		{"short", -1, good[:3], "not a forecast model"},
+		{"a detector's", -1, []byte("omdt\x0d\x00"), "not a forecast model"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data := tc.data
+			if data == nil {
+				data = append([]byte(nil), good...)
+			}
+			if tc.version >= 0 {
+				data[len(marshalMagic)] = byte(tc.version)
+			}
+			var m2 Model
+			unmarshalled := m2.UnmarshalBinary(data)
+			if err := Readable(data); tc.want != "" {
+				require.ErrorContains(t, err, tc.want)
+				require.Error(t, unmarshalled, "UnmarshalBinary refuses it too")
+			} else {
+				require.NoError(t, err)
+				require.NoError(t, unmarshalled)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/omen-sidecar/omen/detect"
+	"github.com/omen-sidecar/omen/forecast"
 )
 
 // The snapshot file:
@@ -495,7 +496,7 @@ next:
 			if len(s.det) == 0 {
 				continue // saved without models, to warm again (see snapCursor.series)
 			}
-			if err := detect.Readable(s.det); err != nil {
+			if err := cmp.Or(detect.Readable(s.det), fcReadable(s.fc)); err != nil {
 				unreadable++
 				why = cmp.Or(why, err)
 			}
@@ -528,7 +529,7 @@ next:
 		p.m.snapLast.Set(float64(fi.ModTime().UnixNano()) / 1e9)
 	}
 	if unreadable > 0 {
-		p.logger.Warn("Model snapshot restored, but the models of some series are of a release this one does not read; they warm from TSDB history, their incidents kept",
+		p.logger.Warn("Model snapshot restored, but some series' models (detector or forecaster) are of a release this one does not read; those warm again from TSDB history, their incidents kept",
 			"path", p.opts.SnapshotPath, "series", n, "unreadable", unreadable, "err", why)
 		return
 	}
@@ -817,17 +818,22 @@ func (s *series) restore(saved *savedSeries) bool {
 	if err := s.det.Restore(saved.det); err != nil {
 		return false
 	}
+	fcLost := false
 	if s.fc != nil && len(saved.fc) > 0 {
 		if err := s.fc.restoreState(saved.fc); err != nil {
-			s.fc = newFcStateOf(s.fc.horizonSet, s.ref) // start the forecaster afresh
+			// A later release's or damaged: started afresh, and
+			// warmed as one without a state is (the load said why).
+			s.fc = newFcStateOf(s.fc.horizonSet, s.ref)
+			fcLost = true
 		}
 	}
-	if s.fc != nil && len(saved.fc) == 0 && saved.flags&flagDef == 0 {
-		// The snapshot has no state of its forecaster: one the sweep
-		// gave before its next sample, or one given now (the series had
-		// none, and --forecast.max-series has room). It learns the
-		// series' history at its next sample, as the sweep's does; it
-		// learnt from live samples only, and forecast 192 steps later.
+	if s.fc != nil && (len(saved.fc) == 0 || fcLost) && saved.flags&flagDef == 0 {
+		// The snapshot has no state of its forecaster it reads: one
+		// the sweep gave before its next sample, one given now (the
+		// series had none, and --forecast.max-series has room), or one
+		// of a later release. It learns the series' history at its next
+		// sample, as the sweep's does; it learnt from live samples only,
+		// and forecast 192 steps later.
 		s.fc.warmDue = true
 	}
 	s.counter = saved.counter()
@@ -897,6 +903,24 @@ func (f *fcState) appendState(b []byte) ([]byte, error) {
 	}
 	m, err := f.m.MarshalBinary()
 	return append(b, m...), err
+}
+
+// fcReadable returns why restoreState cannot read the forecaster state b
+// (see appendState), as its head tells, or nil; nil for none.
+func fcReadable(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	n := 1
+	if b[0] != 0 {
+		if n = fcStateLen(b[0]); n == 0 {
+			return fmt.Errorf("forecaster state of tag %d, which this release does not read", b[0])
+		}
+	}
+	if len(b) < n {
+		return errors.New("forecaster state truncated")
+	}
+	return forecast.Readable(b[n:])
 }
 
 // sameSteps reports whether the forecaster state b, as appendState wrote

@@ -1704,23 +1704,26 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 	vs := seasonal(200, 7)
 	a := labels.FromStrings("__name__", "temperature", "room", "a")
 	b := labels.FromStrings("__name__", "temperature", "room", "b")
-	record := func(e *snapEncoder, ls labels.Labels, det []byte) []error {
+	record := func(e *snapEncoder, ls labels.Labels, det, fc []byte) []error {
 		return []error{
 			e.u8(1), e.bytes(appendLabels(nil, ls)), e.u8(0), e.u64(0), e.u64(0),
 			e.u64(0), e.u64(0), e.u64(0), e.u32(0),
 			e.u64(0), e.u32(0), e.bytes(nil),
 			e.u64(0), e.u32(0),
-			e.bytes(det), e.bytes(nil),
+			e.bytes(det), e.bytes(fc),
 		}
 	}
 	tests := []struct {
 		name    string
 		version uint16 // the second series' detector state's; 0: as written
+		fc      []byte // the second series' forecaster state
 		want    []string
 	}{
-		{"all readable", 0, []string{"level=INFO", `msg="Model snapshot restored"`, "series=2"}},
-		{"an older release's", 8, []string{"level=WARN", "series=2", "unreadable=1", "detector state version 8"}},
-		{"a later release's", 99, []string{"level=WARN", "series=2", "unreadable=1", "detector state version 99"}},
+		{"all readable", 0, nil, []string{"level=INFO", `msg="Model snapshot restored"`, "series=2"}},
+		{"an older release's", 8, nil, []string{"level=WARN", "series=2", "unreadable=1", "detector state version 8"}},
+		{"a later release's", 99, nil, []string{"level=WARN", "series=2", "unreadable=1", "detector state version 99"}},
+		{"a later release's forecaster", 0, []byte("\x00OMF\x63"), []string{"level=WARN", "series=2", "unreadable=1", "forecast model version 99"}},
+		{"a later release's forecaster state", 0, []byte{3, 0}, []string{"level=WARN", "series=2", "unreadable=1", "forecaster state of tag 3"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1729,7 +1732,7 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 				if tc.version != 0 {
 					binary.LittleEndian.PutUint16(old[4:], tc.version)
 				}
-				return append(record(e, a, det), record(e, b, old)...)
+				return append(record(e, a, det, nil), record(e, b, old, tc.fc)...)
 			})
 			db := openDB(t, t.TempDir())
 			t.Cleanup(func() { _ = db.Close() })
@@ -1746,4 +1749,49 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 			require.Len(t, p.restored, 2, "both kept: the readable one restores, the other warms from history")
 		})
 	}
+}
+
+// TestSnapshotForecasterOfLaterReleaseWarms: a forecaster state this
+// release does not read (a model version of a later release, after a
+// rollback within one snapshot version, as forecast versions 3 and 4 came
+// within snapshot version 4) was replaced by an empty forecaster that
+// learnt from live samples alone: no forecast for its first hundreds of
+// samples, with nothing logged. It learns the series' history at its next
+// sample instead, as one given without a state does, and the load says so.
+func TestSnapshotForecasterOfLaterReleaseWarms(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	db := t.TempDir()
+	opts := func(o *Options) { o.SnapshotPath, o.Workers = path, 1 }
+	e := newEnv(t, db, nil, opts)
+	const n = 500
+	vs := seasonal(n+1, 40)
+	e.feed(pod("b"), model.MetricTypeGauge, vs[:n])
+	require.True(t, podSeries(e, "b").fc.m.Ready())
+	e.stop()
+	require.NoError(t, e.db.Close())
+
+	saved, err := readSnapshot(path, t0)
+	require.NoError(t, err)
+	require.Len(t, saved, 1)
+	s := saved[0]
+	at := fcStateLen(s.fc[0])
+	require.NotZero(t, at)
+	require.Equal(t, "OMF", string(s.fc[at:at+3]))
+	s.fc[at+3] = 99 // the model's version
+	later := snapFileOf(t, snapVersion, func(e *snapEncoder) []error {
+		return []error{e.write(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc))}
+	})
+	data, err := os.ReadFile(later)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+
+	e2 := newEnv(t, db, nil, opts)
+	e2.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{pod("b")}, vs[n:])
+	e2.sync()
+	got := podSeries(e2, "b")
+	require.NotNil(t, got.fc)
+	require.True(t, got.fc.m.Ready(), "warmed from its history, not started afresh")
+	require.Equal(t, []bool{true, true, true}, got.fc.ok[:len(got.fc.horizons)], "every horizon forecast at once")
 }
