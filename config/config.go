@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -280,6 +281,35 @@ func badRemoteWrite(root *yaml.Node) error {
 	return nil
 }
 
+// hideURLPassword masks the user information of a URL that did not parse
+// (a remote write's url or proxy_url) in err's text: net/url's error quotes
+// the URL whole, password included, and this error is what `omen check
+// config` prints and a failed start or reload logs. Prometheus's own
+// config.URL.Redacted cannot help, the URL having no parsed form; the
+// text up to the last "@" (net/url's userinfo end) goes, after "://" if
+// there is one. An error without such a URL is returned as it is.
+func hideURLPassword(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	at := strings.LastIndex(ue.URL, "@")
+	if at < 0 {
+		return err
+	}
+	start := 0
+	if i := strings.Index(ue.URL[:at], "://"); i >= 0 {
+		start = i + len("://")
+	}
+	masked := ue.URL[:start] + "xxxxx" + ue.URL[at:]
+	// url.Error quotes the URL with %q: a password with a quote, a
+	// backslash or a non-ASCII character is escaped in the text. A new
+	// error, not a wrapper: unwrapping would give the password back to
+	// whoever prints the cause.
+	msg := strings.ReplaceAll(err.Error(), strconv.Quote(ue.URL), strconv.Quote(masked))
+	return errors.New(strings.ReplaceAll(msg, ue.URL, masked))
+}
+
 // emptyDocument reports whether a decoded YAML document holds nothing: no
 // node, or a null.
 func emptyDocument(n *yaml.Node) bool {
@@ -304,10 +334,10 @@ func Load(b []byte) (*Config, error) {
 			}
 			var located *yaml.TypeError // the decoder's own name their lines
 			if bad := badRemoteWrite(&root); bad != nil && !errors.As(err, &located) {
-				return nil, fmt.Errorf("parse: %w", bad)
+				return nil, hideURLPassword(fmt.Errorf("parse: %w", bad))
 			}
 		}
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, hideURLPassword(fmt.Errorf("parse: %w", err))
 	}
 	// A second document ("---") was ignored, settings and typos alike; an
 	// empty one (a trailing ---) holds nothing to lose.

@@ -358,3 +358,25 @@ func TestGroupLeavesDefaults(t *testing.T) {
 	require.Equal(t, "up", c.Derived[0].Direction)
 	require.Empty(t, c.Derived[0].ForecastHorizons)
 }
+
+// TestRemoteWriteURLErrorsHidePasswords: a URL that does not parse is
+// quoted whole by net/url's error, password and all, and that error is
+// what `omen check config`, a failed start and a failed reload's log line
+// show. The problem and the entry must still be named.
+func TestRemoteWriteURLErrorsHidePasswords(t *testing.T) {
+	for _, tc := range []struct{ name, entry, want string }{
+		{"url", `url: "http://u:SECRET%zz@h/w"`, `remote_write[0] (line 2): parse "http://xxxxx@h/w": invalid URL escape "%zz"`},
+		{"url, @ in the password", `url: "https://u:SEC@RET%zz@h/w"`, `parse "https://xxxxx@h/w"`},
+		{"proxy_url", "url: http://h/w\n    proxy_url: \"http://u:SECRET%zz@proxy:3128\"", `parse "http://xxxxx@proxy:3128"`},
+		{"quote and non-ASCII in the password", `url: 'http://u:SE"CR\ETé%zz@h/w'`, `parse "http://xxxxx@h/w"`},
+		{"no scheme", `url: "//u:SECRET%zz@h/w"`, `parse "xxxxx@h/w"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load([]byte("remote_write:\n  - " + tc.entry + "\n"))
+			require.Error(t, err)
+			require.NotContains(t, err.Error(), "SECRET")
+			require.NotContains(t, err.Error(), "RET")
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
