@@ -1,15 +1,20 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/omen-sidecar/omen/internal/spaced"
 )
 
 // HealthyPath answers without credentials: liveness probes carry none.
@@ -54,8 +59,9 @@ func Listen(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, ad
 	if srv.ErrorLog == nil {
 		// The server's own errors (TLS handshakes that fail, for a client
 		// without the CA or speaking plain HTTP) go to omen's log, not to
-		// stderr in another format.
-		srv.ErrorLog = slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)
+		// stderr in another format; the failed client connections spaced
+		// (see connErrorSpacer).
+		srv.ErrorLog = slog.NewLogLogger(&connErrorSpacer{Handler: logger.With("component", "http").Handler()}, slog.LevelWarn)
 	}
 	var conf *WebConfig
 	if webConfigFile != "" {
@@ -123,6 +129,54 @@ func (ls *Listeners) Serve() error {
 	}
 	// The first to stop decides; on shutdown, all return ErrServerClosed.
 	return <-errc
+}
+
+// connErrorLogEvery spaces the warnings about each kind of client
+// connection that failed (see connErrorSpacer).
+const connErrorLogEvery = time.Minute
+
+// connErrorKinds are the HTTP server's messages that any client causes at
+// will, one a connection, by their start: a failed TLS handshake (a load
+// balancer's or a tcpSocket probe's connect-and-close, a port scanner, a
+// client speaking plain HTTP) and an HTTP/2 connection that breaks the
+// protocol (a bad preface, no SETTINGS in time, a bad frame).
+var connErrorKinds = [...]string{"http: TLS handshake error", "http2: server", "timeout waiting for SETTINGS"}
+
+// connErrorSpacer is the handler of the HTTP server's error log. Each
+// failed connection of connErrorKinds was a warning, without limit (300
+// connections, 300 lines), so that a flood filled the disk and the one
+// that matters (every client refusing an expired certificate) drowned.
+// Each kind is one warning per connErrorLogEvery, with the count since the
+// last, and the rest at debug, as spaced.Log does the rejected remote
+// writes. The server's other messages (a handler's panic) pass as they
+// are.
+type connErrorSpacer struct {
+	slog.Handler
+	logs [len(connErrorKinds)]spaced.Log
+}
+
+func (h *connErrorSpacer) Handle(ctx context.Context, r slog.Record) error {
+	kind := -1
+	for i, k := range connErrorKinds {
+		if strings.HasPrefix(r.Message, k) {
+			kind = i
+			break
+		}
+	}
+	if kind < 0 {
+		return h.Handler.Handle(ctx, r)
+	}
+	n, warn := h.logs[kind].Note(connErrorLogEvery)
+	if !warn {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+		return h.Handler.Handle(ctx, r)
+	}
+	r = r.Clone() // its attributes may share storage with the caller's
+	r.AddAttrs(slog.Int64("failures_since_last_warning", n), slog.Duration("next_warning_in", connErrorLogEvery))
+	return h.Handler.Handle(ctx, r)
 }
 
 func hasUsers(c *WebConfig) bool {
