@@ -196,13 +196,26 @@ basic_auth_users:
 		{http.MethodGet, "/-/ready", http.StatusOK},
 		{http.MethodPost, "/-/reload", http.StatusOK},
 		{http.MethodGet, "/debug/pprof/", http.StatusOK},
+		{http.MethodGet, "/debug/pprof/cmdline", http.StatusOK},
+		{http.MethodGet, "/api/v1/anomalies", http.StatusOK},
+		{http.MethodGet, "/api/v1/status/omen", http.StatusOK},
+		{http.MethodGet, "/api/v1/status/config", http.StatusOK},
+		{http.MethodGet, "/api/v1/status/flags", http.StatusOK},
+		{http.MethodGet, "/api/v1/metadata", http.StatusOK},
+		{http.MethodGet, "/ui/static/", http.StatusNotFound},
+		{http.MethodOptions, "/api/v1/query", http.StatusNoContent}, // a CORS preflight
+		{http.MethodGet, "/-/healthy/", http.StatusNotFound},        // only /-/healthy itself is open
+		{http.MethodGet, "/no/such/path", http.StatusNotFound},      // no route is told apart without credentials
 	} {
 		code, body := o.do(t, tc.method, tc.path, nil, false, nil)
 		require.Equal(t, http.StatusUnauthorized, code, "%s %s without credentials: %s", tc.method, tc.path, body)
 		code, body = o.do(t, tc.method, tc.path, nil, true, nil)
 		require.Equal(t, tc.want, code, "%s %s with credentials: %s", tc.method, tc.path, body)
 	}
-	code, body := o.do(t, http.MethodGet, "/-/healthy", nil, false, nil)
+	// /-/quit apart: with credentials it stops omen.
+	code, body := o.do(t, http.MethodPost, "/-/quit", nil, false, nil)
+	require.Equal(t, http.StatusUnauthorized, code, body)
+	code, body = o.do(t, http.MethodGet, "/-/healthy", nil, false, nil)
 	require.Equal(t, http.StatusOK, code, body)
 
 	// The real Prometheus remote-writes over TLS with basic auth.
