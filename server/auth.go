@@ -74,6 +74,35 @@ type loadedWebConfig struct {
 	// verified maps user to the HMAC of the password that last matched
 	// the user's bcrypt hash.
 	verified map[string][sha256.Size]byte
+	// dummy is compared against when the user is unknown, so that an
+	// unknown user costs as much as a wrong password and timing does not
+	// tell which users exist. It has the highest cost among the users'
+	// hashes (see dummyHash): at bcrypt's default of 10 beside a user's
+	// 12, a wrong password took four times an unknown user's.
+	dummyOnce sync.Once
+	dummy     []byte
+}
+
+// dummyHash returns l's dummy hash, made on the first call (costing one
+// bcrypt at the users' cost, once per version of the file).
+func (l *loadedWebConfig) dummyHash() []byte {
+	l.dummyOnce.Do(func() {
+		cost := bcrypt.MinCost
+		for _, h := range l.cfg.Users {
+			if c, err := bcrypt.Cost([]byte(h)); err == nil && c > cost {
+				cost = c
+			}
+		}
+		// A random password no request can know; rand.Read does not fail.
+		pw := make([]byte, 16)
+		_, _ = rand.Read(pw)
+		h, err := bcrypt.GenerateFromPassword(pw, cost)
+		if err != nil { // the cost comes from hashes bcrypt read: in range
+			h, _ = bcrypt.GenerateFromPassword(pw, bcrypt.DefaultCost)
+		}
+		l.dummy = h
+	})
+	return l.dummy
 }
 
 // LoadWebConfig validates the file with exporter-toolkit's own checks (bcrypt
@@ -216,10 +245,6 @@ type BasicAuth struct {
 	// the cache holds neither plaintext nor a plain hash of a password.
 	macKey [32]byte
 	macs   sync.Pool // of hash.Hash, HMAC-SHA256 under macKey
-	// dummyHash is compared against when the user is unknown, so that an
-	// unknown user costs as much as a wrong password and timing does not
-	// tell which users exist.
-	dummyHash []byte
 	// bcryptMu runs one bcrypt comparison at a time: each costs tens of
 	// milliseconds of CPU, and a flood of wrong passwords must not take
 	// every core. Requests with a cached password never wait on it.
@@ -247,15 +272,6 @@ func NewBasicAuth(logger *slog.Logger, reg prometheus.Registerer, conf *WebConfi
 		return nil, fmt.Errorf("basic auth: %w", err)
 	}
 	a.macs.New = func() any { return hmac.New(sha256.New, a.macKey[:]) }
-	var pw [16]byte
-	if _, err := rand.Read(pw[:]); err != nil {
-		return nil, fmt.Errorf("basic auth: %w", err)
-	}
-	h, err := bcrypt.GenerateFromPassword(pw[:], bcrypt.DefaultCost)
-	if err != nil {
-		return nil, fmt.Errorf("basic auth: %w", err)
-	}
-	a.dummyHash = h
 	l, err := conf.get()
 	if err != nil {
 		return nil, err
@@ -318,11 +334,11 @@ func (a *BasicAuth) authenticated(l *loadedWebConfig, r *http.Request) bool {
 			return true
 		}
 	}
-	hb := a.dummyHash
-	if known {
-		hb = []byte(hash)
-	}
 	a.bcryptMu.Lock()
+	hb := []byte(hash)
+	if !known {
+		hb = l.dummyHash()
+	}
 	err := bcrypt.CompareHashAndPassword(hb, []byte(pass))
 	a.bcryptMu.Unlock()
 	if err != nil || !known {

@@ -280,3 +280,33 @@ func TestBasicAuthRateLimit(t *testing.T) {
 		require.Equal(t, tc.code, get(t, srv.URL+tc.path, "", "").StatusCode, "request %d, %s", i, tc.path)
 	}
 }
+
+// TestUnknownUserCostsAsAKnownOne: a request naming an unknown user is
+// compared against a dummy hash so that its answer takes as long as a
+// wrong password's and does not tell which users exist. The dummy had
+// bcrypt's default cost (10) whatever the users' hashes: with a user's at
+// 12, a wrong password took four times an unknown user's. It now has the
+// highest cost among the users'.
+func TestUnknownUserCostsAsAKnownOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bcrypt at cost 12")
+	}
+	path := filepath.Join(t.TempDir(), "web.yml")
+	h, err := bcrypt.GenerateFromPassword([]byte("s3cret"), 12)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, []byte("basic_auth_users:\n  alice: "+string(h)+"\n"), 0o600))
+	srv, _ := newAuthServer(t, path)
+	fastest := func(user string) time.Duration {
+		best := time.Duration(1 << 62)
+		for range 3 {
+			start := time.Now()
+			resp := get(t, srv.URL+"/metrics", user, "wrong")
+			require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	get(t, srv.URL+"/metrics", "mallory", "wrong") // a first dummy may be made on demand
+	known, unknown := fastest("alice"), fastest("mallory")
+	require.Greater(t, float64(unknown), 0.6*float64(known), "unknown user %s, wrong password %s", unknown, known)
+}
