@@ -8,7 +8,7 @@ PKGS        := ./e2e ./web ./...
 SHARED      ?= ../shared
 APT_UPDATED := /tmp/.omen-apt-updated
 
-.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest fuzz soak deps-e2e deps-ui clean
+.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest bench-disk fuzz soak deps-e2e deps-ui clean
 
 all: build
 
@@ -74,6 +74,9 @@ bench-m4: build
 
 bench-ingest: deps-e2e build
 	bash scripts/bench-ingest.sh
+
+bench-disk: deps-e2e build
+	bash scripts/bench-disk.sh
 
 FUZZTIME ?= 60s
 fuzz:
