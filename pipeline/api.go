@@ -285,17 +285,13 @@ type Status struct {
 // Status reports the pipeline's state; series_stored and rejected come
 // from Options.Stats.
 func (p *Pipeline) Status() Status {
-	st := Status{SeriesScored: p.scored.Load(), Rejected: map[string]float64{}, Build: p.opts.Build}
+	// The counts omen_series_scored and omen_models_warming keep: a walk
+	// of the series took each scorer's lock, for 6 ms at 50 000 series,
+	// on every answer (the page asks every 15 s in each open tab).
+	st := Status{SeriesScored: p.scored.Load(), ModelsWarming: p.warming.Load(), Rejected: map[string]float64{}, Build: p.opts.Build}
 	p.rateMu.Lock()
 	st.IngestSamplesPerSecond = p.ingestPerSec
 	p.rateMu.Unlock()
-	for _, w := range p.workers {
-		w.view(func(s *series) {
-			if !s.pub.ready {
-				st.ModelsWarming++
-			}
-		})
-	}
 	if p.opts.Stats != nil {
 		n, rej := p.opts.Stats()
 		st.SeriesStored = n

@@ -12,7 +12,7 @@ import (
 // (omen_model_ready) and the forecast accuracy come from the Collector.
 type metrics struct {
 	overBudget prometheus.Counter
-	warming    prometheus.Gauge
+	warming    prometheus.GaugeFunc
 	inference  prometheus.Histogram
 	// scoredSamples counts every sample scored as it arrives (not replays);
 	// inference times only some.
@@ -74,9 +74,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		retyped: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_series_retyped_total", Help: "Scored series started again from their history because their metadata declared them a counter or a gauge against what they had been scored as.",
 		}),
-		warming: f.NewGauge(prometheus.GaugeOpts{
+		warming: f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "omen_models_warming", Help: "Scored series whose detector is still warming up.",
-		}),
+		}, func() float64 { return float64(p.warming.Load()) }),
 		inference: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "omen_inference_duration_seconds", Help: "Time to score and forecast one sample (one sample in 8 is timed).",
 			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1},

@@ -315,6 +315,10 @@ type Pipeline struct {
 	created atomic.Pointer[map[string]struct{}]
 
 	scored, forecasting atomic.Int64 // series with a detector / a forecaster
+	// warming counts the scored series whose detector is still warming
+	// up (omen_models_warming): the status API reads it rather than walk
+	// every series under the scorers' locks.
+	warming atomic.Int64
 	// scoredHeld and fcHeld are how much of --detect.max-series and
 	// --forecast.max-series is held for the restored series that have
 	// not come back yet (see reserve).

@@ -1172,9 +1172,9 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 		w.mu.Unlock()
 		switch {
 		case ready && !wasReady:
-			p.m.warming.Add(-1)
+			p.warming.Add(-1)
 		case !ready && wasReady:
-			p.m.warming.Add(1)
+			p.warming.Add(1)
 		}
 	}
 }

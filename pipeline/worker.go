@@ -441,9 +441,9 @@ func (p *Pipeline) newestScored() float64 {
 func (w *worker) readyChanged(wasReady, ready bool) {
 	switch {
 	case ready && !wasReady:
-		w.p.m.warming.Add(-1)
+		w.p.warming.Add(-1)
 	case !ready && wasReady:
-		w.p.m.warming.Add(1)
+		w.p.warming.Add(1)
 	}
 }
 
@@ -605,7 +605,7 @@ func (w *worker) add(s *series) {
 	p := w.p
 	p.m.names.added(p.m.anomalies, s.name)
 	if !s.pub.ready {
-		p.m.warming.Add(1)
+		p.warming.Add(1)
 	}
 }
 
@@ -763,7 +763,7 @@ func (w *worker) drop(ref storage.SeriesRef, s *series) {
 		w.p.forecasting.Add(-1)
 	}
 	if !s.pub.ready {
-		w.p.m.warming.Add(-1)
+		w.p.warming.Add(-1)
 	}
 }
 
