@@ -49,6 +49,14 @@ type Config struct {
 	// section, with all its settings (authentication, TLS, headers, queue,
 	// write relabelling), beside any --remote-write.url.
 	RemoteWrite []*promconfig.RemoteWriteConfig `yaml:"remote_write,omitempty"`
+	// RemoteRead is the upstream new series' history is read from for
+	// their warm start: Prometheus's remote_read section, so that its
+	// credentials (basic_auth with password_file, authorization with
+	// credentials_file, oauth2), tls_config, headers (a tenant's
+	// X-Scope-OrgID) and proxy are given as in Prometheus, not in a URL
+	// on the command line. One entry at most: omen warms from one
+	// upstream (--backfill.remote-read-url, which this replaces).
+	RemoteRead []*promconfig.RemoteReadConfig `yaml:"remote_read,omitempty"`
 
 	includeM, excludeM [][]*labels.Matcher
 }
@@ -196,6 +204,9 @@ func LoadFile(path string) (*Config, error) {
 	for _, rw := range c.RemoteWrite {
 		rw.SetDirectory(filepath.Dir(path))
 	}
+	for _, rr := range c.RemoteRead {
+		rr.SetDirectory(filepath.Dir(path))
+	}
 	return c, nil
 }
 
@@ -254,7 +265,7 @@ func badDuration(n *yaml.Node, path string) error {
 	return nil
 }
 
-// badRemoteWrite returns the first remote_write entry of the document at
+// badRemoteWrite returns the first remote_write (or remote_read) entry of the document at
 // root that does not decode, its error prefixed with the entry's index and
 // line: Prometheus's own errors name neither (`unknown unit "sec"`, a
 // relabelling's regexp), and the list may be long.
@@ -266,15 +277,21 @@ func badRemoteWrite(root *yaml.Node) error {
 		return nil
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value != "remote_write" || root.Content[i+1].Kind != yaml.SequenceNode {
+		key := root.Content[i].Value
+		if (key != "remote_write" && key != "remote_read") || root.Content[i+1].Kind != yaml.SequenceNode {
 			continue
 		}
 		for j, n := range root.Content[i+1].Content {
 			// Decoded in place, so merge keys find their anchors (unknown
 			// fields are the whole decoder's to report, with their lines).
-			var rw promconfig.RemoteWriteConfig
-			if err := n.Decode(&rw); err != nil {
-				return fmt.Errorf("remote_write[%d] (line %d): %w", j, n.Line, err)
+			var err error
+			if key == "remote_write" {
+				err = n.Decode(&promconfig.RemoteWriteConfig{})
+			} else {
+				err = n.Decode(&promconfig.RemoteReadConfig{})
+			}
+			if err != nil {
+				return fmt.Errorf("%s[%d] (line %d): %w", key, j, n.Line, err)
 			}
 		}
 	}
@@ -494,6 +511,9 @@ func (c *Config) validate() error {
 			d.ForecastHorizons = nil
 		}
 	}
+	if err := validateRemoteRead(c.RemoteRead); err != nil {
+		return err
+	}
 	if err := validateRemoteWrite(c.RemoteWrite); err != nil {
 		return err
 	}
@@ -641,6 +661,30 @@ func validateRemoteWrite(rws []*promconfig.RemoteWriteConfig) error {
 		names[rw.Name] = true
 		if err := rw.Validate(model.UTF8Validation); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	return nil
+}
+
+// validateRemoteRead refuses what omen's warm start cannot do as the
+// remote_read section says: a second upstream, or required_matchers,
+// which in Prometheus keep queries without them from going upstream,
+// while omen reads every new series' history (a block copied from
+// Prometheus with them would read otherwise than it says). read_recent
+// and filter_external_labels are taken and do nothing: omen reads the
+// history before its own, and --backfill.external-label says how the
+// upstream's external labels are matched.
+func validateRemoteRead(rrs []*promconfig.RemoteReadConfig) error {
+	if len(rrs) > 1 {
+		return fmt.Errorf("remote_read[1]: one upstream at most; omen warms new series from one (%d given)", len(rrs))
+	}
+	for i, rr := range rrs {
+		where := fmt.Sprintf("remote_read[%d]", i)
+		switch {
+		case rr == nil:
+			return fmt.Errorf("%s: empty", where)
+		case len(rr.RequiredMatchers) > 0:
+			return fmt.Errorf("%s.required_matchers: not for omen, which reads every new series' history from the upstream; select the series scored with include/exclude", where)
 		}
 	}
 	return nil

@@ -155,12 +155,30 @@ func TestValidationErrorsLocated(t *testing.T) {
 		{"an empty selector", "exclude:\n  - '{job=\"a\"}'\n  - ' '\n", "line 3: exclude[1]: missing; want a series selector"},
 		{"a capacity alert", "alerting:\n  capacity:\n    - {name: 'disk full', for: disk, limit: 1}\n", `line 3: alerting.capacity[0].name "disk full"`},
 		{"a remote write", "remote_write:\n  - url: http://a\n    name: x\n  - url: http://b\n    name: x\n", `line 5: remote_write[1].name "x": used twice`},
+		{"a remote read's required_matchers", "remote_read:\n  - url: http://a\n    required_matchers: {job: a}\n", "line 3: remote_read[0].required_matchers: not for omen"},
+		{"a second remote read", "remote_read:\n  - url: http://a\n  - url: http://b\n", "line 3: remote_read[1]: one upstream at most"},
+		{"a remote read's bad timeout", "remote_read:\n  - url: http://a\n  - url: http://b\n    remote_timeout: 5sec\n", `remote_read[1] (line 3): unknown unit "sec"`},
+		{"a remote read's password twice", "remote_read:\n  - url: http://a\n    basic_auth: {username: u, password: p, password_file: f}\n", "remote_read[0] (line 2): at most one of basic_auth password, password_file & password_ref must be configured"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load([]byte(tc.in))
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// TestRemoteReadShownRedacted: the status API shows the remote_read entry
+// with its secrets as <secret>, as Prometheus's /api/v1/status/config
+// does, and its file names, which are not secrets.
+func TestRemoteReadShownRedacted(t *testing.T) {
+	c, err := Load([]byte("remote_read:\n  - url: https://prom:9090/api/v1/read\n    basic_auth: {username: omen, password: HUNTER2}\n    tls_config: {cert_file: /etc/omen/tls.crt, key_file: /etc/omen/tls.key}\n    headers: {X-Scope-OrgID: team-a}\n"))
+	require.NoError(t, err)
+	b, err := c.YAML()
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "HUNTER2")
+	require.Contains(t, string(b), "password: <secret>")
+	require.Contains(t, string(b), "key_file: /etc/omen/tls.key")
+	require.Contains(t, string(b), "X-Scope-OrgID: team-a")
 }
 
 // TestExplicitZeros: a field the file gives, even as zero or an empty list,

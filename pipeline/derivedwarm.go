@@ -125,7 +125,7 @@ func (p *Pipeline) rangeQuery(ctx context.Context, expr string, start, end time.
 		return res.Err
 	}
 	if m, ok := qa.(*mergedQueryable); ok && m.err() != nil {
-		p.logger.Warn("Derived input: the upstream's history failed; its warm start has the TSDB's alone", "expr", expr, "err", redact(m.err(), p.bf.url))
+		p.logger.Warn("Derived input: the upstream's history failed; its warm start has the TSDB's alone", "expr", expr, "err", redact(m.err(), p.bf.up().url))
 	}
 	m, err := res.Matrix()
 	if err != nil {

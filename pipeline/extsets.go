@@ -39,7 +39,7 @@ type extSetJSON struct {
 
 // upstreamID names the upstream in ExtSetsFile.
 func (b *backfill) upstreamID() string {
-	u := *b.url
+	u := *b.up().url
 	u.User = nil
 	sum := sha256.Sum256([]byte(u.String()))
 	return hex.EncodeToString(sum[:])

@@ -129,7 +129,9 @@ type Options struct {
 	// remote-written upstream (see package forward).
 	Forward Forward
 	// BackfillRemoteReadURL, if set, is remote-read for the older history
-	// of a new series when the TSDB holds fewer than BackfillMaxPoints.
+	// of a new series when the TSDB holds fewer than BackfillMaxPoints;
+	// the configuration's remote_read entry, if any, is used instead (it
+	// must name the same URL, see Options.remoteRead).
 	BackfillRemoteReadURL string
 	// BackfillExternalLabels, if set, names the labels the upstream adds
 	// to every series (its external labels): an upstream series with
@@ -389,11 +391,12 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	for i := range opts.Workers {
 		p.workers = append(p.workers, newWorker(p, i))
 	}
-	if err := p.ApplyConfig(cfg); err != nil {
+	rr, err := opts.remoteRead(cfg)
+	if err != nil {
 		return nil, err
 	}
-	if opts.BackfillRemoteReadURL != "" {
-		bf, err := newBackfill(opts.BackfillRemoteReadURL, opts.MaxSeries)
+	if rr != nil {
+		bf, err := newBackfillFrom(rr, opts.MaxSeries)
 		if err != nil {
 			return nil, err
 		}
@@ -403,6 +406,9 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 		bf.maxAge, bf.now = opts.BackfillMaxAge, opts.Now
 		bf.pending = p.m.backfillPending
 		p.bf = bf
+	}
+	if err := p.ApplyConfig(cfg); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -416,9 +422,16 @@ func (p *Pipeline) ApplyConfig(cfg *config.Config) error {
 	if cfg == nil {
 		cfg = config.Default()
 	}
+	up, err := p.nextUpstream(cfg)
+	if err != nil {
+		return err
+	}
 	b, err := cfg.YAML()
 	if err != nil {
 		return fmt.Errorf("encode config: %w", err)
+	}
+	if up != nil {
+		p.bf.rr.cur.Store(up)
 	}
 	s := string(b)
 	p.cfgYAML.Store(&s)

@@ -1048,7 +1048,7 @@ func runBeforeRestart(t *testing.T, upstream string, n int, lss ...labels.Labels
 // upstream answers (n samples) while stuck's read hangs.
 func (e *env) goodWhileStuck(t *testing.T, stuck, good labels.Labels, hits *atomic.Int32, n int, timeout time.Duration) {
 	t.Helper()
-	e.p.bf.timeout = timeout
+	e.p.bf.up().timeout = timeout
 	e.clock.set(t0.Add(time.Duration(n) * stepMs * time.Millisecond))
 	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, []labels.Labels{stuck}, []float64{1})
 	e.sync()
@@ -1189,7 +1189,7 @@ func TestBackfillUpstreamDownBacksOff(t *testing.T) {
 	_, err = e.p.bf.rr.Read(context.Background(), &prompb.Query{}, false)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "s3cr3t", "the client's error quotes the password")
-	msg := redact(err, e.p.bf.url)
+	msg := redact(err, e.p.bf.up().url)
 	require.NotContains(t, msg, "s3cr3t")
 	require.Contains(t, msg, "alice:xxxxx@")
 }

@@ -11,12 +11,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
@@ -53,9 +55,7 @@ const (
 
 // backfill is the remote-read source of warm starts, shared by the workers.
 type backfill struct {
-	rr      remote.ReadClient
-	url     *url.URL      // for redacting errors, which quote it with its password
-	timeout time.Duration // of one request
+	rr *readClient
 
 	mu      sync.Mutex
 	until   time.Time // no reads before
@@ -148,26 +148,83 @@ type bfResult struct {
 }
 
 func newBackfill(u string, maxQueued int) (*backfill, error) {
+	c, err := URLReadConfig(u)
+	if err != nil {
+		return nil, err
+	}
+	return newBackfillFrom(c, maxQueued)
+}
+
+// URLReadConfig is the remote_read entry --backfill.remote-read-url
+// stands for: Prometheus's defaults, but omen's shorter timeout.
+func URLReadConfig(u string) (*promconfig.RemoteReadConfig, error) {
 	pu, err := url.Parse(u)
 	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 		// Not quoted: a URL missing its scheme parses with the password
 		// in it, unredacted.
 		return nil, errors.New("backfill remote-read URL: want an absolute http(s) URL such as http://prometheus:9090/api/v1/read")
 	}
-	c, err := remote.NewReadClient("omen-backfill", &remote.ClientConfig{
-		URL:              &config_util.URL{URL: pu},
-		Timeout:          model.Duration(remoteReadTimeout),
-		HTTPClientConfig: config_util.DefaultHTTPClientConfig,
-		ChunkedReadLimit: 50e6, // bytes per streamed frame, Prometheus's default
+	c := promconfig.DefaultRemoteReadConfig
+	c.URL = &config_util.URL{URL: pu}
+	c.RemoteTimeout = model.Duration(remoteReadTimeout)
+	return &c, nil
+}
+
+func newBackfillFrom(c *promconfig.RemoteReadConfig, maxQueued int) (*backfill, error) {
+	up, err := newUpstream(c)
+	if err != nil {
+		return nil, err
+	}
+	b := &backfill{
+		rr: &readClient{}, max: max(1, maxQueued), notify: make(chan struct{}, 1),
+		maxAge: DefaultOptions().BackfillMaxAge, now: time.Now,
+	}
+	b.rr.cur.Store(up)
+	return b, nil
+}
+
+// readClient is the warm start's remote-read client, the readers' and the
+// derived inputs' (historyQueryable): a reload that changes the
+// upstream's credentials, TLS or headers swaps its upstream whole, and
+// each read takes the one in force.
+type readClient struct{ cur atomic.Pointer[rrUpstream] }
+
+// rrUpstream is a client made of a remote_read entry.
+type rrUpstream struct {
+	rc      remote.ReadClient
+	cfg     *promconfig.RemoteReadConfig
+	url     *url.URL      // for redacting errors, which quote it with its password
+	timeout time.Duration // of one request
+}
+
+// newUpstream makes c's client with Prometheus's own remote-read client
+// (common's NewClientFromConfig underneath): basic_auth, authorization,
+// oauth2, tls_config, proxy and headers as in Prometheus, secret files
+// read at each request. Nothing is dialled.
+func newUpstream(c *promconfig.RemoteReadConfig) (*rrUpstream, error) {
+	rc, err := remote.NewReadClient("omen-backfill", &remote.ClientConfig{
+		URL:              c.URL,
+		Timeout:          c.RemoteTimeout,
+		HTTPClientConfig: c.HTTPClientConfig,
+		Headers:          c.Headers,
+		ChunkedReadLimit: c.ChunkedReadLimit, // bytes per streamed frame
 	})
 	if err != nil {
-		return nil, fmt.Errorf("backfill remote-read client: %s", redact(err, pu))
+		return nil, fmt.Errorf("backfill remote-read client: %s", redact(err, c.URL.URL))
 	}
-	return &backfill{
-		rr: c, url: pu, timeout: remoteReadTimeout, max: max(1, maxQueued), notify: make(chan struct{}, 1),
-		maxAge: DefaultOptions().BackfillMaxAge, now: time.Now,
-	}, nil
+	return &rrUpstream{rc: rc, cfg: c, url: c.URL.URL, timeout: time.Duration(c.RemoteTimeout)}, nil
 }
+
+func (c *readClient) Read(ctx context.Context, q *prompb.Query, sortSeries bool) (storage.SeriesSet, error) {
+	return c.cur.Load().rc.Read(ctx, q, sortSeries)
+}
+
+func (c *readClient) ReadMultiple(ctx context.Context, qs []*prompb.Query, sortSeries bool) (storage.SeriesSet, error) {
+	return c.cur.Load().rc.ReadMultiple(ctx, qs, sortSeries)
+}
+
+// up returns the upstream in force.
+func (b *backfill) up() *rrUpstream { return b.rr.cur.Load() }
 
 // redact returns err's text with u's password masked.
 func redact(err error, u *url.URL) string {
@@ -277,7 +334,7 @@ const backfillPoll = 100 * time.Millisecond
 // per backoff.
 func (b *backfill) pause(now time.Time, logger *slog.Logger, err error) {
 	if wait := b.done(now, err); wait > 0 {
-		logger.Warn("Warm start by remote read refused; reads pause", "err", redact(err, b.url), "retry_in", wait)
+		logger.Warn("Warm start by remote read refused; reads pause", "err", redact(err, b.up().url), "retry_in", wait)
 	}
 }
 
@@ -386,10 +443,10 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			if !giveUp {
 				continue
 			}
-			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", r.ls.String(), "err", redact(err, p.bf.url))
+			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", r.ls.String(), "err", redact(err, p.bf.up().url))
 			res, err = []bfResult{{bfReq: r}}, nil
 		} else if err != nil && p.slowAlone(reqs, err) {
-			p.logger.Warn("Warm start by remote read timed out three times for this series alone while the upstream answered others; it warms from local history alone", "series", reqs[0].ls.String(), "timeout", p.bf.timeout)
+			p.logger.Warn("Warm start by remote read timed out three times for this series alone while the upstream answered others; it warms from local history alone", "series", reqs[0].ls.String(), "timeout", p.bf.up().timeout)
 			res, err = []bfResult{{bfReq: reqs[0]}}, nil
 		} else if wait := p.bf.done(p.opts.Now(), err); err != nil {
 			p.m.backfillFailed.Inc()
@@ -404,7 +461,7 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			}
 			p.bf.retry(reqs)
 			if wait > 0 {
-				p.logger.Warn("Warm start by remote read failed; new series score from local history meanwhile and are read again after the backoff", "series", len(reqs), "err", redact(err, p.bf.url), "retry_in", wait)
+				p.logger.Warn("Warm start by remote read failed; new series score from local history meanwhile and are read again after the backoff", "series", len(reqs), "err", redact(err, p.bf.up().url), "retry_in", wait)
 			}
 			continue
 		}
@@ -575,9 +632,10 @@ func (b *backfill) read(ctx context.Context, reqs []bfReq) ([]bfResult, error) {
 		qs[i] = q
 		res[i] = bfResult{bfReq: r, older: ring{t: make([]int64, 0, r.n), v: make([]float64, 0, r.n)}}
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	up := b.up()
+	ctx, cancel := context.WithTimeout(ctx, up.timeout)
 	defer cancel()
-	ss, err := b.rr.ReadMultiple(ctx, qs, false)
+	ss, err := up.rc.ReadMultiple(ctx, qs, false)
 	if err != nil {
 		return nil, err
 	}

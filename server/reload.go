@@ -70,7 +70,7 @@ func NewConfigLoader(logger *slog.Logger, reg prometheus.Registerer, path string
 func summary(cfg *config.Config) []any {
 	return []any{
 		"include", len(cfg.Include), "exclude", len(cfg.Exclude), "overrides", len(cfg.Overrides),
-		"derived", len(cfg.Derived), "remote_write", len(cfg.RemoteWrite),
+		"derived", len(cfg.Derived), "remote_write", len(cfg.RemoteWrite), "remote_read", len(cfg.RemoteRead),
 	}
 }
 

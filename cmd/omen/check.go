@@ -10,6 +10,7 @@ import (
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forward"
+	"github.com/omen-sidecar/omen/pipeline"
 )
 
 // registerCheck adds `omen check config`: the configuration files a start
@@ -18,7 +19,7 @@ import (
 // found by the reload that kept the old configuration.
 func registerCheck(app *kingpin.Application, _ *logConfig) command {
 	cl := app.Command("check", "Check omen's files.")
-	cfg := cl.Command("config", "Check configuration files (--config.file) as a start or a reload reads them: syntax, selectors, PromQL, and remote_write with the TLS files it names (a password_file is read at each request, as in Prometheus). Exits 1 if any is refused.")
+	cfg := cl.Command("config", "Check configuration files (--config.file) as a start or a reload reads them: syntax, selectors, PromQL, remote_write with the TLS files it names (a password_file is read at each request, as in Prometheus), and remote_read with its TLS and secret files. Exits 1 if any is refused.")
 	files := cfg.Arg("config-files", "The configuration files to check.").Required().Strings()
 	return command{clause: cfg, run: func(context.Context) error {
 		if failed := checkConfigs(os.Stdout, os.Stderr, *files); failed > 0 {
@@ -40,13 +41,18 @@ func checkConfigs(out, errOut io.Writer, files []string) int {
 			// remote writes' clients (a ca_file not there yet).
 			err = forward.Check(c.RemoteWrite)
 		}
+		if err == nil {
+			// The warm start's client, and the secret files it reads
+			// at each request.
+			err = pipeline.CheckUpstream(c.RemoteRead)
+		}
 		if err != nil {
 			fmt.Fprintf(errOut, "  FAILED: %v\n", err)
 			failed++
 			continue
 		}
-		fmt.Fprintf(out, "  SUCCESS: %s is a valid omen configuration file: %d include, %d exclude, %d overrides, %d derived, %d remote_write\n",
-			f, len(c.Include), len(c.Exclude), len(c.Overrides), len(c.Derived), len(c.RemoteWrite))
+		fmt.Fprintf(out, "  SUCCESS: %s is a valid omen configuration file: %d include, %d exclude, %d overrides, %d derived, %d remote_write, %d remote_read\n",
+			f, len(c.Include), len(c.Exclude), len(c.Overrides), len(c.Derived), len(c.RemoteWrite), len(c.RemoteRead))
 	}
 	return failed
 }

@@ -34,6 +34,14 @@ func TestCheckConfig(t *testing.T) {
 		// is read at each request, by a start and a reload alike.
 		{"missing ca_file", write("ca.yml", "remote_write:\n  - url: https://mimir.example/api/v1/push\n    tls_config: {ca_file: missing.pem}\n"), "missing.pem"},
 		{"missing password_file", write("pw.yml", "remote_write:\n  - url: https://mimir.example/api/v1/push\n    basic_auth: {username: a, password_file: missing}\n"), ""},
+		// The warm start's upstream: its client, and the secret files it
+		// reads at each request (a missing one is every warm start refused),
+		// as promtool checks a scrape's credentials_file.
+		{"remote_read missing password_file", write("rr-pw.yml", "remote_read:\n  - url: https://prom.example/api/v1/read\n    basic_auth: {username: a, password_file: missing-pw}\n"), "remote_read[0].basic_auth.password_file: stat " + filepath.Join(dir, "missing-pw")},
+		{"remote_read missing credentials_file", write("rr-tok.yml", "remote_read:\n  - url: https://prom.example/api/v1/read\n    authorization: {credentials_file: missing-token}\n"), "remote_read[0].authorization.credentials_file: stat " + filepath.Join(dir, "missing-token")},
+		{"remote_read missing ca_file", write("rr-ca.yml", "remote_read:\n  - url: https://prom.example/api/v1/read\n    tls_config: {ca_file: missing-ca.pem}\n"), "missing-ca.pem"},
+		{"remote_read two", write("rr-two.yml", "remote_read:\n  - url: https://a.example/api/v1/read\n  - url: https://b.example/api/v1/read\n"), "one upstream at most"},
+		{"remote_read", write("rr.yml", "remote_read:\n  - url: https://prom.example/api/v1/read\n    basic_auth: {username: a, password_file: good.yml}\n    headers: {X-Scope-OrgID: team-a}\n"), ""},
 		{"remote write", write("rw.yml", "remote_write:\n  - url: https://mimir.example/api/v1/push\n    tls_config: {insecure_skip_verify: true}\n"), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -285,11 +285,23 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			_ = fwd.Close()
 		}
 	}()
+	// A reload's remote_read (the warm start's upstream) is checked
+	// before the remote writes change: a reload that fails changes
+	// nothing. pl is set below, before the server serves /-/reload.
+	var pl *pipeline.Pipeline
+	cfgLoader.OnReload(func(c *config.Config) error {
+		if pl == nil {
+			return nil
+		}
+		return pl.CheckRemoteRead(c)
+	})
 	cfgLoader.OnReload(func(c *config.Config) error { return fwd.ApplyConfig(c.RemoteWrite) })
-	// omen's remote_write is Prometheus's; the rest of its configuration
-	// is at /api/v1/status/omen.
+	// omen's remote_write and remote_read are Prometheus's, shown with
+	// their secrets as <secret>; the rest of its configuration is at
+	// /api/v1/status/omen.
 	apiOpts.Config = func() promconfig.Config {
-		return promconfig.Config{RemoteWriteConfigs: fwd.Configs(cfgLoader.Config().RemoteWrite)}
+		c := cfgLoader.Config()
+		return promconfig.Config{RemoteWriteConfigs: fwd.Configs(c.RemoteWrite), RemoteReadConfigs: c.RemoteRead}
 	}
 
 	popts := *f.pipeline
@@ -299,7 +311,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	popts.Build = pipeline.BuildInfo{Version: version.Version, Revision: version.Revision, GoVersion: runtime.Version()}
 	var wh *tsdb.WriteHandler // set below; Stats is only called once serving
 	popts.Stats = func() (int, map[string]float64) { return int(store.HeadSeries()), wh.Rejected() }
-	pl, err := pipeline.New(logger, reg, store, engine, cfgLoader.Config(), popts)
+	pl, err = pipeline.New(logger, reg, store, engine, cfgLoader.Config(), popts)
 	if err != nil {
 		return err
 	}

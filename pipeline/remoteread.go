@@ -1,0 +1,119 @@
+package pipeline
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"reflect"
+	"slices"
+
+	promconfig "github.com/prometheus/prometheus/config"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+// remoteRead returns the warm start's upstream under cfg: the
+// configuration file's remote_read entry, which carries credentials, TLS
+// and headers as Prometheus's does, or else --backfill.remote-read-url's;
+// nil for none. Both may name the same upstream (the flag left in a pod
+// spec while its credentials move to the file), and then the file's entry
+// is used; two different upstreams are refused, as omen reads from one and
+// neither could be said to win without surprising whoever set the other.
+func (o *Options) remoteRead(cfg *config.Config) (*promconfig.RemoteReadConfig, error) {
+	var file *promconfig.RemoteReadConfig
+	if cfg != nil && len(cfg.RemoteRead) > 0 {
+		file = cfg.RemoteRead[0]
+	}
+	if o.BackfillRemoteReadURL == "" {
+		return file, nil
+	}
+	flag, err := URLReadConfig(o.BackfillRemoteReadURL)
+	if err != nil {
+		return nil, err
+	}
+	if file == nil {
+		return flag, nil
+	}
+	// Compared without their user information: a flag's user:pass@ and
+	// the file's basic_auth are the same upstream's.
+	a, b := *flag.URL.URL, *file.URL.URL
+	a.User, b.User = nil, nil
+	if a.String() != b.String() {
+		return nil, fmt.Errorf("remote_read url %s and --backfill.remote-read-url %s: two upstreams for the warm start; give one (the configuration file's remote_read takes credentials, TLS and headers)", file.URL.Redacted(), flag.URL.Redacted())
+	}
+	return file, nil
+}
+
+// nextUpstream returns the client to read from under cfg, or nil to keep
+// the one in force (cfg's remote_read entry unchanged, secrets included:
+// a password_file's content is read at each request anyway). An upstream
+// added, removed or moved elsewhere is refused, the reload changing
+// nothing: the warm-start readers start with omen, and the external
+// labels learnt (ExtSetsFile) are the first upstream's.
+func (p *Pipeline) nextUpstream(cfg *config.Config) (*rrUpstream, error) {
+	rr, err := p.opts.remoteRead(cfg)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case p.bf == nil && rr == nil:
+		return nil, nil
+	case p.bf == nil:
+		return nil, fmt.Errorf("remote_read %s: an upstream for the warm start given by a reload takes a restart", rr.URL.Redacted())
+	case rr == nil:
+		return nil, fmt.Errorf("remote_read: the warm start's upstream %s removed by a reload takes a restart", p.bf.up().url.Redacted())
+	}
+	cur := p.bf.up()
+	if reflect.DeepEqual(cur.cfg, rr) {
+		return nil, nil
+	}
+	a, b := *cur.url, *rr.URL.URL
+	a.User, b.User = nil, nil
+	if a.String() != b.String() {
+		return nil, fmt.Errorf("remote_read url %s: the warm start's upstream (%s) moved elsewhere by a reload takes a restart", rr.URL.Redacted(), cur.url.Redacted())
+	}
+	return newUpstream(rr)
+}
+
+// CheckRemoteRead fails where ApplyConfig would fail on cfg's remote_read,
+// changing nothing: for a reload's first step, before the remote writes
+// are applied.
+func (p *Pipeline) CheckRemoteRead(cfg *config.Config) error {
+	_, err := p.nextUpstream(cfg)
+	return err
+}
+
+// CheckUpstream fails where a start would fail on the remote_read entries
+// rrs (the client cannot be made: a tls_config file missing or not a
+// certificate), and where reads would: a secret file (password_file,
+// credentials_file, client_secret_file) that is not there. Those are read
+// at each request, as in Prometheus, so a start does not wait for them;
+// `omen check config` names them before a deployment finds every warm
+// start refused.
+func CheckUpstream(rrs []*promconfig.RemoteReadConfig) error {
+	for i, rr := range rrs {
+		if _, err := newUpstream(rr); err != nil {
+			return fmt.Errorf("remote_read[%d]: %w", i, err)
+		}
+		hc := rr.HTTPClientConfig
+		files := map[string]string{}
+		if hc.BasicAuth != nil {
+			files["basic_auth.password_file"] = hc.BasicAuth.PasswordFile
+		}
+		if hc.Authorization != nil {
+			files["authorization.credentials_file"] = hc.Authorization.CredentialsFile
+		}
+		if hc.OAuth2 != nil {
+			files["oauth2.client_secret_file"] = hc.OAuth2.ClientSecretFile
+		}
+		for _, k := range slices.Sorted(maps.Keys(files)) {
+			if files[k] == "" {
+				continue
+			}
+			if _, err := os.Stat(files[k]); err != nil {
+				return fmt.Errorf("remote_read[%d].%s: %w", i, k, err)
+			}
+		}
+	}
+	return nil
+}
