@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -25,7 +26,9 @@ import (
 // Prometheus's history, the first live sample is scored by a ready model
 // and forecasts follow within a forecast interval. Again with external
 // labels, which Prometheus adds to what it answers and the remote_write
-// drops (as deploy/ does), named by --backfill.external-label.
+// drops (as deploy/ does), named by --backfill.external-label. Again behind
+// Prometheus's --web.config.file basic auth, which refuses omen but for
+// the configuration file's remote_read entry and its password_file.
 func TestBackfillFromPrometheus(t *testing.T) {
 	need(t, "prometheus")
 	promtool := need(t, "promtool")
@@ -33,20 +36,22 @@ func TestBackfillFromPrometheus(t *testing.T) {
 		name     string
 		global   string // Prometheus's global section beyond the interval
 		relabel  string // the remote_write's write_relabel_configs
+		auth     bool   // Prometheus behind basic auth, omen's remote_read entry with the password_file
 		omenArgs []string
 	}{
-		{"plain", "", "", nil},
+		{"plain", "", "", false, nil},
 		{"external labels", "  external_labels: {cluster: eu1, replica: a}\n",
 			"    write_relabel_configs: [{action: labeldrop, regex: cluster|replica}]\n",
-			[]string{"--backfill.external-label=cluster,replica"}},
+			false, []string{"--backfill.external-label=cluster,replica"}},
+		{"basic auth", "", "", true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			backfillFromPrometheus(t, promtool, tc.global, tc.relabel, tc.omenArgs...)
+			backfillFromPrometheus(t, promtool, tc.global, tc.relabel, tc.auth, tc.omenArgs...)
 		})
 	}
 }
 
-func backfillFromPrometheus(t *testing.T, promtool, global, relabel string, omenArgs ...string) {
+func backfillFromPrometheus(t *testing.T, promtool, global, relabel string, auth bool, omenArgs ...string) {
 	exp := &exporter{}
 	srv := httptest.NewServer(exp)
 	defer srv.Close()
@@ -76,12 +81,25 @@ func backfillFromPrometheus(t *testing.T, promtool, global, relabel string, omen
 	// A derived input over the seasonal series: its history is the
 	// expression evaluated over Prometheus's too.
 	cfgFile := filepath.Join(dir, "omen.yml")
-	require.NoError(t, os.WriteFile(cfgFile, []byte(fmt.Sprintf("derived:\n  - {name: %s, expr: '%s * 2', interval: 15s}\n", derivedName, seasonalName)), 0o644))
+	cfg := fmt.Sprintf("derived:\n  - {name: %s, expr: '%s * 2', interval: 15s}\n", derivedName, seasonalName)
 	promPort := freePort(t)
-	omen := startOmen(t, "", append([]string{"--snapshot.interval=1h", "--config.file=" + cfgFile,
-		"--backfill.remote-read-url=http://127.0.0.1:" + strconv.Itoa(promPort) + "/api/v1/read"}, omenArgs...)...)
+	readURL := "http://127.0.0.1:" + strconv.Itoa(promPort) + "/api/v1/read"
+	startProm := startPrometheusAt
+	if auth {
+		// The password in a file beside the configuration, named
+		// relative to it, with the newline an echo leaves.
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus-password"), []byte("s3cret\n"), 0o600))
+		cfg += "remote_read:\n  - url: " + readURL + "\n    basic_auth: {username: omen, password_file: prometheus-password}\n"
+		startProm = func(t testing.TB, data string, port int, c func(string) string, _ ...string) *proc {
+			return startPrometheusBasicAuth(t, data, port, c, "omen", "s3cret")
+		}
+	} else {
+		omenArgs = append(omenArgs, "--backfill.remote-read-url="+readURL)
+	}
+	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o644))
+	omen := startOmen(t, "", append([]string{"--snapshot.interval=1h", "--config.file=" + cfgFile}, omenArgs...)...)
 	requirePipeline(t, omen.URL)
-	prom := startPrometheusAt(t, data, promPort, func(string) string {
+	prom := startProm(t, data, promPort, func(string) string {
 		return fmt.Sprintf(`
 global:
   scrape_interval: 15s
@@ -93,6 +111,13 @@ remote_write:
     queue_config: {batch_send_deadline: 1s, max_shards: 2, min_backoff: 100ms, max_backoff: 1s}
 %s`, global, instance, omen.URL, relabel)
 	})
+
+	if auth {
+		resp, err := http.Post(readURL, "application/x-protobuf", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "Prometheus refuses a reader without the password")
+	}
 
 	// Prometheus serves the history it was given.
 	res, err := query(t, prom.URL, fmt.Sprintf(`count_over_time(%s[7h])`, seasonalName), end)

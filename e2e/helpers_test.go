@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // need skips the test when tool is not on PATH, or fails it under
@@ -191,6 +192,30 @@ func startPrometheus(t testing.TB, cfg func(addr string) string, extra ...string
 // may already hold blocks) and the given port.
 func startPrometheusAt(t testing.TB, dataDir string, port int, cfg func(addr string) string, extra ...string) *proc {
 	t.Helper()
+	p := launchPrometheus(t, dataDir, port, cfg, extra...)
+	p.WaitReady(60 * time.Second)
+	return p
+}
+
+// startPrometheusBasicAuth is startPrometheusAt behind --web.config.file's
+// basic auth of user and password (bcrypt at its lowest cost, for speed);
+// its URL carries them, so that the readiness poll and the tests' queries
+// authenticate, and any other client is refused.
+func startPrometheusBasicAuth(t testing.TB, dataDir string, port int, cfg func(addr string) string, user, password string) *proc {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	require.NoError(t, err)
+	web := filepath.Join(t.TempDir(), "web.yml")
+	require.NoError(t, os.WriteFile(web, []byte(fmt.Sprintf("basic_auth_users:\n  %s: %s\n", user, hash)), 0o644))
+	p := launchPrometheus(t, dataDir, port, cfg, "--web.config.file="+web)
+	p.URL = "http://" + url.UserPassword(user, password).String() + "@" + p.Addr
+	p.WaitReady(60 * time.Second)
+	return p
+}
+
+// launchPrometheus starts the real Prometheus on port, not waiting for it.
+func launchPrometheus(t testing.TB, dataDir string, port int, cfg func(addr string) string, extra ...string) *proc {
+	t.Helper()
 	bin := need(t, "prometheus")
 	cfgFile := filepath.Join(t.TempDir(), "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg("127.0.0.1:"+strconv.Itoa(port))), 0o644))
@@ -198,9 +223,7 @@ func startPrometheusAt(t testing.TB, dataDir string, port int, cfg func(addr str
 		"--config.file=" + cfgFile, "--storage.tsdb.path=" + dataDir,
 		"--web.listen-address=127.0.0.1:" + strconv.Itoa(port),
 	}, extra...)
-	p := start(t, "prometheus", port, bin, args...)
-	p.WaitReady(60 * time.Second)
-	return p
+	return start(t, "prometheus", port, bin, args...)
 }
 
 // waitFor polls cond every 200ms until it holds or timeout passes. The
