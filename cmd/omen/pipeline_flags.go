@@ -39,7 +39,7 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default(o.IncidentHold.String()).DurationVar(&o.IncidentHold)
 	cl.Flag("output.score-floor", "Expose on /metrics the anomaly_score and band (yhat*) only of series whose anomaly_score is at least this, or that are in an incident (0: all). Forecasts go out whatever the score: capacity alerts and autoscalers read them.").
 		Default("0").Float64Var(&o.ScoreFloor)
-	cl.Flag("backfill.remote-read-url", "Remote-read URL of an upstream Prometheus or Thanos to warm new series from.").
+	cl.Flag("backfill.remote-read-url", "Remote-read URL of an upstream Prometheus or Thanos to warm new series from. Credentials, TLS and headers (a tenant's X-Scope-OrgID): the configuration file's remote_read entry, Prometheus's, which replaces this flag (both given must name the same URL).").
 		Default("").StringVar(&o.BackfillRemoteReadURL)
 	cl.Flag("backfill.external-label", "A label the upstream adds to every series it answers with (its external labels, which omen's remote_write drops): a name, or name=value to read only that source's series from a store holding several (Thanos, a Mimir tenant); comma separated. Repeatable. A new series takes an upstream series with labels beyond its own as its history only if they are all named here. Unset: learnt from the upstream's answers.").
 		StringsVar(&o.BackfillExternalLabels)
