@@ -419,34 +419,52 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 // take the new scoring options, in place or, where their models cannot,
 // by starting again from their history at their next sample.
 func (p *Pipeline) ApplyConfig(cfg *config.Config) error {
+	commit, err := p.PrepareConfig(cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+	return nil
+}
+
+// PrepareConfig does all of ApplyConfig that can fail (the warm start's
+// upstream client, built once from cfg's remote_read and its TLS files;
+// the configuration's encoding for the status API), changing nothing, and
+// returns what applies cfg, which cannot fail. A reload prepares the
+// pipeline before it changes the remote writes and commits after: a
+// remote_read refused then (or a TLS file gone between a check and a
+// second read of it) changed the remote writes of a reload reported
+// failed. A commit not called leaves the pipeline as it was.
+func (p *Pipeline) PrepareConfig(cfg *config.Config) (commit func(), err error) {
 	if cfg == nil {
 		cfg = config.Default()
 	}
 	up, err := p.nextUpstream(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := cfg.YAML()
 	if err != nil {
-		return fmt.Errorf("encode config: %w", err)
-	}
-	if up != nil {
-		p.bf.rr.cur.Store(up)
+		return nil, fmt.Errorf("encode config: %w", err)
 	}
 	s := string(b)
-	p.cfgYAML.Store(&s)
-	p.cfg.Store(cfg)
-	p.cfgGen.Add(1)
-	// Workers apply it at their next batch; an idle one is woken, so that
-	// the API and /metrics drop deselected series now, not at its next
-	// sweep (up to StaleAfter/8 later).
-	for _, w := range p.workers {
-		select {
-		case w.wake <- struct{}{}:
-		default:
+	return func() {
+		if up != nil {
+			p.bf.rr.cur.Store(up)
 		}
-	}
-	return nil
+		p.cfgYAML.Store(&s)
+		p.cfg.Store(cfg)
+		p.cfgGen.Add(1)
+		// Workers apply it at their next batch; an idle one is woken, so
+		// that the API and /metrics drop deselected series now, not at
+		// its next sweep (up to StaleAfter/8 later).
+		for _, w := range p.workers {
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+		}
+	}, nil
 }
 
 // derivedIntervals are the evaluation intervals of the derived inputs in

@@ -75,14 +75,6 @@ func (p *Pipeline) nextUpstream(cfg *config.Config) (*rrUpstream, error) {
 	return newUpstream(rr)
 }
 
-// CheckRemoteRead fails where ApplyConfig would fail on cfg's remote_read,
-// changing nothing: for a reload's first step, before the remote writes
-// are applied.
-func (p *Pipeline) CheckRemoteRead(cfg *config.Config) error {
-	_, err := p.nextUpstream(cfg)
-	return err
-}
-
 // CheckUpstream fails where a start would fail on the remote_read entries
 // rrs (the client cannot be made: a tls_config file missing or not a
 // certificate), and where reads would: a secret file (password_file,

@@ -211,7 +211,9 @@ func TestBackfillRemoteReadReload(t *testing.T) {
 	} {
 		c, err := config.Load([]byte(tc.yml))
 		if err == nil {
-			err = e.p.CheckRemoteRead(c)
+			var commit func()
+			commit, err = e.p.PrepareConfig(c)
+			require.Nil(t, commit, tc.name)
 			require.Equal(t, err, e.p.ApplyConfig(c))
 		}
 		require.ErrorContains(t, err, tc.wantErr, tc.name)
@@ -222,8 +224,13 @@ func TestBackfillRemoteReadReload(t *testing.T) {
 	require.Same(t, before, e.p.bf.up(), "an unchanged entry keeps its client (and connections)")
 
 	next, _ := loadConfig(t, entry(srv.URL, "new"), nil)
-	require.NoError(t, e.p.CheckRemoteRead(next))
-	require.NoError(t, e.p.ApplyConfig(next))
+	commit, err := e.p.PrepareConfig(next)
+	require.NoError(t, err)
+	require.Same(t, before, e.p.bf.up(), "prepared, not committed: nothing changed")
+	require.Same(t, same, e.p.cfg.Load(), "prepared, not committed: nothing changed")
+	commit()
+	require.NotSame(t, before, e.p.bf.up(), "committed: the new credentials' client")
+	require.Same(t, next, e.p.cfg.Load())
 	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
 	e.push(atStep(n), model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
 	e.backfilled(t)

@@ -285,17 +285,6 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			_ = fwd.Close()
 		}
 	}()
-	// A reload's remote_read (the warm start's upstream) is checked
-	// before the remote writes change: a reload that fails changes
-	// nothing. pl is set below, before the server serves /-/reload.
-	var pl *pipeline.Pipeline
-	cfgLoader.OnReload(func(c *config.Config) error {
-		if pl == nil {
-			return nil
-		}
-		return pl.CheckRemoteRead(c)
-	})
-	cfgLoader.OnReload(func(c *config.Config) error { return fwd.ApplyConfig(c.RemoteWrite) })
 	// omen's remote_write and remote_read are Prometheus's, shown with
 	// their secrets as <secret>; the rest of its configuration is at
 	// /api/v1/status/omen.
@@ -311,11 +300,13 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	popts.Build = pipeline.BuildInfo{Version: version.Version, Revision: version.Revision, GoVersion: runtime.Version()}
 	var wh *tsdb.WriteHandler // set below; Stats is only called once serving
 	popts.Stats = func() (int, map[string]float64) { return int(store.HeadSeries()), wh.Rejected() }
-	pl, err = pipeline.New(logger, reg, store, engine, cfgLoader.Config(), popts)
+	pl, err := pipeline.New(logger, reg, store, engine, cfgLoader.Config(), popts)
 	if err != nil {
 		return err
 	}
-	cfgLoader.OnReload(pl.ApplyConfig)
+	// Nothing reloads before the run group starts (the reloader and the
+	// server are actors of it).
+	cfgLoader.OnReload(reloadListener(pl, fwd))
 	// Series the head drops lose their models too (they come back with new
 	// references).
 	store.OnSeriesDeleted(pl.SeriesDeleted)
@@ -576,4 +567,42 @@ func walCompression(on bool, typ string) compression.Type {
 		return compression.None
 	}
 	return typ
+}
+
+// configPreparer is the pipeline's side of a reload (pipeline.Pipeline):
+// PrepareConfig does all that can fail and changes nothing; the commit it
+// returns applies the configuration and cannot fail.
+type configPreparer interface {
+	PrepareConfig(*config.Config) (commit func(), err error)
+}
+
+// remoteWriter is the forwarder's side of a reload (forward.Forwarder):
+// ApplyConfig checks every queue before it changes one, so a refusal
+// leaves the remote writes as they were.
+type remoteWriter interface {
+	ApplyConfig([]*promconfig.RemoteWriteConfig) error
+}
+
+// reloadListener applies a reloaded configuration to the pipeline and the
+// remote writes, all or nothing (Prometheus applies what its other
+// components take of a file one refuses; omen's docs promise a refused
+// reload changes nothing, and its metric says so): the pipeline is
+// prepared first (its remote_read refused, a TLS file of it missing), then
+// the remote writes change, the one step that may still fail, changing
+// nothing when it does (a queue's client refused, the forwarding log not
+// opened), and only then is the pipeline's part committed. A reload whose
+// pipeline step failed after the remote writes had changed was reported
+// failed with its remote writes in force.
+func reloadListener(pl configPreparer, fwd remoteWriter) func(*config.Config) error {
+	return func(c *config.Config) error {
+		commit, err := pl.PrepareConfig(c)
+		if err != nil {
+			return err
+		}
+		if err := fwd.ApplyConfig(c.RemoteWrite); err != nil {
+			return err
+		}
+		commit()
+		return nil
+	}
 }
