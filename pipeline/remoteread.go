@@ -2,10 +2,7 @@ package pipeline
 
 import (
 	"fmt"
-	"maps"
-	"os"
 	"reflect"
-	"slices"
 
 	promconfig "github.com/prometheus/prometheus/config"
 
@@ -76,35 +73,13 @@ func (p *Pipeline) nextUpstream(cfg *config.Config) (*rrUpstream, error) {
 }
 
 // CheckUpstream fails where a start would fail on the remote_read entries
-// rrs (the client cannot be made: a tls_config file missing or not a
-// certificate), and where reads would: a secret file (password_file,
-// credentials_file, client_secret_file) that is not there. Those are read
-// at each request, as in Prometheus, so a start does not wait for them;
-// `omen check config` names them before a deployment finds every warm
-// start refused.
+// rrs: the client cannot be made (a tls_config file missing or not a
+// certificate). Secret files are read at each request, as in Prometheus,
+// so a start does not look at them; `omen check config` does.
 func CheckUpstream(rrs []*promconfig.RemoteReadConfig) error {
 	for i, rr := range rrs {
 		if _, err := newUpstream(rr); err != nil {
 			return fmt.Errorf("remote_read[%d]: %w", i, err)
-		}
-		hc := rr.HTTPClientConfig
-		files := map[string]string{}
-		if hc.BasicAuth != nil {
-			files["basic_auth.password_file"] = hc.BasicAuth.PasswordFile
-		}
-		if hc.Authorization != nil {
-			files["authorization.credentials_file"] = hc.Authorization.CredentialsFile
-		}
-		if hc.OAuth2 != nil {
-			files["oauth2.client_secret_file"] = hc.OAuth2.ClientSecretFile
-		}
-		for _, k := range slices.Sorted(maps.Keys(files)) {
-			if files[k] == "" {
-				continue
-			}
-			if _, err := os.Stat(files[k]); err != nil {
-				return fmt.Errorf("remote_read[%d].%s: %w", i, k, err)
-			}
 		}
 	}
 	return nil

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 
 	"github.com/alecthomas/kingpin/v2"
+	promcommon "github.com/prometheus/common/config"
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forward"
@@ -19,7 +22,7 @@ import (
 // found by the reload that kept the old configuration.
 func registerCheck(app *kingpin.Application, _ *logConfig) command {
 	cl := app.Command("check", "Check omen's files.")
-	cfg := cl.Command("config", "Check configuration files (--config.file) as a start or a reload reads them: syntax, selectors, PromQL, remote_write with the TLS files it names (a password_file is read at each request, as in Prometheus), and remote_read with its TLS and secret files. Exits 1 if any is refused.")
+	cfg := cl.Command("config", "Check configuration files (--config.file) as a start or a reload reads them: syntax, selectors, PromQL, remote_write and remote_read with the TLS files they name; and, as promtool does, their secret files (password_file, credentials_file, client_secret_file), which a start takes though every request fails until they are there. Exits 1 if any is refused.")
 	files := cfg.Arg("config-files", "The configuration files to check.").Required().Strings()
 	return command{clause: cfg, run: func(context.Context) error {
 		if failed := checkConfigs(os.Stdout, os.Stderr, *files); failed > 0 {
@@ -42,9 +45,11 @@ func checkConfigs(out, errOut io.Writer, files []string) int {
 			err = forward.Check(c.RemoteWrite)
 		}
 		if err == nil {
-			// The warm start's client, and the secret files it reads
-			// at each request.
+			// The warm start's client (its TLS files).
 			err = pipeline.CheckUpstream(c.RemoteRead)
+		}
+		if err == nil {
+			err = checkSecretFiles(c)
 		}
 		if err != nil {
 			fmt.Fprintf(errOut, "  FAILED: %v\n", err)
@@ -55,4 +60,47 @@ func checkConfigs(out, errOut io.Writer, files []string) int {
 			f, len(c.Include), len(c.Exclude), len(c.Overrides), len(c.Derived), len(c.RemoteWrite), len(c.RemoteRead))
 	}
 	return failed
+}
+
+// checkSecretFiles fails on a secret file (password_file, credentials_file,
+// client_secret_file) of a remote_write or remote_read entry that is not
+// there. A start and a reload take it, as Prometheus's do: it is read at
+// each request, so a Secret mounted later or rotated is used then. But
+// until it is there every request fails (every forwarded output retried
+// and in the end dropped, every warm start refused), and `promtool check
+// config` refuses a scrape's missing credentials_file for that reason. It
+// was checked for remote_read only, and a remote_write's passed.
+func checkSecretFiles(c *config.Config) error {
+	check := func(where string, hc promcommon.HTTPClientConfig) error {
+		files := map[string]string{}
+		if hc.BasicAuth != nil {
+			files["basic_auth.password_file"] = hc.BasicAuth.PasswordFile
+		}
+		if hc.Authorization != nil {
+			files["authorization.credentials_file"] = hc.Authorization.CredentialsFile
+		}
+		if hc.OAuth2 != nil {
+			files["oauth2.client_secret_file"] = hc.OAuth2.ClientSecretFile
+		}
+		for _, k := range slices.Sorted(maps.Keys(files)) {
+			if files[k] == "" {
+				continue
+			}
+			if _, err := os.Stat(files[k]); err != nil {
+				return fmt.Errorf("%s.%s: %w (read at each request: a start takes it, and every request fails until it is there)", where, k, err)
+			}
+		}
+		return nil
+	}
+	for i, rw := range c.RemoteWrite {
+		if err := check(fmt.Sprintf("remote_write[%d]", i), rw.HTTPClientConfig); err != nil {
+			return err
+		}
+	}
+	for i, rr := range c.RemoteRead {
+		if err := check(fmt.Sprintf("remote_read[%d]", i), rr.HTTPClientConfig); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,9 +35,10 @@ func TestCheckConfig(t *testing.T) {
 		{"missing", filepath.Join(dir, "nope.yml"), "no such file"},
 		{"a directory", dir, "is a directory"},
 		// Loads, but the reload's remote write could not start. A password_file
-		// is read at each request, by a start and a reload alike.
+		// is read at each request, by a start and a reload alike, but every
+		// request fails without it: named, as for remote_read below.
 		{"missing ca_file", write("ca.yml", "remote_write:\n  - url: https://mimir.example/api/v1/push\n    tls_config: {ca_file: missing.pem}\n"), "missing.pem"},
-		{"missing password_file", write("pw.yml", "remote_write:\n  - url: https://mimir.example/api/v1/push\n    basic_auth: {username: a, password_file: missing}\n"), ""},
+		{"missing password_file", write("pw.yml", "remote_write:\n  - url: https://mimir.example/api/v1/push\n    basic_auth: {username: a, password_file: missing}\n"), "remote_write[0].basic_auth.password_file: stat " + filepath.Join(dir, "missing")},
 		// The warm start's upstream: its client, and the secret files it
 		// reads at each request (a missing one is every warm start refused),
 		// as promtool checks a scrape's credentials_file.
@@ -60,4 +65,52 @@ func TestCheckConfig(t *testing.T) {
 	}
 	var out, errOut strings.Builder
 	require.Equal(t, 2, checkConfigs(&out, &errOut, []string{good, filepath.Join(dir, "nope.yml"), good, dir}), "every file is checked")
+}
+
+// TestCheckConfigAgreesWithStart: `omen check config` refuses a file that a
+// real start of omen serve refuses, and passes one it takes, with one
+// difference, promtool's: a secret file (password_file, credentials_file)
+// that is not there is refused, in remote_write as in remote_read, though a
+// start takes it (it is read at each request, and every request fails
+// without it), as `promtool check config` refuses a scrape's missing
+// credentials_file that Prometheus starts with.
+func TestCheckConfigAgreesWithStart(t *testing.T) {
+	dir := t.TempDir()
+	const rw, rr = "remote_write:\n  - url: http://127.0.0.1:1/api/v1/write\n", "remote_read:\n  - url: http://127.0.0.1:1/api/v1/read\n"
+	for i, tc := range []struct {
+		name, yml    string
+		start, check bool // refused by a start, by omen check config
+	}{
+		{"valid", rw + rr + "derived:\n  - {name: a, expr: sum(up)}\n", false, false},
+		{"unknown key", "defaults: {false_alarm_rat: 0.01}\n", true, true},
+		{"bad PromQL in a derived input", "derived:\n  - {name: a, expr: 'sum('}\n", true, true},
+		{"a derived input named twice", "derived:\n  - {name: a, expr: sum(up)}\n  - {name: a, expr: sum(up)}\n", true, true},
+		{"a remote_write named twice", rw + "    name: x\n  - url: http://127.0.0.1:1/b\n    name: x\n", true, true},
+		{"a remote_write given twice", rw + "  - url: http://127.0.0.1:1/api/v1/write\n", true, true},
+		{"remote_write missing ca_file", rw + "    tls_config: {ca_file: missing-ca.pem}\n", true, true},
+		{"remote_read missing ca_file", rr + "    tls_config: {ca_file: missing-ca.pem}\n", true, true},
+		{"remote_write missing password_file", rw + "    basic_auth: {username: a, password_file: missing-pw}\n", false, true},
+		{"remote_read missing password_file", rr + "    basic_auth: {username: a, password_file: missing-pw}\n", false, true},
+		{"remote_write missing credentials_file", rw + "    authorization: {credentials_file: missing-token}\n", false, true},
+		{"remote_read missing credentials_file", rr + "    authorization: {credentials_file: missing-token}\n", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, fmt.Sprintf("%d.yml", i))
+			require.NoError(t, os.WriteFile(file, []byte(tc.yml), 0o644))
+			var out, errOut strings.Builder
+			require.Equal(t, tc.check, checkConfigs(&out, &errOut, []string{file}) > 0, "omen check config: %s", errOut.String())
+
+			// A start is refused at once; one that takes the file runs
+			// until the context ends.
+			app := kingpin.New("omen", "")
+			cmd := registerServe(app, registerLogFlags(app))
+			_, err := app.Parse([]string{"serve", "--config.file=" + file, "--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprint(i)),
+				fmt.Sprintf("--web.listen-address=127.0.0.1:%d", 23850+i), "--log.level=error"})
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			err = cmd.run(ctx)
+			require.Equal(t, tc.start, err != nil, "omen serve: %v", err)
+		})
+	}
 }
