@@ -97,7 +97,11 @@ func (l *ConfigLoader) Reloaded() (ok bool, at time.Time) {
 }
 
 // OnReload registers fn to be given every newly loaded configuration. An
-// error from fn fails the reload.
+// error from fn fails the reload and keeps the previous configuration, but
+// the listeners are called in turn and one that failed does not undo those
+// before it: a reload that must change nothing when it fails registers one
+// listener that checks everything before it applies anything (see
+// cmd/omen's reloadListener).
 func (l *ConfigLoader) OnReload(fn func(*config.Config) error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

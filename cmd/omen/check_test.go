@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,10 +75,34 @@ func TestCheckConfig(t *testing.T) {
 // that is not there is refused, in remote_write as in remote_read, though a
 // start takes it (it is read at each request, and every request fails
 // without it), as `promtool check config` refuses a scrape's missing
-// credentials_file that Prometheus starts with.
+// credentials_file that Prometheus starts with. A reload of a running omen
+// (started with the remote_read entry every row has) refuses what the
+// start refuses.
 func TestCheckConfigAgreesWithStart(t *testing.T) {
 	dir := t.TempDir()
 	const rw, rr = "remote_write:\n  - url: http://127.0.0.1:1/api/v1/write\n", "remote_read:\n  - url: http://127.0.0.1:1/api/v1/read\n"
+	running := filepath.Join(dir, "running.yml")
+	require.NoError(t, os.WriteFile(running, []byte(rr), 0o644))
+	const addr = "127.0.0.1:23849"
+	{
+		app := kingpin.New("omen", "")
+		cmd := registerServe(app, registerLogFlags(app))
+		_, err := app.Parse([]string{"serve", "--config.file=" + running, "--storage.tsdb.path=" + filepath.Join(dir, "running"),
+			"--web.listen-address=" + addr, "--web.enable-lifecycle", "--log.level=error"})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- cmd.run(ctx) }()
+		t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+		require.Eventually(t, func() bool {
+			r, err := http.Get("http://" + addr + "/-/ready")
+			if err != nil {
+				return false
+			}
+			_ = r.Body.Close()
+			return r.StatusCode == http.StatusOK
+		}, 20*time.Second, 50*time.Millisecond)
+	}
 	for i, tc := range []struct {
 		name, yml    string
 		start, check bool // refused by a start, by omen check config
@@ -95,8 +121,20 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 		{"remote_read missing credentials_file", rr + "    authorization: {credentials_file: missing-token}\n", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			yml := tc.yml
+			if !strings.Contains(yml, "remote_read") {
+				yml = rr + yml // a reload that removed it would be refused
+			}
 			file := filepath.Join(dir, fmt.Sprintf("%d.yml", i))
-			require.NoError(t, os.WriteFile(file, []byte(tc.yml), 0o644))
+			require.NoError(t, os.WriteFile(file, []byte(yml), 0o644))
+			require.NoError(t, os.WriteFile(running, []byte(yml), 0o644))
+			r, err := http.Post("http://"+addr+"/-/reload", "", nil)
+			require.NoError(t, err)
+			msg, err := io.ReadAll(r.Body)
+			require.NoError(t, err)
+			require.NoError(t, r.Body.Close())
+			require.Equal(t, tc.start, r.StatusCode != http.StatusOK, "reload: %s", msg)
+
 			var out, errOut strings.Builder
 			require.Equal(t, tc.check, checkConfigs(&out, &errOut, []string{file}) > 0, "omen check config: %s", errOut.String())
 
@@ -104,7 +142,7 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 			// until the context ends.
 			app := kingpin.New("omen", "")
 			cmd := registerServe(app, registerLogFlags(app))
-			_, err := app.Parse([]string{"serve", "--config.file=" + file, "--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprint(i)),
+			_, err = app.Parse([]string{"serve", "--config.file=" + file, "--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprint(i)),
 				fmt.Sprintf("--web.listen-address=127.0.0.1:%d", 23850+i), "--log.level=error"})
 			require.NoError(t, err)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
