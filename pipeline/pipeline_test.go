@@ -87,8 +87,22 @@ func newEnvEngine(t testing.TB, dbDir string, cfg *config.Config, engine promql.
 	return newEnvOn(t, db, db, cfg, engine, mod)
 }
 
+// newEnvLogged is newEnv logging into logger: set before Run starts, not
+// after (Run's goroutines read it).
+func newEnvLogged(t testing.TB, cfg *config.Config, logger *slog.Logger, mod func(*Options)) *env {
+	t.Helper()
+	db := openDB(t, t.TempDir())
+	return newEnvOnLogged(t, db, db, cfg, nil, logger, mod)
+}
+
 // newEnvOn starts a pipeline over st, which stores into db.
 func newEnvOn(t testing.TB, db *tsdb.DB, st Storage, cfg *config.Config, engine promql.QueryEngine, mod func(*Options)) *env {
+	t.Helper()
+	return newEnvOnLogged(t, db, st, cfg, engine, nil, mod)
+}
+
+// newEnvOnLogged is newEnvOn logging into logger (nil: nowhere).
+func newEnvOnLogged(t testing.TB, db *tsdb.DB, st Storage, cfg *config.Config, engine promql.QueryEngine, logger *slog.Logger, mod func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, db: db, reg: prometheus.NewRegistry(), clock: &clock{now: t0}}
 	o := DefaultOptions()
@@ -100,7 +114,7 @@ func newEnvOn(t testing.TB, db *tsdb.DB, st Storage, cfg *config.Config, engine 
 	if mod != nil {
 		mod(&o)
 	}
-	p, err := New(nil, e.reg, st, engine, cfg, o)
+	p, err := New(logger, e.reg, st, engine, cfg, o)
 	require.NoError(t, err)
 	e.p = p
 	e.app = p.Tap(st)

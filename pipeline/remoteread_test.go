@@ -133,8 +133,7 @@ func TestBackfillRemoteReadWrongPassword(t *testing.T) {
 	cfg, dir := loadConfig(t, fmt.Sprintf("remote_read:\n  - url: %s/api/v1/read\n    basic_auth: {username: omen, password_file: pw}\n", srv.URL), map[string]string{"pw": "wrong"})
 
 	var logs syncBuffer
-	e := newEnv(t, "", cfg, func(o *Options) { o.Workers = 1 })
-	e.p.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	e := newEnvLogged(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)), func(o *Options) { o.Workers = 1 })
 	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
 	e.push(atStep(n), model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
 	e.sync()
