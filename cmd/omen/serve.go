@@ -96,7 +96,7 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("data/").StringVar(&f.tsdbPath)
 	cl.Flag("storage.tsdb.retention.time", "How long to retain samples in storage; 0 with --storage.tsdb.retention.size: no time limit, the size alone (as in Prometheus).").
 		Default("15d").SetValue(&f.retentionTime)
-	cl.Flag("storage.tsdb.retention.size", "Maximum number of bytes of blocks to retain (0: unlimited). Units: KB, MB, GB, ...").
+	cl.Flag("storage.tsdb.retention.size", "Maximum number of bytes of storage to retain: blocks, WAL and head chunks; the oldest blocks are deleted beyond it (0: unlimited). Units: KB, MB, GB, ...").
 		Default("0").BytesVar(&f.retentionSize)
 	cl.Flag("storage.tsdb.out-of-order-time-window", "How far back out-of-order samples are still accepted (0: none).").
 		Default("0s").SetValue(&f.oooWindow)
