@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func TestCheckConfig(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut strings.Builder
-			failed := checkConfigs(&out, &errOut, []string{tc.file})
+			failed := checkConfigs(&out, &errOut, []string{tc.file}, false)
 			require.Contains(t, out.String(), "Checking "+tc.file)
 			if tc.want == "" {
 				require.Zero(t, failed, errOut.String())
@@ -66,7 +67,7 @@ func TestCheckConfig(t *testing.T) {
 		})
 	}
 	var out, errOut strings.Builder
-	require.Equal(t, 2, checkConfigs(&out, &errOut, []string{good, filepath.Join(dir, "nope.yml"), good, dir}), "every file is checked")
+	require.Equal(t, 2, checkConfigs(&out, &errOut, []string{good, filepath.Join(dir, "nope.yml"), good, dir}, false), "every file is checked")
 }
 
 // TestCheckConfigAgreesWithStart: `omen check config` refuses a file that a
@@ -83,7 +84,7 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 	const rw, rr = "remote_write:\n  - url: http://127.0.0.1:1/api/v1/write\n", "remote_read:\n  - url: http://127.0.0.1:1/api/v1/read\n"
 	running := filepath.Join(dir, "running.yml")
 	require.NoError(t, os.WriteFile(running, []byte(rr), 0o644))
-	const addr = "127.0.0.1:23849"
+	addr := freeAddr(t)
 	{
 		app := kingpin.New("omen", "")
 		cmd := registerServe(app, registerLogFlags(app))
@@ -104,21 +105,21 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 		}, 20*time.Second, 50*time.Millisecond)
 	}
 	for i, tc := range []struct {
-		name, yml    string
-		start, check bool // refused by a start, by omen check config
+		name, yml            string
+		start, check, syntax bool // refused by a start, by omen check config, with --syntax-only
 	}{
-		{"valid", rw + rr + "derived:\n  - {name: a, expr: sum(up)}\n", false, false},
-		{"unknown key", "defaults: {false_alarm_rat: 0.01}\n", true, true},
-		{"bad PromQL in a derived input", "derived:\n  - {name: a, expr: 'sum('}\n", true, true},
-		{"a derived input named twice", "derived:\n  - {name: a, expr: sum(up)}\n  - {name: a, expr: sum(up)}\n", true, true},
-		{"a remote_write named twice", rw + "    name: x\n  - url: http://127.0.0.1:1/b\n    name: x\n", true, true},
-		{"a remote_write given twice", rw + "  - url: http://127.0.0.1:1/api/v1/write\n", true, true},
-		{"remote_write missing ca_file", rw + "    tls_config: {ca_file: missing-ca.pem}\n", true, true},
-		{"remote_read missing ca_file", rr + "    tls_config: {ca_file: missing-ca.pem}\n", true, true},
-		{"remote_write missing password_file", rw + "    basic_auth: {username: a, password_file: missing-pw}\n", false, true},
-		{"remote_read missing password_file", rr + "    basic_auth: {username: a, password_file: missing-pw}\n", false, true},
-		{"remote_write missing credentials_file", rw + "    authorization: {credentials_file: missing-token}\n", false, true},
-		{"remote_read missing credentials_file", rr + "    authorization: {credentials_file: missing-token}\n", false, true},
+		{"valid", rw + rr + "derived:\n  - {name: a, expr: sum(up)}\n", false, false, false},
+		{"unknown key", "defaults: {false_alarm_rat: 0.01}\n", true, true, true},
+		{"bad PromQL in a derived input", "derived:\n  - {name: a, expr: 'sum('}\n", true, true, true},
+		{"a derived input named twice", "derived:\n  - {name: a, expr: sum(up)}\n  - {name: a, expr: sum(up)}\n", true, true, true},
+		{"a remote_write named twice", rw + "    name: x\n  - url: http://127.0.0.1:1/b\n    name: x\n", true, true, true},
+		{"a remote_write given twice", rw + "  - url: http://127.0.0.1:1/api/v1/write\n", true, true, false},
+		{"remote_write missing ca_file", rw + "    tls_config: {ca_file: missing-ca.pem}\n", true, true, false},
+		{"remote_read missing ca_file", rr + "    tls_config: {ca_file: missing-ca.pem}\n", true, true, false},
+		{"remote_write missing password_file", rw + "    basic_auth: {username: a, password_file: missing-pw}\n", false, true, false},
+		{"remote_read missing password_file", rr + "    basic_auth: {username: a, password_file: missing-pw}\n", false, true, false},
+		{"remote_write missing credentials_file", rw + "    authorization: {credentials_file: missing-token}\n", false, true, false},
+		{"remote_read missing credentials_file", rr + "    authorization: {credentials_file: missing-token}\n", false, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			yml := tc.yml
@@ -136,14 +137,17 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 			require.Equal(t, tc.start, r.StatusCode != http.StatusOK, "reload: %s", msg)
 
 			var out, errOut strings.Builder
-			require.Equal(t, tc.check, checkConfigs(&out, &errOut, []string{file}) > 0, "omen check config: %s", errOut.String())
+			require.Equal(t, tc.check, checkConfigs(&out, &errOut, []string{file}, false) > 0, "omen check config: %s", errOut.String())
+			// --syntax-only refuses what the file itself gets wrong, and
+			// takes what only the files it names (not mounted in CI) do.
+			require.Equal(t, tc.syntax, checkConfigs(io.Discard, io.Discard, []string{file}, true) > 0, "omen check config --syntax-only")
 
 			// A start is refused at once; one that takes the file runs
 			// until the context ends.
 			app := kingpin.New("omen", "")
 			cmd := registerServe(app, registerLogFlags(app))
 			_, err = app.Parse([]string{"serve", "--config.file=" + file, "--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprint(i)),
-				fmt.Sprintf("--web.listen-address=127.0.0.1:%d", 23850+i), "--log.level=error"})
+				"--web.listen-address=127.0.0.1:0", "--log.level=error"})
 			require.NoError(t, err)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
@@ -151,4 +155,15 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 			require.Equal(t, tc.start, err != nil, "omen serve: %v", err)
 		})
 	}
+}
+
+// freeAddr is a loopback address with a port free a moment ago, for a
+// server a test must reach by address.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
 }
