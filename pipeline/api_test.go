@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -562,4 +563,99 @@ func TestStatusDoesNotWaitForScorers(t *testing.T) {
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r))
 	require.Equal(t, 1, r.Data.Warming)
 	require.Equal(t, float64(r.Data.Warming), testutil.ToFloat64(e.p.m.warming), "omen_models_warming")
+}
+
+// busyGate is a query gate with no free slot, as --query.max-concurrency's
+// tracker is while that many queries run: Insert waits for the context.
+type busyGate struct{ inserts int }
+
+func (g *busyGate) Insert(ctx context.Context, _ string) (int, error) {
+	g.inserts++
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+func (g *busyGate) Delete(int) { panic("busyGate: nothing was admitted") }
+
+// TestAnomaliesAPIBounds: an unauthenticated client cannot make the
+// anomalies API hold the scorers' locks or a core for long. A request waits
+// for a slot of --query.max-concurrency's gate at most --query.timeout, then
+// gets 503 with Retry-After (Prometheus's remote write retries on it); more
+// than maxAnomalyMatchers selectors are a 400 naming the cap (1000 regexes
+// held a core 1.7 s at 50 000 series); a request whose client went away
+// stops matching.
+func TestAnomaliesAPIBounds(t *testing.T) {
+	selectors := func(n int) string {
+		q := url.Values{}
+		for i := range n {
+			q.Add("match[]", fmt.Sprintf(`{job=~"spiky|x%d"}`, i))
+		}
+		return q.Encode()
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name    string
+		gate    bool
+		ctx     context.Context
+		query   string
+		code    int
+		errType string
+		errHas  string
+	}{
+		{"selectors at the cap", false, context.Background(), selectors(maxAnomalyMatchers), 200, "", ""},
+		{"selectors over the cap", false, context.Background(), selectors(maxAnomalyMatchers + 1), 400, "bad_data", fmt.Sprintf("at most %d", maxAnomalyMatchers)},
+		// Go's own cap on query parameters, reached before ours.
+		{"10 001 selectors", false, context.Background(), selectors(10001), 400, "bad_data", "parse form"},
+		{"no free slot until the timeout", true, context.Background(), "limit=0", 503, "timeout", "query.max-concurrency"},
+		{"client gone", false, gone, "limit=0", 499, "canceled", "context canceled"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := &busyGate{}
+			e, _ := apiEnv(t)
+			if tc.gate {
+				e.p.opts.QueryGate = gate
+			}
+			e.p.opts.QueryTimeout = 50 * time.Millisecond
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequestWithContext(tc.ctx, http.MethodGet, "/api/v1/anomalies?"+tc.query, nil)
+			e.p.AnomaliesHandler().ServeHTTP(rec, req)
+			require.Equal(t, tc.code, rec.Code, rec.Body.String())
+			var got struct {
+				Status    string `json:"status"`
+				ErrorType string `json:"errorType"`
+				Error     string `json:"error"`
+				Data      struct {
+					Anomalies []json.RawMessage `json:"anomalies"`
+				} `json:"data"`
+			}
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+			if tc.code == 200 {
+				require.Len(t, got.Data.Anomalies, 1, "the spiky series, matched by each selector")
+				return
+			}
+			require.Equal(t, tc.errType, got.ErrorType)
+			require.Contains(t, got.Error, tc.errHas)
+			require.Empty(t, got.Data.Anomalies)
+			if tc.code == 503 {
+				require.Equal(t, 1, gate.inserts)
+				require.NotEmpty(t, rec.Header().Get("Retry-After"))
+			}
+		})
+	}
+}
+
+// TestTopAnomaliesStopsWhenCancelled: the walk over the series checks its
+// context under the scorers' locks, and a cancelled walk caches no partial
+// match.
+func TestTopAnomaliesStopsWhenCancelled(t *testing.T) {
+	e, _ := apiEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sel := [][]*labels.Matcher{{eq("job", "spiky")}}
+	_, err := e.p.topAnomalies(ctx, sel, 0)
+	require.ErrorIs(t, err, context.Canceled)
+	got, err := e.p.topAnomalies(context.Background(), sel, 0)
+	require.NoError(t, err)
+	require.Len(t, got, 1, "not the cancelled walk's empty match from the cache")
 }

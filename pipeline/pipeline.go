@@ -161,6 +161,13 @@ type Options struct {
 	Stats func() (seriesStored int, rejected map[string]float64)
 	// Build is reported by /api/v1/status/omen.
 	Build BuildInfo
+	// QueryGate, if set, bounds the /api/v1/anomalies requests served at
+	// once: `omen serve` passes --query.max-concurrency's tracker, so they
+	// share its slots with the PromQL API's queries. nil: no bound.
+	QueryGate QueryGate
+	// QueryTimeout, if more than 0, bounds an /api/v1/anomalies request's
+	// wait for a slot and its work (--query.timeout).
+	QueryTimeout time.Duration
 }
 
 // DefaultOptions returns the defaults of `omen serve`.
