@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"encoding/json"
@@ -58,6 +59,12 @@ type Anomaly struct {
 	Feature   string    `json:"feature"`
 	Ready     bool      `json:"ready"`
 	Timestamp time.Time `json:"timestamp"`
+
+	// in and name make Labels when the handler encodes the entry
+	// (writeAnomalies): a map per series, built whole, was most of a
+	// limit=0 answer's heap. A series' in and name never change.
+	in   labels.Labels
+	name string
 }
 
 // jsonFloat encodes NaN and ±Inf (a band during warm-up) as null, which
@@ -153,8 +160,62 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 			queryAborted(w, r, fmt.Errorf("match the scored series within --query.timeout: %w", err))
 			return
 		}
-		apiOK(w, map[string]any{"anomalies": list})
+		writeAnomalies(w, list)
 	})
+}
+
+// anomaliesFlushBytes is how much of an anomalies answer is encoded before
+// any is written: the web UI's 100 rows (~46 KB) fit, so its answers are
+// whole or a 500 as apiOK's; a limit=0 answer (23 MB at 50 000 series)
+// streams in chunks of about this size.
+const anomaliesFlushBytes = 64 << 10
+
+// writeAnomalies writes list as apiOK would, the envelope's keys in the
+// same order, encoding an entry at a time with its labels in one reused map
+// (list's Labels are nil, made from in and name). An entry JSON cannot hold
+// (a timestamp past the year 9999) is a 500 before anything is written;
+// after, the connection is aborted, as Prometheus's streamed remote read
+// does, so the client sees a cut answer fail rather than a 200 it trusts.
+func writeAnomalies(w http.ResponseWriter, list []Anomaly) {
+	var buf bytes.Buffer
+	buf.Grow(min(anomaliesFlushBytes+4096, 512+len(list)*512))
+	buf.WriteString(`{"data":{"anomalies":[`)
+	enc := json.NewEncoder(&buf) // escapes HTML as json.Marshal does
+	m := map[string]string{}
+	started := false
+	for i := range list {
+		a := &list[i]
+		clear(m)
+		eachOutLabel(a.in, a.name, "", "", func(name, value string) { m[name] = value })
+		a.Labels = m
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		err := enc.Encode(a)
+		a.Labels = nil // not the next entry's
+		if err != nil {
+			if !started {
+				apiError(w, http.StatusInternalServerError, fmt.Errorf("encode response: %w", err))
+				return
+			}
+			panic(http.ErrAbortHandler)
+		}
+		buf.Truncate(buf.Len() - 1) // Encode's newline
+		if buf.Len() < anomaliesFlushBytes {
+			continue
+		}
+		if !started {
+			w.Header().Set("Content-Type", "application/json")
+			started = true
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return // the client went away
+		}
+		buf.Reset()
+	}
+	buf.WriteString(`]},"status":"success"}` + "\n")
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(buf.Bytes())
 }
 
 // queryAborted answers a request whose context ended: a 503 with
@@ -183,6 +244,9 @@ func (p *Pipeline) Anomalies(sets [][]*labels.Matcher) []Anomaly {
 // (BenchmarkAnomalies).
 func (p *Pipeline) TopAnomalies(sets [][]*labels.Matcher, limit int) []Anomaly {
 	list, _ := p.topAnomalies(context.Background(), sets, limit) // never cancelled
+	for i := range list {
+		list[i].Labels = outputLabelMap(list[i].in, list[i].name)
+	}
 	return list
 }
 
@@ -190,14 +254,25 @@ func (p *Pipeline) TopAnomalies(sets [][]*labels.Matcher, limit int) []Anomaly {
 // between looks at its context: a few hundred microseconds of regexes.
 const cancelCheckEvery = 1024
 
-// topAnomalies is TopAnomalies that stops, with ctx's error, once ctx is
-// done: it looks at ctx between scorers and every cancelCheckEvery series
+// topAnomalies is TopAnomalies, without the entries' Labels (see
+// Anomaly.in), that stops with ctx's error once ctx is done: it looks at ctx between scorers and every cancelCheckEvery series
 // under a scorer's lock, which it then releases at once.
 func (p *Pipeline) topAnomalies(ctx context.Context, sets [][]*labels.Matcher, limit int) ([]Anomaly, error) {
 	if limit <= 0 {
 		limit = math.MaxInt
 	}
 	top := anomalyHeap{limit: limit}
+	if len(sets) == 0 {
+		// Every series may be listed: the list's growth by appends
+		// allocated twice what it kept (~500 B a series for limit=0).
+		n := 0
+		for _, w := range p.workers {
+			w.mu.RLock()
+			n += len(w.series)
+			w.mu.RUnlock()
+		}
+		top.list = make([]Anomaly, 0, min(limit, n))
+	}
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
 	ivs := p.intervals()
 	add := func(s *series) {
@@ -215,7 +290,7 @@ func (p *Pipeline) topAnomalies(ctx context.Context, sets [][]*labels.Matcher, l
 			return
 		}
 		a := Anomaly{
-			Labels: outputLabelMap(s), Score: jsonFloat(s.pub.score), Value: jsonFloat(s.pub.value), Counter: s.counter, Derived: isDerived(s),
+			in: s.in, name: s.name, Score: jsonFloat(s.pub.score), Value: jsonFloat(s.pub.value), Counter: s.counter, Derived: isDerived(s),
 			Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
 			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
 			Timestamp: time.UnixMilli(s.pub.t).UTC(),
@@ -328,10 +403,11 @@ func (h *anomalyHeap) Swap(i, j int) { h.list[i], h.list[j] = h.list[j], h.list[
 func (h *anomalyHeap) Push(any)      { panic("anomalyHeap: fixed size") }
 func (h *anomalyHeap) Pop() any      { panic("anomalyHeap: fixed size") }
 
-// outputLabelMap returns the labels of s's outputs without __name__.
-func outputLabelMap(s *series) map[string]string {
-	m := make(map[string]string, s.in.Len())
-	eachOutLabel(s.in, s.name, "", "", func(name, value string) { m[name] = value })
+// outputLabelMap returns the labels of the outputs of the series with
+// input labels in and for label name, without __name__.
+func outputLabelMap(in labels.Labels, name string) map[string]string {
+	m := make(map[string]string, in.Len())
+	eachOutLabel(in, name, "", "", func(name, value string) { m[name] = value })
 	return m
 }
 
