@@ -140,28 +140,40 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 			}
 			sets = append(sets, ms)
 		}
-		ctx := r.Context()
-		if p.opts.QueryTimeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, p.opts.QueryTimeout)
-			defer cancel()
-		}
-		if g := p.opts.QueryGate; g != nil {
-			// In queries.active as what it is, should it crash omen.
-			i, err := g.Insert(ctx, "omen /api/v1/anomalies?"+r.Form.Encode())
-			if err != nil {
-				queryAborted(w, r, fmt.Errorf("wait for a query slot (--query.max-concurrency) within --query.timeout: %w", err))
-				return
-			}
-			defer g.Delete(i)
-		}
-		list, err := p.topAnomalies(ctx, sets, limit)
+		list, err := p.gatedTopAnomalies(r, sets, limit)
 		if err != nil {
-			queryAborted(w, r, fmt.Errorf("match the scored series within --query.timeout: %w", err))
+			queryAborted(w, r, err)
 			return
 		}
 		writeAnomalies(w, list)
 	})
+}
+
+// gatedTopAnomalies is topAnomalies in a slot of Options.QueryGate, within
+// Options.QueryTimeout of r's context. The slot is freed before the answer
+// is written, as the engine frees a query's: with no write timeout, clients
+// that read slowly or not at all held --query.max-concurrency slots as long
+// as they liked, and with them every query, the derived inputs' too.
+func (p *Pipeline) gatedTopAnomalies(r *http.Request, sets [][]*labels.Matcher, limit int) ([]Anomaly, error) {
+	ctx := r.Context()
+	if p.opts.QueryTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.opts.QueryTimeout)
+		defer cancel()
+	}
+	if g := p.opts.QueryGate; g != nil {
+		// In queries.active as what it is, should it crash omen.
+		i, err := g.Insert(ctx, "omen /api/v1/anomalies?"+r.Form.Encode())
+		if err != nil {
+			return nil, fmt.Errorf("wait for a query slot (--query.max-concurrency) within --query.timeout: %w", err)
+		}
+		defer g.Delete(i)
+	}
+	list, err := p.topAnomalies(ctx, sets, limit)
+	if err != nil {
+		return nil, fmt.Errorf("match the scored series within --query.timeout: %w", err)
+	}
+	return list, nil
 }
 
 // anomaliesFlushBytes is how much of an anomalies answer is encoded before

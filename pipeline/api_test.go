@@ -778,3 +778,50 @@ func TestWriteAnomaliesEncodeError(t *testing.T) {
 		})
 	}
 }
+
+// countingGate is a query gate of one slot that records whether it was
+// held when the answer was written.
+type countingGate struct {
+	held, inserts int
+	heldAtWrite   bool
+}
+
+func (g *countingGate) Insert(context.Context, string) (int, error) {
+	g.held++
+	g.inserts++
+	return 1, nil
+}
+func (g *countingGate) Delete(int) { g.held-- }
+
+// gateWatchResponse notes, at the answer's first write, whether the gate's
+// slot was still held.
+type gateWatchResponse struct {
+	*httptest.ResponseRecorder
+	g       *countingGate
+	watched bool
+}
+
+func (w *gateWatchResponse) Write(b []byte) (int, error) {
+	if !w.watched {
+		w.watched, w.g.heldAtWrite = true, w.g.held > 0
+	}
+	return w.ResponseRecorder.Write(b)
+}
+
+// TestAnomaliesAPIFreesSlotBeforeWriting: the query slot is freed once the
+// list is made, before it is written, as the engine frees a query's: with
+// no write timeout, clients that read slowly or not at all held the slots
+// of --query.max-concurrency, and with them every query, the derived
+// inputs' evaluations included.
+func TestAnomaliesAPIFreesSlotBeforeWriting(t *testing.T) {
+	e, _ := apiEnv(t)
+	g := &countingGate{}
+	e.p.opts.QueryGate = g
+	w := &gateWatchResponse{ResponseRecorder: httptest.NewRecorder(), g: g}
+	e.p.AnomaliesHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies?limit=0", nil))
+	require.Equal(t, http.StatusOK, w.Code)
+	require.True(t, w.watched)
+	require.Equal(t, 1, g.inserts)
+	require.False(t, g.heldAtWrite, "the slot was held while the answer was written")
+	require.Zero(t, g.held)
+}
