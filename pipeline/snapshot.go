@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 
@@ -25,14 +26,20 @@ import (
 
 // The snapshot file:
 //
-//	"omsn" | version uint16
+//	"omsn" | version uint16 | zstd(
 //	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
 //	  since int64 | lastHot int64 | peak float64 | quiet uint32 |
 //	  event int64 | longest uint32 | len uint32 | peakMember |
 //	  absDif float64 | nDif uint32 |
 //	  len uint32 | detector | len uint32 | forecaster }*
-//	0 | CRC-32 (IEEE) of everything before it
+//	0 | CRC-32 (IEEE) of everything before it, uncompressed )
 //
+// Version 6 compresses what follows the version (zstd's fastest level):
+// uncompressed, a series' record was ~2.9 KB, ~300 MB rewritten every
+// --snapshot.interval at 100 000 series (~85 GB of disk writes a day, ten
+// times the WAL's); a real file of 20 000 series went from 57 to 17 MB
+// for 0.14 CPU-s, against 0.93 s to encode it. Versions 1 to 5 are not
+// compressed, and their checksum follows the end tag in the file.
 // little-endian; labels are name 0xff value 0xff pairs (0xff never occurs in
 // UTF-8). The forecaster is empty (none), or 0 | model, or 1 | the
 // pipeline's state around the model (see fcState.appendState) | model;
@@ -50,7 +57,9 @@ import (
 // history instead.
 const (
 	snapMagic   = "omsn"
-	snapVersion = 5
+	snapVersion = 6
+	// snapZstd: the first version whose body is compressed.
+	snapZstd = 6
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
@@ -105,6 +114,54 @@ type snapEncoder struct {
 	crc hash.Hash32
 	n   int
 	buf [8]byte
+	// out is the file's own buffer, zw the compressor between w and it
+	// (nil before version 6).
+	out *bufio.Writer
+	zw  *zstd.Encoder
+}
+
+// newSnapEncoder writes the header of a snapshot of the given version to f
+// and returns the encoder of its records.
+func newSnapEncoder(f io.Writer, version uint16) (*snapEncoder, error) {
+	out := bufio.NewWriterSize(f, 1<<16)
+	e := &snapEncoder{w: out, out: out, crc: crc32.NewIEEE()}
+	var v [2]byte
+	binary.LittleEndian.PutUint16(v[:], version)
+	if err := e.write(append([]byte(snapMagic), v[:]...)); err != nil {
+		return nil, err
+	}
+	if version >= snapZstd {
+		// One goroutine: the snapshot runs beside the scorers, on cores
+		// they need.
+		zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		e.zw, e.w = zw, bufio.NewWriterSize(zw, 1<<16)
+	}
+	return e, nil
+}
+
+// end writes the end tag and the checksum, and flushes what is buffered
+// to the file.
+func (e *snapEncoder) end() error {
+	if err := e.u8(0); err != nil {
+		return err
+	}
+	var sum [4]byte
+	binary.LittleEndian.PutUint32(sum[:], e.crc.Sum32())
+	if _, err := e.w.Write(sum[:]); err != nil {
+		return err
+	}
+	if err := e.w.Flush(); err != nil {
+		return err
+	}
+	if e.zw != nil {
+		if err := e.zw.Close(); err != nil {
+			return err
+		}
+	}
+	return e.out.Flush()
 }
 
 func (e *snapEncoder) write(b []byte) error {
@@ -342,10 +399,14 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 		return 0, fmt.Errorf("create snapshot directory: %w", err)
 	}
 	if p.opts.SnapshotRoom != nil {
-		// About the last snapshot's size, or ~3 KiB a series for a first.
-		need := int64(p.scored.Load()) * 3 << 10
+		// About the last snapshot's size, and at least 512 bytes a series
+		// (compressed, they took ~0.85 KB: the floor is for series added
+		// since a small one); or ~3 KiB a series, uncompressed, for a
+		// first.
+		series := int64(p.scored.Load())
+		need := series * 3 << 10
 		if fi, err := os.Stat(path); err == nil {
-			need = max(need/2, fi.Size()*5/4)
+			need = max(series*512, fi.Size()*5/4)
 		}
 		if err := p.opts.SnapshotRoom(need); err != nil {
 			return 0, fmt.Errorf("no room for the snapshot (about %d bytes): %w", need, err)
@@ -362,13 +423,8 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	e := &snapEncoder{w: bufio.NewWriterSize(f, 1<<16), crc: crc32.NewIEEE()}
-	if err := e.write([]byte(snapMagic)); err != nil {
-		return 0, fmt.Errorf("write snapshot: %w", err)
-	}
-	var v [2]byte
-	binary.LittleEndian.PutUint16(v[:], snapVersion)
-	if err := e.write(v[:]); err != nil {
+	e, err := newSnapEncoder(f, snapVersion)
+	if err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
 	// The unclaimed restored states first: a series that claims its state
@@ -383,15 +439,7 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 			return 0, fmt.Errorf("write snapshot: %w", err)
 		}
 	}
-	if err := e.u8(0); err != nil {
-		return 0, fmt.Errorf("write snapshot: %w", err)
-	}
-	var sum [4]byte
-	binary.LittleEndian.PutUint32(sum[:], e.crc.Sum32())
-	if _, err := e.w.Write(sum[:]); err != nil {
-		return 0, fmt.Errorf("write snapshot: %w", err)
-	}
-	if err := e.w.Flush(); err != nil {
+	if err := e.end(); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
 	if err := f.Sync(); err != nil {
@@ -595,21 +643,8 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 	if size < int64(len(snapMagic))+2+1+4 {
 		return nil, fmt.Errorf("snapshot of %d bytes is truncated", size)
 	}
-	// First pass: the checksum, so nothing is decoded from a damaged file.
-	crc := crc32.NewIEEE()
-	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-4)); err != nil {
-		return nil, fmt.Errorf("read snapshot: %w", err)
-	}
-	var sum [4]byte
-	if _, err := f.ReadAt(sum[:], size-4); err != nil {
-		return nil, fmt.Errorf("read snapshot: %w", err)
-	}
-	if binary.LittleEndian.Uint32(sum[:]) != crc.Sum32() {
-		return nil, errors.New("snapshot checksum mismatch")
-	}
-	r := bufio.NewReader(io.NewSectionReader(f, 0, size-4))
 	head := make([]byte, len(snapMagic)+2)
-	if _, err := io.ReadFull(r, head); err != nil {
+	if _, err := f.ReadAt(head, 0); err != nil {
 		return nil, fmt.Errorf("read snapshot: %w", err)
 	}
 	if string(head[:4]) != snapMagic {
@@ -618,6 +653,46 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 	version := binary.LittleEndian.Uint16(head[4:])
 	if version < 1 || version > snapVersion {
 		return nil, fmt.Errorf("snapshot version %d, want %d", version, snapVersion)
+	}
+	// First pass: the checksum, so nothing is decoded from a damaged file.
+	body := io.NewSectionReader(f, int64(len(head)), size-int64(len(head)))
+	var r *bufio.Reader
+	if version >= snapZstd {
+		// Decompressed twice rather than held: at 100 000 series it is
+		// ~300 MB, and decompressing costs a tenth of decoding.
+		zr, err := zstd.NewReader(body, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("read snapshot: %w", err)
+		}
+		defer zr.Close()
+		sum := &checked{crc: crc32.NewIEEE()}
+		sum.crc.Write(head)
+		if _, err := io.Copy(sum, zr); err != nil {
+			return nil, fmt.Errorf("read snapshot: %w", err)
+		}
+		if !sum.ok() {
+			return nil, errors.New("snapshot checksum mismatch")
+		}
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("read snapshot: %w", err)
+		}
+		if err := zr.Reset(body); err != nil {
+			return nil, fmt.Errorf("read snapshot: %w", err)
+		}
+		r = bufio.NewReader(zr)
+	} else {
+		crc := crc32.NewIEEE()
+		if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-4)); err != nil {
+			return nil, fmt.Errorf("read snapshot: %w", err)
+		}
+		var sum [4]byte
+		if _, err := f.ReadAt(sum[:], size-4); err != nil {
+			return nil, fmt.Errorf("read snapshot: %w", err)
+		}
+		if binary.LittleEndian.Uint32(sum[:]) != crc.Sum32() {
+			return nil, errors.New("snapshot checksum mismatch")
+		}
+		r = bufio.NewReader(io.NewSectionReader(f, int64(len(head)), size-4-int64(len(head))))
 	}
 	var out []*savedSeries
 	d := decoder{r: r}
@@ -654,6 +729,26 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		return nil, fmt.Errorf("decode snapshot: %w", d.err)
 	}
 	return out, nil
+}
+
+// checked takes a decompressed snapshot: the checksum of all but its last
+// 4 bytes, which are the checksum written.
+type checked struct {
+	crc  hash.Hash32
+	tail []byte
+}
+
+func (c *checked) Write(b []byte) (int, error) {
+	c.tail = append(c.tail, b...)
+	if n := len(c.tail) - 4; n > 0 {
+		c.crc.Write(c.tail[:n])
+		c.tail = append(c.tail[:0], c.tail[n:]...)
+	}
+	return len(b), nil
+}
+
+func (c *checked) ok() bool {
+	return len(c.tail) == 4 && binary.LittleEndian.Uint32(c.tail) == c.crc.Sum32()
 }
 
 type decoder struct {
