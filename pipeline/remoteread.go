@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"net/url"
 	"reflect"
 
 	promconfig "github.com/prometheus/prometheus/config"
@@ -31,11 +32,7 @@ func (o *Options) remoteRead(cfg *config.Config) (*promconfig.RemoteReadConfig, 
 	if file == nil {
 		return flag, nil
 	}
-	// Compared without their user information: a flag's user:pass@ and
-	// the file's basic_auth are the same upstream's.
-	a, b := *flag.URL.URL, *file.URL.URL
-	a.User, b.User = nil, nil
-	if a.String() != b.String() {
+	if !sameUpstream(flag.URL.URL, file.URL.URL) {
 		return nil, fmt.Errorf("remote_read url %s and --backfill.remote-read-url %s: two upstreams for the warm start; give one (the configuration file's remote_read takes credentials, TLS and headers)", file.URL.Redacted(), flag.URL.Redacted())
 	}
 	return file, nil
@@ -64,12 +61,19 @@ func (p *Pipeline) nextUpstream(cfg *config.Config) (*rrUpstream, error) {
 	if reflect.DeepEqual(cur.cfg, rr) {
 		return nil, nil
 	}
-	a, b := *cur.url, *rr.URL.URL
-	a.User, b.User = nil, nil
-	if a.String() != b.String() {
+	if !sameUpstream(cur.url, rr.URL.URL) {
 		return nil, fmt.Errorf("remote_read url %s: the warm start's upstream (%s) moved elsewhere by a reload takes a restart", rr.URL.Redacted(), cur.url.Redacted())
 	}
 	return newUpstream(rr)
+}
+
+// sameUpstream reports whether a and b name the same upstream: compared
+// without their user information, as a flag's user:pass@ and a file's
+// basic_auth are the same upstream's.
+func sameUpstream(a, b *url.URL) bool {
+	x, y := *a, *b
+	x.User, y.User = nil, nil
+	return x.String() == y.String()
 }
 
 // CheckUpstream fails where a start would fail on the remote_read entries
