@@ -294,11 +294,40 @@ func TestTapPassesThroughAndScores(t *testing.T) {
 
 func TestNeverScored(t *testing.T) {
 	for _, name := range []string{"anomaly_score", "yhat", "forecast_upper", "omen_series_scored", "",
-		"ALERTS", "ALERTS_FOR_STATE", "omen:anomalous_series:count", "namespace_job:anomaly_score:max", "namespace:omen_anomalous_series:count"} {
+		"ALERTS", "ALERTS_FOR_STATE", "omen:anomalous_series:count", "namespace_job:anomaly_score:max", "namespace:omen_anomalous_series:count",
+		"target_info", "otel_target_info"} {
 		require.False(t, Scorable(name), name)
 	}
 	for _, name := range []string{"up", "job:http_requests:rate5m", "node_cpu_seconds_total"} {
 		require.True(t, Scorable(name), name)
+	}
+}
+
+// TestInfoNotScored: target_info, which the OpenTelemetry Collector's
+// prometheusremotewrite exporter writes for every resource, and a series
+// whose metadata says info are stored but not scored; a gauge beside them
+// is.
+func TestInfoNotScored(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  model.MetricType
+	}{
+		{"target_info", model.MetricTypeGauge}, // the exporter's 2.0 metadata for it
+		{"target_info", ""},
+		{"otel_target_info", ""}, // the exporter's namespace: otel
+		{"build_info", model.MetricTypeInfo},
+	} {
+		t.Run(tc.name+"/"+string(tc.typ), func(t *testing.T) {
+			e := newEnv(t, "", nil, nil)
+			info := labels.FromStrings("__name__", tc.name, "job", "checkout", "instance", "i-1", "host_name", "h1")
+			gauge := labels.FromStrings("__name__", "queue_depth", "job", "checkout", "instance", "i-1")
+			e.push(t0.UnixMilli(), tc.typ, []labels.Labels{info}, []float64{1})
+			e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{gauge}, []float64{3})
+			e.sync()
+			require.Len(t, query(t, e.db, labels.MustNewMatcher(labels.MatchEqual, "__name__", tc.name))[info.String()], 1, "stored")
+			require.Equal(t, int64(1), e.p.scored.Load(), "series scored: the gauge alone")
+			require.Equal(t, "queue_depth", e.onlySeries().in.Get("__name__"))
+		})
 	}
 }
 

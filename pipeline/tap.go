@@ -142,6 +142,9 @@ func (a *tapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int6
 	if typ == "" || typ == model.MetricTypeUnknown {
 		typ = a.p.declaredType(name)
 	}
+	if typ == model.MetricTypeInfo {
+		return ref, err // a constant 1 carrying labels, as target_info below
+	}
 	typed := typ != "" && typ != model.MetricTypeUnknown
 	a.samples = append(a.samples, sample{ref: ref, ls: ls, st: st, t: t, v: v, counter: isCounter(name, typ), typed: typed})
 	return ref, err
@@ -180,9 +183,18 @@ func (a *tapAppender) Rollback() error {
 // Prometheus's ALERTS or the recording rules made from the outputs (`omen
 // rules generate`: omen:..., level:anomaly_score:..., level:omen_...), which
 // a remote_write without the shipped drop rules sends back: omen scored its
-// own alerts.
+// own alerts. Nor target_info, the OpenTelemetry resource's attributes
+// that the Collector's prometheusremotewrite exporter (and Prometheus's
+// own OTLP receiver) write as a series of constant value 1 per resource
+// (<namespace>_target_info with the exporter's namespace): stored for
+// joins (PromQL's info()), but scored it only took a --detect.max-series
+// and a --forecast.max-series place per service instance, and listed every
+// instance in /api/v1/anomalies with a score that is always 0. Series of
+// an info family by their metadata are not scored either, for the same
+// reason (tapAppender.Append).
 func Scorable(name string) bool {
-	if name == "" || isOutputName(name) || strings.HasPrefix(name, "omen_") || name == "ALERTS" || name == "ALERTS_FOR_STATE" {
+	if name == "" || isOutputName(name) || strings.HasPrefix(name, "omen_") || name == "ALERTS" || name == "ALERTS_FOR_STATE" ||
+		name == "target_info" || strings.HasSuffix(name, "_target_info") {
 		return false
 	}
 	if strings.IndexByte(name, ':') < 0 {
