@@ -1,5 +1,8 @@
 // Package e2e holds omen's end-to-end tests: the real omen binary against
 // the real Prometheus (Debian's package), on loopback. They run in
 // `make test` (OMEN_E2E=1, where a missing tool is a failure) and are
-// skipped elsewhere when the tools are missing.
+// skipped elsewhere when the tools are missing. The tests with the real
+// OpenTelemetry Collector (otelcol_test.go; its build, from the module in
+// otelcol/, takes minutes) run in `make test-otelcol` alone; `make test`
+// replays the requests they recorded (testdata/otelcol).
 package e2e
