@@ -169,8 +169,9 @@ func TestDocumentedFlagsExist(t *testing.T) {
 	walk(m.Flags, m.Commands)
 	require.True(t, known["storage.tsdb.path"] && known["probe-url"], "the walk reaches serve's and loadgen's flags")
 
-	// Other programs' flags the documents show: docker run's.
-	others := map[string]bool{"name": true}
+	// Other programs' flags the documents show: docker run's, and the
+	// OpenTelemetry Collector's.
+	others := map[string]bool{"name": true, "feature-gates": true}
 	flag := regexp.MustCompile(`(?:^|[\s\x60(])--([a-z][a-z0-9.-]*[a-z0-9])`)
 	for _, doc := range []string{"../../README.md", "../../docs/reference.md", "../../docs/deploy.md", "../../deploy/runbooks.md"} {
 		b, err := os.ReadFile(doc)
