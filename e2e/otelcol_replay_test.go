@@ -99,6 +99,9 @@ func shiftRequests(t *testing.T, reqs []capturedRequest, end int64) (bodies [][]
 					for k := range wr.Timeseries[j].Samples {
 						visit(key, &wr.Timeseries[j].Samples[k].Timestamp)
 					}
+					for k := range wr.Timeseries[j].Histograms {
+						visit(key, &wr.Timeseries[j].Histograms[k].Timestamp)
+					}
 				}
 				out, err = wr.Marshal()
 			} else {
@@ -115,6 +118,13 @@ func shiftRequests(t *testing.T, reqs []capturedRequest, end int64) (bodies [][]
 						visit(key, &smp.Timestamp)
 						if pass == 1 && smp.StartTimestamp != 0 {
 							smp.StartTimestamp += delta
+						}
+					}
+					for k := range wr.Timeseries[j].Histograms {
+						h := &wr.Timeseries[j].Histograms[k]
+						visit(key, &h.Timestamp)
+						if pass == 1 && h.StartTimestamp != 0 {
+							h.StartTimestamp += delta
 						}
 					}
 				}

@@ -46,15 +46,16 @@ func otelcolBinary(t testing.TB) string {
 // its translation strategy: with suffixes (its default) a monotonic sum
 // gets _total and a unit its suffix; without, the names alone, so that a
 // counter is known as one by the metadata only.
-type otelNames struct{ gauge, counter, histogram string }
+type otelNames struct{ gauge, counter, histogram, native string }
 
 var (
-	withSuffixes    = otelNames{"e2e_queue_depth", "e2e_requests_total", "e2e_request_duration_seconds"}
-	withoutSuffixes = otelNames{"e2e_queue_depth", "e2e_requests", "e2e_request_duration"}
+	withSuffixes    = otelNames{"e2e_queue_depth", "e2e_requests_total", "e2e_request_duration_seconds", "e2e_payload_size_bytes"}
+	withoutSuffixes = otelNames{"e2e_queue_depth", "e2e_requests", "e2e_request_duration", "e2e_payload_size"}
 )
 
 // otlpMetrics is one OTLP/JSON export request: a gauge, a monotonic
-// cumulative sum and a histogram of one resource, each one point at ts.
+// cumulative sum, a histogram and an exponential histogram (a native one
+// in Prometheus) of one resource, each one point at ts.
 // Values are functions of i, so that a lost or reordered request shows.
 func otlpMetrics(i int, ts, start time.Time) []byte {
 	attr := func(k, v string) map[string]any {
@@ -90,6 +91,10 @@ func otlpMetrics(i int, ts, start time.Time) []byte {
 					"dataPoints": []any{with("count", strconv.FormatInt(10*n, 10), "sum", 0.3*float64(n),
 						"bucketCounts", []string{strconv.FormatInt(5*n, 10), strconv.FormatInt(4*n, 10), strconv.FormatInt(n, 10)},
 						"explicitBounds", []float64{0.1, 0.5})}}},
+				map[string]any{"name": "e2e.payload.size", "unit": "By", "exponentialHistogram": map[string]any{
+					"aggregationTemporality": 2,
+					"dataPoints": []any{with("count", strconv.FormatInt(10*n, 10), "sum", 100*float64(n), "scale", 0, "zeroCount", "0",
+						"positive", map[string]any{"offset": 0, "bucketCounts": []string{strconv.FormatInt(5*n, 10), strconv.FormatInt(5*n, 10)}})}}},
 			},
 		}},
 	}}}
@@ -290,8 +295,8 @@ func TestOTelCollector(t *testing.T) {
 			}
 
 			// The exporter is done once every point was sent or failed.
-			waitFor(t, 60*time.Second, "the exporter to send the "+strconv.Itoa(otlpN*3)+" points", func() bool {
-				return collectorMetric(t, telURL, "otelcol_exporter_sent_metric_points")+collectorMetric(t, telURL, "otelcol_exporter_send_failed_metric_points") == otlpN*3
+			waitFor(t, 60*time.Second, "the exporter to send the "+strconv.Itoa(otlpN*4)+" points", func() bool {
+				return collectorMetric(t, telURL, "otelcol_exporter_sent_metric_points")+collectorMetric(t, telURL, "otelcol_exporter_send_failed_metric_points") == otlpN*4
 			})
 			reqs := proxy.requests()
 			statuses := map[int]int{}
@@ -309,12 +314,13 @@ func TestOTelCollector(t *testing.T) {
 
 			requireOTelStored(t, omen.URL, tc.names, otlpN, end)
 
-			require.Equal(t, float64(otlpN*3), collectorMetric(t, telURL, "otelcol_exporter_sent_metric_points"), "the exporter's sent points")
+			require.Equal(t, float64(otlpN*4), collectorMetric(t, telURL, "otelcol_exporter_sent_metric_points"), "the exporter's sent points")
 			if tc.gates != nil && strings.Contains(tc.extra, "v2.Request") {
 				// 2.0's answer says how many samples were written, which
 				// the exporter counts: each request's 8 (target_info, the
 				// gauge, the counter, the histogram's 5).
 				require.Equal(t, float64(otlpN*8), collectorMetric(t, telURL, "otelcol_exporter_prometheusremotewrite_written_samples"), "samples omen said it wrote")
+				require.Equal(t, float64(otlpN), collectorMetric(t, telURL, "otelcol_exporter_prometheusremotewrite_written_histograms"), "histograms omen said it wrote")
 			}
 
 			if dir := os.Getenv("OMEN_OTELCOL_CAPTURE"); dir != "" {
@@ -331,7 +337,7 @@ func TestOTelCollector(t *testing.T) {
 // a gauge; target_info not scored.
 func requireOTelStored(t *testing.T, base string, names otelNames, n int, end time.Time) {
 	t.Helper()
-	want := map[string]int{names.gauge: 1, names.counter: 1, names.histogram + "_sum": 1, names.histogram + "_count": 1, names.histogram + "_bucket": 3}
+	want := map[string]int{names.gauge: 1, names.counter: 1, names.histogram + "_sum": 1, names.histogram + "_count": 1, names.histogram + "_bucket": 3, names.native: 1}
 	for name, series := range want {
 		waitFor(t, 60*time.Second, fmt.Sprintf("%s's %d samples", name, n), func() bool {
 			v, err := query(t, base, "count_over_time("+name+`{job="checkout",instance="i-1",http_route="/pay"}[1h])`, end)
@@ -351,6 +357,13 @@ func requireOTelStored(t *testing.T, base string, names otelNames, n int, end ti
 	require.Len(t, v, 1)
 	require.Equal(t, float64(100*n*(n+1)/2), v[0].F(), "the counter's samples, each once")
 
+	// The exponential histogram is a native one: stored, not scored
+	// (a derived input scores it).
+	v, err = query(t, base, "histogram_count("+names.native+")", end)
+	require.NoError(t, err)
+	require.Len(t, v, 1, "%s a native histogram", names.native)
+	require.Equal(t, float64(10*n), v[0].F(), "%s's count", names.native)
+
 	ti, err := query(t, base, `count_over_time(target_info{job="checkout",instance="i-1",host_name="h1"}[1h])`, end)
 	require.NoError(t, err)
 	require.Len(t, ti, 1, "target_info stored")
@@ -361,6 +374,7 @@ func requireOTelStored(t *testing.T, base string, names otelNames, n int, end ti
 	require.True(t, anomaliesOf(t, base, names.counter)[0].Counter, "%s known as a counter", names.counter)
 	require.False(t, anomaliesOf(t, base, names.gauge)[0].Counter, "%s known as a gauge", names.gauge)
 	require.Empty(t, anomaliesOf(t, base, "target_info"), "target_info scored")
+	require.Empty(t, anomaliesOf(t, base, names.native), "the native histogram scored")
 }
 
 // writeCapture keeps the requests omen stored (not the proxy's 503s,
