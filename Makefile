@@ -53,10 +53,22 @@ deps-ui:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
+# deps-prom3 builds the real Prometheus 3 server, of the prometheus module
+# version go.mod requires, for the remote-write 2.0 end-to-end tests
+# (Debian's Prometheus speaks 1.0 only). It is a module of its own,
+# e2e/prometheus3, so that omen's go.mod does not take the server's
+# dependencies; remove_all_sd leaves out the service discoveries. Built
+# once, and again when that module's go.mod or go.sum change.
+PROM3 := bin/prometheus3
+.PHONY: deps-prom3
+deps-prom3: $(PROM3)
+$(PROM3): e2e/prometheus3/go.mod e2e/prometheus3/go.sum
+	cd e2e/prometheus3 && $(GO) build -tags remove_all_sd -o ../../$(PROM3) github.com/prometheus/prometheus/cmd/prometheus
+
 # The fuzz step runs every fuzz target for 5s (about 2 minutes in all,
 # most of it building the instrumented test binaries); `make fuzz` runs
 # them for longer.
-test: deps-e2e deps-ui
+test: deps-e2e deps-ui deps-prom3
 	OMEN_E2E=1 $(GO) test -count=1 -timeout 14m $(PKGS)
 	bash scripts/fuzz.sh 5s
 
