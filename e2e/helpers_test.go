@@ -216,7 +216,12 @@ func startPrometheusBasicAuth(t testing.TB, dataDir string, port int, cfg func(a
 // launchPrometheus starts the real Prometheus on port, not waiting for it.
 func launchPrometheus(t testing.TB, dataDir string, port int, cfg func(addr string) string, extra ...string) *proc {
 	t.Helper()
-	bin := need(t, "prometheus")
+	return launchPrometheusBin(t, need(t, "prometheus"), dataDir, port, cfg, extra...)
+}
+
+// launchPrometheusBin is launchPrometheus with the server binary bin.
+func launchPrometheusBin(t testing.TB, bin, dataDir string, port int, cfg func(addr string) string, extra ...string) *proc {
+	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg("127.0.0.1:"+strconv.Itoa(port))), 0o644))
 	args := append([]string{
