@@ -150,6 +150,14 @@ scrape_configs:
 	}
 }
 
+// p3WithExternalLabels inserts external labels into a p3WriteConfig's
+// global section.
+func p3WithExternalLabels(cfg func(string) string, labels string) func(string) string {
+	return func(addr string) string {
+		return strings.Replace(cfg(addr), "global:\n", "global:\n  external_labels: "+labels+"\n", 1)
+	}
+}
+
 // p3OutputsDrop is the README's write relabelling of omen's outputs, so
 // that what omen forwards to Prometheus 3 is not written back.
 const p3OutputsDrop = `[{source_labels: [__name__], regex: 'anomaly_score|yhat|yhat_lower|yhat_upper|forecast|forecast_lower|forecast_upper', action: drop}]`
@@ -527,6 +535,40 @@ func TestPrometheus3StartTimestamps(t *testing.T) {
 	for _, f := range []string{"prometheus_remote_storage_samples_failed_total", "prometheus_remote_storage_histograms_failed_total"} {
 		require.Contains(t, m, f)
 		require.Zero(t, m[f], f)
+	}
+	require.Zero(t, familySums(t, omen.URL)["omen_remote_write_samples_rejected_total"])
+}
+
+// TestPrometheus3HAPair has an HA pair of Prometheus 3 remote-write 2.0 to
+// omen under --write.ha-replica-label: omen stores the elected replica's
+// series and answers the other's requests 202, with written headers that
+// count what it dropped as taken, so that neither Prometheus counts a
+// sample failed (a 2xx whose headers count nothing is a failure to
+// Prometheus 3).
+func TestPrometheus3HAPair(t *testing.T) {
+	prometheus3(t)
+	exp := httptest.NewServer(newP3Exporter())
+	defer exp.Close()
+	omen := startOmen(t, "", "--write.ha-replica-label=replica", "--write.ha-cluster-label=cluster")
+	var proms []*proc
+	for _, r := range []string{"a", "b"} {
+		proms = append(proms, startPrometheus3(t, p3WithExternalLabels(p3WriteConfig(omen.URL, "exporter", exp.URL), "{cluster: c1, replica: "+r+"}"),
+			"--enable-feature=metadata-wal-records"))
+	}
+	waitFor(t, 60*time.Second, "the other replica's samples dropped", func() bool {
+		return familySums(t, omen.URL)["omen_ha_deduplicated_samples_total"] > 100
+	})
+	res, err := query(t, omen.URL, `up{job="exporter"}`, time.Time{})
+	require.NoError(t, err)
+	require.Len(t, res, 1, "one replica's series, without the replica label")
+	require.Equal(t, map[string]string{"__name__": "up", "cluster": "c1", "instance": strings.TrimPrefix(exp.URL, "http://"), "job": "exporter"}, res[0].Metric)
+	for i, p := range proms {
+		m := familySums(t, p.URL)
+		require.Positive(t, m["prometheus_remote_storage_samples_total"], "replica %d", i)
+		for _, f := range []string{"prometheus_remote_storage_samples_failed_total", "prometheus_remote_storage_histograms_failed_total"} {
+			require.Contains(t, m, f)
+			require.Zero(t, m[f], "replica %d: %s", i, f)
+		}
 	}
 	require.Zero(t, familySums(t, omen.URL)["omen_remote_write_samples_rejected_total"])
 }
