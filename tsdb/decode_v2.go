@@ -10,9 +10,9 @@ import (
 // and series are plain values in slices reused from request to request.
 //
 // It covers what Prometheus 3 sends for float series: the symbols table and
-// series with label references (packed or not), float samples (a start
-// timestamp is read and, as appendV2 does, not used) and metadata (type,
-// help and unit references). Anything else (histograms, exemplars, unknown
+// series with label references (packed or not), float samples (with their
+// start timestamp, passed to the head as appendV2 passes it) and metadata
+// (type, help and unit references). Anything else (histograms, exemplars, unknown
 // or reserved fields, an unexpected wire type, malformed bytes) makes
 // decodeV2 report false, and the handler falls back to the generic
 // unmarshal, whose result and errors are then exactly those of before.
@@ -126,8 +126,8 @@ func (d *fastV2) series1(body []byte, from, to int) bool {
 			d.refs = append(d.refs, uint32(v))
 			i = n
 		case tagV2Samples:
-			// A start timestamp is read and dropped: appendV2 does not
-			// pass it to the storage either.
+			// A sample's start timestamp is kept (appendSample), for
+			// the head as appendV2 passes it.
 			pf, pt := field(body, j, to)
 			if pf < 0 {
 				return false
