@@ -857,7 +857,22 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 	// no memory to lose, so a level that was never reached stands out
 	// however slowly it was approached.
 	if st.Seen > 1 && st.Hi > st.Lo {
-		z[mRange] = max(0, v-st.Hi, st.Lo-v) / (st.Hi - st.Lo)
+		lo, hi := st.Lo, st.Hi
+		if v < lo || v > hi {
+			// What the series had at this phase of its past seasons was
+			// seen, however long ago: the range forgets in samples (a day
+			// and three quarters at 15 s), so a business-hours step
+			// (20 to 70 from 09:00 to 17:00) left it every weekday, on
+			// the step up and on the step down, and paged twice a day
+			// (BenchmarkCalendar). Read only when v is outside the range.
+			if bl.seasOK && st.SeasStat.N > 16 {
+				lo, hi = st.Season.seen(lo, hi)
+			}
+			if bl.longOK && st.LongStat.N > 16 {
+				lo, hi = st.Long.seen(lo, hi)
+			}
+		}
+		z[mRange] = max(0, v-hi, lo-v) / (st.Hi - st.Lo)
 		valid |= MemberRange
 	}
 	if st.Seen > 1 && st.Long.Period == 0 {

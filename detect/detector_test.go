@@ -1181,3 +1181,38 @@ func TestGlitchOnFlatSeriesEndsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestRangeSeesPastSeasons: a business-hours step (20 to 70 from 09:00 to
+// 17:00 on weekdays, noise 2%) is what the series had at that phase of its
+// past days and weeks, and the range member, which forgets in samples (a
+// day and three quarters at 15 s), does not score it as a value never seen:
+// it scored 10 of the last week's samples above 1 at 15 s (both steps of
+// every weekday) and 3 at 30 s, and paged up to twice a day at 15 s
+// (BenchmarkCalendar). A value beyond every past season still scores.
+func TestRangeSeesPastSeasons(t *testing.T) {
+	for _, iv := range []int64{15_000, 30_000} {
+		t.Run(fmt.Sprint(iv/1000, "s"), func(t *testing.T) {
+			d, err := New(DefaultOptions())
+			require.NoError(t, err)
+			rng := rand.New(rand.NewPCG(1, 2))
+			const day = 86_400_000
+			t0 := int64(1_767_225_600_000) // 2026-01-01 00:00 UTC, a Thursday
+			end := t0 + 35*day
+			ranged := 0
+			for ts := t0; ts < end; ts += iv {
+				v := 20.0
+				if h, wd := ts%day/3_600_000, (ts/day+4)%7; wd != 0 && wd != 6 && h >= 9 && h < 17 {
+					v = 70
+				}
+				v += 0.02 * v * rng.NormFloat64()
+				r := d.Update(ts, v)
+				if ts >= end-7*day && r.Score > 1 && r.Member == memberNames[mRange] {
+					ranged++
+				}
+			}
+			require.Zero(t, ranged, "samples the range member scored above 1 in the last week")
+			r := d.Update(end, 120)
+			require.Greater(t, r.Score, 1.0, "beyond every season")
+		})
+	}
+}

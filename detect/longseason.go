@@ -184,3 +184,24 @@ func (l *longSeason) baseline() (float64, bool) {
 	}
 	return pastSeasons(&v, k)
 }
+
+// seen widens [lo, hi] to hold what the series had in the next sample's
+// bucket and the buckets either side of it in its last seasonMedianOf long
+// seasons (see season.seen).
+func (l *longSeason) seen(lo, hi float64) (float64, float64) {
+	p := int(l.Period)
+	if p == 0 || l.D == 0 {
+		return lo, hi
+	}
+	for j := 1; j <= seasonMedianOf; j++ {
+		for off := -1; off <= 1; off++ {
+			b := j*p - 1 - off // the open bucket's phase j seasons back, off buckets later
+			if b < 0 || b >= int(l.Ring.Count) {
+				continue
+			}
+			x := l.at(b)
+			lo, hi = min(lo, x), max(hi, x)
+		}
+	}
+	return lo, hi
+}

@@ -271,6 +271,29 @@ func (s *season) baseline() (float64, bool) {
 	return pastSeasons(&v, k)
 }
 
+// seen widens [lo, hi] to hold what the series had at the next sample's
+// phase in its last seasonMedianOf seasons, and a bucket either side of
+// it: a bucket's value is an average, so an edge of the season (a job that
+// starts at 09:00) is seen whole only in the bucket after the one it falls
+// in, and a phase a bucket early or late still is seen. The values, not
+// their median: a value the series had is a value it had.
+func (s *season) seen(lo, hi float64) (float64, float64) {
+	if s.Period == 0 || s.D == 0 {
+		return lo, hi
+	}
+	p, n := int(s.Period), int(s.Ring.Count)
+	for j := 1; j <= seasonMedianOf; j++ {
+		for off := -1; off <= 1; off++ {
+			if j*p-off > n {
+				continue
+			}
+			b := s.Ring.Get((int(s.Ring.Head) - j*p + off + seasonLen*seasonMedianOf) % seasonLen)
+			lo, hi = min(lo, b), max(hi, b)
+		}
+	}
+	return lo, hi
+}
+
 // pastSeasons combines the same phase of the last k seasons (v[:k]) into a
 // baseline: the median of three, the mean of two, nothing from fewer, since
 // one season back alone echoes every past spike.
