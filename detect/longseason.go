@@ -186,15 +186,21 @@ func (l *longSeason) baseline() (float64, bool) {
 }
 
 // seen widens [lo, hi] to hold what the series had in the next sample's
-// bucket and the buckets either side of it in its last seasonMedianOf long
-// seasons (see season.seen).
+// bucket and the two buckets either side of it in its last seasonMedianOf
+// long seasons (see season.seen). Two: a daylight-saving change moves a
+// business-hours step by an hour, and the two-hour bucket it then falls in
+// held the step averaged with the hour before it, so its value was seen
+// whole two buckets on; one bucket either side left the step's edges
+// outside the range on most weekdays of the two weeks after the change,
+// whenever the fine ring had lost its daily season over the weekend
+// (BenchmarkCalendar's batch series at 15 s).
 func (l *longSeason) seen(lo, hi float64) (float64, float64) {
 	p := int(l.Period)
 	if p == 0 || l.D == 0 {
 		return lo, hi
 	}
 	for j := 1; j <= seasonMedianOf; j++ {
-		for off := -1; off <= 1; off++ {
+		for off := -2; off <= 2; off++ {
 			b := j*p - 1 - off // the open bucket's phase j seasons back, off buckets later
 			if b < 0 || b >= int(l.Ring.Count) {
 				continue
