@@ -8,7 +8,7 @@ PKGS        := ./e2e ./web ./...
 SHARED      ?= ../shared
 APT_UPDATED := /tmp/.omen-apt-updated
 
-.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest bench-disk fuzz soak deps-e2e deps-ui clean
+.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest bench-disk bench-calendar fuzz soak deps-e2e deps-ui clean
 
 all: build
 
@@ -75,8 +75,13 @@ test: deps-e2e deps-ui deps-prom3
 test-ui: deps-ui build
 	OMEN_E2E=1 $(GO) test -count=1 -run 'TestUI' ./web/...
 
+# BenchmarkCalendar (25-30 CPU-minutes: weeks of local-time traffic
+# across daylight-saving changes, 6 seeds a case) has its own target.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench . -skip '^BenchmarkCalendar$$' -benchmem $(PKGS)
+
+bench-calendar:
+	$(GO) test -run '^$$' -bench Calendar -benchtime 1x ./pipeline
 
 bench-nab: build
 	bash scripts/bench-nab.sh $(SHARED)/nab
