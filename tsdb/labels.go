@@ -9,9 +9,12 @@ import (
 )
 
 // labelChecker validates one series' label pairs in the order the sender
-// wrote them, before they are sorted into labels.Labels (which would hide
-// an unsorted or duplicated input). The remote-write specs require names
-// sorted, unique, and a __name__.
+// wrote them, before they are sorted into labels.Labels. The remote-write
+// specs require names sorted, unique, and a __name__. Unsorted names are
+// taken, as Prometheus's and VictoriaMetrics's receivers take them (both
+// sort): vmagent appends a target's labels after the scraped ones, and a
+// 400 makes it drop the whole block. A duplicate is found next to its twin
+// in sorted input, and after sorting (labels) in unsorted input.
 // LabelLimits bound one series' labels; zero fields are unlimited.
 type LabelLimits struct {
 	MaxLabels      int
@@ -29,7 +32,10 @@ type labelChecker struct {
 	// series is stored without it, as Prometheus's receiver does, not
 	// refused.
 	empty bool
-	err   error
+	// unsorted: some name came after a greater one. The series is stored
+	// sorted; its raw labels are not its stored ones (see empty).
+	unsorted bool
+	err      error
 }
 
 func (c *labelChecker) reset() { *c = labelChecker{limits: c.limits} }
@@ -54,7 +60,7 @@ func (c *labelChecker) add(name, value string) {
 	case c.n > 0 && name == c.prev:
 		c.err = fmt.Errorf("duplicate label name %q", name)
 	case c.n > 0 && name < c.prev:
-		c.err = fmt.Errorf("labels not sorted: %q after %q", name, c.prev)
+		c.unsorted = true
 	}
 	if value == "" {
 		c.empty = true
@@ -65,14 +71,24 @@ func (c *labelChecker) add(name, value string) {
 	c.n++
 }
 
-// without drops the labels with an empty value from ls if the series had
-// any.
-func (c *labelChecker) without(ls labels.Labels) labels.Labels {
-	if c.empty {
-		return ls.WithoutEmpty()
+// labels returns ls, the series' labels sorted, without those with an
+// empty value if it had any; for unsorted input, an error if a name comes
+// twice (add saw only neighbours).
+func (c *labelChecker) labels(ls labels.Labels) (labels.Labels, error) {
+	if c.unsorted {
+		if name, dup := ls.HasDuplicateLabelNames(); dup {
+			return ls, fmt.Errorf("duplicate label name %q", name)
+		}
 	}
-	return ls
+	if c.empty {
+		return ls.WithoutEmpty(), nil
+	}
+	return ls, nil
 }
+
+// raw reports whether the series' labels as sent are its stored ones, in
+// order: what a ref-cache entry keyed by the raw labels needs.
+func (c *labelChecker) raw() bool { return !c.empty && !c.unsorted }
 
 func (c *labelChecker) check() error {
 	if c.err != nil {

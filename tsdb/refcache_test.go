@@ -133,11 +133,11 @@ func TestWriteRefCacheSkipsInvalid(t *testing.T) {
 	s := openTestStorage(t)
 	h := NewWriteHandler(nil, nil, s, WriteOptions{})
 	ms := time.Now().UnixMilli()
-	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "b", "1", "__name__", "unsorted")}}
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "b", "1", "__name__", "dup", "b", "2")}}
 	for range 2 {
 		w := post(t, h, v1Body(t, req), nil)
 		require.Equal(t, http.StatusBadRequest, w.Code)
-		require.Contains(t, w.Body.String(), "labels not sorted")
+		require.Contains(t, w.Body.String(), `duplicate label name "b"`)
 	}
 	require.Zero(t, h.refs.len())
 }

@@ -1038,7 +1038,12 @@ func (h *WriteHandler) appendV1(r *http.Request, b *writeBuffers) (writeStats, *
 			a.reject("float", "invalid_labels", n, "series %d %s: %v", i, v1LabelsString(ts.Labels), err)
 			continue
 		}
-		ls := lc.without(ts.ToLabels(&b.builder, nil))
+		ls, err := lc.labels(ts.ToLabels(&b.builder, nil))
+		if err != nil {
+			n := len(ts.Samples) + len(ts.Histograms)
+			a.reject("float", "invalid_labels", n, "series %d %s: %v", i, v1LabelsString(ts.Labels), err)
+			continue
+		}
 		var ref storage.SeriesRef
 		for _, s := range ts.Samples {
 			ref = a.sample(ref, ls, 0, s.Timestamp, s.Value, nil, nil, storage.AppendV2Options{})
@@ -1115,7 +1120,10 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 			continue
 		}
 		ls, _ := ts.ToLabels(&b.builder, syms)
-		ls = lc.without(ls)
+		if ls, err = lc.labels(ls); err != nil {
+			a.reject("float", "invalid_labels", n, "series %d: %v", i, err)
+			continue
+		}
 		if n == 0 && len(ts.Exemplars) == 0 {
 			// A series that carries nothing is a sender's bug, not a
 			// way to send metadata (answered 204, it went unnoticed):
@@ -1261,10 +1269,15 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 				b.builder.Add(str(body, l.nameFrom, l.nameTo), str(body, l.valueFrom, l.valueTo))
 			}
 			b.builder.Sort()
-			ls = lc.without(b.builder.Labels())
-			// A series with an empty label value is not cached: its raw
-			// labels are not its stored ones, so a lookup never matches.
-			cacheable = cacheable && !lc.empty
+			var err error
+			if ls, err = lc.labels(b.builder.Labels()); err != nil {
+				a.reject("float", "invalid_labels", int(s.samplesTo-s.samplesFrom), "series %d %s: %v", i, fastLabelsString(body, fl), err)
+				continue
+			}
+			// A series with an empty label value, or with its labels not
+			// sorted, is not cached: its raw labels are not its stored
+			// ones, so a lookup never matches.
+			cacheable = cacheable && lc.raw()
 		}
 		first := ref
 		for _, smp := range d.samples[s.samplesFrom:s.samplesTo] {
@@ -1409,8 +1422,12 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 				b.builder.Add(d.sym(body, refs[j]), d.sym(body, refs[j+1]))
 			}
 			b.builder.Sort()
-			ls = lc.without(b.builder.Labels())
-			uncacheable = lc.empty // see appendFastV1
+			var err error
+			if ls, err = lc.labels(b.builder.Labels()); err != nil {
+				a.reject("float", "invalid_labels", n, "series %d: %v", i, err)
+				continue
+			}
+			uncacheable = !lc.raw() // see appendFastV1
 		}
 		typ, help, unit := metricType(s.meta.typ), d.sym(body, s.meta.help), d.sym(body, s.meta.unit)
 		md := e.meta

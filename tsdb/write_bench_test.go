@@ -90,6 +90,36 @@ func BenchmarkWriteV1(b *testing.B) {
 	})
 }
 
+// BenchmarkWriteV1VMAgent is BenchmarkWriteV1 with each series' labels in
+// vmagent's order: the scraped ones, then the target's instance and job,
+// so not sorted. Such a series is not ref-cached (its raw labels are not
+// its stored ones): cache=on pays what cache=off does for sorted labels.
+//
+//	go test -run '^$' -bench 'BenchmarkWriteV1(VMAgent)?$/decoder=fast/cache=on/series=10000' -count 6 ./tsdb
+func BenchmarkWriteV1VMAgent(b *testing.B) {
+	benchmarkWrite(b, "application/x-protobuf", func(first, n int, ms int64) benchReq {
+		req := benchRequest(first, n, ms)
+		for j := range req.Timeseries {
+			ls := req.Timeseries[j].Labels
+			var target []prompb.Label
+			kept := ls[:0]
+			for _, l := range ls {
+				if l.Name == "instance" || l.Name == "job" {
+					target = append(target, l)
+				} else {
+					kept = append(kept, l)
+				}
+			}
+			req.Timeseries[j].Labels = append(kept, target...)
+		}
+		return benchReq{msg: req, setTime: func(t int64) {
+			for j := range req.Timeseries {
+				req.Timeseries[j].Samples[0].Timestamp = t
+			}
+		}}
+	})
+}
+
 // BenchmarkWriteV2 is BenchmarkWriteV1 in remote-write 2.0, as Prometheus 3
 // sends it: a symbols table per request, and with every series its
 // metadata (type, help and unit). decoder=generic is appendV2 on gogo's

@@ -124,7 +124,7 @@ func TestWriteV1BadInput(t *testing.T) {
 		{"empty body", nil, nil, 400, "empty request body"},
 		{"no metric name", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "job", "a")}}), nil, 400, "no __name__ label"},
 		{"duplicate label", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "x", "job", "a", "job", "b")}}), nil, 400, `duplicate label name "job"`},
-		{"unsorted labels", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "job", "a", "__name__", "x")}}), nil, 400, "labels not sorted"},
+		{"duplicate label apart", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "job", "a", "__name__", "x", "job", "b")}}), nil, 400, `duplicate label name "job"`},
 		{"invalid label name", v1Body(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{series(ms, 1, "__name__", "x", "b\xffad", "a")}}), nil, 400, "invalid label name"},
 		// Names are quoted where Prometheus's labels.String quotes them:
 		// written raw, an invalid name put its bytes in the UTF-8 answer,
