@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -1374,4 +1375,49 @@ func TestBackfillLateReqsBounded(t *testing.T) {
 	require.Len(t, late[0].reqs, maxLateReqs)
 	require.Zero(t, b.lateReqs)
 	require.Equal(t, 1, b.dropped["cluster\xffhandler"].n)
+}
+
+// TestBackfillNoRemoteReadAPI: --backfill.remote-read-url at an upstream
+// with no remote-read endpoint (VictoriaMetrics answers 400 "unsupported
+// path requested"; a plain server 404). omen scores cold, and says so in
+// one warning that names the cause and what to do; each backoff after it
+// warned again with the generic "reads pause" or "read failed", which
+// never said the upstream cannot answer.
+func TestBackfillNoRemoteReadAPI(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		code int
+		body string
+	}{
+		{"VictoriaMetrics", http.StatusBadRequest, `unsupported path requested: "/api/v1/read"`},
+		{"not found", http.StatusNotFound, "404 page not found"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, c.body, c.code) }))
+			defer srv.Close()
+			var logs syncBuffer
+			e := newEnvLogged(t, nil, slog.New(slog.NewTextHandler(&logs, nil)), func(o *Options) {
+				o.BackfillRemoteReadURL = srv.URL + "/api/v1/read"
+				o.Workers = 1
+			})
+			e.clock.set(t0)
+			lss := []labels.Labels{labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b"), labels.FromStrings("__name__", "c")}
+			e.push(t0.UnixMilli(), model.MetricTypeGauge, lss, []float64{1, 2, 3})
+			e.sync()
+			for i := range 4 {
+				require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.backfillFailed) > float64(i) }, 5*time.Second, 10*time.Millisecond)
+				time.Sleep(2 * backfillPoll)
+				e.clock.set(e.clock.Now().Add(backfillBackoffMax + time.Second))
+			}
+			var scored int
+			for _, w := range e.p.workers {
+				w.view(func(*series) { scored++ })
+			}
+			require.Equal(t, len(lss), scored, "scored cold meanwhile")
+			out := logs.String()
+			require.Equal(t, 1, strings.Count(out, "level=WARN"), out)
+			require.Contains(t, out, "does not serve Prometheus remote read")
+			require.Contains(t, out, "VictoriaMetrics")
+		})
+	}
 }

@@ -87,6 +87,10 @@ type backfill struct {
 	dropped  map[string]lateSet
 	lateReqs int
 	notes    []lateSet
+	// noAPI is the URL (redacted) of the upstream that said, before
+	// answering any read, that it has no remote-read endpoint, once
+	// warned of (warnPause).
+	noAPI string
 }
 
 // lateSet is a set of external label names learnt after n series' histories
@@ -334,8 +338,44 @@ const backfillPoll = 100 * time.Millisecond
 // per backoff.
 func (b *backfill) pause(now time.Time, logger *slog.Logger, err error) {
 	if wait := b.done(now, err); wait > 0 {
-		logger.Warn("Warm start by remote read refused; reads pause", "err", redact(err, b.up().url), "retry_in", wait)
+		b.warnPause(logger, "Warm start by remote read refused; reads pause", err, "retry_in", wait)
 	}
+}
+
+// warnPause logs that the reads pause after err: msg as a warning, with err
+// and args. An upstream that has answered no read and says it has no
+// remote-read endpoint (noRemoteRead) gets instead one warning that says
+// so and what to do, and the pauses after it go to debug: asked again
+// after every backoff for good, the generic warnings never named the cause.
+func (b *backfill) warnPause(logger *slog.Logger, msg string, err error, args ...any) {
+	up := b.up().url
+	args = append([]any{"err", redact(err, up)}, args...)
+	b.mu.Lock()
+	none := b.answered == 0 && noRemoteRead(err)
+	first := none && b.noAPI != up.Redacted()
+	if first {
+		b.noAPI = up.Redacted()
+	}
+	b.mu.Unlock()
+	switch {
+	case first:
+		logger.Warn("The upstream does not serve Prometheus remote read (VictoriaMetrics has no remote-read API): new series score from local history alone. "+
+			"Point --backfill.remote-read-url (or the remote_read entry) at a Prometheus, Thanos or Mimir that holds their history, or remove it; omen asks again after each backoff",
+			append([]any{"url", up.Redacted()}, args...)...)
+	case none:
+		logger.Debug(msg, args...)
+	default:
+		logger.Warn(msg, args...)
+	}
+}
+
+// noRemoteRead reports whether err is an upstream's answer that it has no
+// remote-read endpoint at the URL: 404 or 405, or VictoriaMetrics's 400
+// "unsupported path requested" (measured with victoria-metrics v1.151.0).
+func noRemoteRead(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "returned http status 404") || strings.Contains(msg, "returned http status 405") ||
+		strings.Contains(msg, "returned http status 400") && strings.Contains(msg, "unsupported path requested")
 }
 
 // answers returns the number of requests answered so far.
@@ -461,7 +501,7 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			}
 			p.bf.retry(reqs)
 			if wait > 0 {
-				p.logger.Warn("Warm start by remote read failed; new series score from local history meanwhile and are read again after the backoff", "series", len(reqs), "err", redact(err, p.bf.up().url), "retry_in", wait)
+				p.bf.warnPause(p.logger, "Warm start by remote read failed; new series score from local history meanwhile and are read again after the backoff", err, "series", len(reqs), "retry_in", wait)
 			}
 			continue
 		}
