@@ -68,7 +68,7 @@ $(PROM3): e2e/prometheus3/go.mod e2e/prometheus3/go.sum
 # The fuzz step runs every fuzz target for 5s (about 2 minutes in all,
 # most of it building the instrumented test binaries); `make fuzz` runs
 # them for longer.
-test: deps-e2e deps-ui deps-prom3
+test: deps-e2e deps-ui deps-prom3 deps-vm
 	OMEN_E2E=1 $(GO) test -count=1 -timeout 14m $(PKGS)
 	bash scripts/fuzz.sh 5s
 
@@ -104,6 +104,17 @@ soak: deps-e2e build
 
 clean:
 	rm -rf bin data
+
+# deps-vm builds VictoriaMetrics' vmagent (a remote-write sender) and
+# single-node server (a forwarding upstream) for the e2e tests, from the
+# module in e2e/victoriametrics so that omen's go.mod stays free of them;
+# again only when that module's go.mod or go.sum changes. Pure Go
+# (CGO_ENABLED=0): no C toolchain needed.
+VM_MOD := e2e/victoriametrics
+.PHONY: deps-vm
+deps-vm: bin/vmagent bin/victoria-metrics
+bin/vmagent bin/victoria-metrics: $(VM_MOD)/go.mod $(VM_MOD)/go.sum
+	cd $(VM_MOD) && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$@ github.com/VictoriaMetrics/VictoriaMetrics/app/$(notdir $@)
 
 # The OpenTelemetry Collector (OTLP receiver, prometheusremotewrite exporter)
 # as a sender, from its own module e2e/otelcol so that omen's go.mod stays
