@@ -11,15 +11,24 @@ import (
 // samples are plain pairs, in slices reused from request to request, so a
 // steady stream of requests decodes without allocating.
 //
-// It covers only what Prometheus sends on its hot path: series with labels
-// and float samples. Anything else (histograms, exemplars, metadata, unknown
-// fields, an unexpected wire type, malformed bytes) makes decodeV1 report
-// false, and the handler falls back to the generic unmarshal, whose result
-// and errors are then exactly those of before.
+// It covers only what Prometheus and vmagent send on their hot paths:
+// series with labels and float samples, and the families' metadata (vmagent
+// sends it with every scrape's samples). Anything else (histograms,
+// exemplars, unknown fields, an unexpected wire type, malformed bytes) makes
+// decodeV1 report false, and the handler falls back to the generic
+// unmarshal, whose result and errors are then exactly those of before.
 type fastV1 struct {
 	series  []fastSeries
 	labels  []fastLabel
 	samples []fastSample
+	meta    []fastMetaV1
+}
+
+// fastMetaV1 is one WriteRequest.metadata entry: its type as sent and its
+// strings as offsets into the body.
+type fastMetaV1 struct {
+	typ                                                      int32
+	familyFrom, familyTo, helpFrom, helpTo, unitFrom, unitTo int32
 }
 
 // fastSeries is one TimeSeries: index ranges into fastV1's labels and
@@ -44,7 +53,7 @@ type fastSample struct {
 }
 
 func (d *fastV1) reset() {
-	d.series, d.labels, d.samples = d.series[:0], d.labels[:0], d.samples[:0]
+	d.series, d.labels, d.samples, d.meta = d.series[:0], d.labels[:0], d.samples[:0], d.meta[:0]
 }
 
 // Field tags (field number << 3 | wire type) of the messages decoded.
@@ -56,6 +65,11 @@ const (
 	tagLabelValue  = 2<<3 | 2 // Label.value
 	tagSampleValue = 1<<3 | 1 // Sample.value, fixed64
 	tagSampleTime  = 2<<3 | 0 // Sample.timestamp, varint
+	tagMetadata    = 3<<3 | 2 // WriteRequest.metadata
+	tagMetaType    = 1<<3 | 0 // MetricMetadata.type, varint
+	tagMetaFamily  = 2<<3 | 2 // MetricMetadata.metric_family_name
+	tagMetaHelp    = 4<<3 | 2 // MetricMetadata.help
+	tagMetaUnit    = 5<<3 | 2 // MetricMetadata.unit
 )
 
 // maxFastBody keeps every offset within an int32.
@@ -112,11 +126,62 @@ func (d *fastV1) decodeV1(body []byte) bool {
 	}
 	for i := 0; i < len(body); {
 		tag, from, to := next(body, i, len(body))
-		if from < 0 || tag != tagTimeSeries || !d.series1(body, from, to) {
+		if from < 0 {
+			return false
+		}
+		switch tag {
+		case tagTimeSeries:
+			if !d.series1(body, from, to) {
+				return false
+			}
+		case tagMetadata:
+			if !d.metadata1(body, from, to) {
+				return false
+			}
+		default:
 			return false
 		}
 		i = to
 	}
+	return true
+}
+
+// metadata1 decodes one MetricMetadata from body[from:to]; as in protobuf,
+// a repeated field's last value wins and a missing one is empty (type 0,
+// UNKNOWN).
+func (d *fastV1) metadata1(body []byte, from, to int) bool {
+	f := int32(from)
+	m := fastMetaV1{familyFrom: f, familyTo: f, helpFrom: f, helpTo: f, unitFrom: f, unitTo: f}
+	for i := from; i < to; {
+		tag, j := uvarint(body[:to], i)
+		if j < 0 {
+			return false
+		}
+		if tag == tagMetaType {
+			v, k := uvarint(body[:to], j)
+			if k < 0 {
+				return false
+			}
+			m.typ, i = int32(v), k // gogo's enum decoding keeps the low 32 bits too
+			continue
+		}
+		pf, pt := field(body, j, to)
+		if pf < 0 {
+			return false
+		}
+		switch tag {
+		case tagMetaFamily:
+			m.familyFrom, m.familyTo = int32(pf), int32(pt)
+		case tagMetaHelp:
+			m.helpFrom, m.helpTo = int32(pf), int32(pt)
+		case tagMetaUnit:
+			m.unitFrom, m.unitTo = int32(pf), int32(pt)
+		default:
+			return false
+		}
+		i = pt
+	}
+	d.meta = append(d.meta, m)
 	return true
 }
 

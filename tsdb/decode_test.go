@@ -42,7 +42,14 @@ func checkFastV1(t testing.TB, body []byte) bool {
 			require.Equal(t, math.Float64bits(smp.Value), math.Float64bits(fs[j].v))
 		}
 	}
-	require.Empty(t, want.Metadata)
+	require.Len(t, d.meta, len(want.Metadata))
+	for i, m := range want.Metadata {
+		got := d.meta[i]
+		require.Equal(t, int32(m.Type), got.typ, "metadata %d", i)
+		require.Equal(t, m.MetricFamilyName, str(body, got.familyFrom, got.familyTo), "metadata %d", i)
+		require.Equal(t, m.Help, str(body, got.helpFrom, got.helpTo), "metadata %d", i)
+		require.Equal(t, m.Unit, str(body, got.unitFrom, got.unitTo), "metadata %d", i)
+	}
 	return true
 }
 
@@ -85,7 +92,7 @@ func randTimestamp(r *rand.Rand) int64 {
 }
 
 // randRequest is a random WriteRequest; with odd, it also carries what the
-// fast decoder leaves to gogo (histograms, exemplars, metadata).
+// fast decoder leaves to gogo (histograms, exemplars), and metadata.
 func randRequest(r *rand.Rand, odd bool) *prompb.WriteRequest {
 	req := &prompb.WriteRequest{}
 	for range r.IntN(12) {
@@ -104,8 +111,10 @@ func randRequest(r *rand.Rand, odd bool) *prompb.WriteRequest {
 		}
 		req.Timeseries = append(req.Timeseries, ts)
 	}
-	if odd && r.IntN(3) == 0 {
-		req.Metadata = append(req.Metadata, prompb.MetricMetadata{MetricFamilyName: "a", Help: "h"})
+	for range r.IntN(3) {
+		// Types beyond the enum's too: gogo keeps them as sent.
+		req.Metadata = append(req.Metadata, prompb.MetricMetadata{Type: prompb.MetricMetadata_MetricType(r.IntN(10)),
+			MetricFamilyName: randString(r), Help: randString(r), Unit: randString(r)})
 	}
 	return req
 }
@@ -155,7 +164,10 @@ func TestFastV1EdgeCases(t *testing.T) {
 		{"truncated length", []byte{0x0a, 0x05, 0x0a}, false},
 		{"length overflows", []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, false},
 		{"unknown top-level field", lenField(nil, 2<<3|2, nil), false},
-		{"metadata", lenField(nil, 3<<3|2, nil), false},
+		{"metadata, empty", lenField(nil, 3<<3|2, nil), true},
+		{"metadata, type twice", lenField(nil, 3<<3|2, []byte{1 << 3, 1, 1 << 3, 2}), true},
+		{"metadata, unknown field", lenField(nil, 3<<3|2, lenField(nil, 3<<3|2, []byte("x"))), false},
+		{"metadata, type not a varint", lenField(nil, 3<<3|2, lenField(nil, 1<<3|2, []byte("x"))), false},
 		{"exemplar", lenField(nil, tagTimeSeries, lenField(nil, 3<<3|2, nil)), false},
 		{"histogram", lenField(nil, tagTimeSeries, lenField(nil, 4<<3|2, nil)), false},
 		{"wrong wire type for value", lenField(nil, tagTimeSeries, lenField(nil, tagSamples, varint(varint(nil, 1<<3|0), 1))), false},
@@ -209,7 +221,7 @@ func TestFastV1MatchesGogo(t *testing.T) {
 		req := randRequest(r, i%4 == 0)
 		body, err := proto.Marshal(req)
 		require.NoError(t, err)
-		hasOdd := len(req.Metadata) > 0
+		hasOdd := false
 		for _, ts := range req.Timeseries {
 			hasOdd = hasOdd || len(ts.Histograms) > 0 || len(ts.Exemplars) > 0
 		}

@@ -105,11 +105,49 @@ func (s *Metadata) Own(family string, md metadata.Metadata) {
 func (s *Metadata) noteV1(mds []prompb.MetricMetadata) {
 	var news typeNews
 	for _, m := range mds {
-		s.note(m.MetricFamilyName, metadata.Metadata{
-			Type: model.MetricType(strings.ToLower(prompb.MetricMetadata_MetricType_name[int32(m.Type)])), Help: m.Help, Unit: m.Unit,
+		s.note(m.MetricFamilyName, metadata.Metadata{Type: v1Type(int32(m.Type)), Help: m.Help, Unit: m.Unit}, &news)
+	}
+	s.tell(news)
+}
+
+// noteFastV1 is noteV1 for fastV1's metadata, whose strings are body's
+// (note copies what it keeps).
+func (s *Metadata) noteFastV1(body []byte, mds []fastMetaV1) {
+	if len(mds) == 0 {
+		return
+	}
+	var news typeNews
+	for _, m := range mds {
+		s.note(str(body, m.familyFrom, m.familyTo), metadata.Metadata{
+			Type: v1Type(m.typ), Help: str(body, m.helpFrom, m.helpTo), Unit: str(body, m.unitFrom, m.unitTo),
 		}, &news)
 	}
 	s.tell(news)
+}
+
+// v1Type is a 1.0 metadata type's name in lower case (model's), "" for a
+// value the enum does not name; without strings.ToLower's allocation per
+// entry, as vmagent sends every family's with every scrape.
+func v1Type(t int32) model.MetricType {
+	switch prompb.MetricMetadata_MetricType(t) {
+	case prompb.MetricMetadata_UNKNOWN:
+		return "unknown"
+	case prompb.MetricMetadata_COUNTER:
+		return "counter"
+	case prompb.MetricMetadata_GAUGE:
+		return "gauge"
+	case prompb.MetricMetadata_HISTOGRAM:
+		return "histogram"
+	case prompb.MetricMetadata_GAUGEHISTOGRAM:
+		return "gaugehistogram"
+	case prompb.MetricMetadata_SUMMARY:
+		return "summary"
+	case prompb.MetricMetadata_INFO:
+		return "info"
+	case prompb.MetricMetadata_STATESET:
+		return "stateset"
+	}
+	return ""
 }
 
 // tell passes the families typed anew to the OnTypes hook.

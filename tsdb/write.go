@@ -433,10 +433,11 @@ func (h *WriteHandler) handle(r *http.Request, msgType remoteapi.WriteMessageTyp
 			if herr := h.seriesLimit(len(b.fast.series)); herr != nil {
 				return writeStats{}, herr
 			}
+			h.opts.Metadata.noteFastV1(body, b.fast.meta) // as the generic path below
 			return h.withHA(func(q *haRequest) (writeStats, int) { return q.fastV1(&b.fast, body), len(b.fast.series) },
 				func() (writeStats, *httpError) { return h.appendFastV1(r, b, body) })
 		}
-		// Histograms, exemplars, metadata or bytes the fast decoder does
+		// Histograms, exemplars or bytes the fast decoder does
 		// not take: the generic path, which also words the decode errors.
 		b.v1.Reset()
 		if err := proto.Unmarshal(body, &b.v1); err != nil {
