@@ -207,6 +207,15 @@ func requireVMAgentDelivered(t *testing.T, omenURL string, agent *proc, e *vmExp
 	require.Equal(t, n, ups[0].F(), "up=1 samples in omen")
 }
 
+// vmagentOOOWindow is the out-of-order window the README asks of vmagent's
+// users. vmagent sends a target's blocks on 2 × CPUs queues at once, and
+// one retried (after a 503, or re-packed after its first 415) reaches omen
+// after a later block of the same series: without a window its samples are
+// out of order, answered 400 (as Prometheus's receiver does), and vmagent
+// drops the block. Without it this test lost a block in 3 of 4 runs on a
+// busy machine (vmagent_remotewrite_packets_dropped_total 1).
+const vmagentOOOWindow = "--storage.tsdb.out-of-order-time-window=10m"
+
 // TestVMAgentRemoteWrite: the real vmagent scrapes an exporter and
 // remote-writes to omen with its defaults. vmagent first sends the
 // VictoriaMetrics protocol (the same WriteRequest, zstd-compressed), which
@@ -214,9 +223,10 @@ func requireVMAgentDelivered(t *testing.T, omenURL string, agent *proc, e *vmExp
 // resends it, and speaks Prometheus's protocol from then on. omen must end
 // up with every scraped sample (the first ones too), score the inputs, store
 // vmagent's staleness markers and its metadata, and vmagent must have
-// dropped nothing.
+// dropped nothing. omen has the out-of-order window the README asks of
+// vmagent's users (see vmagentOOOWindow).
 func TestVMAgentRemoteWrite(t *testing.T) {
-	omen := startOmen(t, "", "--output.tsdb-interval=0s")
+	omen := startOmen(t, "", "--output.tsdb-interval=0s", vmagentOOOWindow)
 	e := &vmExporter{limit: 15}
 	exp := httptest.NewServer(e)
 	t.Cleanup(exp.Close)
@@ -251,7 +261,7 @@ func TestVMAgentRemoteWrite(t *testing.T) {
 // remote-write slots are taken (here one slot, kept busy by large writes of
 // other series); vmagent must retry those blocks, not drop them.
 func TestVMAgentRetriesOverload(t *testing.T) {
-	omen := startOmen(t, "", "--write.max-inflight-requests=1")
+	omen := startOmen(t, "", "--write.max-inflight-requests=1", vmagentOOOWindow)
 	e := &vmExporter{limit: 15}
 	exp := httptest.NewServer(e)
 	t.Cleanup(exp.Close)
