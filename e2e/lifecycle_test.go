@@ -57,13 +57,19 @@ func TestLifecycle(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, tc.code, resp.StatusCode, "%s: %s", tc.name, b)
 	}
-	for _, ls := range [][]prompb.Label{
-		{{Name: "job", Value: "x"}},
-		{{Name: "__name__", Value: "a"}, {Name: "a", Value: "1"}, {Name: "a", Value: "2"}},
-		{{Name: "z", Value: "1"}, {Name: "__name__", Value: "a"}},
+	for _, tc := range []struct {
+		ls   []prompb.Label
+		code int
+	}{
+		{[]prompb.Label{{Name: "job", Value: "x"}}, http.StatusBadRequest},
+		{[]prompb.Label{{Name: "__name__", Value: "a"}, {Name: "a", Value: "1"}, {Name: "a", Value: "2"}}, http.StatusBadRequest},
+		{[]prompb.Label{{Name: "a", Value: "1"}, {Name: "__name__", Value: "a"}, {Name: "a", Value: "2"}}, http.StatusBadRequest},
+		// Unsorted, as vmagent sends a target's labels: sorted and
+		// stored, as Prometheus's receiver does.
+		{[]prompb.Label{{Name: "z", Value: "1"}, {Name: "__name__", Value: "a"}}, http.StatusNoContent},
 	} {
-		code, body := remoteWriteV1(t, omen.URL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: ls, Samples: []prompb.Sample{{Timestamp: ms, Value: 1}}}}})
-		require.Equal(t, http.StatusBadRequest, code, body)
+		code, body := remoteWriteV1(t, omen.URL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: tc.ls, Samples: []prompb.Sample{{Timestamp: ms, Value: 1}}}}})
+		require.Equal(t, tc.code, code, "%v: %s", tc.ls, body)
 	}
 	resp, err := http.Get(omen.URL + "/-/healthy")
 	require.NoError(t, err)
@@ -89,7 +95,7 @@ func TestLifecycle(t *testing.T) {
 	text := metricsText(t, omen.URL)
 	for _, m := range []string{
 		`omen_remote_write_samples_received_total{type="float"}`,
-		`omen_remote_write_samples_appended_total{type="float"} 2`,
+		`omen_remote_write_samples_appended_total{type="float"} 3`, // "kept" and the unsorted series
 		`omen_remote_write_samples_rejected_total{reason="invalid_labels",type="float"} 3`,
 		`omen_http_requests_total{code="400",handler="/api/v1/write"} 6`,
 		`omen_http_request_duration_seconds_bucket{handler="/api/v1/write"`,
@@ -118,12 +124,16 @@ func TestLifecycle(t *testing.T) {
 		}
 	}
 
-	// One input series was stored; the rest are the pipeline's outputs for
-	// it (labelled for="kept").
+	// Two input series were stored, kept and the unsorted one (as a{z="1"});
+	// the rest are the pipeline's outputs for them (labelled for="kept",
+	// for="a").
 	res, err := query(t, omen.URL, `count({__name__=~".+", for=""})`, now)
 	require.NoError(t, err)
 	require.Len(t, res, 1)
-	require.Equal(t, 1.0, res[0].F())
+	require.Equal(t, 2.0, res[0].F())
+	res, err = query(t, omen.URL, `a{z="1"}`, now)
+	require.NoError(t, err)
+	require.Len(t, res, 1, "the unsorted series, stored sorted")
 
 	// SIGTERM: a clean exit, and the data is there after a restart.
 	omen.Stop()
