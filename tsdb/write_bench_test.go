@@ -93,8 +93,10 @@ func BenchmarkWriteV1(b *testing.B) {
 // BenchmarkWriteV1VMAgent is BenchmarkWriteV1 as vmagent sends it: each
 // series' labels in its order (the scraped ones, then the target's
 // instance and job, so not sorted) and every family's metadata in each
-// request. Such a series is not ref-cached (its raw labels are not its
-// stored ones): cache=on pays what cache=off does for sorted labels.
+// request. Such a series is ref-cached as a sorted one is, its hit checked
+// by comparing its labels as a set (sameLabelSet): 2014 allocations a
+// request and 1.76-2.00 µs CPU a sample before (it was not cached),
+// 11 and 1.02-1.13 µs after, 10 000 series, old and new alternated.
 //
 //	go test -run '^$' -bench 'BenchmarkWriteV1(VMAgent)?$/decoder=fast/cache=on/series=10000' -count 6 ./tsdb
 func BenchmarkWriteV1VMAgent(b *testing.B) {
