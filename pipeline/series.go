@@ -223,6 +223,10 @@ type fcState struct {
 	// Beside warmDue, so the two bools share one word: fcState stays in
 	// Go's 288-byte size class.
 	isNew bool
+	// stepDif is an EWMA of |Δ| between the forecaster's consecutive
+	// steps, the unit of the bands' calibrated floors (see bandRef). In
+	// the word of the two bools above, it costs no bytes.
+	stepDif float32
 }
 
 // fcBuf is a worker's buffers for its forecasters' steps: the forecast
@@ -550,7 +554,11 @@ type series struct {
 type pending struct {
 	target       int64
 	yhat, lo, hi float64
-	active       bool
+	// floor is the horizon's band floor (see floorUnits), calibrated on
+	// the checks (see calibrate). It outlives the pending forecast it sits
+	// beside, and in the padding after active it costs no bytes.
+	floor  float32
+	active bool
 }
 
 // outOfOrder reports whether a sample at t is at or before the latest one
@@ -919,7 +927,11 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *fc
 			continue // an infinite value made the family's MASE NaN for good
 		}
 		pd.active = false
-		if actual, ok := f.actualAt(pd.target, t, v); ok && acc != nil && s.absDif > 0 {
+		actual, ok := f.actualAt(pd.target, t, v)
+		if ok && f.bandRef(f.horizons[i]) > 0 {
+			pd.calibrate(actual, f.horizons[i])
+		}
+		if ok && acc != nil && s.absDif > 0 {
 			acc.observe(s.name, f.hname[i], f.horizons[i].Milliseconds(), everyMs, pd.target, math.Abs(actual-pd.yhat)/s.absDif, actual >= pd.lo && actual <= pd.hi, s.lastSeen)
 		}
 	}
@@ -940,6 +952,14 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *fc
 	}
 	pts, n := f.rs.add(t, fv)
 	for _, pt := range pts[:n] {
+		if _, lv, ok := f.m.Last(); ok {
+			// The steps are of learnable values, so a glitch the
+			// detector caught does not blow the unit up: the series'
+			// absDif took 1/256 of a 1e5 glitch on a series near 100.
+			if d := math.Abs(pt.v - lv); d < math.MaxFloat32 {
+				f.stepDif += float32(stepDifAlpha * (d - float64(f.stepDif)))
+			}
+		}
 		f.m.Update(pt.t, pt.v)
 		if pt.n >= 2 && isFinite(pt.msd) {
 			// Values far apart within a step (1e300 beside 100) square
@@ -1005,10 +1025,12 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *fc
 			continue
 		}
 		pt.TsMillis = t + h.Milliseconds()
-		f.pts[i], f.ok[i] = widen(pt, f.within, f.m.NonNegative()), true
-		if pd := &f.pend[i]; !pd.active {
+		pd := &f.pend[i]
+		c := pd.floorUnits() * f.bandRef(h)
+		f.pts[i], f.ok[i] = widen(pt, bandZ*bandZ*f.within+c*c, f.m.NonNegative()), true
+		if !pd.active {
 			pt := f.pts[i]
-			*pd = pending{target: pt.TsMillis, yhat: pt.Yhat, lo: pt.Lower, hi: pt.Upper, active: true}
+			*pd = pending{target: pt.TsMillis, yhat: pt.Yhat, lo: pt.Lower, hi: pt.Upper, floor: pd.floor, active: true}
 		}
 	}
 }
@@ -1056,17 +1078,18 @@ func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 // end: the within-step spread is added to it as a normal one.
 var bandZ = math.Sqrt2 * math.Erfinv(forecastOptions().Coverage)
 
-// widen turns a forecast of a step mean into one of a raw sample in that
-// step: a raw sample is the mean plus its deviation within the step, whose
-// mean square is within, so each side of the band grows in quadrature by
-// bandZ of its root. With one sample per step within is 0 and p is as
-// given. The lower end of a non-negative series' band (nonNeg, see
-// forecast.Model.NonNegative) stays at or above 0.
-func widen(p forecast.Point, within float64, nonNeg bool) forecast.Point {
-	if !(within > 0) || math.IsInf(within, 1) {
+// widen grows each side of p's band in quadrature by the root of w, the
+// square of what the forecaster's band leaves out: bandZ² times the mean
+// square of a raw sample's deviation within its step (fcState.within: the
+// forecaster forecasts step means, users compare raw samples; 0 with one
+// sample a step), plus the square of the horizon's calibrated floor (see
+// pending.calibrate). With w 0 p is as given. The lower end of a
+// non-negative series' band (nonNeg, see forecast.Model.NonNegative)
+// stays at or above 0.
+func widen(p forecast.Point, w float64, nonNeg bool) forecast.Point {
+	if !(w > 0) || math.IsInf(w, 1) {
 		return p
 	}
-	w := bandZ * bandZ * within
 	lo, hi := p.Yhat-p.Lower, p.Upper-p.Yhat
 	p.Lower = p.Yhat - math.Sqrt(lo*lo+w)
 	p.Upper = p.Yhat + math.Sqrt(hi*hi+w)
@@ -1074,4 +1097,66 @@ func widen(p forecast.Point, within float64, nonNeg bool) forecast.Point {
 		p.Lower = max(p.Lower, 0)
 	}
 	return p
+}
+
+// Band calibration, see pending.calibrate: the gain at a 5m horizon, and
+// the floor's range in units of bandRef.
+const (
+	floorGain          = 0.3
+	floorMin, floorMax = 1.0 / 64, 4.0
+)
+
+// missShare is the share of checked forecasts a band may miss.
+var missShare = 1 - forecastOptions().Coverage
+
+// stepDifAlpha is the weight of a step's |Δ| in fcState.stepDif.
+const stepDifAlpha = 1.0 / 64
+
+// bandRef is the unit of horizon h's band floor: the mean |Δ| between the
+// forecaster's steps (fcState.stepDif) times the root of the steps h
+// spans, the spread a random walk with those steps reaches in h. 0 while
+// either is unknown (or the series has not moved): no floor, and no
+// calibration.
+func (f *fcState) bandRef(h time.Duration) float64 {
+	step := f.rs.step()
+	if step <= 0 || !(f.stepDif > 0) {
+		return 0
+	}
+	return float64(f.stepDif) * math.Sqrt(float64(h.Milliseconds())/float64(step))
+}
+
+// floorUnits is the horizon's band floor in units of bandRef:
+// floorMin·e^floor, floor in [0, ln(floorMax/floorMin)].
+func (pd *pending) floorUnits() float64 { return floorMin * math.Exp(float64(pd.floor)) }
+
+// calibrate moves the horizon's band floor by one check of a forecast's
+// band against its actual, as adaptive conformal inference moves a
+// quantile, on the floor's logarithm: up by g·(1−α) on a miss, down by g·α
+// on a hit (α = missShare), so the floor settles where a share α of the
+// checked forecasts fall outside their band, or at floorMin (negligible
+// in quadrature) where the forecaster's own band covers more. The gain g
+// is floorGain at a 5m horizon and grows with the root of the horizon (at
+// most 1), as a longer horizon is checked less often (one pending forecast
+// per horizon). On the logarithm the floor rises from floorMin to a whole
+// unit in about 70 checks of a band that misses a quarter (6 h at 5m, 20 h
+// at 30m), and a band that covers white noise does not dither wider.
+//
+// The forecaster's conformal band comes from the errors of the last few
+// hours' validation origins (history 512 steps, under 9 h): it never sees
+// a daily cycle, and before a morning ramp or a burst its recent errors
+// are those of a quiet night. On a business-hours request rate at 60 s
+// (BenchmarkCalendar's) the bands covered 88%, 78% and 72% at 5m, 15m and
+// 30m; on the NAB series as forecasting inputs 91%. The floor adds in
+// quadrature, so it widens the narrow bands of the quiet stretches the
+// misses came after, and the wide ones barely: scaling every band by a
+// calibrated factor instead reached the same coverage with interval
+// scores (MSIS) 10-25% worse on NAB and bands 2.8 times as wide at 30m,
+// where the floor improved the score (TestForecastBandsCalibrated).
+func (pd *pending) calibrate(actual float64, h time.Duration) {
+	miss := 0.0
+	if !(actual >= pd.lo && actual <= pd.hi) {
+		miss = 1
+	}
+	g := min(1, floorGain*math.Sqrt(h.Minutes()/5))
+	pd.floor = float32(min(math.Log(floorMax/floorMin), max(0, float64(pd.floor)+g*(miss-missShare))))
 }
