@@ -957,44 +957,71 @@ func (s *series) restore(saved *savedSeries) bool {
 // The forecaster's state, as appendState writes it: a tag byte, the
 // resampler's and fcState's fields (fcStateFields of them with tag 2,
 // fcStateFields1 with tag 1, the fixed-step resampler's before 2026-12-05),
-// then the model. Tag 0 is the model alone.
+// with tag 3 one more (the bands' unit, stepDif, and how many horizons'
+// floors follow) and the floors, 4 bytes each; then the model. Tag 0 is
+// the model alone.
 const (
 	fcStateFields  = 15
 	fcStateFields1 = 11
+	fcStateFields3 = fcStateFields + 1
 )
 
-// fcStateLen is the size of what appendState writes before the model, by
-// tag (0 for a tag it does not know).
-func fcStateLen(tag byte) int {
-	switch tag {
+// fcStateLen is the size of what appendState writes before the model, as
+// b's head tells (0 for a tag it does not know, or a tag 3 head too short
+// to tell).
+func fcStateLen(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	switch b[0] {
 	case 1:
 		return 1 + fcStateFields1*8
 	case 2:
 		return 1 + fcStateFields*8
+	case 3:
+		n := 1 + fcStateFields3*8
+		if len(b) < n {
+			return 0
+		}
+		floors := binary.LittleEndian.Uint64(b[n-8:]) >> 32
+		if floors > maxHorizons {
+			return 0
+		}
+		return n + 4*int(floors)
 	}
 	return 0
 }
+
+// maxHorizons bounds the floors a tag 3 state may claim: more horizons
+// than any configuration gives is damage.
+const maxHorizons = 1 << 10
 
 // appendState appends the forecaster's snapshot to b: the resampler's open
 // step (without it the first step after a restart is a partial mean, and
 // the input interval is learnt again), the within-step spread that widens
 // the bands (restarting it at 0 made the bands too narrow for the first
-// ~32 steps after every restart), and when the last forecast was made;
-// then the model. A release before tag 2 reads it as damage and starts the
-// forecaster afresh, the rest of the series restored.
+// ~32 steps after every restart), when the last forecast was made, and
+// the bands' calibrated floors with their unit (restarting them at their
+// minimum made the bands too narrow again for about a day of checks); then
+// the model. A release before tag 3 reads it as damage and warms the
+// forecaster from history, the rest of the series restored.
 func (f *fcState) appendState(b []byte) ([]byte, error) {
 	r := &f.rs
 	closed := uint64(0)
 	if r.closed {
 		closed = 1
 	}
-	b = append(b, 2)
-	for _, u := range [fcStateFields]uint64{
+	b = append(b, 3)
+	for _, u := range [fcStateFields3]uint64{
 		uint64(r.minStepMs), uint64(r.iv[0]), uint64(r.iv[1]), uint64(r.iv[2]), uint64(r.ref), closed, uint64(r.ctr),
 		uint64(r.n), uint64(r.first), uint64(r.lastT), math.Float64bits(r.x0), math.Float64bits(r.dsum), math.Float64bits(r.dsq),
 		math.Float64bits(f.within), uint64(f.made),
+		uint64(math.Float32bits(f.stepDif)) | uint64(len(f.pend))<<32,
 	} {
 		b = binary.LittleEndian.AppendUint64(b, u)
+	}
+	for i := range f.pend {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f.pend[i].floor))
 	}
 	m, err := f.m.MarshalBinary()
 	return append(b, m...), err
@@ -1008,7 +1035,7 @@ func fcReadable(b []byte) error {
 	}
 	n := 1
 	if b[0] != 0 {
-		if n = fcStateLen(b[0]); n == 0 {
+		if n = fcStateLen(b); n == 0 {
 			return fmt.Errorf("forecaster state of tag %d, which this release does not read", b[0])
 		}
 	}
@@ -1022,7 +1049,7 @@ func fcReadable(b []byte) error {
 // it, was fed steps of the length f's horizons give (see horizonSteps);
 // true if b has none, or predates the resampler's state.
 func (f *fcState) sameSteps(b []byte) bool {
-	if len(b) == 0 || fcStateLen(b[0]) == 0 || len(b) < fcStateLen(b[0]) {
+	if n := fcStateLen(b); n == 0 || len(b) < n {
 		return true
 	}
 	return int64(binary.LittleEndian.Uint64(b[1:])) == f.rs.minStepMs
@@ -1038,11 +1065,18 @@ func (f *fcState) restoreState(b []byte) error {
 	if b[0] == 0 {
 		return f.m.UnmarshalBinary(b[1:])
 	}
-	n := fcStateLen(b[0])
+	n := fcStateLen(b)
 	if n == 0 || len(b) < n {
 		return errors.New("malformed forecaster state")
 	}
-	u := make([]uint64, (n-1)/8)
+	fields := fcStateFields1
+	switch b[0] {
+	case 2:
+		fields = fcStateFields
+	case 3:
+		fields = fcStateFields3
+	}
+	u := make([]uint64, fields)
 	for i := range u {
 		u[i] = binary.LittleEndian.Uint64(b[1+8*i:])
 	}
@@ -1081,9 +1115,33 @@ func (f *fcState) restoreState(b []byte) error {
 	if rs.closed && (rs.lastT < rs.ref || (rs.n == 0 && rs.lastT != rs.ref) || (rs.n > 0 && rs.lastT-rs.ref >= 2*rs.step())) {
 		return errors.New("malformed forecaster state")
 	}
+	var stepDif float32
+	var floors []float32
+	if b[0] == 3 {
+		stepDif = math.Float32frombits(uint32(u[fcStateFields]))
+		floors = make([]float32, u[fcStateFields]>>32)
+		for i := range floors {
+			floors[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[1+fcStateFields3*8+4*i:]))
+			if !(floors[i] >= 0) || floors[i] > float32(math.Log(floorMax/floorMin))+1e-3 {
+				return errors.New("malformed forecaster state")
+			}
+		}
+		if !(stepDif >= 0) || math.IsInf(float64(stepDif), 1) {
+			return errors.New("malformed forecaster state")
+		}
+	}
 	if rs.minStepMs == f.rs.minStepMs {
 		rs.instant, rs.instN = rs.lastT, 1
 		f.rs = rs
+		// The floors and their unit are of steps of this length; by
+		// horizon, so only for as many horizons (a reload to others
+		// restarts the series, see sameSteps).
+		f.stepDif = stepDif
+		if len(floors) == len(f.pend) {
+			for i := range f.pend {
+				f.pend[i].floor = floors[i]
+			}
+		}
 	}
 	f.within = within
 	return nil

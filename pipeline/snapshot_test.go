@@ -1785,7 +1785,7 @@ func TestSnapshotForecasterOfLaterReleaseWarms(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, saved, 1)
 	s := saved[0]
-	at := fcStateLen(s.fc[0])
+	at := fcStateLen(s.fc)
 	require.NotZero(t, at)
 	require.Equal(t, "OMF", string(s.fc[at:at+3]))
 	s.fc[at+3] = 99 // the model's version
