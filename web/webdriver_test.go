@@ -57,36 +57,16 @@ func startBrowser(t testing.TB, width, height int) *browser {
 	chromium := lookTool(t, "chromium", "chromium-browser")
 	driver := lookTool(t, "chromedriver")
 
-	cmd := exec.Command(driver, "--port=0")
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start(), "start chromedriver")
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-
-	// chromedriver prints the port it bound; wait for that line rather than
-	// polling the port.
-	portc := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`started successfully on port (\d+)`)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				portc <- m[1]
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
+	// chromedriver --port=0 picks its port itself, and one taken by then
+	// (the e2e package's servers start beside it in make test) makes it
+	// exit with "bind() failed: Address already in use": started again.
 	var port string
-	select {
-	case port = <-portc:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("chromedriver did not start: %s", stderr.String())
+	for attempt := 1; port == ""; attempt++ {
+		var err error
+		port, err = startDriver(t, driver)
+		if err != nil && attempt == 3 {
+			t.Fatal(err)
+		}
 	}
 
 	b := &browser{t: t, client: &http.Client{Timeout: 90 * time.Second}}
@@ -218,4 +198,49 @@ func (b *browser) screenshot(path string) {
 	require.NoError(b.t, err)
 	require.True(b.t, strings.HasPrefix(string(png), "\x89PNG"), "screenshot is a PNG")
 	require.NoError(b.t, os.WriteFile(path, png, 0o644))
+}
+
+// startDriver starts chromedriver on a port of its choosing and returns
+// that port, or an error if it exits or prints none within 30 s.
+func startDriver(t testing.TB, driver string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(driver, "--port=0")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start(), "start chromedriver")
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+
+	// chromedriver prints the port it bound; wait for that line rather than
+	// polling the port.
+	portc := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`started successfully on port (\d+)`)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				portc <- m[1]
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case port := <-portc:
+		return port, nil
+	case <-exited:
+		return "", fmt.Errorf("chromedriver exited: %s", stderr.String())
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return "", fmt.Errorf("chromedriver did not start: %s", stderr.String())
+	}
 }
