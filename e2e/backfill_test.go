@@ -159,7 +159,12 @@ remote_write:
 	d := anomaliesOf(t, omen.URL, derivedName)[0]
 	require.True(t, d.Ready, "the derived input's first evaluation needed a warm-up")
 	require.Equal(t, 1.0, metricsGauge(t, omen.URL, "omen_model_ready", derivedName))
-	require.Greater(t, metricsGauge(t, omen.URL, "omen_warm_start_samples_total", ""), warmed+1000, "the derived input replays hours of history")
+	// Counted against the inputs' replays, not against warmed: on a busy
+	// machine the derived input's replay can come before warmed is read
+	// (5541, "not greater than 6541", in a clean-clone make test).
+	total := metricsGauge(t, omen.URL, "omen_warm_start_samples_total", "")
+	t.Logf("history samples replayed: %.0f when the inputs' reads were done, %.0f with the derived input's", warmed, total)
+	require.Greater(t, total, float64(2*2048+1000), "the derived input replays hours of history")
 
 	// Forecasts from the warmed forecasters, at every default horizon.
 	for _, tc := range []struct {
