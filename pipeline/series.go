@@ -1106,6 +1106,10 @@ const (
 	floorMin, floorMax = 1.0 / 64, 4.0
 )
 
+// floorTop is the highest value of pending.floor: floorMax in units of
+// floorMin, on the logarithm.
+var floorTop = math.Log(floorMax / floorMin)
+
 // missShare is the share of checked forecasts a band may miss.
 var missShare = 1 - forecastOptions().Coverage
 
@@ -1158,5 +1162,5 @@ func (pd *pending) calibrate(actual float64, h time.Duration) {
 		miss = 1
 	}
 	g := min(1, floorGain*math.Sqrt(h.Minutes()/5))
-	pd.floor = float32(min(math.Log(floorMax/floorMin), max(0, float64(pd.floor)+g*(miss-missShare))))
+	pd.floor = float32(min(floorTop, max(0, float64(pd.floor)+g*(miss-missShare))))
 }

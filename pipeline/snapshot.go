@@ -1122,7 +1122,7 @@ func (f *fcState) restoreState(b []byte) error {
 		floors = make([]float32, u[fcStateFields]>>32)
 		for i := range floors {
 			floors[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[1+fcStateFields3*8+4*i:]))
-			if !(floors[i] >= 0) || floors[i] > float32(math.Log(floorMax/floorMin))+1e-3 {
+			if !(floors[i] >= 0) || floors[i] > float32(floorTop)+1e-3 {
 				return errors.New("malformed forecaster state")
 			}
 		}

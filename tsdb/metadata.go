@@ -131,21 +131,21 @@ func (s *Metadata) noteFastV1(body []byte, mds []fastMetaV1) {
 func v1Type(t int32) model.MetricType {
 	switch prompb.MetricMetadata_MetricType(t) {
 	case prompb.MetricMetadata_UNKNOWN:
-		return "unknown"
+		return model.MetricTypeUnknown
 	case prompb.MetricMetadata_COUNTER:
-		return "counter"
+		return model.MetricTypeCounter
 	case prompb.MetricMetadata_GAUGE:
-		return "gauge"
+		return model.MetricTypeGauge
 	case prompb.MetricMetadata_HISTOGRAM:
-		return "histogram"
+		return model.MetricTypeHistogram
 	case prompb.MetricMetadata_GAUGEHISTOGRAM:
-		return "gaugehistogram"
+		return model.MetricTypeGaugeHistogram
 	case prompb.MetricMetadata_SUMMARY:
-		return "summary"
+		return model.MetricTypeSummary
 	case prompb.MetricMetadata_INFO:
-		return "info"
+		return model.MetricTypeInfo
 	case prompb.MetricMetadata_STATESET:
-		return "stateset"
+		return model.MetricTypeStateset
 	}
 	return ""
 }
