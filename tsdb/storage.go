@@ -118,6 +118,11 @@ type Storage struct {
 	db     atomic.Pointer[tsdb.DB]
 
 	failing atomic.Pointer[string] // why writes are refused; nil while healthy
+	// failMu orders setFailing against a probe's clearing, and fails counts
+	// the failures, so that a probe clears only failures seen before its
+	// check began (see probe).
+	failMu  sync.Mutex
+	fails   uint64
 	healthM prometheus.Gauge
 	failM   *prometheus.CounterVec
 	reopens prometheus.Counter
@@ -453,16 +458,36 @@ func (s *Storage) Failing() string {
 // setFailing records a failure seen at op; the first one is logged.
 func (s *Storage) setFailing(op string, err error) {
 	s.failM.WithLabelValues(op).Inc()
-	s.healthM.Set(0)
 	msg := err.Error()
-	if s.failing.Swap(&msg) == nil {
+	s.failMu.Lock()
+	s.fails++
+	s.healthM.Set(0)
+	old := s.failing.Swap(&msg)
+	s.failMu.Unlock()
+	if old == nil {
 		s.logger.Error("Storage failing: refusing writes (503) and failing /-/ready until it recovers", "path", s.opts.Path, "op", op, "err", err)
 	}
 }
 
-func (s *Storage) setHealthy() {
+// failures returns the count of failures seen so far, for setHealthy.
+func (s *Storage) failures() uint64 {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.fails
+}
+
+// setHealthy clears the failure, unless one was seen after the probe that
+// found the path healthy read seen: that one is for the next probe.
+func (s *Storage) setHealthy(seen uint64) {
+	s.failMu.Lock()
+	if s.fails != seen {
+		s.failMu.Unlock()
+		return
+	}
 	s.healthM.Set(1)
-	if old := s.failing.Swap(nil); old != nil {
+	old := s.failing.Swap(nil)
+	s.failMu.Unlock()
+	if old != nil {
 		s.logger.Info("Storage recovered: taking writes again", "path", s.opts.Path, "was", *old)
 	}
 }
@@ -536,19 +561,28 @@ const probeFile = ".omen-write-probe"
 
 // probe checks that the storage path takes writes: not read-only, free
 // space above the reserve, and a small file can be written and removed.
+//
+// It clears only the failures seen before its check began: a commit that
+// fails while the check runs (on a path found writable a moment before)
+// has neither had its path checked since nor its WAL repaired, and a probe
+// that cleared it would take writes onto a WAL with half a record at its
+// end. The next probe sees it.
 func (s *Storage) probe() {
+	seen := s.failures()
 	if err := s.checkPath(); err != nil {
 		s.setFailing("probe", err)
 		return
 	}
-	if s.repair.Load() {
+	// Cleared before the reopen, not after: a commit on the reopened DB
+	// that fails asks for a repair of its own, which must stand.
+	if s.repair.Swap(false) {
 		if err := s.reopen(); err != nil {
+			s.repair.Store(true)
 			s.setFailing("reopen", err)
 			return
 		}
-		s.repair.Store(false)
 	}
-	s.setHealthy()
+	s.setHealthy(seen)
 }
 
 func (s *Storage) checkPath() error {

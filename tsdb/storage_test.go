@@ -49,9 +49,24 @@ func TestStorageFailureIsRetriableAndRecovers(t *testing.T) {
 			require.True(t, s.Ready())
 			h := NewWriteHandler(nil, nil, s, DefaultWriteOptions())
 
-			var broken atomic.Bool
-			fault := func(string) error {
-				if broken.Load() {
+			// A WAL write that fails partway leaves half a record at the
+			// WAL's end, which the next replay cuts the WAL at, dropping
+			// all after it. The fault is injected above the file system, so
+			// each failed commit writes that half record by hand, where the
+			// real failure would: before the storage hears of it. The probe
+			// sees the fault only once a commit has, so that the first write
+			// after it fails in Commit rather than being refused up front
+			// (which would leave no torn record, nothing to repair).
+			var broken, committed atomic.Bool
+			fault := func(op string) error {
+				switch {
+				case !broken.Load():
+					return nil
+				case op == "commit":
+					tornWALRecord(t, dir)
+					committed.Store(true)
+					return tc.err
+				case committed.Load():
 					return tc.err
 				}
 				return nil
@@ -84,11 +99,6 @@ func TestStorageFailureIsRetriableAndRecovers(t *testing.T) {
 			time.Sleep(30 * time.Millisecond)
 			require.False(t, s.Ready())
 			require.Equal(t, acked, samples(t, s, "m"), "what was stored before the fault is intact")
-			// A WAL write that fails partway leaves half a record at the
-			// WAL's end, which the next replay cuts the WAL at, dropping
-			// all after it. Written here by hand: the fault is injected
-			// above the file system.
-			tornWALRecord(t, dir)
 
 			broken.Store(false)
 			require.Eventually(t, s.Ready, 5*time.Second, 5*time.Millisecond, "recovers once the fault is gone")
@@ -389,4 +399,31 @@ func TestStorageWALCompression(t *testing.T) {
 			require.Equal(t, nSeries*nSamples, countSamples(t, dir, tc.read))
 		})
 	}
+}
+
+// TestProbeKeepsFailureSeenDuringItsCheck: a commit that fails while a
+// probe checks the path is not cleared by that probe, which found the path
+// writable before the failure: the next probe decides. (A probe that
+// cleared it took writes again at once, on a path nobody had checked
+// since; the race made TestStorageFailureIsRetriableAndRecovers flaky.)
+func TestProbeKeepsFailureSeenDuringItsCheck(t *testing.T) {
+	s := NewStorage(nil, nil, Options{Path: t.TempDir(), ProbeInterval: time.Hour})
+	require.NoError(t, s.Open())
+	defer func() { require.NoError(t, s.Close()) }()
+	require.True(t, s.Ready())
+
+	var once atomic.Bool
+	fault := func(op string) error {
+		if op == "probe" && once.CompareAndSwap(false, true) {
+			s.commitFailed(s.gen.Load(), syscall.EIO)
+		}
+		return nil
+	}
+	s.fault.Store(&fault)
+	s.probe()
+	require.False(t, s.Ready(), "cleared by the probe it failed during")
+	require.Equal(t, 1.0, testutil.ToFloat64(s.reopens), "its WAL repaired all the same")
+	s.probe()
+	require.True(t, s.Ready(), "cleared by the next probe")
+	require.Equal(t, 1.0, testutil.ToFloat64(s.reopens))
 }
