@@ -919,7 +919,27 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 				lo, hi = st.Season.seen(lo, hi)
 			}
 			if bl.longOK && st.LongStat.N > 16 {
-				lo, hi = st.Long.seen(lo, hi, 2)
+				// The long ring's buckets are two-hour means, below
+				// the samples that made them by their scatter; where
+				// they reach past the range (which forgot them: on a
+				// Monday, after a weekend's samples), the scatter
+				// (seenTolK sigmas of the long residual, as in
+				// seenAtPhase) is counted as seen too. The first
+				// sample of a business-hours step ranked as a record
+				// against the bare means on 7 of 48 Mondays, a page on
+				// 5 (TestMondayStepNotARangeRecord). Not where the
+				// range's own extremes, samples, hold the ring's: on
+				// nyc_taxi the residual's scale (2 100) is the night's
+				// level, and widening the range's bottom by it lost
+				// the blizzard's window (NAB 75.18 -> 74.38).
+				llo, lhi := st.Long.seen(math.Inf(1), math.Inf(-1), 2)
+				tol := seenTolK * max(st.LongStat.Sigma(), floor)
+				if lhi > hi {
+					hi = lhi + tol
+				}
+				if llo < lo {
+					lo = llo - tol
+				}
 			}
 		}
 		z[mRange] = max(0, v-hi, lo-v) / (st.Hi - st.Lo)
@@ -1024,6 +1044,7 @@ func (d *Detector) learn(ts int64, v float64, col int, short int64, bl baselines
 			zw := st.LongStat.Z(v-bl.long, floor)
 			st.LongFast += longEWMA * (zw - st.LongFast)
 		}
+		st.LongStat.Alpha = st.Long.statAlpha()
 		st.LongStat.UpdateCollapsed(v-bl.long, floor, col&MemberLong != 0)
 	}
 	// A short gap's samples (see update), then v. The long ring counts

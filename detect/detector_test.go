@@ -1277,25 +1277,14 @@ func TestBusinessHoursStepStaysQuiet(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := mustNew(t, DefaultOptions())
-			rng := rand.New(rand.NewPCG(tc.seed, 7))
+			gen := businessHoursStep(tc.seed, iv)
 			end := t0 + 37*day // a Saturday 00:00: the last week runs Saturday to Friday
 			last := end - 7*day
-			a := math.Exp(-iv / 1800_000.0)
-			wander, level := 0.0, 1.0
 			var edges, pages []string // weekday edges above 1 (not by range) in the last two weeks, above 2 in the last week
 			var hot, inEvent int
 			for ts := t0; ts < end; ts += iv {
-				if ts%day == 0 {
-					level = 1 + 0.03*rng.NormFloat64()
-				}
-				wander = a*wander + math.Sqrt(1-a*a)*0.03*rng.NormFloat64()
 				wd, h := (ts/day+4)%7, ts%day/hour
-				v := 20.0
-				if wd != 0 && wd != 6 && h >= 9 && h < 17 {
-					v = 70
-				}
-				v *= level * (1 + wander)
-				v += 0.02 * v * rng.NormFloat64()
+				v := gen(ts)
 				ev := v
 				if tc.event != nil && ts >= last {
 					ev = tc.event(ts, v)
@@ -1330,5 +1319,72 @@ func TestBusinessHoursStepStaysQuiet(t *testing.T) {
 			require.Empty(t, edges, "weekday edges scoring above 1 in the last two weeks, not by the range member")
 			require.Empty(t, pages, "weekday edges scoring above 2 in the last week")
 		})
+	}
+}
+
+// businessHoursStep returns TestBusinessHoursStepStaysQuiet's series as a
+// generator for samples iv ms apart from a midnight UTC on: 20, and 70
+// from 09:00 to 17:00 UTC on weekdays (ts/day+4 is the weekday from
+// 1970-01-01, a Thursday), times a level per day (3%), a slow wander (3%,
+// correlated over ~30 minutes) and 2% noise.
+func businessHoursStep(seed uint64, iv int64) func(ts int64) float64 {
+	const day, hour = 86_400_000, 3_600_000
+	rng := rand.New(rand.NewPCG(seed, 7))
+	a := math.Exp(-float64(iv) / 1800_000.0)
+	wander, level := 0.0, 1.0
+	return func(ts int64) float64 {
+		if ts%day == 0 {
+			level = 1 + 0.03*rng.NormFloat64()
+		}
+		wander = a*wander + math.Sqrt(1-a*a)*0.03*rng.NormFloat64()
+		wd, h := (ts/day+4)%7, ts%day/hour
+		v := 20.0
+		if wd != 0 && wd != 6 && h >= 9 && h < 17 {
+			v = 70
+		}
+		v *= level * (1 + wander)
+		return v + 0.02*v*rng.NormFloat64()
+	}
+}
+
+// TestMondayMorningStaysQuiet: a business-hours step after a quiet
+// weekend, 6 seeds at 15 s and 60 s, 4 Mondays each after 25 days of
+// history. Until 2026-12-06 Monday alone scored above 1 before the step
+// (the long member, from about 07:30 at 15 s, 08:50 at 60 s: its
+// baseline ramps towards the next two-hour bucket, and its scale had
+// only the weekend in it) on every Monday at 15 s, and the first sample
+// of the step was a range record on 7 of 48 Mondays (a page on 5), where
+// the rest of the week had 1 page in all (see longSeason.statAlpha and
+// the range member in features).
+func TestMondayMorningStaysQuiet(t *testing.T) {
+	const day, hour = 86_400_000, 3_600_000
+	t0 := int64(1_767_225_600_000) // 2026-01-01 00:00 UTC, a Thursday
+	for _, iv := range []int64{15_000, 60_000} {
+		for seed := range uint64(6) {
+			t.Run(fmt.Sprintf("interval=%ds/seed=%d", iv/1000, seed), func(t *testing.T) {
+				d := mustNew(t, DefaultOptions())
+				gen := businessHoursStep(seed, iv)
+				var before, step []string
+				for ts := t0; ts < t0+53*day; ts += iv {
+					r := d.Update(ts, gen(ts))
+					if ts < t0+25*day || (ts/day+4)%7 != 1 || r.Score <= 1 {
+						continue
+					}
+					e := fmt.Sprintf("%s %s %.2f", time.UnixMilli(ts).UTC().Format("Mon 01-02 15:04:05"), r.Member, r.Score)
+					switch tod := ts % day; {
+					case tod >= 6*hour && tod < 9*hour && r.Member != memberNames[mRange]:
+						// The range member is left out, as in
+						// TestBusinessHoursStepStaysQuiet: a sample of
+						// noise beyond every one the series had (a
+						// night's low) can be a record on any day.
+						before = append(before, e)
+					case tod == 9*hour && r.Member == memberNames[mRange]:
+						step = append(step, e)
+					}
+				}
+				require.Empty(t, before, "Monday 06:00-09:00, before the step, above 1")
+				require.Empty(t, step, "Monday's first sample of the step a range record")
+			})
+		}
 	}
 }

@@ -213,3 +213,23 @@ func (l *longSeason) seen(lo, hi float64, span int) (float64, float64) {
 	}
 	return lo, hi
 }
+
+// statAlpha is the weight of a sample in the scale of the residual against
+// the long baseline (Detector's LongStat): 1/levelSpan, as every scale's,
+// but never more than one long period's samples. The scale's memory of
+// levelSpan samples is 17 hours at 15 s: on a weekly season with quiet
+// weekends (office traffic) it held only the weekend by Monday morning,
+// which the weekly baseline predicts well, so the scale was a third to a
+// quarter of Thursday's (1.4 against 5.3 on a business-hours step) and
+// Monday alone scored above 1 before the step: the long member, whose
+// baseline ramps up towards the next two-hour bucket from an hour before
+// it (TestMondayMorningStaysQuiet); and the level and range members'
+// tolerance for values seen at this phase (seenAtPhase, features) is
+// this scale, so the first samples of the step paged. A week's memory
+// holds every day of the week. At intervals of 2.5 minutes and up a
+// week is at most levelSpan samples: unchanged (NAB's are 5 minutes and
+// longer).
+func (l *longSeason) statAlpha() float32 {
+	n := max(levelSpan, int64(l.Period)*int64(l.D))
+	return float32(1 / float64(n))
+}
