@@ -212,7 +212,7 @@ func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
 var rejectReasons = map[string][]string{
 	"float":     {"invalid_labels", "invalid_metadata", "invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "ha_too_many_clusters"},
 	"histogram": {"invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "invalid_histogram", "histograms_disabled"},
-	"exemplar":  {"invalid", "unsupported", "too_far_in_future"},
+	"exemplar":  {"invalid", "unsupported", "too_far_in_future", "unknown_series"},
 }
 
 // StorageReopened forgets the series references the handler cached: the
@@ -889,15 +889,16 @@ func rejectReason(err error) string {
 // exemplars appends a series' exemplars. ref is 0 when the entry had no
 // sample appended: Prometheus's remote-write 1.0 sender puts every exemplar
 // in an entry of its own, without samples, so the head finds the series by
-// its labels (as Prometheus's receiver has it do).
-func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []exemplar.Exemplar) {
+// its labels (as Prometheus's receiver has it do). It reports whether the
+// head has no such series, so that the exemplars were dropped for that.
+func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []exemplar.Exemplar) (unknownSeries bool) {
 	if len(ex) == 0 {
-		return
+		return false
 	}
 	ea, ok := a.app.(storage.ExemplarAppenderV2)
 	if !ok {
 		a.reject("exemplar", "unsupported", len(ex), "series %s: exemplars not supported by the storage", ls)
-		return
+		return false
 	}
 	if future := a.future(ex); future > 0 {
 		// As Prometheus's receiver: an exemplar past the samples' limit
@@ -910,7 +911,7 @@ func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []ex
 			}
 		}
 		if ex = kept; len(ex) == 0 {
-			return
+			return false
 		}
 	}
 	if _, err := ea.AppendExemplars(ref, ls, ex); err != nil {
@@ -918,13 +919,18 @@ func (a *appendState) exemplars(ref storage.SeriesRef, ls labels.Labels, ex []ex
 		if errors.As(err, &partial) {
 			a.stats.exemplars += len(ex) - len(partial.ExemplarErrors)
 			a.h.metrics.rejected.WithLabelValues("exemplar", "invalid").Add(float64(len(partial.ExemplarErrors)))
-			return
+			return false
+		}
+		if errors.Is(err, storage.ErrNotFound) {
+			a.h.metrics.rejected.WithLabelValues("exemplar", "unknown_series").Add(float64(len(ex)))
+			return true
 		}
 		// Exemplars are auxiliary, as in Prometheus: a failure never fails the request.
 		a.h.metrics.rejected.WithLabelValues("exemplar", "invalid").Add(float64(len(ex)))
-		return
+		return false
 	}
 	a.stats.exemplars += len(ex)
+	return false
 }
 
 // future counts the exemplars later than the samples' limit, maxT.
@@ -1169,7 +1175,16 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 				b.exemplars = append(b.exemplars, ex)
 			}
 			sortExemplars(b.exemplars)
-			a.exemplars(ref, ls, b.exemplars)
+			if a.exemplars(ref, ls, b.exemplars) && n == 0 {
+				// Exemplars alone, of a series no sample of which was
+				// ever stored: nothing of the entry could be kept, and
+				// a 204 (with Exemplars-Written short) told the sender
+				// it was. A 400 names it, as Prometheus's receiver does
+				// for every such entry and the compliance suite expects
+				// (exemplars_without_data); those of a stored series,
+				// as Prometheus's sender sends them, are still kept.
+				a.reject("exemplar", "unknown_series", 0, "series %d %s: exemplars without samples or histograms, of a series not stored", i, ls)
+			}
 		}
 	}
 	return a.finish()

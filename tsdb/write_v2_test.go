@@ -14,6 +14,7 @@ import (
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -468,6 +469,30 @@ func TestWriteV2SeriesWithoutSamples(t *testing.T) {
 	w = postV2(t, h, raw)
 	require.Equal(t, http.StatusNoContent, w.Code, "a sample and an exemplar-only entry: %s", w.Body.String())
 	require.Equal(t, "1", w.Header().Get(headerExemplarsWritten))
+}
+
+// TestWriteV2ExemplarsOfUnknownSeries: a series of exemplars alone whose
+// series the TSDB does not have (no sample of it ever came) is a 400 that
+// names it, as the remote-write compliance suite's exemplars_without_data
+// case requires (2xx only with the exemplar written) and Prometheus's
+// receiver answers. It was a 204 with Exemplars-Written 0: the sender
+// heard success for a request of which nothing was stored.
+func TestWriteV2ExemplarsOfUnknownSeries(t *testing.T) {
+	s := openTestStorage(t)
+	h := NewWriteHandler(nil, prometheus.NewRegistry(), s, WriteOptions{})
+	now := time.Now().UnixMilli()
+	req := &writev2.Request{Symbols: []string{"", "__name__", "good", "orphan", "trace_id", "abc"}, Timeseries: []writev2.TimeSeries{
+		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: now}}},
+		{LabelsRefs: []uint32{1, 3}, Exemplars: []writev2.Exemplar{{LabelsRefs: []uint32{4, 5}, Value: 42, Timestamp: now}}},
+	}}
+	raw, err := proto.Marshal(req)
+	require.NoError(t, err)
+	w := postV2(t, h, raw)
+	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	require.Contains(t, w.Body.String(), `series 1 {__name__="orphan"}: exemplars without samples or histograms, of a series not stored`)
+	require.Equal(t, "1", w.Header().Get(headerSamplesWritten), "the rest of the request is stored")
+	require.Equal(t, "0", w.Header().Get(headerExemplarsWritten))
+	require.Equal(t, 1.0, testutil.ToFloat64(h.metrics.rejected.WithLabelValues("exemplar", "unknown_series")))
 }
 
 // TestWriteVersionMismatchIsRefused: a body of one remote-write version
