@@ -131,3 +131,20 @@ test-otelcol: $(OTELCOL)
 	OMEN_E2E=1 OMEN_OTELCOL=$(CURDIR)/$(OTELCOL) $(GO) test -count=1 -run 'TestOTelCollector' ./e2e
 otelcol-fixtures: $(OTELCOL)
 	OMEN_E2E=1 OMEN_OTELCOL=$(CURDIR)/$(OTELCOL) OMEN_OTELCOL_CAPTURE=$(CURDIR)/e2e/testdata/otelcol $(GO) test -count=1 -run 'TestOTelCollector$$' ./e2e
+
+# The Prometheus project's remote-write receiver compliance suite
+# (prometheus/compliance, remotewrite/receiver), unmodified, from the Go
+# module proxy through the module e2e/rwcompliance (the suite's go.mod
+# names it github.com/prometheus/complicance/remotewrite2, so it is
+# required under that name and replaced by its repository's path). Its
+# test binary is built once, again when that module's go.mod or go.sum
+# change; the cold build takes about 2 CPU-minutes (its own prometheus
+# version), so it is not part of make test. test-compliance runs it against
+# omen and Prometheus 3 side by side (e2e/rwcompliance_test.go).
+RWC := bin/rwcompliance.test
+.PHONY: deps-rwcompliance test-compliance
+deps-rwcompliance: $(RWC)
+$(RWC): e2e/rwcompliance/go.mod e2e/rwcompliance/go.sum
+	cd e2e/rwcompliance && $(GO) test -c -o $(CURDIR)/$(RWC) github.com/prometheus/complicance/remotewrite2
+test-compliance: deps-prom3 $(RWC)
+	OMEN_E2E=1 OMEN_RWCOMPLIANCE=$(CURDIR)/$(RWC) $(GO) test -count=1 -run 'TestRWCompliance' ./e2e

@@ -33,13 +33,7 @@ import (
 // minutes on two cores: it skips unless set (make test-otelcol sets it).
 func otelcolBinary(t testing.TB) string {
 	t.Helper()
-	bin := os.Getenv("OMEN_OTELCOL")
-	if bin == "" {
-		t.Skip("OMEN_OTELCOL not set: make test-otelcol builds the collector and runs this test")
-	}
-	_, err := os.Stat(bin)
-	require.NoError(t, err, "OMEN_OTELCOL")
-	return bin
+	return binaryFromEnv(t, "OMEN_OTELCOL", "make test-otelcol builds the collector and runs this test")
 }
 
 // otelNames are the metric names the exporter makes of otlpMetrics' by
