@@ -148,3 +148,9 @@ $(RWC): e2e/rwcompliance/go.mod e2e/rwcompliance/go.sum
 	cd e2e/rwcompliance && $(GO) test -c -o $(CURDIR)/$(RWC) github.com/prometheus/complicance/remotewrite2
 test-compliance: deps-prom3 $(RWC)
 	OMEN_E2E=1 OMEN_RWCOMPLIANCE=$(CURDIR)/$(RWC) $(GO) test -count=1 -run 'TestRWCompliance' ./e2e
+# rwcompliance-fixtures records the suite's requests and both answers into
+# e2e/testdata/rwcompliance, which make test's TestRWComplianceReplay
+# replays against omen.
+.PHONY: rwcompliance-fixtures
+rwcompliance-fixtures: deps-prom3 $(RWC)
+	OMEN_E2E=1 OMEN_RWCOMPLIANCE=$(CURDIR)/$(RWC) OMEN_RWCOMPLIANCE_CAPTURE=$(CURDIR)/e2e/testdata/rwcompliance $(GO) test -count=1 -run 'TestRWCompliance$$' ./e2e

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -63,6 +64,16 @@ type rwAnswer struct {
 	Samples, Histograms, Exemplars string
 }
 
+func rwAnswerOf(resp *http.Response) rwAnswer {
+	written := func(what string) string {
+		if v := resp.Header.Get("X-Prometheus-Remote-Write-" + what + "-Written"); v != "" {
+			return v
+		}
+		return "0"
+	}
+	return rwAnswer{resp.StatusCode, written("Samples"), written("Histograms"), written("Exemplars")}
+}
+
 func (a rwAnswer) String() string {
 	return fmt.Sprintf("%d samples=%s histograms=%s exemplars=%s", a.Status, a.Samples, a.Histograms, a.Exemplars)
 }
@@ -70,8 +81,9 @@ func (a rwAnswer) String() string {
 // rwRecorder is a reverse proxy in front of a receiver that keeps its
 // answers in the order of the requests (the suite sends one at a time).
 type rwRecorder struct {
-	mu      sync.Mutex
-	answers []rwAnswer
+	mu       sync.Mutex
+	answers  []rwAnswer
+	requests []capturedRequest // Status unused: answers has it
 }
 
 func newRWRecorder(t *testing.T, target string) (*rwRecorder, string) {
@@ -79,20 +91,30 @@ func newRWRecorder(t *testing.T, target string) (*rwRecorder, string) {
 	require.NoError(t, err)
 	r := &rwRecorder{}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	written := func(h http.Header, what string) string {
-		if v := h.Get("X-Prometheus-Remote-Write-" + what + "-Written"); v != "" {
-			return v
-		}
-		return "0"
-	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.answers = append(r.answers, rwAnswer{resp.StatusCode,
-			written(resp.Header, "Samples"), written(resp.Header, "Histograms"), written(resp.Header, "Exemplars")})
+		r.answers = append(r.answers, rwAnswerOf(resp))
 		return nil
 	}
-	srv := httptest.NewServer(rp)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		h := http.Header{}
+		for _, k := range []string{"Content-Type", "Content-Encoding", "X-Prometheus-Remote-Write-Version"} {
+			if v, ok := req.Header[k]; ok {
+				h[k] = v
+			}
+		}
+		r.mu.Lock()
+		r.requests = append(r.requests, capturedRequest{Header: h, Body: body})
+		r.mu.Unlock()
+		rp.ServeHTTP(w, req)
+	}))
 	t.Cleanup(srv.Close)
 	return r, srv.URL
 }
@@ -101,6 +123,7 @@ func newRWRecorder(t *testing.T, target string) (*rwRecorder, string) {
 type rwCase struct {
 	passed bool
 	answer rwAnswer
+	req    int // index of its request in the recorder
 	output strings.Builder
 }
 
@@ -140,6 +163,7 @@ func TestRWCompliance(t *testing.T) {
 	cfgFile := filepath.Join(t.TempDir(), "config.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg.String()), 0o644))
 
+	recordedAt := time.Now()
 	// test2json: the suite's verdicts and logs by test, not by line.
 	cmd := exec.Command("go", "tool", "test2json", "-t", suite, "-test.v=test2json", "-test.count=1")
 	cmd.Dir = t.TempDir()
@@ -181,7 +205,7 @@ func TestRWCompliance(t *testing.T) {
 				rec := recs[rcv]
 				rec.mu.Lock()
 				require.Less(t, next[rcv], len(rec.answers), "%s: the suite logged more answers of %s than its proxy saw", name, rcv)
-				c.answer = rec.answers[next[rcv]]
+				c.answer, c.req = rec.answers[next[rcv]], next[rcv]
 				rec.mu.Unlock()
 				next[rcv]++
 				require.Equal(t, m[2], fmt.Sprint(c.answer.Status), "%s: answers of %s out of step with the proxy's", name, rcv)
@@ -212,6 +236,9 @@ func TestRWCompliance(t *testing.T) {
 		}
 	}
 	t.Logf("%d cases; omen passes %d, prometheus %d", len(cases), countPassed(cases, "omen"), countPassed(cases, "prometheus"))
+	if dir := os.Getenv("OMEN_RWCOMPLIANCE_CAPTURE"); dir != "" && !t.Failed() {
+		saveRWExchanges(t, dir, recordedAt, names, cases, recs["omen"])
+	}
 
 	// What is stored: every series the suite wrote, whole (floats and
 	// histograms, 1d back), and the exemplars; omen's outputs left out.
