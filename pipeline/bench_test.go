@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"syscall"
 	"testing"
@@ -268,6 +269,39 @@ func BenchmarkSnapshot(b *testing.B) {
 		require.Equal(b, series, n)
 	}
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*series), "cpu-ns/series")
+}
+
+// BenchmarkSnapshotReadWrite writes the model snapshot of warm series
+// (detectors only) and reads it back, as a restart does: the file's size
+// and both directions' cost a series.
+//
+//	go test -run '^$' -bench 'SnapshotReadWrite' -benchtime 3x ./pipeline
+func BenchmarkSnapshotReadWrite(b *testing.B) {
+	for _, series := range []int{100000} {
+		b.Run(fmt.Sprintf("series=%d", series), func(b *testing.B) {
+			e := warmEnv(b, series)
+			path := b.TempDir() + "/snap"
+			b.ReportAllocs()
+			b.ResetTimer()
+			var write, read time.Duration
+			for range b.N {
+				cpu0 := cpuTime()
+				n, err := e.p.writeSnapshot(path)
+				require.NoError(b, err)
+				require.Equal(b, series, n)
+				cpu1 := cpuTime()
+				saved, err := readSnapshot(path, t0)
+				require.NoError(b, err)
+				require.Len(b, saved, series)
+				write, read = write+cpu1-cpu0, read+cpuTime()-cpu1
+			}
+			fi, err := os.Stat(path)
+			require.NoError(b, err)
+			b.ReportMetric(float64(fi.Size())/float64(series), "B/series")
+			b.ReportMetric(float64(write.Nanoseconds())/float64(b.N*series), "write-cpu-ns/series")
+			b.ReportMetric(float64(read.Nanoseconds())/float64(b.N*series), "read-cpu-ns/series")
+		})
+	}
 }
 
 // BenchmarkSnapshotStall is a snapshot of warm series taken while the

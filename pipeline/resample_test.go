@@ -461,16 +461,27 @@ func TestRestoreRefusesDamagedState(t *testing.T) {
 	require.NoError(t, newFcState(hs, names).restoreState(valid))
 	set := func(field int, u uint64) []byte {
 		b := slices.Clone(valid)
-		binary.LittleEndian.PutUint64(b[1+8*field:], u)
+		binary.LittleEndian.PutUint64(b[fcFieldsAt(b)+8*field:], u)
 		return b
 	}
-	lastT := binary.LittleEndian.Uint64(valid[1+8*9:])
+	at := fcFieldsAt(valid)
+	lastT := binary.LittleEndian.Uint64(valid[at+8*9:])
 	for _, tc := range []struct {
 		name string
 		b    []byte
 	}{
-		{"unknown tag", append([]byte{4}, valid[1:]...)},
+		{"unknown tag", append([]byte{5}, valid[1:]...)},
 		{"truncated", valid[:fcStateLen(valid)-1]},
+		{"head shorter than its floors", func() []byte {
+			b := slices.Clone(valid)
+			binary.LittleEndian.PutUint32(b[1:], uint32(fcStateLen(valid)-at-1))
+			return b
+		}()},
+		{"head beyond the state", func() []byte {
+			b := slices.Clone(valid)
+			binary.LittleEndian.PutUint32(b[1:], uint32(len(valid)))
+			return b
+		}()},
 		{"interval beyond int32", set(2, math.MaxInt32+1)},
 		{"closed neither 0 nor 1", set(5, 2)},
 		{"negative center", set(6, math.MaxUint64)},
@@ -484,7 +495,7 @@ func TestRestoreRefusesDamagedState(t *testing.T) {
 		{"NaN bands' unit", set(15, uint64(3)<<32|uint64(math.Float32bits(float32(math.NaN()))))},
 		{"negative floor", func() []byte {
 			b := slices.Clone(valid)
-			binary.LittleEndian.PutUint32(b[1+fcStateFields3*8:], math.Float32bits(-1))
+			binary.LittleEndian.PutUint32(b[at+fcStateFields3*8:], math.Float32bits(-1))
 			return b
 		}()},
 	} {
@@ -527,7 +538,7 @@ func TestRestoreStateRefusesDamage(t *testing.T) {
 		require.Equal(t, open, f.rs.n)
 		b, err := f.appendState(nil)
 		require.NoError(t, err)
-		binary.LittleEndian.PutUint64(b[1+9*8:], uint64(f.rs.lastT+d))
+		binary.LittleEndian.PutUint64(b[fcFieldsAt(b)+9*8:], uint64(f.rs.lastT+d))
 		return b
 	}
 	// tag1 is a tag 1 state of a step of k intervals with one sample open
@@ -646,8 +657,7 @@ func TestRestoreKeepsBandFloors(t *testing.T) {
 
 	// The same state as tag 2 wrote it: the fields without the last, no
 	// floors.
-	n := 1 + fcStateFields*8
-	old := append(append([]byte{2}, b[1:n]...), b[fcStateLen(b):]...)
+	old := append(append([]byte{2}, b[5:5+fcStateFields*8]...), b[fcStateLen(b):]...)
 	h := newFcState(hs, names)
 	require.NoError(t, h.restoreState(old))
 	require.Zero(t, h.stepDif)

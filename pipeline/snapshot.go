@@ -27,12 +27,26 @@ import (
 // The snapshot file:
 //
 //	"omsn" | version uint16 | zstd(
-//	{ 1 | len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
-//	  since int64 | lastHot int64 | peak float64 | quiet uint32 |
-//	  event int64 | longest uint32 | len uint32 | peakMember |
-//	  absDif float64 | nDif uint32 |
-//	  len uint32 | detector | len uint32 | forecaster }*
+//	{ 1 | len uint32 | record }*
 //	0 | CRC-32 (IEEE) of everything before it, uncompressed )
+//
+// where a record is
+//
+//	len uint32 | labels | flags uint8 | prevRaw float64 | prevT int64 |
+//	since int64 | lastHot int64 | peak float64 | quiet uint32 |
+//	event int64 | longest uint32 | len uint32 | peakMember |
+//	absDif float64 | nDif uint32 |
+//	len uint32 | detector | len uint32 | forecaster | later fields
+//
+// Version 7 gave each record its length: a release adding a field puts it
+// at the end of the record (or of the forecaster state's head, see
+// appendState), and keeps the version. A release reads the fields it knows
+// and skips the rest, so a rollback by a release restores every series'
+// state where a new field once meant a new version, which the release
+// before refused as a whole (every series warmed from TSDB history). A
+// reader must take a record without the fields it knows of later than the
+// record's writer (see fields.more). Versions 1 to 6 had no length before
+// a record: the fields only, without later ones.
 //
 // Version 6 compresses what follows the version (zstd's fastest level):
 // uncompressed, a series' record was ~2.9 KB, ~300 MB rewritten every
@@ -57,9 +71,13 @@ import (
 // history instead.
 const (
 	snapMagic   = "omsn"
-	snapVersion = 6
+	snapVersion = 7
 	// snapZstd: the first version whose body is compressed.
 	snapZstd = 6
+	// snapSized: the first version whose records carry their length.
+	snapSized = 7
+	// maxRecord bounds a record's length, and a field's: more is damage.
+	maxRecord = 1 << 26
 
 	flagCounter = 1 << 0
 	flagHasPrev = 1 << 1
@@ -93,14 +111,18 @@ const (
 // savedSeries is one series read from a snapshot, waiting for its first
 // sample after the restart.
 type savedSeries struct {
-	ls       labels.Labels
-	flags    uint8
-	prevRaw  float64
-	prevT    int64
-	inc      incidentState
-	absDif   float64 // the MASE scale, see series.absDif; nDif 0: none saved
-	nDif     uint32
-	det, fc  []byte
+	ls      labels.Labels
+	flags   uint8
+	prevRaw float64
+	prevT   int64
+	inc     incidentState
+	absDif  float64 // the MASE scale, see series.absDif; nDif 0: none saved
+	nDif    uint32
+	det, fc []byte
+	// ext: the fields of a later release after those this one reads,
+	// written back as read while its series has not claimed the state
+	// (see encodeRestored), so that an upgrade again finds them.
+	ext      []byte
 	loadedAt time.Time
 	// unheld: what was held of the budgets for its series is given back
 	// (see Pipeline.releaseHeld); under restoreMu.
@@ -303,15 +325,17 @@ func (c *snapCursor) series(s *series) error {
 		flags, prevT = flags|flagDef, int64(defHash(s.def))
 	}
 	nDif := uint32(min(int64(s.nDif), math.MaxUint32))
-	c.buf = appendRecord(c.buf, c.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, s.absDif, nDif, c.det, fc)
+	c.buf = appendRecord(c.buf, c.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, s.absDif, nDif, c.det, fc, nil)
 	c.n++
 	return nil
 }
 
-// appendRecord appends one series' record to b.
-func appendRecord(b, lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, absDif float64, nDif uint32, det, fc []byte) []byte {
+// appendRecord appends one series' record to b, its fields then ext (a
+// later release's, see savedSeries.ext).
+func appendRecord(b, lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, absDif float64, nDif uint32, det, fc, ext []byte) []byte {
 	le := binary.LittleEndian
-	b = append(b, 1)
+	b = append(b, 1, 0, 0, 0, 0)
+	start := len(b)
 	b = appendBytes(b, lbl)
 	b = append(b, flags)
 	b = le.AppendUint64(b, math.Float64bits(prevRaw))
@@ -326,7 +350,10 @@ func appendRecord(b, lbl []byte, flags uint8, prevRaw float64, prevT int64, inc 
 	b = le.AppendUint64(b, math.Float64bits(absDif))
 	b = le.AppendUint32(b, nDif)
 	b = appendBytes(b, det)
-	return appendBytes(b, fc)
+	b = appendBytes(b, fc)
+	b = append(b, ext...)
+	le.PutUint32(b[start-4:], uint32(len(b)-start))
+	return b
 }
 
 // appendBytes appends v with its length before it.
@@ -354,7 +381,7 @@ func (p *Pipeline) encodeRestored(e *snapEncoder, c *snapCursor) error {
 	p.restoreMu.Unlock()
 	for _, s := range waiting { // immutable once read
 		c.lbl = appendLabels(c.lbl[:0], s.ls)
-		c.buf = appendRecord(c.buf, c.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc)
+		c.buf = appendRecord(c.buf, c.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, s.ext)
 		c.n++
 		if len(c.buf) >= c.limit {
 			if err := e.flush(c); err != nil {
@@ -696,6 +723,9 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 	}
 	var out []*savedSeries
 	d := decoder{r: r}
+	if version >= snapSized {
+		return readSized(&d, now)
+	}
 	for {
 		tag := d.u8()
 		if d.err != nil || tag == 0 {
@@ -730,6 +760,83 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 	}
 	return out, nil
 }
+
+// readSized reads the records of a snapshot of version snapSized or later,
+// each whole, then its fields (see fields): those of a later release are
+// kept in ext.
+func readSized(d *decoder, now time.Time) ([]*savedSeries, error) {
+	var out []*savedSeries
+	for {
+		tag := d.u8()
+		if d.err != nil || tag == 0 {
+			break
+		}
+		// One allocation a record: det, fc and ext are slices of it.
+		r := fields{b: d.bytes()}
+		ls, err := decodeLabels(r.bytes())
+		s := &savedSeries{ls: ls, flags: r.u8(), prevRaw: math.Float64frombits(r.u64()), prevT: int64(r.u64()), loadedAt: now}
+		s.inc = incidentState{since: int64(r.u64()), lastHot: int64(r.u64()), peak: math.Float64frombits(r.u64()), quiet: r.u32()}
+		s.inc.event, s.inc.longest, s.inc.peakMember = int64(r.u64()), r.u32(), string(r.bytes())
+		s.absDif, s.nDif = math.Float64frombits(r.u64()), r.u32()
+		s.det, s.fc = r.bytes(), r.bytes()
+		if r.more() {
+			s.ext = r.b
+		}
+		if d.err == nil {
+			d.err = cmp.Or(r.err, err)
+		}
+		if d.err != nil {
+			break
+		}
+		out = append(out, s)
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("decode snapshot: %w", d.err)
+	}
+	return out, nil
+}
+
+// fields reads a record's fields from b, in turn; a field past b's end
+// sets err.
+type fields struct {
+	b   []byte
+	err error
+}
+
+// more reports whether fields follow: a field a later release than the
+// record's writer added is read only if so (the record is of a release
+// before it otherwise), as in
+//
+//	if r.more() { s.x = r.u64() }
+func (r *fields) more() bool { return len(r.b) > 0 }
+
+// next returns the next n bytes, capped so that an append to them cannot
+// write over the field after; nil past the end.
+func (r *fields) next(n int) []byte {
+	if r.err == nil && n > len(r.b) {
+		r.err = fmt.Errorf("record truncated: a field of %d bytes, %d left", n, len(r.b))
+	}
+	if r.err != nil {
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// num returns the next n (at most 8) bytes, zeros past the end.
+func (r *fields) num(n int) []byte {
+	if v := r.next(n); v != nil {
+		return v
+	}
+	return make([]byte, 8)[:n] // does not escape: no allocation
+}
+
+func (r *fields) u8() uint8   { return r.num(1)[0] }
+func (r *fields) u32() uint32 { return binary.LittleEndian.Uint32(r.num(4)) }
+func (r *fields) u64() uint64 { return binary.LittleEndian.Uint64(r.num(8)) }
+
+func (r *fields) bytes() []byte { return r.next(int(min(r.u32(), maxRecord+1))) }
 
 // checked takes a decompressed snapshot: the checksum of all but its last
 // 4 bytes, which are the checksum written.
@@ -774,7 +881,7 @@ func (d *decoder) bytes() []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n > 1<<26 {
+	if n > maxRecord {
 		d.err = fmt.Errorf("record of %d bytes is implausible", n)
 		return nil
 	}
@@ -959,7 +1066,10 @@ func (s *series) restore(saved *savedSeries) bool {
 // fcStateFields1 with tag 1, the fixed-step resampler's before 2026-12-05),
 // with tag 3 one more (the bands' unit, stepDif, and how many horizons'
 // floors follow) and the floors, 4 bytes each; then the model. Tag 0 is
-// the model alone.
+// the model alone. Tag 4 is tag 3 with the length of what follows the tag
+// up to the model (the head) after the tag, a uint32: a release adding a
+// field to the state puts it at the end of the head, and keeps the tag; a
+// release reads the fields it knows and skips the rest (see snapSized).
 const (
 	fcStateFields  = 15
 	fcStateFields1 = 11
@@ -967,8 +1077,8 @@ const (
 )
 
 // fcStateLen is the size of what appendState writes before the model, as
-// b's head tells (0 for a tag it does not know, or a tag 3 head too short
-// to tell).
+// b's head tells (0 for a tag it does not know, or a tag 3 or 4 head too
+// short to tell or to hold its floors).
 func fcStateLen(b []byte) int {
 	if len(b) == 0 {
 		return 0
@@ -978,8 +1088,9 @@ func fcStateLen(b []byte) int {
 		return 1 + fcStateFields1*8
 	case 2:
 		return 1 + fcStateFields*8
-	case 3:
-		n := 1 + fcStateFields3*8
+	case 3, 4:
+		at := fcFieldsAt(b)
+		n := at + fcStateFields3*8
 		if len(b) < n {
 			return 0
 		}
@@ -987,9 +1098,26 @@ func fcStateLen(b []byte) int {
 		if floors > maxHorizons {
 			return 0
 		}
-		return n + 4*int(floors)
+		n += 4 * int(floors)
+		if b[0] == 4 {
+			head := binary.LittleEndian.Uint32(b[1:])
+			if uint64(head) < uint64(n-at) || head > maxRecord {
+				return 0
+			}
+			n = at + int(head)
+		}
+		return n
 	}
 	return 0
+}
+
+// fcFieldsAt is where the fields of the forecaster state b begin: after
+// its tag, and with tag 4 its head's length.
+func fcFieldsAt(b []byte) int {
+	if b[0] >= 4 {
+		return 1 + 4
+	}
+	return 1
 }
 
 // maxHorizons bounds the floors a tag 3 state may claim: more horizons
@@ -1003,15 +1131,17 @@ const maxHorizons = 1 << 10
 // ~32 steps after every restart), when the last forecast was made, and
 // the bands' calibrated floors with their unit (restarting them at their
 // minimum made the bands too narrow again for about a day of checks); then
-// the model. A release before tag 3 reads it as damage and warms the
-// forecaster from history, the rest of the series restored.
+// the model. A release before tag 4 reads it as damage and warms the
+// forecaster from history, the rest of the series restored; from tag 4, a
+// field added goes at the end of the head (after the floors).
 func (f *fcState) appendState(b []byte) ([]byte, error) {
 	r := &f.rs
 	closed := uint64(0)
 	if r.closed {
 		closed = 1
 	}
-	b = append(b, 3)
+	b = append(b, 4, 0, 0, 0, 0)
+	start := len(b)
 	for _, u := range [fcStateFields3]uint64{
 		uint64(r.minStepMs), uint64(r.iv[0]), uint64(r.iv[1]), uint64(r.iv[2]), uint64(r.ref), closed, uint64(r.ctr),
 		uint64(r.n), uint64(r.first), uint64(r.lastT), math.Float64bits(r.x0), math.Float64bits(r.dsum), math.Float64bits(r.dsq),
@@ -1023,6 +1153,7 @@ func (f *fcState) appendState(b []byte) ([]byte, error) {
 	for i := range f.pend {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f.pend[i].floor))
 	}
+	binary.LittleEndian.PutUint32(b[start-4:], uint32(len(b)-start))
 	m, err := f.m.MarshalBinary()
 	return append(b, m...), err
 }
@@ -1052,7 +1183,7 @@ func (f *fcState) sameSteps(b []byte) bool {
 	if n := fcStateLen(b); n == 0 || len(b) < n {
 		return true
 	}
-	return int64(binary.LittleEndian.Uint64(b[1:])) == f.rs.minStepMs
+	return int64(binary.LittleEndian.Uint64(b[fcFieldsAt(b):])) == f.rs.minStepMs
 }
 
 // restoreState loads what appendState wrote. The resampler's state is
@@ -1073,12 +1204,13 @@ func (f *fcState) restoreState(b []byte) error {
 	switch b[0] {
 	case 2:
 		fields = fcStateFields
-	case 3:
+	case 3, 4:
 		fields = fcStateFields3
 	}
+	at := fcFieldsAt(b)
 	u := make([]uint64, fields)
 	for i := range u {
-		u[i] = binary.LittleEndian.Uint64(b[1+8*i:])
+		u[i] = binary.LittleEndian.Uint64(b[at+8*i:])
 	}
 	if err := f.m.UnmarshalBinary(b[n:]); err != nil {
 		return err
@@ -1117,11 +1249,11 @@ func (f *fcState) restoreState(b []byte) error {
 	}
 	var stepDif float32
 	var floors []float32
-	if b[0] == 3 {
+	if b[0] >= 3 {
 		stepDif = math.Float32frombits(uint32(u[fcStateFields]))
 		floors = make([]float32, u[fcStateFields]>>32)
 		for i := range floors {
-			floors[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[1+fcStateFields3*8+4*i:]))
+			floors[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[at+fcStateFields3*8+4*i:]))
 			if !(floors[i] >= 0) || floors[i] > float32(floorTop)+1e-3 {
 				return errors.New("malformed forecaster state")
 			}

@@ -1681,26 +1681,28 @@ func (e *snapEncoder) bytes(b []byte) error {
 
 // TestAppendRecordLayout: appendRecord writes a record byte for byte as
 // the file's layout (see snapVersion) says, field by field, as the
-// snapshots of earlier releases were written: the format did not change
-// with the slices.
+// snapshots of earlier releases were written (the format did not change
+// with the slices), in a record of its length since version 7, the fields
+// of a later release last.
 func TestAppendRecordLayout(t *testing.T) {
 	inc := incidentState{since: 11, lastHot: 12, peak: 3.5, quiet: 4, event: 13, longest: 5, peakMember: "level"}
-	lbl, det, fc := appendLabels(nil, labels.FromStrings("__name__", "g", "job", "a")), []byte{1, 2, 3}, []byte{0, 9}
+	lbl, det, fc, ext := appendLabels(nil, labels.FromStrings("__name__", "g", "job", "a")), []byte{1, 2, 3}, []byte{0, 9}, []byte{7, 7}
 	var want bytes.Buffer
 	bw := bufio.NewWriter(&want)
 	e := &snapEncoder{w: bw, crc: crc32.NewIEEE()}
+	size := uint32(4 + len(lbl) + 1 + 8 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + 4 + len(inc.peakMember) + 8 + 4 + 4 + len(det) + 4 + len(fc) + len(ext))
 	for _, err := range []error{
-		e.u8(1), e.bytes(lbl), e.u8(flagCounter | flagHasPrev),
+		e.u8(1), e.u32(size), e.bytes(lbl), e.u8(flagCounter | flagHasPrev),
 		e.u64(math.Float64bits(-2.25)), e.u64(uint64(1234)),
 		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)), e.u32(inc.quiet),
 		e.u64(uint64(inc.event)), e.u32(inc.longest), e.bytes([]byte(inc.peakMember)),
 		e.u64(math.Float64bits(0.5)), e.u32(7),
-		e.bytes(det), e.bytes(fc),
+		e.bytes(det), e.bytes(fc), e.write(ext),
 	} {
 		require.NoError(t, err)
 	}
 	require.NoError(t, bw.Flush())
-	got := appendRecord([]byte{0xaa}, lbl, flagCounter|flagHasPrev, -2.25, 1234, inc, 0.5, 7, det, fc)
+	got := appendRecord([]byte{0xaa}, lbl, flagCounter|flagHasPrev, -2.25, 1234, inc, 0.5, 7, det, fc, ext)
 	require.Equal(t, append([]byte{0xaa}, want.Bytes()...), got)
 }
 
@@ -1734,11 +1736,11 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 		{"an older release's", 8, nil, []string{"level=WARN", "series=2", "unreadable=1", "detector state version 8"}},
 		{"a later release's", 99, nil, []string{"level=WARN", "series=2", "unreadable=1", "detector state version 99"}},
 		{"a later release's forecaster", 0, []byte("\x00OMF\x63"), []string{"level=WARN", "series=2", "unreadable=1", "forecast model version 99"}},
-		{"a later release's forecaster state", 0, []byte{3, 0}, []string{"level=WARN", "series=2", "unreadable=1", "forecaster state of tag 3"}},
+		{"a later release's forecaster state", 0, []byte{5, 0}, []string{"level=WARN", "series=2", "unreadable=1", "forecaster state of tag 5"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := oldSnapshot(t, snapVersion, vs, func(e *snapEncoder, det []byte) []error {
+			path := oldSnapshot(t, 6, vs, func(e *snapEncoder, det []byte) []error { // record writes version 6's
 				old := append([]byte(nil), det...)
 				if tc.version != 0 {
 					binary.LittleEndian.PutUint16(old[4:], tc.version)
@@ -1770,27 +1772,14 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 // samples, with nothing logged. It learns the series' history at its next
 // sample instead, as one given without a state does, and the load says so.
 func TestSnapshotForecasterOfLaterReleaseWarms(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "models.snap")
-	db := t.TempDir()
-	opts := func(o *Options) { o.SnapshotPath, o.Workers = path, 1 }
-	e := newEnv(t, db, nil, opts)
 	const n = 500
-	vs := seasonal(n+1, 40)
-	e.feed(pod("b"), model.MetricTypeGauge, vs[:n])
-	require.True(t, podSeries(e, "b").fc.m.Ready())
-	e.stop()
-	require.NoError(t, e.db.Close())
-
-	saved, err := readSnapshot(path, t0)
-	require.NoError(t, err)
-	require.Len(t, saved, 1)
-	s := saved[0]
+	path, db, opts, vs, _, s := forecastingPod(t, n)
 	at := fcStateLen(s.fc)
 	require.NotZero(t, at)
 	require.Equal(t, "OMF", string(s.fc[at:at+3]))
 	s.fc[at+3] = 99 // the model's version
 	later := snapFileOf(t, snapVersion, func(e *snapEncoder) []error {
-		return []error{e.write(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc))}
+		return []error{e.write(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, nil))}
 	})
 	data, err := os.ReadFile(later)
 	require.NoError(t, err)
@@ -1830,9 +1819,112 @@ func TestSnapshotCompressed(t *testing.T) {
 	require.Len(t, saved, k)
 	raw := 0
 	for _, s := range saved {
-		raw += len(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc))
+		raw += len(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, nil))
 	}
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	require.Less(t, fi.Size()*2, int64(raw), "file of %d bytes for %d bytes of records", fi.Size(), raw)
+}
+
+// forecastingPod is a pipeline of one worker that scored and forecast the
+// series pod("b") for n of the samples vs and stopped, its TSDB closed:
+// the snapshot at path, the TSDB's directory, the options that give both,
+// the series as it stopped and its record in the snapshot.
+func forecastingPod(t *testing.T, n int) (path, db string, opts func(*Options), vs []float64, last *series, saved *savedSeries) {
+	t.Helper()
+	path, db = filepath.Join(t.TempDir(), "models.snap"), t.TempDir()
+	opts = func(o *Options) { o.SnapshotPath, o.Workers = path, 1 }
+	e := newEnv(t, db, nil, opts)
+	vs = seasonal(n+1, 40)
+	e.feed(pod("b"), model.MetricTypeGauge, vs[:n])
+	last = podSeries(e, "b")
+	require.True(t, last.fc.m.Ready())
+	e.stop()
+	require.NoError(t, e.db.Close())
+	all, err := readSnapshot(path, t0)
+	require.NoError(t, err)
+	require.Len(t, all, 1)
+	return path, db, opts, vs, last, all[0]
+}
+
+// nextRelease rewrites a record as appendRecord frames it (1 | len uint32 |
+// fields) with one more field at its end, as the next release adding a
+// field writes it.
+func nextRelease(rec, field []byte) []byte {
+	out := append(append([]byte(nil), rec...), field...)
+	binary.LittleEndian.PutUint32(out[1:], binary.LittleEndian.Uint32(out[1:])+uint32(len(field)))
+	return out
+}
+
+// nextReleaseFc rewrites a forecaster state as appendState writes it (tag |
+// head len uint32 | head | model) with one more field at the end of its
+// head, as the next release adding one writes it.
+func nextReleaseFc(fc, field []byte) []byte {
+	at := fcStateLen(fc)
+	out := append(append(append([]byte(nil), fc[:at]...), field...), fc[at:]...)
+	binary.LittleEndian.PutUint32(out[1:], binary.LittleEndian.Uint32(out[1:])+uint32(len(field)))
+	return out
+}
+
+// TestSnapshotReadsNextRelease: a rollback by one release keeps every
+// series' state. The next release adding a field at the end of a record,
+// or of the forecaster state's head, leaves the snapshot's version and the
+// state's tag as they are; this release reads the fields it knows and
+// skips the rest. Before records carried their length, such a field forced
+// a new version or tag, which the release before refused: the whole file
+// (every series warming from history), or each forecaster (bf525eb's tag
+// 3: every forecasting series relearnt its history after a rollback).
+func TestSnapshotReadsNextRelease(t *testing.T) {
+	const n = 500
+	path, db, opts, vs, before, s := forecastingPod(t, n)
+	field := []byte{0xde, 0xad, 0xbe, 0xef, 7, 7, 7, 7, 7}
+	fc := nextReleaseFc(s.fc, field)
+	rec := nextRelease(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, fc, nil), field)
+	next := snapFile(t, rec)
+
+	got, err := readSnapshot(next, t0)
+	require.NoError(t, err, "the next release's file")
+	require.Len(t, got, 1)
+	require.Equal(t, s.det, got[0].det)
+	require.Equal(t, s.inc, got[0].inc)
+	require.Equal(t, s.absDif, got[0].absDif)
+	require.Equal(t, field, got[0].ext, "kept, to be written back while its series has not claimed it")
+	require.NoError(t, fcReadable(got[0].fc))
+
+	f := newFcStateOf(before.fc.horizonSet, before.ref)
+	require.NoError(t, f.restoreState(got[0].fc))
+	require.Equal(t, before.fc.stepDif, f.stepDif)
+	require.Equal(t, before.fc.within, f.within)
+	require.Equal(t, before.fc.rs.lastT, f.rs.lastT)
+	for i := range f.pend {
+		require.Equal(t, before.fc.pend[i].floor, f.pend[i].floor, "horizon %d", i)
+	}
+
+	// Restored whole at a restart: nothing said unreadable, nothing
+	// relearnt from history.
+	data, err := os.ReadFile(next)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	var log syncBuffer
+	db2 := openDB(t, db)
+	e2 := newEnvOnLogged(t, db2, db2, nil, nil, slog.New(slog.NewTextHandler(&log, nil)), opts)
+	e2.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e2.ready(t)
+	require.Contains(t, log.String(), `msg="Model snapshot restored"`)
+	require.NotContains(t, log.String(), "unreadable")
+	// Unclaimed, the state is written back with the fields of the later
+	// release: an upgrade again finds them.
+	again := filepath.Join(t.TempDir(), "models.snap")
+	_, err = e2.p.writeSnapshot(again)
+	require.NoError(t, err)
+	kept, err := readSnapshot(again, t0)
+	require.NoError(t, err)
+	require.Len(t, kept, 1)
+	require.Equal(t, field, kept[0].ext)
+	require.Equal(t, fc, kept[0].fc)
+	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{pod("b")}, vs[n:])
+	e2.sync()
+	after := podSeries(e2, "b")
+	require.True(t, after.det.Ready())
+	require.True(t, after.fc.m.Ready())
 }
