@@ -94,13 +94,40 @@ const statusClientClosedRequest = 499
 
 // QueryGate admits the work of a request: Insert blocks until a slot is
 // free or ctx is done (then it returns ctx's error); each admitted Insert
-// is followed by one Delete of its index. *promql.ActiveQueryTracker is
-// one: --query.max-concurrency's, shared with the PromQL API's queries.
-// Safe for concurrent use.
+// is followed by one Delete of its index. NewGate makes one; so is
+// *promql.ActiveQueryTracker, but the anomalies API is not to wait behind
+// PromQL queries (see AnomalyConcurrency). Safe for concurrent use.
 type QueryGate interface {
 	Insert(ctx context.Context, query string) (int, error)
 	Delete(insertIndex int)
 }
+
+// AnomalyConcurrency is how many /api/v1/anomalies requests `omen serve`
+// serves at once (NewGate's slots), apart from --query.max-concurrency's:
+// sharing those, the API an on-call engineer opens waited behind slow
+// PromQL queries (dashboards refreshing) until --query.timeout, then
+// answered 503, though it reads the scorers' state and not the TSDB.
+// Bounded still: each request holds the scorers' read locks while it
+// matches (~280 ms for every series of 100 000), so more at once would
+// delay the scoring.
+const AnomalyConcurrency = 4
+
+// NewGate returns a QueryGate of n slots of its own.
+func NewGate(n int) QueryGate { return make(gate, n) }
+
+// gate's capacity is its slots; a value sent holds one.
+type gate chan struct{}
+
+func (g gate) Insert(ctx context.Context, _ string) (int, error) {
+	select {
+	case g <- struct{}{}:
+		return 0, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (g gate) Delete(int) { <-g }
 
 // AnomaliesHandler serves the top series by current score:
 // ?limit=N (default 100) and up to maxAnomalyMatchers match[]=<selector>
@@ -152,8 +179,8 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 // gatedTopAnomalies is topAnomalies in a slot of Options.QueryGate, within
 // Options.QueryTimeout of r's context. The slot is freed before the answer
 // is written, as the engine frees a query's: with no write timeout, clients
-// that read slowly or not at all held --query.max-concurrency slots as long
-// as they liked, and with them every query, the derived inputs' too.
+// that read slowly or not at all held its slots as long
+// as they liked.
 func (p *Pipeline) gatedTopAnomalies(r *http.Request, sets [][]*labels.Matcher, limit int) ([]Anomaly, error) {
 	ctx := r.Context()
 	if p.opts.QueryTimeout > 0 {
@@ -162,10 +189,9 @@ func (p *Pipeline) gatedTopAnomalies(r *http.Request, sets [][]*labels.Matcher, 
 		defer cancel()
 	}
 	if g := p.opts.QueryGate; g != nil {
-		// In queries.active as what it is, should it crash omen.
 		i, err := g.Insert(ctx, "omen /api/v1/anomalies?"+r.Form.Encode())
 		if err != nil {
-			return nil, fmt.Errorf("wait for a query slot (--query.max-concurrency) within --query.timeout: %w", err)
+			return nil, fmt.Errorf("wait for a slot of the anomalies API (busy) within --query.timeout: %w", err)
 		}
 		defer g.Delete(i)
 	}

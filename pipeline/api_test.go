@@ -566,8 +566,8 @@ func TestStatusDoesNotWaitForScorers(t *testing.T) {
 	require.Equal(t, float64(r.Data.Warming), testutil.ToFloat64(e.p.m.warming), "omen_models_warming")
 }
 
-// busyGate is a query gate with no free slot, as --query.max-concurrency's
-// tracker is while that many queries run: Insert waits for the context.
+// busyGate is a query gate with no free slot, as the anomalies API's is
+// while AnomalyConcurrency requests match: Insert waits for the context.
 type busyGate struct{ inserts int }
 
 func (g *busyGate) Insert(ctx context.Context, _ string) (int, error) {
@@ -579,7 +579,7 @@ func (g *busyGate) Delete(int) { panic("busyGate: nothing was admitted") }
 
 // TestAnomaliesAPIBounds: an unauthenticated client cannot make the
 // anomalies API hold the scorers' locks or a core for long. A request waits
-// for a slot of --query.max-concurrency's gate at most --query.timeout, then
+// for a slot of its gate (NewGate) at most --query.timeout, then
 // gets 503 with Retry-After (Prometheus's remote write retries on it); more
 // than maxAnomalyMatchers selectors are a 400 naming the cap (1000 regexes
 // held a core 1.7 s at 50 000 series); a request whose client went away
@@ -607,7 +607,7 @@ func TestAnomaliesAPIBounds(t *testing.T) {
 		{"selectors over the cap", false, context.Background(), selectors(maxAnomalyMatchers + 1), 400, "bad_data", fmt.Sprintf("at most %d", maxAnomalyMatchers)},
 		// Go's own cap on query parameters, reached before ours.
 		{"10 001 selectors", false, context.Background(), selectors(10001), 400, "bad_data", "parse form"},
-		{"no free slot until the timeout", true, context.Background(), "limit=0", 503, "timeout", "query.max-concurrency"},
+		{"no free slot until the timeout", true, context.Background(), "limit=0", 503, "timeout", "slot of the anomalies API"},
 		{"client gone", false, gone, "limit=0", 499, "canceled", "context canceled"},
 	}
 	for _, tc := range tests {
@@ -810,9 +810,7 @@ func (w *gateWatchResponse) Write(b []byte) (int, error) {
 
 // TestAnomaliesAPIFreesSlotBeforeWriting: the query slot is freed once the
 // list is made, before it is written, as the engine frees a query's: with
-// no write timeout, clients that read slowly or not at all held the slots
-// of --query.max-concurrency, and with them every query, the derived
-// inputs' evaluations included.
+// no write timeout, clients that read slowly or not at all held its slots.
 func TestAnomaliesAPIFreesSlotBeforeWriting(t *testing.T) {
 	e, _ := apiEnv(t)
 	g := &countingGate{}
@@ -824,4 +822,22 @@ func TestAnomaliesAPIFreesSlotBeforeWriting(t *testing.T) {
 	require.Equal(t, 1, g.inserts)
 	require.False(t, g.heldAtWrite, "the slot was held while the answer was written")
 	require.Zero(t, g.held)
+}
+
+// TestNewGate: a gate of n slots admits n at once; the next waits for a
+// Delete, or for its context, whose error it returns.
+func TestNewGate(t *testing.T) {
+	g := NewGate(2)
+	ctx := context.Background()
+	for range 2 {
+		_, err := g.Insert(ctx, "")
+		require.NoError(t, err)
+	}
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	_, err := g.Insert(short, "")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	g.Delete(0)
+	_, err = g.Insert(ctx, "")
+	require.NoError(t, err)
 }

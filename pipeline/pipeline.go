@@ -162,8 +162,8 @@ type Options struct {
 	// Build is reported by /api/v1/status/omen.
 	Build BuildInfo
 	// QueryGate, if set, bounds the /api/v1/anomalies requests served at
-	// once: `omen serve` passes --query.max-concurrency's tracker, so they
-	// share its slots with the PromQL API's queries. nil: no bound.
+	// once: `omen serve` passes NewGate(AnomalyConcurrency), slots of
+	// their own, not the PromQL API's. nil: no bound.
 	QueryGate QueryGate
 	// QueryTimeout, if more than 0, bounds an /api/v1/anomalies request's
 	// wait for a slot and its work (--query.timeout).

@@ -297,10 +297,13 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	popts.Forward = fwd
 	popts.SnapshotPath = filepath.Join(f.tsdbPath, pipeline.SnapshotFile)
 	popts.SnapshotRoom = store.Room
-	// /api/v1/anomalies waits for a slot among the PromQL API's queries and
-	// is bounded by their timeout: unauthenticated by default, it is as
-	// much an in-cluster client's lever on ingest as a query.
-	popts.QueryGate, popts.QueryTimeout = tracker, time.Duration(f.queryTimeout)
+	// /api/v1/anomalies waits for a slot of its own and is bounded by the
+	// queries' timeout: unauthenticated by default, it is as much an
+	// in-cluster client's lever on ingest as a query; but it reads the
+	// scorers' state, not the TSDB, and does not wait behind the PromQL
+	// queries (see pipeline.AnomalyConcurrency).
+	popts.QueryGate = pipeline.NewGate(pipeline.AnomalyConcurrency)
+	popts.QueryTimeout = time.Duration(f.queryTimeout)
 	popts.Build = pipeline.BuildInfo{Version: version.Version, Revision: version.Revision, GoVersion: runtime.Version()}
 	var wh *tsdb.WriteHandler // set below; Stats is only called once serving
 	popts.Stats = func() (int, map[string]float64) { return int(store.HeadSeries()), wh.Rejected() }
