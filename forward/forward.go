@@ -60,6 +60,12 @@ type Forwarder struct {
 	// module's storages register their metrics as they are made, and a
 	// second attempt would register them twice (a panic).
 	openErr error
+	// torn is why the module's ApplyConfig failed after checkQueues
+	// passed (a TLS file gone between the two): see ApplyConfig.
+	torn error
+	// checked, if set, runs between checkQueues and the module's
+	// ApplyConfig: tests make a file go there.
+	checked func()
 	// app is the log, then the queues' sample-rate tracker; nil until the
 	// log is open and after Close. The scorers read it on every batch, so
 	// it is not behind mu: a reload that stops a queue waits up to the
@@ -212,6 +218,9 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	if f.closed {
 		return errors.New("remote write: shutting down")
 	}
+	if f.torn != nil {
+		return fmt.Errorf("remote write: a reload failed midway (%w); restart omen to change the remote writes", f.torn)
+	}
 	cfgs := f.Configs(rws)
 	if err := checkQueues(cfgs); err != nil {
 		return err
@@ -228,7 +237,20 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	if f.rs == nil {
 		return nil
 	}
+	if f.checked != nil {
+		f.checked()
+	}
 	if err := f.rs.ApplyConfig(&promconfig.Config{RemoteWriteConfigs: cfgs}); err != nil {
+		// checkQueues passed, so a file it read went since (a
+		// certificate rotated by delete and create): the module failed
+		// midway, and the queues it kept before the failing one run on
+		// outside its list. A reload that keeps them starts them again,
+		// and omen panicked on their metrics registered twice. The
+		// queues run on as they are until a restart; reading the TLS
+		// files once for both would stop the module following their
+		// rotation, which it does by reading them again as they change.
+		f.torn = err
+		f.logger.Error("Remote write reload failed midway; the queues run on as they were, and further changes need a restart", "err", err)
 		return fmt.Errorf("remote write: %w", err)
 	}
 	f.skips.setQueues(cfgs)

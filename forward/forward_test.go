@@ -590,13 +590,7 @@ func TestForwardingFailedReloadKeepsQueues(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rc, srv := newReceiver(nil)
-			defer srv.Close()
-			keep, err := URLConfig(srv.URL)
-			require.NoError(t, err)
-			keep.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
-			other, err := URLConfig(srv.URL + "/other")
-			require.NoError(t, err)
+			rc, keep, other := twoQueues(t)
 
 			reg := prometheus.NewRegistry()
 			f, err := New(nil, reg, t.TempDir(), nil, time.Second)
@@ -612,6 +606,20 @@ func TestForwardingFailedReloadKeepsQueues(t *testing.T) {
 			require.Eventually(t, func() bool { f.rs.Notify(); d, _ := rc.received(); return d == 4 }, 30*time.Second, 20*time.Millisecond)
 		})
 	}
+}
+
+// twoQueues is a receiver, and two remote writes to it: keep, which sends
+// at once, and other.
+func twoQueues(t *testing.T) (rc *receiver, keep, other *promconfig.RemoteWriteConfig) {
+	t.Helper()
+	rc, srv := newReceiver(nil)
+	t.Cleanup(srv.Close)
+	keep, err := URLConfig(srv.URL)
+	require.NoError(t, err)
+	keep.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
+	other, err = URLConfig(srv.URL + "/other")
+	require.NoError(t, err)
+	return rc, keep, other
 }
 
 // TestConfigsAsRun: /api/v1/status/config shows the remote writes as the
