@@ -293,3 +293,25 @@ func countPassed(cases map[string]map[string]*rwCase, rcv string) int {
 	}
 	return n
 }
+
+// TestRWComplianceModuleInStep: e2e/rwcompliance requires the suite under
+// its declared path and replaces it by the repository's path; the two
+// versions must be the same, or go get moves one and the build takes the
+// other (a go get of a newer suite that forgot the replace still builds
+// the old one).
+func TestRWComplianceModuleInStep(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("rwcompliance", "go.mod"))
+	require.NoError(t, err)
+	var required, replaced string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), "require "))
+		switch {
+		case len(f) == 2 && f[0] == "github.com/prometheus/complicance/remotewrite2":
+			required = f[1]
+		case len(f) == 5 && f[0] == "replace" && f[1] == "github.com/prometheus/complicance/remotewrite2" && f[2] == "=>":
+			replaced = f[4]
+		}
+	}
+	require.NotEmpty(t, required, "e2e/rwcompliance/go.mod requires the suite")
+	require.Equal(t, required, replaced, "e2e/rwcompliance/go.mod: the replace names the required version")
+}
