@@ -51,6 +51,7 @@ type Forwarder struct {
 	flushDeadline time.Duration
 	flags         []*promconfig.RemoteWriteConfig // from --remote-write.url
 	truncateEvery time.Duration                   // the log's truncation period; tests shorten it
+	closeLogWait  time.Duration                   // the bound on the log's close (see closeLog); tests shorten it
 
 	mu     sync.Mutex // held by ApplyConfig and Close, which may take a flush deadline: never by AppenderV2
 	db     *agent.DB
@@ -127,7 +128,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, dir string, urls []stri
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline, truncateEvery: truncateEvery, skips: newSkipCounter(reg)}
+	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline, truncateEvery: truncateEvery, closeLogWait: closeLogWait, skips: newSkipCounter(reg)}
 	f.maxT.Store(math.MinInt64)
 	for _, u := range urls {
 		c, err := URLConfig(u)
@@ -422,13 +423,38 @@ func (f *Forwarder) Close() error {
 	// No notice after the queues are gone. Then the remote storage: its
 	// queues send what they hold.
 	f.notify.stop()
-	err := errors.Join(f.rs.Close(), f.db.Close())
+	err := f.rs.Close()
+	err = errors.Join(err, closeLog(f.db, f.closeLogWait))
 	f.db, f.rs, f.notify = nil, nil, nil
 	return err
 }
 
 // closeReadWait bounds Close's wait for the queues to read the log's end.
 const closeReadWait = 5 * time.Second
+
+// closeLog closes db, waiting for it at most wait. The module's agent DB
+// takes its lock in Close and then waits for its truncation loop, which
+// takes the same lock to truncate: a truncation that comes due as Close
+// begins (the loop's select, with its timer and Close's stop both ready,
+// picks either) waits on Close, and Close on it, for good
+// (prometheus/prometheus v0.316.0, tsdb/agent/db.go). Close is omen's
+// shutdown's, after the queues have flushed; the log is dropped at the
+// next start anyway (open), so one left closing loses nothing, where a
+// shutdown stuck on it never closed the TSDB and was killed.
+func closeLog(db *agent.DB, wait time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- db.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(wait):
+		return fmt.Errorf("close the forwarding log: still closing after %s (its truncation and its close wait on each other); left to the exit", wait)
+	}
+}
+
+// closeLogWait bounds closeLog: the log's close is a truncation's wait at
+// most (checkpointing segments), seconds, and a file's close.
+const closeLogWait = 10 * time.Second
 
 // DefaultFlushDeadline is Prometheus's --storage.remote.flush-deadline.
 const DefaultFlushDeadline = model.Duration(time.Minute)

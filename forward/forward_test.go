@@ -681,3 +681,37 @@ func TestNewestCommitted(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseWhileTheLogTruncates: Close never waits for good on a
+// truncation of the log that comes due as it closes. The prometheus
+// module's agent DB takes its lock in Close and then waits for its
+// truncation loop, which takes the same lock to truncate: a truncation
+// due then (its timer and Close's stop both ready, the loop's select picks
+// either) waited on Close, and Close on it, for good. Every millisecond
+// here, as 1 Close in a few did with TestForwardingCountsSkippedBacklog's
+// 200 ms on a loaded machine (its cleanup hung the package for 14 minutes).
+func TestCloseWhileTheLogTruncates(t *testing.T) {
+	_, srv := newReceiver(func(int) int { return 0 })
+	defer srv.Close()
+	stuck := 0
+	for i := range 20 {
+		f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), nil, 100*time.Millisecond)
+		require.NoError(t, err)
+		f.truncateEvery, f.closeLogWait = time.Millisecond, 100*time.Millisecond
+		rw, err := URLConfig(srv.URL)
+		require.NoError(t, err)
+		require.NoError(t, f.ApplyConfig([]*promconfig.RemoteWriteConfig{rw}))
+		appendOutputs(t, f, 2, 1, time.Now())
+		closed := make(chan error, 1)
+		go func() { closed <- f.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				stuck++
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Close %d still waiting after 30s", i)
+		}
+	}
+	t.Logf("%d of 20 closes left the log closing", stuck)
+}
