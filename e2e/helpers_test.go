@@ -128,20 +128,10 @@ func tail(b []byte, n int) []byte {
 // WaitReady polls /-/ready until it answers 200.
 func (p *proc) WaitReady(timeout time.Duration) {
 	p.t.Helper()
-	waitFor(p.t, timeout, p.name+" ready", func() bool {
-		select {
-		case <-p.done:
-			b, _ := os.ReadFile(p.log)
-			p.t.Fatalf("%s exited before it was ready:\n%s", p.name, tail(b, 4000))
-		default:
-		}
-		resp, err := http.Get(p.URL + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	if !p.waitReadyUnlessPortTaken(timeout) {
+		b, _ := os.ReadFile(p.log)
+		p.t.Fatalf("%s exited before it was ready:\n%s", p.name, tail(b, 4000))
+	}
 }
 
 // Stop sends SIGTERM and waits for a clean exit.
@@ -173,11 +163,51 @@ func startOmen(t testing.TB, dir string, args ...string) *proc {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	port := freePort(t)
-	all := append([]string{"serve", "--web.listen-address=127.0.0.1:" + strconv.Itoa(port), "--storage.tsdb.path=" + dir, "--log.level=debug"}, args...)
-	p := start(t, "omen", port, omenBinary(t), all...)
-	p.WaitReady(60 * time.Second)
-	return p
+	// A port found free is bound by omen a moment later, and now and then
+	// another process took it meanwhile (the servers other packages' tests
+	// start beside these in make test): omen then exits at once, and
+	// starts again on another. (Not port 0 with the port read from omen's
+	// log: the kernel gave omen the port that freePort had just found for
+	// a Prometheus the test starts next.)
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		all := append([]string{"serve", "--web.listen-address=127.0.0.1:" + strconv.Itoa(port), "--storage.tsdb.path=" + dir, "--log.level=debug"}, args...)
+		p := start(t, "omen", port, omenBinary(t), all...)
+		if p.waitReadyUnlessPortTaken(60 * time.Second) {
+			return p
+		}
+		if attempt == 5 {
+			b, _ := os.ReadFile(p.log)
+			t.Fatalf("omen's port was taken 5 times:\n%s", tail(b, 4000))
+		}
+		t.Logf("omen's port %d was taken before it bound it; starting again", port)
+	}
+}
+
+// waitReadyUnlessPortTaken polls /-/ready until it answers 200, and is
+// false if the process exited because its port was taken.
+func (p *proc) waitReadyUnlessPortTaken(timeout time.Duration) bool {
+	p.t.Helper()
+	taken := false
+	waitFor(p.t, timeout, p.name+" ready", func() bool {
+		select {
+		case <-p.done:
+			b, _ := os.ReadFile(p.log)
+			if bytes.Contains(b, []byte("bind: address already in use")) {
+				taken = true
+				return true
+			}
+			p.t.Fatalf("%s exited before it was ready:\n%s", p.name, tail(b, 4000))
+		default:
+		}
+		resp, err := http.Get(p.URL + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return !taken
 }
 
 // startPrometheus starts the real Prometheus with the configuration that
