@@ -3,16 +3,17 @@ package deploy
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/omen-sidecar/omen/internal/freeport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
@@ -216,10 +217,9 @@ func TestTicketsTellSeriesApart(t *testing.T) {
 // to its omen (its job and instance are its input's).
 func TestLagInhibitsItsOmenOnly(t *testing.T) {
 	am := tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Port()
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cfg, err := filepath.Abs(amConfig)
 	require.NoError(t, err)
 	cmd := exec.Command(am, "--config.file="+cfg, "--storage.path="+t.TempDir(),

@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/omen-sidecar/omen/internal/freeport"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 )
@@ -30,10 +31,9 @@ func startOmen(t *testing.T) string {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build ./cmd/omen: %s", out)
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Port()
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "serve", "--web.listen-address="+addr, "--storage.tsdb.path="+filepath.Join(dir, "data"))
