@@ -441,7 +441,11 @@ const groupVersion = 2
 
 // AppendBinary appends the Group's encoding to b:
 //
-//	"omgr" | version uint16 | options | state | member stats | CRC-32 (IEEE) of all before it
+//	"omgr" | version uint16 | options | state | member stats | [later fields] | CRC-32 (IEEE) of all before it
+//
+// A release that adds a field keeps the version and puts the field at the
+// end, ahead of the checksum: the release before skips it (see Restore), as
+// a Detector's snapshot does (see snapshotVersion).
 func (g *Group) AppendBinary(b []byte) ([]byte, error) {
 	start := len(b)
 	b = append(b, groupMagic...)
@@ -464,8 +468,9 @@ func isGroup(data []byte) bool {
 
 // Restore replaces the Group's state with data's, which must be of the
 // same number of members and learnt with the same false-alarm rate; it
-// rejects another version, a bad checksum or invalid state and leaves the
-// Group as it was.
+// rejects another version, a short state, a bad checksum or invalid state
+// and leaves the Group as it was. Fields of a later release after the
+// member stats are skipped.
 func (g *Group) Restore(data []byte) error {
 	var w wireOptions
 	var st groupState
@@ -476,9 +481,9 @@ func (g *Group) Restore(data []byte) error {
 		return errors.New("group state: bad magic")
 	case binary.LittleEndian.Uint16(data[4:]) != groupVersion:
 		return fmt.Errorf("group state: version %d, want %d", binary.LittleEndian.Uint16(data[4:]), groupVersion)
-	case len(data) != n:
+	case len(data) < n: // a later release's fields, past n-4, are skipped
 		return fmt.Errorf("group state: %d bytes, want %d", len(data), n)
-	case crc32.ChecksumIEEE(data[:n-4]) != binary.LittleEndian.Uint32(data[n-4:]):
+	case crc32.ChecksumIEEE(data[:len(data)-4]) != binary.LittleEndian.Uint32(data[len(data)-4:]):
 		return errors.New("group state: bad checksum")
 	}
 	off := len(groupMagic) + 2

@@ -10,8 +10,15 @@ import (
 )
 
 // snapshotMagic and snapshotVersion head every snapshot. The version changes
-// whenever state's layout or meaning changes; older snapshots are rejected
-// rather than misread, and the series simply warms up again.
+// whenever the layout or meaning of a field already there changes; a
+// snapshot of a version not read is rejected rather than misread, and the
+// series warms up again. A field added keeps the version: it goes at the
+// end, after the extra state and any field added before it, ahead of the
+// checksum (which covers it too), whichever part of the state it belongs
+// to in memory. The release before reads the fields it knows and skips
+// the rest, so a rollback by one release keeps every series' state; a
+// release reads a shorter state of the release before with the added
+// field's starting value.
 const (
 	snapshotMagic   = "omdt"
 	snapshotVersion = 13
@@ -294,10 +301,11 @@ func fromWire(w wireOptions) Options {
 
 // MarshalBinary encodes the options and everything learnt:
 //
-//	"omdt" | version uint16 | options | state | [extra state] | CRC-32 (IEEE) of all before it
+//	"omdt" | version uint16 | options | state | [extra state] | [later fields] | CRC-32 (IEEE) of all before it
 //
 // little-endian throughout; the extra state is there only when the options
-// turn an opt-in member on.
+// turn an opt-in member on; the later fields are a later release's, which
+// this one skips and does not write (see snapshotVersion).
 func (d *Detector) MarshalBinary() ([]byte, error) {
 	return d.AppendBinary(make([]byte, 0, snapshotSize(d.b.opts.Members)))
 }
@@ -329,7 +337,8 @@ func snapshotSize(members int) int {
 }
 
 // UnmarshalBinary restores a Detector from MarshalBinary's output. It
-// rejects another version, a wrong length, a bad checksum or invalid
+// rejects another version, a wrong length (short, or long for an older
+// version), a bad checksum or invalid
 // options with an error and leaves d unchanged.
 func (d *Detector) UnmarshalBinary(data []byte) error {
 	o, st, ex, err := decode(data)
@@ -435,7 +444,9 @@ func decode(data []byte) (Options, state, *extraState, error) {
 	if _, err := binary.Decode(data[hdr:], binary.LittleEndian, &w); err != nil {
 		return Options{}, st, nil, fmt.Errorf("decode detector options: %w", err)
 	}
-	if want := snapshotSize(int(w.Members)) - growth; len(data) != want {
+	// A later release's fields, after this one's, are skipped (see
+	// snapshotVersion); the older layouts are read exactly.
+	if want := snapshotSize(int(w.Members)) - growth; len(data) < want || (growth != 0 && len(data) != want) {
 		return Options{}, st, nil, fmt.Errorf("decode detector: %d bytes, want %d", len(data), want)
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
