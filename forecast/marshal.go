@@ -18,6 +18,14 @@ import (
 // slot's float32 and kind. Version 4 adds, after the history, the seasons
 // of the last fit and their age (see seasonRedetect); a model restored
 // from an older version detects its seasons at its next fit, as before.
+//
+// The version changes only when the layout or meaning of a field already
+// there changes. A release that adds a field puts it at the end and keeps
+// the version: the release before reads the fields it knows and skips the
+// rest (UnmarshalBinary), so a rollback by one release keeps the model; a
+// release reads a shorter encoding of the release before with the added
+// field's starting value. The encoding carries no checksum or length of
+// its own: the pipeline's snapshot, which frames it, has both.
 const marshalVersion = 4
 
 var marshalMagic = [3]byte{'O', 'M', 'F'}
@@ -149,7 +157,8 @@ func Readable(data []byte) error {
 }
 
 // UnmarshalBinary restores a model encoded by MarshalBinary, replacing m's
-// state and options.
+// state and options. Bytes after the fields of this version are a later
+// release's, skipped (see marshalVersion).
 func (m *Model) UnmarshalBinary(data []byte) error {
 	r := reader{b: data}
 	var magic [3]byte
@@ -230,7 +239,9 @@ func (m *Model) UnmarshalBinary(data []byte) error {
 	if r.err != nil {
 		return fmt.Errorf("decode forecast model: %w", r.err)
 	}
-	if len(r.b) != 0 {
+	if len(r.b) != 0 && version < marshalVersion {
+		// Only this version's encoding grows, by a later release's fields
+		// (see marshalVersion), which are skipped.
 		return fmt.Errorf("decode forecast model: %d trailing bytes", len(r.b))
 	}
 	if fitted && since < o.RefitEvery {

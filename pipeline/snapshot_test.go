@@ -1878,14 +1878,18 @@ func TestSnapshotReadsNextRelease(t *testing.T) {
 	const n = 500
 	path, db, opts, vs, before, s := forecastingPod(t, n)
 	field := []byte{0xde, 0xad, 0xbe, 0xef, 7, 7, 7, 7, 7}
-	fc := nextReleaseFc(s.fc, field)
-	rec := nextRelease(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, fc, nil), field)
+	// And one at the end of the forecast model, the forecaster state's
+	// last part, and of the detector's state (detect.Detector.MarshalBinary).
+	fc := append(nextReleaseFc(s.fc, field), field...)
+	det := append(append([]byte(nil), s.det[:len(s.det)-4]...), field...)
+	det = binary.LittleEndian.AppendUint32(det, crc32.ChecksumIEEE(det))
+	rec := nextRelease(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, det, fc, nil), field)
 	next := snapFile(t, rec)
 
 	got, err := readSnapshot(next, t0)
 	require.NoError(t, err, "the next release's file")
 	require.Len(t, got, 1)
-	require.Equal(t, s.det, got[0].det)
+	require.Equal(t, det, got[0].det)
 	require.Equal(t, s.inc, got[0].inc)
 	require.Equal(t, s.absDif, got[0].absDif)
 	require.Equal(t, field, got[0].ext, "kept, to be written back while its series has not claimed it")
@@ -1922,9 +1926,11 @@ func TestSnapshotReadsNextRelease(t *testing.T) {
 	require.Len(t, kept, 1)
 	require.Equal(t, field, kept[0].ext)
 	require.Equal(t, fc, kept[0].fc)
+	require.Equal(t, det, kept[0].det)
 	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{pod("b")}, vs[n:])
 	e2.sync()
 	after := podSeries(e2, "b")
 	require.True(t, after.det.Ready())
 	require.True(t, after.fc.m.Ready())
+	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "detector and forecaster restored, not warmed from history")
 }
