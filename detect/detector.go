@@ -605,9 +605,10 @@ const (
 // seenAtPhase reports whether v lies within what the series had at this
 // phase of its past seasons, for member m (see seenCap): the fine ring's
 // values at this phase of its last seasons and a bucket either side, and
-// the long ring's, each widened by seenTolK standard deviations of that
-// ring's residual (its buckets are means; the samples scatter about
-// them). The seasonal member asks only the long ring: the fine ring's own
+// the long ring's two buckets either side (a daylight-saving change moves
+// a business-hours step by an hour: see longSeason.seen), each widened by
+// seenTolK standard deviations of that ring's residual (its buckets are
+// means; the samples scatter about them). The seasonal member asks only the long ring: the fine ring's own
 // past is what it scores against. Called only when m scores above seenCap,
 // so most samples read no ring.
 func (d *Detector) seenAtPhase(v float64, m int, bl baselines) bool {
@@ -620,7 +621,7 @@ func (d *Detector) seenAtPhase(v float64, m int, bl baselines) bool {
 		}
 	}
 	if bl.longOK && st.LongStat.N > 16 {
-		lo, hi := st.Long.seen(math.Inf(1), math.Inf(-1), 1)
+		lo, hi := st.Long.seen(math.Inf(1), math.Inf(-1))
 		if tol := seenTolK * max(st.LongStat.Sigma(), floor); v >= lo-tol && v <= hi+tol {
 			return true
 		}
@@ -932,7 +933,7 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 				// nyc_taxi the residual's scale (2 100) is the night's
 				// level, and widening the range's bottom by it lost
 				// the blizzard's window (NAB 75.18 -> 74.38).
-				llo, lhi := st.Long.seen(math.Inf(1), math.Inf(-1), 2)
+				llo, lhi := st.Long.seen(math.Inf(1), math.Inf(-1))
 				tol := seenTolK * max(st.LongStat.Sigma(), floor)
 				if lhi > hi {
 					hi = lhi + tol

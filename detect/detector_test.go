@@ -1400,3 +1400,51 @@ func TestMondayMorningStaysQuiet(t *testing.T) {
 		}
 	}
 }
+
+// TestMondayAfterDaylightSavingStaysQuiet: TestMondayMorningStaysQuiet's
+// business-hours step, 6 seeds at 15 s, whose local clock moves an hour
+// on a Sunday (spring: the step an hour earlier in UTC; autumn: later),
+// with no event. On the level and shift members, no sample of the first
+// Monday after the change scores above 1, none of the second above 2.
+// Until 2026-12-06, in spring, the level member scored the step's first
+// sample 2.6-2.9 on the first Monday in every seed and on the second in
+// two, the shift member the step's end 1.2-1.8 on the first; in autumn the
+// level member 2.87 on the second Monday in one seed: the long ring's
+// two-hour buckets a bucket either side of the step's new time held 20
+// and the step averaged with the hour next to it, so the value was not
+// seen at this phase (see longSeason.seen; BenchmarkCalendar's
+// berlin-spring batch series: 1.5 warnings and 1 page per series on the
+// first Monday). A sample or two of the step's noise above every bucket
+// (their means) can still score just above 1 on the second Monday.
+func TestMondayAfterDaylightSavingStaysQuiet(t *testing.T) {
+	const day, hour, iv = 86_400_000, 3_600_000, 15_000
+	t0 := int64(1_767_225_600_000)               // 2026-01-01 00:00 UTC, a Thursday
+	change := t0 + 31*day + 2*hour               // Sunday 02-01 02:00 UTC
+	for _, ahead := range []int64{hour, -hour} { // spring, autumn
+		for seed := range uint64(6) {
+			t.Run(fmt.Sprintf("ahead=%dh/seed=%d", ahead/hour, seed), func(t *testing.T) {
+				d := mustNew(t, DefaultOptions())
+				gen := businessHoursStep(seed, iv)
+				var hot []string
+				for ts := t0; ts < change+15*day; ts += iv {
+					local := ts
+					if ts >= change {
+						local += ahead
+					}
+					r := d.Update(ts, gen(local))
+					if ts < change || (ts/day+4)%7 != 1 || (r.Member != memberNames[mLevel] && r.Member != memberNames[mShift]) {
+						continue
+					}
+					limit := 2.0 // the second Monday: no page
+					if ts < change+7*day {
+						limit = 1 // the first: no warning
+					}
+					if r.Score > limit {
+						hot = append(hot, fmt.Sprintf("%s %s %.2f", time.UnixMilli(ts).UTC().Format("Mon 01-02 15:04:05"), r.Member, r.Score))
+					}
+				}
+				require.Empty(t, hot, "Monday samples after the change above 1 (first Monday) or 2 (second) on the level or shift members")
+			})
+		}
+	}
+}
