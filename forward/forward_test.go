@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	config_util "github.com/prometheus/common/config"
@@ -488,24 +489,6 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-// syncBuffer is a log destination the queues' goroutines write at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestForwardingFileURLCredentials: a user and password in the URL of the
 // configuration file's remote_write are sent as they were, and never
 // logged: the module logs a queue's URL as it is, at its start, its stop
@@ -539,7 +522,7 @@ func TestForwardingFileURLCredentials(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rc, srv := newReceiver(nil)
 			defer srv.Close()
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			reg := prometheus.NewRegistry()
 			f, err := New(slog.New(slog.NewTextHandler(&logs, nil)), reg, t.TempDir(), nil, time.Minute)
 			require.NoError(t, err)

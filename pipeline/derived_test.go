@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -1161,7 +1162,7 @@ func TestDerivedHistogramResult(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, cfg := derivedEnv(t, tc.yml)
 			e.ready(t) // Run logs until then
-			var buf syncBuffer
+			var buf syncbuf.Buffer
 			e.p.logger = slog.New(slog.NewTextHandler(&buf, nil))
 			ls := labels.FromStrings("__name__", "rpc_seconds", "job", "a")
 			const n = 10

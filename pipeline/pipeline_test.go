@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
@@ -135,7 +136,7 @@ func (e *env) ready(t testing.TB) {
 // then), as Prometheus's "Server is ready to receive web requests." does;
 // the restore's last step, and readiness, went unsaid.
 func TestRunSaysReady(t *testing.T) {
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	db := openDB(t, t.TempDir())
 	t.Cleanup(func() { _ = db.Close() })
 	o := DefaultOptions()
@@ -149,24 +150,6 @@ func TestRunSaysReady(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.Contains(t, buf.String(), `msg="Ready: scoring" workers=2 max_series=100000 forecast_max_series=10000`)
-}
-
-// syncBuffer is a bytes.Buffer a logger writes from other goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // stop ends Run (taking the final snapshot); idempotent.

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
@@ -1395,7 +1396,7 @@ func TestBackfillNoRemoteReadAPI(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, c.body, c.code) }))
 			defer srv.Close()
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			e := newEnvLogged(t, nil, slog.New(slog.NewTextHandler(&logs, nil)), func(o *Options) {
 				o.BackfillRemoteReadURL = srv.URL + "/api/v1/read"
 				o.Workers = 1

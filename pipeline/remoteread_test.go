@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -132,7 +133,7 @@ func TestBackfillRemoteReadWrongPassword(t *testing.T) {
 	defer srv.Close()
 	cfg, dir := loadConfig(t, fmt.Sprintf("remote_read:\n  - url: %s/api/v1/read\n    basic_auth: {username: omen, password_file: pw}\n", srv.URL), map[string]string{"pw": "wrong"})
 
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	e := newEnvLogged(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)), func(o *Options) { o.Workers = 1 })
 	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
 	e.push(atStep(n), model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
@@ -1751,7 +1752,7 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 			t.Cleanup(func() { _ = db.Close() })
 			o := DefaultOptions()
 			o.SnapshotPath = path
-			var buf syncBuffer
+			var buf syncbuf.Buffer
 			p, err := New(slog.New(slog.NewTextHandler(&buf, nil)), prometheus.NewRegistry(), db, nil, config.Default(), o)
 			require.NoError(t, err)
 			p.restore()
@@ -1909,7 +1910,7 @@ func TestSnapshotReadsNextRelease(t *testing.T) {
 	data, err := os.ReadFile(next)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, data, 0o644))
-	var log syncBuffer
+	var log syncbuf.Buffer
 	db2 := openDB(t, db)
 	e2 := newEnvOnLogged(t, db2, db2, nil, nil, slog.New(slog.NewTextHandler(&log, nil)), opts)
 	e2.clock.set(t0.Add(n * stepMs * time.Millisecond))
