@@ -179,8 +179,7 @@ func (p *Pipeline) AnomaliesHandler() http.Handler {
 // gatedTopAnomalies is topAnomalies in a slot of Options.QueryGate, within
 // Options.QueryTimeout of r's context. The slot is freed before the answer
 // is written, as the engine frees a query's: with no write timeout, clients
-// that read slowly or not at all held its slots as long
-// as they liked.
+// that read slowly or not at all held its slots as long as they liked.
 func (p *Pipeline) gatedTopAnomalies(r *http.Request, sets [][]*labels.Matcher, limit int) ([]Anomaly, error) {
 	ctx := r.Context()
 	if p.opts.QueryTimeout > 0 {
