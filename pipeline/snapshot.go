@@ -731,27 +731,12 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		if d.err != nil || tag == 0 {
 			break
 		}
-		ls, err := decodeLabels(d.bytes())
-		if err != nil && d.err == nil {
+		s, err := readFields(&d, version, now)
+		if d.err == nil {
 			d.err = err
 		}
-		s := &savedSeries{ls: ls, flags: d.u8(), prevRaw: math.Float64frombits(d.u64()), prevT: int64(d.u64()), loadedAt: now}
-		if version >= 3 {
-			s.inc = incidentState{since: int64(d.u64()), lastHot: int64(d.u64()), peak: math.Float64frombits(d.u64()), quiet: d.u32()}
-			s.inc.event = s.inc.lastHot
-		}
-		if version >= 4 {
-			s.inc.event, s.inc.longest, s.inc.peakMember = int64(d.u64()), d.u32(), string(d.bytes())
-		}
-		if version >= 5 {
-			s.absDif, s.nDif = math.Float64frombits(d.u64()), d.u32()
-		}
-		s.det, s.fc = d.bytes(), d.bytes()
 		if d.err != nil {
 			break
-		}
-		if version == 1 && len(s.fc) > 0 {
-			s.fc = append([]byte{0}, s.fc...) // the model alone
 		}
 		out = append(out, s)
 	}
@@ -761,24 +746,52 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 	return out, nil
 }
 
+// recordReader reads a record's fields in turn: decoder from the stream
+// (versions 1 to 6), fields from a record read whole (later ones).
+type recordReader interface {
+	u8() uint8
+	u32() uint32
+	u64() uint64
+	bytes() []byte
+}
+
+// readFields reads the fields of a record of version, in the order
+// appendRecord writes them; the error is the labels'. A read error stays
+// in r.
+func readFields(r recordReader, version uint16, now time.Time) (*savedSeries, error) {
+	ls, err := decodeLabels(r.bytes())
+	s := &savedSeries{ls: ls, flags: r.u8(), prevRaw: math.Float64frombits(r.u64()), prevT: int64(r.u64()), loadedAt: now}
+	if version >= 3 {
+		s.inc = incidentState{since: int64(r.u64()), lastHot: int64(r.u64()), peak: math.Float64frombits(r.u64()), quiet: r.u32()}
+		s.inc.event = s.inc.lastHot
+	}
+	if version >= 4 {
+		s.inc.event, s.inc.longest, s.inc.peakMember = int64(r.u64()), r.u32(), string(r.bytes())
+	}
+	if version >= 5 {
+		s.absDif, s.nDif = math.Float64frombits(r.u64()), r.u32()
+	}
+	s.det, s.fc = r.bytes(), r.bytes()
+	if version == 1 && len(s.fc) > 0 {
+		s.fc = append([]byte{0}, s.fc...) // the model alone
+	}
+	return s, err
+}
+
 // readSized reads the records of a snapshot of version snapSized or later,
 // each whole, then its fields (see fields): those of a later release are
 // kept in ext.
 func readSized(d *decoder, now time.Time) ([]*savedSeries, error) {
 	var out []*savedSeries
+	var r fields // one for every record: through recordReader it is on the heap
 	for {
 		tag := d.u8()
 		if d.err != nil || tag == 0 {
 			break
 		}
 		// One allocation a record: det, fc and ext are slices of it.
-		r := fields{b: d.bytes()}
-		ls, err := decodeLabels(r.bytes())
-		s := &savedSeries{ls: ls, flags: r.u8(), prevRaw: math.Float64frombits(r.u64()), prevT: int64(r.u64()), loadedAt: now}
-		s.inc = incidentState{since: int64(r.u64()), lastHot: int64(r.u64()), peak: math.Float64frombits(r.u64()), quiet: r.u32()}
-		s.inc.event, s.inc.longest, s.inc.peakMember = int64(r.u64()), r.u32(), string(r.bytes())
-		s.absDif, s.nDif = math.Float64frombits(r.u64()), r.u32()
-		s.det, s.fc = r.bytes(), r.bytes()
+		r = fields{b: d.bytes()}
+		s, err := readFields(&r, snapSized, now)
 		if r.more() {
 			s.ext = r.b
 		}
