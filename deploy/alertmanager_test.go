@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/omen-sidecar/omen/internal/freeport"
+	"github.com/omen-sidecar/omen/internal/ready"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
@@ -229,14 +230,7 @@ func TestLagInhibitsItsOmenOnly(t *testing.T) {
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 50*time.Millisecond, "Alertmanager not ready:\n%s", &logs)
+	require.Eventually(t, func() bool { return ready.OK(base) }, 20*time.Second, 50*time.Millisecond, "Alertmanager not ready:\n%s", &logs)
 
 	omen0, omen1 := "omen-0:9201", "omen-1:9201"
 	alert := func(name string, ls map[string]string) map[string]any {

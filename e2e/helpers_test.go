@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/omen-sidecar/omen/internal/freeport"
+	"github.com/omen-sidecar/omen/internal/ready"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -200,12 +201,7 @@ func (p *proc) waitReadyUnlessPortTaken(timeout time.Duration) bool {
 			p.t.Fatalf("%s exited before it was ready:\n%s", p.name, tail(b, 4000))
 		default:
 		}
-		resp, err := http.Get(p.URL + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return ready.OK(p.URL)
 	})
 	return !taken
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/internal/ready"
 )
 
 // TestAnomaliesAnswerWhileQueriesFillSlots: dashboards' slow PromQL
@@ -38,14 +40,7 @@ func TestAnomaliesAnswerWhileQueriesFillSlots(t *testing.T) {
 		require.NoError(t, <-done)
 	})
 	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return ready.OK(base) }, 30*time.Second, 20*time.Millisecond)
 
 	// A query that runs until --query.timeout or its client goes: a
 	// subquery of a subquery at 1 ms steps (under the limit of a million

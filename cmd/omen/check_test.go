@@ -14,6 +14,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/omen-sidecar/omen/internal/freeport"
+	"github.com/omen-sidecar/omen/internal/ready"
 	"github.com/stretchr/testify/require"
 )
 
@@ -96,14 +97,7 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- cmd.run(ctx) }()
 		t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-		require.Eventually(t, func() bool {
-			r, err := http.Get("http://" + addr + "/-/ready")
-			if err != nil {
-				return false
-			}
-			_ = r.Body.Close()
-			return r.StatusCode == http.StatusOK
-		}, 20*time.Second, 50*time.Millisecond)
+		require.Eventually(t, func() bool { return ready.OK("http://" + addr) }, 20*time.Second, 50*time.Millisecond)
 	}
 	for i, tc := range []struct {
 		name, yml            string
