@@ -241,23 +241,33 @@ func (s *Seasonality) find(x []float64, minPeriod, maxPeriod, k int) []Period {
 	return s.cand
 }
 
+// LineFit returns the mean of x and the slope of its least-squares line
+// against the positions 0..len(x)−1, measured about their centre so that
+// long windows lose no precision; the slope is NaN for fewer than two
+// values. The seasonality search detrends with it, the forecasters' Theta
+// method draws its trend line with it.
+func LineFit(x []float64) (mean, slope float64) {
+	n := float64(len(x))
+	tm := (n - 1) / 2
+	for _, v := range x {
+		mean += v
+	}
+	mean /= n
+	var sxy, sxx float64
+	for i, v := range x {
+		d := float64(i) - tm
+		sxy += d * (v - mean)
+		sxx += d * d
+	}
+	return mean, sxy / sxx
+}
+
 // detrend writes x minus its least-squares line into s.buf and zero-pads the
 // rest. It reports false if nothing is left or x holds a non-finite value.
 func (s *Seasonality) detrend(x []float64) bool {
 	L := float64(len(x))
 	tm := (L - 1) / 2
-	var xm float64
-	for _, v := range x {
-		xm += v
-	}
-	xm /= L
-	var sxy, sxx float64
-	for i, v := range x {
-		d := float64(i) - tm
-		sxy += d * (v - xm)
-		sxx += d * d
-	}
-	slope := sxy / sxx
+	xm, slope := LineFit(x)
 	var ss float64
 	for i, v := range x {
 		r := v - xm - slope*(float64(i)-tm)

@@ -3,6 +3,8 @@ package forecast
 import (
 	"fmt"
 	"math"
+
+	"github.com/omen-sidecar/omen/detect"
 )
 
 // theta is the Theta method (Assimakopoulos & Nikolopoulos 2000) in the
@@ -151,25 +153,14 @@ func seasonalIndices(s, y []float64, sc *fitScratch) {
 	}
 }
 
-// slope is the least-squares slope of y against 0..len(y)−1.
+// slope is the least-squares slope of y against 0..len(y)−1, 0 for fewer
+// than two values.
 func slope(y []float64) float64 {
-	n := float64(len(y))
-	tm := (n - 1) / 2
-	var ym float64
-	for _, v := range y {
-		ym += v
-	}
-	ym /= n
-	var sxy, sxx float64
-	for i, v := range y {
-		d := float64(i) - tm
-		sxy += d * (v - ym)
-		sxx += d * d
-	}
-	if sxx == 0 {
+	if len(y) < 2 {
 		return 0
 	}
-	return sxy / sxx
+	_, s := detect.LineFit(y)
+	return s
 }
 
 // golden minimises a unimodal f on [a, b] by golden-section search to a
