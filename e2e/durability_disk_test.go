@@ -101,3 +101,77 @@ func TestDiskFull(t *testing.T) {
 	p.WaitReady(60 * time.Second)
 	w.requireNoneLost(t, p.URL)
 }
+
+// TestDiskFullKillRestart fills omen's file system while it streams and
+// takes model snapshots every second, kills it while the disk is full,
+// and starts it again on the full disk: the snapshots fail without taking
+// the last good one, the start neither exits nor loops (it is alive and
+// refuses writes with a retriable status), and once space is freed it
+// becomes ready by itself, restores a snapshot, scores again, and every
+// acknowledged sample is there.
+func TestDiskFullKillRestart(t *testing.T) {
+	dir := mountTmpfs(t, "64m")
+	port := freePort(t)
+	args := []string{"--snapshot.interval=1s"}
+	p := omenAt(t, dir, port, args...)
+	p.WaitReady(60 * time.Second)
+
+	w := newAckWriter("durability_disk_kill", 200, 2, time.Now().Add(-30*time.Minute).UnixMilli(), 100)
+	w.rounds = 15000
+	w.start(p.URL)
+	defer w.stop()
+	waitFor(t, 30*time.Second, "a snapshot written", func() bool {
+		return metricsGauge(t, p.URL, "omen_snapshot_last_success_timestamp_seconds", "") > 0
+	})
+	waitFor(t, 30*time.Second, "writes before the disk fills", func() bool { return w.ackedSamples() >= 20000 })
+	snap := filepath.Join(dir, "omen-models.snap")
+
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	require.NoError(t, err)
+	require.NoError(t, syscall.Fallocate(int(f.Fd()), 0, 0, freeBytes(t, dir)-1<<20))
+	require.NoError(t, f.Close())
+	out, _ := exec.Command("dd", "if=/dev/zero", "of="+filler+"2", "bs=4k").CombinedOutput()
+	require.Zero(t, freeBytes(t, dir), "dd: %s", out)
+	failed := metricsGauge(t, p.URL, "omen_snapshot_failures_total", "")
+	waitFor(t, 30*time.Second, "a snapshot failing on the full disk", func() bool {
+		return metricsGauge(t, p.URL, "omen_snapshot_failures_total", "") > failed
+	})
+	_, err = os.Stat(snap + ".tmp")
+	require.ErrorIs(t, err, os.ErrNotExist, "a failed snapshot leaves no temporary file filling the disk")
+
+	p.Kill()
+	acked := w.ackedSamples()
+	p = omenAt(t, dir, port, args...)
+	alive := func() {
+		select {
+		case <-p.done:
+			b, _ := os.ReadFile(p.log)
+			t.Fatalf("omen exited on the full disk:\n%s", tail(b, 4000))
+		default:
+		}
+	}
+	// On the full disk: up, not ready, refusing writes with a status
+	// Prometheus retries, for a while.
+	waitFor(t, 60*time.Second, "omen answering on the full disk", func() bool {
+		alive()
+		return readyStatus(p.URL) != 0
+	})
+	refused := w.refuse.Load()
+	waitFor(t, 30*time.Second, "writes refused with 5xx on the full disk", func() bool { return w.refuse.Load() > refused+5 })
+	time.Sleep(3 * time.Second) // a while on the full disk, not a synchronisation
+	alive()
+	require.Equal(t, acked, w.ackedSamples(), "nothing acknowledged while the disk is full")
+	require.Nil(t, w.bad.Load())
+
+	require.NoError(t, os.Remove(filler))
+	require.NoError(t, os.Remove(filler+"2"))
+	p.WaitReady(60 * time.Second)
+	waitFor(t, 30*time.Second, "writes acknowledged again", func() bool { return w.ackedSamples() >= acked+10000 })
+	waitFor(t, 30*time.Second, "samples scored again", func() bool {
+		return metricsGauge(t, p.URL, "omen_samples_scored_total", "") > 0
+	})
+	require.True(t, p.logContains("Model snapshot restored"), "the snapshot before the disk filled is restored")
+	w.stop()
+	w.requireNoneLost(t, p.URL)
+}

@@ -372,6 +372,30 @@ func (s *Storage) Open() error {
 	return nil
 }
 
+// AwaitRoom returns, before Open, once the storage path's file system has
+// free space above the reserve (MinFreeBytes), or with ctx's error. The
+// WAL replay m-maps the head's full chunks into new chunk files, and the
+// TSDB panics when it cannot write one (see MinFreeBytes): omen killed on a
+// full disk panicked at every start, a crash loop while the disk stayed
+// full, where the process that filled it refused writes and waited. This
+// waits as that one did: the path reported failing (omen_storage_writable
+// 0, logged once), writes answered 503 and /-/ready failing, as during a
+// replay; every other fault of the path is left to Open.
+func (s *Storage) AwaitRoom(ctx context.Context) error {
+	for {
+		err := s.checkPath()
+		if !errors.Is(err, syscall.ENOSPC) {
+			return nil
+		}
+		s.setFailing("probe", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.opts.ProbeInterval):
+		}
+	}
+}
+
 // openDB opens the TSDB, replaying (and if need be repairing) its WAL, with
 // a new set of collectors for its metrics.
 func (s *Storage) openDB() (*tsdb.DB, error) {

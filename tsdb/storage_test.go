@@ -427,3 +427,58 @@ func TestProbeKeepsFailureSeenDuringItsCheck(t *testing.T) {
 	require.True(t, s.Ready(), "cleared by the next probe")
 	require.Equal(t, 1.0, testutil.ToFloat64(s.reopens))
 }
+
+// TestAwaitRoom: before Open, omen waits while the path's file system is
+// below the reserve (a WAL replay there panics in the TSDB's head-chunk
+// writer: omen killed on a full disk panicked at every start), reporting
+// the path failing meanwhile; it returns once there is room, at once for
+// any other fault (Open's to report), and with ctx's error at shutdown.
+func TestAwaitRoom(t *testing.T) {
+	full := fmt.Errorf("test: %w", syscall.ENOSPC)
+	for _, tc := range []struct {
+		name    string
+		minFree int64
+		faults  []error // the probes' faults in turn, nil after
+		cancel  bool
+		probes  int // probes that found no room
+		err     error
+	}{
+		{name: "room", minFree: -1},
+		{name: "full until space is freed", minFree: -1, faults: []error{full, full, full}, probes: 3},
+		{name: "below the reserve until shutdown", minFree: 1 << 62, cancel: true, probes: 2, err: context.Canceled},
+		{name: "another fault is Open's", minFree: -1, faults: []error{errors.New("test: read-only")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: t.TempDir(), MinFreeBytes: tc.minFree, ProbeInterval: time.Millisecond})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			n := 0
+			fault := func(string) error {
+				n++
+				if tc.cancel && n == tc.probes { // the probe goes on to find no room
+					cancel()
+				}
+				if n <= len(tc.faults) {
+					return tc.faults[n-1]
+				}
+				return nil
+			}
+			s.fault.Store(&fault)
+			err := s.AwaitRoom(ctx)
+			require.ErrorIs(t, err, tc.err)
+			require.Equal(t, float64(tc.probes), testutil.ToFloat64(s.failM.WithLabelValues("probe")))
+			if tc.probes > 0 {
+				require.Contains(t, s.Failing(), "no space left on device", "the wait is reported as a failing path")
+				require.Equal(t, 0.0, testutil.ToFloat64(s.healthM))
+			}
+			if tc.err != nil {
+				return
+			}
+			require.NoError(t, s.Open())
+			defer func() { require.NoError(t, s.Close()) }()
+			if tc.name != "another fault is Open's" {
+				require.True(t, s.Ready(), "ready once there is room: %s", s.Failing())
+			}
+		})
+	}
+}

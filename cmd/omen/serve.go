@@ -442,6 +442,11 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 				_ = fwd.Close() // the log may be open
 				return err
 			}
+			// On a full disk the replay would panic: wait for room first.
+			if err := store.AwaitRoom(pctx); err != nil {
+				_ = fwd.Close()
+				return nil // shut down while waiting
+			}
 			if err := store.Open(); err != nil {
 				_ = fwd.Close() // its queues and log reader run
 				return err
