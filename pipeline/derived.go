@@ -141,6 +141,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 	if !p.countDerived(d, p.m.derivedErrs, 0) || !p.countDerived(d, p.m.derivedMissed, 0) {
 		return
 	}
+	defer p.derivedEvaluated(d, now, time.Now())
 	if d.IsGroup() {
 		p.evalGroup(ctx, d, now)
 		return
@@ -283,6 +284,22 @@ func (p *Pipeline) countDerivedLocked(d *config.Derived, c *prometheus.CounterVe
 	p.derivedCounted[d.Name] = true
 	c.WithLabelValues(d.Name).Add(n)
 	return true
+}
+
+// derivedEvaluated records d's evaluation at now, begun at start (the
+// wall clock's, now is the schedule's), unless a reload removed d (see
+// countDerived): without them a slow expression showed only once it took
+// its whole interval, as failures and missed evaluations.
+func (p *Pipeline) derivedEvaluated(d *config.Derived, now, start time.Time) {
+	took := time.Since(start).Seconds()
+	p.derivedMu.Lock()
+	defer p.derivedMu.Unlock()
+	if p.cfg.Load().DerivedNamed(d.Name) == nil {
+		return
+	}
+	p.derivedCounted[d.Name] = true
+	p.m.derivedLastEval.WithLabelValues(d.Name).Set(float64(now.UnixMilli()) / 1000)
+	p.m.derivedLastTook.WithLabelValues(d.Name).Set(took)
 }
 
 // derivedFault counts a failed evaluation of d and logs msg about it (see
@@ -539,6 +556,8 @@ func (p *Pipeline) derivedRemoved(configured map[string]bool, now time.Time) {
 			delete(p.derivedWarned, name)
 			p.m.derivedErrs.DeleteLabelValues(name)
 			p.m.derivedMissed.DeleteLabelValues(name)
+			p.m.derivedLastEval.DeleteLabelValues(name)
+			p.m.derivedLastTook.DeleteLabelValues(name)
 		}
 	}
 	p.derivedMu.Unlock()

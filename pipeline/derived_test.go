@@ -858,16 +858,28 @@ func evalLevel(t *testing.T, e *env, cfg *config.Config, i int, vs []float64) An
 // neither them nor its warnings' state back. Both stayed on /metrics for
 // good: the counters of an input that always failed (derivedRemoved knew
 // the inputs with a result only), and those a late failure re-created.
+// scoredAndFailing are derived expressions over derivedOfTwo's series: one
+// scored, one that fails at every evaluation.
+var scoredAndFailing = []struct{ name, expr string }{
+	{"scored", "vector(1)"},
+	{"always failing", "a + on() a"}, // many-to-many
+}
+
+// derivedOfTwo is a pipeline with the derived input d of expr, hourly, and
+// two series a at t0.
+func derivedOfTwo(t *testing.T, expr string) (*env, *config.Config) {
+	t.Helper()
+	e, cfg := derivedEnv(t, fmt.Sprintf("derived:\n  - {name: d, expr: '%s', interval: 1h}\n", expr))
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{
+		labels.FromStrings("__name__", "a", "x", "1"), labels.FromStrings("__name__", "a", "x", "2"),
+	}, []float64{1, 2})
+	return e, cfg
+}
+
 func TestDerivedCountersLifecycle(t *testing.T) {
-	for _, tc := range []struct{ name, expr string }{
-		{"scored", "vector(1)"},
-		{"always failing", "a + on() a"}, // many-to-many
-	} {
+	for _, tc := range scoredAndFailing {
 		t.Run(tc.name, func(t *testing.T) {
-			e, cfg := derivedEnv(t, fmt.Sprintf("derived:\n  - {name: d, expr: '%s', interval: 1h}\n", tc.expr))
-			e.push(t0.UnixMilli(), model.MetricTypeGauge, []labels.Labels{
-				labels.FromStrings("__name__", "a", "x", "1"), labels.FromStrings("__name__", "a", "x", "2"),
-			}, []float64{1, 2})
+			e, cfg := derivedOfTwo(t, tc.expr)
 			e.p.evalDerived(context.Background(), &cfg.Derived[0], t0)
 			require.Equal(t, 1, testutil.CollectAndCount(e.p.m.derivedErrs))
 			require.Equal(t, 1, testutil.CollectAndCount(e.p.m.derivedMissed))
@@ -886,6 +898,53 @@ func TestDerivedCountersLifecycle(t *testing.T) {
 			// reload, ends now.
 			e.p.evalDerived(context.Background(), &cfg.Derived[0], t0.Add(2*time.Minute))
 			gone("an evaluation that ended after the removal")
+		})
+	}
+}
+
+// TestDerivedEvaluationTimes: each derived input's last evaluation is on
+// /metrics, its time and how long it took, failed or not, as Prometheus
+// shows a rule group's (prometheus_rule_group_last_evaluation_timestamp_seconds,
+// ..._last_duration_seconds): a slow expression shows before it takes its
+// whole interval and misses evaluations, and a stuck schedule shows as a
+// timestamp that stops. Removed with the input.
+func TestDerivedEvaluationTimes(t *testing.T) {
+	const (
+		last = "omen_derived_evaluation_last_timestamp_seconds"
+		took = "omen_derived_evaluation_last_duration_seconds"
+	)
+	for _, tc := range scoredAndFailing {
+		t.Run(tc.name, func(t *testing.T) {
+			e, cfg := derivedOfTwo(t, tc.expr)
+			values := func() map[string]float64 {
+				mfs, err := e.reg.Gather()
+				require.NoError(t, err)
+				got := map[string]float64{}
+				for _, mf := range mfs {
+					if n := mf.GetName(); n == last || n == took {
+						require.Len(t, mf.GetMetric(), 1, n)
+						require.Equal(t, "d", mf.GetMetric()[0].GetLabel()[0].GetValue(), n)
+						got[n] = mf.GetMetric()[0].GetGauge().GetValue()
+					}
+				}
+				return got
+			}
+			for i, at := range []time.Time{t0, t0.Add(time.Hour)} {
+				e.p.evalDerived(context.Background(), &cfg.Derived[0], at)
+				got := values()
+				require.Contains(t, got, last, "evaluation %d", i)
+				require.Contains(t, got, took, "evaluation %d", i)
+				require.Equal(t, float64(at.UnixMilli())/1000, got[last], "evaluation %d", i)
+				require.Positive(t, got[took], "evaluation %d", i)
+				require.Less(t, got[took], 60.0, "evaluation %d: seconds", i)
+			}
+			require.NoError(t, e.p.ApplyConfig(config.Default()))
+			e.p.derivedRemoved(map[string]bool{}, t0.Add(2*time.Hour))
+			require.Empty(t, values(), "removed")
+			// An evaluation of the old configuration's, started before the
+			// reload, ends now: it makes them no more.
+			e.p.evalDerived(context.Background(), &cfg.Derived[0], t0.Add(2*time.Hour))
+			require.Empty(t, values(), "an evaluation that ended after the removal")
 		})
 	}
 }

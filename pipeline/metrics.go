@@ -38,6 +38,8 @@ type metrics struct {
 	caughtUp            prometheus.Counter
 	derivedErrs         *prometheus.CounterVec
 	derivedMissed       *prometheus.CounterVec
+	derivedLastEval     *prometheus.GaugeVec
+	derivedLastTook     *prometheus.GaugeVec
 	retyped             prometheus.Counter
 }
 
@@ -142,6 +144,12 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}, []string{"for"}),
 		derivedMissed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "omen_derived_evaluations_missed_total", Help: "Evaluations of derived inputs skipped because the previous one was still running.",
+		}, []string{"for"}),
+		derivedLastEval: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "omen_derived_evaluation_last_timestamp_seconds", Help: "Time of each derived input's last evaluation, failed or not (Unix seconds), as prometheus_rule_group_last_evaluation_timestamp_seconds.",
+		}, []string{"for"}),
+		derivedLastTook: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "omen_derived_evaluation_last_duration_seconds", Help: "How long each derived input's last evaluation took, failed or not, waiting for a query slot included; at its interval it times out and misses evaluations.",
 		}, []string{"for"}),
 	}
 }
