@@ -73,7 +73,11 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 		for i := range cfg.Derived {
 			d := &cfg.Derived[i]
 			seen[d.Name] = true
-			if isDue(next, d, now) {
+			due, missed := isDue(next, d, now)
+			if missed > 0 {
+				p.countDerived(d, p.m.derivedMissed, float64(missed))
+			}
+			if due {
 				eval(d, now)
 			}
 		}
@@ -99,13 +103,14 @@ type slot struct {
 // a reload does not evaluate every input at once. A reload that changes an
 // input's interval reschedules it at most one new interval away: it kept
 // the rest of the old one (an hour, say, before a new 10s took effect).
-func isDue(next map[string]slot, d *config.Derived, now time.Time) bool {
+// missed counts the input's slots passed since the one due (see nextDue).
+func isDue(next map[string]slot, d *config.Derived, now time.Time) (due bool, missed int) {
 	every := time.Duration(d.Interval)
 	s, ok := next[d.Name]
 	switch {
 	case !ok:
 		next[d.Name] = slot{at: now.Add(every), every: every}
-		return false
+		return false, 0
 	case s.every != every:
 		if soon := now.Add(every); soon.Before(s.at) {
 			s.at = soon
@@ -114,21 +119,26 @@ func isDue(next map[string]slot, d *config.Derived, now time.Time) bool {
 		next[d.Name] = s
 	}
 	if now.Before(s.at) {
-		return false
+		return false, 0
 	}
-	next[d.Name] = slot{at: nextDue(s.at, now, every), every: every}
-	return true
+	at, missed := nextDue(s.at, now, every)
+	next[d.Name] = slot{at: at, every: every}
+	return true, missed
 }
 
 // nextDue is when an input due at due and evaluated at now is due again:
 // on its schedule, not interval after now, from which each run slipped by
 // up to the loop's tick (an interval of 1s was evaluated every 1-2 s); one
-// that fell behind by more than an interval starts again from now.
-func nextDue(due, now time.Time, interval time.Duration) time.Time {
+// that fell behind by an interval or more starts again from now, and the
+// slots it passed are missed, as a Prometheus rule group that fell behind
+// counts them in prometheus_rule_group_iterations_missed_total: the loop
+// stalled (the process starved of CPU, the machine suspended) and they
+// were skipped without a count.
+func nextDue(due, now time.Time, interval time.Duration) (time.Time, int) {
 	if next := due.Add(interval); next.After(now) {
-		return next
+		return next, 0
 	}
-	return now.Add(interval)
+	return now.Add(interval), int(now.Sub(due) / interval)
 }
 
 // evalDerived evaluates d at now. d is from the configuration the caller

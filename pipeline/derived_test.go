@@ -411,12 +411,17 @@ func TestNextDue(t *testing.T) {
 	for _, c := range []struct {
 		name          string
 		due, now, exp int
+		missed        int
 	}{
-		{"on time", 1000, 1000, 2000},
-		{"a tick late: the schedule holds", 1000, 1900, 2000},
-		{"behind by more than the interval: from now", 1000, 2500, 3500},
+		{"on time", 1000, 1000, 2000, 0},
+		{"a tick late: the schedule holds", 1000, 1900, 2000, 0},
+		{"behind by the interval: its slot missed", 1000, 2000, 3000, 1},
+		{"behind by more than the interval: from now", 1000, 2500, 3500, 1},
+		{"behind by many intervals: each missed", 1000, 61500, 62500, 60},
 	} {
-		require.Equal(t, at(c.exp), nextDue(at(c.due), at(c.now), time.Second), c.name)
+		next, missed := nextDue(at(c.due), at(c.now), time.Second)
+		require.Equal(t, at(c.exp), next, c.name)
+		require.Equal(t, c.missed, missed, c.name)
 	}
 }
 
@@ -432,7 +437,9 @@ func TestDerivedSchedule(t *testing.T) {
 	now := t0
 	step := func(after time.Duration, every time.Duration) bool {
 		now = now.Add(after)
-		return isDue(next, d(every), now)
+		due, missed := isDue(next, d(every), now)
+		require.Zero(t, missed)
+		return due
 	}
 	require.False(t, step(0, time.Hour), "new: one interval from now")
 	require.False(t, step(30*time.Minute, time.Hour))
@@ -444,6 +451,17 @@ func TestDerivedSchedule(t *testing.T) {
 	require.False(t, step(5*time.Second, time.Hour), "lengthened: the slot stands")
 	require.True(t, step(5*time.Second, time.Hour))
 	require.False(t, step(time.Minute, time.Hour))
+
+	// A loop that stalled: due at 10 s, evaluated at 45 s, the slots of 20,
+	// 30 and 40 s missed, and the next one from then.
+	next = map[string]slot{}
+	due, missed := isDue(next, d(10*time.Second), t0)
+	require.False(t, due)
+	require.Zero(t, missed)
+	due, missed = isDue(next, d(10*time.Second), t0.Add(45*time.Second))
+	require.True(t, due)
+	require.Equal(t, 3, missed)
+	require.Equal(t, t0.Add(55*time.Second), next["x"].at)
 }
 
 // TestDerivedGroup scores the cpu, memory and latency of each pod together

@@ -143,7 +143,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 			Name: "omen_derived_evaluation_failures_total", Help: "Failed evaluations of derived inputs.",
 		}, []string{"for"}),
 		derivedMissed: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "omen_derived_evaluations_missed_total", Help: "Evaluations of derived inputs skipped because the previous one was still running.",
+			Name: "omen_derived_evaluations_missed_total", Help: "Evaluations of derived inputs skipped: the previous one was still running, or the schedule fell behind by an interval or more (omen starved of CPU).",
 		}, []string{"for"}),
 		derivedLastEval: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "omen_derived_evaluation_last_timestamp_seconds", Help: "Time of each derived input's last evaluation, failed or not (Unix seconds), as prometheus_rule_group_last_evaluation_timestamp_seconds.",
