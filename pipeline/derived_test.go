@@ -1042,6 +1042,29 @@ func TestDerivedRemovedLeavesBudget(t *testing.T) {
 	}
 }
 
+// TestDerivedSharesBudget: a derived input's series take places of
+// --detect.max-series as they come, as ingested series do: first come,
+// first scored. Ingested series that filled it before the derived input's
+// first evaluation (an interval after the start) leave it unscored, counted
+// in omen_series_over_budget_total, where the reference said a derived
+// input is always scored.
+func TestDerivedSharesBudget(t *testing.T) {
+	cfg, err := config.Load([]byte("derived:\n  - {name: d, expr: 'sum(m)', interval: 1h}\n"))
+	require.NoError(t, err)
+	e := newEnvEngine(t, "", cfg, testEngine(), func(o *Options) { o.MaxSeries = 3 })
+	var ls []labels.Labels
+	for _, pod := range []string{"a", "b", "c"} {
+		ls = append(ls, labels.FromStrings("__name__", "m", "pod", pod))
+	}
+	e.push(t0.UnixMilli(), model.MetricTypeGauge, ls, []float64{1, 2, 3})
+	e.sync()
+	e.p.evalDerived(context.Background(), &cfg.Derived[0], t0)
+	e.sync()
+	require.EqualValues(t, 3, e.p.scored.Load())
+	require.Empty(t, e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "d")}}), "over the budget: not scored")
+	require.EqualValues(t, 1, testutil.ToFloat64(e.p.m.overBudget))
+}
+
 // TestDerivedGroupMemberAggregatedAway: a member aggregated by fewer labels
 // than the group's `by` (a `sum by` that left one out) never shares a
 // group with the other members: no group was ever scored, and only a
