@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"runtime"
 	"sync"
@@ -99,20 +100,27 @@ type slot struct {
 }
 
 // isDue reports whether d is to be evaluated at now, and moves its slot in
-// next on if so. A new input is first evaluated one interval from now, so
-// a reload does not evaluate every input at once. A reload that changes an
-// input's interval reschedules it at most one new interval away: it kept
-// the rest of the old one (an hour, say, before a new 10s took effect).
-// missed counts the input's slots passed since the one due (see nextDue).
+// next on if so. Each input is evaluated on a grid of its own, its
+// interval apart at an offset hashed from its name (see slotAfter), as
+// Prometheus spreads its rule groups: inputs loaded together are spread
+// across the interval, not evaluated all at once (they bunched on the few
+// evaluation slots, and ingest's latency rose with them, every interval),
+// and a restart or a second replica evaluates at the same times. A new
+// input is first evaluated at its first slot after now. A reload that
+// changes an input's interval reschedules it at most one new interval
+// away: it kept the rest of the old one (an hour, say, before a new 10s
+// took effect). missed counts the input's slots passed since the one due
+// (see nextDue).
 func isDue(next map[string]slot, d *config.Derived, now time.Time) (due bool, missed int) {
 	every := time.Duration(d.Interval)
+	off := slotOffset(d.Name, every)
 	s, ok := next[d.Name]
 	switch {
 	case !ok:
-		next[d.Name] = slot{at: now.Add(every), every: every}
+		next[d.Name] = slot{at: slotAfter(now, every, off), every: every}
 		return false, 0
 	case s.every != every:
-		if soon := now.Add(every); soon.Before(s.at) {
+		if soon := slotAfter(now, every, off); soon.Before(s.at) {
 			s.at = soon
 		}
 		s.every = every
@@ -121,24 +129,38 @@ func isDue(next map[string]slot, d *config.Derived, now time.Time) (due bool, mi
 	if now.Before(s.at) {
 		return false, 0
 	}
-	at, missed := nextDue(s.at, now, every)
+	at, missed := nextDue(s.at, now, every, off)
 	next[d.Name] = slot{at: at, every: every}
 	return true, missed
 }
 
 // nextDue is when an input due at due and evaluated at now is due again:
-// on its schedule, not interval after now, from which each run slipped by
-// up to the loop's tick (an interval of 1s was evaluated every 1-2 s); one
-// that fell behind by an interval or more starts again from now, and the
-// slots it passed are missed, as a Prometheus rule group that fell behind
-// counts them in prometheus_rule_group_iterations_missed_total: the loop
-// stalled (the process starved of CPU, the machine suspended) and they
-// were skipped without a count.
-func nextDue(due, now time.Time, interval time.Duration) (time.Time, int) {
-	if next := due.Add(interval); next.After(now) {
-		return next, 0
-	}
-	return now.Add(interval), int(now.Sub(due) / interval)
+// its next slot, not interval after now, from which each run slipped by up
+// to the loop's tick (an interval of 1s was evaluated every 1-2 s). The
+// slots passed while it fell behind by an interval or more are missed, as
+// a Prometheus rule group that fell behind counts them in
+// prometheus_rule_group_iterations_missed_total: the loop stalled (the
+// process starved of CPU, the machine suspended) and they were skipped
+// without a count.
+func nextDue(due, now time.Time, every, off time.Duration) (time.Time, int) {
+	return slotAfter(now, every, off), int(now.Sub(due) / every)
+}
+
+// slotAfter is the first time after now on the grid of slots every apart,
+// each off past a multiple of every in Unix time.
+func slotAfter(now time.Time, every, off time.Duration) time.Time {
+	n, e := now.UnixNano(), int64(every)
+	r := ((n-int64(off))%e + e) % e
+	return now.Add(time.Duration(e - r))
+}
+
+// slotOffset is where in its interval an input's slots fall: a hash of its
+// name, so the same input falls at the same point after every restart and
+// on every replica, and inputs of one interval spread across it.
+func slotOffset(name string, every time.Duration) time.Duration {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return time.Duration(h.Sum64() % uint64(every))
 }
 
 // evalDerived evaluates d at now. d is from the configuration the caller

@@ -408,60 +408,90 @@ func TestDerivedReload(t *testing.T) {
 
 func TestNextDue(t *testing.T) {
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	off := 250 * time.Millisecond // t0 is a whole second: slots at .250
 	for _, c := range []struct {
 		name          string
 		due, now, exp int
 		missed        int
 	}{
-		{"on time", 1000, 1000, 2000, 0},
-		{"a tick late: the schedule holds", 1000, 1900, 2000, 0},
-		{"behind by the interval: its slot missed", 1000, 2000, 3000, 1},
-		{"behind by more than the interval: from now", 1000, 2500, 3500, 1},
-		{"behind by many intervals: each missed", 1000, 61500, 62500, 60},
+		{"on time", 1250, 1250, 2250, 0},
+		{"a tick late: the schedule holds", 1250, 2150, 2250, 0},
+		{"behind by the interval: its slot missed", 1250, 2250, 3250, 1},
+		{"behind by more than the interval: back on its grid", 1250, 2750, 3250, 1},
+		{"behind by many intervals: each missed", 1250, 61750, 62250, 60},
 	} {
-		next, missed := nextDue(at(c.due), at(c.now), time.Second)
+		next, missed := nextDue(at(c.due), at(c.now), time.Second, off)
 		require.Equal(t, at(c.exp), next, c.name)
 		require.Equal(t, c.missed, missed, c.name)
 	}
 }
 
 // TestDerivedSchedule: when a derived input is evaluated. A new one waits
-// one interval; a reload that shortens the interval takes effect within
-// the new one, where the old schedule waited out the old interval (an
-// hour before a new 10s applied); one that lengthens it keeps the slot.
+// for its first slot, at most an interval; a reload that shortens the
+// interval takes effect within the new one, where the old schedule waited
+// out the old interval (an hour before a new 10s applied); one that
+// lengthens it keeps the slot.
 func TestDerivedSchedule(t *testing.T) {
 	d := func(every time.Duration) *config.Derived {
 		return &config.Derived{Name: "x", Interval: model.Duration(every)}
 	}
 	next := map[string]slot{}
 	now := t0
-	step := func(after time.Duration, every time.Duration) bool {
-		now = now.Add(after)
+	step := func(to time.Time, every time.Duration) bool {
+		now = to
 		due, missed := isDue(next, d(every), now)
 		require.Zero(t, missed)
 		return due
 	}
-	require.False(t, step(0, time.Hour), "new: one interval from now")
-	require.False(t, step(30*time.Minute, time.Hour))
-	require.True(t, step(30*time.Minute, time.Hour))
-	require.False(t, step(time.Second, 10*time.Second), "shortened: rescheduled")
-	require.False(t, step(8*time.Second, 10*time.Second))
-	require.True(t, step(2*time.Second, 10*time.Second), "within the new interval")
-	require.True(t, step(10*time.Second, 10*time.Second))
-	require.False(t, step(5*time.Second, time.Hour), "lengthened: the slot stands")
-	require.True(t, step(5*time.Second, time.Hour))
-	require.False(t, step(time.Minute, time.Hour))
+	require.False(t, step(t0, time.Hour), "new: at its first slot")
+	first := next["x"].at
+	require.True(t, first.After(t0) && !first.After(t0.Add(time.Hour)), "first slot %s within an interval", first)
+	require.False(t, step(first.Add(-time.Second), time.Hour))
+	require.True(t, step(first, time.Hour))
+	require.Equal(t, first.Add(time.Hour), next["x"].at, "an interval on")
+	require.False(t, step(now.Add(time.Second), 10*time.Second), "shortened: rescheduled")
+	soon := next["x"].at
+	require.True(t, soon.After(now) && !soon.After(now.Add(10*time.Second)), "within the new interval: %s", soon.Sub(now))
+	require.False(t, step(soon.Add(-time.Millisecond), 10*time.Second))
+	require.True(t, step(soon, 10*time.Second))
+	require.True(t, step(soon.Add(10*time.Second), 10*time.Second))
+	require.False(t, step(now.Add(5*time.Second), time.Hour), "lengthened: the slot stands")
+	require.True(t, step(now.Add(5*time.Second), time.Hour))
+	require.False(t, step(now.Add(time.Minute), time.Hour))
 
-	// A loop that stalled: due at 10 s, evaluated at 45 s, the slots of 20,
-	// 30 and 40 s missed, and the next one from then.
+	// A loop that stalled: due at s, evaluated at s + 35 s, the slots of
+	// s + 10, 20 and 30 s missed, and the next one at s + 40 s, on its grid.
 	next = map[string]slot{}
 	due, missed := isDue(next, d(10*time.Second), t0)
 	require.False(t, due)
 	require.Zero(t, missed)
-	due, missed = isDue(next, d(10*time.Second), t0.Add(45*time.Second))
+	s := next["x"].at
+	due, missed = isDue(next, d(10*time.Second), s.Add(35*time.Second))
 	require.True(t, due)
 	require.Equal(t, 3, missed)
-	require.Equal(t, t0.Add(55*time.Second), next["x"].at)
+	require.Equal(t, s.Add(40*time.Second), next["x"].at)
+}
+
+// TestDerivedSlotsSpread: inputs of one interval are evaluated across it,
+// each at a point of its own, the same after a restart; they were all due
+// at once, an interval after the start or reload that loaded them.
+func TestDerivedSlotsSpread(t *testing.T) {
+	every := 10 * time.Second
+	next := map[string]slot{}
+	seen := map[time.Duration]bool{}
+	for i := range 100 {
+		d := &config.Derived{Name: fmt.Sprintf("ratio_%d", i), Interval: model.Duration(every)}
+		due, _ := isDue(next, d, t0)
+		require.False(t, due)
+		at := next[d.Name].at
+		require.True(t, at.After(t0) && !at.After(t0.Add(every)))
+		seen[at.Sub(t0).Truncate(time.Second)] = true
+
+		again := map[string]slot{} // a restart 3.7 s later: the same point in the interval
+		_, _ = isDue(again, d, t0.Add(3700*time.Millisecond))
+		require.Equal(t, at.Sub(t0)%every, again[d.Name].at.Sub(t0)%every, d.Name)
+	}
+	require.Len(t, seen, 10, "100 inputs in each second of their 10 s interval")
 }
 
 // TestDerivedGroup scores the cpu, memory and latency of each pod together
