@@ -27,6 +27,12 @@ type calendarCase struct {
 	// holiday: day behaves like a Sunday; monthEnd: its business hours
 	// carry 1.5 times the load (billing, reports).
 	holiday, monthEnd bool
+	// fail: a fault from this local time on for two hours, in which the
+	// series keeps only failKeep of its business-hours load above its
+	// night level (0: a job that stopped, 0.5: one failing on half its
+	// workers); zero: none.
+	fail     time.Time
+	failKeep float64
 }
 
 // calendarCases: the daylight-saving changes of 2026 in Europe (last
@@ -75,6 +81,9 @@ func calendarLoad(shape string, lt time.Time, c calendarCase) float64 {
 	if c.monthEnd && today {
 		boost = 1.5
 	}
+	if !c.fail.IsZero() && !lt.Before(c.fail) && lt.Before(c.fail.Add(2*time.Hour)) {
+		boost = c.failKeep
+	}
 	switch shape {
 	case "batch":
 		if weekend {
@@ -100,6 +109,12 @@ type calendarDay struct {
 	err                  [3]float64
 	inside, n            [3]float64         // forecasts checked per horizon, and inside their band
 	by                   map[string]float64 // warnings by the member that drove their peak
+	// By the local hour: warnings and pages (booked at their opening),
+	// samples above 1.
+	warnH, pageH, hotH [24]float64
+	// The fault's (calendarCase.fail) first warning and page, after it
+	// began; -1: none on its day.
+	warnAfter, pageAfter time.Duration
 }
 
 // calendarRun feeds a series of shape with the calendar c (or, if anchor,
@@ -128,6 +143,9 @@ func calendarRun(tb testing.TB, shape string, c calendarCase, anchor bool, iv ti
 	start := c.day.AddDate(0, 0, -warmDays).UnixMilli()
 	end := c.day.AddDate(0, 0, first+days).UnixMilli()
 	out := make([]calendarDay, days)
+	for i := range out {
+		out[i].warnAfter, out[i].pageAfter = -1, -1
+	}
 	dayOf := func(t int64) int {
 		d := int(math.Floor(float64(t-day0) / 86_400_000)) // days of 24 h from the event's local midnight
 		if d < first || d >= first+days {
@@ -203,7 +221,11 @@ func calendarRun(tb testing.TB, shape string, c calendarCase, anchor bool, iv ti
 					}
 					out[od].by[prev.peakMember]++
 				}
-				out[od].pages += float64(countAtLeast([]inc{{longest, prev.peak}}, 5*time.Minute, 2))
+				pg := float64(countAtLeast([]inc{{longest, prev.peak}}, 5*time.Minute, 2))
+				out[od].pages += pg
+				oh := time.UnixMilli(prev.since).In(loc).Hour()
+				out[od].warnH[oh] += w
+				out[od].pageH[oh] += pg
 			}
 			longest = 0
 		}
@@ -212,6 +234,19 @@ func calendarRun(tb testing.TB, shape string, c calendarCase, anchor bool, iv ti
 		}
 		if d >= 0 && p.score > 1 {
 			out[d].hot++
+			out[d].hotH[lt.Hour()]++
+		}
+		// The fault's detection: the first sample at which an incident
+		// opened since it began has lasted 5 minutes at a peak above 1
+		// (a warning) or 2 (a page), as the alert rules' for: 5m fires.
+		if fd := dayOf(c.fail.UnixMilli()); fd >= 0 && !c.fail.IsZero() && p.since >= c.fail.UnixMilli() && p.duration() >= 5*time.Minute {
+			after := time.Duration(t-c.fail.UnixMilli()) * time.Millisecond
+			if o := &out[fd]; p.peak > 1 && o.warnAfter < 0 {
+				o.warnAfter = after
+			}
+			if o := &out[fd]; p.peak > 2 && o.pageAfter < 0 {
+				o.pageAfter = after
+			}
 		}
 	}
 	return out

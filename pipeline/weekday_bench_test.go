@@ -1,0 +1,139 @@
+package pipeline
+
+// Run: go test -run '^$' -bench Weekday -benchtime 1x ./pipeline
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkWeekday measures how the weekdays after a weekend score
+// business-hours traffic (calendarLoad's series, in UTC, no calendar
+// event): per weekday over 5 weeks after 28 days of learning, the
+// warnings and pages per series and week, and the samples above 1, for 6
+// seeds of each shape at 15 s and 60 s; and how fast a fault at 10:00 on
+// each weekday of the first week (two hours with half the business-hours
+// load above the night's, "half", or none of it, "stop": see
+// calendarCase.fail) warns and pages, the median over the seeds in
+// minutes, a fault missed counted as slowest ("-" where fewer than half
+// were found).
+//
+// The fine ring spans three days and its period is searched every day and
+// a half: from Monday to Thursday it has no period (the weekend in it, or
+// in it at the last search), and on Friday the daily one. Measured at
+// a9a40b6 (2026-12-06, review helper-154): Monday is the noisiest day
+// (15 s requests 0.43 warnings a series and week, Tuesday 0.20, Wednesday
+// and Thursday 0.03, Friday 0.10; 60 s 0.20, 0.03, 0.03, 0, 0; batch 0.07
+// and 0.03 on Monday, 0 to 0.03 on the rest), and no weekday paged; the
+// 15 s requests' warnings on Monday and Tuesday were the long member's
+// (11) and the range member's (8), not a daily seasonal one's. The
+// requests' halved load warns after 5.5 to 6 minutes at 15 s, 6 to 8 at
+// 60 s, on Tuesday as on Thursday, and never pages; the batch job's
+// halved load is never found, on any weekday (its values lie between the
+// night's and the day's, which the long ring's buckets two either side
+// of 10:00 held: the level and shift members' cap, seenAtPhase), and
+// its stop (back to the night's 20) at 15 s warned on 4 of 6 Mondays
+// (median 8.5 minutes), 3 of 6 Tuesdays, 1 to 2 of 6 Wednesdays to
+// Fridays, and never paged: a failure the cap takes for the night's value
+// seen within two two-hour buckets.
+func BenchmarkWeekday(b *testing.B) {
+	const seeds, warm, weeks = 6, 28, 5
+	monday := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC) // after 28 days from 2 February, a Monday
+	for _, iv := range []time.Duration{15 * time.Second, time.Minute} {
+		for _, shape := range []string{"requests", "batch"} {
+			b.Run(fmt.Sprintf("interval=%s/%s", iv, shape), func(b *testing.B) {
+				for range b.N {
+					var mu sync.Mutex
+					var wg sync.WaitGroup
+					var noise [7]calendarDay                       // per weekday, summed over the seeds and weeks
+					var warnAfter, pageAfter [2][7][]time.Duration // the fault on each weekday, per share kept and seed
+					for seed := range uint64(seeds) {
+						wg.Go(func() {
+							c := calendarCase{name: "weekday", zone: "UTC", day: monday}
+							got := calendarRun(b, shape, c, false, iv, seed, 0, 7*weeks, warm)
+							mu.Lock()
+							defer mu.Unlock()
+							for i, d := range got {
+								o := &noise[(i+1)%7] // day 0 is a Monday
+								o.warnings += d.warnings
+								o.pages += d.pages
+								o.hot += d.hot
+								for m, w := range d.by {
+									if o.by == nil {
+										o.by = map[string]float64{}
+									}
+									o.by[m] += w
+								}
+								for h := range 24 {
+									o.warnH[h] += d.warnH[h]
+									o.pageH[h] += d.pageH[h]
+									o.hotH[h] += d.hotH[h]
+								}
+							}
+						})
+						for j, keep := range []float64{0.5, 0} {
+							for k := range 5 { // Monday to Friday of the first week
+								wg.Go(func() {
+									c := calendarCase{name: "weekday", zone: "UTC", day: monday, fail: monday.AddDate(0, 0, k).Add(10 * time.Hour), failKeep: keep}
+									got := calendarRun(b, shape, c, false, iv, seed+100, k, 1, warm)
+									mu.Lock()
+									defer mu.Unlock()
+									warnAfter[j][k+1] = append(warnAfter[j][k+1], got[0].warnAfter)
+									pageAfter[j][k+1] = append(pageAfter[j][k+1], got[0].pageAfter)
+								})
+							}
+						}
+					}
+					wg.Wait()
+					var sb strings.Builder
+					n := float64(seeds * weeks)
+					fmt.Fprintf(&sb, "%s %s, per series and weekday (%d seeds x %d weeks)\n%-4s %8s %8s %8s %12s %12s %12s %12s  warnings by hour\n", iv, shape, seeds, weeks, "day", "warnings", "pages", "score>1", "half: warns", "pages", "stop: warns", "pages")
+					for _, wd := range []time.Weekday{1, 2, 3, 4, 5, 6, 0} {
+						d := noise[wd]
+						fmt.Fprintf(&sb, "%-4s %8.2f %8.2f %8.1f %12s %12s %12s %12s ", wd.String()[:3], d.warnings/n, d.pages/n, d.hot/n, medianMinutes(warnAfter[0][wd]), medianMinutes(pageAfter[0][wd]), medianMinutes(warnAfter[1][wd]), medianMinutes(pageAfter[1][wd]))
+						for h := range 24 {
+							if d.warnH[h] > 0 {
+								fmt.Fprintf(&sb, " %02d:%.2f/%.2f", h, d.warnH[h]/n, d.pageH[h]/n)
+							}
+						}
+						if len(d.by) > 0 {
+							fmt.Fprintf(&sb, "  by member (summed over %d series-weeks): %s", seeds*weeks, fmtBy(d.by))
+						}
+						sb.WriteString("\n")
+						if wd >= 1 && wd <= 5 {
+							b.ReportMetric(d.warnings/n, wd.String()[:3]+"-warnings")
+							b.ReportMetric(d.pages/n, wd.String()[:3]+"-pages")
+						}
+					}
+					fmt.Print(sb.String())
+				}
+			})
+		}
+	}
+}
+
+// medianMinutes formats the median of ds in minutes, or "-" if fewer
+// than half are found (>= 0); the count found follows.
+func medianMinutes(ds []time.Duration) string {
+	var found []time.Duration
+	for _, d := range ds {
+		if d >= 0 {
+			found = append(found, d)
+		}
+	}
+	if len(ds) == 0 || 2*len(found) < len(ds) {
+		return fmt.Sprintf("- (%d/%d)", len(found), len(ds))
+	}
+	// Missed faults count as slower than every found one.
+	all := make([]time.Duration, len(ds))
+	copy(all, found)
+	for i := len(found); i < len(ds); i++ {
+		all[i] = 1 << 62
+	}
+	slices.Sort(all)
+	return fmt.Sprintf("%.1f (%d/%d)", all[(len(all)-1)/2].Minutes(), len(found), len(ds))
+}
