@@ -560,6 +560,14 @@ func (p *Pipeline) Ready() bool { return p.ready.Load() }
 // derived inputs, and periodic snapshots until ctx is done; then it takes
 // a final snapshot and returns nil.
 func (p *Pipeline) Run(ctx context.Context) error {
+	// A shutdown that came while the TSDB opened (a SIGTERM during a WAL
+	// replay of minutes) finds the snapshot on disk the state: restoring
+	// it, and writing it again with nothing scored, took seconds of the
+	// pod's termination grace at 100 000 series.
+	if ctx.Err() != nil {
+		p.logger.Info("Shutdown before scoring started; the model snapshot is left as it is", "path", p.opts.SnapshotPath)
+		return nil
+	}
 	// Before any series is created: those the head takes from here on
 	// are fresh (see freshness).
 	p.fresh.prime(p.st)

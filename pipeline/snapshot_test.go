@@ -1935,3 +1935,53 @@ func TestSnapshotReadsNextRelease(t *testing.T) {
 	require.True(t, after.fc.m.Ready())
 	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "detector and forecaster restored, not warmed from history")
 }
+
+// TestRunStoppedBeforeItStartedKeepsSnapshot: a SIGTERM while the TSDB
+// still replays its WAL (minutes at 100 000 series) cancels Run's context
+// before Run begins. Run restored the snapshot, started the scorers and
+// wrote the final snapshot all the same (4.7 s and 8.4 s of the pod's
+// termination grace at 100 000 series), rewriting the file it had just
+// read with nothing scored in between. It now returns at once, the file as
+// it was, and a later start restores it.
+func TestRunStoppedBeforeItStartedKeepsSnapshot(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	ref := referenceDetector(t, vs)
+	dbDir, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath = path }
+	e := newEnv(t, dbDir, nil, opts)
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	e.stop()
+	require.NoError(t, e.db.Close())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	require.NoError(t, os.Chtimes(path, old, old))
+
+	db := openDB(t, dbDir)
+	o := DefaultOptions()
+	o.Workers = 2
+	opts(&o)
+	reg := prometheus.NewRegistry()
+	p, err := New(nil, reg, db, nil, nil, o)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, p.Run(ctx))
+	require.False(t, p.Ready(), "never ready: it never scored")
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.True(t, fi.ModTime().Equal(old), "the snapshot was written again (modified %s)", fi.ModTime())
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+	require.NoError(t, db.Close())
+
+	e2 := newEnv(t, dbDir, nil, opts)
+	e2.ready(t)
+	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+	e2.sync()
+	require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed), "restored, not warmed")
+	requireSameState(t, ref, e2, "restored from the snapshot the stopped start left")
+}
