@@ -416,8 +416,7 @@ func checkOmen(t *testing.T, objs []object) deployment {
 	// not closed.
 	grace := pod.Spec.TerminationGracePeriodSeconds
 	require.NotNil(t, grace, "terminationGracePeriodSeconds: Kubernetes' 30 s default is shorter than a shutdown may take")
-	forwarding := len(args["--remote-write.url"]) > 0 || len(config.RemoteWrite) > 0
-	budget := shutdownBudget(t, args, forwarding)
+	budget := shutdownBudget(t, args, len(args["--remote-write.url"])+len(config.RemoteWrite))
 	require.LessOrEqual(t, budget, time.Duration(*grace)*time.Second, "terminationGracePeriodSeconds %d below a worst-case shutdown of %s", *grace, budget)
 
 	return deployment{sts: sts, args: args, config: config, service: svc, netpol: np}
@@ -455,11 +454,13 @@ func checkSharded(t *testing.T, _ []object, d deployment) {
 // group): requests in flight get --web.shutdown-grace and are then
 // cancelled (up to 5 s more); the scorers score what is queued for at most
 // --detect.shutdown-drain; the model snapshot is written, and the TSDB
-// closes, in snapshotAndClose; with outputs forwarded, the queues get up
-// to 5 s to read the log's end and then --storage.remote.flush-deadline to
-// send (an upstream that is down takes all of it: 65 s with the defaults,
-// measured).
-func shutdownBudget(t *testing.T, args map[string][]string, forwarding bool) time.Duration {
+// closes, in snapshotAndClose; with outputs forwarded to destinations
+// remote writes, the queues get up to 5 s to read the log's end, then each
+// in turn --storage.remote.flush-deadline to send (an upstream that is
+// down takes all of it: two unreachable ones at 30s took 5.0, 30.1 and
+// 30.0 s, measured), and the forwarding log's close is waited for up to
+// 10 s (forward's closeLogWait, the module's agent DB that can deadlock).
+func shutdownBudget(t *testing.T, args map[string][]string, destinations int) time.Duration {
 	t.Helper()
 	flag := func(name string, def time.Duration) time.Duration {
 		v := args[name]
@@ -473,8 +474,8 @@ func shutdownBudget(t *testing.T, args map[string][]string, forwarding bool) tim
 	// serve.go's default of --web.shutdown-grace.
 	b := flag("--web.shutdown-grace", 10*time.Second) + 5*time.Second +
 		flag("--detect.shutdown-drain", pipeline.DefaultOptions().ShutdownDrain) + snapshotAndClose
-	if forwarding {
-		b += 5*time.Second + flag("--storage.remote.flush-deadline", time.Duration(forward.DefaultFlushDeadline))
+	if destinations > 0 {
+		b += 5*time.Second + time.Duration(destinations)*flag("--storage.remote.flush-deadline", time.Duration(forward.DefaultFlushDeadline)) + 10*time.Second
 	}
 	return b
 }
