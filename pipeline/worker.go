@@ -27,9 +27,12 @@ type worker struct {
 	p     *Pipeline
 	id    int
 	queue chan *batch
-	snap  chan snapReq
-	wake  chan struct{} // a new configuration (capacity 1)
-	hz    horizonCache  // the horizons its new forecasters share
+	// queued counts the samples in queue, at most maxQueued (see offer).
+	queued    atomic.Int64
+	maxQueued int64
+	snap      chan snapReq
+	wake      chan struct{} // a new configuration (capacity 1)
+	hz        horizonCache  // the horizons its new forecasters share
 	// gone wakes the worker (capacity 1) to forget the series the head
 	// deleted, goneRefs, which the head's garbage collection adds to
 	// under goneMu without waiting for the worker.
@@ -75,6 +78,16 @@ type worker struct {
 	chks []chunks.Meta
 }
 
+// queueRequestSamples is the request size --detect.queue-size counts in:
+// the queues hold at most QueueSize requests of it in all, split over the
+// workers. Prometheus's max_samples_per_send default, so a Prometheus
+// sender's queues are as before; a sender of larger requests (vmagent's
+// blocks of 10 000) gets fewer of them queued, not more memory: full
+// queues at 100k series held 128 MB of batches with 2 000-sample requests
+// (heap profile in a history backlog), which the collector's GOGC headroom
+// then nearly doubles in the RSS.
+const queueRequestSamples = 2000
+
 // snapReq asks the worker for one slice of a snapshot (see
 // worker.encodeSlice); the error, nil or not, is sent on done.
 type snapReq struct {
@@ -86,6 +99,7 @@ func newWorker(p *Pipeline, id int) *worker {
 	return &worker{
 		p: p, id: id,
 		queue:      make(chan *batch, p.opts.QueueSize),
+		maxQueued:  int64(max(p.opts.QueueSize*queueRequestSamples/p.opts.Workers, 1)),
 		snap:       make(chan snapReq),
 		wake:       make(chan struct{}, 1),
 		gone:       make(chan struct{}, 1),
@@ -100,12 +114,23 @@ func newWorker(p *Pipeline, id int) *worker {
 	}
 }
 
-// offer queues b without blocking; a full queue drops it.
+// offer queues b without blocking; a full queue drops it. Full in
+// samples too (maxQueued): bounded in batches alone, the queue's memory and
+// lag grew with the sender's request size (see queueRequestSamples). A
+// batch larger than the bound is taken by an empty queue, or never.
 func (w *worker) offer(b *batch) {
+	n := int64(len(b.s))
+	if q := w.queued.Add(n); q > w.maxQueued && q != n {
+		w.queued.Add(-n)
+		w.p.m.dropped.Add(float64(n))
+		putBatch(b)
+		return
+	}
 	select {
 	case w.queue <- b:
 	default:
-		w.p.m.dropped.Add(float64(len(b.s)))
+		w.queued.Add(-n)
+		w.p.m.dropped.Add(float64(n))
 		putBatch(b)
 	}
 }
@@ -117,6 +142,7 @@ func (w *worker) leave() {
 	for {
 		select {
 		case b := <-w.queue:
+			w.queued.Add(-int64(len(b.s)))
 			if b.barrier != nil {
 				close(b.barrier)
 			}
@@ -215,6 +241,7 @@ func (w *worker) task(f func()) {
 // process scores a batch and appends the outputs in one transaction.
 func (w *worker) process(ctx context.Context, b *batch) {
 	defer putBatch(b)
+	w.queued.Add(-int64(len(b.s)))
 	p := w.p
 	if b.barrier == nil {
 		// From the start: a reload below, taken at the batch, delays

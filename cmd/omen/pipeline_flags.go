@@ -23,7 +23,7 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default(o.ForecastEvery.String()).DurationVar(&o.ForecastEvery)
 	cl.Flag("detect.workers", "Scorer goroutines (0: one per CPU).").
 		Default("0").IntVar(&o.Workers)
-	cl.Flag("detect.queue-size", "Committed write batches each scorer queues; beyond it batches are dropped and counted in omen_scoring_dropped_total.").
+	cl.Flag("detect.queue-size", "Committed write batches each scorer queues, and in all at most this many requests of 2000 samples (Prometheus's max_samples_per_send) whatever the sender's request size; beyond it batches are dropped and counted in omen_scoring_dropped_total.").
 		Default(fmt.Sprint(o.QueueSize)).IntVar(&o.QueueSize)
 	cl.Flag("detect.stale-after", "Drop a series' models after this long without a sample.").
 		Default(o.StaleAfter.String()).DurationVar(&o.StaleAfter)
