@@ -74,12 +74,12 @@ func (p *Pipeline) runDerived(ctx context.Context) {
 		for i := range cfg.Derived {
 			d := &cfg.Derived[i]
 			seen[d.Name] = true
-			due, missed := isDue(next, d, now)
+			due, at, missed := isDue(next, d, now)
 			if missed > 0 {
 				p.countDerived(d, p.m.derivedMissed, float64(missed))
 			}
 			if due {
-				eval(d, now)
+				eval(d, at)
 			}
 		}
 		for name := range next {
@@ -99,26 +99,27 @@ type slot struct {
 	every time.Duration
 }
 
-// isDue reports whether d is to be evaluated at now, and moves its slot in
-// next on if so. Each input is evaluated on a grid of its own, its
+// isDue reports whether d is due at now, and moves its slot in next on if
+// so; it is evaluated at at, its latest slot (up to the loop's tick before
+// now), as Prometheus evaluates a rule group at its slot's time: the
+// results' timestamps are the same on every replica. Each input is evaluated on a grid of its own, its
 // interval apart at an offset hashed from its name (see slotAfter), as
 // Prometheus spreads its rule groups: inputs loaded together are spread
-// across the interval, not evaluated all at once (they bunched on the few
-// evaluation slots, and ingest's latency rose with them, every interval),
-// and a restart or a second replica evaluates at the same times. A new
+// across the interval, not evaluated all at once (they competed for the
+// few evaluation slots, each interval), and a restart or a second replica evaluates at the same times. A new
 // input is first evaluated at its first slot after now. A reload that
 // changes an input's interval reschedules it at most one new interval
 // away: it kept the rest of the old one (an hour, say, before a new 10s
 // took effect). missed counts the input's slots passed since the one due
 // (see nextDue).
-func isDue(next map[string]slot, d *config.Derived, now time.Time) (due bool, missed int) {
+func isDue(next map[string]slot, d *config.Derived, now time.Time) (due bool, at time.Time, missed int) {
 	every := time.Duration(d.Interval)
 	off := slotOffset(d.Name, every)
 	s, ok := next[d.Name]
 	switch {
 	case !ok:
 		next[d.Name] = slot{at: slotAfter(now, every, off), every: every}
-		return false, 0
+		return false, time.Time{}, 0
 	case s.every != every:
 		if soon := slotAfter(now, every, off); soon.Before(s.at) {
 			s.at = soon
@@ -127,11 +128,11 @@ func isDue(next map[string]slot, d *config.Derived, now time.Time) (due bool, mi
 		next[d.Name] = s
 	}
 	if now.Before(s.at) {
-		return false, 0
+		return false, time.Time{}, 0
 	}
-	at, missed := nextDue(s.at, now, every, off)
-	next[d.Name] = slot{at: at, every: every}
-	return true, missed
+	then, missed := nextDue(s.at, now, every, off)
+	next[d.Name] = slot{at: then, every: every}
+	return true, s.at.Add(time.Duration(missed) * every), missed
 }
 
 // nextDue is when an input due at due and evaluated at now is due again:

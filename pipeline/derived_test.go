@@ -437,10 +437,15 @@ func TestDerivedSchedule(t *testing.T) {
 	}
 	next := map[string]slot{}
 	now := t0
+	var slotAt time.Time // the slot due
 	step := func(to time.Time, every time.Duration) bool {
 		now = to
-		due, missed := isDue(next, d(every), now)
+		due, at, missed := isDue(next, d(every), now)
 		require.Zero(t, missed)
+		if due {
+			require.Equal(t, slotAt, at, "evaluated at its slot")
+		}
+		slotAt = next["x"].at
 		return due
 	}
 	require.False(t, step(t0, time.Hour), "new: at its first slot")
@@ -462,13 +467,14 @@ func TestDerivedSchedule(t *testing.T) {
 	// A loop that stalled: due at s, evaluated at s + 35 s, the slots of
 	// s + 10, 20 and 30 s missed, and the next one at s + 40 s, on its grid.
 	next = map[string]slot{}
-	due, missed := isDue(next, d(10*time.Second), t0)
+	due, _, missed := isDue(next, d(10*time.Second), t0)
 	require.False(t, due)
 	require.Zero(t, missed)
 	s := next["x"].at
-	due, missed = isDue(next, d(10*time.Second), s.Add(35*time.Second))
+	due, at, missed := isDue(next, d(10*time.Second), s.Add(35*time.Second))
 	require.True(t, due)
 	require.Equal(t, 3, missed)
+	require.Equal(t, s.Add(30*time.Second), at, "evaluated at its latest slot")
 	require.Equal(t, s.Add(40*time.Second), next["x"].at)
 }
 
@@ -481,14 +487,14 @@ func TestDerivedSlotsSpread(t *testing.T) {
 	seen := map[time.Duration]bool{}
 	for i := range 100 {
 		d := &config.Derived{Name: fmt.Sprintf("ratio_%d", i), Interval: model.Duration(every)}
-		due, _ := isDue(next, d, t0)
+		due, _, _ := isDue(next, d, t0)
 		require.False(t, due)
 		at := next[d.Name].at
 		require.True(t, at.After(t0) && !at.After(t0.Add(every)))
 		seen[at.Sub(t0).Truncate(time.Second)] = true
 
 		again := map[string]slot{} // a restart 3.7 s later: the same point in the interval
-		_, _ = isDue(again, d, t0.Add(3700*time.Millisecond))
+		_, _, _ = isDue(again, d, t0.Add(3700*time.Millisecond))
 		require.Equal(t, at.Sub(t0)%every, again[d.Name].at.Sub(t0)%every, d.Name)
 	}
 	require.Len(t, seen, 10, "100 inputs in each second of their 10 s interval")
