@@ -99,4 +99,28 @@ if [ -n "${THEN_OFF:-}" ]; then
 	[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP.off"
 	kill -TERM $pid; wait $pid
 fi
+# THEN_ON=1: start omen again on the same storage with the same flags (a restart: WAL replay, models restored) and
+# run ON_MEAS rounds (default MEAS) from the moment it is ready; the RSS each second from the start (rss.restart:
+# seconds since the start, RSS, anonymous RSS), and with HEAP a heap profile every 30 s of the rounds (HEAP.on.N,
+# as of the last collection, none forced): where a restart's high-water mark comes from.
+if [ -n "${THEN_ON:-}" ]; then
+	${OMEN:-bin/omen} serve --web.listen-address=127.0.0.1:$port --storage.tsdb.path=$dir/data "$@" > $dir/omen-on.log 2>&1 &
+	pid=$!
+	r0=$(date +%s)
+	(while kill -0 $pid 2>/dev/null; do echo "$(( $(date +%s) - r0 )) $(rss) $(awk '/RssAnon/{print $2*1024}' /proc/$pid/status)"; sleep 1; done) > $dir/rss.restart 2>/dev/null &
+	for i in $(seq 900); do curl -sf http://127.0.0.1:$port/-/ready >/dev/null && break; sleep 1; done
+	echo "RESULT $name-on ready after $(( $(date +%s) - r0 )) s, hwm so far $(awk '/VmHWM/{print $2*1024}' /proc/$pid/status)"
+	if [ -n "${HEAP:-}" ]; then
+		(n=0; while kill -0 $pid 2>/dev/null; do sleep 30; n=$((n + 1)); curl -s http://127.0.0.1:$port/debug/pprof/heap > "$HEAP.on.$n"; done) &
+		hp=$!
+	fi
+	MEAS=${ON_MEAS:-$MEAS} rounds
+	echo "RESULT $name-on $(mem)"
+	peak=$(sort -k2 -n $dir/rss.restart | tail -1)
+	echo "RESULT $name-on peak (s since start, rss, anon): $peak"
+	cp $dir/rss.restart /tmp/rss.restart.$name
+	[ -n "${HEAP:-}" ] && kill $hp 2>/dev/null
+	curl -s http://127.0.0.1:$port/metrics | grep -E '^(omen_scoring_dropped_total|omen_series_scored|go_memstats_heap_inuse_bytes|omen_models_warming) '
+	kill -TERM $pid; wait $pid
+fi
 rm -rf $dir/data
