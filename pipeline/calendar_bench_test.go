@@ -35,6 +35,9 @@ type calendarCase struct {
 	failKeep float64
 }
 
+// failLen is how long calendarCase.fail's fault lasts.
+const failLen = 2 * time.Hour
+
 // calendarCases: the daylight-saving changes of 2026 in Europe (last
 // Sundays of March and October) and the United States (second Sunday of
 // March, first of November), measured against the same series in the
@@ -81,7 +84,7 @@ func calendarLoad(shape string, lt time.Time, c calendarCase) float64 {
 	if c.monthEnd && today {
 		boost = 1.5
 	}
-	if !c.fail.IsZero() && !lt.Before(c.fail) && lt.Before(c.fail.Add(2*time.Hour)) {
+	if !c.fail.IsZero() && !lt.Before(c.fail) && lt.Before(c.fail.Add(failLen)) {
 		boost = c.failKeep
 	}
 	switch shape {
@@ -237,9 +240,15 @@ func calendarRun(tb testing.TB, shape string, c calendarCase, anchor bool, iv ti
 			out[d].hotH[lt.Hour()]++
 		}
 		// The fault's detection: the first sample at which an incident
-		// opened since it began has lasted 5 minutes at a peak above 1
+		// opened while it lasted has lasted 5 minutes at a peak above 1
 		// (a warning) or 2 (a page), as the alert rules' for: 5m fires.
-		if fd := dayOf(c.fail.UnixMilli()); fd >= 0 && !c.fail.IsZero() && p.since >= c.fail.UnixMilli() && p.duration() >= 5*time.Minute {
+		// One that opened after the fault had ended (the step back to
+		// the day's load, the daily step at 17:00) did not find it: with
+		// the level and shift members' seen cap off, which warns at
+		// such steps, BenchmarkWeekday's batch job counted every stop
+		// and halving of the first week as found (30 and 30 of 30 at
+		// 15 s, the cap's 12 and 0), 18 and 30 of them 2 or 7 hours on.
+		if fd := dayOf(c.fail.UnixMilli()); fd >= 0 && !c.fail.IsZero() && p.since >= c.fail.UnixMilli() && p.since < c.fail.Add(failLen).UnixMilli() && p.duration() >= 5*time.Minute {
 			after := time.Duration(t-c.fail.UnixMilli()) * time.Millisecond
 			if o := &out[fd]; p.peak > 1 && o.warnAfter < 0 {
 				o.warnAfter = after
