@@ -120,19 +120,16 @@ func newWorker(p *Pipeline, id int) *worker {
 // batch larger than the bound is taken by an empty queue, or never.
 func (w *worker) offer(b *batch) {
 	n := int64(len(b.s))
-	if q := w.queued.Add(n); q > w.maxQueued && q != n {
-		w.queued.Add(-n)
-		w.p.m.dropped.Add(float64(n))
-		putBatch(b)
-		return
+	if q := w.queued.Add(n); q <= w.maxQueued || q == n {
+		select {
+		case w.queue <- b:
+			return
+		default:
+		}
 	}
-	select {
-	case w.queue <- b:
-	default:
-		w.queued.Add(-n)
-		w.p.m.dropped.Add(float64(n))
-		putBatch(b)
-	}
+	w.queued.Add(-n)
+	w.p.m.dropped.Add(float64(n))
+	putBatch(b)
 }
 
 // leave empties the queue at shutdown without scoring it, counting the
