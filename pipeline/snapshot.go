@@ -721,17 +721,23 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 		}
 		r = bufio.NewReader(io.NewSectionReader(f, int64(len(head)), size-4-int64(len(head))))
 	}
-	var out []*savedSeries
 	d := decoder{r: r}
 	if version >= snapSized {
 		return readSized(&d, now)
 	}
+	return readRecords(&d, func() (*savedSeries, error) { return readFields(&d, version, now) })
+}
+
+// readRecords reads the records that follow d's header, each with read,
+// until the end tag.
+func readRecords(d *decoder, read func() (*savedSeries, error)) ([]*savedSeries, error) {
+	var out []*savedSeries
 	for {
 		tag := d.u8()
 		if d.err != nil || tag == 0 {
 			break
 		}
-		s, err := readFields(&d, version, now)
+		s, err := read()
 		if d.err == nil {
 			d.err = err
 		}
@@ -782,31 +788,16 @@ func readFields(r recordReader, version uint16, now time.Time) (*savedSeries, er
 // each whole, then its fields (see fields): those of a later release are
 // kept in ext.
 func readSized(d *decoder, now time.Time) ([]*savedSeries, error) {
-	var out []*savedSeries
 	var r fields // one for every record: through recordReader it is on the heap
-	for {
-		tag := d.u8()
-		if d.err != nil || tag == 0 {
-			break
-		}
+	return readRecords(d, func() (*savedSeries, error) {
 		// One allocation a record: det, fc and ext are slices of it.
 		r = fields{b: d.bytes()}
 		s, err := readFields(&r, snapSized, now)
 		if r.more() {
 			s.ext = r.b
 		}
-		if d.err == nil {
-			d.err = cmp.Or(r.err, err)
-		}
-		if d.err != nil {
-			break
-		}
-		out = append(out, s)
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("decode snapshot: %w", d.err)
-	}
-	return out, nil
+		return s, cmp.Or(r.err, err)
+	})
 }
 
 // fields reads a record's fields from b, in turn; a field past b's end
