@@ -1,11 +1,16 @@
 package pipeline
 
 import (
+	"math"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 )
@@ -56,4 +61,94 @@ func TestQueueBoundInSamples(t *testing.T) {
 			require.Equal(t, float64(tc.requestSize*tc.requests-tc.wantQueued), testutil.ToFloat64(p.m.dropped))
 		})
 	}
+}
+
+// TestDroppedStalenessMarkersApplied: a staleness marker in a batch that a
+// full queue drops still takes its series' results off /metrics and marks
+// them stale, once the worker catches up. Dropped with the batch, the last
+// score stayed on /metrics (and an alert on anomaly_score > 1 firing) until
+// the sweep, --detect.stale-after later (an hour by default): the marker
+// comes once, from the sender, or from a derived input's evaluation that
+// found its series gone.
+func TestDroppedStalenessMarkersApplied(t *testing.T) {
+	tests := []struct {
+		name    string
+		derived bool // dispatched alone, as derivedGone sends a derived input's
+	}{
+		{name: "ingested"},
+		{name: "dispatched", derived: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, func(o *Options) { o.Workers, o.QueueSize = 1, 1 })
+			e.ready(t)
+			ls := labels.FromStrings("__name__", "x", "pod", "a")
+			ref := storage.SeriesRef(0)
+			for i := range 8 {
+				e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, []float64{float64(i % 3)})
+				e.sync() // a queue of one batch
+			}
+			exposed := func() bool {
+				var b strings.Builder
+				require.NoError(t, e.p.WriteOutputs(&b))
+				return strings.Contains(b.String(), `anomaly_score{__name__="x"`) || strings.Contains(b.String(), `anomaly_score{pod="a"`)
+			}
+			w := e.p.workers[0]
+			w.view(func(s *series) { ref = s.ref })
+			require.True(t, exposed(), "scored before the marker")
+
+			// The worker blocks on its lock at the next sample; the queue
+			// fills behind it and the marker's batch is dropped. The
+			// sample queued before it is scored after the worker is
+			// unblocked, and must not bring the results back.
+			w.mu.Lock()
+			locked := true
+			defer func() {
+				if locked {
+					w.mu.Unlock()
+				}
+			}()
+			ts := t0.UnixMilli() + 8*stepMs
+			require.Zero(t, testutil.ToFloat64(e.p.m.dropped))
+			for testutil.ToFloat64(e.p.m.dropped) == 0 {
+				e.push(ts, model.MetricTypeGauge, []labels.Labels{ls}, []float64{1})
+				ts += stepMs
+			}
+			require.Len(t, w.queue, cap(w.queue), "the marker's batch finds the queue full")
+			stale := math.Float64frombits(value.StaleNaN)
+			if tc.derived {
+				e.p.dispatch([]sample{{ref: ref, ls: ls, t: ts, v: stale}})
+			} else {
+				e.push(ts, model.MetricTypeGauge, []labels.Labels{ls}, []float64{stale})
+			}
+			require.Equal(t, float64(1), testutil.ToFloat64(e.p.m.dropped), "a marker kept is not counted unscored")
+			w.mu.Unlock()
+			locked = false
+			e.sync()
+			require.Eventually(t, func() bool { return !exposed() }, 10*time.Second, time.Millisecond,
+				"the dropped marker took the series' results off /metrics")
+		})
+	}
+}
+
+// TestLostMarkersBounded: the markers kept from dropped batches are bounded
+// (maxLostMarkers a worker); those beyond are dropped and counted with the
+// samples.
+func TestLostMarkersBounded(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { _ = db.Close() })
+	o := DefaultOptions()
+	o.Workers, o.QueueSize = 1, 1 // not run: nothing leaves the queue
+	p, err := New(nil, prometheus.NewRegistry(), db, nil, nil, o)
+	require.NoError(t, err)
+	ls := labels.FromStrings("__name__", "x")
+	p.dispatch([]sample{{ref: 1, ls: ls, t: 1, v: 1}}) // fills the queue
+	stale := math.Float64frombits(value.StaleNaN)
+	markers := make([]sample, maxLostMarkers+100)
+	for i := range markers {
+		markers[i] = sample{ref: storage.SeriesRef(i + 2), ls: ls, t: 2, v: stale}
+	}
+	p.dispatch(markers)
+	require.Len(t, p.workers[0].lostMarks, maxLostMarkers)
+	require.Equal(t, 100.0, testutil.ToFloat64(p.m.dropped))
 }

@@ -39,6 +39,16 @@ type worker struct {
 	gone     chan struct{}
 	goneMu   sync.Mutex
 	goneRefs []storage.SeriesRef
+	// lost wakes the worker (capacity 1) to apply lostMarks, the
+	// staleness markers of the batches offer dropped (see keepMarkers),
+	// lostN of them. sent counts the batches put in queue, taken (the
+	// worker's alone) those it took out.
+	lost      chan struct{}
+	lostMu    sync.Mutex
+	lostMarks []lostMarker
+	lostN     atomic.Int64
+	sent      atomic.Uint64
+	taken     uint64
 	// backfilled brings the histories remote-read for new series (see
 	// rewarm).
 	backfilled chan []bfResult
@@ -103,6 +113,7 @@ func newWorker(p *Pipeline, id int) *worker {
 		snap:       make(chan snapReq),
 		wake:       make(chan struct{}, 1),
 		gone:       make(chan struct{}, 1),
+		lost:       make(chan struct{}, 1),
 		backfilled: make(chan []bfResult, backfillReaders),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -123,13 +134,107 @@ func (w *worker) offer(b *batch) {
 	if q := w.queued.Add(n); q <= w.maxQueued || q == n {
 		select {
 		case w.queue <- b:
+			w.sent.Add(1)
 			return
 		default:
 		}
 	}
 	w.queued.Add(-n)
-	w.p.m.dropped.Add(float64(n))
+	w.p.m.dropped.Add(float64(n - w.keepMarkers(b)))
 	putBatch(b)
+}
+
+// maxLostMarkers bounds the staleness markers a worker keeps from dropped
+// batches (see keepMarkers): 72 bytes each, under 5 MiB a worker. Markers
+// come once a series, when its target or a derived input's series goes: a
+// whole cluster's pods going at once under overload keeps within it.
+const maxLostMarkers = 1 << 16
+
+// lostMarker is a staleness marker of a dropped batch, to be applied once
+// the worker has taken after batches from its queue: those queued before
+// it was dropped, whose samples of its series are older than it.
+type lostMarker struct {
+	s     sample
+	after uint64
+}
+
+// keepMarkers keeps the staleness markers of b, a batch being dropped, for
+// the worker to apply after the batches queued before it (see applyLost),
+// and returns how many it kept. A marker comes once (from the sender, or
+// from a derived input's evaluation that found its series gone): dropped,
+// it left the series' last score on /metrics, and an alert on
+// anomaly_score > 1 firing, until the sweep (--detect.stale-after, an hour
+// by default). The other samples are stored all the same, and their
+// series score on at their next; the scan costs a comparison a sample, on
+// the drop path alone.
+func (w *worker) keepMarkers(b *batch) int64 {
+	kept, locked := int64(0), false
+	after := w.sent.Load()
+	for i := range b.s {
+		if !value.IsStaleNaN(b.s[i].v) {
+			continue
+		}
+		if !locked {
+			w.lostMu.Lock()
+			locked = true
+		}
+		if len(w.lostMarks) >= maxLostMarkers {
+			break // dropped and counted with the samples
+		}
+		w.lostMarks = append(w.lostMarks, lostMarker{s: b.s[i], after: after})
+		kept++
+	}
+	if !locked {
+		return 0
+	}
+	w.lostN.Store(int64(len(w.lostMarks)))
+	w.lostMu.Unlock()
+	if kept == 0 {
+		return 0
+	}
+	select {
+	case w.lost <- struct{}{}:
+	default: // already woken; it takes the whole list
+	}
+	return kept
+}
+
+// applyLost applies, as a batch of their own, the markers keepMarkers kept
+// whose batches queued before are scored (all of them with the queue
+// empty, or all at once): a sample scored after its series' marker would
+// bring its results back. Not for a series that has had a sample since its
+// marker (it came back): the marker is moot then, and would end its new
+// results (or, for a derived input removed and added again, drop its new
+// models).
+func (w *worker) applyLost(ctx context.Context, all bool) {
+	if w.lostN.Load() == 0 {
+		return
+	}
+	all = all || len(w.queue) == 0
+	b := getBatch()
+	w.lostMu.Lock()
+	n := 0
+	for _, m := range w.lostMarks {
+		if !all && m.after > w.taken {
+			break // kept in order of after
+		}
+		n++
+		if s := w.series[m.s.ref]; s != nil && s.pub.hasResult && m.s.t <= s.pub.t {
+			continue
+		}
+		b.s = append(b.s, m.s)
+	}
+	clear(w.lostMarks[:n])
+	w.lostMarks = append(w.lostMarks[:0], w.lostMarks[n:]...)
+	w.lostN.Store(int64(len(w.lostMarks)))
+	w.lostMu.Unlock()
+	if len(b.s) == 0 {
+		putBatch(b)
+		return
+	}
+	b.committed = w.p.opts.Now()
+	w.queued.Add(int64(len(b.s))) // process takes them off
+	w.process(ctx, b)
 }
 
 // leave empties the queue at shutdown without scoring it, counting the
@@ -162,6 +267,7 @@ func (w *worker) barrier(reset bool) {
 	ch := b.barrier
 	select {
 	case w.queue <- b:
+		w.sent.Add(1)
 		select {
 		case <-ch:
 		case <-w.done:
@@ -179,6 +285,8 @@ func (w *worker) run(ctx context.Context) {
 		select {
 		case b := <-w.queue:
 			w.process(ctx, b)
+			w.taken++
+			w.applyLost(ctx, false)
 		case r := <-w.snap:
 			w.task(func() {
 				_, err := w.encodeSlice(r.cur)
@@ -194,6 +302,8 @@ func (w *worker) run(ctx context.Context) {
 			w.goneRefs = nil
 			w.goneMu.Unlock()
 			w.task(func() { w.forget(refs) })
+		case <-w.lost:
+			w.applyLost(ctx, false)
 		case rs := <-w.backfilled:
 			w.task(func() { w.rewarm(ctx, rs) })
 		case <-sweep.C:
@@ -205,18 +315,24 @@ func (w *worker) run(ctx context.Context) {
 			})
 		case <-w.quit:
 			// Score what is queued, then stop; or leave it, once
-			// drainBy fires, to the restart's catch-up.
+			// drainBy fires, to the restart's catch-up. The markers
+			// of dropped batches are applied all the same: they are
+			// few, and the restart has no other copy of them.
 			for {
 				select {
 				case <-w.drainBy:
 					w.leave()
+					w.applyLost(ctx, true)
 					return
 				default:
 				}
 				select {
 				case b := <-w.queue:
 					w.process(ctx, b)
+					w.taken++
+					w.applyLost(ctx, false)
 				default:
+					w.applyLost(ctx, true)
 					return
 				}
 			}
