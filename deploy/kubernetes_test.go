@@ -453,8 +453,9 @@ func checkSharded(t *testing.T, _ []object, d deployment) {
 // in args (their defaults where unset), its steps in turn (cmd/omen's run
 // group): requests in flight get --web.shutdown-grace and are then
 // cancelled (up to 5 s more); the scorers score what is queued for at most
-// --detect.shutdown-drain; the model snapshot is written, and the TSDB
-// closes, in snapshotAndClose; with outputs forwarded to destinations
+// --detect.shutdown-drain; the model snapshot is written, or abandoned,
+// within --snapshot.shutdown-timeout, and the TSDB closes in tsdbClose; with
+// outputs forwarded to destinations
 // remote writes, the queues get up to 5 s to read the log's end, then each
 // in turn --storage.remote.flush-deadline to send (an upstream that is
 // down takes all of it: two unreachable ones at 30s took 5.0, 30.1 and
@@ -473,20 +474,18 @@ func shutdownBudget(t *testing.T, args map[string][]string, destinations int) ti
 	}
 	// serve.go's default of --web.shutdown-grace.
 	b := flag("--web.shutdown-grace", 10*time.Second) + 5*time.Second +
-		flag("--detect.shutdown-drain", pipeline.DefaultOptions().ShutdownDrain) + snapshotAndClose
+		flag("--detect.shutdown-drain", pipeline.DefaultOptions().ShutdownDrain) +
+		flag("--snapshot.shutdown-timeout", pipeline.DefaultOptions().ShutdownSnapshot) + tsdbClose
 	if destinations > 0 {
 		b += 5*time.Second + time.Duration(destinations)*flag("--storage.remote.flush-deadline", time.Duration(forward.DefaultFlushDeadline)) + 10*time.Second
 	}
 	return b
 }
 
-// snapshotAndClose allows for the final model snapshot and the TSDB's
-// close: a snapshot of 100 000 series (285 MB) took 2.6-6.7 s on a shared
-// 2-core machine, and the rest of the shutdown after the scorers stopped
-// 0.5-2.6 s (SIGTERM under load, in the commit that added
-// --detect.shutdown-drain); a slower volume writes the snapshot at its own
-// pace (~3 KB a series).
-const snapshotAndClose = 10 * time.Second
+// tsdbClose allows for the TSDB's close after the snapshot: 0.9-3.4 s at
+// 100 000 series with 2 hours of history under a load of 24-39
+// (docs/deploy.md, "Shutdown and restart").
+const tsdbClose = 5 * time.Second
 
 // selectors returns the vector selectors of a PromQL expression.
 func selectors(t *testing.T, expr string) []*parser.VectorSelector {

@@ -264,7 +264,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for range b.N {
-		n, err := e.p.writeSnapshot(path)
+		n, err := e.p.writeSnapshot(context.Background(), path)
 		require.NoError(b, err)
 		require.Equal(b, series, n)
 	}
@@ -286,7 +286,7 @@ func BenchmarkSnapshotReadWrite(b *testing.B) {
 			var write, read time.Duration
 			for range b.N {
 				cpu0 := cpuTime()
-				n, err := e.p.writeSnapshot(path)
+				n, err := e.p.writeSnapshot(context.Background(), path)
 				require.NoError(b, err)
 				require.Equal(b, series, n)
 				cpu1 := cpuTime()
@@ -319,7 +319,7 @@ func BenchmarkSnapshotStall(b *testing.B) {
 	for range b.N {
 		done := make(chan error, 1)
 		go func() {
-			_, err := e.p.writeSnapshot(path)
+			_, err := e.p.writeSnapshot(context.Background(), path)
 			done <- err
 		}()
 	wait:

@@ -394,18 +394,23 @@ func (p *Pipeline) encodeRestored(e *snapEncoder, c *snapCursor) error {
 
 // snapshot writes every worker's state to SnapshotPath atomically: a
 // temporary file, fsynced, renamed over the old one, the directory fsynced.
-func (p *Pipeline) snapshot() {
+// Once ctx is done it is abandoned, the old one left in place, and it
+// reports true; the caller says so (see writeSnapshot).
+func (p *Pipeline) snapshot(ctx context.Context) (abandoned bool) {
 	if p.opts.SnapshotPath == "" {
-		return
+		return false
 	}
 	p.snapMu.Lock()
 	defer p.snapMu.Unlock()
 	start := time.Now()
-	n, err := p.writeSnapshot(p.opts.SnapshotPath)
+	n, err := p.writeSnapshot(ctx, p.opts.SnapshotPath)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return true
+	}
 	if err != nil {
 		p.m.snapFailures.Inc()
 		p.logger.Error("Writing model snapshot", "path", p.opts.SnapshotPath, "err", err)
-		return
+		return false
 	}
 	p.m.snapLast.Set(float64(p.opts.Now().UnixNano()) / 1e9)
 	p.logger.Info("Model snapshot written", "path", p.opts.SnapshotPath, "series", n, "duration", time.Since(start))
@@ -414,6 +419,7 @@ func (p *Pipeline) snapshot() {
 			p.logger.Warn("Writing the learnt external labels of the backfill upstream; they are learnt again after a restart", "err", err)
 		}
 	}
+	return false
 }
 
 // extSetsPath is ExtSetsFile's path, beside the snapshot.
@@ -421,7 +427,7 @@ func (p *Pipeline) extSetsPath() string {
 	return filepath.Join(filepath.Dir(p.opts.SnapshotPath), ExtSetsFile)
 }
 
-func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
+func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (n int, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return 0, fmt.Errorf("create snapshot directory: %w", err)
 	}
@@ -438,6 +444,11 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 		if err := p.opts.SnapshotRoom(need); err != nil {
 			return 0, fmt.Errorf("no room for the snapshot (about %d bytes): %w", need, err)
 		}
+	}
+	// Done, it is abandoned between two slices, and before the fsync,
+	// which on a slow volume takes seconds of its own.
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
@@ -462,9 +473,12 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
 	for _, w := range p.workers {
-		if err := w.encodeVia(e, c); err != nil {
+		if err := w.encodeVia(ctx, e, c); err != nil {
 			return 0, fmt.Errorf("write snapshot: %w", err)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	if err := e.end(); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
@@ -490,10 +504,13 @@ func (p *Pipeline) writeSnapshot(path string) (n int, err error) {
 // is queued between two, or directly once it is not running (before Run,
 // or after it stopped: the final snapshot). The file and its checksum are
 // written here, on the snapshot's goroutine.
-func (w *worker) encodeVia(e *snapEncoder, c *snapCursor) error {
+func (w *worker) encodeVia(ctx context.Context, e *snapEncoder, c *snapCursor) error {
 	c.reset()
 	done := make(chan error, 1)
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		fin, err := w.sliceVia(c, done)
 		if err != nil {
 			return err

@@ -29,6 +29,8 @@ func pipelineFlags(cl *kingpin.CmdClause) *pipeline.Options {
 		Default(o.StaleAfter.String()).DurationVar(&o.StaleAfter)
 	cl.Flag("detect.shutdown-drain", "At shutdown, how long the scorers keep scoring the samples still queued before the final model snapshot; the rest are replayed from the TSDB into the restored models at the next start (without storing their outputs).").
 		Default(o.ShutdownDrain.String()).DurationVar(&o.ShutdownDrain)
+	cl.Flag("snapshot.shutdown-timeout", "At shutdown, how long the final model snapshot may take, after the drain; past it, it is abandoned and the last one written stays (the next start replays the samples since from the TSDB into the restored models), so the remote-write flush and the TSDB's close keep their time within the termination grace period.").
+		Default(o.ShutdownSnapshot.String()).DurationVar(&o.ShutdownSnapshot)
 	cl.Flag("output.families", "Output families exposed on /metrics, comma separated. Repeatable. Choices: "+strings.Join(pipeline.AllFamilies, ",")+".").
 		Default(pipeline.AllFamilies...).StringsVar(&o.Families)
 	cl.Flag("output.tsdb-families", "Output families appended to the embedded TSDB and remote-written, comma separated. Repeatable. Each costs one TSDB append per stored result (see --output.tsdb-interval).").

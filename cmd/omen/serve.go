@@ -525,6 +525,8 @@ func (f *serveFlags) validate() error {
 		return fmt.Errorf("--detect.stale-after=%s: want at least 1m", f.pipeline.StaleAfter)
 	case f.pipeline.ShutdownDrain <= 0:
 		return fmt.Errorf("--detect.shutdown-drain=%s: want more than 0", f.pipeline.ShutdownDrain)
+	case f.pipeline.ShutdownSnapshot <= 0:
+		return fmt.Errorf("--snapshot.shutdown-timeout=%s: want more than 0", f.pipeline.ShutdownSnapshot)
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ func TestServeFlagsRefused(t *testing.T) {
 		"--write.max-series-per-request=0", "--web.shutdown-grace=-1s", "--web.read-timeout=0s",
 		"--storage.remote.flush-deadline=-1s", "--output.score-floor=NaN", "--backfill.max-age=-1h",
 		"--query.max-concurrency=0", "--storage.remote.read-max-bytes-in-frame=0", "--storage.remote.read-sample-limit=-1",
-		"--web.listen-address=", "--query.timeout=0s", "--detect.queue-size=0", "--forecast.interval=0s", "--snapshot.interval=0s", "--detect.stale-after=0s", "--detect.shutdown-drain=0s", "--detect.workers=-1", "--detect.workers=1025",
+		"--web.listen-address=", "--query.timeout=0s", "--detect.queue-size=0", "--forecast.interval=0s", "--snapshot.interval=0s", "--detect.stale-after=0s", "--detect.shutdown-drain=0s", "--snapshot.shutdown-timeout=0s", "--detect.workers=-1", "--detect.workers=1025",
 	} {
 		app := kingpin.New("omen", "")
 		cmd := registerServe(app, registerLogFlags(app))
