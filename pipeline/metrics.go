@@ -91,7 +91,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		}, []string{"for"}),
 		names: inputNames{n: map[string]int{}, gone: map[string]int64{}},
 		dropped: f.NewCounter(prometheus.CounterOpts{
-			Name: "omen_scoring_dropped_total", Help: "Samples not scored because a scorer queue was full.",
+			Name: "omen_scoring_dropped_total", Help: "Samples not scored because a scorer queue was full (stored all the same; their series score again at their next sample). In bursts (a sender's backlog after a restart), raise --detect.queue-size; at a steady rate the scorers lack CPU: give omen more, store fewer --output.tsdb-families, or shard (--detect.workers beyond the CPUs adds none).",
 		}),
 		lag: f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "omen_scoring_lag_seconds", Help: "How far scoring is behind: the time since the commit of the oldest batch a scorer worker is scoring now, or since a worker with batches queued started another task (a snapshot, a reload), 0 while none is.",

@@ -349,6 +349,9 @@ type Pipeline struct {
 	// outRefusedLog spaces the warnings about output samples the TSDB
 	// refused.
 	outRefusedLog spaced.Log
+	// droppedLog spaces the warnings about batches the scorers' full
+	// queues drop (see worker.offer).
+	droppedLog    spaced.Log
 	overBudgetNow atomic.Int64 // series the workers ignore for the budget alone
 	tapped        atomic.Uint64
 	ready         atomic.Bool

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"log/slog"
 	"math"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 )
 
 // TestQueueBoundInSamples: the scorers' queues hold at most QueueSize
@@ -151,4 +154,25 @@ func TestLostMarkersBounded(t *testing.T) {
 	p.dispatch(markers)
 	require.Len(t, p.workers[0].lostMarks, maxLostMarkers)
 	require.Equal(t, 100.0, testutil.ToFloat64(p.m.dropped))
+}
+
+// TestDroppedBatchesLogged: batches a full queue drops are logged, a
+// warning a minute that says what to do, beside the counter and its alert
+// (OmenScoringDropping). The log said nothing of them: an operator who
+// reads it before the dashboards saw scores with gaps and no cause.
+func TestDroppedBatchesLogged(t *testing.T) {
+	var logs syncbuf.Buffer
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { _ = db.Close() })
+	o := DefaultOptions()
+	o.Workers, o.QueueSize = 1, 1 // not run: nothing leaves the queue
+	p, err := New(slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry(), db, nil, nil, o)
+	require.NoError(t, err)
+	ls := labels.FromStrings("__name__", "x")
+	for i := range 5 {
+		p.dispatch([]sample{{ref: 1, ls: ls, t: int64(i), v: 1}})
+	}
+	require.Equal(t, 4.0, testutil.ToFloat64(p.m.dropped))
+	require.Equal(t, 1, strings.Count(logs.String(), "Scoring queue full"), "one warning a minute:\n%s", logs.String())
+	require.Contains(t, logs.String(), "raise --detect.queue-size")
 }

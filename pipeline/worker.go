@@ -142,7 +142,17 @@ func (w *worker) offer(b *batch) {
 	w.queued.Add(-n)
 	w.p.m.dropped.Add(float64(n - w.keepMarkers(b)))
 	putBatch(b)
+	if k, warn := w.p.droppedLog.Note(droppedLogEvery); warn {
+		// Counted in omen_scoring_dropped_total, alerted on by
+		// OmenScoringDropping; said in the log too, with what to do.
+		w.p.logger.Warn("Scoring queue full: write batches dropped unscored (stored all the same; their series score again at their next sample). In bursts raise --detect.queue-size; at a steady rate the scorers lack CPU: give omen more, store fewer --output.tsdb-families, or shard",
+			"batches_since_last_warning", k, "queue_size", w.p.opts.QueueSize, "workers", len(w.p.workers))
+	}
 }
+
+// droppedLogEvery spaces the warnings about dropped batches: under
+// overload every commit is one.
+const droppedLogEvery = time.Minute
 
 // maxLostMarkers bounds the staleness markers a worker keeps from dropped
 // batches (see keepMarkers): 72 bytes each, under 5 MiB a worker. Markers
