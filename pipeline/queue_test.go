@@ -38,14 +38,7 @@ func TestQueueBoundInSamples(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			db := openDB(t, t.TempDir())
-			t.Cleanup(func() { _ = db.Close() })
-			o := DefaultOptions()
-			// One worker: a request is one batch (dispatch's shards
-			// would split it unevenly). Not run: nothing leaves the queue.
-			o.Workers, o.QueueSize = 1, 8
-			p, err := New(nil, prometheus.NewRegistry(), db, nil, nil, o)
-			require.NoError(t, err)
+			p := idlePipeline(t, nil, 8)
 			ls := labels.FromStrings("__name__", "x")
 			s := make([]sample, tc.requestSize)
 			for i := range s {
@@ -138,12 +131,7 @@ func TestDroppedStalenessMarkersApplied(t *testing.T) {
 // (maxLostMarkers a worker); those beyond are dropped and counted with the
 // samples.
 func TestLostMarkersBounded(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	t.Cleanup(func() { _ = db.Close() })
-	o := DefaultOptions()
-	o.Workers, o.QueueSize = 1, 1 // not run: nothing leaves the queue
-	p, err := New(nil, prometheus.NewRegistry(), db, nil, nil, o)
-	require.NoError(t, err)
+	p := idlePipeline(t, nil, 1)
 	ls := labels.FromStrings("__name__", "x")
 	p.dispatch([]sample{{ref: 1, ls: ls, t: 1, v: 1}}) // fills the queue
 	stale := math.Float64frombits(value.StaleNaN)
@@ -162,12 +150,7 @@ func TestLostMarkersBounded(t *testing.T) {
 // reads it before the dashboards saw scores with gaps and no cause.
 func TestDroppedBatchesLogged(t *testing.T) {
 	var logs syncbuf.Buffer
-	db := openDB(t, t.TempDir())
-	t.Cleanup(func() { _ = db.Close() })
-	o := DefaultOptions()
-	o.Workers, o.QueueSize = 1, 1 // not run: nothing leaves the queue
-	p, err := New(slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry(), db, nil, nil, o)
-	require.NoError(t, err)
+	p := idlePipeline(t, slog.New(slog.NewTextHandler(&logs, nil)), 1)
 	ls := labels.FromStrings("__name__", "x")
 	for i := range 5 {
 		p.dispatch([]sample{{ref: 1, ls: ls, t: int64(i), v: 1}})
@@ -175,4 +158,36 @@ func TestDroppedBatchesLogged(t *testing.T) {
 	require.Equal(t, 4.0, testutil.ToFloat64(p.m.dropped))
 	require.Equal(t, 1, strings.Count(logs.String(), "Scoring queue full"), "one warning a minute:\n%s", logs.String())
 	require.Contains(t, logs.String(), "raise --detect.queue-size")
+}
+
+// TestLostMarkersForgottenOnReopen: a TSDB reopened to repair its WAL
+// numbers its series anew (Pipeline.StorageReopened), and the markers kept
+// from dropped batches under the old references would end the results of
+// the series given them now; a derived input's, keyed by its labels, stay.
+func TestLostMarkersForgottenOnReopen(t *testing.T) {
+	p := idlePipeline(t, nil, 1)
+	ls := labels.FromStrings("__name__", "x")
+	p.dispatch([]sample{{ref: 1, ls: ls, t: 1, v: 1}}) // fills the queue
+	stale := math.Float64frombits(value.StaleNaN)
+	p.dispatch([]sample{{ref: 2, ls: ls, t: 2, v: stale}, {ref: derivedRefBit | 3, ls: ls, t: 2, v: stale}})
+	w := p.workers[0]
+	require.Len(t, w.lostMarks, 2)
+	w.forgetAll()
+	require.Len(t, w.lostMarks, 1)
+	require.Equal(t, derivedRefBit|3, w.lostMarks[0].s.ref)
+	require.Equal(t, int64(1), w.lostN.Load())
+}
+
+// idlePipeline returns a pipeline of one worker (a dispatch is one batch:
+// its shards would split it unevenly) whose queue holds queueSize batches,
+// not run: nothing leaves the queue. A nil logger discards.
+func idlePipeline(t *testing.T, logger *slog.Logger, queueSize int) *Pipeline {
+	t.Helper()
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { _ = db.Close() })
+	o := DefaultOptions()
+	o.Workers, o.QueueSize = 1, queueSize
+	p, err := New(logger, prometheus.NewRegistry(), db, nil, nil, o)
+	require.NoError(t, err)
+	return p
 }

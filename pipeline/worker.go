@@ -946,6 +946,20 @@ func (w *worker) forgetAll() {
 	w.goneMu.Lock()
 	w.goneRefs = nil // of the old numbering
 	w.goneMu.Unlock()
+	// The markers kept from dropped batches, but a derived input's (its
+	// refs are its labels' hash): of the old numbering, they would end
+	// the results of the series the reopened TSDB gave their refs to.
+	w.lostMu.Lock()
+	kept := w.lostMarks[:0]
+	for _, m := range w.lostMarks {
+		if m.s.ref&derivedRefBit != 0 {
+			kept = append(kept, m)
+		}
+	}
+	clear(w.lostMarks[len(kept):])
+	w.lostMarks = kept
+	w.lostN.Store(int64(len(kept)))
+	w.lostMu.Unlock()
 }
 
 // seen records that a sample of s arrived at nowMs (wall clock), which
