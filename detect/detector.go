@@ -545,6 +545,8 @@ func (d *Detector) update(tsMillis int64, v float64) Result {
 			// (The tail's first samples make no records: they are
 			// learnt as they come.)
 			t.Restart()
+		case m == mLong:
+			t.UpdateForget(z[m], st.Long.tailForget())
 		default:
 			t.Update(z[m])
 		}

@@ -1448,3 +1448,70 @@ func TestMondayAfterDaylightSavingStaysQuiet(t *testing.T) {
 		}
 	}
 }
+
+// TestStoppedBatchJobFound: TestMondayMorningStaysQuiet's business-hours
+// step, 6 seeds at 15 s and 60 s, whose job stops at 10:00 (back to the
+// night's 20: every sample's load times 20/70) for two hours on each
+// weekday of the week after 28 days of history, each on a copy of the
+// detector: an event opens (a score above 1, before the damping of an
+// earlier event's refractory period: the morning step's, on some days)
+// and lasts 5 minutes (its samples score above 1 or go on with it,
+// Result.Ongoing, at most 10 apart, as the pipeline counts one), as an
+// alert's for: 5m asks; BenchmarkWeekday's fault in the detector alone.
+// Only the long member knows that 70 is this hour's value on a weekday
+// (20 was seen two hours before: the level and shift members are capped,
+// seenAtPhase). Until 2026-12-06 its calibration forgot in tailSpan
+// samples, 34 hours at 15 s, and each weekday's own morning step lifted
+// its 98th percentile to that step's residual: at 15 s the stop was found
+// on 14 of 30 weekdays, at 60 s on 30 (see longSeason.tailForget). It is
+// found by a small margin still: the stop's residual against the
+// two-hour buckets' ramp is 1.5 to 2 times the step's own, where a record
+// must reach e^0.5 times the 98th percentile; after 32 days from a
+// Thursday, 3 of 30 stops at 15 s were missed (the two looked at peaked
+// at 0.97 and 0.99), none at 60 s.
+func TestStoppedBatchJobFound(t *testing.T) {
+	const day, hour, minute = 86_400_000, 3_600_000, 60_000
+	t0 := int64(1_767_571_200_000) // 2026-01-05 00:00 UTC, a Monday
+	monday := t0 + 28*day          // after 28 days of history
+	for _, iv := range []int64{15_000, 60_000} {
+		for seed := range uint64(6) {
+			t.Run(fmt.Sprintf("interval=%ds/seed=%d", iv/1000, seed), func(t *testing.T) {
+				gen := businessHoursStep(seed, iv)
+				vals := make([]float64, (monday+5*day-t0)/iv)
+				for i := range vals {
+					vals[i] = gen(t0 + int64(i)*iv)
+				}
+				d := mustNew(t, DefaultOptions())
+				var missed []string
+				for i, v := range vals {
+					ts := t0 + int64(i)*iv
+					if ts >= monday && ts%day == 10*hour {
+						f := *d // the stop on a copy; the series goes on for the next weekday's
+						opened, last, quiet, found := int64(-1), int64(0), 0, false
+						for j := i; !found && j < i+int(2*hour/iv); j++ {
+							ft := t0 + int64(j)*iv
+							r := f.Update(ft, vals[j]*20/70)
+							hot := r.Score > 1 || r.Undamped > 1 && r.Ongoing
+							switch {
+							case opened < 0 || quiet >= 10:
+								if hot {
+									opened, last, quiet = ft, ft, 0
+								}
+							case hot || r.Ongoing:
+								last, quiet = ft, 0
+							default:
+								quiet++
+							}
+							found = opened >= 0 && last >= opened+5*minute
+						}
+						if !found {
+							missed = append(missed, time.UnixMilli(ts).UTC().Format("Mon 01-02"))
+						}
+					}
+					d.Update(ts, v)
+				}
+				require.Empty(t, missed, "weekdays whose stop at 10:00 was not an event of 5 minutes within 30")
+			})
+		}
+	}
+}

@@ -149,7 +149,13 @@ func (t *Tail) Threshold(s float64) float64 {
 }
 
 // Update adds z to the distribution.
-func (t *Tail) Update(z float64) {
+func (t *Tail) Update(z float64) { t.UpdateForget(z, tailForget) }
+
+// UpdateForget adds z to the distribution, which forgets by λ = forget
+// per sample (in (0, 1); Update's is 1/tailSpan): a statistic whose
+// behaviour repeats over a known time longer than tailSpan samples keeps
+// that whole time in its quantile (see longSeason.tailForget).
+func (t *Tail) UpdateForget(z float64, forget float32) {
 	if math.IsNaN(z) || z < 0 {
 		return
 	}
@@ -166,7 +172,7 @@ func (t *Tail) Update(z float64) {
 	}
 	t.Hist[b] += t.W
 	t.Total += t.W
-	t.W /= 1 - tailForget
+	t.W /= 1 - forget
 	if t.W > 1e20 {
 		// Rescale so the weights stay finite; O(bins) once per ~46/λ samples.
 		inv := 1 / t.W
