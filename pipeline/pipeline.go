@@ -568,6 +568,10 @@ func (p *Pipeline) StorageReopened() {
 	}
 }
 
+// RestoresPending returns how many restored states still hold room for
+// their series, not come back since the restore.
+func (p *Pipeline) RestoresPending() int64 { return p.scoredHeld.Load() }
+
 // Ready reports whether the model state has been restored (or found
 // missing) and the scorers run.
 func (p *Pipeline) Ready() bool { return p.ready.Load() }

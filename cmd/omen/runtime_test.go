@@ -19,10 +19,11 @@ func TestRuntimeFlags(t *testing.T) {
 		wantErr  string
 		wantGOGC int
 		wantMem  bool // GOMEMLIMIT set below math.MaxInt64
+		settle   bool // GOGC raised to defaultGOGC once the start is over
 	}{
-		{name: "defaults", wantGOGC: defaultGOGC, wantMem: true},
+		{name: "defaults", wantGOGC: defaultGOGC, wantMem: true, settle: true},
 		{name: "GOGC from the environment wins", gogcEnv: "120", wantGOGC: 120, wantMem: true},
-		{name: "no memory limit", args: []string{"--no-auto-gomemlimit"}, wantGOGC: defaultGOGC},
+		{name: "no memory limit", args: []string{"--no-auto-gomemlimit"}, wantGOGC: defaultGOGC, settle: true},
 		{name: "bad ratio", args: []string{"--auto-gomemlimit.ratio=1.5"}, wantErr: "auto-gomemlimit.ratio"},
 	}
 	for _, tc := range tests {
@@ -50,6 +51,15 @@ func TestRuntimeFlags(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Equal(t, tc.wantGOGC, debug.SetGCPercent(tc.wantGOGC))
+			// The restore and the first rounds after it: startGOGC, then
+			// defaultGOGC again (memrelease.Settler); the environment's
+			// throughout.
+			r.restoring()
+			want := tc.wantGOGC
+			if tc.settle {
+				want = startGOGC
+			}
+			require.Equal(t, want, debug.SetGCPercent(want))
 			limit := debug.SetMemoryLimit(-1)
 			if tc.wantMem {
 				require.Less(t, limit, int64(1<<62))

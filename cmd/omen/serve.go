@@ -384,6 +384,16 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			return nil
 		}, func(error) { cancel() })
 	}
+	if f.runtime.settle {
+		st := memrelease.NewSettler(logger.With("component", "memrelease"), defaultGOGC, 30*time.Second, func() int64 {
+			if !pl.Ready() {
+				return 1 // the replay and the restore to come
+			}
+			return pl.RestoresPending()
+		})
+		sctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return st.Run(sctx) }, func(error) { cancel() })
+	}
 	if f.runtime.releaseFree {
 		rel := memrelease.New(logger.With("component", "memrelease"), reg, 30*time.Second)
 		rctx, cancel := context.WithCancel(context.Background())
@@ -451,6 +461,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 				_ = fwd.Close() // its queues and log reader run
 				return err
 			}
+			f.runtime.restoring()
 			err := pl.Run(pctx)
 			// The last outputs are logged; the queues get the flush
 			// deadline to send what they still hold.

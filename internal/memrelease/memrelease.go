@@ -150,9 +150,14 @@ func (r *Releaser) Check(now time.Time) bool {
 // due reports whether the allocation since prev was quiet and the free
 // heap retained is worth a collection.
 func due(prev, s Stats) bool {
+	return Quiet(prev, s) && s.Free >= minFree && float64(s.Free) >= freeShare*float64(s.Live)
+}
+
+// Quiet reports whether the allocation between two looks, prev then s, was
+// a small share of the live heap: no burst going on.
+func Quiet(prev, s Stats) bool {
 	if s.Allocs < prev.Allocs || s.Live == 0 {
 		return false
 	}
-	quiet := float64(s.Allocs-prev.Allocs) <= quietShare*float64(s.Live)
-	return quiet && s.Free >= minFree && float64(s.Free) >= freeShare*float64(s.Live)
+	return float64(s.Allocs-prev.Allocs) <= quietShare*float64(s.Live)
 }
