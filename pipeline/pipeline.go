@@ -167,6 +167,10 @@ type Options struct {
 	// Stats, if set, reports the series stored in the TSDB and the samples
 	// rejected by reason, for /api/v1/status/omen.
 	Stats func() (seriesStored int, rejected map[string]float64)
+	// Ready, if set, is called once the snapshot is restored, as /-/ready
+	// starts to answer 200: the start's burst of allocation (every series
+	// claiming its restored state at its first sample) follows.
+	Ready func()
 	// Build is reported by /api/v1/status/omen.
 	Build BuildInfo
 	// QueryGate, if set, bounds the /api/v1/anomalies requests served at
@@ -599,6 +603,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// last step (the deselected series' staleness markers) was done.
 	p.logger.Info("Ready: scoring", "workers", len(p.workers), "max_series", p.opts.MaxSeries, "forecast_max_series", p.opts.ForecastMaxSeries)
 	p.ready.Store(true)
+	if p.opts.Ready != nil {
+		p.opts.Ready()
+	}
 	var wg sync.WaitGroup
 	wctx, cancel := context.WithCancel(context.Background())
 	for _, w := range p.workers {

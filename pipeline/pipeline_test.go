@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,13 +135,22 @@ func (e *env) ready(t testing.TB) {
 
 // TestRunSaysReady: Run says when it is ready (/-/ready answers 200 from
 // then), as Prometheus's "Server is ready to receive web requests." does;
-// the restore's last step, and readiness, went unsaid.
+// the restore's last step, and readiness, went unsaid. Options.Ready is
+// called then, once (omen lowers GOGC for the burst that follows).
 func TestRunSaysReady(t *testing.T) {
 	var buf syncbuf.Buffer
 	db := openDB(t, t.TempDir())
 	t.Cleanup(func() { _ = db.Close() })
 	o := DefaultOptions()
 	o.Workers = 2
+	var p *Pipeline
+	var calls, readyThen atomic.Int32
+	o.Ready = func() {
+		calls.Add(1)
+		if p.Ready() {
+			readyThen.Add(1)
+		}
+	}
 	p, err := New(slog.New(slog.NewTextHandler(&buf, nil)), prometheus.NewRegistry(), db, nil, config.Default(), o)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -150,6 +160,8 @@ func TestRunSaysReady(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.Contains(t, buf.String(), `msg="Ready: scoring" workers=2 max_series=100000 forecast_max_series=10000`)
+	require.Equal(t, int32(1), calls.Load())
+	require.Equal(t, int32(1), readyThen.Load(), "called once ready")
 }
 
 // stop ends Run (taking the final snapshot); idempotent.

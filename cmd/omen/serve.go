@@ -305,6 +305,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	popts.QueryGate = pipeline.NewGate(pipeline.AnomalyConcurrency)
 	popts.QueryTimeout = time.Duration(f.queryTimeout)
 	popts.Build = pipeline.BuildInfo{Version: version.Version, Revision: version.Revision, GoVersion: runtime.Version()}
+	popts.Ready = f.runtime.restoring
 	var wh *tsdb.WriteHandler // set below; Stats is only called once serving
 	popts.Stats = func() (int, map[string]float64) { return int(store.HeadSeries()), wh.Rejected() }
 	pl, err := pipeline.New(logger, reg, store, engine, cfgLoader.Config(), popts)
@@ -461,7 +462,6 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 				_ = fwd.Close() // its queues and log reader run
 				return err
 			}
-			f.runtime.restoring()
 			err := pl.Run(pctx)
 			// The last outputs are logged; the queues get the flush
 			// deadline to send what they still hold.

@@ -20,7 +20,7 @@ const maxStart = 10 * time.Minute
 // snapshot's records still held for the series not yet come back (234 MB
 // at 100 000 series). At the steady state's GOGC=75 the heap grew to 1.75
 // times a live heap swollen by those records: 2.17 GB of RSS against 1.43
-// GB settled. At a lower target from the restore on (the caller sets it),
+// GB settled. At a lower target from the restore's end (the caller sets it),
 // the heap is collected more often through the burst (a few CPU-seconds,
 // once); the steady state's comes when allocation is quiet and the
 // restored states are claimed.
