@@ -65,3 +65,28 @@ func BenchmarkSnapshot(b *testing.B) {
 	}
 	b.ReportMetric(float64(StateSize(0)), fmt.Sprintf("B/%s", "series"))
 }
+
+// BenchmarkRestore measures UnmarshalBinary, which runs once per series at
+// a restart, as each series claims its restored state: the restart's
+// garbage is its allocations times the series.
+func BenchmarkRestore(b *testing.B) {
+	d, err := New(DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts, v := series(2, 3000, 1)
+	for i := range ts {
+		d.Update(ts[i], v[i])
+	}
+	data, err := d.MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var r Detector
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.UnmarshalBinary(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
