@@ -49,14 +49,7 @@ func BenchmarkUpdate(b *testing.B) {
 // BenchmarkSnapshot measures MarshalBinary, which runs once per series per
 // snapshot, off the hot path.
 func BenchmarkSnapshot(b *testing.B) {
-	d, err := New(DefaultOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts, v := series(2, 3000, 1)
-	for i := range ts {
-		d.Update(ts[i], v[i])
-	}
+	d := warmDetector(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := d.MarshalBinary(); err != nil {
@@ -70,14 +63,7 @@ func BenchmarkSnapshot(b *testing.B) {
 // a restart, as each series claims its restored state: the restart's
 // garbage is its allocations times the series.
 func BenchmarkRestore(b *testing.B) {
-	d, err := New(DefaultOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts, v := series(2, 3000, 1)
-	for i := range ts {
-		d.Update(ts[i], v[i])
-	}
+	d := warmDetector(b)
 	data, err := d.MarshalBinary()
 	if err != nil {
 		b.Fatal(err)
@@ -89,4 +75,18 @@ func BenchmarkRestore(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// warmDetector returns a Detector with the default options that has taken
+// in 3 000 samples of a seasonal series: its state as a snapshot finds it.
+func warmDetector(b *testing.B) *Detector {
+	d, err := New(DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts, v := series(2, 3000, 1)
+	for i := range ts {
+		d.Update(ts[i], v[i])
+	}
+	return d
 }
