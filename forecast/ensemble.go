@@ -147,6 +147,18 @@ func buildComponents(seasons []int, H int, logScale bool) []component {
 			cs = append(cs, &rawScale{c: c})
 		}
 	}
+	if len(seasons) == 0 {
+		// A steady trend, continued (see newDrift), on the values only: a
+		// disk fills by so many bytes an hour, not by a share of what it
+		// holds. It makes the refit of a series without a season on the
+		// values 44% dearer (BenchmarkRefit shape=rate, CPU time: 0.31
+		// ms to 0.45), about 1 ms of CPU a second at 10 000 such series.
+		var d component = newDrift(1, H)
+		if logScale {
+			d = &rawScale{c: d}
+		}
+		cs = append(cs, d)
+	}
 	return cs
 }
 
