@@ -8,7 +8,7 @@ PKGS        := ./e2e ./web ./...
 SHARED      ?= ../shared
 APT_UPDATED := /tmp/.omen-apt-updated
 
-.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest bench-disk bench-calendar fuzz soak deps-e2e deps-ui clean
+.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest bench-disk bench-calendar bench-capacity fuzz soak deps-e2e deps-ui clean
 
 all: build
 
@@ -82,6 +82,12 @@ bench:
 
 bench-calendar:
 	$(GO) test -run '^$$' -bench Calendar -benchtime 1x ./pipeline
+
+# BenchmarkCapacity: the forecasts against PromQL's predict_linear on
+# SRE-shaped synthetic series (a disk with cleanups, a memory leak, a
+# daily request rate, a counter's rate, a flat gauge, a ramp); under a minute.
+bench-capacity:
+	$(GO) test -run '^$$' -bench Capacity -benchtime 1x ./pipeline
 
 bench-nab: build
 	bash scripts/bench-nab.sh $(SHARED)/nab
