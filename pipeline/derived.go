@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -187,6 +188,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		return
 	}
 	sh := p.shadowsOf(qctx, d, now)
+	var coll collisions
 	samples := make([]sample, 0, len(vec))
 	cur := make(map[storage.SeriesRef]labels.Labels, len(vec))
 	var hs histograms
@@ -198,24 +200,65 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 		b := labels.NewBuilder(s.Metric)
 		b.Set(labels.MetricName, d.Name)
 		ls := b.Labels()
-		ref := derivedRefBit | storage.SeriesRef(ls.Hash()>>1)
+		ref := derivedRef(ls)
 		if sh.shadowed(ref, ls) {
 			continue
 		}
-		if prev, dup := cur[ref]; dup && labels.Equal(prev, ls) {
-			// Series that differ only in their name, made one by it: as a
-			// recording rule's evaluation, this one fails whole.
-			p.derivedFault(d, "Derived input: the result has series that differ only in their metric name, which the input's name replaces; not scored. Aggregate or relabel them apart.",
-				"series", ls.String())
-			return
+		if prev, dup := cur[ref]; dup {
+			if labels.Equal(prev, ls) {
+				// Series that differ only in their name, made one by it: as
+				// a recording rule's evaluation, this one fails whole.
+				p.derivedFault(d, "Derived input: the result has series that differ only in their metric name, which the input's name replaces; not scored. Aggregate or relabel them apart.",
+					"series", ls.String())
+				return
+			}
+			coll.add(prev, ls)
+			continue
 		}
 		cur[ref] = ls
 		samples = append(samples, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: s.F, derived: &derivedSample{d: d}})
 	}
 	hs.report(p, d)
 	sh.report()
+	coll.report(p, d)
 	p.firstHistory(ctx, d, now, cur)
 	p.derivedDone(d, samples, cur, sh.handedOver, now)
+}
+
+// derivedRef is the pseudo series reference of a derived input's series
+// ls (or group): its labels' hash. That hash is xxhash64 with a known
+// seed, whose collisions anyone can compute (TestDerivedHashCollision
+// makes one from a label value, as an upstream request path could carry),
+// so every map keyed by it compares the labels too, and a series whose
+// reference another one holds is refused, named (see collisions and
+// worker.derivedCollision): it was scored in the other's models, under
+// its labels.
+func derivedRef(ls labels.Labels) storage.SeriesRef {
+	return derivedRefBit | storage.SeriesRef(ls.Hash()>>1)
+}
+
+// collisions are the series of an evaluation not scored because their
+// reference (derivedRef) is another series' of the result.
+type collisions struct {
+	n           int
+	kept, first string // of the first one
+}
+
+func (c *collisions) add(kept, refused labels.Labels) {
+	if c.n == 0 {
+		c.kept, c.first = kept.String(), refused.String()
+	}
+	c.n++
+}
+
+// report counts and logs the evaluation's collisions, if any, as a
+// failure of d: its other series are scored.
+func (c *collisions) report(p *Pipeline, d *config.Derived) {
+	if c.n == 0 {
+		return
+	}
+	p.derivedFault(d, "Derived input: series of its result whose labels hash as another's (omen's pseudo series reference); not scored. Relabel them apart.",
+		"count", c.n, "first", c.first, "collides_with", c.kept)
 }
 
 // histograms counts the native histogram series of an evaluation's result,
@@ -258,7 +301,7 @@ type shadows struct {
 	p          *Pipeline
 	d          *config.Derived
 	cfg        *config.Config
-	ingested   map[uint64]struct{}
+	ingested   map[uint64][]labels.Labels
 	handedOver map[storage.SeriesRef]bool
 	first      string
 }
@@ -270,7 +313,7 @@ func (p *Pipeline) shadowsOf(ctx context.Context, d *config.Derived, now time.Ti
 // shadowed reports whether the derived series ref, ls, is shadowed, and
 // notes it if so.
 func (s *shadows) shadowed(ref storage.SeriesRef, ls labels.Labels) bool {
-	if _, ok := s.ingested[ls.Hash()]; !ok || !s.cfg.Selected(ls) {
+	if !slices.ContainsFunc(s.ingested[ls.Hash()], func(in labels.Labels) bool { return labels.Equal(in, ls) }) || !s.cfg.Selected(ls) {
 		return false
 	}
 	if s.handedOver == nil {
@@ -464,7 +507,10 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 		carries = make([]uint64, len(d.Members))
 		got     = make([]bool, len(d.Members))
 	)
-	var hs histograms
+	var (
+		hs   histograms
+		coll collisions
+	)
 	for i, m := range d.Members {
 		vec, err := p.instant(qctx, m.Expr, now)
 		if err != nil {
@@ -489,6 +535,9 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 				g = &group{ls: ls, vals: make([]float64, len(d.Members))}
 				groups[h] = g
 				order = append(order, h)
+			} else if !labels.Equal(g.ls, ls) {
+				coll.add(g.ls, ls) // see derivedRef
+				continue
 			}
 			if g.have&(1<<i) != 0 {
 				p.derivedFault(d, "Derived group: a member has several series for one group; not scored. Aggregate the member's expression by the group's labels.",
@@ -519,7 +568,7 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 	p.derivedMu.Lock()
 	for _, h := range order {
 		g := groups[h]
-		ref := derivedRefBit | storage.SeriesRef(h>>1)
+		ref := derivedRef(g.ls)
 		if sh.shadowed(ref, g.ls) {
 			continue
 		}
@@ -544,27 +593,30 @@ func (p *Pipeline) evalGroup(ctx context.Context, d *config.Derived, now time.Ti
 	}
 	hs.report(p, d)
 	sh.report()
+	coll.report(p, d)
 	p.firstHistory(ctx, d, now, cur)
 	p.derivedDone(d, samples, cur, sh.handedOver, now)
 }
 
-// ingestedNamed returns the label hashes of the stored series named name
-// with samples in the lookback before now: ingested inputs a derived input
-// of that name would collide with if they are scored (the caller checks
-// the selection). Usually none: one postings lookup.
-func (p *Pipeline) ingestedNamed(ctx context.Context, name string, now time.Time) map[uint64]struct{} {
+// ingestedNamed returns the labels of the stored series named name with
+// samples in the lookback before now, by their hash: ingested inputs a
+// derived input of that name would collide with if they are scored (the
+// caller checks the selection and compares the labels). Usually none: one
+// postings lookup.
+func (p *Pipeline) ingestedNamed(ctx context.Context, name string, now time.Time) map[uint64][]labels.Labels {
 	q, err := p.st.Querier(now.UnixMilli()-lookbackMs, now.UnixMilli())
 	if err != nil {
 		return nil
 	}
 	defer q.Close()
 	set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
-	var hashes map[uint64]struct{}
+	var hashes map[uint64][]labels.Labels
 	for set.Next() {
 		if hashes == nil {
-			hashes = map[uint64]struct{}{}
+			hashes = map[uint64][]labels.Labels{}
 		}
-		hashes[set.At().Labels().Hash()] = struct{}{}
+		ls := set.At().Labels().Copy() // kept past the querier
+		hashes[ls.Hash()] = append(hashes[ls.Hash()], ls)
 	}
 	if err := set.Err(); err != nil {
 		p.logger.Debug("Derived input: looking up ingested series of its name", "name", name, "err", err)
@@ -640,8 +692,12 @@ func (p *Pipeline) derivedGoneLocked(name string, cur map[storage.SeriesRef]labe
 	var gone []sample
 	stale := math.Float64frombits(value.StaleNaN)
 	for ref, ls := range p.derivedLast[name] {
-		if _, ok := cur[ref]; !ok {
-			delete(p.groupScored, ref)
+		// Compared by labels too: another series of the result may have
+		// the reference now (see derivedRef), and this one is gone.
+		if kept, ok := cur[ref]; !ok || !labels.Equal(kept, ls) {
+			if !ok {
+				delete(p.groupScored, ref)
+			}
 			gone = append(gone, sample{ref: ref, ls: ls, t: now.UnixMilli(), v: stale, handedOver: handedOver[ref], removed: cur == nil})
 		}
 	}

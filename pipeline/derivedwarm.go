@@ -207,8 +207,9 @@ func (p *Pipeline) exprHistory(ctx context.Context, d *config.Derived, now time.
 	err := p.rangeQuery(ctx, d.Expr, start, end, time.Duration(d.Interval), func(ls labels.Labels, pts []promql.FPoint) {
 		b.Reset(ls)
 		b.Set(labels.MetricName, d.Name)
-		ref := derivedRefBit | storage.SeriesRef(b.Labels().Hash()>>1)
-		if _, ok := want[ref]; !ok {
+		ls = b.Labels()
+		ref := derivedRef(ls)
+		if w, ok := want[ref]; !ok || !labels.Equal(w, ls) { // see derivedRef
 			return
 		}
 		h := history{t: make([]int64, len(pts)), v: make([]float64, len(pts)), stepMs: time.Duration(d.Interval).Milliseconds()}
@@ -239,8 +240,9 @@ func (p *Pipeline) groupHistory(ctx context.Context, d *config.Derived, now time
 	b := labels.NewBuilder(labels.EmptyLabels())
 	for i, m := range d.Members {
 		err := p.rangeQuery(ctx, m.Expr, start, end, step, func(ls labels.Labels, pts []promql.FPoint) {
-			ref := derivedRefBit | storage.SeriesRef(groupLabels(b, d, ls).Hash()>>1)
-			if _, ok := want[ref]; !ok {
+			gls := groupLabels(b, d, ls)
+			ref := derivedRef(gls)
+			if w, ok := want[ref]; !ok || !labels.Equal(w, gls) { // see derivedRef
 				return
 			}
 			g := groups[ref]

@@ -395,6 +395,12 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	for i := range b.s {
 		smp := &b.s[i]
 		s := w.series[smp.ref]
+		if s != nil && smp.ref&derivedRefBit != 0 && !labels.Equal(s.in, smp.ls) {
+			if !w.derivedCollision(s, smp) {
+				continue
+			}
+			s = nil
+		}
 		if value.IsStaleNaN(smp.v) {
 			// The input went stale; a marker creates no series.
 			ig, ignored := w.ignored[smp.ref]
@@ -744,6 +750,29 @@ func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs in
 	w.warmDerived(s, smp.t)
 	w.add(s)
 	return s
+}
+
+// derivedCollision judges a derived input's sample whose reference is
+// held by a series of other labels (see derivedRef), and reports whether
+// it goes on to a series of its own. s, whose input went stale (it left
+// the result), gives the reference up, its outputs marked stale already;
+// a live s keeps it, and the sample is refused, counted as a failure of
+// its input (in another input's result than s's, or in turn with it); a
+// staleness marker is not s's. Such a sample went into s's models, under
+// s's labels.
+func (w *worker) derivedCollision(s *series, smp *sample) bool {
+	switch {
+	case value.IsStaleNaN(smp.v):
+		return false
+	case s.pub.stale:
+		w.dropLocking(smp.ref, s)
+		return true
+	}
+	if smp.derived != nil {
+		w.p.derivedFault(smp.derived.d, "Derived input: a series of its result whose labels hash as another's (omen's pseudo series reference), scored already; not scored. Relabel them apart.",
+			"series", smp.ls.String(), "collides_with", s.in.String())
+	}
+	return false
 }
 
 // add makes s one of the worker's series.
