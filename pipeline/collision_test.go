@@ -138,16 +138,8 @@ func TestDerivedHashCollision(t *testing.T) {
 			if len(tc.inputs) == 1 {
 				require.Equal(t, 1000.0, float64(got[0].Value))
 			}
-			scores := func(path string) (n int) {
-				for _, v := range query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "d"), eq("path", path))[labels.FromStrings("__name__", "anomaly_score", "for", "d", "path", path).String()] {
-					if !value.IsStaleNaN(v) {
-						n++
-					}
-				}
-				return n
-			}
-			require.Equal(t, 5, scores(a), "a's outputs: its own 5 evaluations, none of b's")
-			require.Equal(t, 4, scores(b), "b's: from its first evaluation after a left (refused while a held the reference)")
+			require.Equal(t, 5, scores(t, e, "d", a), "a's outputs: its own 5 evaluations, none of b's")
+			require.Equal(t, 4, scores(t, e, "d", b), "b's: from its first evaluation after a left (refused while a held the reference)")
 			require.Equal(t, 6.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d")), "b refused at each evaluation a held the reference")
 		})
 	}
@@ -232,16 +224,21 @@ func TestDerivedHashCollisionAcrossInputs(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, b, got[0].Labels["path"])
 	require.Equal(t, 1000.0, float64(got[0].Value))
-	scores := func(name, path string) (n int) {
-		for _, v := range query(t, e.db, eq("__name__", "anomaly_score"), eq("for", name))[labels.FromStrings("__name__", "anomaly_score", "for", name, "path", path).String()] {
-			if !value.IsStaleNaN(v) {
-				n++
-			}
-		}
-		return n
-	}
-	require.Equal(t, 5, scores("d1", a), "a's outputs: its own 5 evaluations")
-	require.Equal(t, 5, scores("d2", b), "b's: once a had gone")
+	require.Equal(t, 5, scores(t, e, "d1", a), "a's outputs: its own 5 evaluations")
+	require.Equal(t, 5, scores(t, e, "d2", b), "b's: once a had gone")
 	require.Zero(t, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d1")))
 	require.Equal(t, 5.0, testutil.ToFloat64(e.p.m.derivedErrs.WithLabelValues("d2")), "b refused while a held the reference")
+}
+
+// scores counts the anomaly scores stored for the derived input name's
+// series path, its staleness markers left out.
+func scores(t *testing.T, e *env, name, path string) (n int) {
+	t.Helper()
+	out := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", name), eq("path", path))
+	for _, v := range out[labels.FromStrings("__name__", "anomaly_score", "for", name, "path", path).String()] {
+		if !value.IsStaleNaN(v) {
+			n++
+		}
+	}
+	return n
 }
