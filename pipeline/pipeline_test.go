@@ -575,20 +575,32 @@ func TestOverBudgetLeaves(t *testing.T) {
 // failed scrape's markers, whose series come back at the next one), or
 // while no series waits for room, a series that went stale keeps its
 // models for --detect.stale-after.
+//
+// Series that stop with no marker do the same: a change of the shard count
+// (hashmod) moves most series to another shard, and Prometheus marks none
+// of them stale at the one they left, which then gets as many from the
+// other shards. Those held the room for the hour, so the shard that was
+// scaled out for want of room refused the series it gained.
 func TestStaleSeriesLeaveFullBudgets(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		forecasts bool          // the full budget is --forecast.max-series's
 		waiting   bool          // new pods want room
+		silent    bool          // the old pods' series stop with no staleness marker (moved to another shard)
 		after     time.Duration // from the old pods' markers to the sweep
 		holders   []string      // the pods whose series hold the budget after the sweep
 	}{
-		{"gone past the lookback, new pods waiting", false, true, 6 * time.Minute, []string{"new"}},
-		{"gone within the lookback", false, true, 4 * time.Minute, []string{"old"}},
-		{"nobody waiting", false, false, 6 * time.Minute, []string{"old"}},
-		{"forecasters: gone past the lookback, new pods waiting", true, true, 6 * time.Minute, []string{"new"}},
-		{"forecasters: gone within the lookback", true, true, 4 * time.Minute, []string{"old"}},
-		{"forecasters: nobody waiting", true, false, 6 * time.Minute, []string{"old"}},
+		{"gone past the lookback, new pods waiting", false, true, false, 6 * time.Minute, []string{"new"}},
+		{"gone within the lookback", false, true, false, 4 * time.Minute, []string{"old"}},
+		{"nobody waiting", false, false, false, 6 * time.Minute, []string{"old"}},
+		{"forecasters: gone past the lookback, new pods waiting", true, true, false, 6 * time.Minute, []string{"new"}},
+		{"forecasters: gone within the lookback", true, true, false, 4 * time.Minute, []string{"old"}},
+		{"forecasters: nobody waiting", true, false, false, 6 * time.Minute, []string{"old"}},
+		{"moved away: silent past the lookback, new series waiting", false, true, true, 6 * time.Minute, []string{"new"}},
+		{"moved away: silent within the lookback", false, true, true, 4 * time.Minute, []string{"old"}},
+		{"moved away: nobody waiting", false, false, true, 6 * time.Minute, []string{"old"}},
+		{"forecasters: moved away, silent past the lookback, new series waiting", true, true, true, 6 * time.Minute, []string{"new"}},
+		{"forecasters: moved away, silent within the lookback", true, true, true, 4 * time.Minute, []string{"old"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "", nil, func(o *Options) {
@@ -610,8 +622,10 @@ func TestStaleSeriesLeaveFullBudgets(t *testing.T) {
 				e.push(t0.UnixMilli()+int64(k)*stepMs, model.MetricTypeGauge, old, ov)
 			}
 			e.sync() // the old pods hold the budget before the new come
-			stale := math.Float64frombits(value.StaleNaN)
-			e.push(t0.UnixMilli()+3*stepMs, model.MetricTypeGauge, old, []float64{stale, stale})
+			if !tc.silent {
+				stale := math.Float64frombits(value.StaleNaN)
+				e.push(t0.UnixMilli()+3*stepMs, model.MetricTypeGauge, old, []float64{stale, stale})
+			}
 			if tc.waiting {
 				e.push(t0.UnixMilli()+3*stepMs, model.MetricTypeGauge, nw, nv)
 			}

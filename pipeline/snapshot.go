@@ -101,10 +101,11 @@ const (
 	// more often than --detect.stale-after. Older versions ignore it.
 	flagWaiting = 1 << 4
 	// flagStale: the series' input had gone stale (a staleness marker,
-	// nothing since) when the snapshot was taken. Its room, held after a
-	// restart, goes to series refused for want of it once it has not come
-	// back for Prometheus's lookback (see expireRestored), as the sweep
-	// gives the room of such a series it holds. Older versions ignore it.
+	// nothing since) when the snapshot was taken. The versions before
+	// expireRestored gave the room of any state not back for the lookback
+	// read it to give only such a state's room; this one no longer needs
+	// it, and writes it still for them (a downgrade). Older versions
+	// ignore it.
 	flagStale = 1 << 5
 )
 
@@ -973,13 +974,15 @@ func (p *Pipeline) keepRestored(saved *savedSeries) {
 // expireRestored forgets saved states whose series did not come back
 // within StaleAfter, stale forecast accuracy entries and the anomaly
 // counters of input names no longer scored. While series are
-// refused for want of room, the states of series that had gone stale
-// before the snapshot (flagStale) and have not come back for Prometheus's
-// lookback since the restart give back the room held for them, and are
-// kept as a waiting state is: held for StaleAfter, a Recreate rollout
-// during which omen restarted left the new pods unscored for an hour,
-// where without the restart the sweep gave them the old pods' room after
-// the lookback (see worker.sweep).
+// refused for want of room, the states of series that have not come back
+// for Prometheus's lookback since the restart give back the room held for
+// them, and are kept as a waiting state is: held for StaleAfter, a
+// Recreate rollout during which omen restarted (the old pods' series
+// stale before the snapshot) left the new pods unscored for an hour, and
+// so did a change of the shard count the pods restarted for (the series
+// moved to other shards, with no marker, held the room of those gained),
+// where without the restart the sweep gave them the room after the
+// lookback (see worker.sweep).
 func (p *Pipeline) expireRestored() {
 	now := p.opts.Now()
 	p.acc().expire(now.Add(-p.opts.StaleAfter).UnixMilli())
@@ -999,7 +1002,7 @@ func (p *Pipeline) expireRestored() {
 			continue
 		}
 		for _, s := range list {
-			if s.flags&flagStale != 0 && now.Sub(s.loadedAt).Milliseconds() > lookbackMs {
+			if now.Sub(s.loadedAt).Milliseconds() > lookbackMs {
 				p.releaseHeldLocked(s)
 			}
 		}

@@ -1207,18 +1207,25 @@ func TestSnapshotHeldNotForever(t *testing.T) {
 // (an hour by default): an omen restarted during a rollout left the new
 // pods unscored for that long. Within the lookback, or with nobody
 // refused, it is held; a state given up is kept, and its series, back,
-// competes for room as a newcomer does.
+// competes for room as a newcomer does. So for series that stopped with no
+// marker (moved to another shard by a change of the shard count, the pods
+// restarted to take it): held for the hour, they kept the series the
+// shard gained from the others unscored.
 func TestSnapshotStaleSeriesLeaveFullBudgets(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		waiting bool          // new pods want room
+		silent  bool          // the old pods' series stopped with no staleness marker
 		after   time.Duration // from the restart to expireRestored and the sweep
 		holders []string      // the pods scored after the sweep
 		held    int64
 	}{
-		{"gone past the lookback, new pods waiting", true, 6 * time.Minute, []string{"new-a", "new-b"}, 0},
-		{"gone within the lookback", true, 4 * time.Minute, nil, 2},
-		{"nobody waiting", false, 6 * time.Minute, nil, 2},
+		{"gone past the lookback, new pods waiting", true, false, 6 * time.Minute, []string{"new-a", "new-b"}, 0},
+		{"gone within the lookback", true, false, 4 * time.Minute, nil, 2},
+		{"nobody waiting", false, false, 6 * time.Minute, nil, 2},
+		{"moved away: gone past the lookback, new series waiting", true, true, 6 * time.Minute, []string{"new-a", "new-b"}, 0},
+		{"moved away: gone within the lookback", true, true, 4 * time.Minute, nil, 2},
+		{"moved away: nobody waiting", false, true, 6 * time.Minute, nil, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "models.snap")
@@ -1228,8 +1235,10 @@ func TestSnapshotStaleSeriesLeaveFullBudgets(t *testing.T) {
 			for k := range 3 {
 				e.pushPods(t0.UnixMilli()+int64(k)*stepMs, "old-a", "old-b")
 			}
-			stale := math.Float64frombits(value.StaleNaN)
-			e.push(t0.UnixMilli()+3*stepMs, model.MetricTypeGauge, []labels.Labels{pod("old-a"), pod("old-b")}, []float64{stale, stale})
+			if !tc.silent {
+				stale := math.Float64frombits(value.StaleNaN)
+				e.push(t0.UnixMilli()+3*stepMs, model.MetricTypeGauge, []labels.Labels{pod("old-a"), pod("old-b")}, []float64{stale, stale})
+			}
 			e.sync()
 			e.stop()
 

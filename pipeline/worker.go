@@ -1004,28 +1004,28 @@ func (w *worker) seen(s *series, nowMs int64) {
 func (w *worker) sweep() {
 	now := w.p.opts.Now()
 	cut := now.Add(-w.p.opts.StaleAfter).UnixMilli()
-	// A full budget does not wait StaleAfter for the series whose input
-	// went stale (a rollout's old pods: Prometheus marked every series of
-	// their targets) and has sent nothing since for Prometheus's lookback:
-	// those have left every query, and their room goes to the series it
-	// refuses (a Recreate rollout's new pods were left unscored for
-	// StaleAfter, an hour by default, while the dead pods held the room).
-	// A scrape that failed once marks its series too, but they are back
-	// within the lookback; one back later warms from its history, as any
-	// series whose models were dropped.
-	staleCut, goneCut := cut, max(cut, now.UnixMilli()-lookbackMs)
+	// A full budget does not wait StaleAfter for the series that have sent
+	// nothing for Prometheus's lookback: those have left every query, and
+	// their room goes to the series it refuses. A Recreate rollout's old
+	// pods (Prometheus marked every series of their targets stale) left
+	// the new pods unscored for StaleAfter, an hour by default; so did a
+	// change of the shard count (hashmod), which moves most series to
+	// another shard with no staleness marker at the one they left, while
+	// that one gains as many from the others: the shard scaled out for
+	// want of room refused them. A scrape that failed once marks its
+	// series too, and a sender's short outage silences them, but they are
+	// back within the lookback; one back later warms from its history, as
+	// any series whose models were dropped. Nobody waiting, they keep
+	// their models for StaleAfter.
+	goneCut := cut
 	if w.p.overBudgetNow.Load() > 0 {
-		staleCut = goneCut
+		goneCut = max(cut, now.UnixMilli()-lookbackMs)
 	}
 	ivs := w.p.intervals()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for ref, s := range w.series {
-		c := cut
-		if s.pub.stale {
-			c = staleCut
-		}
-		if s.lastSeen < c-ivs.everyMs(s) {
+		if s.lastSeen < goneCut-ivs.everyMs(s) {
 			w.drop(ref, s)
 		}
 	}
@@ -1053,19 +1053,22 @@ func (w *worker) sweep() {
 	// forecaster, and a derived input, which has no history to warm
 	// from, went cold.)
 	//
-	// With no room, the forecasters of series that went stale and have
-	// sent nothing for the lookback go to the series here that want one,
-	// as the detectors' room does above: a rollout's new pods forecast
-	// nothing for --detect.stale-after while the dead pods' forecasters,
-	// which forecast nothing either, held the budget. Their detectors are
-	// kept; one back later gets a forecaster again as room appears.
+	// With no room, the forecasters of series that have sent nothing for
+	// the lookback (stale or moved to another shard) go to the series here
+	// that want one, as the detectors' room does above: a rollout's new
+	// pods forecast nothing for --detect.stale-after while the dead pods'
+	// forecasters, which forecast nothing either, held the budget. Their
+	// detectors are kept; one back later gets a forecaster again as room
+	// appears.
 	cfg := w.p.cfg.Load()
+	goneMs := max(cut, now.UnixMilli()-lookbackMs)
+	isGone := func(s *series) bool { return s.lastSeen < goneMs-ivs.everyMs(s) }
 	if !w.p.forecastRoom() {
 		// The gone series first: usually none, and then no series'
 		// selection is matched again.
 		var gone []*series
 		for _, s := range w.series {
-			if s.fc != nil && s.pub.stale && s.lastSeen < goneCut-ivs.everyMs(s) {
+			if s.fc != nil && isGone(s) {
 				gone = append(gone, s)
 			}
 		}
@@ -1073,7 +1076,7 @@ func (w *worker) sweep() {
 			if len(gone) == 0 {
 				break
 			}
-			if _, ok := wantsForecaster(cfg, s); ok {
+			if _, ok := wantsForecaster(cfg, s); ok && !isGone(s) {
 				gone[len(gone)-1].fc = nil
 				gone = gone[:len(gone)-1]
 				w.p.forecasting.Add(-1)
@@ -1085,8 +1088,8 @@ func (w *worker) sweep() {
 	}
 	for _, s := range w.series {
 		sc, ok := wantsForecaster(cfg, s)
-		if !ok {
-			continue
+		if !ok || isGone(s) {
+			continue // a gone series would forecast nothing
 		}
 		if !reserve(&w.p.forecasting, &w.p.fcHeld, w.p.opts.ForecastMaxSeries, false) {
 			return
