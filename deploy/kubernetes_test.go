@@ -447,6 +447,11 @@ func checkSharded(t *testing.T, _ []object, d deployment) {
 	// The flush deadline is set: Prometheus's default of 1m would take
 	// most of the grace for an upstream that is down (checkOmen's budget).
 	require.Len(t, d.args["--storage.remote.flush-deadline"], 1)
+	// A change of the replica count moves most series to a shard with no
+	// history of them (TestReshardingMovesSeries): they warm from the
+	// Prometheus that feeds the shards, not cold for 64 samples.
+	require.Len(t, d.args["--backfill.remote-read-url"], 1, "moved series warm from the Prometheus that feeds the shards")
+	require.Len(t, d.args["--backfill.external-label"], 1)
 }
 
 // shutdownBudget is the longest SIGTERM to exit may take under the flags

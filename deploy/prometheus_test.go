@@ -418,6 +418,50 @@ func TestShardsPartitionSeries(t *testing.T) {
 	}
 }
 
+// TestReshardingMovesSeries measures, with Prometheus's relabel code and
+// the sharded overlay's hashmod, how many series change shard when the
+// shard count goes from n to n+1 (or back), and checks that the overlay
+// and docs/deploy.md say so. hashmod is not consistent hashing: a series
+// stays only where its hash modulo n and modulo n+1 agree, 1 in n+1 of
+// them, so n/(n+1) move (2 of 3 from 2 shards to 3), not the 1/n the
+// overlay said, and each moved series starts cold at its new shard
+// without a warm start from upstream.
+func TestReshardingMovesSeries(t *testing.T) {
+	c := loadPromConfig(t, read(t, shardedWrite))
+	var hashmod *relabel.Config
+	for _, rc := range c.RemoteWriteConfigs[0].WriteRelabelConfigs {
+		if rc.Action == relabel.HashMod {
+			hashmod = rc
+		}
+	}
+	require.NotNil(t, hashmod)
+	shard := func(ls labels.Labels, n int) string {
+		h := *hashmod
+		h.Modulus = uint64(n)
+		lb := labels.NewBuilder(ls)
+		relabel.ProcessBuilder(lb, &h)
+		return lb.Get(h.TargetLabel)
+	}
+	const targets = 6000
+	for n := 1; n <= 5; n++ {
+		moved := 0
+		for i := range targets {
+			ls := labels.FromStrings("namespace", fmt.Sprintf("ns%d", i%11), "job", fmt.Sprintf("job%d", i%17), "instance", fmt.Sprintf("10.%d.%d.%d:8080", i/65536, i/256%256, i%256))
+			if shard(ls, n) != shard(ls, n+1) {
+				moved++
+			}
+		}
+		want := float64(n) / float64(n+1)
+		got := float64(moved) / targets
+		t.Logf("%d -> %d shards: %.1f%% of the targets move (n/(n+1) = %.1f%%)", n, n+1, 100*got, 100*want)
+		require.InDelta(t, want, got, 0.03, "%d -> %d shards", n, n+1)
+	}
+	for _, f := range []string{shardedWrite, "../docs/deploy.md", "kubernetes/overlays/sharded/kustomization.yaml"} {
+		require.True(t, bytes.Contains(read(t, f), []byte("N/(N+1)")), "%s must say how many series a change of the shard count moves: N/(N+1)", f)
+	}
+	require.True(t, bytes.Contains(read(t, "../docs/deploy.md"), []byte("2 of 3")), "docs/deploy.md: the example of 2 to 3 shards")
+}
+
 // shardedReplicas reads the replica count the sharded overlay sets.
 func shardedReplicas(t *testing.T) int {
 	t.Helper()
