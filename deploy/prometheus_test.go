@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/prometheus/config"
@@ -445,21 +446,35 @@ func TestReshardingMovesSeries(t *testing.T) {
 	const targets = 6000
 	for n := 1; n <= 5; n++ {
 		moved := 0
+		// held[i]: the series shard i holds models of until the ones it
+		// lost go (--detect.stale-after): those it keeps, gains and lost.
+		held := make([]int, n+1)
 		for i := range targets {
 			ls := labels.FromStrings("namespace", fmt.Sprintf("ns%d", i%11), "job", fmt.Sprintf("job%d", i%17), "instance", fmt.Sprintf("10.%d.%d.%d:8080", i/65536, i/256%256, i%256))
-			if shard(ls, n) != shard(ls, n+1) {
+			from, to := shard(ls, n), shard(ls, n+1)
+			if from != to {
 				moved++
+			}
+			for s := range held {
+				if from == strconv.Itoa(s) || to == strconv.Itoa(s) {
+					held[s]++
+				}
 			}
 		}
 		want := float64(n) / float64(n+1)
 		got := float64(moved) / targets
-		t.Logf("%d -> %d shards: %.1f%% of the targets move (n/(n+1) = %.1f%%)", n, n+1, 100*got, 100*want)
+		most := float64(slices.Max(held)) / targets
+		t.Logf("%d -> %d shards: %.1f%% of the targets move (n/(n+1) = %.1f%%); a shard holds up to %.1f%% of them until the lost go (2/(n+1) = %.1f%%, 1/n = %.1f%% before)",
+			n, n+1, 100*got, 100*want, 100*most, 200/float64(n+1), 100/float64(n))
 		require.InDelta(t, want, got, 0.03, "%d -> %d shards", n, n+1)
+		require.InDelta(t, 2/float64(n+1), most, 0.03, "%d -> %d shards: the most a shard holds", n, n+1)
 	}
 	for _, f := range []string{shardedWrite, "../docs/deploy.md", "kubernetes/overlays/sharded/kustomization.yaml"} {
 		require.True(t, bytes.Contains(read(t, f), []byte("N/(N+1)")), "%s must say how many series a change of the shard count moves: N/(N+1)", f)
 	}
-	require.True(t, bytes.Contains(read(t, "../docs/deploy.md"), []byte("2 of 3")), "docs/deploy.md: the example of 2 to 3 shards")
+	docs := read(t, "../docs/deploy.md")
+	require.True(t, bytes.Contains(docs, []byte("2 of 3")), "docs/deploy.md: the example of 2 to 3 shards")
+	require.True(t, bytes.Contains(docs, []byte("2/(N+1)")), "docs/deploy.md must say how much a shard holds after a change of the shard count: 2/(N+1)")
 }
 
 // shardedReplicas reads the replica count the sharded overlay sets.
