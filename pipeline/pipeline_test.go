@@ -589,24 +589,32 @@ func TestStaleSeriesLeaveFullBudgets(t *testing.T) {
 		silent    bool          // the old pods' series stop with no staleness marker (moved to another shard)
 		after     time.Duration // from the old pods' markers to the sweep
 		holders   []string      // the pods whose series hold the budget after the sweep
+		hold      time.Duration // --detect.incident-hold, if not the default (5m)
 	}{
-		{"gone past the lookback, new pods waiting", false, true, false, 6 * time.Minute, []string{"new"}},
-		{"gone within the lookback", false, true, false, 4 * time.Minute, []string{"old"}},
-		{"nobody waiting", false, false, false, 6 * time.Minute, []string{"old"}},
-		{"forecasters: gone past the lookback, new pods waiting", true, true, false, 6 * time.Minute, []string{"new"}},
-		{"forecasters: gone within the lookback", true, true, false, 4 * time.Minute, []string{"old"}},
-		{"forecasters: nobody waiting", true, false, false, 6 * time.Minute, []string{"old"}},
-		{"moved away: silent past the lookback, new series waiting", false, true, true, 6 * time.Minute, []string{"new"}},
-		{"moved away: silent within the lookback", false, true, true, 4 * time.Minute, []string{"old"}},
-		{"moved away: nobody waiting", false, false, true, 6 * time.Minute, []string{"old"}},
-		{"forecasters: moved away, silent past the lookback, new series waiting", true, true, true, 6 * time.Minute, []string{"new"}},
-		{"forecasters: moved away, silent within the lookback", true, true, true, 4 * time.Minute, []string{"old"}},
+		{"gone past the lookback, new pods waiting", false, true, false, 6 * time.Minute, []string{"new"}, 0},
+		{"gone within the lookback", false, true, false, 4 * time.Minute, []string{"old"}, 0},
+		{"nobody waiting", false, false, false, 6 * time.Minute, []string{"old"}, 0},
+		{"forecasters: gone past the lookback, new pods waiting", true, true, false, 6 * time.Minute, []string{"new"}, 0},
+		{"forecasters: gone within the lookback", true, true, false, 4 * time.Minute, []string{"old"}, 0},
+		{"forecasters: nobody waiting", true, false, false, 6 * time.Minute, []string{"old"}, 0},
+		{"moved away: silent past the lookback, new series waiting", false, true, true, 6 * time.Minute, []string{"new"}, 0},
+		{"moved away: silent within the lookback", false, true, true, 4 * time.Minute, []string{"old"}, 0},
+		{"moved away: nobody waiting", false, false, true, 6 * time.Minute, []string{"old"}, 0},
+		{"forecasters: moved away, silent past the lookback, new series waiting", true, true, true, 6 * time.Minute, []string{"new"}, 0},
+		{"forecasters: moved away, silent within the lookback", true, true, true, 4 * time.Minute, []string{"old"}, 0},
+		// Silent series stay on /metrics for a longer incident hold: their
+		// room is not taken before it.
+		{"moved away: silent past the lookback, within a longer hold", false, true, true, 6 * time.Minute, []string{"old"}, 10 * time.Minute},
+		{"moved away: silent past a longer hold", false, true, true, 11 * time.Minute, []string{"new"}, 10 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "", nil, func(o *Options) {
 				o.MaxSeries, o.ForecastMaxSeries = 2, 100
 				if tc.forecasts {
 					o.MaxSeries, o.ForecastMaxSeries = 100, 2
+				}
+				if tc.hold > 0 {
+					o.IncidentHold = tc.hold
 				}
 			})
 			mk := func(p string, n int) (ls []labels.Labels, vs []float64) {

@@ -1017,15 +1017,23 @@ func (w *worker) sweep() {
 	// back within the lookback; one back later warms from its history, as
 	// any series whose models were dropped. Nobody waiting, they keep
 	// their models for StaleAfter.
-	goneCut := cut
-	if w.p.overBudgetNow.Load() > 0 {
-		goneCut = max(cut, now.UnixMilli()-lookbackMs)
-	}
+	refused := w.p.overBudgetNow.Load() > 0
 	ivs := w.p.intervals()
+	nowMs, holdMs := now.UnixMilli(), w.p.opts.IncidentHold.Milliseconds()
+	// gone reports whether s has left every query: stale with nothing
+	// since for the lookback, or silent, which takes it off /metrics too
+	// (the incident hold, if longer, included: an incident is not cut
+	// short).
+	gone := func(s *series) bool {
+		if s.pub.stale {
+			return s.lastSeen < nowMs-lookbackMs-ivs.everyMs(s)
+		}
+		return s.silent(holdMs, ivs.everyMs(s), nowMs)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for ref, s := range w.series {
-		if s.lastSeen < goneCut-ivs.everyMs(s) {
+		if s.lastSeen < cut-ivs.everyMs(s) || refused && gone(s) {
 			w.drop(ref, s)
 		}
 	}
@@ -1061,24 +1069,22 @@ func (w *worker) sweep() {
 	// detectors are kept; one back later gets a forecaster again as room
 	// appears.
 	cfg := w.p.cfg.Load()
-	goneMs := max(cut, now.UnixMilli()-lookbackMs)
-	isGone := func(s *series) bool { return s.lastSeen < goneMs-ivs.everyMs(s) }
 	if !w.p.forecastRoom() {
 		// The gone series first: usually none, and then no series'
 		// selection is matched again.
-		var gone []*series
+		var left []*series
 		for _, s := range w.series {
-			if s.fc != nil && isGone(s) {
-				gone = append(gone, s)
+			if s.fc != nil && gone(s) {
+				left = append(left, s)
 			}
 		}
 		for _, s := range w.series {
-			if len(gone) == 0 {
+			if len(left) == 0 {
 				break
 			}
-			if _, ok := wantsForecaster(cfg, s); ok && !isGone(s) {
-				gone[len(gone)-1].fc = nil
-				gone = gone[:len(gone)-1]
+			if _, ok := wantsForecaster(cfg, s); ok && !gone(s) {
+				left[len(left)-1].fc = nil
+				left = left[:len(left)-1]
 				w.p.forecasting.Add(-1)
 			}
 		}
@@ -1088,7 +1094,7 @@ func (w *worker) sweep() {
 	}
 	for _, s := range w.series {
 		sc, ok := wantsForecaster(cfg, s)
-		if !ok || isGone(s) {
+		if !ok || gone(s) {
 			continue // a gone series would forecast nothing
 		}
 		if !reserve(&w.p.forecasting, &w.p.fcHeld, w.p.opts.ForecastMaxSeries, false) {
