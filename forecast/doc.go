@@ -10,7 +10,9 @@
 //     additive, and multiplicative through the log scale;
 //   - multi-seasonal Fourier regression with a damped level correction (fourier.go);
 //   - the Theta method on seasonally adjusted data (theta.go);
-//   - seasonal naive, the floor (snaive.go);
+//   - seasonal naive, the floor, and with one season the seasonal random
+//     walk of the differences, last season's course from the latest value
+//     (snaive.go);
 //
 // each offered on the log scale and on the value scale when the series is
 // positive (rawscale.go). Their parameters are fitted to multi-step errors,
