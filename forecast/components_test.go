@@ -80,7 +80,7 @@ func TestThetaHalfTrend(t *testing.T) {
 func TestComponentsUpdateMatchesRefit(t *testing.T) {
 	const n, H = 720, 48
 	y := planted(n, H+24, 50, 0, 5, 0)
-	for _, c := range []component{newSeasonalNaive(24), newHoltWinters(false, []int{24}, H), newTheta(24, H), newFourierReg([]int{24}, H)} {
+	for _, c := range []component{newSeasonalNaive(24), newSeasonalDiff(24), newHoltWinters(false, []int{24}, H), newTheta(24, H), newFourierReg([]int{24}, H)} {
 		t.Run(c.name(), func(t *testing.T) {
 			require.True(t, c.fit(y[:n], nil))
 			for _, v := range y[n : n+24] {
@@ -97,7 +97,7 @@ func TestComponentsUpdateMatchesRefit(t *testing.T) {
 
 func TestComponentsRejectShortHistory(t *testing.T) {
 	y := planted(30, 0, 10, 0, 1, 0)
-	for _, c := range []component{newSeasonalNaive(48), newHoltWinters(false, []int{24}, 48), newTheta(24, 48), newFourierReg([]int{24}, 48)} {
+	for _, c := range []component{newSeasonalNaive(48), newSeasonalDiff(48), newHoltWinters(false, []int{24}, 48), newTheta(24, 48), newFourierReg([]int{24}, 48)} {
 		require.False(t, c.fit(y, nil), c.name())
 	}
 	require.False(t, newHoltWinters(true, []int{4}, 4).fit(append([]float64{-1}, planted(100, 0, 10, 0, 1, 0)...), nil), "multiplicative needs positive data")
@@ -272,5 +272,34 @@ func TestQuantileMatchesSorted(t *testing.T) {
 			}
 			require.Equal(t, math.Float64bits(want), math.Float64bits(got), "trial %d, n %d, q %v", trial, n, q)
 		}
+	}
+}
+
+// TestSeasonalDiff: the seasonal random walk of the differences continues
+// a line plus a season exactly, a season ahead and beyond (the season's
+// change once more per season), from the latest value.
+func TestSeasonalDiff(t *testing.T) {
+	const n, H = 100, 60 // 60 steps: two and a half seasons of 24
+	for _, tc := range []struct {
+		name  string
+		slope float64
+	}{
+		{"level+season", 0},
+		{"trend+season", 0.05},
+		{"falling+season", -0.3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y := planted(n, H, 100, tc.slope, 10, 0)
+			c := newSeasonalDiff(24)
+			require.True(t, c.fit(y[:n-5], nil))
+			for _, v := range y[n-5 : n] {
+				c.update(v) // the ring turned: pos is not 0
+			}
+			fc := make([]float64, H)
+			c.forecast(fc)
+			for h := range fc {
+				require.InDelta(t, y[n+h], fc[h], 1e-9, "h=%d", h+1)
+			}
+		})
 	}
 }
