@@ -728,6 +728,16 @@ func (a *healthAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels
 	return ref, errors.New("exemplars not supported")
 }
 
+// GetRef forwards to the TSDB's appender, which has it: the write handler
+// asks the head whether it holds a series before it may create it (see
+// WriteOptions.MaxHeadSeries).
+func (a *healthAppender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
+	if g, ok := a.AppenderV2.(storage.GetRef); ok {
+		return g.GetRef(ls, hash)
+	}
+	return 0, labels.EmptyLabels()
+}
+
 func (a *healthAppender) Commit() error {
 	s, app, gen, open := a.s, a.AppenderV2, a.gen, a.open
 	a.release()
@@ -887,4 +897,7 @@ type AppendableV2 = storage.AppendableV2
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-var _ storage.ExemplarAppenderV2 = (*healthAppender)(nil)
+var (
+	_ storage.ExemplarAppenderV2 = (*healthAppender)(nil)
+	_ storage.GetRef             = (*healthAppender)(nil)
+)

@@ -73,6 +73,19 @@ type WriteOptions struct {
 	// OutOfOrderTimeWindow is the storage's: with one, the head judges
 	// the order of a request's samples itself (see appendState.inOrder).
 	OutOfOrderTimeWindow time.Duration
+	// MaxHeadSeries bounds the series of the TSDB's head, as Mimir's
+	// per-tenant series limit bounds an ingester's: once HeadSeries is at
+	// it, a request's series the head does not hold are refused (400,
+	// counted in omen_remote_write_series_refused_total), while the
+	// samples of those it holds are appended as ever. A label explosion
+	// upstream then costs a bounded head, not an OOM kill. The count is
+	// the head's own (omen's output series included, which are never
+	// refused: --detect.max-series bounds them), so room comes back as
+	// the head drops series that stopped. 0: no bound.
+	MaxHeadSeries int
+	// HeadSeries returns the series in the head (Storage.HeadSeries);
+	// without it MaxHeadSeries bounds nothing.
+	HeadSeries func() uint64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -167,6 +180,8 @@ type writeMetrics struct {
 	rejected                                *prometheus.CounterVec
 	inflight                                prometheus.Gauge
 	overloaded                              prometheus.Counter
+	seriesRefused                           prometheus.Counter
+	seriesLimit                             prometheus.Gauge
 }
 
 func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
@@ -192,6 +207,14 @@ func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
 			Name: "omen_remote_write_overloaded_requests_total",
 			Help: "Remote-write requests refused with 503 because too many requests or bytes were in flight.",
 		}),
+		seriesRefused: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_remote_write_series_refused_total",
+			Help: "New series refused by remote write because the TSDB's head was at --write.max-head-series, once per request that carried them; their samples are in omen_remote_write_samples_rejected_total{reason=\"series_limit\"}.",
+		}),
+		seriesLimit: f.NewGauge(prometheus.GaugeOpts{
+			Name: "omen_tsdb_head_series_limit",
+			Help: "The bound on the TSDB's head series (--write.max-head-series) past which remote write refuses new series; 0: none. Compare with omen_tsdb_head_series.",
+		}),
 	}
 	m.receivedFloat, m.receivedHist, m.receivedEx = m.received.WithLabelValues("float"),
 		m.received.WithLabelValues("histogram"), m.received.WithLabelValues("exemplar")
@@ -210,14 +233,28 @@ func newWriteMetrics(reg prometheus.Registerer) *writeMetrics {
 
 // rejectReasons are the reasons appendState.reject counts, by sample type.
 var rejectReasons = map[string][]string{
-	"float":     {"invalid_labels", "invalid_metadata", "invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "ha_too_many_clusters"},
-	"histogram": {"invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "invalid_histogram", "histograms_disabled"},
-	"exemplar":  {"invalid", "unsupported", "too_far_in_future", "unknown_series"},
+	"float":     {"invalid_labels", "invalid_metadata", "invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "ha_too_many_clusters", "series_limit"},
+	"histogram": {"invalid_timestamp", "too_far_in_future", "out_of_order", "duplicate", "too_old", "invalid_histogram", "histograms_disabled", "series_limit"},
+	"exemplar":  {"invalid", "unsupported", "too_far_in_future", "unknown_series", "series_limit"},
 }
 
 // StorageReopened forgets the series references the handler cached: the
 // TSDB was reopened and numbers its series anew (see Storage.OnReopen).
 func (h *WriteHandler) StorageReopened() { h.refs.reset() }
+
+// SeriesDeleted is told the references of series the head dropped
+// (Storage.OnSeriesDeleted). Under MaxHeadSeries the handler forgets its
+// cached references then: the head's Append, given the reference of a
+// series it dropped, creates the series anew from its labels, and a
+// series that came back after hours away was created past the limit
+// without the check of a new series (admit). Forgotten, every series is
+// looked up in the head once more, a request's worth of misses after a
+// compaction that dropped series (one every 2 hours at most).
+func (h *WriteHandler) SeriesDeleted(refs []storage.SeriesRef) {
+	if h.opts.MaxHeadSeries > 0 && len(refs) > 0 {
+		h.refs.reset()
+	}
+}
 
 // NewWriteHandler returns the remote-write handler.
 func NewWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage.AppendableV2, opts WriteOptions) *WriteHandler {
@@ -270,6 +307,10 @@ func NewWriteHandler(logger *slog.Logger, reg prometheus.Registerer, app storage
 		}
 		h.ha = newHATracker(logger, reg, ha)
 	}
+	if opts.HeadSeries == nil {
+		h.opts.MaxHeadSeries = 0 // nothing to count with: no bound
+	}
+	h.metrics.seriesLimit.Set(float64(max(h.opts.MaxHeadSeries, 0)))
 	seed := maphash.MakeSeed()
 	h.hash = func(b []byte) uint64 { return maphash.Bytes(seed, b) }
 	h.bufs.New = func() any { return &writeBuffers{} }
@@ -685,6 +726,14 @@ type appendState struct {
 	seenGen uint32
 	seenN   int
 	last    *seenSample
+	// getRef tells the series the head holds from new ones under
+	// MaxHeadSeries (see admit); nil without the limit.
+	getRef storage.GetRef
+	// The new series refused at the limit: how many, their samples, the
+	// head's series then, and the first one's labels, for the answer.
+	limited, limitedSamples int
+	limitHeld               uint64
+	limitedFirst            string
 }
 
 // seenSample is a series' newest sample in a request: its time and value,
@@ -757,6 +806,45 @@ func (a *appendState) reject(typ, reason string, n int, format string, args ...a
 	if len(a.problems) < maxReportedErrors {
 		a.problems = append(a.problems, shorten(fmt.Sprintf(format, args...)))
 	}
+}
+
+// admit decides whether a series the ref cache did not know may be
+// appended under MaxHeadSeries, before its first sample is: it returns the
+// head's reference of a series the head holds, or 0 for a new series while
+// the head has room (the append creates it). A new series while the head
+// holds MaxHeadSeries or more is refused, its nf float, nh histogram and
+// ne exemplar samples counted, and admit returns false. Only series the
+// cache missed come here, and only with the limit on (a.getRef): a known
+// series' append costs what it did. The head's count grows as the series
+// are created, so the bound is exact within a request; requests appending
+// at once may each create one series past it (at most
+// MaxInflightRequests - 1 in all) between a check and its append.
+func (a *appendState) admit(ls labels.Labels, nf, nh, ne int) (storage.SeriesRef, bool) {
+	if ref, _ := a.getRef.GetRef(ls, ls.Hash()); ref != 0 {
+		return ref, true
+	}
+	held := a.h.opts.HeadSeries()
+	if held < uint64(a.h.opts.MaxHeadSeries) {
+		return 0, true
+	}
+	m := a.h.metrics
+	m.seriesRefused.Inc()
+	for _, r := range [...]struct {
+		typ string
+		n   int
+	}{{"float", nf}, {"histogram", nh}, {"exemplar", ne}} {
+		if r.n > 0 {
+			m.rejected.WithLabelValues(r.typ, "series_limit").Add(float64(r.n))
+		}
+	}
+	if a.limited == 0 {
+		a.limitedFirst = shorten(ls.String())
+	}
+	a.limited++
+	a.limitedSamples += nf + nh
+	a.nProblem += nf + nh
+	a.limitHeld = held
+	return 0, false
 }
 
 // sample appends one float or histogram sample and classifies a failure.
@@ -973,8 +1061,15 @@ func (a *appendState) finish() (writeStats, *httpError) {
 	}
 	if a.nProblem > 0 {
 		more := ""
-		if a.nProblem > len(a.problems) {
-			more = fmt.Sprintf(" (and %d more)", a.nProblem-len(a.problems))
+		if n := a.nProblem - a.limitedSamples - len(a.problems); n > 0 {
+			more = fmt.Sprintf(" (and %d more)", n)
+		}
+		if a.limited > 0 {
+			// One line for all the series the limit refused: named first,
+			// as what the sender's operator has to act on.
+			limit := fmt.Sprintf("%d new series refused: the head holds %d series, its limit (--write.max-head-series) is %d; the first: %s",
+				a.limited, a.limitHeld, a.h.opts.MaxHeadSeries, a.limitedFirst)
+			a.problems = append([]string{limit}, a.problems...)
 		}
 		return a.stats, errorf(http.StatusBadRequest, "%d sample(s) rejected, the rest stored: %s%s",
 			a.nProblem, strings.Join(a.problems, "; "), more)
@@ -1009,6 +1104,9 @@ func (h *WriteHandler) begin(r *http.Request, b *writeBuffers) *appendState {
 		problems: a.problems[:0],
 		seen:     a.seen,
 		seenGen:  a.seenGen,
+	}
+	if h.opts.MaxHeadSeries > 0 {
+		a.getRef, _ = a.app.(storage.GetRef)
 	}
 	a.resetSeen()
 	return a
@@ -1052,6 +1150,12 @@ func (h *WriteHandler) appendV1(r *http.Request, b *writeBuffers) (writeStats, *
 			continue
 		}
 		var ref storage.SeriesRef
+		if a.getRef != nil && len(ts.Samples)+len(ts.Histograms) > 0 {
+			var ok bool
+			if ref, ok = a.admit(ls, len(ts.Samples), len(ts.Histograms), len(ts.Exemplars)); !ok {
+				continue
+			}
+		}
 		for _, s := range ts.Samples {
 			ref = a.sample(ref, ls, 0, s.Timestamp, s.Value, nil, nil, storage.AppendV2Options{})
 			if a.fatal != nil {
@@ -1142,9 +1246,15 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 			a.reject("float", "empty_series", 0, "series %d %s: no samples, histograms or exemplars; a remote-write 2.0 series must carry at least one", i, ls)
 			continue
 		}
+		var ref storage.SeriesRef
+		if a.getRef != nil && n > 0 {
+			var ok bool
+			if ref, ok = a.admit(ls, len(ts.Samples), len(ts.Histograms), len(ts.Exemplars)); !ok {
+				continue
+			}
+		}
 		h.opts.Metadata.noteSeries(ls.Get(labels.MetricName), md)
 		opts := storage.AppendV2Options{Metadata: md}
-		var ref storage.SeriesRef
 		for _, s := range ts.Samples {
 			ref = a.sample(ref, ls, s.StartTimestamp, s.Timestamp, s.Value, nil, nil, opts)
 			if a.fatal != nil {
@@ -1296,6 +1406,12 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 			// target's job and instance last): lookupV1 compares them as
 			// a set.
 			cacheable = cacheable && !lc.empty
+			if a.getRef != nil && s.samplesTo > s.samplesFrom {
+				var ok bool
+				if ref, ok = a.admit(ls, int(s.samplesTo-s.samplesFrom), 0, 0); !ok {
+					continue
+				}
+			}
 		}
 		first := ref
 		for _, smp := range d.samples[s.samplesFrom:s.samplesTo] {
@@ -1304,7 +1420,7 @@ func (h *WriteHandler) appendFastV1(r *http.Request, b *writeBuffers, body []byt
 				return a.finish()
 			}
 		}
-		if cacheable && ref != 0 && ref != first {
+		if cacheable && ref != 0 && (!cached || ref != first) {
 			h.refs.put(hash, a.epoch, refEntry{ref: ref, ls: ls})
 		}
 	}
@@ -1479,6 +1595,12 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 				continue
 			}
 			uncacheable = !lc.raw() // see appendFastV1
+			if a.getRef != nil && n > 0 {
+				var ok bool
+				if ref, ok = a.admit(ls, n, 0, 0); !ok {
+					continue
+				}
+			}
 		}
 		typ, help, unit := metricType(s.meta.typ), d.sym(body, s.meta.help), d.sym(body, s.meta.unit)
 		md := e.meta
@@ -1494,7 +1616,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 				return a.finish()
 			}
 		}
-		if h.refs != nil && !uncacheable && ref != 0 && (ref != first || md != e.meta) {
+		if h.refs != nil && !uncacheable && ref != 0 && (!cached || ref != first || md != e.meta) {
 			h.refs.put(hash, a.epoch, refEntry{ref: ref, ls: ls, meta: md})
 		}
 	}

@@ -158,19 +158,29 @@ func benchmarkWrite(b *testing.B, contentType string, newReq func(first, n int, 
 		generic bool
 		cache   int
 		wal     compression.Type
+		limit   bool
 	}{
-		{"decoder=fast/cache=on", false, 0, compression.None},
+		{"decoder=fast/cache=on", false, 0, compression.None, false},
 		// omen serve's default WAL, as Prometheus's.
-		{"decoder=fast/cache=on/wal=snappy", false, 0, compression.Snappy},
-		{"decoder=fast/cache=off", false, -1, compression.None},
-		{"decoder=generic", true, -1, compression.None},
+		{"decoder=fast/cache=on/wal=snappy", false, 0, compression.Snappy, false},
+		{"decoder=fast/cache=off", false, -1, compression.None, false},
+		{"decoder=generic", true, -1, compression.None, false},
+		// --write.max-head-series above the head: known series, which
+		// the limit must not slow (a cache hit is never checked; a miss
+		// asks the head's GetRef, then appends by reference).
+		{"decoder=fast/cache=on/limit=on", false, 0, compression.None, true},
+		{"decoder=fast/cache=off/limit=on", false, -1, compression.None, true},
 	} {
 		for _, nSeries := range []int{10000, 100000} {
 			b.Run(fmt.Sprintf("%s/series=%d", c.name, nSeries), func(b *testing.B) {
 				s := NewStorage(nil, nil, Options{Path: b.TempDir(), MaxExemplars: 1000, WALCompression: c.wal})
 				require.NoError(b, s.Open())
 				b.Cleanup(func() { require.NoError(b, s.Close()) })
-				h := NewWriteHandler(nil, nil, s, WriteOptions{SeriesCacheSize: c.cache, Metadata: NewMetadata(nil, nil)})
+				o := WriteOptions{SeriesCacheSize: c.cache, Metadata: NewMetadata(nil, nil)}
+				if c.limit {
+					o.MaxHeadSeries, o.HeadSeries = 2*nSeries, s.HeadSeries
+				}
+				h := NewWriteHandler(nil, nil, s, o)
 				h.generic = c.generic
 				// A round's requests are encoded with the timer stopped,
 				// each round one millisecond later, so appends are in order.
