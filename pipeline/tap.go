@@ -158,6 +158,17 @@ func (a *tapAppender) AppendExemplars(ref storage.SeriesRef, ls labels.Labels, e
 	return ref, nil
 }
 
+// GetRef forwards to next (storage.GetRef): the write handler asks the
+// head whether it holds a series before it may create one under
+// --write.max-head-series, and without it through the tap it bounded
+// nothing.
+func (a *tapAppender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
+	if g, ok := a.next.(storage.GetRef); ok {
+		return g.GetRef(ls, hash)
+	}
+	return 0, labels.EmptyLabels()
+}
+
 func (a *tapAppender) Commit() error {
 	defer a.release()
 	if err := a.next.Commit(); err != nil {
