@@ -197,18 +197,24 @@ func (w *ackWriter) requireNoneLostInWindows(t testing.TB, base string, perWindo
 	return total
 }
 
-// metricValue reads one unlabelled sample from a /metrics page.
-func metricValue(base, name string) (float64, error) {
+// metricsPage reads base's /metrics page.
+func metricsPage(base string) (string, error) {
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(base + "/metrics")
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// metricValue reads one unlabelled sample from a /metrics page.
+func metricValue(base, name string) (float64, error) {
+	page, err := metricsPage(base)
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(page, "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/common/version"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/fileutil"
 	"github.com/prometheus/prometheus/util/compression"
 	promfeatures "github.com/prometheus/prometheus/util/features"
@@ -137,6 +138,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("256MiB").BytesVar(&f.maxInflightB)
 	cl.Flag("write.max-series-per-request", "Series one remote-write request may carry (400 beyond).").
 		Default(fmt.Sprint(d.MaxSeriesPerRequest)).IntVar(&f.write.MaxSeriesPerRequest)
+	cl.Flag("write.max-head-series", "Series the TSDB's head may hold (omen_tsdb_head_series: the series written to omen, plus ~4 outputs per scored series and 9 per forecast one) before remote write refuses new series: 400 naming the limit, counted in omen_remote_write_series_refused_total; samples of the series it holds are still stored, and room comes back as the head drops series that stopped. Bounds the memory a label explosion upstream takes (~1 KB of heap per head series) instead of an OOM kill. 0: no bound, as in Prometheus: omen cannot know the memory it is given, and a bound below a deployment's head would refuse its data; size it from docs/deploy.md (Series limit).").
+		Default("0").IntVar(&f.write.MaxHeadSeries)
 	cl.Flag("write.max-labels-per-series", "Labels one series may have (400 beyond).").
 		Default(fmt.Sprint(d.Labels.MaxLabels)).IntVar(&f.write.Labels.MaxLabels)
 	cl.Flag("write.max-label-name-length", "Bytes of one label name (400 beyond).").
@@ -315,9 +318,6 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	// Nothing reloads before the run group starts (the reloader and the
 	// server are actors of it).
 	cfgLoader.OnReload(reloadListener(pl, fwd))
-	// Series the head drops lose their models too (they come back with new
-	// references).
-	store.OnSeriesDeleted(pl.SeriesDeleted)
 	// The per-series families (outputs, omen_model_ready) are streamed by
 	// /metrics, not built as client_golang metrics on every scrape.
 	reg.MustRegister(pl.AccuracyCollector())
@@ -349,12 +349,20 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	mux.Handle("/api/v1/metadata", "/api/v1/metadata", server.APIEndpoint(apiOpts.CORSOrigin, f.write.Metadata, http.MethodGet))
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	f.write.OutOfOrderTimeWindow = time.Duration(f.oooWindow)
+	f.write.HeadSeries = store.HeadSeries
 	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
 	// A TSDB reopened to repair its WAL numbers its series anew: the write
 	// path's cached references and the scorers' series go.
 	store.OnReopen(func() {
 		wh.StorageReopened()
 		pl.StorageReopened()
+	})
+	// Series the head drops lose their models too (they come back with new
+	// references), and under --write.max-head-series the write path's
+	// cached references (see WriteHandler.SeriesDeleted).
+	store.OnSeriesDeleted(func(refs []storage.SeriesRef) {
+		pl.SeriesDeleted(refs)
+		wh.SeriesDeleted(refs)
 	})
 	mux.Handle("/api/v1/write", "/api/v1/write", wh)
 	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.APIEndpoint(apiOpts.CORSOrigin, server.RequireReady(readable)(pl.AnomaliesHandler().ServeHTTP), http.MethodGet, http.MethodPost))
