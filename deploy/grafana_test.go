@@ -26,6 +26,7 @@ var omenMetrics = []string{
 	"anomaly_score", "yhat", "yhat_lower", "yhat_upper", "forecast", "forecast_lower", "forecast_upper",
 	"omen_http_requests_total", "omen_remote_write_samples_received_total", "omen_remote_write_samples_appended_total",
 	"omen_remote_write_samples_rejected_total", "omen_remote_write_requests_inflight", "omen_tsdb_head_series", "omen_storage_writable",
+	"omen_tsdb_head_series_limit", "omen_remote_write_series_refused_total",
 	"omen_series_scored", "omen_series_over_budget_total", "omen_series_over_budget", "omen_models_warming", "omen_model_ready",
 	"omen_warm_start_remote_read_pending", "omen_warm_start_remote_read_failures_total",
 	"omen_incident_peak_score", "omen_incident_duration_seconds",

@@ -89,6 +89,25 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} skips new series beyond --detect.max-series: raise the budget, add shards or narrow include.`,
 		},
 		{
+			// --write.max-head-series (the gauge is 0 without it): at the
+			// limit new series are refused, so the warning comes first,
+			// while there is time to find what adds series or to raise
+			// the limit with the memory.
+			name: "OmenHeadSeriesNearLimit", severity: "warning", for_: 15 * time.Minute,
+			expr:    `omen_tsdb_head_series / (omen_tsdb_head_series_limit > 0) > 0.8`,
+			summary: `omen {{ $labels.instance }}'s TSDB head holds {{ $value | humanizePercentage }} of its --write.max-head-series: at the limit new series are refused.`,
+		},
+		{
+			// A series refused at the limit is refused at every request
+			// that carries it, so the rate lasts as long as the refusals.
+			// Its samples are lost (Prometheus drops a 400), the known
+			// series' are stored: a warning, as OmenSamplesRejected, with
+			// which it may fire (the samples count there too).
+			name: "OmenHeadSeriesLimitReached", severity: "warning", for_: 5 * time.Minute,
+			expr:    `rate(omen_remote_write_series_refused_total[5m]) > 0`,
+			summary: `omen {{ $labels.instance }} refuses new series: its TSDB head is at --write.max-head-series. Their samples are dropped (400); the series it holds are stored and scored as before.`,
+		},
+		{
 			// Models warm up over a season or two of data; most series
 			// still cold after hours means they never get enough samples.
 			name: "OmenModelsNotReady", severity: "warning", for_: 2 * time.Hour,
