@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 
-	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecast"
 )
 
@@ -119,11 +118,10 @@ type savedSeries struct {
 	inc     incidentState
 	absDif  float64 // the MASE scale, see series.absDif; nDif 0: none saved
 	nDif    uint32
-	det, fc []byte
-	// ext: the fields of a later release after those this one reads,
-	// written back as read while its series has not claimed the state
-	// (see encodeRestored), so that an upgrade again finds them.
-	ext      []byte
+	// state is its models, and the fields of a later release after those
+	// this one reads (see savedState), packed by codec.
+	state    []byte
+	codec    *stateCodec
 	loadedAt time.Time
 	// unheld: what was held of the budgets for its series is given back
 	// (see Pipeline.releaseHeld); under restoreMu.
@@ -381,8 +379,12 @@ func (p *Pipeline) encodeRestored(e *snapEncoder, c *snapCursor) error {
 	}
 	p.restoreMu.Unlock()
 	for _, s := range waiting { // immutable once read
+		st, err := s.unpack()
+		if err != nil {
+			return err
+		}
 		c.lbl = appendLabels(c.lbl[:0], s.ls)
-		c.buf = appendRecord(c.buf, c.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, s.ext)
+		c.buf = appendRecord(c.buf, c.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, st.det, st.fc, st.ext)
 		c.n++
 		if len(c.buf) >= c.limit {
 			if err := e.flush(c); err != nil {
@@ -555,7 +557,8 @@ func (p *Pipeline) restore() {
 			p.logger.Warn("Reading the learnt external labels of the backfill upstream; they are learnt again", "err", err)
 		}
 	}
-	saved, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now())
+	codec := &stateCodec{}
+	saved, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now(), codec)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		p.logger.Info("No model snapshot; series warm from TSDB history", "path", p.opts.SnapshotPath)
@@ -581,20 +584,9 @@ next:
 	// Models of a release whose detector state this one does not read (an
 	// upgrade across many versions, a rollback) warm from history series
 	// by series, as they come (see series.restore), which logs nothing:
-	// said here, once, with how many and why.
-	unreadable := 0
-	var why error
-	for _, list := range m {
-		for _, s := range list {
-			if len(s.det) == 0 {
-				continue // saved without models, to warm again (see snapCursor.series)
-			}
-			if err := cmp.Or(detect.Readable(s.det), fcReadable(s.fc)); err != nil {
-				unreadable++
-				why = cmp.Or(why, err)
-			}
-		}
-	}
+	// said here, once, with how many and why (counted as they were read,
+	// a record replaced by a later one's included).
+	unreadable, why := codec.unreadable, codec.why
 	p.restoreMu.Lock()
 	var held, fc int64
 	for _, list := range m {
@@ -674,7 +666,10 @@ func (p *Pipeline) staleDeselected(ctx context.Context) {
 	}
 }
 
-func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
+// readSnapshot reads the snapshot at path, its records' states packed by
+// codec (see savedState), which then only unpacks.
+func readSnapshot(path string, now time.Time, codec *stateCodec) ([]*savedSeries, error) {
+	defer codec.done()
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -741,27 +736,28 @@ func readSnapshot(path string, now time.Time) ([]*savedSeries, error) {
 	}
 	d := decoder{r: r}
 	if version >= snapSized {
-		return readSized(&d, now)
+		return readSized(&d, now, codec)
 	}
-	return readRecords(&d, func() (*savedSeries, error) { return readFields(&d, version, now) })
+	return readRecords(&d, codec, func() (*savedSeries, savedState, error) { return readFields(&d, version, now) })
 }
 
 // readRecords reads the records that follow d's header, each with read,
-// until the end tag.
-func readRecords(d *decoder, read func() (*savedSeries, error)) ([]*savedSeries, error) {
+// until the end tag, and packs their states with codec.
+func readRecords(d *decoder, codec *stateCodec, read func() (*savedSeries, savedState, error)) ([]*savedSeries, error) {
 	var out []*savedSeries
 	for {
 		tag := d.u8()
 		if d.err != nil || tag == 0 {
 			break
 		}
-		s, err := read()
+		s, st, err := read()
 		if d.err == nil {
 			d.err = err
 		}
 		if d.err != nil {
 			break
 		}
+		codec.add(s, st)
 		out = append(out, s)
 	}
 	if d.err != nil {
@@ -781,8 +777,8 @@ type recordReader interface {
 
 // readFields reads the fields of a record of version, in the order
 // appendRecord writes them; the error is the labels'. A read error stays
-// in r.
-func readFields(r recordReader, version uint16, now time.Time) (*savedSeries, error) {
+// in r. The state returned is of r's memory.
+func readFields(r recordReader, version uint16, now time.Time) (*savedSeries, savedState, error) {
 	ls, err := decodeLabels(r.bytes())
 	s := &savedSeries{ls: ls, flags: r.u8(), prevRaw: math.Float64frombits(r.u64()), prevT: int64(r.u64()), loadedAt: now}
 	if version >= 3 {
@@ -795,26 +791,28 @@ func readFields(r recordReader, version uint16, now time.Time) (*savedSeries, er
 	if version >= 5 {
 		s.absDif, s.nDif = math.Float64frombits(r.u64()), r.u32()
 	}
-	s.det, s.fc = r.bytes(), r.bytes()
-	if version == 1 && len(s.fc) > 0 {
-		s.fc = append([]byte{0}, s.fc...) // the model alone
+	var st savedState
+	st.det, st.fc = r.bytes(), r.bytes()
+	if version == 1 && len(st.fc) > 0 {
+		st.fc = append([]byte{0}, st.fc...) // the model alone
 	}
-	return s, err
+	return s, st, err
 }
 
 // readSized reads the records of a snapshot of version snapSized or later,
 // each whole, then its fields (see fields): those of a later release are
 // kept in ext.
-func readSized(d *decoder, now time.Time) ([]*savedSeries, error) {
+func readSized(d *decoder, now time.Time, codec *stateCodec) ([]*savedSeries, error) {
 	var r fields // one for every record: through recordReader it is on the heap
-	return readRecords(d, func() (*savedSeries, error) {
-		// One allocation a record: det, fc and ext are slices of it.
+	return readRecords(d, codec, func() (*savedSeries, savedState, error) {
+		// One allocation a record: det, fc and ext are slices of it,
+		// garbage once packed.
 		r = fields{b: d.bytes()}
-		s, err := readFields(&r, snapSized, now)
+		s, st, err := readFields(&r, snapSized, now)
 		if r.more() {
-			s.ext = r.b
+			st.ext = r.b
 		}
-		return s, cmp.Or(r.err, err)
+		return s, st, cmp.Or(r.err, err)
 	})
 }
 
@@ -1016,8 +1014,11 @@ func (saved *savedSeries) counter() bool { return saved.flags&flagCounter != 0 }
 // awaiting new models when the snapshot was taken, not saved (a snapshot
 // of an older version has only the first).
 func (saved *savedSeries) forecaster() bool {
-	return len(saved.fc) > 0 || saved.flags&flagForecaster != 0
+	return saved.flags&flagForecaster != 0 // set at the read for a state saved (see stateCodec.add)
 }
+
+// unpack returns the saved state, in memory of its own.
+func (saved *savedSeries) unpack() (savedState, error) { return saved.codec.unpack(saved.state) }
 
 // restore loads saved state into s; false if it does not decode (another
 // detector version, say), in which case s warms from history.
@@ -1027,33 +1028,37 @@ func (s *series) restore(saved *savedSeries) bool {
 		// its models learnt another quantity.
 		return false
 	}
+	st, err := saved.unpack()
+	if err != nil {
+		return false
+	}
 	if s.grp != nil {
-		if err := s.grp.g.Restore(saved.det); err != nil {
+		if err := s.grp.g.Restore(st.det); err != nil {
 			return false
 		}
 		s.pub.incidentState = saved.inc
 		s.pub.ready = s.grp.g.Ready()
 		return true
 	}
-	if s.fc != nil && !s.fc.sameSteps(saved.fc) {
+	if s.fc != nil && !s.fc.sameSteps(st.fc) {
 		// Its forecaster learnt the steps of other horizons: the series
 		// starts again from its history, as after a reload to them.
 		return false
 	}
 	// Restore keeps the options the configuration gives now.
-	if err := s.det.Restore(saved.det); err != nil {
+	if err := s.det.Restore(st.det); err != nil {
 		return false
 	}
 	fcLost := false
-	if s.fc != nil && len(saved.fc) > 0 {
-		if err := s.fc.restoreState(saved.fc); err != nil {
+	if s.fc != nil && len(st.fc) > 0 {
+		if err := s.fc.restoreState(st.fc); err != nil {
 			// A later release's or damaged: started afresh, and
 			// warmed as one without a state is (the load said why).
 			s.fc = newFcStateOf(s.fc.horizonSet, s.ref)
 			fcLost = true
 		}
 	}
-	if s.fc != nil && (len(saved.fc) == 0 || fcLost) && saved.flags&flagDef == 0 {
+	if s.fc != nil && (len(st.fc) == 0 || fcLost) && saved.flags&flagDef == 0 {
 		// The snapshot has no state of its forecaster it reads: one
 		// the sweep gave before its next sample, one given now (the
 		// series had none, and --forecast.max-series has room), or one
