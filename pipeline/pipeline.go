@@ -363,6 +363,17 @@ type Pipeline struct {
 	restoreMu sync.Mutex
 	snapMu    sync.Mutex // one snapshot written at a time
 	restored  map[uint64][]*savedSeries
+	// mark is the current mark found beside the snapshot when New ran
+	// (removed then, see takeMark), for the first restore; final is set
+	// before the final snapshot when the drain left nothing queued (see
+	// snapCursor.current).
+	mark  []byte
+	final atomic.Bool
+	// droppedMaxT is the latest timestamp of a sample a full queue
+	// dropped unscored (math.MinInt64: none): the TSDB holds it, and a
+	// series whose models learnt up to before it may hold it (see
+	// series.current).
+	droppedMaxT atomic.Int64
 
 	bf *backfill // remote-read source of warm starts; nil if not configured
 	// fresh spares a new series' warm start its TSDB reads when the TSDB
@@ -416,6 +427,8 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 		p.store[f] = true
 	}
 	p.m = newMetrics(reg, p)
+	p.droppedMaxT.Store(math.MinInt64)
+	p.mark = takeMark(p.logger, opts.SnapshotPath)
 	for i := range opts.Workers {
 		p.workers = append(p.workers, newWorker(p, i))
 	}
@@ -665,6 +678,7 @@ loop:
 		left += w.left
 	}
 	stopDrain()
+	p.final.Store(left == 0)
 	if left > 0 {
 		p.logger.Warn("Shutdown: samples still queued for scoring were left to the next start, which replays them from the TSDB into the restored models (their outputs are not stored)",
 			"samples", left, "drain", p.opts.ShutdownDrain)

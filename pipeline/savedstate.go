@@ -54,6 +54,10 @@ type stateCodec struct {
 	// why says why for the first.
 	unreadable int
 	why        error
+	// sum and size are the snapshot's checksum and size (size 0 before
+	// version 6), which its current mark names (see writeMark).
+	sum  uint32
+	size int64
 }
 
 // pack returns st packed, in memory of its own. The first state with a

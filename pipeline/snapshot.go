@@ -106,6 +106,16 @@ const (
 	// it, and writes it still for them (a downgrade). Older versions
 	// ignore it.
 	flagStale = 1 << 5
+	// flagCurrent: the series' models had learnt every sample the TSDB
+	// held of it when the snapshot was written (see snapCursor.current),
+	// so that a restored series skips its catch-up's read of the TSDB
+	// (100 000 Selects of every label's matcher in the first seconds
+	// after a restart, all finding nothing after a graceful stop). Taken
+	// only while the snapshot's current mark (see writeMark) names it:
+	// the start that restores it removes the mark, so that after a crash
+	// of that run, whose samples the TSDB holds, the snapshot's states
+	// catch up as any. Older versions ignore it.
+	flagCurrent = 1 << 6
 )
 
 // savedSeries is one series read from a snapshot, waiting for its first
@@ -244,6 +254,12 @@ type snapCursor struct {
 	// for every series, so a snapshot makes no garbage per series.
 	buf, lbl, det []byte
 	n             int
+	// current: the final snapshot of a run whose drain left nothing
+	// queued, its HTTP server shut down before: each series' state has
+	// what the TSDB holds of it but the samples dropped unscored for a
+	// full queue, which are at or before droppedMaxT.
+	current     bool
+	droppedMaxT int64
 }
 
 // reset readies c for the next worker's series.
@@ -319,6 +335,9 @@ func (c *snapCursor) series(s *series) error {
 	if s.pub.stale {
 		flags |= flagStale
 	}
+	if c.current && s.current(c.droppedMaxT) {
+		flags |= flagCurrent
+	}
 	prevT := s.prevT
 	if isDerived(s) {
 		flags, prevT = flags|flagDef, int64(defHash(s.def))
@@ -384,7 +403,9 @@ func (p *Pipeline) encodeRestored(e *snapEncoder, c *snapCursor) error {
 			return err
 		}
 		c.lbl = appendLabels(c.lbl[:0], s.ls)
-		c.buf = appendRecord(c.buf, c.lbl, s.flags|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, st.det, st.fc, st.ext)
+		// Not current: only a claimed state is known to be (see
+		// snapCursor.current).
+		c.buf = appendRecord(c.buf, c.lbl, s.flags&^flagCurrent|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, st.det, st.fc, st.ext)
 		c.n++
 		if len(c.buf) >= c.limit {
 			if err := e.flush(c); err != nil {
@@ -471,7 +492,7 @@ func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (n int, err e
 	// The unclaimed restored states first: a series that claims its state
 	// meanwhile is then written twice, never not at all, and restore keeps
 	// the later record, the worker's.
-	c := &snapCursor{limit: snapSliceBytes}
+	c := &snapCursor{limit: snapSliceBytes, current: p.final.Load(), droppedMaxT: p.droppedMaxT.Load()}
 	if err := p.encodeRestored(e, c); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
@@ -498,6 +519,13 @@ func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (n int, err e
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync() // best effort: the rename is already durable on most file systems
 		_ = d.Close()
+	}
+	if c.current && p.droppedMaxT.Load() == c.droppedMaxT && p.queuesEmpty() {
+		// Nothing taken for scoring since the drain either (a write
+		// request outliving the HTTP server's grace).
+		if err := writeMark(path, e.crc.Sum32()); err != nil {
+			p.logger.Warn("Writing the snapshot's current mark; the next start catches every restored series up from the TSDB", "err", err)
+		}
 	}
 	return e.n, nil
 }
@@ -558,6 +586,8 @@ func (p *Pipeline) restore() {
 		}
 	}
 	codec := &stateCodec{}
+	mark := p.mark
+	p.mark = nil // the first restore's: a reopen of the TSDB restores a snapshot of this run
 	saved, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now(), codec)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -566,6 +596,11 @@ func (p *Pipeline) restore() {
 	case err != nil:
 		p.logger.Warn("Model snapshot unusable; series warm from TSDB history", "path", p.opts.SnapshotPath, "err", err)
 		return
+	}
+	if !codec.marked(mark) {
+		for _, s := range saved {
+			s.flags &^= flagCurrent
+		}
 	}
 	m := make(map[uint64][]*savedSeries, len(saved))
 	n := 0
@@ -713,6 +748,7 @@ func readSnapshot(path string, now time.Time, codec *stateCodec) ([]*savedSeries
 		if !sum.ok() {
 			return nil, errors.New("snapshot checksum mismatch")
 		}
+		codec.sum, codec.size = sum.crc.Sum32(), size
 		if _, err := body.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("read snapshot: %w", err)
 		}

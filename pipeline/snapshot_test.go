@@ -2132,3 +2132,111 @@ func TestRestoreHoldsStatesPacked(t *testing.T) {
 	require.Less(t, held, 5*fi.Size()/2, "held %d bytes for a file of %d", held, fi.Size())
 	runtime.KeepAlive(p)
 }
+
+// TestRestoreCurrentSkipsCatchUp: after a graceful stop, whose final
+// snapshot has every sample the TSDB holds, a restored series reads
+// nothing from the TSDB at its first sample: the catch-up's read found
+// nothing, at the cost of a Select of all its labels' matchers, 100 000
+// of them in the first seconds after a restart. Scored as if there had
+// been no restart all the same. After a crash (the periodic snapshot
+// restored), or once a run after the graceful stop took samples and then
+// crashed (the graceful stop's snapshot restored again), it reads and
+// replays what the TSDB holds since its state's last sample.
+func TestRestoreCurrentSkipsCatchUp(t *testing.T) {
+	const n1, n, k = 200, 300, 20
+	vs := seasonal(n+k+1, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	at := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+	tests := []struct {
+		name  string
+		crash bool
+		// then: a run after the stop takes samples n to n+k, and
+		// crashes before any snapshot of its own.
+		then bool
+		// caughtUp: the samples replayed; 0: none, nor any read.
+		caughtUp int
+	}{
+		{"graceful stop", false, false, 0},
+		{"crash", true, false, n - n1},
+		{"graceful stop, then a run that crashed", false, true, k},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db, opts := stoppedAfter(t, ls, vs, n1, n, tc.crash)
+			last := n
+			if tc.then {
+				var o Options
+				opts(&o)
+				path := o.SnapshotPath
+				graceful, err := os.ReadFile(path)
+				require.NoError(t, err)
+				e := newEnv(t, db, nil, opts)
+				require.Eventually(t, e.p.Ready, timeout, tick)
+				for i := n; i < n+k; i++ {
+					e.push(at(i), model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+				}
+				e.stop()
+				require.NoError(t, e.db.Close())
+				// The crash: its final snapshot and mark never
+				// written, the graceful stop's snapshot the last, its
+				// mark removed by that run's start.
+				require.NoError(t, os.WriteFile(path, graceful, 0o644))
+				require.NoError(t, os.Remove(path+markSuffix))
+				last = n + k
+			}
+			ref := referenceDetector(t, vs[:last+1])
+			cdb := &countingDB{db: openDB(t, db)}
+			e2 := newEnvOn(t, cdb.db, cdb, nil, nil, opts)
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			before := cdb.queriers.Load()
+			e2.push(at(last), model.MetricTypeGauge, []labels.Labels{ls}, vs[last:last+1])
+			e2.sync()
+			require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed), "restored, not warmed")
+			requireSameState(t, ref, e2, "as if there had been no restart")
+			reads := cdb.queriers.Load() - before
+			require.Equal(t, float64(tc.caughtUp), testutil.ToFloat64(e2.p.m.caughtUp))
+			if tc.caughtUp == 0 {
+				require.Zero(t, reads, "nothing read from the TSDB at the claim")
+			}
+		})
+	}
+}
+
+// TestSeriesCurrent: a series' state is flagged current (see flagCurrent)
+// only if its models learnt up to the latest sample dropped unscored or
+// after it: a full queue's drop of a later sample, which the TSDB holds,
+// is caught up after the restart. Nor while it awaits its catch-up or new
+// models.
+func TestSeriesCurrent(t *testing.T) {
+	const last = 1000 // the models' latest sample
+	tests := []struct {
+		name    string
+		dropped []int64 // the timestamps of the batches dropped, in turn
+		mod     func(*series)
+		want    bool
+	}{
+		{"nothing dropped", nil, nil, true},
+		{"dropped before its last", []int64{last - 1}, nil, true},
+		{"dropped at its last", []int64{last}, nil, true},
+		{"dropped after its last", []int64{last + 1}, nil, false},
+		{"dropped after, then before", []int64{last + 1, last - 1}, nil, false},
+		{"awaiting its catch-up", nil, func(s *series) { s.catchUpDue = true }, false},
+		{"awaiting new models", nil, func(s *series) { s.rebuild = true }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var p Pipeline
+			p.droppedMaxT.Store(math.MinInt64)
+			for _, d := range tc.dropped {
+				p.noteDropped(&batch{s: []sample{{t: d - 5}, {t: d}, {t: d - 1}}})
+			}
+			s := &series{}
+			require.NoError(t, s.det.Init(detect.DefaultOptions(), detect.NewScratch()))
+			s.det.Update(last, 1)
+			if tc.mod != nil {
+				tc.mod(s)
+			}
+			require.Equal(t, tc.want, s.current(p.droppedMaxT.Load()))
+		})
+	}
+}

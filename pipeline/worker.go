@@ -140,6 +140,7 @@ func (w *worker) offer(b *batch) {
 		}
 	}
 	w.queued.Add(-n)
+	w.p.noteDropped(b)
 	w.p.m.dropped.Add(float64(n - w.keepMarkers(b)))
 	putBatch(b)
 	if k, warn := w.p.droppedLog.Note(droppedLogEvery); warn {
@@ -718,6 +719,10 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		// Not scored (see process); it catches up at its first sample
 		// in order.
 		s.catchUpDue = true
+	case saved.flags&flagCurrent != 0 && s.learntUpTo() >= p.droppedMaxT.Load():
+		// Its models had every sample the TSDB holds of it (a graceful
+		// stop's final snapshot), and none dropped here since is later
+		// than their last: the catch-up would read nothing.
 	default:
 		w.catchUp(ctx, s, smp.t)
 	}

@@ -1,0 +1,96 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// A snapshot's current mark, a file beside it (markSuffix), names it by
+// its checksum and size: its states flagged flagCurrent had every sample
+// the TSDB held of their series when it was written. Only a graceful
+// stop's final snapshot has one (see snapCursor.current). New removes it,
+// before the TSDB opens and takes the samples of the run it starts: after
+// a crash of that run the snapshot is restored again, and its series
+// catch up on those. A mark that names another file (a periodic snapshot
+// written over it, one of an older release) is ignored.
+const markSuffix = ".current"
+
+// writeMark writes the current mark of the snapshot at path, whose
+// checksum is sum. Not synced: lost in a power cut, the next start catches
+// up as after a crash.
+func writeMark(path string, sum uint32) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	b := binary.LittleEndian.AppendUint32(nil, sum)
+	b = binary.LittleEndian.AppendUint64(b, uint64(fi.Size()))
+	return os.WriteFile(path+markSuffix, b, 0o644)
+}
+
+// takeMark reads and removes the current mark of the snapshot at path;
+// nil if none.
+func takeMark(logger *slog.Logger, path string) []byte {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path + markSuffix)
+	if err != nil {
+		return nil
+	}
+	if err := os.Remove(path + markSuffix); err != nil {
+		// Left, it would vouch for the snapshot after a crash of this
+		// run too: not taken.
+		logger.Warn("Removing the model snapshot's current mark; every restored series catches up from the TSDB", "err", err)
+		return nil
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return b
+}
+
+// marked reports whether mark names the snapshot c read.
+func (c *stateCodec) marked(mark []byte) bool {
+	return len(mark) == 12 && c.size > 0 &&
+		binary.LittleEndian.Uint32(mark) == c.sum && int64(binary.LittleEndian.Uint64(mark[4:])) == c.size
+}
+
+// current reports whether s's models have learnt every sample the TSDB
+// holds of it, once its worker's queue is drained and its HTTP server
+// shut down: a derived input's state is of its evaluations, not of stored
+// samples; a series awaiting its catch-up or new models has not; nor has
+// one whose models learnt up to before a sample dropped unscored (at or
+// before droppedMaxT), which may be its.
+func (s *series) current(droppedMaxT int64) bool {
+	return !isDerived(s) && !s.catchUpDue && !s.rebuild && !s.bfWait && s.learntUpTo() >= droppedMaxT
+}
+
+// noteDropped keeps droppedMaxT at the latest sample of the batch b a full
+// queue drops.
+func (p *Pipeline) noteDropped(b *batch) {
+	t := int64(math.MinInt64)
+	for i := range b.s {
+		t = max(t, b.s[i].t)
+	}
+	for {
+		old := p.droppedMaxT.Load()
+		if t <= old || p.droppedMaxT.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
+// queuesEmpty reports whether no batch waits in a worker's queue.
+func (p *Pipeline) queuesEmpty() bool {
+	for _, w := range p.workers {
+		if len(w.queue) > 0 {
+			return false
+		}
+	}
+	return true
+}
