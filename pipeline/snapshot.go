@@ -840,10 +840,14 @@ func readFields(r recordReader, version uint16, now time.Time) (*savedSeries, sa
 // kept in ext.
 func readSized(d *decoder, now time.Time, codec *stateCodec) ([]*savedSeries, error) {
 	var r fields // one for every record: through recordReader it is on the heap
+	var rec []byte
 	return readRecords(d, codec, func() (*savedSeries, savedState, error) {
-		// One allocation a record: det, fc and ext are slices of it,
-		// garbage once packed.
-		r = fields{b: d.bytes()}
+		// Every record in one buffer: what the series keeps of it is
+		// copied (the labels, the peak's member, the packed state).
+		// Allocated a record at a time, they were ~2.2 KB of garbage a
+		// series, 216 MB at 100 000, made during the restore.
+		rec = d.bytesInto(rec)
+		r = fields{b: rec}
 		s, st, err := readFields(&r, snapSized, now)
 		if r.more() {
 			st.ext = r.b
@@ -932,7 +936,10 @@ func (d *decoder) u8() uint8   { return d.read(1)[0] }
 func (d *decoder) u32() uint32 { return binary.LittleEndian.Uint32(d.read(4)) }
 func (d *decoder) u64() uint64 { return binary.LittleEndian.Uint64(d.read(8)) }
 
-func (d *decoder) bytes() []byte {
+func (d *decoder) bytes() []byte { return d.bytesInto(nil) }
+
+// bytesInto is bytes read into buf's memory if it has room.
+func (d *decoder) bytesInto(buf []byte) []byte {
 	n := d.u32()
 	if d.err != nil {
 		return nil
@@ -941,7 +948,11 @@ func (d *decoder) bytes() []byte {
 		d.err = fmt.Errorf("record of %d bytes is implausible", n)
 		return nil
 	}
-	b := make([]byte, n)
+	b := buf[:0]
+	if cap(b) < int(n) {
+		b = make([]byte, n)
+	}
+	b = b[:n]
 	_, d.err = io.ReadFull(d.r, b)
 	return b
 }
