@@ -597,9 +597,15 @@ func (p *Pipeline) restore() {
 		p.logger.Warn("Model snapshot unusable; series warm from TSDB history", "path", p.opts.SnapshotPath, "err", err)
 		return
 	}
-	if !codec.marked(mark) {
-		for _, s := range saved {
+	// current: the states that skip their catch-up's read (see
+	// flagCurrent), said in the log: after a graceful stop all but those
+	// whose samples were dropped, else 0.
+	current, marked := 0, codec.marked(mark)
+	for _, s := range saved {
+		if !marked {
 			s.flags &^= flagCurrent
+		} else if s.flags&flagCurrent != 0 {
+			current++
 		}
 	}
 	m := make(map[uint64][]*savedSeries, len(saved))
@@ -650,10 +656,10 @@ next:
 	}
 	if unreadable > 0 {
 		p.logger.Warn("Model snapshot restored, but some series' models (detector or forecaster) are of a release this one does not read; those warm again from TSDB history, their incidents kept",
-			"path", p.opts.SnapshotPath, "series", n, "unreadable", unreadable, "err", why)
+			"path", p.opts.SnapshotPath, "series", n, "current", current, "unreadable", unreadable, "err", why)
 		return
 	}
-	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", n)
+	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", n, "current", current)
 }
 
 // staleDeselected marks stale the stored outputs of the restored series

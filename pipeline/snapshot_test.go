@@ -2198,7 +2198,8 @@ func TestRestoreCurrentSkipsCatchUp(t *testing.T) {
 			}
 			ref := referenceDetector(t, vs[:last+1])
 			cdb := &countingDB{db: openDB(t, db)}
-			e2 := newEnvOn(t, cdb.db, cdb, nil, nil, opts)
+			var log syncbuf.Buffer
+			e2 := newEnvOnLogged(t, cdb.db, cdb, nil, nil, slog.New(slog.NewTextHandler(&log, nil)), opts)
 			require.Eventually(t, e2.p.Ready, timeout, tick)
 			before := cdb.queriers.Load()
 			e2.push(at(last), model.MetricTypeGauge, []labels.Labels{ls}, vs[last:last+1])
@@ -2209,6 +2210,9 @@ func TestRestoreCurrentSkipsCatchUp(t *testing.T) {
 			require.Equal(t, float64(tc.caughtUp), testutil.ToFloat64(e2.p.m.caughtUp))
 			if tc.caughtUp == 0 {
 				require.Zero(t, reads, "nothing read from the TSDB at the claim")
+				require.Contains(t, log.String(), "series=1 current=1")
+			} else {
+				require.Contains(t, log.String(), "series=1 current=0")
 			}
 		})
 	}
