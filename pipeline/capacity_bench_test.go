@@ -181,7 +181,7 @@ func capRun(tb testing.TB, s capSeries) capResult {
 	buf := newFcBuf()
 	so := stepOpts{forecastEveryMs: time.Minute.Milliseconds(), holdMs: (5 * time.Minute).Milliseconds()}
 	// The alerts: omen's as `omen rules generate` writes a capacity alert
-	// (max over the horizons up to 4h of forecast_upper above the limit),
+	// (max over the horizons up to 4h of forecast_upper at or above the limit),
 	// predict_linear's as `predict_linear(x[w], 4*3600) > limit`, both
 	// with the warning tier's for: 5m, evaluated every minute.
 	const alertFor = 5 * time.Minute
@@ -219,7 +219,7 @@ func capRun(tb testing.TB, s capSeries) capResult {
 					up = max(up, se.fc.pts[h].Upper)
 				}
 			}
-			alert(0, t, up > capLimit)
+			alert(0, t, up >= capLimit)
 			for w := range capWindows {
 				p, ok := pl[w][capHorizonIdx(4*time.Hour)][t]
 				alert(1+w, t, ok && p > capLimit)

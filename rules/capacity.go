@@ -17,10 +17,11 @@ import (
 // Alertmanager without quoting surprises.
 var alertName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
-// capacityRules alert when the upper forecast bound of an input crosses its
+// capacityRules alert when the upper forecast bound of an input reaches its
 // limit at any horizon up to the configured one: the capacity will probably
 // be breached within that time, and the upper bound makes the warning early
-// rather than late. The horizons are the label values omen writes,
+// rather than late. Reaching counts (>=): a disk at its size is full, and a
+// series held at its cap forecasts the cap with a band of width 0. The horizons are the label values omen writes,
 // model.Duration strings such as 5m or 1h.
 func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([]rulefmt.Rule, error) {
 	out := make([]rulefmt.Rule, 0, len(caps))
@@ -50,7 +51,7 @@ func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([
 		limit := num(c.Limit)
 		out = append(out, rulefmt.Rule{
 			Alert: c.Name,
-			Expr:  exportRuleLabels(fmt.Sprintf("max without (horizon) (%s) > %s", sel, limit)),
+			Expr:  exportRuleLabels(fmt.Sprintf("max without (horizon) (%s) >= %s", sel, limit)),
 			// Forecasts move with every sample; holding for the warning tier's
 			// duration keeps one spike from paging. Kept firing as the
 			// anomaly alerts are: a failed scrape of omen or its restart
@@ -63,7 +64,7 @@ func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([
 				LabelKind:     KindCapacity,
 			},
 			Annotations: map[string]string{
-				"summary":     fmt.Sprintf(`{{ $labels.for }} is forecast to reach {{ $value | humanize }} within %s, above its limit %s.`, c.Horizon, limit),
+				"summary":     fmt.Sprintf(`{{ $labels.for }} is forecast to reach {{ $value | humanize }} within %s, at or above its limit %s.`, c.Horizon, limit),
 				"description": forecastTmpl("Upper forecast bound by horizon:" + strings.Join(byHorizon, "") + ". Now: " + inputValue + "."),
 				"runbook_url": g.runbookURL("OmenCapacityForecast"),
 			},
