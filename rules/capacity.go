@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -23,13 +22,15 @@ var alertName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 // rather than late. Reaching counts (>=): a disk at its size is full, and a
 // series held at its cap forecasts the cap with a band of width 0. The horizons are the label values omen writes,
 // model.Duration strings such as 5m or 1h.
-func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([]rulefmt.Rule, error) {
+func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
+	caps := cfg.Alerting.Capacity
 	out := make([]rulefmt.Rule, 0, len(caps))
 	for i, c := range caps {
 		where := fmt.Sprintf("alerting.capacity[%d] %q", i, c.Name)
 		if !alertName.MatchString(c.Name) {
 			return nil, fmt.Errorf("%s: name must match %s", where, alertName)
 		}
+		hs := inputHorizons(cfg, c.For)
 		var within, byHorizon []string
 		for _, h := range hs {
 			if h <= c.Horizon {
@@ -40,7 +41,7 @@ func (g generator) capacityRules(caps []config.Capacity, hs []model.Duration) ([
 			}
 		}
 		if len(within) == 0 {
-			return nil, fmt.Errorf("%s: no forecast horizon is within %s (configured: %v)", where, c.Horizon, hs)
+			return nil, fmt.Errorf("%s: no forecast horizon is within %s: %s is forecast at %v", where, c.Horizon, c.For, hs)
 		}
 		matchers := []string{fmt.Sprintf("for=%q", c.For), fmt.Sprintf("horizon=~%q", strings.Join(within, "|"))}
 		extra, err := extraMatchers(c.Match)

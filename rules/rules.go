@@ -72,7 +72,7 @@ func Generate(cfg *config.Config) (rulefmt.RuleGroups, error) {
 	if g.runbook == "" {
 		g.runbook = DefaultRunbookURL
 	}
-	capacity, err := g.capacityRules(a.Capacity, horizons(cfg))
+	capacity, err := g.capacityRules(cfg)
 	if err != nil {
 		return rulefmt.RuleGroups{}, err
 	}
@@ -178,30 +178,25 @@ func (g generator) by() string { return "by (" + strings.Join(g.groupBy, ", ") +
 // Prometheus's naming convention level:metric:operations.
 func (g generator) level() string { return strings.Join(g.groupBy, "_") }
 
-// horizons returns every forecast horizon configured for some input, in
-// ascending order without duplicates.
-func horizons(cfg *config.Config) []model.Duration {
-	seen := map[model.Duration]bool{}
+// inputHorizons returns the forecast horizons the input named name may
+// have, in ascending order without duplicates: a derived input's own, and
+// for a scraped input those of the defaults and of every override (which
+// one applies depends on the series' labels). Every input's counted, a
+// capacity alert on a derived input forecast at 2h only selected 5m to
+// 30m, and one on a scraped input with forecasts off by default selected
+// a derived input's horizons: neither ever fired.
+func inputHorizons(cfg *config.Config, name string) []model.Duration {
 	var out []model.Duration
-	add := func(hs []model.Duration) {
-		for _, h := range hs {
-			if !seen[h] {
-				seen[h] = true
-				out = append(out, h)
-			}
-		}
-	}
-	add(cfg.Defaults.ForecastHorizons)
-	for _, o := range cfg.Overrides {
-		add(o.ForecastHorizons)
-	}
-	for _, d := range cfg.Derived {
-		if !d.IsGroup() { // a group has no forecasts
-			add(d.ForecastHorizons)
+	if d := cfg.DerivedNamed(name); d != nil {
+		out = slices.Clone(d.ForecastHorizons)
+	} else {
+		out = slices.Clone(cfg.Defaults.ForecastHorizons)
+		for _, o := range cfg.Overrides {
+			out = append(out, o.ForecastHorizons...)
 		}
 	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }
 
 // num formats a threshold for PromQL and for annotations.

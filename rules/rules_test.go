@@ -147,12 +147,13 @@ alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
 			"Full", `label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|30m|1h"}) >= 10, "exported_exported_exported_severity", "$1", "exported_exported_severity", "(.*)"), "exported_exported_severity", "$1", "exported_severity", "(.*)"), "exported_severity", "$1", "severity", "(.*)"), "exported_exported_exported_omen_alert", "$1", "exported_exported_omen_alert", "(.*)"), "exported_exported_omen_alert", "$1", "exported_omen_alert", "(.*)"), "exported_omen_alert", "$1", "omen_alert", "(.*)"), "exported_exported_exported_alertname", "$1", "exported_exported_alertname", "(.*)"), "exported_exported_alertname", "$1", "exported_alertname", "(.*)"), "exported_alertname", "$1", "alertname", "(.*)")`, "5m",
 		},
 		{
-			// A derived input's own horizons count too: a capacity alert on
-			// it at 2h finds its 2h forecasts.
+			// A derived input's horizons are its own: a capacity alert on
+			// it at 2h selects its 2h forecasts, not the defaults' 5m to
+			// 30m, which it has none at.
 			"capacity on a derived input's horizons", `
 derived: [{name: web_rps, expr: 'sum(rate(http_requests_total[5m]))', forecast_horizons: [2h]}]
 alerting: {capacity: [{name: WebBusy, for: web_rps, limit: 100, horizon: 2h}]}`,
-			"WebBusy", `label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="web_rps", horizon=~"5m|15m|30m|2h"}) >= 100, "exported_exported_exported_severity", "$1", "exported_exported_severity", "(.*)"), "exported_exported_severity", "$1", "exported_severity", "(.*)"), "exported_severity", "$1", "severity", "(.*)"), "exported_exported_exported_omen_alert", "$1", "exported_exported_omen_alert", "(.*)"), "exported_exported_omen_alert", "$1", "exported_omen_alert", "(.*)"), "exported_omen_alert", "$1", "omen_alert", "(.*)"), "exported_exported_exported_alertname", "$1", "exported_exported_alertname", "(.*)"), "exported_exported_alertname", "$1", "exported_alertname", "(.*)"), "exported_alertname", "$1", "alertname", "(.*)")`, "5m",
+			"WebBusy", `label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="web_rps", horizon=~"2h"}) >= 100, "exported_exported_exported_severity", "$1", "exported_exported_severity", "(.*)"), "exported_exported_severity", "$1", "exported_severity", "(.*)"), "exported_severity", "$1", "severity", "(.*)"), "exported_exported_exported_omen_alert", "$1", "exported_exported_omen_alert", "(.*)"), "exported_exported_omen_alert", "$1", "exported_omen_alert", "(.*)"), "exported_omen_alert", "$1", "omen_alert", "(.*)"), "exported_exported_exported_alertname", "$1", "exported_exported_alertname", "(.*)"), "exported_exported_alertname", "$1", "exported_alertname", "(.*)"), "exported_alertname", "$1", "alertname", "(.*)")`, "5m",
 		},
 		{
 			"capacity match", `alerting: {capacity: [{name: Full, for: disk, match: '{dev=~"sd.+"}', limit: 0.5}]}`,
@@ -177,6 +178,20 @@ func TestGenerateRejects(t *testing.T) {
 		{"horizon too short", `alerting: {capacity: [{name: Full, for: disk, limit: 1, horizon: 1m}]}`, "no forecast horizon is within 1m"},
 		{"metric name in match", `alerting: {capacity: [{name: Full, for: disk, match: 'disk{a="b"}', limit: 1}]}`, "__name__ is set by the rule"},
 		{"horizon in match", `alerting: {capacity: [{name: Full, for: disk, match: '{horizon="5m"}', limit: 1}]}`, "horizon is set by the rule"},
+		// The horizons are the input's: a derived input's own, a scraped
+		// input's the defaults' and overrides'. Any input's counted, the
+		// rule selected horizons its input has no forecasts at, and never
+		// fired.
+		{"derived input's horizons beyond", `
+derived: [{name: web_rps, expr: 'sum(rate(http_requests_total[5m]))', forecast_horizons: [2h]}]
+alerting: {capacity: [{name: WebBusy, for: web_rps, limit: 100, horizon: 30m}]}`, `no forecast horizon is within 30m: web_rps is forecast at [2h]`},
+		{"derived input without forecasts", `
+derived: [{name: web_rps, expr: 'sum(rate(http_requests_total[5m]))', forecast_horizons: []}]
+alerting: {capacity: [{name: WebBusy, for: web_rps, limit: 100}]}`, `no forecast horizon is within 30m: web_rps is forecast at []`},
+		{"scraped input, forecasts off", `
+defaults: {forecast_horizons: []}
+derived: [{name: web_rps, expr: 'sum(rate(http_requests_total[5m]))', forecast_horizons: [5m]}]
+alerting: {capacity: [{name: DiskFull, for: disk, limit: 100}]}`, `no forecast horizon is within 30m: disk is forecast at []`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := config.Load([]byte(tc.yaml))
