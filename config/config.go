@@ -168,17 +168,31 @@ type Tier struct {
 	set map[string]bool
 }
 
-// Capacity alerts when forecast_upper of the input named For crosses Limit
-// within Horizon.
+// Capacity alerts when a forecast bound of the input named For reaches its
+// limit within Horizon: forecast_upper rising to it (Direction up, a disk
+// filling), or forecast_lower falling to it (down, its free bytes running
+// out). The limit is a constant, Limit, or a series, LimitExpr, matched
+// with the forecasts on the labels On, or without On on all of the
+// input's labels.
 type Capacity struct {
-	Name    string         `yaml:"name"`
-	For     string         `yaml:"for"`             // the input (value of the `for` label)
-	Match   string         `yaml:"match,omitempty"` // optional extra series selector on the forecast
-	Limit   float64        `yaml:"limit"`
-	Horizon model.Duration `yaml:"horizon,omitempty"` // default 30m
+	Name      string         `yaml:"name"`
+	For       string         `yaml:"for"`                 // the input (value of the `for` label)
+	Match     string         `yaml:"match,omitempty"`     // optional extra series selector on the forecast
+	Direction string         `yaml:"direction,omitempty"` // up (default) or down
+	Limit     float64        `yaml:"limit,omitempty"`     // a limit 0 the file gives is kept (set)
+	LimitExpr string         `yaml:"limit_expr,omitempty"`
+	On        []string       `yaml:"on,omitempty"`      // the labels LimitExpr's series match the forecasts' on
+	Horizon   model.Duration `yaml:"horizon,omitempty"` // default 30m
 
 	set map[string]bool
 }
+
+// Capacity directions: the forecast bound rising to the limit, or falling
+// to it.
+const (
+	CapacityUp   = "up"
+	CapacityDown = "down"
+)
 
 // Default returns the configuration used when no file is given.
 func Default() *Config {
@@ -783,12 +797,67 @@ func (a *Alerting) validate() error {
 		if c.Horizon == 0 {
 			c.Horizon = model.Duration(30 * time.Minute)
 		}
-		// A missing limit would be 0: an alert on any positive forecast.
-		if c.set != nil && !c.set["limit"] {
-			return fmt.Errorf("%s: limit is required", where)
+		if err := c.validateLimit(where); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// validateLimit checks the capacity's direction and its limit, a constant
+// or a series.
+func (c *Capacity) validateLimit(where string) error {
+	switch c.Direction {
+	case "":
+		c.Direction = CapacityUp
+	case CapacityUp, CapacityDown:
+	default:
+		return fmt.Errorf("%s.direction %q: want up (forecast_upper rising to the limit) or down (forecast_lower falling to it)", where, c.Direction)
+	}
+	// From a file, what it gives; built in Go, a limit other than 0 or no
+	// limit_expr.
+	hasLimit, hasExpr := c.set["limit"], c.set["limit_expr"]
+	if c.set == nil {
+		hasLimit, hasExpr = c.Limit != 0 || c.LimitExpr == "", c.LimitExpr != ""
+	}
+	switch {
+	case hasLimit && hasExpr:
+		return fmt.Errorf("%s: both limit and limit_expr; want one", where)
+	case !hasLimit && !hasExpr:
+		// A missing limit would be 0: an alert on any positive forecast.
+		return fmt.Errorf("%s: limit or limit_expr is required", where)
+	case hasLimit && len(c.On) > 0:
+		return fmt.Errorf("%s.on: only with limit_expr, to match its series with the forecasts", where)
+	case hasLimit:
 		if math.IsNaN(c.Limit) || math.IsInf(c.Limit, 0) {
 			return fmt.Errorf("%s.limit %g: want a finite number", where, c.Limit)
+		}
+		return nil
+	}
+	if strings.TrimSpace(c.LimitExpr) == "" {
+		return fmt.Errorf("%s.limit_expr: missing; want a PromQL expression", where)
+	}
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(c.LimitExpr)
+	if err != nil {
+		return fmt.Errorf("%s.limit_expr: %w", where, err)
+	}
+	switch t := e.Type(); t {
+	case parser.ValueTypeVector:
+	case parser.ValueTypeScalar:
+		return fmt.Errorf("%s.limit_expr: a scalar; want an instant vector (a constant is limit)", where)
+	default:
+		return fmt.Errorf("%s.limit_expr: a %s; want an instant vector", where, parser.DocumentedType(t))
+	}
+	for i, l := range c.On {
+		switch {
+		case !labelName.MatchString(l):
+			return fmt.Errorf("%s.on[%d] %q: not a label name", where, i, l)
+		case l == labels.MetricName:
+			return fmt.Errorf("%s.on[%d] %q: the limit's name is not the forecasts'; match on the labels they share", where, i, l)
+		case l == "for" || l == "horizon":
+			return fmt.Errorf("%s.on[%d] %q: a label of the forecasts only (omen's), not of the input nor of its limit", where, i, l)
+		case slices.Contains(c.On[:i], l):
+			return fmt.Errorf("%s.on: %q twice", where, l)
 		}
 	}
 	return nil

@@ -58,6 +58,43 @@ alerting:
 	require.Equal(t, 0.01, s.FalseAlarmRate, "overrides inherit defaults")
 	require.Equal(t, model.Duration(time.Minute), c.Derived[0].Interval)
 	require.Equal(t, model.Duration(30*time.Minute), c.Alerting.Capacity[0].Horizon)
+	require.Equal(t, "up", c.Alerting.Capacity[0].Direction, "the default direction")
+}
+
+// TestLoadCapacityForms: a capacity's limit is a constant or a series, and
+// the forecast rises to it or falls to it.
+func TestLoadCapacityForms(t *testing.T) {
+	for _, tc := range []struct {
+		name, in  string
+		direction string
+		limit     float64
+		expr      string
+		on        []string
+	}{
+		{"constant", "{name: Full, for: disk, limit: 100}", "up", 100, "", nil},
+		{"a floor of 0", "{name: Empty, for: free, direction: down, limit: 0}", "down", 0, "", nil},
+		{"a series, all labels", "{name: Full, for: used, limit_expr: size}", "up", 0, "size", nil},
+		{"a series, on labels", "{name: Oom, for: mem, limit_expr: 'lim{resource=\"memory\"}', on: [namespace, pod]}", "up", 0, `lim{resource="memory"}`, []string{"namespace", "pod"}},
+		{"a floor that is a series", "{name: Low, for: free, direction: down, limit_expr: '0.1 * size'}", "down", 0, "0.1 * size", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load([]byte("alerting: {capacity: [" + tc.in + "]}"))
+			require.NoError(t, err)
+			got := c.Alerting.Capacity[0]
+			require.Equal(t, tc.direction, got.Direction)
+			require.Equal(t, tc.limit, got.Limit)
+			require.Equal(t, tc.expr, got.LimitExpr)
+			require.Equal(t, tc.on, got.On)
+			// The configuration the status API shows loads back the same:
+			// a limit_expr's shown without the limit 0 it leaves unset.
+			out, err := c.YAML()
+			require.NoError(t, err)
+			back, err := Load(out)
+			require.NoError(t, err, "%s", out)
+			back.Alerting.Capacity[0].set, got.set = nil, nil
+			require.Equal(t, got, back.Alerting.Capacity[0])
+		})
+	}
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -123,8 +160,21 @@ func TestLoadErrors(t *testing.T) {
 		{"by twice", "derived: [{name: g, by: [pod, pod], members: [{name: a, expr: up}, {name: b, expr: up}]}]", "\"pod\" twice"},
 		{"by name", "derived: [{name: g, by: [__name__], members: [{name: a, expr: up}, {name: b, expr: up}]}]", "by[0]"},
 		{"capacity name", "alerting: {capacity: [{name: 'disk full', for: disk, limit: 1}]}", "capacity[0].name"},
-		{"capacity without limit", "alerting: {capacity: [{name: Full, for: disk}]}", "limit is required"},
+		{"capacity without limit", "alerting: {capacity: [{name: Full, for: disk}]}", "alerting.capacity[0]: limit or limit_expr is required"},
 		{"NaN limit", "alerting: {capacity: [{name: Full, for: disk, limit: .nan}]}", "limit NaN"},
+		{"capacity direction", "alerting: {capacity: [{name: Full, for: disk, limit: 1, direction: both}]}", `alerting.capacity[0].direction "both": want up (forecast_upper rising to the limit) or down (forecast_lower falling to it)`},
+		{"limit and limit_expr", "alerting: {capacity: [{name: Full, for: disk, limit: 1, limit_expr: disk_size}]}", "alerting.capacity[0]: both limit and limit_expr; want one"},
+		{"limit 0 and limit_expr", "alerting: {capacity: [{name: Full, for: disk, limit: 0, limit_expr: disk_size}]}", "both limit and limit_expr"},
+		{"empty limit_expr", "alerting: {capacity: [{name: Full, for: disk, limit_expr: ''}]}", "alerting.capacity[0].limit_expr: missing; want a PromQL expression"},
+		{"bad limit_expr", "alerting: {capacity: [{name: Full, for: disk, limit_expr: 'sum(disk_size'}]}", "alerting.capacity[0].limit_expr: "},
+		{"scalar limit_expr", "alerting: {capacity: [{name: Full, for: disk, limit_expr: '1024 * 1024'}]}", "alerting.capacity[0].limit_expr: a scalar; want an instant vector (a constant is limit)"},
+		{"range limit_expr", "alerting: {capacity: [{name: Full, for: disk, limit_expr: 'disk_size[5m]'}]}", "alerting.capacity[0].limit_expr: a range vector; want an instant vector"},
+		{"on without limit_expr", "alerting: {capacity: [{name: Full, for: disk, limit: 1, on: [pod]}]}", "alerting.capacity[0].on: only with limit_expr"},
+		{"on a bad name", "alerting: {capacity: [{name: Full, for: disk, limit_expr: disk_size, on: ['a-b']}]}", `alerting.capacity[0].on[0] "a-b": not a label name`},
+		{"on the forecasts' horizon", "alerting: {capacity: [{name: Full, for: disk, limit_expr: disk_size, on: [pod, horizon]}]}", `alerting.capacity[0].on[1] "horizon": a label of the forecasts only`},
+		{"on for", "alerting: {capacity: [{name: Full, for: disk, limit_expr: disk_size, on: [for]}]}", `alerting.capacity[0].on[0] "for": a label of the forecasts only`},
+		{"on __name__", "alerting: {capacity: [{name: Full, for: disk, limit_expr: disk_size, on: [__name__]}]}", `alerting.capacity[0].on[0] "__name__"`},
+		{"on twice", "alerting: {capacity: [{name: Full, for: disk, limit_expr: disk_size, on: [pod, pod]}]}", `alerting.capacity[0].on: "pod" twice`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load([]byte(tc.in))

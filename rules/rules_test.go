@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"flag"
 	"os"
 	"os/exec"
@@ -8,10 +9,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/template"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
@@ -79,6 +83,9 @@ defaults:
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := config.Load([]byte(tc.yaml))
 			require.NoError(t, err)
+			if strings.Contains(tc.yaml, "capacity:") {
+				require.NotEmpty(t, cfg.Alerting.Capacity)
+			}
 			b, err := Render(cfg)
 			require.NoError(t, err)
 			f := filepath.Join(t.TempDir(), "omen.rules.yml")
@@ -284,4 +291,43 @@ func TestHealthRulesSelectOmensJob(t *testing.T) {
 		}
 	}
 	require.Greater(t, checked, 3, "health rules on Prometheus-named series")
+}
+
+// TestCapacityLimitQuery expands the summary of a capacity alert whose limit
+// is a series, with Prometheus's template expander, and checks the query
+// it sends for the limit's value: the expression as written (its %, PromQL's
+// modulo, and its quotes survive printf and the template's string), joined
+// with this alert's forecasts as the rule joins them.
+func TestCapacityLimitQuery(t *testing.T) {
+	const expr = `max_conn{server=~"pg-.+"} % 1000`
+	for _, tc := range []struct {
+		name, capacity, want string
+	}{
+		{"all labels", `{name: Busy, for: conns, limit_expr: '` + expr + `'}`,
+			`(` + expr + `) and ignoring (for, horizon) forecast_upper{for="conns",instance="db1",}`},
+		{"on labels, a floor", `{name: Idle, for: conns, direction: down, limit_expr: '` + expr + `', on: [instance]}`,
+			`max by (instance) (` + expr + `) and on (instance) forecast_lower{for="conns",instance="db1",}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load([]byte("alerting: {capacity: [" + tc.capacity + "]}"))
+			require.NoError(t, err)
+			rg, err := Generate(cfg)
+			require.NoError(t, err)
+			r, ok := find(rg, cfg.Alerting.Capacity[0].Name)
+			require.True(t, ok)
+			var queries []string
+			query := func(_ context.Context, q string, _ time.Time) (promql.Vector, error) {
+				queries = append(queries, q)
+				return promql.Vector{{F: 42}}, nil
+			}
+			ls := map[string]string{"for": "conns", "instance": "db1"}
+			data := template.AlertTemplateData(ls, nil, "", promql.Sample{F: 40})
+			// The variables Prometheus's alerting rules define first.
+			defs := "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
+			got, err := template.NewTemplateExpander(context.Background(), defs+r.Annotations["summary"], "summary", data, 0, query, nil, nil).Expand()
+			require.NoError(t, err)
+			require.Equal(t, []string{tc.want}, queries)
+			require.Contains(t, got, "its limit 42.")
+		})
+	}
 }

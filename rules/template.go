@@ -45,10 +45,7 @@ import (
 // forecasts (anomaly_score, omen_model_ready), from which $in and $ready
 // start: the same for the anomaly alerts, which read the incident gauges.
 var preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__name__=%q," $labels.for -}}
-{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "` + LabelOmenInstance + `")` + notExported() + ` -}}
-` + seriesLabel() + `
-{{- $sel = printf "%s%s=%q," $sel $n $v -}}
-` + outputLabel + `
+` + selLabels + outputLabel + `
 {{- if match "^(exported_)*kind$" $o -}}{{- $ready = printf "%sexported_%s=%q," $ready $o $v -}}{{- else -}}{{- $ready = printf "%s%s=%q," $ready $o $v -}}{{- end -}}
 {{- if ne $k "for" -}}{{- $in = printf "%s%s=%q," $in (reReplaceAll "^exported_((exported_)*for)$" "$1" $o) $v -}}{{- end -}}
 {{- end -}}{{- end -}}
@@ -56,6 +53,21 @@ var preludeSeries = `{{- $sel := "" -}}{{- $ready := "" -}}{{- $in := printf "__
 {{- $counter := match "_(total|count|sum|bucket)$" $labels.for -}}
 {{- with query (printf "omen_model_ready{%s} or ignoring(kind) topk(1, last_over_time(timestamp(omen_model_ready{%s})[10m:15s]))" $ready $ready) -}}{{- with first . -}}{{- $counter = eq .Labels.kind "counter" -}}{{- end -}}{{- end -}}
 {{- if $counter -}}{{- $q = printf "irate({%s}[5m])" $in -}}{{- $per = "/s" -}}{{- end -}}
+`
+
+// selLabels opens the loop of preludeSeries and preludeSel over the
+// alert's labels and adds each to $sel; the caller ends the loop with
+// {{- end -}}{{- end -}}.
+var selLabels = `{{- range $k, $v := $labels -}}{{- if and (ne $k "__name__") (ne $k "` + LabelOmenInstance + `")` + notExported() + ` -}}
+` + seriesLabel() + `
+{{- $sel = printf "%s%s=%q," $sel $n $v -}}
+`
+
+// preludeSel defines $sel only, as preludeSeries does: for an annotation
+// that reads one more series of the alert's input and not the input
+// itself, without preludeSeries's query of omen_model_ready.
+var preludeSel = `{{- $sel := "" -}}
+` + selLabels + `{{- end -}}{{- end -}}
 `
 
 // seriesLabel defines $n in preludeSeries, the name a label of the alert
