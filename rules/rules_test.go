@@ -79,6 +79,9 @@ alerting:
 defaults:
   forecast_horizons: [10m, 1h, 6h]
 `},
+		// The capacity alerts the documentation shows.
+		{"docs/reference.md capacity alerts", capacityExample(t)},
+		{"deploy/kubernetes/base/omen.yml commented", uncommented(t, "../deploy/kubernetes/base/omen.yml", "# alerting:\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := config.Load([]byte(tc.yaml))
@@ -108,6 +111,36 @@ func TestPromtoolUnit(t *testing.T) {
 			run(t, "testdata", promtool, "test", "rules", filepath.Base(f))
 		})
 	}
+}
+
+// capacityExample returns the YAML block of docs/reference.md's Capacity
+// alerts section.
+func capacityExample(t *testing.T) string {
+	t.Helper()
+	_, sec, ok := strings.Cut(mustRead(t, "../docs/reference.md"), "\n### Capacity alerts\n")
+	require.True(t, ok, "docs/reference.md has a Capacity alerts section")
+	_, block, ok := strings.Cut(sec, "```yaml\n")
+	require.True(t, ok, "the section has a YAML example")
+	block, _, ok = strings.Cut(block, "```")
+	require.True(t, ok)
+	return block
+}
+
+// uncommented returns the commented-out lines of path from the one that
+// is from on, without their "# ".
+func uncommented(t *testing.T, path, from string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(mustRead(t, path), from)
+	require.True(t, ok, "%s has %q", path, from)
+	var b strings.Builder
+	b.WriteString(strings.TrimPrefix(from, "# "))
+	for l := range strings.Lines(rest) {
+		if !strings.HasPrefix(l, "# ") {
+			break
+		}
+		b.WriteString(strings.TrimPrefix(l, "# "))
+	}
+	return b.String()
 }
 
 func mustRead(t *testing.T, path string) string {
