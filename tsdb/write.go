@@ -81,7 +81,8 @@ type WriteOptions struct {
 	// upstream then costs a bounded head, not an OOM kill. The count is
 	// the head's own (omen's output series included, which are never
 	// refused: --detect.max-series bounds them), so room comes back as
-	// the head drops series that stopped. 0: no bound.
+	// the head drops series that stopped. Exact under concurrent
+	// requests (see admit). 0: no bound.
 	MaxHeadSeries int
 	// HeadSeries returns the series in the head (Storage.HeadSeries);
 	// without it MaxHeadSeries bounds nothing.
@@ -135,6 +136,9 @@ type WriteHandler struct {
 	bytes   atomic.Int64 // compressed bytes of the requests in flight
 	refs    *refCache    // nil when disabled
 	ha      *haTracker   // nil when HA de-duplication is off
+	// pending counts the new series admitted under MaxHeadSeries and
+	// not yet known to be in the head (see admit).
+	pending atomic.Int64
 	hash    func([]byte) uint64
 	generic bool // always use the generic decoder: tests and benchmarks compare the paths
 	// rejectLog and failLog space the warnings about rejected requests
@@ -689,6 +693,9 @@ const maxPooledBuffer = 16 << 20
 const maxPooledSeen = 1 << 16
 
 func (h *WriteHandler) putBuffers(b *writeBuffers) {
+	// A request that panicked (net/http recovers it) gives back the room
+	// it held for a new series, as it gives back its slot.
+	b.state.settle()
 	if cap(b.compressed) > maxPooledBuffer {
 		b.compressed = nil
 	}
@@ -729,6 +736,9 @@ type appendState struct {
 	// getRef tells the series the head holds from new ones under
 	// MaxHeadSeries (see admit); nil without the limit.
 	getRef storage.GetRef
+	// reserved is set while the request holds room in h.pending for a
+	// new series admit let through (see settle).
+	reserved bool
 	// The new series refused at the limit: how many, their samples, the
 	// head's series then, and the first one's labels, for the answer.
 	limited, limitedSamples int
@@ -815,18 +825,35 @@ func (a *appendState) reject(typ, reason string, n int, format string, args ...a
 // holds MaxHeadSeries or more is refused, its nf float, nh histogram and
 // ne exemplar samples counted, and admit returns false. Only series the
 // cache missed come here, and only with the limit on (a.getRef): a known
-// series' append costs what it did. The head's count grows as the series
-// are created, so the bound is exact within a request; requests appending
-// at once may each create one series past it (at most
-// MaxInflightRequests - 1 in all) between a check and its append.
+// series' append costs what it did.
+//
+// The bound is exact under concurrent requests too. A new series takes
+// its room first (h.pending, the series admitted and not yet seen in the
+// head), then reads the head, and is admitted if the head and the room
+// taken, its own included, fit the limit; the room is given back once an
+// append returned the series' reference, or at the next admit or the
+// request's end (settle). Of any two new series admitted, the one that
+// took its room later counts the other: in pending while the other is
+// not yet known to be in the head, in the head once it is. So the last
+// admitted counts them all, and none is created past the limit. The
+// price is a refusal or two too many near the limit while requests race
+// there (room taken by series refused a moment later, or counted both in
+// the head and in pending), which the next request gets; checked and
+// appended one after the other, as before, requests appending at once
+// each created one series past it (MaxInflightRequests - 1 in all, 7 of
+// 8 racing requests, TestHeadSeriesLimitConcurrent).
 func (a *appendState) admit(ls labels.Labels, nf, nh, ne int) (storage.SeriesRef, bool) {
+	a.settle()
 	if ref, _ := a.getRef.GetRef(ls, ls.Hash()); ref != 0 {
 		return ref, true
 	}
+	taken := a.h.pending.Add(1)
 	held := a.h.opts.HeadSeries()
-	if held < uint64(a.h.opts.MaxHeadSeries) {
+	if held+uint64(taken) <= uint64(a.h.opts.MaxHeadSeries) {
+		a.reserved = true
 		return 0, true
 	}
+	a.h.pending.Add(-1)
 	m := a.h.metrics
 	m.seriesRefused.Inc()
 	for _, r := range [...]struct {
@@ -845,6 +872,16 @@ func (a *appendState) admit(ls labels.Labels, nf, nh, ne int) (storage.SeriesRef
 	a.nProblem += nf + nh
 	a.limitHeld = held
 	return 0, false
+}
+
+// settle gives back the room admit took for a new series: it is in the
+// head once an append returned its reference, and if none did (its
+// samples all refused), it never will be by this request.
+func (a *appendState) settle() {
+	if a.reserved {
+		a.reserved = false
+		a.h.pending.Add(-1)
+	}
 }
 
 // sample appends one float or histogram sample and classifies a failure.
@@ -873,6 +910,9 @@ func (a *appendState) sample(ref storage.SeriesRef, ls labels.Labels, st, t int6
 		return ref
 	}
 	newRef, err := a.app.Append(ref, ls, st, t, v, hist, fh, opts)
+	if a.reserved && newRef != 0 {
+		a.settle() // in the head now, counted by it
+	}
 	if err != nil && !isPartial(err) {
 		reason := rejectReason(err)
 		if reason == "" {
@@ -1044,6 +1084,7 @@ func shorten(msg string) string {
 
 // finish commits and turns the outcome into the answer.
 func (a *appendState) finish() (writeStats, *httpError) {
+	a.settle()
 	if a.fatal != nil {
 		_ = a.app.Rollback()
 		return writeStats{}, storageError(a.fatal)
