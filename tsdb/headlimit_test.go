@@ -133,3 +133,63 @@ func TestHeadSeriesLimitRoomComesBack(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code, body)
 	require.Equal(t, uint64(2), s.HeadSeries())
 }
+
+// TestHeadSeriesLimitOutputs: omen's outputs are appended by the scorers
+// straight to the storage, not through remote write, and the limit
+// refuses none of them: an input admitted below the limit gets its
+// anomaly_score and band stored though they take the head past it (the
+// scorers would otherwise score a series whose score no alert can see).
+// Each output series the head creates past the limit is counted in
+// omen_tsdb_head_series_created_over_limit_total, which said nothing
+// before (the head went past its limit with no trace but the gauge);
+// remote write's series never are (the write path creates none there),
+// nor are the series a restart's WAL replay brings back.
+func TestHeadSeriesLimitOutputs(t *testing.T) {
+	const limit = 3
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	s := NewStorage(nil, reg, Options{Path: dir, MaxHeadSeries: limit})
+	require.NoError(t, s.Open())
+	h := NewWriteHandler(nil, nil, s, WriteOptions{MaxHeadSeries: limit, HeadSeries: s.HeadSeries})
+	overLimit := func() float64 {
+		return testutil.ToFloat64(s.overLimit)
+	}
+	ms := time.Now().UnixMilli()
+	output := func(name string, t0 int64) {
+		t.Helper()
+		app := s.AppenderV2(context.Background())
+		_, err := app.Append(0, labels.FromStrings("__name__", name, "job", "j"), 0, t0, 0.5, nil, nil, storage.AOptions{})
+		require.NoError(t, err, "an output refused")
+		require.NoError(t, app.Commit())
+	}
+
+	code, body, _ := limitRequest(t, h, false, ms, "in1", "in2")
+	require.Equal(t, http.StatusNoContent, code, body)
+	output("anomaly_score", ms) // in1's: the head's last room
+	require.Equal(t, uint64(limit), s.HeadSeries())
+	require.Zero(t, overLimit(), "at the limit, not past it")
+
+	output("yhat", ms) // in2's, past the limit
+	output("yhat_lower", ms)
+	require.Equal(t, uint64(limit+2), s.HeadSeries())
+	require.Equal(t, 2.0, overLimit())
+
+	// Remote write creates nothing past the limit: its new series are
+	// refused, and its known ones stored, neither counted.
+	code, body, _ = limitRequest(t, h, false, ms+1, "in1", "in3")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, "1 new series refused")
+	output("yhat", ms+1) // known: nothing created
+	require.Equal(t, uint64(limit+2), s.HeadSeries())
+	require.Equal(t, 2.0, overLimit())
+
+	// A restart replays the head's series from the WAL, past the limit:
+	// not created by anything omen did since, not counted.
+	require.NoError(t, s.Close())
+	reg = prometheus.NewRegistry()
+	s = NewStorage(nil, reg, Options{Path: dir, MaxHeadSeries: limit})
+	require.NoError(t, s.Open())
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	require.Equal(t, uint64(limit+2), s.HeadSeries())
+	require.Zero(t, overLimit())
+}

@@ -75,6 +75,13 @@ type Options struct {
 	// read either way (each record says how it is compressed), so the
 	// setting can change across restarts.
 	WALCompression compression.Type
+	// MaxHeadSeries is the write path's bound on the head's series
+	// (WriteOptions.MaxHeadSeries): the storage refuses nothing for it,
+	// but counts the series its head creates past it, in
+	// omen_tsdb_head_series_created_over_limit_total. Remote write creates
+	// none there, so they are omen's outputs: appended by the scorers
+	// straight to the storage, never refused (see WriteOptions). 0: none.
+	MaxHeadSeries int
 }
 
 // defaultRetention is the time retention when neither retention is set.
@@ -126,8 +133,10 @@ type Storage struct {
 	healthM prometheus.Gauge
 	failM   *prometheus.CounterVec
 	reopens prometheus.Counter
-	stop    chan struct{}
-	probeWG sync.WaitGroup
+	// overLimit counts the series the head created past MaxHeadSeries.
+	overLimit prometheus.Counter
+	stop      chan struct{}
+	probeWG   sync.WaitGroup
 
 	// fault, when set (tests only), is consulted before each commit
 	// ("commit") and each probe ("probe"): a non-nil error is the fault
@@ -301,7 +310,18 @@ func (s *Storage) OnReopen(f func()) { s.reopened.Store(&f) }
 type seriesLifecycle struct{ s *Storage }
 
 func (seriesLifecycle) PreCreation(labels.Labels) error { return nil }
-func (seriesLifecycle) PostCreation(labels.Labels)      {}
+
+// PostCreation counts a series created past Options.MaxHeadSeries. Those
+// of the WAL's replay are not: the DB is not the storage's until it has
+// opened.
+func (l seriesLifecycle) PostCreation(labels.Labels) {
+	if limit := l.s.opts.MaxHeadSeries; limit > 0 {
+		if db := l.s.db.Load(); db != nil && db.Head().NumSeries() > uint64(limit) {
+			l.s.overLimit.Inc()
+		}
+	}
+}
+
 func (l seriesLifecycle) PostDeletion(m map[chunks.HeadSeriesRef]labels.Labels) {
 	f := l.s.deleted.Load()
 	if f == nil || len(m) == 0 {
@@ -337,6 +357,10 @@ func NewStorage(logger *slog.Logger, reg prometheus.Registerer, opts Options) *S
 		reopens: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_storage_wal_repairs_total",
 			Help: "Times the TSDB was reopened, its WAL repaired, after a failed write before writes were taken again.",
+		}),
+		overLimit: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_tsdb_head_series_created_over_limit_total",
+			Help: "Series the TSDB's head created while it held more than --write.max-head-series: omen's outputs (anomaly_score, yhat*, forecast*) of series it scores, which the limit does not refuse; remote write refuses new series at the limit.",
 		}),
 	}
 	if reg != nil {

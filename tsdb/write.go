@@ -80,8 +80,10 @@ type WriteOptions struct {
 	// samples of those it holds are appended as ever. A label explosion
 	// upstream then costs a bounded head, not an OOM kill. The count is
 	// the head's own (omen's output series included, which are never
-	// refused: --detect.max-series bounds them), so room comes back as
-	// the head drops series that stopped. Exact under concurrent
+	// refused: they are appended beside remote write, and --detect.max-series
+	// and --forecast.max-series bound them; those that take the head past
+	// the limit are counted, see Options.MaxHeadSeries), so room comes
+	// back as the head drops series that stopped. Exact under concurrent
 	// requests (see admit). 0: no bound.
 	MaxHeadSeries int
 	// HeadSeries returns the series in the head (Storage.HeadSeries);

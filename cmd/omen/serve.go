@@ -138,7 +138,7 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("256MiB").BytesVar(&f.maxInflightB)
 	cl.Flag("write.max-series-per-request", "Series one remote-write request may carry (400 beyond).").
 		Default(fmt.Sprint(d.MaxSeriesPerRequest)).IntVar(&f.write.MaxSeriesPerRequest)
-	cl.Flag("write.max-head-series", "Series the TSDB's head may hold (omen_tsdb_head_series: the series written to omen, plus ~4 outputs per scored series and 9 per forecast one) before remote write refuses new series: 400 naming the limit, counted in omen_remote_write_series_refused_total; samples of the series it holds are still stored, and room comes back as the head drops series that stopped. Bounds the memory a label explosion upstream takes (~1 KB of heap per head series) instead of an OOM kill. 0: no bound, as in Prometheus: omen cannot know the memory it is given, and a bound below a deployment's head would refuse its data; size it from docs/deploy.md (Series limit).").
+	cl.Flag("write.max-head-series", "Series the TSDB's head may hold (omen_tsdb_head_series: the series written to omen, plus 4 outputs per scored series and 9 per forecast one; size it as inputs + 4 × scored + 9 × forecast) before remote write refuses new series: 400 naming the limit, counted in omen_remote_write_series_refused_total; samples of the series it holds are still stored, and room comes back as the head drops series that stopped. omen's outputs are never refused: those of inputs admitted below the limit take the head past it, counted in omen_tsdb_head_series_created_over_limit_total. Bounds the memory a label explosion upstream takes (~1 KB of heap per head series) instead of an OOM kill. 0: no bound, as in Prometheus: omen cannot know the memory it is given, and a bound below a deployment's head would refuse its data; size it from docs/deploy.md (Series limit).").
 		Default("0").IntVar(&f.write.MaxHeadSeries)
 	cl.Flag("write.max-labels-per-series", "Labels one series may have (400 beyond).").
 		Default(fmt.Sprint(d.Labels.MaxLabels)).IntVar(&f.write.Labels.MaxLabels)
@@ -229,6 +229,8 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		// Prometheus's name: remote-write 2.0 calls it the start timestamp.
 		StartTimestampZeroIngestion: features[featureSTZeroIngestion],
 		MaxExemplars:                tsdb.DefaultOptions().MaxExemplars,
+		// Counted only: remote write enforces it (f.write).
+		MaxHeadSeries: f.write.MaxHeadSeries,
 	})
 	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "omen_tsdb_head_series", Help: "Series in the embedded TSDB's head block.",
