@@ -167,19 +167,9 @@ func capRun(tb testing.TB, s capSeries) capResult {
 		res.mae[m] = make([]float64, len(capHorizons))
 	}
 	pl := capPredictLinear(tb, s)
-	sc := config0().Defaults
-	det, err := detect.New(detectOptions(sc))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sc.ForecastHorizons = make([]model.Duration, len(capHorizons))
-	for i, h := range capHorizons {
-		sc.ForecastHorizons[i] = model.Duration(h)
-	}
-	hs, names := horizonsOf(sc)
-	se := &series{det: *det, fc: newFcState(hs, names), name: "x"}
+	se, so := newLiveSeries(tb, capHorizons)
+	hs := se.fc.horizons
 	buf := newFcBuf()
-	so := stepOpts{forecastEveryMs: time.Minute.Milliseconds(), holdMs: (5 * time.Minute).Milliseconds()}
 	// The alerts: omen's as `omen rules generate` writes a capacity alert
 	// (max over the horizons up to 4h of forecast_upper at or above the limit),
 	// predict_linear's as `predict_linear(x[w], 4*3600) > limit`, both
@@ -267,6 +257,24 @@ func capRun(tb testing.TB, s capSeries) capResult {
 		res.inside[h] /= res.n[h]
 	}
 	return res
+}
+
+// newLiveSeries returns a series scored and forecast with the default
+// configuration but the horizons hs, and the step options of a pipeline
+// that forecasts every minute.
+func newLiveSeries(tb testing.TB, hs []time.Duration) (*series, stepOpts) {
+	sc := config0().Defaults
+	det, err := detect.New(detectOptions(sc))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sc.ForecastHorizons = make([]model.Duration, len(hs))
+	for i, h := range hs {
+		sc.ForecastHorizons[i] = model.Duration(h)
+	}
+	d, names := horizonsOf(sc)
+	se := &series{det: *det, fc: newFcState(d, names), name: "x"}
+	return se, stepOpts{forecastEveryMs: time.Minute.Milliseconds(), holdMs: (5 * time.Minute).Milliseconds()}
 }
 
 func capHorizonIdx(h time.Duration) int { return slices.Index(capHorizons, h) }
