@@ -1228,11 +1228,11 @@ func (f *fcState) appendState(b []byte) ([]byte, error) {
 		uint64(r.minStepMs), uint64(r.iv[0]), uint64(r.iv[1]), uint64(r.iv[2]), uint64(r.ref), closed, uint64(r.ctr),
 		uint64(r.n), uint64(r.first), uint64(r.lastT), math.Float64bits(r.x0), math.Float64bits(r.dsum), math.Float64bits(r.dsq),
 		math.Float64bits(f.within), uint64(f.made),
-		uint64(math.Float32bits(f.stepDif)) | uint64(len(f.pend))<<32,
+		uint64(math.Float32bits(f.stepDif)) | uint64(len(f.horizons))<<32,
 	} {
 		b = binary.LittleEndian.AppendUint64(b, u)
 	}
-	for i := range f.pend {
+	for i := range f.horizons {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f.pend[i].floor))
 	}
 	binary.LittleEndian.PutUint32(b[start-4:], uint32(len(b)-start))
@@ -1351,8 +1351,8 @@ func (f *fcState) restoreState(b []byte) error {
 		// horizon, so only for as many horizons (a reload to others
 		// restarts the series, see sameSteps).
 		f.stepDif = stepDif
-		if len(floors) == len(f.pend) {
-			for i := range f.pend {
+		if len(floors) == len(f.horizons) {
+			for i := range f.horizons {
 				f.pend[i].floor = floors[i]
 			}
 		}
