@@ -70,9 +70,25 @@ func (th *theta) name() string {
 }
 
 func (th *theta) fit(y []float64, sc *fitScratch) bool {
+	d, ok := th.adjust(y, sc)
+	if !ok {
+		return false
+	}
+	drift := sc.floats(int(th.H))
+	g := newGoldenSearch(0.01, 1)
+	for a, ok := g.next(); ok; a, ok = g.next() {
+		g.tell(th.sse(d, drift, a))
+	}
+	return th.finish(d, g.min())
+}
+
+// adjust is fit up to the search for α: it checks that y is long enough,
+// sets the seasons and the drift, and returns the seasonally adjusted
+// series d, from sc.
+func (th *theta) adjust(y []float64, sc *fitScratch) (d []float64, ok bool) {
 	n := len(y)
 	if n < 3*max(int(th.m), 4) || n < 2*int(th.H)+16 {
-		return false
+		return nil, false
 	}
 	seas := sc.floats(len(th.seas))
 	if th.m > 1 {
@@ -81,7 +97,7 @@ func (th *theta) fit(y []float64, sc *fitScratch) bool {
 	for i, v := range seas {
 		th.seas[i] = float32(v)
 	}
-	d := sc.floats(n)
+	d = sc.floats(n)
 	for t, v := range y {
 		d[t] = v - float64(th.seas[t%len(th.seas)])
 	}
@@ -89,41 +105,49 @@ func (th *theta) fit(y []float64, sc *fitScratch) bool {
 	if !th.full {
 		th.drift /= 2
 	}
-	// Golden-section search for α on the mean absolute error of the 1..H
-	// step forecasts from origins every fitStride samples (see
-	// holtWinters.run for why not the one-step error).
-	warm := max(int(th.m), 16)
-	// The drift term of the forecast k+1 steps ahead depends on α but not
-	// on the origin: computed once per evaluation, the same products as
-	// forecast's, rather than at every origin (a fifth of a refit of a
-	// series without a season went to them).
-	drift := sc.floats(int(th.H))
-	sse := func(a float64) float64 {
-		l := d[0]
-		var s float64
-		var cnt int
-		ia := 1 / a // the same value as forecast's 1/α, divided once
-		for k := range drift {
-			drift[k] = th.drift * (float64(k) + ia)
-		}
-		for t := 1; t < n; t++ {
-			if t >= warm && (t-warm)%fitStride == 0 && t+int(th.H) <= n {
-				for k, dk := range drift {
-					s += math.Abs(d[t+k] - l - dk)
-				}
-				cnt += int(th.H)
-			}
-			l += a * (d[t] - l)
-		}
-		return s / float64(max(cnt, 1))
+	return d, true
+}
+
+// warm is the first origin of the errors sse sums.
+func (th *theta) warm() int { return max(int(th.m), 16) }
+
+// sse is the mean absolute error of the 1..H step forecasts with α = a
+// from origins every fitStride samples of d (see holtWinters.run for why
+// not the one-step error), the objective of the golden-section search for
+// α. The drift term of the forecast k+1 steps ahead depends on α but not
+// on the origin: it goes into drift (H values) once per evaluation, the
+// same products as forecast's, rather than at every origin (a fifth of a
+// refit of a series without a season went to them).
+func (th *theta) sse(d, drift []float64, a float64) float64 {
+	n, warm := len(d), th.warm()
+	l := d[0]
+	var s float64
+	var cnt int
+	ia := 1 / a // the same value as forecast's 1/α, divided once
+	for k := range drift {
+		drift[k] = th.drift * (float64(k) + ia)
 	}
-	th.alpha = golden(sse, 0.01, 1)
+	for t := 1; t < n; t++ {
+		if t >= warm && (t-warm)%fitStride == 0 && t+int(th.H) <= n {
+			for k, dk := range drift {
+				s += math.Abs(d[t+k] - l - dk)
+			}
+			cnt += int(th.H)
+		}
+		l += a * (d[t] - l)
+	}
+	return s / float64(max(cnt, 1))
+}
+
+// finish sets α and the level at the end of d.
+func (th *theta) finish(d []float64, alpha float64) bool {
+	th.alpha = alpha
 	l := d[0]
 	for _, v := range d[1:] {
 		l += th.alpha * (v - l)
 	}
 	th.level = l
-	th.pos = int32(n % len(th.seas))
+	th.pos = int32(len(d) % len(th.seas))
 	return !math.IsNaN(l)
 }
 
@@ -193,22 +217,72 @@ func slope(y []float64) float64 {
 	return s
 }
 
-// golden minimises a unimodal f on [a, b] by golden-section search to a
-// bracket of 1e-4.
-func golden(f func(float64) float64, a, b float64) float64 {
-	const r = 0.6180339887498949
-	c, d := b-r*(b-a), a+r*(b-a)
-	fc, fd := f(c), f(d)
-	for b-a > 1e-4 {
-		if fc < fd {
-			b, d, fd = d, c, fc
-			c = b - r*(b-a)
-			fc = f(c)
-		} else {
-			a, c, fc = c, d, fd
-			d = a + r*(b-a)
-			fd = f(d)
-		}
-	}
-	return (a + b) / 2
+// goldenSearch minimises a unimodal function on [a, b] by golden-section
+// search to a bracket of goldenTol, one value at a time: next gives the
+// point whose value it needs, tell takes that value. Driven so, two
+// searches run side by side (see fitThetaPair), each as it would alone.
+// The point a last step would evaluate is not asked for: the bracket is
+// then narrow enough, and the minimum its middle whatever the value (a
+// search that evaluated it, as before, asked for 22 values, not 21).
+type goldenSearch struct {
+	a, b, c, d float64 // the bracket and its inner points, c < d
+	fc, fd     float64
+	told       int  // values told so far: c's, d's, then each new point's
+	newC       bool // the point asked for is c (else d)
 }
+
+const goldenTol = 1e-4
+
+func newGoldenSearch(a, b float64) goldenSearch {
+	return goldenSearch{a: a, b: b, c: b - goldenRatio*(b-a), d: a + goldenRatio*(b-a)}
+}
+
+// goldenRatio is (√5−1)/2.
+const goldenRatio = 0.6180339887498949
+
+// next returns the point whose value the search needs; ok is false once
+// the bracket is narrow enough (see min).
+func (g *goldenSearch) next() (x float64, ok bool) {
+	switch {
+	case g.told == 0:
+		return g.c, true
+	case g.told == 1:
+		return g.d, true
+	case !(g.b-g.a > goldenTol):
+		return 0, false
+	case g.newC:
+		return g.c, true
+	}
+	return g.d, true
+}
+
+// tell takes the value at the point next returned, and narrows the
+// bracket.
+func (g *goldenSearch) tell(v float64) {
+	switch {
+	case g.told == 0:
+		g.fc = v
+	case g.told == 1:
+		g.fd = v
+	case g.newC:
+		g.fc = v
+	default:
+		g.fd = v
+	}
+	g.told++
+	if g.told < 2 || !(g.b-g.a > goldenTol) {
+		return
+	}
+	if g.fc < g.fd {
+		g.b, g.d, g.fd = g.d, g.c, g.fc
+		g.c = g.b - goldenRatio*(g.b-g.a)
+		g.newC = true
+	} else {
+		g.a, g.c, g.fc = g.c, g.d, g.fd
+		g.d = g.a + goldenRatio*(g.b-g.a)
+		g.newC = false
+	}
+}
+
+// min is the middle of the bracket.
+func (g *goldenSearch) min() float64 { return (g.a + g.b) / 2 }
