@@ -262,18 +262,22 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	// (TestWarmStartsExact).
 	var found [16]warmStart
 	gathered := found[:0]
-	for c, comp := range cands {
-		hw, raw := holtWintersOf(comp)
-		if hw != nil {
+	for _, comp := range cands {
+		if hw, raw := holtWintersOf(comp); hw != nil {
 			hw.last = findWarm(warm, raw, hw.m1, hw.m2)
 		}
-		if start < 16 || !comp.fit(y[:start], sc) {
+	}
+	if start >= 16 {
+		fitAll(ok, cands, nil, y[:start], sc)
+	}
+	for c, comp := range cands {
+		if !ok[c] {
 			continue
 		}
+		hw, raw := holtWintersOf(comp)
 		if hw != nil {
 			gathered = append(gathered, newWarmStart(raw, hw))
 		}
-		ok[c] = true
 		errs[c] = sc.floats(origins * H)
 		o := 0
 		for t := start; ; t++ {
@@ -370,8 +374,9 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	// fitted on the longer history (it should not happen) gives its weight
 	// to the others.
 	var keep []int
+	fitAll(ok, cands, used, y, sc)
 	for c, comp := range cands {
-		if used[c] && comp.fit(y, sc) {
+		if ok[c] { // used, and fitted on the whole
 			if k, ok := comp.(compacter); ok {
 				k.compact()
 			}

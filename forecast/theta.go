@@ -74,12 +74,7 @@ func (th *theta) fit(y []float64, sc *fitScratch) bool {
 	if !ok {
 		return false
 	}
-	drift := sc.floats(int(th.H))
-	g := newGoldenSearch(0.01, 1)
-	for a, ok := g.next(); ok; a, ok = g.next() {
-		g.tell(th.sse(d, drift, a))
-	}
-	return th.finish(d, g.min())
+	return th.finish(d, th.search(d, sc))
 }
 
 // adjust is fit up to the search for α: it checks that y is long enough,
@@ -286,3 +281,99 @@ func (g *goldenSearch) tell(v float64) {
 
 // min is the middle of the bracket.
 func (g *goldenSearch) min() float64 { return (g.a + g.b) / 2 }
+
+// fitThetaPair is fit of a on ya and of b on yb, their searches for α run
+// side by side. The sums of a search's errors were half the refit of a
+// series without a season (BenchmarkRefit shape=rate, CPU profile), each a
+// chain of dependent additions; two in one loop, a Theta's and a drift's
+// on 512 values took 20% less CPU time than one after the other (median
+// of 5; the loop is bound less by the chains than by the absolute values'
+// moves between registers). Each sum takes the same operations in the
+// same order as alone, so each α is the same to the bit. a and b must
+// have the same horizon and first origin (warm), and ya and yb the same
+// length.
+func fitThetaPair(a *theta, ya []float64, b *theta, yb []float64, sc *fitScratch) (okA, okB bool) {
+	if len(ya) != len(yb) || a.warm() != b.warm() || a.H != b.H {
+		return a.fit(ya, sc), b.fit(yb, sc)
+	}
+	da, okA := a.adjust(ya, sc)
+	db, okB := b.adjust(yb, sc)
+	if !okA || !okB {
+		// At most one to fit: alone.
+		if okA {
+			okA = a.finish(da, a.search(da, sc))
+		}
+		if okB {
+			okB = b.finish(db, b.search(db, sc))
+		}
+		return okA, okB
+	}
+	driftA, driftB := sc.floats(int(a.H)), sc.floats(int(b.H))
+	ga, gb := newGoldenSearch(0.01, 1), newGoldenSearch(0.01, 1)
+	for {
+		xa, moreA := ga.next()
+		xb, moreB := gb.next()
+		switch {
+		case moreA && moreB:
+			va, vb := thetaSSEPair(a, da, driftA, xa, b, db, driftB, xb)
+			ga.tell(va)
+			gb.tell(vb)
+			continue
+		case moreA:
+			ga.tell(a.sse(da, driftA, xa))
+			continue
+		case moreB:
+			gb.tell(b.sse(db, driftB, xb))
+			continue
+		}
+		break
+	}
+	return a.finish(da, ga.min()), b.finish(db, gb.min())
+}
+
+// search returns the α that minimises sse on d, by golden-section search.
+func (th *theta) search(d []float64, sc *fitScratch) float64 {
+	drift := sc.floats(int(th.H))
+	g := newGoldenSearch(0.01, 1)
+	for x, ok := g.next(); ok; x, ok = g.next() {
+		g.tell(th.sse(d, drift, x))
+	}
+	return g.min()
+}
+
+// thetaSSEPair is a.sse(da, driftA, xa) and b.sse(db, driftB, xb) in one
+// loop (see fitThetaPair).
+func thetaSSEPair(a *theta, da, driftA []float64, xa float64, b *theta, db, driftB []float64, xb float64) (float64, float64) {
+	n, warm, H := len(da), a.warm(), int(a.H)
+	la, lb := da[0], db[0]
+	var sa, sb float64
+	var cnt int
+	ia, ib := 1/xa, 1/xb
+	for k := range driftA {
+		driftA[k] = a.drift * (float64(k) + ia)
+	}
+	for k := range driftB {
+		driftB[k] = b.drift * (float64(k) + ib)
+	}
+	for t := 1; t < n; t++ {
+		if t >= warm && (t-warm)%fitStride == 0 && t+H <= n {
+			sa, sb = absErrPair(sa, sb, da[t:t+H], db[t:t+H], la, lb, driftA, driftB)
+			cnt += H
+		}
+		la += xa * (da[t] - la)
+		lb += xb * (db[t] - lb)
+	}
+	c := float64(max(cnt, 1))
+	return sa / c, sb / c
+}
+
+// absErrPair adds |oa[k] − la − da[k]| to sa and |ob[k] − lb − db[k]| to
+// sb, k in order, for every k of da: the inner loop of thetaSSEPair.
+func absErrPair(sa, sb float64, oa, ob []float64, la, lb float64, da, db []float64) (float64, float64) {
+	oa, ob, db = oa[:len(da)], ob[:len(da)], db[:len(da)]
+	for k, dk := range da {
+		sa += math.Abs(oa[k] - la - dk)
+		sb += math.Abs(ob[k] - lb - db[k])
+	}
+	return sa, sb
+}
