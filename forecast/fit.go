@@ -4,21 +4,21 @@ import "math"
 
 // fitAll fits each candidate c with want[c] (every one if want is nil) on
 // y and sets ok[c] to whether it could be fitted, as cands[c].fit(y, sc)
-// would (false for the others). Two kinds of work are
-// shared between the candidates: the values the candidates on the raw
-// scale fit on, exp(y), are computed once rather than by each of them (see
-// rawScale.fit), and the Theta candidates (Theta and the drift, on either
-// scale) with the same first origin are fitted in pairs whose searches for
-// α run side by side (see fitThetaPair).
+// would (false for the others). Two kinds of work are shared between the
+// candidates: the values the candidates on the raw scale fit on, exp(y),
+// are computed once rather than by each of them (see rawScale.fit), and
+// the Theta and Holt-Winters candidates are fitted in pairs (Theta and the
+// drift, the same model on both scales) whose searches for their
+// parameters run side by side (see fitThetaPair and fitHoltWintersPair).
 func fitAll(ok []bool, cands []component, want []bool, y []float64, sc *fitScratch) {
 	var raw []float64 // exp(y), once a candidate on the raw scale needs it
 	type pending struct {
-		th *theta
-		y  []float64
-		c  int
+		comp component // a *theta or *holtWinters
+		y    []float64
+		c    int
 	}
-	var small [16]pending // a refit has at most 6 or so
-	thetas := small[:0]
+	var small [16]pending // a refit has at most 12 or so
+	pend := small[:0]
 	for c, comp := range cands {
 		ok[c] = false
 		if want != nil && !want[c] {
@@ -34,26 +34,47 @@ func fitAll(ok []bool, cands []component, want []bool, y []float64, sc *fitScrat
 			}
 			comp, x = r.c, raw
 		}
-		if th, isTheta := comp.(*theta); isTheta {
-			thetas = append(thetas, pending{th, x, c})
+		switch comp.(type) {
+		case *theta, *holtWinters:
+			pend = append(pend, pending{comp, x, c})
 			continue
 		}
 		ok[c] = comp.fit(x, sc)
 	}
-	for i := 0; i < len(thetas); i++ {
-		a := thetas[i]
+	for i := 0; i < len(pend); i++ {
+		a := pend[i]
 		j := i + 1
-		for j < len(thetas) && thetas[j].th.warm() != a.th.warm() {
+		for j < len(pend) && !pairs(a.comp, pend[j].comp) {
 			j++
 		}
-		if j == len(thetas) {
-			ok[a.c] = a.th.fit(a.y, sc)
+		if j == len(pend) {
+			ok[a.c] = a.comp.fit(a.y, sc)
 			continue
 		}
-		b := thetas[j]
-		ok[a.c], ok[b.c] = fitThetaPair(a.th, a.y, b.th, b.y, sc)
-		// b is done: the ones between it and a move up a place.
-		copy(thetas[j:], thetas[j+1:])
-		thetas = thetas[:len(thetas)-1]
+		b := pend[j]
+		switch ca := a.comp.(type) {
+		case *theta:
+			ok[a.c], ok[b.c] = fitThetaPair(ca, a.y, b.comp.(*theta), b.y, sc)
+		case *holtWinters:
+			ok[a.c], ok[b.c] = fitHoltWintersPair(ca, a.y, b.comp.(*holtWinters), b.y, sc)
+		}
+		// b is done: the ones after it move up a place.
+		copy(pend[j:], pend[j+1:])
+		pend = pend[:len(pend)-1]
 	}
+}
+
+// pairs reports whether a and b can be fitted side by side: two Thetas
+// with the same first origin and horizon, or two additive Holt-Winters
+// models with the same seasons and horizon.
+func pairs(a, b component) bool {
+	switch a := a.(type) {
+	case *theta:
+		b, ok := b.(*theta)
+		return ok && a.warm() == b.warm() && a.H == b.H
+	case *holtWinters:
+		b, ok := b.(*holtWinters)
+		return ok && !a.mult && !b.mult && a.m1 == b.m1 && a.m2 == b.m2 && a.horizon == b.horizon
+	}
+	return false
 }

@@ -93,6 +93,13 @@ func (h *holtWinters) name() string {
 }
 
 func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
+	var s simplexSearch
+	return h.prepare(y, &s, sc) && h.search(y, &s)
+}
+
+// prepare is fit up to the search for the parameters: it checks that y
+// can be fitted, sets the initial state, and starts s.
+func (h *holtWinters) prepare(y []float64, s *simplexSearch, sc *fitScratch) bool {
 	long := int(max(h.m1, h.m2, 1))
 	if len(y) < 2*long+h.horizon+8 {
 		return false
@@ -118,7 +125,7 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 	h.buf = sc.floats(h.horizon)
 	// Parameters: α ∈ (0.001, 0.999), β = α·β' with β' ∈ (0, 0.5),
 	// φ ∈ (0.8, 0.995), γ_i ∈ (0, 0.5)·(1−α).
-	x0 := []float64{logit(0.2, 0.001, 0.999), logit(0.05, 0, 0.5), logit(0.95, 0.8, 0.995), logit(0.1, 0, 0.5), logit(0.1, 0, 0.5)}
+	x0 := [...]float64{logit(0.2, 0.001, 0.999), logit(0.05, 0, 0.5), logit(0.95, 0.8, 0.995), logit(0.1, 0, 0.5), logit(0.1, 0, 0.5)}
 	np := 3
 	if h.m1 > 0 {
 		np++
@@ -126,15 +133,17 @@ func (h *holtWinters) fit(y []float64, sc *fitScratch) bool {
 	if h.m2 > 0 {
 		np++
 	}
-	obj := func(p []float64) float64 {
-		h.setParams(p)
-		return h.run(y)
-	}
 	start, step, budget := x0[:np], 1.0, 60*np
 	if h.last != nil {
 		start, step, budget = h.last, 0.25, 20*np
 	}
-	best := nelderMead(obj, start, step, budget, sc)
+	s.init(start, step, budget, sc)
+	return true
+}
+
+// finish sets the parameters best, which the next fit starts from, and
+// the state at the end of y.
+func (h *holtWinters) finish(y, best []float64) bool {
 	h.last = append(h.last[:0], best...)
 	h.setParams(best)
 	ok := h.run(y) < math.Inf(1)
@@ -197,19 +206,7 @@ func (h *holtWinters) run(y []float64) float64 {
 	copy(h.s1, h.s10)
 	copy(h.s2, h.s20)
 	H := h.horizon
-	if cap(h.buf) < H {
-		h.buf = make([]float64, H)
-	}
-	// The damped trend's multipliers φ+…+φ^k are the same at every
-	// origin: computed once per run, the same products in the same order
-	// as forecast's.
-	damp := h.buf[:H]
-	d, phiH := 0.0, 1.0
-	for k := range damp {
-		phiH *= h.phi
-		d += phiH
-		damp[k] = d
-	}
+	damp := h.damped()
 	// Most of a fit's time is spent in this loop, so it is step and
 	// forecast written out over local variables. An absent season becomes
 	// a one-slot season of the unit value (0 added or 1 multiplied, with
@@ -278,10 +275,25 @@ func (h *holtWinters) run(y []float64) float64 {
 	}
 	h.l, h.b = l, b
 	h.i1, h.i2 = int32(i1%max(m1, 1)), int32(i2%max(m2, 1))
-	if math.IsNaN(sae) || cnt == 0 {
-		return math.Inf(1)
+	return runResult(sae, cnt)
+}
+
+// damped returns the damped trend's multipliers φ+…+φ^k, k = 1..H, in
+// h.buf: they are the same at every origin, so run computes them once, the
+// same products in the same order as forecast's.
+func (h *holtWinters) damped() []float64 {
+	H := h.horizon
+	if cap(h.buf) < H {
+		h.buf = make([]float64, H)
 	}
-	return sae / float64(cnt)
+	damp := h.buf[:H]
+	d, phiH := 0.0, 1.0
+	for k := range damp {
+		phiH *= h.phi
+		d += phiH
+		damp[k] = d
+	}
+	return damp
 }
 
 // hwErrs, hwErrs1 and hwErrs2 are run's errors at one origin: sae plus
@@ -500,4 +512,169 @@ func (h *holtWinters) initState(y []float64, sc *fitScratch) {
 		return
 	}
 	h.l0, h.b0 = l, b
+}
+
+// fitHoltWintersPair is fit of a on ya and of b on yb, their searches for
+// the parameters run side by side, each objective's two runs in one loop
+// (see runPair). Each search takes the steps it would alone, so each fit
+// is the same to the bit. a and b must be additive with the same seasons
+// and horizon, ya and yb of the same length.
+func fitHoltWintersPair(a *holtWinters, ya []float64, b *holtWinters, yb []float64, sc *fitScratch) (okA, okB bool) {
+	if a.mult || b.mult || a.m1 != b.m1 || a.m2 != b.m2 || a.horizon != b.horizon || len(ya) != len(yb) {
+		return a.fit(ya, sc), b.fit(yb, sc)
+	}
+	var sa, sb simplexSearch
+	okA, okB = a.prepare(ya, &sa, sc), b.prepare(yb, &sb, sc)
+	if !okA || !okB {
+		// At most one to fit: alone.
+		if okA {
+			okA = a.search(ya, &sa)
+		}
+		if okB {
+			okB = b.search(yb, &sb)
+		}
+		return okA, okB
+	}
+	for {
+		pa, moreA := sa.next()
+		pb, moreB := sb.next()
+		switch {
+		case moreA && moreB:
+			a.setParams(pa)
+			b.setParams(pb)
+			va, vb := runPair(a, ya, b, yb)
+			sa.tell(va)
+			sb.tell(vb)
+			continue
+		case moreA:
+			a.setParams(pa)
+			sa.tell(a.run(ya))
+			continue
+		case moreB:
+			b.setParams(pb)
+			sb.tell(b.run(yb))
+			continue
+		}
+		break
+	}
+	return a.finish(ya, sa.best()), b.finish(yb, sb.best())
+}
+
+// search is fit after prepare.
+func (h *holtWinters) search(y []float64, s *simplexSearch) bool {
+	for p, ok := s.next(); ok; p, ok = s.next() {
+		h.setParams(p)
+		s.tell(h.run(y))
+	}
+	return h.finish(y, s.best())
+}
+
+// runPair is a.run(ya) and b.run(yb) in one loop, for two additive models
+// with the same seasons and horizon (see fitHoltWintersPair): each step
+// of the recursion is a chain of dependent operations, which left the
+// processor idle most of each step, and the other model's fills it. Each
+// model's values take the same operations in the same order as in run.
+func runPair(a *holtWinters, ya []float64, b *holtWinters, yb []float64) (float64, float64) {
+	copy(a.s1, a.s10)
+	copy(a.s2, a.s20)
+	copy(b.s1, b.s10)
+	copy(b.s2, b.s20)
+	H := a.horizon
+	dampA, dampB := a.damped(), b.damped()
+	// An absent season is a one-slot season of 0, as in run; each model
+	// has its own.
+	var unit [4][1]float64
+	alphaA, abA, phiA, g1A, g2A := a.alpha, a.alpha*a.beta, a.phi, a.g1, a.g2
+	alphaB, abB, phiB, g1B, g2B := b.alpha, b.alpha*b.beta, b.phi, b.g1, b.g2
+	s1A, s1B, m1 := a.s1, b.s1, int(a.m1)
+	if m1 == 0 {
+		s1A, s1B, m1, g1A, g1B = unit[0][:], unit[1][:], 1, 0, 0
+	}
+	s2A, s2B, m2 := a.s2, b.s2, int(a.m2)
+	if m2 == 0 {
+		s2A, s2B, m2, g2A, g2B = unit[2][:], unit[3][:], 1, 0, 0
+	}
+	lA, bA, lB, bB, i1, i2 := a.l0, a.b0, b.l0, b.b0, 0, 0
+	next := int(max(a.m1, a.m2, 1)) // the next forecast origin
+	var saeA, saeB float64
+	var cnt int
+	yb = yb[:len(ya)]
+	for t, vA := range ya {
+		vB := yb[t]
+		if t == next {
+			next += fitStride
+			if t+H <= len(ya) {
+				obsA, obsB := ya[t:t+H], yb[t:t+H]
+				switch {
+				case a.m1 == 0:
+					saeA, saeB = hwErrsPair(saeA, saeB, obsA, obsB, dampA, dampB, lA, bA, lB, bB)
+				case a.m2 == 0:
+					saeA, saeB = hwErrs1Pair(saeA, saeB, obsA, obsB, dampA, dampB, lA, bA, lB, bB, s1A, s1B, i1)
+				default:
+					saeA = hwErrs2(saeA, obsA, dampA, lA, bA, false, s1A, i1, s2A, i2)
+					saeB = hwErrs2(saeB, obsB, dampB, lB, bB, false, s1B, i1, s2B, i2)
+				}
+				cnt += H
+			}
+		}
+		lbA := lA + phiA*bA
+		lbB := lB + phiB*bB
+		eA := vA - lbA - (s1A[i1] + s2A[i2])
+		eB := vB - lbB - (s1B[i1] + s2B[i2])
+		lA = lbA + alphaA*eA
+		lB = lbB + alphaB*eB
+		bA = phiA*bA + abA*eA
+		bB = phiB*bB + abB*eB
+		s1A[i1] += g1A * eA
+		s1B[i1] += g1B * eB
+		s2A[i2] += g2A * eA
+		s2B[i2] += g2B * eB
+		if i1++; i1 == m1 {
+			i1 = 0
+		}
+		if i2++; i2 == m2 {
+			i2 = 0
+		}
+	}
+	a.l, a.b, b.l, b.b = lA, bA, lB, bB
+	a.i1, a.i2 = int32(i1%max(m1, 1)), int32(i2%max(m2, 1))
+	b.i1, b.i2 = a.i1, a.i2
+	return runResult(saeA, cnt), runResult(saeB, cnt)
+}
+
+// hwErrsPair and hwErrs1Pair are hwErrs and hwErrs1 of two models in one
+// loop: the sums' chains of additions side by side.
+//
+//go:noinline
+func hwErrsPair(saeA, saeB float64, obsA, obsB, dampA, dampB []float64, lA, bA, lB, bB float64) (float64, float64) {
+	obsA, obsB, dampB = obsA[:len(dampA)], obsB[:len(dampA)], dampB[:len(dampA)]
+	for k, dk := range dampA {
+		saeA += math.Abs(obsA[k] - (lA + dk*bA))
+		saeB += math.Abs(obsB[k] - (lB + dampB[k]*bB))
+	}
+	return saeA, saeB
+}
+
+//go:noinline
+func hwErrs1Pair(saeA, saeB float64, obsA, obsB, dampA, dampB []float64, lA, bA, lB, bB float64, s1A, s1B []float64, j1 int) (float64, float64) {
+	obsA, obsB, dampB = obsA[:len(dampA)], obsB[:len(dampA)], dampB[:len(dampA)]
+	s1B = s1B[:len(s1A)]
+	m1 := len(s1A)
+	for k, dk := range dampA {
+		saeA += math.Abs(obsA[k] - (lA + dk*bA + s1A[j1]))
+		saeB += math.Abs(obsB[k] - (lB + dampB[k]*bB + s1B[j1]))
+		if j1++; j1 == m1 {
+			j1 = 0
+		}
+	}
+	return saeA, saeB
+}
+
+// runResult is run's mean of cnt absolute errors summing to sae, +Inf if
+// there are none or the recursion blew up.
+func runResult(sae float64, cnt int) float64 {
+	if math.IsNaN(sae) || cnt == 0 {
+		return math.Inf(1)
+	}
+	return sae / float64(cnt)
 }
