@@ -239,7 +239,23 @@ func cholSolve(a, b []float64, p int) bool {
 		}
 		d = math.Sqrt(d)
 		a[j*p+j] = d
-		for i := j + 1; i < p; i++ {
+		// Two rows at a time: each sum is a chain of dependent
+		// subtractions, and two chains side by side take little more
+		// time than one (this loop was a tenth of a refit of an hourly
+		// series). Each row's sum takes the same operations in the same
+		// order as alone.
+		rj := a[j*p : j*p+j]
+		i := j + 1
+		for ; i+1 < p; i += 2 {
+			s0, s1 := a[i*p+j], a[(i+1)*p+j]
+			r0, r1 := a[i*p:i*p+j], a[(i+1)*p:(i+1)*p+j]
+			for k, x := range rj {
+				s0 -= r0[k] * x
+				s1 -= r1[k] * x
+			}
+			a[i*p+j], a[(i+1)*p+j] = s0/d, s1/d
+		}
+		if i < p {
 			s := a[i*p+j]
 			for k := 0; k < j; k++ {
 				s -= a[i*p+k] * a[j*p+k]
