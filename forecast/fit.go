@@ -1,23 +1,27 @@
 package forecast
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // fitAll fits each candidate c with want[c] (every one if want is nil) on
 // y and sets ok[c] to whether it could be fitted, as cands[c].fit(y, sc)
 // would (false for the others). Two kinds of work are shared between the
 // candidates: the values the candidates on the raw scale fit on, exp(y),
 // are computed once rather than by each of them (see rawScale.fit), and
-// the Theta and Holt-Winters candidates are fitted in pairs (Theta and the
-// drift, the same model on both scales) whose searches for their
-// parameters run side by side (see fitThetaPair and fitHoltWintersPair).
+// the Theta, Holt-Winters and Fourier candidates are fitted in pairs
+// (Theta and the drift, the same model on both scales) that share work or
+// run their searches for parameters side by side (see fitThetaPair,
+// fitHoltWintersPair and fitFourierPair).
 func fitAll(ok []bool, cands []component, want []bool, y []float64, sc *fitScratch) {
 	var raw []float64 // exp(y), once a candidate on the raw scale needs it
 	type pending struct {
-		comp component // a *theta or *holtWinters
+		comp component // a *theta, *holtWinters or *fourierReg
 		y    []float64
 		c    int
 	}
-	var small [16]pending // a refit has at most 12 or so
+	var small [16]pending // as many as two seasons on both scales give
 	pend := small[:0]
 	for c, comp := range cands {
 		ok[c] = false
@@ -35,7 +39,7 @@ func fitAll(ok []bool, cands []component, want []bool, y []float64, sc *fitScrat
 			comp, x = r.c, raw
 		}
 		switch comp.(type) {
-		case *theta, *holtWinters:
+		case *theta, *holtWinters, *fourierReg:
 			pend = append(pend, pending{comp, x, c})
 			continue
 		}
@@ -57,6 +61,8 @@ func fitAll(ok []bool, cands []component, want []bool, y []float64, sc *fitScrat
 			ok[a.c], ok[b.c] = fitThetaPair(ca, a.y, b.comp.(*theta), b.y, sc)
 		case *holtWinters:
 			ok[a.c], ok[b.c] = fitHoltWintersPair(ca, a.y, b.comp.(*holtWinters), b.y, sc)
+		case *fourierReg:
+			ok[a.c], ok[b.c] = fitFourierPair(ca, a.y, b.comp.(*fourierReg), b.y, sc)
 		}
 		// b is done: the ones after it move up a place.
 		copy(pend[j:], pend[j+1:])
@@ -65,8 +71,8 @@ func fitAll(ok []bool, cands []component, want []bool, y []float64, sc *fitScrat
 }
 
 // pairs reports whether a and b can be fitted side by side: two Thetas
-// with the same first origin and horizon, or two additive Holt-Winters
-// models with the same seasons and horizon.
+// with the same first origin and horizon, two additive Holt-Winters models
+// or two Fourier regressions with the same seasons and horizon.
 func pairs(a, b component) bool {
 	switch a := a.(type) {
 	case *theta:
@@ -75,6 +81,9 @@ func pairs(a, b component) bool {
 	case *holtWinters:
 		b, ok := b.(*holtWinters)
 		return ok && !a.mult && !b.mult && a.m1 == b.m1 && a.m2 == b.m2 && a.horizon == b.horizon
+	case *fourierReg:
+		b, ok := b.(*fourierReg)
+		return ok && a.H == b.H && slices.Equal(a.periods, b.periods)
 	}
 	return false
 }
