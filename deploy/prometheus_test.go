@@ -221,6 +221,13 @@ var (
 		labels.FromStrings("__name__", "prometheus_rule_evaluation_failures_total", "job", "prometheus", "rule_group", "/etc/prometheus/omen.rules.yml;omen-health"),
 		labels.FromStrings("__name__", "prometheus_notifications_dropped_total", "job", "prometheus"),
 		labels.FromStrings("__name__", "prometheus_template_text_expansions_total", "job", "prometheus"),
+		// The notifier's connections to Alertmanager, opened when omen's
+		// first alert fires (Debian's prometheus.yml names an Alertmanager
+		// on localhost:9093 that is not installed: a walkthrough's
+		// OmenSeriesAnomalous on conn_attempted and conn_failed 15 s after
+		// the first alerts, 30 at their peak).
+		labels.FromStrings("__name__", "net_conntrack_dialer_conn_failed_total", "job", "prometheus", "dialer_name", "alertmanager", "reason", "refused"),
+		labels.FromStrings("__name__", "net_conntrack_dialer_conn_established_total", "job", "prometheus", "dialer_name", "alertmanager"),
 		// Prometheus's link to omen, which moves when omen restarts (a
 		// walkthrough's 42 incidents after one restart).
 		labels.FromStrings("__name__", "prometheus_remote_storage_samples_pending", "job", "prometheus", "remote_name", "omen", "url", "http://omen:9201/api/v1/write"),

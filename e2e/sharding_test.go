@@ -180,7 +180,7 @@ func TestShardedByHashmod(t *testing.T) {
 	waitFor(t, 60*time.Second, "Prometheus's own series on one shard", func() bool {
 		at := time.Now().Add(-5 * time.Second)
 		// omen's outputs carry for=<input>
-		q := `count({__name__=~".+", __name__!~"prometheus_notifications_.+|prometheus_template_text_expansions_total", rule_group!~".*;omen-.+", remote_name!~"omen(-[0-9]+)?", consumer!~"omen(-[0-9]+)?", dialer_name!~"omen|serviceMonitor/.+/omen/[0-9]+|remote_storage_(read|write)_client", job="prometheus", for=""})`
+		q := `count({__name__=~".+", __name__!~"prometheus_notifications_.+|prometheus_template_text_expansions_total", rule_group!~".*;omen-.+", remote_name!~"omen(-[0-9]+)?", consumer!~"omen(-[0-9]+)?", dialer_name!~"omen|serviceMonitor/.+/omen/[0-9]+|remote_storage_(read|write)_client|alertmanager", job="prometheus", for=""})`
 		p, err := query(t, prom.URL, q, at)
 		if err != nil || len(p) != 1 {
 			last = fmt.Sprintf("prometheus %v %v", p, err)
