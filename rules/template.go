@@ -92,12 +92,14 @@ func notExported() string {
 // Prometheus does not hold it (a derived input lives in omen only).
 const inputValue = `{{ with query $q }}{{ . | first | value | humanize }}{{ $per }}{{ else }}n/a{{ end }}`
 
-// expectedBand prints yhat and its band.
-const expectedBand = `{{- with query (printf "yhat{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- else -}}n/a{{- end -}}
+// expectedBand prints yhat and its band, in the unit of the value omen
+// scored ($per: a counter's "20/s in [18/s, 22/s]", beside its value
+// "40/s", not a bare "20" that reads as its running total).
+const expectedBand = `{{- with query (printf "yhat{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- $per -}}{{- else -}}n/a{{- end -}}
 {{- " in [" -}}
-{{- with query (printf "yhat_lower{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- else -}}n/a{{- end -}}
+{{- with query (printf "yhat_lower{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- $per -}}{{- else -}}n/a{{- end -}}
 {{- ", " -}}
-{{- with query (printf "yhat_upper{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- else -}}n/a{{- end -}}
+{{- with query (printf "yhat_upper{%s}" $sel) -}}{{- . | first | value | humanize -}}{{- $per -}}{{- else -}}n/a{{- end -}}
 {{- "]" -}}`
 
 // explanation says in words where the value stands against the band. It
@@ -111,12 +113,12 @@ const explanation = `{{- $v := 0.0 -}}{{- $hasV := false -}}
 {{- with query (printf "yhat_upper{%s}" $sel) -}}{{- $hi = . | first | value -}}{{- $hasB = true -}}{{- end -}}
 {{- end -}}
 {{- if not $hasB -}}omen exposes no expected band for this series.
-{{- else if not $hasV -}}The input is not stored in this Prometheus (a derived input?); its expected band is [{{ $lo | humanize }}, {{ $hi | humanize }}].
-{{- else if gt $v $hi -}}The value {{ $v | humanize }}{{ $per }} is above the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
-{{- else if lt $v $lo -}}The value {{ $v | humanize }}{{ $per }} is below the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}].
+{{- else if not $hasV -}}The input is not stored in this Prometheus (a derived input?); its expected band is [{{ $lo | humanize }}{{ $per }}, {{ $hi | humanize }}{{ $per }}].
+{{- else if gt $v $hi -}}The value {{ $v | humanize }}{{ $per }} is above the expected band [{{ $lo | humanize }}{{ $per }}, {{ $hi | humanize }}{{ $per }}].
+{{- else if lt $v $lo -}}The value {{ $v | humanize }}{{ $per }} is below the expected band [{{ $lo | humanize }}{{ $per }}, {{ $hi | humanize }}{{ $per }}].
 {{- else -}}{{- $s := -1.0 -}}{{- with query (printf "anomaly_score{%s}" $sel) -}}{{- $s = . | first | value -}}{{- end -}}
-{{- if gt $s 1.0 -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}]: the score {{ $s | printf "%.2f" }} comes from the recent pattern (a shift in level, spread or seasonality), not from this sample alone.
-{{- else -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}, {{ $hi | humanize }}] now{{ if ge $s 0.0 }} and scores {{ $s | printf "%.2f" }}{{ end }}: the alert is on the incident's peak score {{ $value | printf "%.2f" }}, scored before the detector damps an event's follow-ups, and holds while the incident goes on. A band widened by an earlier anomaly can take in a later shift; compare yhat_lower and yhat_upper with the input over the incident.
+{{- if gt $s 1.0 -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}{{ $per }}, {{ $hi | humanize }}{{ $per }}]: the score {{ $s | printf "%.2f" }} comes from the recent pattern (a shift in level, spread or seasonality), not from this sample alone.
+{{- else -}}The value {{ $v | humanize }}{{ $per }} is inside the expected band [{{ $lo | humanize }}{{ $per }}, {{ $hi | humanize }}{{ $per }}] now{{ if ge $s 0.0 }} and scores {{ $s | printf "%.2f" }}{{ end }}: the alert is on the incident's peak score {{ $value | printf "%.2f" }}, scored before the detector damps an event's follow-ups, and holds while the incident goes on. A band widened by an earlier anomaly can take in a later shift; compare yhat_lower and yhat_upper with the input over the incident.
 {{- end -}}
 {{- end -}}`
 
