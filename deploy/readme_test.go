@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,11 +13,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/server"
@@ -107,4 +111,53 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+}
+
+// TestReadmeGoVersion: the Quick start names the Go that go.mod requires
+// (a Go older than its go line refuses to build, and Debian 12's
+// golang-go is 1.19), not a shorter "1.26" that reads as any 1.26.
+func TestReadmeGoVersion(t *testing.T) {
+	mod, err := os.ReadFile("../go.mod")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	require.NotNil(t, m, "go.mod has a go line")
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, quick, ok := bytes.Cut(readme, []byte("\n## Quick start\n"))
+	require.True(t, ok)
+	quick, _, _ = bytes.Cut(quick, []byte("\n## "))
+	require.Contains(t, string(quick), "Go "+string(m[1])+" or newer", "the Quick start names go.mod's Go")
+}
+
+// TestReadmeConnectExternalLabels follows the Quick start on Debian: its
+// prometheus.yml sets external_labels monitor: 'example', which remote
+// write adds to every series before write_relabel_configs; with the
+// Connect Prometheus block's commented labeldrop uncommented as it is, the
+// series reach omen without monitor, omen's outputs stay dropped, and
+// nothing else changes.
+func TestReadmeConnectExternalLabels(t *testing.T) {
+	block := string(readmeConnect(t))
+	const commented = "      # - action: labeldrop\n      #   regex: 'monitor'\n"
+	require.Contains(t, block, commented, "the labeldrop the Quick start says to uncomment")
+	block = strings.Replace(block, commented, "      - action: labeldrop\n        regex: 'monitor'\n", 1)
+	c := loadPromConfig(t, []byte("global:\n  external_labels:\n    monitor: 'example'\n"+block))
+	rw := c.RemoteWriteConfigs[0]
+	sent := func(ls labels.Labels) labels.Labels {
+		lb := labels.NewBuilder(ls)
+		c.GlobalConfig.ExternalLabels.Range(func(l labels.Label) {
+			if !ls.Has(l.Name) {
+				lb.Set(l.Name, l.Value)
+			}
+		})
+		return lb.Labels()
+	}
+	for _, ls := range inputs {
+		got, keep := keeps(rw.WriteRelabelConfigs, sent(ls))
+		require.True(t, keep, "%s must reach omen", ls)
+		require.Equal(t, ls, got, "omen stores the series as Prometheus does, without monitor")
+	}
+	for _, ls := range outputs {
+		_, keep := keeps(rw.WriteRelabelConfigs, sent(ls))
+		require.False(t, keep, "%s must not be written back to omen", ls)
+	}
 }
