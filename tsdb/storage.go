@@ -449,7 +449,8 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 		reg = set
 		defer s.dbMetrics.Store(set)
 	}
-	db, err := tsdb.Open(s.opts.Path, s.logger.With("component", "tsdb"), reg, o, s.stats)
+	logger := slog.New(omitDisabledCompactions{s.logger.Handler()}).With("component", "tsdb")
+	db, err := tsdb.Open(s.opts.Path, logger, reg, o, s.stats)
 	if err != nil {
 		return nil, fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
 	}
@@ -458,6 +459,27 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 	db.DisableCompactions()
 	s.gen.Add(1)
 	return db, nil
+}
+
+// omitDisabledCompactions passes the TSDB's log records on but for the
+// "Compactions disabled" its DisableCompactions logs, which openDB calls
+// at every open because compactLoop compacts instead: at Info at every
+// start, the line read as a TSDB that never compacts.
+type omitDisabledCompactions struct{ slog.Handler }
+
+func (h omitDisabledCompactions) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "Compactions disabled" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h omitDisabledCompactions) WithAttrs(as []slog.Attr) slog.Handler {
+	return omitDisabledCompactions{h.Handler.WithAttrs(as)}
+}
+
+func (h omitDisabledCompactions) WithGroup(name string) slog.Handler {
+	return omitDisabledCompactions{h.Handler.WithGroup(name)}
 }
 
 // reopen closes the TSDB and opens it again, which repairs a WAL a failed

@@ -1,13 +1,16 @@
 package tsdb
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -479,6 +482,33 @@ func TestAwaitRoom(t *testing.T) {
 			if tc.name != "another fault is Open's" {
 				require.True(t, s.Ready(), "ready once there is room: %s", s.Failing())
 			}
+		})
+	}
+}
+
+// TestOpenLogsNoDisabledCompactions: a start logs the TSDB's own lines
+// (the WAL replay) and omen's "TSDB ready", but not the library's
+// "Compactions disabled", which openDB's DisableCompactions call logged at
+// every start and an operator read as a TSDB that never compacts: omen
+// compacts on its own loop (compactLoop). A reopen after a failed write
+// goes through openDB too.
+func TestOpenLogsNoDisabledCompactions(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := NewStorage(logger, nil, Options{Path: t.TempDir()})
+	require.NoError(t, s.Open())
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	require.NoError(t, s.reopen())
+	for _, tc := range []struct {
+		line string
+		want int
+	}{
+		{"Compactions disabled", 0},
+		{"WAL replay completed", 2},
+		{"TSDB ready", 1},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			require.Equal(t, tc.want, strings.Count(buf.String(), tc.line), buf.String())
 		})
 	}
 }
