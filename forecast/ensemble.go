@@ -144,6 +144,11 @@ func buildComponents(seasons []int, H int, logScale bool) []component {
 	cs := buildScale(seasons, H)
 	if logScale {
 		for _, c := range buildScale(seasons, H) {
+			if s, ok := c.(*seasonalNaive); ok {
+				s.raw = true // rawScale's arithmetic, on the ensemble's values (see seasonalNaive)
+				cs = append(cs, s)
+				continue
+			}
 			cs = append(cs, &rawScale{c: c})
 		}
 	}
@@ -387,6 +392,7 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	if len(keep) == 0 {
 		return nil, next
 	}
+	shareSeasonRing(e.comps)
 	// The widest horizon's count of non-zero weights sets the width.
 	e.width = 0
 	for h := range H {

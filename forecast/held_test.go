@@ -13,27 +13,8 @@ import (
 // refit every 64) on the same planted hourly series, so every Model keeps
 // the same ensemble.
 func heldPerModel(t testing.TB, k int) int64 {
-	opts := Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32, Coverage: 0.95}
-	y := planted(600, 0, 100, 0.01, 10, 1)
-	dst := make([]Point, 0, 80)
-	all := make([]*Model, k)
-	runtime.GC()
-	runtime.GC() // twice: the refits' pooled scratch goes with the second
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for i := range all {
-		m, err := New(opts)
-		require.NoError(t, err)
-		feed(m, y, 0)
-		dst = m.Forecast(dst, 64)
-		require.Len(t, dst, 64)
-		all[i] = m
-	}
-	runtime.GC()
-	runtime.GC() // twice: the refits' pooled scratch goes with the second
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(all)
-	return int64(after.HeapAlloc-before.HeapAlloc) / int64(k)
+	held, _ := heldBy(t, liveOptions, planted(600, 0, 100, 0.01, 10, 1), k)
+	return held
 }
 
 // TestModelHeldBytes bounds what a fitted Model holds: its history (576
@@ -219,7 +200,7 @@ func TestEnsembleSparseRows(t *testing.T) {
 			e := &ensemble{H: 2, width: 2, of: tc.of, weights: []uint16{weightUnit / 2, weightUnit / 2, weightUnit / 2, weightUnit / 2}}
 			for i := range tc.comps {
 				c := newSeasonalNaive(1)
-				c.last[0] = float64(i + 1)
+				require.True(t, c.fit([]float64{float64(i + 1)}, nil))
 				e.comps = append(e.comps, c)
 			}
 			got := make([]float64, 2)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"flag"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -45,6 +46,54 @@ func seasonalShapes(n int) []seasonalShape {
 		{"season=120", liveOptions, sine(120, 20)},
 		{"season=360", daily, sine(360, 30)},
 		{"seasons=24,168", liveOptions, hourly(n)},
+	}
+}
+
+// heldBy returns the heap bytes each of k Models of opts holds once fed y
+// and forecast, the live heap's growth over their making, and the seasons
+// the last one found.
+func heldBy(t testing.TB, opts Options, y []float64, k int) (int64, []int) {
+	dst := make([]Point, 0, opts.MaxHorizon)
+	all := make([]*Model, k)
+	runtime.GC()
+	runtime.GC() // twice: the refits' pooled scratch goes with the second
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range all {
+		m, err := New(opts)
+		require.NoError(t, err)
+		feed(m, y, 0)
+		dst = m.Forecast(dst, opts.MaxHorizon)
+		require.NotEmpty(t, dst)
+		all[i] = m
+	}
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(all)
+	return int64(after.HeapAlloc-before.HeapAlloc) / int64(k), all[k-1].Seasons()
+}
+
+// TestModelHeldBytesSeasonal bounds what a fitted Model of each shape holds.
+// The seasonal naive and the seasonal random walk of the differences, on
+// both scales, each kept the last season as float64s of their own: four
+// copies of one season, 11.7 KB of the 18.8 KB a Model with a daily season
+// at 360 steps held (11.5 KB with a season of 120 steps, 11.6 KB with two
+// seasons, whose longer one two naive candidates kept). One ring shared by
+// all of them (see seasonalNaive) holds it once: 9.6 KB, 8.4 KB and
+// 10.2 KB. The bounds sit between; the shape without a season, 4.3 KB,
+// holds no seasonal candidate.
+func TestModelHeldBytesSeasonal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fits 400 models")
+	}
+	bound := map[string]int64{"none": 4800, "season=120": 9500, "season=360": 12000, "seasons=24,168": 10900}
+	for _, s := range seasonalShapes(1600) {
+		t.Run(s.name, func(t *testing.T) {
+			got, seasons := heldBy(t, s.opts, s.y, 100)
+			t.Logf("%d B held per fitted Model, seasons %v", got, seasons)
+			require.Less(t, got, bound[s.name])
+		})
 	}
 }
 
@@ -108,4 +157,53 @@ func TestForecastsBitIdentical(t *testing.T) {
 	want, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, string(want), got)
+}
+
+// TestSeasonalNaiveShared: a seasonal naive reading another's longer ring
+// (shareSeasonRing), and with raw working on the original values itself,
+// forecasts bit for bit what one with a ring of its own did, on the log
+// scale inside rawScale with raw, past the season's end and after the
+// ring turned.
+func TestSeasonalNaiveShared(t *testing.T) {
+	y := planted(200, 0, 100, 0.05, 10, 1)
+	for i, v := range y {
+		y[i] = math.Log(v)
+	}
+	const fitN, upd, H = 150, 23, 100
+	for _, m := range []int{1, 24, 48} {
+		for _, diff := range []bool{false, true} {
+			for _, raw := range []bool{false, true} {
+				t.Run(fmt.Sprintf("m=%d/diff=%v/raw=%v", m, diff, raw), func(t *testing.T) {
+					mk := newSeasonalNaive
+					if diff {
+						mk = newSeasonalDiff
+					}
+					var ref component = mk(m)
+					if raw {
+						ref = &rawScale{c: ref}
+					}
+					s := mk(m)
+					s.raw = raw
+					comps := []component{newSeasonalDiff(60), s}
+					for _, c := range append(comps, ref) {
+						require.True(t, c.fit(y[:fitN], nil))
+					}
+					shareSeasonRing(comps)
+					require.False(t, s.own)
+					for _, v := range y[fitN : fitN+upd] {
+						for _, c := range append(comps, ref) {
+							c.update(v)
+						}
+					}
+					want, got := make([]float64, H), make([]float64, H)
+					ref.forecast(want)
+					s.forecast(got)
+					for h := range H {
+						require.Equal(t, math.Float64bits(want[h]), math.Float64bits(got[h]), "h=%d", h+1)
+					}
+					require.Equal(t, ref.name(), s.name())
+				})
+			}
+		}
+	}
 }

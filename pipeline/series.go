@@ -40,12 +40,14 @@ const dailyHistory = 768
 // no season, its MAE 1.15 times predict_linear's best and its 95% band
 // covering 68%; with two days, 0.55 times and 89%. Two days cost a
 // forecaster 1 KiB of history (256 values of 4 bytes), and one that finds
-// the daily season holds it in its seasonal models: 18.7 KB held against
-// 5.1 KB without a season (a Model of a daily sine at 360 steps, measured
-// as TestModelHeldBytes measures). A refit took 1.7-3.6 times the CPU
-// (BenchmarkRefit's shapes at History 768: walk 2.6 → 4.4 ms, rate 0.49 →
-// 1.76, hourly 2.3 → 4.8), once every 64 steps of at least 225 s (4
-// hours), where the default horizons' 28 s steps refit every 30 minutes.
+// the daily season holds it in its seasonal models, once (the forecast
+// package's seasonalNaive): 9.6 KB held against 4.3-5.1 KB without a
+// season, 18.8 KB when each of the four held a copy (a Model of a daily
+// sine at 360 steps, forecast's TestModelHeldBytesSeasonal). A refit took
+// 1.7-3.6 times the CPU (BenchmarkRefit's shapes at History 768: walk
+// 2.6 → 4.4 ms, rate 0.49 → 1.76, hourly 2.3 → 4.8), once every 64 steps
+// of at least 225 s (4 hours), where the default horizons' 28 s steps
+// refit every 30 minutes.
 // Series whose longest horizon is shorter (steps under 169 s) keep 512,
 // as do those between 3 and 3.75h, whose two days would take up to 1024.
 func forecastOptionsFor(minStepMs int64) forecast.Options {
