@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -97,8 +96,6 @@ func TestModelHeldBytesSeasonal(t *testing.T) {
 	}
 }
 
-var updateGolden = flag.Bool("update-seasonal-golden", false, "rewrite testdata/forecasts-stream.sha256")
-
 // TestForecastsBitIdentical pins the forecasts bit for bit: each shape of
 // seasonalShapes, a sawtooth (the seasonal random walk of the differences'
 // case) and a series with negative values (the values' scale only) are
@@ -106,7 +103,7 @@ var updateGolden = flag.Bool("update-seasonal-golden", false, "rewrite testdata/
 // second sample as omen serve does, and restored from a snapshot half way;
 // the SHA-256 of every Point's bits is compared with the one in testdata,
 // written at d61ae02 (go test -run ForecastsBitIdentical
-// -update-seasonal-golden ./forecast). A change that only moves memory
+// -update ./forecast). A change that only moves memory
 // (where a component keeps its state) must not move it.
 //
 // Only on amd64: Go may fuse x*y+z into one rounding on arm64, ppc64le and
