@@ -173,7 +173,8 @@ type Tier struct {
 // filling), or forecast_lower falling to it (down, its free bytes running
 // out). The limit is a constant, Limit, or a series, LimitExpr, matched
 // with the forecasts on the labels On, or without On on all of the
-// input's labels.
+// input's labels. Once firing, the alert holds until the bound is back
+// beyond the limit by ResolveMargin (see Margin).
 type Capacity struct {
 	Name      string         `yaml:"name"`
 	For       string         `yaml:"for"`                 // the input (value of the `for` label)
@@ -183,8 +184,41 @@ type Capacity struct {
 	LimitExpr string         `yaml:"limit_expr,omitempty"`
 	On        []string       `yaml:"on,omitempty"`      // the labels LimitExpr's series match the forecasts' on
 	Horizon   model.Duration `yaml:"horizon,omitempty"` // default 30m
+	// ResolveMargin is how far back from the limit the bound must come for
+	// a firing alert to resolve: a percentage of the limit ("5%", the
+	// default) or a number in the limit's unit ("1e9"); "0" turns it off.
+	ResolveMargin string `yaml:"resolve_margin,omitempty"`
 
 	set map[string]bool
+}
+
+// DefaultResolveMargin is a capacity's ResolveMargin when none is given.
+const DefaultResolveMargin = "5%"
+
+// Margin returns the capacity's ResolveMargin as a number: a fraction of
+// the limit's magnitude if relative, else in the limit's unit. The
+// capacity must have been validated.
+func (c *Capacity) Margin() (m float64, relative bool) {
+	m, relative, _ = parseMargin(c.ResolveMargin)
+	return m, relative
+}
+
+// parseMargin parses a resolve margin: a percentage below 100 or a finite
+// number, neither negative.
+func parseMargin(s string) (m float64, relative bool, err error) {
+	num, relative := strings.CutSuffix(strings.TrimSpace(s), "%")
+	m, err = strconv.ParseFloat(strings.TrimSpace(num), 64)
+	switch {
+	case err != nil:
+		return 0, false, errors.New("want a percentage of the limit (5%) or a number in its unit (1e9)")
+	case math.IsNaN(m) || math.IsInf(m, 0) || m < 0:
+		return 0, false, errors.New("want a finite number, 0 or more")
+	case relative && m >= 100:
+		return 0, false, errors.New("want a percentage below 100")
+	case relative:
+		return m / 100, true, nil
+	}
+	return m, false, nil
 }
 
 // Capacity directions: the forecast bound rising to the limit, or falling
@@ -796,6 +830,12 @@ func (a *Alerting) validate() error {
 		}
 		if c.Horizon == 0 {
 			c.Horizon = model.Duration(30 * time.Minute)
+		}
+		if c.ResolveMargin == "" {
+			c.ResolveMargin = DefaultResolveMargin
+		}
+		if _, _, err := parseMargin(c.ResolveMargin); err != nil {
+			return fmt.Errorf("%s.resolve_margin %q: %w", where, c.ResolveMargin, err)
 		}
 		if err := c.validateLimit(where); err != nil {
 			return err

@@ -97,6 +97,53 @@ func TestLoadCapacityForms(t *testing.T) {
 	}
 }
 
+// TestCapacityResolveMargin: a capacity alert's resolve margin is a
+// percentage of its limit (5% unless given), a number in the limit's unit,
+// or 0 for none; the status API's YAML loads back the same.
+func TestCapacityResolveMargin(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		shown    string
+		margin   float64
+		relative bool
+		err      string
+	}{
+		{"default", "", "5%", 0.05, true, ""},
+		{"a percentage", "resolve_margin: 10%", "10%", 0.1, true, ""},
+		{"a fraction of a percent", "resolve_margin: '0.5%'", "0.5%", 0.005, true, ""},
+		{"a number", "resolve_margin: 1e9", "1e9", 1e9, false, ""},
+		{"off", "resolve_margin: 0", "0", 0, false, ""},
+		{"off as a percentage", "resolve_margin: 0%", "0%", 0, true, ""},
+		{"negative", "resolve_margin: -1", "", 0, false, `alerting.capacity[0].resolve_margin "-1": want a finite number, 0 or more`},
+		{"the whole limit", "resolve_margin: 100%", "", 0, false, `alerting.capacity[0].resolve_margin "100%": want a percentage below 100`},
+		{"not a number", "resolve_margin: 5 percent", "", 0, false, `alerting.capacity[0].resolve_margin "5 percent": want a percentage of the limit (5%) or a number in its unit (1e9)`},
+		{"infinite", "resolve_margin: Inf", "", 0, false, `want a finite number`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := "alerting: {capacity: [{name: Full, for: disk, limit: 100"
+			if tc.in != "" {
+				in += ", " + tc.in
+			}
+			c, err := Load([]byte(in + "}]}"))
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			got := &c.Alerting.Capacity[0]
+			require.Equal(t, tc.shown, got.ResolveMargin)
+			m, rel := got.Margin()
+			require.InDelta(t, tc.margin, m, 1e-12)
+			require.Equal(t, tc.relative, rel)
+			out, err := c.YAML()
+			require.NoError(t, err)
+			back, err := Load(out)
+			require.NoError(t, err, "%s", out)
+			require.Equal(t, got.ResolveMargin, back.Alerting.Capacity[0].ResolveMargin)
+		})
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"unknown field", "inclde: []", "field inclde not found"},

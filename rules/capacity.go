@@ -2,7 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"math"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -27,6 +29,9 @@ var alertName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 // bytes running out is 0, never below (predict_linear's `< 0` would not
 // fire). The horizons are the label values omen writes, model.Duration
 // strings such as 5m or 1h.
+//
+// With a resolve margin, a firing alert holds while the bound stays
+// within it of the limit (see hysteresis).
 func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 	caps := cfg.Alerting.Capacity
 	out := make([]rulefmt.Rule, 0, len(caps))
@@ -35,9 +40,9 @@ func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 		if !alertName.MatchString(c.Name) {
 			return nil, fmt.Errorf("%s: name must match %s", where, alertName)
 		}
-		bound, agg, op, side, verb, rel := "forecast_upper", "max", ">=", "Upper", "reach", "above"
+		d := up
 		if c.Direction == config.CapacityDown {
-			bound, agg, op, side, verb, rel = "forecast_lower", "min", "<=", "Lower", "fall to", "below"
+			d = down
 		}
 		hs := inputHorizons(cfg, c.For)
 		var within, byHorizon []string
@@ -46,7 +51,7 @@ func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 				within = append(within, regexp.QuoteMeta(h.String()))
 				// One query per horizon, in the ascending order of hs:
 				// sorted by the label, 15m came before 5m.
-				byHorizon = append(byHorizon, fmt.Sprintf(`{{ with query (printf "%[2]s{%%shorizon=%%q}" $sel %[1]q) }} %[1]s: {{ . | first | value | humanize }}{{ end }}`, h.String(), bound))
+				byHorizon = append(byHorizon, fmt.Sprintf(`{{ with query (printf "%[2]s{%%shorizon=%%q}" $sel %[1]q) }} %[1]s: {{ . | first | value | humanize }}{{ end }}`, h.String(), d.bound))
 			}
 		}
 		if len(within) == 0 {
@@ -57,17 +62,27 @@ func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		sel := bound + "{" + strings.Join(append(matchers, extra...), ", ") + "}"
-		rhs, limit, limitNote := num(c.Limit), num(c.Limit), ""
-		summary := fmt.Sprintf(`{{ $labels.for }} is forecast to %s {{ $value | humanize }} within %s, at or %s its limit `, verb, c.Horizon, rel)
-		if c.LimitExpr != "" {
-			rhs, limit = limitSeries(c, bound)
-			summary = preludeSel + summary
-			limitNote = fmt.Sprintf(` Limit: {{ %q }}.`, c.LimitExpr)
+		sel := d.bound + "{" + strings.Join(append(matchers, extra...), ", ") + "}"
+		bound := fmt.Sprintf("%s without (horizon) (%s)", d.agg, sel)
+		lim := limitOf(c, d)
+		summary := lim.prelude + fmt.Sprintf(`{{ $labels.for }} is forecast to %s {{ $value | humanize }} within %s, `, d.verb, c.Horizon)
+		reached := fmt.Sprintf("at or %s its limit %s", d.rel, lim.text)
+		expr := exportRuleLabels(fmt.Sprintf("%s %s %s", bound, d.op, lim.rhs))
+		// A percentage of a limit of 0 is no margin either.
+		if m, relative := c.Margin(); m == 0 || relative && c.LimitExpr == "" && c.Limit == 0 {
+			summary += reached
+		} else {
+			expr = hysteresis(c.Name, expr, exportRuleLabels(fmt.Sprintf("%s %s %s", bound, d.op, lim.hold(m, relative))))
+			shown := c.ResolveMargin
+			if !relative {
+				shown = fmt.Sprintf("{{ %s | humanize }}", strconv.FormatFloat(m, 'e', -1, 64))
+			}
+			summary += fmt.Sprintf("{{ if %s }}%s{{ else }}back %s its limit %s by less than its resolve margin %s{{ end }}",
+				lim.reached, reached, d.back, lim.text, shown)
 		}
 		out = append(out, rulefmt.Rule{
 			Alert: c.Name,
-			Expr:  exportRuleLabels(fmt.Sprintf("%s without (horizon) (%s) %s %s", agg, sel, op, rhs)),
+			Expr:  expr,
 			// Forecasts move with every sample; holding for the warning tier's
 			// duration keeps one spike from paging. Kept firing as the
 			// anomaly alerts are: a failed scrape of omen or its restart
@@ -80,8 +95,8 @@ func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 				LabelKind:     KindCapacity,
 			},
 			Annotations: map[string]string{
-				"summary":     summary + limit + ".",
-				"description": forecastTmpl(side + " forecast bound by horizon:" + strings.Join(byHorizon, "") + ". Now: " + inputValue + "." + limitNote),
+				"summary":     summary + ".",
+				"description": forecastTmpl(d.side + " forecast bound by horizon:" + strings.Join(byHorizon, "") + ". Now: " + inputValue + "." + lim.note),
 				"runbook_url": g.runbookURL("OmenCapacityForecast"),
 			},
 		})
@@ -89,9 +104,89 @@ func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 	return out, nil
 }
 
-// limitSeries returns, for a capacity whose limit is a series, the right
-// side of its rule's comparison and the annotation's template of the
-// limit's value (after preludeSel, which defines $sel).
+// direction holds what a capacity rule's direction sets: the bound it
+// reads and how, its comparison with the limit (op, and cmp in templates),
+// the words of its summary, and the sign of the resolve margin's move of
+// the limit (down for a ceiling, up for a floor).
+type direction struct {
+	bound, agg, op, cmp, side, verb, rel, back string
+	sign                                       float64
+}
+
+var (
+	up   = direction{"forecast_upper", "max", ">=", "ge", "Upper", "reach", "above", "below", -1}
+	down = direction{"forecast_lower", "min", "<=", "le", "Lower", "fall to", "below", "above", 1}
+)
+
+// hysteresis returns the expression of an alert that fires on fire and,
+// once firing, holds on hold (the bound within the resolve margin of the
+// limit, which fire implies): the self-reference of Prometheus's ALERTS
+// series, as in prometheus/prometheus#10536, rather than a longer
+// keep_firing_for, which holds every alert as long, even one whose bound
+// went far back. Both sides carry the rule's labels moved aside
+// (exportRuleLabels), the alert and its ALERTS series their values set by
+// the rule, hence ignoring them. The ALERTS series of this evaluation's
+// alert is the previous evaluation's: where the rules' evaluator does
+// not query what it writes (vmalert without remote write), or reads it
+// with labels the alert does not have (a ruler's external labels), the
+// alert only does without the hold.
+func hysteresis(name, fire, hold string) string {
+	return fmt.Sprintf(`%s or (%s and ignoring (%s, alertstate) ALERTS{alertname=%q, alertstate="firing"})`,
+		fire, hold, strings.Join(ruleLabels, ", "), name)
+}
+
+// limit is a capacity's limit in a rule: rhs the right side of the
+// comparison, hold that side moved by a resolve margin (a fraction of the
+// limit's magnitude if relative, else in its unit) to where a firing
+// alert holds; text the template printing its value and reached the
+// template condition of $value having reached it, both after prelude;
+// note the description's words on it.
+type limit struct {
+	rhs, text, reached, prelude, note string
+	hold                              func(margin float64, relative bool) string
+}
+
+// limitOf returns the limit of the capacity c read as d reads it.
+func limitOf(c config.Capacity, d direction) limit {
+	if c.LimitExpr == "" {
+		return limit{
+			rhs:  num(c.Limit),
+			text: num(c.Limit),
+			// A float's literal: text/template compares no float with an int.
+			reached: fmt.Sprintf("%s $value %s", d.cmp, strconv.FormatFloat(c.Limit, 'e', -1, 64)),
+			hold: func(m float64, relative bool) string {
+				if relative {
+					m *= math.Abs(c.Limit)
+				}
+				return num(c.Limit + d.sign*m)
+			},
+		}
+	}
+	join, series, query := limitSeries(c, d.bound)
+	op := "+"
+	if d.sign < 0 {
+		op = "-"
+	}
+	return limit{
+		rhs: join + series,
+		prelude: preludeSel + `{{- $lim := 0.0 -}}{{- $hasLim := false -}}` +
+			fmt.Sprintf(`{{- with query (printf %q $sel) -}}{{- $lim = . | first | value -}}{{- $hasLim = true -}}{{- end -}}`, query),
+		text:    `{{ if $hasLim }}{{ $lim | humanize }}{{ else }}n/a{{ end }}`,
+		reached: fmt.Sprintf("or (not $hasLim) (%s $value $lim)", d.cmp),
+		note:    fmt.Sprintf(` Limit: {{ %q }}.`, c.LimitExpr),
+		hold: func(m float64, relative bool) string {
+			if relative {
+				return fmt.Sprintf("%s(%s %s abs(%s) * %s)", join, series, op, series, num(m))
+			}
+			return fmt.Sprintf("%s(%s %s %s)", join, series, op, num(m))
+		},
+	}
+}
+
+// limitSeries returns, for a capacity whose limit is a series, the
+// matching its rule's comparison joins the limit with, the limit's
+// expression, and printf's format of the query of its value in the
+// annotations (after preludeSel, which defines $sel).
 //
 // The forecasts carry the input's labels, `for` and `horizon` (the rule
 // aggregates horizon away); the limit's series its own labels and name.
@@ -106,23 +201,22 @@ func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 // group_left again, as several inputs can share one limit (the
 // containers of a pod, one pod's limit). `group_left ()`: without its
 // parentheses, a limit starting with one, (a - b), is read as its labels.
-func limitSeries(c config.Capacity, bound string) (rhs, value string) {
+func limitSeries(c config.Capacity, bound string) (join, series, format string) {
 	tightest := "min"
 	if c.Direction == config.CapacityDown {
 		tightest = "max"
 	}
 	on := strings.Join(c.On, ", ")
-	limit := fmt.Sprintf("%s by (%s) (%s)", tightest, on, c.LimitExpr)
-	rhs = fmt.Sprintf("on (%s) group_left () %s", on, limit)
-	query := limit + " and on (" + on + ")"
+	series = fmt.Sprintf("%s by (%s) (%s)", tightest, on, c.LimitExpr)
+	join = fmt.Sprintf("on (%s) group_left () ", on)
+	query := series + " and on (" + on + ")"
 	if len(c.On) == 0 {
-		limit = "(" + c.LimitExpr + ")"
-		rhs = "ignoring (for) group_left () " + limit
-		query = limit + " and ignoring (for, horizon)"
+		series = "(" + c.LimitExpr + ")"
+		join = "ignoring (for) group_left () "
+		query = series + " and ignoring (for, horizon)"
 	}
 	// printf's format: the expression's own % (PromQL's modulo) doubled.
-	format := strings.ReplaceAll(query, "%", "%%") + " " + bound + "{%s}"
-	return rhs, fmt.Sprintf(`{{ with query (printf %q $sel) }}{{ . | first | value | humanize }}{{ else }}n/a{{ end }}`, format)
+	return join, series, strings.ReplaceAll(query, "%", "%%") + " " + bound + "{%s}"
 }
 
 // extraMatchers returns the matchers of the capacity's optional selector.

@@ -183,7 +183,7 @@ func TestGenerateFollowsConfig(t *testing.T) {
 			"capacity horizons up to the limit", `
 defaults: {forecast_horizons: [5m, 1h, 2h]}
 overrides: [{match: '{job="db"}', forecast_horizons: [30m]}]
-alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
+alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h, resolve_margin: 0}]}`,
 			"Full", `label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|30m|1h"}) >= 10, "exported_exported_exported_severity", "$1", "exported_exported_severity", "(.*)"), "exported_exported_severity", "$1", "exported_severity", "(.*)"), "exported_severity", "$1", "severity", "(.*)"), "exported_exported_exported_omen_alert", "$1", "exported_exported_omen_alert", "(.*)"), "exported_exported_omen_alert", "$1", "exported_omen_alert", "(.*)"), "exported_omen_alert", "$1", "omen_alert", "(.*)"), "exported_exported_exported_alertname", "$1", "exported_exported_alertname", "(.*)"), "exported_exported_alertname", "$1", "exported_alertname", "(.*)"), "exported_alertname", "$1", "alertname", "(.*)")`, "5m",
 		},
 		{
@@ -192,11 +192,11 @@ alerting: {capacity: [{name: Full, for: disk, limit: 10, horizon: 1h}]}`,
 			// 30m, which it has none at.
 			"capacity on a derived input's horizons", `
 derived: [{name: web_rps, expr: 'sum(rate(http_requests_total[5m]))', forecast_horizons: [2h]}]
-alerting: {capacity: [{name: WebBusy, for: web_rps, limit: 100, horizon: 2h}]}`,
+alerting: {capacity: [{name: WebBusy, for: web_rps, limit: 100, horizon: 2h, resolve_margin: 0}]}`,
 			"WebBusy", `label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="web_rps", horizon=~"2h"}) >= 100, "exported_exported_exported_severity", "$1", "exported_exported_severity", "(.*)"), "exported_exported_severity", "$1", "exported_severity", "(.*)"), "exported_severity", "$1", "severity", "(.*)"), "exported_exported_exported_omen_alert", "$1", "exported_exported_omen_alert", "(.*)"), "exported_exported_omen_alert", "$1", "exported_omen_alert", "(.*)"), "exported_omen_alert", "$1", "omen_alert", "(.*)"), "exported_exported_exported_alertname", "$1", "exported_exported_alertname", "(.*)"), "exported_exported_alertname", "$1", "exported_alertname", "(.*)"), "exported_alertname", "$1", "alertname", "(.*)")`, "5m",
 		},
 		{
-			"capacity match", `alerting: {capacity: [{name: Full, for: disk, match: '{dev=~"sd.+"}', limit: 0.5}]}`,
+			"capacity match", `alerting: {capacity: [{name: Full, for: disk, match: '{dev=~"sd.+"}', limit: 0.5, resolve_margin: 0}]}`,
 			"Full", `label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(label_replace(max without (horizon) (forecast_upper{for="disk", horizon=~"5m|15m|30m", dev=~"sd.+"}) >= 0.5, "exported_exported_exported_severity", "$1", "exported_exported_severity", "(.*)"), "exported_exported_severity", "$1", "exported_severity", "(.*)"), "exported_severity", "$1", "severity", "(.*)"), "exported_exported_exported_omen_alert", "$1", "exported_exported_omen_alert", "(.*)"), "exported_exported_omen_alert", "$1", "exported_omen_alert", "(.*)"), "exported_omen_alert", "$1", "omen_alert", "(.*)"), "exported_exported_exported_alertname", "$1", "exported_exported_alertname", "(.*)"), "exported_exported_alertname", "$1", "exported_alertname", "(.*)"), "exported_alertname", "$1", "alertname", "(.*)")`, "5m",
 		},
 	} {
@@ -209,6 +209,48 @@ alerting: {capacity: [{name: WebBusy, for: web_rps, limit: 100, horizon: 2h}]}`,
 			require.True(t, ok, "rule %s not generated", tc.rule)
 			require.Equal(t, tc.expr, r.Expr)
 			require.Equal(t, tc.for_, r.For.String())
+		})
+	}
+}
+
+// TestCapacityHysteresis: with a resolve margin, a capacity alert fires
+// on its limit and, once firing (its own ALERTS series), holds on the
+// limit moved by the margin: towards the bound's side of it, a fraction
+// of its magnitude or a number. promtool runs the rules in
+// testdata/capacity.test.yml.
+func TestCapacityHysteresis(t *testing.T) {
+	for _, tc := range []struct{ name, capacity, fire, hold string }{
+		{"a ceiling, 5% by default", `{name: C, for: x, limit: 200}`, `) >= 200,`, `) >= 190,`},
+		{"a negative ceiling", `{name: C, for: x, limit: -200, resolve_margin: 10%}`, `) >= -200,`, `) >= -220,`},
+		{"a floor, a number", `{name: C, for: x, direction: down, limit: 0, resolve_margin: 1e9}`, `) <= 0,`, `) <= 1000000000,`},
+		// A percentage of 0 is no margin: the rule is the plain one.
+		{"a floor, 5% of 0", `{name: C, for: x, direction: down, limit: 0}`, `) <= 0,`, ""},
+		{"a series on labels", `{name: C, for: x, limit_expr: 'lim', on: [pod], resolve_margin: 10%}`,
+			`>= on (pod) group_left () min by (pod) (lim),`, `>= on (pod) group_left () (min by (pod) (lim) - abs(min by (pod) (lim)) * 0.1),`},
+		{"a floor that is a series, a number", `{name: C, for: x, direction: down, limit_expr: '0.1 * size', resolve_margin: 2.5}`,
+			`<= ignoring (for) group_left () (0.1 * size),`, `<= ignoring (for) group_left () ((0.1 * size) + 2.5),`},
+		{"off", `{name: C, for: x, limit: 200, resolve_margin: 0}`, `) >= 200,`, ""},
+		{"off as a percentage", `{name: C, for: x, limit: 200, resolve_margin: 0%}`, `) >= 200,`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load([]byte("alerting: {capacity: [" + tc.capacity + "]}"))
+			require.NoError(t, err)
+			rg, err := Generate(cfg)
+			require.NoError(t, err)
+			r, ok := find(rg, "C")
+			require.True(t, ok)
+			fire, hold, held := strings.Cut(r.Expr, " or (")
+			require.Contains(t, fire, tc.fire)
+			if tc.hold == "" {
+				require.False(t, held, "no hold without a margin: %s", r.Expr)
+				require.NotContains(t, r.Expr, "ALERTS")
+				return
+			}
+			require.True(t, held, r.Expr)
+			require.Contains(t, hold, tc.hold)
+			require.True(t, strings.HasSuffix(hold, `) and ignoring (severity, omen_alert, alertname, alertstate) ALERTS{alertname="C", alertstate="firing"})`), hold)
+			// The hold is the fire's rule with its limit moved.
+			require.Equal(t, fire, strings.Replace(strings.TrimSuffix(hold, ` and ignoring (severity, omen_alert, alertname, alertstate) ALERTS{alertname="C", alertstate="firing"})`), tc.hold, tc.fire, 1))
 		})
 	}
 }
@@ -334,12 +376,20 @@ func TestHealthRulesSelectOmensJob(t *testing.T) {
 func TestCapacityLimitQuery(t *testing.T) {
 	const expr = `max_conn{server=~"pg-.+"} % 1000`
 	for _, tc := range []struct {
-		name, capacity, want string
+		name, capacity, want, summary string
 	}{
+		// The bound 40 below the ceiling 42: within the resolve margin of
+		// an alert that holds; without one, the alert's summary does not
+		// compare (the rule fires at the limit only).
 		{"all labels", `{name: Busy, for: conns, limit_expr: '` + expr + `'}`,
-			`(` + expr + `) and ignoring (for, horizon) forecast_upper{for="conns",instance="db1",}`},
+			`(` + expr + `) and ignoring (for, horizon) forecast_upper{for="conns",instance="db1",}`,
+			"conns is forecast to reach 40 within 30m, back below its limit 42 by less than its resolve margin 5%."},
+		{"no margin", `{name: Busy, for: conns, limit_expr: '` + expr + `', resolve_margin: 0}`,
+			`(` + expr + `) and ignoring (for, horizon) forecast_upper{for="conns",instance="db1",}`,
+			"conns is forecast to reach 40 within 30m, at or above its limit 42."},
 		{"on labels, a floor", `{name: Idle, for: conns, direction: down, limit_expr: '` + expr + `', on: [instance]}`,
-			`max by (instance) (` + expr + `) and on (instance) forecast_lower{for="conns",instance="db1",}`},
+			`max by (instance) (` + expr + `) and on (instance) forecast_lower{for="conns",instance="db1",}`,
+			"conns is forecast to fall to 40 within 30m, at or below its limit 42."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := config.Load([]byte("alerting: {capacity: [" + tc.capacity + "]}"))
@@ -360,7 +410,7 @@ func TestCapacityLimitQuery(t *testing.T) {
 			got, err := template.NewTemplateExpander(context.Background(), defs+r.Annotations["summary"], "summary", data, 0, query, nil, nil).Expand()
 			require.NoError(t, err)
 			require.Equal(t, []string{tc.want}, queries)
-			require.Contains(t, got, "its limit 42.")
+			require.Equal(t, tc.summary, got)
 		})
 	}
 }
