@@ -162,13 +162,13 @@ func limitOf(c config.Capacity, d direction) limit {
 			},
 		}
 	}
-	join, series, query := limitSeries(c, d.bound)
+	join, series, shift, query := limitSeries(c, d.bound)
 	op := "+"
 	if d.sign < 0 {
 		op = "-"
 	}
 	return limit{
-		rhs: join + series,
+		rhs: join + shift(series),
 		prelude: preludeSel + `{{- $lim := 0.0 -}}{{- $hasLim := false -}}` +
 			fmt.Sprintf(`{{- with query (printf %q $sel) -}}{{- $lim = . | first | value -}}{{- $hasLim = true -}}{{- end -}}`, query),
 		text:    `{{ if $hasLim }}{{ $lim | humanize }}{{ else }}n/a{{ end }}`,
@@ -176,32 +176,38 @@ func limitOf(c config.Capacity, d direction) limit {
 		note:    fmt.Sprintf(` Limit: {{ %q }}.`, c.LimitExpr),
 		hold: func(m float64, relative bool) string {
 			if relative {
-				return fmt.Sprintf("%s(%s %s abs(%s) * %s)", join, series, op, series, num(m))
+				return join + shift(fmt.Sprintf("(%s %s abs(%s) * %s)", series, op, series, num(m)))
 			}
-			return fmt.Sprintf("%s(%s %s %s)", join, series, op, num(m))
+			return join + shift(fmt.Sprintf("(%s %s %s)", series, op, num(m)))
 		},
 	}
 }
 
 // limitSeries returns, for a capacity whose limit is a series, the
 // matching its rule's comparison joins the limit with, the limit's
-// expression, and printf's format of the query of its value in the
-// annotations (after preludeSel, which defines $sel).
+// expression, what its result goes through before the join (shift), and
+// printf's format of the query of its value in the annotations (after
+// preludeSel, which defines $sel).
 //
 // The forecasts carry the input's labels, `for` and `horizon` (the rule
 // aggregates horizon away); the limit's series its own labels and name.
-// Without `on` they match on every label but `for` (and the names, which
-// PromQL's matching leaves out): a limit computed from series labelled as
-// the input, such as node_filesystem_size_bytes for
+// Without `on` they match on every label but those two (and the names,
+// which PromQL's matching leaves out): a limit computed from series
+// labelled as the input, such as node_filesystem_size_bytes for
 // node_filesystem_avail_bytes; group_left keeps `for` on the alert, which
-// one-to-one matching drops with the labels it ignores. With `on`, on
-// those labels only, the limit aggregated by them to the tightest (the
-// lowest ceiling, the highest floor), so that duplicates of it (two
-// kube-state-metrics replicas) do not fail the rule's evaluation, and
-// group_left again, as several inputs can share one limit (the
-// containers of a pod, one pod's limit). `group_left ()`: without its
-// parentheses, a limit starting with one, (a - b), is read as its labels.
-func limitSeries(c config.Capacity, bound string) (join, series, format string) {
+// one-to-one matching drops with the labels it ignores. An input's own
+// `for` and `horizon` are exported_for and exported_horizon on its
+// forecasts (exported_exported_for on those of an input's exported_for,
+// and so on), and for and horizon on a limit labelled as the input: the
+// shift copies them to the forecasts' names, or no limit matched these
+// inputs. With `on`, on those labels only, the limit aggregated by them
+// to the tightest (the lowest ceiling, the highest floor), so that
+// duplicates of it (two kube-state-metrics replicas) do not fail the
+// rule's evaluation, and group_left again, as several inputs can share
+// one limit (the containers of a pod, one pod's limit). `group_left ()`:
+// without its parentheses, a limit starting with one, (a - b), is read
+// as its labels.
+func limitSeries(c config.Capacity, bound string) (join, series string, shift func(string) string, format string) {
 	tightest := "min"
 	if c.Direction == config.CapacityDown {
 		tightest = "max"
@@ -209,15 +215,20 @@ func limitSeries(c config.Capacity, bound string) (join, series, format string) 
 	on := strings.Join(c.On, ", ")
 	series = fmt.Sprintf("%s by (%s) (%s)", tightest, on, c.LimitExpr)
 	join = fmt.Sprintf("on (%s) group_left () ", on)
+	shift = func(e string) string { return e }
 	query := series + " and on (" + on + ")"
 	if len(c.On) == 0 {
 		series = "(" + c.LimitExpr + ")"
-		join = "ignoring (for) group_left () "
-		query = series + " and ignoring (for, horizon)"
+		join = "ignoring (for, horizon) group_left () "
+		shift = func(e string) string { return exportLabels(e, omenLabels) }
+		query = shift(series) + " and ignoring (for, horizon)"
 	}
 	// printf's format: the expression's own % (PromQL's modulo) doubled.
-	return join, series, strings.ReplaceAll(query, "%", "%%") + " " + bound + "{%s}"
+	return join, series, shift, strings.ReplaceAll(query, "%", "%%") + " " + bound + "{%s}"
 }
+
+// omenLabels are the labels omen sets on its forecasts over the input's.
+var omenLabels = []string{"for", "horizon"}
 
 // extraMatchers returns the matchers of the capacity's optional selector.
 // The metric name, `for` and `horizon` are set by the rule itself.

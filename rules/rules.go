@@ -161,8 +161,13 @@ const exportDepth = 2
 // takes an absent label as absent ("(.*)" matches the empty value, and
 // label_replace removes a label set to ""), so a level the input does not
 // have is not left behind as a copy.
-func exportRuleLabels(expr string) string {
-	for _, l := range ruleLabels {
+func exportRuleLabels(expr string) string { return exportLabels(expr, ruleLabels) }
+
+// exportLabels copies each of names on expr's result to exported_<name>,
+// as exportRuleLabels describes, its exported_ copies moved a level down
+// first.
+func exportLabels(expr string, names []string) string {
+	for _, l := range names {
 		for i := exportDepth; i >= 0; i-- {
 			src := strings.Repeat("exported_", i) + l
 			expr = fmt.Sprintf(`label_replace(%s, "exported_%s", "$1", "%s", "(.*)")`, expr, src, src)

@@ -228,7 +228,8 @@ func TestCapacityHysteresis(t *testing.T) {
 		{"a series on labels", `{name: C, for: x, limit_expr: 'lim', on: [pod], resolve_margin: 10%}`,
 			`>= on (pod) group_left () min by (pod) (lim),`, `>= on (pod) group_left () (min by (pod) (lim) - abs(min by (pod) (lim)) * 0.1),`},
 		{"a floor that is a series, a number", `{name: C, for: x, direction: down, limit_expr: '0.1 * size', resolve_margin: 2.5}`,
-			`<= ignoring (for) group_left () (0.1 * size),`, `<= ignoring (for) group_left () ((0.1 * size) + 2.5),`},
+			// (each through the label_replace calls of exportLabels)
+			`(0.1 * size),`, `((0.1 * size) + 2.5),`},
 		{"off", `{name: C, for: x, limit: 200, resolve_margin: 0}`, `) >= 200,`, ""},
 		{"off as a percentage", `{name: C, for: x, limit: 200, resolve_margin: 0%}`, `) >= 200,`, ""},
 	} {
@@ -382,10 +383,10 @@ func TestCapacityLimitQuery(t *testing.T) {
 		// an alert that holds; without one, the alert's summary does not
 		// compare (the rule fires at the limit only).
 		{"all labels", `{name: Busy, for: conns, limit_expr: '` + expr + `'}`,
-			`(` + expr + `) and ignoring (for, horizon) forecast_upper{for="conns",instance="db1",}`,
+			exportLabels(`(`+expr+`)`, omenLabels) + ` and ignoring (for, horizon) forecast_upper{for="conns",instance="db1",}`,
 			"conns is forecast to reach 40 within 30m, back below its limit 42 by less than its resolve margin 5%."},
 		{"no margin", `{name: Busy, for: conns, limit_expr: '` + expr + `', resolve_margin: 0}`,
-			`(` + expr + `) and ignoring (for, horizon) forecast_upper{for="conns",instance="db1",}`,
+			exportLabels(`(`+expr+`)`, omenLabels) + ` and ignoring (for, horizon) forecast_upper{for="conns",instance="db1",}`,
 			"conns is forecast to reach 40 within 30m, at or above its limit 42."},
 		{"on labels, a floor", `{name: Idle, for: conns, direction: down, limit_expr: '` + expr + `', on: [instance]}`,
 			`max by (instance) (` + expr + `) and on (instance) forecast_lower{for="conns",instance="db1",}`,
