@@ -104,6 +104,24 @@ func (g generator) capacityRules(cfg *config.Config) ([]rulefmt.Rule, error) {
 	return out, nil
 }
 
+// Warnings returns what in cfg's capacity alerts makes rules that are
+// valid but probably not what was meant, one line each naming the entry:
+// a ceiling of 0 (limit: 0, direction up), which fires on every series of
+// the input that never goes negative, as omen keeps their forecasts at
+// or above 0 (a floor of 0, free bytes running out, is direction: down).
+// Warned, not refused as an entry without a horizon is: a series that
+// goes negative (a temperature, a balance) may rise to 0, and the rule
+// cannot tell. cfg must have been validated.
+func Warnings(cfg *config.Config) []string {
+	var out []string
+	for i, c := range cfg.Alerting.Capacity {
+		if c.LimitExpr == "" && c.Limit == 0 && c.Direction == config.CapacityUp {
+			out = append(out, fmt.Sprintf("alerting.capacity[%d] %q: limit 0 with direction up fires on every series of %s that never goes negative (omen keeps their forecasts at or above 0); a floor of 0 is direction: down", i, c.Name, c.For))
+		}
+	}
+	return out
+}
+
 // direction holds what a capacity rule's direction sets: the bound it
 // reads and how, its comparison with the limit (op, and cmp in templates),
 // the words of its summary, and the sign of the resolve margin's move of

@@ -256,6 +256,34 @@ func TestCapacityHysteresis(t *testing.T) {
 	}
 }
 
+// TestWarnings: a ceiling of 0 is generated (a series that goes negative
+// may rise to 0) but warned of, naming the entry; a floor of 0, a ceiling
+// other than 0 and a limit that is a series are not.
+func TestWarnings(t *testing.T) {
+	for _, tc := range []struct{ name, capacity, want string }{
+		{"a ceiling of 0", `{name: Full, for: disk, limit: 0}`,
+			`alerting.capacity[1] "Full": limit 0 with direction up fires on every series of disk that never goes negative (omen keeps their forecasts at or above 0); a floor of 0 is direction: down`},
+		{"a ceiling of 0, direction given", `{name: Full, for: disk, limit: 0, direction: up}`, `alerting.capacity[1] "Full": limit 0 with direction up`},
+		{"a floor of 0", `{name: Empty, for: free, limit: 0, direction: down}`, ""},
+		{"a ceiling of -0.5", `{name: Thaw, for: temp, limit: -0.5}`, ""},
+		{"a series", `{name: Full, for: disk, limit_expr: size}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load([]byte("alerting: {capacity: [{name: Other, for: x, limit: 1}, " + tc.capacity + "]}"))
+			require.NoError(t, err)
+			_, err = Render(cfg)
+			require.NoError(t, err, "generated all the same")
+			got := Warnings(cfg)
+			if tc.want == "" {
+				require.Empty(t, got)
+				return
+			}
+			require.Len(t, got, 1)
+			require.Contains(t, got[0], tc.want)
+		})
+	}
+}
+
 func TestGenerateRejects(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, err string }{
 		{"horizon too short", `alerting: {capacity: [{name: Full, for: disk, limit: 1, horizon: 1m}]}`, "no forecast horizon is within 1m"},

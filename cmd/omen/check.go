@@ -14,6 +14,7 @@ import (
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forward"
 	"github.com/omen-sidecar/omen/pipeline"
+	"github.com/omen-sidecar/omen/rules"
 )
 
 // registerCheck adds `omen check config`: the configuration files a start
@@ -58,6 +59,10 @@ func checkConfigs(out, errOut io.Writer, files []string, syntaxOnly bool) int {
 			fmt.Fprintf(errOut, "  FAILED: %v\n", err)
 			failed++
 			continue
+		}
+		// Valid, and what is probably not meant, as promtool warns.
+		for _, w := range rules.Warnings(c) {
+			fmt.Fprintf(errOut, "  WARNING: %s\n", w)
 		}
 		fmt.Fprintf(out, "  SUCCESS: %s is a valid omen configuration file: %d include, %d exclude, %d overrides, %d derived, %d remote_write, %d remote_read\n",
 			f, len(c.Include), len(c.Exclude), len(c.Overrides), len(c.Derived), len(c.RemoteWrite), len(c.RemoteRead))

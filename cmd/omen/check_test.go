@@ -72,6 +72,36 @@ func TestCheckConfig(t *testing.T) {
 	require.Equal(t, 2, checkConfigs(&out, &errOut, []string{good, filepath.Join(dir, "nope.yml"), good, dir}, false), "every file is checked")
 }
 
+// TestCapacityCeilingOfZeroWarned: a capacity ceiling of 0 (limit: 0
+// without direction: down) is valid but fires on every series that never
+// goes negative: `omen check config` passes it with a warning naming the
+// entry, and `omen rules generate` prints the rules with it on stderr.
+func TestCapacityCeilingOfZeroWarned(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, capacity, want string }{
+		{"ceiling of 0", "{name: DiskFree, for: node_filesystem_avail_bytes, limit: 0}", `alerting.capacity[0] "DiskFree": limit 0 with direction up`},
+		{"floor of 0", "{name: DiskFree, for: node_filesystem_avail_bytes, limit: 0, direction: down}", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yml")
+			require.NoError(t, os.WriteFile(f, []byte("alerting: {capacity: ["+tc.capacity+"]}\n"), 0o644))
+			var out, errOut strings.Builder
+			require.Zero(t, checkConfigs(&out, &errOut, []string{f}, false), errOut.String())
+			require.Contains(t, out.String(), "SUCCESS")
+			var rulesOut, rulesErr strings.Builder
+			require.NoError(t, generateRules(&rulesOut, &rulesErr, f))
+			require.Contains(t, rulesOut.String(), "alert: DiskFree\n")
+			if tc.want == "" {
+				require.Empty(t, errOut.String())
+				require.Empty(t, rulesErr.String())
+				return
+			}
+			require.Equal(t, "  WARNING: "+tc.want, errOut.String()[:len("  WARNING: ")+len(tc.want)])
+			require.True(t, strings.HasPrefix(rulesErr.String(), "warning: "+tc.want), rulesErr.String())
+		})
+	}
+}
+
 // TestCheckConfigAgreesWithStart: `omen check config` refuses a file that a
 // real start of omen serve refuses, and passes one it takes, with one
 // difference, promtool's: a secret file (password_file, credentials_file)
