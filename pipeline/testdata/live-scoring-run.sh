@@ -14,6 +14,8 @@
 #
 # HEAP=FILE saves a heap profile after the measured rounds (and HEAP.0 before).
 #
+# SETTLE=N runs N unmeasured rounds 15 s apart before the window (see below).
+#
 # THEN_OFF=1 then restarts omen with scoring off on the same storage (see the end),
 # for OFF_MEAS rounds (default MEAS).
 #
@@ -62,6 +64,11 @@ else
 	for i in $(seq $WARM); do s=$(date +%s.%N); lg --rounds=1; d=$(echo "3 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d; done
 	sleep 5
 fi
+# SETTLE=N: N more rounds 15 s apart in real time before the window, not measured, so that the start's transients
+# are over before it, as in a deployment that has run for hours: the release of the history burst's free memory
+# (internal/memrelease, at most every 5 minutes) fell inside or after a 3-minute window by chance, and moved one
+# binary's RSS by 170 MB between runs. SETTLE=24 (6 minutes) spans one release gap.
+[ -n "${SETTLE:-}" ] && MEAS=$SETTLE rounds
 # With HEAP set, a heap profile at the window's start too (HEAP.0): pprof -base HEAP.0 shows what the window
 # allocated. gc=1: a heap profile is as of the last collection, which may be minutes old; one is run first.
 [ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP.0"
