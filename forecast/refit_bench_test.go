@@ -99,3 +99,42 @@ func BenchmarkFourierFit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkForecastStep measures a step of omen serve's forecasting
+// between refits on the shapes of seasonalShapes with the pipeline's
+// options: two updates and a MaxHorizon-step forecast (omen serve forecasts
+// every second sample). The refits are left out (RefitEvery at its
+// largest), BenchmarkRefit has them.
+//
+//	go test -run '^$' -bench ForecastStep -benchmem ./forecast
+func BenchmarkForecastStep(b *testing.B) {
+	const n = 1600
+	for _, s := range seasonalShapes(n) {
+		b.Run("shape="+s.name, func(b *testing.B) {
+			opts := s.opts
+			opts.RefitEvery = 1 << 20
+			m, err := New(opts)
+			require.NoError(b, err)
+			start := s.opts.History + 64
+			feed(m, s.y[:start], 0)
+			var sc Scratch
+			pts := m.ForecastWith(nil, opts.MaxHorizon, &sc)
+			require.NotEmpty(b, pts)
+			t, ts := start, int64(start)*hourMs
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for range b.N {
+				for range 2 {
+					if t == n {
+						t = start
+					}
+					m.Update(ts, s.y[t])
+					t, ts = t+1, ts+hourMs
+				}
+				pts = m.ForecastWith(pts, opts.MaxHorizon, &sc)
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/step")
+		})
+	}
+}
