@@ -143,6 +143,98 @@ func TestConformalWidensWithHorizon(t *testing.T) {
 	require.Greater(t, hi[H-1]-lo[H-1], 2*(hi[0]-lo[0]))
 }
 
+// TestConformalEndsMatchPools: the conformal offsets taken from each
+// horizon's few smallest and largest errors (errorEnds) are, bit for bit,
+// those taken from each pool of five horizons' errors (the zero
+// errorEnds), at the coverages and origin counts where the quantiles are
+// near the pools' ends and where they are selected, on errors with ties
+// (of ±0 too, which compare equal but differ in their bits), NaNs and
+// infinities, and persistent errors (fewErrors' pool). A NaN matches any
+// NaN: which operand's payload an addition of two NaNs keeps on amd64
+// follows the registers the compiler chose, which inlining moves (NaN·1 +
+// (−Inf)·0 came out 0x7ff8000000000001 in quantile, 0xfff8000000000000 in
+// errorEnds.quantiles).
+func TestConformalEndsMatchPools(t *testing.T) {
+	cases := []struct {
+		name     string
+		origins  int
+		H        int
+		coverage float64
+		values   string
+	}{
+		{"pipeline", 25, 80, 0.95, "normal"},
+		{"pipeline/ties", 25, 80, 0.95, "ties"},
+		{"pipeline/zeros", 25, 80, 0.95, "zeros"},
+		{"pipeline/special", 25, 80, 0.95, "special"},
+		{"pipeline/walk", 25, 80, 0.95, "walk"},
+		{"few origins", 8, 80, 0.95, "ties"},
+		{"one origin", 1, 10, 0.95, "normal"},
+		{"short horizon", 17, 3, 0.95, "zeros"},
+		{"one horizon", 12, 1, 0.9, "ties"},
+		{"80% selects", 25, 48, 0.8, "ties"},
+		{"50% selects", 25, 48, 0.5, "zeros"},
+		{"99%", 40, 60, 0.99, "special"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(i), 8))
+			err := make([]float64, tc.origins*tc.H)
+			for o := range tc.origins {
+				var walk float64
+				for h := range tc.H {
+					v := rng.NormFloat64()
+					switch tc.values {
+					case "ties":
+						v = float64(rng.IntN(5) - 2)
+					case "zeros": // mostly: the quantiles fall on them
+						v = []float64{0, math.Copysign(0, -1), 0, math.Copysign(0, -1), 0, math.Copysign(0, -1), 1, -1}[rng.IntN(8)] * float64(rng.IntN(2))
+					case "special":
+						if rng.IntN(20) == 0 {
+							v = []float64{math.NaN(), math.Inf(1), math.Inf(-1)}[rng.IntN(3)]
+						}
+					case "walk":
+						walk += v
+						v = walk
+					}
+					err[o*tc.H+h] = v
+				}
+			}
+			// The order statistics themselves, before conformal's
+			// min(·, 0) and its running minimum hide a −0 kept for a +0.
+			ends := newErrorEnds(err, tc.origins, tc.H, tc.coverage, nil)
+			for h := range tc.H {
+				a, b := max(0, h-2), min(tc.H-1, h+2)
+				pool := appendPool(nil, err, tc.origins, tc.H, a, b)
+				n := len(pool)
+				for i := range n {
+					small, large := nearEndCount(n, i)
+					if min(small, tc.origins) > ends.ns || min(large, tc.origins) > ends.nl {
+						continue // more than this coverage's quantiles ask for
+					}
+					want0, want1 := orderStats(slices.Clone(pool), i)
+					got0, got1, ok := ends.orderStats(a, b, n, i)
+					require.Equal(t, small > 0 || large > 0, ok, "h=%d i=%d", h+1, i)
+					if ok {
+						require.Equal(t, [2]uint64{math.Float64bits(want0), math.Float64bits(want1)}, [2]uint64{math.Float64bits(got0), math.Float64bits(got1)}, "h=%d i=%d", h+1, i)
+					}
+				}
+			}
+			for _, stride := range []int{1, 11} {
+				want0, want1 := conformalFrom(slices.Clone(err), tc.origins, stride, tc.H, tc.coverage, errorEnds{}, nil)
+				got0, got1 := conformal(slices.Clone(err), tc.origins, stride, tc.H, tc.coverage, nil)
+				for h := range tc.H {
+					for _, p := range [][2]float64{{want0[h], got0[h]}, {want1[h], got1[h]}} {
+						if math.IsNaN(p[0]) && math.IsNaN(p[1]) {
+							continue
+						}
+						require.Equal(t, math.Float64bits(p[0]), math.Float64bits(p[1]), "stride %d h=%d", stride, h+1)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestOutward: the interval offsets held as float32s are rounded away from
 // the forecast (lo down, hi up) to the nearest float32 on that side (one
 // ulp further would be beyond it), are exact where float32 holds them,
