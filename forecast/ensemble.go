@@ -566,7 +566,15 @@ func (e *ensemble) update(v float64) {
 func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 	n := len(dst)
 	fs := sc.floats(len(e.comps) * n)
+	var ex *seasonExps // see seasonExps
+	if rawSeasonPair(e.comps) {
+		ex = &seasonExps{v: sc.floats(n)[:0]}
+	}
 	for i, c := range e.comps {
+		if s, ok := c.(*seasonalNaive); ok && ex != nil {
+			s.forecastWith(fs[i*n:(i+1)*n], ex)
+			continue
+		}
 		c.forecast(fs[i*n : (i+1)*n])
 	}
 	if len(e.of) > 0 && len(e.comps) <= maskComps {

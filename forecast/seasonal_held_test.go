@@ -204,3 +204,79 @@ func TestSeasonalNaiveShared(t *testing.T) {
 		}
 	}
 }
+
+// TestSeasonExpsShared: raw seasonal naive components forecasting one
+// after the other through a seasonExps, as ensemble.forecast runs them,
+// forecast bit for bit what each does alone; the second of a season takes
+// the first's exponentials, one of another season or ring takes its own.
+// Horizons short of the season, of one season and past it; the plain
+// repeat's and the differences' in either order.
+func TestSeasonExpsShared(t *testing.T) {
+	y := planted(200, 0, 100, 0.05, 10, 1)
+	for i, v := range y {
+		y[i] = math.Log(v)
+	}
+	const fitN, upd = 150, 23
+	for _, tc := range []struct {
+		name  string
+		comps func() []*seasonalNaive
+		share []bool // whether each takes the exponentials of one before it
+	}{
+		{"plain then diff", func() []*seasonalNaive { return []*seasonalNaive{newSeasonalNaive(24), newSeasonalDiff(24)} }, []bool{false, true}},
+		{"diff then plain", func() []*seasonalNaive { return []*seasonalNaive{newSeasonalDiff(24), newSeasonalNaive(24)} }, []bool{false, true}},
+		{"two seasons", func() []*seasonalNaive { return []*seasonalNaive{newSeasonalNaive(24), newSeasonalNaive(48)} }, []bool{false, false}},
+		{"season 1", func() []*seasonalNaive { return []*seasonalNaive{newSeasonalDiff(1), newSeasonalNaive(1)} }, []bool{false, true}},
+	} {
+		for _, H := range []int{1, 10, 24, 48, 80} {
+			t.Run(fmt.Sprintf("%s/H=%d", tc.name, H), func(t *testing.T) {
+				comps, alone := tc.comps(), tc.comps()
+				var cs []component
+				for i := range comps {
+					comps[i].raw, alone[i].raw = true, true
+					cs = append(cs, comps[i])
+					require.True(t, comps[i].fit(y[:fitN], nil))
+					require.True(t, alone[i].fit(y[:fitN], nil))
+				}
+				shareSeasonRing(cs)
+				for _, v := range y[fitN : fitN+upd] {
+					for i := range comps {
+						comps[i].update(v)
+						alone[i].update(v)
+					}
+				}
+				ex := seasonExps{v: make([]float64, 0, H)}
+				for i := range comps {
+					_, shared := ex.get(comps[i], min(H, int(comps[i].m)))
+					require.Equal(t, tc.share[i], shared)
+					want, got := make([]float64, H), make([]float64, H)
+					alone[i].forecast(want)
+					comps[i].forecastWith(got, &ex)
+					for h := range H {
+						require.Equal(t, math.Float64bits(want[h]), math.Float64bits(got[h]), "%s h=%d", comps[i].name(), h+1)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestRawSeasonPair: a forecast shares the season's exponentials only
+// where two raw seasonal naives of one season are among its components.
+func TestRawSeasonPair(t *testing.T) {
+	raw := func(s *seasonalNaive) *seasonalNaive { s.raw = true; return s }
+	for _, tc := range []struct {
+		name  string
+		comps []component
+		want  bool
+	}{
+		{"one season", []component{newTheta(24, 80), raw(newSeasonalNaive(24)), newSeasonalDiff(24), raw(newSeasonalDiff(24))}, true},
+		{"raw alone", []component{newSeasonalNaive(24), raw(newSeasonalNaive(24)), newSeasonalDiff(24)}, false},
+		{"two seasons", []component{raw(newSeasonalNaive(24)), raw(newSeasonalNaive(168))}, false},
+		{"pair after another", []component{raw(newSeasonalNaive(24)), raw(newSeasonalNaive(168)), raw(newSeasonalDiff(168))}, true},
+		{"none", []component{newTheta(1, 80), &rawScale{c: newTheta(1, 80)}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, rawSeasonPair(tc.comps))
+		})
+	}
+}
