@@ -1,8 +1,11 @@
 package forecast
 
 import (
+	"cmp"
 	"math"
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -207,6 +210,49 @@ func TestEnsembleSparseRows(t *testing.T) {
 			e.forecast(got, nil)
 			want := (4 + float64(tc.comps)) / 2
 			require.Equal(t, []float64{want, want}, got)
+		})
+	}
+}
+
+// TestBestKMatchesSort: bestK picks, in order, what sorting the
+// candidates by validation error, then index, and taking the first k did
+// (combineTop before it), with ties, +Inf (a candidate that could not be
+// fitted), k beyond the candidates and beyond bestK's usual room.
+func TestBestKMatchesSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct {
+		name   string
+		n, k   int
+		values func() float64
+	}{
+		{"distinct", 12, 5, rng.Float64},
+		{"ties", 12, 5, func() float64 { return float64(rng.IntN(3)) }},
+		{"inf", 16, 5, func() float64 { return []float64{1, 2, math.Inf(1)}[rng.IntN(3)] }},
+		{"all inf", 8, 5, func() float64 { return math.Inf(1) }},
+		{"k past n", 3, 5, rng.Float64},
+		{"k one", 12, 1, func() float64 { return float64(rng.IntN(2)) }},
+		{"k zero", 12, 0, rng.Float64},
+		{"many", 40, 35, func() float64 { return float64(rng.IntN(6)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 50 {
+				v := make([]float64, tc.n)
+				for i := range v {
+					v[i] = tc.values()
+				}
+				want := make([]int, tc.n)
+				for i := range want {
+					want[i] = i
+				}
+				slices.SortFunc(want, func(a, b int) int {
+					if c := cmp.Compare(v[a], v[b]); c != 0 {
+						return c
+					}
+					return a - b
+				})
+				want = want[:min(tc.k, tc.n)]
+				require.Equal(t, want, append([]int{}, bestK(nil, v, tc.k)...), "%v", v)
+			}
 		})
 	}
 }
