@@ -38,7 +38,5 @@ func (r *rawScale) compact() {
 // weight nil.
 func (r *rawScale) forecast(dst []float64) {
 	r.c.forecast(dst)
-	for i, v := range dst {
-		dst[i] = math.Log(max(v, math.SmallestNonzeroFloat64))
-	}
+	logs(dst)
 }
