@@ -38,6 +38,7 @@ import (
 	"github.com/omen-sidecar/omen/forward"
 	"github.com/omen-sidecar/omen/pipeline"
 	"github.com/omen-sidecar/omen/rules"
+	"github.com/omen-sidecar/omen/tsdb"
 )
 
 // kinds are the only resources omen's manifests may contain, each decoded
@@ -459,7 +460,8 @@ func checkSharded(t *testing.T, _ []object, d deployment) {
 // group): requests in flight get --web.shutdown-grace and are then
 // cancelled (up to 5 s more); the scorers score what is queued for at most
 // --detect.shutdown-drain; the model snapshot is written, or abandoned,
-// within --snapshot.shutdown-timeout, and the TSDB closes in tsdbClose; with
+// within --snapshot.shutdown-timeout, and the TSDB closes, or is left to
+// the exit, within --storage.tsdb.shutdown-timeout; with
 // outputs forwarded to destinations
 // remote writes, the queues get up to 5 s to read the log's end, then each
 // in turn --storage.remote.flush-deadline to send (an upstream that is
@@ -480,17 +482,13 @@ func shutdownBudget(t *testing.T, args map[string][]string, destinations int) ti
 	// serve.go's default of --web.shutdown-grace.
 	b := flag("--web.shutdown-grace", 10*time.Second) + 5*time.Second +
 		flag("--detect.shutdown-drain", pipeline.DefaultOptions().ShutdownDrain) +
-		flag("--snapshot.shutdown-timeout", pipeline.DefaultOptions().ShutdownSnapshot) + tsdbClose
+		flag("--snapshot.shutdown-timeout", pipeline.DefaultOptions().ShutdownSnapshot) +
+		flag("--storage.tsdb.shutdown-timeout", tsdb.DefaultShutdownTimeout)
 	if destinations > 0 {
 		b += 5*time.Second + time.Duration(destinations)*flag("--storage.remote.flush-deadline", time.Duration(forward.DefaultFlushDeadline)) + 10*time.Second
 	}
 	return b
 }
-
-// tsdbClose allows for the TSDB's close after the snapshot: 0.9-3.4 s at
-// 100 000 series with 2 hours of history under a load of 24-39
-// (docs/deploy.md, "Shutdown and restart").
-const tsdbClose = 5 * time.Second
 
 // selectors returns the vector selectors of a PromQL expression.
 func selectors(t *testing.T, expr string) []*parser.VectorSelector {

@@ -68,6 +68,7 @@ type serveFlags struct {
 	readConcurrent  int
 	readFrameBytes  int
 	shutdownGrace   time.Duration
+	tsdbShutdown    time.Duration
 	enableAdmin     bool
 	enableLifecycle bool
 	write           tsdb.WriteOptions
@@ -131,6 +132,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("false").BoolVar(&f.enableAdmin)
 	cl.Flag("web.shutdown-grace", "How long in-flight requests get to finish on shutdown.").
 		Default("10s").DurationVar(&f.shutdownGrace)
+	cl.Flag("storage.tsdb.shutdown-timeout", "How long the TSDB's close may take at shutdown, the last step (a compaction under way is cancelled first); past it omen exits, and the next start replays the WAL, which holds every sample acknowledged.").
+		Default(tsdb.DefaultShutdownTimeout.String()).DurationVar(&f.tsdbShutdown)
 	d := tsdb.DefaultWriteOptions()
 	cl.Flag("write.max-inflight-requests", "Remote-write requests decoded and appended at once (a request takes its slot once its body is in); beyond it omen answers 503 with Retry-After, which Prometheus retries.").
 		Default(fmt.Sprint(d.MaxInflightRequests)).IntVar(&f.write.MaxInflightRequests)
@@ -483,16 +486,27 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			cancel()
 			<-done
 		})
-		defer func() {
-			if err := store.Close(); err != nil {
-				logger.Error("Closing TSDB", "err", err)
-			}
-		}()
 	}
 	serving = true
 	err = g.Run()
+	closeStorage(logger, store, f.tsdbShutdown)
 	logger.Info("omen stopped")
 	return err
+}
+
+// closeStorage closes the TSDB, the shutdown's last step, within timeout:
+// a close held by a stalled disk, or by work that heeds no cancellation (a
+// WAL checkpoint), is left to the exit, which loses nothing acknowledged
+// (see tsdb.Storage.Shutdown).
+func closeStorage(logger *slog.Logger, store *tsdb.Storage, timeout time.Duration) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := store.Shutdown(ctx); err != nil {
+		logger.Error("Closing TSDB", "err", err, "timeout", timeout)
+		return
+	}
+	logger.Info("TSDB closed", "duration", time.Since(start))
 }
 
 // validate refuses flag values the components would otherwise replace by
@@ -522,6 +536,8 @@ func (f *serveFlags) validate() error {
 		return errors.New("--write.ha-failover-timeout and --write.ha-max-clusters: want more than 0")
 	case f.shutdownGrace < 0:
 		return fmt.Errorf("--web.shutdown-grace=%s: want >= 0", f.shutdownGrace)
+	case f.tsdbShutdown <= 0:
+		return fmt.Errorf("--storage.tsdb.shutdown-timeout=%s: want more than 0", f.tsdbShutdown)
 	case f.readTimeout <= 0:
 		return fmt.Errorf("--web.read-timeout=%s: want more than 0", f.readTimeout)
 	case f.lookbackDelta <= 0:
