@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,44 +95,65 @@ func TestDurabilityKillDuringWALReplay(t *testing.T) {
 
 // TestDurabilityKillDuringCompaction streams samples spanning four hours,
 // so that the head (2h blocks) becomes compactable once it spans more than
-// 3h, and kills omen while the compactor is writing the block (its
-// *.tmp-for-creation directory exists). After the restart the writer
+// 3h, and stops omen while the compactor is writing the block (its
+// *.tmp-for-creation directory exists): with SIGKILL, or with SIGTERM, whose
+// shutdown cancels the compaction rather than wait for the block (minutes
+// for a large head) and exits cleanly. After the restart the writer
 // finishes, everything acknowledged is there, and it is still there once the
 // compaction has completed.
 func TestDurabilityKillDuringCompaction(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
-	p := omenAt(t, dir, port)
-	p.WaitReady(60 * time.Second)
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"SIGKILL", syscall.SIGKILL}, {"SIGTERM", syscall.SIGTERM}} {
+		sig := tc.sig
+		t.Run(tc.name, func(t *testing.T) {
+			dir, port := t.TempDir(), freePort(t)
+			p := omenAt(t, dir, port)
+			p.WaitReady(60 * time.Second)
 
-	w := newAckWriter("omen_e2e_compaction", 3000, 4, time.Now().Add(-4*time.Hour).UnixMilli(), 30000)
-	w.rounds = 480 // 4h of 30s rounds: 1.44M samples
-	w.start(p.URL)
-	defer w.stop()
+			w := newAckWriter("omen_e2e_compaction", 3000, 4, time.Now().Add(-4*time.Hour).UnixMilli(), 30000)
+			w.rounds = 480 // 4h of 30s rounds: 1.44M samples
+			w.start(p.URL)
+			defer w.stop()
 
-	// A tight poll: the block takes a few hundred milliseconds to write.
-	var inFlight string
-	for deadline := time.Now().Add(60 * time.Second); inFlight == ""; time.Sleep(time.Millisecond) {
-		require.False(t, time.Now().After(deadline), "no head compaction started within 60s")
-		inFlight = compactionInFlight(dir)
+			// A tight poll: the block takes a few hundred milliseconds to write.
+			var inFlight string
+			for deadline := time.Now().Add(60 * time.Second); inFlight == ""; time.Sleep(time.Millisecond) {
+				require.False(t, time.Now().After(deadline), "no head compaction started within 60s")
+				inFlight = compactionInFlight(dir)
+			}
+			signalled := time.Now()
+			require.NoError(t, p.cmd.Process.Signal(sig))
+			select {
+			case <-p.done:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("omen did not exit within 60s of %s", sig)
+			}
+			t.Logf("%s while %s was being written, after %d samples acknowledged: exited in %s", sig, inFlight, w.ackedSamples(), time.Since(signalled).Round(time.Millisecond))
+			if sig == syscall.SIGKILL {
+				require.True(t, p.logContains("Replaying WAL"))
+				_, err := os.Stat(filepath.Join(dir, inFlight))
+				require.NoError(t, err, "SIGKILL should have caught the block half written")
+			} else {
+				require.Equal(t, 0, p.cmd.ProcessState.ExitCode())
+				require.True(t, p.logContains("TSDB closed"), "the TSDB closed within --storage.tsdb.shutdown-timeout")
+			}
+
+			p = omenAt(t, dir, port)
+			p.WaitReady(60 * time.Second)
+			_, err := os.Stat(filepath.Join(dir, inFlight))
+			require.ErrorIs(t, err, os.ErrNotExist, "the TSDB removes a half-written block on start")
+			w.wait(t, 60*time.Second)
+			w.requireNoneLost(t, p.URL)
+
+			// The appends after the restart trigger the compaction again; once a
+			// block is on disk, the same samples are read from it and the head.
+			waitFor(t, 60*time.Second, "a persisted block", func() bool { return len(blocks(dir)) > 0 })
+			t.Logf("blocks after restart: %v", blocks(dir))
+			w.requireNoneLost(t, p.URL)
+		})
 	}
-	p.Kill()
-	require.True(t, p.logContains("Replaying WAL"))
-	_, err := os.Stat(filepath.Join(dir, inFlight))
-	require.NoError(t, err, "SIGKILL should have caught the block half written")
-	t.Logf("SIGKILL while %s was being written, after %d samples acknowledged", inFlight, w.ackedSamples())
-
-	p = omenAt(t, dir, port)
-	p.WaitReady(60 * time.Second)
-	_, err = os.Stat(filepath.Join(dir, inFlight))
-	require.ErrorIs(t, err, os.ErrNotExist, "the TSDB removes a half-written block on start")
-	w.wait(t, 60*time.Second)
-	w.requireNoneLost(t, p.URL)
-
-	// The appends after the restart trigger the compaction again; once a
-	// block is on disk, the same samples are read from it and the head.
-	waitFor(t, 60*time.Second, "a persisted block", func() bool { return len(blocks(dir)) > 0 })
-	t.Logf("blocks after restart: %v", blocks(dir))
-	w.requireNoneLost(t, p.URL)
 }
 
 // compactionInFlight returns the name of a block directory the compactor is
