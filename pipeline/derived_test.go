@@ -155,9 +155,22 @@ func TestDerivedReloadDuringEvaluation(t *testing.T) {
 			close(eng.release)
 		}
 	})
-	time.Sleep(1500 * time.Millisecond) // the loop's first tick schedules both
-	e.clock.set(t0.Add(10 * time.Second))
-	<-eng.entered // the first query is running, d0's or d1's
+	// The loop's first tick, a second after Run starts the loop (later on
+	// a busy machine), schedules both at their first slots after the
+	// clock's time; the clock moves past them, and again after more than
+	// a tick while no query has begun, since a first tick later than the
+	// move schedules them after it. (A fixed 1.5 s wait before one move
+	// left the loop waiting for good when the first tick came later.)
+	began := false
+	for i := 1; i <= 20 && !began; i++ {
+		e.clock.set(t0.Add(time.Duration(i) * 10 * time.Second))
+		select {
+		case <-eng.entered: // the first query is running, d0's or d1's
+			began = true
+		case <-time.After(3 * time.Second):
+		}
+	}
+	require.True(t, began, "no derived input was evaluated")
 	require.Eventually(t, func() bool { return len(eng.seen()) >= 1 }, 5*time.Second, 10*time.Millisecond, "the other input is evaluated meanwhile")
 	require.NoError(t, e.p.ApplyConfig(one))
 	close(eng.release)
