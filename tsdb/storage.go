@@ -686,15 +686,20 @@ const probeFile = ".omen-write-probe"
 // probe checks that the storage path takes writes: not read-only, free
 // space above the reserve, and a small file can be written and removed.
 //
-// It clears only the failures seen before its check began: a commit that
-// fails while the check runs (on a path found writable a moment before)
-// has neither had its path checked since nor its WAL repaired, and a probe
-// that cleared it would take writes onto a WAL with half a record at its
-// end. The next probe sees it.
+// It repairs and clears only the failures seen before its check began: a
+// commit that fails while the check runs (on a path found writable a
+// moment before) has not had its path checked since. A probe that cleared
+// it would take writes onto a WAL with half a record at its end; one that
+// repaired it reopened the TSDB on a path that may have just filled, where
+// the WAL replay panics (see MinFreeBytes), and while the failure was
+// still there (queries answered 503 meanwhile). The next probe sees it.
 func (s *Storage) probe() {
 	seen := s.failures()
 	if err := s.checkPath(); err != nil {
 		s.setFailing("probe", err)
+		return
+	}
+	if s.failures() != seen {
 		return
 	}
 	// Cleared before the reopen, not after: a commit on the reopened DB
