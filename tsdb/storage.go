@@ -160,9 +160,8 @@ type Storage struct {
 	// replay repairs the WAL) before it takes writes again. gen counts the
 	// opens, so that a commit still under way on a DB that was closed does
 	// not ask for another repair.
-	repair    atomic.Bool
-	gen       atomic.Uint64
-	closeOnce sync.Once
+	repair atomic.Bool
+	gen    atomic.Uint64
 	// dbMetrics holds the collectors the current DB registered: a reopened
 	// DB registers its own anew, which the registry would refuse.
 	dbMetrics atomic.Pointer[collectorSet]
@@ -812,13 +811,13 @@ func (s *Storage) Shutdown(ctx context.Context) error {
 	}
 }
 
-// close stops the loops and closes the TSDB, once.
+// close stops the loops and closes the TSDB; Shutdown calls it once.
 func (s *Storage) close() error {
 	// The probe first: it may be reopening the DB. A compaction under way
 	// is cancelled (closing), as the TSDB's own Close cancels it, but that
 	// comes after the loop's end.
 	if s.stop != nil {
-		s.closeOnce.Do(func() { close(s.stop) })
+		close(s.stop)
 		s.probeWG.Wait()
 		s.compactWG.Wait()
 	}
