@@ -423,7 +423,8 @@ func TestForecastFastJitteredInput(t *testing.T) {
 }
 
 // TestForecastIntervalAtMinStep: an input whose interval is the longest
-// horizon / 64 (30 s with a 32m horizon, 15 s with 16m, 60 s with 64m),
+// horizon / 64 (30 s with a 32m horizon, 15 s with 16m, 45 s with 48m;
+// from 1h on, the step is at least dailyStepMs, see minStepFor),
 // its samples stamped a few ms early or late, is forecast every minute on
 // steps of one interval, for its horizon. Its step was one interval while
 // the median of the last three was just above the minimum and two while it
@@ -437,7 +438,7 @@ func TestForecastIntervalAtMinStep(t *testing.T) {
 	}{
 		{"32m horizon, 30 s", 32 * time.Minute, 30_000},
 		{"16m horizon, 15 s", 16 * time.Minute, 15_000},
-		{"64m horizon, 60 s", 64 * time.Minute, 60_000},
+		{"48m horizon, 45 s", 48 * time.Minute, 45_000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hs, names := horizonsOf(config.Scoring{ForecastHorizons: []model.Duration{model.Duration(5 * time.Minute), model.Duration(tc.longest)}})
