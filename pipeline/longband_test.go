@@ -98,14 +98,19 @@ func TestLongHorizonSeesDailyCycle(t *testing.T) {
 	}
 }
 
-// TestCapacityHorizonsSeeDailyCycle: a series forecast at most 1h to 4h
-// ahead (a capacity alert's horizon beside the defaults) steps as a 4h
-// horizon does, so its 768 steps hold two days and it finds the daily
-// cycle (see minStepFor). Stepping at a 64th of the horizon (56-169 s, one
-// to three minutes at 1-minute samples), the 1h to 3h horizons' 512 steps
-// held 8.5 to 25.6 hours: no season, bands covering 92%, 84% and 80% over
-// days 3 and 4 (first seed), the 1h forecast further off than the last
-// value carried forward (MAE 10.3 against 9.9).
+// TestCapacityHorizonsSeeDailyCycle: a series forecast at most 1h to 6h
+// ahead (a capacity alert's horizon beside the defaults) steps at least 4
+// minutes and holds 768 steps, so it finds the daily cycle at 1-minute and
+// at 15 s samples (see minStepFor, forecastOptionsFor). Stepping at a 64th
+// of the horizon (56-169 s, one to three minutes at 1-minute samples), the
+// 1h to 3h horizons' 512 steps held 8.5 to 25.6 hours: no season, bands
+// covering 92%, 84% and 80% over days 3 and 4 (first seed), the 1h
+// forecast further off than the last value carried forward (MAE 10.3
+// against 9.9). At 15 s samples a 4h horizon stepped 225 s, a day of 384
+// steps, and a 6h horizon 345 s in 512 steps, a day of 250: both over the
+// 47% of the history that the season search finds (see dailyRoom), no
+// season, MAE 31.6 against persistence's 36.5 and 50.7 against 50.9 (now
+// 1.7 and 7.9).
 func TestCapacityHorizonsSeeDailyCycle(t *testing.T) {
 	for _, tc := range []struct {
 		h, iv time.Duration
@@ -115,6 +120,9 @@ func TestCapacityHorizonsSeeDailyCycle(t *testing.T) {
 		{2 * time.Hour, time.Minute, 2},
 		{3 * time.Hour, time.Minute, 2},
 		{4 * time.Hour, time.Minute, 2},
+		{time.Hour, 15 * time.Second, 1},
+		{4 * time.Hour, 15 * time.Second, 1},
+		{6 * time.Hour, 15 * time.Second, 1},
 	} {
 		t.Run(fmt.Sprintf("horizon=%v/interval=%v", tc.h, tc.iv), func(t *testing.T) {
 			for seed := range tc.seeds {
@@ -136,7 +144,7 @@ func TestCapacityHorizonsSeeDailyCycle(t *testing.T) {
 
 // TestMinStepFor: the default horizons step at a 64th of the longest, 1h
 // to 4h at least dailyStepMs (expected values: the horizon over 64,
-// rounded up, or 2·86 400 s over 768).
+// rounded up, or 4 minutes).
 func TestMinStepFor(t *testing.T) {
 	for _, tc := range []struct {
 		longest time.Duration
@@ -145,9 +153,11 @@ func TestMinStepFor(t *testing.T) {
 		{5 * time.Minute, 4_688},
 		{30 * time.Minute, 28_125},
 		{59 * time.Minute, 55_313},
-		{time.Hour, 225_000},
-		{3 * time.Hour, 225_000},
-		{4 * time.Hour, 225_000},
+		{time.Hour, 240_000},
+		{3 * time.Hour, 240_000},
+		{4 * time.Hour, 240_000},
+		{4*time.Hour + 16*time.Minute, 240_000},
+		{4*time.Hour + 17*time.Minute, 240_938},
 		{6 * time.Hour, 337_500},
 	} {
 		t.Run(tc.longest.String(), func(t *testing.T) {
@@ -156,9 +166,10 @@ func TestMinStepFor(t *testing.T) {
 	}
 }
 
-// TestForecastOptionsFor: two days of steps where they fit in
-// dailyHistory, else forecastOptions' 512 (expected values: 2·86 400 s
-// over the step, rounded up).
+// TestForecastOptionsFor: dailyHistory where a day of steps is too long
+// for forecastOptions' 512 to find it and not for dailyHistory, else 512
+// (expected values: a day is 86 400 s over the step, rounded up; found up
+// to 47% of the history, 240 steps of 512 and 360 of 768).
 func TestForecastOptionsFor(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -166,10 +177,12 @@ func TestForecastOptionsFor(t *testing.T) {
 		history int
 	}{
 		{"default 30m horizon, 28 s steps", 28_125, 512},
-		{"3h horizon, 169 s steps", 168_750, 512},
-		{"4h horizon, 225 s steps", 225_000, 768},
-		{"4-minute steps", 240_000, 720},
-		{"6h horizon, 338 s steps", 337_500, 512},
+		{"169 s steps, a day of 512", 168_750, 512},
+		{"225 s steps, a day of 384", 225_000, 512},
+		{"4-minute steps, a day of 360", 240_000, 768},
+		{"6h horizon, 338 s steps, a day of 256", 337_500, 768},
+		{"359 s steps, a day of 241", 359_000, 768},
+		{"6-minute steps, a day of 240", 360_000, 512},
 		{"24h horizon, 1350 s steps", 1_350_000, 512},
 		{"unknown step", 0, 512},
 	} {

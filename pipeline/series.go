@@ -30,49 +30,62 @@ func forecastOptions() forecast.Options {
 // (see forecastOptionsFor).
 const dailyHistory = 768
 
+// dailyRoom is, in percent of the history, the longest season a
+// forecaster finds: its season search (detect's periodogram, up to
+// forecast.Options.MaxPeriod, half the history) found a daily sine of 365
+// steps in 768, not one of 370 or 384.
+const dailyRoom = 47
+
 // forecastOptionsFor is forecastOptions for a forecaster whose steps are
-// at least minStepMs long: where two days of them fit in dailyHistory but
-// not in History, the history holds two days. A season is found at up to
-// half the history (forecast.Options.MaxPeriod), so 512 steps never held a
-// daily cycle: at a 4h horizon (steps of 225 s, 4 minutes at 1-minute
-// samples) a day is 360-384 steps, and a request rate with a daily swing
-// of ±60% (make bench-capacity, shape requests) was forecast 4h ahead with
-// no season, its MAE 1.15 times predict_linear's best and its 95% band
-// covering 68%; with two days, 0.55 times and 89%. Two days cost a
-// forecaster 1 KiB of history (256 values of 4 bytes), and one that finds
-// the daily season holds it in its seasonal models, once (the forecast
-// package's seasonalNaive): 9.6 KB held against 4.3-5.1 KB without a
-// season, 18.8 KB when each of the four held a copy (a Model of a daily
-// sine at 360 steps, forecast's TestModelHeldBytesSeasonal). A refit took
-// 1.7-3.6 times the CPU (BenchmarkRefit's shapes at History 768: walk
-// 2.6 → 4.4 ms, rate 0.49 → 1.76, hourly 2.3 → 4.8), once every 64 steps
-// of at least 225 s (4 hours), where the default horizons' 28 s steps
-// refit every 30 minutes.
-// Series whose longest horizon is from 1h to 4h step at least
-// dailyStepMs (see minStepFor), so they hold two days as a 4h horizon
-// does; those shorter (the default horizons) keep 512.
+// at least minStepMs long: where a day of them is too long for History to
+// find (see dailyRoom) and not for dailyHistory, it holds dailyHistory.
+// A 4h horizon (steps of at least 4 minutes, see dailyStepMs) has a day of
+// 360 steps: 512 steps never held a daily cycle, and a request rate with a
+// daily swing of ±60% (make bench-capacity, shape requests) was forecast 4h
+// ahead with no season, its MAE 1.15 times predict_linear's best and its
+// 95% band covering 68%; with two days, 0.55 times and 89%. Two days cost
+// a forecaster 1 KiB of history (256 values of 4 bytes), and one that
+// finds the daily season holds it in its seasonal models, once (the
+// forecast package's seasonalNaive): 9.6 KB held against 4.3-5.1 KB
+// without a season, 18.8 KB when each of the four held a copy (a Model of
+// a daily sine at 360 steps, forecast's TestModelHeldBytesSeasonal). A
+// refit took 1.7-3.6 times the CPU (BenchmarkRefit's shapes at History
+// 768: walk 2.6 → 4.4 ms, rate 0.49 → 1.76, hourly 2.3 → 4.8), once every
+// 64 steps of at least 4 minutes (4.3 hours), where the default horizons'
+// 28 s steps refit every 30 minutes. Series whose longest horizon is from
+// 1h to 6h23m hold 768 (see minStepFor); those shorter (the default
+// horizons), whose day is thousands of steps, and those longer, whose day
+// 512 finds, keep 512.
 func forecastOptionsFor(minStepMs int64) forecast.Options {
 	o := forecastOptions()
 	if minStepMs <= 0 {
 		return o
 	}
-	twoDays := (2*24*time.Hour.Milliseconds() + minStepMs - 1) / minStepMs
-	if twoDays > int64(o.History) && twoDays <= dailyHistory {
-		o.History = int(twoDays)
+	day := (24*time.Hour.Milliseconds() + minStepMs - 1) / minStepMs
+	if 100*day > dailyRoom*int64(o.History) && 100*day <= dailyRoom*dailyHistory {
+		o.History = dailyHistory
 	}
 	return o
 }
 
-// dailyStepMs is the step whose two days fill dailyHistory: 225 s.
-const dailyStepMs = 2 * 24 * 3_600_000 / dailyHistory
+// dailyStepMs is the shortest step of a forecaster whose longest horizon
+// is dailyHorizon or more: 4 minutes, a day of 360 steps, which
+// dailyHistory finds (see dailyRoom), at every scrape interval from 1 s
+// to 4 minutes that divides it (15 s, 30 s, 60 s: 16, 8 and 4 samples a
+// step). The 225 s whose two days filled dailyHistory exactly made a day
+// 384 steps at 15 s samples (375 at 10 s): a 4h horizon found no season
+// there, its forecasts 0.87 times persistence's error (the last value
+// carried forward) where at 60 s, in steps of 240 s, they were 0.06
+// times (TestCapacityHorizonsSeeDailyCycle, first seed).
+const dailyStepMs = 240_000
 
 // dailyHorizon is the longest horizon from which a forecaster steps at
-// least dailyStepMs (see minStepFor): 16 of its steps.
-const dailyHorizon = 16 * dailyStepMs * time.Millisecond
+// least dailyStepMs (see minStepFor).
+const dailyHorizon = time.Hour
 
 // minStepFor is the shortest step of a forecaster whose longest horizon is
-// longest: a horizonSteps-th of it, and at least dailyStepMs from
-// dailyHorizon (1h) on. A capacity alert's horizon of 1h to 3.75h
+// longest: a horizonSteps-th of it, and at least dailyStepMs (4 minutes)
+// from dailyHorizon (1h) on. A capacity alert's horizon of 1h to 3.75h
 // (docs/reference.md, "Capacity alerts"), stepping at a 64th of it (56-169
 // s; one to three minutes at 1-minute samples), held 8.5 to 25.6 hours in
 // 512 steps and never a daily cycle: on a series with a daily swing of
@@ -86,7 +99,7 @@ const dailyHorizon = 16 * dailyStepMs * time.Millisecond
 // random walk and a linear trend within 3% or better). A forecaster of such
 // a series holds what a 4h horizon's does: 15.1-15.3 KB a series against
 // 10.7-10.9 KB without the day (14.2 against 12.5-13.1 KB on a random
-// walk), and refits every 64 steps of 225 s rather than of 56-169 s. Two
+// walk), and refits every 64 steps of 4 minutes rather than of 56-169 s. Two
 // days at the 64th of the horizon instead (a history of 960-3 072 steps)
 // held 17.8-34.8 KB a series, and forecast worse: 10.2, 8.8 and 8.7 off.
 func minStepFor(longest time.Duration) int64 {
