@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/forecast"
 )
 
 // liveBands feeds v (one sample a minute) through a series' scoring and
@@ -216,4 +220,49 @@ func TestLongHorizonBandCalibrated(t *testing.T) {
 		sum += cov[1]
 	}
 	require.Greater(t, sum/runs, 0.90)
+}
+
+// TestRestoreRefusesOtherHistory: a forecaster's state restores only into
+// a forecaster of the history its steps get now (see forecastOptionsFor);
+// one of another history is refused, and the series' forecaster learns
+// its history from the TSDB again (see series.restore). The forecast
+// package's Model takes its options from the state, so a 5h horizon saved
+// before its steps got 768 (615, a day of 288-307 steps, over the 47% its
+// season search finds at 15 s samples) kept 615 after every restart, as a
+// 4h horizon saved before it held two days (512) did.
+func TestRestoreRefusesOtherHistory(t *testing.T) {
+	hs, names := horizonsOf(config.Scoring{ForecastHorizons: []model.Duration{model.Duration(5 * time.Minute), model.Duration(5 * time.Hour)}})
+	for _, tc := range []struct {
+		name    string
+		history int
+		ok      bool
+	}{
+		{"the history its steps get", forecastOptionsFor(newFcState(hs, names).rs.minStepMs).History, true},
+		{"two days of steps, as saved before", 615, false},
+		{"forecastOptions' 512", 512, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFcState(hs, names)
+			o := f.m.Options()
+			o.History, o.MaxPeriod = tc.history, 0
+			m, err := forecast.New(o)
+			require.NoError(t, err)
+			f.m = m
+			s := &series{fc: f, name: "x"}
+			buf := newFcBuf()
+			for i := range 300 {
+				f.step(s, t0.UnixMilli()+int64(i)*300_000, float64(i%9), float64(i%9), nil, &buf, time.Minute.Milliseconds())
+			}
+			b, err := f.appendState(nil)
+			require.NoError(t, err)
+			g := newFcState(hs, names)
+			err = g.restoreState(b)
+			if tc.ok {
+				require.NoError(t, err)
+				require.Equal(t, tc.history, g.m.Options().History)
+			} else {
+				require.Error(t, err)
+			}
+		})
+	}
 }

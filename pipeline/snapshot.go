@@ -1268,6 +1268,23 @@ func (f *fcState) sameSteps(b []byte) bool {
 	return int64(binary.LittleEndian.Uint64(b[fcFieldsAt(b):])) == f.rs.minStepMs
 }
 
+// restoreModel loads the forecaster's Model from b (see
+// forecast.Model.MarshalBinary), refused if it holds another history than
+// its steps get now (see forecastOptionsFor): the Model takes its options
+// from b, so one saved before its steps got a longer history kept the
+// shorter after every restart, and never the day it was lengthened for.
+// Refused, the series' forecaster learns its history in the TSDB again
+// (see series.restore).
+func (f *fcState) restoreModel(b []byte) error {
+	if err := f.m.UnmarshalBinary(b); err != nil {
+		return err
+	}
+	if h, want := f.m.Options().History, forecastOptionsFor(f.rs.minStepMs).History; h != want {
+		return fmt.Errorf("forecaster state of a %d-step history, where its steps now get %d", h, want)
+	}
+	return nil
+}
+
 // restoreState loads what appendState wrote. The resampler's state is
 // taken only if its step rule is the one in force (the horizons decide
 // it); otherwise the resampler starts afresh, as after a reload.
@@ -1276,7 +1293,7 @@ func (f *fcState) restoreState(b []byte) error {
 		return errors.New("empty forecaster state")
 	}
 	if b[0] == 0 {
-		return f.m.UnmarshalBinary(b[1:])
+		return f.restoreModel(b[1:])
 	}
 	n := fcStateLen(b)
 	if n == 0 || len(b) < n {
@@ -1294,7 +1311,7 @@ func (f *fcState) restoreState(b []byte) error {
 	for i := range u {
 		u[i] = binary.LittleEndian.Uint64(b[at+8*i:])
 	}
-	if err := f.m.UnmarshalBinary(b[n:]); err != nil {
+	if err := f.restoreModel(b[n:]); err != nil {
 		return err
 	}
 	var rs resampler
