@@ -87,6 +87,9 @@ func appendSample(b []byte, name string, ls *outLabelSet, v float64) []byte {
 		b = append(b, "+Inf"...)
 	case math.IsInf(v, -1):
 		b = append(b, "-Inf"...)
+	case v == 0:
+		// Negative zero too, as expfmt writes it: AppendFloat gives "-0".
+		b = append(b, '0')
 	default:
 		b = strconv.AppendFloat(b, v, 'g', -1, 64)
 	}

@@ -24,10 +24,11 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files of the t
 // value-encoded where escaping would clash), inputs lacking job or
 // instance, labels that clash with for, kind and horizon, a counter,
 // forecasters with their horizons, an incident, a warming series, a stale
-// one (absent), and NaN, ±Inf and values of every magnitude. The golden
-// file was written by WriteOutputs before it was reworked to write each
-// series' labels without building its label set for every family
-// (go test -run TestWriteOutputsGolden -update ./pipeline rewrites it).
+// one (absent), and NaN, ±Inf, negative zero and values of every
+// magnitude. The golden file was written by WriteOutputs before it was
+// reworked to write each series' labels without building its label set
+// for every family (go test -run TestWriteOutputsGolden -update ./pipeline
+// rewrites it).
 func TestWriteOutputsGolden(t *testing.T) {
 	e := newEnv(t, "", nil, func(o *Options) { o.ForecastMaxSeries = 100 })
 	ins := []labels.Labels{
@@ -89,7 +90,7 @@ func TestWriteOutputsGolden(t *testing.T) {
 			case "load":
 				s.pub.score, s.pub.yhat, s.pub.lower, s.pub.upper = 1.5e-7, -1e21, math.NaN(), math.Inf(1)
 			case "dup":
-				s.pub.score, s.pub.yhat, s.pub.lower, s.pub.upper = 123456789.125, 0.1+0.2, -0.0, 5e-324
+				s.pub.score, s.pub.yhat, s.pub.lower, s.pub.upper = 123456789.125, 0.1+0.2, math.Copysign(0, -1), 5e-324
 				if s.fc != nil && len(s.fc.pts) > 0 {
 					s.fc.pts[0].Yhat, s.fc.pts[0].Lower, s.fc.pts[0].Upper = math.NaN(), math.Inf(-1), math.MaxFloat64
 				}
