@@ -20,15 +20,6 @@ import (
 // HealthyPath answers without credentials: liveness probes carry none.
 const HealthyPath = "/-/healthy"
 
-// ListenAndServe is Listen, then Serve.
-func ListenAndServe(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, addrs []string, webConfigFile string, maxConns int) error {
-	ls, err := Listen(logger, reg, srv, addrs, webConfigFile, maxConns)
-	if err != nil {
-		return err
-	}
-	return ls.Serve()
-}
-
 // Listeners are srv's listening sockets, ready to serve.
 type Listeners struct {
 	logger *slog.Logger

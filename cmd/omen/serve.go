@@ -431,7 +431,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		// HTTP first among the interrupts, so in-flight writes finish before
 		// the TSDB closes.
 		// TLS and basic auth come from the exporter-toolkit web config;
-		// server.ListenAndServe keeps /-/healthy open without credentials.
+		// server.Listen keeps /-/healthy open without credentials.
 		g.Add(func() error {
 			if err := listeners.Serve(); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("HTTP server: %w", err)
