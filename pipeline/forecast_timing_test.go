@@ -20,6 +20,11 @@ import (
 	"github.com/omen-sidecar/omen/forecast"
 )
 
+// newFcState returns a forecaster for the horizons hs, named names.
+func newFcState(hs []time.Duration, names []string) *fcState {
+	return newFcStateOf(&horizonSet{horizons: hs, hname: names}, 0)
+}
+
 // rampFc feeds a forecaster of the given horizons a noise-free ramp (slope
 // 1 a second, or f's) every everyMs for n samples and returns the last
 // forecasts made, whether each was, and when they were made.

@@ -34,6 +34,15 @@ import (
 	"github.com/omen-sidecar/omen/detect"
 )
 
+// newBackfill is newBackfillFrom of the remote_read entry u stands for.
+func newBackfill(u string, maxQueued int) (*backfill, error) {
+	c, err := URLReadConfig(u)
+	if err != nil {
+		return nil, err
+	}
+	return newBackfillFrom(c, maxQueued)
+}
+
 // TestBackfillRemoteRead warms a new series from an upstream served by
 // Prometheus's own remote-read handler, when omen's TSDB has no history.
 func TestBackfillRemoteRead(t *testing.T) {

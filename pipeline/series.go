@@ -537,11 +537,6 @@ type horizonSet struct {
 	hname    []string // horizon label values
 }
 
-// newFcState returns a forecaster for the horizons hs, named names.
-func newFcState(hs []time.Duration, names []string) *fcState {
-	return newFcStateOf(&horizonSet{horizons: hs, hname: names}, 0)
-}
-
 // newFcStateOf returns a forecaster for the horizons of set, which it
 // shares, for the series ref: its refits are staggered by it.
 func newFcStateOf(set *horizonSet, ref storage.SeriesRef) *fcState {

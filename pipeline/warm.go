@@ -151,14 +151,6 @@ type bfResult struct {
 	from  labels.Labels // the upstream series older is of
 }
 
-func newBackfill(u string, maxQueued int) (*backfill, error) {
-	c, err := URLReadConfig(u)
-	if err != nil {
-		return nil, err
-	}
-	return newBackfillFrom(c, maxQueued)
-}
-
 // URLReadConfig is the remote_read entry --backfill.remote-read-url
 // stands for: Prometheus's defaults, but omen's shorter timeout.
 func URLReadConfig(u string) (*promconfig.RemoteReadConfig, error) {

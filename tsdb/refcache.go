@@ -209,15 +209,3 @@ func (c *refCache) put(h, epoch uint64, e refEntry) {
 	s.cur[h] = e
 	s.mu.Unlock()
 }
-
-// len is the number of entries in both generations (tests, metrics).
-func (c *refCache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.cur) + len(s.prev)
-		s.mu.RUnlock()
-	}
-	return n
-}

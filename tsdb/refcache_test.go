@@ -14,6 +14,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// len is the number of entries in both generations.
+func (c *refCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.cur) + len(s.prev)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
 // get is getAll of one hash: the entry cached under h, if any.
 func (c *refCache) get(h, epoch uint64) (refEntry, bool) {
 	var l refLookup
