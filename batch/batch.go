@@ -37,7 +37,7 @@ type Summary struct {
 	Files, Failed int
 }
 
-// Job processes one file, in to out. NewJob is called once per worker
+// Job processes one file, in to out. Run calls newJob once per worker
 // goroutine, so a Job may keep scratch state that is not safe for
 // concurrent use.
 type Job func(ctx context.Context, in, out string) error

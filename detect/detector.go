@@ -240,7 +240,7 @@ type extraState struct {
 	RecentPos uint16
 	Short     Rolling
 	Forest    Forest
-	Tails     [nExtra]Tail // calibration of the opt-in members, by extraSlot
+	Tails     [nExtra]Tail // calibration of the opt-in members, by slot
 }
 
 // Core members keep their calibration in state, the others in extraState;
@@ -930,7 +930,7 @@ func (d *Detector) features(v float64, bl baselines, z *[nMembers]float64, fv *[
 				// seenAtPhase) is counted as seen too. The first
 				// sample of a business-hours step ranked as a record
 				// against the bare means on 7 of 48 Mondays, a page on
-				// 5 (TestMondayStepNotARangeRecord). Not where the
+				// 5 (TestMondayMorningStaysQuiet). Not where the
 				// range's own extremes, samples, hold the ring's: on
 				// nyc_taxi the residual's scale (2 100) is the night's
 				// level, and widening the range's bottom by it lost

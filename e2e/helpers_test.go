@@ -337,7 +337,7 @@ func query(t testing.TB, base, q string, at time.Time) ([]vectorSample, error) {
 	return res.Result, nil
 }
 
-// postJSON is a small helper for endpoints that take POST.
+// postEmpty POSTs an empty body to u and returns the status and body.
 func postEmpty(t testing.TB, u string) (int, string) {
 	t.Helper()
 	resp, err := http.Post(u, "text/plain", bytes.NewReader(nil))

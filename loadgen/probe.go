@@ -22,7 +22,7 @@ import (
 // scoring latency under the rest of the load.
 type ProbeResult struct {
 	Probes  int     `json:"probes"`
-	Missed  int     `json:"missed"` // not scored within ProbeTimeout
+	Missed  int     `json:"missed"` // not scored within probeTimeout
 	P50     float64 `json:"ack_to_score_p50_seconds"`
 	P99     float64 `json:"ack_to_score_p99_seconds"`
 	Max     float64 `json:"ack_to_score_max_seconds"`

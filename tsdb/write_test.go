@@ -400,9 +400,9 @@ func TestWriteV1Exemplars(t *testing.T) {
 }
 
 // TestExemplarsTooFarInFuture: an exemplar later than the samples' limit
-// (--write.max-future-drift) is dropped and counted rejected, as
-// Prometheus's receiver does, not stored ahead of every later one; the
-// request's other exemplars and samples are written.
+// (WriteOptions.MaxFutureDrift, 10 minutes as in Prometheus) is dropped
+// and counted rejected, as Prometheus's receiver does, not stored ahead of
+// every later one; the request's other exemplars and samples are written.
 func TestExemplarsTooFarInFuture(t *testing.T) {
 	now := time.Now()
 	ms := now.UnixMilli()

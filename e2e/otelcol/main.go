@@ -1,7 +1,7 @@
 // Command otelcol-omen is the smallest OpenTelemetry Collector that sends to
 // omen the way an OTel user's does: the OTLP receiver in, the
 // prometheusremotewrite exporter out. It exists for omen's end-to-end tests
-// (e2e/otel_test.go), in its own module so that omen's go.mod does not take
+// (e2e/otelcol_test.go), in its own module so that omen's go.mod does not take
 // on the collector's dependencies.
 package main
 
