@@ -891,14 +891,6 @@ func TestBandNotBelowZero(t *testing.T) {
 	}
 }
 
-// TestBandAfterFlatStart: a series flat when it starts (a counter at 0, a
-// replica count) measured the first residual that left the flat value
-// against the scale's floor: 10¹¹ "standard deviations", the level
-// member's record for a day's samples, and its band 10¹¹ times the spread
-// learnt after it (±3e9 on a 0/0.1 series; a reviewer found 70 of 530
-// series of a Prometheus so). The change still scores above 1, the band is
-// of the series' spread again within a few hundred samples, the noise
-// after the change raises no alarm, and a later spike scores above 1.
 // TestBandAfterFlatWeek: a series that varied, then stayed flat for a week,
 // has its scale decayed to 1/1700 of its spread without reaching the floor.
 // Its first value off the flat line scores, and the band must come back to
@@ -930,6 +922,14 @@ func TestBandAfterFlatWeek(t *testing.T) {
 	require.InDelta(t, 10, before, 2, "a band of about ±5σ on unit noise")
 }
 
+// TestBandAfterFlatStart: a series flat when it starts (a counter at 0, a
+// replica count) measured the first residual that left the flat value
+// against the scale's floor: 10¹¹ "standard deviations", the level
+// member's record for a day's samples, and its band 10¹¹ times the spread
+// learnt after it (±3e9 on a 0/0.1 series; a reviewer found 70 of 530
+// series of a Prometheus so). The change still scores above 1, the band is
+// of the series' spread again within a few hundred samples, the noise
+// after the change raises no alarm, and a later spike scores above 1.
 func TestBandAfterFlatStart(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

@@ -97,7 +97,7 @@ func writeHistory(t *testing.T, base, instance string, origin int64, end time.Ti
 	}
 }
 
-// anomalies reads omen's /api/v1/anomalies for the input series named.
+// e2eAnomaly is an entry of omen's /api/v1/anomalies.
 type e2eAnomaly struct {
 	Labels    map[string]string `json:"labels"`
 	Score     float64           `json:"score"`
@@ -113,6 +113,8 @@ type e2eAnomaly struct {
 	Timestamp time.Time         `json:"timestamp"`
 }
 
+// anomaliesOf reads omen's /api/v1/anomalies for the input series named
+// (all of them for "").
 func anomaliesOf(t testing.TB, base, name string) []e2eAnomaly {
 	t.Helper()
 	q := url.Values{}

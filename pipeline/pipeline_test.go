@@ -189,7 +189,6 @@ func (e *env) backfilled(t testing.TB) {
 	require.Eventually(t, func() bool { return testutil.ToFloat64(e.p.m.backfillPending) == 0 }, 10*time.Second, 5*time.Millisecond)
 }
 
-// push appends one sample per series in one transaction through the tap.
 // onlySeries returns the one series the workers score (nil if none); call
 // it after sync, while the workers are idle.
 func (e *env) onlySeries() *series {
@@ -200,6 +199,7 @@ func (e *env) onlySeries() *series {
 	return s
 }
 
+// push appends one sample per series in one transaction through the tap.
 func (e *env) push(ts int64, typ model.MetricType, ls []labels.Labels, vs []float64) {
 	e.t.Helper()
 	a := e.app.AppenderV2(context.Background())

@@ -8,13 +8,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 )
 
-// labelChecker validates one series' label pairs in the order the sender
-// wrote them, before they are sorted into labels.Labels. The remote-write
-// specs require names sorted, unique, and a __name__. Unsorted names are
-// taken, as Prometheus's and VictoriaMetrics's receivers take them (both
-// sort): vmagent appends a target's labels after the scraped ones, and a
-// 400 makes it drop the whole block. A duplicate is found next to its twin
-// in sorted input, and after sorting (labels) in unsorted input.
 // LabelLimits bound one series' labels; zero fields are unlimited.
 type LabelLimits struct {
 	MaxLabels      int
@@ -22,6 +15,13 @@ type LabelLimits struct {
 	MaxValueLength int
 }
 
+// labelChecker validates one series' label pairs in the order the sender
+// wrote them, before they are sorted into labels.Labels. The remote-write
+// specs require names sorted, unique, and a __name__. Unsorted names are
+// taken, as Prometheus's and VictoriaMetrics's receivers take them (both
+// sort): vmagent appends a target's labels after the scraped ones, and a
+// 400 makes it drop the whole block. A duplicate is found next to its twin
+// in sorted input, and after sorting (labels) in unsorted input.
 type labelChecker struct {
 	limits  LabelLimits
 	prev    string
