@@ -26,6 +26,9 @@ import (
 // for a stream ~45% larger (24 against 17 MB), which a scrape within a
 // cluster carries easily; the writers are pooled, as each holds ~1 MB.
 func MetricsHandler(logger *slog.Logger, g prometheus.Gatherer, stream func(io.Writer) error) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	format := expfmt.NewFormat(expfmt.TypeTextPlain)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mfs, err := g.Gather()

@@ -35,6 +35,9 @@ type ConfigLoader struct {
 
 // NewConfigLoader loads path (or the default config when path is empty).
 func NewConfigLoader(logger *slog.Logger, reg prometheus.Registerer, path string) (*ConfigLoader, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	f := promauto.With(reg)
 	l := &ConfigLoader{
 		logger: logger, path: path, now: time.Now,

@@ -18,6 +18,7 @@ import (
 	gregexp "github.com/grafana/regexp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -460,5 +461,36 @@ func BenchmarkMetricsHandler(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
 			b.ReportMetric(float64(sent)/lines, "B/line")
 		})
+	}
+}
+
+// TestNilLoggerIsNoOp: a nil logger means no logging, as for every
+// constructor here (STYLE.md, constructors), not a panic at the first line
+// logged: the config loader logs as it loads and reloads, the metrics
+// handler when a gatherer fails in part.
+func TestNilLoggerIsNoOp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"config loader", func(t *testing.T) {
+			l, err := NewConfigLoader(nil, nil, "")
+			require.NoError(t, err)
+			require.NoError(t, l.Reload())
+		}},
+		{"metrics handler", func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			g := prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+				return nil, errors.New("a collector failed")
+			})}
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: "omen_test_total", Help: "A counter."})
+			reg.MustRegister(c)
+			rec := httptest.NewRecorder()
+			MetricsHandler(nil, g, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			require.Equal(t, http.StatusOK, rec.Code, "what was gathered is served")
+			require.Contains(t, rec.Body.String(), "omen_test_total")
+		}},
+	} {
+		t.Run(tc.name, tc.run)
 	}
 }

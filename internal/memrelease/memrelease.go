@@ -91,6 +91,9 @@ type Releaser struct {
 
 // New returns a Releaser that looks every interval.
 func New(logger *slog.Logger, reg prometheus.Registerer, every time.Duration) *Releaser {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	f := promauto.With(reg)
 	return &Releaser{
 		read:   ReadStats,

@@ -1,6 +1,7 @@
 package memrelease
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"runtime"
@@ -78,4 +79,35 @@ func TestReleasesRealFreeHeap(t *testing.T) {
 	require.Less(t, after.Free, before.Free/4, "free heap before %d MB, after %d MB", before.Free/mb, after.Free/mb)
 	require.Greater(t, testutil.ToFloat64(r.released), float64(before.Free)/2)
 	runtime.KeepAlive(live)
+}
+
+// TestNilLoggerIsNoOp: a nil logger (and registerer) means no logging, as
+// for omen's other constructors, not a panic when a release or the end of
+// the start is logged.
+func TestNilLoggerIsNoOp(t *testing.T) {
+	quiet := func() Stats { return Stats{Allocs: 1000 * mb, Live: 500 * mb, Free: 300 * mb} }
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"releaser", func(t *testing.T) {
+			r := New(nil, nil, time.Second)
+			r.read, r.free = quiet, func() {}
+			r.last = quiet()
+			require.True(t, r.Check(time.Unix(1e9, 0)))
+		}},
+		{"settler", func(t *testing.T) {
+			s := NewSettler(nil, 75, time.Millisecond, nil)
+			set := make(chan int, 1)
+			s.read, s.set = quiet, func(v int) int { set <- v; return 25 }
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- s.Run(ctx) }()
+			require.Equal(t, 75, <-set)
+			cancel()
+			require.NoError(t, <-done)
+		}},
+	} {
+		t.Run(tc.name, tc.run)
+	}
 }

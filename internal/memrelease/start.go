@@ -37,6 +37,9 @@ type Settler struct {
 // quiet (see Quiet) at a look every interval and pending (the restored
 // states not yet claimed; nil for none) is 0, or maxStart has passed.
 func NewSettler(logger *slog.Logger, gogc int, every time.Duration, pending func() int64) *Settler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if pending == nil {
 		pending = func() int64 { return 0 }
 	}
