@@ -4,7 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -14,7 +14,9 @@ import (
 // with handlers still running: a long query then read the TSDB while it
 // closed ("ChunkDiskMapper closed"), reading chunks being unmapped.
 type Inflight struct {
-	n      atomic.Int64
+	mu     sync.Mutex
+	n      int           // requests being served
+	idle   chan struct{} // closed when n comes to 0 while Cancel waits
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -32,22 +34,43 @@ func (i *Inflight) BaseContext(net.Listener) context.Context { return i.ctx }
 // Wrap counts the requests h serves.
 func (i *Inflight) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		i.n.Add(1)
-		defer i.n.Add(-1)
+		i.mu.Lock()
+		i.n++
+		i.mu.Unlock()
+		defer i.leave()
 		h.ServeHTTP(w, r)
 	})
+}
+
+func (i *Inflight) leave() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.n--; i.n == 0 && i.idle != nil {
+		close(i.idle)
+		i.idle = nil
+	}
 }
 
 // Cancel cancels the context of every request and waits up to wait for
 // their handlers to return; it reports whether they all did.
 func (i *Inflight) Cancel(wait time.Duration) bool {
 	i.cancel()
-	deadline := time.Now().Add(wait)
-	for i.n.Load() > 0 {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
+	i.mu.Lock()
+	if i.n == 0 {
+		i.mu.Unlock()
+		return true
 	}
-	return true
+	if i.idle == nil {
+		i.idle = make(chan struct{})
+	}
+	idle := i.idle
+	i.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
 }

@@ -42,3 +42,34 @@ func TestInflightCancel(t *testing.T) {
 		t.Fatal("Cancel returned before the handler did")
 	}
 }
+
+// TestInflightCancelWaits: Cancel reports true at once with no request
+// running, false while a handler that ignores its context outlives the
+// wait, and true once it has returned, a second Cancel waiting for it.
+func TestInflightCancelWaits(t *testing.T) {
+	in := NewInflight()
+	require.True(t, in.Cancel(0), "nothing running")
+
+	in = NewInflight()
+	started, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(in.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release // deaf to its context
+	})))
+	defer srv.Close()
+	got := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	<-started
+	require.False(t, in.Cancel(time.Millisecond), "the handler is still running")
+	waited := make(chan bool)
+	go func() { waited <- in.Cancel(time.Hour) }()
+	close(release)
+	require.True(t, <-waited)
+	require.NoError(t, <-got)
+}
