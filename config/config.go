@@ -594,7 +594,7 @@ func (d *Derived) validateExprs(where string) error {
 	}
 	seen := map[string]bool{}
 	for i, l := range d.By {
-		if !model.LabelName(l).IsValid() || l == labels.MetricName {
+		if !model.LabelName(l).IsValid() || l == model.MetricNameLabel {
 			return fmt.Errorf("%s.by[%d]: %q is not a label name to group by", where, i, l)
 		}
 		if seen[l] {
@@ -892,7 +892,7 @@ func (c *Capacity) validateLimit(where string) error {
 		switch {
 		case !labelName.MatchString(l):
 			return fmt.Errorf("%s.on[%d] %q: not a label name", where, i, l)
-		case l == labels.MetricName:
+		case l == model.MetricNameLabel:
 			return fmt.Errorf("%s.on[%d] %q: the limit's name is not the forecasts'; match on the labels they share", where, i, l)
 		case l == "for" || l == "horizon":
 			return fmt.Errorf("%s.on[%d] %q: a label of the forecasts only (omen's), not of the input nor of its limit", where, i, l)

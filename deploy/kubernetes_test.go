@@ -747,7 +747,7 @@ func checkGrafanaConfigMaps(t *testing.T, objs []object) {
 }
 
 // labelsOf is the label set of a series with only a metric name.
-func labelsOf(name string) labels.Labels { return labels.FromStrings(labels.MetricName, name) }
+func labelsOf(name string) labels.Labels { return labels.FromStrings(model.MetricNameLabel, name) }
 
 // relabelConfigs turns a ServiceMonitor's relabelings into Prometheus's, as
 // the Operator writes them into the scrape configuration.

@@ -286,7 +286,7 @@ func capPredictLinear(tb testing.TB, s capSeries) [][]map[int64]float64 {
 	st := teststorage.New(tb)
 	defer st.Close()
 	app := st.Appender(context.Background())
-	lset := labels.FromStrings(labels.MetricName, "x")
+	lset := labels.FromStrings(model.MetricNameLabel, "x")
 	ivMs := capInterval.Milliseconds()
 	for i, v := range s.v {
 		if _, err := app.Append(0, lset, s.t0+int64(i)*ivMs, v); err != nil {

@@ -37,9 +37,9 @@ func collidingValues(t testing.TB, nameA, nameB, label string, n int) (string, s
 	}
 	// The stringlabels encoding: each string after its length (a byte
 	// here). "__name__" sorts before any lower-case label.
-	require.True(t, label > labels.MetricName && len(nameA) == len(nameB) && len(nameA) < 128 && len(label) < 128 && n > 32 && n < 128)
+	require.True(t, label > model.MetricNameLabel && len(nameA) == len(nameB) && len(nameA) < 128 && len(label) < 128 && n > 32 && n < 128)
 	prefix := func(name string) string {
-		return string(rune(len(labels.MetricName))) + labels.MetricName + string(rune(len(name))) + name +
+		return string(rune(len(model.MetricNameLabel))) + model.MetricNameLabel + string(rune(len(name))) + name +
 			string(rune(len(label))) + label + string(rune(n))
 	}
 	pa, pb := prefix(nameA), prefix(nameB)
@@ -78,7 +78,7 @@ func collidingValues(t testing.TB, nameA, nameB, label string, n int) (string, s
 		require.True(t, found, "no printable words for lane %d", j)
 	}
 	a, b := string(da[len(pa):]), string(db[len(pb):])
-	la, lb := labels.FromStrings(labels.MetricName, nameA, label, a), labels.FromStrings(labels.MetricName, nameB, label, b)
+	la, lb := labels.FromStrings(model.MetricNameLabel, nameA, label, a), labels.FromStrings(model.MetricNameLabel, nameB, label, b)
 	require.False(t, labels.Equal(la, lb))
 	require.Equal(t, la.Hash(), lb.Hash(), "constructed to collide")
 	return a, b

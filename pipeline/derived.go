@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
@@ -198,7 +199,7 @@ func (p *Pipeline) evalDerived(ctx context.Context, d *config.Derived, now time.
 			continue
 		}
 		b := labels.NewBuilder(s.Metric)
-		b.Set(labels.MetricName, d.Name)
+		b.Set(model.MetricNameLabel, d.Name)
 		ls := b.Labels()
 		ref := derivedRef(ls)
 		if sh.shadowed(ref, ls) {
@@ -609,7 +610,7 @@ func (p *Pipeline) ingestedNamed(ctx context.Context, name string, now time.Time
 		return nil
 	}
 	defer q.Close()
-	set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, labels.MetricName, name))
+	set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, name))
 	var hashes map[uint64][]labels.Labels
 	for set.Next() {
 		if hashes == nil {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
@@ -206,7 +207,7 @@ func (p *Pipeline) exprHistory(ctx context.Context, d *config.Derived, now time.
 	b := labels.NewBuilder(labels.EmptyLabels())
 	err := p.rangeQuery(ctx, d.Expr, start, end, time.Duration(d.Interval), func(ls labels.Labels, pts []promql.FPoint) {
 		b.Reset(ls)
-		b.Set(labels.MetricName, d.Name)
+		b.Set(model.MetricNameLabel, d.Name)
 		ls = b.Labels()
 		ref := derivedRef(ls)
 		if w, ok := want[ref]; !ok || !labels.Equal(w, ls) { // see derivedRef
@@ -290,7 +291,7 @@ func groupLabels(b *labels.Builder, d *config.Derived, ls labels.Labels) labels.
 	for _, l := range d.By {
 		b.Set(l, ls.Get(l))
 	}
-	b.Set(labels.MetricName, d.Name)
+	b.Set(model.MetricNameLabel, d.Name)
 	return b.Labels()
 }
 

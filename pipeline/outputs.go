@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
@@ -177,7 +178,7 @@ func storedOutputs(ctx context.Context, q storage.Querier, in labels.Labels, for
 	ss := q.Select(ctx, false, nil, ms...)
 	for ss.Next() {
 		ls := ss.At().Labels()
-		family, horizon := ls.Get(labels.MetricName), ""
+		family, horizon := ls.Get(model.MetricNameLabel), ""
 		if !isOutputName(family) {
 			continue
 		}
@@ -228,7 +229,7 @@ func (o *outputs) staleStored(ctx context.Context, q storage.Querier, in labels.
 	marker := math.Float64frombits(value.StaleNaN)
 	for _, ls := range live {
 		if _, err := o.app.Append(0, ls, 0, t, marker, nil, nil, storage.AOptions{}); err != nil {
-			o.p.outputRefused(in, ls.Get(labels.MetricName), t, err)
+			o.p.outputRefused(in, ls.Get(model.MetricNameLabel), t, err)
 			continue
 		}
 		if o.fwd != nil {

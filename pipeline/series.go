@@ -806,7 +806,7 @@ func (s *series) outLabels(family, horizon string) labels.Labels {
 // horizon, of the input in scored as forName.
 func outLabelsOf(in labels.Labels, forName, family, horizon string) labels.Labels {
 	b := labels.NewScratchBuilder(in.Len() + 2)
-	b.Add(labels.MetricName, family)
+	b.Add(model.MetricNameLabel, family)
 	extra := ""
 	if horizon != "" {
 		extra = "horizon"
@@ -828,7 +828,7 @@ func outLabelsOf(in labels.Labels, forName, family, horizon string) labels.Label
 func eachOutLabel(in labels.Labels, forName, extra, value string, f func(name, value string)) {
 	in.Range(func(l labels.Label) {
 		switch {
-		case l.Name == labels.MetricName:
+		case l.Name == model.MetricNameLabel:
 			return
 		case clashes(l.Name, "for"), extra != "" && clashes(l.Name, extra):
 			f("exported_"+l.Name, l.Value)

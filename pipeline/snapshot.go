@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 
@@ -677,7 +678,7 @@ func (p *Pipeline) staleDeselected(ctx context.Context) {
 	p.restoreMu.Lock()
 	for _, list := range p.restored {
 		for _, s := range list {
-			if _, ok := scoringOf(cfg, s.ls, s.ls.Get(labels.MetricName), s.flags&flagDef != 0); !ok {
+			if _, ok := scoringOf(cfg, s.ls, s.ls.Get(model.MetricNameLabel), s.flags&flagDef != 0); !ok {
 				gone = append(gone, s)
 			}
 		}
@@ -698,7 +699,7 @@ func (p *Pipeline) staleDeselected(ctx context.Context) {
 	}
 	markT := markerTime(p.st, p.opts.Now())
 	for _, s := range gone {
-		out.staleStored(ctx, q, s.ls, s.ls.Get(labels.MetricName), markT, false)
+		out.staleStored(ctx, q, s.ls, s.ls.Get(model.MetricNameLabel), markT, false)
 	}
 	_ = q.Close()
 	if err := out.commit(); err != nil {

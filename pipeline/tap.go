@@ -134,7 +134,7 @@ func (a *tapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int6
 		a.off++ // nothing is scored: only the ingest rate is kept
 		return ref, err
 	}
-	name := ls.Get(labels.MetricName)
+	name := ls.Get(model.MetricNameLabel)
 	if !Scorable(name) || (strings.HasSuffix(name, "_created") && a.p.creationTimestamp(name, opts.Metadata.Type)) {
 		return ref, err
 	}

@@ -818,7 +818,7 @@ func (b *backfill) keepOwn(res []bfResult, now time.Time) {
 		}
 		keys[i] = extraKey(r.from, r.ls)
 		e, ok := b.ext[keys[i]]
-		switch name := family(r.ls.Get(labels.MetricName)); {
+		switch name := family(r.ls.Get(model.MetricNameLabel)); {
 		case keys[i] == "":
 			// An exact match: the upstream adds no labels to some
 			// series, so any set with labels beyond holds a sibling's.
@@ -1066,7 +1066,7 @@ func externalNames(in []string) (map[string]string, error) {
 	out := make(map[string]string, len(in))
 	for _, x := range in {
 		n, v, _ := strings.Cut(x, "=")
-		if n = strings.TrimSpace(n); n == "" || !utf8.ValidString(x) || n == labels.MetricName {
+		if n = strings.TrimSpace(n); n == "" || !utf8.ValidString(x) || n == model.MetricNameLabel {
 			return nil, fmt.Errorf("backfill external label %q: want a label name or name=value", x)
 		}
 		if _, dup := out[n]; dup {

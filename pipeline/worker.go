@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
@@ -637,7 +638,7 @@ func (w *worker) markStale(s *series, t int64, out *outputs) {
 // Pipeline.staleDeselected), and a TSDB read for each of its markers would
 // be for nothing.
 func (w *worker) staleNotHeld(ctx context.Context, smp *sample, out *outputs) {
-	name := smp.ls.Get(labels.MetricName)
+	name := smp.ls.Get(model.MetricNameLabel)
 	if _, ok := scoringOf(w.p.cfg.Load(), smp.ls, name, false); !ok || smp.t < out.minT {
 		return
 	}
@@ -655,7 +656,7 @@ func (w *worker) staleNotHeld(ctx context.Context, smp *sample, out *outputs) {
 func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 	p := w.p
 	cfg := p.cfg.Load()
-	name := smp.ls.Get(labels.MetricName)
+	name := smp.ls.Get(model.MetricNameLabel)
 	// Its saved state, if it had one at the snapshot: what is held of the
 	// budgets for it is given back once it has taken its own (or not).
 	// Not scored, it puts the state back (keepRestored) for when it is.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 
 	"github.com/omen-sidecar/omen/config"
@@ -172,7 +172,7 @@ func (g generator) anomalyRules() []rulefmt.Rule {
 // read the same, and the page did not say which to look at.
 func worst(groupBy []string, q, args string) string {
 	var skip strings.Builder
-	for _, l := range append([]string{labels.MetricName, "for"}, groupBy...) {
+	for _, l := range append([]string{model.MetricNameLabel, "for"}, groupBy...) {
 		fmt.Fprintf(&skip, " (ne $k %q)", l)
 	}
 	return fmt.Sprintf(`{{ range query (printf "sort_desc(topk(5, %s))"%s) }} {{ .Labels.for }}`+

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 
@@ -261,7 +261,7 @@ func extraMatchers(sel string) ([]string, error) {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
 		switch m.Name {
-		case labels.MetricName, "for", "horizon":
+		case model.MetricNameLabel, "for", "horizon":
 			return nil, fmt.Errorf("match %q: %s is set by the rule; select on the input's labels only", sel, m.Name)
 		}
 		out = append(out, m.String())

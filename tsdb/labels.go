@@ -64,7 +64,7 @@ func (c *labelChecker) add(name, value string) {
 	}
 	if value == "" {
 		c.empty = true
-	} else if name == labels.MetricName {
+	} else if name == model.MetricNameLabel {
 		c.hasName = true
 	}
 	c.prev = name
@@ -95,7 +95,7 @@ func (c *labelChecker) check() error {
 		return c.err
 	}
 	if !c.hasName {
-		return fmt.Errorf("series has no %s label", labels.MetricName)
+		return fmt.Errorf("series has no %s label", model.MetricNameLabel)
 	}
 	return nil
 }

@@ -1296,7 +1296,7 @@ func (h *WriteHandler) appendV2(r *http.Request, b *writeBuffers) (writeStats, *
 				continue
 			}
 		}
-		h.opts.Metadata.noteSeries(ls.Get(labels.MetricName), md)
+		h.opts.Metadata.noteSeries(ls.Get(model.MetricNameLabel), md)
 		opts := storage.AppendV2Options{Metadata: md}
 		for _, s := range ts.Samples {
 			ref = a.sample(ref, ls, s.StartTimestamp, s.Timestamp, s.Value, nil, nil, opts)
@@ -1649,7 +1649,7 @@ func (h *WriteHandler) appendFastV2(r *http.Request, b *writeBuffers, body []byt
 		md := e.meta
 		if !cached || md == nil || md.Type != typ || md.Help != help || md.Unit != unit {
 			md = b.metadata(s.meta, typ, help, unit)
-			h.opts.Metadata.noteSeries(ls.Get(labels.MetricName), *md) // new series or new metadata only: off the hot path
+			h.opts.Metadata.noteSeries(ls.Get(model.MetricNameLabel), *md) // new series or new metadata only: off the hot path
 		}
 		opts := storage.AppendV2Options{Metadata: *md}
 		first := ref

@@ -278,7 +278,7 @@ func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
 		rw := row{Metric: s.labels}
 		if isRate {
 			rw.Metric = maps.Clone(s.labels)
-			delete(rw.Metric, labels.MetricName)
+			delete(rw.Metric, model.MetricNameLabel)
 		}
 		for t := start; t <= end; t += step {
 			if f.inRange(t) {
