@@ -594,7 +594,7 @@ func (d *Derived) validateExprs(where string) error {
 	}
 	seen := map[string]bool{}
 	for i, l := range d.By {
-		if !model.LabelName(l).IsValid() || l == model.MetricNameLabel {
+		if !model.UTF8Validation.IsValidLabelName(l) || l == model.MetricNameLabel {
 			return fmt.Errorf("%s.by[%d]: %q is not a label name to group by", where, i, l)
 		}
 		if seen[l] {

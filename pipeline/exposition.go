@@ -69,7 +69,7 @@ func appendSample(b []byte, name string, ls *outLabelSet, v float64) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			if ls.utf8Names && !model.LabelName(n).IsValidLegacy() {
+			if ls.utf8Names && !model.LegacyValidation.IsValidLabelName(n) {
 				n = escapedName(ls.names, i)
 			}
 			b = append(b, n...)
@@ -131,7 +131,7 @@ func appendHelp(b []byte, help string) []byte { return appendEscaped(b, help, fa
 func hasUTF8Names(ls labels.Labels) bool {
 	found := false
 	ls.Range(func(l labels.Label) {
-		if !found && !model.LabelName(l.Name).IsValidLegacy() {
+		if !found && !model.LegacyValidation.IsValidLabelName(l.Name) {
 			found = true
 		}
 	})
@@ -151,7 +151,7 @@ func escapedName(names []string, i int) string {
 		if j == i {
 			continue
 		}
-		if o == u || (!model.LabelName(o).IsValidLegacy() && model.EscapeName(o, model.UnderscoreEscaping) == u) {
+		if o == u || (!model.LegacyValidation.IsValidLabelName(o) && model.EscapeName(o, model.UnderscoreEscaping) == u) {
 			return model.EscapeName(names[i], model.ValueEncodingEscaping)
 		}
 	}
