@@ -75,7 +75,7 @@ func TestForwardToPrometheus(t *testing.T) {
 	// The receiver goes away while omen keeps scoring, and comes back.
 	prom.Stop()
 	write(60)
-	prom = startPrometheusAt(t, promData, promPort, promCfg, "--web.enable-remote-write-receiver")
+	startPrometheusAt(t, promData, promPort, promCfg, "--web.enable-remote-write-receiver")
 	write(10)
 
 	want := countOf(omen.URL, scores)
