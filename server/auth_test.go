@@ -38,6 +38,16 @@ func writeWebConfig(t *testing.T, path string, users map[string]string, extra st
 
 func newAuthServer(t *testing.T, path string) (*httptest.Server, *BasicAuth) {
 	t.Helper()
+	h, a := newAuthHandler(t, path)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, a
+}
+
+// newAuthHandler is the handler of newAuthServer: a few of omen's paths,
+// each answering "ok <path>", behind the basic auth of the file at path.
+func newAuthHandler(t *testing.T, path string) (http.Handler, *BasicAuth) {
+	t.Helper()
 	conf, err := LoadWebConfig(nil, path)
 	require.NoError(t, err)
 	a, err := NewBasicAuth(nil, prometheus.NewRegistry(), conf, HealthyPath)
@@ -46,9 +56,7 @@ func newAuthServer(t *testing.T, path string) (*httptest.Server, *BasicAuth) {
 	for _, p := range []string{"/metrics", "/api/v1/query", "/api/v1/write", "/-/ready", HealthyPath, "/{$}"} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok " + r.URL.Path)) })
 	}
-	srv := httptest.NewServer(a.Wrap(mux))
-	t.Cleanup(srv.Close)
-	return srv, a
+	return a.Wrap(mux), a
 }
 
 func get(t *testing.T, url, user, pass string) *http.Response {

@@ -32,7 +32,8 @@ type Listeners struct {
 // Listen prepares srv to serve on every address in addrs and opens them.
 // With a web configuration file (exporter-toolkit format; see WebConfig)
 // srv serves TLS if the file configures it and asks for basic auth on every
-// path but /-/healthy if the file lists users; with webConfigFile "" it
+// path but /-/healthy if the file lists users (paths below the route
+// prefix, when srv.Handler is later wrapped by WithRoutePrefix); with webConfigFile "" it
 // serves plain HTTP without authentication. A bad file or an address in use
 // is an error here, before anything else starts (a replay of the WAL
 // first, then the error, repeated by every restart of a crash loop). With
@@ -103,6 +104,10 @@ func (ls *Listeners) Close() {
 		_ = l.Close()
 	}
 }
+
+// TLS reports whether the listeners serve TLS (the web configuration's
+// tls_server_config), for the default external URL's scheme.
+func (ls *Listeners) TLS() bool { return ls.tls }
 
 // Serve serves until the server is shut down, when it returns
 // http.ErrServerClosed.

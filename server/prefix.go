@@ -1,0 +1,132 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// ExternalURL is --web.external-url as Prometheus computes it
+// (cmd/prometheus/main.go, computeExternalURL): the URL users reach omen
+// at, behind a reverse proxy or an ingress. Empty, it is
+// http(s)://<hostname>:<port of listenAddr>, https when the web
+// configuration serves TLS; a URL in quotes (a templated value quoted once
+// too often) is refused; its path loses its trailing slashes and gains a
+// leading one, so "" and "/" are both no path. hostname is os.Hostname
+// outside tests.
+func ExternalURL(u, listenAddr string, tls bool, hostname func() (string, error)) (*url.URL, error) {
+	if u == "" {
+		host, err := hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--web.external-url: default from the hostname: %w", err)
+		}
+		_, port, err := net.SplitHostPort(listenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--web.external-url: default from --web.listen-address: %w", err)
+		}
+		scheme := "http"
+		if tls {
+			scheme = "https"
+		}
+		u = fmt.Sprintf("%s://%s/", scheme, net.JoinHostPort(host, port))
+	}
+	if strings.HasPrefix(u, `"`) || strings.HasPrefix(u, "'") || strings.HasSuffix(u, `"`) || strings.HasSuffix(u, "'") {
+		return nil, fmt.Errorf("--web.external-url=%s: must not begin or end with quotes", u)
+	}
+	eu, err := url.Parse(u)
+	if err != nil {
+		return nil, fmt.Errorf("--web.external-url: %w", err)
+	}
+	p := strings.TrimRight(eu.Path, "/")
+	if p != "" && !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	eu.Path = p
+	eu.RawPath = ""
+	return eu, nil
+}
+
+// DefaultHostname is the host of the default external URL.
+func DefaultHostname() (string, error) { return os.Hostname() }
+
+// RoutePrefix is --web.route-prefix as Prometheus computes it: the external
+// URL's path when the flag is empty, always with one leading slash and no
+// trailing one ("/" for none), whether given as "omen", "/omen/" or
+// "/omen".
+func RoutePrefix(flag string, external *url.URL) string {
+	if flag == "" && external != nil {
+		flag = external.Path
+	}
+	return "/" + strings.Trim(flag, "/")
+}
+
+// outsidePrefix is the answer to a path outside the route prefix: a
+// remote_write or a probe that lacks the prefix sees why in its log.
+const outsidePrefix = "404 page not found: omen serves under its route prefix (--web.route-prefix)"
+
+// WithRoutePrefix serves h under prefix (from RoutePrefix), as Prometheus
+// serves every route of its own under --web.route-prefix: a request for
+// prefix+"/x" reaches h as "/x" (so h and its handler names in the
+// request metrics stay those of a server at "/"), and the Location of h's
+// redirects to a path of its own gains the prefix; GET or HEAD
+// "/" is redirected (302) to the prefix, as in Prometheus and
+// Alertmanager, and the prefix without its trailing slash to the page at
+// prefix+"/" (301, as Prometheus's router redirects it), whose URLs are
+// relative; every other path outside the prefix, /-/healthy included, is
+// a 404, as in Prometheus. With prefix "/" it returns h.
+func WithRoutePrefix(prefix string, h http.Handler) http.Handler {
+	if prefix == "/" || prefix == "" {
+		return h
+	}
+	inner := http.StripPrefix(prefix, h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		get := r.Method == http.MethodGet || r.Method == http.MethodHead
+		switch p := r.URL.Path; {
+		case strings.HasPrefix(p, prefix+"/"):
+			inner.ServeHTTP(&prefixedRedirects{ResponseWriter: w, prefix: prefix}, r)
+		case p == "/" && get:
+			http.Redirect(w, r, prefix+"/", http.StatusFound)
+		case p == prefix && get:
+			to := prefix + "/"
+			if r.URL.RawQuery != "" {
+				to += "?" + r.URL.RawQuery
+			}
+			http.Redirect(w, r, to, http.StatusMovedPermanently)
+		default:
+			http.Error(w, outsidePrefix, http.StatusNotFound)
+		}
+	})
+}
+
+// prefixedRedirects puts the route prefix in front of the Location of h's
+// redirects to a path of its own: the mux's to a subtree with its slash
+// (/debug/pprof to /debug/pprof/) or to a cleaned path (/api//v1/query)
+// took the client out of the prefix. Flush and Unwrap keep what the
+// handlers below ask of the writer (a streamed remote read flushes; remote
+// write sets its read deadline through http.ResponseController).
+type prefixedRedirects struct {
+	http.ResponseWriter
+	prefix string
+}
+
+func (w *prefixedRedirects) WriteHeader(code int) {
+	if code >= 300 && code < 400 {
+		h := w.Header()
+		// An absolute path, not a scheme-relative "//host/..." URL.
+		if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
+			h.Set("Location", w.prefix+loc)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *prefixedRedirects) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *prefixedRedirects) Unwrap() http.ResponseWriter { return w.ResponseWriter }
