@@ -43,6 +43,8 @@ import (
 
 type serveFlags struct {
 	listen        []string
+	externalURL   string
+	routePrefix   string
 	webConfig     string
 	maxConns      int
 	maxReqBytes   units.Base2Bytes
@@ -84,6 +86,10 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 	f := &serveFlags{}
 	cl.Flag("web.listen-address", "Address to listen on for remote write, the API, the UI and /metrics. Repeatable.").
 		Default(":9201").StringsVar(&f.listen)
+	cl.Flag("web.external-url", "The URL under which omen is externally reachable (for example, if omen is served via a reverse proxy or an ingress), as in Prometheus. If the URL has a path portion, it will be used to prefix all HTTP endpoints served by omen (remote write at <path>/api/v1/write). If omitted: http(s)://<hostname>:<port of the first --web.listen-address>.").
+		PlaceHolder("<URL>").StringVar(&f.externalURL)
+	cl.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints (as in Prometheus): every endpoint is served under it, and / redirects to it. Defaults to path of --web.external-url; / for a proxy that strips the path.").
+		PlaceHolder("<path>").StringVar(&f.routePrefix)
 	cl.Flag("web.config.file", "Path to a web configuration file (exporter-toolkit format) enabling TLS or authentication.").
 		Default("").StringVar(&f.webConfig)
 	cl.Flag("web.max-connections", "Maximum number of simultaneous connections across all listeners (as in Prometheus); 0: no limit.").
@@ -222,6 +228,18 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			listeners.Close()
 		}
 	}()
+	// Every route under the prefix, as in Prometheus. Outside the web
+	// configuration's basic auth and rate limit, which see the paths below
+	// it: <prefix>/-/healthy is the one without credentials. Nothing is
+	// served yet.
+	externalURL, err := server.ExternalURL(f.externalURL, f.listen[0], listeners.TLS(), server.DefaultHostname)
+	if err != nil {
+		return err
+	}
+	if prefix := server.RoutePrefix(f.routePrefix, externalURL); prefix != "/" {
+		logger.Info("Router prefix", "prefix", prefix, "external_url", externalURL.Redacted())
+		srv.Handler = server.WithRoutePrefix(prefix, srv.Handler)
+	}
 	store := tsdb.NewStorage(logger, reg, tsdb.Options{
 		Path:                 f.tsdbPath,
 		RetentionTime:        time.Duration(f.retentionTime),
