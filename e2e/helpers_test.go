@@ -161,6 +161,14 @@ func (p *proc) Kill() {
 // temporary directory when empty) and waits until it is ready.
 func startOmen(t testing.TB, dir string, args ...string) *proc {
 	t.Helper()
+	return startOmenUnder(t, dir, "", args...)
+}
+
+// startOmenUnder is startOmen for an omen serving under the route prefix
+// path ("/omen"; args set the flags that put it there): its URL ends in
+// the prefix, so the tests' queries and the readiness poll go under it.
+func startOmenUnder(t testing.TB, dir, path string, args ...string) *proc {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -174,6 +182,7 @@ func startOmen(t testing.TB, dir string, args ...string) *proc {
 		port := freePort(t)
 		all := append([]string{"serve", "--web.listen-address=127.0.0.1:" + strconv.Itoa(port), "--storage.tsdb.path=" + dir, "--log.level=debug"}, args...)
 		p := start(t, "omen", port, omenBinary(t), all...)
+		p.URL += path
 		if p.waitReadyUnlessPortTaken(60 * time.Second) {
 			return p
 		}
