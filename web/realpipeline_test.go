@@ -69,7 +69,19 @@ func TestUIRealPipeline(t *testing.T) {
 	}
 	br := startBrowser(t, 1440, 900)
 	base := startOmen(t)
+	writePlantedAnomaly(t, base)
+	runUIChecks(t, br, base, uiCase{
+		wantFirst: `for="queue_depth",instance="a:1",job="api"`,
+		filter:    `job="db"`, horizons: 3, shot: "ui-real-pipeline.png",
+	})
+}
 
+// writePlantedAnomaly remote-writes six hours of normal history of three
+// series to omen at base, then one sample far outside its band on one of
+// them, queue_depth{job="api",instance="a:1"}, and waits until omen lists
+// it first.
+func writePlantedAnomaly(t *testing.T, base string) {
+	t.Helper()
 	now := time.Now().Truncate(time.Second)
 	planted := fakeInput{name: "queue_depth", labels: map[string]string{"job": "api", "instance": "a:1"}, base: 100, amp: 20}
 	gen := newFakeAPI(t, time.Now, []fakeInput{
@@ -77,32 +89,26 @@ func TestUIRealPipeline(t *testing.T) {
 		planted,
 		{name: "db_connections", labels: map[string]string{"job": "db", "instance": "d:2"}, base: 40, amp: 5},
 	})
-	var inputs []fakeSeries
-	for _, s := range gen.series() {
-		if _, out := s.labels["for"]; !out {
-			inputs = append(inputs, s)
-		}
-	}
 	step := 15 * time.Second
-	remoteWrite(t, base, inputs, now.Add(-step), 6*time.Hour, step)
+	remoteWrite(t, base, inputSeries(gen), now.Add(-step), 6*time.Hour, step)
 	// The incident: the next sample of the planted series jumps by eight
 	// times its daily swing, the others go on as before. omen's detectors
 	// damp repeated alarms, so a fresh outlier is what is on top now.
 	planted.spike, planted.spikeFrom = 8*planted.amp, now
 	gen.inputs[1] = planted
-	var last []fakeSeries
+	remoteWrite(t, base, inputSeries(gen), now, 0, step)
+	waitFirstAnomaly(t, base, map[string]string{"for": "queue_depth", "job": "api", "instance": "a:1"})
+}
+
+// inputSeries are the fake's input series, without omen's outputs.
+func inputSeries(gen *fakeAPI) []fakeSeries {
+	var in []fakeSeries
 	for _, s := range gen.series() {
 		if _, out := s.labels["for"]; !out {
-			last = append(last, s)
+			in = append(in, s)
 		}
 	}
-	remoteWrite(t, base, last, now, 0, step)
-
-	waitFirstAnomaly(t, base, map[string]string{"for": "queue_depth", "job": "api", "instance": "a:1"})
-	runUIChecks(t, br, base, uiCase{
-		wantFirst: `for="queue_depth",instance="a:1",job="api"`,
-		filter:    `job="db"`, horizons: 3, shot: "ui-real-pipeline.png",
-	})
+	return in
 }
 
 // TestUIRealPipelineAwkwardLabels: series the page once could not chart,

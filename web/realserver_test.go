@@ -24,6 +24,15 @@ import (
 // server's base URL once /-/ready answers 200.
 func startOmen(t *testing.T) string {
 	t.Helper()
+	return startOmenUnder(t, "")
+}
+
+// startOmenUnder is startOmen with more flags, for an omen that serves
+// under the route prefix path ("/omen", "" for none; args set the flags
+// that put it there): it is ready once path+"/-/ready" answers, and the
+// URL returned ends in path.
+func startOmenUnder(t *testing.T, path string, args ...string) string {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "omen")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/omen")
@@ -36,7 +45,7 @@ func startOmen(t *testing.T) string {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 
 	var logs bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--web.listen-address="+addr, "--storage.tsdb.path="+filepath.Join(dir, "data"))
+	cmd := exec.Command(bin, append([]string{"serve", "--web.listen-address=" + addr, "--storage.tsdb.path=" + filepath.Join(dir, "data")}, args...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -54,7 +63,7 @@ func startOmen(t *testing.T) string {
 		}
 	})
 
-	base := "http://" + addr
+	base := "http://" + addr + path
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(60 * time.Second)
