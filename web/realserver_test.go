@@ -48,8 +48,14 @@ func startOmenUnder(t *testing.T, path string, args ...string) string {
 	cmd := exec.Command(bin, append([]string{"serve", "--web.listen-address=" + addr, "--storage.tsdb.path=" + filepath.Join(dir, "data")}, args...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed once omen has exited, with its error in waitErr:
+	// a channel the wait below and the cleanup both read (one value sent
+	// on it, taken by the wait when omen exited before it was ready, left
+	// the cleanup waiting for ever, the test then ended by go test's
+	// timeout 10 minutes later).
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -69,8 +75,8 @@ func startOmenUnder(t *testing.T, path string, args ...string) string {
 	deadline := time.After(60 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("omen exited before ready: %v\n%s", err, logs.String())
+		case <-exited:
+			t.Fatalf("omen exited before ready: %v\n%s", waitErr, logs.String())
 		case <-deadline:
 			t.Fatalf("omen not ready after 60s:\n%s", logs.String())
 		case <-tick.C:
