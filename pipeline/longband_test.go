@@ -174,26 +174,82 @@ func TestMinStepFor(t *testing.T) {
 // for forecastOptions' 512 to find it and not for dailyHistory, else 512
 // (expected values: a day is 86 400 s over the step, rounded up; found up
 // to 47% of the history, 240 steps of 512 and 360 of 768).
+//
+// MaxHorizon is the longest horizon's steps (rounded up) plus horizonRoom
+// (16), at most 80, and MinSamples 2·MaxHorizon+32: a 1h horizon is 15
+// steps of 4 minutes, so 31 and 94; the default horizons' 64 steps keep 80
+// and 192.
 func TestForecastOptionsFor(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		stepMs  int64
-		history int
+		name                   string
+		stepMs                 int64
+		longest                time.Duration
+		history                int
+		maxHorizon, minSamples int
 	}{
-		{"default 30m horizon, 28 s steps", 28_125, 512},
-		{"169 s steps, a day of 512", 168_750, 512},
-		{"225 s steps, a day of 384", 225_000, 512},
-		{"4-minute steps, a day of 360", 240_000, 768},
-		{"6h horizon, 338 s steps, a day of 256", 337_500, 768},
-		{"359 s steps, a day of 241", 359_000, 768},
-		{"6-minute steps, a day of 240", 360_000, 512},
-		{"24h horizon, 1350 s steps", 1_350_000, 512},
-		{"unknown step", 0, 512},
+		{"default 30m horizon, 28 s steps", 28_125, 30 * time.Minute, 512, 80, 192},
+		{"default 5m horizon alone, 4.7 s steps", 4_688, 5 * time.Minute, 512, 80, 192},
+		{"169 s steps, a day of 512", 168_750, 0, 512, 80, 192},
+		{"225 s steps, a day of 384", 225_000, 0, 512, 80, 192},
+		{"4-minute steps, a day of 360", 240_000, 0, 768, 80, 192},
+		{"1h horizon, 15 steps of 4 minutes", 240_000, time.Hour, 768, 31, 94},
+		{"2h horizon, 30 steps", 240_000, 2 * time.Hour, 768, 46, 124},
+		{"3h horizon, 45 steps", 240_000, 3 * time.Hour, 768, 61, 154},
+		{"4h horizon, 60 steps", 240_000, 4 * time.Hour, 768, 76, 184},
+		{"4h16m horizon, 64 steps", 240_000, 4*time.Hour + 16*time.Minute, 768, 80, 192},
+		{"6h horizon, 338 s steps, a day of 256", 337_500, 6 * time.Hour, 768, 80, 192},
+		{"359 s steps, a day of 241", 359_000, 0, 768, 80, 192},
+		{"6-minute steps, a day of 240", 360_000, 0, 512, 80, 192},
+		{"24h horizon, 1350 s steps", 1_350_000, 24 * time.Hour, 512, 80, 192},
+		{"unknown step", 0, time.Hour, 512, 80, 192},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := forecastOptionsFor(tc.stepMs)
+			o := forecastOptionsFor(tc.stepMs, tc.longest)
 			require.Equal(t, tc.history, o.History)
+			require.Equal(t, tc.maxHorizon, o.MaxHorizon)
+			require.Equal(t, tc.minSamples, o.MinSamples)
 			require.NoError(t, o.Validate())
+		})
+	}
+}
+
+// TestFirstForecastOfShortCapacityHorizon: a series forecast at most 1h
+// to 4h ahead (beside the default 5m and 30m) gives its first forecast of
+// the longest horizon once its forecaster holds MinSamples steps of 4
+// minutes (see forecastOptionsFor): 94 for 1h, 6.3 hours, where 192
+// (12.8 hours) held every forecaster back before. The default horizons
+// alone, 192 steps of 28.125 s, wait 1.5 hours as before. Expected
+// values: MinSamples times the step, within two steps (the first step
+// closes at the second sample).
+func TestFirstForecastOfShortCapacityHorizon(t *testing.T) {
+	for _, tc := range []struct {
+		h, iv      time.Duration
+		minSamples int
+		step       time.Duration
+	}{
+		{time.Hour, time.Minute, 94, 4 * time.Minute},
+		{time.Hour, 15 * time.Second, 94, 4 * time.Minute},
+		{2 * time.Hour, time.Minute, 124, 4 * time.Minute},
+		{4 * time.Hour, time.Minute, 184, 4 * time.Minute},
+		{30 * time.Minute, 15 * time.Second, 192, 30 * time.Second},
+	} {
+		t.Run(fmt.Sprintf("horizon=%v/interval=%v", tc.h, tc.iv), func(t *testing.T) {
+			v := dailyRateAt(0, 1, tc.iv)
+			se, so := newLiveSeries(t, []time.Duration{5 * time.Minute, 30 * time.Minute, tc.h})
+			buf := newFcBuf()
+			t0 := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC).UnixMilli()
+			first := time.Duration(-1)
+			for i, x := range v {
+				se.step(t0+int64(i)*tc.iv.Milliseconds(), x, nil, &buf, so)
+				if se.fc.ok[2] {
+					first = time.Duration(i) * tc.iv
+					break
+				}
+			}
+			want := time.Duration(tc.minSamples) * tc.step
+			t.Logf("first %v-ahead forecast after %v (MinSamples %d steps: %v)", tc.h, first, tc.minSamples, want)
+			require.Positive(t, first, "no forecast in a day")
+			require.InDelta(t, want.Hours(), first.Hours(), (2 * tc.step).Hours())
 		})
 	}
 }
@@ -237,7 +293,7 @@ func TestRestoreRefusesOtherHistory(t *testing.T) {
 		history int
 		ok      bool
 	}{
-		{"the history its steps get", forecastOptionsFor(newFcState(hs, names).rs.minStepMs).History, true},
+		{"the history its steps get", forecastOptionsFor(newFcState(hs, names).rs.minStepMs, 5*time.Hour).History, true},
 		{"two days of steps, as saved before", 615, false},
 		{"forecastOptions' 512", 512, false},
 	} {

@@ -1280,7 +1280,7 @@ func (f *fcState) restoreModel(b []byte) error {
 	if err := f.m.UnmarshalBinary(b); err != nil {
 		return err
 	}
-	if h, want := f.m.Options().History, forecastOptionsFor(f.rs.minStepMs).History; h != want {
+	if h, want := f.m.Options().History, forecastOptionsFor(f.rs.minStepMs, f.longest()).History; h != want {
 		return fmt.Errorf("forecaster state of a %d-step history, where its steps now get %d", h, want)
 	}
 	return nil
