@@ -278,6 +278,56 @@ func TestLongHorizonBandCalibrated(t *testing.T) {
 	require.Greater(t, sum/runs, 0.90)
 }
 
+// TestRestoreRefusesOtherHorizon: a forecaster's state restores only
+// into a forecaster of the MaxHorizon and MinSamples its horizons get now
+// (see forecastOptionsFor), as of the history it gets (below). A 1h
+// horizon's state saved with 80 and 192, as every forecaster had, is
+// refused (restored, it kept them, and the 12.8 hours before a new
+// series' first forecast came back with each of its restarts); its own
+// restores, and so does the default horizons' state, whose options are
+// unchanged.
+func TestRestoreRefusesOtherHorizon(t *testing.T) {
+	capacity := config.Scoring{ForecastHorizons: []model.Duration{model.Duration(5 * time.Minute), model.Duration(time.Hour)}}
+	defaults := config.Scoring{ForecastHorizons: []model.Duration{model.Duration(5 * time.Minute), model.Duration(15 * time.Minute), model.Duration(30 * time.Minute)}}
+	for _, tc := range []struct {
+		name                   string
+		sc                     config.Scoring
+		maxHorizon, minSamples int
+		ok                     bool
+	}{
+		{"1h, its own", capacity, 31, 94, true},
+		{"1h, as saved before", capacity, 80, 192, false},
+		{"1h, another readiness", capacity, 31, 192, false},
+		{"default horizons", defaults, 80, 192, true},
+		{"default horizons, another horizon", defaults, 31, 192, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs, names := horizonsOf(tc.sc)
+			f, s, b := savedForecaster(t, hs, names, func(o *forecast.Options) {
+				o.MaxHorizon, o.MinSamples = tc.maxHorizon, tc.minSamples
+			})
+			o := f.m.Options()
+			g := newFcState(hs, names)
+			err := g.restoreState(b)
+			if !tc.ok {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, o, g.m.Options())
+			// The restored model forecasts as the saved one (the bands'
+			// calibration is saved apart from the forecaster's state).
+			buf := newFcBuf()
+			f.step(s, t0.UnixMilli()+300*300_000, 4, 4, nil, &buf, time.Minute.Milliseconds())
+			g.step(s, t0.UnixMilli()+300*300_000, 4, 4, nil, &buf, time.Minute.Milliseconds())
+			require.Equal(t, f.ok, g.ok)
+			for i := range f.pts {
+				require.Equal(t, f.pts[i].Yhat, g.pts[i].Yhat, "horizon %v", hs[i])
+			}
+		})
+	}
+}
+
 // TestRestoreRefusesOtherHistory: a forecaster's state restores only into
 // a forecaster of the history its steps get now (see forecastOptionsFor);
 // one of another history is refused, and the series' forecaster learns
@@ -298,21 +348,9 @@ func TestRestoreRefusesOtherHistory(t *testing.T) {
 		{"forecastOptions' 512", 512, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFcState(hs, names)
-			o := f.m.Options()
-			o.History, o.MaxPeriod = tc.history, 0
-			m, err := forecast.New(o)
-			require.NoError(t, err)
-			f.m = m
-			s := &series{fc: f, name: "x"}
-			buf := newFcBuf()
-			for i := range 300 {
-				f.step(s, t0.UnixMilli()+int64(i)*300_000, float64(i%9), float64(i%9), nil, &buf, time.Minute.Milliseconds())
-			}
-			b, err := f.appendState(nil)
-			require.NoError(t, err)
+			_, _, b := savedForecaster(t, hs, names, func(o *forecast.Options) { o.History, o.MaxPeriod = tc.history, 0 })
 			g := newFcState(hs, names)
-			err = g.restoreState(b)
+			err := g.restoreState(b)
 			if tc.ok {
 				require.NoError(t, err)
 				require.Equal(t, tc.history, g.m.Options().History)
@@ -321,4 +359,25 @@ func TestRestoreRefusesOtherHistory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// savedForecaster returns a forecaster for the horizons hs whose Model's
+// options edit changed, fed 300 steps of 5 minutes, its series and its
+// saved state.
+func savedForecaster(t *testing.T, hs []time.Duration, names []string, edit func(*forecast.Options)) (*fcState, *series, []byte) {
+	t.Helper()
+	f := newFcState(hs, names)
+	o := f.m.Options()
+	edit(&o)
+	m, err := forecast.New(o)
+	require.NoError(t, err)
+	f.m = m
+	s := &series{fc: f, name: "x"}
+	buf := newFcBuf()
+	for i := range 300 {
+		f.step(s, t0.UnixMilli()+int64(i)*300_000, float64(i%9), float64(i%9), nil, &buf, time.Minute.Milliseconds())
+	}
+	b, err := f.appendState(nil)
+	require.NoError(t, err)
+	return f, s, b
 }

@@ -1270,18 +1270,26 @@ func (f *fcState) sameSteps(b []byte) bool {
 }
 
 // restoreModel loads the forecaster's Model from b (see
-// forecast.Model.MarshalBinary), refused if it holds another history than
-// its steps get now (see forecastOptionsFor): the Model takes its options
-// from b, so one saved before its steps got a longer history kept the
-// shorter after every restart, and never the day it was lengthened for.
+// forecast.Model.MarshalBinary), refused if it holds another history,
+// MaxHorizon or MinSamples than its horizons get now (see
+// forecastOptionsFor): the Model takes its options from b, so one saved
+// before its steps got a longer history kept the shorter after every
+// restart, and never the day it was lengthened for, and a 1h horizon's
+// saved with MaxHorizon 80 waited 192 steps (12.8 hours) again for a new
+// series' first forecast.
 // Refused, the series' forecaster learns its history in the TSDB again
 // (see series.restore).
 func (f *fcState) restoreModel(b []byte) error {
 	if err := f.m.UnmarshalBinary(b); err != nil {
 		return err
 	}
-	if h, want := f.m.Options().History, forecastOptionsFor(f.rs.minStepMs, f.longest()).History; h != want {
-		return fmt.Errorf("forecaster state of a %d-step history, where its steps now get %d", h, want)
+	o, want := f.m.Options(), forecastOptionsFor(f.rs.minStepMs, f.longest())
+	if o.History != want.History {
+		return fmt.Errorf("forecaster state of a %d-step history, where its steps now get %d", o.History, want.History)
+	}
+	if o.MaxHorizon != want.MaxHorizon || o.MinSamples != want.MinSamples {
+		return fmt.Errorf("forecaster state of a %d-step horizon ready at %d steps, where its horizons now get %d and %d",
+			o.MaxHorizon, o.MinSamples, want.MaxHorizon, want.MinSamples)
 	}
 	return nil
 }
