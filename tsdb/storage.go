@@ -157,11 +157,9 @@ type Storage struct {
 	// goes on past it loses everything after it at the next start, when
 	// the replay cuts the WAL at the damage: acknowledged samples. So repair
 	// is set by such a failure, and the recovery reopens the TSDB (whose
-	// replay repairs the WAL) before it takes writes again. gen counts the
-	// opens, so that a commit still under way on a DB that was closed does
-	// not ask for another repair.
+	// replay repairs the WAL) before it takes writes again. A commit onto a
+	// DB that is no longer the storage's (see commitFailed) asks for none.
 	repair atomic.Bool
-	gen    atomic.Uint64
 	// dbMetrics holds the collectors the current DB registered: a reopened
 	// DB registers its own anew, which the registry would refuse.
 	dbMetrics atomic.Pointer[collectorSet]
@@ -186,6 +184,9 @@ type Storage struct {
 	// compactor before it writes a block, with the compactor's context:
 	// it stands in for a compaction that takes long.
 	compactHook func(ctx context.Context)
+	// openHook, when set (tests only), is called by openDB before it opens
+	// the TSDB: during a reopen, it runs with the old DB closed.
+	openHook func()
 }
 
 // appendGate lets a head compaction wait for the appenders opened before
@@ -466,6 +467,9 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 		defer s.dbMetrics.Store(set)
 	}
 	logger := slog.New(omitDisabledCompactions{s.logger.Handler()}).With("component", "tsdb")
+	if s.openHook != nil {
+		s.openHook()
+	}
 	db, err := tsdb.Open(s.opts.Path, logger, reg, o, s.stats)
 	if err != nil {
 		return nil, fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
@@ -473,7 +477,6 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 	// compactLoop compacts, once the appenders that could write into the
 	// compacted range have ended (see appendGate).
 	db.DisableCompactions()
-	s.gen.Add(1)
 	return db, nil
 }
 
@@ -841,7 +844,7 @@ func (s *Storage) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	// Entered before the TSDB's appender takes its minimum valid time: a
 	// compaction that has not waited for this appender began after it.
 	a.open = s.gate.enter()
-	a.s, a.AppenderV2, a.gen = s, db.AppenderV2(ctx), s.gen.Load()
+	a.s, a.AppenderV2, a.db = s, db.AppenderV2(ctx), db
 	return a
 }
 
@@ -851,14 +854,14 @@ func (s *Storage) AppenderV2(ctx context.Context) storage.AppenderV2 {
 type healthAppender struct {
 	storage.AppenderV2
 	s    *Storage
-	gen  uint64          // of the DB it appends to
+	db   *tsdb.DB        // the DB it appends to
 	open *sync.WaitGroup // of s.gate, done when the appender ends
 }
 
 var healthAppenderPool = sync.Pool{New: func() any { return &healthAppender{} }}
 
 func (a *healthAppender) release() {
-	a.s, a.AppenderV2, a.open = nil, nil, nil
+	a.s, a.AppenderV2, a.db, a.open = nil, nil, nil, nil
 	healthAppenderPool.Put(a)
 }
 
@@ -881,7 +884,7 @@ func (a *healthAppender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRe
 }
 
 func (a *healthAppender) Commit() error {
-	s, app, gen, open := a.s, a.AppenderV2, a.gen, a.open
+	s, app, db, open := a.s, a.AppenderV2, a.db, a.open
 	a.release()
 	defer s.ended(open)
 	if f := s.fault.Load(); f != nil {
@@ -889,23 +892,30 @@ func (a *healthAppender) Commit() error {
 			// As the TSDB does when its WAL write fails.
 			_ = app.Rollback()
 			err = fmt.Errorf("write to WAL: %w", err)
-			s.commitFailed(gen, err)
+			s.commitFailed(db, err)
 			return err
 		}
 	}
 	if err := app.Commit(); err != nil {
-		s.commitFailed(gen, err)
+		s.commitFailed(db, err)
 		return err
 	}
 	return nil
 }
 
-// commitFailed refuses writes until a probe passes and, unless the DB the
-// commit went to has been reopened since, has that probe repair the WAL.
-func (s *Storage) commitFailed(gen uint64, err error) {
-	if gen == s.gen.Load() {
-		s.repair.Store(true)
+// commitFailed refuses writes until a probe passes, and has that probe
+// repair the WAL, if db, the DB the commit went to, is the storage's. One a
+// repair has closed since (an appender opened before the commit that asked
+// for the repair failed: a scorer's outputs, a request) fails on its closed
+// WAL: no failure of the storage, whose reopened DB is another, and its
+// sender retries. Counted as one, it kept the reopened storage refusing
+// writes until the probe after; and during the reopen's WAL replay (no DB
+// the storage's yet) it asked for a second repair, another replay.
+func (s *Storage) commitFailed(db *tsdb.DB, err error) {
+	if s.db.Load() != db {
+		return
 	}
+	s.repair.Store(true)
 	s.setFailing("commit", err)
 }
 

@@ -421,7 +421,7 @@ func TestProbeKeepsFailureSeenDuringItsCheck(t *testing.T) {
 	var once atomic.Bool
 	fault := func(op string) error {
 		if op == "probe" && once.CompareAndSwap(false, true) {
-			s.commitFailed(s.gen.Load(), syscall.EIO)
+			s.commitFailed(s.db.Load(), syscall.EIO)
 		}
 		return nil
 	}
@@ -432,6 +432,65 @@ func TestProbeKeepsFailureSeenDuringItsCheck(t *testing.T) {
 	s.probe()
 	require.True(t, s.Ready(), "cleared by the next probe")
 	require.Equal(t, 1.0, testutil.ToFloat64(s.reopens), "repaired by the next probe")
+}
+
+// TestCommitOnClosedDBIsNoStorageFailure: an appender opened before a
+// repair reopened the TSDB (a scorer's outputs, a request, in flight when
+// the commit that asked for the repair failed) commits onto the closed DB,
+// which fails ("file already closed"): its samples are not acknowledged,
+// and nothing says the storage fails. It made the reopened storage refuse
+// writes until the probe after, counted a commit failure, and, when it came
+// during the reopen's WAL replay, asked for a second repair: the next probe
+// replayed the WAL once more, writes refused throughout, and the scorers
+// started every series again once more.
+func TestCommitOnClosedDBIsNoStorageFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		during bool // the straggler commits during the reopen's replay, else after it
+	}{
+		{"during the reopen", true},
+		{"after the reopen", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: t.TempDir(), ProbeInterval: time.Hour})
+			require.NoError(t, s.Open())
+			defer func() { require.NoError(t, s.Close()) }()
+			ctx := context.Background()
+			ls := labels.FromStrings("__name__", "x")
+			straggler := s.AppenderV2(ctx)
+			_, err := straggler.Append(0, ls, 0, 1000, 1, nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+
+			var once atomic.Bool
+			fault := func(op string) error {
+				if op == "commit" && once.CompareAndSwap(false, true) {
+					return syscall.EIO
+				}
+				return nil
+			}
+			s.fault.Store(&fault)
+			a := s.AppenderV2(ctx)
+			_, err = a.Append(0, ls, 0, 2000, 2, nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+			require.Error(t, a.Commit())
+			require.False(t, s.Ready(), "the failed commit asks for a repair")
+
+			var stragglerErr error
+			commit := func() { s.openHook, stragglerErr = nil, straggler.Commit() }
+			if tc.during {
+				s.openHook = commit
+			}
+			s.probe() // repairs
+			if !tc.during {
+				commit()
+			}
+			require.Error(t, stragglerErr, "committed onto the closed DB: not acknowledged")
+			require.True(t, s.Ready(), "the reopened storage takes writes")
+			require.Equal(t, 1.0, testutil.ToFloat64(s.failM.WithLabelValues("commit")), "the failed commit alone")
+			s.probe()
+			require.Equal(t, 1.0, testutil.ToFloat64(s.reopens), "one repair")
+		})
+	}
 }
 
 // TestAwaitRoom: before Open, omen waits while the path's file system is
