@@ -369,6 +369,11 @@ type Pipeline struct {
 	// snapCursor.current).
 	mark  []byte
 	final atomic.Bool
+	// committing counts the tap's commits of samples to score under way,
+	// from before each reads final: once final is set, the tap refuses
+	// them (see tapAppender.Commit), and the final snapshot is marked
+	// current only if none was under way after it (see writeSnapshot).
+	committing atomic.Int64
 	// droppedMaxT is the latest timestamp of a sample a full queue
 	// dropped unscored (math.MinInt64: none): the TSDB holds it, and a
 	// series whose models learnt up to before it may hold it (see

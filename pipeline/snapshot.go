@@ -521,9 +521,13 @@ func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (n int, err e
 		_ = d.Sync() // best effort: the rename is already durable on most file systems
 		_ = d.Close()
 	}
-	if c.current && p.droppedMaxT.Load() == c.droppedMaxT && p.queuesEmpty() {
+	if c.current && p.committing.Load() == 0 && p.droppedMaxT.Load() == c.droppedMaxT && p.queuesEmpty() {
 		// Nothing taken for scoring since the drain either (a write
-		// request outliving the HTTP server's grace).
+		// request outliving the HTTP server's grace), nor being taken: a
+		// commit under way is counted before it reads final, and ends
+		// after its batch is queued (or dropped), so it is seen here
+		// whichever it is; one begun after is refused (see
+		// tapAppender.Commit).
 		if err := writeMark(path, e.crc.Sum32()); err != nil {
 			p.logger.Warn("Writing the snapshot's current mark; the next start catches every restored series up from the TSDB", "err", err)
 		}

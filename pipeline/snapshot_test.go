@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 
@@ -2253,6 +2254,99 @@ func TestSeriesCurrent(t *testing.T) {
 				tc.mod(s)
 			}
 			require.Equal(t, tc.want, s.current(p.droppedMaxT.Load()))
+		})
+	}
+}
+
+// heldCommits is a Storage whose appenders' commits, once armed, wait
+// after the TSDB's commit for release: a write request outliving the HTTP
+// server's shutdown grace, its samples stored and not yet handed to the
+// scorers.
+type heldCommits struct {
+	*tsdb.DB
+	armed            atomic.Bool
+	entered, release chan struct{}
+}
+
+func (h *heldCommits) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return heldAppender{AppenderV2: h.DB.AppenderV2(ctx), h: h}
+}
+
+type heldAppender struct {
+	storage.AppenderV2
+	h *heldCommits
+}
+
+func (a heldAppender) Commit() error {
+	err := a.AppenderV2.Commit()
+	if a.h.armed.CompareAndSwap(true, false) {
+		close(a.h.entered)
+		<-a.h.release
+	}
+	return err
+}
+
+// TestFinalSnapshotNotCurrentBesideACommit: the final snapshot is marked
+// current (its states skip the restart's catch-up, see flagCurrent) only if
+// no sample the TSDB takes goes unscored: a write request still committing
+// when it was taken (outliving the HTTP server's grace), or beginning
+// after, had its sample stored and never learnt by the models; the mark,
+// checked on the queues alone, was written all the same, and the restarted
+// series skipped the sample for good. Such a request now either keeps the
+// mark away (its sample is caught up after the restart) or, begun after
+// the final snapshot started, is refused (503: the sender retries after the
+// restart), and the models end as if there had been no restart.
+func TestFinalSnapshotNotCurrentBesideACommit(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+2, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	at := func(i int) int64 { return t0.UnixMilli() + int64(i)*stepMs }
+	for _, tc := range []struct {
+		name  string
+		after bool // the request begins after Run stopped, else it is committing then
+	}{
+		{"committing at the final snapshot", false},
+		{"begun after the final snapshot", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+			opts := func(o *Options) { o.SnapshotPath = path }
+			db := openDB(t, dir)
+			st := &heldCommits{DB: db, entered: make(chan struct{}), release: make(chan struct{})}
+			e := newEnvOn(t, db, st, nil, nil, opts)
+			e.feed(ls, model.MetricTypeGauge, vs[:n])
+			commit := func() error {
+				a := e.app.AppenderV2(context.Background())
+				_, err := a.Append(0, ls, 0, at(n), vs[n], nil, nil, storage.AOptions{})
+				require.NoError(t, err)
+				return a.Commit()
+			}
+			var err error
+			if tc.after {
+				e.stop()
+				err = commit()
+			} else {
+				st.armed.Store(true)
+				errc := make(chan error, 1)
+				go func() { errc <- commit() }()
+				<-st.entered
+				e.stop()
+				close(st.release)
+				err = <-errc
+			}
+			require.NoError(t, db.Close())
+
+			e2 := newEnv(t, dir, nil, opts)
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			first := n + 1
+			if err != nil {
+				first = n // refused: the sender sends it again
+			}
+			for i := first; i <= n+1; i++ {
+				e2.push(at(i), model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+			}
+			e2.sync()
+			requireSameState(t, referenceDetector(t, vs[:n+2]), e2, "every sample learnt once")
 		})
 	}
 }

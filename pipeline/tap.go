@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"strings"
 	"sync"
@@ -169,8 +170,27 @@ func (a *tapAppender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRef, 
 	return 0, labels.EmptyLabels()
 }
 
+// errScoringStopped refuses a commit of samples to score once the scorers
+// have stopped for good (see tapAppender.Commit); the write handler answers
+// it with a 503, which the sender retries.
+var errScoringStopped = errors.New("shutting down: scoring has stopped, send again after the restart")
+
 func (a *tapAppender) Commit() error {
 	defer a.release()
+	if len(a.samples) > 0 {
+		// A request outliving the HTTP server's shutdown grace: once the
+		// scorers have stopped for the final snapshot, marked current (its
+		// states skip the restart's catch-up), a sample stored now would
+		// never be learnt. Refused, the sender sends it again after the
+		// restart (503); one under way is counted, and keeps the mark away.
+		p := a.p
+		p.committing.Add(1)
+		defer p.committing.Add(-1)
+		if p.final.Load() {
+			_ = a.next.Rollback()
+			return errScoringStopped
+		}
+	}
 	if err := a.next.Commit(); err != nil {
 		return err
 	}
