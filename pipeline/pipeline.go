@@ -361,8 +361,11 @@ type Pipeline struct {
 	ready         atomic.Bool
 
 	restoreMu sync.Mutex
-	snapMu    sync.Mutex // one snapshot written at a time
-	restored  map[uint64][]*savedSeries
+	// snapSem lets one snapshot be written at a time (capacity 1): a
+	// channel, not a mutex, so that a snapshot's context bounds its wait
+	// for another (see snapshot).
+	snapSem  chan struct{}
+	restored map[uint64][]*savedSeries
 	// mark is the current mark found beside the snapshot when New ran
 	// (removed then, see takeMark), for the first restore; final is set
 	// before the final snapshot when the drain left nothing queued (see
@@ -423,7 +426,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	p := &Pipeline{
 		logger: logger, st: st, engine: engine, opts: opts, family: map[string]bool{}, store: map[string]bool{},
 		derivedLast: map[string]map[storage.SeriesRef]labels.Labels{}, derivedSig: map[string]string{}, derivedRewarm: map[string]bool{}, derivedWarned: map[string]*warnState{}, derivedCounted: map[string]bool{},
-		groupScored: map[storage.SeriesRef]int64{}, histTimeout: historyTimeout,
+		groupScored: map[storage.SeriesRef]int64{}, histTimeout: historyTimeout, snapSem: make(chan struct{}, 1),
 	}
 	for _, f := range opts.Families {
 		p.family[f] = true

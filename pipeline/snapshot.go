@@ -425,8 +425,16 @@ func (p *Pipeline) snapshot(ctx context.Context) (abandoned bool) {
 	if p.opts.SnapshotPath == "" {
 		return false
 	}
-	p.snapMu.Lock()
-	defer p.snapMu.Unlock()
+	// Its wait for one under way (a TSDB reopen's, see StorageReopened,
+	// seconds at 100 000 series) is within ctx too: the final snapshot's
+	// bound (ShutdownSnapshot) did not cover it, and a reopen during a
+	// shutdown held the pod past its grace.
+	select {
+	case p.snapSem <- struct{}{}:
+	case <-ctx.Done():
+		return true
+	}
+	defer func() { <-p.snapSem }()
 	start := time.Now()
 	n, err := p.writeSnapshot(ctx, p.opts.SnapshotPath)
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {

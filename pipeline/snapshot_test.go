@@ -2350,3 +2350,42 @@ func TestFinalSnapshotNotCurrentBesideACommit(t *testing.T) {
 		})
 	}
 }
+
+// TestFinalSnapshotBoundedBesideAReopen: --snapshot.shutdown-timeout bounds
+// the final snapshot's wait for one already being written, a TSDB reopen's
+// (StorageReopened, unbounded, seconds at 100 000 series on a loaded node):
+// the final one is abandoned, the last written stays, and the restart
+// catches up from the TSDB. It waited for the lock without its bound, and
+// a reopen during a shutdown held the pod past its grace.
+func TestFinalSnapshotBoundedBesideAReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.snap")
+	var holding atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	e := newEnv(t, "", nil, func(o *Options) {
+		o.SnapshotPath, o.ShutdownSnapshot = path, time.Millisecond
+		o.SnapshotRoom = func(int64) error {
+			if holding.CompareAndSwap(true, false) {
+				close(held)
+				<-release // the reopen's snapshot, under way
+			}
+			return nil
+		}
+	})
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	e.feed(ls, model.MetricTypeGauge, seasonal(10, 7))
+	holding.Store(true)
+	reopened := make(chan struct{})
+	go func() { e.p.StorageReopened(); close(reopened) }()
+	<-held
+	e.cancel()
+	select {
+	case err := <-e.done:
+		require.NoError(t, err)
+		e.cancel = nil
+	case <-time.After(time.Minute): // a watchdog: the wait above is 1 ms
+		close(release)
+		t.Fatal("Run waited for the reopen's snapshot past --snapshot.shutdown-timeout")
+	}
+	close(release)
+	<-reopened
+}
