@@ -231,14 +231,17 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	// Every route under the prefix, as in Prometheus. Outside the web
 	// configuration's basic auth and rate limit, which see the paths below
 	// it: <prefix>/-/healthy is the one without credentials. Nothing is
-	// served yet.
-	externalURL, err := server.ExternalURL(f.externalURL, f.listen[0], listeners.TLS(), server.DefaultHostname)
-	if err != nil {
-		return err
-	}
-	if prefix := server.RoutePrefix(f.routePrefix, externalURL); prefix != "/" {
-		logger.Info("Router prefix", "prefix", prefix, "external_url", externalURL.Redacted())
-		srv.Handler = server.WithRoutePrefix(prefix, srv.Handler)
+	// served yet. Neither flag given, omen serves at / and needs no
+	// external URL (nor the hostname its default reads).
+	if f.externalURL != "" || f.routePrefix != "" {
+		externalURL, err := server.ExternalURL(f.externalURL, f.listen[0], listeners.TLS(), server.DefaultHostname)
+		if err != nil {
+			return err
+		}
+		if prefix := server.RoutePrefix(f.routePrefix, externalURL); prefix != "/" {
+			logger.Info("Router prefix", "prefix", prefix, "external_url", externalURL.Redacted())
+			srv.Handler = server.WithRoutePrefix(prefix, srv.Handler)
+		}
 	}
 	store := tsdb.NewStorage(logger, reg, tsdb.Options{
 		Path:                 f.tsdbPath,
