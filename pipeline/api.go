@@ -59,6 +59,12 @@ type Anomaly struct {
 	Feature   string    `json:"feature"`
 	Ready     bool      `json:"ready"`
 	Timestamp time.Time `json:"timestamp"`
+	// Received is when omen received the series' latest sample, on
+	// omen's clock; Timestamp is that sample's time, on its sender's,
+	// which may be minutes off (NTP trouble) or behind a remote-write
+	// backlog. How long a series has been silent is read from Received
+	// (the web UI compared Timestamp with the browser's clock).
+	Received time.Time `json:"received"`
 
 	// in and name make Labels when the handler encodes the entry
 	// (writeAnomalies): a map per series, built whole, was most of a
@@ -330,7 +336,7 @@ func (p *Pipeline) topAnomalies(ctx context.Context, sets [][]*labels.Matcher, l
 			in: s.in, name: s.name, Score: jsonFloat(s.pub.score), Value: jsonFloat(s.pub.value), Counter: s.counter, Derived: isDerived(s),
 			Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
 			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
-			Timestamp: time.UnixMilli(s.pub.t).UTC(),
+			Timestamp: time.UnixMilli(s.pub.t).UTC(), Received: time.UnixMilli(s.lastSeen).UTC(),
 		}
 		if !s.pub.ready {
 			// As on /metrics: no band before the warm-up ends. The

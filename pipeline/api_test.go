@@ -339,6 +339,56 @@ func TestAnomaliesAPIInfiniteValue(t *testing.T) {
 	}
 }
 
+// TestAnomaliesAPIReceived: each entry says when omen received its latest
+// sample, on omen's clock, beside that sample's timestamp, on its sender's:
+// the web UI tells a silent series by the first (it read the timestamp
+// against the browser's clock, and every series of a Prometheus whose clock
+// was 10 minutes behind read "no data for 10m" while it sent), and times an
+// incident on the series' own clock from the two.
+func TestAnomaliesAPIReceived(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		behind time.Duration // the sender's clock against omen's
+	}{
+		{"clocks agree", 0},
+		{"sender 1h behind", time.Hour},
+		{"sender 10m behind", 10 * time.Minute},
+		{"sender 30s behind", 30 * time.Second},
+		{"sender 30s ahead", -30 * time.Second},
+		{"sender 5m ahead", -5 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, nil)
+			ls := labels.FromStrings("__name__", "load", "job", "api")
+			vs := seasonal(40, 5)
+			var received time.Time
+			for i, v := range vs {
+				received = t0.Add(time.Duration(i) * stepMs * time.Millisecond).Add(7 * time.Millisecond)
+				e.clock.set(received)
+				e.push(received.Add(-tc.behind).UnixMilli(), model.MetricTypeGauge, []labels.Labels{ls}, []float64{v})
+				e.sync()
+			}
+			e.clock.set(received.Add(time.Minute)) // asked a minute after
+			rec := httptest.NewRecorder()
+			e.p.AnomaliesHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies", nil))
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			var r struct {
+				Data struct {
+					Anomalies []struct {
+						Timestamp time.Time `json:"timestamp"`
+						Received  time.Time `json:"received"`
+					} `json:"anomalies"`
+				} `json:"data"`
+			}
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r), rec.Body.String())
+			require.Len(t, r.Data.Anomalies, 1)
+			a := r.Data.Anomalies[0]
+			require.Equal(t, received.Add(-tc.behind).UTC(), a.Timestamp, "the sample's own time")
+			require.Equal(t, received.UTC(), a.Received, "omen's clock when it came")
+		})
+	}
+}
+
 // TestAnomaliesAPIWarmingHasNoBand: a series still warming up is listed
 // with its score (0) but no band, as /metrics shows none; the API gave the
 // detector's early band, built on a few samples.

@@ -59,6 +59,10 @@ type fakeInput struct {
 	// went away without a staleness marker); past Prometheus's lookback
 	// (5 m) the anomalies API leaves it out, as omen's does.
 	silentFor time.Duration
+	// behind: the sender's clock is this far behind omen's (NTP trouble,
+	// a remote-write queue lagging), so its latest sample, received
+	// silentFor ago on omen's clock, is stamped this much earlier.
+	behind time.Duration
 	// counter: the input is scored as a per-second rate, as the API says
 	// of a counter (its values here are the rate's).
 	counter bool
@@ -188,6 +192,8 @@ func (f *fakeAPI) fail(w http.ResponseWriter, code int, err error) {
 
 func (f *fakeAPI) ok(w http.ResponseWriter, data any) {
 	w.Header().Set("Content-Type", "application/json")
+	// Its clock, as omen's server stamps its answers with its own.
+	w.Header().Set("Date", f.now().UTC().Format(http.TimeFormat))
 	if err := json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data}); err != nil {
 		f.t.Logf("fake API: encode: %v", err)
 	}
@@ -357,6 +363,7 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		Feature   string            `json:"feature"`
 		Ready     bool              `json:"ready"`
 		Timestamp time.Time         `json:"timestamp"`
+		Received  time.Time         `json:"received"`
 	}
 	list := []anomaly{}
 	for _, in := range f.inputs {
@@ -375,13 +382,15 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		for k, v := range in.labels {
 			ls[k] = v
 		}
-		last := now.Add(-in.silentFor).Truncate(time.Second)
+		received := now.Add(-in.silentFor).Truncate(time.Second)
+		last := received.Add(-in.behind)
 		lt := float64(last.Unix())
 		e := in.expected(lt)
 		a := anomaly{
 			Labels: ls, Score: in.score(lt), Since: time.Unix(int64(in.since(lt)), 0).UTC(),
 			Value: in.value(lt), Counter: in.counter, Derived: in.derived || in.group, Yhat: e, YhatLower: e - in.band(), YhatUpper: e + in.band(),
 			Member: cmp.Or(in.member, "seasonal"), Feature: cmp.Or(in.feature, "value_season_ago"), Ready: true, Timestamp: last.UTC(),
+			Received: received.UTC(),
 		}
 		if in.group {
 			a.Value, a.Yhat, a.YhatLower, a.YhatUpper, a.Feature = nil, nil, nil, nil, "joint"

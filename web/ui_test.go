@@ -64,7 +64,13 @@ func TestUIFakeAPI(t *testing.T) {
 // serveFake serves the page, refreshing every refresh, and a fakeAPI of
 // inputs behind it.
 func serveFake(t *testing.T, inputs []fakeInput, refresh time.Duration) (*fakeAPI, *httptest.Server) {
-	fake := newFakeAPI(t, time.Now, inputs)
+	return serveFakeAt(t, time.Now, inputs, refresh)
+}
+
+// serveFakeAt is serveFake with the fake API's clock, which stamps its
+// answers' Date as omen's server does.
+func serveFakeAt(t *testing.T, now func() time.Time, inputs []fakeInput, refresh time.Duration) (*fakeAPI, *httptest.Server) {
+	fake := newFakeAPI(t, now, inputs)
 	page, err := New(nil, Options{RefreshInterval: refresh})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
@@ -512,6 +518,52 @@ return out;`)
 	require.Len(t, rows, 2)
 	require.Contains(t, rows[`for="container_memory_working_set_bytes",pod="dead"`], "no data for 4m")
 	require.NotContains(t, rows[`for="container_memory_working_set_bytes",pod="alive"`], "no data")
+}
+
+// TestUISenderClockSkew: a row's "no data" badge and its incident's age
+// are read on omen's clock and the series' own, not the browser's. They
+// compared the browser's clock with the sample's timestamp, which the
+// sender stamps: a Prometheus whose clock was 10 minutes behind omen's had
+// every live row read "no data for 10m" and an incident begun 3 minutes
+// before its latest sample read "13m ago"; a browser whose clock was 10 minutes behind omen's
+// showed no badge on a series silent for 4 minutes.
+func TestUISenderClockSkew(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	for _, tc := range []struct {
+		name      string
+		omenAhead time.Duration // omen's clock against the browser's
+		behind    time.Duration // the sender's clock against omen's
+		silentFor time.Duration
+		badge     string // "" for none
+	}{
+		{"sender 10m behind, sending", 0, 10 * time.Minute, 0, ""},
+		{"sender 10m behind, silent 4m", 0, 10 * time.Minute, 4 * time.Minute, "no data for 4m"},
+		{"sender 5m ahead, silent 4m", 0, -5 * time.Minute, 4 * time.Minute, "no data for 4m"},
+		{"browser 10m behind omen, silent 4m", 10 * time.Minute, 0, 4 * time.Minute, "no data for 4m"},
+		{"browser 10m ahead of omen, sending", -10 * time.Minute, 0, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			omenNow := func() time.Time { return time.Now().Add(tc.omenAhead) }
+			// The incident began 3 minutes before the latest sample, on
+			// the sender's clock.
+			spikeFrom := omenNow().Add(-tc.silentFor - tc.behind - 3*time.Minute)
+			_, srv := serveFakeAt(t, omenNow, []fakeInput{{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20,
+				spike: 16, spikeFrom: spikeFrom, silentFor: tc.silentFor, behind: tc.behind}}, time.Hour)
+			br := startBrowser(t, 1280, 800)
+			br.open(srv.URL + "/")
+			br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+			var cell string
+			br.eval(&cell, `return document.querySelector("#anomalies tbody tr").cells[2].innerText.replace(/\s+/g, " ");`)
+			require.Contains(t, cell, fmt.Sprintf("%dm ago", 3+int(tc.silentFor.Minutes())), "the incident's age, on the series' own clock")
+			if tc.badge == "" {
+				require.NotContains(t, cell, "no data")
+			} else {
+				require.Contains(t, cell, tc.badge)
+			}
+		})
+	}
 }
 
 // TestUITimeZone: the page's times are the browser's local time, as

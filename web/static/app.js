@@ -86,6 +86,8 @@
     (params || []).forEach(function (p) { qs.append(p[0], p[1]); });
     var url = "api/v1/" + path + (qs.toString() ? "?" + qs.toString() : "");
     return fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
+      var at = Date.parse(r.headers.get("Date"));
+      if (isFinite(at)) clockOffset = at - Date.now();
       return r.text().then(function (body) {
         var j = null;
         try { j = JSON.parse(body); } catch (e) { /* not JSON: reported below */ }
@@ -189,19 +191,37 @@
     return v == null || !isFinite(v) ? "–" : String(Math.round(v));
   }
 
-  // fmtAge is how long ago iso was ("4m"), "" if it is no time.
-  function fmtAge(iso) {
-    var t = Date.parse(iso);
-    if (!isFinite(t)) return "";
-    var s = Math.max(0, Math.round((Date.now() - t) / 1000));
+  // omen's clock: the browser's, moved by how far the Date of omen's latest
+  // answer was from it (to the second). The ages below and the charts'
+  // "now" are on it, not on a browser whose clock is off.
+  var clockOffset = 0;
+  function serverNow() {
+    return Date.now() + clockOffset;
+  }
+
+  // sampleAge is how long ago, in ms, the sample time iso of a listed
+  // series was on that series' own clock: its sender's clock may be off
+  // omen's (and the browser's) by minutes, so its latest sample
+  // (a.timestamp) counts as received when omen received it (a.received,
+  // omen's clock). NaN if iso is no time.
+  function sampleAge(a, iso) {
+    var t = Date.parse(iso), last = Date.parse(a.timestamp), got = Date.parse(a.received);
+    if (!isFinite(last) || !isFinite(got)) return serverNow() - t;
+    return last - t + (serverNow() - got);
+  }
+
+  // fmtAge shows an age in ms ("4m"), "" if it is no number.
+  function fmtAge(ms) {
+    if (!isFinite(ms)) return "";
+    var s = Math.max(0, Math.round(ms / 1000));
     if (s < 90) return s + "s";
     if (s < 5400) return Math.round(s / 60) + "m";
     if (s < 172800) return (s / 3600).toFixed(1).replace(/\.0$/, "") + "h";
     return Math.round(s / 86400) + "d";
   }
 
-  function fmtAgo(iso) {
-    var a = fmtAge(iso);
+  function fmtAgo(ms) {
+    var a = fmtAge(ms);
     return a ? a + " ago" : "–";
   }
 
@@ -295,15 +315,16 @@
       if (a.active && a.peak_score) title = "ongoing incident: peak score " + fmtNum(a.peak_score) + ", latest " + fmtNum(a.score);
       var scoreCell = el("td", { class: "num score" + (hot ? " hot" : ""), title: title }, [fmtNum(a.active && a.peak_score ? a.peak_score : a.score), bar]);
       var link = el("button", { type: "button", class: "series-link", "aria-label": "Show chart of " + key }, seriesLabel(a.labels));
-      var since = a.since ? el("span", { title: fmtTime(a.since), text: hot ? fmtAgo(a.since) : "–" }) : "–";
+      var since = a.since ? el("span", { title: fmtTime(a.since), text: hot ? fmtAgo(sampleAge(a, a.since)) : "–" }) : "–";
       var sinceCell = el("td", null, [since]);
       if (a.ready === false) sinceCell.appendChild(el("span", { class: "badge", title: "the model is still learning this series", text: "warming" }));
       // omen lists a series whose samples stopped, as it was at its last
       // one, until Prometheus's lookback (5 m) has passed: without this
       // its row read as a series still sending (a pod that died in its
       // incident as an incident going on).
-      if (Date.now() - Date.parse(a.timestamp) > SILENT_MS) {
-        sinceCell.appendChild(el("span", { class: "badge silent", title: "no sample since " + fmtTime(a.timestamp) + "; omen drops the series from this list once none has come for 5 minutes", text: "no data for " + fmtAge(a.timestamp) }));
+      var silent = sampleAge(a, a.timestamp);
+      if (silent > SILENT_MS) {
+        sinceCell.appendChild(el("span", { class: "badge silent", title: "no sample since " + fmtTime(a.timestamp) + "; omen drops the series from this list once none has come for 5 minutes", text: "no data for " + fmtAge(silent) }));
       }
       // The band under the value, not beside it, and free to wrap after
       // its dash: on one line the two made the column so wide that the
@@ -440,7 +461,7 @@
       state.anomalies.forEach(function (a) { if (seriesKey(a.labels) === key) counter = a.counter; });
       if (counter == null) counter = /_(total|count|sum|bucket)$/.test(labels["for"] || "");
     }
-    var now = Date.now() / 1000;
+    var now = serverNow() / 1000;
     var end = now;
     // A stale anomaly (data stopped arriving) is shown where it happened.
     var at = Date.parse(state.anomalies.reduce(function (t, a) { return seriesKey(a.labels) === key ? a.timestamp : t; }, null));
