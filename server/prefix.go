@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
+	"html"
 	"net"
 	"net/http"
 	"net/url"
@@ -104,12 +106,17 @@ func WithRoutePrefix(prefix string, h http.Handler) http.Handler {
 // prefixedRedirects puts the route prefix in front of the Location of h's
 // redirects to a path of its own: the mux's to a subtree with its slash
 // (/debug/pprof to /debug/pprof/) or to a cleaned path (/api//v1/query)
-// took the client out of the prefix. Flush and Unwrap keep what the
-// handlers below ask of the writer (a streamed remote read flushes; remote
-// write sets its read deadline through http.ResponseController).
+// took the client out of the prefix. Their body's link too: http.Redirect
+// writes the URL it is given, without the prefix, into the short HTML page
+// a GET's redirect carries for clients that do not follow the Location.
+// Flush and Unwrap keep what the handlers below ask of the writer (a
+// streamed remote read flushes; remote write sets its read deadline
+// through http.ResponseController).
 type prefixedRedirects struct {
 	http.ResponseWriter
 	prefix string
+	// link: the body is a redirect's whose link is yet to gain the prefix.
+	link bool
 }
 
 func (w *prefixedRedirects) WriteHeader(code int) {
@@ -118,9 +125,32 @@ func (w *prefixedRedirects) WriteHeader(code int) {
 		// An absolute path, not a scheme-relative "//host/..." URL.
 		if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
 			h.Set("Location", w.prefix+loc)
+			// A body of a length already said is left as it is.
+			w.link = h.Get("Content-Length") == ""
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// redirectLink is how http.Redirect's body begins (then the URL, escaped).
+const redirectLink = `<a href="`
+
+func (w *prefixedRedirects) Write(b []byte) (int, error) {
+	if !w.link {
+		return w.ResponseWriter.Write(b)
+	}
+	w.link = false
+	rest, ok := bytes.CutPrefix(b, []byte(redirectLink))
+	if !ok || !bytes.HasPrefix(rest, []byte("/")) || bytes.HasPrefix(rest, []byte("//")) {
+		return w.ResponseWriter.Write(b)
+	}
+	// http.Redirect writes its body in one call: the link is all in b.
+	out := make([]byte, 0, len(b)+2*len(w.prefix))
+	out = append(append(append(out, redirectLink...), html.EscapeString(w.prefix)...), rest...)
+	if _, err := w.ResponseWriter.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 func (w *prefixedRedirects) Flush() {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,10 +111,12 @@ func TestWithRoutePrefix(t *testing.T) {
 		{"/omen", "HEAD", "/", 302, "", "/omen/"},
 		{"/omen", "GET", "/omen", 301, "", "/omen/"},
 		{"/omen", "GET", "/omen?x=1", 301, "", "/omen/?x=1"},
-		// The mux's own redirects stay under the prefix.
-		{"/omen", "GET", "/omen/debug/pprof", 307, "", "/omen/debug/pprof/"},
-		{"/omen", "GET", "/omen/api//v1/query", 307, "", "/omen/api/v1/query"},
-		{"/", "GET", "/debug/pprof", 307, "", "/debug/pprof/"},
+		// The mux's own redirects stay under the prefix, in the body's
+		// link as in the Location (http.Redirect writes both).
+		{"/omen", "GET", "/omen/debug/pprof", 307, `<a href="/omen/debug/pprof/">Temporary Redirect</a>.` + "\n\n", "/omen/debug/pprof/"},
+		{"/omen", "GET", "/omen/api//v1/query", 307, `<a href="/omen/api/v1/query">Temporary Redirect</a>.` + "\n\n", "/omen/api/v1/query"},
+		{"/", "GET", "/debug/pprof", 307, `<a href="/debug/pprof/">Temporary Redirect</a>.` + "\n\n", "/debug/pprof/"},
+		{"/omen", "GET", "/", 302, `<a href="/omen/">Found</a>.` + "\n\n", "/omen/"},
 		{"/a/b", "GET", "/a/b/-/healthy", 200, "omen is Healthy.\n", ""},
 		{"/a/b", "GET", "/", 302, "", "/a/b/"},
 		// Outside the prefix: 404, as in Prometheus (its /-/healthy too).
@@ -202,4 +205,48 @@ func TestWithRoutePrefixWriter(t *testing.T) {
 	require.NoError(t, resp.Body.Close())
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "frame flusher=true", string(b))
+}
+
+// TestWithRoutePrefixRedirectBody: the link in the body of a redirect
+// below the prefix gains the prefix as its Location does, and only the
+// link http.Redirect writes: another body, or one whose length the handler
+// said, goes out as written.
+func TestWithRoutePrefixRedirectBody(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		h          http.HandlerFunc
+		body, want string
+	}{
+		{
+			name: "http.Redirect",
+			h:    func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/a&b/", http.StatusFound) },
+			want: `<a href="/omen/a&amp;b/">Found</a>.` + "\n\n",
+		},
+		{
+			name: "a body of its own",
+			h: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Location", "/x/")
+				w.WriteHeader(http.StatusFound)
+				_, _ = w.Write([]byte(`moved to <a href="/x/">x</a>`))
+			},
+			want: `moved to <a href="/x/">x</a>`,
+		},
+		{
+			name: "a length said",
+			h: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Location", "/x/")
+				w.Header().Set("Content-Length", "15")
+				w.WriteHeader(http.StatusFound)
+				_, _ = w.Write([]byte(`<a href="/x/">x`))
+			},
+			want: `<a href="/x/">x`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body, h := do(t, WithRoutePrefix("/omen", tc.h), http.MethodGet, "/omen/y")
+			require.Equal(t, http.StatusFound, code)
+			require.True(t, strings.HasPrefix(h.Get("Location"), "/omen/"), h.Get("Location"))
+			require.Equal(t, tc.want, body)
+		})
+	}
 }
