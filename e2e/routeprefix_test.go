@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,10 +31,7 @@ func TestPrometheusUnderRoutePrefix(t *testing.T) {
 	// A series only omen has, to prove remote read under the prefix; the
 	// same request at the root is refused and stores nothing.
 	now := time.Now()
-	seed := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "omen_only_series"}, {Name: "source", Value: "omen"}}}
-	for i := range 60 {
-		seed.Samples = append(seed.Samples, prompb.Sample{Timestamp: now.Add(time.Duration(i-60) * time.Second).UnixMilli(), Value: float64(i)})
-	}
+	seed := countUp(now, 60, prompb.Label{Name: "__name__", Value: "omen_only_series"}, prompb.Label{Name: "source", Value: "omen"})
 	code, body := remoteWriteV1(t, root, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{seed}})
 	require.Equal(t, http.StatusNotFound, code, body)
 	require.Contains(t, body, "--web.route-prefix")
@@ -100,4 +101,97 @@ remote_read:
 		v, err := query(t, prom.URL, `sum(omen_http_requests_total{job="omen", handler="/api/v1/write", code="204"})`, time.Time{})
 		return err == nil && len(v) == 1 && v[0].F() >= 2
 	})
+}
+
+// TestStrippingProxy: omen behind a reverse proxy at /omen/ that strips
+// the path before forwarding (a Kubernetes ingress's rewrite-target, a
+// Traefik StripPrefix), set up as Prometheus is behind one:
+// --web.external-url at the proxy's /omen/ and --web.route-prefix=/, the
+// routes at "/" where the requests arrive. Through the proxy, remote write,
+// the API, /metrics, the page and the probes answer, and a redirect leads
+// back under /omen/, in its Location and its body's link: the proxy passes
+// the Location on as omen wrote it. Left to default to the external URL's
+// path, the route prefix is one the proxy never forwards: every path is a
+// 404 that names the flag, and the page a redirect to itself.
+func TestStrippingProxy(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		target http.Handler // set once omen runs
+	)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		h := target
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	front := proxy.URL + "/omen"
+	stripTo := func(p *proc) {
+		u, err := url.Parse(p.URL)
+		require.NoError(t, err)
+		rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.URL.Path = strings.TrimPrefix(r.In.URL.Path, "/omen")
+			r.Out.URL.RawPath = ""
+		}}
+		mu.Lock()
+		target = rp
+		mu.Unlock()
+	}
+
+	stripTo(startOmen(t, "", "--web.external-url="+front+"/", "--web.route-prefix=/"))
+	now := time.Now()
+	ts := countUp(now, 30, prompb.Label{Name: "__name__", Value: "behind_stripping_proxy"}, prompb.Label{Name: "job", Value: "x"})
+	code, body := remoteWriteV1(t, front, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{ts}})
+	require.Equal(t, http.StatusNoContent, code, body)
+	res, err := query(t, front, `behind_stripping_proxy`, now.Add(-time.Second))
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, 29.0, res[0].F())
+
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string) (int, string, http.Header) {
+		resp, err := noFollow.Get(front + path)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		return resp.StatusCode, string(b), resp.Header
+	}
+	for _, tc := range []struct {
+		path, contains, location string
+		code                     int
+	}{
+		{"/-/healthy", "Healthy", "", http.StatusOK},
+		{"/-/ready", "Ready", "", http.StatusOK},
+		{"/metrics", `omen_http_requests_total{code="204",handler="/api/v1/write"} 1`, "", http.StatusOK},
+		{"/", "ui/static/", "", http.StatusOK},
+		{"/debug/pprof", `<a href="/omen/debug/pprof/">`, "/omen/debug/pprof/", http.StatusTemporaryRedirect},
+		{"/api//v1/status/buildinfo", `<a href="/omen/api/v1/status/buildinfo">`, "/omen/api/v1/status/buildinfo", http.StatusTemporaryRedirect},
+	} {
+		code, body, h := get(tc.path)
+		require.Equal(t, tc.code, code, "%s: %s", tc.path, body)
+		require.Contains(t, body, tc.contains, tc.path)
+		require.Equal(t, tc.location, h.Get("Location"), tc.path)
+	}
+
+	// The route prefix left to default: /omen, which the proxy strips
+	// (the proxy forwards to the address alone, whatever the URL's path).
+	stripTo(startOmenUnder(t, "", "/omen", "--web.external-url="+front+"/"))
+	// (Its page, "/" at omen, redirects to /omen/, which comes back "/".)
+	for _, p := range []string{"/-/ready", "/api/v1/query?query=up", "/metrics"} {
+		code, body, _ := get(p)
+		require.Equal(t, http.StatusNotFound, code, p)
+		require.Contains(t, body, "--web.route-prefix", p)
+	}
+}
+
+// countUp is a series of the labels ls counting 0 to n-1, a sample a
+// second up to a second before now.
+func countUp(now time.Time, n int, ls ...prompb.Label) prompb.TimeSeries {
+	ts := prompb.TimeSeries{Labels: ls}
+	for i := range n {
+		ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: now.Add(time.Duration(i-n) * time.Second).UnixMilli(), Value: float64(i)})
+	}
+	return ts
 }

@@ -66,29 +66,46 @@ func RoutePrefix(flag string, external *url.URL) string {
 }
 
 // outsidePrefix is the answer to a path outside the route prefix: a
-// remote_write or a probe that lacks the prefix sees why in its log.
-const outsidePrefix = "404 page not found: omen serves under its route prefix (--web.route-prefix)"
+// remote_write or a probe that lacks the prefix sees why in its log, and
+// behind a proxy that strips the path (every request outside), what to
+// set.
+func outsidePrefix(prefix string) string {
+	return "404 page not found: omen serves under its route prefix " + prefix +
+		" (--web.route-prefix; / behind a proxy that strips the path)"
+}
 
 // WithRoutePrefix serves h under prefix (from RoutePrefix), as Prometheus
 // serves every route of its own under --web.route-prefix: a request for
 // prefix+"/x" reaches h as "/x" (so h and its handler names in the
-// request metrics stay those of a server at "/"), and the Location of h's
-// redirects to a path of its own gains the prefix; GET or HEAD
-// "/" is redirected (302) to the prefix, as in Prometheus and
-// Alertmanager, and the prefix without its trailing slash to the page at
-// prefix+"/" (301, as Prometheus's router redirects it), whose URLs are
-// relative; every other path outside the prefix, /-/healthy included, is
-// a 404, as in Prometheus. With prefix "/" it returns h.
-func WithRoutePrefix(prefix string, h http.Handler) http.Handler {
-	if prefix == "/" || prefix == "" {
+// request metrics stay those of a server at "/"); GET or HEAD "/" is
+// redirected (302) to the prefix, as in Prometheus and Alertmanager, and
+// the prefix without its trailing slash to the page at prefix+"/" (301,
+// as Prometheus's router redirects it), whose URLs are relative; every
+// other path outside the prefix, /-/healthy included, is a 404, as in
+// Prometheus.
+//
+// The redirects of h to a path of its own lead under external, the path
+// the clients reach omen at (the external URL's, as Prometheus's own
+// redirects take it): the prefix itself where a proxy forwards the whole
+// path, and a path omen never sees where a proxy strips it (prefix "/").
+// With prefix "/" and no external path it returns h.
+func WithRoutePrefix(prefix, external string, h http.Handler) http.Handler {
+	if prefix == "" {
+		prefix = "/"
+	}
+	if external = strings.TrimRight(external, "/"); external != "" {
+		h = &redirectsUnder{h: h, path: external}
+	}
+	if prefix == "/" {
 		return h
 	}
 	inner := http.StripPrefix(prefix, h)
+	notFound := outsidePrefix(prefix)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		get := r.Method == http.MethodGet || r.Method == http.MethodHead
 		switch p := r.URL.Path; {
 		case strings.HasPrefix(p, prefix+"/"):
-			inner.ServeHTTP(&prefixedRedirects{ResponseWriter: w, prefix: prefix}, r)
+			inner.ServeHTTP(w, r)
 		case p == "/" && get:
 			http.Redirect(w, r, prefix+"/", http.StatusFound)
 		case p == prefix && get:
@@ -98,15 +115,26 @@ func WithRoutePrefix(prefix string, h http.Handler) http.Handler {
 			}
 			http.Redirect(w, r, to, http.StatusMovedPermanently)
 		default:
-			http.Error(w, outsidePrefix, http.StatusNotFound)
+			http.Error(w, notFound, http.StatusNotFound)
 		}
 	})
 }
 
-// prefixedRedirects puts the route prefix in front of the Location of h's
-// redirects to a path of its own: the mux's to a subtree with its slash
-// (/debug/pprof to /debug/pprof/) or to a cleaned path (/api//v1/query)
-// took the client out of the prefix. Their body's link too: http.Redirect
+// redirectsUnder is h with its redirects to a path of its own led under
+// path (see prefixedRedirects).
+type redirectsUnder struct {
+	h    http.Handler
+	path string
+}
+
+func (u *redirectsUnder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.h.ServeHTTP(&prefixedRedirects{ResponseWriter: w, prefix: u.path}, r)
+}
+
+// prefixedRedirects puts prefix, the path clients reach omen at, in front
+// of the Location of h's redirects to a path of its own: the mux's to a
+// subtree with its slash (/debug/pprof to /debug/pprof/) or to a cleaned
+// path (/api//v1/query) took the client out of the prefix. Their body's link too: http.Redirect
 // writes the URL it is given, without the prefix, into the short HTML page
 // a GET's redirect carries for clients that do not follow the Location.
 // Flush and Unwrap keep what the handlers below ask of the writer (a

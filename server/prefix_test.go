@@ -120,17 +120,17 @@ func TestWithRoutePrefix(t *testing.T) {
 		{"/a/b", "GET", "/a/b/-/healthy", 200, "omen is Healthy.\n", ""},
 		{"/a/b", "GET", "/", 302, "", "/a/b/"},
 		// Outside the prefix: 404, as in Prometheus (its /-/healthy too).
-		{"/omen", "GET", "/-/healthy", 404, outsidePrefix + "\n", ""},
-		{"/omen", "POST", "/api/v1/write", 404, outsidePrefix + "\n", ""},
-		{"/omen", "GET", "/omenx/-/healthy", 404, outsidePrefix + "\n", ""},
-		{"/omen", "POST", "/", 404, outsidePrefix + "\n", ""},
-		{"/omen", "GET", "/metrics", 404, outsidePrefix + "\n", ""},
+		{"/omen", "GET", "/-/healthy", 404, outsidePrefix("/omen") + "\n", ""},
+		{"/omen", "POST", "/api/v1/write", 404, outsidePrefix("/omen") + "\n", ""},
+		{"/omen", "GET", "/omenx/-/healthy", 404, outsidePrefix("/omen") + "\n", ""},
+		{"/omen", "POST", "/", 404, outsidePrefix("/omen") + "\n", ""},
+		{"/omen", "GET", "/metrics", 404, outsidePrefix("/omen") + "\n", ""},
 		// No prefix: the mux itself.
 		{"/", "GET", "/-/healthy", 200, "omen is Healthy.\n", ""},
 		{"/", "GET", "/", 200, "page ", ""},
 	} {
 		t.Run(tc.prefix+" "+tc.method+" "+tc.path, func(t *testing.T) {
-			code, body, h := do(t, WithRoutePrefix(tc.prefix, m), tc.method, tc.path)
+			code, body, h := do(t, WithRoutePrefix(tc.prefix, tc.prefix, m), tc.method, tc.path)
 			require.Equal(t, tc.code, code, body)
 			if tc.body != "" {
 				require.Equal(t, tc.body, body)
@@ -143,14 +143,15 @@ func TestWithRoutePrefix(t *testing.T) {
 	require.Equal(t, 3.0, testutil.ToFloat64(m.requests.WithLabelValues("/-/healthy", "200")))
 
 	// With no prefix the handler is the mux itself: the default is today's.
-	require.Same(t, http.Handler(m), WithRoutePrefix("/", m))
+	require.Same(t, http.Handler(m), WithRoutePrefix("/", "", m))
+	require.Same(t, http.Handler(m), WithRoutePrefix("/", "/", m))
 }
 
 // TestWithRoutePrefixEscapedPath: a path with an escaped slash loses the
 // prefix in its raw form too.
 func TestWithRoutePrefixEscapedPath(t *testing.T) {
 	var got string
-	h := WithRoutePrefix("/omen", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = r.URL.EscapedPath() }))
+	h := WithRoutePrefix("/omen", "/omen", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = r.URL.EscapedPath() }))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/omen/api/v1/label/a%2Fb/values", nil))
 	require.Equal(t, "/api/v1/label/a%2Fb/values", got)
 }
@@ -162,7 +163,7 @@ func TestWithRoutePrefixBasicAuth(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "web.yml")
 	writeWebConfig(t, path, map[string]string{"alice": "s3cret"}, "")
 	auth, _ := newAuthHandler(t, path)
-	h := WithRoutePrefix("/omen", auth)
+	h := WithRoutePrefix("/omen", "/omen", auth)
 	for _, tc := range []struct {
 		path string
 		code int
@@ -183,7 +184,7 @@ func TestWithRoutePrefixBasicAuth(t *testing.T) {
 // streamed answer and sets its read deadline (remote read and remote
 // write do), through a real server.
 func TestWithRoutePrefixWriter(t *testing.T) {
-	srv := httptest.NewServer(WithRoutePrefix("/omen", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv := httptest.NewServer(WithRoutePrefix("/omen", "/omen", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		rc := http.NewResponseController(w)
 		if err := rc.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -243,10 +244,42 @@ func TestWithRoutePrefixRedirectBody(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body, h := do(t, WithRoutePrefix("/omen", tc.h), http.MethodGet, "/omen/y")
+			code, body, h := do(t, WithRoutePrefix("/omen", "/omen", tc.h), http.MethodGet, "/omen/y")
 			require.Equal(t, http.StatusFound, code)
 			require.True(t, strings.HasPrefix(h.Get("Location"), "/omen/"), h.Get("Location"))
 			require.Equal(t, tc.want, body)
+		})
+	}
+}
+
+// TestWithRoutePrefixExternalPath: the redirects of the routes lead under
+// the path clients reach omen at, where the route prefix is another: "/"
+// behind a proxy that strips /omen, /other behind one that rewrites /omen
+// to it. The redirects outside the routes stay the route prefix's, as in
+// Prometheus.
+func TestWithRoutePrefixExternalPath(t *testing.T) {
+	m := NewMux(prometheus.NewRegistry())
+	Lifecycle{Ready: func() bool { return true }}.Register(m)
+	m.HandlePprof()
+	for _, tc := range []struct {
+		prefix, external, path string
+		code                   int
+		location               string
+	}{
+		{"/", "/omen", "/debug/pprof", 307, "/omen/debug/pprof/"},
+		{"/", "/omen/", "/debug/pprof", 307, "/omen/debug/pprof/"},
+		{"/", "/omen", "/-/healthy", 200, ""},
+		{"/other", "/omen", "/other/debug/pprof", 307, "/omen/debug/pprof/"},
+		{"/other", "/omen", "/other/-/healthy", 200, ""},
+		{"/other", "/omen", "/", 302, "/other/"},
+	} {
+		t.Run(tc.prefix+" "+tc.external+" "+tc.path, func(t *testing.T) {
+			code, body, h := do(t, WithRoutePrefix(tc.prefix, tc.external, m), http.MethodGet, tc.path)
+			require.Equal(t, tc.code, code, body)
+			require.Equal(t, tc.location, h.Get("Location"))
+			if tc.location != "" {
+				require.Contains(t, body, `<a href="`+tc.location+`">`)
+			}
 		})
 	}
 }

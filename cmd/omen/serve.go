@@ -238,9 +238,17 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 		if err != nil {
 			return err
 		}
-		if prefix := server.RoutePrefix(f.routePrefix, externalURL); prefix != "/" {
+		prefix := server.RoutePrefix(f.routePrefix, externalURL)
+		// The redirects lead where clients reach omen: under the external
+		// URL's path, which a proxy that strips it (--web.route-prefix=/)
+		// never forwards; with the route prefix alone, under the prefix.
+		redirects := strings.TrimSuffix(prefix, "/")
+		if f.externalURL != "" {
+			redirects = externalURL.EscapedPath()
+		}
+		if prefix != "/" || redirects != "" {
 			logger.Info("Router prefix", "prefix", prefix, "external_url", externalURL.Redacted())
-			srv.Handler = server.WithRoutePrefix(prefix, srv.Handler)
+			srv.Handler = server.WithRoutePrefix(prefix, redirects, srv.Handler)
 		}
 	}
 	store := tsdb.NewStorage(logger, reg, tsdb.Options{
