@@ -156,28 +156,47 @@ func Readable(data []byte) error {
 	return nil
 }
 
-// UnmarshalBinary restores a model encoded by MarshalBinary, replacing m's
-// state and options. Bytes after the fields of this version are a later
-// release's, skipped (see marshalVersion).
-func (m *Model) UnmarshalBinary(data []byte) error {
-	r := reader{b: data}
+// OptionsOf returns the options of the model MarshalBinary encoded in
+// data, which UnmarshalBinary would give it, from the head alone: a
+// caller that refuses a model of other options learns it without the
+// refit UnmarshalBinary makes.
+func OptionsOf(data []byte) (Options, error) {
+	_, o, err := readHead(&reader{b: data})
+	return o, err
+}
+
+// readHead reads the version and the options that begin MarshalBinary's
+// encoding.
+func readHead(r *reader) (uint8, Options, error) {
 	var magic [3]byte
 	copy(magic[:], r.next(3))
 	if r.err != nil || magic != marshalMagic {
-		return errors.New("decode forecast model: not a forecast model")
+		return 0, Options{}, errors.New("decode forecast model: not a forecast model")
 	}
 	version := r.u8()
 	if version < 1 || version > marshalVersion {
-		return fmt.Errorf("decode forecast model: version %d, want %d", version, marshalVersion)
+		return 0, Options{}, fmt.Errorf("decode forecast model: version %d, want %d", version, marshalVersion)
 	}
 	var o Options
 	o.Coverage = math.Float64frombits(r.u64())
 	o.MaxHorizon, o.History, o.MinSamples, o.RefitEvery, o.MaxPeriod = int(r.u32()), int(r.u32()), int(r.u32()), int(r.u32()), int(r.u32())
 	if r.err != nil {
-		return fmt.Errorf("decode forecast model: %w", r.err)
+		return 0, Options{}, fmt.Errorf("decode forecast model: %w", r.err)
 	}
 	if err := o.fill(); err != nil {
-		return fmt.Errorf("decode forecast model: %w", err)
+		return 0, Options{}, fmt.Errorf("decode forecast model: %w", err)
+	}
+	return version, o, nil
+}
+
+// UnmarshalBinary restores a model encoded by MarshalBinary, replacing m's
+// state and options. Bytes after the fields of this version are a later
+// release's, skipped (see marshalVersion).
+func (m *Model) UnmarshalBinary(data []byte) error {
+	r := reader{b: data}
+	version, o, err := readHead(&r)
+	if err != nil {
+		return err
 	}
 	nm, _ := New(o)
 	nm.n = r.u64()

@@ -925,3 +925,46 @@ func TestModelSawtooth(t *testing.T) {
 		})
 	}
 }
+
+// TestOptionsOf: the options read from an encoding's head are those
+// UnmarshalBinary gives the model, zero values filled as New fills them,
+// and its head's errors are UnmarshalBinary's.
+func TestOptionsOf(t *testing.T) {
+	for _, o := range []Options{
+		DefaultOptions(),
+		{},
+		{MaxHorizon: 31, History: 768, MinSamples: 94},
+		{Coverage: 0.8, MaxHorizon: 80, History: 512, MinSamples: 192, RefitEvery: 32, MaxPeriod: 100},
+	} {
+		m, err := New(o)
+		require.NoError(t, err)
+		feed(m, planted(300, 0, 100, 0.01, 10, 1), 0)
+		b, err := m.MarshalBinary()
+		require.NoError(t, err)
+		got, err := OptionsOf(b)
+		require.NoError(t, err)
+		var r Model
+		require.NoError(t, r.UnmarshalBinary(b))
+		require.Equal(t, r.Options(), got)
+		require.Equal(t, m.Options(), got)
+	}
+	m, _ := New(DefaultOptions())
+	b, _ := m.MarshalBinary()
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"not a model", []byte("nope"), "not a forecast model"},
+		{"a later version", append([]byte("OMF\x63"), b[4:]...), "version 99"},
+		{"truncated in the options", b[:20], "truncated"},
+		{"invalid options", append(append([]byte(nil), b[:24]...), append([]byte{0xff, 0xff, 0xff, 0x7f}, b[28:]...)...), "refit every"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := OptionsOf(tc.b)
+			require.ErrorContains(t, err, tc.want)
+			var r Model
+			require.ErrorContains(t, r.UnmarshalBinary(tc.b), tc.want)
+		})
+	}
+}

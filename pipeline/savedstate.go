@@ -54,6 +54,13 @@ type stateCodec struct {
 	// why says why for the first.
 	unreadable int
 	why        error
+	// refuse, if not nil, says why the forecaster that the configuration
+	// gives s now refuses s's forecaster state fc, or nil (see
+	// fcRefusal); refused counts the states it refuses, refusedWhy says
+	// why for the first.
+	refuse     func(s *savedSeries, fc []byte) error
+	refused    int
+	refusedWhy error
 	// sum and size are the snapshot's checksum and size (size 0 before
 	// version 6), which its current mark names (see writeMark).
 	sum  uint32
@@ -109,13 +116,19 @@ func (c *stateCodec) unpack(b []byte) (savedState, error) {
 }
 
 // add checks the state st read for s (whether this release reads its
-// models, counted in unreadable with the first reason in why) and packs
-// it into s.
+// models, counted in unreadable with the first reason in why, and whether
+// its forecaster of now takes its forecaster's, counted in refused) and
+// packs it into s.
 func (c *stateCodec) add(s *savedSeries, st savedState) {
 	if len(st.det) > 0 { // else saved without models, to warm again (see snapCursor.series)
 		if err := cmp.Or(detect.Readable(st.det), fcReadable(st.fc)); err != nil {
 			c.unreadable++
 			c.why = cmp.Or(c.why, err)
+		} else if len(st.fc) > 0 && c.refuse != nil {
+			if err := c.refuse(s, st.fc); err != nil {
+				c.refused++
+				c.refusedWhy = cmp.Or(c.refusedWhy, err)
+			}
 		}
 	}
 	if len(st.fc) > 0 {

@@ -598,7 +598,18 @@ func (p *Pipeline) restore() {
 			p.logger.Warn("Reading the learnt external labels of the backfill upstream; they are learnt again", "err", err)
 		}
 	}
-	codec := &stateCodec{}
+	// The forecasters the configuration gives the series now, as their
+	// first samples will find them, refuse some states (see fcRefusal):
+	// counted for the log below.
+	cfg := p.cfg.Load()
+	var hz horizonCache
+	codec := &stateCodec{refuse: func(s *savedSeries, fc []byte) error {
+		sc, ok := scoringOf(cfg, s.ls, s.ls.Get(model.MetricNameLabel), s.flags&flagDef != 0)
+		if !ok || len(sc.ForecastHorizons) == 0 {
+			return nil // not forecast now
+		}
+		return fcRefusal(fc, hz.of(sc).longest())
+	}}
 	mark := p.mark
 	p.mark = nil // the first restore's: a reopen of the TSDB restores a snapshot of this run
 	saved, err := readSnapshot(p.opts.SnapshotPath, p.opts.Now(), codec)
@@ -667,12 +678,26 @@ next:
 	if fi, err := os.Stat(p.opts.SnapshotPath); err == nil {
 		p.m.snapLast.Set(float64(fi.ModTime().UnixNano()) / 1e9)
 	}
+	attrs := []any{"path", p.opts.SnapshotPath, "series", n, "current", current}
 	if unreadable > 0 {
-		p.logger.Warn("Model snapshot restored, but some series' models (detector or forecaster) are of a release this one does not read; those warm again from TSDB history, their incidents kept",
-			"path", p.opts.SnapshotPath, "series", n, "current", current, "unreadable", unreadable, "err", why)
-		return
+		attrs = append(attrs, "unreadable", unreadable, "err", why)
 	}
-	p.logger.Info("Model snapshot restored", "path", p.opts.SnapshotPath, "series", n, "current", current)
+	// Forecasters of other steps or options than their horizons get now
+	// (an upgrade that changed them, or horizons changed while omen was
+	// down): they first forecast again after twice their longest horizon's
+	// steps plus 64, hours for a capacity horizon, which the log told
+	// nothing of.
+	if codec.refused > 0 {
+		attrs = append(attrs, "forecasters_refused", codec.refused, "forecasters_refused_err", codec.refusedWhy)
+	}
+	switch {
+	case unreadable > 0:
+		p.logger.Warn("Model snapshot restored, but some series' models (detector or forecaster) are of a release this one does not read; those warm again from TSDB history, their incidents kept", attrs...)
+	case codec.refused > 0:
+		p.logger.Warn("Model snapshot restored, but some series' forecasters were saved with other steps or options than their horizons get now; those learn again from TSDB history and forecast again hours later, their incidents kept", attrs...)
+	default:
+		p.logger.Info("Model snapshot restored", attrs...)
+	}
 }
 
 // staleDeselected marks stale the stored outputs of the restored series
@@ -1274,28 +1299,64 @@ func fcReadable(b []byte) error {
 // sameSteps reports whether the forecaster state b, as appendState wrote
 // it, was fed steps of the length f's horizons give (see horizonSteps);
 // true if b has none, or predates the resampler's state.
-func (f *fcState) sameSteps(b []byte) bool {
+func (f *fcState) sameSteps(b []byte) bool { return savedSteps(b, f.rs.minStepMs) }
+
+// savedSteps is sameSteps for steps of minStepMs.
+func savedSteps(b []byte, minStepMs int64) bool {
 	if n := fcStateLen(b); n == 0 || len(b) < n {
 		return true
 	}
-	return int64(binary.LittleEndian.Uint64(b[fcFieldsAt(b):])) == f.rs.minStepMs
+	return int64(binary.LittleEndian.Uint64(b[fcFieldsAt(b):])) == minStepMs
+}
+
+// fcRefusal says why a forecaster of horizons whose longest is longest
+// refuses the forecaster state b, one this release reads (see fcReadable),
+// or nil, as series.restore would: steps of another length (then the
+// whole series warms from history, see sameSteps), or a model of other
+// options (see restoreModel). The restore counts them for its log.
+func fcRefusal(b []byte, longest time.Duration) error {
+	step := minStepFor(longest)
+	if !savedSteps(b, step) {
+		return fmt.Errorf("forecaster state of steps of at least %v, where its horizons now give %v",
+			time.Duration(binary.LittleEndian.Uint64(b[fcFieldsAt(b):]))*time.Millisecond, time.Duration(step)*time.Millisecond)
+	}
+	n := 1
+	if b[0] != 0 {
+		n = fcStateLen(b)
+	}
+	o, err := forecast.OptionsOf(b[n:])
+	if err != nil {
+		return err
+	}
+	return otherOptions(o, step, longest)
 }
 
 // restoreModel loads the forecaster's Model from b (see
 // forecast.Model.MarshalBinary), refused if it holds another history,
-// MaxHorizon or MinSamples than its horizons get now (see
-// forecastOptionsFor): the Model takes its options from b, so one saved
-// before its steps got a longer history kept the shorter after every
-// restart, and never the day it was lengthened for, and a 1h horizon's
-// saved with MaxHorizon 80 waited 192 steps (12.8 hours) again for a new
-// series' first forecast.
+// MaxHorizon or MinSamples than its horizons get now (see otherOptions),
+// before the refit its load makes.
 // Refused, the series' forecaster learns its history in the TSDB again
 // (see series.restore).
 func (f *fcState) restoreModel(b []byte) error {
-	if err := f.m.UnmarshalBinary(b); err != nil {
+	o, err := forecast.OptionsOf(b)
+	if err != nil {
 		return err
 	}
-	o, want := f.m.Options(), forecastOptionsFor(f.rs.minStepMs, f.longest())
+	if err := otherOptions(o, f.rs.minStepMs, f.longest()); err != nil {
+		return err
+	}
+	return f.m.UnmarshalBinary(b)
+}
+
+// otherOptions says why a forecaster stepping minStepMs for horizons whose
+// longest is longest refuses a Model of the options o, or nil: the Model
+// takes its options from its state, so one saved before its steps got a
+// longer history kept the shorter after every restart, and never the day
+// it was lengthened for, and a 1h horizon's saved with MaxHorizon 80
+// waited 192 steps (12.8 hours) again for a new series' first forecast
+// (see forecastOptionsFor).
+func otherOptions(o forecast.Options, minStepMs int64, longest time.Duration) error {
+	want := forecastOptionsFor(minStepMs, longest)
 	if o.History != want.History {
 		return fmt.Errorf("forecaster state of a %d-step history, where its steps now get %d", o.History, want.History)
 	}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
+	"github.com/omen-sidecar/omen/forecast"
 )
 
 func TestSnapshotRoundTrip(t *testing.T) {
@@ -1743,6 +1744,18 @@ func TestAppendRecordLayout(t *testing.T) {
 	require.Equal(t, append([]byte{0xaa}, want.Bytes()...), got)
 }
 
+// v6Record writes a series record of snapshot version 6 for ls with the
+// detector state det and the forecaster state fc, its other fields zero.
+func v6Record(e *snapEncoder, ls labels.Labels, det, fc []byte) []error {
+	return []error{
+		e.u8(1), e.bytes(appendLabels(nil, ls)), e.u8(0), e.u64(0), e.u64(0),
+		e.u64(0), e.u64(0), e.u64(0), e.u32(0),
+		e.u64(0), e.u32(0), e.bytes(nil),
+		e.u64(0), e.u32(0),
+		e.bytes(det), e.bytes(fc),
+	}
+}
+
 // TestSnapshotNamesUnreadableModels: a snapshot whose file this release
 // reads but whose models it does not (an upgrade from a release before
 // detector state version 9, or a group's state from before version 2) said
@@ -1754,15 +1767,6 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 	vs := seasonal(200, 7)
 	a := labels.FromStrings("__name__", "temperature", "room", "a")
 	b := labels.FromStrings("__name__", "temperature", "room", "b")
-	record := func(e *snapEncoder, ls labels.Labels, det, fc []byte) []error {
-		return []error{
-			e.u8(1), e.bytes(appendLabels(nil, ls)), e.u8(0), e.u64(0), e.u64(0),
-			e.u64(0), e.u64(0), e.u64(0), e.u32(0),
-			e.u64(0), e.u32(0), e.bytes(nil),
-			e.u64(0), e.u32(0),
-			e.bytes(det), e.bytes(fc),
-		}
-	}
 	tests := []struct {
 		name    string
 		version uint16 // the second series' detector state's; 0: as written
@@ -1777,12 +1781,12 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := oldSnapshot(t, 6, vs, func(e *snapEncoder, det []byte) []error { // record writes version 6's
+			path := oldSnapshot(t, 6, vs, func(e *snapEncoder, det []byte) []error { // v6Record writes version 6's
 				old := append([]byte(nil), det...)
 				if tc.version != 0 {
 					binary.LittleEndian.PutUint16(old[4:], tc.version)
 				}
-				return append(record(e, a, det, nil), record(e, b, old, tc.fc)...)
+				return append(v6Record(e, a, det, nil), v6Record(e, b, old, tc.fc)...)
 			})
 			db := openDB(t, t.TempDir())
 			t.Cleanup(func() { _ = db.Close() })
@@ -1797,6 +1801,79 @@ func TestSnapshotNamesUnreadableModels(t *testing.T) {
 				require.Contains(t, log, w)
 			}
 			require.Len(t, p.restored, 2, "both kept: the readable one restores, the other warms from history")
+		})
+	}
+}
+
+// TestSnapshotNamesRefusedForecasters: an upgrade that gives a horizon's
+// forecasters other steps or options (the 1h-6h23m horizons' 4-minute
+// steps, 768-step history and their own MaxHorizon) refuses their saved
+// states, and they learn the TSDB's history again: hours without a
+// forecast (twice the longest horizon's steps plus 64), which the start
+// log said nothing of, "Model snapshot restored" at INFO with nothing
+// unreadable. It now says how many forecasters' states the configuration
+// at start refuses, and why the first.
+func TestSnapshotNamesRefusedForecasters(t *testing.T) {
+	vs := seasonal(200, 7)
+	a := labels.FromStrings("__name__", "queue", "q", "a")
+	b := labels.FromStrings("__name__", "queue", "q", "b")
+	capacity := config.Scoring{ForecastHorizons: []model.Duration{model.Duration(5 * time.Minute), model.Duration(time.Hour)}}
+	saved := func(sc config.Scoring, edit func(*forecast.Options)) []byte {
+		hs, names := horizonsOf(sc)
+		_, _, fc := savedForecaster(t, hs, names, edit)
+		return fc
+	}
+	same := func(*forecast.Options) {}
+	for _, tc := range []struct {
+		name    string
+		yml     string // the configuration at start
+		fc      []byte // the second series' forecaster state
+		want    []string
+		refused bool
+	}{
+		{"its own options", "defaults: {forecast_horizons: [5m, 1h]}", saved(capacity, same),
+			[]string{"level=INFO", `msg="Model snapshot restored"`, "series=2"}, false},
+		{"a 1h horizon's options before its own", "defaults: {forecast_horizons: [5m, 1h]}",
+			saved(capacity, func(o *forecast.Options) { o.MaxHorizon, o.MinSamples = 80, 192 }),
+			[]string{"level=WARN", "series=2", "forecasters_refused=1", "80-step horizon ready at 192 steps"}, true},
+		{"a 5h horizon's history before its own", "defaults: {forecast_horizons: [5m, 5h]}",
+			saved(config.Scoring{ForecastHorizons: []model.Duration{model.Duration(5 * time.Minute), model.Duration(5 * time.Hour)}},
+				func(o *forecast.Options) { o.History, o.MaxPeriod = 615, 0 }),
+			[]string{"level=WARN", "forecasters_refused=1", "615-step history"}, true},
+		{"steps of other horizons", "", saved(capacity, same),
+			[]string{"level=WARN", "forecasters_refused=1", "steps of at least 4m0s, where its horizons now give 28.125s"}, true},
+		{"a series no longer forecast", "defaults: {forecast_horizons: []}", saved(capacity, same),
+			[]string{"level=INFO", `msg="Model snapshot restored"`}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := oldSnapshot(t, 6, vs, func(e *snapEncoder, det []byte) []error {
+				return append(v6Record(e, a, det, nil), v6Record(e, b, det, tc.fc)...)
+			})
+			cfg, err := config.Load([]byte(tc.yml))
+			require.NoError(t, err)
+			db := openDB(t, t.TempDir())
+			t.Cleanup(func() { _ = db.Close() })
+			o := DefaultOptions()
+			o.SnapshotPath = path
+			var buf syncbuf.Buffer
+			p, err := New(slog.New(slog.NewTextHandler(&buf, nil)), prometheus.NewRegistry(), db, nil, cfg, o)
+			require.NoError(t, err)
+			p.restore()
+			log := buf.String()
+			for _, w := range tc.want {
+				require.Contains(t, log, w)
+			}
+			if !tc.refused {
+				require.NotContains(t, log, "refused")
+			}
+			require.NotContains(t, log, "unreadable")
+			// Counted as the series' forecaster refuses it at its first
+			// sample (series.restore).
+			if sc := cfg.ScoringFor(b); len(sc.ForecastHorizons) > 0 {
+				hs, names := horizonsOf(sc)
+				g := newFcState(hs, names)
+				require.Equal(t, tc.refused, !g.sameSteps(tc.fc) || g.restoreState(tc.fc) != nil)
+			}
 		})
 	}
 }
