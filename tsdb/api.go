@@ -156,6 +156,12 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 			return o.Config()
 		},
 		flags,
+		// Prometheus gives the external URL's host and scheme here
+		// (web.go); the API reads them for one answer only, an active
+		// target's globalUrl on /api/v1/targets, and omen has no targets
+		// (none{}): nothing omen serves shows them, so the external URL,
+		// computed only under --web.external-url or --web.route-prefix,
+		// is not wanted here.
 		apiv1.GlobalURLOptions{ListenAddress: o.ListenAddress, Host: o.ListenAddress, Scheme: "http"},
 		ready,
 		s,
