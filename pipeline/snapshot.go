@@ -1131,17 +1131,22 @@ func (s *series) restore(saved *savedSeries) bool {
 		s.pub.ready = s.grp.g.Ready()
 		return true
 	}
-	if s.fc != nil && !s.fc.sameSteps(st.fc) {
-		// Its forecaster learnt the steps of other horizons: the series
-		// starts again from its history, as after a reload to them.
+	// Its forecaster learnt the steps of other horizons (an upgrade
+	// across the horizons' steps, or horizons changed while omen was
+	// down): the detector, which steps with the samples, is restored,
+	// and the forecaster learns the TSDB's history again at the next
+	// sample. A derived input's history is evaluated again whole, as
+	// after a reload to them.
+	fcOther := s.fc != nil && !s.fc.sameSteps(st.fc)
+	if fcOther && saved.flags&flagDef != 0 {
 		return false
 	}
 	// Restore keeps the options the configuration gives now.
 	if err := s.det.Restore(st.det); err != nil {
 		return false
 	}
-	fcLost := false
-	if s.fc != nil && len(st.fc) > 0 {
+	fcLost := fcOther
+	if s.fc != nil && len(st.fc) > 0 && !fcOther {
 		if err := s.fc.restoreState(st.fc); err != nil {
 			// A later release's or damaged: started afresh, and
 			// warmed as one without a state is (the load said why).
@@ -1312,7 +1317,7 @@ func savedSteps(b []byte, minStepMs int64) bool {
 // fcRefusal says why a forecaster of horizons whose longest is longest
 // refuses the forecaster state b, one this release reads (see fcReadable),
 // or nil, as series.restore would: steps of another length (then the
-// whole series warms from history, see sameSteps), or a model of other
+// forecaster learns the TSDB's history, see series.restore), or a model of other
 // options (see restoreModel). The restore counts them for its log.
 func fcRefusal(b []byte, longest time.Duration) error {
 	step := minStepFor(longest)

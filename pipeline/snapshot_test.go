@@ -327,8 +327,10 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 
 // TestSnapshotRestoreTakesNewOptions: a series restored after a restart
 // scores with the options the configuration gives now; one whose saved
-// state was learnt under another false-alarm rate, or whose forecaster
-// took the steps of other horizons, starts again from its history instead.
+// state was learnt under another false-alarm rate starts again from its
+// history instead, and one whose forecaster took the steps of other
+// horizons has that forecaster learn its history again (the detector kept:
+// TestRestoreOfOtherStepsKeepsDetector).
 func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 	const n = 300
 	vs := seasonal(n+1, 7)
@@ -343,7 +345,7 @@ func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 		{"false-alarm rate", "defaults: {false_alarm_rate: 0.01}", detect.Both, false},
 		// The forecaster's step follows the longest horizon.
 		{"horizons of the same steps", "defaults: {forecast_horizons: [10m, 30m]}", detect.Both, true},
-		{"horizons of other steps", "defaults: {forecast_horizons: [5m, 1h]}", detect.Both, false},
+		{"horizons of other steps", "defaults: {forecast_horizons: [5m, 1h]}", detect.Both, false}, // the forecaster learns the n samples again
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
@@ -2465,4 +2467,35 @@ func TestFinalSnapshotBoundedBesideAReopen(t *testing.T) {
 	}
 	close(release)
 	<-reopened
+}
+
+// TestRestoreOfOtherStepsKeepsDetector: a series whose saved forecaster
+// took the steps of other horizons (an upgrade across the 1h-6h23m
+// horizons' steps, or horizons changed while omen was down) keeps its
+// detector, as saved, and only its forecaster learns the TSDB's history
+// again. It warmed whole before: the detector learnt again from the
+// --backfill.max-points the TSDB gives it (here 100 of the 300 samples it
+// had learnt), and an open incident started again.
+func TestRestoreOfOtherStepsKeepsDetector(t *testing.T) {
+	const n, maxPoints = 300, 100
+	vs := seasonal(n+1, 7)
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	db, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath = path; o.BackfillMaxPoints = maxPoints }
+	e := newEnv(t, db, nil, opts)
+	e.feed(ls, model.MetricTypeGauge, vs[:n])
+	e.stop()
+	require.NoError(t, e.db.Close())
+
+	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m, 1h]}"))
+	require.NoError(t, err)
+	e2 := newEnv(t, db, cfg, opts)
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:])
+	e2.sync()
+	requireSameState(t, referenceDetector(t, vs), e2, "the detector restored, not warmed from 100 samples")
+	s := e2.onlySeries()
+	require.NotNil(t, s.fc)
+	require.Equal(t, float64(maxPoints), testutil.ToFloat64(e2.p.m.warmed), "the forecaster learnt the TSDB's history")
+	require.Equal(t, minStepFor(time.Hour), s.fc.rs.minStepMs, "of the steps its horizons get now")
 }
