@@ -76,15 +76,19 @@ type Reader struct {
 	rows, back int   // rows read, and those at or before latest
 	latest     int64 // the latest time read, if rows > 0
 	inOrder    bool  // whether the last row was after every one before it
+	// decimalComma: the fields are separated by semicolons or tabs, so a
+	// comma in a value is a decimal mark (see separator).
+	decimalComma bool
 }
 
 // NewReader reads the header row from r; name is used in error messages.
 func NewReader(r io.Reader, name string) (*Reader, error) {
-	r, err := skipBOM(r, name)
+	br, err := skipBOM(r, name)
 	if err != nil {
 		return nil, err
 	}
-	cr := csv.NewReader(r)
+	cr := csv.NewReader(br)
+	cr.Comma = separator(br)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -102,7 +106,44 @@ func NewReader(r io.Reader, name string) (*Reader, error) {
 		// lost and its values named by its numbers.
 		return nil, fmt.Errorf("%s:1: no header row: the first row is a sample (%s,%s); add a header line such as timestamp,value", name, header[0], header[1])
 	}
-	return &Reader{Header: slices.Clone(header), cr: cr, name: name}, nil
+	return &Reader{Header: slices.Clone(header), cr: cr, name: name, decimalComma: cr.Comma != ','}, nil
+}
+
+// separator returns the field separator of the file br starts, judged by
+// its first line: a comma if it has one, else a semicolon or a tab if it
+// has one. Spreadsheets in locales whose decimal mark is a comma (Excel
+// and LibreOffice in German, French, Dutch...) save "CSV" with semicolons,
+// and "Text (Tab delimited)" with tabs; their header has no comma (a
+// header cell with a comma in it is rare, a file of one column useless).
+//
+// What is between quotes does not count: "Time";"cpu, %" is separated by
+// semicolons.
+func separator(br *bufio.Reader) rune {
+	b, _ := br.Peek(br.Size()) // fewer at the end of a short file
+	var seen [3]bool           // a comma, a semicolon, a tab
+	quoted := false
+line:
+	for _, c := range b {
+		switch {
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '\n':
+			break line
+		case c == ',':
+			seen[0] = true
+		case c == ';':
+			seen[1] = true
+		case c == '\t':
+			seen[2] = true
+		}
+	}
+	for i, c := range []rune{',', ';', '\t'} {
+		if seen[i] {
+			return c
+		}
+	}
+	return ','
 }
 
 // isSample reports whether rec reads as a timestamp and a number, which no
@@ -139,7 +180,7 @@ func (r *Reader) Next() (rec []string, tsMillis int64, v float64, err error) {
 	if tsMillis, err = ParseTime(rec[0]); err != nil {
 		return nil, 0, 0, fmt.Errorf("%s:%d: %w", r.name, line, err)
 	}
-	if v, err = ParseValue(rec[1]); err != nil {
+	if v, err = r.parseValue(rec[1]); err != nil {
 		return nil, 0, 0, fmt.Errorf("%s:%d: %w", r.name, line, err)
 	}
 	r.inOrder = r.rows == 0 || tsMillis > r.latest
@@ -197,7 +238,7 @@ func (r *Reader) Each(ctx context.Context, fn func(rec []string, tsMillis int64,
 // to the first header cell or, before a quoted one, fails the parse. A
 // UTF-16 one (Excel's "Unicode Text", PowerShell 5.1's Export-Csv) is an
 // error that says so: read as bytes, its cells have NULs between letters.
-func skipBOM(r io.Reader, name string) (io.Reader, error) {
+func skipBOM(r io.Reader, name string) (*bufio.Reader, error) {
 	br := bufio.NewReader(r)
 	b, _ := br.Peek(3) // fewer at the end of a short file
 	switch {
@@ -284,6 +325,21 @@ func compactDate(s string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t, true
+}
+
+// parseValue is ParseValue, but for a file separated by semicolons or tabs
+// (see separator) a value with one comma and no point, "2,5", is read
+// with the comma as its decimal mark. "1.234,5" is refused: a thousands
+// separator is not guessed at.
+func (r *Reader) parseValue(s string) (float64, error) {
+	if r.decimalComma && strings.Count(s, ",") == 1 && !strings.Contains(s, ".") {
+		v, err := ParseValue(strings.Replace(s, ",", ".", 1))
+		if err != nil {
+			return 0, fmt.Errorf("value %q is not a number", strings.TrimSpace(s))
+		}
+		return v, nil
+	}
+	return ParseValue(s)
 }
 
 // ParseValue parses a sample value. An empty cell is a missing value (NaN);

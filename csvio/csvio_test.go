@@ -129,3 +129,35 @@ func TestReadExports(t *testing.T) {
 		})
 	}
 }
+
+// TestReadSeparators: spreadsheets in locales whose decimal mark is a
+// comma (LibreOffice and Excel in German, French, Dutch...) save CSV with
+// semicolons between fields and commas in numbers; "Text (Tab delimited)"
+// uses tabs. Read with commas, the header was one column and the file was
+// refused as "header has 1 column(s)".
+func TestReadSeparators(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+	}{
+		{"semicolons", "Time;cpu\n2024-01-01 00:00:00;1\n2024-01-01 00:01:00;2.5\n"},
+		{"semicolons, decimal commas", "\ufeff\"Time\";\"cpu\"\r\n2024-01-01 00:00:00;1\r\n2024-01-01 00:01:00;\"2,5\"\r\n"},
+		{"semicolons, a comma quoted in the header", "\"Time\";\"cpu, %\"\n2024-01-01 00:00:00;1\n2024-01-01 00:01:00;2,5\n"},
+		{"tabs", "Time\tcpu\n2024-01-01 00:00:00\t1\n2024-01-01 00:01:00\t2.5\n"},
+		{"tabs, decimal commas", "Time\tcpu\n2024-01-01 00:00:00\t1\n2024-01-01 00:01:00\t2,5\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Read(strings.NewReader(tc.in), "x.csv")
+			require.NoError(t, err)
+			require.Equal(t, "Time", s.Header[0])
+			require.Equal(t, []int64{1704067200000, 1704067260000}, s.Times)
+			require.Equal(t, []float64{1, 2.5}, s.Values)
+		})
+	}
+	// With commas between fields, a comma in a number is not a decimal
+	// mark, and a value such as "1.234,5" (a thousands separator) is not
+	// guessed at.
+	for _, in := range []string{"t,v\n1,\"2,5\"\n", "t;v\n1;1.234,5\n"} {
+		_, err := Read(strings.NewReader(in), "x.csv")
+		require.ErrorContains(t, err, "x.csv:2: value")
+	}
+}

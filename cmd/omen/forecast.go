@@ -16,7 +16,7 @@ import (
 // csvInputHelp is what --input of backtest and forecast says of a file.
 // Values are taken as they are: omen serve scores and forecasts a counter
 // as its per-second rate, which these commands cannot tell from a file.
-const csvInputHelp = "A header row, then rows whose first two columns are a timestamp and a value (an empty cell or NaN is a missing value); one series per file, oldest first (a row at or before an earlier time is skipped; a file where half the rows are is refused). Timestamps: unix seconds (fractions allowed), RFC 3339 (a space may replace the T, as pandas writes), or YYYY-MM-DD[ HH:MM[:SS]] (a T may replace the space) and YYYYMMDD, read as UTC. Values are taken as they are; omen serve scores and forecasts a counter as its per-second rate, so export rate(x[5m]) to match."
+const csvInputHelp = "Fields separated by commas, or by semicolons or tabs if the header has no comma (a value's decimal mark may then be a comma). A header row, then rows whose first two columns are a timestamp and a value (an empty cell or NaN is a missing value); one series per file, oldest first (a row at or before an earlier time is skipped; a file where half the rows are is refused). Timestamps: unix seconds (fractions allowed), RFC 3339 (a space may replace the T, as pandas writes), or YYYY-MM-DD[ HH:MM[:SS]] (a T may replace the space) and YYYYMMDD, read as UTC. Values are taken as they are; omen serve scores and forecasts a counter as its per-second rate, so export rate(x[5m]) to match."
 
 // registerForecast registers `omen forecast`: forecast every CSV series
 // under --input for --horizon steps after its last point.
