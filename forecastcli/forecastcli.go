@@ -77,7 +77,12 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 		if firstTs == "" {
 			firstTs = rec[0]
 		}
-		m.Update(ts, v)
+		if r.InOrder() {
+			// As `omen backtest` does and the live path must (the TSDB
+			// refuses it): the model alone would take a row after an
+			// earlier row's empty cell, at or before its time.
+			m.Update(ts, v)
+		}
 		return nil
 	})
 	if err != nil {

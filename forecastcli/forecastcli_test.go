@@ -176,3 +176,59 @@ func TestRunRefusesOutput(t *testing.T) {
 		})
 	}
 }
+
+// TestFileSkipsRowsTheLivePathRefuses: a row at or before the time of an
+// earlier row is not learnt, as `omen backtest` skips it and the TSDB
+// refuses it live, also when the earlier row's value is missing (an empty
+// cell is stored live as a NaN sample, so a later row at its time is a
+// duplicate): the forecast is that of the file without it.
+func TestFileSkipsRowsTheLivePathRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra func(i int) string // rows after row i of the series; "" for none
+	}{
+		{"after an empty cell, the same time", func(i int) string {
+			if i%50 == 49 {
+				return fmt.Sprintf("%d,\n%d,%g\n", 1_600_000_000+3600*i+1800, 1_600_000_000+3600*i+1800, 500.0)
+			}
+			return ""
+		}},
+		{"after an empty cell, earlier", func(i int) string {
+			if i%50 == 49 {
+				return fmt.Sprintf("%d,\n%d,%g\n", 1_600_000_000+3600*i+1800, 1_600_000_000+3600*i+900, 500.0)
+			}
+			return ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var with, without strings.Builder
+			with.WriteString("timestamp,value\n")
+			without.WriteString("timestamp,value\n")
+			for i := range 400 {
+				line := fmt.Sprintf("%d,%g\n", 1_600_000_000+3600*i, 100+30*math.Sin(2*math.Pi*float64(i)/24))
+				with.WriteString(line)
+				without.WriteString(line)
+				if e := tc.extra(i); e != "" {
+					with.WriteString(e)
+					without.WriteString(e[:strings.IndexByte(e, '\n')+1]) // the empty cell alone
+				}
+			}
+			got := forecastOf(t, dir, "with", with.String())
+			want := forecastOf(t, dir, "without", without.String())
+			require.Equal(t, want, got)
+		})
+	}
+}
+
+// forecastOf writes body to dir/name.csv, forecasts it 24 steps into
+// dir/out and returns the output.
+func forecastOf(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	in, out := filepath.Join(dir, name+".csv"), filepath.Join(dir, "out", name+".csv")
+	require.NoError(t, os.WriteFile(in, []byte(body), 0o644))
+	require.NoError(t, File(context.Background(), in, out, Config{Horizon: 24}))
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	return string(b)
+}
