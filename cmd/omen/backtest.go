@@ -22,6 +22,7 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 	var (
 		cfg       backtest.Config
 		direction string
+		flatline  bool
 	)
 	cfg.Detect = def
 	cl.Flag("input", "CSV file, or folder searched recursively for .csv files (skipping hidden ones: .name). "+csvInputHelp).Required().StringVar(&cfg.Input)
@@ -35,6 +36,7 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("detect.warmup-samples", "Samples learnt before scoring starts.").Default(fmt.Sprint(def.WarmupSamples)).IntVar(&cfg.Detect.WarmupSamples)
 	cl.Flag("detect.false-alarm-rate", "Per-sample budget of scores above 1 on normal data.").Default(fmt.Sprint(def.FalseAlarmRate)).Float64Var(&cfg.Detect.FalseAlarmRate)
 	cl.Flag("detect.refractory-samples", "Samples after an alert during which weaker scores are damped.").Default(fmt.Sprint(def.RefractorySamples)).IntVar(&cfg.Detect.RefractorySamples)
+	cl.Flag("detect.flatline", "Score a run of samples equal to the one before, rare for the series (a stuck value), above 1: a selection's flatline: true.").BoolVar(&flatline)
 	cl.Flag("detect.members", "Bit set of detector members, for ablation (0: the default set).").Hidden().Default("0").IntVar(&cfg.Detect.Members)
 	return command{clause: cl, run: func(ctx context.Context) error {
 		logger := lc.logger()
@@ -43,6 +45,13 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 			return err
 		}
 		cfg.Detect.Direction = d
+		if flatline {
+			// As omen serve adds it to a selection's detector.
+			if cfg.Detect.Members == 0 {
+				cfg.Detect.Members = detect.MemberDefault
+			}
+			cfg.Detect.Members |= detect.MemberFlat
+		}
 		if term.IsTerminal(int(os.Stderr.Fd())) {
 			cfg.Progress = batch.Bar(os.Stderr, "backtest")
 		}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/backtest"
+	"github.com/omen-sidecar/omen/detect"
+)
+
+// TestBacktestFlagsScoreAsServe: `omen backtest` takes every option that a
+// selection of omen serve's configuration sets on its detector (direction,
+// false_alarm_rate, min_deviation_abs and _rel, flatline), and scores a
+// file as a detector with those options does. flatline had no flag: a
+// config with it could not be backtested.
+func TestBacktestFlagsScoreAsServe(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.csv")
+	var b strings.Builder
+	b.WriteString("timestamp,value\n")
+	for i := range 1500 {
+		v := 50 + 10*math.Sin(2*math.Pi*float64(i)/288) + float64((i*7919)%13)/4
+		if i >= 1200 && i < 1300 {
+			v = 42 // stuck
+		}
+		fmt.Fprintf(&b, "%d,%g\n", 1_700_000_000+300*i, v)
+	}
+	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
+
+	with := func(f func(o *detect.Options)) detect.Options {
+		o := detect.DefaultOptions()
+		f(&o)
+		return o
+	}
+	def := filepath.Join(dir, "default.csv")
+	require.NoError(t, backtest.File(context.Background(), in, def, detect.DefaultOptions(), nil))
+	defOut, err := os.ReadFile(def)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want detect.Options
+	}{
+		{"defaults", nil, detect.DefaultOptions()},
+		{"flatline", []string{"--detect.flatline"}, with(func(o *detect.Options) { o.Members |= detect.MemberFlat })},
+		{"all of a selection's", []string{"--detect.flatline", "--detect.direction=up", "--detect.false-alarm-rate=0.01", "--detect.min-deviation-abs=0.5", "--detect.min-deviation-rel=0.05"},
+			with(func(o *detect.Options) {
+				o.Members |= detect.MemberFlat
+				o.Direction, o.FalseAlarmRate, o.MinDeviationAbs, o.MinDeviationRel = detect.Up, 0.01, 0.5, 0.05
+			})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, want := filepath.Join(dir, tc.name, "got.csv"), filepath.Join(dir, tc.name, "want.csv")
+			require.Equal(t, 0, runMain(append([]string{"backtest", "--input", in, "--output", got}, tc.args...)))
+			require.NoError(t, backtest.File(context.Background(), in, want, tc.want, nil))
+			g, err := os.ReadFile(got)
+			require.NoError(t, err)
+			w, err := os.ReadFile(want)
+			require.NoError(t, err)
+			require.Equal(t, string(w), string(g))
+			if tc.args != nil {
+				require.NotEqual(t, string(defOut), string(g), "the flags change the scores of this file")
+			}
+		})
+	}
+}
