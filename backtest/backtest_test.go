@@ -241,3 +241,60 @@ func TestFileRefusesDisorder(t *testing.T) {
 		})
 	}
 }
+
+// TestFileNoLookahead: the score and band at row t depend on rows up to t
+// only, as live, where the rows after t have not arrived: whatever follows
+// (other values, a spike, a gap, rows going back, nothing), rows up to t
+// are written the same.
+func TestFileNoLookahead(t *testing.T) {
+	const n, at = 800, 500
+	row := func(i int, v float64) string { return fmt.Sprintf("%d,%g\n", 1_700_000_000+i*60, v) }
+	base := func(i int) float64 { return 10 + 3*math.Sin(2*math.Pi*float64(i)/144) + float64((i*7919)%17)/8 }
+	body := func(after func(b *strings.Builder)) string {
+		var b strings.Builder
+		b.WriteString("timestamp,value\n")
+		for i := 0; i <= at; i++ {
+			b.WriteString(row(i, base(i)))
+		}
+		after(&b)
+		return b.String()
+	}
+	dir := t.TempDir()
+	want := scoreFile(t, dir, "original", body(func(b *strings.Builder) {
+		for i := at + 1; i < n; i++ {
+			b.WriteString(row(i, base(i)))
+		}
+	}))
+	for _, tc := range []struct {
+		name  string
+		after func(b *strings.Builder)
+	}{
+		{"nothing", func(*strings.Builder) {}},
+		{"other values", func(b *strings.Builder) {
+			for i := at + 1; i < n; i++ {
+				b.WriteString(row(i, 2*base(i)-7))
+			}
+		}},
+		{"a spike", func(b *strings.Builder) {
+			for i := at + 1; i < n; i++ {
+				b.WriteString(row(i, base(i)+float64(i%50)*100))
+			}
+		}},
+		{"a gap, then missing values", func(b *strings.Builder) {
+			for i := at + 100; i < n; i++ {
+				b.WriteString(fmt.Sprintf("%d,\n", 1_700_000_000+i*60))
+			}
+		}},
+		{"rows going back", func(b *strings.Builder) {
+			for i := at; i > at-20; i-- {
+				b.WriteString(row(i, 99))
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := scoreFile(t, dir, strings.ReplaceAll(tc.name, " ", "_"), body(tc.after))
+			require.GreaterOrEqual(t, len(got), at+2)
+			require.Equal(t, want[:at+2], got[:at+2], "header and rows 0..%d", at)
+		})
+	}
+}
