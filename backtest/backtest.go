@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
-	"os"
 
 	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/csvio"
@@ -23,12 +22,12 @@ var OutputColumns = []string{"anomaly_score", "yhat", "yhat_lower", "yhat_upper"
 // batch.WriteFile): a bad row fails the file with its line, and no
 // output. sc is borrowed for the run; nil means fresh buffers.
 func File(ctx context.Context, inPath, outPath string, opts detect.Options, sc *detect.Scratch) error {
-	f, err := os.Open(inPath)
+	f, err := batch.Open(inPath)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	r, err := csvio.NewReader(f, inPath)
+	r, err := csvio.NewReader(f, batch.Name(inPath))
 	if err != nil {
 		return err
 	}

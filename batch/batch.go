@@ -22,10 +22,31 @@ import (
 	"github.com/schollz/progressbar/v3"
 )
 
+// Stdio, as Options.Input, is standard input and, as Options.Output,
+// standard output: one series through a pipe. Standard output is written
+// as the job goes, not whole or not at all as a file is (see WriteFile).
+const Stdio = "-"
+
+// Name is how errors and logs name the input or output path.
+func Name(path string) string {
+	if path == Stdio {
+		return "stdin"
+	}
+	return path
+}
+
+// Open opens the input path, standard input for Stdio; the caller closes it.
+func Open(path string) (io.ReadCloser, error) {
+	if path == Stdio {
+		return io.NopCloser(os.Stdin), nil
+	}
+	return os.Open(path)
+}
+
 // Options describe one run.
 type Options struct {
-	Input   string // a CSV file or a folder searched recursively for *.csv (see List)
-	Output  string // folder that mirrors Input's tree; for a file Input, may name the result file (see outputIsFile)
+	Input   string // a CSV file, a folder searched recursively for *.csv (see List), or Stdio
+	Output  string // folder that mirrors Input's tree; for a file Input, may name the result file (see outputIsFile) or be Stdio
 	Workers int    // files processed in parallel; 0 means one per CPU
 	// Progress, if not nil, is told after each file, from one goroutine at
 	// a time.
@@ -55,7 +76,7 @@ func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
 		rel, _ := filepath.Rel(root, in)
 		return filepath.Join(o.Output, rel)
 	}
-	if outputIsFile(root != o.Input, o.Output) {
+	if o.Output == Stdio || outputIsFile(root != o.Input, o.Output) {
 		outPath = func(string) string { return o.Output }
 	}
 	workers := o.Workers
@@ -82,8 +103,8 @@ func Run(ctx context.Context, o Options, newJob func() Job) (Summary, error) {
 				sum.Files++
 				if err != nil {
 					sum.Failed++
-					if !strings.HasPrefix(err.Error(), in+":") {
-						err = fmt.Errorf("%s: %w", in, err)
+					if name := Name(in); !strings.HasPrefix(err.Error(), name+":") {
+						err = fmt.Errorf("%s: %w", name, err)
 					}
 					errs = append(errs, err)
 				}
@@ -126,6 +147,16 @@ func plan(input, output string) (files []string, root string, err error) {
 	files, root, err = List(input)
 	if err != nil {
 		return nil, "", err
+	}
+	switch {
+	case output == Stdio && root == input:
+		return nil, "", fmt.Errorf("output %s (standard output) takes one input file, not the folder %s", output, input)
+	case output == Stdio:
+		return files, root, nil
+	case input == Stdio && !outputIsFile(true, output):
+		return nil, "", fmt.Errorf("output %s: for standard input, want a file name ending in .csv or - (standard output)", output)
+	case input == Stdio:
+		return files, root, nil
 	}
 	if err := outputApart(root, output, root == input); err != nil {
 		return nil, "", err
@@ -178,11 +209,14 @@ func outputApart(root, output string, folder bool) error {
 	return nil
 }
 
-// List returns the .csv files under input, sorted, skipping files and
+// List returns Stdio for Stdio, else the .csv files under input, sorted, skipping files and
 // folders whose names start with a dot, and the root their
 // output paths are relative to: input itself for a folder, its parent for
 // a single file.
 func List(input string) (files []string, root string, err error) {
+	if input == Stdio {
+		return []string{Stdio}, "", nil
+	}
 	fi, err := os.Stat(input)
 	if err != nil {
 		return nil, "", fmt.Errorf("input: %w", err)
@@ -251,7 +285,21 @@ func Bar(w io.Writer, what string) func(done, total int) {
 // a full disk) never leaves a truncated result that reads as a complete
 // one. The temporary name does not end in .csv, so a later run over the
 // output never takes a leftover for an input. path's directory is created.
+//
+// Stdio is standard output, written as write goes: what a failing job
+// wrote of it stays written, and the job's error says it failed.
 func WriteFile(path string, write func(w *bufio.Writer) error) (err error) {
+	if path == Stdio {
+		w := bufio.NewWriterSize(os.Stdout, 1<<16)
+		if err := write(w); err != nil {
+			_ = w.Flush() // what was written before the error, for the reader to see where it stopped
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("write standard output: %w", err)
+		}
+		return nil
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create output directory: %w", err)

@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -55,12 +54,12 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f, err := os.Open(inPath)
+	f, err := batch.Open(inPath)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	r, err := csvio.NewReader(f, inPath)
+	r, err := csvio.NewReader(f, batch.Name(inPath))
 	if err != nil {
 		return err
 	}
@@ -92,7 +91,7 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 		return err
 	}
 	if !m.Ready() {
-		return fmt.Errorf("%s: %d usable samples, need at least %d to forecast", inPath, m.Count(), m.Options().MinSamples)
+		return fmt.Errorf("%s: %d usable samples, need at least %d to forecast", batch.Name(inPath), m.Count(), m.Options().MinSamples)
 	}
 	pts := m.Forecast(nil, cfg.Horizon)
 	_, perr := strconv.ParseFloat(strings.TrimSpace(firstTs), 64)

@@ -25,8 +25,8 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 		flatline  bool
 	)
 	cfg.Detect = def
-	cl.Flag("input", "CSV file, or folder searched recursively for .csv files (skipping hidden ones: .name). "+csvInputHelp).Required().StringVar(&cfg.Input)
-	cl.Flag("output", "Output folder; mirrors the input tree file for file. For a single input file, a name ending in .csv (not an existing folder) is the output file itself.").Required().StringVar(&cfg.Output)
+	cl.Flag("input", "CSV file, folder searched recursively for .csv files (skipping hidden ones: .name), or - for standard input. "+csvInputHelp).Required().StringVar(&cfg.Input)
+	cl.Flag("output", "Output folder; mirrors the input tree file for file. For a single input file or standard input, a name ending in .csv (not an existing folder) is the output file itself, and - is standard output (written as it goes, not whole or not at all as a file is).").Required().StringVar(&cfg.Output)
 	cl.Flag("workers", "Files scored in parallel (0: one per CPU).").Default("0").IntVar(&cfg.Workers)
 	cl.Flag("detect.direction", "Deviations that count: both, up or down.").Default(def.Direction.String()).EnumVar(&direction, "both", "up", "down")
 	cl.Flag("detect.min-deviation-abs", "Deviations from yhat smaller than this never score above 1.").Default("0").Float64Var(&cfg.Detect.MinDeviationAbs)
@@ -40,6 +40,7 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 	cl.Flag("detect.members", "Bit set of detector members, for ablation (0: the default set).").Hidden().Default("0").IntVar(&cfg.Detect.Members)
 	return command{clause: cl, run: func(ctx context.Context) error {
 		logger := lc.logger()
+		cfg.Input, cfg.Output = stdio(cfg.Input), stdio(cfg.Output)
 		d, err := detect.ParseDirection(direction)
 		if err != nil {
 			return err

@@ -71,3 +71,74 @@ func TestBacktestFlagsScoreAsServe(t *testing.T) {
 		})
 	}
 }
+
+// TestStdio: --input - reads standard input and --output - writes
+// standard output, for a pipe (curl ... | jq ... | omen backtest --input -
+// --output -). kingpin reads a lone "-" after a flag as an empty value:
+// the commands said "input: stat : no such file or directory".
+func TestStdio(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.csv")
+	var b strings.Builder
+	b.WriteString("timestamp,value\n")
+	for i := range 300 {
+		fmt.Fprintf(&b, "%d,%g\n", 1_700_000_000+60*i, 10+math.Sin(float64(i)/9))
+	}
+	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
+	for _, cmd := range []string{"backtest", "forecast"} {
+		want := filepath.Join(dir, cmd+"-want.csv")
+		require.Equal(t, 0, runMain([]string{cmd, "--input", in, "--output", want}))
+		for _, tc := range []struct {
+			name          string
+			input, output string // "-" for standard input, output
+		}{
+			{"pipe", "-", "-"},
+			{"pipe, with =", "=-", "=-"},
+			{"from standard input", "-", filepath.Join(dir, cmd+"-out.csv")},
+			{"to standard output", in, "-"},
+		} {
+			t.Run(cmd+"/"+tc.name, func(t *testing.T) {
+				stdout := filepath.Join(t.TempDir(), "stdout")
+				args := []string{cmd}
+				for _, f := range []struct{ flag, v string }{{"--input", tc.input}, {"--output", tc.output}} {
+					if strings.HasPrefix(f.v, "=") {
+						args = append(args, f.flag+f.v)
+					} else {
+						args = append(args, f.flag, f.v)
+					}
+				}
+				require.Equal(t, 0, withStdio(t, in, stdout, func() int { return runMain(args) }))
+				got := tc.output
+				if strings.HasSuffix(got, "-") {
+					got = stdout
+				}
+				g, err := os.ReadFile(got)
+				require.NoError(t, err)
+				w, err := os.ReadFile(want)
+				require.NoError(t, err)
+				require.Equal(t, string(w), string(g))
+			})
+		}
+		t.Run(cmd+"/a folder to standard output", func(t *testing.T) {
+			require.Equal(t, 1, withStdio(t, in, filepath.Join(t.TempDir(), "stdout"), func() int {
+				return runMain([]string{cmd, "--input", dir, "--output", "-"})
+			}))
+		})
+	}
+}
+
+// withStdio runs f with standard input read from the file in and
+// standard output written to the file out.
+func withStdio(t *testing.T, in, out string, f func() int) int {
+	t.Helper()
+	i, err := os.Open(in)
+	require.NoError(t, err)
+	defer i.Close()
+	o, err := os.Create(out)
+	require.NoError(t, err)
+	defer o.Close()
+	stdin, stdout := os.Stdin, os.Stdout
+	os.Stdin, os.Stdout = i, o
+	defer func() { os.Stdin, os.Stdout = stdin, stdout }()
+	return f()
+}
