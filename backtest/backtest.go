@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"log/slog"
 
 	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/csvio"
@@ -21,7 +22,9 @@ var OutputColumns = []string{"anomaly_score", "yhat", "yhat_lower", "yhat_upper"
 // row in memory at a time, and outPath is written whole or not at all (see
 // batch.WriteFile): a bad row fails the file with its line, and no
 // output. sc is borrowed for the run; nil means fresh buffers.
-func File(ctx context.Context, inPath, outPath string, opts detect.Options, sc *detect.Scratch) error {
+// Columns after the second that hold numbers in the first row are warned
+// of on logger (nil: none), as series left unscored (see csvio.MoreSeries).
+func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, opts detect.Options, sc *detect.Scratch) error {
 	f, err := batch.Open(inPath)
 	if err != nil {
 		return err
@@ -36,11 +39,17 @@ func File(ctx context.Context, inPath, outPath string, opts detect.Options, sc *
 		return err
 	}
 	return batch.WriteFile(outPath, func(bw *bufio.Writer) error {
-		return write(ctx, csv.NewWriter(bw), r, d, outPath)
+		return write(ctx, csv.NewWriter(bw), r, d, outPath, func(rec []string) {
+			if more := csvio.MoreSeries(r.Header, rec); more != "" && logger != nil {
+				logger.Warn("only the second column is scored: the columns after it are passed through, numbers or not; write one series per file",
+					"file", batch.Name(inPath), "scored", r.Header[1], "unscored", more)
+			}
+		})
 	})
 }
 
-func write(ctx context.Context, w *csv.Writer, r *csvio.Reader, d *detect.Detector, outPath string) error {
+// write scores r's rows into w; first is called with the first row.
+func write(ctx context.Context, w *csv.Writer, r *csvio.Reader, d *detect.Detector, outPath string, first func(rec []string)) error {
 	header := append(append([]string(nil), r.Header...), OutputColumns...)
 	if err := w.Write(header); err != nil {
 		return fmt.Errorf("write %s: %w", outPath, err)
@@ -48,6 +57,10 @@ func write(ctx context.Context, w *csv.Writer, r *csvio.Reader, d *detect.Detect
 	width := len(r.Header)
 	var out []string
 	err := r.Each(ctx, func(row []string, ts int64, v float64) error {
+		if first != nil {
+			first(row)
+			first = nil
+		}
 		// Pad short rows so that the appended columns line up.
 		out = append(out[:0], row...)
 		for len(out) < width {

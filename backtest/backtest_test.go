@@ -1,9 +1,11 @@
 package backtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -166,7 +168,7 @@ func scoreFile(t *testing.T, dir, name, body string) [][]string {
 	t.Helper()
 	in, out := filepath.Join(dir, name+".csv"), filepath.Join(dir, "out", name+".csv")
 	writeFile(t, in, body)
-	require.NoError(t, File(context.Background(), in, out, detect.DefaultOptions(), nil))
+	require.NoError(t, File(context.Background(), nil, in, out, detect.DefaultOptions(), nil))
 	f, err := os.Open(out)
 	require.NoError(t, err)
 	defer f.Close()
@@ -185,17 +187,17 @@ func TestFileWritesWholeOrNothing(t *testing.T) {
 	writeFile(t, in, csvBody(10000, false))
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	require.ErrorIs(t, File(cancelled, in, out, detect.DefaultOptions(), nil), context.Canceled)
+	require.ErrorIs(t, File(cancelled, nil, in, out, detect.DefaultOptions(), nil), context.Canceled)
 	require.NoFileExists(t, out)
 	entries, err := os.ReadDir(filepath.Dir(out))
 	if err == nil {
 		require.Empty(t, entries, "no temporary file left behind")
 	}
 
-	require.NoError(t, File(context.Background(), in, out, detect.DefaultOptions(), nil))
+	require.NoError(t, File(context.Background(), nil, in, out, detect.DefaultOptions(), nil))
 	before, err := os.ReadFile(out)
 	require.NoError(t, err)
-	require.Error(t, File(cancelled, in, out, detect.DefaultOptions(), nil))
+	require.Error(t, File(cancelled, nil, in, out, detect.DefaultOptions(), nil))
 	after, err := os.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, before, after)
@@ -234,7 +236,7 @@ func TestFileRefusesDisorder(t *testing.T) {
 			dir := t.TempDir()
 			in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out", "in.csv")
 			writeFile(t, in, tc.body)
-			err := File(context.Background(), in, out, detect.DefaultOptions(), nil)
+			err := File(context.Background(), nil, in, out, detect.DefaultOptions(), nil)
 			require.ErrorContains(t, err, "in.csv")
 			require.ErrorContains(t, err, "oldest first")
 			require.NoFileExists(t, out)
@@ -295,6 +297,46 @@ func TestFileNoLookahead(t *testing.T) {
 			got := scoreFile(t, dir, strings.ReplaceAll(tc.name, " ", "_"), body(tc.after))
 			require.GreaterOrEqual(t, len(got), at+2)
 			require.Equal(t, want[:at+2], got[:at+2], "header and rows 0..%d", at)
+		})
+	}
+}
+
+// TestFileWarnsOfMoreSeries: Grafana's CSV of a panel with several series
+// ("Series joined by time") has one column per series; only the second
+// column is scored, and the others, passed through, looked scored. A
+// number in a later column of the first row is warned of by name; a
+// label column is not.
+func TestFileWarnsOfMoreSeries(t *testing.T) {
+	for _, tc := range []struct {
+		name, header, extra string
+		warn                []string // columns named in the warning; none: no warning
+	}{
+		{"joined by time", `"Time","cpu A","cpu B","cpu C"`, ",1.5,2", []string{`"cpu B"`, `"cpu C"`}},
+		{"a gap in one", "Time,a,b,c", ",,7", []string{`"c"`}},
+		{"a label", "timestamp,value,host", ",web-1", nil},
+		{"one series", "timestamp,value", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out.csv")
+			var b strings.Builder
+			b.WriteString(tc.header + "\n")
+			for i := range 100 {
+				fmt.Fprintf(&b, "%d,%g%s\n", 1_700_000_000+60*i, 10+math.Sin(float64(i)), tc.extra)
+			}
+			writeFile(t, in, b.String())
+			var logs bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
+			require.NoError(t, File(context.Background(), logger, in, out, detect.DefaultOptions(), nil))
+			if tc.warn == nil {
+				require.Empty(t, logs.String())
+				return
+			}
+			require.Contains(t, logs.String(), "level=WARN")
+			require.Contains(t, logs.String(), in)
+			for _, c := range tc.warn {
+				require.Contains(t, logs.String(), strings.ReplaceAll(c, `"`, `\"`))
+			}
 		})
 	}
 }

@@ -29,7 +29,7 @@ func BenchmarkFile(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if err := File(context.Background(), in, out, detect.DefaultOptions(), sc); err != nil {
+				if err := File(context.Background(), nil, in, out, detect.DefaultOptions(), sc); err != nil {
 					b.Fatal(err)
 				}
 			}

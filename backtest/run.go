@@ -2,6 +2,7 @@ package backtest
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/detect"
@@ -16,6 +17,7 @@ type Config struct {
 	// one goroutine at a time.
 	Progress func(done, total int)
 	Detect   detect.Options
+	Logger   *slog.Logger // warnings about a file (see File); nil: none
 }
 
 // Summary counts what a run did.
@@ -31,6 +33,6 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	return batch.Run(ctx, batch.Options{Input: cfg.Input, Output: cfg.Output, Workers: cfg.Workers, Progress: cfg.Progress},
 		func() batch.Job {
 			sc := detect.NewScratch() // one per worker: Detectors run one at a time here
-			return func(ctx context.Context, in, out string) error { return File(ctx, in, out, cfg.Detect, sc) }
+			return func(ctx context.Context, in, out string) error { return File(ctx, cfg.Logger, in, out, cfg.Detect, sc) }
 		})
 }

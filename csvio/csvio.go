@@ -342,6 +342,28 @@ func (r *Reader) parseValue(s string) (float64, error) {
 	return ParseValue(s)
 }
 
+// MoreSeries returns, quoted and comma-separated, the names of the
+// columns after the second whose cell in rec, the first row, is a number,
+// or "" if there are none: a file of several series (Grafana's CSV of a
+// panel "joined by time" has a column per series) of which the batch
+// commands take the second column only. A column of labels is not named.
+func MoreSeries(header, rec []string) string {
+	var b strings.Builder
+	for i := 2; i < len(rec) && i < len(header); i++ {
+		if strings.TrimSpace(rec[i]) == "" {
+			continue
+		}
+		if _, err := ParseValue(rec[i]); err != nil {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(header[i]))
+	}
+	return b.String()
+}
+
 // ParseValue parses a sample value. An empty cell is a missing value (NaN);
 // Prometheus's spellings NaN, +Inf and -Inf are accepted.
 func ParseValue(s string) (float64, error) {

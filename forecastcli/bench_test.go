@@ -27,7 +27,7 @@ func BenchmarkFile(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if err := File(context.Background(), in, out, Config{Horizon: 48}); err != nil {
+				if err := File(context.Background(), nil, in, out, Config{Horizon: 48}); err != nil {
 					b.Fatal(err)
 				}
 			}

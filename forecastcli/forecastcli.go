@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -50,7 +51,10 @@ func (c Config) Validate() error {
 // at all (see batch.WriteFile). Timestamps are written in the
 // style of the input's first one: unix seconds if it was a number (not a
 // YYYYMMDD date), RFC 3339 in UTC otherwise.
-func File(ctx context.Context, inPath, outPath string, cfg Config) error {
+//
+// Columns after the second that hold numbers in the first row are warned
+// of on logger (nil: none), as series not forecast (see csvio.MoreSeries).
+func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, cfg Config) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -75,6 +79,10 @@ func File(ctx context.Context, inPath, outPath string, cfg Config) error {
 	err = r.Each(ctx, func(rec []string, ts int64, v float64) error {
 		if firstTs == "" {
 			firstTs = rec[0]
+			if more := csvio.MoreSeries(r.Header, rec); more != "" && logger != nil {
+				logger.Warn("only the second column is forecast: the columns after it are not, numbers or not; write one series per file",
+					"file", batch.Name(inPath), "forecast", r.Header[1], "not_forecast", more)
+			}
 		}
 		if r.InOrder() {
 			// As `omen backtest` does and the live path must (the TSDB

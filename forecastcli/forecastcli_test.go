@@ -1,8 +1,10 @@
 package forecastcli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -40,7 +42,7 @@ func TestFile(t *testing.T) {
 	in := filepath.Join(dir, "in.csv")
 	writeSeries(t, in, 400, false)
 	out := filepath.Join(dir, "out", "in.csv")
-	require.NoError(t, File(context.Background(), in, out, Config{Horizon: 6}))
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizon: 6}))
 	s, err := csvio.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, []string{"timestamp", "yhat", "yhat_lower", "yhat_upper"}, s.Header)
@@ -57,7 +59,7 @@ func TestFileDateTimestamps(t *testing.T) {
 	in := filepath.Join(dir, "in.csv")
 	writeSeries(t, in, 300, true)
 	out := filepath.Join(dir, "out.csv")
-	require.NoError(t, File(context.Background(), in, out, Config{Horizon: 2}))
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizon: 2}))
 	s, err := csvio.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, time.Unix(1_600_000_000+3600*300, 0).UTC().Format(time.RFC3339), s.Rows[0][0])
@@ -76,7 +78,7 @@ func TestFileCompactDates(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
 	out := filepath.Join(dir, "out.csv")
-	require.NoError(t, File(context.Background(), in, out, Config{Horizon: 2}))
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizon: 2}))
 	s, err := csvio.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, day0.AddDate(0, 0, 300).Format(time.RFC3339), s.Rows[0][0])
@@ -87,13 +89,13 @@ func TestFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.csv")
 	require.NoError(t, os.WriteFile(bad, []byte("timestamp,value\n1600000000,1\n1600003600,abc\n"), 0o644))
-	err := File(context.Background(), bad, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
+	err := File(context.Background(), nil, bad, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
 	require.ErrorContains(t, err, "bad.csv:3")
 	require.ErrorContains(t, err, `"abc"`)
 
 	short := filepath.Join(dir, "short.csv")
 	writeSeries(t, short, 20, false)
-	err = File(context.Background(), short, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
+	err = File(context.Background(), nil, short, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
 	require.ErrorContains(t, err, "20 usable samples")
 
 	require.ErrorContains(t, Config{Horizon: 0}.Validate(), "horizon 0")
@@ -107,7 +109,7 @@ func TestFileErrors(t *testing.T) {
 	}
 	rev := filepath.Join(dir, "rev.csv")
 	require.NoError(t, os.WriteFile(rev, []byte(b.String()), 0o644))
-	err = File(context.Background(), rev, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
+	err = File(context.Background(), nil, rev, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
 	require.ErrorContains(t, err, "299 of 300 rows")
 	require.ErrorContains(t, err, "oldest first")
 }
@@ -227,8 +229,39 @@ func forecastOf(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	in, out := filepath.Join(dir, name+".csv"), filepath.Join(dir, "out", name+".csv")
 	require.NoError(t, os.WriteFile(in, []byte(body), 0o644))
-	require.NoError(t, File(context.Background(), in, out, Config{Horizon: 24}))
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizon: 24}))
 	b, err := os.ReadFile(out)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// TestFileWarnsOfMoreSeries: of a file with a column per series
+// (Grafana's "Series joined by time"), only the second column is
+// forecast; the others are warned of by name, a label column is not.
+func TestFileWarnsOfMoreSeries(t *testing.T) {
+	for _, tc := range []struct {
+		name, header, extra, warn string
+	}{
+		{"joined by time", "Time,a,b", ",3", `\"b\"`},
+		{"a label", "timestamp,value,host", ",web-1", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out.csv")
+			var b strings.Builder
+			b.WriteString(tc.header + "\n")
+			for i := range 200 {
+				fmt.Fprintf(&b, "%d,%g%s\n", 1_700_000_000+60*i, 10+math.Sin(float64(i)), tc.extra)
+			}
+			require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
+			var logs bytes.Buffer
+			require.NoError(t, File(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)), in, out, Config{Horizon: 6}))
+			if tc.warn == "" {
+				require.Empty(t, logs.String())
+				return
+			}
+			require.Contains(t, logs.String(), "level=WARN")
+			require.Contains(t, logs.String(), tc.warn)
+		})
+	}
 }

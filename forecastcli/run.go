@@ -26,7 +26,7 @@ func Run(ctx context.Context, logger *slog.Logger, input, output string, workers
 	sum, _ := batch.Run(ctx, batch.Options{Input: input, Output: output, Workers: workers, Progress: progress},
 		func() batch.Job {
 			return func(ctx context.Context, in, out string) error {
-				err := File(ctx, in, out, cfg)
+				err := File(ctx, logger, in, out, cfg)
 				if err != nil {
 					logger.Error("forecast file", "file", in, "err", err)
 				}

@@ -42,7 +42,7 @@ func TestBacktestScoresAsLive(t *testing.T) {
 		fmt.Fprintf(&b, "%s,%s\n", csvio.FormatFloat(float64(t0.UnixMilli()+int64(i)*stepMs)/1000), csvio.FormatFloat(v))
 	}
 	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
-	require.NoError(t, backtest.File(context.Background(), in, out, detect.DefaultOptions(), nil))
+	require.NoError(t, backtest.File(context.Background(), nil, in, out, detect.DefaultOptions(), nil))
 	bt, err := csvio.ReadFile(out)
 	require.NoError(t, err)
 	require.Len(t, bt.Rows, n)

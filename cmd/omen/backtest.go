@@ -41,6 +41,7 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 	return command{clause: cl, run: func(ctx context.Context) error {
 		logger := lc.logger()
 		cfg.Input, cfg.Output = stdio(cfg.Input), stdio(cfg.Output)
+		cfg.Logger = logger
 		d, err := detect.ParseDirection(direction)
 		if err != nil {
 			return err

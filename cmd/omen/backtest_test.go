@@ -40,7 +40,7 @@ func TestBacktestFlagsScoreAsServe(t *testing.T) {
 		return o
 	}
 	def := filepath.Join(dir, "default.csv")
-	require.NoError(t, backtest.File(context.Background(), in, def, detect.DefaultOptions(), nil))
+	require.NoError(t, backtest.File(context.Background(), nil, in, def, detect.DefaultOptions(), nil))
 	defOut, err := os.ReadFile(def)
 	require.NoError(t, err)
 	for _, tc := range []struct {
@@ -59,7 +59,7 @@ func TestBacktestFlagsScoreAsServe(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, want := filepath.Join(dir, tc.name, "got.csv"), filepath.Join(dir, tc.name, "want.csv")
 			require.Equal(t, 0, runMain(append([]string{"backtest", "--input", in, "--output", got}, tc.args...)))
-			require.NoError(t, backtest.File(context.Background(), in, want, tc.want, nil))
+			require.NoError(t, backtest.File(context.Background(), nil, in, want, tc.want, nil))
 			g, err := os.ReadFile(got)
 			require.NoError(t, err)
 			w, err := os.ReadFile(want)
