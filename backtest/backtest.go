@@ -5,7 +5,6 @@ package backtest
 import (
 	"bufio"
 	"context"
-	"encoding/csv"
 	"fmt"
 	"log/slog"
 
@@ -39,7 +38,7 @@ func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, opts
 		return err
 	}
 	return batch.WriteFile(outPath, func(bw *bufio.Writer) error {
-		return write(ctx, csv.NewWriter(bw), r, d, outPath, func(rec []string) {
+		return write(ctx, bw, r, d, outPath, func(rec []string) {
 			if more := csvio.MoreSeries(r.Header, rec); more != "" && logger != nil {
 				logger.Warn("only the second column is scored: the columns after it are passed through, numbers or not; write one series per file",
 					"file", batch.Name(inPath), "scored", r.Header[1], "unscored", more)
@@ -48,48 +47,65 @@ func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, opts
 	})
 }
 
-// write scores r's rows into w; first is called with the first row.
-func write(ctx context.Context, w *csv.Writer, r *csvio.Reader, d *detect.Detector, outPath string, first func(rec []string)) error {
-	header := append(append([]string(nil), r.Header...), OutputColumns...)
-	if err := w.Write(header); err != nil {
-		return fmt.Errorf("write %s: %w", outPath, err)
-	}
-	width := len(r.Header)
-	var out []string
-	err := r.Each(ctx, func(row []string, ts int64, v float64) error {
-		if first != nil {
-			first(row)
-			first = nil
+// write scores r's rows into w, as encoding/csv's Writer would write them
+// (see csvio.AppendField), a row at a time from one buffer; first is
+// called with the first row.
+func write(ctx context.Context, w *bufio.Writer, r *csvio.Reader, d *detect.Detector, outPath string, first func(rec []string)) error {
+	var buf []byte
+	writeRow := func(row []string, width int, tail func(b []byte) []byte) error {
+		buf = buf[:0]
+		for i, f := range row {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = csvio.AppendField(buf, f)
 		}
 		// Pad short rows so that the appended columns line up.
-		out = append(out[:0], row...)
-		for len(out) < width {
-			out = append(out, "")
+		for i := len(row); i < width; i++ {
+			buf = append(buf, ',')
 		}
-		if !r.InOrder() {
-			// The live path never scores it: the TSDB refuses a sample at
-			// or before the series' latest as out of order or duplicate,
-			// and the scorers take time forward only. Score 0, no band.
-			out = append(out, "0", "", "", "")
-		} else {
-			res := d.Update(ts, v)
-			out = append(out, csvio.FormatFloat(res.Score), csvio.FormatFloat(res.Yhat),
-				csvio.FormatFloat(res.YhatLower), csvio.FormatFloat(res.YhatUpper))
-		}
-		if err := w.Write(out); err != nil {
+		buf = append(tail(buf), '\n')
+		if _, err := w.Write(buf); err != nil {
 			return fmt.Errorf("write %s: %w", outPath, err)
 		}
 		return nil
+	}
+	err := writeRow(r.Header, 0, func(b []byte) []byte {
+		for _, c := range OutputColumns {
+			b = csvio.AppendField(append(b, ','), c)
+		}
+		return b
 	})
 	if err != nil {
 		return err
 	}
-	if err := r.CheckOrder(); err != nil {
+	width := len(r.Header)
+	var res detect.Result
+	skipped := func(b []byte) []byte {
+		// The live path never scores it: the TSDB refuses a sample at or
+		// before the series' latest as out of order or duplicate, and the
+		// scorers take time forward only. Score 0, no band.
+		return append(b, ",0,,,"...)
+	}
+	scored := func(b []byte) []byte {
+		for _, v := range [...]float64{res.Score, res.Yhat, res.YhatLower, res.YhatUpper} {
+			b = csvio.AppendFloat(append(b, ','), v)
+		}
+		return b
+	}
+	err = r.Each(ctx, func(row []string, ts int64, v float64) error {
+		if first != nil {
+			first(row)
+			first = nil
+		}
+		if !r.InOrder() {
+			return writeRow(row, width, skipped)
+		}
+		res = d.Update(ts, v)
+		return writeRow(row, width, scored)
+	})
+	if err != nil {
 		return err
 	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		return fmt.Errorf("write %s: %w", outPath, err)
-	}
-	return nil
+	return r.CheckOrder()
 }

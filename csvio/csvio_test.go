@@ -1,6 +1,8 @@
 package csvio
 
 import (
+	"bytes"
+	"encoding/csv"
 	"math"
 	"strings"
 	"testing"
@@ -160,4 +162,23 @@ func TestReadSeparators(t *testing.T) {
 		_, err := Read(strings.NewReader(in), "x.csv")
 		require.ErrorContains(t, err, "x.csv:2: value")
 	}
+}
+
+// TestAppendFieldAsCSVWriter: a row written with AppendField reads back
+// as encoding/csv's Writer writes it, byte for byte.
+func TestAppendFieldAsCSVWriter(t *testing.T) {
+	fields := []string{"", "a", "1.5", "a,b", `say "hi"`, `"`, "x\ny", "x\r\ny", "\r", " lead", "\tlead", "trail ", `\.`, `\.x`,
+		"\u00a0nbsp", "\u2003em", "é,", "2024-01-01 00:00:00", "+Inf"}
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	require.NoError(t, w.Write(fields))
+	w.Flush()
+	var got []byte
+	for i, f := range fields {
+		if i > 0 {
+			got = append(got, ',')
+		}
+		got = AppendField(got, f)
+	}
+	require.Equal(t, buf.String(), string(append(got, '\n')))
 }
