@@ -22,17 +22,12 @@ import (
 // config with it could not be backtested.
 func TestBacktestFlagsScoreAsServe(t *testing.T) {
 	dir := t.TempDir()
-	in := filepath.Join(dir, "in.csv")
-	var b strings.Builder
-	b.WriteString("timestamp,value\n")
-	for i := range 1500 {
-		v := 50 + 10*math.Sin(2*math.Pi*float64(i)/288) + float64((i*7919)%13)/4
+	in := writeSeriesCSV(t, dir, 1500, 300, func(i int) float64 {
 		if i >= 1200 && i < 1300 {
-			v = 42 // stuck
+			return 42 // stuck
 		}
-		fmt.Fprintf(&b, "%d,%g\n", 1_700_000_000+300*i, v)
-	}
-	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
+		return 50 + 10*math.Sin(2*math.Pi*float64(i)/288) + float64((i*7919)%13)/4
+	})
 
 	with := func(f func(o *detect.Options)) detect.Options {
 		o := detect.DefaultOptions()
@@ -78,13 +73,7 @@ func TestBacktestFlagsScoreAsServe(t *testing.T) {
 // the commands said "input: stat : no such file or directory".
 func TestStdio(t *testing.T) {
 	dir := t.TempDir()
-	in := filepath.Join(dir, "in.csv")
-	var b strings.Builder
-	b.WriteString("timestamp,value\n")
-	for i := range 300 {
-		fmt.Fprintf(&b, "%d,%g\n", 1_700_000_000+60*i, 10+math.Sin(float64(i)/9))
-	}
-	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
+	in := writeSeriesCSV(t, dir, 300, 60, func(i int) float64 { return 10 + math.Sin(float64(i)/9) })
 	for _, cmd := range []string{"backtest", "forecast"} {
 		want := filepath.Join(dir, cmd+"-want.csv")
 		require.Equal(t, 0, runMain([]string{cmd, "--input", in, "--output", want}))
@@ -141,4 +130,18 @@ func withStdio(t *testing.T, in, out string, f func() int) int {
 	os.Stdin, os.Stdout = i, o
 	defer func() { os.Stdin, os.Stdout = stdin, stdout }()
 	return f()
+}
+
+// writeSeriesCSV writes dir/in.csv, n rows of value(i) step seconds
+// apart, and returns its path.
+func writeSeriesCSV(t *testing.T, dir string, n, step int, value func(i int) float64) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("timestamp,value\n")
+	for i := range n {
+		fmt.Fprintf(&b, "%d,%g\n", 1_700_000_000+step*i, value(i))
+	}
+	in := filepath.Join(dir, "in.csv")
+	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
+	return in
 }
