@@ -41,6 +41,9 @@ func registerBacktest(app *kingpin.Application, lc *logConfig) command {
 	return command{clause: cl, run: func(ctx context.Context) error {
 		logger := lc.logger()
 		cfg.Input, cfg.Output = stdio(cfg.Input), stdio(cfg.Output)
+		if err := checkStdin(cfg.Input); err != nil {
+			return err
+		}
 		cfg.Logger = logger
 		d, err := detect.ParseDirection(direction)
 		if err != nil {

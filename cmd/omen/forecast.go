@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -27,6 +28,16 @@ func stdio(path string) string {
 	return path
 }
 
+// checkStdin refuses standard input as the input when it is a terminal:
+// nothing is piped in, and a script's --input "$DIR" with DIR unset would
+// wait for typing rather than fail.
+func checkStdin(input string) error {
+	if input == batch.Stdio && term.IsTerminal(int(os.Stdin.Fd())) {
+		return errors.New("--input -: standard input is a terminal; pipe a CSV file in or give its path")
+	}
+	return nil
+}
+
 // registerForecast registers `omen forecast`: forecast every CSV series
 // under --input for --horizon steps after its last point.
 func registerForecast(app *kingpin.Application, lc *logConfig) command {
@@ -39,6 +50,9 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 	workers := cl.Flag("workers", "Files forecast in parallel (0: one per CPU).").Default("0").Int()
 	return command{clause: cl, run: func(ctx context.Context) error {
 		*input, *output = stdio(*input), stdio(*output)
+		if err := checkStdin(*input); err != nil {
+			return err
+		}
 		cfg := forecastcli.Config{Horizon: *horizon, Options: forecast.Options{Coverage: *coverage, History: *history}}
 		if err := cfg.Validate(); err != nil {
 			return err
