@@ -16,19 +16,44 @@ import (
 // a crash of that run the snapshot is restored again, and its series
 // catch up on those. A mark that names another file (a periodic snapshot
 // written over it, one of an older release) is ignored.
+//
+// The mark also holds the latest sample time the TSDB held (see
+// latestStored), checked again once the TSDB has opened: a release older
+// than the mark (before 2026-12-06 19:35) neither removes nor rewrites it,
+// and after a rollback to one whose run took samples and was killed before
+// a snapshot of its own, the mark named the snapshot still, and the
+// restored series skipped that run's samples for good. Samples such a run
+// took only at or before that time (a backfill) are not seen so.
 const markSuffix = ".current"
 
+// markLen: checksum uint32 | size uint64 | latest sample time int64. A
+// mark of another length (the 12 bytes before the latest time, or a later
+// release's) is ignored: the next start catches up.
+const markLen = 20
+
 // writeMark writes the current mark of the snapshot at path, whose
-// checksum is sum. Not synced: lost in a power cut, the next start catches
-// up as after a crash.
-func writeMark(path string, sum uint32) error {
+// checksum is sum, the TSDB holding no sample after latest. Not synced:
+// lost in a power cut, the next start catches up as after a crash.
+func writeMark(path string, sum uint32, latest int64) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
 	b := binary.LittleEndian.AppendUint32(nil, sum)
 	b = binary.LittleEndian.AppendUint64(b, uint64(fi.Size()))
+	b = binary.LittleEndian.AppendUint64(b, uint64(latest))
 	return os.WriteFile(path+markSuffix, b, 0o644)
+}
+
+// latestStored is the latest sample time st's head holds (math.MinInt64
+// if none, or st is not a Prometheus TSDB). It only grows while the head
+// takes samples, and a restart's WAL replay restores it.
+func latestStored(st Storage) int64 {
+	db := dbOf(st)
+	if db == nil {
+		return math.MinInt64
+	}
+	return db.Head().MaxTime()
 }
 
 // takeMark reads and removes the current mark of the snapshot at path;
@@ -54,10 +79,12 @@ func takeMark(logger *slog.Logger, path string) []byte {
 	return b
 }
 
-// marked reports whether mark names the snapshot c read.
-func (c *stateCodec) marked(mark []byte) bool {
-	return len(mark) == 12 && c.size > 0 &&
-		binary.LittleEndian.Uint32(mark) == c.sum && int64(binary.LittleEndian.Uint64(mark[4:])) == c.size
+// marked reports whether mark names the snapshot c read, the TSDB holding
+// no sample after the latest it held then.
+func (c *stateCodec) marked(mark []byte, latest int64) bool {
+	return len(mark) == markLen && c.size > 0 &&
+		binary.LittleEndian.Uint32(mark) == c.sum && int64(binary.LittleEndian.Uint64(mark[4:])) == c.size &&
+		int64(binary.LittleEndian.Uint64(mark[12:])) == latest
 }
 
 // current reports whether s's models have learnt every sample the TSDB

@@ -536,7 +536,7 @@ func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (n int, err e
 		// after its batch is queued (or dropped), so it is seen here
 		// whichever it is; one begun after is refused (see
 		// tapAppender.Commit).
-		if err := writeMark(path, e.crc.Sum32()); err != nil {
+		if err := writeMark(path, e.crc.Sum32(), latestStored(p.st)); err != nil {
 			p.logger.Warn("Writing the snapshot's current mark; the next start catches every restored series up from the TSDB", "err", err)
 		}
 	}
@@ -624,7 +624,7 @@ func (p *Pipeline) restore() {
 	// current: the states that skip their catch-up's read (see
 	// flagCurrent), said in the log: after a graceful stop all but those
 	// whose samples were dropped, else 0.
-	current, marked := 0, codec.marked(mark)
+	current, marked := 0, codec.marked(mark, latestStored(p.st))
 	for _, s := range saved {
 		if !marked {
 			s.flags &^= flagCurrent
