@@ -8,7 +8,7 @@ PKGS        := ./e2e ./web ./...
 SHARED      ?= ../shared
 APT_UPDATED := /tmp/.omen-apt-updated
 
-.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest bench-disk bench-calendar bench-capacity fuzz soak deps-e2e deps-ui clean
+.PHONY: all build run test test-unit test-e2e test-ui bench bench-nab bench-m4 bench-ingest bench-disk bench-calendar bench-capacity fuzz soak upgrade-rollback deps-e2e deps-ui clean
 
 all: build
 
@@ -107,6 +107,13 @@ fuzz:
 
 soak: deps-e2e build
 	bash scripts/soak.sh
+
+# upgrade-rollback builds older commits from git history and moves one data
+# directory between each and HEAD in both directions (~3 minutes a commit);
+# OLD names the commits, by default the last before 2026-12-06, -04, -03.
+OLD ?=
+upgrade-rollback:
+	bash scripts/upgrade-rollback.sh $(OLD)
 
 clean:
 	rm -rf bin data
