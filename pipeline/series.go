@@ -148,7 +148,7 @@ const horizonSteps = 64
 // published is what the collector and the API read of a series, under its
 // worker's lock.
 type published struct {
-	t                         int64 // input sample timestamp, ms
+	t                         int64 // input sample timestamp, ms; the staleness marker's while stale
 	value                     float64
 	score, yhat, lower, upper float64
 	member, feature           string

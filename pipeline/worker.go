@@ -133,11 +133,14 @@ func newWorker(p *Pipeline, id int) *worker {
 func (w *worker) offer(b *batch) {
 	n := int64(len(b.s))
 	if q := w.queued.Add(n); q <= w.maxQueued || q == n {
+		// Counted before it is queued: a marker kept meanwhile (see
+		// keepMarkers) waits for it, not one batch fewer.
+		w.sent.Add(1)
 		select {
 		case w.queue <- b:
-			w.sent.Add(1)
 			return
 		default:
+			w.sent.Add(^uint64(0))
 		}
 	}
 	w.queued.Add(-n)
@@ -171,7 +174,10 @@ type lostMarker struct {
 }
 
 // keepMarkers keeps the staleness markers of b, a batch being dropped, for
-// the worker to apply after the batches queued before it (see applyLost),
+// the worker to apply after the batches queued before it (see applyLost;
+// a batch being queued at once may be counted among them, and only delays
+// the markers: its older samples would not be scored after them anyway,
+// see markStale),
 // and returns how many it kept. A marker comes once (from the sender, or
 // from a derived input's evaluation that found its series gone): dropped,
 // it left the series' last score on /metrics, and an alert on
@@ -277,9 +283,9 @@ func (w *worker) barrier(reset bool) {
 	b := getBatch()
 	b.barrier, b.reset = make(chan struct{}), reset
 	ch := b.barrier
+	w.sent.Add(1) // before it is queued, as in offer
 	select {
 	case w.queue <- b:
-		w.sent.Add(1)
 		select {
 		case <-ch:
 		case <-w.done:
@@ -478,8 +484,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		}
 		if s.outOfOrder(smp.t) {
 			// Out of order (the TSDB may accept it within its
-			// out-of-order window, and a resent sample as a duplicate):
-			// the models move forward in time only.
+			// out-of-order window, and a resent sample as a duplicate),
+			// or older than the series' staleness marker (see
+			// markStale): the models move forward in time only.
 			w.seen(s, nowMs)
 			continue
 		}
@@ -612,12 +619,20 @@ func (w *worker) readyChanged(wasReady, ready bool) {
 // the latest sample (out of order) changes nothing. The next result is
 // stored, and a forecast made, whatever the intervals, so the outputs
 // resume as soon as the input does.
+//
+// The marker's time becomes the series' latest (pub.t), so that a sample
+// older than the marker is out of order (see process), not scored: it was
+// accepted before the marker but reached the worker after it (two senders
+// of the series, a Prometheus HA pair or a resend racing the original,
+// whose commits queue in another order than they committed in), and
+// scored it took the marker back, the score of a target gone exposed and
+// listed until the sweep (TestMarkerNotOvertaken).
 func (w *worker) markStale(s *series, t int64, out *outputs) {
 	if !s.pub.hasResult || s.pub.stale || t <= s.pub.t {
 		return
 	}
 	w.mu.Lock()
-	s.pub.stale = true
+	s.pub.t, s.pub.stale = t, true
 	s.pub.endEvent()
 	w.mu.Unlock()
 	out.stale(s, t)
