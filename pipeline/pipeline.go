@@ -382,6 +382,11 @@ type Pipeline struct {
 	// series whose models learnt up to before it may hold it (see
 	// series.current).
 	droppedMaxT atomic.Int64
+	// storeGen numbers the TSDB's numberings of series: a reopen (see
+	// StorageReopened) begins the next. The tap's batches carry the one
+	// their references are of, and a worker drops those of a numbering
+	// before the one it reset to (see worker.renumbered).
+	storeGen atomic.Uint32
 
 	bf *backfill // remote-read source of warm starts; nil if not configured
 	// fresh spares a new series' warm start its TSDB reads when the TSDB
@@ -577,10 +582,15 @@ func (p *Pipeline) SeriesDeleted(refs []storage.SeriesRef) {
 // history. It runs before the reopened TSDB takes writes: the batches
 // queued are all of the old references, and are scored first (one scored
 // between the restore and the reset took its series' restored state, which
-// the reset then dropped).
+// the reset then dropped). A batch of the old references queued after the
+// reset (a commit onto the TSDB before its close whose goroutine queued it
+// only after the reopen) is not scored (see worker.renumbered).
 func (p *Pipeline) StorageReopened() {
+	// Before the reopened TSDB takes writes: a tap appender that reads
+	// the new numbering opens onto it (or onto none, refused).
+	gen := p.storeGen.Add(1)
 	if !p.ready.Load() {
-		return // not running yet: Run restores the snapshot
+		return // not running yet: Run restores the snapshot, the workers start at gen
 	}
 	p.logger.Warn("TSDB reopened: the scorers' series start again from the snapshot, as after a restart")
 	for _, w := range p.workers {
@@ -589,7 +599,7 @@ func (p *Pipeline) StorageReopened() {
 	p.snapshot(context.Background())
 	p.restore()
 	for _, w := range p.workers {
-		w.barrier(true)
+		w.reset(gen)
 	}
 }
 

@@ -1013,7 +1013,7 @@ func TestOutOfOrderNotScored(t *testing.T) {
 	e.feed(ls, "", []float64{1, 2, 3})
 	// Appended to the TSDB directly with an older timestamp (as within an
 	// out-of-order window) it would be scored out of time order.
-	e.p.enqueue([]sample{{ref: refOf(e, ls), ls: ls, t: t0.UnixMilli(), v: 100}})
+	e.p.enqueue([]sample{{ref: refOf(e, ls), ls: ls, t: t0.UnixMilli(), v: 100}}, e.p.storeGen.Load())
 	e.sync()
 	got := e.p.Anomalies(nil)
 	require.Equal(t, 3.0, float64(got[0].Value))

@@ -104,6 +104,11 @@ func (p *Pipeline) noteDropped(b *batch) {
 	for i := range b.s {
 		t = max(t, b.s[i].t)
 	}
+	p.noteDroppedAt(t)
+}
+
+// noteDroppedAt is noteDropped for samples of latest timestamp t.
+func (p *Pipeline) noteDroppedAt(t int64) {
 	for {
 		old := p.droppedMaxT.Load()
 		if t <= old || p.droppedMaxT.CompareAndSwap(old, t) {

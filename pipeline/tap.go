@@ -55,6 +55,11 @@ type batch struct {
 	// reset has the worker forget every series when it reaches the
 	// barrier (see Pipeline.StorageReopened).
 	reset bool
+	// gen is the TSDB's numbering of series the samples' references are
+	// of (see Pipeline.storeGen); on a reset barrier, the numbering the
+	// worker takes from then on. 32 bits beside reset keep a batch in
+	// 64 bytes.
+	gen uint32
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{s: make([]sample, 0, 64)} }}
@@ -76,7 +81,7 @@ func getBatchFor(n int) *batch {
 
 func putBatch(b *batch) {
 	clear(b.s) // drop label references
-	b.s, b.barrier, b.reset = b.s[:0], nil, false
+	b.s, b.barrier, b.reset, b.gen = b.s[:0], nil, false, 0
 	batchPool.Put(b)
 }
 
@@ -95,7 +100,10 @@ type tap struct {
 
 func (t tap) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	a := appenderPool.Get().(*tapAppender)
-	a.p, a.next = t.p, t.next.AppenderV2(ctx)
+	// The numbering before the TSDB's appender is opened: the references
+	// it gives are of this one or a later one, never an earlier.
+	a.p, a.gen = t.p, t.p.storeGen.Load()
+	a.next = t.next.AppenderV2(ctx)
 	return a
 }
 
@@ -106,7 +114,7 @@ var appenderPool = sync.Pool{New: func() any { return &tapAppender{samples: make
 
 func (a *tapAppender) release() {
 	clear(a.samples)
-	a.samples, a.p, a.next, a.off, a.hist = a.samples[:0], nil, nil, 0, 0
+	a.samples, a.p, a.next, a.off, a.hist, a.gen = a.samples[:0], nil, nil, 0, 0, 0
 	appenderPool.Put(a)
 }
 
@@ -116,8 +124,9 @@ type tapAppender struct {
 	p       *Pipeline
 	next    storage.AppenderV2
 	samples []sample
-	off     int // samples appended while scoring is off (MaxSeries 0)
-	hist    int // native histogram samples appended: stored, not scored
+	off     int    // samples appended while scoring is off (MaxSeries 0)
+	hist    int    // native histogram samples appended: stored, not scored
+	gen     uint32 // the TSDB's numbering of series when it was opened
 }
 
 func (a *tapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
@@ -195,7 +204,7 @@ func (a *tapAppender) Commit() error {
 		return err
 	}
 	if len(a.samples) > 0 {
-		a.p.enqueue(a.samples)
+		a.p.enqueue(a.samples, a.gen)
 	}
 	a.p.tapped.Add(uint64(a.off))
 	if a.hist > 0 {
@@ -252,20 +261,26 @@ func isCounter(name string, typ model.MetricType) bool {
 		strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_bucket")
 }
 
-// enqueue counts ingested samples and dispatches them.
-func (p *Pipeline) enqueue(samples []sample) {
+// enqueue counts ingested samples, of the TSDB's numbering gen, and
+// dispatches them.
+func (p *Pipeline) enqueue(samples []sample, gen uint32) {
 	p.tapped.Add(uint64(len(samples)))
-	p.dispatch(samples)
+	p.dispatchGen(samples, gen)
 }
 
-// dispatch splits samples by shard and queues them without blocking.
-func (p *Pipeline) dispatch(samples []sample) {
+// dispatch splits samples of the TSDB's current numbering (or of derived
+// inputs, whose references are their labels') by shard and queues them
+// without blocking.
+func (p *Pipeline) dispatch(samples []sample) { p.dispatchGen(samples, p.storeGen.Load()) }
+
+// dispatchGen is dispatch for samples of the TSDB's numbering gen.
+func (p *Pipeline) dispatchGen(samples []sample, gen uint32) {
 	now := p.opts.Now()
 	n := len(p.workers)
 	if n == 1 {
 		b := getBatchFor(len(samples))
 		b.s = append(b.s, samples...)
-		b.committed = now
+		b.committed, b.gen = now, gen
 		p.workers[0].offer(b)
 		return
 	}
@@ -285,7 +300,7 @@ func (p *Pipeline) dispatch(samples []sample) {
 		i := shardOf(s.ref, n)
 		if shards[i] == nil {
 			shards[i] = getBatchFor(counts[i])
-			shards[i].committed = now
+			shards[i].committed, shards[i].gen = now, gen
 		}
 		shards[i].s = append(shards[i].s, s)
 	}

@@ -76,11 +76,14 @@ type worker struct {
 	gen     uint64                              // bumped under mu whenever series gains or loses one
 	ignored map[storage.SeriesRef]ignoredSeries // not selected, over budget or failed
 
-	cfgGen  uint64
-	timed   uint64 // samples scored, for sampling the inference timing
-	scratch *detect.Scratch
-	fcBuf   fcBuf
-	acc     *accuracy
+	cfgGen uint64
+	// storeGen is the TSDB's numbering of series the worker's references
+	// are of (see Pipeline.storeGen), the worker's alone.
+	storeGen uint32
+	timed    uint64 // samples scored, for sampling the inference timing
+	scratch  *detect.Scratch
+	fcBuf    fcBuf
+	acc      *accuracy
 	// warmT and warmV are the warm start's buffers, grown to at most
 	// BackfillMaxPoints and reused.
 	warmT []int64
@@ -160,7 +163,7 @@ func (w *worker) offer(b *batch) {
 const droppedLogEvery = time.Minute
 
 // maxLostMarkers bounds the staleness markers a worker keeps from dropped
-// batches (see keepMarkers): 72 bytes each, under 5 MiB a worker. Markers
+// batches (see keepMarkers): 80 bytes each, 5 MiB a worker. Markers
 // come once a series, when its target or a derived input's series goes: a
 // whole cluster's pods going at once under overload keeps within it.
 const maxLostMarkers = 1 << 16
@@ -171,6 +174,7 @@ const maxLostMarkers = 1 << 16
 type lostMarker struct {
 	s     sample
 	after uint64
+	gen   uint32 // the TSDB's numbering of s.ref
 }
 
 // keepMarkers keeps the staleness markers of b, a batch being dropped, for
@@ -199,7 +203,7 @@ func (w *worker) keepMarkers(b *batch) int64 {
 		if len(w.lostMarks) >= maxLostMarkers {
 			break // dropped and counted with the samples
 		}
-		w.lostMarks = append(w.lostMarks, lostMarker{s: b.s[i], after: after})
+		w.lostMarks = append(w.lostMarks, lostMarker{s: b.s[i], after: after, gen: b.gen})
 		kept++
 	}
 	if !locked {
@@ -237,6 +241,9 @@ func (w *worker) applyLost(ctx context.Context, all bool) {
 			break // kept in order of after
 		}
 		n++
+		if m.gen != w.storeGen && m.s.ref&derivedRefBit == 0 {
+			continue // of the numbering before a reopen, as forgetAll's
+		}
 		if s := w.series[m.s.ref]; s != nil && s.pub.hasResult && m.s.t <= s.pub.t {
 			continue
 		}
@@ -250,7 +257,7 @@ func (w *worker) applyLost(ctx context.Context, all bool) {
 		putBatch(b)
 		return
 	}
-	b.committed = w.p.opts.Now()
+	b.committed, b.gen = w.p.opts.Now(), w.storeGen
 	w.queued.Add(int64(len(b.s))) // process takes them off
 	w.process(ctx, b)
 }
@@ -275,13 +282,18 @@ func (w *worker) leave() {
 }
 
 // sync waits until the worker has scored everything queued before it.
-func (w *worker) sync() { w.barrier(false) }
+func (w *worker) sync() { w.barrier(false, 0) }
+
+// reset waits until the worker has scored everything queued before it,
+// then has it forget every series and take the TSDB's numbering gen: the
+// batches of an earlier one queued after this are not scored.
+func (w *worker) reset(gen uint32) { w.barrier(true, gen) }
 
 // barrier waits until the worker has scored everything queued before it,
-// then, if reset, has it forget every series.
-func (w *worker) barrier(reset bool) {
+// then, if reset, has it forget every series and take numbering gen.
+func (w *worker) barrier(reset bool, gen uint32) {
 	b := getBatch()
-	b.barrier, b.reset = make(chan struct{}), reset
+	b.barrier, b.reset, b.gen = make(chan struct{}), reset, gen
 	ch := b.barrier
 	w.sent.Add(1) // before it is queued, as in offer
 	select {
@@ -297,6 +309,9 @@ func (w *worker) barrier(reset bool) {
 
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
+	// A reopen before Run was ready reset nothing: what was queued
+	// before it is of the old numbering.
+	w.storeGen = w.p.storeGen.Load()
 	sweep := time.NewTicker(max(w.p.opts.StaleAfter/8, time.Second))
 	defer sweep.Stop()
 	for {
@@ -386,8 +401,12 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	if b.barrier != nil {
 		if b.reset {
 			w.forgetAll()
+			w.storeGen = b.gen
 		}
 		close(b.barrier)
+		return
+	}
+	if b.gen != w.storeGen && !w.renumbered(ctx, b) {
 		return
 	}
 	now := p.opts.Now()
@@ -979,6 +998,55 @@ func (w *worker) forget(refs []storage.SeriesRef) {
 		}
 		w.unignoreLocked(ref)
 	}
+}
+
+// renumbered takes out of b, a batch of a numbering of the TSDB's series
+// before the worker's (a commit onto the TSDB before its reopen, queued by
+// its goroutine after the reset: see Pipeline.StorageReopened), its
+// ingested samples, and reports whether any is left to score: a derived
+// input's, whose references are its labels'. Those of the old references
+// name other series now: scored, a sample made a series of its labels
+// under the reference, which then scored the other series' samples under
+// its labels; a marker ended the results of the series given the
+// reference. The samples are in the TSDB, and their series catch up from
+// there at their next (see create), as after the drop of a full queue's
+// batch; a marker is applied by labels, as one of a series the worker
+// holds none of (see staleNotHeld).
+func (w *worker) renumbered(ctx context.Context, b *batch) bool {
+	p := w.p
+	kept := b.s[:0]
+	var out *outputs
+	dropped, maxT := 0, int64(math.MinInt64)
+	for i := range b.s {
+		smp := &b.s[i]
+		switch {
+		case smp.ref&derivedRefBit != 0:
+			kept = append(kept, *smp)
+		case value.IsStaleNaN(smp.v):
+			if out == nil {
+				o := p.newOutputs(ctx)
+				out = &o
+			}
+			w.staleNotHeld(ctx, smp, out)
+		default:
+			dropped, maxT = dropped+1, max(maxT, smp.t)
+		}
+	}
+	if out != nil {
+		if err := out.commit(); err != nil {
+			p.logger.Debug("Marking outputs stale", "err", err)
+			p.m.outputErrors.Inc()
+		}
+	}
+	if dropped > 0 {
+		// Rare (a commit descheduled across a whole reopen), and the
+		// reopen is logged as a warning already.
+		p.noteDroppedAt(maxT)
+		p.logger.Info("Samples of the TSDB's series references before its reopen, queued after it, not scored; their series catch up from the TSDB at their next sample", "samples", dropped)
+	}
+	clear(b.s[len(kept):])
+	b.s = kept
+	return len(kept) > 0
 }
 
 // forgetAll drops every series, and forgets the series it does not score:
