@@ -396,7 +396,11 @@ func BenchmarkAnomalies(b *testing.B) {
 // BenchmarkDispatch splits one committed request of 2000 samples between
 // two scorer queues. backlog=true keeps every batch (as the queues do
 // behind a backlog: the pool has none to give back), backlog=false returns
-// them to the pool once taken, as scorers that keep up do.
+// them to the pool once taken, as scorers that keep up do. Each batch
+// taken is uncounted from its queue's samples as a worker does: counted,
+// the queue was full in samples after 1024 rounds, offer dropped the
+// batches, and the benchmark waited for them for good (at the default
+// -benchtime).
 //
 //	go test -run '^$' -bench Dispatch -benchmem -count=6 ./pipeline
 func BenchmarkDispatch(b *testing.B) {
@@ -418,6 +422,7 @@ func BenchmarkDispatch(b *testing.B) {
 				p.dispatch(samples)
 				for _, w := range p.workers {
 					bt := <-w.queue
+					w.queued.Add(-int64(len(bt.s))) // as the worker does
 					if backlog {
 						held = append(held, bt)
 					} else {
