@@ -336,7 +336,7 @@ func (p *Pipeline) topAnomalies(ctx context.Context, sets [][]*labels.Matcher, l
 			in: s.in, name: s.name, Score: jsonFloat(s.pub.score), Value: jsonFloat(s.pub.value), Counter: s.counter, Derived: isDerived(s),
 			Yhat: jsonFloat(s.pub.yhat), YhatLower: jsonFloat(s.pub.lower), YhatUpper: jsonFloat(s.pub.upper),
 			Member: s.pub.member, Feature: s.pub.feature, Ready: s.pub.ready,
-			Timestamp: time.UnixMilli(s.pub.t).UTC(), Received: time.UnixMilli(s.lastSeen).UTC(),
+			Timestamp: time.UnixMilli(s.pub.t).UTC(), Received: time.UnixMilli(min(s.lastSeen, nowMs)).UTC(), // never after now (omen's clock stepped back)
 		}
 		if !s.pub.ready {
 			// As on /metrics: no band before the warm-up ends. The

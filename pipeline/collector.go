@@ -93,11 +93,17 @@ func (a *accuracy) observe(name, horizon string, hMs, everyMs, t int64, scaledEr
 	v.lastSeen = nowMs
 }
 
-func (a *accuracy) expire(cutMs int64) {
+// expire drops the entries not updated for staleMs, on omen's clock at
+// nowMs and in sample time, where arrivedMs is the latest sample's: omen's
+// clock alone (stepped forward, or resumed after a pause) is not the
+// series' absence (see worker.sweep). A reading after nowMs (omen's clock
+// stepped back) is taken back to it.
+func (a *accuracy) expire(nowMs, staleMs, arrivedMs int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, v := range a.m {
-		if v.lastSeen < cutMs {
+		v.lastSeen = min(v.lastSeen, nowMs)
+		if v.lastSeen < nowMs-staleMs && arrivedMs-v.lastT > staleMs {
 			delete(a.m, k)
 		}
 	}

@@ -497,24 +497,35 @@ func requireRampForecasts(t *testing.T, hs []time.Duration, names []string, ts [
 // TestAccuracyExpires: an input's forecast accuracy leaves /metrics once
 // it has not been checked for StaleAfter (the cut expireRestored passes),
 // and not before: no test failed with the entries kept a minute past the
-// cut.
+// cut. Nor before samples have come StaleAfter after its latest check, in
+// sample time: omen's clock stepped forward (or resumed from a pause) reset
+// every entry's average before its next check. A reading ahead of omen's
+// clock, which stepped back, is taken back to it.
 func TestAccuracyExpires(t *testing.T) {
-	const cut = 10 * 60_000
+	const stale, cut = 60 * 60_000, 10 * 60_000
+	const now = cut + stale
 	for _, tc := range []struct {
-		name     string
-		lastSeen int64
-		kept     bool
+		name      string
+		lastSeen  int64 // omen's clock at the latest check (its sample time is 0)
+		arrivedMs int64 // the latest sample's time
+		kept      bool
 	}{
-		{"checked before the cut", cut - 1, false},
-		{"a minute before the cut", cut - 60_000, false},
-		{"checked at the cut", cut, true},
-		{"checked after the cut", cut + 1, true},
+		{"checked before the cut", cut - 1, now, false},
+		{"a minute before the cut", cut - 60_000, now, false},
+		{"checked at the cut", cut, now, true},
+		{"checked after the cut", cut + 1, now, true},
+		{"omen's clock stepped forward, nothing since", cut - 60_000, 0, true},
+		{"omen's clock stepped forward, samples a minute on", cut - 60_000, 60_000, true},
+		{"omen's clock stepped back", now + 2*stale, now, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acc := &accuracy{m: map[accKey]*accVal{}}
 			acc.observe("x", "5m", 300_000, 60_000, 0, 1, true, tc.lastSeen)
-			acc.expire(cut)
+			acc.expire(now, stale, tc.arrivedMs)
 			require.Equal(t, tc.kept, len(acc.m) == 1)
+			for _, v := range acc.m {
+				require.LessOrEqual(t, v.lastSeen, int64(now), "not checked after now")
+			}
 		})
 	}
 }

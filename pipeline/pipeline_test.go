@@ -875,11 +875,18 @@ func TestStaleSeriesDropped(t *testing.T) {
 	e.feed(labels.FromStrings("__name__", "x"), "", []float64{1, 2, 3})
 	require.Equal(t, int64(1), e.p.scored.Load())
 	e.clock.set(t0.Add(2 * time.Hour))
+	// Gone for StaleAfter on omen's clock and in its senders' time: the
+	// latter once another series' samples have come 2 hours on (with
+	// nothing arriving, nothing goes, see TestOmenClockStepsForward).
+	e.push(t0.Add(2*time.Hour).UnixMilli(), model.MetricTypeGauge, []labels.Labels{labels.FromStrings("__name__", "y")}, []float64{1})
+	e.sync()
+	require.Equal(t, int64(2), e.p.scored.Load())
 	for _, w := range e.p.workers {
 		w.sweep()
 	}
-	require.Equal(t, int64(0), e.p.scored.Load())
-	require.Empty(t, e.p.Anomalies(nil))
+	require.Equal(t, int64(1), e.p.scored.Load())
+	require.Len(t, e.p.Anomalies(nil), 1)
+	require.Equal(t, "y", e.onlySeries().name)
 }
 
 func TestForecastSeries(t *testing.T) {

@@ -1074,7 +1074,13 @@ func (p *Pipeline) keepRestored(saved *savedSeries) {
 // lookback (see worker.sweep).
 func (p *Pipeline) expireRestored() {
 	now := p.opts.Now()
-	p.acc().expire(now.Add(-p.opts.StaleAfter).UnixMilli())
+	// An entry is a derived input's or an ingested one's: the older of
+	// the two kinds' latest samples ages both.
+	arrived := p.arrivedMs()
+	if arrived[0] == 0 || arrived[1] != 0 && arrived[1] < arrived[0] {
+		arrived[0] = arrived[1]
+	}
+	p.acc().expire(now.UnixMilli(), p.opts.StaleAfter.Milliseconds(), arrived[0])
 	p.m.names.expire(p.m.anomalies, now.UnixMilli())
 	refused := p.overBudgetNow.Load() > 0
 	p.restoreMu.Lock()

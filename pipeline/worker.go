@@ -70,6 +70,12 @@ type worker struct {
 	// newest is the latest timestamp (Unix ms) of an input sample the
 	// worker scored, 0 before the first (see Pipeline.newestScored).
 	newest atomic.Int64
+	// arrived is the latest timestamp (Unix ms) of a sample the worker took
+	// (scored or not, a staleness marker too), by kind: [0] an ingested
+	// input's, in its sender's time, [1] a derived input's, at omen's
+	// time when evaluated. The sweep measures a series' absence in them
+	// as well as on omen's clock (see worker.sweep).
+	arrived [2]atomic.Int64
 
 	mu      sync.RWMutex
 	series  map[storage.SeriesRef]*series
@@ -415,12 +421,16 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	out := p.newOutputs(ctx)
 	scored := 0 // added to the counter once per batch, not per sample
 	newest := w.newest.Load()
+	arrived := [2]int64{w.arrived[0].Load(), w.arrived[1].Load()}
 	defer func() {
 		p.m.scoredSamples.Add(float64(scored))
-		w.newest.Store(newest) // the worker alone writes it
+		w.newest.Store(newest) // the worker alone writes them
+		w.arrived[0].Store(arrived[0])
+		w.arrived[1].Store(arrived[1])
 	}()
 	for i := range b.s {
 		smp := &b.s[i]
+		arrived[smp.ref>>63] = max(arrived[smp.ref>>63], smp.t)
 		s := w.series[smp.ref]
 		if s != nil && smp.ref&derivedRefBit != 0 && !labels.Equal(s.in, smp.ls) {
 			if !w.derivedCollision(s, smp) {
@@ -606,6 +616,15 @@ func (p *Pipeline) scoringLag() float64 {
 		}
 	}
 	return lag.Seconds()
+}
+
+// arrivedMs is the latest timestamp of a sample any worker took, of an
+// ingested input ([0]) and of a derived one ([1]) (see worker.arrived).
+func (p *Pipeline) arrivedMs() (ms [2]int64) {
+	for _, w := range p.workers {
+		ms[0], ms[1] = max(ms[0], w.arrived[0].Load()), max(ms[1], w.arrived[1].Load())
+	}
+	return ms
 }
 
 // newestScored is the latest timestamp of an input sample scored, in
@@ -1109,11 +1128,25 @@ func (w *worker) sweep() {
 	refused := w.p.overBudgetNow.Load() > 0
 	ivs := w.p.intervals()
 	nowMs, holdMs := now.UnixMilli(), w.p.opts.IncidentHold.Milliseconds()
+	// Absence is measured on omen's clock and in sample time both: a
+	// series is passed by d once samples of its kind (its senders', or
+	// for a derived input omen's evaluations) have arrived from more than
+	// d after its latest. omen's clock alone (Unix ms, no monotonic
+	// reading) stepping forward past StaleAfter, an NTP step or a VM or
+	// pod resumed while its senders queued, dropped every model before
+	// the next samples came; as Prometheus's head, which lets a series go
+	// once the samples appended since have left it behind, nothing goes
+	// while nothing arrives.
+	arrived := w.p.arrivedMs()
+	passed := func(s *series, d int64) bool { return arrived[s.ref>>63]-s.pub.t > d }
 	// gone reports whether s has left every query: stale with nothing
 	// since for the lookback, or silent, which takes it off /metrics too
 	// (the incident hold, if longer, included: an incident is not cut
 	// short).
 	gone := func(s *series) bool {
+		if !passed(s, lookbackMs+ivs.everyMs(s)) {
+			return false
+		}
 		if s.pub.stale {
 			return s.lastSeen < nowMs-lookbackMs-ivs.everyMs(s)
 		}
@@ -1121,8 +1154,13 @@ func (w *worker) sweep() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	staleMs := w.p.opts.StaleAfter.Milliseconds()
 	for ref, s := range w.series {
-		if s.lastSeen < cut-ivs.everyMs(s) || refused && gone(s) {
+		// A reading ahead of omen's clock, which stepped back since, is
+		// taken back to it: the series is not kept, nor shown received,
+		// that much longer.
+		s.lastSeen = min(s.lastSeen, nowMs)
+		if s.lastSeen < cut-ivs.everyMs(s) && passed(s, staleMs+ivs.everyMs(s)) || refused && gone(s) {
 			w.drop(ref, s)
 		}
 	}
