@@ -238,10 +238,24 @@ func parseStep(s string) (float64, error) {
 func fmtValue(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // inRange says whether a sample at t exists: generated data covers the last
-// fakeHistory up to now, never the future.
+// fakeHistory up to now, or up to the latest sample of an input whose
+// sender is ahead (as the TSDB's head holds it), never later.
 func (f *fakeAPI) inRange(t float64) bool {
 	now := f.now()
-	return t <= float64(now.UnixMilli())/1000 && t >= float64(now.Add(-fakeHistory).Unix())
+	return t <= float64(f.newest().UnixMilli())/1000 && t >= float64(now.Add(-fakeHistory).Unix())
+}
+
+// newest is the time of the latest sample stored: now, or an input's
+// stamped ahead of it.
+func (f *fakeAPI) newest() time.Time {
+	now := f.now()
+	newest := now
+	for _, in := range f.inputs {
+		if t := now.Add(-in.silentFor - in.behind); t.After(newest) {
+			newest = t
+		}
+	}
+	return newest
 }
 
 func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
@@ -318,7 +332,7 @@ func (f *fakeAPI) query(w http.ResponseWriter, r *http.Request) {
 	result := []row{}
 	// Like Prometheus: the latest sample within the 5m lookback, stamped
 	// with the evaluation time.
-	sampleAt := math.Min(at, float64(f.now().UnixMilli())/1000)
+	sampleAt := math.Min(at, float64(f.newest().UnixMilli())/1000)
 	if at-sampleAt <= 300 && f.inRange(sampleAt) {
 		for _, s := range f.series() {
 			if matchAll(ms, s.labels) {

@@ -566,6 +566,47 @@ func TestUISenderClockSkew(t *testing.T) {
 	}
 }
 
+// TestUISeriesChartSenderAhead: the series chart ends at omen's now or at
+// the series' latest sample, whichever is later, and its forecast cone
+// starts there. It ended at omen's now: for a sender whose clock is ahead
+// of omen's by minutes (within the 10 omen accepts) the latest samples, the
+// newest forecasts and the cone's start were not drawn, the cone hung
+// where no sample was.
+func TestUISeriesChartSenderAhead(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	for _, tc := range []struct {
+		name   string
+		behind time.Duration // the sender's clock against omen's
+	}{
+		{"sender 5m ahead", -5 * time.Minute},
+		{"sender on time", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, srv := serveFake(t, []fakeInput{{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20,
+				spike: 16, spikeFrom: time.Now().Add(-tc.behind - 3*time.Minute), behind: tc.behind}}, time.Hour)
+			br := startBrowser(t, 1280, 800)
+			br.open(srv.URL + "/")
+			br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+			openFirstSeries(br)
+			var got struct {
+				LastValue float64 `json:"lastValue"` // the latest value charted
+				ConeEnd   float64 `json:"coneEnd"`   // the cone's farthest point
+				Cone      int     `json:"cone"`
+				Step      float64 `json:"step"`
+			}
+			br.eval(&got, `var d = omen.data, xs = d.main[0], last = null, cone = null;
+  for (var i = 0; i < xs.length; i++) { if (d.main[1][i] != null) last = xs[i]; if (d.main[5][i] != null) cone = xs[i]; }
+  return {lastValue: last, coneEnd: cone, cone: d.counts.cone, step: d.step};`)
+			require.Equal(t, len(fakeHorizons), got.Cone)
+			want := float64(time.Now().Add(-tc.behind).Unix())
+			require.InDelta(t, want, got.LastValue, got.Step+5, "the latest sample charted")
+			require.InDelta(t, got.LastValue+5400, got.ConeEnd, got.Step+5, "the cone from the latest sample, to its 1h30m horizon")
+		})
+	}
+}
+
 // TestUITimeZone: the page's times are the browser's local time, as
 // Grafana's are by default, and say which zone that is. They named none:
 // "updated 3:12:37 PM", a start "12/5/2026, 3:12:30 PM" and the charts'

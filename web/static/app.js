@@ -464,8 +464,13 @@
     var now = serverNow() / 1000;
     var end = now;
     // A stale anomaly (data stopped arriving) is shown where it happened.
+    // A sender ahead of omen's clock (by up to the 10 minutes omen
+    // accepts) has its latest sample, and forecasts made at it, after
+    // now: the chart ends there, so that they are drawn and the cone
+    // starts at that sample.
     var at = Date.parse(state.anomalies.reduce(function (t, a) { return seriesKey(a.labels) === key ? a.timestamp : t; }, null));
     if (isFinite(at) && at / 1000 < now - state.range / 2) end = at / 1000 + 600;
+    else if (isFinite(at) && at / 1000 > now) end = at / 1000;
     var start = end - state.range;
     var step = Math.max(15, Math.ceil(state.range / 720));
     var rng = function (q) {
