@@ -18,6 +18,7 @@ import (
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecast"
+	"github.com/omen-sidecar/omen/internal/livefc"
 )
 
 // newFcState returns a forecaster for the horizons hs, named names.
@@ -429,7 +430,7 @@ func TestForecastFastJitteredInput(t *testing.T) {
 
 // TestForecastIntervalAtMinStep: an input whose interval is the longest
 // horizon / 64 (30 s with a 32m horizon, 15 s with 16m, 45 s with 48m;
-// from 1h on, the step is at least dailyStepMs, see minStepFor),
+// from 1h on, the step is at least livefc.DailyStepMs, see minStepFor),
 // its samples stamped a few ms early or late, is forecast every minute on
 // steps of one interval, for its horizon. Its step was one interval while
 // the median of the last three was just above the minimum and two while it
@@ -447,7 +448,7 @@ func TestForecastIntervalAtMinStep(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hs, names := horizonsOf(config.Scoring{ForecastHorizons: []model.Duration{model.Duration(5 * time.Minute), model.Duration(tc.longest)}})
-			require.Equal(t, tc.every, newFcState(hs, names).rs.minStepMs)
+			require.Equal(t, tc.every, newFcState(hs, names).rs.MinStepMs)
 			rng := rand.New(rand.NewPCG(7, 8))
 			ts := make([]int64, 12*3600_000/tc.every)
 			for i := range ts {
@@ -551,7 +552,7 @@ func TestLearnable(t *testing.T) {
 		{"no band", 500, detect.Result{Ready: true, Score: 1.5, YhatLower: math.NaN(), YhatUpper: math.NaN()}, 500},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			require.Equal(t, tc.want, learnable(tc.v, tc.r))
+			require.Equal(t, tc.want, livefc.Learnable(tc.v, tc.r))
 		})
 	}
 }
@@ -561,7 +562,7 @@ func TestLearnable(t *testing.T) {
 // the same sample. They did: 10 000 refits in one 15 s step every 64
 // steps, 6.7 CPU-s of a scorer's time at once and none between.
 func TestRefitsStaggered(t *testing.T) {
-	every := forecastOptions().RefitEvery
+	every := livefc.Options().RefitEvery
 	// Consecutive refs, as the head gives a deployment's series, wherever
 	// they start (a derived input's carry a high bit), fill every phase
 	// about evenly.

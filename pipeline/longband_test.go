@@ -12,6 +12,7 @@ import (
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forecast"
+	"github.com/omen-sidecar/omen/internal/livefc"
 )
 
 // liveBands feeds v (one sample a minute) through a series' scoring and
@@ -112,7 +113,7 @@ func TestLongHorizonSeesDailyCycle(t *testing.T) {
 // forecast further off than the last value carried forward (MAE 10.3
 // against 9.9). At 15 s samples a 4h horizon stepped 225 s, a day of 384
 // steps, and a 6h horizon 345 s in 512 steps, a day of 250: both over the
-// 47% of the history that the season search finds (see dailyRoom), no
+// 47% of the history that the season search finds (see livefc.DailyRoom), no
 // season, MAE 31.6 against persistence's 36.5 and 50.7 against 50.9 (now
 // 1.7 and 7.9).
 func TestCapacityHorizonsSeeDailyCycle(t *testing.T) {
@@ -133,9 +134,9 @@ func TestCapacityHorizonsSeeDailyCycle(t *testing.T) {
 				v := dailyRateAt(seed, 4, tc.iv)
 				acc, se := liveAccuracy(t, v, tc.iv, []time.Duration{5 * time.Minute, 30 * time.Minute, tc.h}, int(48*time.Hour/tc.iv))
 				a := acc[2]
-				day := float64(24*time.Hour.Milliseconds()) / float64(se.fc.rs.step())
+				day := float64(24*time.Hour.Milliseconds()) / float64(se.fc.rs.Step())
 				t.Logf("seed %d: step %d ms, seasons %v (a day %.0f steps), coverage %.3f, MAE %.3f, persistence's %.3f; 5m MAE %.3f, 30m %.3f",
-					seed, se.fc.rs.step(), se.fc.m.Seasons(), day, a.coverage, a.mae, a.persistence, acc[0].mae, acc[1].mae)
+					seed, se.fc.rs.Step(), se.fc.m.Seasons(), day, a.coverage, a.mae, a.persistence, acc[0].mae, acc[1].mae)
 				s := se.fc.m.Seasons()
 				require.NotEmpty(t, s, "seed %d", seed)
 				require.InDelta(t, day, s[0], day*0.03, "seed %d", seed)
@@ -147,7 +148,7 @@ func TestCapacityHorizonsSeeDailyCycle(t *testing.T) {
 }
 
 // TestMinStepFor: the default horizons step at a 64th of the longest, 1h
-// to 4h at least dailyStepMs (expected values: the horizon over 64,
+// to 4h at least livefc.DailyStepMs (expected values: the horizon over 64,
 // rounded up, or 4 minutes).
 func TestMinStepFor(t *testing.T) {
 	for _, tc := range []struct {
@@ -165,17 +166,17 @@ func TestMinStepFor(t *testing.T) {
 		{6 * time.Hour, 337_500},
 	} {
 		t.Run(tc.longest.String(), func(t *testing.T) {
-			require.Equal(t, tc.stepMs, minStepFor(tc.longest))
+			require.Equal(t, tc.stepMs, livefc.MinStep(tc.longest))
 		})
 	}
 }
 
-// TestForecastOptionsFor: dailyHistory where a day of steps is too long
-// for forecastOptions' 512 to find it and not for dailyHistory, else 512
+// TestForecastOptionsFor: livefc.DailyHistory where a day of steps is too long
+// for forecastOptions' 512 to find it and not for livefc.DailyHistory, else 512
 // (expected values: a day is 86 400 s over the step, rounded up; found up
 // to 47% of the history, 240 steps of 512 and 360 of 768).
 //
-// MaxHorizon is the longest horizon's steps (rounded up) plus horizonRoom
+// MaxHorizon is the longest horizon's steps (rounded up) plus livefc.HorizonRoom
 // (16), at most 80, and MinSamples 2·MaxHorizon+32: a 1h horizon is 15
 // steps of 4 minutes, so 31 and 94; the default horizons' 64 steps keep 80
 // and 192.
@@ -204,7 +205,7 @@ func TestForecastOptionsFor(t *testing.T) {
 		{"unknown step", 0, time.Hour, 512, 80, 192},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := forecastOptionsFor(tc.stepMs, tc.longest)
+			o := livefc.OptionsFor(tc.stepMs, tc.longest)
 			require.Equal(t, tc.history, o.History)
 			require.Equal(t, tc.maxHorizon, o.MaxHorizon)
 			require.Equal(t, tc.minSamples, o.MinSamples)
@@ -343,7 +344,7 @@ func TestRestoreRefusesOtherHistory(t *testing.T) {
 		history int
 		ok      bool
 	}{
-		{"the history its steps get", forecastOptionsFor(newFcState(hs, names).rs.minStepMs, 5*time.Hour).History, true},
+		{"the history its steps get", livefc.OptionsFor(newFcState(hs, names).rs.MinStepMs, 5*time.Hour).History, true},
 		{"two days of steps, as saved before", 615, false},
 		{"forecastOptions' 512", 512, false},
 	} {

@@ -16,6 +16,7 @@ import (
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecast"
+	"github.com/omen-sidecar/omen/internal/livefc"
 )
 
 // TestStateSizeClasses: a scored series and a forecaster's state fill Go's
@@ -185,20 +186,20 @@ func TestResampler(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := resampler{minStepMs: tc.minStepMs}
+			r := livefc.Resampler{MinStepMs: tc.minStepMs}
 			var got []tv
 			var msd []float64
 			for _, p := range tc.in {
-				out, n := r.add(p.t, p.v)
+				out, n := r.Add(p.t, p.v)
 				for _, o := range out[:n] {
-					got, msd = append(got, tv{o.t, o.v}), append(msd, o.msd)
+					got, msd = append(got, tv{o.T, o.V}), append(msd, o.MSD)
 				}
 			}
 			require.Equal(t, tc.want, got)
 			if tc.wantMSD != nil {
 				require.InDeltaSlice(t, tc.wantMSD, msd, 1e-9)
 			}
-			require.Equal(t, tc.wantStep, r.step())
+			require.Equal(t, tc.wantStep, r.Step())
 		})
 	}
 }
@@ -237,16 +238,16 @@ func TestResamplerIntervalOfFastInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(3, 9))
-			r := resampler{minStepMs: 28125}
+			r := livefc.Resampler{MinStepMs: 28125}
 			for i := range int64(3600) {
 				tm := i*tc.every + rng.Int64N(2*tc.jitter+1) - tc.jitter
-				r.add(tm, 1)
+				r.Add(tm, 1)
 				if i < 100 {
 					continue // the first instants
 				}
 				// The median of three means of an instant's intervals,
 				// each of which two jittered samples bound.
-				require.InDelta(t, tc.every, r.interval(), float64(2*tc.jitter)+1, "sample %d", i)
+				require.InDelta(t, tc.every, r.Interval(), float64(2*tc.jitter)+1, "sample %d", i)
 			}
 		})
 	}
@@ -375,12 +376,12 @@ func TestWidenKeepsNonNegativeBand(t *testing.T) {
 		lower  float64
 	}{
 		{"non-negative", true, 0},
-		{"may be negative", false, 1 - math.Sqrt(0.25+bandZ*bandZ)},
+		{"may be negative", false, 1 - math.Sqrt(0.25+livefc.BandZ*livefc.BandZ)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := widen(p, bandZ*bandZ, tc.nonNeg)
+			w := livefc.Widen(p, livefc.BandZ*livefc.BandZ, tc.nonNeg)
 			require.InDelta(t, tc.lower, w.Lower, 1e-12)
-			require.InDelta(t, 1+math.Sqrt(0.25+bandZ*bandZ), w.Upper, 1e-12)
+			require.InDelta(t, 1+math.Sqrt(0.25+livefc.BandZ*livefc.BandZ), w.Upper, 1e-12)
 			require.Equal(t, p.Yhat, w.Yhat)
 		})
 	}
@@ -419,12 +420,12 @@ func TestRestoreFixedStepState(t *testing.T) {
 			for i := range tc.n {
 				feed(twin, i)
 			}
-			require.Equal(t, tc.opened, twin.rs.n)
+			require.Equal(t, tc.opened, twin.rs.N)
 			m, err := twin.m.MarshalBinary()
 			require.NoError(t, err)
 			b := []byte{1}
 			for _, u := range []uint64{
-				uint64(twin.rs.minStepMs), uint64(tc.k * tc.every), uint64(tc.k), uint64(tm / (tc.k * tc.every)), uint64(tc.oldN), uint64(tm),
+				uint64(twin.rs.MinStepMs), uint64(tc.k * tc.every), uint64(tc.k), uint64(tm / (tc.k * tc.every)), uint64(tc.oldN), uint64(tm),
 				math.Float64bits(v), 0, 0, math.Float64bits(twin.within), uint64(tm),
 			} {
 				b = binary.LittleEndian.AppendUint64(b, u)
@@ -455,7 +456,7 @@ func TestRestoreRefusesDamagedState(t *testing.T) {
 	for i := range 300 { // 15 s: one sample open
 		f.step(s, t0.UnixMilli()+int64(i)*15_000, float64(i%9), float64(i%9), nil, &buf, time.Minute.Milliseconds())
 	}
-	require.Equal(t, 1, f.rs.n)
+	require.Equal(t, 1, f.rs.N)
 	valid, err := f.appendState(nil)
 	require.NoError(t, err)
 	require.NoError(t, newFcState(hs, names).restoreState(valid))
@@ -535,10 +536,10 @@ func TestRestoreStateRefusesDamage(t *testing.T) {
 	// its latest sample moved by d.
 	tag2 := func(every int64, n, open int, d int64) []byte {
 		f, _, _, _ := fed(every, n)
-		require.Equal(t, open, f.rs.n)
+		require.Equal(t, open, f.rs.N)
 		b, err := f.appendState(nil)
 		require.NoError(t, err)
-		binary.LittleEndian.PutUint64(b[fcFieldsAt(b)+9*8:], uint64(f.rs.lastT+d))
+		binary.LittleEndian.PutUint64(b[fcFieldsAt(b)+9*8:], uint64(f.rs.LastT+d))
 		return b
 	}
 	// tag1 is a tag 1 state of a step of k intervals with one sample open
@@ -547,7 +548,7 @@ func TestRestoreStateRefusesDamage(t *testing.T) {
 		f, m, tm, v := fed(every, n)
 		b := []byte{1}
 		for _, u := range []uint64{
-			uint64(f.rs.minStepMs), uint64(k * every), uint64(k), uint64(tm / (k * every)), uint64(min(k-1, 1)), uint64(tm + d),
+			uint64(f.rs.MinStepMs), uint64(k * every), uint64(k), uint64(tm / (k * every)), uint64(min(k-1, 1)), uint64(tm + d),
 			math.Float64bits(v), 0, 0, math.Float64bits(f.within), uint64(tm),
 		} {
 			b = binary.LittleEndian.AppendUint64(b, u)
@@ -666,5 +667,5 @@ func TestRestoreKeepsBandFloors(t *testing.T) {
 	require.NoError(t, h.restoreState(old))
 	require.Zero(t, h.stepDif)
 	require.Zero(t, h.pend[0].floor)
-	require.Equal(t, f.rs.lastT, h.rs.lastT)
+	require.Equal(t, f.rs.LastT, h.rs.LastT)
 }

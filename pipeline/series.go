@@ -14,136 +14,8 @@ import (
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecast"
+	"github.com/omen-sidecar/omen/internal/livefc"
 )
-
-// forecastOptions are the forecaster settings of the live pipeline: shorter
-// history and rarer refits than forecast's defaults bound memory (~9 KiB
-// a series with its fcState: BenchmarkStatePerSeries) and refit CPU per
-// series. The forecaster sees resampled steps (see horizonSteps), so the
-// longest horizon is at most 64 of them; MaxHorizon
-// leaves room for a step estimate below the resampling step (gaps).
-func forecastOptions() forecast.Options {
-	return forecast.Options{MaxHorizon: 80, History: 512, RefitEvery: 64, MinSamples: 2*80 + 32, Coverage: 0.95}
-}
-
-// dailyHistory is the longest history a forecaster holds to see two days
-// (see forecastOptionsFor).
-const dailyHistory = 768
-
-// dailyRoom is, in percent of the history, the longest season a
-// forecaster finds: its season search (detect's periodogram, up to
-// forecast.Options.MaxPeriod, half the history) found a daily sine of 365
-// steps in 768, not one of 370 or 384.
-const dailyRoom = 47
-
-// forecastOptionsFor is forecastOptions for a forecaster whose steps are
-// at least minStepMs long: where a day of them is too long for History to
-// find (see dailyRoom) and not for dailyHistory, it holds dailyHistory.
-// A 4h horizon (steps of at least 4 minutes, see dailyStepMs) has a day of
-// 360 steps: 512 steps never held a daily cycle, and a request rate with a
-// daily swing of ±60% (make bench-capacity, shape requests) was forecast 4h
-// ahead with no season, its MAE 1.15 times predict_linear's best and its
-// 95% band covering 68%; with two days, 0.55 times and 89%. Two days cost
-// a forecaster 1 KiB of history (256 values of 4 bytes), and one that
-// finds the daily season holds it in its seasonal models, once (the
-// forecast package's seasonalNaive): 9.6 KB held against 4.3-5.1 KB
-// without a season, 18.8 KB when each of the four held a copy (a Model of
-// a daily sine at 360 steps, forecast's TestModelHeldBytesSeasonal). A
-// refit took 1.7-3.6 times the CPU (BenchmarkRefit's shapes at History
-// 768: walk 2.6 → 4.4 ms, rate 0.49 → 1.76, hourly 2.3 → 4.8), once every
-// 64 steps of at least 4 minutes (4.3 hours), where the default horizons'
-// 28 s steps refit every 30 minutes. Series whose longest horizon is from
-// 1h to 6h23m hold 768 (see minStepFor); those shorter (the default
-// horizons), whose day is thousands of steps, and those longer, whose day
-// 512 finds, keep 512.
-//
-// Its MaxHorizon is the steps of the longest horizon, longest, plus
-// horizonRoom, at most forecastOptions' 80 (which the default horizons,
-// 64 steps, keep), and MinSamples follows it as forecast's default does
-// (2·MaxHorizon+32, at least 64): the validation's first part, which
-// Theta and Holt-Winters are fitted on, holds at least half the history,
-// MaxHorizon+16 steps. With 80 for every forecaster a 1h horizon, 15
-// steps of 4 minutes, waited 192 steps (12.8 hours) for its first
-// forecast; with 31, 94 steps (6.3 hours; 2h 8.3, 3h 10.3, 4h 12.3). On
-// TestCapacityHorizonsSeeDailyCycle's series over days 3 to 6 (8 seeds
-// at 60 s and 3 at 15 s, each at three refit phases), the MAE over
-// BASE's was 0.99, 1.08, 1.09 and 0.95 times at 1h to 4h (60 s; 15 s:
-// 1.03, 1.05, 1.19, 0.98), every one within twice its standard error of
-// 1, where the refit phase alone moved it 0.75 to 1.66 times a run; the
-// bands covered 0.4 to 1.2 points less, 96.6-98.8% of a nominal 95%. At
-// make bench-capacity's 4h horizon (76, not 80) sMAPE was 0.1% worse to
-// 6% better, coverage 0.6 points lower to 3.9 higher.
-func forecastOptionsFor(minStepMs int64, longest time.Duration) forecast.Options {
-	o := forecastOptions()
-	if minStepMs <= 0 {
-		return o
-	}
-	day := (24*time.Hour.Milliseconds() + minStepMs - 1) / minStepMs
-	if 100*day > dailyRoom*int64(o.History) && 100*day <= dailyRoom*dailyHistory {
-		o.History = dailyHistory
-	}
-	if steps := (longest.Milliseconds() + minStepMs - 1) / minStepMs; steps > 0 && int(steps)+horizonRoom < o.MaxHorizon {
-		o.MaxHorizon = int(steps) + horizonRoom
-		o.MinSamples = max(64, 2*o.MaxHorizon+32)
-	}
-	return o
-}
-
-// horizonRoom is how many steps a forecaster's MaxHorizon leaves beyond
-// its longest horizon's: the forecasts are read from the model's latest
-// point, a step and a half before the sample at most (see fcState.step),
-// and the model's step estimate may fall below the resampling step (a
-// gap). forecastOptions' 80 is the default horizons' 64 steps and these.
-const horizonRoom = 16
-
-// dailyStepMs is the shortest step of a forecaster whose longest horizon
-// is dailyHorizon or more: 4 minutes, a day of 360 steps, which
-// dailyHistory finds (see dailyRoom), at every scrape interval from 1 s
-// to 4 minutes that divides it (15 s, 30 s, 60 s: 16, 8 and 4 samples a
-// step). The 225 s whose two days filled dailyHistory exactly made a day
-// 384 steps at 15 s samples (375 at 10 s): a 4h horizon found no season
-// there, its forecasts 0.87 times persistence's error (the last value
-// carried forward) where at 60 s, in steps of 240 s, they were 0.06
-// times (TestCapacityHorizonsSeeDailyCycle, first seed).
-const dailyStepMs = 240_000
-
-// dailyHorizon is the longest horizon from which a forecaster steps at
-// least dailyStepMs (see minStepFor).
-const dailyHorizon = time.Hour
-
-// minStepFor is the shortest step of a forecaster whose longest horizon is
-// longest: a horizonSteps-th of it, and at least dailyStepMs (4 minutes)
-// from dailyHorizon (1h) on. A capacity alert's horizon of 1h to 3.75h
-// (docs/reference.md, "Capacity alerts"), stepping at a 64th of it (56-169
-// s; one to three minutes at 1-minute samples), held 8.5 to 25.6 hours in
-// 512 steps and never a daily cycle: on a series with a daily swing of
-// ±60%, a 10% daily trend and 5% noise (days 3 to 6, three seeds) it found
-// no season, its forecasts 16.2, 35.7 and 41.2 off at 1h, 2h and 3h where
-// the 4h horizon's, which held two days, were 8.6, and its bands covered
-// 94%, 89% and 85% (4h: 98%). Stepping as the 4h horizon does, it holds two
-// days in 768 steps and finds the day: 7.2, 7.7 and 8.2 off, 97-98%
-// covered, and its 5m, 15m and 30m forecasts were no worse for the coarser
-// steps (6.0, 6.6 and 6.8 off against 6.2-6.6, 7.2-8.2 and 9.6-12.3; on a
-// random walk and a linear trend within 3% or better). A forecaster of such
-// a series holds what a 4h horizon's does: 15.1-15.3 KB a series against
-// 10.7-10.9 KB without the day (14.2 against 12.5-13.1 KB on a random
-// walk), and refits every 64 steps of 4 minutes rather than of 56-169 s. Two
-// days at the 64th of the horizon instead (a history of 960-3 072 steps)
-// held 17.8-34.8 KB a series, and forecast worse: 10.2, 8.8 and 8.7 off.
-func minStepFor(longest time.Duration) int64 {
-	step := max(1, (longest.Milliseconds()+horizonSteps-1)/horizonSteps)
-	if longest >= dailyHorizon {
-		step = max(step, dailyStepMs)
-	}
-	return step
-}
-
-// horizonSteps is how many forecaster steps the longest horizon spans: the
-// forecaster is fed one value per step of at least longest/horizonSteps, so
-// every configured horizon fits its MaxHorizon (80) with room to spare,
-// whatever the scrape interval (1 s scrapes and a 30m horizon would
-// otherwise need 1800 steps).
-const horizonSteps = 64
 
 // published is what the collector and the API read of a series, under its
 // worker's lock.
@@ -319,7 +191,7 @@ type fcState struct {
 	// further pending forecasts, checked for the band's calibration alone
 	// (see calSlots).
 	pend []pending
-	rs   resampler
+	rs   livefc.Resampler
 	// within is an EWMA of the input's mean squared deviation about its
 	// step's mean: the forecaster forecasts step means, and the bands it
 	// gives are widened by this spread so that they are for the raw
@@ -352,211 +224,8 @@ type fcBuf struct {
 }
 
 func newFcBuf() fcBuf {
-	return fcBuf{pts: make([]forecast.Point, 0, forecastOptions().MaxHorizon)}
+	return fcBuf{pts: make([]forecast.Point, 0, livefc.Options().MaxHorizon)}
 }
-
-// withinAlpha is the weight of a step's spread in fcState.within.
-const withinAlpha = 1.0 / 32
-
-// resampler turns the input into steps of at least minStepMs for the
-// forecaster, each the mean of the input samples in it. A step ends at the
-// first sample far enough after the latest of the step before (see
-// steps): a whole number of input intervals, as many as reach
-// minStepMs, so inputs at or slower than it pass through and faster ones
-// are averaged. Steps follow the input's time, not a step length fixed
-// once: an input whose interval changes (60 s to 15 s or 1 s, 1 s to 60 s,
-// 30 s to 15 s), a sender's retry or burst, a first interval that was a
-// gap, all come out as steps of about minStepMs or one input interval
-// (a fixed step learnt from the first intervals, or re-learnt from a few,
-// could fall below the input's interval for good: the forecaster, fed
-// points further apart than it, took each as after a gap and forecast no
-// more).
-type resampler struct {
-	minStepMs int64
-	// iv holds the latest three input intervals in ms, newest last (0:
-	// not yet seen; at most 24 days, int32 to keep fcState in its size
-	// class); their median is the input's interval (see interval).
-	iv     [3]int32
-	closed bool
-	// instN is how many samples the latest instant holds (saturating;
-	// uint16 beside closed keeps the struct's size).
-	instN uint16
-	// instant is the first sample of the latest instant: a sample within
-	// minStepMs/instantDiv of it is part of it (a burst: a resend, senders
-	// milliseconds apart, or an input faster than that) and records no
-	// interval; the next interval is measured from it (see
-	// instantInterval). Not saved: restored, it is the latest sample.
-	instant int64
-	// ref is the latest sample of the last step (valid once closed).
-	ref int64
-	// ctr is how far the middle of the last step's samples lies before
-	// its latest, by which it is stamped (0 for a step of one sample).
-	ctr int64
-	// The open step: n samples, the first at first, the latest at lastT
-	// (lastT is the latest input sample once any came). x0 is the first
-	// sample, dsum and dsq the sums of the samples' differences from x0
-	// and of their squares (about x0, so a large value loses no precision
-	// to cancellation).
-	n             int
-	first, lastT  int64
-	x0, dsum, dsq float64
-}
-
-type point struct {
-	t int64
-	v float64
-	// msd is the mean squared deviation of the step's input samples about
-	// v, their mean; n how many there were (msd 0 when n < 2).
-	msd float64
-	n   int
-}
-
-// add takes an input sample and returns the steps it completes (at most
-// two, after a gap), each at the time of its latest sample, in time order.
-// Samples at or before the latest are ignored.
-func (r *resampler) add(t int64, v float64) (out [2]point, n int) {
-	seen := r.n > 0 || r.closed
-	if seen && t <= r.lastT {
-		return out, 0
-	}
-	switch {
-	case !seen:
-		r.instant, r.instN = t, 1
-	case t-r.instant >= r.minStepMs/instantDiv:
-		// Bursts of three or more samples a minute, milliseconds apart,
-		// made the median interval milliseconds: the step a few
-		// thousand of them, and each burst after the minute a gap, so
-		// two steps a minute, which the forecaster took as evenly
-		// spaced (5m forecast 299 off on a ramp of 1 a second).
-		r.iv[0], r.iv[1], r.iv[2] = r.iv[1], r.iv[2], int32(min(r.instantInterval(t), math.MaxInt32))
-		r.instant, r.instN = t, 1
-	default:
-		r.instN = max(r.instN, r.instN+1) // saturates
-	}
-	step, thr := r.steps()
-	if r.n > 0 && t-r.first > step+thr {
-		// A gap: the samples before it are a step of their own, not
-		// averaged with the level after it (1000 before, 2000 after).
-		// A gap is where the step with this sample would span more
-		// than about two steps, not every interval past the threshold
-		// (half the median one where the input is at or above
-		// minStepMs): an input whose intervals are uneven (10 s and 50
-		// s in turn, a resend 5 ms after each sample, three senders
-		// 100 ms apart) had each sample a step, and the forecaster,
-		// which takes its points as evenly spaced, saw each minute as
-		// two or three steps: 5m forecast 241-326 off on a ramp of 1 a
-		// second, 30m 1 473-1 816 (6 and 141 at an even 60 s).
-		out[n] = r.close()
-		n++
-	}
-	if r.n == 0 {
-		r.first, r.x0, r.dsum, r.dsq = t, v, 0, 0
-	}
-	r.lastT = t
-	d := v - r.x0 // about the step's first sample: no cancellation on large values
-	r.dsum += d
-	r.dsq += d * d
-	r.n++
-	// The first sample is a step: the forecaster learns the input's level
-	// at once and the steps after it run from there.
-	if !r.closed || t-r.ref >= thr {
-		out[n] = r.close()
-		n++
-	}
-	return out, n
-}
-
-// instantInterval is the interval that the sample at t, the first of a
-// new instant, records: the span of the instant before it per sample when
-// that instant's samples were evenly spread (an input faster than
-// minStepMs/instantDiv: its samples' own interval), else the span (a burst
-// and the pause after it: the burst's interval). An input faster than the
-// instant's span, measured by the span alone, had its interval a whole
-// number of its samples that changed with its jitter (200 ms ± 50 ms: 800
-// to 1 100 ms), and its steps with it: 96 of 1 023 forecasts an hour off by
-// more than a fifth of their horizon on a ramp (none at the input's own
-// interval).
-func (r *resampler) instantInterval(t int64) int64 {
-	span, n := t-r.instant, int64(r.instN)
-	// Evenly spread: the gap after the instant's samples is at most
-	// instantEven times their mean spacing. A burst's are milliseconds
-	// apart before a pause of seconds or minutes.
-	if n > 1 && instantEven*(r.lastT-r.instant) >= (n-1)*(t-r.lastT) {
-		return span / n
-	}
-	return span
-}
-
-// instantEven: see instantInterval. Jitter of up to half an interval
-// leaves an even input's samples within a factor of 3 of each other; a
-// burst's are hundreds of times closer than the pause after them.
-const instantEven = 4
-
-// instantDiv divides minStepMs into the span of one instant (see
-// resampler.instant): 879 ms for the default horizons' 28.1 s, under a 1 s
-// scrape's interval; 146 ms for a 5m horizon alone. Samples closer than
-// that fall in one step anyway; only the interval would take them for the
-// input's.
-const instantDiv = 32
-
-// interval is the median of the latest three input intervals (the smaller
-// of two, so that neither a first interval that was a gap nor a retry right
-// after the first makes steps coarser than the input: both are outvoted
-// once there are three); 0 before the second sample.
-func (r *resampler) interval() int64 {
-	a, b, c := int64(r.iv[0]), int64(r.iv[1]), int64(r.iv[2])
-	switch {
-	case c == 0:
-		return 0
-	case b == 0:
-		return c
-	case a == 0:
-		return min(b, c)
-	}
-	return max(min(a, b), min(max(a, b), c))
-}
-
-// step is the nominal step: the whole number of input intervals that
-// reaches minStepMs, or falls short of it by less than 1% of an interval
-// (minStepMs while the interval is unknown). An input whose interval is
-// minStepMs or a whole fraction of it (30 s with a 32m horizon, 15 s with
-// 16m) has samples stamped a few ms early or late: counted exactly, its
-// step was one interval at one sample and two at the next, and the
-// forecaster, taking its points as evenly spaced, forecast 5m 170-14 805
-// off on a ramp of 1 a second (6-17 with the step steady). Steps stay
-// within 1% of minStepMs: every horizon still fits MaxHorizon.
-func (r *resampler) step() int64 {
-	step, _ := r.steps()
-	return step
-}
-
-// steps returns the nominal step and the threshold: how far after the last
-// step's latest sample a sample ends the next step, half an input interval
-// short of the step, so that a sample a little early (scrape jitter) still
-// ends it on time and one a little late does not make it one interval
-// longer.
-func (r *resampler) steps() (step, threshold int64) {
-	iv := r.interval()
-	if iv <= 0 {
-		return r.minStepMs, r.minStepMs
-	}
-	step = max(1, (100*r.minStepMs+99*iv-1)/(100*iv)) * iv
-	return step, step - iv/2
-}
-
-// close ends the open step and returns it.
-func (r *resampler) close() point {
-	fn := float64(r.n)
-	m := r.dsum / fn
-	p := point{t: r.lastT, v: r.x0 + m, msd: max(0, r.dsq/fn-m*m), n: r.n}
-	r.ref, r.closed, r.ctr = r.lastT, true, (r.lastT-r.first)/2
-	r.n, r.dsum, r.dsq = 0, 0, 0
-	return p
-}
-
-// center is how far, in ms, the middle of the last step's samples lies
-// before its latest, by which the step is stamped.
-func (r *resampler) center() int64 { return r.ctr }
 
 // horizonSet is the horizons of a selection's forecasts, never written
 // once made.
@@ -580,8 +249,8 @@ func newFcStateOf(set *horizonSet, ref storage.SeriesRef) *fcState {
 	hs := set.horizons
 	n := len(hs)
 	longest := set.longest()
-	minStep := minStepFor(longest)
-	m, err := forecast.New(forecastOptionsFor(minStep, longest))
+	minStep := livefc.MinStep(longest)
+	m, err := forecast.New(livefc.OptionsFor(minStep, longest))
 	if err != nil {
 		return nil // forecastOptions are constant and valid; a failure is a bug caught by the tests
 	}
@@ -590,7 +259,7 @@ func newFcStateOf(set *horizonSet, ref storage.SeriesRef) *fcState {
 		m: m, horizonSet: set,
 		pts: make([]forecast.Point, n), ok: make([]bool, n),
 		outRef: make([]storage.SeriesRef, 3*n), pend: make([]pending, n+extraSlots(hs)),
-		rs: resampler{minStepMs: minStep},
+		rs: livefc.Resampler{MinStepMs: minStep},
 	}
 }
 
@@ -600,7 +269,7 @@ func newFcStateOf(set *horizonSet, ref storage.SeriesRef) *fcState {
 // have consecutive refs; Fibonacci hashing maps any run of consecutive
 // refs evenly onto the phases, whatever their offset.
 func refitPhase(ref storage.SeriesRef) int {
-	return int((uint64(ref) * 0x9E3779B97F4A7C15 >> 32) % uint64(forecastOptions().RefitEvery))
+	return int((uint64(ref) * 0x9E3779B97F4A7C15 >> 32) % uint64(livefc.Options().RefitEvery))
 }
 
 // series is the state of one scored input. Only its worker writes it.
@@ -967,7 +636,7 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *fcBuf, so stepOpts
 	if s.fc != nil {
 		fv := math.NaN() // nothing to learn from ±Inf or no value
 		if detect.Measured(v) {
-			fv = learnable(v, r)
+			fv = livefc.Learnable(v, r)
 		}
 		s.fc.step(s, t, v, fv, acc, buf, so.forecastEveryMs)
 	}
@@ -1015,21 +684,6 @@ func (s *series) stepGroup(t int64, vals []float64, intervalMs int64, so stepOpt
 // during the warm-up, and never for a group.
 func (p *published) banded() bool { return p.ready && !math.IsNaN(p.yhat) }
 
-// learnable is the value the forecaster learns from at a sample: the
-// sample itself or, where the detector scored it anomalous, the nearer end
-// of the band the detector expected before it. One glitch (1e5 on a series
-// near 100) otherwise ran through the forecaster's level and its
-// validation errors: forecasts of 50 000 and intervals of ±5 000 for hours
-// after, and capacity alerts firing on them. A lasting change scores above
-// 1 at its start only (the detector takes it in), so the forecaster follows
-// it from the next samples on.
-func learnable(v float64, r detect.Result) float64 {
-	if r.Ready && r.Score > 1 && isFinite(r.YhatLower) && isFinite(r.YhatUpper) {
-		return max(r.YhatLower, min(v, r.YhatUpper))
-	}
-	return v
-}
-
 // step checks the pending forecasts against the sample v, feeds the
 // resampled fv (v, or its clipped value: see learnable) to the forecaster
 // and makes a new forecast when everyMs of sample time have passed since
@@ -1068,83 +722,32 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *fc
 		}
 		return
 	}
-	pts, n := f.rs.add(t, fv)
+	pts, n := f.rs.Add(t, fv)
 	for _, pt := range pts[:n] {
-		if _, lv, ok := f.m.Last(); ok {
-			// The steps are of learnable values, so a glitch the
-			// detector caught does not blow the unit up: the series'
-			// absDif took 1/256 of a 1e5 glitch on a series near 100.
-			if d := math.Abs(pt.v - lv); d < math.MaxFloat32 {
-				f.stepDif += float32(stepDifAlpha * (d - float64(f.stepDif)))
-			}
-		}
-		f.m.Update(pt.t, pt.v)
-		if pt.n >= 2 && isFinite(pt.msd) {
-			// Values far apart within a step (1e300 beside 100) square
-			// to +Inf; a NaN spread made every band NaN for good.
-			if !isFinite(f.within) {
-				f.within = 0
-			}
-			f.within += withinAlpha * (pt.msd - f.within)
-		}
+		livefc.Feed(f.m, pt, &f.within, &f.stepDif)
 	}
-	lastT, lastV, fed := f.m.Last()
-	if fed && t-lastT > 2*f.rs.step() {
-		// The forecaster's latest point is from long before: the steps
-		// since were none it could take (means beyond float64). A
-		// forecast from it would be the old level stamped now.
-		clear(f.ok)
+	switch livefc.Next(f.m, &f.rs, t, f.made, everyMs, n > 0) {
+	case livefc.Keep:
 		return
-	}
-	if n == 0 && f.made != 0 {
-		return // the forecaster has not moved: the last forecast stands
-	}
-	if !f.m.Ready() {
+	case livefc.Drop:
 		clear(f.ok)
-		return
-	}
-	if f.made != 0 && t-f.made+f.rs.step()/2 < everyMs {
-		// The last forecast stands until the next is due: at the step
-		// nearest everyMs after it.
 		return
 	}
 	clear(f.ok)
-	stepMs := f.m.Step()
-	if stepMs <= 0 || !fed {
+	mk, ok := livefc.MakeAt(f.m, &f.rs, t, f.horizons, buf.pts, &buf.sc)
+	buf.pts = mk.Fc
+	if !ok {
 		return
 	}
-	// The forecasts are for the steps after the model's latest point, at
-	// lastT; a forecast made now, at t, for horizon h is for t+h, lead+h
-	// from that point: between two steps (or the point and the first
-	// step), read between them, so a horizon is not rounded to a whole
-	// step (at 10-minute samples "5m" was 10 minutes ahead; with a 24h
-	// horizon, whose steps are 23 minutes, "5m" had none and "15m" was
-	// "30m"). A step averaged from samples is stamped with its latest one
-	// but stands for their middle (see resampler.center). After a gap the
-	// model's latest point is from before it: the targets lie beyond the
-	// forecasts, and none is published until the model has caught up (the
-	// first forecast after a target came back was the extrapolation from
-	// before it, stamped now).
-	lead := t - lastT + f.rs.center()
-	maxH := 0
-	for _, h := range f.horizons {
-		maxH = max(maxH, int((lead+h.Milliseconds()+stepMs-1)/stepMs))
-	}
-	maxH = min(maxH, f.m.Options().MaxHorizon) // horizons beyond are left out
-	if maxH <= 0 {
-		return
-	}
-	buf.pts = f.m.ForecastWith(buf.pts, maxH, &buf.sc)
-	fc := buf.pts
 	f.made, f.isNew = t, true
 	for i, h := range f.horizons {
-		pt, ok := between(fc, lastV, float64(lead+h.Milliseconds())/float64(stepMs))
+		pt, ok := mk.At(h)
 		if !ok {
 			continue
 		}
 		pt.TsMillis = t + h.Milliseconds()
 		c := f.pend[i].floorUnits() * f.bandRef(h)
-		f.pts[i], f.ok[i] = widen(pt, bandZ*bandZ*f.within+c*c, f.m.NonNegative()), true
+		f.pts[i], f.ok[i] = livefc.Band(pt, f.within, c, f.m.NonNegative()), true
 		f.arm(i, f.pts[i])
 	}
 }
@@ -1230,67 +833,18 @@ func (f *fcState) arm(i int, pt forecast.Point) {
 // its value at the target, five minutes late; one after a gap, for the
 // value hours before. ok is false when neither is close enough.
 func (f *fcState) actualAt(target, t int64, v float64) (float64, bool) {
-	iv := f.rs.interval() // 0 while unknown
+	iv := f.rs.Interval() // 0 while unknown
 	if f.prevT != 0 && f.prevT < target && t-f.prevT <= 2*iv {
 		return f.prevV + (v-f.prevV)*float64(target-f.prevT)/float64(t-f.prevT), true
 	}
 	return v, t-target <= iv/2
 }
 
-// between returns the forecast x steps after the model's latest point,
-// whose value is last: fc[j] is j+1 steps after it, and a point between
-// two is read on the line between them (from last, with no width, before
-// the first step). ok is false beyond the forecasts.
-func between(fc []forecast.Point, last float64, x float64) (forecast.Point, bool) {
-	if !(x > 0) || x > float64(len(fc)) {
-		return forecast.Point{}, false
-	}
-	j := int(x) // fc[j-1] is at j steps
-	frac := x - float64(j)
-	if frac == 0 {
-		return fc[j-1], true
-	}
-	a := forecast.Point{Yhat: last, Lower: last, Upper: last}
-	if j > 0 {
-		a = fc[j-1]
-	}
-	b := fc[j]
-	lerp := func(u, v float64) float64 { return u + frac*(v-u) }
-	return forecast.Point{Yhat: lerp(a.Yhat, b.Yhat), Lower: lerp(a.Lower, b.Lower), Upper: lerp(a.Upper, b.Upper)}, true
-}
-
-func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
-// bandZ is the standard normal quantile of the forecast interval's upper
-// end: the within-step spread is added to it as a normal one.
-var bandZ = math.Sqrt2 * math.Erfinv(forecastOptions().Coverage)
-
-// widen grows each side of p's band in quadrature by the root of w, the
-// square of what the forecaster's band leaves out: bandZ² times the mean
-// square of a raw sample's deviation within its step (fcState.within: the
-// forecaster forecasts step means, users compare raw samples; 0 with one
-// sample a step), plus the square of the horizon's calibrated floor (see
-// pending.calibrate). With w 0 p is as given. The lower end of a
-// non-negative series' band (nonNeg, see forecast.Model.NonNegative)
-// stays at or above 0.
-func widen(p forecast.Point, w float64, nonNeg bool) forecast.Point {
-	if !(w > 0) || math.IsInf(w, 1) {
-		return p
-	}
-	lo, hi := p.Yhat-p.Lower, p.Upper-p.Yhat
-	p.Lower = p.Yhat - math.Sqrt(lo*lo+w)
-	p.Upper = p.Yhat + math.Sqrt(hi*hi+w)
-	if nonNeg {
-		p.Lower = max(p.Lower, 0)
-	}
-	return p
-}
-
 // Band calibration, see pending.calibrate: the gain at a 5m horizon, and
 // the floor's range in units of bandRef.
 const (
 	floorGain          = 0.3
-	floorMin, floorMax = 1.0 / 64, 4.0
+	floorMin, floorMax = livefc.FloorMin, 4.0
 )
 
 // floorTop is the highest value of pending.floor: floorMax in units of
@@ -1298,22 +852,11 @@ const (
 var floorTop = math.Log(floorMax / floorMin)
 
 // missShare is the share of checked forecasts a band may miss.
-var missShare = 1 - forecastOptions().Coverage
+var missShare = 1 - livefc.Options().Coverage
 
-// stepDifAlpha is the weight of a step's |Δ| in fcState.stepDif.
-const stepDifAlpha = 1.0 / 64
-
-// bandRef is the unit of horizon h's band floor: the mean |Δ| between the
-// forecaster's steps (fcState.stepDif) times the root of the steps h
-// spans, the spread a random walk with those steps reaches in h. 0 while
-// either is unknown (or the series has not moved): no floor, and no
-// calibration.
+// bandRef is the unit of horizon h's band floor (see livefc.BandRef).
 func (f *fcState) bandRef(h time.Duration) float64 {
-	step := f.rs.step()
-	if step <= 0 || !(f.stepDif > 0) {
-		return 0
-	}
-	return float64(f.stepDif) * math.Sqrt(float64(h.Milliseconds())/float64(step))
+	return livefc.BandRef(f.stepDif, f.rs.Step(), h)
 }
 
 // floorUnits is the horizon's band floor in units of bandRef:
@@ -1354,3 +897,5 @@ func (pd *pending) calibrate(chk *pending, actual float64, h time.Duration) {
 	g := min(1, floorGain*math.Sqrt(h.Minutes()/5/float64(calSlots(h))))
 	pd.floor = float32(min(floorTop, max(0, float64(pd.floor)+g*(miss-missShare))))
 }
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/omen-sidecar/omen/forecast"
+	"github.com/omen-sidecar/omen/internal/livefc"
 )
 
 // The snapshot file:
@@ -1268,14 +1269,14 @@ const maxHorizons = 1 << 10
 func (f *fcState) appendState(b []byte) ([]byte, error) {
 	r := &f.rs
 	closed := uint64(0)
-	if r.closed {
+	if r.Closed {
 		closed = 1
 	}
 	b = append(b, 4, 0, 0, 0, 0)
 	start := len(b)
 	for _, u := range [fcStateFields3]uint64{
-		uint64(r.minStepMs), uint64(r.iv[0]), uint64(r.iv[1]), uint64(r.iv[2]), uint64(r.ref), closed, uint64(r.ctr),
-		uint64(r.n), uint64(r.first), uint64(r.lastT), math.Float64bits(r.x0), math.Float64bits(r.dsum), math.Float64bits(r.dsq),
+		uint64(r.MinStepMs), uint64(r.IV[0]), uint64(r.IV[1]), uint64(r.IV[2]), uint64(r.Ref), closed, uint64(r.Ctr),
+		uint64(r.N), uint64(r.First), uint64(r.LastT), math.Float64bits(r.X0), math.Float64bits(r.DSum), math.Float64bits(r.DSq),
 		math.Float64bits(f.within), uint64(f.made),
 		uint64(math.Float32bits(f.stepDif)) | uint64(len(f.horizons))<<32,
 	} {
@@ -1308,9 +1309,9 @@ func fcReadable(b []byte) error {
 }
 
 // sameSteps reports whether the forecaster state b, as appendState wrote
-// it, was fed steps of the length f's horizons give (see horizonSteps);
+// it, was fed steps of the length f's horizons give (see livefc.HorizonSteps);
 // true if b has none, or predates the resampler's state.
-func (f *fcState) sameSteps(b []byte) bool { return savedSteps(b, f.rs.minStepMs) }
+func (f *fcState) sameSteps(b []byte) bool { return savedSteps(b, f.rs.MinStepMs) }
 
 // savedSteps is sameSteps for steps of minStepMs.
 func savedSteps(b []byte, minStepMs int64) bool {
@@ -1326,7 +1327,7 @@ func savedSteps(b []byte, minStepMs int64) bool {
 // forecaster learns the TSDB's history, see series.restore), or a model of other
 // options (see restoreModel). The restore counts them for its log.
 func fcRefusal(b []byte, longest time.Duration) error {
-	step := minStepFor(longest)
+	step := livefc.MinStep(longest)
 	if !savedSteps(b, step) {
 		return fmt.Errorf("forecaster state of steps of at least %v, where its horizons now give %v",
 			time.Duration(binary.LittleEndian.Uint64(b[fcFieldsAt(b):]))*time.Millisecond, time.Duration(step)*time.Millisecond)
@@ -1353,7 +1354,7 @@ func (f *fcState) restoreModel(b []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := otherOptions(o, f.rs.minStepMs, f.longest()); err != nil {
+	if err := otherOptions(o, f.rs.MinStepMs, f.longest()); err != nil {
 		return err
 	}
 	return f.m.UnmarshalBinary(b)
@@ -1367,7 +1368,7 @@ func (f *fcState) restoreModel(b []byte) error {
 // waited 192 steps (12.8 hours) again for a new series' first forecast
 // (see forecastOptionsFor).
 func otherOptions(o forecast.Options, minStepMs int64, longest time.Duration) error {
-	want := forecastOptionsFor(minStepMs, longest)
+	want := livefc.OptionsFor(minStepMs, longest)
 	if o.History != want.History {
 		return fmt.Errorf("forecaster state of a %d-step history, where its steps now get %d", o.History, want.History)
 	}
@@ -1407,19 +1408,19 @@ func (f *fcState) restoreState(b []byte) error {
 	if err := f.restoreModel(b[n:]); err != nil {
 		return err
 	}
-	var rs resampler
+	var rs livefc.Resampler
 	var within float64
 	if b[0] == 1 {
 		rs, within = f.resampler1(u)
 	} else {
-		rs = resampler{
-			minStepMs: int64(u[0]), iv: [3]int32{int32(u[1]), int32(u[2]), int32(u[3])}, ref: int64(u[4]), closed: u[5] == 1,
-			ctr: int64(u[6]), n: int(int64(u[7])), first: int64(u[8]), lastT: int64(u[9]),
-			x0: math.Float64frombits(u[10]), dsum: math.Float64frombits(u[11]), dsq: math.Float64frombits(u[12]),
+		rs = livefc.Resampler{
+			MinStepMs: int64(u[0]), IV: [3]int32{int32(u[1]), int32(u[2]), int32(u[3])}, Ref: int64(u[4]), Closed: u[5] == 1,
+			Ctr: int64(u[6]), N: int(int64(u[7])), First: int64(u[8]), LastT: int64(u[9]),
+			X0: math.Float64frombits(u[10]), DSum: math.Float64frombits(u[11]), DSq: math.Float64frombits(u[12]),
 		}
 		within = math.Float64frombits(u[13])
 		if u[5] > 1 || u[1] > math.MaxInt32 || u[2] > math.MaxInt32 || u[3] > math.MaxInt32 {
-			rs.n = -1 // damage, refused below
+			rs.N = -1 // damage, refused below
 		}
 	}
 	// u[last], when the last forecast was made, is not restored: the
@@ -1428,15 +1429,15 @@ func (f *fcState) restoreState(b []byte) error {
 	// stale in Prometheus) until the next is due, up to
 	// --forecast.interval after the restart.
 	// A state that no resampler reaches is damage under a valid checksum.
-	if rs.n < 0 || rs.iv[0] < 0 || rs.iv[1] < 0 || rs.iv[2] < 0 || rs.ctr < 0 || (rs.n > 0 && rs.first > rs.lastT) ||
-		!isFinite(rs.x0) || !isFinite(rs.dsum) || !isFinite(rs.dsq) || rs.dsq < 0 || !isFinite(within) || within < 0 {
+	if rs.N < 0 || rs.IV[0] < 0 || rs.IV[1] < 0 || rs.IV[2] < 0 || rs.Ctr < 0 || (rs.N > 0 && rs.First > rs.LastT) ||
+		!isFinite(rs.X0) || !isFinite(rs.DSum) || !isFinite(rs.DSq) || rs.DSq < 0 || !isFinite(within) || within < 0 {
 		return errors.New("malformed forecaster state")
 	}
 	// The latest sample is the last step's, or one of the open step,
 	// which ends within two steps of it: one damaged into the future
 	// (a day on) made every sample until then one at or before it, which
 	// the resampler ignores, and no step or forecast came for that long.
-	if rs.closed && (rs.lastT < rs.ref || (rs.n == 0 && rs.lastT != rs.ref) || (rs.n > 0 && rs.lastT-rs.ref >= 2*rs.step())) {
+	if rs.Closed && (rs.LastT < rs.Ref || (rs.N == 0 && rs.LastT != rs.Ref) || (rs.N > 0 && rs.LastT-rs.Ref >= 2*rs.Step())) {
 		return errors.New("malformed forecaster state")
 	}
 	var stepDif float32
@@ -1454,8 +1455,8 @@ func (f *fcState) restoreState(b []byte) error {
 			return errors.New("malformed forecaster state")
 		}
 	}
-	if rs.minStepMs == f.rs.minStepMs {
-		rs.instant, rs.instN = rs.lastT, 1
+	if rs.MinStepMs == f.rs.MinStepMs {
+		rs.Instant, rs.InstN = rs.LastT, 1
 		f.rs = rs
 		// The floors and their unit are of steps of this length; by
 		// horizon, so only for as many horizons (a reload to others
@@ -1475,34 +1476,34 @@ func (f *fcState) restoreState(b []byte) error {
 // intervals, the open step in the bucket t/stepMs; with k 1 its n counted
 // short intervals, and no step was open) into this one's; the model is
 // loaded, so the last step's latest sample is its latest point.
-func (f *fcState) resampler1(u []uint64) (resampler, float64) {
+func (f *fcState) resampler1(u []uint64) (livefc.Resampler, float64) {
 	stepMs, k := int64(u[1]), int64(u[2])
-	rs := resampler{
-		minStepMs: int64(u[0]), n: int(int64(u[4])), lastT: int64(u[5]),
-		x0: math.Float64frombits(u[6]), dsum: math.Float64frombits(u[7]), dsq: math.Float64frombits(u[8]),
+	rs := livefc.Resampler{
+		MinStepMs: int64(u[0]), N: int(int64(u[4])), LastT: int64(u[5]),
+		X0: math.Float64frombits(u[6]), DSum: math.Float64frombits(u[7]), DSq: math.Float64frombits(u[8]),
 	}
 	if stepMs < 0 || k < 0 || (stepMs == 0) != (k == 0) || (k > 0 && stepMs%k != 0) {
-		rs.n = -1 // damage, refused by the caller
+		rs.N = -1 // damage, refused by the caller
 		return rs, 0
 	}
-	if k > 1 && rs.n > 0 && int64(u[3]) != rs.lastT/stepMs {
-		rs.n = -1 // the open step's latest sample outside its bucket: damage
+	if k > 1 && rs.N > 0 && int64(u[3]) != rs.LastT/stepMs {
+		rs.N = -1 // the open step's latest sample outside its bucket: damage
 		return rs, 0
 	}
 	if k > 0 {
 		iv := stepMs / k
 		i32 := int32(min(iv, math.MaxInt32))
-		rs.iv = [3]int32{i32, i32, i32}
-		rs.ctr = (stepMs - iv) / 2
+		rs.IV = [3]int32{i32, i32, i32}
+		rs.Ctr = (stepMs - iv) / 2
 		if k == 1 {
-			rs.n, rs.ctr = 0, 0
+			rs.N, rs.Ctr = 0, 0
 		}
-		rs.first = rs.lastT - int64(max(rs.n-1, 0))*iv
+		rs.First = rs.LastT - int64(max(rs.N-1, 0))*iv
 	} else {
-		rs.first = rs.lastT
+		rs.First = rs.LastT
 	}
 	if t, _, ok := f.m.Last(); ok {
-		rs.ref, rs.closed = t, true
+		rs.Ref, rs.Closed = t, true
 	}
 	return rs, math.Float64frombits(u[9])
 }

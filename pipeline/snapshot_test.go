@@ -35,6 +35,7 @@ import (
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecast"
+	"github.com/omen-sidecar/omen/internal/livefc"
 )
 
 func TestSnapshotRoundTrip(t *testing.T) {
@@ -2015,7 +2016,7 @@ func TestSnapshotReadsNextRelease(t *testing.T) {
 	require.NoError(t, f.restoreState(got[0].fc))
 	require.Equal(t, before.fc.stepDif, f.stepDif)
 	require.Equal(t, before.fc.within, f.within)
-	require.Equal(t, before.fc.rs.lastT, f.rs.lastT)
+	require.Equal(t, before.fc.rs.LastT, f.rs.LastT)
 	for i := range f.pend {
 		require.Equal(t, before.fc.pend[i].floor, f.pend[i].floor, "horizon %d", i)
 	}
@@ -2521,5 +2522,5 @@ func TestRestoreOfOtherStepsKeepsDetector(t *testing.T) {
 	s := e2.onlySeries()
 	require.NotNil(t, s.fc)
 	require.Equal(t, float64(maxPoints), testutil.ToFloat64(e2.p.m.warmed), "the forecaster learnt the TSDB's history")
-	require.Equal(t, minStepFor(time.Hour), s.fc.rs.minStepMs, "of the steps its horizons get now")
+	require.Equal(t, livefc.MinStep(time.Hour), s.fc.rs.MinStepMs, "of the steps its horizons get now")
 }
