@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omen-sidecar/omen/backtest"
 	"github.com/omen-sidecar/omen/detect"
@@ -16,7 +17,7 @@ import (
 )
 
 // BenchmarkFile: the per-file work of `omen backtest` (read, score,
-// write every row) and `omen forecast` (read, fit, forecast 48 steps) on
+// write every row) and `omen forecast` (read, score, forecast as live, at the default horizons) on
 // one file, per row.
 //
 //	go test -run '^$' -bench BenchmarkFile -benchtime 3x -count 6 ./batch
@@ -30,7 +31,7 @@ func BenchmarkFile(b *testing.B) {
 			return backtest.File(context.Background(), nil, in, out, detect.DefaultOptions(), sc)
 		}},
 		{"forecast", func(in, out string) error {
-			return forecastcli.File(context.Background(), nil, in, out, forecastcli.Config{Horizon: 48})
+			return forecastcli.File(context.Background(), nil, in, out, forecastcli.Config{Horizons: []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute}})
 		}},
 	} {
 		for _, rows := range []int{100_000} {

@@ -1,61 +1,138 @@
 // Package forecastcli is the per-file logic of `omen forecast`: read one
-// CSV series, feed it to a forecast.Model and write the forecast for the
-// steps after its last point.
+// CSV series, forecast it as omen serve's pipeline forecasts a series live
+// (see internal/livefc) and write the forecast for each horizon after its
+// last row.
 package forecastcli
 
 import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/omen-sidecar/omen/batch"
+	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/csvio"
 	"github.com/omen-sidecar/omen/forecast"
 )
 
 // Config is what every file is forecast with.
 type Config struct {
-	Horizon int              // steps to forecast
-	Options forecast.Options // model options; MaxHorizon is raised to Horizon
+	// Horizons are how far after a file's last row to forecast, as
+	// forecast_horizons are live: they size the forecaster's steps and
+	// history (see livefc.MinStep and livefc.OptionsFor).
+	Horizons []time.Duration
+	// Every is the sample time between forecasts, as omen serve's
+	// --forecast.interval (0: its default, a minute): the model refits at
+	// a forecast, so its fit at the last row depends on it.
+	Every time.Duration
+	// RefitPhase staggers the model's refits as a live series' ref does
+	// (see forecast.Model.StaggerRefits; 0 for omen forecast).
+	RefitPhase int
+
+	// Steps, if above 0, forecasts instead a curve of Steps steps of the
+	// series' own interval after its last row with the forecast package's
+	// Model on the raw rows, options Curve (forecast's defaults where 0;
+	// MaxHorizon raised to Steps): not the live forecaster, but the model
+	// alone, for benchmarks of it (make bench-m4). Horizons and Every are
+	// not used.
+	Steps int
+	Curve forecast.Options
 }
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
-	if c.Horizon < 1 {
-		return fmt.Errorf("horizon %d: want at least 1", c.Horizon)
+	if c.Steps != 0 {
+		return c.validateCurve()
 	}
-	// Said in terms of the horizon and history a user sets, not of the
+	if len(c.Horizons) == 0 {
+		return errors.New("no horizon: want at least one")
+	}
+	if len(c.Horizons) > config.MaxForecastHorizons {
+		return fmt.Errorf("%d horizons: at most %d", len(c.Horizons), config.MaxForecastHorizons)
+	}
+	for i, h := range c.Horizons {
+		if h <= 0 {
+			return fmt.Errorf("horizon %s: want a positive duration", h)
+		}
+		if slices.Contains(c.Horizons[:i], h) {
+			return fmt.Errorf("horizon %s given twice", h)
+		}
+	}
+	return nil
+}
+
+// validateCurve is Validate of a curve of Steps steps.
+func (c Config) validateCurve() error {
+	if c.Steps < 1 {
+		return fmt.Errorf("steps %d: want at least 1", c.Steps)
+	}
+	// Said in terms of the steps and history a user sets, not of the
 	// MaxHorizon and MinSamples they are turned into.
 	const maxHorizon = 1 << 16 // forecast.Options' bound on MaxHorizon
-	if c.Horizon > maxHorizon {
-		return fmt.Errorf("horizon %d: at most %d", c.Horizon, maxHorizon)
+	if c.Steps > maxHorizon {
+		return fmt.Errorf("steps %d: at most %d", c.Steps, maxHorizon)
 	}
-	o := c.Options
-	o.MaxHorizon = max(o.MaxHorizon, c.Horizon)
+	o := c.curveOptions()
 	if hist := cmp.Or(o.History, forecast.DefaultOptions().History); o.MinSamples == 0 && 2*o.MaxHorizon+32 > hist {
 		// A model is Ready after 2·MaxHorizon+32 samples of its History.
-		return fmt.Errorf("horizon %d: at most %d with history %d (a model fits on 2·horizon+32 samples); raise the history or shorten the horizon",
-			c.Horizon, (hist-32)/2, hist)
+		return fmt.Errorf("steps %d: at most %d with history %d (a model fits on 2·steps+32 samples); raise the history or take fewer steps",
+			c.Steps, (hist-32)/2, hist)
 	}
 	return o.Validate()
 }
 
-// File forecasts the series in inPath and writes
-// timestamp,yhat,yhat_lower,yhat_upper for the Horizon steps after its last
-// point to outPath, creating its directory; outPath is written whole or not
-// at all (see batch.WriteFile). Timestamps are written in the
-// style of the input's first one: unix seconds if it was a number (not a
-// YYYYMMDD date), RFC 3339 in UTC otherwise.
+// curveOptions are the model options of a curve: Curve, its MaxHorizon
+// raised to Steps.
+func (c Config) curveOptions() forecast.Options {
+	o := c.Curve
+	o.MaxHorizon = max(o.MaxHorizon, c.Steps)
+	return o
+}
+
+// every is Every, or omen serve's default.
+func (c Config) every() time.Duration {
+	if c.Every <= 0 {
+		return time.Minute
+	}
+	return c.Every
+}
+
+// longest is the longest of the horizons.
+func (c Config) longest() time.Duration { return slices.Max(c.Horizons) }
+
+// File forecasts the series in inPath as omen serve would forecast it
+// live with cfg's horizons at its last row, and writes
+// timestamp,yhat,yhat_lower,yhat_upper for each horizon after that row to
+// outPath, creating its directory; outPath is written whole or not at all
+// (see batch.WriteFile). Rows are scored as omen serve scores them with
+// the default detector (see detect.DefaultOptions), which the forecaster
+// learns from (see livefc.Learnable); rows faster than the forecaster's
+// minimum step for the longest horizon are averaged into steps (see
+// livefc.Resampler), its history sized by it (livefc.OptionsFor), and the
+// bands widened by the spread within the steps and by each horizon's
+// band floor. Live, that floor rises from livefc.FloorMin as the
+// forecasts made every --forecast.interval are checked against the
+// samples at their targets; a file's forecast keeps it at FloorMin, so
+// its bands are at most as wide as the live ones. With cfg.Steps, the
+// forecast is instead the model's curve of that many steps (see Config).
+// Timestamps are written
+// in the style of the input's first one: unix seconds if it was a number
+// (not a YYYYMMDD date), RFC 3339 in UTC otherwise.
 //
 // Columns after the second that hold numbers in the first row are warned
 // of on logger (nil: none), as series not forecast (see csvio.MoreSeries).
 func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, cfg Config) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	f, err := batch.Open(inPath)
@@ -67,14 +144,17 @@ func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, cfg 
 	if err != nil {
 		return err
 	}
-	opts := cfg.Options
-	opts.MaxHorizon = max(opts.MaxHorizon, cfg.Horizon)
-	m, err := forecast.New(opts)
+	var fc forecaster
+	if cfg.Steps != 0 {
+		fc, err = newCurve(cfg)
+	} else {
+		fc, err = newLive(cfg)
+	}
 	if err != nil {
 		return err
 	}
-	// The model keeps its History; the file is streamed through it, a row
-	// in memory at a time, whatever its size.
+	// The models keep their history; the file is streamed through them, a
+	// row in memory at a time, whatever its size.
 	var firstTs string
 	err = r.Each(ctx, func(rec []string, ts int64, v float64) error {
 		if firstTs == "" {
@@ -86,9 +166,9 @@ func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, cfg 
 		}
 		if r.InOrder() {
 			// As `omen backtest` does and the live path must (the TSDB
-			// refuses it): the model alone would take a row after an
+			// refuses it): the models alone would take a row after an
 			// earlier row's empty cell, at or before its time.
-			m.Update(ts, v)
+			fc.update(ts, v)
 		}
 		return nil
 	})
@@ -98,10 +178,10 @@ func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, cfg 
 	if err := r.CheckOrder(); err != nil {
 		return err
 	}
-	if !m.Ready() {
-		return fmt.Errorf("%s: %d usable samples, need at least %d to forecast", batch.Name(inPath), m.Count(), m.Options().MinSamples)
+	pts, err := fc.forecast()
+	if err != nil {
+		return fmt.Errorf("%s: %w", batch.Name(inPath), err)
 	}
-	pts := m.Forecast(nil, cfg.Horizon)
 	_, perr := strconv.ParseFloat(strings.TrimSpace(firstTs), 64)
 	numeric := perr == nil && !csvio.IsCompactDate(firstTs)
 	return writeFile(outPath, pts, numeric)

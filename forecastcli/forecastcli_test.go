@@ -42,13 +42,13 @@ func TestFile(t *testing.T) {
 	in := filepath.Join(dir, "in.csv")
 	writeSeries(t, in, 400, false)
 	out := filepath.Join(dir, "out", "in.csv")
-	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizon: 6}))
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizons: hours(1, 2, 3, 4, 5, 6)}))
 	s, err := csvio.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, []string{"timestamp", "yhat", "yhat_lower", "yhat_upper"}, s.Header)
 	require.Len(t, s.Rows, 6)
 	for i, row := range s.Rows {
-		require.Equal(t, fmt.Sprint(1_600_000_000+3600*(400+i)), row[0], "unix seconds in, unix seconds out, one step apart")
+		require.Equal(t, fmt.Sprint(1_600_000_000+3600*(400+i)), row[0], "unix seconds in, unix seconds out, a horizon after the last row")
 		want := 100 + 30*math.Sin(2*math.Pi*float64(400+i)/24)
 		require.InDelta(t, want, s.Values[i], 0.5)
 	}
@@ -59,7 +59,7 @@ func TestFileDateTimestamps(t *testing.T) {
 	in := filepath.Join(dir, "in.csv")
 	writeSeries(t, in, 300, true)
 	out := filepath.Join(dir, "out.csv")
-	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizon: 2}))
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizons: hours(1, 2)}))
 	s, err := csvio.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, time.Unix(1_600_000_000+3600*300, 0).UTC().Format(time.RFC3339), s.Rows[0][0])
@@ -78,7 +78,7 @@ func TestFileCompactDates(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
 	out := filepath.Join(dir, "out.csv")
-	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizon: 2}))
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizons: hours(24, 48)}))
 	s, err := csvio.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, day0.AddDate(0, 0, 300).Format(time.RFC3339), s.Rows[0][0])
@@ -89,16 +89,14 @@ func TestFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.csv")
 	require.NoError(t, os.WriteFile(bad, []byte("timestamp,value\n1600000000,1\n1600003600,abc\n"), 0o644))
-	err := File(context.Background(), nil, bad, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
+	err := File(context.Background(), nil, bad, filepath.Join(dir, "o.csv"), Config{Horizons: hours(3)})
 	require.ErrorContains(t, err, "bad.csv:3")
 	require.ErrorContains(t, err, `"abc"`)
 
 	short := filepath.Join(dir, "short.csv")
 	writeSeries(t, short, 20, false)
-	err = File(context.Background(), nil, short, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
-	require.ErrorContains(t, err, "20 usable samples")
-
-	require.ErrorContains(t, Config{Horizon: 0}.Validate(), "horizon 0")
+	err = File(context.Background(), nil, short, filepath.Join(dir, "o.csv"), Config{Horizons: hours(3)})
+	require.ErrorContains(t, err, "20 usable steps")
 
 	// A table exported newest first reached the model as one sample (the
 	// rest went back in time) and failed with "1 usable samples".
@@ -109,29 +107,58 @@ func TestFileErrors(t *testing.T) {
 	}
 	rev := filepath.Join(dir, "rev.csv")
 	require.NoError(t, os.WriteFile(rev, []byte(b.String()), 0o644))
-	err = File(context.Background(), nil, rev, filepath.Join(dir, "o.csv"), Config{Horizon: 3})
+	err = File(context.Background(), nil, rev, filepath.Join(dir, "o.csv"), Config{Horizons: hours(3)})
 	require.ErrorContains(t, err, "299 of 300 rows")
 	require.ErrorContains(t, err, "oldest first")
 }
 
-// TestConfigValidateHorizon: a horizon too long for the history is refused
-// in terms of the two flags a user set, not of the model's MinSamples and
-// MaxHorizon, which they never did. The bounds come from forecast.Options:
-// a model fits on at least 2·horizon+32 samples of its history, and serves
-// horizons up to 65536.
-func TestConfigValidateHorizon(t *testing.T) {
+// TestConfigValidate: the horizons are refused as a selection's
+// forecast_horizons are: none, not positive, given twice, more than
+// config.MaxForecastHorizons.
+func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
-		name             string
-		horizon, history int
-		err              string
+		name     string
+		horizons []time.Duration
+		err      string
 	}{
-		{"longest for the default history", 496, 0, ""},
-		{"one step more", 497, 0, "horizon 497: at most 496 with history 1024"},
-		{"a longer history allows it", 497, 1026, ""},
-		{"beyond any history", 70000, 1 << 20, "horizon 70000: at most 65536"},
+		{"the default horizons", []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute}, ""},
+		{"eight", hours(1, 2, 3, 4, 5, 6, 7, 8), ""},
+		{"none", nil, "no horizon: want at least one"},
+		{"zero", []time.Duration{0}, "horizon 0s: want a positive duration"},
+		{"negative", []time.Duration{-time.Minute}, "horizon -1m0s: want a positive duration"},
+		{"twice", hours(1, 2, 1), "horizon 1h0m0s given twice"},
+		{"nine", hours(1, 2, 3, 4, 5, 6, 7, 8, 9), "9 horizons: at most 8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Config{Horizon: tc.horizon, Options: forecast.Options{History: tc.history}}.Validate()
+			err := Config{Horizons: tc.horizons}.Validate()
+			if tc.err == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.EqualError(t, err, tc.err)
+		})
+	}
+}
+
+// TestConfigValidateSteps: a curve too long for the history is refused
+// in terms of the two flags a user set, not of the model's MinSamples and
+// MaxHorizon, which they never did. The bounds come from forecast.Options:
+// a model fits on at least 2·steps+32 samples of its history, and serves
+// horizons up to 65536.
+func TestConfigValidateSteps(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		steps, history int
+		err            string
+	}{
+		{"longest for the default history", 496, 0, ""},
+		{"one step more", 497, 0, "steps 497: at most 496 with history 1024"},
+		{"a longer history allows it", 497, 1026, ""},
+		{"beyond any history", 70000, 1 << 20, "steps 70000: at most 65536"},
+		{"negative", -1, 0, "steps -1: want at least 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Config{Steps: tc.steps, Curve: forecast.Options{History: tc.history}}.Validate()
 			if tc.err == "" {
 				require.NoError(t, err)
 				return
@@ -142,20 +169,51 @@ func TestConfigValidateHorizon(t *testing.T) {
 	}
 }
 
+// TestFileCurve: Config.Steps forecasts the model's curve of that many
+// steps of the series' own interval (hourly here) after its last row.
+func TestFileCurve(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.csv")
+	writeSeries(t, in, 400, false)
+	out := filepath.Join(dir, "out.csv")
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Steps: 30}))
+	s, err := csvio.ReadFile(out)
+	require.NoError(t, err)
+	require.Len(t, s.Rows, 30)
+	for i, row := range s.Rows {
+		require.Equal(t, fmt.Sprint(1_600_000_000+3600*(400+i)), row[0], "one step apart")
+		require.InDelta(t, 100+30*math.Sin(2*math.Pi*float64(400+i)/24), s.Values[i], 0.5)
+	}
+
+	short := filepath.Join(dir, "short.csv")
+	writeSeries(t, short, 20, false)
+	err = File(context.Background(), nil, short, out, Config{Steps: 3})
+	require.ErrorContains(t, err, "short.csv: 20 usable samples, need at least 64")
+}
+
+// hours returns the horizons of hs hours.
+func hours(hs ...int) []time.Duration {
+	out := make([]time.Duration, len(hs))
+	for i, h := range hs {
+		out[i] = time.Duration(h) * time.Hour
+	}
+	return out
+}
+
 func TestRunMirrorsTree(t *testing.T) {
 	dir := t.TempDir()
 	writeSeries(t, filepath.Join(dir, "in", "a.csv"), 300, false)
 	writeSeries(t, filepath.Join(dir, "in", "sub", "b.csv"), 300, false)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "in", "sub", "broken.csv"), []byte("timestamp,value\nx,1\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "in", "notes.txt"), []byte("ignored"), 0o644))
-	sum, err := Run(context.Background(), nil, filepath.Join(dir, "in"), filepath.Join(dir, "out"), 2, nil, Config{Horizon: 4})
+	sum, err := Run(context.Background(), nil, filepath.Join(dir, "in"), filepath.Join(dir, "out"), 2, nil, Config{Horizons: hours(4)})
 	require.NoError(t, err)
 	require.Equal(t, Summary{Files: 3, Failed: 1}, sum)
 	require.FileExists(t, filepath.Join(dir, "out", "a.csv"))
 	require.FileExists(t, filepath.Join(dir, "out", "sub", "b.csv"))
 	require.NoFileExists(t, filepath.Join(dir, "out", "sub", "broken.csv"))
 
-	_, err = Run(context.Background(), nil, filepath.Join(dir, "nope"), filepath.Join(dir, "out"), 1, nil, Config{Horizon: 4})
+	_, err = Run(context.Background(), nil, filepath.Join(dir, "nope"), filepath.Join(dir, "out"), 1, nil, Config{Horizons: hours(4)})
 	require.ErrorContains(t, err, "input:")
 }
 
@@ -173,7 +231,7 @@ func TestRunRefusesOutput(t *testing.T) {
 		{"inside the input folder", in, filepath.Join(in, "out"), "inside the input folder"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Run(context.Background(), nil, tc.input, tc.output, 1, nil, Config{Horizon: 2})
+			_, err := Run(context.Background(), nil, tc.input, tc.output, 1, nil, Config{Horizons: hours(2)})
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
@@ -223,13 +281,13 @@ func TestFileSkipsRowsTheLivePathRefuses(t *testing.T) {
 	}
 }
 
-// forecastOf writes body to dir/name.csv, forecasts it 24 steps into
+// forecastOf writes body to dir/name.csv, forecasts it 24 hours ahead into
 // dir/out and returns the output.
 func forecastOf(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	in, out := filepath.Join(dir, name+".csv"), filepath.Join(dir, "out", name+".csv")
 	require.NoError(t, os.WriteFile(in, []byte(body), 0o644))
-	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizon: 24}))
+	require.NoError(t, File(context.Background(), nil, in, out, Config{Horizons: hours(24)}))
 	b, err := os.ReadFile(out)
 	require.NoError(t, err)
 	return string(b)
@@ -255,7 +313,7 @@ func TestFileWarnsOfMoreSeries(t *testing.T) {
 			}
 			require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
 			var logs bytes.Buffer
-			require.NoError(t, File(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)), in, out, Config{Horizon: 6}))
+			require.NoError(t, File(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)), in, out, Config{Horizons: []time.Duration{6 * time.Minute}}))
 			if tc.warn == "" {
 				require.Empty(t, logs.String())
 				return

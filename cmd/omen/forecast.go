@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
 	"golang.org/x/term"
 
 	"github.com/omen-sidecar/omen/batch"
+	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forecast"
 	"github.com/omen-sidecar/omen/forecastcli"
 )
@@ -39,21 +43,29 @@ func checkStdin(input string) error {
 }
 
 // registerForecast registers `omen forecast`: forecast every CSV series
-// under --input for --horizon steps after its last point.
+// under --input as omen serve would forecast it live, at its last row.
 func registerForecast(app *kingpin.Application, lc *logConfig) command {
-	cl := app.Command("forecast", "Forecast CSV series: one timestamp,yhat,yhat_lower,yhat_upper file per input file, for --horizon steps after its latest sample; timestamps in unix seconds if the input's are numbers, else RFC 3339 in UTC.")
+	cl := app.Command("forecast", "Forecast CSV series as omen serve forecasts a series live, at each file's last row: one timestamp,yhat,yhat_lower,yhat_upper file per input file, a row per horizon at the last row's time plus the horizon; timestamps in unix seconds if the input's are numbers, else RFC 3339 in UTC. "+forecastHowHelp)
 	input := cl.Flag("input", "CSV file, folder searched recursively for .csv files (skipping hidden ones: .name), or - for standard input. "+csvInputHelp).Required().String()
 	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree. For a single input file or standard input, a name ending in .csv (not an existing folder) is the forecast file itself, and - is standard output.").Required().String()
-	horizon := cl.Flag("horizon", "Steps to forecast after the last input point; the step is inferred from the data. A file needs at least 2·horizon+32 samples (64 at least), so the horizon is at most (history-32)/2.").Default("48").Int()
-	coverage := cl.Flag("coverage", "Nominal coverage of the prediction interval.").Default("0.95").Float64()
-	history := cl.Flag("history", "Most recent samples each model fits on.").Default(fmt.Sprint(forecast.DefaultOptions().History)).Int()
+	horizons := cl.Flag("horizons", "Comma-separated horizons (Prometheus durations, at most "+fmt.Sprint(config.MaxForecastHorizons)+"), as forecast_horizons in omen serve's configuration: the longest sets the forecaster's steps and history.").Default(defaultHorizons()).String()
+	every := cl.Flag("forecast.interval", "As omen serve's: the sample time between forecasts, when the model refits (every 64 of its steps, at the forecast after).").Default("1m").Duration()
+	steps := cl.Flag("steps", "Instead of the live forecaster: a curve of this many steps of the series' own interval after its last row, from the forecast package's model on the raw rows with its defaults (not omen serve's forecasts; for benchmarks of the model, as make bench-m4). A file needs at least 2·steps+32 rows (64 at least), so steps are at most (history-32)/2. --horizons and --forecast.interval are then not used.").Default("0").Int()
+	history := cl.Flag("history", "With --steps: the most recent rows the model fits on.").Default(fmt.Sprint(forecast.DefaultOptions().History)).Int()
 	workers := cl.Flag("workers", "Files forecast in parallel (0: one per CPU).").Default("0").Int()
 	return command{clause: cl, run: func(ctx context.Context) error {
 		*input, *output = stdio(*input), stdio(*output)
 		if err := checkStdin(*input); err != nil {
 			return err
 		}
-		cfg := forecastcli.Config{Horizon: *horizon, Options: forecast.Options{Coverage: *coverage, History: *history}}
+		hs, err := parseHorizons(*horizons)
+		if err != nil {
+			return err
+		}
+		if *every <= 0 {
+			return fmt.Errorf("--forecast.interval=%s: want more than 0", *every)
+		}
+		cfg := forecastcli.Config{Horizons: hs, Every: *every, Steps: *steps, Curve: forecast.Options{History: *history}}
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
@@ -71,4 +83,32 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 		}
 		return nil
 	}}
+}
+
+// forecastHowHelp says, in `omen forecast --help`, how a file is forecast.
+const forecastHowHelp = "As live: rows are scored by the default detector, which clips what the forecaster learns; rows faster than a 64th of the longest horizon (at least 4 minutes from a 1h horizon on) are averaged into steps; the forecaster holds 512 steps (768 where that holds two days), refits every 64 and forecasts every --forecast.interval; bands are widened by the spread within the steps. Live, each horizon's band floor is raised by checking the forecasts against the samples that come; a file's stays at its minimum, so its bands can be narrower than live ones."
+
+// defaultHorizons is omen serve's default forecast_horizons, comma-separated.
+func defaultHorizons() string {
+	var b strings.Builder
+	for i, h := range config.Default().Defaults.ForecastHorizons {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(h.String())
+	}
+	return b.String()
+}
+
+// parseHorizons reads --horizons: Prometheus durations, comma-separated.
+func parseHorizons(s string) ([]time.Duration, error) {
+	var hs []time.Duration
+	for f := range strings.SplitSeq(s, ",") {
+		d, err := model.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("--horizons=%s: %w", s, err)
+		}
+		hs = append(hs, time.Duration(d))
+	}
+	return hs, nil
 }
