@@ -59,7 +59,7 @@ PY
 
 # 2. Forecast.
 t0=$(date +%s.%N)
-"$bin" forecast --input "$work/input" --output "$work/output" --horizon "$horizon" --workers "$workers"
+"$bin" forecast --input "$work/input" --output "$work/output" --steps "$horizon" --workers "$workers"
 t1=$(date +%s.%N)
 echo "bench-m4: forecast of all series took $(python3 -c "print(f'{$t1-$t0:.1f}')") s with $workers workers"
 
