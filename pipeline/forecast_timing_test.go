@@ -176,7 +176,7 @@ func TestForecastAccuracyPairs(t *testing.T) {
 		for range 400 {
 			next(wave())
 		}
-		for t0.UnixMilli()+int64(i)*every < f.pend[0].target {
+		for t0.UnixMilli()+int64(i)*every < f.pend[0].Target {
 			next(wave())
 		}
 		next(math.Inf(1))
@@ -273,10 +273,10 @@ func TestForecastCheckedAtItsTarget(t *testing.T) {
 		for i := range 3000 {
 			tm := t0.UnixMilli() + int64(i)*30_000 + rng.Int64N(5) - 2
 			v := 100 + 10*math.Sin(float64(i)/40)
-			before := append([]pending(nil), f.pend...)
+			before := append([]livefc.Pending(nil), f.pend...)
 			f.step(s, tm, v, v, acc, &buf, time.Minute.Milliseconds())
 			for h := range hs {
-				if f.pend[h].active && (!before[h].active || before[h].target != f.pend[h].target) {
+				if f.pend[h].Active && (!before[h].Active || before[h].Target != f.pend[h].Target) {
 					armed[h]++
 				}
 			}

@@ -258,7 +258,7 @@ func TestFirstForecastOfShortCapacityHorizon(t *testing.T) {
 // TestLongHorizonBandCalibrated: the 4h band of a random walk (steps of
 // 1 a minute, one sample a minute) checked against the actuals over days 2
 // to 6, averaged over eight runs. One pending forecast a horizon checked
-// it once every 4 hours, too rarely for its floor to rise (see calEvery):
+// it once every 4 hours, too rarely for its floor to rise (see livefc.CalEvery):
 // it covered 88.5% (79-94% a run; 84.9% with 512 steps of history);
 // checked every 30 minutes, 91.4% (85-95%).
 func TestLongHorizonBandCalibrated(t *testing.T) {

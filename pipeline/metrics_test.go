@@ -120,21 +120,21 @@ func TestAccuracyScaleFromBeforeTheActual(t *testing.T) {
 			so := stepOpts{forecastEveryMs: time.Minute.Milliseconds(), holdMs: 5 * time.Minute.Milliseconds()}
 			wave := func(i int) float64 { return 100 + 10*math.Sin(float64(i)/20) }
 			i := 0
-			for ; i < 2000 || !s.fc.pend[0].active; i++ {
+			for ; i < 2000 || !s.fc.pend[0].Active; i++ {
 				s.step(t0.UnixMilli()+int64(i)*stepMs, wave(i), nil, &buf, so)
 			}
 			pd := s.fc.pend[0]
-			for ; t0.UnixMilli()+int64(i)*stepMs < pd.target; i++ {
+			for ; t0.UnixMilli()+int64(i)*stepMs < pd.Target; i++ {
 				s.step(t0.UnixMilli()+int64(i)*stepMs, wave(i), nil, &buf, so)
 			}
-			require.Equal(t, pd.target, t0.UnixMilli()+int64(i)*stepMs, "a sample at the target")
+			require.Equal(t, pd.Target, t0.UnixMilli()+int64(i)*stepMs, "a sample at the target")
 			scale := s.absDif
 			acc := &accuracy{m: map[accKey]*accVal{}}
-			s.step(pd.target, tc.actual, acc, &buf, so)
+			s.step(pd.Target, tc.actual, acc, &buf, so)
 			got := acc.m[accKey{"x", "5m"}]
 			require.NotNil(t, got)
 			require.Equal(t, 1, got.n)
-			require.InEpsilon(t, math.Abs(tc.actual-pd.yhat)/scale, got.mase, 1e-12)
+			require.InEpsilon(t, math.Abs(tc.actual-pd.Yhat)/scale, got.mase, 1e-12)
 		})
 	}
 }
@@ -188,8 +188,8 @@ func TestAccuracyWeighsEverySeriesOfAFamily(t *testing.T) {
 			}
 			// The check the 5m forecast gets at this sample: the
 			// actual is on the sample grid.
-			if pd := s.fc.pend[0]; pd.active && tm >= pd.target && a != nil {
-				checks = append(checks, check{tm, math.Abs(v-pd.yhat) / s.absDif, v >= pd.lo && v <= pd.hi})
+			if pd := s.fc.pend[0]; pd.Active && tm >= pd.Target && a != nil {
+				checks = append(checks, check{tm, math.Abs(v-pd.Yhat) / s.absDif, v >= pd.Lo && v <= pd.Hi})
 			}
 			s.fc.step(s, tm, v, v, a, &buf, everyMs)
 		}

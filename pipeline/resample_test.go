@@ -389,7 +389,7 @@ func TestFlatlineOption(t *testing.T) {
 // and 30m over days 2 to 4 of this seed: the forecaster's conformal band
 // comes from the last few hours' errors, and the ramps come after quiet
 // hours. With the floors calibrated on the pending checks (see
-// pending.calibrate) they cover 92-95%. Every forecast is checked against
+// livefc.Pending.Calibrate) they cover 92-95%. Every forecast is checked against
 // the sample at its target. Since the seasonal random walk of the
 // differences is a candidate (forecast.seasonalNaive), fitted on the
 // spurious seasons the forecaster finds in 13 of this run's 156 fits, the
@@ -430,7 +430,7 @@ func TestRestoreKeepsBandFloors(t *testing.T) {
 	}
 	require.Positive(t, f.stepDif)
 	for i := range f.pend {
-		f.pend[i].floor = 0.5 + float32(i)
+		f.pend[i].Floor = 0.5 + float32(i)
 	}
 	b, err := f.appendState(nil)
 	require.NoError(t, err)
@@ -439,7 +439,7 @@ func TestRestoreKeepsBandFloors(t *testing.T) {
 	require.Equal(t, f.stepDif, g.stepDif)
 	require.Len(t, g.pend, len(f.pend))
 	for i := range f.pend {
-		require.Equal(t, f.pend[i].floor, g.pend[i].floor, "horizon %d", i)
+		require.Equal(t, f.pend[i].Floor, g.pend[i].Floor, "horizon %d", i)
 	}
 	require.Equal(t, f.bandRef(hs[0]), g.bandRef(hs[0]))
 
@@ -449,6 +449,6 @@ func TestRestoreKeepsBandFloors(t *testing.T) {
 	h := newFcState(hs, names)
 	require.NoError(t, h.restoreState(old))
 	require.Zero(t, h.stepDif)
-	require.Zero(t, h.pend[0].floor)
+	require.Zero(t, h.pend[0].Floor)
 	require.Equal(t, f.rs.LastT, h.rs.LastT)
 }

@@ -187,10 +187,10 @@ type fcState struct {
 	outRef []storage.SeriesRef
 	// Forecast accuracy: one pending forecast per horizon, checked when the
 	// target time arrives (O(1) memory, a sampled but unbiased check), in
-	// pend[:len(horizons)]; after them, a horizon longer than calEvery's
+	// pend[:len(horizons)]; after them, a horizon longer than livefc.CalEvery's
 	// further pending forecasts, checked for the band's calibration alone
-	// (see calSlots).
-	pend []pending
+	// (see livefc.CalSlots).
+	pend []livefc.Pending
 	rs   livefc.Resampler
 	// within is an EWMA of the input's mean squared deviation about its
 	// step's mean: the forecaster forecasts step means, and the bands it
@@ -258,7 +258,7 @@ func newFcStateOf(set *horizonSet, ref storage.SeriesRef) *fcState {
 	return &fcState{
 		m: m, horizonSet: set,
 		pts: make([]forecast.Point, n), ok: make([]bool, n),
-		outRef: make([]storage.SeriesRef, 3*n), pend: make([]pending, n+extraSlots(hs)),
+		outRef: make([]storage.SeriesRef, 3*n), pend: make([]livefc.Pending, n+livefc.ExtraSlots(hs)),
 		rs: livefc.Resampler{MinStepMs: minStep},
 	}
 }
@@ -335,16 +335,6 @@ type series struct {
 	nDif   int
 
 	pub published
-}
-
-type pending struct {
-	target       int64
-	yhat, lo, hi float64
-	// floor is the horizon's band floor (see floorUnits), calibrated on
-	// the checks (see calibrate). It outlives the pending forecast it sits
-	// beside, and in the padding after active it costs no bytes.
-	floor  float32
-	active bool
 }
 
 // outOfOrder reports whether a sample at t is at or before the latest one
@@ -684,29 +674,24 @@ func (s *series) stepGroup(t int64, vals []float64, intervalMs int64, so stepOpt
 // during the warm-up, and never for a group.
 func (p *published) banded() bool { return p.ready && !math.IsNaN(p.yhat) }
 
+// bandRef is the unit of horizon h's band floor (see livefc.BandRef).
+func (f *fcState) bandRef(h time.Duration) float64 {
+	return livefc.BandRef(f.stepDif, f.rs.Step(), h)
+}
+
 // step checks the pending forecasts against the sample v, feeds the
-// resampled fv (v, or its clipped value: see learnable) to the forecaster
+// resampled fv (v, or its clipped value: see livefc.Learnable) to the forecaster
 // and makes a new forecast when everyMs of sample time have passed since
 // the last: the forecaster's O(h) forecast and its periodic refit are most
 // of its cost, and a forecast a minute is what dashboards and capacity
 // alerts use.
 func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *fcBuf, everyMs int64) {
 	// Check pending forecasts whose target has come.
-	for i, h := range f.horizons {
-		for j, pd := range f.slots(i) {
-			if !pd.active || t < pd.target || !detect.Measured(v) {
-				continue // an infinite value made the family's MASE NaN for good
-			}
-			pd.active = false
-			actual, ok := f.actualAt(pd.target, t, v)
-			if ok && f.bandRef(h) > 0 {
-				f.pend[i].calibrate(pd, actual, h)
-			}
-			if j == 0 && ok && acc != nil && s.absDif > 0 {
-				acc.observe(s.name, f.hname[i], h.Milliseconds(), everyMs, pd.target, math.Abs(actual-pd.yhat)/s.absDif, actual >= pd.lo && actual <= pd.hi, s.lastSeen)
-			}
+	livefc.Check(f.pend, f.horizons, f.rs.Interval(), f.prevT, f.prevV, f.stepDif, f.rs.Step(), t, v, func(i int, pd *livefc.Pending, actual float64) {
+		if acc != nil && s.absDif > 0 {
+			acc.observe(s.name, f.hname[i], f.horizons[i].Milliseconds(), everyMs, pd.Target, math.Abs(actual-pd.Yhat)/s.absDif, actual >= pd.Lo && actual <= pd.Hi, s.lastSeen)
 		}
-	}
+	})
 	if detect.Measured(v) {
 		f.prevT, f.prevV = t, v // the checks above are done with the previous
 	}
@@ -741,161 +726,13 @@ func (f *fcState) step(s *series, t int64, v, fv float64, acc *accuracy, buf *fc
 	}
 	f.made, f.isNew = t, true
 	for i, h := range f.horizons {
-		pt, ok := mk.At(h)
+		pt, ok := mk.Point(t, h, f.pend[i].FloorUnits(), f.within, f.stepDif, f.rs.Step(), f.m.NonNegative())
 		if !ok {
 			continue
 		}
-		pt.TsMillis = t + h.Milliseconds()
-		c := f.pend[i].floorUnits() * f.bandRef(h)
-		f.pts[i], f.ok[i] = livefc.Band(pt, f.within, c, f.m.NonNegative()), true
-		f.arm(i, f.pts[i])
+		f.pts[i], f.ok[i] = pt, true
+		livefc.Arm(f.pend, f.horizons, i, pt)
 	}
-}
-
-// calEvery is the longest time between two of a horizon's band checks:
-// a horizon longer holds more pending forecasts (see calSlots), armed
-// about h/slots apart, overlapping. With one pending forecast a horizon
-// (checked when its target came, the next armed at the forecast after),
-// a 4h band was checked once every 4 hours, 18 times over three days of
-// make bench-capacity, too few for its floor to rise from floorMin: the
-// disk's and the leak's 4h bands covered 87% and 85%.
-const calEvery = 30 * time.Minute
-
-// maxSlots bounds a horizon's pending forecasts (the longest horizons are
-// checked more than calEvery apart): 40 B each.
-const maxSlots = 8
-
-// calSlots is how many pending forecasts horizon h holds: one a calEvery
-// of it, at least one, at most maxSlots. The default horizons (up to 30m)
-// hold one, as before; a 4h horizon 8 (280 B more a series).
-func calSlots(h time.Duration) int {
-	return int(min(maxSlots, max(1, (h+calEvery-1)/calEvery)))
-}
-
-// extraSlots is how many pending forecasts the horizons hs hold beyond
-// one each.
-func extraSlots(hs []time.Duration) int {
-	n := 0
-	for _, h := range hs {
-		n += calSlots(h) - 1
-	}
-	return n
-}
-
-// slots returns horizon i's pending forecasts: its first (whose checks the
-// accuracy metrics take too, and which holds the floor), then the others,
-// numbered from 0.
-func (f *fcState) slots(i int) func(yield func(int, *pending) bool) {
-	return func(yield func(int, *pending) bool) {
-		if !yield(0, &f.pend[i]) {
-			return
-		}
-		off := len(f.horizons)
-		for _, h := range f.horizons[:i] {
-			off += calSlots(h) - 1
-		}
-		for j := range calSlots(f.horizons[i]) - 1 {
-			if !yield(j+1, &f.pend[off+j]) {
-				return
-			}
-		}
-	}
-}
-
-// arm makes pt, horizon i's forecast, pending in a free slot of the
-// horizon's when the latest armed is at least h/slots older (the first
-// slot whenever it is free).
-func (f *fcState) arm(i int, pt forecast.Point) {
-	h := f.horizons[i]
-	gap := (h / time.Duration(calSlots(h))).Milliseconds()
-	var free *pending
-	latest := int64(math.MinInt64)
-	for j, pd := range f.slots(i) {
-		if pd.active {
-			latest = max(latest, pd.target)
-			continue
-		}
-		if free == nil || j == 0 {
-			free = pd
-		}
-	}
-	if free == nil || (free != &f.pend[i] && pt.TsMillis-latest < gap) {
-		return
-	}
-	*free = pending{target: pt.TsMillis, yhat: pt.Yhat, lo: pt.Lower, hi: pt.Upper, floor: free.floor, active: true}
-}
-
-// actualAt returns the input's value at target, a forecast's time, from
-// the sample (t, v) at or after it: on the line from the sample before it
-// when the two are at most two input intervals apart, else v itself if it
-// came within half an interval of the target. A sample whose time only
-// comes after the target (10-minute samples, a 5m horizon) was taken for
-// its value at the target, five minutes late; one after a gap, for the
-// value hours before. ok is false when neither is close enough.
-func (f *fcState) actualAt(target, t int64, v float64) (float64, bool) {
-	iv := f.rs.Interval() // 0 while unknown
-	if f.prevT != 0 && f.prevT < target && t-f.prevT <= 2*iv {
-		return f.prevV + (v-f.prevV)*float64(target-f.prevT)/float64(t-f.prevT), true
-	}
-	return v, t-target <= iv/2
-}
-
-// Band calibration, see pending.calibrate: the gain at a 5m horizon, and
-// the floor's range in units of bandRef.
-const (
-	floorGain          = 0.3
-	floorMin, floorMax = livefc.FloorMin, 4.0
-)
-
-// floorTop is the highest value of pending.floor: floorMax in units of
-// floorMin, on the logarithm.
-var floorTop = math.Log(floorMax / floorMin)
-
-// missShare is the share of checked forecasts a band may miss.
-var missShare = 1 - livefc.Options().Coverage
-
-// bandRef is the unit of horizon h's band floor (see livefc.BandRef).
-func (f *fcState) bandRef(h time.Duration) float64 {
-	return livefc.BandRef(f.stepDif, f.rs.Step(), h)
-}
-
-// floorUnits is the horizon's band floor in units of bandRef:
-// floorMin·e^floor, floor in [0, ln(floorMax/floorMin)].
-func (pd *pending) floorUnits() float64 { return floorMin * math.Exp(float64(pd.floor)) }
-
-// calibrate moves the horizon's band floor, held by pd (its first pending
-// forecast), by one check of a forecast's band (chk's: pd's or another of
-// the horizon's pending forecasts) against its actual, as adaptive
-// conformal inference moves a quantile, on the floor's logarithm: up by g·(1−α) on a miss, down by g·α
-// on a hit (α = missShare), so the floor settles where a share α of the
-// checked forecasts fall outside their band, or at floorMin (negligible
-// in quadrature) where the forecaster's own band covers more. The gain g
-// is floorGain at a 5m horizon and grows with the root of the time between
-// the horizon's checks, h/calSlots(h) (at most 1), as a longer horizon is
-// checked less often: the default horizons (one pending forecast each) as
-// before, a 4h horizon's eight every 30 minutes at 0.73 (1 a check every 4
-// hours before). On the logarithm the floor rises from floorMin to a whole
-// unit in about 70 checks of a band that misses a quarter (6 h at 5m, 20 h
-// at 30m), and a band that covers white noise does not dither wider.
-//
-// The forecaster's conformal band comes from the errors of the last few
-// hours' validation origins (history 512 steps, under 9 h): it never sees
-// a daily cycle, and before a morning ramp or a burst its recent errors
-// are those of a quiet night. On a business-hours request rate at 60 s
-// (BenchmarkCalendar's) the bands covered 88%, 78% and 72% at 5m, 15m and
-// 30m; on the NAB series as forecasting inputs 91%. The floor adds in
-// quadrature, so it widens the narrow bands of the quiet stretches the
-// misses came after, and the wide ones barely: scaling every band by a
-// calibrated factor instead reached the same coverage with interval
-// scores (MSIS) 10-25% worse on NAB and bands 2.8 times as wide at 30m,
-// where the floor improved the score (TestForecastBandsCalibrated).
-func (pd *pending) calibrate(chk *pending, actual float64, h time.Duration) {
-	miss := 0.0
-	if !(actual >= chk.lo && actual <= chk.hi) {
-		miss = 1
-	}
-	g := min(1, floorGain*math.Sqrt(h.Minutes()/5/float64(calSlots(h))))
-	pd.floor = float32(min(floorTop, max(0, float64(pd.floor)+g*(miss-missShare))))
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -1283,7 +1283,7 @@ func (f *fcState) appendState(b []byte) ([]byte, error) {
 		b = binary.LittleEndian.AppendUint64(b, u)
 	}
 	for i := range f.horizons {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f.pend[i].floor))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f.pend[i].Floor))
 	}
 	binary.LittleEndian.PutUint32(b[start-4:], uint32(len(b)-start))
 	m, err := f.m.MarshalBinary()
@@ -1447,7 +1447,7 @@ func (f *fcState) restoreState(b []byte) error {
 		floors = make([]float32, u[fcStateFields]>>32)
 		for i := range floors {
 			floors[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[at+fcStateFields3*8+4*i:]))
-			if !(floors[i] >= 0) || floors[i] > float32(floorTop)+1e-3 {
+			if !(floors[i] >= 0) || floors[i] > float32(livefc.FloorTop)+1e-3 {
 				return errors.New("malformed forecaster state")
 			}
 		}
@@ -1464,7 +1464,7 @@ func (f *fcState) restoreState(b []byte) error {
 		f.stepDif = stepDif
 		if len(floors) == len(f.horizons) {
 			for i := range f.horizons {
-				f.pend[i].floor = floors[i]
+				f.pend[i].Floor = floors[i]
 			}
 		}
 	}

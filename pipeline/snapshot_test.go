@@ -2018,7 +2018,7 @@ func TestSnapshotReadsNextRelease(t *testing.T) {
 	require.Equal(t, before.fc.within, f.within)
 	require.Equal(t, before.fc.rs.LastT, f.rs.LastT)
 	for i := range f.pend {
-		require.Equal(t, before.fc.pend[i].floor, f.pend[i].floor, "horizon %d", i)
+		require.Equal(t, before.fc.pend[i].Floor, f.pend[i].Floor, "horizon %d", i)
 	}
 
 	// Restored whole at a restart: nothing said unreadable, nothing

@@ -56,7 +56,7 @@ var BandZ = math.Sqrt2 * math.Erfinv(Options().Coverage)
 // square of a raw sample's deviation within its step (the pipeline's fcState.within: the
 // forecaster forecasts step means, users compare raw samples; 0 with one
 // sample a step), plus the square of the horizon's calibrated floor (see
-// the pipeline's pending.calibrate). With w 0 p is as given. The lower end of a
+// Pending.Calibrate). With w 0 p is as given. The lower end of a
 // non-negative series' band (nonNeg, see forecast.Model.NonNegative)
 // stays at or above 0.
 func Widen(p forecast.Point, w float64, nonNeg bool) forecast.Point {

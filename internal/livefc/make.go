@@ -93,3 +93,16 @@ func MakeAt(m *forecast.Model, rs *Resampler, t int64, horizons []time.Duration,
 func (mk Made) At(h time.Duration) (forecast.Point, bool) {
 	return Between(mk.Fc, mk.Last, float64(mk.Lead+h.Milliseconds())/float64(mk.StepMs))
 }
+
+// Point is At(h) for the forecasts made at the sample at t, stamped t+h,
+// its band widened (see Band) by the within-step spread within and by the
+// horizon's band floor, floorUnits (see Pending.FloorUnits) in units of
+// BandRef(stepDif, stepMs, h); nonNeg keeps its lower end at or above 0.
+func (mk Made) Point(t int64, h time.Duration, floorUnits, within float64, stepDif float32, stepMs int64, nonNeg bool) (forecast.Point, bool) {
+	pt, ok := mk.At(h)
+	if !ok {
+		return pt, false
+	}
+	pt.TsMillis = t + h.Milliseconds()
+	return Band(pt, within, floorUnits*BandRef(stepDif, stepMs, h), nonNeg), true
+}
