@@ -115,14 +115,14 @@ func (c Config) longest() time.Duration { return slices.Max(c.Horizons) }
 // the default detector (see detect.DefaultOptions), which the forecaster
 // learns from (see livefc.Learnable); rows faster than the forecaster's
 // minimum step for the longest horizon are averaged into steps (see
-// livefc.Resampler), its history sized by it (livefc.OptionsFor), and the
-// bands widened by the spread within the steps and by each horizon's
-// band floor. Live, that floor rises from livefc.FloorMin as the
-// forecasts made every --forecast.interval are checked against the
-// samples at their targets; a file's forecast keeps it at FloorMin, so
-// its bands are at most as wide as the live ones. With cfg.Steps, the
-// forecast is instead the model's curve of that many steps (see Config).
-// Timestamps are written
+// livefc.Resampler), its history sized by it (livefc.OptionsFor), it
+// forecasts every cfg.Every of rows (and refits at a forecast, every 64 of
+// its steps), and the bands are widened by the spread within the steps
+// and by each horizon's band floor, calibrated on those forecasts checked
+// against the rows at their targets (livefc.Check). Only the refit phase,
+// which live comes from the series' TSDB reference, is cfg.RefitPhase.
+// With cfg.Steps, the forecast is instead the model's curve of that many
+// steps (see Config). Timestamps are written
 // in the style of the input's first one: unix seconds if it was a number
 // (not a YYYYMMDD date), RFC 3339 in UTC otherwise.
 //

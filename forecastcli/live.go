@@ -13,9 +13,9 @@ import (
 
 // live is the forecasting a series gets in omen serve, fed a file's rows:
 // its detector, whose scores clip what the forecaster learns, and the
-// forecaster with the resampler, spreads and forecast schedule of the
-// pipeline's fcState (the model refits at a forecast, so the schedule is
-// also that of its refits).
+// forecaster with the resampler, spreads, forecast schedule and band
+// calibration of the pipeline's fcState (the model refits at a forecast,
+// so the schedule is also that of its refits).
 type live struct {
 	det      *detect.Detector
 	m        *forecast.Model
@@ -29,6 +29,12 @@ type live struct {
 	seen     bool
 	sc       forecast.Scratch
 	fc       []forecast.Point
+	// The forecasts pending their check against the rows at their
+	// targets, which calibrates each horizon's band floor, and the latest
+	// row with a value before this one (see livefc.Check).
+	pend  []livefc.Pending
+	prevT int64
+	prevV float64
 }
 
 func newLive(cfg Config) (*live, error) {
@@ -43,15 +49,20 @@ func newLive(cfg Config) (*live, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &live{det: det, m: m, rs: livefc.Resampler{MinStepMs: minStep}, horizons: cfg.Horizons, everyMs: cfg.every().Milliseconds()}, nil
+	return &live{
+		det: det, m: m, rs: livefc.Resampler{MinStepMs: minStep}, horizons: cfg.Horizons, everyMs: cfg.every().Milliseconds(),
+		pend: make([]livefc.Pending, len(cfg.Horizons)+livefc.ExtraSlots(cfg.Horizons)),
+	}, nil
 }
 
 // update takes a row, in time order.
 func (l *live) update(t int64, v float64) {
 	r := l.det.Update(t, v)
+	livefc.Check(l.pend, l.horizons, l.rs.Interval(), l.prevT, l.prevV, l.stepDif, l.rs.Step(), t, v, nil)
 	if !detect.Measured(v) {
 		return
 	}
+	l.prevT, l.prevV = t, v
 	fv := livefc.Learnable(v, r)
 	if !detect.Measured(fv) {
 		return
@@ -61,18 +72,29 @@ func (l *live) update(t int64, v float64) {
 	for _, pt := range pts[:n] {
 		livefc.Feed(l.m, pt, &l.within, &l.stepDif)
 	}
-	if livefc.Next(l.m, &l.rs, t, l.made, l.everyMs, n > 0) == livefc.Make {
-		mk, ok := livefc.MakeAt(l.m, &l.rs, t, l.horizons, l.fc, &l.sc)
-		l.fc = mk.Fc
-		if ok {
-			l.made = t
+	if livefc.Next(l.m, &l.rs, t, l.made, l.everyMs, n > 0) != livefc.Make {
+		return
+	}
+	mk, ok := livefc.MakeAt(l.m, &l.rs, t, l.horizons, l.fc, &l.sc)
+	l.fc = mk.Fc
+	if !ok {
+		return
+	}
+	l.made = t
+	for i, h := range l.horizons {
+		if pt, ok := l.point(mk, i, h); ok {
+			livefc.Arm(l.pend, l.horizons, i, pt)
 		}
 	}
 }
 
+// point is horizon i's forecast, h, of mk made at the latest row.
+func (l *live) point(mk livefc.Made, i int, h time.Duration) (forecast.Point, bool) {
+	return mk.Point(l.t, h, l.pend[i].FloorUnits(), l.within, l.stepDif, l.rs.Step(), l.m.NonNegative())
+}
+
 // forecast returns the forecast for each of the horizons made at the
-// latest row, as the pipeline's fcState.step makes it, with the band
-// floors at livefc.FloorMin; in the order of the horizons.
+// latest row, as the pipeline's fcState.step makes it, in time order.
 func (l *live) forecast() ([]forecast.Point, error) {
 	lastT, _, fed := l.m.Last()
 	switch {
@@ -93,14 +115,10 @@ func (l *live) forecast() ([]forecast.Point, error) {
 		return nil, errors.New("no step to forecast with")
 	}
 	out := make([]forecast.Point, 0, len(l.horizons))
-	for _, h := range l.horizons {
-		pt, ok := mk.At(h)
-		if !ok {
-			continue // beyond the forecaster's MaxHorizon, as live
+	for i, h := range l.horizons {
+		if pt, ok := l.point(mk, i, h); ok {
+			out = append(out, pt) // none beyond the forecaster's MaxHorizon, as live
 		}
-		pt.TsMillis = l.t + h.Milliseconds()
-		floor := livefc.FloorMin * livefc.BandRef(l.stepDif, l.rs.Step(), h)
-		out = append(out, livefc.Band(pt, l.within, floor, l.m.NonNegative()))
 	}
 	if len(out) == 0 {
 		return nil, errors.New("every horizon is beyond the forecaster's")

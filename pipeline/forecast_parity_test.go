@@ -22,8 +22,10 @@ import (
 
 // TestForecastAsLive: `omen forecast` over a gauge's samples written as CSV
 // (15 s samples over two days with a daily cycle, as a Grafana export)
-// gives, for each horizon, the forecast omen serve stored for the file's
-// last row: what a user tries on an export is what they would get live.
+// gives, for each horizon, the forecast and band omen serve stored for the
+// file's last row: what a user tries on an export is what they would get
+// live. At 002b6a6 it fitted the raw rows with forecast's defaults: 5m
+// forecast 100.507 where live stored 100.655.
 func TestForecastAsLive(t *testing.T) {
 	const n = 2 * 24 * 3600 * 1000 / stepMs // two days
 	r := rand.New(rand.NewPCG(11, 2))
@@ -62,20 +64,24 @@ func TestForecastAsLive(t *testing.T) {
 			}
 			last := int((made - t0.UnixMilli()) / stepMs)
 			require.Greater(t, last, n-n/100, "a forecast stored at the end")
-			// The live band floors, by horizon, and the refit phase the
-			// series' ref gives its forecaster.
+			// The live forecaster's band floors, each calibrated on the
+			// checks of its horizon's forecasts (some above their
+			// minimum: the check below is of more than FloorMin), and
+			// the refit phase the series' ref gives it.
 			ref := refOf(e, ls)
-			var floors []float32
+			raised := 0
 			for _, w := range e.p.workers {
 				w.view(func(s *series) {
 					if s.ref == ref {
 						for i := range s.fc.horizons {
-							floors = append(floors, s.fc.pend[i].floor)
+							if s.fc.pend[i].Floor > 0 {
+								raised++
+							}
 						}
 					}
 				})
 			}
-			require.Len(t, floors, len(hs))
+			require.Positive(t, raised, "a band floor raised by the checks")
 
 			dir := t.TempDir()
 			in, out := filepath.Join(dir, "in.csv"), filepath.Join(dir, "out.csv")
@@ -89,26 +95,12 @@ func TestForecastAsLive(t *testing.T) {
 			for i, h := range hs {
 				pt, ok := got[made+tc.horizons[i].Milliseconds()]
 				require.True(t, ok, "omen forecast has no row at %s", h)
-				// Stored rounded to float32 where that is within a
-				// thousandth of the band (storedPrecision).
-				lo, hi := live[FamilyForecastLower+"/"+h], live[FamilyForecastUpper+"/"+h]
-				want := storedPrecision(pt[0], hi-lo)
-				require.InDelta(t, want, live[FamilyForecast+"/"+h], 1e-9*max(1, math.Abs(want)), "forecast{horizon=%s}", h)
-				if floors[i] == 0 {
-					// The floor calibrated live stayed at its
-					// minimum, where a file's forecast keeps it: the
-					// same band.
-					for j, fam := range fcFamilies[1:] {
-						want := storedPrecision(pt[j+1], pt[2]-pt[1])
-						require.InDelta(t, want, live[fam+"/"+h], 1e-9*max(1, math.Abs(want)), "%s{horizon=%s}", fam, h)
-					}
-					continue
+				for j, fam := range fcFamilies {
+					// Stored rounded to float32 where that is within a
+					// thousandth of the band (storedPrecision).
+					want := storedPrecision(pt[j], pt[2]-pt[1])
+					require.InDelta(t, want, live[fam+"/"+h], 1e-9*max(1, math.Abs(want)), "%s{horizon=%s}", fam, h)
 				}
-				// A floor raised by the live checks widens the live
-				// band: the file's is within it.
-				tol := 1e-6 * max(1, math.Abs(pt[0]))
-				require.LessOrEqual(t, lo, pt[1]+tol, "forecast_lower{horizon=%s}", h)
-				require.GreaterOrEqual(t, hi, pt[2]-tol, "forecast_upper{horizon=%s}", h)
 			}
 		})
 	}

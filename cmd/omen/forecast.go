@@ -86,7 +86,7 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 }
 
 // forecastHowHelp says, in `omen forecast --help`, how a file is forecast.
-const forecastHowHelp = "As live: rows are scored by the default detector, which clips what the forecaster learns; rows faster than a 64th of the longest horizon (at least 4 minutes from a 1h horizon on) are averaged into steps; the forecaster holds 512 steps (768 where that holds two days), refits every 64 and forecasts every --forecast.interval; bands are widened by the spread within the steps. Live, each horizon's band floor is raised by checking the forecasts against the samples that come; a file's stays at its minimum, so its bands can be narrower than live ones."
+const forecastHowHelp = "As live: rows are scored by the default detector, which clips what the forecaster learns; rows faster than a 64th of the longest horizon (at least 4 minutes from a 1h horizon on) are averaged into steps; the forecaster holds 512 steps (768 where that holds two days), forecasts every --forecast.interval and refits every 64 steps; bands are widened by the spread within the steps and by a floor calibrated on the forecasts checked against the rows that came at their times. Only the refit phase, which live comes from the series, differs."
 
 // defaultHorizons is omen serve's default forecast_horizons, comma-separated.
 func defaultHorizons() string {
