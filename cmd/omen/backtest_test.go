@@ -145,3 +145,17 @@ func writeSeriesCSV(t *testing.T, dir string, n, step int, value func(i int) flo
 	require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
 	return in
 }
+
+// TestForecastRemovedFlags: the flags of omen forecast's model curve before
+// it forecast as live fail with what became of them, and write nothing.
+func TestForecastRemovedFlags(t *testing.T) {
+	dir := t.TempDir()
+	in := writeSeriesCSV(t, dir, 300, 60, func(i int) float64 { return 10 + math.Sin(float64(i)/9) })
+	for _, flag := range []string{"--horizon=48", "--coverage=0.9"} {
+		t.Run(flag, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.csv")
+			require.Equal(t, 1, runMain([]string{"forecast", "--input", in, "--output", out, flag}))
+			require.NoFileExists(t, out)
+		})
+	}
+}

@@ -53,7 +53,16 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 	steps := cl.Flag("steps", "Instead of the live forecaster: a curve of this many steps of the series' own interval after its last row, from the forecast package's model on the raw rows with its defaults (not omen serve's forecasts; for benchmarks of the model, as make bench-m4). A file needs at least 2·steps+32 rows (64 at least), so steps are at most (history-32)/2. --horizons and --forecast.interval are then not used.").Default("0").Int()
 	history := cl.Flag("history", "With --steps: the most recent rows the model fits on.").Default(fmt.Sprint(forecast.DefaultOptions().History)).Int()
 	workers := cl.Flag("workers", "Files forecast in parallel (0: one per CPU).").Default("0").Int()
+	// The flags of the model's curve before omen forecast forecast as
+	// live (2026-12-07): a script still giving them is told what became
+	// of them, not "unknown flag".
+	var oldHorizon, oldCoverage bool
+	cl.Flag("horizon", "").Hidden().IsSetByUser(&oldHorizon).String()
+	cl.Flag("coverage", "").Hidden().IsSetByUser(&oldCoverage).String()
 	return command{clause: cl, run: func(ctx context.Context) error {
+		if oldHorizon || oldCoverage {
+			return errors.New("--horizon and --coverage were removed: omen forecast now forecasts as omen serve does, for --horizons (durations, as forecast_horizons), with its bands; --steps N gives the model's curve of N steps on the raw rows that --horizon N gave (its bands at 95%)")
+		}
 		*input, *output = stdio(*input), stdio(*output)
 		if err := checkStdin(*input); err != nil {
 			return err
