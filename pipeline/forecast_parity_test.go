@@ -56,7 +56,7 @@ func TestForecastAsLive(t *testing.T) {
 			var made int64
 			for _, h := range hs {
 				for _, fam := range fcFamilies {
-					ts, v := latestStored(t, e, fam, h)
+					ts, v := latestOutput(t, e, fam, h)
 					require.NotZero(t, ts, "%s{horizon=%s} stored", fam, h)
 					made = max(made, ts)
 					live[fam+"/"+h] = v
@@ -125,9 +125,9 @@ func cliForecast(t *testing.T, in, out string, cfg forecastcli.Config) map[int64
 	return rows
 }
 
-// latestStored returns the latest sample of family{for="temperature",
+// latestOutput returns the latest sample of family{for="temperature",
 // horizon=h}: its time and value (0, 0 if none).
-func latestStored(t *testing.T, e *env, family, h string) (int64, float64) {
+func latestOutput(t *testing.T, e *env, family, h string) (int64, float64) {
 	t.Helper()
 	qr, err := e.db.Querier(math.MinInt64, math.MaxInt64)
 	require.NoError(t, err)
