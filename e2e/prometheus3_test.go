@@ -466,11 +466,15 @@ func TestPrometheus3Refusals(t *testing.T) {
 
 	// Overload: other writers keep omen's one request slot busy until
 	// Prometheus 3 has been refused and has retried.
+	// Its samples 1 ms apart from 30 minutes back: at 100 ms a fast omen
+	// took the flood's rounds to 10 minutes ahead of the clock within the
+	// wait, its workers stopped at the 400 for samples too far in the
+	// future, and Prometheus 3 was never refused.
 	start := time.Now()
-	w := newAckWriter("e2e_p3_flood", 2000, 4, start.Add(-30*time.Minute).UnixMilli(), 100)
+	w := newAckWriter("e2e_p3_flood", 2000, 4, start.Add(-30*time.Minute).UnixMilli(), 1)
 	w.start(omen.URL)
 	waitFor(t, 60*time.Second, "Prometheus 3 to be refused and retry", func() bool {
-		return familySums(t, prom.URL)["prometheus_remote_storage_samples_retried_total"] > 0
+		return w.bad.Load() != nil || familySums(t, prom.URL)["prometheus_remote_storage_samples_retried_total"] > 0
 	})
 	w.stop()
 	end := time.Now()
