@@ -100,6 +100,7 @@ func TestNilLoggerIsNoOp(t *testing.T) {
 			s := NewSettler(nil, 75, time.Millisecond, nil)
 			set := make(chan int, 1)
 			s.read, s.set = quiet, func(v int) int { set <- v; return 25 }
+			s.percent = func() int { return 25 } // lowered at the restore
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error)
 			go func() { done <- s.Run(ctx) }()
