@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -215,6 +216,13 @@ func (w *worker) build(rb *reqBuf, b *batch, ts int64, sps int) {
 // sent or ctx is cancelled, and returns what was measured. Errors returned
 // are about the configuration or the generator; the receiver's answers,
 // failures included, are in the Result.
+//
+// A request that fails (a 5xx or 429, a timeout) is not retried, unlike
+// Prometheus's remote write, which resends it with backoff: it counts
+// under its status in the errors and its samples are lost, so the accepted
+// rate is what the receiver took the first time, and the worker's next
+// request follows at once (no backoff: a receiver that sheds load keeps
+// getting the offered load).
 func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -449,9 +457,21 @@ func (s *sender) send(ctx context.Context, rb *reqBuf, st *stats) {
 	t0 := time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
-		if ctx.Err() == nil {
-			st.fail("transport", err.Error(), s)
+		if ctx.Err() != nil {
+			return // the run was stopped, not failed by the receiver
 		}
+		// Sent, unanswered: it counts among the requests and samples sent,
+		// none of them accepted. A timeout's wait is a latency (a p99
+		// without it would flatter the receiver); a refused or broken
+		// connection's is not.
+		st.requests++
+		st.samples += int64(rb.samples)
+		class := "transport"
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			class = "timeout"
+			st.latencies = append(st.latencies, time.Since(t0))
+		}
+		st.fail(class, err.Error(), s)
 		return
 	}
 	var msg []byte

@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -351,4 +356,93 @@ func TestPartialWriteCountsStored(t *testing.T) {
 			require.Equal(t, map[string]int64{"400": 3}, res.Measured.Errors)
 		})
 	}
+}
+
+// failingTransport answers request n (0-based) by fail(n): a transport
+// error, or nil for a 204. No network and no clock: the errors are the
+// ones net/http's client returns for a timeout and a refused connection.
+type failingTransport struct {
+	mu   sync.Mutex
+	n    int
+	fail func(n int) error
+}
+
+func (ft *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	_ = r.Body.Close()
+	ft.mu.Lock()
+	n := ft.n
+	ft.n++
+	ft.mu.Unlock()
+	if err := ft.fail(n); err != nil {
+		return nil, err
+	}
+	return &http.Response{StatusCode: http.StatusNoContent, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+}
+
+// timeoutError is what a transport's deadline gives (net.Error, Timeout).
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// TestRunCountsTransportErrors: requests that got no answer (a timeout, a
+// refused connection) were sent all the same: they count in the requests
+// and samples sent, none of their samples as accepted, and the errors say
+// which was which; a timed-out request's wait counts in the latencies
+// (a p99 that left the timeouts out would flatter the receiver).
+func TestRunCountsTransportErrors(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	ft := &failingTransport{fail: func(n int) error {
+		switch n % 4 {
+		case 1:
+			return timeoutError{}
+		case 2:
+			return refused
+		}
+		return nil
+	}}
+	res, err := Run(context.Background(), nil, Options{URL: "http://127.0.0.1:1/api/v1/write", Series: 80, Batch: 10,
+		Concurrency: 1, Rounds: 1, Client: &http.Client{Transport: ft}})
+	require.NoError(t, err)
+	m := res.Measured
+	require.Equal(t, int64(8), m.Requests, "requests sent")
+	require.Equal(t, int64(80), m.Samples, "samples sent")
+	require.Equal(t, int64(40), m.Accepted)
+	require.Equal(t, map[string]int64{"timeout": 2, "transport": 2}, m.Errors)
+
+	// The latencies, from one worker's record.
+	ft.n = 0
+	o := Options{URL: "http://127.0.0.1:1/api/v1/write", Series: 10}
+	require.NoError(t, o.validate())
+	s := &sender{opts: &o, client: &http.Client{Transport: ft}, logger: slog.New(slog.DiscardHandler), logged: map[string]bool{}}
+	var st stats
+	for range 8 {
+		s.send(context.Background(), &reqBuf{samples: 10}, &st)
+	}
+	require.Len(t, st.latencies, 6, "answered and timed-out requests have a latency, refused ones none")
+}
+
+// TestRunClientTimeoutIsATimeout: the client's own per-request timeout,
+// against a receiver that never answers one request, is counted as a
+// timeout, and the other requests' answers as usual.
+func TestRunClientTimeoutIsATimeout(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if n.Add(1) == 2 {
+			<-r.Context().Done() // the client gave up
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), nil, Options{URL: srv.URL, Series: 30, Batch: 10, Concurrency: 1, Rounds: 1, Timeout: 2 * time.Second})
+	require.NoError(t, err)
+	m := res.Measured
+	require.Equal(t, map[string]int64{"timeout": 1}, m.Errors)
+	require.Equal(t, int64(3), m.Requests)
+	require.Equal(t, int64(20), m.Accepted)
+	require.GreaterOrEqual(t, m.Max, 2.0, "the timed-out request's wait is the longest latency")
 }

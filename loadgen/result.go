@@ -35,19 +35,22 @@ func firstGenErr(all []stats) error {
 
 // Phase is what one phase (warm-up or measured) sent and got back.
 type Phase struct {
-	Seconds          float64          `json:"seconds"`
-	Requests         int64            `json:"requests"`
-	Samples          int64            `json:"samples_sent"`
-	Accepted         int64            `json:"samples_accepted"`
-	SamplesPerSecond float64          `json:"accepted_samples_per_second"`
-	RequestsPerSec   float64          `json:"requests_per_second"`
-	P50              float64          `json:"latency_p50_seconds"`
-	P99              float64          `json:"latency_p99_seconds"`
-	Max              float64          `json:"latency_max_seconds"`
-	Errors           map[string]int64 `json:"errors_by_status"`
-	CPUSeconds       float64          `json:"generator_cpu_seconds"` // user+system of this process; 0 for the warm-up
-	Probe            *ProbeResult     `json:"probe,omitempty"`
-	DrainSeconds     float64          `json:"drain_seconds,omitempty"` // see Options.DrainURL
+	Seconds          float64 `json:"seconds"`
+	Requests         int64   `json:"requests"`     // sent, answered or not
+	Samples          int64   `json:"samples_sent"` // in the requests sent
+	Accepted         int64   `json:"samples_accepted"`
+	SamplesPerSecond float64 `json:"accepted_samples_per_second"`
+	RequestsPerSec   float64 `json:"requests_per_second"`
+	P50              float64 `json:"latency_p50_seconds"`
+	P99              float64 `json:"latency_p99_seconds"`
+	Max              float64 `json:"latency_max_seconds"` // latencies: of the answers and of the timeouts
+	// Errors counts the requests not acknowledged by their HTTP status,
+	// "timeout" (no answer within Options.Timeout) or "transport" (the
+	// connection refused or broken). None is retried (see Run).
+	Errors       map[string]int64 `json:"errors_by_status"`
+	CPUSeconds   float64          `json:"generator_cpu_seconds"` // user+system of this process; 0 for the warm-up
+	Probe        *ProbeResult     `json:"probe,omitempty"`
+	DrainSeconds float64          `json:"drain_seconds,omitempty"` // see Options.DrainURL
 }
 
 // Result is the outcome of Run.
