@@ -22,6 +22,7 @@
 # Then, unless SAME_LOAD=0, each server runs fresh at the same load
 # (80% of Prometheus's median rate, SAME_LOAD_DURATION), for the memory
 # comparison at equal samples (see same_load).
+# PORT_BASE=N uses ports N, N+1, ... instead of ones the kernel picks.
 # PROFILE=1 also takes a 15 s CPU profile of omen under load at the largest
 # series count (omen serves /debug/pprof).
 set -euo pipefail
@@ -57,9 +58,23 @@ trap 'exit 130' INT TERM
 rm -rf "$out"
 mkdir -p "$out"
 
-# free_port prints a loopback TCP port nobody listens on.
+# free_port sets port to a loopback TCP port nobody listens on: the next
+# from PORT_BASE if set (on a shared machine, a range of one's own), else
+# one the kernel picks. A port something answers on (a server left over
+# from an earlier run, another user's) is an error, not a server to
+# measure: its /-/ready would pass for ours.
+next_port=${PORT_BASE:-}
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+	if [ -n "$next_port" ]; then
+		port=$next_port
+		next_port=$((next_port + 1))
+	else
+		port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+	fi
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		echo "bench-ingest: port $port is in use (a server left from an earlier run?)" >&2
+		exit 1
+	fi
 }
 
 # wait_ready URL PID NAME: up to 120 s for /-/ready.
@@ -169,7 +184,7 @@ same_load() {
 	local n=$1 rate port dir name pid
 	rate=$(jq -s '[.[].measured.accepted_samples_per_second] | sort | .[length/2|floor] * 0.8 | floor' "$out"/prometheus-series="$n"-round=*.json)
 	for name in omen prometheus; do
-		port=$(free_port)
+		free_port
 		dir="$work/same-$name-$n"
 		mkdir -p "$dir"
 		if [ "$name" = omen ]; then start_omen "$port" "$dir"; pid=$opid; else start_prom "$port" "$dir"; pid=$ppid; fi
@@ -196,8 +211,10 @@ echo "bench-ingest: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg
 summary="$out/summary.tsv"
 printf 'series\tomen_samples_per_s\tprom_samples_per_s\tratio\tomen_hwm_kib\tprom_hwm_kib\tomen_b_per_series\tprom_b_per_series\tomen_p99_s\tprom_p99_s\tomen_errors\tprom_errors\tomen_idle_kib\tprom_idle_kib\tloadgen_cores\tomen_cores\tprom_cores\tlatency_rate\tlatency_omen_cores\tscore_p50_s\tscore_p99_s\tprobes\tprobes_missed\tomen_rss_kib\tomen_dropped_fraction\tomen_scored_samples_per_s\tscored_ratio\tomen_wal_b_per_sample\tprom_wal_b_per_sample\n' >"$summary"
 for n in $series_list; do
-	op=$(free_port)
-	pp=$(free_port)
+	free_port
+	op=$port
+	free_port
+	pp=$port
 	mkdir -p "$work/omen-$n" "$work/prom-$n"
 	start_omen "$op" "$work/omen-$n"
 	start_prom "$pp" "$work/prom-$n"
