@@ -22,6 +22,8 @@
 # Then, unless SAME_LOAD=0, each server runs fresh at the same load
 # (80% of Prometheus's median rate, SAME_LOAD_DURATION), for the memory
 # comparison at equal samples (see same_load).
+# The run fails, with the reason on stderr, if a server exits or refuses
+# requests (see check_run).
 # PORT_BASE=N uses ports N, N+1, ... instead of ones the kernel picks.
 # PROFILE=1 also takes a 15 s CPU profile of omen under load at the largest
 # series count (omen serves /debug/pprof).
@@ -108,6 +110,30 @@ counters() {
 # ticks PID: the process's user+system CPU time in clock ticks.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+# check_run NAME PID FILE: fails the benchmark, loudly, unless the server
+# NAME (PID) is still running after the loadgen run whose last line is in
+# FILE, and that run's receiver accepted samples in each phase and
+# refused none (ALLOW_ERRORS=1: refusals and timeouts are only counted, as
+# the summary's errors). A ratio over a dead or refusing server's figures
+# would be a figure about a failure.
+check_run() {
+	local errs
+	if ! kill -0 "$2" 2>/dev/null; then
+		echo "bench-ingest: $1 (pid $2) exited during the load; its log:" >&2
+		tail -20 "$work/$1.log" >&2
+		exit 1
+	fi
+	if ! tail -n 1 "$3" | jq -e '[.warmup, .measured | select(. != null) | .samples_accepted > 0] | all' >/dev/null; then
+		echo "bench-ingest: $1 accepted no samples in a phase of the run: $(grep -E '^(warm-up|measured):' "$3" | tr '\n' ' ')" >&2
+		exit 1
+	fi
+	errs=$(tail -n 1 "$3" | jq -r '[.warmup, .measured | select(. != null) | .errors_by_status // {} | to_entries[] | "\(.key)×\(.value)"] | join(" ")')
+	if [ -n "$errs" ] && [ "${ALLOW_ERRORS:-0}" != 1 ]; then
+		echo "bench-ingest: $1 refused or did not answer requests ($errs; ALLOW_ERRORS=1 counts them instead): $(grep -E '^(warm-up|measured):' "$3" | tr '\n' ' ')" >&2
+		exit 1
+	fi
+}
+
 # load NAME PORT SERIES ROUND PID [LOADGEN ARGS...]: one loadgen run; its
 # JSON line goes to $out, with the server's CPU cores over the whole run
 # (warm-up included) added as server_cores.
@@ -135,6 +161,7 @@ load() {
 		cat "$f.log" >&2
 		exit 1
 	}
+	check_run "$name" "$pid" "$f.txt"
 	c1=$(ticks "$pid")
 	t1=$(date +%s.%N)
 	if [ "$name" = omen ]; then
@@ -198,6 +225,7 @@ same_load() {
 			cat "$out/same-load-$name-series=$n.log" >&2
 			exit 1
 		}
+		check_run "$name" "$pid" "$out/same-load-$name-series=$n.txt"
 		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$name" "$rate" "$(tail -n 1 "$out/same-load-$name-series=$n.txt" | jq '.measured.samples_accepted + (.warmup.samples_accepted // 0)')" \
 			"$idle" "$(kib "$pid" VmHWM)" "$(kib "$pid" VmRSS)" >>"$out/same-load.tsv"
 		echo "  $name same load: $(grep '^measured:' "$out/same-load-$name-series=$n.txt")" >&2
