@@ -42,6 +42,9 @@ latency_duration=${LATENCY_DURATION:-30s}
 probe_every=${PROBE_EVERY:-100ms}
 omen_args=${OMEN_ARGS:-}
 hz=$(getconf CLK_TCK)
+# median, for jq: the middle value, or the mean of the two middle ones of an
+# even count (ROUNDS=2, 4: not the upper one).
+median='def median: sort | if length % 2 == 1 then .[length/2|floor] else (.[length/2 - 1] + .[length/2]) / 2 end;'
 
 [ -x "$bin" ] || { echo "bench-ingest: $bin not found; run make build" >&2; exit 1; }
 command -v "$prom" >/dev/null || { echo "bench-ingest: $prom not found; run make deps-e2e" >&2; exit 1; }
@@ -209,7 +212,7 @@ start_prom() {
 # other; their peak and final RSS are recorded in $out/same-load.tsv.
 same_load() {
 	local n=$1 rate port dir name pid
-	rate=$(jq -s '[.[].measured.accepted_samples_per_second] | sort | .[length/2|floor] * 0.8 | floor' "$out"/prometheus-series="$n"-round=*.json)
+	rate=$(jq -s "$median"'[.[].measured.accepted_samples_per_second] | median * 0.8 | floor' "$out"/prometheus-series="$n"-round=*.json)
 	for name in omen prometheus; do
 		free_port
 		dir="$work/same-$name-$n"
@@ -270,7 +273,7 @@ for n in $series_list; do
 
 	# Scoring latency at half of omen's median rate of accepted and scored
 	# samples (the rate it sustains); Prometheus is idle meanwhile.
-	half=$(jq -s '[.[].scored_samples_per_second] | sort | .[length/2|floor] / 2 | floor' "$out"/omen-series="$n"-round=*.json)
+	half=$(jq -s "$median"'[.[].scored_samples_per_second] | median / 2 | floor' "$out"/omen-series="$n"-round=*.json)
 	# No warm-up pass (see load): the series exist, and an unlimited pass
 	# would queue a backlog the first probes wait behind.
 	duration=$latency_duration load omen "$op" "$n" latency "$opid" --rate "$half" --probe-url "http://127.0.0.1:$op" --probe-every "$probe_every"
@@ -300,16 +303,17 @@ for n in $series_list; do
 	# Medians over the rounds of accepted samples/s and p99 latency; errors summed.
 	med() {
 		case $2 in
-		scored_*) jq -s "[.[].$2] | sort | .[length/2|floor]" "$out"/"$1"-series="$n"-round=*.json ;;
-		*) jq -s "[.[].measured.$2] | sort | .[length/2|floor]" "$out"/"$1"-series="$n"-round=*.json ;;
+		scored_*) jq -s "$median[.[].$2] | median" "$out"/"$1"-series="$n"-round=*.json ;;
+		*) jq -s "$median[.[].measured.$2] | median" "$out"/"$1"-series="$n"-round=*.json ;;
 		esac
 	}
 	errs() { jq -s '[.[].measured.errors_by_status | to_entries[] | .value] | add // 0' "$out"/"$1"-series="$n"-round=*.json; }
 	accepted() { jq -s '[.[] | .measured.samples_accepted + (.warmup.samples_accepted // 0)] | add' "$out"/"$1"-series="$n"-round=*.json; }
-	os=$(med omen accepted_samples_per_second)
+	# The latency run's file out of the rounds' before any median of them.
 	lat="$out/omen-series=$n-round=latency.json"
 	mv "$lat" "$out/latency-series=$n.json"
 	lat="$out/latency-series=$n.json"
+	os=$(med omen accepted_samples_per_second)
 	ps=$(med prometheus accepted_samples_per_second)
 	printf '%s\t%.0f\t%.0f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\n' "$n" "$os" "$ps" \
 		"$(jq -n "if $ps > 0 then $os / $ps else 0 end")" "$ohwm" "$phwm" \
@@ -317,8 +321,8 @@ for n in $series_list; do
 		"$(med omen latency_p99_seconds)" "$(med prometheus latency_p99_seconds)" \
 		"$(errs omen)" "$(errs prometheus)" "$obase" "$pbase" \
 		"$(jq -s '[.[].measured | .generator_cpu_seconds / .seconds] | max' "$out"/*-series="$n"-round=*.json)" \
-		"$(jq -s '[.[].server_cores] | sort | .[length/2|floor]' "$out"/omen-series="$n"-round=*.json)" \
-		"$(jq -s '[.[].server_cores] | sort | .[length/2|floor]' "$out"/prometheus-series="$n"-round=*.json)" \
+		"$(jq -s "$median"'[.[].server_cores] | median' "$out"/omen-series="$n"-round=*.json)" \
+		"$(jq -s "$median"'[.[].server_cores] | median' "$out"/prometheus-series="$n"-round=*.json)" \
 		"$(jq .measured.accepted_samples_per_second "$lat")" "$(jq .server_cores "$lat")" \
 		"$(jq .measured.probe.ack_to_score_p50_seconds "$lat")" "$(jq .measured.probe.ack_to_score_p99_seconds "$lat")" \
 		"$(jq .measured.probe.probes "$lat")" "$(jq .measured.probe.missed "$lat")" "$orss" \
