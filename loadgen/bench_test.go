@@ -3,10 +3,15 @@ package loadgen
 // Run: go test -run '^$' -bench . -benchmem -count=6 ./loadgen
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
+	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkBuild is the generator's cost per sample: filling one request
@@ -57,4 +62,36 @@ func benchBatch(protocol, n int) (*batch, *values) {
 	b := newBatch(protocol, 0, sets, counter, 0)
 	b.nSamples = n
 	return b, newValues(0, counter, 1)
+}
+
+// nullTransport answers every request 204 without a network, so that
+// BenchmarkSend measures the sender alone.
+type nullTransport struct{}
+
+func (nullTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	_ = r.Body.Close()
+	return &http.Response{StatusCode: http.StatusNoContent, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+}
+
+// BenchmarkSend is the sender's cost per request (the answer's cost
+// included, from a transport that answers at once): what posting a built
+// request adds to BenchmarkBuild's cost.
+func BenchmarkSend(b *testing.B) {
+	for _, protocol := range []int{1, 2} {
+		b.Run(fmt.Sprintf("protocol=%d", protocol), func(b *testing.B) {
+			o := Options{URL: "http://127.0.0.1:1/api/v1/write", Protocol: protocol, Series: 2000}
+			require.NoError(b, o.validate())
+			s := &sender{opts: &o, client: &http.Client{Transport: nullTransport{}}, logged: map[string]bool{}}
+			rb := &reqBuf{body: make([]byte, 70_000), samples: 2000}
+			var st stats
+			st.latencies = make([]time.Duration, 0, b.N+1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				s.send(context.Background(), rb, &st)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rb.samples), "ns/sample")
+		})
+	}
 }
