@@ -7,8 +7,10 @@
 // counters.
 // Each worker owns a disjoint slice of the series and sends them in order,
 // one round after another; a round's timestamps are the wall clock or, if a
-// worker is faster than a millisecond per round, one past the previous
-// round's, so a receiver never sees a sample out of order.
+// worker is faster than a millisecond per round (per sample of a series in
+// a request, which are 1 ms apart), one past the previous round's, so a
+// receiver never sees a sample out of order. A worker that keeps that pace
+// runs ahead of the clock, and stops with an error at maxAhead.
 //
 // Requests are built ahead of the sender by a builder per worker, from
 // label bytes encoded once and buffers reused, so that the generator costs
@@ -186,7 +188,10 @@ func (w *worker) nextRound(now time.Time, sps int) (int64, error) {
 		t = w.last + 1
 	}
 	if ahead := time.Duration(t-now.UnixMilli()) * time.Millisecond; ahead > maxAhead {
-		return 0, fmt.Errorf("timestamps would run %v ahead of the clock: more than 1000 rounds/s per worker; use more series or fewer workers", ahead)
+		// A round takes sps ms of timestamps (its samples are 1 ms apart):
+		// a worker can send 1000/sps rounds a second and stay at the clock.
+		return 0, fmt.Errorf("timestamps would run %v ahead of the clock: more than %g rounds/s per worker, each taking %d ms of timestamps; use more series, fewer workers or fewer samples per series",
+			ahead, 1000/float64(sps), sps)
 	}
 	w.last = t + int64(sps) - 1
 	return t, nil

@@ -281,6 +281,16 @@ func TestNextRoundBoundsTheFuture(t *testing.T) {
 	w.last = now.UnixMilli() + maxAhead.Milliseconds()
 	_, err = w.nextRound(now, 10)
 	require.ErrorContains(t, err, "ahead of the clock")
+	// The limit it names is the one for its samples per series: 1000
+	// rounds/s at 1, 1 round/s at 1000 (samples 1 ms apart).
+	for _, tc := range []struct {
+		sps   int
+		limit string
+	}{{1, "more than 1000 rounds/s"}, {10, "more than 100 rounds/s"}, {1000, "more than 1 rounds/s"}} {
+		w := &worker{last: now.UnixMilli() + maxAhead.Milliseconds()}
+		_, err := w.nextRound(now, tc.sps)
+		require.ErrorContains(t, err, tc.limit, "samples per series %d", tc.sps)
+	}
 }
 
 func TestRunSampleIntervalWritesHistory(t *testing.T) {
