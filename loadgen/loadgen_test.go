@@ -456,3 +456,17 @@ func TestRunClientTimeoutIsATimeout(t *testing.T) {
 	require.Equal(t, int64(20), m.Accepted)
 	require.GreaterOrEqual(t, m.Max, 2.0, "the timed-out request's wait is the longest latency")
 }
+
+// TestQuantileNearestRank: the latency quantiles are nearest-rank, the
+// ceil(q·n)-th smallest of n values, checked on 1..n ns, where the rank
+// is the value (ranks by integer arithmetic: ceil(99n/100), ceil(n/2)).
+func TestQuantileNearestRank(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 99, 100, 101, 199, 200, 1000, 12345, 1_000_001} {
+		d := make([]time.Duration, n)
+		for i := range d {
+			d[i] = time.Duration(i + 1)
+		}
+		require.Equal(t, time.Duration((99*n+99)/100), quantile(d, 0.99), "p99 of %d", n)
+		require.Equal(t, time.Duration((n+1)/2), quantile(d, 0.5), "p50 of %d", n)
+	}
+}
