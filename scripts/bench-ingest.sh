@@ -158,7 +158,7 @@ load() {
 	local drain=() warmup=--warmup
 	if [ "$name" = omen ]; then drain=(--drain-url "http://127.0.0.1:$port"); fi
 	if [ "$round" = latency ]; then warmup=--no-warmup; fi
-	timeout 900 "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
+	"${pdeath[@]}" timeout 900 "${pdeath[@]}" "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
 		--batch "$batch" --concurrency "$concurrency" --duration "$duration" "$warmup" "${drain[@]}" "$@" >"$f.txt" 2>"$f.log" || {
 		echo "bench-ingest: loadgen against $name failed:" >&2
 		cat "$f.log" >&2
@@ -188,17 +188,25 @@ load() {
 	if grep -q '^probe:' "$f.txt"; then printf '  %-10s round %s: %s\n' "$name" "$round" "$(grep '^probe:' "$f.txt")" >&2; fi
 }
 
+# The servers and loadgen die with this script even when it is killed by
+# SIGKILL, which runs no trap (a leftover omen or Prometheus would take
+# CPU from every later run; a loadgen would spin on refused connections):
+# the kernel's parent-death signal, set by util-linux's setpriv where it
+# has --pdeathsig (on timeout and on loadgen, timeout's child).
+pdeath=()
+if setpriv --pdeathsig KILL true 2>/dev/null; then pdeath=(setpriv --pdeathsig KILL); fi
+
 # start_omen PORT DIR and start_prom PORT DIR start a server with fresh
 # storage in DIR, logging to $work/NAME.log; they set opid and ppid.
 start_omen() {
 	# shellcheck disable=SC2086 # OMEN_ARGS is a list of flags
-	"$bin" serve --web.listen-address="127.0.0.1:$1" --storage.tsdb.path="$2" $omen_args >"$work/omen.log" 2>&1 &
+	"${pdeath[@]}" "$bin" serve --web.listen-address="127.0.0.1:$1" --storage.tsdb.path="$2" $omen_args >"$work/omen.log" 2>&1 &
 	opid=$!
 	pids+=("$opid")
 }
 start_prom() {
 	printf 'global:\n  scrape_interval: 1m\nscrape_configs: []\n' >"$work/prometheus.yml"
-	"$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$2" \
+	"${pdeath[@]}" "$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$2" \
 		--web.listen-address="127.0.0.1:$1" --web.enable-remote-write-receiver >"$work/prometheus.log" 2>&1 &
 	ppid=$!
 	pids+=("$ppid")
@@ -221,7 +229,7 @@ same_load() {
 		wait_ready "http://127.0.0.1:$port" "$pid" "$name"
 		local idle
 		idle=$(kib "$pid" VmRSS)
-		timeout 900 "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
+		"${pdeath[@]}" timeout 900 "${pdeath[@]}" "$bin" loadgen --url "http://127.0.0.1:$port/api/v1/write" --protocol 1 --series "$n" \
 			--batch "$batch" --concurrency "$concurrency" --duration "${SAME_LOAD_DURATION:-60s}" --warmup --rate "$rate" \
 			>"$out/same-load-$name-series=$n.txt" 2>"$out/same-load-$name-series=$n.log" || {
 			echo "bench-ingest: same-load loadgen against $name failed:" >&2
@@ -281,7 +289,7 @@ for n in $series_list; do
 		echo "bench-ingest: profiling omen for 15 s under load" >&2
 		curl -sf -o "$out/omen-cpu.pprof" "http://127.0.0.1:$op/debug/pprof/profile?seconds=15" &
 		cpid=$!
-		timeout 120 "$bin" loadgen --url "http://127.0.0.1:$op/api/v1/write" --series "$n" --batch "$batch" \
+		"${pdeath[@]}" timeout 120 "${pdeath[@]}" "$bin" loadgen --url "http://127.0.0.1:$op/api/v1/write" --series "$n" --batch "$batch" \
 			--concurrency "$concurrency" --duration 20s --warmup >"$out/omen-profile-load.txt" 2>&1 || true
 		wait "$cpid" || echo "bench-ingest: no CPU profile (is /debug/pprof served?)" >&2
 		curl -sf -o "$out/omen-heap.pprof" "http://127.0.0.1:$op/debug/pprof/heap" || true
