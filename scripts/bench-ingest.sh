@@ -278,6 +278,12 @@ for n in $series_list; do
 	ohwm=$(kib "$opid" VmHWM)
 	phwm=$(kib "$ppid" VmHWM)
 	orss=$(kib "$opid" VmRSS)
+	# WAL bytes per accepted sample (omen's WAL also holds its outputs),
+	# of the rounds alone, whose samples are the divisor: the latency and
+	# profile runs below write more to omen's. Each writes its WAL's pages
+	# as they fill, and omen has scored the rounds' samples (drained).
+	owal=$(du -sb "$work/omen-$n/wal" | cut -f1)
+	pwal=$(du -sb "$work/prom-$n/wal" | cut -f1)
 
 	# Scoring latency at half of omen's median rate of accepted and scored
 	# samples (the rate it sustains); Prometheus is idle meanwhile.
@@ -296,10 +302,6 @@ for n in $series_list; do
 		curl -sf -o "$out/omen-allocs.pprof" "http://127.0.0.1:$op/debug/pprof/allocs" || true
 	fi
 
-	# WAL bytes per accepted sample (omen's WAL also holds its outputs).
-	# Before the kill: each writes its WAL's pages as they fill.
-	owal=$(du -sb "$work/omen-$n/wal" | cut -f1)
-	pwal=$(du -sb "$work/prom-$n/wal" | cut -f1)
 	kill "$opid" "$ppid"
 	wait "$opid" 2>/dev/null || true
 	wait "$ppid" 2>/dev/null || true
