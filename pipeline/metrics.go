@@ -20,6 +20,11 @@ type metrics struct {
 	anomalies     *prometheus.CounterVec
 	names         inputNames // the input names anomalies has a series of
 	dropped       prometheus.Counter
+	// reopenDropped counts the ingested samples of a TSDB numbering of
+	// series before a reopen that reached a scorer after it (see
+	// worker.renumbered): not omen_scoring_dropped_total, whose alert
+	// and advice are a full queue's.
+	reopenDropped prometheus.Counter
 	lag           prometheus.GaugeFunc
 	newest        prometheus.GaugeFunc
 	snapFailures  prometheus.Counter
@@ -92,6 +97,9 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		names: inputNames{n: map[string]int{}, gone: map[string]int64{}},
 		dropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_scoring_dropped_total", Help: "Samples not scored because a scorer queue was full (stored all the same; their series score again at their next sample). In bursts (a sender's backlog after a restart), raise --detect.queue-size; at a steady rate the scorers lack CPU: give omen more, store fewer --output.tsdb-families, or shard (--detect.workers beyond the CPUs adds none).",
+		}),
+		reopenDropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "omen_scoring_reopen_dropped_total", Help: "Samples not scored because they were committed onto the TSDB before it was reopened to repair its WAL (omen_storage_wal_repairs_total) and reached the scorers after it: their series references are of the TSDB's numbering before, which may have given them to other series since. Stored all the same; their series catch up from the TSDB at their next sample.",
 		}),
 		lag: f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "omen_scoring_lag_seconds", Help: "How far scoring is behind: the time since the commit of the oldest batch a scorer worker is scoring now, or since a worker with batches queued started another task (a snapshot, a reload), 0 while none is.",

@@ -176,6 +176,7 @@ func TestLostMarkersForgottenOnReopen(t *testing.T) {
 	require.Len(t, w.lostMarks, 1)
 	require.Equal(t, derivedRefBit|3, w.lostMarks[0].s.ref)
 	require.Equal(t, int64(1), w.lostN.Load())
+	require.Equal(t, 1.0, testutil.ToFloat64(p.m.reopenDropped), "x's marker, forgotten unapplied")
 }
 
 // idlePipeline returns a pipeline of one worker (a dispatch is one batch:

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -174,6 +176,8 @@ func TestCommitAcrossReopen(t *testing.T) {
 				wantT = t0.UnixMilli() + 10*stepMs
 			}
 			require.Equal(t, wantT, e.p.droppedMaxT.Load())
+			require.Equal(t, float64(btoi(tc.dropped)), testutil.ToFloat64(e.p.m.reopenDropped),
+				"x's sample counted dropped unscored (omen_scoring_reopen_dropped_total)")
 			xs := query(t, e.db, eq("__name__", "anomaly_score"), eq("for", "x"))
 			require.Len(t, xs, 1)
 			for _, vs := range xs {
@@ -227,4 +231,6 @@ func TestKeptMarkerAcrossReopen(t *testing.T) {
 	defer w.mu.RUnlock()
 	require.Equal(t, y, ys.in)
 	require.False(t, ys.pub.stale, "y's results stand")
+	require.Equal(t, 0.0, testutil.ToFloat64(p.m.dropped), "x's marker kept, not dropped by the full queue")
+	require.Equal(t, 1.0, testutil.ToFloat64(p.m.reopenDropped), "x's marker, of the old numbering, not applied")
 }

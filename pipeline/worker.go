@@ -241,13 +241,14 @@ func (w *worker) applyLost(ctx context.Context, all bool) {
 	all = all || len(w.queue) == 0
 	b := getBatch()
 	w.lostMu.Lock()
-	n := 0
+	n, renumbered := 0, 0
 	for _, m := range w.lostMarks {
 		if !all && m.after > w.taken {
 			break // kept in order of after
 		}
 		n++
 		if m.gen != w.storeGen && m.s.ref&derivedRefBit == 0 {
+			renumbered++
 			continue // of the numbering before a reopen, as forgetAll's
 		}
 		if s := w.series[m.s.ref]; s != nil && s.pub.hasResult && m.s.t <= s.pub.t {
@@ -259,6 +260,9 @@ func (w *worker) applyLost(ctx context.Context, all bool) {
 	w.lostMarks = append(w.lostMarks[:0], w.lostMarks[n:]...)
 	w.lostN.Store(int64(len(w.lostMarks)))
 	w.lostMu.Unlock()
+	if renumbered > 0 {
+		w.p.m.reopenDropped.Add(float64(renumbered))
+	}
 	if len(b.s) == 0 {
 		putBatch(b)
 		return
@@ -1061,6 +1065,7 @@ func (w *worker) renumbered(ctx context.Context, b *batch) bool {
 		// Rare (a commit descheduled across a whole reopen), and the
 		// reopen is logged as a warning already.
 		p.noteDroppedAt(maxT)
+		p.m.reopenDropped.Add(float64(dropped))
 		p.logger.Info("Samples of the TSDB's series references before its reopen, queued after it, not scored; their series catch up from the TSDB at their next sample", "samples", dropped)
 	}
 	clear(b.s[len(kept):])
@@ -1092,6 +1097,9 @@ func (w *worker) forgetAll() {
 		if m.s.ref&derivedRefBit != 0 {
 			kept = append(kept, m)
 		}
+	}
+	if n := len(w.lostMarks) - len(kept); n > 0 {
+		w.p.m.reopenDropped.Add(float64(n))
 	}
 	clear(w.lostMarks[len(kept):])
 	w.lostMarks = kept
