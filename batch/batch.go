@@ -279,12 +279,16 @@ func Bar(w io.Writer, what string) func(done, total int) {
 }
 
 // WriteFile writes path whole or not at all: write fills a temporary file
-// beside it, which is renamed to path once written, flushed and closed.
-// On any error the temporary file is removed and an earlier path is left
-// as it was, so that a run stopped part way (an error in the input, Ctrl-C,
-// a full disk) never leaves a truncated result that reads as a complete
-// one. The temporary name does not end in .csv, so a later run over the
-// output never takes a leftover for an input. path's directory is created.
+// beside it, which is flushed, fsynced, closed and renamed to path, and
+// the directory is fsynced after the rename, as Prometheus's tsdb/fileutil
+// does: so neither a run stopped part way (an error in the input, Ctrl-C,
+// a full disk) nor a crash of the machine just after it leaves a truncated
+// or empty result that reads as a complete one (ext4 and XFS may commit a
+// rename before the data). On an error before the rename the temporary
+// file is removed and an earlier path is left as it was; one of the
+// directory's fsync is reported with path written. The temporary name does
+// not end in .csv, so a later run over the output never takes a leftover
+// for an input. path's directory is created.
 //
 // Stdio is standard output, written as write goes: what a failing job
 // wrote of it stays written, and the job's error says it failed.
@@ -326,12 +330,34 @@ func WriteFile(path string, write func(w *bufio.Writer) error) (err error) {
 	if err := f.Chmod(0o644); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	// On disk before it takes the name (see above).
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", path, err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		_ = os.Remove(f.Name())
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// The rename on disk too, as Prometheus's tsdb/fileutil.Replace has it.
+	return syncDir(dir)
+}
+
+// syncDir fsyncs directory dir, so that the entries renamed into it
+// outlive a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	if err := d.Sync(); err != nil {
+		_ = d.Close() // already failed; the first error is the one to report
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	if err := d.Close(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }
