@@ -574,3 +574,32 @@ func BenchmarkWalkOutputs(b *testing.B) {
 		b.Fatalf("%d metrics walked, want at least %d", n, b.N*series)
 	}
 }
+
+// BenchmarkRefusedSamples is a worker's cost for a sample of a series it
+// keeps out (here over --detect.max-series): its ignored entry looked up
+// and refreshed, per sample, 1000 series a batch.
+//
+//	go test -run '^$' -bench BenchmarkRefusedSamples -benchtime 2000x -count 6 ./pipeline
+func BenchmarkRefusedSamples(b *testing.B) {
+	const series = 1000
+	e := newEnv(b, "", nil, func(o *Options) { o.Workers, o.MaxSeries = 1, 1 })
+	smps := make([]sample, series)
+	for i := range smps {
+		smps[i] = sample{ref: storage.SeriesRef(i + 1), ls: labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i))}
+	}
+	round := func(n int) {
+		for i := range smps {
+			smps[i].t, smps[i].v = t0.UnixMilli()+int64(n)*stepMs, float64(n%7)
+		}
+		e.p.dispatch(smps)
+		e.sync()
+	}
+	round(0) // the first series scored, the others refused
+	require.Equal(b, int64(series-1), e.p.overBudgetNow.Load())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := range b.N {
+		round(n + 1)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*series), "ns/sample")
+}

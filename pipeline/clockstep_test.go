@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
@@ -42,6 +43,16 @@ func sweepAll(e *env) {
 	}
 }
 
+// stepSweeps are the cases of a forward step of omen's clock: with a
+// sweep between the step and the series' next samples, and without.
+var stepSweeps = []struct {
+	name        string
+	sweepBefore bool
+}{
+	{"sweep before the next samples", true},
+	{"sweep after them", false},
+}
+
 // TestOmenClockStepsForward: omen's clock stepping forward by more than
 // --detect.stale-after (NTP correcting a clock that was behind, a VM or
 // a frozen pod resumed while its senders queued what it missed) is not
@@ -54,13 +65,7 @@ func sweepAll(e *env) {
 // expires once both omen's clock and the other series' samples have
 // passed it by --detect.stale-after: one that stopped goes all the same.
 func TestOmenClockStepsForward(t *testing.T) {
-	for _, tc := range []struct {
-		name        string
-		sweepBefore bool // a sweep between the step and the next samples
-	}{
-		{"sweep before the next samples", true},
-		{"sweep after them", false},
-	} {
+	for _, tc := range stepSweeps {
 		t.Run(tc.name, func(t *testing.T) {
 			e, live, _, before, lastMs := clockStepEnv(t)
 			require.Len(t, before, 2)
@@ -122,4 +127,84 @@ func TestOmenClockStepsBack(t *testing.T) {
 	after := scoredByName(e)
 	require.True(t, before["live"] == after["live"])
 	require.NotContains(t, after, "dead", "an hour on omen's clock since the step, and of live's samples")
+}
+
+// TestOmenClockStepsForwardRefused: the series kept out by
+// --detect.max-series are forgotten by the rule the models are (see
+// TestOmenClockStepsForward), once silent on omen's clock and in sample
+// time. Cut on omen's clock alone, the list emptied at a forward step:
+// omen_series_over_budget fell to 0 until their next samples (a scrape
+// then reset OmenSeriesOverBudget's 15 minutes), and each was counted in
+// omen_series_over_budget_total again, as a new series, when it was
+// refused once more.
+func TestOmenClockStepsForwardRefused(t *testing.T) {
+	for _, tc := range stepSweeps {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, func(o *Options) { o.Workers, o.MaxSeries = 1, 1 })
+			live := labels.FromStrings("__name__", "live")
+			refused := labels.FromStrings("__name__", "refused")
+			gone := labels.FromStrings("__name__", "gone")
+			var lastMs int64
+			for k := range 40 {
+				lastMs = t0.UnixMilli() + int64(k)*stepMs
+				e.clock.set(time.UnixMilli(lastMs))
+				e.push(lastMs, model.MetricTypeGauge, []labels.Labels{live, refused, gone}, []float64{float64(k % 7), 1, 2})
+			}
+			e.sync()
+			require.Contains(t, scoredByName(e), "live")
+			require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.overBudget))
+			require.Equal(t, int64(2), e.p.overBudgetNow.Load())
+
+			stepped := time.UnixMilli(lastMs).Add(2 * time.Hour)
+			e.clock.set(stepped)
+			if tc.sweepBefore {
+				sweepAll(e)
+				require.Equal(t, int64(2), e.p.overBudgetNow.Load(), "omen_series_over_budget after the step")
+			}
+			// live and refused send on, a minute later in sample time;
+			// gone does not.
+			ts := lastMs + time.Minute.Milliseconds()
+			e.push(ts, model.MetricTypeGauge, []labels.Labels{live, refused}, []float64{3, 1})
+			e.sync()
+			sweepAll(e)
+			require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.overBudget), "no series refused anew")
+			require.Equal(t, int64(2), e.p.overBudgetNow.Load(), "gone has not been silent for an hour of its senders' time")
+
+			// An hour and more of samples later, on omen's clock and in
+			// sample time, gone is forgotten; refused is still refused.
+			for ts <= lastMs+(time.Hour+2*time.Minute).Milliseconds() {
+				ts += stepMs
+				e.clock.set(stepped.Add(time.Duration(ts-lastMs) * time.Millisecond))
+				e.push(ts, model.MetricTypeGauge, []labels.Labels{live, refused}, []float64{float64(ts / stepMs % 7), 1})
+			}
+			e.sync()
+			sweepAll(e)
+			require.Equal(t, int64(1), e.p.overBudgetNow.Load(), "gone forgotten, refused still over the budget")
+			require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.overBudget))
+		})
+	}
+}
+
+// TestOmenClockStepsBackRefused: a refused series that stopped is
+// forgotten no later after a backward step of omen's clock than a scored
+// one (TestOmenClockStepsBack): its reading ahead of the clock is taken
+// back to it at the sweep.
+func TestOmenClockStepsBackRefused(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.Workers, o.MaxSeries = 1, 1 })
+	live, gone := labels.FromStrings("__name__", "live"), labels.FromStrings("__name__", "gone")
+	lastMs := t0.UnixMilli()
+	e.clock.set(time.UnixMilli(lastMs))
+	e.push(lastMs, model.MetricTypeGauge, []labels.Labels{live, gone}, []float64{1, 1})
+	e.sync()
+	require.Equal(t, int64(1), e.p.overBudgetNow.Load())
+	stepped := time.UnixMilli(lastMs).Add(-5 * time.Minute)
+	e.clock.set(stepped)
+	sweepAll(e)
+	for ts := lastMs + stepMs; ts <= lastMs+(time.Hour+2*time.Minute).Milliseconds(); ts += stepMs {
+		e.clock.set(stepped.Add(time.Duration(ts-lastMs) * time.Millisecond))
+		e.push(ts, model.MetricTypeGauge, []labels.Labels{live}, []float64{1})
+	}
+	e.sync()
+	sweepAll(e)
+	require.Zero(t, e.p.overBudgetNow.Load(), "gone forgotten an hour on omen's clock after the step")
 }

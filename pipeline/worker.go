@@ -503,7 +503,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		}
 		if s == nil {
 			if ig, skip := w.ignored[smp.ref]; skip {
-				ig.seen = nowMs
+				ig.seen, ig.t = nowMs, max(ig.t, smp.t)
 				w.ignored[smp.ref] = ig
 				continue
 			}
@@ -734,13 +734,13 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		sc = smp.derived.d.Scoring
 	case !ok:
 		p.keepRestored(saved)
-		w.ignore(smp.ref, nowMs, false)
+		w.ignore(smp, nowMs, false)
 		return nil
 	}
 	if !reserve(&p.scored, &p.scoredHeld, p.opts.MaxSeries, held) {
 		p.keepRestored(saved)
 		p.m.overBudget.Inc()
-		w.ignore(smp.ref, nowMs, true)
+		w.ignore(smp, nowMs, true)
 		return nil
 	}
 	s := &series{ref: smp.ref, name: name, in: smp.ls, counter: smp.counter, utf8Names: hasUTF8Names(smp.ls), labelBits: labelBitsOf(smp.ls)}
@@ -754,7 +754,7 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		p.keepRestored(saved)
 		p.scored.Add(-1)
 		p.logger.Warn("Creating detector", "series", smp.ls.String(), "err", err)
-		w.ignore(smp.ref, nowMs, false)
+		w.ignore(smp, nowMs, false)
 		return nil
 	}
 	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, held && saved.forecaster()) {
@@ -800,7 +800,7 @@ func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs in
 		p.keepRestored(saved)
 		p.scored.Add(-1)
 		p.logger.Warn("Creating group detector", "series", smp.ls.String(), "err", err)
-		w.ignore(smp.ref, nowMs, false)
+		w.ignore(smp, nowMs, false)
 		return nil
 	}
 	s.grp = &groupModel{g: g, members: make([]string, len(d.d.Members))}
@@ -851,10 +851,13 @@ func (w *worker) add(s *series) {
 	}
 }
 
-func (w *worker) ignore(ref storage.SeriesRef, nowMs int64, overBudget bool) {
+// ignore has the worker not score the series of smp, seen at nowMs (see
+// ignoredSeries).
+func (w *worker) ignore(smp *sample, nowMs int64, overBudget bool) {
+	ref := smp.ref
 	w.mu.Lock()
 	w.unignoreLocked(ref)
-	w.ignored[ref] = ignoredSeries{seen: nowMs, overBudget: overBudget}
+	w.ignored[ref] = ignoredSeries{seen: nowMs, t: smp.t, overBudget: overBudget}
 	if overBudget {
 		w.p.overBudgetNow.Add(1)
 	}
@@ -889,10 +892,12 @@ func scoringOf(cfg *config.Config, ls labels.Labels, name string, derived bool) 
 	return cfg.ScoringFor(ls), true
 }
 
-// ignoredSeries is a series the worker does not score: last seen (unix ms),
-// and whether only the budget kept it out.
+// ignoredSeries is a series the worker does not score: last seen on
+// omen's clock and its latest sample's time (unix ms), by which the sweep
+// forgets it as it does a scored series, and whether only the budget kept
+// it out.
 type ignoredSeries struct {
-	seen       int64
+	seen, t    int64
 	overBudget bool
 }
 
@@ -1177,8 +1182,17 @@ func (w *worker) sweep() {
 	// must not stay unused while they keep sending.
 	room := int64(w.p.opts.MaxSeries) - w.p.scored.Load() - w.p.scoredHeld.Load()
 	for ref, ig := range w.ignored {
+		if ig.seen > nowMs { // omen's clock stepped back: as lastSeen above
+			ig.seen = nowMs
+			w.ignored[ref] = ig
+		}
 		switch {
-		case ig.seen < cut:
+		case ig.seen < cut && arrived[ref>>63]-ig.t > staleMs:
+			// Silent on omen's clock and in sample time, as a scored
+			// series is forgotten: cut on omen's clock alone, a forward
+			// step emptied the list, omen_series_over_budget fell to 0
+			// until the refused series' next samples, and each was
+			// refused and counted again as a new series.
 			w.unignoreLocked(ref)
 		case ig.overBudget && room > 0:
 			w.unignoreLocked(ref)
