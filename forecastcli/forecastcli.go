@@ -19,6 +19,7 @@ import (
 	"github.com/omen-sidecar/omen/batch"
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/csvio"
+	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecast"
 )
 
@@ -35,6 +36,11 @@ type Config struct {
 	// RefitPhase staggers the model's refits as a live series' ref does
 	// (see forecast.Model.StaggerRefits; 0 for omen forecast).
 	RefitPhase int
+	// Detect are the options of the detector that scores the rows, whose
+	// scores clip what the forecaster learns (see livefc.Learnable), as a
+	// selection's options set them live; the zero value is
+	// detect.DefaultOptions().
+	Detect detect.Options
 
 	// Steps, if above 0, forecasts instead a curve of Steps steps of the
 	// series' own interval after its last row with the forecast package's
@@ -65,7 +71,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("horizon %s given twice", h)
 		}
 	}
-	return nil
+	return c.detect().Validate()
 }
 
 // validateCurve is Validate of a curve of Steps steps.
@@ -104,6 +110,14 @@ func (c Config) every() time.Duration {
 	return c.Every
 }
 
+// detect is Detect, or the default detector's options.
+func (c Config) detect() detect.Options {
+	if c.Detect == (detect.Options{}) {
+		return detect.DefaultOptions()
+	}
+	return c.Detect
+}
+
 // longest is the longest of the horizons.
 func (c Config) longest() time.Duration { return slices.Max(c.Horizons) }
 
@@ -111,9 +125,9 @@ func (c Config) longest() time.Duration { return slices.Max(c.Horizons) }
 // live with cfg's horizons at its last row, and writes
 // timestamp,yhat,yhat_lower,yhat_upper for each horizon after that row to
 // outPath, creating its directory; outPath is written whole or not at all
-// (see batch.WriteFile). Rows are scored as omen serve scores them with
-// the default detector (see detect.DefaultOptions), which the forecaster
-// learns from (see livefc.Learnable); rows faster than the forecaster's
+// (see batch.WriteFile). Rows are scored as omen serve scores them, with
+// cfg.Detect (see Config), which the forecaster learns from (see
+// livefc.Learnable); rows faster than the forecaster's
 // minimum step for the longest horizon are averaged into steps (see
 // livefc.Resampler), its history sized by it (livefc.OptionsFor), it
 // forecasts every cfg.Every of rows (and refits at a forecast, every 64 of

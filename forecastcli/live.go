@@ -45,7 +45,7 @@ func newLive(cfg Config) (*live, error) {
 		return nil, err
 	}
 	m.StaggerRefits(cfg.RefitPhase)
-	det, err := detect.New(detect.DefaultOptions())
+	det, err := detect.New(cfg.detect())
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/csvio"
+	"github.com/omen-sidecar/omen/detect"
 	"github.com/omen-sidecar/omen/forecastcli"
 )
 
@@ -34,21 +36,40 @@ func TestForecastAsLive(t *testing.T) {
 		day := 2 * math.Pi * float64(int64(i)*stepMs) / float64(24*time.Hour.Milliseconds())
 		vs[i] = 100 + 30*math.Sin(day) + 0.01*float64(i)/240 + 2*r.NormFloat64()
 	}
+	// With a glitch 10 minutes before the end (1e3 on a series near 100),
+	// which the default detector scores above 1 and the forecaster learns
+	// as the end of its band; one scoring only drops does not score it.
+	glitched := slices.Clone(vs)
+	glitched[n-1-40] += 1e3
+	down := detect.DefaultOptions()
+	down.Direction = detect.Down
 	for _, tc := range []struct {
 		name     string
 		horizons []time.Duration
+		// scoring is the selection's detector options, and det the
+		// same as omen forecast's --detect.* flags set them.
+		scoring string
+		det     detect.Options
+		glitch  bool
 	}{
-		{"default horizons", []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute}},
-		{"capacity horizon", []time.Duration{4 * time.Hour}},
+		{"default horizons", []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute}, "", detect.Options{}, false},
+		{"capacity horizon", []time.Duration{4 * time.Hour}, "", detect.Options{}, false},
+		// A glitch the default detector scores, and so clips in what
+		// the forecaster learns, and a selection's does not.
+		{"direction down, a glitch", []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute}, "  direction: down\n", down, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hs := make([]string, len(tc.horizons))
 			for i, h := range tc.horizons {
 				hs[i] = model.Duration(h).String()
 			}
-			cfg := loadf(t, "defaults:\n  forecast_horizons: [%s]\n", strings.Join(hs, ", "))
+			cfg := loadf(t, "defaults:\n  forecast_horizons: [%s]\n%s", strings.Join(hs, ", "), tc.scoring)
 			e := newEnv(t, "", cfg, nil)
 			ls := labels.FromStrings("__name__", "temperature", "job", "a")
+			vs := vs
+			if tc.glitch {
+				vs = glitched
+			}
 			e.feed(ls, model.MetricTypeGauge, vs)
 
 			// The latest forecast stored live, and the rows up to it.
@@ -91,7 +112,11 @@ func TestForecastAsLive(t *testing.T) {
 				fmt.Fprintf(&b, "%s,%s\n", csvio.FormatFloat(float64(t0.UnixMilli()+int64(i)*stepMs)/1000), csvio.FormatFloat(v))
 			}
 			require.NoError(t, os.WriteFile(in, []byte(b.String()), 0o644))
-			got := cliForecast(t, in, out, forecastcli.Config{Horizons: tc.horizons, RefitPhase: refitPhase(ref)})
+			got := cliForecast(t, in, out, forecastcli.Config{Horizons: tc.horizons, RefitPhase: refitPhase(ref), Detect: tc.det})
+			if tc.det != (detect.Options{}) {
+				def := cliForecast(t, in, filepath.Join(dir, "default.csv"), forecastcli.Config{Horizons: tc.horizons, RefitPhase: refitPhase(ref)})
+				require.NotEqual(t, def, got, "the selection's detector changes the forecast of this series")
+			}
 			for i, h := range hs {
 				pt, ok := got[made+tc.horizons[i].Milliseconds()]
 				require.True(t, ok, "omen forecast has no row at %s", h)

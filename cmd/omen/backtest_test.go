@@ -13,6 +13,7 @@ import (
 
 	"github.com/omen-sidecar/omen/backtest"
 	"github.com/omen-sidecar/omen/detect"
+	"github.com/omen-sidecar/omen/forecastcli"
 )
 
 // TestBacktestFlagsScoreAsServe: `omen backtest` takes every option that a
@@ -29,39 +30,56 @@ func TestBacktestFlagsScoreAsServe(t *testing.T) {
 		return 50 + 10*math.Sin(2*math.Pi*float64(i)/288) + float64((i*7919)%13)/4
 	})
 
-	with := func(f func(o *detect.Options)) detect.Options {
-		o := detect.DefaultOptions()
-		f(&o)
-		return o
-	}
-	def := filepath.Join(dir, "default.csv")
-	require.NoError(t, backtest.File(context.Background(), nil, in, def, detect.DefaultOptions(), nil))
-	defOut, err := os.ReadFile(def)
-	require.NoError(t, err)
-	for _, tc := range []struct {
-		name string
-		args []string
-		want detect.Options
-	}{
+	requireDetectorFlags(t, "backtest", in, []detectorCase{
 		{"defaults", nil, detect.DefaultOptions()},
-		{"flatline", []string{"--detect.flatline"}, with(func(o *detect.Options) { o.Members |= detect.MemberFlat })},
+		{"flatline", []string{"--detect.flatline"}, withOptions(func(o *detect.Options) { o.Members |= detect.MemberFlat })},
 		{"all of a selection's", []string{"--detect.flatline", "--detect.direction=up", "--detect.false-alarm-rate=0.01", "--detect.min-deviation-abs=0.5", "--detect.min-deviation-rel=0.05"},
-			with(func(o *detect.Options) {
+			withOptions(func(o *detect.Options) {
 				o.Members |= detect.MemberFlat
 				o.Direction, o.FalseAlarmRate, o.MinDeviationAbs, o.MinDeviationRel = detect.Up, 0.01, 0.5, 0.05
 			})},
-	} {
+	}, func(out string, o detect.Options) error {
+		return backtest.File(context.Background(), nil, in, out, o, nil)
+	})
+}
+
+// detectorCase is a command's detector flags and the options they set.
+type detectorCase struct {
+	name string
+	args []string
+	want detect.Options
+}
+
+// withOptions returns the default detector options as f changes them.
+func withOptions(f func(o *detect.Options)) detect.Options {
+	o := detect.DefaultOptions()
+	f(&o)
+	return o
+}
+
+// requireDetectorFlags runs `omen cmd` over the file in with each case's
+// flags, and checks that it writes what file writes with the case's
+// options and, for a case with flags, not what it writes with the default
+// detector's.
+func requireDetectorFlags(t *testing.T, cmd, in string, cases []detectorCase, file func(out string, o detect.Options) error) {
+	t.Helper()
+	dir := t.TempDir()
+	def := filepath.Join(dir, "default.csv")
+	require.NoError(t, file(def, detect.DefaultOptions()))
+	defOut, err := os.ReadFile(def)
+	require.NoError(t, err)
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, want := filepath.Join(dir, tc.name, "got.csv"), filepath.Join(dir, tc.name, "want.csv")
-			require.Equal(t, 0, runMain(append([]string{"backtest", "--input", in, "--output", got}, tc.args...)))
-			require.NoError(t, backtest.File(context.Background(), nil, in, want, tc.want, nil))
+			require.Equal(t, 0, runMain(append([]string{cmd, "--input", in, "--output", got}, tc.args...)))
+			require.NoError(t, file(want, tc.want))
 			g, err := os.ReadFile(got)
 			require.NoError(t, err)
 			w, err := os.ReadFile(want)
 			require.NoError(t, err)
 			require.Equal(t, string(w), string(g))
 			if tc.args != nil {
-				require.NotEqual(t, string(defOut), string(g), "the flags change the scores of this file")
+				require.NotEqual(t, string(defOut), string(g), "the flags change the output for this file")
 			}
 		})
 	}
@@ -158,4 +176,29 @@ func TestForecastRemovedFlags(t *testing.T) {
 			require.NoFileExists(t, out)
 		})
 	}
+}
+
+// TestForecastDetectorFlags: `omen forecast` takes omen backtest's
+// detector flags. Its rows are scored by a detector whose scores clip
+// what the forecaster learns (livefc.Learnable), as omen serve's
+// selection options set it live: with the default detector alone, a
+// series whose configuration scores only drops (direction: down) could
+// not be forecast as serve forecasts it, its rises clipped.
+func TestForecastDetectorFlags(t *testing.T) {
+	dir := t.TempDir()
+	in := writeSeriesCSV(t, dir, 1500, 60, func(i int) float64 {
+		v := 50 + 10*math.Sin(2*math.Pi*float64(i)/288) + float64((i*7919)%13)/4
+		if i%97 == 0 && i > 600 {
+			v += 60 // a rise the default detector scores above 1
+		}
+		return v
+	})
+	hs, err := parseHorizons(defaultHorizons())
+	require.NoError(t, err)
+	requireDetectorFlags(t, "forecast", in, []detectorCase{
+		{"direction", []string{"--detect.direction=down"}, withOptions(func(o *detect.Options) { o.Direction = detect.Down })},
+		{"minimum deviation", []string{"--detect.min-deviation-abs=100"}, withOptions(func(o *detect.Options) { o.MinDeviationAbs = 100 })},
+	}, func(out string, o detect.Options) error {
+		return forecastcli.File(context.Background(), nil, in, out, forecastcli.Config{Horizons: hs, Detect: o})
+	})
 }

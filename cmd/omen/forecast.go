@@ -50,9 +50,12 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 	output := cl.Flag("output", "Folder for the forecasts; mirrors the input tree. For a single input file or standard input, a name ending in .csv (not an existing folder) is the forecast file itself, and - is standard output.").Required().String()
 	horizons := cl.Flag("horizons", "Comma-separated horizons (Prometheus durations, at most "+fmt.Sprint(config.MaxForecastHorizons)+"), as forecast_horizons in omen serve's configuration: the longest sets the forecaster's steps and history.").Default(defaultHorizons()).String()
 	every := cl.Flag("forecast.interval", "As omen serve's: the sample time between forecasts, when the model refits (every 64 of its steps, at the forecast after).").Default("1m").Duration()
-	steps := cl.Flag("steps", "Instead of the live forecaster: a curve of this many steps of the series' own interval after its last row, from the forecast package's model on the raw rows with its defaults (not omen serve's forecasts; for benchmarks of the model, as make bench-m4). A file needs at least 2·steps+32 rows (64 at least), so steps are at most (history-32)/2. --horizons and --forecast.interval are then not used.").Default("0").Int()
+	steps := cl.Flag("steps", "Instead of the live forecaster: a curve of this many steps of the series' own interval after its last row, from the forecast package's model on the raw rows with its defaults (not omen serve's forecasts; for benchmarks of the model, as make bench-m4). A file needs at least 2·steps+32 rows (64 at least), so steps are at most (history-32)/2. --horizons, --forecast.interval and the --detect.* flags are then not used.").Default("0").Int()
 	history := cl.Flag("history", "With --steps: the most recent rows the model fits on.").Default(fmt.Sprint(forecast.DefaultOptions().History)).Int()
 	workers := cl.Flag("workers", "Files forecast in parallel (0: one per CPU).").Default("0").Int()
+	// The detector's: its scores clip what the forecaster learns, as a
+	// selection's options set it live.
+	detector := detectorFlags(cl)
 	// The flags of the model's curve before omen forecast forecast as
 	// live (2026-12-07): a script still giving them is told what became
 	// of them, not "unknown flag".
@@ -74,7 +77,11 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 		if *every <= 0 {
 			return fmt.Errorf("--forecast.interval=%s: want more than 0", *every)
 		}
-		cfg := forecastcli.Config{Horizons: hs, Every: *every, Steps: *steps, Curve: forecast.Options{History: *history}}
+		det, err := detector()
+		if err != nil {
+			return err
+		}
+		cfg := forecastcli.Config{Horizons: hs, Every: *every, Detect: det, Steps: *steps, Curve: forecast.Options{History: *history}}
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
@@ -95,7 +102,7 @@ func registerForecast(app *kingpin.Application, lc *logConfig) command {
 }
 
 // forecastHowHelp says, in `omen forecast --help`, how a file is forecast.
-const forecastHowHelp = "As live: rows are scored by the default detector, which clips what the forecaster learns; rows faster than a 64th of the longest horizon (at least 4 minutes from a 1h horizon on) are averaged into steps; the forecaster holds 512 steps (768 where that holds two days), forecasts every --forecast.interval and refits every 64 steps; bands are widened by the spread within the steps and by a floor calibrated on the forecasts checked against the rows that came at their times. Only the refit phase, which live comes from the series, differs."
+const forecastHowHelp = "As live: rows are scored by the detector (the --detect.* flags, as omen backtest's and a selection's options in omen serve's configuration: direction, false_alarm_rate, min_deviation_abs and _rel, flatline), whose scores clip what the forecaster learns: a value scored above 1 is learnt as the nearer end of the band expected before it; rows faster than a 64th of the longest horizon (at least 4 minutes from a 1h horizon on) are averaged into steps; the forecaster holds 512 steps (768 where that holds two days), forecasts every --forecast.interval and refits every 64 steps; bands are widened by the spread within the steps and by a floor calibrated on the forecasts checked against the rows that came at their times. Only the refit phase, which live comes from the series, differs."
 
 // defaultHorizons is omen serve's default forecast_horizons, comma-separated.
 func defaultHorizons() string {
