@@ -267,9 +267,17 @@ var timeLayouts = []string{
 	"2006-01-02",
 }
 
-// ParseTime parses unix seconds (possibly fractional), RFC 3339 (with a T
-// or a space), or "YYYY-MM-DD[ HH:MM[:SS]]" and "YYYYMMDD" (taken as UTC)
-// into unix milliseconds.
+// maxEpochSeconds is the largest number ParseTime reads as unix seconds
+// (the year 5138); above it, to maxEpochMillis (the same year), a number
+// is unix milliseconds (from 1973-03-03 on): no series is dated after the
+// year 5000, and Grafana's CSV export without "Formatted data", as many
+// exporters, writes epoch milliseconds.
+const maxEpochSeconds, maxEpochMillis = 1e11, 1e14
+
+// ParseTime parses unix seconds (possibly fractional) or, above
+// maxEpochSeconds, unix milliseconds, RFC 3339 (with a T or a space), or
+// "YYYY-MM-DD[ HH:MM[:SS]]" and "YYYYMMDD" (taken as UTC) into unix
+// milliseconds.
 func ParseTime(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -279,8 +287,11 @@ func ParseTime(s string) (int64, error) {
 		return t.UnixMilli(), nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
-			return 0, fmt.Errorf("timestamp %q: want unix seconds%s", s, epochUnit(f))
+		switch a := math.Abs(f); {
+		case math.IsNaN(f) || a >= maxEpochMillis:
+			return 0, fmt.Errorf("timestamp %q: want unix seconds or milliseconds%s", s, epochUnit(f))
+		case a > maxEpochSeconds:
+			return int64(math.Round(f)), nil
 		}
 		return int64(math.Round(f * 1000)), nil
 	}
@@ -292,19 +303,27 @@ func ParseTime(s string) (int64, error) {
 	return 0, fmt.Errorf("timestamp %q: want unix seconds, RFC 3339, YYYY-MM-DD HH:MM:SS or YYYYMMDD", s)
 }
 
-// epochUnit names the unit a number too large for unix seconds (over 1e11,
-// year 5138) looks like, for the error: today is 1.7e9 s, 1.7e12 ms,
-// 1.7e15 µs and 1.7e18 ns.
+// epochUnit names the unit a number too large for unix milliseconds
+// (1e14 and over, year 5138) looks like, for the error: today is 1.7e9 s,
+// 1.7e12 ms, 1.7e15 µs and 1.7e18 ns.
 func epochUnit(f float64) string {
 	switch a := math.Abs(f); {
-	case a >= 1e11 && a < 1e14:
-		return " (this looks like milliseconds: divide by 1000)"
 	case a >= 1e14 && a < 1e17:
 		return " (this looks like microseconds: divide by 1e6)"
 	case a >= 1e17 && a < 1e20:
 		return " (this looks like nanoseconds: divide by 1e9)"
 	}
 	return ""
+}
+
+// IsEpochMillis reports whether ParseTime reads s as unix milliseconds.
+func IsEpochMillis(s string) bool {
+	s = strings.TrimSpace(s)
+	if _, ok := compactDate(s); ok {
+		return false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil && math.Abs(f) > maxEpochSeconds && math.Abs(f) < maxEpochMillis
 }
 
 // IsCompactDate reports whether ParseTime reads s as a YYYYMMDD date.

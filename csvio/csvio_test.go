@@ -79,9 +79,17 @@ func TestParseTime(t *testing.T) {
 		{"2023111", 2023111000, ""},     // seven digits: unix seconds
 		{"yesterday", 0, "YYYYMMDD"},    // names every form
 		// Grafana's CSV without "Formatted data", and many exporters,
-		// write epoch milliseconds (or finer): the error says which unit
-		// the number looks like, rather than just "want unix seconds".
-		{"1700000000000", 0, "milliseconds"},
+		// write epoch milliseconds: a number above 1e11, which as unix
+		// seconds would be after the year 5000, is read as them (it was
+		// refused with a hint to divide by 1000).
+		{"1700000000000", 1700000000000, ""},
+		{"1700000000123", 1700000000123, ""},
+		{"1700000000123.4", 1700000000123, ""},
+		{"99999999999", 99999999999000, ""},    // year 5138: seconds still
+		{"100000000001", 100000000001, ""},     // 1973-03-03 in milliseconds
+		{"-1700000000000", -1700000000000, ""}, // 1916
+		// Finer units: the error says which the number looks like,
+		// rather than just "want unix seconds".
 		{"1700000000000000", 0, "microseconds"},
 		{"1700000000000000000", 0, "nanoseconds"},
 	} {

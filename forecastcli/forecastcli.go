@@ -137,8 +137,9 @@ func (c Config) longest() time.Duration { return slices.Max(c.Horizons) }
 // which live comes from the series' TSDB reference, is cfg.RefitPhase.
 // With cfg.Steps, the forecast is instead the model's curve of that many
 // steps (see Config). Timestamps are written
-// in the style of the input's first one: unix seconds if it was a number
-// (not a YYYYMMDD date), RFC 3339 in UTC otherwise.
+// in the style of the input's first one: unix milliseconds if it was
+// read as them (see csvio.ParseTime), unix seconds if it was another
+// number (not a YYYYMMDD date), RFC 3339 in UTC otherwise.
 //
 // Columns after the second that hold numbers in the first row are warned
 // of on logger (nil: none), as series not forecast (see csvio.MoreSeries).
@@ -197,17 +198,35 @@ func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, cfg 
 		return fmt.Errorf("%s: %w", batch.Name(inPath), err)
 	}
 	_, perr := strconv.ParseFloat(strings.TrimSpace(firstTs), 64)
-	numeric := perr == nil && !csvio.IsCompactDate(firstTs)
-	return writeFile(outPath, pts, numeric)
+	style := rfc3339
+	switch {
+	case csvio.IsEpochMillis(firstTs):
+		style = epochMillis
+	case perr == nil && !csvio.IsCompactDate(firstTs):
+		style = epochSeconds
+	}
+	return writeFile(outPath, pts, style)
 }
 
-func writeFile(path string, pts []forecast.Point, numeric bool) error {
+// tsStyle is how the forecasts' timestamps are written: as the input's.
+type tsStyle int
+
+const (
+	rfc3339 tsStyle = iota
+	epochSeconds
+	epochMillis
+)
+
+func writeFile(path string, pts []forecast.Point, style tsStyle) error {
 	return batch.WriteFile(path, func(w *bufio.Writer) error {
 		w.WriteString("timestamp,yhat,yhat_lower,yhat_upper\n")
 		for _, p := range pts {
-			if numeric {
+			switch style {
+			case epochMillis:
+				w.WriteString(strconv.FormatInt(p.TsMillis, 10))
+			case epochSeconds:
 				w.WriteString(strconv.FormatFloat(float64(p.TsMillis)/1000, 'f', -1, 64))
-			} else {
+			default:
 				w.WriteString(time.UnixMilli(p.TsMillis).UTC().Format(time.RFC3339Nano))
 			}
 			for _, v := range []float64{p.Yhat, p.Lower, p.Upper} {
