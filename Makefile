@@ -33,11 +33,13 @@ OMEN_DATA ?= ./data
 run: build
 	./$(BIN) serve --web.listen-address=$(OMEN_LISTEN) --storage.tsdb.path=$(OMEN_DATA) $(ARGS)
 
-# deps-e2e installs the real tools the end-to-end tests talk to, from Debian's packages.
+# deps-e2e installs the real tools the end-to-end tests talk to, from Debian's packages
+# (strace: batch's TestWriteFileDurable reads the order of the output's fsyncs and rename).
 deps-e2e:
 	@missing=""; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v amtool >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	if [ -n "$$missing" ]; then \
 		[ -f $(APT_UPDATED) ] || { apt-get update && touch $(APT_UPDATED); }; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
