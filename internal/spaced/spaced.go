@@ -5,15 +5,25 @@
 package spaced
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Log tells when to warn about one kind of event. The zero value is ready;
 // it is safe for concurrent use.
+//
+// The interval is measured on Go's monotonic clock, which a step of the
+// wall clock (NTP, a VM resumed) does not move: on the wall clock
+// (time.Now().UnixNano()), a step back of an hour silenced the warnings
+// for that hour.
 type Log struct {
-	last  atomic.Int64 // unix ns of the last warning
+	once  sync.Once
+	start time.Time    // the first event, with its monotonic reading
+	last  atomic.Int64 // ns after start of the last warning, plus one; 0: none yet
 	since atomic.Int64 // events since
+	// elapsed, if set, replaces the time since start (tests).
+	elapsed func() time.Duration
 }
 
 // Note counts an event and reports whether to warn about it now, at most
@@ -21,10 +31,20 @@ type Log struct {
 // included.
 func (l *Log) Note(every time.Duration) (n int64, warn bool) {
 	l.since.Add(1)
-	now := time.Now().UnixNano()
+	now := l.now()
 	last := l.last.Load()
-	if now-last < int64(every) || !l.last.CompareAndSwap(last, now) {
+	if (last != 0 && now-last < int64(every)) || !l.last.CompareAndSwap(last, now) {
 		return 0, false
 	}
 	return l.since.Swap(0), true
+}
+
+// now is the time since the Log's first event in ns, plus one, so that
+// it is never 0 (no warning yet).
+func (l *Log) now() int64 {
+	if l.elapsed != nil {
+		return int64(l.elapsed()) + 1
+	}
+	l.once.Do(func() { l.start = time.Now() })
+	return int64(time.Since(l.start)) + 1
 }
