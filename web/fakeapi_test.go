@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,13 @@ type fakeInput struct {
 const (
 	fakePeriod  = 3600.0 // seconds
 	fakeHistory = 24 * time.Hour
+	// fakeScrape and fakeForecastEvery are the sample times, in seconds,
+	// of the stored series' raw samples: inputs and the model's outputs
+	// every fakeScrape, forecasts every fakeForecastEvery
+	// (--forecast.interval), multiples of it in unix time. A forecast
+	// stored at t for horizon h is for t+h.
+	fakeScrape        = 15.0
+	fakeForecastEvery = 60.0
 )
 
 // fakeHorizons has a fourth, non-default horizon to show the page reads
@@ -116,6 +124,15 @@ func newFakeAPI(t testing.TB, now func() time.Time, inputs []fakeInput) *fakeAPI
 // series lists the inputs and every output series the contract names.
 func (f *fakeAPI) series() []fakeSeries {
 	var out []fakeSeries
+	for _, in := range f.inputs {
+		out = append(out, in.series()...)
+	}
+	return out
+}
+
+// series lists the input and its outputs.
+func (in fakeInput) series() []fakeSeries {
+	var out []fakeSeries
 	with := func(in fakeInput, name string, extra ...string) map[string]string {
 		m := map[string]string{"__name__": name}
 		for k, v := range in.labels {
@@ -129,10 +146,9 @@ func (f *fakeAPI) series() []fakeSeries {
 		}
 		return m
 	}
-	for _, in := range f.inputs {
+	{
 		if in.group {
-			out = append(out, fakeSeries{with(in, "anomaly_score"), in.score})
-			continue
+			return append(out, fakeSeries{with(in, "anomaly_score"), in.score})
 		}
 		if !in.derived {
 			out = append(out, fakeSeries{with(in, in.name), in.value})
@@ -312,10 +328,14 @@ func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
 	f.ok(w, map[string]any{"resultType": "matrix", "result": result})
 }
 
+// query answers an instant query of a selector (the latest raw sample of
+// each series within the 5m lookback, stamped with the evaluation time)
+// or of a range selector (each series' raw samples in the range), as
+// Prometheus does, over the raw samples of rawTimes.
 func (f *fakeAPI) query(w http.ResponseWriter, r *http.Request) {
-	ms, err := f.selector(r.Form.Get("query"))
+	expr, err := f.parser.ParseExpr(r.Form.Get("query"))
 	if err != nil {
-		f.fail(w, http.StatusBadRequest, err)
+		f.fail(w, http.StatusBadRequest, fmt.Errorf("parse query %q: %w", r.Form.Get("query"), err))
 		return
 	}
 	at := float64(f.now().UnixMilli()) / 1000
@@ -325,22 +345,68 @@ func (f *fakeAPI) query(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var vs *parser.VectorSelector
+	window := 0.0 // 0: an instant vector
+	switch e := expr.(type) {
+	case *parser.VectorSelector:
+		vs = e
+	case *parser.MatrixSelector:
+		vs, window = e.VectorSelector.(*parser.VectorSelector), e.Range.Seconds()
+	default:
+		f.fail(w, http.StatusBadRequest, fmt.Errorf("query %q: the fake answers selectors and range selectors only", r.Form.Get("query")))
+		return
+	}
 	type row struct {
 		Metric map[string]string `json:"metric"`
-		Value  [2]any            `json:"value"`
+		Value  *[2]any           `json:"value,omitempty"`
+		Values [][2]any          `json:"values,omitempty"`
 	}
 	result := []row{}
-	// Like Prometheus: the latest sample within the 5m lookback, stamped
-	// with the evaluation time.
-	sampleAt := math.Min(at, float64(f.newest().UnixMilli())/1000)
-	if at-sampleAt <= 300 && f.inRange(sampleAt) {
-		for _, s := range f.series() {
-			if matchAll(ms, s.labels) {
-				result = append(result, row{Metric: s.labels, Value: [2]any{at, fmtValue(s.at(sampleAt))}})
+	for _, in := range f.inputs {
+		for _, s := range in.series() {
+			if !matchAll(vs.LabelMatchers, s.labels) {
+				continue
+			}
+			if window == 0 {
+				ts := f.rawTimes(in, s, at-300, at)
+				if len(ts) > 0 {
+					result = append(result, row{Metric: s.labels, Value: &[2]any{at, fmtValue(s.at(ts[len(ts)-1]))}})
+				}
+				continue
+			}
+			rw := row{Metric: s.labels}
+			for _, t := range f.rawTimes(in, s, at-window, at) {
+				rw.Values = append(rw.Values, [2]any{t, fmtValue(s.at(t))})
+			}
+			if len(rw.Values) > 0 {
+				result = append(result, rw)
 			}
 		}
 	}
-	f.ok(w, map[string]any{"resultType": "vector", "result": result})
+	typ := "vector"
+	if window > 0 {
+		typ = "matrix"
+	}
+	f.ok(w, map[string]any{"resultType": typ, "result": result})
+}
+
+// rawTimes are the times of the raw samples of in's series s in (from,
+// to], in order: multiples of its interval up to in's latest sample, over
+// the history.
+func (f *fakeAPI) rawTimes(in fakeInput, s fakeSeries, from, to float64) []float64 {
+	every := fakeScrape
+	if strings.HasPrefix(s.labels[model.MetricNameLabel], "forecast") {
+		every = fakeForecastEvery
+	}
+	now := f.now()
+	latest := float64(now.Add(-in.silentFor-in.behind).UnixMilli()) / 1000
+	first := float64(now.Add(-fakeHistory).Unix())
+	var ts []float64
+	for t := math.Floor(math.Min(to, latest)/every) * every; t > from && t >= first; t -= every {
+		ts = append(ts, t)
+	}
+	slices.Reverse(ts)
+	return ts
 }
 
 func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {

@@ -6,9 +6,11 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -174,4 +176,185 @@ return {State: s.state, Error: document.getElementById("error").textContent, Poi
 			require.InEpsilon(t, got.Yhat, got.Last, 0.5, "values on the band's scale (a counter as its rate)")
 		})
 	}
+}
+
+// TestUIForecastConeAtSampleTime: the series chart draws each forecast at
+// the time it is for, its sample time plus its horizon, and the cone from
+// the value at the time the forecasts were made. omen stores a forecast at
+// the time of the sample it was made at (a minute apart, at
+// --forecast.interval), and the page drew it at the chart's end (omen's
+// now) plus its horizon: a forecast interval and a scrape interval late at
+// most with a sender on time, 3 minutes and more late with a sender whose
+// clock is 3 minutes behind omen's; with one 10 minutes behind, the newest
+// forecasts were past the instant query's 5-minute lookback and no cone
+// was drawn at all.
+func TestUIForecastConeAtSampleTime(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	br := startBrowser(t, 1280, 900)
+	base := startOmen(t)
+	now := time.Now().Truncate(time.Second)
+	senders := []struct {
+		instance string
+		behind   time.Duration // the sender's clock against omen's
+	}{
+		{"on-time", 0},
+		{"behind-3m", 3 * time.Minute},
+		{"behind-10m", 10 * time.Minute},
+		{"ahead-4m", -4 * time.Minute},
+	}
+	// Six hours of history each, by the half hour, in time order: the
+	// head takes samples down to an hour before its latest only.
+	const step, chunk = 15 * time.Second, 30 * time.Minute
+	for end := now.Add(-6*time.Hour + chunk); !end.After(now); end = end.Add(chunk) {
+		for _, s := range senders {
+			in := fakeInput{name: "queue_depth", labels: map[string]string{"job": "api", "instance": s.instance}, base: 100, amp: 20}
+			remoteWrite(t, base, []fakeSeries{{map[string]string{"__name__": in.name, "job": "api", "instance": s.instance}, in.value}},
+				end.Add(-s.behind), chunk-step, step)
+		}
+	}
+	for i, s := range senders {
+		t.Run(s.instance, func(t *testing.T) {
+			sel := fmt.Sprintf(`{__name__=~"forecast|forecast_lower|forecast_upper",for="queue_depth",job="api",instance=%q}`, s.instance)
+			last := float64(now.Add(-s.behind).Unix())
+			// The stored forecasts: each series' latest sample, as omen's
+			// query API gives them raw, once the latest is made: the
+			// forecasts come a minute apart in sample time, on samples
+			// 15 s apart, so the one of the history's last minute is the
+			// last one.
+			type point struct{ T, F, Lo, Hi float64 }
+			var want map[string]*point // by horizon
+			var newest float64
+			var answer string
+			done := func() bool {
+				want, newest = map[string]*point{}, 0
+				rs, err := queryRaw(base, sel+"[30m]", last)
+				if err != nil {
+					answer = err.Error()
+					return false
+				}
+				answer = fmt.Sprint(rs)
+				for _, r := range rs {
+					at := r.Values[len(r.Values)-1]
+					p := want[r.Metric["horizon"]]
+					if p == nil {
+						p = &point{T: at.T}
+						want[r.Metric["horizon"]] = p
+					}
+					if p.T != at.T {
+						return false // a horizon's forecast and interval are stored at one time
+					}
+					newest = max(newest, at.T)
+					switch r.Metric["__name__"] {
+					case "forecast":
+						p.F = at.V
+					case "forecast_lower":
+						p.Lo = at.V
+					case "forecast_upper":
+						p.Hi = at.V
+					}
+				}
+				return len(want) == 3 && newest > last-60
+			}
+			for deadline := time.Now().Add(2 * time.Minute); !done(); time.Sleep(200 * time.Millisecond) {
+				require.True(t, time.Now().Before(deadline), "omen stores forecasts at 3 horizons, the latest of the history's last minute; it answered %s", answer)
+			}
+			require.LessOrEqual(t, newest, last, "forecasts are made at samples")
+			for h, p := range want {
+				d, err := model.ParseDuration(h)
+				require.NoError(t, err)
+				p.T += time.Duration(d).Seconds()
+			}
+
+			ls, err := json.Marshal(map[string]string{"for": "queue_depth", "job": "api", "instance": s.instance})
+			require.NoError(t, err)
+			br.open(fmt.Sprintf("%s/?case=%d#series=%s", base, i, url.QueryEscape(string(ls))))
+			br.waitFor("the series chart", `document.getElementById("series").dataset.state === "ready" && omen.state.selectedKey !== ""`, 30*time.Second)
+			var cone []point
+			var chart struct {
+				Cone   []point `json:"cone"`
+				Gaps   int     `json:"gaps"`   // nulls in the value's line, from its first point to its last
+				Before float64 `json:"before"` // the values either side of the cone's start
+				After  float64 `json:"after"`
+			}
+			br.eval(&chart, `var d = omen.data.main, out = [], first = -1, last = -1, gaps = 0, before = null, after = null;
+for (var i = 0; i < d[0].length; i++) {
+  if (d[5][i] != null) out.push({T: d[0][i], F: d[5][i], Lo: d[6][i], Hi: d[7][i]});
+  if (d[1][i] != null) { if (first < 0) first = i; last = i; }
+}
+for (var i = first; i <= last; i++) if (d[1][i] === null) gaps++;
+for (var i = 0; out.length && i < d[0].length; i++) {
+  if (d[1][i] == null) continue;
+  if (d[0][i] <= out[0].T) before = d[1][i];
+  if (d[0][i] >= out[0].T && after === null) after = d[1][i];
+}
+return {cone: out, gaps: gaps, before: before, after: after === null ? before : after};`)
+			cone = chart.Cone
+			t.Logf("stored: %v; drawn: %+v", want, cone)
+			require.Len(t, cone, 4, "the cone: its start and 3 horizons")
+			for h, p := range want {
+				var got *point
+				for j := range cone[1:] {
+					if math.Abs(cone[1+j].T-p.T) < 1e-3 {
+						got = &cone[1+j]
+					}
+				}
+				require.NotNil(t, got, "horizon %s: a point at its forecast's time %v plus %s", h, p.T, h)
+				require.InDelta(t, p.F, got.F, 1e-9*math.Abs(p.F), h)
+				require.InDelta(t, p.Lo, got.Lo, 1e-9*math.Abs(p.Lo), h)
+				require.InDelta(t, p.Hi, got.Hi, 1e-9*math.Abs(p.Hi), h)
+			}
+			require.InDelta(t, newest, cone[0].T, 1e-3, "the cone starts at the newest forecasts' sample time")
+			require.GreaterOrEqual(t, cone[0].F, min(chart.Before, chart.After), "the cone starts on the value's line")
+			require.LessOrEqual(t, cone[0].F, max(chart.Before, chart.After), "the cone starts on the value's line")
+			require.Zero(t, chart.Gaps, "the value's line is not broken where the cone starts")
+		})
+	}
+}
+
+// rawSeries is one series of a range selector's answer: its raw samples.
+type rawSeries struct {
+	Metric map[string]string
+	Values []struct{ T, V float64 }
+}
+
+// queryRaw evaluates the range selector q at omen at base at time at (unix
+// seconds), and returns its series' raw samples.
+func queryRaw(base, q string, at float64) ([]rawSeries, error) {
+	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q) + "&time=" + strconv.FormatFloat(at, 'f', -1, 64))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string
+		Data   struct {
+			ResultType string
+			Result     []struct {
+				Metric map[string]string
+				Values [][2]any
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", q, err)
+	}
+	if body.Status != "success" || body.Data.ResultType != "matrix" {
+		return nil, fmt.Errorf("query %s: status %s, result type %s", q, body.Status, body.Data.ResultType)
+	}
+	out := make([]rawSeries, len(body.Data.Result))
+	for i, r := range body.Data.Result {
+		out[i].Metric = r.Metric
+		for _, p := range r.Values {
+			t, _ := p[0].(float64)
+			s, _ := p[1].(string)
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return nil, fmt.Errorf("query %s: sample %v: %w", q, p, err)
+			}
+			out[i].Values = append(out[i].Values, struct{ T, V float64 }{t, v})
+		}
+	}
+	return out, nil
 }

@@ -2,10 +2,13 @@ package web
 
 import (
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -572,37 +575,60 @@ func TestUISenderClockSkew(t *testing.T) {
 // of omen's by minutes (within the 10 omen accepts) the latest samples, the
 // newest forecasts and the cone's start were not drawn, the cone hung
 // where no sample was.
+//
+// Each forecast is drawn at the time it is for: the fake's forecast stored
+// at t for horizon h is the expected value at t+h, so a point drawn at x
+// is on the expected curve at x. They were drawn at the chart's end plus
+// h: on a sender on time up to a forecast interval late, 3 minutes late on
+// one 3 minutes behind, and none at all on one 10 minutes behind (the
+// instant query at the end found no forecast in its 5m lookback).
 func TestUISeriesChartSenderAhead(t *testing.T) {
 	if testing.Short() && !e2e() {
 		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
 	}
 	for _, tc := range []struct {
-		name   string
-		behind time.Duration // the sender's clock against omen's
+		name      string
+		behind    time.Duration // the sender's clock against omen's
+		silentFor time.Duration
 	}{
-		{"sender 5m ahead", -5 * time.Minute},
-		{"sender on time", 0},
+		{"sender 5m ahead", -5 * time.Minute, 0},
+		{"sender on time", 0, 0},
+		{"sender 3m behind", 3 * time.Minute, 0},
+		{"sender 10m behind", 10 * time.Minute, 0},
+		{"silent 4m", 0, 4 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, srv := serveFake(t, []fakeInput{{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20,
-				spike: 16, spikeFrom: time.Now().Add(-tc.behind - 3*time.Minute), behind: tc.behind}}, time.Hour)
+			// Omen's clock in the fake, frozen: the forecasts' sample
+			// times do not move while the page loads.
+			now := time.Now()
+			in := fakeInput{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20,
+				spike: 16, spikeFrom: now.Add(-tc.behind - tc.silentFor - 3*time.Minute), behind: tc.behind, silentFor: tc.silentFor}
+			_, srv := serveFakeAt(t, func() time.Time { return now }, []fakeInput{in}, time.Hour)
 			br := startBrowser(t, 1280, 800)
 			br.open(srv.URL + "/")
 			br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
 			openFirstSeries(br)
+			type point struct{ X, F float64 }
 			var got struct {
 				LastValue float64 `json:"lastValue"` // the latest value charted
-				ConeEnd   float64 `json:"coneEnd"`   // the cone's farthest point
-				Cone      int     `json:"cone"`
+				Cone      []point `json:"cone"`
 				Step      float64 `json:"step"`
 			}
-			br.eval(&got, `var d = omen.data, xs = d.main[0], last = null, cone = null;
-  for (var i = 0; i < xs.length; i++) { if (d.main[1][i] != null) last = xs[i]; if (d.main[5][i] != null) cone = xs[i]; }
-  return {lastValue: last, coneEnd: cone, cone: d.counts.cone, step: d.step};`)
-			require.Equal(t, len(fakeHorizons), got.Cone)
-			want := float64(time.Now().Add(-tc.behind).Unix())
-			require.InDelta(t, want, got.LastValue, got.Step+5, "the latest sample charted")
-			require.InDelta(t, got.LastValue+5400, got.ConeEnd, got.Step+5, "the cone from the latest sample, to its 1h30m horizon")
+			br.eval(&got, `var d = omen.data, xs = d.main[0], last = null, cone = [];
+  for (var i = 0; i < xs.length; i++) { if (d.main[1][i] != null) last = xs[i]; if (d.main[5][i] != null) cone.push({X: xs[i], F: d.main[5][i]}); }
+  return {lastValue: last, cone: cone, step: d.step};`)
+			t.Logf("cone: %+v", got.Cone)
+			latest := float64(now.Add(-tc.behind - tc.silentFor).Unix())
+			if tc.behind < 0 {
+				require.InDelta(t, latest, got.LastValue, got.Step+5, "the latest sample charted")
+			}
+			require.Len(t, got.Cone, len(fakeHorizons)+1, "the cone's start and each horizon")
+			made := math.Floor(latest/fakeForecastEvery) * fakeForecastEvery
+			require.Equal(t, made, got.Cone[0].X, "the cone starts at the newest forecasts' sample time")
+			for _, p := range got.Cone[1:] {
+				require.InDelta(t, in.expected(p.X), p.F, 1e-9, "the forecast drawn at %v is the one for that time", p.X)
+				require.Contains(t, slices.Collect(maps.Values(fakeHorizons)), p.X-made, "at a horizon after the forecasts' sample time")
+			}
 		})
 	}
 }

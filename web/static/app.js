@@ -466,12 +466,17 @@
     // A stale anomaly (data stopped arriving) is shown where it happened.
     // A sender ahead of omen's clock (by up to the 10 minutes omen
     // accepts) has its latest sample, and forecasts made at it, after
-    // now: the chart ends there, so that they are drawn and the cone
-    // starts at that sample.
+    // now: the chart ends there, so that they are drawn.
     var at = Date.parse(state.anomalies.reduce(function (t, a) { return seriesKey(a.labels) === key ? a.timestamp : t; }, null));
     if (isFinite(at) && at / 1000 < now - state.range / 2) end = at / 1000 + 600;
     else if (isFinite(at) && at / 1000 > now) end = at / 1000;
     var start = end - state.range;
+    // The forecasts' own samples, each stored at the time of the sample
+    // it was made at: those of the lookback (5 minutes) before the
+    // series' latest sample, which a sender behind omen's clock stamps
+    // minutes before the chart's end (an instant query at the end found
+    // none for a sender 10 minutes behind).
+    var fcWindow = 300 + (isFinite(at) ? Math.max(0, Math.ceil(end - at / 1000)) : 0);
     var step = Math.max(15, Math.ceil(state.range / 720));
     var rng = function (q) {
       return api("query_range", [["query", q], ["start", start.toFixed(3)], ["end", end.toFixed(3)], ["step", step + "s"]]);
@@ -480,14 +485,14 @@
     return Promise.all([
       rng(inputQuery(labels, counter)),
       rng(outputSelector(labels, ["yhat", "yhat_lower", "yhat_upper", "anomaly_score"])),
-      api("query", [["query", forecastSelector(labels, ["forecast", "forecast_lower", "forecast_upper"])], ["time", end.toFixed(3)]]),
+      api("query", [["query", forecastSelector(labels, ["forecast", "forecast_lower", "forecast_upper"]) + "[" + fcWindow + "s]"], ["time", end.toFixed(3)]]),
     ]).then(function (res) {
       if (gen !== seriesGen) return; // another series or range was picked meanwhile
       var in0 = byName(res[0].result, inputLabels(labels));
       var input = in0[counter ? "" : labels["for"]];
       var out = byName(res[1].result, labels);
       var fc = byName(res[2].result, labels, 1);
-      var d = buildData(input, out, fc, end, step);
+      var d = buildData(input, out, fc, step);
       d.group = group;
       d.derived = derived;
       d.counter = counter;
@@ -502,46 +507,53 @@
   }
 
   // buildData aligns every series on one time axis, as uPlot wants: the
-  // range queries share the step grid, the forecast cone adds the points
-  // now+horizon.
-  function buildData(input, out, fc, end, step) {
+  // range queries share the step grid, the forecast cone adds the time
+  // the forecasts were made and the times they are for.
+  function buildData(input, out, fc, step) {
     var cols = {}; // name -> {t: v}
-    var times = {};
+    var times = {}, grid = {};
     function put(name, t, v) {
       (cols[name] = cols[name] || {})[t] = v;
       times[t] = true;
     }
     function putRange(name, s) {
-      (s ? s.values : []).forEach(function (p) { put(name, p[0], num(p[1])); });
+      (s ? s.values : []).forEach(function (p) { put(name, p[0], num(p[1])); grid[p[0]] = true; });
     }
     putRange("value", input);
     ["yhat", "yhat_lower", "yhat_upper", "anomaly_score"].forEach(function (n) { putRange(n, out[n]); });
 
-    // The cone starts at the last value and opens to each horizon's
-    // interval, plotted where it is due.
-    var lastT = null;
-    Object.keys(cols.value || {}).forEach(function (t) { t = Number(t); if (lastT === null || t > lastT) lastT = t; });
-    var cone = [];
+    // A forecast stored at t (the sample it was made at) for horizon h is
+    // for t+h: each horizon's latest is plotted there, with its interval
+    // stored beside it. They were plotted at the chart's end plus h, a
+    // forecast interval and a scrape interval late at most, minutes late
+    // for a sender whose clock is behind omen's.
+    var cone = [], made = null;
     Object.keys(fc).forEach(function (k) {
-      var h = k.slice("forecast@".length), d = seconds(h), f = fc[k];
-      if (k.indexOf("forecast@") !== 0 || d === null || !f.value) return;
-      cone.push({ t: end + d, f: num(f.value[1]),
-        lo: fc["forecast_lower@" + h] ? num(fc["forecast_lower@" + h].value[1]) : null,
-        hi: fc["forecast_upper@" + h] ? num(fc["forecast_upper@" + h].value[1]) : null });
+      var h = k.slice("forecast@".length), d = seconds(h), vs = fc[k].values || [];
+      if (k.indexOf("forecast@") !== 0 || d === null || !vs.length) return;
+      var t = vs[vs.length - 1][0];
+      cone.push({ t: t + d, f: num(vs[vs.length - 1][1]), lo: sampleAt(fc["forecast_lower@" + h], t), hi: sampleAt(fc["forecast_upper@" + h], t) });
+      if (made === null || t > made) made = t;
     });
     cone.sort(function (a, b) { return a.t - b.t; });
-    if (cone.length && lastT !== null) {
-      var v0 = cols.value[lastT];
-      put("forecast", lastT, v0); put("forecast_lower", lastT, v0); put("forecast_upper", lastT, v0);
+    // The cone starts on the value's line at the time the newest
+    // forecasts were made.
+    var v0 = cone.length ? lineAt(cols.value || {}, made, step) : null;
+    if (v0 !== null) {
+      put("forecast", made, v0); put("forecast_lower", made, v0); put("forecast_upper", made, v0);
     }
     cone.forEach(function (c) {
       put("forecast", c.t, c.f); put("forecast_lower", c.t, c.lo); put("forecast_upper", c.t, c.hi);
     });
 
     var xs = Object.keys(times).map(Number).sort(function (a, b) { return a - b; });
+    // A time of the step grid without a value is a gap (null); the
+    // cone's times between the grid's are undefined, which uPlot draws
+    // the lines across (null there would break the value's line and the
+    // band where the cone starts).
     function col(name) {
       var m = cols[name] || {};
-      return xs.map(function (t) { return t in m ? m[t] : null; });
+      return xs.map(function (t) { return t in m ? m[t] : grid[t] ? null : undefined; });
     }
     return {
       xs: xs,
@@ -555,6 +567,32 @@
       },
       step: step,
     };
+  }
+
+  // sampleAt is the value of the raw series s at its sample time t, null
+  // if it has none there.
+  function sampleAt(s, t) {
+    var vs = (s && s.values) || [];
+    for (var i = vs.length - 1; i >= 0; i--) if (vs[i][0] === t) return num(vs[i][1]);
+    return null;
+  }
+
+  // lineAt is the line through the points col ({t: v}, a step apart) at
+  // t, as the chart draws it: between the points either side, else the
+  // one within a step; null if there is none (a gap).
+  function lineAt(col, t, step) {
+    var a = null, b = null;
+    Object.keys(col).forEach(function (k) {
+      var x = Number(k);
+      if (col[k] == null) return;
+      if (x <= t && (a === null || x > a)) a = x;
+      if (x >= t && (b === null || x < b)) b = x;
+    });
+    var near = function (x) { return x !== null && Math.abs(x - t) <= step * 1.001; };
+    if (near(a) && near(b)) return a === b ? col[a] : col[a] + (col[b] - col[a]) * (t - a) / (b - a);
+    if (near(a)) return col[a];
+    if (near(b)) return col[b];
+    return null;
   }
 
   // anomalyMarks shades the spans where the score is above the threshold and
