@@ -93,7 +93,7 @@ func TestGroupSkips(t *testing.T) {
 
 // podGroup returns a group of three pod members that learnt 500 vectors,
 // and the generator to go on with.
-func podGroup(t *testing.T) (*Group, *rand.Rand) {
+func podGroup(t testing.TB) (*Group, *rand.Rand) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	g := mustGroup(t, 3)
 	x := make([]float64, 3)
