@@ -777,6 +777,7 @@ func readSnapshot(path string, now time.Time, codec *stateCodec) ([]*savedSeries
 	// First pass: the checksum, so nothing is decoded from a damaged file.
 	body := io.NewSectionReader(f, int64(len(head)), size-int64(len(head)))
 	var r *bufio.Reader
+	var left int64 // the bytes of records, end tag and checksum
 	if version >= snapZstd {
 		// Decompressed twice rather than held: at 100 000 series it is
 		// ~300 MB, and decompressing costs a tenth of decoding.
@@ -793,7 +794,7 @@ func readSnapshot(path string, now time.Time, codec *stateCodec) ([]*savedSeries
 		if !sum.ok() {
 			return nil, errors.New("snapshot checksum mismatch")
 		}
-		codec.sum, codec.size = sum.crc.Sum32(), size
+		codec.sum, codec.size, left = sum.crc.Sum32(), size, sum.n
 		if _, err := body.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("read snapshot: %w", err)
 		}
@@ -814,8 +815,9 @@ func readSnapshot(path string, now time.Time, codec *stateCodec) ([]*savedSeries
 			return nil, errors.New("snapshot checksum mismatch")
 		}
 		r = bufio.NewReader(io.NewSectionReader(f, int64(len(head)), size-4-int64(len(head))))
+		left = size - int64(len(head))
 	}
-	d := decoder{r: r}
+	d := decoder{r: r, left: left - 4}
 	if version >= snapSized {
 		return readSized(&d, now, codec)
 	}
@@ -944,13 +946,15 @@ func (r *fields) u64() uint64 { return binary.LittleEndian.Uint64(r.num(8)) }
 func (r *fields) bytes() []byte { return r.next(int(min(r.u32(), maxRecord+1))) }
 
 // checked takes a decompressed snapshot: the checksum of all but its last
-// 4 bytes, which are the checksum written.
+// 4 bytes, which are the checksum written; n counts the bytes.
 type checked struct {
 	crc  hash.Hash32
 	tail []byte
+	n    int64
 }
 
 func (c *checked) Write(b []byte) (int, error) {
+	c.n += int64(len(b))
 	c.tail = append(c.tail, b...)
 	if n := len(c.tail) - 4; n > 0 {
 		c.crc.Write(c.tail[:n])
@@ -963,10 +967,14 @@ func (c *checked) ok() bool {
 	return len(c.tail) == 4 && binary.LittleEndian.Uint32(c.tail) == c.crc.Sum32()
 }
 
+// decoder reads a snapshot's records from r; left is what r holds still,
+// read from the file's size or its first pass (see readSnapshot), so that
+// a length that claims more is refused before its buffer is made.
 type decoder struct {
-	r   *bufio.Reader
-	err error
-	buf [8]byte
+	r    *bufio.Reader
+	err  error
+	buf  [8]byte
+	left int64
 }
 
 func (d *decoder) read(n int) []byte {
@@ -974,6 +982,7 @@ func (d *decoder) read(n int) []byte {
 		return d.buf[:n]
 	}
 	_, d.err = io.ReadFull(d.r, d.buf[:n])
+	d.left -= int64(n)
 	return d.buf[:n]
 }
 
@@ -993,6 +1002,11 @@ func (d *decoder) bytesInto(buf []byte) []byte {
 		d.err = fmt.Errorf("record of %d bytes is implausible", n)
 		return nil
 	}
+	if int64(n) > d.left {
+		d.err = fmt.Errorf("record of %d bytes, %d left in the snapshot", n, max(d.left, 0))
+		return nil
+	}
+	d.left -= int64(n)
 	b := buf[:0]
 	if cap(b) < int(n) {
 		b = make([]byte, n)

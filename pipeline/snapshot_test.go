@@ -2524,3 +2524,20 @@ func TestRestoreOfOtherStepsKeepsDetector(t *testing.T) {
 	require.Equal(t, float64(maxPoints), testutil.ToFloat64(e2.p.m.warmed), "the forecaster learnt the TSDB's history")
 	require.Equal(t, livefc.MinStep(time.Hour), s.fc.rs.MinStepMs, "of the steps its horizons get now")
 }
+
+// TestSnapshotSmallAllocatesLittle: a record's length that claims more
+// than the file holds (up to maxRecord, 64 MiB) is refused before its
+// buffer is made: a snapshot of a few dozen bytes, its checksum right,
+// allocated what its first record claimed (64 MiB), whichever version.
+func TestSnapshotSmallAllocatesLittle(t *testing.T) {
+	claim := []byte{1, 0xf0, 0xff, 0xff, 0x03, 'a', 'b'} // tag, a length of 64 MiB - 16, 2 bytes
+	for _, version := range []byte{snapVersion, 5} {
+		path := snapFileOf(t, version, func(e *snapEncoder) []error { return []error{e.write(claim)} })
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := readSnapshot(path, t0, &stateCodec{})
+		runtime.ReadMemStats(&after)
+		require.ErrorContains(t, err, "left in the snapshot")
+		require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(4<<20), "bytes allocated reading a snapshot of version %d", version)
+	}
+}
