@@ -938,7 +938,10 @@ func (b *backfill) expireLocked(now time.Time) {
 			e.seen = at
 			b.ext[k] = e
 		}
-		if time.Duration(at-e.seen)*time.Second > b.maxAge {
+		// Compared in seconds: a seen time read from a damaged file,
+		// centuries back, overflowed (at-seen)*time.Second to below
+		// maxAge, and its set was kept for good.
+		if e.seen < at-int64(b.maxAge/time.Second) {
 			delete(b.ext, k)
 			if e.known && k != "" {
 				gone = append(gone, strings.Split(k, "\xff"))
