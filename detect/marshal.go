@@ -526,10 +526,16 @@ func (o *stateV12) valid() bool {
 	return finite(o.Season.Ring.Offset, float64(o.Season.Ring.Scale), o.Long.Ring.Offset, float64(o.Long.Ring.Scale))
 }
 
-// tailsValid: a quantile of +Inf (foreign data) made every score +Inf.
+// tailsValid: a quantile of +Inf (foreign data) made every score +Inf;
+// so did one below the floor Update keeps it at (1e-43, a damaged state
+// whose checksum was made right), dividing the next statistic, and a range
+// below the tail's floor (or a floor of 0), by which Score divides the
+// logarithm of a statistic above the quantile.
 func tailsValid(ts []Tail) bool {
 	for i := range ts {
-		if ts[i].Block >= tailBlocks || !finite(float64(ts[i].Zq)) {
+		t := &ts[i]
+		if t.Block >= tailBlocks || !finite(float64(t.Zq)) || !(t.Zq >= tailZFloor) ||
+			t.MinLog100 == 0 || !(t.LogRange >= t.minLog()) {
 			return false
 		}
 	}
