@@ -503,7 +503,7 @@ func (g *Group) Restore(data []byte) error {
 	if st.Key != g.st.Key {
 		return errors.New("group state: learnt for other members")
 	}
-	if !finite(st.Cov[:]...) || !tailsValid([]Tail{st.Tail}) || !ms.valid() {
+	if !finite(st.Cov[:]...) || !st.covValid() || !tailsValid([]Tail{st.Tail}) || !ms.valid() {
 		return errors.New("group state: invalid values")
 	}
 	for _, r := range st.Level {
@@ -513,6 +513,29 @@ func (g *Group) Restore(data []byte) error {
 	}
 	g.st, g.ms = st, ms
 	return nil
+}
+
+// covLimit bounds the covariance's entries: averages of products of
+// deviations clipped at ±8 (see clip8), with room for rounding.
+const covLimit = 64 * (1 + 1e-9)
+
+// covValid reports whether st's covariance is one Update could have
+// learnt: its entries within ±covLimit, its diagonal not below 0 by more
+// than rounding. A damaged one (-2.7e134 on the diagonal, under a checksum
+// made right) overflowed the Cholesky factor, and every distance, and
+// score, was NaN.
+func (st *groupState) covValid() bool {
+	p := 0
+	for i := range int(st.K) {
+		for j := 0; j <= i; j++ {
+			c := st.Cov[p]
+			if !(math.Abs(c) <= covLimit) || i == j && c < -1e-9 {
+				return false
+			}
+			p++
+		}
+	}
+	return true
 }
 
 // valid reports whether the stats are what Update could have made: finite
