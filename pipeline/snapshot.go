@@ -874,12 +874,31 @@ func readFields(r recordReader, version uint16, now time.Time) (*savedSeries, sa
 	if version >= 5 {
 		s.absDif, s.nDif = math.Float64frombits(r.u64()), r.u32()
 	}
+	if !s.inc.plausible() {
+		// Damage under a valid checksum: the models are restored
+		// without it.
+		s.inc = incidentState{}
+	}
 	var st savedState
 	st.det, st.fc = r.bytes(), r.bytes()
 	if version == 1 && len(st.fc) > 0 {
 		st.fc = append([]byte{0}, st.fc...) // the model alone
 	}
 	return s, st, err
+}
+
+// plausible reports whether inc is one incident could have kept: none
+// (since 0), or since ≤ event ≤ lastHot, sample times within the years
+// JSON's RFC 3339 writes (0 to 9999), and a peak that is a score. A since
+// before the year 0, read from a damaged record, made every answer of the
+// anomalies API a 500 while its incident lasted.
+func (inc *incidentState) plausible() bool {
+	if inc.since == 0 {
+		return true
+	}
+	first := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	last := time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixMilli()
+	return first <= inc.since && inc.since <= inc.event && inc.event <= inc.lastHot && inc.lastHot <= last && inc.peak >= 0
 }
 
 // readSized reads the records of a snapshot of version snapSized or later,

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -2539,5 +2541,46 @@ func TestSnapshotSmallAllocatesLittle(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		require.ErrorContains(t, err, "left in the snapshot")
 		require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(4<<20), "bytes allocated reading a snapshot of version %d", version)
+	}
+}
+
+// TestSnapshotDamagedIncident: a series' incident read from a record
+// damaged under a valid checksum (times out of order or beyond what JSON
+// writes, a peak that is no score) is dropped, the models restored: with a
+// since before the year 0 every answer of the anomalies API was a 500
+// ("Time.MarshalJSON: year outside of range [0,9999]") while it lasted.
+func TestSnapshotDamagedIncident(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(inc *incidentState)
+	}{
+		{"since before the year 0", func(inc *incidentState) { inc.since = -inc.since * 1000 }},
+		{"event before since", func(inc *incidentState) { inc.event = inc.since - 1 }},
+		{"lastHot past the year 9999", func(inc *incidentState) { inc.lastHot = inc.lastHot * 1000 }},
+		{"peak not a score", func(inc *incidentState) { inc.peak = math.NaN() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vs, ls, path, e, _ := inIncident(t)
+			e.stop()
+			saved, err := readUnpacked(path)
+			require.NoError(t, err)
+			require.Len(t, saved, 1)
+			s := saved[0]
+			inc := s.inc
+			tc.damage(&inc)
+			rec := appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, inc, s.absDif, s.nDif, s.det, s.fc, s.ext)
+			require.NoError(t, os.Rename(snapFileOf(t, snapVersion, func(e *snapEncoder) []error { return []error{e.write(rec)} }), path))
+
+			e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			for i := len(vs) - 3; i < len(vs); i++ {
+				e2.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+			}
+			e2.sync()
+			require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "the models restored")
+			w := httptest.NewRecorder()
+			e2.p.AnomaliesHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies", nil))
+			require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		})
 	}
 }
