@@ -28,7 +28,7 @@ import (
 )
 
 // apiEnv has a spiky and a quiet series scored.
-func apiEnv(t *testing.T) (*env, *http.ServeMux) {
+func apiEnv(t testing.TB) (*env, *http.ServeMux) {
 	e := newEnv(t, "", nil, func(o *Options) {
 		o.Stats = func() (int, map[string]float64) { return 7, map[string]float64{"out_of_order": 2} }
 		o.Build = BuildInfo{Version: "1.2.3", Revision: "abc", GoVersion: "go1.26"}
@@ -634,6 +634,16 @@ func (g *busyGate) Delete(int) { panic("busyGate: nothing was admitted") }
 // than maxAnomalyMatchers selectors are a 400 naming the cap (1000 regexes
 // held a core 1.7 s at 50 000 series); a request whose client went away
 // stops matching.
+// anomaliesEnvelope is an anomalies API answer, its entries left raw.
+type anomaliesEnvelope struct {
+	Status    string `json:"status"`
+	ErrorType string `json:"errorType"`
+	Error     string `json:"error"`
+	Data      struct {
+		Anomalies []json.RawMessage `json:"anomalies"`
+	} `json:"data"`
+}
+
 func TestAnomaliesAPIBounds(t *testing.T) {
 	selectors := func(n int) string {
 		q := url.Values{}
@@ -672,14 +682,7 @@ func TestAnomaliesAPIBounds(t *testing.T) {
 			req := httptest.NewRequestWithContext(tc.ctx, http.MethodGet, "/api/v1/anomalies?"+tc.query, nil)
 			e.p.AnomaliesHandler().ServeHTTP(rec, req)
 			require.Equal(t, tc.code, rec.Code, rec.Body.String())
-			var got struct {
-				Status    string `json:"status"`
-				ErrorType string `json:"errorType"`
-				Error     string `json:"error"`
-				Data      struct {
-					Anomalies []json.RawMessage `json:"anomalies"`
-				} `json:"data"`
-			}
+			var got anomaliesEnvelope
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
 			if tc.code == 200 {
 				require.Len(t, got.Data.Anomalies, 1, "the spiky series, matched by each selector")
