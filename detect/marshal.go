@@ -530,12 +530,30 @@ func (o *stateV12) valid() bool {
 // so did one below the floor Update keeps it at (1e-43, a damaged state
 // whose checksum was made right), dividing the next statistic, and a range
 // below the tail's floor (or a floor of 0), by which Score divides the
-// logarithm of a statistic above the quantile.
+// logarithm of a statistic above the quantile. A window's maximum of NaN
+// made the range, and every score after, NaN; the histogram's counts
+// and the weight are never negative, and W at least 1.
 func tailsValid(ts []Tail) bool {
 	for i := range ts {
 		t := &ts[i]
 		if t.Block >= tailBlocks || !finite(float64(t.Zq)) || !(t.Zq >= tailZFloor) ||
-			t.MinLog100 == 0 || !(t.LogRange >= t.minLog()) {
+			t.MinLog100 == 0 || !(t.LogRange >= t.minLog()) ||
+			!(t.W >= 1) || !counts(t.W, t.Total) || !counts(t.Hist[:]...) {
+			return false
+		}
+		for _, b := range t.Blocks {
+			if !(b >= 0) { // +Inf is a statistic beyond float32's range
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// counts reports whether every v is finite and not negative.
+func counts(vs ...float32) bool {
+	for _, v := range vs {
+		if !(v >= 0) || math.IsInf(float64(v), 1) {
 			return false
 		}
 	}
