@@ -3,15 +3,22 @@ package tsdb
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
@@ -56,7 +63,41 @@ func FuzzWriteV2(f *testing.F) {
 	good, _ := proto.Marshal(&writev2.Request{Symbols: []string{"", "__name__", "a"}, Timeseries: []writev2.TimeSeries{
 		{LabelsRefs: []uint32{1, 2}, Samples: []writev2.Sample{{Value: 1, Timestamp: ms}}},
 	}})
-	fuzzWrite(f, "application/x-protobuf;proto=io.prometheus.write.v2.Request", [][]byte{good, {}, {0x12, 0x02, 0x0a, 0x00}})
+	// The 2.0 paths beyond float samples: metadata (type, help, unit),
+	// exemplars, integer and float native histograms, and one of custom
+	// buckets (schema -53), each a series of its own.
+	st := writev2.NewSymbolTable()
+	h := &histogram.Histogram{Count: 4, Sum: 4.5, Schema: 0, ZeroThreshold: 0.001, ZeroCount: 1,
+		PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 0},
+		NegativeSpans: []histogram.Span{{Offset: -1, Length: 1}}, NegativeBuckets: []int64{1}}
+	nhcb := &histogram.FloatHistogram{Count: 3, Sum: 2, Schema: histogram.CustomBucketsSchema,
+		PositiveSpans: []histogram.Span{{Offset: 0, Length: 3}}, PositiveBuckets: []float64{1, 1, 1}, CustomValues: []float64{0.1, 0.5, 1}}
+	rich := &writev2.Request{Timeseries: []writev2.TimeSeries{
+		{
+			LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "requests_total", "job", "api"), nil),
+			Samples:    []writev2.Sample{{Value: 10, Timestamp: ms - 1000, StartTimestamp: ms - 60_000}, {Value: 12, Timestamp: ms}},
+			Exemplars:  []writev2.Exemplar{{LabelsRefs: st.SymbolizeLabels(labels.FromStrings("trace_id", "abc"), nil), Value: 1, Timestamp: ms}},
+			Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: st.Symbolize("Requests."), UnitRef: st.Symbolize("requests")},
+		},
+		{
+			LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "latency_seconds", "job", "api"), nil),
+			Histograms: []writev2.Histogram{writev2.FromIntHistogram(0, ms, h)},
+			Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM, UnitRef: st.Symbolize("seconds")},
+		},
+		{
+			LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "latency_float_seconds"), nil),
+			Histograms: []writev2.Histogram{writev2.FromFloatHistogram(0, ms, h.ToFloat(nil))},
+			Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_GAUGEHISTOGRAM},
+		},
+		{
+			LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "latency_nhcb_seconds"), nil),
+			Histograms: []writev2.Histogram{writev2.FromFloatHistogram(0, ms, nhcb)},
+		},
+	}}
+	rich.Symbols = st.Symbols()
+	richRaw, err := proto.Marshal(rich)
+	require.NoError(f, err)
+	fuzzWrite(f, "application/x-protobuf;proto=io.prometheus.write.v2.Request", [][]byte{good, richRaw, richRaw[:len(richRaw)*2/3], {}, {0x12, 0x02, 0x0a, 0x00}})
 }
 
 // FuzzRemoteRead feeds the remote-read request decoder (Prometheus's, behind
@@ -155,4 +196,45 @@ func TestSmallInputsAllocateLittle(t *testing.T) {
 			require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "bytes allocated by a request of %d bytes", len(tc.body))
 		})
 	}
+}
+
+// FuzzMetadataParams fuzzes /api/v1/metadata's parameters (limit,
+// limit_per_metric, metric): the answer is 200 with at most limit
+// families, all of the metric asked for, or 400 bad_data; never a 5xx.
+func FuzzMetadataParams(f *testing.F) {
+	for _, s := range []string{"", "limit=1", "limit=-1", "limit=x", "limit_per_metric=1", "metric=jobs_total", "metric=up&limit=0", "limit=%zz", "limit=99999999999999999999"} {
+		f.Add(s)
+	}
+	md := NewMetadata(nil, nil)
+	for i, name := range []string{"jobs_total", "latency_seconds", "up", "é"} {
+		md.note(name, metadata.Metadata{Type: model.MetricTypeCounter, Help: fmt.Sprint("help ", i), Unit: "u"}, nil)
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		r := httptest.NewRequest(http.MethodGet, "/api/v1/metadata", nil)
+		r.URL.RawQuery = query
+		w := httptest.NewRecorder()
+		md.ServeHTTP(w, r)
+		var got struct {
+			Status    string                     `json:"status"`
+			ErrorType string                     `json:"errorType"`
+			Data      map[string]json.RawMessage `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got), "%d: %s", w.Code, w.Body.String())
+		switch w.Code {
+		case http.StatusOK:
+			require.Equal(t, "success", got.Status)
+			if n, err := strconv.Atoi(r.FormValue("limit")); err == nil && n >= 0 {
+				require.LessOrEqual(t, len(got.Data), n)
+			}
+			if m := r.FormValue("metric"); m != "" {
+				for name := range got.Data {
+					require.Equal(t, m, name)
+				}
+			}
+		case http.StatusBadRequest:
+			require.Equal(t, "bad_data", got.ErrorType)
+		default:
+			t.Fatalf("status %d for the parameters %q", w.Code, query)
+		}
+	})
 }
