@@ -480,6 +480,12 @@ func decode(data []byte) (Options, state, *extraState, error) {
 		}
 	}
 	o := fromWire(w)
+	if o.Members == 0 {
+		// The default set, as for New and StateSize, whose layout the
+		// state was read with: kept as 0, the Detector UnmarshalBinary
+		// made had no member, and Restore refused it for another set.
+		o.Members = MemberDefault
+	}
 	if err := o.Validate(); err != nil {
 		return Options{}, st, nil, fmt.Errorf("decode detector: %w", err)
 	}
