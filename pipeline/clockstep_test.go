@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -8,6 +9,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/config"
 )
 
 // clockStepEnv feeds live and dead, 40 samples each at stepMs with omen's
@@ -207,4 +210,56 @@ func TestOmenClockStepsBackRefused(t *testing.T) {
 	e.sync()
 	sweepAll(e)
 	require.Zero(t, e.p.overBudgetNow.Load(), "gone forgotten an hour on omen's clock after the step")
+}
+
+// TestRefusedDerivedLongInterval: a derived input kept out by
+// --detect.max-series whose interval is longer than --detect.stale-after
+// stays refused between its evaluations, as a scored one keeps its models
+// (--detect.stale-after past its interval, see worker.sweep). Forgotten
+// at --detect.stale-after alone, omen_series_over_budget lost it an hour
+// into each of its 3-hour intervals, and each evaluation counted it in
+// omen_series_over_budget_total again, as a new series.
+func TestRefusedDerivedLongInterval(t *testing.T) {
+	cfg, err := config.Load([]byte("derived:\n  - {name: often, expr: level, interval: 1h}\n  - {name: slow, expr: level * 2, interval: 3h}\n"))
+	require.NoError(t, err)
+	// level, ingested, takes the budget's one series; the derived inputs
+	// are refused.
+	e := newEnvEngine(t, "", cfg, testEngine(), func(o *Options) { o.Workers, o.MaxSeries = 1, 1 })
+	level := []labels.Labels{labels.FromStrings("__name__", "level")}
+	often, slow := &cfg.Derived[0], &cfg.Derived[1]
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Minute) }
+	step := func(i int, ds ...*config.Derived) {
+		e.clock.set(at(i))
+		e.push(at(i).UnixMilli(), model.MetricTypeGauge, level, []float64{float64(i % 7)})
+		e.sync()
+		for _, d := range ds {
+			e.p.evalDerived(context.Background(), d, at(i))
+		}
+		e.sync()
+	}
+	step(0, often, slow)
+	require.Equal(t, int64(2), e.p.overBudgetNow.Load())
+	require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.overBudget))
+
+	// often is evaluated every minute here (its samples advance the
+	// derived inputs' sample time), slow not until 3 hours on.
+	for i := 1; i <= 179; i++ {
+		step(i, often)
+		if i%30 == 0 {
+			sweepAll(e)
+			require.Equal(t, int64(2), e.p.overBudgetNow.Load(), "slow still refused %d minutes after its evaluation", i)
+		}
+	}
+	step(180, often, slow)
+	sweepAll(e)
+	require.Equal(t, int64(2), e.p.overBudgetNow.Load())
+	require.Equal(t, 2.0, testutil.ToFloat64(e.p.m.overBudget), "slow not refused anew at its next evaluation")
+
+	// Silent for more than --detect.stale-after past its interval, on
+	// omen's clock and in sample time, slow is forgotten.
+	for i := 181; i <= 180+4*60+2; i++ {
+		step(i, often)
+	}
+	sweepAll(e)
+	require.Equal(t, int64(1), e.p.overBudgetNow.Load(), "slow forgotten, often still refused")
 }

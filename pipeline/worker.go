@@ -857,7 +857,13 @@ func (w *worker) ignore(smp *sample, nowMs int64, overBudget bool) {
 	ref := smp.ref
 	w.mu.Lock()
 	w.unignoreLocked(ref)
-	w.ignored[ref] = ignoredSeries{seen: nowMs, t: smp.t, overBudget: overBudget}
+	ig := ignoredSeries{seen: nowMs, t: smp.t, overBudget: overBudget}
+	if smp.derived != nil {
+		// A reload empties the list (see reconfigure): the interval
+		// stays the one in force.
+		ig.everyMs = time.Duration(smp.derived.d.Interval).Milliseconds()
+	}
+	w.ignored[ref] = ig
 	if overBudget {
 		w.p.overBudgetNow.Add(1)
 	}
@@ -894,11 +900,12 @@ func scoringOf(cfg *config.Config, ls labels.Labels, name string, derived bool) 
 
 // ignoredSeries is a series the worker does not score: last seen on
 // omen's clock and its latest sample's time (unix ms), by which the sweep
-// forgets it as it does a scored series, and whether only the budget kept
-// it out.
+// forgets it as it does a scored series, a derived input's interval (ms, 0
+// for an ingested input; see derivedIntervals.everyMs), and whether only
+// the budget kept it out.
 type ignoredSeries struct {
-	seen, t    int64
-	overBudget bool
+	seen, t, everyMs int64
+	overBudget       bool
 }
 
 // reconfigure applies a new configuration: ignored series are looked at
@@ -1187,12 +1194,14 @@ func (w *worker) sweep() {
 			w.ignored[ref] = ig
 		}
 		switch {
-		case ig.seen < cut && arrived[ref>>63]-ig.t > staleMs:
+		case ig.seen < cut-ig.everyMs && arrived[ref>>63]-ig.t > staleMs+ig.everyMs:
 			// Silent on omen's clock and in sample time, as a scored
-			// series is forgotten: cut on omen's clock alone, a forward
-			// step emptied the list, omen_series_over_budget fell to 0
-			// until the refused series' next samples, and each was
-			// refused and counted again as a new series.
+			// series is forgotten (a derived input StaleAfter past its
+			// interval): cut on omen's clock alone, a forward step
+			// emptied the list, omen_series_over_budget fell to 0 until
+			// the refused series' next samples, and each was refused and
+			// counted again as a new series; so did a derived input
+			// evaluated less often than StaleAfter, between evaluations.
 			w.unignoreLocked(ref)
 		case ig.overBudget && room > 0:
 			w.unignoreLocked(ref)
