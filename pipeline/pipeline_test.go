@@ -212,8 +212,13 @@ func (e *env) push(ts int64, typ model.MetricType, ls []labels.Labels, vs []floa
 
 // feed appends a whole series, sample by sample, one commit each.
 func (e *env) feed(ls labels.Labels, typ model.MetricType, vs []float64) {
+	e.feedEvery(ls, typ, stepMs, vs)
+}
+
+// feedEvery is feed with the samples everyMs apart.
+func (e *env) feedEvery(ls labels.Labels, typ model.MetricType, everyMs int64, vs []float64) {
 	for i, v := range vs {
-		e.push(t0.UnixMilli()+int64(i)*stepMs, typ, []labels.Labels{ls}, []float64{v})
+		e.push(t0.UnixMilli()+int64(i)*everyMs, typ, []labels.Labels{ls}, []float64{v})
 		if i%256 == 255 {
 			// Each push is a batch; a worker slowed by a loaded machine
 			// would otherwise fall 1024 batches behind and drop samples
