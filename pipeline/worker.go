@@ -1175,12 +1175,19 @@ func (w *worker) sweep() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	staleMs := w.p.opts.StaleAfter.Milliseconds()
+	// forgotten reports whether a series last seen on omen's clock at seen,
+	// its latest sample at t, is silent for StaleAfter past its interval
+	// (everyMs, 0 for an ingested input) on both clocks: the rule for
+	// scored and ignored series alike.
+	forgotten := func(ref storage.SeriesRef, seen, t, everyMs int64) bool {
+		return seen < cut-everyMs && arrived[ref>>63]-t > staleMs+everyMs
+	}
 	for ref, s := range w.series {
 		// A reading ahead of omen's clock, which stepped back since, is
 		// taken back to it: the series is not kept, nor shown received,
 		// that much longer.
 		s.lastSeen = min(s.lastSeen, nowMs)
-		if s.lastSeen < cut-ivs.everyMs(s) && passed(s, staleMs+ivs.everyMs(s)) || refused && gone(s) {
+		if forgotten(ref, s.lastSeen, s.pub.t, ivs.everyMs(s)) || refused && gone(s) {
 			w.drop(ref, s)
 		}
 	}
@@ -1194,7 +1201,7 @@ func (w *worker) sweep() {
 			w.ignored[ref] = ig
 		}
 		switch {
-		case ig.seen < cut-ig.everyMs && arrived[ref>>63]-ig.t > staleMs+ig.everyMs:
+		case forgotten(ref, ig.seen, ig.t, ig.everyMs):
 			// Silent on omen's clock and in sample time, as a scored
 			// series is forgotten (a derived input StaleAfter past its
 			// interval): cut on omen's clock alone, a forward step
