@@ -784,6 +784,14 @@ func (s *Scoring) fill(def Scoring, where string) error {
 			return fmt.Errorf("%s.forecast_horizons: %s twice", where, h)
 		}
 	}
+	// A set, whatever the order written: the scorers compare a reload's
+	// horizons with a forecaster's as a list (and a snapshot's calibrated
+	// floors are by position), so [30m, 5m, 15m] started every series of
+	// the selection again from history. Sorted into a copy: the list may
+	// be the defaults' or the package's, shared.
+	if !slices.IsSorted(s.ForecastHorizons) {
+		s.ForecastHorizons = slices.Sorted(slices.Values(s.ForecastHorizons))
+	}
 	return nil
 }
 

@@ -307,6 +307,41 @@ alerting: {warning: {score: 2, for: 0s}, keep_firing_for: 0s}
 	require.Equal(t, model.Duration(2*time.Minute), *d.Alerting.KeepFiringFor, "default")
 }
 
+// TestHorizonsAreASet: forecast horizons read in ascending order whatever
+// the order written, so that a file listing the same horizons otherwise is
+// the same configuration: the scorers compared a reload's horizons with a
+// forecaster's as a list, and [30m, 5m, 15m] started every series again
+// from history (pipeline's TestReloadAppliesOptions). The defaults' list,
+// inherited and shared, is left as it is.
+func TestHorizonsAreASet(t *testing.T) {
+	m := func(ds ...string) []model.Duration {
+		out := make([]model.Duration, len(ds))
+		for i, d := range ds {
+			var err error
+			out[i], err = model.ParseDuration(d)
+			require.NoError(t, err)
+		}
+		return out
+	}
+	c, err := Load([]byte(`
+defaults: {forecast_horizons: [30m, 5m, 15m]}
+overrides:
+  - {match: '{job="a"}', forecast_horizons: [2h, 1h]}
+  - {match: '{job="b"}', direction: up}
+derived:
+  - {name: r, expr: up, forecast_horizons: [10m, 1m]}
+`))
+	require.NoError(t, err)
+	require.Equal(t, m("5m", "15m", "30m"), c.Defaults.ForecastHorizons)
+	require.Equal(t, m("1h", "2h"), c.ScoringFor(labels.FromStrings("job", "a")).ForecastHorizons)
+	require.Equal(t, m("5m", "15m", "30m"), c.ScoringFor(labels.FromStrings("job", "b")).ForecastHorizons)
+	require.Equal(t, m("1m", "10m"), c.Derived[0].ForecastHorizons)
+	d, err := Load([]byte("defaults: {forecast_horizons: [5m, 15m, 30m]}"))
+	require.NoError(t, err)
+	require.Equal(t, d.Defaults, c.Defaults, "the same horizons, the same configuration")
+	require.Equal(t, m("5m", "15m", "30m"), defaultHorizons, "not sorted in place")
+}
+
 // TestFlatlineInherits: the opt-in flat member is inherited from the
 // defaults unless an override or a derived input says otherwise, an
 // explicit false included.

@@ -1129,6 +1129,10 @@ func TestReloadAppliesOptions(t *testing.T) {
 		{"override for this series", "overrides: [{match: '{job=\"a\"}', direction: down}]", detect.Down, false, true},
 		{"false-alarm rate", "defaults: {false_alarm_rate: 0.01}", detect.Both, true, true},
 		{"other horizons", "defaults: {forecast_horizons: [10m]}", detect.Both, true, true},
+		// The default horizons written in another order are the same
+		// horizons: every forecaster and detector started again.
+		{"the same horizons reordered", "defaults: {forecast_horizons: [30m, 5m, 15m]}", detect.Both, false, true},
+		{"flatline on", "defaults: {flatline: true}", detect.Both, false, true},
 		{"no forecasts", "defaults: {forecast_horizons: []}", detect.Both, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
