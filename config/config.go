@@ -831,6 +831,12 @@ func (a *Alerting) validate() error {
 		if !labelName.MatchString(c.Name) {
 			return fmt.Errorf("%s.name %q: want a name of letters, digits and underscores", where, c.Name)
 		}
+		// Two rules of one name write the same ALERTS series (promtool's
+		// rule tests fail on a "duplicate sample for timestamp"), and
+		// each one's resolve margin reads the other's.
+		if slices.ContainsFunc(a.Capacity[:i], func(o Capacity) bool { return o.Name == c.Name }) {
+			return fmt.Errorf("%s.name %q: used twice; give each capacity alert a name of its own", where, c.Name)
+		}
 		if c.Match != "" {
 			if _, err := parseSelector(c.Match, where+".match"); err != nil {
 				return err
