@@ -23,7 +23,7 @@ import (
 // found by the reload that kept the old configuration.
 func registerCheck(app *kingpin.Application, _ *logConfig) command {
 	cl := app.Command("check", "Check omen's files.")
-	cfg := cl.Command("config", "Check configuration files (--config.file) as a start or a reload reads them: syntax, selectors, PromQL, remote_write and remote_read with the TLS files they name; and, as promtool does, their secret files (password_file, credentials_file, client_secret_file), which a start takes though every request fails until they are there. Exits 1 if any is refused.")
+	cfg := cl.Command("config", "Check configuration files (--config.file) as a start or a reload reads them: syntax, selectors, PromQL, remote_write and remote_read with the TLS files they name, and the rules omen rules generate makes of them; and, as promtool does, their secret files (password_file, credentials_file, client_secret_file), which a start takes though every request fails until they are there. Exits 1 if any is refused.")
 	syntaxOnly := cfg.Flag("syntax-only", "Check only what the files themselves say, not the files they name (TLS and secret files) nor remote_write entries given twice: for a CI job without the Secrets a pod mounts. As promtool's.").Bool()
 	files := cfg.Arg("config-files", "The configuration files to check.").Required().Strings()
 	return command{clause: cfg, run: func(context.Context) error {
@@ -36,13 +36,22 @@ func registerCheck(app *kingpin.Application, _ *logConfig) command {
 
 // checkConfigs checks each file, saying so on out, or why not on errOut as
 // promtool does, and returns how many were refused. syntaxOnly checks what
-// loading the file checks (syntax, keys, selectors, PromQL, names), not
-// the clients made of it, which read the files it names.
+// loading the file checks (syntax, keys, selectors, PromQL, names) and the
+// rules generated from it, not the clients made of it, which read the
+// files it names.
 func checkConfigs(out, errOut io.Writer, files []string, syntaxOnly bool) int {
 	failed := 0
 	for _, f := range files {
 		fmt.Fprintf(out, "Checking %s\n", f)
 		c, err := config.LoadFile(f)
+		if err == nil {
+			// What `omen rules generate` makes of it, from the file
+			// alone: a capacity alert no forecast horizon serves passed
+			// here and failed the generation after it.
+			if _, rerr := rules.Render(c); rerr != nil {
+				err = fmt.Errorf("config %s: rules: %w", f, rerr)
+			}
+		}
 		if err == nil && !syntaxOnly {
 			// What a start or a reload applies after loading: the
 			// remote writes' clients (a ca_file not there yet).

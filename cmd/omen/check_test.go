@@ -53,6 +53,9 @@ func TestCheckConfig(t *testing.T) {
 		{"remote_read two", write("rr-two.yml", "remote_read:\n  - url: https://a.example/api/v1/read\n  - url: https://b.example/api/v1/read\n"), "one upstream at most"},
 		{"remote_read", write("rr.yml", "remote_read:\n  - url: https://prom.example/api/v1/read\n    basic_auth: {username: a, password_file: good.yml}\n    headers: {X-Scope-OrgID: team-a}\n"), ""},
 		{"remote write", write("rw.yml", "remote_write:\n  - url: https://mimir.example/api/v1/push\n    tls_config: {insecure_skip_verify: true}\n"), ""},
+		// Loads, but `omen rules generate` cannot make its rules: passed,
+		// and the CI job that ran the check failed at the generation.
+		{"capacity horizon within no forecast", write("cap.yml", "alerting:\n  capacity:\n    - {name: Full, for: disk, limit: 1, horizon: 1m}\n"), "rules: alerting.capacity[0] \"Full\": no forecast horizon is within 1m"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut strings.Builder
