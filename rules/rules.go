@@ -76,14 +76,23 @@ func Generate(cfg *config.Config) (rulefmt.RuleGroups, error) {
 	if err != nil {
 		return rulefmt.RuleGroups{}, err
 	}
+	anomaly, health := g.anomalyRules(), g.healthRules()
+	// A capacity alert of one of these names is that alert to
+	// Alertmanager's inhibitions and to the runbooks.
+	own := slices.Concat(anomaly, health)
+	for i, c := range cfg.Alerting.Capacity {
+		if slices.ContainsFunc(own, func(r rulefmt.Rule) bool { return r.Alert == c.Name }) {
+			return rulefmt.RuleGroups{}, fmt.Errorf("alerting.capacity[%d] %q: the name of one of omen's own alerts; give the capacity alert a name of its own", i, c.Name)
+		}
+	}
 	groups := []rulefmt.RuleGroup{
 		{Name: GroupRecords, Rules: g.recordingRules()},
-		{Name: GroupAnomaly, Rules: g.anomalyRules()},
+		{Name: GroupAnomaly, Rules: anomaly},
 	}
 	if len(capacity) > 0 {
 		groups = append(groups, rulefmt.RuleGroup{Name: GroupCapacity, Rules: capacity})
 	}
-	groups = append(groups, rulefmt.RuleGroup{Name: GroupHealth, Rules: g.healthRules()})
+	groups = append(groups, rulefmt.RuleGroup{Name: GroupHealth, Rules: health})
 	return rulefmt.RuleGroups{Groups: groups}, nil
 }
 

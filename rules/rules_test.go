@@ -289,6 +289,12 @@ func TestGenerateRejects(t *testing.T) {
 		{"horizon too short", `alerting: {capacity: [{name: Full, for: disk, limit: 1, horizon: 1m}]}`, "no forecast horizon is within 1m"},
 		{"metric name in match", `alerting: {capacity: [{name: Full, for: disk, match: 'disk{a="b"}', limit: 1}]}`, "__name__ is set by the rule"},
 		{"horizon in match", `alerting: {capacity: [{name: Full, for: disk, match: '{horizon="5m"}', limit: 1}]}`, "horizon is set by the rule"},
+		// A capacity alert named as one of omen's own: Alertmanager's
+		// inhibitions (deploy/alertmanager) and the runbooks take it for
+		// that one, OmenAnomalyCritical's firing silenced every
+		// OmenSeriesAnomalous of its namespace and job.
+		{"an anomaly alert's name", `alerting: {capacity: [{name: OmenAnomalyCritical, for: disk, limit: 1}]}`, `alerting.capacity[0] "OmenAnomalyCritical": the name of one of omen's own alerts`},
+		{"a health alert's name", `alerting: {capacity: [{name: OmenDown, for: disk, limit: 1}]}`, `alerting.capacity[0] "OmenDown": the name of one of omen's own alerts`},
 		// The horizons are the input's: a derived input's own, a scraped
 		// input's the defaults' and overrides'. Any input's counted, the
 		// rule selected horizons its input has no forecasts at, and never
