@@ -842,7 +842,12 @@ func (a *Alerting) validate() error {
 				return err
 			}
 		}
-		if c.Horizon == 0 {
+		switch {
+		case c.Horizon == 0 && c.set["horizon"]:
+			// Taken for the default 30m: an alert on forecasts up to
+			// 30 minutes ahead where the file asked for none.
+			return fmt.Errorf("%s.horizon 0s: want a positive duration, the forecasts up to it alerted on (default 30m)", where)
+		case c.Horizon == 0:
 			c.Horizon = model.Duration(30 * time.Minute)
 		}
 		if c.ResolveMargin == "" {
