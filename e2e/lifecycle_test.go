@@ -193,7 +193,7 @@ func TestFatalErrorIsLogged(t *testing.T) {
 		"--storage.tsdb.path="+t.TempDir(), "--web.listen-address=127.0.0.1:0").CombinedOutput()
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee)
-	require.Equal(t, 1, ee.ExitCode())
+	require.Equal(t, 2, ee.ExitCode(), "a configuration that does not load, as Prometheus's")
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	for _, l := range lines {
 		require.True(t, strings.HasPrefix(l, "{"), "not JSON: %s", l)

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -56,6 +57,9 @@ func runMain(args []string) int {
 					// JSON ones escaped log pipelines and alerts on
 					// level=error), as Prometheus's does.
 					logCfg.logger().Error("omen serve stopped on an error", "err", err)
+					if errors.As(err, new(badConfigError)) {
+						return 2
+					}
 					return 1
 				}
 				fmt.Fprintf(os.Stderr, "omen %s: %v\n", selected, err)
@@ -67,3 +71,10 @@ func runMain(args []string) int {
 	fmt.Fprintf(os.Stderr, "omen: unknown command %q\n", selected)
 	return 2
 }
+
+// badConfigError is a --config.file a start refuses: exit code 2, as
+// Prometheus's start gives on a configuration that does not load (and
+// kingpin on a flag refused), where 1 is a failure at the work.
+type badConfigError struct{ error }
+
+func (e badConfigError) Unwrap() error { return e.error }

@@ -207,7 +207,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 
 	cfgLoader, err := server.NewConfigLoader(logger, reg, f.configFile)
 	if err != nil {
-		return err
+		return badConfigError{err}
 	}
 	mux := server.NewMux(reg)
 	// The web configuration and the listen addresses fail the start at

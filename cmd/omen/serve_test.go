@@ -123,3 +123,28 @@ func TestTSDBOpenFailureClosesForwardingLog(t *testing.T) {
 		return !strings.Contains(st, "storage/remote.(*QueueManager)") && !strings.Contains(st, "storage/remote.(*Watcher)")
 	}, 5*time.Second, 50*time.Millisecond, "the forwarding queues stopped")
 }
+
+// TestServeBadConfigExits2: a --config.file that does not load stops the
+// start with exit code 2, as Prometheus's does (`prometheus
+// --config.file=bad.yml` exits 2 after "Error loading config"); omen
+// exited 1, as for a failure at its work (a TSDB that does not open), and
+// a supervisor or a script could not tell the two apart.
+func TestServeBadConfigExits2(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, body string }{
+		{"bad PromQL", "derived:\n  - name: a\n    expr: sum(\n"},
+		{"unknown field", "defaults:\n  directon: up\n"},
+		{"missing", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "omen.yml")
+			_ = os.Remove(path)
+			if tc.body != "" {
+				require.NoError(t, os.WriteFile(path, []byte(tc.body), 0o644))
+			}
+			code := runMain([]string{"serve", "--log.level=error", "--config.file", path,
+				"--storage.tsdb.path", filepath.Join(dir, "data"), "--web.listen-address", "127.0.0.1:0"})
+			require.Equal(t, 2, code)
+		})
+	}
+}
