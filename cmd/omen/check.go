@@ -7,12 +7,15 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	promcommon "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 
 	"github.com/omen-sidecar/omen/config"
 	"github.com/omen-sidecar/omen/forward"
+	"github.com/omen-sidecar/omen/internal/livefc"
 	"github.com/omen-sidecar/omen/pipeline"
 	"github.com/omen-sidecar/omen/rules"
 )
@@ -70,13 +73,53 @@ func checkConfigs(out, errOut io.Writer, files []string, syntaxOnly bool) int {
 			continue
 		}
 		// Valid, and what is probably not meant, as promtool warns.
-		for _, w := range rules.Warnings(c) {
+		for _, w := range slices.Concat(rules.Warnings(c), horizonWarnings(c)) {
 			fmt.Fprintf(errOut, "  WARNING: %s\n", w)
 		}
 		fmt.Fprintf(out, "  SUCCESS: %s is a valid omen configuration file: %d include, %d exclude, %d overrides, %d derived, %d remote_write, %d remote_read\n",
 			f, len(c.Include), len(c.Exclude), len(c.Overrides), len(c.Derived), len(c.RemoteWrite), len(c.RemoteRead))
 	}
 	return failed
+}
+
+// firstForecastWarn is how long a selection's first forecast may wait for
+// samples before `omen check config` warns: the default
+// --storage.tsdb.retention.time.
+const firstForecastWarn = 15 * 24 * time.Hour
+
+// horizonWarnings names the selections whose first forecast waits for
+// more than firstForecastWarn of samples. A forecaster steps at least a
+// 64th of its longest horizon and forecasts after MinSamples steps (192
+// for a horizon of 4h12m or more: three times the horizon), so a 1y
+// horizon passed and forecast nothing for three years, without a word.
+func horizonWarnings(c *config.Config) []string {
+	var out []string
+	check := func(where string, hs []model.Duration) {
+		if len(hs) == 0 {
+			return
+		}
+		longest := time.Duration(slices.Max(hs))
+		step := livefc.MinStep(longest)
+		n := livefc.OptionsFor(step, longest).MinSamples
+		if wait := time.Duration(int64(n)*step) * time.Millisecond; wait > firstForecastWarn {
+			out = append(out, fmt.Sprintf("%s.forecast_horizons: the first forecasts at %s come after %s of samples (%d steps of %s); the TSDB keeps %s by default (--storage.tsdb.retention.time)",
+				where, model.Duration(longest), model.Duration(wait), n, model.Duration(time.Duration(step)*time.Millisecond), model.Duration(firstForecastWarn)))
+		}
+	}
+	check("defaults", c.Defaults.ForecastHorizons)
+	// Those inheriting the defaults' horizons are warned of there.
+	inherited := func(hs []model.Duration) bool { return slices.Equal(hs, c.Defaults.ForecastHorizons) }
+	for i, o := range c.Overrides {
+		if !inherited(o.ForecastHorizons) {
+			check(fmt.Sprintf("overrides[%d]", i), o.ForecastHorizons)
+		}
+	}
+	for i, d := range c.Derived {
+		if !inherited(d.ForecastHorizons) {
+			check(fmt.Sprintf("derived[%d]", i), d.ForecastHorizons)
+		}
+	}
+	return out
 }
 
 // checkSecretFiles fails on a secret file (password_file, credentials_file,

@@ -105,6 +105,47 @@ func TestCapacityCeilingOfZeroWarned(t *testing.T) {
 	}
 }
 
+// TestFarHorizonsWarned: a horizon whose first forecast waits for more
+// samples than the TSDB keeps by default (a 1y horizon: 192 steps of a
+// 64th of a year) passes `omen check config` with a warning naming the
+// selection and the wait; it passed without one and forecast nothing for
+// three years. Selections that inherit the defaults' horizons are warned
+// of once, at the defaults.
+func TestFarHorizonsWarned(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"the default horizons", "{}", nil},
+		{"4h, three of them in 12h", "defaults: {forecast_horizons: [5m, 4h]}", nil},
+		{"5d, in 15d", "defaults: {forecast_horizons: [5d]}", nil},
+		{"a week", "defaults: {forecast_horizons: [1h, 1w]}", []string{
+			"defaults.forecast_horizons: the first forecasts at 1w come after 3w of samples (192 steps of 2h37m30s)"}},
+		{"a year in an override and a derived input", `
+defaults: {forecast_horizons: [1y]}
+overrides: [{match: '{a="b"}', direction: up}, {match: '{a="c"}', forecast_horizons: [5m]}, {match: '{a="d"}', forecast_horizons: [5m, 1y]}]
+derived: [{name: r, expr: up}, {name: s, expr: up, forecast_horizons: [1y, 5m]}]
+`, []string{
+			"defaults.forecast_horizons: the first forecasts at 1y come after 3y of samples",
+			"overrides[2].forecast_horizons: the first forecasts at 1y",
+			"derived[1].forecast_horizons: the first forecasts at 1y"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(dir, "omen.yml")
+			require.NoError(t, os.WriteFile(f, []byte(tc.file), 0o644))
+			var out, errOut strings.Builder
+			require.Zero(t, checkConfigs(&out, &errOut, []string{f}, false), errOut.String())
+			require.Contains(t, out.String(), "SUCCESS")
+			warnings := strings.Count(errOut.String(), "WARNING: ")
+			require.Equal(t, len(tc.want), warnings, errOut.String())
+			for _, w := range tc.want {
+				require.Contains(t, errOut.String(), "  WARNING: "+w)
+			}
+		})
+	}
+}
+
 // TestCheckConfigAgreesWithStart: `omen check config` refuses a file that a
 // real start of omen serve refuses, and passes one it takes, with one
 // difference, promtool's: a secret file (password_file, credentials_file)
