@@ -158,6 +158,8 @@ type Alerting struct {
 	RunbookURL string `yaml:"runbook_url,omitempty"`
 	// Capacity lists forecast-based capacity alerts.
 	Capacity []Capacity `yaml:"capacity,omitempty"`
+
+	set map[string]bool // the fields the file gives
 }
 
 // Tier is one severity level of the anomaly alerts.
@@ -809,7 +811,12 @@ func (a *Alerting) validate() error {
 	if a.Critical.Score < a.Warning.Score {
 		return fmt.Errorf("alerting: critical.score %g is below warning.score %g", a.Critical.Score, a.Warning.Score)
 	}
-	if len(a.GroupBy) == 0 {
+	switch {
+	case len(a.GroupBy) == 0 && a.set["group_by"]:
+		// Taken for the default: pages by namespace and job where the
+		// file asked for none (one page for everything, say).
+		return errors.New("alerting.group_by: empty; want the labels the anomaly pages aggregate on (default namespace, job)")
+	case len(a.GroupBy) == 0:
 		a.GroupBy = []string{"namespace", "job"}
 	}
 	for i, l := range a.GroupBy {
@@ -958,6 +965,7 @@ func (c *Config) markSet(root *yaml.Node) {
 		}
 	}
 	al := child(top, "alerting")
+	c.Alerting.set = keysOf(al)
 	c.Alerting.Warning.set = keysOf(child(al, "warning"))
 	c.Alerting.Critical.set = keysOf(child(al, "critical"))
 	for i, n := range items(child(al, "capacity")) {

@@ -251,6 +251,7 @@ func TestValidationErrorsLocated(t *testing.T) {
 		{"an override's missing match", "overrides:\n  - direction: up\n", "line 2: overrides[0].match: missing; want a series selector"},
 		{"an empty selector", "exclude:\n  - '{job=\"a\"}'\n  - ' '\n", "line 3: exclude[1]: missing; want a series selector"},
 		{"a capacity alert", "alerting:\n  capacity:\n    - {name: 'disk full', for: disk, limit: 1}\n", `line 3: alerting.capacity[0].name "disk full"`},
+		{"an empty group_by", "alerting:\n  group_by: []\n", "line 2: alerting.group_by: empty; want the labels"},
 		{"a capacity alert's horizon of 0s", "alerting:\n  capacity:\n    - name: Full\n      for: disk\n      limit: 1\n      horizon: 0s\n", "line 6: alerting.capacity[0].horizon 0s: want a positive duration"},
 		{"a capacity alert's name twice", "alerting:\n  capacity:\n    - {name: Full, for: disk, limit: 1}\n    - {name: Full, for: disk, limit: 2}\n", `line 4: alerting.capacity[1].name "Full": used twice`},
 		{"a remote write", "remote_write:\n  - url: http://a\n    name: x\n  - url: http://b\n    name: x\n", `line 5: remote_write[1].name "x": used twice`},
