@@ -497,6 +497,10 @@ var (
 // backtest` and the NAB benchmark use, so what is measured is what runs.
 const DefaultFalseAlarmRate = 1.5e-3
 
+// MinFalseAlarmRate is detect.MinFalseAlarmRate: below it a detector's
+// record windows overflow, and a smaller rate gave more false alarms.
+const MinFalseAlarmRate = 1e-9
+
 var defaultHorizons = []model.Duration{
 	model.Duration(5 * time.Minute), model.Duration(15 * time.Minute), model.Duration(30 * time.Minute),
 }
@@ -769,8 +773,8 @@ func (s *Scoring) fill(def Scoring, where string) error {
 	}
 	// Written so that NaN fails them: it passed "<= 0 || >= 0.5" and then
 	// every detector refused it, which stopped all scoring after a reload.
-	if !(s.FalseAlarmRate > 0 && s.FalseAlarmRate < 0.5) {
-		return fmt.Errorf("%s.false_alarm_rate %g: want a value in (0, 0.5)", where, s.FalseAlarmRate)
+	if !(s.FalseAlarmRate >= MinFalseAlarmRate && s.FalseAlarmRate < 0.5) {
+		return fmt.Errorf("%s.false_alarm_rate %g: want a value in [%g, 0.5)", where, s.FalseAlarmRate, MinFalseAlarmRate)
 	}
 	if !(s.MinDeviationAbs >= 0 && s.MinDeviationRel >= 0) || math.IsInf(s.MinDeviationAbs, 1) || math.IsInf(s.MinDeviationRel, 1) {
 		return fmt.Errorf("%s: min_deviation_abs %g and min_deviation_rel %g: want finite values, not negative", where, s.MinDeviationAbs, s.MinDeviationRel)

@@ -158,6 +158,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad selector", "include: ['{job=']", "include[0]"},
 		{"bad direction", "defaults: {direction: sideways}", "defaults.direction"},
 		{"bad rate", "defaults: {false_alarm_rate: 2}", "false_alarm_rate"},
+		{"a rate below the floor", "overrides: [{match: '{a=\"b\"}', false_alarm_rate: 1e-20}]", "overrides[0].false_alarm_rate 1e-20: want a value in [1e-09, 0.5)"},
 		{"bad expr", "derived: [{name: x, expr: 'sum('}]", "derived[0].expr"},
 		{"bad name", "derived: [{name: 'a b', expr: 'up'}]", "derived[0].name"},
 		{"dup name", "derived: [{name: a, expr: up}, {name: a, expr: up}]", "used twice"},

@@ -130,6 +130,8 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "empty range", mod: func(o *Options) { o.ValidMin, o.ValidMax = 1, 1 }},
 		{name: "budget zero", mod: func(o *Options) { o.FalseAlarmRate = 0 }},
 		{name: "budget too large", mod: func(o *Options) { o.FalseAlarmRate = 0.7 }},
+		{name: "budget below the floor", mod: func(o *Options) { o.FalseAlarmRate = 1e-20 }},
+		{name: "budget at the floor", mod: func(o *Options) { o.FalseAlarmRate = MinFalseAlarmRate }, ok: true},
 		{name: "negative warm-up", mod: func(o *Options) { o.WarmupSamples = -1 }},
 		{name: "unknown member", mod: func(o *Options) { o.Members = 1 << 20 }},
 	}
@@ -1512,6 +1514,33 @@ func TestStoppedBatchJobFound(t *testing.T) {
 				}
 				require.Empty(t, missed, "weekdays whose stop at 10:00 was not an event of 5 minutes within 30")
 			})
+		}
+	}
+}
+
+// TestFalseAlarmRateFloor: at MinFalseAlarmRate every member's record
+// window, √n/rate samples times its multiplier, is held whole by its
+// tail (eight blocks of a uint32 length) and the window's int. Below
+// about 3e-19 the window overflowed int and came out negative, a tail of
+// one-sample blocks: `omen backtest --detect.false-alarm-rate=1e-19` on a
+// noisy sine with one spike scored 3 samples above 1 (max 5.63) where
+// 1e-18 scored the spike alone (2.87), so a smaller rate, a file's
+// `false_alarm_rate: 1e-20` asking for fewer false alarms, gave more;
+// Validate refuses it now.
+func TestFalseAlarmRateFloor(t *testing.T) {
+	for _, members := range []int{MemberDefault, MemberAll} {
+		o := DefaultOptions()
+		o.Members, o.FalseAlarmRate = members, MinFalseAlarmRate
+		d, err := New(o)
+		require.NoError(t, err)
+		w := d.window()
+		require.Positive(t, w)
+		for m := range nMembers {
+			if m == mFlat || o.Members&(1<<m) == 0 {
+				continue
+			}
+			want := int64(float64(w) * winMul[m])
+			require.GreaterOrEqual(t, int64(d.tail(m).BlockLen)*tailBlocks, want, "member %d", m)
 		}
 	}
 }

@@ -107,7 +107,7 @@ type Options struct {
 	// until then Update returns score 0 and Ready is false.
 	WarmupSamples int
 	// FalseAlarmRate is the per-sample budget of scores above 1 on normal
-	// data, in (0, 0.5).
+	// data, in [MinFalseAlarmRate, 0.5).
 	FalseAlarmRate float64
 	// RefractorySamples: after a score above 1, the next RefractorySamples
 	// scores are damped (×1/4), so one event raises one alert rather than a
@@ -156,6 +156,15 @@ func DefaultOptions() Options {
 }
 
 // Validate rejects nonsense with an error that names the option.
+// MinFalseAlarmRate is the smallest FalseAlarmRate: each member's record
+// window is √n/FalseAlarmRate samples (see Detector.window), up to three
+// times that, which its tail holds in eight blocks of a uint32 length and
+// the window in an int. At 1e-9 the longest is about 8.5e9 samples (a false
+// alarm a series every 475 years at a 15 s scrape); at about 3e-19 the
+// int overflowed and the window came out negative, a smaller rate giving
+// more alarms.
+const MinFalseAlarmRate = 1e-9
+
 func (o Options) Validate() error {
 	switch {
 	case o.Direction != Both && o.Direction != Up && o.Direction != Down:
@@ -168,8 +177,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("valid range [%v, %v]: want min < max", o.ValidMin, o.ValidMax)
 	case o.WarmupSamples < 0:
 		return fmt.Errorf("warm-up %d samples: want >= 0", o.WarmupSamples)
-	case !(o.FalseAlarmRate > 0 && o.FalseAlarmRate < 0.5):
-		return fmt.Errorf("false-alarm rate %v: want in (0, 0.5)", o.FalseAlarmRate)
+	case !(o.FalseAlarmRate >= MinFalseAlarmRate && o.FalseAlarmRate < 0.5):
+		return fmt.Errorf("false-alarm rate %v: want in [%g, 0.5)", o.FalseAlarmRate, MinFalseAlarmRate)
 	case o.RefractorySamples < 0:
 		return fmt.Errorf("refractory period %d samples: want >= 0", o.RefractorySamples)
 	case o.Members&^MemberAll != 0:

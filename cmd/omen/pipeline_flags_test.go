@@ -69,6 +69,7 @@ func TestBacktestScoresAsServe(t *testing.T) {
 	def := config.Default().Defaults
 	d := detect.DefaultOptions()
 	require.Equal(t, d.FalseAlarmRate, def.FalseAlarmRate)
+	require.Equal(t, detect.MinFalseAlarmRate, config.MinFalseAlarmRate, "what a file may give, the detector takes")
 	require.Equal(t, d.Direction.String(), def.Direction)
 	require.Zero(t, def.MinDeviationAbs)
 	require.Zero(t, def.MinDeviationRel)
