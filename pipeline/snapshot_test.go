@@ -2562,14 +2562,7 @@ func TestSnapshotDamagedIncident(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			vs, ls, path, e, _ := inIncident(t)
 			e.stop()
-			saved, err := readUnpacked(path)
-			require.NoError(t, err)
-			require.Len(t, saved, 1)
-			s := saved[0]
-			inc := s.inc
-			tc.damage(&inc)
-			rec := appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, inc, s.absDif, s.nDif, s.det, s.fc, s.ext)
-			require.NoError(t, os.Rename(snapFileOf(t, snapVersion, func(e *snapEncoder) []error { return []error{e.write(rec)} }), path))
+			damageIncident(t, path, tc.damage)
 
 			e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
 			require.Eventually(t, e2.p.Ready, timeout, tick)
@@ -2581,6 +2574,65 @@ func TestSnapshotDamagedIncident(t *testing.T) {
 			w := httptest.NewRecorder()
 			e2.p.AnomaliesHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/v1/anomalies", nil))
 			require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		})
+	}
+}
+
+// damageIncident rewrites the snapshot at path, of one series, with its
+// incident changed by damage, under a right checksum.
+func damageIncident(t *testing.T, path string, damage func(inc *incidentState)) {
+	t.Helper()
+	saved, err := readUnpacked(path)
+	require.NoError(t, err)
+	require.Len(t, saved, 1)
+	s := saved[0]
+	inc := s.inc
+	damage(&inc)
+	rec := appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, inc, s.absDif, s.nDif, s.det, s.fc, s.ext)
+	require.NoError(t, os.Rename(snapFileOf(t, snapVersion, func(e *snapEncoder) []error { return []error{e.write(rec)} }), path))
+}
+
+// TestSnapshotIncidentAheadOfModels: a restored incident whose latest
+// event sample (lastHot) is later than the latest sample its restored
+// models took in is none that scoring kept (a record damaged under a right
+// checksum): it is dropped, the models restored. Kept, it stayed active
+// until sample time passed lastHot and the hold while the series scored
+// calmly on (a day of an alert firing for lastHot a day ahead, for good
+// for one near the year 9999). The series had a spike ten samples before
+// the shutdown, and is calm after the restart for twice the hold.
+func TestSnapshotIncidentAheadOfModels(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ahead time.Duration
+	}{
+		{"undamaged", 0},
+		{"lastHot a day ahead", 24 * time.Hour},
+		{"lastHot a sample ahead", stepMs * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n, calm = 300, 40 // calm: 10 minutes, twice the hold
+			vs := seasonal(n+calm, 7)
+			vs[n-10] += 500
+			ls := labels.FromStrings("__name__", "temperature")
+			path := filepath.Join(t.TempDir(), "models.snap")
+			e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+			e.feed(ls, model.MetricTypeGauge, vs[:n])
+			before := e.p.Anomalies(nil)
+			require.Len(t, before, 1)
+			require.True(t, before[0].Active, "the spike's incident is in its hold at the shutdown")
+			e.stop()
+			damageIncident(t, path, func(inc *incidentState) { inc.lastHot += tc.ahead.Milliseconds() })
+
+			e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+			require.Eventually(t, e2.p.Ready, timeout, tick)
+			for i := n; i < len(vs); i++ {
+				e2.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[i:i+1])
+			}
+			e2.sync()
+			require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "the models restored")
+			after := e2.p.Anomalies(nil)
+			require.Len(t, after, 1)
+			require.False(t, after[0].Active, "the incident ended after the hold of calm samples: %+v", after[0])
 		})
 	}
 }
