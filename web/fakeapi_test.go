@@ -278,10 +278,17 @@ func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
 	// The page charts a counter as irate(<selector>[5m]): the fake's
 	// values are the rate already, and the result, as Prometheus's, has
 	// no __name__.
-	q, isRate := r.Form.Get("query"), false
+	// The band's sample times as timestamp(<selector>): the fake's
+	// samples are at the step's times.
+	q, isRate, isTime := r.Form.Get("query"), false, false
 	if in, ok := strings.CutPrefix(q, "irate("); ok {
 		if sel, ok := strings.CutSuffix(in, "[5m])"); ok {
 			q, isRate = sel, true
+		}
+	}
+	if in, ok := strings.CutPrefix(q, "timestamp("); ok {
+		if sel, ok := strings.CutSuffix(in, ")"); ok {
+			q, isTime = sel, true
 		}
 	}
 	ms, err := f.selector(q)
@@ -312,12 +319,16 @@ func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		rw := row{Metric: s.labels}
-		if isRate {
+		if isRate || isTime {
 			rw.Metric = maps.Clone(s.labels)
 			delete(rw.Metric, model.MetricNameLabel)
 		}
 		for t := start; t <= end; t += step {
-			if f.inRange(t) {
+			switch {
+			case !f.inRange(t):
+			case isTime:
+				rw.Values = append(rw.Values, [2]any{t, fmtValue(t)})
+			default:
 				rw.Values = append(rw.Values, [2]any{t, fmtValue(s.at(t))})
 			}
 		}

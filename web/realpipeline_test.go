@@ -171,7 +171,7 @@ return {State: s.state, Error: document.getElementById("error").textContent, Poi
 			t.Logf("%+v", got)
 			require.Equal(t, "ready", got.State, got.Error)
 			require.Greater(t, got.Points, 100, "input values charted")
-			require.Greater(t, got.Band, 100, "band charted")
+			require.Greater(t, got.Band, 50, "band charted (its stored points, a minute apart)")
 			require.Equal(t, 3, got.Cone, "forecasts at every horizon")
 			require.InEpsilon(t, got.Yhat, got.Last, 0.5, "values on the band's scale (a counter as its rate)")
 		})
@@ -357,4 +357,96 @@ func queryRaw(base, q string, at float64) ([]rawSeries, error) {
 		}
 	}
 	return out, nil
+}
+
+// TestUIBandAtSampleTimes: the series chart draws the expected band
+// through its stored values at their sample times. omen stores a series'
+// outputs a minute apart (--output.tsdb-interval's default) of samples
+// 15 s apart, and the page drew the range query's values at its 15 s
+// step: each stored value repeated until the next, a staircase whose rise
+// came up to a minute after the value's time, the band late on every
+// slope. The drawn band must pass through each stored point and, between
+// two, along the line joining them.
+func TestUIBandAtSampleTimes(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	br := startBrowser(t, 1280, 900)
+	base := startOmen(t)
+	now := time.Now().Truncate(time.Second)
+	in := fakeInput{name: "queue_depth", labels: map[string]string{"job": "api", "instance": "a:1"}, base: 100, amp: 20}
+	const step, chunk = 15 * time.Second, 30 * time.Minute
+	for end := now.Add(-6*time.Hour + chunk); !end.After(now); end = end.Add(chunk) {
+		remoteWrite(t, base, []fakeSeries{{map[string]string{"__name__": in.name, "job": "api", "instance": "a:1"}, in.value}}, end, chunk-step, step)
+	}
+	// The stored band of the chart's last hour, once its latest minute is
+	// scored.
+	sel := `{__name__=~"yhat|yhat_lower|yhat_upper",for="queue_depth",job="api",instance="a:1"}[1h]`
+	var stored map[string][]struct{ T, V float64 }
+	var answer string
+	done := func() bool {
+		rs, err := queryRaw(base, sel, float64(now.Unix()))
+		if err != nil {
+			answer = err.Error()
+			return false
+		}
+		answer = fmt.Sprint(rs)
+		stored = map[string][]struct{ T, V float64 }{}
+		for _, r := range rs {
+			stored[r.Metric["__name__"]] = r.Values
+		}
+		lo := stored["yhat_lower"]
+		return len(stored) == 3 && len(lo) > 30 && lo[len(lo)-1].T > float64(now.Unix())-60
+	}
+	for deadline := time.Now().Add(2 * time.Minute); !done(); time.Sleep(200 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "omen stores the band up to the history's last minute; it answered %s", answer)
+	}
+
+	ls, err := json.Marshal(map[string]string{"for": "queue_depth", "job": "api", "instance": "a:1"})
+	require.NoError(t, err)
+	br.open(fmt.Sprintf("%s/#series=%s", base, url.QueryEscape(string(ls))))
+	br.waitFor("the series chart", `document.getElementById("series").dataset.state === "ready" && omen.state.selectedKey !== ""`, 30*time.Second)
+	// The lines as uPlot draws them: through the points that are not
+	// null or undefined (undefined is spanned, null breaks the line).
+	var drawn map[string][][2]float64
+	br.eval(&drawn, `var d = omen.data.main, out = {}, names = ["yhat", "yhat_lower", "yhat_upper"];
+for (var k = 0; k < 3; k++) {
+  var pts = [];
+  for (var i = 0; i < d[0].length; i++) if (d[2 + k][i] != null) pts.push([d[0][i], d[2 + k][i]]);
+  out[names[k]] = pts;
+}
+return out;`)
+	at := func(pts [][2]float64, x float64) (float64, bool) {
+		for i := 1; i < len(pts); i++ {
+			if pts[i-1][0] <= x && x <= pts[i][0] {
+				a, b := pts[i-1], pts[i]
+				if b[0] == a[0] {
+					return a[1], true
+				}
+				return a[1] + (b[1]-a[1])*(x-a[0])/(b[0]-a[0]), true
+			}
+		}
+		return 0, false
+	}
+	for name, vs := range stored {
+		pts := drawn[name]
+		require.NotEmpty(t, pts, name)
+		checked := 0
+		for i := 1; i < len(vs); i++ {
+			a, b := vs[i-1], vs[i]
+			if a.T < pts[0][0] || b.T > pts[len(pts)-1][0] {
+				continue // outside the chart
+			}
+			tol := 1e-9 * max(1, math.Abs(a.V), math.Abs(b.V))
+			got, ok := at(pts, a.T)
+			require.True(t, ok)
+			require.InDelta(t, a.V, got, tol, "%s drawn at its stored sample time %v", name, time.Unix(int64(a.T), 0))
+			mid := (a.T + b.T) / 2
+			got, ok = at(pts, mid)
+			require.True(t, ok)
+			require.InDelta(t, (a.V+b.V)/2, got, tol, "%s drawn between its stored samples at %v and %v", name, time.Unix(int64(a.T), 0), time.Unix(int64(b.T), 0))
+			checked++
+		}
+		require.Greater(t, checked, 30, "%s: stored points within the chart", name)
+	}
 }

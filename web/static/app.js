@@ -486,13 +486,16 @@
       rng(inputQuery(labels, counter)),
       rng(outputSelector(labels, ["yhat", "yhat_lower", "yhat_upper", "anomaly_score"])),
       api("query", [["query", forecastSelector(labels, ["forecast", "forecast_lower", "forecast_upper"]) + "[" + fcWindow + "s]"], ["time", end.toFixed(3)]]),
+      // The sample times of the band's values (its three series are
+      // stored together), see buildData.
+      rng("timestamp(" + outputSelector(labels, ["yhat_lower"]) + ")"),
     ]).then(function (res) {
       if (gen !== seriesGen) return; // another series or range was picked meanwhile
       var in0 = byName(res[0].result, inputLabels(labels));
       var input = in0[counter ? "" : labels["for"]];
       var out = byName(res[1].result, labels);
       var fc = byName(res[2].result, labels, 1);
-      var d = buildData(input, out, fc, step);
+      var d = buildData(input, out, fc, step, byName(res[3].result, labels)[""]);
       d.group = group;
       d.derived = derived;
       d.counter = counter;
@@ -509,7 +512,17 @@
   // buildData aligns every series on one time axis, as uPlot wants: the
   // range queries share the step grid, the forecast cone adds the time
   // the forecasts were made and the times they are for.
-  function buildData(input, out, fc, step) {
+  //
+  // The band (yhat, yhat_lower, yhat_upper) is drawn through its values at
+  // their sample times (bandAt: the range query of their timestamps), not
+  // at the step grid's. omen stores a series' outputs a minute apart
+  // (--output.tsdb-interval), and a range query at a finer step repeats
+  // each until the next: the band was drawn as a staircase whose rises
+  // came up to a minute after the values they belong to, its edges late
+  // on every slope (a rising value ran into the upper edge before each
+  // rise). The expected value is a smooth curve: the line through its
+  // stored points is its best picture between them.
+  function buildData(input, out, fc, step, bandAt) {
     var cols = {}; // name -> {t: v}
     var times = {}, grid = {};
     function put(name, t, v) {
@@ -519,8 +532,26 @@
     function putRange(name, s) {
       (s ? s.values : []).forEach(function (p) { put(name, p[0], num(p[1])); grid[p[0]] = true; });
     }
+    var sampleT = {}; // grid time -> the band's sample time there
+    (bandAt ? bandAt.values : []).forEach(function (p) { sampleT[p[0]] = num(p[1]); });
+    var band = { yhat: true, yhat_lower: true, yhat_upper: true };
+    function putBand(name, s) {
+      (s ? s.values : []).forEach(function (p) {
+        var t = sampleT[p[0]];
+        put(name, t != null ? t : p[0], num(p[1]));
+        grid[p[0]] = true;
+      });
+    }
     putRange("value", input);
-    ["yhat", "yhat_lower", "yhat_upper", "anomaly_score"].forEach(function (n) { putRange(n, out[n]); });
+    ["yhat", "yhat_lower", "yhat_upper"].forEach(function (n) { putBand(n, out[n]); });
+    putRange("anomaly_score", out.anomaly_score);
+    // A time of the step grid where the band has no value is a gap in it.
+    Object.keys(band).forEach(function (n) {
+      var have = {};
+      ((out[n] && out[n].values) || []).forEach(function (p) { have[p[0]] = true; });
+      if (!cols[n]) return;
+      Object.keys(grid).forEach(function (g) { if (!have[g] && !(g in cols[n])) cols[n][g] = null; });
+    });
 
     // A forecast stored at t (the sample it was made at) for horizon h is
     // for t+h: each horizon's latest is plotted there, with its interval
@@ -550,10 +581,15 @@
     // A time of the step grid without a value is a gap (null); the
     // cone's times between the grid's are undefined, which uPlot draws
     // the lines across (null there would break the value's line and the
-    // band where the cone starts).
+    // band where the cone starts), as are the band's between its sample
+    // times (its gaps are marked above).
     function col(name) {
       var m = cols[name] || {};
-      return xs.map(function (t) { return t in m ? m[t] : grid[t] ? null : undefined; });
+      return xs.map(function (t) { return t in m ? m[t] : grid[t] && !band[name] ? null : undefined; });
+    }
+    function points(name) {
+      var m = cols[name] || {};
+      return Object.keys(m).filter(function (t) { return m[t] != null; }).length;
     }
     return {
       xs: xs,
@@ -561,7 +597,7 @@
       score: [xs, col("anomaly_score"), xs.map(function () { return THRESHOLD; })],
       counts: {
         value: Object.keys(cols.value || {}).length,
-        band: Object.keys(cols.yhat_lower || {}).length,
+        band: points("yhat_lower"),
         score: Object.keys(cols.anomaly_score || {}).length,
         cone: cone.length,
       },
