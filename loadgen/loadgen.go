@@ -324,13 +324,19 @@ func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error
 	// that ended there must not leave them ahead: the next run against the
 	// same receiver starts at the clock, and its samples would be refused
 	// as out of order (bench-ingest runs rounds and a probe back to back).
+	// A run the generator stopped there (genErr) waits too, and says why
+	// first: its error came only after the wait, up to 5 minutes later.
+	genErr := firstGenErr(all)
 	if opts.SampleInterval == 0 {
 		last := int64(0)
 		for _, w := range workers {
 			last = max(last, w.last)
 		}
 		if ahead := time.Duration(last+1-opts.Now().UnixMilli()) * time.Millisecond; ahead > 0 {
-			logger.Info("Waiting for the clock to pass the last timestamp sent", "wait", ahead)
+			if genErr != nil {
+				logger.Error("Load stopped", "err", genErr)
+			}
+			logger.Info("Waiting for the clock to pass the last timestamp sent, so that a next run is not refused as out of order", "wait", ahead)
 			select {
 			case <-time.After(ahead):
 			case <-ctx.Done():
@@ -340,7 +346,7 @@ func Run(ctx context.Context, logger *slog.Logger, opts Options) (*Result, error
 	if probeErr != nil {
 		return res, probeErr
 	}
-	return res, firstGenErr(all)
+	return res, genErr
 }
 
 // newWorkers splits the series into opts.Concurrency contiguous slices and

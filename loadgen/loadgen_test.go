@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 )
 
 // received is one series' samples as a test receiver decoded them.
@@ -469,4 +471,41 @@ func TestQuantileNearestRank(t *testing.T) {
 		require.Equal(t, time.Duration((99*n+99)/100), quantile(d, 0.99), "p99 of %d", n)
 		require.Equal(t, time.Duration((n+1)/2), quantile(d, 0.5), "p50 of %d", n)
 	}
+}
+
+// TestRunSaysWhyBeforeWaiting: a run the generator stops (its timestamps
+// would run more than maxAhead past the clock) waits, as any run, for the
+// clock to pass the last timestamp sent, up to 5 minutes; it says why it
+// stopped before that wait. It said so only after it, in its error: for
+// up to 5 minutes the only word was "Waiting for the clock", and a person
+// waited for a run that had failed. The clock is frozen: every round puts
+// the timestamps further ahead.
+func TestRunSaysWhyBeforeWaiting(t *testing.T) {
+	rc := &receiver{t: t, protocol: 1, series: map[string]*received{}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	var logs syncbuf.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	now := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, logger, Options{URL: srv.URL, Series: 2, Batch: 2000, SamplesPerSeries: 1000, Concurrency: 1,
+			Duration: time.Hour, Now: func() time.Time { return now }})
+		done <- err
+	}()
+	deadline := time.After(time.Minute)
+	for !strings.Contains(logs.String(), "ahead of the clock") {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned %v; it logged:\n%s", err, logs.String())
+		case <-deadline:
+			t.Fatalf("the run did not say why it stopped within a minute; it logged:\n%s", logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	require.Contains(t, logs.String(), "Waiting for the clock")
+	cancel() // the wait, interrupted
+	require.ErrorContains(t, <-done, "ahead of the clock")
 }
