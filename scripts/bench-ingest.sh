@@ -50,7 +50,14 @@ median='def median: sort | if length % 2 == 1 then .[length/2|floor] else (.[len
 command -v "$prom" >/dev/null || { echo "bench-ingest: $prom not found; run make deps-e2e" >&2; exit 1; }
 command -v jq >/dev/null || { echo "bench-ingest: needs jq" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/bench-ingest.XXXXXX)
+# The servers' storage and logs go to a directory under OUT, removed on
+# exit and, with OUT, at the next run's start: a run killed by SIGKILL
+# (which runs no trap) left a /tmp/bench-ingest.* of its TSDBs behind for
+# good, up to gigabytes at 100k series.
+rm -rf "$out"
+mkdir -p "$out"
+work="$out/work"
+mkdir "$work"
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -59,9 +66,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-rm -rf "$out"
-mkdir -p "$out"
 
 # free_port sets port to a loopback TCP port nobody listens on: the next
 # from PORT_BASE if set (on a shared machine, a range of one's own), else
