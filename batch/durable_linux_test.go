@@ -2,6 +2,8 @@ package batch
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +26,7 @@ const writeFileHelperEnv = "OMEN_BATCH_WRITEFILE_TRACED"
 // empty, partial or missing on ext4 or XFS, which write data back and
 // commit renames on their own schedules). A real trace rather than a seam:
 // what the kernel is asked is what counts. Skipped without strace, or
-// where ptrace is not allowed.
+// where strace cannot trace a run with nothing to fail (straceWorks).
 func TestWriteFileDurable(t *testing.T) {
 	if out := os.Getenv(writeFileHelperEnv); out != "" {
 		require.NoError(t, WriteFile(out, func(w *bufio.Writer) error {
@@ -39,6 +41,9 @@ func TestWriteFileDurable(t *testing.T) {
 	if err != nil {
 		t.Skip("strace not found on PATH")
 	}
+	if err := straceWorks(strace, t.TempDir()); err != nil {
+		t.Skipf("strace cannot trace here: %v", err)
+	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "r.csv")
 	trace := filepath.Join(t.TempDir(), "trace")
@@ -46,9 +51,8 @@ func TestWriteFileDurable(t *testing.T) {
 		os.Args[0], "-test.run=^TestWriteFileDurable$", "-test.count=1")
 	cmd.Env = append(os.Environ(), writeFileHelperEnv+"="+out)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		if strings.Contains(string(b), "ptrace") {
-			t.Skipf("strace cannot trace here: %s", b)
-		}
+		// strace traced the probe: this is WriteFile's failure (or the
+		// helper's), not the environment's.
 		require.NoError(t, err, "%s", b)
 	}
 	b, err := os.ReadFile(trace)
@@ -83,6 +87,65 @@ func TestWriteFileDurable(t *testing.T) {
 	require.GreaterOrEqual(t, renamed, 0, "renamed to %s:\n%s", out, b)
 	require.True(t, synced > lastWrite && synced < renamed, "the temporary fsynced after its last write, before its rename:\n%s", b)
 	require.Greater(t, dirSynced, renamed, "the directory fsynced after the rename:\n%s", b)
+}
+
+// straceWorks reports why strace at path cannot trace this test binary
+// here (nil if it can): it traces the binary running no test, which must
+// exit 0 and leave a traced write(2) of its "PASS" or warning in the
+// trace, written in dir. Whatever the reason or its wording (ptrace denied
+// by seccomp or a container's capabilities, Yama, a stub strace), the
+// test skips on a strace that cannot trace a run with nothing to fail,
+// and fails on one that traced this probe.
+func straceWorks(path, dir string) error {
+	trace := filepath.Join(dir, "probe-trace")
+	b, err := exec.Command(path, "-f", "-qq", "-o", trace, "-e", "trace=write", os.Args[0], "-test.run=^$").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(b))
+	}
+	tb, err := os.ReadFile(trace)
+	if err != nil {
+		return fmt.Errorf("no trace: %w", err)
+	}
+	for _, c := range syscalls(string(tb)) {
+		if c.name == "write" {
+			return nil
+		}
+	}
+	return fmt.Errorf("no write traced: %q", tb)
+}
+
+// TestStraceWorks: the probe that decides TestWriteFileDurable's skip
+// refuses a strace that cannot trace, whatever it says, and takes one that
+// does. The skip was taken only when strace's output said "ptrace": one
+// that failed otherwise ("strace: exec: Operation not permitted") failed
+// TestWriteFileDurable, and a failure of WriteFile's helper whose output
+// said "ptrace" would have been skipped.
+func TestStraceWorks(t *testing.T) {
+	fake := func(script string) string {
+		p := filepath.Join(t.TempDir(), "strace")
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"+script+"\n"), 0o755))
+		return p
+	}
+	// The fakes are called as straceWorks calls strace: -f -qq -o TRACE
+	// -e trace=write BINARY -test.run=^$.
+	for _, tc := range []struct {
+		name, strace string
+		works        bool
+	}{
+		{"ptrace denied", fake(`echo 'strace: attach: ptrace(PTRACE_SEIZE, 7): Operation not permitted' >&2; exit 1`), false},
+		{"other wording", fake(`echo 'strace: exec: Operation not permitted' >&2; exit 1`), false},
+		{"no trace written", fake(`exit 0`), false},
+		{"traces nothing", fake(`t="$4"; shift 6; : >"$t"; exec "$@"`), false},
+		{"traces", fake(`t="$4"; shift 6; echo '7 write(1, "PASS", 4) = 4' >"$t"; exec "$@"`), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := straceWorks(tc.strace, t.TempDir())
+			require.Equal(t, tc.works, err == nil, "%v", err)
+		})
+	}
+	if real, err := exec.LookPath("strace"); err == nil {
+		t.Logf("the real strace: %v", straceWorks(real, t.TempDir()))
+	}
 }
 
 // call is a system call strace traced: its name, arguments and result.
