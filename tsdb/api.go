@@ -189,7 +189,10 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 			Version: version.Version, Revision: version.Revision, Branch: version.Branch,
 			BuildUser: version.BuildUser, BuildDate: version.BuildDate, GoVersion: version.GoVersion,
 		},
-		func() []notifications.Notification { return nil },
+		// None (omen has no rule manager or notifier), as an empty list:
+		// Prometheus 3 answers "data":[], and null fails a client that
+		// iterates it.
+		func() []notifications.Notification { return []notifications.Notification{} },
 		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
 		gatherer, reg,
 		nil,
