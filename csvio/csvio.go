@@ -267,17 +267,27 @@ var timeLayouts = []string{
 	"2006-01-02",
 }
 
-// maxEpochSeconds is the largest number ParseTime reads as unix seconds
-// (the year 5138); above it, to maxEpochMillis (the same year), a number
-// is unix milliseconds (from 1973-03-03 on): no series is dated after the
-// year 5000, and Grafana's CSV export without "Formatted data", as many
-// exporters, writes epoch milliseconds.
-const maxEpochSeconds, maxEpochMillis = 1e11, 1e14
+// The numbers ParseTime reads as unix time, by size: up to maxEpochSeconds
+// (1e11, the year 5138) seconds; above it milliseconds, from 1e14
+// microseconds, from 1e17 nanoseconds, to maxEpochNanos: each unit from
+// 1973-03-03 to the year 5138, so a number's size says its unit. No
+// series is dated after the year 5000, nor, in practice, between 1970 and
+// 1973. Grafana's CSV export without "Formatted data", as many exporters,
+// writes epoch milliseconds; Telegraf's CSV serializer (csv_timestamp_format
+// unix_us, unix_ns), VictoriaMetrics's /api/v1/export/csv (unix_ns) and
+// pandas' int64 times write micro- or nanoseconds.
+const (
+	maxEpochSeconds = 1e11
+	minEpochMicros  = 1e14
+	minEpochNanos   = 1e17
+	maxEpochNanos   = 1e20
+)
 
-// ParseTime parses unix seconds (possibly fractional) or, above
-// maxEpochSeconds, unix milliseconds, RFC 3339 (with a T or a space), or
-// "YYYY-MM-DD[ HH:MM[:SS]]" and "YYYYMMDD" (taken as UTC) into unix
-// milliseconds.
+// ParseTime parses unix seconds (possibly fractional) or, by the number's
+// size (see maxEpochSeconds), unix milliseconds, microseconds or
+// nanoseconds, RFC 3339 (with a T or a space), or "YYYY-MM-DD[ HH:MM[:SS]]"
+// and "YYYYMMDD" (taken as UTC) into unix milliseconds, rounded to the
+// nearest.
 func ParseTime(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -287,13 +297,17 @@ func ParseTime(s string) (int64, error) {
 		return t.UnixMilli(), nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		switch a := math.Abs(f); {
-		case math.IsNaN(f) || a >= maxEpochMillis:
-			return 0, fmt.Errorf("timestamp %q: want unix seconds or milliseconds%s", s, epochUnit(f))
-		case a > maxEpochSeconds:
+		switch epochUnit(s, f) {
+		case time.Nanosecond:
+			return toMillis(s, f, 1e6), nil
+		case time.Microsecond:
+			return toMillis(s, f, 1e3), nil
+		case time.Millisecond:
 			return int64(math.Round(f)), nil
+		case time.Second:
+			return int64(math.Round(f * 1000)), nil
 		}
-		return int64(math.Round(f * 1000)), nil
+		return 0, fmt.Errorf("timestamp %q: want unix seconds, milliseconds, microseconds or nanoseconds (from 1973 on, by size) or a date", s)
 	}
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
@@ -303,27 +317,65 @@ func ParseTime(s string) (int64, error) {
 	return 0, fmt.Errorf("timestamp %q: want unix seconds, RFC 3339, YYYY-MM-DD HH:MM:SS or YYYYMMDD", s)
 }
 
-// epochUnit names the unit a number too large for unix milliseconds
-// (1e14 and over, year 5138) looks like, for the error: today is 1.7e9 s,
-// 1.7e12 ms, 1.7e15 µs and 1.7e18 ns.
-func epochUnit(f float64) string {
-	switch a := math.Abs(f); {
-	case a >= 1e14 && a < 1e17:
-		return " (this looks like microseconds: divide by 1e6)"
-	case a >= 1e17 && a < 1e20:
-		return " (this looks like nanoseconds: divide by 1e9)"
+// toMillis is the number s (f parsed) of units per millisecond per in
+// unix milliseconds, rounded half away from zero; exactly for an integer
+// (float64 holds nanoseconds of today to 256 ns only).
+func toMillis(s string, f float64, per int64) int64 {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		q, r := n/per, n%per
+		switch {
+		case r >= (per+1)/2:
+			q++
+		case r <= -(per+1)/2:
+			q--
+		}
+		return q
 	}
-	return ""
+	return int64(math.Round(f / float64(per)))
 }
 
-// IsEpochMillis reports whether ParseTime reads s as unix milliseconds.
-func IsEpochMillis(s string) bool {
+// EpochUnit is the unit ParseTime reads s in if s is a number it takes as
+// unix time (time.Second, Millisecond, Microsecond or Nanosecond), else 0
+// (a date, RFC 3339, or not a time).
+func EpochUnit(s string) time.Duration {
 	s = strings.TrimSpace(s)
 	if _, ok := compactDate(s); ok {
-		return false
+		return 0
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	return err == nil && math.Abs(f) > maxEpochSeconds && math.Abs(f) < maxEpochMillis
+	if err != nil {
+		return 0
+	}
+	return epochUnit(s, f)
+}
+
+// epochUnit is the unit of the number s, f parsed, by its size (see
+// maxEpochSeconds); 0 for NaN or one too large. An integer is sized
+// exactly: as a float64, 1e17-1 is 1e17.
+func epochUnit(s string, f float64) time.Duration {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		// Every int64 is below maxEpochNanos.
+		switch {
+		case n >= minEpochNanos || n <= -minEpochNanos:
+			return time.Nanosecond
+		case n >= minEpochMicros || n <= -minEpochMicros:
+			return time.Microsecond
+		case n > maxEpochSeconds || n < -maxEpochSeconds:
+			return time.Millisecond
+		}
+		return time.Second
+	}
+	switch a := math.Abs(f); {
+	case math.IsNaN(f) || a >= maxEpochNanos:
+		return 0
+	case a >= minEpochNanos:
+		return time.Nanosecond
+	case a >= minEpochMicros:
+		return time.Microsecond
+	case a > maxEpochSeconds:
+		return time.Millisecond
+	}
+	return time.Second
 }
 
 // IsCompactDate reports whether ParseTime reads s as a YYYYMMDD date.

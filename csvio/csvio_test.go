@@ -88,10 +88,27 @@ func TestParseTime(t *testing.T) {
 		{"99999999999", 99999999999000, ""},    // year 5138: seconds still
 		{"100000000001", 100000000001, ""},     // 1973-03-03 in milliseconds
 		{"-1700000000000", -1700000000000, ""}, // 1916
-		// Finer units: the error says which the number looks like,
-		// rather than just "want unix seconds".
-		{"1700000000000000", 0, "microseconds"},
-		{"1700000000000000000", 0, "nanoseconds"},
+		// Finer units, as Telegraf's CSV (unix_us, unix_ns),
+		// VictoriaMetrics's export (unix_ns) and pandas' int64 times write
+		// them: from 1e14 microseconds, from 1e17 nanoseconds, each from
+		// 1973 to the year 5138, rounded to the nearest millisecond (half
+		// away from zero, exactly for integers). They were refused with a
+		// hint to divide.
+		{"1700000000000000", 1700000000000, ""},
+		{"1700000000123456", 1700000000123, ""},
+		{"1700000000123500", 1700000000124, ""},
+		{"1.7e15", 1700000000000, ""},
+		{"-1700000000000500", -1700000000001, ""}, // 1916
+		{"99999999999999", 99999999999999, ""},    // year 5138: milliseconds still
+		{"100000000000000", 100000000000, ""},     // 1973-03-03 in microseconds
+		{"1700000000000000000", 1700000000000, ""},
+		{"1700000000123456789", 1700000000123, ""},
+		{"1700000000123500000", 1700000000124, ""},
+		{"1700000000123499999", 1700000000123, ""},  // as a float64, 1700000000123500032
+		{"99999999999999999", 100000000000000, ""},  // year 5138: microseconds still (as a float64 it is 1e17)
+		{"100000000000000000", 100000000000, ""},    // 1973-03-03 in nanoseconds
+		{"100000000000000000000", 0, "nanoseconds"}, // year 5138 in nanoseconds: none is
+		{"NaN", 0, "nanoseconds"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseTime(tc.in)

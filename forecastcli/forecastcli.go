@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/omen-sidecar/omen/batch"
@@ -136,10 +135,10 @@ func (c Config) longest() time.Duration { return slices.Max(c.Horizons) }
 // against the rows at their targets (livefc.Check). Only the refit phase,
 // which live comes from the series' TSDB reference, is cfg.RefitPhase.
 // With cfg.Steps, the forecast is instead the model's curve of that many
-// steps (see Config). Timestamps are written
-// in the style of the input's first one: unix milliseconds if it was
-// read as them (see csvio.ParseTime), unix seconds if it was another
-// number (not a YYYYMMDD date), RFC 3339 in UTC otherwise.
+// steps (see Config). Timestamps are written in the style of the input's
+// first one: in its unit if it was a number read as unix time (seconds,
+// milli-, micro- or nanoseconds, see csvio.EpochUnit), RFC 3339 in UTC
+// otherwise.
 //
 // Columns after the second that hold numbers in the first row are warned
 // of on logger (nil: none), as series not forecast (see csvio.MoreSeries).
@@ -197,37 +196,23 @@ func File(ctx context.Context, logger *slog.Logger, inPath, outPath string, cfg 
 	if err != nil {
 		return fmt.Errorf("%s: %w", batch.Name(inPath), err)
 	}
-	_, perr := strconv.ParseFloat(strings.TrimSpace(firstTs), 64)
-	style := rfc3339
-	switch {
-	case csvio.IsEpochMillis(firstTs):
-		style = epochMillis
-	case perr == nil && !csvio.IsCompactDate(firstTs):
-		style = epochSeconds
-	}
-	return writeFile(outPath, pts, style)
+	return writeFile(outPath, pts, csvio.EpochUnit(firstTs))
 }
 
-// tsStyle is how the forecasts' timestamps are written: as the input's.
-type tsStyle int
-
-const (
-	rfc3339 tsStyle = iota
-	epochSeconds
-	epochMillis
-)
-
-func writeFile(path string, pts []forecast.Point, style tsStyle) error {
+// writeFile writes pts with their timestamps in unit (see
+// csvio.EpochUnit), the input's: unix seconds (fractional), milli-, micro-
+// or nanoseconds; RFC 3339 in UTC for 0.
+func writeFile(path string, pts []forecast.Point, unit time.Duration) error {
 	return batch.WriteFile(path, func(w *bufio.Writer) error {
 		w.WriteString("timestamp,yhat,yhat_lower,yhat_upper\n")
 		for _, p := range pts {
-			switch style {
-			case epochMillis:
-				w.WriteString(strconv.FormatInt(p.TsMillis, 10))
-			case epochSeconds:
+			switch unit {
+			case 0:
+				w.WriteString(time.UnixMilli(p.TsMillis).UTC().Format(time.RFC3339Nano))
+			case time.Second:
 				w.WriteString(strconv.FormatFloat(float64(p.TsMillis)/1000, 'f', -1, 64))
 			default:
-				w.WriteString(time.UnixMilli(p.TsMillis).UTC().Format(time.RFC3339Nano))
+				w.WriteString(strconv.FormatInt(p.TsMillis*int64(time.Millisecond/unit), 10))
 			}
 			for _, v := range []float64{p.Yhat, p.Lower, p.Upper} {
 				w.WriteByte(',')

@@ -55,32 +55,40 @@ func TestFile(t *testing.T) {
 }
 
 // TestFileEpochMillis: Grafana's CSV export without "Formatted data"
-// dates its rows in epoch milliseconds: the file is forecast as the same
-// series in seconds is, and its forecasts are dated in milliseconds too.
+// dates its rows in epoch milliseconds, Telegraf's and VictoriaMetrics's
+// can in micro- or nanoseconds: the file is forecast as the same series in
+// seconds is, and its forecasts are dated in the input's unit too. Micro-
+// and nanoseconds were refused ("this looks like microseconds: divide by
+// 1e6").
 func TestFileEpochMillis(t *testing.T) {
 	dir := t.TempDir()
-	sec, ms := filepath.Join(dir, "sec.csv"), filepath.Join(dir, "ms.csv")
+	sec := filepath.Join(dir, "sec.csv")
 	writeSeries(t, sec, 400, false)
-	b, err := os.ReadFile(sec)
-	require.NoError(t, err)
-	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	for i := 1; i < len(lines); i++ {
-		ts, v, _ := strings.Cut(lines[i], ",")
-		lines[i] = ts + "000," + v
-	}
-	require.NoError(t, os.WriteFile(ms, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
 	cfg := Config{Horizons: hours(1, 2)}
-	secOut, msOut := filepath.Join(dir, "out", "sec.csv"), filepath.Join(dir, "out", "ms.csv")
+	secOut := filepath.Join(dir, "out", "sec.csv")
 	require.NoError(t, File(context.Background(), nil, sec, secOut, cfg))
-	require.NoError(t, File(context.Background(), nil, ms, msOut, cfg))
 	want, err := csvio.ReadFile(secOut)
 	require.NoError(t, err)
-	got, err := csvio.ReadFile(msOut)
+	b, err := os.ReadFile(sec)
 	require.NoError(t, err)
-	require.Len(t, got.Rows, 2)
-	for i, row := range got.Rows {
-		require.Equal(t, want.Rows[i][0]+"000", row[0], "epoch milliseconds in, epoch milliseconds out")
-		require.Equal(t, want.Rows[i][1:], row[1:])
+	for _, tc := range []struct{ unit, zeros string }{{"ms", "000"}, {"us", "000000"}, {"ns", "000000000"}} {
+		t.Run(tc.unit, func(t *testing.T) {
+			lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+			for i := 1; i < len(lines); i++ {
+				ts, v, _ := strings.Cut(lines[i], ",")
+				lines[i] = ts + tc.zeros + "," + v
+			}
+			in, out := filepath.Join(dir, tc.unit+".csv"), filepath.Join(dir, "out", tc.unit+".csv")
+			require.NoError(t, os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+			require.NoError(t, File(context.Background(), nil, in, out, cfg))
+			got, err := csvio.ReadFile(out)
+			require.NoError(t, err)
+			require.Len(t, got.Rows, 2)
+			for i, row := range got.Rows {
+				require.Equal(t, want.Rows[i][0]+tc.zeros, row[0], "epoch %s in, epoch %s out", tc.unit, tc.unit)
+				require.Equal(t, want.Rows[i][1:], row[1:])
+			}
+		})
 	}
 }
 
