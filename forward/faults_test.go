@@ -1,0 +1,142 @@
+package forward
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+)
+
+// counted sums the series of the counter or gauge name in reg (0 when it
+// has none).
+func counted(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// TestForwardingUpstreamAnswers: what an upstream's failing answer costs
+// the outputs of --remote-write.url, as Prometheus's queues (the same code)
+// handle it. The receiver answers the first request, or the first two,
+// with the code and Retry-After: 1; then takes everything. A 400 drops
+// that batch for good, counted in
+// prometheus_remote_storage_samples_failed_total and not asked again; a
+// 429 (retried for --remote-write.url) and a 503 are retried after their
+// Retry-After until taken, each output once, with nothing counted failed.
+func TestForwardingUpstreamAnswers(t *testing.T) {
+	const series, n = 10, 5
+	for _, tc := range []struct {
+		name      string
+		code      int
+		failFirst int  // requests answered with code
+		dropped   bool // the first batch is lost
+	}{
+		{"400 drops the batch", http.StatusBadRequest, 1, true},
+		{"429 is retried", http.StatusTooManyRequests, 2, false},
+		{"503 is retried", http.StatusServiceUnavailable, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rc, srv := newReceiver(func(req int) int {
+				if req <= tc.failFirst {
+					return tc.code
+				}
+				return 0
+			})
+			defer srv.Close()
+			reg := prometheus.NewRegistry()
+			f, err := New(nil, reg, t.TempDir(), []string{srv.URL}, time.Minute)
+			require.NoError(t, err)
+			require.NoError(t, f.ApplyConfig(nil))
+			defer f.Close()
+
+			// One batch (the queue sends after 5 s), answered with the code.
+			appendOutputs(t, f, series, n, time.Now().Add(time.Second))
+			if tc.dropped {
+				require.Eventually(t, func() bool {
+					return counted(t, reg, "prometheus_remote_storage_samples_failed_total") == series*n
+				}, 30*time.Second, 20*time.Millisecond)
+				rc.mu.Lock()
+				requests := rc.requests
+				rc.mu.Unlock()
+				require.Equal(t, 1, requests, "a 400 is not asked again")
+				// The queue goes on with what comes next.
+				appendOutputs(t, f, series, n, time.Now().Add(time.Minute))
+				require.Eventually(t, func() bool { d, _ := rc.received(); return d == series*n }, 60*time.Second, 20*time.Millisecond)
+				d, _ := rc.received()
+				require.Equal(t, series*n, d, "only the second batch")
+				return
+			}
+			require.Eventually(t, func() bool { d, _ := rc.received(); return d == series*n }, 60*time.Second, 20*time.Millisecond)
+			_, rep := rc.received()
+			require.Zero(t, rep, "each output once")
+			require.Zero(t, counted(t, reg, "prometheus_remote_storage_samples_failed_total"))
+			require.Equal(t, float64(series*n*tc.failFirst), counted(t, reg, "prometheus_remote_storage_samples_retried_total"))
+		})
+	}
+}
+
+// TestForwardingHangingUpstream: an upstream that takes requests and never
+// answers costs the scorers nothing: commits of outputs go on, past what
+// the queue holds in memory (its reader of the log then waits on full
+// shards, prometheus_remote_storage_enqueue_retries_total), and Close, as
+// omen's shutdown, returns within its bound: the wait for the queues to
+// read the log's end (the flush deadline here, shorter than 5 s) and the
+// flush deadline, dropping what the queue held.
+func TestForwardingHangingUpstream(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	unhang := func() { once.Do(func() { close(release) }) }
+	hung := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	srv := httptest.NewServer(hung)
+	defer srv.Close()
+	defer unhang() // before srv.Close, which waits for the handlers
+
+	reg := prometheus.NewRegistry()
+	const flushDeadline = 2 * time.Second
+	f, err := New(nil, reg, t.TempDir(), []string{srv.URL}, flushDeadline)
+	require.NoError(t, err)
+	require.NoError(t, f.ApplyConfig(nil))
+
+	// 30 000 outputs, beyond the one shard's 10 000 and a batch of 2 000.
+	const series, n = 100, 300
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		appendOutputs(t, f, series, n, time.Now().Add(time.Second))
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("commits of outputs blocked on the hanging upstream")
+	}
+	require.Eventually(t, func() bool {
+		f.rs.Notify()
+		return counted(t, reg, "prometheus_remote_storage_enqueue_retries_total") > 0
+	}, 60*time.Second, 20*time.Millisecond, "the queue is full: its log reader waits")
+
+	start := time.Now()
+	require.NoError(t, f.Close())
+	// The read wait and the flush deadline, and slack for a loaded machine.
+	require.Less(t, time.Since(start), 2*flushDeadline+10*time.Second, "Close is bounded")
+}
