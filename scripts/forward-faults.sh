@@ -27,7 +27,7 @@ SERIES=${SERIES:-5000}
 DELAY=${DELAY:-25s}
 SLOW=${SLOW:-240}
 PORT=${PORT:-29930}
-VM=${VM:-/work/main/bin/victoria-metrics}
+VM=${VM:-bin/victoria-metrics} # make deps-vm
 WORK=${WORK:-$(mktemp -d /tmp/omen-forward-faults.XXXXXX)}
 proxy=127.0.0.1:$PORT vm=127.0.0.1:$((PORT + 1)) omen=127.0.0.1:$((PORT + 2))
 pids=()
