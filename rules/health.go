@@ -44,7 +44,7 @@ func (g generator) healthRules() []rulefmt.Rule {
 			// On Kubernetes the readiness probe then takes it out of the
 			// Service's endpoints, so Prometheus's writes fail to connect,
 			// omen counts no 5xx, and OmenRemoteWriteFailing stays silent:
-			// only OmenNoSamplesIngested, a warning 25 minutes on, told.
+			// only OmenNoSamplesIngested, a warning 15 minutes on, told.
 			// The gauge is also 0 while the TSDB opens; a WAL replay of 10
 			// minutes refuses writes as long, worth the page too.
 			name: "OmenStorageFailing", severity: "critical", for_: 10 * time.Minute,
@@ -62,9 +62,18 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} failed to reload its configuration file and runs the configuration loaded before: the change is not in force.`,
 		},
 		{
-			name: "OmenNoSamplesIngested", severity: "warning", for_: 15 * time.Minute,
-			expr:    `sum by (job, instance) (rate(omen_remote_write_samples_appended_total[10m])) == 0`,
-			summary: `omen {{ $labels.instance }} has appended no sample for 25 minutes: check Prometheus's remote_write to it.`,
+			// When every sender stops (Prometheus down, its remote_write
+			// cut off or misconfigured by a reload), omen's series leave
+			// /metrics a lookback (5m) after their last sample, and their
+			// anomaly alerts resolve then, as Prometheus's own do for a
+			// target gone; this is what says omen is blind, 15 minutes
+			// after the last sample, as Prometheus's mixin does of itself
+			// (PrometheusNotIngestingSamples: rate over 5m, for 10m). It
+			// took 25 (rate over 10m, for 15m): 18 minutes of resolved
+			// alerts and nothing to say why.
+			name: "OmenNoSamplesIngested", severity: "warning", for_: 10 * time.Minute,
+			expr:    `sum by (job, instance) (rate(omen_remote_write_samples_appended_total[5m])) == 0`,
+			summary: `omen {{ $labels.instance }} has appended no sample for 15 minutes: check Prometheus's remote_write to it.`,
 		},
 		{
 			// Every reason omen counts (tsdb's rejectReasons) is of the
