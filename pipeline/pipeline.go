@@ -366,6 +366,11 @@ type Pipeline struct {
 	// for another (see snapshot).
 	snapSem  chan struct{}
 	restored map[uint64][]*savedSeries
+	// restoredLatest is the latest sample time the TSDB held when the
+	// states in restored were loaded (math.MinInt64 if unknown): no state
+	// was saved of a sample after it (see expireRestored); under
+	// restoreMu.
+	restoredLatest int64
 	// mark is the current mark found beside the snapshot when New ran
 	// (removed then, see takeMark), for the first restore; final is set
 	// before the final snapshot when the drain left nothing queued (see

@@ -667,7 +667,7 @@ next:
 			}
 		}
 	}
-	p.restored = m
+	p.restored, p.restoredLatest = m, latestStored(p.st)
 	// The series scored and forecast before keep their budget when they
 	// come back (see reserve), as many as the budgets now allow.
 	p.scoredHeld.Store(min(held, int64(p.opts.MaxSeries)))
@@ -1096,7 +1096,15 @@ func (p *Pipeline) keepRestored(saved *savedSeries) {
 
 // expireRestored forgets saved states whose series did not come back
 // within StaleAfter, stale forecast accuracy entries and the anomaly
-// counters of input names no longer scored. While series are
+// counters of input names no longer scored. A saved state goes by the
+// sweep's rule (see worker.sweep): StaleAfter on omen's clock since it
+// was loaded and in sample time, samples having come from StaleAfter
+// after the latest the TSDB held then. On omen's clock alone, an omen
+// restarted while its senders had stopped (Prometheus down, remote_write
+// cut off) dropped every saved model an hour later while nothing arrived,
+// and the series, back, warmed from at most --backfill.max-points of
+// history (a day's seasonality lost) with their incidents gone; the live
+// series of an omen not restarted kept theirs. While series are
 // refused for want of room, the states of series that have not come back
 // for Prometheus's lookback since the restart give back the room held for
 // them, and are kept as a waiting state is: held for StaleAfter, a
@@ -1119,8 +1127,11 @@ func (p *Pipeline) expireRestored() {
 	refused := p.overBudgetNow.Load() > 0
 	p.restoreMu.Lock()
 	defer p.restoreMu.Unlock()
+	// Nothing since the restart (arrived 0) passes no state; nor does a
+	// TSDB that held no sample (latest unknown) keep them for good.
+	passed := p.restoredLatest == math.MinInt64 || arrived[0]-p.restoredLatest > p.opts.StaleAfter.Milliseconds()
 	for h, list := range p.restored {
-		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter {
+		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter && passed {
 			for _, s := range list {
 				p.releaseHeldLocked(s)
 			}

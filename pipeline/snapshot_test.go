@@ -812,6 +812,60 @@ func TestBudgetsKeptAcrossRestart(t *testing.T) {
 	}
 }
 
+// TestRestoredKeptWhileNothingArrives: the states saved of series that
+// have not come back since a restart go as the sweep forgets a live series
+// (TestOmenClockStepsForward), --detect.stale-after on omen's clock and in
+// sample time, where the latest sample the TSDB held at the restart stands
+// for theirs. On omen's clock alone, an omen restarted while every sender
+// had stopped (Prometheus down, its remote_write cut off) dropped them all
+// an hour on with nothing arrived, and the series, back, warmed from their
+// history as new ones (the first case: 2 of 2 states dropped on 3fbd5b7).
+func TestRestoredKeptWhileNothingArrives(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		clock  time.Duration // omen's clock at expireRestored, from the restart
+		sample time.Duration // the sample time of a series that came since (0: none came)
+		kept   int
+	}{
+		{"nothing arrives for 2h", 2 * time.Hour, 0, 2},
+		{"a newcomer 2h on", 2 * time.Hour, 2 * time.Hour, 0},
+		{"a newcomer 30m on in sample time, 2h on omen's clock", 2 * time.Hour, 30 * time.Minute, 2},
+		{"a newcomer 2h on in sample time, 30m on omen's clock", 30 * time.Minute, 2 * time.Hour, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "models.snap")
+			opts := func(o *Options) { o.SnapshotPath = path }
+			db := t.TempDir()
+			e := newEnv(t, db, nil, opts)
+			e.pushPods(t0.UnixMilli(), "a", "b")
+			e.stop()
+			require.NoError(t, e.db.Close())
+
+			e = newEnv(t, db, nil, opts)
+			e.ready(t)
+			waiting := func() int {
+				e.p.restoreMu.Lock()
+				defer e.p.restoreMu.Unlock()
+				n := 0
+				for _, list := range e.p.restored {
+					n += len(list)
+				}
+				return n
+			}
+			require.Equal(t, 2, waiting())
+			if tc.sample > 0 {
+				e.pushPods(t0.Add(tc.sample).UnixMilli(), "c")
+			}
+			e.clock.set(t0.Add(tc.clock))
+			e.p.expireRestored()
+			require.Equal(t, tc.kept, waiting())
+			if tc.kept > 0 {
+				require.Equal(t, int64(2), e.p.scoredHeld.Load(), "their room is held as before")
+			}
+		})
+	}
+}
+
 // withModel lists the pod labels of the series scored (with a forecaster,
 // if fc), sorted.
 func withModel(e *env, fc bool) []string {
