@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
@@ -318,21 +319,33 @@ func TestRunSampleIntervalWritesHistory(t *testing.T) {
 	require.ErrorContains(t, err, "a backdate needs a sample interval")
 }
 
-// TestRunsBackToBack: a fast run puts timestamps ahead of the clock (up to
-// maxAhead); it waits for the clock to pass them before it returns, so the
-// next run against the same receiver is not refused as out of order.
+// TestRunsBackToBack: a run whose rounds put timestamps ahead of the clock
+// (up to maxAhead) waits for the clock to pass them before it returns, so
+// the next run against the same receiver is not refused as out of order.
+//
+// Each run is two rounds of 500 samples a series, a second of timestamps
+// sent in two requests: ahead of the clock unless the machine stalls for
+// that second. (The test ran 300 ms of rounds of 1 ms each, counting on
+// the machine's speed to get ahead, and asked for more than 100 samples a
+// series: a loaded machine sent 80, and a receiver answering in 8 ms, as
+// that machine did, failed it every time.)
 func TestRunsBackToBack(t *testing.T) {
 	rc := &receiver{t: t, protocol: 1, series: map[string]*received{}}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
-	for range 2 {
-		_, err := Run(context.Background(), nil, Options{URL: srv.URL, Series: 10, Batch: 10, Concurrency: 1, Duration: 300 * time.Millisecond})
+	for run := range 2 {
+		var logs syncbuf.Buffer
+		res, err := Run(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)), Options{URL: srv.URL, Series: 10,
+			SamplesPerSeries: 500, Batch: 5000, Concurrency: 1, Rounds: 2})
 		require.NoError(t, err)
+		require.Equal(t, int64(10*2*500), res.Measured.Accepted, "run %d", run)
+		require.Contains(t, logs.String(), "Waiting for the clock to pass the last timestamp sent", "run %d ended ahead of the clock", run)
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	require.Len(t, rc.series, 10)
 	for key, s := range rc.series {
-		require.Greater(t, len(s.ts), 100, key)
+		require.Len(t, s.ts, 2*2*500, key)
 		require.True(t, slices.IsSorted(s.ts), "%s: timestamps across both runs in order", key)
 		for i := 1; i < len(s.ts); i++ {
 			require.Greater(t, s.ts[i], s.ts[i-1], "%s: a timestamp repeated", key)
