@@ -92,8 +92,14 @@ func TestRunProbeAndRate(t *testing.T) {
 	require.Zero(t, p.Missed)
 	require.GreaterOrEqual(t, p.P50, 0.045, "the fake publishes 50 ms after the write")
 	require.Less(t, p.P99, 0.5)
-	// The rate holds the load near 1000 samples/s, not as fast as loopback.
-	require.InDelta(t, 1000, res.Measured.SamplesPerSecond, 300)
+	// The rate caps the load at 1000 samples/s, not as fast as loopback: in
+	// the measured second each worker sends its first request at once and
+	// the others on schedule, 50 samples a tenth of a second, so no more
+	// than 1000 samples and one request a worker (2 x 50) over at least a
+	// second. No lower bound: a loaded machine sent a third of that (325
+	// samples/s, where the test asked for 700 or more).
+	require.Positive(t, res.Measured.Accepted)
+	require.LessOrEqual(t, res.Measured.SamplesPerSecond, 1100.0)
 	// The drain check waits for its markers, published 50 ms after arrival.
 	require.GreaterOrEqual(t, res.Measured.DrainSeconds, 0.045)
 	require.Less(t, res.Measured.DrainSeconds, 5.0)
