@@ -10,14 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/omen-sidecar/omen/internal/freeport"
+	"github.com/omen-sidecar/omen/internal/omenbin"
 	"github.com/omen-sidecar/omen/internal/ready"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
@@ -37,43 +36,22 @@ func need(t testing.TB, tool string) string {
 	return p
 }
 
-var (
-	buildOnce sync.Once
-	omenBin   string
-	buildErr  error
-)
+var omenBuild omenbin.Builder
 
 // TestMain removes the binary omenBinary built (65 MB a run, which piled
 // up in the temporary folder).
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if omenBin != "" {
-		_ = os.RemoveAll(filepath.Dir(omenBin))
-	}
+	omenBuild.Remove()
 	os.Exit(code)
 }
 
 // omenBinary builds cmd/omen once per test binary.
 func omenBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "omen-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		omenBin = filepath.Join(dir, "omen")
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Dir(filepath.Dir(file))
-		cmd := exec.Command("go", "build", "-o", omenBin, "./cmd/omen")
-		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return omenBin
+	bin, err := omenBuild.Path()
+	require.NoError(t, err)
+	return bin
 }
 
 // freePort returns a loopback port that was free a moment ago, below the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -15,13 +16,26 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/omen-sidecar/omen/internal/freeport"
+	"github.com/omen-sidecar/omen/internal/omenbin"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 )
 
-// startOmen builds omen from this tree and runs `omen serve` on a free
-// local port with a fresh TSDB, stopping it in t's cleanup. It returns the
-// server's base URL once /-/ready answers 200.
+// omenBuild builds omen once per test binary. It was built for every omen
+// a test started, five times a run, each a link of up to 23 s on two
+// loaded cores, in one of make test's longest packages.
+var omenBuild omenbin.Builder
+
+// TestMain removes the binary omenBuild built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	omenBuild.Remove()
+	os.Exit(code)
+}
+
+// startOmen runs `omen serve` on a free local port with a fresh TSDB,
+// stopping it in t's cleanup. It returns the server's base URL once
+// /-/ready answers 200.
 func startOmen(t *testing.T) string {
 	t.Helper()
 	return startOmenUnder(t, "")
@@ -34,11 +48,8 @@ func startOmen(t *testing.T) string {
 func startOmenUnder(t *testing.T, path string, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "omen")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/omen")
-	build.Dir = ".."
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ./cmd/omen: %s", out)
+	bin, err := omenBuild.Path()
+	require.NoError(t, err)
 
 	port, err := freeport.Port()
 	require.NoError(t, err)

@@ -1,0 +1,50 @@
+// Package omenbin builds the omen binary from this source tree for the
+// tests that run it as a process (e2e, web): once per test binary, into a
+// temporary directory that Remove deletes (65 MB a build, which piled up
+// in the temporary folder when every test that started omen built it).
+package omenbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+)
+
+// Builder builds cmd/omen on the first call of Path. Its zero value is
+// ready to use; it is safe for concurrent use.
+type Builder struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Path returns the binary, building it on the first call; a failed build's
+// error is returned to every call.
+func (b *Builder) Path() (string, error) {
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "omen-test-bin")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, "omen")
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-o", b.path, "./cmd/omen")
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build ./cmd/omen: %w\n%s", err, out)
+		}
+	})
+	return b.path, b.err
+}
+
+// Remove deletes the binary Path built, if it did; for TestMain, after
+// the tests ran.
+func (b *Builder) Remove() {
+	if b.path != "" {
+		_ = os.RemoveAll(filepath.Dir(b.path))
+	}
+}
