@@ -22,8 +22,6 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
-
-	"github.com/omen-sidecar/omen/internal/syncbuf"
 )
 
 // received is one series' samples as a test receiver decoded them.
