@@ -134,9 +134,18 @@ func incident(p *published, t int64, r detect.Result, holdMs int64) {
 	p.quiet++
 }
 
-// active reports whether the series is in an incident at its latest sample.
+// active reports whether the series is in an incident at its latest sample:
+// one whose latest event sample is at most holdMs before it. Not after it:
+// live, lastHot is a sample's time, at or before the latest, and a restored
+// incident's may be later than the latest sample its restored models
+// learnt (±Inf samples, which a detector scores out of range without
+// learning them) but a lastHot later than the next sample is damage under
+// the snapshot's checksum, which held the incident active until sample time
+// passed it (a day of an alert firing for one a day ahead). A restored
+// series without a result yet (its first sample out of order for its
+// models) is in its restored incident.
 func (p *published) active(holdMs int64) bool {
-	return p.since != 0 && p.t-p.lastHot <= holdMs
+	return p.since != 0 && (p.lastHot <= p.t || !p.hasResult) && p.t-p.lastHot <= holdMs
 }
 
 // lookbackMs is Prometheus's default lookback delta: its queries forget a

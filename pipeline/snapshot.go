@@ -1159,18 +1159,6 @@ func (saved *savedSeries) forecaster() bool {
 	return saved.flags&flagForecaster != 0 // set at the read for a state saved (see stateCodec.add)
 }
 
-// incOf is the saved incident for models restored whose latest sample is
-// at last: none if its event's latest sample is later, which no scoring
-// of theirs kept (a record damaged under a valid checksum). Kept, it
-// stayed active until sample time passed it and the hold, while the
-// series scored calmly on: a day of an alert firing for one a day ahead.
-func (saved *savedSeries) incOf(last int64) incidentState {
-	if saved.inc.lastHot > last {
-		return incidentState{}
-	}
-	return saved.inc
-}
-
 // unpack returns the saved state, in memory of its own.
 func (saved *savedSeries) unpack() (savedState, error) { return saved.codec.unpack(saved.state) }
 
@@ -1190,7 +1178,7 @@ func (s *series) restore(saved *savedSeries) bool {
 		if err := s.grp.g.Restore(st.det); err != nil {
 			return false
 		}
-		s.pub.incidentState = saved.incOf(s.grp.g.LastTimestamp())
+		s.pub.incidentState = saved.inc
 		s.pub.ready = s.grp.g.Ready()
 		return true
 	}
@@ -1231,8 +1219,9 @@ func (s *series) restore(saved *savedSeries) bool {
 	if saved.flags&flagDef == 0 {
 		s.prevRaw, s.prevT = saved.prevRaw, saved.prevT
 	}
-	// The incident goes on if the next sample comes within the hold.
-	s.pub.incidentState = saved.incOf(s.learntUpTo())
+	// The incident goes on if the next sample comes within the hold (see
+	// published.active for one whose latest event sample is after it).
+	s.pub.incidentState = saved.inc
 	if isFinite(saved.absDif) && saved.absDif >= 0 {
 		// Else damage under a valid checksum: rebuilt, as from a
 		// snapshot without it.

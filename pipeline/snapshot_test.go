@@ -2646,10 +2646,27 @@ func damageIncident(t *testing.T, path string, damage func(inc *incidentState)) 
 	require.NoError(t, os.Rename(snapFileOf(t, snapVersion, func(e *snapEncoder) []error { return []error{e.write(rec)} }), path))
 }
 
+// stoppedInIncident feeds vs to a series of labels ls, which must end in
+// an incident, and stops, saving the snapshot at path; before is the
+// series' anomaly at the shutdown.
+func stoppedInIncident(t *testing.T, ls labels.Labels, vs []float64) (path string, before Anomaly) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "models.snap")
+	e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	e.feed(ls, model.MetricTypeGauge, vs)
+	as := e.p.Anomalies(nil)
+	require.Len(t, as, 1)
+	require.True(t, as[0].Active, "in an incident at the shutdown")
+	e.stop()
+	return path, as[0]
+}
+
 // TestSnapshotIncidentAheadOfModels: a restored incident whose latest
 // event sample (lastHot) is later than the latest sample its restored
-// models took in is none that scoring kept (a record damaged under a right
-// checksum): it is dropped, the models restored. Kept, it stayed active
+// models took in may be damage (a record damaged under a right checksum):
+// the models are restored, and the incident ends at the first sample
+// before its lastHot (see published.active; one ahead of the models alone
+// is real, TestSnapshotKeepsIncidentOutOfRange). Kept, it stayed active
 // until sample time passed lastHot and the hold while the series scored
 // calmly on (a day of an alert firing for lastHot a day ahead, for good
 // for one near the year 9999). The series had a spike ten samples before
@@ -2668,13 +2685,7 @@ func TestSnapshotIncidentAheadOfModels(t *testing.T) {
 			vs := seasonal(n+calm, 7)
 			vs[n-10] += 500
 			ls := labels.FromStrings("__name__", "temperature")
-			path := filepath.Join(t.TempDir(), "models.snap")
-			e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
-			e.feed(ls, model.MetricTypeGauge, vs[:n])
-			before := e.p.Anomalies(nil)
-			require.Len(t, before, 1)
-			require.True(t, before[0].Active, "the spike's incident is in its hold at the shutdown")
-			e.stop()
+			path, _ := stoppedInIncident(t, ls, vs[:n]) // the spike's incident in its hold
 			damageIncident(t, path, func(inc *incidentState) { inc.lastHot += tc.ahead.Milliseconds() })
 
 			e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
@@ -2689,4 +2700,64 @@ func TestSnapshotIncidentAheadOfModels(t *testing.T) {
 			require.False(t, after[0].Active, "the incident ended after the hold of calm samples: %+v", after[0])
 		})
 	}
+}
+
+// TestSnapshotKeepsIncidentOutOfRange: a series whose latest samples are
+// ±Inf (a ratio whose denominator stalled, a histogram_quantile past the
+// largest bucket) is in an incident its detector scores at
+// detect.OutOfRangeScore without learning them, so the incident's latest
+// event sample is later than the latest sample the models took in. That
+// is a real incident: after a restart it goes on, with its start, when the
+// series is still out of range. It was dropped as damage (the restored
+// incident ahead of its models), and the next +Inf sample opened another:
+// the warning alert on it pending again for its `for`.
+func TestSnapshotKeepsIncidentOutOfRange(t *testing.T) {
+	const n = 300
+	vs := seasonal(n+1, 7)
+	for i := n - 3; i < len(vs); i++ {
+		vs[i] = math.Inf(1)
+	}
+	ls := labels.FromStrings("__name__", "latency_p99")
+	path, before := stoppedInIncident(t, ls, vs[:n])
+	require.Equal(t, t0.Add(time.Duration(n-1)*stepMs*time.Millisecond), *before.LastAnomalous, "out of range: the incident's latest")
+
+	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	e2.push(t0.UnixMilli()+int64(n)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n:n+1])
+	e2.sync()
+	require.Zero(t, testutil.ToFloat64(e2.p.m.warmed), "the models restored")
+	after := e2.p.Anomalies(nil)
+	require.Len(t, after, 1)
+	require.True(t, after[0].Active)
+	require.Equal(t, *before.Since, *after[0].Since, "the incident goes on")
+}
+
+// TestSnapshotIncidentBeforeFirstResult: a restored series whose first
+// sample after the restart is one its models took in before it (a sender
+// resending) has no result until its next; meanwhile its restored
+// incident is still current on /metrics (incident_peak), as before a
+// damaged lastHot ended incidents at their first sample before it.
+func TestSnapshotIncidentBeforeFirstResult(t *testing.T) {
+	vs, ls, path, e, _ := inIncident(t)
+	e.stop()
+
+	e2 := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e2.p.Ready, timeout, tick)
+	n := len(vs) - 3
+	e2.push(t0.UnixMilli()+int64(n-5)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n-5:n-4])
+	e2.sync()
+	s := e2.onlySeries()
+	require.NotNil(t, s)
+	w := e2.p.workers[0]
+	for _, x := range e2.p.workers {
+		x.view(func(y *series) {
+			if y == s {
+				w = x
+			}
+		})
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	require.False(t, s.pub.hasResult, "out of order for the restored models: not scored")
+	require.True(t, s.inIncident(e2.p.opts.IncidentHold.Milliseconds(), 0, e2.clock.Now().UnixMilli()), "the restored incident is current")
 }
