@@ -286,8 +286,8 @@ const (
 // ParseTime parses unix seconds (possibly fractional) or, by the number's
 // size (see maxEpochSeconds), unix milliseconds, microseconds or
 // nanoseconds, RFC 3339 (with a T or a space), or "YYYY-MM-DD[ HH:MM[:SS]]"
-// and "YYYYMMDD" (taken as UTC) into unix milliseconds, rounded to the
-// nearest.
+// and "YYYYMMDD[HHMMSS[mmm]]" (taken as UTC, see compactDate) into unix
+// milliseconds, rounded to the nearest.
 func ParseTime(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -378,7 +378,8 @@ func epochUnit(s string, f float64) time.Duration {
 	return time.Second
 }
 
-// IsCompactDate reports whether ParseTime reads s as a YYYYMMDD date.
+// IsCompactDate reports whether ParseTime reads s as a YYYYMMDD date or
+// a compact date-time (see compactDate).
 func IsCompactDate(s string) bool {
 	_, ok := compactDate(strings.TrimSpace(s))
 	return ok
@@ -389,11 +390,30 @@ func IsCompactDate(s string) bool {
 // unix seconds in 1970 (20240101 s is 1970-08-23) and put a year of days
 // 100 s apart. Eight digits that form a date from 1900 to 2199 are read
 // as one: unix seconds of that size (1970-1973) do not occur in practice.
+// So are fourteen and seventeen that form a date-time of those years,
+// YYYYMMDDHHMMSS and YYYYMMDDHHMMSSmmm (Java's yyyyMMddHHmmssSSS, many
+// logs' and exports'): as numbers, milliseconds and microseconds of the
+// years 2572 to 2667 at steps that jump at every minute and hour.
 func compactDate(s string) (time.Time, bool) {
-	if len(s) != 8 || strings.Trim(s, "0123456789") != "" {
+	if strings.Trim(s, "0123456789") != "" {
 		return time.Time{}, false
 	}
-	t, err := time.Parse("20060102", s)
+	var t time.Time
+	var err error
+	switch len(s) {
+	case 8:
+		t, err = time.Parse("20060102", s)
+	case 14:
+		t, err = time.Parse("20060102150405", s)
+	case 17:
+		t, err = time.Parse("20060102150405", s[:14])
+		if err == nil {
+			ms, _ := strconv.Atoi(s[14:]) // three digits
+			t = t.Add(time.Duration(ms) * time.Millisecond)
+		}
+	default:
+		return time.Time{}, false
+	}
 	if err != nil || t.Year() < 1900 || t.Year() > 2199 {
 		return time.Time{}, false
 	}

@@ -109,6 +109,20 @@ func TestParseTime(t *testing.T) {
 		{"100000000000000000", 100000000000, ""},    // 1973-03-03 in nanoseconds
 		{"100000000000000000000", 0, "nanoseconds"}, // year 5138 in nanoseconds: none is
 		{"NaN", 0, "nanoseconds"},
+		// Compact date-times, YYYYMMDDHHMMSS and with milliseconds
+		// (Java's yyyyMMddHHmmssSSS, many logs' and exports'): as numbers
+		// they are milliseconds or microseconds of the year 2611 at
+		// steps that jump at every minute and hour. The first was read
+		// so, the second refused ("this looks like microseconds") and
+		// then read so from 1e14.
+		{"20231201153000", 1701444600000, ""},
+		{"20231201153000123", 1701444600123, ""},
+		{"20231201156000", 20231201156000, ""},    // no such time: milliseconds (2611)
+		{"99999999999999", 99999999999999, ""},    // year 9999: milliseconds (5138)
+		{"21991231235959999", 7258118399999, ""},  // 2199
+		{"22000101000000000", 22000101000000, ""}, // after 2199: microseconds (2667)
+		{"1700000000000000", 1700000000000, ""},   // sixteen digits: microseconds
+		{"170000000000000000", 170000000000, ""},  // eighteen digits: nanoseconds
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseTime(tc.in)
