@@ -970,12 +970,24 @@ func (c *Config) markSet(root *yaml.Node) {
 	}
 	al := child(top, "alerting")
 	c.Alerting.set = keysOf(al)
+	// `group_by:` and `horizon:` with no value (a template's unset one)
+	// are left out, as they loaded before an explicit [] and 0s were
+	// refused: the defaults, not an empty list or 0s the file does not say.
+	unsetNull(c.Alerting.set, al, "group_by")
 	c.Alerting.Warning.set = keysOf(child(al, "warning"))
 	c.Alerting.Critical.set = keysOf(child(al, "critical"))
 	for i, n := range items(child(al, "capacity")) {
 		if i < len(c.Alerting.Capacity) {
 			c.Alerting.Capacity[i].set = keysOf(n)
+			unsetNull(c.Alerting.Capacity[i].set, n, "horizon")
 		}
+	}
+}
+
+// unsetNull removes key from set if the mapping n gives it a null.
+func unsetNull(set map[string]bool, n *yaml.Node, key string) {
+	if v := child(n, key); v != nil && v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+		delete(set, key)
 	}
 }
 

@@ -534,3 +534,25 @@ func TestRemoteWriteURLErrorsHidePasswords(t *testing.T) {
 		})
 	}
 }
+
+// TestNullIsNotGiven: `group_by:` and a capacity alert's `horizon:` with
+// no value (null, as a template leaves an unset value) are left out, as
+// they were: the defaults (namespace, job; 30m). The refusals of an
+// explicit `group_by: []` and `horizon: 0s` took them for those, and a
+// file that loaded stopped the start, for a capacity alert with a "0s"
+// the file does not say.
+func TestNullIsNotGiven(t *testing.T) {
+	for _, body := range []string{
+		"alerting:\n  group_by:\n  capacity:\n    - {name: Full, for: disk, limit: 1, horizon: }\n",
+		"alerting:\n  group_by: ~\n  capacity:\n    - {name: Full, for: disk, limit: 1, horizon: null}\n",
+	} {
+		c, err := Load([]byte(body))
+		require.NoError(t, err, body)
+		require.Equal(t, []string{"namespace", "job"}, c.Alerting.GroupBy)
+		require.Equal(t, model.Duration(30*time.Minute), c.Alerting.Capacity[0].Horizon)
+	}
+	_, err := Load([]byte("alerting: {group_by: []}"))
+	require.ErrorContains(t, err, "alerting.group_by: empty")
+	_, err = Load([]byte("alerting: {capacity: [{name: Full, for: disk, limit: 1, horizon: 0s}]}"))
+	require.ErrorContains(t, err, "horizon 0s")
+}
