@@ -842,11 +842,13 @@ func (a *Alerting) validate() error {
 		if !labelName.MatchString(c.Name) {
 			return fmt.Errorf("%s.name %q: want a name of letters, digits and underscores", where, c.Name)
 		}
-		// Two rules of one name write the same ALERTS series (promtool's
-		// rule tests fail on a "duplicate sample for timestamp"), and
-		// each one's resolve margin reads the other's.
-		if slices.ContainsFunc(a.Capacity[:i], func(o Capacity) bool { return o.Name == c.Name }) {
-			return fmt.Errorf("%s.name %q: used twice; give each capacity alert a name of its own", where, c.Name)
+		// Two rules of one name on one input write the same ALERTS
+		// series (promtool's rule tests fail on a "duplicate sample for
+		// timestamp"), and each one's resolve margin reads the other's.
+		// On two inputs their series differ by `for`, as Prometheus's own
+		// rules may share a name: one alert for several inputs.
+		if slices.ContainsFunc(a.Capacity[:i], func(o Capacity) bool { return o.Name == c.Name && o.For == c.For }) {
+			return fmt.Errorf("%s.name %q: used twice for %q; give each capacity alert of one input a name of its own", where, c.Name, c.For)
 		}
 		if c.Match != "" {
 			if _, err := parseSelector(c.Match, where+".match"); err != nil {

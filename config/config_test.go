@@ -556,3 +556,15 @@ func TestNullIsNotGiven(t *testing.T) {
 	_, err = Load([]byte("alerting: {capacity: [{name: Full, for: disk, limit: 1, horizon: 0s}]}"))
 	require.ErrorContains(t, err, "horizon 0s")
 }
+
+// TestCapacityNameSharedAcrossInputs: one name on two inputs is one alert
+// for several inputs (its ALERTS series differ by `for`; promtool's rule
+// tests pass on them), as Prometheus's rules may share a name; twice on
+// one input it is refused (the same ALERTS series twice).
+func TestCapacityNameSharedAcrossInputs(t *testing.T) {
+	c, err := Load([]byte("alerting:\n  capacity:\n    - {name: Full, for: disk, limit: 1}\n    - {name: Full, for: mem, limit: 2}\n"))
+	require.NoError(t, err)
+	require.Len(t, c.Alerting.Capacity, 2)
+	_, err = Load([]byte("alerting:\n  capacity:\n    - {name: Full, for: disk, limit: 1}\n    - {name: Full, for: disk, limit: 2, match: '{a=\"b\"}'}\n"))
+	require.ErrorContains(t, err, `line 4: alerting.capacity[1].name "Full": used twice for "disk"`)
+}
