@@ -2746,18 +2746,58 @@ func TestSnapshotIncidentBeforeFirstResult(t *testing.T) {
 	n := len(vs) - 3
 	e2.push(t0.UnixMilli()+int64(n-5)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, vs[n-5:n-4])
 	e2.sync()
-	s := e2.onlySeries()
+	incident, hasResult := currentIncident(t, e2)
+	require.False(t, hasResult, "out of order for the restored models: not scored")
+	require.True(t, incident, "the restored incident is current")
+}
+
+// currentIncident reports whether e's only series is in an incident on
+// /metrics and in the anomalies API now (see series.inIncident), and
+// whether it has a result.
+func currentIncident(t *testing.T, e *env) (incident, hasResult bool) {
+	t.Helper()
+	s := e.onlySeries()
 	require.NotNil(t, s)
-	w := e2.p.workers[0]
-	for _, x := range e2.p.workers {
-		x.view(func(y *series) {
+	for _, w := range e.p.workers {
+		w.view(func(y *series) {
 			if y == s {
-				w = x
+				incident = s.inIncident(e.p.opts.IncidentHold.Milliseconds(), 0, e.clock.Now().UnixMilli())
+				hasResult = s.pub.hasResult
 			}
 		})
 	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	require.False(t, s.pub.hasResult, "out of order for the restored models: not scored")
-	require.True(t, s.inIncident(e2.p.opts.IncidentHold.Milliseconds(), 0, e2.clock.Now().UnixMilli()), "the restored incident is current")
+	return incident, hasResult
+}
+
+// TestSnapshotIncidentEndsOnNoValues: a series in an incident that sends
+// only NaN (a ratio's 0/0 once its traffic stopped) leaves the incident
+// after the hold, as a live one does, also when omen restarted in the
+// incident. Restored, it has no result until its first number, and a NaN
+// without a result was skipped: its restored incident stayed current
+// (omen_incident_peak_score, the alert on it firing) for as long as the
+// NaNs came.
+func TestSnapshotIncidentEndsOnNoValues(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%t", restart), func(t *testing.T) {
+			vs, ls, path, e, _ := inIncident(t)
+			n := len(vs) - 3 // inIncident fed vs[:n]
+			if restart {
+				e.stop()
+				e = newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+				require.Eventually(t, e.p.Ready, timeout, tick)
+			}
+			holdSteps := int(e.p.opts.IncidentHold.Milliseconds() / stepMs)
+			for i := n; i <= n+holdSteps+2; i++ {
+				e.push(t0.UnixMilli()+int64(i)*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, []float64{math.NaN()})
+				if i == n {
+					e.sync()
+					incident, _ := currentIncident(t, e)
+					require.True(t, incident, "within the hold: the incident goes on")
+				}
+			}
+			e.sync()
+			incident, _ := currentIncident(t, e)
+			require.False(t, incident, "NaN past the hold: the incident is over")
+		})
+	}
 }

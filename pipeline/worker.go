@@ -554,8 +554,11 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		// hold. Skipped, it left the last score and the incident on
 		// /metrics while it lasted, the series seen all along. A series
 		// with no number yet (a summary's quantile with no observations)
-		// has no result until its first.
-		if detect.NoValue(v) && !s.pub.hasResult {
+		// has no result until its first. One restored in an incident
+		// (its models restored, no result yet) is scored, so that its
+		// incident ends after the hold as a live one's does: skipped, it
+		// stayed current for as long as the NaNs came.
+		if detect.NoValue(v) && !s.pub.hasResult && s.pub.since == 0 {
 			w.seen(s, nowMs)
 			continue
 		}
