@@ -13,6 +13,9 @@ import (
 	"sync"
 )
 
+// cmdPath is omen's main package.
+const cmdPath = "github.com/omen-sidecar/omen/cmd/omen"
+
 // Builder builds cmd/omen on the first call of Path. Its zero value is
 // ready to use; it is safe for concurrent use.
 type Builder struct {
@@ -31,11 +34,15 @@ func (b *Builder) Path() (string, error) {
 			return
 		}
 		b.path = filepath.Join(dir, "omen")
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", b.path, "./cmd/omen")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+		// By its import path, from this tree's root or, under go test
+		// -trimpath (where the file's path is its import path, no
+		// directory), from the test's own directory, which is in it.
+		cmd := exec.Command("go", "build", "-o", b.path, cmdPath)
+		if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+			cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build ./cmd/omen: %w\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %w\n%s", cmdPath, err, out)
 		}
 	})
 	return b.path, b.err
