@@ -211,17 +211,42 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 			// takes what only the files it names (not mounted in CI) do.
 			require.Equal(t, tc.syntax, checkConfigs(io.Discard, io.Discard, []string{file}, true) > 0, "omen check config --syntax-only")
 
-			// A start is refused at once; one that takes the file runs
-			// until the context ends.
+			// A start that refuses the file returns its error by itself; one
+			// that takes it gets ready (past the remote writes' start, where
+			// the refusals come) and serves until the context ends. Waited
+			// for, not timed: a start given 3s was now and then cancelled
+			// under load before it refused the file, and returned nil.
+			addr := freeAddr(t)
 			app := kingpin.New("omen", "")
 			cmd := registerServe(app, registerLogFlags(app))
 			_, err = app.Parse([]string{"serve", "--config.file=" + file, "--storage.tsdb.path=" + filepath.Join(dir, fmt.Sprint(i)),
-				"--web.listen-address=127.0.0.1:0", "--log.level=error"})
+				"--web.listen-address=" + addr, "--log.level=error"})
 			require.NoError(t, err)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			err = cmd.run(ctx)
-			require.Equal(t, tc.start, err != nil, "omen serve: %v", err)
+			done := make(chan error, 1)
+			go func() { done <- cmd.run(ctx) }()
+			if tc.start {
+				select {
+				case err := <-done:
+					require.Error(t, err, "omen serve")
+					require.NotContains(t, err.Error(), "address already in use", "the start ran into another's port, not the file")
+				case <-time.After(time.Minute):
+					require.FailNow(t, "omen serve: took the file, still running after a minute")
+				}
+				return
+			}
+			deadline := time.Now().Add(time.Minute)
+			for !ready.OK("http://" + addr) {
+				select {
+				case err := <-done:
+					require.FailNow(t, "omen serve: refused the file", "%v", err)
+				case <-time.After(20 * time.Millisecond):
+				}
+				require.True(t, time.Now().Before(deadline), "omen serve: not ready after a minute")
+			}
+			cancel()
+			require.NoError(t, <-done, "omen serve")
 		})
 	}
 }
