@@ -7,6 +7,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +24,9 @@ import (
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/template"
 	"gopkg.in/yaml.v3"
 )
 
@@ -815,6 +818,9 @@ func (a *Alerting) validate() error {
 	if a.Critical.Score < a.Warning.Score {
 		return fmt.Errorf("alerting: critical.score %g is below warning.score %g", a.Critical.Score, a.Warning.Score)
 	}
+	if err := runbookTemplate(a.RunbookURL); err != nil {
+		return fmt.Errorf("alerting.runbook_url %q: %w", a.RunbookURL, err)
+	}
 	switch {
 	case len(a.GroupBy) == 0 && a.set["group_by"]:
 		// Taken for the default: pages by namespace and job where the
@@ -1117,4 +1123,18 @@ func matches(ms []*labels.Matcher, ls labels.Labels) bool {
 		}
 	}
 	return true
+}
+
+// runbookTemplate checks a runbook URL as Prometheus checks the annotation
+// it becomes (the URL and an alert's name, a template with $labels,
+// $value and the rest defined): one that does not parse loaded, and then
+// every rule file omen generates was refused (`{{ $sabels.job }}`).
+func runbookTemplate(base string) error {
+	if !strings.Contains(base, "{{") {
+		return nil
+	}
+	defs := "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
+	data := template.AlertTemplateData(map[string]string{}, map[string]string{}, "", promql.Sample{})
+	return template.NewTemplateExpander(context.Background(), defs+base+"OmenDown", "runbook_url", data,
+		model.Time(0), nil, nil, nil).ParseTest()
 }

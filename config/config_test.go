@@ -568,3 +568,15 @@ func TestCapacityNameSharedAcrossInputs(t *testing.T) {
 	_, err = Load([]byte("alerting:\n  capacity:\n    - {name: Full, for: disk, limit: 1}\n    - {name: Full, for: disk, limit: 2, match: '{a=\"b\"}'}\n"))
 	require.ErrorContains(t, err, `line 4: alerting.capacity[1].name "Full": used twice for "disk"`)
 }
+
+// TestRunbookURLTemplate: a runbook URL is an annotation's template in the
+// rules omen generates; one Prometheus would not parse is refused at load
+// (it loaded, and every generated rule file was then refused), one it
+// parses is taken.
+func TestRunbookURLTemplate(t *testing.T) {
+	_, err := Load([]byte("alerting: {runbook_url: 'https://wiki/{{ $labels.namespace }}/'}"))
+	require.NoError(t, err)
+	_, err = Load([]byte("alerting: {runbook_url: 'https://x/{{ $sabels.job }}'}"))
+	require.ErrorContains(t, err, `alerting.runbook_url "https://x/{{ $sabels.job }}"`)
+	require.ErrorContains(t, err, `undefined variable "$sabels"`)
+}
