@@ -155,7 +155,6 @@ func DefaultOptions() Options {
 	}
 }
 
-// Validate rejects nonsense with an error that names the option.
 // MinFalseAlarmRate is the smallest FalseAlarmRate: each member's record
 // window is √n/FalseAlarmRate samples (see Detector.window), up to three
 // times that, which its tail holds in eight blocks of a uint32 length and
@@ -165,6 +164,7 @@ func DefaultOptions() Options {
 // more alarms.
 const MinFalseAlarmRate = 1e-9
 
+// Validate rejects nonsense with an error that names the option.
 func (o Options) Validate() error {
 	switch {
 	case o.Direction != Both && o.Direction != Up && o.Direction != Down:
