@@ -530,6 +530,9 @@ func (c *Config) validate() error {
 		if err := o.Scoring.fill(c.Defaults, where); err != nil {
 			return err
 		}
+		if err := c.reachable(i); err != nil {
+			return fmt.Errorf("%s.match %q: never applies: %w", where, o.Match, err)
+		}
 	}
 	seen := map[string]bool{}
 	for i := range c.Derived {
@@ -1105,6 +1108,28 @@ func (c *Config) ScoringFor(ls labels.Labels) Scoring {
 		}
 	}
 	return c.Defaults
+}
+
+// reachable refuses overrides[j] when an earlier override's matchers are
+// all among its own: that one selects every series overrides[j] does, and
+// the first match wins. Matchers are compared as written (after parsing:
+// `up{job="a"}` is `{__name__="up",job="a"}`), not by what their regular
+// expressions accept: a dead override that only a regular expression makes
+// dead still loads.
+func (c *Config) reachable(j int) error {
+	own := make(map[string]bool, len(c.Overrides[j].matchers))
+	for _, m := range c.Overrides[j].matchers {
+		own[m.String()] = true
+	}
+	for i, o := range c.Overrides[:j] {
+		if !slices.ContainsFunc(o.matchers, func(m *labels.Matcher) bool { return !own[m.String()] }) {
+			if len(o.matchers) == len(own) {
+				return fmt.Errorf("overrides[%d] (%q) selects the same series, and the first match wins; remove one", i, o.Match)
+			}
+			return fmt.Errorf("overrides[%d] (%q) selects every series it does, and the first match wins; put it before overrides[%d]", i, o.Match, i)
+		}
+	}
+	return nil
 }
 
 func matchAny(sels [][]*labels.Matcher, ls labels.Labels) bool {

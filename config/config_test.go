@@ -580,3 +580,33 @@ func TestRunbookURLTemplate(t *testing.T) {
 	require.ErrorContains(t, err, `alerting.runbook_url "https://x/{{ $sabels.job }}"`)
 	require.ErrorContains(t, err, `undefined variable "$sabels"`)
 }
+
+// TestOverrideNeverReached: the first matching override wins, so one whose
+// selector has every matcher of an earlier one's (the same selector, however
+// written, or a narrower one after it) never applies. It loaded, and was
+// silently dead; it is refused, as promtool refuses a rule group named
+// twice, and one that only overlaps an earlier one is taken.
+func TestOverrideNeverReached(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"the same match", `overrides: [{match: '{job="a"}', direction: up}, {match: '{job="a"}', direction: down}]`,
+			`overrides[1].match "{job=\"a\"}": never applies: overrides[0] ("{job=\"a\"}") selects the same series, and the first match wins; remove one`},
+		{"the same match written otherwise", `overrides: [{match: 'up{job="a"}'}, {match: '{job = "a", __name__="up"}'}]`,
+			"overrides[1].match \"{job = \\\"a\\\", __name__=\\\"up\\\"}\": never applies: overrides[0] (\"up{job=\\\"a\\\"}\") selects the same series"},
+		{"a narrower one after", `overrides: [{match: '{job="a"}'}, {match: '{x="1"}'}, {match: '{instance="i", job="a"}'}]`,
+			`overrides[2].match "{instance=\"i\", job=\"a\"}": never applies: overrides[0] ("{job=\"a\"}") selects every series it does, and the first match wins; put it before overrides[0]`},
+		{"located", "overrides:\n  - match: '{job=\"a\"}'\n  - match: '{job=\"a\"}'\n", `line 3: overrides[1].match`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load([]byte(tc.in))
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	for _, in := range []string{
+		`overrides: [{match: '{instance="i", job="a"}'}, {match: '{job="a"}'}]`, // narrower first: both apply
+		`overrides: [{match: '{job="a"}'}, {match: '{job=~"a"}'}]`,              // not provably the same: taken
+		`overrides: [{match: '{job="a", x="1"}'}, {match: '{job="a", x="2"}'}]`,
+	} {
+		_, err := Load([]byte(in))
+		require.NoError(t, err, in)
+	}
+}

@@ -181,6 +181,8 @@ func TestCheckConfigAgreesWithStart(t *testing.T) {
 		{"unknown key", "defaults: {false_alarm_rat: 0.01}\n", true, true, true},
 		{"bad PromQL in a derived input", "derived:\n  - {name: a, expr: 'sum('}\n", true, true, true},
 		{"a derived input named twice", "derived:\n  - {name: a, expr: sum(up)}\n  - {name: a, expr: sum(up)}\n", true, true, true},
+		{"an override given twice", "overrides:\n  - {match: '{job=\"a\"}', direction: up}\n  - {match: '{job=\"a\"}', direction: down}\n", true, true, true},
+		{"an override after a wider one", "overrides:\n  - {match: '{job=\"a\"}'}\n  - {match: '{job=\"a\",instance=\"i\"}'}\n", true, true, true},
 		{"a remote_write named twice", rw + "    name: x\n  - url: http://127.0.0.1:1/b\n    name: x\n", true, true, true},
 		{"a remote_write given twice", rw + "  - url: http://127.0.0.1:1/api/v1/write\n", true, true, false},
 		{"remote_write missing ca_file", rw + "    tls_config: {ca_file: missing-ca.pem}\n", true, true, false},
