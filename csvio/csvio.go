@@ -286,7 +286,7 @@ const (
 // ParseTime parses unix seconds (possibly fractional) or, by the number's
 // size (see maxEpochSeconds), unix milliseconds, microseconds or
 // nanoseconds, RFC 3339 (with a T or a space), or "YYYY-MM-DD[ HH:MM[:SS]]"
-// and "YYYYMMDD[HHMMSS[mmm]]" (taken as UTC, see compactDate) into unix
+// and "YYYYMMDD[HHMM[SS[mmm]]]" (taken as UTC, see compactDate) into unix
 // milliseconds, rounded to the nearest.
 func ParseTime(s string) (int64, error) {
 	s = strings.TrimSpace(s)
@@ -390,10 +390,13 @@ func IsCompactDate(s string) bool {
 // unix seconds in 1970 (20240101 s is 1970-08-23) and put a year of days
 // 100 s apart. Eight digits that form a date from 1900 to 2199 are read
 // as one: unix seconds of that size (1970-1973) do not occur in practice.
-// So are fourteen and seventeen that form a date-time of those years,
+// So are twelve, fourteen and seventeen that form a date-time of those
+// years, YYYYMMDDHHMM (quarter-hourly energy and weather exports),
 // YYYYMMDDHHMMSS and YYYYMMDDHHMMSSmmm (Java's yyyyMMddHHmmssSSS, many
-// logs' and exports'): as numbers, milliseconds and microseconds of the
-// years 2572 to 2667 at steps that jump at every minute and hour.
+// logs' and exports'): as numbers, milliseconds of 1976 and milliseconds
+// and microseconds of the years 2572 to 2667, at steps that jump at every
+// hour or minute. Ten digits are not read as YYYYMMDDHH: as unix seconds
+// they are 2030 to 2039, times a forecast reaches.
 func compactDate(s string) (time.Time, bool) {
 	if strings.Trim(s, "0123456789") != "" {
 		return time.Time{}, false
@@ -403,6 +406,8 @@ func compactDate(s string) (time.Time, bool) {
 	switch len(s) {
 	case 8:
 		t, err = time.Parse("20060102", s)
+	case 12:
+		t, err = time.Parse("200601021504", s)
 	case 14:
 		t, err = time.Parse("20060102150405", s)
 	case 17:

@@ -123,6 +123,19 @@ func TestParseTime(t *testing.T) {
 		{"22000101000000000", 22000101000000, ""}, // after 2199: microseconds (2667)
 		{"1700000000000000", 1700000000000, ""},   // sixteen digits: microseconds
 		{"170000000000000000", 170000000000, ""},  // eighteen digits: nanoseconds
+		// YYYYMMDDHHMM, quarter-hourly energy and weather exports': as a
+		// number, milliseconds of 1976 (every date-time of 1900 to 2199
+		// is one from 1976-01-09 to 1976-12-20) at steps that jump at
+		// every hour. It was read so, a day of data 7 s long.
+		{"202612071230", 1796646600000, ""},
+		{"190001010000", -2208988800000, ""},
+		{"219912312359", 7258118340000, ""},
+		{"202612071260", 202612071260, ""}, // no such time: milliseconds (1976)
+		{"220001010000", 220001010000, ""}, // after 2199: milliseconds (1976)
+		{"999999999999", 999999999999, ""}, // 2001-09-09 in milliseconds
+		// Ten digits stay unix seconds: YYYYMMDDHH of 1900 to 2199 would be
+		// seconds of 2030 to 2039, which a forecast's times reach.
+		{"2026120712", 2026120712000, ""},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseTime(tc.in)
@@ -220,4 +233,19 @@ func TestAppendFieldAsCSVWriter(t *testing.T) {
 		got = AppendField(got, f)
 	}
 	require.Equal(t, buf.String(), string(append(got, '\n')))
+}
+
+// TestReadCompactMinutes: a quarter-hourly export dated YYYYMMDDHHMM (as
+// energy market and weather services write it, here with semicolons and
+// decimal commas) is read 15 minutes apart, across a day's end, not as
+// milliseconds of 1976 spaced 15 ms and 8,841 ms apart.
+func TestReadCompactMinutes(t *testing.T) {
+	in := "Zeitstempel;Wert\n202612072315;1,5\n202612072330;1,25\n202612072345;2\n202612080000;2,5\n202612080015;3\n"
+	s, err := Read(strings.NewReader(in), "x.csv")
+	require.NoError(t, err)
+	start := int64(1796685300000) // 2026-12-07T23:15:00Z
+	require.Equal(t, []int64{start, start + 900_000, start + 1_800_000, start + 2_700_000, start + 3_600_000}, s.Times)
+	require.Equal(t, []float64{1.5, 1.25, 2, 2.5, 3}, s.Values)
+	require.True(t, IsCompactDate("202612072315"))
+	require.Zero(t, EpochUnit("202612072315"))
 }
