@@ -1116,27 +1116,48 @@ func (p *Pipeline) keepRestored(saved *savedSeries) {
 // lookback (see worker.sweep).
 func (p *Pipeline) expireRestored() {
 	now := p.opts.Now()
-	// An entry is a derived input's or an ingested one's: the older of
-	// the two kinds' latest samples ages both.
+	// The older of the two kinds' latest samples (ingested, derived) ages
+	// an entry, as a kind only ages its own: a derived input's samples,
+	// omen's evaluations, go on while every sender is down, and aged the
+	// ingested series' states then as if their senders had come back.
+	// A derived input's state ages with an ingested sample too, as
+	// before: one removed from the configuration has no samples of its
+	// kind.
 	arrived := p.arrivedMs()
-	if arrived[0] == 0 || arrived[1] != 0 && arrived[1] < arrived[0] {
-		arrived[0] = arrived[1]
+	ingested, either := arrived[0], arrived[0]
+	if arrived[1] != 0 && arrived[1] < ingested {
+		ingested = arrived[1]
 	}
-	p.acc().expire(now.UnixMilli(), p.opts.StaleAfter.Milliseconds(), arrived[0])
+	if either == 0 || arrived[1] != 0 && arrived[1] < either {
+		either = arrived[1]
+	}
+	p.acc().expire(now.UnixMilli(), p.opts.StaleAfter.Milliseconds(), either)
 	p.m.names.expire(p.m.anomalies, now.UnixMilli())
 	refused := p.overBudgetNow.Load() > 0
 	p.restoreMu.Lock()
 	defer p.restoreMu.Unlock()
 	// Nothing since the restart (arrived 0) passes no state; nor does a
 	// TSDB that held no sample (latest unknown) keep them for good.
-	passed := p.restoredLatest == math.MinInt64 || arrived[0]-p.restoredLatest > p.opts.StaleAfter.Milliseconds()
+	passedBy := func(arrived int64) bool {
+		return p.restoredLatest == math.MinInt64 || arrived-p.restoredLatest > p.opts.StaleAfter.Milliseconds()
+	}
+	passedIngested, passedDerived := passedBy(ingested), passedBy(either)
 	for h, list := range p.restored {
-		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter && passed {
+		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter {
+			kept := list[:0]
 			for _, s := range list {
-				p.releaseHeldLocked(s)
+				if s.flags&flagDef == 0 && passedIngested || s.flags&flagDef != 0 && passedDerived {
+					p.releaseHeldLocked(s)
+					continue
+				}
+				kept = append(kept, s)
 			}
-			delete(p.restored, h)
-			continue
+			if len(kept) == 0 {
+				delete(p.restored, h)
+				continue
+			}
+			clear(list[len(kept):])
+			p.restored[h], list = kept, kept
 		}
 		if !refused {
 			continue

@@ -866,6 +866,65 @@ func TestRestoredKeptWhileNothingArrives(t *testing.T) {
 	}
 }
 
+// TestRestoredKeptWhileOnlyDerivedArrive: a derived input, evaluated by
+// omen on its own clock, goes on while every sender is down; its samples
+// say nothing of the ingested series' absence. The states of ingested
+// series not back since the restart were aged by them when no ingested
+// sample had come, and dropped StaleAfter on with their senders still
+// down (2 of 2 dropped on abf5690); the sweep keeps a live series so
+// (arrived per kind, worker.sweep). A derived input's state not back ages
+// with the derived samples, as before.
+func TestRestoredKeptWhileOnlyDerivedArrive(t *testing.T) {
+	cfg, err := config.Load([]byte("derived:\n  - {name: one, expr: vector(1), interval: 1h}\n  - {name: two, expr: vector(2), interval: 1h}\n"))
+	require.NoError(t, err)
+	one, err := config.Load([]byte("derived:\n  - {name: one, expr: vector(1), interval: 1h}\n"))
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "models.snap")
+	opts := func(o *Options) { o.SnapshotPath = path }
+	db := t.TempDir()
+	e := newEnvEngine(t, db, cfg, testEngine(), opts)
+	e.pushPods(t0.UnixMilli(), "a", "b")
+	for i := range cfg.Derived {
+		e.p.evalDerived(context.Background(), &cfg.Derived[i], t0)
+	}
+	e.sync()
+	e.stop()
+	require.NoError(t, e.db.Close())
+
+	// Restarted without "two" (removed while omen was down), so that its
+	// state waits; "one" is evaluated, the senders stay down.
+	e = newEnvEngine(t, db, one, testEngine(), opts)
+	e.ready(t)
+	waiting := func() []string {
+		e.p.restoreMu.Lock()
+		defer e.p.restoreMu.Unlock()
+		var names []string
+		for _, list := range e.p.restored {
+			for _, s := range list {
+				names = append(names, s.ls.Get("__name__")+s.ls.Get("pod"))
+			}
+		}
+		slices.Sort(names)
+		return names
+	}
+	require.Equal(t, []string{"ga", "gb", "one", "two"}, waiting())
+	for _, at := range []time.Duration{time.Hour, 2 * time.Hour} {
+		e.clock.set(t0.Add(at))
+		e.p.evalDerived(context.Background(), &one.Derived[0], t0.Add(at))
+		e.sync()
+		e.p.expireRestored()
+	}
+	require.Equal(t, []string{"ga", "gb"}, waiting(), "the ingested states wait for their senders; the derived one not back goes")
+	require.Equal(t, int64(2), e.p.scoredHeld.Load(), "their room is held as before")
+
+	// Ingested samples from StaleAfter past the latest the TSDB held at
+	// the restart: the two not back go.
+	e.clock.set(t0.Add(3 * time.Hour))
+	e.pushPods(t0.Add(3*time.Hour).UnixMilli(), "c")
+	e.p.expireRestored()
+	require.Empty(t, waiting())
+}
+
 // withModel lists the pod labels of the series scored (with a forecaster,
 // if fc), sorted.
 func withModel(e *env, fc bool) []string {
