@@ -20,5 +20,18 @@ func FuzzLoad(f *testing.F) {
 		if c.Defaults.Direction == "" || c.Defaults.FalseAlarmRate <= 0 || len(c.Defaults.ForecastHorizons) == 0 {
 			t.Fatalf("loaded config without defaults: %+v", c.Defaults)
 		}
+		// What /api/v1/status/config shows loads again, as itself.
+		out, err := c.YAML()
+		if err != nil {
+			t.Fatalf("YAML of a loaded config: %v", err)
+		}
+		c2, err := Load(out)
+		if err != nil {
+			t.Fatalf("its YAML does not load: %v\n%s", err, out)
+		}
+		out2, err := c2.YAML()
+		if err != nil || string(out2) != string(out) {
+			t.Fatalf("its YAML loads as another (%v):\n%s\nthen\n%s", err, out, out2)
+		}
 	})
 }
