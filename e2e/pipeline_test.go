@@ -71,12 +71,14 @@ func (e *exporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// writeHistory remote-writes a day of past-dated samples, one a second,
+// writeHistory remote-writes span of past-dated samples, one a second,
 // for both series with the labels Prometheus's scrape will give them, so
 // the live samples continue the same series (of the exporter's origin).
-func writeHistory(t *testing.T, base, instance string, origin int64, end time.Time) {
+// extra are the scrape's further target labels, named after job (remote
+// write's labels are sorted by name).
+func writeHistory(t *testing.T, base, instance string, origin int64, end time.Time, span time.Duration, extra ...prompb.Label) {
 	const perRequest = 20000
-	start := end.Add(-24 * time.Hour).UnixMilli()
+	start := end.Add(-span).UnixMilli()
 	stop := end.UnixMilli()
 	for from := start; from < stop; from += perRequest * 1000 {
 		var req prompb.WriteRequest
@@ -84,9 +86,9 @@ func writeHistory(t *testing.T, base, instance string, origin int64, end time.Ti
 			name string
 			f    func(int64) float64
 		}{{seasonalName, seasonalAt}, {controlName, controlAt}} {
-			ts := prompb.TimeSeries{Labels: []prompb.Label{
+			ts := prompb.TimeSeries{Labels: append([]prompb.Label{
 				{Name: "__name__", Value: s.name}, {Name: "instance", Value: instance}, {Name: "job", Value: "exporter"},
-			}}
+			}, extra...)}
 			for tm := from; tm < min(from+perRequest*1000, stop); tm += 1000 {
 				ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: tm, Value: s.f(tm - origin)})
 			}
@@ -95,6 +97,21 @@ func writeHistory(t *testing.T, base, instance string, origin int64, end time.Ti
 		code, body := remoteWriteV1(t, base, &req)
 		require.Equal(t, http.StatusNoContent, code, body)
 	}
+}
+
+// waitHistoryScored waits until the history writeHistory wrote went
+// through omen's scorer: both inputs are warm.
+func waitHistoryScored(t *testing.T, base string) {
+	t.Helper()
+	waitFor(t, 120*time.Second, "the history to be scored", func() bool {
+		for _, n := range []string{seasonalName, controlName} {
+			a := anomaliesOf(t, base, n)
+			if len(a) != 1 || !a[0].Ready {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // e2eAnomaly is an entry of omen's /api/v1/anomalies.
@@ -211,18 +228,9 @@ func TestScoringEndToEnd(t *testing.T) {
 	omenArgs := []string{"--storage.tsdb.out-of-order-time-window=2d", "--snapshot.interval=1h"}
 	omen := startOmen(t, dir, omenArgs...)
 	requirePipeline(t, omen.URL)
-	writeHistory(t, omen.URL, instance, exp.origin, end)
+	writeHistory(t, omen.URL, instance, exp.origin, end, 24*time.Hour)
 
-	// The history went through the scorer: both inputs are warm.
-	waitFor(t, 120*time.Second, "the history to be scored", func() bool {
-		for _, n := range []string{seasonalName, controlName} {
-			a := anomaliesOf(t, omen.URL, n)
-			if len(a) != 1 || !a[0].Ready {
-				return false
-			}
-		}
-		return true
-	})
+	waitHistoryScored(t, omen.URL)
 
 	// Prometheus evaluates the rules `omen rules generate` makes, with a
 	// warning tier for events of 5 s (the detector takes a change of 1 s
