@@ -158,6 +158,19 @@ func TestAlertmanagerTemplatesRender(t *testing.T) {
 	}
 }
 
+// slackReceivers is the shipped configuration's receivers, with their
+// Slack messages' templates.
+type slackReceivers struct {
+	Receivers []struct {
+		Name         string `yaml:"name"`
+		SlackConfigs []struct {
+			SendResolved bool   `yaml:"send_resolved"`
+			Title        string `yaml:"title"`
+			Text         string `yaml:"text"`
+		} `yaml:"slack_configs"`
+	} `yaml:"receivers"`
+}
+
 // TestTicketsTellSeriesApart renders the anomaly-tickets message with amtool
 // for two alerts of one group that differ only in a label of their input
 // (the pods of a job): each line must say which series it is about. The
@@ -165,14 +178,7 @@ func TestAlertmanagerTemplatesRender(t *testing.T) {
 // so the two read the same.
 func TestTicketsTellSeriesApart(t *testing.T) {
 	amtool := tool(t, "amtool", "prometheus-alertmanager")
-	var am struct {
-		Receivers []struct {
-			Name         string `yaml:"name"`
-			SlackConfigs []struct {
-				Text string `yaml:"text"`
-			} `yaml:"slack_configs"`
-		} `yaml:"receivers"`
-	}
+	var am slackReceivers
 	require.NoError(t, yaml.Unmarshal(read(t, amConfig), &am))
 	var text string
 	for _, r := range am.Receivers {
@@ -281,4 +287,61 @@ func TestLagInhibitsItsOmenOnly(t *testing.T) {
 		}
 		assert.Equal(c, want, got, "inhibited")
 	}, 10*time.Second, 50*time.Millisecond)
+}
+
+// TestResolvedAlertsSaySo renders the title and text of the receivers that
+// send_resolved with amtool, for a group that has resolved and for a
+// firing group one of whose alerts has resolved: the resolved message's
+// title, and the line of each resolved alert, must say so. They read as
+// the firing ones did ("OmenSeriesAnomalous: shop/api", "... is
+// anomalous"), and only the colour of Slack's bar told them apart; seen in
+// e2e's TestAlertsThroughAlertmanager, whose resolved ticket had the firing
+// one's title.
+func TestResolvedAlertsSaySo(t *testing.T) {
+	amtool := tool(t, "amtool", "prometheus-alertmanager")
+	var am slackReceivers
+	require.NoError(t, yaml.Unmarshal(read(t, amConfig), &am))
+	dir := t.TempDir()
+	glob := filepath.Join(dir, "none.tmpl")
+	write(t, glob, nil)
+	alert := func(status, instance string) string {
+		return `{"status": "` + status + `", "labels": {"alertname": "A", "namespace": "shop", "job": "api", "instance": "` + instance + `",
+			"for": "x", "omen_alert": "anomaly", "severity": "warning"},
+			"annotations": {"summary": "summary of ` + instance + `"},
+			"startsAt": "2026-12-05T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}`
+	}
+	render := func(tmpl, status string, alerts ...string) string {
+		data := filepath.Join(t.TempDir(), "data.json")
+		write(t, data, []byte(`{"receiver": "r", "status": "`+status+`",
+			"commonLabels": {"alertname": "A", "namespace": "shop", "job": "api"},
+			"alerts": [`+strings.Join(alerts, ", ")+`]}`))
+		return string(run(t, "", amtool, "template", "render", "--template.glob="+glob, "--template.data="+data, "--template.text="+tmpl))
+	}
+	checked := 0
+	for _, r := range am.Receivers {
+		for _, c := range r.SlackConfigs {
+			if !c.SendResolved {
+				continue
+			}
+			checked++
+			t.Run(r.Name, func(t *testing.T) {
+				require.True(t, strings.HasPrefix(render(c.Title, "resolved", alert("resolved", "b")), "[RESOLVED] "), "title of a resolved group")
+				require.False(t, strings.HasPrefix(render(c.Title, "firing", alert("firing", "a"), alert("resolved", "b")), "[RESOLVED]"), "title of a firing group")
+				var a, b string
+				for _, l := range strings.Split(render(c.Text, "firing", alert("firing", "a"), alert("resolved", "b")), "\n") {
+					if strings.Contains(l, "summary of a") {
+						a = l
+					}
+					if strings.Contains(l, "summary of b") {
+						b = l
+					}
+				}
+				require.NotEmpty(t, a, "no line for the firing alert")
+				require.NotEmpty(t, b, "no line for the resolved alert")
+				require.NotContains(t, a, "RESOLVED")
+				require.True(t, strings.HasPrefix(b, "[RESOLVED] "), "line of the resolved alert: %q", b)
+			})
+		}
+	}
+	require.Equal(t, 2, checked, "receivers with send_resolved Slack messages")
 }

@@ -454,12 +454,21 @@ func TestAlertsThroughAlertmanager(t *testing.T) {
 			return e.EventAction == "resolve" && e.DedupKey == page.DedupKey
 		})
 	})
+	var resolved slackMessage
 	waitFor(t, 30*time.Second, "the ticket resolved at anomaly-tickets", func() bool {
 		watch()
-		return slices.ContainsFunc(sink.slackOf(t, "anomaly-tickets"), func(m slackMessage) bool {
-			return m.Attachments[0].Color == "good"
-		})
+		for _, m := range sink.slackOf(t, "anomaly-tickets") {
+			if m.Attachments[0].Color == "good" {
+				resolved = m
+				return true
+			}
+		}
+		return false
 	})
+	// The resolved ticket says so in its title and on its alert's line,
+	// not only in the colour of its bar.
+	require.Equal(t, "[RESOLVED] OmenSeriesAnomalous: "+namespace+"/exporter", resolved.Attachments[0].Title)
+	require.True(t, strings.HasPrefix(resolved.Attachments[0].Text, "[RESOLVED] *"+seasonalName+" is anomalous"), resolved.Attachments[0].Text)
 	t.Logf("resolved %s after the spike ended", time.Since(endAt).Round(100*time.Millisecond))
 
 	// The control raised nothing; nothing reached a receiver the routes do
