@@ -59,6 +59,7 @@ type pagerdutyEvent struct {
 	DedupKey    string `json:"dedup_key"`
 	Payload     struct {
 		Summary       string            `json:"summary"`
+		Severity      string            `json:"severity"`
 		CustomDetails map[string]string `json:"custom_details"`
 	} `json:"payload"`
 }
@@ -434,6 +435,7 @@ func TestAlertsThroughAlertmanager(t *testing.T) {
 		}
 		return false
 	})
+	require.Equal(t, "critical", page.Payload.Severity, "only critical alerts page")
 	require.Contains(t, page.Payload.Summary, "Anomalies in namespace="+namespace+", job=exporter: an incident with peak score ")
 	require.Equal(t, runbooks+"OmenAnomalyCritical", page.Payload.CustomDetails["runbook"])
 	require.Contains(t, page.Payload.CustomDetails["description"], "Worst: "+seasonalName+"{instance=")
