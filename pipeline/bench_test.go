@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -316,6 +317,80 @@ func BenchmarkSnapshotReadWrite(b *testing.B) {
 	}
 }
 
+// BenchmarkSnapshotForecasters writes the model snapshot of warm series
+// forecasting the default horizons and reads it back, each forecaster's
+// state then restored as its series' claim does (restore-cpu-ns: unpack
+// and fcState.restoreState): the file's size and each direction's cost a
+// series.
+//
+//	go test -run '^$' -bench 'SnapshotForecasters' -benchmem -benchtime 5x ./pipeline
+func BenchmarkSnapshotForecasters(b *testing.B) {
+	for _, n := range []int{10000} {
+		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
+			e := warmEnvOf(b, n, true)
+			var set *horizonSet
+			e.p.workers[0].view(func(s *series) {
+				if set == nil && s.fc != nil {
+					set = s.fc.horizonSet
+				}
+			})
+			require.NotNil(b, set)
+			f := newFcStateOf(set, 1)
+			path := b.TempDir() + "/snap"
+			b.ReportAllocs()
+			b.ResetTimer()
+			var write, read, restore time.Duration
+			for range b.N {
+				cpu0 := cpuTime()
+				written, err := e.p.writeSnapshot(context.Background(), path)
+				require.NoError(b, err)
+				require.Equal(b, n, written)
+				cpu1 := cpuTime()
+				saved, err := readSnapshot(path, t0, &stateCodec{})
+				require.NoError(b, err)
+				require.Len(b, saved, n)
+				cpu2 := cpuTime()
+				for _, s := range saved {
+					st, err := s.unpack()
+					require.NoError(b, err)
+					require.NoError(b, f.restoreState(st.fc))
+				}
+				write, read, restore = write+cpu1-cpu0, read+cpu2-cpu1, restore+cpuTime()-cpu2
+			}
+			fi, err := os.Stat(path)
+			require.NoError(b, err)
+			b.ReportMetric(float64(fi.Size())/float64(n), "B/series")
+			b.ReportMetric(float64(write.Nanoseconds())/float64(b.N*n), "write-cpu-ns/series")
+			b.ReportMetric(float64(read.Nanoseconds())/float64(b.N*n), "read-cpu-ns/series")
+			b.ReportMetric(float64(restore.Nanoseconds())/float64(b.N*n), "restore-cpu-ns/series")
+		})
+	}
+}
+
+// BenchmarkFcStateRestore is one forecaster state of the default horizons
+// written (appendState) and restored (restoreState), as a snapshot and a
+// series' claim of it do.
+//
+//	go test -run '^$' -bench 'FcStateRestore' -benchmem ./pipeline
+func BenchmarkFcStateRestore(b *testing.B) {
+	e := warmEnvOf(b, 1, true)
+	var from *fcState
+	for _, w := range e.p.workers {
+		w.view(func(s *series) { from = s.fc })
+	}
+	require.NotNil(b, from)
+	f := newFcStateOf(from.horizonSet, 1)
+	var buf []byte
+	b.ReportAllocs()
+	for range b.N {
+		var err error
+		buf, err = from.appendState(buf[:0])
+		require.NoError(b, err)
+		require.NoError(b, f.restoreState(buf))
+	}
+	b.ReportMetric(float64(len(buf)), "B/state")
+}
+
 // BenchmarkSnapshotStall is a snapshot of warm series taken while the
 // workers are asked to score: stall-ms is the longest a batch queued to a
 // worker during the snapshot waited to be taken (a barrier's round trip),
@@ -354,16 +429,29 @@ func BenchmarkSnapshotStall(b *testing.B) {
 
 // warmEnv returns a pipeline (no forecasters) with n series past their
 // detectors' warm-up, everything scored.
-func warmEnv(b testing.TB, n int) *env {
-	e := newEnv(b, "", nil, func(o *Options) { o.ForecastMaxSeries = 0 })
+func warmEnv(b testing.TB, n int) *env { return warmEnvOf(b, n, false) }
+
+// warmEnvOf is warmEnv, its series forecasting the default horizons if
+// fc, with noise of a fixed seed added to their values: copies of a few
+// values, the snapshot compressed them to ~13 bytes a series.
+func warmEnvOf(b testing.TB, n int, fc bool) *env {
+	e := newEnv(b, "", nil, func(o *Options) {
+		if !fc {
+			o.ForecastMaxSeries = 0
+		}
+	})
 	ls := make([]labels.Labels, n)
 	for i := range ls {
 		ls[i] = labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
 	}
 	vs := make([]float64, n)
+	r := rand.New(rand.NewPCG(1, 2))
 	for round := range 70 {
 		for i := range vs {
 			vs[i] = float64((round + i) % 7)
+			if fc {
+				vs[i] += r.NormFloat64()
+			}
 		}
 		e.push(t0.UnixMilli()+int64(round)*stepMs, "", ls, vs)
 	}
