@@ -1268,6 +1268,9 @@ func (s *series) restore(saved *savedSeries) bool {
 // up to the model (the head) after the tag, a uint32: a release adding a
 // field to the state puts it at the end of the head, and keeps the tag; a
 // release reads the fields it knows and skips the rest (see snapSized).
+// The first field so added (2026-12-07) is the horizons the floors are of,
+// after them: an int64 of nanoseconds each, in the floors' order (see
+// floorsByHorizon). A head without them has its floors by position.
 const (
 	fcStateFields  = 15
 	fcStateFields1 = 11
@@ -1331,7 +1334,8 @@ const maxHorizons = 1 << 10
 // minimum made the bands too narrow again for about a day of checks); then
 // the model. A release before tag 4 reads it as damage and warms the
 // forecaster from history, the rest of the series restored; from tag 4, a
-// field added goes at the end of the head (after the floors).
+// field added goes at the end of the head (after the floors and their
+// horizons, which the release before skips).
 func (f *fcState) appendState(b []byte) ([]byte, error) {
 	r := &f.rs
 	closed := uint64(0)
@@ -1350,6 +1354,9 @@ func (f *fcState) appendState(b []byte) ([]byte, error) {
 	}
 	for i := range f.horizons {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f.pend[i].Floor))
+	}
+	for _, h := range f.horizons {
+		b = binary.LittleEndian.AppendUint64(b, uint64(h))
 	}
 	binary.LittleEndian.PutUint32(b[start-4:], uint32(len(b)-start))
 	m, err := f.m.MarshalBinary()
@@ -1508,6 +1515,7 @@ func (f *fcState) restoreState(b []byte) error {
 	}
 	var stepDif float32
 	var floors []float32
+	var keys []byte // the horizons of the floors (see floorsByHorizon), nil if not saved
 	if b[0] >= 3 {
 		stepDif = math.Float32frombits(uint32(u[fcStateFields]))
 		floors = make([]float32, u[fcStateFields]>>32)
@@ -1520,15 +1528,30 @@ func (f *fcState) restoreState(b []byte) error {
 		if !(stepDif >= 0) || math.IsInf(float64(stepDif), 1) {
 			return errors.New("malformed forecaster state")
 		}
+		var err error
+		if keys, err = floorsByHorizon(b, at, len(floors)); err != nil {
+			return err
+		}
 	}
 	if rs.MinStepMs == f.rs.MinStepMs {
 		rs.Instant, rs.InstN = rs.LastT, 1
 		f.rs = rs
-		// The floors and their unit are of steps of this length; by
-		// horizon, so only for as many horizons (a reload to others
-		// restarts the series, see sameSteps).
+		// The floors and their unit are of steps of this length; each
+		// floor goes to its horizon, a horizon not saved starts at 0 (a
+		// reload to other horizons restarts the series, see
+		// sameHorizons). Without their horizons, by position when as
+		// many, which is all such a state tells.
 		f.stepDif = stepDif
-		if len(floors) == len(f.horizons) {
+		switch {
+		case keys != nil:
+			for i, h := range f.horizons {
+				for j := range floors {
+					if time.Duration(binary.LittleEndian.Uint64(keys[8*j:])) == h {
+						f.pend[i].Floor = floors[j]
+					}
+				}
+			}
+		case len(floors) == len(f.horizons):
 			for i := range f.horizons {
 				f.pend[i].Floor = floors[i]
 			}
@@ -1536,6 +1559,31 @@ func (f *fcState) restoreState(b []byte) error {
 	}
 	f.within = within
 	return nil
+}
+
+// floorsByHorizon returns the horizons of the n floors of the tag 3 or 4
+// forecaster state b, whose fields begin at at (see appendState): n int64s
+// of nanoseconds after the floors, within the head; nil if the head ends
+// before them (a tag 3 state, or one of a release before them), an error
+// for a horizon no configuration gives (not positive, or twice).
+func floorsByHorizon(b []byte, at, n int) ([]byte, error) {
+	from := at + fcStateFields3*8 + 4*n
+	if b[0] < 4 || fcStateLen(b) < from+8*n || n == 0 {
+		return nil, nil
+	}
+	keys := b[from : from+8*n]
+	for j := range n {
+		h := int64(binary.LittleEndian.Uint64(keys[8*j:]))
+		if h <= 0 {
+			return nil, errors.New("malformed forecaster state")
+		}
+		for k := range j {
+			if int64(binary.LittleEndian.Uint64(keys[8*k:])) == h {
+				return nil, errors.New("malformed forecaster state")
+			}
+		}
+	}
+	return keys, nil
 }
 
 // resampler1 reads the resampler of a tag 1 state (a step fixed at k input
