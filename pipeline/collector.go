@@ -214,12 +214,63 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		walkBufs.Put(buf)
 	}
 	a := c.p.acc()
+	live := c.p.liveNames(a.names())
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, v := range a.m {
+		if !live[k.name] {
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(descMASE, prometheus.GaugeValue, v.mase, k.name, k.horizon)
 		ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, v.covered, k.name, k.horizon)
 	}
+}
+
+// names returns the input names a holds figures of.
+func (a *accuracy) names() map[string]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]bool, len(a.m))
+	for k := range a.m {
+		out[k.name] = false
+	}
+	return out
+}
+
+// liveNames marks true the names of want that have a series whose outputs
+// /metrics shows (see walkOutputs): not marked stale, not silent. An
+// input name's forecast accuracy is exposed only while it has one, as its
+// outputs are: its figures, kept for StaleAfter (see accuracy.expire),
+// stayed on /metrics through a total silence of the senders (with nothing
+// arriving nothing expires), and an alert on them
+// (OmenForecastIntervalsMiscalibrated) fired on, on a figure nothing
+// updated; OmenNoSamplesIngested is the alert for the silence. The
+// figures are kept, and shown again as they were with the name's next
+// sample. Called without the accuracy's lock: a worker takes it under its
+// own (series.step).
+func (p *Pipeline) liveNames(want map[string]bool) map[string]bool {
+	if len(want) == 0 {
+		return want
+	}
+	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
+	ivs := p.intervals()
+	left := len(want)
+	for _, w := range p.workers {
+		w.view(func(s *series) {
+			if left == 0 {
+				return
+			}
+			if seen, ok := want[s.name]; !ok || seen || s.pub.stale || s.silent(holdMs, ivs.everyMs(s), nowMs) {
+				return
+			}
+			want[s.name] = true
+			left--
+		})
+		if left == 0 {
+			break
+		}
+	}
+	return want
 }
 
 // The per-series self metrics walked with the outputs, exposed whatever

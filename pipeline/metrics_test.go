@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
@@ -239,4 +241,76 @@ func TestAccuracyAges(t *testing.T) {
 			require.InEpsilon(t, w/(w+1), v.covered, 1e-12)
 		})
 	}
+}
+
+// TestAccuracyLeavesWithItsSeries: an input name's forecast accuracy is on
+// /metrics while one of its series is (see walkOutputs), and leaves with
+// the last: silent for the lookback (Prometheus stopped, its remote-write
+// cut off) or marked stale. On abf5690 both gauges stayed, frozen, until
+// samples of other inputs came StaleAfter after the name's latest check,
+// and with every sender stopped for good: OmenForecastIntervalsMiscalibrated
+// fired on a figure nothing updated, on and on. The figure is kept, not
+// reset: it is back, as it was, with the name's next sample.
+func TestAccuracyLeavesWithItsSeries(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	a, b := labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")
+	vs := seasonal(801, 3)
+	e.feed(a, model.MetricTypeGauge, vs[:800])
+	e.feed(b, model.MetricTypeGauge, vs[:800])
+	names := func() map[string]int {
+		got := accuracyNames(t, e.p.AccuracyCollector())
+		require.Equal(t, got, accuracyNames(t, e.p.Collector()), "the full collector as the accuracy's")
+		return got
+	}
+	both := names()
+	require.Positive(t, both["a"])
+	require.Equal(t, both["a"], both["b"])
+	before := *e.p.acc().m[accKey{"a", "5m"}]
+
+	// Nothing arrives for longer than the lookback and the hold.
+	quiet := t0.Add(e.p.opts.IncidentHold + lookbackMs*time.Millisecond + time.Minute)
+	e.clock.set(quiet)
+	require.Empty(t, names(), "every sender stopped")
+
+	// b sends again; a stays silent.
+	next := t0.UnixMilli() + 800*stepMs
+	e.push(next, model.MetricTypeGauge, []labels.Labels{b}, vs[800:])
+	e.sync()
+	got := names()
+	require.Zero(t, got["a"])
+	require.Equal(t, both["b"], got["b"])
+
+	// b is marked stale (its target went away): it leaves; a is back.
+	e.push(next+1, model.MetricTypeGauge, []labels.Labels{b}, []float64{math.Float64frombits(value.StaleNaN)})
+	e.push(next, model.MetricTypeGauge, []labels.Labels{a}, vs[800:])
+	e.sync()
+	got = names()
+	require.Zero(t, got["b"])
+	require.Equal(t, both["a"], got["a"])
+	after := e.p.acc().m[accKey{"a", "5m"}]
+	require.NotNil(t, after)
+	require.GreaterOrEqual(t, after.n, before.n, "kept, not reset")
+}
+
+// accuracyNames counts the forecast accuracy gauges c gives per input name.
+func accuracyNames(t *testing.T, c prometheus.Collector) map[string]int {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(c))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]int{}
+	for _, mf := range mfs {
+		if mf.GetName() != "omen_forecast_mase" && mf.GetName() != "omen_forecast_interval_coverage_ratio" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "for" {
+					got[l.GetValue()]++
+				}
+			}
+		}
+	}
+	return got
 }
