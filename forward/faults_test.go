@@ -58,10 +58,7 @@ func TestForwardingUpstreamAnswers(t *testing.T) {
 				return 0
 			})
 			defer srv.Close()
-			reg := prometheus.NewRegistry()
-			f, err := New(nil, reg, t.TempDir(), []string{srv.URL}, time.Minute)
-			require.NoError(t, err)
-			require.NoError(t, f.ApplyConfig(nil))
+			f, reg := openForwarder(t, srv.URL)
 			defer f.Close()
 
 			// One batch (the queue sends after 5 s), answered with the code.

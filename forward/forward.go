@@ -321,6 +321,9 @@ func (f *Forwarder) open() error {
 	// queues' log readers starting again from the present (skipHandler).
 	logger := slog.New(&skipHandler{next: f.logger.Handler(), skips: f.skips})
 	f.rs = remote.NewStorage(logger, f.reg, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
+	if err := registerModuleGlobals(f.reg, moduleGlobals); err != nil {
+		f.logger.Warn("Remote write metrics the module keeps on its default registry are not on /metrics", "err", err)
+	}
 	opts := agent.DefaultOptions()
 	opts.WALCompression = compression.Snappy
 	opts.TruncateFrequency = f.truncateEvery

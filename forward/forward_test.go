@@ -698,3 +698,67 @@ func TestCloseWhileTheLogTruncates(t *testing.T) {
 	}
 	t.Logf("%d of 20 closes left the log closing", stuck)
 }
+
+// TestForwardingMetricsOnTheRegistry: every metric of the forwarding
+// queue is on the registry omen passes in, once, from the queue's start:
+// the prometheus module registers the samples, exemplars and histograms
+// counted in (and its string interner's counter) on its default registry,
+// which omen's /metrics does not serve. On abf5690 they were missing
+// from it.
+func TestForwardingMetricsOnTheRegistry(t *testing.T) {
+	_, srv := newReceiver(nil)
+	defer srv.Close()
+	f, reg := openForwarder(t, srv.URL)
+	defer f.Close()
+	counts := func() map[string]float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			if _, dup := got[mf.GetName()]; dup {
+				t.Fatalf("%s twice", mf.GetName())
+			}
+			if len(mf.GetMetric()) == 1 && mf.GetMetric()[0].GetCounter() != nil {
+				got[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+			} else {
+				got[mf.GetName()] = math.NaN()
+			}
+		}
+		return got
+	}
+	globals := []string{
+		"prometheus_remote_storage_samples_in_total",
+		"prometheus_remote_storage_exemplars_in_total",
+		"prometheus_remote_storage_histograms_in_total",
+		"prometheus_remote_storage_string_interner_zero_reference_releases_total",
+	}
+	before := counts()
+	for _, name := range globals {
+		require.Contains(t, before, name)
+	}
+	const series, n = 3, 2
+	appendOutputs(t, f, series, n, time.Now().Add(time.Second))
+	after := counts()
+	// The module's counter is the process's: other tests' forwarders
+	// count into it too, but none runs in parallel with this one.
+	require.Equal(t, float64(series*n), after["prometheus_remote_storage_samples_in_total"]-before["prometheus_remote_storage_samples_in_total"])
+
+	// A second forwarder on a registry of its own (a test's, a restart
+	// in the process) shows them too.
+	f2, reg2 := openForwarder(t, srv.URL)
+	defer f2.Close()
+	n2, err := testutil.GatherAndCount(reg2, globals...)
+	require.NoError(t, err)
+	require.Equal(t, len(globals), n2)
+}
+
+// openForwarder starts a forwarder to url on a registry of its own, with a
+// flush deadline of a minute; the caller closes it.
+func openForwarder(t *testing.T, url string) (*Forwarder, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	f, err := New(nil, reg, t.TempDir(), []string{url}, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, f.ApplyConfig(nil))
+	return f, reg
+}

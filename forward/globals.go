@@ -1,0 +1,57 @@
+package forward
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// moduleGlobals are the metrics of the prometheus module's remote storage
+// that it registers on client_golang's default registry (promauto at
+// package level) rather than on the registerer it is given: unlabelled
+// counters, there from the process's start. omen's /metrics serves its own
+// registry only, so they were missing from it.
+var moduleGlobals = []string{
+	"prometheus_remote_storage_samples_in_total",
+	"prometheus_remote_storage_exemplars_in_total",
+	"prometheus_remote_storage_histograms_in_total",
+	"prometheus_remote_storage_string_interner_zero_reference_releases_total",
+}
+
+// registerModuleGlobals registers on reg the module's own collectors of
+// the metrics named in names that it put on the default registry, so that
+// they are on reg as they are in Prometheus: the very counters the module
+// increments, not copies. The default registry hands a collector out only
+// as the AlreadyRegisteredError of a collector of the same description,
+// whose help is read from it first; a name it does not hold (a module that
+// registers it on reg itself) is skipped. Registered on reg already (a
+// second Forwarder on the same registry) is no error.
+func registerModuleGlobals(reg prometheus.Registerer, names []string) error {
+	if reg == nil {
+		return nil
+	}
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return err
+	}
+	for _, mf := range mfs {
+		if !slices.Contains(names, mf.GetName()) || mf.GetType() != dto.MetricType_COUNTER || len(mf.GetMetric()) != 1 || len(mf.GetMetric()[0].GetLabel()) != 0 {
+			continue
+		}
+		probe := prometheus.NewCounter(prometheus.CounterOpts{Name: mf.GetName(), Help: mf.GetHelp()})
+		var are prometheus.AlreadyRegisteredError
+		switch err := prometheus.DefaultRegisterer.Register(probe); {
+		case err == nil: // not a collector of that description: taken back
+			prometheus.DefaultRegisterer.Unregister(probe)
+			continue
+		case !errors.As(err, &are):
+			return err
+		}
+		if err := reg.Register(are.ExistingCollector); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return err
+		}
+	}
+	return nil
+}
