@@ -67,6 +67,9 @@ type APIOptions struct {
 	// read the API from a browser (Prometheus's --web.cors.origin); nil:
 	// none.
 	CORSOrigin *regexp.Regexp
+	// StreamsDone, closed, ends the streams of /api/v1/notifications/live
+	// (the server shuts down); nil: they end when their clients go.
+	StreamsDone <-chan struct{}
 }
 
 // NewQueryTracker returns the tracker that bounds the queries the engine
@@ -193,7 +196,12 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		// Prometheus 3 answers "data":[], and null fails a client that
 		// iterates it.
 		func() []notifications.Notification { return []notifications.Notification{} },
-		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
+		// A live stream that never sends, held open as Prometheus 3's
+		// is with nothing to say: 200 (its OpenAPI description's only
+		// answer). Not subscribed (false) is its answer when its
+		// subscribers are too many, 204, which an EventSource takes
+		// for a failed connection. See endStreams for its end.
+		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, true },
 		gatherer, reg,
 		nil,
 		false, nil, // remote write receiver: WriteHandler serves it
@@ -209,7 +217,33 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 	)
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
-	return limitAPIBody(guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps), o.RemoteReadSamples))
+	return endStreams(limitAPIBody(guardRemoteRead(guardSubqueries(router, promqlParser, DefaultMaxSubquerySteps), o.RemoteReadSamples)), o.StreamsDone)
+}
+
+// endStreams ends the requests of /api/v1/notifications/live when done is
+// closed: the stream's handler returns only when its request's context is
+// done, and an http.Server's Shutdown waits for it, its whole grace for a
+// browser tab left open.
+func endStreams(h http.Handler, done <-chan struct{}) http.Handler {
+	if done == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/notifications/live") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 func corsOrigin(re *regexp.Regexp) *regexp.Regexp {

@@ -435,3 +435,51 @@ func TestQueryConcurrencyBounded(t *testing.T) {
 	}
 	require.True(t, found)
 }
+
+// TestNotificationsLive: /api/v1/notifications/live answers as the real
+// Prometheus 3 does with no notification pending (checked with
+// /work/main/bin/prometheus3 and curl, with and without Accept:
+// text/event-stream): 200, text/event-stream, headers flushed at once and
+// the stream held open, as the OpenAPI description omen serves says
+// (200 only). omen answered 204 No Content, which an EventSource takes as
+// a failed connection (the Prometheus UI's then shows a connection
+// error). The stream ends when its client goes, or when StreamsDone is
+// closed (the server's shutdown), else an http.Server's Shutdown waited
+// its whole grace for every open stream.
+func TestNotificationsLive(t *testing.T) {
+	done := make(chan struct{})
+	srv, _ := newTestAPIWith(t, func(o *APIOptions) { o.StreamsDone = done })
+	for _, accept := range []string{"", "text/event-stream"} {
+		t.Run("accept="+accept, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/notifications/live", nil)
+			require.NoError(t, err)
+			if accept != "" {
+				req.Header.Set("Accept", accept)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+			require.Equal(t, "no-cache", resp.Header.Get("Cache-Control"))
+			// The client leaves: the body ends.
+			cancel()
+			_, err = io.ReadAll(resp.Body)
+			require.Error(t, err)
+		})
+	}
+	resp, err := http.Get(srv.URL + "/api/v1/notifications/live")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	read := make(chan error, 1)
+	go func() { _, err := io.ReadAll(resp.Body); read <- err }()
+	close(done) // the server shuts down: the stream ends, empty
+	select {
+	case err := <-read:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("the stream did not end at the shutdown")
+	}
+}

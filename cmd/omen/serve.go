@@ -280,6 +280,11 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	apiOpts.EnableAdmin = f.enableAdmin
 	apiOpts.Reloaded = cfgLoader.Reloaded
 	apiOpts.RetentionSize = int64(f.retentionSize)
+	// The live notification streams end as the server's shutdown starts,
+	// which else waits its grace for each.
+	streamsDone := make(chan struct{})
+	srv.RegisterOnShutdown(sync.OnceFunc(func() { close(streamsDone) }))
+	apiOpts.StreamsDone = streamsDone
 	if f.readSamples < 0 || f.readConcurrent < 0 || f.readFrameBytes < 1 {
 		return errors.New("--storage.remote.read-sample-limit and --storage.remote.read-concurrent-limit: want 0 (no limit) or more; --storage.remote.read-max-bytes-in-frame: want at least 1")
 	}
