@@ -378,6 +378,10 @@ func NewStorage(logger *slog.Logger, reg prometheus.Registerer, opts Options) *S
 			Help: "Series the TSDB's head created while it held more than --write.max-head-series: omen's outputs (anomaly_score, yhat*, forecast*) of series it scores, which the limit does not refuse; remote write refuses new series at the limit.",
 		}),
 	}
+	// At 0 from the start, so that increase() sees an op's first failure.
+	for _, op := range [...]string{"commit", "probe", "reopen"} { // setFailing's
+		s.failM.WithLabelValues(op)
+	}
 	s.closing, s.cancelClosing = context.WithCancel(context.Background())
 	if reg != nil {
 		reg.MustRegister(dbCollector{s})

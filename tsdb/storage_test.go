@@ -574,3 +574,21 @@ func TestOpenLogsNoDisabledCompactions(t *testing.T) {
 		})
 	}
 }
+
+// TestStorageFailuresCountedFromZero: omen_storage_failures_total is on
+// /metrics at 0 for every op from the start, as a Prometheus counter of
+// known labels is, so that increase() and rate() see a first failure: on
+// abf5690 a series appeared only with its op's first failure, at 1, which
+// increase() over it reads as 0.
+func TestStorageFailuresCountedFromZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := NewStorage(nil, reg, Options{Path: t.TempDir()})
+	require.NotNil(t, s)
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP omen_storage_failures_total Storage failures that made omen refuse writes, by where they were seen (commit, probe, reopen).
+# TYPE omen_storage_failures_total counter
+omen_storage_failures_total{op="commit"} 0
+omen_storage_failures_total{op="probe"} 0
+omen_storage_failures_total{op="reopen"} 0
+`), "omen_storage_failures_total"))
+}
