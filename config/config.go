@@ -1115,21 +1115,27 @@ func (c *Config) ScoringFor(ls labels.Labels) Scoring {
 // the first match wins. Matchers are compared as written (after parsing:
 // `up{job="a"}` is `{__name__="up",job="a"}`), not by what their regular
 // expressions accept: a dead override that only a regular expression makes
-// dead still loads.
+// dead still loads. A matcher written twice counts once.
 func (c *Config) reachable(j int) error {
-	own := make(map[string]bool, len(c.Overrides[j].matchers))
-	for _, m := range c.Overrides[j].matchers {
-		own[m.String()] = true
-	}
+	own := matcherSet(c.Overrides[j].matchers)
 	for i, o := range c.Overrides[:j] {
 		if !slices.ContainsFunc(o.matchers, func(m *labels.Matcher) bool { return !own[m.String()] }) {
-			if len(o.matchers) == len(own) {
+			if len(matcherSet(o.matchers)) == len(own) {
 				return fmt.Errorf("overrides[%d] (%q) selects the same series, and the first match wins; remove one", i, o.Match)
 			}
 			return fmt.Errorf("overrides[%d] (%q) selects every series it does, and the first match wins; put it before overrides[%d]", i, o.Match, i)
 		}
 	}
 	return nil
+}
+
+// matcherSet is the set of the matchers ms, as written (after parsing).
+func matcherSet(ms []*labels.Matcher) map[string]bool {
+	set := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		set[m.String()] = true
+	}
+	return set
 }
 
 func matchAny(sels [][]*labels.Matcher, ls labels.Labels) bool {

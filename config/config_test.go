@@ -595,6 +595,12 @@ func TestOverrideNeverReached(t *testing.T) {
 		{"a narrower one after", `overrides: [{match: '{job="a"}'}, {match: '{x="1"}'}, {match: '{instance="i", job="a"}'}]`,
 			`overrides[2].match "{instance=\"i\", job=\"a\"}": never applies: overrides[0] ("{job=\"a\"}") selects every series it does, and the first match wins; put it before overrides[0]`},
 		{"located", "overrides:\n  - match: '{job=\"a\"}'\n  - match: '{job=\"a\"}'\n", `line 3: overrides[1].match`},
+		// A matcher written twice counts once: the same series, or a
+		// narrower selector, whatever the matchers' count.
+		{"the same match, a matcher written twice", `overrides: [{match: '{job="a", job="a"}'}, {match: '{job="a"}'}]`,
+			`overrides[0] ("{job=\"a\", job=\"a\"}") selects the same series, and the first match wins; remove one`},
+		{"a narrower one after, a matcher written twice", `overrides: [{match: '{job="a", job="a"}'}, {match: '{job="a", x="1"}'}]`,
+			`overrides[0] ("{job=\"a\", job=\"a\"}") selects every series it does, and the first match wins; put it before overrides[0]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load([]byte(tc.in))
