@@ -1116,21 +1116,22 @@ func (p *Pipeline) keepRestored(saved *savedSeries) {
 // lookback (see worker.sweep).
 func (p *Pipeline) expireRestored() {
 	now := p.opts.Now()
-	// The older of the two kinds' latest samples (ingested, derived) ages
-	// an entry, as a kind only ages its own: a derived input's samples,
-	// omen's evaluations, go on while every sender is down, and aged the
+	// An ingested series' state ages by the ingested samples alone, as
+	// the sweep ages a live one: a derived input's samples, omen's
+	// evaluations, go on while every sender is down, and aged the
 	// ingested series' states then as if their senders had come back.
-	// A derived input's state ages with an ingested sample too, as
-	// before: one removed from the configuration has no samples of its
-	// kind.
+	// A derived input's state ages by the later of the two kinds': its
+	// own, as the sweep's, and the ingested ones for one removed from the
+	// configuration, whose kind's samples stop where omen evaluates no
+	// derived input that yields (all removed at a reload, an absent()
+	// guard). Taken as the older of the two, that stop kept both kinds'
+	// states of series gone for good, with the senders back.
 	arrived := p.arrivedMs()
 	ingested, either := arrived[0], arrived[0]
-	if arrived[1] != 0 && arrived[1] < ingested {
-		ingested = arrived[1]
-	}
 	if either == 0 || arrived[1] != 0 && arrived[1] < either {
 		either = arrived[1]
 	}
+	derived := max(arrived[0], arrived[1])
 	p.acc().expire(now.UnixMilli(), p.opts.StaleAfter.Milliseconds(), either)
 	p.m.names.expire(p.m.anomalies, now.UnixMilli())
 	refused := p.overBudgetNow.Load() > 0
@@ -1141,7 +1142,7 @@ func (p *Pipeline) expireRestored() {
 	passedBy := func(arrived int64) bool {
 		return p.restoredLatest == math.MinInt64 || arrived-p.restoredLatest > p.opts.StaleAfter.Milliseconds()
 	}
-	passedIngested, passedDerived := passedBy(ingested), passedBy(either)
+	passedIngested, passedDerived := passedBy(ingested), passedBy(derived)
 	for h, list := range p.restored {
 		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter {
 			kept := list[:0]

@@ -843,15 +843,7 @@ func TestRestoredKeptWhileNothingArrives(t *testing.T) {
 
 			e = newEnv(t, db, nil, opts)
 			e.ready(t)
-			waiting := func() int {
-				e.p.restoreMu.Lock()
-				defer e.p.restoreMu.Unlock()
-				n := 0
-				for _, list := range e.p.restored {
-					n += len(list)
-				}
-				return n
-			}
+			waiting := func() int { return restoredWaiting(e) }
 			require.Equal(t, 2, waiting())
 			if tc.sample > 0 {
 				e.pushPods(t0.Add(tc.sample).UnixMilli(), "c")
@@ -923,6 +915,81 @@ func TestRestoredKeptWhileOnlyDerivedArrive(t *testing.T) {
 	e.pushPods(t0.Add(3*time.Hour).UnixMilli(), "c")
 	e.p.expireRestored()
 	require.Empty(t, waiting())
+}
+
+// restoredWaiting is how many restored states wait for their series.
+func restoredWaiting(e *env) int {
+	e.p.restoreMu.Lock()
+	defer e.p.restoreMu.Unlock()
+	n := 0
+	for _, list := range e.p.restored {
+		n += len(list)
+	}
+	return n
+}
+
+// TestRestoredGoOnceSendersAreBack: the states of series not back since
+// the restart, ingested ones and a derived input's removed from the
+// configuration, go once ingested samples have come StaleAfter past the
+// latest the TSDB held at the restart, whatever the derived inputs did.
+// They were aged by the older of the two kinds' latest samples, and the
+// derived kind's stops where omen stops evaluating one that yields (all
+// removed at a reload, or one that yields only while something is absent):
+// from then on, with the senders back and hours past, the states of
+// series gone for good were kept, their room held, until omen restarted.
+// The sweep ages a live series by its own kind's samples.
+func TestRestoredGoOnceSendersAreBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  string
+		// stop ends the derived kind's samples 20m after the restart.
+		stop func(e *env, cfg *config.Config)
+	}{
+		{"the derived inputs removed at a reload", "derived:\n  - {name: one, expr: vector(1), interval: 1h}\n",
+			func(e *env, _ *config.Config) { require.NoError(t, e.p.ApplyConfig(config.Default())) }},
+		{"a derived input that yields no more", "derived:\n  - {name: one, expr: 'absent(g{pod=\"x\"})', interval: 1h}\n",
+			func(e *env, cfg *config.Config) {
+				e.pushPods(t0.Add(20*time.Minute).UnixMilli(), "x")
+				e.p.evalDerived(context.Background(), &cfg.Derived[0], t0.Add(20*time.Minute))
+				e.sync()
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load([]byte(tc.cfg))
+			require.NoError(t, err)
+			// Saved with a derived input, two, removed while omen was down.
+			before, err := config.Load([]byte(tc.cfg + "  - {name: two, expr: vector(2), interval: 1h}\n"))
+			require.NoError(t, err)
+			path := filepath.Join(t.TempDir(), "models.snap")
+			opts := func(o *Options) { o.SnapshotPath = path }
+			db := t.TempDir()
+			e := newEnvEngine(t, db, before, testEngine(), opts)
+			e.pushPods(t0.UnixMilli(), "a", "b")
+			e.p.evalDerived(context.Background(), &before.Derived[1], t0)
+			e.sync()
+			e.stop()
+			require.NoError(t, e.db.Close())
+
+			e = newEnvEngine(t, db, cfg, testEngine(), opts)
+			e.ready(t)
+			waiting := func() int { return restoredWaiting(e) }
+			require.Equal(t, 3, waiting())
+			// The derived input yields 10 minutes after the restart, the
+			// senders down; from 20 minutes on it yields no more.
+			e.clock.set(t0.Add(10 * time.Minute))
+			e.p.evalDerived(context.Background(), &cfg.Derived[0], t0.Add(10*time.Minute))
+			e.sync()
+			tc.stop(e, cfg)
+			// The senders are back 3h on (a new pod, c); a and b are gone
+			// for good.
+			e.clock.set(t0.Add(3 * time.Hour))
+			e.pushPods(t0.Add(3*time.Hour).UnixMilli(), "c")
+			e.p.expireRestored()
+			require.LessOrEqual(t, e.p.arrivedMs()[1], t0.Add(20*time.Minute).UnixMilli(), "the derived kind's latest sample")
+			require.Zero(t, waiting(), "the states of the pods and of two, not back")
+			require.Zero(t, e.p.scoredHeld.Load(), "their room")
+		})
+	}
 }
 
 // withModel lists the pod labels of the series scored (with a forecaster,
