@@ -26,7 +26,8 @@ import (
 // a check, whatever the family's size, made the figure that of the last
 // hundred checks: the series of a target are checked together, in the
 // order they are sent, so of 300 the last 100 sent.) Cardinality is that of
-// input names × horizons; entries not updated for StaleAfter are dropped.
+// input names × horizons; entries not updated for StaleAfter past when
+// their next check was due are dropped (see expire).
 type accuracy struct {
 	mu sync.Mutex
 	m  map[accKey]*accVal
@@ -45,6 +46,11 @@ type accVal struct {
 	lastT         int64   // sample time of the latest check
 	mase, covered float64 // the ratios, as of the latest check
 	lastSeen      int64
+	// dueMs is how long after a check the series' next is due: a
+	// horizon's checks take its first pending forecast only (see
+	// livefc.Check), armed again at the forecast after its check, so
+	// they come a horizon and a forecast interval apart (see expire).
+	dueMs int64
 }
 
 func (p *Pipeline) acc() *accuracy {
@@ -91,19 +97,24 @@ func (a *accuracy) observe(name, horizon string, hMs, everyMs, t int64, scaledEr
 	v.weight++
 	v.mase, v.covered = v.sumErr/v.weight, v.sumIn/v.weight
 	v.lastSeen = nowMs
+	v.dueMs = hMs + max(hMs, everyMs)
 }
 
-// expire drops the entries not updated for staleMs, on omen's clock at
-// nowMs and in sample time, where arrivedMs is the latest sample's: omen's
-// clock alone (stepped forward, or resumed after a pause) is not the
-// series' absence (see worker.sweep). A reading after nowMs (omen's clock
-// stepped back) is taken back to it.
+// expire drops the entries not updated for staleMs past when their next
+// check was due (dueMs after the latest), on omen's clock at nowMs and in
+// sample time, where arrivedMs is the latest sample's: omen's clock alone
+// (stepped forward, or resumed after a pause) is not the series' absence
+// (see worker.sweep). A reading after nowMs (omen's clock stepped back) is
+// taken back to it. Kept for staleMs after the check alone, a horizon
+// checked less often (2h under the default 1h) left /metrics between two
+// checks, and came back with the average of one
+// (TestAccuracyKeptBetweenChecks).
 func (a *accuracy) expire(nowMs, staleMs, arrivedMs int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, v := range a.m {
 		v.lastSeen = min(v.lastSeen, nowMs)
-		if v.lastSeen < nowMs-staleMs && arrivedMs-v.lastT > staleMs {
+		if keep := staleMs + v.dueMs; v.lastSeen < nowMs-keep && arrivedMs-v.lastT > keep {
 			delete(a.m, k)
 		}
 	}

@@ -496,15 +496,17 @@ func requireRampForecasts(t *testing.T, hs []time.Duration, names []string, ts [
 }
 
 // TestAccuracyExpires: an input's forecast accuracy leaves /metrics once
-// it has not been checked for StaleAfter (the cut expireRestored passes),
-// and not before: no test failed with the entries kept a minute past the
-// cut. Nor before samples have come StaleAfter after its latest check, in
-// sample time: omen's clock stepped forward (or resumed from a pause) reset
-// every entry's average before its next check. A reading ahead of omen's
+// it has not been checked for StaleAfter past when its next check was due
+// (the cut expireRestored passes; a 5m horizon's next check, forecasts
+// made a minute apart, is due 10 minutes on), and not before: no test
+// failed with the entries kept a minute past the cut. Nor before samples
+// have come that long after its latest check, in sample time: omen's
+// clock stepped forward (or resumed from a pause) reset every entry's
+// average before its next check. A reading ahead of omen's
 // clock, which stepped back, is taken back to it.
 func TestAccuracyExpires(t *testing.T) {
-	const stale, cut = 60 * 60_000, 10 * 60_000
-	const now = cut + stale
+	const stale, cut, due = 60 * 60_000, 10 * 60_000, 10 * 60_000
+	const now = cut + stale + due
 	for _, tc := range []struct {
 		name      string
 		lastSeen  int64 // omen's clock at the latest check (its sample time is 0)
@@ -602,4 +604,76 @@ func TestRefitsStaggered(t *testing.T) {
 		distinct[f.pts[0].Yhat] = true
 	}
 	require.GreaterOrEqual(t, len(distinct), 14, "forecasts alike, from the same refits")
+}
+
+// TestAccuracyKeptBetweenChecks: a horizon's forecast accuracy stays on
+// /metrics between two of its checks while the series' samples come, for
+// every horizon the configuration allows (forecast_horizons has no upper
+// bound, --detect.stale-after a lower one of 1m), and goes once they stop.
+// The accuracy takes a horizon's first pending forecast only (see
+// livefc.Check), checked once a horizon: a 2h horizon under the default
+// stale-after of 1h was dropped an hour after each check and booked anew
+// at the next, its MASE and coverage off /metrics half the time (the
+// OmenForecastIntervalsMiscalibrated alert and dashboards saw gaps) and
+// each time the average of one check. The cadence is the pipeline's:
+// samples a minute apart, a forecast a minute (ForecastEvery), armed and
+// checked by livefc.Arm and livefc.Check, and the sweep's expire every
+// stale/8.
+func TestAccuracyKeptBetweenChecks(t *testing.T) {
+	const minute = int64(60_000)
+	for _, tc := range []struct {
+		h, stale time.Duration
+	}{
+		{5 * time.Minute, time.Hour},
+		{30 * time.Minute, time.Hour},
+		{time.Hour, time.Hour},
+		{2 * time.Hour, time.Hour},
+		{6 * time.Hour, time.Hour},
+		{30 * time.Minute, 5 * time.Minute},
+		{5 * time.Minute, time.Minute},
+	} {
+		t.Run("h="+model.Duration(tc.h).String()+"/stale="+model.Duration(tc.stale).String(), func(t *testing.T) {
+			hs := []time.Duration{tc.h}
+			pend := make([]livefc.Pending, 1+livefc.ExtraSlots(hs))
+			acc := &accuracy{m: map[accKey]*accVal{}}
+			hMs, staleMs := tc.h.Milliseconds(), tc.stale.Milliseconds()
+			sweepMs := max(staleMs/8, 1000)
+			key := accKey{"x", model.Duration(tc.h).String()}
+			var prevT, made, nextSweep, firstCheck int64
+			checks := 0
+			end := 4*hMs + 4*staleMs
+			for tm := minute; tm <= end; tm += minute {
+				v := float64(tm % 7)
+				livefc.Check(pend, hs, minute, prevT, 0, 0, minute, tm, v, func(i int, pd *livefc.Pending, actual float64) {
+					acc.observe("x", key.horizon, hMs, minute, pd.Target, 1, true, tm)
+					checks++
+					if firstCheck == 0 {
+						firstCheck = tm
+					}
+				})
+				prevT = tm
+				if tm-made >= minute {
+					made = tm
+					livefc.Arm(pend, hs, 0, forecast.Point{TsMillis: tm + hMs, Yhat: 0, Lower: -1, Upper: 10})
+				}
+				for nextSweep <= tm {
+					acc.expire(nextSweep, staleMs, tm)
+					if firstCheck != 0 && nextSweep >= firstCheck {
+						require.Contains(t, acc.m, key, "at %s, after %d checks", time.Duration(nextSweep)*time.Millisecond, checks)
+					}
+					nextSweep += sweepMs
+				}
+			}
+			require.GreaterOrEqual(t, checks, 3)
+			require.Equal(t, checks, acc.m[key].n, "one average over every check")
+			// The series' samples stop (other series' go on): the entry
+			// goes, at most StaleAfter past when its next check was due
+			// (and a sweep).
+			gone := end + staleMs + 2*max(hMs, minute) + sweepMs
+			for ; nextSweep <= gone && len(acc.m) > 0; nextSweep += sweepMs {
+				acc.expire(nextSweep, staleMs, nextSweep)
+			}
+			require.Empty(t, acc.m, "forgotten once the samples stopped")
+		})
+	}
 }
