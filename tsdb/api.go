@@ -67,6 +67,12 @@ type APIOptions struct {
 	// read the API from a browser (Prometheus's --web.cors.origin); nil:
 	// none.
 	CORSOrigin *regexp.Regexp
+	// MaxNotificationsSubscribers bounds the streams of
+	// /api/v1/notifications/live open at once (Prometheus's
+	// --web.max-notifications-subscribers): past it a subscription is
+	// answered 204 at once. Each stream holds a connection, one of
+	// --web.max-connections, while its client stays.
+	MaxNotificationsSubscribers int
 	// StreamsDone, closed, ends the streams of /api/v1/notifications/live
 	// (the server shuts down); nil: they end when their clients go.
 	StreamsDone <-chan struct{}
@@ -92,6 +98,7 @@ func DefaultAPIOptions() APIOptions {
 	return APIOptions{
 		QueryTimeout: 2 * time.Minute, MaxSamples: 50000000, LookbackDelta: 5 * time.Minute,
 		MaxConcurrent: 10, RemoteReadMaxBytes: 1048576, RemoteReadSamples: 50000000,
+		MaxNotificationsSubscribers: 16,
 	}
 }
 
@@ -147,6 +154,7 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 	}
 	cwd, _ := os.Getwd()
 	host, _ := os.Hostname()
+	notes := notifications.NewNotifications(o.MaxNotificationsSubscribers, reg)
 	api := apiv1.NewAPI(
 		engine, budgetQueryable{s}, s, s,
 		func(context.Context) apiv1.ScrapePoolsRetriever { return none{} },
@@ -195,13 +203,13 @@ func NewAPI(logger *slog.Logger, reg prometheus.Registerer, gatherer prometheus.
 		// None (omen has no rule manager or notifier), as an empty list:
 		// Prometheus 3 answers "data":[], and null fails a client that
 		// iterates it.
-		func() []notifications.Notification { return []notifications.Notification{} },
-		// A live stream that never sends, held open as Prometheus 3's
-		// is with nothing to say: 200 (its OpenAPI description's only
-		// answer). Not subscribed (false) is its answer when its
-		// subscribers are too many, 204, which an EventSource takes
-		// for a failed connection. See endStreams for its end.
-		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, true },
+		// Prometheus's own list, which nothing adds to, gives both
+		// (Get's copy is never nil). A live stream never sends, held
+		// open as Prometheus 3's is with nothing to say: 200 (its
+		// OpenAPI description's only answer), and 204 past
+		// MaxNotificationsSubscribers, as Prometheus's. See endStreams
+		// for its end.
+		notes.Get, notes.Sub,
 		gatherer, reg,
 		nil,
 		false, nil, // remote write receiver: WriteHandler serves it

@@ -47,6 +47,7 @@ type serveFlags struct {
 	routePrefix   string
 	webConfig     string
 	maxConns      int
+	maxNotesSubs  int
 	maxReqBytes   units.Base2Bytes
 	readTimeout   model.Duration
 	lookbackDelta model.Duration
@@ -94,6 +95,8 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default("").StringVar(&f.webConfig)
 	cl.Flag("web.max-connections", "Maximum number of simultaneous connections across all listeners (as in Prometheus); 0: no limit.").
 		Default("512").IntVar(&f.maxConns)
+	cl.Flag("web.max-notifications-subscribers", "Maximum number of /api/v1/notifications/live streams open at once (as in Prometheus 3); past it a subscription is answered 204. Each holds one of --web.max-connections while open.").
+		Default("16").IntVar(&f.maxNotesSubs)
 	cl.Flag("web.read-timeout", "Maximum duration before timing out read of the request, and closing idle connections (as in Prometheus).").
 		Default("5m").SetValue(&f.readTimeout)
 	cl.Flag("web.max-request-bytes", "Largest compressed remote-write request accepted; larger ones get 413.").
@@ -285,6 +288,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	streamsDone := make(chan struct{})
 	srv.RegisterOnShutdown(sync.OnceFunc(func() { close(streamsDone) }))
 	apiOpts.StreamsDone = streamsDone
+	apiOpts.MaxNotificationsSubscribers = f.maxNotesSubs
 	if f.readSamples < 0 || f.readConcurrent < 0 || f.readFrameBytes < 1 {
 		return errors.New("--storage.remote.read-sample-limit and --storage.remote.read-concurrent-limit: want 0 (no limit) or more; --storage.remote.read-max-bytes-in-frame: want at least 1")
 	}
@@ -556,6 +560,8 @@ func (f *serveFlags) validate() error {
 	switch {
 	case f.maxConns < 0:
 		return fmt.Errorf("--web.max-connections=%d: want 0 (no limit) or more", f.maxConns)
+	case f.maxNotesSubs < 0:
+		return fmt.Errorf("--web.max-notifications-subscribers=%d: want 0 (none) or more", f.maxNotesSubs)
 	case f.write.MaxInflightRequests < 1:
 		return fmt.Errorf("--write.max-inflight-requests=%d: want at least 1", f.write.MaxInflightRequests)
 	case f.maxInflightB < 1:
