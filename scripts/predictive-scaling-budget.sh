@@ -10,7 +10,7 @@
 # {namespace="shop", job="web"}, which the derived input's expression reads.
 # After WAIT seconds it prints the derived input's anomaly_score, whether it
 # has a forecaster, and omen_series_over_budget_total; exits 1 if the
-# derived input is not scored.
+# derived input is not scored, 2 if omen did not start.
 #
 #   make build && bash scripts/predictive-scaling-budget.sh
 #
@@ -39,13 +39,20 @@ remote_write:
   - url: http://127.0.0.1:$PORT/api/v1/write
     queue_config: {batch_send_deadline: 1s}
 PROM
-bin/omen serve --web.listen-address=127.0.0.1:$PORT --storage.tsdb.path="$OUT/data" \
+bin/omen serve --web.listen-address="127.0.0.1:$PORT" --storage.tsdb.path="$OUT/data" \
 	--detect.max-series="$budget" --config.file=deploy/kubernetes/components/predictive-scaling/omen.yml > "$OUT/omen.log" 2>&1 &
 omen=$!
 prometheus --config.file="$OUT/prometheus.yml" --storage.tsdb.path="$OUT/pdata" --web.listen-address=127.0.0.1:$PPORT > "$OUT/prometheus.log" 2>&1 &
 prom=$!
 trap 'kill $omen $prom 2>/dev/null; wait $omen $prom 2>/dev/null' EXIT
-for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/-/ready" > /dev/null && break; sleep 0.5; done
+# Ready within a minute, or nothing is measured: an omen that did not
+# start (a port in use) would else read as the input not scored.
+for _ in $(seq 120); do
+	curl -sf "http://127.0.0.1:$PORT/-/ready" > /dev/null && break
+	kill -0 "$omen" 2> /dev/null || break
+	sleep 0.5
+done
+curl -sf "http://127.0.0.1:$PORT/-/ready" > /dev/null || { echo "omen did not start: $OUT/omen.log"; tail -3 "$OUT/omen.log"; exit 2; }
 start=$(date +%s)
 while [ $(($(date +%s) - start)) -lt "$WAIT" ]; do
 	s=$(date +%s)

@@ -25,21 +25,30 @@ mkdir -p "$OUT"
 rss() { awk '/VmRSS/{print $2*1024}' "/proc/$1/status" 2>/dev/null; }
 pid=
 trap '[ -n "$pid" ] && kill -KILL $pid 2>/dev/null' EXIT
+# start starts omen with serve flags "$@" as run $run (set by the caller).
 start() {
-	bin/omen serve --web.listen-address=127.0.0.1:$PORT --storage.tsdb.path="$D" "$@" > "$OUT/omen-$run.log" 2>&1 &
+	: "${run:?}"
+	bin/omen serve --web.listen-address="127.0.0.1:$PORT" --storage.tsdb.path="$D" "$@" > "$OUT/omen-$run.log" 2>&1 &
 	pid=$!
 	t0=$(date +%s.%N)
 	(while kill -0 $pid 2>/dev/null; do
 		now=$(echo "$(date +%s.%N) - $t0" | bc)
-		h=$(curl -s -o /dev/null -m 10 -w '%{http_code} %{time_total}' $B/-/healthy)
-		r=$(curl -s -o /dev/null -m 10 -w '%{http_code} %{time_total}' $B/-/ready)
+		h=$(curl -s -o /dev/null -m 10 -w '%{http_code} %{time_total}' "$B/-/healthy")
+		r=$(curl -s -o /dev/null -m 10 -w '%{http_code} %{time_total}' "$B/-/ready")
 		echo "$now healthy=$h ready=$r rss=$(rss $pid)"
 		sleep 0.5
 	done) > "$OUT/probe-$run.txt" 2> /dev/null &
-	for _ in $(seq 3600); do curl -sf -m 10 $B/-/ready > /dev/null && break; sleep 0.5; done
+	# Until ready, for up to 30 minutes, or until omen exits (a port in
+	# use, a bad flag): then there is nothing to measure.
+	for _ in $(seq 3600); do
+		curl -sf -m 10 "$B/-/ready" > /dev/null && break
+		kill -0 "$pid" 2> /dev/null || { echo "$run: omen exited before it was ready: $OUT/omen-$run.log"; tail -3 "$OUT/omen-$run.log"; exit 2; }
+		sleep 0.5
+	done
+	curl -sf -m 10 "$B/-/ready" > /dev/null || { echo "$run: omen not ready after 30 minutes: $OUT/omen-$run.log"; exit 2; }
 	echo "$run: ready after $(echo "$(date +%s.%N) - $t0" | bc) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
-lg() { bin/omen loadgen --url=$B/api/v1/write --series="$SERIES" --no-warmup --log.level=error "$@" > "$OUT/loadgen.last" 2>&1; }
+lg() { bin/omen loadgen --url="$B/api/v1/write" --series="$SERIES" --no-warmup --log.level=error "$@" > "$OUT/loadgen.last" 2>&1; }
 rounds() { for _ in $(seq "$1"); do s=$(date +%s); lg --rounds=1; d=$((15 - ($(date +%s) - s))); [ $d -gt 0 ] && sleep $d; done; }
 stop() {
 	s=$(date +%s.%N)
@@ -58,7 +67,7 @@ run=fresh start "$@"
 steps=$(($(echo "$HIST" | sed 's/h$/*3600/; s/m$/*60/' | bc) / 15))
 lg --sample-interval=15s --backdate="$HIST" --rounds=$steps --rate=150000
 rounds 8
-curl -s $B/metrics | grep -E '^(omen_tsdb_head_series|omen_series_scored|omen_series_forecasting) '
+curl -s "$B/metrics" | grep -E '^(omen_tsdb_head_series|omen_series_scored|omen_series_forecasting) '
 t=$(echo "$(date +%s.%N) - $t0" | bc); run=fresh stop KILL "$(rss $pid)" "$t"
 run=afterkill start "$@"
 rounds 6
