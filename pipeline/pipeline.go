@@ -371,6 +371,15 @@ type Pipeline struct {
 	// was saved of a sample after it (see expireRestored); under
 	// restoreMu.
 	restoredLatest int64
+	// restoredIngested is restoredLatest for the ingested inputs' states:
+	// the latest ingested sample time the run that wrote the snapshot had
+	// taken (see savedSeries.ingested), when its mark says the TSDB took
+	// none after; else restoredLatest. A derived input's samples, on
+	// omen's clock, put the head's latest ahead of the senders' when
+	// their clocks are behind omen's (or their samples late), and the
+	// ingested states not back were held that much past StaleAfter
+	// (TestRestoredAgedFromTheSendersLatest). Under restoreMu.
+	restoredIngested int64
 	// mark is the current mark found beside the snapshot when New ran
 	// (removed then, see takeMark), for the first restore; final is set
 	// before the final snapshot when the drain left nothing queued (see
@@ -446,6 +455,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	}
 	p.m = newMetrics(reg, p)
 	p.droppedMaxT.Store(math.MinInt64)
+	p.restoredLatest, p.restoredIngested = math.MinInt64, math.MinInt64
 	p.mark = takeMark(p.logger, opts.SnapshotPath)
 	for i := range opts.Workers {
 		p.workers = append(p.workers, newWorker(p, i))

@@ -37,7 +37,8 @@ import (
 //	since int64 | lastHot int64 | peak float64 | quiet uint32 |
 //	event int64 | longest uint32 | len uint32 | peakMember |
 //	absDif float64 | nDif uint32 |
-//	len uint32 | detector | len uint32 | forecaster | later fields
+//	len uint32 | detector | len uint32 | forecaster | ingested int64 |
+//	later fields
 //
 // Version 7 gave each record its length: a release adding a field puts it
 // at the end of the record (or of the forecaster state's head, see
@@ -66,8 +67,10 @@ import (
 // event starts at its latest sample. absDif and nDif (version 5) are the
 // forecast accuracy's MASE scale (see series.step): rebuilt from the ~20
 // samples after a restart, it scaled the first figures after each by the
-// mean of a few changes. A derived series' prevT is its input
-// definition's hash (flagDef). Another version, a bad checksum or a
+// mean of a few changes. ingested (version 7's first later field) is the
+// latest sample time of an ingested input the writing run had taken, the
+// same in every record (see Pipeline.restoredIngested). A derived series'
+// prevT is its input definition's hash (flagDef). Another version, a bad checksum or a
 // truncated file is rejected as a whole, and every series warms from TSDB
 // history instead.
 const (
@@ -130,6 +133,9 @@ type savedSeries struct {
 	inc     incidentState
 	absDif  float64 // the MASE scale, see series.absDif; nDif 0: none saved
 	nDif    uint32
+	// ingested is the latest ingested sample time its writer had taken
+	// (math.MinInt64: unknown, or a release before the field).
+	ingested int64
 	// state is its models, and the fields of a later release after those
 	// this one reads (see savedState), packed by codec.
 	state    []byte
@@ -262,6 +268,8 @@ type snapCursor struct {
 	// full queue, which are at or before droppedMaxT.
 	current     bool
 	droppedMaxT int64
+	// ingested is written in every record (see savedSeries.ingested).
+	ingested int64
 }
 
 // reset readies c for the next worker's series.
@@ -345,14 +353,14 @@ func (c *snapCursor) series(s *series) error {
 		flags, prevT = flags|flagDef, int64(defHash(s.def))
 	}
 	nDif := uint32(min(int64(s.nDif), math.MaxUint32))
-	c.buf = appendRecord(c.buf, c.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, s.absDif, nDif, c.det, fc, nil)
+	c.buf = appendRecord(c.buf, c.lbl, flags, s.prevRaw, prevT, s.pub.incidentState, s.absDif, nDif, c.det, fc, c.ingested, nil)
 	c.n++
 	return nil
 }
 
 // appendRecord appends one series' record to b, its fields then ext (a
 // later release's, see savedSeries.ext).
-func appendRecord(b, lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, absDif float64, nDif uint32, det, fc, ext []byte) []byte {
+func appendRecord(b, lbl []byte, flags uint8, prevRaw float64, prevT int64, inc incidentState, absDif float64, nDif uint32, det, fc []byte, ingested int64, ext []byte) []byte {
 	le := binary.LittleEndian
 	b = append(b, 1, 0, 0, 0, 0)
 	start := len(b)
@@ -371,6 +379,7 @@ func appendRecord(b, lbl []byte, flags uint8, prevRaw float64, prevT int64, inc 
 	b = le.AppendUint32(b, nDif)
 	b = appendBytes(b, det)
 	b = appendBytes(b, fc)
+	b = le.AppendUint64(b, uint64(ingested))
 	b = append(b, ext...)
 	le.PutUint32(b[start-4:], uint32(len(b)-start))
 	return b
@@ -407,7 +416,7 @@ func (p *Pipeline) encodeRestored(e *snapEncoder, c *snapCursor) error {
 		c.lbl = appendLabels(c.lbl[:0], s.ls)
 		// Not current: only a claimed state is known to be (see
 		// snapCursor.current).
-		c.buf = appendRecord(c.buf, c.lbl, s.flags&^flagCurrent|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, st.det, st.fc, st.ext)
+		c.buf = appendRecord(c.buf, c.lbl, s.flags&^flagCurrent|flagWaiting, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, st.det, st.fc, c.ingested, st.ext)
 		c.n++
 		if len(c.buf) >= c.limit {
 			if err := e.flush(c); err != nil {
@@ -502,7 +511,7 @@ func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (n int, err e
 	// The unclaimed restored states first: a series that claims its state
 	// meanwhile is then written twice, never not at all, and restore keeps
 	// the later record, the worker's.
-	c := &snapCursor{limit: snapSliceBytes, current: p.final.Load(), droppedMaxT: p.droppedMaxT.Load()}
+	c := &snapCursor{limit: snapSliceBytes, current: p.final.Load(), droppedMaxT: p.droppedMaxT.Load(), ingested: p.latestIngested()}
 	if err := p.encodeRestored(e, c); err != nil {
 		return 0, fmt.Errorf("write snapshot: %w", err)
 	}
@@ -668,6 +677,10 @@ next:
 		}
 	}
 	p.restored, p.restoredLatest = m, latestStored(p.st)
+	p.restoredIngested = p.restoredLatest
+	if ingested := savedIngested(saved); marked && ingested != math.MinInt64 && p.restoredLatest != math.MinInt64 {
+		p.restoredIngested = min(ingested, p.restoredLatest)
+	}
 	// The series scored and forecast before keep their budget when they
 	// come back (see reserve), as many as the budgets now allow.
 	p.scoredHeld.Store(min(held, int64(p.opts.MaxSeries)))
@@ -863,7 +876,7 @@ type recordReader interface {
 // in r. The state returned is of r's memory.
 func readFields(r recordReader, version uint16, now time.Time) (*savedSeries, savedState, error) {
 	ls, err := decodeLabels(r.bytes())
-	s := &savedSeries{ls: ls, flags: r.u8(), prevRaw: math.Float64frombits(r.u64()), prevT: int64(r.u64()), loadedAt: now}
+	s := &savedSeries{ls: ls, flags: r.u8(), prevRaw: math.Float64frombits(r.u64()), prevT: int64(r.u64()), ingested: math.MinInt64, loadedAt: now}
 	if version >= 3 {
 		s.inc = incidentState{since: int64(r.u64()), lastHot: int64(r.u64()), peak: math.Float64frombits(r.u64()), quiet: r.u32()}
 		s.inc.event = s.inc.lastHot
@@ -915,6 +928,9 @@ func readSized(d *decoder, now time.Time, codec *stateCodec) ([]*savedSeries, er
 		rec = d.bytesInto(rec)
 		r = fields{b: rec}
 		s, st, err := readFields(&r, snapSized, now)
+		if r.more() {
+			s.ingested = int64(r.u64())
+		}
 		if r.more() {
 			st.ext = r.b
 		}
@@ -1139,10 +1155,13 @@ func (p *Pipeline) expireRestored() {
 	defer p.restoreMu.Unlock()
 	// Nothing since the restart (arrived 0) passes no state; nor does a
 	// TSDB that held no sample (latest unknown) keep them for good.
-	passedBy := func(arrived int64) bool {
-		return p.restoredLatest == math.MinInt64 || arrived-p.restoredLatest > p.opts.StaleAfter.Milliseconds()
+	// An ingested input's state ages from the latest ingested sample
+	// before the restart (see restoredIngested), a derived input's from
+	// the latest sample the TSDB held (restoredLatest).
+	passedBy := func(arrived, latest int64) bool {
+		return latest == math.MinInt64 || arrived-latest > p.opts.StaleAfter.Milliseconds()
 	}
-	passedIngested, passedDerived := passedBy(ingested), passedBy(derived)
+	passedIngested, passedDerived := passedBy(ingested, p.restoredIngested), passedBy(derived, p.restoredLatest)
 	for h, list := range p.restored {
 		if len(list) > 0 && now.Sub(list[0].loadedAt) > p.opts.StaleAfter {
 			kept := list[:0]
@@ -1169,6 +1188,38 @@ func (p *Pipeline) expireRestored() {
 			}
 		}
 	}
+}
+
+// savedIngested is the latest ingested sample time the snapshot's writer
+// had taken (see savedSeries.ingested), math.MinInt64 if a record does not
+// say: a release before the field, rolled back to, writes it back in the
+// states still waiting (their ext) and not in the others, and a time of
+// the run before it would age them all from then.
+func savedIngested(saved []*savedSeries) int64 {
+	t := int64(math.MinInt64)
+	for i, s := range saved {
+		if s.ingested == math.MinInt64 {
+			return math.MinInt64
+		}
+		if i == 0 || s.ingested > t {
+			t = s.ingested
+		}
+	}
+	return t
+}
+
+// latestIngested is what a snapshot records as the latest ingested sample
+// time (see savedSeries.ingested): the workers' latest, or the restored
+// snapshot's while they have taken none (the senders down all this run),
+// math.MinInt64 if neither knows.
+func (p *Pipeline) latestIngested() int64 {
+	t := p.arrivedMs()[0]
+	if t == 0 {
+		t = math.MinInt64
+	}
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	return max(t, p.restoredIngested)
 }
 
 // counter reports whether the series was saved as a counter.

@@ -57,10 +57,10 @@ func fuzzRecords(tb testing.TB) [][]byte {
 	inc := incidentState{since: t0.UnixMilli(), lastHot: t0.UnixMilli() + stepMs, peak: 3.5, quiet: 2, event: t0.UnixMilli(), longest: 4, peakMember: "level"}
 	lbl := func(kv ...string) []byte { return appendLabels(nil, labels.FromStrings(kv...)) }
 	return [][]byte{
-		appendRecord(nil, lbl("__name__", "g", "pod", "a"), flagHasPrev|flagForecaster|flagCurrent, 1.5, t0.UnixMilli(), inc, 0.25, 12, d, fc, nil),
-		appendRecord(nil, lbl("__name__", "c", "job", "x"), flagCounter|flagWaiting|flagStale, 7, t0.UnixMilli(), incidentState{}, 0, 0, nil, nil, nil),
-		appendRecord(nil, lbl("__name__", "grp"), flagDef, 0, 7, incidentState{}, 0, 0, gs, nil, nil),
-		appendRecord(nil, lbl("__name__", "d"), flagDef, 0, 12345, inc, math.NaN(), 1, d, nil, []byte{0xde, 0xad, 0xbe, 0xef}),
+		appendRecord(nil, lbl("__name__", "g", "pod", "a"), flagHasPrev|flagForecaster|flagCurrent, 1.5, t0.UnixMilli(), inc, 0.25, 12, d, fc, t0.UnixMilli(), nil),
+		appendRecord(nil, lbl("__name__", "c", "job", "x"), flagCounter|flagWaiting|flagStale, 7, t0.UnixMilli(), incidentState{}, 0, 0, nil, nil, math.MinInt64, nil),
+		appendRecord(nil, lbl("__name__", "grp"), flagDef, 0, 7, incidentState{}, 0, 0, gs, nil, t0.UnixMilli(), nil),
+		appendRecord(nil, lbl("__name__", "d"), flagDef, 0, 12345, inc, math.NaN(), 1, d, nil, t0.UnixMilli(), []byte{0xde, 0xad, 0xbe, 0xef}),
 	}
 }
 
@@ -121,7 +121,7 @@ func FuzzSnapshot(f *testing.F) {
 				st, err := s.unpack()
 				require.NoError(t, err, "a state packed at the read does not unpack")
 				states[i] = st
-				again = appendRecord(again, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, st.det, st.fc, st.ext)
+				again = appendRecord(again, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, st.det, st.fc, s.ingested, st.ext)
 			}
 			// The round trip, as encodeRestored writes the states read.
 			require.NoError(t, os.WriteFile(path, sealSnapshot(t, snapVersion, again), 0o644))
@@ -210,7 +210,7 @@ func TestSnapshotDamagedRestores(t *testing.T) {
 	s := saved[0]
 	require.NotEmpty(t, s.fc, "a forecaster's state to damage too")
 	lbl := appendLabels(nil, s.ls)
-	rec := appendRecord(nil, lbl, s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, s.ext)
+	rec := appendRecord(nil, lbl, s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, s.ingested, s.ext)
 	// The top byte of each field (see appendRecord), and of the
 	// forecaster state's (see fcState.appendState): no checksum covers
 	// them but the file's. The detector's state has its own.

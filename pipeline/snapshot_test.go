@@ -887,18 +887,7 @@ func TestRestoredKeptWhileOnlyDerivedArrive(t *testing.T) {
 	// state waits; "one" is evaluated, the senders stay down.
 	e = newEnvEngine(t, db, one, testEngine(), opts)
 	e.ready(t)
-	waiting := func() []string {
-		e.p.restoreMu.Lock()
-		defer e.p.restoreMu.Unlock()
-		var names []string
-		for _, list := range e.p.restored {
-			for _, s := range list {
-				names = append(names, s.ls.Get("__name__")+s.ls.Get("pod"))
-			}
-		}
-		slices.Sort(names)
-		return names
-	}
+	waiting := func() []string { return waitingNames(e.p, false) }
 	require.Equal(t, []string{"ga", "gb", "one", "two"}, waiting())
 	for _, at := range []time.Duration{time.Hour, 2 * time.Hour} {
 		e.clock.set(t0.Add(at))
@@ -918,15 +907,7 @@ func TestRestoredKeptWhileOnlyDerivedArrive(t *testing.T) {
 }
 
 // restoredWaiting is how many restored states wait for their series.
-func restoredWaiting(e *env) int {
-	e.p.restoreMu.Lock()
-	defer e.p.restoreMu.Unlock()
-	n := 0
-	for _, list := range e.p.restored {
-		n += len(list)
-	}
-	return n
-}
+func restoredWaiting(e *env) int { return len(waitingNames(e.p, false)) }
 
 // TestRestoredGoOnceSendersAreBack: the states of series not back since
 // the restart, ingested ones and a derived input's removed from the
@@ -988,6 +969,102 @@ func TestRestoredGoOnceSendersAreBack(t *testing.T) {
 			require.LessOrEqual(t, e.p.arrivedMs()[1], t0.Add(20*time.Minute).UnixMilli(), "the derived kind's latest sample")
 			require.Zero(t, waiting(), "the states of the pods and of two, not back")
 			require.Zero(t, e.p.scoredHeld.Load(), "their room")
+		})
+	}
+}
+
+// TestRestoredAgedFromTheSendersLatest: the ingested states saved at a
+// graceful stop age from the latest ingested sample omen had taken, not
+// from the TSDB head's latest sample, which a derived input's samples,
+// stamped on omen's clock, put ahead of the senders' when their clocks
+// are behind omen's (or their samples come late, a remote-write queue's
+// backlog). With the senders 30 minutes behind, their states not back
+// waited StaleAfter and 30 minutes of their samples (kept in the first
+// case on a064bd8: 2 of 2). A derived state not back ages from the head's
+// latest as before, and without a mark (a crash, the states' run may have
+// taken later samples than the snapshot's) every state does.
+func TestRestoredAgedFromTheSendersLatest(t *testing.T) {
+	cfg, err := config.Load([]byte("derived:\n  - {name: one, expr: vector(1), interval: 1h}\n"))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name   string
+		back   time.Duration // the senders' first sample after the restart, after their latest before
+		crash  bool          // the snapshot's current mark removed
+		waitng []string
+	}{
+		{"senders back past StaleAfter", 70 * time.Minute, false, nil},
+		{"senders back within StaleAfter", 50 * time.Minute, false, []string{"ga", "gb"}},
+		{"no mark: the head's latest", 70 * time.Minute, true, []string{"ga", "gb"}},
+		{"no mark, back past StaleAfter of the head's latest", 100 * time.Minute, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "models.snap")
+			opts := func(o *Options) { o.SnapshotPath = path }
+			db := t.TempDir()
+			e := newEnvEngine(t, db, cfg, testEngine(), opts)
+			// The senders' clock is 30 minutes behind omen's.
+			e.clock.set(t0.Add(30 * time.Minute))
+			e.pushPods(t0.UnixMilli(), "a", "b")
+			e.p.evalDerived(context.Background(), &cfg.Derived[0], t0.Add(30*time.Minute))
+			e.sync()
+			e.stop()
+			require.NoError(t, e.db.Close())
+			if tc.crash {
+				require.NoError(t, os.Remove(path+markSuffix))
+			}
+
+			// Restarted without the derived input, so that nothing of
+			// omen's clock comes after the restart.
+			e = newEnvEngine(t, db, nil, testEngine(), opts)
+			e.ready(t)
+			waiting := func() []string { return waitingNames(e.p, true) }
+			require.Equal(t, []string{"ga", "gb"}, waiting())
+			e.clock.set(t0.Add(3 * time.Hour))
+			e.pushPods(t0.Add(tc.back).UnixMilli(), "c")
+			e.p.expireRestored()
+			require.Equal(t, tc.waitng, waiting())
+		})
+	}
+}
+
+// waitingNames lists the restored states not claimed yet, by name and pod
+// label, sorted; of ingested inputs only if ingestedOnly.
+func waitingNames(p *Pipeline, ingestedOnly bool) []string {
+	p.restoreMu.Lock()
+	defer p.restoreMu.Unlock()
+	var names []string
+	for _, list := range p.restored {
+		for _, s := range list {
+			if !ingestedOnly || s.flags&flagDef == 0 {
+				names = append(names, s.ls.Get("__name__")+s.ls.Get("pod"))
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestSavedIngested: the snapshot's latest ingested sample time is known
+// only if every record says it: a release before the field, rolled back
+// to, kept it in the states still waiting alone, of the run before its own.
+func TestSavedIngested(t *testing.T) {
+	const none = math.MinInt64
+	for _, tc := range []struct {
+		name string
+		recs []int64
+		want int64
+	}{
+		{"no record", nil, none},
+		{"every record", []int64{5, 7, 7}, 7},
+		{"a record without", []int64{5, none, 7}, none},
+		{"written unknown", []int64{none, none}, none},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var saved []*savedSeries
+			for _, v := range tc.recs {
+				saved = append(saved, &savedSeries{ingested: v})
+			}
+			require.Equal(t, tc.want, savedIngested(saved))
 		})
 	}
 }
@@ -1913,19 +1990,19 @@ func TestAppendRecordLayout(t *testing.T) {
 	var want bytes.Buffer
 	bw := bufio.NewWriter(&want)
 	e := &snapEncoder{w: bw, crc: crc32.NewIEEE()}
-	size := uint32(4 + len(lbl) + 1 + 8 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + 4 + len(inc.peakMember) + 8 + 4 + 4 + len(det) + 4 + len(fc) + len(ext))
+	size := uint32(4 + len(lbl) + 1 + 8 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + 4 + len(inc.peakMember) + 8 + 4 + 4 + len(det) + 4 + len(fc) + 8 + len(ext))
 	for _, err := range []error{
 		e.u8(1), e.u32(size), e.bytes(lbl), e.u8(flagCounter | flagHasPrev),
 		e.u64(math.Float64bits(-2.25)), e.u64(uint64(1234)),
 		e.u64(uint64(inc.since)), e.u64(uint64(inc.lastHot)), e.u64(math.Float64bits(inc.peak)), e.u32(inc.quiet),
 		e.u64(uint64(inc.event)), e.u32(inc.longest), e.bytes([]byte(inc.peakMember)),
 		e.u64(math.Float64bits(0.5)), e.u32(7),
-		e.bytes(det), e.bytes(fc), e.write(ext),
+		e.bytes(det), e.bytes(fc), e.u64(uint64(5678)), e.write(ext),
 	} {
 		require.NoError(t, err)
 	}
 	require.NoError(t, bw.Flush())
-	got := appendRecord([]byte{0xaa}, lbl, flagCounter|flagHasPrev, -2.25, 1234, inc, 0.5, 7, det, fc, ext)
+	got := appendRecord([]byte{0xaa}, lbl, flagCounter|flagHasPrev, -2.25, 1234, inc, 0.5, 7, det, fc, 5678, ext)
 	require.Equal(t, append([]byte{0xaa}, want.Bytes()...), got)
 }
 
@@ -2078,7 +2155,7 @@ func TestSnapshotForecasterOfLaterReleaseWarms(t *testing.T) {
 	require.Equal(t, "OMF", string(s.fc[at:at+3]))
 	s.fc[at+3] = 99 // the model's version
 	later := snapFileOf(t, snapVersion, func(e *snapEncoder) []error {
-		return []error{e.write(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, nil))}
+		return []error{e.write(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, math.MinInt64, nil))}
 	})
 	data, err := os.ReadFile(later)
 	require.NoError(t, err)
@@ -2118,7 +2195,7 @@ func TestSnapshotCompressed(t *testing.T) {
 	require.Len(t, saved, k)
 	raw := 0
 	for _, s := range saved {
-		raw += len(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, nil))
+		raw += len(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, s.det, s.fc, math.MinInt64, nil))
 	}
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
@@ -2182,7 +2259,7 @@ func TestSnapshotReadsNextRelease(t *testing.T) {
 	fc := append(nextReleaseFc(s.fc, field), field...)
 	det := append(append([]byte(nil), s.det[:len(s.det)-4]...), field...)
 	det = binary.LittleEndian.AppendUint32(det, crc32.ChecksumIEEE(det))
-	rec := nextRelease(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, det, fc, nil), field)
+	rec := nextRelease(appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, s.inc, s.absDif, s.nDif, det, fc, math.MinInt64, nil), field)
 	next := snapFile(t, rec)
 
 	got, err := readUnpacked(next)
@@ -2768,7 +2845,7 @@ func damageIncident(t *testing.T, path string, damage func(inc *incidentState)) 
 	s := saved[0]
 	inc := s.inc
 	damage(&inc)
-	rec := appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, inc, s.absDif, s.nDif, s.det, s.fc, s.ext)
+	rec := appendRecord(nil, appendLabels(nil, s.ls), s.flags, s.prevRaw, s.prevT, inc, s.absDif, s.nDif, s.det, s.fc, s.ingested, s.ext)
 	require.NoError(t, os.Rename(snapFileOf(t, snapVersion, func(e *snapEncoder) []error { return []error{e.write(rec)} }), path))
 }
 
