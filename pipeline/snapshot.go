@@ -1278,12 +1278,6 @@ func (s *series) restore(saved *savedSeries) bool {
 			fcLost = true
 		}
 	}
-	if s.fc != nil && (saved.flags&flagDef != 0 || fcLost) {
-		// A derived input's history is its evaluations, which a replay
-		// does not read: its new horizons calibrate on live checks, as
-		// a new forecaster's do.
-		s.fc.floorsDue = 0
-	}
 	if s.fc != nil && (len(st.fc) == 0 || fcLost) && saved.flags&flagDef == 0 {
 		// The snapshot has no state of its forecaster it reads: one
 		// the sweep gave before its next sample, one given now (the
@@ -1595,20 +1589,17 @@ func (f *fcState) restoreState(b []byte) error {
 		rs.Instant, rs.InstN = rs.LastT, 1
 		f.rs = rs
 		// The floors and their unit are of steps of this length; each
-		// floor goes to its horizon, a horizon not saved is calibrated
-		// on the series' history at its next sample (floorsDue), as a
-		// reload to other horizons rebuilds the series from it (see
+		// floor goes to its horizon, a horizon not saved starts at 0 (a
+		// reload to other horizons restarts the series, see
 		// sameHorizons). Without their horizons, by position when as
 		// many, which is all such a state tells.
 		f.stepDif = stepDif
 		switch {
 		case keys != nil:
 			for i, h := range f.horizons {
-				f.floorsDue |= 1 << i
 				for j := range floors {
 					if time.Duration(binary.LittleEndian.Uint64(keys[8*j:])) == h {
 						f.pend[i].Floor = floors[j]
-						f.floorsDue &^= 1 << i
 					}
 				}
 			}
@@ -1616,9 +1607,6 @@ func (f *fcState) restoreState(b []byte) error {
 			for i := range f.horizons {
 				f.pend[i].Floor = floors[i]
 			}
-		case b[0] >= 3:
-			// Floors saved, of other horizons than as many as now.
-			f.floorsDue = 1<<len(f.horizons) - 1
 		}
 	}
 	f.within = within

@@ -535,8 +535,6 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		if f := s.fc; f != nil && f.warmDue {
 			f.warmDue = false
 			w.warmForecaster(ctx, s, smp.t)
-		} else if f != nil && f.floorsDue != 0 {
-			w.calibrateFloors(ctx, s, smp.t)
 		}
 		v := smp.v
 		// A counter's NaN, ±Inf or sentinel is scored as it is (no value,
