@@ -142,11 +142,8 @@ func TestReferenceFlagDefaults(t *testing.T) {
 	}
 }
 
-// TestDocumentedFlagsExist checks each flag the README, docs/reference.md,
-// docs/deploy.md and the runbooks name (`--name`, anywhere) is a flag of
-// some omen command, so a renamed flag cannot leave an instruction that
-// omen refuses to start with.
-func TestDocumentedFlagsExist(t *testing.T) {
+// omenApp returns kingpin's application with every omen command registered.
+func omenApp() *kingpin.Application {
 	app := kingpin.New("omen", "")
 	lc := registerLogFlags(app)
 	registerServe(app, lc)
@@ -155,6 +152,15 @@ func TestDocumentedFlagsExist(t *testing.T) {
 	registerRules(app, lc)
 	registerCheck(app, lc)
 	registerLoadgen(app, lc)
+	return app
+}
+
+// TestDocumentedFlagsExist checks each flag the README, docs/reference.md,
+// docs/deploy.md and the runbooks name (`--name`, anywhere) is a flag of
+// some omen command, so a renamed flag cannot leave an instruction that
+// omen refuses to start with.
+func TestDocumentedFlagsExist(t *testing.T) {
+	app := omenApp()
 	known := map[string]bool{"help-long": true, "help-man": true}
 	var walk func(flags []*kingpin.FlagModel, cmds []*kingpin.CmdModel)
 	walk = func(flags []*kingpin.FlagModel, cmds []*kingpin.CmdModel) {
@@ -180,4 +186,81 @@ func TestDocumentedFlagsExist(t *testing.T) {
 			require.True(t, known[f[1]] || others[f[1]], "%s names --%s, which no omen command has", doc, f[1])
 		}
 	}
+}
+
+// TestReferenceOtherCommandsFlags checks docs/reference.md's "Flags of the
+// other commands" against kingpin, as TestReadmeFlagsTable does the
+// README's for omen serve: each command's table lists every flag it has
+// (but the global --log.* ones and hidden ones) with kingpin's default
+// ("required" for a required flag), and no flag it lacks.
+func TestReferenceOtherCommandsFlags(t *testing.T) {
+	app := omenApp()
+	global := map[string]bool{}
+	for _, f := range app.Model().Flags {
+		global[f.Name] = true
+	}
+	text := section(t, "../../docs/reference.md", "## Flags of the other commands")
+	row := regexp.MustCompile("^\\| ([^|]*) \\| ([^|]*) \\|")
+	var leaves func(prefix string, cmds []*kingpin.CmdModel)
+	n := 0
+	leaves = func(prefix string, cmds []*kingpin.CmdModel) {
+		for _, c := range cmds {
+			name := prefix + c.Name
+			if name == "serve" {
+				continue // the README's Flags table, TestReadmeFlagsTable
+			}
+			if len(c.Commands) > 0 {
+				leaves(name+" ", c.Commands)
+				continue
+			}
+			n++
+			flags := map[string]*kingpin.FlagModel{}
+			for _, f := range c.Flags {
+				flags[f.Name] = f
+			}
+			listed := map[string]bool{}
+			heading := "\n### `omen " + name + "`\n"
+			i := strings.Index(text, heading)
+			require.GreaterOrEqual(t, i, 0, "docs/reference.md's \"Flags of the other commands\" has no %q", heading)
+			sub := text[i+len(heading):]
+			if j := strings.Index(sub, "\n#"); j >= 0 {
+				sub = sub[:j]
+			}
+			for _, line := range strings.Split(sub, "\n") {
+				m := row.FindStringSubmatch(line)
+				if m == nil || !strings.HasPrefix(m[1], "`--") {
+					continue
+				}
+				var defaults []string
+				for _, d := range strings.Split(m[2], ", ") {
+					defaults = append(defaults, strings.Trim(strings.TrimSpace(d), "`"))
+				}
+				names := docFlagRE.FindAllStringSubmatch(m[1], -1)
+				for len(defaults) < len(names) {
+					defaults = append(defaults, defaults[0])
+				}
+				require.Len(t, defaults, len(names), "omen %s's row %q: one default per flag", name, line)
+				for i, fm := range names {
+					f, ok := flags[fm[1]]
+					require.True(t, ok, "docs/reference.md lists --%s for omen %s, which has no such flag", fm[1], name)
+					if defaults[i] == "required" {
+						require.True(t, f.Required, "docs/reference.md says omen %s's --%s is required; it is not", name, fm[1])
+					} else {
+						require.False(t, f.Required, "omen %s's --%s is required; docs/reference.md gives it the default %q", name, fm[1], defaults[i])
+						require.True(t, docDefault(defaults[i], f), "docs/reference.md gives omen %s's --%s the default %q; kingpin's is %q", name, fm[1], defaults[i], f.Default)
+					}
+					listed[fm[1]] = true
+				}
+			}
+			var missing []string
+			for fname, f := range flags {
+				if !f.Hidden && !listed[fname] && !global[fname] {
+					missing = append(missing, fname)
+				}
+			}
+			require.Empty(t, missing, "omen %s flags missing from docs/reference.md's \"Flags of the other commands\"", name)
+		}
+	}
+	leaves("", app.Model().Commands)
+	require.Equal(t, 5, n, "commands checked")
 }
