@@ -58,39 +58,71 @@ func TestDurabilityKillMidStream(t *testing.T) {
 // and the TSDB has logged that it is replaying): a replay that is cut short
 // must leave the WAL as it was, so the third start has every sample.
 func TestDurabilityKillDuringWALReplay(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port, w := fillWALToReplay(t)
+	for kill := 0; kill < 2; kill++ {
+		p := omenAt(t, dir, port)
+		started := time.Now()
+		// kill 0 at the first chance, kill 1 a little further in.
+		caught := awaitReplay(p, time.Duration(kill)*20*time.Millisecond, p.Kill)
+		require.True(t, caught && !p.logContains("TSDB ready"),
+			"omen finished replaying its WAL before it could be killed mid-replay; grow the WAL")
+		t.Logf("kill %d: SIGKILL %s into the restart, during WAL replay", kill+1, time.Since(started).Round(time.Millisecond))
+	}
 	p := omenAt(t, dir, port)
 	p.WaitReady(60 * time.Second)
+	w.requireNoneLost(t, p.URL)
+}
 
+// TestDurabilitySIGTERMDuringWALReplay: a SIGTERM while a restart replays
+// the WAL ends omen at once and cleanly, without the rest of the replay
+// (the TSDB's open heeds no cancellation, and the shutdown waited for all
+// of it: minutes for a large WAL, past a pod's termination grace); the
+// replay cut short leaves the WAL as it was, so the next start has every
+// sample.
+func TestDurabilitySIGTERMDuringWALReplay(t *testing.T) {
+	dir, port, w := fillWALToReplay(t)
+	p := omenAt(t, dir, port)
+	require.True(t, awaitReplay(p, 0, p.Stop), "omen finished replaying its WAL before the SIGTERM; grow the WAL")
+	require.Zero(t, p.cmd.ProcessState.ExitCode(), "a clean exit")
+	require.False(t, p.logContains("TSDB ready"), "omen replayed the whole WAL before it exited")
+	p = omenAt(t, dir, port)
+	p.WaitReady(60 * time.Second)
+	w.requireNoneLost(t, p.URL)
+}
+
+// fillWALToReplay starts omen in a new directory, has a writer fill its WAL
+// with 4M acknowledged samples and kills omen, so that the next start on
+// the directory and port it returns replays them, long enough to be caught.
+func fillWALToReplay(t *testing.T) (dir string, port int, w *ackWriter) {
+	t.Helper()
+	dir, port = t.TempDir(), freePort(t)
+	p := omenAt(t, dir, port)
+	p.WaitReady(60 * time.Second)
 	// omen_-prefixed series are not scored: the two cores go to the TSDB,
-	// which is what this test is about.
-	w := newAckWriter("omen_e2e_replay", 10000, 4, time.Now().Add(-20*time.Minute).UnixMilli(), 1000)
-	w.rounds = 400 // 4M samples: a WAL whose replay takes long enough to be caught
+	// which is what these tests are about.
+	w = newAckWriter("omen_e2e_replay", 10000, 4, time.Now().Add(-20*time.Minute).UnixMilli(), 1000)
+	w.rounds = 400 // 4M samples
 	w.start(p.URL)
 	w.wait(t, 60*time.Second)
 	w.stop()
 	p.Kill()
+	return dir, port, w
+}
 
-	for kill := 0; kill < 2; kill++ {
-		p = omenAt(t, dir, port)
-		started := time.Now()
-		caught := false
-		for time.Since(started) < 60*time.Second {
-			if readyStatus(p.URL) == 503 && p.logContains("Replaying WAL") && !p.logContains("TSDB ready") {
-				// kill 0 at the first chance, kill 1 a little further in.
-				time.Sleep(time.Duration(kill) * 20 * time.Millisecond)
-				p.Kill()
-				caught = !p.logContains("TSDB ready")
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
+// awaitReplay waits, for up to 60 s, until p replays its WAL (/-/ready
+// answers 503, the TSDB has logged that it is replaying and not that it is
+// ready), then, after delay, stops p with stop (which waits for the exit);
+// it reports whether p was still replaying just before stop.
+func awaitReplay(p *proc, delay time.Duration, stop func()) bool {
+	for started := time.Now(); time.Since(started) < 60*time.Second; time.Sleep(2 * time.Millisecond) {
+		if readyStatus(p.URL) == 503 && p.logContains("Replaying WAL") && !p.logContains("TSDB ready") {
+			time.Sleep(delay)
+			caught := !p.logContains("TSDB ready")
+			stop()
+			return caught
 		}
-		require.True(t, caught, "omen finished replaying its WAL before it could be killed mid-replay; grow the WAL")
-		t.Logf("kill %d: SIGKILL %s into the restart, during WAL replay", kill+1, time.Since(started).Round(time.Millisecond))
 	}
-	p = omenAt(t, dir, port)
-	p.WaitReady(60 * time.Second)
-	w.requireNoneLost(t, p.URL)
+	return false
 }
 
 // TestDurabilityKillDuringCompaction streams samples spanning four hours,

@@ -139,3 +139,45 @@ func blockDirs(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// TestOpenContextStopsDuringReplay: a shutdown during the WAL replay does
+// not wait for its end (the TSDB's open heeds no cancellation, and omen
+// waited for a replay of minutes before it could exit): OpenContext returns
+// with ctx's error while the open still runs (held by openHook, standing in
+// for a long replay), leaves the storage unopened and Shutdown returns at
+// once; the open, once it ends, closes the DB it opened (its directory lock
+// is released: another storage opens the path). A ctx done before the open
+// opens nothing.
+func TestOpenContextStopsDuringReplay(t *testing.T) {
+	dir := t.TempDir()
+	s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: dir})
+	replaying, release := make(chan struct{}), make(chan struct{})
+	s.openHook = func() { close(replaying); <-release }
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- s.OpenContext(ctx) }()
+	<-replaying
+	cancel()
+	select {
+	case err := <-errc:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(time.Minute):
+		close(release)
+		t.Fatal("OpenContext waited for the replay after its context was cancelled")
+	}
+	require.False(t, s.Opened())
+	require.NoError(t, s.Shutdown(t.Context()))
+
+	close(release)
+	again := NewStorage(nil, nil, Options{Path: dir})
+	require.Eventually(t, func() bool { return again.Open() == nil }, time.Minute, 10*time.Millisecond,
+		"the abandoned open closes its DB (the directory's lock)")
+	require.NoError(t, again.Close())
+
+	done, cancelDone := context.WithCancel(t.Context())
+	cancelDone()
+	late := NewStorage(nil, nil, Options{Path: dir})
+	late.openHook = func() { t.Error("opened after its context was done") }
+	require.ErrorIs(t, late.OpenContext(done), context.Canceled)
+	require.NoError(t, late.Close())
+}

@@ -390,8 +390,22 @@ func NewStorage(logger *slog.Logger, reg prometheus.Registerer, opts Options) *S
 }
 
 // Open opens the TSDB and replays its WAL; it returns once the storage is
-// ready.
-func (s *Storage) Open() error {
+// ready. It is OpenContext without cancellation.
+func (s *Storage) Open() error { return s.OpenContext(context.Background()) }
+
+// OpenContext opens the TSDB and replays its WAL as Open does, but returns
+// once ctx is done if the replay has not ended by then, with ctx's error:
+// the TSDB's open heeds no cancellation, and a shutdown during a replay of
+// minutes waited for all of it (as Prometheus's does) before it could
+// close what it had just opened, with the pod's termination grace running.
+// The replay abandoned goes on until the process exits, and closes the DB
+// it opens if it ends first; the storage stays unopened. Leaving it to the
+// exit is what a SIGKILL during the replay does, and loses nothing: no
+// write was taken yet (the storage answers ErrNotReady until it is open),
+// the replay only reads the WAL, and the head chunks it writes as it goes
+// are the TSDB's to check and rewrite at the next start, which replays
+// the WAL again either way (a close after the replay writes no checkpoint).
+func (s *Storage) OpenContext(ctx context.Context) error {
 	start := time.Now()
 	// omen_storage_writable says whether the path takes writes from the
 	// start, not from the end of the WAL replay: it read 0 ("failing: disk
@@ -401,10 +415,33 @@ func (s *Storage) Open() error {
 	if err := os.MkdirAll(s.opts.Path, 0o777); err == nil {
 		s.probe()
 	}
-	db, err := s.openDB()
-	if err != nil {
-		return err
+	if err := context.Cause(ctx); err != nil {
+		return fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
 	}
+	type opened struct {
+		db  *tsdb.DB
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		db, err := s.openDB()
+		done <- opened{db, err}
+	}()
+	var o opened
+	select {
+	case o = <-done:
+	case <-ctx.Done():
+		go func() {
+			if o := <-done; o.db != nil {
+				_ = o.db.Close()
+			}
+		}()
+		return fmt.Errorf("open TSDB at %s: stopped during the WAL replay, left to the exit: %w", s.opts.Path, context.Cause(ctx))
+	}
+	if o.err != nil {
+		return o.err
+	}
+	db := o.db
 	s.probe() // start healthy only if the path is
 	s.db.Store(db)
 	s.stop = make(chan struct{})

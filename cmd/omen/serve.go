@@ -509,8 +509,15 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 				_ = fwd.Close()
 				return nil // shut down while waiting
 			}
-			if err := store.Open(); err != nil {
+			// A shutdown during the replay does not wait for its end:
+			// nothing was taken yet, and the next start replays the WAL
+			// anyway (see tsdb.Storage.OpenContext).
+			if err := store.OpenContext(pctx); err != nil {
 				_ = fwd.Close() // its queues and log reader run
+				if pctx.Err() != nil {
+					logger.Info("Shut down during the TSDB's WAL replay; the replay is left to the exit, and the next start replays the WAL again", "err", err)
+					return nil
+				}
 				return err
 			}
 			err := pl.Run(pctx)
@@ -538,13 +545,16 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 // (see tsdb.Storage.Shutdown).
 func closeStorage(logger *slog.Logger, store *tsdb.Storage, timeout time.Duration) {
 	start := time.Now()
+	opened := store.Opened() // not after a shutdown during the WAL replay
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := store.Shutdown(ctx); err != nil {
 		logger.Error("Closing TSDB", "err", err, "timeout", timeout)
 		return
 	}
-	logger.Info("TSDB closed", "duration", time.Since(start))
+	if opened {
+		logger.Info("TSDB closed", "duration", time.Since(start))
+	}
 }
 
 // validate refuses flag values the components would otherwise replace by
