@@ -342,7 +342,8 @@ func (f *fakeAPI) queryRange(w http.ResponseWriter, r *http.Request) {
 // query answers an instant query of a selector (the latest raw sample of
 // each series within the 5m lookback, stamped with the evaluation time)
 // or of a range selector (each series' raw samples in the range), as
-// Prometheus does, over the raw samples of rawTimes.
+// Prometheus does, over the raw samples of rawTimes; and time(), the
+// evaluation time (omen's now unless the query gives one).
 func (f *fakeAPI) query(w http.ResponseWriter, r *http.Request) {
 	expr, err := f.parser.ParseExpr(r.Form.Get("query"))
 	if err != nil {
@@ -359,6 +360,14 @@ func (f *fakeAPI) query(w http.ResponseWriter, r *http.Request) {
 	var vs *parser.VectorSelector
 	window := 0.0 // 0: an instant vector
 	switch e := expr.(type) {
+	case *parser.Call:
+		// time(), the page's reading of omen's clock.
+		if e.Func.Name != "time" {
+			f.fail(w, http.StatusBadRequest, fmt.Errorf("query %q: the fake answers time() of the functions", r.Form.Get("query")))
+			return
+		}
+		f.ok(w, map[string]any{"resultType": "scalar", "result": [2]any{at, fmtValue(at)}})
+		return
 	case *parser.VectorSelector:
 		vs = e
 	case *parser.MatrixSelector:

@@ -74,14 +74,19 @@ func serveFake(t *testing.T, inputs []fakeInput, refresh time.Duration) (*fakeAP
 // answers' Date as omen's server does.
 func serveFakeAt(t *testing.T, now func() time.Time, inputs []fakeInput, refresh time.Duration) (*fakeAPI, *httptest.Server) {
 	fake := newFakeAPI(t, now, inputs)
+	return fake, servePage(t, fake, refresh)
+}
+
+// servePage serves the page, refreshing every refresh, and api behind it.
+func servePage(t *testing.T, api http.Handler, refresh time.Duration) *httptest.Server {
 	page, err := New(nil, Options{RefreshInterval: refresh})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", fake)
+	mux.Handle("/api/v1/", api)
 	mux.Handle("/", page)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return fake, srv
+	return srv
 }
 
 // TestUIStatusCounts: the status panel shows counts whole, as the API
@@ -237,6 +242,13 @@ func runUIChecks(t *testing.T, br *browser, base string, c uiCase) {
 	for i := 1; i < len(rows); i++ {
 		require.LessOrEqual(t, rows[i].Score, rows[i-1].Score, "rows sorted by score")
 	}
+
+	// omen's clock, read from omen (the same host's as the browser's here).
+	var clock struct {
+		Offset, RTT float64
+	}
+	br.eval(&clock, `return omen.clock || {offset: 1e12}; // none: omen did not answer time()`)
+	require.Less(t, math.Abs(clock.Offset), 2000.0, "omen's clock against the browser's, ms (round trip %v ms)", clock.RTT)
 
 	var status string
 	br.eval(&status, `return document.getElementById("status").textContent + " " + document.getElementById("summary").textContent;`)
@@ -569,6 +581,76 @@ func TestUISenderClockSkew(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUIOmenClockBehindProxy: the page reads omen's clock from omen,
+// however the proxy in front of it treats the Date header. It took omen's
+// clock from the Date of omen's answers: behind a proxy that stamps its own
+// Date (nginx replaces the upstream's), on a host whose clock is off
+// omen's, or one that sends none, a browser 10 minutes behind omen read a
+// series silent for 4 minutes as sending (no "no data" badge) and an
+// incident begun 7 minutes before now as "0s ago". Here the browser's clock
+// is 10 minutes behind omen's and the series' sender is on omen's.
+func TestUIOmenClockBehindProxy(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	const omenAhead = 10 * time.Minute
+	for _, tc := range []struct {
+		name string
+		date func() []string // the Date the proxy sends; nil: none
+	}{
+		{"Date from omen", func() []string { return []string{time.Now().Add(omenAhead).UTC().Format(http.TimeFormat)} }},
+		{"Date from a proxy on the browser's clock", func() []string { return []string{time.Now().UTC().Format(http.TimeFormat)} }},
+		{"Date from a proxy 5m behind omen", func() []string {
+			return []string{time.Now().Add(omenAhead - 5*time.Minute).UTC().Format(http.TimeFormat)}
+		}},
+		{"no Date", func() []string { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			omenNow := func() time.Time { return time.Now().Add(omenAhead) }
+			fake := newFakeAPI(t, omenNow, []fakeInput{{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20,
+				spike: 16, spikeFrom: omenNow().Add(-7 * time.Minute), silentFor: 4 * time.Minute}})
+			srv := servePage(t, dateProxy(fake, tc.date), time.Hour)
+			br := startBrowser(t, 1280, 800)
+			br.open(srv.URL + "/")
+			br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0`, 30*time.Second)
+			var cell string
+			br.eval(&cell, `return document.querySelector("#anomalies tbody tr").cells[2].innerText.replace(/\s+/g, " ");`)
+			require.Contains(t, cell, "7m ago", "the incident's age on omen's clock")
+			require.Contains(t, cell, "no data for 4m", "the silent series' badge on omen's clock")
+		})
+	}
+}
+
+// dateProxy forwards to h, replacing the Date of its answers with date's
+// (none if nil), as a reverse proxy that stamps its own does.
+func dateProxy(h http.Handler, date func() []string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&dateWriter{ResponseWriter: w, date: date}, r)
+	})
+}
+
+type dateWriter struct {
+	http.ResponseWriter
+	date  func() []string
+	wrote bool
+}
+
+func (d *dateWriter) WriteHeader(code int) {
+	if !d.wrote {
+		d.wrote = true
+		// A nil value suppresses the Date net/http would add.
+		d.Header()["Date"] = d.date()
+	}
+	d.ResponseWriter.WriteHeader(code)
+}
+
+func (d *dateWriter) Write(b []byte) (int, error) {
+	if !d.wrote {
+		d.WriteHeader(http.StatusOK)
+	}
+	return d.ResponseWriter.Write(b)
 }
 
 // TestUISeriesChartSenderAhead: the series chart ends at omen's now or at

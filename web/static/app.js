@@ -62,6 +62,7 @@
     state: state,
     charts: { main: null, score: null },
     loads: { anomalies: 0, status: 0, series: 0 },
+    clock: null, // {offset, rtt} in ms from the latest syncClock
   });
 
   var $ = function (id) { return document.getElementById(id); };
@@ -81,13 +82,20 @@
 
   // ---- API ----------------------------------------------------------------
 
-  function api(path, params) {
+  // api GETs omen's API path with the query parameters params; post
+  // sends them as a form instead (which no cache answers from store).
+  function api(path, params, post) {
     var qs = new URLSearchParams();
     (params || []).forEach(function (p) { qs.append(p[0], p[1]); });
-    var url = "api/v1/" + path + (qs.toString() ? "?" + qs.toString() : "");
-    return fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
-      var at = Date.parse(r.headers.get("Date"));
-      if (isFinite(at)) clockOffset = at - Date.now();
+    var url = "api/v1/" + path, init = { headers: { Accept: "application/json" } };
+    if (post) {
+      init.method = "POST";
+      init.body = qs;
+      init.cache = "no-store";
+    } else if (qs.toString()) {
+      url += "?" + qs.toString();
+    }
+    return fetch(url, init).then(function (r) {
       return r.text().then(function (body) {
         var j = null;
         try { j = JSON.parse(body); } catch (e) { /* not JSON: reported below */ }
@@ -191,12 +199,30 @@
     return v == null || !isFinite(v) ? "–" : String(Math.round(v));
   }
 
-  // omen's clock: the browser's, moved by how far the Date of omen's latest
-  // answer was from it (to the second). The ages below and the charts'
-  // "now" are on it, not on a browser whose clock is off.
+  // omen's clock: the browser's, moved by how far omen's was from it at
+  // the latest syncClock. The ages below and the charts' "now" are on it,
+  // not on a browser whose clock is off. Until omen has answered, the
+  // browser's.
   var clockOffset = 0;
   function serverNow() {
     return Date.now() + clockOffset;
+  }
+
+  // syncClock asks omen its time, as Prometheus's own page does to warn of
+  // a drift (the query time(), evaluated at omen's now), and takes it as
+  // of the middle of the round trip. It read the Date header of omen's
+  // answers instead, which a reverse proxy may replace with its own clock's
+  // (nginx does) or leave out: behind one the page was on the proxy's
+  // clock, or on the browser's. A POST, which caches do not answer from
+  // store. If it fails the offset stays as it was.
+  function syncClock() {
+    var sent = Date.now();
+    return api("query", [["query", "time()"]], true).then(function (d) {
+      var got = Date.now(), at = d && d.resultType === "scalar" ? Number(d.result[0]) * 1000 : NaN;
+      if (!isFinite(at)) return;
+      clockOffset = at - (sent + got) / 2;
+      omen.clock = { offset: clockOffset, rtt: got - sent };
+    }).catch(function () { /* omen not ready: the lists say so */ });
   }
 
   // sampleAge is how long ago, in ms, the sample time iso of a listed
@@ -771,9 +797,11 @@
   function refresh() {
     if (refreshing) return Promise.resolve();
     refreshing = true;
-    var p = [loadAnomalies(), loadStatus()];
-    if (state.selected) p.push(loadSeries());
-    return Promise.all(p).then(function () {
+    return syncClock().then(function () {
+      var p = [loadAnomalies(), loadStatus()];
+      if (state.selected) p.push(loadSeries());
+      return Promise.all(p);
+    }).then(function () {
       refreshing = false;
       $("updated").textContent = "updated " + new Date().toLocaleTimeString([], ZONE);
     });
