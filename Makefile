@@ -71,12 +71,14 @@ $(PROM3): e2e/prometheus3/go.mod e2e/prometheus3/go.sum
 # most of it building the instrumented test binaries) but ./pipeline's,
 # whose binary alone takes 70-90 s to build (their seeds and testdata
 # inputs run in go test); `make fuzz` runs them all for longer.
-test: deps-e2e deps-ui deps-prom3 deps-vm
-	OMEN_E2E=1 $(GO) test -count=1 -timeout 14m $(PKGS)
+# The e2e and web packages run bin/omen, built once here ($$OMEN_BIN,
+# internal/omenbin), rather than each building its own.
+test: deps-e2e deps-ui deps-prom3 deps-vm build
+	OMEN_E2E=1 OMEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 14m $(PKGS)
 	FUZZ_SKIP=pipeline bash scripts/fuzz.sh 5s
 
 test-ui: deps-ui build
-	OMEN_E2E=1 $(GO) test -count=1 -run 'TestUI' ./web/...
+	OMEN_E2E=1 OMEN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -run 'TestUI' ./web/...
 
 # BenchmarkCalendar (25-30 CPU-minutes: weeks of local-time traffic
 # across daylight-saving changes, 6 seeds a case) has its own target.
