@@ -515,13 +515,15 @@
       // The sample times of the band's values (its three series are
       // stored together), see buildData.
       rng("timestamp(" + outputSelector(labels, ["yhat_lower"]) + ")"),
+      // The score's raw samples in the chart's range, see buildData.
+      api("query", [["query", outputSelector(labels, ["anomaly_score"]) + "[" + state.range + "s]"], ["time", end.toFixed(3)]]),
     ]).then(function (res) {
       if (gen !== seriesGen) return; // another series or range was picked meanwhile
       var in0 = byName(res[0].result, inputLabels(labels));
       var input = in0[counter ? "" : labels["for"]];
       var out = byName(res[1].result, labels);
       var fc = byName(res[2].result, labels, 1);
-      var d = buildData(input, out, fc, step, byName(res[3].result, labels)[""]);
+      var d = buildData(input, out, fc, step, byName(res[3].result, labels)[""], byName(res[4].result, labels).anomaly_score);
       d.group = group;
       d.derived = derived;
       d.counter = counter;
@@ -541,14 +543,23 @@
   //
   // The band (yhat, yhat_lower, yhat_upper) is drawn through its values at
   // their sample times (bandAt: the range query of their timestamps), not
-  // at the step grid's. omen stores a series' outputs a minute apart
+  // at the step grid's, and so is the score, through its raw samples
+  // (scoreRaw: a range selector's answer; the range query's are its gaps). omen stores a series' outputs a minute apart
   // (--output.tsdb-interval), and a range query at a finer step repeats
   // each until the next: the band was drawn as a staircase whose rises
   // came up to a minute after the values they belong to, its edges late
   // on every slope (a rising value ran into the upper edge before each
   // rise). The expected value is a smooth curve: the line through its
   // stored points is its best picture between them.
-  function buildData(input, out, fc, step, bandAt) {
+  //
+  // The score's step grid lost more: scores above 1 are stored at every
+  // sample (15 s apart at Prometheus's usual scrape), so past a 15 s step
+  // (ranges over 3 h) only the one before each grid time was drawn. A
+  // single-sample spike showed at 24 h (a 120 s step) only if a grid time
+  // fell within the 15 s after it, else neither the line nor the shading
+  // showed it; one that did was drawn up to a step late, its rise begun up
+  // to a step early.
+  function buildData(input, out, fc, step, bandAt, scoreRaw) {
     var cols = {}; // name -> {t: v}
     var times = {}, grid = {};
     function put(name, t, v) {
@@ -560,7 +571,10 @@
     }
     var sampleT = {}; // grid time -> the band's sample time there
     (bandAt ? bandAt.values : []).forEach(function (p) { sampleT[p[0]] = num(p[1]); });
+    // Drawn through their sample times: their grid times without a
+    // value are their gaps.
     var band = { yhat: true, yhat_lower: true, yhat_upper: true };
+    if (scoreRaw) band.anomaly_score = true;
     function putBand(name, s) {
       (s ? s.values : []).forEach(function (p) {
         var t = sampleT[p[0]];
@@ -570,7 +584,12 @@
     }
     putRange("value", input);
     ["yhat", "yhat_lower", "yhat_upper"].forEach(function (n) { putBand(n, out[n]); });
-    putRange("anomaly_score", out.anomaly_score);
+    if (scoreRaw) {
+      scoreRaw.values.forEach(function (p) { put("anomaly_score", p[0], num(p[1])); });
+      ((out.anomaly_score && out.anomaly_score.values) || []).forEach(function (p) { grid[p[0]] = true; });
+    } else {
+      putRange("anomaly_score", out.anomaly_score);
+    }
     // A time of the step grid where the band has no value is a gap in it.
     Object.keys(band).forEach(function (n) {
       var have = {};
@@ -665,11 +684,15 @@
     var ctx = u.ctx, top = u.bbox.top, h = u.bbox.height;
     ctx.save();
     ctx.fillStyle = C.anomaly;
-    var sc = d.score[1], xs = d.xs, half = (d.step / 2);
+    // The score's points: its samples' times and its gaps (null); the
+    // other series' times between them (undefined) neither end nor break
+    // a span.
+    var sc = d.score[1], half = (d.step / 2), xs = [], ys = [];
+    d.xs.forEach(function (x, i) { if (sc[i] !== undefined) { xs.push(x); ys.push(sc[i]); } });
     for (var i = 0; i < xs.length; i++) {
-      if (sc[i] == null || sc[i] <= THRESHOLD) continue;
+      if (ys[i] == null || ys[i] <= THRESHOLD) continue;
       var j = i;
-      while (j + 1 < xs.length && (sc[j + 1] == null ? false : sc[j + 1] > THRESHOLD)) j++;
+      while (j + 1 < xs.length && (ys[j + 1] == null ? false : ys[j + 1] > THRESHOLD)) j++;
       var x0 = u.valToPos(xs[i] - half, "x", true), x1 = u.valToPos(xs[j] + half, "x", true);
       // A one-sample anomaly is under a pixel wide over hours; widened to
       // 8 px about its sample it stays visible on both sides of the score's
