@@ -2,15 +2,14 @@ package deploy
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/omen-sidecar/omen/internal/omenbin"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 )
@@ -71,36 +70,21 @@ func TestManifestArgsAreOmenFlags(t *testing.T) {
 	require.GreaterOrEqual(t, n, 8)
 }
 
-var (
-	omenOnce sync.Once
-	omenBin  string
-	omenErr  error
-)
+// omenBuild builds omen once for the package's tests, or takes make
+// test's bin/omen ($OMEN_BIN, internal/omenbin).
+var omenBuild omenbin.Builder
 
-// buildOmen builds omen once for the package's tests.
+// buildOmen returns the omen binary the package's tests run.
 func buildOmen(t *testing.T) string {
 	t.Helper()
-	omenOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "omen-deploy-test")
-		if err != nil {
-			omenErr = err
-			return
-		}
-		omenBin = filepath.Join(dir, "omen")
-		out, err := exec.Command("go", "build", "-o", omenBin, "../cmd/omen").CombinedOutput()
-		if err != nil {
-			omenErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	require.NoError(t, omenErr)
-	return omenBin
+	bin, err := omenBuild.Path()
+	require.NoError(t, err)
+	return bin
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if omenBin != "" {
-		os.RemoveAll(filepath.Dir(omenBin))
-	}
+	omenBuild.Remove()
 	os.Exit(code)
 }
 
