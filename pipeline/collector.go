@@ -259,27 +259,20 @@ func (a *accuracy) names() map[string]bool {
 // figures are kept, and shown again as they were with the name's next
 // sample. Called without the accuracy's lock: a worker takes it under its
 // own (series.step).
+//
+// Each worker tells it by the arrivals it indexes per name (see
+// worker.markLive), not by walking its series: on every scrape, that walk
+// took 0.5 ms at 100k series while every name was live, and 26 ms while a
+// name kept figures with no live series, all the series walked
+// (BenchmarkAccuracyCollect).
 func (p *Pipeline) liveNames(want map[string]bool) map[string]bool {
 	if len(want) == 0 {
 		return want
 	}
 	holdMs, nowMs := p.opts.IncidentHold.Milliseconds(), p.opts.Now().UnixMilli()
 	ivs := p.intervals()
-	left := len(want)
 	for _, w := range p.workers {
-		w.view(func(s *series) {
-			if left == 0 {
-				return
-			}
-			if seen, ok := want[s.name]; !ok || seen || s.pub.stale || s.silent(holdMs, ivs.everyMs(s), nowMs) {
-				return
-			}
-			want[s.name] = true
-			left--
-		})
-		if left == 0 {
-			break
-		}
+		w.markLive(want, ivs, holdMs, nowMs)
 	}
 	return want
 }

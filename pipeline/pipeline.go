@@ -552,11 +552,16 @@ func (p *Pipeline) intervals() derivedIntervals {
 // derived input's interval, 0 for an ingested input (or a derived one no
 // longer configured).
 func (ds derivedIntervals) everyMs(s *series) int64 {
-	if !isDerived(s) {
+	return ds.everyMsOf(s.name, isDerived(s))
+}
+
+// everyMsOf is everyMs of a series of name, a derived input's if derived.
+func (ds derivedIntervals) everyMsOf(name string, derived bool) int64 {
+	if !derived {
 		return 0
 	}
 	for i := range ds {
-		if ds[i].Name == s.name {
+		if ds[i].Name == name {
 			return time.Duration(ds[i].Interval).Milliseconds()
 		}
 	}

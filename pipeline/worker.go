@@ -81,6 +81,13 @@ type worker struct {
 	series  map[storage.SeriesRef]*series
 	gen     uint64                              // bumped under mu whenever series gains or loses one
 	ignored map[storage.SeriesRef]ignoredSeries // not selected, over budget or failed
+	// live bounds, per input name, when a sample of its series last
+	// arrived, by kind as arrived (see nameLive): what the forecast
+	// accuracy's gauges are shown by (see Pipeline.liveNames). Written
+	// under mu by the worker, and the bounds by a scrape holding mu's
+	// read lock and liveMu (see markLive).
+	live   [2]map[string]*nameLive
+	liveMu sync.Mutex
 
 	cfgGen uint64
 	// storeGen is the TSDB's numbering of series the worker's references
@@ -129,6 +136,7 @@ func newWorker(p *Pipeline, id int) *worker {
 		done:       make(chan struct{}),
 		series:     map[storage.SeriesRef]*series{},
 		ignored:    map[storage.SeriesRef]ignoredSeries{},
+		live:       [2]map[string]*nameLive{{}, {}},
 		scratch:    detect.NewScratch(),
 		fcBuf:      newFcBuf(),
 		acc:        p.acc(),
@@ -576,6 +584,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		if timed {
 			start = time.Now()
 		}
+		prevSeen, wasStale := s.lastSeen, s.pub.stale
 		s.lastSeen = nowMs
 		wasReady := s.pub.ready
 		if s.grp != nil {
@@ -583,6 +592,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		} else {
 			s.step(smp.t, v, w.acc, &w.fcBuf, so)
 		}
+		w.liveSeen(s, prevSeen, wasStale) // after the step, which ends a staleness marker
 		pub := s.pub
 		w.mu.Unlock()
 		if timed {
@@ -677,6 +687,7 @@ func (w *worker) markStale(s *series, t int64, out *outputs) {
 		return
 	}
 	w.mu.Lock()
+	w.liveStale(s)
 	s.pub.t, s.pub.stale = t, true
 	s.pub.endEvent()
 	w.mu.Unlock()
@@ -845,6 +856,7 @@ func (w *worker) derivedCollision(s *series, smp *sample) bool {
 func (w *worker) add(s *series) {
 	w.mu.Lock()
 	w.series[s.ref] = s
+	w.liveAdd(s)
 	w.gen++
 	w.mu.Unlock()
 	p := w.p
@@ -1013,6 +1025,7 @@ func (w *worker) dropLocking(ref storage.SeriesRef, s *series) {
 // drop forgets a series; mu must be held.
 func (w *worker) drop(ref storage.SeriesRef, s *series) {
 	delete(w.series, ref)
+	w.liveDrop(s)
 	w.gen++
 	w.p.scored.Add(-1)
 	w.p.m.names.dropped(s.name, w.p.opts.Now().UnixMilli())
@@ -1126,7 +1139,9 @@ func (w *worker) forgetAll() {
 // /metrics and the anomalies API read under the lock (see series.silent).
 func (w *worker) seen(s *series, nowMs int64) {
 	w.mu.Lock()
+	prev := s.lastSeen
 	s.lastSeen = nowMs
+	w.liveSeen(s, prev, s.pub.stale)
 	w.mu.Unlock()
 }
 
@@ -1189,7 +1204,10 @@ func (w *worker) sweep() {
 		// A reading ahead of omen's clock, which stepped back since, is
 		// taken back to it: the series is not kept, nor shown received,
 		// that much longer.
-		s.lastSeen = min(s.lastSeen, nowMs)
+		if prev := s.lastSeen; prev > nowMs {
+			s.lastSeen = nowMs
+			w.liveSeen(s, prev, s.pub.stale)
+		}
 		if forgotten(ref, s.lastSeen, s.pub.t, ivs.everyMs(s)) || refused && gone(s) {
 			w.drop(ref, s)
 		}
