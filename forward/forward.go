@@ -130,6 +130,12 @@ func New(logger *slog.Logger, reg prometheus.Registerer, dir string, urls []stri
 	}
 	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline, truncateEvery: truncateEvery, closeLogWait: closeLogWait, skips: newSkipCounter(reg)}
 	f.maxT.Store(math.MinInt64)
+	// On reg whether or not anything is forwarded: Prometheus shows them,
+	// at 0, with no remote_write configured. Registered only once the
+	// log opened, they were missing from /metrics with forwarding off.
+	if err := registerModuleGlobals(reg, moduleGlobals); err != nil {
+		logger.Warn("Remote write metrics the module keeps on its default registry are not on /metrics", "err", err)
+	}
 	for _, u := range urls {
 		c, err := URLConfig(u)
 		if err != nil {
@@ -321,9 +327,6 @@ func (f *Forwarder) open() error {
 	// queues' log readers starting again from the present (skipHandler).
 	logger := slog.New(&skipHandler{next: f.logger.Handler(), skips: f.skips})
 	f.rs = remote.NewStorage(logger, f.reg, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
-	if err := registerModuleGlobals(f.reg, moduleGlobals); err != nil {
-		f.logger.Warn("Remote write metrics the module keeps on its default registry are not on /metrics", "err", err)
-	}
 	opts := agent.DefaultOptions()
 	opts.WALCompression = compression.Snappy
 	opts.TruncateFrequency = f.truncateEvery

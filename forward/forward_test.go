@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
@@ -750,6 +752,34 @@ func TestForwardingMetricsOnTheRegistry(t *testing.T) {
 	n2, err := testutil.GatherAndCount(reg2, globals...)
 	require.NoError(t, err)
 	require.Equal(t, len(globals), n2)
+}
+
+// TestModuleCountersWithoutForwarding: with nothing forwarded (no
+// --remote-write.url, no remote_write), the module's counters it keeps on
+// its default registry are on omen's registry all the same, as Prometheus
+// (2.42 and 3) shows them, at 0, with no remote_write configured. On
+// 400a4a5 they were registered only once the forwarding log opened, and
+// missing from /metrics otherwise.
+func TestModuleCountersWithoutForwarding(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f, err := New(nil, reg, t.TempDir(), nil, time.Minute)
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, f.ApplyConfig(nil))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]int{}
+	for _, mf := range mfs {
+		if slices.Contains(moduleGlobals, mf.GetName()) {
+			require.Equal(t, dto.MetricType_COUNTER, mf.GetType(), mf.GetName())
+			require.Len(t, mf.GetMetric(), 1, mf.GetName())
+			require.Empty(t, mf.GetMetric()[0].GetLabel(), mf.GetName())
+			got[mf.GetName()]++
+		}
+	}
+	for _, name := range moduleGlobals {
+		require.Equal(t, 1, got[name], name)
+	}
 }
 
 // openForwarder starts a forwarder to url on a registry of its own, with a

@@ -11,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alecthomas/kingpin/v2"
 	"github.com/stretchr/testify/require"
-
-	"github.com/omen-sidecar/omen/internal/ready"
 )
 
 // TestAnomaliesAnswerWhileQueriesFillSlots: dashboards' slow PromQL
@@ -25,22 +22,8 @@ import (
 // answered 503.
 func TestAnomaliesAnswerWhileQueriesFillSlots(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	app := kingpin.New("omen", "")
-	cmd := registerServe(app, registerLogFlags(app))
-	_, err := app.Parse([]string{"serve", "--storage.tsdb.path=" + dir, "--web.listen-address=" + addr,
-		"--query.max-concurrency=1", "--query.timeout=20s", "--query.max-samples=1000000000",
-		"--web.shutdown-grace=0s", "--log.level=error"})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cmd.run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	base := "http://" + addr
-	require.Eventually(t, func() bool { return ready.OK(base) }, 30*time.Second, 20*time.Millisecond)
+	base := startServe(t, "--storage.tsdb.path="+dir, "--query.max-concurrency=1", "--query.timeout=20s",
+		"--query.max-samples=1000000000", "--web.shutdown-grace=0s", "--log.level=error")
 
 	// A query that runs until --query.timeout or its client goes: a
 	// subquery of a subquery at 1 ms steps (under the limit of a million
