@@ -1,11 +1,12 @@
 package forward
 
 import (
-	"errors"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/omen-sidecar/omen/internal/promdefault"
 )
 
 // moduleGlobals are the metrics of the prometheus module's remote storage
@@ -22,12 +23,9 @@ var moduleGlobals = []string{
 
 // registerModuleGlobals registers on reg the module's own collectors of
 // the metrics named in names that it put on the default registry, so that
-// they are on reg as they are in Prometheus: the very counters the module
-// increments, not copies. The default registry hands a collector out only
-// as the AlreadyRegisteredError of a collector of the same description,
-// whose help is read from it first; a name it does not hold (a module that
-// registers it on reg itself) is skipped. Registered on reg already (a
-// second Forwarder on the same registry) is no error.
+// they are on reg as they are in Prometheus (see promdefault.Adopt), each
+// probed with the help read from the default registry; a name it does not
+// hold (a module that registers it on reg itself) is skipped.
 func registerModuleGlobals(reg prometheus.Registerer, names []string) error {
 	if reg == nil {
 		return nil
@@ -41,15 +39,7 @@ func registerModuleGlobals(reg prometheus.Registerer, names []string) error {
 			continue
 		}
 		probe := prometheus.NewCounter(prometheus.CounterOpts{Name: mf.GetName(), Help: mf.GetHelp()})
-		var are prometheus.AlreadyRegisteredError
-		switch err := prometheus.DefaultRegisterer.Register(probe); {
-		case err == nil: // not a collector of that description: taken back
-			prometheus.DefaultRegisterer.Unregister(probe)
-			continue
-		case !errors.As(err, &are):
-			return err
-		}
-		if err := reg.Register(are.ExistingCollector); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		if _, err := promdefault.Adopt(reg, probe); err != nil {
 			return err
 		}
 	}

@@ -454,6 +454,9 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 		p.store[f] = true
 	}
 	p.m = newMetrics(reg, p)
+	if err := adoptReadClientMetrics(reg); err != nil {
+		logger.Warn("Remote read client metrics the module keeps on its default registry are not on /metrics", "err", err)
+	}
 	p.droppedMaxT.Store(math.MinInt64)
 	p.restoredLatest, p.restoredIngested = math.MinInt64, math.MinInt64
 	p.mark = takeMark(p.logger, opts.SnapshotPath)

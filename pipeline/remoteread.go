@@ -5,9 +5,11 @@ import (
 	"net/url"
 	"reflect"
 
+	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/prometheus/config"
 
 	"github.com/omen-sidecar/omen/config"
+	"github.com/omen-sidecar/omen/internal/promdefault"
 )
 
 // remoteRead returns the warm start's upstream under cfg: the
@@ -84,6 +86,40 @@ func CheckUpstream(rrs []*promconfig.RemoteReadConfig) error {
 	for i, rr := range rrs {
 		if _, err := newUpstream(rr); err != nil {
 			return fmt.Errorf("remote_read[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// readClientMetrics are probes of the metrics of the module's remote-read
+// client, which the warm start's upstream is read with: the module
+// registers them on client_golang's default registry (in an init), and
+// its client takes no registerer. Their names, help and labels are the
+// module's (storage/remote/client.go), which a probe must match to be
+// handed the module's collector (see promdefault.Adopt).
+func readClientMetrics() []prometheus.Collector {
+	const ns, sub = "prometheus", "remote_read_client"
+	return []prometheus.Collector{
+		prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "queries_total",
+			Help: "The total number of remote read queries."},
+			[]string{"remote_name", "url", "response_type", "code"}),
+		prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "queries",
+			Help: "The number of in-flight remote read queries."},
+			[]string{"remote_name", "url"}),
+		prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
+			Help: "Histogram of the latency for remote read requests. Note that for streamed responses this is only the duration of the initial call and does not include the processing of the stream."},
+			[]string{"remote_name", "url", "response_type"}),
+	}
+}
+
+// adoptReadClientMetrics puts the module's remote-read client metrics on
+// reg, as they are on Prometheus's /metrics: from the start, whether or
+// not an upstream is configured (a reload may add one), each series there
+// once a client of its upstream is made.
+func adoptReadClientMetrics(reg prometheus.Registerer) error {
+	for _, probe := range readClientMetrics() {
+		if _, err := promdefault.Adopt(reg, probe); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -14,8 +15,12 @@ import (
 
 	"github.com/omen-sidecar/omen/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omen-sidecar/omen/config"
@@ -240,4 +245,63 @@ func TestBackfillRemoteReadReload(t *testing.T) {
 	cold := newEnv(t, "", nil, nil)
 	require.ErrorContains(t, cold.p.ApplyConfig(next), "given by a reload takes a restart")
 	require.Nil(t, cold.p.bf)
+}
+
+// TestRemoteReadClientMetricsOnTheRegistry: the metrics of the module's
+// remote-read client, which reads the warm start's upstream, are on the
+// registry omen passes in, as they are on Prometheus's /metrics with a
+// remote_read: the in-flight gauge of the upstream from the start, and
+// the queries and their latency once it is read. The module registers
+// them on client_golang's default registry, which omen's /metrics does
+// not serve; on 400a4a5 none was on it.
+func TestRemoteReadClientMetricsOnTheRegistry(t *testing.T) {
+	ls := labels.FromStrings("__name__", "temperature", "job", "a")
+	up := openDB(t, t.TempDir())
+	defer up.Close()
+	a := up.AppenderV2(context.Background())
+	for i := range 10 {
+		_, err := a.Append(0, ls, 0, t0.UnixMilli()+int64(i)*stepMs, float64(i), nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, a.Commit())
+	srv := httptest.NewServer(remote.NewReadHandler(nil, nil, up, func() promconfig.Config { return promconfig.Config{} }, 0, 1, 1<<20))
+	defer srv.Close()
+	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	// The series of this test's upstream: the module's vectors are the
+	// process's, other tests' upstreams have theirs.
+	ours := func(name string) []*dto.Metric {
+		mfs, err := e.reg.Gather()
+		require.NoError(t, err)
+		var got []*dto.Metric
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "url" && l.GetValue() == srv.URL {
+						got = append(got, m)
+					}
+				}
+			}
+		}
+		return got
+	}
+	inflight := ours("prometheus_remote_read_client_queries")
+	require.Len(t, inflight, 1, "the upstream's in-flight gauge, from the start")
+	require.Zero(t, inflight[0].GetGauge().GetValue())
+
+	e.push(t0.UnixMilli()+10*stepMs, model.MetricTypeGauge, []labels.Labels{ls}, []float64{10})
+	e.backfilled(t)
+	require.Equal(t, 10.0, testutil.ToFloat64(e.p.m.warmed), "read from the upstream")
+	queries := ours("prometheus_remote_read_client_queries_total")
+	require.NotEmpty(t, queries)
+	total := 0.0
+	for _, m := range queries {
+		total += m.GetCounter().GetValue()
+	}
+	require.Positive(t, total)
+	latency := ours("prometheus_remote_read_client_request_duration_seconds")
+	require.NotEmpty(t, latency)
+	require.Positive(t, latency[0].GetHistogram().GetSampleCount())
 }
