@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -622,6 +623,138 @@ func TestUIOmenClockBehindProxy(t *testing.T) {
 			require.Contains(t, cell, "no data for 4m", "the silent series' badge on omen's clock")
 		})
 	}
+}
+
+// TestUIOmenClockQueued: the page does not hold its lists for omen's
+// time() and does not take a late answer's clock. time() is a PromQL
+// query: it waits for one of the engine's slots (--query.max-concurrency,
+// up to --query.timeout, 2 minutes by default) behind the dashboards'
+// queries, where /api/v1/anomalies and /api/v1/status/omen do not (the
+// anomalies have a gate of their own). Every refresh waited for it before
+// it asked for the lists: with the slots taken, the page showed nothing
+// (the first load) or nothing new until each time() came back. And
+// time() is evaluated when omen receives it, so an answer that waited
+// came back with a clock behind by half the round trip, which the page
+// took.
+//
+// Here omen (the fake, 10 minutes ahead of the browser) holds time() as a
+// full engine does, evaluated on arrival: none answered, the lists load;
+// the first answered at once and the next ones held, the lists go on
+// refreshing on that first reading, one time() at a time, and an answer
+// released after seconds in the queue does not move the page's clock.
+func TestUIOmenClockQueued(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	const omenAhead = 10 * time.Minute
+	omenNow := func() time.Time { return time.Now().Add(omenAhead) }
+	for _, tc := range []struct {
+		name        string
+		answerFirst bool
+	}{{"none answered", false}, {"first answered", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := newFakeAPI(t, omenNow, []fakeInput{{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20,
+				spike: 16, spikeFrom: omenNow().Add(-7 * time.Minute), silentFor: 4 * time.Minute}})
+			q := &queuedClock{h: fake, now: omenNow, answerFirst: tc.answerFirst, gate: make(chan struct{})}
+			srv := servePage(t, q, time.Second)
+			t.Cleanup(q.releaseAll) // before the server's Close, which waits for the handlers
+			br := startBrowser(t, 1280, 800)
+			br.open(srv.URL + "/")
+			br.waitFor("the anomaly list", `window.omen && omen.loads.anomalies > 0 && omen.loads.status > 0`, 25*time.Second)
+			if !tc.answerFirst {
+				return
+			}
+			var offset float64
+			br.eval(&offset, `return omen.clock ? omen.clock.offset : 0;`)
+			require.InDelta(t, omenAhead.Milliseconds(), offset, 2000, "omen's clock from the answer at once")
+
+			var loads int
+			br.eval(&loads, `return omen.loads.anomalies;`)
+			br.waitFor("three refreshes of the list while time() is held", fmt.Sprintf(`omen.loads.anomalies >= %d`, loads+3), 25*time.Second)
+			held, most, _ := q.counts()
+			require.Positive(t, held, "a time() still held")
+			require.Equal(t, 1, most, "time() queries held at once: one a page")
+			var cell string
+			br.eval(&cell, `return document.querySelector("#anomalies tbody tr").cells[2].innerText.replace(/\s+/g, " ");`)
+			require.Contains(t, cell, "7m ago", "the incident's age on omen's clock, from its first reading")
+			require.Contains(t, cell, "no data for 4m", "the silent series' badge on omen's clock")
+
+			q.release() // those held so far come back, late; the next ones are held
+			require.Eventually(t, func() bool { _, _, n := q.counts(); return n > 0 }, 30*time.Second, 10*time.Millisecond, "the held time() answered")
+			br.eval(&loads, `return omen.loads.anomalies;`)
+			br.waitFor("two refreshes after the late answer", fmt.Sprintf(`omen.loads.anomalies >= %d`, loads+2), 25*time.Second)
+			br.eval(&offset, `return omen.clock.offset;`)
+			require.InDelta(t, omenAhead.Milliseconds(), offset, 2000, "omen's clock after a time() answered late")
+		})
+	}
+}
+
+// queuedClock forwards to h, holding the page's time() queries as an
+// engine whose slots are taken does: evaluated at their arrival (omen's
+// now then, as Prometheus's API takes it), answered once released. With
+// answerFirst the first is answered at once.
+type queuedClock struct {
+	h           http.Handler
+	now         func() time.Time
+	answerFirst bool
+
+	mu                     sync.Mutex
+	gate                   chan struct{} // closed by release
+	n, held, most, answers int
+	all                    bool // releaseAll: hold none from now on
+}
+
+func (q *queuedClock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/api/v1/query" || r.ParseForm() != nil || r.Form.Get("query") != "time()" {
+		q.h.ServeHTTP(w, r)
+		return
+	}
+	r.Form.Set("time", strconv.FormatFloat(float64(q.now().UnixMilli())/1000, 'f', 3, 64))
+	q.mu.Lock()
+	q.n++
+	if q.all || q.n == 1 && q.answerFirst {
+		q.mu.Unlock()
+		q.h.ServeHTTP(w, r)
+		return
+	}
+	gate := q.gate
+	q.held++
+	q.most = max(q.most, q.held)
+	q.mu.Unlock()
+	select {
+	case <-gate:
+	case <-r.Context().Done():
+	}
+	q.h.ServeHTTP(w, r)
+	q.mu.Lock()
+	q.held--
+	q.answers++
+	q.mu.Unlock()
+}
+
+// release answers the time() queries held so far; the next ones are held.
+func (q *queuedClock) release() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	close(q.gate)
+	q.gate = make(chan struct{})
+}
+
+// releaseAll answers those held and every one after.
+func (q *queuedClock) releaseAll() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.all = true
+	close(q.gate)
+	q.gate = make(chan struct{})
+}
+
+// counts returns the time() queries held now, the most held at once, and
+// those answered after being held.
+func (q *queuedClock) counts() (held, most, answers int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.held, q.most, q.answers
 }
 
 // dateProxy forwards to h, replacing the Date of its answers with date's

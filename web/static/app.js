@@ -215,14 +215,31 @@
   // (nginx does) or leave out: behind one the page was on the proxy's
   // clock, or on the browser's. A POST, which caches do not answer from
   // store. If it fails the offset stays as it was.
+  //
+  // time() is a PromQL query: it waits for one of the engine's slots
+  // (--query.max-concurrency, up to --query.timeout) behind other
+  // queries, where the lists do not. A refresh waits for it CLOCK_WAIT_MS
+  // at most, then loads the lists on the offset it has, and asks again
+  // only once the answer is in (one at a time, as refresh). omen
+  // evaluates time() when the query arrives, so a reading is off by up
+  // to half its round trip: one that waited in that queue (a round trip
+  // over CLOCK_WAIT_MS and twice the one of the offset in use) is not
+  // taken over a better one.
+  var CLOCK_WAIT_MS = 2000;
+  var clockAsked = null; // the time() query in flight
   function syncClock() {
-    var sent = Date.now();
-    return api("query", [["query", "time()"]], true).then(function (d) {
-      var got = Date.now(), at = d && d.resultType === "scalar" ? Number(d.result[0]) * 1000 : NaN;
-      if (!isFinite(at)) return;
-      clockOffset = at - (sent + got) / 2;
-      omen.clock = { offset: clockOffset, rtt: got - sent };
-    }).catch(function () { /* omen not ready: the lists say so */ });
+    if (!clockAsked) {
+      var sent = Date.now();
+      clockAsked = api("query", [["query", "time()"]], true).then(function (d) {
+        var got = Date.now(), at = d && d.resultType === "scalar" ? Number(d.result[0]) * 1000 : NaN;
+        if (!isFinite(at)) return;
+        var rtt = got - sent;
+        if (omen.clock && rtt > Math.max(CLOCK_WAIT_MS, 2 * omen.clock.rtt)) return;
+        clockOffset = at - (sent + got) / 2;
+        omen.clock = { offset: clockOffset, rtt: rtt };
+      }).catch(function () { /* omen not ready: the lists say so */ }).then(function () { clockAsked = null; });
+    }
+    return Promise.race([clockAsked, new Promise(function (done) { setTimeout(done, CLOCK_WAIT_MS); })]);
   }
 
   // sampleAge is how long ago, in ms, the sample time iso of a listed
