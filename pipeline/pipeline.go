@@ -180,6 +180,13 @@ type Options struct {
 	// QueryTimeout, if more than 0, bounds an /api/v1/anomalies request's
 	// wait for a slot and its work (--query.timeout).
 	QueryTimeout time.Duration
+
+	// rebuildBudget is the time a worker spends rebuilding series within
+	// one batch (see rebuild.go): 0 is rebuildBatchBudget, below 0 none
+	// (tests). idleRebuildOff leaves the rebuilds to the series' samples
+	// (tests).
+	rebuildBudget  time.Duration
+	idleRebuildOff bool
 }
 
 // DefaultOptions returns the defaults of `omen serve`.
@@ -209,6 +216,9 @@ func (o *Options) validate() error {
 	}
 	if o.QueueSize == 0 {
 		o.QueueSize = d.QueueSize
+	}
+	if o.rebuildBudget == 0 {
+		o.rebuildBudget = rebuildBatchBudget
 	}
 	if o.ForecastEvery == 0 {
 		o.ForecastEvery = d.ForecastEvery

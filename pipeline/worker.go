@@ -103,6 +103,13 @@ type worker struct {
 	warmV []float64
 	// chks is the scratch of the freshness probe (see freshness).
 	chks []chunks.Meta
+	// rebuilds are the series a reload marked to rebuild (see
+	// rebuild.go), rebuiltIn the time spent rebuilding within the batch
+	// being scored, and always a closed channel: ready while rebuilds
+	// wait, in run's select.
+	rebuilds  []*series
+	rebuiltIn time.Duration
+	always    chan struct{}
 }
 
 // queueRequestSamples is the request size --detect.queue-size counts in:
@@ -134,6 +141,7 @@ func newWorker(p *Pipeline, id int) *worker {
 		backfilled: make(chan []bfResult, backfillReaders),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
+		always:     closedChan(),
 		series:     map[storage.SeriesRef]*series{},
 		ignored:    map[storage.SeriesRef]ignoredSeries{},
 		live:       [2]map[string]*nameLive{{}, {}},
@@ -333,11 +341,17 @@ func (w *worker) run(ctx context.Context) {
 	sweep := time.NewTicker(max(w.p.opts.StaleAfter/8, time.Second))
 	defer sweep.Stop()
 	for {
+		var idle <-chan struct{}
+		if len(w.rebuilds) > 0 && !w.p.opts.idleRebuildOff {
+			idle = w.always
+		}
 		select {
 		case b := <-w.queue:
 			w.process(ctx, b)
 			w.taken++
 			w.applyLost(ctx, false)
+		case <-idle:
+			w.task(func() { w.rebuildIdle(ctx) })
 		case r := <-w.snap:
 			w.task(func() {
 				_, err := w.encodeSlice(r.cur)
@@ -431,6 +445,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	nowMs := now.UnixMilli()
 	so := p.stepOpts()
 	out := p.newOutputs(ctx)
+	w.rebuiltIn = 0
 	scored := 0 // added to the counter once per batch, not per sample
 	newest := w.newest.Load()
 	arrived := [2]int64{w.arrived[0].Load(), w.arrived[1].Load()}
@@ -503,9 +518,14 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			p.historyWanted(s.name)
 		}
 		var rebuilt *series
-		if s != nil && s.rebuild && !wait {
+		var rebuildStart time.Time
+		if s != nil && s.rebuild && !wait && (isDerived(s) || w.rebuiltIn < p.opts.rebuildBudget) {
 			// Its new options need new models (see reconfigure): it
 			// starts again from its history now, keeping its incident.
+			// An ingested input's rebuild waits, scored with the models
+			// it has, once the batch has spent its budget on others
+			// (see rebuild.go).
+			rebuildStart = time.Now()
 			w.dropLocking(smp.ref, s)
 			rebuilt, s = s, nil
 		}
@@ -518,6 +538,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			s = w.create(ctx, smp, nowMs)
 			if rebuilt != nil {
 				w.carryOver(rebuilt, s, smp.t, &out)
+				if !isDerived(rebuilt) {
+					w.rebuiltIn += time.Since(rebuildStart)
+				}
 			}
 			if s == nil {
 				continue
@@ -590,7 +613,14 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		if s.grp != nil {
 			s.stepGroup(smp.t, smp.derived.vals, time.Duration(smp.derived.d.Interval).Milliseconds(), so)
 		} else {
-			s.step(smp.t, v, w.acc, &w.fcBuf, so)
+			acc := w.acc
+			if s.rebuild && !isDerived(s) {
+				// Its forecasts are of the options before the reload
+				// until it is rebuilt: their checks would bring a
+				// removed horizon's accuracy back.
+				acc = nil
+			}
+			s.step(smp.t, v, acc, &w.fcBuf, so)
 		}
 		w.liveSeen(s, prevSeen, wasStale) // after the step, which ends a staleness marker
 		pub := s.pub
@@ -942,6 +972,8 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 	// horizon.
 	defer w.p.acc().keepHorizons(configuredHorizons(cfg))
 	var gone []*series
+	clear(w.rebuilds) // marked again below, if still to rebuild
+	w.rebuilds = w.rebuilds[:0]
 	w.mu.Lock()
 	for ref := range w.ignored {
 		w.unignoreLocked(ref)
@@ -965,6 +997,9 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 			continue
 		}
 		s.rebuild = s.det.SetOptions(detectOptions(sc)) != nil || (!s.sameHorizons(want) && (s.fc != nil || fcRoom))
+		if s.rebuild && !isDerived(s) {
+			w.rebuilds = append(w.rebuilds, s)
+		}
 	}
 	w.mu.Unlock()
 	if len(gone) == 0 {
@@ -1027,6 +1062,13 @@ func (w *worker) drop(ref storage.SeriesRef, s *series) {
 	delete(w.series, ref)
 	w.liveDrop(s)
 	w.gen++
+	w.release(s)
+}
+
+// release gives back what s holds of the budgets and counts, as drop does,
+// leaving it in the series map: its successor (see rebuildIdle) replaces it
+// there.
+func (w *worker) release(s *series) {
 	w.p.scored.Add(-1)
 	w.p.m.names.dropped(s.name, w.p.opts.Now().UnixMilli())
 	if s.fc != nil {

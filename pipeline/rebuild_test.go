@@ -1,0 +1,185 @@
+package pipeline
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/config"
+)
+
+// fourHorizons are the default horizons and 10m: a reload to them rebuilds
+// the default horizons' forecasters.
+var fourHorizons = []model.Duration{model.Duration(5 * time.Minute), model.Duration(10 * time.Minute), model.Duration(15 * time.Minute), model.Duration(30 * time.Minute)}
+
+// historyThenScore appends points samples of 15 s of each of ls to the
+// TSDB, past the tap, then one more through it: each series is created at
+// that one, warmed from the rest. It returns the next sample's index.
+func historyThenScore(t *testing.T, e *env, ls []labels.Labels, vs []float64, points int) int {
+	t.Helper()
+	a := e.db.AppenderV2(t.Context())
+	for j := range points {
+		for i := range ls {
+			_, err := a.Append(0, ls[i], 0, t0.UnixMilli()+int64(j)*stepMs, vs[j]+float64(i), nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, a.Commit())
+	pushRound(e, ls, vs, points)
+	e.sync()
+	return points + 1
+}
+
+// pushRound pushes the j-th sample of each of ls through the tap, in one
+// commit.
+func pushRound(e *env, ls []labels.Labels, vs []float64, j int) {
+	row := make([]float64, len(ls))
+	for i := range ls {
+		row[i] = vs[j] + float64(i)
+	}
+	e.push(t0.UnixMilli()+int64(j)*stepMs, model.MetricTypeGauge, ls, row)
+}
+
+// horizonCounts counts the workers' series by their forecasters' number of
+// horizons, and those still to rebuild under -1.
+func horizonCounts(e *env) map[int]int {
+	n := map[int]int{}
+	for _, w := range e.p.workers {
+		w.view(func(s *series) {
+			switch {
+			case s.rebuild:
+				n[-1]++
+			case s.fc != nil:
+				n[len(s.fc.horizons)]++
+			}
+		})
+	}
+	return n
+}
+
+// TestReloadRebuildsWhileIdle: a reload that changes the horizons rebuilds
+// the forecasters while the workers have nothing to score, not at each
+// series' next sample. On 400a4a5 they waited for it (every one in the
+// first batch after the reload, which held scoring for a minute at 10 000
+// series): with no sample sent, none was rebuilt.
+func TestReloadRebuildsWhileIdle(t *testing.T) {
+	const n = 20
+	e := newEnv(t, "", nil, nil)
+	ls := make([]labels.Labels, n)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "idle_gauge", "instance", fmt.Sprint(i))
+	}
+	vs := seasonal(600, 5)
+	historyThenScore(t, e, ls, vs, 500)
+	require.Equal(t, map[int]int{3: n}, horizonCounts(e))
+	cfg := config.Default()
+	cfg.Defaults.ForecastHorizons = fourHorizons
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	require.Eventually(t, func() bool { return horizonCounts(e)[4] == n }, 30*time.Second, 5*time.Millisecond,
+		"rebuilt without a sample: %v", horizonCounts(e))
+	// Rebuilt from the whole history, as at a sample: the forecasters
+	// forecast (the replay passed their warm-up) and the detectors are
+	// ready; still listed, seen when they were (a series the sweep sees
+	// unseen since is dropped).
+	require.Len(t, e.p.Anomalies(nil), n)
+	for _, w := range e.p.workers {
+		w.view(func(s *series) {
+			require.Positive(t, s.lastSeen, s.in.String())
+			require.True(t, s.pub.ready, s.in.String())
+			require.Equal(t, t0.UnixMilli()+500*stepMs, s.pub.t, s.in.String())
+			require.True(t, s.fc.m.Ready(), s.in.String())
+		})
+	}
+}
+
+// TestReloadRebuildWaitsForBudget: a reload replaces 30m by 10m. With no
+// time for rebuilds in a batch and none while idle, its series are scored
+// with the models they have, their rebuild pending, and their forecasts'
+// checks do not count in the accuracy (the removed 30m's would come back);
+// with the default budget, the batches rebuild them.
+func TestReloadRebuildWaitsForBudget(t *testing.T) {
+	const n = 8
+	ls := make([]labels.Labels, n)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "budget_gauge", "instance", fmt.Sprint(i))
+	}
+	vs := seasonal(700, 6)
+	for _, tc := range []struct {
+		name   string
+		budget time.Duration
+		want   map[int]int
+	}{
+		{"no budget", -1, map[int]int{-1: n}},
+		{"default budget", 0, map[int]int{3: n}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "", nil, func(o *Options) { o.rebuildBudget, o.idleRebuildOff = tc.budget, true })
+			j := historyThenScore(t, e, ls, vs, 500)
+			cfg := config.Default()
+			cfg.Defaults.ForecastHorizons = []model.Duration{model.Duration(5 * time.Minute), model.Duration(10 * time.Minute), model.Duration(15 * time.Minute)}
+			require.NoError(t, e.p.ApplyConfig(cfg))
+			scored := testutil.ToFloat64(e.p.m.scoredSamples)
+			// The old forecasters' 30m forecasts made in the warm-up's
+			// replay come due among these.
+			for k := range 40 {
+				pushRound(e, ls, vs, j+k)
+				if tc.budget < 0 && k == 0 {
+					e.sync()
+					require.Equal(t, tc.want, horizonCounts(e))
+				}
+			}
+			e.sync()
+			require.Equal(t, scored+40*n, testutil.ToFloat64(e.p.m.scoredSamples), "every sample scored")
+			// Within the budget, one series at least a batch: 40
+			// rounds rebuild the n.
+			require.Equal(t, tc.want, horizonCounts(e))
+			a := e.p.acc()
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			for k := range a.m {
+				require.NotEqual(t, "30m", k.horizon, "a removed horizon's accuracy")
+			}
+		})
+	}
+}
+
+// TestIdleRebuildAsAtSample: a series rebuilt while idle and then given
+// its next sample has the models, results and forecasts of one rebuilt at
+// that sample.
+func TestIdleRebuildAsAtSample(t *testing.T) {
+	ls := []labels.Labels{labels.FromStrings("__name__", "same_gauge", "instance", "a")}
+	vs := seasonal(700, 7)
+	run := func(idleOff bool) (published, []bool, []float64) {
+		e := newEnv(t, "", nil, func(o *Options) { o.idleRebuildOff = idleOff })
+		j := historyThenScore(t, e, ls, vs, 600)
+		cfg := config.Default()
+		cfg.Defaults.ForecastHorizons = fourHorizons
+		require.NoError(t, e.p.ApplyConfig(cfg))
+		if !idleOff {
+			require.Eventually(t, func() bool { return horizonCounts(e)[4] == 1 }, 30*time.Second, 5*time.Millisecond)
+		}
+		pushRound(e, ls, vs, j)
+		e.sync()
+		s := e.onlySeries()
+		require.Len(t, s.fc.horizons, 4)
+		var fc []float64
+		for _, pt := range s.fc.pts {
+			fc = append(fc, pt.Yhat, pt.Lower, pt.Upper)
+		}
+		e.stop()
+		return s.pub, slices.Clone(s.fc.ok), fc
+	}
+	atSample, okS, fcS := run(true)
+	idle, okI, fcI := run(false)
+	require.Equal(t, atSample, idle)
+	require.Equal(t, okS, okI)
+	require.Equal(t, fcS, fcI)
+	require.Contains(t, okI, true, "forecasting")
+}
