@@ -124,7 +124,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 			Help: "Scored samples whose outputs were not stored because they are older than the TSDB head appends (history written in the past); they trained the models.",
 		}),
 		warmed: f.NewCounter(prometheus.CounterOpts{
-			Name: "omen_warm_start_samples_total", Help: "History samples replayed into new series' models, and into forecasters given to series already scored.",
+			Name: "omen_warm_start_samples_total", Help: "History samples replayed into new series' models, into forecasters given to series already scored, and to calibrate the band floors of horizons a restored forecaster had none of.",
 		}),
 		backfillFailed: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_warm_start_remote_read_failures_total", Help: "Remote reads of new series' history (--backfill.remote-read-url), each of up to 64 series, that failed or timed out; their series are read again after a backoff.",

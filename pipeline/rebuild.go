@@ -48,6 +48,11 @@ func (w *worker) rebuildIdle(ctx context.Context) {
 		old := w.rebuilds[n]
 		w.rebuilds[n] = nil
 		w.rebuilds = w.rebuilds[:n]
+		if w.series[old.ref] == old && !old.rebuild && old.fc != nil && old.fc.floorsDue != 0 && !old.fc.warmDue && !old.catchUpDue {
+			// Restored with horizons the snapshot had no floor of.
+			w.calibrateFloors(ctx, old, old.learntUpTo()+1)
+			continue
+		}
 		if w.series[old.ref] != old || !old.rebuild || !old.pub.hasResult || old.pub.stale || old.catchUpDue {
 			// Rebuilt at a sample already, dropped, or with no sample
 			// to start after: its next sample rebuilds it.

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -182,4 +184,67 @@ func TestIdleRebuildAsAtSample(t *testing.T) {
 	require.Equal(t, okS, okI)
 	require.Equal(t, fcS, fcI)
 	require.Contains(t, okI, true, "forecasting")
+}
+
+// TestRestartCalibrationWaitsForBudget: the band floors of a horizon added
+// while omen was down (see TestRestartCalibratesNewHorizons) are
+// calibrated within a batch's budget, else while idle: with no budget, the
+// first sample after the restart is scored with the floor's minimum, and
+// the calibration comes without another sample. ad9cea1 calibrated every
+// restored series at its first sample, all in the first batch: 212 s at
+// 10 000 series.
+func TestRestartCalibrationWaitsForBudget(t *testing.T) {
+	const n = 1500
+	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m, 10m, 15m, 30m]}"))
+	require.NoError(t, err)
+	vs := quietThenNoisy(n + 2)
+	path, db := filepath.Join(t.TempDir(), "models.snap"), t.TempDir()
+	e := newEnv(t, db, nil, func(o *Options) { o.SnapshotPath, o.Workers = path, 1 })
+	e.feed(pod("b"), model.MetricTypeGauge, vs[:n])
+	e.stop()
+	require.NoError(t, e.db.Close())
+	for _, idle := range []bool{false, true} {
+		t.Run(fmt.Sprintf("idle=%v", idle), func(t *testing.T) {
+			// The TSDB and snapshot of the first run each time.
+			dir, snap := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
+			require.NoError(t, os.CopyFS(dir, os.DirFS(db)))
+			saved, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(snap, saved, 0o600))
+			e := newEnv(t, dir, cfg, func(o *Options) {
+				o.SnapshotPath, o.Workers = snap, 1
+				o.rebuildBudget, o.idleRebuildOff = -1, !idle
+			})
+			e.ready(t)
+			e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{pod("b")}, vs[n:n+1])
+			e.sync()
+			floor10 := func() float32 {
+				var fl float32
+				e.p.workers[0].view(func(s *series) {
+					for i, h := range s.fc.horizons {
+						if h == 10*time.Minute {
+							fl = s.fc.pend[i].Floor
+						}
+					}
+				})
+				return fl
+			}
+			if !idle {
+				require.Zero(t, floor10(), "not calibrated in the batch")
+				require.Equal(t, t0.UnixMilli()+n*stepMs, podSeries(e, "b").pub.t, "scored")
+				// Saved so, the floor is still to calibrate after the
+				// next restart (saved as the minimum, it was taken
+				// for calibrated).
+				e.stop()
+				require.NoError(t, e.db.Close())
+				e = newEnv(t, dir, cfg, func(o *Options) { o.SnapshotPath, o.Workers = snap, 1 })
+				e.ready(t)
+				e.push(t0.UnixMilli()+(n+1)*stepMs, model.MetricTypeGauge, []labels.Labels{pod("b")}, vs[n+1:])
+				e.sync()
+				require.Positive(t, floor10(), "calibrated after the restart")
+				return
+			}
+			require.Eventually(t, func() bool { return floor10() > 0 }, 30*time.Second, 5*time.Millisecond, "calibrated while idle")
+		})
+	}
 }

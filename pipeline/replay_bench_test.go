@@ -4,10 +4,12 @@ package pipeline
 
 import (
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -77,14 +79,7 @@ func BenchmarkReloadRebuild(b *testing.B) {
 				ls[i] = labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
 			}
 			vs := seasonal(points+1000, 4)
-			a := e.db.AppenderV2(b.Context())
-			for j := range points {
-				for i := range ls {
-					_, err := a.Append(0, ls[i], 0, t0.UnixMilli()+int64(j)*stepMs, vs[j]+float64(i%7), nil, nil, storage.AOptions{})
-					require.NoError(b, err)
-				}
-			}
-			require.NoError(b, a.Commit())
+			benchHistory(b, e, ls, vs, points)
 			refs := make([]storage.SeriesRef, n)
 			round := points
 			appendRound(b, e, e.app, ls, refs, vs, round)
@@ -148,4 +143,73 @@ func BenchmarkReloadRebuild(b *testing.B) {
 			b.ReportMetric(float64(rounds)/float64(b.N), "rounds")
 		})
 	}
+}
+
+// BenchmarkRestartCalibration: `series` series with `points` samples of
+// 15 s history are scored (default horizons) and snapshotted; omen
+// restarts with 10m added (the longest the same: the models are
+// restored), whose band floors are calibrated on each series' history. A
+// sender sends a sample of each series every 100 ms of wall time until
+// every series' history was replayed for it. first-round-ms is how long the first
+// round after the restart took to be scored, calibrated-s the time until
+// the last floor was.
+//
+// Run: go test -run '^$' -bench RestartCalibration -benchtime=1x ./pipeline
+func BenchmarkRestartCalibration(b *testing.B) {
+	const n, points = 2000, 1000
+	b.Run(fmt.Sprintf("series=%d/points=%d", n, points), func(b *testing.B) {
+		ls := make([]labels.Labels, n)
+		for i := range ls {
+			ls[i] = labels.FromStrings("__name__", "bench_gauge", "instance", fmt.Sprint(i), "job", "node")
+		}
+		vs := seasonal(points+1000, 4)
+		for range b.N {
+			b.StopTimer()
+			dir, snap := b.TempDir(), filepath.Join(b.TempDir(), "models.snap")
+			opts := func(o *Options) { o.SnapshotPath = snap }
+			e := newEnv(b, dir, nil, opts)
+			benchHistory(b, e, ls, vs, points)
+			refs := make([]storage.SeriesRef, n)
+			appendRound(b, e, e.app, ls, refs, vs, points)
+			e.stop()
+			require.NoError(b, e.db.Close())
+			cfg := config0()
+			cfg.Defaults.ForecastHorizons = []model.Duration{model.Duration(5 * time.Minute), model.Duration(10 * time.Minute), model.Duration(15 * time.Minute), model.Duration(30 * time.Minute)}
+			e = newEnv(b, dir, cfg, opts)
+			e.ready(b)
+			// Each calibration replays the series' history: points
+			// samples counted in omen_warm_start_samples_total.
+			warmed0 := testutil.ToFloat64(e.p.m.warmed)
+			uncalibrated := func() int {
+				return n - int((testutil.ToFloat64(e.p.m.warmed)-warmed0)/points)
+			}
+			clear(refs)
+			b.StartTimer()
+			start := time.Now()
+			appendRound(b, e, e.app, ls, refs, vs, points+1)
+			first := time.Since(start)
+			tick := time.NewTicker(100 * time.Millisecond)
+			for round := points + 2; uncalibrated() > 0; round++ {
+				<-tick.C
+				appendRound(b, e, e.app, ls, refs, vs, round)
+			}
+			tick.Stop()
+			b.ReportMetric(float64(first.Milliseconds()), "first-round-ms")
+			b.ReportMetric(time.Since(start).Seconds(), "calibrated-s")
+			e.stop()
+		}
+	})
+}
+
+// benchHistory appends the first points of vs (offset by i%7 for the i-th
+// series) to the TSDB past the tap, 15 s apart, in one commit.
+func benchHistory(b *testing.B, e *env, ls []labels.Labels, vs []float64, points int) {
+	a := e.db.AppenderV2(b.Context())
+	for j := range points {
+		for i := range ls {
+			_, err := a.Append(0, ls[i], 0, t0.UnixMilli()+int64(j)*stepMs, vs[j]+float64(i%7), nil, nil, storage.AOptions{})
+			require.NoError(b, err)
+		}
+	}
+	require.NoError(b, a.Commit())
 }

@@ -219,6 +219,12 @@ type fcState struct {
 	// Beside warmDue, so the two bools share one word: fcState stays in
 	// Go's 288-byte size class.
 	isNew bool
+	// floorsDue has bit i set for horizon i when a restored state had no
+	// band floor of it (a horizon added while omen was down): its floor
+	// is calibrated on the series' history in the TSDB at its next sample
+	// (worker.calibrateFloors), as a reload's rebuild calibrates it. In
+	// the word of the bools (at most config.MaxForecastHorizons bits).
+	floorsDue uint8
 	// stepDif is an EWMA of |Δ| between the forecaster's consecutive
 	// steps, the unit of the bands' calibrated floors (see bandRef). In
 	// the word of the two bools above, it costs no bytes.

@@ -68,8 +68,9 @@ func keyless(b []byte) []byte {
 // 15m; one horizon replaced by another ([5m, 15m, 30m] to [5m, 20m, 30m])
 // gave 20m the floor of 15m; one added or removed lost every floor, those
 // of the horizons kept too, until they calibrated again (6 to 20 hours of
-// checks). A horizon new to the forecaster starts at 0, as a new
-// forecaster's does; the stepDif, their unit, is kept.
+// checks). A horizon new to the forecaster starts at 0, due to be
+// calibrated on the series' history (floorsDue, see
+// TestRestartCalibratesNewHorizons); the stepDif, their unit, is kept.
 func TestFloorsRestoredByHorizon(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -94,6 +95,7 @@ func TestFloorsRestoredByHorizon(t *testing.T) {
 					}
 				}
 				require.Equal(t, want, f.pend[i].Floor, "the floor of %v", h)
+				require.Equal(t, want == 0, f.floorsDue&(1<<i) != 0, "the floor of %v due from history", h)
 			}
 		})
 	}
@@ -194,8 +196,63 @@ func TestSnapshotFloorsFollowHorizons(t *testing.T) {
 			require.NotNil(t, after)
 			require.False(t, after.warmDue, "the forecaster restored")
 			for i, h := range after.horizons {
-				require.Equal(t, before[h], after.pend[i].Floor, "the floor of %v", h)
+				if f, ok := before[h]; ok {
+					require.Equal(t, f, after.pend[i].Floor, "the floor of %v", h)
+				} else {
+					require.Positive(t, after.pend[i].Floor, "the floor of %v, new, calibrated on the history (TestRestartCalibratesNewHorizons)", h)
+				}
 			}
+			require.Zero(t, after.floorsDue)
 		})
 	}
+}
+
+// TestRestartCalibratesNewHorizons: a horizon added while omen was down
+// gets its band floor calibrated on the series' history in the TSDB at the
+// series' first sample after the restart, as a reload adding it does (it
+// rebuilds the series from that history), the restored model and the
+// other horizons' floors kept. It started at 0 (the floor's minimum), its
+// bands too narrow for the 6 to 20 hours of checks that raise it: 0 for
+// 10m on a064bd8, where the reload gave it the value logged below.
+func TestRestartCalibratesNewHorizons(t *testing.T) {
+	const n = 1500
+	cfg, err := config.Load([]byte("defaults: {forecast_horizons: [5m, 10m, 15m, 30m]}"))
+	require.NoError(t, err)
+	vs := quietThenNoisy(n + 1)
+	floor10 := func(f *fcState) float32 {
+		for i, h := range f.horizons {
+			if h == 10*time.Minute {
+				return f.pend[i].Floor
+			}
+		}
+		t.Fatal("no 10m horizon")
+		return 0
+	}
+
+	// The reload's.
+	e := newEnv(t, "", nil, func(o *Options) { o.Workers = 1 })
+	e.feed(pod("b"), model.MetricTypeGauge, vs[:n])
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{pod("b")}, vs[n:])
+	e.sync()
+	reloaded := floor10(podSeries(e, "b").fc)
+	require.Positive(t, reloaded)
+	e.stop()
+
+	// The restart's.
+	path, db := filepath.Join(t.TempDir(), "models.snap"), t.TempDir()
+	opts := func(o *Options) { o.SnapshotPath, o.Workers = path, 1 }
+	e = newEnv(t, db, nil, opts)
+	e.feed(pod("b"), model.MetricTypeGauge, vs[:n])
+	e.stop()
+	require.NoError(t, e.db.Close())
+	e = newEnv(t, db, cfg, opts)
+	e.ready(t)
+	e.push(t0.UnixMilli()+n*stepMs, model.MetricTypeGauge, []labels.Labels{pod("b")}, vs[n:])
+	e.sync()
+	f := podSeries(e, "b").fc
+	require.False(t, f.warmDue, "the forecaster restored")
+	restarted := floor10(f)
+	t.Logf("10m band floor: reload %.3f, restart %.3f", reloaded, restarted)
+	require.InDelta(t, reloaded, restarted, 0.25*float64(reloaded), "calibrated as the reload's")
 }

@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strings"
@@ -1278,6 +1279,12 @@ func (s *series) restore(saved *savedSeries) bool {
 			fcLost = true
 		}
 	}
+	if s.fc != nil && (saved.flags&flagDef != 0 || fcLost) {
+		// A derived input's history is its evaluations, which a replay
+		// does not read: its new horizons calibrate on live checks, as
+		// a new forecaster's do.
+		s.fc.floorsDue = 0
+	}
 	if s.fc != nil && (len(st.fc) == 0 || fcLost) && saved.flags&flagDef == 0 {
 		// The snapshot has no state of its forecaster it reads: one
 		// the sweep gave before its next sample, one given now (the
@@ -1400,15 +1407,22 @@ func (f *fcState) appendState(b []byte) ([]byte, error) {
 		uint64(r.MinStepMs), uint64(r.IV[0]), uint64(r.IV[1]), uint64(r.IV[2]), uint64(r.Ref), closed, uint64(r.Ctr),
 		uint64(r.N), uint64(r.First), uint64(r.LastT), math.Float64bits(r.X0), math.Float64bits(r.DSum), math.Float64bits(r.DSq),
 		math.Float64bits(f.within), uint64(f.made),
-		uint64(math.Float32bits(f.stepDif)) | uint64(len(f.horizons))<<32,
+		uint64(math.Float32bits(f.stepDif)) | uint64(len(f.horizons)-bits.OnesCount8(f.floorsDue))<<32,
 	} {
 		b = binary.LittleEndian.AppendUint64(b, u)
 	}
+	// A horizon whose floor is still to calibrate (floorsDue: the worker
+	// had no time for it yet) is saved without one, so that the restart
+	// calibrates it, rather than restore the minimum as calibrated.
 	for i := range f.horizons {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f.pend[i].Floor))
+		if f.floorsDue&(1<<i) == 0 {
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f.pend[i].Floor))
+		}
 	}
-	for _, h := range f.horizons {
-		b = binary.LittleEndian.AppendUint64(b, uint64(h))
+	for i, h := range f.horizons {
+		if f.floorsDue&(1<<i) == 0 {
+			b = binary.LittleEndian.AppendUint64(b, uint64(h))
+		}
 	}
 	binary.LittleEndian.PutUint32(b[start-4:], uint32(len(b)-start))
 	m, err := f.m.MarshalBinary()
@@ -1589,17 +1603,20 @@ func (f *fcState) restoreState(b []byte) error {
 		rs.Instant, rs.InstN = rs.LastT, 1
 		f.rs = rs
 		// The floors and their unit are of steps of this length; each
-		// floor goes to its horizon, a horizon not saved starts at 0 (a
-		// reload to other horizons restarts the series, see
+		// floor goes to its horizon, a horizon not saved is calibrated
+		// on the series' history at its next sample (floorsDue), as a
+		// reload to other horizons rebuilds the series from it (see
 		// sameHorizons). Without their horizons, by position when as
 		// many, which is all such a state tells.
 		f.stepDif = stepDif
 		switch {
 		case keys != nil:
 			for i, h := range f.horizons {
+				f.floorsDue |= 1 << i
 				for j := range floors {
 					if time.Duration(binary.LittleEndian.Uint64(keys[8*j:])) == h {
 						f.pend[i].Floor = floors[j]
+						f.floorsDue &^= 1 << i
 					}
 				}
 			}
@@ -1607,6 +1624,9 @@ func (f *fcState) restoreState(b []byte) error {
 			for i := range f.horizons {
 				f.pend[i].Floor = floors[i]
 			}
+		case b[0] >= 3:
+			// Floors saved, of other horizons than as many as now.
+			f.floorsDue = 1<<len(f.horizons) - 1
 		}
 	}
 	f.within = within

@@ -339,7 +339,10 @@ func TestSnapshotKeepsUnclaimedState(t *testing.T) {
 // state was learnt under another false-alarm rate starts again from its
 // history instead, and one whose forecaster took the steps of other
 // horizons has that forecaster learn its history again (the detector kept:
-// TestRestoreOfOtherStepsKeepsDetector).
+// TestRestoreOfOtherStepsKeepsDetector). One whose forecaster gets a
+// horizon of the same steps it had no band floor of replays its history
+// for that floor alone (TestRestartCalibratesNewHorizons), its models
+// restored.
 func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 	const n = 300
 	vs := seasonal(n+1, 7)
@@ -349,12 +352,14 @@ func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 		cfg       string
 		direction detect.Direction
 		restored  bool
+		replayed  bool // the history replayed for a new horizon's floor
 	}{
-		{"direction", "defaults: {direction: up}", detect.Up, true},
-		{"false-alarm rate", "defaults: {false_alarm_rate: 0.01}", detect.Both, false},
+		{"direction", "defaults: {direction: up}", detect.Up, true, false},
+		{"false-alarm rate", "defaults: {false_alarm_rate: 0.01}", detect.Both, false, false},
 		// The forecaster's step follows the longest horizon.
-		{"horizons of the same steps", "defaults: {forecast_horizons: [10m, 30m]}", detect.Both, true},
-		{"horizons of other steps", "defaults: {forecast_horizons: [5m, 1h]}", detect.Both, false}, // the forecaster learns the n samples again
+		{"horizons of the same steps", "defaults: {forecast_horizons: [10m, 30m]}", detect.Both, true, true},
+		{"horizons of the same steps, none new", "defaults: {forecast_horizons: [15m, 30m]}", detect.Both, true, false},
+		{"horizons of other steps", "defaults: {forecast_horizons: [5m, 1h]}", detect.Both, false, false}, // the forecaster learns the n samples again
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, path := t.TempDir(), filepath.Join(t.TempDir(), "models.snap")
@@ -374,9 +379,13 @@ func TestSnapshotRestoreTakesNewOptions(t *testing.T) {
 			require.NotNil(t, s)
 			require.Equal(t, tc.direction, s.det.Options().Direction)
 			require.True(t, s.det.Ready(), "no new warm-up either way")
-			if tc.restored {
+			switch {
+			case tc.replayed:
+				require.Equal(t, float64(n), testutil.ToFloat64(e2.p.m.warmed), "10m's floor calibrated on the TSDB's history")
+				require.False(t, s.fc.warmDue, "the forecaster restored")
+			case tc.restored:
 				require.Equal(t, 0.0, testutil.ToFloat64(e2.p.m.warmed))
-			} else {
+			default:
 				require.Equal(t, float64(n), testutil.ToFloat64(e2.p.m.warmed), "warmed from the TSDB's history")
 			}
 		})

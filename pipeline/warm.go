@@ -1317,14 +1317,59 @@ func (w *worker) catchUp(ctx context.Context, s *series, beforeMs int64) {
 // each sample is learnt as it is: the full warm-up learns one scored above
 // 1 as its band's nearer end, which needs the detector's result then.
 func (w *worker) warmForecaster(ctx context.Context, s *series, beforeMs int64) {
-	p := w.p
-	if p.opts.BackfillMaxPoints == 0 {
-		return
-	}
 	old := s.fc
-	nf := newFcStateOf(old.horizonSet, s.ref)
+	nf := w.replayForecaster(ctx, s, beforeMs)
 	if nf == nil {
 		return
+	}
+	// The replay's forecasts were stored by no one: the series forecasts,
+	// and stores it, at this sample (as after a catch-up).
+	nf.made, nf.isNew = 0, false
+	nf.outRef = old.outRef
+	w.mu.Lock()
+	if s.fc == old {
+		s.fc = nf
+	}
+	w.mu.Unlock()
+}
+
+// calibrateFloors gives the horizons of s's restored forecaster that the
+// snapshot had no band floor of (floorsDue) the floors a replay of s's
+// history in the TSDB before beforeMs calibrates (see warmForecaster),
+// keeping the restored model and the other horizons' floors. A new
+// horizon started at the floor's minimum, its bands too narrow until 70
+// checks had raised it (6 to 20 hours at 5m to 30m), where a reload to
+// the same horizons rebuilt the series from its history, calibrated
+// (TestRestartCalibratesNewHorizons). Without history, or with
+// --backfill.max-points 0, they calibrate on live checks.
+func (w *worker) calibrateFloors(ctx context.Context, s *series, beforeMs int64) {
+	f := s.fc
+	due := f.floorsDue
+	f.floorsDue = 0
+	nf := w.replayForecaster(ctx, s, beforeMs)
+	if nf == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range f.horizons {
+		if due&(1<<i) != 0 {
+			f.pend[i].Floor = nf.pend[i].Floor
+		}
+	}
+}
+
+// replayForecaster returns a new forecaster of s's horizons that has
+// learnt s's history in the TSDB before beforeMs (nil if none is made),
+// its forecasts' checks calibrating its band floors.
+func (w *worker) replayForecaster(ctx context.Context, s *series, beforeMs int64) *fcState {
+	p := w.p
+	if p.opts.BackfillMaxPoints == 0 {
+		return nil
+	}
+	nf := newFcStateOf(s.fc.horizonSet, s.ref)
+	if nf == nil {
+		return nil
 	}
 	local := w.readLocal(ctx, s, equalMatchers(s.in), beforeMs-p.opts.BackfillMaxAge.Milliseconds(), beforeMs-1)
 	var rs rateState // s's own is at its latest sample
@@ -1346,17 +1391,9 @@ func (w *worker) warmForecaster(ctx context.Context, s *series, beforeMs int64) 
 		}
 		nf.step(s, t, v, fv, nil, &w.fcBuf, everyMs)
 	})
-	// The replay's forecasts were stored by no one: the series forecasts,
-	// and stores it, at this sample (as after a catch-up).
-	nf.made, nf.isNew = 0, false
-	nf.outRef = old.outRef
-	w.mu.Lock()
-	if s.fc == old {
-		s.fc = nf
-	}
-	w.mu.Unlock()
 	p.m.warmed.Add(float64(local.len()))
 	w.warmT, w.warmV = local.t[:0], local.v[:0]
+	return nf
 }
 
 func equalMatchers(ls labels.Labels) []*labels.Matcher {

@@ -566,6 +566,12 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		if f := s.fc; f != nil && f.warmDue {
 			f.warmDue = false
 			w.warmForecaster(ctx, s, smp.t)
+		} else if f != nil && f.floorsDue != 0 && w.rebuiltIn < p.opts.rebuildBudget {
+			// Within the batch's budget (see rebuild.go); else while
+			// idle, or at a later sample.
+			start := time.Now()
+			w.calibrateFloors(ctx, s, smp.t)
+			w.rebuiltIn += time.Since(start)
 		}
 		v := smp.v
 		// A counter's NaN, ±Inf or sentinel is scored as it is (no value,
@@ -829,6 +835,11 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		w.catchUp(ctx, s, smp.t)
 	}
 	w.add(s)
+	if s.fc != nil && s.fc.floorsDue != 0 {
+		// Calibrated at this sample within the batch's budget, else
+		// while idle (see rebuild.go).
+		w.rebuilds = append(w.rebuilds, s)
+	}
 	return s
 }
 
@@ -997,7 +1008,7 @@ func (w *worker) reconfigure(ctx context.Context, gen uint64) {
 			continue
 		}
 		s.rebuild = s.det.SetOptions(detectOptions(sc)) != nil || (!s.sameHorizons(want) && (s.fc != nil || fcRoom))
-		if s.rebuild && !isDerived(s) {
+		if s.rebuild && !isDerived(s) || s.fc != nil && s.fc.floorsDue != 0 {
 			w.rebuilds = append(w.rebuilds, s)
 		}
 	}
