@@ -72,6 +72,21 @@ func (w *worker) liveDrop(s *series) {
 	}
 }
 
+// liveReplaced uncounts the series s replaced in the worker's map
+// without a drop (see rebuildIdle): of s's name and kind, counted there
+// still, it arrived when s did (s.lastSeen), so no bound forgets it. The
+// caller holds mu.
+func (w *worker) liveReplaced(s *series) {
+	e := w.liveOf(s)
+	if e == nil {
+		return
+	}
+	e.n-- // s's own count remains: never 0
+	if !s.pub.stale {
+		e.arrived(s.lastSeen)
+	}
+}
+
 // liveSeen books the arrival of a sample of s (s.lastSeen, which was
 // prev), once its step has ended a staleness marker (wasStale: s was
 // marked stale before it). An arrival before prev (omen's clock stepped

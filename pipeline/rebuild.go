@@ -66,9 +66,11 @@ func (w *worker) rebuildIdle(ctx context.Context) {
 		w.mu.Lock()
 		if s == nil {
 			delete(w.series, old.ref)
+			w.liveDrop(old)
 			w.gen++
 		} else {
 			s.lastSeen = old.lastSeen // seen when old was: not at the sample
+			w.liveReplaced(s)
 		}
 		w.mu.Unlock()
 		w.carryOver(old, s, t, &out)

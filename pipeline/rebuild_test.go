@@ -248,3 +248,66 @@ func TestRestartCalibrationWaitsForBudget(t *testing.T) {
 		})
 	}
 }
+
+// liveIndexCounts returns, per worker, the series each entry of its
+// liveness index counts (see nameLive.n) and the series it holds, by kind
+// and input name.
+func liveIndexCounts(e *env) (index, held []map[string]int) {
+	for _, w := range e.p.workers {
+		w.mu.RLock()
+		idx, hld := map[string]int{}, map[string]int{}
+		for kind, m := range w.live {
+			for name, l := range m {
+				idx[fmt.Sprint(kind, "/", name)] = l.n
+			}
+		}
+		for _, s := range w.series {
+			hld[fmt.Sprint(s.ref>>63, "/", s.name)]++
+		}
+		w.mu.RUnlock()
+		index, held = append(index, idx), append(held, hld)
+	}
+	return index, held
+}
+
+// TestIdleRebuildKeepsLiveIndex: a series rebuilt while idle
+// (rebuildIdle) is replaced by its successor in the worker's liveness
+// index (livenames.go), as in its series map: the index counts each name's
+// series once, and forgets the name once its series are dropped. On
+// c3de399 the replaced series was never taken out of the index: each name
+// counted twice its series after the rebuild, and its entry stayed after
+// the sweep had dropped every series of it.
+func TestIdleRebuildKeepsLiveIndex(t *testing.T) {
+	e := newEnv(t, "", nil, func(o *Options) { o.StaleAfter = 15 * time.Minute })
+	var ls []labels.Labels
+	for _, name := range []string{"a_gauge", "b_gauge"} {
+		for i := range 3 {
+			ls = append(ls, labels.FromStrings("__name__", name, "instance", fmt.Sprint(i)))
+		}
+	}
+	vs := seasonal(600, 5)
+	historyThenScore(t, e, ls, vs, 500)
+	index, held := liveIndexCounts(e)
+	require.Equal(t, held, index, "before the reload")
+	cfg := config.Default()
+	cfg.Defaults.ForecastHorizons = fourHorizons
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	require.Eventually(t, func() bool { return horizonCounts(e)[4] == len(ls) }, 30*time.Second, 5*time.Millisecond,
+		"rebuilt without a sample: %v", horizonCounts(e))
+	e.sync()
+	index, held = liveIndexCounts(e)
+	require.Equal(t, held, index, "after the idle rebuilds")
+	// Silent past --detect.stale-after while another input sends: the
+	// sweep drops them, and the index forgets their names.
+	later := t0.Add(4 * time.Hour) // the samples were 2h05 after t0
+	e.clock.set(later)
+	e.push(later.UnixMilli(), model.MetricTypeGauge, []labels.Labels{labels.FromStrings("__name__", "c_gauge")}, []float64{1})
+	e.sync()
+	sweepAll(e)
+	e.sync()
+	index, held = liveIndexCounts(e)
+	require.Equal(t, held, index, "after the sweep")
+	for i := range held {
+		require.NotContains(t, held[i], "0/a_gauge", "worker %d: swept", i)
+	}
+}
