@@ -4,7 +4,9 @@ package pipeline
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,7 +66,7 @@ func BenchmarkReplay(b *testing.B) {
 //
 // Run: go test -run '^$' -bench ReloadRebuild -benchtime=2x ./pipeline
 func BenchmarkReloadRebuild(b *testing.B) {
-	const n = 2000
+	n := rebuildBenchSeries(b)
 	for _, points := range []int{300, 1000} {
 		b.Run(fmt.Sprintf("series=%d/points=%d", n, points), func(b *testing.B) {
 			hz := [2][]model.Duration{
@@ -156,7 +158,8 @@ func BenchmarkReloadRebuild(b *testing.B) {
 //
 // Run: go test -run '^$' -bench RestartCalibration -benchtime=1x ./pipeline
 func BenchmarkRestartCalibration(b *testing.B) {
-	const n, points = 2000, 1000
+	const points = 1000
+	n := rebuildBenchSeries(b)
 	b.Run(fmt.Sprintf("series=%d/points=%d", n, points), func(b *testing.B) {
 		ls := make([]labels.Labels, n)
 		for i := range ls {
@@ -212,4 +215,19 @@ func benchHistory(b *testing.B, e *env, ls []labels.Labels, vs []float64, points
 		}
 	}
 	require.NoError(b, a.Commit())
+}
+
+// rebuildBenchSeries is the number of series the rebuild benchmarks run:
+// 2 000, or $REBUILD_SERIES (10 000 is the scale where the rebuilds held
+// scoring for minutes before they had a budget).
+func rebuildBenchSeries(b *testing.B) int {
+	v := os.Getenv("REBUILD_SERIES")
+	if v == "" {
+		return 2000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("$REBUILD_SERIES=%q: want a positive number of series", v)
+	}
+	return n
 }
