@@ -187,6 +187,10 @@ type Options struct {
 	// (tests).
 	rebuildBudget  time.Duration
 	idleRebuildOff bool
+	// rebuildSwap, if set, is called by a rebuild while idle before its
+	// successor is created, the predecessor out of the budgets' counts
+	// no more (tests).
+	rebuildSwap func()
 }
 
 // DefaultOptions returns the defaults of `omen serve`.

@@ -61,8 +61,11 @@ func (w *worker) rebuildIdle(ctx context.Context) {
 		t := max(old.learntUpTo(), old.pub.t) + 1
 		smp := sample{ref: old.ref, ls: old.in, t: t, counter: old.counter}
 		// Listed (the API, /metrics) until its successor replaces it.
-		w.release(old)
-		s := w.create(ctx, &smp, w.p.opts.Now().UnixMilli())
+		kept := w.releaseKeeping(old)
+		if f := w.p.opts.rebuildSwap; f != nil {
+			f()
+		}
+		s := w.create(ctx, &smp, w.p.opts.Now().UnixMilli(), kept)
 		w.mu.Lock()
 		if s == nil {
 			delete(w.series, old.ref)

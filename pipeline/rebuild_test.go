@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,4 +311,78 @@ func TestIdleRebuildKeepsLiveIndex(t *testing.T) {
 	for i := range held {
 		require.NotContains(t, held[i], "0/a_gauge", "worker %d: swept", i)
 	}
+}
+
+// TestRebuildKeepsBudgetSlot: at a full --detect.max-series, a series
+// rebuilt while idle keeps its place in the budget. On f4c968e the rebuild
+// gave the place back before its successor took one again: a new series
+// of the other worker, waiting then, took it, and the rebuilt series was
+// dropped, its outputs gone (an SRE's reload made scored series vanish).
+// The new series is pushed while the rebuild is between the two
+// (Options.rebuildSwap), and the hook waits until its worker has decided.
+func TestRebuildKeepsBudgetSlot(t *testing.T) {
+	var armed atomic.Bool
+	var e *env
+	var newcomer labels.Labels
+	var other int
+	fired := make(chan string, 1)
+	e = newEnv(t, "", nil, func(o *Options) {
+		o.MaxSeries = 1
+		o.rebuildSwap = func() {
+			if !armed.CompareAndSwap(true, false) {
+				return
+			}
+			e.push(t0.UnixMilli()+501*stepMs, model.MetricTypeGauge, []labels.Labels{newcomer}, []float64{1})
+			// Its worker has decided once it scores it or refuses it.
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				taken := false
+				e.p.workers[other].view(func(s *series) { taken = taken || labels.Equal(s.in, newcomer) })
+				if taken || testutil.ToFloat64(e.p.m.overBudget) > 0 {
+					fired <- fmt.Sprintf("newcomer scored: %v", taken)
+					return
+				}
+			}
+			fired <- "newcomer not decided in 30 s"
+		}
+	})
+	a := labels.FromStrings("__name__", "kept_gauge")
+	vs := seasonal(600, 5)
+	historyThenScore(t, e, []labels.Labels{a}, vs, 500)
+	mine := -1
+	for i, w := range e.p.workers {
+		w.view(func(s *series) { mine = i })
+	}
+	require.NotEqual(t, -1, mine, "a scored")
+	other = 1 - mine
+	// A series of the other worker: its reference (the head's, which the
+	// tap's sample takes again) shards it there.
+	app := e.db.AppenderV2(t.Context())
+	for i := 0; newcomer.IsEmpty(); i++ {
+		ls := labels.FromStrings("__name__", "newcomer_gauge", "instance", fmt.Sprint(i))
+		ref, err := app.Append(0, ls, 0, t0.UnixMilli(), 1, nil, nil, storage.AOptions{})
+		require.NoError(t, err)
+		if shardOf(ref, len(e.p.workers)) == other {
+			newcomer = ls
+		}
+	}
+	require.NoError(t, app.Commit())
+	armed.Store(true)
+	cfg := config.Default()
+	cfg.Defaults.ForecastHorizons = fourHorizons
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	select {
+	case msg := <-fired:
+		t.Log(msg)
+	case <-time.After(60 * time.Second):
+		t.Fatal("not rebuilt while idle")
+	}
+	e.sync()
+	var held []string
+	for _, w := range e.p.workers {
+		w.view(func(s *series) { held = append(held, s.in.String()) })
+	}
+	require.Equal(t, []string{a.String()}, held, "the rebuilt series keeps its place")
+	require.Equal(t, map[int]int{4: 1}, horizonCounts(e))
+	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.overBudget), "the newcomer refused")
+	require.Len(t, e.p.Anomalies(nil), 1)
 }

@@ -488,12 +488,13 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			}
 			continue
 		}
+		var kept slots // of the series it replaces (see handOver)
 		if s != nil && smp.typed && smp.counter != s.counter && !isDerived(s) {
 			// Its metadata (come a minute after the first samples, in
 			// remote-write 1.0) says it is the other kind: the models
 			// learnt a running total as a level, or a level as a
 			// running total. It starts again from its history.
-			w.dropLocking(smp.ref, s)
+			kept = w.handOver(smp.ref, s)
 			s = nil
 			p.m.retyped.Inc()
 		}
@@ -526,16 +527,17 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			// it has, once the batch has spent its budget on others
 			// (see rebuild.go).
 			rebuildStart = time.Now()
-			w.dropLocking(smp.ref, s)
+			kept = w.handOver(smp.ref, s)
 			rebuilt, s = s, nil
 		}
 		if s == nil {
 			if ig, skip := w.ignored[smp.ref]; skip {
 				ig.seen, ig.t = nowMs, max(ig.t, smp.t)
 				w.ignored[smp.ref] = ig
+				p.giveBack(kept) // none: a series held is not ignored
 				continue
 			}
-			s = w.create(ctx, smp, nowMs)
+			s = w.create(ctx, smp, nowMs, kept)
 			if rebuilt != nil {
 				w.carryOver(rebuilt, s, smp.t, &out)
 				if !isDerived(rebuilt) {
@@ -759,8 +761,9 @@ func (w *worker) staleNotHeld(ctx context.Context, smp *sample, out *outputs) {
 
 // create sets up a series on its first sample: config selection, budget,
 // restored state or a warm start from TSDB history. It returns nil if the
-// series is not scored.
-func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
+// series is not scored. kept is what the series it replaces held of the
+// budgets (see handOver): taken, or given back.
+func (w *worker) create(ctx context.Context, smp *sample, nowMs int64, kept slots) *series {
 	p := w.p
 	cfg := p.cfg.Load()
 	name := smp.ls.Get(model.MetricNameLabel)
@@ -784,10 +787,11 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		sc = smp.derived.d.Scoring
 	case !ok:
 		p.keepRestored(saved)
+		p.giveBack(kept)
 		w.ignore(smp, nowMs, false)
 		return nil
 	}
-	if !reserve(&p.scored, &p.scoredHeld, p.opts.MaxSeries, held) {
+	if !kept.scored && !reserve(&p.scored, &p.scoredHeld, p.opts.MaxSeries, held) {
 		p.keepRestored(saved)
 		p.m.overBudget.Inc()
 		w.ignore(smp, nowMs, true)
@@ -798,17 +802,20 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64) *series {
 		s.def = smp.derived.d.Signature()
 	}
 	if smp.derived != nil && smp.derived.vals != nil {
+		p.giveBack(slots{fc: kept.fc}) // a group has no forecaster
 		return w.createGroup(s, smp, sc, nowMs, saved)
 	}
 	if err := s.det.Init(detectOptions(sc), w.scratch); err != nil {
 		p.keepRestored(saved)
-		p.scored.Add(-1)
+		p.giveBack(slots{scored: true, fc: kept.fc})
 		p.logger.Warn("Creating detector", "series", smp.ls.String(), "err", err)
 		w.ignore(smp, nowMs, false)
 		return nil
 	}
-	if len(sc.ForecastHorizons) > 0 && reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, held && saved.forecaster()) {
+	if len(sc.ForecastHorizons) > 0 && (kept.fc || reserve(&p.forecasting, &p.fcHeld, p.opts.ForecastMaxSeries, held && saved.forecaster())) {
 		s.fc = newFcStateOf(w.hz.of(sc), s.ref)
+	} else if kept.fc {
+		p.giveBack(slots{fc: true})
 	}
 	// A saved state of the other kind than the sample's metadata says is
 	// not restored: its models learnt the wrong quantity.
@@ -1076,18 +1083,48 @@ func (w *worker) drop(ref storage.SeriesRef, s *series) {
 	w.release(s)
 }
 
-// release gives back what s holds of the budgets and counts, as drop does,
-// leaving it in the series map: its successor (see rebuildIdle) replaces it
-// there.
+// release gives back what s holds of the budgets and counts.
 func (w *worker) release(s *series) {
-	w.p.scored.Add(-1)
-	w.p.m.names.dropped(s.name, w.p.opts.Now().UnixMilli())
-	if s.fc != nil {
-		w.p.forecasting.Add(-1)
+	w.p.giveBack(w.releaseKeeping(s))
+}
+
+// slots is what a series holds of --detect.max-series (scored) and
+// --forecast.max-series (fc).
+type slots struct{ scored, fc bool }
+
+// giveBack gives k back to the budgets.
+func (p *Pipeline) giveBack(k slots) {
+	if k.scored {
+		p.scored.Add(-1)
 	}
+	if k.fc {
+		p.forecasting.Add(-1)
+	}
+}
+
+// releaseKeeping is release, keeping the places s holds in the budgets for
+// the series that replaces it (create takes them), leaving s in the series
+// map: its successor (see rebuildIdle) replaces it there. Given back in
+// between, at a full budget another worker's new series took the place,
+// and the series rebuilt after a reload (or retyped) was dropped, its
+// outputs gone (TestRebuildKeepsBudgetSlot).
+func (w *worker) releaseKeeping(s *series) slots {
+	w.p.m.names.dropped(s.name, w.p.opts.Now().UnixMilli())
 	if !s.pub.ready {
 		w.p.warming.Add(-1)
 	}
+	return slots{scored: true, fc: s.fc != nil}
+}
+
+// handOver forgets s as drop does, keeping its places in the budgets for
+// its successor (see releaseKeeping).
+func (w *worker) handOver(ref storage.SeriesRef, s *series) slots {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.series, ref)
+	w.liveDrop(s)
+	w.gen++
+	return w.releaseKeeping(s)
 }
 
 // forget drops the state of the series the head deleted: one that comes
