@@ -386,3 +386,57 @@ func TestRebuildKeepsBudgetSlot(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.overBudget), "the newcomer refused")
 	require.Len(t, e.p.Anomalies(nil), 1)
 }
+
+// TestShutdownDuringIdleRebuild: a shutdown that comes while a series is
+// rebuilt while idle (Run's context cancelled between the predecessor's
+// release and its successor's replay) does not cut the replay short: the
+// workers' context outlives the drain, so the successor that the final
+// snapshot saves, and the restart restores as current, has the whole
+// history. A guard (it passed on f4c968e): a worker given Run's context
+// would replay nothing from a cancelled TSDB read (PostingsForMatchers
+// checks the context) and save models that learnt nothing as complete.
+func TestShutdownDuringIdleRebuild(t *testing.T) {
+	var armed atomic.Bool
+	var e *env
+	path := filepath.Join(t.TempDir(), "snapshot")
+	e = newEnv(t, "", nil, func(o *Options) {
+		o.SnapshotPath = path
+		o.rebuildSwap = func() {
+			if armed.CompareAndSwap(true, false) {
+				e.cancel()
+			}
+		}
+	})
+	ls := labels.FromStrings("__name__", "shutdown_gauge")
+	vs := seasonal(600, 5)
+	j := historyThenScore(t, e, []labels.Labels{ls}, vs, 500)
+	before := e.onlySeries()
+	learnt := before.learntUpTo()
+	armed.Store(true)
+	cfg := config.Default()
+	cfg.Defaults.ForecastHorizons = fourHorizons
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	select {
+	case err := <-e.done:
+		require.NoError(t, err)
+		e.cancel = nil
+	case <-time.After(60 * time.Second):
+		t.Fatal("not rebuilt while idle")
+	}
+	s := e.onlySeries()
+	require.NotSame(t, before, s, "rebuilt")
+	require.Equal(t, learnt, s.learntUpTo(), "the whole history replayed")
+	require.True(t, s.pub.ready)
+	require.Len(t, s.fc.horizons, 4)
+	require.True(t, s.fc.m.Ready())
+
+	e2 := newEnv(t, "", cfg, func(o *Options) { o.SnapshotPath = path })
+	require.Eventually(t, e2.p.Ready, 10*time.Second, time.Millisecond)
+	pushRound(e2, []labels.Labels{ls}, vs, j)
+	e2.sync()
+	r := e2.onlySeries()
+	require.NotNil(t, r)
+	require.True(t, r.pub.ready, "restored ready")
+	require.Len(t, r.fc.horizons, 4)
+	require.True(t, r.fc.m.Ready(), "restored forecaster ready")
+}
