@@ -503,11 +503,13 @@ func (g *Group) Restore(data []byte) error {
 	if st.Key != g.st.Key {
 		return errors.New("group state: learnt for other members")
 	}
-	if !finite(st.Cov[:]...) || !st.covValid() || !tailsValid([]Tail{st.Tail}) || !ms.valid() {
+	// RefPeak: a score above 1 refract kept, or 0; a NaN (a float32
+	// signalling NaN, quieted by the next encoding) none could be.
+	if !finite(st.Cov[:]...) || !st.covValid() || !tailsValid([]Tail{st.Tail}) || !ms.valid() || !(st.RefPeak >= 0) {
 		return errors.New("group state: invalid values")
 	}
 	for _, r := range st.Level {
-		if !finite(r.M, r.S) {
+		if !r.valid() {
 			return errors.New("group state: invalid values")
 		}
 	}

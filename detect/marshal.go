@@ -523,7 +523,9 @@ func (st *state) valid() bool {
 		st.Long.Ring.Head < longLen && st.Long.Ring.Count <= longLen && int(st.Long.Period) <= longLen &&
 		finite(st.Level.M, st.Level.S, st.SeasStat.M, st.SeasStat.S, st.LongStat.M, st.LongStat.S,
 			st.Season.Ring.Offset, float64(st.Season.Ring.Scale), st.Long.Ring.Offset, float64(st.Long.Ring.Scale))
-	return ok && tailsValid(st.Tails[:])
+	// RefPeak as a Group's (see Group.Restore): never NaN or below 0.
+	return ok && tailsValid(st.Tails[:]) && st.RefPeak >= 0 &&
+		st.Level.valid() && st.SeasStat.valid() && st.LongStat.valid()
 }
 
 // valid reports what state.valid does of the old rings, which

@@ -70,3 +70,12 @@ func (e *Robust) Sigma() float64 { return math.Sqrt(math.Pi/2) * e.S }
 func (e *Robust) Z(x, floor float64) float64 {
 	return (x - e.M) / max(e.Sigma(), floor)
 }
+
+// valid reports whether e could have been learnt: its level and spread
+// finite, its rate not NaN or infinite. A NaN rate (foreign data
+// under a right checksum) made every level NaN (max(NaN, 1/n) is NaN), and
+// a signalling NaN did not even survive a decode and encode unchanged
+// (encoding/binary reads a float32 through a float64, which quiets it).
+func (e *Robust) valid() bool {
+	return finite(e.M, e.S, float64(e.Alpha))
+}
