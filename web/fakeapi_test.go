@@ -185,6 +185,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.queryRange(w, r)
 	case "/api/v1/status/omen":
 		f.status(w)
+	case "/api/v1/labels":
+		f.labelNames(w, r)
 	default:
 		f.mu.Lock()
 		f.unexpected = append(f.unexpected, r.Method+" "+r.URL.String())
@@ -222,6 +224,31 @@ func matchAll(ms []*labels.Matcher, ls map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// matchSets are the selectors of a request's match[] parameters.
+type matchSets [][]*labels.Matcher
+
+// match says whether any selector selects ls, true if there is none.
+func (sets matchSets) match(ls map[string]string) bool {
+	for _, ms := range sets {
+		if matchAll(ms, ls) {
+			return true
+		}
+	}
+	return len(sets) == 0
+}
+
+func (f *fakeAPI) matchSets(r *http.Request) (matchSets, error) {
+	var sets matchSets
+	for _, q := range r.Form["match[]"] {
+		ms, err := f.selector(q)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, ms)
+	}
+	return sets, nil
 }
 
 func (f *fakeAPI) selector(q string) ([]*labels.Matcher, error) {
@@ -439,14 +466,10 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	var sets [][]*labels.Matcher
-	for _, q := range r.Form["match[]"] {
-		ms, err := f.selector(q)
-		if err != nil {
-			f.fail(w, http.StatusBadRequest, err)
-			return
-		}
-		sets = append(sets, ms)
+	sets, err := f.matchSets(r)
+	if err != nil {
+		f.fail(w, http.StatusBadRequest, err)
+		return
 	}
 	now := f.now()
 	type anomaly struct {
@@ -471,11 +494,7 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		for k, v := range in.labels {
 			input[k] = v
 		}
-		matched := len(sets) == 0
-		for _, ms := range sets {
-			matched = matched || matchAll(ms, input)
-		}
-		if !matched || in.silentFor > 5*time.Minute {
+		if !sets.match(input) || in.silentFor > 5*time.Minute {
 			continue
 		}
 		ls := map[string]string{"for": in.name}
@@ -502,6 +521,26 @@ func (f *fakeAPI) anomalies(w http.ResponseWriter, r *http.Request) {
 		list = list[:limit]
 	}
 	f.ok(w, map[string]any{"anomalies": list})
+}
+
+// labelNames answers /api/v1/labels as Prometheus does: the sorted label
+// names of the series any match[] selects (all series without one). The
+// fake's series span its whole history, so start and end select them all.
+func (f *fakeAPI) labelNames(w http.ResponseWriter, r *http.Request) {
+	sets, err := f.matchSets(r)
+	if err != nil {
+		f.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	names := map[string]bool{}
+	for _, s := range f.series() {
+		if sets.match(s.labels) {
+			for k := range s.labels {
+				names[k] = true
+			}
+		}
+	}
+	f.ok(w, slices.Sorted(maps.Keys(names)))
 }
 
 func (f *fakeAPI) status(w http.ResponseWriter) {

@@ -4,8 +4,9 @@
 // The page is static HTML, CSS and JavaScript embedded in the binary, with
 // uPlot vendored from npm by scripts/build-ui.sh; nothing is fetched from
 // elsewhere. It reads omen's own HTTP API (/api/v1/anomalies, /api/v1/query,
-// /api/v1/query_range, /api/v1/status/omen) through URLs relative to the page,
-// so it keeps working when the server is mounted under a route prefix.
+// /api/v1/query_range, /api/v1/labels, /api/v1/status/omen) through URLs
+// relative to the page, so it keeps working when the server is mounted under a
+// route prefix.
 package web
 
 import (
