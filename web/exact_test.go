@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // seriesLog records, for each query and range query the page sent, the
@@ -179,4 +184,71 @@ func TestUIExactSeries(t *testing.T) {
 			require.Empty(t, fake.unexpectedRequests())
 		})
 	}
+}
+
+// TestUIBasicAuthCredentialsInURL: the real omen behind basic auth
+// (--web.config.file), its page opened as http://user:password@host/, as
+// an SRE does from a link or a bookmark. The Fetch standard forbids
+// credentials in a request's URL, and the page's API calls, relative to
+// its own URL, carried them: every fetch threw ("Request cannot be
+// constructed from a URL that includes credentials") and the page stayed
+// empty. Also the selection of exactly one series (TestUIExactSeries)
+// through Prometheus's own /api/v1/labels: {job="api"} beside 20
+// {job="api", instance="..."}.
+func TestUIBasicAuthCredentialsInURL(t *testing.T) {
+	if testing.Short() && !e2e() {
+		t.Skip("browser test; runs with OMEN_E2E=1 or without -short")
+	}
+	const user, pass = "sre", "s3cret-pass"
+	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	require.NoError(t, err)
+	webCfg := filepath.Join(t.TempDir(), "web.yml")
+	require.NoError(t, os.WriteFile(webCfg, fmt.Appendf(nil, "basic_auth_users:\n  %s: %s\n", user, hash), 0o600))
+	base := startOmenAs(t, user+":"+pass+"@", "", "--web.config.file="+webCfg)
+
+	now := time.Now().Truncate(time.Second)
+	own := fakeInput{name: "queue_depth", labels: map[string]string{"job": "api"}, base: 100, amp: 20}
+	gen := newFakeAPI(t, time.Now, []fakeInput{own})
+	for i := range 20 {
+		gen.inputs = append(gen.inputs, fakeInput{name: "queue_depth", labels: map[string]string{"job": "api", "instance": "i-" + strconv.Itoa(i)},
+			base: 1000 + 10*float64(i), amp: 20})
+	}
+	step := 15 * time.Second
+	remoteWrite(t, base, inputSeries(gen), now.Add(-step), 6*time.Hour, step)
+	own.spike, own.spikeFrom = 8*own.amp, now
+	gen.inputs[0] = own
+	remoteWrite(t, base, inputSeries(gen), now, 0, step)
+	waitFirstAnomaly(t, base, map[string]string{"for": "queue_depth", "job": "api"})
+
+	// A proxy that records the answers, passing the browser's
+	// credentials on.
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	u.User = nil
+	var log seriesLog
+	proxy := httptest.NewServer(log.wrap(t, httputil.NewSingleHostReverseProxy(u)))
+	t.Cleanup(proxy.Close)
+	front, err := url.Parse(proxy.URL)
+	require.NoError(t, err)
+	front.User = url.UserPassword(user, pass)
+
+	br := startBrowser(t, 1280, 800)
+	br.open(front.String() + "/")
+	// Under WebDriver's script timeout (30 s), so that a page that
+	// never loads says why.
+	br.waitFor("the anomaly list and the status", `window.omen && omen.loads.anomalies > 0 && omen.loads.status > 0`, 20*time.Second)
+	openFirstSeries(br)
+	var got struct {
+		Key    string `json:"key"`
+		Points int    `json:"points"`
+		Band   int    `json:"band"`
+		Error  string `json:"error"`
+	}
+	br.eval(&got, `var s = document.getElementById("series").dataset;
+return {key: omen.state.selectedKey, points: Number(s.points), band: Number(s.bandPoints), error: document.getElementById("error").textContent};`)
+	require.Equal(t, `for="queue_depth",job="api"`, got.Key)
+	require.Empty(t, got.Error)
+	require.Positive(t, got.Points, "values charted")
+	require.Positive(t, got.Band, "band charted")
+	log.answered(t, "instance")
 }

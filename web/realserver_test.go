@@ -47,6 +47,14 @@ func startOmen(t *testing.T) string {
 // URL returned ends in path.
 func startOmenUnder(t *testing.T, path string, args ...string) string {
 	t.Helper()
+	return startOmenAs(t, "", path, args...)
+}
+
+// startOmenAs is startOmenUnder for an omen whose --web.config.file (in
+// args) asks for the credentials userinfo ("user:password@"): it probes
+// /-/ready with them, and the URL returned carries them.
+func startOmenAs(t *testing.T, userinfo, path string, args ...string) string {
+	t.Helper()
 	dir := t.TempDir()
 	bin, err := omenBuild.Path()
 	require.NoError(t, err)
@@ -80,7 +88,7 @@ func startOmenUnder(t *testing.T, path string, args ...string) string {
 		}
 	})
 
-	base := "http://" + addr + path
+	base := "http://" + userinfo + addr + path
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(60 * time.Second)

@@ -83,20 +83,33 @@
 
   // ---- API ----------------------------------------------------------------
 
+  // apiURL is omen's API path, relative to the page, without the user
+  // and password of a page opened as http://user:pass@host/: the Fetch
+  // standard forbids credentials in a request's URL, and fetch threw on
+  // every call ("Request cannot be constructed from a URL that includes
+  // credentials"). The browser sends the credentials it has for the page
+  // without them.
+  function apiURL(path) {
+    var u = new URL("api/v1/" + path, document.baseURI);
+    u.username = "";
+    u.password = "";
+    return u;
+  }
+
   // api GETs omen's API path with the query parameters params; post
   // sends them as a form instead (which no cache answers from store).
   function api(path, params, post) {
     var qs = new URLSearchParams();
     (params || []).forEach(function (p) { qs.append(p[0], p[1]); });
-    var url = "api/v1/" + path, init = { headers: { Accept: "application/json" } };
+    var url = apiURL(path), init = { headers: { Accept: "application/json" } };
     if (post) {
       init.method = "POST";
       init.body = qs;
       init.cache = "no-store";
     } else if (qs.toString()) {
-      url += "?" + qs.toString();
+      url.search = qs.toString();
     }
-    return fetch(url, init).then(function (r) {
+    return fetch(url.href, init).then(function (r) {
       return r.text().then(function (body) {
         var j = null;
         try { j = JSON.parse(body); } catch (e) { /* not JSON: reported below */ }
