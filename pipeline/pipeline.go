@@ -187,9 +187,10 @@ type Options struct {
 	// (tests).
 	rebuildBudget  time.Duration
 	idleRebuildOff bool
-	// rebuildSwap, if set, is called by a rebuild while idle before its
-	// successor is created, the predecessor out of the budgets' counts
-	// no more (tests).
+	// rebuildSwap, if set, is called by a hand-over (a rebuild, while
+	// idle or at a sample, or a retyped input's new start) between its
+	// predecessor's release and its successor's creation, the places the
+	// predecessor held in the budgets kept for the successor (tests).
 	rebuildSwap func()
 }
 

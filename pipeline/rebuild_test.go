@@ -313,21 +313,43 @@ func TestIdleRebuildKeepsLiveIndex(t *testing.T) {
 	}
 }
 
-// TestRebuildKeepsBudgetSlot: at a full --detect.max-series, a series
-// rebuilt while idle keeps its place in the budget. On f4c968e the rebuild
-// gave the place back before its successor took one again: a new series
-// of the other worker, waiting then, took it, and the rebuilt series was
-// dropped, its outputs gone (an SRE's reload made scored series vanish).
-// The new series is pushed while the rebuild is between the two
-// (Options.rebuildSwap), and the hook waits until its worker has decided.
+// TestRebuildKeepsBudgetSlot: at a full --detect.max-series or
+// --forecast.max-series, a series handed over to new models (rebuilt
+// after a reload, while idle or at its sample, or started again as the
+// other type) keeps its places in the budgets, and its successor replaces
+// it in the worker's liveness index. On f4c968e the rebuild gave the
+// places back before its successor took them again: a new series of the
+// other worker, waiting then, took them, and the rebuilt series was
+// dropped, its outputs gone (an SRE's reload made scored series vanish),
+// or lost its forecaster. The new series is pushed while the hand-over is
+// between the two (Options.rebuildSwap), and the hook waits until its
+// worker has decided. The paths at a sample fail the same way with
+// handOver giving the places back (p.giveBack of its result, create
+// reserving anew), and the liveness check with handOver's liveDrop left
+// out (each name counted twice).
 func TestRebuildKeepsBudgetSlot(t *testing.T) {
+	for _, path := range []string{"idle", "at sample", "retyped"} {
+		for _, budget := range []string{"detect", "forecast"} {
+			t.Run(path+"/"+budget, func(t *testing.T) {
+				testHandOverKeepsSlots(t, path, budget == "forecast")
+			})
+		}
+	}
+}
+
+func testHandOverKeepsSlots(t *testing.T, path string, fcBudget bool) {
 	var armed atomic.Bool
 	var e *env
 	var newcomer labels.Labels
 	var other int
 	fired := make(chan string, 1)
 	e = newEnv(t, "", nil, func(o *Options) {
-		o.MaxSeries = 1
+		if fcBudget {
+			o.ForecastMaxSeries = 1
+		} else {
+			o.MaxSeries = 1
+		}
+		o.idleRebuildOff = path != "idle"
 		o.rebuildSwap = func() {
 			if !armed.CompareAndSwap(true, false) {
 				return
@@ -347,7 +369,7 @@ func TestRebuildKeepsBudgetSlot(t *testing.T) {
 	})
 	a := labels.FromStrings("__name__", "kept_gauge")
 	vs := seasonal(600, 5)
-	historyThenScore(t, e, []labels.Labels{a}, vs, 500)
+	j := historyThenScore(t, e, []labels.Labels{a}, vs, 500)
 	mine := -1
 	for i, w := range e.p.workers {
 		w.view(func(s *series) { mine = i })
@@ -366,25 +388,61 @@ func TestRebuildKeepsBudgetSlot(t *testing.T) {
 		}
 	}
 	require.NoError(t, app.Commit())
+	retyped := testutil.ToFloat64(e.p.m.retyped)
 	armed.Store(true)
-	cfg := config.Default()
-	cfg.Defaults.ForecastHorizons = fourHorizons
-	require.NoError(t, e.p.ApplyConfig(cfg))
+	horizons := 3 // the default's
+	if path != "retyped" {
+		cfg := config.Default()
+		cfg.Defaults.ForecastHorizons = fourHorizons
+		require.NoError(t, e.p.ApplyConfig(cfg))
+		horizons = 4
+	}
+	switch path {
+	case "at sample":
+		e.sync() // reconfigured: the sample rebuilds it
+		require.Equal(t, map[int]int{-1: 1}, horizonCounts(e), "not rebuilt yet")
+		pushRound(e, []labels.Labels{a}, vs, j)
+	case "retyped":
+		e.push(t0.UnixMilli()+int64(j)*stepMs, model.MetricTypeCounter, []labels.Labels{a}, []float64{vs[j]})
+	}
 	select {
 	case msg := <-fired:
 		t.Log(msg)
 	case <-time.After(60 * time.Second):
-		t.Fatal("not rebuilt while idle")
+		t.Fatal("not handed over")
 	}
 	e.sync()
 	var held []string
+	forecasting := map[string]int{} // horizons of each series' forecaster
 	for _, w := range e.p.workers {
-		w.view(func(s *series) { held = append(held, s.in.String()) })
+		w.view(func(s *series) {
+			held = append(held, s.in.String())
+			if s.fc != nil {
+				forecasting[s.in.Get("__name__")] = len(s.fc.horizons)
+			}
+			if labels.Equal(s.in, a) {
+				require.Equal(t, path == "retyped", s.counter, "counter")
+				require.False(t, s.rebuild, "rebuilt")
+			}
+		})
 	}
-	require.Equal(t, []string{a.String()}, held, "the rebuilt series keeps its place")
-	require.Equal(t, map[int]int{4: 1}, horizonCounts(e))
-	require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.overBudget), "the newcomer refused")
-	require.Len(t, e.p.Anomalies(nil), 1)
+	slices.Sort(held)
+	require.Equal(t, map[string]int{"kept_gauge": horizons}, forecasting, "the series handed over keeps its forecaster")
+	if fcBudget {
+		require.Equal(t, []string{a.String(), newcomer.String()}, held, "both scored")
+		require.Zero(t, testutil.ToFloat64(e.p.m.overBudget))
+	} else {
+		require.Equal(t, []string{a.String()}, held, "the series handed over keeps its place")
+		require.Equal(t, 1.0, testutil.ToFloat64(e.p.m.overBudget), "the newcomer refused")
+		require.Len(t, e.p.Anomalies(nil), 1)
+	}
+	wantRetyped := retyped
+	if path == "retyped" {
+		wantRetyped++
+	}
+	require.Equal(t, wantRetyped, testutil.ToFloat64(e.p.m.retyped))
+	index, counted := liveIndexCounts(e)
+	require.Equal(t, counted, index, "the liveness index counts each series once")
 }
 
 // TestShutdownDuringIdleRebuild: a shutdown that comes while a series is

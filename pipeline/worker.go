@@ -497,6 +497,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			kept = w.handOver(smp.ref, s)
 			s = nil
 			p.m.retyped.Inc()
+			if f := p.opts.rebuildSwap; f != nil {
+				f()
+			}
 		}
 		if s != nil && smp.derived != nil && s.def != smp.derived.d.Signature() {
 			// A reload changed what its input computes (another
@@ -529,6 +532,9 @@ func (w *worker) process(ctx context.Context, b *batch) {
 			rebuildStart = time.Now()
 			kept = w.handOver(smp.ref, s)
 			rebuilt, s = s, nil
+			if f := p.opts.rebuildSwap; f != nil {
+				f()
+			}
 		}
 		if s == nil {
 			if ig, skip := w.ignored[smp.ref]; skip {
