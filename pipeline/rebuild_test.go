@@ -153,6 +153,55 @@ func TestReloadRebuildWaitsForBudget(t *testing.T) {
 	}
 }
 
+// TestIdleRebuildYieldsToBatch: a batch queued while the worker rebuilds
+// series while idle waits for the rebuild under way, not for the others
+// pending: rebuildIdle looks at the queue before each. One worker, 20
+// series to rebuild; within the first rebuild (Options.rebuildSwap) a
+// sample of a new series is queued, and at each rebuild after it that
+// series must be scored already. Without the queue's check in
+// rebuildIdle's loop it was not (the rest of the 50 ms turn's rebuilds
+// came first: "the new series not scored by rebuild 2", 3, ...).
+func TestIdleRebuildYieldsToBatch(t *testing.T) {
+	const n = 20
+	var e *env
+	var calls atomic.Int32
+	probe := labels.FromStrings("__name__", "probe_gauge")
+	missed := make(chan string, n+1) // a rebuild after the first whose probe was not scored
+	e = newEnv(t, "", nil, func(o *Options) {
+		o.Workers = 1
+		o.rebuildSwap = func() {
+			k := calls.Add(1)
+			if k == 1 {
+				e.push(t0.UnixMilli()+500*stepMs, model.MetricTypeGauge, []labels.Labels{probe}, []float64{1})
+				return
+			}
+			held := false
+			e.p.workers[0].view(func(s *series) { held = held || labels.Equal(s.in, probe) })
+			if !held {
+				missed <- fmt.Sprintf("the new series not scored by rebuild %d", k)
+			}
+		}
+	})
+	ls := make([]labels.Labels, n)
+	for i := range ls {
+		ls[i] = labels.FromStrings("__name__", "yield_gauge", "instance", fmt.Sprint(i))
+	}
+	vs := seasonal(600, 5)
+	historyThenScore(t, e, ls, vs, 500)
+	cfg := config.Default()
+	cfg.Defaults.ForecastHorizons = fourHorizons
+	require.NoError(t, e.p.ApplyConfig(cfg))
+	// The probe has the new horizons too.
+	require.Eventually(t, func() bool { return calls.Load() == n && horizonCounts(e)[4] == n+1 }, 30*time.Second, 5*time.Millisecond,
+		"rebuilt without a sample")
+	e.sync()
+	require.Equal(t, int32(n), calls.Load(), "one hand-over a series")
+	close(missed)
+	for msg := range missed {
+		t.Error(msg)
+	}
+}
+
 // TestIdleRebuildAsAtSample: a series rebuilt while idle and then given
 // its next sample has the models, results and forecasts of one rebuilt at
 // that sample.
