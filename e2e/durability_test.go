@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,6 +89,42 @@ func TestDurabilitySIGTERMDuringWALReplay(t *testing.T) {
 	p = omenAt(t, dir, port)
 	p.WaitReady(60 * time.Second)
 	w.requireNoneLost(t, p.URL)
+}
+
+// TestDurabilitySIGTERMDuringWALReplayKeepsSnapshotCurrent: a graceful
+// stop marks its final model snapshot current (see pipeline's writeMark), so
+// that the next start resumes every restored series without reading its
+// history again; the start that takes the mark and is stopped by a SIGTERM
+// during its WAL replay took no sample, and leaves the mark as it found
+// it: the start after it restores every series current, as it would have.
+func TestDurabilitySIGTERMDuringWALReplayKeepsSnapshotCurrent(t *testing.T) {
+	dir, port, _ := fillWALToReplay(t)
+	p := omenAt(t, dir, port)
+	p.WaitReady(120 * time.Second)
+	// Scored series (no omen_ prefix), in the final snapshot.
+	scored := newAckWriter("e2e_replay_scored", 20, 1, time.Now().Add(-10*time.Minute).UnixMilli(), 15000)
+	scored.rounds = 20
+	scored.start(p.URL)
+	scored.wait(t, 60*time.Second)
+	scored.stop()
+	p.Stop()
+	mark := filepath.Join(dir, "omen-models.snap.current")
+	require.FileExists(t, mark, "a graceful stop marks its final snapshot current")
+	restored := regexp.MustCompile(`msg="Model snapshot restored".* series=(\d+) current=(\d+)`)
+
+	p = omenAt(t, dir, port)
+	require.True(t, awaitReplay(p, 0, p.Stop), "omen finished replaying its WAL before the SIGTERM; grow the WAL")
+	require.False(t, p.logContains("TSDB ready"), "omen replayed the whole WAL before it exited")
+	require.FileExists(t, mark, "the start stopped during its WAL replay took no sample: the snapshot is as current as before")
+
+	p = omenAt(t, dir, port)
+	p.WaitReady(120 * time.Second)
+	b, err := os.ReadFile(p.log)
+	require.NoError(t, err)
+	m := restored.FindSubmatch(b)
+	require.NotNil(t, m, "the snapshot restored")
+	require.Equal(t, "20", string(m[1]), "the scored series restored")
+	require.Equal(t, string(m[1]), string(m[2]), "every restored series current: none reads its history again")
 }
 
 // fillWALToReplay starts omen in a new directory, has a writer fill its WAL

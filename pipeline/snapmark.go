@@ -14,7 +14,8 @@ import (
 // stop's final snapshot has one (see snapCursor.current). New removes it,
 // before the TSDB opens and takes the samples of the run it starts: after
 // a crash of that run the snapshot is restored again, and its series
-// catch up on those. A mark that names another file (a periodic snapshot
+// catch up on those; a stop before the TSDB opened puts it back (see
+// KeepMark). A mark that names another file (a periodic snapshot
 // written over it, one of an older release) is ignored.
 //
 // The mark also holds the latest sample time the TSDB held (see
@@ -77,6 +78,21 @@ func takeMark(logger *slog.Logger, path string) []byte {
 		_ = d.Close()
 	}
 	return b
+}
+
+// KeepMark puts back the snapshot's current mark New took, for a process
+// that stops before its storage opened (a shutdown during the TSDB's WAL
+// replay), without Run: it took no sample, so the snapshot is as current
+// as the mark says, and the next start resumes its series without reading
+// their history again (left removed, every one caught up from the TSDB).
+// Not to be called once Run has begun. Not synced, as writeMark.
+func (p *Pipeline) KeepMark() {
+	if p.mark == nil {
+		return
+	}
+	if err := os.WriteFile(p.opts.SnapshotPath+markSuffix, p.mark, 0o644); err != nil {
+		p.logger.Warn("Putting back the model snapshot's current mark; the next start catches every restored series up from the TSDB", "err", err)
+	}
 }
 
 // marked reports whether mark names the snapshot c read, the TSDB holding
