@@ -187,6 +187,10 @@ type Storage struct {
 	// openHook, when set (tests only), is called by openDB before it opens
 	// the TSDB: during a reopen, it runs with the old DB closed.
 	openHook func()
+	// abandoned counts the opens OpenContext left running (until they
+	// closed the DB they opened): only tests wait for them, before they
+	// open the path again or remove it.
+	abandoned sync.WaitGroup
 }
 
 // appendGate lets a head compaction wait for the appenders opened before
@@ -431,7 +435,9 @@ func (s *Storage) OpenContext(ctx context.Context) error {
 	select {
 	case o = <-done:
 	case <-ctx.Done():
+		s.abandoned.Add(1)
 		go func() {
+			defer s.abandoned.Done()
 			if o := <-done; o.db != nil {
 				_ = o.db.Close()
 			}
