@@ -463,11 +463,12 @@ func checkSharded(t *testing.T, _ []object, d deployment) {
 // within --snapshot.shutdown-timeout, and the TSDB closes, or is left to
 // the exit, within --storage.tsdb.shutdown-timeout; with
 // outputs forwarded to destinations
-// remote writes, the queues get up to 5 s to read the log's end, then each
-// in turn --storage.remote.flush-deadline to send (an upstream that is
-// down takes all of it: two unreachable ones at 30s took 5.0, 30.1 and
-// 30.0 s, measured), and the forwarding log's close is waited for up to
-// 10 s (forward's closeLogWait, the module's agent DB that can deadlock).
+// remote writes, the queues get up to 5 s to read the log's end, then
+// --storage.remote.flush-deadline to send, all destinations
+// together (forward's closeQueues: the module stops them in turn, and
+// omen waits for one deadline), and the forwarding log's close is waited
+// for up to 10 s (forward's closeLogWait, the module's agent DB that can
+// deadlock).
 func shutdownBudget(t *testing.T, args map[string][]string, destinations int) time.Duration {
 	t.Helper()
 	flag := func(name string, def time.Duration) time.Duration {
@@ -485,7 +486,7 @@ func shutdownBudget(t *testing.T, args map[string][]string, destinations int) ti
 		flag("--snapshot.shutdown-timeout", pipeline.DefaultOptions().ShutdownSnapshot) +
 		flag("--storage.tsdb.shutdown-timeout", tsdb.DefaultShutdownTimeout)
 	if destinations > 0 {
-		b += 5*time.Second + time.Duration(destinations)*flag("--storage.remote.flush-deadline", time.Duration(forward.DefaultFlushDeadline)) + 10*time.Second
+		b += 5*time.Second + flag("--storage.remote.flush-deadline", time.Duration(forward.DefaultFlushDeadline)) + 10*time.Second
 	}
 	return b
 }

@@ -137,3 +137,58 @@ func TestForwardingHangingUpstream(t *testing.T) {
 	// The read wait and the flush deadline, and slack for a loaded machine.
 	require.Less(t, time.Since(start), 2*flushDeadline+10*time.Second, "Close is bounded")
 }
+
+// TestForwardingHangingUpstreamsCloseOnce: with several upstreams that take
+// requests and never answer, Close, as omen's shutdown, takes the flush
+// deadline once in all, not once per upstream: the module stops its queues
+// one after another, each waiting the whole deadline on its hanging send,
+// and four such took the read wait and four deadlines (10 s here, minutes
+// at the default deadline, past a pod's termination grace, which then cut
+// the TSDB's close short too). What a queue still held is dropped, as a
+// queue's own deadline drops it.
+func TestForwardingHangingUpstreamsCloseOnce(t *testing.T) {
+	const upstreams = 4
+	release := make(chan struct{})
+	var once sync.Once
+	unhang := func() { once.Do(func() { close(release) }) }
+	var mu sync.Mutex
+	asked := map[string]bool{}
+	var urls []string
+	for range upstreams {
+		var srv *httptest.Server
+		srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			asked[srv.URL] = true
+			mu.Unlock()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	defer unhang() // before the servers' Close, which waits for the handlers
+
+	const flushDeadline = 2 * time.Second
+	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), urls, flushDeadline)
+	require.NoError(t, err)
+	require.NoError(t, f.ApplyConfig(nil))
+	appendOutputs(t, f, 100, 30, time.Now().Add(time.Second))
+	require.Eventually(t, func() bool {
+		f.rs.Notify()
+		mu.Lock()
+		defer mu.Unlock()
+		return len(asked) == upstreams
+	}, 60*time.Second, 20*time.Millisecond, "every queue sends, and hangs")
+
+	start := time.Now()
+	require.NoError(t, f.Close())
+	took := time.Since(start)
+	t.Logf("Close took %s with %d hanging upstreams, flush deadline %s", took.Round(time.Millisecond), upstreams, flushDeadline)
+	// In turn: the read wait (the deadline, shorter than 5 s) and one
+	// deadline per upstream, 10 s; once: 4 s, and slack for a loaded
+	// machine.
+	require.Less(t, took, (upstreams-1)*flushDeadline+flushDeadline/2, "Close takes the flush deadline once, not once per upstream")
+}

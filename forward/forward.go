@@ -429,14 +429,39 @@ func (f *Forwarder) Close() error {
 	// No notice after the queues are gone. Then the remote storage: its
 	// queues send what they hold.
 	f.notify.stop()
-	err := f.rs.Close()
-	err = errors.Join(err, closeLog(f.db, f.closeLogWait))
+	db := f.db
+	stopped, err := closeQueues(f.rs, f.flushDeadline)
 	f.db, f.rs, f.notify = nil, nil, nil
-	return err
+	if !stopped {
+		f.logger.Warn("Remote write queues still stopping a flush deadline after their stop began (upstreams not answering); what they hold is dropped at the exit, and the forwarding log left open", "flush_deadline", f.flushDeadline)
+		return nil
+	}
+	return errors.Join(err, closeLog(db, f.closeLogWait))
 }
 
 // closeReadWait bounds Close's wait for the queues to read the log's end.
 const closeReadWait = 5 * time.Second
+
+// closeQueues closes rs, its queues sending what they hold, and reports
+// whether it ended within wait; if not, the close goes on until the exit.
+// The module stops its queues one after another under one lock, each for
+// up to the flush deadline: with N upstreams not answering, a shutdown
+// took N deadlines (minutes at the default), past a pod's termination
+// grace, whose SIGKILL then cut the TSDB's close short as well. wait is
+// one deadline for all of them: a queue whose turn has not come by then
+// (or one that would drop what it holds at its own deadline a moment
+// later) loses what it still holds, which the TSDB keeps (the forwarding
+// log is dropped at the next start anyway).
+func closeQueues(rs *remote.Storage, wait time.Duration) (bool, error) {
+	done := make(chan error, 1)
+	go func() { done <- rs.Close() }()
+	select {
+	case err := <-done:
+		return true, err
+	case <-time.After(wait):
+		return false, nil
+	}
+}
 
 // closeLog closes db, waiting for it at most wait. The module's agent DB
 // takes its lock in Close and then waits for its truncation loop, which
