@@ -105,3 +105,40 @@ func BenchmarkState(b *testing.B) {
 		runtime.KeepAlive(ms)
 	}
 }
+
+// BenchmarkForecastSteps measures a forecast between refits of the
+// pipeline's forecaster (liveOptions, 64 steps) read as the live path
+// reads it: at the two steps around each of three horizons (steps=6),
+// against every step (steps=all: ForecastWith).
+//
+//	go test -run '^$' -bench ForecastSteps -benchmem ./forecast
+func BenchmarkForecastSteps(b *testing.B) {
+	const h = 64
+	for _, shape := range []string{"walk", "hourly"} {
+		y := liveShapes(1024)[shape]
+		for _, steps := range [][]int{nil, {9, 10, 29, 30, 62, 63}} {
+			name := "all"
+			if steps != nil {
+				name = fmt.Sprint(len(steps))
+			}
+			b.Run(fmt.Sprintf("shape=%s/h=%d/steps=%s", shape, h, name), func(b *testing.B) {
+				opts := liveOptions
+				opts.RefitEvery = 1 << 20 // no refit between the forecasts
+				m, err := New(opts)
+				require.NoError(b, err)
+				feed(m, y, 0)
+				var sc Scratch
+				dst := m.ForecastSteps(nil, h, steps, &sc)
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu0 := cpuTime()
+				for range b.N {
+					dst = m.ForecastSteps(dst, h, steps, &sc)
+				}
+				// CPU time besides the wall time, which moves with the
+				// neighbours' load on a shared machine.
+				b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/forecast")
+			})
+		}
+	}
+}

@@ -563,7 +563,18 @@ func (e *ensemble) update(v float64) {
 // components' forecasts going into scratch from sc. Each horizon's sum
 // runs over its non-zero weights in component order: a term of weight 0,
 // left out, added exactly 0 to it.
-func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
+func (e *ensemble) forecast(dst []float64, sc *fitScratch) { e.forecastSteps(dst, nil, sc) }
+
+// forecastSteps is forecast at the places steps of dst only (ascending,
+// without repeats, below len(dst); all of them if nil), the same bits
+// there; the other places are left as they are. The components' recursions
+// still run through every step (Holt-Winters' damped sums and the Fourier
+// residual's powers are sums and products taken step by step, whose bits
+// a closed form would not keep), but their logarithms and exponentials
+// (rawScale, a raw seasonal naive) and the combination are taken at steps
+// only: they were most of a forecast's cost, and the live forecasters read
+// two steps around each of a few horizons of 60 or more.
+func (e *ensemble) forecastSteps(dst []float64, steps []int, sc *fitScratch) {
 	n := len(dst)
 	fs := sc.floats(len(e.comps) * n)
 	var ex *seasonExps // see seasonExps
@@ -571,14 +582,25 @@ func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 		ex = &seasonExps{v: sc.floats(n)[:0]}
 	}
 	for i, c := range e.comps {
-		if s, ok := c.(*seasonalNaive); ok && ex != nil {
-			s.forecastWith(fs[i*n:(i+1)*n], ex)
-			continue
+		switch c := c.(type) {
+		case *seasonalNaive:
+			c.forecastWith(fs[i*n:(i+1)*n], ex, steps)
+		case *rawScale:
+			c.forecastSteps(fs[i*n:(i+1)*n], steps)
+		default:
+			c.forecast(fs[i*n : (i+1)*n])
 		}
-		c.forecast(fs[i*n : (i+1)*n])
+	}
+	count := n
+	if steps != nil {
+		count = len(steps)
 	}
 	if len(e.of) > 0 && len(e.comps) <= maskComps {
-		for h := range dst {
+		for i := range count {
+			h := i
+			if steps != nil {
+				h = steps[i]
+			}
 			row := e.weights[h*e.width : (h+1)*e.width]
 			var s float64
 			// The set bits, lowest first: the components of the row's
@@ -590,7 +612,11 @@ func (e *ensemble) forecast(dst []float64, sc *fitScratch) {
 		}
 		return
 	}
-	for h := range dst {
+	for i := range count {
+		h := i
+		if steps != nil {
+			h = steps[i]
+		}
 		var s float64
 		for j, q := range e.weights[h*e.width : (h+1)*e.width] {
 			if q == 0 {

@@ -179,9 +179,9 @@ func (m *Model) Step() int64 { return m.steps.step() }
 // Seasons returns the seasons, in samples, of the last fit.
 func (m *Model) Seasons() []int { return m.seasons }
 
-// Scratch lends ForecastWith its temporary buffers. Its zero value is
-// ready for use; it is not safe for concurrent use, and holds nothing
-// between calls that a caller could see.
+// Scratch lends ForecastWith and ForecastSteps their temporary buffers.
+// Its zero value is ready for use; it is not safe for concurrent use, and
+// holds nothing between calls that a caller could see.
 type Scratch struct{ fs fitScratch }
 
 // Forecast appends to dst[:0] the forecasts for the h steps after the last
@@ -193,16 +193,42 @@ type Scratch struct{ fs fitScratch }
 func (m *Model) Forecast(dst []Point, h int) []Point {
 	sc := getFitScratch()
 	defer putFitScratch(sc)
-	return m.forecast(dst, h, sc)
+	return m.forecast(dst, h, nil, sc)
 }
 
 // ForecastWith is Forecast with its temporary buffers from sc.
 func (m *Model) ForecastWith(dst []Point, h int, sc *Scratch) []Point {
 	defer func() { sc.fs.off = 0 }()
-	return m.forecast(dst, h, &sc.fs)
+	return m.forecast(dst, h, nil, &sc.fs)
 }
 
-func (m *Model) forecast(dst []Point, h int, sc *fitScratch) []Point {
+// ForecastSteps is ForecastWith for a caller that reads a few of the
+// steps: dst[i] is ForecastWith's, bit for bit, for each i in steps
+// (0-based: i+1 steps ahead; ascending, without repeats; those at or
+// beyond the h returned are left out). The other steps hold their time
+// and values not to be read: NaN (the last value, if nothing could be
+// fitted). It returns as many Points as ForecastWith. Its exponentials
+// and logarithms, most of a forecast's cost, are taken at steps only (see
+// ensemble.forecastSteps). With steps nil, or not ascending, it is
+// ForecastWith.
+func (m *Model) ForecastSteps(dst []Point, h int, steps []int, sc *Scratch) []Point {
+	defer func() { sc.fs.off = 0 }()
+	h = min(h, m.opts.MaxHorizon)
+	for len(steps) > 0 && steps[len(steps)-1] >= h {
+		steps = steps[:len(steps)-1]
+	}
+	for i, k := range steps {
+		if k < 0 || i > 0 && k <= steps[i-1] {
+			steps = nil // not as documented: every step
+			break
+		}
+	}
+	return m.forecast(dst, h, steps, &sc.fs)
+}
+
+// forecast is ForecastWith, at steps only if not nil (see ForecastSteps:
+// ascending, without repeats, below h).
+func (m *Model) forecast(dst []Point, h int, steps []int, sc *fitScratch) []Point {
 	dst = dst[:0]
 	h = min(h, m.opts.MaxHorizon)
 	if !m.Ready() || h <= 0 {
@@ -225,6 +251,13 @@ func (m *Model) forecast(dst []Point, h int, sc *fitScratch) []Point {
 		}
 		return dst
 	}
+	floor := math.Inf(-1)
+	if m.nonNeg {
+		floor = 0
+	}
+	if steps != nil {
+		return m.forecastSteps(dst, h, steps, floor, sc)
+	}
 	// The combined forecast and the components' go in the caller's
 	// scratch, not in buffers of the Model's own: a Model lives as long
 	// as its series, and two MaxHorizon-long buffers held for the
@@ -232,10 +265,6 @@ func (m *Model) forecast(dst []Point, h int, sc *fitScratch) []Point {
 	// pipeline's forecast series (TestModelHeldBytes).
 	fc := sc.floats(h)
 	m.ens.forecast(fc, sc)
-	floor := math.Inf(-1)
-	if m.nonNeg {
-		floor = 0
-	}
 	// The interval's ends, in a pass of their own: converting the
 	// float32 offsets inside the loop below made a 48-step forecast 0.6 µs
 	// (17%) dearer (BenchmarkForecast's CPU time), not so.
@@ -245,12 +274,41 @@ func (m *Model) forecast(dst []Point, h int, sc *fitScratch) []Point {
 		lo[i], hi[i] = f+float64(elo[i]), f+float64(ehi[i])
 	}
 	for i, f := range fc {
-		dst = append(dst, Point{
-			TsMillis: m.lastTs + int64(i+1)*st,
-			Yhat:     max(m.inv(f), floor),
-			Lower:    max(m.invBound(lo[i], -1), floor),
-			Upper:    max(m.invBound(hi[i], 1), floor),
-		})
+		dst = append(dst, m.point(i, st, f, lo[i], hi[i], floor))
+	}
+	return dst
+}
+
+// point is the forecast i+1 steps of st after the last sample: the
+// combined forecast f, the interval's ends lo and hi, on the transformed
+// scale, kept at or above floor.
+func (m *Model) point(i int, st int64, f, lo, hi, floor float64) Point {
+	return Point{
+		TsMillis: m.lastTs + int64(i+1)*st,
+		Yhat:     max(m.inv(f), floor),
+		Lower:    max(m.invBound(lo, -1), floor),
+		Upper:    max(m.invBound(hi, 1), floor),
+	}
+}
+
+// forecastSteps is forecast by the fitted ensemble at steps (see
+// ForecastSteps), the other steps NaN: the ensemble's forecast runs to
+// the last of them only.
+func (m *Model) forecastSteps(dst []Point, h int, steps []int, floor float64, sc *fitScratch) []Point {
+	st := m.Step()
+	nan := math.NaN()
+	for i := range h {
+		dst = append(dst, Point{TsMillis: m.lastTs + int64(i+1)*st, Yhat: nan, Lower: nan, Upper: nan})
+	}
+	if len(steps) == 0 {
+		return dst
+	}
+	fc := sc.floats(steps[len(steps)-1] + 1)
+	m.ens.forecastSteps(fc, steps, sc)
+	elo, ehi := m.ens.lo(), m.ens.hi()
+	for _, i := range steps {
+		f := fc[i]
+		dst[i] = m.point(i, st, f, f+float64(elo[i]), f+float64(ehi[i]), floor)
 	}
 	return dst
 }

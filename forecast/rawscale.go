@@ -36,7 +36,11 @@ func (r *rawScale) compact() {
 // forecast maps non-positive forecasts (a trend run below zero) to the
 // smallest positive number: their validation error is then huge and their
 // weight nil.
-func (r *rawScale) forecast(dst []float64) {
+func (r *rawScale) forecast(dst []float64) { r.forecastSteps(dst, nil) }
+
+// forecastSteps is forecast taking the logarithms at the places steps only
+// (all of them if nil; see ensemble.forecastSteps).
+func (r *rawScale) forecastSteps(dst []float64, steps []int) {
 	r.c.forecast(dst)
-	logs(dst)
+	logsAt(dst, steps)
 }

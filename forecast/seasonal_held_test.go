@@ -250,7 +250,7 @@ func TestSeasonExpsShared(t *testing.T) {
 					require.Equal(t, tc.share[i], shared)
 					want, got := make([]float64, H), make([]float64, H)
 					alone[i].forecast(want)
-					comps[i].forecastWith(got, &ex)
+					comps[i].forecastWith(got, &ex, nil)
 					for h := range H {
 						require.Equal(t, math.Float64bits(want[h]), math.Float64bits(got[h]), "%s h=%d", comps[i].name(), h+1)
 					}

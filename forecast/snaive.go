@@ -128,7 +128,7 @@ func shareSeasonRing(comps []component) {
 	}
 }
 
-func (s *seasonalNaive) forecast(dst []float64) { s.forecastWith(dst, nil) }
+func (s *seasonalNaive) forecast(dst []float64) { s.forecastWith(dst, nil, nil) }
 
 // seasonExps lends the raw seasonal naive components of one ensemble
 // forecast the exponentials of the last season's values, exp(y_{n−m+1}) …
@@ -182,8 +182,10 @@ func (ex *seasonExps) put(s *seasonalNaive, v []float64) {
 }
 
 // forecastWith is forecast, the exponentials of a raw one shared through
-// ex (which may be nil).
-func (s *seasonalNaive) forecastWith(dst []float64, ex *seasonExps) {
+// ex (which may be nil). With steps (see ensemble.forecastSteps), dst holds
+// forecast's values at those places only: a raw one takes its
+// exponentials and logarithms only where they are read.
+func (s *seasonalNaive) forecastWith(dst []float64, ex *seasonExps, steps []int) {
 	m := int(s.m)
 	// The season's values, j = 1 to m, into dst's first m places (each
 	// read, and with raw exponentiated, once), then each further season's
@@ -192,7 +194,7 @@ func (s *seasonalNaive) forecastWith(dst []float64, ex *seasonExps) {
 	if v, ok := ex.get(s, first); ok {
 		copy(dst, v)
 	} else {
-		s.season(dst[:first])
+		s.season(dst[:first], steps)
 		ex.put(s, dst[:first])
 	}
 	if s.diff {
@@ -214,12 +216,22 @@ func (s *seasonalNaive) forecastWith(dst []float64, ex *seasonExps) {
 			dst[k] += d
 		}
 		if s.raw {
-			logs(dst)
+			logsAt(dst, steps)
 		}
 		return
 	}
 	// The plain repeat's further seasons are copies of the first: with raw,
 	// of its logarithms, taken once.
+	if s.raw && steps != nil {
+		// Latest first: a place beyond the first season reads its place
+		// in the first before that is taken in place (steps ascend
+		// without repeats).
+		for i := len(steps) - 1; i >= 0; i-- {
+			k := steps[i]
+			dst[k] = logPos(dst[k%m])
+		}
+		return
+	}
 	if s.raw {
 		logs(dst[:first])
 	}
@@ -229,8 +241,12 @@ func (s *seasonalNaive) forecastWith(dst []float64, ex *seasonExps) {
 }
 
 // season writes y_{n−m+1} … y_{n−m+len(dst)} (len(dst) at most m) to dst,
-// exponentiated with raw, as at reads them.
-func (s *seasonalNaive) season(dst []float64) {
+// exponentiated with raw, as at reads them. With steps, only the places
+// that forecastWith reads for them are exponentiated, the others hold the
+// ring's values: place k mod m for each step k, and m−1 (y_n, a
+// difference's last value; the places are the same for the plain repeat
+// and the differences', so that they can share them through seasonExps).
+func (s *seasonalNaive) season(dst []float64, steps []int) {
 	r := s.r
 	n := len(r.v)
 	j := int(r.pos) + n - int(s.m) // at(1)'s place
@@ -240,10 +256,29 @@ func (s *seasonalNaive) season(dst []float64) {
 	// The ring's values up to its end, then from its start.
 	k := copy(dst, r.v[j:])
 	copy(dst[k:], r.v)
-	if s.raw {
+	if !s.raw {
+		return
+	}
+	if steps == nil {
 		for k, v := range dst {
 			dst[k] = math.Exp(v)
 		}
+		return
+	}
+	// From the ring, not from dst: a place two steps share is taken once.
+	m := int(s.m)
+	at := func(p int) {
+		if q := j + p; q < n {
+			dst[p] = math.Exp(r.v[q])
+		} else {
+			dst[p] = math.Exp(r.v[q-n])
+		}
+	}
+	for _, k := range steps {
+		at(k % m)
+	}
+	if len(dst) == m {
+		at(m - 1)
 	}
 }
 
@@ -268,6 +303,22 @@ func (s *seasonalNaive) at(i int) float64 {
 // ensemble's scale of a forecast on the values (see rawScale.forecast).
 func logs(x []float64) {
 	for k, v := range x {
-		x[k] = math.Log(max(v, math.SmallestNonzeroFloat64))
+		x[k] = logPos(v)
 	}
 }
+
+// logsAt is logs of x at the places steps only; all of them if steps is
+// nil.
+func logsAt(x []float64, steps []int) {
+	if steps == nil {
+		logs(x)
+		return
+	}
+	for _, k := range steps {
+		x[k] = logPos(x[k])
+	}
+}
+
+// logPos is the logarithm of v, of the smallest positive number if v is
+// not positive.
+func logPos(v float64) float64 { return math.Log(max(v, math.SmallestNonzeroFloat64)) }
