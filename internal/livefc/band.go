@@ -2,6 +2,7 @@ package livefc
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	"github.com/omen-sidecar/omen/detect"
@@ -43,6 +44,32 @@ func Between(fc []forecast.Point, last float64, x float64) (forecast.Point, bool
 	b := fc[j]
 	lerp := func(u, v float64) float64 { return u + frac*(v-u) }
 	return forecast.Point{Yhat: lerp(a.Yhat, b.Yhat), Lower: lerp(a.Lower, b.Lower), Upper: lerp(a.Upper, b.Upper)}, true
+}
+
+// appendReadSteps adds to steps, ascending and without repeats, the
+// indices of fc that Between(fc, last, x) reads for len(fc) n, and returns
+// it.
+func appendReadSteps(steps []int, x float64, n int) []int {
+	if !(x > 0) || x > float64(n) {
+		return steps
+	}
+	j := int(x)
+	if j > 0 {
+		steps = insertStep(steps, j-1)
+	}
+	if x-float64(j) != 0 {
+		steps = insertStep(steps, j)
+	}
+	return steps
+}
+
+// insertStep inserts k into the ascending steps unless it is there.
+func insertStep(steps []int, k int) []int {
+	i, found := slices.BinarySearch(steps, k)
+	if found {
+		return steps
+	}
+	return slices.Insert(steps, i, k)
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -49,14 +49,16 @@ func Next(m *forecast.Model, rs *Resampler, t, made, everyMs int64, stepped bool
 // Made is the forecasts a forecaster made at a sample (see MakeAt).
 type Made struct {
 	// Fc is the model's forecasts, Fc[j] j+1 steps of StepMs after its
-	// latest point, whose value is Last, Lead before the sample.
+	// latest point, whose value is Last, Lead before the sample: at the
+	// steps At reads for the horizons MakeAt was given only (see
+	// forecast.Model.ForecastSteps; the others' values are NaN).
 	Fc           []forecast.Point
 	Last         float64
 	Lead, StepMs int64
 }
 
 // MakeAt makes the forecasts of m, fed by rs, at the sample at t for
-// horizons, into dst with sc's buffers (see forecast.Model.ForecastWith);
+// horizons, into dst with sc's buffers (see forecast.Model.ForecastSteps);
 // ok is false if there is no step to forecast with, or every horizon is
 // beyond the model's MaxHorizon. The forecasts are for the steps after the
 // model's latest point, at lastT; a forecast made at t for horizon h is
@@ -81,8 +83,28 @@ func MakeAt(m *forecast.Model, rs *Resampler, t int64, horizons []time.Duration,
 	if maxH <= 0 {
 		return Made{Fc: dst}, false
 	}
-	return Made{Fc: m.ForecastWith(dst, maxH, sc), Last: lastV, Lead: lead, StepMs: stepMs}, true
+	mk := Made{Last: lastV, Lead: lead, StepMs: stepMs}
+	// Only the steps At reads are forecast, two around each horizon of the
+	// 64 or so to the longest (see HorizonSteps): their exponentials and
+	// logarithms were most of a forecast's cost, and the forecasts about a
+	// sixth of a forecaster's (BenchmarkReplay, CPU profile).
+	var buf [2 * maxReadHorizons]int
+	steps := buf[:0]
+	if len(horizons) <= maxReadHorizons {
+		for _, h := range horizons {
+			steps = appendReadSteps(steps, mk.stepsAhead(h), maxH)
+		}
+	} else {
+		steps = nil // every step
+	}
+	mk.Fc = m.ForecastSteps(dst, maxH, steps, sc)
+	return mk, true
 }
+
+// maxReadHorizons is the most horizons MakeAt gathers the read steps of
+// on the stack (config.MaxForecastHorizons); with more, it forecasts every
+// step.
+const maxReadHorizons = 8
 
 // At returns the forecast for h after the sample the forecasts were made
 // at: between two steps (or the point and the first step), read between
@@ -91,7 +113,13 @@ func MakeAt(m *forecast.Model, rs *Resampler, t int64, horizons []time.Duration,
 // minutes, "5m" had none and "15m" was "30m"). ok is false beyond the
 // forecasts. The point's TsMillis is left to the caller.
 func (mk Made) At(h time.Duration) (forecast.Point, bool) {
-	return Between(mk.Fc, mk.Last, float64(mk.Lead+h.Milliseconds())/float64(mk.StepMs))
+	return Between(mk.Fc, mk.Last, mk.stepsAhead(h))
+}
+
+// stepsAhead is how many steps after the model's latest point h after the
+// sample is, as At reads it.
+func (mk Made) stepsAhead(h time.Duration) float64 {
+	return float64(mk.Lead+h.Milliseconds()) / float64(mk.StepMs)
 }
 
 // Point is At(h) for the forecasts made at the sample at t, stamped t+h,
