@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alecthomas/units"
@@ -82,15 +84,87 @@ type APIOptions struct {
 // runs at once to max (Prometheus's --query.max-concurrency): beyond it a
 // query waits for a slot until its timeout. It logs, at start, the queries
 // that were running when the process last stopped (a query that crashed
-// it), from the file queries.active in dir. Close it at shutdown.
-func NewQueryTracker(logger *slog.Logger, dir string, max int) (*promql.ActiveQueryTracker, error) {
+// it), from the file queries.active in dir. Close it at shutdown: queries
+// still running then keep its file mapped until the last of them ends.
+func NewQueryTracker(logger *slog.Logger, dir string, max int) (*QueryTracker, error) {
 	if logger == nil {
 		logger = discard()
 	}
 	if max < 1 {
 		return nil, fmt.Errorf("query concurrency %d: want at least 1", max)
 	}
-	return promql.NewActiveQueryTracker(dir, max, logger.With("component", "activeQueryTracker"))
+	t, err := promql.NewActiveQueryTracker(dir, max, logger.With("component", "activeQueryTracker"))
+	if err != nil {
+		return nil, err
+	}
+	return &QueryTracker{t: t, logger: logger}, nil
+}
+
+// errTrackerClosed is Insert's error after Close.
+var errTrackerClosed = errors.New("query tracker closed: shutting down")
+
+// QueryTracker is Prometheus's ActiveQueryTracker, whose Close waits for
+// the queries it admitted. That one unmaps its file at Close, and a query
+// still running (a shutdown whose requests outlived their wait after being
+// cancelled) wrote its slot there at its end: SIGSEGV. Safe for
+// concurrent use.
+type QueryTracker struct {
+	t       *promql.ActiveQueryTracker
+	logger  *slog.Logger
+	mu      sync.Mutex
+	running int  // Inserts begun and not yet Deleted
+	closing bool // Close was called: the last Delete closes t
+}
+
+// GetMaxConcurrent is the tracker's number of slots.
+func (q *QueryTracker) GetMaxConcurrent() int { return q.t.GetMaxConcurrent() }
+
+// Insert waits for a slot as ActiveQueryTracker's does; after Close it
+// refuses the query.
+func (q *QueryTracker) Insert(ctx context.Context, query string) (int, error) {
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return 0, errTrackerClosed
+	}
+	q.running++
+	q.mu.Unlock()
+	i, err := q.t.Insert(ctx, query)
+	if err != nil {
+		q.done()
+	}
+	return i, err
+}
+
+// Delete frees the slot of an admitted query.
+func (q *QueryTracker) Delete(i int) {
+	q.t.Delete(i)
+	q.done()
+}
+
+func (q *QueryTracker) done() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.running--; q.running == 0 && q.closing {
+		if err := q.t.Close(); err != nil {
+			q.logger.Warn("Close the query tracker", "err", err)
+		}
+	}
+}
+
+// Close closes the tracker now or, with queries running, when the last of
+// them ends (its error is then logged).
+func (q *QueryTracker) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closing {
+		return nil
+	}
+	q.closing = true
+	if q.running > 0 {
+		return nil
+	}
+	return q.t.Close()
 }
 
 // DefaultAPIOptions are Prometheus's defaults.

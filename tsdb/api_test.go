@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb"
@@ -395,6 +396,23 @@ func (blockingQueryable) LabelNames(context.Context, *storage.LabelHints, ...*la
 }
 func (blockingQueryable) Close() error { return nil }
 
+// startBlockedQuery starts the query "up" over a blockingQueryable and
+// returns once it holds its slot; closing q.release ends it, its error
+// then on done.
+func startBlockedQuery(t *testing.T, engine *promql.Engine) (blockingQueryable, <-chan error) {
+	t.Helper()
+	q := blockingQueryable{started: make(chan struct{}), release: make(chan struct{})}
+	first, err := engine.NewInstantQuery(context.Background(), q, nil, "up", time.Unix(1000, 0))
+	require.NoError(t, err)
+	done := make(chan error)
+	go func() {
+		defer first.Close()
+		done <- first.Exec(context.Background()).Err
+	}()
+	<-q.started
+	return q, done
+}
+
 // TestQueryConcurrencyBounded: --query.max-concurrency, as in Prometheus.
 // Without it any number of queries ran at once (40 heavy ones took the
 // process from 0.6 to 4.2 GB beside ingest).
@@ -406,16 +424,7 @@ func TestQueryConcurrencyBounded(t *testing.T) {
 	o.Tracker = tr
 	reg := prometheus.NewRegistry()
 	engine := NewEngine(nil, reg, o)
-	q := blockingQueryable{started: make(chan struct{}), release: make(chan struct{})}
-
-	first, err := engine.NewInstantQuery(context.Background(), q, nil, "up", time.Unix(1000, 0))
-	require.NoError(t, err)
-	done := make(chan error)
-	go func() {
-		defer first.Close()
-		done <- first.Exec(context.Background()).Err
-	}()
-	<-q.started
+	q, done := startBlockedQuery(t, engine)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -530,4 +539,30 @@ func TestNotificationsLiveSubscribersBounded(t *testing.T) {
 	for _, c := range cancels[1:] {
 		c()
 	}
+}
+
+// TestQueryTrackerClosedUnderQuery: a query still running when the tracker
+// is closed (a shutdown whose requests outlived their 5 s after being
+// cancelled: a cancelled query at 1 ms steps under -race on a loaded
+// machine) ends without touching the tracker's unmapped file. It wrote its
+// slot there at its end and killed the process with SIGSEGV (seen in
+// cmd/omen's TestAnomaliesAnswerWhileQueriesFillSlots, the crash landing in
+// the next test). New queries are refused once Close was called.
+func TestQueryTrackerClosedUnderQuery(t *testing.T) {
+	dir := t.TempDir()
+	tr, err := NewQueryTracker(nil, dir, 2)
+	require.NoError(t, err)
+	engine := NewEngine(nil, prometheus.NewRegistry(), APIOptions{QueryTimeout: time.Minute, MaxSamples: 1000, LookbackDelta: 5 * time.Minute, Tracker: tr})
+	q, done := startBlockedQuery(t, engine)
+
+	require.NoError(t, tr.Close()) // the query still runs
+	_, err = engine.NewInstantQuery(context.Background(), q, nil, "up", time.Unix(1000, 0))
+	require.ErrorIs(t, err, errTrackerClosed, "a query after Close")
+	close(q.release)
+	require.NoError(t, <-done)
+	// The file the tracker mapped is left to the next start, which
+	// reads it: no query is listed in it as running.
+	b, err := os.ReadFile(filepath.Join(dir, "queries.active"))
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "up")
 }
