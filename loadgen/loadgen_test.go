@@ -321,29 +321,31 @@ func TestRunSampleIntervalWritesHistory(t *testing.T) {
 // (up to maxAhead) waits for the clock to pass them before it returns, so
 // the next run against the same receiver is not refused as out of order.
 //
-// Each run is two rounds of 500 samples a series, a second of timestamps
-// sent in two requests: ahead of the clock unless the machine stalls for
-// that second. (The test ran 300 ms of rounds of 1 ms each, counting on
-// the machine's speed to get ahead, and asked for more than 100 samples a
-// series: a loaded machine sent 80, and a receiver answering in 8 ms, as
-// that machine did, failed it every time.)
+// Each run is five rounds of 1000 samples a series, five seconds of
+// timestamps sent in five requests: ahead of the clock unless sending them
+// takes those five seconds. (The test ran 300 ms of rounds of 1 ms each,
+// counting on the machine's speed to get ahead, and asked for more than 100
+// samples a series: a loaded machine sent 80, and a receiver answering in
+// 8 ms, as that machine did, failed it every time. Then it sent rounds of
+// 500 samples to 10 series, a second ahead: under -race on a loaded 2-core
+// machine a run took more than that second, 5 times in 12.)
 func TestRunsBackToBack(t *testing.T) {
 	rc := &receiver{t: t, protocol: 1, series: map[string]*received{}}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
 	for run := range 2 {
 		var logs syncbuf.Buffer
-		res, err := Run(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)), Options{URL: srv.URL, Series: 10,
-			SamplesPerSeries: 500, Batch: 5000, Concurrency: 1, Rounds: 2})
+		res, err := Run(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)), Options{URL: srv.URL, Series: 2,
+			SamplesPerSeries: 1000, Batch: 5000, Concurrency: 1, Rounds: 5})
 		require.NoError(t, err)
-		require.Equal(t, int64(10*2*500), res.Measured.Accepted, "run %d", run)
+		require.Equal(t, int64(2*5*1000), res.Measured.Accepted, "run %d", run)
 		require.Contains(t, logs.String(), "Waiting for the clock to pass the last timestamp sent", "run %d ended ahead of the clock", run)
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	require.Len(t, rc.series, 10)
+	require.Len(t, rc.series, 2)
 	for key, s := range rc.series {
-		require.Len(t, s.ts, 2*2*500, key)
+		require.Len(t, s.ts, 2*5*1000, key)
 		require.True(t, slices.IsSorted(s.ts), "%s: timestamps across both runs in order", key)
 		for i := 1; i < len(s.ts); i++ {
 			require.Greater(t, s.ts[i], s.ts[i-1], "%s: a timestamp repeated", key)
