@@ -381,7 +381,7 @@ func TestCountersBecomeRates(t *testing.T) {
 	}{
 		{"suffix", "requests_total", "", []float64{0, 150, 300}, 10},
 		{"metadata", "requests", model.MetricTypeCounter, []float64{0, 150, 300}, 10},
-		{"reset", "errors_total", "", []float64{100, 250, 30}, 2},
+		{"reset", "errors_total", "", []float64{100, 250, 30, 180}, 10}, // the reset itself is not scored (see rate)
 		{"gauge by metadata despite suffix", "queue_total", model.MetricTypeGauge, []float64{1, 2, 7}, 7},
 		{"gauge", "queue_depth", "", []float64{1, 2, 7}, 7},
 		{"histogram bucket", "latency_seconds_bucket", "", []float64{0, 15, 45}, 2},
@@ -1063,15 +1063,15 @@ func TestStoreFamilies(t *testing.T) {
 func TestRateStartTimestamp(t *testing.T) {
 	const step = 15_000 // ms between samples
 	tests := []struct {
-		name string
-		st   int64 // start timestamp of the last sample
-		want float64
+		name  string
+		st    int64 // start timestamp of the third sample
+		reset bool  // the third sample has no rate (see rate)
 	}{
-		{"none", 0, 10},
-		{"unchanged", 1, 10},
-		{"at the previous sample", 2 * step, 10},
-		{"after the previous sample: a reset", 2*step + 1, 400.0 / 15},
-		{"after the sample itself: ignored", 3*step + 1, 10},
+		{"none", 0, false},
+		{"unchanged", 1, false},
+		{"at the previous sample", 2 * step, false},
+		{"after the previous sample: a reset", 2*step + 1, true},
+		{"after the sample itself: ignored", 3*step + 1, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1082,8 +1082,15 @@ func TestRateStartTimestamp(t *testing.T) {
 			require.True(t, ok)
 			require.InDelta(t, 10, r, 1e-12)
 			r, ok = s.rate(tc.st, 3*step, 400)
+			require.Equal(t, !tc.reset, ok)
+			if ok {
+				require.InDelta(t, 10, r, 1e-12)
+			}
+			// The next sample's rise is from the third's value (its start
+			// timestamp the counter's, or the third's).
+			r, ok = s.rate(min(tc.st, 3*step), 4*step, 550)
 			require.True(t, ok)
-			require.InDelta(t, tc.want, r, 1e-12)
+			require.InDelta(t, 10, r, 1e-12)
 		})
 	}
 }
@@ -1107,7 +1114,10 @@ func TestTapCarriesStartTimestamp(t *testing.T) {
 	e.sync()
 	got := e.p.Anomalies([][]*labels.Matcher{{eq("__name__", "restarts_total")}})
 	require.Len(t, got, 1)
-	require.InDelta(t, 400/(float64(stepMs)/1000), float64(got[0].Value), 1e-9, "counted from zero: a reset")
+	// A reset (see rate): the last sample has no rate, the latest scored
+	// is the one before it.
+	require.InDelta(t, 10, float64(got[0].Value), 1e-9)
+	require.Equal(t, base+stepMs, got[0].Timestamp.UnixMilli(), "the start timestamp told no reset")
 }
 
 // TestReloadAppliesOptions: a reload's new options reach the series already
