@@ -95,23 +95,9 @@ func TestForwardingUpstreamAnswers(t *testing.T) {
 // read the log's end (the flush deadline here, shorter than 5 s) and the
 // flush deadline, dropping what the queue held.
 func TestForwardingHangingUpstream(t *testing.T) {
-	release := make(chan struct{})
-	var once sync.Once
-	unhang := func() { once.Do(func() { close(release) }) }
-	hung := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		w.WriteHeader(http.StatusServiceUnavailable)
-	})
-	srv := httptest.NewServer(hung)
-	defer srv.Close()
-	defer unhang() // before srv.Close, which waits for the handlers
-
 	reg := prometheus.NewRegistry()
 	const flushDeadline = 2 * time.Second
-	f, err := New(nil, reg, t.TempDir(), []string{srv.URL}, flushDeadline)
+	f, err := New(nil, reg, t.TempDir(), hangingUpstreams(t, 1), flushDeadline)
 	require.NoError(t, err)
 	require.NoError(t, f.ApplyConfig(nil))
 
@@ -188,7 +174,70 @@ func TestForwardingHangingUpstreamsCloseOnce(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("Close took %s with %d hanging upstreams, flush deadline %s", took.Round(time.Millisecond), upstreams, flushDeadline)
 	// In turn: the read wait (the deadline, shorter than 5 s) and one
-	// deadline per upstream, 10 s; once: 4 s, and slack for a loaded
-	// machine.
+	// deadline per upstream, 10 s; once: 6 s (the deadline being shorter
+	// than the batch_send_deadline, the queues' stop gets that and a
+	// second from the read wait's start), and slack for a loaded machine.
 	require.Less(t, took, (upstreams-1)*flushDeadline+flushDeadline/2, "Close takes the flush deadline once, not once per upstream")
+}
+
+// TestForwardingHealthyUpstreamFinalBatchAtClose: beside upstreams that
+// take requests and never answer, a working upstream gets every output
+// logged before Close, at a flush deadline shorter than the queues'
+// batch_send_deadline (5 s). The module stops its queues one after
+// another, in map order; one whose turn had not come when Close stopped
+// waiting (the read wait and one deadline, 4 s here) still held its last
+// partial batch, which it sends only at its stop or when its batch timer
+// fires (5 s after its previous send): its outputs were lost at the exit
+// whenever a hanging queue came first. Four rounds, so that the working
+// queue coming first by chance in each (1 in 6) hides it only rarely.
+func TestForwardingHealthyUpstreamFinalBatchAtClose(t *testing.T) {
+	const hanging, rounds = 5, 4
+	const flushDeadline = 2 * time.Second
+	urls := hangingUpstreams(t, hanging)
+	for round := range rounds {
+		rc, srv := newReceiver(nil)
+		defer srv.Close()
+		f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), append([]string{srv.URL}, urls...), flushDeadline)
+		require.NoError(t, err)
+		require.NoError(t, f.ApplyConfig(nil))
+
+		// A full batch (max_samples_per_send, 2 000) goes at once, and
+		// restarts the queue's batch timer; then 100 outputs more, a
+		// partial batch that the timer would send 5 s later.
+		const series = 100
+		start := time.Now().Add(time.Second)
+		appendOutputs(t, f, series, 20, start)
+		require.Eventually(t, func() bool { d, _ := rc.received(); return d == 20*series },
+			60*time.Second, 20*time.Millisecond, "the working upstream gets the full batch")
+		appendOutputs(t, f, series, 1, start.Add(time.Minute))
+
+		closed := time.Now()
+		require.NoError(t, f.Close())
+		took := time.Since(closed)
+		got, _ := rc.received()
+		t.Logf("round %d: Close took %s; the working upstream has %d of %d", round, took.Round(time.Millisecond), got, 21*series)
+		require.Equal(t, 21*series, got, "round %d: the working upstream's final partial batch is sent before Close returns", round)
+	}
+}
+
+// hangingUpstreams returns the URLs of n upstreams that take requests and
+// answer none until the test ends.
+func hangingUpstreams(t *testing.T, n int) []string {
+	release := make(chan struct{})
+	hung := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	var urls []string
+	for range n {
+		srv := httptest.NewServer(hung)
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+	}
+	// First of these cleanups: the servers' Close waits for the handlers.
+	t.Cleanup(func() { close(release) })
+	return urls
 }

@@ -67,6 +67,10 @@ type Forwarder struct {
 	// checked, if set, runs between checkQueues and the module's
 	// ApplyConfig: tests make a file go there.
 	checked func()
+	// batchWait is the longest batch_send_deadline of the queues in
+	// force: Close waits at least that long for those it has not stopped
+	// yet (see Close).
+	batchWait time.Duration
 	// app is the log, then the queues' sample-rate tracker; nil until the
 	// log is open and after Close. The scorers read it on every batch, so
 	// it is not behind mu: a reload that stops a queue waits up to the
@@ -262,6 +266,10 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	}
 	f.skips.setQueues(cfgs)
 	f.active.Store(len(cfgs) > 0)
+	f.batchWait = 0
+	for _, c := range cfgs {
+		f.batchWait = max(f.batchWait, time.Duration(c.QueueConfig.BatchSendDeadline))
+	}
 	return nil
 }
 
@@ -422,15 +430,23 @@ func (f *Forwarder) Close() error {
 	// that come while it reads, and otherwise looks again only every 15 s:
 	// so poke it.
 	newest := f.maxT.Load() / 1000 * 1000
-	for deadline := time.Now().Add(min(f.flushDeadline, closeReadWait)); wasActive && time.Now().Before(deadline) && f.rs.LowestSentTimestamp() < newest; {
+	readStart := time.Now()
+	for deadline := readStart.Add(min(f.flushDeadline, closeReadWait)); wasActive && time.Now().Before(deadline) && f.rs.LowestSentTimestamp() < newest; {
 		f.rs.Notify()
 		time.Sleep(20 * time.Millisecond)
 	}
 	// No notice after the queues are gone. Then the remote storage: its
-	// queues send what they hold.
+	// queues send what they hold. The module stops them one after
+	// another, and one whose turn has not come when the wait ends loses
+	// its last partial batch, which it sends only at its stop or when its
+	// batch timer fires: within its batch_send_deadline of reading it,
+	// which it did as the read wait began. So the wait is the flush
+	// deadline, or that long from then if longer (a flush deadline under
+	// 5 s, the default batch_send_deadline, lost a working upstream's
+	// final batch whenever a hanging upstream's queue came first).
 	f.notify.stop()
 	db := f.db
-	stopped, err := closeQueues(f.rs, f.flushDeadline)
+	stopped, err := closeQueues(f.rs, max(f.flushDeadline, f.batchWait+closeSendSlack-time.Since(readStart)))
 	f.db, f.rs, f.notify = nil, nil, nil
 	if !stopped {
 		f.logger.Warn("Remote write queues still stopping a flush deadline after their stop began (upstreams not answering); what they hold is dropped at the exit, and the forwarding log left open", "flush_deadline", f.flushDeadline)
@@ -442,16 +458,23 @@ func (f *Forwarder) Close() error {
 // closeReadWait bounds Close's wait for the queues to read the log's end.
 const closeReadWait = 5 * time.Second
 
+// closeSendSlack is what Close leaves a queue's batch timer, past its
+// batch_send_deadline, to send its partial batch to an upstream that
+// answers.
+const closeSendSlack = time.Second
+
 // closeQueues closes rs, its queues sending what they hold, and reports
 // whether it ended within wait; if not, the close goes on until the exit.
 // The module stops its queues one after another under one lock, each for
 // up to the flush deadline: with N upstreams not answering, a shutdown
 // took N deadlines (minutes at the default), past a pod's termination
 // grace, whose SIGKILL then cut the TSDB's close short as well. wait is
-// one deadline for all of them: a queue whose turn has not come by then
-// (or one that would drop what it holds at its own deadline a moment
-// later) loses what it still holds, which the TSDB keeps (the forwarding
-// log is dropped at the next start anyway).
+// one deadline for all of them (see Close): a queue whose turn has not
+// come by then keeps sending meanwhile, its batch timer sending its
+// partial batches, and loses only what it still holds at the end (what a
+// hanging upstream kept it from sending), as does one that would drop it
+// at its own deadline a moment later; the TSDB keeps those outputs (the
+// forwarding log is dropped at the next start anyway).
 func closeQueues(rs *remote.Storage, wait time.Duration) (bool, error) {
 	done := make(chan error, 1)
 	go func() { done <- rs.Close() }()

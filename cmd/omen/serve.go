@@ -171,7 +171,7 @@ func registerServe(app *kingpin.Application, lc *logConfig) command {
 		Default(fmt.Sprint(dha.MaxClusters)).IntVar(&f.write.HA.MaxClusters)
 	cl.Flag("remote-write.url", "Remote-write the outputs to this URL too (Thanos Receive, Mimir, VictoriaMetrics), with Prometheus's remote_write defaults; the configuration file's remote_write takes every setting. Repeatable.").
 		StringsVar(&f.remoteWrite)
-	cl.Flag("storage.remote.flush-deadline", "How long to keep sending the outputs still queued for remote write at shutdown, for all destinations together (a queue whose turn has not come by then drops what it holds).").
+	cl.Flag("storage.remote.flush-deadline", "How long to keep sending the outputs still queued for remote write at shutdown, for all destinations together (or the queues' longest batch_send_deadline if longer; a queue whose turn has not come by then keeps sending meanwhile, and drops what it still holds).").
 		Default(forward.DefaultFlushDeadline.String()).SetValue(&f.flushDeadline)
 	f.pipeline = pipelineFlags(cl)
 	f.flagValues = func() map[string]string { return flagValues(app.Model().Flags, cl.Model().Flags) }
