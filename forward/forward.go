@@ -446,10 +446,11 @@ func (f *Forwarder) Close() error {
 	// final batch whenever a hanging upstream's queue came first).
 	f.notify.stop()
 	db := f.db
-	stopped, err := closeQueues(f.rs, max(f.flushDeadline, f.batchWait+closeSendSlack-time.Since(readStart)))
+	wait := max(f.flushDeadline, f.batchWait+closeSendSlack-time.Since(readStart))
+	stopped, err := closeQueues(f.rs, wait)
 	f.db, f.rs, f.notify = nil, nil, nil
 	if !stopped {
-		f.logger.Warn("Remote write queues still stopping a flush deadline after their stop began (upstreams not answering); what they hold is dropped at the exit, and the forwarding log left open", "flush_deadline", f.flushDeadline)
+		f.logger.Warn("Remote write queues still stopping after the wait for their stop (upstreams not answering); what they hold is dropped at the exit, and the forwarding log left open", "wait", wait, "flush_deadline", f.flushDeadline)
 		return nil
 	}
 	return errors.Join(err, closeLog(db, f.closeLogWait))
