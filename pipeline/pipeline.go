@@ -399,8 +399,16 @@ type Pipeline struct {
 	// (removed then, see takeMark), for the first restore; final is set
 	// before the final snapshot when the drain left nothing queued (see
 	// snapCursor.current).
-	mark  []byte
-	final atomic.Bool
+	mark []byte
+	// took is set by the tap's first commit (see tapAppender.Commit),
+	// before the TSDB stores its samples, and never cleared: once set,
+	// the snapshot is no longer as current as its mark said. markMu
+	// orders it with KeepMark; markBack, under markMu, says KeepMark
+	// wrote the mark back, for that commit to remove (see tookSamples).
+	took     atomic.Bool
+	markMu   sync.Mutex
+	markBack bool
+	final    atomic.Bool
 	// committing counts the tap's commits of samples to score under way,
 	// from before each reads final: once final is set, the tap refuses
 	// them (see tapAppender.Commit), and the final snapshot is marked
@@ -660,6 +668,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// pod's termination grace at 100 000 series.
 	if ctx.Err() != nil {
 		p.logger.Info("Shutdown before scoring started; the model snapshot is left as it is", "path", p.opts.SnapshotPath)
+		p.KeepMark() // unless a sample was committed since the TSDB opened
 		return nil
 	}
 	// Before any series is created: those the head takes from here on

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
@@ -14,8 +16,8 @@ import (
 // stop's final snapshot has one (see snapCursor.current). New removes it,
 // before the TSDB opens and takes the samples of the run it starts: after
 // a crash of that run the snapshot is restored again, and its series
-// catch up on those; a stop before the TSDB opened puts it back (see
-// KeepMark). A mark that names another file (a periodic snapshot
+// catch up on those; a stop before any sample was committed puts it back
+// (see KeepMark). A mark that names another file (a periodic snapshot
 // written over it, one of an older release) is ignored.
 //
 // The mark also holds the latest sample time the TSDB held (see
@@ -67,32 +69,74 @@ func takeMark(logger *slog.Logger, path string) []byte {
 	if err != nil {
 		return nil
 	}
-	if err := os.Remove(path + markSuffix); err != nil {
+	if err := removeMark(path); err != nil {
 		// Left, it would vouch for the snapshot after a crash of this
 		// run too: not taken.
 		logger.Warn("Removing the model snapshot's current mark; every restored series catches up from the TSDB", "err", err)
 		return nil
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 	return b
 }
 
 // KeepMark puts back the snapshot's current mark New took, for a process
-// that stops before its storage opened (a shutdown during the TSDB's WAL
-// replay), without Run: it took no sample, so the snapshot is as current
-// as the mark says, and the next start resumes its series without reading
+// that stops before it scored anything (a shutdown during the TSDB's WAL
+// replay, or one that Run finds on entry), if no sample was committed
+// through the tap since New (see took): the snapshot is then as current as
+// the mark says, and the next start resumes its series without reading
 // their history again (left removed, every one caught up from the TSDB).
-// Not to be called once Run has begun. Not synced, as writeMark.
+// A commit after it removes the mark again before the TSDB stores its
+// samples. Not synced, as writeMark.
 func (p *Pipeline) KeepMark() {
 	if p.mark == nil {
 		return
 	}
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	if p.took.Load() || p.markBack {
+		return
+	}
 	if err := os.WriteFile(p.opts.SnapshotPath+markSuffix, p.mark, 0o644); err != nil {
 		p.logger.Warn("Putting back the model snapshot's current mark; the next start catches every restored series up from the TSDB", "err", err)
+		return
 	}
+	p.markBack = true
+}
+
+// tookSamples records that the tap commits samples (see took), before the
+// TSDB stores them: the first time, a mark KeepMark put back is removed,
+// durably, else the commit is refused (the sender sends it again). Every
+// commit after costs one atomic load.
+func (p *Pipeline) tookSamples() error {
+	if p.took.Load() {
+		return nil
+	}
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	if p.took.Load() {
+		return nil
+	}
+	if p.markBack {
+		if err := removeMark(p.opts.SnapshotPath); err != nil {
+			return fmt.Errorf("remove the model snapshot's current mark: %w", err)
+		}
+		p.markBack = false
+	}
+	p.took.Store(true)
+	return nil
+}
+
+// removeMark removes the current mark of the snapshot at path, and syncs
+// its directory (best effort: some file systems refuse a directory's
+// sync). A mark already gone is no error.
+func removeMark(path string) error {
+	if err := os.Remove(path + markSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
 }
 
 // marked reports whether mark names the snapshot c read, the TSDB holding

@@ -200,6 +200,15 @@ func (a *tapAppender) Commit() error {
 			return errScoringStopped
 		}
 	}
+	// Samples of series scored (or that would be, scoring on), before
+	// the TSDB stores them: the snapshot's mark may no longer be put
+	// back, or one put back goes.
+	if len(a.samples) > 0 || a.off > 0 {
+		if err := a.p.tookSamples(); err != nil {
+			_ = a.next.Rollback()
+			return err
+		}
+	}
 	if err := a.next.Commit(); err != nil {
 		return err
 	}
