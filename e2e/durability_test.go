@@ -91,40 +91,81 @@ func TestDurabilitySIGTERMDuringWALReplay(t *testing.T) {
 	w.requireNoneLost(t, p.URL)
 }
 
-// TestDurabilitySIGTERMDuringWALReplayKeepsSnapshotCurrent: a graceful
-// stop marks its final model snapshot current (see pipeline's writeMark), so
+// TestDurabilityStopDuringWALReplayKeepsSnapshotCurrent: a graceful stop
+// marks its final model snapshot current (see pipeline's writeMark), so
 // that the next start resumes every restored series without reading its
-// history again; the start that takes the mark and is stopped by a SIGTERM
-// during its WAL replay took no sample, and leaves the mark as it found
-// it: the start after it restores every series current, as it would have.
-func TestDurabilitySIGTERMDuringWALReplayKeepsSnapshotCurrent(t *testing.T) {
-	dir, port, _ := fillWALToReplay(t)
-	p := omenAt(t, dir, port)
-	p.WaitReady(120 * time.Second)
-	// Scored series (no omen_ prefix), in the final snapshot.
-	scored := newAckWriter("e2e_replay_scored", 20, 1, time.Now().Add(-10*time.Minute).UnixMilli(), 15000)
-	scored.rounds = 20
-	scored.start(p.URL)
-	scored.wait(t, 60*time.Second)
-	scored.stop()
-	p.Stop()
-	mark := filepath.Join(dir, "omen-models.snap.current")
-	require.FileExists(t, mark, "a graceful stop marks its final snapshot current")
+// history again; a start stopped during its WAL replay, by a SIGTERM or a
+// SIGKILL, took no sample, and leaves the mark as it found it: the start
+// after it restores every series current, as it would have (after a
+// SIGKILL the mark was gone: the start that read it had removed it before
+// the TSDB opened). Once that start takes samples of the scored series the
+// mark goes: killed then, the start after it catches them up
+// (current=0).
+func TestDurabilityStopDuringWALReplayKeepsSnapshotCurrent(t *testing.T) {
 	restored := regexp.MustCompile(`msg="Model snapshot restored".* series=(\d+) current=(\d+)`)
+	for _, tc := range []struct {
+		name string
+		kill bool
+	}{
+		{"SIGTERM", false},
+		{"SIGKILL", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, port, _ := fillWALToReplay(t)
+			p := omenAt(t, dir, port)
+			p.WaitReady(120 * time.Second)
+			// Scored series (no omen_ prefix), in the final snapshot.
+			begin := time.Now().Add(-10 * time.Minute).UnixMilli()
+			scored := newAckWriter("e2e_replay_scored", 20, 1, begin, 15000)
+			scored.rounds = 20
+			scored.start(p.URL)
+			scored.wait(t, 60*time.Second)
+			scored.stop()
+			p.Stop()
+			mark := filepath.Join(dir, "omen-models.snap.current")
+			require.FileExists(t, mark, "a graceful stop marks its final snapshot current")
 
-	p = omenAt(t, dir, port)
-	require.True(t, awaitReplay(p, 0, p.Stop), "omen finished replaying its WAL before the SIGTERM; grow the WAL")
-	require.False(t, p.logContains("TSDB ready"), "omen replayed the whole WAL before it exited")
-	require.FileExists(t, mark, "the start stopped during its WAL replay took no sample: the snapshot is as current as before")
+			p = omenAt(t, dir, port)
+			stop := p.Stop
+			if tc.kill {
+				stop = p.Kill
+			}
+			require.True(t, awaitReplay(p, 0, stop), "omen finished replaying its WAL before it was stopped; grow the WAL")
+			require.False(t, p.logContains("TSDB ready"), "omen replayed the whole WAL before it exited")
+			require.FileExists(t, mark, "the start stopped during its WAL replay took no sample: the snapshot is as current as before")
 
-	p = omenAt(t, dir, port)
-	p.WaitReady(120 * time.Second)
+			p = omenAt(t, dir, port)
+			p.WaitReady(120 * time.Second)
+			requireRestored(t, p, restored, "20", "20") // none reads its history again
+			require.FileExists(t, mark, "no sample taken yet")
+
+			// Samples of the scored series, after the snapshot's: the
+			// mark goes before they are stored.
+			later := newAckWriter("e2e_replay_scored", 20, 1, begin+20*15000, 15000)
+			later.rounds = 4
+			later.start(p.URL)
+			later.wait(t, 60*time.Second)
+			later.stop()
+			require.NoFileExists(t, mark, "samples taken: the snapshot is no longer current")
+			p.Kill()
+
+			p = omenAt(t, dir, port)
+			p.WaitReady(120 * time.Second)
+			requireRestored(t, p, restored, "20", "0") // every one catches up
+		})
+	}
+}
+
+// requireRestored requires p to have logged its snapshot restored with
+// series restored series, current of them current.
+func requireRestored(t *testing.T, p *proc, restored *regexp.Regexp, series, current string) {
+	t.Helper()
 	b, err := os.ReadFile(p.log)
 	require.NoError(t, err)
 	m := restored.FindSubmatch(b)
 	require.NotNil(t, m, "the snapshot restored")
-	require.Equal(t, "20", string(m[1]), "the scored series restored")
-	require.Equal(t, string(m[1]), string(m[2]), "every restored series current: none reads its history again")
+	require.Equal(t, series, string(m[1]), "the scored series restored")
+	require.Equal(t, current, string(m[2]), "the restored series current")
 }
 
 // fillWALToReplay starts omen in a new directory, has a writer fill its WAL

@@ -395,20 +395,20 @@ type Pipeline struct {
 	// ingested states not back were held that much past StaleAfter
 	// (TestRestoredAgedFromTheSendersLatest). Under restoreMu.
 	restoredIngested int64
-	// mark is the current mark found beside the snapshot when New ran
-	// (removed then, see takeMark), for the first restore; final is set
-	// before the final snapshot when the drain left nothing queued (see
-	// snapCursor.current).
+	// mark is the current mark found beside the snapshot when New ran,
+	// for the first restore; final is set before the final snapshot when
+	// the drain left nothing queued (see snapCursor.current).
 	mark []byte
-	// took is set by the tap's first commit (see tapAppender.Commit),
-	// before the TSDB stores its samples, and never cleared: once set,
-	// the snapshot is no longer as current as its mark said. markMu
-	// orders it with KeepMark; markBack, under markMu, says KeepMark
-	// wrote the mark back, for that commit to remove (see tookSamples).
-	took     atomic.Bool
-	markMu   sync.Mutex
-	markBack bool
-	final    atomic.Bool
+	// took is set by the tap's first commit of samples to score (see
+	// tapAppender.Commit), once it removed the mark, before the TSDB
+	// stores them, and never cleared: the snapshot is no longer as
+	// current as its mark said. markMu orders the commits that find it
+	// unset (see tookSamples); markLog spaces the errors of a mark that
+	// cannot be removed.
+	took    atomic.Bool
+	markMu  sync.Mutex
+	markLog spaced.Log
+	final   atomic.Bool
 	// committing counts the tap's commits of samples to score under way,
 	// from before each reads final: once final is set, the tap refuses
 	// them (see tapAppender.Commit), and the final snapshot is marked
@@ -482,7 +482,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, st Storage, engine prom
 	}
 	p.droppedMaxT.Store(math.MinInt64)
 	p.restoredLatest, p.restoredIngested = math.MinInt64, math.MinInt64
-	p.mark = takeMark(p.logger, opts.SnapshotPath)
+	p.mark = readMark(opts.SnapshotPath)
 	for i := range opts.Workers {
 		p.workers = append(p.workers, newWorker(p, i))
 	}
@@ -668,7 +668,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// pod's termination grace at 100 000 series.
 	if ctx.Err() != nil {
 		p.logger.Info("Shutdown before scoring started; the model snapshot is left as it is", "path", p.opts.SnapshotPath)
-		p.KeepMark() // unless a sample was committed since the TSDB opened
 		return nil
 	}
 	// Before any series is created: those the head takes from here on

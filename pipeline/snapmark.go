@@ -4,21 +4,23 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // A snapshot's current mark, a file beside it (markSuffix), names it by
 // its checksum and size: its states flagged flagCurrent had every sample
 // the TSDB held of their series when it was written. Only a graceful
-// stop's final snapshot has one (see snapCursor.current). New removes it,
-// before the TSDB opens and takes the samples of the run it starts: after
-// a crash of that run the snapshot is restored again, and its series
-// catch up on those; a stop before any sample was committed puts it back
-// (see KeepMark). A mark that names another file (a periodic snapshot
-// written over it, one of an older release) is ignored.
+// stop's final snapshot has one (see snapCursor.current). New reads it,
+// and the run's first commit of samples removes it, durably, before the
+// TSDB stores them (see tookSamples): after a crash of that run the
+// snapshot is restored again, and its series catch up on those; a stop
+// or crash before it (during the TSDB's WAL replay, the restore) took no
+// sample, and leaves the mark, still true, in place. A mark that names
+// another file (a periodic snapshot written over it, one of an older
+// release) is ignored.
 //
 // The mark also holds the latest sample time the TSDB held (see
 // latestStored), checked again once the TSDB has opened: a release older
@@ -59,9 +61,9 @@ func latestStored(st Storage) int64 {
 	return db.Head().MaxTime()
 }
 
-// takeMark reads and removes the current mark of the snapshot at path;
-// nil if none.
-func takeMark(logger *slog.Logger, path string) []byte {
+// readMark reads the current mark of the snapshot at path; nil if none.
+// It is left on disk until the first commit of samples (see tookSamples).
+func readMark(path string) []byte {
 	if path == "" {
 		return nil
 	}
@@ -69,43 +71,14 @@ func takeMark(logger *slog.Logger, path string) []byte {
 	if err != nil {
 		return nil
 	}
-	if err := removeMark(path); err != nil {
-		// Left, it would vouch for the snapshot after a crash of this
-		// run too: not taken.
-		logger.Warn("Removing the model snapshot's current mark; every restored series catches up from the TSDB", "err", err)
-		return nil
-	}
 	return b
 }
 
-// KeepMark puts back the snapshot's current mark New took, for a process
-// that stops before it scored anything (a shutdown during the TSDB's WAL
-// replay, or one that Run finds on entry), if no sample was committed
-// through the tap since New (see took): the snapshot is then as current as
-// the mark says, and the next start resumes its series without reading
-// their history again (left removed, every one caught up from the TSDB).
-// A commit after it removes the mark again before the TSDB stores its
-// samples. Not synced, as writeMark.
-func (p *Pipeline) KeepMark() {
-	if p.mark == nil {
-		return
-	}
-	p.markMu.Lock()
-	defer p.markMu.Unlock()
-	if p.took.Load() || p.markBack {
-		return
-	}
-	if err := os.WriteFile(p.opts.SnapshotPath+markSuffix, p.mark, 0o644); err != nil {
-		p.logger.Warn("Putting back the model snapshot's current mark; the next start catches every restored series up from the TSDB", "err", err)
-		return
-	}
-	p.markBack = true
-}
-
-// tookSamples records that the tap commits samples (see took), before the
-// TSDB stores them: the first time, a mark KeepMark put back is removed,
-// durably, else the commit is refused (the sender sends it again). Every
-// commit after costs one atomic load.
+// tookSamples records that the tap commits samples of scored series (see
+// took), before the TSDB stores them: the first time, it removes the
+// snapshot's current mark, durably, which from then on no longer holds
+// (else the commit is refused, and the sender sends it again). Commits
+// wait for it; every one after costs one atomic load.
 func (p *Pipeline) tookSamples() error {
 	if p.took.Load() {
 		return nil
@@ -115,11 +88,15 @@ func (p *Pipeline) tookSamples() error {
 	if p.took.Load() {
 		return nil
 	}
-	if p.markBack {
+	if p.opts.SnapshotPath != "" {
+		// Whether New read a mark or not: one it could not read is
+		// still no mark to leave behind.
 		if err := removeMark(p.opts.SnapshotPath); err != nil {
+			if k, warn := p.markLog.Note(time.Minute); warn {
+				p.logger.Error("Removing the model snapshot's current mark before the first samples are stored; refusing them (503)", "err", err, "commits_since_last_error", k)
+			}
 			return fmt.Errorf("remove the model snapshot's current mark: %w", err)
 		}
-		p.markBack = false
 	}
 	p.took.Store(true)
 	return nil
@@ -129,7 +106,10 @@ func (p *Pipeline) tookSamples() error {
 // its directory (best effort: some file systems refuse a directory's
 // sync). A mark already gone is no error.
 func removeMark(path string) error {
-	if err := os.Remove(path + markSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(path + markSuffix); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		return err
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {

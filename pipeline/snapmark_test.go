@@ -13,46 +13,69 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestKeepMarkPutsBackTheMarkNewTook: New takes the snapshot's current
-// mark (removes it), and a process stopped before its storage opened
-// (a SIGTERM during the TSDB's WAL replay), which took no sample, puts it
-// back as it was with KeepMark: it was lost, and the next start caught
-// every restored series up from the TSDB (e2e
-// TestDurabilitySIGTERMDuringWALReplayKeepsSnapshotCurrent). Without a
-// mark, KeepMark writes none.
-func TestKeepMarkPutsBackTheMarkNewTook(t *testing.T) {
+// TestTheMarkStaysUntilTheFirstCommit: the snapshot's current mark stays
+// on disk until the first commit of samples to score, which removes it
+// before the TSDB stores them: a process stopped or killed before (a
+// SIGKILL during the TSDB's WAL replay) took no sample, and the next start
+// resumes the snapshot's series without their catch-up read. New removed
+// it, and a SIGKILL during the replay left it removed. Samples of series
+// not scored (omen's own) leave it. A mark that cannot be removed refuses
+// the commit: left, it would vouch for the snapshot after a crash.
+func TestTheMarkStaysUntilTheFirstCommit(t *testing.T) {
+	mark := []byte("0123456789abcdefghij")
 	for _, tc := range []struct {
 		name string
-		mark []byte
+		mark []byte // nil: none
+		dir  bool   // a directory in the mark's place: it cannot be removed
 	}{
-		{"marked", []byte("0123456789abcdefghij")},
-		{"not marked", nil},
+		{"marked", mark, false},
+		{"not marked", nil, false},
+		{"mark not removable", nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, SnapshotFile)
 			require.NoError(t, os.WriteFile(path, []byte("snapshot"), 0o644))
-			if tc.mark != nil {
+			switch {
+			case tc.mark != nil:
 				require.NoError(t, os.WriteFile(path+markSuffix, tc.mark, 0o644))
+			case tc.dir:
+				require.NoError(t, os.MkdirAll(filepath.Join(path+markSuffix, "x"), 0o755))
 			}
-			db := openDB(t, t.TempDir())
-			t.Cleanup(func() { _ = db.Close() })
-			o := DefaultOptions()
-			o.SnapshotPath = path
-			p, err := New(nil, nil, db, nil, config.Default(), o)
-			require.NoError(t, err)
-			require.NoFileExists(t, path+markSuffix, "New takes the mark")
-
-			p.KeepMark()
-			if tc.mark == nil {
-				require.NoFileExists(t, path+markSuffix)
+			e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+			e.ready(t) // New, the TSDB open and the restore behind
+			st := &markSeer{AppendableV2: e.db, mark: path + markSuffix}
+			if tc.mark != nil {
+				b, err := os.ReadFile(path + markSuffix)
+				require.NoError(t, err, "no sample taken yet: the mark stays")
+				require.Equal(t, tc.mark, b)
+				require.NoError(t, commitOne(e.p, st, "omen_own", t0.UnixMilli()))
+				require.FileExists(t, path+markSuffix, "omen's own series are not scored")
+				st.sawMark = false
+			}
+			err := commitOne(e.p, st, "load", t0.UnixMilli())
+			if tc.dir {
+				require.ErrorContains(t, err, "remove the model snapshot's current mark")
+				require.DirExists(t, path+markSuffix)
+				require.Empty(t, samplesAt(t, e.db, eq("__name__", "load")), "the sample refused is not stored")
 				return
 			}
-			b, err := os.ReadFile(path + markSuffix)
 			require.NoError(t, err)
-			require.Equal(t, tc.mark, b)
+			require.False(t, st.sawMark, "the mark removed before the TSDB stores the sample")
+			require.NoFileExists(t, path+markSuffix)
 		})
 	}
+}
+
+// commitOne commits one sample of a series named name through p's tap
+// onto st.
+func commitOne(p *Pipeline, st storage.AppendableV2, name string, ts int64) error {
+	a := p.Tap(st).AppenderV2(context.Background())
+	if _, err := a.Append(0, labels.FromStrings("__name__", name), 0, ts, 1, nil, nil, storage.AOptions{}); err != nil {
+		_ = a.Rollback()
+		return err
+	}
+	return a.Commit()
 }
 
 // TestRunStoppedBeforeScoringKeepsTheMark: a SIGTERM landing just as the
@@ -88,10 +111,7 @@ func TestRunStoppedBeforeScoringKeepsTheMark(t *testing.T) {
 			require.NoError(t, err)
 			st := &markSeer{AppendableV2: db, mark: path + markSuffix}
 			commit := func(ts int64) {
-				a := p.Tap(st).AppenderV2(context.Background())
-				_, err := a.Append(0, labels.FromStrings("__name__", "load"), 0, ts, 1, nil, nil, storage.AOptions{})
-				require.NoError(t, err)
-				require.NoError(t, a.Commit())
+				require.NoError(t, commitOne(p, st, "load", ts))
 				require.False(t, st.sawMark, "the mark removed before the TSDB stores the sample")
 			}
 			if tc.before {

@@ -201,8 +201,7 @@ func (a *tapAppender) Commit() error {
 		}
 	}
 	// Samples of series scored (or that would be, scoring on), before
-	// the TSDB stores them: the snapshot's mark may no longer be put
-	// back, or one put back goes.
+	// the TSDB stores them: the snapshot's current mark goes.
 	if len(a.samples) > 0 || a.off > 0 {
 		if err := a.p.tookSamples(); err != nil {
 			_ = a.next.Rollback()

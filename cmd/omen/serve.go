@@ -507,8 +507,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 			// On a full disk the replay would panic: wait for room first.
 			if err := store.AwaitRoom(pctx); err != nil {
 				_ = fwd.Close()
-				pl.KeepMark() // nothing taken
-				return nil    // shut down while waiting
+				return nil // shut down while waiting
 			}
 			// A shutdown during the replay does not wait for its end:
 			// nothing was taken yet, and the next start replays the WAL
@@ -517,7 +516,6 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 				_ = fwd.Close() // its queues and log reader run
 				if pctx.Err() != nil {
 					logger.Info("Shut down during the TSDB's WAL replay; the replay is left to the exit, and the next start replays the WAL again", "err", err)
-					pl.KeepMark() // nothing taken: the snapshot is as current as before
 					return nil
 				}
 				return err
