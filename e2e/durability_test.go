@@ -30,28 +30,56 @@ import (
 // writer streams to it, restarts it on the same storage each time, and
 // reads every acknowledged sample back through remote read.
 func TestDurabilityKillMidStream(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
-	p := omenAt(t, dir, port)
-	p.WaitReady(60 * time.Second)
-
 	// Scored series (no omen_ prefix): the pipeline's tap is in the path too.
 	w := newAckWriter("durability_stream", 200, 4, time.Now().Add(-30*time.Minute).UnixMilli(), 100)
+	p := stopMidStream(t, w, "SIGKILL", func(p *proc) { p.Kill() }) // with requests in flight
+	require.Positive(t, w.conn.Load(), "the writer never saw omen down: the kills were not mid-stream")
+	w.requireNoneLost(t, p.URL)
+}
+
+// TestDurabilitySIGTERMMidStream stops omen with SIGTERM three times while
+// a writer streams to it, with no shutdown grace (--web.shutdown-grace=0s:
+// the server's connections close at once, with requests in flight, the
+// case where a request could be served after the storage began to close),
+// restarts it on the same storage each time, and reads every acknowledged
+// sample back: a shutdown refuses or drops a write (which the writer
+// retries), never acknowledges one it then loses, and always exits
+// cleanly.
+func TestDurabilitySIGTERMMidStream(t *testing.T) {
+	w := newAckWriter("durability_sigterm", 200, 8, time.Now().Add(-30*time.Minute).UnixMilli(), 100)
+	p := stopMidStream(t, w, "SIGTERM", func(p *proc) {
+		p.Stop()
+		require.Zero(t, p.cmd.ProcessState.ExitCode(), "omen's exit after SIGTERM")
+		require.False(t, p.logContains("\npanic: "), "omen panicked at its shutdown")
+	}, "--web.shutdown-grace=0s")
+	require.Positive(t, w.conn.Load()+w.refuse.Load(), "the writer never saw omen stop: the stops were not mid-stream")
+	w.requireNoneLost(t, p.URL)
+}
+
+// stopMidStream starts omen with args, streams w to it, and three times
+// stops it with stop (named how) once 20000 more samples were acknowledged
+// and starts it again on the same storage; it stops w after 5000 more and
+// returns the omen running then.
+func stopMidStream(t *testing.T, w *ackWriter, how string, stop func(*proc), args ...string) *proc {
+	t.Helper()
+	dir, port := t.TempDir(), freePort(t)
+	p := omenAt(t, dir, port, args...)
+	p.WaitReady(60 * time.Second)
 	w.rounds = 15000 // 25 minutes of 100ms rounds: never past "now"
 	w.start(p.URL)
 	defer w.stop()
-	for kill := 0; kill < 3; kill++ {
+	for n := 0; n < 3; n++ {
 		before := w.ackedSamples()
 		waitFor(t, 30*time.Second, "more samples acknowledged", func() bool { return w.ackedSamples() >= before+20000 })
-		p.Kill() // SIGKILL with requests in flight
-		t.Logf("kill %d: SIGKILL after %d samples acknowledged", kill+1, w.ackedSamples())
-		p = omenAt(t, dir, port)
+		stop(p)
+		t.Logf("%s %d after %d samples acknowledged", how, n+1, w.ackedSamples())
+		p = omenAt(t, dir, port, args...)
 		p.WaitReady(60 * time.Second)
 	}
 	before := w.ackedSamples()
 	waitFor(t, 30*time.Second, "writes after the last restart", func() bool { return w.ackedSamples() >= before+5000 })
 	w.stop()
-	require.Positive(t, w.conn.Load(), "the writer never saw omen down: the kills were not mid-stream")
-	w.requireNoneLost(t, p.URL)
+	return p
 }
 
 // TestDurabilityKillDuringWALReplay fills the WAL, kills omen, and kills it
