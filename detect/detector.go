@@ -374,6 +374,11 @@ func (d *Detector) Options() Options { return d.b.opts }
 // if none: where a restored Detector's history ends.
 func (d *Detector) LastTimestamp() int64 { return d.st.Season.LastTs }
 
+// Interval returns the sampling interval learnt (ms), 0 until it is
+// chosen: the median of the first samples' intervals, or that of a run of
+// samples at another interval since (see season.track).
+func (d *Detector) Interval() int64 { return int64(d.st.Season.DtMs) }
+
 // Ready reports whether the warm-up is over.
 func (d *Detector) Ready() bool { return d.st.Seen > uint64(d.b.opts.WarmupSamples) }
 

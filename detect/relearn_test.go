@@ -214,3 +214,27 @@ func TestRestoreInt16Undecided(t *testing.T) {
 	require.Equal(t, d.st.Season.DtMs, r.st.Season.DtMs)
 	require.NotZero(t, r.st.Season.D)
 }
+
+// TestInterval: Interval is 0 until the sampling interval is chosen (after
+// seasonDecideN samples), then the interval the rings count samples at: a
+// run of relearnRun samples at another one is learnt instead.
+func TestInterval(t *testing.T) {
+	d, err := New(DefaultOptions())
+	require.NoError(t, err)
+	ts := int64(1_600_000_000_000)
+	for range seasonDecideN {
+		d.Update(ts, 1)
+		require.Zero(t, d.Interval(), "not chosen yet")
+		ts += 15_000
+	}
+	for range 4 {
+		d.Update(ts, 1)
+		ts += 15_000
+	}
+	require.Equal(t, int64(15_000), d.Interval())
+	for range relearnRun + 1 {
+		ts += 30_000
+		d.Update(ts, 1)
+	}
+	require.Equal(t, int64(30_000), d.Interval(), "a run at 30 s")
+}

@@ -632,7 +632,7 @@ func TestIncidentGlitchIsNoEvent(t *testing.T) {
 					total++
 				}
 				ts := int64(i) * iv.Milliseconds()
-				v, ok := rs.rate(0, ts, total)
+				v, ok := rs.rate(0, ts, total, d.Interval())
 				if !ok {
 					continue
 				}

@@ -1076,19 +1076,19 @@ func TestRateStartTimestamp(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var s series
-			_, ok := s.rate(1, step, 100)
+			_, ok := s.rate(1, step, 100, 0)
 			require.False(t, ok, "the first sample has no rate")
-			r, ok := s.rate(1, 2*step, 250)
+			r, ok := s.rate(1, 2*step, 250, 0)
 			require.True(t, ok)
 			require.InDelta(t, 10, r, 1e-12)
-			r, ok = s.rate(tc.st, 3*step, 400)
+			r, ok = s.rate(tc.st, 3*step, 400, 0)
 			require.Equal(t, !tc.reset, ok)
 			if ok {
 				require.InDelta(t, 10, r, 1e-12)
 			}
 			// The next sample's rise is from the third's value (its start
 			// timestamp the counter's, or the third's).
-			r, ok = s.rate(min(tc.st, 3*step), 4*step, 550)
+			r, ok = s.rate(min(tc.st, 3*step), 4*step, 550, 0)
 			require.True(t, ok)
 			require.InDelta(t, 10, r, 1e-12)
 		})
@@ -1310,7 +1310,7 @@ func TestRateLateScrape(t *testing.T) {
 			var rs rateState
 			var r float64
 			for i := range tc.t {
-				got, ok := rs.rate(0, tc.t[i], tc.v[i])
+				got, ok := rs.rate(0, tc.t[i], tc.v[i], 0)
 				require.Equal(t, i > 0, ok)
 				r = got
 			}

@@ -363,7 +363,7 @@ func (s *series) outOfOrder(t int64) bool {
 }
 
 // learntUpTo is the time of the latest sample the models took in: the
-// detector's, or a counter's latest running total, which a rate needs.
+// detector's, or a counter's base for its next rate (a reset's).
 func (s *series) learntUpTo() int64 {
 	t := s.det.LastTimestamp()
 	if s.counter {
@@ -372,8 +372,9 @@ func (s *series) learntUpTo() int64 {
 	return t
 }
 
-// rateState is a counter's latest running total, from which the next
-// sample's rate is taken, and its latest rise (see scrapeInterval).
+// rateState is a counter's running total at the base of the span the
+// next rate is taken over (the latest sample scored, or a reset; see
+// rate), and its latest rise (see scrapeInterval).
 type rateState struct {
 	prevRaw float64
 	prevT   int64
@@ -397,7 +398,26 @@ type rateState struct {
 // 11 s before a 15 s scrape: 1.2, TestCounterResetNotAnAnomaly; the real
 // Prometheus scraping a restarted exporter: 3.2). ok is false for the
 // first sample, a reset and stale markers.
-func (s *rateState) rate(st, t int64, v float64) (r float64, ok bool) {
+//
+// The rate is taken over a span of at least three quarters of minMs (the
+// interval the detector learnt, see detect.Detector.Interval; 0: any): a
+// sample that comes sooner after the span's base is not scored, and the
+// rise goes on accumulating from the base. A count of events over Δt (a
+// Poisson count) has a variance of λ·Δt, so a rate's deviation, √(λ/Δt),
+// grows as its span shrinks: a counter whose scrape interval was lowered
+// from 15 s to 5 s, rated between consecutive samples, was √3 noisier than
+// the detector had learnt it, and paged (1.0-1.35 over seeds,
+// TestCounterScrapeIntervalChange; 1.34 against the real Prometheus in
+// TestOperationalEvents, whose exporter's count noise tripled the rate's).
+// Over the learnt span its rate is as noisy as before and scored at the
+// learnt pace, as the detector's rings take it (see detect's season.due);
+// a raised interval is rated over its own longer span, which the detector
+// learns after a run of them (a lowered one does not shorten the span
+// learnt). Only the base is kept, not the latest sample (no byte more a
+// series): a reset between them is told by the fall below the base, or by
+// st after it; one that counted past the base since is not, as one past
+// the previous sample was not before.
+func (s *rateState) rate(st, t int64, v float64, minMs int64) (r float64, ok bool) {
 	if value.IsStaleNaN(v) || math.IsNaN(v) {
 		return 0, false
 	}
@@ -410,6 +430,9 @@ func (s *rateState) rate(st, t int64, v float64) (r float64, ok bool) {
 	d := v - s.prevRaw
 	if d < 0 || (st > s.prevT && st <= t) {
 		s.prevRaw, s.prevT, s.hasD = v, t, false
+		return 0, false
+	}
+	if t-s.prevT < minMs-minMs/4 {
 		return 0, false
 	}
 	r = d / (float64(scrapeInterval(t-s.prevT, s.hasD && float32(d) == s.prevD)) / 1000)

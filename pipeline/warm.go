@@ -1376,7 +1376,7 @@ func (w *worker) replayForecaster(ctx context.Context, s *series, beforeMs int64
 	everyMs := p.stepOpts().forecastEveryMs
 	local.each(func(t int64, v float64) {
 		if s.counter && detect.Measured(v) {
-			r, ok := rs.rate(0, t, v)
+			r, ok := rs.rate(0, t, v, s.det.Interval())
 			if !ok {
 				return
 			}
@@ -1426,7 +1426,7 @@ func (w *worker) replayer(s *series) func(t int64, v float64) {
 	so := w.p.stepOpts()
 	return func(t int64, v float64) {
 		if s.counter && detect.Measured(v) { // as on the live path
-			r, ok := s.rate(0, t, v) // the history's zero samples, if stored, read as resets
+			r, ok := s.rate(0, t, v, s.det.Interval()) // the history's zero samples, if stored, read as resets
 			if !ok {
 				return
 			}

@@ -586,7 +586,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 		// or out of range), not taken as its running total: the next
 		// number read as a reset from it, a false spike (score 10.7).
 		if s.counter && detect.Measured(v) {
-			r, ok := s.rate(smp.st, smp.t, v)
+			r, ok := s.rate(smp.st, smp.t, v, s.det.Interval())
 			if !ok {
 				w.seen(s, nowMs)
 				continue
