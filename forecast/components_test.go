@@ -114,13 +114,13 @@ func TestDetectSeasons(t *testing.T) {
 		}
 		y[i] = 10 + week*5*math.Sin(2*math.Pi*float64(i)/24)
 	}
-	require.Equal(t, []int{24, 168}, detectSeasons(y, 500))
+	require.Equal(t, []int{24, 168}, detectSeasons(y, 500, nil))
 	flat := make([]float64, 500)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range flat {
 		flat[i] = rng.NormFloat64()
 	}
-	require.Empty(t, detectSeasons(flat, 250))
+	require.Empty(t, detectSeasons(flat, 250, nil))
 }
 
 func TestConformalWidensWithHorizon(t *testing.T) {

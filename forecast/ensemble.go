@@ -140,16 +140,20 @@ type combiner func(valErr []float64, sc *fitScratch) []float64
 // candidate too and made the M4 Hourly self-split slightly worse (sMAPE
 // 9.267 against 9.246, MASE 0.791 against 0.789) at 35% more refit time, so
 // it is not offered.
-func buildComponents(seasons []int, H int, logScale bool) []component {
-	cs := buildScale(seasons, H)
+//
+// The candidates are appended to cs[:0] (a refit's scratch, so that the
+// list is not garbage at each refit).
+func buildComponents(cs []component, seasons []int, H int, logScale bool) []component {
+	cs = buildScale(cs[:0], seasons, H)
 	if logScale {
-		for _, c := range buildScale(seasons, H) {
+		n := len(cs)
+		cs = buildScale(cs, seasons, H)
+		for i, c := range cs[n:] {
 			if s, ok := c.(*seasonalNaive); ok {
 				s.raw = true // rawScale's arithmetic, on the ensemble's values (see seasonalNaive)
-				cs = append(cs, s)
 				continue
 			}
-			cs = append(cs, &rawScale{c: c})
+			cs[n+i] = &rawScale{c: c}
 		}
 	}
 	if len(seasons) == 0 {
@@ -167,10 +171,10 @@ func buildComponents(seasons []int, H int, logScale bool) []component {
 	return cs
 }
 
-func buildScale(seasons []int, H int) []component {
-	var cs []component
+// buildScale appends the candidates on one scale to cs.
+func buildScale(cs []component, seasons []int, H int) []component {
 	if len(seasons) == 0 {
-		return []component{newHoltWinters(false, nil, H), newTheta(1, H)}
+		return append(cs, newHoltWinters(false, nil, H), newTheta(1, H))
 	}
 	p1 := seasons[0]
 	// The trend candidates too: a season is a candidate, not a verdict.
@@ -233,7 +237,9 @@ func buildScale(seasons []int, H int) []component {
 // carried the last value forward with a zero-width interval until the
 // history grew (320 samples at an 80-step horizon).
 func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart, old *ensemble, sc *fitScratch) (*ensemble, []warmStart) {
-	e, next := fitCandidates(y, buildComponents(seasons, H, logScale), H, coverage, comb, warm, old, sc)
+	cands := buildComponents(sc.candidates(), seasons, H, logScale)
+	e, next := fitCandidates(y, cands, H, coverage, comb, warm, old, sc)
+	sc.release(cands)
 	if e == nil {
 		e, _ = fitCandidates(y, []component{newSeasonalNaive(1)}, H, coverage, comb, nil, old, sc)
 	}
@@ -258,8 +264,8 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	start := n - H - (origins-1)*stride // first origin
 	nc := len(cands)
 	// errs[c][o*H+h]: validation error of candidate c at origin o, horizon h+1.
-	errs := make([][]float64, nc)
-	ok := make([]bool, nc)
+	errs := sc.rowsOf(nc)
+	ok := sc.flagsOf(nc)
 	buf := sc.floats(H)
 	// The warm starts are gathered on the stack and kept (next) exactly as
 	// long as they are: the Model holds them until the refit after the
@@ -323,7 +329,7 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	// w[h*nc+c]: candidate c's weight at horizon h+1.
 	w := sc.floats(H * nc)
 	valErr := sc.floats(nc)
-	used := make([]bool, nc)
+	used := sc.flagsOf(nc)
 	for h := range H {
 		hw := selectWindow(h)
 		lo, hi := max(0, h-hw), min(H-1, h+hw)
@@ -378,7 +384,8 @@ func fitCandidates(y []float64, cands []component, H int, coverage float64, comb
 	// Final fit on everything. A candidate that validated but cannot be
 	// fitted on the longer history (it should not happen) gives its weight
 	// to the others.
-	var keep []int
+	keep := sc.intsOf()
+	defer func() { sc.keepInts(keep) }()
 	fitAll(ok, cands, used, y, sc)
 	for c, comp := range cands {
 		if ok[c] { // used, and fitted on the whole

@@ -40,7 +40,12 @@ type fourierReg struct {
 }
 
 func newFourierReg(periods []int, H int) *fourierReg {
-	f := &fourierReg{periods: append([]int(nil), periods...), H: H}
+	f := &fourierReg{periods: slices.Clone(periods), H: H}
+	// The harmonics are gathered on the stack and copied once: the
+	// appends' doublings were a sixth of a refit's allocations. Not in
+	// one array with periods: compact drops them, and not the periods.
+	var found [64]int
+	harm := found[:0]
 	// The seasons are nested (each a multiple of the first), so f repeats
 	// with the longest one, L, and every harmonic is a whole number of
 	// cycles per L. f is tabulated over L once per fit: update and forecast
@@ -48,7 +53,7 @@ func newFourierReg(periods []int, H int) *fourierReg {
 	L := periods[len(periods)-1]
 	for _, p := range periods {
 		K := min(p/2, fourierMaxHarmonics)
-		if len(f.harm) > 0 {
+		if len(harm) > 0 {
 			// A longer season gets as many new harmonics as fit its ratio to
 			// the shortest.
 			K = min(p/2, fourierMaxHarmonics+2*(p/periods[0]))
@@ -57,12 +62,13 @@ func newFourierReg(periods []int, H int) *fourierReg {
 			// A scan of the few dozen harmonics so far, not a set: a map
 			// of them was garbage at each of a refit's Fourier candidates.
 			h := k * L / p
-			if slices.Contains(f.harm, h) {
+			if slices.Contains(harm, h) {
 				continue
 			}
-			f.harm = append(f.harm, h)
+			harm = append(harm, h)
 		}
 	}
+	f.harm = slices.Clone(harm)
 	f.coef = make([]float64, 1+2*len(f.harm))
 	f.prof = make([]float64, L)
 	return f

@@ -198,7 +198,7 @@ func (m *Model) Forecast(dst []Point, h int) []Point {
 
 // ForecastWith is Forecast with its temporary buffers from sc.
 func (m *Model) ForecastWith(dst []Point, h int, sc *Scratch) []Point {
-	defer func() { sc.fs.off = 0 }()
+	defer sc.fs.reset()
 	return m.forecast(dst, h, nil, &sc.fs)
 }
 
@@ -212,7 +212,7 @@ func (m *Model) ForecastWith(dst []Point, h int, sc *Scratch) []Point {
 // ensemble.forecastSteps). With steps nil, or not ascending, it is
 // ForecastWith.
 func (m *Model) ForecastSteps(dst []Point, h int, steps []int, sc *Scratch) []Point {
-	defer func() { sc.fs.off = 0 }()
+	defer sc.fs.reset()
 	h = min(h, m.opts.MaxHorizon)
 	for len(steps) > 0 && steps[len(steps)-1] >= h {
 		steps = steps[:len(steps)-1]
@@ -357,11 +357,11 @@ func (m *Model) fitAt(k, skip int) {
 	// with it.
 	switch {
 	case k < m.opts.History:
-		m.seasons, m.seasonAge = detectSeasons(t, m.opts.MaxPeriod), 0
+		m.seasons, m.seasonAge = detectSeasons(t, m.opts.MaxPeriod, sc), 0
 	case len(m.seasons) == 0 && m.seasonAge > 0 && m.seasonAge < seasonRedetect:
 		m.seasonAge++
 	default:
-		m.seasons, m.seasonAge = detectSeasons(t, m.opts.MaxPeriod), 1
+		m.seasons, m.seasonAge = detectSeasons(t, m.opts.MaxPeriod, sc), 1
 	}
 	m.warmIn = m.warm
 	m.ens, m.warm = fitEnsemble(t, m.seasons, m.logScale, m.opts.MaxHorizon, m.opts.Coverage, defaultCombiner, m.warmIn, m.ens, sc)

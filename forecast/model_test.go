@@ -667,7 +667,7 @@ func TestSeasonsKeptBetweenRefits(t *testing.T) {
 		for i, v := range w {
 			logs[i] = math.Log(v)
 		}
-		fresh := detectSeasons(logs, m.Options().MaxPeriod)
+		fresh := detectSeasons(logs, m.Options().MaxPeriod, nil)
 		if m.seasonAge <= 1 {
 			require.Equal(t, fresh, m.Seasons(), "the fit at %d samples detects", n)
 		} else {

@@ -104,3 +104,31 @@ func TestSeasonalityPoolSameResults(t *testing.T) {
 		pool.Put(s)
 	}
 }
+
+// TestRefitScratchHoldsNoComponent: after a refit the pooled scratch
+// refers to none of its candidates (they are the model's, or garbage),
+// and the season detection takes from it all but the seasons it returns.
+func TestRefitScratchHoldsNoComponent(t *testing.T) {
+	y := planted(600, 0, 50, 0.01, 10, 0.3)
+	sc := getFitScratch()
+	defer putFitScratch(sc)
+	e, _ := fitEnsemble(y, []int{24, 168}, false, 48, 0.95, defaultCombiner, nil, nil, sc)
+	require.NotNil(t, e)
+	require.NotZero(t, cap(sc.comps), "the candidates were built in the scratch")
+	for _, c := range sc.comps[:cap(sc.comps)] {
+		require.Nil(t, c)
+	}
+	for _, r := range sc.rows[:cap(sc.rows)] {
+		require.Nil(t, r)
+	}
+	sc.reset()
+	require.Equal(t, detectSeasons(y, 300, nil), detectSeasons(y, 300, sc))
+	if raceEnabled {
+		return // the pools drop items at random: detectors are rebuilt
+	}
+	allocs := testing.AllocsPerRun(10, func() {
+		detectSeasons(y, 300, sc)
+		sc.reset()
+	})
+	require.LessOrEqual(t, allocs, 2.0, "the seasons slice and its append")
+}

@@ -44,14 +44,17 @@ func seasonality(n int) (*detect.Seasonality, *sync.Pool) {
 // the period detected in the series summed over blocks of the first period
 // (a weekly cycle in hourly data is a 7-block cycle of daily sums, which is
 // far easier to see than the weak 168-sample line in the raw spectrum).
-func detectSeasons(y []float64, maxPeriod int) []int {
+//
+// Its temporary buffers come from sc (nil: newly allocated ones).
+func detectSeasons(y []float64, maxPeriod int, sc *fitScratch) []int {
 	n := len(y)
 	maxPeriod = min(maxPeriod, n/2)
 	if n < 16 || maxPeriod < 2 {
 		return nil
 	}
 	s, pool := seasonality(n)
-	ps := s.Periods(nil, y, 2, maxPeriod, 4)
+	var found [4]int // Periods' result, on the stack
+	ps := s.Periods(found[:0], y, 2, maxPeriod, len(found))
 	pool.Put(s)
 	if len(ps) == 0 {
 		return nil
@@ -74,7 +77,7 @@ func detectSeasons(y []float64, maxPeriod int) []int {
 	}
 	if n/p1 >= 8 {
 		nb := n / p1
-		agg := make([]float64, nb)
+		agg := sc.floats(nb)
 		off := n - nb*p1
 		for b := range agg {
 			for _, v := range y[off+b*p1 : off+(b+1)*p1] {
@@ -90,7 +93,8 @@ func detectSeasons(y []float64, maxPeriod int) []int {
 		sb, pool := seasonality(nb)
 		sig := sb.SignificanceExtra
 		sb.SignificanceExtra = -math.Log(float64(nb) / 2)
-		for _, q := range sb.Periods(nil, agg, 3, nb/2, maxLongSeasons) {
+		var long [maxLongSeasons]int
+		for _, q := range sb.Periods(long[:0], agg, 3, nb/2, maxLongSeasons) {
 			add(q * p1)
 		}
 		sb.SignificanceExtra = sig

@@ -14,7 +14,7 @@ func BenchmarkDetectSeasons(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if len(detectSeasons(y, 512)) == 0 {
+		if len(detectSeasons(y, 512, nil)) == 0 {
 			b.Fatal("no season found")
 		}
 	}
