@@ -143,17 +143,17 @@ type combiner func(valErr []float64, sc *fitScratch) []float64
 //
 // The candidates are appended to cs[:0] (a refit's scratch, so that the
 // list is not garbage at each refit).
-func buildComponents(cs []component, seasons []int, H int, logScale bool) []component {
-	cs = buildScale(cs[:0], seasons, H)
+func buildComponents(cs []component, seasons []int, H int, logScale bool, sc *fitScratch) []component {
+	cs = buildScale(cs[:0], seasons, H, sc)
 	if logScale {
 		n := len(cs)
-		cs = buildScale(cs, seasons, H)
+		cs = buildScale(cs, seasons, H, sc)
 		for i, c := range cs[n:] {
 			if s, ok := c.(*seasonalNaive); ok {
 				s.raw = true // rawScale's arithmetic, on the ensemble's values (see seasonalNaive)
 				continue
 			}
-			cs[n+i] = &rawScale{c: c}
+			cs[n+i] = sc.rawScale(c)
 		}
 	}
 	if len(seasons) == 0 {
@@ -162,19 +162,20 @@ func buildComponents(cs []component, seasons []int, H int, logScale bool) []comp
 		// holds. It makes the refit of a series without a season on the
 		// values 44% dearer (BenchmarkRefit shape=rate, CPU time: 0.31
 		// ms to 0.45), about 1 ms of CPU a second at 10 000 such series.
-		var d component = newDrift(1, H)
+		var d component = sc.drift(1, H)
 		if logScale {
-			d = &rawScale{c: d}
+			d = sc.rawScale(d)
 		}
 		cs = append(cs, d)
 	}
 	return cs
 }
 
-// buildScale appends the candidates on one scale to cs.
-func buildScale(cs []component, seasons []int, H int) []component {
+// buildScale appends the candidates on one scale to cs, built in sc's
+// spares (see fitScratch.recycle).
+func buildScale(cs []component, seasons []int, H int, sc *fitScratch) []component {
 	if len(seasons) == 0 {
-		return append(cs, newHoltWinters(false, nil, H), newTheta(1, H))
+		return append(cs, sc.holtWinters(false, nil, H), sc.theta(1, H))
 	}
 	p1 := seasons[0]
 	// The trend candidates too: a season is a candidate, not a verdict.
@@ -184,11 +185,11 @@ func buildScale(cs []component, seasons []int, H int) []component {
 	// SpuriousSeason). On M4 Hourly (make bench-m4) they took sMAPE 9.236
 	// to 9.172, MASE 0.790 to 0.785; a refit costs 5-10% more.
 	cs = append(cs,
-		newHoltWinters(false, nil, H), newTheta(1, H),
-		newSeasonalNaive(p1),
-		newHoltWinters(false, seasons[:1], H),
-		newTheta(p1, H),
-		newFourierReg(seasons[:1], H),
+		sc.holtWinters(false, nil, H), sc.theta(1, H),
+		sc.seasonalNaive(p1, false),
+		sc.holtWinters(false, seasons[:1], H),
+		sc.theta(p1, H),
+		sc.fourierReg(seasons[:1], H),
 	)
 	if len(seasons) == 1 {
 		// The seasonal random walk of the differences (see
@@ -207,15 +208,15 @@ func buildScale(cs []component, seasons []int, H int) []component {
 		// places at long horizons to its one, and the disk's capacity
 		// alert in the run whose cleanups stopped latest came 44 minutes
 		// later (206 against 250 before the fill).
-		cs = append(cs, newSeasonalDiff(p1))
+		cs = append(cs, sc.seasonalNaive(p1, true))
 	}
 	for _, p2 := range seasons[1:] {
 		two := []int{p1, p2}
 		cs = append(cs,
-			newSeasonalNaive(p2),
-			newHoltWinters(false, two, H),
-			newTheta(p2, H),
-			newFourierReg(two, H),
+			sc.seasonalNaive(p2, false),
+			sc.holtWinters(false, two, H),
+			sc.theta(p2, H),
+			sc.fourierReg(two, H),
 		)
 	}
 	return cs
@@ -237,8 +238,19 @@ func buildScale(cs []component, seasons []int, H int) []component {
 // carried the last value forward with a zero-width interval until the
 // history grew (320 samples at an 80-step horizon).
 func fitEnsemble(y []float64, seasons []int, logScale bool, H int, coverage float64, comb combiner, warm []warmStart, old *ensemble, sc *fitScratch) (*ensemble, []warmStart) {
-	cands := buildComponents(sc.candidates(), seasons, H, logScale)
+	if old != nil {
+		// The components old has are the Model's until this refit, which
+		// replaces them (see reuse): its candidates are built in them,
+		// whose arrays are of the sizes these seasons need.
+		sc.recycle(old.comps, nil)
+	}
+	cands := buildComponents(sc.candidates(), seasons, H, logScale, sc)
 	e, next := fitCandidates(y, cands, H, coverage, comb, warm, old, sc)
+	var kept []component
+	if e != nil {
+		kept = e.comps
+	}
+	sc.recycle(cands, kept)
 	sc.release(cands)
 	if e == nil {
 		e, _ = fitCandidates(y, []component{newSeasonalNaive(1)}, H, coverage, comb, nil, old, sc)

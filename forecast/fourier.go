@@ -39,8 +39,11 @@ type fourierReg struct {
 	phi     float64
 }
 
-func newFourierReg(periods []int, H int) *fourierReg {
-	f := &fourierReg{periods: slices.Clone(periods), H: H}
+func newFourierReg(periods []int, H int) *fourierReg { return new(fourierReg).init(periods, H) }
+
+// init makes f what newFourierReg returns, in f's arrays where they hold
+// what it needs (see fitScratch.recycle).
+func (f *fourierReg) init(periods []int, H int) *fourierReg {
 	// The harmonics are gathered on the stack and copied once: the
 	// appends' doublings were a sixth of a refit's allocations. Not in
 	// one array with periods: compact drops them, and not the periods.
@@ -68,10 +71,27 @@ func newFourierReg(periods []int, H int) *fourierReg {
 			harm = append(harm, h)
 		}
 	}
-	f.harm = slices.Clone(harm)
-	f.coef = make([]float64, 1+2*len(f.harm))
-	f.prof = make([]float64, L)
+	*f = fourierReg{
+		periods: zeroed(f.periods, len(periods)),
+		H:       H,
+		harm:    zeroed(f.harm, len(harm)),
+		coef:    zeroed(f.coef, 1+2*len(harm)),
+		prof:    zeroed(f.prof, L),
+	}
+	copy(f.periods, periods)
+	copy(f.harm, harm)
 	return f
+}
+
+// zeroed returns n zeros in x's array if it is of n exactly (what a
+// component keeps is then of the size a new one's is), a new one if not.
+func zeroed[T any](x []T, n int) []T {
+	if cap(x) != n {
+		return make([]T, n)
+	}
+	x = x[:n]
+	clear(x)
+	return x
 }
 
 func (f *fourierReg) name() string { return fmt.Sprintf("fourier-%v", f.periods) }

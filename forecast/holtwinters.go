@@ -74,7 +74,18 @@ type hwFit struct {
 }
 
 func newHoltWinters(mult bool, seasons []int, horizon int) *holtWinters {
-	h := &holtWinters{mult: mult, hwFit: &hwFit{horizon: horizon}}
+	return new(holtWinters).init(mult, seasons, horizon)
+}
+
+// init makes h what newHoltWinters returns, with h's hwFit if it has one
+// (see fitScratch.recycle).
+func (h *holtWinters) init(mult bool, seasons []int, horizon int) *holtWinters {
+	fit := h.hwFit
+	if fit == nil {
+		fit = new(hwFit)
+	}
+	*fit = hwFit{horizon: horizon}
+	*h = holtWinters{mult: mult, hwFit: fit}
 	if len(seasons) > 0 {
 		h.m1 = int32(seasons[0])
 	}

@@ -1,6 +1,9 @@
 package forecast
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // fitScratch lends one refit its temporary float64 buffers: a backing
 // array carved up in turn and reused by the next refit, instead of a dozen
@@ -19,6 +22,143 @@ type fitScratch struct {
 	flags []bool
 	foff  int
 	ints  []int
+
+	spares spares
+}
+
+// spares are candidates of earlier refits that no ensemble kept, for a
+// later refit to build its own in (see recycle): each refit made some
+// thirty objects (components, their arrays, the rawScale wrappers) of
+// which the ensemble kept about half. A component is put here only once
+// nothing else refers to it, and init makes it what its constructor would
+// have, so a refit fits the same to the bit with spares or without.
+type spares struct {
+	hw []*holtWinters
+	th []*theta
+	sn []*seasonalNaive
+	fr []*fourierReg
+	rs []*rawScale
+}
+
+// maxSpares bounds each kind of spare: a refit's candidates are at most
+// 2 scales × 4 seasonal naives, and fewer of each other kind.
+const maxSpares = 8
+
+// spare returns one of l, the latest for which fits reports true if
+// there is one (its arrays are of the sizes needed, so init reuses them),
+// else the latest; a new T if l is empty.
+func spare[T any](l *[]*T, fits func(*T) bool) *T {
+	n := len(*l)
+	if n == 0 {
+		return new(T)
+	}
+	i := n - 1
+	for j := n - 1; j >= 0; j-- {
+		if fits((*l)[j]) {
+			i = j
+			break
+		}
+	}
+	x := (*l)[i]
+	(*l)[i] = (*l)[n-1]
+	(*l)[n-1] = nil
+	*l = (*l)[:n-1]
+	return x
+}
+
+func anySpare[T any](*T) bool { return true }
+
+func keepSpare[T any](l *[]*T, x *T) {
+	if len(*l) < maxSpares {
+		*l = append(*l, x)
+	}
+}
+
+// recycle keeps the candidates cs that kept (an ensemble's components)
+// does not hold, for a refit to build its own in: a refit's candidates
+// that its ensemble did not keep, and the components of the ensemble it
+// replaces (compacted: init makes what compact dropped). Nothing may use
+// them after.
+func (s *fitScratch) recycle(cs, kept []component) {
+	if s == nil {
+		return
+	}
+	for _, c := range cs {
+		if !slices.Contains(kept, c) {
+			s.spares.put(c)
+		}
+	}
+}
+
+func (sp *spares) put(c component) {
+	switch x := c.(type) {
+	case *rawScale:
+		sp.put(x.c)
+		x.c = nil
+		keepSpare(&sp.rs, x)
+	case *holtWinters:
+		if x.hwFit != nil { // nil once compacted; init makes another
+			*x.hwFit = hwFit{} // drops what it held of the scratch
+		}
+		keepSpare(&sp.hw, x)
+	case *theta:
+		keepSpare(&sp.th, x)
+	case *seasonalNaive:
+		keepSpare(&sp.sn, x)
+	case *fourierReg:
+		keepSpare(&sp.fr, x)
+	}
+}
+
+// The constructors of the refit's candidates, in spares where there are
+// any (a nil scratch has none).
+
+func (s *fitScratch) holtWinters(mult bool, seasons []int, H int) *holtWinters {
+	if s == nil {
+		return newHoltWinters(mult, seasons, H)
+	}
+	return spare(&s.spares.hw, anySpare).init(mult, seasons, H)
+}
+
+func (s *fitScratch) theta(m, H int) *theta {
+	if s == nil {
+		return newTheta(m, H)
+	}
+	return spare(&s.spares.th, func(th *theta) bool { return cap(th.seas) == max(m, 1) }).init(m, H)
+}
+
+func (s *fitScratch) drift(m, H int) *theta {
+	if s == nil {
+		return newDrift(m, H)
+	}
+	return spare(&s.spares.th, func(th *theta) bool { return cap(th.seas) == max(m, 1) }).initDrift(m, H)
+}
+
+func (s *fitScratch) seasonalNaive(m int, diff bool) *seasonalNaive {
+	if s == nil {
+		return new(seasonalNaive).init(m, diff)
+	}
+	n := max(m, 1) // the ring's length, see span
+	if diff {
+		n++
+	}
+	return spare(&s.spares.sn, func(s *seasonalNaive) bool { return s.own && len(s.r.v) == n }).init(m, diff)
+}
+
+func (s *fitScratch) fourierReg(periods []int, H int) *fourierReg {
+	if s == nil {
+		return newFourierReg(periods, H)
+	}
+	return spare(&s.spares.fr, func(f *fourierReg) bool { return slices.Equal(f.periods, periods) }).init(periods, H)
+}
+
+func (s *fitScratch) rawScale(c component) *rawScale {
+	if s == nil {
+		return &rawScale{c: c}
+	}
+	r := spare(&s.spares.rs, anySpare)
+	r.c = c
+	return r
 }
 
 // fitScratches holds one fitScratch per concurrent refit. A pool, not a

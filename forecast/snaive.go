@@ -57,14 +57,23 @@ type seasonRing struct {
 	pos int32 // oldest entry, where the next value goes
 }
 
-func newSeasonalNaive(m int) *seasonalNaive {
-	return &seasonalNaive{m: int32(max(m, 1))}
-}
+func newSeasonalNaive(m int) *seasonalNaive { return new(seasonalNaive).init(m, false) }
 
 // newSeasonalDiff returns the seasonal random walk of the differences with
 // season m (see seasonalNaive).
-func newSeasonalDiff(m int) *seasonalNaive {
-	return &seasonalNaive{m: int32(max(m, 1)), diff: true}
+func newSeasonalDiff(m int) *seasonalNaive { return new(seasonalNaive).init(m, true) }
+
+// init makes s what newSeasonalNaive(m) (diff false) or newSeasonalDiff(m)
+// returns, except that a ring of s's own stays, for fit to reuse if it is
+// of the length it needs: fit overwrites all of it, and nothing reads it
+// before (see fitScratch.recycle).
+func (s *seasonalNaive) init(m int, diff bool) *seasonalNaive {
+	var r *seasonRing
+	if s.own {
+		r = s.r
+	}
+	*s = seasonalNaive{r: r, own: r != nil, m: int32(max(m, 1)), diff: diff}
+	return s
 }
 
 func (s *seasonalNaive) name() string {

@@ -39,8 +39,13 @@ type theta struct {
 	drift float64 // b/2, or b if full
 }
 
-func newTheta(m, H int) *theta {
-	return &theta{m: int32(m), H: int32(H), seas: make([]float32, max(m, 1))}
+func newTheta(m, H int) *theta { return new(theta).init(m, H) }
+
+// init makes th what newTheta(m, H) returns, in th's season array if it
+// is of the season's length (see fitScratch.recycle).
+func (th *theta) init(m, H int) *theta {
+	*th = theta{m: int32(m), H: int32(H), seas: zeroed(th.seas, max(m, 1))}
+	return th
 }
 
 // newDrift returns simple exponential smoothing with the drift of the
@@ -56,8 +61,11 @@ func newTheta(m, H int) *theta {
 // LongHorizon), where predict_linear, a line fitted to the window, does
 // not. As a candidate it is weighed by its validation errors like the
 // others, so it counts where the trend held over the history.
-func newDrift(m, H int) *theta {
-	th := newTheta(m, H)
+func newDrift(m, H int) *theta { return new(theta).initDrift(m, H) }
+
+// initDrift makes th what newDrift(m, H) returns (see init).
+func (th *theta) initDrift(m, H int) *theta {
+	th.init(m, H)
 	th.full = true
 	return th
 }
