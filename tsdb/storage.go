@@ -711,13 +711,55 @@ func (s *Storage) compactLoop(stop chan struct{}) {
 		}
 		s.compactMu.Lock()
 		if db := s.db.Load(); db != nil {
-			db.ForceHeadMMap()
+			if s.headChunksWritable() {
+				db.ForceHeadMMap()
+			}
 			if err := db.Compact(ctx); err != nil && ctx.Err() == nil {
 				s.logger.Error("compaction failed", "component", "tsdb", "err", err)
 			}
 		}
 		s.compactMu.Unlock()
 	}
+}
+
+// headChunksWritable reports whether the TSDB may write the head's full
+// chunks to their files (m-map them), which compactLoop has it do. The
+// TSDB panics on a head chunk write error (see MinFreeBytes), so they are
+// written only if a file the size of the chunk writer's buffer can be
+// allocated where they go (headChunkRoom): omen on a file system filled to
+// 0 bytes by another writer, refusing writes, panicked at the loop's next
+// pass ("preallocate: no space left on device"). Left in memory meanwhile,
+// they cost nothing more: the head takes no samples while writes are
+// refused.
+func (s *Storage) headChunksWritable() bool {
+	err := s.headChunkRoom()
+	if err != nil {
+		s.logger.Warn("Head chunks kept in memory: no room to write them", "component", "tsdb", "err", err)
+	}
+	return err == nil
+}
+
+// headChunkRoomBytes is what headChunkRoom allocates: the chunk writer's
+// buffer (chunks.DefaultWriteBufferSize), which it fills before a write.
+const headChunkRoomBytes = 4 << 20
+
+// headChunkRoom allocates headChunkRoomBytes in a file beside the head
+// chunk files and removes it; an error says why it could not.
+func (s *Storage) headChunkRoom() error {
+	dir := filepath.Join(s.opts.Path, "chunks_head")
+	f, err := os.Create(filepath.Join(dir, probeFile))
+	if err != nil {
+		return fmt.Errorf("head chunk room: %w", err)
+	}
+	err = syscall.Fallocate(int(f.Fd()), 0, 0, headChunkRoomBytes)
+	if errors.Is(err, syscall.EOPNOTSUPP) {
+		err = nil // as the chunk writer, which then writes without
+	}
+	err = errors.Join(err, f.Close(), os.Remove(f.Name()))
+	if err != nil {
+		return fmt.Errorf("head chunk room in %s (%d bytes): %w", dir, headChunkRoomBytes, err)
+	}
+	return nil
 }
 
 // compactable reports whether the head holds a range to compact: as the

@@ -1,0 +1,113 @@
+package tsdb
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+)
+
+// compactPass has compactLoop run a pass and returns once that pass has
+// ended: compactc holds one request, and the loop takes the next only
+// after its pass, so the third of three requests goes in only once the
+// loop has taken the second, after the first's pass.
+func compactPass(t *testing.T, s *Storage) {
+	t.Helper()
+	for range 3 {
+		select {
+		case s.compactc <- struct{}{}:
+		case <-time.After(30 * time.Second):
+			t.Fatal("compactLoop took no compaction request within 30s")
+		}
+	}
+}
+
+// blockHeadChunks makes the next head chunk file's creation fail, as a
+// full or read-only file system does: a file stands where the chunk disk
+// mapper lists its directory for the next file's number. The TSDB panics
+// on that error (handleChunkWriteError). The returned func puts the
+// directory back.
+func blockHeadChunks(t *testing.T, dir string) (unblock func()) {
+	t.Helper()
+	p := filepath.Join(dir, "chunks_head")
+	require.NoError(t, os.Rename(p, p+".away"))
+	require.NoError(t, os.WriteFile(p, nil, 0o644))
+	return func() {
+		require.NoError(t, os.Remove(p))
+		require.NoError(t, os.Rename(p+".away", p))
+	}
+}
+
+// failWithoutHeadChunkRoom makes s fail as on a full disk: its probe
+// finds no space, and no head chunk file can be made (blockHeadChunks).
+// The returned func puts the chunk directory back; the fault stays.
+func failWithoutHeadChunkRoom(t *testing.T, s *Storage) (unblock func()) {
+	t.Helper()
+	unblock = blockHeadChunks(t, s.opts.Path)
+	full := func(op string) error {
+		if op == "probe" {
+			return fmt.Errorf("test: %w", syscall.ENOSPC)
+		}
+		return nil
+	}
+	s.fault.Store(&full)
+	require.Eventually(t, func() bool { return s.Failing() != "" }, 30*time.Second, 5*time.Millisecond)
+	return unblock
+}
+
+// appendTwoChunks commits 200 samples to each of 10 series: two head
+// chunks each (120 samples a chunk), the first one to m-map; 100 minutes,
+// not a range to compact. It returns the samples by series name.
+func appendTwoChunks(t *testing.T, s *Storage) map[string]int {
+	t.Helper()
+	t0 := time.Now().Add(-2 * time.Hour).UnixMilli()
+	want := map[string]int{}
+	app := s.AppenderV2(t.Context())
+	for i := range 200 {
+		for j := range 10 {
+			name := fmt.Sprint("m", j)
+			_, err := app.Append(0, labels.FromStrings("__name__", name), 0, t0+int64(i)*30000, float64(i), nil, nil, storage.AppendV2Options{})
+			require.NoError(t, err)
+			want[name]++
+		}
+	}
+	require.NoError(t, app.Commit())
+	return want
+}
+
+// TestFailingPathNoHeadChunkWrites: while the storage path is failing,
+// compactLoop does not m-map the head's full chunks, whose write error the
+// TSDB answers with a panic. omen on a real tmpfs filled to 0 bytes
+// panicked at the loop's next tick ("preallocate: no space left on
+// device", from DB.ForceHeadMMap in compactLoop) within a minute of the
+// disk filling, although it refused writes and was meant to wait for room.
+// Here the write error is a file where the chunk files' directory was; the
+// old loop crashed the test binary with that panic. Once the path is
+// healthy again the chunks are m-mapped at the next pass.
+func TestFailingPathNoHeadChunkWrites(t *testing.T) {
+	dir := t.TempDir()
+	s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: dir, MinFreeBytes: -1, ProbeInterval: 10 * time.Millisecond})
+	require.NoError(t, s.Open())
+	defer func() { require.NoError(t, s.Close()) }()
+	appendTwoChunks(t, s)
+
+	unblock := failWithoutHeadChunkRoom(t, s)
+	compactPass(t, s) // old: panic: next sequence file: ... not a directory
+
+	// Room again: the chunks are m-mapped.
+	unblock()
+	s.fault.Store(nil)
+	require.Eventually(t, s.Ready, 30*time.Second, 5*time.Millisecond)
+	compactPass(t, s)
+	fi, err := os.Stat(filepath.Join(dir, "chunks_head", "000001"))
+	require.NoError(t, err, "head chunks m-mapped once the path is healthy")
+	require.True(t, fi.Mode().IsRegular())
+	require.Greater(t, fi.Size(), int64(8), "more than the chunk file's header")
+}
