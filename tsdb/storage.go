@@ -723,14 +723,14 @@ func (s *Storage) compactLoop(stop chan struct{}) {
 }
 
 // headChunksWritable reports whether the TSDB may write the head's full
-// chunks to their files (m-map them), which compactLoop has it do. The
-// TSDB panics on a head chunk write error (see MinFreeBytes), so they are
-// written only if a file the size of the chunk writer's buffer can be
-// allocated where they go (headChunkRoom): omen on a file system filled to
-// 0 bytes by another writer, refusing writes, panicked at the loop's next
-// pass ("preallocate: no space left on device"). Left in memory meanwhile,
-// they cost nothing more: the head takes no samples while writes are
-// refused.
+// chunks to their files (m-map them), which compactLoop has it do, and its
+// close. The TSDB panics on a head chunk write error (see MinFreeBytes), so
+// they are written only if a file the size of the chunk writer's buffer can
+// be allocated where they go (headChunkRoom): omen on a file system filled
+// to 0 bytes by another writer, refusing writes, panicked at the loop's
+// next pass ("preallocate: no space left on device"), and again when it was
+// sent SIGTERM. Left in memory meanwhile, they cost nothing more: the head
+// takes no samples while writes are refused.
 func (s *Storage) headChunksWritable() bool {
 	err := s.headChunkRoom()
 	if err != nil {
@@ -913,10 +913,19 @@ func (s *Storage) close() error {
 		s.probeWG.Wait()
 		s.compactWG.Wait()
 	}
-	if db := s.db.Swap(nil); db != nil {
-		return db.Close()
+	db := s.db.Swap(nil)
+	if db == nil {
+		return nil
 	}
-	return nil
+	if err := s.headChunkRoom(); err != nil {
+		// The TSDB's close m-maps the head's full chunks, and panics on the
+		// write error (see headChunksWritable): omen sent SIGTERM on a full
+		// disk panicked here. Left to the exit instead, as Shutdown leaves
+		// a close past its bound: every committed sample is in the WAL,
+		// which the next start replays.
+		return fmt.Errorf("close the TSDB: left to the exit (committed samples are in the WAL): %w", err)
+	}
+	return db.Close()
 }
 
 // AppenderV2 implements storage.AppendableV2. While the storage is failing
