@@ -1,14 +1,19 @@
 package tsdb
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
@@ -134,4 +139,63 @@ func TestCloseOnFailingPath(t *testing.T) {
 	next := t.TempDir()
 	require.NoError(t, os.CopyFS(next, os.DirFS(dir)))
 	require.Equal(t, want, storedSamples(t, next), "every committed sample replayed")
+}
+
+// TestCompactionFailureBacksOff: a head compaction that fails (its block
+// cannot be written: the disk has room above the reserve but not for the
+// block) is retried after a backoff, as the TSDB's own loop does (1 s
+// doubling to 1 min), not at the next commit. Every commit asks for a
+// compaction while the head holds a range to compact, and the old loop
+// wrote the block again at each (a 2 h block of a large head: seconds of
+// CPU and the disk filled to the reserve each time, a 503 for writes
+// meanwhile): here 1 attempt and 1 failure counted over 50 commits,
+// where the old loop made one per commit. The retry after the backoff
+// writes the block.
+func TestCompactionFailureBacksOff(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		backoff  time.Duration
+		failures int32 // the block writes that fail
+	}{{"within the backoff", time.Hour, math.MaxInt32}, {"after it", time.Millisecond, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			reg := prometheus.NewRegistry()
+			s := NewStorage(nil, reg, Options{Path: dir, MinFreeBytes: -1})
+			s.compactBackoff = tc.backoff
+			var attempts atomic.Int32
+			s.compactHook = func(context.Context) error {
+				if attempts.Add(1) <= tc.failures {
+					return fmt.Errorf("write block: %w", syscall.ENOSPC)
+				}
+				return nil
+			}
+			require.NoError(t, s.Open())
+			defer func() { require.NoError(t, s.Close()) }()
+			appendCompactable(t, s)
+			require.Eventually(t, func() bool { return attempts.Load() > 0 }, 30*time.Second, 5*time.Millisecond)
+			compactPass(t, s) // the failed one ended
+			if tc.backoff == time.Millisecond {
+				require.Eventually(t, func() bool {
+					compactPass(t, s)
+					return len(blockDirs(t, dir)) > 0
+				}, 30*time.Second, 5*time.Millisecond, "the block written at a retry")
+				return
+			}
+			last := s.DB().Head().MaxTime()
+			for i := range 50 {
+				app := s.AppenderV2(t.Context())
+				_, err := app.Append(0, labels.FromStrings("__name__", "sa"), 0, last+int64(i+1)*15000, 1, nil, nil, storage.AppendV2Options{})
+				require.NoError(t, err)
+				require.NoError(t, app.Commit())
+			}
+			compactPass(t, s)
+			require.Equal(t, int32(1), attempts.Load(), "compactions attempted")
+			require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP prometheus_tsdb_compactions_failed_total Total number of compactions that failed for the partition.
+# TYPE prometheus_tsdb_compactions_failed_total counter
+prometheus_tsdb_compactions_failed_total 1
+`), "prometheus_tsdb_compactions_failed_total"))
+			require.Empty(t, blockDirs(t, dir))
+		})
+	}
 }

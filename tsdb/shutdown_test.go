@@ -85,9 +85,10 @@ func TestCloseCancelsCompaction(t *testing.T) {
 	dir := t.TempDir()
 	s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: dir, MinFreeBytes: -1})
 	entered := make(chan struct{})
-	s.compactHook = func(ctx context.Context) {
+	s.compactHook = func(ctx context.Context) error {
 		close(entered)
 		<-ctx.Done() // a compaction that runs until it is cancelled
+		return nil
 	}
 	require.NoError(t, s.Open())
 	want := appendCompactable(t, s)
@@ -107,9 +108,10 @@ func TestShutdownBounded(t *testing.T) {
 	dir := t.TempDir()
 	s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: dir, MinFreeBytes: -1})
 	entered, release := make(chan struct{}), make(chan struct{})
-	s.compactHook = func(context.Context) {
+	s.compactHook = func(context.Context) error {
 		close(entered)
 		<-release // a compaction that heeds no cancellation
+		return nil
 	}
 	require.NoError(t, s.Open())
 	defer func() { close(release); require.NoError(t, closed(t, s.Close)) }()

@@ -182,8 +182,12 @@ type Storage struct {
 	shutErr  error
 	// compactHook, when set before Open (tests only), is called by the
 	// compactor before it writes a block, with the compactor's context:
-	// it stands in for a compaction that takes long.
-	compactHook func(ctx context.Context)
+	// it stands in for a compaction that takes long, or, returning an
+	// error, for a block write that fails.
+	compactHook func(ctx context.Context) error
+	// compactBackoff is the first wait before a failed compaction is
+	// retried (0: a second); tests set it.
+	compactBackoff time.Duration
 	// openHook, when set (tests only), is called by openDB before it opens
 	// the TSDB: during a reopen, it runs with the old DB closed.
 	openHook func()
@@ -556,11 +560,13 @@ func (s *Storage) newCompactor(ctx context.Context, r prometheus.Registerer, l *
 type hookedCompactor struct {
 	*tsdb.LeveledCompactor
 	ctx  context.Context
-	hook func(context.Context)
+	hook func(context.Context) error
 }
 
 func (c hookedCompactor) Write(dest string, b tsdb.BlockReader, mint, maxt int64, base *tsdb.BlockMeta) ([]ulid.ULID, error) {
-	c.hook(c.ctx)
+	if err := c.hook(c.ctx); err != nil {
+		return nil, err
+	}
 	return c.LeveledCompactor.Write(dest, b, mint, maxt, base)
 }
 
@@ -695,12 +701,24 @@ func (s *Storage) compactLoop(stop chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-stop; cancel() }()
+	// A failed compaction is retried after a backoff, as the TSDB's own
+	// loop does (1 s doubling to 1 min): every commit asks for one while
+	// the head holds a range to compact, and a block that cannot be
+	// written (the disk has room above the reserve but not for the block)
+	// was written again at each, seconds of CPU and the disk filled to the
+	// reserve each time.
+	base := cmp.Or(s.compactBackoff, time.Second)
+	var backoff time.Duration
+	var retryAt time.Time
 	for {
 		select {
 		case <-stop:
 			return
 		case <-tick.C:
 		case <-s.compactc:
+		}
+		if time.Now().Before(retryAt) {
+			continue
 		}
 		done, ok := s.gate.drain(stop)
 		if !ok {
@@ -714,8 +732,13 @@ func (s *Storage) compactLoop(stop chan struct{}) {
 			if s.headChunksWritable() {
 				db.ForceHeadMMap()
 			}
-			if err := db.Compact(ctx); err != nil && ctx.Err() == nil {
-				s.logger.Error("compaction failed", "component", "tsdb", "err", err)
+			switch err := db.Compact(ctx); {
+			case err == nil:
+				backoff = 0
+			case ctx.Err() == nil:
+				backoff = min(max(2*backoff, base), 60*base)
+				retryAt = time.Now().Add(backoff)
+				s.logger.Error("compaction failed", "component", "tsdb", "err", err, "retry_in", backoff)
 			}
 		}
 		s.compactMu.Unlock()
