@@ -412,8 +412,14 @@ type rateState struct {
 // Over the learnt span its rate is as noisy as before and scored at the
 // learnt pace, as the detector's rings take it (see detect's season.due);
 // a raised interval is rated over its own longer span, which the detector
-// learns after a run of them (a lowered one does not shorten the span
-// learnt). Only the base is kept, not the latest sample (no byte more a
+// learns after a run of them. A lowered one keeps the span learnt if it
+// divides it and is more than a quarter of it (15 s to 5 s); one that
+// does not divide it is rated over the first multiple of it three
+// quarters of the learnt one or more, which the detector learns (15 s to
+// 10 s: 20 s; 15 s to 12 s: 12 s); and one a quarter of it or less shortens
+// the span by steps, each learnt after a run, to three of its intervals
+// (5 minutes to 15 s: 225 s, 180 s, ... 45 s after about 4 hours). Only
+// the base is kept, not the latest sample (no byte more a
 // series): a reset between them is told by the fall below the base, or by
 // st after it; one that counted past the base since is not, as one past
 // the previous sample was not before.
