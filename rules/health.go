@@ -76,6 +76,26 @@ func (g generator) healthRules() []rulefmt.Rule {
 			summary: `omen {{ $labels.instance }} has appended no sample for 15 minutes: check Prometheus's remote_write to it.`,
 		},
 		{
+			// The sender's side, from Prometheus's own metrics of its
+			// queue to omen (remote_name omen, or omen-N per shard, as the
+			// shipped remote-write configurations name it; job!="omen"
+			// leaves out omen's own forwarding queues). omen cannot see
+			// writes that never reach it: unreachable (killed, a network
+			// policy, a wrong URL), Prometheus retries and falls behind,
+			// and omen's rules said nothing unless every sender stopped
+			// (OmenNoSamplesIngested) or omen answered 5xx
+			// (OmenRemoteWriteFailing). Seen live with Prometheus 2.42 and
+			// omen SIGKILLed: samples_failed_total stays 0 (a refused
+			// connection is retried, not failed) while the queue's highest
+			// sent timestamp stops. Threshold and for as Prometheus's
+			// mixin (PrometheusRemoteWriteBehind).
+			name: "OmenRemoteWriteBehind", severity: "warning", for_: 15 * time.Minute,
+			expr: `max_over_time(prometheus_remote_storage_highest_timestamp_in_seconds{job!="` + OmenJob + `"}[5m])
+  - ignoring(remote_name, url) group_right
+    max_over_time(prometheus_remote_storage_queue_highest_sent_timestamp_seconds{job!="` + OmenJob + `", remote_name=~"` + OmenJob + `(-[0-9]+)?"}[5m]) > 120`,
+			summary: `Prometheus {{ $labels.instance }} remote-writes to omen at {{ $labels.url }} {{ $value | humanizeDuration }} behind: omen scores those samples late, and loses them if the outage outlasts the WAL (about 2 hours).`,
+		},
+		{
 			// Every reason omen counts (tsdb's rejectReasons) is of the
 			// samples themselves, wrong or late; series over the budget
 			// are stored, not rejected, and have their own alert. The

@@ -375,7 +375,10 @@ func TestRunbookURL(t *testing.T) {
 // shares with Prometheus (up, prometheus_tsdb_*, prometheus_remote_storage_*)
 // selects omen's by job, or it fires on the Prometheus evaluating it (its
 // own failed compaction, its own remote-write backlog), as docs/deploy.md
-// says; omen_* series are omen's whatever their job.
+// says; omen_* series are omen's whatever their job. The exception is
+// OmenRemoteWriteBehind, which reads the sending Prometheus's queue to omen:
+// it selects job!="omen" and the queue by remote_name, or it fired on every
+// remote_write the Prometheus has.
 func TestHealthRulesSelectOmensJob(t *testing.T) {
 	rg, err := Generate(config.Default())
 	require.NoError(t, err)
@@ -393,9 +396,19 @@ func TestHealthRulesSelectOmensJob(t *testing.T) {
 					return nil
 				}
 				checked++
-				require.True(t, slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
-					return m.Name == "job" && m.Type == labels.MatchEqual && m.Value == OmenJob
-				}), "%s reads %s without job=%q", r.Alert, vs, OmenJob)
+				has := func(name string, typ labels.MatchType, value string) bool {
+					return slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
+						return m.Name == name && m.Type == typ && (value == "" || m.Value == value)
+					})
+				}
+				if r.Alert == "OmenRemoteWriteBehind" {
+					require.True(t, has("job", labels.MatchNotEqual, OmenJob), "%s reads %s without job!=%q", r.Alert, vs, OmenJob)
+					if vs.Name == "prometheus_remote_storage_queue_highest_sent_timestamp_seconds" {
+						require.True(t, has("remote_name", labels.MatchRegexp, ""), "%s reads %s without remote_name", r.Alert, vs)
+					}
+					return nil
+				}
+				require.True(t, has("job", labels.MatchEqual, OmenJob), "%s reads %s without job=%q", r.Alert, vs, OmenJob)
 				return nil
 			})
 		}
