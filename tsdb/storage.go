@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
 	"github.com/prometheus/prometheus/util/compression"
 )
 
@@ -774,10 +775,10 @@ func (s *Storage) headChunkRoom() error {
 	if err != nil {
 		return fmt.Errorf("head chunk room: %w", err)
 	}
-	err = syscall.Fallocate(int(f.Fd()), 0, 0, headChunkRoomBytes)
-	if errors.Is(err, syscall.EOPNOTSUPP) {
-		err = nil // as the chunk writer, which then writes without
-	}
+	// As the chunk writer allocates its files (the TSDB's own call, which
+	// falls back where the file system cannot allocate, and builds on
+	// every platform).
+	err = fileutil.Preallocate(f, headChunkRoomBytes, true)
 	err = errors.Join(err, f.Close(), os.Remove(f.Name()))
 	if err != nil {
 		return fmt.Errorf("head chunk room in %s (%d bytes): %w", dir, headChunkRoomBytes, err)
