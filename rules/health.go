@@ -89,11 +89,23 @@ func (g generator) healthRules() []rulefmt.Rule {
 			// connection is retried, not failed) while the queue's highest
 			// sent timestamp stops. Threshold and for as Prometheus's
 			// mixin (PrometheusRemoteWriteBehind).
+			//
+			// A queue that has sent nothing has no highest sent timestamp
+			// in Prometheus 2 (seen live with 2.42: the series comes with
+			// the first batch sent), 0 in Prometheus 3: it counts as 0
+			// here, by its shards (a series every queue has from its
+			// start), or a Prometheus started while omen was unreachable
+			// (a wrong URL, a network policy) never fired. The summary
+			// says so rather than "56 years behind".
 			name: "OmenRemoteWriteBehind", severity: "warning", for_: 15 * time.Minute,
 			expr: `max_over_time(prometheus_remote_storage_highest_timestamp_in_seconds{job!="` + OmenJob + `"}[5m])
-  - ignoring(remote_name, url) group_right
-    max_over_time(prometheus_remote_storage_queue_highest_sent_timestamp_seconds{job!="` + OmenJob + `", remote_name=~"` + OmenJob + `(-[0-9]+)?"}[5m]) > 120`,
-			summary: `Prometheus {{ $labels.instance }} remote-writes to omen at {{ $labels.url }} {{ $value | humanizeDuration }} behind: omen scores those samples late, and loses them if the outage outlasts the WAL (about 2 hours).`,
+  - ignoring(remote_name, url) group_right()
+    (
+      max_over_time(prometheus_remote_storage_queue_highest_sent_timestamp_seconds{job!="` + OmenJob + `", remote_name=~"` + OmenJob + `(-[0-9]+)?"}[5m])
+        or
+      0 * prometheus_remote_storage_shards{job!="` + OmenJob + `", remote_name=~"` + OmenJob + `(-[0-9]+)?"}
+    ) > 120`,
+			summary: `Prometheus {{ $labels.instance }} remote-writes to omen at {{ $labels.url }} {{ if ge $value 1e9 }}and has sent nothing yet{{ else }}{{ $value | humanizeDuration }} behind{{ end }}: omen scores those samples late, and loses them if the outage outlasts the WAL (about 2 hours).`,
 		},
 		{
 			// Every reason omen counts (tsdb's rejectReasons) is of the
