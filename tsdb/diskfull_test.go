@@ -3,6 +3,7 @@ package tsdb
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/internal/syncbuf"
 )
 
 // compactPass has compactLoop run a pass and returns once that pass has
@@ -198,4 +201,33 @@ prometheus_tsdb_compactions_failed_total 1
 			require.Empty(t, blockDirs(t, dir))
 		})
 	}
+}
+
+// TestNoHeadChunkRoomLoggedOnce: head chunks kept in memory for want of
+// room are logged when that begins, and when they are written again, as
+// the storage's failure and recovery are; not at every pass. The old loop
+// warned at each (15 warnings over 15 passes here): once a minute for as
+// long as the disk stayed full, a warning the "Storage failing" error had
+// already given.
+func TestNoHeadChunkRoomLoggedOnce(t *testing.T) {
+	var buf syncbuf.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	dir := t.TempDir()
+	s := NewStorage(logger, prometheus.NewRegistry(), Options{Path: dir, MinFreeBytes: -1, ProbeInterval: 10 * time.Millisecond})
+	require.NoError(t, s.Open())
+	defer func() { require.NoError(t, s.Close()) }()
+	appendTwoChunks(t, s)
+
+	unblock := failWithoutHeadChunkRoom(t, s)
+	for range 5 {
+		compactPass(t, s)
+	}
+	unblock()
+	s.fault.Store(nil)
+	require.Eventually(t, s.Ready, 30*time.Second, 5*time.Millisecond)
+	for range 2 {
+		compactPass(t, s)
+	}
+	require.Equal(t, 1, strings.Count(buf.String(), "Head chunks kept in memory"), buf.String())
+	require.Equal(t, 1, strings.Count(buf.String(), "Head chunks written again"), buf.String())
 }

@@ -172,6 +172,9 @@ type Storage struct {
 	compactWG sync.WaitGroup
 	// compactMu keeps a reopen from closing the DB under a compaction.
 	compactMu sync.Mutex
+	// chunksKept, compactLoop's only, says its last pass found no room
+	// for the head's chunks (headChunksWritable).
+	chunksKept bool
 	// closing is cancelled when the storage closes: it cancels the
 	// compactor's writing of a block (see newCompactor), which the close
 	// would otherwise wait for (minutes, for a large head).
@@ -754,12 +757,18 @@ func (s *Storage) compactLoop(stop chan struct{}) {
 // to 0 bytes by another writer, refusing writes, panicked at the loop's
 // next pass ("preallocate: no space left on device"), and again when it was
 // sent SIGTERM. Left in memory meanwhile, they cost nothing more: the head
-// takes no samples while writes are refused.
+// takes no samples while writes are refused. It logs when that begins and
+// ends, as setFailing and setHealthy do, not at every pass: once a minute
+// for as long as the disk stays full. compactLoop calls it.
 func (s *Storage) headChunksWritable() bool {
 	err := s.headChunkRoom()
-	if err != nil {
-		s.logger.Warn("Head chunks kept in memory: no room to write them", "component", "tsdb", "err", err)
+	switch {
+	case err != nil && !s.chunksKept:
+		s.logger.Warn("Head chunks kept in memory until there is room to write them", "component", "tsdb", "err", err)
+	case err == nil && s.chunksKept:
+		s.logger.Info("Head chunks written again", "component", "tsdb")
 	}
+	s.chunksKept = err != nil
 	return err == nil
 }
 
