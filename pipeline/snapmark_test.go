@@ -1,15 +1,22 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/omen-sidecar/omen/config"
+	omentsdb "github.com/omen-sidecar/omen/tsdb"
 	"github.com/stretchr/testify/require"
 )
 
@@ -156,4 +163,74 @@ func (a *markSeerApp) Commit() error {
 		a.s.sawMark = true
 	}
 	return a.AppenderV2.Commit()
+}
+
+// TestUnremovableMarkRefusesUntilRemovable: a current mark the first
+// commit cannot remove has every remote write answered 503, saying why,
+// and the sample not stored; each later request tries the removal again,
+// so once it can be removed (the operator fixed the directory) writes are
+// taken without a restart. Two ways the removal fails: a non-empty
+// directory in the mark's place (ENOTEMPTY, for any user), and the
+// snapshot's directory made immutable (chattr +i: EPERM even for root,
+// which file modes would not stop; skipped where chattr cannot set it).
+func TestUnremovableMarkRefusesUntilRemovable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// breakIt makes the mark at mark unremovable and returns what
+		// makes it removable again, or skips.
+		breakIt func(t *testing.T, mark string) (fix func() error)
+	}{
+		{"a directory in its place", func(t *testing.T, mark string) func() error {
+			x := filepath.Join(mark, "x")
+			require.NoError(t, os.MkdirAll(x, 0o755))
+			return func() error { return os.Remove(x) }
+		}},
+		{"an immutable directory", func(t *testing.T, mark string) func() error {
+			require.NoError(t, os.WriteFile(mark, []byte("0123456789abcdefghij"), 0o644))
+			dir := filepath.Dir(mark)
+			if b, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+				t.Skipf("chattr +i: %v: %s", err, b)
+			}
+			fix := func() error { return exec.Command("chattr", "-i", dir).Run() }
+			t.Cleanup(func() { _ = fix() }) // else TempDir's removal fails
+			return fix
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, SnapshotFile)
+			require.NoError(t, os.WriteFile(path, []byte("snapshot"), 0o644))
+			fix := tc.breakIt(t, path+markSuffix)
+			e := newEnv(t, "", nil, func(o *Options) { o.SnapshotPath = path })
+			e.ready(t)
+			h := omentsdb.NewWriteHandler(nil, nil, e.app, omentsdb.DefaultWriteOptions())
+			write := func(ts int64) *httptest.ResponseRecorder {
+				req := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+					Labels:  []prompb.Label{{Name: "__name__", Value: "load"}},
+					Samples: []prompb.Sample{{Timestamp: ts, Value: 1}},
+				}}}
+				raw, err := req.Marshal()
+				require.NoError(t, err)
+				r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+				r.Header.Set("Content-Encoding", "snappy")
+				r.Header.Set("Content-Type", "application/x-protobuf")
+				r.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				return rec
+			}
+			for i := range 2 { // refused again, not once
+				rec := write(t0.UnixMilli() + int64(i)*stepMs)
+				require.Equal(t, http.StatusServiceUnavailable, rec.Code, "%s", rec.Body)
+				require.Contains(t, rec.Body.String(), "remove the model snapshot's current mark")
+			}
+			require.Empty(t, samplesAt(t, e.db, eq("__name__", "load")), "the samples refused are not stored")
+			require.NoError(t, fix())
+			rec := write(t0.UnixMilli() + 2*stepMs)
+			require.Equal(t, http.StatusNoContent, rec.Code, "%s", rec.Body)
+			require.NoFileExists(t, path+markSuffix)
+			require.NoDirExists(t, path+markSuffix)
+			require.Equal(t, []int64{t0.UnixMilli() + 2*stepMs}, samplesAt(t, e.db, eq("__name__", "load")))
+		})
+	}
 }
