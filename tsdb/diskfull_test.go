@@ -231,3 +231,38 @@ func TestNoHeadChunkRoomLoggedOnce(t *testing.T) {
 	require.Equal(t, 1, strings.Count(buf.String(), "Head chunks kept in memory"), buf.String())
 	require.Equal(t, 1, strings.Count(buf.String(), "Head chunks written again"), buf.String())
 }
+
+// TestStrayHeadChunkProbeRemovedAtOpen: a head chunk room probe left in
+// chunks_head by a crash between its creation and removal (see
+// headChunkRoom) is removed when the storage opens. The TSDB's open
+// ignores it (the chunk disk mapper lists only numbered files), but its
+// size metric walks the whole directory: the stray's 4 MiB were counted
+// in prometheus_tsdb_head_chunks_storage_size_bytes, and held on disk,
+// until compactLoop's first pass (a minute after the open). Here the stray
+// is put in a TSDB's directory after a clean close; the open before left
+// it and took it into the metric.
+func TestStrayHeadChunkProbeRemovedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := NewStorage(nil, prometheus.NewRegistry(), Options{Path: dir, MinFreeBytes: -1})
+	require.NoError(t, s.Open())
+	appendTwoChunks(t, s)
+	require.NoError(t, s.Close())
+
+	stray := filepath.Join(dir, "chunks_head", probeFile)
+	require.NoError(t, os.WriteFile(stray, make([]byte, headChunkRoomBytes), 0o644))
+	reg := prometheus.NewRegistry()
+	s = NewStorage(nil, reg, Options{Path: dir, MinFreeBytes: -1})
+	require.NoError(t, s.Open(), "the TSDB opens beside a stray probe")
+	defer func() { require.NoError(t, s.Close()) }()
+	n, err := testutil.GatherAndCount(reg, "prometheus_tsdb_head_chunks_storage_size_bytes")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "prometheus_tsdb_head_chunks_storage_size_bytes" {
+			require.Less(t, mf.GetMetric()[0].GetGauge().GetValue(), float64(headChunkRoomBytes), "the stray is not counted")
+		}
+	}
+	require.NoFileExists(t, stray)
+}

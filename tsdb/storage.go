@@ -525,6 +525,11 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 	if s.openHook != nil {
 		s.openHook()
 	}
+	// A head chunk room probe a crash left (see headChunkRoom): the TSDB
+	// ignores it, but counts its 4 MiB in the head chunks' size.
+	if err := os.Remove(filepath.Join(s.opts.Path, "chunks_head", probeFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.logger.Warn("Removing a head chunk room probe left by a crash", "component", "tsdb", "err", err)
+	}
 	db, err := tsdb.Open(s.opts.Path, logger, reg, o, s.stats)
 	if err != nil {
 		return nil, fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
@@ -777,7 +782,8 @@ func (s *Storage) headChunksWritable() bool {
 const headChunkRoomBytes = 4 << 20
 
 // headChunkRoom allocates headChunkRoomBytes in a file beside the head
-// chunk files and removes it; an error says why it could not.
+// chunk files and removes it; an error says why it could not. One a crash
+// left between the two is removed at the next open (openDB).
 func (s *Storage) headChunkRoom() error {
 	dir := filepath.Join(s.opts.Path, "chunks_head")
 	f, err := os.Create(filepath.Join(dir, probeFile))
