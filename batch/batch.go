@@ -20,6 +20,8 @@ import (
 	"sync"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/omen-sidecar/omen/internal/atomicfile"
 )
 
 // Stdio, as Options.Input, is standard input and, as Options.Output,
@@ -278,10 +280,10 @@ func Bar(w io.Writer, what string) func(done, total int) {
 	}
 }
 
-// WriteFile writes path whole or not at all: write fills a temporary file
-// beside it, which is flushed, fsynced, closed and renamed to path, and
-// the directory is fsynced after the rename, as Prometheus's tsdb/fileutil
-// does: so neither a run stopped part way (an error in the input, Ctrl-C,
+// WriteFile writes path whole or not at all (atomicfile.Write): write
+// fills a temporary file beside it, which is flushed, fsynced, closed and
+// renamed to path, and the directory is fsynced after the rename: so
+// neither a run stopped part way (an error in the input, Ctrl-C,
 // a full disk) nor a crash of the machine just after it leaves a truncated
 // or empty result that reads as a complete one (ext4 and XFS may commit a
 // rename before the data). On an error before the rename the temporary
@@ -292,7 +294,7 @@ func Bar(w io.Writer, what string) func(done, total int) {
 //
 // Stdio is standard output, written as write goes: what a failing job
 // wrote of it stays written, and the job's error says it failed.
-func WriteFile(path string, write func(w *bufio.Writer) error) (err error) {
+func WriteFile(path string, write func(w *bufio.Writer) error) error {
 	if path == Stdio {
 		w := bufio.NewWriterSize(os.Stdout, 1<<16)
 		if err := write(w); err != nil {
@@ -304,60 +306,20 @@ func WriteFile(path string, write func(w *bufio.Writer) error) (err error) {
 		}
 		return nil
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create output directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create output: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close() // already failed; the first error is the one to report
-			_ = os.Remove(f.Name())
+	// CreateTemp's name (tmp ""): jobs write one directory at once. The
+	// mode os.Create would give, not CreateTemp's 0600, which made results
+	// other users could not read.
+	return atomicfile.Write(path, "", 0o644, func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 1<<16)
+		if err := write(w); err != nil {
+			return err
 		}
-	}()
-	w := bufio.NewWriterSize(f, 1<<16)
-	if err := write(w); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// CreateTemp's 0600 would make results other users cannot read, unlike
-	// os.Create's.
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// On disk before it takes the name (see above).
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// The rename on disk too, as Prometheus's tsdb/fileutil.Replace has it.
-	return syncDir(dir)
-}
-
-// syncDir fsyncs directory dir, so that the entries renamed into it
-// outlive a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close() // already failed; the first error is the one to report
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	})
 }

@@ -1,0 +1,86 @@
+package atomicfile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omen-sidecar/omen/internal/durabletest"
+)
+
+// TestWrite: the file appears whole, with its mode whatever the umask and
+// an earlier temporary's, or not at all: a failed write, or a rename that
+// fails (a directory where the file goes), leaves the earlier file as it
+// was and no temporary one, and says why.
+func TestWrite(t *testing.T) {
+	for _, tmp := range []string{"fixed", ""} {
+		t.Run("tmp="+tmp, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "f")
+			tmpPath := ""
+			if tmp != "" {
+				tmpPath = filepath.Join(dir, tmp)
+				// A crash's leftover, of another mode: taken over.
+				require.NoError(t, os.WriteFile(tmpPath, []byte("leftover, longer than what is written"), 0o600))
+			}
+			write := func(body string, err error) func(*os.File) error {
+				return func(f *os.File) error {
+					_, werr := f.WriteString(body)
+					require.NoError(t, werr)
+					return err
+				}
+			}
+			check := func(want string) {
+				t.Helper()
+				b, err := os.ReadFile(path)
+				require.NoError(t, err)
+				require.Equal(t, want, string(b))
+				fi, err := os.Stat(path)
+				require.NoError(t, err)
+				require.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+				entries, err := os.ReadDir(dir)
+				require.NoError(t, err)
+				require.Len(t, entries, 1, "no temporary file left")
+			}
+			require.NoError(t, Write(path, tmpPath, 0o644, write("one", nil)))
+			check("one")
+
+			bad := errors.New("input line 9: bad")
+			require.Equal(t, bad, Write(path, tmpPath, 0o644, write("tw", bad)), "write's error as it is")
+			check("one")
+
+			require.NoError(t, Write(path, tmpPath, 0o644, write("three", nil)))
+			check("three")
+
+			// A directory in the way: the rename fails.
+			other := filepath.Join(dir, "d")
+			require.NoError(t, os.MkdirAll(filepath.Join(other, "x"), 0o755))
+			otherTmp := ""
+			if tmp != "" {
+				otherTmp = other + ".tmp"
+			}
+			err := Write(other, otherTmp, 0o644, write("four", nil))
+			require.ErrorContains(t, err, "rename")
+			require.DirExists(t, filepath.Join(other, "x"), "what was there is left")
+			require.NoError(t, os.RemoveAll(other))
+			check("three")
+		})
+	}
+}
+
+// TestWriteDurable: under strace, the temporary is fsynced after its last
+// write and before its rename, and the directory after (durabletest).
+func TestWriteDurable(t *testing.T) {
+	if out := os.Getenv(durabletest.Env); out != "" {
+		require.NoError(t, Write(out, out+".tmp", 0o644, func(f *os.File) error {
+			_, err := f.WriteString("x")
+			return err
+		}))
+		return
+	}
+	out := filepath.Join(t.TempDir(), "f")
+	durabletest.Check(t, out, out+".tmp")
+}
