@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/omen-sidecar/omen/internal/atomicfile"
 )
 
 // ExtSetsFile is the file, beside the model snapshot, that keeps the sets
@@ -45,7 +47,8 @@ func (b *backfill) upstreamID() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// saveExtSets writes the learnt sets to path atomically; nothing if the
+// saveExtSets writes the learnt sets to path atomically and durably
+// (atomicfile.Write); nothing if the
 // external labels are configured. Not the exact matches' (""): it refuses
 // every set with labels beyond, and an upstream given external labels
 // since (a Prometheus that joined Thanos) would then warm nothing after
@@ -67,11 +70,10 @@ func (b *backfill) saveExtSets(path string) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	return atomicfile.Write(path, path+".tmp", 0o644, func(f *os.File) error {
+		_, err := f.Write(data)
 		return err
-	}
-	return os.Rename(tmp, path)
+	})
 }
 
 // loadExtSets takes the sets saved in path of this upstream, seen within

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/omen-sidecar/omen/forecast"
+	"github.com/omen-sidecar/omen/internal/atomicfile"
 	"github.com/omen-sidecar/omen/internal/livefc"
 )
 
@@ -471,7 +472,7 @@ func (p *Pipeline) extSetsPath() string {
 	return filepath.Join(filepath.Dir(p.opts.SnapshotPath), ExtSetsFile)
 }
 
-func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (n int, err error) {
+func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return 0, fmt.Errorf("create snapshot directory: %w", err)
 	}
@@ -494,51 +495,40 @@ func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (n int, err e
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return 0, fmt.Errorf("create snapshot: %w", err)
-	}
-	defer func() {
+	// Whole or not at all, and durably (atomicfile.Write): the current
+	// mark written after names what is on disk. The temporary's name is
+	// fixed: one a crash left, of the snapshot's size, is taken over by
+	// the next write.
+	var e *snapEncoder
+	var c *snapCursor
+	err := atomicfile.Write(path, path+".tmp", 0o644, func(f *os.File) error {
+		var err error
+		e, err = newSnapEncoder(f, snapVersion)
 		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
+			return fmt.Errorf("write snapshot: %w", err)
 		}
-	}()
-	e, err := newSnapEncoder(f, snapVersion)
+		// The unclaimed restored states first: a series that claims its
+		// state meanwhile is then written twice, never not at all, and
+		// restore keeps the later record, the worker's.
+		c = &snapCursor{limit: snapSliceBytes, current: p.final.Load(), droppedMaxT: p.droppedMaxT.Load(), ingested: p.latestIngested()}
+		if err := p.encodeRestored(e, c); err != nil {
+			return fmt.Errorf("write snapshot: %w", err)
+		}
+		for _, w := range p.workers {
+			if err := w.encodeVia(ctx, e, c); err != nil {
+				return fmt.Errorf("write snapshot: %w", err)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := e.end(); err != nil {
+			return fmt.Errorf("write snapshot: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, fmt.Errorf("write snapshot: %w", err)
-	}
-	// The unclaimed restored states first: a series that claims its state
-	// meanwhile is then written twice, never not at all, and restore keeps
-	// the later record, the worker's.
-	c := &snapCursor{limit: snapSliceBytes, current: p.final.Load(), droppedMaxT: p.droppedMaxT.Load(), ingested: p.latestIngested()}
-	if err := p.encodeRestored(e, c); err != nil {
-		return 0, fmt.Errorf("write snapshot: %w", err)
-	}
-	for _, w := range p.workers {
-		if err := w.encodeVia(ctx, e, c); err != nil {
-			return 0, fmt.Errorf("write snapshot: %w", err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
 		return 0, err
-	}
-	if err := e.end(); err != nil {
-		return 0, fmt.Errorf("write snapshot: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("sync snapshot: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("close snapshot: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return 0, fmt.Errorf("rename snapshot: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync() // best effort: the rename is already durable on most file systems
-		_ = d.Close()
 	}
 	if c.current && p.committing.Load() == 0 && p.droppedMaxT.Load() == c.droppedMaxT && p.queuesEmpty() {
 		// Nothing taken for scoring since the drain either (a write
