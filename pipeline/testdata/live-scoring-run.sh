@@ -12,7 +12,19 @@
 # so that the forecasters are fitted and their output series exist: the
 # steady state of a deployment that has run for hours.
 #
-# HEAP=FILE saves a heap profile after the measured rounds (and HEAP.0 before).
+# HEAP=FILE saves a heap profile after the measured rounds (and HEAP.0 before),
+# each after two forced collections (see liveheap).
+#
+# After the measured rounds, RESULT NAME live_heap: the heap in use and
+# allocated after two forced collections, which is what to compare between
+# binaries. go_memstats_heap_inuse_bytes read at any other time (the RESULT
+# lines from the window's /metrics scrape) is anywhere between that and
+# GOGC=75 % more, by where the scrape fell in the collector's cycle: one
+# such reading of each of two binaries at 100 000 series, 963 and 1121 MB,
+# looked like 1.6 KB a series more at the later one (ce286a6 against
+# a83f67f); after a forced collection, at 30 000 series (HIST=2h, two
+# runs each), a83f67f held 404.5 and 405.3 MiB, 59b1f96 410.0 and 403.4:
+# the same heap (review helper-242).
 #
 # SETTLE=N runs N unmeasured rounds 15 s apart before the window (see below).
 #
@@ -51,6 +63,16 @@ rounds() {
 		d=$(echo "15 - ($(date +%s.%N) - $s)" | bc); [ "${d:0:1}" != "-" ] && sleep $d
 	done
 }
+# liveheap [FILE]: two forced collections (the first moves the sync.Pools'
+# contents to their victim caches, the second frees them: a history burst's
+# pooled batches, the refits' scratch), FILE the heap profile as of the
+# second; then the heap in use and allocated from /metrics, as a RESULT
+# line's fields.
+liveheap() {
+	curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > /dev/null
+	curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "${1:-/dev/null}"
+	curl -s http://127.0.0.1:$port/metrics | awk '/^go_memstats_heap_inuse_bytes /{i=$2} /^go_memstats_heap_alloc_bytes /{a=$2} END{printf "inuse=%.0f alloc=%.0f", i, a}'
+}
 med() { sort -n | awk '{v[NR]=$1} END{printf "%d..%d..%d", v[1], (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2), v[NR]}'; }
 mem() { echo "rss=$(rss) hwm=$(awk '/VmHWM/{print $2*1024}' /proc/$pid/status) anon=$(awk '/RssAnon/{print $2*1024}' /proc/$pid/status) file=$(awk '/RssFile/{print $2*1024}' /proc/$pid/status) rounds_rss_min..median..max=$(awk '{print $1}' $dir/rss.rounds | med) rounds_anon=$(awk '{print $2}' $dir/rss.rounds | med)"; }
 lg() { ${OMEN:-bin/omen} loadgen --url=http://127.0.0.1:$port/api/v1/write --series=$SERIES --no-warmup --log.level=error "$@" > $dir/loadgen.last 2>&1; grep -h "^measured" $dir/loadgen.last | grep -v "errors: none" >> $dir/lgerr; }
@@ -70,8 +92,8 @@ fi
 # binary's RSS by 170 MB between runs. SETTLE=24 (6 minutes) spans one release gap.
 [ -n "${SETTLE:-}" ] && MEAS=$SETTLE rounds
 # With HEAP set, a heap profile at the window's start too (HEAP.0): pprof -base HEAP.0 shows what the window
-# allocated. gc=1: a heap profile is as of the last collection, which may be minutes old; one is run first.
-[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP.0"
+# allocated. A heap profile is as of the last collection, which may be minutes old: liveheap runs two first.
+[ -n "${HEAP:-}" ] && echo "RESULT $name live_heap_before $(liveheap "$HEAP.0")"
 c0=$(cpu); t0=$(date +%s.%N)
 # PROFILE=FILE: a CPU profile of the measured window (the profiler's own cost is small).
 [ -n "${PROFILE:-}" ] && curl -s "http://127.0.0.1:$port/debug/pprof/profile?seconds=$((MEAS * 15 - 5))" > "$PROFILE" &
@@ -86,7 +108,7 @@ s0=$(cpu); w0=$(date +%s.%N); curl -s -H 'Accept-Encoding: gzip' http://127.0.0.
 echo "RESULT $name scrape_gzip_cpu_s=$(echo "$s1 - $s0" | bc) scrape_gzip_wall_s=$(echo "$w1 - $w0" | bc) gzip_bytes=$(wc -c < $dir/metrics.gz)"
 for k in process_resident_memory_bytes go_memstats_heap_inuse_bytes go_memstats_heap_alloc_bytes go_memstats_next_gc_bytes omen_tsdb_head_series prometheus_tsdb_head_series omen_series_scored omen_models_warming omen_scoring_dropped_total omen_output_append_failures_total omen_series_over_budget_total; do echo "RESULT $name $k $(grep -E "^$k " $dir/metrics.txt | awk '{print $2}')"; done
 echo "RESULT $name loadgen_rounds_with_errors $(cat $dir/lgerr 2>/dev/null | wc -l)"; head -3 $dir/lgerr 2>/dev/null
-[ -n "${HEAP:-}" ] && curl -s http://127.0.0.1:$port/debug/pprof/heap?gc=1 > "$HEAP"
+echo "RESULT $name live_heap $(liveheap "${HEAP:-}")"
 kill -TERM $pid; wait $pid
 grep -h "snapshot written" $dir/omen.log | tail -2
 # THEN_OFF=1: start omen again on the same storage with scoring off and run MEAS more rounds. Its head replays
