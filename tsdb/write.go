@@ -364,13 +364,20 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "remote write: method not allowed, use POST", http.StatusMethodNotAllowed)
 		return
 	}
+	// A sender sending the wrong Content-Type or Content-Encoding gets
+	// 415 at every send: logged as other rejections are (it was not
+	// logged at all; Prometheus logs each as an error).
 	msgType, err := protoMsg(r.Header.Get("Content-Type"))
 	if err != nil {
-		http.Error(w, "remote write: unsupported Content-Type: "+err.Error(), http.StatusUnsupportedMediaType)
+		herr := errorf(http.StatusUnsupportedMediaType, "unsupported Content-Type: %s", err)
+		h.logRejected(herr)
+		http.Error(w, "remote write: "+herr.msg, herr.code)
 		return
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
-		http.Error(w, fmt.Sprintf("remote write: unsupported Content-Encoding %q, want snappy", enc), http.StatusUnsupportedMediaType)
+		herr := errorf(http.StatusUnsupportedMediaType, "unsupported Content-Encoding %q, want snappy", enc)
+		h.logRejected(herr)
+		http.Error(w, "remote write: "+herr.msg, herr.code)
 		return
 	}
 

@@ -660,3 +660,33 @@ func TestRejectedLoggedAsWarning(t *testing.T) {
 	require.Contains(t, buf.String(), "no __name__ label")
 	require.Contains(t, buf.String(), "rejected_requests=1")
 }
+
+// TestUnsupportedMediaTypeLogged: a sender configured with the wrong
+// Content-Type or Content-Encoding (an OpenTelemetry exporter pointed at
+// remote write, a proxy that gzips) gets 415 at every send and drops each
+// batch. Prometheus logs each as an error; omen logged none at all, so its
+// log showed nothing of a sender whose every sample was lost. Now they are
+// warned of as other rejections are: once, then at most once a minute
+// with the count since.
+func TestUnsupportedMediaTypeLogged(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		want string
+	}{
+		{"content-type", map[string]string{"Content-Type": "text/plain"}, "unsupported Content-Type"},
+		{"content-encoding", map[string]string{"Content-Encoding": "gzip"}, `unsupported Content-Encoding \"gzip\"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			h := NewWriteHandler(logger, nil, openTestStorage(t), WriteOptions{})
+			for range 100 {
+				require.Equal(t, http.StatusUnsupportedMediaType, post(t, h, []byte("x"), tc.hdr).Code)
+			}
+			require.Equal(t, 1, strings.Count(buf.String(), "level=WARN"), buf.String())
+			require.Contains(t, buf.String(), "code=415")
+			require.Contains(t, buf.String(), tc.want)
+		})
+	}
+}
