@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/omen-sidecar/omen/internal/spaced"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -252,6 +253,8 @@ type BasicAuth struct {
 	// limiter is the file's rate_limit, read once at start as the toolkit
 	// does; nil when unset.
 	limiter *rate.Limiter
+	// refusedLog spaces the warnings about wrong credentials (logRefused).
+	refusedLog spaced.Log
 }
 
 // NewBasicAuth returns the middleware checking the basic_auth_users of conf
@@ -305,12 +308,33 @@ func (a *BasicAuth) Wrap(h http.Handler) http.Handler {
 			return
 		}
 		a.failures.Inc()
-		// Neither the user name (often a mistyped password) nor anything
-		// else from the Authorization header is logged.
-		a.logger.Debug("Unauthenticated request refused", "path", r.URL.Path, "remote", r.RemoteAddr)
+		a.logRefused(r)
 		w.Header().Set("WWW-Authenticate", `Basic realm="omen", charset="UTF-8"`)
 		http.Error(w, "401 Unauthorized: this endpoint needs basic-auth credentials", http.StatusUnauthorized)
 	})
+}
+
+// refusedLogEvery spaces the warnings about requests refused for wrong
+// credentials.
+const refusedLogEvery = time.Minute
+
+// logRefused logs a request refused with a 401. One that came with
+// credentials (a sender whose password was rotated, refused at every send
+// and each batch lost) is a warning at most once per refusedLogEvery, with
+// the count since: it was at debug alone, so nothing where an operator
+// looks said why a sender failed. One without (a browser's request before
+// its prompt) stays at debug. Neither the user name (often a mistyped
+// password) nor anything else from the Authorization header is logged.
+func (a *BasicAuth) logRefused(r *http.Request) {
+	_, _, creds := r.BasicAuth()
+	if creds {
+		if n, warn := a.refusedLog.Note(refusedLogEvery); warn {
+			a.logger.Warn("Request refused: wrong basic-auth user or password", "path", r.URL.Path, "remote", r.RemoteAddr,
+				"refused_requests", n, "next_warning_in", refusedLogEvery)
+			return
+		}
+	}
+	a.logger.Debug("Unauthenticated request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "credentials", creds)
 }
 
 func (a *BasicAuth) authenticated(l *loadedWebConfig, r *http.Request) bool {

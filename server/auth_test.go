@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -318,4 +320,59 @@ func TestUnknownUserCostsAsAKnownOne(t *testing.T) {
 			require.Equal(t, l.dummyHash(), l.dummyHash(), "made once")
 		})
 	}
+}
+
+// loggedAuth is a handler answering 200 behind the basic auth of a web
+// configuration with users and extra, logging at info into the buffer
+// returned.
+func loggedAuth(t *testing.T, users map[string]string, extra string) (http.Handler, *BasicAuth, *bytes.Buffer) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "web.yml")
+	writeWebConfig(t, path, users, extra)
+	conf, err := LoadWebConfig(nil, path)
+	require.NoError(t, err)
+	buf := new(bytes.Buffer)
+	logger := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := NewBasicAuth(logger, prometheus.NewRegistry(), conf)
+	require.NoError(t, err)
+	return a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})), a, buf
+}
+
+// TestWrongCredentialsWarned: a sender with a wrong password (a rotated
+// secret not rolled out to every Prometheus) is refused at every send, and
+// omen logged it at debug alone: nothing where an operator looks, though
+// every sample was lost. Requests with credentials that fail are a warning
+// at once, then at most one a minute with the count since, and never name
+// the user or the password; requests with none (a browser before its
+// prompt) stay at debug.
+func TestWrongCredentialsWarned(t *testing.T) {
+	h, a, buf := loggedAuth(t, map[string]string{"alice": "s3cret"}, "")
+	send := func(user, pass string) int {
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/write", nil)
+		if user != "" {
+			r.SetBasicAuth(user, pass)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+
+	for range 20 {
+		require.Equal(t, http.StatusUnauthorized, send("", ""))
+	}
+	require.Empty(t, buf.String(), "no credentials is a browser's first request: not a warning")
+
+	for range 100 {
+		require.Equal(t, http.StatusUnauthorized, send("alice", "rotated-Pa55word"))
+		require.Equal(t, http.StatusUnauthorized, send("mallory", "s3cret"))
+	}
+	out := buf.String()
+	require.Equal(t, 1, strings.Count(out, "level=WARN"), out)
+	require.Contains(t, out, "path=/api/v1/write")
+	require.Contains(t, out, "remote=192.0.2.1:1234") // httptest's
+	require.Contains(t, out, "refused_requests=1")
+	for _, secret := range []string{"alice", "mallory", "rotated-Pa55word", "s3cret"} {
+		require.NotContains(t, out, secret)
+	}
+	require.Equal(t, 220.0, testutil.ToFloat64(a.failures))
 }
