@@ -370,13 +370,13 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	msgType, err := protoMsg(r.Header.Get("Content-Type"))
 	if err != nil {
 		herr := errorf(http.StatusUnsupportedMediaType, "unsupported Content-Type: %s", err)
-		h.logRejected(herr)
+		h.logRejected(r, herr)
 		http.Error(w, "remote write: "+herr.msg, herr.code)
 		return
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
 		herr := errorf(http.StatusUnsupportedMediaType, "unsupported Content-Encoding %q, want snappy", enc)
-		h.logRejected(herr)
+		h.logRejected(r, herr)
 		http.Error(w, "remote write: "+herr.msg, herr.code)
 		return
 	}
@@ -422,12 +422,12 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if herr != nil {
 		if herr.code >= 500 {
-			h.logFailed(herr)
+			h.logFailed(r, herr)
 			if herr.code == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", "5")
 			}
 		} else {
-			h.logRejected(herr)
+			h.logRejected(r, herr)
 		}
 		http.Error(w, "remote write: "+herr.msg, herr.code)
 		return
@@ -440,27 +440,29 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // otherwise. Prometheus counts every sample of a batch answered with a 4xx
 // as failed and drops it, though omen stored all but the ones named: the
 // reason belongs where an operator looks (it was at debug alone).
-func (h *WriteHandler) logRejected(herr *httpError) {
-	h.logSpaced(&h.rejectLog, herr, "Remote write rejected", "Remote write rejected; the sender drops the request and counts all its samples failed (err says what omen stored)", "rejected_requests")
+func (h *WriteHandler) logRejected(r *http.Request, herr *httpError) {
+	h.logSpaced(&h.rejectLog, r, herr, "Remote write rejected", "Remote write rejected; the sender drops the request and counts all its samples failed (err says what omen stored)", "rejected_requests")
 }
 
 // logFailed logs a request that failed with a 5xx, as logRejected does a
 // rejected one: a cause lasts (a WAL replay at start, a full disk for
 // hours) and every sender's every retry meets it, and each was a warning
 // (4292 in a 3.6 s WAL replay, against a sender that did not back off).
-func (h *WriteHandler) logFailed(herr *httpError) {
-	h.logSpaced(&h.failLog, herr, "Remote write failed; the sender will retry", "Remote write failed; the sender will retry", "failed_requests")
+func (h *WriteHandler) logFailed(r *http.Request, herr *httpError) {
+	h.logSpaced(&h.failLog, r, herr, "Remote write failed; the sender will retry", "Remote write failed; the sender will retry", "failed_requests")
 }
 
 // logSpaced logs herr with warn as a warning if l says so, with the count
-// of its kind since the last, and with debug at debug otherwise.
-func (h *WriteHandler) logSpaced(l *spaced.Log, herr *httpError, debug, warn, count string) {
+// of its kind since the last, and with debug at debug otherwise. Both name
+// the sender of r (its address and User-Agent): with several senders, the
+// reason alone did not say which one to fix.
+func (h *WriteHandler) logSpaced(l *spaced.Log, r *http.Request, herr *httpError, debug, warn, count string) {
 	n, now := l.Note(rejectLogEvery)
 	if !now {
-		h.logger.Debug(debug, "code", herr.code, "err", herr.msg)
+		h.logger.Debug(debug, "code", herr.code, "err", herr.msg, "remote", r.RemoteAddr, "user_agent", r.UserAgent())
 		return
 	}
-	h.logger.Warn(warn, "code", herr.code, "err", herr.msg, count, n, "next_warning_in", rejectLogEvery)
+	h.logger.Warn(warn, "code", herr.code, "err", herr.msg, "remote", r.RemoteAddr, "user_agent", r.UserAgent(), count, n, "next_warning_in", rejectLogEvery)
 }
 
 func (h *WriteHandler) overloaded(w http.ResponseWriter, why string) {

@@ -690,3 +690,25 @@ func TestUnsupportedMediaTypeLogged(t *testing.T) {
 		})
 	}
 }
+
+// TestRejectedNamesTheSender: the warning of a rejected request names the
+// sender (its address and User-Agent), at debug too: with several
+// Prometheus servers writing to one omen, it said why a request was
+// rejected but not whose, so an operator could not tell which one to fix.
+func TestRejectedNamesTheSender(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := NewWriteHandler(logger, nil, openTestStorage(t), WriteOptions{})
+	for range 2 {
+		w := post(t, h, []byte("garbage"), map[string]string{"User-Agent": "Prometheus/2.42.0"})
+		require.Equal(t, http.StatusBadRequest, w.Code)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 2, buf.String())
+	require.Contains(t, lines[0], "level=WARN")
+	require.Contains(t, lines[1], "level=DEBUG")
+	for _, l := range lines {
+		require.Contains(t, l, "remote=192.0.2.1:1234") // httptest's
+		require.Contains(t, l, "user_agent=Prometheus/2.42.0")
+	}
+}
