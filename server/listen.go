@@ -55,6 +55,10 @@ func Listen(logger *slog.Logger, reg prometheus.Registerer, srv *http.Server, ad
 		// (see connErrorSpacer).
 		srv.ErrorLog = slog.NewLogLogger(&connErrorSpacer{Handler: logger.With("component", "http").Handler()}, slog.LevelWarn)
 	}
+	// The http server's own messages are component=http (set above);
+	// omen's about its listeners and their authentication are the web
+	// server's, component=web as Prometheus's.
+	logger = logger.With("component", "web")
 	var conf *WebConfig
 	if webConfigFile != "" {
 		var err error

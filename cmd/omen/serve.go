@@ -318,7 +318,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 
 	// Outputs to remote-write upstream go through a log of their own,
 	// tailed by Prometheus's remote-write queues.
-	fwd, err := forward.New(logger, reg, filepath.Join(f.tsdbPath, forward.Dir), f.remoteWrite, time.Duration(f.flushDeadline))
+	fwd, err := forward.New(logger.With("component", "remote"), reg, filepath.Join(f.tsdbPath, forward.Dir), f.remoteWrite, time.Duration(f.flushDeadline))
 	if err != nil {
 		return err
 	}
@@ -372,13 +372,17 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	ready := func() bool { return store.Ready() && pl.Ready() }
 	readable := func() bool { return store.Opened() && pl.Ready() }
 
+	// The web handlers' lines are component=web, and the forwarder's
+	// component=remote, as Prometheus's (its write handler's rejections
+	// are component=web).
+	webLogger := logger.With("component", "web")
 	quit := make(chan struct{}) // closed by POST /-/quit
 	var quitOnce sync.Once
 	server.Lifecycle{
 		Ready: ready, Reload: cfgLoader.Reload, Enabled: f.enableLifecycle,
 		Quit: func() { quitOnce.Do(func() { close(quit) }) },
 	}.Register(mux)
-	mux.Handle("GET /metrics", "/metrics", server.MetricsHandler(logger, reg, pl.WriteOutputs))
+	mux.Handle("GET /metrics", "/metrics", server.MetricsHandler(webLogger, reg, pl.WriteOutputs))
 	f.write.MaxRequestBytes = int64(f.maxReqBytes)
 	// Prometheus's /api/v1/metadata reads scrape targets, which omen has
 	// none of: the senders' metadata is served instead.
@@ -393,7 +397,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	f.write.MaxInflightBytes = int64(f.maxInflightB)
 	f.write.OutOfOrderTimeWindow = time.Duration(f.oooWindow)
 	f.write.HeadSeries = store.HeadSeries
-	wh = tsdb.NewWriteHandler(logger, reg, appendable, f.write)
+	wh = tsdb.NewWriteHandler(webLogger, reg, appendable, f.write)
 	// A TSDB reopened to repair its WAL numbers its series anew: the write
 	// path's cached references and the scorers' series go.
 	store.OnReopen(func() {
@@ -411,7 +415,7 @@ func runServe(ctx context.Context, logger *slog.Logger, f *serveFlags) error {
 	mux.Handle("/api/v1/anomalies", "/api/v1/anomalies", server.APIEndpoint(apiOpts.CORSOrigin, server.RequireReady(readable)(pl.AnomaliesHandler().ServeHTTP), http.MethodGet, http.MethodPost))
 	mux.Handle("/api/v1/status/omen", "/api/v1/status/omen", server.APIEndpoint(apiOpts.CORSOrigin, pl.StatusHandler(), http.MethodGet))
 	mux.HandleAPI("/api/v1/", tsdb.NewAPI(logger, reg, reg, store, engine, apiOpts, server.RequireReady(readable)))
-	ui, err := omenweb.New(logger, omenweb.Options{})
+	ui, err := omenweb.New(webLogger, omenweb.Options{})
 	if err != nil {
 		return err
 	}
