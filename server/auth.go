@@ -253,8 +253,9 @@ type BasicAuth struct {
 	// limiter is the file's rate_limit, read once at start as the toolkit
 	// does; nil when unset.
 	limiter *rate.Limiter
-	// refusedLog spaces the warnings about wrong credentials (logRefused).
-	refusedLog spaced.Log
+	// refusedLog and limitedLog space the warnings about wrong
+	// credentials (logRefused) and the rate limit (logLimited).
+	refusedLog, limitedLog spaced.Log
 }
 
 // NewBasicAuth returns the middleware checking the basic_auth_users of conf
@@ -297,6 +298,7 @@ func (a *BasicAuth) Wrap(h http.Handler) http.Handler {
 		}
 		exempt := a.exempt[r.URL.Path]
 		if a.limiter != nil && !exempt && !a.limiter.Allow() {
+			a.logLimited(r)
 			http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
 			return
 		}
@@ -315,7 +317,7 @@ func (a *BasicAuth) Wrap(h http.Handler) http.Handler {
 }
 
 // refusedLogEvery spaces the warnings about requests refused for wrong
-// credentials.
+// credentials or over the rate limit.
 const refusedLogEvery = time.Minute
 
 // logRefused logs a request refused with a 401. One that came with
@@ -335,6 +337,20 @@ func (a *BasicAuth) logRefused(r *http.Request) {
 		}
 	}
 	a.logger.Debug("Unauthenticated request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "credentials", creds)
+}
+
+// logLimited logs a request refused with a 429 by the rate_limit: a
+// sender that does not retry 429s (Prometheus by default, the
+// OpenTelemetry Collector's exporter) drops its batch, and none was
+// logged. A warning at most once per refusedLogEvery, with the count
+// since; debug otherwise.
+func (a *BasicAuth) logLimited(r *http.Request) {
+	if n, warn := a.limitedLog.Note(refusedLogEvery); warn {
+		a.logger.Warn("Request refused: over the web configuration's rate_limit (429)", "path", r.URL.Path, "remote", r.RemoteAddr,
+			"refused_requests", n, "next_warning_in", refusedLogEvery)
+		return
+	}
+	a.logger.Debug("Request refused: over the web configuration's rate_limit (429)", "path", r.URL.Path, "remote", r.RemoteAddr)
 }
 
 func (a *BasicAuth) authenticated(l *loadedWebConfig, r *http.Request) bool {

@@ -376,3 +376,25 @@ func TestWrongCredentialsWarned(t *testing.T) {
 	}
 	require.Equal(t, 220.0, testutil.ToFloat64(a.failures))
 }
+
+// TestRateLimitedWarned: a request refused with 429 by the web
+// configuration's rate_limit is dropped by a sender that does not retry
+// 429s (Prometheus by default, the OpenTelemetry Collector's exporter), and
+// omen logged none of them. Now a warning at once, then at most one a
+// minute with the count since.
+func TestRateLimitedWarned(t *testing.T) {
+	h, _, buf := loggedAuth(t, nil, "rate_limit:\n  interval: 1h\n  burst: 1\n")
+	buf.Reset() // "Rate limiter is enabled"
+	codes := map[int]int{}
+	for range 101 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/api/v1/write", nil))
+		codes[w.Code]++
+	}
+	require.Equal(t, map[int]int{http.StatusOK: 1, http.StatusTooManyRequests: 100}, codes)
+	out := buf.String()
+	require.Equal(t, 1, strings.Count(out, "level=WARN"), out)
+	require.Contains(t, out, "path=/api/v1/write")
+	require.Contains(t, out, "remote=192.0.2.1:1234")
+	require.Contains(t, out, "refused_requests=1")
+}
