@@ -370,7 +370,10 @@ type Pipeline struct {
 	outRefusedLog spaced.Log
 	// droppedLog spaces the warnings about batches the scorers' full
 	// queues drop (see worker.offer).
-	droppedLog    spaced.Log
+	droppedLog spaced.Log
+	// bfRefusedLog spaces the warnings about series the backfill
+	// upstream refuses alone (see logRefusedSeries).
+	bfRefusedLog  spaced.Log
 	overBudgetNow atomic.Int64 // series the workers ignore for the budget alone
 	tapped        atomic.Uint64
 	ready         atomic.Bool

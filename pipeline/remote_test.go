@@ -1004,6 +1004,23 @@ func TestBackfillExtSetsNameNoSecret(t *testing.T) {
 	require.True(t, other.ext["cluster"].known)
 }
 
+// manyRefused serves 16 series bad0 to bad15, which it refuses, and good,
+// which it answers with n samples: the series, the upstream and its
+// request count.
+func manyRefused(t *testing.T, n int) ([]labels.Labels, *httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var lss []labels.Labels
+	for i := range 16 {
+		lss = append(lss, labels.FromStrings("__name__", fmt.Sprint("bad", i)))
+	}
+	lss = append(lss, labels.FromStrings("__name__", "good"))
+	h := upstream(t, lss, seasonal(n, 3), atStep)
+	hits := new(atomic.Int32)
+	srv := httptest.NewServer(refusing(t, h, hits, func(v string) bool { return strings.HasPrefix(v, "bad") }))
+	t.Cleanup(srv.Close)
+	return lss, srv, hits
+}
+
 // TestBackfillManyRefused: many series the upstream refuses (a job whose
 // queries it will not answer) went past the refusals in a row that mark an
 // upstream refusing everything, and from then on their batch was retried
@@ -1012,15 +1029,7 @@ func TestBackfillExtSetsNameNoSecret(t *testing.T) {
 // alone and dropped.
 func TestBackfillManyRefused(t *testing.T) {
 	const n = 100
-	var lss []labels.Labels
-	for i := range 16 {
-		lss = append(lss, labels.FromStrings("__name__", fmt.Sprint("bad", i)))
-	}
-	lss = append(lss, labels.FromStrings("__name__", "good"))
-	h := upstream(t, lss, seasonal(n, 3), atStep)
-	var hits atomic.Int32
-	srv := httptest.NewServer(refusing(t, h, &hits, func(v string) bool { return strings.HasPrefix(v, "bad") }))
-	defer srv.Close()
+	lss, srv, hits := manyRefused(t, n)
 	e := newEnv(t, "", nil, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
 	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
 	ones := make([]float64, len(lss))
@@ -1431,4 +1440,27 @@ func TestBackfillNoRemoteReadAPI(t *testing.T) {
 			require.Contains(t, out, "VictoriaMetrics")
 		})
 	}
+}
+
+// TestBackfillManyRefusedLoggedSpaced: each series the upstream refuses
+// alone was a warning of its own, so a job whose queries the upstream will
+// not answer (its thousands of series) logged thousands of lines at once.
+// They are spaced as the other per-request warnings are: the first at
+// once, then at most one a minute with the count since, the rest at debug.
+func TestBackfillManyRefusedLoggedSpaced(t *testing.T) {
+	const n = 100
+	lss, srv, _ := manyRefused(t, n)
+	var logs syncbuf.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e := newEnvLogged(t, nil, logger, func(o *Options) { o.BackfillRemoteReadURL = srv.URL; o.Workers = 1 })
+	e.clock.set(t0.Add(n * stepMs * time.Millisecond))
+	e.push(e.clock.Now().UnixMilli(), model.MetricTypeGauge, lss, make([]float64, len(lss)))
+	e.sync()
+	require.Eventually(t, func() bool {
+		e.clock.set(e.clock.Now().Add(backfillBackoffMax + time.Second))
+		return testutil.ToFloat64(e.p.m.backfillPending) == 0
+	}, 20*time.Second, 2*backfillPoll)
+	out := logs.String()
+	require.Equal(t, 1, strings.Count(out, `msg="Warm start by remote read refused; the series warms from local history alone"`), out)
+	require.Contains(t, out, "refused_series=1")
 }

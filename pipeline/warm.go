@@ -475,7 +475,7 @@ func (p *Pipeline) runBackfill(ctx context.Context) {
 			if !giveUp {
 				continue
 			}
-			p.logger.Warn("Warm start by remote read refused; the series warms from local history alone", "series", r.ls.String(), "err", redact(err, p.bf.up().url))
+			p.logRefusedSeries(r, err)
 			res, err = []bfResult{{bfReq: r}}, nil
 		} else if err != nil && p.slowAlone(reqs, err) {
 			p.logger.Warn("Warm start by remote read timed out three times for this series alone while the upstream answered others; it warms from local history alone", "series", reqs[0].ls.String(), "timeout", p.bf.up().timeout)
@@ -531,6 +531,25 @@ func (p *Pipeline) readLateAgain() {
 			p.logger.Debug("Warm start by remote read: these labels were learnt as the upstream's external labels after series had come with them; those series are read again", "labels", l.names, "series", l.n)
 		}
 	}
+}
+
+// refusedSeriesLogEvery spaces the warnings about series the upstream
+// refuses alone.
+const refusedSeriesLogEvery = time.Minute
+
+// logRefusedSeries logs that the upstream refused r's series alone, which
+// warms from local history: a warning at most once per
+// refusedSeriesLogEvery, with the count since, and debug otherwise. Each
+// was a warning, so a job whose queries the upstream will not answer
+// logged one line for each of its series at once.
+func (p *Pipeline) logRefusedSeries(r bfReq, err error) {
+	msg := "Warm start by remote read refused; the series warms from local history alone"
+	args := []any{"series", r.ls.String(), "err", redact(err, p.bf.up().url)}
+	if n, warn := p.bfRefusedLog.Note(refusedSeriesLogEvery); warn {
+		p.logger.Warn(msg, append(args, "refused_series", n, "next_warning_in", refusedSeriesLogEvery)...)
+		return
+	}
+	p.logger.Debug(msg, args...)
 }
 
 // refusedRead handles reqs refused by the upstream (a limit, a series it
