@@ -523,6 +523,6 @@ func (s *sender) logOnce(class, msg string) {
 	s.logged[class] = true
 	s.mu.Unlock()
 	if first {
-		s.logger.Warn("Remote write failed (logged once per status)", "status", class, "msg", msg)
+		s.logger.Warn("Remote write failed (logged once per status)", "status", class, "err", msg)
 	}
 }

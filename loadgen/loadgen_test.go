@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -521,4 +522,35 @@ func TestRunSaysWhyBeforeWaiting(t *testing.T) {
 	require.Contains(t, logs.String(), "Waiting for the clock")
 	cancel() // the wait, interrupted
 	require.ErrorContains(t, <-done, "ahead of the clock")
+}
+
+// TestRunLogsFailuresOncePerStatus: each status's first failure is one
+// warning, whose receiver's answer is under err: it was under msg, the
+// message's own key, so a logfmt line had msg= twice and a JSON one a
+// duplicate "msg" key (the message lost in most log pipelines).
+func TestRunLogsFailuresOncePerStatus(t *testing.T) {
+	rc := &receiver{t: t, protocol: 1, series: map[string]*received{}, fail: func(n int) int {
+		if n%2 == 1 {
+			return http.StatusBadRequest
+		}
+		return http.StatusNoContent
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	var logs syncbuf.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	_, err := Run(context.Background(), logger, Options{URL: srv.URL, Series: 100, Batch: 10, Concurrency: 1, Rounds: 2})
+	require.NoError(t, err)
+	var failed []map[string]any
+	for l := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		require.Equal(t, 1, strings.Count(l, `"msg":`), l)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m))
+		if strings.HasPrefix(m["msg"].(string), "Remote write failed") {
+			failed = append(failed, m)
+		}
+	}
+	require.Len(t, failed, 1, logs.String())
+	require.Equal(t, "400", failed[0]["status"])
+	require.NotEmpty(t, failed[0]["err"])
 }
