@@ -293,6 +293,12 @@ func tooLarge(w http.ResponseWriter) {
 // within the limit took omen's RSS to 3.3 GiB (Prometheus 2.42's to 2.3),
 // and one request may carry thousands. Prometheus's own client sends one
 // query a request, for which nothing changes.
+//
+// Whatever the limit, a non-streamed read stops when its request's context
+// ends (the client went away): Prometheus's handler copies every sample
+// into the answer without looking at it, and a read of 240,000 series went
+// on for 28 s at a core after its client had gone, holding one of
+// --storage.remote.read-concurrent-limit's slots.
 func guardRemoteRead(next http.Handler, sampleLimit int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/read" || r.Method != http.MethodPost {
@@ -309,31 +315,37 @@ func guardRemoteRead(next http.Handler, sampleLimit int) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if sampleLimit > 0 {
-			b := &readBudget{left: sampleLimit, limit: sampleLimit}
-			r = r.WithContext(context.WithValue(r.Context(), readBudgetKey{}, b))
-			w = &budgetWriter{ResponseWriter: w, b: b}
-		}
-		next.ServeHTTP(w, r)
+		b := &readBudget{left: sampleLimit, limit: sampleLimit}
+		r = r.WithContext(context.WithValue(r.Context(), readBudgetKey{}, b))
+		next.ServeHTTP(&budgetWriter{ResponseWriter: w, b: b}, r)
 	})
 }
 
-// readBudget is what is left of a remote read's sample limit, shared by
-// its queries. The read handler runs them one after another, in the
-// request's goroutine.
+// readBudget is what is left of a remote read's sample limit (none with
+// limit 0), shared by its queries, and whether its request's context has
+// ended. The read handler runs them one after another, in the request's
+// goroutine.
 type readBudget struct {
 	left, limit int
 	exceeded    bool
+	unchecked   int   // samples since the context was last looked at
+	cancelled   error // the context's error, once seen
 }
+
+// readCancelCheckEvery is how many samples a remote read copies between
+// looks at its context: a few milliseconds' work, and ctx.Err, which
+// takes a lock, is not paid on every sample.
+const readCancelCheckEvery = 4096
 
 type readBudgetKey struct{}
 
 var errReadBudget = errors.New("remote read: sample limit exceeded")
 
 // budgetQueryable charges the samples that a remote read's queries
-// iterate to the read's budget, when its context carries one; other
-// queries are untouched. Streamed reads go through the chunk querier,
-// which it leaves alone: their frames bound their memory.
+// iterate to the read's budget, when its context carries one, and stops
+// them when that context ends; other queries are untouched. Streamed reads
+// go through the chunk querier, which it leaves alone: their frames bound
+// their memory, and a frame's write to a client that has gone fails.
 type budgetQueryable struct {
 	storage.SampleAndChunkQueryable
 }
@@ -351,56 +363,73 @@ type budgetQuerier struct{ storage.Querier }
 func (q budgetQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	ss := q.Querier.Select(ctx, sortSeries, hints, ms...)
 	if b, ok := ctx.Value(readBudgetKey{}).(*readBudget); ok {
-		return budgetSeriesSet{ss, b}
+		return budgetSeriesSet{ss, b, ctx}
 	}
 	return ss
 }
 
 type budgetSeriesSet struct {
 	storage.SeriesSet
-	b *readBudget
+	b   *readBudget
+	ctx context.Context
 }
 
-func (s budgetSeriesSet) At() storage.Series { return budgetSeries{s.SeriesSet.At(), s.b} }
+func (s budgetSeriesSet) At() storage.Series { return budgetSeries{s.SeriesSet.At(), s.b, s.ctx} }
 
 type budgetSeries struct {
 	storage.Series
-	b *readBudget
+	b   *readBudget
+	ctx context.Context
 }
 
 func (s budgetSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 	if bi, ok := it.(*budgetIterator); ok {
 		it = bi.Iterator
 	}
-	return &budgetIterator{s.Series.Iterator(it), s.b}
+	return &budgetIterator{s.Series.Iterator(it), s.b, s.ctx}
 }
 
 // budgetIterator stops at the first sample beyond the budget, with
-// errReadBudget. Only Next is charged: the read handler does not Seek.
+// errReadBudget, and within readCancelCheckEvery samples of its context's
+// end, with the context's error. Only Next is charged: the read handler
+// does not Seek.
 type budgetIterator struct {
 	chunkenc.Iterator
-	b *readBudget
+	b   *readBudget
+	ctx context.Context
 }
 
 func (i *budgetIterator) Next() chunkenc.ValueType {
-	if i.b.exceeded {
+	if i.b.exceeded || i.b.cancelled != nil {
 		return chunkenc.ValNone
 	}
 	vt := i.Iterator.Next()
 	if vt == chunkenc.ValNone {
 		return vt
 	}
-	if i.b.left == 0 {
-		i.b.exceeded = true
-		return chunkenc.ValNone
+	if i.b.limit > 0 {
+		if i.b.left == 0 {
+			i.b.exceeded = true
+			return chunkenc.ValNone
+		}
+		i.b.left--
 	}
-	i.b.left--
+	if i.b.unchecked++; i.b.unchecked >= readCancelCheckEvery {
+		i.b.unchecked = 0
+		if err := i.ctx.Err(); err != nil {
+			i.b.cancelled = fmt.Errorf("remote read: %w", err)
+			return chunkenc.ValNone
+		}
+	}
 	return vt
 }
 
 func (i *budgetIterator) Err() error {
-	if i.b.exceeded {
+	switch {
+	case i.b.exceeded:
 		return errReadBudget
+	case i.b.cancelled != nil:
+		return i.b.cancelled
 	}
 	return i.Iterator.Err()
 }

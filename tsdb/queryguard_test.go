@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"io"
@@ -16,7 +17,10 @@ import (
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 )
 
@@ -352,4 +356,65 @@ func TestAPIFormErrorsReachHandlers(t *testing.T) {
 	require.Len(t, out["data"], 2, "nothing deleted")
 	code, _ = getJSON(t, srv.URL+"/api/v1/series?match[]=requests_total&x=%zz")
 	require.Equal(t, http.StatusBadRequest, code)
+}
+
+// TestRemoteReadStopsWhenClientGoes: a non-streamed remote read stops
+// iterating once its request's context is cancelled (the client went away),
+// with or without --storage.remote.read-sample-limit. Prometheus's read
+// handler never looks at the context while it copies samples, so a read of
+// every series went on for 28 s (15 CPU-seconds) after its client had
+// disconnected, holding a --storage.remote.read-concurrent-limit slot.
+// The inner handler stands in for Prometheus's: it iterates through
+// budgetQueryable with the request's context, which it cancels after a few
+// samples as a disconnect does.
+func TestRemoteReadStopsWhenClientGoes(t *testing.T) {
+	const n = 20000 // samples of the one series, several check intervals
+	s := openTestStorage(t)
+	app := s.AppenderV2(context.Background())
+	ls := labels.FromStrings("__name__", "big", "job", "a")
+	var ref storage.SeriesRef
+	for i := range n {
+		var err error
+		ref, err = app.Append(ref, ls, 0, int64(i)*1000, float64(i), nil, nil, storage.AppendV2Options{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	raw, err := proto.Marshal(&prompb.ReadRequest{Queries: []*prompb.Query{{
+		StartTimestampMs: 0, EndTimestampMs: n * 1000,
+		Matchers: []*prompb.LabelMatcher{{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: "big"}}}}})
+	require.NoError(t, err)
+	body := snappy.Encode(nil, raw)
+	for _, tc := range []struct {
+		name  string
+		limit int
+	}{
+		{"no sample limit", 0},
+		{"within the sample limit", 10 * n},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const before = 10 // samples read before the client goes
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var read int
+			var iterErr error
+			inner := http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				q, err := budgetQueryable{s}.Querier(0, n*1000)
+				require.NoError(t, err)
+				defer q.Close()
+				ss := q.Select(r.Context(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "big"))
+				require.True(t, ss.Next())
+				it := ss.At().Iterator(nil)
+				for it.Next() != chunkenc.ValNone {
+					if read++; read == before {
+						cancel()
+					}
+				}
+				iterErr = it.Err()
+			})
+			r := httptest.NewRequest(http.MethodPost, "/api/v1/read", bytes.NewReader(body)).WithContext(ctx)
+			guardRemoteRead(inner, tc.limit).ServeHTTP(httptest.NewRecorder(), r)
+			require.ErrorIs(t, iterErr, context.Canceled)
+			require.LessOrEqual(t, read, before+readCancelCheckEvery, "samples read after the client went")
+		})
+	}
 }
