@@ -309,9 +309,9 @@ func WriteFile(path string, write func(w *bufio.Writer) error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create output directory: %w", err)
 	}
-	// CreateTemp's name (tmp ""): jobs write one directory at once. The
-	// mode os.Create would give, not CreateTemp's 0600, which made results
-	// other users could not read.
+	// A random temporary name (tmp ""): jobs write one directory at once.
+	// The mode os.Create would give (0644 less the umask), not
+	// os.CreateTemp's 0600, which made results other users could not read.
 	return atomicfile.Write(path, "", 0o644, func(f *os.File) error {
 		w := bufio.NewWriterSize(f, 1<<16)
 		if err := write(w); err != nil {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -44,4 +45,31 @@ func TestWriteSnapshotDurable(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), SnapshotFile)
 	durabletest.Check(t, out, out+".tmp")
+}
+
+// TestSnapshotFilesUmask: the model snapshot and ExtSetsFile have the mode
+// os.Create gives, 0644 less the umask, as at 59b1f96 and as the TSDB's
+// files beside them: atomicfile.Write's Chmod to 0644 made them readable
+// by every user under a umask of 077.
+func TestSnapshotFilesUmask(t *testing.T) {
+	e := newEnv(t, "", nil, nil)
+	e.feed(labels.FromStrings("__name__", "load"), model.MetricTypeGauge, seasonal(100, 8))
+	e.sync()
+	bf, err := newBackfill("http://upstream/api/v1/read", 10)
+	require.NoError(t, err)
+	bf.ext = map[string]extSet{"cluster": {first: "a", known: true, seen: t0.Unix()}}
+	dir := t.TempDir()
+	snap, ext := filepath.Join(dir, SnapshotFile), filepath.Join(dir, ExtSetsFile)
+
+	old := syscall.Umask(0o077)
+	_, err = e.p.writeSnapshot(t.Context(), snap)
+	extErr := bf.saveExtSets(ext)
+	syscall.Umask(old)
+	require.NoError(t, err)
+	require.NoError(t, extErr)
+	for _, path := range []string{snap, ext} {
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), path)
+	}
 }

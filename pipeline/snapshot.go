@@ -497,8 +497,8 @@ func (p *Pipeline) writeSnapshot(ctx context.Context, path string) (int, error) 
 	}
 	// Whole or not at all, and durably (atomicfile.Write): the current
 	// mark written after names what is on disk. The temporary's name is
-	// fixed: one a crash left, of the snapshot's size, is taken over by
-	// the next write.
+	// fixed: one a crash left, of the snapshot's size, is removed by the
+	// next write.
 	var e *snapEncoder
 	var c *snapCursor
 	err := atomicfile.Write(path, path+".tmp", 0o644, func(f *os.File) error {

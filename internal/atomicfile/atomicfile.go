@@ -4,9 +4,12 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/prometheus/prometheus/tsdb/fileutil"
 )
@@ -16,24 +19,20 @@ import (
 // directory is fsynced after the rename, as Prometheus's tsdb/fileutil
 // has it. Without either fsync a power cut just after could leave path
 // empty, partial, or the old file on ext4 or XFS, which write data back
-// and commit renames on their own schedules. The file's mode is perm,
-// whatever the umask.
+// and commit renames on their own schedules. The file's mode is perm less
+// the umask, as os.Create's and the TSDB's files' are: the temporary is
+// always a new file, never one a crash left, whose mode could be another.
 //
 // On an error before the rename the temporary file is removed and an
 // earlier path is left as it was; write's own error is returned as it
 // is. An error of the directory's fsync is returned with path written.
 //
-// The temporary file is tmp, created or truncated: a fixed name, which
-// the next write takes over after a crash left it; or, if tmp is "", a
-// new file named "."+filepath.Base(path)+".tmp-" and a random suffix,
-// for writers of one directory at once (a crash leaves it behind).
+// The temporary file is tmp: a fixed name, which the next write removes
+// and creates again after a crash left it; or, if tmp is "", a new file
+// named "."+filepath.Base(path)+".tmp-" and a random suffix, for writers
+// of one directory at once (a crash leaves it behind).
 func Write(path, tmp string, perm os.FileMode, write func(f *os.File) error) (err error) {
-	var f *os.File
-	if tmp == "" {
-		f, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	} else {
-		f, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
-	}
+	f, err := create(path, tmp, perm)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
@@ -50,10 +49,6 @@ func Write(path, tmp string, perm os.FileMode, write func(f *os.File) error) (er
 	if err := write(f); err != nil {
 		return err
 	}
-	// CreateTemp's 0600, or an earlier temporary's mode, else.
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", tmp, err)
 	}
@@ -67,4 +62,25 @@ func Write(path, tmp string, perm os.FileMode, write func(f *os.File) error) (er
 		return fmt.Errorf("rename %s to %s: %w", tmp, filepath.Base(path), err)
 	}
 	return nil
+}
+
+// create creates Write's temporary file, of mode perm less the umask
+// (O_EXCL: a new file, not one a crash left). os.CreateTemp's would be
+// 0600 whatever the umask, and a Chmod to perm would ignore the umask.
+func create(path, tmp string, perm os.FileMode) (*os.File, error) {
+	const flags = os.O_RDWR | os.O_CREATE | os.O_EXCL
+	if tmp != "" {
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return os.OpenFile(tmp, flags, perm)
+	}
+	prefix := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	for range 10000 {
+		f, err := os.OpenFile(prefix+strconv.FormatUint(rand.Uint64(), 36), flags, perm)
+		if !errors.Is(err, os.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("no free temporary name %s*: %w", prefix, os.ErrExist)
 }

@@ -2,8 +2,10 @@ package atomicfile
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,8 +13,8 @@ import (
 	"github.com/omen-sidecar/omen/internal/durabletest"
 )
 
-// TestWrite: the file appears whole, with its mode whatever the umask and
-// an earlier temporary's, or not at all: a failed write, or a rename that
+// TestWrite: the file appears whole, with its mode whatever an earlier
+// temporary's (see TestWriteUmask for the umask's), or not at all: a failed write, or a rename that
 // fails (a directory where the file goes), leaves the earlier file as it
 // was and no temporary one, and says why.
 func TestWrite(t *testing.T) {
@@ -83,4 +85,42 @@ func TestWriteDurable(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "f")
 	durabletest.Check(t, out, out+".tmp")
+}
+
+// TestWriteUmask: the file's mode is perm less the umask, as os.Create
+// and os.WriteFile give and the TSDB's files beside it have, over a
+// leftover temporary of any mode: a Chmod to perm made the model snapshot
+// and the learnt external labels 0644 under a umask of 077, readable by
+// every user where they had been the owner's only.
+func TestWriteUmask(t *testing.T) {
+	for _, tc := range []struct {
+		umask int
+		want  os.FileMode
+	}{
+		{0o077, 0o600},
+		{0o027, 0o640},
+		{0o022, 0o644},
+	} {
+		for _, tmp := range []string{"fixed", ""} {
+			t.Run(fmt.Sprintf("umask=%03o/tmp=%s", tc.umask, tmp), func(t *testing.T) {
+				dir := t.TempDir()
+				path := filepath.Join(dir, "f")
+				tmpPath := ""
+				if tmp != "" {
+					tmpPath = filepath.Join(dir, tmp)
+					require.NoError(t, os.WriteFile(tmpPath, []byte("leftover"), 0o600))
+					require.NoError(t, os.Chmod(tmpPath, 0o666))
+				}
+				old := syscall.Umask(tc.umask)
+				defer syscall.Umask(old)
+				require.NoError(t, Write(path, tmpPath, 0o644, func(f *os.File) error {
+					_, err := f.WriteString("x")
+					return err
+				}))
+				fi, err := os.Stat(path)
+				require.NoError(t, err)
+				require.Equal(t, tc.want, fi.Mode().Perm())
+			})
+		}
+	}
 }
