@@ -266,3 +266,22 @@ func TestStrayHeadChunkProbeRemovedAtOpen(t *testing.T) {
 	}
 	require.NoFileExists(t, stray)
 }
+
+// TestSecondOpenLeavesHeadChunkProbe: a second storage opened on a path
+// another holds fails on the TSDB's lock without removing the first's head
+// chunk room probe, which may be the one the first is allocating (see
+// headChunkRoom; its removal then failed, and the first kept its head
+// chunks in memory for a pass): the stray's removal waits for the lock.
+func TestSecondOpenLeavesHeadChunkProbe(t *testing.T) {
+	dir := t.TempDir()
+	first := NewStorage(nil, prometheus.NewRegistry(), Options{Path: dir, MinFreeBytes: -1})
+	require.NoError(t, first.Open())
+	defer func() { require.NoError(t, first.Close()) }()
+
+	probe := filepath.Join(dir, "chunks_head", probeFile)
+	require.NoError(t, os.WriteFile(probe, []byte("the first's"), 0o644))
+	second := NewStorage(nil, prometheus.NewRegistry(), Options{Path: dir, MinFreeBytes: -1})
+	err := second.Open()
+	require.ErrorContains(t, err, "lock")
+	require.FileExists(t, probe, "the first's probe left alone")
+}

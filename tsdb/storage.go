@@ -525,14 +525,16 @@ func (s *Storage) openDB() (*tsdb.DB, error) {
 	if s.openHook != nil {
 		s.openHook()
 	}
-	// A head chunk room probe a crash left (see headChunkRoom): the TSDB
-	// ignores it, but counts its 4 MiB in the head chunks' size.
-	if err := os.Remove(filepath.Join(s.opts.Path, "chunks_head", probeFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.logger.Warn("Removing a head chunk room probe left by a crash", "component", "tsdb", "err", err)
-	}
 	db, err := tsdb.Open(s.opts.Path, logger, reg, o, s.stats)
 	if err != nil {
 		return nil, fmt.Errorf("open TSDB at %s: %w", s.opts.Path, err)
+	}
+	// A head chunk room probe a crash left (see headChunkRoom): the TSDB
+	// ignores it, but counts its 4 MiB in the head chunks' size (on each
+	// scrape). Only once the TSDB holds its lock: another omen's open of
+	// this path, failing on it, removed the probe this one was allocating.
+	if err := os.Remove(filepath.Join(s.opts.Path, "chunks_head", probeFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.logger.Warn("Removing a head chunk room probe left by a crash", "component", "tsdb", "err", err)
 	}
 	// compactLoop compacts, once the appenders that could write into the
 	// compacted range have ended (see appendGate).
