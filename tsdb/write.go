@@ -121,6 +121,11 @@ const (
 	maxProblemLen     = 512
 )
 
+// maxUserAgentLen bounds the User-Agent a rejection's log line names the
+// sender by (Prometheus's, vmagent's and the OpenTelemetry Collector's
+// are under 100 bytes).
+const maxUserAgentLen = 256
+
 // WriteHandler receives remote-write 1.0 and 2.0 requests and appends them
 // to a storage.AppendableV2.
 //
@@ -369,13 +374,13 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// logged at all; Prometheus logs each as an error).
 	msgType, err := protoMsg(r.Header.Get("Content-Type"))
 	if err != nil {
-		herr := errorf(http.StatusUnsupportedMediaType, "unsupported Content-Type: %s", err)
+		herr := &httpError{code: http.StatusUnsupportedMediaType, msg: shorten("unsupported Content-Type: " + err.Error())}
 		h.logRejected(r, herr)
 		http.Error(w, "remote write: "+herr.msg, herr.code)
 		return
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
-		herr := errorf(http.StatusUnsupportedMediaType, "unsupported Content-Encoding %q, want snappy", enc)
+		herr := &httpError{code: http.StatusUnsupportedMediaType, msg: shorten(fmt.Sprintf("unsupported Content-Encoding %q, want snappy", enc))}
 		h.logRejected(r, herr)
 		http.Error(w, "remote write: "+herr.msg, herr.code)
 		return
@@ -458,11 +463,14 @@ func (h *WriteHandler) logFailed(r *http.Request, herr *httpError) {
 // reason alone did not say which one to fix.
 func (h *WriteHandler) logSpaced(l *spaced.Log, r *http.Request, herr *httpError, debug, warn, count string) {
 	n, now := l.Note(rejectLogEvery)
+	// The User-Agent is the sender's, up to the server's 1 MiB of headers:
+	// cut, so that the line stays one a log shipper takes.
+	ua := truncate(r.UserAgent(), maxUserAgentLen)
 	if !now {
-		h.logger.Debug(debug, "code", herr.code, "err", herr.msg, "remote", r.RemoteAddr, "user_agent", r.UserAgent())
+		h.logger.Debug(debug, "code", herr.code, "err", herr.msg, "remote", r.RemoteAddr, "user_agent", ua)
 		return
 	}
-	h.logger.Warn(warn, "code", herr.code, "err", herr.msg, "remote", r.RemoteAddr, "user_agent", r.UserAgent(), count, n, "next_warning_in", rejectLogEvery)
+	h.logger.Warn(warn, "code", herr.code, "err", herr.msg, "remote", r.RemoteAddr, "user_agent", ua, count, n, "next_warning_in", rejectLogEvery)
 }
 
 func (h *WriteHandler) overloaded(w http.ResponseWriter, why string) {

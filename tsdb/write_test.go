@@ -712,3 +712,42 @@ func TestRejectedNamesTheSender(t *testing.T) {
 		require.Contains(t, l, "user_agent=Prometheus/2.42.0")
 	}
 }
+
+// TestRejectedLogBounded: what a rejected request's warning takes from
+// its headers is bounded. A header may hold up to the HTTP server's 1 MiB:
+// a 415's Content-Type or Content-Encoding (which its error quotes) and
+// any rejection's User-Agent went whole into the warning, a line of a MiB
+// once a minute, and into every debug line, more than a log shipper takes
+// as one line (Docker splits at 16 KiB, journald at 48 KiB, Loki refuses
+// over 256 KiB by default), so the one warning that named the sender was
+// cut or dropped. Before the fix each line here was over 1 MiB.
+func TestRejectedLogBounded(t *testing.T) {
+	huge := strings.Repeat("a", 1<<20)
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		code int
+	}{
+		{"content-type", map[string]string{"Content-Type": "application/" + huge}, http.StatusUnsupportedMediaType},
+		{"content-encoding", map[string]string{"Content-Encoding": huge}, http.StatusUnsupportedMediaType},
+		{"user-agent", map[string]string{"User-Agent": huge}, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			h := NewWriteHandler(logger, nil, openTestStorage(t), WriteOptions{})
+			for range 2 {
+				w := post(t, h, []byte("garbage"), tc.hdr)
+				require.Equal(t, tc.code, w.Code)
+				require.Less(t, w.Body.Len(), 4<<10, "the answer")
+			}
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			require.Len(t, lines, 2)
+			require.Contains(t, lines[0], "level=WARN")
+			for _, l := range lines {
+				require.Less(t, len(l), 4<<10)
+				require.Contains(t, l, "aaaa", "the start is kept")
+			}
+		})
+	}
+}
