@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -320,6 +321,21 @@ func (a *BasicAuth) Wrap(h http.Handler) http.Handler {
 // credentials or over the rate limit.
 const refusedLogEvery = time.Minute
 
+// maxLoggedPath bounds the path a refusal's line names: the client chose
+// it, up to the HTTP server's 1 MiB request line, and the rate_limit
+// refuses before any credentials are asked.
+const maxLoggedPath = 256
+
+// loggedPath is r's path as the refusals log it, cut to maxLoggedPath
+// bytes on a UTF-8 boundary.
+func loggedPath(r *http.Request) string {
+	p := r.URL.Path
+	if len(p) <= maxLoggedPath {
+		return p
+	}
+	return strings.ToValidUTF8(p[:maxLoggedPath], "")
+}
+
 // logRefused logs a request refused with a 401. One that came with
 // credentials (a sender whose password was rotated, refused at every send
 // and each batch lost) is a warning at most once per refusedLogEvery, with
@@ -331,12 +347,12 @@ func (a *BasicAuth) logRefused(r *http.Request) {
 	_, _, creds := r.BasicAuth()
 	if creds {
 		if n, warn := a.refusedLog.Note(refusedLogEvery); warn {
-			a.logger.Warn("Request refused: wrong basic-auth user or password", "path", r.URL.Path, "remote", r.RemoteAddr,
+			a.logger.Warn("Request refused: wrong basic-auth user or password", "path", loggedPath(r), "remote", r.RemoteAddr,
 				"refused_requests", n, "next_warning_in", refusedLogEvery)
 			return
 		}
 	}
-	a.logger.Debug("Unauthenticated request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "credentials", creds)
+	a.logger.Debug("Unauthenticated request refused", "path", loggedPath(r), "remote", r.RemoteAddr, "credentials", creds)
 }
 
 // logLimited logs a request refused with a 429 by the rate_limit: a
@@ -346,11 +362,11 @@ func (a *BasicAuth) logRefused(r *http.Request) {
 // since; debug otherwise.
 func (a *BasicAuth) logLimited(r *http.Request) {
 	if n, warn := a.limitedLog.Note(refusedLogEvery); warn {
-		a.logger.Warn("Request refused: over the web configuration's rate_limit (429)", "path", r.URL.Path, "remote", r.RemoteAddr,
+		a.logger.Warn("Request refused: over the web configuration's rate_limit (429)", "path", loggedPath(r), "remote", r.RemoteAddr,
 			"refused_requests", n, "next_warning_in", refusedLogEvery)
 		return
 	}
-	a.logger.Debug("Request refused: over the web configuration's rate_limit (429)", "path", r.URL.Path, "remote", r.RemoteAddr)
+	a.logger.Debug("Request refused: over the web configuration's rate_limit (429)", "path", loggedPath(r), "remote", r.RemoteAddr)
 }
 
 func (a *BasicAuth) authenticated(l *loadedWebConfig, r *http.Request) bool {

@@ -398,3 +398,40 @@ func TestRateLimitedWarned(t *testing.T) {
 	require.Contains(t, out, "remote=192.0.2.1:1234")
 	require.Contains(t, out, "refused_requests=1")
 }
+
+// TestRefusedLogBounded: the path a refusal's warning names is bounded.
+// The rate_limit refuses before any credentials are asked, so anyone
+// reaching the port chose the path, up to the HTTP server's 1 MiB request
+// line: it went whole into the warning (a 1 MiB line a minute, past what a
+// log shipper takes as one line) and into every debug line. Before the
+// fix each line here was over 1 MiB.
+func TestRefusedLogBounded(t *testing.T) {
+	long := "/" + strings.Repeat("a", 1<<20)
+	for _, tc := range []struct {
+		name  string
+		users map[string]string
+		extra string
+		creds bool
+	}{
+		{"rate_limit", nil, "rate_limit:\n  interval: 1h\n  burst: 1\n", false},
+		{"wrong credentials", map[string]string{"alice": "s3cret"}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _, buf := loggedAuth(t, tc.users, tc.extra)
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil)) // the burst
+			buf.Reset()
+			r := httptest.NewRequest(http.MethodPost, "/", nil)
+			r.URL.Path = long
+			if tc.creds {
+				r.SetBasicAuth("alice", "wrong")
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			require.GreaterOrEqual(t, w.Code, 400)
+			out := strings.TrimSpace(buf.String())
+			require.Contains(t, out, "level=WARN")
+			require.Contains(t, out, "path=/aaaa", "the start is kept")
+			require.Less(t, len(out), 4<<10)
+		})
+	}
+}
