@@ -352,7 +352,9 @@ func (a *BasicAuth) logRefused(r *http.Request) {
 			return
 		}
 	}
-	a.logger.Debug("Unauthenticated request refused", "path", loggedPath(r), "remote", r.RemoteAddr, "credentials", creds)
+	if a.logger.Enabled(r.Context(), slog.LevelDebug) {
+		a.logger.Debug("Unauthenticated request refused", "path", loggedPath(r), "remote", r.RemoteAddr, "credentials", creds)
+	}
 }
 
 // logLimited logs a request refused with a 429 by the rate_limit: a
@@ -366,7 +368,11 @@ func (a *BasicAuth) logLimited(r *http.Request) {
 			"refused_requests", n, "next_warning_in", refusedLogEvery)
 		return
 	}
-	a.logger.Debug("Request refused: over the web configuration's rate_limit (429)", "path", loggedPath(r), "remote", r.RemoteAddr)
+	// Anyone reaching the port makes as many of these as it likes: their
+	// arguments are boxed only when debug is on.
+	if a.logger.Enabled(r.Context(), slog.LevelDebug) {
+		a.logger.Debug("Request refused: over the web configuration's rate_limit (429)", "path", loggedPath(r), "remote", r.RemoteAddr)
+	}
 }
 
 func (a *BasicAuth) authenticated(l *loadedWebConfig, r *http.Request) bool {
