@@ -32,17 +32,6 @@ type published struct {
 	// sample. The models keep their state: a target that comes back
 	// scores on at once.
 	stale bool
-	// hotAt is omen's clock (Unix seconds) when the latest sample of the
-	// incident's event was scored as it arrived (0: none since the start,
-	// or only samples replayed from history). An incident stays exposed
-	// and listed for the hold on omen's clock too (heldOn): a sender's
-	// backlog (Prometheus resending what it queued while omen was down or
-	// hung) is scored in seconds, and an incident that ended more than the
-	// hold before the backlog's end, in sample time, opened and closed
-	// between two scrapes: no alert fired on an anomaly omen had scored
-	// and stored. Seconds in a uint32 (to 2106), in the padding after the
-	// flags: a series fills its size class (TestStateSizeClasses).
-	hotAt uint32
 	incidentState
 }
 
@@ -105,8 +94,7 @@ func (p *incidentState) endEvent() { p.quiet = max(p.quiet, eventGap) }
 const eventGap = 10
 
 // incident updates the incident of p with the result of its latest
-// sample, at t (p.t already set), scored at nowMs on omen's clock (0 for
-// a sample replayed from history). A score above 1 before the detector's
+// sample, at t (p.t already set). A score above 1 before the detector's
 // damping opens an incident or extends it, so a change that comes within
 // the damping period of an earlier glitch or false alarm is not missed
 // (anomaly_score keeps the damping: one event, one score above 1); an
@@ -115,7 +103,7 @@ const eventGap = 10
 // memory of the samples before, not this one: after a glitch on a flat
 // series the novelty member's, above 1 for five samples, made a 5-minute
 // event of one off-level sample at 60 s scrapes, which paged.
-func incident(p *published, t int64, r detect.Result, holdMs, nowMs int64) {
+func incident(p *published, t int64, r detect.Result, holdMs int64) {
 	// Samples that did not come count as quiet ones: a blip before a gap
 	// in the samples (scrapes failing, remote-write cut off, no staleness
 	// marker) and one after it are two events, not one of minutes.
@@ -135,12 +123,12 @@ func incident(p *published, t int64, r detect.Result, holdMs, nowMs int64) {
 		if sc := max(r.Score, r.Undamped); sc > p.peak {
 			p.peak, p.peakMember = sc, r.Member
 		}
-		p.lastHot, p.quiet, p.hotAt = t, 0, uint32(max(nowMs, 0)/1000)
+		p.lastHot, p.quiet = t, 0
 		return
 	case r.Ongoing && p.active(holdMs) && p.quiet < eventGap:
-		p.lastHot, p.quiet, p.hotAt = t, 0, uint32(max(nowMs, 0)/1000)
+		p.lastHot, p.quiet = t, 0
 		return
-	case p.since != 0 && !p.active(holdMs) && !p.heldOn(holdMs, nowMs):
+	case p.since != 0 && !p.active(holdMs):
 		p.incidentState = incidentState{}
 	}
 	p.quiet++
@@ -160,17 +148,6 @@ func (p *published) active(holdMs int64) bool {
 	return p.since != 0 && (p.lastHot <= p.t || !p.hasResult) && p.t-p.lastHot <= holdMs
 }
 
-// heldOn reports whether an incident over in sample time is still within
-// the hold on omen's clock at nowMs (Unix ms) since its latest event sample
-// was scored (to the second): as exposed and listed as an active one. Live, that adds the
-// samples' delivery delay to the hold; after a backlog, it is the hold that
-// a scrape needs to see the incident at all. A sample replayed from history
-// (nowMs 0) and a clock stepped back before hotAt hold nothing.
-func (p *published) heldOn(holdMs, nowMs int64) bool {
-	at := int64(p.hotAt) * 1000
-	return p.since != 0 && at != 0 && nowMs >= at && nowMs-at <= holdMs
-}
-
 // lookbackMs is Prometheus's default lookback delta: its queries forget a
 // series that has had no sample for this long.
 const lookbackMs = 5 * 60_000
@@ -184,7 +161,7 @@ const lookbackMs = 5 * 60_000
 // forgets the series (--detect.stale-after, 1h): omen cannot tell that an
 // event goes on without samples. The caller holds the worker's lock.
 func (s *series) inIncident(holdMs, everyMs, nowMs int64) bool {
-	return (s.pub.active(holdMs) || s.pub.heldOn(holdMs, nowMs)) && !s.silent(holdMs, everyMs, nowMs)
+	return s.pub.active(holdMs) && !s.silent(holdMs, everyMs, nowMs)
 }
 
 // silent reports whether no sample of s has arrived for the incident hold
@@ -672,9 +649,6 @@ func (s *series) storeDue(t int64, score float64, everyMs int64) bool {
 type stepOpts struct {
 	forecastEveryMs int64 // sample time between forecasts
 	holdMs          int64 // incident hold time, see published
-	// nowMs is omen's clock (Unix ms) at the batch scored live, 0 for
-	// samples replayed from history (see published.hotAt).
-	nowMs int64
 }
 
 // step scores one (already rate-converted) value and updates the
@@ -693,8 +667,8 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *fcBuf, so stepOpts
 	p.score, p.yhat, p.lower, p.upper = r.Score, r.Yhat, r.YhatLower, r.YhatUpper
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
 	if !detect.NoValue(v) {
-		incident(p, t, r, so.holdMs, so.nowMs) // ±Inf too: it scores out of range
-	} else if p.since != 0 && !p.active(so.holdMs) && !p.heldOn(so.holdMs, so.nowMs) {
+		incident(p, t, r, so.holdMs) // ±Inf too: it scores out of range
+	} else if p.since != 0 && !p.active(so.holdMs) {
 		// No value (a ratio's 0/0, a sentinel): the incident ends after the hold,
 		// but the sample is not counted quiet here, since the detector
 		// counts it in the next number's Missed (counted twice, six
@@ -745,7 +719,7 @@ func (s *series) stepGroup(t int64, vals []float64, intervalMs int64, so stepOpt
 	if r.Member >= 0 {
 		p.member, p.feature = s.grp.members[r.Member], "joint"
 	}
-	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing, Member: p.member, Missed: missed}, so.holdMs, so.nowMs)
+	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing, Member: p.member, Missed: missed}, so.holdMs)
 }
 
 // banded reports whether p has a band (yhat and its bounds) to show: not

@@ -444,7 +444,6 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	now := p.opts.Now()
 	nowMs := now.UnixMilli()
 	so := p.stepOpts()
-	so.nowMs = nowMs
 	out := p.newOutputs(ctx)
 	w.rebuiltIn = 0
 	scored := 0 // added to the counter once per batch, not per sample
