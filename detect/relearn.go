@@ -73,7 +73,7 @@ func (s *season) track(ts int64) int32 {
 // interval by less than due and gap see, counts as one interval.
 func (s *season) lag(ts int64) int64 {
 	dt, gap := int64(s.DtMs), ts-s.LastTs
-	if gap < dt-dt/4 {
+	if !FullInterval(gap, dt) {
 		return 0
 	}
 	counted := int64(1)

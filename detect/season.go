@@ -87,6 +87,21 @@ func (s *season) dt(i int) int32 {
 	return int32(u)
 }
 
+// FullInterval reports whether elapsedMs, the time between two samples of
+// a series sampled every intervalMs, counts as a whole interval: three
+// quarters of it or more (elapsedMs >= intervalMs - intervalMs/4, in
+// integer milliseconds). Scrape timestamps jitter by the scraper's
+// scheduling and the target's response time, either way of the interval;
+// a quarter of it is far more than that jitter (typically milliseconds
+// on a 15 s scrape) yet less than the step to a sample that truly came early (half
+// the interval or less: a scrape interval lowered to a divisor of it).
+// MissedBetween takes the same quarter the other way: a gap counts as a
+// missed sample only from 1.75 intervals. For intervalMs 0 (not known)
+// every elapsed time of 0 or more is a full interval.
+func FullInterval(elapsedMs, intervalMs int64) bool {
+	return elapsedMs >= intervalMs-intervalMs/4
+}
+
 // MissedBetween returns how many samples of a series sampled every
 // intervalMs did not come between two that came at prevMs and tsMs: none
 // unless they are 1.75 intervals apart or more (a quarter interval's
@@ -178,7 +193,7 @@ func (s *season) add(ts int64, x float64, sc *Scratch) bool {
 // all taken; slower ones are filled in by gap.
 func (s *season) due(ts int64) bool {
 	dt := int64(s.DtMs)
-	if s.D == 0 || dt <= 0 || ts-s.LastTs >= dt-dt/4 {
+	if s.D == 0 || dt <= 0 || FullInterval(ts-s.LastTs, dt) {
 		return true
 	}
 	return ts/dt != s.LastTs/dt

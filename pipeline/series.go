@@ -438,7 +438,7 @@ func (s *rateState) rate(st, t int64, v float64, minMs int64) (r float64, ok boo
 		s.prevRaw, s.prevT, s.hasD = v, t, false
 		return 0, false
 	}
-	if t-s.prevT < minMs-minMs/4 {
+	if !detect.FullInterval(t-s.prevT, minMs) {
 		return 0, false
 	}
 	r = d / (float64(scrapeInterval(t-s.prevT, s.hasD && float32(d) == s.prevD)) / 1000)
