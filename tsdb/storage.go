@@ -852,16 +852,16 @@ func (s *Storage) checkPath() error {
 			return err
 		}
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.opts.Path, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", s.opts.Path, err)
+	st, err := statDisk(s.opts.Path)
+	if err != nil {
+		return err
 	}
-	if st.Flags&stRdOnly != 0 {
+	if st.readOnly {
 		return fmt.Errorf("%s is on a read-only file system", s.opts.Path)
 	}
-	if reserve := s.reserve(uint64(st.Blocks) * uint64(st.Bsize)); reserve > 0 {
-		if free := uint64(st.Bavail) * uint64(st.Bsize); free < reserve {
-			return fmt.Errorf("%s has %d bytes free, below the reserve of %d bytes: %w", s.opts.Path, free, reserve, syscall.ENOSPC)
+	if reserve := s.reserve(st.size); st.known && reserve > 0 {
+		if st.free < reserve {
+			return fmt.Errorf("%s has %d bytes free, below the reserve of %d bytes: %w", s.opts.Path, st.free, reserve, syscall.ENOSPC)
 		}
 	}
 	path := filepath.Join(s.opts.Path, probeFile)
@@ -880,19 +880,24 @@ func (s *Storage) checkPath() error {
 // there (the model snapshot), which must not eat the room the TSDB's WAL
 // needs.
 func (s *Storage) Room(need int64) error {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.opts.Path, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", s.opts.Path, err)
+	st, err := statDisk(s.opts.Path)
+	if err != nil || !st.known {
+		return err
 	}
-	free := uint64(st.Bavail) * uint64(st.Bsize)
-	if reserve := s.reserve(uint64(st.Blocks) * uint64(st.Bsize)); free < reserve+uint64(max(need, 0)) {
-		return fmt.Errorf("%s has %d bytes free, %d needed above the reserve of %d: %w", s.opts.Path, free, need, reserve, syscall.ENOSPC)
+	if reserve := s.reserve(st.size); st.free < reserve+uint64(max(need, 0)) {
+		return fmt.Errorf("%s has %d bytes free, %d needed above the reserve of %d: %w", s.opts.Path, st.free, need, reserve, syscall.ENOSPC)
 	}
 	return nil
 }
 
-// stRdOnly is ST_RDONLY, the read-only flag of statfs(2)'s f_flags.
-const stRdOnly = 0x1
+// diskStat is what checkPath and Room read of a file system; statDisk,
+// one per platform, fills it (statfs_*.go).
+type diskStat struct {
+	known    bool   // false where the platform cannot tell: no reserve check
+	size     uint64 // bytes
+	free     uint64 // bytes available to an unprivileged user
+	readOnly bool
+}
 
 // reserve is the free-space floor for a file system of size bytes.
 func (s *Storage) reserve(size uint64) uint64 {
