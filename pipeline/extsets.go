@@ -48,8 +48,8 @@ func (b *backfill) upstreamID() string {
 }
 
 // saveExtSets writes the learnt sets to path atomically and durably
-// (atomicfile.Write); nothing if the
-// external labels are configured. Not the exact matches' (""): it refuses
+// (atomicfile.Write); nothing if the external labels are configured.
+// Not the exact matches' (""): it refuses
 // every set with labels beyond, and an upstream given external labels
 // since (a Prometheus that joined Thanos) would then warm nothing after
 // every restart for --backfill.max-age; one exact match learns it again.

@@ -374,15 +374,11 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// logged at all; Prometheus logs each as an error).
 	msgType, err := protoMsg(r.Header.Get("Content-Type"))
 	if err != nil {
-		herr := &httpError{code: http.StatusUnsupportedMediaType, msg: shorten("unsupported Content-Type: " + err.Error())}
-		h.logRejected(r, herr)
-		http.Error(w, "remote write: "+herr.msg, herr.code)
+		h.answer(w, r, &httpError{code: http.StatusUnsupportedMediaType, msg: shorten("unsupported Content-Type: " + err.Error())})
 		return
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
-		herr := &httpError{code: http.StatusUnsupportedMediaType, msg: shorten(fmt.Sprintf("unsupported Content-Encoding %q, want snappy", enc))}
-		h.logRejected(r, herr)
-		http.Error(w, "remote write: "+herr.msg, herr.code)
+		h.answer(w, r, &httpError{code: http.StatusUnsupportedMediaType, msg: shorten(fmt.Sprintf("unsupported Content-Encoding %q, want snappy", enc))})
 		return
 	}
 
@@ -426,18 +422,24 @@ func (h *WriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if herr != nil {
-		if herr.code >= 500 {
-			h.logFailed(r, herr)
-			if herr.code == http.StatusServiceUnavailable {
-				w.Header().Set("Retry-After", "5")
-			}
-		} else {
-			h.logRejected(r, herr)
-		}
-		http.Error(w, "remote write: "+herr.msg, herr.code)
+		h.answer(w, r, herr)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// answer answers r with herr, a rejection (4xx) or a failure (5xx, with
+// Retry-After for a 503), and logs it as such.
+func (h *WriteHandler) answer(w http.ResponseWriter, r *http.Request, herr *httpError) {
+	if herr.code >= 500 {
+		h.logFailed(r, herr)
+		if herr.code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+	} else {
+		h.logRejected(r, herr)
+	}
+	http.Error(w, "remote write: "+herr.msg, herr.code)
 }
 
 // logRejected logs a rejected request: as a warning at most once per
