@@ -134,6 +134,19 @@ func (s *opScenario) reload(t *testing.T, omenURL string) {
 // window ending at at.
 func opRaw(t *testing.T, base, q string, at time.Time) map[string][][2]float64 {
 	t.Helper()
+	return rawSamples(t, base, q, at, func(m map[string]string) string {
+		key := m["for"] + "{pod=" + m["pod"] + "}"
+		if h := m["horizon"]; h != "" {
+			key += "/" + h
+		}
+		return key
+	})
+}
+
+// rawSamples returns the raw [time in s, value] samples of each series the
+// range selector q selects at at, by key of its labels.
+func rawSamples(t testing.TB, base, q string, at time.Time, key func(map[string]string) string) map[string][][2]float64 {
+	t.Helper()
 	p := url.Values{"query": {q}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64)}}
 	data, err := apiGet(t, base, "/api/v1/query", p)
 	require.NoError(t, err)
@@ -146,15 +159,12 @@ func opRaw(t *testing.T, base, q string, at time.Time) map[string][][2]float64 {
 	require.NoError(t, json.Unmarshal(data, &res))
 	out := map[string][][2]float64{}
 	for _, r := range res.Result {
-		key := r.Metric["for"] + "{pod=" + r.Metric["pod"] + "}"
-		if h := r.Metric["horizon"]; h != "" {
-			key += "/" + h
-		}
+		k := key(r.Metric)
 		for _, v := range r.Values {
 			ts, _ := v[0].(float64)
 			str, _ := v[1].(string)
 			f, _ := strconv.ParseFloat(str, 64)
-			out[key] = append(out[key], [2]float64{ts, f})
+			out[k] = append(out[k], [2]float64{ts, f})
 		}
 	}
 	return out

@@ -42,7 +42,7 @@ func incidentRunWith(tb testing.TB, sc config.Scoring, gen func(i int) float64, 
 		}
 		prev := p
 		p.t = t
-		incident(&p, t, r, holdMs)
+		incident(&p, t, r, holdMs, 0)
 		if prev.since != 0 && p.since != prev.since {
 			incidents = append(incidents, inc{longest, prev.peak})
 			longest = 0

@@ -245,7 +245,7 @@ func TestIncident(t *testing.T) {
 					sc = 0.2
 				}
 				p.t = int64(i) * 15_000
-				incident(&p, p.t, detect.Result{Score: sc, Ongoing: sc > 1 || (i >= tc.ongoing[0] && i < tc.ongoing[1])}, holdMs)
+				incident(&p, p.t, detect.Result{Score: sc, Ongoing: sc > 1 || (i >= tc.ongoing[0] && i < tc.ongoing[1])}, holdMs, 0)
 			}
 			require.Equal(t, tc.wantActive, p.active(holdMs))
 			if tc.wantActive {
@@ -486,7 +486,7 @@ func TestIncidentDurationKeepsLongestEvent(t *testing.T) {
 			r = detect.Result{Score: 1.5, Undamped: 1.5, Ongoing: true}
 		}
 		p.t = int64(i) * 15_000
-		incident(&p, p.t, r, holdMs)
+		incident(&p, p.t, r, holdMs, 0)
 	}
 	require.True(t, p.active(holdMs))
 	require.Equal(t, int64(46*15_000), p.event, "the blip is an event of its own")
@@ -497,11 +497,11 @@ func TestIncidentDurationKeepsLongestEvent(t *testing.T) {
 	// a blip paged at once.
 	for i := 47; i < 67; i++ {
 		p.t = int64(i) * 15_000
-		incident(&p, p.t, detect.Result{Score: 0.2}, holdMs)
+		incident(&p, p.t, detect.Result{Score: 0.2}, holdMs, 0)
 	}
 	require.True(t, p.active(holdMs), "the hold has not run out for the samples that came")
 	p.t = 67 * 15_000
-	incident(&p, p.t, detect.Result{Score: 2, Undamped: 2}, holdMs)
+	incident(&p, p.t, detect.Result{Score: 2, Undamped: 2}, holdMs, 0)
 	require.Equal(t, p.t, p.since, "a new incident")
 	require.Zero(t, p.duration(), "a blip, not an event of minutes")
 }
@@ -522,7 +522,7 @@ func TestRecurringGlitchesDoNotAddUp(t *testing.T) {
 			r = detect.Result{Score: 2, Undamped: 2}
 		}
 		p.t = int64(i+1) * 15_000
-		incident(&p, p.t, r, holdMs)
+		incident(&p, p.t, r, holdMs, 0)
 		require.True(t, p.active(holdMs), "sample %d: the glitches are within the hold of each other", i)
 	}
 	require.Equal(t, int64(15_000), p.since, "one incident, since the first glitch")
@@ -612,7 +612,7 @@ func TestIncidentGlitchIsNoEvent(t *testing.T) {
 				r.Undamped = 1.1
 			}
 			p.t = int64(i) * 15_000
-			incident(&p, p.t, r, holdMs)
+			incident(&p, p.t, r, holdMs, 0)
 		}
 		require.True(t, p.active(holdMs))
 		require.Equal(t, int64(10*15_000), p.lastHot)
@@ -638,7 +638,7 @@ func TestIncidentGlitchIsNoEvent(t *testing.T) {
 				}
 				r := d.Update(ts, v)
 				p.t = ts
-				incident(&p, ts, r, holdMs)
+				incident(&p, ts, r, holdMs, 0)
 				if i == errAt {
 					require.Greater(t, p.peak, 2.0, "the error opens an incident")
 				}

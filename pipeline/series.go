@@ -32,7 +32,47 @@ type published struct {
 	// sample. The models keep their state: a target that comes back
 	// scores on at once.
 	stale bool
+	// live: a sample of the series scored as it arrived was current (see
+	// arrived), or its snapshot said so (flagLive). New, or fed history
+	// only (written in one go over remote write, or replayed at a warm
+	// start), it is not, and its incidents hold in sample time only.
+	live bool
+	// hotAt is omen's clock (Unix seconds) when the latest sample of the
+	// incident's event was scored, if the series was live and the sample
+	// older than the clock (0 otherwise): such an incident is exposed and
+	// listed for the hold on omen's clock too (heldOn). A sender's
+	// backlog (Prometheus resending what it queued while omen was down or
+	// hung) is scored in seconds, and held in sample time only, an
+	// incident that ended more than the hold before the backlog's end
+	// opened and closed between two scrapes: no alert fired on an anomaly
+	// omen had scored and stored (e2e/TestBacklogAfterOutage). Scored as
+	// it arrives, a sample adds its delivery delay to the hold. History
+	// written in one go to a series not live, like a day of it before a
+	// series goes live, is no backlog: its old incidents are not news,
+	// and holding them on the clock fired alerts on them
+	// (TestHistoryIsNoBacklog; e2e/TestScoringEndToEnd's control). In the
+	// padding after the flags, with live: a series stays in its size
+	// class (TestStateSizeClasses). Seconds in a uint32 (to 2106).
+	hotAt uint32
 	incidentState
+}
+
+// currentMs is the least of currentWithin's bound.
+const currentMs = 2 * 60_000
+
+// currentWithin is how far behind omen's clock a sample scored as it
+// arrives may be and be current: 2 minutes, or 4 of the series' intervals
+// if longer (a scrape of minutes, its remote write batched). Prometheus's
+// remote write delivers in seconds when its receiver keeps up.
+func currentWithin(intervalMs int64) int64 { return max(currentMs, 4*intervalMs) }
+
+// arrived notes a sample at t scored as it arrived at nowMs on omen's
+// clock (0: replayed from history, which changes nothing), its series
+// sampled every intervalMs (0: unknown): p is live once one is current.
+func (p *published) arrived(t, nowMs, intervalMs int64) {
+	if nowMs != 0 && nowMs-t <= currentWithin(intervalMs) {
+		p.live = true
+	}
 }
 
 // incidentState is a series' current incident, saved with its models.
@@ -94,16 +134,18 @@ func (p *incidentState) endEvent() { p.quiet = max(p.quiet, eventGap) }
 const eventGap = 10
 
 // incident updates the incident of p with the result of its latest
-// sample, at t (p.t already set). A score above 1 before the detector's
-// damping opens an incident or extends it, so a change that comes within
-// the damping period of an earlier glitch or false alarm is not missed
-// (anomaly_score keeps the damping: one event, one score above 1); an
-// ongoing event extends it. An undamped score above 1 that the detector
-// does not count as an event going on (detect.Result.Ongoing) is the
-// memory of the samples before, not this one: after a glitch on a flat
-// series the novelty member's, above 1 for five samples, made a 5-minute
-// event of one off-level sample at 60 s scrapes, which paged.
-func incident(p *published, t int64, r detect.Result, holdMs int64) {
+// sample, at t (p.t already set), scored at nowMs on omen's clock (0 for
+// a sample replayed from history; p.live already updated, see hotAt). A
+// score above 1 before the detector's damping opens an incident or
+// extends it, so a change that comes within the damping period of an
+// earlier glitch or false alarm is not missed (anomaly_score keeps the
+// damping: one event, one score above 1); an ongoing event extends it.
+// An undamped score above 1 that the detector does not count as an event
+// going on (detect.Result.Ongoing) is the memory of the samples before,
+// not this one: after a glitch on a flat series the novelty member's,
+// above 1 for five samples, made a 5-minute event of one off-level sample
+// at 60 s scrapes, which paged.
+func incident(p *published, t int64, r detect.Result, holdMs, nowMs int64) {
 	// Samples that did not come count as quiet ones: a blip before a gap
 	// in the samples (scrapes failing, remote-write cut off, no staleness
 	// marker) and one after it are two events, not one of minutes.
@@ -124,14 +166,35 @@ func incident(p *published, t int64, r detect.Result, holdMs int64) {
 			p.peak, p.peakMember = sc, r.Member
 		}
 		p.lastHot, p.quiet = t, 0
+		p.hot(t, nowMs)
 		return
 	case r.Ongoing && p.active(holdMs) && p.quiet < eventGap:
 		p.lastHot, p.quiet = t, 0
+		p.hot(t, nowMs)
 		return
-	case p.since != 0 && !p.active(holdMs):
+	case p.since != 0 && !p.active(holdMs) && !p.heldOn(holdMs, nowMs):
 		p.incidentState = incidentState{}
 	}
 	p.quiet++
+}
+
+// hot notes that the incident's latest event sample, at t, was scored at
+// nowMs: held on omen's clock too if the series is live and the clock is
+// past t (else the hold in sample time outlasts the clock's).
+func (p *published) hot(t, nowMs int64) {
+	p.hotAt = 0
+	if p.live && nowMs > t {
+		p.hotAt = uint32(min(nowMs/1000, math.MaxUint32))
+	}
+}
+
+// heldOn reports whether p's incident, over in sample time or not, is
+// within the hold on omen's clock at nowMs (Unix ms) since its latest
+// event sample was scored (to the second; see hotAt): exposed and listed
+// as an active one is. A clock stepped back before hotAt holds nothing.
+func (p *published) heldOn(holdMs, nowMs int64) bool {
+	at := int64(p.hotAt) * 1000
+	return p.since != 0 && at != 0 && nowMs >= at && nowMs-at <= holdMs
 }
 
 // active reports whether the series is in an incident at its latest sample:
@@ -153,15 +216,16 @@ func (p *published) active(holdMs int64) bool {
 const lookbackMs = 5 * 60_000
 
 // inIncident reports whether s's incident is exposed and listed at nowMs
-// (wall clock, unix ms): active at its latest sample, and that sample
-// arrived within the hold or Prometheus's lookback, whichever is longer.
+// (wall clock, unix ms): active at its latest sample, or held on omen's
+// clock (see published.hotAt), and that sample arrived within the hold or
+// Prometheus's lookback, whichever is longer.
 // An incident is measured in sample time, so a series whose samples stop
 // without a staleness marker (Prometheus stopped, its remote-write cut
 // off) would otherwise stay in one, and its alert firing, until the sweep
 // forgets the series (--detect.stale-after, 1h): omen cannot tell that an
 // event goes on without samples. The caller holds the worker's lock.
 func (s *series) inIncident(holdMs, everyMs, nowMs int64) bool {
-	return s.pub.active(holdMs) && !s.silent(holdMs, everyMs, nowMs)
+	return (s.pub.active(holdMs) || s.pub.heldOn(holdMs, nowMs)) && !s.silent(holdMs, everyMs, nowMs)
 }
 
 // silent reports whether no sample of s has arrived for the incident hold
@@ -649,6 +713,9 @@ func (s *series) storeDue(t int64, score float64, everyMs int64) bool {
 type stepOpts struct {
 	forecastEveryMs int64 // sample time between forecasts
 	holdMs          int64 // incident hold time, see published
+	// nowMs is omen's clock (Unix ms) when a batch scored as it arrived
+	// is, 0 for samples replayed from history (see published.live).
+	nowMs int64
 }
 
 // step scores one (already rate-converted) value and updates the
@@ -666,9 +733,10 @@ func (s *series) step(t int64, v float64, acc *accuracy, buf *fcBuf, so stepOpts
 	p.t, p.value, p.hasResult, p.stale = t, v, true, false
 	p.score, p.yhat, p.lower, p.upper = r.Score, r.Yhat, r.YhatLower, r.YhatUpper
 	p.member, p.feature, p.ready = r.Member, r.Feature, r.Ready
+	p.arrived(t, so.nowMs, s.det.Interval())
 	if !detect.NoValue(v) {
-		incident(p, t, r, so.holdMs) // ±Inf too: it scores out of range
-	} else if p.since != 0 && !p.active(so.holdMs) {
+		incident(p, t, r, so.holdMs, so.nowMs) // ±Inf too: it scores out of range
+	} else if p.since != 0 && !p.active(so.holdMs) && !p.heldOn(so.holdMs, so.nowMs) {
 		// No value (a ratio's 0/0, a sentinel): the incident ends after the hold,
 		// but the sample is not counted quiet here, since the detector
 		// counts it in the next number's Missed (counted twice, six
@@ -719,7 +787,8 @@ func (s *series) stepGroup(t int64, vals []float64, intervalMs int64, so stepOpt
 	if r.Member >= 0 {
 		p.member, p.feature = s.grp.members[r.Member], "joint"
 	}
-	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing, Member: p.member, Missed: missed}, so.holdMs)
+	p.arrived(t, so.nowMs, intervalMs)
+	incident(p, t, detect.Result{Score: r.Score, Undamped: r.Undamped, Ongoing: r.Ongoing, Member: p.member, Missed: missed}, so.holdMs, so.nowMs)
 }
 
 // banded reports whether p has a band (yhat and its bounds) to show: not

@@ -123,6 +123,13 @@ const (
 	// of that run, whose samples the TSDB holds, the snapshot's states
 	// catch up as any. Older versions ignore it.
 	flagCurrent = 1 << 6
+	// flagLive: the series was live (published.live), so that samples
+	// behind the clock after the restart (Prometheus resending what it
+	// queued while omen was stopped) are a backlog, whose incidents are
+	// held on omen's clock. Kept for a state no series claimed for a run
+	// (flagWaiting): omen restarting in a loop while Prometheus queued.
+	// Older versions ignore it.
+	flagLive = 1 << 7
 )
 
 // savedSeries is one series read from a snapshot, waiting for its first
@@ -349,6 +356,9 @@ func (c *snapCursor) series(s *series) error {
 	}
 	if c.current && s.current(c.droppedMaxT) {
 		flags |= flagCurrent
+	}
+	if s.pub.live {
+		flags |= flagLive
 	}
 	prevT := s.prevT
 	if isDerived(s) {
@@ -1215,6 +1225,9 @@ func (p *Pipeline) latestIngested() int64 {
 
 // counter reports whether the series was saved as a counter.
 func (saved *savedSeries) counter() bool { return saved.flags&flagCounter != 0 }
+
+// live reports whether the restored series was live (see published.live).
+func (saved *savedSeries) live() bool { return saved.flags&flagLive != 0 }
 
 // forecaster reports whether the series had a forecaster: one saved, or,
 // awaiting new models when the snapshot was taken, not saved (a snapshot

@@ -1259,7 +1259,7 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 		p.m.warmed.Add(float64(r.older.len()))
 		w.mu.Lock()
 		wasReady := s.pub.ready
-		inc, stale := s.pub.incidentState, s.pub.stale
+		inc, stale, live, hotAt := s.pub.incidentState, s.pub.stale, s.pub.live, s.pub.hotAt
 		s.det = fresh.det
 		if f, nf := s.fc, fresh.fc; f != nil {
 			// Field by field: the collector reads horizons and hname
@@ -1274,11 +1274,11 @@ func (w *worker) rewarm(ctx context.Context, rs []bfResult) {
 		s.rateState = fresh.rateState
 		s.absDif, s.nDif = fresh.absDif, fresh.nDif
 		s.pub = fresh.pub
-		s.pub.stale = stale
+		s.pub.stale, s.pub.live = stale, live
 		if inc.since != 0 || s.pub.since == 0 {
 			// The live incident goes on; else the one the history
 			// shows, if any.
-			s.pub.incidentState = inc
+			s.pub.incidentState, s.pub.hotAt = inc, hotAt
 		}
 		ready := s.pub.ready
 		w.mu.Unlock()

@@ -444,6 +444,7 @@ func (w *worker) process(ctx context.Context, b *batch) {
 	now := p.opts.Now()
 	nowMs := now.UnixMilli()
 	so := p.stepOpts()
+	so.nowMs = nowMs // scored as they arrive (see published.live)
 	out := p.newOutputs(ctx)
 	w.rebuiltIn = 0
 	scored := 0 // added to the counter once per batch, not per sample
@@ -847,6 +848,9 @@ func (w *worker) create(ctx context.Context, smp *sample, nowMs int64, kept slot
 	default:
 		w.catchUp(ctx, s, smp.t)
 	}
+	if saved != nil {
+		s.pub.live = saved.live()
+	}
 	w.add(s)
 	if s.fc != nil && s.fc.floorsDue != 0 {
 		// Calibrated at this sample within the batch's budget, else
@@ -877,6 +881,9 @@ func (w *worker) createGroup(s *series, smp *sample, sc config.Scoring, nowMs in
 	}
 	if saved != nil && !s.restore(saved) {
 		s.pub.incidentState = saved.inc // new models; the incident goes on
+	}
+	if saved != nil {
+		s.pub.live = saved.live()
 	}
 	w.warmDerived(s, smp.t)
 	w.add(s)
@@ -1062,8 +1069,9 @@ func (w *worker) carryOver(old, s *series, t int64, out *outputs) {
 	}
 	w.mu.Lock()
 	if old.pub.since != 0 && s.pub.since == 0 {
-		s.pub.incidentState = old.pub.incidentState
+		s.pub.incidentState, s.pub.hotAt = old.pub.incidentState, old.pub.hotAt
 	}
+	s.pub.live = old.pub.live
 	w.mu.Unlock()
 	out.staleForecasts(old, s.fc, t)
 	if !s.pub.ready {
