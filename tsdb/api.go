@@ -120,7 +120,10 @@ type QueryTracker struct {
 func (q *QueryTracker) GetMaxConcurrent() int { return q.t.GetMaxConcurrent() }
 
 // Insert waits for a slot as ActiveQueryTracker's does; after Close it
-// refuses the query.
+// refuses the query. A wait that ctx ended says it waited for a slot, with
+// ctx's error wrapped: the engine passes it on as it is, and a derived
+// input's evaluation whose slots were all held by slow queries logged only
+// "context deadline exceeded", which did not point at the limit.
 func (q *QueryTracker) Insert(ctx context.Context, query string) (int, error) {
 	q.mu.Lock()
 	if q.closing {
@@ -132,8 +135,9 @@ func (q *QueryTracker) Insert(ctx context.Context, query string) (int, error) {
 	i, err := q.t.Insert(ctx, query)
 	if err != nil {
 		q.done()
+		return i, fmt.Errorf("waiting for a query slot, all %d of --query.max-concurrency busy: %w", q.t.GetMaxConcurrent(), err)
 	}
-	return i, err
+	return i, nil
 }
 
 // Delete frees the slot of an admitted query.

@@ -430,6 +430,7 @@ func TestQueryConcurrencyBounded(t *testing.T) {
 	defer cancel()
 	_, err = engine.NewInstantQuery(ctx, q, nil, "up", time.Unix(1000, 0))
 	require.ErrorIs(t, err, context.DeadlineExceeded, "waits for the one slot")
+	require.ErrorContains(t, err, "waiting for a query slot, all 1 of --query.max-concurrency busy", "says what it waited for")
 
 	close(q.release)
 	require.NoError(t, <-done)
