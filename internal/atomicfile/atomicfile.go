@@ -25,13 +25,39 @@ import (
 //
 // On an error before the rename the temporary file is removed and an
 // earlier path is left as it was; write's own error is returned as it
-// is. An error of the directory's fsync is returned with path written.
+// is. An error of the directory's fsync is returned with path written
+// (renamed into place, but maybe not durably), and says so.
 //
 // The temporary file is tmp: a fixed name, which the next write removes
 // and creates again after a crash left it; or, if tmp is "", a new file
 // named "."+filepath.Base(path)+".tmp-" and a random suffix, for writers
 // of one directory at once (a crash leaves it behind).
-func Write(path, tmp string, perm os.FileMode, write func(f *os.File) error) (err error) {
+func Write(path, tmp string, perm os.FileMode, write func(f *os.File) error) error {
+	return writeSynced(path, tmp, perm, write, syncDir)
+}
+
+// errDirSync is wrapped by Write's error when the file was renamed into
+// place but its directory's fsync failed: the file is there, whole, but a
+// power cut may yet lose the rename.
+var errDirSync = errors.New("directory not synced after the rename")
+
+// syncDir fsyncs the directory dir, as Prometheus's tsdb/fileutil.Rename
+// does after its rename.
+func syncDir(dir string) error {
+	d, err := fileutil.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		_ = d.Close() // the sync's error is the one to report
+		return err
+	}
+	return d.Close()
+}
+
+// writeSynced is Write with the directory's fsync sync (tests inject
+// its failure).
+func writeSynced(path, tmp string, perm os.FileMode, write func(f *os.File) error, sync func(dir string) error) (err error) {
 	f, err := create(path, tmp, perm)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
@@ -57,9 +83,13 @@ func Write(path, tmp string, perm os.FileMode, write func(f *os.File) error) (er
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
 	// The rename, then the directory's fsync: an error of the latter
-	// comes with path written.
-	if err := fileutil.Rename(tmp, path); err != nil {
+	// comes with path written, and says so (it read "rename", though
+	// the rename had succeeded).
+	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp, filepath.Base(path), err)
+	}
+	if err := sync(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("sync directory %s after renaming %s into it: %w: %w", filepath.Dir(path), filepath.Base(path), errDirSync, err)
 	}
 	return nil
 }

@@ -20,11 +20,8 @@ import (
 func TestWrite(t *testing.T) {
 	for _, tmp := range []string{"fixed", ""} {
 		t.Run("tmp="+tmp, func(t *testing.T) {
-			dir := t.TempDir()
-			path := filepath.Join(dir, "f")
-			tmpPath := ""
-			if tmp != "" {
-				tmpPath = filepath.Join(dir, tmp)
+			dir, path, tmpPath := testPaths(t, tmp)
+			if tmpPath != "" {
 				// A crash's leftover, of another mode: taken over.
 				require.NoError(t, os.WriteFile(tmpPath, []byte("leftover, longer than what is written"), 0o600))
 			}
@@ -123,4 +120,48 @@ func TestWriteUmask(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestWriteDirSyncFails: a directory fsync that fails after the rename
+// is reported as such, with the file in place and whole (the rename
+// succeeded) and no temporary left; its error read "rename X to Y", which
+// sent an operator after a rename that had worked. The fsync's failure is
+// injected: a directory's fsync fails only on a failing disk or file
+// system, which a test cannot make.
+func TestWriteDirSyncFails(t *testing.T) {
+	for _, tmp := range []string{"fixed", ""} {
+		t.Run("tmp="+tmp, func(t *testing.T) {
+			dir, path, tmpPath := testPaths(t, tmp)
+			eio := fmt.Errorf("test: %w", syscall.EIO)
+			synced := ""
+			err := writeSynced(path, tmpPath, 0o644, func(f *os.File) error {
+				_, err := f.WriteString("new")
+				return err
+			}, func(d string) error {
+				synced = d
+				return eio
+			})
+			require.Equal(t, dir, synced, "path's directory")
+			require.ErrorIs(t, err, errDirSync)
+			require.ErrorIs(t, err, syscall.EIO)
+			require.ErrorContains(t, err, "sync directory "+dir+" after renaming f into it")
+			require.NotContains(t, err.Error(), "rename ", "the rename succeeded")
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.Equal(t, "new", string(b), "in place, whole")
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Len(t, entries, 1, "no temporary file left")
+		})
+	}
+}
+
+// testPaths returns a new directory, the path of the file f in it and,
+// unless tmp is "", of the fixed temporary tmp ("" else).
+func testPaths(t *testing.T, tmp string) (dir, path, tmpPath string) {
+	dir = t.TempDir()
+	if tmp != "" {
+		tmpPath = filepath.Join(dir, tmp)
+	}
+	return dir, filepath.Join(dir, "f"), tmpPath
 }
