@@ -148,9 +148,10 @@ type WriteHandler struct {
 	pending atomic.Int64
 	hash    func([]byte) uint64
 	generic bool // always use the generic decoder: tests and benchmarks compare the paths
-	// rejectLog and failLog space the warnings about rejected requests
-	// (4xx) and failed ones (5xx).
-	rejectLog, failLog spaced.Log
+	// rejectLog, mediaLog and failLog space the warnings about rejected
+	// requests (4xx but 415), ones of a Content-Type or Content-Encoding
+	// omen does not read (415) and failed ones (5xx).
+	rejectLog, mediaLog, failLog spaced.Log
 }
 
 // rejectLogEvery spaces the warnings about rejected requests: a sender
@@ -436,6 +437,8 @@ func (h *WriteHandler) answer(w http.ResponseWriter, r *http.Request, herr *http
 		if herr.code == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
+	} else if herr.code == http.StatusUnsupportedMediaType {
+		h.logUnsupported(r, herr)
 	} else {
 		h.logRejected(r, herr)
 	}
@@ -448,7 +451,16 @@ func (h *WriteHandler) answer(w http.ResponseWriter, r *http.Request, herr *http
 // as failed and drops it, though omen stored all but the ones named: the
 // reason belongs where an operator looks (it was at debug alone).
 func (h *WriteHandler) logRejected(r *http.Request, herr *httpError) {
-	h.logSpaced(&h.rejectLog, r, herr, "Remote write rejected", "Remote write rejected; the sender drops the request and counts all its samples failed (err says what omen stored)", "rejected_requests")
+	h.logSpaced(&h.rejectLog, r, herr, "Remote write rejected", "Remote write rejected; the sender drops the request and counts all its samples failed (err says why, and what of it omen stored if anything)", "rejected_requests")
+}
+
+// logUnsupported logs a request of a Content-Type or Content-Encoding omen
+// does not read (415), as logRejected does, but spaced on its own: it is
+// a sender's configuration (a rotated one, a proxy that compresses), and
+// a flood of 400s from another sender hid its first warning for up to
+// rejectLogEvery. Nothing of such a request was read.
+func (h *WriteHandler) logUnsupported(r *http.Request, herr *httpError) {
+	h.logSpaced(&h.mediaLog, r, herr, "Remote write rejected", "Remote write rejected: its Content-Type or Content-Encoding is not one omen reads; nothing of it was read, and the sender drops it and counts all its samples failed", "rejected_requests")
 }
 
 // logFailed logs a request that failed with a 5xx, as logRejected does a

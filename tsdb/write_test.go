@@ -751,3 +751,27 @@ func TestRejectedLogBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestUnsupportedMediaTypeSpacedApart: a 415 (a sender's Content-Type or
+// Content-Encoding omen does not read: a rotated sender configuration, a
+// proxy that gzips) is warned of on its own spacing, not the 400s': a
+// flood of 400s from one sender hid the first 415 of another for up to a
+// minute. And its warning does not say "err says what omen stored", as
+// the 400s' did: nothing of a 415 was read, let alone stored.
+func TestUnsupportedMediaTypeSpacedApart(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h := NewWriteHandler(logger, nil, openTestStorage(t), WriteOptions{})
+	for range 10 {
+		require.Equal(t, http.StatusBadRequest, post(t, h, []byte("garbage"), nil).Code)
+	}
+	require.Equal(t, http.StatusUnsupportedMediaType, post(t, h, []byte("x"), map[string]string{"Content-Encoding": "gzip"}).Code)
+	require.Equal(t, http.StatusBadRequest, post(t, h, []byte("garbage"), nil).Code)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 2, "the first 400's warning and the first 415's: %s", buf.String())
+	require.Contains(t, lines[0], "code=400")
+	require.Contains(t, lines[1], "code=415")
+	require.Contains(t, lines[1], "rejected_requests=1", "its own count")
+	require.NotContains(t, lines[1], "stored")
+	require.Contains(t, lines[1], "nothing of it was read")
+}
