@@ -26,7 +26,7 @@ type metrics struct {
 	// and advice are a full queue's.
 	reopenDropped prometheus.Counter
 	lag           prometheus.GaugeFunc
-	newest        prometheus.GaugeFunc
+	newest        prometheus.Collector // latestScored
 	snapFailures  prometheus.Counter
 	snapLast      prometheus.Gauge
 	outputErrors  prometheus.Counter
@@ -74,6 +74,11 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 	f.NewGauge(prometheus.GaugeOpts{
 		Name: "omen_snapshot_interval_seconds", Help: "Time between model state snapshots (--snapshot.interval).",
 	}).Set(p.opts.SnapshotInterval.Seconds())
+	newest := latestScored{p: p, desc: prometheus.NewDesc("omen_scored_sample_latest_timestamp_seconds",
+		"Timestamp of the latest input sample scored, absent before the first since the start: time() minus it is how old the scores are, behind a sender's backlog too (which omen_scoring_lag_seconds, the time batches wait inside omen, does not see).", nil, nil)}
+	if reg != nil {
+		reg.MustRegister(newest)
+	}
 	return &metrics{
 		overBudget: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_series_over_budget_total", Help: "New series not scored because --detect.max-series was reached.",
@@ -104,9 +109,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		lag: f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "omen_scoring_lag_seconds", Help: "How far scoring is behind: the time since the commit of the oldest batch a scorer worker is scoring now, or since a worker with batches queued started another task (a snapshot, a reload), 0 while none is.",
 		}, p.scoringLag),
-		newest: f.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "omen_scored_sample_latest_timestamp_seconds", Help: "Timestamp of the latest input sample scored, 0 before the first: time() minus it is how old the scores are, behind a sender's backlog too (which omen_scoring_lag_seconds, the time batches wait inside omen, does not see).",
-		}, p.newestScored),
+		newest: newest,
 		snapFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "omen_snapshot_failures_total", Help: "Model state snapshots that could not be written.",
 		}),
@@ -209,5 +212,22 @@ func (in *inputNames) expire(vec *prometheus.CounterVec, nowMs int64) {
 			vec.DeleteLabelValues(name)
 			delete(in.gone, name)
 		}
+	}
+}
+
+// latestScored collects omen_scored_sample_latest_timestamp_seconds (see
+// Pipeline.newestScored), absent until a sample is scored: at 0 until
+// then, for the seconds after every start, `time() - it` read scores 56
+// years old, and a rule on it fired at every restart.
+type latestScored struct {
+	p    *Pipeline
+	desc *prometheus.Desc
+}
+
+func (c latestScored) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c latestScored) Collect(ch chan<- prometheus.Metric) {
+	if ms := c.p.newestScored(); ms != 0 {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(ms)/1e3)
 	}
 }

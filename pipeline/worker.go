@@ -690,15 +690,15 @@ func (p *Pipeline) arrivedMs() (ms [2]int64) {
 }
 
 // newestScored is the latest timestamp of an input sample scored, in
-// seconds, 0 before the first: behind a sender's backlog (Prometheus
+// Unix ms, 0 before the first: behind a sender's backlog (Prometheus
 // resending what it queued while omen was down) the scores published are
 // that old, however fast scoring keeps up (omen_scoring_lag_seconds 0).
-func (p *Pipeline) newestScored() float64 {
+func (p *Pipeline) newestScored() int64 {
 	var ms int64
 	for _, w := range p.workers {
 		ms = max(ms, w.newest.Load())
 	}
-	return float64(ms) / 1e3
+	return ms
 }
 
 // readyChanged counts a series' warm-up ending (or starting again) in
