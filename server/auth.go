@@ -13,11 +13,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/omen-sidecar/omen/internal/spaced"
+	"github.com/omen-sidecar/omen/internal/trunc"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -329,11 +329,7 @@ const maxLoggedPath = 256
 // loggedPath is r's path as the refusals log it, cut to maxLoggedPath
 // bytes on a UTF-8 boundary.
 func loggedPath(r *http.Request) string {
-	p := r.URL.Path
-	if len(p) <= maxLoggedPath {
-		return p
-	}
-	return strings.ToValidUTF8(p[:maxLoggedPath], "")
+	return trunc.UTF8(r.URL.Path, maxLoggedPath)
 }
 
 // logRefused logs a request refused with a 401. One that came with

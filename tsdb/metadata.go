@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/util/httputil"
+
+	"github.com/omen-sidecar/omen/internal/trunc"
 )
 
 // Bounds on what Metadata keeps: the families (a sender with more is
@@ -74,7 +76,7 @@ func (s *Metadata) note(family string, md metadata.Metadata, news *typeNews) {
 	if s == nil || family == "" || md == (metadata.Metadata{}) || md == (metadata.Metadata{Type: model.MetricTypeUnknown}) {
 		return
 	}
-	md.Help, md.Unit = truncate(md.Help, maxHelp), truncate(md.Unit, maxUnit)
+	md.Help, md.Unit = trunc.UTF8(md.Help, maxHelp), trunc.UTF8(md.Unit, maxUnit)
 	s.mu.RLock()
 	old, ok := s.m[family]
 	n := len(s.m)
@@ -172,14 +174,6 @@ func (s *Metadata) noteSeries(name string, md metadata.Metadata) {
 	var news typeNews
 	s.note(name, md, &news)
 	s.tell(news)
-}
-
-// truncate cuts v to at most n bytes, on a UTF-8 boundary.
-func truncate(v string, n int) string {
-	if len(v) <= n {
-		return v
-	}
-	return strings.ToValidUTF8(v[:n], "")
 }
 
 // ServeHTTP answers as Prometheus's /api/v1/metadata: ?metric= one

@@ -35,6 +35,7 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 
 	"github.com/omen-sidecar/omen/internal/spaced"
+	"github.com/omen-sidecar/omen/internal/trunc"
 )
 
 // WriteOptions limit what one remote-write request may carry.
@@ -479,7 +480,7 @@ func (h *WriteHandler) logSpaced(l *spaced.Log, r *http.Request, herr *httpError
 	n, now := l.Note(rejectLogEvery)
 	// The User-Agent is the sender's, up to the server's 1 MiB of headers:
 	// cut, so that the line stays one a log shipper takes.
-	ua := truncate(r.UserAgent(), maxUserAgentLen)
+	ua := trunc.UTF8(r.UserAgent(), maxUserAgentLen)
 	if !now {
 		h.logger.Debug(debug, "code", herr.code, "err", herr.msg, "remote", r.RemoteAddr, "user_agent", ua)
 		return
