@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
@@ -722,6 +723,24 @@ func validateRemoteWrite(rws []*promconfig.RemoteWriteConfig) error {
 		if err := rw.Validate(model.UTF8Validation); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
+		if err := httpURL(rw.URL); err != nil {
+			return fmt.Errorf("%s.url %w", where, err)
+		}
+	}
+	return nil
+}
+
+// httpURL refuses a remote write's or read's URL that is not an absolute
+// http(s) URL, as --remote-write.url does (forward.URLConfig). Prometheus
+// takes `ftp://h/w` or `/api/v1/write` and its queue fails every send
+// ("unsupported protocol scheme"), a line a minute after the reload that
+// reported success. The URL is shown without its password.
+func httpURL(u *config_util.URL) error {
+	switch {
+	case u == nil || u.URL == nil:
+		return errors.New("empty: want an absolute http(s) URL")
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("%q: want an absolute http(s) URL", u.Redacted())
 	}
 	return nil
 }
@@ -745,6 +764,9 @@ func validateRemoteRead(rrs []*promconfig.RemoteReadConfig) error {
 			return fmt.Errorf("%s: empty", where)
 		case len(rr.RequiredMatchers) > 0:
 			return fmt.Errorf("%s.required_matchers: not for omen, which reads every new series' history from the upstream; select the series scored with include/exclude", where)
+		}
+		if err := httpURL(rr.URL); err != nil {
+			return fmt.Errorf("%s.url %w", where, err)
 		}
 	}
 	return nil

@@ -616,3 +616,30 @@ func TestOverrideNeverReached(t *testing.T) {
 		require.NoError(t, err, in)
 	}
 }
+
+// TestRemoteWriteURLMustBeHTTP: a remote_write (or remote_read) whose url is not an
+// absolute http(s) URL is refused at load, naming the entry, as
+// --remote-write.url refuses it (forward.URLConfig). Prometheus takes
+// `ftp://x` (promtool check config passes it) and its queue then fails
+// every send with "unsupported protocol scheme", a line a minute.
+func TestRemoteWriteURLMustBeHTTP(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"ftp://h/w", `remote_write[1].url "ftp://h/w": want an absolute http(s) URL`},
+		{"file:///etc/passwd", `remote_write[1].url "file:///etc/passwd": want an absolute http(s) URL`},
+		{"/api/v1/write", `remote_write[1].url "/api/v1/write": want an absolute http(s) URL`},
+		{"http:///w", `remote_write[1].url "http:///w": want an absolute http(s) URL`},
+		{"ftp://u:SECRET@h/w", `remote_write[1].url "ftp://u:xxxxx@h/w": want an absolute http(s) URL`},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := Load([]byte("remote_write:\n  - url: http://a/w\n  - url: " + tc.url + "\n"))
+			require.EqualError(t, err, "line 3: "+tc.want)
+		})
+	}
+	for _, u := range []string{"http://h/w", "HTTPS://h:9/w", "https://u:p@h/w"} {
+		_, err := Load([]byte("remote_write:\n  - url: " + u + "\n"))
+		require.NoError(t, err, u)
+	}
+	// remote_read's upstream likewise: every warm start's read failed.
+	_, err := Load([]byte("remote_read:\n  - url: ftp://h/r\n"))
+	require.EqualError(t, err, `line 2: remote_read[0].url "ftp://h/r": want an absolute http(s) URL`)
+}

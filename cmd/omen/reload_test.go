@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,9 @@ func TestReloadAllOrNothing(t *testing.T) {
 		{"the remote writes refuse: pipeline unchanged",
 			"remote_write:\n  - url: http://127.0.0.1:1/b\n    tls_config: {ca_file: " + filepath.Join(dir, "missing-ca.pem") + "}\n",
 			"missing-ca.pem", []string{"http://127.0.0.1:1/a"}, 0},
+		{"a remote_write not http(s): refused, named, remote writes unchanged",
+			"remote_write:\n  - url: http://127.0.0.1:1/b\n  - url: ftp://127.0.0.1:1/c\n",
+			`remote_write[1].url "ftp://127.0.0.1:1/c": want an absolute http(s) URL`, []string{"http://127.0.0.1:1/a"}, 0},
 		{"a good reload applies both",
 			"remote_write:\n  - url: http://127.0.0.1:1/b\n",
 			"", []string{"http://127.0.0.1:1/b"}, 1},
@@ -114,7 +118,7 @@ func TestReloadAllOrNothing(t *testing.T) {
 				require.ErrorContains(t, err, tc.err)
 				require.Equal(t, 0.0, success())
 				require.Contains(t, logs.String(), "Configuration reload failed")
-				require.Contains(t, logs.String(), tc.err)
+				require.Contains(t, logs.String(), strings.ReplaceAll(tc.err, `"`, `\"`)) // logfmt's quoting
 			} else {
 				require.NoError(t, err)
 				require.Equal(t, 1.0, success())
