@@ -52,6 +52,7 @@ type Forwarder struct {
 	flags         []*promconfig.RemoteWriteConfig // from --remote-write.url
 	truncateEvery time.Duration                   // the log's truncation period; tests shorten it
 	closeLogWait  time.Duration                   // the bound on the log's close (see closeLog); tests shorten it
+	failingEvery  time.Duration                   // how often failing queues are warned of (see failingEvery); tests shorten it
 
 	mu     sync.Mutex // held by ApplyConfig and Close, which may take a flush deadline: never by AppenderV2
 	db     *agent.DB
@@ -80,6 +81,9 @@ type Forwarder struct {
 	maxT   atomic.Int64 // the newest output time logged
 	notify *notifier    // the log's commit notices to the queues; nil until open
 	skips  *skipCounter // the queues' log readers that started again from the present
+	// failing warns of each queue failing to send; nil until the log
+	// is open and after Close.
+	failing *failingQueues
 }
 
 // notifier passes the log's commit notices to the queues from a goroutine
@@ -132,7 +136,7 @@ func New(logger *slog.Logger, reg prometheus.Registerer, dir string, urls []stri
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline, truncateEvery: truncateEvery, closeLogWait: closeLogWait, skips: newSkipCounter(reg)}
+	f := &Forwarder{logger: logger, reg: reg, dir: dir, flushDeadline: flushDeadline, truncateEvery: truncateEvery, closeLogWait: closeLogWait, failingEvery: failingEvery, skips: newSkipCounter(reg)}
 	f.maxT.Store(math.MinInt64)
 	// On reg whether or not anything is forwarded: Prometheus shows them,
 	// at 0, with no remote_write configured. Registered only once the
@@ -333,8 +337,10 @@ func (f *Forwarder) open() error {
 	}
 	// The module's log is omen's, through a handler that counts its
 	// queues' log readers starting again from the present (skipHandler).
+	// Its metrics are read back for the failing queues' warnings.
 	logger := slog.New(&skipHandler{next: f.logger.Handler(), skips: f.skips})
-	f.rs = remote.NewStorage(logger, f.reg, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
+	tap := newTapRegisterer(f.reg)
+	f.rs = remote.NewStorage(logger, tap, func() (int64, error) { return 0, nil }, f.dir, f.flushDeadline, nil, false)
 	opts := agent.DefaultOptions()
 	opts.WALCompression = compression.Snappy
 	opts.TruncateFrequency = f.truncateEvery
@@ -346,6 +352,7 @@ func (f *Forwarder) open() error {
 		f.rs = nil
 		return fmt.Errorf("open the forwarding log in %s: %w", f.dir, err)
 	}
+	f.failing = startFailingQueues(f.logger, tap.own, f.failingEvery)
 	f.notify = newNotifier(f.rs)
 	db.SetWriteNotified(f.notify) // the queues read a commit at once, not on their next poll
 	f.db = db
@@ -445,10 +452,11 @@ func (f *Forwarder) Close() error {
 	// 5 s, the default batch_send_deadline, lost a working upstream's
 	// final batch whenever a hanging upstream's queue came first).
 	f.notify.stop()
+	f.failing.stop()
 	db := f.db
 	wait := max(f.flushDeadline, f.batchWait+closeSendSlack-time.Since(readStart))
 	stopped, err := closeQueues(f.rs, wait)
-	f.db, f.rs, f.notify = nil, nil, nil
+	f.db, f.rs, f.notify, f.failing = nil, nil, nil, nil
 	if !stopped {
 		f.logger.Warn("Remote write queues still stopping after the wait for their stop (upstreams not answering); what they hold is dropped at the exit, and the forwarding log left open", "wait", wait, "flush_deadline", f.flushDeadline)
 		return nil
