@@ -3,7 +3,9 @@ package forward
 import (
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,4 +68,65 @@ func twoFailing(t *testing.T, urls *[]string) []*promconfig.RemoteWriteConfig {
 		*urls = append(*urls, srv.URL)
 	}
 	return cfgs
+}
+
+// TestForwardingReloadSaysWhatItWaitsFor: a reload that removes queues
+// whose upstreams do not answer waits for each to give up (the flush
+// deadline, a minute by default), and /-/reload with it. The log said
+// nothing of it, or "Stopping remote storage..." for the first queue only
+// (the module's logger repeats a message once a minute across queues):
+// now each queue stopped is named before the wait, with the deadline.
+func TestForwardingReloadSaysWhatItWaitsFor(t *testing.T) {
+	var logs syncbuf.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	const flushDeadline = time.Second
+	release := make(chan struct{})
+	var mu sync.Mutex
+	asked := map[string]bool{}
+	var urls []string
+	for range 2 {
+		var srv *httptest.Server
+		srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			asked[srv.URL] = true
+			mu.Unlock()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+	}
+	t.Cleanup(func() { close(release) }) // first: the servers' Close waits for the handlers
+	f, err := New(logger, prometheus.NewRegistry(), t.TempDir(), nil, flushDeadline)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = f.Close() })
+	var cfgs []*promconfig.RemoteWriteConfig
+	for _, u := range urls {
+		c, err := URLConfig(u)
+		require.NoError(t, err)
+		c.QueueConfig.BatchSendDeadline = model.Duration(10 * time.Millisecond)
+		cfgs = append(cfgs, c)
+	}
+	require.NoError(t, f.ApplyConfig(cfgs))
+	appendOutputs(t, f, 5, 3, time.Now().Add(time.Second))
+	require.Eventually(t, func() bool {
+		f.rs.Notify()
+		mu.Lock()
+		defer mu.Unlock()
+		return len(asked) == len(urls)
+	}, 60*time.Second, 20*time.Millisecond, "every queue sends, and hangs")
+
+	start := time.Now()
+	require.NoError(t, f.ApplyConfig(nil))
+	t.Logf("a reload removing %d queues to upstreams not answering took %s at a flush deadline of %s", len(urls), time.Since(start).Round(time.Millisecond), flushDeadline)
+	for _, u := range urls {
+		var said bool
+		for _, l := range strings.Split(logs.String(), "\n") {
+			said = said || (strings.Contains(l, "level=INFO") && strings.Contains(l, "url="+u+" ") && strings.Contains(l, "flush_deadline=1s"))
+		}
+		require.True(t, said, "no line names the stop of %s and its deadline:\n%s", u, logs.String())
+	}
 }

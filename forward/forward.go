@@ -65,6 +65,8 @@ type Forwarder struct {
 	// torn is why the module's ApplyConfig failed after checkQueues
 	// passed (a TLS file gone between the two): see ApplyConfig.
 	torn error
+	// applied are the remote writes the queues run, as last applied.
+	applied []*promconfig.RemoteWriteConfig
 	// checked, if set, runs between checkQueues and the module's
 	// ApplyConfig: tests make a file go there.
 	checked func()
@@ -255,6 +257,17 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	if f.checked != nil {
 		f.checked()
 	}
+	// The module stops each queue removed or changed, one after
+	// another, each sending what it holds for up to the flush deadline:
+	// to an upstream not answering, the whole deadline, and the reload
+	// waits. Its own "Stopping remote storage..." is logged for the
+	// first queue only (its logger repeats a message once a minute
+	// across queues), and says nothing of the wait.
+	stopping := stoppedBy(f.applied, cfgs)
+	for _, c := range stopping {
+		f.logger.Info("Remote write reload stops a queue; it sends what it holds for up to the flush deadline, which the reload waits for", "remote_name", queueName(c), "url", c.URL.Redacted(), "flush_deadline", f.flushDeadline)
+	}
+	applyStart := time.Now()
 	if err := f.rs.ApplyConfig(&promconfig.Config{RemoteWriteConfigs: cfgs}); err != nil {
 		// checkQueues passed, so a file it read went since (a
 		// certificate rotated by delete and create): the module failed
@@ -268,6 +281,10 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 		f.logger.Error("Remote write reload failed midway; the queues run on as they were, and further changes need a restart", "err", err)
 		return fmt.Errorf("remote write: %w", err)
 	}
+	if len(stopping) > 0 {
+		f.logger.Info("Remote write reload stopped its queues", "queues", len(stopping), "took", time.Since(applyStart))
+	}
+	f.applied = cfgs
 	f.skips.setQueues(cfgs)
 	f.active.Store(len(cfgs) > 0)
 	f.batchWait = 0
@@ -275,6 +292,25 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 		f.batchWait = max(f.batchWait, time.Duration(c.QueueConfig.BatchSendDeadline))
 	}
 	return nil
+}
+
+// stoppedBy returns the queues of old that applying cfgs stops: those whose
+// configuration is not in cfgs, as the module tells queues apart (by their
+// YAML).
+func stoppedBy(old, cfgs []*promconfig.RemoteWriteConfig) []*promconfig.RemoteWriteConfig {
+	kept := map[string]bool{}
+	for _, c := range cfgs {
+		if b, err := yaml.Marshal(c); err == nil {
+			kept[string(b)] = true
+		}
+	}
+	var stopped []*promconfig.RemoteWriteConfig
+	for _, c := range old {
+		if b, err := yaml.Marshal(c); err != nil || !kept[string(b)] {
+			stopped = append(stopped, c)
+		}
+	}
+	return stopped
 }
 
 // Check fails where ApplyConfig would fail on the configuration file's rws
