@@ -134,40 +134,14 @@ func TestForwardingHangingUpstream(t *testing.T) {
 // queue's own deadline drops it.
 func TestForwardingHangingUpstreamsCloseOnce(t *testing.T) {
 	const upstreams = 4
-	release := make(chan struct{})
-	var once sync.Once
-	unhang := func() { once.Do(func() { close(release) }) }
-	var mu sync.Mutex
-	asked := map[string]bool{}
-	var urls []string
-	for range upstreams {
-		var srv *httptest.Server
-		srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			asked[srv.URL] = true
-			mu.Unlock()
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}))
-		defer srv.Close()
-		urls = append(urls, srv.URL)
-	}
-	defer unhang() // before the servers' Close, which waits for the handlers
+	urls, asked := askedHangingUpstreams(t, upstreams)
 
 	const flushDeadline = 2 * time.Second
 	f, err := New(nil, prometheus.NewRegistry(), t.TempDir(), urls, flushDeadline)
 	require.NoError(t, err)
 	require.NoError(t, f.ApplyConfig(nil))
 	appendOutputs(t, f, 100, 30, time.Now().Add(time.Second))
-	require.Eventually(t, func() bool {
-		f.rs.Notify()
-		mu.Lock()
-		defer mu.Unlock()
-		return len(asked) == upstreams
-	}, 60*time.Second, 20*time.Millisecond, "every queue sends, and hangs")
+	require.Eventually(t, func() bool { f.rs.Notify(); return asked() == upstreams }, 60*time.Second, 20*time.Millisecond, "every queue sends, and hangs")
 
 	start := time.Now()
 	require.NoError(t, f.Close())
@@ -223,21 +197,36 @@ func TestForwardingHealthyUpstreamFinalBatchAtClose(t *testing.T) {
 // hangingUpstreams returns the URLs of n upstreams that take requests and
 // answer none until the test ends.
 func hangingUpstreams(t *testing.T, n int) []string {
+	urls, _ := askedHangingUpstreams(t, n)
+	return urls
+}
+
+// askedHangingUpstreams is hangingUpstreams, and how many of them have
+// been sent a request.
+func askedHangingUpstreams(t *testing.T, n int) (urls []string, asked func() int) {
 	release := make(chan struct{})
-	hung := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		w.WriteHeader(http.StatusServiceUnavailable)
-	})
-	var urls []string
+	var mu sync.Mutex
+	got := map[string]bool{}
 	for range n {
-		srv := httptest.NewServer(hung)
+		var srv *httptest.Server
+		srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			got[srv.URL] = true
+			mu.Unlock()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
 		t.Cleanup(srv.Close)
 		urls = append(urls, srv.URL)
 	}
 	// First of these cleanups: the servers' Close waits for the handlers.
 	t.Cleanup(func() { close(release) })
-	return urls
+	return urls, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
 }

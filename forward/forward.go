@@ -65,8 +65,8 @@ type Forwarder struct {
 	// torn is why the module's ApplyConfig failed after checkQueues
 	// passed (a TLS file gone between the two): see ApplyConfig.
 	torn error
-	// applied are the remote writes the queues run, as last applied.
-	applied []*promconfig.RemoteWriteConfig
+	// inForce are the remote writes the queues run, as last applied.
+	inForce []*promconfig.RemoteWriteConfig
 	// checked, if set, runs between checkQueues and the module's
 	// ApplyConfig: tests make a file go there.
 	checked func()
@@ -228,10 +228,18 @@ func (f *Forwarder) Configs(rws []*promconfig.RemoteWriteConfig) []*promconfig.R
 // ApplyConfig sets the remote writes: the flags' and rws (the
 // configuration file's remote_write). Queues whose configuration did not
 // change keep running; a new one starts with the samples logged from now
-// on, as Prometheus's do.
+// on, as Prometheus's do. A queue removed or changed first sends what it holds,
+// for up to the flush deadline; ApplyConfig returns after one flush
+// deadline (a second at least) whatever the number of queues stopping, the
+// stops and the start of the queues changed going on behind it.
 func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	unlock := true // false once the apply's goroutine owns the lock (see below)
+	defer func() {
+		if unlock {
+			f.mu.Unlock()
+		}
+	}()
 	if f.closed {
 		return errors.New("remote write: shutting down")
 	}
@@ -259,16 +267,51 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 	}
 	// The module stops each queue removed or changed, one after
 	// another, each sending what it holds for up to the flush deadline:
-	// to an upstream not answering, the whole deadline, and the reload
-	// waits. Its own "Stopping remote storage..." is logged for the
-	// first queue only (its logger repeats a message once a minute
-	// across queues), and says nothing of the wait.
-	stopping := stoppedBy(f.applied, cfgs)
+	// to an upstream not answering, the whole deadline, and /-/reload
+	// waited N deadlines for N such queues. Its own "Stopping remote
+	// storage..." is logged for the first queue only (its logger repeats
+	// a message once a minute across queues), and says nothing of the
+	// wait.
+	stopping := stoppedBy(f.inForce, cfgs)
 	for _, c := range stopping {
-		f.logger.Info("Remote write reload stops a queue; it sends what it holds for up to the flush deadline, which the reload waits for", "remote_name", queueName(c), "url", c.URL.Redacted(), "flush_deadline", f.flushDeadline)
+		f.logger.Info("Remote write reload stops a queue; it sends what it holds for up to the flush deadline", "remote_name", queueName(c), "url", c.URL.Redacted(), "flush_deadline", f.flushDeadline)
 	}
 	applyStart := time.Now()
-	if err := f.rs.ApplyConfig(&promconfig.Config{RemoteWriteConfigs: cfgs}); err != nil {
+	done := make(chan error, 1)
+	go func() {
+		err := f.rs.ApplyConfig(&promconfig.Config{RemoteWriteConfigs: cfgs})
+		done <- f.applied(cfgs, err, len(stopping), time.Since(applyStart))
+	}()
+	if len(stopping) == 0 {
+		return <-done
+	}
+	// The module can fail only as it makes the queues' clients, before
+	// it stops any: a reload still applying after that is stopping
+	// queues, and will succeed. So it answers after one flush deadline
+	// at most, and the stops go on behind it, holding f.mu (the next
+	// reload and Close wait for them, as they did). Nothing is lost
+	// that waiting kept: the queues stopped drop at their deadline what
+	// they still hold either way, and the queues started (new or
+	// changed) start when the stops end either way, with the outputs
+	// logged from then on.
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(max(f.flushDeadline, time.Second)):
+		unlock = false
+		go func() {
+			<-done
+			f.mu.Unlock()
+		}()
+		f.logger.Warn("Remote write reload answered with queues still stopping, their upstreams not answering; the next reload or a shutdown waits for them", "queues", len(stopping), "waited", time.Since(applyStart))
+		return nil
+	}
+}
+
+// applied records the module's ApplyConfig of cfgs, which ended in err and
+// stopped stopped queues in took; f.mu is held.
+func (f *Forwarder) applied(cfgs []*promconfig.RemoteWriteConfig, err error, stopped int, took time.Duration) error {
+	if err != nil {
 		// checkQueues passed, so a file it read went since (a
 		// certificate rotated by delete and create): the module failed
 		// midway, and the queues it kept before the failing one run on
@@ -281,10 +324,10 @@ func (f *Forwarder) ApplyConfig(rws []*promconfig.RemoteWriteConfig) error {
 		f.logger.Error("Remote write reload failed midway; the queues run on as they were, and further changes need a restart", "err", err)
 		return fmt.Errorf("remote write: %w", err)
 	}
-	if len(stopping) > 0 {
-		f.logger.Info("Remote write reload stopped its queues", "queues", len(stopping), "took", time.Since(applyStart))
+	if stopped > 0 {
+		f.logger.Info("Remote write reload stopped its queues", "queues", stopped, "took", took)
 	}
-	f.applied = cfgs
+	f.inForce = cfgs
 	f.skips.setQueues(cfgs)
 	f.active.Store(len(cfgs) > 0)
 	f.batchWait = 0
