@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/teststorage"
 
 	"github.com/omen-sidecar/omen/detect"
@@ -283,49 +284,64 @@ func capHorizonIdx(h time.Duration) int { return slices.Index(capHorizons, h) }
 // horizon at each sample time of s, evaluated as a range query by
 // PromQL's engine over a storage holding s: [window][horizon][ms].
 func capPredictLinear(tb testing.TB, s capSeries) [][]map[int64]float64 {
-	st := teststorage.New(tb)
+	st := storeSeries(tb, s.t0, capInterval, s.v)
 	defer st.Close()
+	start, end := time.UnixMilli(s.t0), time.UnixMilli(s.t0+int64(len(s.v)-1)*capInterval.Milliseconds())
+	out := make([][]map[int64]float64, len(capWindows))
+	for w, wd := range capWindows {
+		out[w] = make([]map[int64]float64, len(capHorizons))
+		for h, hd := range capHorizons {
+			qs := fmt.Sprintf("predict_linear(x[%s], %d)", model.Duration(wd), int(hd.Seconds()))
+			out[w][h] = rangeFloats(tb, st, qs, start, end, capInterval)
+		}
+	}
+	return out
+}
+
+// storeSeries returns a test storage holding v as the series x, its
+// samples iv apart from t0 (a NaN: no sample). The caller closes it.
+func storeSeries(tb testing.TB, t0 int64, iv time.Duration, v []float64) *teststorage.TestStorage {
+	st := teststorage.New(tb)
 	app := st.Appender(context.Background())
 	lset := labels.FromStrings(model.MetricNameLabel, "x")
-	ivMs := capInterval.Milliseconds()
-	for i, v := range s.v {
-		if _, err := app.Append(0, lset, s.t0+int64(i)*ivMs, v); err != nil {
+	for i, x := range v {
+		if math.IsNaN(x) {
+			continue
+		}
+		if _, err := app.Append(0, lset, t0+int64(i)*iv.Milliseconds(), x); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	if err := app.Commit(); err != nil {
 		tb.Fatal(err)
 	}
+	return st
+}
+
+// rangeFloats evaluates qs as a range query from start to end every step
+// by PromQL's engine over st: its float samples by time (ms).
+func rangeFloats(tb testing.TB, st storage.Queryable, qs string, start, end time.Time, step time.Duration) map[int64]float64 {
 	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e8, Timeout: time.Hour, LookbackDelta: 5 * time.Minute})
-	start, end := time.UnixMilli(s.t0), time.UnixMilli(s.t0+int64(len(s.v)-1)*ivMs)
-	out := make([][]map[int64]float64, len(capWindows))
-	for w, wd := range capWindows {
-		out[w] = make([]map[int64]float64, len(capHorizons))
-		for h, hd := range capHorizons {
-			qs := fmt.Sprintf("predict_linear(x[%s], %d)", model.Duration(wd), int(hd.Seconds()))
-			q, err := eng.NewRangeQuery(context.Background(), st, nil, qs, start, end, capInterval)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			r := q.Exec(context.Background())
-			if r.Err != nil {
-				tb.Fatal(r.Err)
-			}
-			mat, err := r.Matrix()
-			if err != nil {
-				tb.Fatal(err)
-			}
-			m := make(map[int64]float64, len(s.v))
-			for _, sr := range mat {
-				for _, p := range sr.Floats {
-					m[p.T] = p.F
-				}
-			}
-			q.Close()
-			out[w][h] = m
+	q, err := eng.NewRangeQuery(context.Background(), st, nil, qs, start, end, step)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer q.Close()
+	r := q.Exec(context.Background())
+	if r.Err != nil {
+		tb.Fatal(r.Err)
+	}
+	mat, err := r.Matrix()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := map[int64]float64{}
+	for _, sr := range mat {
+		for _, p := range sr.Floats {
+			m[p.T] = p.F
 		}
 	}
-	return out
+	return m
 }
 
 // BenchmarkCapacity compares omen's forecasts with the obvious
